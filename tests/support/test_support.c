@@ -1,0 +1,112 @@
+/* Shared helpers for the test programs (see test_support.h). */
+#include "test_support.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+static int name_counter;
+
+const char *ts_pg_conninfo(void) {
+  const char *v = getenv("SAGA_PG_CONNINFO");
+  return (v && *v) ? v : NULL;
+}
+
+const char *ts_kafka_bootstrap(void) {
+  const char *v = getenv("SAGA_KAFKA_BOOTSTRAP");
+  return (v && *v) ? v : NULL;
+}
+
+void ts_require_pg(void) {
+  if (!ts_pg_conninfo()) {
+    fprintf(stderr, "skipped: SAGA_PG_CONNINFO is not set "
+                    "(run through scripts/test.sh)\n");
+    exit(TS_SKIP);
+  }
+}
+
+void ts_require_kafka(void) {
+  if (!ts_kafka_bootstrap()) {
+    fprintf(stderr, "skipped: SAGA_KAFKA_BOOTSTRAP is not set "
+                    "(run through scripts/test.sh)\n");
+    exit(TS_SKIP);
+  }
+}
+
+int64_t ts_timeout_ms(int64_t ms) {
+  const char *v = getenv("SAGA_TEST_TIMEOUT_SCALE");
+  long scale = v ? strtol(v, NULL, 10) : 1;
+  if (scale < 1)
+    scale = 1;
+  return ms * scale;
+}
+
+int64_t ts_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *ts_unique_name(const char *prefix) {
+  static char ring[8][128];
+  static int slot;
+  char *buf = ring[slot++ % 8];
+  snprintf(buf, sizeof(ring[0]), "%s_%ld_%d_%ld", prefix, (long)getpid(),
+           name_counter++, (long)time(NULL) % 100000);
+  return buf;
+}
+
+static PGconn *admin_connect(void) {
+  ts_require_pg();
+  PGconn *c = PQconnectdb(ts_pg_conninfo());
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "could not connect to %s: %s", ts_pg_conninfo(),
+            PQerrorMessage(c));
+    exit(1);
+  }
+  return c;
+}
+
+static void admin_exec(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    exit(1);
+  }
+  PQclear(r);
+}
+
+char *ts_pg_create_database(const char *prefix) {
+  PGconn *c = admin_connect();
+  const char *name = ts_unique_name(prefix);
+  char sql[256];
+  snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", name);
+  admin_exec(c, sql);
+  PQfinish(c);
+  size_t n = strlen(ts_pg_conninfo()) + strlen(name) + 16;
+  char *ci = malloc(n);
+  if (!ci)
+    abort();
+  /* A later dbname= overrides an earlier one in a libpq conninfo string. */
+  snprintf(ci, n, "%s dbname=%s", ts_pg_conninfo(), name);
+  return ci;
+}
+
+void ts_pg_drop_database(char *conninfo) {
+  if (!conninfo)
+    return;
+  const char *p = strstr(conninfo, " dbname=");
+  if (p) {
+    PGconn *c = admin_connect();
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)",
+             p + 8);
+    admin_exec(c, sql);
+    PQfinish(c);
+  }
+  free(conninfo);
+}

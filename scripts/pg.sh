@@ -53,10 +53,11 @@ pg_home() {
   echo "$home"
 }
 
-home=$(pg_home)
+# Resolved, so the server user never walks through the project folder.
+home=$(readlink -f "$(pg_home)")
 data=$home/data
-[ ${#runas[@]} -gt 0 ] && chown postgres: "$(readlink -f "$home")"
-sock=$(readlink -f "$home")
+[ ${#runas[@]} -gt 0 ] && chown postgres: "$home"
+sock=$home
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

@@ -29,7 +29,7 @@ pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 runas=()
 if [ "$(id -u)" = 0 ]; then
   id postgres >/dev/null 2>&1 || die "user 'postgres' is missing (run scripts/deps.sh)"
-  runas=(runuser -u postgres --)
+  runas=(runuser -u postgres -- env -C /)
 fi
 
 # The cluster lives in .run/pg, unless the server user cannot reach the

@@ -1,0 +1,347 @@
+/* Codec of the saga.v1 wire messages (see wire.h). Never trusts a length:
+ * the value is bounded before protobuf-c sees it, header values are bounded
+ * and copied, and each message's required fields are checked after unpack. */
+#include "wire.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+static int fail(int err, char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(int err, char *errbuf, size_t errlen, const char *fmt, ...) {
+  if (errbuf && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return err;
+}
+
+static const ProtobufCMessageDescriptor *const known_types[] = {
+    &saga__v1__start_saga__descriptor,
+    &saga__v1__command__descriptor,
+    &saga__v1__reply__descriptor,
+    &saga__v1__notification__descriptor,
+};
+
+saga_meta_t saga__wire_meta_view(const saga__wire_meta_t *m) {
+  saga_meta_t v = {
+      .saga_id = m->saga_id[0] ? m->saga_id : NULL,
+      .correlation_id = m->correlation_id[0] ? m->correlation_id : NULL,
+      .causation_id = m->causation_id[0] ? m->causation_id : NULL,
+      .traceparent = m->traceparent[0] ? m->traceparent : NULL,
+  };
+  return v;
+}
+
+int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value) {
+  if (!value || !*value)
+    return 0;
+  return rd_kafka_header_add(h, name, -1, value, -1) ? SAGA_ENOMEM : 0;
+}
+
+/* An id-like string: present, bounded, no '/' (the idempotency key's
+ * separator) and no control characters. */
+static int check_id(const char *what, const char *v, int allow_slash,
+                    char *errbuf, size_t errlen) {
+  if (!v || !*v)
+    return fail(SAGA_EMISSING, errbuf, errlen, "%s is missing", what);
+  size_t n = strlen(v);
+  if (n > SAGA_WIRE_MAX_ID)
+    return fail(SAGA_EMISSING, errbuf, errlen,
+                "%s is %zu bytes long, the ceiling is %d", what, n,
+                SAGA_WIRE_MAX_ID);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (c < 0x20 || c == 0x7f || (c == '/' && !allow_slash))
+      return fail(SAGA_EMISSING, errbuf, errlen,
+                  "%s contains a forbidden character at byte %zu", what, i);
+  }
+  return 0;
+}
+
+static int check_optional_id(const char *what, const char *v, char *errbuf,
+                             size_t errlen) {
+  if (!v || !*v)
+    return 0;
+  return check_id(what, v, 1, errbuf, errlen);
+}
+
+static int check_action(int action, char *errbuf, size_t errlen) {
+  if (action != SAGA__V1__ACTION__ACTION_DO &&
+      action != SAGA__V1__ACTION__ACTION_COMPENSATE)
+    return fail(SAGA_EMISSING, errbuf, errlen,
+                "action must be DO or COMPENSATE, got %d", action);
+  return 0;
+}
+
+static int check_key(const char *key, const char *saga_id, const char *step,
+                     int action, uint32_t attempt, char *errbuf,
+                     size_t errlen) {
+  char want[4 * SAGA_WIRE_MAX_ID];
+  if (attempt < 1)
+    return fail(SAGA_EMISSING, errbuf, errlen, "attempt must be at least 1");
+  if (saga__idempotency_key(want, sizeof want, saga_id, step, action,
+                            attempt) != 0)
+    return fail(SAGA_EMISSING, errbuf, errlen, "idempotency_key is invalid");
+  if (!key || strcmp(key, want) != 0)
+    return fail(SAGA_EMISSING, errbuf, errlen,
+                "idempotency_key \"%.64s\" does not match \"%s\"",
+                key ? key : "", want);
+  return 0;
+}
+
+#define CHECK(expr)                                                            \
+  do {                                                                         \
+    int rc_ = (expr);                                                          \
+    if (rc_)                                                                   \
+      return rc_;                                                              \
+  } while (0)
+
+int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
+                     size_t errlen) {
+  if (!msg)
+    return fail(SAGA_EINVAL, errbuf, errlen, "no message");
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  if (d == &saga__v1__start_saga__descriptor) {
+    const Saga__V1__StartSaga *m = (const Saga__V1__StartSaga *)msg;
+    CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
+    CHECK(check_id("saga_type", m->saga_type, 1, errbuf, errlen));
+  } else if (d == &saga__v1__command__descriptor) {
+    const Saga__V1__Command *m = (const Saga__V1__Command *)msg;
+    CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
+    CHECK(check_optional_id("saga_type", m->saga_type, errbuf, errlen));
+    CHECK(check_id("step", m->step, 0, errbuf, errlen));
+    CHECK(check_action(m->action, errbuf, errlen));
+    CHECK(check_key(m->idempotency_key, m->saga_id, m->step, m->action,
+                    m->attempt, errbuf, errlen));
+    CHECK(check_id("reply_topic", m->reply_topic, 1, errbuf, errlen));
+  } else if (d == &saga__v1__reply__descriptor) {
+    const Saga__V1__Reply *m = (const Saga__V1__Reply *)msg;
+    CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
+    CHECK(check_id("step", m->step, 0, errbuf, errlen));
+    CHECK(check_action(m->action, errbuf, errlen));
+    CHECK(check_key(m->idempotency_key, m->saga_id, m->step, m->action,
+                    m->attempt, errbuf, errlen));
+    if (m->outcome < SAGA__V1__OUTCOME__OUTCOME_SUCCESS ||
+        m->outcome > SAGA__V1__OUTCOME__OUTCOME_RETRYABLE)
+      return fail(SAGA_EMISSING, errbuf, errlen,
+                  "outcome must be SUCCESS, FAILURE or RETRYABLE, got %d",
+                  m->outcome);
+  } else if (d == &saga__v1__notification__descriptor) {
+    const Saga__V1__Notification *m = (const Saga__V1__Notification *)msg;
+    CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
+    CHECK(check_optional_id("saga_type", m->saga_type, errbuf, errlen));
+    if (m->kind < SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED ||
+        m->kind > SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED)
+      return fail(SAGA_EMISSING, errbuf, errlen,
+                  "notification kind %d is unknown", m->kind);
+  } else {
+    return fail(SAGA_EINVAL, errbuf, errlen, "message type %s is not saga.v1",
+                d->name);
+  }
+  return 0;
+}
+
+static const char *body_saga_id(const ProtobufCMessage *msg) {
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  if (d == &saga__v1__start_saga__descriptor)
+    return ((const Saga__V1__StartSaga *)msg)->saga_id;
+  if (d == &saga__v1__command__descriptor)
+    return ((const Saga__V1__Command *)msg)->saga_id;
+  if (d == &saga__v1__reply__descriptor)
+    return ((const Saga__V1__Reply *)msg)->saga_id;
+  return ((const Saga__V1__Notification *)msg)->saga_id;
+}
+
+int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
+                      size_t max_bytes, void **out, size_t *out_len,
+                      rd_kafka_headers_t **out_hdrs, char *errbuf,
+                      size_t errlen) {
+  if (!msg || !out || !out_len || !out_hdrs)
+    return fail(SAGA_EINVAL, errbuf, errlen, "invalid argument to encode");
+  if (!max_bytes)
+    max_bytes = SAGA_DEFAULT_MAX_MESSAGE_BYTES;
+  CHECK(saga__wire_check(msg, errbuf, errlen));
+  saga_meta_t none = {0};
+  if (!meta)
+    meta = &none;
+  const char *hv[] = {meta->correlation_id, meta->causation_id,
+                      meta->traceparent};
+  const char *hn[] = {"correlation_id", "causation_id", "traceparent"};
+  for (size_t i = 0; i < 3; i++)
+    CHECK(check_optional_id(hn[i], hv[i], errbuf, errlen));
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  if (n > max_bytes)
+    return fail(SAGA_ETOOBIG, errbuf, errlen,
+                "%s of %zu bytes exceeds the ceiling of %zu bytes",
+                msg->descriptor->name, n, max_bytes);
+  uint8_t *buf = malloc(n ? n : 1);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(5);
+  if (!buf || !h)
+    goto nomem;
+  protobuf_c_message_pack(msg, buf);
+  if (saga__hdr_add(h, SAGA_HDR_TYPE, msg->descriptor->name) ||
+      saga__hdr_add(h, SAGA_HDR_SAGA_ID, body_saga_id(msg)) ||
+      saga__hdr_add(h, SAGA_HDR_CORRELATION, meta->correlation_id) ||
+      saga__hdr_add(h, SAGA_HDR_CAUSATION, meta->causation_id) ||
+      saga__hdr_add(h, SAGA_HDR_TRACEPARENT, meta->traceparent))
+    goto nomem;
+  *out = buf;
+  *out_len = n;
+  *out_hdrs = h;
+  return 0;
+nomem:
+  free(buf);
+  if (h)
+    rd_kafka_headers_destroy(h);
+  return fail(SAGA_ENOMEM, errbuf, errlen, "out of memory encoding %s",
+              msg->descriptor->name);
+}
+
+/* Copy header `name` into dst (""): bounded, no NUL bytes. */
+static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
+                      char *dst, char *errbuf, size_t errlen) {
+  const void *v = NULL;
+  size_t n = 0;
+  dst[0] = '\0';
+  if (!hdrs || rd_kafka_header_get_last(hdrs, name, &v, &n) !=
+                   RD_KAFKA_RESP_ERR_NO_ERROR)
+    return 0;
+  if (!v)
+    return 0;
+  if (n > SAGA_WIRE_MAX_ID)
+    return fail(SAGA_EMISSING, errbuf, errlen,
+                "header \"%s\" is %zu bytes long, the ceiling is %d", name, n,
+                SAGA_WIRE_MAX_ID);
+  if (memchr(v, '\0', n))
+    return fail(SAGA_EMISSING, errbuf, errlen,
+                "header \"%s\" contains a NUL byte", name);
+  memcpy(dst, v, n);
+  dst[n] = '\0';
+  return 0;
+}
+
+const ProtobufCMessageDescriptor *
+saga__wire_type_of(const rd_kafka_headers_t *hdrs) {
+  char type[SAGA_WIRE_MAX_ID + 1];
+  if (get_header(hdrs, SAGA_HDR_TYPE, type, NULL, 0) != 0 || !type[0])
+    return NULL;
+  for (size_t i = 0; i < sizeof known_types / sizeof known_types[0]; i++)
+    if (!strcmp(type, known_types[i]->name))
+      return known_types[i];
+  return NULL;
+}
+
+int saga__wire_decode(const ProtobufCMessageDescriptor *want,
+                      const void *value, size_t len,
+                      const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                      ProtobufCMessage **out, saga__wire_meta_t *meta,
+                      char *errbuf, size_t errlen) {
+  if (!want || !out || !meta || (!value && len))
+    return fail(SAGA_EINVAL, errbuf, errlen, "invalid argument to decode");
+  *out = NULL;
+  if (!max_bytes)
+    max_bytes = SAGA_DEFAULT_MAX_MESSAGE_BYTES;
+  char type[SAGA_WIRE_MAX_ID + 1];
+  CHECK(get_header(hdrs, SAGA_HDR_TYPE, type, errbuf, errlen));
+  if (!type[0])
+    return fail(SAGA_ETYPE, errbuf, errlen,
+                "header \"%s\" is missing, expected \"%s\"", SAGA_HDR_TYPE,
+                want->name);
+  if (strcmp(type, want->name) != 0)
+    return fail(SAGA_ETYPE, errbuf, errlen,
+                "header \"%s\" is \"%s\", expected \"%s\"", SAGA_HDR_TYPE,
+                type, want->name);
+  if (len > max_bytes)
+    return fail(SAGA_ETOOBIG, errbuf, errlen,
+                "%s of %zu bytes exceeds the ceiling of %zu bytes", want->name,
+                len, max_bytes);
+  CHECK(get_header(hdrs, SAGA_HDR_SAGA_ID, meta->saga_id, errbuf, errlen));
+  CHECK(get_header(hdrs, SAGA_HDR_CORRELATION, meta->correlation_id, errbuf,
+                   errlen));
+  CHECK(get_header(hdrs, SAGA_HDR_CAUSATION, meta->causation_id, errbuf,
+                   errlen));
+  CHECK(get_header(hdrs, SAGA_HDR_TRACEPARENT, meta->traceparent, errbuf,
+                   errlen));
+  ProtobufCMessage *m =
+      protobuf_c_message_unpack(want, NULL, len, (const uint8_t *)value);
+  if (!m)
+    return fail(SAGA_EDECODE, errbuf, errlen,
+                "%s of %zu bytes could not be decoded (truncated or malformed)",
+                want->name, len);
+  int rc = saga__wire_check(m, errbuf, errlen);
+  if (!rc && meta->saga_id[0] && strcmp(meta->saga_id, body_saga_id(m)))
+    rc = fail(SAGA_EMISSING, errbuf, errlen,
+              "header \"%s\" is \"%s\" but the message is for saga \"%s\"",
+              SAGA_HDR_SAGA_ID, meta->saga_id, body_saga_id(m));
+  if (rc) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+  }
+  if (!meta->saga_id[0])
+    snprintf(meta->saga_id, sizeof meta->saga_id, "%s", body_saga_id(m));
+  *out = m;
+  return 0;
+}
+
+void saga__wire_free(ProtobufCMessage *msg) {
+  if (msg)
+    protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
+                          const char *step, int action, uint32_t attempt) {
+  const char *a = action == SAGA_ACTION_DO           ? "DO"
+                  : action == SAGA_ACTION_COMPENSATE ? "COMPENSATE"
+                                                     : NULL;
+  if (!a || !saga_id || !step)
+    return SAGA_EINVAL;
+  int n = snprintf(buf, len, "%s/%s/%s/%" PRIu32, saga_id, step, a, attempt);
+  return (n < 0 || (size_t)n >= len) ? SAGA_ETOOBIG : 0;
+}
+
+static int random_hex(char *dst, size_t nbytes) {
+  unsigned char r[32];
+  if (nbytes > sizeof r)
+    return SAGA_EINVAL;
+  size_t got = 0;
+  while (got < nbytes) {
+    ssize_t n = getrandom(r + got, nbytes - got, 0);
+    if (n <= 0)
+      return SAGA_EINVAL;
+    got += (size_t)n;
+  }
+  for (size_t i = 0; i < nbytes; i++)
+    snprintf(dst + 2 * i, 3, "%02x", r[i]);
+  return 0;
+}
+
+int saga__uuid(char *buf, size_t len) {
+  char h[33];
+  if (len < 37)
+    return SAGA_ETOOBIG;
+  if (random_hex(h, 16))
+    return SAGA_EINVAL;
+  h[12] = '4';                            /* version 4 */
+  h[16] = "89ab"[h[16] % 4];              /* variant 10xx */
+  snprintf(buf, len, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16,
+           h + 20);
+  return 0;
+}
+
+int saga__traceparent(char *buf, size_t len) {
+  char t[33], s[17];
+  if (len < 56)
+    return SAGA_ETOOBIG;
+  if (random_hex(t, 16) || random_hex(s, 8))
+    return SAGA_EINVAL;
+  snprintf(buf, len, "00-%s-%s-01", t, s);
+  return 0;
+}

@@ -1,0 +1,92 @@
+/* Internal codec of the saga.v1 wire messages: protobuf payload plus the
+ * Kafka headers of docs/protocol.md, with a size ceiling on every decode and
+ * a check of every required field. Pure functions: no I/O, no logging.
+ * Shared by the client library and the coordinator (target saga_wire). */
+#ifndef SAGA_CLIENT_WIRE_H
+#define SAGA_CLIENT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "saga.pb-c.h"
+#include "saga/client.h"
+
+#define SAGA_HDR_TYPE "saga-message-type"
+#define SAGA_HDR_SAGA_ID "saga-id"
+#define SAGA_HDR_CORRELATION "correlation-id"
+#define SAGA_HDR_CAUSATION "causation-id"
+#define SAGA_HDR_TRACEPARENT "traceparent"
+#define SAGA_HDR_DLQ_REASON "saga-dlq-reason"
+#define SAGA_HDR_DLQ_SOURCE "saga-dlq-source"
+
+/* protobuf-c's message structs hold `char *` even for data they only read:
+ * this casts a borrowed const string for them without -Wcast-qual noise. */
+#define SAGA_MUT(s) ((char *)(uintptr_t)(const void *)(s))
+
+/* Ceiling on ids, step names, topics and header values, in bytes. */
+#define SAGA_WIRE_MAX_ID 255
+
+/* Decoded header values, NUL-terminated; "" when absent. */
+typedef struct saga__wire_meta {
+  char saga_id[SAGA_WIRE_MAX_ID + 1];
+  char correlation_id[SAGA_WIRE_MAX_ID + 1];
+  char causation_id[SAGA_WIRE_MAX_ID + 1];
+  char traceparent[SAGA_WIRE_MAX_ID + 1];
+} saga__wire_meta_t;
+
+/* A view of `m` as saga_meta_t (NULL for empty fields). */
+saga_meta_t saga__wire_meta_view(const saga__wire_meta_t *m);
+
+/* Encode `msg` (checked first, see saga__wire_check) into a malloc'd buffer
+ * (*out, *out_len; free()) and a new header list (*out_hdrs;
+ * rd_kafka_headers_destroy, or hand it to a produce call) carrying the type
+ * name, the message's saga id and meta's other fields. max_bytes 0 = 1 MiB.
+ * Returns 0, SAGA_EMISSING, SAGA_ETOOBIG, SAGA_EINVAL or SAGA_ENOMEM;
+ * errbuf says what. */
+int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
+                      size_t max_bytes, void **out, size_t *out_len,
+                      rd_kafka_headers_t **out_hdrs, char *errbuf,
+                      size_t errlen);
+
+/* Decode a Kafka message's value into a message of type `want`. Refuses a
+ * missing or different `saga-message-type` header (SAGA_ETYPE), a value
+ * past max_bytes (SAGA_ETOOBIG; 0 = 1 MiB), bytes that do not parse
+ * (SAGA_EDECODE), header values past SAGA_WIRE_MAX_ID or with NUL bytes
+ * and missing required fields or a `saga-id` header that disagrees with the
+ * body (SAGA_EMISSING). hdrs may be NULL (then SAGA_ETYPE). On 0, *out is
+ * the message (saga__wire_free) and *meta the headers. */
+int saga__wire_decode(const ProtobufCMessageDescriptor *want,
+                      const void *value, size_t len,
+                      const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                      ProtobufCMessage **out, saga__wire_meta_t *meta,
+                      char *errbuf, size_t errlen);
+
+/* The message type named by the `saga-message-type` header, or NULL when
+ * absent or not one of saga.v1's. */
+const ProtobufCMessageDescriptor *
+saga__wire_type_of(const rd_kafka_headers_t *hdrs);
+
+/* Check required fields and ceilings of a saga.v1 message. 0 or
+ * SAGA_EMISSING with errbuf naming the field. */
+int saga__wire_check(const ProtobufCMessage *msg, char *errbuf, size_t errlen);
+
+void saga__wire_free(ProtobufCMessage *msg); /* NULL-safe */
+
+/* "<saga_id>/<step>/<DO|COMPENSATE>/<attempt>" into buf. Returns 0, or
+ * SAGA_EINVAL for a bad action or SAGA_ETOOBIG when buf is short. */
+int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
+                          const char *step, int action, uint32_t attempt);
+
+/* Random identifiers from getrandom(): a UUID v4 (37 bytes with NUL) and a
+ * W3C traceparent "00-<32 hex>-<16 hex>-01" (56 bytes with NUL).
+ * Return 0 or SAGA_ETOOBIG when len is short. */
+int saga__uuid(char *buf, size_t len);
+int saga__traceparent(char *buf, size_t len);
+
+/* Append a text header; 0 or SAGA_ENOMEM. */
+int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value);
+
+#endif

@@ -1,0 +1,353 @@
+/* The saga client library: participant services and starters talk to the
+ * saga coordinator over Kafka through it (wire contract: docs/protocol.md).
+ * Everything runs on the caller's libuv loop; the library starts no thread of
+ * its own (librdkafka's threads never touch caller state), never logs, exits
+ * or reads the environment. A small blocking layer sits on top for programs
+ * without a loop. Usage: docs/client.md. */
+#ifndef SAGA_CLIENT_H
+#define SAGA_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SAGA_CLIENT_EXPORT __attribute__((visibility("default")))
+
+/* Errors: 0 = OK, negative = failure. Values are never reused. */
+#define SAGA_ERRNO_MAP(X)                                                      \
+  X(OK, 0, "success")                                                          \
+  X(EINVAL, -1, "invalid argument")                                            \
+  X(ENOMEM, -2, "out of memory")                                               \
+  X(ETOOBIG, -3, "message exceeds the size ceiling")                           \
+  X(EDECODE, -4, "message could not be decoded")                               \
+  X(ETYPE, -5, "missing or unexpected message type header")                    \
+  X(EMISSING, -6, "required field missing or invalid")                         \
+  X(EKAFKA, -7, "kafka error")                                                 \
+  X(ETIMEDOUT, -8, "timed out")                                                \
+  X(ECANCELED, -9, "cancelled")                                                \
+  X(ESTORE, -10, "idempotency store error")                                    \
+  X(ESTATE, -11, "operation not allowed in this state")                        \
+  X(EEXIST, -12, "already exists")
+
+typedef enum saga_err {
+#define SAGA_ERR_ENUM_(name, value, text) SAGA_##name = (value),
+  SAGA_ERRNO_MAP(SAGA_ERR_ENUM_)
+#undef SAGA_ERR_ENUM_
+} saga_err_t;
+
+/* Text for an error code ("timed out"); never NULL, static storage. */
+SAGA_CLIENT_EXPORT const char *saga_strerror(int err);
+/* Name of an error code ("SAGA_ETIMEDOUT"); never NULL, static storage. */
+SAGA_CLIENT_EXPORT const char *saga_err_name(int err);
+
+/* The wire enums of schemas/saga.proto (same values). */
+typedef enum saga_action {
+  SAGA_ACTION_DO = 1,
+  SAGA_ACTION_COMPENSATE = 2
+} saga_action_t;
+
+typedef enum saga_outcome {
+  SAGA_OUTCOME_SUCCESS = 1,
+  SAGA_OUTCOME_FAILURE = 2,
+  SAGA_OUTCOME_RETRYABLE = 3
+} saga_outcome_t;
+
+typedef enum saga_notification_kind {
+  SAGA_NOTIFY_STARTED = 1,
+  SAGA_NOTIFY_STEP_DONE = 2,
+  SAGA_NOTIFY_COMPLETED = 3,
+  SAGA_NOTIFY_COMPENSATED = 4,
+  SAGA_NOTIFY_COMPENSATION_FAILED = 5,
+  SAGA_NOTIFY_REJECTED = 6
+} saga_notification_kind_t;
+
+/* "DO" / "COMPENSATE" / "SUCCESS" ...; "?" for unknown values. Static. */
+SAGA_CLIENT_EXPORT const char *saga_action_name(int action);
+SAGA_CLIENT_EXPORT const char *saga_outcome_name(int outcome);
+SAGA_CLIENT_EXPORT const char *saga_notification_kind_name(int kind);
+
+/* Message metadata carried in Kafka headers (docs/protocol.md). Borrowed
+ * strings; any may be NULL. */
+typedef struct saga_meta {
+  const char *saga_id;
+  const char *correlation_id;
+  const char *causation_id;
+  const char *traceparent; /* W3C trace context */
+} saga_meta_t;
+
+/* How to reach Kafka. `properties` is NULL or a NULL-terminated list of
+ * name, value, name, value, ... librdkafka properties passed through
+ * unchanged (TLS, SASL, tuning). All strings are copied by the _new call. */
+typedef struct saga_kafka_config {
+  const char *bootstrap_servers;   /* required */
+  const char *const *properties;   /* optional */
+  size_t max_message_bytes;        /* decode/encode ceiling; 0 = 1 MiB */
+} saga_kafka_config_t;
+
+#define SAGA_DEFAULT_MAX_MESSAGE_BYTES ((size_t)1 << 20)
+#define SAGA_DEFAULT_INBOX_TOPIC "saga.inbox"
+#define SAGA_DEFAULT_NOTIFICATIONS_TOPIC "saga.notifications"
+
+/* ------------------------------------------------------------------------
+ * Idempotency store: remembers the reply given for each idempotency key so
+ * a redelivered or resent command never reaches the handler twice (its
+ * recorded reply is sent again instead). Calls are made on the loop thread;
+ * each calls its callback exactly once, synchronously or later on the loop.
+ * ------------------------------------------------------------------------ */
+typedef struct saga_recorded_reply {
+  saga_outcome_t outcome;
+  const void *payload; /* borrowed for the duration of the callback */
+  size_t payload_len;
+  const char *reason;  /* borrowed; may be NULL */
+} saga_recorded_reply_t;
+
+/* found: 1 with `reply` set, 0 when the key is unknown; err < 0 on failure. */
+typedef void (*saga_store_lookup_cb)(void *arg, int err, int found,
+                                     const saga_recorded_reply_t *reply);
+typedef void (*saga_store_record_cb)(void *arg, int err);
+
+typedef struct saga_idem_store {
+  void *ctx;
+  void (*lookup)(void *ctx, const char *key, saga_store_lookup_cb cb,
+                 void *arg);
+  /* Record key -> reply. Recording a key already present keeps the first
+   * reply and succeeds. */
+  void (*record)(void *ctx, const char *key, const saga_recorded_reply_t *r,
+                 saga_store_record_cb cb, void *arg);
+  void (*destroy)(void *ctx); /* may be NULL */
+} saga_idem_store_t;
+
+/* An in-memory store (tests, or participants whose effects are naturally
+ * idempotent). Returns 0 or SAGA_ENOMEM; free with store->destroy(ctx),
+ * which saga_participant_close does for the store it was given. */
+SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
+
+/* A store in a table of the participant's own PostgreSQL database, created
+ * if missing:
+ *   saga_idempotency(key text primary key, outcome smallint, payload bytea,
+ *                    reason text, recorded_at timestamptz)
+ * `conn` is a libpq PGconn * in CONNECTION_OK state, borrowed for the
+ * store's life and used blocking on the loop thread (one short statement
+ * per lookup or record). Returns 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE
+ * (text in errbuf). To record a key in the participant's own business
+ * transaction, see saga_pg_record_in_transaction. */
+SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
+                                          char *errbuf, size_t errlen);
+
+/* Insert key -> reply on `pgconn` inside the caller's open transaction (the
+ * table must exist: create the store once first). The library's own record
+ * of the same key later keeps this one. Returns 0 or SAGA_ESTORE. */
+SAGA_CLIENT_EXPORT int saga_pg_record_in_transaction(
+    void *pgconn, const char *key, const saga_recorded_reply_t *reply,
+    char *errbuf, size_t errlen);
+
+/* ------------------------------------------------------------------------
+ * Participant
+ * ------------------------------------------------------------------------ */
+typedef struct saga_participant saga_participant_t;
+
+/* A decoded command, borrowed: valid until saga_participant_done() is
+ * called for it. */
+typedef struct saga_command {
+  const char *topic;           /* the command topic it came from */
+  const char *saga_id;
+  const char *saga_type;
+  uint32_t definition_version;
+  const char *step;
+  saga_action_t action;
+  uint32_t attempt;
+  const char *idempotency_key;
+  int64_t deadline_ms;         /* Unix epoch ms, 0 = none */
+  const void *payload;
+  size_t payload_len;
+  const char *reply_topic;
+  saga_meta_t meta;
+} saga_command_t;
+
+/* One command awaiting its outcome; completed by saga_participant_done. */
+typedef struct saga_pending saga_pending_t;
+
+/* Called on the loop for each new command. The handler must call
+ * saga_participant_done(pending, ...) exactly once, before returning or
+ * later on the loop thread. */
+typedef void (*saga_handler_fn)(saga_participant_t *p,
+                                const saga_command_t *cmd,
+                                saga_pending_t *pending, void *arg);
+
+typedef struct saga_participant_config {
+  saga_kafka_config_t kafka;
+  const char *group_id;        /* required: the participant's consumer group */
+  /* Dead-letter topic for undecodable commands; NULL = "<topic>.dlq". */
+  const char *dlq_topic;
+  saga_idem_store_t store;     /* required; owned by the participant */
+} saga_participant_config_t;
+
+/* Create a participant on `loop`. Takes ownership of cfg->store on success
+ * only. Register handlers, then saga_participant_start. Returns 0,
+ * SAGA_EINVAL, SAGA_ENOMEM or SAGA_EKAFKA (text in errbuf). Loop thread. */
+SAGA_CLIENT_EXPORT int saga_participant_new(uv_loop_t *loop,
+                                            const saga_participant_config_t *cfg,
+                                            saga_participant_t **out,
+                                            char *errbuf, size_t errlen);
+
+/* Register `fn` for commands on `topic` (copied). Before start only.
+ * Returns 0, SAGA_EINVAL, SAGA_EEXIST, SAGA_ESTATE or SAGA_ENOMEM. */
+SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
+                                               const char *topic,
+                                               saga_handler_fn fn, void *arg);
+
+/* Join the consumer group on every registered topic. Commands are
+ * decoded; a redelivered idempotency key gets its recorded reply again
+ * without reaching the handler; undecodable input goes to the dead-letter
+ * topic with a `saga-dlq-reason` header; the offset of a command is
+ * committed only after its reply's delivery is acknowledged. Returns 0,
+ * SAGA_ESTATE, SAGA_EINVAL or SAGA_EKAFKA. */
+SAGA_CLIENT_EXPORT int saga_participant_start(saga_participant_t *p,
+                                              char *errbuf, size_t errlen);
+
+/* Finish a command: record the reply under its idempotency key, produce it
+ * to the command's reply_topic, then commit the command's offset. `payload`
+ * and `reason` are copied. `pending` is invalid after this call, even on
+ * error. Returns 0, SAGA_EINVAL (bad outcome) or SAGA_ETOOBIG. */
+SAGA_CLIENT_EXPORT int saga_participant_done(saga_pending_t *pending,
+                                             saga_outcome_t outcome,
+                                             const void *payload,
+                                             size_t payload_len,
+                                             const char *reason);
+
+/* Counters, for metrics and tests. */
+typedef struct saga_participant_stats {
+  uint64_t handled;        /* handler calls */
+  uint64_t duplicates;     /* redelivered keys answered from the store */
+  uint64_t dead_lettered;  /* undecodable inputs sent to the DLQ */
+  uint64_t replies_acked;  /* replies whose delivery was acknowledged */
+  uint64_t errors;         /* store or Kafka failures (input redelivered) */
+} saga_participant_stats_t;
+
+SAGA_CLIENT_EXPORT void saga_participant_stats(const saga_participant_t *p,
+                                               saga_participant_stats_t *out);
+
+/* Leave the group and release everything; `cb` (may be NULL) runs on the
+ * loop when memory is freed. Commands still pending are abandoned (their
+ * offsets stay uncommitted, so they are redelivered). NULL-safe. */
+SAGA_CLIENT_EXPORT void saga_participant_close(saga_participant_t *p,
+                                               void (*cb)(void *arg),
+                                               void *arg);
+
+/* ------------------------------------------------------------------------
+ * Starter
+ * ------------------------------------------------------------------------ */
+typedef struct saga_starter saga_starter_t;
+
+typedef struct saga_starter_config {
+  saga_kafka_config_t kafka;
+  const char *inbox_topic;          /* NULL = "saga.inbox" */
+  const char *notifications_topic;  /* NULL = "saga.notifications" */
+  /* Wait at most this long in saga_starter_new for the notification
+   * topic's partitions and end offsets; 0 = 10000 ms. */
+  int64_t setup_timeout_ms;
+} saga_starter_config_t;
+
+typedef struct saga_start_request {
+  const char *saga_type;          /* required */
+  const char *saga_id;            /* NULL = generate a random one */
+  uint32_t definition_version;    /* 0 = newest */
+  const void *input;
+  size_t input_len;
+  saga_meta_t meta;               /* saga_id ignored; others optional:
+                                     generated when NULL */
+} saga_start_request_t;
+
+/* A decoded lifecycle notification, borrowed for the callback's duration. */
+typedef struct saga_notification {
+  const char *saga_id;
+  const char *saga_type;
+  saga_notification_kind_t kind;
+  const char *step;
+  int action;   /* saga_action_t, 0 when absent */
+  int outcome;  /* saga_outcome_t, 0 when absent */
+  const void *payload;
+  size_t payload_len;
+  const char *reason;
+  int64_t at_ms;
+  saga_meta_t meta;
+} saga_notification_t;
+
+/* True for kinds that end what a starter awaits: COMPLETED, COMPENSATED,
+ * COMPENSATION_FAILED (parked for an operator) and REJECTED. */
+SAGA_CLIENT_EXPORT int saga_notification_is_outcome(int kind);
+
+/* Create a starter on `loop`: a producer to the inbox and a reader of every
+ * partition of the notifications topic from its current end (no consumer
+ * group, so no join delay). Blocks up to setup_timeout_ms to learn those
+ * partitions. Every notification produced after this returns is seen.
+ * Returns 0, SAGA_EINVAL, SAGA_ENOMEM, SAGA_EKAFKA or SAGA_ETIMEDOUT. */
+SAGA_CLIENT_EXPORT int saga_starter_new(uv_loop_t *loop,
+                                        const saga_starter_config_t *cfg,
+                                        saga_starter_t **out, char *errbuf,
+                                        size_t errlen);
+
+/* Called once when the StartSaga's delivery to the inbox is acknowledged
+ * (err 0) or failed (err < 0; SAGA_ECANCELED on close). */
+typedef void (*saga_started_cb)(saga_starter_t *s, int err,
+                                const char *saga_id, void *arg);
+
+/* Send StartSaga. The saga id (given or generated) is copied to
+ * `saga_id_out` (at least 64 bytes are enough for generated ids). Starting
+ * the same saga id again is harmless: the coordinator starts it once.
+ * If this returns an error, `cb` is never called; otherwise exactly once.
+ * Returns 0, SAGA_EINVAL, SAGA_ETOOBIG, SAGA_ENOMEM or SAGA_EKAFKA. */
+SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
+                                          const saga_start_request_t *req,
+                                          char *saga_id_out, size_t id_len,
+                                          saga_started_cb cb, void *arg);
+
+/* Called once with the saga's outcome notification (err 0), or err
+ * SAGA_ETIMEDOUT / SAGA_ECANCELED and n == NULL. */
+typedef void (*saga_outcome_cb)(saga_starter_t *s, int err,
+                                const saga_notification_t *n, void *arg);
+
+/* Await the outcome (saga_notification_is_outcome) of `saga_id`, at most
+ * timeout_ms. Outcomes seen since the starter was created are remembered,
+ * so awaiting after the saga finished still answers. Returns 0, SAGA_EINVAL
+ * or SAGA_ENOMEM; then `cb` is called exactly once. */
+SAGA_CLIENT_EXPORT int saga_starter_await(saga_starter_t *s,
+                                          const char *saga_id,
+                                          int64_t timeout_ms,
+                                          saga_outcome_cb cb, void *arg);
+
+/* Called for every notification (any saga) while subscribed. */
+typedef void (*saga_notification_cb)(saga_starter_t *s,
+                                     const saga_notification_t *n, void *arg);
+
+/* Set (or clear with NULL) the notification subscriber. Returns 0. */
+SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
+                                              saga_notification_cb cb,
+                                              void *arg);
+
+/* Pending starts and awaits are called back with SAGA_ECANCELED, then
+ * memory is released and `cb` (may be NULL) runs on the loop. NULL-safe. */
+SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
+                                           void (*cb)(void *arg), void *arg);
+
+/* Blocking layer: runs a private loop. Start a saga and wait for its
+ * outcome, at most timeout_ms in all. On 0, *kind_out holds the outcome
+ * kind and, when reason_out is given, the reason (or "") is copied.
+ * Returns 0 or any error above. Not for use on a loop thread. */
+SAGA_CLIENT_EXPORT int saga_run_saga(const saga_starter_config_t *cfg,
+                                     const saga_start_request_t *req,
+                                     int64_t timeout_ms, char *saga_id_out,
+                                     size_t id_len,
+                                     saga_notification_kind_t *kind_out,
+                                     char *reason_out, size_t reason_len,
+                                     char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

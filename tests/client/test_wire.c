@@ -1,0 +1,385 @@
+/* The wire codec: round trips of every saga.v1 message and every way a
+ * decode refuses input (truncated, wrong or missing type header, oversize,
+ * missing fields, disagreeing headers). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "saga/client.h"
+#include "wire.h"
+
+static char errbuf[512];
+
+static Saga__V1__Command make_command(void) {
+  Saga__V1__Command c;
+  saga__v1__command__init(&c);
+  c.saga_id = SAGA_MUT("saga-1");
+  c.saga_type = SAGA_MUT("order");
+  c.definition_version = 3;
+  c.step = SAGA_MUT("reserve");
+  c.action = SAGA__V1__ACTION__ACTION_DO;
+  c.attempt = 2;
+  c.idempotency_key = SAGA_MUT("saga-1/reserve/DO/2");
+  c.deadline_ms = 1700000000123;
+  c.payload.data = (uint8_t *)SAGA_MUT("{\"sku\":1}");
+  c.payload.len = 9;
+  c.reply_topic = SAGA_MUT("saga.inbox");
+  return c;
+}
+
+/* Encode then decode; returns the decode's code and frees everything. */
+static int encode_decode(const ProtobufCMessage *m,
+                         const ProtobufCMessageDescriptor *want,
+                         ProtobufCMessage **out, saga__wire_meta_t *meta) {
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  saga_meta_t in = {.correlation_id = "corr-9", .causation_id = "cause-8",
+                    .traceparent = "00-0af7651916cd43dd8448eb211c80319c-"
+                                   "b7ad6b7169203331-01"};
+  int rc = saga__wire_encode(m, &in, 0, &buf, &len, &h, errbuf, sizeof errbuf);
+  assert_int_equal(rc, 0);
+  rc = saga__wire_decode(want, buf, len, h, 0, out, meta, errbuf,
+                         sizeof errbuf);
+  free(buf);
+  rd_kafka_headers_destroy(h);
+  return rc;
+}
+
+static void test_command_round_trips_with_headers(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  ProtobufCMessage *out;
+  saga__wire_meta_t meta;
+  assert_int_equal(encode_decode(&c.base, &saga__v1__command__descriptor, &out,
+                                 &meta),
+                   0);
+  Saga__V1__Command *d = (Saga__V1__Command *)out;
+  assert_string_equal(d->saga_id, "saga-1");
+  assert_string_equal(d->saga_type, "order");
+  assert_int_equal(d->definition_version, 3);
+  assert_string_equal(d->step, "reserve");
+  assert_int_equal(d->action, SAGA__V1__ACTION__ACTION_DO);
+  assert_int_equal(d->attempt, 2);
+  assert_string_equal(d->idempotency_key, "saga-1/reserve/DO/2");
+  assert_int_equal(d->deadline_ms, 1700000000123);
+  assert_int_equal(d->payload.len, 9);
+  assert_memory_equal(d->payload.data, "{\"sku\":1}", 9);
+  assert_string_equal(d->reply_topic, "saga.inbox");
+  assert_string_equal(meta.saga_id, "saga-1");
+  assert_string_equal(meta.correlation_id, "corr-9");
+  assert_string_equal(meta.causation_id, "cause-8");
+  assert_string_equal(meta.traceparent,
+                      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  saga__wire_free(out);
+}
+
+static void test_start_saga_round_trips_with_and_without_version(void **s) {
+  (void)s;
+  for (int pinned = 0; pinned < 2; pinned++) {
+    Saga__V1__StartSaga m;
+  saga__v1__start_saga__init(&m);
+    m.saga_id = SAGA_MUT("s-2");
+    m.saga_type = SAGA_MUT("order");
+    if (pinned) {
+      m.definition_version_present_case =
+          SAGA__V1__START_SAGA__DEFINITION_VERSION_PRESENT_DEFINITION_VERSION;
+      m.definition_version = 0; /* presence survives even for zero */
+    }
+    m.input.data = (uint8_t *)SAGA_MUT("{}");
+    m.input.len = 2;
+    m.requested_at_ms = 42;
+    ProtobufCMessage *out;
+    saga__wire_meta_t meta;
+    assert_int_equal(encode_decode(&m.base, &saga__v1__start_saga__descriptor,
+                                   &out, &meta),
+                     0);
+    Saga__V1__StartSaga *d = (Saga__V1__StartSaga *)out;
+    assert_string_equal(d->saga_type, "order");
+    assert_int_equal(d->definition_version_present_case,
+                     m.definition_version_present_case);
+    assert_int_equal(d->input.len, 2);
+    assert_int_equal(d->requested_at_ms, 42);
+    saga__wire_free(out);
+  }
+}
+
+static void test_reply_and_notification_round_trip(void **state) {
+  (void)state;
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = SAGA_MUT("s-3");
+  r.step = SAGA_MUT("charge");
+  r.action = SAGA__V1__ACTION__ACTION_COMPENSATE;
+  r.attempt = 1;
+  r.idempotency_key = SAGA_MUT("s-3/charge/COMPENSATE/1");
+  r.outcome = SAGA__V1__OUTCOME__OUTCOME_RETRYABLE;
+  r.reason = SAGA_MUT("card service unavailable");
+  ProtobufCMessage *out;
+  saga__wire_meta_t meta;
+  assert_int_equal(
+      encode_decode(&r.base, &saga__v1__reply__descriptor, &out, &meta), 0);
+  assert_int_equal(((Saga__V1__Reply *)out)->outcome,
+                   SAGA__V1__OUTCOME__OUTCOME_RETRYABLE);
+  assert_string_equal(((Saga__V1__Reply *)out)->reason,
+                      "card service unavailable");
+  saga__wire_free(out);
+
+  Saga__V1__Notification n;
+  saga__v1__notification__init(&n);
+  n.saga_id = SAGA_MUT("s-3");
+  n.kind = SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED;
+  n.reason = SAGA_MUT("charge failed");
+  n.at_ms = 7;
+  assert_int_equal(encode_decode(&n.base, &saga__v1__notification__descriptor,
+                                 &out, &meta),
+                   0);
+  assert_int_equal(((Saga__V1__Notification *)out)->kind,
+                   SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED);
+  saga__wire_free(out);
+}
+
+/* A packed command plus its headers, for the error paths. */
+typedef struct packed {
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+} packed_t;
+
+static packed_t pack(const ProtobufCMessage *m) {
+  packed_t p;
+  assert_int_equal(saga__wire_encode(m, NULL, 0, &p.buf, &p.len, &p.h, errbuf,
+                                     sizeof errbuf),
+                   0);
+  return p;
+}
+
+static void unpack_free(packed_t *p) {
+  free(p->buf);
+  rd_kafka_headers_destroy(p->h);
+}
+
+static int decode_command(const void *buf, size_t len,
+                          const rd_kafka_headers_t *h, size_t max) {
+  ProtobufCMessage *out = (ProtobufCMessage *)(uintptr_t)1;
+  saga__wire_meta_t meta;
+  int rc = saga__wire_decode(&saga__v1__command__descriptor, buf, len, h, max,
+                             &out, &meta, errbuf, sizeof errbuf);
+  if (rc == 0)
+    saga__wire_free(out);
+  else
+    assert_null(out);
+  return rc;
+}
+
+static void test_every_truncation_of_a_command_is_refused(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  for (size_t n = 0; n < p.len; n++) {
+    int rc = decode_command(p.buf, n, p.h, 0);
+    /* A cut at a field boundary parses but lacks required fields. */
+    assert_true(rc == SAGA_EDECODE || rc == SAGA_EMISSING);
+  }
+  assert_int_equal(decode_command(p.buf, p.len, p.h, 0), 0);
+  unpack_free(&p);
+}
+
+static void test_garbage_bytes_are_refused_as_undecodable(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  /* field 1, length-delimited, claims 127 bytes: lengths are not trusted */
+  const uint8_t lie[] = {0x0a, 0x7f, 'a', 'b'};
+  assert_int_equal(decode_command(lie, sizeof lie, p.h, 0), SAGA_EDECODE);
+  assert_non_null(strstr(errbuf, "could not be decoded"));
+  unpack_free(&p);
+}
+
+static void test_missing_or_wrong_type_header_is_refused(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  assert_int_equal(decode_command(p.buf, p.len, NULL, 0), SAGA_ETYPE);
+  assert_non_null(strstr(errbuf, "is missing"));
+  rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+  assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_ETYPE);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Reply", -1);
+  assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_ETYPE);
+  assert_string_equal(errbuf, "header \"saga-message-type\" is "
+                              "\"saga.v1.Reply\", expected \"saga.v1.Command\"");
+  rd_kafka_headers_destroy(h);
+  unpack_free(&p);
+}
+
+static void test_oversize_message_is_refused_before_parsing(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  assert_int_equal(decode_command(p.buf, p.len, p.h, p.len - 1), SAGA_ETOOBIG);
+  assert_non_null(strstr(errbuf, "exceeds the ceiling"));
+  assert_int_equal(decode_command(p.buf, p.len, p.h, p.len), 0);
+  /* encode has the same ceiling */
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  assert_int_equal(saga__wire_encode(&c.base, NULL, p.len - 1, &buf, &len, &h,
+                                     errbuf, sizeof errbuf),
+                   SAGA_ETOOBIG);
+  unpack_free(&p);
+}
+
+static int encode_fails(const Saga__V1__Command *c) {
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  int rc = saga__wire_encode(&c->base, NULL, 0, &buf, &len, &h, errbuf,
+                             sizeof errbuf);
+  assert_null(buf);
+  assert_null(h);
+  return rc;
+}
+
+static void test_missing_required_fields_are_named(void **state) {
+  (void)state;
+  Saga__V1__Command c;
+
+  c = make_command();
+  c.step = SAGA_MUT("");
+  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
+  assert_string_equal(errbuf, "step is missing");
+
+  c = make_command();
+  c.action = SAGA__V1__ACTION__ACTION_UNSPECIFIED;
+  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
+  assert_non_null(strstr(errbuf, "action must be"));
+
+  c = make_command();
+  c.idempotency_key = SAGA_MUT("saga-1/reserve/DO/1");
+  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
+  assert_non_null(strstr(errbuf, "does not match \"saga-1/reserve/DO/2\""));
+
+  c = make_command();
+  c.saga_id = SAGA_MUT("a/b");
+  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
+  assert_non_null(strstr(errbuf, "forbidden character"));
+
+  /* On the decode side: a body without reply_topic, packed by hand. */
+  c = make_command();
+  c.reply_topic = SAGA_MUT("");
+  size_t n = protobuf_c_message_get_packed_size(&c.base);
+  uint8_t *raw = malloc(n);
+  protobuf_c_message_pack(&c.base, raw);
+  rd_kafka_headers_t *th = rd_kafka_headers_new(1);
+  rd_kafka_header_add(th, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+  assert_int_equal(decode_command(raw, n, th, 0), SAGA_EMISSING);
+  assert_string_equal(errbuf, "reply_topic is missing");
+  /* an empty value is a Command with nothing set */
+  assert_int_equal(decode_command("", 0, th, 0), SAGA_EMISSING);
+  assert_string_equal(errbuf, "saga_id is missing");
+  rd_kafka_headers_destroy(th);
+  free(raw);
+}
+
+static void test_headers_that_disagree_or_overflow_are_refused(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+  rd_kafka_header_add(h, SAGA_HDR_SAGA_ID, -1, "someone-else", -1);
+  assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_EMISSING);
+  assert_non_null(strstr(errbuf, "\"someone-else\" but the message is for"));
+  rd_kafka_headers_destroy(h);
+
+  char big[SAGA_WIRE_MAX_ID + 2];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  h = rd_kafka_headers_new(3);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+  rd_kafka_header_add(h, SAGA_HDR_TRACEPARENT, -1, big, -1);
+  assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_EMISSING);
+  assert_non_null(strstr(errbuf, "the ceiling is"));
+  rd_kafka_headers_destroy(h);
+
+  h = rd_kafka_headers_new(3);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+  rd_kafka_header_add(h, SAGA_HDR_CORRELATION, -1, "a\0b", 3);
+  assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_EMISSING);
+  assert_non_null(strstr(errbuf, "NUL byte"));
+  rd_kafka_headers_destroy(h);
+  unpack_free(&p);
+}
+
+static void test_type_header_names_a_known_message(void **state) {
+  (void)state;
+  rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+  assert_null(saga__wire_type_of(h));
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Reply", -1);
+  assert_ptr_equal(saga__wire_type_of(h), &saga__v1__reply__descriptor);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "other.Thing", -1);
+  assert_null(saga__wire_type_of(h));
+  rd_kafka_headers_destroy(h);
+}
+
+static void test_idempotency_key_and_generated_ids_have_their_form(void **s) {
+  (void)s;
+  char k[64];
+  assert_int_equal(saga__idempotency_key(k, sizeof k, "s", "pay",
+                                         SAGA_ACTION_COMPENSATE, 3),
+                   0);
+  assert_string_equal(k, "s/pay/COMPENSATE/3");
+  assert_int_equal(saga__idempotency_key(k, 8, "s", "pay", SAGA_ACTION_DO, 3),
+                   SAGA_ETOOBIG);
+  assert_int_equal(saga__idempotency_key(k, sizeof k, "s", "pay", 0, 3),
+                   SAGA_EINVAL);
+  char u[37], u2[37], t[56];
+  assert_int_equal(saga__uuid(u, sizeof u), 0);
+  assert_int_equal(saga__uuid(u2, sizeof u2), 0);
+  assert_int_equal(strlen(u), 36);
+  assert_int_equal(u[14], '4');
+  assert_string_not_equal(u, u2);
+  assert_int_equal(saga__traceparent(t, sizeof t), 0);
+  assert_int_equal(strlen(t), 55);
+  assert_memory_equal(t, "00-", 3);
+  assert_memory_equal(t + 52, "-01", 3);
+}
+
+static void test_error_map_names_every_code(void **state) {
+  (void)state;
+#define CHECK_ERR_(name, value, text)                                          \
+  assert_string_equal(saga_strerror(value), text);                             \
+  assert_string_equal(saga_err_name(value), "SAGA_" #name);
+  SAGA_ERRNO_MAP(CHECK_ERR_)
+#undef CHECK_ERR_
+  assert_string_equal(saga_strerror(-999), "unknown error");
+  assert_string_equal(saga_err_name(-999), "SAGA_EUNKNOWN");
+  assert_string_equal(saga_action_name(SAGA_ACTION_COMPENSATE), "COMPENSATE");
+  assert_string_equal(saga_outcome_name(SAGA_OUTCOME_RETRYABLE), "RETRYABLE");
+  assert_true(saga_notification_is_outcome(SAGA_NOTIFY_REJECTED));
+  assert_false(saga_notification_is_outcome(SAGA_NOTIFY_STEP_DONE));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_command_round_trips_with_headers),
+      cmocka_unit_test(test_start_saga_round_trips_with_and_without_version),
+      cmocka_unit_test(test_reply_and_notification_round_trip),
+      cmocka_unit_test(test_every_truncation_of_a_command_is_refused),
+      cmocka_unit_test(test_garbage_bytes_are_refused_as_undecodable),
+      cmocka_unit_test(test_missing_or_wrong_type_header_is_refused),
+      cmocka_unit_test(test_oversize_message_is_refused_before_parsing),
+      cmocka_unit_test(test_missing_required_fields_are_named),
+      cmocka_unit_test(test_headers_that_disagree_or_overflow_are_refused),
+      cmocka_unit_test(test_type_header_names_a_known_message),
+      cmocka_unit_test(test_idempotency_key_and_generated_ids_have_their_form),
+      cmocka_unit_test(test_error_map_names_every_code),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

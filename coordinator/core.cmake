@@ -1,0 +1,10 @@
+# The coordinator's pure core: definitions, the saga state machine and the
+# event codec. No I/O libraries: the daemon shell and the simulator both
+# link this same library.
+add_library(saga_core STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/core_error.c
+  ${CMAKE_CURRENT_LIST_DIR}/definition.c)
+target_include_directories(saga_core PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(saga_core
+  PUBLIC saga_defs PkgConfig::CJSON
+  PRIVATE saga_warnings m)

@@ -1,0 +1,795 @@
+/* Saga definitions: JSON -> validated saga_def_t, and the versioned
+ * registry. Validation reports every problem it finds, each with the file,
+ * the JSON path and what was expected; it never stops at the first one and
+ * never crashes on bad input. */
+#include "definition.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#define MAX_FILE_BYTES (1024 * 1024)
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_STUCK_MS 300000
+
+static const saga_retry_policy_t default_retry = {3, 200, 2.0, 10000, 0.2};
+static const saga_retry_policy_t default_comp_retry = {10, 1000, 2.0, 60000,
+                                                       0.2};
+
+/* ---- diagnostics ---- */
+
+void saga_diags_clear(saga_diags_t *d) {
+  if (d == NULL)
+    return;
+  for (size_t i = 0; i < d->n; i++)
+    free(d->items[i]);
+  free(d->items);
+  d->items = NULL;
+  d->n = 0;
+  d->cap = 0;
+}
+
+typedef struct {
+  const char *source;
+  saga_diags_t *diags;
+  int errors;
+  bool oom;
+} ctx_t;
+
+__attribute__((format(printf, 3, 4))) static void
+fail(ctx_t *c, const char *path, const char *fmt, ...) {
+  c->errors++;
+  if (c->diags == NULL)
+    return;
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  size_t need = strlen(c->source) + strlen(path) + strlen(msg) + 8;
+  char *line = malloc(need);
+  if (line == NULL) {
+    c->oom = true;
+    return;
+  }
+  if (path[0] != '\0')
+    snprintf(line, need, "%s: %s: %s", c->source, path, msg);
+  else
+    snprintf(line, need, "%s: %s", c->source, msg);
+  saga_diags_t *d = c->diags;
+  if (d->n == d->cap) {
+    size_t ncap = d->cap ? d->cap * 2 : 8;
+    char **items = realloc(d->items, ncap * sizeof *items);
+    if (items == NULL) {
+      free(line);
+      c->oom = true;
+      return;
+    }
+    d->items = items;
+    d->cap = ncap;
+  }
+  d->items[d->n++] = line;
+}
+
+/* Integers print as integers, fractions as %g. */
+static void fmt_num(double x, char *buf, size_t len) {
+  if (x == floor(x) && fabs(x) < 1e15)
+    snprintf(buf, len, "%.0f", x);
+  else
+    snprintf(buf, len, "%g", x);
+}
+
+/* What a JSON value is, for "got ..." in messages. */
+static void describe(const cJSON *v, char *buf, size_t len) {
+  if (cJSON_IsNumber(v)) {
+    fmt_num(v->valuedouble, buf, len);
+  } else if (cJSON_IsString(v)) {
+    snprintf(buf, len, "\"%.60s\"", v->valuestring);
+  } else if (cJSON_IsBool(v)) {
+    snprintf(buf, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
+  } else if (cJSON_IsNull(v)) {
+    snprintf(buf, len, "null");
+  } else if (cJSON_IsArray(v)) {
+    snprintf(buf, len, "an array");
+  } else {
+    snprintf(buf, len, "an object");
+  }
+}
+
+static void join(char *out, size_t len, const char *path, const char *key) {
+  if (path[0] == '\0')
+    snprintf(out, len, "%s", key);
+  else
+    snprintf(out, len, "%s.%s", path, key);
+}
+
+/* Every key of obj must be one of allowed (NULL-terminated). */
+static void check_keys(ctx_t *c, const cJSON *obj, const char *path,
+                       const char *const *allowed) {
+  const cJSON *it;
+  cJSON_ArrayForEach(it, obj) {
+    bool ok = false;
+    for (const char *const *a = allowed; *a != NULL; a++)
+      if (it->string != NULL && strcmp(it->string, *a) == 0)
+        ok = true;
+    if (ok)
+      continue;
+    char list[256] = "";
+    for (const char *const *a = allowed; *a != NULL; a++) {
+      size_t used = strlen(list);
+      snprintf(list + used, sizeof list - used, "%s%s",
+               a == allowed ? "" : ", ", *a);
+    }
+    char p[256];
+    join(p, sizeof p, path, it->string ? it->string : "?");
+    fail(c, p, "unknown key, expected one of %s", list);
+  }
+}
+
+static bool is_name_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+         (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-';
+}
+
+/* A string member made of name characters, 1..maxlen long. Absent: *out
+ * stays NULL and, if required, an error. Returns false only on OOM. */
+static bool get_name(ctx_t *c, const cJSON *obj, const char *key,
+                     const char *path, size_t maxlen, bool required,
+                     char **out) {
+  char p[256];
+  join(p, sizeof p, path, key);
+  *out = NULL;
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (v == NULL) {
+    if (required)
+      fail(c, p, "is required");
+    return true;
+  }
+  char got[96];
+  describe(v, got, sizeof got);
+  if (!cJSON_IsString(v)) {
+    fail(c, p, "must be a string, got %s", got);
+    return true;
+  }
+  size_t n = strlen(v->valuestring);
+  bool ok = n >= 1 && n <= maxlen;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = is_name_char(v->valuestring[i]);
+  if (!ok) {
+    fail(c, p, "must be 1 to %zu characters of A-Z a-z 0-9 _ . -, got %s",
+         maxlen, got);
+    return true;
+  }
+  *out = strdup(v->valuestring);
+  return *out != NULL;
+}
+
+/* A number member in [min, max], integral unless allow_frac. Absent: *out
+ * keeps its default. */
+static void get_num(ctx_t *c, const cJSON *obj, const char *key,
+                    const char *path, double min, double max, bool allow_frac,
+                    double *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (v == NULL)
+    return;
+  char p[256];
+  char got[96];
+  join(p, sizeof p, path, key);
+  describe(v, got, sizeof got);
+  const char *what = allow_frac ? "a number" : "an integer";
+  char lo[32];
+  char hi[32];
+  fmt_num(min, lo, sizeof lo);
+  fmt_num(max, hi, sizeof hi);
+  if (!cJSON_IsNumber(v) ||
+      (!allow_frac && v->valuedouble != floor(v->valuedouble))) {
+    fail(c, p, "must be %s between %s and %s, got %s", what, lo, hi, got);
+    return;
+  }
+  if (v->valuedouble < min || v->valuedouble > max) {
+    fail(c, p, "must be between %s and %s, got %s", lo, hi, got);
+    return;
+  }
+  *out = v->valuedouble;
+}
+
+static void get_u32(ctx_t *c, const cJSON *obj, const char *key,
+                    const char *path, uint32_t min, uint32_t max,
+                    uint32_t *out) {
+  double d = *out;
+  get_num(c, obj, key, path, min, max, false, &d);
+  *out = (uint32_t)d;
+}
+
+/* An optional object member; wrong type is an error. */
+static const cJSON *get_obj(ctx_t *c, const cJSON *obj, const char *key,
+                            const char *path) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (v == NULL || cJSON_IsObject(v))
+    return v;
+  char p[256];
+  char got[96];
+  join(p, sizeof p, path, key);
+  describe(v, got, sizeof got);
+  fail(c, p, "must be an object, got %s", got);
+  return NULL;
+}
+
+static const char *const retry_keys[] = {
+    "max_attempts", "initial_backoff_ms", "multiplier", "max_backoff_ms",
+    "jitter",       NULL};
+
+/* Parse the retry object at obj.key over base. min_attempts is 0 where
+ * "unlimited" is allowed. */
+static void get_retry(ctx_t *c, const cJSON *obj, const char *key,
+                      const char *path, uint32_t min_attempts,
+                      saga_retry_policy_t *r) {
+  const cJSON *o = get_obj(c, obj, key, path);
+  if (o == NULL)
+    return;
+  char p[256];
+  join(p, sizeof p, path, key);
+  check_keys(c, o, p, retry_keys);
+  get_u32(c, o, "max_attempts", p, min_attempts, SAGA_DEF_ATTEMPTS_MAX,
+          &r->max_attempts);
+  get_u32(c, o, "initial_backoff_ms", p, 0, SAGA_DEF_BACKOFF_MAX_MS,
+          &r->initial_backoff_ms);
+  get_num(c, o, "multiplier", p, 1.0, SAGA_DEF_MULTIPLIER_MAX, true,
+          &r->multiplier);
+  get_u32(c, o, "max_backoff_ms", p, 0, SAGA_DEF_BACKOFF_MAX_MS,
+          &r->max_backoff_ms);
+  get_num(c, o, "jitter", p, 0.0, 1.0, true, &r->jitter);
+  if (r->max_backoff_ms < r->initial_backoff_ms) {
+    char q[300];
+    join(q, sizeof q, p, "max_backoff_ms");
+    fail(c, q, "must be at least initial_backoff_ms (%u), got %u",
+         r->initial_backoff_ms, r->max_backoff_ms);
+  }
+}
+
+/* Saga-wide defaults that steps inherit. */
+typedef struct {
+  uint32_t timeout_ms;
+  uint32_t stuck_after_ms;
+  saga_retry_policy_t retry;
+  saga_retry_policy_t comp_retry;
+} defaults_t;
+
+static const char *const defaults_keys[] = {
+    "timeout_ms", "stuck_after_ms", "retry", "compensation_retry", NULL};
+
+static void get_defaults(ctx_t *c, const cJSON *root, defaults_t *d) {
+  d->timeout_ms = DEFAULT_TIMEOUT_MS;
+  d->stuck_after_ms = DEFAULT_STUCK_MS;
+  d->retry = default_retry;
+  d->comp_retry = default_comp_retry;
+  const cJSON *o = get_obj(c, root, "defaults", "");
+  if (o == NULL)
+    return;
+  check_keys(c, o, "defaults", defaults_keys);
+  get_u32(c, o, "timeout_ms", "defaults", SAGA_DEF_TIMEOUT_MIN_MS,
+          SAGA_DEF_TIMEOUT_MAX_MS, &d->timeout_ms);
+  get_u32(c, o, "stuck_after_ms", "defaults", SAGA_DEF_TIMEOUT_MIN_MS,
+          SAGA_DEF_TIMEOUT_MAX_MS, &d->stuck_after_ms);
+  get_retry(c, o, "retry", "defaults", 1, &d->retry);
+  get_retry(c, o, "compensation_retry", "defaults", 0, &d->comp_retry);
+}
+
+static const char *const comp_keys[] = {"topic", "action", "timeout_ms",
+                                        "retry", NULL};
+
+/* "compensation": an object, or "none"/null. Absent leaves comp_topic NULL
+ * and sets *present = false. */
+static bool get_compensation(ctx_t *c, const cJSON *so, const char *path,
+                             const defaults_t *d, saga_step_def_t *s,
+                             bool *present) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(so, "compensation");
+  char p[256];
+  join(p, sizeof p, path, "compensation");
+  *present = v != NULL;
+  if (v == NULL || cJSON_IsNull(v) ||
+      (cJSON_IsString(v) && strcmp(v->valuestring, "none") == 0))
+    return true;
+  if (!cJSON_IsObject(v)) {
+    char got[96];
+    describe(v, got, sizeof got);
+    fail(c, p, "must be an object with topic and action, or \"none\", got %s",
+         got);
+    return true;
+  }
+  check_keys(c, v, p, comp_keys);
+  if (!get_name(c, v, "topic", p, SAGA_DEF_MAX_TOPIC, false, &s->comp_topic))
+    return false;
+  if (s->comp_topic == NULL && cJSON_GetObjectItem(v, "topic") == NULL &&
+      s->topic != NULL && (s->comp_topic = strdup(s->topic)) == NULL)
+    return false;
+  if (!get_name(c, v, "action", p, SAGA_DEF_MAX_NAME, true, &s->comp_action))
+    return false;
+  s->comp_timeout_ms = s->timeout_ms;
+  get_u32(c, v, "timeout_ms", p, SAGA_DEF_TIMEOUT_MIN_MS,
+          SAGA_DEF_TIMEOUT_MAX_MS, &s->comp_timeout_ms);
+  s->comp_retry = d->comp_retry;
+  get_retry(c, v, "retry", p, 0, &s->comp_retry);
+  if (s->comp_topic == NULL || s->comp_action == NULL) {
+    /* Reported already; keep the definition consistent for the checks
+     * that follow. */
+    free(s->comp_topic);
+    free(s->comp_action);
+    s->comp_topic = NULL;
+    s->comp_action = NULL;
+  }
+  return true;
+}
+
+static const char *const kind_names[] = {"compensatable", "pivot",
+                                         "retriable"};
+
+const char *saga_step_kind_name(saga_step_kind_t kind) {
+  if ((unsigned)kind < sizeof kind_names / sizeof kind_names[0])
+    return kind_names[kind];
+  return "unknown";
+}
+
+static void get_kind(ctx_t *c, const cJSON *so, const char *path,
+                     saga_step_kind_t *kind) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(so, "kind");
+  *kind = SAGA_STEP_COMPENSATABLE;
+  if (v == NULL)
+    return;
+  if (cJSON_IsString(v))
+    for (unsigned k = 0; k < 3; k++)
+      if (strcmp(v->valuestring, kind_names[k]) == 0) {
+        *kind = (saga_step_kind_t)k;
+        return;
+      }
+  char p[256];
+  char got[96];
+  join(p, sizeof p, path, "kind");
+  describe(v, got, sizeof got);
+  fail(c, p,
+       "must be one of \"compensatable\", \"pivot\", \"retriable\", got %s",
+       got);
+}
+
+static const char *const step_keys[] = {
+    "name",  "topic",          "action", "kind",        "timeout_ms",
+    "retry", "group",          "compensation", "stuck_after_ms",
+    "description", NULL};
+
+static bool parse_step(ctx_t *c, const cJSON *so, const char *path,
+                       const defaults_t *d, saga_step_def_t *s) {
+  if (!cJSON_IsObject(so)) {
+    char got[96];
+    describe(so, got, sizeof got);
+    fail(c, path, "must be an object, got %s", got);
+    return true;
+  }
+  check_keys(c, so, path, step_keys);
+  if (!get_name(c, so, "name", path, SAGA_DEF_MAX_NAME, true, &s->name) ||
+      !get_name(c, so, "topic", path, SAGA_DEF_MAX_TOPIC, true, &s->topic) ||
+      !get_name(c, so, "action", path, SAGA_DEF_MAX_NAME, false, &s->action) ||
+      !get_name(c, so, "group", path, SAGA_DEF_MAX_NAME, false, &s->group))
+    return false;
+  if (s->action == NULL && s->name != NULL &&
+      (s->action = strdup(s->name)) == NULL)
+    return false;
+  get_kind(c, so, path, &s->kind);
+  s->timeout_ms = d->timeout_ms;
+  get_u32(c, so, "timeout_ms", path, SAGA_DEF_TIMEOUT_MIN_MS,
+          SAGA_DEF_TIMEOUT_MAX_MS, &s->timeout_ms);
+  s->stuck_after_ms = d->stuck_after_ms;
+  get_u32(c, so, "stuck_after_ms", path, SAGA_DEF_TIMEOUT_MIN_MS,
+          SAGA_DEF_TIMEOUT_MAX_MS, &s->stuck_after_ms);
+  s->retry = d->retry;
+  get_retry(c, so, "retry", path, 0, &s->retry);
+
+  char p[256];
+  const cJSON *ro = cJSON_GetObjectItemCaseSensitive(so, "retry");
+  const cJSON *ma =
+      cJSON_IsObject(ro) ? cJSON_GetObjectItemCaseSensitive(ro, "max_attempts")
+                         : NULL;
+  join(p, sizeof p, path, "retry.max_attempts");
+  if (s->kind == SAGA_STEP_RETRIABLE) {
+    /* Forward only: a retriable step is retried until it succeeds. */
+    if (cJSON_IsNumber(ma) && ma->valuedouble != 0)
+      fail(c, p,
+           "must be 0 (unlimited) for a retriable step, which is retried "
+           "until it succeeds, got %.0f",
+           ma->valuedouble);
+    s->retry.max_attempts = 0;
+  } else if (cJSON_IsNumber(ma) && ma->valuedouble == 0) {
+    fail(c, p, "must be between 1 and %d for a %s step, got 0",
+         SAGA_DEF_ATTEMPTS_MAX, saga_step_kind_name(s->kind));
+  }
+
+  bool present = false;
+  if (!get_compensation(c, so, path, d, s, &present))
+    return false;
+  join(p, sizeof p, path, "compensation");
+  if (s->kind == SAGA_STEP_COMPENSATABLE && !present)
+    fail(c, p,
+         "is required for a compensatable step (write \"none\" if it has "
+         "nothing to undo)");
+  if (s->kind == SAGA_STEP_RETRIABLE && s->comp_topic != NULL)
+    fail(c, p, "must be \"none\": a retriable step is never compensated");
+  return true;
+}
+
+/* Rules across steps: names unique, one pivot, kinds in order, groups
+ * consecutive, the pivot alone. */
+static void check_steps(ctx_t *c, saga_def_t *def) {
+  def->pivot = -1;
+  char p[64];
+  for (uint32_t i = 0; i < def->nsteps; i++) {
+    saga_step_def_t *s = &def->steps[i];
+    for (uint32_t j = 0; j < i && s->name != NULL; j++)
+      if (def->steps[j].name != NULL &&
+          strcmp(def->steps[j].name, s->name) == 0) {
+        snprintf(p, sizeof p, "steps[%u].name", i);
+        fail(c, p, "must be unique, \"%s\" is also steps[%u].name", s->name,
+             j);
+      }
+    snprintf(p, sizeof p, "steps[%u].kind", i);
+    if (s->kind == SAGA_STEP_PIVOT) {
+      if (def->pivot >= 0)
+        fail(c, p, "only one pivot step is allowed, steps[%d] is already the "
+                   "pivot",
+             def->pivot);
+      else
+        def->pivot = (int32_t)i;
+    } else if (s->kind == SAGA_STEP_COMPENSATABLE && def->pivot >= 0) {
+      fail(c, p,
+           "must be \"retriable\" after the pivot step \"%s\", got "
+           "\"compensatable\"",
+           def->steps[def->pivot].name ? def->steps[def->pivot].name : "?");
+    } else if (s->kind == SAGA_STEP_RETRIABLE && def->pivot < 0) {
+      fail(c, p,
+           "a retriable step must come after the pivot step, got "
+           "\"retriable\" with no pivot before it");
+    }
+    if (s->group == NULL)
+      continue;
+    snprintf(p, sizeof p, "steps[%u].group", i);
+    if (s->kind == SAGA_STEP_PIVOT)
+      fail(c, p, "must be absent: the pivot step runs alone, not in a "
+                 "parallel group");
+    bool contiguous = i > 0 && def->steps[i - 1].group != NULL &&
+                      strcmp(def->steps[i - 1].group, s->group) == 0;
+    for (uint32_t j = 0; j + 1 < i && !contiguous; j++)
+      if (def->steps[j].group != NULL &&
+          strcmp(def->steps[j].group, s->group) == 0) {
+        fail(c, p,
+             "steps of group \"%s\" must be consecutive, steps[%u] is in it "
+             "too",
+             s->group, j);
+        break;
+      }
+  }
+}
+
+static const char *const root_keys[] = {"$schema", "name",  "version",
+                                        "description", "defaults", "steps",
+                                        NULL};
+
+static void line_col(const char *json, size_t off, int *line, int *col) {
+  *line = 1;
+  *col = 1;
+  for (size_t i = 0; i < off; i++) {
+    if (json[i] == '\n') {
+      (*line)++;
+      *col = 1;
+    } else {
+      (*col)++;
+    }
+  }
+}
+
+void saga_def_free(saga_def_t *def) {
+  if (def == NULL)
+    return;
+  for (uint32_t i = 0; def->steps != NULL && i < def->nsteps; i++) {
+    saga_step_def_t *s = &def->steps[i];
+    free(s->name);
+    free(s->topic);
+    free(s->action);
+    free(s->group);
+    free(s->comp_topic);
+    free(s->comp_action);
+  }
+  free(def->steps);
+  free(def->name);
+  free(def->source);
+  free(def);
+}
+
+int saga_def_parse(const char *json, size_t len, const char *source,
+                   saga_def_t **out, saga_diags_t *diags) {
+  if (json == NULL || out == NULL)
+    return SAGA_CORE_EINVAL;
+  *out = NULL;
+  ctx_t c = {source ? source : "<definition>", diags, 0, false};
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+  if (root == NULL) {
+    int line;
+    int col;
+    size_t off = end != NULL && end >= json ? (size_t)(end - json) : 0;
+    line_col(json, off > len ? len : off, &line, &col);
+    fail(&c, "", "invalid JSON at line %d, column %d", line, col);
+    return c.oom ? SAGA_CORE_ENOMEM : SAGA_CORE_EDEF;
+  }
+  int rc = SAGA_CORE_ENOMEM;
+  saga_def_t *def = calloc(1, sizeof *def);
+  if (def == NULL || (def->source = strdup(c.source)) == NULL)
+    goto out;
+  if (!cJSON_IsObject(root)) {
+    char got[96];
+    describe(root, got, sizeof got);
+    fail(&c, "", "the document must be an object, got %s", got);
+    rc = SAGA_CORE_EDEF;
+    goto out;
+  }
+  check_keys(&c, root, "", root_keys);
+  if (!get_name(&c, root, "name", "", SAGA_DEF_MAX_NAME, true, &def->name))
+    goto out;
+  if (cJSON_GetObjectItemCaseSensitive(root, "version") == NULL)
+    fail(&c, "version", "is required");
+  get_u32(&c, root, "version", "", 1, INT32_MAX, &def->version);
+  defaults_t d;
+  get_defaults(&c, root, &d);
+
+  const cJSON *steps = cJSON_GetObjectItemCaseSensitive(root, "steps");
+  int n = cJSON_GetArraySize(steps);
+  if (steps == NULL) {
+    fail(&c, "steps", "is required");
+  } else if (!cJSON_IsArray(steps) || n < 1 || n > SAGA_DEF_MAX_STEPS) {
+    char got[96];
+    describe(steps, got, sizeof got);
+    if (cJSON_IsArray(steps))
+      snprintf(got, sizeof got, "%d steps", n);
+    fail(&c, "steps", "must be an array of 1 to %d steps, got %s",
+         SAGA_DEF_MAX_STEPS, got);
+  } else {
+    def->steps = calloc((size_t)n, sizeof *def->steps);
+    if (def->steps == NULL)
+      goto out;
+    def->nsteps = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+      char p[32];
+      snprintf(p, sizeof p, "steps[%d]", i);
+      if (!parse_step(&c, cJSON_GetArrayItem(steps, i), p, &d,
+                      &def->steps[i]))
+        goto out;
+    }
+    check_steps(&c, def);
+  }
+  rc = c.oom ? SAGA_CORE_ENOMEM
+       : c.errors > 0 ? SAGA_CORE_EDEF
+                      : SAGA_CORE_OK;
+out:
+  cJSON_Delete(root);
+  if (rc == SAGA_CORE_OK)
+    *out = def;
+  else
+    saga_def_free(def);
+  return rc;
+}
+
+int saga_def_step_index(const saga_def_t *def, const char *name) {
+  if (def == NULL || name == NULL)
+    return -1;
+  for (uint32_t i = 0; i < def->nsteps; i++)
+    if (strcmp(def->steps[i].name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+static bool same_group(const saga_def_t *def, uint32_t a, uint32_t b) {
+  const char *ga = def->steps[a].group;
+  const char *gb = def->steps[b].group;
+  return ga != NULL && gb != NULL && strcmp(ga, gb) == 0;
+}
+
+uint32_t saga_def_block_start(const saga_def_t *def, uint32_t i) {
+  while (i > 0 && same_group(def, i - 1, i))
+    i--;
+  return i;
+}
+
+uint32_t saga_def_block_len(const saga_def_t *def, uint32_t start) {
+  uint32_t n = 1;
+  while (start + n < def->nsteps && same_group(def, start, start + n))
+    n++;
+  return n;
+}
+
+/* ---- registry ---- */
+
+struct saga_registry {
+  saga_def_t **defs;
+  size_t n;
+  size_t cap;
+};
+
+saga_registry_t *saga_registry_new(void) {
+  return calloc(1, sizeof(saga_registry_t));
+}
+
+void saga_registry_free(saga_registry_t *reg) {
+  if (reg == NULL)
+    return;
+  for (size_t i = 0; i < reg->n; i++)
+    saga_def_free(reg->defs[i]);
+  free(reg->defs);
+  free(reg);
+}
+
+size_t saga_registry_count(const saga_registry_t *reg) {
+  return reg ? reg->n : 0;
+}
+
+const saga_def_t *saga_registry_find(const saga_registry_t *reg,
+                                     const char *name, uint32_t version) {
+  const saga_def_t *best = NULL;
+  if (reg == NULL || name == NULL)
+    return NULL;
+  for (size_t i = 0; i < reg->n; i++) {
+    const saga_def_t *d = reg->defs[i];
+    if (strcmp(d->name, name) != 0)
+      continue;
+    if (version != 0 && d->version == version)
+      return d;
+    if (version == 0 && (best == NULL || d->version > best->version))
+      best = d;
+  }
+  return best;
+}
+
+int saga_registry_add(saga_registry_t *reg, saga_def_t *def,
+                      saga_diags_t *diags) {
+  if (reg == NULL || def == NULL)
+    return SAGA_CORE_EINVAL;
+  const saga_def_t *old = saga_registry_find(reg, def->name, def->version);
+  if (old != NULL) {
+    ctx_t c = {def->source, diags, 0, false};
+    fail(&c, "version",
+         "definition \"%s\" version %u is already loaded from %s", def->name,
+         def->version, old->source);
+    return SAGA_CORE_EDUP;
+  }
+  if (reg->n == reg->cap) {
+    size_t ncap = reg->cap ? reg->cap * 2 : 8;
+    saga_def_t **defs = realloc(reg->defs, ncap * sizeof *defs);
+    if (defs == NULL)
+      return SAGA_CORE_ENOMEM;
+    reg->defs = defs;
+    reg->cap = ncap;
+  }
+  reg->defs[reg->n++] = def;
+  return SAGA_CORE_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Read a whole file (at most MAX_FILE_BYTES) into a malloc'd buffer. */
+static int read_file(ctx_t *c, const char *path, char **buf, size_t *len) {
+  *buf = NULL;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    fail(c, "", "could not open file: %s", strerror(errno));
+    return SAGA_CORE_EIO;
+  }
+  int rc = SAGA_CORE_ENOMEM;
+  char *b = malloc(MAX_FILE_BYTES + 1);
+  if (b == NULL)
+    goto out;
+  size_t n = fread(b, 1, MAX_FILE_BYTES + 1, f);
+  if (ferror(f)) {
+    fail(c, "", "could not read file: %s", strerror(errno));
+    rc = SAGA_CORE_EIO;
+  } else if (n > MAX_FILE_BYTES) {
+    fail(c, "", "file too large, expected at most %d bytes", MAX_FILE_BYTES);
+    rc = SAGA_CORE_EDEF;
+  } else {
+    *buf = b;
+    *len = n;
+    b = NULL;
+    rc = SAGA_CORE_OK;
+  }
+out:
+  free(b);
+  fclose(f);
+  return rc;
+}
+
+static bool has_json_suffix(const char *name) {
+  size_t n = strlen(name);
+  return n > 5 && strcmp(name + n - 5, ".json") == 0 && name[0] != '.';
+}
+
+int saga_registry_load_dir(saga_registry_t *reg, const char *dir,
+                           saga_diags_t *diags, size_t *loaded) {
+  if (loaded != NULL)
+    *loaded = 0;
+  if (reg == NULL || dir == NULL)
+    return SAGA_CORE_EINVAL;
+  ctx_t dc = {dir, diags, 0, false};
+  DIR *dh = opendir(dir);
+  if (dh == NULL) {
+    fail(&dc, "", "could not open definitions directory: %s",
+         strerror(errno));
+    return SAGA_CORE_EIO;
+  }
+  char **names = NULL;
+  size_t n = 0;
+  size_t cap = 0;
+  int rc = SAGA_CORE_OK;
+  struct dirent *e;
+  while ((e = readdir(dh)) != NULL) {
+    if (!has_json_suffix(e->d_name))
+      continue;
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      char **nn = realloc(names, ncap * sizeof *nn);
+      if (nn == NULL) {
+        rc = SAGA_CORE_ENOMEM;
+        goto out;
+      }
+      names = nn;
+      cap = ncap;
+    }
+    if ((names[n] = strdup(e->d_name)) == NULL) {
+      rc = SAGA_CORE_ENOMEM;
+      goto out;
+    }
+    n++;
+  }
+  if (n > 0)
+    qsort(names, n, sizeof *names, cmp_str);
+  for (size_t i = 0; i < n; i++) {
+    size_t plen = strlen(dir) + strlen(names[i]) + 2;
+    char *path = malloc(plen);
+    if (path == NULL) {
+      rc = SAGA_CORE_ENOMEM;
+      goto out;
+    }
+    snprintf(path, plen, "%s/%s", dir, names[i]);
+    ctx_t fc = {names[i], diags, 0, false};
+    char *buf = NULL;
+    size_t len = 0;
+    int frc = read_file(&fc, path, &buf, &len);
+    free(path);
+    saga_def_t *def = NULL;
+    if (frc == SAGA_CORE_OK)
+      frc = saga_def_parse(buf, len, names[i], &def, diags);
+    free(buf);
+    if (frc == SAGA_CORE_OK) {
+      frc = saga_registry_add(reg, def, diags);
+      if (frc != SAGA_CORE_OK)
+        saga_def_free(def);
+      else if (loaded != NULL)
+        (*loaded)++;
+    }
+    if (frc == SAGA_CORE_ENOMEM) {
+      rc = frc;
+      goto out;
+    }
+    if (frc != SAGA_CORE_OK)
+      rc = SAGA_CORE_EDEF;
+  }
+out:
+  for (size_t i = 0; i < n; i++)
+    free(names[i]);
+  free(names);
+  closedir(dh);
+  return rc;
+}

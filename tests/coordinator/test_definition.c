@@ -1,0 +1,548 @@
+/* Definition loading: every validation error names the file, the JSON path
+ * and what was expected; versions live side by side; a directory with bad
+ * files loads the good ones and reports every bad one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "definition.h"
+
+/* JSON written with single quotes for readability; ' becomes ". */
+static char *dq(const char *s) {
+  char *r = strdup(s);
+  assert_non_null(r);
+  for (char *p = r; *p; p++)
+    if (*p == '\'')
+      *p = '"';
+  return r;
+}
+
+static int parse(const char *sq, saga_def_t **def, saga_diags_t *d) {
+  char *j = dq(sq);
+  int rc = saga_def_parse(j, strlen(j), "order.saga.json", def, d);
+  free(j);
+  return rc;
+}
+
+/* Parsing sq fails and one of the messages is exactly want. */
+static void expect_error(const char *sq, const char *want) {
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  int rc = parse(sq, &def, &d);
+  assert_int_equal(rc, SAGA_CORE_EDEF);
+  assert_null(def);
+  int found = 0;
+  for (size_t i = 0; i < d.n; i++)
+    if (strcmp(d.items[i], want) == 0)
+      found = 1;
+  if (!found) {
+    for (size_t i = 0; i < d.n; i++)
+      fprintf(stderr, "got: %s\n", d.items[i]);
+    fprintf(stderr, "want: %s\n", want);
+  }
+  assert_true(found);
+  saga_diags_clear(&d);
+}
+
+#define HEAD "{'name':'order','version':1,'steps':["
+#define S_RES                                                                 \
+  "{'name':'reserve','topic':'inventory','compensation':{'action':"          \
+  "'release'}}"
+#define S_PAY                                                                 \
+  "{'name':'charge','topic':'payment','kind':'pivot','compensation':"        \
+  "{'action':'refund'}}"
+#define S_SHIP "{'name':'ship','topic':'shipping','kind':'retriable'}"
+#define ORDER HEAD S_RES "," S_PAY "," S_SHIP "]}"
+
+static void test_valid_definition_loads_with_defaults(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  assert_int_equal(parse(ORDER, &def, &d), SAGA_CORE_OK);
+  assert_int_equal(d.n, 0);
+  assert_string_equal(def->name, "order");
+  assert_int_equal(def->version, 1);
+  assert_int_equal(def->nsteps, 3);
+  assert_int_equal(def->pivot, 1);
+  const saga_step_def_t *r = &def->steps[0];
+  assert_string_equal(r->action, "reserve");
+  assert_string_equal(r->comp_topic, "inventory");
+  assert_string_equal(r->comp_action, "release");
+  assert_int_equal(r->timeout_ms, 30000);
+  assert_int_equal(r->comp_timeout_ms, 30000);
+  assert_int_equal(r->retry.max_attempts, 3);
+  assert_int_equal(r->comp_retry.max_attempts, 10);
+  assert_int_equal(def->steps[2].retry.max_attempts, 0);
+  assert_null(def->steps[2].comp_topic);
+  assert_int_equal(def->steps[2].kind, SAGA_STEP_RETRIABLE);
+  assert_int_equal(saga_def_step_index(def, "ship"), 2);
+  assert_int_equal(saga_def_step_index(def, "nope"), -1);
+  saga_def_free(def);
+}
+
+static void test_defaults_object_applies_to_every_step(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  assert_int_equal(
+      parse("{'name':'o','version':2,'defaults':{'timeout_ms':500,"
+            "'stuck_after_ms':9000,'retry':{'max_attempts':5,"
+            "'initial_backoff_ms':10,'multiplier':3,'max_backoff_ms':100,"
+            "'jitter':0},'compensation_retry':{'max_attempts':0}},'steps':["
+            "{'name':'a','topic':'t','compensation':'none'},"
+            "{'name':'b','topic':'t','compensation':null,'timeout_ms':700,"
+            "'retry':{'max_attempts':2}}]}",
+            &def, NULL),
+      SAGA_CORE_OK);
+  assert_int_equal(def->steps[0].timeout_ms, 500);
+  assert_int_equal(def->steps[0].stuck_after_ms, 9000);
+  assert_int_equal(def->steps[0].retry.max_attempts, 5);
+  assert_int_equal(def->steps[0].retry.initial_backoff_ms, 10);
+  assert_true(def->steps[0].retry.multiplier == 3.0);
+  assert_int_equal(def->steps[1].timeout_ms, 700);
+  assert_int_equal(def->steps[1].retry.max_attempts, 2);
+  assert_int_equal(def->steps[1].retry.max_backoff_ms, 100);
+  assert_null(def->steps[1].comp_topic);
+  assert_int_equal(def->pivot, -1);
+  saga_def_free(def);
+}
+
+static void test_parallel_group_blocks_are_found(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  assert_int_equal(
+      parse(HEAD "{'name':'a','topic':'t','compensation':'none'},"
+                 "{'name':'b','topic':'t','group':'g','compensation':'none'},"
+                 "{'name':'c','topic':'t','group':'g','compensation':'none'},"
+                 "{'name':'d','topic':'t','compensation':'none'}]}",
+            &def, NULL),
+      SAGA_CORE_OK);
+  assert_int_equal(saga_def_block_start(def, 0), 0);
+  assert_int_equal(saga_def_block_len(def, 0), 1);
+  assert_int_equal(saga_def_block_start(def, 2), 1);
+  assert_int_equal(saga_def_block_len(def, 1), 2);
+  assert_int_equal(saga_def_block_start(def, 3), 3);
+  saga_def_free(def);
+}
+
+static void test_invalid_json_names_line_and_column(void **state) {
+  (void)state;
+  expect_error("{'name':'order',\n 'version': }",
+               "order.saga.json: invalid JSON at line 2, column 13");
+}
+
+static void test_document_must_be_an_object(void **state) {
+  (void)state;
+  expect_error("[1]",
+               "order.saga.json: the document must be an object, got an array");
+}
+
+static void test_missing_name_version_steps_are_each_reported(void **state) {
+  (void)state;
+  saga_diags_t d = {0};
+  saga_def_t *def = NULL;
+  assert_int_equal(parse("{}", &def, &d), SAGA_CORE_EDEF);
+  assert_int_equal(d.n, 3);
+  assert_string_equal(d.items[0], "order.saga.json: name: is required");
+  assert_string_equal(d.items[1], "order.saga.json: version: is required");
+  assert_string_equal(d.items[2], "order.saga.json: steps: is required");
+  saga_diags_clear(&d);
+}
+
+static void test_bad_saga_name_is_refused(void **state) {
+  (void)state;
+  expect_error("{'name':'a b','version':1,'steps':[" S_RES "]}",
+               "order.saga.json: name: must be 1 to 64 characters of A-Z "
+               "a-z 0-9 _ . -, got \"a b\"");
+  expect_error("{'name':7,'version':1,'steps':[" S_RES "]}",
+               "order.saga.json: name: must be a string, got 7");
+}
+
+static void test_version_out_of_range_is_refused(void **state) {
+  (void)state;
+  expect_error("{'name':'o','version':0,'steps':[" S_RES "]}",
+               "order.saga.json: version: must be between 1 and 2147483647, "
+               "got 0");
+  expect_error("{'name':'o','version':'1','steps':[" S_RES "]}",
+               "order.saga.json: version: must be an integer between 1 and "
+               "2147483647, got \"1\"");
+  expect_error("{'name':'o','version':1.5,'steps':[" S_RES "]}",
+               "order.saga.json: version: must be an integer between 1 and "
+               "2147483647, got 1.5");
+}
+
+static void test_unknown_key_is_refused_with_the_expected_keys(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none',"
+                    "'timout_ms':5}]}",
+               "order.saga.json: steps[0].timout_ms: unknown key, expected "
+               "one of name, topic, action, kind, timeout_ms, retry, group, "
+               "compensation, stuck_after_ms, description");
+  expect_error("{'name':'o','version':1,'stepz':[]}",
+               "order.saga.json: stepz: unknown key, expected one of "
+               "$schema, name, version, description, defaults, steps");
+}
+
+static void test_steps_must_be_a_non_empty_bounded_array(void **state) {
+  (void)state;
+  expect_error("{'name':'o','version':1,'steps':[]}",
+               "order.saga.json: steps: must be an array of 1 to 32 steps, "
+               "got 0 steps");
+  expect_error("{'name':'o','version':1,'steps':{}}",
+               "order.saga.json: steps: must be an array of 1 to 32 steps, "
+               "got an object");
+  char buf[8192] = "{'name':'o','version':1,'steps':[";
+  for (int i = 0; i < 33; i++) {
+    char s[96];
+    snprintf(s, sizeof s, "%s{'name':'s%d','topic':'t','compensation':'none'}",
+             i ? "," : "", i);
+    strcat(buf, s);
+  }
+  strcat(buf, "]}");
+  expect_error(buf, "order.saga.json: steps: must be an array of 1 to 32 "
+                    "steps, got 33 steps");
+}
+
+static void test_step_must_be_an_object(void **state) {
+  (void)state;
+  expect_error(HEAD "'x']}",
+               "order.saga.json: steps[0]: must be an object, got \"x\"");
+}
+
+static void test_step_name_and_topic_are_required(void **state) {
+  (void)state;
+  expect_error(HEAD "{'compensation':'none'}]}",
+               "order.saga.json: steps[0].name: is required");
+  expect_error(HEAD "{'name':'a','compensation':'none'}]}",
+               "order.saga.json: steps[0].topic: is required");
+  expect_error(HEAD "{'name':'a','topic':'bad topic','compensation':'none'}]}",
+               "order.saga.json: steps[0].topic: must be 1 to 249 characters "
+               "of A-Z a-z 0-9 _ . -, got \"bad topic\"");
+}
+
+static void test_timeout_out_of_range_matches_the_documented_message(
+    void **state) {
+  (void)state;
+  expect_error(HEAD S_RES "," S_PAY ","
+                    "{'name':'ship','topic':'s','kind':'retriable',"
+                    "'timeout_ms':0}]}",
+               "order.saga.json: steps[2].timeout_ms: must be between 10 and "
+               "86400000, got 0");
+}
+
+static void test_stuck_threshold_out_of_range_is_refused(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none',"
+                    "'stuck_after_ms':-1}]}",
+               "order.saga.json: steps[0].stuck_after_ms: must be between 10 "
+               "and 86400000, got -1");
+}
+
+static void test_unknown_kind_is_refused(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','kind':'maybe'}]}",
+               "order.saga.json: steps[0].kind: must be one of "
+               "\"compensatable\", \"pivot\", \"retriable\", got \"maybe\"");
+}
+
+static void test_retry_policy_fields_are_each_checked(void **state) {
+  (void)state;
+  const char *pre = HEAD "{'name':'a','topic':'t','compensation':'none',";
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s'retry':{'max_attempts':1001}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.max_attempts: must be "
+                    "between 0 and 1000, got 1001");
+  snprintf(buf, sizeof buf, "%s'retry':{'max_attempts':0}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.max_attempts: must be "
+                    "between 1 and 1000 for a compensatable step, got 0");
+  snprintf(buf, sizeof buf, "%s'retry':{'multiplier':0.5}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.multiplier: must be "
+                    "between 1 and 10, got 0.5");
+  snprintf(buf, sizeof buf, "%s'retry':{'jitter':1.5}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.jitter: must be "
+                    "between 0 and 1, got 1.5");
+  snprintf(buf, sizeof buf, "%s'retry':{'initial_backoff_ms':-5}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.initial_backoff_ms: "
+                    "must be between 0 and 86400000, got -5");
+  snprintf(buf, sizeof buf,
+           "%s'retry':{'initial_backoff_ms':500,'max_backoff_ms':100}}]}",
+           pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.max_backoff_ms: must be "
+                    "at least initial_backoff_ms (500), got 100");
+  snprintf(buf, sizeof buf, "%s'retry':{'tries':3}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.tries: unknown key, "
+                    "expected one of max_attempts, initial_backoff_ms, "
+                    "multiplier, max_backoff_ms, jitter");
+  snprintf(buf, sizeof buf, "%s'retry':3}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry: must be an object, "
+                    "got 3");
+}
+
+static void test_defaults_are_validated(void **state) {
+  (void)state;
+  expect_error("{'name':'o','version':1,'defaults':{'timeout_ms':5,"
+               "'bogus':1},'steps':[" S_RES "]}",
+               "order.saga.json: defaults.timeout_ms: must be between 10 and "
+               "86400000, got 5");
+  expect_error("{'name':'o','version':1,'defaults':{'bogus':1},'steps':["
+               S_RES "]}",
+               "order.saga.json: defaults.bogus: unknown key, expected one of "
+               "timeout_ms, stuck_after_ms, retry, compensation_retry");
+  expect_error("{'name':'o','version':1,'defaults':{'compensation_retry':"
+               "{'jitter':-1}},'steps':[" S_RES "]}",
+               "order.saga.json: defaults.compensation_retry.jitter: must be "
+               "between 0 and 1, got -1");
+}
+
+static void test_compensatable_step_needs_a_compensation(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t'}]}",
+               "order.saga.json: steps[0].compensation: is required for a "
+               "compensatable step (write \"none\" if it has nothing to "
+               "undo)");
+}
+
+static void test_compensation_shape_is_checked(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':5}]}",
+               "order.saga.json: steps[0].compensation: must be an object "
+               "with topic and action, or \"none\", got 5");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':{}}]}",
+               "order.saga.json: steps[0].compensation.action: is required");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':{'action':'x',"
+                    "'timeout_ms':1}}]}",
+               "order.saga.json: steps[0].compensation.timeout_ms: must be "
+               "between 10 and 86400000, got 1");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':{'action':'x',"
+                    "'when':1}}]}",
+               "order.saga.json: steps[0].compensation.when: unknown key, "
+               "expected one of topic, action, timeout_ms, retry");
+}
+
+static void test_retriable_step_is_never_compensated(void **state) {
+  (void)state;
+  expect_error(HEAD S_PAY ",{'name':'s','topic':'t','kind':'retriable',"
+                    "'compensation':{'action':'undo'}}]}",
+               "order.saga.json: steps[1].compensation: must be \"none\": a "
+               "retriable step is never compensated");
+  expect_error(HEAD S_PAY ",{'name':'s','topic':'t','kind':'retriable',"
+                    "'retry':{'max_attempts':3}}]}",
+               "order.saga.json: steps[1].retry.max_attempts: must be 0 "
+               "(unlimited) for a retriable step, which is retried until it "
+               "succeeds, got 3");
+}
+
+static void test_step_kinds_must_follow_the_pivot_rules(void **state) {
+  (void)state;
+  expect_error(HEAD S_PAY "," S_RES "]}",
+               "order.saga.json: steps[1].kind: must be \"retriable\" after "
+               "the pivot step \"charge\", got \"compensatable\"");
+  expect_error(HEAD S_SHIP "]}",
+               "order.saga.json: steps[0].kind: a retriable step must come "
+               "after the pivot step, got \"retriable\" with no pivot before "
+               "it");
+  expect_error(HEAD S_PAY ",{'name':'p2','topic':'t','kind':'pivot'}]}",
+               "order.saga.json: steps[1].kind: only one pivot step is "
+               "allowed, steps[0] is already the pivot");
+}
+
+static void test_step_names_must_be_unique(void **state) {
+  (void)state;
+  expect_error(HEAD S_RES "," S_RES "]}",
+               "order.saga.json: steps[1].name: must be unique, \"reserve\" "
+               "is also steps[0].name");
+}
+
+static void test_groups_must_be_consecutive_and_exclude_the_pivot(
+    void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','group':'g','compensation':'none'},"
+                    "{'name':'b','topic':'t','compensation':'none'},"
+                    "{'name':'c','topic':'t','group':'g','compensation':'none'}"
+                    "]}",
+               "order.saga.json: steps[2].group: steps of group \"g\" must be "
+               "consecutive, steps[0] is in it too");
+  expect_error(HEAD "{'name':'p','topic':'t','kind':'pivot','group':'g'}]}",
+               "order.saga.json: steps[0].group: must be absent: the pivot "
+               "step runs alone, not in a parallel group");
+}
+
+static void test_every_error_of_a_document_is_reported(void **state) {
+  (void)state;
+  saga_diags_t d = {0};
+  saga_def_t *def = NULL;
+  assert_int_equal(parse(HEAD "{'name':'a','topic':'t','timeout_ms':0},"
+                              "{'name':'b','kind':'x','compensation':'none'}"
+                              "]}",
+                         &def, &d),
+                   SAGA_CORE_EDEF);
+  assert_true(d.n >= 4);
+  saga_diags_clear(&d);
+}
+
+static void write_file(const char *dir, const char *name, const char *sq) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  char *j = dq(sq);
+  fputs(j, f);
+  free(j);
+  fclose(f);
+}
+
+static void test_registry_keeps_versions_side_by_side(void **state) {
+  (void)state;
+  saga_registry_t *reg = saga_registry_new();
+  saga_def_t *v1 = NULL;
+  saga_def_t *v2 = NULL;
+  saga_def_t *v1b = NULL;
+  saga_diags_t d = {0};
+  assert_int_equal(parse(ORDER, &v1, NULL), SAGA_CORE_OK);
+  assert_int_equal(
+      parse("{'name':'order','version':2,'steps':[" S_RES "]}", &v2, NULL),
+      SAGA_CORE_OK);
+  assert_int_equal(parse(ORDER, &v1b, NULL), SAGA_CORE_OK);
+  assert_int_equal(saga_registry_add(reg, v2, &d), SAGA_CORE_OK);
+  assert_int_equal(saga_registry_add(reg, v1, &d), SAGA_CORE_OK);
+  assert_int_equal(saga_registry_add(reg, v1b, &d), SAGA_CORE_EDUP);
+  assert_int_equal(d.n, 1);
+  assert_string_equal(d.items[0],
+                      "order.saga.json: version: definition \"order\" "
+                      "version 1 is already loaded from order.saga.json");
+  saga_def_free(v1b);
+  assert_ptr_equal(saga_registry_find(reg, "order", 1), v1);
+  assert_ptr_equal(saga_registry_find(reg, "order", 2), v2);
+  assert_ptr_equal(saga_registry_find(reg, "order", 0), v2);
+  assert_null(saga_registry_find(reg, "order", 3));
+  assert_null(saga_registry_find(reg, "other", 0));
+  assert_int_equal(saga_registry_count(reg), 2);
+  saga_diags_clear(&d);
+  saga_registry_free(reg);
+}
+
+static void test_directory_load_reports_every_bad_file_and_keeps_good(
+    void **state) {
+  (void)state;
+  char dir[] = "/tmp/saga-defs-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  write_file(dir, "a.json", ORDER);
+  write_file(dir, "b.json", "{'name':'order','version':1,'steps':[" S_RES
+                            "]}");
+  write_file(dir, "c.json", "{'a': }");
+  write_file(dir, "d.json", HEAD "{'name':'x','topic':'t','timeout_ms':0,"
+                                 "'compensation':'none'}]}");
+  write_file(dir, "e.json", "{'name':'order','version':2,'steps':[" S_RES
+                            "]}");
+  write_file(dir, "notes.txt", "ignored");
+  saga_registry_t *reg = saga_registry_new();
+  saga_diags_t d = {0};
+  size_t loaded = 0;
+  assert_int_equal(saga_registry_load_dir(reg, dir, &d, &loaded),
+                   SAGA_CORE_EDEF);
+  assert_int_equal(loaded, 2);
+  assert_int_equal(d.n, 3);
+  assert_string_equal(d.items[0], "b.json: version: definition \"order\" "
+                                  "version 1 is already loaded from a.json");
+  assert_string_equal(d.items[1],
+                      "c.json: invalid JSON at line 1, column 7");
+  assert_string_equal(d.items[2], "d.json: steps[0].timeout_ms: must be "
+                                  "between 10 and 86400000, got 0");
+  assert_non_null(saga_registry_find(reg, "order", 2));
+  saga_diags_clear(&d);
+  saga_registry_free(reg);
+  const char *names[] = {"a.json", "b.json", "c.json",
+                         "d.json", "e.json", "notes.txt"};
+  for (size_t i = 0; i < 6; i++) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+
+static void test_missing_directory_is_an_io_error(void **state) {
+  (void)state;
+  saga_registry_t *reg = saga_registry_new();
+  saga_diags_t d = {0};
+  assert_int_equal(
+      saga_registry_load_dir(reg, "/nonexistent/saga-defs", &d, NULL),
+      SAGA_CORE_EIO);
+  assert_int_equal(d.n, 1);
+  assert_string_equal(d.items[0], "/nonexistent/saga-defs: could not open "
+                                  "definitions directory: No such file or "
+                                  "directory");
+  saga_diags_clear(&d);
+  saga_registry_free(reg);
+}
+
+static void test_example_definitions_load(void **state) {
+  (void)state;
+  saga_registry_t *reg = saga_registry_new();
+  saga_diags_t d = {0};
+  size_t loaded = 0;
+  int rc = saga_registry_load_dir(reg, SAGA_EXAMPLE_DEFS, &d, &loaded);
+  for (size_t i = 0; i < d.n; i++)
+    fprintf(stderr, "%s\n", d.items[i]);
+  assert_int_equal(rc, SAGA_CORE_OK);
+  assert_true(loaded >= 1);
+  const saga_def_t *o = saga_registry_find(reg, "order", 0);
+  assert_non_null(o);
+  assert_int_equal(o->pivot, 1);
+  saga_diags_clear(&d);
+  saga_registry_free(reg);
+}
+
+static void test_error_map_is_complete(void **state) {
+  (void)state;
+#define CHECK(name, val, text)                                                 \
+  assert_string_equal(saga_core_err_name(val), #name);                         \
+  assert_string_equal(saga_core_strerror(val), text);
+  SAGA_CORE_ERR_MAP(CHECK)
+#undef CHECK
+  assert_string_equal(saga_core_err_name(-999), "UNKNOWN");
+  assert_string_equal(saga_core_strerror(-999), "unknown error");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_valid_definition_loads_with_defaults),
+      cmocka_unit_test(test_defaults_object_applies_to_every_step),
+      cmocka_unit_test(test_parallel_group_blocks_are_found),
+      cmocka_unit_test(test_invalid_json_names_line_and_column),
+      cmocka_unit_test(test_document_must_be_an_object),
+      cmocka_unit_test(test_missing_name_version_steps_are_each_reported),
+      cmocka_unit_test(test_bad_saga_name_is_refused),
+      cmocka_unit_test(test_version_out_of_range_is_refused),
+      cmocka_unit_test(test_unknown_key_is_refused_with_the_expected_keys),
+      cmocka_unit_test(test_steps_must_be_a_non_empty_bounded_array),
+      cmocka_unit_test(test_step_must_be_an_object),
+      cmocka_unit_test(test_step_name_and_topic_are_required),
+      cmocka_unit_test(
+          test_timeout_out_of_range_matches_the_documented_message),
+      cmocka_unit_test(test_stuck_threshold_out_of_range_is_refused),
+      cmocka_unit_test(test_unknown_kind_is_refused),
+      cmocka_unit_test(test_retry_policy_fields_are_each_checked),
+      cmocka_unit_test(test_defaults_are_validated),
+      cmocka_unit_test(test_compensatable_step_needs_a_compensation),
+      cmocka_unit_test(test_compensation_shape_is_checked),
+      cmocka_unit_test(test_retriable_step_is_never_compensated),
+      cmocka_unit_test(test_step_kinds_must_follow_the_pivot_rules),
+      cmocka_unit_test(test_step_names_must_be_unique),
+      cmocka_unit_test(test_groups_must_be_consecutive_and_exclude_the_pivot),
+      cmocka_unit_test(test_every_error_of_a_document_is_reported),
+      cmocka_unit_test(test_registry_keeps_versions_side_by_side),
+      cmocka_unit_test(
+          test_directory_load_reports_every_bad_file_and_keeps_good),
+      cmocka_unit_test(test_missing_directory_is_an_io_error),
+      cmocka_unit_test(test_example_definitions_load),
+      cmocka_unit_test(test_error_map_is_complete),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

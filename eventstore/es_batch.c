@@ -1,0 +1,309 @@
+/* Batches: validated, copied and binary-encoded at add time, so executing
+ * a batch only sends bytes. One stream's append is one prepared statement
+ * (es_pipeline.c) taking nine parameters: stream id, expected version and
+ * seven arrays (ids, types, data, correlation, causation, traceparent,
+ * metadata). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_internal.h"
+
+#define OID_UUID 2950
+#define OID_TEXT 25
+#define OID_BYTEA 17
+#define OID_JSONB 3802
+
+es_batch_t *es_batch_new(const es_store_opts_t *opts) {
+  es_batch_t *b = calloc(1, sizeof *b);
+  if (!b)
+    return NULL;
+  es_store_opts_t d;
+  es_store_opts_init(&d);
+  b->max_payload = opts ? opts->max_payload : d.max_payload;
+  return b;
+}
+
+static void free_stmt(es__stmt_t *s) {
+  for (int i = 0; i < s->nparams; i++)
+    free(s->params[i]);
+  free(s->params);
+  free(s->sql);
+}
+
+void es_batch_reset(es_batch_t *b) {
+  if (!b)
+    return;
+  for (size_t i = 0; i < b->n_stmts; i++)
+    free_stmt(&b->stmts[i]);
+  b->n_streams = 0;
+  b->n_stmts = 0;
+  b->ids.len = 0;
+  b->msg[0] = '\0';
+}
+
+void es_batch_free(es_batch_t *b) {
+  if (!b)
+    return;
+  es_batch_reset(b);
+  for (size_t i = 0; i < b->cap_streams; i++)
+    es__buf_free(&b->streams[i].params);
+  free(b->streams);
+  free(b->results);
+  free(b->stmts);
+  es__buf_free(&b->ids);
+  free(b);
+}
+
+size_t es_batch_size(const es_batch_t *b) { return b ? b->n_streams : 0; }
+
+const es_append_result_t *es_batch_result(const es_batch_t *b, size_t i) {
+  return (b && i < b->n_streams) ? &b->results[i] : NULL;
+}
+
+const uint8_t *es_batch_event_id(const es_batch_t *b, size_t i, size_t j) {
+  if (!b || i >= b->n_streams || j >= b->streams[i].n_events)
+    return NULL;
+  return (const uint8_t *)b->ids.p + b->streams[i].ids_off + j * 16;
+}
+
+/* Array header for a one-dimensional array of n elements. */
+static int array_head(es__buf_t *p, int32_t oid, size_t n, int hasnull) {
+  int rc;
+  if ((rc = es__buf_be32(p, 1)) || (rc = es__buf_be32(p, hasnull)) ||
+      (rc = es__buf_be32(p, oid)) || (rc = es__buf_be32(p, (int32_t)n)) ||
+      (rc = es__buf_be32(p, 1)))
+    return rc;
+  return 0;
+}
+
+static int array_elem(es__buf_t *p, const void *v, size_t len) {
+  if (!v)
+    return es__buf_be32(p, -1);
+  int rc = es__buf_be32(p, (int32_t)len);
+  return rc ? rc : es__buf_put(p, v, len);
+}
+
+/* Offset of the text field at byte offset off of each event (an optional
+ * const char *). */
+static int text_array(es__buf_t *p, const es_event_t *ev, size_t n,
+                      size_t off) {
+  int hasnull = 0, rc;
+  for (size_t i = 0; i < n; i++) {
+    const char *s;
+    memcpy(&s, (const char *)&ev[i] + off, sizeof s);
+    if (!s)
+      hasnull = 1;
+  }
+  if ((rc = array_head(p, OID_TEXT, n, hasnull)))
+    return rc;
+  for (size_t i = 0; i < n; i++) {
+    const char *s;
+    memcpy(&s, (const char *)&ev[i] + off, sizeof s);
+    if ((rc = array_elem(p, s, s ? strlen(s) : 0)))
+      return rc;
+  }
+  return 0;
+}
+
+static int json_string(es__buf_t *j, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  int rc = es__buf_put(j, "\"", 1);
+  for (; !rc && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      char e[2] = {'\\', (char)c};
+      rc = es__buf_put(j, e, 2);
+    } else if (c < 0x20) {
+      char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      rc = es__buf_put(j, e, 6);
+    } else {
+      rc = es__buf_put(j, s, 1);
+    }
+  }
+  return rc ? rc : es__buf_put(j, "\"", 1);
+}
+
+static int meta_array(es__buf_t *p, const es_event_t *ev, size_t n) {
+  int hasnull = 0, rc;
+  for (size_t i = 0; i < n; i++)
+    if (!ev[i].n_meta)
+      hasnull = 1;
+  if ((rc = array_head(p, OID_JSONB, n, hasnull)))
+    return rc;
+  es__buf_t j = {0};
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (!ev[i].n_meta) {
+      rc = array_elem(p, NULL, 0);
+      continue;
+    }
+    j.len = 0;
+    rc = es__buf_put(&j, "\1{", 2); /* jsonb binary format version 1 */
+    for (size_t k = 0; k < ev[i].n_meta && !rc; k++) {
+      if (k)
+        rc = es__buf_put(&j, ",", 1);
+      if (!rc)
+        rc = json_string(&j, ev[i].meta[k].key);
+      if (!rc)
+        rc = es__buf_put(&j, ":", 1);
+      if (!rc)
+        rc = json_string(&j, ev[i].meta[k].value);
+    }
+    if (!rc)
+      rc = es__buf_put(&j, "}", 1);
+    if (!rc)
+      rc = array_elem(p, j.p, j.len);
+  }
+  es__buf_free(&j);
+  return rc;
+}
+
+static int grow_streams(es_batch_t *b) {
+  if (b->n_streams < b->cap_streams)
+    return 0;
+  size_t cap = b->cap_streams ? b->cap_streams * 2 : 16;
+  es__stream_t *s = realloc(b->streams, cap * sizeof *s);
+  if (!s)
+    return ES_ERR_NOMEM;
+  b->streams = s;
+  memset(s + b->cap_streams, 0, (cap - b->cap_streams) * sizeof *s);
+  es_append_result_t *r = realloc(b->results, cap * sizeof *r);
+  if (!r)
+    return ES_ERR_NOMEM;
+  b->results = r;
+  b->cap_streams = cap;
+  return 0;
+}
+
+int es_batch_add(es_batch_t *b, const char *stream_id, int64_t expected,
+                 es_event_t *events, size_t n) {
+  if (!b)
+    return ES_ERR_INVALID;
+  int rc = es__check_text("stream id", stream_id, 1, ES_MAX_STREAM_ID, b->msg,
+                          sizeof b->msg);
+  if (rc)
+    return rc;
+  if (!events || n == 0 || n > 100000) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "append to stream \"%s\" needs 1 to 100000 events, got %zu",
+                stream_id, n);
+    return ES_ERR_INVALID;
+  }
+  if (expected < ES_ANY_VERSION) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "expected version %lld of stream \"%s\" is invalid",
+                (long long)expected, stream_id);
+    return ES_ERR_INVALID;
+  }
+  for (size_t i = 0; i < n; i++)
+    if ((rc = es__check_event(&events[i], b->max_payload, b->msg,
+                              sizeof b->msg)))
+      return rc;
+  if ((rc = grow_streams(b)))
+    return rc;
+  static const uint8_t nil[16];
+  for (size_t i = 0; i < n; i++)
+    if (!memcmp(events[i].id, nil, 16) && (rc = es_uuid_v4(events[i].id)))
+      return rc;
+
+  es__stream_t *s = &b->streams[b->n_streams];
+  es__buf_t *p = &s->params;
+  size_t ids_len = b->ids.len;
+  p->len = 0;
+  s->expected = expected;
+  s->n_events = n;
+  s->ids_off = b->ids.len;
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = es__buf_put(&b->ids, events[i].id, 16);
+  int k = 0;
+#define MARK() (s->offs[k] = (int)p->len)
+#define DONE() (s->lens[k] = (int)(p->len - (size_t)s->offs[k]), k++)
+  MARK();
+  if (!rc)
+    rc = es__buf_put(p, stream_id, strlen(stream_id));
+  DONE();
+  MARK();
+  if (!rc)
+    rc = es__buf_be64(p, expected);
+  DONE();
+  MARK();
+  if (!rc)
+    rc = array_head(p, OID_UUID, n, 0);
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = array_elem(p, events[i].id, 16);
+  DONE();
+  MARK();
+  if (!rc)
+    rc = text_array(p, events, n, offsetof(es_event_t, type));
+  DONE();
+  MARK();
+  if (!rc)
+    rc = array_head(p, OID_BYTEA, n, 0);
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = array_elem(p, events[i].data_len ? events[i].data : "",
+                    events[i].data_len);
+  DONE();
+  MARK();
+  if (!rc)
+    rc = text_array(p, events, n, offsetof(es_event_t, correlation_id));
+  DONE();
+  MARK();
+  if (!rc)
+    rc = text_array(p, events, n, offsetof(es_event_t, causation_id));
+  DONE();
+  MARK();
+  if (!rc)
+    rc = text_array(p, events, n, offsetof(es_event_t, traceparent));
+  DONE();
+  MARK();
+  if (!rc)
+    rc = meta_array(p, events, n);
+  DONE();
+#undef MARK
+#undef DONE
+  if (!rc && p->len > (size_t)INT32_MAX / 2) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "append to stream \"%s\" encodes to %zu bytes", stream_id,
+                p->len);
+    rc = ES_ERR_TOO_LARGE;
+  }
+  if (rc) {
+    b->ids.len = ids_len;
+    return rc;
+  }
+  b->results[b->n_streams] = (es_append_result_t){0, 0, 0, 0};
+  return (int)b->n_streams++;
+}
+
+int es_batch_add_statement(es_batch_t *b, const char *sql, int nparams,
+                           const char *const *params) {
+  if (!b || !sql || !*sql || nparams < 0 || nparams > 65535 ||
+      (nparams > 0 && !params)) {
+    if (b)
+      es__set_msg(b->msg, sizeof b->msg, "invalid statement for a batch");
+    return ES_ERR_INVALID;
+  }
+  if (b->n_stmts == b->cap_stmts) {
+    size_t cap = b->cap_stmts ? b->cap_stmts * 2 : 8;
+    es__stmt_t *s = realloc(b->stmts, cap * sizeof *s);
+    if (!s)
+      return ES_ERR_NOMEM;
+    b->stmts = s;
+    b->cap_stmts = cap;
+  }
+  es__stmt_t *s = &b->stmts[b->n_stmts];
+  memset(s, 0, sizeof *s);
+  s->sql = strdup(sql);
+  s->params = calloc((size_t)nparams + 1, sizeof *s->params);
+  if (!s->sql || !s->params)
+    goto nomem;
+  for (int i = 0; i < nparams; i++) {
+    s->nparams = i + 1;
+    if (params[i] && !(s->params[i] = strdup(params[i])))
+      goto nomem;
+  }
+  s->nparams = nparams;
+  return (int)b->n_stmts++;
+nomem:
+  free_stmt(s);
+  return ES_ERR_NOMEM;
+}

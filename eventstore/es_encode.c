@@ -1,0 +1,211 @@
+/* Input checks and the binary wire encoding of append parameters (arrays
+ * of uuid, text, bytea, jsonb), plus UUID generation. Pure: no I/O other
+ * than getrandom(2). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "es_internal.h"
+
+void es__set_msg(char *msg, size_t msglen, const char *fmt, ...) {
+  if (!msg || msglen == 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, msglen, fmt, ap);
+  va_end(ap);
+}
+
+int es__buf_put(es__buf_t *b, const void *src, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+      cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+      return ES_ERR_NOMEM;
+    b->p = p;
+    b->cap = cap;
+  }
+  if (n)
+    memcpy(b->p + b->len, src, n);
+  b->len += n;
+  return 0;
+}
+
+int es__buf_be32(es__buf_t *b, int32_t v) {
+  uint32_t u = (uint32_t)v;
+  unsigned char c[4] = {(unsigned char)(u >> 24), (unsigned char)(u >> 16),
+                        (unsigned char)(u >> 8), (unsigned char)u};
+  return es__buf_put(b, c, 4);
+}
+
+int es__buf_be64(es__buf_t *b, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  int rc = es__buf_be32(b, (int32_t)(uint32_t)(u >> 32));
+  return rc ? rc : es__buf_be32(b, (int32_t)(uint32_t)u);
+}
+
+void es__buf_free(es__buf_t *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+int32_t es__get_be32(const char *p) {
+  const unsigned char *u = (const unsigned char *)p;
+  return (int32_t)(((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) |
+                   ((uint32_t)u[2] << 8) | (uint32_t)u[3]);
+}
+
+int64_t es__get_be64(const char *p) {
+  uint64_t hi = (uint32_t)es__get_be32(p), lo = (uint32_t)es__get_be32(p + 4);
+  return (int64_t)((hi << 32) | lo);
+}
+
+/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF) and no NUL. */
+int es__utf8_valid(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s, *end = p + n;
+  while (p < end) {
+    unsigned c = *p;
+    size_t k;
+    uint32_t cp;
+    if (c == 0)
+      return 0;
+    if (c < 0x80) {
+      p++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      k = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      k = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      k = 3;
+      cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    if ((size_t)(end - p) <= k)
+      return 0;
+    for (size_t i = 1; i <= k; i++) {
+      if ((p[i] & 0xC0) != 0x80)
+        return 0;
+      cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return 0;
+    p += k + 1;
+  }
+  return 1;
+}
+
+int es__check_text(const char *what, const char *s, int required, size_t max,
+                   char *msg, size_t msglen) {
+  if (!s) {
+    if (!required)
+      return 0;
+    es__set_msg(msg, msglen, "%s is missing", what);
+    return ES_ERR_INVALID;
+  }
+  size_t n = strlen(s);
+  if (n == 0 && required) {
+    es__set_msg(msg, msglen, "%s is empty", what);
+    return ES_ERR_INVALID;
+  }
+  if (n > max) {
+    es__set_msg(msg, msglen, "%s is %zu bytes, more than %zu", what, n, max);
+    return ES_ERR_TOO_LARGE;
+  }
+  if (!es__utf8_valid(s, n)) {
+    es__set_msg(msg, msglen, "%s is not valid UTF-8", what);
+    return ES_ERR_BAD_UTF8;
+  }
+  return 0;
+}
+
+static int is_lower_hex(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return 0;
+  return 1;
+}
+
+int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
+                    size_t msglen) {
+  int rc;
+  if ((rc = es__check_text("event type", ev->type, 1, ES_MAX_TYPE, msg,
+                           msglen)) ||
+      (rc = es__check_text("correlation id", ev->correlation_id, 0,
+                           ES_MAX_TEXT, msg, msglen)) ||
+      (rc = es__check_text("causation id", ev->causation_id, 0, ES_MAX_TEXT,
+                           msg, msglen)) ||
+      (rc = es__check_text("traceparent", ev->traceparent, 0, ES_MAX_TEXT,
+                           msg, msglen)))
+    return rc;
+  if (ev->traceparent) {
+    const char *t = ev->traceparent;
+    if (strlen(t) != 55 || t[2] != '-' || t[35] != '-' || t[52] != '-' ||
+        !is_lower_hex(t, 2) || !is_lower_hex(t + 3, 32) ||
+        !is_lower_hex(t + 36, 16) || !is_lower_hex(t + 53, 2)) {
+      es__set_msg(msg, msglen, "traceparent \"%s\" is not in W3C form", t);
+      return ES_ERR_INVALID;
+    }
+  }
+  if (ev->data_len > 0 && !ev->data) {
+    es__set_msg(msg, msglen, "event data is NULL with length %zu",
+                ev->data_len);
+    return ES_ERR_INVALID;
+  }
+  if (ev->data_len > max_payload) {
+    es__set_msg(msg, msglen, "event data is %zu bytes, more than %zu",
+                ev->data_len, max_payload);
+    return ES_ERR_TOO_LARGE;
+  }
+  if (ev->n_meta && !ev->meta) {
+    es__set_msg(msg, msglen, "metadata is NULL with %zu pairs", ev->n_meta);
+    return ES_ERR_INVALID;
+  }
+  for (size_t i = 0; i < ev->n_meta; i++) {
+    if ((rc = es__check_text("metadata key", ev->meta[i].key, 1, ES_MAX_TEXT,
+                             msg, msglen)) ||
+        (rc = es__check_text("metadata value", ev->meta[i].value, 1,
+                             ES_MAX_TEXT, msg, msglen)))
+      return rc;
+  }
+  return 0;
+}
+
+int es_uuid_v4(uint8_t out[16]) {
+  size_t got = 0;
+  while (got < 16) {
+    ssize_t r = getrandom(out + got, 16 - got, 0);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return ES_ERR_INVALID;
+    }
+    got += (size_t)r;
+  }
+  out[6] = (uint8_t)((out[6] & 0x0F) | 0x40);
+  out[8] = (uint8_t)((out[8] & 0x3F) | 0x80);
+  return 0;
+}
+
+void es_uuid_format(const uint8_t id[16], char out[37]) {
+  static const char hex[] = "0123456789abcdef";
+  size_t o = 0;
+  for (size_t i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out[o++] = '-';
+    out[o++] = hex[id[i] >> 4];
+    out[o++] = hex[id[i] & 15];
+  }
+  out[o] = '\0';
+}

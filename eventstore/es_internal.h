@@ -1,0 +1,150 @@
+/* Internals shared by the event store's files: the growable buffer, input
+ * validation and binary encoding, batches, and the pipelined operations
+ * that both faces (blocking and libuv) send and consume. Not installed. */
+#ifndef SAGA_ES_INTERNAL_H
+#define SAGA_ES_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "saga/eventstore.h"
+
+/* ---- migrations (es_migrations.c is generated) ---- */
+typedef struct {
+  int version;
+  const char *name;
+  const char *sql;
+} es__migration_t;
+extern const es__migration_t es__migrations[];
+extern const size_t es__n_migrations;
+
+/* ---- growable byte buffer with a ceiling ---- */
+typedef struct {
+  char *p;
+  size_t len, cap;
+} es__buf_t;
+
+int es__buf_put(es__buf_t *b, const void *src, size_t n);
+int es__buf_be32(es__buf_t *b, int32_t v);
+int es__buf_be64(es__buf_t *b, int64_t v);
+void es__buf_free(es__buf_t *b);
+int64_t es__get_be64(const char *p);
+int32_t es__get_be32(const char *p);
+
+/* ---- validation ---- */
+int es__utf8_valid(const char *s, size_t n);
+/* Check a required/optional text value; sets msg on failure. */
+int es__check_text(const char *what, const char *s, int required,
+                   size_t max, char *msg, size_t msglen);
+int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
+                    size_t msglen);
+void es__set_msg(char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- batches ---- */
+#define ES__APPEND_NPARAMS 9
+
+typedef struct {
+  int64_t expected;
+  size_t n_events;
+  size_t ids_off; /* offset of n_events * 16 id bytes in the batch's ids */
+  es__buf_t params;
+  int offs[ES__APPEND_NPARAMS];
+  int lens[ES__APPEND_NPARAMS];
+} es__stream_t;
+
+typedef struct {
+  char *sql;
+  int nparams;
+  char **params;
+} es__stmt_t;
+
+struct es_batch {
+  size_t max_payload;
+  es__stream_t *streams;
+  size_t n_streams, cap_streams;
+  es_append_result_t *results;
+  es__stmt_t *stmts;
+  size_t n_stmts, cap_stmts;
+  es__buf_t ids;
+  char msg[ES_ERRBUF_SIZE];
+};
+
+/* ---- pipelined operations ---- */
+typedef enum {
+  ES__OP_BATCH,      /* BEGIN, appends, statements, NOTIFY, COMMIT */
+  ES__OP_APPEND,     /* one append in the pipeline's implicit transaction */
+  ES__OP_READ_STREAM,
+  ES__OP_READ_ALL,
+  ES__OP_SNAP_SAVE,
+  ES__OP_SNAP_LOAD,
+} es__op_kind_t;
+
+typedef enum {
+  ES__R_PREPARE,
+  ES__R_LISTEN,
+  ES__R_BEGIN,
+  ES__R_APPEND,
+  ES__R_STMT,
+  ES__R_NOTIFY,
+  ES__R_COMMIT,
+  ES__R_READ,
+  ES__R_SNAP,
+} es__rkind_t;
+
+typedef struct {
+  es__rkind_t kind;
+  size_t index;
+} es__expect_t;
+
+typedef struct es__op {
+  es__op_kind_t kind;
+  int notify;
+  es_batch_t *batch;
+  /* read parameters */
+  char *stream_id;
+  int64_t from_version;
+  es_pos_t from;
+  char *category;
+  char *type;
+  size_t max;
+  /* snapshot */
+  es__buf_t snap;
+  /* result tracking */
+  es__expect_t *expect;
+  size_t n_expect, next;
+  int status;
+  int aborted_by; /* stream index that raised an error, or -1 */
+  int prep_failed; /* a preparation (or LISTEN) did not succeed */
+  char msg[ES_ERRBUF_SIZE];
+  es_page_t *page;
+  es_snapshot_t *snapshot;
+  /* async face */
+  void *cb;
+  void *arg;
+  struct es__op *qnext;
+} es__op_t;
+
+/* Send op's queries and a sync on c (pipeline mode must be on). prepare
+ * adds the statement preparations first; listen a LISTEN. Returns 0 or
+ * CONNECTION with op->msg set. */
+int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen);
+/* Consume one non-NULL result of op (takes ownership of r). Returns 1 when
+ * the op is complete (the sync arrived), 0 otherwise. */
+int es__op_result(es__op_t *op, PGresult *r);
+/* Set op as failed with status (all batch streams too). */
+void es__op_fail(es__op_t *op, int status, const char *msg);
+void es__op_free(es__op_t *op);
+/* Fill a freshly zeroed op for each kind; 0 or an error code. */
+int es__op_read_stream(es__op_t *op, const char *stream_id, int64_t from,
+                       size_t max);
+int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
+                    size_t max);
+/* Map a failed result or lost connection to a code. */
+int es__map_error(PGconn *c, const PGresult *r);
+
+#define ES__CHANNEL "es_events"
+
+#endif

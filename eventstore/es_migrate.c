@@ -1,0 +1,98 @@
+/* Schema migrations: the numbered SQL files of eventstore/migrations,
+ * compiled in, applied in order, each in its own transaction and recorded
+ * in es_schema_version. An advisory lock makes concurrent runs safe. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "es_internal.h"
+
+/* Advisory lock key: "es_migr" in ASCII. */
+#define MIGRATE_LOCK "7310868361213554"
+
+int es_schema_version(void) {
+  return es__n_migrations ? es__migrations[es__n_migrations - 1].version : 0;
+}
+
+static int exec_ok(PGconn *c, const char *sql, char *errbuf, size_t errlen,
+                   const char *what) {
+  PGresult *r = PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(r);
+  int rc = 0;
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    rc = es__map_error(c, r);
+    if (rc != ES_ERR_CONNECTION)
+      rc = ES_ERR_SCHEMA;
+    es__set_msg(errbuf, errlen, "%s: %s", what, PQresultErrorMessage(r));
+  }
+  PQclear(r);
+  return rc;
+}
+
+int es_migrate(const char *conninfo, int *version, char *errbuf,
+               size_t errlen) {
+  if (!conninfo) {
+    es__set_msg(errbuf, errlen, "conninfo is required");
+    return ES_ERR_INVALID;
+  }
+  PGconn *c = PQconnectdb(conninfo);
+  int rc = 0, have = 0;
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    es__set_msg(errbuf, errlen, "could not connect to the database: %s",
+                c ? PQerrorMessage(c) : "out of memory");
+    rc = c ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
+    goto out;
+  }
+  if ((rc = exec_ok(c, "SET client_min_messages = warning", errbuf, errlen,
+                    "could not configure the session")) ||
+      (rc = exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", errbuf,
+                    errlen, "could not take the migration lock")) ||
+      (rc = exec_ok(c,
+                    "CREATE TABLE IF NOT EXISTS es_schema_version ("
+                    " version int PRIMARY KEY, name text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())",
+                    errbuf, errlen, "could not create es_schema_version")))
+    goto out;
+  PGresult *r =
+      PQexec(c, "SELECT coalesce(max(version), 0) FROM es_schema_version");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    es__set_msg(errbuf, errlen, "could not read the schema version: %s",
+                PQresultErrorMessage(r));
+    rc = ES_ERR_SCHEMA;
+    PQclear(r);
+    goto out;
+  }
+  have = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  if (have > es_schema_version()) {
+    es__set_msg(errbuf, errlen,
+                "database schema version %d is newer than this library's %d",
+                have, es_schema_version());
+    rc = ES_ERR_SCHEMA;
+    goto out;
+  }
+  for (size_t i = 0; i < es__n_migrations && !rc; i++) {
+    const es__migration_t *m = &es__migrations[i];
+    if (m->version <= have)
+      continue;
+    char what[128], rec[160];
+    snprintf(what, sizeof what, "migration %s failed", m->name);
+    snprintf(rec, sizeof rec,
+             "INSERT INTO es_schema_version (version, name) VALUES (%d, '%s')",
+             m->version, m->name);
+    if ((rc = exec_ok(c, "BEGIN", errbuf, errlen, what)))
+      break;
+    if ((rc = exec_ok(c, m->sql, errbuf, errlen, what)) ||
+        (rc = exec_ok(c, rec, errbuf, errlen, what)) ||
+        (rc = exec_ok(c, "COMMIT", errbuf, errlen, what))) {
+      PQclear(PQexec(c, "ROLLBACK"));
+      break;
+    }
+    have = m->version;
+  }
+  PQclear(PQexec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")"));
+out:
+  if (version)
+    *version = have;
+  PQfinish(c);
+  return rc;
+}

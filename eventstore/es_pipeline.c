@@ -1,0 +1,515 @@
+/* The operations both faces run: what each sends in one pipeline (ending
+ * with a sync, so one round trip) and how each result is read back. Every
+ * statement is prepared once per connection and parameterised; results come
+ * in binary format so event data is never hex-encoded. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_internal.h"
+
+#define OID_INT8 "20"
+enum { O_INT8 = 20, O_TEXT = 25, O_BYTEA = 17, O_XID8 = 5069 };
+enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
+
+#define APPEND_SQL(extra)                                                     \
+  "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
+  " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
+  " dup AS (SELECT count(*) AS n, count(*) FILTER (WHERE stream_id = $1)"     \
+  " AS mine FROM es_events WHERE event_id = ANY($3)),"                        \
+  " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
+  " SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"            \
+  " FROM cur, dup, unnest($3, $4, $5, $6, $7, $8, $9) WITH ORDINALITY"        \
+  " AS u(id, t, d, c, k, tp, m, ord)"                                         \
+  " WHERE dup.n = 0 AND ($2 < 0 OR cur.v = $2) ORDER BY u.ord"                \
+  " RETURNING global_position)"                                               \
+  " SELECT cur.v, dup.n, dup.mine, (SELECT count(*) FROM ins),"               \
+  " (SELECT coalesce(min(global_position), 0) FROM ins),"                     \
+  " (SELECT coalesce(max(global_position), 0) FROM ins)" extra                \
+  " FROM cur, dup"
+
+#define COLS                                                                  \
+  "SELECT tx_id, global_position, stream_id, stream_version, event_id,"      \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
+  " recorded_at FROM es_events"
+
+#define READ_ALL_SQL(filter)                                                  \
+  COLS " WHERE (tx_id, global_position) > ($1, $2)"                           \
+       " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())" filter          \
+       " ORDER BY tx_id, global_position LIMIT $3"
+
+static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
+                                   O_TEXTA, O_BYTEAA, O_TEXTA,
+                                   O_TEXTA, O_TEXTA, O_JSONBA};
+static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
+static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
+static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
+static const Oid snap_load_types[] = {O_TEXT};
+
+static const struct {
+  const char *name, *sql;
+  int n;
+  const Oid *types;
+} stmts[] = {
+    {"es_append", APPEND_SQL(""), 9, append_types},
+    {"es_append_notify",
+     APPEND_SQL(", (SELECT pg_notify('" ES__CHANNEL "', '') FROM"
+                " (SELECT 1 FROM ins LIMIT 1) AS x)"),
+     9, append_types},
+    {"es_read_stream",
+     COLS " WHERE stream_id = $1 AND stream_version >= $2"
+          " ORDER BY stream_version LIMIT $3",
+     3, read_stream_types},
+    {"es_read_all", READ_ALL_SQL(""), 5, read_all_types},
+    {"es_read_cat", READ_ALL_SQL(" AND category = $4"), 5, read_all_types},
+    {"es_read_type", READ_ALL_SQL(" AND event_type = $5"), 5, read_all_types},
+    {"es_read_cat_type", READ_ALL_SQL(" AND category = $4 AND event_type = $5"),
+     5, read_all_types},
+    {"es_snap_save",
+     "INSERT INTO es_snapshots AS s (stream_id, version, snapshot_type, data)"
+     " VALUES ($1, $2, $3, $4) ON CONFLICT (stream_id) DO UPDATE SET"
+     " version = EXCLUDED.version, snapshot_type = EXCLUDED.snapshot_type,"
+     " data = EXCLUDED.data, taken_at = now()"
+     " WHERE s.version <= EXCLUDED.version RETURNING version",
+     4, snap_save_types},
+    {"es_snap_load",
+     "SELECT version, snapshot_type, data FROM es_snapshots"
+     " WHERE stream_id = $1",
+     1, snap_load_types},
+};
+#define N_STMTS (sizeof stmts / sizeof stmts[0])
+
+static int expect(es__op_t *op, es__rkind_t kind, size_t index) {
+  if (op->n_expect % 64 == 0) {
+    es__expect_t *e =
+        realloc(op->expect, (op->n_expect + 64) * sizeof *op->expect);
+    if (!e)
+      return ES_ERR_NOMEM;
+    op->expect = e;
+  }
+  op->expect[op->n_expect++] = (es__expect_t){kind, index};
+  return 0;
+}
+
+static int sent(PGconn *c, es__op_t *op, int ok, es__rkind_t kind,
+                size_t index) {
+  if (!ok) {
+    es__set_msg(op->msg, sizeof op->msg, "could not send to the database: %s",
+                PQerrorMessage(c));
+    return ES_ERR_CONNECTION;
+  }
+  return expect(op, kind, index);
+}
+
+static int send_plain(PGconn *c, es__op_t *op, const char *sql,
+                      es__rkind_t kind) {
+  return sent(c, op, PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0),
+              kind, 0);
+}
+
+static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
+  es__stream_t *s = &op->batch->streams[i];
+  const char *values[ES__APPEND_NPARAMS];
+  int fmts[ES__APPEND_NPARAMS];
+  for (int k = 0; k < ES__APPEND_NPARAMS; k++) {
+    values[k] = s->params.p + s->offs[k];
+    fmts[k] = 1;
+  }
+  int ok = PQsendQueryPrepared(c, notify ? "es_append_notify" : "es_append",
+                               ES__APPEND_NPARAMS, values, s->lens, fmts, 1);
+  return sent(c, op, ok, ES__R_APPEND, i);
+}
+
+static void put_be64(char *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (char)(v & 0xFF);
+}
+
+static int send_read(PGconn *c, es__op_t *op) {
+  char b1[8], b2[8], b3[8];
+  const char *values[5] = {b1, b2, b3, op->category, op->type};
+  int lens[5] = {8, 8, 8, op->category ? (int)strlen(op->category) : 0,
+                 op->type ? (int)strlen(op->type) : 0};
+  int fmts[5] = {1, 1, 1, 1, 1};
+  const char *name;
+  int n;
+  put_be64(b3, op->max);
+  if (op->kind == ES__OP_READ_STREAM) {
+    values[0] = op->stream_id;
+    lens[0] = (int)strlen(op->stream_id);
+    put_be64(b2, (uint64_t)op->from_version);
+    values[2] = b3;
+    name = "es_read_stream";
+    n = 3;
+  } else {
+    put_be64(b1, op->from.tx);
+    put_be64(b2, (uint64_t)op->from.pos);
+    name = op->category ? (op->type ? "es_read_cat_type" : "es_read_cat")
+                        : (op->type ? "es_read_type" : "es_read_all");
+    n = 5;
+  }
+  return sent(c, op, PQsendQueryPrepared(c, name, n, values, lens, fmts, 1),
+              ES__R_READ, 0);
+}
+
+static int send_snap(PGconn *c, es__op_t *op) {
+  /* op->snap holds: version (8), then stream id, type, data; lengths in
+   * op->max (stream id) and op->from_version (type). */
+  const char *p = op->snap.p;
+  size_t sl = op->max, tl = (size_t)op->from_version;
+  if (op->kind == ES__OP_SNAP_LOAD) {
+    const char *v[1] = {p + 8};
+    int l[1] = {(int)sl}, f[1] = {1};
+    return sent(c, op, PQsendQueryPrepared(c, "es_snap_load", 1, v, l, f, 1),
+                ES__R_SNAP, 0);
+  }
+  const char *v[4] = {p + 8, p, p + 8 + sl, p + 8 + sl + tl};
+  int l[4] = {(int)sl, 8, (int)tl, (int)(op->snap.len - 8 - sl - tl)};
+  int f[4] = {1, 1, 1, 1};
+  return sent(c, op, PQsendQueryPrepared(c, "es_snap_save", 4, v, l, f, 1),
+              ES__R_SNAP, 0);
+}
+
+int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
+  int rc = 0;
+  op->n_expect = op->next = 0;
+  op->status = 0;
+  op->aborted_by = -1;
+  op->prep_failed = 0;
+  op->msg[0] = '\0';
+  /* After a failed preparation some statements may exist: start clean. */
+  if (prepare)
+    rc = send_plain(c, op, "DEALLOCATE ALL", ES__R_PREPARE);
+  for (size_t i = 0; prepare && i < N_STMTS && !rc; i++)
+    rc = sent(c, op,
+              PQsendPrepare(c, stmts[i].name, stmts[i].sql, stmts[i].n,
+                            stmts[i].types),
+              ES__R_PREPARE, i);
+  if (!rc && listen)
+    rc = send_plain(c, op, "LISTEN " ES__CHANNEL, ES__R_LISTEN);
+  switch (op->kind) {
+  case ES__OP_APPEND:
+    if (!rc)
+      rc = send_append(c, op, 0, op->notify);
+    break;
+  case ES__OP_BATCH:
+    if (!rc)
+      rc = send_plain(c, op, "BEGIN", ES__R_BEGIN);
+    for (size_t i = 0; i < op->batch->n_streams && !rc; i++)
+      rc = send_append(c, op, i, 0);
+    for (size_t j = 0; j < op->batch->n_stmts && !rc; j++) {
+      es__stmt_t *s = &op->batch->stmts[j];
+      rc = sent(c, op,
+                PQsendQueryParams(c, s->sql, s->nparams, NULL,
+                                  (const char *const *)s->params, NULL, NULL,
+                                  0),
+                ES__R_STMT, j);
+    }
+    /* One NOTIFY per batch: its commit-time lock is paid once per batch. */
+    if (!rc && op->notify)
+      rc = send_plain(c, op, "SELECT pg_notify('" ES__CHANNEL "', '')",
+                      ES__R_NOTIFY);
+    if (!rc)
+      rc = send_plain(c, op, "COMMIT", ES__R_COMMIT);
+    break;
+  case ES__OP_READ_STREAM:
+  case ES__OP_READ_ALL:
+    if (!rc)
+      rc = send_read(c, op);
+    break;
+  case ES__OP_SNAP_SAVE:
+  case ES__OP_SNAP_LOAD:
+    if (!rc)
+      rc = send_snap(c, op);
+    break;
+  }
+  if (!rc && !PQpipelineSync(c))
+    rc = sent(c, op, 0, ES__R_COMMIT, 0);
+  if (rc == ES_ERR_NOMEM)
+    es__set_msg(op->msg, sizeof op->msg, "out of memory");
+  return rc;
+}
+
+int es__map_error(PGconn *c, const PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if ((c && PQstatus(c) == CONNECTION_BAD) || !st)
+    return ES_ERR_CONNECTION;
+  if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
+      !strcmp(st, "57P03"))
+    return ES_ERR_CONNECTION;
+  if (!strcmp(st, "40001") || !strcmp(st, "40P01"))
+    return ES_ERR_RETRY;
+  if (!strcmp(st, "42P01") || !strcmp(st, "42703") || !strcmp(st, "26000"))
+    return ES_ERR_SCHEMA;
+  if (!strcmp(st, "23505")) {
+    const char *k = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    return (k && !strcmp(k, "es_events_event_id_key")) ? ES_ERR_ID_REUSED
+                                                       : ES_ERR_CONFLICT;
+  }
+  if (!strcmp(st, "22021"))
+    return ES_ERR_BAD_UTF8;
+  if (!strcmp(st, "54000") || !strcmp(st, "22001"))
+    return ES_ERR_TOO_LARGE;
+  return ES_ERR_DB;
+}
+
+void es__op_fail(es__op_t *op, int status, const char *msg) {
+  if (!op->status)
+    op->status = status;
+  if (msg && !op->msg[0])
+    es__set_msg(op->msg, sizeof op->msg, "%s", msg);
+  if (op->batch && (op->kind == ES__OP_BATCH || op->kind == ES__OP_APPEND))
+    for (size_t i = 0; i < op->batch->n_streams; i++) {
+      op->batch->results[i].status = status;
+      op->batch->results[i].first_position = 0;
+      op->batch->results[i].last_position = 0;
+    }
+}
+
+static void append_result(es__op_t *op, size_t i, const PGresult *r) {
+  es_append_result_t *res = &op->batch->results[i];
+  size_t n = op->batch->streams[i].n_events;
+  int64_t v = es__get_be64(PQgetvalue(r, 0, 0));
+  int64_t dups = es__get_be64(PQgetvalue(r, 0, 1));
+  int64_t mine = es__get_be64(PQgetvalue(r, 0, 2));
+  int64_t wrote = es__get_be64(PQgetvalue(r, 0, 3));
+  res->first_position = es__get_be64(PQgetvalue(r, 0, 4));
+  res->last_position = es__get_be64(PQgetvalue(r, 0, 5));
+  if (wrote == (int64_t)n) {
+    res->status = 0;
+    res->version = v + wrote;
+    return;
+  }
+  res->version = v;
+  if (dups == 0)
+    res->status = ES_ERR_CONFLICT;
+  else
+    res->status = mine == (int64_t)n ? ES_ERR_DUPLICATE : ES_ERR_ID_REUSED;
+  if (op->kind == ES__OP_APPEND)
+    op->status = res->status;
+}
+
+static const char *opt_text(const PGresult *r, int row, int col) {
+  return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static int make_page(es__op_t *op, PGresult *r) {
+  size_t n = (size_t)PQntuples(r);
+  es_page_t *pg = calloc(1, sizeof *pg);
+  if (!pg || (n && !(pg->events = calloc(n, sizeof *pg->events)))) {
+    free(pg);
+    PQclear(r);
+    return ES_ERR_NOMEM;
+  }
+  pg->n = n;
+  pg->priv_ = r;
+  pg->next = op->from;
+  for (size_t i = 0; i < n; i++) {
+    es_recorded_t *e = &pg->events[i];
+    int row = (int)i;
+    e->at.tx = (uint64_t)es__get_be64(PQgetvalue(r, row, 0));
+    e->at.pos = es__get_be64(PQgetvalue(r, row, 1));
+    e->global_position = e->at.pos;
+    e->stream_id = PQgetvalue(r, row, 2);
+    e->version = es__get_be64(PQgetvalue(r, row, 3));
+    memcpy(e->id, PQgetvalue(r, row, 4), 16);
+    e->type = PQgetvalue(r, row, 5);
+    e->data = PQgetvalue(r, row, 6);
+    e->data_len = (size_t)PQgetlength(r, row, 6);
+    e->correlation_id = opt_text(r, row, 7);
+    e->causation_id = opt_text(r, row, 8);
+    e->traceparent = opt_text(r, row, 9);
+    /* jsonb binary: a version byte, then the text */
+    e->meta_json = PQgetisnull(r, row, 10) ? NULL : PQgetvalue(r, row, 10) + 1;
+    /* timestamptz binary: microseconds since 2000-01-01 */
+    e->recorded_at_us =
+        es__get_be64(PQgetvalue(r, row, 11)) + INT64_C(946684800000000);
+  }
+  if (n)
+    pg->next = pg->events[n - 1].at;
+  op->page = pg;
+  return 0;
+}
+
+static int make_snapshot(es__op_t *op, const PGresult *r) {
+  if (PQntuples(r) == 0)
+    return op->kind == ES__OP_SNAP_LOAD ? ES_ERR_NOT_FOUND : ES_ERR_CONFLICT;
+  if (op->kind == ES__OP_SNAP_SAVE)
+    return 0;
+  es_snapshot_t *s = calloc(1, sizeof *s);
+  size_t len = (size_t)PQgetlength(r, 0, 2);
+  if (!s || !(s->type = strdup(PQgetvalue(r, 0, 1))) ||
+      !(s->data = malloc(len ? len : 1))) {
+    es_snapshot_free(s);
+    return ES_ERR_NOMEM;
+  }
+  s->version = es__get_be64(PQgetvalue(r, 0, 0));
+  memcpy(s->data, PQgetvalue(r, 0, 2), len);
+  s->len = len;
+  op->snapshot = s;
+  return 0;
+}
+
+int es__op_result(es__op_t *op, PGresult *r) {
+  ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_PIPELINE_SYNC) {
+    PQclear(r);
+    if (op->kind == ES__OP_BATCH && op->status)
+      for (size_t i = 0; i < op->batch->n_streams; i++) {
+        es_append_result_t *res = &op->batch->results[i];
+        if ((int)i != op->aborted_by && res->status == 0)
+          res->status = ES_ERR_BATCH_ABORTED;
+        res->first_position = res->last_position = 0;
+      }
+    return 1;
+  }
+  if (op->next >= op->n_expect) { /* never expected: ignore */
+    PQclear(r);
+    return 0;
+  }
+  es__expect_t e = op->expect[op->next++];
+  int failed = st == PGRES_FATAL_ERROR;
+  if ((failed || st == PGRES_PIPELINE_ABORTED) &&
+      (e.kind == ES__R_PREPARE || e.kind == ES__R_LISTEN))
+    op->prep_failed = 1;
+  if (st == PGRES_PIPELINE_ABORTED) {
+    if (e.kind == ES__R_APPEND)
+      op->batch->results[e.index].status = ES_ERR_BATCH_ABORTED;
+    PQclear(r);
+    return 0;
+  }
+  if (failed) {
+    int code = es__map_error(NULL, r);
+    const char *m = PQresultErrorMessage(r);
+    size_t ml = strlen(m);
+    while (ml && m[ml - 1] == '\n')
+      ml--;
+    if (!op->msg[0]) {
+      if (e.kind == ES__R_APPEND)
+        es__set_msg(op->msg, sizeof op->msg,
+                    "could not append to stream \"%.*s\": %.*s",
+                    op->batch->streams[e.index].lens[0],
+                    op->batch->streams[e.index].params.p, (int)ml, m);
+      else if (e.kind == ES__R_STMT)
+        es__set_msg(op->msg, sizeof op->msg,
+                    "batch statement %zu failed: %.*s", e.index + 1, (int)ml,
+                    m);
+      else
+        es__set_msg(op->msg, sizeof op->msg, "%.*s", (int)ml, m);
+    }
+    if (e.kind == ES__R_APPEND) {
+      op->batch->results[e.index].status = code;
+      if (op->kind == ES__OP_BATCH) {
+        op->aborted_by = (int)e.index;
+        code = ES_ERR_BATCH_ABORTED;
+      }
+    } else if (e.kind == ES__R_STMT) {
+      code = ES_ERR_BATCH_ABORTED;
+    } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
+      code = ES_ERR_SCHEMA;
+    }
+    if (!op->status)
+      op->status = code;
+    PQclear(r);
+    return 0;
+  }
+  int rc = 0;
+  switch (e.kind) {
+  case ES__R_APPEND:
+    append_result(op, e.index, r);
+    break;
+  case ES__R_READ:
+    rc = make_page(op, r);
+    r = NULL; /* owned by the page (or cleared on failure) */
+    break;
+  case ES__R_SNAP:
+    rc = make_snapshot(op, r);
+    break;
+  default:
+    break;
+  }
+  if (rc && !op->status)
+    op->status = rc;
+  PQclear(r);
+  return 0;
+}
+
+void es_page_free(es_page_t *page) {
+  if (!page)
+    return;
+  PQclear(page->priv_);
+  free(page->events);
+  free(page);
+}
+
+void es_snapshot_free(es_snapshot_t *snap) {
+  if (!snap)
+    return;
+  free(snap->type);
+  free(snap->data);
+  free(snap);
+}
+
+int es__op_read_stream(es__op_t *op, const char *stream_id, int64_t from,
+                       size_t max) {
+  int rc = es__check_text("stream id", stream_id, 1, ES_MAX_STREAM_ID,
+                          op->msg, sizeof op->msg);
+  if (rc)
+    return rc;
+  if (max == 0 || max > 10000 || from < 0) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "read of stream \"%s\": max must be 1 to 10000 and the"
+                " version not negative",
+                stream_id);
+    return ES_ERR_INVALID;
+  }
+  op->kind = ES__OP_READ_STREAM;
+  op->from_version = from;
+  op->max = max;
+  return (op->stream_id = strdup(stream_id)) ? 0 : ES_ERR_NOMEM;
+}
+
+int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
+                    size_t max) {
+  int rc;
+  op->kind = ES__OP_READ_ALL;
+  op->from = from;
+  op->max = max;
+  if (max == 0 || max > 10000 || from.pos < 0) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "global read: max must be 1 to 10000 and the position not"
+                " negative");
+    return ES_ERR_INVALID;
+  }
+  if (filter && filter->category) {
+    if ((rc = es__check_text("category", filter->category, 1,
+                             ES_MAX_STREAM_ID, op->msg, sizeof op->msg)))
+      return rc;
+    if (!(op->category = strdup(filter->category)))
+      return ES_ERR_NOMEM;
+  }
+  if (filter && filter->type) {
+    if ((rc = es__check_text("event type", filter->type, 1, ES_MAX_TYPE,
+                             op->msg, sizeof op->msg)))
+      return rc;
+    if (!(op->type = strdup(filter->type)))
+      return ES_ERR_NOMEM;
+  }
+  return 0;
+}
+
+void es__op_free(es__op_t *op) {
+  if (!op)
+    return;
+  free(op->expect);
+  free(op->stream_id);
+  free(op->category);
+  free(op->type);
+  es__buf_free(&op->snap);
+  es_page_free(op->page);
+  es_snapshot_free(op->snapshot);
+  op->expect = NULL;
+  op->stream_id = op->category = op->type = NULL;
+  op->page = NULL;
+  op->snapshot = NULL;
+}

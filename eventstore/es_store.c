@@ -1,0 +1,315 @@
+/* The blocking face: one connection in pipeline mode, each call one round
+ * trip (send everything, one sync, read results in order). A lost
+ * connection fails the call with CONNECTION and is re-established at the
+ * start of the next call. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "es_internal.h"
+
+struct es_store {
+  PGconn *conn;
+  char *conninfo;
+  es_store_opts_t opts;
+  int prepared;
+  int broken;
+  es_batch_t *one; /* reused by es_append */
+  char msg[ES_ERRBUF_SIZE];
+};
+
+void es_store_opts_init(es_store_opts_t *opts) {
+  memset(opts, 0, sizeof *opts);
+  opts->max_payload = 1024 * 1024;
+  opts->notify = 1;
+  opts->migrate = 0;
+}
+
+const char *es_store_last_error(const es_store_t *store) {
+  return store ? store->msg : "";
+}
+
+static void trim_copy(char *dst, size_t len, const char *src) {
+  es__set_msg(dst, len, "%s", src ? src : "");
+  size_t n = strlen(dst);
+  while (n && dst[n - 1] == '\n')
+    dst[--n] = '\0';
+}
+
+/* Check that the schema this library needs is in place. Runs before
+ * pipeline mode is entered. */
+static int check_schema(es_store_t *s) {
+  PGresult *r = PQexec(s->conn, "SELECT max(version) FROM es_schema_version");
+  int rc = 0;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = es__map_error(s->conn, r);
+    if (rc == ES_ERR_SCHEMA || rc == ES_ERR_DB)
+      rc = ES_ERR_SCHEMA;
+    es__set_msg(s->msg, sizeof s->msg, "could not read the schema version: %s",
+                PQresultErrorMessage(r));
+  } else if (PQgetisnull(r, 0, 0) ||
+             atoi(PQgetvalue(r, 0, 0)) != es_schema_version()) {
+    rc = ES_ERR_SCHEMA;
+    es__set_msg(s->msg, sizeof s->msg,
+                "database schema version is %s, this library needs %d",
+                PQgetisnull(r, 0, 0) ? "none" : PQgetvalue(r, 0, 0),
+                es_schema_version());
+  }
+  PQclear(r);
+  return rc;
+}
+
+static int connect_store(es_store_t *s) {
+  if (s->conn && !s->broken && PQstatus(s->conn) == CONNECTION_OK)
+    return 0;
+  if (s->conn)
+    PQreset(s->conn);
+  else
+    s->conn = PQconnectdb(s->conninfo);
+  if (!s->conn)
+    return ES_ERR_NOMEM;
+  if (PQstatus(s->conn) != CONNECTION_OK) {
+    es__set_msg(s->msg, sizeof s->msg, "could not connect to the database: %s",
+                PQerrorMessage(s->conn));
+    return ES_ERR_CONNECTION;
+  }
+  s->broken = 0;
+  s->prepared = 0;
+  if (!PQenterPipelineMode(s->conn)) {
+    es__set_msg(s->msg, sizeof s->msg, "could not enter pipeline mode: %s",
+                PQerrorMessage(s->conn));
+    s->broken = 1;
+    return ES_ERR_CONNECTION;
+  }
+  return 0;
+}
+
+/* Run op in one round trip; the op's status is the answer. */
+static int run(es_store_t *s, es__op_t *op) {
+  int rc = connect_store(s);
+  if (rc) {
+    es__op_fail(op, rc, s->msg);
+    return rc;
+  }
+  int prepare = !s->prepared;
+  rc = es__op_send(s->conn, op, prepare, 0);
+  if (!rc && PQflush(s->conn) != 0) {
+    rc = ES_ERR_CONNECTION;
+    es__set_msg(op->msg, sizeof op->msg, "could not send to the database: %s",
+                PQerrorMessage(s->conn));
+  }
+  int nulls = 0;
+  while (!rc) {
+    PGresult *r = PQgetResult(s->conn);
+    if (!r) {
+      /* NULL ends each query's results; repeated NULLs mean the
+       * connection is gone. */
+      if (PQstatus(s->conn) == CONNECTION_BAD || ++nulls > 2) {
+        rc = ES_ERR_CONNECTION;
+        es__set_msg(op->msg, sizeof op->msg, "connection lost: %s",
+                    PQerrorMessage(s->conn));
+      }
+      continue;
+    }
+    nulls = 0;
+    if (PQresultStatus(r) == PGRES_FATAL_ERROR &&
+        es__map_error(s->conn, r) == ES_ERR_CONNECTION) {
+      es__set_msg(op->msg, sizeof op->msg, "connection lost: %s",
+                  PQresultErrorMessage(r));
+      PQclear(r);
+      rc = ES_ERR_CONNECTION;
+      break;
+    }
+    if (es__op_result(op, r))
+      break;
+  }
+  if (rc) {
+    s->broken = 1;
+    op->status = 0;
+    es__op_fail(op, rc, NULL);
+  } else if (prepare && !op->prep_failed) {
+    s->prepared = 1;
+  }
+  trim_copy(s->msg, sizeof s->msg, op->msg);
+  return op->status;
+}
+
+int es_store_open(const char *conninfo, const es_store_opts_t *opts,
+                  es_store_t **out, char *errbuf, size_t errlen) {
+  if (!conninfo || !out) {
+    es__set_msg(errbuf, errlen, "conninfo and out are required");
+    return ES_ERR_INVALID;
+  }
+  *out = NULL;
+  es_store_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return ES_ERR_NOMEM;
+  if (opts)
+    s->opts = *opts;
+  else
+    es_store_opts_init(&s->opts);
+  int rc = ES_ERR_NOMEM;
+  if (!(s->conninfo = strdup(conninfo)) || !(s->one = es_batch_new(opts)))
+    goto fail;
+  if (s->opts.migrate &&
+      (rc = es_migrate(conninfo, NULL, s->msg, sizeof s->msg)))
+    goto fail;
+  s->conn = PQconnectdb(conninfo);
+  if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+    rc = s->conn ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
+    es__set_msg(s->msg, sizeof s->msg, "could not connect to the database: %s",
+                s->conn ? PQerrorMessage(s->conn) : "out of memory");
+    goto fail;
+  }
+  if ((rc = check_schema(s)))
+    goto fail;
+  s->broken = 1; /* connect_store enters pipeline mode */
+  PQfinish(s->conn);
+  s->conn = NULL;
+  if ((rc = connect_store(s)))
+    goto fail;
+  *out = s;
+  return 0;
+fail:
+  trim_copy(errbuf, errlen, s->msg);
+  es_store_close(s);
+  return rc;
+}
+
+void es_store_close(es_store_t *s) {
+  if (!s)
+    return;
+  if (s->conn)
+    PQfinish(s->conn);
+  es_batch_free(s->one);
+  free(s->conninfo);
+  free(s);
+}
+
+int es_append(es_store_t *s, const char *stream_id, int64_t expected,
+              es_event_t *events, size_t n, es_append_result_t *result) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es_batch_reset(s->one);
+  s->one->max_payload = s->opts.max_payload;
+  int rc = es_batch_add(s->one, stream_id, expected, events, n);
+  if (rc < 0) {
+    trim_copy(s->msg, sizeof s->msg, s->one->msg);
+    return rc;
+  }
+  es__op_t op = {.kind = ES__OP_APPEND, .batch = s->one,
+                 .notify = s->opts.notify};
+  rc = run(s, &op);
+  if (result)
+    *result = s->one->results[0];
+  es__op_free(&op);
+  return rc;
+}
+
+int es_batch_execute(es_store_t *s, es_batch_t *b) {
+  if (!s || !b || (b->n_streams == 0 && b->n_stmts == 0)) {
+    if (s)
+      es__set_msg(s->msg, sizeof s->msg, "empty batch");
+    return ES_ERR_INVALID;
+  }
+  for (size_t i = 0; i < b->n_streams; i++)
+    b->results[i] = (es_append_result_t){0, 0, 0, 0};
+  es__op_t op = {.kind = ES__OP_BATCH, .batch = b, .notify = s->opts.notify};
+  int rc = run(s, &op);
+  es__op_free(&op);
+  return rc;
+}
+
+static int read_op(es_store_t *s, es__op_t *op, int rc, es_page_t **out) {
+  if (!rc)
+    rc = run(s, op);
+  else
+    trim_copy(s->msg, sizeof s->msg, op->msg);
+  if (!rc) {
+    *out = op->page;
+    op->page = NULL;
+  }
+  es__op_free(op);
+  return rc;
+}
+
+int es_read_stream(es_store_t *s, const char *stream_id, int64_t from_version,
+                   size_t max, es_page_t **out) {
+  if (!s || !out)
+    return ES_ERR_INVALID;
+  *out = NULL;
+  es__op_t op = {0};
+  return read_op(s, &op, es__op_read_stream(&op, stream_id, from_version, max),
+                 out);
+}
+
+int es_read_all(es_store_t *s, es_pos_t from, const es_filter_t *filter,
+                size_t max, es_page_t **out) {
+  if (!s || !out)
+    return ES_ERR_INVALID;
+  *out = NULL;
+  es__op_t op = {0};
+  return read_op(s, &op, es__op_read_all(&op, from, filter, max), out);
+}
+
+/* Snapshot parameters packed in op->snap: version, stream id, type, data
+ * (lengths of the stream id in op->max, of the type in op->from_version). */
+static int snap_op(es_store_t *s, es__op_t *op, const char *stream_id,
+                   int64_t version, const char *type, const void *data,
+                   size_t len) {
+  int rc = es__check_text("stream id", stream_id, 1, ES_MAX_STREAM_ID,
+                          op->msg, sizeof op->msg);
+  if (!rc && op->kind == ES__OP_SNAP_SAVE) {
+    rc = es__check_text("snapshot type", type, 1, ES_MAX_TYPE, op->msg,
+                        sizeof op->msg);
+    if (!rc && ((len && !data) || version <= 0)) {
+      es__set_msg(op->msg, sizeof op->msg,
+                  "snapshot of stream \"%s\": version must be positive and"
+                  " data given",
+                  stream_id);
+      rc = ES_ERR_INVALID;
+    }
+    if (!rc && len > s->opts.max_payload) {
+      es__set_msg(op->msg, sizeof op->msg,
+                  "snapshot data is %zu bytes, more than %zu", len,
+                  s->opts.max_payload);
+      rc = ES_ERR_TOO_LARGE;
+    }
+  }
+  if (rc) {
+    trim_copy(s->msg, sizeof s->msg, op->msg);
+    return rc;
+  }
+  op->max = strlen(stream_id);
+  op->from_version = type ? (int64_t)strlen(type) : 0;
+  if (es__buf_be64(&op->snap, version) ||
+      es__buf_put(&op->snap, stream_id, op->max) ||
+      (type && es__buf_put(&op->snap, type, (size_t)op->from_version)) ||
+      (len && es__buf_put(&op->snap, data, len)))
+    return ES_ERR_NOMEM;
+  return run(s, op);
+}
+
+int es_snapshot_save(es_store_t *s, const char *stream_id, int64_t version,
+                     const char *type, const void *data, size_t len) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es__op_t op = {.kind = ES__OP_SNAP_SAVE};
+  int rc = snap_op(s, &op, stream_id, version, type, data, len);
+  es__op_free(&op);
+  return rc;
+}
+
+int es_snapshot_load(es_store_t *s, const char *stream_id,
+                     es_snapshot_t **out) {
+  if (!s || !out)
+    return ES_ERR_INVALID;
+  *out = NULL;
+  es__op_t op = {.kind = ES__OP_SNAP_LOAD};
+  int rc = snap_op(s, &op, stream_id, 0, NULL, NULL, 0);
+  if (!rc) {
+    *out = op.snapshot;
+    op.snapshot = NULL;
+  }
+  es__op_free(&op);
+  return rc;
+}

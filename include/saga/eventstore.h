@@ -1,0 +1,404 @@
+/* saga event store: an append-only PostgreSQL event store (libpq).
+ *
+ * Two faces over one schema: a blocking face (es_store_t) for tools and
+ * tests, and a non-blocking face (es_async_t, es_sub_t) driven by a caller's
+ * libuv loop. The library never logs, exits, reads files or environment, or
+ * starts threads. Every call returns an es_err_t (0 = OK, negative = error);
+ * detail text goes to an optional errbuf (ES_ERRBUF_SIZE bytes is enough).
+ *
+ * Versions: the first event of a stream has version 1; a stream's version is
+ * the version of its last event (0 = no stream). Global positions grow with
+ * each insert but commit out of order; global reads follow an es_pos_t
+ * (transaction id, position) that is gap-safe (docs/internals/eventstore.md).
+ */
+#ifndef SAGA_EVENTSTORE_H
+#define SAGA_EVENTSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SAGA_ES_BUILDING)
+#define ES_EXPORT __attribute__((visibility("default")))
+#else
+#define ES_EXPORT
+#endif
+
+/* ---- errors -------------------------------------------------------- */
+
+/* X(name, value, message). Values are never reused or redefined. */
+#define ES_ERRNO_MAP(X)                                                       \
+  X(OK, 0, "success")                                                         \
+  X(CONFLICT, -1, "wrong expected stream version")                            \
+  X(DUPLICATE, -2, "events already stored by an earlier append")              \
+  X(ID_REUSED, -3, "event id already stored by a different append")           \
+  X(BATCH_ABORTED, -4, "batch transaction aborted by another statement")      \
+  X(CONNECTION, -5, "connection to the database lost")                        \
+  X(INVALID, -6, "invalid argument")                                          \
+  X(TOO_LARGE, -7, "value larger than the configured ceiling")                \
+  X(BAD_UTF8, -8, "invalid UTF-8 in a text value")                            \
+  X(DB, -9, "database error")                                                 \
+  X(NOMEM, -10, "out of memory")                                              \
+  X(CANCELLED, -11, "operation cancelled by close")                           \
+  X(SCHEMA, -12, "database schema missing or newer than this library")        \
+  X(BUSY, -13, "handle is closing or has an operation it cannot queue")       \
+  X(NOT_FOUND, -14, "not found")                                              \
+  X(RETRY, -15, "transient database error, retry")
+
+typedef enum {
+#define ES_ERR_ENUM_(name, value, msg) ES_ERR_##name = (value),
+  ES_ERRNO_MAP(ES_ERR_ENUM_)
+#undef ES_ERR_ENUM_
+} es_err_t;
+
+#define ES_ERRBUF_SIZE 256
+
+/* Static message for err ("unknown error" for a value not in the map). */
+ES_EXPORT const char *es_strerror(int err);
+/* Static enum name without prefix, e.g. "CONFLICT" ("UNKNOWN" otherwise). */
+ES_EXPORT const char *es_err_name(int err);
+/* True when the same call may succeed if repeated unchanged: CONNECTION
+ * (after the automatic reconnect; a lost commit shows up as DUPLICATE),
+ * BATCH_ABORTED and RETRY. */
+ES_EXPORT int es_err_is_retriable(int err);
+
+/* ---- plain values -------------------------------------------------- */
+
+/* Expected version for appends: any version, or an exact one (0 = the
+ * stream must not exist yet). */
+#define ES_ANY_VERSION ((int64_t)-1)
+#define ES_NO_STREAM ((int64_t)0)
+
+#define ES_MAX_STREAM_ID 255 /* bytes, stream ids */
+#define ES_MAX_TYPE 255      /* bytes, event types and snapshot types */
+#define ES_MAX_TEXT 1024     /* bytes, correlation/causation/metadata text */
+
+/* A free key/value pair of event metadata (stored as a jsonb object). */
+typedef struct {
+  const char *key;
+  const char *value;
+} es_kv_t;
+
+/* One event to append. All pointers are borrowed for the duration of the
+ * call that takes the event; the library copies what it keeps. A nil id
+ * (16 zero bytes) makes the library generate a version-4 UUID and write it
+ * back into id, so callers that retry should set ids themselves (see
+ * es_uuid_v4) to make the retry recognisable as a duplicate. */
+typedef struct {
+  uint8_t id[16];
+  const char *type;           /* required, UTF-8, 1..ES_MAX_TYPE bytes */
+  const void *data;           /* may be NULL when data_len == 0 */
+  size_t data_len;            /* at most es_store_opts_t.max_payload */
+  const char *correlation_id; /* optional, UTF-8 */
+  const char *causation_id;   /* optional, UTF-8 */
+  const char *traceparent;    /* optional, W3C "00-<32hex>-<16hex>-<2hex>" */
+  const es_kv_t *meta;        /* optional free key/values */
+  size_t n_meta;
+} es_event_t;
+
+/* A gap-safe global read position: (transaction id, global position).
+ * {0, 0} is the start. */
+typedef struct {
+  uint64_t tx;
+  int64_t pos;
+} es_pos_t;
+
+/* One stored event as read back. Every pointer points into the page that
+ * holds it and lives until es_page_free. Text fields are NUL-terminated;
+ * absent optional ones are NULL. meta_json is the metadata object as JSON. */
+typedef struct {
+  es_pos_t at;
+  int64_t global_position;
+  const char *stream_id;
+  int64_t version;
+  uint8_t id[16];
+  const char *type;
+  const void *data;
+  size_t data_len;
+  const char *correlation_id;
+  const char *causation_id;
+  const char *traceparent;
+  const char *meta_json;
+  int64_t recorded_at_us; /* microseconds since the Unix epoch */
+} es_recorded_t;
+
+/* A page of events read in one round trip. next is where to continue a
+ * global read (equal to the request's from when the page is empty). */
+typedef struct es_page {
+  size_t n;
+  es_recorded_t *events;
+  es_pos_t next;
+  void *priv_; /* library-owned */
+} es_page_t;
+
+/* Free a page and every event in it. NULL is accepted. */
+ES_EXPORT void es_page_free(es_page_t *page);
+
+/* Fill out with a random (version 4) UUID from getrandom(2). Returns 0 or
+ * ES_ERR_INVALID when no randomness could be read. Thread-safe. */
+ES_EXPORT int es_uuid_v4(uint8_t out[16]);
+/* Format a UUID as 36 characters + NUL into out (37 bytes). */
+ES_EXPORT void es_uuid_format(const uint8_t id[16], char out[37]);
+
+/* ---- options ------------------------------------------------------- */
+
+typedef struct {
+  /* Largest event data / snapshot data accepted, bytes (default 1 MiB). */
+  size_t max_payload;
+  /* Send a NOTIFY on the store's channel with each append or committed
+   * batch, so subscriptions wake at once (default 1). NOTIFY takes a
+   * cluster-wide lock at commit; writers that batch pay it once per batch.
+   * With 0, subscriptions fall back to their poll interval. */
+  int notify;
+  /* Apply pending migrations on open (default 0: es_migrate does it). */
+  int migrate;
+} es_store_opts_t;
+
+/* Defaults for every field. */
+ES_EXPORT void es_store_opts_init(es_store_opts_t *opts);
+
+/* ---- schema -------------------------------------------------------- */
+
+/* Apply every migration newer than the database's recorded schema version,
+ * in order, each in its own transaction, under an advisory lock (safe to run
+ * from several processes at once). Creates the NOLOGIN role es_writer
+ * (INSERT and SELECT only on the events) if missing. Blocking. *version
+ * (optional) receives the schema version now in place. */
+ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
+                         size_t errlen);
+/* Schema version this library expects (the newest migration). */
+ES_EXPORT int es_schema_version(void);
+
+/* ---- blocking face ------------------------------------------------- */
+
+typedef struct es_store es_store_t;
+
+/* Connect (blocking) and check the schema. opts may be NULL (defaults).
+ * On success *out owns a connection; free it with es_store_close. Errors:
+ * CONNECTION, SCHEMA (run es_migrate), NOMEM, INVALID. One store per thread
+ * at a time; stores share nothing. */
+ES_EXPORT int es_store_open(const char *conninfo, const es_store_opts_t *opts,
+                            es_store_t **out, char *errbuf, size_t errlen);
+/* Close the connection and free the store. NULL is accepted. */
+ES_EXPORT void es_store_close(es_store_t *store);
+/* Text of the last error on store ("" when none); valid until the next call
+ * on store. */
+ES_EXPORT const char *es_store_last_error(const es_store_t *store);
+
+/* Per-stream outcome of an append. version is the stream's version after
+ * the call (for CONFLICT and DUPLICATE: its current version); positions are
+ * those of the first and last event written (0 when none was written). */
+typedef struct {
+  int status;
+  int64_t version;
+  int64_t first_position;
+  int64_t last_position;
+} es_append_result_t;
+
+/* Append n (1..) events to stream_id if its version equals expected (or
+ * expected is ES_ANY_VERSION), in one round trip and one transaction.
+ * Returns 0, CONFLICT (nothing written), DUPLICATE (every event id is
+ * already stored in this stream: an earlier call committed; nothing
+ * written), ID_REUSED (some id is stored elsewhere; nothing written),
+ * INVALID / TOO_LARGE / BAD_UTF8 (nothing sent), CONNECTION (outcome
+ * unknown: repeat the call, it reconnects and answers DUPLICATE if the
+ * first one committed), DB. result may be NULL. Nil ids in events are
+ * filled in. */
+ES_EXPORT int es_append(es_store_t *store, const char *stream_id,
+                        int64_t expected, es_event_t *events, size_t n,
+                        es_append_result_t *result);
+
+/* ---- batch append (group commit) ----------------------------------- */
+
+/* A batch: many streams' appends plus optional parameterised statements,
+ * executed in ONE transaction and ONE round trip (libpq pipeline mode).
+ * The batch copies everything it is given; it is a plain object, not tied
+ * to a store, reusable after es_batch_reset. Not thread-safe.
+ *
+ * Outcome, per stream: a stale expected version or already-stored ids are
+ * detected inside the stream's statement without raising an error, so that
+ * stream reports CONFLICT / DUPLICATE / ID_REUSED, writes nothing, and the
+ * others commit. When a statement raises an error instead (a concurrent
+ * writer won the race on a (stream, version) key, or an extra statement
+ * failed), the whole transaction rolls back: the culprit stream reports
+ * CONFLICT (ID_REUSED when the race was on an event id), every other
+ * stream reports BATCH_ABORTED, and
+ * the execute call returns BATCH_ABORTED. A stream is never half written. */
+typedef struct es_batch es_batch_t;
+
+/* New empty batch, or NULL when out of memory. opts may be NULL; only
+ * max_payload is used. */
+ES_EXPORT es_batch_t *es_batch_new(const es_store_opts_t *opts);
+/* Free a batch. NULL is accepted. Never while an async call holds it. */
+ES_EXPORT void es_batch_free(es_batch_t *batch);
+/* Forget every stream and statement, keeping allocated memory. */
+ES_EXPORT void es_batch_reset(es_batch_t *batch);
+
+/* Add an append of n (1..) events to stream_id with its expected version.
+ * Validates and copies the input now: on error nothing is added. Returns
+ * the stream's index (>= 0) for es_batch_result, or INVALID / TOO_LARGE /
+ * BAD_UTF8 / NOMEM. Nil ids in events are filled in. */
+ES_EXPORT int es_batch_add(es_batch_t *batch, const char *stream_id,
+                           int64_t expected, es_event_t *events, size_t n);
+
+/* Add a statement run after the appends, in the same transaction (e.g. an
+ * upsert into a derived index table). params are text values (NULL = SQL
+ * NULL), copied now; sql is copied too. Statements run in the order added.
+ * Returns its index (>= 0) or INVALID / NOMEM. */
+ES_EXPORT int es_batch_add_statement(es_batch_t *batch, const char *sql,
+                                     int nparams,
+                                     const char *const *params);
+
+/* Number of streams added. */
+ES_EXPORT size_t es_batch_size(const es_batch_t *batch);
+/* Outcome of stream i after execution (NULL when i is out of range).
+ * Valid until the batch is reset, freed or executed again. */
+ES_EXPORT const es_append_result_t *es_batch_result(const es_batch_t *batch,
+                                                    size_t i);
+/* The id of event j of stream i as stored (generated ids included). */
+ES_EXPORT const uint8_t *es_batch_event_id(const es_batch_t *batch, size_t i,
+                                           size_t j);
+
+/* Execute the batch on store (blocking). Returns 0 when the transaction
+ * committed (look at each stream's status), BATCH_ABORTED (nothing
+ * committed; see per-stream status), CONNECTION (outcome unknown; every
+ * stream reports CONNECTION; execute again to learn it: committed streams
+ * then report DUPLICATE), DB, INVALID (empty batch). */
+ES_EXPORT int es_batch_execute(es_store_t *store, es_batch_t *batch);
+
+/* ---- reads (blocking) --------------------------------------------- */
+
+/* Events of stream_id with version >= from_version, in version order, at
+ * most max (1..10000). *out receives a page (possibly empty; free it with
+ * es_page_free). Errors: INVALID, CONNECTION, DB, NOMEM. */
+ES_EXPORT int es_read_stream(es_store_t *store, const char *stream_id,
+                             int64_t from_version, size_t max,
+                             es_page_t **out);
+
+/* Filter for global reads: NULL fields match everything. category matches
+ * the part of the stream id before its first '-' ("order" for
+ * "order-42"). */
+typedef struct {
+  const char *category;
+  const char *type;
+} es_filter_t;
+
+/* Up to max events after position from (exclusive) in global order, that
+ * are committed and can no longer be preceded by a later commit (see the
+ * internals page). Continue from page->next. filter may be NULL. */
+ES_EXPORT int es_read_all(es_store_t *store, es_pos_t from,
+                          const es_filter_t *filter, size_t max,
+                          es_page_t **out);
+
+/* ---- snapshots ---------------------------------------------------- */
+
+/* Store (replace) the snapshot of stream_id taken at version. Snapshots
+ * live in a derived table; an older version never replaces a newer one
+ * (returns CONFLICT). Errors as for es_append, plus TOO_LARGE. */
+ES_EXPORT int es_snapshot_save(es_store_t *store, const char *stream_id,
+                               int64_t version, const char *type,
+                               const void *data, size_t len);
+
+/* A snapshot read back; free with es_snapshot_free. */
+typedef struct {
+  int64_t version;
+  char *type;
+  void *data;
+  size_t len;
+} es_snapshot_t;
+
+/* Latest snapshot of stream_id into *out, or NOT_FOUND. */
+ES_EXPORT int es_snapshot_load(es_store_t *store, const char *stream_id,
+                               es_snapshot_t **out);
+ES_EXPORT void es_snapshot_free(es_snapshot_t *snap);
+
+/* ---- non-blocking face on a libuv loop ------------------------------ */
+
+struct uv_loop_s;
+
+/* An async store: one connection driven by uv_poll_t on the loop. All its
+ * calls and callbacks happen on the loop thread. Operations queue and run
+ * one at a time in submission order. A submit call that returns an error
+ * never calls its callback; otherwise the callback runs exactly once: with
+ * the outcome, with CONNECTION when the connection drops (the next submit
+ * reconnects), or with CANCELLED from es_async_close. */
+typedef struct es_async es_async_t;
+
+/* Create the handle; connecting starts at once (non-blocking). A failed
+ * connect is reported to the first operations (CONNECTION). */
+ES_EXPORT int es_async_open(struct uv_loop_s *loop, const char *conninfo,
+                            const es_store_opts_t *opts, es_async_t **out,
+                            char *errbuf, size_t errlen);
+
+typedef void (*es_async_close_cb)(es_async_t *as, void *arg);
+/* Cancel queued and running operations (their callbacks run with
+ * CANCELLED, before close_cb), close the connection and free the handle
+ * once the loop has released it; close_cb (may be NULL) runs after. */
+ES_EXPORT void es_async_close(es_async_t *as, es_async_close_cb close_cb,
+                              void *arg);
+/* Text of the last error on the handle ("" when none). */
+ES_EXPORT const char *es_async_last_error(const es_async_t *as);
+
+/* Batch done: status as es_batch_execute returns; per-stream results in
+ * the batch. The batch is borrowed from submit until the callback. */
+typedef void (*es_batch_cb)(es_async_t *as, es_batch_t *batch, int status,
+                            void *arg);
+ES_EXPORT int es_async_batch(es_async_t *as, es_batch_t *batch,
+                             es_batch_cb cb, void *arg);
+
+/* Read done: on 0, page is owned by the callback (es_page_free); else NULL. */
+typedef void (*es_read_cb)(es_async_t *as, int status, es_page_t *page,
+                           void *arg);
+ES_EXPORT int es_async_read_stream(es_async_t *as, const char *stream_id,
+                                   int64_t from_version, size_t max,
+                                   es_read_cb cb, void *arg);
+ES_EXPORT int es_async_read_all(es_async_t *as, es_pos_t from,
+                                const es_filter_t *filter, size_t max,
+                                es_read_cb cb, void *arg);
+
+/* ---- subscriptions -------------------------------------------------- */
+
+/* A subscription follows the global order from a checkpoint: catch-up in
+ * pages, then live, woken by NOTIFY on its own connection (plus a poll
+ * every poll_ms as a safety net). On a lost connection it reconnects after
+ * retry_ms and resumes from the last event it delivered. */
+typedef struct es_sub es_sub_t;
+
+/* Called for each page of events, in order; page is borrowed for the call.
+ * Return 0 to continue, non-zero to pause delivery (es_sub_close next). */
+typedef int (*es_sub_event_cb)(es_sub_t *sub, const es_page_t *page,
+                               void *arg);
+/* Called on state changes: status CONNECTION when the connection dropped
+ * (it retries), 0 when caught up (live). Optional. */
+typedef void (*es_sub_state_cb)(es_sub_t *sub, int status, int live,
+                                void *arg);
+
+typedef struct {
+  es_pos_t from;             /* checkpoint: deliver events after it */
+  es_filter_t filter;        /* borrowed strings are copied */
+  size_t page_size;          /* default 500 */
+  unsigned poll_ms;          /* safety-net poll when live, default 1000 */
+  unsigned retry_ms;         /* reconnect delay, default 200 */
+  es_sub_event_cb on_events; /* required */
+  es_sub_state_cb on_state;  /* optional */
+  void *arg;
+} es_sub_opts_t;
+
+ES_EXPORT void es_sub_opts_init(es_sub_opts_t *opts);
+ES_EXPORT int es_sub_start(struct uv_loop_s *loop, const char *conninfo,
+                           const es_sub_opts_t *opts, es_sub_t **out,
+                           char *errbuf, size_t errlen);
+/* Where the subscription stands (after the last delivered event). */
+ES_EXPORT es_pos_t es_sub_position(const es_sub_t *sub);
+typedef void (*es_sub_close_cb)(es_sub_t *sub, void *arg);
+/* Stop and free once the loop released its handles; close_cb may be NULL. */
+ES_EXPORT void es_sub_close(es_sub_t *sub, es_sub_close_cb close_cb,
+                            void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

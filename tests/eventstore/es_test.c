@@ -1,0 +1,100 @@
+/* Helpers for the event store tests (see es_test.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "es_test.h"
+#include "test_support.h"
+
+char *est_db(const char *prefix) {
+  char *ci = ts_pg_create_database(prefix);
+  char err[ES_ERRBUF_SIZE] = "";
+  int version = 0;
+  int rc = es_migrate(ci, &version, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "migrate: %s\n", err);
+    abort();
+  }
+  return ci;
+}
+
+es_store_t *est_open(const char *conninfo) {
+  es_store_t *s = NULL;
+  char err[ES_ERRBUF_SIZE] = "";
+  int rc = es_store_open(conninfo, NULL, &s, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "open: %s\n", err);
+  assert_int_equal(rc, 0);
+  return s;
+}
+
+PGconn *est_raw(const char *conninfo) {
+  PGconn *c = PQconnectdb(conninfo);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  return c;
+}
+
+long long est_scalar(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(r);
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+    fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+  assert_true(st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK);
+  long long v = 0;
+  if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+    v = atoll(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return v;
+}
+
+const char *est_sqlstate(PGconn *c, const char *sql) {
+  static char state[8];
+  PGresult *r = PQexec(c, sql);
+  const char *s = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  snprintf(state, sizeof state, "%s", s ? s : "");
+  PQclear(r);
+  return state;
+}
+
+es_event_t est_event(const char *type, const char *data) {
+  es_event_t e;
+  memset(&e, 0, sizeof e);
+  e.type = type;
+  e.data = data;
+  e.data_len = data ? strlen(data) : 0;
+  return e;
+}
+
+long long est_terminate_others(PGconn *c) {
+  /* The subquery with OFFSET 0 keeps the planner from calling
+   * pg_terminate_backend before the filter (on this very session). */
+  return est_scalar(c, "SELECT coalesce(sum(CASE WHEN"
+                       " pg_terminate_backend(pid, 10000) THEN 1 END), 0)"
+                       " FROM (SELECT pid FROM pg_stat_activity WHERE"
+                       " datname = current_database() AND"
+                       " pid <> pg_backend_pid() OFFSET 0) AS others");
+}
+
+void est_drop(char *conninfo) {
+  if (!conninfo)
+    return;
+  /* The database made by ts_pg_create_database is the LAST dbname= of the
+   * conninfo (the base one may carry its own). */
+  const char *p = NULL, *q = conninfo;
+  while ((q = strstr(q, " dbname=")))
+    p = q++;
+  if (p) {
+    PGconn *c = est_raw(ts_pg_conninfo());
+    char sql[256];
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)",
+             p + 8);
+    est_scalar(c, sql);
+    PQfinish(c);
+  }
+  free(conninfo);
+}

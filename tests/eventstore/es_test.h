@@ -1,0 +1,31 @@
+/* Helpers for the event store tests: a migrated scratch database, a raw
+ * libpq connection to it, and small event builders. Test-only code. */
+#ifndef SAGA_ES_TEST_H
+#define SAGA_ES_TEST_H
+
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "saga/eventstore.h"
+
+/* Create a fresh database and migrate it; returns its conninfo. */
+char *est_db(const char *prefix);
+/* Drop a database made by est_db and free its conninfo. */
+void est_drop(char *conninfo);
+/* Open a store on conninfo or fail the test. */
+es_store_t *est_open(const char *conninfo);
+/* A raw connection (fails the test on error). */
+PGconn *est_raw(const char *conninfo);
+/* Run sql on c, return the first column of the first row as a long long
+ * (0 when there are no rows); fails the test on an SQL error. */
+long long est_scalar(PGconn *c, const char *sql);
+/* Run sql, return its SQLSTATE ("" when it succeeded); static buffer. */
+const char *est_sqlstate(PGconn *c, const char *sql);
+/* An event with type and text data (borrowed). */
+es_event_t est_event(const char *type, const char *data);
+/* Terminate every other backend connected to the database of c, waiting
+ * until they are gone. Returns how many were terminated. */
+long long est_terminate_others(PGconn *c);
+
+#endif

@@ -1,0 +1,323 @@
+/* The blocking face against the embedded PostgreSQL: migrations, appends
+ * with expected versions, idempotent re-appends, the database's own
+ * append-only refusals, bad input, snapshots and reconnecting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "es_test.h"
+#include "test_support.h"
+
+static char *db;
+
+static long long count_events(const char *stream) {
+  PGconn *c = est_raw(db);
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM es_events WHERE stream_id = '%s'", stream);
+  long long n = est_scalar(c, sql);
+  PQfinish(c);
+  return n;
+}
+
+static void test_migrations_are_idempotent_and_recorded(void **state) {
+  (void)state;
+  char err[ES_ERRBUF_SIZE];
+  int v = 0;
+  assert_int_equal(es_migrate(db, &v, err, sizeof err), 0);
+  assert_int_equal(v, es_schema_version());
+  PGconn *c = est_raw(db);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_schema_version"),
+                   es_schema_version());
+  PQfinish(c);
+}
+
+static void test_open_on_an_unmigrated_database_returns_schema(void **state) {
+  (void)state;
+  char *bare = ts_pg_create_database("es_bare");
+  es_store_t *s = NULL;
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_store_open(bare, NULL, &s, err, sizeof err),
+                   ES_ERR_SCHEMA);
+  assert_null(s);
+  assert_non_null(strstr(err, "schema"));
+  est_drop(bare);
+}
+
+static void test_append_then_read_stream_returns_events_and_metadata(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_kv_t kv[2] = {{"tenant", "acme \"eu\""}, {"user", "\xc3\xa9lodie"}};
+  es_event_t ev[3] = {est_event("Created", "{\"a\":1}"),
+                      est_event("Paid", ""), est_event("Shipped", "x")};
+  ev[0].correlation_id = "saga-1";
+  ev[0].causation_id = "cmd-9";
+  ev[0].traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  ev[0].meta = kv;
+  ev[0].n_meta = 2;
+  es_append_result_t r;
+  assert_int_equal(es_append(s, "order-1", ES_NO_STREAM, ev, 3, &r), 0);
+  assert_int_equal(r.status, 0);
+  assert_int_equal(r.version, 3);
+  assert_true(r.first_position > 0 && r.last_position == r.first_position + 2);
+  es_event_t more = est_event("Closed", "z");
+  assert_int_equal(es_append(s, "order-1", 3, &more, 1, &r), 0);
+  assert_int_equal(r.version, 4);
+  assert_int_equal(es_append(s, "order-1", ES_ANY_VERSION, &more, 1, &r),
+                   ES_ERR_DUPLICATE); /* same id filled in by the first */
+
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_stream(s, "order-1", 2, 100, &p), 0);
+  assert_int_equal(p->n, 3);
+  assert_int_equal(p->events[0].version, 2);
+  assert_string_equal(p->events[0].type, "Paid");
+  assert_int_equal(p->events[0].data_len, 0);
+  assert_string_equal(p->events[2].type, "Closed");
+  assert_memory_equal(p->events[2].id, more.id, 16);
+  es_page_free(p);
+  assert_int_equal(es_read_stream(s, "order-1", 1, 1, &p), 0);
+  assert_int_equal(p->n, 1);
+  es_recorded_t *e = &p->events[0];
+  assert_memory_equal(e->id, ev[0].id, 16);
+  assert_string_equal(e->stream_id, "order-1");
+  assert_int_equal(e->data_len, 7);
+  assert_memory_equal(e->data, "{\"a\":1}", 7);
+  assert_string_equal(e->correlation_id, "saga-1");
+  assert_string_equal(e->causation_id, "cmd-9");
+  assert_string_equal(e->traceparent, ev[0].traceparent);
+  assert_non_null(strstr(e->meta_json, "\"tenant\": \"acme \\\"eu\\\"\""));
+  assert_non_null(strstr(e->meta_json, "\xc3\xa9lodie"));
+  assert_true(e->recorded_at_us > INT64_C(1600000000000000));
+  es_page_free(p);
+  assert_int_equal(es_read_stream(s, "order-none", 1, 10, &p), 0);
+  assert_int_equal(p->n, 0);
+  es_page_free(p);
+  es_store_close(s);
+}
+
+static void test_append_with_a_stale_version_returns_conflict_and_writes_nothing(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t a = est_event("A", "1"), b = est_event("B", "2");
+  assert_int_equal(es_append(s, "conf-1", ES_NO_STREAM, &a, 1, NULL), 0);
+  es_append_result_t r;
+  assert_int_equal(es_append(s, "conf-1", ES_NO_STREAM, &b, 1, &r),
+                   ES_ERR_CONFLICT);
+  assert_int_equal(r.status, ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 1);
+  assert_int_equal(es_append(s, "conf-1", 5, &b, 1, &r), ES_ERR_CONFLICT);
+  assert_int_equal(es_append(s, "conf-2", 1, &b, 1, &r), ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 0);
+  assert_non_null(es_store_last_error(s));
+  assert_int_equal(count_events("conf-1"), 1);
+  assert_int_equal(count_events("conf-2"), 0);
+  /* the same event appended at the right version goes in */
+  assert_int_equal(es_append(s, "conf-1", 1, &b, 1, &r), 0);
+  assert_int_equal(r.version, 2);
+  es_store_close(s);
+}
+
+static void test_reappending_stored_event_ids_reports_duplicate_and_writes_nothing(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t ev[2] = {est_event("A", "1"), est_event("B", "2")};
+  assert_int_equal(es_append(s, "dup-1", ES_NO_STREAM, ev, 2, NULL), 0);
+  /* the retry of an append whose acknowledgement was lost */
+  es_append_result_t r;
+  assert_int_equal(es_append(s, "dup-1", ES_NO_STREAM, ev, 2, &r),
+                   ES_ERR_DUPLICATE);
+  assert_int_equal(r.version, 2);
+  assert_int_equal(r.first_position, 0);
+  /* one stored id among new ones, or stored ids in another stream */
+  es_event_t mix[2] = {ev[0], est_event("C", "3")};
+  assert_int_equal(es_append(s, "dup-1", 2, mix, 2, &r), ES_ERR_ID_REUSED);
+  assert_int_equal(es_append(s, "dup-2", ES_ANY_VERSION, ev, 2, &r),
+                   ES_ERR_ID_REUSED);
+  /* the same id twice in one append */
+  es_event_t twice[2] = {est_event("D", "4"), est_event("D", "4")};
+  assert_int_equal(es_uuid_v4(twice[0].id), 0);
+  memcpy(twice[1].id, twice[0].id, 16);
+  assert_int_equal(es_append(s, "dup-3", ES_ANY_VERSION, twice, 2, &r),
+                   ES_ERR_ID_REUSED);
+  assert_int_equal(count_events("dup-1"), 2);
+  assert_int_equal(count_events("dup-2"), 0);
+  assert_int_equal(count_events("dup-3"), 0);
+  es_store_close(s);
+}
+
+static void expect_refusals(PGconn *c, const char *state_expected) {
+  assert_string_equal(est_sqlstate(c, "UPDATE es_events SET event_type = 'x'"),
+                      state_expected);
+  assert_string_equal(est_sqlstate(c, "DELETE FROM es_events"),
+                      state_expected);
+  assert_string_equal(est_sqlstate(c, "TRUNCATE es_events"), state_expected);
+}
+
+static void test_update_delete_and_truncate_are_refused_for_the_owner(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t a = est_event("A", "1");
+  assert_int_equal(es_append(s, "ro-1", ES_ANY_VERSION, &a, 1, NULL), 0);
+  es_store_close(s);
+  PGconn *c = est_raw(db);
+  expect_refusals(c, "ES001");
+  assert_int_equal(count_events("ro-1"), 1);
+  PQfinish(c);
+}
+
+static void test_update_delete_and_truncate_are_refused_for_the_writer_role(
+    void **state) {
+  (void)state;
+  PGconn *c = est_raw(db);
+  est_scalar(c, "SET ROLE es_writer");
+  expect_refusals(c, "42501"); /* insufficient privilege */
+  /* the writer can append and read through the library's own statements */
+  assert_string_equal(
+      est_sqlstate(c, "INSERT INTO es_events (stream_id, stream_version,"
+                      " event_id, event_type, data) VALUES ('wr-1', 1,"
+                      " gen_random_uuid(), 'A', '\\x00')"),
+      "");
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_events WHERE"
+                                 " stream_id = 'wr-1'"),
+                   1);
+  assert_string_equal(est_sqlstate(c, "DROP TABLE es_events"), "42501");
+  PQfinish(c);
+}
+
+static void test_bad_input_returns_a_clear_code_and_writes_nothing(
+    void **state) {
+  (void)state;
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.max_payload = 100;
+  es_store_t *s = NULL;
+  assert_int_equal(es_store_open(db, &o, &s, NULL, 0), 0);
+  es_event_t e = est_event("A", "1");
+  char big[101];
+  memset(big, 'x', sizeof big);
+  es_event_t large = e;
+  large.data = big;
+  large.data_len = sizeof big;
+  es_event_t bad = e;
+  bad.type = "T\xe2\x82";
+  assert_int_equal(es_append(s, NULL, 0, &e, 1, NULL), ES_ERR_INVALID);
+  assert_int_equal(es_append(s, "", 0, &e, 1, NULL), ES_ERR_INVALID);
+  assert_int_equal(es_append(s, "bad-1", 0, &large, 1, NULL),
+                   ES_ERR_TOO_LARGE);
+  assert_non_null(strstr(es_store_last_error(s), "more than 100"));
+  assert_int_equal(es_append(s, "bad-1", 0, &bad, 1, NULL), ES_ERR_BAD_UTF8);
+  assert_int_equal(es_append(s, "bad-\x80", 0, &e, 1, NULL), ES_ERR_BAD_UTF8);
+  assert_int_equal(es_snapshot_save(s, "bad-1", 1, "S", big, sizeof big),
+                   ES_ERR_TOO_LARGE);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_stream(s, "", 1, 10, &p), ES_ERR_INVALID);
+  assert_int_equal(es_read_stream(s, "bad-1", 1, 0, &p), ES_ERR_INVALID);
+  es_filter_t f = {"\xff", NULL};
+  assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, &f, 10, &p),
+                   ES_ERR_BAD_UTF8);
+  assert_null(p);
+  assert_int_equal(count_events("bad-1"), 0);
+  /* the store still works after refusing */
+  assert_int_equal(es_append(s, "bad-1", 0, &e, 1, NULL), 0);
+  es_store_close(s);
+}
+
+static void test_snapshot_plus_later_events_rebuild_a_stream(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  for (int i = 0; i < 20; i++) {
+    char d[16];
+    snprintf(d, sizeof d, "%d", i + 1);
+    es_event_t e = est_event("Added", d);
+    assert_int_equal(es_append(s, "snap-1", i, &e, 1, NULL), 0);
+  }
+  es_snapshot_t *snap = NULL;
+  assert_int_equal(es_snapshot_load(s, "snap-1", &snap), ES_ERR_NOT_FOUND);
+  /* state = sum of the values; snapshot at version 15 */
+  assert_int_equal(es_snapshot_save(s, "snap-1", 15, "Sum", "120", 3), 0);
+  assert_int_equal(es_snapshot_save(s, "snap-1", 10, "Sum", "55", 2),
+                   ES_ERR_CONFLICT);
+  assert_int_equal(es_snapshot_load(s, "snap-1", &snap), 0);
+  assert_int_equal(snap->version, 15);
+  assert_string_equal(snap->type, "Sum");
+  long sum = strtol((const char *)snap->data, NULL, 10);
+  assert_int_equal(sum, 120);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_stream(s, "snap-1", snap->version + 1, 100, &p), 0);
+  assert_int_equal(p->n, 5);
+  for (size_t i = 0; i < p->n; i++)
+    sum += strtol((const char *)p->events[i].data, NULL, 10);
+  assert_int_equal(sum, 210); /* 1 + ... + 20 */
+  es_page_free(p);
+  es_snapshot_free(snap);
+  es_store_close(s);
+}
+
+static void test_a_terminated_connection_returns_connection_then_reconnects(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t a = est_event("A", "1"), b = est_event("B", "2");
+  assert_int_equal(es_append(s, "conn-1", ES_NO_STREAM, &a, 1, NULL), 0);
+  PGconn *admin = est_raw(db);
+  assert_true(est_terminate_others(admin) >= 1);
+  es_append_result_t r;
+  assert_int_equal(es_append(s, "conn-1", 1, &b, 1, &r), ES_ERR_CONNECTION);
+  assert_int_equal(r.status, ES_ERR_CONNECTION);
+  assert_true(es_err_is_retriable(ES_ERR_CONNECTION));
+  /* the retry reconnects; the first attempt never reached the server */
+  assert_int_equal(es_append(s, "conn-1", 1, &b, 1, &r), 0);
+  assert_int_equal(r.version, 2);
+  /* a retry after a commit whose answer was lost reads as a duplicate */
+  assert_int_equal(es_append(s, "conn-1", 1, &b, 1, &r), ES_ERR_DUPLICATE);
+  es_page_t *p = NULL;
+  assert_true(est_terminate_others(admin) >= 1);
+  assert_int_equal(es_read_stream(s, "conn-1", 1, 10, &p), ES_ERR_CONNECTION);
+  assert_int_equal(es_read_stream(s, "conn-1", 1, 10, &p), 0);
+  assert_int_equal(p->n, 2);
+  es_page_free(p);
+  PQfinish(admin);
+  es_store_close(s);
+}
+
+static int setup(void **state) {
+  (void)state;
+  db = est_db("es_append");
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  est_drop(db);
+  return 0;
+}
+
+int main(void) {
+  ts_require_pg();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_migrations_are_idempotent_and_recorded),
+      cmocka_unit_test(test_open_on_an_unmigrated_database_returns_schema),
+      cmocka_unit_test(test_append_then_read_stream_returns_events_and_metadata),
+      cmocka_unit_test(
+          test_append_with_a_stale_version_returns_conflict_and_writes_nothing),
+      cmocka_unit_test(
+          test_reappending_stored_event_ids_reports_duplicate_and_writes_nothing),
+      cmocka_unit_test(test_update_delete_and_truncate_are_refused_for_the_owner),
+      cmocka_unit_test(
+          test_update_delete_and_truncate_are_refused_for_the_writer_role),
+      cmocka_unit_test(test_bad_input_returns_a_clear_code_and_writes_nothing),
+      cmocka_unit_test(test_snapshot_plus_later_events_rebuild_a_stream),
+      cmocka_unit_test(
+          test_a_terminated_connection_returns_connection_then_reconnects),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,121 @@
+/* Internal: librdkafka driven from a libuv loop, for the client library and
+ * the coordinator daemon (target saga_kafka_loop). librdkafka's threads never
+ * touch caller state: its queues signal a non-blocking pipe watched by a
+ * uv_poll_t, and every callback below runs on the loop thread. It owns up to
+ * two rd_kafka_t handles: a consumer (group member or hand-assigned reader)
+ * and a producer. It never logs: logs arrive through on_log. */
+#ifndef SAGA_CLIENT_KAFKA_LOOP_H
+#define SAGA_CLIENT_KAFKA_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+typedef struct saga_kloop saga_kloop_t;
+
+/* One consumed message awaiting its acknowledgement. Offsets are committed
+ * in order per partition: a message's offset is committed once it and every
+ * earlier message of its partition have been acknowledged. */
+typedef struct saga_kloop_ack saga_kloop_ack_t;
+
+/* All callbacks run on the loop thread; any may be NULL. */
+typedef struct saga_kloop_callbacks {
+  void *opaque; /* passed to every callback */
+  /* A consumed message. `m` is borrowed for the call; `ack` must be given
+   * to saga_kloop_ack exactly once (now or later) unless the loop closes
+   * first. m->err is never set here (consumer errors go to on_error). */
+  void (*on_message)(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                     saga_kloop_ack_t *ack, void *opaque);
+  /* After partitions were assigned (group rebalance). */
+  void (*on_assign)(saga_kloop_t *kl,
+                    const rd_kafka_topic_partition_list_t *parts,
+                    void *opaque);
+  /* Before partitions are taken away. Acks still outstanding for them
+   * remain valid but commit nothing. */
+  void (*on_revoke)(saga_kloop_t *kl,
+                    const rd_kafka_topic_partition_list_t *parts,
+                    void *opaque);
+  /* Exactly once per successful saga_kloop_produce: m->err says whether
+   * the broker acknowledged it (RD_KAFKA_RESP_ERR__PURGE_QUEUE when the
+   * loop closed first). `msg_opaque` is the produce call's. */
+  void (*on_delivery)(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                      void *msg_opaque, void *opaque);
+  /* An offset commit finished (err 0 or not), with its offsets. */
+  void (*on_commit)(saga_kloop_t *kl, rd_kafka_resp_err_t err,
+                    const rd_kafka_topic_partition_list_t *offsets,
+                    void *opaque);
+  /* A client-level error; fatal != 0 means the handle is unusable. */
+  void (*on_error)(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
+                   const char *reason, void *opaque);
+  /* librdkafka's log lines (syslog levels). */
+  void (*on_log)(saga_kloop_t *kl, int level, const char *fac,
+                 const char *line, void *opaque);
+} saga_kloop_callbacks_t;
+
+typedef struct saga_kloop_config {
+  const char *bootstrap_servers; /* required */
+  /* NULL or NULL-terminated name, value, ... pairs for both handles, then
+   * for the consumer only and the producer only (applied in that order). */
+  const char *const *properties;
+  const char *const *consumer_properties;
+  const char *const *producer_properties;
+  int want_consumer;     /* create a consumer handle */
+  int want_producer;     /* create a producer handle (idempotent, acks=all) */
+  const char *group_id;  /* consumer group; NULL: assign by hand only */
+  int commit_interval_ms; /* batch acknowledged offsets; 0 = 50 ms */
+  int close_timeout_ms;   /* wait this long for deliveries at close;
+                             0 = 5000 ms, then the rest is purged */
+} saga_kloop_config_t;
+
+/* Create the handles (not yet consuming). Returns 0 or -1 with errbuf
+ * saying what (bad property, handle creation). Loop thread. */
+int saga_kloop_new(uv_loop_t *loop, const saga_kloop_config_t *cfg,
+                   const saga_kloop_callbacks_t *cb, saga_kloop_t **out,
+                   char *errbuf, size_t errlen);
+
+/* Join the group on `topics` (group_id required). 0 or -1 (errbuf). */
+int saga_kloop_subscribe(saga_kloop_t *kl, const char *const *topics,
+                         size_t n_topics, char *errbuf, size_t errlen);
+
+/* Read exactly `parts` (with their offsets) without a group. 0 or -1. */
+int saga_kloop_assign(saga_kloop_t *kl,
+                      const rd_kafka_topic_partition_list_t *parts,
+                      char *errbuf, size_t errlen);
+
+/* Produce a copy of key/value to topic (partition RD_KAFKA_PARTITION_UA =
+ * by key). `hdrs` (may be NULL) is taken over on success only. On 0,
+ * on_delivery is called exactly once with msg_opaque. Returns 0 or -1 with
+ * errbuf (queue full, unknown topic, closing). */
+int saga_kloop_produce(saga_kloop_t *kl, const char *topic, int32_t partition,
+                       const void *key, size_t key_len, const void *value,
+                       size_t value_len, rd_kafka_headers_t *hdrs,
+                       void *msg_opaque, char *errbuf, size_t errlen);
+
+/* Acknowledge a consumed message: its offset (and those before it) become
+ * committable and are committed within commit_interval_ms. NULL-safe. */
+void saga_kloop_ack(saga_kloop_t *kl, saga_kloop_ack_t *ack);
+
+/* Topic, partition and offset of an unacknowledged message. */
+const char *saga_kloop_ack_topic(const saga_kloop_ack_t *ack);
+int32_t saga_kloop_ack_partition(const saga_kloop_ack_t *ack);
+int64_t saga_kloop_ack_offset(const saga_kloop_ack_t *ack);
+
+/* Messages produced but not yet reported by on_delivery. */
+int saga_kloop_outq_len(const saga_kloop_t *kl);
+
+/* The raw handles, for metadata queries and extra settings (never poll
+ * them: the loop does). NULL when not created. */
+rd_kafka_t *saga_kloop_consumer(saga_kloop_t *kl);
+rd_kafka_t *saga_kloop_producer(saga_kloop_t *kl);
+
+/* Commit acknowledged offsets, leave the group, wait for outstanding
+ * deliveries up to close_timeout_ms (then purge them: their on_delivery
+ * reports RD_KAFKA_RESP_ERR__PURGE_QUEUE), release everything and call
+ * `cb` (may be NULL) on the loop. Unacknowledged acks become invalid.
+ * Callbacks may still run until `cb`. Blocks the loop only for the final
+ * commit and handle destruction. NULL-safe; a second call does nothing. */
+void saga_kloop_close(saga_kloop_t *kl, void (*cb)(void *arg), void *arg);
+
+#endif

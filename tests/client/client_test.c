@@ -1,0 +1,49 @@
+/* Helpers shared by the client tests (see client_test.h). */
+#include "client_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *const ct_consumer_props[] = {
+    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
+    "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
+    "topic.metadata.refresh.interval.ms", "1000", NULL};
+
+const char *const ct_producer_props[] = {"linger.ms", "1", NULL};
+
+static void on_tick(uv_timer_t *t) {
+  (void)t;
+}
+
+int ct_run_until_pred(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                      int64_t timeout_ms) {
+  uv_timer_t tick;
+  uv_timer_init(loop, &tick);
+  uv_timer_start(&tick, on_tick, 5, 5); /* keeps UV_RUN_ONCE returning */
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(timeout_ms);
+  while (!pred(arg) && ts_now_ms() < deadline)
+    uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return pred(arg);
+}
+
+static int flag_set(void *arg) {
+  return *(const volatile int *)arg != 0;
+}
+
+int ct_run_until(uv_loop_t *loop, const volatile int *flag,
+                 int64_t timeout_ms) {
+  return ct_run_until_pred(loop, flag_set, (void *)(uintptr_t)flag,
+                           timeout_ms);
+}
+
+void ct_loop_finish(uv_loop_t *loop) {
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(30000);
+  while (uv_loop_alive(loop) && ts_now_ms() < deadline)
+    uv_run(loop, UV_RUN_ONCE);
+  if (uv_loop_close(loop) != 0) {
+    fprintf(stderr, "loop still has open handles after close\n");
+    abort();
+  }
+}

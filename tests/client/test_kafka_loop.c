@@ -1,0 +1,215 @@
+/* The librdkafka-on-libuv bridge against the Kafka mock: deliveries report
+ * their opaque on the loop, a group member is assigned and consumes, offsets
+ * are committed only up to the first unacknowledged message, and the next
+ * member of the group resumes there. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "client_test.h"
+#include "kafka_loop.h"
+
+#define N 20
+
+typedef struct ctx {
+  uv_thread_t loop_thread;
+  int delivered, delivery_errors;
+  int opaque_seen[N];
+  int assigned;
+  int received;
+  int64_t first_offset;
+  saga_kloop_ack_t *acks[2 * N];
+  int64_t committed; /* highest committed offset on partition 0 */
+  int closed;
+} ctx_t;
+
+static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                        void *msg_opaque, void *opaque) {
+  (void)kl;
+  ctx_t *c = opaque;
+  /* Callbacks run on the loop thread, never on librdkafka's. */
+  uv_thread_t self = uv_thread_self();
+  assert_true(uv_thread_equal(&self, &c->loop_thread));
+  if (m->err)
+    c->delivery_errors++;
+  else
+    c->opaque_seen[(intptr_t)msg_opaque]++;
+  c->delivered++;
+}
+
+static void on_assign(saga_kloop_t *kl,
+                      const rd_kafka_topic_partition_list_t *parts,
+                      void *opaque) {
+  (void)kl;
+  (void)parts;
+  ((ctx_t *)opaque)->assigned = 1;
+}
+
+static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                       saga_kloop_ack_t *ack, void *opaque) {
+  (void)kl;
+  ctx_t *c = opaque;
+  uv_thread_t self = uv_thread_self();
+  assert_true(uv_thread_equal(&self, &c->loop_thread));
+  assert_int_equal(m->partition, 0);
+  if (c->received == 0)
+    c->first_offset = m->offset;
+  assert_int_equal(saga_kloop_ack_offset(ack), m->offset);
+  assert_true(c->received < 2 * N);
+  c->acks[c->received++] = ack;
+}
+
+static void on_commit(saga_kloop_t *kl, rd_kafka_resp_err_t err,
+                      const rd_kafka_topic_partition_list_t *offsets,
+                      void *opaque) {
+  (void)kl;
+  ctx_t *c = opaque;
+  if (err || !offsets)
+    return;
+  for (int i = 0; i < offsets->cnt; i++)
+    if (offsets->elems[i].partition == 0 && !offsets->elems[i].err &&
+        offsets->elems[i].offset > c->committed)
+      c->committed = offsets->elems[i].offset;
+}
+
+static void on_closed(void *arg) {
+  ((ctx_t *)arg)->closed = 1;
+}
+
+static saga_kloop_t *open_loop(uv_loop_t *loop, ctx_t *c, const char *group) {
+  saga_kloop_config_t cfg = {
+      .bootstrap_servers = ts_kafka_bootstrap(),
+      .consumer_properties = ct_consumer_props,
+      .producer_properties = ct_producer_props,
+      .want_consumer = group != NULL,
+      .want_producer = 1,
+      .group_id = group,
+  };
+  saga_kloop_callbacks_t cb = {.opaque = c,
+                               .on_message = on_message,
+                               .on_assign = on_assign,
+                               .on_delivery = on_delivery,
+                               .on_commit = on_commit};
+  saga_kloop_t *kl = NULL;
+  char err[256];
+  int rc = saga_kloop_new(loop, &cfg, &cb, &kl, err, sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  return kl;
+}
+
+static void produce_n(saga_kloop_t *kl, const char *topic, int from, int n) {
+  char err[256];
+  for (int i = from; i < from + n; i++) {
+    char v[32];
+    int len = snprintf(v, sizeof v, "value-%d", i);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "saga-id", -1, "s", -1);
+    assert_int_equal(saga_kloop_produce(kl, topic, 0, "k", 1, v, (size_t)len,
+                                        h, (void *)(intptr_t)(i % N), err,
+                                        sizeof err),
+                     0);
+  }
+}
+
+static int all_delivered(void *arg) {
+  ctx_t *c = arg;
+  return c->delivered == N;
+}
+
+static int all_received(void *arg) {
+  ctx_t *c = arg;
+  return c->received == N;
+}
+
+static int four_committed(void *arg) {
+  return ((ctx_t *)arg)->committed == 4;
+}
+
+static int committed_n(void *arg) {
+  ctx_t *c = arg;
+  return c->committed == N;
+}
+
+static void test_deliveries_are_reported_on_the_loop_with_their_opaque(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ctx_t c = {.loop_thread = uv_thread_self()};
+  saga_kloop_t *kl = open_loop(&loop, &c, NULL);
+  const char *topic = ts_unique_name("kl_dr");
+  produce_n(kl, topic, 0, N);
+  assert_int_equal(saga_kloop_outq_len(kl), N);
+  assert_true(ct_run_until_pred(&loop, all_delivered, &c, 20000));
+  assert_int_equal(c.delivery_errors, 0);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(c.opaque_seen[i], 1);
+  assert_int_equal(saga_kloop_outq_len(kl), 0);
+  saga_kloop_close(kl, on_closed, &c);
+  ct_loop_finish(&loop);
+  assert_true(c.closed);
+}
+
+static void
+test_offsets_commit_only_up_to_the_first_unacknowledged_and_resume(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *topic = ts_unique_name("kl_grp");
+  char group[128];
+  snprintf(group, sizeof group, "%s", ts_unique_name("kl_group"));
+  ctx_t c = {.loop_thread = uv_thread_self(), .committed = -1};
+  saga_kloop_t *kl = open_loop(&loop, &c, group);
+  produce_n(kl, topic, 0, N);
+  assert_true(ct_run_until_pred(&loop, all_delivered, &c, 20000));
+  const char *topics[] = {topic};
+  char err[256];
+  assert_int_equal(saga_kloop_subscribe(kl, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, all_received, &c, 30000));
+  assert_true(c.assigned);
+  assert_int_equal(c.first_offset, 0);
+
+  /* Acknowledge all but the fifth: only offsets 0-4 may be committed. */
+  for (int i = N - 1; i >= 0; i--)
+    if (i != 4)
+      saga_kloop_ack(kl, c.acks[i]);
+  assert_true(ct_run_until_pred(&loop, four_committed, &c, 10000));
+  assert_int_equal(c.committed, 4);
+  saga_kloop_ack(kl, c.acks[4]);
+  assert_true(ct_run_until_pred(&loop, committed_n, &c, 10000));
+  saga_kloop_close(kl, on_closed, &c);
+  ct_loop_finish(&loop);
+  assert_true(c.closed);
+
+  /* The next member of the group starts after the committed offsets. */
+  uv_loop_init(&loop);
+  ctx_t c2 = {.loop_thread = uv_thread_self(), .committed = -1};
+  kl = open_loop(&loop, &c2, group);
+  produce_n(kl, topic, N, N);
+  assert_true(ct_run_until_pred(&loop, all_delivered, &c2, 20000));
+  assert_int_equal(saga_kloop_subscribe(kl, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, all_received, &c2, 30000));
+  assert_int_equal(c2.first_offset, N);
+  saga_kloop_close(kl, on_closed, &c2); /* outstanding acks are dropped */
+  ct_loop_finish(&loop);
+  assert_true(c2.closed);
+}
+
+int main(void) {
+  ts_require_kafka();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(
+          test_deliveries_are_reported_on_the_loop_with_their_opaque),
+      cmocka_unit_test(
+          test_offsets_commit_only_up_to_the_first_unacknowledged_and_resume),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -74,7 +74,7 @@ struct es_batch {
 
 /* ---- pipelined operations ---- */
 typedef enum {
-  ES__OP_BATCH,      /* BEGIN, appends, statements, NOTIFY, COMMIT */
+  ES__OP_BATCH,      /* appends, statements, NOTIFY: one implicit transaction */
   ES__OP_APPEND,     /* one append in the pipeline's implicit transaction */
   ES__OP_READ_STREAM,
   ES__OP_READ_ALL,

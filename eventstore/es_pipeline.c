@@ -193,8 +193,10 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
       rc = send_append(c, op, 0, op->notify);
     break;
   case ES__OP_BATCH:
-    if (!rc)
-      rc = send_plain(c, op, "BEGIN", ES__R_BEGIN);
+    /* No BEGIN/COMMIT: everything up to the sync is one implicit
+     * transaction, committed at the sync or rolled back whole on the first
+     * error. (An explicit block would stay open and aborted after the sync
+     * when a statement fails, since the queued COMMIT is skipped.) */
     for (size_t i = 0; i < op->batch->n_streams && !rc; i++)
       rc = send_append(c, op, i, 0);
     for (size_t j = 0; j < op->batch->n_stmts && !rc; j++) {
@@ -209,8 +211,6 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
     if (!rc && op->notify)
       rc = send_plain(c, op, "SELECT pg_notify('" ES__CHANNEL "', '')",
                       ES__R_NOTIFY);
-    if (!rc)
-      rc = send_plain(c, op, "COMMIT", ES__R_COMMIT);
     break;
   case ES__OP_READ_STREAM:
   case ES__OP_READ_ALL:
@@ -363,7 +363,14 @@ int es__op_result(es__op_t *op, PGresult *r) {
       }
     return 1;
   }
-  if (op->next >= op->n_expect) { /* never expected: ignore */
+  if (op->next >= op->n_expect) {
+    /* Only the implicit commit at the sync can answer here. */
+    if (st == PGRES_FATAL_ERROR && !op->status) {
+      es__set_msg(op->msg, sizeof op->msg, "could not commit: %s",
+                  PQresultErrorMessage(r));
+      op->status = op->kind == ES__OP_BATCH ? ES_ERR_BATCH_ABORTED
+                                            : es__map_error(NULL, r);
+    }
     PQclear(r);
     return 0;
   }

@@ -1,0 +1,164 @@
+/* Test harness for the saga state machine: one saga driven by inputs, a
+ * log of every transition's events, and a replay check after each step.
+ * Test-only code, included by the machine test programs. */
+#ifndef SAGA_MACHINE_HARNESS_H
+#define SAGA_MACHINE_HARNESS_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "definition.h"
+#include "saga_machine.h"
+
+#define H_MAX_TX 512
+
+typedef struct {
+  int64_t at;
+  size_t n;
+  saga_event_t ev[SAGA_MAX_OUT];
+} h_tx_t;
+
+typedef struct {
+  saga_def_t *def;
+  saga_t *saga;
+  saga_rng_t rng;
+  int64_t now;
+  saga_output_t out;
+  size_t ntx;
+  h_tx_t *tx; /* H_MAX_TX transitions */
+} h_t;
+
+/* Definition from JSON written with ' for ". Aborts on error. */
+static inline saga_def_t *h_def(const char *sq) {
+  char *j = strdup(sq);
+  for (char *p = j; *p; p++)
+    if (*p == '\'')
+      *p = '"';
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  if (saga_def_parse(j, strlen(j), "test.json", &def, &d) != SAGA_CORE_OK) {
+    for (size_t i = 0; i < d.n; i++)
+      fprintf(stderr, "%s\n", d.items[i]);
+    abort();
+  }
+  saga_diags_clear(&d);
+  free(j);
+  return def;
+}
+
+static inline saga_t *h_new_saga(const saga_def_t *def, const char *id) {
+  saga_t *s = malloc(saga_size(def));
+  if (s == NULL || saga_init(s, id, def) != SAGA_CORE_OK)
+    abort();
+  return s;
+}
+
+static inline h_t *h_new(const char *sq, uint64_t seed) {
+  h_t *h = calloc(1, sizeof *h);
+  h->def = h_def(sq);
+  h->saga = h_new_saga(h->def, "s-1");
+  h->rng.state = seed;
+  h->now = 1000;
+  h->tx = calloc(H_MAX_TX, sizeof *h->tx);
+  return h;
+}
+
+static inline void h_free(h_t *h) {
+  free(h->saga);
+  saga_def_free(h->def);
+  free(h->tx);
+  free(h);
+}
+
+/* Rebuild the saga from the logged events alone. */
+static inline saga_t *h_replay(const h_t *h) {
+  saga_t *r = h_new_saga(h->def, "s-1");
+  for (size_t t = 0; t < h->ntx; t++) {
+    for (size_t i = 0; i < h->tx[t].n; i++)
+      if (saga_apply(r, &h->tx[t].ev[i], h->tx[t].at) != SAGA_CORE_OK)
+        abort();
+    saga_end_transition(r);
+  }
+  return r;
+}
+
+/* Feed one input; log its events; check replay == live. Returns the
+ * verdict. */
+static inline int h_in(h_t *h, saga_input_t in) {
+  if (saga_step(h->saga, &in, h->now, &h->rng, &h->out) != SAGA_CORE_OK)
+    abort();
+  if (h->out.n_events > 0) {
+    if (h->ntx == H_MAX_TX)
+      abort();
+    h_tx_t *tx = &h->tx[h->ntx++];
+    tx->at = h->now;
+    tx->n = h->out.n_events;
+    memcpy(tx->ev, h->out.events, tx->n * sizeof tx->ev[0]);
+  }
+  saga_t *r = h_replay(h);
+  if (!saga_equal(r, h->saga)) {
+    fprintf(stderr, "replay differs from live state\n");
+    abort();
+  }
+  free(r);
+  return h->out.verdict;
+}
+
+static inline int h_start(h_t *h) {
+  return h_in(h, (saga_input_t){.type = SAGA_IN_START,
+                                .payload = (const uint8_t *)"{\"o\":1}",
+                                .payload_len = 7});
+}
+
+static inline int h_reply(h_t *h, int step, int action, unsigned attempt,
+                          int outcome) {
+  return h_in(h, (saga_input_t){.type = SAGA_IN_REPLY,
+                                .step = step,
+                                .action = (uint8_t)action,
+                                .attempt = attempt,
+                                .outcome = (uint8_t)outcome,
+                                .payload = (const uint8_t *)"ok",
+                                .payload_len = 2,
+                                .reason = outcome == SAGA_OUTCOME_SUCCESS
+                                              ? NULL
+                                              : "declined"});
+}
+
+/* Fire the timer the machine armed for (step, action) at its time. */
+static inline int h_fire(h_t *h, int step, int action, int timer) {
+  const saga_step_state_t *st = &h->saga->steps[step];
+  if (st->timer_ms > h->now)
+    h->now = st->timer_ms;
+  return h_in(h, (saga_input_t){.type = SAGA_IN_TIMER,
+                                .step = step,
+                                .action = (uint8_t)action,
+                                .attempt = st->attempt,
+                                .timer = (uint8_t)timer});
+}
+
+static inline int h_op(h_t *h, int type) {
+  return h_in(h, (saga_input_t){.type = (uint8_t)type});
+}
+
+/* Number of SEND effects of the last input, and the i-th one. */
+static inline size_t h_sends(const h_t *h, saga_effect_t *first) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->out.n_effects; i++)
+    if (h->out.effects[i].type == SAGA_FX_SEND) {
+      if (n == 0 && first != NULL)
+        *first = h->out.effects[i];
+      n++;
+    }
+  return n;
+}
+
+static inline int h_has_notify(const h_t *h, int what) {
+  for (size_t i = 0; i < h->out.n_effects; i++)
+    if (h->out.effects[i].type == SAGA_FX_NOTIFY &&
+        h->out.effects[i].notify == what)
+      return 1;
+  return 0;
+}
+
+#endif

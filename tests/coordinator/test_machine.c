@@ -1,0 +1,550 @@
+/* The saga state machine, transition by transition. Every input goes
+ * through the harness, which also checks after each one that replaying the
+ * logged events rebuilds exactly the live state. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "machine_harness.h"
+
+#define DO SAGA_DO
+#define COMP SAGA_COMPENSATE
+#define OK SAGA_OUTCOME_SUCCESS
+#define FAIL SAGA_OUTCOME_FAILURE
+#define RETRY SAGA_OUTCOME_RETRYABLE
+
+/* reserve -> charge (pivot) -> ship, no jitter so times are exact. */
+static const char *ORDER =
+    "{'name':'order','version':1,'defaults':{'timeout_ms':1000,"
+    "'retry':{'max_attempts':3,'initial_backoff_ms':100,'multiplier':2,"
+    "'max_backoff_ms':1000,'jitter':0},'compensation_retry':{"
+    "'max_attempts':2,'initial_backoff_ms':50,'max_backoff_ms':50,"
+    "'jitter':0}},'steps':["
+    "{'name':'reserve','topic':'inv','compensation':{'action':'release'}},"
+    "{'name':'charge','topic':'pay','kind':'pivot','compensation':{"
+    "'action':'refund'}},"
+    "{'name':'ship','topic':'ship','kind':'retriable'}]}";
+
+/* a, b, c compensatable, d pivot. */
+static const char *FOUR =
+    "{'name':'four','version':1,'defaults':{'retry':{'max_attempts':1},"
+    "'timeout_ms':1000},'steps':["
+    "{'name':'a','topic':'t','compensation':{'action':'undo_a'}},"
+    "{'name':'b','topic':'t','compensation':{'action':'undo_b'}},"
+    "{'name':'c','topic':'t','compensation':{'action':'undo_c'}},"
+    "{'name':'d','topic':'t','kind':'pivot'}]}";
+
+/* a, then group g = b, c, d, then pivot e. */
+static const char *GROUP =
+    "{'name':'group','version':1,'defaults':{'retry':{'max_attempts':2,"
+    "'jitter':0},'timeout_ms':1000},'steps':["
+    "{'name':'a','topic':'t','compensation':{'action':'undo'}},"
+    "{'name':'b','topic':'t','group':'g','compensation':{'action':'undo'}},"
+    "{'name':'c','topic':'t','group':'g','compensation':{'action':'undo'}},"
+    "{'name':'d','topic':'t','group':'g','compensation':{'action':'undo'}},"
+    "{'name':'e','topic':'t','kind':'pivot'}]}";
+
+static void expect_one_send(const h_t *h, int step, int action,
+                            unsigned attempt) {
+  saga_effect_t fx;
+  assert_int_equal(h_sends(h, &fx), 1);
+  assert_int_equal(fx.step, step);
+  assert_int_equal(fx.action, action);
+  assert_int_equal(fx.attempt, attempt);
+}
+
+static void expect_no_change(const h_t *h) {
+  assert_int_equal(h->out.n_events, 0);
+  assert_int_equal(h_sends(h, NULL), 0);
+}
+
+static void test_happy_path_runs_every_step_and_completes(void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  assert_int_equal(h_start(h), SAGA_V_APPLIED);
+  assert_true(h_has_notify(h, SAGA_NOTIFY_STARTED));
+  expect_one_send(h, 0, DO, 1);
+  assert_int_equal(h->out.effects[2].type, SAGA_FX_TIMER);
+  assert_int_equal(h->out.effects[2].at_ms, 2000);
+  assert_int_equal(h->saga->steps[0].timer_ms, 2000);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_APPLIED);
+  expect_one_send(h, 1, DO, 1);
+  assert_true(h_has_notify(h, SAGA_NOTIFY_STEP_DONE));
+  assert_int_equal(h_reply(h, 1, DO, 1, OK), SAGA_V_APPLIED);
+  expect_one_send(h, 2, DO, 1);
+  assert_int_equal(h_reply(h, 2, DO, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPLETED);
+  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPLETED));
+  assert_true(saga_is_terminal(h->saga));
+  assert_int_equal(h->saga->version, 4);
+  assert_int_equal(h->ntx, 4);
+  /* Start: Started + Dispatched. Last: Succeeded + Completed. */
+  assert_int_equal(h->tx[0].ev[0].type, SAGA_EV_STARTED);
+  assert_int_equal(h->tx[0].ev[1].type, SAGA_EV_DISPATCHED);
+  assert_int_equal(h->tx[3].ev[1].type, SAGA_EV_COMPLETED);
+  h_free(h);
+}
+
+static void test_duplicate_start_changes_nothing(void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  assert_int_equal(h_start(h), SAGA_V_DUPLICATE_START);
+  expect_no_change(h);
+  h_free(h);
+}
+
+static void test_duplicate_reply_changes_nothing(void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  uint32_t v = h->saga->version;
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_DUPLICATE);
+  expect_no_change(h);
+  assert_int_equal(h_reply(h, 0, DO, 1, FAIL), SAGA_V_DUPLICATE);
+  assert_int_equal(h->saga->version, v);
+  assert_int_equal(h->saga->steps[1].status, SAGA_STEP_RUNNING);
+  h_free(h);
+}
+
+static void test_late_reply_from_an_earlier_attempt_changes_nothing(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  assert_int_equal(h_reply(h, 0, DO, 1, RETRY), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_BACKOFF);
+  assert_int_equal(h->saga->steps[0].timer_ms, 1100);
+  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  expect_one_send(h, 0, DO, 2);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_LATE);
+  expect_no_change(h);
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_RUNNING);
+  assert_int_equal(h_reply(h, 0, DO, 2, OK), SAGA_V_APPLIED);
+  h_free(h);
+}
+
+static void test_reply_for_unknown_saga_or_step_is_classified(void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_UNKNOWN_SAGA);
+  expect_no_change(h);
+  assert_int_equal(h->saga->status, SAGA_NEW);
+  h_start(h);
+  assert_int_equal(h_reply(h, 7, DO, 1, OK), SAGA_V_UNKNOWN_STEP);
+  assert_int_equal(h_reply(h, -1, DO, 1, OK), SAGA_V_UNKNOWN_STEP);
+  /* Never sent: a later attempt, a step not dispatched, a compensation. */
+  assert_int_equal(h_reply(h, 0, DO, 5, OK), SAGA_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 1, DO, 1, OK), SAGA_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, DO, 0, OK), SAGA_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, DO, 1, 9), SAGA_V_UNEXPECTED);
+  expect_no_change(h);
+  assert_int_equal(h->saga->version, 1);
+  h_free(h);
+}
+
+static void test_timeout_then_late_success_is_ignored_and_retried(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+  assert_int_equal(h->now, 2000);
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_BACKOFF);
+  assert_true(h->saga->steps[0].flags & SAGA_SF_UNKNOWN);
+  /* The success of the timed-out attempt arrives after its deadline. */
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_LATE);
+  expect_no_change(h);
+  /* The deadline timer delivered twice is stale. */
+  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_DEADLINE), SAGA_V_STALE_TIMER);
+  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  expect_one_send(h, 0, DO, 2);
+  assert_int_equal(h_reply(h, 0, DO, 2, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_DONE);
+  h_free(h);
+}
+
+static void test_timeout_with_retries_spent_compensates_the_unknown_step(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  for (unsigned a = 1; a <= 3; a++) {
+    assert_int_equal(h_fire(h, 1, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+    if (a < 3)
+      assert_int_equal(h_fire(h, 1, DO, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  }
+  /* The pivot's outcome is unknown: it is compensated first (refund),
+   * then reserve. */
+  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  expect_one_send(h, 1, COMP, 1);
+  assert_int_equal(h_reply(h, 1, DO, 3, OK), SAGA_V_LATE);
+  assert_int_equal(h_reply(h, 1, COMP, 1, OK), SAGA_V_APPLIED);
+  expect_one_send(h, 0, COMP, 1);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPENSATED));
+  h_free(h);
+}
+
+static void test_early_or_stale_timer_changes_nothing(void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  saga_input_t t = {.type = SAGA_IN_TIMER,
+                    .step = 0,
+                    .action = DO,
+                    .attempt = 1,
+                    .timer = SAGA_TIMER_DEADLINE};
+  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER); /* now 1000 < 2000 */
+  assert_int_equal(h->out.n_events, 0);
+  assert_int_equal(h->out.n_effects, 1); /* re-armed */
+  assert_int_equal(h->out.effects[0].at_ms, 2000);
+  t.attempt = 2;
+  h->now = 5000;
+  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER);
+  t.attempt = 1;
+  t.timer = SAGA_TIMER_BACKOFF;
+  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER);
+  expect_no_change(h);
+  h_free(h);
+}
+
+static void test_failure_of_step_k_compensates_completed_steps_in_reverse(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(FOUR, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  h_reply(h, 1, DO, 1, OK);
+  assert_int_equal(h_reply(h, 2, DO, 1, FAIL), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  assert_int_equal(h->saga->steps[2].status, SAGA_STEP_FAILED);
+  /* c failed by its own reply: nothing to undo there; b then a. */
+  expect_one_send(h, 1, COMP, 1);
+  assert_int_equal(h_reply(h, 1, COMP, 1, OK), SAGA_V_APPLIED);
+  expect_one_send(h, 0, COMP, 1);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_int_equal(h->saga->steps[2].status, SAGA_STEP_FAILED);
+  assert_int_equal(h->saga->steps[3].status, SAGA_STEP_PENDING);
+  /* A late DO reply after compensation began changes nothing. */
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_LATE);
+  h_free(h);
+}
+
+static void test_failure_of_the_first_step_compensates_nothing(void **state) {
+  (void)state;
+  h_t *h = h_new(FOUR, 1);
+  h_start(h);
+  assert_int_equal(h_reply(h, 0, DO, 1, FAIL), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_int_equal(h_sends(h, NULL), 0);
+  h_free(h);
+}
+
+static void test_failure_inside_a_parallel_group_drains_then_compensates(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(GROUP, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  assert_int_equal(h_sends(h, NULL), 3); /* b, c, d together */
+  h_reply(h, 1, DO, 1, OK);
+  /* c fails; d still running: compensation waits for d's outcome. */
+  assert_int_equal(h_reply(h, 2, DO, 1, FAIL), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  assert_int_equal(h_sends(h, NULL), 0);
+  /* d completes last: undone first, then b, then a. */
+  assert_int_equal(h_reply(h, 3, DO, 1, OK), SAGA_V_APPLIED);
+  expect_one_send(h, 3, COMP, 1);
+  h_reply(h, 3, COMP, 1, OK);
+  expect_one_send(h, 1, COMP, 1);
+  h_reply(h, 1, COMP, 1, OK);
+  expect_one_send(h, 0, COMP, 1);
+  h_reply(h, 0, COMP, 1, OK);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_int_equal(h->saga->steps[2].status, SAGA_STEP_FAILED);
+  assert_int_equal(h->saga->steps[4].status, SAGA_STEP_PENDING);
+  h_free(h);
+}
+
+static void test_parallel_member_waiting_to_retry_gives_up_on_failure(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(GROUP, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  /* b times out (unknown, waits to retry), c fails, d fails. */
+  h->now = 2500;
+  assert_int_equal(h_fire(h, 1, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->steps[1].status, SAGA_STEP_BACKOFF);
+  h_reply(h, 2, DO, 1, FAIL);
+  assert_int_equal(h->saga->steps[1].status, SAGA_STEP_FAILED);
+  assert_int_equal(h_sends(h, NULL), 0); /* d still running */
+  h_reply(h, 3, DO, 1, RETRY); /* compensating: no forward retry */
+  assert_int_equal(h->saga->steps[3].status, SAGA_STEP_FAILED);
+  /* b's outcome is unknown: undone, then a. */
+  expect_one_send(h, 1, COMP, 1);
+  h_reply(h, 1, COMP, 1, OK);
+  expect_one_send(h, 0, COMP, 1);
+  h_reply(h, 0, COMP, 1, OK);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  /* b's stale backoff timer is ignored. */
+  saga_input_t t = {.type = SAGA_IN_TIMER, .step = 1, .action = DO,
+                    .attempt = 1, .timer = SAGA_TIMER_BACKOFF};
+  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER);
+  h_free(h);
+}
+
+static void test_parallel_group_completes_when_every_member_is_done(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(GROUP, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  h_reply(h, 3, DO, 1, OK);
+  assert_int_equal(h_sends(h, NULL), 0);
+  h_reply(h, 1, DO, 1, RETRY);
+  h_reply(h, 2, DO, 1, OK);
+  assert_int_equal(h_sends(h, NULL), 0);
+  h_fire(h, 1, DO, SAGA_TIMER_BACKOFF);
+  assert_int_equal(h_reply(h, 1, DO, 2, OK), SAGA_V_APPLIED);
+  expect_one_send(h, 4, DO, 1);
+  h_free(h);
+}
+
+/* Run ORDER to a failure of charge so reserve needs compensating. */
+static h_t *order_compensating(void) {
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  h_reply(h, 1, DO, 1, FAIL);
+  expect_one_send(h, 0, COMP, 1);
+  return h;
+}
+
+static h_t *order_parked(void) {
+  h_t *h = order_compensating();
+  assert_int_equal(h_reply(h, 0, COMP, 1, FAIL), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_COMP_BACKOFF);
+  assert_int_equal(h_fire(h, 0, COMP, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  expect_one_send(h, 0, COMP, 2);
+  assert_int_equal(h_fire(h, 0, COMP, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATION_FAILED);
+  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPENSATION_FAILED));
+  assert_true(saga_is_stuck(h->saga, h->now));
+  return h;
+}
+
+static void test_compensation_failure_retries_then_parks(void **state) {
+  (void)state;
+  h_t *h = order_parked();
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_COMP_FAILED);
+  /* Parked: late replies and timers change nothing. */
+  assert_int_equal(h_reply(h, 0, COMP, 2, OK), SAGA_V_LATE);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_LATE);
+  assert_false(saga_is_terminal(h->saga));
+  h_free(h);
+}
+
+static void test_operator_retry_resumes_a_parked_compensation(void **state) {
+  (void)state;
+  h_t *h = order_parked();
+  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  expect_one_send(h, 0, COMP, 3);
+  /* A fresh budget: one more failure is retried, not parked. */
+  h_reply(h, 0, COMP, 3, RETRY);
+  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_COMP_BACKOFF);
+  h_fire(h, 0, COMP, SAGA_TIMER_BACKOFF);
+  expect_one_send(h, 0, COMP, 4);
+  assert_int_equal(h_reply(h, 0, COMP, 4, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_int_equal(h->saga->flags & SAGA_F_RESOLVED, 0);
+  h_free(h);
+}
+
+static void test_operator_resolve_closes_a_parked_saga(void **state) {
+  (void)state;
+  h_t *h = order_parked();
+  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RESOLVE), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_true(h->saga->flags & SAGA_F_RESOLVED);
+  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPENSATED));
+  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_REJECTED);
+  h_free(h);
+}
+
+static void test_operator_actions_are_refused_unless_parked(void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_UNKNOWN_SAGA);
+  h_start(h);
+  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_REJECTED);
+  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RESOLVE), SAGA_V_REJECTED);
+  expect_no_change(h);
+  h_free(h);
+}
+
+static void test_step_after_the_pivot_is_retried_forward_never_compensated(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  h_reply(h, 1, DO, 1, OK);
+  int64_t last_delay = 0;
+  for (unsigned a = 1; a <= 20; a++) {
+    int outcome = a % 3 == 0 ? RETRY : FAIL;
+    if (a % 4 == 0)
+      assert_int_equal(h_fire(h, 2, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+    else
+      assert_int_equal(h_reply(h, 2, DO, a, outcome), SAGA_V_APPLIED);
+    assert_int_equal(h->saga->status, SAGA_RUNNING);
+    assert_int_equal(h->saga->steps[2].status, SAGA_STEP_BACKOFF);
+    int64_t delay = h->saga->steps[2].timer_ms - h->now;
+    assert_true(delay >= last_delay && delay <= 1000); /* grows, capped */
+    last_delay = delay;
+    h_fire(h, 2, DO, SAGA_TIMER_BACKOFF);
+    expect_one_send(h, 2, DO, a + 1);
+  }
+  assert_int_equal(last_delay, 1000);
+  assert_int_equal(h_reply(h, 2, DO, 21, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->status, SAGA_COMPLETED);
+  for (size_t t = 0; t < h->ntx; t++)
+    for (size_t i = 0; i < h->tx[t].n; i++) {
+      assert_int_not_equal(h->tx[t].ev[i].type, SAGA_EV_COMPENSATING);
+      assert_int_not_equal(h->tx[t].ev[i].action, COMP);
+    }
+  h_free(h);
+}
+
+static void test_resume_resends_pending_commands_with_the_same_key(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(GROUP, 1);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  h_reply(h, 1, DO, 1, RETRY); /* b waits to retry; c, d in flight */
+  saga_t *r = h_replay(h);
+  saga_output_t out;
+  saga_resume(r, &out);
+  assert_int_equal(out.n_events, 0);
+  assert_int_equal(out.n_effects, 5); /* backoff b; send+deadline c, d */
+  assert_int_equal(out.effects[0].type, SAGA_FX_TIMER);
+  assert_int_equal(out.effects[0].timer, SAGA_TIMER_BACKOFF);
+  assert_int_equal(out.effects[0].at_ms, h->saga->steps[1].timer_ms);
+  assert_int_equal(out.effects[1].type, SAGA_FX_SEND);
+  assert_int_equal(out.effects[1].step, 2);
+  assert_int_equal(out.effects[1].attempt, 1);
+  assert_int_equal(out.effects[1].at_ms, h->saga->steps[2].timer_ms);
+  char key[128];
+  saga_idempotency_key(r, 2, SAGA_DO, 1, key, sizeof key);
+  assert_string_equal(key, "s-1/c/DO/1");
+  saga_idempotency_key(r, 0, SAGA_COMPENSATE, 3, key, sizeof key);
+  assert_string_equal(key, "s-1/a/COMPENSATE/3");
+  assert_int_equal(saga_next_timer(r), h->saga->steps[1].timer_ms);
+  free(r);
+  h_free(h);
+}
+
+static void test_jitter_is_drawn_from_the_given_rng_only(void **state) {
+  (void)state;
+  const char *def = "{'name':'j','version':1,'steps':[{'name':'a',"
+                    "'topic':'t','compensation':'none','retry':{"
+                    "'initial_backoff_ms':1000,'jitter':0.5}}]}";
+  int64_t t[3];
+  for (int i = 0; i < 3; i++) {
+    h_t *h = h_new(def, i < 2 ? 42 : 43);
+    h_start(h);
+    h_reply(h, 0, DO, 1, RETRY);
+    t[i] = h->saga->steps[0].timer_ms - h->now;
+    assert_true(t[i] > 500 && t[i] <= 1000);
+    h_free(h);
+  }
+  assert_int_equal(t[0], t[1]);
+  assert_int_not_equal(t[0], t[2]);
+}
+
+static void test_stuck_detection_uses_the_step_threshold(void **state) {
+  (void)state;
+  h_t *h = h_new("{'name':'s','version':1,'steps':[{'name':'a','topic':"
+                 "'t','compensation':'none','stuck_after_ms':5000}]}",
+                 1);
+  h_start(h);
+  assert_false(saga_is_stuck(h->saga, h->now + 5000));
+  assert_true(saga_is_stuck(h->saga, h->now + 5001));
+  h_free(h);
+}
+
+static void test_init_refuses_bad_ids(void **state) {
+  (void)state;
+  saga_def_t *def = h_def("{'name':'s','version':1,'steps':[{'name':'a',"
+                          "'topic':'t','compensation':'none'}]}");
+  saga_t *s = malloc(saga_size(def));
+  char id[80];
+  memset(id, 'x', sizeof id - 1);
+  id[sizeof id - 1] = '\0';
+  assert_int_equal(saga_init(s, "", def), SAGA_CORE_EINVAL);
+  assert_int_equal(saga_init(s, id, def), SAGA_CORE_EINVAL);
+  id[SAGA_ID_MAX] = '\0';
+  assert_int_equal(saga_init(s, id, def), SAGA_CORE_OK);
+  saga_output_t out;
+  saga_input_t in = {.type = SAGA_IN_START};
+  assert_int_equal(saga_step(s, &in, -1, NULL, &out), SAGA_CORE_EINVAL);
+  assert_true(saga_size(def) <= 128);
+  free(s);
+  saga_def_free(def);
+}
+
+static void test_names_cover_every_value(void **state) {
+  (void)state;
+  assert_string_equal(saga_status_name(SAGA_COMPENSATION_FAILED),
+                      "compensation_failed");
+  assert_string_equal(saga_step_status_name(SAGA_STEP_COMP_FAILED),
+                      "compensation_failed");
+  assert_string_equal(saga_event_type_name(SAGA_EV_RESOLVED), "Resolved");
+  assert_string_equal(saga_verdict_name(SAGA_V_REJECTED), "rejected");
+  assert_string_equal(saga_verdict_name((saga_verdict_t)99), "unknown");
+  assert_string_equal(saga_event_type_name((saga_event_type_t)0), "unknown");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_happy_path_runs_every_step_and_completes),
+      cmocka_unit_test(test_duplicate_start_changes_nothing),
+      cmocka_unit_test(test_duplicate_reply_changes_nothing),
+      cmocka_unit_test(test_late_reply_from_an_earlier_attempt_changes_nothing),
+      cmocka_unit_test(test_reply_for_unknown_saga_or_step_is_classified),
+      cmocka_unit_test(test_timeout_then_late_success_is_ignored_and_retried),
+      cmocka_unit_test(
+          test_timeout_with_retries_spent_compensates_the_unknown_step),
+      cmocka_unit_test(test_early_or_stale_timer_changes_nothing),
+      cmocka_unit_test(
+          test_failure_of_step_k_compensates_completed_steps_in_reverse),
+      cmocka_unit_test(test_failure_of_the_first_step_compensates_nothing),
+      cmocka_unit_test(
+          test_failure_inside_a_parallel_group_drains_then_compensates),
+      cmocka_unit_test(
+          test_parallel_member_waiting_to_retry_gives_up_on_failure),
+      cmocka_unit_test(test_parallel_group_completes_when_every_member_is_done),
+      cmocka_unit_test(test_compensation_failure_retries_then_parks),
+      cmocka_unit_test(test_operator_retry_resumes_a_parked_compensation),
+      cmocka_unit_test(test_operator_resolve_closes_a_parked_saga),
+      cmocka_unit_test(test_operator_actions_are_refused_unless_parked),
+      cmocka_unit_test(
+          test_step_after_the_pivot_is_retried_forward_never_compensated),
+      cmocka_unit_test(test_resume_resends_pending_commands_with_the_same_key),
+      cmocka_unit_test(test_jitter_is_drawn_from_the_given_rng_only),
+      cmocka_unit_test(test_stuck_detection_uses_the_step_threshold),
+      cmocka_unit_test(test_init_refuses_bad_ids),
+      cmocka_unit_test(test_names_cover_every_value),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -122,7 +122,8 @@ typedef struct es__op {
   es_page_t *page;
   es_snapshot_t *snapshot;
   /* async face */
-  void *cb;
+  es_batch_cb batch_cb;
+  es_read_cb read_cb;
   void *arg;
   struct es__op *qnext;
 } es__op_t;

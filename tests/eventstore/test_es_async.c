@@ -1,0 +1,253 @@
+/* The libuv face against the embedded PostgreSQL: batch and reads with
+ * callbacks called exactly once (also on close), reconnecting after a lost
+ * connection, and a subscription that catches up, goes live and resumes
+ * after its connection is terminated. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "es_test.h"
+#include "test_support.h"
+
+static char *db;
+static uv_loop_t loop;
+
+struct calls {
+  int n, status[8];
+  size_t pages[8];
+  int closed_after;
+};
+
+static void on_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
+  (void)as;
+  (void)b;
+  struct calls *c = arg;
+  c->status[c->n++] = status;
+}
+
+static void on_read(es_async_t *as, int status, es_page_t *page, void *arg) {
+  (void)as;
+  struct calls *c = arg;
+  assert_true(c->n < 8);
+  c->pages[c->n] = page ? page->n : 0;
+  c->status[c->n++] = status;
+  assert_true(status == 0 ? page != NULL : page == NULL);
+  es_page_free(page);
+}
+
+static void on_closed(es_async_t *as, void *arg) {
+  (void)as;
+  struct calls *c = arg;
+  c->closed_after = c->n;
+}
+
+/* Run the loop until *count reaches want (or fail after the timeout). */
+static void run_until(const int *count, int want) {
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(20000);
+  while (*count < want) {
+    assert_true(ts_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+}
+
+static void test_async_batch_and_read_call_back_exactly_once(void **state) {
+  (void)state;
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, NULL, 0), 0);
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t e[2] = {est_event("A", "1"), est_event("B", "2")};
+  assert_int_equal(es_batch_add(b, "as-1", ES_NO_STREAM, e, 2), 0);
+  struct calls c = {0};
+  assert_int_equal(es_async_batch(as, b, on_batch, &c), 0);
+  assert_int_equal(es_async_read_stream(as, "as-1", 1, 10, on_read, &c), 0);
+  assert_int_equal(es_async_read_all(as, (es_pos_t){0, 0}, NULL, 10, on_read,
+                                     &c),
+                   0);
+  assert_int_equal(c.n, 0); /* never inside the submit call */
+  run_until(&c.n, 3);
+  assert_int_equal(c.status[0], 0);
+  assert_int_equal(es_batch_result(b, 0)->version, 2);
+  assert_int_equal(c.status[1], 0);
+  assert_int_equal(c.pages[1], 2);
+  assert_int_equal(c.status[2], 0);
+  assert_int_equal(c.pages[2], 2);
+  /* a conflict through the async face */
+  assert_int_equal(es_async_batch(as, b, on_batch, &c), 0);
+  run_until(&c.n, 4);
+  assert_int_equal(c.status[3], 0);
+  assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_DUPLICATE);
+  assert_int_equal(es_async_read_stream(as, "", 1, 10, on_read, &c),
+                   ES_ERR_INVALID);
+  es_async_close(as, on_closed, &c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(c.n, 4);
+  es_batch_free(b);
+}
+
+static void test_close_cancels_every_pending_operation_once(void **state) {
+  (void)state;
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, NULL, 0), 0);
+  struct calls c = {0};
+  c.closed_after = -1;
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(es_async_read_stream(as, "as-1", 1, 10, on_read, &c), 0);
+  es_async_close(as, on_closed, &c);
+  assert_int_equal(c.n, 3);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(c.status[i], ES_ERR_CANCELLED);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(c.n, 3);
+  assert_int_equal(c.closed_after, 3);
+}
+
+static void test_a_lost_connection_fails_the_operation_and_the_next_reconnects(
+    void **state) {
+  (void)state;
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, NULL, 0), 0);
+  struct calls c = {0};
+  /* the server ends this very session in the middle of the batch */
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t e = est_event("A", "1");
+  assert_int_equal(es_batch_add(b, "as-lost", ES_NO_STREAM, &e, 1), 0);
+  assert_int_equal(es_batch_add_statement(
+                       b, "SELECT pg_terminate_backend(pg_backend_pid())", 0,
+                       NULL),
+                   0);
+  assert_int_equal(es_async_batch(as, b, on_batch, &c), 0);
+  run_until(&c.n, 1);
+  assert_int_equal(c.status[0], ES_ERR_CONNECTION);
+  assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_CONNECTION);
+  assert_true(strlen(es_async_last_error(as)) > 0);
+  assert_int_equal(es_async_read_stream(as, "as-lost", 1, 10, on_read, &c), 0);
+  run_until(&c.n, 2);
+  assert_int_equal(c.status[1], 0);
+  assert_int_equal(c.pages[1], 0); /* the batch was rolled back */
+  /* killed from outside while idle: the next call still succeeds */
+  PGconn *admin = est_raw(db);
+  assert_true(est_terminate_others(admin) >= 1);
+  PQfinish(admin);
+  assert_int_equal(es_async_read_stream(as, "as-1", 1, 10, on_read, &c), 0);
+  run_until(&c.n, 3);
+  if (c.status[2] != 0) {
+    assert_int_equal(c.status[2], ES_ERR_CONNECTION);
+    assert_int_equal(es_async_read_stream(as, "as-1", 1, 10, on_read, &c), 0);
+    run_until(&c.n, 4);
+    assert_int_equal(c.status[3], 0);
+  }
+  es_async_close(as, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  es_batch_free(b);
+}
+
+struct follower {
+  int64_t last_pos;
+  int events, live, lost, bad_order;
+};
+
+static int on_events(es_sub_t *sub, const es_page_t *page, void *arg) {
+  (void)sub;
+  struct follower *f = arg;
+  for (size_t i = 0; i < page->n; i++) {
+    if (strncmp(page->events[i].stream_id, "sub-", 4))
+      continue;
+    if (page->events[i].global_position <= f->last_pos)
+      f->bad_order++;
+    f->last_pos = page->events[i].global_position;
+    f->events++;
+  }
+  return 0;
+}
+
+static void on_state(es_sub_t *sub, int status, int live, void *arg) {
+  (void)sub;
+  struct follower *f = arg;
+  if (status == 0 && live)
+    f->live++;
+  if (status == ES_ERR_CONNECTION)
+    f->lost++;
+}
+
+static void append_n(es_store_t *s, int from, int n) {
+  for (int i = from; i < from + n; i++) {
+    es_event_t e = est_event("Tick", "t");
+    int rc = es_append(s, "sub-1", i, &e, 1, NULL);
+    if (rc == ES_ERR_CONNECTION) /* terminated with the others */
+      rc = es_append(s, "sub-1", i, &e, 1, NULL);
+    assert_int_equal(rc, 0);
+  }
+}
+
+static void test_a_subscription_catches_up_goes_live_and_resumes_after_reconnect(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  append_n(s, 0, 30);
+  struct follower f = {0};
+  es_sub_opts_t o;
+  es_sub_opts_init(&o);
+  o.page_size = 8;
+  o.poll_ms = 60000; /* live delivery must come from NOTIFY */
+  o.retry_ms = 20;
+  o.filter.category = "sub";
+  o.on_events = on_events;
+  o.on_state = on_state;
+  o.arg = &f;
+  es_sub_t *sub = NULL;
+  assert_int_equal(es_sub_start(&loop, db, &o, &sub, NULL, 0), 0);
+  run_until(&f.live, 1);
+  assert_int_equal(f.events, 30);
+  append_n(s, 30, 5);
+  run_until(&f.events, 35);
+  PGconn *admin = est_raw(db);
+  assert_true(est_terminate_others(admin) >= 1);
+  PQfinish(admin);
+  run_until(&f.lost, 1);
+  run_until(&f.live, 2); /* reconnected and caught up */
+  append_n(s, 35, 5);
+  run_until(&f.events, 40);
+  assert_int_equal(f.bad_order, 0);
+  es_pos_t at = es_sub_position(sub);
+  assert_true(at.pos == f.last_pos);
+  int closed = 0;
+  es_sub_close(sub, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  (void)closed;
+  assert_int_equal(f.events, 40);
+  es_store_close(s);
+}
+
+static int setup(void **state) {
+  (void)state;
+  db = est_db("es_async");
+  uv_loop_init(&loop);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  est_drop(db);
+  return 0;
+}
+
+int main(void) {
+  ts_require_pg();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_async_batch_and_read_call_back_exactly_once),
+      cmocka_unit_test(test_close_cancels_every_pending_operation_once),
+      cmocka_unit_test(
+          test_a_lost_connection_fails_the_operation_and_the_next_reconnects),
+      cmocka_unit_test(
+          test_a_subscription_catches_up_goes_live_and_resumes_after_reconnect),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,212 @@
+/* The real sagad binary: --help and --version exit 0, a bad config exits 2
+ * with file:line, --check-config masks secrets, and SIGTERM after start
+ * gives a clean exit. Each run gets a minimal environment of its own. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "test_support.h"
+
+static char tmpdir[64];
+static char defs_opt[128];
+
+typedef struct {
+  pid_t pid;
+  int out; /* read ends */
+  int err;
+} child_t;
+
+static child_t spawn(const char *const *args) {
+  int o[2], e[2];
+  assert_int_equal(pipe(o), 0);
+  assert_int_equal(pipe(e), 0);
+  child_t c = {fork(), o[0], e[0]};
+  assert_true(c.pid >= 0);
+  if (c.pid == 0) {
+    dup2(o[1], 1);
+    dup2(e[1], 2);
+    close(o[0]);
+    close(e[0]);
+    /* The child owns copies: exec wants mutable strings. */
+    char *const env[] = {strdup("PATH=/usr/bin:/bin"), NULL};
+    char *argv[16];
+    argv[0] = strdup(SAGAD_PATH);
+    size_t i = 0;
+    for (; args[i] && i < 14; i++)
+      argv[i + 1] = strdup(args[i]);
+    argv[i + 1] = NULL;
+    execve(SAGAD_PATH, argv, env);
+    _exit(127);
+  }
+  close(o[1]);
+  close(e[1]);
+  return c;
+}
+
+/* Append what fd has (waiting at most ms) to buf; false at end of file. */
+static bool read_some(int fd, char *buf, size_t cap, int ms) {
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, ms) <= 0)
+    return true;
+  size_t len = strlen(buf);
+  ssize_t n = read(fd, buf + len, cap - len - 1);
+  if (n <= 0)
+    return false;
+  buf[len + (size_t)n] = '\0';
+  return true;
+}
+
+/* Wait for the child's exit within the test timeout; return its status. */
+static int wait_exit(child_t *c) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  int st = 0;
+  for (;;) {
+    pid_t r = waitpid(c->pid, &st, WNOHANG);
+    if (r == c->pid)
+      break;
+    if (ts_now_ms() > until) {
+      kill(c->pid, SIGKILL);
+      waitpid(c->pid, &st, 0);
+      fail_msg("sagad did not exit in time");
+    }
+    nanosleep(&(struct timespec){0, 5000000}, NULL);
+  }
+  assert_true(WIFEXITED(st));
+  return WEXITSTATUS(st);
+}
+
+/* Run sagad to completion, collecting stdout and stderr. */
+static int run(const char *const *args, char *out, char *err, size_t cap) {
+  child_t c = spawn(args);
+  out[0] = err[0] = '\0';
+  bool o = true, e = true;
+  while (o || e) {
+    if (o)
+      o = read_some(c.out, out, cap, 10);
+    if (e)
+      e = read_some(c.err, err, cap, 10);
+  }
+  close(c.out);
+  close(c.err);
+  return wait_exit(&c);
+}
+
+static char out[65536], err[65536];
+
+static void test_help_and_version_exit_zero(void **state) {
+  (void)state;
+  const char *help[] = {"--help", NULL};
+  assert_int_equal(run(help, out, err, sizeof out), 0);
+  assert_non_null(strstr(out, "usage: sagad"));
+  assert_non_null(strstr(out, "--check-config"));
+  assert_non_null(strstr(out, "store.conninfo"));
+  const char *version[] = {"--version", NULL};
+  assert_int_equal(run(version, out, err, sizeof out), 0);
+  assert_memory_equal(out, "sagad ", 6);
+}
+
+static void test_bad_config_file_exits_2_naming_file_and_line(void **state) {
+  (void)state;
+  char path[128];
+  snprintf(path, sizeof path, "%s/sagad.conf", tmpdir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("# orders\nkafka.bootstrap.servers = b:1\nbatch.max_events = 0\n", f);
+  fclose(f);
+  const char *args[] = {"--config", path, defs_opt, NULL};
+  assert_int_equal(run(args, out, err, sizeof out), 2);
+  char want[256];
+  snprintf(want, sizeof want,
+           "sagad: %s:3: batch.max_events: must be between 1 and 100000, "
+           "got 0\n",
+           path);
+  assert_string_equal(err, want);
+
+  const char *missing[] = {defs_opt, NULL};
+  assert_int_equal(run(missing, out, err, sizeof out), 2);
+  assert_non_null(strstr(err, "kafka.bootstrap.servers: must be set"));
+}
+
+static void test_check_config_prints_effective_config_masked(void **state) {
+  (void)state;
+  const char *args[] = {"--check-config", defs_opt,
+                        "--kafka.bootstrap.servers=b:1",
+                        "--store.conninfo=host=db password=hunter2",
+                        "--kafka.sasl.password=hunter3", NULL};
+  assert_int_equal(run(args, out, err, sizeof out), 0);
+  assert_null(strstr(out, "hunter"));
+  assert_non_null(strstr(out, "store.conninfo = password=******** host=db\n"));
+  assert_non_null(strstr(out, "kafka.sasl.password = ********\n"));
+  assert_non_null(strstr(out, "kafka.bootstrap.servers = b:1\n"));
+}
+
+static void test_sigterm_after_start_exits_zero(void **state) {
+  (void)state;
+  const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
+                        "--log.format=json", NULL};
+  child_t c = spawn(args);
+  err[0] = '\0';
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  while (!strstr(err, "\"msg\":\"started") && ts_now_ms() < until)
+    assert_true(read_some(c.err, err, sizeof err, 50));
+  assert_non_null(strstr(err, "\"msg\":\"started"));
+  assert_int_equal(kill(c.pid, SIGTERM), 0);
+  while (read_some(c.err, err, sizeof err, 50) && ts_now_ms() < until)
+    ;
+  assert_int_equal(wait_exit(&c), 0);
+  assert_non_null(strstr(err, "\"msg\":\"shutting down (SIGTERM)"));
+  assert_non_null(strstr(err, "\"msg\":\"stopped\"}\n"));
+  close(c.out);
+  close(c.err);
+}
+
+static void test_config_reference_is_markdown(void **state) {
+  (void)state;
+  const char *args[] = {"--config-reference", NULL};
+  assert_int_equal(run(args, out, err, sizeof out), 0);
+  assert_memory_equal(out, "# sagad configuration reference\n", 32);
+  assert_non_null(strstr(out, "| `topic.inbox` | string | `saga.inbox` |"));
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/sagad-program-XXXXXX");
+  assert_non_null(mkdtemp(tmpdir));
+  snprintf(defs_opt, sizeof defs_opt, "--definitions.dir=%s", tmpdir);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char path[128];
+  snprintf(path, sizeof path, "%s/sagad.conf", tmpdir);
+  unlink(path);
+  rmdir(tmpdir);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_help_and_version_exit_zero),
+      cmocka_unit_test(test_bad_config_file_exits_2_naming_file_and_line),
+      cmocka_unit_test(test_check_config_prints_effective_config_masked),
+      cmocka_unit_test(test_sigterm_after_start_exits_zero),
+      cmocka_unit_test(test_config_reference_is_markdown),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

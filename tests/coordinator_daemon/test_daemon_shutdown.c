@@ -130,6 +130,34 @@ static void test_stop_hook_that_never_finishes_fails_at_deadline(void **state) {
   sagad_config_free(cfg);
 }
 
+static void signal_again(sagad_daemon_t *d, void *arg) {
+  (void)d;
+  probe_t *p = arg;
+  p->stops++;
+  raise(SIGINT); /* an impatient operator: the second signal stops at once */
+}
+
+static void test_second_signal_stops_without_waiting(void **state) {
+  (void)state;
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  sagad_log_setup(SAGAD_LOG_ERROR, SAGAD_LOG_FORMAT_TEXT, false, fds[1]);
+  probe_t p = {.signal_on_start = true, .shutdown_status = -1};
+  sagad_config_t *cfg = config("600s");
+  sagad_hooks_t hooks = {on_start, signal_again, &p};
+  assert_int_equal(sagad_daemon_run(cfg, &hooks), SAGAD_EXIT_FAILURE);
+  assert_int_equal(p.stops, 1);
+  char buf[512] = "";
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  assert_true(n > 0);
+  assert_string_equal(buf, "error second signal (SIGINT): stopping without "
+                           "finishing the shutdown\n");
+  sagad_config_free(cfg);
+  close(fds[0]);
+  close(fds[1]);
+  sagad_log_setup(SAGAD_LOG_ERROR, SAGAD_LOG_FORMAT_TEXT, false, 2);
+}
+
 int main(void) {
   /* Keep the daemon's own records out of the test output. */
   sagad_log_setup(SAGAD_LOG_ERROR, SAGAD_LOG_FORMAT_TEXT, false, 2);
@@ -139,6 +167,7 @@ int main(void) {
       cmocka_unit_test(test_failed_start_still_calls_on_stop_and_fails),
       cmocka_unit_test(test_without_stop_hook_shutdown_completes_at_once),
       cmocka_unit_test(test_stop_hook_that_never_finishes_fails_at_deadline),
+      cmocka_unit_test(test_second_signal_stops_without_waiting),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

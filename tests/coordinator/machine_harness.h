@@ -13,6 +13,13 @@
 
 #define H_MAX_TX 512
 
+/* Short names for the tests' input lists. */
+#define DO SAGA_DO
+#define COMP SAGA_COMPENSATE
+#define OK SAGA_OUTCOME_SUCCESS
+#define FAIL SAGA_OUTCOME_FAILURE
+#define RETRY SAGA_OUTCOME_RETRYABLE
+
 typedef struct {
   int64_t at;
   size_t n;

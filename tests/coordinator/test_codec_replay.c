@@ -12,12 +12,6 @@
 #include "machine_harness.h"
 #include "saga_codec.h"
 
-#define DO SAGA_DO
-#define COMP SAGA_COMPENSATE
-#define OK SAGA_OUTCOME_SUCCESS
-#define FAIL SAGA_OUTCOME_FAILURE
-#define RETRY SAGA_OUTCOME_RETRYABLE
-
 static const char *ORDER =
     "{'name':'order','version':1,'defaults':{'timeout_ms':1000,"
     "'compensation_retry':{'max_attempts':3}},'steps':["

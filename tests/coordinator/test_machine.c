@@ -9,12 +9,6 @@
 
 #include "machine_harness.h"
 
-#define DO SAGA_DO
-#define COMP SAGA_COMPENSATE
-#define OK SAGA_OUTCOME_SUCCESS
-#define FAIL SAGA_OUTCOME_FAILURE
-#define RETRY SAGA_OUTCOME_RETRYABLE
-
 /* reserve -> charge (pivot) -> ship, no jitter so times are exact. */
 static const char *ORDER =
     "{'name':'order','version':1,'defaults':{'timeout_ms':1000,"

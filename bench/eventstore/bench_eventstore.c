@@ -1,0 +1,253 @@
+/* bench-eventstore: event store throughput on the embedded PostgreSQL
+ * (fsync on), all in one run, against raw baselines on an identical table
+ * (same columns, indexes and defaults, no library): single INSERT+COMMIT and
+ * COPY. Uses a scratch database it creates and drops. Prints figures and a
+ * last JSON line. Usage: bench-eventstore [CONNINFO] (default
+ * $SAGA_PG_CONNINFO). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "saga/eventstore.h"
+
+#define PAYLOAD 300
+#define SINGLE_N 3000
+#define BATCH_STREAMS 100
+#define BATCH_PER_STREAM 5
+#define BATCHES 40
+#define BATCH_EVENTS (BATCH_STREAMS * BATCH_PER_STREAM)
+
+static char payload[PAYLOAD];
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *detail) {
+  fprintf(stderr, "bench-eventstore: %s: %s\n", what, detail);
+  exit(1);
+}
+
+static void exec(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+      PQresultStatus(r) != PGRES_TUPLES_OK)
+    die(sql, PQerrorMessage(c));
+  PQclear(r);
+}
+
+static es_event_t event(void) {
+  es_event_t e;
+  memset(&e, 0, sizeof e);
+  e.type = "OrderPlaced";
+  e.data = payload;
+  e.data_len = PAYLOAD;
+  e.correlation_id = "saga-0000000000000001";
+  return e;
+}
+
+static double bench_append_single(es_store_t *s, const char *prefix) {
+  double t0 = now_s();
+  for (int i = 0; i < SINGLE_N; i++) {
+    char stream[64];
+    snprintf(stream, sizeof stream, "%s-%d", prefix, i % 100);
+    es_event_t e = event();
+    int rc = es_append(s, stream, i / 100, &e, 1, NULL);
+    if (rc)
+      die("append", es_store_last_error(s));
+  }
+  return SINGLE_N / (now_s() - t0);
+}
+
+static double bench_append_batched(es_store_t *s) {
+  es_batch_t *b = es_batch_new(NULL);
+  double t0 = now_s();
+  for (int k = 0; k < BATCHES; k++) {
+    es_batch_reset(b);
+    for (int i = 0; i < BATCH_STREAMS; i++) {
+      char stream[64];
+      snprintf(stream, sizeof stream, "saga-%d", k * BATCH_STREAMS + i);
+      es_event_t ev[BATCH_PER_STREAM];
+      for (int j = 0; j < BATCH_PER_STREAM; j++)
+        ev[j] = event();
+      if (es_batch_add(b, stream, ES_NO_STREAM, ev, BATCH_PER_STREAM) < 0)
+        die("batch add", "invalid input");
+    }
+    if (es_batch_execute(s, b))
+      die("batch", es_store_last_error(s));
+  }
+  double rate = BATCHES * BATCH_EVENTS / (now_s() - t0);
+  es_batch_free(b);
+  return rate;
+}
+
+static double bench_read_all(es_store_t *s, long *count) {
+  es_pos_t at = {0, 0};
+  long n = 0;
+  double t0 = now_s();
+  for (;;) {
+    es_page_t *p = NULL;
+    if (es_read_all(s, at, NULL, 1000, &p))
+      die("read", es_store_last_error(s));
+    size_t got = p->n;
+    n += (long)got;
+    at = p->next;
+    es_page_free(p);
+    if (got < 1000)
+      break;
+  }
+  *count = n;
+  return (double)n / (now_s() - t0);
+}
+
+static double bench_raw_single(PGconn *c) {
+  PGresult *r = PQprepare(
+      c, "raw",
+      "INSERT INTO raw_events (stream_id, stream_version, event_id,"
+      " event_type, data, correlation_id) VALUES ($1, $2, $3, $4, $5, $6)",
+      6, NULL);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    die("prepare", PQerrorMessage(c));
+  PQclear(r);
+  double t0 = now_s();
+  for (int i = 0; i < SINGLE_N; i++) {
+    char stream[64], ver[32], id[37];
+    uint8_t u[16];
+    es_uuid_v4(u);
+    es_uuid_format(u, id);
+    snprintf(stream, sizeof stream, "raw-%d", i % 100);
+    snprintf(ver, sizeof ver, "%d", i / 100 + 1);
+    const char *v[6] = {stream, ver, id, "OrderPlaced", payload,
+                        "saga-0000000000000001"};
+    int l[6] = {0, 0, 0, 0, PAYLOAD, 0};
+    int f[6] = {0, 0, 0, 0, 1, 0};
+    r = PQexecPrepared(c, "raw", 6, v, l, f, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      die("raw insert", PQerrorMessage(c));
+    PQclear(r);
+  }
+  return SINGLE_N / (now_s() - t0);
+}
+
+static double bench_raw_copy(PGconn *c) {
+  static const char hex[] = "0123456789abcdef";
+  char data[2 * PAYLOAD + 3];
+  data[0] = '\\';
+  data[1] = '\\';
+  data[2] = 'x';
+  /* COPY text: a backslash is escaped, so \\x starts the bytea hex form */
+  char line[1024];
+  double t0 = now_s();
+  for (int k = 0; k < BATCHES; k++) {
+    exec(c, "BEGIN");
+    PGresult *r = PQexec(c, "COPY raw_events (stream_id, stream_version,"
+                            " event_id, event_type, data, correlation_id)"
+                            " FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN)
+      die("copy", PQerrorMessage(c));
+    PQclear(r);
+    for (int i = 0; i < BATCH_EVENTS; i++) {
+      uint8_t u[16];
+      char id[37];
+      es_uuid_v4(u);
+      es_uuid_format(u, id);
+      for (int j = 0; j < PAYLOAD; j++) {
+        data[3 + 2 * j] = hex[(unsigned char)payload[j] >> 4];
+        data[4 + 2 * j] = hex[(unsigned char)payload[j] & 15];
+      }
+      int n = snprintf(line, sizeof line,
+                       "copy-%d\t%d\t%s\tOrderPlaced\t%.*s\tsaga-1\n",
+                       k * BATCH_STREAMS + i / BATCH_PER_STREAM,
+                       i % BATCH_PER_STREAM + 1, id, (int)sizeof data, data);
+      if (PQputCopyData(c, line, n) != 1)
+        die("copy data", PQerrorMessage(c));
+    }
+    if (PQputCopyEnd(c, NULL) != 1)
+      die("copy end", PQerrorMessage(c));
+    while ((r = PQgetResult(c))) {
+      if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        die("copy", PQerrorMessage(c));
+      PQclear(r);
+    }
+    exec(c, "COMMIT");
+  }
+  return BATCHES * BATCH_EVENTS / (now_s() - t0);
+}
+
+int main(int argc, char **argv) {
+  const char *base = argc > 1 ? argv[1] : getenv("SAGA_PG_CONNINFO");
+  if (!base || !*base)
+    die("no database", "pass a conninfo or set SAGA_PG_CONNINFO");
+  for (int i = 0; i < PAYLOAD; i++)
+    payload[i] = (char)('a' + i % 26);
+
+  char name[64], ci[1024], err[ES_ERRBUF_SIZE];
+  snprintf(name, sizeof name, "es_bench_%ld", (long)getpid());
+  PGconn *admin = PQconnectdb(base);
+  if (PQstatus(admin) != CONNECTION_OK)
+    die("connect", PQerrorMessage(admin));
+  char sql[256];
+  snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", name);
+  exec(admin, sql);
+  snprintf(ci, sizeof ci, "%s dbname=%s", base, name);
+  if (es_migrate(ci, NULL, err, sizeof err))
+    die("migrate", err);
+  PGconn *raw = PQconnectdb(ci);
+  if (PQstatus(raw) != CONNECTION_OK)
+    die("connect", PQerrorMessage(raw));
+  exec(raw, "CREATE TABLE raw_events (LIKE es_events INCLUDING ALL)");
+  PGresult *fs = PQexec(raw, "SHOW fsync");
+  printf("fsync=%s, payload %d bytes, single %d, batches %d x %d events"
+         " (%d streams x %d)\n",
+         PQgetvalue(fs, 0, 0), PAYLOAD, SINGLE_N, BATCHES, BATCH_EVENTS,
+         BATCH_STREAMS, BATCH_PER_STREAM);
+  PQclear(fs);
+
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  es_store_t *s = NULL;
+  if (es_store_open(ci, &o, &s, err, sizeof err))
+    die("open", err);
+  o.notify = 0;
+  es_store_t *quiet = NULL;
+  if (es_store_open(ci, &o, &quiet, err, sizeof err))
+    die("open", err);
+
+  /* interleave library and raw runs so drift hits both alike */
+  double raw_single = bench_raw_single(raw);
+  double single = bench_append_single(s, "order");
+  double single_quiet = bench_append_single(quiet, "quiet");
+  double raw_copy = bench_raw_copy(raw);
+  double batched = bench_append_batched(s);
+  long n = 0;
+  double read_all = bench_read_all(s, &n);
+
+  printf("raw INSERT+COMMIT          %9.0f rows/s\n", raw_single);
+  printf("append, 1 event per commit %9.0f events/s (NOTIFY on)\n", single);
+  printf("append, 1 event per commit %9.0f events/s (NOTIFY off)\n",
+         single_quiet);
+  printf("raw COPY, %d rows/commit  %9.0f rows/s\n", BATCH_EVENTS, raw_copy);
+  printf("batch append, %d/commit   %9.0f events/s\n", BATCH_EVENTS, batched);
+  printf("read all, pages of 1000    %9.0f events/s (%ld events)\n", read_all,
+         n);
+  printf("{\"append_single_per_s\": %.0f, \"append_single_nonotify_per_s\":"
+         " %.0f, \"append_batched_per_s\": %.0f, \"read_all_per_s\": %.0f,"
+         " \"raw_single_per_s\": %.0f, \"raw_copy_per_s\": %.0f,"
+         " \"single_vs_raw\": %.2f, \"batched_vs_raw\": %.2f}\n",
+         single, single_quiet, batched, read_all, raw_single, raw_copy,
+         single / raw_single, batched / raw_copy);
+
+  es_store_close(s);
+  es_store_close(quiet);
+  PQfinish(raw);
+  snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", name);
+  exec(admin, sql);
+  PQfinish(admin);
+  return 0;
+}

@@ -1,0 +1,534 @@
+/* The participant side of the protocol (saga/client.h): decode a command,
+ * answer a known idempotency key from the store, else call the handler;
+ * record the reply, produce it, and only when its delivery is acknowledged
+ * acknowledge the command's offset. Undecodable input is dead-lettered and
+ * its offset moves on once the dead letter is delivered. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_loop.h"
+#include "saga/client.h"
+#include "wire.h"
+
+typedef struct handler {
+  char *topic;
+  saga_handler_fn fn;
+  void *arg;
+  struct handler *next;
+} handler_t;
+
+enum job_kind { JOB_COMMAND, JOB_DLQ };
+
+/* One consumed input on its way to an acknowledged reply or dead letter. */
+struct saga_pending {
+  enum job_kind kind;
+  saga_participant_t *p;
+  saga_kloop_ack_t *ack;
+  Saga__V1__Command *cmd;
+  saga__wire_meta_t meta;
+  saga_command_t view;
+  char topic[SAGA_WIRE_MAX_ID + 1];
+  int in_handler;             /* handler called, done() not yet */
+  saga_pending_t *dups;       /* same key, arrived while this was in flight */
+  int dup_of_inflight;
+  saga_pending_t *prev, *next; /* p->jobs */
+};
+
+struct saga_participant {
+  uv_loop_t *loop;
+  saga_kloop_t *kl;
+  saga_kloop_config_t kcfg;
+  char **props;
+  size_t max_bytes;
+  char *group_id, *dlq_topic;
+  saga_idem_store_t store;
+  handler_t *handlers;
+  saga_pending_t *jobs;
+  int started, closing;
+  saga_participant_stats_t stats;
+  void (*close_cb)(void *);
+  void *close_arg;
+};
+
+static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...) {
+  if (errbuf && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return err;
+}
+
+static void job_unlink(saga_pending_t *j) {
+  saga_participant_t *p = j->p;
+  if (j->prev)
+    j->prev->next = j->next;
+  else if (p->jobs == j)
+    p->jobs = j->next;
+  if (j->next)
+    j->next->prev = j->prev;
+  j->prev = j->next = NULL;
+}
+
+static void job_free(saga_pending_t *j) {
+  if (!j)
+    return;
+  job_unlink(j);
+  if (j->cmd)
+    saga__wire_free(&j->cmd->base);
+  free(j);
+}
+
+static saga_pending_t *job_new(saga_participant_t *p, enum job_kind kind,
+                               saga_kloop_ack_t *ack) {
+  saga_pending_t *j = calloc(1, sizeof *j);
+  if (!j)
+    return NULL;
+  j->kind = kind;
+  j->p = p;
+  j->ack = ack;
+  j->next = p->jobs;
+  if (p->jobs)
+    p->jobs->prev = j;
+  p->jobs = j;
+  return j;
+}
+
+/* Abandon an input after a store or Kafka failure: its offset stays
+ * unacknowledged, so it is redelivered after a restart or rebalance. */
+static void job_abandon(saga_pending_t *j) {
+  j->p->stats.errors++;
+  job_free(j);
+}
+
+/* ---- replies ---- */
+
+/* Same trace, new span: the reply is a child of the command. */
+static void child_traceparent(const char *parent, char *out, size_t len) {
+  char span[56];
+  if (saga__traceparent(span, sizeof span) != 0) {
+    out[0] = '\0';
+    return;
+  }
+  if (parent && strlen(parent) == 55 && parent[2] == '-' && parent[35] == '-')
+    snprintf(out, len, "%.36s%.16s%.3s", parent, span + 36, parent + 52);
+  else
+    snprintf(out, len, "%s", span);
+}
+
+static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
+  saga_participant_t *p = j->p;
+  const Saga__V1__Command *c = j->cmd;
+  Saga__V1__Reply rep;
+  saga__v1__reply__init(&rep);
+  rep.saga_id = c->saga_id;
+  rep.step = c->step;
+  rep.action = c->action;
+  rep.attempt = c->attempt;
+  rep.idempotency_key = c->idempotency_key;
+  rep.outcome = (Saga__V1__Outcome)r->outcome;
+  rep.payload.data = (uint8_t *)(uintptr_t)r->payload;
+  rep.payload.len = r->payload ? r->payload_len : 0;
+  rep.reason = SAGA_MUT(r->reason ? r->reason : "");
+  char tp[64];
+  child_traceparent(j->meta.traceparent, tp, sizeof tp);
+  saga_meta_t meta = {
+      .correlation_id =
+          j->meta.correlation_id[0] ? j->meta.correlation_id : c->saga_id,
+      .causation_id = c->idempotency_key,
+      .traceparent = tp,
+  };
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  int rc = saga__wire_encode(&rep.base, &meta, p->max_bytes, &buf, &len, &h,
+                             NULL, 0);
+  if (rc)
+    return rc;
+  rc = saga_kloop_produce(p->kl, c->reply_topic, RD_KAFKA_PARTITION_UA,
+                          c->saga_id, strlen(c->saga_id), buf, len, h, j, NULL,
+                          0);
+  free(buf);
+  if (rc) {
+    rd_kafka_headers_destroy(h);
+    return SAGA_EKAFKA;
+  }
+  return 0;
+}
+
+/* Answer the duplicates that queued behind j with the same reply. */
+static void answer_dups(saga_pending_t *j, const saga_recorded_reply_t *r) {
+  saga_pending_t *d = j->dups;
+  j->dups = NULL;
+  while (d) {
+    saga_pending_t *n = d->dups;
+    d->dups = NULL;
+    d->p->stats.duplicates++;
+    if (produce_reply(d, r) != 0)
+      job_abandon(d);
+    d = n;
+  }
+}
+
+static void abandon_dups(saga_pending_t *j) {
+  saga_pending_t *d = j->dups;
+  j->dups = NULL;
+  while (d) {
+    saga_pending_t *n = d->dups;
+    job_abandon(d);
+    d = n;
+  }
+}
+
+/* ---- done ---- */
+
+typedef struct record_ctx {
+  saga_pending_t *j;
+  const saga_recorded_reply_t *r;
+} record_ctx_t;
+
+static void on_recorded(void *arg, int err) {
+  record_ctx_t *rc = arg;
+  saga_pending_t *j = rc->j;
+  if (err || produce_reply(j, rc->r) != 0) {
+    abandon_dups(j);
+    job_abandon(j);
+    return;
+  }
+  answer_dups(j, rc->r);
+}
+
+int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
+                          const void *payload, size_t payload_len,
+                          const char *reason) {
+  if (!j || !j->in_handler)
+    return SAGA_EINVAL;
+  j->in_handler = 0;
+  if (outcome < SAGA_OUTCOME_SUCCESS || outcome > SAGA_OUTCOME_RETRYABLE) {
+    abandon_dups(j);
+    job_abandon(j);
+    return SAGA_EINVAL;
+  }
+  if (payload_len > j->p->max_bytes) {
+    abandon_dups(j);
+    job_abandon(j);
+    return SAGA_ETOOBIG;
+  }
+  saga_recorded_reply_t r = {outcome, payload, payload ? payload_len : 0,
+                             reason};
+  record_ctx_t ctx = {j, &r};
+  /* Record before replying: a crash between the two re-sends the recorded
+   * reply on redelivery instead of running the handler again. */
+  j->p->store.record(j->p->store.ctx, j->cmd->idempotency_key, &r, on_recorded,
+                     &ctx);
+  return 0;
+}
+
+/* ---- intake ---- */
+
+static saga_pending_t *inflight_with_key(saga_participant_t *p,
+                                         const saga_pending_t *self) {
+  for (saga_pending_t *j = p->jobs; j; j = j->next)
+    if (j != self && j->kind == JOB_COMMAND && j->in_handler &&
+        !strcmp(j->cmd->idempotency_key, self->cmd->idempotency_key))
+      return j;
+  return NULL;
+}
+
+static handler_t *find_handler(saga_participant_t *p, const char *topic) {
+  for (handler_t *h = p->handlers; h; h = h->next)
+    if (!strcmp(h->topic, topic))
+      return h;
+  return NULL;
+}
+
+static void on_lookup(void *arg, int err, int found,
+                      const saga_recorded_reply_t *r) {
+  saga_pending_t *j = arg;
+  saga_participant_t *p = j->p;
+  if (err) {
+    job_abandon(j);
+    return;
+  }
+  if (found) {
+    p->stats.duplicates++;
+    if (produce_reply(j, r) != 0)
+      job_abandon(j);
+    return;
+  }
+  saga_pending_t *first = inflight_with_key(p, j);
+  if (first) {
+    /* Same key still in the handler: answer when it is done. */
+    j->dups = first->dups;
+    first->dups = j;
+    return;
+  }
+  handler_t *h = find_handler(p, j->topic);
+  const Saga__V1__Command *c = j->cmd;
+  j->view = (saga_command_t){
+      .topic = j->topic,
+      .saga_id = c->saga_id,
+      .saga_type = c->saga_type,
+      .definition_version = c->definition_version,
+      .step = c->step,
+      .action = (saga_action_t)c->action,
+      .attempt = c->attempt,
+      .idempotency_key = c->idempotency_key,
+      .deadline_ms = c->deadline_ms,
+      .payload = c->payload.data,
+      .payload_len = c->payload.len,
+      .reply_topic = c->reply_topic,
+      .meta = saga__wire_meta_view(&j->meta),
+  };
+  j->in_handler = 1;
+  p->stats.handled++;
+  h->fn(p, &j->view, j, h->arg);
+}
+
+static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
+                        saga_kloop_ack_t *ack, const char *reason) {
+  saga_pending_t *j = job_new(p, JOB_DLQ, ack);
+  if (!j) {
+    p->stats.errors++;
+    return;
+  }
+  const char *topic = rd_kafka_topic_name(m->rkt);
+  char dlq[SAGA_WIRE_MAX_ID + 8];
+  snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+  char source[SAGA_WIRE_MAX_ID + 64];
+  snprintf(source, sizeof source, "%s/%d/%lld", topic, (int)m->partition,
+           (long long)m->offset);
+  rd_kafka_headers_t *in = NULL, *h;
+  if (rd_kafka_message_headers(m, &in) == RD_KAFKA_RESP_ERR_NO_ERROR && in)
+    h = rd_kafka_headers_copy(in);
+  else
+    h = rd_kafka_headers_new(2);
+  if (!h || saga__hdr_add(h, SAGA_HDR_DLQ_REASON, reason) ||
+      saga__hdr_add(h, SAGA_HDR_DLQ_SOURCE, source)) {
+    if (h)
+      rd_kafka_headers_destroy(h);
+    job_abandon(j);
+    return;
+  }
+  const char *to = p->dlq_topic ? p->dlq_topic : dlq;
+  if (saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
+                         m->payload, m->len, h, j, NULL, 0) != 0 &&
+      /* too big for the broker: keep the headers, drop the value */
+      saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
+                         NULL, 0, h, j, NULL, 0) != 0) {
+    rd_kafka_headers_destroy(h);
+    job_abandon(j);
+  }
+}
+
+static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                       saga_kloop_ack_t *ack, void *opaque) {
+  (void)kl;
+  saga_participant_t *p = opaque;
+  const char *topic = rd_kafka_topic_name(m->rkt);
+  if (p->closing || !find_handler(p, topic))
+    return; /* not ours: leave it unacknowledged */
+  char err[512];
+  rd_kafka_headers_t *hdrs = NULL;
+  if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    hdrs = NULL;
+  saga_pending_t *j = job_new(p, JOB_COMMAND, ack);
+  if (!j) {
+    p->stats.errors++;
+    return;
+  }
+  ProtobufCMessage *msg = NULL;
+  int rc = saga__wire_decode(&saga__v1__command__descriptor, m->payload,
+                             m->len, hdrs, p->max_bytes, &msg, &j->meta, err,
+                             sizeof err);
+  if (rc) {
+    job_free(j);
+    p->stats.dead_lettered++;
+    char reason[600];
+    snprintf(reason, sizeof reason, "%s: %s", saga_err_name(rc), err);
+    dead_letter(p, m, ack, reason);
+    return;
+  }
+  j->cmd = (Saga__V1__Command *)msg;
+  snprintf(j->topic, sizeof j->topic, "%s", topic);
+  p->store.lookup(p->store.ctx, j->cmd->idempotency_key, on_lookup, j);
+}
+
+static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                        void *msg_opaque, void *opaque) {
+  saga_participant_t *p = opaque;
+  saga_pending_t *j = msg_opaque;
+  if (m->err) {
+    job_abandon(j);
+    return;
+  }
+  if (j->kind == JOB_COMMAND)
+    p->stats.replies_acked++;
+  /* The reply (or dead letter) is durable: now the input may go. */
+  saga_kloop_ack(kl, j->ack);
+  job_free(j);
+}
+
+/* ---- life cycle ---- */
+
+static char **copy_props(const char *const *src) {
+  size_t n = 0;
+  while (src && src[n])
+    n++;
+  char **d = calloc(n + 1, sizeof *d);
+  if (!d)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!(d[i] = strdup(src[i]))) {
+      for (size_t k = 0; k < i; k++)
+        free(d[k]);
+      free(d);
+      return NULL;
+    }
+  return d;
+}
+
+static void free_props(char **p) {
+  for (size_t i = 0; p && p[i]; i++)
+    free(p[i]);
+  free(p);
+}
+
+static void participant_free(saga_participant_t *p) {
+  while (p->jobs) {
+    saga_pending_t *j = p->jobs;
+    job_free(j);
+  }
+  while (p->handlers) {
+    handler_t *h = p->handlers;
+    p->handlers = h->next;
+    free(h->topic);
+    free(h);
+  }
+  if (p->store.destroy)
+    p->store.destroy(p->store.ctx);
+  free_props(p->props);
+  free(p->group_id);
+  free(p->dlq_topic);
+  free(p);
+}
+
+int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
+                         saga_participant_t **out, char *errbuf,
+                         size_t errlen) {
+  if (!loop || !cfg || !out || !cfg->kafka.bootstrap_servers ||
+      !cfg->group_id || !cfg->store.lookup || !cfg->store.record)
+    return fail(errbuf, errlen, SAGA_EINVAL,
+                "participant needs a loop, bootstrap servers, a group id and "
+                "an idempotency store");
+  saga_participant_t *p = calloc(1, sizeof *p);
+  if (!p)
+    return fail(errbuf, errlen, SAGA_ENOMEM, "out of memory");
+  p->loop = loop;
+  p->max_bytes = cfg->kafka.max_message_bytes
+                     ? cfg->kafka.max_message_bytes
+                     : SAGA_DEFAULT_MAX_MESSAGE_BYTES;
+  p->props = copy_props(cfg->kafka.properties);
+  p->group_id = strdup(cfg->group_id);
+  p->dlq_topic = cfg->dlq_topic ? strdup(cfg->dlq_topic) : NULL;
+  if (!p->props || !p->group_id || (cfg->dlq_topic && !p->dlq_topic)) {
+    free_props(p->props);
+    free(p->group_id);
+    free(p->dlq_topic);
+    free(p);
+    return fail(errbuf, errlen, SAGA_ENOMEM, "out of memory");
+  }
+  saga_kloop_config_t kc = {
+      .bootstrap_servers = cfg->kafka.bootstrap_servers,
+      .properties = (const char *const *)p->props,
+      .want_consumer = 1,
+      .want_producer = 1,
+      .group_id = p->group_id,
+  };
+  saga_kloop_callbacks_t cb = {
+      .opaque = p, .on_message = on_message, .on_delivery = on_delivery};
+  if (saga_kloop_new(loop, &kc, &cb, &p->kl, errbuf, errlen) != 0) {
+    free_props(p->props);
+    free(p->group_id);
+    free(p->dlq_topic);
+    free(p);
+    return SAGA_EKAFKA;
+  }
+  p->store = cfg->store;
+  *out = p;
+  return 0;
+}
+
+int saga_participant_handle(saga_participant_t *p, const char *topic,
+                            saga_handler_fn fn, void *arg) {
+  if (!p || !topic || !*topic || !fn || strlen(topic) > SAGA_WIRE_MAX_ID)
+    return SAGA_EINVAL;
+  if (p->started || p->closing)
+    return SAGA_ESTATE;
+  if (find_handler(p, topic))
+    return SAGA_EEXIST;
+  handler_t *h = calloc(1, sizeof *h);
+  if (!h || !(h->topic = strdup(topic))) {
+    free(h);
+    return SAGA_ENOMEM;
+  }
+  h->fn = fn;
+  h->arg = arg;
+  h->next = p->handlers;
+  p->handlers = h;
+  return 0;
+}
+
+int saga_participant_start(saga_participant_t *p, char *errbuf,
+                           size_t errlen) {
+  if (!p || p->started || p->closing)
+    return fail(errbuf, errlen, SAGA_ESTATE, "participant already started");
+  size_t n = 0;
+  for (handler_t *h = p->handlers; h; h = h->next)
+    n++;
+  if (!n)
+    return fail(errbuf, errlen, SAGA_EINVAL, "no handler registered");
+  const char **topics = calloc(n, sizeof *topics);
+  if (!topics)
+    return fail(errbuf, errlen, SAGA_ENOMEM, "out of memory");
+  n = 0;
+  for (handler_t *h = p->handlers; h; h = h->next)
+    topics[n++] = h->topic;
+  int rc = saga_kloop_subscribe(p->kl, topics, n, errbuf, errlen);
+  free(topics);
+  if (rc)
+    return SAGA_EKAFKA;
+  p->started = 1;
+  return 0;
+}
+
+void saga_participant_stats(const saga_participant_t *p,
+                            saga_participant_stats_t *out) {
+  if (p && out)
+    *out = p->stats;
+}
+
+static void on_kloop_closed(void *arg) {
+  saga_participant_t *p = arg;
+  void (*cb)(void *) = p->close_cb;
+  void *cb_arg = p->close_arg;
+  participant_free(p);
+  if (cb)
+    cb(cb_arg);
+}
+
+void saga_participant_close(saga_participant_t *p, void (*cb)(void *arg),
+                            void *arg) {
+  if (!p || p->closing)
+    return;
+  p->closing = 1;
+  p->close_cb = cb;
+  p->close_arg = arg;
+  saga_kloop_close(p->kl, on_kloop_closed, p);
+}

@@ -1,0 +1,402 @@
+/* The participant against the Kafka mock: a redelivered command (same
+ * idempotency key) never reaches the handler twice and gets the first
+ * reply again; poison input lands in the dead-letter topic with its reason
+ * and the partition moves on; the PostgreSQL store remembers keys across
+ * participant instances. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "client_test.h"
+#include "kafka_loop.h"
+#include "saga/client.h"
+#include "wire.h"
+
+#define MAX_SEEN 16
+
+typedef struct seen {
+  char key[128];
+  int outcome;
+  char payload[64];
+  char reason[64];
+  char dlq_reason[512];
+  char dlq_source[128];
+  char correlation[64];
+} seen_t;
+
+typedef struct fixture {
+  uv_loop_t loop;
+  saga_kloop_t *peer; /* the test's producer + reader of replies/DLQ */
+  int delivered;
+  int want; /* replies or dead letters awaited */
+  seen_t seen[MAX_SEEN];
+  int n_seen;
+  int handler_calls;
+  saga_pending_t *held; /* a command whose handler answers later */
+  uv_timer_t later;
+  int closed;
+} fixture_t;
+
+static void peer_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                          void *mo, void *opaque) {
+  (void)kl;
+  (void)mo;
+  assert_int_equal(m->err, 0);
+  ((fixture_t *)opaque)->delivered++;
+}
+
+static void copy_hdr(const rd_kafka_message_t *m, const char *name, char *dst,
+                     size_t len) {
+  rd_kafka_headers_t *h = NULL;
+  const void *v;
+  size_t n;
+  dst[0] = '\0';
+  if (rd_kafka_message_headers(m, &h) == 0 && h &&
+      rd_kafka_header_get_last(h, name, &v, &n) == 0 && v)
+    snprintf(dst, len, "%.*s", (int)n, (const char *)v);
+}
+
+/* Reads replies (decoded) and dead letters (headers) alike. */
+static void peer_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                         saga_kloop_ack_t *ack, void *opaque) {
+  fixture_t *f = opaque;
+  assert_true(f->n_seen < MAX_SEEN);
+  seen_t *s = &f->seen[f->n_seen++];
+  memset(s, 0, sizeof *s);
+  copy_hdr(m, SAGA_HDR_DLQ_REASON, s->dlq_reason, sizeof s->dlq_reason);
+  copy_hdr(m, SAGA_HDR_DLQ_SOURCE, s->dlq_source, sizeof s->dlq_source);
+  if (!s->dlq_reason[0]) {
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_message_headers(m, &h);
+    ProtobufCMessage *msg;
+    saga__wire_meta_t meta;
+    char err[256];
+    int rc = saga__wire_decode(&saga__v1__reply__descriptor, m->payload,
+                               m->len, h, 0, &msg, &meta, err, sizeof err);
+    if (rc)
+      fail_msg("reply did not decode: %s", err);
+    Saga__V1__Reply *r = (Saga__V1__Reply *)msg;
+    snprintf(s->key, sizeof s->key, "%s", r->idempotency_key);
+    s->outcome = r->outcome;
+    snprintf(s->payload, sizeof s->payload, "%.*s", (int)r->payload.len,
+             (const char *)r->payload.data);
+    snprintf(s->reason, sizeof s->reason, "%s", r->reason);
+    snprintf(s->correlation, sizeof s->correlation, "%.63s", meta.correlation_id);
+    saga__wire_free(msg);
+  }
+  saga_kloop_ack(kl, ack);
+}
+
+static void open_peer(fixture_t *f, const char *const *topics, size_t n) {
+  char group[128], err[256];
+  snprintf(group, sizeof group, "%s", ts_unique_name("peer"));
+  saga_kloop_config_t cfg = {.bootstrap_servers = ts_kafka_bootstrap(),
+                             .consumer_properties = ct_consumer_props,
+                             .producer_properties = ct_producer_props,
+                             .want_consumer = 1,
+                             .want_producer = 1,
+                             .group_id = group};
+  saga_kloop_callbacks_t cb = {.opaque = f,
+                               .on_message = peer_message,
+                               .on_delivery = peer_delivery};
+  assert_int_equal(saga_kloop_new(&f->loop, &cfg, &cb, &f->peer, err,
+                                  sizeof err),
+                   0);
+  assert_int_equal(saga_kloop_subscribe(f->peer, topics, n, err, sizeof err),
+                   0);
+}
+
+static void send_raw(fixture_t *f, const char *topic, const void *v,
+                     size_t len, const char *type) {
+  char err[256];
+  rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+  if (type)
+    rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, type, -1);
+  assert_int_equal(saga_kloop_produce(f->peer, topic, 0, "k", 1, v, len, h,
+                                      NULL, err, sizeof err),
+                   0);
+}
+
+static void send_command(fixture_t *f, const char *topic, const char *saga,
+                         const char *reply_topic, uint32_t attempt) {
+  char key[128], err[256];
+  assert_int_equal(saga__idempotency_key(key, sizeof key, saga, "reserve",
+                                         SAGA_ACTION_DO, attempt),
+                   0);
+  Saga__V1__Command c;
+  saga__v1__command__init(&c);
+  c.saga_id = SAGA_MUT(saga);
+  c.saga_type = SAGA_MUT("order");
+  c.step = SAGA_MUT("reserve");
+  c.action = SAGA__V1__ACTION__ACTION_DO;
+  c.attempt = attempt;
+  c.idempotency_key = key;
+  c.reply_topic = SAGA_MUT(reply_topic);
+  c.payload.data = (uint8_t *)SAGA_MUT("sku-1");
+  c.payload.len = 5;
+  saga_meta_t meta = {.correlation_id = "corr-1"};
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  assert_int_equal(saga__wire_encode(&c.base, &meta, 0, &buf, &len, &h, err,
+                                     sizeof err),
+                   0);
+  /* partition 0: every copy lands behind the previous one */
+  assert_int_equal(saga_kloop_produce(f->peer, topic, 0, saga, strlen(saga),
+                                      buf, len, h, NULL, err, sizeof err),
+                   0);
+  free(buf);
+}
+
+static void answer_later(uv_timer_t *t) {
+  fixture_t *f = t->data;
+  saga_pending_t *p = f->held;
+  f->held = NULL;
+  assert_int_equal(saga_participant_done(p, SAGA_OUTCOME_SUCCESS, "held", 4,
+                                         NULL),
+                   0);
+}
+
+/* saga "s-fail" fails, "s-retry" is retryable, the first command of any
+ * other saga is answered a little later (so its duplicate arrives while it
+ * is still in the handler), the rest at once. */
+static void handler(saga_participant_t *p, const saga_command_t *cmd,
+                    saga_pending_t *pending, void *arg) {
+  (void)p;
+  fixture_t *f = arg;
+  f->handler_calls++;
+  assert_string_equal(cmd->step, "reserve");
+  assert_int_equal(cmd->payload_len, 5);
+  assert_string_equal(cmd->meta.correlation_id, "corr-1");
+  if (strstr(cmd->saga_id, "fail"))
+    saga_participant_done(pending, SAGA_OUTCOME_FAILURE, NULL, 0,
+                          "out of stock");
+  else if (strstr(cmd->saga_id, "retry"))
+    saga_participant_done(pending, SAGA_OUTCOME_RETRYABLE, NULL, 0,
+                          "warehouse busy");
+  else if (!f->held && f->handler_calls == 1) {
+    f->held = pending;
+    uv_timer_start(&f->later, answer_later, 50, 0);
+  } else
+    saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "ok", 2, NULL);
+}
+
+static saga_participant_t *open_participant(fixture_t *f, const char *topic,
+                                            const char *group,
+                                            saga_idem_store_t store) {
+  const char *const props[] = {
+      "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
+      "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
+      "linger.ms", "1", NULL};
+  saga_participant_config_t cfg = {
+      .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
+                .properties = props},
+      .group_id = group,
+      .store = store,
+  };
+  saga_participant_t *p;
+  char err[256];
+  int rc = saga_participant_new(&f->loop, &cfg, &p, err, sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  assert_int_equal(saga_participant_handle(p, topic, handler, f), 0);
+  assert_int_equal(saga_participant_handle(p, topic, handler, f), SAGA_EEXIST);
+  assert_int_equal(saga_participant_start(p, err, sizeof err), 0);
+  return p;
+}
+
+static void on_closed(void *arg) {
+  ((fixture_t *)arg)->closed++;
+}
+
+static int seen_at_least(void *arg) {
+  fixture_t *f = arg;
+  return f->n_seen >= f->want;
+}
+
+static int wait_seen(fixture_t *f, int n) {
+  f->want = n;
+  int ok = ct_run_until_pred(&f->loop, seen_at_least, f, 30000);
+  if (!ok)
+    fprintf(stderr, "waited for %d replies, saw %d; handler called %d times\n",
+            n, f->n_seen, f->handler_calls);
+  return ok;
+}
+
+static const seen_t *find_key(const fixture_t *f, const char *key, int nth) {
+  for (int i = 0; i < f->n_seen; i++)
+    if (!strcmp(f->seen[i].key, key) && nth-- == 0)
+      return &f->seen[i];
+  return NULL;
+}
+
+static void setup_fixture(fixture_t *f) {
+  memset(f, 0, sizeof *f);
+  uv_loop_init(&f->loop);
+  uv_timer_init(&f->loop, &f->later);
+  f->later.data = f;
+}
+
+static void teardown_fixture(fixture_t *f, saga_participant_t *p) {
+  saga_participant_close(p, on_closed, f);
+  saga_kloop_close(f->peer, on_closed, f);
+  uv_close((uv_handle_t *)&f->later, NULL);
+  ct_loop_finish(&f->loop);
+  assert_int_equal(f->closed, 2);
+}
+
+static void test_redelivered_command_never_reaches_the_handler_twice(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("inventory.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("inventory"));
+  const char *reply_topics[] = {replies};
+  open_peer(&f, reply_topics, 1);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+
+  send_command(&f, topic, "s-1", replies, 1);
+  send_command(&f, topic, "s-1", replies, 1); /* while the first is held */
+  send_command(&f, topic, "s-fail", replies, 1);
+  send_command(&f, topic, "s-retry", replies, 1);
+  assert_true(wait_seen(&f, 4));
+  send_command(&f, topic, "s-1", replies, 1); /* after it was answered */
+  send_command(&f, topic, "s-1", replies, 2); /* a new attempt is new */
+  assert_true(wait_seen(&f, 6));
+
+  assert_int_equal(f.handler_calls, 4); /* s-1#1, s-fail, s-retry, s-1#2 */
+  for (int nth = 0; nth < 3; nth++) {
+    const seen_t *s = find_key(&f, "s-1/reserve/DO/1", nth);
+    assert_non_null(s);
+    assert_int_equal(s->outcome, SAGA_OUTCOME_SUCCESS);
+    assert_string_equal(s->payload, "held"); /* the first reply, again */
+    assert_string_equal(s->correlation, "corr-1");
+  }
+  const seen_t *s = find_key(&f, "s-fail/reserve/DO/1", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_FAILURE);
+  assert_string_equal(s->reason, "out of stock");
+  s = find_key(&f, "s-retry/reserve/DO/1", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_RETRYABLE);
+  s = find_key(&f, "s-1/reserve/DO/2", 0);
+  assert_non_null(s);
+  assert_string_equal(s->payload, "ok");
+
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.handled, 4);
+  assert_int_equal(st.duplicates, 2);
+  assert_int_equal(st.replies_acked, 6);
+  assert_int_equal(st.errors, 0);
+  teardown_fixture(&f, p);
+}
+
+static void test_poison_messages_land_in_the_dead_letter_topic(void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128], dlq[160];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("payment.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("payment"));
+  snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+  const char *topics[] = {replies, dlq};
+  open_peer(&f, topics, 2);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+
+  const uint8_t garbage[] = {0x0a, 0x7f, 'x'};
+  send_raw(&f, topic, garbage, sizeof garbage, "saga.v1.Command");
+  send_raw(&f, topic, "{}", 2, NULL);
+  send_raw(&f, topic, "", 0, "saga.v1.Reply");
+  send_command(&f, topic, "s-after", replies, 1); /* the partition moves on */
+  assert_true(wait_seen(&f, 4));
+
+  int dead = 0;
+  for (int i = 0; i < f.n_seen; i++) {
+    const seen_t *s = &f.seen[i];
+    if (!s->dlq_reason[0])
+      continue;
+    dead++;
+    assert_non_null(strstr(s->dlq_source, topic));
+    if (strstr(s->dlq_source, "/0/0"))
+      assert_non_null(strstr(s->dlq_reason, "SAGA_EDECODE"));
+    else if (strstr(s->dlq_source, "/0/1"))
+      assert_non_null(strstr(s->dlq_reason, "is missing"));
+    else
+      assert_non_null(strstr(s->dlq_reason, "\"saga.v1.Reply\""));
+  }
+  assert_int_equal(dead, 3);
+  assert_non_null(find_key(&f, "s-after/reserve/DO/1", 0));
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.dead_lettered, 3);
+  assert_int_equal(st.handled, 1);
+  teardown_fixture(&f, p);
+}
+
+static void test_postgres_store_remembers_keys_across_participants(
+    void **state) {
+  (void)state;
+  ts_require_pg();
+  char *ci = ts_pg_create_database("client_idem");
+  PGconn *conn = PQconnectdb(ci);
+  assert_int_equal(PQstatus(conn), CONNECTION_OK);
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("shipping.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  const char *reply_topics[] = {replies};
+  open_peer(&f, reply_topics, 1);
+  f.held = (saga_pending_t *)1; /* answer at once */
+  char err[256];
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  snprintf(group, sizeof group, "%s", ts_unique_name("shipping"));
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+  send_command(&f, topic, "s-pg", replies, 1);
+  assert_true(wait_seen(&f, 1));
+  saga_participant_close(p, on_closed, &f);
+  assert_true(ct_run_until(&f.loop, &f.closed, 10000));
+  assert_int_equal(f.handler_calls, 1);
+
+  /* A new participant in a new group reads the command again. */
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  snprintf(group, sizeof group, "%s", ts_unique_name("shipping"));
+  f.closed = 0;
+  p = open_participant(&f, topic, group, store);
+  assert_true(wait_seen(&f, 2));
+  assert_int_equal(f.handler_calls, 1);
+  assert_string_equal(f.seen[1].key, "s-pg/reserve/DO/1");
+  assert_string_equal(f.seen[1].payload, "ok");
+  f.held = NULL;
+  teardown_fixture(&f, p);
+  PQfinish(conn);
+  ts_pg_drop_database(ci);
+}
+
+int main(void) {
+  ts_require_kafka();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(
+          test_redelivered_command_never_reaches_the_handler_twice),
+      cmocka_unit_test(test_poison_messages_land_in_the_dead_letter_topic),
+      cmocka_unit_test(test_postgres_store_remembers_keys_across_participants),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

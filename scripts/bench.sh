@@ -12,6 +12,7 @@ set -euo pipefail
 name=$1
 shift
 SAGA_BUILD_DIR=${SAGA_BENCH_BUILD_DIR:-$SAGA_ROOT/build-release}
+case $SAGA_BUILD_DIR in /*) ;; *) SAGA_BUILD_DIR=$PWD/$SAGA_BUILD_DIR ;; esac
 SAGA_CMAKE_ARGS="-DCMAKE_BUILD_TYPE=Release -DSAGA_BUILD_TESTS=OFF ${SAGA_CMAKE_ARGS:-}"
 "$SAGA_ROOT/scripts/deps.sh"
 configure_and_build

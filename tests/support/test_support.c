@@ -99,7 +99,10 @@ char *ts_pg_create_database(const char *prefix) {
 void ts_pg_drop_database(char *conninfo) {
   if (!conninfo)
     return;
-  const char *p = strstr(conninfo, " dbname=");
+  /* The base conninfo has its own dbname=: ours is the last one. */
+  const char *p = NULL;
+  for (const char *q = conninfo; (q = strstr(q, " dbname=")) != NULL; q++)
+    p = q;
   if (p) {
     PGconn *c = admin_connect();
     char sql[256];

@@ -40,6 +40,7 @@ struct saga_kloop {
   int handles_open;
   int commit_interval_ms, close_timeout_ms;
   int commit_dirty;
+  int no_group; /* hand-assigned reader: acks commit nothing */
   int outq; /* produced, not yet reported */
   struct kpart *parts;   /* assigned (live) partitions */
   struct kpart *revoked; /* revoked, with acks still outstanding */
@@ -95,8 +96,14 @@ static rd_kafka_t *make_handle(const saga_kloop_config_t *cfg,
       set_props(conf, cfg->properties, errbuf, errlen) ||
       set_props(conf, more, errbuf, errlen))
     goto err;
-  if (type == RD_KAFKA_CONSUMER && cfg->group_id) {
-    const char *const g[] = {"group.id", cfg->group_id, NULL};
+  if (type == RD_KAFKA_CONSUMER) {
+    /* librdkafka wants a group.id even to assign by hand; such a reader
+     * never joins it and never commits to it (see saga_kloop_ack). */
+    char gid[64];
+    snprintf(gid, sizeof gid, "saga-reader-%ld-%p", (long)getpid(),
+             (const void *)cfg);
+    const char *const g[] = {"group.id", cfg->group_id ? cfg->group_id : gid,
+                             NULL};
     if (set_props(conf, g, errbuf, errlen))
       goto err;
   }
@@ -209,7 +216,7 @@ void saga_kloop_ack(saga_kloop_t *kl, saga_kloop_ack_t *ack) {
     }
     return;
   }
-  if (next < 0 || !kl->consumer)
+  if (next < 0 || !kl->consumer || kl->no_group)
     return;
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = next;
@@ -401,6 +408,7 @@ int saga_kloop_new(uv_loop_t *loop, const saga_kloop_config_t *cfg,
   if (!kl)
     return fail(errbuf, errlen, "out of memory");
   kl->loop = loop;
+  kl->no_group = cfg->group_id == NULL;
   kl->fds[0] = kl->fds[1] = -1;
   if (cb)
     kl->cb = *cb;

@@ -63,7 +63,8 @@ typedef struct saga_kloop_config {
   const char *const *producer_properties;
   int want_consumer;     /* create a consumer handle */
   int want_producer;     /* create a producer handle (idempotent, acks=all) */
-  const char *group_id;  /* consumer group; NULL: assign by hand only */
+  const char *group_id;  /* consumer group; NULL: assign by hand only, and
+                            acknowledgements commit nothing */
   int commit_interval_ms; /* batch acknowledged offsets; 0 = 50 ms */
   int close_timeout_ms;   /* wait this long for deliveries at close;
                              0 = 5000 ms, then the rest is purged */

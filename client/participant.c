@@ -52,19 +52,6 @@ struct saga_participant {
   void *close_arg;
 };
 
-static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *errbuf, size_t errlen, int err, const char *fmt, ...) {
-  if (errbuf && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return err;
-}
-
 static void job_unlink(saga_pending_t *j) {
   saga_participant_t *p = j->p;
   if (j->prev)
@@ -424,12 +411,12 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
                          size_t errlen) {
   if (!loop || !cfg || !out || !cfg->kafka.bootstrap_servers ||
       !cfg->group_id || !cfg->store.lookup || !cfg->store.record)
-    return fail(errbuf, errlen, SAGA_EINVAL,
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
                 "participant needs a loop, bootstrap servers, a group id and "
                 "an idempotency store");
   saga_participant_t *p = calloc(1, sizeof *p);
   if (!p)
-    return fail(errbuf, errlen, SAGA_ENOMEM, "out of memory");
+    return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory");
   p->loop = loop;
   p->max_bytes = cfg->kafka.max_message_bytes
                      ? cfg->kafka.max_message_bytes
@@ -442,7 +429,7 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
     free(p->group_id);
     free(p->dlq_topic);
     free(p);
-    return fail(errbuf, errlen, SAGA_ENOMEM, "out of memory");
+    return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory");
   }
   saga_kloop_config_t kc = {
       .bootstrap_servers = cfg->kafka.bootstrap_servers,
@@ -488,15 +475,15 @@ int saga_participant_handle(saga_participant_t *p, const char *topic,
 int saga_participant_start(saga_participant_t *p, char *errbuf,
                            size_t errlen) {
   if (!p || p->started || p->closing)
-    return fail(errbuf, errlen, SAGA_ESTATE, "participant already started");
+    return saga__errf(SAGA_ESTATE, errbuf, errlen, "participant already started");
   size_t n = 0;
   for (handler_t *h = p->handlers; h; h = h->next)
     n++;
   if (!n)
-    return fail(errbuf, errlen, SAGA_EINVAL, "no handler registered");
+    return saga__errf(SAGA_EINVAL, errbuf, errlen, "no handler registered");
   const char **topics = calloc(n, sizeof *topics);
   if (!topics)
-    return fail(errbuf, errlen, SAGA_ENOMEM, "out of memory");
+    return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory");
   n = 0;
   for (handler_t *h = p->handlers; h; h = h->next)
     topics[n++] = h->topic;

@@ -10,10 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-static int fail(int err, char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(int err, char *errbuf, size_t errlen, const char *fmt, ...) {
+int saga__errf(int err, char *errbuf, size_t errlen, const char *fmt, ...) {
   if (errbuf && errlen) {
     va_list ap;
     va_start(ap, fmt);
@@ -51,16 +48,16 @@ int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value) {
 static int check_id(const char *what, const char *v, int allow_slash,
                     char *errbuf, size_t errlen) {
   if (!v || !*v)
-    return fail(SAGA_EMISSING, errbuf, errlen, "%s is missing", what);
+    return saga__errf(SAGA_EMISSING, errbuf, errlen, "%s is missing", what);
   size_t n = strlen(v);
   if (n > SAGA_WIRE_MAX_ID)
-    return fail(SAGA_EMISSING, errbuf, errlen,
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "%s is %zu bytes long, the ceiling is %d", what, n,
                 SAGA_WIRE_MAX_ID);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)v[i];
     if (c < 0x20 || c == 0x7f || (c == '/' && !allow_slash))
-      return fail(SAGA_EMISSING, errbuf, errlen,
+      return saga__errf(SAGA_EMISSING, errbuf, errlen,
                   "%s contains a forbidden character at byte %zu", what, i);
   }
   return 0;
@@ -76,7 +73,7 @@ static int check_optional_id(const char *what, const char *v, char *errbuf,
 static int check_action(int action, char *errbuf, size_t errlen) {
   if (action != SAGA__V1__ACTION__ACTION_DO &&
       action != SAGA__V1__ACTION__ACTION_COMPENSATE)
-    return fail(SAGA_EMISSING, errbuf, errlen,
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "action must be DO or COMPENSATE, got %d", action);
   return 0;
 }
@@ -86,12 +83,12 @@ static int check_key(const char *key, const char *saga_id, const char *step,
                      size_t errlen) {
   char want[4 * SAGA_WIRE_MAX_ID];
   if (attempt < 1)
-    return fail(SAGA_EMISSING, errbuf, errlen, "attempt must be at least 1");
+    return saga__errf(SAGA_EMISSING, errbuf, errlen, "attempt must be at least 1");
   if (saga__idempotency_key(want, sizeof want, saga_id, step, action,
                             attempt) != 0)
-    return fail(SAGA_EMISSING, errbuf, errlen, "idempotency_key is invalid");
+    return saga__errf(SAGA_EMISSING, errbuf, errlen, "idempotency_key is invalid");
   if (!key || strcmp(key, want) != 0)
-    return fail(SAGA_EMISSING, errbuf, errlen,
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "idempotency_key \"%.64s\" does not match \"%s\"",
                 key ? key : "", want);
   return 0;
@@ -107,7 +104,7 @@ static int check_key(const char *key, const char *saga_id, const char *step,
 int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
                      size_t errlen) {
   if (!msg)
-    return fail(SAGA_EINVAL, errbuf, errlen, "no message");
+    return saga__errf(SAGA_EINVAL, errbuf, errlen, "no message");
   const ProtobufCMessageDescriptor *d = msg->descriptor;
   if (d == &saga__v1__start_saga__descriptor) {
     const Saga__V1__StartSaga *m = (const Saga__V1__StartSaga *)msg;
@@ -131,7 +128,7 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
                     m->attempt, errbuf, errlen));
     if (m->outcome < SAGA__V1__OUTCOME__OUTCOME_SUCCESS ||
         m->outcome > SAGA__V1__OUTCOME__OUTCOME_RETRYABLE)
-      return fail(SAGA_EMISSING, errbuf, errlen,
+      return saga__errf(SAGA_EMISSING, errbuf, errlen,
                   "outcome must be SUCCESS, FAILURE or RETRYABLE, got %d",
                   m->outcome);
   } else if (d == &saga__v1__notification__descriptor) {
@@ -140,10 +137,10 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
     CHECK(check_optional_id("saga_type", m->saga_type, errbuf, errlen));
     if (m->kind < SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED ||
         m->kind > SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED)
-      return fail(SAGA_EMISSING, errbuf, errlen,
+      return saga__errf(SAGA_EMISSING, errbuf, errlen,
                   "notification kind %d is unknown", m->kind);
   } else {
-    return fail(SAGA_EINVAL, errbuf, errlen, "message type %s is not saga.v1",
+    return saga__errf(SAGA_EINVAL, errbuf, errlen, "message type %s is not saga.v1",
                 d->name);
   }
   return 0;
@@ -165,7 +162,7 @@ int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
                       rd_kafka_headers_t **out_hdrs, char *errbuf,
                       size_t errlen) {
   if (!msg || !out || !out_len || !out_hdrs)
-    return fail(SAGA_EINVAL, errbuf, errlen, "invalid argument to encode");
+    return saga__errf(SAGA_EINVAL, errbuf, errlen, "invalid argument to encode");
   if (!max_bytes)
     max_bytes = SAGA_DEFAULT_MAX_MESSAGE_BYTES;
   CHECK(saga__wire_check(msg, errbuf, errlen));
@@ -179,7 +176,7 @@ int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
     CHECK(check_optional_id(hn[i], hv[i], errbuf, errlen));
   size_t n = protobuf_c_message_get_packed_size(msg);
   if (n > max_bytes)
-    return fail(SAGA_ETOOBIG, errbuf, errlen,
+    return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
                 "%s of %zu bytes exceeds the ceiling of %zu bytes",
                 msg->descriptor->name, n, max_bytes);
   uint8_t *buf = malloc(n ? n : 1);
@@ -201,7 +198,7 @@ nomem:
   free(buf);
   if (h)
     rd_kafka_headers_destroy(h);
-  return fail(SAGA_ENOMEM, errbuf, errlen, "out of memory encoding %s",
+  return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory encoding %s",
               msg->descriptor->name);
 }
 
@@ -217,11 +214,11 @@ static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
   if (!v)
     return 0;
   if (n > SAGA_WIRE_MAX_ID)
-    return fail(SAGA_EMISSING, errbuf, errlen,
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "header \"%s\" is %zu bytes long, the ceiling is %d", name, n,
                 SAGA_WIRE_MAX_ID);
   if (memchr(v, '\0', n))
-    return fail(SAGA_EMISSING, errbuf, errlen,
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "header \"%s\" contains a NUL byte", name);
   memcpy(dst, v, n);
   dst[n] = '\0';
@@ -245,22 +242,22 @@ int saga__wire_decode(const ProtobufCMessageDescriptor *want,
                       ProtobufCMessage **out, saga__wire_meta_t *meta,
                       char *errbuf, size_t errlen) {
   if (!want || !out || !meta || (!value && len))
-    return fail(SAGA_EINVAL, errbuf, errlen, "invalid argument to decode");
+    return saga__errf(SAGA_EINVAL, errbuf, errlen, "invalid argument to decode");
   *out = NULL;
   if (!max_bytes)
     max_bytes = SAGA_DEFAULT_MAX_MESSAGE_BYTES;
   char type[SAGA_WIRE_MAX_ID + 1];
   CHECK(get_header(hdrs, SAGA_HDR_TYPE, type, errbuf, errlen));
   if (!type[0])
-    return fail(SAGA_ETYPE, errbuf, errlen,
+    return saga__errf(SAGA_ETYPE, errbuf, errlen,
                 "header \"%s\" is missing, expected \"%s\"", SAGA_HDR_TYPE,
                 want->name);
   if (strcmp(type, want->name) != 0)
-    return fail(SAGA_ETYPE, errbuf, errlen,
+    return saga__errf(SAGA_ETYPE, errbuf, errlen,
                 "header \"%s\" is \"%s\", expected \"%s\"", SAGA_HDR_TYPE,
                 type, want->name);
   if (len > max_bytes)
-    return fail(SAGA_ETOOBIG, errbuf, errlen,
+    return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
                 "%s of %zu bytes exceeds the ceiling of %zu bytes", want->name,
                 len, max_bytes);
   CHECK(get_header(hdrs, SAGA_HDR_SAGA_ID, meta->saga_id, errbuf, errlen));
@@ -273,12 +270,12 @@ int saga__wire_decode(const ProtobufCMessageDescriptor *want,
   ProtobufCMessage *m =
       protobuf_c_message_unpack(want, NULL, len, (const uint8_t *)value);
   if (!m)
-    return fail(SAGA_EDECODE, errbuf, errlen,
+    return saga__errf(SAGA_EDECODE, errbuf, errlen,
                 "%s of %zu bytes could not be decoded (truncated or malformed)",
                 want->name, len);
   int rc = saga__wire_check(m, errbuf, errlen);
   if (!rc && meta->saga_id[0] && strcmp(meta->saga_id, body_saga_id(m)))
-    rc = fail(SAGA_EMISSING, errbuf, errlen,
+    rc = saga__errf(SAGA_EMISSING, errbuf, errlen,
               "header \"%s\" is \"%s\" but the message is for saga \"%s\"",
               SAGA_HDR_SAGA_ID, meta->saga_id, body_saga_id(m));
   if (rc) {

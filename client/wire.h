@@ -86,6 +86,10 @@ int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
 int saga__uuid(char *buf, size_t len);
 int saga__traceparent(char *buf, size_t len);
 
+/* Format an error message into errbuf (may be NULL) and return err. */
+int saga__errf(int err, char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Append a text header; 0 or SAGA_ENOMEM. */
 int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value);
 

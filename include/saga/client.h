@@ -286,6 +286,8 @@ SAGA_CLIENT_EXPORT int saga_notification_is_outcome(int kind);
  * partition of the notifications topic from its current end (no consumer
  * group, so no join delay). Blocks up to setup_timeout_ms to learn those
  * partitions. Every notification produced after this returns is seen.
+ * On failure nothing is returned, but the half-made starter releases its
+ * handles on `loop`: run the loop until it has no more to do.
  * Returns 0, SAGA_EINVAL, SAGA_ENOMEM, SAGA_EKAFKA or SAGA_ETIMEDOUT. */
 SAGA_CLIENT_EXPORT int saga_starter_new(uv_loop_t *loop,
                                         const saga_starter_config_t *cfg,

@@ -1,0 +1,264 @@
+/* The starter against a fake coordinator running in this test (its own
+ * thread and loop): it consumes the inbox and answers each StartSaga with
+ * STARTED then COMPLETED, or REJECTED for the type "unknown". */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "client_test.h"
+#include "kafka_loop.h"
+#include "saga/client.h"
+#include "wire.h"
+
+typedef struct fake {
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t stop;
+  saga_kloop_t *kl;
+  char inbox[128], notifications[128], group[128];
+  char last_input[64];
+  int starts; /* StartSaga messages seen (loop thread of the fake only) */
+} fake_t;
+
+static void notify(fake_t *f, const Saga__V1__StartSaga *s, int kind,
+                   const char *reason) {
+  Saga__V1__Notification n;
+  saga__v1__notification__init(&n);
+  n.saga_id = s->saga_id;
+  n.saga_type = s->saga_type;
+  n.kind = (Saga__V1__NotificationKind)kind;
+  n.reason = SAGA_MUT(reason);
+  n.payload = s->input; /* echo the input as the output */
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  char err[256];
+  saga_meta_t meta = {.correlation_id = s->saga_id};
+  assert_int_equal(saga__wire_encode(&n.base, &meta, 0, &buf, &len, &h, err,
+                                     sizeof err),
+                   0);
+  assert_int_equal(saga_kloop_produce(f->kl, f->notifications,
+                                      RD_KAFKA_PARTITION_UA, s->saga_id,
+                                      strlen(s->saga_id), buf, len, h, NULL,
+                                      err, sizeof err),
+                   0);
+  free(buf);
+}
+
+static void fake_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                         saga_kloop_ack_t *ack, void *opaque) {
+  fake_t *f = opaque;
+  rd_kafka_headers_t *h = NULL;
+  rd_kafka_message_headers(m, &h);
+  ProtobufCMessage *msg;
+  saga__wire_meta_t meta;
+  char err[256];
+  if (saga__wire_decode(&saga__v1__start_saga__descriptor, m->payload, m->len,
+                        h, 0, &msg, &meta, err, sizeof err) != 0)
+    fail_msg("fake coordinator could not decode a StartSaga: %s", err);
+  Saga__V1__StartSaga *s = (Saga__V1__StartSaga *)msg;
+  f->starts++;
+  snprintf(f->last_input, sizeof f->last_input, "%.*s", (int)s->input.len,
+           (const char *)s->input.data);
+  if (!strcmp(s->saga_type, "unknown")) {
+    notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED,
+           "unknown saga type \"unknown\"");
+  } else {
+    notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED, "");
+    notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPLETED, "");
+  }
+  saga__wire_free(msg);
+  saga_kloop_ack(kl, ack);
+}
+
+static void fake_stop(uv_async_t *a) {
+  fake_t *f = a->data;
+  saga_kloop_close(f->kl, NULL, NULL);
+  uv_close((uv_handle_t *)&f->stop, NULL);
+}
+
+static void fake_run(void *arg) {
+  fake_t *f = arg;
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void fake_start(fake_t *f) {
+  memset(f, 0, sizeof *f);
+  snprintf(f->inbox, sizeof f->inbox, "%s", ts_unique_name("saga.inbox"));
+  snprintf(f->notifications, sizeof f->notifications, "%s",
+           ts_unique_name("saga.notifications"));
+  snprintf(f->group, sizeof f->group, "%s", ts_unique_name("coordinator"));
+  uv_loop_init(&f->loop);
+  uv_async_init(&f->loop, &f->stop, fake_stop);
+  f->stop.data = f;
+  saga_kloop_config_t cfg = {.bootstrap_servers = ts_kafka_bootstrap(),
+                             .consumer_properties = ct_consumer_props,
+                             .producer_properties = ct_producer_props,
+                             .want_consumer = 1,
+                             .want_producer = 1,
+                             .group_id = f->group};
+  saga_kloop_callbacks_t cb = {.opaque = f, .on_message = fake_message};
+  char err[256];
+  assert_int_equal(saga_kloop_new(&f->loop, &cfg, &cb, &f->kl, err,
+                                  sizeof err),
+                   0);
+  const char *topics[] = {f->inbox};
+  assert_int_equal(saga_kloop_subscribe(f->kl, topics, 1, err, sizeof err), 0);
+  uv_thread_create(&f->thread, fake_run, f);
+}
+
+static void fake_finish(fake_t *f) {
+  uv_async_send(&f->stop);
+  uv_thread_join(&f->thread);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+static saga_starter_config_t starter_config(const fake_t *f) {
+  static const char *const props[] = {"fetch.wait.max.ms", "5", "linger.ms",
+                                      "1", NULL};
+  saga_starter_config_t cfg = {
+      .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
+                .properties = props},
+      .inbox_topic = f->inbox,
+      .notifications_topic = f->notifications,
+  };
+  return cfg;
+}
+
+typedef struct watch {
+  int started_err, started;
+  char started_id[64];
+  int outcomes;
+  int outcome_err;
+  saga_notification_kind_t kind;
+  char payload[64];
+  int kinds_seen[8];
+  int closed;
+} watch_t;
+
+static void on_started(saga_starter_t *s, int err, const char *id, void *a) {
+  (void)s;
+  watch_t *w = a;
+  w->started++;
+  w->started_err = err;
+  snprintf(w->started_id, sizeof w->started_id, "%s", id);
+}
+
+static void on_outcome(saga_starter_t *s, int err,
+                       const saga_notification_t *n, void *a) {
+  (void)s;
+  watch_t *w = a;
+  w->outcomes++;
+  w->outcome_err = err;
+  if (n) {
+    w->kind = n->kind;
+    snprintf(w->payload, sizeof w->payload, "%.*s", (int)n->payload_len,
+             (const char *)n->payload);
+  }
+}
+
+static void on_notification(saga_starter_t *s, const saga_notification_t *n,
+                            void *a) {
+  (void)s;
+  watch_t *w = a;
+  if (n->kind > 0 && n->kind < 8)
+    w->kinds_seen[n->kind]++;
+}
+
+static void on_closed(void *a) {
+  ((watch_t *)a)->closed = 1;
+}
+
+static void test_started_saga_outcome_is_awaited_and_notifications_seen(
+    void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_config_t cfg = starter_config(&f);
+  saga_starter_t *s;
+  char err[256];
+  int rc = saga_starter_new(&loop, &cfg, &s, err, sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  watch_t w = {0};
+  assert_int_equal(saga_starter_subscribe(s, on_notification, &w), 0);
+  saga_start_request_t req = {.saga_type = "order",
+                              .input = "{\"sku\":7}",
+                              .input_len = 9};
+  char id[64];
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   0);
+  assert_int_equal(strlen(id), 36); /* a generated UUID */
+  assert_int_equal(saga_starter_await(s, id, ts_timeout_ms(30000), on_outcome,
+                                      &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 40000));
+  assert_int_equal(w.started, 1);
+  assert_int_equal(w.started_err, 0);
+  assert_string_equal(w.started_id, id);
+  assert_int_equal(w.outcome_err, 0);
+  assert_int_equal(w.kind, SAGA_NOTIFY_COMPLETED);
+  assert_string_equal(w.payload, "{\"sku\":7}");
+  assert_int_equal(w.kinds_seen[SAGA_NOTIFY_STARTED], 1);
+  assert_int_equal(w.kinds_seen[SAGA_NOTIFY_COMPLETED], 1);
+
+  /* Awaiting a saga already finished answers from what was seen. */
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_await(s, id, 0, on_outcome, &w), 0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 5000));
+  assert_int_equal(w.outcome_err, 0);
+  assert_int_equal(w.kind, SAGA_NOTIFY_COMPLETED);
+
+  /* An unknown saga id times out; a pending await is cancelled on close. */
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_await(s, "never-started", 1, on_outcome, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 5000));
+  assert_int_equal(w.outcome_err, SAGA_ETIMEDOUT);
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_await(s, "never-started", 600000, on_outcome,
+                                      &w),
+                   0);
+  saga_starter_close(s, on_closed, &w);
+  assert_int_equal(w.outcomes, 1);
+  assert_int_equal(w.outcome_err, SAGA_ECANCELED);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  fake_finish(&f);
+}
+
+static void test_blocking_run_reports_a_rejected_start(void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  saga_starter_config_t cfg = starter_config(&f);
+  saga_start_request_t req = {.saga_type = "unknown", .saga_id = "s-fixed"};
+  saga_notification_kind_t kind = 0;
+  char id[64], reason[128], err[256];
+  int rc = saga_run_saga(&cfg, &req, ts_timeout_ms(40000), id, sizeof id,
+                         &kind, reason, sizeof reason, err, sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  assert_string_equal(id, "s-fixed");
+  assert_int_equal(kind, SAGA_NOTIFY_REJECTED);
+  assert_string_equal(reason, "unknown saga type \"unknown\"");
+  fake_finish(&f);
+}
+
+int main(void) {
+  ts_require_kafka();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(
+          test_started_saga_outcome_is_awaited_and_notifications_seen),
+      cmocka_unit_test(test_blocking_run_reports_a_rejected_start),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -45,7 +45,7 @@ do_start() {
   [ -x "$bin" ] || die "$bin is not built (run scripts/test.sh, or cmake --build)"
   mkdir -p "$dir"
   rm -f "$pidfile" "$bsfile" "$ctlsock"
-  nohup "$bin" --brokers 3 --bootstrap-file "$bsfile" --control "$ctlsock" \
+  setsid nohup "$bin" --brokers 3 --bootstrap-file "$bsfile" --control "$ctlsock" \
     >"$dir/mock.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local i

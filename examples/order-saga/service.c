@@ -198,7 +198,7 @@ static int apply_command(svc_t *s, const saga_command_t *c, const cJSON *order,
     if (rows) {
       /* compensated before this command arrived: never apply it now */
       *d = (decision_t){SAGA_OUTCOME_FAILURE, "already compensated",
-                        "refused (already compensated)", 1};
+                        "refused", 1};
       s->refused++;
     } else {
       const char *iv[] = {c->idempotency_key, c->saga_id,    c->step,

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The order example end to end: sagad, the inventory, payment and shipping
+# services and a few dozen orders -- some declined at payment, some whose
+# payment never answers -- then each saga's outcome, one saga's history and
+# the check of the services' ledgers. Run by scripts/demo.sh, which builds
+# and starts PostgreSQL and Kafka first; on its own it needs
+# SAGA_PG_CONNINFO and SAGA_KAFKA_BOOTSTRAP. Stops what it starts.
+#
+# Environment: DEMO_ORDERS (30), DEMO_DECLINED (6), DEMO_SLOW (3),
+# DEMO_OUT_OF_STOCK (3), DEMO_FLAKY (3), DEMO_DB (order_demo, recreated),
+# DEMO_TIMEOUT_MS (40000, per order), SAGA_BUILD_DIR (build); DEMO_KEEP=1
+# keeps the work folder with the logs.
+set -euo pipefail
+. "$(cd "$(dirname "$0")/.." && pwd)/scripts/lib.sh"
+
+case "${1:-}" in
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+esac
+
+: "${SAGA_PG_CONNINFO:?not set: run scripts/demo.sh, or export it}"
+: "${SAGA_KAFKA_BOOTSTRAP:?not set: run scripts/demo.sh, or export it}"
+orders=${DEMO_ORDERS:-30}
+db=${DEMO_DB:-order_demo}
+bin=$SAGA_BUILD_DIR/examples/order-saga
+sagad=$SAGA_BUILD_DIR/coordinator/sagad
+for p in "$sagad" "$bin/order-inventory" "$bin/order-payment" \
+         "$bin/order-shipping" "$bin/order-starter"; do
+  [ -x "$p" ] || die "$p is not built (run scripts/demo.sh)"
+done
+sagactl=$(find "$SAGA_BUILD_DIR/client" -name sagactl -type f -perm -u+x \
+          2>/dev/null | head -n 1)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/order-demo.XXXXXX")
+pids=()
+stop_all() {
+  local rc=$?
+  trap - EXIT INT TERM
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "${DEMO_KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then
+    say "logs kept in $work"
+  else
+    rm -rf "$work"
+  fi
+  return "$rc"
+}
+# scripts/demo.sh stops the stack from its own EXIT trap after this script
+# returns; this one stops only the processes started here, by pid.
+trap 'stop_all' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+section() { printf '\n== %s\n' "$*"; }
+
+# One database for the coordinator's events and the services' ledgers (each
+# in its own schema), recreated so the ledger check sees this run only.
+# Topics and groups get a fresh prefix: the Kafka mock may outlive a run.
+pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
+pg "$SAGA_PG_CONNINFO" -c "DROP DATABASE IF EXISTS $db" \
+   -c "CREATE DATABASE $db" >/dev/null 2>&1 ||
+  die "could not recreate database $db"
+conninfo="$SAGA_PG_CONNINFO dbname=$db"
+ns=demo$(date +%s)
+mkdir -p "$work/definitions"
+sed "s/\"topic\": \"\([a-z.]*\)\"/\"topic\": \"$ns.\1\"/" \
+  "$SAGA_ROOT/examples/order-saga/demo/order.v1.json" \
+  > "$work/definitions/order.v1.json"
+
+# A free port for sagad's admin endpoint (nothing answers on it yet).
+admin_port=
+for _ in $(seq 50); do
+  p=$(( 20000 + RANDOM % 40000 ))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    admin_port=$p
+    break
+  fi
+done
+[ -n "$admin_port" ] || die "no free port for the admin endpoint"
+
+section "starting sagad and the three services (logs in $work)"
+kafka_low_latency=(-X fetch.wait.max.ms=5 -X session.timeout.ms=6000)
+"$sagad" --set "store.conninfo=$conninfo" \
+  --set "kafka.bootstrap.servers=$SAGA_KAFKA_BOOTSTRAP" \
+  --set "definitions.dir=$work/definitions" \
+  --set "topic.inbox=$ns.saga.inbox" \
+  --set "topic.notifications=$ns.saga.notifications" \
+  --set "topic.dlq=$ns.saga.dlq" \
+  --set "group.id=$ns.sagad" \
+  --set "admin.listen=127.0.0.1:$admin_port" \
+  --set "log.format=text" \
+  --set "kafka.fetch.wait.max.ms=5" \
+  --set "kafka.session.timeout.ms=6000" \
+  --set "kafka.auto.offset.reset=earliest" \
+  >"$work/sagad.log" 2>&1 &
+pids+=($!)
+say "sagad pid $!"
+for svc in inventory payment shipping; do
+  "$bin/order-$svc" --conninfo "$conninfo" --topic "$ns.$svc.commands" \
+    --group "$ns.$svc" "${kafka_low_latency[@]}" >"$work/$svc.log" 2>&1 &
+  pids+=($!)
+  say "order-$svc pid $!"
+done
+sleep 1
+for pid in "${pids[@]}"; do
+  kill -0 "$pid" 2>/dev/null || {
+    tail -n 20 "$work"/*.log >&2
+    die "a process stopped at start (pid $pid)"
+  }
+done
+
+section "running $orders orders"
+started=$(date +%s)
+rc=0
+"$bin/order-starter" --count "$orders" --declined "${DEMO_DECLINED:-6}" \
+  --slow "${DEMO_SLOW:-3}" --out-of-stock "${DEMO_OUT_OF_STOCK:-3}" \
+  --flaky "${DEMO_FLAKY:-3}" --timeout "${DEMO_TIMEOUT_MS:-40000}" \
+  --inbox "$ns.saga.inbox" --notifications "$ns.saga.notifications" \
+  --results "$work/results.tsv" "${kafka_low_latency[@]}" || rc=$?
+say "orders done in $(( $(date +%s) - started )) s"
+
+# The most eventful saga: a payment that never answered, timed out twice,
+# then was refunded and the stock released.
+saga=$(awk -F'\t' '$3 == "slow" { print $1; exit }' "$work/results.tsv")
+[ -n "$saga" ] || saga=$(awk -F'\t' '{ print $1; exit }' "$work/results.tsv")
+if [ -n "$saga" ]; then
+  section "history of $saga"
+  if [ -n "$sagactl" ]; then
+    SAGA_PG_CONNINFO=$conninfo "$sagactl" history "$saga" ||
+      say "sagactl history failed"
+  else
+    # The coordinator's events next to the effects the services recorded.
+    if ! pg "$conninfo" -v saga="$saga" <<'SQL'
+SELECT to_char(at, 'HH24:MI:SS.MS') AS at, who, what FROM (
+  SELECT recorded_at AS at, 'sagad' AS who,
+         format('#%s %s', stream_version, event_type) AS what
+  FROM es_events WHERE stream_id = 'saga-' || :'saga'
+  UNION ALL SELECT at, 'inventory', format('%s %s (%s)', action, effect, idempotency_key)
+  FROM inventory.ledger WHERE saga_id = :'saga'
+  UNION ALL SELECT at, 'payment', format('%s %s (%s)', action, effect, idempotency_key)
+  FROM payment.ledger WHERE saga_id = :'saga'
+  UNION ALL SELECT at, 'shipping', format('%s %s (%s)', action, effect, idempotency_key)
+  FROM shipping.ledger WHERE saga_id = :'saga') t
+ORDER BY at;
+SQL
+    then
+      say "could not read the history of $saga"
+    fi
+  fi
+fi
+
+section "ledgers"
+pg "$conninfo" <<'SQL'
+SELECT service, action, effect, count(*) FROM (
+  SELECT 'inventory' AS service, action, effect FROM inventory.ledger
+  UNION ALL SELECT 'payment', action, effect FROM payment.ledger
+  UNION ALL SELECT 'shipping', action, effect FROM shipping.ledger) t
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+SQL
+section "ledger check (no rows = every effect applied once, every compensated effect undone once)"
+problems=$(
+  {
+    echo "CREATE TEMP TABLE order_run (saga_id text, order_id text, scenario text,"
+    echo "  expected text, outcome text, ms bigint);"
+    echo "\\copy order_run FROM '$work/results.tsv'"
+    cat "$SAGA_ROOT/examples/order-saga/ledger-check.sql"
+  } | pg "$conninfo" -A -t -F ' | '
+) || die "the ledger check could not run"
+if [ -n "$problems" ]; then
+  printf '%s\n' "$problems"
+  say "ledger check: $(printf '%s\n' "$problems" | wc -l) problem(s)"
+  rc=1
+else
+  echo "(no rows) -- consistent"
+fi
+[ "$rc" = 0 ] || say "some orders did not end as expected; logs in $work"
+exit "$rc"

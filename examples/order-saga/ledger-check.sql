@@ -1,0 +1,47 @@
+-- The ledger check of the order example: for every order of a run, the
+-- effects found in the three services' ledgers against what its scenario
+-- must leave behind. One row per order whose ledgers differ, plus one per
+-- effect recorded for a saga the run did not start; no rows = consistent.
+--
+-- Needs a table order_run(saga_id text, scenario text) holding the run
+-- (order-starter --results gives the rows). Effects per service are listed
+-- sorted and joined by '+': 'applied+undone' = done once and undone once;
+-- 'nothing' = no effect.
+-- The ledgers' key (saga, step, effect) already refuses a second 'applied'
+-- or 'undone'; what this check adds is that each saga has exactly the
+-- effects its outcome calls for: nothing applied by a compensated saga is
+-- left standing, nothing is undone that was not applied, nothing voided.
+WITH expected (scenario, inventory, payment, shipping) AS (VALUES
+  ('ok',           'applied',        'applied',        'applied'),
+  ('flaky',        'applied',        'applied',        'applied'),
+  ('declined',     'applied+undone', 'nothing',        'nothing'),
+  ('slow',         'applied+undone', 'applied+undone', 'nothing'),
+  ('out_of_stock', 'nothing',        'nothing',        'nothing')),
+effects AS (
+  SELECT 'inventory' AS service, saga_id, effect FROM inventory.ledger
+  UNION ALL SELECT 'payment', saga_id, effect FROM payment.ledger
+  UNION ALL SELECT 'shipping', saga_id, effect FROM shipping.ledger),
+actual AS (
+  SELECT r.saga_id, r.scenario,
+    coalesce(string_agg(e.effect, '+' ORDER BY e.effect)
+             FILTER (WHERE e.service = 'inventory'), 'nothing') AS inventory,
+    coalesce(string_agg(e.effect, '+' ORDER BY e.effect)
+             FILTER (WHERE e.service = 'payment'), 'nothing') AS payment,
+    coalesce(string_agg(e.effect, '+' ORDER BY e.effect)
+             FILTER (WHERE e.service = 'shipping'), 'nothing') AS shipping
+  FROM order_run r LEFT JOIN effects e USING (saga_id)
+  GROUP BY r.saga_id, r.scenario)
+SELECT a.saga_id, a.scenario,
+       format('inventory %s, payment %s, shipping %s; expected %s, %s, %s',
+              a.inventory, a.payment, a.shipping,
+              x.inventory, x.payment, x.shipping) AS problem
+FROM actual a LEFT JOIN expected x USING (scenario)
+WHERE x.scenario IS NULL
+   OR (a.inventory, a.payment, a.shipping)
+      IS DISTINCT FROM (x.inventory, x.payment, x.shipping)
+UNION ALL
+SELECT e.saga_id, NULL, format('%s %s for a saga this run did not start',
+                               e.service, e.effect)
+FROM effects e WHERE NOT EXISTS (SELECT 1 FROM order_run r
+                                 WHERE r.saga_id = e.saga_id)
+ORDER BY 1, 3;

@@ -1,0 +1,185 @@
+/* sagactl internals shared by its commands: exit codes, the command line
+ * (options table, parser), settings resolved from flags > environment >
+ * config file, durations and time formatting. Pure except where a function
+ * says it reads a file. Nothing here includes the coordinator's core
+ * headers: command files that need them include them themselves (client.h
+ * and saga_machine.h cannot share a translation unit). */
+#ifndef SAGACTL_CLI_H
+#define SAGACTL_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit codes (docs/sagactl.md). */
+enum {
+  CLI_EXIT_OK = 0,          /* done */
+  CLI_EXIT_FAIL = 1,        /* operation failed, not found, mismatch */
+  CLI_EXIT_USAGE = 2,       /* usage, configuration or input error */
+  CLI_EXIT_UNREACHABLE = 3, /* PostgreSQL or Kafka could not be reached */
+};
+
+/* Every option: X(id, "long name", takes a value, help). */
+#define CLI_OPTION_MAP(X)                                                    \
+  X(HELP, "help", 0, "show help for the command")                           \
+  X(JSON, "json", 0, "print JSON instead of text")                          \
+  X(CONFIG, "config", 1, "configuration file (default ~/.config/sagactl.conf)") \
+  X(PG, "pg", 1, "PostgreSQL conninfo of the event store")                  \
+  X(KAFKA, "kafka", 1, "Kafka bootstrap servers")                           \
+  X(INBOX, "inbox", 1, "coordinator inbox topic")                           \
+  X(NOTIFICATIONS, "notifications", 1, "notifications topic")               \
+  X(DEFINITIONS, "definitions", 1, "folder of saga definitions (*.json)")   \
+  X(TIMEOUT, "timeout", 1, "bound on connecting and waiting for a service") \
+  X(MAX_INPUT, "max-input", 1, "ceiling on a start input, bytes")           \
+  X(OPERATOR, "operator", 1, "operator name recorded with retry/resolve")   \
+  X(INPUT, "input", 1, "saga input: JSON text or @file (@- = stdin)")       \
+  X(ID, "id", 1, "saga id (default: generated)")                            \
+  X(DEF_VERSION, "def-version", 1, "pin a definition version")              \
+  X(WAIT, "wait", 1, "await the outcome for at most DURATION")              \
+  X(STATE, "state", 1, "only sagas in this status")                         \
+  X(TYPE, "type", 1, "only sagas of this type")                             \
+  X(OLDER_THAN, "older-than", 1, "only sagas started more than DURATION ago") \
+  X(STUCK, "stuck", 1, "only non-terminal sagas without progress for DURATION") \
+  X(LIMIT, "limit", 1, "at most N rows (default 100)")                      \
+  X(ALL, "all", 0, "every saga in the index")                               \
+  X(REASON, "reason", 1, "why, recorded with the action")
+
+typedef enum {
+#define CLI_OPT_ENUM_(id, name, val, help) CLI_OPT_##id,
+  CLI_OPTION_MAP(CLI_OPT_ENUM_)
+#undef CLI_OPT_ENUM_
+      CLI_OPT_COUNT_
+} cli_opt_t;
+
+#define CLI_OPT_BIT(id) ((uint32_t)1 << CLI_OPT_##id)
+/* Options every command accepts. */
+#define CLI_COMMON_OPTS                                                      \
+  (CLI_OPT_BIT(HELP) | CLI_OPT_BIT(CONFIG) | CLI_OPT_BIT(PG) |               \
+   CLI_OPT_BIT(KAFKA) | CLI_OPT_BIT(INBOX) | CLI_OPT_BIT(NOTIFICATIONS) |    \
+   CLI_OPT_BIT(DEFINITIONS) | CLI_OPT_BIT(TIMEOUT) | CLI_OPT_BIT(MAX_INPUT) | \
+   CLI_OPT_BIT(OPERATOR))
+
+#define CLI_MAX_POSITIONAL 4
+
+/* A parsed command line. Strings are borrowed from argv. */
+typedef struct cli_args {
+  const char *command;                  /* NULL when none was given */
+  const char *pos[CLI_MAX_POSITIONAL];  /* positional arguments */
+  size_t npos;
+  const char *opt[CLI_OPT_COUNT_];      /* value, "1" for flags, or NULL */
+} cli_args_t;
+
+/* Long name of an option ("older-than"), its help text, whether it takes a
+ * value. */
+const char *cli_opt_name(cli_opt_t o);
+const char *cli_opt_help(cli_opt_t o);
+int cli_opt_takes_value(cli_opt_t o);
+
+/* Parse argv (argv[0] is the program). Options may come before or after
+ * the command, as --name VALUE or --name=VALUE; "--" ends options. Returns
+ * 0, or -1 with a message in err (unknown option, missing value, a value
+ * given to a flag, too many arguments, an option given twice). */
+int cli_args_parse(int argc, const char *const argv[], cli_args_t *out, char *err,
+                   size_t errlen);
+
+/* -1 with a message in err when args holds an option outside `allowed`
+ * (a mask of CLI_OPT_BIT) for `command`; else 0. */
+int cli_args_check(const cli_args_t *args, uint32_t allowed,
+                   const char *command, char *err, size_t errlen);
+
+/* Settings: X(id, "name in the file", "ENV", option, default, help). */
+#define CLI_SETTING_MAP(X)                                                   \
+  X(PG, "pg", "SAGA_PG_CONNINFO", PG, NULL,                                  \
+    "libpq conninfo of the event store and saga_index")                      \
+  X(KAFKA, "kafka", "SAGA_KAFKA_BOOTSTRAP", KAFKA, NULL,                     \
+    "Kafka bootstrap.servers")                                               \
+  X(INBOX, "inbox", "SAGA_INBOX_TOPIC", INBOX, "saga.inbox",                 \
+    "the coordinator's inbox topic")                                         \
+  X(NOTIFICATIONS, "notifications", "SAGA_NOTIFICATIONS_TOPIC",              \
+    NOTIFICATIONS, "saga.notifications", "the lifecycle notifications topic") \
+  X(DEFINITIONS, "definitions", "SAGA_DEFINITIONS", DEFINITIONS, NULL,       \
+    "folder of saga definitions, for start checks, history and replay")      \
+  X(TIMEOUT, "timeout", "SAGA_TIMEOUT", TIMEOUT, "10s",                      \
+    "bound on connecting to and waiting for PostgreSQL or Kafka")            \
+  X(MAX_INPUT, "max_input", "SAGA_MAX_INPUT", MAX_INPUT, "262144",           \
+    "ceiling on a start input, bytes (at most 1000000)")                     \
+  X(OPERATOR, "operator", "SAGA_OPERATOR", OPERATOR, NULL,                   \
+    "operator name sent with retry/resolve (default: $USER)")
+
+typedef enum {
+#define CLI_SET_ENUM_(id, name, env, opt, def, help) CLI_SET_##id,
+  CLI_SETTING_MAP(CLI_SET_ENUM_)
+#undef CLI_SET_ENUM_
+      CLI_SET_COUNT_
+} cli_setting_t;
+
+#define CLI_MAX_INPUT_CEILING 1000000
+#define CLI_MAX_KAFKA_PROPS 32
+
+/* Resolved settings; strings owned (cli_settings_free). */
+typedef struct cli_settings {
+  char *value[CLI_SET_COUNT_];   /* NULL when unset everywhere */
+  char *source[CLI_SET_COUNT_];  /* "--pg", "SAGA_PG_CONNINFO", "f.conf:3" */
+  int64_t timeout_ms;
+  size_t max_input;
+  /* "kafka.<property> = value" lines of the config file, passed through to
+   * librdkafka: name, value, name, value, ..., NULL. */
+  char *kafka_props[2 * CLI_MAX_KAFKA_PROPS + 1];
+  size_t n_kafka_props;
+} cli_settings_t;
+
+const char *cli_setting_name(cli_setting_t s);
+const char *cli_setting_env(cli_setting_t s);
+const char *cli_setting_help(cli_setting_t s);
+const char *cli_setting_default(cli_setting_t s);
+
+/* An environment lookup (getenv, or a table in tests). */
+typedef const char *(*cli_getenv_fn)(const char *name, void *arg);
+
+/* Resolve every setting: flag, else environment, else config file, else
+ * default. The file is args' --config (which must exist), else
+ * $HOME/.config/sagactl.conf when it exists. Reads that file. Returns 0, or
+ * -1 with one line in err naming the place ("sagactl.conf:3: unknown
+ * setting \"x\"", "SAGA_TIMEOUT: invalid duration \"x\""). *out is filled
+ * either way; free it with cli_settings_free. */
+int cli_settings_resolve(const cli_args_t *args, cli_getenv_fn getenv_fn,
+                         void *env_arg, cli_settings_t *out, char *err,
+                         size_t errlen);
+void cli_settings_free(cli_settings_t *s);
+
+/* Get a setting's value, or NULL. */
+const char *cli_get(const cli_settings_t *s, cli_setting_t id);
+
+/* Parse a duration: one or more <number><unit> with units ms, s, m, h, d
+ * ("1h30m", "500ms"); a bare number means seconds. Returns 0 with *ms set,
+ * or -1 (empty, unknown unit, negative, overflow). */
+int cli_parse_duration(const char *text, int64_t *ms);
+
+/* Parse a non-negative integer within [min, max]; 0 or -1. */
+int cli_parse_uint(const char *text, uint64_t min, uint64_t max,
+                   uint64_t *out);
+
+/* Format Unix epoch ms as UTC "2025-01-31T12:00:00.250Z" into buf (at
+ * least 32 bytes); "-" for 0. Returns buf. */
+char *cli_format_time(int64_t ms, char *buf, size_t len);
+
+/* Format a duration compactly: "850ms", "1.250s", "3m05s", "2h10m",
+ * "3d4h"; "-" for a negative value. Returns buf. */
+char *cli_format_duration(int64_t ms, char *buf, size_t len);
+
+/* The conninfo with connect_timeout=<seconds> added when it has none
+ * (key=value or URI form). malloc'd; NULL when out of memory. */
+char *cli_conninfo_with_timeout(const char *conninfo, int64_t timeout_ms);
+
+/* "host:port" (or socket folder) of a conninfo for messages, best effort,
+ * into buf. Returns buf. */
+char *cli_conninfo_where(const char *conninfo, char *buf, size_t len);
+
+/* Current time, Unix epoch ms. */
+int64_t cli_now_ms(void);
+
+/* Print an error line "sagactl: <text>" to stderr and return code. */
+int cli_fail(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

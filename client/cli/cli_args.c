@@ -1,0 +1,257 @@
+/* sagactl's command line: the options table, the parser, durations and
+ * time formatting. Pure: no I/O except cli_fail's line on stderr. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "cli.h"
+
+static const struct {
+  const char *name;
+  int takes_value;
+  const char *help;
+} OPTS[] = {
+#define CLI_OPT_ROW_(id, name, val, help) {name, val, help},
+    CLI_OPTION_MAP(CLI_OPT_ROW_)
+#undef CLI_OPT_ROW_
+};
+
+const char *cli_opt_name(cli_opt_t o) { return OPTS[o].name; }
+const char *cli_opt_help(cli_opt_t o) { return OPTS[o].help; }
+int cli_opt_takes_value(cli_opt_t o) { return OPTS[o].takes_value; }
+
+static int find_opt(const char *name, size_t len) {
+  for (int i = 0; i < CLI_OPT_COUNT_; i++)
+    if (strlen(OPTS[i].name) == len && strncmp(OPTS[i].name, name, len) == 0)
+      return i;
+  return -1;
+}
+
+int cli_args_parse(int argc, const char *const argv[], cli_args_t *out, char *err,
+                   size_t errlen) {
+  memset(out, 0, sizeof *out);
+  int only_positional = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!only_positional && strcmp(a, "--") == 0) {
+      only_positional = 1;
+      continue;
+    }
+    if (!only_positional && strcmp(a, "-h") == 0) {
+      out->opt[CLI_OPT_HELP] = "1";
+      continue;
+    }
+    if (!only_positional && a[0] == '-' && a[1] != '\0') {
+      if (a[1] != '-') {
+        snprintf(err, errlen, "unknown option \"%s\" (options are --long)",
+                 a);
+        return -1;
+      }
+      const char *name = a + 2;
+      const char *eq = strchr(name, '=');
+      size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
+      int o = find_opt(name, len);
+      if (o < 0) {
+        snprintf(err, errlen, "unknown option \"--%.*s\"", (int)len, name);
+        return -1;
+      }
+      if (out->opt[o] != NULL) {
+        snprintf(err, errlen, "option \"--%s\" given twice", OPTS[o].name);
+        return -1;
+      }
+      if (!OPTS[o].takes_value) {
+        if (eq != NULL) {
+          snprintf(err, errlen, "option \"--%s\" takes no value",
+                   OPTS[o].name);
+          return -1;
+        }
+        out->opt[o] = "1";
+      } else if (eq != NULL) {
+        out->opt[o] = eq + 1;
+      } else if (i + 1 < argc) {
+        out->opt[o] = argv[++i];
+      } else {
+        snprintf(err, errlen, "option \"--%s\" needs a value", OPTS[o].name);
+        return -1;
+      }
+      continue;
+    }
+    if (out->command == NULL) {
+      out->command = a;
+    } else if (out->npos < CLI_MAX_POSITIONAL) {
+      out->pos[out->npos++] = a;
+    } else {
+      snprintf(err, errlen, "too many arguments at \"%s\"", a);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int cli_args_check(const cli_args_t *args, uint32_t allowed,
+                   const char *command, char *err, size_t errlen) {
+  for (int i = 0; i < CLI_OPT_COUNT_; i++) {
+    if (args->opt[i] != NULL && (allowed & ((uint32_t)1 << i)) == 0) {
+      snprintf(err, errlen, "%s: option \"--%s\" does not apply", command,
+               OPTS[i].name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int cli_parse_duration(const char *text, int64_t *ms) {
+  if (text == NULL || *text == '\0')
+    return -1;
+  const char *p = text;
+  int64_t total = 0;
+  while (*p != '\0') {
+    if (*p < '0' || *p > '9')
+      return -1;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long n = strtoull(p, &end, 10);
+    if (errno != 0 || n > (unsigned long long)INT64_MAX / 1000)
+      return -1;
+    int64_t unit = 0;
+    if (*end == '\0' && p == text) {
+      unit = 1000; /* a bare number: seconds */
+    } else if (strncmp(end, "ms", 2) == 0) {
+      unit = 1, end += 2;
+    } else if (*end == 's') {
+      unit = 1000, end++;
+    } else if (*end == 'm') {
+      unit = 60000, end++;
+    } else if (*end == 'h') {
+      unit = 3600000, end++;
+    } else if (*end == 'd') {
+      unit = 86400000, end++;
+    } else {
+      return -1;
+    }
+    if ((int64_t)n > (INT64_MAX - total) / unit)
+      return -1;
+    total += (int64_t)n * unit;
+    p = end;
+  }
+  *ms = total;
+  return 0;
+}
+
+int cli_parse_uint(const char *text, uint64_t min, uint64_t max,
+                   uint64_t *out) {
+  if (text == NULL || *text < '0' || *text > '9')
+    return -1;
+  errno = 0;
+  char *end = NULL;
+  unsigned long long n = strtoull(text, &end, 10);
+  if (errno != 0 || *end != '\0' || n < min || n > max)
+    return -1;
+  *out = n;
+  return 0;
+}
+
+char *cli_format_time(int64_t ms, char *buf, size_t len) {
+  if (ms <= 0) {
+    snprintf(buf, len, "-");
+    return buf;
+  }
+  time_t secs = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+           tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+  return buf;
+}
+
+char *cli_format_duration(int64_t ms, char *buf, size_t len) {
+  if (ms < 0)
+    snprintf(buf, len, "-");
+  else if (ms < 1000)
+    snprintf(buf, len, "%" PRId64 "ms", ms);
+  else if (ms < 60000)
+    snprintf(buf, len, "%" PRId64 ".%03" PRId64 "s", ms / 1000, ms % 1000);
+  else if (ms < 3600000)
+    snprintf(buf, len, "%" PRId64 "m%02" PRId64 "s", ms / 60000,
+             ms / 1000 % 60);
+  else if (ms < 86400000)
+    snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", ms / 3600000,
+             ms / 60000 % 60);
+  else
+    snprintf(buf, len, "%" PRId64 "d%" PRId64 "h", ms / 86400000,
+             ms / 3600000 % 24);
+  return buf;
+}
+
+static int is_uri(const char *c) {
+  return strncmp(c, "postgresql://", 13) == 0 ||
+         strncmp(c, "postgres://", 11) == 0;
+}
+
+char *cli_conninfo_with_timeout(const char *conninfo, int64_t timeout_ms) {
+  /* libpq's connect_timeout is whole seconds, at least 2. */
+  int64_t secs = (timeout_ms + 999) / 1000;
+  if (secs < 2)
+    secs = 2;
+  size_t len = strlen(conninfo) + 48;
+  char *out = malloc(len);
+  if (out == NULL)
+    return NULL;
+  if (strstr(conninfo, "connect_timeout") != NULL)
+    snprintf(out, len, "%s", conninfo);
+  else if (is_uri(conninfo))
+    snprintf(out, len, "%s%sconnect_timeout=%" PRId64, conninfo,
+             strchr(conninfo, '?') != NULL ? "&" : "?", secs);
+  else
+    snprintf(out, len, "%s%sconnect_timeout=%" PRId64, conninfo,
+             *conninfo != '\0' ? " " : "", secs);
+  return out;
+}
+
+char *cli_conninfo_where(const char *conninfo, char *buf, size_t len) {
+  const char *host = NULL, *port = NULL, *db = NULL;
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+  if (opts != NULL) {
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+      if (o->val == NULL)
+        continue;
+      if (strcmp(o->keyword, "host") == 0 || (host == NULL &&
+                                              strcmp(o->keyword, "hostaddr") == 0))
+        host = o->val;
+      else if (strcmp(o->keyword, "port") == 0)
+        port = o->val;
+      else if (strcmp(o->keyword, "dbname") == 0)
+        db = o->val;
+    }
+  }
+  snprintf(buf, len, "%s%s%s%s%s", host != NULL ? host : "(default host)",
+           port != NULL ? ":" : "", port != NULL ? port : "",
+           db != NULL ? " database " : "", db != NULL ? db : "");
+  PQconninfoFree(opts);
+  PQfreemem(perr);
+  return buf;
+}
+
+int64_t cli_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cli_fail(int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("sagactl: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return code;
+}

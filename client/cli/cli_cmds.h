@@ -1,0 +1,28 @@
+/* The sagactl commands. Each returns an exit code (cli.h) and prints its
+ * own error line. */
+#ifndef SAGACTL_CLI_CMDS_H
+#define SAGACTL_CLI_CMDS_H
+
+#include <stdint.h>
+
+#include "cli.h"
+
+int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s);
+
+/* Whether the definitions folder of s holds saga type `type` (any version
+ * when version is 0). Returns CLI_EXIT_OK with *found set, or
+ * CLI_EXIT_USAGE when the folder cannot be loaded (line printed). */
+int cli_defs_has_type(const cli_settings_t *s, const char *type,
+                      uint32_t version, int *found);
+
+/* Print v as JSON on stdout (cJSON * passed as void * so this header
+ * needs no cJSON) and delete it; CLI_EXIT_OK, or CLI_EXIT_FAIL on OOM. */
+int cli_print_json(void *v);
+
+#endif

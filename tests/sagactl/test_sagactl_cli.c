@@ -1,0 +1,368 @@
+/* sagactl's pure parts: the command line, settings precedence (flags >
+ * environment > config file > defaults) with errors that name their place,
+ * durations, and the history timeline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cli.h"
+#include "cli_timeline.h"
+
+static cli_args_t parse_ok(int argc, const char *const *argv) {
+  cli_args_t a;
+  char err[256] = "";
+  int rc = cli_args_parse(argc, argv, &a, err, sizeof err);
+  if (rc != 0)
+    fail_msg("parse failed: %s", err);
+  return a;
+}
+
+static void expect_parse_error(int argc, const char *const *argv,
+                               const char *want) {
+  cli_args_t a;
+  char err[256] = "";
+  assert_int_equal(cli_args_parse(argc, argv, &a, err, sizeof err), -1);
+  if (strstr(err, want) == NULL)
+    fail_msg("error \"%s\" lacks \"%s\"", err, want);
+}
+
+static void test_options_go_anywhere_in_both_forms(void **state) {
+  (void)state;
+  const char *argv[] = {"sagactl", "--pg=host=x", "list", "--state", "running",
+                  "--json", "--", "--not-an-option"};
+  cli_args_t a = parse_ok(8, argv);
+  assert_string_equal(a.command, "list");
+  assert_string_equal(a.opt[CLI_OPT_PG], "host=x");
+  assert_string_equal(a.opt[CLI_OPT_STATE], "running");
+  assert_string_equal(a.opt[CLI_OPT_JSON], "1");
+  assert_int_equal(a.npos, 1);
+  assert_string_equal(a.pos[0], "--not-an-option");
+  assert_null(a.opt[CLI_OPT_TYPE]);
+}
+
+static void test_bad_command_lines_are_refused_with_the_reason(void **state) {
+  (void)state;
+  const char *unknown[] = {"sagactl", "list", "--frobnicate"};
+  expect_parse_error(3, unknown, "unknown option \"--frobnicate\"");
+  const char *missing[] = {"sagactl", "list", "--state"};
+  expect_parse_error(3, missing, "\"--state\" needs a value");
+  const char *flagval[] = {"sagactl", "list", "--json=yes"};
+  expect_parse_error(3, flagval, "takes no value");
+  const char *twice[] = {"sagactl", "list", "--type", "a", "--type", "b"};
+  expect_parse_error(6, twice, "given twice");
+  const char *shortopt[] = {"sagactl", "-x"};
+  expect_parse_error(2, shortopt, "unknown option \"-x\"");
+  const char *many[] = {"sagactl", "status", "a", "b", "c", "d", "e"};
+  expect_parse_error(7, many, "too many arguments");
+
+  const char *wrong[] = {"sagactl", "status", "x", "--stuck", "1h"};
+  cli_args_t a = parse_ok(5, wrong);
+  char err[256];
+  assert_int_equal(cli_args_check(&a, CLI_OPT_BIT(JSON) | CLI_COMMON_OPTS,
+                                  "status", err, sizeof err),
+                   -1);
+  assert_non_null(strstr(err, "status: option \"--stuck\" does not apply"));
+  assert_int_equal(cli_args_check(&a, CLI_OPT_BIT(STUCK) | CLI_COMMON_OPTS,
+                                  "list", err, sizeof err),
+                   0);
+}
+
+static void test_durations_parse_units_and_refuse_nonsense(void **state) {
+  (void)state;
+  int64_t ms = 0;
+  assert_int_equal(cli_parse_duration("90", &ms), 0);
+  assert_int_equal(ms, 90000);
+  assert_int_equal(cli_parse_duration("500ms", &ms), 0);
+  assert_int_equal(ms, 500);
+  assert_int_equal(cli_parse_duration("1h30m", &ms), 0);
+  assert_int_equal(ms, 5400000);
+  assert_int_equal(cli_parse_duration("2d", &ms), 0);
+  assert_int_equal(ms, 172800000);
+  const char *bad[] = {"", "x", "5x", "-5s", "1h30", "s", "99999999999999999d",
+                       "1.5h"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    if (cli_parse_duration(bad[i], &ms) == 0)
+      fail_msg("\"%s\" parsed", bad[i]);
+  uint64_t n = 0;
+  assert_int_equal(cli_parse_uint("42", 1, 100, &n), 0);
+  assert_int_equal(n, 42);
+  assert_int_equal(cli_parse_uint("0", 1, 100, &n), -1);
+  assert_int_equal(cli_parse_uint("4x", 1, 100, &n), -1);
+  assert_int_equal(cli_parse_uint("-1", 0, 100, &n), -1);
+}
+
+static void test_times_and_durations_format_readably(void **state) {
+  (void)state;
+  char b[40];
+  assert_string_equal(cli_format_time(1700000000250, b, sizeof b),
+                      "2023-11-14T22:13:20.250Z");
+  assert_string_equal(cli_format_time(0, b, sizeof b), "-");
+  assert_string_equal(cli_format_duration(850, b, sizeof b), "850ms");
+  assert_string_equal(cli_format_duration(1250, b, sizeof b), "1.250s");
+  assert_string_equal(cli_format_duration(185000, b, sizeof b), "3m05s");
+  assert_string_equal(cli_format_duration(7800000, b, sizeof b), "2h10m");
+  assert_string_equal(cli_format_duration(273600000, b, sizeof b), "3d4h");
+  assert_string_equal(cli_format_duration(-1, b, sizeof b), "-");
+}
+
+static void test_conninfo_gets_a_connect_timeout_unless_it_has_one(
+    void **state) {
+  (void)state;
+  char *c = cli_conninfo_with_timeout("host=db port=5432", 1500);
+  assert_string_equal(c, "host=db port=5432 connect_timeout=2");
+  free(c);
+  c = cli_conninfo_with_timeout("postgresql://db/x", 10000);
+  assert_string_equal(c, "postgresql://db/x?connect_timeout=10");
+  free(c);
+  c = cli_conninfo_with_timeout("postgres://db/x?sslmode=require", 3000);
+  assert_string_equal(c, "postgres://db/x?sslmode=require&connect_timeout=3");
+  free(c);
+  c = cli_conninfo_with_timeout("host=db connect_timeout=7", 3000);
+  assert_string_equal(c, "host=db connect_timeout=7");
+  free(c);
+  char w[128];
+  assert_string_equal(cli_conninfo_where("host=db port=6543 dbname=s", w,
+                                         sizeof w),
+                      "db:6543 database s");
+}
+
+/* ---- settings --------------------------------------------------------- */
+
+typedef struct {
+  const char *names[8], *values[8];
+} env_t;
+
+static const char *env_get(const char *name, void *arg) {
+  env_t *e = arg;
+  for (size_t i = 0; i < 8 && e->names[i] != NULL; i++)
+    if (strcmp(e->names[i], name) == 0)
+      return e->values[i];
+  return NULL;
+}
+
+static char tmpdir[64];
+
+static int make_tmpdir(void **state) {
+  (void)state;
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/sagactl-unit-XXXXXX");
+  return mkdtemp(tmpdir) != NULL ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state) {
+  (void)state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *write_conf(const char *name, const char *text) {
+  static char path[128];
+  snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  return path;
+}
+
+static int resolve(const char **argv, int argc, env_t *env, cli_settings_t *s,
+                   char *err, size_t errlen) {
+  cli_args_t a = parse_ok(argc, argv);
+  return cli_settings_resolve(&a, env_get, env, s, err, errlen);
+}
+
+static void test_flags_beat_environment_beats_file_beats_defaults(
+    void **state) {
+  (void)state;
+  const char *conf = write_conf("a.conf",
+                                "# sagactl settings\n"
+                                "pg = host=from-file\n"
+                                "kafka = file:9092\n"
+                                "\n"
+                                "inbox = file.inbox\n"
+                                "timeout = 3s\n"
+                                "kafka.security.protocol = SASL_SSL\n");
+  char confarg[160];
+  snprintf(confarg, sizeof confarg, "--config=%s", conf);
+  const char *argv[] = {"sagactl", "list", confarg, "--pg", "host=from-flag"};
+  env_t env = {{"SAGA_PG_CONNINFO", "SAGA_KAFKA_BOOTSTRAP", "USER"},
+               {"host=from-env", "env:9092", "alice"}};
+  cli_settings_t s;
+  char err[256] = "";
+  assert_int_equal(resolve(argv, 5, &env, &s, err, sizeof err), 0);
+  assert_string_equal(cli_get(&s, CLI_SET_PG), "host=from-flag");
+  assert_string_equal(s.source[CLI_SET_PG], "--pg");
+  assert_string_equal(cli_get(&s, CLI_SET_KAFKA), "env:9092");
+  assert_string_equal(s.source[CLI_SET_KAFKA], "SAGA_KAFKA_BOOTSTRAP");
+  assert_string_equal(cli_get(&s, CLI_SET_INBOX), "file.inbox");
+  assert_non_null(strstr(s.source[CLI_SET_INBOX], "a.conf:5"));
+  assert_string_equal(cli_get(&s, CLI_SET_NOTIFICATIONS),
+                      "saga.notifications");
+  assert_string_equal(cli_get(&s, CLI_SET_OPERATOR), "alice");
+  assert_int_equal(s.timeout_ms, 3000);
+  assert_int_equal(s.max_input, 262144);
+  assert_int_equal(s.n_kafka_props, 1);
+  assert_string_equal(s.kafka_props[0], "security.protocol");
+  assert_string_equal(s.kafka_props[1], "SASL_SSL");
+  assert_null(s.kafka_props[2]);
+  cli_settings_free(&s);
+}
+
+static void test_home_config_is_read_when_no_config_flag_is_given(
+    void **state) {
+  (void)state;
+  char dir[160];
+  snprintf(dir, sizeof dir, "%s/.config", tmpdir);
+  if (access(dir, F_OK) != 0)
+    assert_int_equal(mkdir(dir, 0700), 0);
+  write_conf(".config/sagactl.conf", "definitions = /defs\n");
+  const char *argv[] = {"sagactl", "list"};
+  env_t env = {{"HOME"}, {tmpdir}};
+  cli_settings_t s;
+  char err[256] = "";
+  assert_int_equal(resolve(argv, 2, &env, &s, err, sizeof err), 0);
+  assert_string_equal(cli_get(&s, CLI_SET_DEFINITIONS), "/defs");
+  assert_string_equal(cli_get(&s, CLI_SET_OPERATOR), "sagactl");
+  cli_settings_free(&s);
+}
+
+static void expect_settings_error(const char *file_text, const char **argv,
+                                  int argc, env_t *env, const char *want) {
+  if (file_text != NULL)
+    write_conf("bad.conf", file_text);
+  cli_settings_t s;
+  char err[512] = "";
+  assert_int_equal(resolve(argv, argc, env, &s, err, sizeof err), -1);
+  cli_settings_free(&s);
+  if (strstr(err, want) == NULL)
+    fail_msg("error \"%s\" lacks \"%s\"", err, want);
+}
+
+static void test_settings_errors_name_the_file_line_or_variable(
+    void **state) {
+  (void)state;
+  char conf[160];
+  snprintf(conf, sizeof conf, "--config=%s/bad.conf", tmpdir);
+  const char *argv[] = {"sagactl", "list", conf};
+  env_t none = {{NULL}, {NULL}};
+  expect_settings_error("pg = x\nfrobnicate = 1\n", argv, 3, &none,
+                        "bad.conf:2: unknown setting \"frobnicate\"");
+  expect_settings_error("# c\n\njust words\n", argv, 3, &none,
+                        "bad.conf:3: expected \"name = value\"");
+  expect_settings_error("timeout = forever\n", argv, 3, &none,
+                        "bad.conf:1: timeout must be a duration");
+  expect_settings_error("max_input = 2000000\n", argv, 3, &none,
+                        "bad.conf:1: max_input must be a number of bytes");
+  env_t bad_env = {{"SAGA_TIMEOUT"}, {"5x"}};
+  const char *plain[] = {"sagactl", "list"};
+  expect_settings_error(NULL, plain, 2, &bad_env,
+                        "SAGA_TIMEOUT: timeout must be a duration");
+  const char *flag[] = {"sagactl", "list", "--max-input", "0"};
+  expect_settings_error(NULL, flag, 4, &none, "--max-input: max_input");
+  const char *missing[] = {"sagactl", "list", "--config", "/nonexistent/x.conf"};
+  expect_settings_error(NULL, missing, 4, &none,
+                        "could not open config file \"/nonexistent/x.conf\"");
+}
+
+/* ---- timeline ----------------------------------------------------------- */
+
+static const char *DEF =
+    "{\"name\":\"order\",\"version\":2,\"defaults\":{\"timeout_ms\":1000},"
+    "\"steps\":[{\"name\":\"reserve\",\"topic\":\"t\",\"compensation\":"
+    "{\"action\":\"release\"}},{\"name\":\"charge\",\"topic\":\"t\","
+    "\"kind\":\"pivot\"}]}";
+
+static void test_timeline_shows_steps_outcomes_and_command_durations(
+    void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  assert_int_equal(saga_def_parse(DEF, strlen(DEF), "def", &def, NULL), 0);
+  const int64_t t0 = 1700000000000;
+  saga_event_t started[] = {
+      {.type = SAGA_EV_STARTED, .def_name = "order", .def_version = 2},
+      {.type = SAGA_EV_DISPATCHED, .step = 0, .action = SAGA_DO,
+       .attempt = 1, .until_ms = t0 + 1000}};
+  saga_event_t retry[] = {{.type = SAGA_EV_ATTEMPT_FAILED, .step = 0,
+                           .action = SAGA_DO, .attempt = 1,
+                           .outcome = SAGA_OUTCOME_RETRYABLE,
+                           .reason = "db busy", .until_ms = t0 + 400}};
+  saga_event_t again[] = {{.type = SAGA_EV_DISPATCHED, .step = 0,
+                           .action = SAGA_DO, .attempt = 2}};
+  saga_event_t ok[] = {{.type = SAGA_EV_SUCCEEDED, .step = 0,
+                        .action = SAGA_DO, .attempt = 2},
+                       {.type = SAGA_EV_DISPATCHED, .step = 1,
+                        .action = SAGA_DO, .attempt = 1}};
+  cli_timeline_t tl = {0};
+  assert_int_equal(cli_timeline_add(&tl, def, 1, t0, started, 2), 0);
+  assert_int_equal(cli_timeline_add(&tl, def, 2, t0 + 250, retry, 1), 0);
+  assert_int_equal(cli_timeline_add(&tl, def, 3, t0 + 400, again, 1), 0);
+  assert_int_equal(cli_timeline_add(&tl, def, 4, t0 + 1650, ok, 2), 0);
+  assert_int_equal(tl.n, 6);
+  assert_string_equal(tl.rows[0].event, "Started");
+  assert_non_null(strstr(tl.rows[0].detail, "order v2"));
+  assert_string_equal(tl.rows[1].step, "reserve");
+  assert_string_equal(tl.rows[1].action, "DO");
+  assert_int_equal(tl.rows[1].duration_ms, -1);
+  assert_string_equal(tl.rows[2].outcome, "RETRYABLE");
+  assert_int_equal(tl.rows[2].duration_ms, 250);
+  assert_non_null(strstr(tl.rows[2].detail, "db busy; retry at"));
+  assert_string_equal(tl.rows[4].outcome, "SUCCESS");
+  assert_int_equal(tl.rows[4].attempt, 2);
+  assert_int_equal(tl.rows[4].duration_ms, 1250); /* attempt 2 only */
+  assert_string_equal(tl.rows[5].step, "charge");
+
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  cli_timeline_print(&tl, f);
+  fclose(f);
+  assert_non_null(strstr(text, "TIME"));
+  assert_non_null(strstr(text, "DURATION"));
+  assert_non_null(strstr(text, "2023-11-14T22:13:20.250Z"));
+  assert_non_null(strstr(text, "1.250s"));
+  assert_non_null(strstr(text, "reserve"));
+  free(text);
+
+  cJSON *j = cli_timeline_json(&tl);
+  assert_non_null(j);
+  assert_int_equal(cJSON_GetArraySize(j), 6);
+  cJSON *row = cJSON_GetArrayItem(j, 4);
+  assert_string_equal(cJSON_GetObjectItem(row, "step")->valuestring,
+                      "reserve");
+  assert_int_equal(cJSON_GetObjectItem(row, "duration_ms")->valueint, 1250);
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0),
+                                               "attempt")));
+  cJSON_Delete(j);
+  cli_timeline_free(&tl);
+
+  /* Without the definition, steps show by number. */
+  assert_int_equal(cli_timeline_add(&tl, NULL, 1, t0, started, 2), 0);
+  assert_string_equal(tl.rows[1].step, "#0");
+  cli_timeline_free(&tl);
+  saga_def_free(def);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_options_go_anywhere_in_both_forms),
+      cmocka_unit_test(test_bad_command_lines_are_refused_with_the_reason),
+      cmocka_unit_test(test_durations_parse_units_and_refuse_nonsense),
+      cmocka_unit_test(test_times_and_durations_format_readably),
+      cmocka_unit_test(
+          test_conninfo_gets_a_connect_timeout_unless_it_has_one),
+      cmocka_unit_test(test_flags_beat_environment_beats_file_beats_defaults),
+      cmocka_unit_test(
+          test_home_config_is_read_when_no_config_flag_is_given),
+      cmocka_unit_test(test_settings_errors_name_the_file_line_or_variable),
+      cmocka_unit_test(
+          test_timeline_shows_steps_outcomes_and_command_durations),
+  };
+  return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}

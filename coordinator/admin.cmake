@@ -3,7 +3,8 @@
 # No engine code here: sagad links saga_admin and plugs it into its loop.
 add_library(saga_admin STATIC
   ${CMAKE_CURRENT_LIST_DIR}/admin_buf.c
-  ${CMAKE_CURRENT_LIST_DIR}/metrics.c)
+  ${CMAKE_CURRENT_LIST_DIR}/metrics.c
+  ${CMAKE_CURRENT_LIST_DIR}/admin_http.c)
 target_include_directories(saga_admin PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_admin
   PUBLIC saga_defs PkgConfig::LIBUV

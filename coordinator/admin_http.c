@@ -1,0 +1,855 @@
+/* Minimal HTTP/1.1 server on a libuv loop (admin_http.h). One connection
+ * holds at most one request being answered: it stops reading while its
+ * handler works, so a client can never make the server buffer more than
+ * max_head + max_body bytes per connection. Pipelined bytes already read
+ * wait in the buffer for the next turn. */
+#include "admin_http.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- parsing -------------------------------------------------------- */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+long admin_http_unescape(char *dst, const char *src, size_t n, bool plus) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = src[i];
+    if (c == '%') {
+      if (i + 2 >= n)
+        return -1;
+      int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
+      if (h < 0 || l < 0 || (h == 0 && l == 0))
+        return -1;
+      c = (char)(h * 16 + l);
+      i += 2;
+    } else if (plus && c == '+') {
+      c = ' ';
+    } else if (c == '\0') {
+      return -1;
+    }
+    dst[o++] = c;
+  }
+  dst[o] = '\0';
+  return (long)o;
+}
+
+static bool is_tchar(char c) {
+  return isalnum((unsigned char)c) || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Find "\r\n\r\n" in buf[0..len); return the head length including it, or
+ * 0. */
+static size_t head_end(const char *buf, size_t len) {
+  for (size_t i = 3; i < len; i++)
+    if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
+        buf[i - 3] == '\r')
+      return i + 1;
+  return 0;
+}
+
+/* Split the query string q (NUL-terminated, in store) into req->query,
+ * decoding into *dec. */
+static int parse_query(admin_http_req_t *req, char *q, char **dec) {
+  while (*q) {
+    char *amp = strchr(q, '&');
+    size_t n = amp ? (size_t)(amp - q) : strlen(q);
+    if (n > 0) {
+      if (req->nquery == ADMIN_HTTP_MAX_QUERY)
+        return -400;
+      char *eq = memchr(q, '=', n);
+      size_t kn = eq ? (size_t)(eq - q) : n;
+      admin_kv_t *kv = &req->query[req->nquery++];
+      long k = admin_http_unescape(*dec, q, kn, true);
+      if (k < 0)
+        return -400;
+      kv->name = *dec;
+      *dec += k + 1;
+      const char *v = eq ? eq + 1 : q + n;
+      long vl = admin_http_unescape(*dec, v, (size_t)(q + n - v), true);
+      if (vl < 0)
+        return -400;
+      kv->value = *dec;
+      *dec += vl + 1;
+    }
+    if (!amp)
+      break;
+    q = amp + 1;
+  }
+  return 0;
+}
+
+static int parse_version(admin_http_req_t *req, const char *v) {
+  if (strncmp(v, "HTTP/", 5) != 0 || !isdigit((unsigned char)v[5]) ||
+      v[6] != '.' || !isdigit((unsigned char)v[7]) || v[8] != '\0')
+    return -400;
+  if (v[5] != '1')
+    return -505;
+  req->minor = v[7] - '0';
+  return 0;
+}
+
+/* Request line: METHOD SP target SP version. */
+static int parse_request_line(admin_http_req_t *req, char *line,
+                              char **dec) {
+  char *sp1 = strchr(line, ' ');
+  if (!sp1 || sp1 == line || sp1 - line > 16)
+    return -400;
+  *sp1 = '\0';
+  for (char *p = line; *p; p++)
+    if (!is_tchar(*p))
+      return -400;
+  char *target = sp1 + 1;
+  char *sp2 = strchr(target, ' ');
+  if (!sp2 || target[0] != '/')
+    return -400;
+  *sp2 = '\0';
+  int rc = parse_version(req, sp2 + 1);
+  if (rc != 0)
+    return rc;
+  for (char *p = target; *p; p++)
+    if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+      return -400;
+  char *hash = strchr(target, '#');
+  if (hash)
+    *hash = '\0';
+  char *qm = strchr(target, '?');
+  if (qm) {
+    *qm = '\0';
+    rc = parse_query(req, qm + 1, dec);
+    if (rc != 0)
+      return rc;
+  }
+  req->method = line;
+  req->path = target;
+  return 0;
+}
+
+static char *trim(char *s) {
+  while (*s == ' ' || *s == '\t')
+    s++;
+  size_t n = strlen(s);
+  while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    s[--n] = '\0';
+  return s;
+}
+
+static int parse_header(admin_http_req_t *req, char *line) {
+  char *colon = strchr(line, ':');
+  if (!colon || colon == line)
+    return -400; /* also obs-fold lines, which start with a space */
+  *colon = '\0';
+  for (char *p = line; *p; p++)
+    if (!is_tchar(*p))
+      return -400;
+  char *value = trim(colon + 1);
+  for (char *p = value; *p; p++)
+    if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+      return -400;
+  if (req->nheaders == ADMIN_HTTP_MAX_HEADERS)
+    return -431;
+  req->headers[req->nheaders].name = line;
+  req->headers[req->nheaders].value = value;
+  req->nheaders++;
+  return 0;
+}
+
+/* Content-Length (one value, digits only), Transfer-Encoding (refused),
+ * Connection and Expect. *clen = -1 when absent. */
+static int read_framing(admin_http_req_t *req, long long *clen) {
+  *clen = -1;
+  bool close = false, keep = false;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const char *n = req->headers[i].name, *v = req->headers[i].value;
+    if (strcasecmp(n, "content-length") == 0) {
+      if (!*v || strlen(v) > 12)
+        return strlen(v) > 12 ? -413 : -400;
+      long long x = 0;
+      for (const char *p = v; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+          return -400;
+        x = x * 10 + (*p - '0');
+      }
+      if (*clen >= 0 && *clen != x)
+        return -400;
+      *clen = x;
+    } else if (strcasecmp(n, "transfer-encoding") == 0) {
+      return -501;
+    } else if (strcasecmp(n, "connection") == 0) {
+      if (strcasecmp(v, "close") == 0)
+        close = true;
+      else if (strcasecmp(v, "keep-alive") == 0)
+        keep = true;
+    } else if (strcasecmp(n, "expect") == 0) {
+      if (strcasecmp(v, "100-continue") != 0)
+        return -400;
+      req->expect_continue = true;
+    }
+  }
+  req->keep_alive = !close && (req->minor == 1 || keep);
+  return 0;
+}
+
+int admin_http_parse(admin_http_req_t *req, const char *buf, size_t len,
+                     const admin_http_limits_t *limits) {
+  size_t max_head = limits->max_head;
+  if (max_head > ADMIN_HTTP_HEAD_CEILING)
+    max_head = ADMIN_HTTP_HEAD_CEILING;
+  void *conn = req->conn_;
+  memset(req, 0, offsetof(admin_http_req_t, store_));
+  req->conn_ = conn;
+  size_t hl = head_end(buf, len < max_head ? len : max_head);
+  if (hl == 0)
+    return len >= max_head ? -431 : 0;
+  memcpy(req->store_, buf, hl);
+  req->store_[hl] = '\0';
+  char *dec = req->store_ + hl + 1;
+  /* Lines end with CRLF; a bare CR or LF, or a NUL, is malformed. */
+  for (size_t i = 0; i + 4 < hl; i++) {
+    char c = req->store_[i];
+    if (c == '\0' || (c == '\r' && req->store_[i + 1] != '\n') ||
+        (c == '\n' && (i == 0 || req->store_[i - 1] != '\r')))
+      return -400;
+  }
+  char *line = req->store_;
+  int rc = 0;
+  bool first = true;
+  while (rc == 0) {
+    char *eol = strstr(line, "\r\n");
+    *eol = '\0';
+    if (!*line)
+      break; /* the empty line that ends the head */
+    rc = first ? parse_request_line(req, line, &dec) : parse_header(req, line);
+    first = false;
+    line = eol + 2;
+  }
+  if (rc == 0 && first)
+    rc = -400; /* no request line */
+  if (rc != 0)
+    return rc;
+  long long clen;
+  rc = read_framing(req, &clen);
+  if (rc != 0)
+    return rc;
+  if (clen > (long long)limits->max_body)
+    return -413;
+  req->head_len = hl;
+  req->dec_ = (size_t)(dec - req->store_);
+  size_t body = clen > 0 ? (size_t)clen : 0;
+  if (len - hl < body)
+    return 0;
+  req->body = buf + hl;
+  req->body_len = body;
+  return (int)(hl + body);
+}
+
+const char *admin_http_header(const admin_http_req_t *req, const char *name) {
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (strcasecmp(req->headers[i].name, name) == 0)
+      return req->headers[i].value;
+  return NULL;
+}
+
+static const char *kv_find(const admin_kv_t *kv, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(kv[i].name, name) == 0)
+      return kv[i].value;
+  return NULL;
+}
+
+const char *admin_http_query(const admin_http_req_t *req, const char *name) {
+  return kv_find(req->query, req->nquery, name);
+}
+
+const char *admin_http_param(const admin_http_req_t *req, const char *name) {
+  return kv_find(req->params, req->nparams, name);
+}
+
+const char *admin_http_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Content Too Large";
+  case 415: return "Unsupported Media Type";
+  case 422: return "Unprocessable Content";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+/* ---- server --------------------------------------------------------- */
+
+typedef struct route {
+  struct route *next;
+  char *method;
+  char *pattern;
+  admin_http_handler_t fn;
+  void *arg;
+} route_t;
+
+typedef struct conn conn_t;
+
+struct admin_http {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  admin_http_opts_t opts;
+  char *host;
+  int port;
+  bool listening, closing;
+  route_t *routes;
+  conn_t *conns;
+  admin_http_stats_t stats;
+  unsigned handles; /* listener + connections still to close */
+  void (*close_cb)(void *arg);
+  void *close_arg;
+};
+
+struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_write_t wr;
+  admin_http_t *srv;
+  conn_t *prev, *next;
+  char *in;
+  size_t in_len, in_cap;
+  abuf_t out;
+  admin_http_req_t *req;
+  bool pending;      /* a handler holds req */
+  bool writing;      /* out is being written */
+  bool close_after;  /* close once out is written */
+  bool closed;       /* uv_close called */
+  int nclosing;      /* handles whose close callback is outstanding */
+  bool continued;    /* 100 Continue sent for the current request */
+  size_t req_size;   /* bytes of c->in the request being answered takes */
+  char saved;        /* the byte after it, replaced by the body's NUL */
+};
+
+void admin_http_opts_init(admin_http_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->host = "127.0.0.1";
+  o->port = 0;
+  o->limits.max_head = 8192;
+  o->limits.max_body = 1u << 20;
+  o->read_timeout_ms = 10000;
+  o->max_connections = 64;
+  o->keep_alive = true;
+}
+
+admin_http_t *admin_http_new(uv_loop_t *loop, const admin_http_opts_t *opts) {
+  admin_http_opts_t d;
+  admin_http_opts_init(&d);
+  if (opts)
+    d = *opts;
+  if (!loop || d.limits.max_head < 256 ||
+      d.limits.max_head > ADMIN_HTTP_HEAD_CEILING ||
+      d.limits.max_body > (1u << 30) || d.max_connections == 0 ||
+      d.port < 0 || d.port > 65535)
+    return NULL;
+  admin_http_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->host = strdup(d.host ? d.host : "127.0.0.1");
+  if (!s->host) {
+    free(s);
+    return NULL;
+  }
+  s->loop = loop;
+  s->opts = d;
+  s->opts.host = s->host;
+  s->port = -1;
+  return s;
+}
+
+static bool pattern_ok(const char *p) {
+  if (p[0] != '/')
+    return false;
+  for (const char *seg = p + 1; *seg;) {
+    const char *end = strchr(seg, '/');
+    size_t n = end ? (size_t)(end - seg) : strlen(seg);
+    if (n > 0 && seg[0] == '{' && (n < 3 || seg[n - 1] != '}'))
+      return false;
+    if (!end)
+      break;
+    seg = end + 1;
+  }
+  return true;
+}
+
+int admin_http_route(admin_http_t *s, const char *method, const char *pattern,
+                     admin_http_handler_t fn, void *arg) {
+  if (!s || !method || !pattern || !fn || !pattern_ok(pattern))
+    return -1;
+  route_t *r = calloc(1, sizeof *r);
+  if (!r)
+    return -1;
+  r->method = strdup(method);
+  r->pattern = strdup(pattern);
+  if (!r->method || !r->pattern) {
+    free(r->method);
+    free(r->pattern);
+    free(r);
+    return -1;
+  }
+  r->fn = fn;
+  r->arg = arg;
+  route_t **tail = &s->routes;
+  while (*tail)
+    tail = &(*tail)->next;
+  *tail = r;
+  return 0;
+}
+
+/* Match path against pattern, filling req->params from {name} segments.
+ * Returns 1 on a match, 0 otherwise, -1 for a malformed escape. */
+static int match(const char *pattern, admin_http_req_t *req, char **dec) {
+  const char *p = pattern, *u = req->path;
+  req->nparams = 0;
+  while (*p && *u) {
+    if (*p != '/' || *u != '/')
+      return 0;
+    p++, u++;
+    size_t pn = strcspn(p, "/"), un = strcspn(u, "/");
+    if (pn > 0 && p[0] == '{') {
+      if (un == 0 || req->nparams == ADMIN_HTTP_MAX_PARAMS)
+        return 0;
+      admin_kv_t *kv = &req->params[req->nparams++];
+      kv->name = *dec;
+      memcpy(*dec, p + 1, pn - 2);
+      (*dec)[pn - 2] = '\0';
+      *dec += pn - 1;
+      long n = admin_http_unescape(*dec, u, un, false);
+      if (n < 0)
+        return -1;
+      kv->value = *dec;
+      *dec += n + 1;
+    } else if (pn != un || memcmp(p, u, pn) != 0) {
+      return 0;
+    }
+    p += pn, u += un;
+  }
+  return *p == '\0' && *u == '\0';
+}
+
+static void conn_close(conn_t *c);
+static void conn_continue(conn_t *c);
+
+static void send_response(conn_t *c, int status, const char *extra_headers,
+                          const char *ctype, const char *body, size_t len,
+                          bool keep);
+static void respond(admin_http_req_t *req, int status, const char *headers,
+                    const char *ctype, const char *body, size_t len);
+
+static void write_cb(uv_write_t *w, int status) {
+  conn_t *c = w->data;
+  c->writing = false;
+  abuf_reset(&c->out);
+  if (status < 0 || c->close_after || c->srv->closing) {
+    conn_close(c);
+    return;
+  }
+  conn_continue(c);
+}
+
+static void send_response(conn_t *c, int status, const char *extra_headers,
+                          const char *ctype, const char *body, size_t len,
+                          bool keep) {
+  abuf_t *o = &c->out;
+  abuf_reset(o);
+  abuf_printf(o, "HTTP/1.1 %d %s\r\n", status, admin_http_reason(status));
+  if (ctype)
+    abuf_printf(o, "Content-Type: %s\r\n", ctype);
+  abuf_printf(o, "Content-Length: %zu\r\nCache-Control: no-store\r\n", len);
+  abuf_printf(o, "Connection: %s\r\n%s\r\n", keep ? "keep-alive" : "close",
+              extra_headers ? extra_headers : "");
+  abuf_add(o, body, len);
+  c->close_after = !keep;
+  if (o->failed || c->closed) {
+    conn_close(c);
+    return;
+  }
+  uv_buf_t b = uv_buf_init(o->data, (unsigned)o->len);
+  c->wr.data = c;
+  c->writing = true;
+  if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+    c->writing = false;
+    conn_close(c);
+  }
+}
+
+static void refuse(conn_t *c, int status) {
+  const char *msg = status == 408   ? "request not complete in time"
+                    : status == 413 ? "request body too large"
+                    : status == 431 ? "request head too large"
+                    : status == 501 ? "transfer encoding not supported"
+                    : status == 505 ? "HTTP version not supported"
+                    : status == 503 ? "too many connections"
+                                    : "malformed request";
+  char body[128];
+  int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
+  c->srv->stats.errors++;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  uv_timer_stop(&c->timer);
+  send_response(c, status, NULL, "application/json", body, (size_t)n, false);
+}
+
+static void dispatch(conn_t *c) {
+  admin_http_t *s = c->srv;
+  admin_http_req_t *req = c->req;
+  /* Decoded params go after the head copy and the decoded query. */
+  char *dec = req->store_ + req->dec_;
+  char allow[256] = "";
+  for (route_t *r = s->routes; r; r = r->next) {
+    char *d = dec;
+    int m = match(r->pattern, req, &d);
+    if (m < 0) {
+      refuse(c, 400);
+      return;
+    }
+    if (!m)
+      continue;
+    if (strcmp(r->method, req->method) == 0) {
+      s->stats.requests++;
+      c->pending = true;
+      r->fn(req, r->arg);
+      return;
+    }
+    if (strlen(allow) + strlen(r->method) + 3 < sizeof allow) {
+      if (*allow)
+        strcat(allow, ", ");
+      strcat(allow, r->method);
+    }
+  }
+  s->stats.requests++;
+  c->pending = true;
+  if (*allow) {
+    char hdr[300];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    static const char body[] = "{\"error\":\"method not allowed\"}";
+    respond(req, 405, hdr, "application/json", body, sizeof body - 1);
+    return;
+  }
+  admin_http_respond_error(req, 404, "no such resource");
+}
+
+static void timeout_cb(uv_timer_t *t) {
+  conn_t *c = t->data;
+  c->srv->stats.timeouts++;
+  if (c->in_len == 0) {
+    conn_close(c); /* an idle keep-alive connection: just close */
+    return;
+  }
+  refuse(c, 408);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  conn_t *c = h->data;
+  const admin_http_limits_t *l = &c->srv->opts.limits;
+  size_t limit = l->max_head + l->max_body;
+  if (c->in_cap < limit && c->in_cap - c->in_len < 16384) {
+    size_t cap = c->in_cap ? c->in_cap * 2 : 16384;
+    if (cap > limit)
+      cap = limit;
+    char *p = realloc(c->in, cap + 1); /* + 1: room for the body's NUL */
+    if (p) {
+      c->in = p;
+      c->in_cap = cap;
+    }
+  }
+  *buf = uv_buf_init(c->in ? c->in + c->in_len : NULL,
+                     (unsigned)(c->in ? c->in_cap - c->in_len : 0));
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  (void)buf;
+  conn_t *c = st->data;
+  if (n < 0) {
+    /* EOF, reset, or no buffer space (ENOBUFS): nothing more to answer. */
+    conn_close(c);
+    return;
+  }
+  c->in_len += (size_t)n;
+  conn_continue(c);
+}
+
+static void start_reading(conn_t *c) {
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0 &&
+      !uv_is_active((uv_handle_t *)&c->tcp)) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_start(&c->timer, timeout_cb, c->srv->opts.read_timeout_ms, 0);
+}
+
+static void send_continue(conn_t *c) {
+  static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+  c->continued = true;
+  /* Best effort: a client that does not see it sends the body anyway after
+   * its own wait. */
+  (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+}
+
+/* Parse what is buffered: answer, refuse, or wait for more bytes. */
+static void conn_continue(conn_t *c) {
+  admin_http_t *s = c->srv;
+  if (c->pending || c->writing || c->closed)
+    return;
+  int n = admin_http_parse(c->req, c->in, c->in_len, &s->opts.limits);
+  if (n < 0) {
+    refuse(c, -n);
+    return;
+  }
+  if (n == 0) {
+    if (c->req->head_len > 0 && c->req->expect_continue && !c->continued)
+      send_continue(c);
+    if (!uv_is_active((uv_handle_t *)&c->tcp))
+      start_reading(c);
+    return;
+  }
+  c->continued = false;
+  c->req_size = (size_t)n;
+  /* The body is NUL-terminated in place (c->in has a spare byte); the byte
+   * after it may belong to the next pipelined request, so it is saved and
+   * put back on answer. */
+  c->saved = c->in[n];
+  c->in[n] = '\0';
+  uv_timer_stop(&c->timer);
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  dispatch(c);
+}
+
+static void conn_free(conn_t *c) {
+  admin_http_t *s = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->stats.open--;
+  abuf_free(&c->out);
+  free(c->in);
+  free(c->req);
+  free(c);
+}
+
+static void maybe_done(admin_http_t *s);
+
+static void handle_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  admin_http_t *s = c->srv;
+  if (--c->nclosing > 0)
+    return;
+  /* A handler still holding the request frees the connection when it
+   * answers. */
+  if (!c->pending)
+    conn_free(c);
+  maybe_done(s);
+}
+
+static void conn_close(conn_t *c) {
+  if (c->closed)
+    return;
+  c->closed = true;
+  c->nclosing = 2;
+  uv_close((uv_handle_t *)&c->tcp, handle_closed);
+  uv_close((uv_handle_t *)&c->timer, handle_closed);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  admin_http_t *s = server->data;
+  if (status < 0 || s->closing)
+    return;
+  conn_t *c = calloc(1, sizeof *c);
+  admin_http_req_t *req = c ? malloc(sizeof *req) : NULL;
+  if (!c || !req) {
+    /* Out of memory: libuv waits for an accept before taking the next
+     * connection, so accept into a stack-free handle and drop it. */
+    free(c);
+    uv_tcp_t *t = malloc(sizeof *t);
+    if (t && uv_tcp_init(s->loop, t) == 0) {
+      (void)uv_accept(server, (uv_stream_t *)t);
+      uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    } else {
+      free(t);
+    }
+    return;
+  }
+  req->conn_ = c;
+  c->req = req;
+  c->srv = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->stats.open++;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    conn_close(c);
+    return;
+  }
+  s->stats.accepted++;
+  if (s->stats.open > s->opts.max_connections) {
+    s->stats.refused++;
+    refuse(c, 503);
+    return;
+  }
+  start_reading(c);
+}
+
+int admin_http_start(admin_http_t *s, char *errbuf, size_t errlen) {
+  struct sockaddr_storage addr;
+  int rc = uv_ip4_addr(s->host, s->opts.port, (struct sockaddr_in *)&addr);
+  if (rc != 0)
+    rc = uv_ip6_addr(s->host, s->opts.port, (struct sockaddr_in6 *)&addr);
+  if (rc != 0) {
+    if (errbuf)
+      snprintf(errbuf, errlen, "invalid admin listen address \"%s\"",
+               s->host);
+    return rc;
+  }
+  uv_tcp_init(s->loop, &s->listener);
+  s->listener.data = s;
+  s->handles = 1;
+  s->listening = true;
+  rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&s->listener, 128, on_connection);
+  if (rc != 0) {
+    if (errbuf)
+      snprintf(errbuf, errlen, "could not listen on %s:%d: %s", s->host,
+               s->opts.port, uv_strerror(rc));
+    return rc;
+  }
+  struct sockaddr_storage got;
+  int len = sizeof got;
+  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&got, &len);
+  s->port = got.ss_family == AF_INET6
+                ? ntohs(((struct sockaddr_in6 *)&got)->sin6_port)
+                : ntohs(((struct sockaddr_in *)&got)->sin_port);
+  return 0;
+}
+
+int admin_http_port(const admin_http_t *s) { return s ? s->port : -1; }
+
+static void server_free(admin_http_t *s) {
+  void (*cb)(void *) = s->close_cb;
+  void *arg = s->close_arg;
+  for (route_t *r = s->routes, *n; r; r = n) {
+    n = r->next;
+    free(r->method);
+    free(r->pattern);
+    free(r);
+  }
+  free(s->host);
+  free(s);
+  if (cb)
+    cb(arg);
+}
+
+static void maybe_done(admin_http_t *s) {
+  if (s->closing && s->handles == 0 && s->conns == NULL)
+    server_free(s);
+}
+
+static void listener_closed(uv_handle_t *h) {
+  admin_http_t *s = h->data;
+  s->handles = 0;
+  maybe_done(s);
+}
+
+void admin_http_close(admin_http_t *s, void (*close_cb)(void *arg),
+                      void *arg) {
+  if (!s || s->closing)
+    return;
+  s->closing = true;
+  s->close_cb = close_cb;
+  s->close_arg = arg;
+  for (conn_t *c = s->conns; c; c = c->next)
+    conn_close(c);
+  if (s->listening)
+    uv_close((uv_handle_t *)&s->listener, listener_closed);
+  else
+    maybe_done(s);
+}
+
+static void respond(admin_http_req_t *req, int status, const char *headers,
+                    const char *content_type, const char *body, size_t len) {
+  conn_t *c = req->conn_;
+  if (!c->pending)
+    return; /* answered twice: the contract forbids it; ignore */
+  c->pending = false;
+  if (c->closed) {
+    /* The client went away (or the server closed) while the handler
+     * worked: drop the answer, and finish freeing if the handles are
+     * closed already. */
+    if (c->nclosing == 0) {
+      admin_http_t *s = c->srv;
+      conn_free(c);
+      maybe_done(s);
+    }
+    return;
+  }
+  bool keep = req->keep_alive && c->srv->opts.keep_alive;
+  if (status >= 400)
+    c->srv->stats.errors++;
+  /* The body may point into c->in: copy it out first, then drop the
+   * answered request's bytes (pipelined ones move to the front). */
+  send_response(c, status, headers, content_type, body ? body : "", len,
+                keep);
+  c->in[c->req_size] = c->saved;
+  memmove(c->in, c->in + c->req_size, c->in_len - c->req_size);
+  c->in_len -= c->req_size;
+  c->req_size = 0;
+}
+
+void admin_http_respond(admin_http_req_t *req, int status,
+                        const char *content_type, const char *body,
+                        size_t len) {
+  respond(req, status, NULL, content_type, body, len);
+}
+
+void admin_http_respond_error(admin_http_req_t *req, int status,
+                              const char *message) {
+  abuf_t b = ABUF_INIT;
+  abuf_puts(&b, "{\"error\":\"");
+  abuf_json_str(&b, message);
+  abuf_puts(&b, "\"}");
+  if (b.failed)
+    admin_http_respond(req, 500, NULL, NULL, 0);
+  else
+    admin_http_respond(req, status, "application/json", b.data, b.len);
+  abuf_free(&b);
+}
+
+void admin_http_stats(const admin_http_t *s, admin_http_stats_t *out) {
+  *out = s->stats;
+}

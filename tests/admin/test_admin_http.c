@@ -1,0 +1,406 @@
+/* The admin HTTP server: parsing (including random and truncated input
+ * that must never crash it), routing, keep-alive and pipelining, bounds
+ * (431, 413, 408, connection limit) and handlers that answer later. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "admin_http.h"
+#include "http_client.h"
+#include "test_support.h"
+
+static const admin_http_limits_t limits = {8192, 1024};
+
+static int parse(admin_http_req_t *req, const char *s) {
+  return admin_http_parse(req, s, strlen(s), &limits);
+}
+
+static void test_parser_reads_method_path_query_headers_and_body(
+    void **state) {
+  (void)state;
+  admin_http_req_t *req = calloc(1, sizeof *req);
+  const char *r = "POST /sagas/order?state=running&type=a%20b+c&flag "
+                  "HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  "X-Trace:  v  \r\n\r\nhelloEXTRA";
+  assert_int_equal(parse(req, r), (int)strlen(r) - 5);
+  assert_string_equal(req->method, "POST");
+  assert_string_equal(req->path, "/sagas/order");
+  assert_string_equal(admin_http_query(req, "state"), "running");
+  assert_string_equal(admin_http_query(req, "type"), "a b c");
+  assert_string_equal(admin_http_query(req, "flag"), "");
+  assert_null(admin_http_query(req, "nope"));
+  assert_string_equal(admin_http_header(req, "x-trace"), "v");
+  assert_int_equal(req->body_len, 5);
+  assert_memory_equal(req->body, "hello", 5);
+  assert_true(req->keep_alive);
+  free(req);
+}
+
+static void test_parser_waits_for_the_rest_of_head_and_body(void **state) {
+  (void)state;
+  admin_http_req_t *req = calloc(1, sizeof *req);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\nHost: x\r\n"), 0);
+  assert_int_equal(req->head_len, 0);
+  assert_int_equal(
+      parse(req, "POST / HTTP/1.1\r\nExpect: 100-continue\r\n"
+                 "Content-Length: 3\r\n\r\nab"),
+      0);
+  assert_true(req->head_len > 0);
+  assert_true(req->expect_continue);
+  free(req);
+}
+
+static void test_parser_refuses_bad_requests_with_their_status(void **state) {
+  (void)state;
+  admin_http_req_t *req = calloc(1, sizeof *req);
+  assert_int_equal(parse(req, "GET /\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "GET x HTTP/1.1\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "G(T / HTTP/1.1\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "GET / HTTP/2.0\r\n\r\n"), -505);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\nHost: x\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\n folded\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "GET /?a=%zz HTTP/1.1\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "GET /?a=%00 HTTP/1.1\r\n\r\n"), -400);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n"),
+                   -400);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\nContent-Length: 1\r\n"
+                              "Content-Length: 2\r\n\r\n"),
+                   -400);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n"),
+                   -413);
+  assert_int_equal(
+      parse(req, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+      -501);
+  assert_int_equal(parse(req, "\r\n\r\n"), -400);
+  char *big = malloc(9000);
+  memset(big, 'a', 8999);
+  big[8999] = '\0';
+  memcpy(big, "GET /", 5);
+  assert_int_equal(parse(req, big), -431);
+  free(big);
+  char many[4096] = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < ADMIN_HTTP_MAX_HEADERS + 1; i++)
+    strcat(many, "A: b\r\n");
+  strcat(many, "\r\n");
+  assert_int_equal(parse(req, many), -431);
+  free(req);
+}
+
+static void test_http_1_0_closes_unless_asked_to_keep_alive(void **state) {
+  (void)state;
+  admin_http_req_t *req = calloc(1, sizeof *req);
+  assert_true(parse(req, "GET / HTTP/1.0\r\n\r\n") > 0);
+  assert_false(req->keep_alive);
+  assert_true(parse(req, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n") >
+              0);
+  assert_true(req->keep_alive);
+  assert_true(parse(req, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n") > 0);
+  assert_false(req->keep_alive);
+  free(req);
+}
+
+/* Random bytes, valid requests cut at every length, and valid requests
+ * with one byte changed: the parser answers need-more, a size, or a
+ * refusal, and never reads outside what it is given (ASan watches). */
+static void test_parser_survives_random_and_truncated_input(void **state) {
+  (void)state;
+  admin_http_req_t *req = calloc(1, sizeof *req);
+  const char *valid =
+      "POST /sagas/x%2Fy?a=1&b=%41+c HTTP/1.1\r\nHost: h\r\n"
+      "Content-Length: 4\r\nConnection: keep-alive\r\n\r\nbody";
+  size_t vlen = strlen(valid);
+  for (size_t cut = 0; cut < vlen; cut++) {
+    char *copy = malloc(cut ? cut : 1); /* exact size: overreads trap */
+    memcpy(copy, valid, cut);
+    assert_int_equal(admin_http_parse(req, copy, cut, &limits), 0);
+    free(copy);
+  }
+  srand(7);
+  const char alphabet[] = "GET POST/ %?&=+:\r\n\t0123456789aZ{}HTTP/1.1\x80\x01";
+  for (int round = 0; round < 20000; round++) {
+    size_t n = (size_t)(rand() % 300) + 1;
+    char *buf = malloc(n);
+    if (round % 2) {
+      for (size_t i = 0; i < n; i++)
+        buf[i] = (char)(rand() % 256);
+    } else if (round % 4 == 0) {
+      for (size_t i = 0; i < n; i++)
+        buf[i] = alphabet[rand() % (int)(sizeof alphabet - 1)];
+    } else {
+      n = vlen;
+      free(buf);
+      buf = malloc(n);
+      memcpy(buf, valid, n);
+      buf[rand() % (int)n] = (char)(rand() % 256);
+    }
+    int rc = admin_http_parse(req, buf, n, &limits);
+    assert_true(rc == 0 || (rc > 0 && (size_t)rc <= n) || rc == -400 ||
+                rc == -413 || rc == -431 || rc == -501 || rc == -505);
+    if (rc > 0)
+      assert_non_null(req->method);
+    free(buf);
+  }
+  free(req);
+}
+
+/* ---- the server on a loop ------------------------------------------ */
+
+typedef struct {
+  admin_http_opts_t opts;
+  admin_http_t *srv;
+  int port;
+  uv_timer_t later;
+  admin_http_req_t *held;
+  int closed;
+} fixture_t;
+
+static void h_echo_param(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  char body[512];
+  const char *q = admin_http_query(req, "x");
+  int n = snprintf(body, sizeof body, "%s|%s", admin_http_param(req, "id"),
+                   q ? q : "-");
+  admin_http_respond(req, 200, "text/plain", body, (size_t)n);
+}
+
+static void h_echo_body(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  assert_int_equal(req->body[req->body_len], '\0');
+  admin_http_respond(req, 201, "application/json", req->body, req->body_len);
+}
+
+static void later_cb(uv_timer_t *t) {
+  fixture_t *f = t->data;
+  admin_http_req_t *req = f->held;
+  f->held = NULL;
+  admin_http_respond(req, 200, "text/plain", "later", 5);
+}
+
+static void h_later(admin_http_req_t *req, void *arg) {
+  fixture_t *f = arg;
+  f->held = req;
+  uv_timer_start(&f->later, later_cb, 20, 0);
+}
+
+static void setup_server(uv_loop_t *loop, void *arg) {
+  fixture_t *f = arg;
+  uv_timer_init(loop, &f->later);
+  f->later.data = f;
+  f->srv = admin_http_new(loop, &f->opts);
+  assert_non_null(f->srv);
+  assert_int_equal(admin_http_route(f->srv, "GET", "/sagas/{id}",
+                                    h_echo_param, f),
+                   0);
+  assert_int_equal(admin_http_route(f->srv, "POST", "/echo", h_echo_body, f),
+                   0);
+  assert_int_equal(admin_http_route(f->srv, "GET", "/later", h_later, f), 0);
+  assert_int_equal(admin_http_route(f->srv, "bad", "/{", h_later, f), -1);
+  char err[128];
+  assert_int_equal(admin_http_start(f->srv, err, sizeof err), 0);
+  f->port = admin_http_port(f->srv);
+}
+
+static void server_closed(void *arg) { ((fixture_t *)arg)->closed = 1; }
+
+static void teardown_server(void *arg) {
+  fixture_t *f = arg;
+  uv_close((uv_handle_t *)&f->later, NULL);
+  if (f->held) /* a handler answers even when the server closes */
+    later_cb(&f->later);
+  admin_http_close(f->srv, server_closed, f);
+}
+
+static fixture_t *start(void (*tweak)(admin_http_opts_t *),
+                        loop_thread_t **t) {
+  fixture_t *f = calloc(1, sizeof *f);
+  admin_http_opts_init(&f->opts);
+  if (tweak)
+    tweak(&f->opts);
+  *t = loop_thread_start(setup_server, teardown_server, f);
+  assert_true(f->port > 0);
+  return f;
+}
+
+static void stop(fixture_t *f, loop_thread_t *t) {
+  loop_thread_stop(t);
+  assert_int_equal(f->closed, 1);
+  free(f);
+}
+
+static void test_server_routes_and_decodes_path_parameters(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int st;
+  char *r = http_roundtrip(f->port, "GET /sagas/a%2Fb?x=1 HTTP/1.1\r\n\r\n",
+                           &st);
+  assert_int_equal(st, 200);
+  assert_non_null(strstr(r, "\r\n\r\na/b|1"));
+  free(r);
+  r = http_roundtrip(f->port, "GET /nowhere HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 404);
+  free(r);
+  r = http_roundtrip(f->port, "GET /sagas/ HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 404);
+  free(r);
+  r = http_roundtrip(f->port, "DELETE /echo HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 405);
+  assert_non_null(strstr(r, "\r\nAllow: POST\r\n"));
+  free(r);
+  r = http_roundtrip(f->port, "GET /sagas/%zz HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 400);
+  free(r);
+  stop(f, t);
+}
+
+static void test_keep_alive_answers_pipelined_requests_in_order(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int fd = http_connect(f->port);
+  const char *two = "POST /echo HTTP/1.1\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+                    "GET /later HTTP/1.1\r\n\r\n"
+                    "GET /sagas/z HTTP/1.1\r\nConnection: close\r\n\r\n";
+  http_send(fd, two, strlen(two));
+  int st;
+  char *r = http_read_response(fd, &st);
+  assert_int_equal(st, 201);
+  assert_non_null(strstr(r, "\r\n\r\n{\"a\":1}"));
+  assert_non_null(strstr(r, "Connection: keep-alive"));
+  free(r);
+  r = http_read_response(fd, &st);
+  assert_int_equal(st, 200);
+  assert_non_null(strstr(r, "\r\n\r\nlater"));
+  free(r);
+  r = http_read_response(fd, &st);
+  assert_int_equal(st, 200);
+  assert_non_null(strstr(r, "Connection: close"));
+  free(r);
+  assert_true(http_peer_closed(fd));
+  close(fd);
+  stop(f, t);
+}
+
+static void small_limits(admin_http_opts_t *o) {
+  o->limits.max_head = 512;
+  o->limits.max_body = 64;
+  o->read_timeout_ms = 50;
+  o->max_connections = 2;
+}
+
+static void test_bounds_answer_431_413_and_408(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(small_limits, &t);
+  int st;
+  char head[700] = "GET /sagas/1 HTTP/1.1\r\nX: ";
+  memset(head + strlen(head), 'a', 600);
+  char *r = http_roundtrip(f->port, head, &st);
+  assert_int_equal(st, 431);
+  free(r);
+  r = http_roundtrip(f->port,
+                     "POST /echo HTTP/1.1\r\nContent-Length: 65\r\n\r\n", &st);
+  assert_int_equal(st, 413);
+  free(r);
+  /* Half a request, then silence: 408 once the read timeout passes. */
+  r = http_roundtrip(f->port, "GET /sagas/1 HTTP/1.1\r\n", &st);
+  assert_int_equal(st, 408);
+  free(r);
+  /* An idle connection is closed without an answer. */
+  int fd = http_connect(f->port);
+  assert_true(http_peer_closed(fd));
+  close(fd);
+  stop(f, t);
+}
+
+static void test_connections_over_the_limit_get_503(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(small_limits, &t);
+  int a = http_connect(f->port), b = http_connect(f->port);
+  int c = http_connect(f->port);
+  int st;
+  char *r = http_read_response(c, &st);
+  assert_int_equal(st, 503);
+  free(r);
+  close(a);
+  close(b);
+  close(c);
+  stop(f, t);
+}
+
+static void test_garbage_gets_400_and_the_connection_closes(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int fd = http_connect(f->port);
+  http_send(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 15);
+  int st;
+  char *r = http_read_response(fd, &st);
+  assert_int_equal(st, 400);
+  free(r);
+  assert_true(http_peer_closed(fd));
+  close(fd);
+  stop(f, t);
+}
+
+static void test_client_gone_before_a_late_answer_is_harmless(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int fd = http_connect(f->port);
+  http_send(fd, "GET /later HTTP/1.1\r\n\r\n", 23);
+  close(fd);
+  /* The held request is answered after the close; the server drops it. A
+   * second request proves the loop carries on. */
+  int st;
+  char *r = http_roundtrip(f->port, "GET /sagas/2 HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 200);
+  free(r);
+  stop(f, t);
+}
+
+static void test_expect_continue_gets_100_then_the_answer(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int fd = http_connect(f->port);
+  const char *h = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\n"
+                  "Content-Length: 2\r\n\r\n";
+  http_send(fd, h, strlen(h));
+  int st;
+  char *r = http_read_response(fd, &st);
+  assert_int_equal(st, 100);
+  free(r);
+  http_send(fd, "{}", 2);
+  r = http_read_response(fd, &st);
+  assert_int_equal(st, 201);
+  free(r);
+  close(fd);
+  stop(f, t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parser_reads_method_path_query_headers_and_body),
+      cmocka_unit_test(test_parser_waits_for_the_rest_of_head_and_body),
+      cmocka_unit_test(test_parser_refuses_bad_requests_with_their_status),
+      cmocka_unit_test(test_http_1_0_closes_unless_asked_to_keep_alive),
+      cmocka_unit_test(test_parser_survives_random_and_truncated_input),
+      cmocka_unit_test(test_server_routes_and_decodes_path_parameters),
+      cmocka_unit_test(test_keep_alive_answers_pipelined_requests_in_order),
+      cmocka_unit_test(test_bounds_answer_431_413_and_408),
+      cmocka_unit_test(test_connections_over_the_limit_get_503),
+      cmocka_unit_test(test_garbage_gets_400_and_the_connection_closes),
+      cmocka_unit_test(test_client_gone_before_a_late_answer_is_harmless),
+      cmocka_unit_test(test_expect_continue_gets_100_then_the_answer),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

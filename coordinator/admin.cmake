@@ -4,8 +4,9 @@
 add_library(saga_admin STATIC
   ${CMAKE_CURRENT_LIST_DIR}/admin_buf.c
   ${CMAKE_CURRENT_LIST_DIR}/metrics.c
-  ${CMAKE_CURRENT_LIST_DIR}/admin_http.c)
+  ${CMAKE_CURRENT_LIST_DIR}/admin_http.c
+  ${CMAKE_CURRENT_LIST_DIR}/admin_api.c)
 target_include_directories(saga_admin PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_admin
-  PUBLIC saga_defs PkgConfig::LIBUV
+  PUBLIC saga_defs PkgConfig::LIBUV PkgConfig::CJSON
   PRIVATE saga_warnings m)

@@ -327,7 +327,21 @@ struct admin_http {
   unsigned handles; /* listener + connections still to close */
   void (*close_cb)(void *arg);
   void *close_arg;
+  struct {
+    void (*fn)(void *);
+    void *arg;
+  } on_free[8];
+  size_t non_free;
 };
+
+int admin_http_on_free(admin_http_t *s, void (*fn)(void *arg), void *arg) {
+  if (!s || !fn || s->non_free == 8)
+    return -1;
+  s->on_free[s->non_free].fn = fn;
+  s->on_free[s->non_free].arg = arg;
+  s->non_free++;
+  return 0;
+}
 
 struct conn {
   uv_tcp_t tcp;
@@ -770,9 +784,11 @@ static void server_free(admin_http_t *s) {
     free(r);
   }
   free(s->host);
-  free(s);
   if (cb)
     cb(arg);
+  for (size_t i = 0; i < s->non_free; i++)
+    s->on_free[i].fn(s->on_free[i].arg);
+  free(s);
 }
 
 static void maybe_done(admin_http_t *s) {

@@ -115,6 +115,10 @@ admin_http_t *admin_http_new(uv_loop_t *loop, const admin_http_opts_t *opts);
 int admin_http_route(admin_http_t *s, const char *method, const char *pattern,
                      admin_http_handler_t fn, void *arg);
 
+/* Call fn(arg) when s is freed (after the close callback): releases what
+ * routes' args hold. At most 8 per server. Returns 0 or -1 when full. */
+int admin_http_on_free(admin_http_t *s, void (*fn)(void *arg), void *arg);
+
 /* Bind and listen. Returns 0 or a negative libuv error (e.g. UV_EADDRINUSE)
  * with a message in errbuf (may be NULL). */
 int admin_http_start(admin_http_t *s, char *errbuf, size_t errlen);

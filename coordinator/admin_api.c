@@ -1,0 +1,246 @@
+/* Admin API handlers (admin_api.h): validate, call the source, answer. */
+#include "admin_api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+typedef struct {
+  const admin_source_t *src;
+  metrics_t *metrics;
+} api_t;
+
+void admin_reply(admin_reply_t *r, int status, const char *json, size_t len) {
+  if (!json && status >= 400)
+    admin_http_respond_error(r, status, admin_http_reason(status));
+  else
+    admin_http_respond(r, status, "application/json", json ? json : "{}",
+                       json ? len : 2);
+}
+
+static void put_time(abuf_t *b, const char *key, int64_t ms) {
+  if (ms <= 0) {
+    abuf_printf(b, ",\"%s\":null", key);
+    return;
+  }
+  time_t sec = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  char iso[32];
+  strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+  abuf_printf(b, ",\"%s\":\"%s.%03dZ\"", key, iso, (int)(ms % 1000));
+}
+
+static void put_str(abuf_t *b, const char *key, const char *v) {
+  if (!v) {
+    abuf_printf(b, ",\"%s\":null", key);
+    return;
+  }
+  abuf_printf(b, ",\"%s\":\"", key);
+  abuf_json_str(b, v);
+  abuf_add(b, "\"", 1);
+}
+
+int admin_json_saga_row(abuf_t *b, const admin_saga_row_t *row) {
+  abuf_puts(b, "{\"saga_id\":\"");
+  abuf_json_str(b, row->saga_id);
+  abuf_add(b, "\"", 1);
+  put_str(b, "saga_type", row->saga_type);
+  abuf_printf(b, ",\"definition_version\":%d", row->definition_version);
+  put_str(b, "status", row->status);
+  abuf_printf(b, ",\"partition\":%d,\"version\":%lld", row->partition,
+              (long long)row->version);
+  put_time(b, "started_at", row->started_ms);
+  put_time(b, "updated_at", row->updated_ms);
+  put_time(b, "next_deadline_at", row->next_deadline_ms);
+  put_str(b, "current_step", row->current_step);
+  abuf_printf(b, ",\"stuck\":%s}", row->stuck ? "true" : "false");
+  return b->failed ? -1 : 0;
+}
+
+static bool text_ok(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n == 0 || n > max)
+    return false;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p < 0x21 || *p == 0x7f)
+      return false;
+  return true;
+}
+
+static void h_metrics(admin_http_req_t *req, void *arg) {
+  api_t *api = arg;
+  char *text = NULL;
+  size_t len = 0;
+  if (api->metrics && metrics_render(api->metrics, &text, &len) != 0) {
+    admin_http_respond_error(req, 500, "out of memory");
+    return;
+  }
+  admin_http_respond(req, 200, METRICS_CONTENT_TYPE, text ? text : "", len);
+  free(text);
+}
+
+static void h_healthz(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  static const char ok[] = "{\"status\":\"ok\"}";
+  admin_http_respond(req, 200, "application/json", ok, sizeof ok - 1);
+}
+
+static void h_readyz(admin_http_req_t *req, void *arg) {
+  api_t *api = arg;
+  admin_readiness_t r = {0};
+  if (!api->src->readiness) {
+    admin_http_respond_error(req, 501, "readiness not provided");
+    return;
+  }
+  api->src->readiness(api->src->arg, &r);
+  bool ready = r.store && r.kafka && r.partitions;
+  abuf_t b = ABUF_INIT;
+  abuf_printf(&b,
+              "{\"ready\":%s,\"store\":%s,\"kafka\":%s,\"partitions\":%s",
+              ready ? "true" : "false", r.store ? "true" : "false",
+              r.kafka ? "true" : "false", r.partitions ? "true" : "false");
+  r.detail[sizeof r.detail - 1] = '\0';
+  put_str(&b, "detail", r.detail[0] ? r.detail : NULL);
+  abuf_add(&b, "}", 1);
+  if (b.failed)
+    admin_http_respond_error(req, 500, "out of memory");
+  else
+    admin_reply(req, ready ? 200 : 503, b.data, b.len);
+  abuf_free(&b);
+}
+
+static void h_get_saga(admin_http_req_t *req, void *arg) {
+  api_t *api = arg;
+  const char *id = admin_http_param(req, "id");
+  if (!api->src->get_saga) {
+    admin_http_respond_error(req, 501, "saga reads not provided");
+    return;
+  }
+  if (!text_ok(id, ADMIN_ID_MAX)) {
+    admin_http_respond_error(req, 400, "invalid saga id");
+    return;
+  }
+  api->src->get_saga(api->src->arg, id, req);
+}
+
+static const char *const statuses[] = {"running", "compensating", "completed",
+                                       "compensated", "compensation_failed"};
+
+static void h_list(admin_http_req_t *req, void *arg) {
+  api_t *api = arg;
+  admin_list_query_t q = {.limit = ADMIN_LIST_DEFAULT};
+  if (!api->src->list_sagas) {
+    admin_http_respond_error(req, 501, "saga listing not provided");
+    return;
+  }
+  q.state = admin_http_query(req, "state");
+  if (q.state && !*q.state)
+    q.state = NULL;
+  if (q.state) {
+    size_t i = 0;
+    while (i < 5 && strcmp(q.state, statuses[i]) != 0)
+      i++;
+    if (i == 5) {
+      admin_http_respond_error(
+          req, 400,
+          "state must be one of running, compensating, completed, "
+          "compensated, compensation_failed");
+      return;
+    }
+  }
+  q.type = admin_http_query(req, "type");
+  if (q.type && !*q.type)
+    q.type = NULL;
+  q.after = admin_http_query(req, "after");
+  if (q.after && !*q.after)
+    q.after = NULL;
+  if ((q.type && !text_ok(q.type, ADMIN_TYPE_MAX)) ||
+      (q.after && !text_ok(q.after, ADMIN_ID_MAX))) {
+    admin_http_respond_error(req, 400, "invalid type or after");
+    return;
+  }
+  const char *stuck = admin_http_query(req, "stuck");
+  if (stuck) {
+    if (!*stuck || !strcmp(stuck, "true") || !strcmp(stuck, "1"))
+      q.stuck = true;
+    else if (strcmp(stuck, "false") != 0 && strcmp(stuck, "0") != 0) {
+      admin_http_respond_error(req, 400, "stuck must be true or false");
+      return;
+    }
+  }
+  const char *limit = admin_http_query(req, "limit");
+  if (limit) {
+    char *end;
+    long v = strtol(limit, &end, 10);
+    if (*end || end == limit || v < 1 || v > ADMIN_LIST_MAX) {
+      admin_http_respond_error(req, 400, "limit must be between 1 and 1000");
+      return;
+    }
+    q.limit = (size_t)v;
+  }
+  api->src->list_sagas(api->src->arg, &q, req);
+}
+
+static void h_start(admin_http_req_t *req, void *arg) {
+  api_t *api = arg;
+  const char *type = admin_http_param(req, "type");
+  if (!api->src->start_saga) {
+    admin_http_respond_error(req, 501, "starting sagas not provided");
+    return;
+  }
+  const char *id = admin_http_query(req, "id");
+  if (!id)
+    id = admin_http_header(req, "Idempotency-Key");
+  if (!text_ok(type, ADMIN_TYPE_MAX)) {
+    admin_http_respond_error(req, 400, "invalid saga type");
+    return;
+  }
+  if (!id || !text_ok(id, ADMIN_ID_MAX)) {
+    admin_http_respond_error(
+        req, 400,
+        "a saga id is required (query id= or header Idempotency-Key), "
+        "1 to 63 printable bytes");
+    return;
+  }
+  const char *ct = admin_http_header(req, "Content-Type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    admin_http_respond_error(req, 415, "body must be application/json");
+    return;
+  }
+  const char *body = req->body_len ? req->body : "{}";
+  size_t len = req->body_len ? req->body_len : 2;
+  cJSON *doc = cJSON_ParseWithLength(body, len);
+  if (!doc) {
+    admin_http_respond_error(req, 400, "body is not valid JSON");
+    return;
+  }
+  cJSON_Delete(doc);
+  api->src->start_saga(api->src->arg, type, id, body, len, req);
+}
+
+static void api_free(void *arg) { free(arg); }
+
+int admin_api_register(admin_http_t *s, const admin_source_t *src,
+                       metrics_t *metrics) {
+  api_t *api = calloc(1, sizeof *api);
+  if (!api)
+    return -1;
+  api->src = src;
+  api->metrics = metrics;
+  if (admin_http_on_free(s, api_free, api) != 0) {
+    free(api);
+    return -1;
+  }
+  int rc = admin_http_route(s, "GET", "/metrics", h_metrics, api);
+  rc |= admin_http_route(s, "GET", "/healthz", h_healthz, api);
+  rc |= admin_http_route(s, "GET", "/readyz", h_readyz, api);
+  rc |= admin_http_route(s, "GET", "/sagas/{id}", h_get_saga, api);
+  rc |= admin_http_route(s, "GET", "/sagas", h_list, api);
+  rc |= admin_http_route(s, "POST", "/sagas/{type}", h_start, api);
+  return rc ? -1 : 0;
+}

@@ -1,0 +1,253 @@
+/* The admin API handlers over a fake source: request validation, the
+ * answers' shape, readiness, metrics and idempotent starts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "admin_api.h"
+#include "http_client.h"
+
+typedef struct {
+  admin_source_t src;
+  admin_readiness_t ready;
+  char started_id[64], started_type[64], started_input[256];
+  admin_list_query_t last_q;
+  char last_after[64];
+  metrics_t *metrics;
+  admin_http_t *srv;
+  int port;
+} fake_t;
+
+static const admin_saga_row_t rows[] = {
+    {"o-1", "order", 1, "completed", 3, 9, 1700000000000, 1700000001234, 0,
+     NULL, false},
+    {"o-2", "order", 1, "running", 0, 2, 1700000000000, 1700000000500,
+     1700000060000, "pay\"ment", true},
+};
+
+static void get_saga(void *arg, const char *id, admin_reply_t *r) {
+  (void)arg;
+  for (size_t i = 0; i < 2; i++) {
+    if (strcmp(rows[i].saga_id, id) != 0)
+      continue;
+    abuf_t b = ABUF_INIT;
+    abuf_puts(&b, "{\"saga\":");
+    admin_json_saga_row(&b, &rows[i]);
+    abuf_puts(&b, ",\"history\":[]}");
+    admin_reply(r, 200, b.data, b.len);
+    abuf_free(&b);
+    return;
+  }
+  admin_reply(r, 404, NULL, 0);
+}
+
+static void list_sagas(void *arg, const admin_list_query_t *q,
+                       admin_reply_t *r) {
+  fake_t *f = arg;
+  f->last_q = *q;
+  snprintf(f->last_after, sizeof f->last_after, "%s", q->after ? q->after : "");
+  abuf_t b = ABUF_INIT;
+  abuf_puts(&b, "{\"sagas\":[");
+  size_t n = 0;
+  const char *last = NULL;
+  for (size_t i = 0; i < 2 && n < q->limit; i++) {
+    if ((q->state && strcmp(q->state, rows[i].status) != 0) ||
+        (q->after && strcmp(rows[i].saga_id, q->after) <= 0) ||
+        (q->stuck && !rows[i].stuck))
+      continue;
+    if (n++)
+      abuf_add(&b, ",", 1);
+    admin_json_saga_row(&b, &rows[i]);
+    last = rows[i].saga_id;
+  }
+  if (n == q->limit && last)
+    abuf_printf(&b, "],\"next\":\"%s\"}", last);
+  else
+    abuf_puts(&b, "],\"next\":null}");
+  admin_reply(r, 200, b.data, b.len);
+  abuf_free(&b);
+}
+
+static void start_saga(void *arg, const char *type, const char *id,
+                       const char *input, size_t len, admin_reply_t *r) {
+  fake_t *f = arg;
+  bool again = strcmp(f->started_id, id) == 0;
+  if (again && strcmp(f->started_type, type) != 0) {
+    admin_reply(r, 409, NULL, 0);
+    return;
+  }
+  snprintf(f->started_id, sizeof f->started_id, "%s", id);
+  snprintf(f->started_type, sizeof f->started_type, "%s", type);
+  snprintf(f->started_input, sizeof f->started_input, "%.*s", (int)len, input);
+  char body[128];
+  int n = snprintf(body, sizeof body, "{\"saga_id\":\"%s\",\"created\":%s}",
+                   id, again ? "false" : "true");
+  admin_reply(r, again ? 200 : 201, body, (size_t)n);
+}
+
+static void readiness(void *arg, admin_readiness_t *out) {
+  *out = ((fake_t *)arg)->ready;
+}
+
+static void setup(uv_loop_t *loop, void *arg) {
+  fake_t *f = arg;
+  f->src = (admin_source_t){f, get_saga, list_sagas, start_saga, readiness};
+  f->metrics = metrics_new();
+  metric_inc(metric_series(
+      metrics_counter(f->metrics, "saga_started_total", "Sagas started.",
+                      "saga_type"),
+      "order"));
+  f->srv = admin_http_new(loop, NULL);
+  assert_int_equal(admin_api_register(f->srv, &f->src, f->metrics), 0);
+  assert_int_equal(admin_http_start(f->srv, NULL, 0), 0);
+  f->port = admin_http_port(f->srv);
+}
+
+static void teardown(void *arg) {
+  fake_t *f = arg;
+  admin_http_close(f->srv, NULL, NULL);
+}
+
+static fake_t *fake;
+static loop_thread_t *loop;
+
+static int group_setup(void **state) {
+  (void)state;
+  fake = calloc(1, sizeof *fake);
+  loop = loop_thread_start(setup, teardown, fake);
+  return 0;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  loop_thread_stop(loop);
+  metrics_free(fake->metrics);
+  free(fake);
+  return 0;
+}
+
+/* Body of one exchange; status must equal want. Caller frees. */
+static char *call(const char *request, int want) {
+  int st;
+  char *r = http_roundtrip(fake->port, request, &st);
+  assert_non_null(r);
+  if (st != want)
+    fprintf(stderr, "unexpected answer:\n%s\n", r);
+  assert_int_equal(st, want);
+  char *body = strdup(strstr(r, "\r\n\r\n") + 4);
+  free(r);
+  return body;
+}
+
+static void test_metrics_endpoint_serves_prometheus_text(void **state) {
+  (void)state;
+  int st;
+  char *r = http_roundtrip(fake->port, "GET /metrics HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 200);
+  assert_non_null(
+      strstr(r, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+  assert_non_null(strstr(r, "\r\n\r\n# HELP saga_started_total Sagas started."
+                            "\n# TYPE saga_started_total counter\n"
+                            "saga_started_total{saga_type=\"order\"} 1\n"));
+  free(r);
+}
+
+static void test_healthz_is_ok_and_readyz_follows_the_source(void **state) {
+  (void)state;
+  free(call("GET /healthz HTTP/1.1\r\n\r\n", 200));
+  fake->ready = (admin_readiness_t){true, true, false, "no partitions yet"};
+  char *b = call("GET /readyz HTTP/1.1\r\n\r\n", 503);
+  assert_string_equal(b, "{\"ready\":false,\"store\":true,\"kafka\":true,"
+                         "\"partitions\":false,\"detail\":\"no partitions "
+                         "yet\"}");
+  free(b);
+  fake->ready = (admin_readiness_t){true, true, true, ""};
+  b = call("GET /readyz HTTP/1.1\r\n\r\n", 200);
+  assert_string_equal(b, "{\"ready\":true,\"store\":true,\"kafka\":true,"
+                         "\"partitions\":true,\"detail\":null}");
+  free(b);
+}
+
+static void test_get_saga_answers_the_row_as_json_or_404(void **state) {
+  (void)state;
+  char *b = call("GET /sagas/o-2 HTTP/1.1\r\n\r\n", 200);
+  assert_string_equal(
+      b, "{\"saga\":{\"saga_id\":\"o-2\",\"saga_type\":\"order\","
+         "\"definition_version\":1,\"status\":\"running\",\"partition\":0,"
+         "\"version\":2,\"started_at\":\"2023-11-14T22:13:20.000Z\","
+         "\"updated_at\":\"2023-11-14T22:13:20.500Z\","
+         "\"next_deadline_at\":\"2023-11-14T22:14:20.000Z\","
+         "\"current_step\":\"pay\\\"ment\",\"stuck\":true},\"history\":[]}");
+  free(b);
+  free(call("GET /sagas/nope HTTP/1.1\r\n\r\n", 404));
+  char longid[200] = "GET /sagas/";
+  memset(longid + strlen(longid), 'x', 70);
+  strcat(longid, " HTTP/1.1\r\n\r\n");
+  free(call(longid, 400));
+}
+
+static void test_list_validates_filters_and_pages_with_a_cursor(
+    void **state) {
+  (void)state;
+  char *b = call("GET /sagas?limit=1 HTTP/1.1\r\n\r\n", 200);
+  assert_non_null(strstr(b, "\"saga_id\":\"o-1\""));
+  assert_non_null(strstr(b, "\"next\":\"o-1\""));
+  free(b);
+  b = call("GET /sagas?limit=1&after=o-1 HTTP/1.1\r\n\r\n", 200);
+  assert_non_null(strstr(b, "\"saga_id\":\"o-2\""));
+  assert_string_equal(fake->last_after, "o-1");
+  free(b);
+  b = call("GET /sagas?state=running&type=order&stuck=true HTTP/1.1\r\n\r\n",
+           200);
+  assert_true(fake->last_q.stuck);
+  assert_int_equal(fake->last_q.limit, ADMIN_LIST_DEFAULT);
+  assert_null(strstr(b, "o-1"));
+  free(b);
+  free(call("GET /sagas?state=sleeping HTTP/1.1\r\n\r\n", 400));
+  free(call("GET /sagas?limit=0 HTTP/1.1\r\n\r\n", 400));
+  free(call("GET /sagas?limit=1001 HTTP/1.1\r\n\r\n", 400));
+  free(call("GET /sagas?limit=5x HTTP/1.1\r\n\r\n", 400));
+  free(call("GET /sagas?stuck=maybe HTTP/1.1\r\n\r\n", 400));
+}
+
+static void test_start_is_idempotent_on_the_client_id(void **state) {
+  (void)state;
+  const char *req = "POST /sagas/order?id=o-9 HTTP/1.1\r\n"
+                    "Content-Type: application/json\r\n"
+                    "Content-Length: 13\r\n\r\n{\"amount\":10}";
+  char *b = call(req, 201);
+  assert_string_equal(b, "{\"saga_id\":\"o-9\",\"created\":true}");
+  assert_string_equal(fake->started_input, "{\"amount\":10}");
+  free(b);
+  b = call(req, 200);
+  assert_string_equal(b, "{\"saga_id\":\"o-9\",\"created\":false}");
+  free(b);
+  free(call("POST /sagas/refund HTTP/1.1\r\nIdempotency-Key: o-9\r\n"
+            "Content-Length: 2\r\n\r\n{}",
+            409));
+  free(call("POST /sagas/order HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+            400)); /* no id */
+  free(call("POST /sagas/order?id=x HTTP/1.1\r\nContent-Length: 5\r\n\r\n"
+            "{nope",
+            400));
+  free(call("POST /sagas/order?id=x HTTP/1.1\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 2\r\n\r\n{}",
+            415));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_metrics_endpoint_serves_prometheus_text),
+      cmocka_unit_test(test_healthz_is_ok_and_readyz_follows_the_source),
+      cmocka_unit_test(test_get_saga_answers_the_row_as_json_or_404),
+      cmocka_unit_test(test_list_validates_filters_and_pages_with_a_cursor),
+      cmocka_unit_test(test_start_is_idempotent_on_the_client_id),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

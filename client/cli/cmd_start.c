@@ -69,7 +69,7 @@ static int check_json(const char *text, size_t len, const char *what) {
   if (memchr(text, '\0', len) != NULL)
     return cli_fail(CLI_EXIT_USAGE, "%s: malformed JSON: NUL byte", what);
   const char *end = NULL;
-  cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 1);
+  cJSON *j = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
   if (j != NULL) {
     cJSON_Delete(j);
     return CLI_EXIT_OK;

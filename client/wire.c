@@ -202,7 +202,8 @@ nomem:
               msg->descriptor->name);
 }
 
-/* Copy header `name` into dst (""): bounded, no NUL bytes. */
+/* Copy header `name` into dst (""): bounded, no NUL bytes, no control
+ * characters. */
 static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
                       char *dst, char *errbuf, size_t errlen) {
   const void *v = NULL;
@@ -220,6 +221,16 @@ static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
   if (memchr(v, '\0', n))
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "header \"%s\" contains a NUL byte", name);
+  /* The encoder refuses control characters in these values: accepting
+   * them here would let a receiver take a message it cannot answer (a
+   * participant echoes correlation-id into its reply). */
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = ((const unsigned char *)v)[i];
+    if (c < 0x20 || c == 0x7f)
+      return saga__errf(SAGA_EMISSING, errbuf, errlen,
+                        "header \"%s\" contains a control character at "
+                        "byte %zu", name, i);
+  }
   memcpy(dst, v, n);
   dst[n] = '\0';
   return 0;

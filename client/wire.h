@@ -55,7 +55,7 @@ int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
  * missing or different `saga-message-type` header (SAGA_ETYPE), a value
  * past max_bytes (SAGA_ETOOBIG; 0 = 1 MiB), bytes that do not parse
  * (SAGA_EDECODE), header values past SAGA_WIRE_MAX_ID or with NUL bytes
- * and missing required fields or a `saga-id` header that disagrees with the
+ * or other control characters (which saga__wire_encode refuses) and missing required fields or a `saga-id` header that disagrees with the
  * body (SAGA_EMISSING). hdrs may be NULL (then SAGA_ETYPE). On 0, *out is
  * the message (saga__wire_free) and *meta the headers. */
 int saga__wire_decode(const ProtobufCMessageDescriptor *want,

@@ -317,6 +317,31 @@ static void test_headers_that_disagree_or_overflow_are_refused(void **state) {
   unpack_free(&p);
 }
 
+/* Found by fuzz_wire: a correlation-id or traceparent header holding a
+ * control character decoded, but the participant's reply echoing it could
+ * not be encoded, so the command was never answered nor acknowledged. */
+static void test_headers_with_control_characters_are_refused(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  const char *names[] = {SAGA_HDR_CORRELATION, SAGA_HDR_TRACEPARENT,
+                         SAGA_HDR_CAUSATION, SAGA_HDR_SAGA_ID};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+    rd_kafka_header_add(h, names[i], -1, "corr\n1", -1);
+    assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_EMISSING);
+    assert_non_null(strstr(errbuf, "control character at byte 4"));
+    rd_kafka_headers_destroy(h);
+  }
+  rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+  rd_kafka_header_add(h, SAGA_HDR_CORRELATION, -1, "corr\x7f", -1);
+  assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_EMISSING);
+  rd_kafka_headers_destroy(h);
+  unpack_free(&p);
+}
+
 static void test_type_header_names_a_known_message(void **state) {
   (void)state;
   rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -377,6 +402,7 @@ int main(void) {
       cmocka_unit_test(test_oversize_message_is_refused_before_parsing),
       cmocka_unit_test(test_missing_required_fields_are_named),
       cmocka_unit_test(test_headers_that_disagree_or_overflow_are_refused),
+      cmocka_unit_test(test_headers_with_control_characters_are_refused),
       cmocka_unit_test(test_type_header_names_a_known_message),
       cmocka_unit_test(test_idempotency_key_and_generated_ids_have_their_form),
       cmocka_unit_test(test_error_map_names_every_code),

@@ -43,8 +43,49 @@ int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value) {
   return rd_kafka_header_add(h, name, -1, value, -1) ? SAGA_ENOMEM : 0;
 }
 
-/* An id-like string: present, bounded, no '/' (the idempotency key's
- * separator) and no control characters. */
+/* Byte offset of the first byte that breaks UTF-8 in v[0..n) (overlongs,
+ * surrogates and code points past U+10FFFF included), or n when valid.
+ * protobuf-c does not check proto3 strings; other languages' decoders
+ * refuse them, and PostgreSQL refuses them as text. */
+static size_t utf8_bad_at(const unsigned char *v, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = v[i];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      k = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      k = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      k = 3;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (n - i <= k)
+      return i;
+    for (size_t j = 1; j <= k; j++) {
+      if ((v[i + j] & 0xC0) != 0x80)
+        return i;
+      cp = (cp << 6) | (v[i + j] & 0x3F);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
+    i += k + 1;
+  }
+  return n;
+}
+
+/* An id-like string: present, bounded, UTF-8, no '/' (the idempotency
+ * key's separator) and no control characters. */
 static int check_id(const char *what, const char *v, int allow_slash,
                     char *errbuf, size_t errlen) {
   if (!v || !*v)
@@ -60,6 +101,10 @@ static int check_id(const char *what, const char *v, int allow_slash,
       return saga__errf(SAGA_EMISSING, errbuf, errlen,
                   "%s contains a forbidden character at byte %zu", what, i);
   }
+  size_t bad = utf8_bad_at((const unsigned char *)v, n);
+  if (bad < n)
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
+                      "%s is not valid UTF-8 at byte %zu", what, bad);
   return 0;
 }
 
@@ -202,8 +247,8 @@ nomem:
               msg->descriptor->name);
 }
 
-/* Copy header `name` into dst (""): bounded, no NUL bytes, no control
- * characters. */
+/* Copy header `name` into dst (""): bounded, UTF-8, no NUL bytes, no
+ * control characters. */
 static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
                       char *dst, char *errbuf, size_t errlen) {
   const void *v = NULL;
@@ -231,6 +276,11 @@ static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
                         "header \"%s\" contains a control character at "
                         "byte %zu", name, i);
   }
+  size_t bad = utf8_bad_at(v, n);
+  if (bad < n)
+    return saga__errf(SAGA_EMISSING, errbuf, errlen,
+                      "header \"%s\" is not valid UTF-8 at byte %zu", name,
+                      bad);
   memcpy(dst, v, n);
   dst[n] = '\0';
   return 0;

@@ -54,10 +54,12 @@ int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
 /* Decode a Kafka message's value into a message of type `want`. Refuses a
  * missing or different `saga-message-type` header (SAGA_ETYPE), a value
  * past max_bytes (SAGA_ETOOBIG; 0 = 1 MiB), bytes that do not parse
- * (SAGA_EDECODE), header values past SAGA_WIRE_MAX_ID or with NUL bytes
- * or other control characters (which saga__wire_encode refuses) and missing required fields or a `saga-id` header that disagrees with the
- * body (SAGA_EMISSING). hdrs may be NULL (then SAGA_ETYPE). On 0, *out is
- * the message (saga__wire_free) and *meta the headers. */
+ * (SAGA_EDECODE), and (SAGA_EMISSING) header values past SAGA_WIRE_MAX_ID,
+ * not UTF-8 or holding NUL or other control characters (which
+ * saga__wire_encode refuses), missing required fields, ids that are not
+ * UTF-8, or a `saga-id` header that disagrees with the body. hdrs may be
+ * NULL (then SAGA_ETYPE). On 0, *out is the message (saga__wire_free) and
+ * *meta the headers. */
 int saga__wire_decode(const ProtobufCMessageDescriptor *want,
                       const void *value, size_t len,
                       const rd_kafka_headers_t *hdrs, size_t max_bytes,

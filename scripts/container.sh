@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The container image of sagad, built and tested with podman.
 # Usage: scripts/container.sh COMMAND
-#   deps     install podman, runc, debootstrap (Debian packages) if missing
+#   deps     install podman, runc, debootstrap, catatonit (Debian) if missing
 #   base     make the bookworm base image once (debootstrap + podman import)
 #   build    build the sagad image (Containerfile) and print its size
 #   test     build, then the end-to-end test (tests/container/e2e.sh)
@@ -47,7 +47,7 @@ pm() { podman "$@"; }
 
 ct_deps() {
   local missing=() p
-  for p in podman runc debootstrap; do
+  for p in podman runc debootstrap catatonit; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
       missing+=("$p")
   done

@@ -342,6 +342,62 @@ static void test_headers_with_control_characters_are_refused(void **state) {
   unpack_free(&p);
 }
 
+/* Found from a fuzz_wire input: protobuf-c does not check that proto3
+ * strings are UTF-8, so a saga id of raw bytes decoded; the event store
+ * and PostgreSQL refuse it as text, other languages' decoders refuse the
+ * whole message. Ids and headers must be UTF-8 both ways. */
+static void test_ids_and_headers_that_are_not_utf8_are_refused(void **state) {
+  (void)state;
+  Saga__V1__Command c = make_command();
+  packed_t p = pack(&c.base);
+  const char *bad[] = {"a\xff", "a\xc0\xaf", "a\xed\xa0\x80", "a\xe2\x82"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.Command", -1);
+    rd_kafka_header_add(h, SAGA_HDR_CORRELATION, -1, bad[i], -1);
+    assert_int_equal(decode_command(p.buf, p.len, h, 0), SAGA_EMISSING);
+    assert_non_null(strstr(errbuf, "not valid UTF-8 at byte 1"));
+    rd_kafka_headers_destroy(h);
+  }
+  unpack_free(&p);
+  /* A body saga id of raw bytes, packed by hand past the encoder. */
+  Saga__V1__StartSaga st;
+  saga__v1__start_saga__init(&st);
+  st.saga_id = SAGA_MUT("order-\xff\xfe");
+  st.saga_type = SAGA_MUT("order");
+  uint8_t raw[64];
+  size_t n = saga__v1__start_saga__pack(&st, raw);
+  rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.StartSaga", -1);
+  ProtobufCMessage *m = NULL;
+  saga__wire_meta_t meta;
+  assert_int_equal(saga__wire_decode(&saga__v1__start_saga__descriptor, raw,
+                                     n, h, 0, &m, &meta, errbuf,
+                                     sizeof errbuf),
+                   SAGA_EMISSING);
+  assert_null(m);
+  assert_non_null(strstr(errbuf, "saga_id is not valid UTF-8 at byte 6"));
+  rd_kafka_headers_destroy(h);
+  /* The encoder refuses it too. */
+  void *buf = NULL;
+  size_t len = 0;
+  assert_int_equal(saga__wire_encode(&st.base, NULL, 0, &buf, &len, &h,
+                                     errbuf, sizeof errbuf),
+                   SAGA_EMISSING);
+  /* A valid multi-byte id is fine. */
+  st.saga_id = SAGA_MUT("commande-\xc3\xa9t\xc3\xa9-\xf0\x9f\x9a\x80");
+  assert_int_equal(saga__wire_encode(&st.base, NULL, 0, &buf, &len, &h,
+                                     errbuf, sizeof errbuf),
+                   0);
+  assert_int_equal(saga__wire_decode(&saga__v1__start_saga__descriptor, buf,
+                                     len, h, 0, &m, &meta, errbuf,
+                                     sizeof errbuf),
+                   0);
+  saga__wire_free(m);
+  rd_kafka_headers_destroy(h);
+  free(buf);
+}
+
 static void test_type_header_names_a_known_message(void **state) {
   (void)state;
   rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -403,6 +459,7 @@ int main(void) {
       cmocka_unit_test(test_missing_required_fields_are_named),
       cmocka_unit_test(test_headers_that_disagree_or_overflow_are_refused),
       cmocka_unit_test(test_headers_with_control_characters_are_refused),
+      cmocka_unit_test(test_ids_and_headers_that_are_not_utf8_are_refused),
       cmocka_unit_test(test_type_header_names_a_known_message),
       cmocka_unit_test(test_idempotency_key_and_generated_ids_have_their_form),
       cmocka_unit_test(test_error_map_names_every_code),

@@ -46,11 +46,18 @@ static void round_trip(const ProtobufCMessageDescriptor *want,
                        const ProtobufCMessage *msg,
                        const saga__wire_meta_t *meta) {
   char err[512];
+  /* Unknown fields are not re-sent by anyone, and protobuf-c packs them
+   * differently from how it read them (a field number 0 written in two
+   * bytes is read, then written in one and refused): leave them out. */
+  ProtobufCMessage *mut = (ProtobufCMessage *)(uintptr_t)msg;
+  unsigned n_unknown = mut->n_unknown_fields;
+  mut->n_unknown_fields = 0;
   saga_meta_t view = saga__wire_meta_view(meta);
   void *buf = NULL;
   size_t len = 0;
   rd_kafka_headers_t *h = NULL;
   int rc = saga__wire_encode(msg, &view, 0, &buf, &len, &h, err, sizeof err);
+  mut->n_unknown_fields = n_unknown;
   if (rc != 0)
     fprintf(stderr, "decoded %s does not encode again: %s\n", want->name,
             err);

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# End to end through the container image: the sagad image built by
+# scripts/container.sh runs against the embedded PostgreSQL and Kafka mock
+# on 127.0.0.1 (--network=host), as an unprivileged user.
+#
+#   e2e.sh lifecycle [BIN_DIR]   migrate a fresh database with the image's
+#       saga-es-migrate, start sagad, probe it, SIGTERM: exit 0, "stopped"
+#   e2e.sh sagas BIN_DIR         the same, plus the order example's three
+#       participants and order-starter (host programs from BIN_DIR): orders
+#       complete and compensate through the containerized coordinator
+#
+# Opt-in: runs only with SAGA_CONTAINER_TESTS=1 (root, podman, the Debian
+# mirror; see docs/deploy.md), and skips (77) saying why when podman cannot
+# run. Removes every container it started, stops every process it started
+# and drops its database, also on failure.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+mode=${1:-lifecycle}
+bin_dir=${2:-${SAGA_BUILD_DIR:-$root/build}/examples/order-saga}
+ct() { "$root/scripts/container.sh" "$@"; }
+skip() { echo "skipped: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+scale=${SAGA_TEST_TIMEOUT_SCALE:-1}
+
+[ "${SAGA_CONTAINER_TESTS:-0}" = 1 ] ||
+  skip "container tests are opt-in: SAGA_CONTAINER_TESTS=1 (root podman; scripts/container.sh test)"
+[ -n "${SAGA_PG_CONNINFO:-}" ] || skip "SAGA_PG_CONNINFO unset"
+[ -n "${SAGA_KAFKA_BOOTSTRAP:-}" ] || skip "SAGA_KAFKA_BOOTSTRAP unset"
+why=$(ct can-run 2>&1) || skip "$why"
+ct build
+image=${SAGA_IMAGE:-localhost/saga/sagad:dev}
+
+id=ct$$$RANDOM
+work=$(mktemp -d "${TMPDIR:-/tmp}/saga-$id.XXXXXX")
+containers=() pids=() db=
+cleanup() {
+  local rc=$? c p
+  for c in "${containers[@]}"; do ct podman rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -n "$db" ] && psql "$SAGA_PG_CONNINFO" -qXc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+    for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/}"; tail -n 30 "$f"; }; done
+  fi
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A fresh database, reached over TCP: the container shares the host's network
+# but not its file system, so not the unix socket.
+db=saga_$id
+psql "$SAGA_PG_CONNINFO" -qXc "CREATE DATABASE \"$db\"" >/dev/null
+tcp() { sed -E 's/(^| )host=[^ ]*//' <<<"$SAGA_PG_CONNINFO"; }
+conninfo="$(tcp) host=127.0.0.1 dbname=$db"
+
+# The migration Job's command, from the image.
+out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/saga-es-migrate \
+      "$image" "$conninfo" 2>&1) || fail "saga-es-migrate in the image: $out"
+grep -q '^event store schema version [1-9]' <<<"$out" || fail "saga-es-migrate said: $out"
+
+# Definitions with this run's command topics, readable by the image's user.
+mkdir -p "$work/defs"
+sed -e "s/\"\\([a-z]*\\)\\.commands\"/\"$id.\\1.commands\"/g" \
+  "$root/examples/order-saga/demo/order.v1.json" >"$work/defs/order.v1.json"
+chmod 755 "$work" "$work/defs"
+chmod 644 "$work/defs/order.v1.json"
+admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+name=saga-$id
+containers+=("$name")
+ct podman run -d --name "$name" --network=host --health-interval=disable \
+  -v "$work/defs:/etc/sagad/definitions:ro" \
+  -e SAGAD_STORE_CONNINFO="$conninfo" \
+  -e SAGAD_KAFKA_BOOTSTRAP_SERVERS="$SAGA_KAFKA_BOOTSTRAP" \
+  -e SAGAD_TOPIC_INBOX="$id.inbox" \
+  -e SAGAD_TOPIC_NOTIFICATIONS="$id.notifications" \
+  -e SAGAD_TOPIC_DLQ="$id.dlq" \
+  -e SAGAD_GROUP_ID="$id.sagad" \
+  -e SAGAD_ADMIN_LISTEN="127.0.0.1:$admin_port" \
+  -e SAGAD_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS=1000 \
+  "$image" >/dev/null 2>"$work/podman-run.log" || fail "podman run: $(cat "$work/podman-run.log")"
+
+state() { ct podman inspect --format "{{$1}}" "$name"; }
+# Running, as the image's user (read from the kernel, not from podman).
+deadline=$((SECONDS + 20 * scale))
+until [ "$(state .State.Status)" = running ] && ct podman logs "$name" 2>&1 | grep -q 'definitions'; do
+  [ "$(state .State.Status)" = exited ] && { ct podman logs "$name" >"$work/sagad.log" 2>&1; fail "sagad exited at start"; }
+  [ $SECONDS -lt $deadline ] || fail "sagad did not start"
+  sleep 0.2
+done
+pid=$(state .State.Pid)
+uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")
+[ "$uid" = 65532 ] || fail "sagad runs as uid $uid, not 65532"
+ct podman healthcheck run "$name" >/dev/null || fail "the image's health check failed"
+echo "ok: sagad runs in $image as uid $uid, migrated store, health check passes"
+
+if [ "$mode" = sagas ]; then
+  for svc in inventory payment shipping starter; do
+    [ -x "$bin_dir/order-$svc" ] || fail "no $bin_dir/order-$svc (build the examples)"
+  done
+  for svc in inventory payment shipping; do
+    "$bin_dir/order-$svc" -b "$SAGA_KAFKA_BOOTSTRAP" -d "$conninfo" \
+      -t "$id.$svc.commands" -g "$id.$svc" -s "$svc" >"$work/$svc.log" 2>&1 &
+    pids+=($!)
+  done
+  # 10 orders: 4 plain and 1 flaky shipment (retried forward) complete;
+  # 2 declined cards, 1 payment that never answers and 2 out of stock
+  # compensate. order-starter checks each outcome against its scenario.
+  "$bin_dir/order-starter" -b "$SAGA_KAFKA_BOOTSTRAP" --inbox "$id.inbox" \
+    --notifications "$id.notifications" -n 10 --declined 2 --slow 1 \
+    --out-of-stock 2 --flaky 1 --seed 7 --timeout $((90000 * scale)) \
+    -r "$work/results.tsv" >"$work/starter.log" 2>&1 ||
+    fail "order-starter: sagas did not all end as expected"
+  completed=$(awk -F'\t' 'toupper($4) == "COMPLETED"' "$work/results.tsv" | wc -l)
+  compensated=$(awk -F'\t' 'toupper($4) == "COMPENSATED"' "$work/results.tsv" | wc -l)
+  [ "$completed" = 5 ] && [ "$compensated" = 5 ] ||
+    fail "expected 5 completed and 5 compensated, got $completed and $compensated"
+  echo "ok: 10 orders through the container: $completed completed, $compensated compensated"
+fi
+
+# SIGTERM: a graceful stop, exit status 0, within the shutdown bound.
+ct podman kill --signal TERM "$name" >/dev/null
+status=$(timeout $((30 * scale)) "$root/scripts/container.sh" podman wait "$name") ||
+  fail "sagad did not stop within $((30 * scale)) s of SIGTERM"
+ct podman logs "$name" >"$work/sagad.log" 2>&1
+[ "$status" = 0 ] || fail "sagad exited with status $status after SIGTERM"
+grep -q '"msg":"stopped"' "$work/sagad.log" || fail "sagad did not log its stop"
+echo "ok: SIGTERM stopped sagad cleanly (exit 0)"

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# deploy/k8s run by `podman kube play`: the migration Job's command, then the
+# Deployment with its ConfigMaps (sagad-config pointed at the embedded
+# PostgreSQL and Kafka mock), until sagad is up and its liveness probe passes;
+# then the pod stops on SIGTERM with exit status 0. podman runs Deployments
+# and ConfigMaps; a Job or a PodDisruptionBudget it does not run, so the Job's
+# command runs as a plain container, and the PDB is only parse-checked
+# (check_manifests.py). Opt-in like e2e.sh (SAGA_CONTAINER_TESTS=1).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+ct() { "$root/scripts/container.sh" "$@"; }
+skip() { echo "skipped: $*"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+scale=${SAGA_TEST_TIMEOUT_SCALE:-1}
+
+[ "${SAGA_CONTAINER_TESTS:-0}" = 1 ] ||
+  skip "container tests are opt-in: SAGA_CONTAINER_TESTS=1 (root podman; scripts/container.sh test)"
+[ -n "${SAGA_PG_CONNINFO:-}" ] || skip "SAGA_PG_CONNINFO unset"
+[ -n "${SAGA_KAFKA_BOOTSTRAP:-}" ] || skip "SAGA_KAFKA_BOOTSTRAP unset"
+why=$(ct can-run 2>&1) || skip "$why"
+ct build
+# The tag the manifests name.
+ct podman tag "${SAGA_IMAGE:-localhost/saga/sagad:dev}" localhost/saga/sagad:0.1.0
+
+id=kp$$$RANDOM
+work=$(mktemp -d "${TMPDIR:-/tmp}/saga-$id.XXXXXX")
+db= played=
+cleanup() {
+  local rc=$?
+  [ -n "$played" ] && ct podman kube down "$played" >/dev/null 2>&1 || true
+  [ -n "$db" ] && psql "$SAGA_PG_CONNINFO" -qXc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
+  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+    for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/}"; tail -n 30 "$f"; }; done
+  fi
+  rm -rf "$work"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+db=saga_$id
+psql "$SAGA_PG_CONNINFO" -qXc "CREATE DATABASE \"$db\"" >/dev/null
+conninfo="$(sed -E 's/(^| )host=[^ ]*//' <<<"$SAGA_PG_CONNINFO") host=127.0.0.1 dbname=$db"
+
+# The Job's container, as the manifest states it (command, args, user).
+read -r -a job_cmd < <(python3 -c '
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
+print(" ".join(c["command"] + [a.replace("$(SAGAD_STORE_CONNINFO)", "@CONNINFO@") for a in c["args"]]))
+' "$root/deploy/k8s/migrate-job.yaml")
+[ "${job_cmd[1]:-}" = @CONNINFO@ ] || fail "migrate-job.yaml: unexpected args ${job_cmd[*]}"
+out=$(ct podman run --rm --network=host --no-healthcheck --user 65532:65532 --entrypoint "${job_cmd[0]}" \
+      localhost/saga/sagad:0.1.0 "$conninfo" 2>&1) || fail "the migration Job's command: $out"
+echo "ok: migration Job command: $out"
+
+# sagad-config for this machine (the shipped one names production hosts),
+# and this run's topics and group; the rest of deploy/k8s as it is, but for
+# one replica (the pods share the host's network here).
+admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 - "$root/deploy/k8s" "$work/play.yaml" "$conninfo" "$SAGA_KAFKA_BOOTSTRAP" "$id" "$admin_port" <<'PY'
+import sys, yaml
+src, out, conninfo, boot, run_id, port = sys.argv[1:]
+docs = []
+for name in ("config.yaml", "definitions.yaml", "deployment.yaml"):
+    docs += [d for d in yaml.safe_load_all(open(f"{src}/{name}")) if d]
+for d in docs:
+    if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "sagad-config":
+        d["data"] = {"SAGAD_STORE_CONNINFO": conninfo,
+                     "SAGAD_KAFKA_BOOTSTRAP_SERVERS": boot,
+                     "SAGAD_GROUP_ID": f"{run_id}.sagad",
+                     "SAGAD_TOPIC_INBOX": f"{run_id}.inbox",
+                     "SAGAD_TOPIC_NOTIFICATIONS": f"{run_id}.notifications",
+                     "SAGAD_TOPIC_DLQ": f"{run_id}.dlq",
+                     "SAGAD_LOG_FORMAT": "json"}
+    if d["kind"] == "Deployment":
+        d["metadata"]["name"] = f"sagad-{run_id}"
+        d["spec"]["replicas"] = 1
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            c["image"] = "localhost/" + c["image"]
+            c.pop("ports", None)  # host network: nothing to map
+            for e in c.get("env", []):
+                if e["name"] == "SAGAD_ADMIN_LISTEN":
+                    e["value"] = f"127.0.0.1:{port}"
+yaml.safe_dump_all(docs, open(out, "w"), sort_keys=False)
+PY
+ct podman kube play --network host "$work/play.yaml" >"$work/play.log" 2>&1 ||
+  fail "podman kube play: $(tail -n 5 "$work/play.log")"
+played=$work/play.yaml
+pod=sagad-$id-pod-0
+ctr=$(ct podman ps -a --filter "pod=$pod" --format '{{.Names}}' | grep -v -- '-infra$' | head -n 1)
+[ -n "$ctr" ] || fail "kube play made no sagad container in pod $pod"
+
+deadline=$((SECONDS + 30 * scale))
+until ct podman logs "$ctr" 2>&1 | grep -q 'definitions'; do
+  [ "$(ct podman inspect --format '{{.State.Status}}' "$ctr")" = exited ] && {
+    ct podman logs "$ctr" >"$work/sagad.log" 2>&1; fail "sagad exited in the pod"; }
+  [ $SECONDS -lt $deadline ] || fail "sagad did not start in the pod"
+  sleep 0.2
+done
+ct podman logs "$ctr" 2>&1 | grep -q 'loaded 1 saga definitions' ||
+  fail "sagad did not load the definitions ConfigMap"
+# The probes' command, exec'd in the container as the kubelet does. (podman
+# 4.3 turns an exec probe into a CMD-SHELL health check, which needs a
+# /bin/sh the image does not have, so its own health check cannot be used.)
+read -r -a probe < <(python3 -c '
+import sys, yaml
+d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "Deployment"][0]
+c = d["spec"]["template"]["spec"]["containers"][0]
+assert c["livenessProbe"]["exec"]["command"] == c["readinessProbe"]["exec"]["command"]
+print(" ".join(c["livenessProbe"]["exec"]["command"]))
+' "$root/deploy/k8s/deployment.yaml")
+hc=$(ct podman exec "$ctr" "${probe[@]}" 2>&1) || fail "the Deployment's probe (${probe[*]}) failed: $hc"
+user=$(ct podman inspect --format '{{.Config.User}}' "$ctr")
+echo "ok: kube play runs $ctr (user $user), definitions from the ConfigMap, probe passes"
+
+ct podman pod stop -t 30 "$pod" >/dev/null
+code=$(ct podman inspect --format '{{.State.ExitCode}}' "$ctr")
+ct podman logs "$ctr" >"$work/sagad.log" 2>&1
+[ "$code" = 0 ] || fail "sagad exited with status $code when the pod stopped"
+grep -q '"msg":"stopped"' "$work/sagad.log" || fail "sagad did not log its stop"
+echo "ok: the pod stopped on SIGTERM, sagad exit status 0"

@@ -10,3 +10,11 @@ target_include_directories(saga_admin PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_admin
   PUBLIC saga_defs PkgConfig::LIBUV PkgConfig::CJSON
   PRIVATE saga_warnings m)
+
+# admin_pg: the saga reads (GET /sagas, GET /sagas/{id}) over saga_index
+# and the event store, on the libuv thread pool.
+add_library(saga_admin_pg STATIC ${CMAKE_CURRENT_LIST_DIR}/admin_pg.c)
+target_include_directories(saga_admin_pg PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(saga_admin_pg
+  PUBLIC saga_admin saga_core saga_eventstore PkgConfig::LIBPQ
+  PRIVATE saga_warnings)

@@ -13,48 +13,20 @@
 # mirror; see docs/deploy.md), and skips (77) saying why when podman cannot
 # run. Removes every container it started, stops every process it started
 # and drops its database, also on failure.
-set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 mode=${1:-lifecycle}
 bin_dir=${2:-${SAGA_BUILD_DIR:-$root/build}/examples/order-saga}
-ct() { "$root/scripts/container.sh" "$@"; }
-skip() { echo "skipped: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-scale=${SAGA_TEST_TIMEOUT_SCALE:-1}
 
-[ "${SAGA_CONTAINER_TESTS:-0}" = 1 ] ||
-  skip "container tests are opt-in: SAGA_CONTAINER_TESTS=1 (root podman; scripts/container.sh test)"
-[ -n "${SAGA_PG_CONNINFO:-}" ] || skip "SAGA_PG_CONNINFO unset"
-[ -n "${SAGA_KAFKA_BOOTSTRAP:-}" ] || skip "SAGA_KAFKA_BOOTSTRAP unset"
-why=$(ct can-run 2>&1) || skip "$why"
-ct build
+ct_test_init ct
 image=${SAGA_IMAGE:-localhost/saga/sagad:dev}
-
-id=ct$$$RANDOM
-work=$(mktemp -d "${TMPDIR:-/tmp}/saga-$id.XXXXXX")
-containers=() pids=() db=
-cleanup() {
-  local rc=$? c p
+containers=() pids=()
+ct_cleanup_more() {
+  local c p
   for c in "${containers[@]}"; do ct podman rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  [ -n "$db" ] && psql "$SAGA_PG_CONNINFO" -qXc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
-    for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/}"; tail -n 30 "$f"; }; done
-  fi
-  rm -rf "$work"
-  exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# A fresh database, reached over TCP: the container shares the host's network
-# but not its file system, so not the unix socket.
-db=saga_$id
-psql "$SAGA_PG_CONNINFO" -qXc "CREATE DATABASE \"$db\"" >/dev/null
-tcp() { sed -E 's/(^| )host=[^ ]*//' <<<"$SAGA_PG_CONNINFO"; }
-conninfo="$(tcp) host=127.0.0.1 dbname=$db"
+ct_fresh_db
 
 # The migration Job's command, from the image.
 out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/saga-es-migrate \
@@ -67,7 +39,7 @@ sed -e "s/\"\\([a-z]*\\)\\.commands\"/\"$id.\\1.commands\"/g" \
   "$root/examples/order-saga/demo/order.v1.json" >"$work/defs/order.v1.json"
 chmod 755 "$work" "$work/defs"
 chmod 644 "$work/defs/order.v1.json"
-admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin_port=$(free_port)
 
 name=saga-$id
 containers+=("$name")
@@ -86,7 +58,7 @@ ct podman run -d --name "$name" --network=host --health-interval=disable \
 state() { ct podman inspect --format "{{$1}}" "$name"; }
 # Running, as the image's user (read from the kernel, not from podman).
 deadline=$((SECONDS + 20 * scale))
-until [ "$(state .State.Status)" = running ] && ct podman logs "$name" 2>&1 | grep -q 'definitions'; do
+until [ "$(state .State.Status)" = running ] && ct podman logs "$name" 2>&1 | grep 'loaded [0-9]* saga definitions' >/dev/null; do
   [ "$(state .State.Status)" = exited ] && { ct podman logs "$name" >"$work/sagad.log" 2>&1; fail "sagad exited at start"; }
   [ $SECONDS -lt $deadline ] || fail "sagad did not start"
   sleep 0.2

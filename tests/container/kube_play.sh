@@ -6,42 +6,16 @@
 # and ConfigMaps; a Job or a PodDisruptionBudget it does not run, so the Job's
 # command runs as a plain container, and the PDB is only parse-checked
 # (check_manifests.py). Opt-in like e2e.sh (SAGA_CONTAINER_TESTS=1).
-set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-ct() { "$root/scripts/container.sh" "$@"; }
-skip() { echo "skipped: $*"; exit 77; }
-fail() { echo "FAIL: $*"; exit 1; }
-scale=${SAGA_TEST_TIMEOUT_SCALE:-1}
+. "$(dirname "$0")/lib.sh"
 
-[ "${SAGA_CONTAINER_TESTS:-0}" = 1 ] ||
-  skip "container tests are opt-in: SAGA_CONTAINER_TESTS=1 (root podman; scripts/container.sh test)"
-[ -n "${SAGA_PG_CONNINFO:-}" ] || skip "SAGA_PG_CONNINFO unset"
-[ -n "${SAGA_KAFKA_BOOTSTRAP:-}" ] || skip "SAGA_KAFKA_BOOTSTRAP unset"
-why=$(ct can-run 2>&1) || skip "$why"
-ct build
+ct_test_init kp
 # The tag the manifests name.
 ct podman tag "${SAGA_IMAGE:-localhost/saga/sagad:dev}" localhost/saga/sagad:0.1.0
-
-id=kp$$$RANDOM
-work=$(mktemp -d "${TMPDIR:-/tmp}/saga-$id.XXXXXX")
-db= played=
-cleanup() {
-  local rc=$?
-  [ -n "$played" ] && ct podman kube down "$played" >/dev/null 2>&1 || true
-  [ -n "$db" ] && psql "$SAGA_PG_CONNINFO" -qXc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-  if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
-    for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- ${f##*/}"; tail -n 30 "$f"; }; done
-  fi
-  rm -rf "$work"
-  exit $rc
+played=
+ct_cleanup_more() {
+  [ -z "$played" ] || ct podman kube down "$played" >/dev/null 2>&1 || true
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-db=saga_$id
-psql "$SAGA_PG_CONNINFO" -qXc "CREATE DATABASE \"$db\"" >/dev/null
-conninfo="$(sed -E 's/(^| )host=[^ ]*//' <<<"$SAGA_PG_CONNINFO") host=127.0.0.1 dbname=$db"
+ct_fresh_db
 
 # The Job's container, as the manifest states it (command, args, user).
 read -r -a job_cmd < <(python3 -c '
@@ -57,7 +31,7 @@ echo "ok: migration Job command: $out"
 # sagad-config for this machine (the shipped one names production hosts),
 # and this run's topics and group; the rest of deploy/k8s as it is, but for
 # one replica (the pods share the host's network here).
-admin_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin_port=$(free_port)
 python3 - "$root/deploy/k8s" "$work/play.yaml" "$conninfo" "$SAGA_KAFKA_BOOTSTRAP" "$id" "$admin_port" <<'PY'
 import sys, yaml
 src, out, conninfo, boot, run_id, port = sys.argv[1:]
@@ -92,13 +66,14 @@ ctr=$(ct podman ps -a --filter "pod=$pod" --format '{{.Names}}' | grep -v -- '-i
 [ -n "$ctr" ] || fail "kube play made no sagad container in pod $pod"
 
 deadline=$((SECONDS + 30 * scale))
-until ct podman logs "$ctr" 2>&1 | grep -q 'definitions'; do
+until ct podman logs "$ctr" 2>&1 | grep 'loaded [0-9]* saga definitions' >/dev/null; do
   [ "$(ct podman inspect --format '{{.State.Status}}' "$ctr")" = exited ] && {
     ct podman logs "$ctr" >"$work/sagad.log" 2>&1; fail "sagad exited in the pod"; }
-  [ $SECONDS -lt $deadline ] || fail "sagad did not start in the pod"
+  [ $SECONDS -lt $deadline ] || { ct podman logs "$ctr" >"$work/sagad.log" 2>&1; fail "sagad did not start in the pod"; }
   sleep 0.2
 done
-ct podman logs "$ctr" 2>&1 | grep -q 'loaded 1 saga definitions' ||
+ct podman logs "$ctr" >"$work/sagad.log" 2>&1
+grep -q 'loaded 1 saga definitions from /etc/sagad/definitions' "$work/sagad.log" ||
   fail "sagad did not load the definitions ConfigMap"
 # The probes' command, exec'd in the container as the kubelet does. (podman
 # 4.3 turns an exec probe into a CMD-SHELL health check, which needs a

@@ -18,3 +18,19 @@ target_include_directories(saga_admin_pg PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_admin_pg
   PUBLIC saga_admin saga_core saga_eventstore PkgConfig::LIBPQ
   PRIVATE saga_warnings)
+
+# admin_ui: the saga timeline page, its files embedded as C arrays.
+set(admin_web_files ${CMAKE_CURRENT_LIST_DIR}/web/index.html
+    ${CMAKE_CURRENT_LIST_DIR}/web/app.js ${CMAKE_CURRENT_LIST_DIR}/web/app.css)
+add_custom_command(
+  OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/admin_web.c
+  COMMAND ${CMAKE_COMMAND} -DOUT=${CMAKE_CURRENT_BINARY_DIR}/admin_web.c
+          "-DINPUTS=${admin_web_files}"
+          -P ${CMAKE_CURRENT_LIST_DIR}/web/embed.cmake
+  DEPENDS ${admin_web_files} ${CMAKE_CURRENT_LIST_DIR}/web/embed.cmake
+  COMMENT "Embedding the timeline page"
+  VERBATIM)
+add_library(saga_admin_ui STATIC ${CMAKE_CURRENT_LIST_DIR}/admin_ui.c
+            ${CMAKE_CURRENT_BINARY_DIR}/admin_web.c)
+target_include_directories(saga_admin_ui PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(saga_admin_ui PUBLIC saga_admin PRIVATE saga_warnings)

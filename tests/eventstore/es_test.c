@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -97,4 +98,20 @@ void est_drop(char *conninfo) {
     PQfinish(c);
   }
   free(conninfo);
+}
+
+void est_wait_global(es_store_t *s, size_t want) {
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(20000);
+  for (;;) {
+    es_page_t *p = NULL;
+    assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, NULL, want + 1, &p), 0);
+    size_t n = p->n;
+    es_page_free(p);
+    assert_true(n <= want);
+    if (n == want)
+      return;
+    assert_true(ts_now_ms() < deadline);
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
 }

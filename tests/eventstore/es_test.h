@@ -27,5 +27,10 @@ es_event_t est_event(const char *type, const char *data);
 /* Terminate every other backend connected to the database of c, waiting
  * until they are gone. Returns how many were terminated. */
 long long est_terminate_others(PGconn *c);
+/* Wait until a global read from the start sees `want` events. Global reads
+ * stop below the oldest transaction still open anywhere in the cluster
+ * (docs/internals/eventstore.md), so with other sessions busy -- tests run
+ * in parallel -- a commit becomes visible to them a moment later. */
+void est_wait_global(es_store_t *s, size_t want);
 
 #endif

@@ -26,6 +26,7 @@ static void test_read_all_pages_in_order_and_filters_by_category_and_type(
       es_event_t e = est_event(round % 2 ? "Odd" : "Even", "d");
       assert_int_equal(es_append(s, streams[i], round, &e, 1, NULL), 0);
     }
+  est_wait_global(s, 12);
   es_pos_t at = {0, 0};
   int total = 0;
   int64_t last = 0;

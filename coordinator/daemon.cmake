@@ -15,3 +15,49 @@ target_link_libraries(saga_daemon_base
 add_executable(sagad ${CMAKE_CURRENT_LIST_DIR}/main.c)
 target_compile_definitions(sagad PRIVATE SAGA_VERSION="${PROJECT_VERSION}")
 target_link_libraries(sagad PRIVATE saga_daemon_base saga_warnings)
+
+# The engine (engine.c: saga table, group commit, effects after append,
+# timers, recovery) and its wire codec: no I/O, driven through ports.h, so
+# the daemon and the simulator link the same library.
+add_library(saga_engine STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/engine.c
+  ${CMAKE_CURRENT_LIST_DIR}/msg_codec.c)
+target_include_directories(saga_engine PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(saga_engine
+  PUBLIC saga_core saga_daemon_base saga_wire
+  PRIVATE saga_warnings)
+
+# SQL of the coordinator's own tables (coordinator/sql/NNNN_name.sql),
+# compiled in as strings and applied at start after the event store's.
+file(GLOB sagad_sql_files CONFIGURE_DEPENDS
+     ${CMAKE_CURRENT_LIST_DIR}/sql/*.sql)
+list(SORT sagad_sql_files)
+set(sagad_sql_gen "/* Generated from coordinator/sql: do not edit. */\n")
+string(APPEND sagad_sql_gen "#include <stddef.h>\n")
+set(sagad_sql_table "")
+set(sagad_sql_i 0)
+foreach(f ${sagad_sql_files})
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND sagad_sql_gen "static const char s${sagad_sql_i}[] = {${hex} 0};\n")
+  string(APPEND sagad_sql_table "s${sagad_sql_i}, ")
+  math(EXPR sagad_sql_i "${sagad_sql_i} + 1")
+endforeach()
+string(APPEND sagad_sql_gen
+  "extern const char *const sagad__sql_migrations[];\n"
+  "extern const size_t sagad__n_sql_migrations;\n"
+  "const char *const sagad__sql_migrations[] = {${sagad_sql_table}NULL};\n"
+  "const size_t sagad__n_sql_migrations = ${sagad_sql_i};\n")
+file(CONFIGURE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/sagad_sql.c
+     CONTENT "${sagad_sql_gen}")
+
+# The real ports: PostgreSQL, Kafka, libuv.
+add_library(saga_shell STATIC
+  ${CMAKE_CURRENT_LIST_DIR}/store_pg.c
+  ${CMAKE_CURRENT_LIST_DIR}/broker_kafka.c
+  ${CMAKE_CURRENT_LIST_DIR}/clock_uv.c
+  ${CMAKE_CURRENT_BINARY_DIR}/sagad_sql.c)
+target_link_libraries(saga_shell
+  PUBLIC saga_engine saga_eventstore saga_kafka_loop
+  PRIVATE saga_warnings)
+target_link_libraries(sagad PRIVATE saga_shell)

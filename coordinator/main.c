@@ -1,7 +1,12 @@
-/* sagad: read the configuration, then hand over to the daemon shell.
- * Kept small on purpose: policy lives in config.c, the loop and shutdown
- * sequencing in daemon.c. Exit status 2 means a bad configuration. */
+/* sagad: read the configuration, then hand over to the daemon shell with
+ * the coordinator plugged in through sagad_hooks_t: on_start loads the
+ * definitions and opens the three ports and the engine; on_stop drains the
+ * engine, then closes Kafka (committing offsets) and the store. Policy
+ * lives in config.c, the loop and shutdown sequencing in daemon.c, the
+ * logic in engine.c. Exit status 2 means a bad configuration. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
@@ -9,13 +14,134 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "engine.h"
 #include "log.h"
+#include "shell.h"
 
 #ifndef SAGA_VERSION
 #define SAGA_VERSION "unknown"
 #endif
 
 extern char **environ;
+
+/* Everything the coordinator opens, owned by main for the daemon's life. */
+typedef struct {
+  sagad_daemon_t *d;
+  saga_registry_t *registry;
+  sagad_store_pg_t *store;
+  sagad_broker_kafka_t *broker;
+  sagad_clock_uv_t *clock;
+  sagad_engine_t *engine;
+} app_t;
+
+static void on_fatal(void *arg, const char *why) {
+  app_t *a = arg;
+  sagad_daemon_shutdown(a->d, SAGAD_EXIT_FAILURE, why);
+}
+
+static int load_definitions(app_t *a, const sagad_config_t *cfg) {
+  saga_diags_t diags = {0};
+  size_t loaded = 0;
+  a->registry = saga_registry_new();
+  if (!a->registry) {
+    LOG_ERROR("out of memory loading definitions");
+    return -1;
+  }
+  int rc = saga_registry_load_dir(a->registry, cfg->definitions_dir, &diags,
+                                  &loaded);
+  for (size_t i = 0; i < diags.n; i++)
+    LOG_ERROR("%s", diags.items[i]);
+  saga_diags_clear(&diags);
+  if (rc != SAGA_CORE_OK && rc != SAGA_CORE_EDEF)
+    return -1;
+  if (!loaded) {
+    LOG_ERROR("no saga definition loaded from \"%s\"", cfg->definitions_dir);
+    return -1;
+  }
+  LOG_INFO("loaded %zu saga definitions from %s", loaded, cfg->definitions_dir);
+  return 0;
+}
+
+static int on_start(sagad_daemon_t *d, void *arg) {
+  app_t *a = arg;
+  const sagad_config_t *cfg = sagad_daemon_config(d);
+  uv_loop_t *loop = sagad_daemon_loop(d);
+  char err[1024];
+  a->d = d;
+  if (load_definitions(a, cfg))
+    return -1;
+  sagad_engine_config_t ec = {
+      .registry = a->registry,
+      .inbox_topic = cfg->topic_inbox,
+      .notify_topic = cfg->topic_notifications,
+      .dlq_topic = cfg->topic_dlq,
+      .batch_max_events = (size_t)cfg->batch_max_events,
+      .payload_max_bytes = (size_t)cfg->payload_max_bytes,
+      .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
+  };
+  if (sagad_store_pg_open(loop, cfg->store_conninfo, &a->store, &ec.store,
+                          err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
+  if (sagad_broker_kafka_open(loop, cfg, on_fatal, a, &a->broker, &ec.broker,
+                              err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
+  if (sagad_clock_uv_open(loop, &a->clock, &ec.clock) ||
+      !(a->engine = sagad_engine_new(&ec))) {
+    LOG_ERROR("out of memory starting the coordinator");
+    return -1;
+  }
+  sagad_store_pg_attach(a->store, a->engine);
+  sagad_clock_uv_attach(a->clock, a->engine);
+  if (sagad_broker_kafka_start(a->broker, a->engine, err, sizeof err)) {
+    LOG_ERROR("could not subscribe to %s: %s", cfg->topic_inbox, err);
+    return -1;
+  }
+  LOG_INFO("coordinating: inbox %s, group %s", cfg->topic_inbox,
+           cfg->group_id);
+  return 0;
+}
+
+static void store_closed(void *arg) {
+  app_t *a = arg;
+  a->store = NULL;
+  sagad_daemon_stop_done(a->d);
+}
+
+static void broker_closed(void *arg) {
+  app_t *a = arg;
+  a->broker = NULL;
+  sagad_clock_uv_close(a->clock);
+  a->clock = NULL;
+  sagad_store_pg_close(a->store, store_closed, a);
+}
+
+static void engine_drained(void *arg) {
+  app_t *a = arg;
+  if (a->engine) {
+    const sagad_counters_t *c = sagad_engine_counters(a->engine);
+    LOG_INFO("drained: %llu started, %llu completed, %llu compensated, "
+             "%llu compensation failed, %llu dead letters",
+             (unsigned long long)c->started, (unsigned long long)c->completed,
+             (unsigned long long)c->compensated,
+             (unsigned long long)c->compensation_failed,
+             (unsigned long long)c->dead_lettered);
+  }
+  /* Offsets of what is appended are committed by the close. */
+  sagad_broker_kafka_close(a->broker, broker_closed, a);
+}
+
+static void on_stop(sagad_daemon_t *d, void *arg) {
+  app_t *a = arg;
+  a->d = d;
+  if (a->engine)
+    sagad_engine_stop(a->engine, engine_drained, a);
+  else
+    engine_drained(a);
+}
 
 int main(int argc, char **argv) {
   char err[2048];
@@ -48,9 +174,15 @@ int main(int argc, char **argv) {
     break;
   case SAGAD_MODE_RUN:
     sagad_log_setup_from_config(cfg, 2);
-    /* The Kafka and store bridges plug in here as sagad_hooks_t. */
-    status = sagad_daemon_run(cfg, NULL);
+  {
+    app_t app = {0};
+    sagad_hooks_t hooks = {.on_start = on_start, .on_stop = on_stop,
+                           .arg = &app};
+    status = sagad_daemon_run(cfg, &hooks);
+    sagad_engine_free(app.engine);
+    saga_registry_free(app.registry);
     break;
+  }
   }
   if (fflush(stdout) != 0 && status == SAGAD_EXIT_OK)
     status = SAGAD_EXIT_FAILURE;

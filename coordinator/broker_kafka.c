@@ -1,0 +1,240 @@
+/* The engine's broker port on Kafka through saga_kafka_loop: the inbox
+ * consumer (group member), one producer for commands, notifications and
+ * dead letters, rebalance callbacks turned into engine assign/revoke calls.
+ * librdkafka's logs and errors arrive on the loop thread and are logged
+ * here. Must not hold saga state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_loop.h"
+#include "log.h"
+#include "shell.h"
+
+struct sagad_broker_kafka {
+  saga_kloop_t *kl;
+  sagad_engine_t *engine;
+  const sagad_config_t *cfg;
+  void (*on_fatal)(void *, const char *);
+  void *fatal_arg;
+  const char **props; /* name, value, ..., NULL */
+  void (*close_cb)(void *);
+  void *close_arg;
+};
+
+static void k_on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                         saga_kloop_ack_t *ack, void *opaque) {
+  sagad_broker_kafka_t *b = opaque;
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    h = NULL;
+  sagad_inmsg_t in = {
+      .topic = rd_kafka_topic_name(m->rkt),
+      .partition = m->partition,
+      .offset = m->offset,
+      .key = m->key,
+      .key_len = m->key_len,
+      .value = m->payload,
+      .value_len = m->len,
+      .hdrs = h,
+      .ack = ack,
+  };
+  if (b->engine)
+    sagad_engine_on_message(b->engine, &in);
+  else
+    saga_kloop_ack(kl, ack);
+}
+
+static size_t inbox_parts(const sagad_broker_kafka_t *b,
+                          const rd_kafka_topic_partition_list_t *parts,
+                          int32_t *out) {
+  size_t n = 0;
+  for (int i = 0; i < parts->cnt; i++)
+    if (!strcmp(parts->elems[i].topic, b->cfg->topic_inbox))
+      out[n++] = parts->elems[i].partition;
+  return n;
+}
+
+static void k_on_assign(saga_kloop_t *kl,
+                        const rd_kafka_topic_partition_list_t *parts,
+                        void *opaque) {
+  (void)kl;
+  sagad_broker_kafka_t *b = opaque;
+  int32_t *p = calloc((size_t)parts->cnt + 1, sizeof *p);
+  if (!p || !b->engine) {
+    free(p);
+    return;
+  }
+  size_t n = inbox_parts(b, parts, p);
+  LOG_INFO("assigned %zu inbox partitions", n);
+  if (sagad_engine_on_assign(b->engine, p, n) != 0 && b->on_fatal)
+    b->on_fatal(b->fatal_arg, "could not recover the assigned partitions");
+  free(p);
+}
+
+static void k_on_revoke(saga_kloop_t *kl,
+                        const rd_kafka_topic_partition_list_t *parts,
+                        void *opaque) {
+  (void)kl;
+  sagad_broker_kafka_t *b = opaque;
+  int32_t *p = calloc((size_t)parts->cnt + 1, sizeof *p);
+  if (!p || !b->engine) {
+    free(p);
+    return;
+  }
+  size_t n = inbox_parts(b, parts, p);
+  LOG_INFO("revoked %zu inbox partitions", n);
+  sagad_engine_on_revoke(b->engine, p, n);
+  free(p);
+}
+
+static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                          void *msg_opaque, void *opaque) {
+  (void)kl;
+  sagad_broker_kafka_t *b = opaque;
+  if (m->err && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE)
+    LOG_WARN("could not deliver a message to %s: %s",
+             rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+  if (b->engine)
+    sagad_engine_on_delivery(b->engine, msg_opaque, (int)m->err);
+}
+
+static void k_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
+                       const char *reason, void *opaque) {
+  (void)kl;
+  sagad_broker_kafka_t *b = opaque;
+  if (fatal) {
+    LOG_ERROR("kafka: fatal error: %s: %s", rd_kafka_err2str(err), reason);
+    if (b->on_fatal)
+      b->on_fatal(b->fatal_arg, "fatal kafka error");
+  } else {
+    LOG_WARN("kafka: %s: %s", rd_kafka_err2str(err), reason);
+  }
+}
+
+static void k_on_log(saga_kloop_t *kl, int level, const char *fac,
+                     const char *line, void *opaque) {
+  (void)kl;
+  (void)opaque;
+  SAGAD_LOG_AT(sagad_log_level_from_syslog(level), NULL, NULL,
+               "kafka %s: %s", fac, line);
+}
+
+static int p_produce(void *self, const char *topic, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     rd_kafka_headers_t *hdrs, void *token) {
+  sagad_broker_kafka_t *b = self;
+  char err[256];
+  if (saga_kloop_produce(b->kl, topic, RD_KAFKA_PARTITION_UA, key, key_len,
+                         value, value_len, hdrs, token, err, sizeof err)) {
+    LOG_WARN("could not produce to %s: %s", topic, err);
+    return -1;
+  }
+  return 0;
+}
+
+static void p_ack(void *self, void *ack) {
+  sagad_broker_kafka_t *b = self;
+  saga_kloop_ack(b->kl, ack);
+}
+
+static int has_prop(const sagad_config_t *cfg, const char *name) {
+  for (size_t i = 0; i < cfg->kafka_nprops; i++)
+    if (!strcmp(cfg->kafka_props[i].name, name))
+      return 1;
+  return 0;
+}
+
+int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
+                            void (*on_fatal)(void *, const char *),
+                            void *fatal_arg, sagad_broker_kafka_t **out,
+                            sagad_broker_port_t *port, char *errbuf,
+                            size_t errlen) {
+  sagad_broker_kafka_t *b = calloc(1, sizeof *b);
+  if (!b || !(b->props = calloc(2 * cfg->kafka_nprops + 1, sizeof *b->props))) {
+    free(b);
+    snprintf(errbuf, errlen, "out of memory opening kafka");
+    return -1;
+  }
+  b->cfg = cfg;
+  b->on_fatal = on_fatal;
+  b->fatal_arg = fatal_arg;
+  for (size_t i = 0; i < cfg->kafka_nprops; i++) {
+    b->props[2 * i] = cfg->kafka_props[i].name;
+    b->props[2 * i + 1] = cfg->kafka_props[i].value;
+  }
+  /* A new group starts at the beginning of the inbox, so no input sent
+   * before the first join is lost; a configured value wins. */
+  static const char *const earliest[] = {"auto.offset.reset", "earliest",
+                                         NULL};
+  saga_kloop_config_t kc = {
+      .bootstrap_servers = cfg->kafka_bootstrap_servers,
+      .properties = b->props,
+      .consumer_properties =
+          has_prop(cfg, "auto.offset.reset") ? NULL : earliest,
+      .want_consumer = 1,
+      .want_producer = 1,
+      .group_id = cfg->group_id,
+      .close_timeout_ms = (int)(cfg->shutdown_timeout_ms / 2),
+  };
+  saga_kloop_callbacks_t cb = {
+      .opaque = b,
+      .on_message = k_on_message,
+      .on_assign = k_on_assign,
+      .on_revoke = k_on_revoke,
+      .on_delivery = k_on_delivery,
+      .on_error = k_on_error,
+      .on_log = k_on_log,
+  };
+  if (saga_kloop_new(loop, &kc, &cb, &b->kl, errbuf, errlen))
+    goto fail;
+  /* librdkafka connects lazily: ask for metadata now, so unreachable
+   * brokers are a clear error at start rather than silence. */
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t err =
+      rd_kafka_metadata(saga_kloop_producer(b->kl), 0, NULL, &md, 5000);
+  if (err) {
+    snprintf(errbuf, errlen, "could not reach kafka at %s: %s",
+             cfg->kafka_bootstrap_servers, rd_kafka_err2str(err));
+    saga_kloop_close(b->kl, NULL, NULL);
+    b->kl = NULL;
+    goto fail;
+  }
+  rd_kafka_metadata_destroy(md);
+  *port = (sagad_broker_port_t){.self = b, .produce = p_produce, .ack = p_ack};
+  *out = b;
+  return 0;
+fail:
+  free(b->props);
+  free(b);
+  return -1;
+}
+
+int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
+                             char *errbuf, size_t errlen) {
+  b->engine = e;
+  const char *topics[1] = {b->cfg->topic_inbox};
+  return saga_kloop_subscribe(b->kl, topics, 1, errbuf, errlen) ? -1 : 0;
+}
+
+static void on_kl_closed(void *arg) {
+  sagad_broker_kafka_t *b = arg;
+  void (*cb)(void *) = b->close_cb;
+  void *cb_arg = b->close_arg;
+  free(b->props);
+  free(b);
+  if (cb)
+    cb(cb_arg);
+}
+
+void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),
+                              void *arg) {
+  if (!b) {
+    if (cb)
+      cb(arg);
+    return;
+  }
+  b->close_cb = cb;
+  b->close_arg = arg;
+  saga_kloop_close(b->kl, on_kl_closed, b);
+}

@@ -1,0 +1,182 @@
+/* The engine's wire codec over client/wire.h: decode the three inbox
+ * message types, encode commands and notifications, build dead-letter
+ * headers. No I/O and no logging here. */
+#include "msg_codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+#define OPERATOR_TYPE "saga.v1.OperatorAction"
+
+static int header_is(const rd_kafka_headers_t *hdrs, const char *want) {
+  const void *v = NULL;
+  size_t n = 0;
+  if (!hdrs || rd_kafka_header_get_last(hdrs, SAGA_HDR_TYPE, &v, &n) !=
+                   RD_KAFKA_RESP_ERR_NO_ERROR)
+    return 0;
+  return v && n == strlen(want) && !memcmp(v, want, n);
+}
+
+static int decode_operator(const void *value, size_t len, size_t max_bytes,
+                           sagad_msg_t *msg, char *errbuf, size_t errlen) {
+  if (len > max_bytes) {
+    snprintf(errbuf, errlen, "%s of %zu bytes exceeds the ceiling of %zu bytes",
+             OPERATOR_TYPE, len, max_bytes);
+    return -1;
+  }
+  Saga__V1__OperatorAction *m =
+      saga__v1__operator_action__unpack(NULL, len, value);
+  if (!m) {
+    snprintf(errbuf, errlen, "%s of %zu bytes could not be decoded",
+             OPERATOR_TYPE, len);
+    return -1;
+  }
+  if (!m->saga_id || !*m->saga_id || strlen(m->saga_id) > SAGA_WIRE_MAX_ID) {
+    snprintf(errbuf, errlen, "saga_id is missing or too long");
+    goto bad;
+  }
+  if (m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY &&
+      m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE) {
+    snprintf(errbuf, errlen, "action must be RETRY or RESOLVE, got %d",
+             (int)m->action);
+    goto bad;
+  }
+  msg->kind = SAGAD_MSG_OPERATOR;
+  msg->saga_id = m->saga_id;
+  msg->action = (int)m->action;
+  msg->reason = m->reason;
+  msg->who = m->operator_;
+  msg->pb = m;
+  return 0;
+bad:
+  saga__v1__operator_action__free_unpacked(m, NULL);
+  return -1;
+}
+
+int sagad_msg_decode(const void *value, size_t len,
+                     const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                     sagad_msg_t *msg, char *errbuf, size_t errlen) {
+  memset(msg, 0, sizeof *msg);
+  if (header_is(hdrs, OPERATOR_TYPE))
+    return decode_operator(value, len, max_bytes, msg, errbuf, errlen);
+  const ProtobufCMessageDescriptor *d = saga__wire_type_of(hdrs);
+  if (d != &saga__v1__start_saga__descriptor &&
+      d != &saga__v1__reply__descriptor) {
+    snprintf(errbuf, errlen,
+             "header \"%s\" is missing or names a type the inbox does not "
+             "take (StartSaga, Reply, OperatorAction)",
+             SAGA_HDR_TYPE);
+    return -1;
+  }
+  saga__wire_meta_t meta;
+  ProtobufCMessage *pb = NULL;
+  if (saga__wire_decode(d, value, len, hdrs, max_bytes, &pb, &meta, errbuf,
+                        errlen) != 0)
+    return -1;
+  msg->pb = pb;
+  if (d == &saga__v1__start_saga__descriptor) {
+    const Saga__V1__StartSaga *s = (const Saga__V1__StartSaga *)pb;
+    msg->kind = SAGAD_MSG_START;
+    msg->saga_id = s->saga_id;
+    msg->saga_type = s->saga_type;
+    msg->def_version =
+        s->definition_version_present_case ==
+                SAGA__V1__START_SAGA__DEFINITION_VERSION_PRESENT_DEFINITION_VERSION
+            ? s->definition_version
+            : 0;
+    msg->payload = s->input.data;
+    msg->payload_len = s->input.len;
+  } else {
+    const Saga__V1__Reply *r = (const Saga__V1__Reply *)pb;
+    msg->kind = SAGAD_MSG_REPLY;
+    msg->saga_id = r->saga_id;
+    msg->step = r->step;
+    msg->action = (int)r->action;
+    msg->attempt = r->attempt;
+    msg->outcome = (int)r->outcome;
+    msg->payload = r->payload.data;
+    msg->payload_len = r->payload.len;
+    msg->reason = r->reason;
+  }
+  return 0;
+}
+
+void sagad_msg_free(sagad_msg_t *msg) {
+  if (!msg || !msg->pb)
+    return;
+  protobuf_c_message_free_unpacked(msg->pb, NULL);
+  msg->pb = NULL;
+}
+
+static int encode(const ProtobufCMessage *pb, const char *saga_id, void **out,
+                  size_t *out_len, rd_kafka_headers_t **hdrs, char *errbuf,
+                  size_t errlen) {
+  saga_meta_t meta = {.saga_id = saga_id, .correlation_id = saga_id};
+  return saga__wire_encode(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
+             ? -1
+             : 0;
+}
+
+int sagad_msg_encode_command(const sagad_command_t *c, void **out,
+                             size_t *out_len, rd_kafka_headers_t **hdrs,
+                             char *errbuf, size_t errlen) {
+  char key[4 * SAGA_WIRE_MAX_ID];
+  if (saga__idempotency_key(key, sizeof key, c->saga_id, c->step, c->action,
+                            c->attempt) != 0) {
+    snprintf(errbuf, errlen, "could not build the idempotency key");
+    return -1;
+  }
+  Saga__V1__Command m;
+  saga__v1__command__init(&m);
+  m.saga_id = SAGA_MUT(c->saga_id);
+  m.saga_type = SAGA_MUT(c->saga_type);
+  m.definition_version = c->def_version;
+  m.step = SAGA_MUT(c->step);
+  m.action = (Saga__V1__Action)c->action;
+  m.attempt = c->attempt;
+  m.idempotency_key = key;
+  m.deadline_ms = c->deadline_ms;
+  m.payload.data = (uint8_t *)(uintptr_t)c->payload;
+  m.payload.len = c->payload_len;
+  m.reply_topic = SAGA_MUT(c->reply_topic);
+  return encode(&m.base, c->saga_id, out, out_len, hdrs, errbuf, errlen);
+}
+
+int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
+                                  size_t *out_len, rd_kafka_headers_t **hdrs,
+                                  char *errbuf, size_t errlen) {
+  Saga__V1__Notification m;
+  saga__v1__notification__init(&m);
+  m.saga_id = SAGA_MUT(n->saga_id);
+  m.saga_type = SAGA_MUT(n->saga_type);
+  m.definition_version = n->def_version;
+  m.kind = (Saga__V1__NotificationKind)n->kind;
+  m.step = SAGA_MUT(n->step ? n->step : "");
+  m.action = (Saga__V1__Action)n->action;
+  m.outcome = (Saga__V1__Outcome)n->outcome;
+  m.reason = SAGA_MUT(n->reason ? n->reason : "");
+  m.at_ms = n->at_ms;
+  return encode(&m.base, n->saga_id, out, out_len, hdrs, errbuf, errlen);
+}
+
+rd_kafka_headers_t *sagad_msg_dlq_headers(const rd_kafka_headers_t *src,
+                                          const char *reason,
+                                          const char *topic, int32_t partition,
+                                          int64_t offset) {
+  rd_kafka_headers_t *h =
+      src ? rd_kafka_headers_copy(src) : rd_kafka_headers_new(4);
+  if (!h)
+    return NULL;
+  char where[512];
+  snprintf(where, sizeof where, "%s/%d/%lld", topic, (int)partition,
+           (long long)offset);
+  if (saga__hdr_add(h, SAGA_HDR_DLQ_REASON, reason) ||
+      saga__hdr_add(h, SAGA_HDR_DLQ_SOURCE, where)) {
+    rd_kafka_headers_destroy(h);
+    return NULL;
+  }
+  return h;
+}

@@ -1,0 +1,133 @@
+/* The coordinator engine's three ports: event store, broker, clock. The
+ * engine (engine.c) talks to the world only through these tables, so the
+ * daemon plugs in PostgreSQL (store_pg.c), librdkafka (broker_kafka.c) and
+ * libuv (clock_uv.c), and the simulator plugs in seeded in-memory fakes.
+ * A port never calls back into the engine from inside one of its own
+ * functions: completions arrive later, on the loop, through the
+ * sagad_engine_on_* entry points (engine.h). */
+#ifndef SAGAD_PORTS_H
+#define SAGAD_PORTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+/* ---- event store -------------------------------------------------- */
+
+/* Outcome of one stream of a batch, or of a whole batch. */
+typedef enum {
+  SAGAD_STORE_OK = 0,        /* committed */
+  SAGAD_STORE_DUPLICATE = 1, /* an earlier try of this batch committed it */
+  SAGAD_STORE_CONFLICT = 2,  /* wrong expected version: another owner */
+  SAGAD_STORE_RETRY = 3,     /* not committed (connection lost, aborted by
+                                another stream): submit the batch again */
+  SAGAD_STORE_FATAL = 4,     /* refused for good (bad data, schema) */
+} sagad_store_status_t;
+
+/* One stored record of a saga stream (one transition). */
+typedef struct {
+  const char *type;    /* saga_codec_record_type() */
+  const uint8_t *data; /* saga_codec_encode() output */
+  size_t len;
+} sagad_record_t;
+
+/* The saga_index row written in the same transaction as the events. */
+typedef struct {
+  const char *saga_id;
+  const char *saga_type;
+  uint32_t definition_version;
+  const char *status;        /* saga_status_name() */
+  int32_t partition;
+  int64_t version;           /* stream version after this batch */
+  int64_t started_ms;        /* Unix epoch ms */
+  int64_t updated_ms;
+  int64_t next_deadline_ms;  /* 0 = none */
+  const char *current_step;  /* NULL = none */
+} sagad_index_row_t;
+
+/* Called once per record of a stream, in version order, by the loaders. */
+typedef int (*sagad_load_cb)(void *arg, const char *saga_id, int32_t partition,
+                             int64_t version, const uint8_t *data, size_t len);
+
+typedef struct sagad_store_port {
+  void *self;
+  /* Start a new batch; the previous one must be done. */
+  void (*batch_reset)(void *self);
+  /* Add n records to "saga-<saga_id>" expecting `expected` (0 = new). The
+   * port copies everything. Returns the stream's index or < 0 (no memory,
+   * invalid). */
+  int (*batch_add)(void *self, const char *saga_id, int64_t expected,
+                   const sagad_record_t *recs, size_t n);
+  /* Add the index upsert of one saga to the same transaction. 0 or < 0. */
+  int (*batch_index)(void *self, const sagad_index_row_t *row);
+  /* Submit the batch (again, after RETRY: the same event ids make a lost
+   * commit show up as DUPLICATE). The engine's sagad_engine_on_batch_done
+   * runs later with the batch status; 0 or < 0 (nothing will be called). */
+  int (*batch_submit)(void *self);
+  /* Status of stream i of the finished batch (sagad_store_status_t). */
+  int (*batch_status)(void *self, size_t i);
+  /* Blocking: every record of every saga of these inbox partitions that is
+   * not terminal per saga_index, stream by stream in version order. cb
+   * returning non-zero skips nothing but is remembered as a failure.
+   * Returns 0 or < 0 (store unreachable). */
+  int (*load_partitions)(void *self, const int32_t *parts, size_t n,
+                         sagad_load_cb cb, void *arg);
+  /* Blocking: every record of one saga's stream (none = unknown saga).
+   * Returns 0 or < 0. */
+  int (*load_saga)(void *self, const char *saga_id, int32_t partition,
+                   sagad_load_cb cb, void *arg);
+  /* Text of the last error, for logs. */
+  const char *(*last_error)(void *self);
+} sagad_store_port_t;
+
+/* ---- broker ------------------------------------------------------- */
+
+/* One consumed inbox message. Borrowed for the sagad_engine_on_message
+ * call; `ack` is the broker's token, handed back exactly once through
+ * ack(). */
+typedef struct {
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+  const void *key;
+  size_t key_len;
+  const void *value;
+  size_t value_len;
+  const rd_kafka_headers_t *hdrs; /* may be NULL */
+  void *ack;
+} sagad_inmsg_t;
+
+typedef struct sagad_broker_port {
+  void *self;
+  /* Produce a copy of key/value to topic, partitioned by key. hdrs (may be
+   * NULL) is taken over on success only. On 0, the engine's
+   * sagad_engine_on_delivery(token, err) runs later exactly once. */
+  int (*produce)(void *self, const char *topic, const void *key,
+                 size_t key_len, const void *value, size_t value_len,
+                 rd_kafka_headers_t *hdrs, void *token);
+  /* The input is done with: its offset may be committed (in order). */
+  void (*ack)(void *self, void *ack);
+} sagad_broker_port_t;
+
+/* ---- clock and timers --------------------------------------------- */
+
+typedef enum {
+  SAGAD_WAKE_TIMERS = 0, /* the earliest saga timer */
+  SAGAD_WAKE_RETRY = 1,  /* backoff before resubmitting a failed append */
+  SAGAD_WAKE_N = 2
+} sagad_wake_t;
+
+typedef struct sagad_clock_port {
+  void *self;
+  /* Unix epoch milliseconds. */
+  int64_t (*now_ms)(void *self);
+  /* Call sagad_engine_on_wake(slot) at or after at_ms (replaces that
+   * slot's earlier request); at_ms 0 cancels it. */
+  void (*wake_at)(void *self, int slot, int64_t at_ms);
+  /* Call sagad_engine_on_turn_end once at the end of this loop turn, after
+   * the inputs that are ready now have been delivered. */
+  void (*end_of_turn)(void *self);
+} sagad_clock_port_t;
+
+#endif

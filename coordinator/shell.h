@@ -1,0 +1,51 @@
+/* The real implementations of the engine's ports (ports.h) for sagad:
+ * PostgreSQL through the event store's libuv face (store_pg.c), Kafka
+ * through saga_kafka_loop (broker_kafka.c), libuv timers (clock_uv.c).
+ * Each is created before the engine and attached to it afterwards; all run
+ * on the daemon's loop thread and log through log.h. */
+#ifndef SAGAD_SHELL_H
+#define SAGAD_SHELL_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "engine.h"
+#include "ports.h"
+
+typedef struct sagad_store_pg sagad_store_pg_t;
+typedef struct sagad_broker_kafka sagad_broker_kafka_t;
+typedef struct sagad_clock_uv sagad_clock_uv_t;
+
+/* Migrate the schema (event store + saga_index), open the batch connection
+ * and the blocking connection used for recovery. Fills *port. Returns 0 or
+ * -1 with errbuf (PostgreSQL unreachable, migration failed). */
+int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
+                        sagad_store_pg_t **out, sagad_store_port_t *port,
+                        char *errbuf, size_t errlen);
+void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e);
+/* Close both connections; cb (may be NULL) runs on the loop afterwards. */
+void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg);
+
+/* Create the consumer (group cfg->group_id) and the producer, and check
+ * that the brokers answer. Fills *port. Returns 0 or -1 with errbuf. */
+int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
+                            void (*on_fatal)(void *arg, const char *why),
+                            void *fatal_arg, sagad_broker_kafka_t **out,
+                            sagad_broker_port_t *port, char *errbuf,
+                            size_t errlen);
+/* Attach the engine and join the group on the inbox topic. 0 or -1. */
+int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
+                             char *errbuf, size_t errlen);
+/* Commit acked offsets, leave the group, wait for deliveries, free; cb (may
+ * be NULL) runs on the loop afterwards. */
+void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),
+                              void *arg);
+
+int sagad_clock_uv_open(uv_loop_t *loop, sagad_clock_uv_t **out,
+                        sagad_clock_port_t *port);
+void sagad_clock_uv_attach(sagad_clock_uv_t *c, sagad_engine_t *e);
+void sagad_clock_uv_close(sagad_clock_uv_t *c);
+
+#endif

@@ -1,0 +1,354 @@
+/* The engine's store port on PostgreSQL: batches through the event store's
+ * libuv face (one transaction, one round trip per batch, saga_index upserts
+ * in the same transaction), and a second, blocking connection for recovery
+ * reads, which list every record of a partition's open sagas in one query
+ * (saga_index joined to es_events) rather than one query per saga.
+ * Must not decide anything: it translates store outcomes for the engine. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "saga/eventstore.h"
+#include "shell.h"
+
+extern const char *const sagad__sql_migrations[];
+extern const size_t sagad__n_sql_migrations;
+
+struct sagad_store_pg {
+  es_async_t *as;
+  PGconn *sync;
+  char *conninfo;
+  es_batch_t *batch;
+  sagad_engine_t *engine;
+  int closing;
+  void (*close_cb)(void *);
+  void *close_arg;
+  char err[512];
+};
+
+static const char UPSERT_SQL[] =
+    "INSERT INTO saga_index AS i (saga_id, saga_type, definition_version, "
+    "status, partition, version, started_at, updated_at, next_deadline_at, "
+    "current_step) VALUES ($1, $2, $3::int, $4, $5::int, $6::bigint, "
+    "to_timestamp($7::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), "
+    "CASE WHEN $9::bigint = 0 THEN NULL ELSE to_timestamp($9::bigint / "
+    "1000.0) END, $10) "
+    "ON CONFLICT (saga_id) DO UPDATE SET status = excluded.status, "
+    "partition = excluded.partition, version = excluded.version, "
+    "updated_at = excluded.updated_at, "
+    "next_deadline_at = excluded.next_deadline_at, "
+    "current_step = excluded.current_step WHERE i.version < excluded.version";
+
+static const char LOAD_PARTS_SQL[] =
+    "SELECT i.saga_id, i.partition, e.stream_version, e.data "
+    "FROM saga_index i JOIN es_events e ON e.stream_id = 'saga-' || i.saga_id "
+    "WHERE i.partition = ANY($1::int[]) "
+    "AND i.status NOT IN ('completed', 'compensated') "
+    "ORDER BY i.saga_id, e.stream_version";
+
+static const char LOAD_ONE_SQL[] =
+    "SELECT $2::text, $3::int, stream_version, data FROM es_events "
+    "WHERE stream_id = 'saga-' || $1 ORDER BY stream_version";
+
+static void set_err(sagad_store_pg_t *s, const char *what, const char *detail) {
+  snprintf(s->err, sizeof s->err, "%s: %s", what, detail ? detail : "");
+  size_t n = strlen(s->err);
+  while (n && (s->err[n - 1] == '\n' || s->err[n - 1] == ' '))
+    s->err[--n] = '\0';
+}
+
+/* ---- batches ------------------------------------------------------- */
+
+static void p_batch_reset(void *self) {
+  sagad_store_pg_t *s = self;
+  es_batch_reset(s->batch);
+}
+
+static int p_batch_add(void *self, const char *saga_id, int64_t expected,
+                       const sagad_record_t *recs, size_t n) {
+  sagad_store_pg_t *s = self;
+  char stream[ES_MAX_STREAM_ID + 1];
+  snprintf(stream, sizeof stream, "saga-%s", saga_id);
+  es_event_t evs[64];
+  es_event_t *ev = n <= 64 ? evs : calloc(n, sizeof *ev);
+  if (!ev)
+    return -1;
+  memset(ev, 0, n * sizeof *ev);
+  for (size_t i = 0; i < n; i++) {
+    ev[i].type = recs[i].type;
+    ev[i].data = recs[i].data;
+    ev[i].data_len = recs[i].len;
+    ev[i].correlation_id = saga_id;
+  }
+  int rc = es_batch_add(s->batch, stream, expected, ev, n);
+  if (rc < 0)
+    set_err(s, "could not add to the batch", es_strerror(rc));
+  if (ev != evs)
+    free(ev);
+  return rc;
+}
+
+static int p_batch_index(void *self, const sagad_index_row_t *r) {
+  sagad_store_pg_t *s = self;
+  char ver[16], part[16], v[24], st[24], up[24], dl[24];
+  snprintf(ver, sizeof ver, "%u", (unsigned)r->definition_version);
+  snprintf(part, sizeof part, "%d", (int)r->partition);
+  snprintf(v, sizeof v, "%lld", (long long)r->version);
+  snprintf(st, sizeof st, "%lld", (long long)r->started_ms);
+  snprintf(up, sizeof up, "%lld", (long long)r->updated_ms);
+  snprintf(dl, sizeof dl, "%lld", (long long)r->next_deadline_ms);
+  const char *params[10] = {r->saga_id, r->saga_type, ver, r->status, part,
+                            v,          st,           up,  dl, r->current_step};
+  int rc = es_batch_add_statement(s->batch, UPSERT_SQL, 10, params);
+  if (rc < 0)
+    set_err(s, "could not add the index upsert", es_strerror(rc));
+  return rc < 0 ? rc : 0;
+}
+
+static int map_status(int rc) {
+  switch (rc) {
+  case ES_ERR_OK:
+    return SAGAD_STORE_OK;
+  case ES_ERR_DUPLICATE:
+    return SAGAD_STORE_DUPLICATE;
+  case ES_ERR_CONFLICT:
+    return SAGAD_STORE_CONFLICT;
+  case ES_ERR_BATCH_ABORTED:
+  case ES_ERR_CONNECTION:
+  case ES_ERR_RETRY:
+  case ES_ERR_CANCELLED:
+    return SAGAD_STORE_RETRY;
+  default:
+    return SAGAD_STORE_FATAL;
+  }
+}
+
+static void on_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
+  (void)b;
+  sagad_store_pg_t *s = arg;
+  if (status)
+    set_err(s, es_strerror(status), es_async_last_error(as));
+  if (s->closing || !s->engine)
+    return;
+  /* A whole-batch CONNECTION loss has an unknown outcome: resubmit. An
+   * aborted batch says per stream who is to blame. */
+  int st = status == ES_ERR_CONNECTION || status == ES_ERR_RETRY
+               ? SAGAD_STORE_RETRY
+           : status == 0 || status == ES_ERR_BATCH_ABORTED ? SAGAD_STORE_OK
+                                                           : SAGAD_STORE_FATAL;
+  sagad_engine_on_batch_done(s->engine, st);
+}
+
+static int p_batch_submit(void *self) {
+  sagad_store_pg_t *s = self;
+  int rc = es_async_batch(s->as, s->batch, on_batch, s);
+  if (rc)
+    set_err(s, "could not submit the batch", es_strerror(rc));
+  return rc ? -1 : 0;
+}
+
+static int p_batch_status(void *self, size_t i) {
+  sagad_store_pg_t *s = self;
+  const es_append_result_t *r = es_batch_result(s->batch, i);
+  return r ? map_status(r->status) : SAGAD_STORE_FATAL;
+}
+
+/* ---- blocking reads ------------------------------------------------ */
+
+static int ensure_sync(sagad_store_pg_t *s) {
+  if (s->sync && PQstatus(s->sync) == CONNECTION_OK)
+    return 0;
+  if (s->sync)
+    PQreset(s->sync);
+  else
+    s->sync = PQconnectdb(s->conninfo);
+  if (PQstatus(s->sync) != CONNECTION_OK) {
+    set_err(s, "could not connect to the event store",
+            PQerrorMessage(s->sync));
+    return -1;
+  }
+  return 0;
+}
+
+static int32_t be32(const char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return (int32_t)ntohl(v);
+}
+
+static int64_t be64(const char *p) {
+  uint32_t hi, lo;
+  memcpy(&hi, p, 4);
+  memcpy(&lo, p + 4, 4);
+  return (int64_t)(((uint64_t)ntohl(hi) << 32) | ntohl(lo));
+}
+
+/* Run a query in single-row mode (rows stream in, memory stays flat) and
+ * feed each (saga_id, partition, version, data) row to cb. */
+static int stream_rows(sagad_store_pg_t *s, const char *sql, int nparams,
+                       const char *const *params, sagad_load_cb cb,
+                       void *arg) {
+  if (ensure_sync(s))
+    return -1;
+  if (!PQsendQueryParams(s->sync, sql, nparams, NULL, params, NULL, NULL, 1) ||
+      !PQsetSingleRowMode(s->sync)) {
+    set_err(s, "could not read the event store", PQerrorMessage(s->sync));
+    return -1;
+  }
+  int rc = 0;
+  PGresult *r;
+  while ((r = PQgetResult(s->sync))) {
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_SINGLE_TUPLE) {
+      char id[256];
+      int idl = PQgetlength(r, 0, 0);
+      if (idl > 255)
+        idl = 255;
+      memcpy(id, PQgetvalue(r, 0, 0), (size_t)idl);
+      id[idl] = '\0';
+      if (cb(arg, id, be32(PQgetvalue(r, 0, 1)), be64(PQgetvalue(r, 0, 2)),
+             (const uint8_t *)PQgetvalue(r, 0, 3),
+             (size_t)PQgetlength(r, 0, 3)) != 0)
+        rc = 0; /* a broken saga is skipped (logged), not fatal */
+    } else if (st != PGRES_TUPLES_OK) {
+      set_err(s, "could not read the event store", PQresultErrorMessage(r));
+      rc = -1;
+    }
+    PQclear(r);
+  }
+  return rc;
+}
+
+static int p_load_partitions(void *self, const int32_t *parts, size_t n,
+                             sagad_load_cb cb, void *arg) {
+  sagad_store_pg_t *s = self;
+  size_t cap = 2 + n * 12;
+  char *arr = malloc(cap);
+  if (!arr)
+    return -1;
+  size_t k = (size_t)snprintf(arr, cap, "{");
+  for (size_t i = 0; i < n; i++)
+    k += (size_t)snprintf(arr + k, cap - k, "%s%d", i ? "," : "",
+                          (int)parts[i]);
+  snprintf(arr + k, cap - k, "}");
+  const char *params[1] = {arr};
+  int rc = stream_rows(s, LOAD_PARTS_SQL, 1, params, cb, arg);
+  free(arr);
+  return rc;
+}
+
+static int p_load_saga(void *self, const char *saga_id, int32_t partition,
+                       sagad_load_cb cb, void *arg) {
+  sagad_store_pg_t *s = self;
+  char part[16];
+  snprintf(part, sizeof part, "%d", (int)partition);
+  const char *params[3] = {saga_id, saga_id, part};
+  return stream_rows(s, LOAD_ONE_SQL, 3, params, cb, arg);
+}
+
+static const char *p_last_error(void *self) {
+  return ((sagad_store_pg_t *)self)->err;
+}
+
+/* ---- open / close -------------------------------------------------- */
+
+static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
+  char esb[ES_ERRBUF_SIZE] = "";
+  int rc = es_migrate(s->conninfo, NULL, esb, sizeof esb);
+  if (rc) {
+    snprintf(errbuf, errlen, "could not prepare the event store: %s", esb);
+    return -1;
+  }
+  if (ensure_sync(s)) {
+    snprintf(errbuf, errlen, "%s", s->err);
+    return -1;
+  }
+  for (size_t i = 0; i < sagad__n_sql_migrations; i++) {
+    /* Serialised like the event store's own migrations. */
+    PGresult *r = PQexec(s->sync, "SELECT pg_advisory_lock(7253001)");
+    PQclear(r);
+    r = PQexec(s->sync, sagad__sql_migrations[i]);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+      snprintf(errbuf, errlen, "could not create saga_index: %s",
+               PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(s->sync, "SELECT pg_advisory_unlock(7253001)"));
+    if (!ok)
+      return -1;
+  }
+  return 0;
+}
+
+int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
+                        sagad_store_pg_t **out, sagad_store_port_t *port,
+                        char *errbuf, size_t errlen) {
+  sagad_store_pg_t *s = calloc(1, sizeof *s);
+  if (!s || !(s->conninfo = strdup(conninfo ? conninfo : "")) ||
+      !(s->batch = es_batch_new(NULL))) {
+    snprintf(errbuf, errlen, "out of memory opening the event store");
+    goto fail;
+  }
+  if (migrate(s, errbuf, errlen))
+    goto fail;
+  char esb[ES_ERRBUF_SIZE] = "";
+  if (es_async_open(loop, s->conninfo, NULL, &s->as, esb, sizeof esb)) {
+    snprintf(errbuf, errlen, "could not open the event store: %s", esb);
+    goto fail;
+  }
+  *port = (sagad_store_port_t){
+      .self = s,
+      .batch_reset = p_batch_reset,
+      .batch_add = p_batch_add,
+      .batch_index = p_batch_index,
+      .batch_submit = p_batch_submit,
+      .batch_status = p_batch_status,
+      .load_partitions = p_load_partitions,
+      .load_saga = p_load_saga,
+      .last_error = p_last_error,
+  };
+  *out = s;
+  return 0;
+fail:
+  if (s) {
+    if (s->sync)
+      PQfinish(s->sync);
+    es_batch_free(s->batch);
+    free(s->conninfo);
+    free(s);
+  }
+  return -1;
+}
+
+void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e) {
+  s->engine = e;
+}
+
+static void on_closed(es_async_t *as, void *arg) {
+  (void)as;
+  sagad_store_pg_t *s = arg;
+  void (*cb)(void *) = s->close_cb;
+  void *cb_arg = s->close_arg;
+  es_batch_free(s->batch);
+  if (s->sync)
+    PQfinish(s->sync);
+  free(s->conninfo);
+  free(s);
+  if (cb)
+    cb(cb_arg);
+}
+
+void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg) {
+  if (!s) {
+    if (cb)
+      cb(arg);
+    return;
+  }
+  s->closing = 1;
+  s->close_cb = cb;
+  s->close_arg = arg;
+  es_async_close(s->as, on_closed, s);
+}

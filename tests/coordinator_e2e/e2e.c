@@ -1,0 +1,492 @@
+/* End-to-end harness (see e2e.h). The participant de-duplicates by
+ * idempotency key: a command whose key it has seen gets the recorded reply
+ * again and applies nothing. */
+#include "e2e.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "kafka_loop.h"
+#include "test_support.h"
+#include "wire.h"
+
+#define MAX_KEYS 65536
+
+typedef struct {
+  char key[160];
+  int outcome;
+  char id[64];
+  int step, comp;
+} seen_t;
+
+typedef struct {
+  char id[64];
+  int applied[E2E_STEPS], undone[E2E_STEPS], commands[E2E_STEPS];
+} ledger_t;
+
+struct e2e {
+  char name[64];
+  char dir[128];
+  char *conninfo;
+  char inbox[96], notify[96], dlq[96], group[96], topics[E2E_STEPS][96];
+  e2e_script_fn script;
+  uv_loop_t loop;
+  saga_kloop_t *part;   /* participant: consumer of step topics + producer */
+  saga_kloop_t *dlqr;   /* dead-letter reader */
+  size_t ndlq;
+  char dlq_reason[256];
+  seen_t *seen;
+  size_t nseen;
+  ledger_t *ledger;
+  size_t nledger, cledger;
+  pid_t sagad[3];
+  PGconn *pg;
+};
+
+static const char *const consumer_props[] = {
+    "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
+    "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
+    "topic.metadata.refresh.interval.ms", "1000",
+    "allow.auto.create.topics", "true", NULL};
+static const char *const producer_props[] = {"linger.ms", "1", NULL};
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static ledger_t *ledger_of(e2e_t *t, const char *id) {
+  for (size_t i = t->nledger; i-- > 0;)
+    if (!strcmp(t->ledger[i].id, id))
+      return &t->ledger[i];
+  if (t->nledger == t->cledger) {
+    t->cledger = t->cledger ? t->cledger * 2 : 256;
+    t->ledger = realloc(t->ledger, t->cledger * sizeof *t->ledger);
+    assert_non_null(t->ledger);
+  }
+  ledger_t *l = &t->ledger[t->nledger++];
+  memset(l, 0, sizeof *l);
+  snprintf(l->id, sizeof l->id, "%s", id);
+  return l;
+}
+
+static seen_t *seen_find(e2e_t *t, const char *key) {
+  for (size_t i = 0; i < t->nseen; i++)
+    if (!strcmp(t->seen[i].key, key))
+      return &t->seen[i];
+  return NULL;
+}
+
+static void send_reply(e2e_t *t, const Saga__V1__Command *c, int outcome) {
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = c->saga_id;
+  r.step = c->step;
+  r.action = c->action;
+  r.attempt = c->attempt;
+  r.idempotency_key = c->idempotency_key;
+  r.outcome = (Saga__V1__Outcome)outcome;
+  r.reason = SAGA_MUT(outcome == 1 ? "" : "scripted");
+  saga_meta_t meta = {.saga_id = c->saga_id};
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  assert_int_equal(
+      saga__wire_encode(&r.base, &meta, 0, &buf, &len, &h, err, sizeof err),
+      0);
+  assert_int_equal(saga_kloop_produce(t->part, c->reply_topic,
+                                      RD_KAFKA_PARTITION_UA, c->saga_id,
+                                      strlen(c->saga_id), buf, len, h, NULL,
+                                      err, sizeof err),
+                   0);
+  free(buf);
+}
+
+static void on_command(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                       saga_kloop_ack_t *ack, void *opaque) {
+  e2e_t *t = opaque;
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(m, &h))
+    h = NULL;
+  ProtobufCMessage *pb = NULL;
+  saga__wire_meta_t meta;
+  char err[256];
+  if (saga__wire_decode(&saga__v1__command__descriptor, m->payload, m->len, h,
+                        0, &pb, &meta, err, sizeof err) != 0) {
+    fprintf(stderr, "participant: bad command: %s\n", err);
+    saga_kloop_ack(kl, ack);
+    return;
+  }
+  const Saga__V1__Command *c = (const Saga__V1__Command *)pb;
+  int step = -1;
+  for (int i = 0; i < E2E_STEPS; i++)
+    if (!strcmp(rd_kafka_topic_name(m->rkt), t->topics[i]))
+      step = i;
+  int comp = c->action == SAGA__V1__ACTION__ACTION_COMPENSATE;
+  ledger_t *l = ledger_of(t, c->saga_id);
+  if (step >= 0)
+    l->commands[step]++;
+  seen_t *s = seen_find(t, c->idempotency_key);
+  if (s) { /* already applied: the recorded reply, nothing applied again */
+    send_reply(t, c, s->outcome);
+  } else if (step >= 0) {
+    e2e_answer_t a = t->script(c->saga_id, step, comp, c->attempt);
+    if (a != E2E_NO_REPLY) {
+      int outcome = a == E2E_REPLY_TWICE ? 1 : (int)a;
+      assert_true(t->nseen < MAX_KEYS);
+      s = &t->seen[t->nseen++];
+      snprintf(s->key, sizeof s->key, "%s", c->idempotency_key);
+      s->outcome = outcome;
+      if (outcome == 1) {
+        if (comp)
+          l->undone[step]++;
+        else
+          l->applied[step]++;
+      }
+      send_reply(t, c, outcome);
+      if (a == E2E_REPLY_TWICE)
+        send_reply(t, c, outcome);
+    }
+  }
+  saga__wire_free(pb);
+  saga_kloop_ack(kl, ack);
+}
+
+static void on_dlq(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                   saga_kloop_ack_t *ack, void *opaque) {
+  e2e_t *t = opaque;
+  rd_kafka_headers_t *h = NULL;
+  const void *v = NULL;
+  size_t n = 0;
+  t->ndlq++;
+  if (!rd_kafka_message_headers(m, &h) &&
+      !rd_kafka_header_get_last(h, SAGA_HDR_DLQ_REASON, &v, &n))
+    snprintf(t->dlq_reason, sizeof t->dlq_reason, "%.*s", (int)n,
+             (const char *)v);
+  saga_kloop_ack(kl, ack);
+}
+
+static void write_def(e2e_t *t, const char *name, uint32_t timeout_ms,
+                      uint32_t attempts) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/defs/%s.json", t->dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "{\"name\": \"%s\", \"version\": 1, \"defaults\": {\"timeout_ms\": "
+          "%u, \"retry\": {\"max_attempts\": %u, \"initial_backoff_ms\": 50}, "
+          "\"compensation_retry\": {\"max_attempts\": 5, "
+          "\"initial_backoff_ms\": 50}},\n\"steps\": [",
+          name, timeout_ms, attempts);
+  for (int i = 0; i < E2E_STEPS; i++)
+    fprintf(f,
+            "%s{\"name\": \"s%d\", \"topic\": \"%s\", \"kind\": "
+            "\"compensatable\", \"compensation\": {\"topic\": \"%s\", "
+            "\"action\": \"undo\"}}",
+            i ? ",\n" : "", i + 1, t->topics[i], t->topics[i]);
+  fprintf(f, "]}\n");
+  fclose(f);
+}
+
+e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
+  ts_require_pg();
+  ts_require_kafka();
+  e2e_t *t = calloc(1, sizeof *t);
+  assert_non_null(t);
+  t->seen = calloc(MAX_KEYS, sizeof *t->seen);
+  assert_non_null(t->seen);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->script = script;
+  t->conninfo = ts_pg_create_database(name);
+  snprintf(t->dir, sizeof t->dir, "/tmp/sagad-e2e-%s-%d", name, (int)getpid());
+  mkdir(t->dir, 0700);
+  char defs[160];
+  snprintf(defs, sizeof defs, "%s/defs", t->dir);
+  mkdir(defs, 0700);
+  snprintf(t->inbox, sizeof t->inbox, "%s", ts_unique_name("e2e.inbox"));
+  snprintf(t->notify, sizeof t->notify, "%s", ts_unique_name("e2e.notify"));
+  snprintf(t->dlq, sizeof t->dlq, "%s", ts_unique_name("e2e.dlq"));
+  snprintf(t->group, sizeof t->group, "%s", ts_unique_name("e2e.sagad"));
+  for (int i = 0; i < E2E_STEPS; i++) {
+    char p[32];
+    snprintf(p, sizeof p, "e2e.step%d", i + 1);
+    snprintf(t->topics[i], sizeof t->topics[i], "%s", ts_unique_name(p));
+  }
+  write_def(t, "fast", timeout_ms, 1);
+  write_def(t, "slow", 60000, 1);
+  t->pg = PQconnectdb(t->conninfo);
+  assert_int_equal(PQstatus(t->pg), CONNECTION_OK);
+  assert_int_equal(uv_loop_init(&t->loop), 0);
+  saga_kloop_config_t kc = {
+      .bootstrap_servers = ts_kafka_bootstrap(),
+      .consumer_properties = consumer_props,
+      .producer_properties = producer_props,
+      .want_consumer = 1,
+      .want_producer = 1,
+      .group_id = ts_unique_name("e2e.participant"),
+  };
+  saga_kloop_callbacks_t cb = {.opaque = t, .on_message = on_command};
+  char err[512];
+  assert_int_equal(saga_kloop_new(&t->loop, &kc, &cb, &t->part, err,
+                                  sizeof err),
+                   0);
+  const char *topics[E2E_STEPS];
+  for (int i = 0; i < E2E_STEPS; i++)
+    topics[i] = t->topics[i];
+  assert_int_equal(
+      saga_kloop_subscribe(t->part, topics, E2E_STEPS, err, sizeof err), 0);
+  return t;
+}
+
+static int run_once(e2e_t *t) { return uv_run(&t->loop, UV_RUN_NOWAIT); }
+
+void e2e_pump(e2e_t *t, int64_t ms) {
+  int64_t until = ts_now_ms() + ms;
+  while (ts_now_ms() < until) {
+    run_once(t);
+    sleep_ms(1);
+  }
+}
+
+pid_t e2e_sagad_start(e2e_t *t, int idx) {
+  char log[256];
+  snprintf(log, sizeof log, "%s/sagad%d.log", t->dir, idx);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) {
+      dup2(fd, 2);
+      dup2(fd, 1);
+    }
+    char a[16][512];
+    snprintf(a[0], 512, "%s", SAGAD_PATH);
+    snprintf(a[1], 512, "--store.conninfo=%s", t->conninfo);
+    snprintf(a[2], 512, "--kafka.bootstrap.servers=%s", ts_kafka_bootstrap());
+    snprintf(a[3], 512, "--topic.inbox=%s", t->inbox);
+    snprintf(a[4], 512, "--topic.notifications=%s", t->notify);
+    snprintf(a[5], 512, "--topic.dlq=%s", t->dlq);
+    snprintf(a[6], 512, "--group.id=%s", t->group);
+    snprintf(a[7], 512, "--definitions.dir=%s/defs", t->dir);
+    snprintf(a[8], 512, "--kafka.session.timeout.ms=6000");
+    snprintf(a[9], 512, "--kafka.fetch.wait.max.ms=5");
+    snprintf(a[10], 512, "--kafka.allow.auto.create.topics=true");
+    snprintf(a[11], 512, "--kafka.topic.metadata.refresh.interval.ms=1000");
+    snprintf(a[12], 512, "--log.format=text");
+    snprintf(a[14], 512, "--log.level=%s",
+             getenv("E2E_DEBUG") ? "debug" : "info");
+    snprintf(a[13], 512, "--kafka.linger.ms=1");
+    char *argv[16];
+    for (int i = 0; i < 15; i++)
+      argv[i] = a[i];
+    argv[15] = NULL;
+    execv(SAGAD_PATH, argv);
+    _exit(127);
+  }
+  t->sagad[idx] = pid;
+  return pid;
+}
+
+int e2e_sagad_stop(e2e_t *t, int idx, int sig) {
+  pid_t pid = t->sagad[idx];
+  assert_true(pid > 0);
+  kill(pid, sig);
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  int st = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid)
+      break;
+    if (ts_now_ms() > until) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      fail_msg("sagad did not stop after signal %d", sig);
+    }
+    run_once(t);
+    sleep_ms(2);
+  }
+  t->sagad[idx] = 0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int e2e_sagad_run_once(e2e_t *t, const char *const *extra) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    char *argv[32];
+    int n = 0;
+    argv[n++] = SAGA_MUT(SAGAD_PATH);
+    for (; extra[n - 1] && n < 30; n++)
+      argv[n] = SAGA_MUT(extra[n - 1]);
+    argv[n] = NULL;
+    int fd = open("/dev/null", O_WRONLY);
+    if (fd >= 0)
+      dup2(fd, 1);
+    execv(SAGAD_PATH, argv);
+    _exit(127);
+  }
+  int st = 0;
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while (waitpid(pid, &st, WNOHANG) != pid) {
+    if (ts_now_ms() > until) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      fail_msg("sagad did not exit");
+    }
+    sleep_ms(5);
+  }
+  (void)t;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void produce(e2e_t *t, const ProtobufCMessage *m, const char *id) {
+  saga_meta_t meta = {.saga_id = id};
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  assert_int_equal(
+      saga__wire_encode(m, &meta, 0, &buf, &len, &h, err, sizeof err), 0);
+  while (saga_kloop_produce(t->part, t->inbox, RD_KAFKA_PARTITION_UA, id,
+                            strlen(id), buf, len, h, NULL, err,
+                            sizeof err) != 0)
+    run_once(t); /* queue full: let deliveries drain */
+  free(buf);
+}
+
+void e2e_start(e2e_t *t, const char *type, const char *id) {
+  Saga__V1__StartSaga s;
+  saga__v1__start_saga__init(&s);
+  s.saga_id = SAGA_MUT(id);
+  s.saga_type = SAGA_MUT(type);
+  char input[64];
+  snprintf(input, sizeof input, "{\"order\":\"%s\"}", id);
+  s.input.data = (uint8_t *)input;
+  s.input.len = strlen(input);
+  produce(t, &s.base, id);
+}
+
+void e2e_reply(e2e_t *t, const char *id, int step, uint32_t attempt,
+               int outcome) {
+  char sname[16], key[160];
+  snprintf(sname, sizeof sname, "s%d", step + 1);
+  saga__idempotency_key(key, sizeof key, id, sname, 1, attempt);
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = SAGA_MUT(id);
+  r.step = sname;
+  r.action = SAGA__V1__ACTION__ACTION_DO;
+  r.attempt = attempt;
+  r.idempotency_key = key;
+  r.outcome = (Saga__V1__Outcome)outcome;
+  produce(t, &r.base, id);
+}
+
+void e2e_produce_raw(e2e_t *t, const char *type_header, const char *key,
+                     const void *value, size_t len) {
+  rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+  if (type_header)
+    saga__hdr_add(h, SAGA_HDR_TYPE, type_header);
+  char err[256];
+  assert_int_equal(saga_kloop_produce(t->part, t->inbox, RD_KAFKA_PARTITION_UA,
+                                      key, strlen(key), value, len, h, NULL,
+                                      err, sizeof err),
+                   0);
+}
+
+const char *e2e_status(e2e_t *t, const char *id) {
+  static char buf[64];
+  const char *p[1] = {id};
+  PGresult *r = PQexecParams(
+      t->pg, "SELECT status FROM saga_index WHERE saga_id = $1", 1, NULL, p,
+      NULL, NULL, 0);
+  buf[0] = '\0';
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    snprintf(buf, sizeof buf, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return buf;
+}
+
+static size_t count_terminal(e2e_t *t, const char *const *ids, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *s = e2e_status(t, ids[i]);
+    k += !strcmp(s, "completed") || !strcmp(s, "compensated");
+  }
+  return k;
+}
+
+size_t e2e_wait_terminal(e2e_t *t, const char *const *ids, size_t n,
+                         int64_t timeout_ms) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(timeout_ms);
+  size_t k = 0;
+  while ((k = count_terminal(t, ids, n)) < n && ts_now_ms() < until)
+    e2e_pump(t, 50);
+  return k;
+}
+
+size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len) {
+  if (!t->dlqr) {
+    saga_kloop_config_t kc = {
+        .bootstrap_servers = ts_kafka_bootstrap(),
+        .consumer_properties = consumer_props,
+        .want_consumer = 1,
+        .group_id = ts_unique_name("e2e.dlq-reader"),
+    };
+    saga_kloop_callbacks_t cb = {.opaque = t, .on_message = on_dlq};
+    char err[512];
+    assert_int_equal(
+        saga_kloop_new(&t->loop, &kc, &cb, &t->dlqr, err, sizeof err), 0);
+    const char *topics[1] = {t->dlq};
+    assert_int_equal(saga_kloop_subscribe(t->dlqr, topics, 1, err, sizeof err),
+                     0);
+  }
+  if (reason)
+    snprintf(reason, len, "%s", t->dlq_reason);
+  return t->ndlq;
+}
+
+int e2e_applied(e2e_t *t, const char *id, int step) {
+  return ledger_of(t, id)->applied[step];
+}
+int e2e_undone(e2e_t *t, const char *id, int step) {
+  return ledger_of(t, id)->undone[step];
+}
+int e2e_commands(e2e_t *t, const char *id, int step) {
+  return ledger_of(t, id)->commands[step];
+}
+const char *e2e_conninfo(const e2e_t *t) { return t->conninfo; }
+
+static void closed(void *arg) { (void)arg; }
+
+void e2e_free(e2e_t *t) {
+  if (!t)
+    return;
+  for (int i = 0; i < 3; i++)
+    if (t->sagad[i] > 0)
+      e2e_sagad_stop(t, i, SIGKILL);
+  saga_kloop_close(t->part, closed, NULL);
+  saga_kloop_close(t->dlqr, closed, NULL);
+  while (uv_run(&t->loop, UV_RUN_NOWAIT))
+    sleep_ms(1);
+  uv_loop_close(&t->loop);
+  PQfinish(t->pg);
+  ts_pg_drop_database(t->conninfo);
+  free(t->seen);
+  free(t->ledger);
+  free(t);
+}

@@ -1,0 +1,76 @@
+/* End-to-end harness for the coordinator: real sagad processes against the
+ * embedded PostgreSQL and the Kafka mock, a scripted in-test participant
+ * (on saga_kafka_loop) that keeps a ledger of applied and undone effects,
+ * de-duplicated by idempotency key as the protocol requires, and a starter.
+ * Test-only code: it may print and exit. */
+#ifndef SAGA_E2E_H
+#define SAGA_E2E_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+/* What the participant does with one command: reply with an outcome (wire
+ * numbers 1 SUCCESS, 2 FAILURE, 3 RETRYABLE), not at all, or twice. */
+typedef enum {
+  E2E_SUCCESS = 1,
+  E2E_FAILURE = 2,
+  E2E_RETRYABLE = 3,
+  E2E_NO_REPLY = 10,
+  E2E_REPLY_TWICE = 11, /* success, then the same reply again */
+} e2e_answer_t;
+
+/* Script: how to answer (saga id, step index, compensate?, attempt). */
+typedef e2e_answer_t (*e2e_script_fn)(const char *saga_id, int step,
+                                      int compensate, uint32_t attempt);
+
+#define E2E_STEPS 3
+
+typedef struct e2e e2e_t;
+
+/* Fresh database, unique topics and group, a definitions folder with two
+ * 3-step definitions: "fast" (step timeout timeout_ms, one attempt) and
+ * "slow" (60 s timeout). Starts the participant. */
+e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script);
+void e2e_free(e2e_t *t);
+
+/* Start one sagad (index 0..2) in the group; it logs to a file in the
+ * test's folder. Returns its pid. */
+pid_t e2e_sagad_start(e2e_t *t, int idx);
+/* Send sig to sagad idx and wait for it (pumping the participant); returns
+ * its exit status (128 + signal when killed). */
+int e2e_sagad_stop(e2e_t *t, int idx, int sig);
+/* Run sagad with extra arguments to completion (start-up error tests). */
+int e2e_sagad_run_once(e2e_t *t, const char *const *extra);
+
+/* Produce a StartSaga for id of type ("fast"/"slow") to the inbox. */
+void e2e_start(e2e_t *t, const char *type, const char *id);
+/* Produce raw bytes with the given type header (NULL = none) to the inbox. */
+void e2e_produce_raw(e2e_t *t, const char *type_header, const char *key,
+                     const void *value, size_t len);
+/* Produce a Reply for (id, step, DO, attempt) with outcome. */
+void e2e_reply(e2e_t *t, const char *id, int step, uint32_t attempt,
+               int outcome);
+
+/* Status of id in saga_index ("" when absent); static buffer. */
+const char *e2e_status(e2e_t *t, const char *id);
+/* Pump the participant until every id of ids has a terminal status, or the
+ * timeout passes. Returns how many are terminal. */
+size_t e2e_wait_terminal(e2e_t *t, const char *const *ids, size_t n,
+                         int64_t timeout_ms);
+/* Pump the participant for ms. */
+void e2e_pump(e2e_t *t, int64_t ms);
+/* Messages read from the dead-letter topic so far (a reader is started on
+ * first call), and the reason header of the last one. */
+size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len);
+
+/* Ledger: DO effects applied for (id, step) (distinct idempotency keys),
+ * compensations applied, commands received in total for it. */
+int e2e_applied(e2e_t *t, const char *id, int step);
+int e2e_undone(e2e_t *t, const char *id, int step);
+int e2e_commands(e2e_t *t, const char *id, int step);
+const char *e2e_conninfo(const e2e_t *t);
+
+#endif

@@ -55,37 +55,36 @@ static size_t inbox_parts(const sagad_broker_kafka_t *b,
   return n;
 }
 
-static void k_on_assign(saga_kloop_t *kl,
-                        const rd_kafka_topic_partition_list_t *parts,
-                        void *opaque) {
-  (void)kl;
-  sagad_broker_kafka_t *b = opaque;
+/* Hand the inbox partitions of a rebalance to the engine. */
+static void rebalance(sagad_broker_kafka_t *b,
+                      const rd_kafka_topic_partition_list_t *parts,
+                      int assign) {
   int32_t *p = calloc((size_t)parts->cnt + 1, sizeof *p);
   if (!p || !b->engine) {
     free(p);
     return;
   }
   size_t n = inbox_parts(b, parts, p);
-  LOG_INFO("assigned %zu inbox partitions", n);
-  if (sagad_engine_on_assign(b->engine, p, n) != 0 && b->on_fatal)
+  LOG_INFO("%s %zu inbox partitions", assign ? "assigned" : "revoked", n);
+  if (!assign)
+    sagad_engine_on_revoke(b->engine, p, n);
+  else if (sagad_engine_on_assign(b->engine, p, n) != 0 && b->on_fatal)
     b->on_fatal(b->fatal_arg, "could not recover the assigned partitions");
   free(p);
+}
+
+static void k_on_assign(saga_kloop_t *kl,
+                        const rd_kafka_topic_partition_list_t *parts,
+                        void *opaque) {
+  (void)kl;
+  rebalance(opaque, parts, 1);
 }
 
 static void k_on_revoke(saga_kloop_t *kl,
                         const rd_kafka_topic_partition_list_t *parts,
                         void *opaque) {
   (void)kl;
-  sagad_broker_kafka_t *b = opaque;
-  int32_t *p = calloc((size_t)parts->cnt + 1, sizeof *p);
-  if (!p || !b->engine) {
-    free(p);
-    return;
-  }
-  size_t n = inbox_parts(b, parts, p);
-  LOG_INFO("revoked %zu inbox partitions", n);
-  sagad_engine_on_revoke(b->engine, p, n);
-  free(p);
+  rebalance(opaque, parts, 0);
 }
 
 static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,

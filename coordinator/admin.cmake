@@ -34,3 +34,9 @@ add_library(saga_admin_ui STATIC ${CMAKE_CURRENT_LIST_DIR}/admin_ui.c
             ${CMAKE_CURRENT_BINARY_DIR}/admin_web.c)
 target_include_directories(saga_admin_ui PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_admin_ui PUBLIC saga_admin PRIVATE saga_warnings)
+
+# otlp: the OTLP/HTTP JSON trace exporter on the loop.
+add_library(saga_otlp STATIC ${CMAKE_CURRENT_LIST_DIR}/otlp.c)
+target_include_directories(saga_otlp PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(saga_otlp PUBLIC saga_admin PkgConfig::LIBUV
+                      PRIVATE saga_warnings)

@@ -1,0 +1,256 @@
+/* The OTLP exporter against a small local receiver (the admin HTTP server
+ * on 127.0.0.1 answering POST /v1/traces): the first request is refused
+ * with 503 and must be retried; the spans' fields and their parent/child
+ * links (starter -> saga -> steps, from a W3C traceparent) are checked;
+ * a full queue drops and counts. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "admin_http.h"
+#include "http_client.h"
+#include "otlp.h"
+#include "test_support.h"
+
+#define STARTER_TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static cJSON *received; /* array of spans, under mu */
+static int posts;       /* under mu */
+static char resource_service[32];
+
+static admin_http_t *srv;
+static otlp_t *exp_main, *exp_small;
+static int small_rc[6];
+static otlp_stats_t small_stats;
+static char saga_span[17];
+static loop_thread_t *lt;
+
+static void h_traces(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  int n = ++posts;
+  if (n > 1) {
+    cJSON *doc = cJSON_ParseWithLength(req->body, req->body_len);
+    cJSON *rs = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "resourceSpans"),
+                                   0);
+    cJSON *svc = cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(rs, "resource"),
+                            "attributes"),
+        0);
+    cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(svc, "value"),
+                                   "stringValue");
+    if (cJSON_IsString(v))
+      snprintf(resource_service, sizeof resource_service, "%s",
+               v->valuestring);
+    cJSON *ss = cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0);
+    cJSON *span;
+    cJSON_ArrayForEach(span, cJSON_GetObjectItem(ss, "spans"))
+      cJSON_AddItemToArray(received, cJSON_Duplicate(span, 1));
+    cJSON_Delete(doc);
+  }
+  pthread_mutex_unlock(&mu);
+  if (n == 1)
+    admin_http_respond_error(req, 503, "collector busy");
+  else
+    admin_http_respond(req, 200, "application/json", "{}", 2);
+}
+
+static void emit(const char *trace, const char *id, const char *parent,
+                 const char *name, const char *step, const char *action,
+                 int status, const char *msg, int64_t t) {
+  otlp_span_t s = {.name = name, .start_us = t, .end_us = t + 1500,
+                   .saga_id = "o-1", .saga_type = "order", .saga_step = step,
+                   .saga_action = action, .status = status,
+                   .status_message = msg};
+  snprintf(s.trace_id, sizeof s.trace_id, "%s", trace);
+  snprintf(s.span_id, sizeof s.span_id, "%s", id);
+  snprintf(s.parent_id, sizeof s.parent_id, "%s", parent);
+  assert_int_equal(otlp_emit(exp_main, &s), 0);
+}
+
+static void on_loop(uv_loop_t *loop, void *arg) {
+  (void)arg;
+  srv = admin_http_new(loop, NULL);
+  assert_non_null(srv);
+  assert_int_equal(admin_http_route(srv, "POST", "/v1/traces", h_traces,
+                                    NULL),
+                   0);
+  assert_int_equal(admin_http_start(srv, NULL, 0), 0);
+  otlp_opts_t o;
+  otlp_opts_init(&o);
+  o.host = "127.0.0.1";
+  o.port = admin_http_port(srv);
+  o.flush_ms = 20;
+  o.backoff_min_ms = 20;
+  o.service_name = "sagad-test";
+  exp_main = otlp_new(loop, &o);
+  assert_non_null(exp_main);
+  char trace[33], starter[17], s1[17], s2[17], s3[17];
+  assert_int_equal(otlp_traceparent_parse(STARTER_TP, trace, starter), 0);
+  otlp_new_span_id(saga_span);
+  otlp_new_span_id(s1);
+  otlp_new_span_id(s2);
+  otlp_new_span_id(s3);
+  int64_t t = 1700000000000000;
+  emit(trace, s1, saga_span, "step reserve", "reserve", "do", OTLP_STATUS_OK,
+       NULL, t + 10);
+  emit(trace, s2, saga_span, "step charge", "charge", "do",
+       OTLP_STATUS_ERROR, "declined", t + 20);
+  emit(trace, s3, saga_span, "compensate reserve", "reserve", "compensate",
+       OTLP_STATUS_OK, NULL, t + 30);
+  emit(trace, saga_span, starter, "saga order", NULL, NULL,
+       OTLP_STATUS_ERROR, "compensated", t);
+
+  /* a queue of 4 that never flushes: the fifth and sixth are dropped */
+  o.max_queue = 4;
+  o.flush_ms = 3600000;
+  o.port = 9;
+  exp_small = otlp_new(loop, &o);
+  assert_non_null(exp_small);
+  otlp_span_t s = {.name = "x", .trace_id = "1", .span_id = "2"};
+  for (int i = 0; i < 6; i++)
+    small_rc[i] = otlp_emit(exp_small, &s);
+  otlp_stats(exp_small, &small_stats);
+}
+
+static void on_stop(void *arg) {
+  (void)arg;
+  otlp_close(exp_main, NULL, NULL);
+  otlp_close(exp_small, NULL, NULL);
+  admin_http_close(srv, NULL, NULL);
+}
+
+static int setup(void **state) {
+  (void)state;
+  received = cJSON_CreateArray();
+  lt = loop_thread_start(on_loop, on_stop, NULL);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  loop_thread_stop(lt);
+  cJSON_Delete(received);
+  return 0;
+}
+
+static const cJSON *span_named(const char *name) {
+  const cJSON *s;
+  cJSON_ArrayForEach(s, received) {
+    const cJSON *n = cJSON_GetObjectItem(s, "name");
+    if (cJSON_IsString(n) && !strcmp(n->valuestring, name))
+      return s;
+  }
+  return NULL;
+}
+
+static const char *field(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItem(o, k);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static const char *attr_of(const cJSON *span, const char *key) {
+  const cJSON *a;
+  cJSON_ArrayForEach(a, cJSON_GetObjectItem(span, "attributes")) {
+    if (!strcmp(field(a, "key"), key))
+      return field(cJSON_GetObjectItem(a, "value"), "stringValue");
+  }
+  return NULL;
+}
+
+static void test_spans_arrive_after_a_refused_post_with_their_links(
+    void **state) {
+  (void)state;
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  int n = 0;
+  while (ts_now_ms() < until) {
+    pthread_mutex_lock(&mu);
+    n = cJSON_GetArraySize(received);
+    pthread_mutex_unlock(&mu);
+    if (n >= 4)
+      break;
+    nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+  }
+  pthread_mutex_lock(&mu);
+  assert_int_equal(cJSON_GetArraySize(received), 4);
+  assert_true(posts >= 2); /* the 503 was retried */
+  assert_string_equal(resource_service, "sagad-test");
+  const cJSON *saga = span_named("saga order");
+  assert_non_null(saga);
+  assert_string_equal(field(saga, "traceId"),
+                      "4bf92f3577b34da6a3ce929d0e0e4736");
+  assert_string_equal(field(saga, "parentSpanId"), "00f067aa0ba902b7");
+  assert_string_equal(field(saga, "spanId"), saga_span);
+  assert_string_equal(attr_of(saga, "saga.id"), "o-1");
+  assert_null(attr_of(saga, "saga.step"));
+  assert_string_equal(field(saga, "startTimeUnixNano"),
+                      "1700000000000000000");
+  assert_string_equal(field(saga, "endTimeUnixNano"), "1700000000001500000");
+  const char *steps[] = {"step reserve", "step charge", "compensate reserve"};
+  for (size_t i = 0; i < 3; i++) {
+    const cJSON *s = span_named(steps[i]);
+    assert_non_null(s);
+    assert_string_equal(field(s, "traceId"), field(saga, "traceId"));
+    assert_string_equal(field(s, "parentSpanId"), saga_span);
+    assert_int_equal(strlen(field(s, "spanId")), 16);
+    assert_string_equal(attr_of(s, "saga.type"), "order");
+  }
+  const cJSON *charge = span_named("step charge");
+  const cJSON *st = cJSON_GetObjectItem(charge, "status");
+  assert_int_equal(cJSON_GetObjectItem(st, "code")->valueint,
+                   OTLP_STATUS_ERROR);
+  assert_string_equal(field(st, "message"), "declined");
+  assert_string_equal(attr_of(span_named("compensate reserve"),
+                              "saga.action"),
+                      "compensate");
+  pthread_mutex_unlock(&mu);
+}
+
+static void test_a_full_queue_drops_and_counts(void **state) {
+  (void)state;
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(small_rc[i], 0);
+  assert_int_equal(small_rc[4], -1);
+  assert_int_equal(small_rc[5], -1);
+  assert_int_equal(small_stats.dropped, 2);
+  assert_int_equal(small_stats.queued, 4);
+}
+
+static void test_traceparents_parse_and_refuse_malformed_ones(void **state) {
+  (void)state;
+  char t[33], s[17], tp[56];
+  assert_int_equal(otlp_traceparent_parse(STARTER_TP, t, s), 0);
+  otlp_traceparent_format(t, s, tp);
+  assert_string_equal(tp, STARTER_TP);
+  assert_int_equal(otlp_traceparent_parse(
+                       "00-00000000000000000000000000000000-00f067aa0ba902b7-"
+                       "01",
+                       t, s),
+                   -1);
+  assert_int_equal(otlp_traceparent_parse("00-4bf9-00f0-01", t, s), -1);
+  assert_int_equal(otlp_traceparent_parse(
+                       "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+                       "01",
+                       t, s),
+                   -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_spans_arrive_after_a_refused_post_with_their_links),
+      cmocka_unit_test(test_a_full_queue_drops_and_counts),
+      cmocka_unit_test(test_traceparents_parse_and_refuse_malformed_ones),
+  };
+  int rc = cmocka_run_group_tests(tests, setup, teardown);
+  return rc;
+}

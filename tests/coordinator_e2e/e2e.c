@@ -486,6 +486,16 @@ void e2e_free(e2e_t *t) {
   uv_loop_close(&t->loop);
   PQfinish(t->pg);
   ts_pg_drop_database(t->conninfo);
+  /* Reached only when the test passed: its files are of no more use. */
+  static const char *const files[] = {"defs/fast.json", "defs/slow.json",
+                                      "sagad0.log", "sagad1.log",
+                                      "sagad2.log", "defs", NULL};
+  for (int i = 0; files[i]; i++) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", t->dir, files[i]);
+    remove(p);
+  }
+  remove(t->dir);
   free(t->seen);
   free(t->ledger);
   free(t);

@@ -25,6 +25,7 @@ static const ProtobufCMessageDescriptor *const known_types[] = {
     &saga__v1__command__descriptor,
     &saga__v1__reply__descriptor,
     &saga__v1__notification__descriptor,
+    &saga__v1__operator_action__descriptor,
 };
 
 saga_meta_t saga__wire_meta_view(const saga__wire_meta_t *m) {
@@ -84,28 +85,43 @@ static size_t utf8_bad_at(const unsigned char *v, size_t n) {
   return n;
 }
 
-/* An id-like string: present, bounded, UTF-8, no '/' (the idempotency
- * key's separator) and no control characters. */
-static int check_id(const char *what, const char *v, int allow_slash,
-                    char *errbuf, size_t errlen) {
-  if (!v || !*v)
-    return saga__errf(SAGA_EMISSING, errbuf, errlen, "%s is missing", what);
-  size_t n = strlen(v);
-  if (n > SAGA_WIRE_MAX_ID)
+/* A bounded UTF-8 string without control characters: an id (no '/', the
+ * idempotency key's separator, unless allow_slash) or free text (which
+ * may hold tabs and newlines). Empty passes; the callers decide presence. */
+enum { STR_ID = 0, STR_ID_SLASH = 1, STR_TEXT = 2 };
+
+static int check_str(const char *what, const char *v, size_t max, int kind,
+                     char *errbuf, size_t errlen) {
+  size_t n = v ? strlen(v) : 0;
+  if (n > max)
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
-                "%s is %zu bytes long, the ceiling is %d", what, n,
-                SAGA_WIRE_MAX_ID);
+                      "%s is %zu bytes long, the ceiling is %zu", what, n,
+                      max);
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)v[i];
-    if (c < 0x20 || c == 0x7f || (c == '/' && !allow_slash))
+    int ok = c >= 0x20 && c != 0x7f;
+    if (c == '/' && kind == STR_ID)
+      ok = 0;
+    if ((c == '\t' || c == '\n') && kind == STR_TEXT)
+      ok = 1;
+    if (!ok)
       return saga__errf(SAGA_EMISSING, errbuf, errlen,
-                  "%s contains a forbidden character at byte %zu", what, i);
+                        "%s contains a forbidden character at byte %zu", what,
+                        i);
   }
   size_t bad = utf8_bad_at((const unsigned char *)v, n);
   if (bad < n)
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                       "%s is not valid UTF-8 at byte %zu", what, bad);
   return 0;
+}
+
+static int check_id(const char *what, const char *v, int allow_slash,
+                    char *errbuf, size_t errlen) {
+  if (!v || !*v)
+    return saga__errf(SAGA_EMISSING, errbuf, errlen, "%s is missing", what);
+  return check_str(what, v, SAGA_WIRE_MAX_ID,
+                   allow_slash ? STR_ID_SLASH : STR_ID, errbuf, errlen);
 }
 
 static int check_optional_id(const char *what, const char *v, char *errbuf,
@@ -184,6 +200,19 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
         m->kind > SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED)
       return saga__errf(SAGA_EMISSING, errbuf, errlen,
                   "notification kind %d is unknown", m->kind);
+  } else if (d == &saga__v1__operator_action__descriptor) {
+    const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)msg;
+    CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
+    if (m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY &&
+        m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE)
+      return saga__errf(SAGA_EMISSING, errbuf, errlen,
+                        "action must be RETRY or RESOLVE, got %d", m->action);
+    /* reason and operator are free text kept in the coordinator's log:
+     * optional, but bounded and UTF-8 like every string on the wire. */
+    CHECK(check_str("reason", m->reason, SAGA_WIRE_MAX_TEXT, STR_TEXT, errbuf,
+                    errlen));
+    CHECK(check_str("operator", m->operator_, SAGA_WIRE_MAX_ID, STR_ID_SLASH,
+                    errbuf, errlen));
   } else {
     return saga__errf(SAGA_EINVAL, errbuf, errlen, "message type %s is not saga.v1",
                 d->name);
@@ -199,6 +228,8 @@ static const char *body_saga_id(const ProtobufCMessage *msg) {
     return ((const Saga__V1__Command *)msg)->saga_id;
   if (d == &saga__v1__reply__descriptor)
     return ((const Saga__V1__Reply *)msg)->saga_id;
+  if (d == &saga__v1__operator_action__descriptor)
+    return ((const Saga__V1__OperatorAction *)msg)->saga_id;
   return ((const Saga__V1__Notification *)msg)->saga_id;
 }
 

@@ -28,6 +28,8 @@
 
 /* Ceiling on ids, step names, topics and header values, in bytes. */
 #define SAGA_WIRE_MAX_ID 255
+/* Ceiling on free text (OperatorAction.reason), in bytes. */
+#define SAGA_WIRE_MAX_TEXT 1024
 
 /* Decoded header values, NUL-terminated; "" when absent. */
 typedef struct saga__wire_meta {

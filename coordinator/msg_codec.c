@@ -9,60 +9,33 @@
 
 #include "wire.h"
 
-#define OPERATOR_TYPE "saga.v1.OperatorAction"
-
-static int header_is(const rd_kafka_headers_t *hdrs, const char *want) {
-  const void *v = NULL;
-  size_t n = 0;
-  if (!hdrs || rd_kafka_header_get_last(hdrs, SAGA_HDR_TYPE, &v, &n) !=
-                   RD_KAFKA_RESP_ERR_NO_ERROR)
-    return 0;
-  return v && n == strlen(want) && !memcmp(v, want, n);
-}
-
-static int decode_operator(const void *value, size_t len, size_t max_bytes,
+/* The same codec as the other inbox types (client/wire.c checks saga_id,
+ * the action, reason and operator); sagactl encodes with it too. */
+static int decode_operator(const void *value, size_t len,
+                           const rd_kafka_headers_t *hdrs, size_t max_bytes,
                            sagad_msg_t *msg, char *errbuf, size_t errlen) {
-  if (len > max_bytes) {
-    snprintf(errbuf, errlen, "%s of %zu bytes exceeds the ceiling of %zu bytes",
-             OPERATOR_TYPE, len, max_bytes);
+  saga__wire_meta_t meta;
+  ProtobufCMessage *pb = NULL;
+  if (saga__wire_decode(&saga__v1__operator_action__descriptor, value, len,
+                        hdrs, max_bytes, &pb, &meta, errbuf, errlen) != 0)
     return -1;
-  }
-  Saga__V1__OperatorAction *m =
-      saga__v1__operator_action__unpack(NULL, len, value);
-  if (!m) {
-    snprintf(errbuf, errlen, "%s of %zu bytes could not be decoded",
-             OPERATOR_TYPE, len);
-    return -1;
-  }
-  if (!m->saga_id || !*m->saga_id || strlen(m->saga_id) > SAGA_WIRE_MAX_ID) {
-    snprintf(errbuf, errlen, "saga_id is missing or too long");
-    goto bad;
-  }
-  if (m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY &&
-      m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE) {
-    snprintf(errbuf, errlen, "action must be RETRY or RESOLVE, got %d",
-             (int)m->action);
-    goto bad;
-  }
+  const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)pb;
   msg->kind = SAGAD_MSG_OPERATOR;
   msg->saga_id = m->saga_id;
   msg->action = (int)m->action;
   msg->reason = m->reason;
   msg->who = m->operator_;
-  msg->pb = m;
+  msg->pb = pb;
   return 0;
-bad:
-  saga__v1__operator_action__free_unpacked(m, NULL);
-  return -1;
 }
 
 int sagad_msg_decode(const void *value, size_t len,
                      const rd_kafka_headers_t *hdrs, size_t max_bytes,
                      sagad_msg_t *msg, char *errbuf, size_t errlen) {
   memset(msg, 0, sizeof *msg);
-  if (header_is(hdrs, OPERATOR_TYPE))
-    return decode_operator(value, len, max_bytes, msg, errbuf, errlen);
   const ProtobufCMessageDescriptor *d = saga__wire_type_of(hdrs);
+  if (d == &saga__v1__operator_action__descriptor)
+    return decode_operator(value, len, hdrs, max_bytes, msg, errbuf, errlen);
   if (d != &saga__v1__start_saga__descriptor &&
       d != &saga__v1__reply__descriptor) {
     snprintf(errbuf, errlen,

@@ -13,7 +13,7 @@
 #include "cli_db.h"
 
 #if SAGACTL_HAVE_OPERATOR_ACTION
-#include "saga.pb-c.h"
+#include "wire.h"
 
 typedef struct {
   int done;
@@ -124,31 +124,28 @@ static int operator_action(const cli_args_t *a, const cli_settings_t *s,
   }
   cli_index_row_clear(&row);
 
+  /* saga__wire_encode checks the message as the coordinator's decode does
+   * (id form, UTF-8, ceilings) and writes the headers docs/protocol.md
+   * names, so a bad --reason or --operator is refused here. */
   Saga__V1__OperatorAction msg;
   saga__v1__operator_action__init(&msg);
-  msg.saga_id = (char *)(uintptr_t)id;
+  msg.saga_id = SAGA_MUT(id);
   msg.action = kind;
-  msg.reason = (char *)(uintptr_t)(a->opt[CLI_OPT_REASON] != NULL
-                                       ? a->opt[CLI_OPT_REASON]
-                                       : "");
-  msg.operator_ = (char *)(uintptr_t)cli_get(s, CLI_SET_OPERATOR);
-  size_t len = saga__v1__operator_action__get_packed_size(&msg);
-  uint8_t *buf = malloc(len > 0 ? len : 1);
-  rd_kafka_headers_t *h = rd_kafka_headers_new(4);
-  if (buf == NULL || h == NULL ||
-      rd_kafka_header_add(h, "saga-message-type", -1,
-                          saga__v1__operator_action__descriptor.name,
-                          -1) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-      rd_kafka_header_add(h, "saga-id", -1, id, -1) !=
-          RD_KAFKA_RESP_ERR_NO_ERROR ||
-      rd_kafka_header_add(h, "correlation-id", -1, id, -1) !=
-          RD_KAFKA_RESP_ERR_NO_ERROR) {
-    free(buf);
-    if (h != NULL)
-      rd_kafka_headers_destroy(h);
+  msg.reason = SAGA_MUT(a->opt[CLI_OPT_REASON] != NULL
+                            ? a->opt[CLI_OPT_REASON]
+                            : "");
+  msg.operator_ = SAGA_MUT(cli_get(s, CLI_SET_OPERATOR));
+  saga_meta_t meta = {.saga_id = id, .correlation_id = id};
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[512];
+  int wrc = saga__wire_encode(&msg.base, &meta, 0, &buf, &len, &h, err,
+                              sizeof err);
+  if (wrc == SAGA_ENOMEM)
     return cli_fail(CLI_EXIT_FAIL, "out of memory");
-  }
-  saga__v1__operator_action__pack(&msg, buf);
+  if (wrc != 0)
+    return cli_fail(CLI_EXIT_USAGE, "%s: %s", cmd, err);
   rc = produce(s, cli_get(s, CLI_SET_INBOX), id, buf, len, h);
   free(buf);
   if (rc == CLI_EXIT_OK)

@@ -235,15 +235,23 @@ static void test_oversize_message_is_refused_before_parsing(void **state) {
   unpack_free(&p);
 }
 
-static int encode_fails(const Saga__V1__Command *c) {
+/* Encode that must fail: nothing allocated, the code returned. */
+static int encode_msg_fails(const ProtobufCMessage *m) {
   void *buf = NULL;
   size_t len = 0;
   rd_kafka_headers_t *h = NULL;
-  int rc = saga__wire_encode(&c->base, NULL, 0, &buf, &len, &h, errbuf,
+  int rc = saga__wire_encode(m, NULL, 0, &buf, &len, &h, errbuf,
                              sizeof errbuf);
   assert_null(buf);
   assert_null(h);
   return rc;
+}
+
+/* Encode refuses m as SAGA_EMISSING with a message holding `says`. */
+static void assert_refused(const ProtobufCMessage *m, const char *says) {
+  assert_int_equal(encode_msg_fails(m), SAGA_EMISSING);
+  if (!strstr(errbuf, says))
+    fail_msg("expected \"%s\" in \"%s\"", says, errbuf);
 }
 
 static void test_missing_required_fields_are_named(void **state) {
@@ -252,23 +260,19 @@ static void test_missing_required_fields_are_named(void **state) {
 
   c = make_command();
   c.step = SAGA_MUT("");
-  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
-  assert_string_equal(errbuf, "step is missing");
+  assert_refused(&c.base, "step is missing");
 
   c = make_command();
   c.action = SAGA__V1__ACTION__ACTION_UNSPECIFIED;
-  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
-  assert_non_null(strstr(errbuf, "action must be"));
+  assert_refused(&c.base, "action must be");
 
   c = make_command();
   c.idempotency_key = SAGA_MUT("saga-1/reserve/DO/1");
-  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
-  assert_non_null(strstr(errbuf, "does not match \"saga-1/reserve/DO/2\""));
+  assert_refused(&c.base, "does not match \"saga-1/reserve/DO/2\"");
 
   c = make_command();
   c.saga_id = SAGA_MUT("a/b");
-  assert_int_equal(encode_fails(&c), SAGA_EMISSING);
-  assert_non_null(strstr(errbuf, "forbidden character"));
+  assert_refused(&c.base, "forbidden character");
 
   /* On the decode side: a body without reply_topic, packed by hand. */
   c = make_command();
@@ -398,6 +402,154 @@ static void test_ids_and_headers_that_are_not_utf8_are_refused(void **state) {
   free(buf);
 }
 
+static Saga__V1__OperatorAction make_operator_action(void) {
+  Saga__V1__OperatorAction a;
+  saga__v1__operator_action__init(&a);
+  a.saga_id = SAGA_MUT("s-park");
+  a.action = SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY;
+  a.reason = SAGA_MUT("stock fixed by hand\nticket 42");
+  a.operator_ = SAGA_MUT("alice");
+  return a;
+}
+
+static void test_operator_action_round_trips_with_its_type_header(void **s) {
+  (void)s;
+  Saga__V1__OperatorAction a = make_operator_action();
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  assert_int_equal(saga__wire_encode(&a.base, NULL, 0, &buf, &len, &h, errbuf,
+                                     sizeof errbuf),
+                   0);
+  /* The header the coordinator's inbox dispatches on. */
+  const void *v = NULL;
+  size_t n = 0;
+  assert_int_equal(rd_kafka_header_get_last(h, SAGA_HDR_TYPE, &v, &n),
+                   RD_KAFKA_RESP_ERR_NO_ERROR);
+  assert_int_equal(n, strlen("saga.v1.OperatorAction"));
+  assert_memory_equal(v, "saga.v1.OperatorAction", n);
+  assert_ptr_equal(saga__wire_type_of(h),
+                   &saga__v1__operator_action__descriptor);
+  ProtobufCMessage *out = NULL;
+  saga__wire_meta_t meta;
+  assert_int_equal(saga__wire_decode(&saga__v1__operator_action__descriptor,
+                                     buf, len, h, 0, &out, &meta, errbuf,
+                                     sizeof errbuf),
+                   0);
+  Saga__V1__OperatorAction *d = (Saga__V1__OperatorAction *)out;
+  assert_string_equal(d->saga_id, "s-park");
+  assert_int_equal(d->action,
+                   SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY);
+  assert_string_equal(d->reason, "stock fixed by hand\nticket 42");
+  assert_string_equal(d->operator_, "alice");
+  assert_string_equal(meta.saga_id, "s-park");
+  saga__wire_free(out);
+  /* A Reply decoder refuses it by its type header. */
+  assert_int_equal(saga__wire_decode(&saga__v1__reply__descriptor, buf, len,
+                                     h, 0, &out, &meta, errbuf,
+                                     sizeof errbuf),
+                   SAGA_ETYPE);
+  /* And the ceiling applies before parsing. */
+  assert_int_equal(saga__wire_decode(&saga__v1__operator_action__descriptor,
+                                     buf, len, h, len - 1, &out, &meta,
+                                     errbuf, sizeof errbuf),
+                   SAGA_ETOOBIG);
+  rd_kafka_headers_destroy(h);
+  free(buf);
+  /* reason and operator are optional. */
+  a.reason = SAGA_MUT("");
+  a.operator_ = NULL;
+  a.action = SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE;
+  assert_int_equal(saga__wire_encode(&a.base, NULL, 0, &buf, &len, &h, errbuf,
+                                     sizeof errbuf),
+                   0);
+  rd_kafka_headers_destroy(h);
+  free(buf);
+}
+
+static void test_operator_action_fields_are_checked_both_ways(void **s) {
+  (void)s;
+  Saga__V1__OperatorAction a = make_operator_action();
+  a.saga_id = SAGA_MUT("");
+  assert_refused(&a.base, "saga_id is missing");
+
+  a = make_operator_action();
+  a.action = SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_UNSPECIFIED;
+  assert_refused(&a.base, "action must be RETRY or RESOLVE, got 0");
+
+  a = make_operator_action();
+  a.saga_id = SAGA_MUT("a/b");
+  assert_refused(&a.base, "forbidden character");
+
+  a = make_operator_action();
+  a.operator_ = SAGA_MUT("al\x1bice");
+  assert_refused(&a.base, "operator contains a forbidden character at "
+                              "byte 2");
+
+  a = make_operator_action();
+  a.reason = SAGA_MUT("fixed \xc0\xaf");
+  assert_refused(&a.base, "reason is not valid UTF-8 at byte 6");
+
+  char big[SAGA_WIRE_MAX_TEXT + 2];
+  memset(big, 'r', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  a = make_operator_action();
+  a.reason = big;
+  assert_refused(&a.base, "reason is 1025 bytes long");
+  big[SAGA_WIRE_MAX_TEXT] = '\0'; /* exactly at the ceiling is fine */
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  assert_int_equal(saga__wire_encode(&a.base, NULL, 0, &buf, &len, &h, errbuf,
+                                     sizeof errbuf),
+                   0);
+  rd_kafka_headers_destroy(h);
+  free(buf);
+
+  /* Decode side: an unknown action and a raw-byte id, packed by hand. */
+  a = make_operator_action();
+  a.action = (Saga__V1__OperatorActionKind)7;
+  uint8_t raw[128];
+  size_t n = saga__v1__operator_action__pack(&a, raw);
+  h = rd_kafka_headers_new(1);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, "saga.v1.OperatorAction", -1);
+  ProtobufCMessage *m = NULL;
+  saga__wire_meta_t meta;
+  assert_int_equal(saga__wire_decode(&saga__v1__operator_action__descriptor,
+                                     raw, n, h, 0, &m, &meta, errbuf,
+                                     sizeof errbuf),
+                   SAGA_EMISSING);
+  assert_null(m);
+  assert_string_equal(errbuf, "action must be RETRY or RESOLVE, got 7");
+  a = make_operator_action();
+  a.saga_id = SAGA_MUT("s-\xff");
+  n = saga__v1__operator_action__pack(&a, raw);
+  assert_int_equal(saga__wire_decode(&saga__v1__operator_action__descriptor,
+                                     raw, n, h, 0, &m, &meta, errbuf,
+                                     sizeof errbuf),
+                   SAGA_EMISSING);
+  assert_string_equal(errbuf, "saga_id is not valid UTF-8 at byte 2");
+  /* Every truncation is refused, or (cut at a field boundary past the
+   * required fields) decodes into a message that passed the checks. */
+  a = make_operator_action();
+  n = saga__v1__operator_action__pack(&a, raw);
+  size_t refused = 0;
+  for (size_t cut = 0; cut < n; cut++) {
+    int rc = saga__wire_decode(&saga__v1__operator_action__descriptor, raw,
+                               cut, h, 0, &m, &meta, errbuf, sizeof errbuf);
+    if (rc == 0) {
+      assert_string_equal(((Saga__V1__OperatorAction *)m)->saga_id, "s-park");
+      saga__wire_free(m);
+      continue;
+    }
+    assert_true(rc == SAGA_EDECODE || rc == SAGA_EMISSING);
+    assert_null(m);
+    refused++;
+  }
+  assert_true(refused >= n - 3);
+  rd_kafka_headers_destroy(h);
+}
+
 static void test_type_header_names_a_known_message(void **state) {
   (void)state;
   rd_kafka_headers_t *h = rd_kafka_headers_new(1);
@@ -460,6 +612,8 @@ int main(void) {
       cmocka_unit_test(test_headers_that_disagree_or_overflow_are_refused),
       cmocka_unit_test(test_headers_with_control_characters_are_refused),
       cmocka_unit_test(test_ids_and_headers_that_are_not_utf8_are_refused),
+      cmocka_unit_test(test_operator_action_round_trips_with_its_type_header),
+      cmocka_unit_test(test_operator_action_fields_are_checked_both_ways),
       cmocka_unit_test(test_type_header_names_a_known_message),
       cmocka_unit_test(test_idempotency_key_and_generated_ids_have_their_form),
       cmocka_unit_test(test_error_map_names_every_code),

@@ -1,0 +1,740 @@
+/* bench-saga: the whole stack on this machine, fsync on -- a real sagad
+ * process, in-process participants that answer every command at once, and
+ * a closed-loop starter, all on the embedded PostgreSQL and Kafka mock.
+ * Measures saga throughput (0% and 20% failures), latency at concurrency 1
+ * and at load, per-step coordinator overhead, events and bytes per saga,
+ * resident memory per in-flight saga, recovery after kill -9, and the raw
+ * multi-row INSERT baseline in the same run. Uses a scratch database and
+ * fresh topics. Prints figures and a last JSON line.
+ * Usage: bench-saga [--quick] (needs SAGA_PG_CONNINFO, SAGA_KAFKA_BOOTSTRAP) */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "wire.h"
+
+#define NSTEPS 3
+#define MAXSAGAS 400000
+
+/* ---- small helpers -------------------------------------------------- */
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void die(const char *what, const char *detail) {
+  fprintf(stderr, "bench-saga: %s: %s\n", what, detail ? detail : "");
+  exit(1);
+}
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p) {
+  if (!n)
+    return 0;
+  qsort(v, n, sizeof *v, cmp_d);
+  size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+  return v[i < n ? i : n - 1];
+}
+
+static PGresult *q(PGconn *c, const char *sql) {
+  PGresult *r = PQexec(c, sql);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+      PQresultStatus(r) != PGRES_TUPLES_OK)
+    die(sql, PQerrorMessage(c));
+  return r;
+}
+
+static double q_num(PGconn *c, const char *sql) {
+  PGresult *r = q(c, sql);
+  double v = PQntuples(r) && !PQgetisnull(r, 0, 0)
+                 ? atof(PQgetvalue(r, 0, 0))
+                 : 0;
+  PQclear(r);
+  return v;
+}
+
+/* ---- state ---------------------------------------------------------- */
+
+typedef struct {
+  double t_start, t_reply[NSTEPS];
+  unsigned char fail, done;
+} slot_t;
+
+static struct {
+  char base_ci[1024], ci[1200], db[64], dir[128], bootstrap[512];
+  char inbox[64], notify[64], dlq[64], group[64], topics[NSTEPS][64];
+  char ping[64], stuck[64], inbox2[64], group2[64];
+  rd_kafka_t *prod, *cons;
+  slot_t *slots;
+  char phase; /* id prefix of the running phase */
+  size_t inflight, completed;
+  /* concurrency-1 measurements */
+  int record_gaps;
+  double *gaps;
+  size_t ngaps;
+  double *hops;
+  size_t nhops;
+  double *lat;
+  size_t nlat;
+} B;
+
+static void set(rd_kafka_conf_t *cf, const char *k, const char *v) {
+  char err[256];
+  if (rd_kafka_conf_set(cf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
+    die(k, err);
+}
+
+static void kafka_open(void) {
+  char err[512];
+  rd_kafka_conf_t *pc = rd_kafka_conf_new();
+  set(pc, "bootstrap.servers", B.bootstrap);
+  set(pc, "linger.ms", "1");
+  set(pc, "queue.buffering.max.messages", "1000000");
+  set(pc, "queue.buffering.max.kbytes", "1048576");
+  B.prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof err);
+  if (!B.prod)
+    die("producer", err);
+  rd_kafka_conf_t *cc = rd_kafka_conf_new();
+  set(cc, "bootstrap.servers", B.bootstrap);
+  char g[96];
+  snprintf(g, sizeof g, "bench.part.%d", (int)getpid());
+  set(cc, "group.id", g);
+  set(cc, "fetch.wait.max.ms", "1");
+  set(cc, "auto.offset.reset", "earliest");
+  set(cc, "session.timeout.ms", "6000");
+  set(cc, "topic.metadata.refresh.interval.ms", "1000");
+  set(cc, "allow.auto.create.topics", "true");
+  B.cons = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof err);
+  if (!B.cons)
+    die("consumer", err);
+  rd_kafka_poll_set_consumer(B.cons);
+}
+
+static void produce(const char *topic, const char *key, void *buf, size_t len,
+                    rd_kafka_headers_t *h) {
+  for (;;) {
+    rd_kafka_resp_err_t e =
+        h ? rd_kafka_producev(B.prod, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE(buf, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)
+          : rd_kafka_producev(B.prod, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_KEY(key, strlen(key)),
+                              RD_KAFKA_V_VALUE(buf, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_END);
+    if (!e)
+      return;
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      die("produce", rd_kafka_err2str(e));
+    rd_kafka_poll(B.prod, 10);
+  }
+}
+
+static void encode_produce(const ProtobufCMessage *m, const char *topic,
+                           const char *id) {
+  saga_meta_t meta = {.saga_id = id};
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  if (saga__wire_encode(m, &meta, 0, &buf, &len, &h, err, sizeof err))
+    die("encode", err);
+  produce(topic, id, buf, len, h);
+  free(buf);
+}
+
+static void start_saga(const char *type, size_t n, int fail) {
+  char id[48];
+  snprintf(id, sizeof id, "%c%zu", B.phase, n);
+  Saga__V1__StartSaga s;
+  saga__v1__start_saga__init(&s);
+  s.saga_id = id;
+  s.saga_type = SAGA_MUT(type);
+  char input[96];
+  snprintf(input, sizeof input, "{\"order\":\"%s\",\"amount\":4200}", id);
+  s.input.data = (uint8_t *)input;
+  s.input.len = strlen(input);
+  if (n < MAXSAGAS) {
+    slot_t *sl = &B.slots[n];
+    memset(sl, 0, sizeof *sl);
+    sl->fail = (unsigned char)fail;
+    sl->t_start = now_ms();
+  }
+  encode_produce(&s.base, !strcmp(type, "stuck") ? B.inbox2 : B.inbox, id);
+}
+
+/* Slot of a saga id of the running phase, or NULL. */
+static slot_t *slot_of(const char *id) {
+  if (id[0] != B.phase)
+    return NULL;
+  char *end = NULL;
+  unsigned long n = strtoul(id + 1, &end, 10);
+  return end && !*end && n < MAXSAGAS ? &B.slots[n] : NULL;
+}
+
+static void on_command(const rd_kafka_message_t *m, int step) {
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(m, &h))
+    h = NULL;
+  ProtobufCMessage *pb = NULL;
+  saga__wire_meta_t meta;
+  char err[256];
+  if (saga__wire_decode(&saga__v1__command__descriptor, m->payload, m->len, h,
+                        0, &pb, &meta, err, sizeof err))
+    return; /* the topic-creating dummy */
+  const Saga__V1__Command *c = (const Saga__V1__Command *)pb;
+  double t = now_ms();
+  slot_t *sl = slot_of(c->saga_id);
+  int comp = c->action == SAGA__V1__ACTION__ACTION_COMPENSATE;
+  if (sl && !comp && B.record_gaps && step > 0 && sl->t_reply[step - 1] > 0)
+    B.gaps[B.ngaps++] = t - sl->t_reply[step - 1];
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = c->saga_id;
+  r.step = c->step;
+  r.action = c->action;
+  r.attempt = c->attempt;
+  r.idempotency_key = c->idempotency_key;
+  int fail = sl && sl->fail && !comp && step == 1;
+  r.outcome = fail ? SAGA__V1__OUTCOME__OUTCOME_FAILURE
+                   : SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  r.reason = SAGA_MUT(fail ? "card declined" : "");
+  encode_produce(&r.base, c->reply_topic, c->saga_id);
+  if (sl && !comp)
+    sl->t_reply[step] = now_ms();
+  saga__wire_free(pb);
+}
+
+static void on_notification(const rd_kafka_message_t *m) {
+  rd_kafka_headers_t *h = NULL;
+  if (rd_kafka_message_headers(m, &h))
+    h = NULL;
+  ProtobufCMessage *pb = NULL;
+  saga__wire_meta_t meta;
+  char err[256];
+  if (saga__wire_decode(&saga__v1__notification__descriptor, m->payload,
+                        m->len, h, 0, &pb, &meta, err, sizeof err))
+    return;
+  const Saga__V1__Notification *n = (const Saga__V1__Notification *)pb;
+  if (n->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPLETED ||
+      n->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED) {
+    slot_t *sl = slot_of(n->saga_id);
+    if (sl && !sl->done && sl->t_start > 0) {
+      sl->done = 1;
+      B.completed++;
+      B.inflight--;
+      B.lat[B.nlat++] = now_ms() - sl->t_start;
+    }
+  }
+  saga__wire_free(pb);
+}
+
+/* One turn: every message waiting (up to a cap), then deliveries. */
+static void turn(int wait_ms) {
+  for (int k = 0; k < 4096; k++) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(B.cons, k ? 0 : wait_ms);
+    if (!m)
+      break;
+    if (!m->err) {
+      const char *tn = rd_kafka_topic_name(m->rkt);
+      int step = -1;
+      for (int i = 0; i < NSTEPS; i++)
+        if (!strcmp(tn, B.topics[i]))
+          step = i;
+      if (step >= 0)
+        on_command(m, step);
+      else if (!strcmp(tn, B.notify))
+        on_notification(m);
+      else if (!strcmp(tn, B.ping) && m->len == sizeof(double)) {
+        double t0;
+        memcpy(&t0, m->payload, sizeof t0);
+        B.hops[B.nhops++] = now_ms() - t0;
+      }
+    }
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_poll(B.prod, 0);
+}
+
+/* ---- sagad ---------------------------------------------------------- */
+
+static pid_t sagad_start(const char *inbox, const char *group, const char *log,
+                         const char *session_ms) {
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork", strerror(errno));
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    static char a[20][1400];
+    int n = 0;
+    snprintf(a[n++], sizeof a[0], "%s", SAGAD_PATH);
+    snprintf(a[n++], sizeof a[0], "--store.conninfo=%s", B.ci);
+    snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bootstrap);
+    snprintf(a[n++], sizeof a[0], "--definitions.dir=%s/defs", B.dir);
+    snprintf(a[n++], sizeof a[0], "--topic.inbox=%s", inbox);
+    snprintf(a[n++], sizeof a[0], "--topic.notifications=%s", B.notify);
+    snprintf(a[n++], sizeof a[0], "--topic.dlq=%s", B.dlq);
+    snprintf(a[n++], sizeof a[0], "--group.id=%s", group);
+    snprintf(a[n++], sizeof a[0], "--kafka.session.timeout.ms=%s", session_ms);
+    snprintf(a[n++], sizeof a[0], "--kafka.fetch.wait.max.ms=1");
+    snprintf(a[n++], sizeof a[0], "--kafka.allow.auto.create.topics=true");
+    snprintf(a[n++], sizeof a[0], "--kafka.topic.metadata.refresh.interval.ms=1000");
+    snprintf(a[n++], sizeof a[0], "--kafka.linger.ms=%s",
+             getenv("BENCH_LINGER_MS") ? getenv("BENCH_LINGER_MS") : "1");
+    snprintf(a[n++], sizeof a[0], "--admin.listen=127.0.0.1:0");
+    snprintf(a[n++], sizeof a[0], "--log.format=text");
+    snprintf(a[n++], sizeof a[0], "--log.level=info");
+    char *argv[21];
+    for (int i = 0; i < n; i++)
+      argv[i] = a[i];
+    argv[n] = NULL;
+    execv(SAGAD_PATH, argv);
+    _exit(127);
+  }
+  return pid;
+}
+
+static void sagad_stop(pid_t pid, int sig) {
+  kill(pid, sig);
+  int st;
+  for (int i = 0; i < 3000; i++) {
+    if (waitpid(pid, &st, WNOHANG) == pid)
+      return;
+    turn(1);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &st, 0);
+}
+
+static long rss_bytes(pid_t pid) {
+  char p[64], line[256];
+  snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(p, "r");
+  long kb = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmRSS:", 6))
+      kb = atol(line + 6);
+  if (f)
+    fclose(f);
+  return kb * 1024;
+}
+
+/* Sagas sagad said it recovered (a "recovered N sagas of M assigned"
+ * line with M > 0), or -1 before such a line. */
+static long log_recovered(const char *log) {
+  FILE *f = fopen(log, "r");
+  char line[2048];
+  long got = -1;
+  while (f && fgets(line, sizeof line, f)) {
+    const char *p = strstr(line, "recovered ");
+    unsigned long n = 0, parts = 0;
+    if (p && sscanf(p, "recovered %lu sagas of %lu assigned", &n, &parts) ==
+                 2 && parts > 0)
+      got = (long)n;
+  }
+  if (f)
+    fclose(f);
+  return got;
+}
+
+/* ---- set-up --------------------------------------------------------- */
+
+static void write_def(const char *name, const char *const *topics,
+                      unsigned timeout_ms) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/defs/%s.json", B.dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    die("definition", path);
+  fprintf(f,
+          "{\"name\": \"%s\", \"version\": 1, \"defaults\": {\"timeout_ms\": "
+          "%u, \"retry\": {\"max_attempts\": 1}},\n\"steps\": [",
+          name, timeout_ms);
+  for (int i = 0; i < NSTEPS; i++)
+    fprintf(f,
+            "%s{\"name\": \"s%d\", \"topic\": \"%s\", \"kind\": "
+            "\"compensatable\", \"compensation\": {\"topic\": \"%s\", "
+            "\"action\": \"undo\"}}",
+            i ? ",\n" : "", i + 1, topics[i], topics[i]);
+  fprintf(f, "]}\n");
+  fclose(f);
+}
+
+static void setup(void) {
+  int pid = (int)getpid();
+  const char *ci = getenv("SAGA_PG_CONNINFO");
+  const char *bs = getenv("SAGA_KAFKA_BOOTSTRAP");
+  if (!ci || !bs)
+    die("environment", "SAGA_PG_CONNINFO and SAGA_KAFKA_BOOTSTRAP must be set "
+                       "(scripts/bench.sh saga sets them)");
+  snprintf(B.base_ci, sizeof B.base_ci, "%s", ci);
+  snprintf(B.bootstrap, sizeof B.bootstrap, "%s", bs);
+  snprintf(B.db, sizeof B.db, "bench_saga_%d", pid);
+  PGconn *c = PQconnectdb(B.base_ci);
+  if (PQstatus(c) != CONNECTION_OK)
+    die("connect", PQerrorMessage(c));
+  char sql[256];
+  snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db);
+  PQclear(q(c, sql));
+  PQfinish(c);
+  snprintf(B.ci, sizeof B.ci, "%s dbname=%s", B.base_ci, B.db);
+  snprintf(B.dir, sizeof B.dir, "/tmp/bench-saga-%d", pid);
+  mkdir(B.dir, 0700);
+  char defs[160];
+  snprintf(defs, sizeof defs, "%s/defs", B.dir);
+  mkdir(defs, 0700);
+  snprintf(B.inbox, 64, "bench.inbox.%d", pid);
+  snprintf(B.inbox2, 64, "bench.inbox2.%d", pid);
+  snprintf(B.notify, 64, "bench.notify.%d", pid);
+  snprintf(B.dlq, 64, "bench.dlq.%d", pid);
+  snprintf(B.group, 64, "bench.sagad.%d", pid);
+  snprintf(B.group2, 64, "bench.sagad2.%d", pid);
+  snprintf(B.ping, 64, "bench.ping.%d", pid);
+  snprintf(B.stuck, 64, "bench.stuck.%d", pid);
+  for (int i = 0; i < NSTEPS; i++)
+    snprintf(B.topics[i], 64, "bench.step%d.%d", i + 1, pid);
+  const char *const t3[NSTEPS] = {B.topics[0], B.topics[1], B.topics[2]};
+  write_def("fast", t3, 60000);
+  const char *const ts[NSTEPS] = {B.stuck, B.stuck, B.stuck};
+  write_def("stuck", ts, 3600000);
+  B.slots = calloc(MAXSAGAS, sizeof *B.slots);
+  B.gaps = calloc(MAXSAGAS, sizeof *B.gaps);
+  B.hops = calloc(MAXSAGAS, sizeof *B.hops);
+  B.lat = calloc(MAXSAGAS, sizeof *B.lat);
+  if (!B.slots || !B.gaps || !B.hops || !B.lat)
+    die("memory", "out of memory");
+  kafka_open();
+  /* Create every topic up front (a dummy message each), so subscriptions
+   * find them. */
+  const char *all[] = {B.inbox, B.notify, B.dlq,    B.topics[0], B.topics[1],
+                       B.topics[2], B.ping, B.stuck, B.inbox2,   NULL};
+  static char dummy[1] = "x";
+  for (int i = 0; all[i]; i++)
+    if (rd_kafka_producev(B.prod, RD_KAFKA_V_TOPIC(all[i]),
+                          RD_KAFKA_V_VALUE(dummy, 1),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_END))
+      die("produce", all[i]);
+  rd_kafka_flush(B.prod, 10000);
+  rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(5);
+  for (int i = 0; i < NSTEPS; i++)
+    rd_kafka_topic_partition_list_add(sub, B.topics[i], RD_KAFKA_PARTITION_UA);
+  rd_kafka_topic_partition_list_add(sub, B.notify, RD_KAFKA_PARTITION_UA);
+  rd_kafka_topic_partition_list_add(sub, B.ping, RD_KAFKA_PARTITION_UA);
+  if (rd_kafka_subscribe(B.cons, sub))
+    die("subscribe", "participant topics");
+  rd_kafka_topic_partition_list_destroy(sub);
+}
+
+static void teardown(void) {
+  rd_kafka_consumer_close(B.cons);
+  rd_kafka_destroy(B.cons);
+  rd_kafka_flush(B.prod, 2000);
+  rd_kafka_destroy(B.prod);
+  PGconn *c = PQconnectdb(B.base_ci);
+  char sql[256];
+  snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db);
+  PQclear(PQexec(c, sql));
+  PQfinish(c);
+  char p[256];
+  snprintf(p, sizeof p, "%s/defs/fast.json", B.dir);
+  remove(p);
+  snprintf(p, sizeof p, "%s/defs/stuck.json", B.dir);
+  remove(p);
+  snprintf(p, sizeof p, "%s/defs", B.dir);
+  remove(p);
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "%s/sagad%d.log", B.dir, i);
+    remove(p);
+  }
+  remove(B.dir);
+}
+
+/* ---- phases --------------------------------------------------------- */
+
+static void phase_begin(char phase) {
+  B.phase = phase;
+  B.inflight = 0;
+  B.completed = 0;
+  B.nlat = 0;
+}
+
+/* Closed loop: keep `conc` sagas in flight for dur_ms (or until `count`
+ * have started), then drain. Returns completed per second over the
+ * measured window. fail_every: every n-th saga fails at step 2 (0 none). */
+static double closed_loop(char phase, size_t conc, double dur_ms,
+                          size_t count, int fail_every, double *p50,
+                          double *p99) {
+  phase_begin(phase);
+  size_t started = 0;
+  double t0 = now_ms(), deadline = t0 + dur_ms;
+  while ((count ? started < count : now_ms() < deadline) &&
+         started < MAXSAGAS) {
+    while (B.inflight < conc && started < (count ? count : MAXSAGAS) &&
+           started < MAXSAGAS) {
+      start_saga("fast", started,
+                 fail_every && started % (size_t)fail_every == 0);
+      started++;
+      B.inflight++;
+    }
+    if (conc == 1 && B.record_gaps && B.inflight == 0)
+      continue;
+    turn(1);
+    if (now_ms() - t0 > dur_ms + 120000)
+      die("closed loop", "sagas stopped completing");
+  }
+  double t_end = now_ms();
+  size_t done_in_window = B.completed;
+  double drain_until = now_ms() + 60000;
+  while (B.inflight && now_ms() < drain_until)
+    turn(1);
+  if (B.inflight)
+    die("closed loop", "sagas did not finish within 60 s of the window");
+  double secs = (t_end - t0) / 1e3;
+  *p50 = pct(B.lat, B.nlat, 0.50);
+  *p99 = pct(B.lat, B.nlat, 0.99);
+  return count ? (double)B.completed / ((now_ms() - t0) / 1e3)
+               : (double)done_in_window / secs;
+}
+
+/* Concurrency 1 with a Kafka hop measured between sagas. */
+static void latency_c1(size_t n, double *p50, double *p99, double *gap50,
+                       double *gap99, double *hop50, double *hop99) {
+  phase_begin('l');
+  B.ngaps = 0;
+  B.nhops = 0;
+  B.record_gaps = 1;
+  for (size_t i = 0; i < n; i++) {
+    start_saga("fast", i, 0);
+    B.inflight = 1;
+    double until = now_ms() + 30000;
+    while (B.inflight && now_ms() < until)
+      turn(1);
+    if (B.inflight)
+      die("latency", "a saga did not finish within 30 s");
+    /* one Kafka hop (produce -> consume), as the participant sees it */
+    double t = now_ms();
+    produce(B.ping, "ping", &t, sizeof t, NULL);
+    size_t h = B.nhops;
+    while (B.nhops == h && now_ms() < t + 5000)
+      turn(1);
+  }
+  B.record_gaps = 0;
+  *p50 = pct(B.lat, B.nlat, 0.50);
+  *p99 = pct(B.lat, B.nlat, 0.99);
+  *gap50 = pct(B.gaps, B.ngaps, 0.50);
+  *gap99 = pct(B.gaps, B.ngaps, 0.99);
+  *hop50 = pct(B.hops, B.nhops, 0.50);
+  *hop99 = pct(B.hops, B.nhops, 0.99);
+}
+
+/* Multi-row INSERTs of `n` event rows identical to the saga's (same
+ * types and payloads, cycled) into a copy of es_events. */
+static double raw_insert(PGconn *c, size_t n, const char *like) {
+  PQclear(q(c, "CREATE TABLE raw_events (LIKE es_events INCLUDING ALL)"));
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT event_type, encode(data, 'hex'), correlation_id FROM "
+           "es_events WHERE stream_id = 'saga-%s' ORDER BY stream_version",
+           like);
+  PGresult *r = q(c, sql);
+  int k = PQntuples(r);
+  if (k == 0)
+    die("raw baseline", "no saga events to copy");
+  size_t rows_per = 1000, cap = rows_per * 600 + 256;
+  char *buf = malloc(cap);
+  double t0 = now_ms();
+  for (size_t done = 0; done < n;) {
+    size_t len = (size_t)snprintf(
+        buf, cap,
+        "INSERT INTO raw_events (stream_id, stream_version, event_id, "
+        "event_type, data, correlation_id) VALUES ");
+    size_t m = n - done < rows_per ? n - done : rows_per;
+    for (size_t i = 0; i < m; i++, done++) {
+      int j = (int)(done % (size_t)k);
+      len += (size_t)snprintf(
+          buf + len, cap - len,
+          "%s('saga-r%zu',%d,gen_random_uuid(),'%s','\\x%s','%s')",
+          i ? "," : "", done / (size_t)k, j + 1, PQgetvalue(r, j, 0),
+          PQgetvalue(r, j, 1), PQgetvalue(r, j, 2));
+    }
+    PQclear(q(c, buf));
+  }
+  double rate = (double)n / ((now_ms() - t0) / 1e3);
+  free(buf);
+  PQclear(r);
+  return rate;
+}
+
+int main(int argc, char **argv) {
+  int quick = argc > 1 && !strcmp(argv[1], "--quick");
+  if (argc > 1 && !quick) {
+    fprintf(stderr, "usage: bench-saga [--quick]\n");
+    return 2;
+  }
+  size_t n_c1 = quick ? 100 : 300;
+  double dur = quick ? 5000 : 15000;
+  size_t conc = 512;
+  size_t n_stuck = quick ? 20000 : 100000;
+  setup();
+  char log0[200], log1[200], log2[200];
+  snprintf(log0, sizeof log0, "%s/sagad0.log", B.dir);
+  snprintf(log1, sizeof log1, "%s/sagad1.log", B.dir);
+  snprintf(log2, sizeof log2, "%s/sagad2.log", B.dir);
+  printf("bench-saga: sagad %s, %s, 4 inbox partitions, fsync on%s\n",
+         SAGAD_PATH, B.db, quick ? " (quick)" : "");
+  pid_t sd = sagad_start(B.inbox, B.group, log0, "6000");
+  /* Warm up: group joins, topic metadata, connections. */
+  {
+    phase_begin('w');
+    start_saga("fast", 0, 0);
+    B.inflight = 1;
+    double until = now_ms() + 60000;
+    while (B.inflight && now_ms() < until)
+      turn(5);
+    if (B.inflight)
+      die("warm-up", "the first saga did not finish within 60 s");
+    double a, b;
+    closed_loop('v', 64, 0, 500, 0, &a, &b);
+  }
+  double l50, l99, g50, g99, h50, h99;
+  latency_c1(n_c1, &l50, &l99, &g50, &g99, &h50, &h99);
+  double ov50 = g50 - 2 * h50, ov99 = g99 - 2 * h50;
+  printf("concurrency 1 (%zu sagas): latency p50 %.2f ms, p99 %.2f ms\n",
+         n_c1, l50, l99);
+  printf("  reply sent -> next command received p50 %.2f ms, p99 %.2f ms; "
+         "one Kafka hop p50 %.2f ms, p99 %.2f ms\n",
+         g50, g99, h50, h99);
+  printf("  per-step coordinator overhead (gap - 2 hops p50): p50 %.2f ms, "
+         "p99 %.2f ms\n",
+         ov50, ov99);
+
+  PGconn *pg = PQconnectdb(B.ci);
+  if (PQstatus(pg) != CONNECTION_OK)
+    die("connect", PQerrorMessage(pg));
+  double wal0 = q_num(pg, "SELECT pg_current_wal_lsn() - '0/0'");
+  double t50, t99;
+  double sps = closed_loop('t', conc, dur, 0, 0, &t50, &t99);
+  double wal1 = q_num(pg, "SELECT pg_current_wal_lsn() - '0/0'");
+  size_t t_done = B.completed;
+  printf("closed loop, %zu in flight, 0%% failures: %.0f sagas/s, latency "
+         "p50 %.1f ms, p99 %.1f ms (%zu sagas)\n",
+         conc, sps, t50, t99, t_done);
+  double f50, f99;
+  double sps20 = closed_loop('f', conc, dur, 0, 5, &f50, &f99);
+  printf("closed loop, %zu in flight, 20%% failures: %.0f sagas/s, latency "
+         "p50 %.1f ms, p99 %.1f ms\n",
+         conc, sps20, f50, f99);
+
+  double nev = q_num(pg, "SELECT count(*) FROM es_events WHERE stream_id "
+                         "LIKE 'saga-t%'");
+  double nstreams = q_num(pg, "SELECT count(DISTINCT stream_id) FROM "
+                              "es_events WHERE stream_id LIKE 'saga-t%'");
+  double bytes = q_num(pg, "SELECT sum(pg_column_size(e.*)) FROM es_events "
+                           "e WHERE stream_id LIKE 'saga-t%'");
+  double ev_per = nstreams > 0 ? nev / nstreams : 0;
+  double by_per = nstreams > 0 ? bytes / nstreams : 0;
+  double wal_per = t_done ? (wal1 - wal0) / (double)t_done : 0;
+  printf("per completed saga: %.2f events, %.0f bytes of event rows, %.0f "
+         "bytes of WAL (event rows, saga_index, indexes)\n",
+         ev_per, by_per, wal_per);
+  double raw = raw_insert(pg, (size_t)nev, "t1");
+  double vs = sps * ev_per / raw;
+  printf("raw multi-row INSERT (1000 rows per statement) of %.0f identical "
+         "event rows: %.0f events/s; the coordinator's %.0f events/s are "
+         "%.2f of it\n",
+         nev, raw, sps * ev_per, vs);
+
+  /* Resident memory: a second sagad on its own inbox, n_stuck sagas whose
+   * first step is never answered. */
+  pid_t s2 = sagad_start(B.inbox2, B.group2, log1, "3000");
+  double until = now_ms() + 60000;
+  while (log_recovered(log1) < 0 && now_ms() < until)
+    turn(20);
+  if (log_recovered(log1) < 0)
+    die("memory", "the second sagad did not join its group");
+  sleep_ms(500);
+  long rss0 = rss_bytes(s2);
+  phase_begin('s');
+  for (size_t i = 0; i < n_stuck; i++) {
+    start_saga("stuck", i, 0);
+    if (i % 1000 == 0)
+      turn(0);
+  }
+  rd_kafka_flush(B.prod, 30000);
+  until = now_ms() + 300000;
+  char cnt[128];
+  snprintf(cnt, sizeof cnt,
+           "SELECT count(*) FROM saga_index WHERE saga_type = 'stuck'");
+  while (q_num(pg, cnt) < (double)n_stuck && now_ms() < until)
+    turn(200);
+  if (q_num(pg, cnt) < (double)n_stuck)
+    die("memory", "the stuck sagas were not all started");
+  turn(500);
+  sleep_ms(500);
+  long rss1 = rss_bytes(s2);
+  double per = (double)(rss1 - rss0) / (double)n_stuck;
+  printf("resident memory: %ld -> %ld bytes with %zu sagas in flight: %.0f "
+         "bytes per saga\n",
+         rss0, rss1, n_stuck, per);
+
+  /* Recovery: kill -9, restart, time until sagad reports them resumed. */
+  kill(s2, SIGKILL);
+  waitpid(s2, NULL, 0);
+  double tr = now_ms();
+  pid_t s3 = sagad_start(B.inbox2, B.group2, log2, "3000");
+  until = now_ms() + 120000;
+  long rec;
+  while ((rec = log_recovered(log2)) < (long)n_stuck && now_ms() < until)
+    turn(10);
+  double rec_s = (now_ms() - tr) / 1e3;
+  if (rec < (long)n_stuck)
+    die("recovery", "the restarted sagad did not recover every saga");
+  printf("recovery after kill -9: %ld sagas resumed (commands re-sent) %.2f s "
+         "after restart (group rejoin included, session.timeout.ms 3000)\n",
+         rec, rec_s);
+  sagad_stop(s3, SIGTERM);
+  sagad_stop(sd, SIGTERM);
+  PQfinish(pg);
+  teardown();
+  printf("{\"bench\": \"saga\", \"quick\": %s, \"sagas_per_s\": %.0f, "
+         "\"sagas_per_s_20pct_fail\": %.0f, \"latency_p50_ms_c1\": %.2f, "
+         "\"latency_p99_ms_c1\": %.2f, \"latency_p50_ms_load\": %.1f, "
+         "\"latency_p99_ms_load\": %.1f, \"step_overhead_p50_ms\": %.2f, "
+         "\"step_overhead_p99_ms\": %.2f, \"kafka_hop_p50_ms\": %.2f, "
+         "\"events_per_saga\": %.2f, \"bytes_per_saga\": %.0f, "
+         "\"wal_bytes_per_saga\": %.0f, \"rss_bytes_per_inflight_saga\": "
+         "%.0f, \"recovery_s_100k\": %.2f, \"raw_insert_events_per_s\": %.0f, "
+         "\"saga_events_vs_raw\": %.2f, \"inflight_sagas\": %zu}\n",
+         quick ? "true" : "false", sps, sps20, l50, l99, t50, t99, ov50, ov99,
+         h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck);
+  return 0;
+}

@@ -11,6 +11,7 @@ packages=(
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)
   python3 python3-protobuf python3-confluent-kafka  # protocol test peer
+  chromium prometheus                  # timeline page and scrape tests
 )
 
 missing=()

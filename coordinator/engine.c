@@ -425,7 +425,8 @@ static void loader_finish(loader_t *L) {
   if (!L->resume)
     return;
   if (saga_is_terminal(s)) {
-    entry_free(e, en);
+    if (L->resume == 1)
+      entry_free(e, en);
     return;
   }
   /* The state is durable: resuming effects are safe to perform now. */
@@ -495,8 +496,8 @@ broken:
 /* Read one saga back from the store (blocking). NULL when it has no stream
  * (or the store failed: then the input waits for a later try). */
 static entry_t *load_one(sagad_engine_t *e, const char *id, int32_t partition,
-                         int *failed) {
-  loader_t L = {.e = e};
+                         int resume, int *failed) {
+  loader_t L = {.e = e, .resume = resume};
   *failed = e->cfg.store.load_saga(e->cfg.store.self, id, partition,
                                    loader_record, &L) != 0;
   loader_finish(&L);
@@ -526,6 +527,9 @@ static int add_stream(sagad_engine_t *e, entry_t *en) {
 }
 
 static int add_fx(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx) {
+#ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
+  return perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
+#endif
   if (e->nfx == e->cfx) {
     size_t n = e->cfx ? e->cfx * 2 : 256;
     bfx_t *f = realloc(e->fx, n * sizeof *f);
@@ -624,7 +628,8 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   } else {
     if (!en) {
       int failed = 0;
-      en = load_one(e, in->id, in->partition, &failed);
+      /* Resumed: a saga of ours not in memory lost its timers. */
+      en = load_one(e, in->id, in->partition, 2, &failed);
       if (failed && !en)
         return 1;
     }
@@ -789,7 +794,11 @@ static void settle(sagad_engine_t *e) {
       memcpy(id, ENTRY_SAGA(en)->id, sizeof id);
       entry_free(e, en);
       int failed = 0;
-      (void)load_one(e, id, part, &failed);
+      /* Resumed (2: kept even if terminal): the store may hold
+       * transitions whose effects no one performed -- our own commit
+       * whose answer was lost, or a fenced owner's (found by tests/sim,
+       * seed 16). */
+      (void)load_one(e, id, part, 2, &failed);
       if (!conflict || failed)
         any_failed = 1;
       continue;
@@ -961,7 +970,10 @@ void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts,
       p = en ? en->partition : -1;
     }
     if (part_in(p, parts, n))
-      input_done(e, in); /* commits nothing once revoked */
+      input_free(in); /* not acked: kafka_loop still commits acks made
+                         during the revoke, and this input is not durable;
+                         the next owner reads it again (found by tests/sim,
+                         seed 13) */
     else
       q_push(&keep, in);
   }
@@ -1130,3 +1142,8 @@ const sagad_counters_t *sagad_engine_counters(const sagad_engine_t *e) {
 }
 
 size_t sagad_engine_sagas(const sagad_engine_t *e) { return e->nsagas; }
+
+const saga_t *sagad_engine_find(const sagad_engine_t *e, const char *id) {
+  entry_t *en = lookup(e, id);
+  return en ? ENTRY_SAGA(en) : NULL;
+}

@@ -77,6 +77,9 @@ void sagad_engine_on_turn_end(sagad_engine_t *e);
  * effects and acks, then call done(arg) once (possibly at once). */
 void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *arg), void *arg);
 
+/* The saga id in memory (in flight on this instance), or NULL. */
+const saga_t *sagad_engine_find(const sagad_engine_t *e, const char *id);
+
 const sagad_counters_t *sagad_engine_counters(const sagad_engine_t *e);
 /* Sagas held in memory (in flight). */
 size_t sagad_engine_sagas(const sagad_engine_t *e);

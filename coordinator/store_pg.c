@@ -40,7 +40,11 @@ static const char UPSERT_SQL[] =
     "partition = excluded.partition, version = excluded.version, "
     "updated_at = excluded.updated_at, "
     "next_deadline_at = excluded.next_deadline_at, "
-    "current_step = excluded.current_step WHERE i.version < excluded.version";
+    "current_step = excluded.current_step WHERE i.version < excluded.version "
+    /* only a version the stream holds: a stream of the batch that conflicted
+     * wrote nothing, its row must not either (found by tests/sim, seed 42) */
+    "AND EXISTS (SELECT 1 FROM es_events e WHERE e.stream_id = 'saga-' || "
+    "excluded.saga_id AND e.stream_version = excluded.version)";
 
 static const char LOAD_PARTS_SQL[] =
     "SELECT i.saga_id, i.partition, e.stream_version, e.data "

@@ -1,0 +1,237 @@
+/* The simulator's invariants (design.md 1-6), checked against the store's
+ * committed truth: after every world event, and at the end of a run. A
+ * check that fails records the first violation; the run stops there and
+ * its trace is printed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga.pb-c.h"
+#include "sim.h"
+
+int sim_violation(sim_t *s, const char *fmt, ...) {
+  if (s->violated)
+    return 1;
+  s->violated = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->violation, sizeof s->violation, fmt, ap);
+  va_end(ap);
+  sim_log(s, "VIOLATION: %s", s->violation);
+  return 1;
+}
+
+static int has_fact(const sim_stream_t *st, int type, int step, int action,
+                    int attempt) {
+  for (size_t i = 0; st && i < st->nfacts; i++) {
+    const struct sim_fact *f = &st->facts[i];
+    if (f->type == type && (step < 0 || f->step == step) &&
+        (action < 0 || f->action == action) &&
+        (attempt < 0 || f->attempt == attempt))
+      return 1;
+  }
+  return 0;
+}
+
+/* Invariant 1 (append before act) for commands, and invariant 6's "never
+ * compensate after the pivot". */
+int sim_check_command(sim_t *s, const char *saga, const char *step,
+                      int action, uint32_t attempt) {
+  sim_stream_t *st = sim_store_find(s, saga);
+  const saga_def_t *def = st && st->shadow ? st->shadow->def : NULL;
+  int k = def ? saga_def_step_index(def, step) : -1;
+  if (k < 0 ||
+      !has_fact(st, SAGA_EV_DISPATCHED, k, action, (int)attempt))
+    return sim_violation(s,
+                         "append before act: command %s/%s/%s/%u produced "
+                         "but its Dispatched event is not committed",
+                         saga, step, action ? "COMPENSATE" : "DO",
+                         (unsigned)attempt);
+  if (action && def->pivot >= 0 &&
+      has_fact(st, SAGA_EV_SUCCEEDED, def->pivot, SAGA_DO, -1))
+    return sim_violation(s, "compensation %s/%s sent after the pivot %s "
+                            "succeeded",
+                         saga, step, def->steps[def->pivot].name);
+  return 0;
+}
+
+int sim_check_notification(sim_t *s, const char *saga, int kind,
+                           const char *step, int action) {
+  sim_stream_t *st = sim_store_find(s, saga);
+  int ok = 0;
+  switch (kind) {
+  case SAGA_NOTIFY_STARTED:
+    ok = has_fact(st, SAGA_EV_STARTED, -1, -1, -1);
+    break;
+  case SAGA_NOTIFY_COMPLETED:
+    ok = has_fact(st, SAGA_EV_COMPLETED, -1, -1, -1);
+    break;
+  case SAGA_NOTIFY_COMPENSATED:
+    ok = has_fact(st, SAGA_EV_COMPENSATED, -1, -1, -1) ||
+         has_fact(st, SAGA_EV_RESOLVED, -1, -1, -1);
+    break;
+  case SAGA_NOTIFY_COMPENSATION_FAILED:
+    ok = has_fact(st, SAGA_EV_PARKED, -1, -1, -1);
+    break;
+  case SAGA_NOTIFY_STEP_DONE: {
+    int k = st && st->shadow ? saga_def_step_index(st->shadow->def, step) : -1;
+    int a = action == 2 ? SAGA_COMPENSATE : SAGA_DO;
+    ok = k >= 0 && (has_fact(st, SAGA_EV_SUCCEEDED, k, a, -1) ||
+                    has_fact(st, SAGA_EV_ATTEMPT_FAILED, k, a, -1));
+    break;
+  }
+  default:
+    return sim_violation(s, "notification of unknown kind %d for %s", kind,
+                         saga);
+  }
+  if (!ok)
+    return sim_violation(s,
+                         "append before act: notification %d of saga %s "
+                         "produced before its event is committed",
+                         kind, saga);
+  return 0;
+}
+
+/* Invariant 2 (acknowledge after append): a StartSaga is acknowledged only
+ * once the saga's Started record is durable (a duplicate start finds it
+ * too). */
+int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
+  if (m->kind != SIM_IN_START)
+    return 0;
+  sim_stream_t *st = sim_store_find(s, s->sagas[m->saga].id);
+  if (!has_fact(st, SAGA_EV_STARTED, -1, -1, -1))
+    return sim_violation(s, "ack before append: StartSaga of %s acknowledged "
+                            "before its Started record is committed",
+                         s->sagas[m->saga].id);
+  return 0;
+}
+
+/* The saga_index row written with a batch describes the stream as
+ * committed: never a version the stream does not have (recovery trusts
+ * its status). */
+int sim_check_commit(sim_t *s, sim_stream_t *st) {
+  if (!st || !st->has_index)
+    return 0;
+  if (st->ix_version > (int64_t)st->n)
+    return sim_violation(s,
+                         "saga_index of %s says version %lld (%s) but the "
+                         "stream holds %zu records",
+                         st->id, (long long)st->ix_version, st->ix_status,
+                         st->n);
+  if (st->ix_version == (int64_t)st->n && st->shadow &&
+      strcmp(st->ix_status, saga_status_name(
+                                (saga_status_t)st->shadow->status)) != 0)
+    return sim_violation(s, "saga_index of %s says %s, its events say %s",
+                         st->id, st->ix_status,
+                         saga_status_name((saga_status_t)st->shadow->status));
+  return 0;
+}
+
+static int in_batch(const sim_node_t *n, const char *id) {
+  if (!n->conn.busy)
+    return 0;
+  for (size_t i = 0; i < n->conn.n; i++)
+    if (!strcmp(n->conn.s[i].id, id))
+      return 1;
+  return 0;
+}
+
+/* Replay == live (invariant 4) and one writer (invariant 5): a saga an
+ * engine holds outside a batch is exactly the replay of its committed
+ * stream, or an older version of it (a fenced old owner); never ahead of
+ * the store, never different at the same version. */
+int sim_check_step(sim_t *s) {
+  for (int k = 0; k < SIM_NODES; k++) {
+    sim_node_t *n = &s->nodes[k];
+    if (!n->engine)
+      continue;
+    for (int i = 0; i < s->nsagas; i++) {
+      const saga_t *live = sagad_engine_find(n->engine, s->sagas[i].id);
+      if (!live || in_batch(n, live->id))
+        continue;
+      sim_stream_t *st = sim_store_find(s, live->id);
+      size_t stored = st ? st->n : 0;
+      if (live->version > stored)
+        return sim_violation(s,
+                             "node%d holds %s at version %u, the store at "
+                             "%zu, and no batch carries it",
+                             k, live->id, (unsigned)live->version, stored);
+      if (live->version == stored && st->shadow &&
+          !saga_equal(live, st->shadow))
+        return sim_violation(s,
+                             "node%d's live %s differs from the replay of "
+                             "its %zu committed records",
+                             k, live->id, stored);
+    }
+  }
+  return 0;
+}
+
+/* At the end: liveness, and the participants' effects against the
+ * committed outcome (invariants 3 and 6). */
+int sim_check_end(sim_t *s) {
+  for (int i = 0; i < s->nsagas; i++) {
+    sim_saga_t *sg = &s->sagas[i];
+    sim_stream_t *st = sim_store_find(s, sg->id);
+    if (!st || !st->shadow)
+      return sim_violation(s, "liveness: %s was started but never recorded",
+                           sg->id);
+    const saga_t *sh = st->shadow;
+    if (!saga_is_terminal(sh))
+      return sim_violation(s, "liveness: %s is still %s after the faults "
+                              "stopped",
+                           sg->id, saga_status_name((saga_status_t)sh->status));
+    const saga_def_t *def = sh->def;
+    int completed = sh->status == SAGA_COMPLETED;
+    int resolved = (sh->flags & SAGA_F_RESOLVED) != 0;
+    uint32_t last_order = UINT32_MAX;
+    /* compensation order: by the participants' application sequence */
+    for (;;) {
+      int next = -1;
+      for (uint32_t k = 0; k < def->nsteps; k++) {
+        const sim_effect_t *fx = &sg->fx[k];
+        if (fx->comp_applied && fx->comp_seq > 0 &&
+            (next < 0 || fx->comp_seq < sg->fx[next].comp_seq) &&
+            (last_order == UINT32_MAX ||
+             fx->comp_seq > sg->fx[last_order].comp_seq))
+          next = (int)k;
+      }
+      if (next < 0)
+        break;
+      if (last_order != UINT32_MAX && sh->steps[next].order &&
+          sh->steps[last_order].order &&
+          sh->steps[next].order > sh->steps[last_order].order)
+        return sim_violation(s, "%s: %s compensated after %s, not in reverse "
+                                "order of completion",
+                             sg->id, def->steps[next].name,
+                             def->steps[last_order].name);
+      last_order = (uint32_t)next;
+    }
+    for (uint32_t k = 0; k < def->nsteps; k++) {
+      const sim_effect_t *fx = &sg->fx[k];
+      const saga_step_def_t *sd = &def->steps[k];
+      if (completed) {
+        if (!fx->do_applied)
+          return sim_violation(s, "%s completed but step %s was never "
+                                  "applied",
+                               sg->id, sd->name);
+        if (fx->comp_applied)
+          return sim_violation(s, "%s completed but step %s was compensated",
+                               sg->id, sd->name);
+        continue;
+      }
+      if (resolved)
+        continue;
+      if (fx->do_applied && !fx->comp_applied)
+        return sim_violation(s, "%s compensated but the effect of step %s "
+                                "is left applied%s",
+                             sg->id, sd->name,
+                             sd->comp_topic ? "" : " (it has no compensation)");
+      if (fx->comp_noop && !(sh->steps[k].flags & SAGA_SF_UNKNOWN))
+        return sim_violation(s, "%s: step %s compensated though it never "
+                                "ran and its outcome was known",
+                             sg->id, sd->name);
+    }
+  }
+  return 0;
+}

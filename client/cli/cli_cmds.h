@@ -15,6 +15,12 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s);
 
+/* Whether saga_id's stream holds an operator's Resolved event (a saga
+ * closed by hand shows in saga_index as compensated). Returns an exit
+ * code; on CLI_EXIT_OK *resolved is 0 or 1 (line printed otherwise). */
+int cli_saga_was_resolved(const cli_settings_t *s, const char *saga_id,
+                          int *resolved);
+
 /* Whether the definitions folder of s holds saga type `type` (any version
  * when version is 0). Returns CLI_EXIT_OK with *found set, or
  * CLI_EXIT_USAGE when the folder cannot be loaded (line printed). */

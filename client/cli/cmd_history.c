@@ -138,6 +138,30 @@ static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
   return count > INT32_MAX ? INT32_MAX : (int)count;
 }
 
+/* ---- resolved? -------------------------------------------------------- */
+
+static int resolved_record(void *arg, int64_t version,
+                           const saga_record_t *rec) {
+  (void)version;
+  for (size_t i = 0; i < rec->n; i++)
+    if (rec->events[i].type == SAGA_EV_RESOLVED)
+      *(int *)arg = 1;
+  return 0;
+}
+
+int cli_saga_was_resolved(const cli_settings_t *s, const char *saga_id,
+                          int *resolved) {
+  *resolved = 0;
+  es_store_t *st = NULL;
+  int rc = open_store(s, &st);
+  if (rc != CLI_EXIT_OK)
+    return rc;
+  if (each_record(st, saga_id, resolved_record, resolved) < 0)
+    rc = CLI_EXIT_FAIL;
+  es_store_close(st);
+  return rc;
+}
+
 /* ---- history --------------------------------------------------------- */
 
 typedef struct {

@@ -67,13 +67,26 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   if (rc != CLI_EXIT_OK)
     return rc;
   int64_t now = cli_now_ms();
+  /* saga_index says compensated for a saga an operator resolved by hand;
+   * its stream tells the two apart. */
+  int resolved = 0;
+  if (strcmp(row.status, "compensated") == 0) {
+    rc = cli_saga_was_resolved(s, id, &resolved);
+    if (rc != CLI_EXIT_OK) {
+      cli_index_row_clear(&row);
+      return rc;
+    }
+  }
   if (a->opt[CLI_OPT_JSON] != NULL) {
-    rc = cli_print_json(row_json(&row, now));
+    cJSON *o = row_json(&row, now);
+    if (o != NULL)
+      cJSON_AddBoolToObject(o, "resolved_by_operator", resolved);
+    rc = cli_print_json(o);
   } else {
     char t1[40], t2[40], t3[40], idle[32];
     printf("saga:          %s\n"
            "type:          %s (definition v%d)\n"
-           "status:        %s\n"
+           "status:        %s%s\n"
            "current step:  %s\n"
            "version:       %" PRId64 "\n"
            "partition:     %d\n"
@@ -81,7 +94,7 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
            "last progress: %s (%s ago)\n"
            "next deadline: %s\n",
            row.saga_id, row.saga_type, row.def_version, row.status,
-           row.current_step != NULL ? row.current_step : "-", row.version,
+           resolved ? " (resolved by an operator)" : "", row.current_step != NULL ? row.current_step : "-", row.version,
            row.partition, cli_format_time(row.started_ms, t1, sizeof t1),
            cli_format_time(row.updated_ms, t2, sizeof t2),
            cli_format_duration(now - row.updated_ms, idle, sizeof idle),

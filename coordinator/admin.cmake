@@ -40,3 +40,17 @@ add_library(saga_otlp STATIC ${CMAKE_CURRENT_LIST_DIR}/otlp.c)
 target_include_directories(saga_otlp PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_otlp PUBLIC saga_admin PkgConfig::LIBUV
                       PRIVATE saga_warnings)
+
+# observe: sagad's glue between the engine's hooks and the pieces above
+# (metrics, admin endpoint and its PostgreSQL reads, timeline page, spans).
+add_library(saga_observe STATIC ${CMAKE_CURRENT_LIST_DIR}/observe.c)
+target_include_directories(saga_observe PUBLIC ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(saga_observe
+  PUBLIC saga_admin saga_admin_pg saga_admin_ui saga_otlp saga_shell
+  PRIVATE saga_warnings)
+if(TARGET sagad)
+  target_link_libraries(sagad PRIVATE saga_observe)
+endif()
+if(TARGET sagad-faults)
+  target_link_libraries(sagad-faults PRIVATE saga_observe)
+endif()

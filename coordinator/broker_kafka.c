@@ -209,6 +209,10 @@ fail:
   return -1;
 }
 
+rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b) {
+  return b ? saga_kloop_consumer(b->kl) : NULL;
+}
+
 int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
                              char *errbuf, size_t errlen) {
   b->engine = e;

@@ -36,6 +36,7 @@ typedef struct {
 static int check_conninfo(const char *value, char *msg, size_t len);
 static int check_topic(const char *value, char *msg, size_t len);
 static int check_hostport(const char *value, char *msg, size_t len);
+static int check_endpoint(const char *value, char *msg, size_t len);
 
 /* Order matches sagad_log_level_t in log.h and sagad_log_format_t. */
 static const char *const level_names[] = {"error", "warn", "info", "debug",
@@ -89,7 +90,9 @@ static const prop_t props[] = {
      "at the end of each loop turn",
      NULL, 0},
     {"admin.listen", T_STRING, OFF(admin_listen), 1, 300, "127.0.0.1:8080",
-     NULL, "host:port of the admin HTTP endpoint (health, metrics)",
+     NULL,
+     "host:port of the admin HTTP endpoint (metrics, health, saga reads and "
+     "starts, the timeline page); port 0 picks a free port and logs it",
      check_hostport, 0},
     {"shutdown.timeout_ms", T_DURATION, OFF(shutdown_timeout_ms), 100,
      600000, "10000", NULL,
@@ -106,6 +109,11 @@ static const prop_t props[] = {
      "a saga without progress for this long is reported stuck, unless its "
      "definition sets its own deadline",
      NULL, 0},
+    {"otlp.endpoint", T_STRING, OFF(otlp_endpoint), 0, 300, "", NULL,
+     "IPv4 host:port of an OpenTelemetry collector taking OTLP/HTTP JSON "
+     "(POST /v1/traces); sagad sends saga, step and compensation spans "
+     "there. Empty sends none",
+     check_endpoint, 0},
 };
 
 #define NPROPS (sizeof props / sizeof props[0])
@@ -213,13 +221,18 @@ static int check_hostport(const char *value, char *msg, size_t len) {
     if (errno || *end)
       port = -1;
   }
-  if (port < 1 || port > 65535) {
-    snprintf(msg, len, "expected host:port with a port from 1 to 65535, got "
-                       "\"%s\"",
+  if (port < 0 || port > 65535) {
+    snprintf(msg, len, "expected host:port with a port from 0 (any free "
+                       "port) to 65535, got \"%s\"",
              value);
     return -1;
   }
   return 0;
+}
+
+/* Empty (off) or host:port. */
+static int check_endpoint(const char *value, char *msg, size_t len) {
+  return *value ? check_hostport(value, msg, len) : 0;
 }
 
 /* ---- parsing typed values ---- */

@@ -70,6 +70,7 @@ typedef struct {
   int64_t shutdown_timeout_ms;
   int64_t payload_max_bytes;
   int64_t stuck_default_ms;
+  char *otlp_endpoint;            /* "" = no traces exported */
   /* Further librdkafka properties in the order they were first set. */
   sagad_kafka_prop_t *kafka_props;
   size_t kafka_nprops;

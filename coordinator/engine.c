@@ -37,6 +37,7 @@ typedef struct entry {
   uint8_t in_batch;
   uint8_t failed;  /* its stream did not commit */
   uint8_t revoked; /* partition taken away while in the batch */
+  void *obs;       /* observer slot (sagad_engine_hooks_t) */
 } entry_t;
 
 #define ENTRY_SAGA(en) ((saga_t *)(void *)((en) + 1))
@@ -69,15 +70,20 @@ typedef struct {
   char id[SAGA_ID_MAX + 1];
 } tmr_t;
 
-/* Token of a dead letter: the input is acked once it is delivered. */
+/* Token of a dead letter: the input is acked once it is delivered; or of
+ * a message produced for sagad_engine_produce (done set). */
 typedef struct {
   void *ack;
+  void (*done)(void *arg, int err);
+  void *arg;
 } dlq_token_t;
 
 struct sagad_engine {
   sagad_engine_config_t cfg;
   char *inbox, *notify, *dlq;
   sagad_counters_t c;
+  sagad_engine_hooks_t hooks;
+  size_t nparts; /* inbox partitions assigned */
   saga_rng_t rng;
   /* saga table */
   entry_t **buckets;
@@ -186,6 +192,8 @@ static void entry_free(sagad_engine_t *e, entry_t *en) {
     e->nsagas--;
   }
   free_records(en);
+  if (en->obs && e->hooks.on_forget)
+    e->hooks.on_forget(e->hooks.arg, en->obs);
   free(en->input);
   free(en);
 }
@@ -318,6 +326,10 @@ static void send_command(sagad_engine_t *e, entry_t *en,
       .payload_len = en->input_len,
       .reply_topic = e->inbox,
   };
+  char tp[56] = "";
+  if (e->hooks.on_command)
+    e->hooks.on_command(e->hooks.arg, en->obs, s, fx->step, fx->action, tp);
+  c.traceparent = tp[0] ? tp : NULL;
   void *buf = NULL;
   size_t len = 0;
   rd_kafka_headers_t *h = NULL;
@@ -695,6 +707,12 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     en->nrec++;
     e->nrecords++;
     count_events(e, s);
+    if (e->hooks.on_events)
+      e->hooks.on_events(e->hooks.arg, &en->obs, s, e->out.events,
+                         e->out.n_events, now,
+                         in->kind == IN_MSG && in->msg.traceparent[0]
+                             ? in->msg.traceparent
+                             : NULL);
   }
   for (size_t i = 0; i < e->out.n_effects; i++)
     if (add_fx(e, en, &e->out.effects[i]) != 0)
@@ -744,6 +762,8 @@ static int submit(sagad_engine_t *e) {
   if (st->batch_submit(st->self) != 0)
     return -1;
   e->in_flight = 1;
+  if (e->hooks.on_batch_submit)
+    e->hooks.on_batch_submit(e->hooks.arg, e->nstreams, e->nrecords);
   return 0;
 }
 
@@ -865,13 +885,15 @@ static void pump(sagad_engine_t *e) {
 /* ---- entry points --------------------------------------------------- */
 
 static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
-                        const char *reason) {
+                        const char *reason, const char *why) {
   e->c.dead_lettered++;
+  if (e->hooks.on_dead_letter)
+    e->hooks.on_dead_letter(e->hooks.arg, why);
   LOG_WARN("dead letter from %s/%d offset %lld: %s", m->topic,
            (int)m->partition, (long long)m->offset, reason);
   rd_kafka_headers_t *h = sagad_msg_dlq_headers(m->hdrs, reason, m->topic,
                                                 m->partition, m->offset);
-  dlq_token_t *t = malloc(sizeof *t);
+  dlq_token_t *t = calloc(1, sizeof *t);
   if (h && t) {
     t->ack = m->ack;
     if (e->cfg.broker.produce(e->cfg.broker.self, e->dlq, m->key, m->key_len,
@@ -891,6 +913,7 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
   e->c.inputs++;
   input_t *in = calloc(1, sizeof *in);
   char err[512];
+  const char *why = "invalid";
   if (!in) {
     LOG_ERROR("out of memory taking an input");
     return;
@@ -899,11 +922,12 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
                        e->cfg.payload_max_bytes, &in->msg, err,
                        sizeof err) != 0) {
     free(in);
-    dead_letter(e, m, err);
+    dead_letter(e, m, err, "undecodable");
     return;
   }
   if (strlen(in->msg.saga_id) > SAGA_ID_MAX) {
     snprintf(err, sizeof err, "saga_id is longer than %d bytes", SAGA_ID_MAX);
+    why = "invalid_id";
     goto dlq;
   }
   if (in->msg.kind == SAGAD_MSG_START &&
@@ -911,6 +935,7 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
                           in->msg.def_version)) {
     snprintf(err, sizeof err, "unknown saga type \"%.64s\" version %u",
              in->msg.saga_type, (unsigned)in->msg.def_version);
+    why = "unknown_type";
     goto dlq;
   }
   memcpy(in->id, in->msg.saga_id, strlen(in->msg.saga_id) + 1);
@@ -922,13 +947,18 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
   return;
 dlq:
   input_free(in);
-  dead_letter(e, m, err);
+  dead_letter(e, m, err, why);
 }
 
 void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int err) {
   if (!token)
     return;
   dlq_token_t *t = token;
+  if (t->done) {
+    t->done(t->arg, err);
+    free(t);
+    return;
+  }
   if (err)
     LOG_ERROR("dead letter not delivered to %s: %s", e->dlq,
               rd_kafka_err2str((rd_kafka_resp_err_t)err));
@@ -944,6 +974,7 @@ static int part_in(int32_t p, const int32_t *parts, size_t n) {
 }
 
 int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
+  e->nparts += n;
   if (!n)
     return 0;
   loader_t L = {.e = e, .resume = 1};
@@ -960,6 +991,7 @@ int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
 
 void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts,
                             size_t n) {
+  e->nparts = e->nparts > n ? e->nparts - n : 0;
   /* Queued inputs of those partitions belong to the next owner now. */
   queue_t keep = {0};
   input_t *in;
@@ -998,6 +1030,8 @@ void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts,
 
 void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
   e->in_flight = 0;
+  if (e->hooks.on_batch_done)
+    e->hooks.on_batch_done(e->hooks.arg, status);
   if (status == SAGAD_STORE_RETRY) {
     /* Outcome unknown (connection lost): nothing is acted on; submit the
      * same batch again, a lost commit then answers DUPLICATE. */
@@ -1122,6 +1156,8 @@ void sagad_engine_free(sagad_engine_t *e) {
       for (entry_t *en = e->buckets[b], *n; en; en = n) {
         n = en->hnext;
         free_records(en);
+        if (en->obs && e->hooks.on_forget)
+          e->hooks.on_forget(e->hooks.arg, en->obs);
         free(en->input);
         free(en);
       }
@@ -1143,7 +1179,42 @@ const sagad_counters_t *sagad_engine_counters(const sagad_engine_t *e) {
 
 size_t sagad_engine_sagas(const sagad_engine_t *e) { return e->nsagas; }
 
+void sagad_engine_set_hooks(sagad_engine_t *e, const sagad_engine_hooks_t *h) {
+  if (h)
+    e->hooks = *h;
+  else
+    memset(&e->hooks, 0, sizeof e->hooks);
+}
+
+void sagad_engine_foreach(sagad_engine_t *e,
+                          void (*fn)(void *arg, const saga_t *s,
+                                     int32_t partition, void **obs),
+                          void *arg) {
+  for (size_t b = 0; b < e->nbuckets; b++)
+    for (entry_t *en = e->buckets[b]; en; en = en->hnext)
+      fn(arg, ENTRY_SAGA(en), en->partition, &en->obs);
+}
+
 const saga_t *sagad_engine_find(const sagad_engine_t *e, const char *id) {
   entry_t *en = lookup(e, id);
   return en ? ENTRY_SAGA(en) : NULL;
 }
+
+int sagad_engine_produce(sagad_engine_t *e, const char *topic,
+                         const void *key, size_t key_len, const void *value,
+                         size_t value_len, rd_kafka_headers_t *hdrs,
+                         void (*done)(void *arg, int err), void *arg) {
+  dlq_token_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return -1;
+  t->done = done;
+  t->arg = arg;
+  if (e->cfg.broker.produce(e->cfg.broker.self, topic, key, key_len, value,
+                            value_len, hdrs, t) != 0) {
+    free(t);
+    return -1;
+  }
+  return 0;
+}
+
+size_t sagad_engine_partitions(const sagad_engine_t *e) { return e->nparts; }

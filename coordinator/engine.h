@@ -77,8 +77,58 @@ void sagad_engine_on_turn_end(sagad_engine_t *e);
  * effects and acks, then call done(arg) once (possibly at once). */
 void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *arg), void *arg);
 
+/* ---- observation hooks (observe.c: metrics, traces, stuck sagas) -- */
+
+/* Small calls at the points where the engine learns something; any field
+ * may be NULL. Each saga in memory has an observer slot (a void *, NULL at
+ * first) the hooks may fill; on_forget frees it when the saga leaves
+ * memory. Hooks run on the loop thread and must not call back into the
+ * engine. */
+typedef struct {
+  void *arg;
+  /* A transition was stepped: its events join the turn's batch. tp is the
+   * input's W3C traceparent header, or NULL. */
+  void (*on_events)(void *arg, void **obs, const saga_t *s,
+                    const saga_event_t *ev, size_t n, int64_t now,
+                    const char *tp);
+  /* A command of a durable transition is being produced: write the
+   * traceparent it carries into tp (56 bytes), or leave tp "". */
+  void (*on_command)(void *arg, void *obs, const saga_t *s, unsigned step,
+                     int action, char tp[56]);
+  void (*on_forget)(void *arg, void *obs);
+  /* An input went to the dead-letter topic; reason is a short class
+   * (undecodable, invalid_id, unknown_type). */
+  void (*on_dead_letter)(void *arg, const char *reason);
+  /* A batch of `streams` sagas and `records` transitions was submitted;
+   * it finished with a sagad_store_status_t. */
+  void (*on_batch_submit)(void *arg, size_t streams, size_t records);
+  void (*on_batch_done)(void *arg, int status);
+} sagad_engine_hooks_t;
+
+/* Install hooks (copied); NULL removes them. */
+void sagad_engine_set_hooks(sagad_engine_t *e, const sagad_engine_hooks_t *h);
+
+/* Call fn for every saga in memory with its partition and observer slot.
+ * fn must not change the engine. */
+void sagad_engine_foreach(sagad_engine_t *e,
+                          void (*fn)(void *arg, const saga_t *s,
+                                     int32_t partition, void **obs),
+                          void *arg);
+
 /* The saga id in memory (in flight on this instance), or NULL. */
 const saga_t *sagad_engine_find(const sagad_engine_t *e, const char *id);
+
+/* Produce a message through the engine's broker (POST /sagas/{type}
+ * produces StartSaga to the inbox): as the broker port's produce (hdrs
+ * taken over on success only); done(arg, err) runs once on delivery.
+ * Returns 0 or < 0 (done never called). */
+int sagad_engine_produce(sagad_engine_t *e, const char *topic,
+                         const void *key, size_t key_len, const void *value,
+                         size_t value_len, rd_kafka_headers_t *hdrs,
+                         void (*done)(void *arg, int err), void *arg);
+
+/* Inbox partitions currently assigned to this instance. */
+size_t sagad_engine_partitions(const sagad_engine_t *e);
 
 const sagad_counters_t *sagad_engine_counters(const sagad_engine_t *e);
 /* Sagas held in memory (in flight). */

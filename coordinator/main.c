@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "engine.h"
 #include "log.h"
+#include "observe.h"
 #include "shell.h"
 
 #ifndef SAGA_VERSION
@@ -32,6 +33,7 @@ typedef struct {
   sagad_broker_kafka_t *broker;
   sagad_clock_uv_t *clock;
   sagad_engine_t *engine;
+  sagad_observe_t *observe; /* admin endpoint, metrics, traces */
 } app_t;
 
 static void on_fatal(void *arg, const char *why) {
@@ -96,6 +98,15 @@ static int on_start(sagad_daemon_t *d, void *arg) {
   }
   sagad_store_pg_attach(a->store, a->engine);
   sagad_clock_uv_attach(a->clock, a->engine);
+  sagad_observe_opts_t oo = {.loop = loop,
+                             .cfg = cfg,
+                             .registry = a->registry,
+                             .engine = a->engine,
+                             .broker = a->broker};
+  if (sagad_observe_start(&oo, &a->observe, err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
   if (sagad_broker_kafka_start(a->broker, a->engine, err, sizeof err)) {
     LOG_ERROR("could not subscribe to %s: %s", cfg->topic_inbox, err);
     return -1;
@@ -105,10 +116,18 @@ static int on_start(sagad_daemon_t *d, void *arg) {
   return 0;
 }
 
+static void observe_closed(void *arg) {
+  app_t *a = arg;
+  sagad_daemon_stop_done(a->d);
+}
+
 static void store_closed(void *arg) {
   app_t *a = arg;
   a->store = NULL;
-  sagad_daemon_stop_done(a->d);
+  /* Last: metrics and spans were recorded until the engine drained. */
+  sagad_observe_t *o = a->observe;
+  a->observe = NULL;
+  sagad_observe_close(o, observe_closed, a);
 }
 
 static void broker_closed(void *arg) {
@@ -129,6 +148,23 @@ static void engine_drained(void *arg) {
              (unsigned long long)c->compensated,
              (unsigned long long)c->compensation_failed,
              (unsigned long long)c->dead_lettered);
+    /* Inputs the machine judged and ignored, by verdict (the fault tests
+     * read this line). */
+    char an[512];
+    size_t used = 0;
+    for (int v = SAGA_V_DUPLICATE; v <= SAGA_V_FINISHED && used < sizeof an;
+         v++) {
+      int n = snprintf(an + used, sizeof an - used, "%s%s=%llu",
+                       used ? " " : "",
+                       v == SAGA_V_FINISHED ? "finished"
+                                            : saga_verdict_name(
+                                                  (saga_verdict_t)v),
+                       (unsigned long long)c->anomalies[v]);
+      if (n < 0)
+        break;
+      used += (size_t)n;
+    }
+    LOG_INFO("anomalies: %s", an);
   }
   /* Offsets of what is appended are committed by the close. */
   sagad_broker_kafka_close(a->broker, broker_closed, a);
@@ -137,6 +173,7 @@ static void engine_drained(void *arg) {
 static void on_stop(sagad_daemon_t *d, void *arg) {
   app_t *a = arg;
   a->d = d;
+  sagad_observe_stop(a->observe); /* no more admin requests */
   if (a->engine)
     sagad_engine_stop(a->engine, engine_drained, a);
   else

@@ -50,6 +50,8 @@ int sagad_msg_decode(const void *value, size_t len,
                         errlen) != 0)
     return -1;
   msg->pb = pb;
+  if (strlen(meta.traceparent) < sizeof msg->traceparent)
+    memcpy(msg->traceparent, meta.traceparent, strlen(meta.traceparent) + 1);
   if (d == &saga__v1__start_saga__descriptor) {
     const Saga__V1__StartSaga *s = (const Saga__V1__StartSaga *)pb;
     msg->kind = SAGAD_MSG_START;
@@ -84,10 +86,12 @@ void sagad_msg_free(sagad_msg_t *msg) {
   msg->pb = NULL;
 }
 
-static int encode(const ProtobufCMessage *pb, const char *saga_id, void **out,
-                  size_t *out_len, rd_kafka_headers_t **hdrs, char *errbuf,
-                  size_t errlen) {
-  saga_meta_t meta = {.saga_id = saga_id, .correlation_id = saga_id};
+static int encode(const ProtobufCMessage *pb, const char *saga_id,
+                  const char *traceparent, void **out, size_t *out_len,
+                  rd_kafka_headers_t **hdrs, char *errbuf, size_t errlen) {
+  saga_meta_t meta = {.saga_id = saga_id,
+                      .correlation_id = saga_id,
+                      .traceparent = traceparent};
   return saga__wire_encode(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
              ? -1
              : 0;
@@ -115,7 +119,8 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
   m.payload.data = (uint8_t *)(uintptr_t)c->payload;
   m.payload.len = c->payload_len;
   m.reply_topic = SAGA_MUT(c->reply_topic);
-  return encode(&m.base, c->saga_id, out, out_len, hdrs, errbuf, errlen);
+  return encode(&m.base, c->saga_id, c->traceparent, out, out_len, hdrs,
+                errbuf, errlen);
 }
 
 int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
@@ -132,7 +137,29 @@ int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
   m.outcome = (Saga__V1__Outcome)n->outcome;
   m.reason = SAGA_MUT(n->reason ? n->reason : "");
   m.at_ms = n->at_ms;
-  return encode(&m.base, n->saga_id, out, out_len, hdrs, errbuf, errlen);
+  return encode(&m.base, n->saga_id, NULL, out, out_len, hdrs, errbuf,
+                errlen);
+}
+
+int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
+                           uint32_t def_version, const uint8_t *input,
+                           size_t input_len, const char *traceparent,
+                           void **out, size_t *out_len,
+                           rd_kafka_headers_t **hdrs, char *errbuf,
+                           size_t errlen) {
+  Saga__V1__StartSaga m;
+  saga__v1__start_saga__init(&m);
+  m.saga_id = SAGA_MUT(saga_id);
+  m.saga_type = SAGA_MUT(saga_type);
+  if (def_version) {
+    m.definition_version_present_case =
+        SAGA__V1__START_SAGA__DEFINITION_VERSION_PRESENT_DEFINITION_VERSION;
+    m.definition_version = def_version;
+  }
+  m.input.data = (uint8_t *)(uintptr_t)input;
+  m.input.len = input_len;
+  return encode(&m.base, saga_id, traceparent, out, out_len, hdrs, errbuf,
+                errlen);
 }
 
 rd_kafka_headers_t *sagad_msg_dlq_headers(const rd_kafka_headers_t *src,

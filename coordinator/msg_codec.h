@@ -34,6 +34,7 @@ typedef struct {
   size_t payload_len;
   const char *reason;      /* REPLY, OPERATOR */
   const char *who;         /* OPERATOR */
+  char traceparent[56];    /* W3C traceparent header, "" when absent */
   void *pb;                /* owned */
 } sagad_msg_t;
 
@@ -57,6 +58,7 @@ typedef struct {
   const uint8_t *payload;
   size_t payload_len;
   const char *reply_topic;
+  const char *traceparent; /* header, NULL = none */
 } sagad_command_t;
 
 /* A notification to encode. kind, action and outcome in wire numbers. */
@@ -80,6 +82,15 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
 int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
                                   size_t *out_len, rd_kafka_headers_t **hdrs,
                                   char *errbuf, size_t errlen);
+
+/* A StartSaga for the inbox (sagad's POST /sagas/{type}): def_version 0 =
+ * the newest; traceparent NULL = none. Same ownership as above. */
+int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
+                           uint32_t def_version, const uint8_t *input,
+                           size_t input_len, const char *traceparent,
+                           void **out, size_t *out_len,
+                           rd_kafka_headers_t **hdrs, char *errbuf,
+                           size_t errlen);
 
 /* Headers of a dead letter: the reason and "topic/partition/offset" of the
  * source, plus the source's own headers. NULL when out of memory. */

@@ -38,6 +38,9 @@ int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
 /* Attach the engine and join the group on the inbox topic. 0 or -1. */
 int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
                              char *errbuf, size_t errlen);
+/* The inbox consumer, for the admin endpoint's lag and readiness reads
+ * (non-blocking librdkafka calls only); NULL before open. Loop thread. */
+rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b);
 /* Commit acked offsets, leave the group, wait for deliveries, free; cb (may
  * be NULL) runs on the loop afterwards. */
 void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),

@@ -263,6 +263,12 @@ void e2e_pump(e2e_t *t, int64_t ms) {
 }
 
 pid_t e2e_sagad_start(e2e_t *t, int idx) {
+  return e2e_sagad_start_with(t, idx, NULL);
+}
+
+const char *e2e_dir(const e2e_t *t) { return t->dir; }
+
+pid_t e2e_sagad_start_with(e2e_t *t, int idx, const char *const *extra) {
   char log[256];
   snprintf(log, sizeof log, "%s/sagad%d.log", t->dir, idx);
   pid_t pid = fork();
@@ -273,7 +279,7 @@ pid_t e2e_sagad_start(e2e_t *t, int idx) {
       dup2(fd, 2);
       dup2(fd, 1);
     }
-    char a[16][512];
+    char a[24][512];
     snprintf(a[0], 512, "%s", SAGAD_PATH);
     snprintf(a[1], 512, "--store.conninfo=%s", t->conninfo);
     snprintf(a[2], 512, "--kafka.bootstrap.servers=%s", ts_kafka_bootstrap());
@@ -290,10 +296,14 @@ pid_t e2e_sagad_start(e2e_t *t, int idx) {
     snprintf(a[14], 512, "--log.level=%s",
              getenv("E2E_DEBUG") ? "debug" : "info");
     snprintf(a[13], 512, "--kafka.linger.ms=1");
-    char *argv[16];
-    for (int i = 0; i < 15; i++)
+    snprintf(a[15], 512, "--admin.listen=127.0.0.1:0");
+    int n = 16;
+    for (size_t i = 0; extra && extra[i] && n < 23; i++)
+      snprintf(a[n++], 512, "%s", extra[i]);
+    char *argv[24];
+    for (int i = 0; i < n; i++)
       argv[i] = a[i];
-    argv[15] = NULL;
+    argv[n] = NULL;
     execv(SAGAD_PATH, argv);
     _exit(127);
   }

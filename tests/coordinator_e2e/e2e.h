@@ -39,6 +39,12 @@ void e2e_free(e2e_t *t);
 /* Start one sagad (index 0..2) in the group; it logs to a file in the
  * test's folder. Returns its pid. */
 pid_t e2e_sagad_start(e2e_t *t, int idx);
+/* The same with extra options (NULL-terminated, may be NULL) after the
+ * harness's own (the admin endpoint listens on a free port; its address is
+ * in the log). */
+pid_t e2e_sagad_start_with(e2e_t *t, int idx, const char *const *extra);
+/* The test's folder: definitions in defs/, sagad<idx>.log. */
+const char *e2e_dir(const e2e_t *t);
 /* Send sig to sagad idx and wait for it (pumping the participant); returns
  * its exit status (128 + signal when killed). */
 int e2e_sagad_stop(e2e_t *t, int idx, int sig);

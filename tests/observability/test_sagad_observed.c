@@ -1,0 +1,486 @@
+/* A real sagad seen from outside, as an operator and a tracing backend see
+ * it: its admin endpoint on a free port (metrics of a finished saga,
+ * readiness once partitions are assigned, a saga's history, a saga started
+ * over HTTP, a stuck saga in the list, the gauge and the log), its spans
+ * sent to an in-test OTLP receiver with the links back to the starter's
+ * traceparent, and a real Prometheus scraping it (skipped unless
+ * prometheus is installed, or SAGA_PROM_TESTS=1 installs it). One sagad
+ * and one participant (tests/coordinator_e2e) serve every test. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+
+#include "admin_http.h"
+#include "e2e.h"
+#include "http_client.h"
+#include "test_support.h"
+
+#define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define STARTER_SPAN "00f067aa0ba902b7"
+#define STARTER_TP "00-" TRACE_ID "-" STARTER_SPAN "-01"
+
+static e2e_t *t;
+static int admin_port = -1;
+static char logpath[256], stuckdef[256];
+
+/* ---- the OTLP receiver (admin HTTP server on its own loop thread) ---- */
+
+static loop_thread_t *lt;
+static admin_http_t *rx;
+static int rx_port;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static cJSON *spans; /* every span received */
+
+static void h_traces(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  cJSON *doc = cJSON_ParseWithLength(req->body, req->body_len);
+  pthread_mutex_lock(&mu);
+  cJSON *rs;
+  cJSON_ArrayForEach(rs, cJSON_GetObjectItem(doc, "resourceSpans")) {
+    cJSON *ss;
+    cJSON_ArrayForEach(ss, cJSON_GetObjectItem(rs, "scopeSpans")) {
+      cJSON *sp;
+      cJSON_ArrayForEach(sp, cJSON_GetObjectItem(ss, "spans"))
+        cJSON_AddItemToArray(spans, cJSON_Duplicate(sp, 1));
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  cJSON_Delete(doc);
+  admin_http_respond(req, 200, "application/json", "{}", 2);
+}
+
+static void rx_setup(uv_loop_t *loop, void *arg) {
+  (void)arg;
+  rx = admin_http_new(loop, NULL);
+  assert_non_null(rx);
+  assert_int_equal(admin_http_route(rx, "POST", "/v1/traces", h_traces, NULL),
+                   0);
+  assert_int_equal(admin_http_start(rx, NULL, 0), 0);
+  rx_port = admin_http_port(rx);
+}
+
+static void rx_teardown(void *arg) {
+  (void)arg;
+  admin_http_close(rx, NULL, NULL);
+}
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static e2e_answer_t script(const char *id, int step, int compensate,
+                           uint32_t attempt) {
+  (void)id;
+  (void)step;
+  (void)compensate;
+  (void)attempt;
+  return E2E_SUCCESS;
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return NULL;
+  abuf_t b = ABUF_INIT;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    abuf_add(&b, buf, n);
+  fclose(f);
+  return abuf_take(&b, NULL);
+}
+
+/* GET path from sagad's admin endpoint; the body (malloc'd) and status. */
+static char *get(const char *path, int *status) {
+  char req[512];
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n"
+                            "Connection: close\r\n\r\n",
+           path);
+  char *r = http_roundtrip(admin_port, req, status);
+  char *body = r ? strstr(r, "\r\n\r\n") : NULL;
+  char *out = strdup(body ? body + 4 : "");
+  free(r);
+  return out;
+}
+
+static char *post_start(const char *type, const char *id, const char *tp,
+                        int *status) {
+  const char *body = "{\"amount\":10}";
+  char req[1024];
+  snprintf(req, sizeof req,
+           "POST /sagas/%s?id=%s HTTP/1.1\r\nHost: x\r\n"
+           "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+           "%s%s%sConnection: close\r\n\r\n%s",
+           type, id, strlen(body), tp ? "traceparent: " : "", tp ? tp : "",
+           tp ? "\r\n" : "", body);
+  char *r = http_roundtrip(admin_port, req, status);
+  char *b = r ? strstr(r, "\r\n\r\n") : NULL;
+  char *out = strdup(b ? b + 4 : "");
+  free(r);
+  return out;
+}
+
+/* Pump the participant until GET path answers 200 with `want` in its body
+ * (want NULL: any 200). Returns the body or fails. */
+static char *wait_get(const char *path, const char *want) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (ts_now_ms() < until) {
+    int st = 0;
+    char *b = get(path, &st);
+    if (st == 200 && (!want || strstr(b, want)))
+      return b;
+    free(b);
+    e2e_pump(t, 100);
+  }
+  fail_msg("GET %s never answered 200 with \"%s\"", path, want ? want : "");
+  return NULL;
+}
+
+static void wait_done(const char *id) {
+  const char *ids[] = {id};
+  assert_int_equal(e2e_wait_terminal(t, ids, 1, ts_timeout_ms(60000)), 1);
+}
+
+/* ---- set-up: sagad with a free admin port and spans to the receiver --- */
+
+static int setup(void **state) {
+  (void)state;
+  ts_require_pg();
+  ts_require_kafka();
+  spans = cJSON_CreateArray();
+  lt = loop_thread_start(rx_setup, rx_teardown, NULL);
+  t = e2e_new("observed", 60000, script);
+  /* A type whose one step goes to a topic nobody reads, reported stuck
+   * after one second without progress. */
+  snprintf(stuckdef, sizeof stuckdef, "%s/defs/stuck.json", e2e_dir(t));
+  FILE *f = fopen(stuckdef, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "{\"name\": \"stuck\", \"version\": 1, \"steps\": [{\"name\": "
+          "\"wait\", \"topic\": \"%s\", \"timeout_ms\": 600000, "
+          "\"stuck_after_ms\": 1000, \"kind\": \"compensatable\", "
+          "\"compensation\": {\"topic\": \"%s\", \"action\": \"undo\"}}]}\n",
+          ts_unique_name("nobody"), ts_unique_name("nobody"));
+  fclose(f);
+  char otlp[64];
+  snprintf(otlp, sizeof otlp, "--otlp.endpoint=127.0.0.1:%d", rx_port);
+  const char *extra[] = {otlp, NULL};
+  e2e_sagad_start_with(t, 0, extra);
+  snprintf(logpath, sizeof logpath, "%s/sagad0.log", e2e_dir(t));
+  /* The bound address is logged once the endpoint listens. */
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while (admin_port < 0 && ts_now_ms() < until) {
+    char *log = slurp(logpath);
+    const char *p = log ? strstr(log, "admin endpoint listening on "
+                                      "http://127.0.0.1:")
+                        : NULL;
+    if (p)
+      admin_port = atoi(p + strlen("admin endpoint listening on "
+                                   "http://127.0.0.1:"));
+    free(log);
+    if (admin_port < 0)
+      e2e_pump(t, 50);
+  }
+  return admin_port > 0 ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  int rc = e2e_sagad_stop(t, 0, SIGTERM);
+  unlink(stuckdef);
+  e2e_free(t);
+  loop_thread_stop(lt);
+  cJSON_Delete(spans);
+  return rc == 0 ? 0 : -1;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_readyz_answers_200_once_partitions_are_assigned(void **s) {
+  (void)s;
+  char *b = wait_get("/readyz", "\"ready\":true");
+  assert_non_null(strstr(b, "\"partitions\":true"));
+  free(b);
+  int st = 0;
+  b = get("/healthz", &st);
+  assert_int_equal(st, 200);
+  free(b);
+}
+
+static void test_metrics_show_a_completed_saga_and_its_step_latency(void **s) {
+  (void)s;
+  e2e_start(t, "fast", "obs-done");
+  wait_done("obs-done");
+  char *b = wait_get("/metrics", "saga_finished_total{saga_type=\"fast\","
+                                 "outcome=\"completed\"} 1");
+  assert_non_null(strstr(b, "saga_started_total{saga_type=\"fast\"} 1"));
+  assert_non_null(strstr(b, "saga_step_duration_seconds_count{saga_type="
+                            "\"fast\",step=\"s2\",action=\"do\"} 1"));
+  assert_non_null(strstr(b, "# TYPE eventstore_append_seconds histogram"));
+  assert_non_null(strstr(b, "eventstore_batch_streams_count "));
+  assert_non_null(strstr(b, "# TYPE kafka_consumer_lag gauge"));
+  free(b);
+}
+
+static void test_get_saga_returns_its_history(void **s) {
+  (void)s;
+  e2e_start(t, "fast", "obs-hist");
+  wait_done("obs-hist");
+  char *b = wait_get("/sagas/obs-hist", "\"Completed\"");
+  cJSON *doc = cJSON_Parse(b);
+  assert_non_null(doc);
+  cJSON *saga = cJSON_GetObjectItem(doc, "saga");
+  assert_string_equal(cJSON_GetObjectItem(saga, "status")->valuestring,
+                      "completed");
+  cJSON *h = cJSON_GetObjectItem(doc, "history");
+  /* Started, three steps dispatched and succeeded, Completed. */
+  assert_true(cJSON_GetArraySize(h) >= 4);
+  assert_string_equal(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(h, 0), "event")->valuestring,
+      "Started");
+  cJSON_Delete(doc);
+  free(b);
+  int st = 0;
+  b = get("/sagas/no-such-saga", &st);
+  assert_int_equal(st, 404);
+  free(b);
+}
+
+static void test_post_starts_a_saga_that_completes_once(void **s) {
+  (void)s;
+  int st = 0;
+  char *b = post_start("fast", "obs-post", NULL, &st);
+  assert_int_equal(st, 201);
+  assert_non_null(strstr(b, "\"created\":true"));
+  free(b);
+  wait_done("obs-post");
+  assert_string_equal(e2e_status(t, "obs-post"), "completed");
+  /* The same id again starts nothing new. */
+  b = post_start("fast", "obs-post", NULL, &st);
+  assert_true(st == 200 || st == 201);
+  free(b);
+  e2e_pump(t, 500);
+  for (int i = 0; i < E2E_STEPS; i++)
+    assert_int_equal(e2e_applied(t, "obs-post", i), 1);
+  b = post_start("nosuchtype", "obs-x", NULL, &st);
+  assert_int_equal(st, 404);
+  free(b);
+}
+
+static cJSON *span_named(const char *saga, const char *name) {
+  cJSON *sp, *found = NULL;
+  pthread_mutex_lock(&mu);
+  cJSON_ArrayForEach(sp, spans) {
+    if (strcmp(cJSON_GetObjectItem(sp, "name")->valuestring, name) != 0)
+      continue;
+    cJSON *a;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(sp, "attributes")) {
+      cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(a, "value"),
+                                     "stringValue");
+      if (!strcmp(cJSON_GetObjectItem(a, "key")->valuestring, "saga.id") &&
+          cJSON_IsString(v) && !strcmp(v->valuestring, saga))
+        found = cJSON_Duplicate(sp, 1);
+    }
+    if (found)
+      break;
+  }
+  pthread_mutex_unlock(&mu);
+  return found;
+}
+
+static const char *str(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItem(o, k);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void test_spans_link_back_to_the_starters_traceparent(void **s) {
+  (void)s;
+  int st = 0;
+  char *b = post_start("fast", "obs-trace", STARTER_TP, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  wait_done("obs-trace");
+  cJSON *saga = NULL, *step = NULL;
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while ((!saga || !step) && ts_now_ms() < until) {
+    if (!saga)
+      saga = span_named("obs-trace", "saga");
+    if (!step)
+      step = span_named("obs-trace", "step s1");
+    e2e_pump(t, 100);
+  }
+  assert_non_null(saga);
+  assert_non_null(step);
+  assert_string_equal(str(saga, "traceId"), TRACE_ID);
+  assert_string_equal(str(saga, "parentSpanId"), STARTER_SPAN);
+  assert_string_equal(str(step, "traceId"), TRACE_ID);
+  assert_string_equal(str(step, "parentSpanId"), str(saga, "spanId"));
+  assert_string_not_equal(str(step, "spanId"), str(saga, "spanId"));
+  cJSON_Delete(saga);
+  cJSON_Delete(step);
+}
+
+static int count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  return n;
+}
+
+static void test_a_stuck_saga_is_listed_counted_and_logged_once(void **s) {
+  (void)s;
+  e2e_start(t, "stuck", "obs-stuck");
+  char *b = wait_get("/sagas?stuck=true", "\"obs-stuck\"");
+  free(b);
+  b = wait_get("/metrics", "saga_stuck{saga_type=\"stuck\"} 1");
+  assert_non_null(strstr(b, "saga_in_flight{saga_type=\"stuck\"} 1"));
+  free(b);
+  /* A few more scans: still one report. */
+  e2e_pump(t, 2500);
+  char *log = slurp(logpath);
+  assert_non_null(log);
+  assert_int_equal(count(log, "saga=obs-stuck step=wait: stuck:"), 1);
+  free(log);
+}
+
+/* ---- a real Prometheus -------------------------------------------------- */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t n = sizeof a;
+  int port = -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+/* GET from Prometheus over HTTP/1.0, read to EOF; NULL while it does not
+ * listen yet. */
+static char *prom_get(int port, const char *path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return NULL;
+  }
+  char req[512];
+  snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+           path);
+  http_send(fd, req, strlen(req));
+  abuf_t b = ABUF_INIT;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0)
+    abuf_add(&b, buf, (size_t)n);
+  close(fd);
+  return abuf_take(&b, NULL);
+}
+
+static void test_prometheus_scrapes_sagad_and_answers_a_saga_counter(
+    void **s) {
+  (void)s;
+  if (system("command -v prometheus >/dev/null 2>&1") != 0) {
+    const char *want = getenv("SAGA_PROM_TESTS");
+    if (!want || strcmp(want, "1") != 0) {
+      printf("skipped: prometheus is not installed (SAGA_PROM_TESTS=1 "
+             "installs it)\n");
+      skip();
+    }
+    assert_int_equal(system("DEBIAN_FRONTEND=noninteractive apt-get install "
+                            "-y --no-install-recommends prometheus "
+                            ">/dev/null"),
+                     0);
+  }
+  e2e_start(t, "fast", "obs-prom");
+  wait_done("obs-prom");
+  char dir[256], path[320];
+  snprintf(dir, sizeof dir, "%s/prom", e2e_dir(t));
+  snprintf(path, sizeof path, "%s/prometheus.yml", dir);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+  assert_int_equal(system(cmd), 0);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+          "scrape_configs:\n  - job_name: sagad\n    static_configs:\n"
+          "      - targets: ['127.0.0.1:%d']\n",
+          admin_port);
+  fclose(f);
+  int prom_port = free_port();
+  pid_t prom = fork();
+  if (prom == 0) {
+    char cfg[400], data[400], listen[64];
+    snprintf(cfg, sizeof cfg, "--config.file=%s", path);
+    snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", dir);
+    snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d",
+             prom_port);
+    if (!freopen("/dev/null", "w", stderr) ||
+        !freopen("/dev/null", "w", stdout))
+      _exit(126);
+    execlp("prometheus", "prometheus", cfg, data, listen, (char *)NULL);
+    _exit(127);
+  }
+  assert_true(prom > 0);
+  const char *q = "/api/v1/query?query=saga_finished_total%7Bsaga_type%3D%22"
+                  "fast%22%2Coutcome%3D%22completed%22%2Cjob%3D%22sagad%22"
+                  "%7D";
+  char *body = NULL;
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (ts_now_ms() < until) {
+    char *r = prom_get(prom_port, q);
+    if (r && strstr(r, "\"result\":[{")) {
+      body = r;
+      break;
+    }
+    free(r);
+    e2e_pump(t, 200);
+  }
+  kill(prom, SIGTERM);
+  waitpid(prom, NULL, 0);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+  if (!body)
+    fail_msg("prometheus did not report sagad's counter in time");
+  assert_non_null(strstr(body, "\"status\":\"success\""));
+  assert_non_null(strstr(body, "\"saga_type\":\"fast\""));
+  /* At least the sagas the earlier tests finished, this one included. */
+  char *v = strstr(body, "\"value\":[");
+  assert_non_null(v);
+  v = strchr(v, ',');
+  assert_non_null(v);
+  assert_true(atoi(v + 2) >= 1);
+  free(body);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_readyz_answers_200_once_partitions_are_assigned),
+      cmocka_unit_test(test_metrics_show_a_completed_saga_and_its_step_latency),
+      cmocka_unit_test(test_get_saga_returns_its_history),
+      cmocka_unit_test(test_post_starts_a_saga_that_completes_once),
+      cmocka_unit_test(test_spans_link_back_to_the_starters_traceparent),
+      cmocka_unit_test(test_a_stuck_saga_is_listed_counted_and_logged_once),
+      cmocka_unit_test(
+          test_prometheus_scrapes_sagad_and_answers_a_saga_counter),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -35,8 +35,14 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* sagad processes started, stopped by die() too */
+static pid_t children[8];
+
 static void die(const char *what, const char *detail) {
   fprintf(stderr, "bench-saga: %s: %s\n", what, detail ? detail : "");
+  for (int i = 0; i < 8; i++)
+    if (children[i] > 0)
+      kill(children[i], SIGKILL);
   exit(1);
 }
 
@@ -135,17 +141,10 @@ static void kafka_open(void) {
 static void produce(const char *topic, const char *key, void *buf, size_t len,
                     rd_kafka_headers_t *h) {
   for (;;) {
-    rd_kafka_resp_err_t e =
-        h ? rd_kafka_producev(B.prod, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_KEY(key, strlen(key)),
-                              RD_KAFKA_V_VALUE(buf, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)
-          : rd_kafka_producev(B.prod, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_KEY(key, strlen(key)),
-                              RD_KAFKA_V_VALUE(buf, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        B.prod, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+        RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
     if (!e)
       return;
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -319,6 +318,11 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     execv(SAGAD_PATH, argv);
     _exit(127);
   }
+  for (int i = 0; i < 8; i++)
+    if (children[i] <= 0) {
+      children[i] = pid;
+      break;
+    }
   return pid;
 }
 
@@ -438,11 +442,7 @@ static void setup(void) {
                        B.topics[2], B.ping, B.stuck, B.inbox2,   NULL};
   static char dummy[1] = "x";
   for (int i = 0; all[i]; i++)
-    if (rd_kafka_producev(B.prod, RD_KAFKA_V_TOPIC(all[i]),
-                          RD_KAFKA_V_VALUE(dummy, 1),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END))
-      die("produce", all[i]);
+    produce(all[i], "x", dummy, 1, NULL);
   rd_kafka_flush(B.prod, 10000);
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(5);
   for (int i = 0; i < NSTEPS; i++)
@@ -595,6 +595,7 @@ static double raw_insert(PGconn *c, size_t n, const char *like) {
 }
 
 int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
   int quick = argc > 1 && !strcmp(argv[1], "--quick");
   if (argc > 1 && !quick) {
     fprintf(stderr, "usage: bench-saga [--quick]\n");

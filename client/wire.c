@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "text.h"
+
 int saga__errf(int err, char *errbuf, size_t errlen, const char *fmt, ...) {
   if (errbuf && errlen) {
     va_list ap;
@@ -44,47 +46,6 @@ int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value) {
   return rd_kafka_header_add(h, name, -1, value, -1) ? SAGA_ENOMEM : 0;
 }
 
-/* Byte offset of the first byte that breaks UTF-8 in v[0..n) (overlongs,
- * surrogates and code points past U+10FFFF included), or n when valid.
- * protobuf-c does not check proto3 strings; other languages' decoders
- * refuse them, and PostgreSQL refuses them as text. */
-static size_t utf8_bad_at(const unsigned char *v, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned c = v[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      k = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      k = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      k = 3;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (n - i <= k)
-      return i;
-    for (size_t j = 1; j <= k; j++) {
-      if ((v[i + j] & 0xC0) != 0x80)
-        return i;
-      cp = (cp << 6) | (v[i + j] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return i;
-    i += k + 1;
-  }
-  return n;
-}
-
 /* A bounded UTF-8 string without control characters: an id (no '/', the
  * idempotency key's separator, unless allow_slash) or free text (which
  * may hold tabs and newlines). Empty passes; the callers decide presence. */
@@ -109,7 +70,7 @@ static int check_str(const char *what, const char *v, size_t max, int kind,
                         "%s contains a forbidden character at byte %zu", what,
                         i);
   }
-  size_t bad = utf8_bad_at((const unsigned char *)v, n);
+  size_t bad = saga__utf8_bad_at((const unsigned char *)v, n);
   if (bad < n)
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                       "%s is not valid UTF-8 at byte %zu", what, bad);
@@ -307,7 +268,7 @@ static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
                         "header \"%s\" contains a control character at "
                         "byte %zu", name, i);
   }
-  size_t bad = utf8_bad_at(v, n);
+  size_t bad = saga__utf8_bad_at(v, n);
   if (bad < n)
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                       "header \"%s\" is not valid UTF-8 at byte %zu", name,

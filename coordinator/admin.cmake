@@ -9,7 +9,7 @@ add_library(saga_admin STATIC
 target_include_directories(saga_admin PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_admin
   PUBLIC saga_defs PkgConfig::LIBUV PkgConfig::CJSON
-  PRIVATE saga_warnings m)
+  PRIVATE saga_common saga_warnings m)
 
 # admin_pg: the saga reads (GET /sagas, GET /sagas/{id}) over saga_index
 # and the event store, on the libuv thread pool.
@@ -39,7 +39,7 @@ target_link_libraries(saga_admin_ui PUBLIC saga_admin PRIVATE saga_warnings)
 add_library(saga_otlp STATIC ${CMAKE_CURRENT_LIST_DIR}/otlp.c)
 target_include_directories(saga_otlp PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_otlp PUBLIC saga_admin PkgConfig::LIBUV
-                      PRIVATE saga_warnings)
+                      PRIVATE saga_common saga_warnings)
 
 # observe: sagad's glue between the engine's hooks and the pieces above
 # (metrics, admin endpoint and its PostgreSQL reads, timeline page, spans).

@@ -11,17 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
-/* ---- parsing -------------------------------------------------------- */
+#include "text.h"
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
+/* ---- parsing -------------------------------------------------------- */
 
 long admin_http_unescape(char *dst, const char *src, size_t n, bool plus) {
   size_t o = 0;
@@ -30,7 +22,7 @@ long admin_http_unescape(char *dst, const char *src, size_t n, bool plus) {
     if (c == '%') {
       if (i + 2 >= n)
         return -1;
-      int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
+      int h = saga__hexval(src[i + 1]), l = saga__hexval(src[i + 2]);
       if (h < 0 || l < 0 || (h == 0 && l == 0))
         return -1;
       c = (char)(h * 16 + l);

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include "admin_buf.h"
+#include "text.h"
 
 typedef struct {
   char trace_id[33], span_id[17], parent_id[17];
@@ -66,21 +67,11 @@ void otlp_opts_init(otlp_opts_t *o) {
 
 /* ---- ids -------------------------------------------------------------- */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* n hex digits from s into out (lower case); -1 when not hex or all 0 */
 static int hex_id(const char *s, size_t n, char *out) {
   bool nonzero = false;
   for (size_t i = 0; i < n; i++) {
-    int v = hexval(s[i]);
+    int v = saga__hexval(s[i]);
     if (v < 0)
       return -1;
     nonzero |= v != 0;
@@ -92,9 +83,9 @@ static int hex_id(const char *s, size_t n, char *out) {
 
 int otlp_traceparent_parse(const char *tp, char trace_id[33],
                            char span_id[17]) {
-  if (!tp || strlen(tp) < 55 || hexval(tp[0]) < 0 || hexval(tp[1]) < 0 ||
+  if (!tp || strlen(tp) < 55 || saga__hexval(tp[0]) < 0 || saga__hexval(tp[1]) < 0 ||
       tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
-      !strncmp(tp, "ff", 2) || hexval(tp[53]) < 0 || hexval(tp[54]) < 0 ||
+      !strncmp(tp, "ff", 2) || saga__hexval(tp[53]) < 0 || saga__hexval(tp[54]) < 0 ||
       (tp[55] != '\0' && tp[55] != '-'))
     return -1;
   char t[33], s[17];

@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "es_internal.h"
+#include "text.h"
 
 void es__set_msg(char *msg, size_t msglen, const char *fmt, ...) {
   if (!msg || msglen == 0)
@@ -66,44 +67,10 @@ int64_t es__get_be64(const char *p) {
   return (int64_t)((hi << 32) | lo);
 }
 
-/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF) and no NUL. */
+/* Strict UTF-8 (no overlongs, no surrogates, at most U+10FFFF) and no NUL;
+ * the UTF-8 rules are saga_common's, shared with the wire codec. */
 int es__utf8_valid(const char *s, size_t n) {
-  const unsigned char *p = (const unsigned char *)s, *end = p + n;
-  while (p < end) {
-    unsigned c = *p;
-    size_t k;
-    uint32_t cp;
-    if (c == 0)
-      return 0;
-    if (c < 0x80) {
-      p++;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      k = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      k = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      k = 3;
-      cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    if ((size_t)(end - p) <= k)
-      return 0;
-    for (size_t i = 1; i <= k; i++) {
-      if ((p[i] & 0xC0) != 0x80)
-        return 0;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    p += k + 1;
-  }
-  return 1;
+  return memchr(s, '\0', n) == NULL && saga__utf8_bad_at(s, n) == n;
 }
 
 int es__check_text(const char *what, const char *s, int required, size_t max,

@@ -1,0 +1,18 @@
+/* Text helpers shared across the tree (target saga_common): pure functions
+ * on byte ranges, no allocation, no I/O. Internal: not a public header. */
+#ifndef SAGA_COMMON_TEXT_H
+#define SAGA_COMMON_TEXT_H
+
+#include <stddef.h>
+
+/* Byte offset of the first byte that breaks UTF-8 in v[0..n): a bad lead
+ * or continuation byte, a truncated sequence, an overlong form, a
+ * surrogate or a code point past U+10FFFF. n when all of it is valid.
+ * NUL bytes are valid UTF-8; callers that refuse them check separately.
+ * Any thread. */
+size_t saga__utf8_bad_at(const void *v, size_t n);
+
+/* The value of hex digit c (0-9, a-f, A-F), or -1. */
+int saga__hexval(char c);
+
+#endif

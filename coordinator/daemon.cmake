@@ -61,3 +61,20 @@ target_link_libraries(saga_shell
   PUBLIC saga_engine saga_eventstore saga_kafka_loop
   PRIVATE saga_warnings)
 target_link_libraries(sagad PRIVATE saga_shell)
+
+# sagad-faults: the same program with compile-time fault points
+# (fault_point.h) for the fault tests (tests/faults). Test builds only; the
+# product's sagad never contains them. It takes sagad's sources, definitions
+# and libraries as they stand at generate time; its own engine objects take
+# the place of saga_engine's in the link.
+if(SAGA_BUILD_TESTS)
+  add_executable(sagad-faults
+    ${CMAKE_CURRENT_LIST_DIR}/engine.c
+    ${CMAKE_CURRENT_LIST_DIR}/msg_codec.c
+    ${CMAKE_CURRENT_LIST_DIR}/fault_point.c)
+  target_sources(sagad-faults PRIVATE $<TARGET_PROPERTY:sagad,SOURCES>)
+  target_compile_definitions(sagad-faults PRIVATE SAGA_FAULT_POINTS
+    $<TARGET_PROPERTY:sagad,COMPILE_DEFINITIONS>)
+  target_link_libraries(sagad-faults PRIVATE
+    $<TARGET_PROPERTY:sagad,LINK_LIBRARIES>)
+endif()

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault_point.h"
 #include "log.h"
 #include "msg_codec.h"
 #include "saga_codec.h"
@@ -446,6 +447,7 @@ static void loader_finish(loader_t *L) {
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
   for (size_t i = 0; i < e->out.n_effects; i++)
     perform(e, en, &e->out.effects[i], now);
+  FAULT_POINT("during_recovery"); /* some sagas resumed, others not yet */
   e->c.recovered++;
   SLOG_DEBUG(s->id, step_name(s, s->cursor), "recovered at version %u (%s)",
              (unsigned)s->version,
@@ -783,9 +785,14 @@ static void schedule_retry(sagad_engine_t *e) {
 static void settle(sagad_engine_t *e) {
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
   int any_failed = 0;
-  for (size_t i = 0; i < e->nfx; i++)
+  for (size_t i = 0; i < e->nfx; i++) {
+    if (i == e->nfx / 2 && i > 0)
+      FAULT_POINT("mid_batch"); /* half of the batch's effects are out */
     if (!e->fx[i].en->failed)
       perform(e, e->fx[i].en, &e->fx[i].fx, now);
+  }
+  if (e->nfx)
+    FAULT_POINT("after_produce_before_ack"); /* inputs not yet acked */
   e->nfx = 0;
   rearm(e);
   /* Inputs of failed sagas go back to the front of the queue, in order. */
@@ -1064,6 +1071,7 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
   if (ok) {
     e->c.batches++;
     e->c.records += ok;
+    FAULT_POINT("after_append"); /* durable, nothing performed or acked */
   }
   settle(e);
   pump(e);

@@ -1,0 +1,146 @@
+/* Poison input on the coordinator's inbox: undecodable protobuf, a valid
+ * message of a type the inbox does not take, a message without headers, an
+ * unknown saga type, a payload past the ceiling. Each lands in the
+ * dead-letter topic with a reason, is counted, and the partition moves on:
+ * a valid saga produced after it on the same key (so the same partition)
+ * completes. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "faults.h"
+#include "test_support.h"
+#include "wire.h"
+
+#define NAME "flt_poison"
+#define CEILING 2048
+
+static e2e_answer_t ok_script(const char *id, int step, int comp,
+                              uint32_t attempt) {
+  (void)id, (void)step, (void)comp, (void)attempt;
+  return E2E_SUCCESS;
+}
+
+/* A valid StartSaga's bytes for id with an input of input_len bytes. */
+static void *start_bytes(const char *id, const char *type, size_t input_len,
+                         size_t *len) {
+  Saga__V1__StartSaga s;
+  saga__v1__start_saga__init(&s);
+  s.saga_id = SAGA_MUT(id);
+  s.saga_type = SAGA_MUT(type);
+  uint8_t *in = malloc(input_len + 2);
+  assert_non_null(in);
+  memset(in, ' ', input_len + 2);
+  in[0] = '{';
+  in[input_len + 1] = '}';
+  s.input.data = in;
+  s.input.len = input_len + 2;
+  *len = protobuf_c_message_get_packed_size(&s.base);
+  void *buf = malloc(*len);
+  assert_non_null(buf);
+  protobuf_c_message_pack(&s.base, buf);
+  free(in);
+  return buf;
+}
+
+static size_t dlq_wait(e2e_t *t, size_t want, char *reason, size_t len) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  size_t n;
+  while ((n = e2e_dead_letters(t, reason, len)) < want && ts_now_ms() < until)
+    e2e_pump(t, 20);
+  return n;
+}
+
+/* Produce one poison message keyed key, then a valid saga on the same key;
+ * the poison is dead-lettered with a reason and the saga completes. */
+static void poison_then_saga(e2e_t *t, size_t *ndlq, const char *what,
+                             const char *type_hdr, const void *v, size_t len,
+                             const char *key) {
+  e2e_produce_raw(t, type_hdr, key, v, len);
+  /* The harness keys a StartSaga by its saga id: the saga named key lands
+   * on the poison's partition, behind it. */
+  e2e_start(t, "slow", key);
+  char reason[256];
+  assert_int_equal(dlq_wait(t, *ndlq + 1, reason, sizeof reason), *ndlq + 1);
+  (*ndlq)++;
+  printf("# %s: dead-lettered, reason \"%s\"\n", what, reason);
+  assert_true(reason[0] != '\0');
+  const char *ids[1] = {key};
+  assert_int_equal(e2e_wait_terminal(t, ids, 1, 60000), 1);
+  assert_string_equal(e2e_status(t, key), "completed");
+  for (int s = 0; s < E2E_STEPS; s++)
+    assert_int_equal(e2e_applied(t, key, s), 1);
+}
+
+static void test_poison_on_the_inbox_is_dead_lettered_and_the_partition_moves_on(
+    void **state) {
+  (void)state;
+  char v[32];
+  snprintf(v, sizeof v, "%d", CEILING);
+  setenv("SAGAD_PAYLOAD_MAX_BYTES", v, 1);
+  e2e_t *t = e2e_new(NAME, 60000, ok_script);
+  e2e_sagad_start(t, 0);
+  unsetenv("SAGAD_PAYLOAD_MAX_BYTES");
+  size_t ndlq = 0;
+  (void)e2e_dead_letters(t, NULL, 0); /* start the reader */
+
+  static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x08};
+  poison_then_saga(t, &ndlq, "undecodable protobuf", "saga.v1.StartSaga",
+                   garbage, sizeof garbage, "p-garbage");
+
+  /* A well-formed Command, which only participants take. */
+  Saga__V1__Command c;
+  saga__v1__command__init(&c);
+  c.saga_id = SAGA_MUT("p-wrongtype");
+  c.step = SAGA_MUT("s1");
+  c.action = SAGA__V1__ACTION__ACTION_DO;
+  c.attempt = 1;
+  c.idempotency_key = SAGA_MUT("p-wrongtype/s1/DO/1");
+  c.reply_topic = SAGA_MUT("nowhere");
+  size_t clen = protobuf_c_message_get_packed_size(&c.base);
+  uint8_t *cbuf = malloc(clen);
+  assert_non_null(cbuf);
+  protobuf_c_message_pack(&c.base, cbuf);
+  poison_then_saga(t, &ndlq, "valid message of the wrong type",
+                   "saga.v1.Command", cbuf, clen, "p-wrongtype");
+  free(cbuf);
+
+  size_t len = 0;
+  void *b = start_bytes("p-noheaders", "slow", 16, &len);
+  poison_then_saga(t, &ndlq, "missing headers", NULL, b, len, "p-noheaders");
+  free(b);
+
+  b = start_bytes("p-unknowntype", "no-such-saga", 16, &len);
+  poison_then_saga(t, &ndlq, "unknown saga type", "saga.v1.StartSaga", b, len,
+                   "p-unknowntype");
+  free(b);
+
+  b = start_bytes("p-toobig", "slow", CEILING * 2, &len);
+  poison_then_saga(t, &ndlq, "payload past the ceiling", "saga.v1.StartSaga",
+                   b, len, "p-toobig");
+  free(b);
+
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  char *log = faults_sagad_log(NAME, 0);
+  assert_non_null(log);
+  char want[64];
+  snprintf(want, sizeof want, "%zu dead letters", ndlq);
+  assert_non_null(strstr(log, want));
+  free(log);
+  e2e_free(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(
+          test_poison_on_the_inbox_is_dead_lettered_and_the_partition_moves_on),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -905,6 +905,19 @@ static void put_conninfo_value(FILE *out, const char *v) {
   fputc('\'', out);
 }
 
+/* A keyword value libpq reads back only when quoted: empty, or holding a
+ * quote, a backslash, any byte libpq's parser takes for white space
+ * (isspace: also \f, \v, \r, \n) or any other byte outside printable
+ * ASCII, so the written form always parses to the same value. */
+static bool conninfo_needs_quotes(const char *v) {
+  if (!*v)
+    return true;
+  for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+    if (*p <= ' ' || *p >= 0x7f || *p == '\'' || *p == '\\')
+      return true;
+  return false;
+}
+
 char *sagad_config_mask_conninfo(const char *conninfo, char *buf, size_t len) {
   if (!len)
     return buf;
@@ -931,7 +944,7 @@ char *sagad_config_mask_conninfo(const char *conninfo, char *buf, size_t len) {
     first = false;
     if (!strcmp(o->keyword, "password"))
       fputs("********", f);
-    else if (!*o->val || strpbrk(o->val, " \t'\\"))
+    else if (conninfo_needs_quotes(o->val))
       put_conninfo_value(f, o->val);
     else
       fputs(o->val, f);

@@ -1,8 +1,11 @@
 /* Subscriptions: catch-up reads in pages along the gap-safe global order,
- * then live, woken by NOTIFY on the subscription's own connection, with a
- * slow poll as the safety net (a commit whose NOTIFY came while an older
- * transaction still held the read watermark back). After a lost connection
- * it waits retry_ms and resumes from the last delivered position. */
+ * then live, woken by NOTIFY on the subscription's own connection. A commit
+ * can stay invisible to global reads for a moment after its NOTIFY (an older
+ * transaction anywhere in the cluster still holds the read watermark back),
+ * so after a start or a NOTIFY the subscription reads again after 10, 20,
+ * 40 ... ms until poll_ms, the slow safety-net poll, is reached. After a lost
+ * connection it waits retry_ms and resumes from the last delivered
+ * position. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +19,7 @@ struct es_sub {
   char *category, *type;
   es_pos_t pos;
   int reading, dirty, live, paused, closing, handles;
+  uint64_t settle_ms; /* next quick re-read, 0 once poll_ms is reached */
   uv_timer_t timer;
   es_sub_close_cb close_cb;
   void *close_arg;
@@ -33,6 +37,8 @@ es_pos_t es_sub_position(const es_sub_t *sub) {
 }
 
 static void on_page(es_async_t *as, int status, es_page_t *page, void *arg);
+
+enum { SETTLE_FIRST_MS = 10 };
 
 static void read_next(es_sub_t *s) {
   if (s->closing || s->paused || s->reading)
@@ -87,7 +93,11 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
   if (s->dirty) {
     s->dirty = 0;
     read_next(s);
+  } else if (s->settle_ms && s->settle_ms < s->o.poll_ms) {
+    uv_timer_start(&s->timer, on_timer, s->settle_ms, 0);
+    s->settle_ms *= 2;
   } else {
+    s->settle_ms = 0;
     uv_timer_start(&s->timer, on_timer, s->o.poll_ms, 0);
   }
 }
@@ -95,6 +105,7 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
 static void on_notify(es_async_t *as, void *arg) {
   (void)as;
   es_sub_t *s = arg;
+  s->settle_ms = SETTLE_FIRST_MS;
   if (s->reading)
     s->dirty = 1;
   else
@@ -143,6 +154,7 @@ int es_sub_start(uv_loop_t *loop, const char *conninfo,
   es__async_set_hooks(s->as, &h);
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
+  s->settle_ms = SETTLE_FIRST_MS;
   read_next(s);
   *out = s;
   return 0;

@@ -108,6 +108,13 @@ struct sagad_engine {
   /* finished sagas to drop when the batch settles */
   char (*evict)[SAGA_ID_MAX + 1];
   size_t nevict, cevict;
+  /* sagas dropped from memory whose read-back failed: read again before
+   * any input is stepped (a timer of theirs finds no saga and is lost) */
+  struct reload {
+    char id[SAGA_ID_MAX + 1];
+    int32_t partition;
+  } *reload;
+  size_t nreload, creload;
   /* stop */
   int stopping;
   void (*stop_done)(void *);
@@ -522,6 +529,45 @@ static entry_t *load_one(sagad_engine_t *e, const char *id, int32_t partition,
   return lookup(e, id);
 }
 
+/* Remember a saga of ours that is no longer in memory and could not be
+ * read back. Nothing else would bring it back: its timers went with it,
+ * and an input may never come (found by tests/sim, seed 781: a timer's
+ * transition conflicted, the read-back failed, the saga stalled). */
+static void note_reload(sagad_engine_t *e, const char *id,
+                        int32_t partition) {
+  for (size_t i = 0; i < e->nreload; i++)
+    if (!strcmp(e->reload[i].id, id))
+      return;
+  if (e->nreload == e->creload) {
+    size_t n = e->creload ? e->creload * 2 : 16;
+    struct reload *v = realloc(e->reload, n * sizeof *v);
+    if (!v) {
+      LOG_ERROR("out of memory noting saga %s for a read-back", id);
+      return;
+    }
+    e->reload = v;
+    e->creload = n;
+  }
+  memcpy(e->reload[e->nreload].id, id, strlen(id) + 1);
+  e->reload[e->nreload++].partition = partition;
+}
+
+/* Read the noted sagas back and resume them. Returns how many still could
+ * not be read. */
+static size_t reload_noted(sagad_engine_t *e) {
+  size_t keep = 0;
+  for (size_t i = 0; i < e->nreload; i++) {
+    struct reload *r = &e->reload[i];
+    int failed = 0;
+    if (!lookup(e, r->id))
+      (void)load_one(e, r->id, r->partition, 2, &failed);
+    if (failed)
+      e->reload[keep++] = *r;
+  }
+  e->nreload = keep;
+  return keep;
+}
+
 /* ---- stepping inputs ------------------------------------------------ */
 
 static int add_stream(sagad_engine_t *e, entry_t *en) {
@@ -618,6 +664,12 @@ static void evict_noted(sagad_engine_t *e) {
 static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   entry_t *en = lookup(e, in->id);
   saga_input_t si = {0};
+#ifdef SAGA_SIM_BREAK_ACK_BEFORE_APPEND /* test-only bug that tests/sim catches */
+  if (in->kind == IN_MSG && in->msg.kind != SAGAD_MSG_START && in->ack) {
+    e->cfg.broker.ack(e->cfg.broker.self, in->ack);
+    in->ack = NULL;
+  }
+#endif
   if (in->kind == IN_TIMER) {
     if (!en) { /* saga finished or moved away: the timer is stale */
       input_free(in);
@@ -679,6 +731,33 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     q_push(&e->done, in);
     return 0;
   }
+  if (in->kind == IN_MSG && !en->in_batch &&
+      (e->out.verdict == SAGA_V_UNEXPECTED ||
+       e->out.verdict == SAGA_V_REJECTED)) {
+    /* The input names an attempt or a state this saga never reached here:
+     * another owner may have advanced it (a fenced owner appends until it
+     * learns of the revoke). Judge it against the store before acking it,
+     * or a reply that store would take is lost (found by tests/sim, seed
+     * 243). Nothing of ours is pending, so a read-back loses nothing. */
+    int32_t part = en->partition;
+    int failed = 0;
+    SLOG_DEBUG(in->id, in->msg.step, "input %s here: reading the saga back",
+               saga_verdict_name((saga_verdict_t)e->out.verdict));
+    entry_free(e, en);
+    en = load_one(e, in->id, part, 2, &failed);
+    if (!en) {
+      if (failed)
+        return 1; /* the store is unreadable: the input waits */
+      q_push(&e->done, in); /* cannot happen: it was stored */
+      return 0;
+    }
+    s = ENTRY_SAGA(en);
+    if (saga_step(s, &si, now, &e->rng, &e->out) != 0) {
+      SLOG_ERROR(s->id, NULL, "the machine refused an input");
+      q_push(&e->done, in);
+      return 0;
+    }
+  }
   if (e->out.verdict != SAGA_V_APPLIED) {
     e->c.anomalies[e->out.verdict]++;
     if (in->kind != IN_TIMER)
@@ -695,6 +774,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       /* Cannot record the decision: forget it, the input comes back. */
       free(r);
       SLOG_ERROR(s->id, NULL, "could not encode a transition: reloading");
+      note_reload(e, s->id, en->partition);
       entry_free(e, en);
       return 1;
     }
@@ -826,6 +906,8 @@ static void settle(sagad_engine_t *e) {
        * whose answer was lost, or a fenced owner's (found by tests/sim,
        * seed 16). */
       (void)load_one(e, id, part, 2, &failed);
+      if (failed)
+        note_reload(e, id, part);
       if (!conflict || failed)
         any_failed = 1;
       continue;
@@ -856,6 +938,12 @@ static void maybe_stopped(sagad_engine_t *e) {
 static void pump(sagad_engine_t *e) {
   if (e->in_flight || e->retry_wait) {
     maybe_stopped(e);
+    return;
+  }
+  if (e->stopping)
+    e->nreload = 0; /* the next owner recovers them */
+  if (e->nreload && reload_noted(e)) {
+    schedule_retry(e); /* the store is unreadable: inputs wait too */
     return;
   }
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
@@ -1017,6 +1105,11 @@ void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts,
       q_push(&keep, in);
   }
   e->pending = keep;
+  size_t kept = 0;
+  for (size_t i = 0; i < e->nreload; i++)
+    if (!part_in(e->reload[i].partition, parts, n))
+      e->reload[kept++] = e->reload[i];
+  e->nreload = kept;
   size_t dropped = 0;
   for (size_t b = 0; b < e->nbuckets; b++) {
     entry_t *en = e->buckets[b];
@@ -1174,6 +1267,7 @@ void sagad_engine_free(sagad_engine_t *e) {
   free(e->fx);
   free(e->heap);
   free(e->evict);
+  free(e->reload);
   saga_record_clear(&e->rec);
   free(e->inbox);
   free(e->notify);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msg_codec.h"
 #include "saga.pb-c.h"
 #include "sim.h"
 
@@ -92,18 +93,72 @@ int sim_check_notification(sim_t *s, const char *saga, int kind,
   return 0;
 }
 
-/* Invariant 2 (acknowledge after append): a StartSaga is acknowledged only
- * once the saga's Started record is durable (a duplicate start finds it
- * too). */
+/* Invariant 2 (acknowledge after append), for every kind of input: a
+ * StartSaga is acknowledged only once the saga's Started record is durable
+ * (a duplicate start finds it too); a reply or an operator action only once
+ * the committed stream has taken it -- stepping it on the replay of the
+ * committed records must change nothing (it was applied and committed, or
+ * it is a duplicate, late, unexpected or refused input that no state of
+ * the saga will ever take). An input acknowledged while the committed
+ * state would still apply it is lost for good: the broker never
+ * redelivers it. */
 int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
-  if (m->kind != SIM_IN_START)
+  if (m->kind == SIM_IN_GARBAGE || m->saga < 0)
     return 0;
-  sim_stream_t *st = sim_store_find(s, s->sagas[m->saga].id);
-  if (!has_fact(st, SAGA_EV_STARTED, -1, -1, -1))
-    return sim_violation(s, "ack before append: StartSaga of %s acknowledged "
-                            "before its Started record is committed",
-                         s->sagas[m->saga].id);
-  return 0;
+  const char *id = s->sagas[m->saga].id;
+  sim_stream_t *st = sim_store_find(s, id);
+  if (m->kind == SIM_IN_START) {
+    if (!has_fact(st, SAGA_EV_STARTED, -1, -1, -1))
+      return sim_violation(s, "ack before append: StartSaga of %s "
+                              "acknowledged before its Started record is "
+                              "committed",
+                           id);
+    return 0;
+  }
+  if (!st || !st->shadow)
+    return 0; /* nothing committed: no state would take it */
+  sagad_msg_t msg;
+  char err[256];
+  if (sagad_msg_decode(m->value, m->len, m->hdrs, (size_t)1 << 20, &msg, err,
+                       sizeof err) != 0)
+    return sim_violation(s, "the simulator's own input for %s does not "
+                            "decode: %s",
+                         id, err);
+  const saga_t *sh = st->shadow;
+  saga_input_t in = {0};
+  if (msg.kind == SAGAD_MSG_REPLY) {
+    in.type = SAGA_IN_REPLY;
+    in.step = saga_def_step_index(sh->def, msg.step);
+    in.action = msg.action == 2 ? SAGA_COMPENSATE : SAGA_DO;
+    in.attempt = msg.attempt;
+    in.outcome = (uint8_t)msg.outcome;
+    in.reason = msg.reason;
+  } else {
+    in.type = msg.action == 1 ? SAGA_IN_OPERATOR_RETRY
+                              : SAGA_IN_OPERATOR_RESOLVE;
+  }
+  saga_t *probe = malloc(saga_size(sh->def));
+  saga_output_t *out = malloc(sizeof *out);
+  if (!probe || !out)
+    abort();
+  memcpy(probe, sh, saga_size(sh->def));
+  saga_rng_t rng = {.state = 1};
+  int rc = saga_step(probe, &in, s->now, &rng, out);
+  int applies = rc == 0 && out->verdict == SAGA_V_APPLIED;
+  free(probe);
+  free(out);
+  if (applies)
+    sim_violation(s,
+                  "ack before append: %s of %s (%s/%s/%u) acknowledged but "
+                  "the committed stream (version %zu) has not taken it",
+                  msg.kind == SAGAD_MSG_REPLY ? "reply" : "operator action",
+                  id, msg.kind == SAGAD_MSG_REPLY ? msg.step : "-",
+                  msg.kind == SAGAD_MSG_REPLY
+                      ? (msg.action == 2 ? "COMPENSATE" : "DO")
+                      : (msg.action == 1 ? "RETRY" : "RESOLVE"),
+                  (unsigned)msg.attempt, st->n);
+  sagad_msg_free(&msg);
+  return applies;
 }
 
 /* The saga_index row written with a batch describes the stream as

@@ -102,7 +102,8 @@ void sim_reassign(sim_t *s, int32_t p, int to) {
   P->owner = to;
   P->gen++;
   P->pos = P->committed;
-  memset(P->acked, 0, P->cap);
+  if (P->acked) /* none before the first message */
+    memset(P->acked, 0, P->cap);
   if (P->pos < (int64_t)P->n)
     schedule_fetch(s, p, s->now + 1);
 }

@@ -141,12 +141,15 @@ void sim_command(sim_t *s, sim_ev_t *ev) {
   int roll = s->faults_on ? (int)sim_range(&s->rng, 0, 999) : 1000;
   if (roll < 30) {
     sim_fault(s, SIM_F_REPLY_LOST);
-  } else if (roll < 80 && !s->sagas[c->saga].fx[c->step].do_applied &&
-             !c->action) {
+  } else if (roll < 80 &&
+             (c->action || !s->sagas[c->saga].fx[c->step].do_applied)) {
+    /* A RETRYABLE answer is an answer (docs/protocol.md, "What a
+     * participant must do", 3-4): recorded under the key, so a redelivered
+     * copy of this command answers RETRYABLE again and never runs the
+     * step. Not recording it let a duplicate apply an effect the
+     * coordinator had already written off (seed 678). */
     sim_fault(s, SIM_F_REPLY_RETRYABLE);
-    reply(s, c, SAGA_OUTCOME_RETRYABLE, delay);
-  } else if (roll < 80 && c->action) {
-    sim_fault(s, SIM_F_REPLY_RETRYABLE);
+    key_remember(s, c->key, SAGA_OUTCOME_RETRYABLE);
     reply(s, c, SAGA_OUTCOME_RETRYABLE, delay);
   } else {
     int out = apply(s, c);

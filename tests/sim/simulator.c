@@ -4,6 +4,8 @@
  *
  *   saga-sim --seed S [--sagas M] [--verbose]    replay one run exactly
  *   saga-sim --seeds N [--from S] [--sagas M]    sweep; first failing seed
+ *            [--all] [--progress K]              every failing seed; a
+ *                                                figures line every K seeds
  *
  * Exit status: 0 no violation, 1 a violation (its seed and trace printed),
  * 2 usage or set-up error. Output of --seed is the same bytes on every
@@ -336,16 +338,22 @@ static void print_totals(const totals_t *t) {
            (unsigned long long)t->faults[f], fault_desc[f]);
 }
 
+static double elapsed(const struct timespec *a, const struct timespec *b) {
+  return (double)(b->tv_sec - a->tv_sec) +
+         (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: saga-sim --seed S [--sagas M] [--verbose]\n"
-          "       saga-sim --seeds N [--from S] [--sagas M]\n"
+          "       saga-sim --seeds N [--from S] [--sagas M] [--all]\n"
+          "                [--progress K]\n"
           "       [--definitions DIR]\n");
 }
 
 int main(int argc, char **argv) {
-  uint64_t seed = 0, from = 1, nseeds = 0;
-  int one = 0;
+  uint64_t seed = 0, from = 1, nseeds = 0, progress = 0;
+  int one = 0, all = 0;
   sim_opts_t opt = {.nsagas = 8};
   const char *dir = SIM_DEFINITIONS_DIR;
   for (int i = 1; i < argc; i++) {
@@ -353,6 +361,10 @@ int main(int argc, char **argv) {
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--verbose")) {
       opt.verbose = 1;
+      continue;
+    }
+    if (!strcmp(a, "--all")) {
+      all = 1;
       continue;
     }
     if (!v) {
@@ -367,6 +379,8 @@ int main(int argc, char **argv) {
       nseeds = strtoull(v, NULL, 10);
     } else if (!strcmp(a, "--from")) {
       from = strtoull(v, NULL, 10);
+    } else if (!strcmp(a, "--progress")) {
+      progress = strtoull(v, NULL, 10);
     } else if (!strcmp(a, "--sagas")) {
       opt.nsagas = atoi(v);
     } else if (!strcmp(a, "--definitions")) {
@@ -424,27 +438,39 @@ int main(int argc, char **argv) {
   } else {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    uint64_t done = 0;
-    for (uint64_t k = 0; k < nseeds; k++, done++) {
+    uint64_t done = 0, failed = 0;
+    for (uint64_t k = 0; k < nseeds; k++) {
+      done++;
       if (run_seed(reg, defs, ndefs, from + k, &opt, s, &tot)) {
         rc = 1;
-        done++;
+        failed++;
         printf("violation at seed %llu: %s\n",
                (unsigned long long)(from + k), s->violation);
-        print_trace(s);
-        printf("replay: saga-sim --seed %llu --sagas %d --verbose\n",
-               (unsigned long long)(from + k), opt.nsagas);
-        break;
+        if (!all) {
+          print_trace(s);
+          printf("replay: saga-sim --seed %llu --sagas %d --verbose\n",
+                 (unsigned long long)(from + k), opt.nsagas);
+          break;
+        }
+      }
+      if (progress && done % progress == 0) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("progress: %llu seeds (to %llu), %llu violations, %llu "
+               "sagas, %.0f s\n",
+               (unsigned long long)done, (unsigned long long)(from + k),
+               (unsigned long long)failed, (unsigned long long)tot.sagas,
+               elapsed(&t0, &t1));
       }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) +
-                  (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("seeds %llu..%llu: %llu run, %s, %.1f s, %.0f seeds/s\n",
+    double secs = elapsed(&t0, &t1);
+    printf("seeds %llu..%llu: %llu run, %llu violation%s, %.1f s, %.0f "
+           "seeds/s\n",
            (unsigned long long)from,
            (unsigned long long)(from + nseeds - 1),
-           (unsigned long long)done, rc ? "1 violation" : "0 violations",
-           secs, secs > 0 ? (double)done / secs : 0.0);
+           (unsigned long long)done, (unsigned long long)failed,
+           failed == 1 ? "" : "s", secs,
+           secs > 0 ? (double)done / secs : 0.0);
     print_totals(&tot);
   }
   free(s);

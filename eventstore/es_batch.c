@@ -123,6 +123,22 @@ static int json_string(es__buf_t *j, const char *s) {
   return rc ? rc : es__buf_put(j, "\"", 1);
 }
 
+/* An event's metadata as a jsonb value in binary format, appended to j. */
+static int meta_json(es__buf_t *j, const es_event_t *ev) {
+  int rc = es__buf_put(j, "\1{", 2); /* jsonb binary format version 1 */
+  for (size_t k = 0; k < ev->n_meta && !rc; k++) {
+    if (k)
+      rc = es__buf_put(j, ",", 1);
+    if (!rc)
+      rc = json_string(j, ev->meta[k].key);
+    if (!rc)
+      rc = es__buf_put(j, ":", 1);
+    if (!rc)
+      rc = json_string(j, ev->meta[k].value);
+  }
+  return rc ? rc : es__buf_put(j, "}", 1);
+}
+
 static int meta_array(es__buf_t *p, const es_event_t *ev, size_t n) {
   int hasnull = 0, rc;
   for (size_t i = 0; i < n; i++)
@@ -137,19 +153,7 @@ static int meta_array(es__buf_t *p, const es_event_t *ev, size_t n) {
       continue;
     }
     j.len = 0;
-    rc = es__buf_put(&j, "\1{", 2); /* jsonb binary format version 1 */
-    for (size_t k = 0; k < ev[i].n_meta && !rc; k++) {
-      if (k)
-        rc = es__buf_put(&j, ",", 1);
-      if (!rc)
-        rc = json_string(&j, ev[i].meta[k].key);
-      if (!rc)
-        rc = es__buf_put(&j, ":", 1);
-      if (!rc)
-        rc = json_string(&j, ev[i].meta[k].value);
-    }
-    if (!rc)
-      rc = es__buf_put(&j, "}", 1);
+    rc = meta_json(&j, &ev[i]);
     if (!rc)
       rc = array_elem(p, j.p, j.len);
   }
@@ -174,10 +178,10 @@ static int grow_streams(es_batch_t *b) {
   return 0;
 }
 
-int es_batch_add(es_batch_t *b, const char *stream_id, int64_t expected,
-                 es_event_t *events, size_t n) {
-  if (!b)
-    return ES_ERR_INVALID;
+/* Checks shared by both encodings: the stream id, the events, the
+ * expected version; room for one more stream; ids for events without. */
+static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
+                     es_event_t *events, size_t n) {
   int rc = es__check_text("stream id", stream_id, 1, ES_MAX_STREAM_ID, b->msg,
                           sizeof b->msg);
   if (rc)
@@ -204,19 +208,54 @@ int es_batch_add(es_batch_t *b, const char *stream_id, int64_t expected,
   for (size_t i = 0; i < n; i++)
     if (!memcmp(events[i].id, nil, 16) && (rc = es_uuid_v4(events[i].id)))
       return rc;
+  return 0;
+}
 
+/* Start stream slot n_streams: its ids copied to the batch's ids. */
+static es__stream_t *add_begin(es_batch_t *b, int64_t expected,
+                               const es_event_t *events, size_t n, int *rc) {
   es__stream_t *s = &b->streams[b->n_streams];
-  es__buf_t *p = &s->params;
-  size_t ids_len = b->ids.len;
-  p->len = 0;
+  s->params.len = 0;
   s->expected = expected;
   s->n_events = n;
+  s->one = 0;
   s->ids_off = b->ids.len;
-  for (size_t i = 0; i < n && !rc; i++)
-    rc = es__buf_put(&b->ids, events[i].id, 16);
-  int k = 0;
+  for (size_t i = 0; i < n && !*rc; i++)
+    *rc = es__buf_put(&b->ids, events[i].id, 16);
+  return s;
+}
+
+/* Finish the slot started by add_begin: its index, or rc after undoing. */
+static int add_end(es_batch_t *b, es__stream_t *s, const char *stream_id,
+                   size_t ids_len, int rc) {
+  if (!rc && s->params.len > (size_t)INT32_MAX / 2) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "append to stream \"%s\" encodes to %zu bytes", stream_id,
+                s->params.len);
+    rc = ES_ERR_TOO_LARGE;
+  }
+  if (rc) {
+    b->ids.len = ids_len;
+    return rc;
+  }
+  b->results[b->n_streams] = (es_append_result_t){0, 0, 0, 0};
+  return (int)b->n_streams++;
+}
+
 #define MARK() (s->offs[k] = (int)p->len)
 #define DONE() (s->lens[k] = (int)(p->len - (size_t)s->offs[k]), k++)
+
+int es_batch_add(es_batch_t *b, const char *stream_id, int64_t expected,
+                 es_event_t *events, size_t n) {
+  if (!b)
+    return ES_ERR_INVALID;
+  int rc = add_check(b, stream_id, expected, events, n);
+  if (rc)
+    return rc;
+  size_t ids_len = b->ids.len;
+  es__stream_t *s = add_begin(b, expected, events, n, &rc);
+  es__buf_t *p = &s->params;
+  int k = 0;
   MARK();
   if (!rc)
     rc = es__buf_put(p, stream_id, strlen(stream_id));
@@ -258,21 +297,59 @@ int es_batch_add(es_batch_t *b, const char *stream_id, int64_t expected,
   if (!rc)
     rc = meta_array(p, events, n);
   DONE();
+  return add_end(b, s, stream_id, ids_len, rc);
+}
+
+/* A scalar parameter: len bytes of v, or SQL NULL when v is NULL. */
+static int scalar(es__stream_t *s, int k, const void *v, size_t len) {
+  s->offs[k] = (int)s->params.len;
+  s->lens[k] = v ? (int)len : -1;
+  return v ? es__buf_put(&s->params, v, len) : 0;
+}
+
+int es__batch_add_one(es_batch_t *b, const char *stream_id, int64_t expected,
+                      es_event_t *ev) {
+  if (!b || expected < 0)
+    return ES_ERR_INVALID;
+  int rc = add_check(b, stream_id, expected, ev, 1);
+  if (rc)
+    return rc;
+  size_t ids_len = b->ids.len;
+  es__stream_t *s = add_begin(b, expected, ev, 1, &rc);
+  es__buf_t *p = &s->params;
+  s->one = 1;
+  int k = 1;
+  if (!rc)
+    rc = scalar(s, 0, stream_id, strlen(stream_id));
+  MARK();
+  if (!rc)
+    rc = es__buf_be64(p, expected);
+  DONE();
+  if (!rc)
+    rc = scalar(s, 2, ev->id, 16);
+  if (!rc)
+    rc = scalar(s, 3, ev->type, strlen(ev->type));
+  if (!rc)
+    rc = scalar(s, 4, ev->data_len ? ev->data : "", ev->data_len);
+  for (k = 5; k < 8 && !rc; k++) {
+    const char *t = k == 5   ? ev->correlation_id
+                    : k == 6 ? ev->causation_id
+                             : ev->traceparent;
+    rc = scalar(s, k, t, t ? strlen(t) : 0);
+  }
+  k = 8;
+  if (!rc && ev->n_meta) {
+    MARK();
+    rc = meta_json(p, ev);
+    DONE();
+  } else if (!rc) {
+    rc = scalar(s, 8, NULL, 0);
+  }
+  return add_end(b, s, stream_id, ids_len, rc);
+}
+
 #undef MARK
 #undef DONE
-  if (!rc && p->len > (size_t)INT32_MAX / 2) {
-    es__set_msg(b->msg, sizeof b->msg,
-                "append to stream \"%s\" encodes to %zu bytes", stream_id,
-                p->len);
-    rc = ES_ERR_TOO_LARGE;
-  }
-  if (rc) {
-    b->ids.len = ids_len;
-    return rc;
-  }
-  b->results[b->n_streams] = (es_append_result_t){0, 0, 0, 0};
-  return (int)b->n_streams++;
-}
 
 int es_batch_add_statement(es_batch_t *b, const char *sql, int nparams,
                            const char *const *params) {

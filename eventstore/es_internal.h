@@ -50,6 +50,7 @@ typedef struct {
   int64_t expected;
   size_t n_events;
   size_t ids_off; /* offset of n_events * 16 id bytes in the batch's ids */
+  int one;        /* scalar parameters for es_append_one (lens -1: NULL) */
   es__buf_t params;
   int offs[ES__APPEND_NPARAMS];
   int lens[ES__APPEND_NPARAMS];
@@ -71,6 +72,13 @@ struct es_batch {
   es__buf_t ids;
   char msg[ES_ERRBUF_SIZE];
 };
+
+/* Add one event with an exact expected version (>= 0) as the scalar
+ * parameters of the single-event statement; same checks and answers as
+ * es_batch_add. Only for a batch sent alone (es_append): in a group commit
+ * the array statement keeps a racing writer's error aborting the batch. */
+int es__batch_add_one(es_batch_t *b, const char *stream_id, int64_t expected,
+                      es_event_t *ev);
 
 /* ---- pipelined operations ---- */
 typedef enum {

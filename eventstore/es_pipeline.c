@@ -9,6 +9,7 @@
 
 #define OID_INT8 "20"
 enum { O_INT8 = 20, O_TEXT = 25, O_BYTEA = 17, O_XID8 = 5069 };
+enum { O_UUID = 2950, O_JSONB = 3802 };
 enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
 
 #define APPEND_SQL(extra)                                                     \
@@ -28,6 +29,31 @@ enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
   " (SELECT coalesce(max(global_position), 0) FROM ins)" extra                \
   " FROM cur, dup"
 
+/* One event, exact expected version (ES_NO_STREAM or a version): the
+ * common single append. The new version is computed, not read: the event
+ * goes in only if version $2 exists (or $2 is 0) and, through the unique
+ * keys, if version $2 + 1 and the event id do not. ON CONFLICT DO NOTHING
+ * turns a stale version, a stored id or a racing writer into zero rows
+ * instead of an error, and only then do the InitPlans below run (they are
+ * evaluated on first use, in the CASE's else branch) to tell CONFLICT,
+ * DUPLICATE and ID_REUSED apart in the same round trip. Columns as
+ * APPEND_SQL's. One row cannot be half written, which is why the form is
+ * reserved to one event. */
+#define APPEND_ONE_SQL(extra)                                                 \
+  "WITH ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"  \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
+  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9 WHERE $2 = 0 OR EXISTS"     \
+  " (SELECT 1 FROM es_events WHERE stream_id = $1 AND stream_version = $2)"   \
+  " ON CONFLICT DO NOTHING RETURNING global_position)"                        \
+  " SELECT CASE WHEN p IS NULL THEN (SELECT coalesce(max(stream_version), 0)" \
+  " FROM es_events WHERE stream_id = $1) ELSE $2 END,"                        \
+  " CASE WHEN p IS NULL THEN (SELECT count(*) FROM es_events"                 \
+  " WHERE event_id = $3) ELSE 0 END,"                                         \
+  " CASE WHEN p IS NULL THEN (SELECT count(*) FROM es_events"                 \
+  " WHERE event_id = $3 AND stream_id = $1) ELSE 0 END,"                      \
+  " (p IS NOT NULL)::int::int8, coalesce(p, 0), coalesce(p, 0)" extra         \
+  " FROM (SELECT (SELECT global_position FROM ins) AS p) AS x"
+
 #define COLS                                                                  \
   "SELECT tx_id, global_position, stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
@@ -41,6 +67,8 @@ enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
 static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_BYTEAA, O_TEXTA,
                                    O_TEXTA, O_TEXTA, O_JSONBA};
+static const Oid append_one_types[] = {O_TEXT, O_INT8, O_UUID,  O_TEXT, O_BYTEA,
+                                       O_TEXT, O_TEXT, O_TEXT, O_JSONB};
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
 static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
@@ -56,6 +84,11 @@ static const struct {
      APPEND_SQL(", (SELECT pg_notify('" ES__CHANNEL "', '') FROM"
                 " (SELECT 1 FROM ins LIMIT 1) AS x)"),
      9, append_types},
+    {"es_append_one", APPEND_ONE_SQL(""), 9, append_one_types},
+    {"es_append_one_notify",
+     APPEND_ONE_SQL(", (SELECT pg_notify('" ES__CHANNEL "', '')"
+                    " WHERE p IS NOT NULL)"),
+     9, append_one_types},
     {"es_read_stream",
      COLS " WHERE stream_id = $1 AND stream_version >= $2"
           " ORDER BY stream_version LIMIT $3",
@@ -111,11 +144,14 @@ static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
   es__stream_t *s = &op->batch->streams[i];
   const char *values[ES__APPEND_NPARAMS];
   int fmts[ES__APPEND_NPARAMS];
+  static const char *const names[2][2] = {
+      {"es_append", "es_append_notify"},
+      {"es_append_one", "es_append_one_notify"}};
   for (int k = 0; k < ES__APPEND_NPARAMS; k++) {
-    values[k] = s->params.p + s->offs[k];
+    values[k] = s->lens[k] < 0 ? NULL : s->params.p + s->offs[k];
     fmts[k] = 1;
   }
-  int ok = PQsendQueryPrepared(c, notify ? "es_append_notify" : "es_append",
+  int ok = PQsendQueryPrepared(c, names[s->one][notify != 0],
                                ES__APPEND_NPARAMS, values, s->lens, fmts, 1);
   return sent(c, op, ok, ES__R_APPEND, i);
 }

@@ -191,7 +191,9 @@ int es_append(es_store_t *s, const char *stream_id, int64_t expected,
     return ES_ERR_INVALID;
   es_batch_reset(s->one);
   s->one->max_payload = s->opts.max_payload;
-  int rc = es_batch_add(s->one, stream_id, expected, events, n);
+  int rc = n == 1 && expected >= 0
+               ? es__batch_add_one(s->one, stream_id, expected, events)
+               : es_batch_add(s->one, stream_id, expected, events, n);
   if (rc < 0) {
     trim_copy(s->msg, sizeof s->msg, s->one->msg);
     return rc;

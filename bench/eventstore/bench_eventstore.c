@@ -15,10 +15,11 @@
 #include "saga/eventstore.h"
 
 #define PAYLOAD 300
-#define SINGLE_N 3000
+#define ROUNDS 60
+#define SINGLE_N 50 /* per round */
 #define BATCH_STREAMS 100
 #define BATCH_PER_STREAM 5
-#define BATCHES 40
+#define BATCHES 1 /* per round */
 #define BATCH_EVENTS (BATCH_STREAMS * BATCH_PER_STREAM)
 
 static char payload[PAYLOAD];
@@ -52,9 +53,10 @@ static es_event_t event(void) {
   return e;
 }
 
-static double bench_append_single(es_store_t *s, const char *prefix) {
+static double bench_append_single(es_store_t *s, const char *prefix,
+                                  int round) {
   double t0 = now_s();
-  for (int i = 0; i < SINGLE_N; i++) {
+  for (int i = round * SINGLE_N; i < (round + 1) * SINGLE_N; i++) {
     char stream[64];
     snprintf(stream, sizeof stream, "%s-%d", prefix, i % 100);
     es_event_t e = event();
@@ -65,10 +67,10 @@ static double bench_append_single(es_store_t *s, const char *prefix) {
   return SINGLE_N / (now_s() - t0);
 }
 
-static double bench_append_batched(es_store_t *s) {
+static double bench_append_batched(es_store_t *s, int round) {
   es_batch_t *b = es_batch_new(NULL);
   double t0 = now_s();
-  for (int k = 0; k < BATCHES; k++) {
+  for (int k = round * BATCHES; k < (round + 1) * BATCHES; k++) {
     es_batch_reset(b);
     for (int i = 0; i < BATCH_STREAMS; i++) {
       char stream[64];
@@ -106,17 +108,20 @@ static double bench_read_all(es_store_t *s, long *count) {
   return (double)n / (now_s() - t0);
 }
 
-static double bench_raw_single(PGconn *c) {
-  PGresult *r = PQprepare(
-      c, "raw",
-      "INSERT INTO raw_events (stream_id, stream_version, event_id,"
-      " event_type, data, correlation_id) VALUES ($1, $2, $3, $4, $5, $6)",
-      6, NULL);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    die("prepare", PQerrorMessage(c));
-  PQclear(r);
+static double bench_raw_single(PGconn *c, int round) {
+  PGresult *r;
+  if (round == 0) {
+    r = PQprepare(c, "raw",
+                  "INSERT INTO raw_events (stream_id, stream_version,"
+                  " event_id, event_type, data, correlation_id)"
+                  " VALUES ($1, $2, $3, $4, $5, $6)",
+                  6, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      die("prepare", PQerrorMessage(c));
+    PQclear(r);
+  }
   double t0 = now_s();
-  for (int i = 0; i < SINGLE_N; i++) {
+  for (int i = round * SINGLE_N; i < (round + 1) * SINGLE_N; i++) {
     char stream[64], ver[32], id[37];
     uint8_t u[16];
     es_uuid_v4(u);
@@ -135,7 +140,10 @@ static double bench_raw_single(PGconn *c) {
   return SINGLE_N / (now_s() - t0);
 }
 
-static double bench_raw_copy(PGconn *c) {
+/* COPY of the batch's rows (same stream ids, versions, payload and
+ * correlation id) into the identical table, one statement per batch in its
+ * own implicit transaction: one round trip plus the data, as the batch. */
+static double bench_raw_copy(PGconn *c, int round) {
   static const char hex[] = "0123456789abcdef";
   char data[2 * PAYLOAD + 3];
   data[0] = '\\';
@@ -144,8 +152,7 @@ static double bench_raw_copy(PGconn *c) {
   /* COPY text: a backslash is escaped, so \\x starts the bytea hex form */
   char line[1024];
   double t0 = now_s();
-  for (int k = 0; k < BATCHES; k++) {
-    exec(c, "BEGIN");
+  for (int k = round * BATCHES; k < (round + 1) * BATCHES; k++) {
     PGresult *r = PQexec(c, "COPY raw_events (stream_id, stream_version,"
                             " event_id, event_type, data, correlation_id)"
                             " FROM STDIN");
@@ -162,7 +169,8 @@ static double bench_raw_copy(PGconn *c) {
         data[4 + 2 * j] = hex[(unsigned char)payload[j] & 15];
       }
       int n = snprintf(line, sizeof line,
-                       "copy-%d\t%d\t%s\tOrderPlaced\t%.*s\tsaga-1\n",
+                       "saga-%d\t%d\t%s\tOrderPlaced\t%.*s\t"
+                       "saga-0000000000000001\n",
                        k * BATCH_STREAMS + i / BATCH_PER_STREAM,
                        i % BATCH_PER_STREAM + 1, id, (int)sizeof data, data);
       if (PQputCopyData(c, line, n) != 1)
@@ -175,9 +183,20 @@ static double bench_raw_copy(PGconn *c) {
         die("copy", PQerrorMessage(c));
       PQclear(r);
     }
-    exec(c, "COMMIT");
   }
   return BATCHES * BATCH_EVENTS / (now_s() - t0);
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v) {
+  double c[ROUNDS];
+  memcpy(c, v, sizeof c);
+  qsort(c, ROUNDS, sizeof c[0], cmp_double);
+  return c[ROUNDS / 2];
 }
 
 int main(int argc, char **argv) {
@@ -203,10 +222,10 @@ int main(int argc, char **argv) {
     die("connect", PQerrorMessage(raw));
   exec(raw, "CREATE TABLE raw_events (LIKE es_events INCLUDING ALL)");
   PGresult *fs = PQexec(raw, "SHOW fsync");
-  printf("fsync=%s, payload %d bytes, single %d, batches %d x %d events"
-         " (%d streams x %d)\n",
-         PQgetvalue(fs, 0, 0), PAYLOAD, SINGLE_N, BATCHES, BATCH_EVENTS,
-         BATCH_STREAMS, BATCH_PER_STREAM);
+  printf("fsync=%s, payload %d bytes, %d rounds of: single %d, batches"
+         " %d x %d events (%d streams x %d)\n",
+         PQgetvalue(fs, 0, 0), PAYLOAD, ROUNDS, SINGLE_N, BATCHES,
+         BATCH_EVENTS, BATCH_STREAMS, BATCH_PER_STREAM);
   PQclear(fs);
 
   es_store_opts_t o;
@@ -219,15 +238,29 @@ int main(int argc, char **argv) {
   if (es_store_open(ci, &o, &quiet, err, sizeof err))
     die("open", err);
 
-  /* interleave library and raw runs so drift hits both alike */
-  double raw_single = bench_raw_single(raw);
-  double single = bench_append_single(s, "order");
-  double single_quiet = bench_append_single(quiet, "quiet");
-  double raw_copy = bench_raw_copy(raw);
-  double batched = bench_append_batched(s);
+  /* Many short interleaved rounds (50 single appends of each kind, one
+   * batch of each kind), so drift in the load of a shared machine hits
+   * every variant alike. Each figure is the median of its rounds, and each
+   * ratio the median of the per-round ratios (library against the raw run
+   * just before it). */
+  double rate[5][ROUNDS], ratio_s[ROUNDS], ratio_q[ROUNDS], ratio_b[ROUNDS];
+  for (int k = 0; k < ROUNDS; k++) {
+    rate[0][k] = bench_raw_single(raw, k);
+    rate[1][k] = bench_append_single(s, "order", k);
+    rate[2][k] = bench_append_single(quiet, "quiet", k);
+    rate[3][k] = bench_raw_copy(raw, k);
+    rate[4][k] = bench_append_batched(s, k);
+    ratio_s[k] = rate[1][k] / rate[0][k];
+    ratio_q[k] = rate[2][k] / rate[0][k];
+    ratio_b[k] = rate[4][k] / rate[3][k];
+  }
+  double raw_single = median(rate[0]), single = median(rate[1]);
+  double single_quiet = median(rate[2]), raw_copy = median(rate[3]);
+  double batched = median(rate[4]);
   long n = 0;
   double read_all = bench_read_all(s, &n);
 
+  printf("median of %d interleaved rounds:\n", ROUNDS);
   printf("raw INSERT+COMMIT          %9.0f rows/s\n", raw_single);
   printf("append, 1 event per commit %9.0f events/s (NOTIFY on)\n", single);
   printf("append, 1 event per commit %9.0f events/s (NOTIFY off)\n",
@@ -236,12 +269,15 @@ int main(int argc, char **argv) {
   printf("batch append, %d/commit   %9.0f events/s\n", BATCH_EVENTS, batched);
   printf("read all, pages of 1000    %9.0f events/s (%ld events)\n", read_all,
          n);
+  printf("ratios (median of rounds): single %.2f, single NOTIFY off %.2f,"
+         " batched %.2f\n",
+         median(ratio_s), median(ratio_q), median(ratio_b));
   printf("{\"append_single_per_s\": %.0f, \"append_single_nonotify_per_s\":"
          " %.0f, \"append_batched_per_s\": %.0f, \"read_all_per_s\": %.0f,"
          " \"raw_single_per_s\": %.0f, \"raw_copy_per_s\": %.0f,"
          " \"single_vs_raw\": %.2f, \"batched_vs_raw\": %.2f}\n",
          single, single_quiet, batched, read_all, raw_single, raw_copy,
-         single / raw_single, batched / raw_copy);
+         median(ratio_s), median(ratio_b));
 
   es_store_close(s);
   es_store_close(quiet);

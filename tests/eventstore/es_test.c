@@ -115,3 +115,29 @@ void est_wait_global(es_store_t *s, size_t want) {
     nanosleep(&ts, NULL);
   }
 }
+
+long long est_count_events(const char *conninfo, const char *stream) {
+  PGconn *c = est_raw(conninfo);
+  const char *v[1] = {stream};
+  PGresult *r = PQexecParams(c,
+                             "SELECT count(*) FROM es_events"
+                             " WHERE stream_id = $1",
+                             1, NULL, v, NULL, NULL, 0);
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  long long n = atoll(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  PQfinish(c);
+  return n;
+}
+
+void est_wait_lock_waiter(const char *conninfo) {
+  PGconn *watch = est_raw(conninfo);
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(10000);
+  while (est_scalar(watch, "SELECT count(*) FROM pg_stat_activity WHERE"
+                           " datname = current_database() AND"
+                           " wait_event_type = 'Lock'") == 0) {
+    assert_true(ts_now_ms() < deadline);
+    nanosleep(&(struct timespec){0, 2000000}, NULL);
+  }
+  PQfinish(watch);
+}

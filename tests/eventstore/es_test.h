@@ -32,5 +32,10 @@ long long est_terminate_others(PGconn *c);
  * (docs/internals/eventstore.md), so with other sessions busy -- tests run
  * in parallel -- a commit becomes visible to them a moment later. */
 void est_wait_global(es_store_t *s, size_t want);
+/* How many events stream holds in the database at conninfo. */
+long long est_count_events(const char *conninfo, const char *stream);
+/* Wait (within ts_timeout_ms) until a session of the database at conninfo
+ * waits on a lock. */
+void est_wait_lock_waiter(const char *conninfo);
 
 #endif

@@ -140,14 +140,7 @@ static void test_a_racing_writer_aborts_the_batch_and_names_the_culprit(
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, run_batch, &r), 0);
   /* wait until the batch blocks on the rival's uncommitted key */
-  PGconn *watch = est_raw(db);
-  int64_t deadline = ts_now_ms() + ts_timeout_ms(10000);
-  while (est_scalar(watch, "SELECT count(*) FROM pg_stat_activity WHERE"
-                           " datname = current_database() AND"
-                           " wait_event_type = 'Lock'") == 0) {
-    assert_true(ts_now_ms() < deadline);
-    nanosleep(&(struct timespec){0, 2000000}, NULL);
-  }
+  est_wait_lock_waiter(db);
   est_scalar(rival, "COMMIT");
   pthread_join(t, NULL);
   assert_int_equal(r.rc, ES_ERR_BATCH_ABORTED);
@@ -164,7 +157,6 @@ static void test_a_racing_writer_aborts_the_batch_and_names_the_culprit(
   assert_int_equal(es_batch_result(r.batch, 0)->status, 0);
   assert_int_equal(es_batch_result(r.batch, 1)->status, ES_ERR_CONFLICT);
   assert_int_equal(count_events("saga-r0"), 1);
-  PQfinish(watch);
   PQfinish(rival);
   es_batch_free(r.batch);
   es_store_close(r.store);

@@ -1,0 +1,187 @@
+/* The single-event append (one event, exact expected version), which has a
+ * statement of its own: every answer of the general append -- conflict,
+ * duplicate, id reused -- from one round trip, its fields stored as given,
+ * and a racing writer turned into a conflict (or a success when the rival
+ * rolls back), never into a second row. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "es_test.h"
+#include "test_support.h"
+
+static char *db;
+
+static long long count_events(const char *stream) {
+  return est_count_events(db, stream);
+}
+
+static void test_a_single_event_append_tells_conflict_duplicate_and_id_reuse_apart(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t a = est_event("A", "1"), b = est_event("B", "2");
+  es_append_result_t r;
+  assert_int_equal(es_append(s, "one-1", ES_NO_STREAM, &a, 1, &r), 0);
+  assert_int_equal(r.version, 1);
+  assert_true(r.first_position > 0);
+  assert_int_equal(r.first_position, r.last_position);
+  /* the lost-acknowledgement retry, at the old and at the new version */
+  assert_int_equal(es_append(s, "one-1", ES_NO_STREAM, &a, 1, &r),
+                   ES_ERR_DUPLICATE);
+  assert_int_equal(r.version, 1);
+  assert_int_equal(r.first_position, 0);
+  assert_int_equal(es_append(s, "one-1", 1, &a, 1, &r), ES_ERR_DUPLICATE);
+  assert_int_equal(r.version, 1);
+  /* the id stored in another stream */
+  assert_int_equal(es_append(s, "one-2", ES_NO_STREAM, &a, 1, &r),
+                   ES_ERR_ID_REUSED);
+  /* stale, ahead, and a stream that does not exist */
+  assert_int_equal(es_append(s, "one-1", ES_NO_STREAM, &b, 1, &r),
+                   ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 1);
+  assert_int_equal(es_append(s, "one-1", 2, &b, 1, &r), ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 1);
+  assert_int_equal(es_append(s, "one-3", 4, &b, 1, &r), ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 0);
+  assert_int_equal(count_events("one-1"), 1);
+  assert_int_equal(count_events("one-2"), 0);
+  assert_int_equal(count_events("one-3"), 0);
+  /* the right version goes in, and the store stays usable */
+  assert_int_equal(es_append(s, "one-1", 1, &b, 1, &r), 0);
+  assert_int_equal(r.version, 2);
+  assert_int_equal(count_events("one-1"), 2);
+  es_store_close(s);
+}
+
+static void test_a_single_event_is_stored_with_its_metadata_and_null_fields(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_kv_t kv[2] = {{"tenant", "acme"}, {"quote", "a \"b\""}};
+  es_event_t a = est_event("Full", "payload");
+  a.causation_id = "cause-1";
+  a.traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  a.meta = kv;
+  a.n_meta = 2;
+  es_event_t bare = est_event("Bare", "");
+  bare.data_len = 0;
+  assert_int_equal(es_append(s, "meta-1", ES_NO_STREAM, &a, 1, NULL), 0);
+  assert_int_equal(es_append(s, "meta-1", 1, &bare, 1, NULL), 0);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_stream(s, "meta-1", 1, 10, &p), 0);
+  assert_int_equal(p->n, 2);
+  const es_recorded_t *e = &p->events[0];
+  assert_memory_equal(e->id, a.id, 16);
+  assert_int_equal(e->version, 1);
+  assert_string_equal(e->type, "Full");
+  assert_int_equal(e->data_len, 7);
+  assert_memory_equal(e->data, "payload", 7);
+  assert_string_equal(e->causation_id, "cause-1");
+  assert_string_equal(e->traceparent, a.traceparent);
+  assert_non_null(strstr(e->meta_json, "\"tenant\": \"acme\""));
+  assert_non_null(strstr(e->meta_json, "a \\\"b\\\""));
+  e = &p->events[1];
+  assert_int_equal(e->version, 2);
+  assert_int_equal(e->data_len, 0);
+  assert_null(e->causation_id);
+  assert_null(e->traceparent);
+  assert_null(e->meta_json);
+  es_page_free(p);
+  es_store_close(s);
+}
+
+struct racer {
+  es_store_t *store;
+  const char *stream;
+  es_event_t ev;
+  es_append_result_t r;
+  int rc;
+};
+
+static void *run_append(void *arg) {
+  struct racer *x = arg;
+  x->rc = es_append(x->store, x->stream, ES_NO_STREAM, &x->ev, 1, &x->r);
+  return NULL;
+}
+
+/* Start an append to stream that blocks on a rival's uncommitted version 1,
+ * then end the rival with `end` (COMMIT or ROLLBACK). */
+static void race(const char *stream, const char *end, struct racer *x) {
+  PGconn *rival = est_raw(db);
+  char sql[512];
+  est_scalar(rival, "BEGIN");
+  snprintf(sql, sizeof sql,
+           "INSERT INTO es_events (stream_id, stream_version, event_id,"
+           " event_type, data) VALUES ('%s', 1, gen_random_uuid(), 'Rival',"
+           " '\\x00')",
+           stream);
+  est_scalar(rival, sql);
+  *x = (struct racer){est_open(db), stream, est_event("Mine", "1"), {0}, 0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, run_append, x), 0);
+  est_wait_lock_waiter(db);
+  est_scalar(rival, end);
+  pthread_join(t, NULL);
+  PQfinish(rival);
+}
+
+static void test_a_single_append_racing_a_writer_conflicts_when_the_rival_commits(
+    void **state) {
+  (void)state;
+  struct racer x;
+  race("race-1", "COMMIT", &x);
+  assert_int_equal(x.rc, ES_ERR_CONFLICT);
+  assert_int_equal(x.r.status, ES_ERR_CONFLICT);
+  assert_int_equal(count_events("race-1"), 1);
+  /* the connection is still in a clean state */
+  es_event_t next = est_event("Next", "2");
+  assert_int_equal(es_append(x.store, "race-1", 1, &next, 1, NULL), 0);
+  assert_int_equal(count_events("race-1"), 2);
+  es_store_close(x.store);
+}
+
+static void test_a_single_append_racing_a_writer_goes_in_when_the_rival_rolls_back(
+    void **state) {
+  (void)state;
+  struct racer x;
+  race("race-2", "ROLLBACK", &x);
+  assert_int_equal(x.rc, 0);
+  assert_int_equal(x.r.version, 1);
+  assert_int_equal(count_events("race-2"), 1);
+  es_store_close(x.store);
+}
+
+static int setup(void **state) {
+  (void)state;
+  db = est_db("es_append_one");
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  est_drop(db);
+  return 0;
+}
+
+int main(void) {
+  ts_require_pg();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(
+          test_a_single_event_append_tells_conflict_duplicate_and_id_reuse_apart),
+      cmocka_unit_test(
+          test_a_single_event_is_stored_with_its_metadata_and_null_fields),
+      cmocka_unit_test(
+          test_a_single_append_racing_a_writer_conflicts_when_the_rival_commits),
+      cmocka_unit_test(
+          test_a_single_append_racing_a_writer_goes_in_when_the_rival_rolls_back),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1072,6 +1072,18 @@ int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
   e->nparts += n;
   if (!n)
     return 0;
+  /* A saga of a partition revoked while its batch was in flight is still
+   * here, marked to go when the batch settles; the loader skips it as in
+   * memory. Keep it: the batch's outcome brings it up to date (a conflict
+   * reads it back), or no one would drive it (found by tests/sim, seed
+   * 354186: revoked, assigned back before its slow batch landed). */
+  for (size_t b = 0; b < e->nbuckets; b++)
+    for (entry_t *en = e->buckets[b]; en; en = en->hnext)
+      if (en->revoked && part_in(en->partition, parts, n)) {
+        en->revoked = 0;
+        SLOG_DEBUG(ENTRY_SAGA(en)->id, NULL,
+                   "assigned back while its batch is in flight: kept");
+      }
   loader_t L = {.e = e, .resume = 1};
   int rc = e->cfg.store.load_partitions(e->cfg.store.self, parts, n,
                                         loader_record, &L);

@@ -80,8 +80,11 @@ static rd_kafka_t *make_handle(const saga_kloop_config_t *cfg,
                                size_t errlen) {
   char e[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  const char *const base[] = {
-      "bootstrap.servers", cfg->bootstrap_servers, "log.queue", "true", NULL};
+  /* Small requests on a round trip path: Nagle would hold one back until
+   * the previous one is acknowledged. Configured properties still win. */
+  const char *const base[] = {"bootstrap.servers", cfg->bootstrap_servers,
+                              "log.queue",         "true",
+                              "socket.nagle.disable", "true", NULL};
   const char *const cons[] = {"enable.auto.commit", "false",
                               "enable.auto.offset.store", "false",
                               "enable.partition.eof", "false", NULL};

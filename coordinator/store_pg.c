@@ -17,11 +17,21 @@
 extern const char *const sagad__sql_migrations[];
 extern const size_t sagad__n_sql_migrations;
 
+#define IDX_NCOLS 10
+
 struct sagad_store_pg {
   es_async_t *as;
   PGconn *sync;
   char *conninfo;
   es_batch_t *batch;
+  /* the batch's saga_index rows, one PostgreSQL array literal per column,
+   * sent as ONE statement when the batch is submitted */
+  struct idx_col {
+    char *p;
+    size_t len, cap;
+  } idx[IDX_NCOLS];
+  size_t nidx;
+  int idx_added; /* the statement is in the batch (a resubmit reuses it) */
   sagad_engine_t *engine;
   int closing;
   void (*close_cb)(void *);
@@ -29,13 +39,17 @@ struct sagad_store_pg {
   char err[512];
 };
 
+/* Every saga_index row of a batch in one statement (parsed and planned
+ * once per batch, not once per saga): the columns come as arrays. */
 static const char UPSERT_SQL[] =
     "INSERT INTO saga_index AS i (saga_id, saga_type, definition_version, "
     "status, partition, version, started_at, updated_at, next_deadline_at, "
-    "current_step) VALUES ($1, $2, $3::int, $4, $5::int, $6::bigint, "
-    "to_timestamp($7::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), "
-    "CASE WHEN $9::bigint = 0 THEN NULL ELSE to_timestamp($9::bigint / "
-    "1000.0) END, $10) "
+    "current_step) SELECT u.id, u.t, u.dv, u.st, u.p, u.v, "
+    "to_timestamp(u.s / 1000.0), to_timestamp(u.up / 1000.0), "
+    "CASE WHEN u.dl = 0 THEN NULL ELSE to_timestamp(u.dl / 1000.0) END, u.cs "
+    "FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], "
+    "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) "
+    "AS u(id, t, dv, st, p, v, s, up, dl, cs) "
     "ON CONFLICT (saga_id) DO UPDATE SET status = excluded.status, "
     "partition = excluded.partition, version = excluded.version, "
     "updated_at = excluded.updated_at, "
@@ -69,6 +83,44 @@ static void set_err(sagad_store_pg_t *s, const char *what, const char *detail) {
 static void p_batch_reset(void *self) {
   sagad_store_pg_t *s = self;
   es_batch_reset(s->batch);
+  for (int c = 0; c < IDX_NCOLS; c++)
+    s->idx[c].len = 0;
+  s->nidx = 0;
+  s->idx_added = 0;
+}
+
+/* Append one element (NULL when v is NULL) to a column's array literal;
+ * text is double-quoted with " and \ escaped. */
+static int col_put(struct idx_col *c, const char *v, int quote) {
+  size_t n = v ? strlen(v) : 4;
+  size_t need = c->len + 2 * n + 4;
+  if (need > c->cap) {
+    size_t cap = c->cap ? c->cap : 256;
+    while (cap < need)
+      cap *= 2;
+    char *p = realloc(c->p, cap);
+    if (!p)
+      return -1;
+    c->p = p;
+    c->cap = cap;
+  }
+  char sep = c->len ? ',' : '{';
+  c->p[c->len++] = sep;
+  if (!v) {
+    memcpy(c->p + c->len, "NULL", 4);
+    c->len += 4;
+    return 0;
+  }
+  if (quote)
+    c->p[c->len++] = '"';
+  for (; *v; v++) {
+    if (quote && (*v == '"' || *v == '\\'))
+      c->p[c->len++] = '\\';
+    c->p[c->len++] = *v;
+  }
+  if (quote)
+    c->p[c->len++] = '"';
+  return 0;
 }
 
 static int p_batch_add(void *self, const char *saga_id, int64_t expected,
@@ -104,12 +156,38 @@ static int p_batch_index(void *self, const sagad_index_row_t *r) {
   snprintf(st, sizeof st, "%lld", (long long)r->started_ms);
   snprintf(up, sizeof up, "%lld", (long long)r->updated_ms);
   snprintf(dl, sizeof dl, "%lld", (long long)r->next_deadline_ms);
-  const char *params[10] = {r->saga_id, r->saga_type, ver, r->status, part,
-                            v,          st,           up,  dl, r->current_step};
-  int rc = es_batch_add_statement(s->batch, UPSERT_SQL, 10, params);
-  if (rc < 0)
+  const char *vals[IDX_NCOLS] = {r->saga_id, r->saga_type, ver, r->status,
+                                 part,       v,            st,  up,
+                                 dl,         r->current_step};
+  static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1};
+  for (int c = 0; c < IDX_NCOLS; c++)
+    if (col_put(&s->idx[c], vals[c], quoted[c]) != 0) {
+      set_err(s, "could not add the index upsert", "out of memory");
+      return -1;
+    }
+  s->nidx++;
+  return 0;
+}
+
+/* Close the arrays and add the one upsert after the appends. */
+static int add_index_statement(sagad_store_pg_t *s) {
+  if (!s->nidx || s->idx_added)
+    return 0;
+  const char *params[IDX_NCOLS];
+  for (int c = 0; c < IDX_NCOLS; c++) {
+    if (col_put(&s->idx[c], "", 0) != 0) /* room for the closing brace */
+      return -1;
+    s->idx[c].p[s->idx[c].len - 1] = '}';
+    s->idx[c].p[s->idx[c].len] = '\0';
+    params[c] = s->idx[c].p;
+  }
+  int rc = es_batch_add_statement(s->batch, UPSERT_SQL, IDX_NCOLS, params);
+  if (rc < 0) {
     set_err(s, "could not add the index upsert", es_strerror(rc));
-  return rc < 0 ? rc : 0;
+    return -1;
+  }
+  s->idx_added = 1;
+  return 0;
 }
 
 static int map_status(int rc) {
@@ -148,6 +226,8 @@ static void on_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
 
 static int p_batch_submit(void *self) {
   sagad_store_pg_t *s = self;
+  if (add_index_statement(s) != 0)
+    return -1;
   int rc = es_async_batch(s->as, s->batch, on_batch, s);
   if (rc)
     set_err(s, "could not submit the batch", es_strerror(rc));
@@ -339,6 +419,8 @@ static void on_closed(es_async_t *as, void *arg) {
   es_batch_free(s->batch);
   if (s->sync)
     PQfinish(s->sync);
+  for (int c = 0; c < IDX_NCOLS; c++)
+    free(s->idx[c].p);
   free(s->conninfo);
   free(s);
   if (cb)

@@ -301,7 +301,7 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    static char a[20][1400];
+    static char a[22][1400];
     int n = 0;
     snprintf(a[n++], sizeof a[0], "%s", SAGAD_PATH);
     snprintf(a[n++], sizeof a[0], "--store.conninfo=%s", B.ci);
@@ -316,6 +316,10 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "--kafka.allow.auto.create.topics=true");
     snprintf(a[n++], sizeof a[0], "--kafka.topic.metadata.refresh.interval.ms=1000");
     snprintf(a[n++], sizeof a[0], "--kafka.linger.ms=%s", linger_ms());
+    /* BENCH_BATCH_MAX_EVENTS: sagad's batch.max_events, to compare sizes */
+    snprintf(a[n++], sizeof a[0], "--batch.max_events=%s",
+             getenv("BENCH_BATCH_MAX_EVENTS") ? getenv("BENCH_BATCH_MAX_EVENTS")
+                                              : "1024");
     /* BENCH_ADMIN (a fixed admin address, to scrape /metrics during a
      * run) and BENCH_LOG_LEVEL (debug: a line per command) are for
      * profiling; BENCH_KEEP=1 keeps the logs in /tmp/bench-saga-PID. */
@@ -326,7 +330,7 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "--log.format=text");
     snprintf(a[n++], sizeof a[0], "--log.level=%s",
              getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "info");
-    char *argv[21];
+    char *argv[23];
     for (int i = 0; i < n; i++)
       argv[i] = a[i];
     argv[n] = NULL;

@@ -1,6 +1,9 @@
 /* Idempotency stores for the participant (saga/client.h): in memory, and a
  * table in the participant's own PostgreSQL database. Both answer their
- * callbacks synchronously on the calling (loop) thread. */
+ * callbacks synchronously on the calling (loop) thread. A key keeps a
+ * SUCCESS, and any reply to the same or a later attempt; a FAILURE or
+ * RETRYABLE of an earlier attempt (nothing applied) gives way to the new
+ * one. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@ typedef struct mem_entry {
   void *payload;
   size_t payload_len;
   char *reason;
+  uint32_t attempt;
   struct mem_entry *next;
 } mem_entry_t;
 
@@ -49,7 +53,7 @@ static void mem_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
     return;
   }
   saga_recorded_reply_t r = {e->outcome, e->payload, e->payload_len,
-                             e->reason};
+                             e->reason, e->attempt};
   cb(arg, 0, 1, &r);
 }
 
@@ -62,26 +66,45 @@ static void mem_entry_free(mem_entry_t *e) {
   free(e);
 }
 
+/* Copy r's reply into e, freeing what e held; 0 or SAGA_ENOMEM (e as it
+ * was). */
+static int mem_entry_set(mem_entry_t *e, const saga_recorded_reply_t *r) {
+  void *payload = NULL;
+  char *reason = NULL;
+  if ((r->payload_len && !(payload = malloc(r->payload_len))) ||
+      (r->reason && !(reason = strdup(r->reason)))) {
+    free(payload);
+    return SAGA_ENOMEM;
+  }
+  if (r->payload_len)
+    memcpy(payload, r->payload, r->payload_len);
+  free(e->payload);
+  free(e->reason);
+  e->payload = payload;
+  e->payload_len = r->payload_len;
+  e->reason = reason;
+  e->outcome = r->outcome;
+  e->attempt = r->attempt;
+  return 0;
+}
+
 static void mem_record(void *ctx, const char *key,
                        const saga_recorded_reply_t *r, saga_store_record_cb cb,
                        void *arg) {
   mem_store_t *m = ctx;
-  if (mem_find(m, key)) {
-    cb(arg, 0);
+  mem_entry_t *old = mem_find(m, key);
+  if (old) {
+    int keep = old->outcome == SAGA_OUTCOME_SUCCESS ||
+               old->attempt >= r->attempt;
+    cb(arg, keep ? 0 : mem_entry_set(old, r));
     return;
   }
   mem_entry_t *e = calloc(1, sizeof *e);
-  if (!e || !(e->key = strdup(key)) ||
-      (r->payload_len && !(e->payload = malloc(r->payload_len))) ||
-      (r->reason && !(e->reason = strdup(r->reason)))) {
+  if (!e || !(e->key = strdup(key)) || mem_entry_set(e, r) != 0) {
     mem_entry_free(e);
     cb(arg, SAGA_ENOMEM);
     return;
   }
-  if (r->payload_len)
-    memcpy(e->payload, r->payload, r->payload_len);
-  e->payload_len = r->payload_len;
-  e->outcome = r->outcome;
   size_t h = hash(key);
   e->next = m->b[h];
   m->b[h] = e;
@@ -122,11 +145,22 @@ static const char create_sql[] =
     " outcome smallint NOT NULL CHECK (outcome BETWEEN 1 AND 3),"
     " payload bytea NOT NULL DEFAULT ''::bytea,"
     " reason text,"
-    " recorded_at timestamptz NOT NULL DEFAULT now())";
+    " recorded_at timestamptz NOT NULL DEFAULT now(),"
+    " attempt integer NOT NULL DEFAULT 0);"
+    /* a table made before replies were recorded by effect and attempt */
+    "ALTER TABLE saga_idempotency"
+    " ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0";
 
 static const char insert_sql[] =
-    "INSERT INTO saga_idempotency (key, outcome, payload, reason)"
-    " VALUES ($1, $2::smallint, $3, $4) ON CONFLICT (key) DO NOTHING";
+    "INSERT INTO saga_idempotency (key, outcome, payload, reason, attempt)"
+    " VALUES ($1, $2::smallint, $3, $4, $5::integer)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    " outcome = EXCLUDED.outcome, payload = EXCLUDED.payload,"
+    " reason = EXCLUDED.reason, attempt = EXCLUDED.attempt,"
+    " recorded_at = now()"
+    /* SUCCESS (1) stays: the effect was applied */
+    " WHERE saga_idempotency.outcome <> 1"
+    " AND saga_idempotency.attempt < EXCLUDED.attempt";
 
 static int pg_fail(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -149,7 +183,9 @@ static void pg_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
                       void *arg) {
   const char *params[1] = {key};
   PGresult *r = PQexecParams(
-      ctx, "SELECT outcome, payload, reason FROM saga_idempotency WHERE key = $1",
+      ctx,
+      "SELECT outcome, payload, reason, attempt FROM saga_idempotency"
+      " WHERE key = $1",
       1, NULL, params, NULL, NULL, 1 /* binary results */);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     PQclear(r);
@@ -162,11 +198,14 @@ static void pg_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
     return;
   }
   const unsigned char *o = (const unsigned char *)PQgetvalue(r, 0, 0);
+  const unsigned char *a = (const unsigned char *)PQgetvalue(r, 0, 3);
   saga_recorded_reply_t rep = {
       .outcome = (saga_outcome_t)((o[0] << 8) | o[1]),
       .payload = PQgetvalue(r, 0, 1),
       .payload_len = (size_t)PQgetlength(r, 0, 1),
       .reason = PQgetisnull(r, 0, 2) ? NULL : PQgetvalue(r, 0, 2),
+      .attempt = ((uint32_t)a[0] << 24) | ((uint32_t)a[1] << 16) |
+                 ((uint32_t)a[2] << 8) | a[3],
   };
   cb(arg, 0, 1, &rep);
   PQclear(r);
@@ -177,14 +216,15 @@ int saga_pg_record_in_transaction(void *pgconn, const char *key,
                                   char *errbuf, size_t errlen) {
   if (!pgconn || !key || !reply)
     return pg_fail(errbuf, errlen, "invalid argument");
-  char outcome[8];
+  char outcome[8], attempt[16];
   snprintf(outcome, sizeof outcome, "%d", (int)reply->outcome);
-  const char *params[4] = {key, outcome,
+  snprintf(attempt, sizeof attempt, "%u", reply->attempt);
+  const char *params[5] = {key, outcome,
                            reply->payload ? reply->payload : "",
-                           reply->reason};
-  int lengths[4] = {0, 0, (int)reply->payload_len, 0};
-  int formats[4] = {0, 0, 1, 0};
-  PGresult *r = PQexecParams(pgconn, insert_sql, 4, NULL, params, lengths,
+                           reply->reason, attempt};
+  int lengths[5] = {0, 0, (int)reply->payload_len, 0, 0};
+  int formats[5] = {0, 0, 1, 0, 0};
+  PGresult *r = PQexecParams(pgconn, insert_sql, 5, NULL, params, lengths,
                              formats, 0);
   int rc = 0;
   if (PQresultStatus(r) != PGRES_COMMAND_OK)

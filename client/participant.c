@@ -1,8 +1,10 @@
 /* The participant side of the protocol (saga/client.h): decode a command,
- * answer a known idempotency key from the store, else call the handler;
- * record the reply, produce it, and only when its delivery is acknowledged
- * acknowledge the command's offset. Undecodable input is dead-lettered and
- * its offset moves on once the dead letter is delivered. */
+ * answer it from the store when its effect key (saga, step, action -- any
+ * attempt) has a recorded reply to the same attempt or a recorded SUCCESS,
+ * else call the handler; record the reply under the effect key, produce it
+ * addressed to the command's own attempt, and only when its delivery is
+ * acknowledged acknowledge the command's offset. Undecodable input is dead-lettered and its offset moves
+ * on once the dead letter is delivered. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,8 +32,10 @@ struct saga_pending {
   saga__wire_meta_t meta;
   saga_command_t view;
   char topic[SAGA_WIRE_MAX_ID + 1];
+  /* "<saga_id>/<step>/<DO|COMPENSATE>": the same for every attempt */
+  char effect_key[2 * SAGA_WIRE_MAX_ID + 16];
   int in_handler;             /* handler called, done() not yet */
-  saga_pending_t *dups;       /* same key, arrived while this was in flight */
+  saga_pending_t *dups;       /* same effect, arrived while this was in flight */
   int dup_of_inflight;
   saga_pending_t *prev, *next; /* p->jobs */
 };
@@ -149,16 +153,34 @@ static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
   return 0;
 }
 
-/* Answer the duplicates that queued behind j with the same reply. */
+static void dispatch(saga_pending_t *j);
+
+/* A recorded reply answers a command without the handler when the effect
+ * was applied (SUCCESS) by any attempt, or when it answered that very
+ * attempt (a redelivery) or a later one (the command is stale: running it
+ * now could apply what the coordinator was told was not). A FAILURE or
+ * RETRYABLE applied nothing, and a later attempt means the coordinator
+ * retries: the step runs again. */
+static int answers(const saga_recorded_reply_t *r, uint32_t attempt) {
+  return r->outcome == SAGA_OUTCOME_SUCCESS || r->attempt >= attempt;
+}
+
+/* Answer the commands that queued behind j (same effect) with its reply,
+ * each addressed to its own attempt, or hand them to the handler when the
+ * reply does not answer them (see answers). */
 static void answer_dups(saga_pending_t *j, const saga_recorded_reply_t *r) {
   saga_pending_t *d = j->dups;
   j->dups = NULL;
   while (d) {
     saga_pending_t *n = d->dups;
     d->dups = NULL;
-    d->p->stats.duplicates++;
-    if (produce_reply(d, r) != 0)
-      job_abandon(d);
+    if (!answers(r, d->cmd->attempt)) {
+      dispatch(d);
+    } else {
+      d->p->stats.duplicates++;
+      if (produce_reply(d, r) != 0)
+        job_abandon(d);
+    }
     d = n;
   }
 }
@@ -208,22 +230,22 @@ int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
     return SAGA_ETOOBIG;
   }
   saga_recorded_reply_t r = {outcome, payload, payload ? payload_len : 0,
-                             reason};
+                             reason, j->cmd->attempt};
   record_ctx_t ctx = {j, &r};
   /* Record before replying: a crash between the two re-sends the recorded
-   * reply on redelivery instead of running the handler again. */
-  j->p->store.record(j->p->store.ctx, j->cmd->idempotency_key, &r, on_recorded,
-                     &ctx);
+   * reply on redelivery (or to a later attempt) instead of running the
+   * handler again. */
+  j->p->store.record(j->p->store.ctx, j->effect_key, &r, on_recorded, &ctx);
   return 0;
 }
 
 /* ---- intake ---- */
 
-static saga_pending_t *inflight_with_key(saga_participant_t *p,
-                                         const saga_pending_t *self) {
+static saga_pending_t *inflight_with_effect(saga_participant_t *p,
+                                            const saga_pending_t *self) {
   for (saga_pending_t *j = p->jobs; j; j = j->next)
     if (j != self && j->kind == JOB_COMMAND && j->in_handler &&
-        !strcmp(j->cmd->idempotency_key, self->cmd->idempotency_key))
+        !strcmp(j->effect_key, self->effect_key))
       return j;
   return NULL;
 }
@@ -235,23 +257,13 @@ static handler_t *find_handler(saga_participant_t *p, const char *topic) {
   return NULL;
 }
 
-static void on_lookup(void *arg, int err, int found,
-                      const saga_recorded_reply_t *r) {
-  saga_pending_t *j = arg;
+/* Hand j to the handler, or queue it behind a command of the same effect
+ * that is still there. */
+static void dispatch(saga_pending_t *j) {
   saga_participant_t *p = j->p;
-  if (err) {
-    job_abandon(j);
-    return;
-  }
-  if (found) {
-    p->stats.duplicates++;
-    if (produce_reply(j, r) != 0)
-      job_abandon(j);
-    return;
-  }
-  saga_pending_t *first = inflight_with_key(p, j);
+  saga_pending_t *first = inflight_with_effect(p, j);
   if (first) {
-    /* Same key still in the handler: answer when it is done. */
+    /* Same effect still in the handler: answer when it is done. */
     j->dups = first->dups;
     first->dups = j;
     return;
@@ -272,10 +284,31 @@ static void on_lookup(void *arg, int err, int found,
       .payload_len = c->payload.len,
       .reply_topic = c->reply_topic,
       .meta = saga__wire_meta_view(&j->meta),
+      .effect_key = j->effect_key,
   };
   j->in_handler = 1;
   p->stats.handled++;
   h->fn(p, &j->view, j, h->arg);
+}
+
+static void on_lookup(void *arg, int err, int found,
+                      const saga_recorded_reply_t *r) {
+  saga_pending_t *j = arg;
+  if (err) {
+    job_abandon(j);
+    return;
+  }
+  if (found && answers(r, j->cmd->attempt)) {
+    /* A redelivery, or a retry of an applied effect whose earlier reply
+     * came too late: the recorded reply, without running the step. */
+    j->p->stats.duplicates++;
+    if (produce_reply(j, r) != 0)
+      job_abandon(j);
+    return;
+  }
+  /* Unknown, or an earlier attempt that applied nothing: the step runs
+   * (again). `r` is not used past this point (recording may replace it). */
+  dispatch(j);
 }
 
 static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
@@ -344,7 +377,9 @@ static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   }
   j->cmd = (Saga__V1__Command *)msg;
   snprintf(j->topic, sizeof j->topic, "%s", topic);
-  p->store.lookup(p->store.ctx, j->cmd->idempotency_key, on_lookup, j);
+  snprintf(j->effect_key, sizeof j->effect_key, "%s/%s/%s", j->cmd->saga_id,
+           j->cmd->step, saga_action_name((int)j->cmd->action));
+  p->store.lookup(p->store.ctx, j->effect_key, on_lookup, j);
 }
 
 static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,

@@ -2,8 +2,8 @@
  *
  * Each service keeps its ledger in its own schema of one PostgreSQL
  * database: <schema>.ledger, one row per effect applied, undone or voided,
- * written in the same transaction as the idempotency record of the command
- * that caused it. So after any crash either both are there or neither, and
+ * written in the same transaction as the idempotency record (by effect key)
+ * of the command that caused it. So after any crash either both are there or neither, and
  * a redelivered command gets its recorded reply without touching the
  * ledger again. The ledger is also keyed by (saga, step, effect): a later
  * attempt of a step whose earlier attempt was applied (its reply was late
@@ -213,8 +213,9 @@ static int apply_command(svc_t *s, const saga_command_t *c, const cJSON *order,
   }
   if (d->reply) {
     char err[512];
-    saga_recorded_reply_t rec = {d->outcome, NULL, 0, d->reason};
-    if (saga_pg_record_in_transaction(s->pg, c->idempotency_key, &rec, err,
+    saga_recorded_reply_t rec = {d->outcome, NULL, 0, d->reason,
+                                 c->attempt};
+    if (saga_pg_record_in_transaction(s->pg, c->effect_key, &rec, err,
                                       sizeof err) != 0) {
       fprintf(stderr, "order-%s: %s\n", s->spec->name, err);
       goto fail;

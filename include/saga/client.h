@@ -94,16 +94,21 @@ typedef struct saga_kafka_config {
 #define SAGA_DEFAULT_NOTIFICATIONS_TOPIC "saga.notifications"
 
 /* ------------------------------------------------------------------------
- * Idempotency store: remembers the reply given for each idempotency key so
- * a redelivered or resent command never reaches the handler twice (its
- * recorded reply is sent again instead). Calls are made on the loop thread;
- * each calls its callback exactly once, synchronously or later on the loop.
+ * Idempotency store: remembers the last reply given for each effect key
+ * ("<saga_id>/<step>/<DO|COMPENSATE>", the same for every attempt;
+ * docs/protocol.md) and the attempt it answered, so a redelivered command
+ * (same attempt) gets its reply again and a later attempt of an effect
+ * already applied (SUCCESS) never reaches the handler again: the recorded
+ * reply is sent instead, addressed to the new attempt. Calls are made on
+ * the loop thread; each calls its callback exactly once, synchronously or
+ * later on the loop.
  * ------------------------------------------------------------------------ */
 typedef struct saga_recorded_reply {
   saga_outcome_t outcome;
   const void *payload; /* borrowed for the duration of the callback */
   size_t payload_len;
   const char *reason;  /* borrowed; may be NULL */
+  uint32_t attempt;    /* the command's attempt this reply answered */
 } saga_recorded_reply_t;
 
 /* found: 1 with `reply` set, 0 when the key is unknown; err < 0 on failure. */
@@ -115,8 +120,10 @@ typedef struct saga_idem_store {
   void *ctx;
   void (*lookup)(void *ctx, const char *key, saga_store_lookup_cb cb,
                  void *arg);
-  /* Record key -> reply. Recording a key already present keeps the first
-   * reply and succeeds. */
+  /* Record key -> reply, and succeed. A key already present keeps its
+   * reply when that is SUCCESS (the effect was applied) or answered the
+   * same or a later attempt; a FAILURE or RETRYABLE of an earlier attempt
+   * (nothing applied, the coordinator retried) is replaced. */
   void (*record)(void *ctx, const char *key, const saga_recorded_reply_t *r,
                  saga_store_record_cb cb, void *arg);
   void (*destroy)(void *ctx); /* may be NULL */
@@ -128,9 +135,9 @@ typedef struct saga_idem_store {
 SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
 
 /* A store in a table of the participant's own PostgreSQL database, created
- * if missing:
+ * (or given its attempt column) if missing:
  *   saga_idempotency(key text primary key, outcome smallint, payload bytea,
- *                    reason text, recorded_at timestamptz)
+ *                    reason text, recorded_at timestamptz, attempt integer)
  * `conn` is a libpq PGconn * in CONNECTION_OK state, borrowed for the
  * store's life and used blocking on the loop thread (one short statement
  * per lookup or record). Returns 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE
@@ -139,9 +146,11 @@ SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
 SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
                                           char *errbuf, size_t errlen);
 
-/* Insert key -> reply on `pgconn` inside the caller's open transaction (the
- * table must exist: create the store once first). The library's own record
- * of the same key later keeps this one. Returns 0 or SAGA_ESTORE. */
+/* Record key -> reply on `pgconn` inside the caller's open transaction
+ * (the table must exist: create the store once first), with the rule of
+ * saga_idem_store_t.record. `key` is the command's effect_key and
+ * reply->attempt its attempt. The library's own record of the same reply
+ * later keeps this one. Returns 0 or SAGA_ESTORE. */
 SAGA_CLIENT_EXPORT int saga_pg_record_in_transaction(
     void *pgconn, const char *key, const saga_recorded_reply_t *reply,
     char *errbuf, size_t errlen);
@@ -167,6 +176,10 @@ typedef struct saga_command {
   size_t payload_len;
   const char *reply_topic;
   saga_meta_t meta;
+  /* "<saga_id>/<step>/<DO|COMPENSATE>": names the effect across attempts
+   * (idempotency_key names this attempt). Key a business record of the
+   * effect by it, e.g. saga_pg_record_in_transaction. */
+  const char *effect_key;
 } saga_command_t;
 
 /* One command awaiting its outcome; completed by saga_participant_done. */
@@ -202,15 +215,19 @@ SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
                                                saga_handler_fn fn, void *arg);
 
 /* Join the consumer group on every registered topic. Commands are
- * decoded; a redelivered idempotency key gets its recorded reply again
- * without reaching the handler; undecodable input goes to the dead-letter
+ * decoded; a redelivered command gets its recorded reply again, and a
+ * later attempt of an effect recorded as SUCCESS (its reply came too late)
+ * gets that reply addressed to its own attempt and idempotency key, both
+ * without reaching the handler; after a recorded FAILURE or RETRYABLE a
+ * later attempt runs the handler again; undecodable input goes to the
+ * dead-letter
  * topic with a `saga-dlq-reason` header; the offset of a command is
  * committed only after its reply's delivery is acknowledged. Returns 0,
  * SAGA_ESTATE, SAGA_EINVAL or SAGA_EKAFKA. */
 SAGA_CLIENT_EXPORT int saga_participant_start(saga_participant_t *p,
                                               char *errbuf, size_t errlen);
 
-/* Finish a command: record the reply under its idempotency key, produce it
+/* Finish a command: record the reply under its effect key, produce it
  * to the command's reply_topic, then commit the command's offset. `payload`
  * and `reason` are copied. `pending` is invalid after this call, even on
  * error. Returns 0, SAGA_EINVAL (bad outcome) or SAGA_ETOOBIG. */
@@ -223,7 +240,8 @@ SAGA_CLIENT_EXPORT int saga_participant_done(saga_pending_t *pending,
 /* Counters, for metrics and tests. */
 typedef struct saga_participant_stats {
   uint64_t handled;        /* handler calls */
-  uint64_t duplicates;     /* redelivered keys answered from the store */
+  uint64_t duplicates;     /* commands answered from the store: redelivered,
+                              or a later attempt of an applied effect */
   uint64_t dead_lettered;  /* undecodable inputs sent to the DLQ */
   uint64_t replies_acked;  /* replies whose delivery was acknowledged */
   uint64_t errors;         /* store or Kafka failures (input redelivered) */

@@ -1,8 +1,10 @@
 /* The participant against the Kafka mock: a redelivered command (same
  * idempotency key) never reaches the handler twice and gets the first
- * reply again; poison input lands in the dead-letter topic with its reason
- * and the partition moves on; the PostgreSQL store remembers keys across
- * participant instances. */
+ * reply again; a later attempt of an effect already applied (its reply came
+ * too late) gets the recorded reply addressed to the new attempt, while a
+ * RETRYABLE attempt lets the next one run; poison input lands in the
+ * dead-letter topic with its reason and the partition moves on; the
+ * PostgreSQL store remembers keys across participant instances. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +25,7 @@
 
 typedef struct seen {
   char key[128];
+  uint32_t attempt;
   int outcome;
   char payload[64];
   char reason[64];
@@ -84,6 +87,7 @@ static void peer_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
       fail_msg("reply did not decode: %s", err);
     Saga__V1__Reply *r = (Saga__V1__Reply *)msg;
     snprintf(s->key, sizeof s->key, "%s", r->idempotency_key);
+    s->attempt = r->attempt;
     s->outcome = r->outcome;
     snprintf(s->payload, sizeof s->payload, "%.*s", (int)r->payload.len,
              (const char *)r->payload.data);
@@ -164,9 +168,10 @@ static void answer_later(uv_timer_t *t) {
                    0);
 }
 
-/* saga "s-fail" fails, "s-retry" is retryable, the first command of any
- * other saga is answered a little later (so its duplicate arrives while it
- * is still in the handler), the rest at once. */
+/* saga "s-fail" fails, "s-retry" is retryable, "s-flaky" is retryable at
+ * its first attempt only, the first command of any other saga is answered
+ * a little later (so its duplicate arrives while it is still in the
+ * handler), the rest at once. */
 static void handler(saga_participant_t *p, const saga_command_t *cmd,
                     saga_pending_t *pending, void *arg) {
   (void)p;
@@ -175,7 +180,13 @@ static void handler(saga_participant_t *p, const saga_command_t *cmd,
   assert_string_equal(cmd->step, "reserve");
   assert_int_equal(cmd->payload_len, 5);
   assert_string_equal(cmd->meta.correlation_id, "corr-1");
-  if (strstr(cmd->saga_id, "fail"))
+  char effect[160];
+  snprintf(effect, sizeof effect, "%s/reserve/DO", cmd->saga_id);
+  assert_string_equal(cmd->effect_key, effect);
+  if (strstr(cmd->saga_id, "flaky") && cmd->attempt == 1)
+    saga_participant_done(pending, SAGA_OUTCOME_RETRYABLE, NULL, 0,
+                          "warehouse busy");
+  else if (strstr(cmd->saga_id, "fail"))
     saga_participant_done(pending, SAGA_OUTCOME_FAILURE, NULL, 0,
                           "out of stock");
   else if (strstr(cmd->saga_id, "retry"))
@@ -252,6 +263,32 @@ static void teardown_fixture(fixture_t *f, saga_participant_t *p) {
   assert_int_equal(f->closed, 2);
 }
 
+typedef struct acked_wait {
+  saga_participant_t *p;
+  uint64_t want;
+} acked_wait_t;
+
+static int replies_acked_at_least(void *arg) {
+  acked_wait_t *w = arg;
+  saga_participant_stats_t st;
+  saga_participant_stats(w->p, &st);
+  return st.replies_acked >= w->want;
+}
+
+/* The counters, once `acked` replies have been acknowledged (delivery
+ * reports may come after the peer read the replies). */
+static void check_stats(fixture_t *f, saga_participant_t *p, uint64_t handled,
+                        uint64_t duplicates, uint64_t acked) {
+  acked_wait_t aw = {p, acked};
+  assert_true(ct_run_until_pred(&f->loop, replies_acked_at_least, &aw, 30000));
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.handled, handled);
+  assert_int_equal(st.duplicates, duplicates);
+  assert_int_equal(st.replies_acked, acked);
+  assert_int_equal(st.errors, 0);
+}
+
 static void test_redelivered_command_never_reaches_the_handler_twice(
     void **state) {
   (void)state;
@@ -273,10 +310,10 @@ static void test_redelivered_command_never_reaches_the_handler_twice(
   send_command(&f, topic, "s-retry", replies, 1);
   assert_true(wait_seen(&f, 4));
   send_command(&f, topic, "s-1", replies, 1); /* after it was answered */
-  send_command(&f, topic, "s-1", replies, 2); /* a new attempt is new */
+  send_command(&f, topic, "s-1", replies, 2); /* the same effect: recorded */
   assert_true(wait_seen(&f, 6));
 
-  assert_int_equal(f.handler_calls, 4); /* s-1#1, s-fail, s-retry, s-1#2 */
+  assert_int_equal(f.handler_calls, 3); /* s-1#1, s-fail, s-retry */
   for (int nth = 0; nth < 3; nth++) {
     const seen_t *s = find_key(&f, "s-1/reserve/DO/1", nth);
     assert_non_null(s);
@@ -293,15 +330,115 @@ static void test_redelivered_command_never_reaches_the_handler_twice(
   assert_int_equal(s->outcome, SAGA_OUTCOME_RETRYABLE);
   s = find_key(&f, "s-1/reserve/DO/2", 0);
   assert_non_null(s);
-  assert_string_equal(s->payload, "ok");
+  assert_int_equal(s->attempt, 2);
+  assert_string_equal(s->payload, "held"); /* attempt 1's outcome */
 
-  saga_participant_stats_t st;
-  saga_participant_stats(p, &st);
-  assert_int_equal(st.handled, 4);
-  assert_int_equal(st.duplicates, 2);
-  assert_int_equal(st.replies_acked, 6);
-  assert_int_equal(st.errors, 0);
+  check_stats(&f, p, 3, 3, 6);
   teardown_fixture(&f, p);
+}
+
+/* Attempt 1 of s-lost is handled but its reply goes to a topic nobody
+ * reads (it reached the coordinator after its deadline, or never); the
+ * coordinator's attempt 2 must not apply the effect again. s-flaky's
+ * attempt 1 is RETRYABLE: attempt 2 runs the step, and attempt 4 gets
+ * attempt 2's recorded outcome. s-fail's attempt 1 is FAILURE (nothing
+ * applied): its redelivery gets FAILURE again, its attempt 2 (a retriable
+ * step, or a compensation retried) runs the step again, and attempt 1
+ * delivered once more after that is answered with attempt 2's reply. */
+static void later_attempts_follow_the_recorded_outcome(saga_idem_store_t store,
+                                                       const char *tag) {
+  fixture_t f;
+  setup_fixture(&f);
+  f.held = (saga_pending_t *)1; /* answer at once */
+  char topic[128], replies[128], lost[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name(tag));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(lost, sizeof lost, "%s", ts_unique_name("lost"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("inventory"));
+  const char *reply_topics[] = {replies};
+  open_peer(&f, reply_topics, 1);
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+
+  send_command(&f, topic, "s-lost", lost, 1);    /* applied, reply lost */
+  send_command(&f, topic, "s-lost", replies, 2); /* the coordinator's retry */
+  send_command(&f, topic, "s-flaky", replies, 1);
+  send_command(&f, topic, "s-flaky", replies, 2);
+  send_command(&f, topic, "s-flaky", lost, 3);
+  send_command(&f, topic, "s-flaky", replies, 4);
+  send_command(&f, topic, "s-fail", replies, 1);
+  send_command(&f, topic, "s-fail", replies, 1); /* redelivered */
+  send_command(&f, topic, "s-fail", replies, 2);
+  send_command(&f, topic, "s-fail", replies, 1); /* stale */
+  assert_true(wait_seen(&f, 8));
+
+  /* s-lost#1, s-flaky#1 (RETRYABLE), s-flaky#2, s-fail#1, s-fail#2; never
+   * s-lost#2, s-flaky#3/#4, s-fail#1 again */
+  assert_int_equal(f.handler_calls, 5);
+  const seen_t *s = find_key(&f, "s-lost/reserve/DO/2", 0);
+  assert_non_null(s);
+  assert_int_equal(s->attempt, 2); /* addressed to the new attempt */
+  assert_int_equal(s->outcome, SAGA_OUTCOME_SUCCESS);
+  assert_string_equal(s->payload, "ok");
+  assert_string_equal(s->correlation, "corr-1");
+  assert_null(find_key(&f, "s-lost/reserve/DO/1", 0));
+  s = find_key(&f, "s-flaky/reserve/DO/1", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_RETRYABLE);
+  s = find_key(&f, "s-flaky/reserve/DO/2", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_SUCCESS);
+  s = find_key(&f, "s-flaky/reserve/DO/4", 0);
+  assert_non_null(s);
+  assert_int_equal(s->attempt, 4);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_SUCCESS);
+  for (int nth = 0; nth < 3; nth++) {
+    s = find_key(&f, "s-fail/reserve/DO/1", nth);
+    assert_non_null(s);
+    assert_int_equal(s->outcome, SAGA_OUTCOME_FAILURE);
+  }
+  assert_non_null(find_key(&f, "s-fail/reserve/DO/2", 0));
+
+  /* duplicates: s-lost#2, s-flaky#3, s-flaky#4, s-fail#1 twice */
+  check_stats(&f, p, 5, 5, 10);
+  f.held = NULL;
+  teardown_fixture(&f, p);
+}
+
+static void test_a_retry_of_an_applied_effect_gets_the_recorded_reply(
+    void **state) {
+  (void)state;
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  later_attempts_follow_the_recorded_outcome(store, "inventory.commands");
+}
+
+static void test_a_retry_after_a_lost_reply_applies_nothing_with_postgres(
+    void **state) {
+  (void)state;
+  ts_require_pg();
+  char *ci = ts_pg_create_database("client_effect");
+  PGconn *conn = PQconnectdb(ci);
+  assert_int_equal(PQstatus(conn), CONNECTION_OK);
+  char err[256];
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  later_attempts_follow_the_recorded_outcome(store, "stock.commands");
+  /* one row per effect, holding its outcome, not its RETRYABLE attempt */
+  PGresult *r = PQexec(conn, "SELECT key, outcome, attempt"
+                             " FROM saga_idempotency ORDER BY key");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  assert_int_equal(PQntuples(r), 3);
+  assert_string_equal(PQgetvalue(r, 0, 0), "s-fail/reserve/DO");
+  assert_string_equal(PQgetvalue(r, 0, 1), "2");
+  assert_string_equal(PQgetvalue(r, 0, 2), "2");
+  assert_string_equal(PQgetvalue(r, 1, 0), "s-flaky/reserve/DO");
+  assert_string_equal(PQgetvalue(r, 1, 1), "1");
+  assert_string_equal(PQgetvalue(r, 1, 2), "2");
+  assert_string_equal(PQgetvalue(r, 2, 0), "s-lost/reserve/DO");
+  assert_string_equal(PQgetvalue(r, 2, 2), "1");
+  PQclear(r);
+  PQfinish(conn);
+  ts_pg_drop_database(ci);
 }
 
 static void test_poison_messages_land_in_the_dead_letter_topic(void **state) {
@@ -383,6 +520,11 @@ static void test_postgres_store_remembers_keys_across_participants(
   assert_true(wait_seen(&f, 2));
   assert_int_equal(f.handler_calls, 1);
   assert_string_equal(f.seen[1].key, "s-pg/reserve/DO/1");
+  /* and a later attempt of the same effect, too */
+  send_command(&f, topic, "s-pg", replies, 2);
+  assert_true(wait_seen(&f, 3));
+  assert_int_equal(f.handler_calls, 1);
+  assert_string_equal(f.seen[2].key, "s-pg/reserve/DO/2");
   assert_string_equal(f.seen[1].payload, "ok");
   f.held = NULL;
   teardown_fixture(&f, p);
@@ -395,6 +537,10 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_redelivered_command_never_reaches_the_handler_twice),
+      cmocka_unit_test(
+          test_a_retry_of_an_applied_effect_gets_the_recorded_reply),
+      cmocka_unit_test(
+          test_a_retry_after_a_lost_reply_applies_nothing_with_postgres),
       cmocka_unit_test(test_poison_messages_land_in_the_dead_letter_topic),
       cmocka_unit_test(test_postgres_store_remembers_keys_across_participants),
   };

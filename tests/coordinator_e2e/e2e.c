@@ -1,6 +1,9 @@
-/* End-to-end harness (see e2e.h). The participant de-duplicates by
- * idempotency key: a command whose key it has seen gets the recorded reply
- * again and applies nothing. */
+/* End-to-end harness (see e2e.h). The participant de-duplicates by effect
+ * key (saga, step, action: docs/protocol.md): a command whose effect was
+ * applied (SUCCESS) -- a redelivery, or a later attempt after a reply that
+ * came too late -- or whose own or a later attempt was answered gets the
+ * recorded reply, addressed to its own attempt, and applies nothing; after
+ * a FAILURE or RETRYABLE a later attempt runs the script again. */
 #include "e2e.h"
 
 #include <setjmp.h>
@@ -24,17 +27,20 @@
 #include "wire.h"
 
 #define MAX_KEYS 65536
+#define BUCKETS 65536 /* hash buckets of the seen and ledger tables */
 
 typedef struct {
-  char key[160];
+  char key[160]; /* effect key */
   int outcome;
-  char id[64];
-  int step, comp;
+  uint32_t attempt; /* the attempt the recorded outcome answered */
+  int next;      /* index of the next in the bucket, -1 at the end */
 } seen_t;
 
 typedef struct {
   char id[64];
   int applied[E2E_STEPS], undone[E2E_STEPS], commands[E2E_STEPS];
+  uint32_t attempts[E2E_STEPS][2]; /* bit a-1: attempt a received (DO, COMP) */
+  int next;
 } ledger_t;
 
 struct e2e {
@@ -49,9 +55,10 @@ struct e2e {
   size_t ndlq;
   char dlq_reason[256];
   seen_t *seen;
-  size_t nseen;
+  size_t nseen, from_record;
   ledger_t *ledger;
   size_t nledger, cledger;
+  int *seen_head, *ledger_head; /* BUCKETS each, -1 = empty */
   pid_t sagad[3];
   PGconn *pg;
 };
@@ -68,8 +75,16 @@ static void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+static size_t bucket(const char *s) {
+  size_t h = 1469598103934665603u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211u;
+  return h % BUCKETS;
+}
+
 static ledger_t *ledger_of(e2e_t *t, const char *id) {
-  for (size_t i = t->nledger; i-- > 0;)
+  size_t b = bucket(id);
+  for (int i = t->ledger_head[b]; i >= 0; i = t->ledger[i].next)
     if (!strcmp(t->ledger[i].id, id))
       return &t->ledger[i];
   if (t->nledger == t->cledger) {
@@ -77,17 +92,29 @@ static ledger_t *ledger_of(e2e_t *t, const char *id) {
     t->ledger = realloc(t->ledger, t->cledger * sizeof *t->ledger);
     assert_non_null(t->ledger);
   }
-  ledger_t *l = &t->ledger[t->nledger++];
+  ledger_t *l = &t->ledger[t->nledger];
   memset(l, 0, sizeof *l);
   snprintf(l->id, sizeof l->id, "%s", id);
+  l->next = t->ledger_head[b];
+  t->ledger_head[b] = (int)t->nledger++;
   return l;
 }
 
 static seen_t *seen_find(e2e_t *t, const char *key) {
-  for (size_t i = 0; i < t->nseen; i++)
+  for (int i = t->seen_head[bucket(key)]; i >= 0; i = t->seen[i].next)
     if (!strcmp(t->seen[i].key, key))
       return &t->seen[i];
   return NULL;
+}
+
+static seen_t *seen_add(e2e_t *t, const char *key) {
+  assert_true(t->nseen < MAX_KEYS);
+  seen_t *s = &t->seen[t->nseen];
+  snprintf(s->key, sizeof s->key, "%s", key);
+  size_t b = bucket(key);
+  s->next = t->seen_head[b];
+  t->seen_head[b] = (int)t->nseen++;
+  return s;
 }
 
 static void send_reply(e2e_t *t, const Saga__V1__Command *c, int outcome) {
@@ -138,19 +165,28 @@ static void on_command(saga_kloop_t *kl, const rd_kafka_message_t *m,
       step = i;
   int comp = c->action == SAGA__V1__ACTION__ACTION_COMPENSATE;
   ledger_t *l = ledger_of(t, c->saga_id);
-  if (step >= 0)
+  if (step >= 0) {
     l->commands[step]++;
-  seen_t *s = seen_find(t, c->idempotency_key);
-  if (s) { /* already applied: the recorded reply, nothing applied again */
+    if (c->attempt >= 1 && c->attempt <= 32)
+      l->attempts[step][comp] |= 1u << (c->attempt - 1);
+  }
+  char effect[160];
+  snprintf(effect, sizeof effect, "%s/%s/%s", c->saga_id, c->step,
+           comp ? "COMPENSATE" : "DO");
+  seen_t *s = seen_find(t, effect);
+  if (s && (s->outcome == E2E_SUCCESS || s->attempt >= c->attempt)) {
+    /* applied, or this attempt answered: the recorded reply, addressed to
+     * this attempt, and nothing applied again */
+    t->from_record++;
     send_reply(t, c, s->outcome);
   } else if (step >= 0) {
     e2e_answer_t a = t->script(c->saga_id, step, comp, c->attempt);
     if (a != E2E_NO_REPLY) {
       int outcome = a == E2E_REPLY_TWICE ? 1 : (int)a;
-      assert_true(t->nseen < MAX_KEYS);
-      s = &t->seen[t->nseen++];
-      snprintf(s->key, sizeof s->key, "%s", c->idempotency_key);
+      if (!s)
+        s = seen_add(t, effect);
       s->outcome = outcome;
+      s->attempt = c->attempt;
       if (outcome == 1) {
         if (comp)
           l->undone[step]++;
@@ -208,7 +244,13 @@ e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
   e2e_t *t = calloc(1, sizeof *t);
   assert_non_null(t);
   t->seen = calloc(MAX_KEYS, sizeof *t->seen);
+  t->seen_head = malloc(BUCKETS * sizeof *t->seen_head);
+  t->ledger_head = malloc(BUCKETS * sizeof *t->ledger_head);
   assert_non_null(t->seen);
+  assert_non_null(t->seen_head);
+  assert_non_null(t->ledger_head);
+  for (size_t i = 0; i < BUCKETS; i++)
+    t->seen_head[i] = t->ledger_head[i] = -1;
   snprintf(t->name, sizeof t->name, "%s", name);
   t->script = script;
   t->conninfo = ts_pg_create_database(name);
@@ -228,7 +270,10 @@ e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
   }
   write_def(t, "fast", timeout_ms, 1);
   write_def(t, "slow", 60000, 1);
-  t->pg = PQconnectdb(t->conninfo);
+  /* named, so a fault test can terminate every session but the harness's */
+  char hci[512];
+  snprintf(hci, sizeof hci, "%s application_name=e2e-harness", t->conninfo);
+  t->pg = PQconnectdb(hci);
   assert_int_equal(PQstatus(t->pg), CONNECTION_OK);
   assert_int_equal(uv_loop_init(&t->loop), 0);
   saga_kloop_config_t kc = {
@@ -421,6 +466,8 @@ void e2e_produce_raw(e2e_t *t, const char *type_header, const char *key,
 const char *e2e_status(e2e_t *t, const char *id) {
   static char buf[64];
   const char *p[1] = {id};
+  if (PQstatus(t->pg) != CONNECTION_OK)
+    PQreset(t->pg); /* the server was restarted by a fault test */
   PGresult *r = PQexecParams(
       t->pg, "SELECT status FROM saga_index WHERE saga_id = $1", 1, NULL, p,
       NULL, NULL, 0);
@@ -479,6 +526,11 @@ int e2e_undone(e2e_t *t, const char *id, int step) {
 int e2e_commands(e2e_t *t, const char *id, int step) {
   return ledger_of(t, id)->commands[step];
 }
+size_t e2e_answered_from_record(const e2e_t *t) { return t->from_record; }
+uint32_t e2e_attempts_received(e2e_t *t, const char *id, int step,
+                               int compensate) {
+  return ledger_of(t, id)->attempts[step][compensate ? 1 : 0];
+}
 const char *e2e_conninfo(const e2e_t *t) { return t->conninfo; }
 
 static void closed(void *arg) { (void)arg; }
@@ -507,6 +559,8 @@ void e2e_free(e2e_t *t) {
   }
   remove(t->dir);
   free(t->seen);
+  free(t->seen_head);
+  free(t->ledger_head);
   free(t->ledger);
   free(t);
 }

@@ -1,8 +1,8 @@
 /* End-to-end harness for the coordinator: real sagad processes against the
  * embedded PostgreSQL and the Kafka mock, a scripted in-test participant
  * (on saga_kafka_loop) that keeps a ledger of applied and undone effects,
- * de-duplicated by idempotency key as the protocol requires, and a starter.
- * Test-only code: it may print and exit. */
+ * de-duplicated by effect key (saga, step, action) as the protocol requires,
+ * and a starter. Test-only code: it may print and exit. */
 #ifndef SAGA_E2E_H
 #define SAGA_E2E_H
 
@@ -72,11 +72,20 @@ void e2e_pump(e2e_t *t, int64_t ms);
  * first call), and the reason header of the last one. */
 size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len);
 
-/* Ledger: DO effects applied for (id, step) (distinct idempotency keys),
- * compensations applied, commands received in total for it. */
+/* Ledger: DO effects applied for (id, step), compensations applied,
+ * commands received in total for it. The participant applies an effect at
+ * most once by construction (effect key), so the ledger shows effects lost
+ * or applied against the saga's outcome; e2e_answered_from_record counts the
+ * commands (any saga) that a recorded reply answered -- redeliveries and
+ * retries of effects already applied. */
 int e2e_applied(e2e_t *t, const char *id, int step);
 int e2e_undone(e2e_t *t, const char *id, int step);
 int e2e_commands(e2e_t *t, const char *id, int step);
+size_t e2e_answered_from_record(const e2e_t *t);
+/* Attempts of (id, step, DO or COMPENSATE) the participant received: bit
+ * a-1 set for attempt a (attempts 1..32). */
+uint32_t e2e_attempts_received(e2e_t *t, const char *id, int step,
+                               int compensate);
 const char *e2e_conninfo(const e2e_t *t);
 
 #endif

@@ -165,7 +165,18 @@ static void read_results(es_async_t *as) {
       return;
     }
     es__op_t *op = as->cur;
-    if (es__op_result(op, r)) {
+    int done = es__op_result(op, r);
+    if (done == ES__OP_AGAIN) {
+      if (es__op_send(as->conn, op, 0, 0)) {
+        lost(as, op->msg);
+        return;
+      }
+      flush(as);
+      if (!as->conn)
+        return;
+      continue;
+    }
+    if (done) {
       as->cur = NULL;
       if (as->prep_inflight && !op->prep_failed)
         as->prepared = 1;

@@ -2,7 +2,9 @@
  * a batch only sends bytes. One stream's append is one prepared statement
  * (es_pipeline.c) taking nine parameters: stream id, expected version and
  * seven arrays (ids, types, data, correlation, causation, traceparent,
- * metadata). */
+ * metadata). A batch of several streams is sent as one statement per round
+ * (es__batch_plan): its arrays are the streams' arrays concatenated, so
+ * executing still copies bytes and encodes nothing per event. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 #define OID_TEXT 25
 #define OID_BYTEA 17
 #define OID_JSONB 3802
+#define OID_INT8 20
 
 es_batch_t *es_batch_new(const es_store_opts_t *opts) {
   es_batch_t *b = calloc(1, sizeof *b);
@@ -51,6 +54,8 @@ void es_batch_free(es_batch_t *b) {
   free(b->results);
   free(b->stmts);
   es__buf_free(&b->ids);
+  es__buf_free(&b->multi);
+  free(b->order);
   free(b);
 }
 
@@ -383,4 +388,141 @@ int es_batch_add_statement(es_batch_t *b, const char *sql, int nparams,
 nomem:
   free_stmt(s);
   return ES_ERR_NOMEM;
+}
+
+/* ---- the multi-stream statement ---- */
+
+struct skey {
+  const char *id;
+  size_t len, i;
+};
+
+static int key_cmp(const void *a, const void *b) {
+  const struct skey *x = a, *y = b;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->id, y->id, n);
+  if (c)
+    return c;
+  if (x->len != y->len)
+    return x->len < y->len ? -1 : 1;
+  return x->i < y->i ? -1 : x->i > y->i;
+}
+
+int es__batch_plan(es_batch_t *b) {
+  size_t n = b->n_streams;
+  if (b->cap_plan < n) {
+    size_t *p = realloc(b->order, (3 * n + 1) * sizeof *p);
+    if (!p)
+      return ES_ERR_NOMEM;
+    b->order = p;
+    b->cap_plan = n;
+  }
+  b->rank = b->order + n;
+  b->round_start = b->rank + n;
+  struct skey *keys = malloc((n ? n : 1) * sizeof *keys);
+  if (!keys)
+    return ES_ERR_NOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const es__stream_t *s = &b->streams[i];
+    keys[i] = (struct skey){s->params.p + s->offs[0], (size_t)s->lens[0], i};
+  }
+  qsort(keys, n, sizeof *keys, key_cmp);
+  b->n_rounds = n ? 1 : 0;
+  for (size_t j = 0; j < n; j++) {
+    size_t r = 0;
+    if (j && keys[j].len == keys[j - 1].len &&
+        !memcmp(keys[j].id, keys[j - 1].id, keys[j].len))
+      r = b->rank[keys[j - 1].i] + 1;
+    b->rank[keys[j].i] = r;
+    if (r + 1 > b->n_rounds)
+      b->n_rounds = r + 1;
+  }
+  free(keys);
+  /* counting sort by round, batch order within a round */
+  memset(b->round_start, 0, (b->n_rounds + 1) * sizeof *b->round_start);
+  for (size_t i = 0; i < n; i++)
+    b->round_start[b->rank[i] + 1]++;
+  for (size_t r = 0; r < b->n_rounds; r++)
+    b->round_start[r + 1] += b->round_start[r];
+  size_t fill[64], *cur = b->n_rounds <= 64 ? fill : NULL;
+  if (!cur && !(cur = malloc(b->n_rounds * sizeof *cur)))
+    return ES_ERR_NOMEM;
+  memcpy(cur, b->round_start, b->n_rounds * sizeof *cur);
+  for (size_t i = 0; i < n; i++)
+    b->order[cur[b->rank[i]]++] = i;
+  if (cur != fill)
+    free(cur);
+  return 0;
+}
+
+/* Concatenate parameter k (an array) of the streams of a round into one
+ * array of n_events elements: each stream's elements follow its 20-byte
+ * array header. */
+static int concat_array(es_batch_t *b, const size_t *idx, size_t m, int k,
+                        size_t n_events) {
+  es__buf_t *p = &b->multi;
+  int32_t hasnull = 0, oid = 0;
+  for (size_t j = 0; j < m; j++) {
+    const es__stream_t *s = &b->streams[idx[j]];
+    hasnull |= es__get_be32(s->params.p + s->offs[k] + 4);
+    oid = es__get_be32(s->params.p + s->offs[k] + 8);
+  }
+  int rc = array_head(p, oid, n_events, hasnull != 0);
+  for (size_t j = 0; j < m && !rc; j++) {
+    const es__stream_t *s = &b->streams[idx[j]];
+    rc = es__buf_put(p, s->params.p + s->offs[k] + 20,
+                     (size_t)s->lens[k] - 20);
+  }
+  return rc;
+}
+
+int es__batch_encode_round(es_batch_t *b, size_t k, const char **values,
+                           int *lens) {
+  const size_t *idx = b->order + b->round_start[k];
+  size_t m = b->round_start[k + 1] - b->round_start[k], n_events = 0;
+  size_t bytes = 0;
+  for (size_t j = 0; j < m; j++) {
+    n_events += b->streams[idx[j]].n_events;
+    bytes += b->streams[idx[j]].params.len + 32 * b->streams[idx[j]].n_events;
+  }
+  if (bytes > ES__MULTI_MAX_BYTES)
+    return ES_ERR_TOO_LARGE;
+  es__buf_t *p = &b->multi;
+  size_t offs[ES__MULTI_NPARAMS];
+  int rc;
+  p->len = 0;
+  offs[0] = 0;
+  rc = array_head(p, OID_TEXT, m, 0);
+  for (size_t j = 0; j < m && !rc; j++) {
+    const es__stream_t *s = &b->streams[idx[j]];
+    rc = array_elem(p, s->params.p + s->offs[0], (size_t)s->lens[0]);
+  }
+  offs[1] = p->len;
+  if (!rc)
+    rc = array_head(p, OID_INT8, m, 0);
+  for (size_t j = 0; j < m && !rc; j++)
+    if (!(rc = es__buf_be32(p, 8)))
+      rc = es__buf_be64(p, b->streams[idx[j]].expected);
+  for (int a = 0; a < 2; a++) { /* stream number, ordinal in its stream */
+    offs[2 + a] = p->len;
+    if (!rc)
+      rc = array_head(p, OID_INT8, n_events, 0);
+    for (size_t j = 0; j < m && !rc; j++)
+      for (size_t e = 0; e < b->streams[idx[j]].n_events && !rc; e++)
+        if (!(rc = es__buf_be32(p, 8)))
+          rc = es__buf_be64(p, (int64_t)(a ? e : j) + 1);
+  }
+  for (int a = 2; a < ES__APPEND_NPARAMS; a++) {
+    offs[a + 2] = p->len;
+    if (!rc)
+      rc = concat_array(b, idx, m, a, n_events);
+  }
+  if (rc)
+    return rc;
+  for (int a = 0; a < ES__MULTI_NPARAMS; a++) {
+    values[a] = p->p + offs[a];
+    lens[a] = (int)((a + 1 < ES__MULTI_NPARAMS ? offs[a + 1] : p->len) -
+                    offs[a]);
+  }
+  return 0;
 }

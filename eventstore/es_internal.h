@@ -70,8 +70,33 @@ struct es_batch {
   es__stmt_t *stmts;
   size_t n_stmts, cap_stmts;
   es__buf_t ids;
+  /* The plan of es__batch_plan: streams in round order (order), where each
+   * round starts (round_start, n_rounds + 1 entries), the occurrence of
+   * each stream's id in the batch (rank); and the encoded parameters of
+   * the round being sent (multi). */
+  size_t *order, *rank, *round_start;
+  size_t n_rounds, cap_plan;
+  es__buf_t multi;
   char msg[ES_ERRBUF_SIZE];
 };
+
+/* Parameters of the multi-stream statement: per stream (stream id text[],
+ * expected int8[]), per event (stream number int8[], ordinal in its stream
+ * int8[], then the seven arrays of ES__APPEND_NPARAMS). */
+#define ES__MULTI_NPARAMS 11
+/* A round's parameters above this many bytes: per-stream statements. */
+#define ES__MULTI_MAX_BYTES ((size_t)256 << 20)
+
+/* Split the batch's streams into rounds: round k holds the k-th appends
+ * to each stream id, in batch order, so a round names a stream once and a
+ * later round sees the earlier rounds' rows. Usually one round. 0 or
+ * NOMEM. */
+int es__batch_plan(es_batch_t *b);
+/* Encode round k of the plan into b->multi; values and lens (of
+ * ES__MULTI_NPARAMS) point into it until the next call. 0, NOMEM, or
+ * TOO_LARGE when it would exceed ES__MULTI_MAX_BYTES. */
+int es__batch_encode_round(es_batch_t *b, size_t k, const char **values,
+                           int *lens);
 
 /* Add one event with an exact expected version (>= 0) as the scalar
  * parameters of the single-event statement; same checks and answers as
@@ -95,6 +120,7 @@ typedef enum {
   ES__R_LISTEN,
   ES__R_BEGIN,
   ES__R_APPEND,
+  ES__R_MULTI, /* one round of a batch's streams in one statement */
   ES__R_STMT,
   ES__R_NOTIFY,
   ES__R_COMMIT,
@@ -126,6 +152,9 @@ typedef struct es__op {
   int status;
   int aborted_by; /* stream index that raised an error, or -1 */
   int prep_failed; /* a preparation (or LISTEN) did not succeed */
+  int multi_failed; /* a multi-stream statement raised an error */
+  int classify;     /* sending the per-stream classification round */
+  int syncs;        /* syncs still to come before the op is complete */
   char msg[ES_ERRBUF_SIZE];
   es_page_t *page;
   es_snapshot_t *snapshot;
@@ -141,7 +170,11 @@ typedef struct es__op {
  * CONNECTION with op->msg set. */
 int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen);
 /* Consume one non-NULL result of op (takes ownership of r). Returns 1 when
- * the op is complete (the sync arrived), 0 otherwise. */
+ * the op is complete (the sync arrived), 0 otherwise, or ES__OP_AGAIN when
+ * the face must call es__op_send again (prepare and listen 0) for a second
+ * round trip and keep reading: a batch whose multi-stream statement
+ * raised an error is classified by the per-stream statements. */
+#define ES__OP_AGAIN 2
 int es__op_result(es__op_t *op, PGresult *r);
 /* Set op as failed with status (all batch streams too). */
 void es__op_fail(es__op_t *op, int status, const char *msg);

@@ -11,6 +11,7 @@
 enum { O_INT8 = 20, O_TEXT = 25, O_BYTEA = 17, O_XID8 = 5069 };
 enum { O_UUID = 2950, O_JSONB = 3802 };
 enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
+enum { O_INT8A = 1016 };
 
 #define APPEND_SQL(extra)                                                     \
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
@@ -54,6 +55,40 @@ enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
   " (p IS NOT NULL)::int::int8, coalesce(p, 0), coalesce(p, 0)" extra         \
   " FROM (SELECT (SELECT global_position FROM ins) AS p) AS x"
 
+/* A batch's streams in one statement (one round of es__batch_plan, so each
+ * stream id appears once). Per stream, s: its number i, id, expected
+ * version e and current version v (one index probe); dup: per stream, how
+ * many of its event ids are stored and how many of those in this stream;
+ * ins writes the events of the streams with no stored id and a matching
+ * version, in stream then stream-version order, so global positions follow
+ * the versions. The same checks as APPEND_SQL, stream by stream, without
+ * raising an error. Answers one row per stream, ordered by i: i, then
+ * APPEND_SQL's columns. A racing writer still raises 23505 and aborts the
+ * batch (es__op_result then classifies the streams). */
+#define MULTI_SQL                                                             \
+  "WITH s AS (SELECT s.i, s.id, s.e, coalesce((SELECT x.stream_version"      \
+  " FROM es_events x WHERE x.stream_id = s.id"                                \
+  " ORDER BY x.stream_version DESC LIMIT 1), 0) AS v"                         \
+  " FROM unnest($1, $2) WITH ORDINALITY AS s(id, e, i)),"                     \
+  " u AS (SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11)"         \
+  " AS u(si, ord, id, t, d, c, k, tp, m)),"                                   \
+  " dup AS (SELECT u.si, count(*) AS n, count(*) FILTER"                      \
+  " (WHERE x.stream_id = s.id) AS mine FROM u"                                \
+  " JOIN es_events x ON x.event_id = u.id JOIN s ON s.i = u.si"               \
+  " GROUP BY u.si),"                                                          \
+  " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
+  " SELECT s.id, s.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"            \
+  " FROM u JOIN s ON s.i = u.si LEFT JOIN dup ON dup.si = u.si"               \
+  " WHERE dup.si IS NULL AND (s.e < 0 OR s.v = s.e) ORDER BY u.si, u.ord"     \
+  " RETURNING stream_id, global_position),"                                   \
+  " w AS (SELECT stream_id, count(*) AS n, min(global_position) AS lo,"       \
+  " max(global_position) AS hi FROM ins GROUP BY stream_id)"                  \
+  " SELECT s.i, s.v, coalesce(dup.n, 0), coalesce(dup.mine, 0),"              \
+  " coalesce(w.n, 0), coalesce(w.lo, 0), coalesce(w.hi, 0)"                   \
+  " FROM s LEFT JOIN dup ON dup.si = s.i LEFT JOIN w ON w.stream_id = s.id"   \
+  " ORDER BY s.i"
+
 #define COLS                                                                  \
   "SELECT tx_id, global_position, stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
@@ -69,6 +104,9 @@ static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_TEXTA, O_JSONBA};
 static const Oid append_one_types[] = {O_TEXT, O_INT8, O_UUID,  O_TEXT, O_BYTEA,
                                        O_TEXT, O_TEXT, O_TEXT, O_JSONB};
+static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
+                                  O_UUIDA,  O_TEXTA, O_BYTEAA, O_TEXTA,
+                                  O_TEXTA,  O_TEXTA, O_JSONBA};
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
 static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
@@ -85,6 +123,7 @@ static const struct {
                 " (SELECT 1 FROM ins LIMIT 1) AS x)"),
      9, append_types},
     {"es_append_one", APPEND_ONE_SQL(""), 9, append_one_types},
+    {"es_append_multi", MULTI_SQL, ES__MULTI_NPARAMS, multi_types},
     {"es_append_one_notify",
      APPEND_ONE_SQL(", (SELECT pg_notify('" ES__CHANNEL "', '')"
                     " WHERE p IS NOT NULL)"),
@@ -156,6 +195,62 @@ static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
   return sent(c, op, ok, ES__R_APPEND, i);
 }
 
+/* A batch's streams: one statement per round of the plan (usually one),
+ * or one per stream for a single stream or a round too large to encode in
+ * one message. */
+static int send_streams(PGconn *c, es__op_t *op) {
+  es_batch_t *b = op->batch;
+  if (b->n_streams == 1)
+    return send_append(c, op, 0, 0);
+  int rc = es__batch_plan(b);
+  for (size_t k = 0; k < b->n_rounds && !rc; k++) {
+    const char *values[ES__MULTI_NPARAMS];
+    int lens[ES__MULTI_NPARAMS], fmts[ES__MULTI_NPARAMS];
+    rc = es__batch_encode_round(b, k, values, lens);
+    if (rc == ES_ERR_TOO_LARGE) {
+      /* the streams of this round and the later ones, in round order */
+      rc = 0;
+      for (size_t j = b->round_start[k]; j < b->n_streams && !rc; j++)
+        rc = send_append(c, op, b->order[j], 0);
+      return rc;
+    }
+    for (int a = 0; a < ES__MULTI_NPARAMS; a++)
+      fmts[a] = 1;
+    if (!rc)
+      rc = sent(c, op,
+                PQsendQueryPrepared(c, "es_append_multi", ES__MULTI_NPARAMS,
+                                    values, lens, fmts, 1),
+                ES__R_MULTI, k);
+  }
+  return rc;
+}
+
+/* After a multi-stream statement raised an error: the batch's streams
+ * through the per-stream statement, in batch order, in a transaction that
+ * is always rolled back (BEGIN, appends, sync, ROLLBACK, sync: after an
+ * error the ROLLBACK still runs, past the first sync). Each stream then
+ * answers as it would have in the per-stream batch: CONFLICT, DUPLICATE or
+ * ID_REUSED found in its statement, or the error it raises; the others
+ * report BATCH_ABORTED. */
+static int send_classify(PGconn *c, es__op_t *op) {
+  es_batch_t *b = op->batch;
+  int rc = send_plain(c, op, "BEGIN", ES__R_BEGIN);
+  for (size_t i = 0; i < b->n_streams; i++)
+    b->results[i] = (es_append_result_t){0, 0, 0, 0};
+  for (size_t i = 0; i < b->n_streams && !rc; i++)
+    rc = send_append(c, op, i, 0);
+  if (!rc && !PQpipelineSync(c))
+    rc = sent(c, op, 0, ES__R_COMMIT, 0);
+  if (!rc)
+    rc = send_plain(c, op, "ROLLBACK", ES__R_BEGIN);
+  if (!rc && !PQpipelineSync(c))
+    rc = sent(c, op, 0, ES__R_COMMIT, 0);
+  op->syncs = 2;
+  if (rc == ES_ERR_NOMEM)
+    es__set_msg(op->msg, sizeof op->msg, "out of memory");
+  return rc;
+}
+
 static void put_be64(char *p, uint64_t v) {
   for (int i = 7; i >= 0; i--, v >>= 8)
     p[i] = (char)(v & 0xFF);
@@ -211,7 +306,11 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   op->n_expect = op->next = 0;
   op->status = 0;
   op->aborted_by = -1;
+  op->syncs = 1;
+  if (op->classify)
+    return send_classify(c, op); /* keeps the first round's message */
   op->prep_failed = 0;
+  op->multi_failed = 0;
   op->msg[0] = '\0';
   /* After a failed preparation some statements may exist: start clean. */
   if (prepare)
@@ -233,8 +332,8 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
      * transaction, committed at the sync or rolled back whole on the first
      * error. (An explicit block would stay open and aborted after the sync
      * when a statement fails, since the queued COMMIT is skipped.) */
-    for (size_t i = 0; i < op->batch->n_streams && !rc; i++)
-      rc = send_append(c, op, i, 0);
+    if (!rc)
+      rc = send_streams(c, op);
     for (size_t j = 0; j < op->batch->n_stmts && !rc; j++) {
       es__stmt_t *s = &op->batch->stmts[j];
       rc = sent(c, op,
@@ -302,15 +401,17 @@ void es__op_fail(es__op_t *op, int status, const char *msg) {
     }
 }
 
-static void append_result(es__op_t *op, size_t i, const PGresult *r) {
+/* Stream i's answer: row `row` of r, APPEND_SQL's columns from column c. */
+static void append_result(es__op_t *op, size_t i, const PGresult *r, int row,
+                          int c) {
   es_append_result_t *res = &op->batch->results[i];
   size_t n = op->batch->streams[i].n_events;
-  int64_t v = es__get_be64(PQgetvalue(r, 0, 0));
-  int64_t dups = es__get_be64(PQgetvalue(r, 0, 1));
-  int64_t mine = es__get_be64(PQgetvalue(r, 0, 2));
-  int64_t wrote = es__get_be64(PQgetvalue(r, 0, 3));
-  res->first_position = es__get_be64(PQgetvalue(r, 0, 4));
-  res->last_position = es__get_be64(PQgetvalue(r, 0, 5));
+  int64_t v = es__get_be64(PQgetvalue(r, row, c));
+  int64_t dups = es__get_be64(PQgetvalue(r, row, c + 1));
+  int64_t mine = es__get_be64(PQgetvalue(r, row, c + 2));
+  int64_t wrote = es__get_be64(PQgetvalue(r, row, c + 3));
+  res->first_position = es__get_be64(PQgetvalue(r, row, c + 4));
+  res->last_position = es__get_be64(PQgetvalue(r, row, c + 5));
   if (wrote == (int64_t)n) {
     res->status = 0;
     res->version = v + wrote;
@@ -323,6 +424,30 @@ static void append_result(es__op_t *op, size_t i, const PGresult *r) {
     res->status = mine == (int64_t)n ? ES_ERR_DUPLICATE : ES_ERR_ID_REUSED;
   if (op->kind == ES__OP_APPEND)
     op->status = res->status;
+}
+
+/* One round's rows: stream number (1-based in the round), then
+ * APPEND_SQL's columns. */
+static int multi_result(es__op_t *op, size_t k, const PGresult *r) {
+  es_batch_t *b = op->batch;
+  size_t first = b->round_start[k], m = b->round_start[k + 1] - first;
+  if ((size_t)PQntuples(r) != m || PQnfields(r) != 7) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "multi-stream append answered %d rows for %zu streams",
+                PQntuples(r), m);
+    return ES_ERR_DB;
+  }
+  for (int row = 0; row < (int)m; row++) {
+    int64_t j = es__get_be64(PQgetvalue(r, row, 0));
+    if (j < 1 || (size_t)j > m) {
+      es__set_msg(op->msg, sizeof op->msg,
+                  "multi-stream append answered stream %lld of %zu",
+                  (long long)j, m);
+      return ES_ERR_DB;
+    }
+    append_result(op, b->order[first + (size_t)j - 1], r, row, 1);
+  }
+  return 0;
 }
 
 static const char *opt_text(const PGresult *r, int row, int col) {
@@ -390,6 +515,15 @@ int es__op_result(es__op_t *op, PGresult *r) {
   ExecStatusType st = PQresultStatus(r);
   if (st == PGRES_PIPELINE_SYNC) {
     PQclear(r);
+    if (--op->syncs > 0)
+      return 0;
+    if (op->kind == ES__OP_BATCH && op->multi_failed && !op->classify &&
+        !op->prep_failed) {
+      op->classify = 1;
+      return ES__OP_AGAIN;
+    }
+    if (op->classify)
+      op->status = ES_ERR_BATCH_ABORTED;
     if (op->kind == ES__OP_BATCH && op->status)
       for (size_t i = 0; i < op->batch->n_streams; i++) {
         es_append_result_t *res = &op->batch->results[i];
@@ -428,7 +562,11 @@ int es__op_result(es__op_t *op, PGresult *r) {
     while (ml && m[ml - 1] == '\n')
       ml--;
     if (!op->msg[0]) {
-      if (e.kind == ES__R_APPEND)
+      if (e.kind == ES__R_MULTI)
+        es__set_msg(op->msg, sizeof op->msg,
+                    "could not append the batch's %zu streams: %.*s",
+                    op->batch->n_streams, (int)ml, m);
+      else if (e.kind == ES__R_APPEND)
         es__set_msg(op->msg, sizeof op->msg,
                     "could not append to stream \"%.*s\": %.*s",
                     op->batch->streams[e.index].lens[0],
@@ -446,6 +584,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
         op->aborted_by = (int)e.index;
         code = ES_ERR_BATCH_ABORTED;
       }
+    } else if (e.kind == ES__R_MULTI) {
+      op->multi_failed = 1;
+      code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_STMT) {
       code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
@@ -459,7 +600,10 @@ int es__op_result(es__op_t *op, PGresult *r) {
   int rc = 0;
   switch (e.kind) {
   case ES__R_APPEND:
-    append_result(op, e.index, r);
+    append_result(op, e.index, r, 0, 0);
+    break;
+  case ES__R_MULTI:
+    rc = multi_result(op, e.index, r);
     break;
   case ES__R_READ:
     rc = make_page(op, r);

@@ -83,7 +83,19 @@ static int connect_store(es_store_t *s) {
   return 0;
 }
 
-/* Run op in one round trip; the op's status is the answer. */
+/* Send op's queries (and the statement preparations when prepare). */
+static int send_op(es_store_t *s, es__op_t *op, int prepare) {
+  int rc = es__op_send(s->conn, op, prepare, 0);
+  if (!rc && PQflush(s->conn) != 0) {
+    rc = ES_ERR_CONNECTION;
+    es__set_msg(op->msg, sizeof op->msg, "could not send to the database: %s",
+                PQerrorMessage(s->conn));
+  }
+  return rc;
+}
+
+/* Run op in one round trip (two when a batch's multi-stream statement
+ * fails and its streams are classified); the op's status is the answer. */
 static int run(es_store_t *s, es__op_t *op) {
   int rc = connect_store(s);
   if (rc) {
@@ -91,12 +103,7 @@ static int run(es_store_t *s, es__op_t *op) {
     return rc;
   }
   int prepare = !s->prepared;
-  rc = es__op_send(s->conn, op, prepare, 0);
-  if (!rc && PQflush(s->conn) != 0) {
-    rc = ES_ERR_CONNECTION;
-    es__set_msg(op->msg, sizeof op->msg, "could not send to the database: %s",
-                PQerrorMessage(s->conn));
-  }
+  rc = send_op(s, op, prepare);
   int nulls = 0;
   while (!rc) {
     PGresult *r = PQgetResult(s->conn);
@@ -119,7 +126,10 @@ static int run(es_store_t *s, es__op_t *op) {
       rc = ES_ERR_CONNECTION;
       break;
     }
-    if (es__op_result(op, r))
+    int done = es__op_result(op, r);
+    if (done == ES__OP_AGAIN)
+      rc = send_op(s, op, 0);
+    else if (done)
       break;
   }
   if (rc) {

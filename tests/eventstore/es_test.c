@@ -141,3 +141,16 @@ void est_wait_lock_waiter(const char *conninfo) {
   }
   PQfinish(watch);
 }
+
+PGconn *est_rival(const char *conninfo, const char *stream) {
+  PGconn *c = est_raw(conninfo);
+  char sql[512];
+  est_scalar(c, "BEGIN");
+  snprintf(sql, sizeof sql,
+           "INSERT INTO es_events (stream_id, stream_version, event_id,"
+           " event_type, data) VALUES ('%s', 1, gen_random_uuid(), 'Rival',"
+           " '\\x00')",
+           stream);
+  est_scalar(c, sql);
+  return c;
+}

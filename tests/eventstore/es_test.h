@@ -37,5 +37,9 @@ long long est_count_events(const char *conninfo, const char *stream);
 /* Wait (within ts_timeout_ms) until a session of the database at conninfo
  * waits on a lock. */
 void est_wait_lock_waiter(const char *conninfo);
+/* A rival writer: a raw connection with an open transaction that has
+ * inserted version 1 of stream (uncommitted). COMMIT or ROLLBACK it, then
+ * PQfinish. */
+PGconn *est_rival(const char *conninfo, const char *stream);
 
 #endif

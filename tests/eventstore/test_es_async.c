@@ -1,13 +1,15 @@
 /* The libuv face against the embedded PostgreSQL: batch and reads with
- * callbacks called exactly once (also on close), reconnecting after a lost
- * connection, and a subscription that catches up, goes live and resumes
- * after its connection is terminated. */
+ * callbacks called exactly once (also on close), a racing writer's abort
+ * classified stream by stream, reconnecting after a lost connection, and
+ * a subscription that catches up, goes live and resumes after its
+ * connection is terminated. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -99,6 +101,50 @@ static void test_async_batch_and_read_call_back_exactly_once(void **state) {
   es_async_close(as, on_closed, &c);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(c.n, 4);
+  es_batch_free(b);
+}
+
+/* Commits the rival's transaction once the batch waits on its key. */
+static void *commit_rival(void *arg) {
+  est_wait_lock_waiter(db);
+  est_scalar(arg, "COMMIT");
+  return NULL;
+}
+
+static void test_an_async_batch_aborted_by_a_racing_writer_names_the_culprit(
+    void **state) {
+  (void)state;
+  PGconn *rival = est_rival(db, "as-r1");
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, NULL, 0), 0);
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t e[3] = {est_event("A", "1"), est_event("B", "2"),
+                     est_event("C", "3")};
+  assert_int_equal(es_batch_add(b, "as-r0", ES_NO_STREAM, &e[0], 1), 0);
+  assert_int_equal(es_batch_add(b, "as-r1", ES_NO_STREAM, &e[1], 1), 1);
+  assert_int_equal(es_batch_add(b, "as-r2", ES_NO_STREAM, &e[2], 1), 2);
+  struct calls c = {0};
+  assert_int_equal(es_async_batch(as, b, on_batch, &c), 0);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, commit_rival, rival), 0);
+  run_until(&c.n, 1);
+  pthread_join(t, NULL);
+  assert_int_equal(c.status[0], ES_ERR_BATCH_ABORTED);
+  assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_BATCH_ABORTED);
+  assert_int_equal(es_batch_result(b, 1)->status, ES_ERR_CONFLICT);
+  assert_int_equal(es_batch_result(b, 2)->status, ES_ERR_BATCH_ABORTED);
+  assert_int_equal(est_count_events(db, "as-r0"), 0);
+  /* the same connection goes on: the retry commits the two others */
+  assert_int_equal(es_async_batch(as, b, on_batch, &c), 0);
+  run_until(&c.n, 2);
+  assert_int_equal(c.status[1], 0);
+  assert_int_equal(es_batch_result(b, 0)->status, 0);
+  assert_int_equal(es_batch_result(b, 1)->status, ES_ERR_CONFLICT);
+  assert_int_equal(es_batch_result(b, 2)->status, 0);
+  assert_int_equal(est_count_events(db, "as-r2"), 1);
+  es_async_close(as, on_closed, &c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  PQfinish(rival);
   es_batch_free(b);
 }
 
@@ -310,6 +356,8 @@ int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_async_batch_and_read_call_back_exactly_once),
+      cmocka_unit_test(
+          test_an_async_batch_aborted_by_a_racing_writer_names_the_culprit),
       cmocka_unit_test(test_close_cancels_every_pending_operation_once),
       cmocka_unit_test(
           test_a_lost_connection_fails_the_operation_and_the_next_reconnects),

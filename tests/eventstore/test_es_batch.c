@@ -113,6 +113,126 @@ static void test_a_failing_statement_aborts_the_whole_batch(void **state) {
   es_store_close(s);
 }
 
+/* Global position of version v of stream (0 when absent). */
+static long long position_of(const char *stream, long long v) {
+  PGconn *c = est_raw(db);
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "SELECT global_position FROM es_events WHERE stream_id = '%s'"
+           " AND stream_version = %lld",
+           stream, v);
+  long long p = est_scalar(c, sql);
+  PQfinish(c);
+  return p;
+}
+
+static void
+test_each_stream_of_a_batch_answers_for_itself_with_its_positions(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t stored = est_event("S", "1"), other = est_event("O", "2");
+  assert_int_equal(es_append(s, "m-dup", ES_NO_STREAM, &stored, 1, NULL), 0);
+  assert_int_equal(es_append(s, "m-other", ES_NO_STREAM, &other, 1, NULL),
+                   0);
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t three[3] = {est_event("A", "1"), est_event("B", "2"),
+                         est_event("C", "3")};
+  three[1].correlation_id = "corr-1";
+  es_kv_t meta = {"k", "v\"q"};
+  three[2].meta = &meta;
+  three[2].n_meta = 1;
+  es_event_t again = stored, reuse = est_event("R", "1");
+  memcpy(reuse.id, other.id, 16);
+  es_event_t stale = est_event("T", "1"), any = est_event("Y", "1");
+  es_event_t two[2] = {est_event("D", "4"), est_event("E", "5")};
+  es_event_t half[2] = {stored, est_event("H", "1")};
+  assert_int_equal(es_batch_add(b, "m-new", ES_NO_STREAM, three, 3), 0);
+  assert_int_equal(es_batch_add(b, "m-dup", ES_NO_STREAM, &again, 1), 1);
+  assert_int_equal(es_batch_add(b, "m-reuse", ES_NO_STREAM, &reuse, 1), 2);
+  assert_int_equal(es_batch_add(b, "m-stale", 5, &stale, 1), 3);
+  assert_int_equal(es_batch_add(b, "m-new", 3, two, 2), 4);
+  assert_int_equal(es_batch_add(b, "m-any", ES_ANY_VERSION, &any, 1), 5);
+  assert_int_equal(es_batch_add(b, "m-dup", 1, half, 2), 6);
+  assert_int_equal(es_batch_execute(s, b), 0);
+  const es_append_result_t *r = es_batch_result(b, 0);
+  assert_int_equal(r->status, 0);
+  assert_int_equal(r->version, 3);
+  assert_int_equal(r->first_position, position_of("m-new", 1));
+  assert_int_equal(r->last_position, position_of("m-new", 3));
+  assert_true(position_of("m-new", 1) < position_of("m-new", 2));
+  assert_true(position_of("m-new", 2) < position_of("m-new", 3));
+  r = es_batch_result(b, 1);
+  assert_int_equal(r->status, ES_ERR_DUPLICATE);
+  assert_int_equal(r->version, 1);
+  assert_int_equal(r->first_position, 0);
+  assert_int_equal(es_batch_result(b, 2)->status, ES_ERR_ID_REUSED);
+  r = es_batch_result(b, 3);
+  assert_int_equal(r->status, ES_ERR_CONFLICT);
+  assert_int_equal(r->version, 0);
+  /* the stream's second append in the batch follows its first */
+  r = es_batch_result(b, 4);
+  assert_int_equal(r->status, 0);
+  assert_int_equal(r->version, 5);
+  assert_int_equal(r->first_position, position_of("m-new", 4));
+  assert_int_equal(r->last_position, position_of("m-new", 5));
+  assert_true(position_of("m-new", 3) < position_of("m-new", 4));
+  r = es_batch_result(b, 5);
+  assert_int_equal(r->status, 0);
+  assert_int_equal(r->version, 1);
+  assert_int_equal(r->first_position, r->last_position);
+  /* a stored id next to a new one: never half a stream */
+  assert_int_equal(es_batch_result(b, 6)->status, ES_ERR_ID_REUSED);
+  assert_int_equal(count_events("m-new"), 5);
+  assert_int_equal(count_events("m-dup"), 1);
+  assert_int_equal(count_events("m-reuse"), 0);
+  assert_int_equal(count_events("m-stale"), 0);
+  assert_int_equal(count_events("m-any"), 1);
+  /* every field of every event arrived with its own event */
+  es_page_t *pg = NULL;
+  assert_int_equal(es_read_stream(s, "m-new", 1, 10, &pg), 0);
+  assert_int_equal(pg->n, 5);
+  const char *types = "ABCDE";
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(pg->events[i].version, (int64_t)i + 1);
+    assert_int_equal(pg->events[i].type[0], types[i]);
+    assert_memory_equal(pg->events[i].id,
+                        es_batch_event_id(b, i < 3 ? 0 : 4, i < 3 ? i : i - 3),
+                        16);
+  }
+  assert_string_equal(pg->events[1].correlation_id, "corr-1");
+  assert_null(pg->events[0].correlation_id);
+  assert_non_null(strstr(pg->events[2].meta_json, "v\\\"q"));
+  assert_null(pg->events[3].meta_json);
+  assert_int_equal(pg->events[4].data_len, 1);
+  assert_memory_equal(pg->events[4].data, "5", 1);
+  es_page_free(pg);
+  es_batch_free(b);
+  es_store_close(s);
+}
+
+static void test_one_event_id_in_two_streams_of_a_batch_aborts_it(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t x = est_event("X", "1"), y = est_event("Y", "2");
+  assert_int_equal(es_batch_add(b, "twice-1", ES_NO_STREAM, &x, 1), 0);
+  memcpy(y.id, x.id, 16);
+  assert_int_equal(es_batch_add(b, "twice-2", ES_NO_STREAM, &y, 1), 1);
+  assert_int_equal(es_batch_execute(s, b), ES_ERR_BATCH_ABORTED);
+  assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_BATCH_ABORTED);
+  assert_int_equal(es_batch_result(b, 1)->status, ES_ERR_ID_REUSED);
+  assert_int_equal(count_events("twice-1"), 0);
+  assert_int_equal(count_events("twice-2"), 0);
+  /* the session is usable: nothing of the classification stayed open */
+  es_event_t z = est_event("Z", "3");
+  assert_int_equal(es_append(s, "twice-1", ES_NO_STREAM, &z, 1, NULL), 0);
+  assert_int_equal(count_events("twice-1"), 1);
+  es_batch_free(b);
+  es_store_close(s);
+}
+
 struct racer {
   es_store_t *store;
   es_batch_t *batch;
@@ -125,25 +245,26 @@ static void *run_batch(void *arg) {
   return NULL;
 }
 
+/* Execute r's batch while the rival holds a key it needs: once the batch
+ * waits on it, the rival commits, and the batch is aborted. */
+static void race(struct racer *r, PGconn *rival) {
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, run_batch, r), 0);
+  est_wait_lock_waiter(db);
+  est_scalar(rival, "COMMIT");
+  pthread_join(t, NULL);
+  assert_int_equal(r->rc, ES_ERR_BATCH_ABORTED);
+}
+
 static void test_a_racing_writer_aborts_the_batch_and_names_the_culprit(
     void **state) {
   (void)state;
-  PGconn *rival = est_raw(db);
-  est_scalar(rival, "BEGIN");
-  est_scalar(rival, "INSERT INTO es_events (stream_id, stream_version,"
-                    " event_id, event_type, data) VALUES ('saga-r1', 1,"
-                    " gen_random_uuid(), 'Rival', '\\x00')");
+  PGconn *rival = est_rival(db, "saga-r1");
   struct racer r = {est_open(db), es_batch_new(NULL), 0};
   es_event_t x = est_event("X", "1"), y = est_event("Y", "2");
   assert_int_equal(es_batch_add(r.batch, "saga-r0", ES_NO_STREAM, &x, 1), 0);
   assert_int_equal(es_batch_add(r.batch, "saga-r1", ES_NO_STREAM, &y, 1), 1);
-  pthread_t t;
-  assert_int_equal(pthread_create(&t, NULL, run_batch, &r), 0);
-  /* wait until the batch blocks on the rival's uncommitted key */
-  est_wait_lock_waiter(db);
-  est_scalar(rival, "COMMIT");
-  pthread_join(t, NULL);
-  assert_int_equal(r.rc, ES_ERR_BATCH_ABORTED);
+  race(&r, rival);
   assert_int_equal(es_batch_result(r.batch, 0)->status, ES_ERR_BATCH_ABORTED);
   assert_int_equal(es_batch_result(r.batch, 1)->status, ES_ERR_CONFLICT);
   assert_int_equal(count_events("saga-r0"), 0);
@@ -157,6 +278,49 @@ static void test_a_racing_writer_aborts_the_batch_and_names_the_culprit(
   assert_int_equal(es_batch_result(r.batch, 0)->status, 0);
   assert_int_equal(es_batch_result(r.batch, 1)->status, ES_ERR_CONFLICT);
   assert_int_equal(count_events("saga-r0"), 1);
+  PQfinish(rival);
+  es_batch_free(r.batch);
+  es_store_close(r.store);
+}
+
+static void
+test_a_race_in_a_large_batch_names_the_culprit_and_keeps_found_conflicts(
+    void **state) {
+  (void)state;
+  PGconn *rival = est_rival(db, "saga-q2");
+  struct racer r = {est_open(db), es_batch_new(NULL), 0};
+  es_event_t ev[5] = {est_event("A", "0"), est_event("B", "1"),
+                      est_event("C", "2"), est_event("D", "3"),
+                      est_event("E", "4")};
+  const char *names[5] = {"saga-q0", "saga-q1", "saga-q2", "saga-q3",
+                          "saga-q0"};
+  int64_t expect[5] = {ES_NO_STREAM, 7, ES_NO_STREAM, ES_ANY_VERSION, 1};
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(es_batch_add(r.batch, names[i], expect[i], &ev[i], 1),
+                     i);
+  const char *p[2] = {"q", "raced"};
+  assert_int_equal(es_batch_add_statement(r.batch, upsert, 2, p), 0);
+  race(&r, rival);
+  int want[5] = {ES_ERR_BATCH_ABORTED, ES_ERR_CONFLICT, ES_ERR_CONFLICT,
+                 ES_ERR_BATCH_ABORTED, ES_ERR_BATCH_ABORTED};
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(es_batch_result(r.batch, i)->status, want[i]);
+    assert_int_equal(es_batch_result(r.batch, i)->first_position, 0);
+  }
+  assert_int_equal(count_events("saga-q0"), 0);
+  assert_int_equal(count_events("saga-q3"), 0);
+  PGconn *c = est_raw(db);
+  assert_int_equal(
+      est_scalar(c, "SELECT count(*) FROM saga_index WHERE saga_id = 'q'"), 0);
+  PQfinish(c);
+  /* the retry commits all but the two conflicting streams */
+  assert_int_equal(es_batch_execute(r.store, r.batch), 0);
+  int want2[5] = {0, ES_ERR_CONFLICT, ES_ERR_CONFLICT, 0, 0};
+  for (size_t i = 0; i < 5; i++)
+    assert_int_equal(es_batch_result(r.batch, i)->status, want2[i]);
+  assert_int_equal(es_batch_result(r.batch, 4)->version, 2);
+  assert_int_equal(count_events("saga-q0"), 2);
+  assert_int_equal(count_events("saga-q3"), 1);
   PQfinish(rival);
   es_batch_free(r.batch);
   es_store_close(r.store);
@@ -188,6 +352,11 @@ int main(void) {
       cmocka_unit_test(test_a_failing_statement_aborts_the_whole_batch),
       cmocka_unit_test(
           test_a_racing_writer_aborts_the_batch_and_names_the_culprit),
+      cmocka_unit_test(
+          test_each_stream_of_a_batch_answers_for_itself_with_its_positions),
+      cmocka_unit_test(test_one_event_id_in_two_streams_of_a_batch_aborts_it),
+      cmocka_unit_test(
+          test_a_race_in_a_large_batch_names_the_culprit_and_keeps_found_conflicts),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,6 +21,7 @@
 #define BATCH_PER_STREAM 5
 #define BATCHES 1 /* per round */
 #define BATCH_EVENTS (BATCH_STREAMS * BATCH_PER_STREAM)
+#define WIDE_STREAMS 512 /* the coordinator's shape: 512 streams x 1 event */
 
 static char payload[PAYLOAD];
 
@@ -67,24 +68,28 @@ static double bench_append_single(es_store_t *s, const char *prefix,
   return SINGLE_N / (now_s() - t0);
 }
 
-static double bench_append_batched(es_store_t *s, int round) {
+/* One batch of n_streams streams of per_stream new events each (stream ids
+ * prefix-N). With per_stream 1 it has the coordinator's shape: one event
+ * per saga, hundreds of sagas per commit. */
+static double bench_append_batched(es_store_t *s, int round, const char *prefix,
+                                   int n_streams, int per_stream) {
   es_batch_t *b = es_batch_new(NULL);
   double t0 = now_s();
   for (int k = round * BATCHES; k < (round + 1) * BATCHES; k++) {
     es_batch_reset(b);
-    for (int i = 0; i < BATCH_STREAMS; i++) {
+    for (int i = 0; i < n_streams; i++) {
       char stream[64];
-      snprintf(stream, sizeof stream, "saga-%d", k * BATCH_STREAMS + i);
+      snprintf(stream, sizeof stream, "%s-%d", prefix, k * n_streams + i);
       es_event_t ev[BATCH_PER_STREAM];
-      for (int j = 0; j < BATCH_PER_STREAM; j++)
+      for (int j = 0; j < per_stream; j++)
         ev[j] = event();
-      if (es_batch_add(b, stream, ES_NO_STREAM, ev, BATCH_PER_STREAM) < 0)
+      if (es_batch_add(b, stream, ES_NO_STREAM, ev, (size_t)per_stream) < 0)
         die("batch add", "invalid input");
     }
     if (es_batch_execute(s, b))
       die("batch", es_store_last_error(s));
   }
-  double rate = BATCHES * BATCH_EVENTS / (now_s() - t0);
+  double rate = (double)BATCHES * n_streams * per_stream / (now_s() - t0);
   es_batch_free(b);
   return rate;
 }
@@ -243,20 +248,22 @@ int main(int argc, char **argv) {
    * every variant alike. Each figure is the median of its rounds, and each
    * ratio the median of the per-round ratios (library against the raw run
    * just before it). */
-  double rate[5][ROUNDS], ratio_s[ROUNDS], ratio_q[ROUNDS], ratio_b[ROUNDS];
+  double rate[6][ROUNDS], ratio_s[ROUNDS], ratio_q[ROUNDS], ratio_b[ROUNDS];
   for (int k = 0; k < ROUNDS; k++) {
     rate[0][k] = bench_raw_single(raw, k);
     rate[1][k] = bench_append_single(s, "order", k);
     rate[2][k] = bench_append_single(quiet, "quiet", k);
     rate[3][k] = bench_raw_copy(raw, k);
-    rate[4][k] = bench_append_batched(s, k);
+    rate[4][k] = bench_append_batched(s, k, "saga", BATCH_STREAMS,
+                                      BATCH_PER_STREAM);
+    rate[5][k] = bench_append_batched(s, k, "wide", WIDE_STREAMS, 1);
     ratio_s[k] = rate[1][k] / rate[0][k];
     ratio_q[k] = rate[2][k] / rate[0][k];
     ratio_b[k] = rate[4][k] / rate[3][k];
   }
   double raw_single = median(rate[0]), single = median(rate[1]);
   double single_quiet = median(rate[2]), raw_copy = median(rate[3]);
-  double batched = median(rate[4]);
+  double batched = median(rate[4]), wide = median(rate[5]);
   long n = 0;
   double read_all = bench_read_all(s, &n);
 
@@ -267,16 +274,18 @@ int main(int argc, char **argv) {
          single_quiet);
   printf("raw COPY, %d rows/commit  %9.0f rows/s\n", BATCH_EVENTS, raw_copy);
   printf("batch append, %d/commit   %9.0f events/s\n", BATCH_EVENTS, batched);
+  printf("batch append, %d x 1/commit %9.0f events/s\n", WIDE_STREAMS, wide);
   printf("read all, pages of 1000    %9.0f events/s (%ld events)\n", read_all,
          n);
   printf("ratios (median of rounds): single %.2f, single NOTIFY off %.2f,"
          " batched %.2f\n",
          median(ratio_s), median(ratio_q), median(ratio_b));
   printf("{\"append_single_per_s\": %.0f, \"append_single_nonotify_per_s\":"
-         " %.0f, \"append_batched_per_s\": %.0f, \"read_all_per_s\": %.0f,"
+         " %.0f, \"append_batched_per_s\": %.0f,"
+         " \"append_batched_wide_per_s\": %.0f, \"read_all_per_s\": %.0f,"
          " \"raw_single_per_s\": %.0f, \"raw_copy_per_s\": %.0f,"
          " \"single_vs_raw\": %.2f, \"batched_vs_raw\": %.2f}\n",
-         single, single_quiet, batched, read_all, raw_single, raw_copy,
+         single, single_quiet, batched, wide, read_all, raw_single, raw_copy,
          median(ratio_s), median(ratio_b));
 
   es_store_close(s);

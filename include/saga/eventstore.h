@@ -214,19 +214,26 @@ ES_EXPORT int es_append(es_store_t *store, const char *stream_id,
 /* ---- batch append (group commit) ----------------------------------- */
 
 /* A batch: many streams' appends plus optional parameterised statements,
- * executed in ONE transaction and ONE round trip (libpq pipeline mode).
- * The batch copies everything it is given; it is a plain object, not tied
- * to a store, reusable after es_batch_reset. Not thread-safe.
+ * executed in ONE transaction and, as a rule, ONE round trip (libpq
+ * pipeline mode): the streams' appends go in one statement (one more per
+ * repeated appearance of a stream id, which sees the earlier ones), then
+ * the statements. The batch copies everything it is given; it is a plain
+ * object, not tied to a store, reusable after es_batch_reset. Not
+ * thread-safe.
  *
  * Outcome, per stream: a stale expected version or already-stored ids are
- * detected inside the stream's statement without raising an error, so that
- * stream reports CONFLICT / DUPLICATE / ID_REUSED, writes nothing, and the
- * others commit. When a statement raises an error instead (a concurrent
- * writer won the race on a (stream, version) key, or an extra statement
- * failed), the whole transaction rolls back: the culprit stream reports
- * CONFLICT (ID_REUSED when the race was on an event id), every other
- * stream reports BATCH_ABORTED, and
- * the execute call returns BATCH_ABORTED. A stream is never half written. */
+ * detected inside the statement without raising an error, so that stream
+ * reports CONFLICT / DUPLICATE / ID_REUSED, writes nothing, and the others
+ * commit. When a statement raises an error instead (a concurrent writer
+ * won the race on a (stream, version) key, one event id given to two
+ * streams of the batch, or an extra statement failed), the whole
+ * transaction rolls back and the call returns BATCH_ABORTED. If the append
+ * statement raised it, a second round trip classifies the streams (each
+ * through its own statement, rolled back): the culprit reports CONFLICT
+ * (ID_REUSED when the race was on an event id), so does any other stream
+ * found stale or stored (CONFLICT / DUPLICATE / ID_REUSED), and every
+ * stream that would have written reports BATCH_ABORTED. A stream is never
+ * half written. */
 typedef struct es_batch es_batch_t;
 
 /* New empty batch, or NULL when out of memory. opts may be NULL; only

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -272,9 +273,9 @@ static int64_t be64(const char *p) {
 
 /* Run a query in single-row mode (rows stream in, memory stays flat) and
  * feed each (saga_id, partition, version, data) row to cb. */
-static int stream_rows(sagad_store_pg_t *s, const char *sql, int nparams,
-                       const char *const *params, sagad_load_cb cb,
-                       void *arg) {
+static int stream_rows_once(sagad_store_pg_t *s, const char *sql, int nparams,
+                            const char *const *params, sagad_load_cb cb,
+                            void *arg, size_t *rows) {
   if (ensure_sync(s))
     return -1;
   if (!PQsendQueryParams(s->sync, sql, nparams, NULL, params, NULL, NULL, 1) ||
@@ -287,6 +288,7 @@ static int stream_rows(sagad_store_pg_t *s, const char *sql, int nparams,
   while ((r = PQgetResult(s->sync))) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_SINGLE_TUPLE) {
+      ++*rows;
       char id[256];
       int idl = PQgetlength(r, 0, 0);
       if (idl > 255)
@@ -304,6 +306,26 @@ static int stream_rows(sagad_store_pg_t *s, const char *sql, int nparams,
     PQclear(r);
   }
   return rc;
+}
+
+/* The same, again (on a new session when the first one was lost) while it
+ * fails before any row arrived -- a terminated session, a restarted server,
+ * a statement timeout: found by tests/faults/test_pg_faults -- up to 5
+ * times with a short blocking backoff (3 s in all); a read that failed half
+ * way is not repeated (its rows were fed already). */
+static int stream_rows(sagad_store_pg_t *s, const char *sql, int nparams,
+                       const char *const *params, sagad_load_cb cb,
+                       void *arg) {
+  long wait_ms = 100;
+  for (int tries = 0;; tries++) {
+    size_t rows = 0;
+    int rc = stream_rows_once(s, sql, nparams, params, cb, arg, &rows);
+    if (rc == 0 || rows > 0 || tries == 5)
+      return rc;
+    struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    wait_ms *= 2;
+  }
 }
 
 static int p_load_partitions(void *self, const int32_t *parts, size_t n,

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
+#include "saga_codec.h"
 #include "test_support.h"
 
 const char *faults_sagad_path = SAGAD_PRODUCT_PATH;
@@ -125,6 +127,54 @@ size_t faults_check_ledger(e2e_t *t, const faults_ids_t *s) {
                id, st, a[0], a[1], a[2], u[0], u[1], u[2]);
   }
   return effects;
+}
+
+size_t faults_check_appended(e2e_t *t, const faults_ids_t *s) {
+  PGconn *c = PQconnectdb(e2e_conninfo(t));
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  size_t checked = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    char stream[64];
+    snprintf(stream, sizeof stream, "saga-%s", s->ids[i]);
+    const char *p[1] = {stream};
+    PGresult *r = PQexecParams(c,
+                               "SELECT data FROM es_events WHERE stream_id ="
+                               " $1 ORDER BY stream_version",
+                               1, NULL, p, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    uint32_t dispatched[E2E_STEPS][2] = {{0}};
+    for (int row = 0; row < PQntuples(r); row++) {
+      saga_record_t rec;
+      memset(&rec, 0, sizeof rec);
+      assert_int_equal(
+          saga_codec_decode((const uint8_t *)PQgetvalue(r, row, 0),
+                            (size_t)PQgetlength(r, row, 0), &rec),
+          0);
+      for (size_t e = 0; e < rec.n; e++) {
+        const saga_event_t *ev = &rec.events[e];
+        if (ev->type == SAGA_EV_DISPATCHED && ev->step < E2E_STEPS &&
+            ev->attempt >= 1 && ev->attempt <= 32)
+          dispatched[ev->step][ev->action == SAGA_COMPENSATE] |=
+              1u << (ev->attempt - 1);
+      }
+      saga_record_clear(&rec);
+    }
+    PQclear(r);
+    for (int k = 0; k < E2E_STEPS; k++)
+      for (int comp = 0; comp < 2; comp++) {
+        uint32_t got = e2e_attempts_received(t, s->ids[i], k, comp);
+        if (got & ~dispatched[k][comp])
+          fail_msg("saga %s: step %d %s: attempts received 0x%x, appended "
+                   "0x%x -- a command was sent before its decision was "
+                   "durable",
+                   s->ids[i], k, comp ? "COMPENSATE" : "DO", got,
+                   dispatched[k][comp]);
+        for (uint32_t b = got; b; b &= b - 1)
+          checked++;
+      }
+  }
+  PQfinish(c);
+  return checked;
 }
 
 char *faults_sagad_log(const char *test_name, int idx) {

@@ -47,6 +47,13 @@ void faults_start(e2e_t *t, const faults_ids_t *s, size_t from, size_t to);
  * returns the number of effects applied + undone checked. */
 size_t faults_check_ledger(e2e_t *t, const faults_ids_t *s);
 
+/* sagad acted on nothing it had not appended: every command the
+ * participant received for the sagas of s has its DISPATCHED event (same
+ * step, action and attempt) in the saga's stream. Fails the test at the
+ * first that has not; returns the number of (step, action, attempt)
+ * commands checked. */
+size_t faults_check_appended(e2e_t *t, const faults_ids_t *s);
+
 /* sagad idx's log as the harness writes it, or NULL; caller frees. */
 char *faults_sagad_log(const char *test_name, int idx);
 /* Wait until sagad idx's log contains needle; 1 when it did. */

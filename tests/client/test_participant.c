@@ -128,9 +128,34 @@ static void send_raw(fixture_t *f, const char *topic, const void *v,
                    0);
 }
 
-static void send_command(fixture_t *f, const char *topic, const char *saga,
-                         const char *reply_topic, uint32_t attempt) {
-  char key[128], err[256];
+/* Produce msg (encoded with its headers, or without any when bare) to
+ * partition 0 of topic: every message lands behind the previous one. */
+static void send_msg(fixture_t *f, const char *topic, const char *key,
+                     const ProtobufCMessage *msg, int bare) {
+  char err[256];
+  saga_meta_t meta = {.correlation_id = "corr-1"};
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  assert_int_equal(saga__wire_encode(msg, &meta, 0, &buf, &len, &h, err,
+                                     sizeof err),
+                   0);
+  if (bare) {
+    rd_kafka_headers_destroy(h);
+    h = NULL;
+  }
+  assert_int_equal(saga_kloop_produce(f->peer, topic, 0, key, strlen(key),
+                                      buf, len, h, NULL, err, sizeof err),
+                   0);
+  free(buf);
+}
+
+/* A command for step "reserve" of saga with the given payload. */
+static void send_command_with(fixture_t *f, const char *topic,
+                              const char *saga, const char *reply_topic,
+                              uint32_t attempt, const void *payload,
+                              size_t payload_len, int bare) {
+  char key[128];
   assert_int_equal(saga__idempotency_key(key, sizeof key, saga, "reserve",
                                          SAGA_ACTION_DO, attempt),
                    0);
@@ -143,20 +168,14 @@ static void send_command(fixture_t *f, const char *topic, const char *saga,
   c.attempt = attempt;
   c.idempotency_key = key;
   c.reply_topic = SAGA_MUT(reply_topic);
-  c.payload.data = (uint8_t *)SAGA_MUT("sku-1");
-  c.payload.len = 5;
-  saga_meta_t meta = {.correlation_id = "corr-1"};
-  void *buf;
-  size_t len;
-  rd_kafka_headers_t *h;
-  assert_int_equal(saga__wire_encode(&c.base, &meta, 0, &buf, &len, &h, err,
-                                     sizeof err),
-                   0);
-  /* partition 0: every copy lands behind the previous one */
-  assert_int_equal(saga_kloop_produce(f->peer, topic, 0, saga, strlen(saga),
-                                      buf, len, h, NULL, err, sizeof err),
-                   0);
-  free(buf);
+  c.payload.data = (uint8_t *)SAGA_MUT(payload);
+  c.payload.len = payload_len;
+  send_msg(f, topic, saga, &c.base, bare);
+}
+
+static void send_command(fixture_t *f, const char *topic, const char *saga,
+                         const char *reply_topic, uint32_t attempt) {
+  send_command_with(f, topic, saga, reply_topic, attempt, "sku-1", 5, 0);
 }
 
 static void answer_later(uv_timer_t *t) {
@@ -199,6 +218,9 @@ static void handler(saga_participant_t *p, const saga_command_t *cmd,
     saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "ok", 2, NULL);
 }
 
+/* The participant's decode ceiling (0: the default, 1 MiB). */
+static size_t max_message_bytes;
+
 static saga_participant_t *open_participant(fixture_t *f, const char *topic,
                                             const char *group,
                                             saga_idem_store_t store) {
@@ -208,7 +230,8 @@ static saga_participant_t *open_participant(fixture_t *f, const char *topic,
       "linger.ms", "1", NULL};
   saga_participant_config_t cfg = {
       .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
-                .properties = props},
+                .properties = props,
+                .max_message_bytes = max_message_bytes},
       .group_id = group,
       .store = store,
   };
@@ -441,6 +464,9 @@ static void test_a_retry_after_a_lost_reply_applies_nothing_with_postgres(
   ts_pg_drop_database(ci);
 }
 
+/* Every kind of poison on a command topic (docs/protocol.md, "What a
+ * participant must do", 2): each lands in the dead-letter topic with its
+ * reason and source, is counted, and the command behind it is handled. */
 static void test_poison_messages_land_in_the_dead_letter_topic(void **state) {
   (void)state;
   fixture_t f;
@@ -454,14 +480,46 @@ static void test_poison_messages_land_in_the_dead_letter_topic(void **state) {
   open_peer(&f, topics, 2);
   saga_idem_store_t store;
   assert_int_equal(saga_idem_store_memory(&store), 0);
+  max_message_bytes = 2048;
   saga_participant_t *p = open_participant(&f, topic, group, store);
+  max_message_bytes = 0;
 
+  static const struct {
+    const char *what, *reason; /* reason: a part of saga-dlq-reason */
+  } poison[] = {
+      {"undecodable protobuf", "SAGA_EDECODE"},
+      {"no headers, not protobuf", "is missing"},
+      {"an empty Reply", "\"saga.v1.Reply\""},
+      {"a valid Reply", "SAGA_ETYPE"},
+      {"a valid StartSaga", "\"saga.v1.StartSaga\""},
+      {"a valid Command without headers", "is missing"},
+      {"a Command past the ceiling", "SAGA_ETOOBIG"},
+  };
+  const size_t npoison = sizeof poison / sizeof poison[0];
   const uint8_t garbage[] = {0x0a, 0x7f, 'x'};
   send_raw(&f, topic, garbage, sizeof garbage, "saga.v1.Command");
   send_raw(&f, topic, "{}", 2, NULL);
   send_raw(&f, topic, "", 0, "saga.v1.Reply");
+  Saga__V1__Reply rep;
+  saga__v1__reply__init(&rep);
+  rep.saga_id = SAGA_MUT("s-p");
+  rep.step = SAGA_MUT("reserve");
+  rep.action = SAGA__V1__ACTION__ACTION_DO;
+  rep.attempt = 1;
+  rep.idempotency_key = SAGA_MUT("s-p/reserve/DO/1");
+  rep.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  send_msg(&f, topic, "s-p", &rep.base, 0);
+  Saga__V1__StartSaga start;
+  saga__v1__start_saga__init(&start);
+  start.saga_id = SAGA_MUT("s-p");
+  start.saga_type = SAGA_MUT("order");
+  send_msg(&f, topic, "s-p", &start.base, 0);
+  send_command_with(&f, topic, "s-bare", replies, 1, "sku-1", 5, 1);
+  static char big[4096];
+  memset(big, 'x', sizeof big);
+  send_command_with(&f, topic, "s-big", replies, 1, big, sizeof big, 0);
   send_command(&f, topic, "s-after", replies, 1); /* the partition moves on */
-  assert_true(wait_seen(&f, 4));
+  assert_true(wait_seen(&f, (int)npoison + 1));
 
   int dead = 0;
   for (int i = 0; i < f.n_seen; i++) {
@@ -470,19 +528,23 @@ static void test_poison_messages_land_in_the_dead_letter_topic(void **state) {
       continue;
     dead++;
     assert_non_null(strstr(s->dlq_source, topic));
-    if (strstr(s->dlq_source, "/0/0"))
-      assert_non_null(strstr(s->dlq_reason, "SAGA_EDECODE"));
-    else if (strstr(s->dlq_source, "/0/1"))
-      assert_non_null(strstr(s->dlq_reason, "is missing"));
-    else
-      assert_non_null(strstr(s->dlq_reason, "\"saga.v1.Reply\""));
+    /* <topic>/0/<offset>: the offset says which poison it was */
+    const char *off = strrchr(s->dlq_source, '/');
+    assert_non_null(off);
+    long k = strtol(off + 1, NULL, 10);
+    assert_true(k >= 0 && (size_t)k < npoison);
+    printf("# %s: %s\n", poison[k].what, s->dlq_reason);
+    if (!strstr(s->dlq_reason, poison[k].reason))
+      fail_msg("%s: reason \"%s\" lacks \"%s\"", poison[k].what,
+               s->dlq_reason, poison[k].reason);
   }
-  assert_int_equal(dead, 3);
+  assert_int_equal(dead, (int)npoison);
   assert_non_null(find_key(&f, "s-after/reserve/DO/1", 0));
   saga_participant_stats_t st;
   saga_participant_stats(p, &st);
-  assert_int_equal(st.dead_lettered, 3);
+  assert_int_equal(st.dead_lettered, npoison);
   assert_int_equal(st.handled, 1);
+  assert_int_equal(st.errors, 0);
   teardown_fixture(&f, p);
 }
 

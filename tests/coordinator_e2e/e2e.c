@@ -478,12 +478,41 @@ const char *e2e_status(e2e_t *t, const char *id) {
   return buf;
 }
 
+/* One query for all of ids (a status query per saga took seconds at 10,000
+ * sagas, during which the participant was not pumped and fell behind). */
 static size_t count_terminal(e2e_t *t, const char *const *ids, size_t n) {
-  size_t k = 0;
+  size_t cap = 16, len = 0;
+  for (size_t i = 0; i < n; i++)
+    cap += 2 * strlen(ids[i]) + 3;
+  char *arr = malloc(cap);
+  assert_non_null(arr);
+  arr[len++] = '{';
   for (size_t i = 0; i < n; i++) {
-    const char *s = e2e_status(t, ids[i]);
-    k += !strcmp(s, "completed") || !strcmp(s, "compensated");
+    if (i)
+      arr[len++] = ',';
+    arr[len++] = '"';
+    for (const char *c = ids[i]; *c; c++) {
+      if (*c == '"' || *c == '\\')
+        arr[len++] = '\\';
+      arr[len++] = *c;
+    }
+    arr[len++] = '"';
   }
+  arr[len++] = '}';
+  arr[len] = '\0';
+  if (PQstatus(t->pg) != CONNECTION_OK)
+    PQreset(t->pg);
+  const char *p[1] = {arr};
+  PGresult *r = PQexecParams(
+      t->pg,
+      "SELECT count(*) FROM saga_index WHERE saga_id = ANY($1::text[])"
+      " AND status IN ('completed', 'compensated')",
+      1, NULL, p, NULL, NULL, 0);
+  size_t k = 0;
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+    k = (size_t)strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  free(arr);
   return k;
 }
 

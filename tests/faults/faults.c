@@ -216,6 +216,15 @@ int faults_wait_log(e2e_t *t, const char *test_name, int idx,
   }
 }
 
+long faults_log_count(const char *test_name, int idx, const char *needle) {
+  char *log = faults_sagad_log(test_name, idx);
+  long n = 0;
+  for (const char *p = log; p && (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  free(log);
+  return n;
+}
+
 long faults_log_counter(const char *test_name, int idx, const char *key) {
   char *log = faults_sagad_log(test_name, idx);
   if (!log)

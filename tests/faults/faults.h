@@ -59,6 +59,8 @@ char *faults_sagad_log(const char *test_name, int idx);
 /* Wait until sagad idx's log contains needle; 1 when it did. */
 int faults_wait_log(e2e_t *t, const char *test_name, int idx,
                     const char *needle, int64_t timeout_ms);
+/* How many times sagad idx's log holds needle (0 without a log). */
+long faults_log_count(const char *test_name, int idx, const char *needle);
 /* The value of "key=N" in the last line of sagad idx's log holding key, or
  * -1. */
 long faults_log_counter(const char *test_name, int idx, const char *key);

@@ -46,7 +46,10 @@ static void crash_and_recover(const char *name, const char *point,
   e2e_sagad_start(t, 0);
   assert_int_equal(e2e_wait_terminal(t, s.ids, N, 120000), N);
   size_t fx = faults_check_ledger(t, &s);
-  printf("# %s: %d sagas terminal, %zu effects checked\n", point, N, fx);
+  size_t cmds = faults_check_appended(t, &s);
+  printf("# %s: %d sagas terminal, %zu effects checked, %zu commands "
+         "matched to appended decisions\n",
+         point, N, fx, cmds);
   assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
   faults_ids_free(&s);
   e2e_free(t);
@@ -103,7 +106,10 @@ static void test_a_crash_during_recovery_is_recovered_by_the_next_start(
   e2e_sagad_start(t, 0);
   assert_int_equal(e2e_wait_terminal(t, s.ids, N, 120000), N);
   size_t fx = faults_check_ledger(t, &s);
-  printf("# during_recovery: %d sagas terminal, %zu effects checked\n", N, fx);
+  size_t cmds = faults_check_appended(t, &s);
+  printf("# during_recovery: %d sagas terminal, %zu effects checked, %zu "
+         "commands matched to appended decisions\n",
+         N, fx, cmds);
   assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
   faults_ids_free(&s);
   e2e_free(t);

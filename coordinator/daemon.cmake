@@ -24,7 +24,7 @@ add_library(saga_engine STATIC
   ${CMAKE_CURRENT_LIST_DIR}/msg_codec.c)
 target_include_directories(saga_engine PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(saga_engine
-  PUBLIC saga_core saga_daemon_base saga_wire
+  PUBLIC saga_core saga_daemon_base saga_wire saga_common
   PRIVATE saga_warnings)
 
 # SQL of the coordinator's own tables (coordinator/sql/NNNN_name.sql),

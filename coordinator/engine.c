@@ -21,6 +21,7 @@
 typedef struct brec {
   struct brec *next;
   const char *type;
+  char traceparent[56]; /* of the input that caused it, "" = none */
   size_t len;
   uint8_t data[];
 } brec_t;
@@ -780,6 +781,9 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     }
     r->next = NULL;
     r->type = saga_codec_record_type(e->out.events, e->out.n_events);
+    r->traceparent[0] = '\0';
+    if (in->kind == IN_MSG)
+      memcpy(r->traceparent, in->msg.traceparent, sizeof r->traceparent);
     r->len = len;
     if (en->rec_tail)
       en->rec_tail->next = r;
@@ -832,7 +836,11 @@ static int submit(sagad_engine_t *e) {
       return -1;
     size_t k = 0;
     for (brec_t *r = en->rec_head; r; r = r->next, k++)
-      rv[k] = (sagad_record_t){.type = r->type, .data = r->data, .len = r->len};
+      rv[k] = (sagad_record_t){
+          .type = r->type,
+          .data = r->data,
+          .len = r->len,
+          .traceparent = r->traceparent[0] ? r->traceparent : NULL};
     sagad_index_row_t row;
     index_row(ENTRY_SAGA(en), en->partition, &row);
     int rc = st->batch_add(st->self, ENTRY_SAGA(en)->id, en->durable, rv, k);

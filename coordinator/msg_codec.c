@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
 #include "wire.h"
 
 /* The same codec as the other inbox types (client/wire.c checks saga_id,
@@ -50,7 +51,9 @@ int sagad_msg_decode(const void *value, size_t len,
                         errlen) != 0)
     return -1;
   msg->pb = pb;
-  if (strlen(meta.traceparent) < sizeof msg->traceparent)
+  /* Only a well-formed traceparent travels on (into commands and the
+   * events' metadata); a malformed one is dropped, not fatal. */
+  if (saga__traceparent_valid(meta.traceparent))
     memcpy(msg->traceparent, meta.traceparent, strlen(meta.traceparent) + 1);
   if (d == &saga__v1__start_saga__descriptor) {
     const Saga__V1__StartSaga *s = (const Saga__V1__StartSaga *)pb;

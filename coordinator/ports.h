@@ -30,6 +30,9 @@ typedef struct {
   const char *type;    /* saga_codec_record_type() */
   const uint8_t *data; /* saga_codec_encode() output */
   size_t len;
+  /* W3C traceparent of the input that caused the transition (kept in the
+   * event's metadata), or NULL (timers, inputs without one). */
+  const char *traceparent;
 } sagad_record_t;
 
 /* The saga_index row written in the same transaction as the events. */

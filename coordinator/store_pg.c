@@ -139,6 +139,7 @@ static int p_batch_add(void *self, const char *saga_id, int64_t expected,
     ev[i].data = recs[i].data;
     ev[i].data_len = recs[i].len;
     ev[i].correlation_id = saga_id;
+    ev[i].traceparent = recs[i].traceparent;
   }
   int rc = es_batch_add(s->batch, stream, expected, ev, n);
   if (rc < 0)

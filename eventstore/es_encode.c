@@ -97,13 +97,6 @@ int es__check_text(const char *what, const char *s, int required, size_t max,
   return 0;
 }
 
-static int is_lower_hex(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-      return 0;
-  return 1;
-}
-
 int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
                     size_t msglen) {
   int rc;
@@ -116,14 +109,10 @@ int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
       (rc = es__check_text("traceparent", ev->traceparent, 0, ES_MAX_TEXT,
                            msg, msglen)))
     return rc;
-  if (ev->traceparent) {
-    const char *t = ev->traceparent;
-    if (strlen(t) != 55 || t[2] != '-' || t[35] != '-' || t[52] != '-' ||
-        !is_lower_hex(t, 2) || !is_lower_hex(t + 3, 32) ||
-        !is_lower_hex(t + 36, 16) || !is_lower_hex(t + 53, 2)) {
-      es__set_msg(msg, msglen, "traceparent \"%s\" is not in W3C form", t);
-      return ES_ERR_INVALID;
-    }
+  if (ev->traceparent && !saga__traceparent_valid(ev->traceparent)) {
+    es__set_msg(msg, msglen, "traceparent \"%s\" is not in W3C form",
+                ev->traceparent);
+    return ES_ERR_INVALID;
   }
   if (ev->data_len > 0 && !ev->data) {
     es__set_msg(msg, msglen, "event data is NULL with length %zu",

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
 
 #include "admin_http.h"
 #include "e2e.h"
@@ -330,6 +331,18 @@ static void test_spans_link_back_to_the_starters_traceparent(void **s) {
   assert_string_not_equal(str(step, "spanId"), str(saga, "spanId"));
   cJSON_Delete(saga);
   cJSON_Delete(step);
+  /* The trace context is also kept with the persisted decision the start
+   * caused, so a history can be tied to its trace. */
+  PGconn *c = PQconnectdb(e2e_conninfo(t));
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, "SELECT traceparent FROM es_events WHERE"
+                          " stream_id = 'saga-obs-trace' AND"
+                          " stream_version = 1");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  assert_int_equal(PQntuples(r), 1);
+  assert_string_equal(PQgetvalue(r, 0, 0), STARTER_TP);
+  PQclear(r);
+  PQfinish(c);
 }
 
 static int count(const char *hay, const char *needle) {

@@ -134,3 +134,86 @@ char *http_roundtrip(int port, const char *request, int *status) {
   close(fd);
   return r;
 }
+
+int http_free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t n = sizeof a;
+  int port = -1;
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &n) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+char *http_get_body(int port, const char *path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return NULL;
+  }
+  char req[512];
+  snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+           path);
+  http_send(fd, req, strlen(req));
+  size_t len = 0, cap = 4096;
+  char *all = malloc(cap + 1);
+  ssize_t n;
+  while (all && (n = read(fd, all + len, cap - len)) > 0) {
+    len += (size_t)n;
+    if (len == cap) {
+      char *more = realloc(all, 2 * cap + 1);
+      if (!more) {
+        free(all);
+        all = NULL;
+        break;
+      }
+      all = more;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  if (!all)
+    return NULL;
+  all[len] = '\0';
+  char *body = strstr(all, "\r\n\r\n");
+  char *out = body ? strdup(body + 4) : NULL;
+  free(all);
+  return out;
+}
+
+pid_t prometheus_start(const char *dir, int target_port, int *prom_port) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/prometheus.yml", dir);
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return -1;
+  fprintf(f,
+          "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+          "scrape_configs:\n  - job_name: sagad\n    static_configs:\n"
+          "      - targets: ['127.0.0.1:%d']\n",
+          target_port);
+  fclose(f);
+  *prom_port = http_free_port();
+  if (*prom_port < 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    char cfg[600], data[600], listen[64];
+    snprintf(cfg, sizeof cfg, "--config.file=%s", path);
+    snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", dir);
+    snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d",
+             *prom_port);
+    if (!freopen("/dev/null", "w", stderr) ||
+        !freopen("/dev/null", "w", stdout))
+      _exit(126);
+    execlp("prometheus", "prometheus", cfg, data, listen, (char *)NULL);
+    _exit(127);
+  }
+  return pid;
+}

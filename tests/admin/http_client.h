@@ -4,6 +4,7 @@
 #define SAGA_TEST_HTTP_CLIENT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -26,5 +27,19 @@ char *http_read_response(int fd, int *status);
 int http_peer_closed(int fd);
 /* Connect, send request, read one response, close. */
 char *http_roundtrip(int port, const char *request, int *status);
+
+/* A TCP port on 127.0.0.1 free at the time of the call; -1 on error. */
+int http_free_port(void);
+/* GET path from 127.0.0.1:port over HTTP/1.0 (no chunking: read to EOF);
+ * the body as a malloc'd string, or NULL when nothing listens there yet or
+ * the answer has no body. */
+char *http_get_body(int port, const char *path);
+
+/* A real Prometheus scraping 127.0.0.1:target_port every second as job
+ * "sagad": writes dir/prometheus.yml (dir must exist, its data goes to
+ * dir/data), picks a free port for its HTTP API into *prom_port and forks
+ * it with stdout and stderr to /dev/null. The child's pid (the caller
+ * SIGTERMs and reaps it), or -1 on error. */
+pid_t prometheus_start(const char *dir, int target_port, int *prom_port);
 
 #endif

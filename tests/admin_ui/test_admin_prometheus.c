@@ -57,46 +57,6 @@ static void on_stop(void *arg) {
   admin_http_close(srv, closed, NULL);
 }
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t n = sizeof a;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &n) != 0)
-    return -1;
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-/* GET path from Prometheus over HTTP/1.0 (no chunking: read to EOF);
- * the body, or NULL when it does not answer yet. */
-static char *prom_get(const char *path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)prom_port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return NULL;
-  }
-  char req[512];
-  snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-           path);
-  http_send(fd, req, strlen(req));
-  abuf_t b = ABUF_INIT;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0)
-    abuf_add(&b, buf, (size_t)n);
-  close(fd);
-  char *all = abuf_take(&b, NULL);
-  char *body = all ? strstr(all, "\r\n\r\n") : NULL;
-  char *out = body ? strdup(body + 4) : NULL;
-  free(all);
-  return out;
-}
-
 static int setup(void **state) {
   (void)state;
   if (system("command -v prometheus >/dev/null 2>&1") != 0) {
@@ -114,31 +74,7 @@ static int setup(void **state) {
   snprintf(dir, sizeof dir, "/tmp/saga-prom-XXXXXX");
   if (!mkdtemp(dir))
     return -1;
-  char path[128];
-  snprintf(path, sizeof path, "%s/prometheus.yml", dir);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return -1;
-  fprintf(f,
-          "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-          "scrape_configs:\n  - job_name: sagad\n    static_configs:\n"
-          "      - targets: ['127.0.0.1:%d']\n",
-          port);
-  fclose(f);
-  prom_port = free_port();
-  prom = fork();
-  if (prom == 0) {
-    char cfg[160], data[160], listen[64];
-    snprintf(cfg, sizeof cfg, "--config.file=%s", path);
-    snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", dir);
-    snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d",
-             prom_port);
-    if (!freopen("/dev/null", "w", stderr) ||
-        !freopen("/dev/null", "w", stdout))
-      _exit(126);
-    execlp("prometheus", "prometheus", cfg, data, listen, (char *)NULL);
-    _exit(127);
-  }
+  prom = prometheus_start(dir, port, &prom_port);
   return prom > 0 ? 0 : -1;
 }
 
@@ -162,7 +98,7 @@ static void test_prometheus_scrapes_a_saga_counter_and_answers_it(
   int64_t until = ts_now_ms() + ts_timeout_ms(60000);
   char *body = NULL;
   while (ts_now_ms() < until) {
-    body = prom_get(q);
+    body = http_get_body(prom_port, q);
     if (body && strstr(body, "\"result\":[{"))
       break;
     free(body);
@@ -177,7 +113,8 @@ static void test_prometheus_scrapes_a_saga_counter_and_answers_it(
   assert_non_null(strstr(body, "\"saga_type\":\"order\""));
   assert_non_null(strstr(body, ",\"7\"]"));
   free(body);
-  body = prom_get("/api/v1/query?query=up%7Bjob%3D%22sagad%22%7D");
+  body = http_get_body(prom_port,
+                       "/api/v1/query?query=up%7Bjob%3D%22sagad%22%7D");
   assert_non_null(body);
   assert_non_null(strstr(body, ",\"1\"]"));
   free(body);

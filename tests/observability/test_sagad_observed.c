@@ -370,43 +370,6 @@ static void test_a_stuck_saga_is_listed_counted_and_logged_once(void **s) {
 
 /* ---- a real Prometheus -------------------------------------------------- */
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t n = sizeof a;
-  int port = -1;
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-      getsockname(fd, (struct sockaddr *)&a, &n) == 0)
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-/* GET from Prometheus over HTTP/1.0, read to EOF; NULL while it does not
- * listen yet. */
-static char *prom_get(int port, const char *path) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return NULL;
-  }
-  char req[512];
-  snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-           path);
-  http_send(fd, req, strlen(req));
-  abuf_t b = ABUF_INIT;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0)
-    abuf_add(&b, buf, (size_t)n);
-  close(fd);
-  return abuf_take(&b, NULL);
-}
-
 static void test_prometheus_scrapes_sagad_and_answers_a_saga_counter(
     void **s) {
   (void)s;
@@ -424,34 +387,13 @@ static void test_prometheus_scrapes_sagad_and_answers_a_saga_counter(
   }
   e2e_start(t, "fast", "obs-prom");
   wait_done("obs-prom");
-  char dir[256], path[320];
+  char dir[256];
   snprintf(dir, sizeof dir, "%s/prom", e2e_dir(t));
-  snprintf(path, sizeof path, "%s/prometheus.yml", dir);
   char cmd[600];
   snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
   assert_int_equal(system(cmd), 0);
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fprintf(f,
-          "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-          "scrape_configs:\n  - job_name: sagad\n    static_configs:\n"
-          "      - targets: ['127.0.0.1:%d']\n",
-          admin_port);
-  fclose(f);
-  int prom_port = free_port();
-  pid_t prom = fork();
-  if (prom == 0) {
-    char cfg[400], data[400], listen[64];
-    snprintf(cfg, sizeof cfg, "--config.file=%s", path);
-    snprintf(data, sizeof data, "--storage.tsdb.path=%s/data", dir);
-    snprintf(listen, sizeof listen, "--web.listen-address=127.0.0.1:%d",
-             prom_port);
-    if (!freopen("/dev/null", "w", stderr) ||
-        !freopen("/dev/null", "w", stdout))
-      _exit(126);
-    execlp("prometheus", "prometheus", cfg, data, listen, (char *)NULL);
-    _exit(127);
-  }
+  int prom_port;
+  pid_t prom = prometheus_start(dir, admin_port, &prom_port);
   assert_true(prom > 0);
   const char *q = "/api/v1/query?query=saga_finished_total%7Bsaga_type%3D%22"
                   "fast%22%2Coutcome%3D%22completed%22%2Cjob%3D%22sagad%22"
@@ -459,7 +401,7 @@ static void test_prometheus_scrapes_sagad_and_answers_a_saga_counter(
   char *body = NULL;
   int64_t until = ts_now_ms() + ts_timeout_ms(60000);
   while (ts_now_ms() < until) {
-    char *r = prom_get(prom_port, q);
+    char *r = http_get_body(prom_port, q);
     if (r && strstr(r, "\"result\":[{")) {
       body = r;
       break;

@@ -525,6 +525,17 @@ size_t e2e_wait_terminal(e2e_t *t, const char *const *ids, size_t n,
   return k;
 }
 
+size_t e2e_wait_terminal_at_least(e2e_t *t, const char *const *ids, size_t n,
+                                  size_t want, int64_t timeout_ms) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(timeout_ms);
+  size_t done = 0;
+  while ((done = e2e_wait_terminal(t, ids, n, 200)) < want &&
+         ts_now_ms() < until)
+    ;
+  assert_true(done >= want);
+  return done;
+}
+
 size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len) {
   if (!t->dlqr) {
     saga_kloop_config_t kc = {
@@ -592,4 +603,23 @@ void e2e_free(e2e_t *t) {
   free(t->ledger_head);
   free(t->ledger);
   free(t);
+}
+
+e2e_answer_t e2e_fail2_script(const char *saga_id, int step, int compensate,
+                              uint32_t attempt) {
+  (void)attempt;
+  if (compensate)
+    return E2E_SUCCESS;
+  if (!strncmp(saga_id, "fail2-", 6) && step == 1)
+    return E2E_FAILURE;
+  return E2E_SUCCESS;
+}
+
+void e2e_fail2_ids(char (*ids)[E2E_FAIL2_ID_LEN], const char **idp,
+                   size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    snprintf(ids[i], E2E_FAIL2_ID_LEN, "%s-%zu", i % 5 == 0 ? "fail2" : "ok",
+             i);
+    idp[i] = ids[i];
+  }
 }

@@ -66,6 +66,11 @@ const char *e2e_status(e2e_t *t, const char *id);
  * timeout passes. Returns how many are terminal. */
 size_t e2e_wait_terminal(e2e_t *t, const char *const *ids, size_t n,
                          int64_t timeout_ms);
+/* Pump the participant until at least want of ids (n of them) have a
+ * terminal status; fails the test when timeout_ms passes first. Returns
+ * how many are terminal. */
+size_t e2e_wait_terminal_at_least(e2e_t *t, const char *const *ids, size_t n,
+                                  size_t want, int64_t timeout_ms);
 /* Pump the participant for ms. */
 void e2e_pump(e2e_t *t, int64_t ms);
 /* Messages read from the dead-letter topic so far (a reader is started on
@@ -87,5 +92,16 @@ size_t e2e_answered_from_record(const e2e_t *t);
 uint32_t e2e_attempts_received(e2e_t *t, const char *id, int step,
                                int compensate);
 const char *e2e_conninfo(const e2e_t *t);
+
+/* The crash workload of the kill and scale-out tests: every fifth saga,
+ * "fail2-<i>", fails at step 2 and is compensated; the others, "ok-<i>",
+ * complete. e2e_fail2_script is its participant script (pass it to
+ * e2e_new); e2e_fail2_ids writes the i-th id into ids[i] and points idp[i]
+ * at it, for i < n. */
+#define E2E_FAIL2_ID_LEN 32
+e2e_answer_t e2e_fail2_script(const char *saga_id, int step, int compensate,
+                              uint32_t attempt);
+void e2e_fail2_ids(char (*ids)[E2E_FAIL2_ID_LEN], const char **idp,
+                   size_t n);
 
 #endif

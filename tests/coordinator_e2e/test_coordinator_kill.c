@@ -18,17 +18,7 @@
 
 #define N 1000
 
-static e2e_answer_t script(const char *id, int step, int comp,
-                           uint32_t attempt) {
-  (void)attempt;
-  if (comp)
-    return E2E_SUCCESS;
-  if (!strncmp(id, "fail2-", 6) && step == 1)
-    return E2E_FAILURE;
-  return E2E_SUCCESS;
-}
-
-static char ids[N][32];
+static char ids[N][E2E_FAIL2_ID_LEN];
 static const char *idp[N];
 
 static void check_ledger(e2e_t *t) {
@@ -55,21 +45,13 @@ static void
 test_a_killed_coordinator_finishes_every_saga_with_effects_applied_once(
     void **state) {
   (void)state;
-  e2e_t *t = e2e_new("coord_kill", 60000, script);
-  for (int i = 0; i < N; i++) {
-    snprintf(ids[i], sizeof ids[i], "%s-%d", i % 5 == 0 ? "fail2" : "ok", i);
-    idp[i] = ids[i];
-  }
+  e2e_t *t = e2e_new("coord_kill", 60000, e2e_fail2_script);
+  e2e_fail2_ids(ids, idp, N);
   e2e_sagad_start(t, 0);
   for (int i = 0; i < N; i++)
     e2e_start(t, "slow", idp[i]);
   /* Let it get going, then kill it in the middle of the run. */
-  int64_t until = ts_now_ms() + ts_timeout_ms(120000);
-  size_t done = 0;
-  while ((done = e2e_wait_terminal(t, idp, N, 200)) < N / 5 &&
-         ts_now_ms() < until)
-    ;
-  assert_true(done >= N / 5);
+  size_t done = e2e_wait_terminal_at_least(t, idp, N, N / 5, 120000);
   int st = e2e_sagad_stop(t, 0, SIGKILL);
   assert_int_equal(st, 128 + SIGKILL);
   printf("# killed sagad with %zu of %d sagas finished\n", done, N);

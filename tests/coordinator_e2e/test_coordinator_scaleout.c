@@ -25,17 +25,7 @@
 #define N 600
 #define FIRST_WAVE 400
 
-static e2e_answer_t script(const char *id, int step, int comp,
-                           uint32_t attempt) {
-  (void)attempt;
-  if (comp)
-    return E2E_SUCCESS;
-  if (!strncmp(id, "fail2-", 6) && step == 1)
-    return E2E_FAILURE;
-  return E2E_SUCCESS;
-}
-
-static char ids[N][32];
+static char ids[N][E2E_FAIL2_ID_LEN];
 static const char *idp[N];
 
 static void check_ledger(e2e_t *t) {
@@ -134,11 +124,8 @@ static void
 test_three_coordinators_one_killed_finish_every_saga_with_one_owner_each(
     void **state) {
   (void)state;
-  e2e_t *t = e2e_new("coord_scaleout", 60000, script);
-  for (int i = 0; i < N; i++) {
-    snprintf(ids[i], sizeof ids[i], "%s-%d", i % 5 == 0 ? "fail2" : "ok", i);
-    idp[i] = ids[i];
-  }
+  e2e_t *t = e2e_new("coord_scaleout", 60000, e2e_fail2_script);
+  e2e_fail2_ids(ids, idp, N);
   for (int i = 0; i < 3; i++)
     e2e_sagad_start(t, i);
   /* All three in the group, each with partitions of its own. */
@@ -152,13 +139,8 @@ test_three_coordinators_one_killed_finish_every_saga_with_one_owner_each(
   for (int i = 0; i < FIRST_WAVE; i++)
     e2e_start(t, "slow", idp[i]);
   /* Kill one owner once the group is driving sagas. */
-  int64_t until = ts_now_ms() + ts_timeout_ms(120000);
-  size_t done = 0;
-  while ((done = e2e_wait_terminal(t, idp, FIRST_WAVE, 200)) <
-             FIRST_WAVE / 5 &&
-         ts_now_ms() < until)
-    ;
-  assert_true(done >= FIRST_WAVE / 5);
+  size_t done =
+      e2e_wait_terminal_at_least(t, idp, FIRST_WAVE, FIRST_WAVE / 5, 120000);
   assert_int_equal(e2e_sagad_stop(t, 1, SIGKILL), 128 + SIGKILL);
   printf("# killed sagad 1 with %zu of %d sagas finished\n", done, N);
   /* More sagas while the group rebalances: some land on the dead owner's

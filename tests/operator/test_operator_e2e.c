@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "e2e.h"
+#include "run_sagactl.h"
 #include "test_support.h"
 
 /* 0: every compensation fails; 1: the participant was fixed. */
@@ -80,63 +81,24 @@ static void read_sagad_args(pid_t pid, sagad_args_t *a) {
   *slash = '\0';
 }
 
-typedef struct {
-  int rc;
-  char out[16384], err[4096];
-} result_t;
+typedef sagactl_result_t result_t;
 
-static void slurp(const char *path, char *dst, size_t cap) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  size_t n = fread(dst, 1, cap - 1, f);
-  dst[n] = '\0';
-  fclose(f);
-  remove(path);
-}
+static void pump(void *t) { e2e_pump(t, 20); }
 
 /* Run sagactl with args (NULL-terminated) while pumping the participant:
- * start --wait and retry need it answering while the program runs. */
+ * start --wait and retry need it answering while the program runs. The
+ * previous result in *r is freed. */
 static void run(e2e_t *t, result_t *r, const char *first, ...) {
-  const char *argv[40] = {SAGACTL_BIN, first};
-  size_t n = 2;
+  const sagactl_how_t how = {.bin = SAGACTL_BIN,
+                             .dir = sa.dir,
+                             .conninfo = e2e_conninfo(t),
+                             .pump = pump,
+                             .pump_arg = t};
+  sagactl_result_free(r);
   va_list ap;
   va_start(ap, first);
-  const char *a;
-  while ((a = va_arg(ap, const char *)) != NULL && n < 39)
-    argv[n++] = a;
+  *r = sagactl_vrun(&how, first, ap);
   va_end(ap);
-  argv[n] = NULL;
-  char out_path[300], err_path[300];
-  snprintf(out_path, sizeof out_path, "%s/sagactl.out", sa.dir);
-  snprintf(err_path, sizeof err_path, "%s/sagactl.err", sa.dir);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (o < 0 || e < 0)
-      _exit(127);
-    dup2(o, 1);
-    dup2(e, 2);
-    setenv("SAGA_PG_CONNINFO", e2e_conninfo(t), 1);
-    setenv("HOME", sa.dir, 1);
-    unsetenv("SAGA_DEFINITIONS");
-    execv(SAGACTL_BIN, (char *const *)(uintptr_t)argv);
-    _exit(127);
-  }
-  int status = 0;
-  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
-  pid_t w;
-  while ((w = waitpid(pid, &status, WNOHANG)) == 0 && ts_now_ms() < until)
-    e2e_pump(t, 20);
-  if (w == 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    fail_msg("sagactl %s did not finish in time", first);
-  }
-  r->rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  slurp(out_path, r->out, sizeof r->out);
-  slurp(err_path, r->err, sizeof r->err);
 }
 
 static void expect(const result_t *r, int rc, const char *in_out) {
@@ -164,7 +126,7 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
   pid_t pid = e2e_sagad_start(t, 0);
   read_sagad_args(pid, &sa);
   const char *kafka = ts_kafka_bootstrap();
-  result_t *r = malloc(sizeof *r);
+  result_t *r = calloc(1, sizeof *r);
   assert_non_null(r);
 
   /* Two sagas whose compensations fail past their budget (5 attempts). */
@@ -229,6 +191,7 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
   run(t, r, "replay", "--all", "--definitions", sa.defs, NULL);
   expect(r, 0, "3 consistent");
 
+  sagactl_result_free(r);
   free(r);
   assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
   e2e_free(t);

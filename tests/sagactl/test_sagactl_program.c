@@ -23,6 +23,7 @@
 #include "saga.pb-c.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
+#include "run_sagactl.h"
 #include "saga_machine.h"
 #include "test_support.h"
 
@@ -44,79 +45,23 @@ static saga_def_t *def;
 
 /* ---- running the program ---------------------------------------------- */
 
-typedef struct {
-  int rc;
-  char *out, *err;
-} result_t;
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  char chunk[4096];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-    if (len + n + 1 > cap) {
-      cap = (len + n + 1) * 2;
-      buf = realloc(buf, cap);
-      assert_non_null(buf);
-    }
-    memcpy(buf + len, chunk, n);
-    len += n;
-  }
-  fclose(f);
-  if (buf == NULL)
-    buf = calloc(1, 1);
-  else
-    buf[len] = '\0';
-  return buf;
-}
+typedef sagactl_result_t result_t;
 
 /* Run sagactl with args (NULL-terminated) and SAGA_PG_CONNINFO set to the
  * scratch database, HOME to an empty folder. */
 static result_t run(const char *first, ...) {
-  const char *argv[32] = {SAGACTL_BIN, first};
-  size_t n = 2;
+  const sagactl_how_t how = {.bin = SAGACTL_BIN,
+                             .dir = tmpdir,
+                             .conninfo = conninfo,
+                             .unset_kafka = 1}; /* tests pass --kafka */
   va_list ap;
   va_start(ap, first);
-  const char *a;
-  while ((a = va_arg(ap, const char *)) != NULL && n < 31)
-    argv[n++] = a;
+  result_t r = sagactl_vrun(&how, first, ap);
   va_end(ap);
-  argv[n] = NULL;
-  char out_path[160], err_path[160];
-  snprintf(out_path, sizeof out_path, "%s/out", tmpdir);
-  snprintf(err_path, sizeof err_path, "%s/err", tmpdir);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (o < 0 || e < 0)
-      _exit(127);
-    dup2(o, 1);
-    dup2(e, 2);
-    setenv("SAGA_PG_CONNINFO", conninfo, 1);
-    setenv("HOME", tmpdir, 1);
-    unsetenv("SAGA_DEFINITIONS");
-    unsetenv("SAGA_KAFKA_BOOTSTRAP"); /* tests pass --kafka */
-    execv(SAGACTL_BIN, (char *const *)(uintptr_t)argv);
-    _exit(127);
-  }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  result_t r = {.rc = WIFEXITED(status) ? WEXITSTATUS(status)
-                                        : 128 + WTERMSIG(status),
-                .out = slurp(out_path),
-                .err = slurp(err_path)};
   return r;
 }
 
-static void result_free(result_t *r) {
-  free(r->out);
-  free(r->err);
-}
+static void result_free(result_t *r) { sagactl_result_free(r); }
 
 static void expect(result_t *r, int rc, const char *in_out,
                    const char *in_err) {

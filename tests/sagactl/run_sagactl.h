@@ -1,0 +1,34 @@
+/* Test helper: run the real sagactl program in a child process and capture
+ * its exit code, stdout and stderr (the program tests and the operator's
+ * end-to-end test). Test-only code: it fails the calling cmocka test. */
+#ifndef SAGA_TEST_RUN_SAGACTL_H
+#define SAGA_TEST_RUN_SAGACTL_H
+
+#include <stdarg.h>
+
+typedef struct {
+  int rc;          /* exit code, or 128 + the signal that ended it */
+  char *out, *err; /* all it wrote, malloc'd and NUL-terminated */
+} sagactl_result_t;
+
+/* How to run it. */
+typedef struct {
+  const char *bin;      /* the sagactl program */
+  const char *dir;      /* its HOME, and where its output files go */
+  const char *conninfo; /* its SAGA_PG_CONNINFO */
+  int unset_kafka;      /* run it without SAGA_KAFKA_BOOTSTRAP */
+  /* NULL: wait for it; otherwise called while it runs, and the test fails
+   * when it has not finished within ts_timeout_ms(60000). */
+  void (*pump)(void *arg);
+  void *pump_arg;
+} sagactl_how_t;
+
+/* Run bin with first and the arguments of ap (ended by NULL, 38 at most),
+ * SAGA_DEFINITIONS unset; stdout and stderr go to dir/sagactl.out and
+ * dir/sagactl.err, read back and removed. Free with sagactl_result_free. */
+sagactl_result_t sagactl_vrun(const sagactl_how_t *how, const char *first,
+                              va_list ap);
+/* Free out and err (and set them to NULL); NULL-safe. */
+void sagactl_result_free(sagactl_result_t *r);
+
+#endif

@@ -75,19 +75,33 @@ done
 ct podman logs "$ctr" >"$work/sagad.log" 2>&1
 grep -q 'loaded 1 saga definitions from /etc/sagad/definitions' "$work/sagad.log" ||
   fail "sagad did not load the definitions ConfigMap"
-# The probes' command, exec'd in the container as the kubelet does. (podman
-# 4.3 turns an exec probe into a CMD-SHELL health check, which needs a
-# /bin/sh the image does not have, so its own health check cannot be used.)
-read -r -a probe < <(python3 -c '
+# The Deployment's probes, asked as the kubelet would: HTTP GETs on the
+# admin port (the pod shares the host's network here). Readiness waits for
+# the consumer group to assign the partitions.
+read -r -a probe_paths < <(python3 -c '
 import sys, yaml
 d = [x for x in yaml.safe_load_all(open(sys.argv[1])) if x and x["kind"] == "Deployment"][0]
 c = d["spec"]["template"]["spec"]["containers"][0]
-assert c["livenessProbe"]["exec"]["command"] == c["readinessProbe"]["exec"]["command"]
-print(" ".join(c["livenessProbe"]["exec"]["command"]))
+print(c["livenessProbe"]["httpGet"]["path"], c["readinessProbe"]["httpGet"]["path"])
 ' "$root/deploy/k8s/deployment.yaml")
-hc=$(ct podman exec "$ctr" "${probe[@]}" 2>&1) || fail "the Deployment's probe (${probe[*]}) failed: $hc"
+probe_ok() {
+  python3 -c '
+import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=5).status == 200 else 1)
+except Exception:
+    sys.exit(1)
+' "http://127.0.0.1:$admin_port$1"
+}
+for path in "${probe_paths[@]}"; do
+  deadline=$((SECONDS + 30 * scale))
+  until probe_ok "$path"; do
+    [ $SECONDS -lt $deadline ] || { ct podman logs "$ctr" >"$work/sagad.log" 2>&1; fail "the Deployment's probe GET $path did not answer 200"; }
+    sleep 0.5
+  done
+done
 user=$(ct podman inspect --format '{{.Config.User}}' "$ctr")
-echo "ok: kube play runs $ctr (user $user), definitions from the ConfigMap, probe passes"
+echo "ok: kube play runs $ctr (user $user), definitions from the ConfigMap, probes ${probe_paths[*]} answer 200"
 
 ct podman pod stop -t 30 "$pod" >/dev/null
 code=$(ct podman inspect --format '{{.State.ExitCode}}' "$ctr")

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <fcntl.h>
@@ -316,9 +317,15 @@ const char *e2e_dir(const e2e_t *t) { return t->dir; }
 pid_t e2e_sagad_start_with(e2e_t *t, int idx, const char *const *extra) {
   char log[256];
   snprintf(log, sizeof log, "%s/sagad%d.log", t->dir, idx);
+  pid_t parent = getpid();
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
+    /* No coordinator outlives its test: when the test process ends, even
+     * through a failed assertion, sagad gets SIGKILL. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+      _exit(127);
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (fd >= 0) {
       dup2(fd, 2);

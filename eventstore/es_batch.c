@@ -483,7 +483,9 @@ int es__batch_encode_round(es_batch_t *b, size_t k, const char **values,
   size_t bytes = 0;
   for (size_t j = 0; j < m; j++) {
     n_events += b->streams[idx[j]].n_events;
-    bytes += b->streams[idx[j]].params.len + 32 * b->streams[idx[j]].n_events;
+    bytes += b->streams[idx[j]].params.len +
+             (36 + (size_t)b->streams[idx[j]].lens[0]) *
+                 b->streams[idx[j]].n_events;
   }
   if (bytes > ES__MULTI_MAX_BYTES)
     return ES_ERR_TOO_LARGE;
@@ -516,6 +518,15 @@ int es__batch_encode_round(es_batch_t *b, size_t k, const char **values,
     offs[a + 2] = p->len;
     if (!rc)
       rc = concat_array(b, idx, m, a, n_events);
+  }
+  /* each event's stream id, so the statement needs no join to find it */
+  offs[ES__APPEND_NPARAMS + 2] = p->len;
+  if (!rc)
+    rc = array_head(p, OID_TEXT, n_events, 0);
+  for (size_t j = 0; j < m && !rc; j++) {
+    const es__stream_t *s = &b->streams[idx[j]];
+    for (size_t e = 0; e < s->n_events && !rc; e++)
+      rc = array_elem(p, s->params.p + s->offs[0], (size_t)s->lens[0]);
   }
   if (rc)
     return rc;

@@ -82,8 +82,9 @@ struct es_batch {
 
 /* Parameters of the multi-stream statement: per stream (stream id text[],
  * expected int8[]), per event (stream number int8[], ordinal in its stream
- * int8[], then the seven arrays of ES__APPEND_NPARAMS). */
-#define ES__MULTI_NPARAMS 11
+ * int8[], then the seven arrays of ES__APPEND_NPARAMS, then its stream's id
+ * text[]). */
+#define ES__MULTI_NPARAMS 12
 /* A round's parameters above this many bytes: per-stream statements. */
 #define ES__MULTI_MAX_BYTES ((size_t)256 << 20)
 
@@ -120,6 +121,7 @@ typedef enum {
   ES__R_LISTEN,
   ES__R_BEGIN,
   ES__R_APPEND,
+  ES__R_ONE,   /* the single-event statement: a position or no row */
   ES__R_MULTI, /* one round of a batch's streams in one statement */
   ES__R_STMT,
   ES__R_NOTIFY,
@@ -153,7 +155,10 @@ typedef struct es__op {
   int aborted_by; /* stream index that raised an error, or -1 */
   int prep_failed; /* a preparation (or LISTEN) did not succeed */
   int multi_failed; /* a multi-stream statement raised an error */
-  int classify;     /* sending the per-stream classification round */
+  int recheck;      /* the single-event statement wrote nothing */
+  int classify;     /* sending the classification round (per-stream
+                       statements for a batch, es_append_check for a
+                       single append) */
   int syncs;        /* syncs still to come before the op is complete */
   char msg[ES_ERRBUF_SIZE];
   es_page_t *page;
@@ -173,7 +178,8 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen);
  * the op is complete (the sync arrived), 0 otherwise, or ES__OP_AGAIN when
  * the face must call es__op_send again (prepare and listen 0) for a second
  * round trip and keep reading: a batch whose multi-stream statement
- * raised an error is classified by the per-stream statements. */
+ * raised an error is classified by the per-stream statements, and a single
+ * append that wrote nothing by es_append_check. */
 #define ES__OP_AGAIN 2
 int es__op_result(es__op_t *op, PGresult *r);
 /* Set op as failed with status (all batch streams too). */

@@ -31,62 +31,74 @@ enum { O_INT8A = 1016 };
   " FROM cur, dup"
 
 /* One event, exact expected version (ES_NO_STREAM or a version): the
- * common single append. The new version is computed, not read: the event
- * goes in only if version $2 exists (or $2 is 0) and, through the unique
- * keys, if version $2 + 1 and the event id do not. ON CONFLICT DO NOTHING
- * turns a stale version, a stored id or a racing writer into zero rows
- * instead of an error, and only then do the InitPlans below run (they are
- * evaluated on first use, in the CASE's else branch) to tell CONFLICT,
- * DUPLICATE and ID_REUSED apart in the same round trip. Columns as
- * APPEND_SQL's. One row cannot be half written, which is why the form is
- * reserved to one event. */
+ * common single append, as close to a bare INSERT as the checks allow. The
+ * new version is computed, not read: the event goes in only if version $2
+ * exists (one index probe, skipped for a new stream) and, through the
+ * unique keys, if version $2 + 1 and the event id do not. It answers the
+ * new row's position, or no row when version $2 is missing, or raises
+ * 23505 for a stale version, a stored id or a racing writer that
+ * committed first; only then does a second round trip (APPEND_CHECK_SQL)
+ * tell CONFLICT, DUPLICATE and ID_REUSED apart. No ON CONFLICT (its
+ * speculative insertion costs a probe of every unique index and a WAL
+ * record per row) and no CTE: the common path pays one insert and at most
+ * one probe. One row cannot be half written. */
 #define APPEND_ONE_SQL(extra)                                                 \
-  "WITH ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"  \
-  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
+  "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
+  " data, correlation_id, causation_id, traceparent, metadata)"               \
   " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9 WHERE $2 = 0 OR EXISTS"     \
   " (SELECT 1 FROM es_events WHERE stream_id = $1 AND stream_version = $2)"   \
-  " ON CONFLICT DO NOTHING RETURNING global_position)"                        \
-  " SELECT CASE WHEN p IS NULL THEN (SELECT coalesce(max(stream_version), 0)" \
-  " FROM es_events WHERE stream_id = $1) ELSE $2 END,"                        \
-  " CASE WHEN p IS NULL THEN (SELECT count(*) FROM es_events"                 \
-  " WHERE event_id = $3) ELSE 0 END,"                                         \
-  " CASE WHEN p IS NULL THEN (SELECT count(*) FROM es_events"                 \
-  " WHERE event_id = $3 AND stream_id = $1) ELSE 0 END,"                      \
-  " (p IS NOT NULL)::int::int8, coalesce(p, 0), coalesce(p, 0)" extra         \
-  " FROM (SELECT (SELECT global_position FROM ins) AS p) AS x"
+  " RETURNING global_position" extra
+
+/* Why a single append did not go in: the stream's current version, how
+ * many events carry the id, how many of those in this stream; columns as
+ * APPEND_SQL's (nothing written). */
+#define APPEND_CHECK_SQL                                                      \
+  "SELECT coalesce(max(stream_version), 0),"                                  \
+  " (SELECT count(*) FROM es_events WHERE event_id = $2),"                    \
+  " (SELECT count(*) FROM es_events WHERE event_id = $2 AND stream_id = $1)," \
+  " 0::int8, 0::int8, 0::int8 FROM es_events WHERE stream_id = $1"
 
 /* A batch's streams in one statement (one round of es__batch_plan, so each
- * stream id appears once). Per stream, s: its number i, id, expected
- * version e and current version v (one index probe); dup: per stream, how
+ * stream id appears once). The plan must not depend on the number of
+ * streams or events: after five executions the plan cache keeps the
+ * generic plan, which estimates every unnest at 10 rows, so the statement
+ * avoids joins whose method the planner would choose from that estimate.
+ * v: each stream's current version (one index probe per stream), in an
+ * array indexed by stream number; d: the batch's event ids already stored
+ * (one index scan for all of them, usually empty); bad: per stream, how
  * many of its event ids are stored and how many of those in this stream;
  * ins writes the events of the streams with no stored id and a matching
- * version, in stream then stream-version order, so global positions follow
- * the versions. The same checks as APPEND_SQL, stream by stream, without
- * raising an error. Answers one row per stream, ordered by i: i, then
- * APPEND_SQL's columns. A racing writer still raises 23505 and aborts the
- * batch (es__op_result then classifies the streams). */
+ * version, looking up each event's stream by array subscript, in stream
+ * then stream-version order, so global positions follow the versions. The
+ * same checks as APPEND_SQL, stream by stream, without raising an error.
+ * Answers one row per stream, ordered by i: i, then APPEND_SQL's columns.
+ * A racing writer still raises 23505 and aborts the batch (es__op_result
+ * then classifies the streams). */
 #define MULTI_SQL                                                             \
-  "WITH s AS (SELECT s.i, s.id, s.e, coalesce((SELECT x.stream_version"      \
+  "WITH v AS (SELECT ARRAY(SELECT coalesce((SELECT x.stream_version"         \
   " FROM es_events x WHERE x.stream_id = s.id"                                \
-  " ORDER BY x.stream_version DESC LIMIT 1), 0) AS v"                         \
-  " FROM unnest($1, $2) WITH ORDINALITY AS s(id, e, i)),"                     \
-  " u AS (SELECT * FROM unnest($3, $4, $5, $6, $7, $8, $9, $10, $11)"         \
-  " AS u(si, ord, id, t, d, c, k, tp, m)),"                                   \
-  " dup AS (SELECT u.si, count(*) AS n, count(*) FILTER"                      \
-  " (WHERE x.stream_id = s.id) AS mine FROM u"                                \
-  " JOIN es_events x ON x.event_id = u.id JOIN s ON s.i = u.si"               \
-  " GROUP BY u.si),"                                                          \
+  " ORDER BY x.stream_version DESC LIMIT 1), 0)"                              \
+  " FROM unnest($1) AS s(id)) AS v),"                                         \
+  " d AS MATERIALIZED (SELECT x.event_id, x.stream_id FROM es_events x"       \
+  " WHERE x.event_id = ANY($5)),"                                             \
+  " bad AS (SELECT u.si, count(*) AS n, count(*) FILTER"                      \
+  " (WHERE d.stream_id = u.sid) AS mine"                                      \
+  " FROM unnest($3, $5, $12) AS u(si, id, sid)"                               \
+  " JOIN d ON d.event_id = u.id GROUP BY u.si),"                              \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
-  " SELECT s.id, s.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"            \
-  " FROM u JOIN s ON s.i = u.si LEFT JOIN dup ON dup.si = u.si"               \
-  " WHERE dup.si IS NULL AND (s.e < 0 OR s.v = s.e) ORDER BY u.si, u.ord"     \
+  " SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"     \
+  " FROM v, unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"                \
+  " AS u(si, ord, id, t, d, c, k, tp, m, sid)"                                \
+  " WHERE ($2[u.si] < 0 OR v.v[u.si] = $2[u.si])"                             \
+  " AND u.si NOT IN (SELECT si FROM bad) ORDER BY u.si, u.ord"                \
   " RETURNING stream_id, global_position),"                                   \
   " w AS (SELECT stream_id, count(*) AS n, min(global_position) AS lo,"       \
   " max(global_position) AS hi FROM ins GROUP BY stream_id)"                  \
-  " SELECT s.i, s.v, coalesce(dup.n, 0), coalesce(dup.mine, 0),"              \
+  " SELECT s.i, v.v[s.i], coalesce(bad.n, 0), coalesce(bad.mine, 0),"        \
   " coalesce(w.n, 0), coalesce(w.lo, 0), coalesce(w.hi, 0)"                   \
-  " FROM s LEFT JOIN dup ON dup.si = s.i LEFT JOIN w ON w.stream_id = s.id"   \
+  " FROM v, unnest($1) WITH ORDINALITY AS s(id, i)"                           \
+  " LEFT JOIN bad ON bad.si = s.i LEFT JOIN w ON w.stream_id = s.id"          \
   " ORDER BY s.i"
 
 #define COLS                                                                  \
@@ -104,9 +116,10 @@ static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_TEXTA, O_JSONBA};
 static const Oid append_one_types[] = {O_TEXT, O_INT8, O_UUID,  O_TEXT, O_BYTEA,
                                        O_TEXT, O_TEXT, O_TEXT, O_JSONB};
+static const Oid append_check_types[] = {O_TEXT, O_UUID};
 static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
                                   O_UUIDA,  O_TEXTA, O_BYTEAA, O_TEXTA,
-                                  O_TEXTA,  O_TEXTA, O_JSONBA};
+                                  O_TEXTA,  O_TEXTA, O_JSONBA, O_TEXTA};
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
 static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
@@ -125,9 +138,9 @@ static const struct {
     {"es_append_one", APPEND_ONE_SQL(""), 9, append_one_types},
     {"es_append_multi", MULTI_SQL, ES__MULTI_NPARAMS, multi_types},
     {"es_append_one_notify",
-     APPEND_ONE_SQL(", (SELECT pg_notify('" ES__CHANNEL "', '')"
-                    " WHERE p IS NOT NULL)"),
-     9, append_one_types},
+     APPEND_ONE_SQL(", pg_notify('" ES__CHANNEL "', '')"), 9,
+     append_one_types},
+    {"es_append_check", APPEND_CHECK_SQL, 2, append_check_types},
     {"es_read_stream",
      COLS " WHERE stream_id = $1 AND stream_version >= $2"
           " ORDER BY stream_version LIMIT $3",
@@ -192,7 +205,23 @@ static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
   }
   int ok = PQsendQueryPrepared(c, names[s->one][notify != 0],
                                ES__APPEND_NPARAMS, values, s->lens, fmts, 1);
-  return sent(c, op, ok, ES__R_APPEND, i);
+  return sent(c, op, ok, s->one ? ES__R_ONE : ES__R_APPEND, i);
+}
+
+/* After a single append went in nowhere: why, in a second round trip. */
+static int send_check(PGconn *c, es__op_t *op) {
+  es__stream_t *s = &op->batch->streams[0];
+  const char *values[2] = {s->params.p + s->offs[0], s->params.p + s->offs[2]};
+  int lens[2] = {s->lens[0], s->lens[2]}, fmts[2] = {1, 1};
+  int rc = sent(c, op,
+                PQsendQueryPrepared(c, "es_append_check", 2, values, lens,
+                                    fmts, 1),
+                ES__R_APPEND, 0);
+  if (!rc && !PQpipelineSync(c))
+    rc = sent(c, op, 0, ES__R_COMMIT, 0);
+  if (rc == ES_ERR_NOMEM)
+    es__set_msg(op->msg, sizeof op->msg, "out of memory");
+  return rc;
 }
 
 /* A batch's streams: one statement per round of the plan (usually one),
@@ -307,10 +336,13 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   op->status = 0;
   op->aborted_by = -1;
   op->syncs = 1;
+  if (op->classify && op->kind == ES__OP_APPEND)
+    return send_check(c, op);
   if (op->classify)
     return send_classify(c, op); /* keeps the first round's message */
   op->prep_failed = 0;
   op->multi_failed = 0;
+  op->recheck = 0;
   op->msg[0] = '\0';
   /* After a failed preparation some statements may exist: start clean. */
   if (prepare)
@@ -426,6 +458,20 @@ static void append_result(es__op_t *op, size_t i, const PGresult *r, int row,
     op->status = res->status;
 }
 
+/* The single-event statement's answer: the new row's position, or no row
+ * when the expected version is missing (es_append_check then says why). */
+static void one_result(es__op_t *op, size_t i, const PGresult *r) {
+  es_append_result_t *res = &op->batch->results[i];
+  if (PQntuples(r) != 1) {
+    op->recheck = 1;
+    return;
+  }
+  res->status = 0;
+  res->version = op->batch->streams[i].expected + 1;
+  res->first_position = res->last_position =
+      es__get_be64(PQgetvalue(r, 0, 0));
+}
+
 /* One round's rows: stream number (1-based in the round), then
  * APPEND_SQL's columns. */
 static int multi_result(es__op_t *op, size_t k, const PGresult *r) {
@@ -522,7 +568,14 @@ int es__op_result(es__op_t *op, PGresult *r) {
       op->classify = 1;
       return ES__OP_AGAIN;
     }
-    if (op->classify)
+    if (op->kind == ES__OP_APPEND && op->recheck && !op->classify &&
+        !op->prep_failed) {
+      /* the single append's refusal is answered, not reported as an error */
+      op->classify = 1;
+      op->msg[0] = '\0';
+      return ES__OP_AGAIN;
+    }
+    if (op->classify && op->kind == ES__OP_BATCH)
       op->status = ES_ERR_BATCH_ABORTED;
     if (op->kind == ES__OP_BATCH && op->status)
       for (size_t i = 0; i < op->batch->n_streams; i++) {
@@ -550,7 +603,7 @@ int es__op_result(es__op_t *op, PGresult *r) {
       (e.kind == ES__R_PREPARE || e.kind == ES__R_LISTEN))
     op->prep_failed = 1;
   if (st == PGRES_PIPELINE_ABORTED) {
-    if (e.kind == ES__R_APPEND)
+    if (e.kind == ES__R_APPEND || e.kind == ES__R_ONE)
       op->batch->results[e.index].status = ES_ERR_BATCH_ABORTED;
     PQclear(r);
     return 0;
@@ -566,7 +619,7 @@ int es__op_result(es__op_t *op, PGresult *r) {
         es__set_msg(op->msg, sizeof op->msg,
                     "could not append the batch's %zu streams: %.*s",
                     op->batch->n_streams, (int)ml, m);
-      else if (e.kind == ES__R_APPEND)
+      else if (e.kind == ES__R_APPEND || e.kind == ES__R_ONE)
         es__set_msg(op->msg, sizeof op->msg,
                     "could not append to stream \"%.*s\": %.*s",
                     op->batch->streams[e.index].lens[0],
@@ -578,7 +631,10 @@ int es__op_result(es__op_t *op, PGresult *r) {
       else
         es__set_msg(op->msg, sizeof op->msg, "%.*s", (int)ml, m);
     }
-    if (e.kind == ES__R_APPEND) {
+    if (e.kind == ES__R_ONE &&
+        (code == ES_ERR_CONFLICT || code == ES_ERR_ID_REUSED))
+      op->recheck = 1; /* a unique key refused it: ask why */
+    if (e.kind == ES__R_APPEND || e.kind == ES__R_ONE) {
       op->batch->results[e.index].status = code;
       if (op->kind == ES__OP_BATCH) {
         op->aborted_by = (int)e.index;
@@ -601,6 +657,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
   switch (e.kind) {
   case ES__R_APPEND:
     append_result(op, e.index, r, 0, 0);
+    break;
+  case ES__R_ONE:
+    one_result(op, e.index, r);
     break;
   case ES__R_MULTI:
     rc = multi_result(op, e.index, r);

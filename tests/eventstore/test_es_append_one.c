@@ -1,8 +1,8 @@
 /* The single-event append (one event, exact expected version), which has a
  * statement of its own: every answer of the general append -- conflict,
- * duplicate, id reused -- from one round trip, its fields stored as given,
- * and a racing writer turned into a conflict (or a success when the rival
- * rolls back), never into a second row. */
+ * duplicate, id reused (the refusals answered in a second round trip), its
+ * fields stored as given, and a racing writer turned into a conflict (or a
+ * success when the rival rolls back), never into a second row. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>

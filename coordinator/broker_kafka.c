@@ -38,6 +38,7 @@ static void k_on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
       .value_len = m->len,
       .hdrs = h,
       .ack = ack,
+      .received_us = (int64_t)(uv_hrtime() / 1000),
   };
   if (b->engine)
     sagad_engine_on_message(b->engine, &in);

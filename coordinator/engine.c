@@ -51,6 +51,7 @@ typedef struct input {
   int kind;
   int32_t partition;
   void *ack;
+  int64_t received_us;    /* IN_MSG: sagad_inmsg_t.received_us */
   sagad_msg_t msg;        /* IN_MSG */
   saga_input_t timer;     /* IN_TIMER */
   char id[SAGA_ID_MAX + 1]; /* saga id */
@@ -63,6 +64,7 @@ typedef struct {
 typedef struct {
   entry_t *en;
   saga_effect_t fx;
+  int64_t reply_us; /* received_us of the reply that decided it, or 0 */
 } bfx_t;
 
 typedef struct {
@@ -316,13 +318,14 @@ static const char *step_name(const saga_t *s, unsigned i) {
   return i < s->def->nsteps ? s->def->steps[i].name : NULL;
 }
 
-static void send_command(sagad_engine_t *e, entry_t *en,
-                         const saga_effect_t *fx) {
+/* Returns 1 when the command was handed to the broker. */
+static int send_command(sagad_engine_t *e, entry_t *en,
+                        const saga_effect_t *fx) {
   saga_t *s = ENTRY_SAGA(en);
   const saga_step_def_t *sd = &s->def->steps[fx->step];
   const char *topic = fx->action == SAGA_DO ? sd->topic : sd->comp_topic;
   if (!topic)
-    return;
+    return 0;
   sagad_command_t c = {
       .saga_id = s->id,
       .saga_type = s->def->name,
@@ -346,7 +349,7 @@ static void send_command(sagad_engine_t *e, entry_t *en,
   if (sagad_msg_encode_command(&c, &buf, &len, &h, err, sizeof err) != 0) {
     SLOG_ERROR(s->id, sd->name, "could not encode the command: %s", err);
     e->c.produce_errors++;
-    return;
+    return 0;
   }
   if (e->cfg.broker.produce(e->cfg.broker.self, topic, s->id, strlen(s->id),
                             buf, len, h, NULL) != 0) {
@@ -354,13 +357,15 @@ static void send_command(sagad_engine_t *e, entry_t *en,
     rd_kafka_headers_destroy(h);
     e->c.produce_errors++;
     SLOG_WARN(s->id, sd->name, "could not produce the command to %s", topic);
-  } else {
-    e->c.commands_sent++;
-    SLOG_DEBUG(s->id, sd->name, "sent %s attempt %u to %s",
-               fx->action == SAGA_DO ? "DO" : "COMPENSATE",
-               (unsigned)fx->attempt, topic);
+    free(buf);
+    return 0;
   }
+  e->c.commands_sent++;
+  SLOG_DEBUG(s->id, sd->name, "sent %s attempt %u to %s",
+             fx->action == SAGA_DO ? "DO" : "COMPENSATE",
+             (unsigned)fx->attempt, topic);
   free(buf);
+  return 1;
 }
 
 static void send_notification(sagad_engine_t *e, entry_t *en,
@@ -399,12 +404,12 @@ static void send_notification(sagad_engine_t *e, entry_t *en,
   free(buf);
 }
 
-static void perform(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
-                    int64_t now) {
+/* Returns 1 when the effect was a command handed to the broker. */
+static int perform(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
+                   int64_t now) {
   switch (fx->type) {
   case SAGA_FX_SEND:
-    send_command(e, en, fx);
-    break;
+    return send_command(e, en, fx);
   case SAGA_FX_TIMER: {
     tmr_t t = {.at = fx->at_ms,
                .step = fx->step,
@@ -421,6 +426,7 @@ static void perform(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
   default:
     break;
   }
+  return 0;
 }
 
 /* ---- loading sagas from the store ----------------------------------- */
@@ -587,7 +593,8 @@ static int add_stream(sagad_engine_t *e, entry_t *en) {
   return 0;
 }
 
-static int add_fx(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx) {
+static int add_fx(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
+                  int64_t reply_us) {
 #ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
   return perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
 #endif
@@ -601,6 +608,7 @@ static int add_fx(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx) {
   }
   e->fx[e->nfx].en = en;
   e->fx[e->nfx].fx = *fx;
+  e->fx[e->nfx].reply_us = reply_us;
   e->nfx++;
   return 0;
 }
@@ -801,7 +809,10 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
                              : NULL);
   }
   for (size_t i = 0; i < e->out.n_effects; i++)
-    if (add_fx(e, en, &e->out.effects[i]) != 0)
+    if (add_fx(e, en, &e->out.effects[i],
+               in->kind == IN_MSG && in->msg.kind == SAGAD_MSG_REPLY
+                   ? in->received_us
+                   : 0) != 0)
       LOG_ERROR("out of memory queueing an effect of saga %s", s->id);
   q_push(&e->done, in);
   /* A finished saga read back only to judge this input need not stay; it
@@ -876,8 +887,10 @@ static void settle(sagad_engine_t *e) {
   for (size_t i = 0; i < e->nfx; i++) {
     if (i == e->nfx / 2 && i > 0)
       FAULT_POINT("mid_batch"); /* half of the batch's effects are out */
-    if (!e->fx[i].en->failed)
-      perform(e, e->fx[i].en, &e->fx[i].fx, now);
+    if (!e->fx[i].en->failed &&
+        perform(e, e->fx[i].en, &e->fx[i].fx, now) && e->fx[i].reply_us &&
+        e->hooks.on_reply_command)
+      e->hooks.on_reply_command(e->hooks.arg, e->fx[i].reply_us);
   }
   if (e->nfx)
     FAULT_POINT("after_produce_before_ack"); /* inputs not yet acked */
@@ -1045,6 +1058,7 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
   in->kind = IN_MSG;
   in->partition = m->partition;
   in->ack = m->ack;
+  in->received_us = m->received_us;
   q_push(&e->pending, in);
   request_turn(e);
   return;

@@ -96,6 +96,10 @@ typedef struct {
   void (*on_command)(void *arg, void *obs, const saga_t *s, unsigned step,
                      int action, char tp[56]);
   void (*on_forget)(void *arg, void *obs);
+  /* A command decided by a reply was handed to the broker; received_us is
+   * the reply's sagad_inmsg_t.received_us (nonzero), so the hook can time
+   * reply received -> next command produced, durable append included. */
+  void (*on_reply_command)(void *arg, int64_t received_us);
   /* An input went to the dead-letter topic; reason is a short class
    * (undecodable, invalid_id, unknown_type). */
   void (*on_dead_letter)(void *arg, const char *reason);

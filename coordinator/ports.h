@@ -99,6 +99,9 @@ typedef struct {
   size_t value_len;
   const rd_kafka_headers_t *hdrs; /* may be NULL */
   void *ack;
+  /* when it was consumed, on a monotonic microsecond clock (0: unknown);
+   * only handed back to the on_reply_command hook */
+  int64_t received_us;
 } sagad_inmsg_t;
 
 typedef struct sagad_broker_port {

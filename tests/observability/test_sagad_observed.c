@@ -231,6 +231,11 @@ static void test_metrics_show_a_completed_saga_and_its_step_latency(void **s) {
                             "\"fast\",step=\"s2\",action=\"do\"} 1"));
   assert_non_null(strstr(b, "# TYPE eventstore_append_seconds histogram"));
   assert_non_null(strstr(b, "eventstore_batch_streams_count "));
+  /* s1's reply led to s2's command: one reaction timed at least */
+  const char *react = strstr(b, "\nsagad_reply_to_command_seconds_count ");
+  assert_non_null(react);
+  assert_true(atof(react + strlen("\nsagad_reply_to_command_seconds_count "))
+              >= 1);
   assert_non_null(strstr(b, "# TYPE kafka_consumer_lag gauge"));
   free(b);
 }

@@ -64,8 +64,11 @@ enum { O_INT8A = 1016 };
  * generic plan, which estimates every unnest at 10 rows, so the statement
  * avoids joins whose method the planner would choose from that estimate.
  * v: each stream's current version (one index probe per stream), in an
- * array indexed by stream number; d: the batch's event ids already stored
- * (one index scan for all of them, usually empty); bad: per stream, how
+ * array indexed by stream number; d: per event, the stream that already
+ * stores its id, if any (one index probe per event: a scalar subquery is
+ * never turned into a join, so a generic plan made while the table was
+ * small cannot become a sequential scan of es_events -- an `= ANY` scan
+ * did, in sagad's first minute on a fresh database); bad: per stream, how
  * many of its event ids are stored and how many of those in this stream;
  * ins writes the events of the streams with no stored id and a matching
  * version, looking up each event's stream by array subscript, in stream
@@ -79,12 +82,11 @@ enum { O_INT8A = 1016 };
   " FROM es_events x WHERE x.stream_id = s.id"                                \
   " ORDER BY x.stream_version DESC LIMIT 1), 0)"                              \
   " FROM unnest($1) AS s(id)) AS v),"                                         \
-  " d AS MATERIALIZED (SELECT x.event_id, x.stream_id FROM es_events x"       \
-  " WHERE x.event_id = ANY($5)),"                                             \
-  " bad AS (SELECT u.si, count(*) AS n, count(*) FILTER"                      \
-  " (WHERE d.stream_id = u.sid) AS mine"                                      \
-  " FROM unnest($3, $5, $12) AS u(si, id, sid)"                               \
-  " JOIN d ON d.event_id = u.id GROUP BY u.si),"                              \
+  " d AS (SELECT u.si, u.sid, (SELECT x.stream_id FROM es_events x"         \
+  " WHERE x.event_id = u.id) AS found FROM unnest($3, $5, $12) AS u(si, id,"  \
+  " sid)),"                                                                   \
+  " bad AS (SELECT si, count(*) AS n, count(*) FILTER (WHERE found = sid)"    \
+  " AS mine FROM d WHERE found IS NOT NULL GROUP BY si),"                     \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
   " SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"     \

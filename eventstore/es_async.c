@@ -21,6 +21,7 @@ struct es_async {
   int poll_fd;
   uv_timer_t kick;
   int prepared, prep_inflight;
+  es__xcache_t xc; /* batch statements prepared on conn */
   int listen, listened, listen_inflight;
   es__op_t *head, *tail, *cur;
   int closing, handles;
@@ -41,6 +42,7 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--as->handles == 0 && as->closing) {
     if (as->close_cb)
       as->close_cb(as, as->close_arg);
+    es__xcache_clear(&as->xc);
     free(as->conninfo);
     free(as);
   }
@@ -180,6 +182,8 @@ static void read_results(es_async_t *as) {
       as->cur = NULL;
       if (as->prep_inflight && !op->prep_failed)
         as->prepared = 1;
+      if (op->xprep_failed)
+        as->prepared = 0;
       if (as->listen_inflight && !op->prep_failed && !op->status)
         as->listened = 1;
       as->prep_inflight = as->listen_inflight = 0;
@@ -282,6 +286,7 @@ static void process(es_async_t *as) {
   if (!as->head)
     as->tail = NULL;
   as->cur = op;
+  op->xc = &as->xc;
   as->prep_inflight = !as->prepared;
   as->listen_inflight = as->listen && !as->listened;
   if (es__op_send(as->conn, op, as->prep_inflight, as->listen_inflight)) {

@@ -124,6 +124,7 @@ typedef enum {
   ES__R_ONE,   /* the single-event statement: a position or no row */
   ES__R_MULTI, /* one round of a batch's streams in one statement */
   ES__R_STMT,
+  ES__R_XPREP, /* preparing a batch's statement for this connection */
   ES__R_NOTIFY,
   ES__R_COMMIT,
   ES__R_READ,
@@ -134,6 +135,22 @@ typedef struct {
   es__rkind_t kind;
   size_t index;
 } es__expect_t;
+
+/* The batch statements (es_batch_add_statement) a connection has
+ * prepared, by text and parameter count: each is parsed and planned once per connection, not
+ * once per batch. Cleared with the connection's other statements; past
+ * ES__XCACHE_MAX texts the others go unprepared. */
+#define ES__XCACHE_MAX 8
+typedef struct {
+  char *sql[ES__XCACHE_MAX];
+  char name[ES__XCACHE_MAX][24];
+  int nparams[ES__XCACHE_MAX];
+  size_t n;
+  unsigned serial; /* names are never reused on a connection */
+} es__xcache_t;
+
+/* Forget every entry (the statements are gone or about to be). */
+void es__xcache_clear(es__xcache_t *xc);
 
 typedef struct es__op {
   es__op_kind_t kind;
@@ -154,6 +171,10 @@ typedef struct es__op {
   int status;
   int aborted_by; /* stream index that raised an error, or -1 */
   int prep_failed; /* a preparation (or LISTEN) did not succeed */
+  int xprep_failed; /* a batch statement's preparation did not succeed:
+                       the face must prepare everything again */
+  es__xcache_t *xc; /* the connection's prepared batch statements, set by
+                       the face before es__op_send (NULL: none) */
   int multi_failed; /* a multi-stream statement raised an error */
   int recheck;      /* the single-event statement wrote nothing */
   int classify;     /* sending the classification round (per-stream

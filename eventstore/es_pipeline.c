@@ -332,6 +332,47 @@ static int send_snap(PGconn *c, es__op_t *op) {
               ES__R_SNAP, 0);
 }
 
+void es__xcache_clear(es__xcache_t *xc) {
+  for (size_t i = 0; xc && i < xc->n; i++)
+    free(xc->sql[i]);
+  if (xc)
+    xc->n = 0;
+}
+
+/* A batch statement: prepared on this connection the first time its text
+ * is seen (up to ES__XCACHE_MAX texts), then executed by name. */
+static int send_stmt(PGconn *c, es__op_t *op, size_t j) {
+  es__stmt_t *s = &op->batch->stmts[j];
+  es__xcache_t *xc = op->xc;
+  size_t k = 0;
+  while (xc && k < xc->n &&
+         (xc->nparams[k] != s->nparams || strcmp(xc->sql[k], s->sql) != 0))
+    k++;
+  if (!xc || (k == xc->n && k == ES__XCACHE_MAX))
+    return sent(c, op,
+                PQsendQueryParams(c, s->sql, s->nparams, NULL,
+                                  (const char *const *)s->params, NULL, NULL,
+                                  0),
+                ES__R_STMT, j);
+  if (k == xc->n) {
+    if (!(xc->sql[k] = strdup(s->sql)))
+      return ES_ERR_NOMEM;
+    snprintf(xc->name[k], sizeof xc->name[k], "es_stmt_%u", ++xc->serial);
+    xc->nparams[k] = s->nparams;
+    xc->n++;
+    int rc = sent(c, op, PQsendPrepare(c, xc->name[k], s->sql, s->nparams,
+                                       NULL),
+                  ES__R_XPREP, j);
+    if (rc)
+      return rc;
+  }
+  return sent(c, op,
+              PQsendQueryPrepared(c, xc->name[k], s->nparams,
+                                  (const char *const *)s->params, NULL, NULL,
+                                  0),
+              ES__R_STMT, j);
+}
+
 int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   int rc = 0;
   op->n_expect = op->next = 0;
@@ -346,9 +387,12 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   op->multi_failed = 0;
   op->recheck = 0;
   op->msg[0] = '\0';
+  op->xprep_failed = 0;
   /* After a failed preparation some statements may exist: start clean. */
-  if (prepare)
+  if (prepare) {
     rc = send_plain(c, op, "DEALLOCATE ALL", ES__R_PREPARE);
+    es__xcache_clear(op->xc);
+  }
   for (size_t i = 0; prepare && i < N_STMTS && !rc; i++)
     rc = sent(c, op,
               PQsendPrepare(c, stmts[i].name, stmts[i].sql, stmts[i].n,
@@ -368,14 +412,8 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
      * when a statement fails, since the queued COMMIT is skipped.) */
     if (!rc)
       rc = send_streams(c, op);
-    for (size_t j = 0; j < op->batch->n_stmts && !rc; j++) {
-      es__stmt_t *s = &op->batch->stmts[j];
-      rc = sent(c, op,
-                PQsendQueryParams(c, s->sql, s->nparams, NULL,
-                                  (const char *const *)s->params, NULL, NULL,
-                                  0),
-                ES__R_STMT, j);
-    }
+    for (size_t j = 0; j < op->batch->n_stmts && !rc; j++)
+      rc = send_stmt(c, op, j);
     /* One NOTIFY per batch: its commit-time lock is paid once per batch. */
     if (!rc && op->notify)
       rc = send_plain(c, op, "SELECT pg_notify('" ES__CHANNEL "', '')",
@@ -604,6 +642,10 @@ int es__op_result(es__op_t *op, PGresult *r) {
   if ((failed || st == PGRES_PIPELINE_ABORTED) &&
       (e.kind == ES__R_PREPARE || e.kind == ES__R_LISTEN))
     op->prep_failed = 1;
+  /* Not prepared after all (its error, or an earlier one aborted it): the
+   * face prepares everything again before its next op. */
+  if ((failed || st == PGRES_PIPELINE_ABORTED) && e.kind == ES__R_XPREP)
+    op->xprep_failed = 1;
   if (st == PGRES_PIPELINE_ABORTED) {
     if (e.kind == ES__R_APPEND || e.kind == ES__R_ONE)
       op->batch->results[e.index].status = ES_ERR_BATCH_ABORTED;
@@ -626,7 +668,7 @@ int es__op_result(es__op_t *op, PGresult *r) {
                     "could not append to stream \"%.*s\": %.*s",
                     op->batch->streams[e.index].lens[0],
                     op->batch->streams[e.index].params.p, (int)ml, m);
-      else if (e.kind == ES__R_STMT)
+      else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP)
         es__set_msg(op->msg, sizeof op->msg,
                     "batch statement %zu failed: %.*s", e.index + 1, (int)ml,
                     m);
@@ -645,7 +687,7 @@ int es__op_result(es__op_t *op, PGresult *r) {
     } else if (e.kind == ES__R_MULTI) {
       op->multi_failed = 1;
       code = ES_ERR_BATCH_ABORTED;
-    } else if (e.kind == ES__R_STMT) {
+    } else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP) {
       code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
       code = ES_ERR_SCHEMA;

@@ -12,6 +12,7 @@ struct es_store {
   char *conninfo;
   es_store_opts_t opts;
   int prepared;
+  es__xcache_t xc; /* batch statements prepared on conn */
   int broken;
   es_batch_t *one; /* reused by es_append */
   char msg[ES_ERRBUF_SIZE];
@@ -103,6 +104,7 @@ static int run(es_store_t *s, es__op_t *op) {
     return rc;
   }
   int prepare = !s->prepared;
+  op->xc = &s->xc;
   rc = send_op(s, op, prepare);
   int nulls = 0;
   while (!rc) {
@@ -139,6 +141,8 @@ static int run(es_store_t *s, es__op_t *op) {
   } else if (prepare && !op->prep_failed) {
     s->prepared = 1;
   }
+  if (op->xprep_failed)
+    s->prepared = 0;
   trim_copy(s->msg, sizeof s->msg, op->msg);
   return op->status;
 }
@@ -191,6 +195,7 @@ void es_store_close(es_store_t *s) {
   if (s->conn)
     PQfinish(s->conn);
   es_batch_free(s->one);
+  es__xcache_clear(&s->xc);
   free(s->conninfo);
   free(s);
 }

@@ -254,7 +254,10 @@ ES_EXPORT int es_batch_add(es_batch_t *batch, const char *stream_id,
 /* Add a statement run after the appends, in the same transaction (e.g. an
  * upsert into a derived index table). params are text values (NULL = SQL
  * NULL), copied now; sql is copied too. Statements run in the order added.
- * Returns its index (>= 0) or INVALID / NOMEM. */
+ * Each connection prepares the first 8 distinct statement texts it runs
+ * and reuses them (parsed and planned once, not once per batch), so keep
+ * the text fixed and vary the params. Returns its index (>= 0) or
+ * INVALID / NOMEM. */
 ES_EXPORT int es_batch_add_statement(es_batch_t *batch, const char *sql,
                                      int nparams,
                                      const char *const *params);

@@ -113,6 +113,54 @@ static void test_a_failing_statement_aborts_the_whole_batch(void **state) {
   es_store_close(s);
 }
 
+/* Batch statements are prepared once per connection: one that cannot be
+ * prepared fails its batch and leaves nothing behind, the same text runs
+ * again and again, and a new connection prepares it anew. */
+static void test_a_batch_statement_is_prepared_once_per_connection(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t x = est_event("X", "1");
+  assert_int_equal(es_batch_add(b, "saga-p0", ES_NO_STREAM, &x, 1), 0);
+  assert_int_equal(
+      es_batch_add_statement(b, "SELECT 1 FROM no_such_table", 0, NULL), 0);
+  assert_int_equal(es_batch_execute(s, b), ES_ERR_BATCH_ABORTED);
+  assert_non_null(strstr(es_store_last_error(s), "no_such_table"));
+  assert_int_equal(count_events("saga-p0"), 0);
+  char id[32];
+  for (int i = 1; i <= 4; i++) {
+    if (i == 3) { /* the server ends the session: a new one prepares again */
+      PGconn *c = est_raw(db);
+      assert_int_equal(
+          est_scalar(c, "SELECT count(pg_terminate_backend(pid)) FROM "
+                        "pg_stat_activity WHERE datname = current_database()"
+                        " AND pid <> pg_backend_pid()"),
+          1);
+      PQfinish(c);
+      es_batch_reset(b);
+      es_event_t y = est_event("Y", "1");
+      assert_int_equal(es_batch_add(b, "saga-p-lost", ES_NO_STREAM, &y, 1), 0);
+      assert_int_equal(es_batch_execute(s, b), ES_ERR_CONNECTION);
+    }
+    es_batch_reset(b);
+    snprintf(id, sizeof id, "saga-p%d", i);
+    es_event_t e = est_event("E", "1");
+    assert_int_equal(es_batch_add(b, id, ES_NO_STREAM, &e, 1), 0);
+    const char *p[2] = {id, "prepared"};
+    assert_int_equal(es_batch_add_statement(b, upsert, 2, p), 0);
+    assert_int_equal(es_batch_execute(s, b), 0);
+    assert_int_equal(count_events(id), 1);
+  }
+  PGconn *c = est_raw(db);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index WHERE "
+                                 "state = 'prepared'"),
+                   4);
+  PQfinish(c);
+  es_batch_free(b);
+  es_store_close(s);
+}
+
 /* Global position of version v of stream (0 when absent). */
 static long long position_of(const char *stream, long long v) {
   PGconn *c = est_raw(db);
@@ -350,6 +398,7 @@ int main(void) {
       cmocka_unit_test(
           test_a_stale_stream_in_a_batch_reports_conflict_and_the_others_commit),
       cmocka_unit_test(test_a_failing_statement_aborts_the_whole_batch),
+      cmocka_unit_test(test_a_batch_statement_is_prepared_once_per_connection),
       cmocka_unit_test(
           test_a_racing_writer_aborts_the_batch_and_names_the_culprit),
       cmocka_unit_test(

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,10 +93,21 @@ typedef struct {
   unsigned char fail, done;
 } slot_t;
 
+/* The topics of one half of the run: the saga type (its definition names
+ * the step topics), the step topics, notifications, and the topic of the
+ * Kafka hop measurement. */
+typedef struct {
+  char type[16];
+  char steps[NSTEPS][64];
+  char notify[64], ping[64];
+} topics_t;
+
 static struct {
   char base_ci[1024], ci[1200], db[64], dir[128], bootstrap[512];
-  char inbox[64], notify[64], dlq[64], group[64], topics[NSTEPS][64];
-  char ping[64], stuck[64], inbox2[64], group2[64], inbox1[64], group1[64];
+  const char *control; /* the mock's control socket, or NULL */
+  char inbox[64], dlq[64], group[64];
+  topics_t t_c1, t_load, *t; /* t: the running half's */
+  char stuck[64], inbox2[64], group2[64], inbox1[64], group1[64];
   /* prod is the producer of the running phase: prod_c1 (linger.ms 0) for
    * concurrency 1, prod_load after; cons is the participants' consumer,
    * reopened between the two with another fetch.wait.max.ms */
@@ -125,7 +137,12 @@ static void set(rd_kafka_conf_t *cf, const char *k, const char *v) {
  * with fetch.wait.max.ms 0 and linger.ms 0: the mock answers an empty fetch
  * only after the full fetch.wait.max.ms (a real broker answers a long poll
  * as soon as data arrives), so a low wait is what a low latency needs
- * here, and costs busy polling. The load phases use fetch.wait.max.ms and
+ * here, and costs busy polling: each (consumer, broker) pair spins. So that
+ * half's topics have one partition each, all led by broker 1 (set through
+ * the mock's control socket, SAGA_KAFKA_CONTROL): two spinning fetchers
+ * instead of six, which on 2 cores otherwise take the CPU from PostgreSQL
+ * and sagad (step overhead p99 7.5 ms with the topics spread over three
+ * brokers, 1.5 ms on one). The load phases use fetch.wait.max.ms and
  * linger.ms 1. BENCH_C1_FETCH_WAIT_MS, BENCH_FETCH_WAIT_MS and
  * BENCH_LINGER_MS override them, to compare. */
 static const char *env_or(const char *name, const char *dflt) {
@@ -172,9 +189,10 @@ static void consumer_open(const char *fetch_wait) {
   rd_kafka_poll_set_consumer(B.cons);
   rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(5);
   for (int i = 0; i < NSTEPS; i++)
-    rd_kafka_topic_partition_list_add(sub, B.topics[i], RD_KAFKA_PARTITION_UA);
-  rd_kafka_topic_partition_list_add(sub, B.notify, RD_KAFKA_PARTITION_UA);
-  rd_kafka_topic_partition_list_add(sub, B.ping, RD_KAFKA_PARTITION_UA);
+    rd_kafka_topic_partition_list_add(sub, B.t->steps[i],
+                                      RD_KAFKA_PARTITION_UA);
+  rd_kafka_topic_partition_list_add(sub, B.t->notify, RD_KAFKA_PARTITION_UA);
+  rd_kafka_topic_partition_list_add(sub, B.t->ping, RD_KAFKA_PARTITION_UA);
   if (rd_kafka_subscribe(B.cons, sub))
     die("subscribe", "participant topics");
   rd_kafka_topic_partition_list_destroy(sub);
@@ -311,13 +329,13 @@ static void turn(int wait_ms) {
       const char *tn = rd_kafka_topic_name(m->rkt);
       int step = -1;
       for (int i = 0; i < NSTEPS; i++)
-        if (!strcmp(tn, B.topics[i]))
+        if (!strcmp(tn, B.t->steps[i]))
           step = i;
       if (step >= 0)
         on_command(m, step);
-      else if (!strcmp(tn, B.notify))
+      else if (!strcmp(tn, B.t->notify))
         on_notification(m);
-      else if (!strcmp(tn, B.ping) && m->len == sizeof(double)) {
+      else if (!strcmp(tn, B.t->ping) && m->len == sizeof(double)) {
         double t0;
         memcpy(&t0, m->payload, sizeof t0);
         B.hops[B.nhops++] = now_ms() - t0;
@@ -349,7 +367,7 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bootstrap);
     snprintf(a[n++], sizeof a[0], "--definitions.dir=%s/defs", B.dir);
     snprintf(a[n++], sizeof a[0], "--topic.inbox=%s", inbox);
-    snprintf(a[n++], sizeof a[0], "--topic.notifications=%s", B.notify);
+    snprintf(a[n++], sizeof a[0], "--topic.notifications=%s", B.t->notify);
     snprintf(a[n++], sizeof a[0], "--topic.dlq=%s", B.dlq);
     snprintf(a[n++], sizeof a[0], "--group.id=%s", group);
     snprintf(a[n++], sizeof a[0], "--kafka.session.timeout.ms=%s", session_ms);
@@ -529,6 +547,34 @@ static void write_def(const char *name, const char *const *topics,
   fclose(f);
 }
 
+/* One command to the mock's control socket; dies unless it answers ok. */
+static void mock_control(const char *cmd) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", B.control);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+    die("kafka mock control socket", strerror(errno));
+  char line[200], ans[256] = "";
+  int n = snprintf(line, sizeof line, "%s\n", cmd);
+  ssize_t r = write(fd, line, (size_t)n) == n ? read(fd, ans, sizeof ans - 1)
+                                               : -1;
+  close(fd);
+  if (r <= 0 || strncmp(ans, "ok", 2) != 0)
+    die(cmd, r > 0 ? ans : "no answer from the kafka mock");
+}
+
+/* The topics and saga type of one half of the run ("c1" or "load"). */
+static void topics_init(topics_t *t, const char *half, int pid) {
+  snprintf(t->type, sizeof t->type, "fast_%s", half);
+  for (int i = 0; i < NSTEPS; i++)
+    snprintf(t->steps[i], sizeof t->steps[i], "bench.%s.step%d.%d", half,
+             i + 1, pid);
+  snprintf(t->notify, sizeof t->notify, "bench.%s.notify.%d", half, pid);
+  snprintf(t->ping, sizeof t->ping, "bench.%s.ping.%d", half, pid);
+  const char *const st[NSTEPS] = {t->steps[0], t->steps[1], t->steps[2]};
+  write_def(t->type, st, 60000);
+}
+
 static void setup(void) {
   int pid = (int)getpid();
   const char *ci = getenv("SAGA_PG_CONNINFO");
@@ -554,18 +600,15 @@ static void setup(void) {
   mkdir(defs, 0700);
   snprintf(B.inbox, 64, "bench.inbox.%d", pid);
   snprintf(B.inbox2, 64, "bench.inbox2.%d", pid);
-  snprintf(B.notify, 64, "bench.notify.%d", pid);
   snprintf(B.dlq, 64, "bench.dlq.%d", pid);
   snprintf(B.group, 64, "bench.sagad.%d", pid);
   snprintf(B.group2, 64, "bench.sagad2.%d", pid);
   snprintf(B.inbox1, 64, "bench.inbox1.%d", pid);
   snprintf(B.group1, 64, "bench.sagad1.%d", pid);
-  snprintf(B.ping, 64, "bench.ping.%d", pid);
   snprintf(B.stuck, 64, "bench.stuck.%d", pid);
-  for (int i = 0; i < NSTEPS; i++)
-    snprintf(B.topics[i], 64, "bench.step%d.%d", i + 1, pid);
-  const char *const t3[NSTEPS] = {B.topics[0], B.topics[1], B.topics[2]};
-  write_def("fast", t3, 60000);
+  topics_init(&B.t_c1, "c1", pid);
+  topics_init(&B.t_load, "load", pid);
+  B.t = &B.t_c1;
   const char *const ts[NSTEPS] = {B.stuck, B.stuck, B.stuck};
   write_def("stuck", ts, 3600000);
   B.slots = calloc(MAXSAGAS, sizeof *B.slots);
@@ -577,14 +620,32 @@ static void setup(void) {
   B.prod_c1 = producer_open(C1_LINGER_MS);
   B.prod_load = producer_open(LOAD_LINGER_MS);
   B.prod = B.prod_c1;
+  /* The concurrency-1 topics: one partition each, all led by broker 1
+   * (see C1_FETCH_WAIT_MS), when the mock's control socket is known. */
+  const char *c1[] = {B.inbox1,         B.t_c1.steps[0], B.t_c1.steps[1],
+                      B.t_c1.steps[2], B.t_c1.notify,   B.t_c1.ping,
+                      NULL};
+  B.control = getenv("SAGA_KAFKA_CONTROL");
+  if (B.control && !*B.control)
+    B.control = NULL;
+  for (int i = 0; c1[i] && B.control; i++) {
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "topic-create %s 1 1", c1[i]);
+    mock_control(cmd);
+    snprintf(cmd, sizeof cmd, "partition-leader %s 0 1", c1[i]);
+    mock_control(cmd);
+  }
   /* Create every topic up front (a dummy message each), so subscriptions
    * find them. */
-  const char *all[] = {B.inbox,     B.notify, B.dlq,   B.topics[0],
-                       B.topics[1], B.topics[2], B.ping, B.stuck,
-                       B.inbox2,    B.inbox1, NULL};
+  const char *all[] = {B.inbox,          B.dlq,           B.stuck,
+                       B.inbox2,         B.t_load.steps[0], B.t_load.steps[1],
+                       B.t_load.steps[2], B.t_load.notify, B.t_load.ping,
+                       NULL};
   static char dummy[1] = "x";
   for (int i = 0; all[i]; i++)
     produce(all[i], "x", dummy, 1, NULL);
+  for (int i = 0; c1[i]; i++)
+    produce(c1[i], "x", dummy, 1, NULL);
   rd_kafka_flush(B.prod, 10000);
   consumer_open(C1_FETCH_WAIT_MS);
 }
@@ -602,7 +663,9 @@ static void teardown(void) {
   PQclear(PQexec(c, sql));
   PQfinish(c);
   char p[256];
-  snprintf(p, sizeof p, "%s/defs/fast.json", B.dir);
+  snprintf(p, sizeof p, "%s/defs/%s.json", B.dir, B.t_c1.type);
+  remove(p);
+  snprintf(p, sizeof p, "%s/defs/%s.json", B.dir, B.t_load.type);
   remove(p);
   snprintf(p, sizeof p, "%s/defs/stuck.json", B.dir);
   remove(p);
@@ -637,7 +700,7 @@ static double closed_loop(char phase, size_t conc, double dur_ms,
          started < MAXSAGAS) {
     while (B.inflight < conc && started < (count ? count : MAXSAGAS) &&
            started < MAXSAGAS) {
-      start_saga("fast", started,
+      start_saga(B.t->type, started,
                  fail_every && started % (size_t)fail_every == 0);
       started++;
       B.inflight++;
@@ -664,7 +727,7 @@ static double closed_loop(char phase, size_t conc, double dur_ms,
 /* Saga n of the running phase alone: start it, turn until it finishes
  * (die with `why` after limit_ms). */
 static void one_saga(size_t n, int wait_ms, double limit_ms, const char *why) {
-  start_saga("fast", n, 0);
+  start_saga(B.t->type, n, 0);
   B.inflight = 1;
   double until = now_ms() + limit_ms;
   while (B.inflight && now_ms() < until)
@@ -707,7 +770,7 @@ static void latency_c1(size_t n, double *p50, double *p99, double *gap50,
     one_saga(i, 1, 30000, "latency: a saga did not finish within 30 s");
     /* one Kafka hop (produce -> consume), as the participant sees it */
     double t = now_ms();
-    produce(B.ping, "ping", &t, sizeof t, NULL);
+    produce(B.t->ping, "ping", &t, sizeof t, NULL);
     size_t h = B.nhops;
     while (B.nhops == h && now_ms() < t + 5000)
       turn(1);
@@ -804,6 +867,18 @@ int main(int argc, char **argv) {
          "consumed -> next command produced, append and commit included, "
          "%.0f steps): p50 %.2f ms, p99 %.2f ms\n",
          n_react, ov50, ov99);
+  printf("  its distribution:");
+  for (int i = 0, prev = 0; i < nle; i++) {
+    double d = (cum1[i] - cum0[i]) - (i ? cum1[i - 1] - cum0[i - 1] : 0);
+    if (d > 0 || (i == nle - 1 && prev)) {
+      if (isinf(le[i]))
+        printf(" >%g ms: %.0f", le[i - 1] * 1e3, d);
+      else
+        printf(" <=%g ms: %.0f", le[i] * 1e3, d);
+    }
+    prev = d > 0;
+  }
+  printf("\n");
   printf("  seen by the participant: reply sent -> next command received "
          "p50 %.2f ms, p99 %.2f ms; one Kafka hop p50 %.2f ms, p99 %.2f ms; "
          "gap - 2 hops p50: p50 %.2f ms, p99 %.2f ms\n",
@@ -812,6 +887,7 @@ int main(int argc, char **argv) {
 
   /* The load phases: the settings for throughput. */
   consumer_close();
+  B.t = &B.t_load;
   consumer_open(LOAD_FETCH_WAIT_MS);
   rd_kafka_flush(B.prod_c1, 10000);
   B.prod = B.prod_load;

@@ -32,6 +32,9 @@ target_link_libraries(saga_engine
 file(GLOB sagad_sql_files CONFIGURE_DEPENDS
      ${CMAKE_CURRENT_LIST_DIR}/sql/*.sql)
 list(SORT sagad_sql_files)
+# an edit to one of them re-runs this (the glob only sees added files)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+             ${sagad_sql_files})
 set(sagad_sql_gen "/* Generated from coordinator/sql: do not edit. */\n")
 string(APPEND sagad_sql_gen "#include <stddef.h>\n")
 set(sagad_sql_table "")

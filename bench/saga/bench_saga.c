@@ -831,7 +831,10 @@ int main(int argc, char **argv) {
   }
   size_t n_c1 = quick ? 100 : 300;
   double dur = quick ? 5000 : 15000;
-  size_t conc = 512;
+  /* sagas in flight in the closed loops: BENCH_CONCURRENCY, default 512 */
+  size_t conc = (size_t)atol(env_or("BENCH_CONCURRENCY", "512"));
+  if (conc < 1 || conc > 100000)
+    die("BENCH_CONCURRENCY", "must be 1 to 100000");
   size_t n_stuck = quick ? 20000 : 100000;
   setup();
   char log0[200], log1[200], log2[200], log3[200];

@@ -49,7 +49,9 @@ static const char *const format_names[] = {"auto", "text", "json", NULL};
 static const prop_t props[] = {
     {"store.conninfo", T_STRING, OFF(store_conninfo), 0, 4096, "", NULL,
      "libpq connection string or postgresql:// URI of the event store; "
-     "empty uses libpq's PG* environment variables. Masked when printed",
+     "empty uses libpq's PG* environment variables. sagad opens three "
+     "sessions with it (two for appends, one for recovery reads), plus the "
+     "admin endpoint's. Masked when printed",
      check_conninfo, F_SECRET},
     {"kafka.bootstrap.servers", T_STRING, OFF(kafka_bootstrap_servers), 0,
      4096, "", NULL, "Kafka brokers to start from, host:port[,host:port...]",

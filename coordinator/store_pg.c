@@ -1,9 +1,15 @@
 /* The engine's store port on PostgreSQL: batches through the event store's
- * libuv face (one transaction, one round trip per batch, saga_index upserts
- * in the same transaction), and a second, blocking connection for recovery
- * reads, which list every record of a partition's open sagas in one query
- * (saga_index joined to es_events) rather than one query per saga.
- * Must not decide anything: it translates store outcomes for the engine. */
+ * libuv face, and a blocking connection for recovery reads, which list
+ * every record of a partition's open sagas in one query (saga_index joined
+ * to es_events) rather than one query per saga. A batch larger than
+ * LANE_BLOCK streams is split over LANES connections, by blocks of
+ * LANE_BLOCK streams, which append at the same time (two PostgreSQL
+ * backends, two cores): each lane is one transaction and one round trip,
+ * with the saga_index upserts of its own sagas. The engine sees one batch:
+ * it completes when every lane has, and if any lane's outcome is unknown
+ * the whole batch is submitted again (the lanes that committed answer
+ * DUPLICATE). Must not decide anything: it translates store outcomes for
+ * the engine. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +25,15 @@ extern const char *const sagad__sql_migrations[];
 extern const size_t sagad__n_sql_migrations;
 
 #define IDX_NCOLS 10
+#define LANES 2
+#define LANE_BLOCK 16
 
-struct sagad_store_pg {
+/* One connection and its part of the batch. */
+typedef struct lane {
+  sagad_store_pg_t *s;
   es_async_t *as;
-  PGconn *sync;
-  char *conninfo;
   es_batch_t *batch;
-  /* the batch's saga_index rows, one PostgreSQL array literal per column,
+  /* the lane's saga_index rows, one PostgreSQL array literal per column,
    * sent as ONE statement when the batch is submitted */
   struct idx_col {
     char *p;
@@ -33,6 +41,23 @@ struct sagad_store_pg {
   } idx[IDX_NCOLS];
   size_t nidx;
   int idx_added; /* the statement is in the batch (a resubmit reuses it) */
+  size_t nstreams;
+  int status; /* sagad_store_status_t of its last submission */
+} lane_t;
+
+struct sagad_store_pg {
+  lane_t lanes[LANES];
+  int pending;   /* lanes of the submitted batch not yet done */
+  int closing_n; /* lanes still closing */
+  /* engine stream i -> (lane, index in that lane's batch) */
+  struct where {
+    uint8_t lane;
+    uint32_t idx;
+  } *map;
+  size_t nmap, cmap;
+  int last_lane; /* lane of the stream added last (its index row's) */
+  PGconn *sync;
+  char *conninfo;
   sagad_engine_t *engine;
   int closing;
   void (*close_cb)(void *);
@@ -83,11 +108,16 @@ static void set_err(sagad_store_pg_t *s, const char *what, const char *detail) {
 
 static void p_batch_reset(void *self) {
   sagad_store_pg_t *s = self;
-  es_batch_reset(s->batch);
-  for (int c = 0; c < IDX_NCOLS; c++)
-    s->idx[c].len = 0;
-  s->nidx = 0;
-  s->idx_added = 0;
+  for (int l = 0; l < LANES; l++) {
+    lane_t *ln = &s->lanes[l];
+    es_batch_reset(ln->batch);
+    for (int c = 0; c < IDX_NCOLS; c++)
+      ln->idx[c].len = 0;
+    ln->nidx = 0;
+    ln->idx_added = 0;
+    ln->nstreams = 0;
+  }
+  s->nmap = 0;
 }
 
 /* Append one element (NULL when v is NULL) to a column's array literal;
@@ -127,6 +157,18 @@ static int col_put(struct idx_col *c, const char *v, int quote) {
 static int p_batch_add(void *self, const char *saga_id, int64_t expected,
                        const sagad_record_t *recs, size_t n) {
   sagad_store_pg_t *s = self;
+  if (s->nmap == s->cmap) {
+    size_t cap = s->cmap ? s->cmap * 2 : 256;
+    struct where *m = realloc(s->map, cap * sizeof *m);
+    if (!m) {
+      set_err(s, "could not add to the batch", "out of memory");
+      return -1;
+    }
+    s->map = m;
+    s->cmap = cap;
+  }
+  int l = (int)((s->nmap / LANE_BLOCK) % LANES);
+  lane_t *ln = &s->lanes[l];
   char stream[ES_MAX_STREAM_ID + 1];
   snprintf(stream, sizeof stream, "saga-%s", saga_id);
   es_event_t evs[64];
@@ -141,16 +183,22 @@ static int p_batch_add(void *self, const char *saga_id, int64_t expected,
     ev[i].correlation_id = saga_id;
     ev[i].traceparent = recs[i].traceparent;
   }
-  int rc = es_batch_add(s->batch, stream, expected, ev, n);
+  int rc = es_batch_add(ln->batch, stream, expected, ev, n);
   if (rc < 0)
     set_err(s, "could not add to the batch", es_strerror(rc));
   if (ev != evs)
     free(ev);
-  return rc;
+  if (rc < 0)
+    return rc;
+  s->map[s->nmap] = (struct where){(uint8_t)l, (uint32_t)rc};
+  s->last_lane = l;
+  ln->nstreams++;
+  return (int)s->nmap++;
 }
 
 static int p_batch_index(void *self, const sagad_index_row_t *r) {
   sagad_store_pg_t *s = self;
+  lane_t *ln = &s->lanes[s->last_lane];
   char ver[16], part[16], v[24], st[24], up[24], dl[24];
   snprintf(ver, sizeof ver, "%u", (unsigned)r->definition_version);
   snprintf(part, sizeof part, "%d", (int)r->partition);
@@ -163,32 +211,34 @@ static int p_batch_index(void *self, const sagad_index_row_t *r) {
                                  dl,         r->current_step};
   static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1};
   for (int c = 0; c < IDX_NCOLS; c++)
-    if (col_put(&s->idx[c], vals[c], quoted[c]) != 0) {
+    if (col_put(&ln->idx[c], vals[c], quoted[c]) != 0) {
       set_err(s, "could not add the index upsert", "out of memory");
       return -1;
     }
-  s->nidx++;
+  ln->nidx++;
   return 0;
 }
 
-/* Close the arrays and add the one upsert after the appends. */
-static int add_index_statement(sagad_store_pg_t *s) {
-  if (!s->nidx || s->idx_added)
+/* Close a lane's arrays and add its one upsert after the appends. */
+static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
+  if (!ln->nidx || ln->idx_added)
     return 0;
   const char *params[IDX_NCOLS];
   for (int c = 0; c < IDX_NCOLS; c++) {
-    if (col_put(&s->idx[c], "", 0) != 0) /* room for the closing brace */
+    if (col_put(&ln->idx[c], "", 0) != 0) { /* room for the closing brace */
+      set_err(s, "could not add the index upsert", "out of memory");
       return -1;
-    s->idx[c].p[s->idx[c].len - 1] = '}';
-    s->idx[c].p[s->idx[c].len] = '\0';
-    params[c] = s->idx[c].p;
+    }
+    ln->idx[c].p[ln->idx[c].len - 1] = '}';
+    ln->idx[c].p[ln->idx[c].len] = '\0';
+    params[c] = ln->idx[c].p;
   }
-  int rc = es_batch_add_statement(s->batch, UPSERT_SQL, IDX_NCOLS, params);
+  int rc = es_batch_add_statement(ln->batch, UPSERT_SQL, IDX_NCOLS, params);
   if (rc < 0) {
     set_err(s, "could not add the index upsert", es_strerror(rc));
     return -1;
   }
-  s->idx_added = 1;
+  ln->idx_added = 1;
   return 0;
 }
 
@@ -210,35 +260,71 @@ static int map_status(int rc) {
   }
 }
 
+/* The batch is done when its last lane is: RETRY if any lane's outcome is
+ * unknown, else FATAL if any lane failed whole, else OK (per stream). */
+static void lane_done(sagad_store_pg_t *s) {
+  if (--s->pending > 0 || s->closing || !s->engine)
+    return;
+  int st = SAGAD_STORE_OK;
+  for (int l = 0; l < LANES; l++) {
+    int ls = s->lanes[l].nstreams ? s->lanes[l].status : SAGAD_STORE_OK;
+    if (ls == SAGAD_STORE_RETRY || (ls == SAGAD_STORE_FATAL &&
+                                    st != SAGAD_STORE_RETRY))
+      st = ls;
+  }
+  sagad_engine_on_batch_done(s->engine, st);
+}
+
 static void on_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
   (void)b;
-  sagad_store_pg_t *s = arg;
+  lane_t *ln = arg;
+  sagad_store_pg_t *s = ln->s;
   if (status)
     set_err(s, es_strerror(status), es_async_last_error(as));
-  if (s->closing || !s->engine)
-    return;
   /* A whole-batch CONNECTION loss has an unknown outcome: resubmit. An
    * aborted batch says per stream who is to blame. */
-  int st = status == ES_ERR_CONNECTION || status == ES_ERR_RETRY
-               ? SAGAD_STORE_RETRY
-           : status == 0 || status == ES_ERR_BATCH_ABORTED ? SAGAD_STORE_OK
-                                                           : SAGAD_STORE_FATAL;
-  sagad_engine_on_batch_done(s->engine, st);
+  ln->status = status == ES_ERR_CONNECTION || status == ES_ERR_RETRY
+                   ? SAGAD_STORE_RETRY
+               : status == 0 || status == ES_ERR_BATCH_ABORTED
+                   ? SAGAD_STORE_OK
+                   : SAGAD_STORE_FATAL;
+  lane_done(s);
 }
 
 static int p_batch_submit(void *self) {
   sagad_store_pg_t *s = self;
-  if (add_index_statement(s) != 0)
-    return -1;
-  int rc = es_async_batch(s->as, s->batch, on_batch, s);
-  if (rc)
-    set_err(s, "could not submit the batch", es_strerror(rc));
-  return rc ? -1 : 0;
+  int sent = 0;
+  for (int l = 0; l < LANES; l++) {
+    lane_t *ln = &s->lanes[l];
+    if (!ln->nstreams)
+      continue;
+    int rc = add_index_statement(s, ln);
+    if (!rc) {
+      rc = es_async_batch(ln->as, ln->batch, on_batch, ln);
+      if (rc)
+        set_err(s, "could not submit the batch", es_strerror(rc));
+    }
+    if (rc && !sent)
+      return -1; /* nothing submitted: nothing will be called */
+    if (rc) {
+      /* an earlier lane is out: the batch completes through it, and is
+       * submitted again */
+      ln->status = SAGAD_STORE_RETRY;
+      continue;
+    }
+    if (!sent++)
+      s->pending = 0;
+    s->pending++;
+  }
+  return sent ? 0 : -1;
 }
 
 static int p_batch_status(void *self, size_t i) {
   sagad_store_pg_t *s = self;
-  const es_append_result_t *r = es_batch_result(s->batch, i);
+  if (i >= s->nmap)
+    return SAGAD_STORE_FATAL;
+  const es_append_result_t *r =
+      es_batch_result(s->lanes[s->map[i].lane].batch, s->map[i].idx);
   return r ? map_status(r->status) : SAGAD_STORE_FATAL;
 }
 
@@ -373,6 +459,8 @@ static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
     snprintf(errbuf, errlen, "%s", s->err);
     return -1;
   }
+  /* "already exists, skipping" at every start is no news: only warnings */
+  PQclear(PQexec(s->sync, "SET client_min_messages = warning"));
   for (size_t i = 0; i < sagad__n_sql_migrations; i++) {
     /* Serialised like the event store's own migrations. */
     PGresult *r = PQexec(s->sync, "SELECT pg_advisory_lock(7253001)");
@@ -390,22 +478,55 @@ static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
   return 0;
 }
 
+static void free_store(sagad_store_pg_t *s) {
+  for (int l = 0; l < LANES; l++) {
+    es_batch_free(s->lanes[l].batch);
+    for (int c = 0; c < IDX_NCOLS; c++)
+      free(s->lanes[l].idx[c].p);
+  }
+  if (s->sync)
+    PQfinish(s->sync);
+  free(s->map);
+  free(s->conninfo);
+  free(s);
+}
+
+static void on_closed(es_async_t *as, void *arg) {
+  (void)as;
+  sagad_store_pg_t *s = arg;
+  if (--s->closing_n > 0)
+    return;
+  void (*cb)(void *) = s->close_cb;
+  void *cb_arg = s->close_arg;
+  free_store(s);
+  if (cb)
+    cb(cb_arg);
+}
+
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen) {
   sagad_store_pg_t *s = calloc(1, sizeof *s);
-  if (!s || !(s->conninfo = strdup(conninfo ? conninfo : "")) ||
-      !(s->batch = es_batch_new(NULL))) {
+  if (!s || !(s->conninfo = strdup(conninfo ? conninfo : ""))) {
     snprintf(errbuf, errlen, "out of memory opening the event store");
     goto fail;
+  }
+  for (int l = 0; l < LANES; l++) {
+    s->lanes[l].s = s;
+    if (!(s->lanes[l].batch = es_batch_new(NULL))) {
+      snprintf(errbuf, errlen, "out of memory opening the event store");
+      goto fail;
+    }
   }
   if (migrate(s, errbuf, errlen))
     goto fail;
   char esb[ES_ERRBUF_SIZE] = "";
-  if (es_async_open(loop, s->conninfo, NULL, &s->as, esb, sizeof esb)) {
-    snprintf(errbuf, errlen, "could not open the event store: %s", esb);
-    goto fail;
-  }
+  for (int l = 0; l < LANES; l++)
+    if (es_async_open(loop, s->conninfo, NULL, &s->lanes[l].as, esb,
+                      sizeof esb)) {
+      snprintf(errbuf, errlen, "could not open the event store: %s", esb);
+      goto fail;
+    }
   *port = (sagad_store_port_t){
       .self = s,
       .batch_reset = p_batch_reset,
@@ -421,33 +542,24 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
   return 0;
 fail:
   if (s) {
-    if (s->sync)
-      PQfinish(s->sync);
-    es_batch_free(s->batch);
-    free(s->conninfo);
-    free(s);
+    int opened = 0;
+    for (int l = 0; l < LANES; l++)
+      opened += s->lanes[l].as != NULL;
+    if (opened) { /* freed once the open lanes have closed */
+      s->closing = 1;
+      s->closing_n = opened;
+      for (int l = 0; l < LANES; l++)
+        if (s->lanes[l].as)
+          es_async_close(s->lanes[l].as, on_closed, s);
+      return -1;
+    }
+    free_store(s);
   }
   return -1;
 }
 
 void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e) {
   s->engine = e;
-}
-
-static void on_closed(es_async_t *as, void *arg) {
-  (void)as;
-  sagad_store_pg_t *s = arg;
-  void (*cb)(void *) = s->close_cb;
-  void *cb_arg = s->close_arg;
-  es_batch_free(s->batch);
-  if (s->sync)
-    PQfinish(s->sync);
-  for (int c = 0; c < IDX_NCOLS; c++)
-    free(s->idx[c].p);
-  free(s->conninfo);
-  free(s);
-  if (cb)
-    cb(cb_arg);
 }
 
 void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg) {
@@ -459,5 +571,7 @@ void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg) {
   s->closing = 1;
   s->close_cb = cb;
   s->close_arg = arg;
-  es_async_close(s->as, on_closed, s);
+  s->closing_n = LANES;
+  for (int l = 0; l < LANES; l++)
+    es_async_close(s->lanes[l].as, on_closed, s);
 }

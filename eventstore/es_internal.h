@@ -215,5 +215,18 @@ int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
 int es__map_error(PGconn *c, const PGresult *r);
 
 #define ES__CHANNEL "es_events"
+/* Advisory lock held shared by every subscription session from before its
+ * LISTEN until it ends. A writer that can take it exclusively for its
+ * transaction (pg_try_advisory_xact_lock) knows that no subscription
+ * listens and skips its NOTIFY, whose commit-time work was the whole gap
+ * between a single append and a bare INSERT. A subscription that starts
+ * meanwhile waits for that writer's commit before its LISTEN and its
+ * catch-up read, so it reads the event; a writer that cannot take the lock
+ * (a subscription holds it or waits for it, or another writer has it)
+ * notifies as before. */
+#define ES__LISTENER_LOCK "7310868361213555"
+#define ES__NOTIFY_UNLESS_ALONE                                               \
+  "pg_notify('" ES__CHANNEL "', '') WHERE NOT pg_try_advisory_xact_lock("    \
+  ES__LISTENER_LOCK ")"
 
 #endif

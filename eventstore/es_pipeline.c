@@ -134,13 +134,13 @@ static const struct {
 } stmts[] = {
     {"es_append", APPEND_SQL(""), 9, append_types},
     {"es_append_notify",
-     APPEND_SQL(", (SELECT pg_notify('" ES__CHANNEL "', '') FROM"
-                " (SELECT 1 FROM ins LIMIT 1) AS x)"),
+     APPEND_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE " AND EXISTS"
+                " (SELECT 1 FROM ins))"),
      9, append_types},
     {"es_append_one", APPEND_ONE_SQL(""), 9, append_one_types},
     {"es_append_multi", MULTI_SQL, ES__MULTI_NPARAMS, multi_types},
     {"es_append_one_notify",
-     APPEND_ONE_SQL(", pg_notify('" ES__CHANNEL "', '')"), 9,
+     APPEND_ONE_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE ")"), 9,
      append_one_types},
     {"es_append_check", APPEND_CHECK_SQL, 2, append_check_types},
     {"es_read_stream",
@@ -398,6 +398,11 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
               PQsendPrepare(c, stmts[i].name, stmts[i].sql, stmts[i].n,
                             stmts[i].types),
               ES__R_PREPARE, i);
+  /* The lock first: from then on writers notify (ES__LISTENER_LOCK). */
+  if (!rc && listen)
+    rc = send_plain(c, op,
+                    "SELECT pg_advisory_lock_shared(" ES__LISTENER_LOCK ")",
+                    ES__R_LISTEN);
   if (!rc && listen)
     rc = send_plain(c, op, "LISTEN " ES__CHANNEL, ES__R_LISTEN);
   switch (op->kind) {
@@ -416,7 +421,7 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
       rc = send_stmt(c, op, j);
     /* One NOTIFY per batch: its commit-time lock is paid once per batch. */
     if (!rc && op->notify)
-      rc = send_plain(c, op, "SELECT pg_notify('" ES__CHANNEL "', '')",
+      rc = send_plain(c, op, "SELECT " ES__NOTIFY_UNLESS_ALONE,
                       ES__R_NOTIFY);
     break;
   case ES__OP_READ_STREAM:

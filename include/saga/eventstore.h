@@ -149,9 +149,11 @@ typedef struct {
   /* Largest event data / snapshot data accepted, bytes (default 1 MiB). */
   size_t max_payload;
   /* Send a NOTIFY on the store's channel with each append or committed
-   * batch, so subscriptions wake at once (default 1). NOTIFY takes a
-   * cluster-wide lock at commit; writers that batch pay it once per batch.
-   * With 0, subscriptions fall back to their poll interval. */
+   * batch while a subscription (es_sub_start, any process) listens, so it
+   * wakes at once (default 1); with none listening the NOTIFY is skipped.
+   * NOTIFY takes a cluster-wide lock at commit; writers that batch pay it
+   * once per batch. With 0, subscriptions fall back to their poll
+   * interval. */
   int notify;
   /* Apply pending migrations on open (default 0: es_migrate does it). */
   int migrate;

@@ -165,6 +165,59 @@ static int setup(void **state) {
   return 0;
 }
 
+/* Whether conn L receives a NOTIFY on es_events within wait_ms. */
+static int notified(PGconn *l, int wait_ms) {
+  for (int waited = 0; waited <= wait_ms; waited += 10) {
+    PQconsumeInput(l);
+    PGnotify *n = PQnotifies(l);
+    if (n) {
+      PQfreemem(n);
+      while ((n = PQnotifies(l)))
+        PQfreemem(n);
+      return 1;
+    }
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
+/* A writer notifies only when a subscription listens: subscriptions hold
+ * the listener lock (shared) from before their LISTEN, and an append that
+ * can take it alone skips the NOTIFY. A bare LISTEN without the lock hears
+ * nothing; with it, every append (single and batch) is heard. */
+static void test_appends_notify_only_while_a_subscription_listens(
+    void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  PGconn *l = est_raw(db);
+  PQclear(PQexec(l, "LISTEN es_events"));
+  es_event_t a = est_event("A", "1");
+  assert_int_equal(es_append(s, "quiet-1", ES_NO_STREAM, &a, 1, NULL), 0);
+  assert_false(notified(l, 300));
+  PGresult *r = PQexec(l, "SELECT pg_advisory_lock_shared(7310868361213555)");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  PQclear(r);
+  es_event_t b = est_event("B", "2");
+  assert_int_equal(es_append(s, "quiet-1", 1, &b, 1, NULL), 0);
+  assert_true(notified(l, (int)ts_timeout_ms(5000)));
+  es_batch_t *bt = es_batch_new(NULL);
+  es_event_t c = est_event("C", "3"), d = est_event("D", "4");
+  assert_int_equal(es_batch_add(bt, "quiet-2", ES_NO_STREAM, &c, 1), 0);
+  assert_int_equal(es_batch_add(bt, "quiet-3", ES_NO_STREAM, &d, 1), 1);
+  assert_int_equal(es_batch_execute(s, bt), 0);
+  assert_true(notified(l, (int)ts_timeout_ms(5000)));
+  es_batch_free(bt);
+  PQfinish(l); /* the lock goes with the session: quiet again */
+  l = est_raw(db);
+  PQclear(PQexec(l, "LISTEN es_events"));
+  es_event_t e = est_event("E", "5");
+  assert_int_equal(es_append(s, "quiet-1", 2, &e, 1, NULL), 0);
+  assert_false(notified(l, 300));
+  PQfinish(l);
+  es_store_close(s);
+}
+
 static int teardown(void **state) {
   (void)state;
   est_drop(db);
@@ -182,6 +235,7 @@ int main(void) {
           test_a_single_append_racing_a_writer_conflicts_when_the_rival_commits),
       cmocka_unit_test(
           test_a_single_append_racing_a_writer_goes_in_when_the_rival_rolls_back),
+      cmocka_unit_test(test_appends_notify_only_while_a_subscription_listens),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -41,7 +41,6 @@ typedef struct lane {
   } idx[IDX_NCOLS];
   size_t nidx;
   int idx_added; /* the statement is in the batch (a resubmit reuses it) */
-  size_t nstreams;
   int status; /* sagad_store_status_t of its last submission */
 } lane_t;
 
@@ -115,7 +114,6 @@ static void p_batch_reset(void *self) {
       ln->idx[c].len = 0;
     ln->nidx = 0;
     ln->idx_added = 0;
-    ln->nstreams = 0;
   }
   s->nmap = 0;
 }
@@ -192,7 +190,6 @@ static int p_batch_add(void *self, const char *saga_id, int64_t expected,
     return rc;
   s->map[s->nmap] = (struct where){(uint8_t)l, (uint32_t)rc};
   s->last_lane = l;
-  ln->nstreams++;
   return (int)s->nmap++;
 }
 
@@ -267,7 +264,8 @@ static void lane_done(sagad_store_pg_t *s) {
     return;
   int st = SAGAD_STORE_OK;
   for (int l = 0; l < LANES; l++) {
-    int ls = s->lanes[l].nstreams ? s->lanes[l].status : SAGAD_STORE_OK;
+    int ls = es_batch_size(s->lanes[l].batch) ? s->lanes[l].status
+                                                : SAGAD_STORE_OK;
     if (ls == SAGAD_STORE_RETRY || (ls == SAGAD_STORE_FATAL &&
                                     st != SAGAD_STORE_RETRY))
       st = ls;
@@ -293,10 +291,10 @@ static void on_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
 
 static int p_batch_submit(void *self) {
   sagad_store_pg_t *s = self;
-  int sent = 0;
+  s->pending = 0; /* lanes out */
   for (int l = 0; l < LANES; l++) {
     lane_t *ln = &s->lanes[l];
-    if (!ln->nstreams)
+    if (!es_batch_size(ln->batch))
       continue;
     int rc = add_index_statement(s, ln);
     if (!rc) {
@@ -304,7 +302,7 @@ static int p_batch_submit(void *self) {
       if (rc)
         set_err(s, "could not submit the batch", es_strerror(rc));
     }
-    if (rc && !sent)
+    if (rc && !s->pending)
       return -1; /* nothing submitted: nothing will be called */
     if (rc) {
       /* an earlier lane is out: the batch completes through it, and is
@@ -312,11 +310,9 @@ static int p_batch_submit(void *self) {
       ln->status = SAGAD_STORE_RETRY;
       continue;
     }
-    if (!sent++)
-      s->pending = 0;
     s->pending++;
   }
-  return sent ? 0 : -1;
+  return s->pending ? 0 : -1;
 }
 
 static int p_batch_status(void *self, size_t i) {

@@ -132,11 +132,7 @@ static void test_a_batch_statement_is_prepared_once_per_connection(
   for (int i = 1; i <= 4; i++) {
     if (i == 3) { /* the server ends the session: a new one prepares again */
       PGconn *c = est_raw(db);
-      assert_int_equal(
-          est_scalar(c, "SELECT count(pg_terminate_backend(pid)) FROM "
-                        "pg_stat_activity WHERE datname = current_database()"
-                        " AND pid <> pg_backend_pid()"),
-          1);
+      assert_int_equal(est_terminate_others(c), 1);
       PQfinish(c);
       es_batch_reset(b);
       es_event_t y = est_event("Y", "1");

@@ -525,9 +525,8 @@ static void test_unreachable_kafka_exits_3_within_the_timeout(void **state) {
 static void test_retry_of_a_parked_saga_sends_an_operator_action(
     void **state) {
   (void)state;
-  if (ts_kafka_bootstrap() == NULL || !SAGACTL_HAVE_OPERATOR_ACTION)
+  if (ts_kafka_bootstrap() == NULL)
     skip();
-#if SAGACTL_HAVE_OPERATOR_ACTION
   char inbox[96];
   snprintf(inbox, sizeof inbox, "%s", ts_unique_name("sagactl.ops"));
   result_t r = run("retry", "s-park", "--reason", "stock fixed", "--operator",
@@ -549,7 +548,6 @@ static void test_retry_of_a_parked_saga_sends_an_operator_action(
   assert_string_equal(a->operator_, "alice");
   saga__v1__operator_action__free_unpacked(a, NULL);
   got_free(&m);
-#endif
 }
 
 /* ---- replay (last: it corrupts the index) ------------------------------ */

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "admin_buf.h"
+#include "abuf.h"
 #include "text.h"
 
 typedef struct {

@@ -16,7 +16,7 @@
 
 #include <uv.h>
 
-#include "admin_buf.h"
+#include "abuf.h"
 
 #define ADMIN_HTTP_MAX_HEADERS 64 /* more: 431 */
 #define ADMIN_HTTP_MAX_QUERY 32   /* more query parameters: 400 */

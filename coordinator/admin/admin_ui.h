@@ -1,5 +1,5 @@
 /* The saga timeline page of sagad's admin endpoint: static HTML, JS and
- * CSS (coordinator/web/, embedded into the binary at build time) that
+ * CSS (coordinator/admin/web/, embedded into the binary at build time) that
  * draw the saga list and one saga's steps on a time axis from the admin
  * API's JSON (GET /sagas, GET /sagas/{id}). No state, no I/O of its own;
  * loop thread only, like the server it registers on. */

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin_buf.h"
+#include "abuf.h"
 
 const double metrics_latency_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                           0.05,  0.1,    0.25,  0.5,  1,

@@ -1,9 +1,9 @@
-/* A growing text buffer with a ceiling, shared by the metrics renderer and
- * the admin HTTP server. Once an append fails (ceiling or out of memory)
- * the buffer stays failed and later appends do nothing, so a writer checks
- * once at the end. Plain object, no I/O; one thread at a time. */
-#ifndef SAGAD_ADMIN_BUF_H
-#define SAGAD_ADMIN_BUF_H
+/* A growing text buffer with a ceiling, shared by the metrics renderer,
+ * the admin HTTP server and the OTLP exporter. Once an append fails
+ * (ceiling or out of memory) the buffer stays failed and later appends do
+ * nothing, so a writer checks once at the end. Plain object, no I/O; one thread at a time. */
+#ifndef SAGA_COMMON_ABUF_H
+#define SAGA_COMMON_ABUF_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -16,7 +16,7 @@
 #include <uv.h>
 
 #include "admin_api.h"
-#include "admin_buf.h"
+#include "abuf.h"
 #include "definition.h"
 
 #define ADMIN_PG_HISTORY_MAX 100000 /* largest max_history accepted */

@@ -12,7 +12,6 @@
 #include "cli_cmds.h"
 #include "cli_db.h"
 
-#if SAGACTL_HAVE_OPERATOR_ACTION
 #include "wire.h"
 
 typedef struct {
@@ -162,24 +161,3 @@ int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s) {
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s) {
   return operator_action(a, s, "resolve", SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE);
 }
-#else
-/* Built against a schemas/saga.proto without OperatorAction. */
-static int unavailable(const char *cmd) {
-  return cli_fail(CLI_EXIT_FAIL,
-                  "%s: this build has no OperatorAction message "
-                  "(schemas/saga.proto)",
-                  cmd);
-}
-
-int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s) {
-  (void)a;
-  (void)s;
-  return unavailable("retry");
-}
-
-int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s) {
-  (void)a;
-  (void)s;
-  return unavailable("resolve");
-}
-#endif

@@ -1,4 +1,4 @@
-/* The engine's wire codec over client/wire.h: decode the three inbox
+/* The engine's wire codec over protocol/wire.h: decode the three inbox
  * message types, encode commands and notifications, build dead-letter
  * headers. No I/O and no logging here. */
 #include "msg_codec.h"
@@ -10,7 +10,7 @@
 #include "text.h"
 #include "wire.h"
 
-/* The same codec as the other inbox types (client/wire.c checks saga_id,
+/* The same codec as the other inbox types (protocol/wire.c checks saga_id,
  * the action, reason and operator); sagactl encodes with it too. */
 static int decode_operator(const void *value, size_t len,
                            const rd_kafka_headers_t *hdrs, size_t max_bytes,

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "admin_buf.h"
+#include "abuf.h"
 #include "admin_http.h"
 #include "metrics.h"
 

@@ -1,5 +1,5 @@
-/* Growing text buffer with a ceiling (admin_buf.h). */
-#include "admin_buf.h"
+/* Growing text buffer with a ceiling (abuf.h). */
+#include "abuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

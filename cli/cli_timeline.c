@@ -10,18 +10,18 @@
 #include "cli_timeline.h"
 
 static const char *action_name(uint8_t a) {
-  return a == SAGA_COMPENSATE ? "COMPENSATE" : "DO";
+  return a == SM_COMPENSATE ? "COMPENSATE" : "DO";
 }
 
 static const char *outcome_name(uint8_t o) {
   switch (o) {
-  case SAGA_OUTCOME_SUCCESS:
+  case SM_OUTCOME_SUCCESS:
     return "SUCCESS";
-  case SAGA_OUTCOME_FAILURE:
+  case SM_OUTCOME_FAILURE:
     return "FAILURE";
-  case SAGA_OUTCOME_RETRYABLE:
+  case SM_OUTCOME_RETRYABLE:
     return "RETRYABLE";
-  case SAGA_OUTCOME_TIMEOUT:
+  case SM_OUTCOME_TIMEOUT:
     return "TIMEOUT";
   default:
     return "";
@@ -51,7 +51,7 @@ static void step_name(const saga_def_t *def, uint8_t step, char *buf,
 }
 
 /* Time of the dispatch of (step, action, attempt), forgotten once used. */
-static int64_t take_sent(cli_timeline_t *tl, const saga_event_t *ev) {
+static int64_t take_sent(cli_timeline_t *tl, const sm_event_t *ev) {
   for (size_t i = 0; i < tl->nsent; i++) {
     cli_tl_sent_t *s = &tl->sent[i];
     if (s->step == ev->step && s->action == ev->action &&
@@ -64,7 +64,7 @@ static int64_t take_sent(cli_timeline_t *tl, const saga_event_t *ev) {
   return -1;
 }
 
-static int add_sent(cli_timeline_t *tl, const saga_event_t *ev,
+static int add_sent(cli_timeline_t *tl, const sm_event_t *ev,
                     int64_t at_ms) {
   (void)take_sent(tl, ev); /* a re-dispatch replaces an older entry */
   if (grow((void **)&tl->sent, &tl->capsent, tl->nsent + 1,
@@ -78,17 +78,17 @@ static int add_sent(cli_timeline_t *tl, const saga_event_t *ev,
 }
 
 int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
-                     int64_t version, int64_t at_ms, const saga_event_t *ev,
+                     int64_t version, int64_t at_ms, const sm_event_t *ev,
                      size_t n) {
   if (grow((void **)&tl->rows, &tl->cap, tl->n + n, sizeof *tl->rows) != 0)
     return -1;
   for (size_t i = 0; i < n; i++) {
-    const saga_event_t *e = &ev[i];
+    const sm_event_t *e = &ev[i];
     cli_tl_row_t *r = &tl->rows[tl->n];
     memset(r, 0, sizeof *r);
     r->at_ms = at_ms;
     r->version = version;
-    r->event = saga_event_type_name((saga_event_type_t)e->type);
+    r->event = sm_event_type_name((sm_event_type_t)e->type);
     if (r->event == NULL)
       r->event = "?";
     r->action = "";
@@ -96,12 +96,12 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
     r->duration_ms = -1;
     char t[40];
     switch (e->type) {
-    case SAGA_EV_STARTED:
+    case SM_EV_STARTED:
       snprintf(r->detail, sizeof r->detail, "definition %s v%" PRIu32
                ", input %zu bytes", e->def_name != NULL ? e->def_name : "?",
                e->def_version, e->payload_len);
       break;
-    case SAGA_EV_DISPATCHED:
+    case SM_EV_DISPATCHED:
       step_name(def, e->step, r->step, sizeof r->step);
       r->action = action_name(e->action);
       r->attempt = e->attempt;
@@ -111,7 +111,7 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
       if (add_sent(tl, e, at_ms) != 0)
         return -1;
       break;
-    case SAGA_EV_SUCCEEDED:
+    case SM_EV_SUCCEEDED:
       step_name(def, e->step, r->step, sizeof r->step);
       r->action = action_name(e->action);
       r->attempt = e->attempt;
@@ -120,7 +120,7 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
         snprintf(r->detail, sizeof r->detail, "output %zu bytes",
                  e->payload_len);
       break;
-    case SAGA_EV_ATTEMPT_FAILED: {
+    case SM_EV_ATTEMPT_FAILED: {
       step_name(def, e->step, r->step, sizeof r->step);
       r->action = action_name(e->action);
       r->attempt = e->attempt;
@@ -136,27 +136,27 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
                  why != NULL ? why : "", why != NULL ? "; " : "");
       break;
     }
-    case SAGA_EV_COMPENSATING:
+    case SM_EV_COMPENSATING:
       step_name(def, e->step, r->step, sizeof r->step);
       snprintf(r->detail, sizeof r->detail, "step failed: undoing");
       break;
-    case SAGA_EV_PARKED:
+    case SM_EV_PARKED:
       step_name(def, e->step, r->step, sizeof r->step);
       snprintf(r->detail, sizeof r->detail,
                "compensation retries spent: waiting for an operator");
       break;
-    case SAGA_EV_OPERATOR_RETRY:
+    case SM_EV_OPERATOR_RETRY:
       step_name(def, e->step, r->step, sizeof r->step);
       r->action = action_name(e->action);
       snprintf(r->detail, sizeof r->detail, "operator retry: fresh budget");
       break;
-    case SAGA_EV_RESOLVED:
+    case SM_EV_RESOLVED:
       snprintf(r->detail, sizeof r->detail, "resolved by an operator");
       break;
     default:
       break;
     }
-    if (e->type == SAGA_EV_SUCCEEDED || e->type == SAGA_EV_ATTEMPT_FAILED) {
+    if (e->type == SM_EV_SUCCEEDED || e->type == SM_EV_ATTEMPT_FAILED) {
       int64_t sent = take_sent(tl, e);
       if (sent >= 0 && at_ms >= sent)
         r->duration_ms = at_ms - sent;

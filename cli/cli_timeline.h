@@ -45,7 +45,7 @@ typedef struct cli_timeline {
  * at_ms). def (may be NULL) names the steps. Returns 0 or -1 when out of
  * memory. */
 int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
-                     int64_t version, int64_t at_ms, const saga_event_t *ev,
+                     int64_t version, int64_t at_ms, const sm_event_t *ev,
                      size_t n);
 
 void cli_timeline_free(cli_timeline_t *tl);

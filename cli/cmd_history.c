@@ -144,7 +144,7 @@ static int resolved_record(void *arg, int64_t version,
                            const saga_record_t *rec) {
   (void)version;
   for (size_t i = 0; i < rec->n; i++)
-    if (rec->events[i].type == SAGA_EV_RESOLVED)
+    if (rec->events[i].type == SM_EV_RESOLVED)
       *(int *)arg = 1;
   return 0;
 }
@@ -175,7 +175,7 @@ typedef struct {
 static int history_record(void *arg, int64_t version,
                           const saga_record_t *rec) {
   history_t *h = arg;
-  if (rec->n > 0 && rec->events[0].type == SAGA_EV_STARTED &&
+  if (rec->n > 0 && rec->events[0].type == SM_EV_STARTED &&
       h->type[0] == '\0') {
     snprintf(h->type, sizeof h->type, "%s", rec->events[0].def_name);
     h->def_version = rec->events[0].def_version;
@@ -250,7 +250,7 @@ out:
 typedef struct {
   const saga_registry_t *reg;
   const char *id;
-  saga_t *saga;
+  sm_t *saga;
   char problem[256]; /* set when the events cannot be replayed */
 } replay_t;
 
@@ -260,13 +260,13 @@ static int replay_record(void *arg, int64_t version,
   if (r->problem[0] != '\0')
     return 0;
   if (r->saga == NULL) {
-    if (rec->n == 0 || rec->events[0].type != SAGA_EV_STARTED) {
+    if (rec->n == 0 || rec->events[0].type != SM_EV_STARTED) {
       snprintf(r->problem, sizeof r->problem,
                "first record is %s, not Started",
                saga_codec_record_type(rec->events, rec->n));
       return 0;
     }
-    const saga_event_t *st = &rec->events[0];
+    const sm_event_t *st = &rec->events[0];
     const saga_def_t *def =
         saga_registry_find(r->reg, st->def_name, st->def_version);
     if (def == NULL) {
@@ -275,12 +275,12 @@ static int replay_record(void *arg, int64_t version,
                st->def_name, st->def_version);
       return 0;
     }
-    r->saga = malloc(saga_size(def));
+    r->saga = malloc(sm_size(def));
     if (r->saga == NULL) {
       cli_fail(CLI_EXIT_FAIL, "out of memory");
       return -1;
     }
-    if (saga_init(r->saga, r->id, def) != SAGA_CORE_OK) {
+    if (sm_init(r->saga, r->id, def) != SAGA_CORE_OK) {
       snprintf(r->problem, sizeof r->problem, "saga id cannot be replayed");
       return 0;
     }
@@ -340,9 +340,9 @@ static int replay_one(es_store_t *st, const saga_registry_t *reg,
     snprintf(what, sizeof what, "cannot replay: %s", r.problem);
   } else if (row == NULL) {
     snprintf(what, sizeof what, "%d events (status %s) but no saga_index row",
-             n, saga_status_name((saga_status_t)r.saga->status));
+             n, sm_status_name((sm_status_t)r.saga->status));
   } else {
-    const char *status = saga_status_name((saga_status_t)r.saga->status);
+    const char *status = sm_status_name((sm_status_t)r.saga->status);
     size_t w = 0;
     what[0] = '\0';
 #define DIFF(...)                                                           \

@@ -1,4 +1,4 @@
-/* saga_event_t <-> saga.v1.SagaTransition (protobuf-c). Times inside a
+/* sm_event_t <-> saga.v1.SagaTransition (protobuf-c). Times inside a
  * record are stored relative to its at_ms, so they stay short varints and
  * replay gets back the exact absolute values. */
 #include "saga_codec.h"
@@ -15,26 +15,26 @@
 /* The protobuf view of one transition, built on the stack. */
 typedef struct {
   Saga__V1__SagaTransition tx;
-  Saga__V1__SagaEvent ev[SAGA_MAX_OUT];
-  Saga__V1__SagaEvent *ptr[SAGA_MAX_OUT];
-  char reason[SAGA_MAX_OUT][SAGA_CODEC_MAX_REASON + 1];
+  Saga__V1__SagaEvent ev[SM_MAX_OUT];
+  Saga__V1__SagaEvent *ptr[SM_MAX_OUT];
+  char reason[SM_MAX_OUT][SAGA_CODEC_MAX_REASON + 1];
 } view_t;
 
-static int build(view_t *v, const saga_event_t *ev, size_t n, int64_t at_ms) {
-  if (ev == NULL || n == 0 || n > SAGA_MAX_OUT)
+static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
+  if (ev == NULL || n == 0 || n > SM_MAX_OUT)
     return SAGA_CORE_EINVAL;
   saga__v1__saga_transition__init(&v->tx);
   v->tx.at_ms = at_ms;
   v->tx.n_events = n;
   v->tx.events = v->ptr;
   for (size_t i = 0; i < n; i++) {
-    const saga_event_t *e = &ev[i];
+    const sm_event_t *e = &ev[i];
     Saga__V1__SagaEvent *p = &v->ev[i];
     saga__v1__saga_event__init(p);
     v->ptr[i] = p;
     p->type = (Saga__V1__SagaEventType)e->type;
     p->step = e->step;
-    p->compensate = e->action == SAGA_COMPENSATE;
+    p->compensate = e->action == SM_COMPENSATE;
     p->attempt = e->attempt;
     p->outcome = (Saga__V1__SagaEventOutcome)e->outcome;
     p->until_delta_ms = e->until_ms ? (uint64_t)(e->until_ms - at_ms) : 0;
@@ -51,14 +51,14 @@ static int build(view_t *v, const saga_event_t *ev, size_t n, int64_t at_ms) {
   return SAGA_CORE_OK;
 }
 
-size_t saga_codec_size(const saga_event_t *ev, size_t n, int64_t at_ms) {
+size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms) {
   view_t v;
   if (build(&v, ev, n, at_ms) != SAGA_CORE_OK)
     return 0;
   return saga__v1__saga_transition__get_packed_size(&v.tx);
 }
 
-int saga_codec_encode(const saga_event_t *ev, size_t n, int64_t at_ms,
+int saga_codec_encode(const sm_event_t *ev, size_t n, int64_t at_ms,
                       uint8_t *buf, size_t cap, size_t *len) {
   view_t v;
   int rc = build(&v, ev, n, at_ms);
@@ -85,7 +85,7 @@ static bool valid(const Saga__V1__SagaEvent *p) {
       p->type > SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_RESOLVED)
     return false;
   if (p->step >= SAGA_DEF_MAX_STEPS || p->attempt > UINT16_MAX ||
-      (unsigned)p->outcome > SAGA_OUTCOME_TIMEOUT ||
+      (unsigned)p->outcome > SM_OUTCOME_TIMEOUT ||
       p->until_delta_ms > (uint64_t)MAX_DELTA_MS)
     return false;
   if (p->type == SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_STARTED &&
@@ -102,18 +102,18 @@ int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec) {
       saga__v1__saga_transition__unpack(NULL, len, buf);
   if (tx == NULL)
     return SAGA_CORE_EDECODE;
-  if (tx->n_events == 0 || tx->n_events > SAGA_MAX_OUT || tx->at_ms < 0 ||
+  if (tx->n_events == 0 || tx->n_events > SM_MAX_OUT || tx->at_ms < 0 ||
       tx->at_ms > INT64_MAX - MAX_DELTA_MS)
     goto bad;
   for (size_t i = 0; i < tx->n_events; i++) {
     const Saga__V1__SagaEvent *p = tx->events[i];
     if (!valid(p))
       goto bad;
-    saga_event_t *e = &rec->events[i];
+    sm_event_t *e = &rec->events[i];
     memset(e, 0, sizeof *e);
     e->type = (uint8_t)p->type;
     e->step = (uint8_t)p->step;
-    e->action = p->compensate ? SAGA_COMPENSATE : SAGA_DO;
+    e->action = p->compensate ? SM_COMPENSATE : SM_DO;
     e->attempt = (uint16_t)p->attempt;
     e->outcome = (uint8_t)p->outcome;
     e->until_ms = p->until_delta_ms ? tx->at_ms + (int64_t)p->until_delta_ms
@@ -133,20 +133,20 @@ bad:
   return SAGA_CORE_EDECODE;
 }
 
-int saga_codec_apply(saga_t *saga, const saga_record_t *rec) {
+int saga_codec_apply(sm_t *saga, const saga_record_t *rec) {
   if (saga == NULL || rec == NULL || rec->n == 0)
     return SAGA_CORE_EINVAL;
   for (size_t i = 0; i < rec->n; i++) {
-    int rc = saga_apply(saga, &rec->events[i], rec->at_ms);
+    int rc = sm_apply(saga, &rec->events[i], rec->at_ms);
     if (rc != SAGA_CORE_OK)
       return rc;
   }
-  saga_end_transition(saga);
+  sm_end_transition(saga);
   return SAGA_CORE_OK;
 }
 
-const char *saga_codec_record_type(const saga_event_t *ev, size_t n) {
+const char *saga_codec_record_type(const sm_event_t *ev, size_t n) {
   if (ev == NULL || n == 0)
     return "unknown";
-  return saga_event_type_name((saga_event_type_t)ev[0].type);
+  return sm_event_type_name((sm_event_type_t)ev[0].type);
 }

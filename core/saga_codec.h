@@ -20,18 +20,18 @@
 typedef struct {
   int64_t at_ms;
   size_t n;
-  saga_event_t events[SAGA_MAX_OUT];
+  sm_event_t events[SM_MAX_OUT];
   void *pb; /* the unpacked message, owned */
 } saga_record_t;
 
 /* Bytes saga_codec_encode needs for these events. */
-size_t saga_codec_size(const saga_event_t *ev, size_t n, int64_t at_ms);
+size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms);
 
 /* Encode one transition (n >= 1 events decided at at_ms, e.g. the events of
- * one saga_output_t) into buf[0..cap). *len gets the bytes written.
+ * one sm_output_t) into buf[0..cap). *len gets the bytes written.
  * Errors: SAGA_CORE_EINVAL (n == 0 or too many), SAGA_CORE_ETOOBIG (cap
  * smaller than saga_codec_size). No allocation. */
-int saga_codec_encode(const saga_event_t *ev, size_t n, int64_t at_ms,
+int saga_codec_encode(const sm_event_t *ev, size_t n, int64_t at_ms,
                       uint8_t *buf, size_t cap, size_t *len);
 
 /* Decode one record, replacing what rec held. Validates every field the
@@ -45,11 +45,11 @@ void saga_record_clear(saga_record_t *rec);
 /* Apply a decoded record to saga (replay): every event, then one
  * transition counted. Errors: SAGA_CORE_EREPLAY (the record does not fit
  * the saga; it is then unusable). */
-int saga_codec_apply(saga_t *saga, const saga_record_t *rec);
+int saga_codec_apply(sm_t *saga, const saga_record_t *rec);
 
 /* The event type to store for a record whose first event is ev[0], e.g.
  * "Started", "Succeeded": what the store's type column and the history
  * timeline show. Static storage. */
-const char *saga_codec_record_type(const saga_event_t *ev, size_t n);
+const char *saga_codec_record_type(const sm_event_t *ev, size_t n);
 
 #endif

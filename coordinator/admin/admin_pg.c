@@ -341,18 +341,18 @@ static const char *outcome_name(uint8_t o) {
 }
 
 static void put_event(abuf_t *b, const saga_def_t *def, int64_t version,
-                      int64_t at_ms, const saga_event_t *ev) {
-  saga_event_type_t t = (saga_event_type_t)ev->type;
-  bool has_step = t == SAGA_EV_DISPATCHED || t == SAGA_EV_SUCCEEDED ||
-                  t == SAGA_EV_ATTEMPT_FAILED || t == SAGA_EV_COMPENSATING ||
-                  t == SAGA_EV_PARKED || t == SAGA_EV_OPERATOR_RETRY;
-  bool has_action = has_step && t != SAGA_EV_COMPENSATING &&
-                    t != SAGA_EV_PARKED;
-  bool has_attempt = t == SAGA_EV_DISPATCHED || t == SAGA_EV_SUCCEEDED ||
-                     t == SAGA_EV_ATTEMPT_FAILED;
+                      int64_t at_ms, const sm_event_t *ev) {
+  sm_event_type_t t = (sm_event_type_t)ev->type;
+  bool has_step = t == SM_EV_DISPATCHED || t == SM_EV_SUCCEEDED ||
+                  t == SM_EV_ATTEMPT_FAILED || t == SM_EV_COMPENSATING ||
+                  t == SM_EV_PARKED || t == SM_EV_OPERATOR_RETRY;
+  bool has_action = has_step && t != SM_EV_COMPENSATING &&
+                    t != SM_EV_PARKED;
+  bool has_attempt = t == SM_EV_DISPATCHED || t == SM_EV_SUCCEEDED ||
+                     t == SM_EV_ATTEMPT_FAILED;
   abuf_printf(b, "{\"version\":%" PRId64, version);
   put_time(b, "time", at_ms);
-  put_text(b, "event", saga_event_type_name(t));
+  put_text(b, "event", sm_event_type_name(t));
   if (has_step) {
     char step[16];
     snprintf(step, sizeof step, "#%u", (unsigned)ev->step);
@@ -364,22 +364,22 @@ static void put_event(abuf_t *b, const saga_def_t *def, int64_t version,
     abuf_puts(b, ",\"step\":null,\"step_index\":null");
   }
   put_text(b, "action",
-           has_action ? (ev->action == SAGA_COMPENSATE ? "compensate" : "do")
+           has_action ? (ev->action == SM_COMPENSATE ? "compensate" : "do")
                       : NULL);
   if (has_attempt)
     abuf_printf(b, ",\"attempt\":%u", (unsigned)ev->attempt);
   else
     abuf_puts(b, ",\"attempt\":null");
-  const char *outcome = t == SAGA_EV_SUCCEEDED ? "success"
-                        : t == SAGA_EV_ATTEMPT_FAILED
+  const char *outcome = t == SM_EV_SUCCEEDED ? "success"
+                        : t == SM_EV_ATTEMPT_FAILED
                             ? outcome_name(ev->outcome)
                             : NULL;
   put_text(b, "outcome", outcome);
   put_text(b, "reason", ev->reason);
   put_time(b, "until",
-           t == SAGA_EV_DISPATCHED || t == SAGA_EV_ATTEMPT_FAILED ? ev->until_ms
+           t == SM_EV_DISPATCHED || t == SM_EV_ATTEMPT_FAILED ? ev->until_ms
                                                                    : 0);
-  if (t == SAGA_EV_STARTED) {
+  if (t == SM_EV_STARTED) {
     put_text(b, "definition", ev->def_name);
     abuf_printf(b, ",\"definition_version\":%" PRIu32, ev->def_version);
   }

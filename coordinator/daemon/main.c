@@ -152,13 +152,11 @@ static void engine_drained(void *arg) {
      * read this line). */
     char an[512];
     size_t used = 0;
-    for (int v = SAGA_V_DUPLICATE; v <= SAGA_V_FINISHED && used < sizeof an;
+    for (int v = SM_V_DUPLICATE; v <= SM_V_FINISHED && used < sizeof an;
          v++) {
       int n = snprintf(an + used, sizeof an - used, "%s%s=%llu",
                        used ? " " : "",
-                       v == SAGA_V_FINISHED ? "finished"
-                                            : saga_verdict_name(
-                                                  (saga_verdict_t)v),
+                       sm_verdict_name((sm_verdict_t)v),
                        (unsigned long long)c->anomalies[v]);
       if (n < 0)
         break;

@@ -26,7 +26,7 @@ typedef struct brec {
   uint8_t data[];
 } brec_t;
 
-/* One saga in memory; its saga_t follows in the same allocation. */
+/* One saga in memory; its sm_t follows in the same allocation. */
 typedef struct entry {
   struct entry *hnext;
   uint32_t hash;
@@ -42,7 +42,7 @@ typedef struct entry {
   void *obs;       /* observer slot (sagad_engine_hooks_t) */
 } entry_t;
 
-#define ENTRY_SAGA(en) ((saga_t *)(void *)((en) + 1))
+#define ENTRY_SAGA(en) ((sm_t *)(void *)((en) + 1))
 
 enum { IN_MSG = 1, IN_TIMER = 2 };
 
@@ -53,8 +53,8 @@ typedef struct input {
   void *ack;
   int64_t received_us;    /* IN_MSG: sagad_inmsg_t.received_us */
   sagad_msg_t msg;        /* IN_MSG */
-  saga_input_t timer;     /* IN_TIMER */
-  char id[SAGA_ID_MAX + 1]; /* saga id */
+  sm_input_t timer;     /* IN_TIMER */
+  char id[SM_ID_MAX + 1]; /* saga id */
 } input_t;
 
 typedef struct {
@@ -63,7 +63,7 @@ typedef struct {
 
 typedef struct {
   entry_t *en;
-  saga_effect_t fx;
+  sm_effect_t fx;
   int64_t reply_us; /* received_us of the reply that decided it, or 0 */
 } bfx_t;
 
@@ -71,7 +71,7 @@ typedef struct {
   int64_t at;
   uint8_t step, action, timer;
   uint16_t attempt;
-  char id[SAGA_ID_MAX + 1];
+  char id[SM_ID_MAX + 1];
 } tmr_t;
 
 /* Token of a dead letter: the input is acked once it is delivered; or of
@@ -88,7 +88,7 @@ struct sagad_engine {
   sagad_counters_t c;
   sagad_engine_hooks_t hooks;
   size_t nparts; /* inbox partitions assigned */
-  saga_rng_t rng;
+  sm_rng_t rng;
   /* saga table */
   entry_t **buckets;
   size_t nbuckets, nsagas;
@@ -109,12 +109,12 @@ struct sagad_engine {
   size_t nheap, cheap;
   int64_t armed_at;
   /* finished sagas to drop when the batch settles */
-  char (*evict)[SAGA_ID_MAX + 1];
+  char (*evict)[SM_ID_MAX + 1];
   size_t nevict, cevict;
   /* sagas dropped from memory whose read-back failed: read again before
    * any input is stepped (a timer of theirs finds no saga and is lost) */
   struct reload {
-    char id[SAGA_ID_MAX + 1];
+    char id[SM_ID_MAX + 1];
     int32_t partition;
   } *reload;
   size_t nreload, creload;
@@ -123,7 +123,7 @@ struct sagad_engine {
   void (*stop_done)(void *);
   void *stop_arg;
   /* scratch */
-  saga_output_t out;
+  sm_output_t out;
   saga_record_t rec;
 };
 
@@ -167,10 +167,10 @@ static void grow(sagad_engine_t *e) {
 
 static entry_t *entry_new(sagad_engine_t *e, const char *id,
                           const saga_def_t *def, int32_t partition) {
-  entry_t *en = calloc(1, sizeof *en + saga_size(def));
+  entry_t *en = calloc(1, sizeof *en + sm_size(def));
   if (!en)
     return NULL;
-  if (saga_init(ENTRY_SAGA(en), id, def) != 0) {
+  if (sm_init(ENTRY_SAGA(en), id, def) != 0) {
     free(en);
     return NULL;
   }
@@ -314,16 +314,16 @@ static void request_turn(sagad_engine_t *e) {
 
 /* ---- effects (only for durable transitions) ------------------------- */
 
-static const char *step_name(const saga_t *s, unsigned i) {
+static const char *step_name(const sm_t *s, unsigned i) {
   return i < s->def->nsteps ? s->def->steps[i].name : NULL;
 }
 
 /* Returns 1 when the command was handed to the broker. */
 static int send_command(sagad_engine_t *e, entry_t *en,
-                        const saga_effect_t *fx) {
-  saga_t *s = ENTRY_SAGA(en);
+                        const sm_effect_t *fx) {
+  sm_t *s = ENTRY_SAGA(en);
   const saga_step_def_t *sd = &s->def->steps[fx->step];
-  const char *topic = fx->action == SAGA_DO ? sd->topic : sd->comp_topic;
+  const char *topic = fx->action == SM_DO ? sd->topic : sd->comp_topic;
   if (!topic)
     return 0;
   sagad_command_t c = {
@@ -331,7 +331,7 @@ static int send_command(sagad_engine_t *e, entry_t *en,
       .saga_type = s->def->name,
       .def_version = s->def->version,
       .step = sd->name,
-      .action = fx->action == SAGA_DO ? 1 : 2,
+      .action = fx->action == SM_DO ? 1 : 2,
       .attempt = fx->attempt,
       .deadline_ms = fx->at_ms,
       .payload = en->input,
@@ -362,30 +362,30 @@ static int send_command(sagad_engine_t *e, entry_t *en,
   }
   e->c.commands_sent++;
   SLOG_DEBUG(s->id, sd->name, "sent %s attempt %u to %s",
-             fx->action == SAGA_DO ? "DO" : "COMPENSATE",
+             fx->action == SM_DO ? "DO" : "COMPENSATE",
              (unsigned)fx->attempt, topic);
   free(buf);
   return 1;
 }
 
 static void send_notification(sagad_engine_t *e, entry_t *en,
-                              const saga_effect_t *fx, int64_t now) {
+                              const sm_effect_t *fx, int64_t now) {
   if (!e->notify)
     return;
-  saga_t *s = ENTRY_SAGA(en);
-  int outcome = fx->outcome == SAGA_OUTCOME_TIMEOUT ? 2 : fx->outcome;
+  sm_t *s = ENTRY_SAGA(en);
+  int outcome = fx->outcome == SM_OUTCOME_TIMEOUT ? 2 : fx->outcome;
   sagad_notification_t n = {
       .saga_id = s->id,
       .saga_type = s->def->name,
       .def_version = s->def->version,
       .kind = fx->notify,
-      .step = fx->notify == SAGA_NOTIFY_STEP_DONE ||
-                      fx->notify == SAGA_NOTIFY_COMPENSATION_FAILED
+      .step = fx->notify == SM_NOTIFY_STEP_DONE ||
+                      fx->notify == SM_NOTIFY_COMPENSATION_FAILED
                   ? step_name(s, fx->step)
                   : NULL,
-      .action = fx->notify == SAGA_NOTIFY_STEP_DONE ? fx->action + 1 : 0,
-      .outcome = fx->notify == SAGA_NOTIFY_STEP_DONE ? outcome : 0,
-      .reason = fx->outcome == SAGA_OUTCOME_TIMEOUT ? "timeout" : NULL,
+      .action = fx->notify == SM_NOTIFY_STEP_DONE ? fx->action + 1 : 0,
+      .outcome = fx->notify == SM_NOTIFY_STEP_DONE ? outcome : 0,
+      .reason = fx->outcome == SM_OUTCOME_TIMEOUT ? "timeout" : NULL,
       .at_ms = now,
   };
   void *buf = NULL;
@@ -405,12 +405,12 @@ static void send_notification(sagad_engine_t *e, entry_t *en,
 }
 
 /* Returns 1 when the effect was a command handed to the broker. */
-static int perform(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
+static int perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
                    int64_t now) {
   switch (fx->type) {
-  case SAGA_FX_SEND:
+  case SM_FX_SEND:
     return send_command(e, en, fx);
-  case SAGA_FX_TIMER: {
+  case SM_FX_TIMER: {
     tmr_t t = {.at = fx->at_ms,
                .step = fx->step,
                .action = fx->action,
@@ -420,7 +420,7 @@ static int perform(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
     heap_push(e, &t);
     break;
   }
-  case SAGA_FX_NOTIFY:
+  case SM_FX_NOTIFY:
     send_notification(e, en, fx, now);
     break;
   default:
@@ -436,7 +436,7 @@ typedef struct {
   int resume;       /* recovery: resume and drop terminal sagas */
   entry_t *cur;     /* saga being rebuilt */
   int skip;         /* records of a saga already in memory or broken */
-  char id[SAGA_ID_MAX + 1];
+  char id[SM_ID_MAX + 1];
   size_t loaded;
 } loader_t;
 
@@ -446,18 +446,18 @@ static void loader_finish(loader_t *L) {
   L->cur = NULL;
   if (!en)
     return;
-  saga_t *s = ENTRY_SAGA(en);
+  sm_t *s = ENTRY_SAGA(en);
   en->durable = s->version;
   L->loaded++;
   if (!L->resume)
     return;
-  if (saga_is_terminal(s)) {
+  if (sm_is_terminal(s)) {
     if (L->resume == 1)
       entry_free(e, en);
     return;
   }
   /* The state is durable: resuming effects are safe to perform now. */
-  saga_resume(s, &e->out);
+  sm_resume(s, &e->out);
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
   for (size_t i = 0; i < e->out.n_effects; i++)
     perform(e, en, &e->out.effects[i], now);
@@ -465,7 +465,7 @@ static void loader_finish(loader_t *L) {
   e->c.recovered++;
   SLOG_DEBUG(s->id, step_name(s, s->cursor), "recovered at version %u (%s)",
              (unsigned)s->version,
-             saga_status_name((saga_status_t)s->status));
+             sm_status_name((sm_status_t)s->status));
 }
 
 static int loader_record(void *arg, const char *id, int32_t partition,
@@ -475,7 +475,7 @@ static int loader_record(void *arg, const char *id, int32_t partition,
   if (strcmp(id, L->id) != 0) {
     loader_finish(L);
     snprintf(L->id, sizeof L->id, "%s", id);
-    L->skip = strlen(id) > SAGA_ID_MAX || lookup(e, id) != NULL;
+    L->skip = strlen(id) > SM_ID_MAX || lookup(e, id) != NULL;
   }
   if (L->skip)
     return 0;
@@ -486,8 +486,8 @@ static int loader_record(void *arg, const char *id, int32_t partition,
     goto broken;
   }
   if (!L->cur) {
-    const saga_event_t *ev = &e->rec.events[0];
-    if (e->rec.n < 1 || ev->type != SAGA_EV_STARTED || !ev->def_name) {
+    const sm_event_t *ev = &e->rec.events[0];
+    if (e->rec.n < 1 || ev->type != SM_EV_STARTED || !ev->def_name) {
       SLOG_ERROR(id, NULL, "stored stream does not begin with Started");
       goto broken;
     }
@@ -593,7 +593,7 @@ static int add_stream(sagad_engine_t *e, entry_t *en) {
   return 0;
 }
 
-static int add_fx(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
+static int add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
                   int64_t reply_us) {
 #ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
   return perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
@@ -613,27 +613,27 @@ static int add_fx(sagad_engine_t *e, entry_t *en, const saga_effect_t *fx,
   return 0;
 }
 
-static void count_events(sagad_engine_t *e, const saga_t *s) {
+static void count_events(sagad_engine_t *e, const sm_t *s) {
   for (size_t i = 0; i < e->out.n_events; i++) {
-    const saga_event_t *ev = &e->out.events[i];
+    const sm_event_t *ev = &e->out.events[i];
     switch (ev->type) {
-    case SAGA_EV_STARTED:
+    case SM_EV_STARTED:
       e->c.started++;
       SLOG_INFO(s->id, NULL, "started %s v%u", s->def->name,
                 (unsigned)s->def->version);
       break;
-    case SAGA_EV_COMPLETED:
+    case SM_EV_COMPLETED:
       e->c.completed++;
       SLOG_INFO(s->id, NULL, "completed");
       break;
-    case SAGA_EV_COMPENSATING:
+    case SM_EV_COMPENSATING:
       SLOG_INFO(s->id, step_name(s, ev->step), "compensating");
       break;
-    case SAGA_EV_COMPENSATED:
+    case SM_EV_COMPENSATED:
       e->c.compensated++;
       SLOG_INFO(s->id, NULL, "compensated");
       break;
-    case SAGA_EV_PARKED:
+    case SM_EV_PARKED:
       e->c.compensation_failed++;
       SLOG_WARN(s->id, step_name(s, ev->step),
                 "compensation failed: parked for an operator");
@@ -647,13 +647,13 @@ static void count_events(sagad_engine_t *e, const saga_t *s) {
 static void note_evict(sagad_engine_t *e, const char *id) {
   if (e->nevict == e->cevict) {
     size_t n = e->cevict ? e->cevict * 2 : 64;
-    char(*v)[SAGA_ID_MAX + 1] = realloc(e->evict, n * sizeof *v);
+    char(*v)[SM_ID_MAX + 1] = realloc(e->evict, n * sizeof *v);
     if (!v)
       return; /* it stays in memory: harmless */
     e->evict = v;
     e->cevict = n;
   }
-  memcpy(e->evict[e->nevict++], id, SAGA_ID_MAX + 1);
+  memcpy(e->evict[e->nevict++], id, SM_ID_MAX + 1);
 }
 
 /* Drop the finished sagas noted while stepping, unless they joined the
@@ -662,7 +662,7 @@ static void note_evict(sagad_engine_t *e, const char *id) {
 static void evict_noted(sagad_engine_t *e) {
   for (size_t i = 0; i < e->nevict; i++) {
     entry_t *en = lookup(e, e->evict[i]);
-    if (en && !en->in_batch && saga_is_terminal(ENTRY_SAGA(en)))
+    if (en && !en->in_batch && sm_is_terminal(ENTRY_SAGA(en)))
       entry_free(e, en);
   }
   e->nevict = 0;
@@ -672,7 +672,7 @@ static void evict_noted(sagad_engine_t *e) {
  * must wait (store unreadable), else 0 (it joined the done list). */
 static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   entry_t *en = lookup(e, in->id);
-  saga_input_t si = {0};
+  sm_input_t si = {0};
 #ifdef SAGA_SIM_BREAK_ACK_BEFORE_APPEND /* test-only bug that tests/sim catches */
   if (in->kind == IN_MSG && in->msg.kind != SAGAD_MSG_START && in->ack) {
     e->cfg.broker.ack(e->cfg.broker.self, in->ack);
@@ -697,7 +697,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
         return 1;
       }
     }
-    si.type = SAGA_IN_START;
+    si.type = SM_IN_START;
     si.payload = in->msg.payload;
     si.payload_len = in->msg.payload_len;
   } else {
@@ -709,18 +709,18 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
         return 1;
     }
     if (in->msg.kind == SAGAD_MSG_REPLY) {
-      si.type = SAGA_IN_REPLY;
+      si.type = SM_IN_REPLY;
       si.step = en ? saga_def_step_index(ENTRY_SAGA(en)->def, in->msg.step)
                    : -1;
-      si.action = in->msg.action == 2 ? SAGA_COMPENSATE : SAGA_DO;
+      si.action = in->msg.action == 2 ? SM_COMPENSATE : SM_DO;
       si.attempt = in->msg.attempt;
       si.outcome = (uint8_t)in->msg.outcome;
       si.payload = in->msg.payload;
       si.payload_len = in->msg.payload_len;
       si.reason = in->msg.reason;
     } else {
-      si.type = in->msg.action == 1 ? SAGA_IN_OPERATOR_RETRY
-                                    : SAGA_IN_OPERATOR_RESOLVE;
+      si.type = in->msg.action == 1 ? SM_IN_OPERATOR_RETRY
+                                    : SM_IN_OPERATOR_RESOLVE;
       if (en)
         SLOG_INFO(in->id, NULL, "operator %s asks %s: %s",
                   in->msg.who ? in->msg.who : "",
@@ -728,21 +728,21 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
                   in->msg.reason ? in->msg.reason : "");
     }
     if (!en) {
-      e->c.anomalies[SAGA_V_UNKNOWN_SAGA]++;
+      e->c.anomalies[SM_V_UNKNOWN_SAGA]++;
       SLOG_DEBUG(in->id, NULL, "input for an unknown saga ignored");
       q_push(&e->done, in);
       return 0;
     }
   }
-  saga_t *s = ENTRY_SAGA(en);
-  if (saga_step(s, &si, now, &e->rng, &e->out) != 0) {
+  sm_t *s = ENTRY_SAGA(en);
+  if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
     SLOG_ERROR(s->id, NULL, "the machine refused an input");
     q_push(&e->done, in);
     return 0;
   }
   if (in->kind == IN_MSG && !en->in_batch &&
-      (e->out.verdict == SAGA_V_UNEXPECTED ||
-       e->out.verdict == SAGA_V_REJECTED)) {
+      (e->out.verdict == SM_V_UNEXPECTED ||
+       e->out.verdict == SM_V_REJECTED)) {
     /* The input names an attempt or a state this saga never reached here:
      * another owner may have advanced it (a fenced owner appends until it
      * learns of the revoke). Judge it against the store before acking it,
@@ -751,7 +751,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     int32_t part = en->partition;
     int failed = 0;
     SLOG_DEBUG(in->id, in->msg.step, "input %s here: reading the saga back",
-               saga_verdict_name((saga_verdict_t)e->out.verdict));
+               sm_verdict_name((sm_verdict_t)e->out.verdict));
     entry_free(e, en);
     en = load_one(e, in->id, part, 2, &failed);
     if (!en) {
@@ -761,17 +761,17 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       return 0;
     }
     s = ENTRY_SAGA(en);
-    if (saga_step(s, &si, now, &e->rng, &e->out) != 0) {
+    if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
       SLOG_ERROR(s->id, NULL, "the machine refused an input");
       q_push(&e->done, in);
       return 0;
     }
   }
-  if (e->out.verdict != SAGA_V_APPLIED) {
+  if (e->out.verdict != SM_V_APPLIED) {
     e->c.anomalies[e->out.verdict]++;
     if (in->kind != IN_TIMER)
       SLOG_DEBUG(s->id, in->msg.step, "input ignored: %s",
-                 saga_verdict_name((saga_verdict_t)e->out.verdict));
+                 sm_verdict_name((sm_verdict_t)e->out.verdict));
   } else {
     size_t need =
         saga_codec_size(e->out.events, e->out.n_events, now);
@@ -817,23 +817,23 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   q_push(&e->done, in);
   /* A finished saga read back only to judge this input need not stay; it
    * goes when the batch settles (later inputs of this turn may need it). */
-  if (!en->in_batch && saga_is_terminal(s))
+  if (!en->in_batch && sm_is_terminal(s))
     note_evict(e, s->id);
   return 0;
 }
 
-static void index_row(const saga_t *s, int32_t partition,
+static void index_row(const sm_t *s, int32_t partition,
                       sagad_index_row_t *row) {
   row->saga_id = s->id;
   row->saga_type = s->def->name;
   row->definition_version = s->def->version;
-  row->status = saga_status_name((saga_status_t)s->status);
+  row->status = sm_status_name((sm_status_t)s->status);
   row->partition = partition;
   row->version = s->version;
   row->started_ms = s->started_ms;
   row->updated_ms = s->updated_ms;
-  row->next_deadline_ms = saga_next_timer(s);
-  row->current_step = saga_is_terminal(s) ? NULL : step_name(s, s->cursor);
+  row->next_deadline_ms = sm_next_timer(s);
+  row->current_step = sm_is_terminal(s) ? NULL : step_name(s, s->cursor);
 }
 
 static int submit(sagad_engine_t *e) {
@@ -916,7 +916,7 @@ static void settle(sagad_engine_t *e) {
   for (size_t i = 0; i < e->nstreams; i++) {
     entry_t *en = e->streams[i];
     if (en->failed) {
-      char id[SAGA_ID_MAX + 1];
+      char id[SM_ID_MAX + 1];
       int32_t part = en->partition;
       int conflict = en->failed == 2;
       memcpy(id, ENTRY_SAGA(en)->id, sizeof id);
@@ -936,7 +936,7 @@ static void settle(sagad_engine_t *e) {
     free_records(en);
     en->in_batch = 0;
     en->durable = ENTRY_SAGA(en)->version;
-    if (en->revoked || saga_is_terminal(ENTRY_SAGA(en)))
+    if (en->revoked || sm_is_terminal(ENTRY_SAGA(en)))
       entry_free(e, en);
   }
   e->nstreams = 0;
@@ -1041,8 +1041,8 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     dead_letter(e, m, err, "undecodable");
     return;
   }
-  if (strlen(in->msg.saga_id) > SAGA_ID_MAX) {
-    snprintf(err, sizeof err, "saga_id is longer than %d bytes", SAGA_ID_MAX);
+  if (strlen(in->msg.saga_id) > SM_ID_MAX) {
+    snprintf(err, sizeof err, "saga_id is longer than %d bytes", SM_ID_MAX);
     why = "invalid_id";
     goto dlq;
   }
@@ -1230,7 +1230,7 @@ void sagad_engine_on_wake(sagad_engine_t *e, int slot) {
       break;
     in->kind = IN_TIMER;
     memcpy(in->id, t.id, sizeof in->id);
-    in->timer.type = SAGA_IN_TIMER;
+    in->timer.type = SM_IN_TIMER;
     in->timer.step = t.step;
     in->timer.action = t.action;
     in->timer.attempt = t.attempt;
@@ -1323,7 +1323,7 @@ void sagad_engine_set_hooks(sagad_engine_t *e, const sagad_engine_hooks_t *h) {
 }
 
 void sagad_engine_foreach(sagad_engine_t *e,
-                          void (*fn)(void *arg, const saga_t *s,
+                          void (*fn)(void *arg, const sm_t *s,
                                      int32_t partition, void **obs),
                           void *arg) {
   for (size_t b = 0; b < e->nbuckets; b++)
@@ -1331,7 +1331,7 @@ void sagad_engine_foreach(sagad_engine_t *e,
       fn(arg, ENTRY_SAGA(en), en->partition, &en->obs);
 }
 
-const saga_t *sagad_engine_find(const sagad_engine_t *e, const char *id) {
+const sm_t *sagad_engine_find(const sagad_engine_t *e, const char *id) {
   entry_t *en = lookup(e, id);
   return en ? ENTRY_SAGA(en) : NULL;
 }

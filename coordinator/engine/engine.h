@@ -1,5 +1,5 @@
 /* The coordinator engine: the in-memory saga table, every input through the
- * pure machine (saga_step), group commit of the turn's transitions into one
+ * pure machine (sm_step), group commit of the turn's transitions into one
  * store batch, effects and input acks only after that batch is durable,
  * saga timers, recovery on partition assignment, fencing on version
  * conflicts, dead letters. It does no I/O of its own: everything goes
@@ -25,7 +25,7 @@ typedef struct {
   uint64_t compensated;
   uint64_t compensation_failed; /* parked: alert on this */
   uint64_t dead_lettered;
-  uint64_t anomalies[SAGA_V_FINISHED + 1]; /* by saga_verdict_t */
+  uint64_t anomalies[SM_V_FINISHED + 1]; /* by sm_verdict_t */
   uint64_t batches;           /* batches committed */
   uint64_t records;           /* transitions committed */
   uint64_t append_retries;    /* batch resubmissions (connection lost) */
@@ -88,12 +88,12 @@ typedef struct {
   void *arg;
   /* A transition was stepped: its events join the turn's batch. tp is the
    * input's W3C traceparent header, or NULL. */
-  void (*on_events)(void *arg, void **obs, const saga_t *s,
-                    const saga_event_t *ev, size_t n, int64_t now,
+  void (*on_events)(void *arg, void **obs, const sm_t *s,
+                    const sm_event_t *ev, size_t n, int64_t now,
                     const char *tp);
   /* A command of a durable transition is being produced: write the
    * traceparent it carries into tp (56 bytes), or leave tp "". */
-  void (*on_command)(void *arg, void *obs, const saga_t *s, unsigned step,
+  void (*on_command)(void *arg, void *obs, const sm_t *s, unsigned step,
                      int action, char tp[56]);
   void (*on_forget)(void *arg, void *obs);
   /* A command decided by a reply was handed to the broker; received_us is
@@ -115,12 +115,12 @@ void sagad_engine_set_hooks(sagad_engine_t *e, const sagad_engine_hooks_t *h);
 /* Call fn for every saga in memory with its partition and observer slot.
  * fn must not change the engine. */
 void sagad_engine_foreach(sagad_engine_t *e,
-                          void (*fn)(void *arg, const saga_t *s,
+                          void (*fn)(void *arg, const sm_t *s,
                                      int32_t partition, void **obs),
                           void *arg);
 
 /* The saga id in memory (in flight on this instance), or NULL. */
-const saga_t *sagad_engine_find(const sagad_engine_t *e, const char *id);
+const sm_t *sagad_engine_find(const sagad_engine_t *e, const char *id);
 
 /* Produce a message through the engine's broker (POST /sagas/{type}
  * produces StartSaga to the inbox): as the broker port's produce (hdrs

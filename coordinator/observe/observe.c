@@ -47,7 +47,7 @@ typedef struct {
   size_t n_in_flight, n_stuck;
 } stype_t;
 
-#define NVERDICTS (SAGA_V_FINISHED + 1)
+#define NVERDICTS (SM_V_FINISHED + 1)
 
 struct sagad_observe {
   sagad_observe_opts_t o;
@@ -113,7 +113,7 @@ static stype_t *type_of(sagad_observe_t *o, const saga_def_t *def) {
   return t;
 }
 
-static sobs_t *obs_get(void **slot, const saga_t *s) {
+static sobs_t *obs_get(void **slot, const sm_t *s) {
   if (!*slot) {
     sobs_t *b = calloc(1, sizeof *b + s->nsteps * sizeof(sstep_t));
     if (!b)
@@ -131,7 +131,7 @@ static sobs_t *obs_get(void **slot, const saga_t *s) {
 
 /* ---- spans ------------------------------------------------------------ */
 
-static void emit(sagad_observe_t *o, const sobs_t *b, const saga_t *s,
+static void emit(sagad_observe_t *o, const sobs_t *b, const sm_t *s,
                  const char *name, const char *span, const char *parent,
                  int64_t start_us, const char *step, const char *action,
                  int status, const char *msg) {
@@ -152,7 +152,7 @@ static void emit(sagad_observe_t *o, const sobs_t *b, const saga_t *s,
   (void)otlp_emit(o->otlp, &sp);
 }
 
-static void saga_span(sagad_observe_t *o, sobs_t *b, const saga_t *s,
+static void saga_span(sagad_observe_t *o, sobs_t *b, const sm_t *s,
                       int status, const char *msg) {
   if (b->saga_done)
     return;
@@ -161,7 +161,7 @@ static void saga_span(sagad_observe_t *o, sobs_t *b, const saga_t *s,
        status, msg);
 }
 
-static void comp_span(sagad_observe_t *o, sobs_t *b, const saga_t *s,
+static void comp_span(sagad_observe_t *o, sobs_t *b, const sm_t *s,
                       int status, const char *msg) {
   if (!b->comp_span[0])
     return;
@@ -172,11 +172,11 @@ static void comp_span(sagad_observe_t *o, sobs_t *b, const saga_t *s,
 
 static const char *outcome_text(int outcome) {
   switch (outcome) {
-  case SAGA_OUTCOME_FAILURE:
+  case SM_OUTCOME_FAILURE:
     return "failure";
-  case SAGA_OUTCOME_RETRYABLE:
+  case SM_OUTCOME_RETRYABLE:
     return "retryable";
-  case SAGA_OUTCOME_TIMEOUT:
+  case SM_OUTCOME_TIMEOUT:
     return "timeout";
   default:
     return "success";
@@ -184,15 +184,15 @@ static const char *outcome_text(int outcome) {
 }
 
 /* An attempt was decided: latency, timeouts, its span. */
-static void attempt_done(sagad_observe_t *o, sobs_t *b, const saga_t *s,
-                         const saga_event_t *ev) {
+static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
+                         const sm_event_t *ev) {
   if (ev->step >= b->nsteps)
     return;
   sstep_t *st = &b->steps[ev->step];
   const char *step = s->def->steps[ev->step].name;
-  const char *action = ev->action == SAGA_COMPENSATE ? "compensate" : "do";
-  if (ev->type == SAGA_EV_ATTEMPT_FAILED &&
-      ev->outcome == SAGA_OUTCOME_TIMEOUT)
+  const char *action = ev->action == SM_COMPENSATE ? "compensate" : "do";
+  if (ev->type == SM_EV_ATTEMPT_FAILED &&
+      ev->outcome == SM_OUTCOME_TIMEOUT)
     metric_inc(metric_series(o->f_timeouts, s->def->name, step));
   if (!st->sent_us || st->attempt != ev->attempt || st->action != ev->action)
     return; /* sent before a restart: no start time */
@@ -201,13 +201,13 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const saga_t *s,
                  (double)(now - st->sent_us) / 1e6);
   char name[96];
   snprintf(name, sizeof name, "%s %s",
-           ev->action == SAGA_COMPENSATE ? "compensate" : "step", step);
-  int ok = ev->type == SAGA_EV_SUCCEEDED;
+           ev->action == SM_COMPENSATE ? "compensate" : "step", step);
+  int ok = ev->type == SM_EV_SUCCEEDED;
   char msg[160];
   snprintf(msg, sizeof msg, "%s%s%s", outcome_text(ev->outcome),
            ev->reason ? ": " : "", ev->reason ? ev->reason : "");
   emit(o, b, s, name, st->span,
-       ev->action == SAGA_COMPENSATE && b->comp_span[0] ? b->comp_span
+       ev->action == SM_COMPENSATE && b->comp_span[0] ? b->comp_span
                                                          : b->saga_span,
        st->sent_us, step, action, ok ? OTLP_STATUS_OK : OTLP_STATUS_ERROR,
        ok ? NULL : msg);
@@ -216,8 +216,8 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const saga_t *s,
 
 /* ---- engine hooks ------------------------------------------------------ */
 
-static void h_events(void *arg, void **slot, const saga_t *s,
-                     const saga_event_t *ev, size_t n, int64_t now,
+static void h_events(void *arg, void **slot, const sm_t *s,
+                     const sm_event_t *ev, size_t n, int64_t now,
                      const char *tp) {
   (void)now;
   sagad_observe_t *o = arg;
@@ -227,9 +227,9 @@ static void h_events(void *arg, void **slot, const saga_t *s,
   if (!b || !t)
     return;
   for (size_t i = 0; i < n; i++) {
-    const saga_event_t *e = &ev[i];
+    const sm_event_t *e = &ev[i];
     switch (e->type) {
-    case SAGA_EV_STARTED:
+    case SM_EV_STARTED:
       metric_inc(t->started);
       if (fresh) {
         b->started_us = wall_us();
@@ -237,7 +237,7 @@ static void h_events(void *arg, void **slot, const saga_t *s,
           b->parent[0] = '\0';
       }
       break;
-    case SAGA_EV_DISPATCHED:
+    case SM_EV_DISPATCHED:
       if (e->step < b->nsteps) {
         sstep_t *st = &b->steps[e->step];
         st->sent_us = wall_us();
@@ -249,26 +249,26 @@ static void h_events(void *arg, void **slot, const saga_t *s,
                                    s->def->steps[e->step].name));
       }
       break;
-    case SAGA_EV_SUCCEEDED:
-    case SAGA_EV_ATTEMPT_FAILED:
+    case SM_EV_SUCCEEDED:
+    case SM_EV_ATTEMPT_FAILED:
       attempt_done(o, b, s, e);
       break;
-    case SAGA_EV_COMPENSATING:
+    case SM_EV_COMPENSATING:
       if (!b->comp_span[0]) {
         otlp_new_span_id(b->comp_span);
         b->comp_us = wall_us();
       }
       break;
-    case SAGA_EV_COMPLETED:
+    case SM_EV_COMPLETED:
       metric_inc(t->completed);
       saga_span(o, b, s, OTLP_STATUS_OK, NULL);
       break;
-    case SAGA_EV_COMPENSATED:
+    case SM_EV_COMPENSATED:
       metric_inc(t->compensated);
       comp_span(o, b, s, OTLP_STATUS_OK, NULL);
       saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
       break;
-    case SAGA_EV_PARKED:
+    case SM_EV_PARKED:
       metric_inc(t->comp_failed);
       comp_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
       saga_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
@@ -279,7 +279,7 @@ static void h_events(void *arg, void **slot, const saga_t *s,
   }
 }
 
-static void h_command(void *arg, void *slot, const saga_t *s, unsigned step,
+static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
                       int action, char tp[56]) {
   (void)arg;
   (void)s;
@@ -328,17 +328,17 @@ typedef struct {
   int64_t now_ms;
 } scan_t;
 
-static void scan_one(void *arg, const saga_t *s, int32_t partition,
+static void scan_one(void *arg, const sm_t *s, int32_t partition,
                      void **slot) {
   (void)partition;
   scan_t *c = arg;
-  if (saga_is_terminal(s))
+  if (sm_is_terminal(s))
     return;
   stype_t *t = type_of(c->o, s->def);
   if (!t)
     return;
   t->n_in_flight++;
-  if (!saga_is_stuck(s, c->now_ms))
+  if (!sm_is_stuck(s, c->now_ms))
     return;
   t->n_stuck++;
   sobs_t *b = obs_get(slot, s);
@@ -349,7 +349,7 @@ static void scan_one(void *arg, const saga_t *s, int32_t partition,
       s->cursor < s->def->nsteps ? s->def->steps[s->cursor].name : NULL;
   SLOG_WARN(s->id, step, "stuck: no progress for %lld ms (%s)",
             (long long)(c->now_ms - s->updated_ms),
-            saga_status_name((saga_status_t)s->status));
+            sm_status_name((sm_status_t)s->status));
 }
 
 static void scan(sagad_observe_t *o) {
@@ -495,7 +495,7 @@ static int register_metrics(sagad_observe_t *o) {
   o->batch_n = metric_series(o->f_batch);
   for (int v = 1; v < NVERDICTS; v++)
     o->anom[v] =
-        metric_series(o->f_anom, saga_verdict_name((saga_verdict_t)v));
+        metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
   o->span_sent = metric_series(o->f_spans, "sent");
   o->span_dropped = metric_series(o->f_spans, "dropped");
   metrics_on_collect(m, on_collect, o);
@@ -550,7 +550,7 @@ static void src_start(void *arg, const char *type, const char *id,
     reply_text(r, 404, "{\"error\":\"unknown saga type\"}");
     return;
   }
-  const saga_t *s = sagad_engine_find(o->o.engine, id);
+  const sm_t *s = sagad_engine_find(o->o.engine, id);
   if (s) {
     /* In flight here: the same start again changes nothing. */
     if (strcmp(s->def->name, type) != 0) {

@@ -331,7 +331,7 @@ static int send_command(sagad_engine_t *e, entry_t *en,
       .saga_type = s->def->name,
       .def_version = s->def->version,
       .step = sd->name,
-      .action = fx->action == SM_DO ? 1 : 2,
+      .action = (sm_action_t)fx->action,
       .attempt = fx->attempt,
       .deadline_ms = fx->at_ms,
       .payload = en->input,
@@ -373,18 +373,17 @@ static void send_notification(sagad_engine_t *e, entry_t *en,
   if (!e->notify)
     return;
   sm_t *s = ENTRY_SAGA(en);
-  int outcome = fx->outcome == SM_OUTCOME_TIMEOUT ? 2 : fx->outcome;
   sagad_notification_t n = {
       .saga_id = s->id,
       .saga_type = s->def->name,
       .def_version = s->def->version,
-      .kind = fx->notify,
+      .kind = (sm_notify_t)fx->notify,
       .step = fx->notify == SM_NOTIFY_STEP_DONE ||
                       fx->notify == SM_NOTIFY_COMPENSATION_FAILED
                   ? step_name(s, fx->step)
                   : NULL,
-      .action = fx->notify == SM_NOTIFY_STEP_DONE ? fx->action + 1 : 0,
-      .outcome = fx->notify == SM_NOTIFY_STEP_DONE ? outcome : 0,
+      .action = (sm_action_t)fx->action,
+      .outcome = (sm_outcome_t)fx->outcome,
       .reason = fx->outcome == SM_OUTCOME_TIMEOUT ? "timeout" : NULL,
       .at_ms = now,
   };
@@ -712,19 +711,18 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       si.type = SM_IN_REPLY;
       si.step = en ? saga_def_step_index(ENTRY_SAGA(en)->def, in->msg.step)
                    : -1;
-      si.action = in->msg.action == 2 ? SM_COMPENSATE : SM_DO;
+      si.action = (uint8_t)in->msg.action;
       si.attempt = in->msg.attempt;
       si.outcome = (uint8_t)in->msg.outcome;
       si.payload = in->msg.payload;
       si.payload_len = in->msg.payload_len;
       si.reason = in->msg.reason;
     } else {
-      si.type = in->msg.action == 1 ? SM_IN_OPERATOR_RETRY
-                                    : SM_IN_OPERATOR_RESOLVE;
+      si.type = (uint8_t)in->msg.op;
       if (en)
         SLOG_INFO(in->id, NULL, "operator %s asks %s: %s",
                   in->msg.who ? in->msg.who : "",
-                  in->msg.action == 1 ? "retry" : "resolve",
+                  in->msg.op == SM_IN_OPERATOR_RETRY ? "retry" : "resolve",
                   in->msg.reason ? in->msg.reason : "");
     }
     if (!en) {

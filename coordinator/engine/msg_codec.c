@@ -23,7 +23,9 @@ static int decode_operator(const void *value, size_t len,
   const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)pb;
   msg->kind = SAGAD_MSG_OPERATOR;
   msg->saga_id = m->saga_id;
-  msg->action = (int)m->action;
+  msg->op = m->action == SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY
+                ? SM_IN_OPERATOR_RETRY
+                : SM_IN_OPERATOR_RESOLVE;
   msg->reason = m->reason;
   msg->who = m->operator_;
   msg->pb = pb;
@@ -72,9 +74,15 @@ int sagad_msg_decode(const void *value, size_t len,
     msg->kind = SAGAD_MSG_REPLY;
     msg->saga_id = r->saga_id;
     msg->step = r->step;
-    msg->action = (int)r->action;
+    msg->action = r->action == SAGA__V1__ACTION__ACTION_COMPENSATE
+                      ? SM_COMPENSATE
+                      : SM_DO;
     msg->attempt = r->attempt;
-    msg->outcome = (int)r->outcome;
+    msg->outcome = r->outcome == SAGA__V1__OUTCOME__OUTCOME_SUCCESS
+                       ? SM_OUTCOME_SUCCESS
+                   : r->outcome == SAGA__V1__OUTCOME__OUTCOME_RETRYABLE
+                       ? SM_OUTCOME_RETRYABLE
+                       : SM_OUTCOME_FAILURE;
     msg->payload = r->payload.data;
     msg->payload_len = r->payload.len;
     msg->reason = r->reason;
@@ -87,6 +95,40 @@ void sagad_msg_free(sagad_msg_t *msg) {
     return;
   protobuf_c_message_free_unpacked(msg->pb, NULL);
   msg->pb = NULL;
+}
+
+static Saga__V1__Action wire_action(sm_action_t a) {
+  return a == SM_COMPENSATE ? SAGA__V1__ACTION__ACTION_COMPENSATE
+                            : SAGA__V1__ACTION__ACTION_DO;
+}
+
+static Saga__V1__Outcome wire_outcome(sm_outcome_t o) {
+  switch (o) {
+  case SM_OUTCOME_SUCCESS:
+    return SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  case SM_OUTCOME_RETRYABLE:
+    return SAGA__V1__OUTCOME__OUTCOME_RETRYABLE;
+  case SM_OUTCOME_FAILURE:
+  case SM_OUTCOME_TIMEOUT:
+    break;
+  }
+  return SAGA__V1__OUTCOME__OUTCOME_FAILURE;
+}
+
+static Saga__V1__NotificationKind wire_kind(sm_notify_t k) {
+  switch (k) {
+  case SM_NOTIFY_STARTED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED;
+  case SM_NOTIFY_STEP_DONE:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STEP_DONE;
+  case SM_NOTIFY_COMPLETED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPLETED;
+  case SM_NOTIFY_COMPENSATED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED;
+  case SM_NOTIFY_COMPENSATION_FAILED:
+    break;
+  }
+  return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATION_FAILED;
 }
 
 static int encode(const ProtobufCMessage *pb, const char *saga_id,
@@ -104,8 +146,8 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
                              size_t *out_len, rd_kafka_headers_t **hdrs,
                              char *errbuf, size_t errlen) {
   char key[4 * SAGA_WIRE_MAX_ID];
-  if (saga__idempotency_key(key, sizeof key, c->saga_id, c->step, c->action,
-                            c->attempt) != 0) {
+  if (saga__idempotency_key(key, sizeof key, c->saga_id, c->step,
+                            (int)wire_action(c->action), c->attempt) != 0) {
     snprintf(errbuf, errlen, "could not build the idempotency key");
     return -1;
   }
@@ -115,7 +157,7 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
   m.saga_type = SAGA_MUT(c->saga_type);
   m.definition_version = c->def_version;
   m.step = SAGA_MUT(c->step);
-  m.action = (Saga__V1__Action)c->action;
+  m.action = wire_action(c->action);
   m.attempt = c->attempt;
   m.idempotency_key = key;
   m.deadline_ms = c->deadline_ms;
@@ -134,10 +176,12 @@ int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
   m.saga_id = SAGA_MUT(n->saga_id);
   m.saga_type = SAGA_MUT(n->saga_type);
   m.definition_version = n->def_version;
-  m.kind = (Saga__V1__NotificationKind)n->kind;
+  m.kind = wire_kind(n->kind);
   m.step = SAGA_MUT(n->step ? n->step : "");
-  m.action = (Saga__V1__Action)n->action;
-  m.outcome = (Saga__V1__Outcome)n->outcome;
+  if (n->kind == SM_NOTIFY_STEP_DONE) {
+    m.action = wire_action(n->action);
+    m.outcome = wire_outcome(n->outcome);
+  }
   m.reason = SAGA_MUT(n->reason ? n->reason : "");
   m.at_ms = n->at_ms;
   return encode(&m.base, n->saga_id, NULL, out, out_len, hdrs, errbuf,

@@ -1,8 +1,8 @@
 /* The engine's view of the wire (schemas/saga.proto): inbox messages
  * decoded into plain structs, and Command / Notification / dead-letter
- * messages encoded for the broker port. Kept apart from engine.c so the
- * engine sees no client-library types (whose names overlap the machine's).
- * Pure: no I/O, no logging. */
+ * messages encoded for the broker port. It translates between the wire's
+ * enums (schemas/saga.proto) and the machine's (saga_machine.h), so the
+ * engine sees machine values only. Pure: no I/O, no logging. */
 #ifndef SAGAD_MSG_CODEC_H
 #define SAGAD_MSG_CODEC_H
 
@@ -11,6 +11,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "saga_machine.h"
+
 typedef enum {
   SAGAD_MSG_START = 1,
   SAGAD_MSG_REPLY = 2,
@@ -18,18 +20,17 @@ typedef enum {
 } sagad_msg_kind_t;
 
 /* A decoded inbox message. Strings and payload point into the unpacked
- * message and live until sagad_msg_free. Enums use the wire's numbers:
- * action 1 = DO, 2 = COMPENSATE; outcome 1 = SUCCESS, 2 = FAILURE,
- * 3 = RETRYABLE; operator action 1 = RETRY, 2 = RESOLVE. */
+ * message and live until sagad_msg_free. Enums are the machine's. */
 typedef struct {
   int kind;                /* sagad_msg_kind_t */
   const char *saga_id;
   const char *saga_type;   /* START */
   uint32_t def_version;    /* START: 0 = newest */
   const char *step;        /* REPLY */
-  int action;              /* REPLY: wire Action; OPERATOR: 1 RETRY 2 RESOLVE */
+  sm_action_t action;      /* REPLY */
+  sm_input_type_t op;      /* OPERATOR: SM_IN_OPERATOR_RETRY or _RESOLVE */
   uint32_t attempt;        /* REPLY */
-  int outcome;             /* REPLY */
+  sm_outcome_t outcome;    /* REPLY: SUCCESS, FAILURE or RETRYABLE */
   const uint8_t *payload;  /* START: input; REPLY: output */
   size_t payload_len;
   const char *reason;      /* REPLY, OPERATOR */
@@ -46,13 +47,13 @@ int sagad_msg_decode(const void *value, size_t len,
 
 void sagad_msg_free(sagad_msg_t *msg); /* NULL-safe */
 
-/* A command to encode. action: 1 DO, 2 COMPENSATE. */
+/* A command to encode. */
 typedef struct {
   const char *saga_id;
   const char *saga_type;
   uint32_t def_version;
   const char *step;
-  int action;
+  sm_action_t action;
   uint32_t attempt;
   int64_t deadline_ms;
   const uint8_t *payload;
@@ -61,15 +62,16 @@ typedef struct {
   const char *traceparent; /* header, NULL = none */
 } sagad_command_t;
 
-/* A notification to encode. kind, action and outcome in wire numbers. */
+/* A notification to encode. For STEP_DONE the step's action and outcome
+ * travel too (TIMEOUT goes out as FAILURE with reason "timeout"). */
 typedef struct {
   const char *saga_id;
   const char *saga_type;
   uint32_t def_version;
-  int kind;
+  sm_notify_t kind;
   const char *step;  /* may be NULL */
-  int action;
-  int outcome;
+  sm_action_t action;   /* STEP_DONE only */
+  sm_outcome_t outcome; /* STEP_DONE only */
   const char *reason; /* may be NULL */
   int64_t at_ms;
 } sagad_notification_t;

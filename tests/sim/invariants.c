@@ -76,7 +76,7 @@ int sim_check_notification(sim_t *s, const char *saga, int kind,
     break;
   case SM_NOTIFY_STEP_DONE: {
     int k = st && st->shadow ? saga_def_step_index(st->shadow->def, step) : -1;
-    int a = action == 2 ? SM_COMPENSATE : SM_DO;
+    int a = action == SAGA__V1__ACTION__ACTION_COMPENSATE ? SM_COMPENSATE : SM_DO;
     ok = k >= 0 && (has_fact(st, SM_EV_SUCCEEDED, k, a, -1) ||
                     has_fact(st, SM_EV_ATTEMPT_FAILED, k, a, -1));
     break;
@@ -129,13 +129,12 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
   if (msg.kind == SAGAD_MSG_REPLY) {
     in.type = SM_IN_REPLY;
     in.step = saga_def_step_index(sh->def, msg.step);
-    in.action = msg.action == 2 ? SM_COMPENSATE : SM_DO;
+    in.action = (uint8_t)msg.action;
     in.attempt = msg.attempt;
     in.outcome = (uint8_t)msg.outcome;
     in.reason = msg.reason;
   } else {
-    in.type = msg.action == 1 ? SM_IN_OPERATOR_RETRY
-                              : SM_IN_OPERATOR_RESOLVE;
+    in.type = (uint8_t)msg.op;
   }
   sm_t *probe = malloc(sm_size(sh->def));
   sm_output_t *out = malloc(sizeof *out);
@@ -154,8 +153,8 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
                   msg.kind == SAGAD_MSG_REPLY ? "reply" : "operator action",
                   id, msg.kind == SAGAD_MSG_REPLY ? msg.step : "-",
                   msg.kind == SAGAD_MSG_REPLY
-                      ? (msg.action == 2 ? "COMPENSATE" : "DO")
-                      : (msg.action == 1 ? "RETRY" : "RESOLVE"),
+                      ? (msg.action == SM_COMPENSATE ? "COMPENSATE" : "DO")
+                      : (msg.op == SM_IN_OPERATOR_RETRY ? "RETRY" : "RESOLVE"),
                   (unsigned)msg.attempt, st->n);
   sagad_msg_free(&msg);
   return applies;

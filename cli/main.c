@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "saga/version.h"
 #include "cli_cmds.h"
 
 #define B(id) CLI_OPT_BIT(id)
@@ -68,7 +69,8 @@ static void print_exit_codes(FILE *out) {
 }
 
 static void usage(FILE *out) {
-  fputs("usage: sagactl COMMAND [ARGS] [OPTIONS]\n\nCommands:\n", out);
+  fputs("usage: sagactl COMMAND [ARGS] [OPTIONS]\n"
+        "       sagactl --version\n\nCommands:\n", out);
   for (size_t i = 0; i < NCOMMANDS; i++)
     fprintf(out, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
   fputs("\nOptions for every command:\n", out);
@@ -100,6 +102,10 @@ static const char *env_lookup(const char *name, void *arg) {
 int main(int argc, char **argv) {
   cli_args_t args;
   char err[1024];
+  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+    printf("sagactl %s\n", SAGA_VERSION);
+    return CLI_EXIT_OK;
+  }
   if (cli_args_parse(argc, (const char *const *)argv, &args, err, sizeof err) != 0) {
     cli_fail(CLI_EXIT_USAGE, "%s", err);
     fputs("Try 'sagactl --help'.\n", stderr);

@@ -8,10 +8,8 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "saga/version.h"
 
-#ifndef SAGA_VERSION
-#define SAGA_VERSION "unknown"
-#endif
 
 struct sagad_daemon {
   uv_loop_t loop;

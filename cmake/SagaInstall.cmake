@@ -54,6 +54,52 @@ function(saga_install_finish)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/coordinator/io/sql/
           DESTINATION ${CMAKE_INSTALL_DATADIR}/saga/sql/coordinator
           FILES_MATCHING PATTERN "*.sql")
+  # Man pages made from the programs' own --help and --version (one
+  # source: the text a user sees with --help), by help2man at build time.
+  find_program(HELP2MAN help2man)
+  if(HELP2MAN)
+    set(man_pages)
+    foreach(spec "sagad;8;the saga coordinator daemon"
+                 "sagactl;1;operate the saga coordinator: start, inspect, replay, retry and resolve sagas"
+                 "saga-es-migrate;8;apply the saga event store's schema migrations")
+      list(GET spec 0 prog)
+      list(GET spec 1 sec)
+      list(GET spec 2 what)
+      set(page ${PROJECT_BINARY_DIR}/man/${prog}.${sec})
+      add_custom_command(OUTPUT ${page}
+        COMMAND ${CMAKE_COMMAND} -E make_directory ${PROJECT_BINARY_DIR}/man
+        COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=0
+                ${HELP2MAN} --no-info --section=${sec}
+                "--name=${what}" --output=${page} $<TARGET_FILE:${prog}>
+        DEPENDS ${prog}
+        COMMENT "man page ${prog}(${sec})"
+        VERBATIM)
+      list(APPEND man_pages ${page})
+      install(FILES ${page} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${sec})
+    endforeach()
+    add_custom_target(man_pages ALL DEPENDS ${man_pages})
+  else()
+    message(STATUS "help2man not found: no man pages (scripts/deps.sh installs it)")
+  endif()
+
+  # bash completion for sagactl, made by sagactl from its own tables.
+  set(completion ${PROJECT_BINARY_DIR}/completion/sagactl)
+  add_custom_command(OUTPUT ${completion}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${PROJECT_BINARY_DIR}/completion
+    COMMAND ${CMAKE_COMMAND} -E env ASAN_OPTIONS=detect_leaks=0
+            sh -c "$<TARGET_FILE:sagactl> completion bash > ${completion}"
+    DEPENDS sagactl
+    COMMENT "bash completion for sagactl"
+    VERBATIM)
+  add_custom_target(sagactl_completion ALL DEPENDS ${completion})
+  install(FILES ${completion}
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
+
+  # The systemd unit, its ExecStart pointing at the installed sagad.
+  configure_file(${PROJECT_SOURCE_DIR}/deploy/systemd/sagad.service
+                 ${PROJECT_BINARY_DIR}/systemd/sagad.service @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/systemd/sagad.service
+          DESTINATION lib/systemd/system)
   install(FILES ${PROJECT_SOURCE_DIR}/schemas/saga-definition.schema.json
                 ${PROJECT_SOURCE_DIR}/schemas/saga.proto
           DESTINATION ${CMAKE_INSTALL_DATADIR}/saga/schemas)

@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   gcc make cmake pkg-config            # toolchain
+  help2man                             # man pages from the programs' --help
   librdkafka-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcjson-dev              # the product's libraries
   postgresql                           # embedded PostgreSQL for dev/tests

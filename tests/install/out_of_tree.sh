@@ -42,7 +42,11 @@ for f in bin/sagad bin/sagactl bin/saga-es-migrate \
          lib/pkgconfig/saga-client.pc lib/pkgconfig/saga-eventstore.pc \
          lib/cmake/Saga/SagaConfig.cmake lib/cmake/Saga/SagaConfigVersion.cmake \
          share/saga/schemas/saga-definition.schema.json \
-         share/saga/sql/eventstore/0001_events.sql; do
+         share/saga/sql/eventstore/0001_events.sql \
+         lib/systemd/system/sagad.service \
+         share/man/man8/sagad.8 share/man/man1/sagactl.1 \
+         share/man/man8/saga-es-migrate.8 \
+         share/bash-completion/completions/sagactl; do
   [ -e "$prefix/$f" ] || fail "the install has no $f"
 done
 version=$(sed -n 's/^#define SAGA_VERSION "\(.*\)"/\1/p' "$prefix/include/saga/version.h")
@@ -51,6 +55,17 @@ for p in sagad sagactl saga-es-migrate; do
   [ "$out" = "$p $version" ] || [ "${out#"$p $version "}" != "$out" ] ||
     fail "$p --version printed '$out', not '$p $version'"
 done
+if command -v man >/dev/null; then
+  MANPATH=$prefix/share/man man -P cat sagactl 2>/dev/null | grep -q "sagactl" ||
+    fail "man sagactl shows nothing from the install prefix"
+fi
+# the completion completes: "sagactl hi<TAB>" -> history
+got=$(bash -c '. "$1"; COMP_WORDS=(sagactl hi); COMP_CWORD=1; _sagactl;
+               echo "${COMPREPLY[*]}"' _ "$prefix/share/bash-completion/completions/sagactl")
+[ "$got" = history ] || fail "completion of 'sagactl hi' gave '$got', not 'history'"
+got=$(bash -c '. "$1"; COMP_WORDS=(sagactl list --sta); COMP_CWORD=2; _sagactl;
+               echo "${COMPREPLY[*]}"' _ "$prefix/share/bash-completion/completions/sagactl")
+[ "$got" = --state ] || fail "completion of 'sagactl list --sta' gave '$got', not '--state'"
 echo "installed tree complete, version $version"
 
 # 2. a consumer built with pkg-config

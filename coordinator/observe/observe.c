@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "msg_codec.h"
 #include "otlp.h"
+#include "saga/version.h"
 
 /* ---- per-saga observer state (the engine's observer slot) ---------- */
 
@@ -496,6 +497,14 @@ static int register_metrics(sagad_observe_t *o) {
   for (int v = 1; v < NVERDICTS; v++)
     o->anom[v] =
         metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
+  /* The usual build-info gauge: constant 1, the version as a label. */
+  metric_family_t *build = metrics_gauge(
+      m, "saga_build_info", "The running sagad's version (always 1).",
+      "version");
+  metric_t *build_s = build ? metric_series(build, SAGA_VERSION) : NULL;
+  if (!build_s)
+    return -1;
+  metric_set(build_s, 1);
   o->span_sent = metric_series(o->f_spans, "sent");
   o->span_dropped = metric_series(o->f_spans, "dropped");
   metrics_on_collect(m, on_collect, o);

@@ -204,6 +204,39 @@ class Dedup(Base):
         self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
 
 
+class Later(Base):
+    def test_complete_from_another_thread_replies_on_the_polling_thread(self):
+        import threading
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0))
+        replier = threading.Thread(target=self.p.complete, args=(
+            h.calls[0], Result.success(b"from a worker")))
+        replier.start()
+        replier.join()
+        self.assertEqual(self.producer.produced, [])  # not until a poll
+        self.p.poll(0)
+        self.assertEqual([r.payload for r, _ in self.replies()],
+                         [b"from a worker"])
+        self.assertEqual(self.consumer.commits, [(TOPIC, 0, 1)])
+
+    def test_a_second_complete_changes_nothing_and_says_so(self):
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0))
+        self.p.complete(h.calls[0], Result.success(b"one"))
+        self.p.complete(h.calls[0], Result.failure("two"))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            self.p.poll(0)
+        self.assertIn("complete() for o-1/charge/DO/1 ignored", logs.output[0])
+        self.assertEqual([r.payload for r, _ in self.replies()], [b"one"])
+
+    def test_complete_takes_a_command_and_a_result(self):
+        self.start(Recorder())
+        with self.assertRaisesRegex(Exception, "SAGA_EINVAL"):
+            self.p.complete("o-1/charge/DO/1", Result.success())
+
+
 class Offsets(Base):
     def test_commits_move_in_offset_order_per_partition(self):
         h = Recorder(None, Result.success(), Result.success())

@@ -74,18 +74,16 @@ class PgEffectStore(unittest.TestCase):
         self.assertIn("could not connect to PostgreSQL", str(e.exception))
 
 
-def command(saga, attempt):
+def command(saga, attempt, reply_topic):
     c = pb.Command(saga_id=saga, saga_type="order", step="charge", action=1,
                    attempt=attempt,
                    idempotency_key=wire.idempotency_key(saga, "charge", 1,
                                                         attempt),
-                   reply_topic=REPLIES, payload=b'{"amount":5}')
+                   reply_topic=reply_topic, payload=b'{"amount":5}')
     return wire.encode(c, correlation_id="order-9",
                        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01")
 
 
-REPLIES = stack.unique_name("py.replies")
-TOPIC = stack.unique_name("py.commands")
 KAFKA = {"session.timeout.ms": 6000, "fetch.wait.max.ms": 5,
          "auto.offset.reset": "earliest", "allow.auto.create.topics": True}
 
@@ -94,12 +92,14 @@ class ParticipantOnKafka(unittest.TestCase):
     def setUp(self):
         from confluent_kafka import Consumer, Producer
         self.conninfo = stack.create_database("py_participant")
+        self.topic = stack.unique_name("py.commands")
+        self.replies_topic = stack.unique_name("py.replies")
         self.producer = Producer({"bootstrap.servers":
                                   stack.kafka_bootstrap()})
         self.reader = Consumer({"bootstrap.servers": stack.kafka_bootstrap(),
                                 "group.id": stack.unique_name("py.reader"),
                                 **KAFKA})
-        self.reader.subscribe([REPLIES, TOPIC + ".dlq"])
+        self.reader.subscribe([self.replies_topic, self.topic + ".dlq"])
         self.seen = []
         self.group = stack.unique_name("py.payment")
 
@@ -108,7 +108,7 @@ class ParticipantOnKafka(unittest.TestCase):
         stack.drop_database(self.conninfo)
 
     def send(self, value, headers, key=b"py-1"):
-        self.producer.produce(TOPIC, key=key, value=value, headers=headers)
+        self.producer.produce(self.topic, key=key, value=value, headers=headers)
         self.assertEqual(self.producer.flush(stack.seconds(10)), 0)
 
     def pump(self, p, until, what, within=30):
@@ -122,13 +122,13 @@ class ParticipantOnKafka(unittest.TestCase):
 
     def replies(self):
         return [wire.decode(pb.Reply, m.value(), m.headers())
-                for m in self.seen if m.topic() == REPLIES]
+                for m in self.seen if m.topic() == self.replies_topic]
 
     def committed(self, p):
         from confluent_kafka import TopicPartition
-        parts = p._consumer.list_topics(TOPIC, timeout=10).topics[
-            TOPIC].partitions
-        got = p._consumer.committed([TopicPartition(TOPIC, i)
+        parts = p._consumer.list_topics(self.topic, timeout=10).topics[
+            self.topic].partitions
+        got = p._consumer.committed([TopicPartition(self.topic, i)
                                      for i in parts], timeout=10)
         return sorted(tp.offset for tp in got if tp.offset >= 0)
 
@@ -139,11 +139,11 @@ class ParticipantOnKafka(unittest.TestCase):
             calls.append(cmd.idempotency_key)
             return Result.success(b'{"charged":5}')
 
-        self.send(*command("py-1", 1))
+        self.send(*command("py-1", 1, self.replies_topic))
         self.send(b"\x01\x02", [("x-mine", b"kept")])  # no type header
         p = Participant(stack.kafka_bootstrap(), self.group,
                         PgStore(self.conninfo), kafka_config=KAFKA)
-        p.handle(TOPIC, charge)
+        p.handle(self.topic, charge)
         self.pump(p, lambda: len(self.seen) >= 2 and
                   p.stats.replies_acked == 1 and p.stats.dead_lettered == 1,
                   "a reply and a dead letter")
@@ -153,13 +153,13 @@ class ParticipantOnKafka(unittest.TestCase):
         self.assertEqual((meta.correlation_id, meta.causation_id),
                          ("order-9", "py-1/charge/DO/1"))
         self.assertEqual(meta.traceparent[:36], "00-" + "a" * 32 + "-")
-        [dlq] = [m for m in self.seen if m.topic() == TOPIC + ".dlq"]
+        [dlq] = [m for m in self.seen if m.topic() == self.topic + ".dlq"]
         h = dict(dlq.headers())
         self.assertEqual(h["saga-dlq-reason"], b'SAGA_ETYPE: header '
                          b'"saga-message-type" is missing, expected '
                          b'"saga.v1.Command"')
         self.assertRegex(h["saga-dlq-source"].decode(),
-                         f"^{TOPIC}/\\d+/1$")
+                         f"^{self.topic}/\\d+/1$")
         self.assertEqual((h["x-mine"], dlq.value()), (b"kept", b"\x01\x02"))
         # both acknowledged: the partition's offset moves past them
         stack.wait_until(lambda: self.committed(p) == [2], 10,
@@ -169,11 +169,11 @@ class ParticipantOnKafka(unittest.TestCase):
         # Restarted on the same group and database: a redelivered copy and
         # a later attempt (its reply came too late) are answered from the
         # store, each addressed to its own attempt, without the handler.
-        self.send(*command("py-1", 1))
-        self.send(*command("py-1", 2))
+        self.send(*command("py-1", 1, self.replies_topic))
+        self.send(*command("py-1", 2, self.replies_topic))
         p2 = Participant(stack.kafka_bootstrap(), self.group,
                          PgStore(self.conninfo), kafka_config=KAFKA)
-        p2.handle(TOPIC, charge)
+        p2.handle(self.topic, charge)
         self.pump(p2, lambda: len(self.replies()) >= 3 and
                   p2.stats.replies_acked == 2, "two answers after a restart")
         self.assertEqual(calls, ["py-1/charge/DO/1"])
@@ -185,6 +185,38 @@ class ParticipantOnKafka(unittest.TestCase):
         stack.wait_until(lambda: self.committed(p2) == [4], 10,
                          "offsets committed after the answers")
         p2.close()
+
+    def test_a_crash_between_record_and_reply_is_answered_from_the_store(
+            self):
+        import os
+        import subprocess
+        import sys
+        self.send(*command("py-2", 1, self.replies_topic), key=b"py-2")
+        child = subprocess.run(
+            [sys.executable, os.path.join(os.path.dirname(__file__),
+                                          "crash_participant.py"),
+             stack.kafka_bootstrap(), self.conninfo, self.topic, self.group],
+            timeout=stack.seconds(60), check=False, capture_output=True)
+        self.assertEqual(child.returncode, 3, child.stderr.decode()[-2000:])
+        calls = []
+
+        def charge(cmd):
+            calls.append(cmd.idempotency_key)
+            return Result.success(b"again")
+
+        p = Participant(stack.kafka_bootstrap(), self.group,
+                        PgStore(self.conninfo), kafka_config=KAFKA)
+        p.handle(self.topic, charge)
+        # nothing was committed: the command comes again, and the reply
+        # recorded before the crash answers it
+        self.pump(p, lambda: any(r.saga_id == "py-2"
+                                 for r, _ in self.replies()) and
+                  p.stats.replies_acked >= 1, "the answer after the crash")
+        self.assertEqual(calls, [])
+        [rep] = [r for r, _ in self.replies() if r.saga_id == "py-2"]
+        self.assertEqual((rep.idempotency_key, rep.payload),
+                         ("py-2/charge/DO/1", b'{"charged":"before the crash"}'))
+        p.close()
 
     def test_a_starter_without_its_topic_says_so(self):
         from saga_client import Starter

@@ -2,7 +2,9 @@
 effect store's rule and its transaction, and a participant that replies,
 dead-letters, commits, and -- restarted on the same group and database --
 answers a redelivered command and a later attempt from the store without
-running its handler."""
+running its handler; after a crash between recording a reply and sending
+it (crash_participant.py), the restarted participant answers from the
+store."""
 import unittest
 
 import stack

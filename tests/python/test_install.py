@@ -47,6 +47,8 @@ class Install(unittest.TestCase):
                 "--no-deps", "--no-index",
                 os.path.join(tree, "client", "python"), env=env)
             out = run(py, "-c", "import saga_client, saga_client.saga_pb2 as m;"
+                      "from importlib.metadata import version;"
+                      "assert version('saga-client') == saga_client.__version__;"
                       "print(saga_client.__file__);"
                       "print(m.Command.DESCRIPTOR.full_name);"
                       "print(saga_client.idempotency_key('o', 's', 1, 1))",

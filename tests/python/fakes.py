@@ -62,6 +62,22 @@ class FakeConsumer:
     def close(self):
         self.closed = True
 
+    # what a group-less reader asks (saga_client.Starter)
+    partitions = {}  # partition -> end offset; empty = no such topic yet
+    assigned = None
+
+    def list_topics(self, topic, timeout=None):
+        parts = {p: None for p in self.partitions}
+        t = type("T", (), {"partitions": parts, "error": None})()
+        return type("M", (), {"topics": {topic: t} if parts else {}})()
+
+    def get_watermark_offsets(self, tp, timeout=None):
+        return 0, self.partitions[tp.partition]
+
+    def assign(self, partitions):
+        self.assigned = [(tp.topic, tp.partition, tp.offset)
+                         for tp in partitions]
+
 
 class FakeProducer:
     def __init__(self):

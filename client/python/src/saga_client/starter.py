@@ -42,22 +42,27 @@ class Starter:
     Construction learns the partitions of the notifications topic and
     their ends, waiting up to ``setup_timeout`` seconds (the topic may be
     being created); raises SagaError(SAGA_ETIMEDOUT) naming the topic when
-    it cannot, SAGA_EKAFKA when a Kafka client cannot be made. Not
-    thread-safe: use one starter per thread."""
+    it cannot, SAGA_EKAFKA when a Kafka client cannot be made. ``consumer``
+    and ``producer`` replace the confluent_kafka clients it would make
+    (tests). Not thread-safe: use one starter per thread."""
 
     def __init__(self, bootstrap_servers, *, inbox=wire.DEFAULT_INBOX_TOPIC,
                  notifications=wire.DEFAULT_NOTIFICATIONS_TOPIC,
                  kafka_config=None, setup_timeout=10.0,
-                 max_message_bytes=wire.DEFAULT_MAX_MESSAGE_BYTES):
-        if not bootstrap_servers:
+                 max_message_bytes=wire.DEFAULT_MAX_MESSAGE_BYTES,
+                 consumer=None, producer=None):
+        if not bootstrap_servers and (consumer is None or producer is None):
             raise SagaError("SAGA_EINVAL", "a starter needs Kafka bootstrap "
                             "servers")
-        # librdkafka wants a group.id even to assign by hand; this reader
-        # never joins it and never commits.
-        self._consumer, self._producer = _kafka.make_clients(
-            bootstrap_servers, {"group.id": f"saga-reader-{uuid.uuid4()}",
-                                "allow.auto.create.topics": True},
-            dict(kafka_config or {}))
+        if consumer is None or producer is None:
+            # librdkafka wants a group.id even to assign by hand; this
+            # reader never joins it and never commits.
+            made = _kafka.make_clients(
+                bootstrap_servers, {"group.id": f"saga-reader-{uuid.uuid4()}",
+                                    "allow.auto.create.topics": True},
+                dict(kafka_config or {}))
+            consumer, producer = consumer or made[0], producer or made[1]
+        self._consumer, self._producer = consumer, producer
         self.inbox = inbox
         self.notifications = notifications
         self._max = max_message_bytes

@@ -23,13 +23,12 @@ esac
 orders=${DEMO_ORDERS:-30}
 db=${DEMO_DB:-order_demo}
 bin=$SAGA_BUILD_DIR/examples/order-saga
-sagad=$SAGA_BUILD_DIR/coordinator/sagad
-for p in "$sagad" "$bin/order-inventory" "$bin/order-payment" \
+sagad=$SAGA_BUILD_DIR/bin/sagad
+sagactl=$SAGA_BUILD_DIR/bin/sagactl
+for p in "$sagad" "$sagactl" "$bin/order-inventory" "$bin/order-payment" \
          "$bin/order-shipping" "$bin/order-starter"; do
   [ -x "$p" ] || die "$p is not built (run scripts/demo.sh)"
 done
-sagactl=$(find "$SAGA_BUILD_DIR/client" -name sagactl -type f -perm -u+x \
-          2>/dev/null | head -n 1)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/order-demo.XXXXXX")
 pids=()

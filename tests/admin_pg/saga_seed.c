@@ -16,24 +16,24 @@ static void die(const char *what) {
 }
 
 typedef struct {
-  saga_effect_t fx[SEED_MAX_PENDING];
+  sm_effect_t fx[SEED_MAX_PENDING];
   size_t n;
 } pending_t;
 
-static void push(pending_t *p, const saga_effect_t *e) {
+static void push(pending_t *p, const sm_effect_t *e) {
   if (p->n == SEED_MAX_PENDING)
     die("too many pending effects");
   p->fx[p->n++] = *e;
 }
 
-static saga_effect_t take(pending_t *p, size_t i) {
-  saga_effect_t e = p->fx[i];
+static sm_effect_t take(pending_t *p, size_t i) {
+  sm_effect_t e = p->fx[i];
   memmove(&p->fx[i], &p->fx[i + 1], (p->n - i - 1) * sizeof e);
   p->n--;
   return e;
 }
 
-static void record(const saga_t *s, const saga_output_t *out, int64_t at,
+static void record(const sm_t *s, const sm_output_t *out, int64_t at,
                    seed_record_fn fn, void *arg) {
   static uint8_t buf[65536];
   size_t len = 0;
@@ -46,55 +46,55 @@ static void record(const saga_t *s, const saga_output_t *out, int64_t at,
      saga_codec_record_type(out->events, out->n_events), at);
 }
 
-saga_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
+sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
                    int64_t reply_ms, const uint8_t *script, size_t n,
                    seed_record_fn fn, void *arg) {
-  saga_t *s = malloc(saga_size(def));
-  if (!s || saga_init(s, id, def) != SAGA_CORE_OK)
+  sm_t *s = malloc(sm_size(def));
+  if (!s || sm_init(s, id, def) != SAGA_CORE_OK)
     die("init");
-  static saga_output_t out;
+  static sm_output_t out;
   pending_t sends = {0}, timers = {0};
   int64_t now = t0;
   const char *input = "{\"order\":42}";
-  saga_input_t in = {.type = SAGA_IN_START,
+  sm_input_t in = {.type = SM_IN_START,
                      .payload = (const uint8_t *)input,
                      .payload_len = strlen(input)};
   size_t k = 0;
   for (;;) {
-    if (saga_step(s, &in, now, NULL, &out) != SAGA_CORE_OK ||
-        out.verdict != SAGA_V_APPLIED)
+    if (sm_step(s, &in, now, NULL, &out) != SAGA_CORE_OK ||
+        out.verdict != SM_V_APPLIED)
       die("step not applied");
     record(s, &out, now, fn, arg);
     for (size_t i = 0; i < out.n_effects; i++) {
-      if (out.effects[i].type == SAGA_FX_SEND)
+      if (out.effects[i].type == SM_FX_SEND)
         push(&sends, &out.effects[i]);
-      else if (out.effects[i].type == SAGA_FX_TIMER)
+      else if (out.effects[i].type == SM_FX_TIMER)
         push(&timers, &out.effects[i]);
     }
     if (sends.n > 0 && k < n) {
-      saga_effect_t c = take(&sends, 0);
+      sm_effect_t c = take(&sends, 0);
       uint8_t what = script[k++];
       if (what == SEED_TIMEOUT) {
         size_t i = 0;
         while (i < timers.n &&
-               !(timers.fx[i].timer == SAGA_TIMER_DEADLINE &&
+               !(timers.fx[i].timer == SM_TIMER_DEADLINE &&
                  timers.fx[i].step == c.step &&
                  timers.fx[i].action == c.action &&
                  timers.fx[i].attempt == c.attempt))
           i++;
         if (i == timers.n)
           die("no deadline for the command");
-        saga_effect_t t = take(&timers, i);
+        sm_effect_t t = take(&timers, i);
         now = t.at_ms > now ? t.at_ms : now;
-        in = (saga_input_t){.type = SAGA_IN_TIMER, .step = t.step,
+        in = (sm_input_t){.type = SM_IN_TIMER, .step = t.step,
                             .action = t.action, .attempt = t.attempt,
                             .timer = t.timer};
       } else {
         now += reply_ms;
-        in = (saga_input_t){.type = SAGA_IN_REPLY, .step = c.step,
+        in = (sm_input_t){.type = SM_IN_REPLY, .step = c.step,
                             .action = c.action, .attempt = c.attempt,
                             .outcome = what,
-                            .reason = what == SAGA_OUTCOME_SUCCESS
+                            .reason = what == SM_OUTCOME_SUCCESS
                                           ? NULL
                                           : "declined"};
       }
@@ -102,20 +102,20 @@ saga_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
     }
     /* No reply to give: fire the next backoff timer, if any. */
     size_t b = 0;
-    while (b < timers.n && timers.fx[b].timer != SAGA_TIMER_BACKOFF)
+    while (b < timers.n && timers.fx[b].timer != SM_TIMER_BACKOFF)
       b++;
     if (sends.n > 0 || b == timers.n)
       break;
-    saga_effect_t t = take(&timers, b);
+    sm_effect_t t = take(&timers, b);
     now = t.at_ms > now ? t.at_ms : now;
-    in = (saga_input_t){.type = SAGA_IN_TIMER, .step = t.step,
+    in = (sm_input_t){.type = SM_IN_TIMER, .step = t.step,
                         .action = t.action, .attempt = t.attempt,
                         .timer = t.timer};
   }
   return s;
 }
 
-void seed_pg_append(void *store, const saga_t *s, const uint8_t *rec,
+void seed_pg_append(void *store, const sm_t *s, const uint8_t *rec,
                     size_t len, const char *type, int64_t at_ms) {
   (void)at_ms;
   char stream[96];
@@ -125,14 +125,14 @@ void seed_pg_append(void *store, const saga_t *s, const uint8_t *rec,
     die(es_store_last_error(store));
 }
 
-static const char *waiting_step(const saga_t *s) {
+static const char *waiting_step(const sm_t *s) {
   for (uint32_t i = 0; i < s->nsteps; i++)
     switch (s->steps[i].status) {
-    case SAGA_STEP_RUNNING:
-    case SAGA_STEP_BACKOFF:
-    case SAGA_STEP_COMP_RUNNING:
-    case SAGA_STEP_COMP_BACKOFF:
-    case SAGA_STEP_COMP_FAILED:
+    case SM_STEP_RUNNING:
+    case SM_STEP_BACKOFF:
+    case SM_STEP_COMP_RUNNING:
+    case SM_STEP_COMP_BACKOFF:
+    case SM_STEP_COMP_FAILED:
       return s->def->steps[i].name;
     default:
       break;
@@ -140,16 +140,16 @@ static const char *waiting_step(const saga_t *s) {
   return NULL;
 }
 
-void seed_pg_index(PGconn *c, const saga_t *s) {
+void seed_pg_index(PGconn *c, const sm_t *s) {
   char ver[24], dv[24], started[32], updated[32], deadline[32];
   snprintf(ver, sizeof ver, "%" PRIu32, s->version);
   snprintf(dv, sizeof dv, "%" PRIu32, s->def->version);
   snprintf(started, sizeof started, "%.3f", (double)s->started_ms / 1000.0);
   snprintf(updated, sizeof updated, "%.3f", (double)s->updated_ms / 1000.0);
-  int64_t next = saga_next_timer(s);
+  int64_t next = sm_next_timer(s);
   snprintf(deadline, sizeof deadline, "%.3f", (double)next / 1000.0);
   const char *p[8] = {s->id, s->def->name, dv,
-                      saga_status_name((saga_status_t)s->status), ver,
+                      sm_status_name((sm_status_t)s->status), ver,
                       started, updated, next > 0 ? deadline : NULL};
   const char *step = waiting_step(s);
   const char *params[9] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],

@@ -14,7 +14,7 @@
 #include "saga/eventstore.h"
 #include "saga_machine.h"
 
-/* Script entries: a reply outcome (SAGA_OUTCOME_SUCCESS, _FAILURE,
+/* Script entries: a reply outcome (SM_OUTCOME_SUCCESS, _FAILURE,
  * _RETRYABLE) for the oldest command in flight, or SEED_TIMEOUT to let
  * its deadline fire. Backoff timers fire by themselves when no command is
  * in flight. */
@@ -22,23 +22,23 @@
 
 /* One stored record: the saga after the transition, its bytes, its event
  * type, the time it was decided. */
-typedef void (*seed_record_fn)(void *arg, const saga_t *s, const uint8_t *rec,
+typedef void (*seed_record_fn)(void *arg, const sm_t *s, const uint8_t *rec,
                                size_t len, const char *type, int64_t at_ms);
 
 /* Start a saga of def with id at t0 and play script (replies come
  * reply_ms after their command). Returns the saga (free it) in the state
  * the script leaves it. */
-saga_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
+sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
                    int64_t reply_ms, const uint8_t *script, size_t n,
                    seed_record_fn fn, void *arg);
 
 /* A seed_record_fn appending to stream "saga-<id>" of the es_store_t arg. */
-void seed_pg_append(void *store, const saga_t *s, const uint8_t *rec,
+void seed_pg_append(void *store, const sm_t *s, const uint8_t *rec,
                     size_t len, const char *type, int64_t at_ms);
 
 /* Insert the saga's saga_index row (partition 0) as the coordinator
  * writes it. */
-void seed_pg_index(PGconn *c, const saga_t *s);
+void seed_pg_index(PGconn *c, const sm_t *s);
 
 /* Run sql (several statements allowed) or abort. */
 void seed_pg_exec(PGconn *c, const char *sql);

@@ -91,7 +91,7 @@ static void on_stop(void *arg) {
 
 static void seed(PGconn *c, es_store_t *st, const char *type, const char *id,
                  int64_t t0, const uint8_t *script, size_t n) {
-  saga_t *s = seed_drive(saga_registry_find(reg, type, 1), id, t0, 100,
+  sm_t *s = seed_drive(saga_registry_find(reg, type, 1), id, t0, 100,
                          script, n, seed_pg_append, st);
   seed_pg_index(c, s);
   free(s);
@@ -121,14 +121,14 @@ static int setup(void **state) {
   seed_pg_exec(c, sql);
   free(sql);
   int64_t now = seed_pg_now_ms(c);
-  const uint8_t done[] = {SAGA_OUTCOME_SUCCESS, SAGA_OUTCOME_SUCCESS,
-                          SAGA_OUTCOME_SUCCESS};
-  const uint8_t comp[] = {SAGA_OUTCOME_SUCCESS, SAGA_OUTCOME_FAILURE,
-                          SAGA_OUTCOME_SUCCESS};
-  const uint8_t park[] = {SAGA_OUTCOME_SUCCESS, SAGA_OUTCOME_FAILURE,
-                          SAGA_OUTCOME_FAILURE};
-  const uint8_t late[] = {SEED_TIMEOUT, SAGA_OUTCOME_SUCCESS};
-  const uint8_t one[] = {SAGA_OUTCOME_SUCCESS};
+  const uint8_t done[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_SUCCESS,
+                          SM_OUTCOME_SUCCESS};
+  const uint8_t comp[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_FAILURE,
+                          SM_OUTCOME_SUCCESS};
+  const uint8_t park[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_FAILURE,
+                          SM_OUTCOME_FAILURE};
+  const uint8_t late[] = {SEED_TIMEOUT, SM_OUTCOME_SUCCESS};
+  const uint8_t one[] = {SM_OUTCOME_SUCCESS};
   seed(c, st, "order", "a-done", now - 3 * 3600000, done, 3);
   seed(c, st, "order", "a-comp", now - 3 * 3600000, comp, 3);
   seed(c, st, "order", "a-park", now - 600000, park, 3);

@@ -46,7 +46,7 @@ static loop_thread_t *lt;
 static saga_def_t *def;
 static char profile[64];
 
-static void keep_record(void *arg, const saga_t *s, const uint8_t *rec,
+static void keep_record(void *arg, const sm_t *s, const uint8_t *rec,
                         size_t len, const char *type, int64_t at_ms) {
   (void)type;
   (void)at_ms;
@@ -125,12 +125,12 @@ static int setup(void **state) {
     return -1;
   def = seed_def(SHOP_DEF);
   fake.first = true;
-  const uint8_t script[] = {SAGA_OUTCOME_SUCCESS,   SAGA_OUTCOME_RETRYABLE,
-                            SEED_TIMEOUT,           SAGA_OUTCOME_FAILURE,
-                            SAGA_OUTCOME_SUCCESS,   SAGA_OUTCOME_SUCCESS};
-  saga_t *s = seed_drive(def, "u-1", 1700000000000, 400, script,
+  const uint8_t script[] = {SM_OUTCOME_SUCCESS,   SM_OUTCOME_RETRYABLE,
+                            SEED_TIMEOUT,           SM_OUTCOME_FAILURE,
+                            SM_OUTCOME_SUCCESS,   SM_OUTCOME_SUCCESS};
+  sm_t *s = seed_drive(def, "u-1", 1700000000000, 400, script,
                          sizeof script, keep_record, &fake);
-  assert_string_equal(saga_status_name((saga_status_t)s->status),
+  assert_string_equal(sm_status_name((sm_status_t)s->status),
                       "compensated");
   fake.row = (admin_saga_row_t){.saga_id = "u-1",
                                 .saga_type = "shop",

@@ -14,24 +14,24 @@
 #define H_MAX_TX 512
 
 /* Short names for the tests' input lists. */
-#define DO SAGA_DO
-#define COMP SAGA_COMPENSATE
-#define OK SAGA_OUTCOME_SUCCESS
-#define FAIL SAGA_OUTCOME_FAILURE
-#define RETRY SAGA_OUTCOME_RETRYABLE
+#define DO SM_DO
+#define COMP SM_COMPENSATE
+#define OK SM_OUTCOME_SUCCESS
+#define FAIL SM_OUTCOME_FAILURE
+#define RETRY SM_OUTCOME_RETRYABLE
 
 typedef struct {
   int64_t at;
   size_t n;
-  saga_event_t ev[SAGA_MAX_OUT];
+  sm_event_t ev[SM_MAX_OUT];
 } h_tx_t;
 
 typedef struct {
   saga_def_t *def;
-  saga_t *saga;
-  saga_rng_t rng;
+  sm_t *saga;
+  sm_rng_t rng;
   int64_t now;
-  saga_output_t out;
+  sm_output_t out;
   size_t ntx;
   h_tx_t *tx; /* H_MAX_TX transitions */
 } h_t;
@@ -54,9 +54,9 @@ static inline saga_def_t *h_def(const char *sq) {
   return def;
 }
 
-static inline saga_t *h_new_saga(const saga_def_t *def, const char *id) {
-  saga_t *s = malloc(saga_size(def));
-  if (s == NULL || saga_init(s, id, def) != SAGA_CORE_OK)
+static inline sm_t *h_new_saga(const saga_def_t *def, const char *id) {
+  sm_t *s = malloc(sm_size(def));
+  if (s == NULL || sm_init(s, id, def) != SAGA_CORE_OK)
     abort();
   return s;
 }
@@ -79,21 +79,21 @@ static inline void h_free(h_t *h) {
 }
 
 /* Rebuild the saga from the logged events alone. */
-static inline saga_t *h_replay(const h_t *h) {
-  saga_t *r = h_new_saga(h->def, "s-1");
+static inline sm_t *h_replay(const h_t *h) {
+  sm_t *r = h_new_saga(h->def, "s-1");
   for (size_t t = 0; t < h->ntx; t++) {
     for (size_t i = 0; i < h->tx[t].n; i++)
-      if (saga_apply(r, &h->tx[t].ev[i], h->tx[t].at) != SAGA_CORE_OK)
+      if (sm_apply(r, &h->tx[t].ev[i], h->tx[t].at) != SAGA_CORE_OK)
         abort();
-    saga_end_transition(r);
+    sm_end_transition(r);
   }
   return r;
 }
 
 /* Feed one input; log its events; check replay == live. Returns the
  * verdict. */
-static inline int h_in(h_t *h, saga_input_t in) {
-  if (saga_step(h->saga, &in, h->now, &h->rng, &h->out) != SAGA_CORE_OK)
+static inline int h_in(h_t *h, sm_input_t in) {
+  if (sm_step(h->saga, &in, h->now, &h->rng, &h->out) != SAGA_CORE_OK)
     abort();
   if (h->out.n_events > 0) {
     if (h->ntx == H_MAX_TX)
@@ -103,8 +103,8 @@ static inline int h_in(h_t *h, saga_input_t in) {
     tx->n = h->out.n_events;
     memcpy(tx->ev, h->out.events, tx->n * sizeof tx->ev[0]);
   }
-  saga_t *r = h_replay(h);
-  if (!saga_equal(r, h->saga)) {
+  sm_t *r = h_replay(h);
+  if (!sm_equal(r, h->saga)) {
     fprintf(stderr, "replay differs from live state\n");
     abort();
   }
@@ -113,31 +113,31 @@ static inline int h_in(h_t *h, saga_input_t in) {
 }
 
 static inline int h_start(h_t *h) {
-  return h_in(h, (saga_input_t){.type = SAGA_IN_START,
+  return h_in(h, (sm_input_t){.type = SM_IN_START,
                                 .payload = (const uint8_t *)"{\"o\":1}",
                                 .payload_len = 7});
 }
 
 static inline int h_reply(h_t *h, int step, int action, unsigned attempt,
                           int outcome) {
-  return h_in(h, (saga_input_t){.type = SAGA_IN_REPLY,
+  return h_in(h, (sm_input_t){.type = SM_IN_REPLY,
                                 .step = step,
                                 .action = (uint8_t)action,
                                 .attempt = attempt,
                                 .outcome = (uint8_t)outcome,
                                 .payload = (const uint8_t *)"ok",
                                 .payload_len = 2,
-                                .reason = outcome == SAGA_OUTCOME_SUCCESS
+                                .reason = outcome == SM_OUTCOME_SUCCESS
                                               ? NULL
                                               : "declined"});
 }
 
 /* Fire the timer the machine armed for (step, action) at its time. */
 static inline int h_fire(h_t *h, int step, int action, int timer) {
-  const saga_step_state_t *st = &h->saga->steps[step];
+  const sm_step_state_t *st = &h->saga->steps[step];
   if (st->timer_ms > h->now)
     h->now = st->timer_ms;
-  return h_in(h, (saga_input_t){.type = SAGA_IN_TIMER,
+  return h_in(h, (sm_input_t){.type = SM_IN_TIMER,
                                 .step = step,
                                 .action = (uint8_t)action,
                                 .attempt = st->attempt,
@@ -145,14 +145,14 @@ static inline int h_fire(h_t *h, int step, int action, int timer) {
 }
 
 static inline int h_op(h_t *h, int type) {
-  return h_in(h, (saga_input_t){.type = (uint8_t)type});
+  return h_in(h, (sm_input_t){.type = (uint8_t)type});
 }
 
 /* Number of SEND effects of the last input, and the i-th one. */
-static inline size_t h_sends(const h_t *h, saga_effect_t *first) {
+static inline size_t h_sends(const h_t *h, sm_effect_t *first) {
   size_t n = 0;
   for (size_t i = 0; i < h->out.n_effects; i++)
-    if (h->out.effects[i].type == SAGA_FX_SEND) {
+    if (h->out.effects[i].type == SM_FX_SEND) {
       if (n == 0 && first != NULL)
         *first = h->out.effects[i];
       n++;
@@ -162,7 +162,7 @@ static inline size_t h_sends(const h_t *h, saga_effect_t *first) {
 
 static inline int h_has_notify(const h_t *h, int what) {
   for (size_t i = 0; i < h->out.n_effects; i++)
-    if (h->out.effects[i].type == SAGA_FX_NOTIFY &&
+    if (h->out.effects[i].type == SM_FX_NOTIFY &&
         h->out.effects[i].notify == what)
       return 1;
   return 0;

@@ -48,8 +48,8 @@ static const char *FORWARD =
     "{'name':'r3','topic':'t','kind':'retriable'}]}";
 
 /* Encode every logged transition, decode it, apply it to a fresh saga. */
-static saga_t *codec_replay(const h_t *h, size_t *bytes) {
-  saga_t *r = h_new_saga(h->def, "s-1");
+static sm_t *codec_replay(const h_t *h, size_t *bytes) {
+  sm_t *r = h_new_saga(h->def, "s-1");
   saga_record_t rec = {0};
   uint8_t buf[16384];
   size_t total = 0;
@@ -73,15 +73,15 @@ static saga_t *codec_replay(const h_t *h, size_t *bytes) {
 static void test_every_event_field_round_trips(void **state) {
   (void)state;
   const uint8_t pl[] = {0, 1, 2, 255};
-  saga_event_t ev[4] = {
-      {.type = SAGA_EV_STARTED, .def_name = "order", .def_version = 7,
+  sm_event_t ev[4] = {
+      {.type = SM_EV_STARTED, .def_name = "order", .def_version = 7,
        .payload = pl, .payload_len = sizeof pl},
-      {.type = SAGA_EV_DISPATCHED, .step = 31, .action = COMP,
+      {.type = SM_EV_DISPATCHED, .step = 31, .action = COMP,
        .attempt = 65535, .until_ms = 123456789012},
-      {.type = SAGA_EV_ATTEMPT_FAILED, .step = 2, .attempt = 3,
-       .outcome = SAGA_OUTCOME_TIMEOUT, .reason = "card declined",
+      {.type = SM_EV_ATTEMPT_FAILED, .step = 2, .attempt = 3,
+       .outcome = SM_OUTCOME_TIMEOUT, .reason = "card declined",
        .until_ms = 0},
-      {.type = SAGA_EV_RESOLVED}};
+      {.type = SM_EV_RESOLVED}};
   uint8_t buf[512];
   size_t len = 0;
   assert_int_equal(saga_codec_encode(ev, 4, 123456000000, buf, sizeof buf,
@@ -99,10 +99,10 @@ static void test_every_event_field_round_trips(void **state) {
   assert_int_equal(rec.events[1].action, COMP);
   assert_int_equal(rec.events[1].attempt, 65535);
   assert_int_equal(rec.events[1].until_ms, 123456789012);
-  assert_int_equal(rec.events[2].outcome, SAGA_OUTCOME_TIMEOUT);
+  assert_int_equal(rec.events[2].outcome, SM_OUTCOME_TIMEOUT);
   assert_string_equal(rec.events[2].reason, "card declined");
   assert_int_equal(rec.events[2].until_ms, 0);
-  assert_int_equal(rec.events[3].type, SAGA_EV_RESOLVED);
+  assert_int_equal(rec.events[3].type, SM_EV_RESOLVED);
   assert_string_equal(saga_codec_record_type(rec.events, rec.n), "Started");
   /* The record is reusable. */
   assert_int_equal(saga_codec_decode(buf, len, &rec), SAGA_CORE_OK);
@@ -115,7 +115,7 @@ static void test_long_reason_is_cut(void **state) {
   char reason[1000];
   memset(reason, 'r', sizeof reason - 1);
   reason[sizeof reason - 1] = '\0';
-  saga_event_t ev = {.type = SAGA_EV_ATTEMPT_FAILED, .attempt = 1,
+  sm_event_t ev = {.type = SM_EV_ATTEMPT_FAILED, .attempt = 1,
                      .outcome = FAIL, .reason = reason};
   uint8_t buf[2048];
   size_t len = 0;
@@ -130,7 +130,7 @@ static void test_long_reason_is_cut(void **state) {
 static void test_encode_refuses_small_buffers_and_empty_transitions(
     void **state) {
   (void)state;
-  saga_event_t ev = {.type = SAGA_EV_COMPLETED};
+  sm_event_t ev = {.type = SM_EV_COMPLETED};
   uint8_t buf[64];
   size_t len = 0;
   size_t need = saga_codec_size(&ev, 1, 1000);
@@ -142,7 +142,7 @@ static void test_encode_refuses_small_buffers_and_empty_transitions(
   assert_int_equal(saga_codec_size(&ev, 0, 0), 0);
 }
 
-static void expect_decode_error(const saga_event_t *ev, size_t n) {
+static void expect_decode_error(const sm_event_t *ev, size_t n) {
   uint8_t buf[256];
   size_t len = 0;
   assert_int_equal(saga_codec_encode(ev, n, 1000, buf, sizeof buf, &len),
@@ -160,15 +160,15 @@ static void test_malformed_records_are_refused(void **state) {
   assert_int_equal(saga_codec_decode(junk, sizeof junk, &rec),
                    SAGA_CORE_EDECODE);
   assert_int_equal(saga_codec_decode(NULL, 0, &rec), SAGA_CORE_EDECODE);
-  saga_event_t bad_type = {.type = 0};
+  sm_event_t bad_type = {.type = 0};
   expect_decode_error(&bad_type, 1);
-  saga_event_t bad_type2 = {.type = 11};
+  sm_event_t bad_type2 = {.type = 11};
   expect_decode_error(&bad_type2, 1);
-  saga_event_t bad_step = {.type = SAGA_EV_DISPATCHED, .step = 40};
+  sm_event_t bad_step = {.type = SM_EV_DISPATCHED, .step = 40};
   expect_decode_error(&bad_step, 1);
-  saga_event_t no_def = {.type = SAGA_EV_STARTED};
+  sm_event_t no_def = {.type = SM_EV_STARTED};
   expect_decode_error(&no_def, 1);
-  saga_event_t bad_outcome = {.type = SAGA_EV_ATTEMPT_FAILED, .outcome = 9};
+  sm_event_t bad_outcome = {.type = SM_EV_ATTEMPT_FAILED, .outcome = 9};
   expect_decode_error(&bad_outcome, 1);
 }
 
@@ -177,13 +177,13 @@ static void test_replay_refuses_events_for_another_definition(void **state) {
   h_t *h = h_new(ORDER, 1);
   h_start(h);
   saga_def_t *other = h_def(FOUR);
-  saga_t *s = h_new_saga(other, "s-1");
-  assert_int_equal(saga_apply(s, &h->tx[0].ev[0], 0), SAGA_CORE_EREPLAY);
-  saga_event_t ev = {.type = SAGA_EV_DISPATCHED, .step = 9};
-  saga_t *t = h_new_saga(h->def, "s-1");
-  assert_int_equal(saga_apply(t, &ev, 0), SAGA_CORE_EREPLAY); /* not started */
-  assert_int_equal(saga_apply(t, &h->tx[0].ev[0], 0), SAGA_CORE_OK);
-  assert_int_equal(saga_apply(t, &ev, 0), SAGA_CORE_EREPLAY); /* no step 9 */
+  sm_t *s = h_new_saga(other, "s-1");
+  assert_int_equal(sm_apply(s, &h->tx[0].ev[0], 0), SAGA_CORE_EREPLAY);
+  sm_event_t ev = {.type = SM_EV_DISPATCHED, .step = 9};
+  sm_t *t = h_new_saga(h->def, "s-1");
+  assert_int_equal(sm_apply(t, &ev, 0), SAGA_CORE_EREPLAY); /* not started */
+  assert_int_equal(sm_apply(t, &h->tx[0].ev[0], 0), SAGA_CORE_OK);
+  assert_int_equal(sm_apply(t, &ev, 0), SAGA_CORE_EREPLAY); /* no step 9 */
   free(s);
   free(t);
   saga_def_free(other);
@@ -199,20 +199,20 @@ static void test_bytes_per_saga_stay_small(void **state) {
   char input[101];
   memset(input, 'i', 100);
   input[100] = '\0';
-  h_in(h, (saga_input_t){.type = SAGA_IN_START,
+  h_in(h, (sm_input_t){.type = SM_IN_START,
                          .payload = (const uint8_t *)input,
                          .payload_len = 100});
   for (int step = 0; step < 3; step++) {
     h->now += 7;
-    h_in(h, (saga_input_t){.type = SAGA_IN_REPLY, .step = step,
+    h_in(h, (sm_input_t){.type = SM_IN_REPLY, .step = step,
                            .action = DO, .attempt = 1, .outcome = OK,
                            .payload = (const uint8_t *)"01234567890123456789",
                            .payload_len = 20});
   }
-  assert_int_equal(h->saga->status, SAGA_COMPLETED);
+  assert_int_equal(h->saga->status, SM_COMPLETED);
   size_t bytes = 0;
-  saga_t *r = codec_replay(h, &bytes);
-  assert_true(saga_equal(r, h->saga));
+  sm_t *r = codec_replay(h, &bytes);
+  assert_true(sm_equal(r, h->saga));
   size_t overhead = bytes - 100 - 3 * 20;
   print_message("order saga: %zu records, %zu bytes (%zu without payloads)\n",
                 h->ntx, bytes, overhead);
@@ -224,31 +224,31 @@ static void test_bytes_per_saga_stay_small(void **state) {
 
 /* ---- random walk ---- */
 
-static uint64_t rnd(saga_rng_t *g, uint64_t n) {
-  return (uint64_t)(saga_rng_next(g) * (double)n);
+static uint64_t rnd(sm_rng_t *g, uint64_t n) {
+  return (uint64_t)(sm_rng_next(g) * (double)n);
 }
 
 /* After the pivot succeeded nothing is ever compensated; compensations go
  * in reverse order of completion and only to steps that were applied or
  * unknown. */
 static void check_invariants(const h_t *h) {
-  const saga_t *s = h->saga;
+  const sm_t *s = h->saga;
   int32_t pivot = s->def->pivot;
   bool pivot_done = false;
   uint16_t last_comp_order = UINT16_MAX;
   for (size_t t = 0; t < h->ntx; t++)
     for (size_t i = 0; i < h->tx[t].n; i++) {
-      const saga_event_t *e = &h->tx[t].ev[i];
-      if (e->type == SAGA_EV_SUCCEEDED && e->action == DO &&
+      const sm_event_t *e = &h->tx[t].ev[i];
+      if (e->type == SM_EV_SUCCEEDED && e->action == DO &&
           (int32_t)e->step == pivot)
         pivot_done = true;
       if (pivot_done) {
-        assert_int_not_equal(e->type, SAGA_EV_COMPENSATING);
-        assert_false(e->type == SAGA_EV_DISPATCHED && e->action == COMP);
+        assert_int_not_equal(e->type, SM_EV_COMPENSATING);
+        assert_false(e->type == SM_EV_DISPATCHED && e->action == COMP);
       }
-      if (e->type == SAGA_EV_DISPATCHED && e->action == COMP &&
+      if (e->type == SM_EV_DISPATCHED && e->action == COMP &&
           e->attempt == 1) {
-        const saga_step_state_t *st = &s->steps[e->step];
+        const sm_step_state_t *st = &s->steps[e->step];
         assert_true(st->order > 0 && st->order < last_comp_order);
         assert_true(st->order > 0);
         last_comp_order = st->order;
@@ -257,23 +257,23 @@ static void check_invariants(const h_t *h) {
         assert_non_null(s->def->steps[e->step].comp_topic);
       }
     }
-  if (s->status == SAGA_COMPENSATED && !(s->flags & SAGA_F_RESOLVED))
+  if (s->status == SM_COMPENSATED && !(s->flags & SM_F_RESOLVED))
     for (uint32_t i = 0; i < s->nsteps; i++) {
-      const saga_step_state_t *st = &s->steps[i];
-      bool applied = st->status == SAGA_STEP_DONE ||
-                     (st->status == SAGA_STEP_FAILED &&
-                      (st->flags & SAGA_SF_UNKNOWN));
+      const sm_step_state_t *st = &s->steps[i];
+      bool applied = st->status == SM_STEP_DONE ||
+                     (st->status == SM_STEP_FAILED &&
+                      (st->flags & SM_SF_UNKNOWN));
       /* Every applied step with a compensation was undone. */
       assert_false(applied && s->def->steps[i].comp_topic != NULL);
     }
 }
 
 /* One random input: mostly sensible, sometimes duplicated, late or bogus. */
-static void random_input(h_t *h, saga_rng_t *g) {
-  saga_t *s = h->saga;
+static void random_input(h_t *h, sm_rng_t *g) {
+  sm_t *s = h->saga;
   int step = (int)rnd(g, s->nsteps);
-  const saga_step_state_t *st = &s->steps[step];
-  int action = (st->status >= SAGA_STEP_COMP_RUNNING) ? COMP : DO;
+  const sm_step_state_t *st = &s->steps[step];
+  int action = (st->status >= SM_STEP_COMP_RUNNING) ? COMP : DO;
   unsigned attempt = st->attempt;
   if (rnd(g, 8) == 0)
     attempt = attempt > 1 ? attempt - 1 : attempt + 1; /* late or bogus */
@@ -294,18 +294,18 @@ static void random_input(h_t *h, saga_rng_t *g) {
   case 5:
   case 6:
   case 7:
-    h_fire(h, step, action, SAGA_TIMER_DEADLINE);
+    h_fire(h, step, action, SM_TIMER_DEADLINE);
     break;
   case 8:
   case 9:
-    h_fire(h, step, action, SAGA_TIMER_BACKOFF);
+    h_fire(h, step, action, SM_TIMER_BACKOFF);
     break;
   case 10:
-    h_op(h, SAGA_IN_OPERATOR_RETRY);
+    h_op(h, SM_IN_OPERATOR_RETRY);
     break;
   default:
-    h_op(h, rnd(g, 4) == 0 ? SAGA_IN_OPERATOR_RESOLVE
-                           : SAGA_IN_OPERATOR_RETRY);
+    h_op(h, rnd(g, 4) == 0 ? SM_IN_OPERATOR_RESOLVE
+                           : SM_IN_OPERATOR_RETRY);
     break;
   }
 }
@@ -313,32 +313,32 @@ static void random_input(h_t *h, saga_rng_t *g) {
 /* Answer everything with success and fire due timers: every saga must end
  * terminal (liveness once faults stop). */
 static void drive_to_end(h_t *h) {
-  for (int i = 0; i < 400 && !saga_is_terminal(h->saga); i++) {
-    saga_t *s = h->saga;
-    if (s->status == SAGA_COMPENSATION_FAILED) {
-      h_op(h, SAGA_IN_OPERATOR_RETRY);
+  for (int i = 0; i < 400 && !sm_is_terminal(h->saga); i++) {
+    sm_t *s = h->saga;
+    if (s->status == SM_COMPENSATION_FAILED) {
+      h_op(h, SM_IN_OPERATOR_RETRY);
       continue;
     }
     for (uint32_t k = 0; k < s->nsteps; k++) {
-      const saga_step_state_t *st = &s->steps[k];
-      if (st->status == SAGA_STEP_RUNNING)
+      const sm_step_state_t *st = &s->steps[k];
+      if (st->status == SM_STEP_RUNNING)
         h_reply(h, (int)k, DO, st->attempt, OK);
-      else if (st->status == SAGA_STEP_COMP_RUNNING)
+      else if (st->status == SM_STEP_COMP_RUNNING)
         h_reply(h, (int)k, COMP, st->attempt, OK);
-      else if (st->status == SAGA_STEP_BACKOFF)
-        h_fire(h, (int)k, DO, SAGA_TIMER_BACKOFF);
-      else if (st->status == SAGA_STEP_COMP_BACKOFF)
-        h_fire(h, (int)k, COMP, SAGA_TIMER_BACKOFF);
+      else if (st->status == SM_STEP_BACKOFF)
+        h_fire(h, (int)k, DO, SM_TIMER_BACKOFF);
+      else if (st->status == SM_STEP_COMP_BACKOFF)
+        h_fire(h, (int)k, COMP, SM_TIMER_BACKOFF);
     }
   }
-  assert_true(saga_is_terminal(h->saga));
+  assert_true(sm_is_terminal(h->saga));
 }
 
 static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
     void **state) {
   (void)state;
   const char *defs[] = {ORDER, FOUR, GROUP, FORWARD};
-  saga_rng_t g = {20240601};
+  sm_rng_t g = {20240601};
   size_t inputs = 0;
   size_t terminal_early = 0;
   size_t ended[8] = {0};
@@ -352,10 +352,10 @@ static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
       check_invariants(h);
       inputs++;
     }
-    if (saga_is_terminal(h->saga))
+    if (sm_is_terminal(h->saga))
       terminal_early++;
     for (size_t t = 0; t < h->ntx; t++)
-      if (h->tx[t].ev[h->tx[t].n - 1].type == SAGA_EV_PARKED) {
+      if (h->tx[t].ev[h->tx[t].n - 1].type == SM_EV_PARKED) {
         parked++;
         break;
       }
@@ -363,8 +363,8 @@ static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
     check_invariants(h);
     ended[h->saga->status]++;
     /* Replay through the codec equals the live state too. */
-    saga_t *r = codec_replay(h, NULL);
-    assert_true(saga_equal(r, h->saga));
+    sm_t *r = codec_replay(h, NULL);
+    assert_true(sm_equal(r, h->saga));
     /* Terminal sagas take no input any more. */
     uint32_t v = h->saga->version;
     random_input(h, &g);
@@ -374,10 +374,10 @@ static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
   }
   print_message("random walk: 1200 sagas, %zu inputs, %zu terminal before "
                 "the drive, %zu completed, %zu compensated, %zu parked once\n",
-                inputs, terminal_early, ended[SAGA_COMPLETED],
-                ended[SAGA_COMPENSATED], parked);
+                inputs, terminal_early, ended[SM_COMPLETED],
+                ended[SM_COMPENSATED], parked);
   /* The walk reaches every outcome. */
-  assert_true(ended[SAGA_COMPLETED] > 100 && ended[SAGA_COMPENSATED] > 100 &&
+  assert_true(ended[SM_COMPLETED] > 100 && ended[SM_COMPENSATED] > 100 &&
               parked > 10);
 }
 

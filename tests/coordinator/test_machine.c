@@ -42,7 +42,7 @@ static const char *GROUP =
 
 static void expect_one_send(const h_t *h, int step, int action,
                             unsigned attempt) {
-  saga_effect_t fx;
+  sm_effect_t fx;
   assert_int_equal(h_sends(h, &fx), 1);
   assert_int_equal(fx.step, step);
   assert_int_equal(fx.action, action);
@@ -57,27 +57,27 @@ static void expect_no_change(const h_t *h) {
 static void test_happy_path_runs_every_step_and_completes(void **state) {
   (void)state;
   h_t *h = h_new(ORDER, 1);
-  assert_int_equal(h_start(h), SAGA_V_APPLIED);
-  assert_true(h_has_notify(h, SAGA_NOTIFY_STARTED));
+  assert_int_equal(h_start(h), SM_V_APPLIED);
+  assert_true(h_has_notify(h, SM_NOTIFY_STARTED));
   expect_one_send(h, 0, DO, 1);
-  assert_int_equal(h->out.effects[2].type, SAGA_FX_TIMER);
+  assert_int_equal(h->out.effects[2].type, SM_FX_TIMER);
   assert_int_equal(h->out.effects[2].at_ms, 2000);
   assert_int_equal(h->saga->steps[0].timer_ms, 2000);
-  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SM_V_APPLIED);
   expect_one_send(h, 1, DO, 1);
-  assert_true(h_has_notify(h, SAGA_NOTIFY_STEP_DONE));
-  assert_int_equal(h_reply(h, 1, DO, 1, OK), SAGA_V_APPLIED);
+  assert_true(h_has_notify(h, SM_NOTIFY_STEP_DONE));
+  assert_int_equal(h_reply(h, 1, DO, 1, OK), SM_V_APPLIED);
   expect_one_send(h, 2, DO, 1);
-  assert_int_equal(h_reply(h, 2, DO, 1, OK), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPLETED);
-  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPLETED));
-  assert_true(saga_is_terminal(h->saga));
+  assert_int_equal(h_reply(h, 2, DO, 1, OK), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPLETED);
+  assert_true(h_has_notify(h, SM_NOTIFY_COMPLETED));
+  assert_true(sm_is_terminal(h->saga));
   assert_int_equal(h->saga->version, 4);
   assert_int_equal(h->ntx, 4);
   /* Start: Started + Dispatched. Last: Succeeded + Completed. */
-  assert_int_equal(h->tx[0].ev[0].type, SAGA_EV_STARTED);
-  assert_int_equal(h->tx[0].ev[1].type, SAGA_EV_DISPATCHED);
-  assert_int_equal(h->tx[3].ev[1].type, SAGA_EV_COMPLETED);
+  assert_int_equal(h->tx[0].ev[0].type, SM_EV_STARTED);
+  assert_int_equal(h->tx[0].ev[1].type, SM_EV_DISPATCHED);
+  assert_int_equal(h->tx[3].ev[1].type, SM_EV_COMPLETED);
   h_free(h);
 }
 
@@ -85,7 +85,7 @@ static void test_duplicate_start_changes_nothing(void **state) {
   (void)state;
   h_t *h = h_new(ORDER, 1);
   h_start(h);
-  assert_int_equal(h_start(h), SAGA_V_DUPLICATE_START);
+  assert_int_equal(h_start(h), SM_V_DUPLICATE_START);
   expect_no_change(h);
   h_free(h);
 }
@@ -96,11 +96,11 @@ static void test_duplicate_reply_changes_nothing(void **state) {
   h_start(h);
   h_reply(h, 0, DO, 1, OK);
   uint32_t v = h->saga->version;
-  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_DUPLICATE);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SM_V_DUPLICATE);
   expect_no_change(h);
-  assert_int_equal(h_reply(h, 0, DO, 1, FAIL), SAGA_V_DUPLICATE);
+  assert_int_equal(h_reply(h, 0, DO, 1, FAIL), SM_V_DUPLICATE);
   assert_int_equal(h->saga->version, v);
-  assert_int_equal(h->saga->steps[1].status, SAGA_STEP_RUNNING);
+  assert_int_equal(h->saga->steps[1].status, SM_STEP_RUNNING);
   h_free(h);
 }
 
@@ -109,33 +109,33 @@ static void test_late_reply_from_an_earlier_attempt_changes_nothing(
   (void)state;
   h_t *h = h_new(ORDER, 1);
   h_start(h);
-  assert_int_equal(h_reply(h, 0, DO, 1, RETRY), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_BACKOFF);
+  assert_int_equal(h_reply(h, 0, DO, 1, RETRY), SM_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_BACKOFF);
   assert_int_equal(h->saga->steps[0].timer_ms, 1100);
-  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_BACKOFF), SM_V_APPLIED);
   expect_one_send(h, 0, DO, 2);
-  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_LATE);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SM_V_LATE);
   expect_no_change(h);
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_RUNNING);
-  assert_int_equal(h_reply(h, 0, DO, 2, OK), SAGA_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_RUNNING);
+  assert_int_equal(h_reply(h, 0, DO, 2, OK), SM_V_APPLIED);
   h_free(h);
 }
 
 static void test_reply_for_unknown_saga_or_step_is_classified(void **state) {
   (void)state;
   h_t *h = h_new(ORDER, 1);
-  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_UNKNOWN_SAGA);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SM_V_UNKNOWN_SAGA);
   expect_no_change(h);
-  assert_int_equal(h->saga->status, SAGA_NEW);
+  assert_int_equal(h->saga->status, SM_NEW);
   h_start(h);
-  assert_int_equal(h_reply(h, 7, DO, 1, OK), SAGA_V_UNKNOWN_STEP);
-  assert_int_equal(h_reply(h, -1, DO, 1, OK), SAGA_V_UNKNOWN_STEP);
+  assert_int_equal(h_reply(h, 7, DO, 1, OK), SM_V_UNKNOWN_STEP);
+  assert_int_equal(h_reply(h, -1, DO, 1, OK), SM_V_UNKNOWN_STEP);
   /* Never sent: a later attempt, a step not dispatched, a compensation. */
-  assert_int_equal(h_reply(h, 0, DO, 5, OK), SAGA_V_UNEXPECTED);
-  assert_int_equal(h_reply(h, 1, DO, 1, OK), SAGA_V_UNEXPECTED);
-  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_UNEXPECTED);
-  assert_int_equal(h_reply(h, 0, DO, 0, OK), SAGA_V_UNEXPECTED);
-  assert_int_equal(h_reply(h, 0, DO, 1, 9), SAGA_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, DO, 5, OK), SM_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 1, DO, 1, OK), SM_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SM_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, DO, 0, OK), SM_V_UNEXPECTED);
+  assert_int_equal(h_reply(h, 0, DO, 1, 9), SM_V_UNEXPECTED);
   expect_no_change(h);
   assert_int_equal(h->saga->version, 1);
   h_free(h);
@@ -146,19 +146,19 @@ static void test_timeout_then_late_success_is_ignored_and_retried(
   (void)state;
   h_t *h = h_new(ORDER, 1);
   h_start(h);
-  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_DEADLINE), SM_V_APPLIED);
   assert_int_equal(h->now, 2000);
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_BACKOFF);
-  assert_true(h->saga->steps[0].flags & SAGA_SF_UNKNOWN);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_BACKOFF);
+  assert_true(h->saga->steps[0].flags & SM_SF_UNKNOWN);
   /* The success of the timed-out attempt arrives after its deadline. */
-  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_LATE);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SM_V_LATE);
   expect_no_change(h);
   /* The deadline timer delivered twice is stale. */
-  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_DEADLINE), SAGA_V_STALE_TIMER);
-  assert_int_equal(h_fire(h, 0, DO, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_DEADLINE), SM_V_STALE_TIMER);
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_BACKOFF), SM_V_APPLIED);
   expect_one_send(h, 0, DO, 2);
-  assert_int_equal(h_reply(h, 0, DO, 2, OK), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_DONE);
+  assert_int_equal(h_reply(h, 0, DO, 2, OK), SM_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_DONE);
   h_free(h);
 }
 
@@ -169,20 +169,20 @@ static void test_timeout_with_retries_spent_compensates_the_unknown_step(
   h_start(h);
   h_reply(h, 0, DO, 1, OK);
   for (unsigned a = 1; a <= 3; a++) {
-    assert_int_equal(h_fire(h, 1, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+    assert_int_equal(h_fire(h, 1, DO, SM_TIMER_DEADLINE), SM_V_APPLIED);
     if (a < 3)
-      assert_int_equal(h_fire(h, 1, DO, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+      assert_int_equal(h_fire(h, 1, DO, SM_TIMER_BACKOFF), SM_V_APPLIED);
   }
   /* The pivot's outcome is unknown: it is compensated first (refund),
    * then reserve. */
-  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  assert_int_equal(h->saga->status, SM_COMPENSATING);
   expect_one_send(h, 1, COMP, 1);
-  assert_int_equal(h_reply(h, 1, DO, 3, OK), SAGA_V_LATE);
-  assert_int_equal(h_reply(h, 1, COMP, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h_reply(h, 1, DO, 3, OK), SM_V_LATE);
+  assert_int_equal(h_reply(h, 1, COMP, 1, OK), SM_V_APPLIED);
   expect_one_send(h, 0, COMP, 1);
-  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
-  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPENSATED));
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
+  assert_true(h_has_notify(h, SM_NOTIFY_COMPENSATED));
   h_free(h);
 }
 
@@ -190,21 +190,21 @@ static void test_early_or_stale_timer_changes_nothing(void **state) {
   (void)state;
   h_t *h = h_new(ORDER, 1);
   h_start(h);
-  saga_input_t t = {.type = SAGA_IN_TIMER,
+  sm_input_t t = {.type = SM_IN_TIMER,
                     .step = 0,
                     .action = DO,
                     .attempt = 1,
-                    .timer = SAGA_TIMER_DEADLINE};
-  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER); /* now 1000 < 2000 */
+                    .timer = SM_TIMER_DEADLINE};
+  assert_int_equal(h_in(h, t), SM_V_STALE_TIMER); /* now 1000 < 2000 */
   assert_int_equal(h->out.n_events, 0);
   assert_int_equal(h->out.n_effects, 1); /* re-armed */
   assert_int_equal(h->out.effects[0].at_ms, 2000);
   t.attempt = 2;
   h->now = 5000;
-  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER);
+  assert_int_equal(h_in(h, t), SM_V_STALE_TIMER);
   t.attempt = 1;
-  t.timer = SAGA_TIMER_BACKOFF;
-  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER);
+  t.timer = SM_TIMER_BACKOFF;
+  assert_int_equal(h_in(h, t), SM_V_STALE_TIMER);
   expect_no_change(h);
   h_free(h);
 }
@@ -216,19 +216,19 @@ static void test_failure_of_step_k_compensates_completed_steps_in_reverse(
   h_start(h);
   h_reply(h, 0, DO, 1, OK);
   h_reply(h, 1, DO, 1, OK);
-  assert_int_equal(h_reply(h, 2, DO, 1, FAIL), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
-  assert_int_equal(h->saga->steps[2].status, SAGA_STEP_FAILED);
+  assert_int_equal(h_reply(h, 2, DO, 1, FAIL), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATING);
+  assert_int_equal(h->saga->steps[2].status, SM_STEP_FAILED);
   /* c failed by its own reply: nothing to undo there; b then a. */
   expect_one_send(h, 1, COMP, 1);
-  assert_int_equal(h_reply(h, 1, COMP, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h_reply(h, 1, COMP, 1, OK), SM_V_APPLIED);
   expect_one_send(h, 0, COMP, 1);
-  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
-  assert_int_equal(h->saga->steps[2].status, SAGA_STEP_FAILED);
-  assert_int_equal(h->saga->steps[3].status, SAGA_STEP_PENDING);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
+  assert_int_equal(h->saga->steps[2].status, SM_STEP_FAILED);
+  assert_int_equal(h->saga->steps[3].status, SM_STEP_PENDING);
   /* A late DO reply after compensation began changes nothing. */
-  assert_int_equal(h_reply(h, 0, DO, 1, OK), SAGA_V_LATE);
+  assert_int_equal(h_reply(h, 0, DO, 1, OK), SM_V_LATE);
   h_free(h);
 }
 
@@ -236,8 +236,8 @@ static void test_failure_of_the_first_step_compensates_nothing(void **state) {
   (void)state;
   h_t *h = h_new(FOUR, 1);
   h_start(h);
-  assert_int_equal(h_reply(h, 0, DO, 1, FAIL), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_int_equal(h_reply(h, 0, DO, 1, FAIL), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
   assert_int_equal(h_sends(h, NULL), 0);
   h_free(h);
 }
@@ -251,20 +251,20 @@ static void test_failure_inside_a_parallel_group_drains_then_compensates(
   assert_int_equal(h_sends(h, NULL), 3); /* b, c, d together */
   h_reply(h, 1, DO, 1, OK);
   /* c fails; d still running: compensation waits for d's outcome. */
-  assert_int_equal(h_reply(h, 2, DO, 1, FAIL), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  assert_int_equal(h_reply(h, 2, DO, 1, FAIL), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATING);
   assert_int_equal(h_sends(h, NULL), 0);
   /* d completes last: undone first, then b, then a. */
-  assert_int_equal(h_reply(h, 3, DO, 1, OK), SAGA_V_APPLIED);
+  assert_int_equal(h_reply(h, 3, DO, 1, OK), SM_V_APPLIED);
   expect_one_send(h, 3, COMP, 1);
   h_reply(h, 3, COMP, 1, OK);
   expect_one_send(h, 1, COMP, 1);
   h_reply(h, 1, COMP, 1, OK);
   expect_one_send(h, 0, COMP, 1);
   h_reply(h, 0, COMP, 1, OK);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
-  assert_int_equal(h->saga->steps[2].status, SAGA_STEP_FAILED);
-  assert_int_equal(h->saga->steps[4].status, SAGA_STEP_PENDING);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
+  assert_int_equal(h->saga->steps[2].status, SM_STEP_FAILED);
+  assert_int_equal(h->saga->steps[4].status, SM_STEP_PENDING);
   h_free(h);
 }
 
@@ -276,23 +276,23 @@ static void test_parallel_member_waiting_to_retry_gives_up_on_failure(
   h_reply(h, 0, DO, 1, OK);
   /* b times out (unknown, waits to retry), c fails, d fails. */
   h->now = 2500;
-  assert_int_equal(h_fire(h, 1, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->steps[1].status, SAGA_STEP_BACKOFF);
+  assert_int_equal(h_fire(h, 1, DO, SM_TIMER_DEADLINE), SM_V_APPLIED);
+  assert_int_equal(h->saga->steps[1].status, SM_STEP_BACKOFF);
   h_reply(h, 2, DO, 1, FAIL);
-  assert_int_equal(h->saga->steps[1].status, SAGA_STEP_FAILED);
+  assert_int_equal(h->saga->steps[1].status, SM_STEP_FAILED);
   assert_int_equal(h_sends(h, NULL), 0); /* d still running */
   h_reply(h, 3, DO, 1, RETRY); /* compensating: no forward retry */
-  assert_int_equal(h->saga->steps[3].status, SAGA_STEP_FAILED);
+  assert_int_equal(h->saga->steps[3].status, SM_STEP_FAILED);
   /* b's outcome is unknown: undone, then a. */
   expect_one_send(h, 1, COMP, 1);
   h_reply(h, 1, COMP, 1, OK);
   expect_one_send(h, 0, COMP, 1);
   h_reply(h, 0, COMP, 1, OK);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
   /* b's stale backoff timer is ignored. */
-  saga_input_t t = {.type = SAGA_IN_TIMER, .step = 1, .action = DO,
-                    .attempt = 1, .timer = SAGA_TIMER_BACKOFF};
-  assert_int_equal(h_in(h, t), SAGA_V_STALE_TIMER);
+  sm_input_t t = {.type = SM_IN_TIMER, .step = 1, .action = DO,
+                    .attempt = 1, .timer = SM_TIMER_BACKOFF};
+  assert_int_equal(h_in(h, t), SM_V_STALE_TIMER);
   h_free(h);
 }
 
@@ -307,8 +307,8 @@ static void test_parallel_group_completes_when_every_member_is_done(
   h_reply(h, 1, DO, 1, RETRY);
   h_reply(h, 2, DO, 1, OK);
   assert_int_equal(h_sends(h, NULL), 0);
-  h_fire(h, 1, DO, SAGA_TIMER_BACKOFF);
-  assert_int_equal(h_reply(h, 1, DO, 2, OK), SAGA_V_APPLIED);
+  h_fire(h, 1, DO, SM_TIMER_BACKOFF);
+  assert_int_equal(h_reply(h, 1, DO, 2, OK), SM_V_APPLIED);
   expect_one_send(h, 4, DO, 1);
   h_free(h);
 }
@@ -325,63 +325,63 @@ static h_t *order_compensating(void) {
 
 static h_t *order_parked(void) {
   h_t *h = order_compensating();
-  assert_int_equal(h_reply(h, 0, COMP, 1, FAIL), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_COMP_BACKOFF);
-  assert_int_equal(h_fire(h, 0, COMP, SAGA_TIMER_BACKOFF), SAGA_V_APPLIED);
+  assert_int_equal(h_reply(h, 0, COMP, 1, FAIL), SM_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_COMP_BACKOFF);
+  assert_int_equal(h_fire(h, 0, COMP, SM_TIMER_BACKOFF), SM_V_APPLIED);
   expect_one_send(h, 0, COMP, 2);
-  assert_int_equal(h_fire(h, 0, COMP, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATION_FAILED);
-  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPENSATION_FAILED));
-  assert_true(saga_is_stuck(h->saga, h->now));
+  assert_int_equal(h_fire(h, 0, COMP, SM_TIMER_DEADLINE), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATION_FAILED);
+  assert_true(h_has_notify(h, SM_NOTIFY_COMPENSATION_FAILED));
+  assert_true(sm_is_stuck(h->saga, h->now));
   return h;
 }
 
 static void test_compensation_failure_retries_then_parks(void **state) {
   (void)state;
   h_t *h = order_parked();
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_COMP_FAILED);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_COMP_FAILED);
   /* Parked: late replies and timers change nothing. */
-  assert_int_equal(h_reply(h, 0, COMP, 2, OK), SAGA_V_LATE);
-  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SAGA_V_LATE);
-  assert_false(saga_is_terminal(h->saga));
+  assert_int_equal(h_reply(h, 0, COMP, 2, OK), SM_V_LATE);
+  assert_int_equal(h_reply(h, 0, COMP, 1, OK), SM_V_LATE);
+  assert_false(sm_is_terminal(h->saga));
   h_free(h);
 }
 
 static void test_operator_retry_resumes_a_parked_compensation(void **state) {
   (void)state;
   h_t *h = order_parked();
-  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATING);
+  assert_int_equal(h_op(h, SM_IN_OPERATOR_RETRY), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATING);
   expect_one_send(h, 0, COMP, 3);
   /* A fresh budget: one more failure is retried, not parked. */
   h_reply(h, 0, COMP, 3, RETRY);
-  assert_int_equal(h->saga->steps[0].status, SAGA_STEP_COMP_BACKOFF);
-  h_fire(h, 0, COMP, SAGA_TIMER_BACKOFF);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_COMP_BACKOFF);
+  h_fire(h, 0, COMP, SM_TIMER_BACKOFF);
   expect_one_send(h, 0, COMP, 4);
-  assert_int_equal(h_reply(h, 0, COMP, 4, OK), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
-  assert_int_equal(h->saga->flags & SAGA_F_RESOLVED, 0);
+  assert_int_equal(h_reply(h, 0, COMP, 4, OK), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
+  assert_int_equal(h->saga->flags & SM_F_RESOLVED, 0);
   h_free(h);
 }
 
 static void test_operator_resolve_closes_a_parked_saga(void **state) {
   (void)state;
   h_t *h = order_parked();
-  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RESOLVE), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPENSATED);
-  assert_true(h->saga->flags & SAGA_F_RESOLVED);
-  assert_true(h_has_notify(h, SAGA_NOTIFY_COMPENSATED));
-  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_REJECTED);
+  assert_int_equal(h_op(h, SM_IN_OPERATOR_RESOLVE), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPENSATED);
+  assert_true(h->saga->flags & SM_F_RESOLVED);
+  assert_true(h_has_notify(h, SM_NOTIFY_COMPENSATED));
+  assert_int_equal(h_op(h, SM_IN_OPERATOR_RETRY), SM_V_REJECTED);
   h_free(h);
 }
 
 static void test_operator_actions_are_refused_unless_parked(void **state) {
   (void)state;
   h_t *h = h_new(ORDER, 1);
-  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_UNKNOWN_SAGA);
+  assert_int_equal(h_op(h, SM_IN_OPERATOR_RETRY), SM_V_UNKNOWN_SAGA);
   h_start(h);
-  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RETRY), SAGA_V_REJECTED);
-  assert_int_equal(h_op(h, SAGA_IN_OPERATOR_RESOLVE), SAGA_V_REJECTED);
+  assert_int_equal(h_op(h, SM_IN_OPERATOR_RETRY), SM_V_REJECTED);
+  assert_int_equal(h_op(h, SM_IN_OPERATOR_RESOLVE), SM_V_REJECTED);
   expect_no_change(h);
   h_free(h);
 }
@@ -397,23 +397,23 @@ static void test_step_after_the_pivot_is_retried_forward_never_compensated(
   for (unsigned a = 1; a <= 20; a++) {
     int outcome = a % 3 == 0 ? RETRY : FAIL;
     if (a % 4 == 0)
-      assert_int_equal(h_fire(h, 2, DO, SAGA_TIMER_DEADLINE), SAGA_V_APPLIED);
+      assert_int_equal(h_fire(h, 2, DO, SM_TIMER_DEADLINE), SM_V_APPLIED);
     else
-      assert_int_equal(h_reply(h, 2, DO, a, outcome), SAGA_V_APPLIED);
-    assert_int_equal(h->saga->status, SAGA_RUNNING);
-    assert_int_equal(h->saga->steps[2].status, SAGA_STEP_BACKOFF);
+      assert_int_equal(h_reply(h, 2, DO, a, outcome), SM_V_APPLIED);
+    assert_int_equal(h->saga->status, SM_RUNNING);
+    assert_int_equal(h->saga->steps[2].status, SM_STEP_BACKOFF);
     int64_t delay = h->saga->steps[2].timer_ms - h->now;
     assert_true(delay >= last_delay && delay <= 1000); /* grows, capped */
     last_delay = delay;
-    h_fire(h, 2, DO, SAGA_TIMER_BACKOFF);
+    h_fire(h, 2, DO, SM_TIMER_BACKOFF);
     expect_one_send(h, 2, DO, a + 1);
   }
   assert_int_equal(last_delay, 1000);
-  assert_int_equal(h_reply(h, 2, DO, 21, OK), SAGA_V_APPLIED);
-  assert_int_equal(h->saga->status, SAGA_COMPLETED);
+  assert_int_equal(h_reply(h, 2, DO, 21, OK), SM_V_APPLIED);
+  assert_int_equal(h->saga->status, SM_COMPLETED);
   for (size_t t = 0; t < h->ntx; t++)
     for (size_t i = 0; i < h->tx[t].n; i++) {
-      assert_int_not_equal(h->tx[t].ev[i].type, SAGA_EV_COMPENSATING);
+      assert_int_not_equal(h->tx[t].ev[i].type, SM_EV_COMPENSATING);
       assert_int_not_equal(h->tx[t].ev[i].action, COMP);
     }
   h_free(h);
@@ -426,24 +426,24 @@ static void test_resume_resends_pending_commands_with_the_same_key(
   h_start(h);
   h_reply(h, 0, DO, 1, OK);
   h_reply(h, 1, DO, 1, RETRY); /* b waits to retry; c, d in flight */
-  saga_t *r = h_replay(h);
-  saga_output_t out;
-  saga_resume(r, &out);
+  sm_t *r = h_replay(h);
+  sm_output_t out;
+  sm_resume(r, &out);
   assert_int_equal(out.n_events, 0);
   assert_int_equal(out.n_effects, 5); /* backoff b; send+deadline c, d */
-  assert_int_equal(out.effects[0].type, SAGA_FX_TIMER);
-  assert_int_equal(out.effects[0].timer, SAGA_TIMER_BACKOFF);
+  assert_int_equal(out.effects[0].type, SM_FX_TIMER);
+  assert_int_equal(out.effects[0].timer, SM_TIMER_BACKOFF);
   assert_int_equal(out.effects[0].at_ms, h->saga->steps[1].timer_ms);
-  assert_int_equal(out.effects[1].type, SAGA_FX_SEND);
+  assert_int_equal(out.effects[1].type, SM_FX_SEND);
   assert_int_equal(out.effects[1].step, 2);
   assert_int_equal(out.effects[1].attempt, 1);
   assert_int_equal(out.effects[1].at_ms, h->saga->steps[2].timer_ms);
   char key[128];
-  saga_idempotency_key(r, 2, SAGA_DO, 1, key, sizeof key);
+  sm_idempotency_key(r, 2, SM_DO, 1, key, sizeof key);
   assert_string_equal(key, "s-1/c/DO/1");
-  saga_idempotency_key(r, 0, SAGA_COMPENSATE, 3, key, sizeof key);
+  sm_idempotency_key(r, 0, SM_COMPENSATE, 3, key, sizeof key);
   assert_string_equal(key, "s-1/a/COMPENSATE/3");
-  assert_int_equal(saga_next_timer(r), h->saga->steps[1].timer_ms);
+  assert_int_equal(sm_next_timer(r), h->saga->steps[1].timer_ms);
   free(r);
   h_free(h);
 }
@@ -472,8 +472,8 @@ static void test_stuck_detection_uses_the_step_threshold(void **state) {
                  "'t','compensation':'none','stuck_after_ms':5000}]}",
                  1);
   h_start(h);
-  assert_false(saga_is_stuck(h->saga, h->now + 5000));
-  assert_true(saga_is_stuck(h->saga, h->now + 5001));
+  assert_false(sm_is_stuck(h->saga, h->now + 5000));
+  assert_true(sm_is_stuck(h->saga, h->now + 5001));
   h_free(h);
 }
 
@@ -481,32 +481,62 @@ static void test_init_refuses_bad_ids(void **state) {
   (void)state;
   saga_def_t *def = h_def("{'name':'s','version':1,'steps':[{'name':'a',"
                           "'topic':'t','compensation':'none'}]}");
-  saga_t *s = malloc(saga_size(def));
+  sm_t *s = malloc(sm_size(def));
   char id[80];
   memset(id, 'x', sizeof id - 1);
   id[sizeof id - 1] = '\0';
-  assert_int_equal(saga_init(s, "", def), SAGA_CORE_EINVAL);
-  assert_int_equal(saga_init(s, id, def), SAGA_CORE_EINVAL);
-  id[SAGA_ID_MAX] = '\0';
-  assert_int_equal(saga_init(s, id, def), SAGA_CORE_OK);
-  saga_output_t out;
-  saga_input_t in = {.type = SAGA_IN_START};
-  assert_int_equal(saga_step(s, &in, -1, NULL, &out), SAGA_CORE_EINVAL);
-  assert_true(saga_size(def) <= 128);
+  assert_int_equal(sm_init(s, "", def), SAGA_CORE_EINVAL);
+  assert_int_equal(sm_init(s, id, def), SAGA_CORE_EINVAL);
+  id[SM_ID_MAX] = '\0';
+  assert_int_equal(sm_init(s, id, def), SAGA_CORE_OK);
+  sm_output_t out;
+  sm_input_t in = {.type = SM_IN_START};
+  assert_int_equal(sm_step(s, &in, -1, NULL, &out), SAGA_CORE_EINVAL);
+  assert_true(sm_size(def) <= 128);
   free(s);
   saga_def_free(def);
 }
 
+/* Walks every X-macro list of saga_machine.h: each value has its own
+ * name, never "unknown", and the names of one list are distinct. */
+static void check_names(const char *const *got, const char *const *want,
+                        size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    assert_string_equal(got[i], want[i]);
+    assert_string_not_equal(got[i], "unknown");
+    for (size_t j = 0; j < i; j++)
+      assert_string_not_equal(got[i], got[j]);
+  }
+}
+
 static void test_names_cover_every_value(void **state) {
   (void)state;
-  assert_string_equal(saga_status_name(SAGA_COMPENSATION_FAILED),
-                      "compensation_failed");
-  assert_string_equal(saga_step_status_name(SAGA_STEP_COMP_FAILED),
-                      "compensation_failed");
-  assert_string_equal(saga_event_type_name(SAGA_EV_RESOLVED), "Resolved");
-  assert_string_equal(saga_verdict_name(SAGA_V_REJECTED), "rejected");
-  assert_string_equal(saga_verdict_name((saga_verdict_t)99), "unknown");
-  assert_string_equal(saga_event_type_name((saga_event_type_t)0), "unknown");
+#define GOT_(fn, type) fn((type)v)
+#define CHECK_LIST_(LIST, fn, type)                                            \
+  do {                                                                         \
+    const int values[] = {LIST(VALUE_)};                                       \
+    const char *const want[] = {LIST(TEXT_)};                                  \
+    const char *got[sizeof values / sizeof values[0]];                         \
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {            \
+      int v = values[i];                                                       \
+      got[i] = GOT_(fn, type);                                                 \
+    }                                                                          \
+    check_names(got, want, sizeof values / sizeof values[0]);                  \
+  } while (0)
+#define VALUE_(name, value, text) value,
+#define TEXT_(name, value, text) text,
+  CHECK_LIST_(SM_STATUS_LIST, sm_status_name, sm_status_t);
+  CHECK_LIST_(SM_STEP_STATUS_LIST, sm_step_status_name, sm_step_status_t);
+  CHECK_LIST_(SM_EVENT_TYPE_LIST, sm_event_type_name, sm_event_type_t);
+  CHECK_LIST_(SM_VERDICT_LIST, sm_verdict_name, sm_verdict_t);
+#undef VALUE_
+#undef TEXT_
+#undef CHECK_LIST_
+#undef GOT_
+  /* the verdict that once printed "unknown" */
+  assert_string_equal(sm_verdict_name(SM_V_FINISHED), "finished");
+  assert_string_equal(sm_verdict_name((sm_verdict_t)99), "unknown");
+  assert_string_equal(sm_event_type_name((sm_event_type_t)0), "unknown");
 }
 
 int main(void) {

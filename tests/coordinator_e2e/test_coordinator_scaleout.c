@@ -90,7 +90,7 @@ static void check_streams(e2e_t *t) {
         if (!memcmp(&marks[k], &m, sizeof m))
           fail_msg("stream %s: %s for step %u action %u attempt %u stored "
                    "twice",
-                   sid, saga_event_type_name((saga_event_type_t)m.type),
+                   sid, sm_event_type_name((sm_event_type_t)m.type),
                    m.step, m.action, m.attempt);
       assert_true(nmarks < sizeof marks / sizeof marks[0]);
       marks[nmarks++] = m;

@@ -151,10 +151,10 @@ size_t faults_check_appended(e2e_t *t, const faults_ids_t *s) {
                             (size_t)PQgetlength(r, row, 0), &rec),
           0);
       for (size_t e = 0; e < rec.n; e++) {
-        const saga_event_t *ev = &rec.events[e];
-        if (ev->type == SAGA_EV_DISPATCHED && ev->step < E2E_STEPS &&
+        const sm_event_t *ev = &rec.events[e];
+        if (ev->type == SM_EV_DISPATCHED && ev->step < E2E_STEPS &&
             ev->attempt >= 1 && ev->attempt <= 32)
-          dispatched[ev->step][ev->action == SAGA_COMPENSATE] |=
+          dispatched[ev->step][ev->action == SM_COMPENSATE] |=
               1u << (ev->attempt - 1);
       }
       saga_record_clear(&rec);

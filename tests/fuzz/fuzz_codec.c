@@ -51,23 +51,23 @@ static void check_reencode(const saga_record_t *rec) {
   free(buf);
 }
 
-static void check_saga(const saga_t *s) {
-  FUZZ_ASSERT(s->status <= SAGA_COMPENSATION_FAILED);
+static void check_saga(const sm_t *s) {
+  FUZZ_ASSERT(s->status <= SM_COMPENSATION_FAILED);
   FUZZ_ASSERT(s->cursor <= s->nsteps);
-  saga_output_t *out = malloc(sizeof *out);
+  sm_output_t *out = malloc(sizeof *out);
   FUZZ_ASSERT(out != NULL);
-  saga_resume(s, out);
-  FUZZ_ASSERT(out->n_events == 0 && out->n_effects <= SAGA_MAX_OUT);
+  sm_resume(s, out);
+  FUZZ_ASSERT(out->n_events == 0 && out->n_effects <= SM_MAX_OUT);
   for (size_t i = 0; i < out->n_effects; i++)
     FUZZ_ASSERT(out->effects[i].step < s->nsteps);
   free(out);
-  (void)saga_next_timer(s);
-  (void)saga_is_stuck(s, s->updated_ms + 1);
-  (void)saga_is_terminal(s);
-  (void)saga_status_name((saga_status_t)s->status);
+  (void)sm_next_timer(s);
+  (void)sm_is_stuck(s, s->updated_ms + 1);
+  (void)sm_is_terminal(s);
+  (void)sm_status_name((sm_status_t)s->status);
   char key[256];
   for (uint32_t i = 0; i < s->nsteps; i++)
-    FUZZ_ASSERT(saga_idempotency_key(s, i, SAGA_DO, s->steps[i].attempt, key,
+    FUZZ_ASSERT(sm_idempotency_key(s, i, SM_DO, s->steps[i].attempt, key,
                                      sizeof key) > 0);
 }
 
@@ -76,9 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     load_defs();
   fuzz_in_t in = {data, size};
   const saga_def_t *def = defs[fuzz_byte(&in) % NDEFS];
-  saga_t *s = malloc(saga_size(def));
+  sm_t *s = malloc(sm_size(def));
   FUZZ_ASSERT(s != NULL);
-  FUZZ_ASSERT(saga_init(s, "fuzz-1", def) == SAGA_CORE_OK);
+  FUZZ_ASSERT(sm_init(s, "fuzz-1", def) == SAGA_CORE_OK);
   saga_record_t rec = {0};
   while (in.n > 0) {
     size_t len = fuzz_byte(&in);
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_ASSERT(rec.n == 0);
       break;
     }
-    FUZZ_ASSERT(rec.n >= 1 && rec.n <= SAGA_MAX_OUT);
+    FUZZ_ASSERT(rec.n >= 1 && rec.n <= SM_MAX_OUT);
     (void)saga_codec_record_type(rec.events, rec.n);
     check_reencode(&rec);
     rc = saga_codec_apply(s, &rec);

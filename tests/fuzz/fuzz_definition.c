@@ -35,58 +35,58 @@ static void check_def(const saga_def_t *def) {
 /* Start a saga and answer every command it sends with `outcome`, firing
  * backoff timers, until it is terminal, parked or 4096 inputs were fed. */
 static void drive(const saga_def_t *def, uint8_t outcome) {
-  saga_t *s = malloc(saga_size(def));
+  sm_t *s = malloc(sm_size(def));
   FUZZ_ASSERT(s != NULL);
-  FUZZ_ASSERT(saga_init(s, "fuzz-1", def) == SAGA_CORE_OK);
-  saga_rng_t rng = {.state = 42};
-  saga_output_t *out = malloc(sizeof *out);
+  FUZZ_ASSERT(sm_init(s, "fuzz-1", def) == SAGA_CORE_OK);
+  sm_rng_t rng = {.state = 42};
+  sm_output_t *out = malloc(sizeof *out);
   FUZZ_ASSERT(out != NULL);
   int64_t now = 1000;
-  saga_input_t in = {.type = SAGA_IN_START};
+  sm_input_t in = {.type = SM_IN_START};
   for (int n = 0; n < 4096; n++) {
-    FUZZ_ASSERT(saga_step(s, &in, now, &rng, out) == SAGA_CORE_OK);
-    if (saga_is_terminal(s) || s->status == SAGA_COMPENSATION_FAILED)
+    FUZZ_ASSERT(sm_step(s, &in, now, &rng, out) == SAGA_CORE_OK);
+    if (sm_is_terminal(s) || s->status == SM_COMPENSATION_FAILED)
       break;
     /* Answer the first command, else fire the first timer. */
-    const saga_effect_t *next = NULL;
+    const sm_effect_t *next = NULL;
     for (size_t i = 0; i < out->n_effects && !next; i++)
-      if (out->effects[i].type == SAGA_FX_SEND)
+      if (out->effects[i].type == SM_FX_SEND)
         next = &out->effects[i];
     for (size_t i = 0; i < out->n_effects && !next; i++)
-      if (out->effects[i].type == SAGA_FX_TIMER &&
-          out->effects[i].timer == SAGA_TIMER_BACKOFF)
+      if (out->effects[i].type == SM_FX_TIMER &&
+          out->effects[i].timer == SM_TIMER_BACKOFF)
         next = &out->effects[i];
     if (!next) {
       /* Nothing to answer in this output: re-derive from the saga. */
-      saga_resume(s, out);
+      sm_resume(s, out);
       for (size_t i = 0; i < out->n_effects && !next; i++)
-        if (out->effects[i].type == SAGA_FX_SEND ||
-            out->effects[i].type == SAGA_FX_TIMER)
+        if (out->effects[i].type == SM_FX_SEND ||
+            out->effects[i].type == SM_FX_TIMER)
           next = &out->effects[i];
       if (!next)
         break;
     }
-    saga_effect_t e = *next;
+    sm_effect_t e = *next;
     memset(&in, 0, sizeof in);
     in.step = e.step;
     in.action = e.action;
     in.attempt = e.attempt;
-    if (e.type == SAGA_FX_SEND) {
-      in.type = SAGA_IN_REPLY;
+    if (e.type == SM_FX_SEND) {
+      in.type = SM_IN_REPLY;
       /* Compensations always succeed, so a failing saga still ends. */
-      in.outcome = e.action == SAGA_COMPENSATE ? SAGA_OUTCOME_SUCCESS
+      in.outcome = e.action == SM_COMPENSATE ? SM_OUTCOME_SUCCESS
                                                : outcome;
-      in.reason = in.outcome == SAGA_OUTCOME_SUCCESS ? NULL : "declined";
+      in.reason = in.outcome == SM_OUTCOME_SUCCESS ? NULL : "declined";
     } else {
-      in.type = SAGA_IN_TIMER;
+      in.type = SM_IN_TIMER;
       in.timer = e.timer;
       if (e.at_ms > now)
         now = e.at_ms;
     }
     now++;
   }
-  (void)saga_next_timer(s);
-  (void)saga_is_stuck(s, now);
+  (void)sm_next_timer(s);
+  (void)sm_is_stuck(s, now);
   free(out);
   free(s);
 }
@@ -99,8 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rc == SAGA_CORE_OK) {
     FUZZ_ASSERT(def != NULL);
     check_def(def);
-    drive(def, SAGA_OUTCOME_SUCCESS);
-    drive(def, SAGA_OUTCOME_FAILURE);
+    drive(def, SM_OUTCOME_SUCCESS);
+    drive(def, SM_OUTCOME_FAILURE);
     saga_def_free(def);
   } else {
     FUZZ_ASSERT(rc == SAGA_CORE_EDEF || rc == SAGA_CORE_ENOMEM ||

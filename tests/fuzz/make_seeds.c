@@ -28,16 +28,16 @@ void seeds_put(const char *sub, const char *name, const void *p, size_t n) {
 /* ---- codec ---- */
 
 typedef struct {
-  saga_t *s;
-  saga_output_t out;
+  sm_t *s;
+  sm_output_t out;
   int64_t now;
   buf_t b;
 } walk_t;
 
 /* Feed one input; append its transition, if any, as a framed record. */
-static void feed(walk_t *w, saga_input_t in) {
+static void feed(walk_t *w, sm_input_t in) {
   w->now += 10;
-  if (saga_step(w->s, &in, w->now, NULL, &w->out) != SAGA_CORE_OK)
+  if (sm_step(w->s, &in, w->now, NULL, &w->out) != SAGA_CORE_OK)
     abort();
   if (w->out.n_events == 0)
     return;
@@ -51,51 +51,51 @@ static void feed(walk_t *w, saga_input_t in) {
   add(&w->b, rec, len);
 }
 
-static saga_input_t reply(int step, int action, unsigned attempt,
+static sm_input_t reply(int step, int action, unsigned attempt,
                           int outcome) {
-  return (saga_input_t){.type = SAGA_IN_REPLY,
+  return (sm_input_t){.type = SM_IN_REPLY,
                         .step = step,
                         .action = (uint8_t)action,
                         .attempt = attempt,
                         .outcome = (uint8_t)outcome,
                         .payload = (const uint8_t *)"{}",
                         .payload_len = 2,
-                        .reason = outcome == SAGA_OUTCOME_SUCCESS
+                        .reason = outcome == SM_OUTCOME_SUCCESS
                                       ? NULL
                                       : "declined"};
 }
 
 static void walk(const saga_def_t *def, const char *name, int kind) {
   walk_t *w = calloc(1, sizeof *w);
-  w->s = malloc(saga_size(def));
-  if (saga_init(w->s, "order-1001", def) != SAGA_CORE_OK)
+  w->s = malloc(sm_size(def));
+  if (sm_init(w->s, "order-1001", def) != SAGA_CORE_OK)
     abort();
   w->now = 1700000000000;
   add_byte(&w->b, 0); /* definition 0: order */
-  feed(w, (saga_input_t){.type = SAGA_IN_START,
+  feed(w, (sm_input_t){.type = SM_IN_START,
                          .payload = (const uint8_t *)"{\"sku\":\"A\"}",
                          .payload_len = 11});
   switch (kind) {
   case 0: /* every step succeeds */
-    feed(w, reply(0, SAGA_DO, 1, SAGA_OUTCOME_SUCCESS));
-    feed(w, reply(1, SAGA_DO, 1, SAGA_OUTCOME_SUCCESS));
-    feed(w, reply(2, SAGA_DO, 1, SAGA_OUTCOME_SUCCESS));
+    feed(w, reply(0, SM_DO, 1, SM_OUTCOME_SUCCESS));
+    feed(w, reply(1, SM_DO, 1, SM_OUTCOME_SUCCESS));
+    feed(w, reply(2, SM_DO, 1, SM_OUTCOME_SUCCESS));
     break;
   case 1: /* the pivot fails: the reservation is released */
-    feed(w, reply(0, SAGA_DO, 1, SAGA_OUTCOME_SUCCESS));
-    feed(w, reply(1, SAGA_DO, 1, SAGA_OUTCOME_FAILURE));
-    feed(w, reply(0, SAGA_COMPENSATE, 1, SAGA_OUTCOME_SUCCESS));
+    feed(w, reply(0, SM_DO, 1, SM_OUTCOME_SUCCESS));
+    feed(w, reply(1, SM_DO, 1, SM_OUTCOME_FAILURE));
+    feed(w, reply(0, SM_COMPENSATE, 1, SM_OUTCOME_SUCCESS));
     break;
   case 2: /* the first step times out, is retried, then succeeds */
     w->now = w->s->steps[0].timer_ms;
-    feed(w, (saga_input_t){.type = SAGA_IN_TIMER, .step = 0,
-                           .action = SAGA_DO, .attempt = 1,
-                           .timer = SAGA_TIMER_DEADLINE});
+    feed(w, (sm_input_t){.type = SM_IN_TIMER, .step = 0,
+                           .action = SM_DO, .attempt = 1,
+                           .timer = SM_TIMER_DEADLINE});
     w->now = w->s->steps[0].timer_ms;
-    feed(w, (saga_input_t){.type = SAGA_IN_TIMER, .step = 0,
-                           .action = SAGA_DO, .attempt = 1,
-                           .timer = SAGA_TIMER_BACKOFF});
-    feed(w, reply(0, SAGA_DO, 2, SAGA_OUTCOME_RETRYABLE));
+    feed(w, (sm_input_t){.type = SM_IN_TIMER, .step = 0,
+                           .action = SM_DO, .attempt = 1,
+                           .timer = SM_TIMER_BACKOFF});
+    feed(w, reply(0, SM_DO, 2, SM_OUTCOME_RETRYABLE));
     break;
   }
   seeds_put("codec", name, w->b.b, w->b.n);

@@ -285,20 +285,20 @@ static void test_timeline_shows_steps_outcomes_and_command_durations(
   saga_def_t *def = NULL;
   assert_int_equal(saga_def_parse(DEF, strlen(DEF), "def", &def, NULL), 0);
   const int64_t t0 = 1700000000000;
-  saga_event_t started[] = {
-      {.type = SAGA_EV_STARTED, .def_name = "order", .def_version = 2},
-      {.type = SAGA_EV_DISPATCHED, .step = 0, .action = SAGA_DO,
+  sm_event_t started[] = {
+      {.type = SM_EV_STARTED, .def_name = "order", .def_version = 2},
+      {.type = SM_EV_DISPATCHED, .step = 0, .action = SM_DO,
        .attempt = 1, .until_ms = t0 + 1000}};
-  saga_event_t retry[] = {{.type = SAGA_EV_ATTEMPT_FAILED, .step = 0,
-                           .action = SAGA_DO, .attempt = 1,
-                           .outcome = SAGA_OUTCOME_RETRYABLE,
+  sm_event_t retry[] = {{.type = SM_EV_ATTEMPT_FAILED, .step = 0,
+                           .action = SM_DO, .attempt = 1,
+                           .outcome = SM_OUTCOME_RETRYABLE,
                            .reason = "db busy", .until_ms = t0 + 400}};
-  saga_event_t again[] = {{.type = SAGA_EV_DISPATCHED, .step = 0,
-                           .action = SAGA_DO, .attempt = 2}};
-  saga_event_t ok[] = {{.type = SAGA_EV_SUCCEEDED, .step = 0,
-                        .action = SAGA_DO, .attempt = 2},
-                       {.type = SAGA_EV_DISPATCHED, .step = 1,
-                        .action = SAGA_DO, .attempt = 1}};
+  sm_event_t again[] = {{.type = SM_EV_DISPATCHED, .step = 0,
+                           .action = SM_DO, .attempt = 2}};
+  sm_event_t ok[] = {{.type = SM_EV_SUCCEEDED, .step = 0,
+                        .action = SM_DO, .attempt = 2},
+                       {.type = SM_EV_DISPATCHED, .step = 1,
+                        .action = SM_DO, .attempt = 1}};
   cli_timeline_t tl = {0};
   assert_int_equal(cli_timeline_add(&tl, def, 1, t0, started, 2), 0);
   assert_int_equal(cli_timeline_add(&tl, def, 2, t0 + 250, retry, 1), 0);

@@ -89,8 +89,8 @@ static void exec_ok(PGconn *c, const char *sql) {
   PQclear(r);
 }
 
-static void append_record(es_store_t *st, const saga_t *s,
-                          const saga_output_t *out, int64_t at) {
+static void append_record(es_store_t *st, const sm_t *s,
+                          const sm_output_t *out, int64_t at) {
   if (out->n_events == 0)
     return;
   uint8_t buf[8192];
@@ -113,30 +113,30 @@ static void append_record(es_store_t *st, const saga_t *s,
  * every transition and the saga's index row. */
 static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
                  const uint8_t *script, size_t nscript) {
-  saga_t *s = malloc(saga_size(def));
+  sm_t *s = malloc(sm_size(def));
   assert_non_null(s);
-  assert_int_equal(saga_init(s, id, def), SAGA_CORE_OK);
-  saga_output_t out;
+  assert_int_equal(sm_init(s, id, def), SAGA_CORE_OK);
+  sm_output_t out;
   int64_t now = t0;
   const char *input = "{\"order\":42}";
-  saga_input_t in = {.type = SAGA_IN_START,
+  sm_input_t in = {.type = SM_IN_START,
                      .payload = (const uint8_t *)input,
                      .payload_len = strlen(input)};
-  assert_int_equal(saga_step(s, &in, now, NULL, &out), SAGA_CORE_OK);
+  assert_int_equal(sm_step(s, &in, now, NULL, &out), SAGA_CORE_OK);
   append_record(st, s, &out, now);
   size_t k = 0;
   for (;;) {
-    const saga_effect_t *send = NULL, *backoff = NULL;
+    const sm_effect_t *send = NULL, *backoff = NULL;
     for (size_t i = 0; i < out.n_effects; i++) {
-      if (out.effects[i].type == SAGA_FX_SEND && send == NULL)
+      if (out.effects[i].type == SM_FX_SEND && send == NULL)
         send = &out.effects[i];
-      if (out.effects[i].type == SAGA_FX_TIMER &&
-          out.effects[i].timer == SAGA_TIMER_BACKOFF)
+      if (out.effects[i].type == SM_FX_TIMER &&
+          out.effects[i].timer == SM_TIMER_BACKOFF)
         backoff = &out.effects[i];
     }
     if (send != NULL && k < nscript) {
       now += 100;
-      in = (saga_input_t){.type = SAGA_IN_REPLY,
+      in = (sm_input_t){.type = SM_IN_REPLY,
                           .step = send->step,
                           .action = send->action,
                           .attempt = send->attempt,
@@ -144,7 +144,7 @@ static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
                           .reason = "declined"};
     } else if (send == NULL && backoff != NULL) {
       now = backoff->at_ms;
-      in = (saga_input_t){.type = SAGA_IN_TIMER,
+      in = (sm_input_t){.type = SM_IN_TIMER,
                           .step = backoff->step,
                           .action = backoff->action,
                           .attempt = backoff->attempt,
@@ -152,22 +152,22 @@ static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
     } else {
       break;
     }
-    assert_int_equal(saga_step(s, &in, now, NULL, &out), SAGA_CORE_OK);
-    assert_int_equal(out.verdict, SAGA_V_APPLIED);
+    assert_int_equal(sm_step(s, &in, now, NULL, &out), SAGA_CORE_OK);
+    assert_int_equal(out.verdict, SM_V_APPLIED);
     append_record(st, s, &out, now);
   }
   const char *step = NULL;
   for (uint32_t i = 0; i < def->nsteps && step == NULL; i++)
-    if (s->steps[i].status == SAGA_STEP_RUNNING ||
-        s->steps[i].status == SAGA_STEP_COMP_RUNNING)
+    if (s->steps[i].status == SM_STEP_RUNNING ||
+        s->steps[i].status == SM_STEP_COMP_RUNNING)
       step = def->steps[i].name;
   char version[16], started[32], updated[32], deadline[32];
   snprintf(version, sizeof version, "%u", s->version);
   snprintf(started, sizeof started, "%.3f", (double)t0 / 1000.0);
   snprintf(updated, sizeof updated, "%.3f", (double)s->updated_ms / 1000.0);
-  int64_t next = saga_next_timer(s);
+  int64_t next = sm_next_timer(s);
   snprintf(deadline, sizeof deadline, "%.3f", (double)next / 1000.0);
-  const char *params[7] = {id,      saga_status_name((saga_status_t)s->status),
+  const char *params[7] = {id,      sm_status_name((sm_status_t)s->status),
                            version, started,
                            updated, next > 0 ? deadline : NULL,
                            step};
@@ -227,11 +227,11 @@ static int setup(void **state) {
   PGresult *r = PQexec(c, "SELECT (extract(epoch from now()) * 1000)::bigint");
   now = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  const uint8_t done[] = {SAGA_OUTCOME_SUCCESS, SAGA_OUTCOME_SUCCESS,
-                          SAGA_OUTCOME_SUCCESS};
-  const uint8_t park[] = {SAGA_OUTCOME_SUCCESS, SAGA_OUTCOME_FAILURE,
-                          SAGA_OUTCOME_FAILURE};
-  const uint8_t one[] = {SAGA_OUTCOME_SUCCESS};
+  const uint8_t done[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_SUCCESS,
+                          SM_OUTCOME_SUCCESS};
+  const uint8_t park[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_FAILURE,
+                          SM_OUTCOME_FAILURE};
+  const uint8_t one[] = {SM_OUTCOME_SUCCESS};
   seed(c, st, "s-done", now - 3 * 3600000, done, 3);
   seed(c, st, "s-run", now - 2 * 3600000, NULL, 0);
   seed(c, st, "s-park", now - 600000, park, 3);
@@ -525,9 +525,8 @@ static void test_unreachable_kafka_exits_3_within_the_timeout(void **state) {
 static void test_retry_of_a_parked_saga_sends_an_operator_action(
     void **state) {
   (void)state;
-  if (ts_kafka_bootstrap() == NULL || !SAGACTL_HAVE_OPERATOR_ACTION)
+  if (ts_kafka_bootstrap() == NULL)
     skip();
-#if SAGACTL_HAVE_OPERATOR_ACTION
   char inbox[96];
   snprintf(inbox, sizeof inbox, "%s", ts_unique_name("sagactl.ops"));
   result_t r = run("retry", "s-park", "--reason", "stock fixed", "--operator",
@@ -549,7 +548,6 @@ static void test_retry_of_a_parked_saga_sends_an_operator_action(
   assert_string_equal(a->operator_, "alice");
   saga__v1__operator_action__free_unpacked(a, NULL);
   got_free(&m);
-#endif
 }
 
 /* ---- replay (last: it corrupts the index) ------------------------------ */

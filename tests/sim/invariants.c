@@ -42,14 +42,14 @@ int sim_check_command(sim_t *s, const char *saga, const char *step,
   const saga_def_t *def = st && st->shadow ? st->shadow->def : NULL;
   int k = def ? saga_def_step_index(def, step) : -1;
   if (k < 0 ||
-      !has_fact(st, SAGA_EV_DISPATCHED, k, action, (int)attempt))
+      !has_fact(st, SM_EV_DISPATCHED, k, action, (int)attempt))
     return sim_violation(s,
                          "append before act: command %s/%s/%s/%u produced "
                          "but its Dispatched event is not committed",
                          saga, step, action ? "COMPENSATE" : "DO",
                          (unsigned)attempt);
   if (action && def->pivot >= 0 &&
-      has_fact(st, SAGA_EV_SUCCEEDED, def->pivot, SAGA_DO, -1))
+      has_fact(st, SM_EV_SUCCEEDED, def->pivot, SM_DO, -1))
     return sim_violation(s, "compensation %s/%s sent after the pivot %s "
                             "succeeded",
                          saga, step, def->steps[def->pivot].name);
@@ -61,24 +61,24 @@ int sim_check_notification(sim_t *s, const char *saga, int kind,
   sim_stream_t *st = sim_store_find(s, saga);
   int ok = 0;
   switch (kind) {
-  case SAGA_NOTIFY_STARTED:
-    ok = has_fact(st, SAGA_EV_STARTED, -1, -1, -1);
+  case SM_NOTIFY_STARTED:
+    ok = has_fact(st, SM_EV_STARTED, -1, -1, -1);
     break;
-  case SAGA_NOTIFY_COMPLETED:
-    ok = has_fact(st, SAGA_EV_COMPLETED, -1, -1, -1);
+  case SM_NOTIFY_COMPLETED:
+    ok = has_fact(st, SM_EV_COMPLETED, -1, -1, -1);
     break;
-  case SAGA_NOTIFY_COMPENSATED:
-    ok = has_fact(st, SAGA_EV_COMPENSATED, -1, -1, -1) ||
-         has_fact(st, SAGA_EV_RESOLVED, -1, -1, -1);
+  case SM_NOTIFY_COMPENSATED:
+    ok = has_fact(st, SM_EV_COMPENSATED, -1, -1, -1) ||
+         has_fact(st, SM_EV_RESOLVED, -1, -1, -1);
     break;
-  case SAGA_NOTIFY_COMPENSATION_FAILED:
-    ok = has_fact(st, SAGA_EV_PARKED, -1, -1, -1);
+  case SM_NOTIFY_COMPENSATION_FAILED:
+    ok = has_fact(st, SM_EV_PARKED, -1, -1, -1);
     break;
-  case SAGA_NOTIFY_STEP_DONE: {
+  case SM_NOTIFY_STEP_DONE: {
     int k = st && st->shadow ? saga_def_step_index(st->shadow->def, step) : -1;
-    int a = action == 2 ? SAGA_COMPENSATE : SAGA_DO;
-    ok = k >= 0 && (has_fact(st, SAGA_EV_SUCCEEDED, k, a, -1) ||
-                    has_fact(st, SAGA_EV_ATTEMPT_FAILED, k, a, -1));
+    int a = action == SAGA__V1__ACTION__ACTION_COMPENSATE ? SM_COMPENSATE : SM_DO;
+    ok = k >= 0 && (has_fact(st, SM_EV_SUCCEEDED, k, a, -1) ||
+                    has_fact(st, SM_EV_ATTEMPT_FAILED, k, a, -1));
     break;
   }
   default:
@@ -108,7 +108,7 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
   const char *id = s->sagas[m->saga].id;
   sim_stream_t *st = sim_store_find(s, id);
   if (m->kind == SIM_IN_START) {
-    if (!has_fact(st, SAGA_EV_STARTED, -1, -1, -1))
+    if (!has_fact(st, SM_EV_STARTED, -1, -1, -1))
       return sim_violation(s, "ack before append: StartSaga of %s "
                               "acknowledged before its Started record is "
                               "committed",
@@ -124,27 +124,26 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
     return sim_violation(s, "the simulator's own input for %s does not "
                             "decode: %s",
                          id, err);
-  const saga_t *sh = st->shadow;
-  saga_input_t in = {0};
+  const sm_t *sh = st->shadow;
+  sm_input_t in = {0};
   if (msg.kind == SAGAD_MSG_REPLY) {
-    in.type = SAGA_IN_REPLY;
+    in.type = SM_IN_REPLY;
     in.step = saga_def_step_index(sh->def, msg.step);
-    in.action = msg.action == 2 ? SAGA_COMPENSATE : SAGA_DO;
+    in.action = (uint8_t)msg.action;
     in.attempt = msg.attempt;
     in.outcome = (uint8_t)msg.outcome;
     in.reason = msg.reason;
   } else {
-    in.type = msg.action == 1 ? SAGA_IN_OPERATOR_RETRY
-                              : SAGA_IN_OPERATOR_RESOLVE;
+    in.type = (uint8_t)msg.op;
   }
-  saga_t *probe = malloc(saga_size(sh->def));
-  saga_output_t *out = malloc(sizeof *out);
+  sm_t *probe = malloc(sm_size(sh->def));
+  sm_output_t *out = malloc(sizeof *out);
   if (!probe || !out)
     abort();
-  memcpy(probe, sh, saga_size(sh->def));
-  saga_rng_t rng = {.state = 1};
-  int rc = saga_step(probe, &in, s->now, &rng, out);
-  int applies = rc == 0 && out->verdict == SAGA_V_APPLIED;
+  memcpy(probe, sh, sm_size(sh->def));
+  sm_rng_t rng = {.state = 1};
+  int rc = sm_step(probe, &in, s->now, &rng, out);
+  int applies = rc == 0 && out->verdict == SM_V_APPLIED;
   free(probe);
   free(out);
   if (applies)
@@ -154,8 +153,8 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
                   msg.kind == SAGAD_MSG_REPLY ? "reply" : "operator action",
                   id, msg.kind == SAGAD_MSG_REPLY ? msg.step : "-",
                   msg.kind == SAGAD_MSG_REPLY
-                      ? (msg.action == 2 ? "COMPENSATE" : "DO")
-                      : (msg.action == 1 ? "RETRY" : "RESOLVE"),
+                      ? (msg.action == SM_COMPENSATE ? "COMPENSATE" : "DO")
+                      : (msg.op == SM_IN_OPERATOR_RETRY ? "RETRY" : "RESOLVE"),
                   (unsigned)msg.attempt, st->n);
   sagad_msg_free(&msg);
   return applies;
@@ -174,11 +173,11 @@ int sim_check_commit(sim_t *s, sim_stream_t *st) {
                          st->id, (long long)st->ix_version, st->ix_status,
                          st->n);
   if (st->ix_version == (int64_t)st->n && st->shadow &&
-      strcmp(st->ix_status, saga_status_name(
-                                (saga_status_t)st->shadow->status)) != 0)
+      strcmp(st->ix_status, sm_status_name(
+                                (sm_status_t)st->shadow->status)) != 0)
     return sim_violation(s, "saga_index of %s says %s, its events say %s",
                          st->id, st->ix_status,
-                         saga_status_name((saga_status_t)st->shadow->status));
+                         sm_status_name((sm_status_t)st->shadow->status));
   return 0;
 }
 
@@ -201,7 +200,7 @@ int sim_check_step(sim_t *s) {
     if (!n->engine)
       continue;
     for (int i = 0; i < s->nsagas; i++) {
-      const saga_t *live = sagad_engine_find(n->engine, s->sagas[i].id);
+      const sm_t *live = sagad_engine_find(n->engine, s->sagas[i].id);
       if (!live || in_batch(n, live->id))
         continue;
       sim_stream_t *st = sim_store_find(s, live->id);
@@ -212,7 +211,7 @@ int sim_check_step(sim_t *s) {
                              "%zu, and no batch carries it",
                              k, live->id, (unsigned)live->version, stored);
       if (live->version == stored && st->shadow &&
-          !saga_equal(live, st->shadow))
+          !sm_equal(live, st->shadow))
         return sim_violation(s,
                              "node%d's live %s differs from the replay of "
                              "its %zu committed records",
@@ -231,14 +230,14 @@ int sim_check_end(sim_t *s) {
     if (!st || !st->shadow)
       return sim_violation(s, "liveness: %s was started but never recorded",
                            sg->id);
-    const saga_t *sh = st->shadow;
-    if (!saga_is_terminal(sh))
+    const sm_t *sh = st->shadow;
+    if (!sm_is_terminal(sh))
       return sim_violation(s, "liveness: %s is still %s after the faults "
                               "stopped",
-                           sg->id, saga_status_name((saga_status_t)sh->status));
+                           sg->id, sm_status_name((sm_status_t)sh->status));
     const saga_def_t *def = sh->def;
-    int completed = sh->status == SAGA_COMPLETED;
-    int resolved = (sh->flags & SAGA_F_RESOLVED) != 0;
+    int completed = sh->status == SM_COMPLETED;
+    int resolved = (sh->flags & SM_F_RESOLVED) != 0;
     uint32_t last_order = UINT32_MAX;
     /* compensation order: by the participants' application sequence */
     for (;;) {
@@ -282,7 +281,7 @@ int sim_check_end(sim_t *s) {
                                 "is left applied%s",
                              sg->id, sd->name,
                              sd->comp_topic ? "" : " (it has no compensation)");
-      if (fx->comp_noop && !(sh->steps[k].flags & SAGA_SF_UNKNOWN))
+      if (fx->comp_noop && !(sh->steps[k].flags & SM_SF_UNKNOWN))
         return sim_violation(s, "%s: step %s compensated though it never "
                                 "ran and its outcome was known",
                              sg->id, sd->name);

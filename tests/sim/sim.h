@@ -88,14 +88,14 @@ typedef struct sim sim_t;
 
 /* One stored saga stream (the store's truth) and its replayed shadow. */
 typedef struct {
-  char id[SAGA_ID_MAX + 1];
+  char id[SM_ID_MAX + 1];
   size_t n, cap;
   struct sim_rec {
     uint64_t eid; /* event id: a resubmitted batch carries the same ids */
     uint8_t *data;
     size_t len;
   } *recs;
-  saga_t *shadow;          /* replay of the committed records */
+  sm_t *shadow;          /* replay of the committed records */
   /* the committed events, for the effect checks */
   size_t nfacts, cfacts;
   struct sim_fact {
@@ -118,7 +118,7 @@ typedef struct {
   uint64_t token;  /* matches the scheduled completion */
   size_t n, cap;
   struct sim_bstream {
-    char id[SAGA_ID_MAX + 1];
+    char id[SM_ID_MAX + 1];
     int64_t expected;
     size_t nrec;
     uint8_t **data;
@@ -128,7 +128,7 @@ typedef struct {
   } *s;
   size_t nix, cix;
   struct sim_ixrow {
-    char id[SAGA_ID_MAX + 1];
+    char id[SM_ID_MAX + 1];
     char status[32];
     int32_t partition;
     int64_t version;
@@ -193,7 +193,7 @@ typedef struct {
 } sim_cmd_t;
 
 typedef struct {
-  char id[SAGA_ID_MAX + 1];
+  char id[SM_ID_MAX + 1];
   const saga_def_t *def;
   int32_t partition;
   int started;               /* StartSaga produced */

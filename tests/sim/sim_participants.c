@@ -95,7 +95,7 @@ static void reply(sim_t *s, const sim_cmd_t *c, int outcome, int64_t delay) {
   m.attempt = c->attempt;
   m.idempotency_key = MUT(c->key);
   m.outcome = (Saga__V1__Outcome)outcome;
-  m.reason = MUT(outcome == SAGA_OUTCOME_SUCCESS ? "" : "simulated");
+  m.reason = MUT(outcome == SM_OUTCOME_SUCCESS ? "" : "simulated");
   s->replies++;
   put(s, c->saga, SIM_IN_REPLY, &m.base, NULL, delay);
 }
@@ -112,15 +112,15 @@ static int apply(sim_t *s, const sim_cmd_t *c) {
     } else if (!fx->do_applied) {
       fx->comp_noop = 1;
     }
-    return SAGA_OUTCOME_SUCCESS;
+    return SM_OUTCOME_SUCCESS;
   }
   if (fx->do_applied)
-    return SAGA_OUTCOME_SUCCESS;
-  if (fx->comp_seen || fx->outcome == SAGA_OUTCOME_FAILURE)
-    return SAGA_OUTCOME_FAILURE; /* refused: compensated, or by business */
+    return SM_OUTCOME_SUCCESS;
+  if (fx->comp_seen || fx->outcome == SM_OUTCOME_FAILURE)
+    return SM_OUTCOME_FAILURE; /* refused: compensated, or by business */
   fx->do_applied = 1;
   fx->do_seq = ++s->effect_seq;
-  return SAGA_OUTCOME_SUCCESS;
+  return SM_OUTCOME_SUCCESS;
 }
 
 void sim_command(sim_t *s, sim_ev_t *ev) {
@@ -149,8 +149,8 @@ void sim_command(sim_t *s, sim_ev_t *ev) {
      * step. Not recording it let a duplicate apply an effect the
      * coordinator had already written off (seed 678). */
     sim_fault(s, SIM_F_REPLY_RETRYABLE);
-    key_remember(s, c->key, SAGA_OUTCOME_RETRYABLE);
-    reply(s, c, SAGA_OUTCOME_RETRYABLE, delay);
+    key_remember(s, c->key, SM_OUTCOME_RETRYABLE);
+    reply(s, c, SM_OUTCOME_RETRYABLE, delay);
   } else {
     int out = apply(s, c);
     key_remember(s, c->key, out);
@@ -177,7 +177,7 @@ void sim_operator_tick(sim_t *s) {
   for (int i = 0; i < s->nsagas; i++) {
     sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
     if (!st || !st->shadow ||
-        st->shadow->status != SAGA_COMPENSATION_FAILED)
+        st->shadow->status != SM_COMPENSATION_FAILED)
       continue;
     Saga__V1__OperatorAction m;
     saga__v1__operator_action__init(&m);

@@ -115,9 +115,9 @@ static void shadow_apply(sim_t *s, sim_stream_t *st, const uint8_t *data,
     return;
   }
   if (!st->shadow) {
-    const saga_event_t *ev = &rec.events[0];
+    const sm_event_t *ev = &rec.events[0];
     const saga_def_t *def =
-        rec.n && ev->type == SAGA_EV_STARTED
+        rec.n && ev->type == SM_EV_STARTED
             ? saga_registry_find(s->reg, ev->def_name, ev->def_version)
             : NULL;
     if (!def) {
@@ -125,8 +125,8 @@ static void shadow_apply(sim_t *s, sim_stream_t *st, const uint8_t *data,
       saga_record_clear(&rec);
       return;
     }
-    st->shadow = malloc(saga_size(def));
-    if (!st->shadow || saga_init(st->shadow, st->id, def) != 0)
+    st->shadow = malloc(sm_size(def));
+    if (!st->shadow || sm_init(st->shadow, st->id, def) != 0)
       abort();
   }
   for (size_t i = 0; i < rec.n; i++) {
@@ -138,7 +138,7 @@ static void shadow_apply(sim_t *s, sim_stream_t *st, const uint8_t *data,
       st->facts = v;
       st->cfacts = k;
     }
-    const saga_event_t *ev = &rec.events[i];
+    const sm_event_t *ev = &rec.events[i];
     st->facts[st->nfacts++] = (struct sim_fact){.type = ev->type,
                                                 .step = ev->step,
                                                 .action = ev->action,

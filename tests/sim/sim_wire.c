@@ -1,4 +1,4 @@
-/* The simulator's one door to client/wire.h (kept apart: the client's
+/* The simulator's one door to protocol/wire.h (kept apart: the client's
  * public names overlap the machine's). */
 #include <stdio.h>
 

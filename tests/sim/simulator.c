@@ -132,7 +132,7 @@ static int all_terminal(sim_t *s) {
   for (int i = 0; i < s->nsagas; i++) {
     sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
     if (!s->sagas[i].started || !st || !st->shadow ||
-        !saga_is_terminal(st->shadow))
+        !sm_is_terminal(st->shadow))
       return 0;
   }
   return 1;
@@ -245,8 +245,8 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
       sg->fx[k].outcome =
           sg->def->steps[k].kind != SAGA_STEP_RETRIABLE &&
                   sim_chance(&s->rng, 80)
-              ? SAGA_OUTCOME_FAILURE
-              : SAGA_OUTCOME_SUCCESS;
+              ? SM_OUTCOME_FAILURE
+              : SM_OUTCOME_SUCCESS;
     sim_schedule(s, SIM_T0 + sim_range(&s->rng, 0, 3000), EV_START, -1, i,
                  NULL);
   }
@@ -298,9 +298,9 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
       tot->faults[f] += s->faults[f];
     for (int i = 0; i < s->nsagas; i++) {
       sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
-      if (st && st->shadow && st->shadow->status == SAGA_COMPLETED)
+      if (st && st->shadow && st->shadow->status == SM_COMPLETED)
         tot->completed++;
-      else if (st && st->shadow && st->shadow->status == SAGA_COMPENSATED)
+      else if (st && st->shadow && st->shadow->status == SM_COMPENSATED)
         tot->compensated++;
     }
   }

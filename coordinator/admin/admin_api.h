@@ -1,0 +1,101 @@
+/* sagad's admin API: the HTTP handlers for /metrics, /healthz, /readyz,
+ * GET /sagas/{id}, GET /sagas and POST /sagas/{type}, reading through a
+ * source interface the engine implements (or admin_pg.c for the reads).
+ * This module validates requests, calls the source and shapes answers; it
+ * holds no saga state and does no I/O of its own. Loop thread only. */
+#ifndef SAGAD_ADMIN_API_H
+#define SAGAD_ADMIN_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "abuf.h"
+#include "admin_http.h"
+#include "metrics.h"
+
+/* Longest saga id and type accepted (bytes), as in saga_machine.h and
+ * definition.h. */
+#define ADMIN_ID_MAX 63
+#define ADMIN_TYPE_MAX 64
+#define ADMIN_LIST_DEFAULT 50
+#define ADMIN_LIST_MAX 1000
+
+/* A pending answer: the source calls admin_reply exactly once, now or
+ * later on the loop thread. */
+typedef admin_http_req_t admin_reply_t;
+
+/* Answer with a JSON document (copied): 200 found / listed, 201 started,
+ * 404 unknown saga or type, 409 id taken by another saga, 503 store or
+ * broker unavailable. NULL json with an error status sends
+ * {"error": "<reason phrase>"}. */
+void admin_reply(admin_reply_t *r, int status, const char *json, size_t len);
+
+/* GET /sagas filters, validated: state is NULL or a status name (running,
+ * compensating, completed, compensated, compensation_failed); type NULL or
+ * a saga type; stuck = only sagas without progress past their threshold;
+ * limit 1..ADMIN_LIST_MAX; after NULL or the "next" cursor of the previous
+ * page (the last saga id of it). */
+typedef struct {
+  const char *state;
+  const char *type;
+  bool stuck;
+  size_t limit;
+  const char *after;
+} admin_list_query_t;
+
+/* Readiness, filled synchronously by the source. */
+typedef struct {
+  bool store;      /* the event store answers */
+  bool kafka;      /* the brokers answer */
+  bool partitions; /* inbox partitions are assigned to this instance */
+  char detail[128];
+} admin_readiness_t;
+
+/* What the engine provides. Any function may be NULL: its route answers
+ * 501. Strings are valid during the call only.
+ * - get_saga: {"saga": {row...}, "history": [...]}, or 404.
+ * - list_sagas: {"sagas": [row...], "next": "<cursor>" | null}.
+ * - start_saga: start a saga of type with the client-supplied id and input
+ *   (valid JSON, input_len bytes), idempotent on id: 201 {"saga_id": ...,
+ *   "created": true} the first time, 200 with "created": false when the
+ *   same id was already started with this type, 409 when the id belongs to
+ *   another type, 404 for an unknown type.
+ * - readiness: fill *out now. */
+typedef struct {
+  void *arg;
+  void (*get_saga)(void *arg, const char *id, admin_reply_t *r);
+  void (*list_sagas)(void *arg, const admin_list_query_t *q,
+                     admin_reply_t *r);
+  void (*start_saga)(void *arg, const char *type, const char *id,
+                     const char *input, size_t input_len, admin_reply_t *r);
+  void (*readiness)(void *arg, admin_readiness_t *out);
+} admin_source_t;
+
+/* A saga_index row, for sources building their JSON with
+ * admin_json_saga_row. Times in milliseconds since the Unix epoch; 0 =
+ * none (next_deadline_ms). current_step NULL = none. */
+typedef struct {
+  const char *saga_id;
+  const char *saga_type;
+  int definition_version;
+  const char *status;
+  int partition;
+  int64_t version;
+  int64_t started_ms, updated_ms, next_deadline_ms;
+  const char *current_step;
+  bool stuck;
+} admin_saga_row_t;
+
+/* Append the row as a JSON object (times as RFC 3339 UTC strings with
+ * milliseconds, and *_ms numbers). Returns 0 or -1 when b failed. */
+int admin_json_saga_row(abuf_t *b, const admin_saga_row_t *row);
+
+/* Register every admin route on s: GET /metrics (metrics may be NULL:
+ * empty text), GET /healthz, GET /readyz, GET /sagas/{id}, GET /sagas,
+ * POST /sagas/{type}. src (and metrics) are borrowed and must outlive s.
+ * Returns 0 or -1 when out of memory. */
+int admin_api_register(admin_http_t *s, const admin_source_t *src,
+                       metrics_t *metrics);
+
+#endif

@@ -1,0 +1,739 @@
+/* Saga reads for the admin API over PostgreSQL (admin_pg.h). The loop
+ * thread owns the queue and every answer; the pool thread owns the two
+ * connections (libpq for saga_index, the event store for histories) and
+ * only ever runs one job at a time, so neither needs a lock. */
+#include "admin_pg.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "saga/eventstore.h"
+#include "saga_codec.h"
+#include "saga_machine.h"
+
+#define PAGE_MAX 1000 /* events per event-store read */
+
+typedef enum { JOB_GET, JOB_LIST, JOB_CLOSE } job_kind_t;
+
+typedef struct job {
+  uv_work_t work;
+  struct job *next;
+  admin_pg_t *pg;
+  job_kind_t kind;
+  admin_reply_t *reply;
+  /* request, copied on the loop thread */
+  char id[ADMIN_ID_MAX + 1];
+  char state[32], type[ADMIN_TYPE_MAX + 1], after[ADMIN_ID_MAX + 1];
+  bool has_state, has_type, has_after, stuck;
+  size_t limit;
+  char *thresholds; /* JSON [{"t","s","ms"}...] */
+  /* result, filled in the pool */
+  int status; /* 0 = done, else the HTTP status to fail with */
+  char err[256];
+  PGresult *res;
+  es_page_t **pages;
+  size_t npages;
+  bool reconnected;
+} job_t;
+
+typedef struct {
+  char *type, *step; /* step "" = any */
+  int64_t ms;
+} threshold_t;
+
+struct admin_pg {
+  uv_loop_t *loop;
+  admin_pg_opts_t opts;
+  char *conninfo; /* rebuilt with timeouts and application_name */
+  /* pool side: touched only inside a running job */
+  PGconn *conn;
+  es_store_t *store;
+  /* loop side */
+  job_t *head, *tail, *running;
+  size_t queued;
+  threshold_t *th;
+  size_t nth;
+  job_t *close_job; /* allocated up front: closing cannot fail */
+  bool closing;
+  void (*close_cb)(void *);
+  void *close_arg;
+  admin_pg_stats_t stats;
+};
+
+void admin_pg_opts_init(admin_pg_opts_t *opts) {
+  *opts = (admin_pg_opts_t){.stuck_after_ms = 300000,
+                            .statement_timeout_ms = 5000,
+                            .connect_timeout_s = 5,
+                            .max_history = 1000,
+                            .max_queue = 64};
+}
+
+/* ---- conninfo ----------------------------------------------------------- */
+
+static void add_kv(abuf_t *b, const char *key, const char *val) {
+  abuf_printf(b, "%s%s='", b->len ? " " : "", key);
+  for (const char *p = val; *p; p++) {
+    if (*p == '\'' || *p == '\\')
+      abuf_add(b, "\\", 1);
+    abuf_add(b, p, 1);
+  }
+  abuf_add(b, "'", 1);
+}
+
+/* The caller's conninfo (key/value or URI) as key/value, with the
+ * statement timeout added to its options and defaults for connect_timeout
+ * and application_name. NULL when it does not parse or out of memory. */
+static char *bounded_conninfo(const char *conninfo, uint32_t stmt_ms,
+                              uint32_t connect_s) {
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+  PQfreemem(perr);
+  if (!opts)
+    return NULL;
+  abuf_t b = ABUF_INIT;
+  bool have_ct = false, have_app = false;
+  char extra[64];
+  snprintf(extra, sizeof extra, "-c statement_timeout=%" PRIu32, stmt_ms);
+  bool have_opts = false;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val)
+      continue;
+    if (!strcmp(o->keyword, "options")) {
+      char *joined = malloc(strlen(o->val) + sizeof extra + 2);
+      if (!joined) {
+        b.failed = true;
+        break;
+      }
+      sprintf(joined, "%s %s", o->val, extra);
+      add_kv(&b, "options", joined);
+      free(joined);
+      have_opts = true;
+      continue;
+    }
+    have_ct |= !strcmp(o->keyword, "connect_timeout");
+    have_app |= !strcmp(o->keyword, "application_name");
+    add_kv(&b, o->keyword, o->val);
+  }
+  PQconninfoFree(opts);
+  if (!have_opts)
+    add_kv(&b, "options", extra);
+  if (!have_ct)
+    abuf_printf(&b, " connect_timeout=%" PRIu32, connect_s);
+  if (!have_app)
+    add_kv(&b, "application_name", "sagad-admin");
+  return abuf_take(&b, NULL);
+}
+
+/* ---- SQL ------------------------------------------------------------------ */
+
+/* The row columns and its stuck flag: parked sagas are stuck; a running or
+ * compensating one when its last progress is older than the threshold of
+ * the step it waits on ($1 overrides, exact step first, then the type's,
+ * then the default $2). */
+#define ROW_SELECT                                                             \
+  "SELECT i.saga_id, i.saga_type, i.definition_version, i.status, "           \
+  "i.partition, i.version, "                                                  \
+  "(extract(epoch FROM i.started_at) * 1000)::bigint, "                       \
+  "(extract(epoch FROM i.updated_at) * 1000)::bigint, "                       \
+  "(extract(epoch FROM i.next_deadline_at) * 1000)::bigint, "                 \
+  "i.current_step, "                                                          \
+  "(i.status = 'compensation_failed' OR (i.status IN ('running', "            \
+  "'compensating') AND i.updated_at < now() - COALESCE((SELECT th.ms FROM "   \
+  "jsonb_to_recordset($1::jsonb) AS th(t text, s text, ms bigint) "           \
+  "WHERE th.t = i.saga_type AND th.s IN (i.current_step, '') "                \
+  "ORDER BY th.s = '' LIMIT 1), $2::bigint) * interval '1 millisecond')) "    \
+  "AS stuck FROM saga_index i "
+
+static const char SQL_GET[] = ROW_SELECT "WHERE i.saga_id = $3";
+
+/* Keyset paging on saga_id (the primary key); one row more than asked
+ * tells whether a next page exists. */
+static const char SQL_LIST[] =
+    "SELECT * FROM (" ROW_SELECT
+    "WHERE ($3::text IS NULL OR i.status = $3) "
+    "AND ($4::text IS NULL OR i.saga_type = $4) "
+    "AND ($5::text IS NULL OR i.saga_id > $5)) q "
+    "WHERE (NOT $6::bool OR q.stuck) ORDER BY q.saga_id LIMIT $7";
+
+/* ---- pool side ------------------------------------------------------------ */
+
+static void set_err(job_t *j, int status, const char *what, const char *why) {
+  j->status = status;
+  snprintf(j->err, sizeof j->err, "%s: %s", what, why);
+  size_t n = strlen(j->err);
+  while (n > 0 && (j->err[n - 1] == '\n' || j->err[n - 1] == ' '))
+    j->err[--n] = '\0';
+}
+
+static bool conn_ready(job_t *j) {
+  admin_pg_t *pg = j->pg;
+  if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+    return true;
+  if (pg->conn) {
+    PQfinish(pg->conn);
+    j->reconnected = true;
+  }
+  pg->conn = PQconnectdb(pg->conninfo);
+  if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
+    return true;
+  set_err(j, 503, "could not connect to the saga store",
+          pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+  return false;
+}
+
+/* Run the job's query; one more try on a fresh connection when the
+ * connection was lost (reads are safe to repeat). */
+static void query_index(job_t *j, const char *sql, int n,
+                        const char *const *params) {
+  for (int tries = 0; tries < 2; tries++) {
+    if (!conn_ready(j))
+      return;
+    PGresult *r = PQexecParams(j->pg->conn, sql, n, NULL, params, NULL, NULL,
+                               0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      j->res = r;
+      j->status = 0;
+      return;
+    }
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool timeout = state && !strcmp(state, "57014");
+    set_err(j, 503,
+            timeout ? "saga index read timed out"
+                    : "could not read saga_index",
+            PQerrorMessage(j->pg->conn));
+    PQclear(r);
+    if (PQstatus(j->pg->conn) == CONNECTION_OK)
+      return;
+  }
+}
+
+static bool store_ready(job_t *j) {
+  admin_pg_t *pg = j->pg;
+  if (pg->store)
+    return true;
+  char err[ES_ERRBUF_SIZE] = "";
+  int rc = es_store_open(pg->conninfo, NULL, &pg->store, err, sizeof err);
+  if (rc == 0)
+    return true;
+  set_err(j, 503, "could not open the event store", err);
+  return false;
+}
+
+static void read_history(job_t *j, int64_t index_version) {
+  admin_pg_t *pg = j->pg;
+  char stream[ADMIN_ID_MAX + 8];
+  snprintf(stream, sizeof stream, "saga-%s", j->id);
+  size_t total = 0, cap = 0;
+  int64_t from = 1;
+  int retried = 0;
+  while (total < pg->opts.max_history && from <= index_version) {
+    if (!store_ready(j))
+      return;
+    size_t want = pg->opts.max_history - total;
+    es_page_t *page = NULL;
+    int rc = es_read_stream(pg->store, stream, from,
+                            want < PAGE_MAX ? want : PAGE_MAX, &page);
+    if (rc == ES_ERR_CONNECTION && !retried++) {
+      j->reconnected = true;
+      continue; /* the store reconnects on its next call */
+    }
+    if (rc != 0) {
+      set_err(j, 503, "could not read the saga's history",
+              es_store_last_error(pg->store));
+      return;
+    }
+    if (page->n == 0) {
+      es_page_free(page);
+      return;
+    }
+    if (j->npages == cap) {
+      size_t c = cap ? 2 * cap : 4;
+      es_page_t **p = realloc(j->pages, c * sizeof *p);
+      if (!p) {
+        es_page_free(page);
+        set_err(j, 503, "could not read the saga's history", "out of memory");
+        return;
+      }
+      j->pages = p;
+      cap = c;
+    }
+    j->pages[j->npages++] = page;
+    total += page->n;
+    from = page->events[page->n - 1].version + 1;
+  }
+}
+
+static void work(uv_work_t *w) {
+  job_t *j = w->data;
+  admin_pg_t *pg = j->pg;
+  char stuck_ms[24], limit[24];
+  snprintf(stuck_ms, sizeof stuck_ms, "%" PRId64, pg->opts.stuck_after_ms);
+  switch (j->kind) {
+  case JOB_GET: {
+    const char *p[3] = {j->thresholds, stuck_ms, j->id};
+    query_index(j, SQL_GET, 3, p);
+    if (j->status == 0 && PQntuples(j->res) == 1)
+      read_history(j, strtoll(PQgetvalue(j->res, 0, 5), NULL, 10));
+    break;
+  }
+  case JOB_LIST: {
+    snprintf(limit, sizeof limit, "%zu", j->limit + 1);
+    const char *p[7] = {j->thresholds,
+                        stuck_ms,
+                        j->has_state ? j->state : NULL,
+                        j->has_type ? j->type : NULL,
+                        j->has_after ? j->after : NULL,
+                        j->stuck ? "true" : "false",
+                        limit};
+    query_index(j, SQL_LIST, 7, p);
+    break;
+  }
+  case JOB_CLOSE:
+    PQfinish(pg->conn);
+    pg->conn = NULL;
+    es_store_close(pg->store);
+    pg->store = NULL;
+    break;
+  }
+}
+
+/* ---- history JSON ---------------------------------------------------------- */
+
+/* ,"key":"text" or ,"key":null */
+static void put_text(abuf_t *b, const char *key, const char *v) {
+  abuf_printf(b, ",\"%s\":", key);
+  if (!v) {
+    abuf_puts(b, "null");
+    return;
+  }
+  abuf_add(b, "\"", 1);
+  abuf_json_str(b, v);
+  abuf_add(b, "\"", 1);
+}
+
+/* ,"key":"<RFC 3339>","key_ms":ms, or nulls when ms is 0 */
+static void put_time(abuf_t *b, const char *key, int64_t ms) {
+  char iso[48] = "";
+  if (ms > 0) {
+    time_t sec = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(iso + n, sizeof iso - n, ".%03dZ", (int)(ms % 1000));
+  }
+  put_text(b, key, ms > 0 ? iso : NULL);
+  abuf_printf(b, ",\"%s_ms\":", key);
+  if (ms > 0)
+    abuf_printf(b, "%" PRId64, ms);
+  else
+    abuf_puts(b, "null");
+}
+
+static const char *outcome_name(uint8_t o) {
+  static const char *const n[] = {NULL, "success", "failure", "retryable",
+                                  "timeout"};
+  return o < sizeof n / sizeof n[0] ? n[o] : NULL;
+}
+
+static void put_event(abuf_t *b, const saga_def_t *def, int64_t version,
+                      int64_t at_ms, const sm_event_t *ev) {
+  sm_event_type_t t = (sm_event_type_t)ev->type;
+  bool has_step = t == SM_EV_DISPATCHED || t == SM_EV_SUCCEEDED ||
+                  t == SM_EV_ATTEMPT_FAILED || t == SM_EV_COMPENSATING ||
+                  t == SM_EV_PARKED || t == SM_EV_OPERATOR_RETRY;
+  bool has_action = has_step && t != SM_EV_COMPENSATING &&
+                    t != SM_EV_PARKED;
+  bool has_attempt = t == SM_EV_DISPATCHED || t == SM_EV_SUCCEEDED ||
+                     t == SM_EV_ATTEMPT_FAILED;
+  abuf_printf(b, "{\"version\":%" PRId64, version);
+  put_time(b, "time", at_ms);
+  put_text(b, "event", sm_event_type_name(t));
+  if (has_step) {
+    char step[16];
+    snprintf(step, sizeof step, "#%u", (unsigned)ev->step);
+    put_text(b, "step",
+             def && ev->step < def->nsteps ? def->steps[ev->step].name
+                                           : step);
+    abuf_printf(b, ",\"step_index\":%u", (unsigned)ev->step);
+  } else {
+    abuf_puts(b, ",\"step\":null,\"step_index\":null");
+  }
+  put_text(b, "action",
+           has_action ? (ev->action == SM_COMPENSATE ? "compensate" : "do")
+                      : NULL);
+  if (has_attempt)
+    abuf_printf(b, ",\"attempt\":%u", (unsigned)ev->attempt);
+  else
+    abuf_puts(b, ",\"attempt\":null");
+  const char *outcome = t == SM_EV_SUCCEEDED ? "success"
+                        : t == SM_EV_ATTEMPT_FAILED
+                            ? outcome_name(ev->outcome)
+                            : NULL;
+  put_text(b, "outcome", outcome);
+  put_text(b, "reason", ev->reason);
+  put_time(b, "until",
+           t == SM_EV_DISPATCHED || t == SM_EV_ATTEMPT_FAILED ? ev->until_ms
+                                                                   : 0);
+  if (t == SM_EV_STARTED) {
+    put_text(b, "definition", ev->def_name);
+    abuf_printf(b, ",\"definition_version\":%" PRIu32, ev->def_version);
+  }
+  abuf_add(b, "}", 1);
+}
+
+int admin_pg_history_record(abuf_t *b, bool *first, const saga_def_t *def,
+                            int64_t version, const void *data, size_t len) {
+  saga_record_t rec = {0};
+  int rc = saga_codec_decode(data, len, &rec);
+  if (rc != SAGA_CORE_OK) {
+    abuf_printf(b, "%s{\"version\":%" PRId64 ",\"event\":\"undecodable\"}",
+                *first ? "" : ",", version);
+    *first = false;
+    return b->failed ? -1 : 0;
+  }
+  for (size_t i = 0; i < rec.n; i++) {
+    if (!*first)
+      abuf_add(b, ",", 1);
+    *first = false;
+    put_event(b, def, version, rec.at_ms, &rec.events[i]);
+  }
+  saga_record_clear(&rec);
+  return b->failed ? -1 : 0;
+}
+
+/* ---- loop side ------------------------------------------------------------ */
+
+static int64_t col_i64(const PGresult *r, int row, int col) {
+  return PQgetisnull(r, row, col) ? 0
+                                  : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static void row_of(const PGresult *r, int i, admin_saga_row_t *row) {
+  *row = (admin_saga_row_t){
+      .saga_id = PQgetvalue(r, i, 0),
+      .saga_type = PQgetvalue(r, i, 1),
+      .definition_version = (int)col_i64(r, i, 2),
+      .status = PQgetvalue(r, i, 3),
+      .partition = (int)col_i64(r, i, 4),
+      .version = col_i64(r, i, 5),
+      .started_ms = col_i64(r, i, 6),
+      .updated_ms = col_i64(r, i, 7),
+      .next_deadline_ms = col_i64(r, i, 8),
+      .current_step = PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9),
+      .stuck = PQgetvalue(r, i, 10)[0] == 't'};
+}
+
+static void render_get(admin_pg_t *pg, job_t *j, abuf_t *b) {
+  admin_saga_row_t row;
+  row_of(j->res, 0, &row);
+  const saga_def_t *def =
+      pg->opts.registry
+          ? saga_registry_find(pg->opts.registry, row.saga_type,
+                               (uint32_t)row.definition_version)
+          : NULL;
+  abuf_puts(b, "{\"saga\":");
+  admin_json_saga_row(b, &row);
+  abuf_puts(b, ",\"history\":[");
+  bool first = true;
+  int64_t last = 0;
+  for (size_t p = 0; p < j->npages; p++)
+    for (size_t k = 0; k < j->pages[p]->n; k++) {
+      const es_recorded_t *e = &j->pages[p]->events[k];
+      admin_pg_history_record(b, &first, def, e->version, e->data,
+                              e->data_len);
+      last = e->version;
+    }
+  abuf_printf(b, "],\"history_truncated\":%s}",
+              last < row.version ? "true" : "false");
+}
+
+static void render_list(job_t *j, abuf_t *b) {
+  int n = PQntuples(j->res);
+  bool more = (size_t)n > j->limit;
+  if (more)
+    n = (int)j->limit;
+  abuf_puts(b, "{\"sagas\":[");
+  for (int i = 0; i < n; i++) {
+    admin_saga_row_t row;
+    row_of(j->res, i, &row);
+    if (i)
+      abuf_add(b, ",", 1);
+    admin_json_saga_row(b, &row);
+  }
+  abuf_puts(b, "],\"next\":");
+  if (more && n > 0) {
+    abuf_add(b, "\"", 1);
+    abuf_json_str(b, PQgetvalue(j->res, n - 1, 0));
+    abuf_add(b, "\"}", 2);
+  } else {
+    abuf_puts(b, "null}");
+  }
+}
+
+static void reply_error(admin_reply_t *r, int status, const char *msg) {
+  admin_http_respond_error(r, status, msg);
+}
+
+static void job_free(job_t *j) {
+  PQclear(j->res);
+  for (size_t i = 0; i < j->npages; i++)
+    es_page_free(j->pages[i]);
+  free(j->pages);
+  free(j->thresholds);
+  free(j);
+}
+
+static void pump(admin_pg_t *pg);
+
+static void finish_close(admin_pg_t *pg) {
+  void (*cb)(void *) = pg->close_cb;
+  void *arg = pg->close_arg;
+  for (size_t i = 0; i < pg->nth; i++) {
+    free(pg->th[i].type);
+    free(pg->th[i].step);
+  }
+  free(pg->th);
+  free(pg->conninfo);
+  free(pg);
+  if (cb)
+    cb(arg);
+}
+
+static void after_work(uv_work_t *w, int status) {
+  job_t *j = w->data;
+  admin_pg_t *pg = j->pg;
+  pg->running = NULL;
+  if (j->reconnected)
+    pg->stats.reconnects++;
+  if (j->kind == JOB_CLOSE) {
+    job_free(j);
+    finish_close(pg);
+    return;
+  }
+  abuf_t b = ABUF_INIT;
+  if (status != 0) {
+    set_err(j, 503, "saga store request cancelled", uv_strerror(status));
+  } else if (j->status == 0 && j->kind == JOB_GET && PQntuples(j->res) == 0) {
+    j->status = 404;
+    snprintf(j->err, sizeof j->err, "no saga with id \"%s\"", j->id);
+  } else if (j->status == 0) {
+    if (j->kind == JOB_GET)
+      render_get(pg, j, &b);
+    else
+      render_list(j, &b);
+    if (b.failed)
+      set_err(j, 503, "could not render the answer", "out of memory");
+  }
+  if (j->status) {
+    if (j->status != 404)
+      pg->stats.failed++;
+    reply_error(j->reply, j->status, j->err);
+  } else {
+    pg->stats.answered++;
+    admin_reply(j->reply, 200, b.data, b.len);
+  }
+  abuf_free(&b);
+  job_free(j);
+  pump(pg);
+}
+
+static void pump(admin_pg_t *pg) {
+  while (!pg->running && pg->head) {
+    job_t *j = pg->head;
+    pg->head = j->next;
+    if (!pg->head)
+      pg->tail = NULL;
+    pg->queued--;
+    j->work.data = j;
+    int rc = uv_queue_work(pg->loop, &j->work, work, after_work);
+    if (rc == 0) {
+      pg->running = j;
+      return;
+    }
+    if (j->kind == JOB_CLOSE) { /* cannot happen with a live loop */
+      job_free(j);
+      finish_close(pg);
+      return;
+    }
+    pg->stats.failed++;
+    reply_error(j->reply, 503, uv_strerror(rc));
+    job_free(j);
+  }
+}
+
+/* The overrides as a JSON array for jsonb_to_recordset. */
+static char *thresholds_json(const admin_pg_t *pg) {
+  abuf_t b = ABUF_INIT;
+  abuf_add(&b, "[", 1);
+  for (size_t i = 0; i < pg->nth; i++) {
+    abuf_puts(&b, i ? ",{\"t\":\"" : "{\"t\":\"");
+    abuf_json_str(&b, pg->th[i].type);
+    abuf_puts(&b, "\",\"s\":\"");
+    abuf_json_str(&b, pg->th[i].step);
+    abuf_printf(&b, "\",\"ms\":%" PRId64 "}", pg->th[i].ms);
+  }
+  abuf_add(&b, "]", 1);
+  return abuf_take(&b, NULL);
+}
+
+static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r) {
+  if (pg->closing || pg->queued >= pg->opts.max_queue) {
+    pg->stats.refused++;
+    reply_error(r, 503,
+                pg->closing ? "saga store reader is closing"
+                            : "too many saga store requests waiting");
+    return NULL;
+  }
+  job_t *j = calloc(1, sizeof *j);
+  if (j)
+    j->thresholds = thresholds_json(pg);
+  if (!j || !j->thresholds) {
+    free(j);
+    pg->stats.failed++;
+    reply_error(r, 503, "out of memory");
+    return NULL;
+  }
+  j->pg = pg;
+  j->kind = kind;
+  j->reply = r;
+  return j;
+}
+
+static void enqueue(admin_pg_t *pg, job_t *j) {
+  if (pg->tail)
+    pg->tail->next = j;
+  else
+    pg->head = j;
+  pg->tail = j;
+  pg->queued++;
+  pump(pg);
+}
+
+static void src_get(void *arg, const char *id, admin_reply_t *r) {
+  admin_pg_t *pg = arg;
+  job_t *j = job_new(pg, JOB_GET, r);
+  if (!j)
+    return;
+  snprintf(j->id, sizeof j->id, "%s", id);
+  enqueue(pg, j);
+}
+
+static void copy_opt(char *dst, size_t n, bool *has, const char *v) {
+  *has = v != NULL;
+  snprintf(dst, n, "%s", v ? v : "");
+}
+
+static void src_list(void *arg, const admin_list_query_t *q,
+                     admin_reply_t *r) {
+  admin_pg_t *pg = arg;
+  job_t *j = job_new(pg, JOB_LIST, r);
+  if (!j)
+    return;
+  copy_opt(j->state, sizeof j->state, &j->has_state, q->state);
+  copy_opt(j->type, sizeof j->type, &j->has_type, q->type);
+  copy_opt(j->after, sizeof j->after, &j->has_after, q->after);
+  j->stuck = q->stuck;
+  j->limit = q->limit < 1               ? ADMIN_LIST_DEFAULT
+             : q->limit > ADMIN_LIST_MAX ? ADMIN_LIST_MAX
+                                         : q->limit;
+  enqueue(pg, j);
+}
+
+admin_pg_t *admin_pg_new(uv_loop_t *loop, const admin_pg_opts_t *opts) {
+  if (!loop || !opts || !opts->conninfo || opts->stuck_after_ms < 1 ||
+      opts->max_history < 1 || opts->max_history > ADMIN_PG_HISTORY_MAX ||
+      opts->max_queue < 1)
+    return NULL;
+  admin_pg_t *pg = calloc(1, sizeof *pg);
+  if (!pg)
+    return NULL;
+  pg->loop = loop;
+  pg->opts = *opts;
+  pg->conninfo = bounded_conninfo(opts->conninfo, opts->statement_timeout_ms,
+                                  opts->connect_timeout_s);
+  pg->opts.conninfo = pg->conninfo;
+  pg->close_job = calloc(1, sizeof *pg->close_job);
+  if (!pg->conninfo || !pg->close_job) {
+    free(pg->conninfo);
+    free(pg->close_job);
+    free(pg);
+    return NULL;
+  }
+  pg->close_job->pg = pg;
+  pg->close_job->kind = JOB_CLOSE;
+  return pg;
+}
+
+int admin_pg_set_stuck(admin_pg_t *pg, const char *type, const char *step,
+                       int64_t ms) {
+  if (!pg || !type || ms < 1)
+    return -1;
+  if (!step)
+    step = "";
+  for (size_t i = 0; i < pg->nth; i++)
+    if (!strcmp(pg->th[i].type, type) && !strcmp(pg->th[i].step, step)) {
+      pg->th[i].ms = ms;
+      return 0;
+    }
+  threshold_t *th = realloc(pg->th, (pg->nth + 1) * sizeof *th);
+  if (!th)
+    return -1;
+  pg->th = th;
+  threshold_t t = {strdup(type), strdup(step), ms};
+  if (!t.type || !t.step) {
+    free(t.type);
+    free(t.step);
+    return -1;
+  }
+  pg->th[pg->nth++] = t;
+  return 0;
+}
+
+int admin_pg_stuck_from_def(admin_pg_t *pg, const saga_def_t *def) {
+  for (uint32_t i = 0; i < def->nsteps; i++)
+    if (def->steps[i].stuck_after_ms > 0 &&
+        admin_pg_set_stuck(pg, def->name, def->steps[i].name,
+                           def->steps[i].stuck_after_ms) != 0)
+      return -1;
+  return 0;
+}
+
+void admin_pg_source(admin_pg_t *pg, admin_source_t *src) {
+  src->arg = pg;
+  src->get_saga = src_get;
+  src->list_sagas = src_list;
+}
+
+void admin_pg_stats(const admin_pg_t *pg, admin_pg_stats_t *out) {
+  *out = pg->stats;
+  out->queued = pg->queued;
+}
+
+void admin_pg_close(admin_pg_t *pg, void (*close_cb)(void *arg), void *arg) {
+  if (!pg || pg->closing)
+    return;
+  pg->closing = true;
+  pg->close_cb = close_cb;
+  pg->close_arg = arg;
+  while (pg->head) {
+    job_t *j = pg->head;
+    pg->head = j->next;
+    pg->stats.refused++;
+    reply_error(j->reply, 503, "saga store reader is closing");
+    job_free(j);
+  }
+  pg->tail = NULL;
+  pg->queued = 0;
+  /* The connections are closed in the pool: PQfinish may wait on the
+   * network. */
+  job_t *c = pg->close_job;
+  pg->close_job = NULL;
+  pg->head = pg->tail = c;
+  pg->queued = 1;
+  pump(pg);
+}

@@ -1,0 +1,224 @@
+/* sagad: read the configuration, then hand over to the daemon shell with
+ * the coordinator plugged in through sagad_hooks_t: on_start loads the
+ * definitions and opens the three ports and the engine; on_stop drains the
+ * engine, then closes Kafka (committing offsets) and the store. Policy
+ * lives in config.c, the loop and shutdown sequencing in daemon.c, the
+ * logic in engine.c. Exit status 2 means a bad configuration. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+#include "saga/version.h"
+#include "config.h"
+#include "daemon.h"
+#include "engine.h"
+#include "log.h"
+#include "observe.h"
+#include "shell.h"
+
+
+extern char **environ;
+
+/* Everything the coordinator opens, owned by main for the daemon's life. */
+typedef struct {
+  sagad_daemon_t *d;
+  saga_registry_t *registry;
+  sagad_store_pg_t *store;
+  sagad_broker_kafka_t *broker;
+  sagad_clock_uv_t *clock;
+  sagad_engine_t *engine;
+  sagad_observe_t *observe; /* admin endpoint, metrics, traces */
+} app_t;
+
+static void on_fatal(void *arg, const char *why) {
+  app_t *a = arg;
+  sagad_daemon_shutdown(a->d, SAGAD_EXIT_FAILURE, why);
+}
+
+static int load_definitions(app_t *a, const sagad_config_t *cfg) {
+  saga_diags_t diags = {0};
+  size_t loaded = 0;
+  a->registry = saga_registry_new();
+  if (!a->registry) {
+    LOG_ERROR("out of memory loading definitions");
+    return -1;
+  }
+  int rc = saga_registry_load_dir(a->registry, cfg->definitions_dir, &diags,
+                                  &loaded);
+  for (size_t i = 0; i < diags.n; i++)
+    LOG_ERROR("%s", diags.items[i]);
+  saga_diags_clear(&diags);
+  if (rc != SAGA_CORE_OK && rc != SAGA_CORE_EDEF)
+    return -1;
+  if (!loaded) {
+    LOG_ERROR("no saga definition loaded from \"%s\"", cfg->definitions_dir);
+    return -1;
+  }
+  LOG_INFO("loaded %zu saga definitions from %s", loaded, cfg->definitions_dir);
+  return 0;
+}
+
+static int on_start(sagad_daemon_t *d, void *arg) {
+  app_t *a = arg;
+  const sagad_config_t *cfg = sagad_daemon_config(d);
+  uv_loop_t *loop = sagad_daemon_loop(d);
+  char err[1024];
+  a->d = d;
+  if (load_definitions(a, cfg))
+    return -1;
+  sagad_engine_config_t ec = {
+      .registry = a->registry,
+      .inbox_topic = cfg->topic_inbox,
+      .notify_topic = cfg->topic_notifications,
+      .dlq_topic = cfg->topic_dlq,
+      .batch_max_events = (size_t)cfg->batch_max_events,
+      .payload_max_bytes = (size_t)cfg->payload_max_bytes,
+      .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
+  };
+  if (sagad_store_pg_open(loop, cfg->store_conninfo, &a->store, &ec.store,
+                          err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
+  if (sagad_broker_kafka_open(loop, cfg, on_fatal, a, &a->broker, &ec.broker,
+                              err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
+  if (sagad_clock_uv_open(loop, &a->clock, &ec.clock) ||
+      !(a->engine = sagad_engine_new(&ec))) {
+    LOG_ERROR("out of memory starting the coordinator");
+    return -1;
+  }
+  sagad_store_pg_attach(a->store, a->engine);
+  sagad_clock_uv_attach(a->clock, a->engine);
+  sagad_observe_opts_t oo = {.loop = loop,
+                             .cfg = cfg,
+                             .registry = a->registry,
+                             .engine = a->engine,
+                             .broker = a->broker};
+  if (sagad_observe_start(&oo, &a->observe, err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
+  if (sagad_broker_kafka_start(a->broker, a->engine, err, sizeof err)) {
+    LOG_ERROR("could not subscribe to %s: %s", cfg->topic_inbox, err);
+    return -1;
+  }
+  LOG_INFO("coordinating: inbox %s, group %s", cfg->topic_inbox,
+           cfg->group_id);
+  return 0;
+}
+
+static void observe_closed(void *arg) {
+  app_t *a = arg;
+  sagad_daemon_stop_done(a->d);
+}
+
+static void store_closed(void *arg) {
+  app_t *a = arg;
+  a->store = NULL;
+  /* Last: metrics and spans were recorded until the engine drained. */
+  sagad_observe_t *o = a->observe;
+  a->observe = NULL;
+  sagad_observe_close(o, observe_closed, a);
+}
+
+static void broker_closed(void *arg) {
+  app_t *a = arg;
+  a->broker = NULL;
+  sagad_clock_uv_close(a->clock);
+  a->clock = NULL;
+  sagad_store_pg_close(a->store, store_closed, a);
+}
+
+static void engine_drained(void *arg) {
+  app_t *a = arg;
+  if (a->engine) {
+    const sagad_counters_t *c = sagad_engine_counters(a->engine);
+    LOG_INFO("drained: %llu started, %llu completed, %llu compensated, "
+             "%llu compensation failed, %llu dead letters",
+             (unsigned long long)c->started, (unsigned long long)c->completed,
+             (unsigned long long)c->compensated,
+             (unsigned long long)c->compensation_failed,
+             (unsigned long long)c->dead_lettered);
+    /* Inputs the machine judged and ignored, by verdict (the fault tests
+     * read this line). */
+    char an[512];
+    size_t used = 0;
+    for (int v = SM_V_DUPLICATE; v <= SM_V_FINISHED && used < sizeof an;
+         v++) {
+      int n = snprintf(an + used, sizeof an - used, "%s%s=%llu",
+                       used ? " " : "",
+                       sm_verdict_name((sm_verdict_t)v),
+                       (unsigned long long)c->anomalies[v]);
+      if (n < 0)
+        break;
+      used += (size_t)n;
+    }
+    LOG_INFO("anomalies: %s", an);
+  }
+  /* Offsets of what is appended are committed by the close. */
+  sagad_broker_kafka_close(a->broker, broker_closed, a);
+}
+
+static void on_stop(sagad_daemon_t *d, void *arg) {
+  app_t *a = arg;
+  a->d = d;
+  sagad_observe_stop(a->observe); /* no more admin requests */
+  if (a->engine)
+    sagad_engine_stop(a->engine, engine_drained, a);
+  else
+    engine_drained(a);
+}
+
+int main(int argc, char **argv) {
+  char err[2048];
+  sagad_mode_t mode = SAGAD_MODE_RUN;
+  int status = SAGAD_EXIT_OK;
+  sagad_config_t *cfg = sagad_config_new();
+  if (!cfg) {
+    fputs("sagad: out of memory\n", stderr);
+    return SAGAD_EXIT_FAILURE;
+  }
+  if (sagad_config_load(cfg, argc, (const char *const *)argv,
+                        (const char *const *)environ, &mode, err, sizeof err)) {
+    fprintf(stderr, "sagad: %s\n", err);
+    sagad_config_free(cfg);
+    return SAGAD_EXIT_USAGE;
+  }
+  switch (mode) {
+  case SAGAD_MODE_HELP:
+    sagad_config_write_usage(stdout, "sagad");
+    break;
+  case SAGAD_MODE_VERSION:
+    printf("sagad %s (librdkafka %s, libuv %s, libpq %d)\n", SAGA_VERSION,
+           rd_kafka_version_str(), uv_version_string(), PQlibVersion());
+    break;
+  case SAGAD_MODE_REFERENCE:
+    sagad_config_write_reference(stdout);
+    break;
+  case SAGAD_MODE_CHECK:
+    sagad_config_write(cfg, stdout);
+    break;
+  case SAGAD_MODE_RUN:
+    sagad_log_setup_from_config(cfg, 2);
+  {
+    app_t app = {0};
+    sagad_hooks_t hooks = {.on_start = on_start, .on_stop = on_stop,
+                           .arg = &app};
+    status = sagad_daemon_run(cfg, &hooks);
+    sagad_engine_free(app.engine);
+    saga_registry_free(app.registry);
+    break;
+  }
+  }
+  if (fflush(stdout) != 0 && status == SAGAD_EXIT_OK)
+    status = SAGAD_EXIT_FAILURE;
+  sagad_config_free(cfg);
+  return status;
+}

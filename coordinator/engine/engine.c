@@ -1,0 +1,1354 @@
+/* The coordinator engine (see engine.h and docs/internals/engine.md).
+ * Order is everything here: an input is stepped through the machine, its
+ * transition joins the turn's batch, and only when the store says the
+ * batch is durable are its effects performed and its input acknowledged
+ * (design.md invariants 1 and 2). One batch is in flight at a time; inputs
+ * that arrive meanwhile wait in the queue and are stepped as soon as it
+ * lands, so they join the next batch. Must not do I/O except through the
+ * ports. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault_point.h"
+#include "log.h"
+#include "msg_codec.h"
+#include "saga_codec.h"
+
+/* ---- types ---------------------------------------------------------- */
+
+typedef struct brec {
+  struct brec *next;
+  const char *type;
+  char traceparent[56]; /* of the input that caused it, "" = none */
+  size_t len;
+  uint8_t data[];
+} brec_t;
+
+/* One saga in memory; its sm_t follows in the same allocation. */
+typedef struct entry {
+  struct entry *hnext;
+  uint32_t hash;
+  int32_t partition;
+  int64_t durable; /* stream version known to be stored */
+  uint8_t *input;  /* the saga input (Started payload), owned */
+  size_t input_len;
+  brec_t *rec_head, *rec_tail; /* records of the current batch */
+  uint32_t nrec;
+  uint8_t in_batch;
+  uint8_t failed;  /* its stream did not commit */
+  uint8_t revoked; /* partition taken away while in the batch */
+  void *obs;       /* observer slot (sagad_engine_hooks_t) */
+} entry_t;
+
+#define ENTRY_SAGA(en) ((sm_t *)(void *)((en) + 1))
+
+enum { IN_MSG = 1, IN_TIMER = 2 };
+
+typedef struct input {
+  struct input *next;
+  int kind;
+  int32_t partition;
+  void *ack;
+  int64_t received_us;    /* IN_MSG: sagad_inmsg_t.received_us */
+  sagad_msg_t msg;        /* IN_MSG */
+  sm_input_t timer;     /* IN_TIMER */
+  char id[SM_ID_MAX + 1]; /* saga id */
+} input_t;
+
+typedef struct {
+  input_t *head, *tail;
+} queue_t;
+
+typedef struct {
+  entry_t *en;
+  sm_effect_t fx;
+  int64_t reply_us; /* received_us of the reply that decided it, or 0 */
+} bfx_t;
+
+typedef struct {
+  int64_t at;
+  uint8_t step, action, timer;
+  uint16_t attempt;
+  char id[SM_ID_MAX + 1];
+} tmr_t;
+
+/* Token of a dead letter: the input is acked once it is delivered; or of
+ * a message produced for sagad_engine_produce (done set). */
+typedef struct {
+  void *ack;
+  void (*done)(void *arg, int err);
+  void *arg;
+} dlq_token_t;
+
+struct sagad_engine {
+  sagad_engine_config_t cfg;
+  char *inbox, *notify, *dlq;
+  sagad_counters_t c;
+  sagad_engine_hooks_t hooks;
+  size_t nparts; /* inbox partitions assigned */
+  sm_rng_t rng;
+  /* saga table */
+  entry_t **buckets;
+  size_t nbuckets, nsagas;
+  /* inputs */
+  queue_t pending; /* not yet stepped */
+  queue_t done;    /* stepped into the current batch */
+  /* the current batch */
+  entry_t **streams;
+  size_t nstreams, cstreams;
+  bfx_t *fx;
+  size_t nfx, cfx;
+  size_t nrecords;
+  int in_flight;
+  int retry_wait;
+  int64_t backoff_ms;
+  /* timers */
+  tmr_t *heap;
+  size_t nheap, cheap;
+  int64_t armed_at;
+  /* finished sagas to drop when the batch settles */
+  char (*evict)[SM_ID_MAX + 1];
+  size_t nevict, cevict;
+  /* sagas dropped from memory whose read-back failed: read again before
+   * any input is stepped (a timer of theirs finds no saga and is lost) */
+  struct reload {
+    char id[SM_ID_MAX + 1];
+    int32_t partition;
+  } *reload;
+  size_t nreload, creload;
+  /* stop */
+  int stopping;
+  void (*stop_done)(void *);
+  void *stop_arg;
+  /* scratch */
+  sm_output_t out;
+  saga_record_t rec;
+};
+
+static void pump(sagad_engine_t *e);
+
+/* ---- saga table ----------------------------------------------------- */
+
+static uint32_t hash_id(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (uint8_t)*s) * 16777619u;
+  return h;
+}
+
+static entry_t *lookup(const sagad_engine_t *e, const char *id) {
+  uint32_t h = hash_id(id);
+  for (entry_t *en = e->buckets[h & (e->nbuckets - 1)]; en; en = en->hnext)
+    if (en->hash == h && !strcmp(ENTRY_SAGA(en)->id, id))
+      return en;
+  return NULL;
+}
+
+static void grow(sagad_engine_t *e) {
+  size_t n = e->nbuckets * 2;
+  entry_t **b = calloc(n, sizeof *b);
+  if (!b)
+    return; /* keep the longer chains */
+  for (size_t i = 0; i < e->nbuckets; i++) {
+    entry_t *en = e->buckets[i];
+    while (en) {
+      entry_t *next = en->hnext;
+      en->hnext = b[en->hash & (n - 1)];
+      b[en->hash & (n - 1)] = en;
+      en = next;
+    }
+  }
+  free(e->buckets);
+  e->buckets = b;
+  e->nbuckets = n;
+}
+
+static entry_t *entry_new(sagad_engine_t *e, const char *id,
+                          const saga_def_t *def, int32_t partition) {
+  entry_t *en = calloc(1, sizeof *en + sm_size(def));
+  if (!en)
+    return NULL;
+  if (sm_init(ENTRY_SAGA(en), id, def) != 0) {
+    free(en);
+    return NULL;
+  }
+  en->hash = hash_id(id);
+  en->partition = partition;
+  if (e->nsagas >= e->nbuckets)
+    grow(e);
+  size_t b = en->hash & (e->nbuckets - 1);
+  en->hnext = e->buckets[b];
+  e->buckets[b] = en;
+  e->nsagas++;
+  return en;
+}
+
+static void free_records(entry_t *en) {
+  for (brec_t *r = en->rec_head, *n; r; r = n) {
+    n = r->next;
+    free(r);
+  }
+  en->rec_head = en->rec_tail = NULL;
+  en->nrec = 0;
+}
+
+static void entry_free(sagad_engine_t *e, entry_t *en) {
+  entry_t **p = &e->buckets[en->hash & (e->nbuckets - 1)];
+  while (*p && *p != en)
+    p = &(*p)->hnext;
+  if (*p) {
+    *p = en->hnext;
+    e->nsagas--;
+  }
+  free_records(en);
+  if (en->obs && e->hooks.on_forget)
+    e->hooks.on_forget(e->hooks.arg, en->obs);
+  free(en->input);
+  free(en);
+}
+
+static int set_input(entry_t *en, const uint8_t *p, size_t n) {
+  free(en->input);
+  en->input = NULL;
+  en->input_len = 0;
+  if (!n)
+    return 0;
+  en->input = malloc(n);
+  if (!en->input)
+    return -1;
+  memcpy(en->input, p, n);
+  en->input_len = n;
+  return 0;
+}
+
+/* ---- queues --------------------------------------------------------- */
+
+static void q_push(queue_t *q, input_t *in) {
+  in->next = NULL;
+  if (q->tail)
+    q->tail->next = in;
+  else
+    q->head = in;
+  q->tail = in;
+}
+
+static input_t *q_pop(queue_t *q) {
+  input_t *in = q->head;
+  if (in) {
+    q->head = in->next;
+    if (!q->head)
+      q->tail = NULL;
+  }
+  return in;
+}
+
+static void input_free(input_t *in) {
+  if (!in)
+    return;
+  sagad_msg_free(&in->msg);
+  free(in);
+}
+
+static void input_done(sagad_engine_t *e, input_t *in) {
+  if (in->ack)
+    e->cfg.broker.ack(e->cfg.broker.self, in->ack);
+  input_free(in);
+}
+
+/* ---- timers (min-heap on the deadline) ------------------------------ */
+
+static void heap_swap(tmr_t *a, tmr_t *b) {
+  tmr_t t = *a;
+  *a = *b;
+  *b = t;
+}
+
+static void heap_push(sagad_engine_t *e, const tmr_t *t) {
+  if (e->nheap == e->cheap) {
+    size_t n = e->cheap ? e->cheap * 2 : 256;
+    tmr_t *h = realloc(e->heap, n * sizeof *h);
+    if (!h) {
+      LOG_ERROR("out of memory arming a timer of saga %s", t->id);
+      return;
+    }
+    e->heap = h;
+    e->cheap = n;
+  }
+  size_t i = e->nheap++;
+  e->heap[i] = *t;
+  while (i && e->heap[(i - 1) / 2].at > e->heap[i].at) {
+    heap_swap(&e->heap[(i - 1) / 2], &e->heap[i]);
+    i = (i - 1) / 2;
+  }
+}
+
+static void heap_pop(sagad_engine_t *e) {
+  e->heap[0] = e->heap[--e->nheap];
+  size_t i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < e->nheap && e->heap[l].at < e->heap[m].at)
+      m = l;
+    if (r < e->nheap && e->heap[r].at < e->heap[m].at)
+      m = r;
+    if (m == i)
+      break;
+    heap_swap(&e->heap[m], &e->heap[i]);
+    i = m;
+  }
+}
+
+static void rearm(sagad_engine_t *e) {
+  int64_t at = e->nheap ? e->heap[0].at : 0;
+  if (at == e->armed_at)
+    return;
+  e->armed_at = at;
+  e->cfg.clock.wake_at(e->cfg.clock.self, SAGAD_WAKE_TIMERS, at);
+}
+
+static void request_turn(sagad_engine_t *e) {
+  e->cfg.clock.end_of_turn(e->cfg.clock.self);
+}
+
+/* ---- effects (only for durable transitions) ------------------------- */
+
+static const char *step_name(const sm_t *s, unsigned i) {
+  return i < s->def->nsteps ? s->def->steps[i].name : NULL;
+}
+
+/* Returns 1 when the command was handed to the broker. */
+static int send_command(sagad_engine_t *e, entry_t *en,
+                        const sm_effect_t *fx) {
+  sm_t *s = ENTRY_SAGA(en);
+  const saga_step_def_t *sd = &s->def->steps[fx->step];
+  const char *topic = fx->action == SM_DO ? sd->topic : sd->comp_topic;
+  if (!topic)
+    return 0;
+  sagad_command_t c = {
+      .saga_id = s->id,
+      .saga_type = s->def->name,
+      .def_version = s->def->version,
+      .step = sd->name,
+      .action = (sm_action_t)fx->action,
+      .attempt = fx->attempt,
+      .deadline_ms = fx->at_ms,
+      .payload = en->input,
+      .payload_len = en->input_len,
+      .reply_topic = e->inbox,
+  };
+  char tp[56] = "";
+  if (e->hooks.on_command)
+    e->hooks.on_command(e->hooks.arg, en->obs, s, fx->step, fx->action, tp);
+  c.traceparent = tp[0] ? tp : NULL;
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  if (sagad_msg_encode_command(&c, &buf, &len, &h, err, sizeof err) != 0) {
+    SLOG_ERROR(s->id, sd->name, "could not encode the command: %s", err);
+    e->c.produce_errors++;
+    return 0;
+  }
+  if (e->cfg.broker.produce(e->cfg.broker.self, topic, s->id, strlen(s->id),
+                            buf, len, h, NULL) != 0) {
+    /* Not sent: the attempt's deadline retries it. */
+    rd_kafka_headers_destroy(h);
+    e->c.produce_errors++;
+    SLOG_WARN(s->id, sd->name, "could not produce the command to %s", topic);
+    free(buf);
+    return 0;
+  }
+  e->c.commands_sent++;
+  SLOG_DEBUG(s->id, sd->name, "sent %s attempt %u to %s",
+             fx->action == SM_DO ? "DO" : "COMPENSATE",
+             (unsigned)fx->attempt, topic);
+  free(buf);
+  return 1;
+}
+
+static void send_notification(sagad_engine_t *e, entry_t *en,
+                              const sm_effect_t *fx, int64_t now) {
+  if (!e->notify)
+    return;
+  sm_t *s = ENTRY_SAGA(en);
+  sagad_notification_t n = {
+      .saga_id = s->id,
+      .saga_type = s->def->name,
+      .def_version = s->def->version,
+      .kind = (sm_notify_t)fx->notify,
+      .step = fx->notify == SM_NOTIFY_STEP_DONE ||
+                      fx->notify == SM_NOTIFY_COMPENSATION_FAILED
+                  ? step_name(s, fx->step)
+                  : NULL,
+      .action = (sm_action_t)fx->action,
+      .outcome = (sm_outcome_t)fx->outcome,
+      .reason = fx->outcome == SM_OUTCOME_TIMEOUT ? "timeout" : NULL,
+      .at_ms = now,
+  };
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  if (sagad_msg_encode_notification(&n, &buf, &len, &h, err, sizeof err)) {
+    SLOG_ERROR(s->id, NULL, "could not encode a notification: %s", err);
+    return;
+  }
+  if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, s->id,
+                            strlen(s->id), buf, len, h, NULL) != 0) {
+    rd_kafka_headers_destroy(h);
+    e->c.produce_errors++;
+  }
+  free(buf);
+}
+
+/* Returns 1 when the effect was a command handed to the broker. */
+static int perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
+                   int64_t now) {
+  switch (fx->type) {
+  case SM_FX_SEND:
+    return send_command(e, en, fx);
+  case SM_FX_TIMER: {
+    tmr_t t = {.at = fx->at_ms,
+               .step = fx->step,
+               .action = fx->action,
+               .timer = fx->timer,
+               .attempt = fx->attempt};
+    memcpy(t.id, ENTRY_SAGA(en)->id, sizeof t.id);
+    heap_push(e, &t);
+    break;
+  }
+  case SM_FX_NOTIFY:
+    send_notification(e, en, fx, now);
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+/* ---- loading sagas from the store ----------------------------------- */
+
+typedef struct {
+  sagad_engine_t *e;
+  int resume;       /* recovery: resume and drop terminal sagas */
+  entry_t *cur;     /* saga being rebuilt */
+  int skip;         /* records of a saga already in memory or broken */
+  char id[SM_ID_MAX + 1];
+  size_t loaded;
+} loader_t;
+
+static void loader_finish(loader_t *L) {
+  sagad_engine_t *e = L->e;
+  entry_t *en = L->cur;
+  L->cur = NULL;
+  if (!en)
+    return;
+  sm_t *s = ENTRY_SAGA(en);
+  en->durable = s->version;
+  L->loaded++;
+  if (!L->resume)
+    return;
+  if (sm_is_terminal(s)) {
+    if (L->resume == 1)
+      entry_free(e, en);
+    return;
+  }
+  /* The state is durable: resuming effects are safe to perform now. */
+  sm_resume(s, &e->out);
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  for (size_t i = 0; i < e->out.n_effects; i++)
+    perform(e, en, &e->out.effects[i], now);
+  FAULT_POINT("during_recovery"); /* some sagas resumed, others not yet */
+  e->c.recovered++;
+  SLOG_DEBUG(s->id, step_name(s, s->cursor), "recovered at version %u (%s)",
+             (unsigned)s->version,
+             sm_status_name((sm_status_t)s->status));
+}
+
+static int loader_record(void *arg, const char *id, int32_t partition,
+                         int64_t version, const uint8_t *data, size_t len) {
+  loader_t *L = arg;
+  sagad_engine_t *e = L->e;
+  if (strcmp(id, L->id) != 0) {
+    loader_finish(L);
+    snprintf(L->id, sizeof L->id, "%s", id);
+    L->skip = strlen(id) > SM_ID_MAX || lookup(e, id) != NULL;
+  }
+  if (L->skip)
+    return 0;
+  if (saga_codec_decode(data, len, &e->rec) != 0) {
+    SLOG_ERROR(id, NULL, "could not decode stored record %lld: skipping the "
+                         "saga",
+               (long long)version);
+    goto broken;
+  }
+  if (!L->cur) {
+    const sm_event_t *ev = &e->rec.events[0];
+    if (e->rec.n < 1 || ev->type != SM_EV_STARTED || !ev->def_name) {
+      SLOG_ERROR(id, NULL, "stored stream does not begin with Started");
+      goto broken;
+    }
+    const saga_def_t *def =
+        saga_registry_find(e->cfg.registry, ev->def_name, ev->def_version);
+    if (!def) {
+      SLOG_ERROR(id, NULL,
+                 "definition %s version %u is not loaded: saga left alone",
+                 ev->def_name, (unsigned)ev->def_version);
+      goto broken;
+    }
+    L->cur = entry_new(e, id, def, partition);
+    if (!L->cur || set_input(L->cur, ev->payload, ev->payload_len) != 0) {
+      SLOG_ERROR(id, NULL, "out of memory rebuilding the saga");
+      goto broken;
+    }
+  }
+  if (saga_codec_apply(ENTRY_SAGA(L->cur), &e->rec) != 0) {
+    SLOG_ERROR(id, NULL, "stored record %lld does not replay",
+               (long long)version);
+    goto broken;
+  }
+  saga_record_clear(&e->rec);
+  return 0;
+broken:
+  saga_record_clear(&e->rec);
+  if (L->cur)
+    entry_free(e, L->cur);
+  L->cur = NULL;
+  L->skip = 1;
+  return -1;
+}
+
+/* Read one saga back from the store (blocking). NULL when it has no stream
+ * (or the store failed: then the input waits for a later try). */
+static entry_t *load_one(sagad_engine_t *e, const char *id, int32_t partition,
+                         int resume, int *failed) {
+  loader_t L = {.e = e, .resume = resume};
+  *failed = e->cfg.store.load_saga(e->cfg.store.self, id, partition,
+                                   loader_record, &L) != 0;
+  loader_finish(&L);
+  SLOG_DEBUG(id, NULL, "read back from the store: %zu", L.loaded);
+  if (*failed)
+    SLOG_WARN(id, NULL, "could not read the saga back: %s",
+              e->cfg.store.last_error(e->cfg.store.self));
+  return lookup(e, id);
+}
+
+/* Remember a saga of ours that is no longer in memory and could not be
+ * read back. Nothing else would bring it back: its timers went with it,
+ * and an input may never come (found by tests/sim, seed 781: a timer's
+ * transition conflicted, the read-back failed, the saga stalled). */
+static void note_reload(sagad_engine_t *e, const char *id,
+                        int32_t partition) {
+  for (size_t i = 0; i < e->nreload; i++)
+    if (!strcmp(e->reload[i].id, id))
+      return;
+  if (e->nreload == e->creload) {
+    size_t n = e->creload ? e->creload * 2 : 16;
+    struct reload *v = realloc(e->reload, n * sizeof *v);
+    if (!v) {
+      LOG_ERROR("out of memory noting saga %s for a read-back", id);
+      return;
+    }
+    e->reload = v;
+    e->creload = n;
+  }
+  memcpy(e->reload[e->nreload].id, id, strlen(id) + 1);
+  e->reload[e->nreload++].partition = partition;
+}
+
+/* Read the noted sagas back and resume them. Returns how many still could
+ * not be read. */
+static size_t reload_noted(sagad_engine_t *e) {
+  size_t keep = 0;
+  for (size_t i = 0; i < e->nreload; i++) {
+    struct reload *r = &e->reload[i];
+    int failed = 0;
+    if (!lookup(e, r->id))
+      (void)load_one(e, r->id, r->partition, 2, &failed);
+    if (failed)
+      e->reload[keep++] = *r;
+  }
+  e->nreload = keep;
+  return keep;
+}
+
+/* ---- stepping inputs ------------------------------------------------ */
+
+static int add_stream(sagad_engine_t *e, entry_t *en) {
+  if (en->in_batch)
+    return 0;
+  if (e->nstreams == e->cstreams) {
+    size_t n = e->cstreams ? e->cstreams * 2 : 256;
+    entry_t **s = realloc(e->streams, n * sizeof *s);
+    if (!s)
+      return -1;
+    e->streams = s;
+    e->cstreams = n;
+  }
+  e->streams[e->nstreams++] = en;
+  en->in_batch = 1;
+  return 0;
+}
+
+static int add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
+                  int64_t reply_us) {
+#ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
+  return perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
+#endif
+  if (e->nfx == e->cfx) {
+    size_t n = e->cfx ? e->cfx * 2 : 256;
+    bfx_t *f = realloc(e->fx, n * sizeof *f);
+    if (!f)
+      return -1;
+    e->fx = f;
+    e->cfx = n;
+  }
+  e->fx[e->nfx].en = en;
+  e->fx[e->nfx].fx = *fx;
+  e->fx[e->nfx].reply_us = reply_us;
+  e->nfx++;
+  return 0;
+}
+
+static void count_events(sagad_engine_t *e, const sm_t *s) {
+  for (size_t i = 0; i < e->out.n_events; i++) {
+    const sm_event_t *ev = &e->out.events[i];
+    switch (ev->type) {
+    case SM_EV_STARTED:
+      e->c.started++;
+      SLOG_INFO(s->id, NULL, "started %s v%u", s->def->name,
+                (unsigned)s->def->version);
+      break;
+    case SM_EV_COMPLETED:
+      e->c.completed++;
+      SLOG_INFO(s->id, NULL, "completed");
+      break;
+    case SM_EV_COMPENSATING:
+      SLOG_INFO(s->id, step_name(s, ev->step), "compensating");
+      break;
+    case SM_EV_COMPENSATED:
+      e->c.compensated++;
+      SLOG_INFO(s->id, NULL, "compensated");
+      break;
+    case SM_EV_PARKED:
+      e->c.compensation_failed++;
+      SLOG_WARN(s->id, step_name(s, ev->step),
+                "compensation failed: parked for an operator");
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+static void note_evict(sagad_engine_t *e, const char *id) {
+  if (e->nevict == e->cevict) {
+    size_t n = e->cevict ? e->cevict * 2 : 64;
+    char(*v)[SM_ID_MAX + 1] = realloc(e->evict, n * sizeof *v);
+    if (!v)
+      return; /* it stays in memory: harmless */
+    e->evict = v;
+    e->cevict = n;
+  }
+  memcpy(e->evict[e->nevict++], id, SM_ID_MAX + 1);
+}
+
+/* Drop the finished sagas noted while stepping, unless they joined the
+ * batch since. Runs before failed streams are read back, so those stay
+ * until their inputs are stepped again. */
+static void evict_noted(sagad_engine_t *e) {
+  for (size_t i = 0; i < e->nevict; i++) {
+    entry_t *en = lookup(e, e->evict[i]);
+    if (en && !en->in_batch && sm_is_terminal(ENTRY_SAGA(en)))
+      entry_free(e, en);
+  }
+  e->nevict = 0;
+}
+
+/* Step one input; the transition joins the batch. Returns 1 when the input
+ * must wait (store unreadable), else 0 (it joined the done list). */
+static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
+  entry_t *en = lookup(e, in->id);
+  sm_input_t si = {0};
+#ifdef SAGA_SIM_BREAK_ACK_BEFORE_APPEND /* test-only bug that tests/sim catches */
+  if (in->kind == IN_MSG && in->msg.kind != SAGAD_MSG_START && in->ack) {
+    e->cfg.broker.ack(e->cfg.broker.self, in->ack);
+    in->ack = NULL;
+  }
+#endif
+  if (in->kind == IN_TIMER) {
+    if (!en) { /* saga finished or moved away: the timer is stale */
+      input_free(in);
+      return 0;
+    }
+    si = in->timer;
+  } else if (in->msg.kind == SAGAD_MSG_START) {
+    if (!en) {
+      const saga_def_t *def = saga_registry_find(
+          e->cfg.registry, in->msg.saga_type, in->msg.def_version);
+      en = def ? entry_new(e, in->id, def, in->partition) : NULL;
+      if (!en || set_input(en, in->msg.payload, in->msg.payload_len) != 0) {
+        LOG_ERROR("out of memory starting saga %s", in->id);
+        if (en)
+          entry_free(e, en);
+        return 1;
+      }
+    }
+    si.type = SM_IN_START;
+    si.payload = in->msg.payload;
+    si.payload_len = in->msg.payload_len;
+  } else {
+    if (!en) {
+      int failed = 0;
+      /* Resumed: a saga of ours not in memory lost its timers. */
+      en = load_one(e, in->id, in->partition, 2, &failed);
+      if (failed && !en)
+        return 1;
+    }
+    if (in->msg.kind == SAGAD_MSG_REPLY) {
+      si.type = SM_IN_REPLY;
+      si.step = en ? saga_def_step_index(ENTRY_SAGA(en)->def, in->msg.step)
+                   : -1;
+      si.action = (uint8_t)in->msg.action;
+      si.attempt = in->msg.attempt;
+      si.outcome = (uint8_t)in->msg.outcome;
+      si.payload = in->msg.payload;
+      si.payload_len = in->msg.payload_len;
+      si.reason = in->msg.reason;
+    } else {
+      si.type = (uint8_t)in->msg.op;
+      if (en)
+        SLOG_INFO(in->id, NULL, "operator %s asks %s: %s",
+                  in->msg.who ? in->msg.who : "",
+                  in->msg.op == SM_IN_OPERATOR_RETRY ? "retry" : "resolve",
+                  in->msg.reason ? in->msg.reason : "");
+    }
+    if (!en) {
+      e->c.anomalies[SM_V_UNKNOWN_SAGA]++;
+      SLOG_DEBUG(in->id, NULL, "input for an unknown saga ignored");
+      q_push(&e->done, in);
+      return 0;
+    }
+  }
+  sm_t *s = ENTRY_SAGA(en);
+  if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
+    SLOG_ERROR(s->id, NULL, "the machine refused an input");
+    q_push(&e->done, in);
+    return 0;
+  }
+  if (in->kind == IN_MSG && !en->in_batch &&
+      (e->out.verdict == SM_V_UNEXPECTED ||
+       e->out.verdict == SM_V_REJECTED)) {
+    /* The input names an attempt or a state this saga never reached here:
+     * another owner may have advanced it (a fenced owner appends until it
+     * learns of the revoke). Judge it against the store before acking it,
+     * or a reply that store would take is lost (found by tests/sim, seed
+     * 243). Nothing of ours is pending, so a read-back loses nothing. */
+    int32_t part = en->partition;
+    int failed = 0;
+    SLOG_DEBUG(in->id, in->msg.step, "input %s here: reading the saga back",
+               sm_verdict_name((sm_verdict_t)e->out.verdict));
+    entry_free(e, en);
+    en = load_one(e, in->id, part, 2, &failed);
+    if (!en) {
+      if (failed)
+        return 1; /* the store is unreadable: the input waits */
+      q_push(&e->done, in); /* cannot happen: it was stored */
+      return 0;
+    }
+    s = ENTRY_SAGA(en);
+    if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
+      SLOG_ERROR(s->id, NULL, "the machine refused an input");
+      q_push(&e->done, in);
+      return 0;
+    }
+  }
+  if (e->out.verdict != SM_V_APPLIED) {
+    e->c.anomalies[e->out.verdict]++;
+    if (in->kind != IN_TIMER)
+      SLOG_DEBUG(s->id, in->msg.step, "input ignored: %s",
+                 sm_verdict_name((sm_verdict_t)e->out.verdict));
+  } else {
+    size_t need =
+        saga_codec_size(e->out.events, e->out.n_events, now);
+    brec_t *r = malloc(sizeof *r + need);
+    size_t len = 0;
+    if (!r || saga_codec_encode(e->out.events, e->out.n_events, now, r->data,
+                                need, &len) != 0 ||
+        add_stream(e, en) != 0) {
+      /* Cannot record the decision: forget it, the input comes back. */
+      free(r);
+      SLOG_ERROR(s->id, NULL, "could not encode a transition: reloading");
+      note_reload(e, s->id, en->partition);
+      entry_free(e, en);
+      return 1;
+    }
+    r->next = NULL;
+    r->type = saga_codec_record_type(e->out.events, e->out.n_events);
+    r->traceparent[0] = '\0';
+    if (in->kind == IN_MSG)
+      memcpy(r->traceparent, in->msg.traceparent, sizeof r->traceparent);
+    r->len = len;
+    if (en->rec_tail)
+      en->rec_tail->next = r;
+    else
+      en->rec_head = r;
+    en->rec_tail = r;
+    en->nrec++;
+    e->nrecords++;
+    count_events(e, s);
+    if (e->hooks.on_events)
+      e->hooks.on_events(e->hooks.arg, &en->obs, s, e->out.events,
+                         e->out.n_events, now,
+                         in->kind == IN_MSG && in->msg.traceparent[0]
+                             ? in->msg.traceparent
+                             : NULL);
+  }
+  for (size_t i = 0; i < e->out.n_effects; i++)
+    if (add_fx(e, en, &e->out.effects[i],
+               in->kind == IN_MSG && in->msg.kind == SAGAD_MSG_REPLY
+                   ? in->received_us
+                   : 0) != 0)
+      LOG_ERROR("out of memory queueing an effect of saga %s", s->id);
+  q_push(&e->done, in);
+  /* A finished saga read back only to judge this input need not stay; it
+   * goes when the batch settles (later inputs of this turn may need it). */
+  if (!en->in_batch && sm_is_terminal(s))
+    note_evict(e, s->id);
+  return 0;
+}
+
+static void index_row(const sm_t *s, int32_t partition,
+                      sagad_index_row_t *row) {
+  row->saga_id = s->id;
+  row->saga_type = s->def->name;
+  row->definition_version = s->def->version;
+  row->status = sm_status_name((sm_status_t)s->status);
+  row->partition = partition;
+  row->version = s->version;
+  row->started_ms = s->started_ms;
+  row->updated_ms = s->updated_ms;
+  row->next_deadline_ms = sm_next_timer(s);
+  row->current_step = sm_is_terminal(s) ? NULL : step_name(s, s->cursor);
+}
+
+static int submit(sagad_engine_t *e) {
+  sagad_store_port_t *st = &e->cfg.store;
+  st->batch_reset(st->self);
+  for (size_t i = 0; i < e->nstreams; i++) {
+    entry_t *en = e->streams[i];
+    sagad_record_t recs[64];
+    sagad_record_t *rv = en->nrec <= 64 ? recs : malloc(en->nrec * sizeof *rv);
+    if (!rv)
+      return -1;
+    size_t k = 0;
+    for (brec_t *r = en->rec_head; r; r = r->next, k++)
+      rv[k] = (sagad_record_t){
+          .type = r->type,
+          .data = r->data,
+          .len = r->len,
+          .traceparent = r->traceparent[0] ? r->traceparent : NULL};
+    sagad_index_row_t row;
+    index_row(ENTRY_SAGA(en), en->partition, &row);
+    int rc = st->batch_add(st->self, ENTRY_SAGA(en)->id, en->durable, rv, k);
+    if (rv != recs)
+      free(rv);
+    if (rc < 0 || st->batch_index(st->self, &row) < 0)
+      return -1;
+  }
+  if (st->batch_submit(st->self) != 0)
+    return -1;
+  e->in_flight = 1;
+  if (e->hooks.on_batch_submit)
+    e->hooks.on_batch_submit(e->hooks.arg, e->nstreams, e->nrecords);
+  return 0;
+}
+
+static void schedule_retry(sagad_engine_t *e) {
+  e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : 50;
+  if (e->backoff_ms > 2000)
+    e->backoff_ms = 2000;
+  e->retry_wait = 1;
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  e->cfg.clock.wake_at(e->cfg.clock.self, SAGAD_WAKE_RETRY,
+                       now + e->backoff_ms);
+}
+
+/* The batch is settled: perform the effects of the streams that committed,
+ * ack their inputs; streams that did not commit are dropped and read back,
+ * and their inputs stepped again (design.md invariant 5). */
+static void settle(sagad_engine_t *e) {
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  int any_failed = 0;
+  for (size_t i = 0; i < e->nfx; i++) {
+    if (i == e->nfx / 2 && i > 0)
+      FAULT_POINT("mid_batch"); /* half of the batch's effects are out */
+    if (!e->fx[i].en->failed &&
+        perform(e, e->fx[i].en, &e->fx[i].fx, now) && e->fx[i].reply_us &&
+        e->hooks.on_reply_command)
+      e->hooks.on_reply_command(e->hooks.arg, e->fx[i].reply_us);
+  }
+  if (e->nfx)
+    FAULT_POINT("after_produce_before_ack"); /* inputs not yet acked */
+  e->nfx = 0;
+  rearm(e);
+  /* Inputs of failed sagas go back to the front of the queue, in order. */
+  queue_t again = {0};
+  input_t *in;
+  while ((in = q_pop(&e->done))) {
+    entry_t *en = lookup(e, in->id);
+    if (en && en->failed)
+      q_push(&again, in);
+    else
+      input_done(e, in);
+  }
+  if (again.head) {
+    again.tail->next = e->pending.head;
+    if (!e->pending.head)
+      e->pending.tail = again.tail;
+    e->pending.head = again.head;
+  }
+  evict_noted(e);
+  for (size_t i = 0; i < e->nstreams; i++) {
+    entry_t *en = e->streams[i];
+    if (en->failed) {
+      char id[SM_ID_MAX + 1];
+      int32_t part = en->partition;
+      int conflict = en->failed == 2;
+      memcpy(id, ENTRY_SAGA(en)->id, sizeof id);
+      entry_free(e, en);
+      int failed = 0;
+      /* Resumed (2: kept even if terminal): the store may hold
+       * transitions whose effects no one performed -- our own commit
+       * whose answer was lost, or a fenced owner's (found by tests/sim,
+       * seed 16). */
+      (void)load_one(e, id, part, 2, &failed);
+      if (failed)
+        note_reload(e, id, part);
+      if (!conflict || failed)
+        any_failed = 1;
+      continue;
+    }
+    free_records(en);
+    en->in_batch = 0;
+    en->durable = ENTRY_SAGA(en)->version;
+    if (en->revoked || sm_is_terminal(ENTRY_SAGA(en)))
+      entry_free(e, en);
+  }
+  e->nstreams = 0;
+  e->nrecords = 0;
+  if (any_failed)
+    schedule_retry(e); /* do not spin on a stream that keeps failing */
+  else
+    e->backoff_ms = 0;
+}
+
+static void maybe_stopped(sagad_engine_t *e) {
+  if (e->stopping && e->stop_done && !e->in_flight && !e->retry_wait &&
+      !e->pending.head && !e->nstreams) {
+    void (*cb)(void *) = e->stop_done;
+    e->stop_done = NULL;
+    cb(e->stop_arg);
+  }
+}
+
+static void pump(sagad_engine_t *e) {
+  if (e->in_flight || e->retry_wait) {
+    maybe_stopped(e);
+    return;
+  }
+  if (e->stopping)
+    e->nreload = 0; /* the next owner recovers them */
+  if (e->nreload && reload_noted(e)) {
+    schedule_retry(e); /* the store is unreadable: inputs wait too */
+    return;
+  }
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  size_t max = e->cfg.batch_max_events;
+  input_t *in;
+  int waiting = 0;
+  while (e->nrecords < max && (in = q_pop(&e->pending))) {
+    if (step_input(e, in, now)) {
+      /* Store unreadable: put it back and try again later. */
+      in->next = e->pending.head;
+      e->pending.head = in;
+      if (!e->pending.tail)
+        e->pending.tail = in;
+      waiting = 1;
+      break;
+    }
+  }
+  if (e->nstreams) {
+    if (submit(e) != 0) {
+      LOG_ERROR("could not build the append batch: %s",
+                e->cfg.store.last_error(e->cfg.store.self));
+      schedule_retry(e);
+    }
+  } else {
+    settle(e); /* nothing to append: effects (re-armed timers), acks */
+    if (waiting)
+      schedule_retry(e);
+  }
+  if (!e->in_flight && !e->retry_wait && e->pending.head)
+    request_turn(e); /* batch.max_events reached with input left */
+  maybe_stopped(e);
+}
+
+/* ---- entry points --------------------------------------------------- */
+
+static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
+                        const char *reason, const char *why) {
+  e->c.dead_lettered++;
+  if (e->hooks.on_dead_letter)
+    e->hooks.on_dead_letter(e->hooks.arg, why);
+  LOG_WARN("dead letter from %s/%d offset %lld: %s", m->topic,
+           (int)m->partition, (long long)m->offset, reason);
+  rd_kafka_headers_t *h = sagad_msg_dlq_headers(m->hdrs, reason, m->topic,
+                                                m->partition, m->offset);
+  dlq_token_t *t = calloc(1, sizeof *t);
+  if (h && t) {
+    t->ack = m->ack;
+    if (e->cfg.broker.produce(e->cfg.broker.self, e->dlq, m->key, m->key_len,
+                              m->value, m->value_len, h, t) == 0)
+      return; /* acked once the dead letter is delivered */
+  }
+  LOG_ERROR("could not produce a dead letter to %s", e->dlq);
+  if (h)
+    rd_kafka_headers_destroy(h);
+  free(t);
+  e->cfg.broker.ack(e->cfg.broker.self, m->ack);
+}
+
+void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
+  if (e->stopping)
+    return; /* not acked: redelivered to whoever runs next */
+  e->c.inputs++;
+  input_t *in = calloc(1, sizeof *in);
+  char err[512];
+  const char *why = "invalid";
+  if (!in) {
+    LOG_ERROR("out of memory taking an input");
+    return;
+  }
+  if (sagad_msg_decode(m->value, m->value_len, m->hdrs,
+                       e->cfg.payload_max_bytes, &in->msg, err,
+                       sizeof err) != 0) {
+    free(in);
+    dead_letter(e, m, err, "undecodable");
+    return;
+  }
+  if (strlen(in->msg.saga_id) > SM_ID_MAX) {
+    snprintf(err, sizeof err, "saga_id is longer than %d bytes", SM_ID_MAX);
+    why = "invalid_id";
+    goto dlq;
+  }
+  if (in->msg.kind == SAGAD_MSG_START &&
+      !saga_registry_find(e->cfg.registry, in->msg.saga_type,
+                          in->msg.def_version)) {
+    snprintf(err, sizeof err, "unknown saga type \"%.64s\" version %u",
+             in->msg.saga_type, (unsigned)in->msg.def_version);
+    why = "unknown_type";
+    goto dlq;
+  }
+  memcpy(in->id, in->msg.saga_id, strlen(in->msg.saga_id) + 1);
+  in->kind = IN_MSG;
+  in->partition = m->partition;
+  in->ack = m->ack;
+  in->received_us = m->received_us;
+  q_push(&e->pending, in);
+  request_turn(e);
+  return;
+dlq:
+  input_free(in);
+  dead_letter(e, m, err, why);
+}
+
+void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int err) {
+  if (!token)
+    return;
+  dlq_token_t *t = token;
+  if (t->done) {
+    t->done(t->arg, err);
+    free(t);
+    return;
+  }
+  if (err)
+    LOG_ERROR("dead letter not delivered to %s: %s", e->dlq,
+              rd_kafka_err2str((rd_kafka_resp_err_t)err));
+  e->cfg.broker.ack(e->cfg.broker.self, t->ack);
+  free(t);
+}
+
+static int part_in(int32_t p, const int32_t *parts, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (parts[i] == p)
+      return 1;
+  return 0;
+}
+
+int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
+  e->nparts += n;
+  if (!n)
+    return 0;
+  /* A saga of a partition revoked while its batch was in flight is still
+   * here, marked to go when the batch settles; the loader skips it as in
+   * memory. Keep it: the batch's outcome brings it up to date (a conflict
+   * reads it back), or no one would drive it (found by tests/sim, seed
+   * 354186: revoked, assigned back before its slow batch landed). */
+  for (size_t b = 0; b < e->nbuckets; b++)
+    for (entry_t *en = e->buckets[b]; en; en = en->hnext)
+      if (en->revoked && part_in(en->partition, parts, n)) {
+        en->revoked = 0;
+        SLOG_DEBUG(ENTRY_SAGA(en)->id, NULL,
+                   "assigned back while its batch is in flight: kept");
+      }
+  loader_t L = {.e = e, .resume = 1};
+  int rc = e->cfg.store.load_partitions(e->cfg.store.self, parts, n,
+                                        loader_record, &L);
+  loader_finish(&L);
+  rearm(e);
+  LOG_INFO("recovered %zu sagas of %zu assigned partitions", L.loaded, n);
+  if (rc != 0)
+    LOG_ERROR("could not recover the sagas of assigned partitions: %s",
+              e->cfg.store.last_error(e->cfg.store.self));
+  return rc;
+}
+
+void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts,
+                            size_t n) {
+  e->nparts = e->nparts > n ? e->nparts - n : 0;
+  /* Queued inputs of those partitions belong to the next owner now. */
+  queue_t keep = {0};
+  input_t *in;
+  while ((in = q_pop(&e->pending))) {
+    int32_t p = in->partition;
+    if (in->kind == IN_TIMER) {
+      entry_t *en = lookup(e, in->id);
+      p = en ? en->partition : -1;
+    }
+    if (part_in(p, parts, n))
+      input_free(in); /* not acked: kafka_loop still commits acks made
+                         during the revoke, and this input is not durable;
+                         the next owner reads it again (found by tests/sim,
+                         seed 13) */
+    else
+      q_push(&keep, in);
+  }
+  e->pending = keep;
+  size_t kept = 0;
+  for (size_t i = 0; i < e->nreload; i++)
+    if (!part_in(e->reload[i].partition, parts, n))
+      e->reload[kept++] = e->reload[i];
+  e->nreload = kept;
+  size_t dropped = 0;
+  for (size_t b = 0; b < e->nbuckets; b++) {
+    entry_t *en = e->buckets[b];
+    while (en) {
+      entry_t *next = en->hnext;
+      if (part_in(en->partition, parts, n)) {
+        dropped++;
+        if (en->in_batch)
+          en->revoked = 1; /* freed once its batch settles */
+        else
+          entry_free(e, en);
+      }
+      en = next;
+    }
+  }
+  LOG_INFO("released %zu sagas of %zu revoked partitions", dropped, n);
+}
+
+void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
+  e->in_flight = 0;
+  if (e->hooks.on_batch_done)
+    e->hooks.on_batch_done(e->hooks.arg, status);
+  if (status == SAGAD_STORE_RETRY) {
+    /* Outcome unknown (connection lost): nothing is acted on; submit the
+     * same batch again, a lost commit then answers DUPLICATE. */
+    e->c.append_retries++;
+    LOG_WARN("append failed, retrying: %s",
+             e->cfg.store.last_error(e->cfg.store.self));
+    schedule_retry(e);
+    e->retry_wait = 2; /* resubmit, not restep */
+    return;
+  }
+  size_t ok = 0;
+  for (size_t i = 0; i < e->nstreams; i++) {
+    int st = e->cfg.store.batch_status(e->cfg.store.self, i);
+    entry_t *en = e->streams[i];
+    if (st == SAGAD_STORE_OK || st == SAGAD_STORE_DUPLICATE) {
+      ok += en->nrec;
+      continue;
+    }
+    en->failed = st == SAGAD_STORE_CONFLICT ? 2 : 1;
+    if (st == SAGAD_STORE_CONFLICT) {
+      e->c.conflicts++;
+      SLOG_WARN(ENTRY_SAGA(en)->id, NULL,
+                "version conflict: another owner advanced the saga, "
+                "reloading it");
+    } else if (st == SAGAD_STORE_FATAL) {
+      SLOG_ERROR(ENTRY_SAGA(en)->id, NULL, "the store refused the append: %s",
+                 e->cfg.store.last_error(e->cfg.store.self));
+    }
+  }
+  if (ok) {
+    e->c.batches++;
+    e->c.records += ok;
+    FAULT_POINT("after_append"); /* durable, nothing performed or acked */
+  }
+  settle(e);
+  pump(e);
+}
+
+void sagad_engine_on_wake(sagad_engine_t *e, int slot) {
+  if (slot == SAGAD_WAKE_RETRY) {
+    int resubmit = e->retry_wait == 2;
+    e->retry_wait = 0;
+    if (resubmit) {
+      if (e->cfg.store.batch_submit(e->cfg.store.self) == 0)
+        e->in_flight = 1;
+      else
+        schedule_retry(e), e->retry_wait = 2;
+      return;
+    }
+    pump(e);
+    return;
+  }
+  e->armed_at = 0;
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  while (e->nheap && e->heap[0].at <= now) {
+    tmr_t t = e->heap[0];
+    heap_pop(e);
+    if (!lookup(e, t.id))
+      continue;
+    input_t *in = calloc(1, sizeof *in);
+    if (!in)
+      break;
+    in->kind = IN_TIMER;
+    memcpy(in->id, t.id, sizeof in->id);
+    in->timer.type = SM_IN_TIMER;
+    in->timer.step = t.step;
+    in->timer.action = t.action;
+    in->timer.attempt = t.attempt;
+    in->timer.timer = t.timer;
+    q_push(&e->pending, in);
+  }
+  rearm(e);
+  pump(e);
+}
+
+void sagad_engine_on_turn_end(sagad_engine_t *e) { pump(e); }
+
+void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *), void *arg) {
+  e->stopping = 1;
+  e->stop_done = done;
+  e->stop_arg = arg;
+  pump(e);
+}
+
+/* ---- life cycle ----------------------------------------------------- */
+
+static char *dup_or_null(const char *s) {
+  return s && *s ? strdup(s) : NULL;
+}
+
+sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
+  sagad_engine_t *e = calloc(1, sizeof *e);
+  if (!e)
+    return NULL;
+  e->cfg = *cfg;
+  if (!e->cfg.batch_max_events)
+    e->cfg.batch_max_events = 1024;
+  if (!e->cfg.payload_max_bytes)
+    e->cfg.payload_max_bytes = (size_t)1 << 20;
+  e->rng.state = cfg->rng_seed;
+  e->inbox = dup_or_null(cfg->inbox_topic);
+  e->notify = dup_or_null(cfg->notify_topic);
+  e->dlq = dup_or_null(cfg->dlq_topic);
+  e->nbuckets = 1024;
+  e->buckets = calloc(e->nbuckets, sizeof *e->buckets);
+  if (!e->inbox || !e->dlq || !e->buckets) {
+    sagad_engine_free(e);
+    return NULL;
+  }
+  return e;
+}
+
+void sagad_engine_free(sagad_engine_t *e) {
+  if (!e)
+    return;
+  input_t *in;
+  while ((in = q_pop(&e->pending)))
+    input_free(in);
+  while ((in = q_pop(&e->done)))
+    input_free(in);
+  if (e->buckets)
+    for (size_t b = 0; b < e->nbuckets; b++)
+      for (entry_t *en = e->buckets[b], *n; en; en = n) {
+        n = en->hnext;
+        free_records(en);
+        if (en->obs && e->hooks.on_forget)
+          e->hooks.on_forget(e->hooks.arg, en->obs);
+        free(en->input);
+        free(en);
+      }
+  free(e->buckets);
+  free(e->streams);
+  free(e->fx);
+  free(e->heap);
+  free(e->evict);
+  free(e->reload);
+  saga_record_clear(&e->rec);
+  free(e->inbox);
+  free(e->notify);
+  free(e->dlq);
+  free(e);
+}
+
+const sagad_counters_t *sagad_engine_counters(const sagad_engine_t *e) {
+  return &e->c;
+}
+
+size_t sagad_engine_sagas(const sagad_engine_t *e) { return e->nsagas; }
+
+void sagad_engine_set_hooks(sagad_engine_t *e, const sagad_engine_hooks_t *h) {
+  if (h)
+    e->hooks = *h;
+  else
+    memset(&e->hooks, 0, sizeof e->hooks);
+}
+
+void sagad_engine_foreach(sagad_engine_t *e,
+                          void (*fn)(void *arg, const sm_t *s,
+                                     int32_t partition, void **obs),
+                          void *arg) {
+  for (size_t b = 0; b < e->nbuckets; b++)
+    for (entry_t *en = e->buckets[b]; en; en = en->hnext)
+      fn(arg, ENTRY_SAGA(en), en->partition, &en->obs);
+}
+
+const sm_t *sagad_engine_find(const sagad_engine_t *e, const char *id) {
+  entry_t *en = lookup(e, id);
+  return en ? ENTRY_SAGA(en) : NULL;
+}
+
+int sagad_engine_produce(sagad_engine_t *e, const char *topic,
+                         const void *key, size_t key_len, const void *value,
+                         size_t value_len, rd_kafka_headers_t *hdrs,
+                         void (*done)(void *arg, int err), void *arg) {
+  dlq_token_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return -1;
+  t->done = done;
+  t->arg = arg;
+  if (e->cfg.broker.produce(e->cfg.broker.self, topic, key, key_len, value,
+                            value_len, hdrs, t) != 0) {
+    free(t);
+    return -1;
+  }
+  return 0;
+}
+
+size_t sagad_engine_partitions(const sagad_engine_t *e) { return e->nparts; }

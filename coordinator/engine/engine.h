@@ -1,0 +1,141 @@
+/* The coordinator engine: the in-memory saga table, every input through the
+ * pure machine (sm_step), group commit of the turn's transitions into one
+ * store batch, effects and input acks only after that batch is durable,
+ * saga timers, recovery on partition assignment, fencing on version
+ * conflicts, dead letters. It does no I/O of its own: everything goes
+ * through the three ports (ports.h), so the daemon and the simulator drive
+ * the same code. Single-threaded: every call on the loop thread. */
+#ifndef SAGAD_ENGINE_H
+#define SAGAD_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "definition.h"
+#include "ports.h"
+#include "saga_machine.h"
+
+typedef struct sagad_engine sagad_engine_t;
+
+/* Simple counters for logs and the admin endpoint. */
+typedef struct {
+  uint64_t inputs;            /* inbox messages taken */
+  uint64_t started;
+  uint64_t completed;
+  uint64_t compensated;
+  uint64_t compensation_failed; /* parked: alert on this */
+  uint64_t dead_lettered;
+  uint64_t anomalies[SM_V_FINISHED + 1]; /* by sm_verdict_t */
+  uint64_t batches;           /* batches committed */
+  uint64_t records;           /* transitions committed */
+  uint64_t append_retries;    /* batch resubmissions (connection lost) */
+  uint64_t conflicts;         /* streams fenced by a version conflict */
+  uint64_t recovered;         /* sagas rebuilt from the store and resumed */
+  uint64_t commands_sent;
+  uint64_t produce_errors;
+} sagad_counters_t;
+
+typedef struct {
+  const saga_registry_t *registry; /* borrowed, outlives the engine */
+  const char *inbox_topic;         /* reply_topic of every command */
+  const char *notify_topic;        /* NULL or "" = no notifications */
+  const char *dlq_topic;
+  size_t batch_max_events;         /* 0 = 1024 */
+  size_t payload_max_bytes;        /* 0 = 1 MiB */
+  uint64_t rng_seed;               /* retry jitter */
+  sagad_store_port_t store;
+  sagad_broker_port_t broker;
+  sagad_clock_port_t clock;
+} sagad_engine_config_t;
+
+/* A new engine (strings in cfg are copied, ports borrowed), or NULL when
+ * out of memory. Free with sagad_engine_free once the ports are closed. */
+sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg);
+void sagad_engine_free(sagad_engine_t *e); /* NULL-safe */
+
+/* ---- entry points for the ports ---------------------------------- */
+
+/* An inbox message (broker). Decoded now; bad input is dead-lettered. */
+void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m);
+/* A produce finished (broker): token from the produce call, err 0 or a
+ * librdkafka error. */
+void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int err);
+/* Inbox partitions assigned (broker): rebuild and resume their sagas from
+ * the store, blocking. Returns 0 or < 0 when the store could not be read
+ * (the caller should stop: it cannot own those sagas). */
+int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n);
+/* Inbox partitions revoked (broker): forget their sagas and inputs. */
+void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts, size_t n);
+/* The submitted batch finished (store), sagad_store_status_t. */
+void sagad_engine_on_batch_done(sagad_engine_t *e, int status);
+/* A wake-up slot fired (clock). */
+void sagad_engine_on_wake(sagad_engine_t *e, int slot);
+/* The end of a loop turn (clock): step the queued inputs, append. */
+void sagad_engine_on_turn_end(sagad_engine_t *e);
+
+/* Graceful stop: take no more input, append what was taken, perform its
+ * effects and acks, then call done(arg) once (possibly at once). */
+void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *arg), void *arg);
+
+/* ---- observation hooks (observe.c: metrics, traces, stuck sagas) -- */
+
+/* Small calls at the points where the engine learns something; any field
+ * may be NULL. Each saga in memory has an observer slot (a void *, NULL at
+ * first) the hooks may fill; on_forget frees it when the saga leaves
+ * memory. Hooks run on the loop thread and must not call back into the
+ * engine. */
+typedef struct {
+  void *arg;
+  /* A transition was stepped: its events join the turn's batch. tp is the
+   * input's W3C traceparent header, or NULL. */
+  void (*on_events)(void *arg, void **obs, const sm_t *s,
+                    const sm_event_t *ev, size_t n, int64_t now,
+                    const char *tp);
+  /* A command of a durable transition is being produced: write the
+   * traceparent it carries into tp (56 bytes), or leave tp "". */
+  void (*on_command)(void *arg, void *obs, const sm_t *s, unsigned step,
+                     int action, char tp[56]);
+  void (*on_forget)(void *arg, void *obs);
+  /* A command decided by a reply was handed to the broker; received_us is
+   * the reply's sagad_inmsg_t.received_us (nonzero), so the hook can time
+   * reply received -> next command produced, durable append included. */
+  void (*on_reply_command)(void *arg, int64_t received_us);
+  /* An input went to the dead-letter topic; reason is a short class
+   * (undecodable, invalid_id, unknown_type). */
+  void (*on_dead_letter)(void *arg, const char *reason);
+  /* A batch of `streams` sagas and `records` transitions was submitted;
+   * it finished with a sagad_store_status_t. */
+  void (*on_batch_submit)(void *arg, size_t streams, size_t records);
+  void (*on_batch_done)(void *arg, int status);
+} sagad_engine_hooks_t;
+
+/* Install hooks (copied); NULL removes them. */
+void sagad_engine_set_hooks(sagad_engine_t *e, const sagad_engine_hooks_t *h);
+
+/* Call fn for every saga in memory with its partition and observer slot.
+ * fn must not change the engine. */
+void sagad_engine_foreach(sagad_engine_t *e,
+                          void (*fn)(void *arg, const sm_t *s,
+                                     int32_t partition, void **obs),
+                          void *arg);
+
+/* The saga id in memory (in flight on this instance), or NULL. */
+const sm_t *sagad_engine_find(const sagad_engine_t *e, const char *id);
+
+/* Produce a message through the engine's broker (POST /sagas/{type}
+ * produces StartSaga to the inbox): as the broker port's produce (hdrs
+ * taken over on success only); done(arg, err) runs once on delivery.
+ * Returns 0 or < 0 (done never called). */
+int sagad_engine_produce(sagad_engine_t *e, const char *topic,
+                         const void *key, size_t key_len, const void *value,
+                         size_t value_len, rd_kafka_headers_t *hdrs,
+                         void (*done)(void *arg, int err), void *arg);
+
+/* Inbox partitions currently assigned to this instance. */
+size_t sagad_engine_partitions(const sagad_engine_t *e);
+
+const sagad_counters_t *sagad_engine_counters(const sagad_engine_t *e);
+/* Sagas held in memory (in flight). */
+size_t sagad_engine_sagas(const sagad_engine_t *e);
+
+#endif

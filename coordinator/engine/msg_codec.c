@@ -1,0 +1,229 @@
+/* The engine's wire codec over protocol/wire.h: decode the three inbox
+ * message types, encode commands and notifications, build dead-letter
+ * headers. No I/O and no logging here. */
+#include "msg_codec.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "text.h"
+#include "wire.h"
+
+/* The same codec as the other inbox types (protocol/wire.c checks saga_id,
+ * the action, reason and operator); sagactl encodes with it too. */
+static int decode_operator(const void *value, size_t len,
+                           const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                           sagad_msg_t *msg, char *errbuf, size_t errlen) {
+  saga__wire_meta_t meta;
+  ProtobufCMessage *pb = NULL;
+  if (saga__wire_decode(&saga__v1__operator_action__descriptor, value, len,
+                        hdrs, max_bytes, &pb, &meta, errbuf, errlen) != 0)
+    return -1;
+  const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)pb;
+  msg->kind = SAGAD_MSG_OPERATOR;
+  msg->saga_id = m->saga_id;
+  msg->op = m->action == SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY
+                ? SM_IN_OPERATOR_RETRY
+                : SM_IN_OPERATOR_RESOLVE;
+  msg->reason = m->reason;
+  msg->who = m->operator_;
+  msg->pb = pb;
+  return 0;
+}
+
+int sagad_msg_decode(const void *value, size_t len,
+                     const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                     sagad_msg_t *msg, char *errbuf, size_t errlen) {
+  memset(msg, 0, sizeof *msg);
+  const ProtobufCMessageDescriptor *d = saga__wire_type_of(hdrs);
+  if (d == &saga__v1__operator_action__descriptor)
+    return decode_operator(value, len, hdrs, max_bytes, msg, errbuf, errlen);
+  if (d != &saga__v1__start_saga__descriptor &&
+      d != &saga__v1__reply__descriptor) {
+    snprintf(errbuf, errlen,
+             "header \"%s\" is missing or names a type the inbox does not "
+             "take (StartSaga, Reply, OperatorAction)",
+             SAGA_HDR_TYPE);
+    return -1;
+  }
+  saga__wire_meta_t meta;
+  ProtobufCMessage *pb = NULL;
+  if (saga__wire_decode(d, value, len, hdrs, max_bytes, &pb, &meta, errbuf,
+                        errlen) != 0)
+    return -1;
+  msg->pb = pb;
+  /* Only a well-formed traceparent travels on (into commands and the
+   * events' metadata); a malformed one is dropped, not fatal. */
+  if (saga__traceparent_valid(meta.traceparent))
+    memcpy(msg->traceparent, meta.traceparent, strlen(meta.traceparent) + 1);
+  if (d == &saga__v1__start_saga__descriptor) {
+    const Saga__V1__StartSaga *s = (const Saga__V1__StartSaga *)pb;
+    msg->kind = SAGAD_MSG_START;
+    msg->saga_id = s->saga_id;
+    msg->saga_type = s->saga_type;
+    msg->def_version =
+        s->definition_version_present_case ==
+                SAGA__V1__START_SAGA__DEFINITION_VERSION_PRESENT_DEFINITION_VERSION
+            ? s->definition_version
+            : 0;
+    msg->payload = s->input.data;
+    msg->payload_len = s->input.len;
+  } else {
+    const Saga__V1__Reply *r = (const Saga__V1__Reply *)pb;
+    msg->kind = SAGAD_MSG_REPLY;
+    msg->saga_id = r->saga_id;
+    msg->step = r->step;
+    msg->action = r->action == SAGA__V1__ACTION__ACTION_COMPENSATE
+                      ? SM_COMPENSATE
+                      : SM_DO;
+    msg->attempt = r->attempt;
+    msg->outcome = r->outcome == SAGA__V1__OUTCOME__OUTCOME_SUCCESS
+                       ? SM_OUTCOME_SUCCESS
+                   : r->outcome == SAGA__V1__OUTCOME__OUTCOME_RETRYABLE
+                       ? SM_OUTCOME_RETRYABLE
+                       : SM_OUTCOME_FAILURE;
+    msg->payload = r->payload.data;
+    msg->payload_len = r->payload.len;
+    msg->reason = r->reason;
+  }
+  return 0;
+}
+
+void sagad_msg_free(sagad_msg_t *msg) {
+  if (!msg || !msg->pb)
+    return;
+  protobuf_c_message_free_unpacked(msg->pb, NULL);
+  msg->pb = NULL;
+}
+
+static Saga__V1__Action wire_action(sm_action_t a) {
+  return a == SM_COMPENSATE ? SAGA__V1__ACTION__ACTION_COMPENSATE
+                            : SAGA__V1__ACTION__ACTION_DO;
+}
+
+static Saga__V1__Outcome wire_outcome(sm_outcome_t o) {
+  switch (o) {
+  case SM_OUTCOME_SUCCESS:
+    return SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  case SM_OUTCOME_RETRYABLE:
+    return SAGA__V1__OUTCOME__OUTCOME_RETRYABLE;
+  case SM_OUTCOME_FAILURE:
+  case SM_OUTCOME_TIMEOUT:
+    break;
+  }
+  return SAGA__V1__OUTCOME__OUTCOME_FAILURE;
+}
+
+static Saga__V1__NotificationKind wire_kind(sm_notify_t k) {
+  switch (k) {
+  case SM_NOTIFY_STARTED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED;
+  case SM_NOTIFY_STEP_DONE:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STEP_DONE;
+  case SM_NOTIFY_COMPLETED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPLETED;
+  case SM_NOTIFY_COMPENSATED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED;
+  case SM_NOTIFY_COMPENSATION_FAILED:
+    break;
+  }
+  return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATION_FAILED;
+}
+
+static int encode(const ProtobufCMessage *pb, const char *saga_id,
+                  const char *traceparent, void **out, size_t *out_len,
+                  rd_kafka_headers_t **hdrs, char *errbuf, size_t errlen) {
+  saga_meta_t meta = {.saga_id = saga_id,
+                      .correlation_id = saga_id,
+                      .traceparent = traceparent};
+  return saga__wire_encode(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
+             ? -1
+             : 0;
+}
+
+int sagad_msg_encode_command(const sagad_command_t *c, void **out,
+                             size_t *out_len, rd_kafka_headers_t **hdrs,
+                             char *errbuf, size_t errlen) {
+  char key[4 * SAGA_WIRE_MAX_ID];
+  if (saga__idempotency_key(key, sizeof key, c->saga_id, c->step,
+                            (int)wire_action(c->action), c->attempt) != 0) {
+    snprintf(errbuf, errlen, "could not build the idempotency key");
+    return -1;
+  }
+  Saga__V1__Command m;
+  saga__v1__command__init(&m);
+  m.saga_id = SAGA_MUT(c->saga_id);
+  m.saga_type = SAGA_MUT(c->saga_type);
+  m.definition_version = c->def_version;
+  m.step = SAGA_MUT(c->step);
+  m.action = wire_action(c->action);
+  m.attempt = c->attempt;
+  m.idempotency_key = key;
+  m.deadline_ms = c->deadline_ms;
+  m.payload.data = (uint8_t *)(uintptr_t)c->payload;
+  m.payload.len = c->payload_len;
+  m.reply_topic = SAGA_MUT(c->reply_topic);
+  return encode(&m.base, c->saga_id, c->traceparent, out, out_len, hdrs,
+                errbuf, errlen);
+}
+
+int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
+                                  size_t *out_len, rd_kafka_headers_t **hdrs,
+                                  char *errbuf, size_t errlen) {
+  Saga__V1__Notification m;
+  saga__v1__notification__init(&m);
+  m.saga_id = SAGA_MUT(n->saga_id);
+  m.saga_type = SAGA_MUT(n->saga_type);
+  m.definition_version = n->def_version;
+  m.kind = wire_kind(n->kind);
+  m.step = SAGA_MUT(n->step ? n->step : "");
+  if (n->kind == SM_NOTIFY_STEP_DONE) {
+    m.action = wire_action(n->action);
+    m.outcome = wire_outcome(n->outcome);
+  }
+  m.reason = SAGA_MUT(n->reason ? n->reason : "");
+  m.at_ms = n->at_ms;
+  return encode(&m.base, n->saga_id, NULL, out, out_len, hdrs, errbuf,
+                errlen);
+}
+
+int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
+                           uint32_t def_version, const uint8_t *input,
+                           size_t input_len, const char *traceparent,
+                           void **out, size_t *out_len,
+                           rd_kafka_headers_t **hdrs, char *errbuf,
+                           size_t errlen) {
+  Saga__V1__StartSaga m;
+  saga__v1__start_saga__init(&m);
+  m.saga_id = SAGA_MUT(saga_id);
+  m.saga_type = SAGA_MUT(saga_type);
+  if (def_version) {
+    m.definition_version_present_case =
+        SAGA__V1__START_SAGA__DEFINITION_VERSION_PRESENT_DEFINITION_VERSION;
+    m.definition_version = def_version;
+  }
+  m.input.data = (uint8_t *)(uintptr_t)input;
+  m.input.len = input_len;
+  return encode(&m.base, saga_id, traceparent, out, out_len, hdrs, errbuf,
+                errlen);
+}
+
+rd_kafka_headers_t *sagad_msg_dlq_headers(const rd_kafka_headers_t *src,
+                                          const char *reason,
+                                          const char *topic, int32_t partition,
+                                          int64_t offset) {
+  rd_kafka_headers_t *h =
+      src ? rd_kafka_headers_copy(src) : rd_kafka_headers_new(4);
+  if (!h)
+    return NULL;
+  char where[512];
+  snprintf(where, sizeof where, "%s/%d/%lld", topic, (int)partition,
+           (long long)offset);
+  if (saga__hdr_add(h, SAGA_HDR_DLQ_REASON, reason) ||
+      saga__hdr_add(h, SAGA_HDR_DLQ_SOURCE, where)) {
+    rd_kafka_headers_destroy(h);
+    return NULL;
+  }
+  return h;
+}

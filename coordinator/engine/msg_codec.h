@@ -1,0 +1,104 @@
+/* The engine's view of the wire (schemas/saga.proto): inbox messages
+ * decoded into plain structs, and Command / Notification / dead-letter
+ * messages encoded for the broker port. It translates between the wire's
+ * enums (schemas/saga.proto) and the machine's (saga_machine.h), so the
+ * engine sees machine values only. Pure: no I/O, no logging. */
+#ifndef SAGAD_MSG_CODEC_H
+#define SAGAD_MSG_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "saga_machine.h"
+
+typedef enum {
+  SAGAD_MSG_START = 1,
+  SAGAD_MSG_REPLY = 2,
+  SAGAD_MSG_OPERATOR = 3,
+} sagad_msg_kind_t;
+
+/* A decoded inbox message. Strings and payload point into the unpacked
+ * message and live until sagad_msg_free. Enums are the machine's. */
+typedef struct {
+  int kind;                /* sagad_msg_kind_t */
+  const char *saga_id;
+  const char *saga_type;   /* START */
+  uint32_t def_version;    /* START: 0 = newest */
+  const char *step;        /* REPLY */
+  sm_action_t action;      /* REPLY */
+  sm_input_type_t op;      /* OPERATOR: SM_IN_OPERATOR_RETRY or _RESOLVE */
+  uint32_t attempt;        /* REPLY */
+  sm_outcome_t outcome;    /* REPLY: SUCCESS, FAILURE or RETRYABLE */
+  const uint8_t *payload;  /* START: input; REPLY: output */
+  size_t payload_len;
+  const char *reason;      /* REPLY, OPERATOR */
+  const char *who;         /* OPERATOR */
+  char traceparent[56];    /* W3C traceparent header, "" when absent */
+  void *pb;                /* owned */
+} sagad_msg_t;
+
+/* Decode an inbox message. Returns 0, or -1 with the reason in errbuf
+ * (the dead-letter reason) and *msg empty. */
+int sagad_msg_decode(const void *value, size_t len,
+                     const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                     sagad_msg_t *msg, char *errbuf, size_t errlen);
+
+void sagad_msg_free(sagad_msg_t *msg); /* NULL-safe */
+
+/* A command to encode. */
+typedef struct {
+  const char *saga_id;
+  const char *saga_type;
+  uint32_t def_version;
+  const char *step;
+  sm_action_t action;
+  uint32_t attempt;
+  int64_t deadline_ms;
+  const uint8_t *payload;
+  size_t payload_len;
+  const char *reply_topic;
+  const char *traceparent; /* header, NULL = none */
+} sagad_command_t;
+
+/* A notification to encode. For STEP_DONE the step's action and outcome
+ * travel too (TIMEOUT goes out as FAILURE with reason "timeout"). */
+typedef struct {
+  const char *saga_id;
+  const char *saga_type;
+  uint32_t def_version;
+  sm_notify_t kind;
+  const char *step;  /* may be NULL */
+  sm_action_t action;   /* STEP_DONE only */
+  sm_outcome_t outcome; /* STEP_DONE only */
+  const char *reason; /* may be NULL */
+  int64_t at_ms;
+} sagad_notification_t;
+
+/* Encode into a malloc'd buffer (free()) and a new header list. Returns 0
+ * or -1 with errbuf. */
+int sagad_msg_encode_command(const sagad_command_t *c, void **out,
+                             size_t *out_len, rd_kafka_headers_t **hdrs,
+                             char *errbuf, size_t errlen);
+int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
+                                  size_t *out_len, rd_kafka_headers_t **hdrs,
+                                  char *errbuf, size_t errlen);
+
+/* A StartSaga for the inbox (sagad's POST /sagas/{type}): def_version 0 =
+ * the newest; traceparent NULL = none. Same ownership as above. */
+int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
+                           uint32_t def_version, const uint8_t *input,
+                           size_t input_len, const char *traceparent,
+                           void **out, size_t *out_len,
+                           rd_kafka_headers_t **hdrs, char *errbuf,
+                           size_t errlen);
+
+/* Headers of a dead letter: the reason and "topic/partition/offset" of the
+ * source, plus the source's own headers. NULL when out of memory. */
+rd_kafka_headers_t *sagad_msg_dlq_headers(const rd_kafka_headers_t *src,
+                                          const char *reason,
+                                          const char *topic, int32_t partition,
+                                          int64_t offset);
+
+#endif

@@ -1,0 +1,803 @@
+/* sagad's observability glue (see observe.h): engine hooks -> metrics,
+ * spans and stuck reports; the admin endpoint wired to the engine. Holds
+ * per-saga observer state (trace ids, step send times) in the engine's
+ * observer slots, never saga state; decides nothing about sagas. */
+#include "observe.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "admin_api.h"
+#include "admin_pg.h"
+#include "admin_ui.h"
+#include "log.h"
+#include "metrics.h"
+#include "msg_codec.h"
+#include "otlp.h"
+
+/* ---- per-saga observer state (the engine's observer slot) ---------- */
+
+typedef struct {
+  int64_t sent_us; /* 0 = no attempt in flight */
+  uint16_t attempt;
+  uint8_t action;
+  char span[17];
+} sstep_t;
+
+typedef struct {
+  char trace[33];
+  char saga_span[17];
+  char parent[17]; /* the starter's span, "" = root */
+  char comp_span[17];
+  int64_t started_us, comp_us;
+  uint32_t stuck_version; /* version + 1 when reported stuck, 0 = not */
+  uint8_t saga_done;
+  size_t nsteps;
+  sstep_t steps[];
+} sobs_t;
+
+/* Per saga type: the series touched on every transition, and the scan's
+ * counts. */
+typedef struct {
+  char *name;
+  metric_t *started, *completed, *compensated, *comp_failed;
+  metric_t *in_flight, *stuck;
+  size_t n_in_flight, n_stuck;
+} stype_t;
+
+#define NVERDICTS (SM_V_FINISHED + 1)
+
+struct sagad_observe {
+  sagad_observe_opts_t o;
+  metrics_t *m;
+  admin_http_t *http;
+  admin_pg_t *pg;
+  otlp_t *otlp;
+  admin_source_t src;   /* what the API reads through (arg = this) */
+  admin_source_t pgsrc; /* admin_pg's reads (arg = the admin_pg handle) */
+  uv_timer_t scan;
+  int scan_on;
+  int stopped;
+  int pending_closes; /* http (+ admin_pg), otlp, scan timer */
+  void (*close_cb)(void *);
+  void *close_arg;
+  int store_ok;
+  char host[256];
+  /* families */
+  metric_family_t *f_started, *f_finished, *f_in_flight, *f_stuck;
+  metric_family_t *f_step, *f_retries, *f_timeouts, *f_dlq, *f_anom;
+  metric_family_t *f_append, *f_batch, *f_lag, *f_spans, *f_react;
+  metric_t *append_s, *batch_n, *react_s;
+  metric_t *anom[NVERDICTS];
+  uint64_t anom_seen[NVERDICTS];
+  metric_t *span_sent, *span_dropped;
+  uint64_t spans_sent_seen, spans_dropped_seen;
+  metric_t *lag[64];
+  uint64_t batch_start; /* uv_hrtime of the batch in flight */
+  stype_t *types;
+  size_t ntypes;
+};
+
+static int64_t wall_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static stype_t *type_of(sagad_observe_t *o, const saga_def_t *def) {
+  const char *name = def->name;
+  for (size_t i = 0; i < o->ntypes; i++)
+    if (!strcmp(o->types[i].name, name))
+      return &o->types[i];
+  /* First saga of this type here: the HTTP list judges its sagas stuck
+   * with the definition's thresholds from now on. */
+  if (o->pg)
+    (void)admin_pg_stuck_from_def(o->pg, def);
+  stype_t *v = realloc(o->types, (o->ntypes + 1) * sizeof *v);
+  if (!v)
+    return NULL;
+  o->types = v;
+  stype_t *t = &v[o->ntypes];
+  memset(t, 0, sizeof *t);
+  if (!(t->name = strdup(name)))
+    return NULL;
+  o->ntypes++;
+  t->started = metric_series(o->f_started, name);
+  t->completed = metric_series(o->f_finished, name, "completed");
+  t->compensated = metric_series(o->f_finished, name, "compensated");
+  t->comp_failed = metric_series(o->f_finished, name, "compensation_failed");
+  t->in_flight = metric_series(o->f_in_flight, name);
+  t->stuck = metric_series(o->f_stuck, name);
+  return t;
+}
+
+static sobs_t *obs_get(void **slot, const sm_t *s) {
+  if (!*slot) {
+    sobs_t *b = calloc(1, sizeof *b + s->nsteps * sizeof(sstep_t));
+    if (!b)
+      return NULL;
+    b->nsteps = s->nsteps;
+    /* A saga met first after recovery: its starter's trace is not kept in
+     * memory across restarts, so it continues in a new trace. */
+    otlp_new_trace_id(b->trace);
+    otlp_new_span_id(b->saga_span);
+    b->started_us = s->started_ms * 1000;
+    *slot = b;
+  }
+  return *slot;
+}
+
+/* ---- spans ------------------------------------------------------------ */
+
+static void emit(sagad_observe_t *o, const sobs_t *b, const sm_t *s,
+                 const char *name, const char *span, const char *parent,
+                 int64_t start_us, const char *step, const char *action,
+                 int status, const char *msg) {
+  if (!o->otlp)
+    return;
+  otlp_span_t sp = {.name = name,
+                    .start_us = start_us,
+                    .end_us = wall_us(),
+                    .saga_id = s->id,
+                    .saga_type = s->def->name,
+                    .saga_step = step,
+                    .saga_action = action,
+                    .status = status,
+                    .status_message = msg};
+  memcpy(sp.trace_id, b->trace, sizeof sp.trace_id);
+  memcpy(sp.span_id, span, sizeof sp.span_id);
+  memcpy(sp.parent_id, parent, sizeof sp.parent_id);
+  (void)otlp_emit(o->otlp, &sp);
+}
+
+static void saga_span(sagad_observe_t *o, sobs_t *b, const sm_t *s,
+                      int status, const char *msg) {
+  if (b->saga_done)
+    return;
+  b->saga_done = 1;
+  emit(o, b, s, "saga", b->saga_span, b->parent, b->started_us, NULL, NULL,
+       status, msg);
+}
+
+static void comp_span(sagad_observe_t *o, sobs_t *b, const sm_t *s,
+                      int status, const char *msg) {
+  if (!b->comp_span[0])
+    return;
+  emit(o, b, s, "compensation", b->comp_span, b->saga_span, b->comp_us,
+       NULL, NULL, status, msg);
+  b->comp_span[0] = '\0';
+}
+
+static const char *outcome_text(int outcome) {
+  switch (outcome) {
+  case SM_OUTCOME_FAILURE:
+    return "failure";
+  case SM_OUTCOME_RETRYABLE:
+    return "retryable";
+  case SM_OUTCOME_TIMEOUT:
+    return "timeout";
+  default:
+    return "success";
+  }
+}
+
+/* An attempt was decided: latency, timeouts, its span. */
+static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
+                         const sm_event_t *ev) {
+  if (ev->step >= b->nsteps)
+    return;
+  sstep_t *st = &b->steps[ev->step];
+  const char *step = s->def->steps[ev->step].name;
+  const char *action = ev->action == SM_COMPENSATE ? "compensate" : "do";
+  if (ev->type == SM_EV_ATTEMPT_FAILED &&
+      ev->outcome == SM_OUTCOME_TIMEOUT)
+    metric_inc(metric_series(o->f_timeouts, s->def->name, step));
+  if (!st->sent_us || st->attempt != ev->attempt || st->action != ev->action)
+    return; /* sent before a restart: no start time */
+  int64_t now = wall_us();
+  metric_observe(metric_series(o->f_step, s->def->name, step, action),
+                 (double)(now - st->sent_us) / 1e6);
+  char name[96];
+  snprintf(name, sizeof name, "%s %s",
+           ev->action == SM_COMPENSATE ? "compensate" : "step", step);
+  int ok = ev->type == SM_EV_SUCCEEDED;
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s%s%s", outcome_text(ev->outcome),
+           ev->reason ? ": " : "", ev->reason ? ev->reason : "");
+  emit(o, b, s, name, st->span,
+       ev->action == SM_COMPENSATE && b->comp_span[0] ? b->comp_span
+                                                         : b->saga_span,
+       st->sent_us, step, action, ok ? OTLP_STATUS_OK : OTLP_STATUS_ERROR,
+       ok ? NULL : msg);
+  st->sent_us = 0;
+}
+
+/* ---- engine hooks ------------------------------------------------------ */
+
+static void h_events(void *arg, void **slot, const sm_t *s,
+                     const sm_event_t *ev, size_t n, int64_t now,
+                     const char *tp) {
+  (void)now;
+  sagad_observe_t *o = arg;
+  stype_t *t = type_of(o, s->def);
+  int fresh = !*slot;
+  sobs_t *b = obs_get(slot, s);
+  if (!b || !t)
+    return;
+  for (size_t i = 0; i < n; i++) {
+    const sm_event_t *e = &ev[i];
+    switch (e->type) {
+    case SM_EV_STARTED:
+      metric_inc(t->started);
+      if (fresh) {
+        b->started_us = wall_us();
+        if (!tp || otlp_traceparent_parse(tp, b->trace, b->parent) != 0)
+          b->parent[0] = '\0';
+      }
+      break;
+    case SM_EV_DISPATCHED:
+      if (e->step < b->nsteps) {
+        sstep_t *st = &b->steps[e->step];
+        st->sent_us = wall_us();
+        st->attempt = e->attempt;
+        st->action = e->action;
+        otlp_new_span_id(st->span);
+        if (e->attempt > 1)
+          metric_inc(metric_series(o->f_retries, s->def->name,
+                                   s->def->steps[e->step].name));
+      }
+      break;
+    case SM_EV_SUCCEEDED:
+    case SM_EV_ATTEMPT_FAILED:
+      attempt_done(o, b, s, e);
+      break;
+    case SM_EV_COMPENSATING:
+      if (!b->comp_span[0]) {
+        otlp_new_span_id(b->comp_span);
+        b->comp_us = wall_us();
+      }
+      break;
+    case SM_EV_COMPLETED:
+      metric_inc(t->completed);
+      saga_span(o, b, s, OTLP_STATUS_OK, NULL);
+      break;
+    case SM_EV_COMPENSATED:
+      metric_inc(t->compensated);
+      comp_span(o, b, s, OTLP_STATUS_OK, NULL);
+      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
+      break;
+    case SM_EV_PARKED:
+      metric_inc(t->comp_failed);
+      comp_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
+      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
+                      int action, char tp[56]) {
+  (void)arg;
+  (void)s;
+  (void)action;
+  const sobs_t *b = slot;
+  if (b && step < b->nsteps && b->steps[step].span[0])
+    otlp_traceparent_format(b->trace, b->steps[step].span, tp);
+}
+
+static void h_forget(void *arg, void *slot) {
+  (void)arg;
+  free(slot);
+}
+
+static void h_dead_letter(void *arg, const char *reason) {
+  sagad_observe_t *o = arg;
+  metric_inc(metric_series(o->f_dlq, reason));
+}
+
+static void h_submit(void *arg, size_t streams, size_t records) {
+  (void)records;
+  sagad_observe_t *o = arg;
+  o->batch_start = uv_hrtime();
+  metric_observe(o->batch_n, (double)streams);
+}
+
+static void h_reply_command(void *arg, int64_t received_us) {
+  sagad_observe_t *o = arg;
+  int64_t d = (int64_t)(uv_hrtime() / 1000) - received_us;
+  metric_observe(o->react_s, (double)(d > 0 ? d : 0) / 1e6);
+}
+
+static void h_batch_done(void *arg, int status) {
+  sagad_observe_t *o = arg;
+  o->store_ok = status != SAGAD_STORE_RETRY;
+  if (o->batch_start)
+    metric_observe(o->append_s,
+                   (double)(uv_hrtime() - o->batch_start) / 1e9);
+  o->batch_start = 0;
+}
+
+/* ---- stuck scan, gauges computed on demand ----------------------------- */
+
+typedef struct {
+  sagad_observe_t *o;
+  int64_t now_ms;
+} scan_t;
+
+static void scan_one(void *arg, const sm_t *s, int32_t partition,
+                     void **slot) {
+  (void)partition;
+  scan_t *c = arg;
+  if (sm_is_terminal(s))
+    return;
+  stype_t *t = type_of(c->o, s->def);
+  if (!t)
+    return;
+  t->n_in_flight++;
+  if (!sm_is_stuck(s, c->now_ms))
+    return;
+  t->n_stuck++;
+  sobs_t *b = obs_get(slot, s);
+  if (!b || b->stuck_version == s->version + 1)
+    return; /* reported once until it moves */
+  b->stuck_version = s->version + 1;
+  const char *step =
+      s->cursor < s->def->nsteps ? s->def->steps[s->cursor].name : NULL;
+  SLOG_WARN(s->id, step, "stuck: no progress for %lld ms (%s)",
+            (long long)(c->now_ms - s->updated_ms),
+            sm_status_name((sm_status_t)s->status));
+}
+
+static void scan(sagad_observe_t *o) {
+  for (size_t i = 0; i < o->ntypes; i++)
+    o->types[i].n_in_flight = o->types[i].n_stuck = 0;
+  scan_t c = {o, wall_us() / 1000};
+  sagad_engine_foreach(o->o.engine, scan_one, &c);
+  for (size_t i = 0; i < o->ntypes; i++) {
+    metric_set(o->types[i].in_flight, (double)o->types[i].n_in_flight);
+    metric_set(o->types[i].stuck, (double)o->types[i].n_stuck);
+  }
+}
+
+static void on_scan(uv_timer_t *h) { scan(h->data); }
+
+static void add_delta(metric_t *m, uint64_t now, uint64_t *seen) {
+  if (now > *seen)
+    metric_add(m, (double)(now - *seen));
+  *seen = now;
+}
+
+/* Consumer lag from librdkafka's cached high watermarks and positions:
+ * no broker round trip, so it can run on the loop at every scrape. */
+static void refresh_lag(sagad_observe_t *o) {
+  rd_kafka_t *rk = sagad_broker_kafka_consumer(o->o.broker);
+  rd_kafka_topic_partition_list_t *parts = NULL;
+  if (!rk || rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+      !parts) {
+    if (parts)
+      rd_kafka_topic_partition_list_destroy(parts);
+    return;
+  }
+  for (size_t i = 0; i < sizeof o->lag / sizeof o->lag[0]; i++)
+    metric_set(o->lag[i], 0);
+  rd_kafka_position(rk, parts);
+  for (int i = 0; i < parts->cnt; i++) {
+    rd_kafka_topic_partition_t *p = &parts->elems[i];
+    int64_t lo = -1, hi = -1;
+    if (p->partition < 0 ||
+        (size_t)p->partition >= sizeof o->lag / sizeof o->lag[0] ||
+        rd_kafka_get_watermark_offsets(rk, p->topic, p->partition, &lo,
+                                       &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0)
+      continue;
+    int64_t pos = p->offset >= 0 ? p->offset : lo;
+    if (!o->lag[p->partition]) {
+      char label[16];
+      snprintf(label, sizeof label, "%d", (int)p->partition);
+      o->lag[p->partition] = metric_series(o->f_lag, label);
+    }
+    metric_set(o->lag[p->partition], (double)(hi > pos ? hi - pos : 0));
+  }
+  rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void on_collect(metrics_t *m, void *arg) {
+  (void)m;
+  sagad_observe_t *o = arg;
+  scan(o);
+  const sagad_counters_t *c = sagad_engine_counters(o->o.engine);
+  for (int v = 1; v < NVERDICTS; v++)
+    add_delta(o->anom[v], c->anomalies[v], &o->anom_seen[v]);
+  if (o->otlp) {
+    otlp_stats_t st;
+    otlp_stats(o->otlp, &st);
+    add_delta(o->span_sent, st.sent, &o->spans_sent_seen);
+    add_delta(o->span_dropped, st.dropped, &o->spans_dropped_seen);
+  }
+  refresh_lag(o);
+}
+
+static const double batch_bounds[] = {1,  2,   5,   10,  20,
+                                      50, 100, 200, 500, 1000};
+/* Fine around the coordinator's own reaction time (a commit is ~0.3-2 ms
+ * with fsync on a local disk), so histogram_quantile reads p99 closely. */
+static const double react_bounds[] = {
+    0.0001, 0.0002, 0.0003, 0.0004, 0.0005, 0.0006, 0.0007, 0.0008,
+    0.0009, 0.001,  0.00125, 0.0015, 0.00175, 0.002, 0.0025, 0.003,
+    0.004,  0.005,  0.0075, 0.01,   0.025,  0.05,  0.1,    0.25,
+    0.5,    1,      2.5,    10};
+
+static int register_metrics(sagad_observe_t *o) {
+  metrics_t *m = o->m;
+  o->f_started = metrics_counter(m, "saga_started_total",
+                                 "Sagas started, by type.", "saga_type");
+  o->f_finished = metrics_counter(
+      m, "saga_finished_total",
+      "Sagas that reached an end: completed, compensated or "
+      "compensation_failed (parked for an operator).",
+      "saga_type,outcome");
+  o->f_in_flight = metrics_gauge(m, "saga_in_flight",
+                                 "Sagas in memory not in a terminal state.",
+                                 "saga_type");
+  o->f_stuck = metrics_gauge(
+      m, "saga_stuck",
+      "Sagas without progress past their step's stuck threshold, and "
+      "parked sagas.",
+      "saga_type");
+  o->f_step = metrics_histogram(
+      m, "saga_step_duration_seconds",
+      "Command sent to the reply or deadline that decided the attempt.",
+      "saga_type,step,action", metrics_latency_buckets,
+      metrics_latency_nbuckets);
+  o->f_retries = metrics_counter(m, "saga_step_retries_total",
+                                 "Attempts after the first, by step.",
+                                 "saga_type,step");
+  o->f_timeouts = metrics_counter(m, "saga_step_timeouts_total",
+                                  "Attempts decided by their deadline.",
+                                  "saga_type,step");
+  o->f_dlq = metrics_counter(m, "saga_dead_letters_total",
+                             "Inputs sent to the dead-letter topic.",
+                             "reason");
+  o->f_anom = metrics_counter(
+      m, "saga_anomalies_total",
+      "Inputs that changed nothing (duplicates, late replies, ...), by "
+      "verdict.",
+      "verdict");
+  o->f_append = metrics_histogram(m, "eventstore_append_seconds",
+                                  "One group-commit batch, submit to "
+                                  "durable.",
+                                  NULL, metrics_latency_buckets,
+                                  metrics_latency_nbuckets);
+  o->f_batch = metrics_histogram(
+      m, "eventstore_batch_streams", "Sagas per group-commit batch.", NULL,
+      batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
+  o->f_react = metrics_histogram(
+      m, "sagad_reply_to_command_seconds",
+      "A reply consumed to the next command produced (stepping, the "
+      "durable append and its commit included).",
+      NULL, react_bounds, sizeof react_bounds / sizeof react_bounds[0]);
+  o->f_lag = metrics_gauge(m, "kafka_consumer_lag",
+                           "Inbox messages behind the high watermark.",
+                           "partition");
+  o->f_spans = metrics_counter(m, "sagad_spans_total",
+                               "Trace spans exported or dropped.", "result");
+  if (!o->f_started || !o->f_finished || !o->f_in_flight || !o->f_stuck ||
+      !o->f_step || !o->f_retries || !o->f_timeouts || !o->f_dlq ||
+      !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
+      !o->f_spans || !o->f_react)
+    return -1;
+  o->react_s = metric_series(o->f_react);
+  o->append_s = metric_series(o->f_append);
+  o->batch_n = metric_series(o->f_batch);
+  for (int v = 1; v < NVERDICTS; v++)
+    o->anom[v] =
+        metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
+  o->span_sent = metric_series(o->f_spans, "sent");
+  o->span_dropped = metric_series(o->f_spans, "dropped");
+  metrics_on_collect(m, on_collect, o);
+  return 0;
+}
+
+/* ---- admin source: readiness and POST /sagas/{type} -------------------- */
+
+static void src_readiness(void *arg, admin_readiness_t *r) {
+  sagad_observe_t *o = arg;
+  rd_kafka_t *rk = sagad_broker_kafka_consumer(o->o.broker);
+  r->store = o->store_ok;
+  r->kafka = rk && rd_kafka_controllerid(rk, 0) >= 0;
+  r->partitions = sagad_engine_partitions(o->o.engine) > 0;
+  snprintf(r->detail, sizeof r->detail, "%zu inbox partitions assigned",
+           sagad_engine_partitions(o->o.engine));
+}
+
+static void reply_text(admin_reply_t *r, int status, const char *json) {
+  admin_reply(r, status, json, strlen(json));
+}
+
+typedef struct {
+  admin_reply_t *r;
+  char id[ADMIN_ID_MAX + 1];
+} start_t;
+
+static void started(void *arg, int err) {
+  start_t *st = arg;
+  if (err) {
+    admin_reply(st->r, 503, NULL, 0);
+  } else {
+    abuf_t b = ABUF_INIT;
+    abuf_puts(&b, "{\"saga_id\":\"");
+    abuf_json_str(&b, st->id);
+    abuf_puts(&b, "\",\"created\":true}");
+    if (b.failed)
+      admin_reply(st->r, 503, NULL, 0);
+    else
+      admin_reply(st->r, 201, abuf_cstr(&b), b.len);
+    abuf_free(&b);
+  }
+  free(st);
+}
+
+static void src_start(void *arg, const char *type, const char *id,
+                      const char *input, size_t input_len,
+                      admin_reply_t *r) {
+  sagad_observe_t *o = arg;
+  const saga_def_t *def = saga_registry_find(o->o.registry, type, 0);
+  if (!def) {
+    reply_text(r, 404, "{\"error\":\"unknown saga type\"}");
+    return;
+  }
+  const sm_t *s = sagad_engine_find(o->o.engine, id);
+  if (s) {
+    /* In flight here: the same start again changes nothing. */
+    if (strcmp(s->def->name, type) != 0) {
+      reply_text(r, 409, "{\"error\":\"saga id used by another type\"}");
+      return;
+    }
+    abuf_t b = ABUF_INIT;
+    abuf_puts(&b, "{\"saga_id\":\"");
+    abuf_json_str(&b, id);
+    abuf_puts(&b, "\",\"created\":false}");
+    admin_reply(r, b.failed ? 503 : 200, b.failed ? NULL : abuf_cstr(&b),
+                b.failed ? 0 : b.len);
+    abuf_free(&b);
+    return;
+  }
+  /* A StartSaga through the inbox like any starter's: the engine decides
+   * (a second start of a known id is a duplicate there, idempotently). */
+  const char *tp = admin_http_header(r, "traceparent");
+  char tid[33], sid[17];
+  if (tp && otlp_traceparent_parse(tp, tid, sid) != 0)
+    tp = NULL;
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  start_t *st = calloc(1, sizeof *st);
+  if (!st || sagad_msg_encode_start(id, type, 0, (const uint8_t *)input,
+                                    input_len, tp, &buf, &len, &h, err,
+                                    sizeof err) != 0) {
+    free(st);
+    admin_reply(r, 503, NULL, 0);
+    return;
+  }
+  st->r = r;
+  snprintf(st->id, sizeof st->id, "%s", id);
+  if (sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, id, strlen(id),
+                           buf, len, h, started, st) != 0) {
+    rd_kafka_headers_destroy(h);
+    free(st);
+    admin_reply(r, 503, NULL, 0);
+  }
+  free(buf);
+}
+
+/* Saga reads go to admin_pg, whose source shares one arg for every
+ * function: ours stays this observer's. */
+static void src_get(void *arg, const char *id, admin_reply_t *r) {
+  sagad_observe_t *o = arg;
+  o->pgsrc.get_saga(o->pgsrc.arg, id, r);
+}
+
+static void src_list(void *arg, const admin_list_query_t *q,
+                     admin_reply_t *r) {
+  sagad_observe_t *o = arg;
+  o->pgsrc.list_sagas(o->pgsrc.arg, q, r);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static int split_listen(const char *listen, char *host, size_t hlen,
+                        int *port) {
+  const char *colon = strrchr(listen, ':');
+  if (!colon)
+    return -1;
+  const char *h = listen;
+  size_t n = (size_t)(colon - listen);
+  if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+    h++;
+    n -= 2;
+  }
+  if (n >= hlen)
+    return -1;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  *port = atoi(colon + 1);
+  return 0;
+}
+
+static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
+  const char *ep = o->o.cfg->otlp_endpoint;
+  if (!ep || !*ep)
+    return 0;
+  char host[64];
+  int port = 0;
+  otlp_opts_t oo;
+  otlp_opts_init(&oo);
+  if (split_listen(ep, host, sizeof host, &port) != 0) {
+    snprintf(errbuf, errlen, "otlp.endpoint: expected host:port, got \"%s\"",
+             ep);
+    return -1;
+  }
+  oo.host = host;
+  oo.port = port;
+  o->otlp = otlp_new(o->o.loop, &oo);
+  if (!o->otlp) {
+    snprintf(errbuf, errlen,
+             "otlp.endpoint: \"%s\" is not an IPv4 address and port", ep);
+    return -1;
+  }
+  LOG_INFO("exporting spans to http://%s:%d/v1/traces", host, port);
+  return 0;
+}
+
+int sagad_observe_start(const sagad_observe_opts_t *opts,
+                        sagad_observe_t **out, char *errbuf, size_t errlen) {
+  sagad_observe_t *o = calloc(1, sizeof *o);
+  *out = o;
+  if (!o || !(o->m = metrics_new())) {
+    snprintf(errbuf, errlen, "out of memory starting the admin endpoint");
+    return -1;
+  }
+  o->o = *opts;
+  o->store_ok = 1;
+  if (register_metrics(o) != 0) {
+    snprintf(errbuf, errlen, "out of memory registering metrics");
+    return -1;
+  }
+  sagad_engine_hooks_t hk = {.arg = o,
+                             .on_events = h_events,
+                             .on_command = h_command,
+                             .on_forget = h_forget,
+                             .on_dead_letter = h_dead_letter,
+                             .on_batch_submit = h_submit,
+                             .on_batch_done = h_batch_done,
+                             .on_reply_command = h_reply_command};
+  sagad_engine_set_hooks(o->o.engine, &hk);
+  if (start_otlp(o, errbuf, errlen) != 0)
+    return -1;
+
+  int port = 0;
+  if (split_listen(opts->cfg->admin_listen, o->host, sizeof o->host,
+                   &port) != 0) {
+    snprintf(errbuf, errlen, "admin.listen: expected host:port, got \"%s\"",
+             opts->cfg->admin_listen);
+    return -1;
+  }
+  admin_http_opts_t ho;
+  admin_http_opts_init(&ho);
+  ho.host = o->host;
+  ho.port = port;
+  admin_pg_opts_t po;
+  admin_pg_opts_init(&po);
+  po.conninfo = opts->cfg->store_conninfo;
+  po.registry = opts->registry;
+  po.stuck_after_ms = opts->cfg->stuck_default_ms;
+  o->src = (admin_source_t){.arg = o,
+                            .get_saga = src_get,
+                            .list_sagas = src_list,
+                            .start_saga = src_start,
+                            .readiness = src_readiness};
+  o->http = admin_http_new(opts->loop, &ho);
+  o->pg = admin_pg_new(opts->loop, &po);
+  if (!o->http || !o->pg || admin_api_register(o->http, &o->src, o->m) ||
+      admin_ui_register(o->http) != 0) {
+    snprintf(errbuf, errlen, "could not set up the admin endpoint on %s",
+             opts->cfg->admin_listen);
+    return -1;
+  }
+  admin_pg_source(o->pg, &o->pgsrc);
+  char err[256] = "";
+  if (admin_http_start(o->http, err, sizeof err) != 0) {
+    snprintf(errbuf, errlen, "could not listen on %s: %s",
+             opts->cfg->admin_listen, err);
+    return -1;
+  }
+  LOG_INFO("admin endpoint listening on http://%s%s%s:%d", 
+           strchr(o->host, ':') ? "[" : "", o->host,
+           strchr(o->host, ':') ? "]" : "", admin_http_port(o->http));
+  uv_timer_init(opts->loop, &o->scan);
+  o->scan.data = o;
+  o->scan_on = 1;
+  uv_unref((uv_handle_t *)&o->scan);
+  uint64_t every = opts->scan_ms ? opts->scan_ms : 1000;
+  uv_timer_start(&o->scan, on_scan, every, every);
+  return 0;
+}
+
+int sagad_observe_admin_port(const sagad_observe_t *o) {
+  return o && o->http ? admin_http_port(o->http) : -1;
+}
+
+static void maybe_freed(sagad_observe_t *o) {
+  if (--o->pending_closes > 0)
+    return;
+  void (*cb)(void *) = o->close_cb;
+  void *arg = o->close_arg;
+  metrics_free(o->m);
+  for (size_t i = 0; i < o->ntypes; i++)
+    free(o->types[i].name);
+  free(o->types);
+  free(o);
+  if (cb)
+    cb(arg);
+}
+
+static void pg_closed(void *arg) { maybe_freed(arg); }
+
+static void http_closed(void *arg) {
+  sagad_observe_t *o = arg;
+  o->http = NULL;
+  /* The server is gone, so nothing reads through admin_pg any more. */
+  admin_pg_close(o->pg, pg_closed, o);
+  o->pg = NULL;
+}
+
+static void scan_closed(uv_handle_t *h) { maybe_freed(h->data); }
+
+static void otlp_closed(void *arg) { maybe_freed(arg); }
+
+void sagad_observe_stop(sagad_observe_t *o) {
+  if (!o || o->stopped)
+    return;
+  o->stopped = 1;
+  o->pending_closes++; /* the final close's own hold */
+  if (o->http) {
+    o->pending_closes++;
+    admin_http_close(o->http, http_closed, o);
+  } else if (o->pg) {
+    o->pending_closes++;
+    admin_pg_close(o->pg, pg_closed, o);
+    o->pg = NULL;
+  }
+  if (o->scan_on) {
+    o->pending_closes++;
+    uv_close((uv_handle_t *)&o->scan, scan_closed);
+    o->scan_on = 0;
+  }
+}
+
+void sagad_observe_close(sagad_observe_t *o, void (*cb)(void *arg),
+                         void *arg) {
+  if (!o) {
+    if (cb)
+      cb(arg);
+    return;
+  }
+  sagad_observe_stop(o);
+  o->close_cb = cb;
+  o->close_arg = arg;
+  if (o->o.engine) {
+    sagad_engine_hooks_t hk = {.on_forget = h_forget};
+    sagad_engine_set_hooks(o->o.engine, &hk);
+  }
+  if (o->otlp) {
+    o->pending_closes++;
+    otlp_close(o->otlp, otlp_closed, o);
+    o->otlp = NULL;
+  }
+  maybe_freed(o);
+}

@@ -1,0 +1,152 @@
+/* sm_event_t <-> saga.v1.SagaTransition (protobuf-c). Times inside a
+ * record are stored relative to its at_ms, so they stay short varints and
+ * replay gets back the exact absolute values. */
+#include "saga_codec.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "saga_events.pb-c.h"
+
+#define MAX_DELTA_MS (400LL * 86400000LL) /* far beyond any timeout */
+
+/* The protobuf view of one transition, built on the stack. */
+typedef struct {
+  Saga__V1__SagaTransition tx;
+  Saga__V1__SagaEvent ev[SM_MAX_OUT];
+  Saga__V1__SagaEvent *ptr[SM_MAX_OUT];
+  char reason[SM_MAX_OUT][SAGA_CODEC_MAX_REASON + 1];
+} view_t;
+
+static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
+  if (ev == NULL || n == 0 || n > SM_MAX_OUT)
+    return SAGA_CORE_EINVAL;
+  saga__v1__saga_transition__init(&v->tx);
+  v->tx.at_ms = at_ms;
+  v->tx.n_events = n;
+  v->tx.events = v->ptr;
+  for (size_t i = 0; i < n; i++) {
+    const sm_event_t *e = &ev[i];
+    Saga__V1__SagaEvent *p = &v->ev[i];
+    saga__v1__saga_event__init(p);
+    v->ptr[i] = p;
+    p->type = (Saga__V1__SagaEventType)e->type;
+    p->step = e->step;
+    p->compensate = e->action == SM_COMPENSATE;
+    p->attempt = e->attempt;
+    p->outcome = (Saga__V1__SagaEventOutcome)e->outcome;
+    p->until_delta_ms = e->until_ms ? (uint64_t)(e->until_ms - at_ms) : 0;
+    if (e->def_name != NULL)
+      p->definition = (char *)(uintptr_t)e->def_name;
+    p->definition_version = e->def_version;
+    p->payload.data = (uint8_t *)(uintptr_t)e->payload;
+    p->payload.len = e->payload ? e->payload_len : 0;
+    if (e->reason != NULL) {
+      snprintf(v->reason[i], sizeof v->reason[i], "%s", e->reason);
+      p->reason = v->reason[i];
+    }
+  }
+  return SAGA_CORE_OK;
+}
+
+size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms) {
+  view_t v;
+  if (build(&v, ev, n, at_ms) != SAGA_CORE_OK)
+    return 0;
+  return saga__v1__saga_transition__get_packed_size(&v.tx);
+}
+
+int saga_codec_encode(const sm_event_t *ev, size_t n, int64_t at_ms,
+                      uint8_t *buf, size_t cap, size_t *len) {
+  view_t v;
+  int rc = build(&v, ev, n, at_ms);
+  if (rc != SAGA_CORE_OK || buf == NULL || len == NULL)
+    return rc != SAGA_CORE_OK ? rc : SAGA_CORE_EINVAL;
+  if (saga__v1__saga_transition__get_packed_size(&v.tx) > cap)
+    return SAGA_CORE_ETOOBIG;
+  *len = saga__v1__saga_transition__pack(&v.tx, buf);
+  return SAGA_CORE_OK;
+}
+
+void saga_record_clear(saga_record_t *rec) {
+  if (rec == NULL)
+    return;
+  if (rec->pb != NULL)
+    saga__v1__saga_transition__free_unpacked(rec->pb, NULL);
+  rec->pb = NULL;
+  rec->n = 0;
+  rec->at_ms = 0;
+}
+
+static bool valid(const Saga__V1__SagaEvent *p) {
+  if (p->type < SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_STARTED ||
+      p->type > SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_RESOLVED)
+    return false;
+  if (p->step >= SAGA_DEF_MAX_STEPS || p->attempt > UINT16_MAX ||
+      (unsigned)p->outcome > SM_OUTCOME_TIMEOUT ||
+      p->until_delta_ms > (uint64_t)MAX_DELTA_MS)
+    return false;
+  if (p->type == SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_STARTED &&
+      (p->definition == NULL || p->definition[0] == '\0'))
+    return false;
+  return true;
+}
+
+int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec) {
+  if (rec == NULL || (buf == NULL && len > 0))
+    return SAGA_CORE_EINVAL;
+  saga_record_clear(rec);
+  Saga__V1__SagaTransition *tx =
+      saga__v1__saga_transition__unpack(NULL, len, buf);
+  if (tx == NULL)
+    return SAGA_CORE_EDECODE;
+  if (tx->n_events == 0 || tx->n_events > SM_MAX_OUT || tx->at_ms < 0 ||
+      tx->at_ms > INT64_MAX - MAX_DELTA_MS)
+    goto bad;
+  for (size_t i = 0; i < tx->n_events; i++) {
+    const Saga__V1__SagaEvent *p = tx->events[i];
+    if (!valid(p))
+      goto bad;
+    sm_event_t *e = &rec->events[i];
+    memset(e, 0, sizeof *e);
+    e->type = (uint8_t)p->type;
+    e->step = (uint8_t)p->step;
+    e->action = p->compensate ? SM_COMPENSATE : SM_DO;
+    e->attempt = (uint16_t)p->attempt;
+    e->outcome = (uint8_t)p->outcome;
+    e->until_ms = p->until_delta_ms ? tx->at_ms + (int64_t)p->until_delta_ms
+                                    : 0;
+    e->def_name = p->definition && p->definition[0] ? p->definition : NULL;
+    e->def_version = p->definition_version;
+    e->payload = p->payload.len ? p->payload.data : NULL;
+    e->payload_len = p->payload.len;
+    e->reason = p->reason && p->reason[0] ? p->reason : NULL;
+  }
+  rec->pb = tx;
+  rec->n = tx->n_events;
+  rec->at_ms = tx->at_ms;
+  return SAGA_CORE_OK;
+bad:
+  saga__v1__saga_transition__free_unpacked(tx, NULL);
+  return SAGA_CORE_EDECODE;
+}
+
+int saga_codec_apply(sm_t *saga, const saga_record_t *rec) {
+  if (saga == NULL || rec == NULL || rec->n == 0)
+    return SAGA_CORE_EINVAL;
+  for (size_t i = 0; i < rec->n; i++) {
+    int rc = sm_apply(saga, &rec->events[i], rec->at_ms);
+    if (rc != SAGA_CORE_OK)
+      return rc;
+  }
+  sm_end_transition(saga);
+  return SAGA_CORE_OK;
+}
+
+const char *saga_codec_record_type(const sm_event_t *ev, size_t n) {
+  if (ev == NULL || n == 0)
+    return "unknown";
+  return sm_event_type_name((sm_event_type_t)ev[0].type);
+}

@@ -1,0 +1,55 @@
+/* Encoding of the persisted saga events (schemas/saga_events.proto): one
+ * stored record per transition, holding its events and the time it was
+ * decided. Pure: no I/O, no clock. Replaying the decoded records of a
+ * stream through saga_codec_apply rebuilds the live saga exactly. */
+#ifndef SAGA_CODEC_H
+#define SAGA_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core_error.h"
+#include "saga_machine.h"
+
+/* Longest participant reason kept in an event; longer ones are cut. */
+#define SAGA_CODEC_MAX_REASON 200
+
+/* A decoded record. Event pointers (payload, reason, def_name) point into
+ * the record and live until saga_record_clear. Zero-initialise before the
+ * first decode; one record can be reused for many decodes. */
+typedef struct {
+  int64_t at_ms;
+  size_t n;
+  sm_event_t events[SM_MAX_OUT];
+  void *pb; /* the unpacked message, owned */
+} saga_record_t;
+
+/* Bytes saga_codec_encode needs for these events. */
+size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms);
+
+/* Encode one transition (n >= 1 events decided at at_ms, e.g. the events of
+ * one sm_output_t) into buf[0..cap). *len gets the bytes written.
+ * Errors: SAGA_CORE_EINVAL (n == 0 or too many), SAGA_CORE_ETOOBIG (cap
+ * smaller than saga_codec_size). No allocation. */
+int saga_codec_encode(const sm_event_t *ev, size_t n, int64_t at_ms,
+                      uint8_t *buf, size_t cap, size_t *len);
+
+/* Decode one record, replacing what rec held. Validates every field the
+ * machine relies on. Errors: SAGA_CORE_EDECODE (malformed: rec is left
+ * empty), SAGA_CORE_ENOMEM. */
+int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec);
+
+/* Free what a decode allocated; rec is empty afterwards. NULL-safe. */
+void saga_record_clear(saga_record_t *rec);
+
+/* Apply a decoded record to saga (replay): every event, then one
+ * transition counted. Errors: SAGA_CORE_EREPLAY (the record does not fit
+ * the saga; it is then unusable). */
+int saga_codec_apply(sm_t *saga, const saga_record_t *rec);
+
+/* The event type to store for a record whose first event is ev[0], e.g.
+ * "Started", "Succeeded": what the store's type column and the history
+ * timeline show. Static storage. */
+const char *saga_codec_record_type(const sm_event_t *ev, size_t n);
+
+#endif

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core_error.h"
+#include "dataflow.h"
 
 /* Hard limits, so per-saga state stays small and fixed. */
 #define SAGA_DEF_MAX_STEPS 32
@@ -55,15 +56,19 @@ typedef struct {
   char *comp_action;
   uint32_t comp_timeout_ms;
   saga_retry_policy_t comp_retry;
+  /* What its commands carry ("input"); NULL = the default envelope
+   * (dataflow.h). */
+  saga_flow_map_t *input_map;
 } saga_step_def_t;
 
-typedef struct {
+typedef struct saga_def_s {
   char *name;
   uint32_t version;        /* >= 1 */
   char *source;            /* file (or label) it was loaded from */
   uint32_t nsteps;         /* 1..SAGA_DEF_MAX_STEPS */
   int32_t pivot;           /* index of the pivot step, -1 if none */
   saga_step_def_t *steps;
+  saga_flow_map_t *output_map; /* the saga's "output"; NULL = none */
 } saga_def_t;
 
 /* A growing list of load errors, each a full line

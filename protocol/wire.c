@@ -141,6 +141,7 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
     CHECK(check_key(m->idempotency_key, m->saga_id, m->step, m->action,
                     m->attempt, errbuf, errlen));
     CHECK(check_id("reply_topic", m->reply_topic, 1, errbuf, errlen));
+    CHECK(check_optional_id("action_name", m->action_name, errbuf, errlen));
   } else if (d == &saga__v1__reply__descriptor) {
     const Saga__V1__Reply *m = (const Saga__V1__Reply *)msg;
     CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));

@@ -158,6 +158,7 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
   m.definition_version = c->def_version;
   m.step = SAGA_MUT(c->step);
   m.action = wire_action(c->action);
+  m.action_name = SAGA_MUT(c->action_name ? c->action_name : "");
   m.attempt = c->attempt;
   m.idempotency_key = key;
   m.deadline_ms = c->deadline_ms;

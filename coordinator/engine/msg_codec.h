@@ -54,6 +54,8 @@ typedef struct {
   uint32_t def_version;
   const char *step;
   sm_action_t action;
+  const char *action_name; /* the definition's action or compensation
+                              action; NULL = none */
   uint32_t attempt;
   int64_t deadline_ms;
   const uint8_t *payload;

@@ -169,6 +169,11 @@ typedef struct saga_command {
   uint32_t definition_version;
   const char *step;
   saga_action_t action;
+  /* The definition's action name for this command: steps[].action for DO
+   * (default: the step's name), compensation.action for COMPENSATE, e.g.
+   * "charge" / "refund". One handler serves every action of its topic and
+   * tells them apart by this. NULL from a coordinator older than 0.2. */
+  const char *action_name;
   uint32_t attempt;
   const char *idempotency_key;
   int64_t deadline_ms;         /* Unix epoch ms, 0 = none */

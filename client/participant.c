@@ -12,7 +12,7 @@
 
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 typedef struct handler {
   char *topic;

@@ -20,6 +20,7 @@ function(saga_install_finish)
   install(TARGETS sagad sagactl saga-es-migrate
           RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   install(FILES ${PROJECT_SOURCE_DIR}/include/saga/client.h
+                ${PROJECT_SOURCE_DIR}/include/saga/protocol.h
                 ${PROJECT_SOURCE_DIR}/include/saga/eventstore.h
                 ${PROJECT_BINARY_DIR}/include/saga/version.h
           DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/saga)

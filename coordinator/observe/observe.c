@@ -532,9 +532,9 @@ typedef struct {
   char id[ADMIN_ID_MAX + 1];
 } start_t;
 
-static void started(void *arg, int err) {
+static void started(void *arg, int status) {
   start_t *st = arg;
-  if (err) {
+  if (status != SAGAD_DELIVERY_OK) {
     admin_reply(st->r, 503, NULL, 0);
   } else {
     abuf_t b = ABUF_INIT;
@@ -583,7 +583,7 @@ static void src_start(void *arg, const char *type, const char *id,
     tp = NULL;
   void *buf = NULL;
   size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
+  saga__hdrs_t h;
   char err[256];
   start_t *st = calloc(1, sizeof *st);
   if (!st || sagad_msg_encode_start(id, type, 0, (const uint8_t *)input,
@@ -596,11 +596,11 @@ static void src_start(void *arg, const char *type, const char *id,
   st->r = r;
   snprintf(st->id, sizeof st->id, "%s", id);
   if (sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, id, strlen(id),
-                           buf, len, h, started, st) != 0) {
-    rd_kafka_headers_destroy(h);
+                           buf, len, &h, started, st) != 0) {
     free(st);
     admin_reply(r, 503, NULL, 0);
   }
+  saga__hdrs_free(&h);
   free(buf);
 }
 

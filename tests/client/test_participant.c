@@ -19,7 +19,7 @@
 #include "client_test.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define MAX_SEEN 16
 

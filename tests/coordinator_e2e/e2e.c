@@ -25,7 +25,7 @@
 
 #include "kafka_loop.h"
 #include "test_support.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define MAX_KEYS 65536
 #define BUCKETS 65536 /* hash buckets of the seen and ledger tables */

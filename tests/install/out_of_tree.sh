@@ -36,7 +36,8 @@ fi
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" 2>&1 ||
   fail "cmake --install failed"
 for f in bin/sagad bin/sagactl bin/saga-es-migrate \
-         include/saga/client.h include/saga/eventstore.h include/saga/version.h \
+         include/saga/client.h include/saga/protocol.h include/saga/eventstore.h \
+         include/saga/version.h \
          lib/libsaga_client.a lib/libsaga_client.so.0 lib/libsaga_client.so \
          lib/libsaga_eventstore.a lib/libsaga_eventstore.so.0 \
          lib/pkgconfig/saga-client.pc lib/pkgconfig/saga-eventstore.pc \

@@ -10,18 +10,6 @@
 
 #include "definition.h"
 
-void saga_flow_map_free(saga_flow_map_t *m) {
-  if (m == NULL)
-    return;
-  for (size_t i = 0; i < m->n; i++) {
-    free(m->entries[i].key);
-    free(m->entries[i].pointer);
-    free(m->entries[i].rest);
-  }
-  free(m->entries);
-  free(m);
-}
-
 /* ---- values ---- */
 
 static const char b64[] =

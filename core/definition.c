@@ -365,6 +365,19 @@ static const char *const step_keys[] = {
 
 /* ---- data flow: "input" of a step, "output" of the saga ---- */
 
+static void flow_map_free(saga_flow_map_t *m) {
+  if (m == NULL)
+    return;
+  for (size_t i = 0; i < m->n; i++) {
+    free(m->entries[i].key);
+    free(m->entries[i].pointer);
+    free(m->entries[i].rest);
+  }
+  free(m->entries);
+  free(m);
+}
+
+
 /* Read a mapping object at obj[key] (absent: *out stays NULL). Pointers
  * are split here; which steps they may name is checked by check_flow once
  * every step is known. */
@@ -630,10 +643,10 @@ void saga_def_free(saga_def_t *def) {
     free(s->group);
     free(s->comp_topic);
     free(s->comp_action);
-    saga_flow_map_free(s->input_map);
+    flow_map_free(s->input_map);
   }
   free(def->steps);
-  saga_flow_map_free(def->output_map);
+  flow_map_free(def->output_map);
   free(def->name);
   free(def->source);
   free(def);

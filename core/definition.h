@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "core_error.h"
-#include "dataflow.h"
 
 /* Hard limits, so per-saga state stays small and fixed. */
 #define SAGA_DEF_MAX_STEPS 32
@@ -41,6 +40,22 @@ typedef struct {
                                   fraction, drawn from the caller's rng */
 } saga_retry_policy_t;
 
+/* Mappings of the data flow between steps ("input" of a step, "output"
+ * of the saga), parsed and checked here and applied by dataflow.h. One
+ * entry: "key": "/input/..." or "/steps/<name>/output...". */
+typedef struct {
+  char *key;      /* the field of the built object */
+  char *pointer;  /* as written in the definition */
+  int32_t step;   /* -1: into the input; else the step whose output */
+  char *rest;     /* the pointer inside that document ("" = all of it) */
+} saga_flow_entry_t;
+
+typedef struct saga_flow_map {
+  size_t n;
+  saga_flow_entry_t *entries;
+} saga_flow_map_t;
+
+
 typedef struct {
   char *name;               /* unique within the definition */
   char *topic;              /* where the DO command goes */
@@ -61,7 +76,7 @@ typedef struct {
   saga_flow_map_t *input_map;
 } saga_step_def_t;
 
-typedef struct saga_def_s {
+typedef struct {
   char *name;
   uint32_t version;        /* >= 1 */
   char *source;            /* file (or label) it was loaded from */

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "definition.h"
+#include "dataflow.h"
 
 /* JSON written with single quotes for readability; ' becomes ". */
 static char *dq(const char *s) {

@@ -1107,10 +1107,10 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     if (in->msg.def_version &&
         saga_registry_find(e->cfg.registry, in->msg.saga_type, 0))
       snprintf(err, sizeof err,
-               "saga type \"%.64s\" has no definition version %u loaded",
+               "saga type \"%s\" has no definition version %u loaded",
                in->msg.saga_type, (unsigned)in->msg.def_version);
     else
-      snprintf(err, sizeof err, "unknown saga type \"%.64s\"%s",
+      snprintf(err, sizeof err, "unknown saga type \"%s\"%s",
                in->msg.saga_type,
                in->msg.def_version ? " (no version of it is loaded)" : "");
     why = "unknown_type";

@@ -104,7 +104,7 @@ typedef struct run {
   int started, start_err;
   int awaited, await_err;
   saga_notification_kind_t kind;
-  char reason[256];
+  char reason[1024]; /* a REJECTED reason names a type of up to 255 bytes */
   int timed_out, closed;
   char id[SAGA_MAX_ID + 1];
 } run_t;

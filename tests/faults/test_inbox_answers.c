@@ -189,6 +189,21 @@ static void test_unknown_type_or_version_is_rejected(void **state) {
   wait_dead_letter(reason, sizeof reason);
   assert_non_null(strstr(reason, "unknown saga type \"nosuchtype\""));
 
+  /* A type of 250 bytes is named in full (the engine cut it at 64 bytes,
+   * sagactl cut the reason at 255). */
+  char type[251], want[300];
+  memset(type, 'y', sizeof type - 1);
+  type[sizeof type - 1] = '\0';
+  snprintf(want, sizeof want, "unk-2 rejected: unknown saga type \"%s\"\n",
+           type);
+  r = run_sagactl(&how, "start", type, "--input", "{}", "--id", "unk-2",
+                  "--wait", "15s", "--kafka", kafka, "--inbox", e2e_inbox(F.t),
+                  "--notifications", e2e_notifications(F.t), NULL);
+  assert_int_equal(r.rc, 1);
+  assert_string_equal(r.out, want);
+  sagactl_result_free(&r);
+  wait_dead_letter(reason, sizeof reason);
+
   /* A version of a known type that is not loaded. */
   e2e_start_as(F.t, "fast", "unk-v", "corr-V", 99);
   n = wait_note("unk-v", SAGA_NOTIFY_REJECTED);

@@ -1050,6 +1050,15 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
   e->cfg.broker.ack(e->cfg.broker.self, m->ack);
 }
 
+static void rejected_delivered(void *arg, int err) {
+  sagad_engine_t *e = arg;
+  if (!err)
+    return;
+  e->c.produce_errors++;
+  LOG_ERROR("a REJECTED notification was not delivered to %s: %s", e->notify,
+            rd_kafka_err2str((rd_kafka_resp_err_t)err));
+}
+
 /* Tell the starter that its StartSaga is refused (docs/protocol.md: a
  * REJECTED notification), as well as dead-lettering it. */
 static void reject(sagad_engine_t *e, const sagad_msg_t *msg,
@@ -1067,8 +1076,8 @@ static void reject(sagad_engine_t *e, const sagad_msg_t *msg,
     SLOG_ERROR(msg->saga_id, NULL, "could not encode REJECTED: %s", err);
     return;
   }
-  if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, msg->saga_id,
-                            strlen(msg->saga_id), buf, len, h, NULL) != 0) {
+  if (sagad_engine_produce(e, e->notify, msg->saga_id, strlen(msg->saga_id),
+                           buf, len, h, rejected_delivered, e) != 0) {
     rd_kafka_headers_destroy(h);
     e->c.produce_errors++;
     SLOG_WARN(msg->saga_id, NULL, "could not produce REJECTED to %s",

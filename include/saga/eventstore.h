@@ -72,7 +72,8 @@ ES_EXPORT int es_err_is_retriable(int err);
 #define ES_ANY_VERSION ((int64_t)-1)
 #define ES_NO_STREAM ((int64_t)0)
 
-#define ES_MAX_STREAM_ID 255 /* bytes, stream ids */
+#define ES_MAX_STREAM_ID 511 /* bytes, stream ids: a prefix and an id of
+                                255 bytes (a saga's "saga-<id>") fit */
 #define ES_MAX_TYPE 255      /* bytes, event types and snapshot types */
 #define ES_MAX_TEXT 1024     /* bytes, correlation/causation/metadata text */
 

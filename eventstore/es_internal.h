@@ -114,6 +114,8 @@ typedef enum {
   ES__OP_READ_ALL,
   ES__OP_SNAP_SAVE,
   ES__OP_SNAP_LOAD,
+  ES__OP_ROLL, /* es_roll_forward(): min events in from_version, lock wait
+                  in max; the era comes back in from_version */
 } es__op_kind_t;
 
 typedef enum {
@@ -129,6 +131,7 @@ typedef enum {
   ES__R_COMMIT,
   ES__R_READ,
   ES__R_SNAP,
+  ES__R_ROLL,
 } es__rkind_t;
 
 typedef struct {

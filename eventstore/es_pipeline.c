@@ -13,14 +13,20 @@ enum { O_UUID = 2950, O_JSONB = 3802 };
 enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
 enum { O_INT8A = 1016 };
 
+/* The era every append writes: read once per statement (an uncorrelated
+ * subquery), after the statement has locked es_events, so an append never
+ * straddles an era switch (es_roll_forward waits for it). */
+#define ERA_SQL "(SELECT era FROM es_era)"
+
 #define APPEND_SQL(extra)                                                     \
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
   " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
   " dup AS (SELECT count(*) AS n, count(*) FILTER (WHERE stream_id = $1)"     \
   " AS mine FROM es_events WHERE event_id = ANY($3)),"                        \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
-  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
-  " SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"            \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
+  " era) SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m, "     \
+  ERA_SQL                                                                     \
   " FROM cur, dup, unnest($3, $4, $5, $6, $7, $8, $9) WITH ORDINALITY"        \
   " AS u(id, t, d, c, k, tp, m, ord)"                                         \
   " WHERE dup.n = 0 AND ($2 < 0 OR cur.v = $2) ORDER BY u.ord"                \
@@ -32,21 +38,25 @@ enum { O_INT8A = 1016 };
 
 /* One event, exact expected version (ES_NO_STREAM or a version): the
  * common single append, as close to a bare INSERT as the checks allow. The
- * new version is computed, not read: the event goes in only if version $2
- * exists (one index probe, skipped for a new stream) and, through the
- * unique keys, if version $2 + 1 and the event id do not. It answers the
- * new row's position, or no row when version $2 is missing, or raises
- * 23505 for a stale version, a stored id or a racing writer that
- * committed first; only then does a second round trip (APPEND_CHECK_SQL)
- * tell CONFLICT, DUPLICATE and ID_REUSED apart. No ON CONFLICT (its
- * speculative insertion costs a probe of every unique index and a WAL
- * record per row) and no CTE: the common path pays one insert and at most
- * one probe. One row cannot be half written. */
+ * new version is computed, not read: the event goes in only if the
+ * stream's last version is $2 and no partition holds the event id (one
+ * index probe each per partition: the unique keys hold within an era's
+ * partition only), and, through the partition's unique keys, if no racing
+ * writer of the same era committed version $2 + 1 or the id first. It
+ * answers the new row's position, or no row when a check refused it, or
+ * raises 23505 for a racing writer that committed first; only then does a
+ * second round trip (APPEND_CHECK_SQL) tell CONFLICT, DUPLICATE and
+ * ID_REUSED apart. No ON CONFLICT (its speculative insertion costs a probe
+ * of every unique index and a WAL record per row) and no CTE: the common
+ * path pays one insert and two probes per partition. One row cannot be
+ * half written. */
 #define APPEND_ONE_SQL(extra)                                                 \
   "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
-  " data, correlation_id, causation_id, traceparent, metadata)"               \
-  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9 WHERE $2 = 0 OR EXISTS"     \
-  " (SELECT 1 FROM es_events WHERE stream_id = $1 AND stream_version = $2)"   \
+  " data, correlation_id, causation_id, traceparent, metadata, era)"          \
+  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL                  \
+  " WHERE coalesce((SELECT stream_version FROM es_events WHERE"               \
+  " stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) = $2"            \
+  " AND NOT EXISTS (SELECT 1 FROM es_events WHERE event_id = $3)"             \
   " RETURNING global_position" extra
 
 /* Why a single append did not go in: the stream's current version, how
@@ -88,8 +98,9 @@ enum { O_INT8A = 1016 };
   " bad AS (SELECT si, count(*) AS n, count(*) FILTER (WHERE found = sid)"    \
   " AS mine FROM d WHERE found IS NOT NULL GROUP BY si),"                     \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
-  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
-  " SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"     \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
+  " era) SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp,"   \
+  " u.m, " ERA_SQL                                                            \
   " FROM v, unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"                \
   " AS u(si, ord, id, t, d, c, k, tp, m, sid)"                                \
   " WHERE ($2[u.si] < 0 OR v.v[u.si] = $2[u.si])"                             \
@@ -332,6 +343,21 @@ static int send_snap(PGconn *c, es__op_t *op) {
               ES__R_SNAP, 0);
 }
 
+/* Roll the partitions forward (the SQL function of migration 0003). */
+static int send_roll(PGconn *c, es__op_t *op) {
+  char b1[8], b2[8];
+  const char *v[2] = {b1, b2};
+  int l[2] = {8, 4}, f[2] = {1, 1};
+  static const Oid types[2] = {O_INT8, 23 /* int4 */};
+  put_be64(b1, (uint64_t)op->from_version);
+  for (int i = 0; i < 4; i++)
+    b2[i] = (char)((op->max >> (8 * (3 - i))) & 0xFF);
+  return sent(c, op,
+              PQsendQueryParams(c, "SELECT es_roll_forward($1, $2)", 2, types,
+                                v, l, f, 1),
+              ES__R_ROLL, 0);
+}
+
 void es__xcache_clear(es__xcache_t *xc) {
   for (size_t i = 0; xc && i < xc->n; i++)
     free(xc->sql[i]);
@@ -434,6 +460,10 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
     if (!rc)
       rc = send_snap(c, op);
     break;
+  case ES__OP_ROLL:
+    if (!rc)
+      rc = send_roll(c, op);
+    break;
   }
   if (!rc && !PQpipelineSync(c))
     rc = sent(c, op, 0, ES__R_COMMIT, 0);
@@ -449,14 +479,14 @@ int es__map_error(PGconn *c, const PGresult *r) {
   if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
       !strcmp(st, "57P03"))
     return ES_ERR_CONNECTION;
-  if (!strcmp(st, "40001") || !strcmp(st, "40P01"))
+  if (!strcmp(st, "40001") || !strcmp(st, "40P01") || !strcmp(st, "55P03"))
     return ES_ERR_RETRY;
   if (!strcmp(st, "42P01") || !strcmp(st, "42703") || !strcmp(st, "26000"))
     return ES_ERR_SCHEMA;
   if (!strcmp(st, "23505")) {
     const char *k = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
-    return (k && !strcmp(k, "es_events_event_id_key")) ? ES_ERR_ID_REUSED
-                                                       : ES_ERR_CONFLICT;
+    /* a partition's key is named after its table and columns */
+    return (k && strstr(k, "event_id")) ? ES_ERR_ID_REUSED : ES_ERR_CONFLICT;
   }
   if (!strcmp(st, "22021"))
     return ES_ERR_BAD_UTF8;
@@ -719,6 +749,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
     break;
   case ES__R_SNAP:
     rc = make_snapshot(op, r);
+    break;
+  case ES__R_ROLL:
+    op->from_version = es__get_be32(PQgetvalue(r, 0, 0));
     break;
   default:
     break;

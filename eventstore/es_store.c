@@ -268,6 +268,26 @@ int es_read_all(es_store_t *s, es_pos_t from, const es_filter_t *filter,
   return read_op(s, &op, es__op_read_all(&op, from, filter, max), out);
 }
 
+int es_roll_forward(es_store_t *s, int64_t min_events, unsigned lock_wait_ms,
+                    int *era) {
+  if (!s)
+    return ES_ERR_INVALID;
+  if (min_events < 0 || lock_wait_ms > INT32_MAX) {
+    es__set_msg(s->msg, sizeof s->msg,
+                "roll forward: min_events must not be negative and"
+                " lock_wait_ms at most %d",
+                INT32_MAX);
+    return ES_ERR_INVALID;
+  }
+  es__op_t op = {.kind = ES__OP_ROLL, .from_version = min_events,
+                 .max = lock_wait_ms};
+  int rc = run(s, &op);
+  if (!rc && era)
+    *era = (int)op.from_version;
+  es__op_free(&op);
+  return rc;
+}
+
 /* Snapshot parameters packed in op->snap: version, stream id, type, data
  * (lengths of the stream id in op->max, of the type in op->from_version). */
 static int snap_op(es_store_t *s, es__op_t *op, const char *stream_id,

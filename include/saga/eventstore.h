@@ -171,6 +171,14 @@ ES_EXPORT void es_store_opts_init(es_store_opts_t *opts);
  * (optional) receives the schema version now in place. */
 ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
                          size_t errlen);
+/* As es_migrate, but only up to schema version target (1 to
+ * es_schema_version()): for an upgrade in steps, e.g. to run migration 3
+ * (the events table becomes partitioned, which rebuilds its keys) in a
+ * window of its own. A database already past target is left as it is.
+ * Errors: INVALID (no conninfo, target out of range), CONNECTION, SCHEMA
+ * (a migration failed; errbuf says which and why). */
+ES_EXPORT int es_migrate_to(const char *conninfo, int target, int *version,
+                            char *errbuf, size_t errlen);
 /* Schema version this library expects (the newest migration). */
 ES_EXPORT int es_schema_version(void);
 
@@ -212,6 +220,26 @@ typedef struct {
 ES_EXPORT int es_append(es_store_t *store, const char *stream_id,
                         int64_t expected, es_event_t *events, size_t n,
                         es_append_result_t *result);
+
+/* ---- partitions ---------------------------------------------------- */
+
+/* es_events is partitioned by era: each era's events live in a table of
+ * their own (es_events_e<N>, listed in es_partitions with the range of
+ * global positions each holds), so old history can be archived and
+ * detached without deleting a row (docs/internals/eventstore.md).
+ *
+ * Roll the partitions forward (blocking): make sure the partitions of the
+ * next two eras exist, and if the current era holds at least min_events
+ * global positions, switch appends to the next era. The switch waits for
+ * the appends in flight to commit and holds new ones back until it
+ * commits, at most lock_wait_ms (0: no limit) before giving up with RETRY
+ * and nothing switched. Call it from a maintenance timer (any process,
+ * the writer role may); appends never fail for want of a partition, the
+ * current one only grows. *era (optional) receives the current era after
+ * the call. Errors: INVALID (min_events negative, lock_wait_ms above
+ * INT32_MAX), RETRY, CONNECTION, DB. */
+ES_EXPORT int es_roll_forward(es_store_t *store, int64_t min_events,
+                              unsigned lock_wait_ms, int *era);
 
 /* ---- batch append (group commit) ----------------------------------- */
 

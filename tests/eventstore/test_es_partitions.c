@@ -1,5 +1,6 @@
 /* The partitioned events table against the embedded PostgreSQL: migration
- * 0003 keeps every event of a populated table and its gap-safe order, the
+ * 0003 keeps every event of a populated table and its gap-safe order (read
+ * by the library and by the plain SQL of docs/eventstore.md alike), the
  * roll forward starts a new era with the next partition ready, stream
  * versions and event ids stay unique across partitions, and neither the
  * writer role nor the owner can change a partition's rows (the writer
@@ -61,6 +62,37 @@ static size_t read_order(es_store_t *s, int64_t *pos, size_t max) {
     size_t got = p->n;
     es_page_free(p);
     if (got < 100)
+      return n;
+  }
+}
+
+/* The same, read with the plain SQL of docs/eventstore.md ("Reading from
+ * any language"): one statement per page, the checkpoint as a pair, the
+ * transaction id as text cast to xid8. */
+static size_t read_order_sql(PGconn *c, int64_t *pos, size_t max) {
+  char tx[32] = "0", gp[32] = "0";
+  size_t n = 0;
+  for (;;) {
+    const char *v[2] = {tx, gp};
+    PGresult *r = PQexecParams(
+        c,
+        "SELECT tx_id::text, global_position FROM es_events"
+        " WHERE (tx_id, global_position) > ($1::xid8, $2::bigint)"
+        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+        " ORDER BY tx_id, global_position LIMIT 100",
+        2, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    int rows = PQntuples(r);
+    for (int i = 0; i < rows; i++) {
+      assert_true(n < max);
+      pos[n++] = atoll(PQgetvalue(r, i, 1));
+    }
+    if (rows) {
+      snprintf(tx, sizeof tx, "%s", PQgetvalue(r, rows - 1, 0));
+      snprintf(gp, sizeof gp, "%s", PQgetvalue(r, rows - 1, 1));
+    }
+    PQclear(r);
+    if (rows < 100)
       return n;
   }
 }
@@ -127,15 +159,21 @@ static void test_migration_keeps_every_event_and_the_gap_safe_order(
   es_store_t *s = est_open(db);
   int64_t *pos = calloc(2000, sizeof *pos);
   assert_non_null(pos);
+  int64_t *by_sql = calloc(2000, sizeof *by_sql);
+  assert_non_null(by_sql);
   size_t n = read_order(s, pos, 2000);
   assert_int_equal(n, 1503);
+  assert_int_equal(read_order_sql(a, by_sql, 2000), 1503);
   PGresult *r = PQexec(a, "SELECT global_position FROM es_events"
                           " ORDER BY tx_id, global_position");
   assert_int_equal(PQntuples(r), 1503);
-  for (int i = 0; i < 1503; i++)
+  for (int i = 0; i < 1503; i++) {
     assert_int_equal(pos[i], atoll(PQgetvalue(r, i, 0)));
+    assert_int_equal(by_sql[i], pos[i]);
+  }
   PQclear(r);
   free(pos);
+  free(by_sql);
 
   es_event_t ev = est_event("New", "n");
   es_append_result_t res;

@@ -424,6 +424,14 @@ int es_batch_add_checkpoint(es_batch_t *b, const char *name, es_pos_t pos) {
   return add_ckpt(b, 0, name, 0, 1, pos);
 }
 
+int es_batch_add_checkpoint_reset(es_batch_t *b, const char *name) {
+  if (!b)
+    return ES_ERR_INVALID;
+  int rc = es__check_sub_name("subscription name", name, b->msg,
+                              sizeof b->msg);
+  return rc ? rc : es_batch_add_statement(b, ES__CKPT_RESET_SQL, 1, &name);
+}
+
 int es_batch_add_group_ack(es_batch_t *b, const char *group, int member,
                            int members, es_pos_t pos) {
   return add_ckpt(b, 1, group, member, members, pos);

@@ -235,6 +235,7 @@ int es__check_sub_name(const char *what, const char *name, char *msg,
 #define ES__CKPT_SAVE_SQL                                                     \
   "INSERT INTO es_subscriptions AS s (name, bucket, tx_id, global_position)"  \
   " VALUES ($1, -1, $2::xid8, $3::int8)" ES__CKPT_UPSERT
+#define ES__CKPT_RESET_SQL "DELETE FROM es_subscriptions WHERE name = $1"
 #define ES__GROUP_ACK_SQL                                                     \
   "INSERT INTO es_subscriptions AS s (name, bucket, tx_id, global_position)"  \
   " SELECT $1, b, $4::xid8, $5::int8 FROM generate_series(0, 63) AS b"        \

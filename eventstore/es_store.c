@@ -305,6 +305,13 @@ int es_checkpoint_save(es_store_t *s, const char *name, es_pos_t pos) {
   return run_ckpt(s, es_batch_add_checkpoint(s->one, name, pos));
 }
 
+int es_checkpoint_reset(es_store_t *s, const char *name) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es_batch_reset(s->one);
+  return run_ckpt(s, es_batch_add_checkpoint_reset(s->one, name));
+}
+
 int es_group_ack(es_store_t *s, const char *group, int member, int members,
                  es_pos_t pos) {
   if (!s)

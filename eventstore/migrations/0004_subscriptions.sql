@@ -38,4 +38,6 @@ CREATE TABLE es_subscriptions (
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (name, bucket)
 );
-GRANT SELECT, INSERT, UPDATE ON es_subscriptions TO es_writer;
+-- DELETE: a reset forgets a subscription's checkpoints (to rebuild what
+-- it derives from the start); the events themselves stay untouchable.
+GRANT SELECT, INSERT, UPDATE, DELETE ON es_subscriptions TO es_writer;

@@ -361,6 +361,17 @@ ES_EXPORT int es_checkpoint_save(es_store_t *store, const char *name,
 ES_EXPORT int es_batch_add_checkpoint(es_batch_t *batch, const char *name,
                                       es_pos_t pos);
 
+/* Forget the checkpoints of name, a subscription or every bucket of a
+ * group, in a transaction of its own: its next read starts from the
+ * beginning (to rebuild a read model from zero). Errors: INVALID,
+ * BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_checkpoint_reset(es_store_t *store, const char *name);
+/* The same as a statement of batch, e.g. with the statements that empty
+ * the read model, so both happen or neither. Returns the statement's
+ * index or INVALID / BAD_UTF8 / NOMEM. */
+ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
+                                            const char *name);
+
 /* A consumer group shares the events of one category among members
  * processes: each stream falls in one of ES_GROUP_BUCKETS buckets (a hash
  * of its id stored with every event and indexed with the category), and

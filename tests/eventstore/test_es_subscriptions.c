@@ -82,11 +82,17 @@ static void test_a_named_checkpoint_moves_forward_with_the_subscriber(
   assert_non_null(strstr(es_store_last_error(s), "subscription name"));
   es_batch_free(b);
 
+  /* a reset starts it again from the beginning */
+  assert_int_equal(es_checkpoint_reset(s, "proj"), 0);
+  assert_int_equal(es_checkpoint_load(s, "proj", &at), 0);
+  assert_true(at.tx == 0 && at.pos == 0);
+
   /* the writer role may keep checkpoints */
   est_scalar(c, "SET ROLE es_writer");
   est_scalar(c, "INSERT INTO es_subscriptions VALUES ('w', -1, '1', 1)");
   est_scalar(c, "UPDATE es_subscriptions SET global_position = 2"
                 " WHERE name = 'w'");
+  est_scalar(c, "DELETE FROM es_subscriptions WHERE name = 'w'");
   es_store_close(s);
   PQfinish(c);
   est_drop(db);
@@ -192,6 +198,18 @@ static void test_a_group_splits_a_category_by_stream_in_order(void **state) {
   assert_int_equal(total, STREAMS / 4);
   for (int k = 0; k < STREAMS; k++)
     assert_int_equal(seen.next[k], PER_STREAM + 1 + (k % 4 == 0));
+
+  /* reset, one member reads the whole category again, once */
+  es_batch_t *b = es_batch_new(NULL);
+  assert_int_equal(es_batch_add_checkpoint_reset(b, "orders"), 0);
+  assert_int_equal(es_batch_execute(s, b), 0);
+  es_batch_free(b);
+  for (int k = 0; k < STREAMS; k++) {
+    seen.member[k] = -1;
+    seen.next[k] = 1;
+  }
+  assert_int_equal(drain(s, 0, 1, &seen),
+                   STREAMS * PER_STREAM + STREAMS / 4);
 
   /* bad membership is refused with the reason */
   es_page_t *p = NULL;

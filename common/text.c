@@ -50,21 +50,3 @@ int saga__hexval(char c) {
     return c - 'A' + 10;
   return -1;
 }
-
-static int lower_hex(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-      return 0;
-  return 1;
-}
-
-int saga__traceparent_valid(const char *tp) {
-  if (!tp)
-    return 0;
-  for (size_t i = 0; i < 55; i++)
-    if (!tp[i])
-      return 0;
-  return tp[55] == '\0' && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
-         lower_hex(tp, 2) && lower_hex(tp + 3, 32) && lower_hex(tp + 36, 16) &&
-         lower_hex(tp + 53, 2);
-}

@@ -15,9 +15,4 @@ size_t saga__utf8_bad_at(const void *v, size_t n);
 /* The value of hex digit c (0-9, a-f, A-F), or -1. */
 int saga__hexval(char c);
 
-/* 1 when tp is a W3C traceparent of version 00 form exactly:
- * "vv-<32 hex>-<16 hex>-<2 hex>", 55 characters, lower-case hex (the form
- * the event store keeps); 0 otherwise, also for NULL. Any thread. */
-int saga__traceparent_valid(const char *tp);
-
 #endif

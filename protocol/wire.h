@@ -84,12 +84,6 @@ void saga__wire_free(ProtobufCMessage *msg); /* NULL-safe */
 int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
                           const char *step, int action, uint32_t attempt);
 
-/* Random identifiers from getrandom(): a UUID v4 (37 bytes with NUL) and a
- * W3C traceparent "00-<32 hex>-<16 hex>-01" (56 bytes with NUL).
- * Return 0 or SAGA_ETOOBIG when len is short. */
-int saga__uuid(char *buf, size_t len);
-int saga__traceparent(char *buf, size_t len);
-
 /* Format an error message into errbuf (may be NULL) and return err. */
 int saga__errf(int err, char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

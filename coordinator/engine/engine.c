@@ -21,7 +21,7 @@
 typedef struct brec {
   struct brec *next;
   const char *type;
-  char traceparent[56]; /* of the input that caused it, "" = none */
+  char traceparent[SAGA_TRACEPARENT_SIZE]; /* of its input, "" = none */
   size_t len;
   uint8_t data[];
 } brec_t;
@@ -338,7 +338,7 @@ static int send_command(sagad_engine_t *e, entry_t *en,
       .payload_len = en->input_len,
       .reply_topic = e->inbox,
   };
-  char tp[56] = "";
+  char tp[SAGA_TRACEPARENT_SIZE] = "";
   if (e->hooks.on_command)
     e->hooks.on_command(e->hooks.arg, en->obs, s, fx->step, fx->action, tp);
   c.traceparent = tp[0] ? tp : NULL;

@@ -11,6 +11,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "ids.h"
 #include "saga_machine.h"
 
 typedef enum {
@@ -35,7 +36,7 @@ typedef struct {
   size_t payload_len;
   const char *reason;      /* REPLY, OPERATOR */
   const char *who;         /* OPERATOR */
-  char traceparent[56];    /* W3C traceparent header, "" when absent */
+  char traceparent[SAGA_TRACEPARENT_SIZE]; /* W3C header, "" when absent */
   void *pb;                /* owned */
 } sagad_msg_t;
 

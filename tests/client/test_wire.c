@@ -561,7 +561,7 @@ static void test_type_header_names_a_known_message(void **state) {
   rd_kafka_headers_destroy(h);
 }
 
-static void test_idempotency_key_and_generated_ids_have_their_form(void **s) {
+static void test_idempotency_key_has_its_form(void **s) {
   (void)s;
   char k[64];
   assert_int_equal(saga__idempotency_key(k, sizeof k, "s", "pay",
@@ -572,16 +572,6 @@ static void test_idempotency_key_and_generated_ids_have_their_form(void **s) {
                    SAGA_ETOOBIG);
   assert_int_equal(saga__idempotency_key(k, sizeof k, "s", "pay", 0, 3),
                    SAGA_EINVAL);
-  char u[37], u2[37], t[56];
-  assert_int_equal(saga__uuid(u, sizeof u), 0);
-  assert_int_equal(saga__uuid(u2, sizeof u2), 0);
-  assert_int_equal(strlen(u), 36);
-  assert_int_equal(u[14], '4');
-  assert_string_not_equal(u, u2);
-  assert_int_equal(saga__traceparent(t, sizeof t), 0);
-  assert_int_equal(strlen(t), 55);
-  assert_memory_equal(t, "00-", 3);
-  assert_memory_equal(t + 52, "-01", 3);
 }
 
 static void test_error_map_names_every_code(void **state) {
@@ -615,7 +605,7 @@ int main(void) {
       cmocka_unit_test(test_operator_action_round_trips_with_its_type_header),
       cmocka_unit_test(test_operator_action_fields_are_checked_both_ways),
       cmocka_unit_test(test_type_header_names_a_known_message),
-      cmocka_unit_test(test_idempotency_key_and_generated_ids_have_their_form),
+      cmocka_unit_test(test_idempotency_key_has_its_form),
       cmocka_unit_test(test_error_map_names_every_code),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include "cli.h"
+#include "timetext.h"
 
 static const struct {
   const char *name;
@@ -162,13 +163,7 @@ char *cli_format_time(int64_t ms, char *buf, size_t len) {
     snprintf(buf, len, "-");
     return buf;
   }
-  time_t secs = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-  return buf;
+  return saga__rfc3339_ms(buf, len, ms);
 }
 
 char *cli_format_duration(int64_t ms, char *buf, size_t len) {

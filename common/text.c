@@ -3,40 +3,49 @@
 
 #include <stdint.h>
 
+size_t saga__utf8_seq_len(const void *bytes, size_t n) {
+  const unsigned char *v = bytes;
+  if (n == 0)
+    return 0;
+  unsigned c = v[0];
+  size_t k;
+  uint32_t cp;
+  if (c < 0x80)
+    return 1;
+  if ((c & 0xE0) == 0xC0) {
+    k = 1;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    k = 2;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    k = 3;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (n <= k)
+    return 0;
+  for (size_t j = 1; j <= k; j++) {
+    if ((v[j] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (v[j] & 0x3F);
+  }
+  if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+      (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return k + 1;
+}
+
 size_t saga__utf8_bad_at(const void *bytes, size_t n) {
   const unsigned char *v = bytes;
   size_t i = 0;
   while (i < n) {
-    unsigned c = v[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      k = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      k = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      k = 3;
-      cp = c & 0x07;
-    } else {
+    size_t k = saga__utf8_seq_len(v + i, n - i);
+    if (k == 0)
       return i;
-    }
-    if (n - i <= k)
-      return i;
-    for (size_t j = 1; j <= k; j++) {
-      if ((v[i + j] & 0xC0) != 0x80)
-        return i;
-      cp = (cp << 6) | (v[i + j] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return i;
-    i += k + 1;
+    i += k;
   }
   return n;
 }

@@ -15,6 +15,7 @@
 #include "saga/eventstore.h"
 #include "saga_codec.h"
 #include "saga_machine.h"
+#include "timetext.h"
 
 #define PAGE_MAX 1000 /* events per event-store read */
 
@@ -318,14 +319,9 @@ static void put_text(abuf_t *b, const char *key, const char *v) {
 
 /* ,"key":"<RFC 3339>","key_ms":ms, or nulls when ms is 0 */
 static void put_time(abuf_t *b, const char *key, int64_t ms) {
-  char iso[48] = "";
-  if (ms > 0) {
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(iso + n, sizeof iso - n, ".%03dZ", (int)(ms % 1000));
-  }
+  char iso[SAGA_RFC3339_MS_SIZE] = "";
+  if (ms > 0)
+    saga__rfc3339_ms(iso, sizeof iso, ms);
   put_text(b, key, ms > 0 ? iso : NULL);
   abuf_printf(b, ",\"%s_ms\":", key);
   if (ms > 0)

@@ -13,6 +13,8 @@
 
 #include <libpq-fe.h>
 
+#include "conffile.h"
+
 typedef enum { T_STRING, T_INT, T_DURATION, T_BOOL, T_ENUM } ptype_t;
 
 /* Extra check of a value's text; writes the reason to msg on failure. */
@@ -589,77 +591,31 @@ void sagad_config_free(sagad_config_t *cfg) {
 
 /* ---- the config file ---- */
 
-static char *trim(char *s) {
-  while (isspace((unsigned char)*s))
-    s++;
-  char *e = s + strlen(s);
-  while (e > s && isspace((unsigned char)e[-1]))
-    *--e = '\0';
-  return s;
-}
+typedef struct {
+  sagad_config_t *cfg;
+  int rc;
+} file_ctx_t;
 
-/* Unquote "..." in place (\" and \\ escapes). Returns -1 on a bad quote. */
-static int unquote(char *v) {
-  if (*v != '"')
-    return 0;
-  char *w = v;
-  char *r = v + 1;
-  for (; *r && *r != '"'; r++) {
-    if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
-      r++;
-    *w++ = *r;
-  }
-  if (*r != '"' || r[1] != '\0')
-    return -1;
-  *w = '\0';
-  return 0;
+static int file_line(void *arg, const char *name, const char *value,
+                     const char *where, char *errbuf, size_t errlen) {
+  file_ctx_t *c = arg;
+  return c->rc = sagad_config_set(c->cfg, name, value, where, errbuf, errlen);
 }
 
 int sagad_config_load_file(sagad_config_t *cfg, const char *path,
                            char *errbuf, size_t errlen) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return fail(errbuf, errlen, SAGAD_CONFIG_FILE, NULL,
-                "could not open config file \"%s\": %s", path,
-                strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
-  int rc = 0;
-  char origin[4200];
-  for (unsigned lineno = 1; getline(&line, &cap, f) >= 0; lineno++) {
-    snprintf(origin, sizeof origin, "%s:%u", path, lineno);
-    char *s = trim(line);
-    if (!*s || *s == '#')
-      continue;
-    char *eq = strchr(s, '=');
-    if (!eq) {
-      rc = fail(errbuf, errlen, SAGAD_CONFIG_SYNTAX, origin,
-                "expected \"name = value\", got \"%.60s\"", s);
-      break;
-    }
-    *eq = '\0';
-    char *name = trim(s);
-    char *value = trim(eq + 1);
-    if (!*name || strpbrk(name, " \t")) {
-      rc = fail(errbuf, errlen, SAGAD_CONFIG_SYNTAX, origin,
-                "expected a property name before '='");
-      break;
-    }
-    if (unquote(value) != 0) {
-      rc = fail(errbuf, errlen, SAGAD_CONFIG_SYNTAX, origin,
-                "%s: unterminated or trailing text after quoted value", name);
-      break;
-    }
-    rc = sagad_config_set(cfg, name, value, origin, errbuf, errlen);
-    if (rc)
-      break;
+  file_ctx_t c = {cfg, 0};
+  switch (saga__conf_read(path, file_line, &c, errbuf, errlen)) {
+  case SAGA_CONF_OK:
+    return 0;
+  case SAGA_CONF_EFILE:
+    return SAGAD_CONFIG_FILE;
+  case SAGA_CONF_ESYNTAX:
+    return SAGAD_CONFIG_SYNTAX;
+  case SAGA_CONF_ESTOP:
+    break;
   }
-  if (!rc && ferror(f))
-    rc = fail(errbuf, errlen, SAGAD_CONFIG_FILE, NULL,
-              "could not read config file \"%s\": %s", path, strerror(errno));
-  free(line);
-  fclose(f);
-  return rc;
+  return c.rc;
 }
 
 /* ---- the environment ---- */

@@ -259,7 +259,7 @@ static void test_file_errors_name_the_file_and_line(void **state) {
                     "group.id: unterminated or trailing text after quoted "
                     "value");
   expect_file_error(" = x\n", SAGAD_CONFIG_SYNTAX, 1,
-                    "expected a property name before '='");
+                    "expected a name before '='");
 
   sagad_config_t *cfg = sagad_config_new();
   assert_int_equal(sagad_config_load_file(cfg, "/nonexistent/sagad.conf",

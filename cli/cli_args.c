@@ -1,5 +1,5 @@
-/* sagactl's command line: the options table, the parser, durations and
- * time formatting. Pure: no I/O except cli_fail's line on stderr. */
+/* sagactl's command line: the options table, the parser, and duration and
+ * time formatting (parsing durations is common/timetext.h's). Pure: no I/O except cli_fail's line on stderr. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -104,44 +104,6 @@ int cli_args_check(const cli_args_t *args, uint32_t allowed,
       return -1;
     }
   }
-  return 0;
-}
-
-int cli_parse_duration(const char *text, int64_t *ms) {
-  if (text == NULL || *text == '\0')
-    return -1;
-  const char *p = text;
-  int64_t total = 0;
-  while (*p != '\0') {
-    if (*p < '0' || *p > '9')
-      return -1;
-    errno = 0;
-    char *end = NULL;
-    unsigned long long n = strtoull(p, &end, 10);
-    if (errno != 0 || n > (unsigned long long)INT64_MAX / 1000)
-      return -1;
-    int64_t unit = 0;
-    if (*end == '\0' && p == text) {
-      unit = 1000; /* a bare number: seconds */
-    } else if (strncmp(end, "ms", 2) == 0) {
-      unit = 1, end += 2;
-    } else if (*end == 's') {
-      unit = 1000, end++;
-    } else if (*end == 'm') {
-      unit = 60000, end++;
-    } else if (*end == 'h') {
-      unit = 3600000, end++;
-    } else if (*end == 'd') {
-      unit = 86400000, end++;
-    } else {
-      return -1;
-    }
-    if ((int64_t)n > (INT64_MAX - total) / unit)
-      return -1;
-    total += (int64_t)n * unit;
-    p = end;
-  }
-  *ms = total;
   return 0;
 }
 

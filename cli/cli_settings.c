@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "conffile.h"
+#include "timetext.h"
 
 static const struct {
   const char *name, *env;
@@ -114,8 +115,15 @@ static int read_file(cli_settings_t *s, const char *path, const int *fixed,
 
 static int finalize(cli_settings_t *s, char *err, size_t errlen) {
   const char *t = s->value[CLI_SET_TIMEOUT];
-  if (cli_parse_duration(t, &s->timeout_ms) != 0 || s->timeout_ms < 100 ||
-      s->timeout_ms > 3600000) {
+  char why[256];
+  if (saga__duration_parse(t, &s->timeout_ms) != SAGA_DURATION_OK) {
+    snprintf(err, errlen, "%s: timeout must be a duration between 100ms and "
+                          "1h: %s",
+             s->source[CLI_SET_TIMEOUT],
+             saga__duration_explain(t, why, sizeof why));
+    return -1;
+  }
+  if (s->timeout_ms < 100 || s->timeout_ms > 3600000) {
     snprintf(err, errlen,
              "%s: timeout must be a duration between 100ms and 1h, got "
              "\"%s\"",

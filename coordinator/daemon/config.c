@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "conffile.h"
+#include "timetext.h"
 
 typedef enum { T_STRING, T_INT, T_DURATION, T_BOOL, T_ENUM } ptype_t;
 
@@ -88,9 +89,9 @@ static const prop_t props[] = {
      NULL,
      "most saga transitions appended in one transaction (group commit)",
      NULL, 0},
-    {"batch.max_delay_ms", T_DURATION, OFF(batch_max_delay_ms), 0, 1000, "0",
-     NULL,
-     "longest a transition waits for more to share its append; 0 appends "
+    {"batch.max_delay_ms", T_DURATION, OFF(batch_max_delay_ms), 0, 1000,
+     "0ms", NULL,
+     "longest a transition waits for more to share its append; 0ms appends "
      "at the end of each loop turn",
      NULL, 0},
     {"admin.listen", T_STRING, OFF(admin_listen), 1, 300, "127.0.0.1:8080",
@@ -99,7 +100,7 @@ static const prop_t props[] = {
      "starts, the timeline page); port 0 picks a free port and logs it",
      check_hostport, 0},
     {"shutdown.timeout_ms", T_DURATION, OFF(shutdown_timeout_ms), 100,
-     600000, "10000", NULL,
+     600000, "10s", NULL,
      "bound on a graceful shutdown (stop input, flush appends, commit "
      "offsets) after SIGTERM or SIGINT",
      NULL, 0},
@@ -109,7 +110,7 @@ static const prop_t props[] = {
      "topic",
      NULL, 0},
     {"stuck.default_ms", T_DURATION, OFF(stuck_default_ms), 1000, 30 * DAY_MS,
-     "3600000", NULL,
+     "1h", NULL,
      "a saga without progress for this long is reported stuck, unless its "
      "definition sets its own deadline",
      NULL, 0},
@@ -253,32 +254,6 @@ static int parse_int(const char *s, int64_t *out) {
   return 0;
 }
 
-/* "250", "250ms", "5s", "2m", "1h"; a bare number is milliseconds. */
-static int parse_duration(const char *s, int64_t *out) {
-  if (!isdigit((unsigned char)*s))
-    return -1;
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno)
-    return -1;
-  int64_t mult = 1;
-  if (!*end || !strcmp(end, "ms"))
-    mult = 1;
-  else if (!strcmp(end, "s"))
-    mult = 1000;
-  else if (!strcmp(end, "m"))
-    mult = 60 * 1000;
-  else if (!strcmp(end, "h"))
-    mult = 3600 * 1000;
-  else
-    return -1;
-  if (v > INT64_MAX / mult)
-    return -1;
-  *out = v * mult;
-  return 0;
-}
-
 static int parse_bool(const char *s, bool *out) {
   static const char *const yes[] = {"true", "on", "yes", "1"};
   static const char *const no[] = {"false", "off", "no", "0"};
@@ -413,19 +388,25 @@ static int prop_set(sagad_config_t *cfg, const prop_t *p, const char *value,
     break;
   }
   case T_INT:
-  case T_DURATION:
-    if ((p->type == T_INT ? parse_int(value, &num)
-                          : parse_duration(value, &num)) != 0)
+    if (parse_int(value, &num) != 0)
       return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
-                  "%s: must be %s, got \"%s\"", p->name,
-                  p->type == T_INT ? "an integer"
-                                   : "a duration (250, 250ms, 5s, 2m, 1h)",
-                  value);
+                  "%s: must be an integer, got \"%s\"", p->name, value);
     if (num < p->min || num > p->max)
       return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
-                  "%s: must be between %lld and %lld%s, got %lld", p->name,
-                  (long long)p->min, (long long)p->max,
-                  p->type == T_DURATION ? " ms" : "", (long long)num);
+                  "%s: must be between %lld and %lld, got %lld", p->name,
+                  (long long)p->min, (long long)p->max, (long long)num);
+    break;
+  case T_DURATION:
+    if (saga__duration_parse(value, &num) != SAGA_DURATION_OK)
+      return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin, "%s: %s",
+                  p->name, saga__duration_explain(value, msg, sizeof msg));
+    if (num < p->min || num > p->max) {
+      char lo[32], hi[32];
+      return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
+                  "%s: must be between %s and %s, got %s", p->name,
+                  saga__duration_format(lo, sizeof lo, p->min),
+                  saga__duration_format(hi, sizeof hi, p->max), value);
+    }
     break;
   case T_BOOL:
     if (parse_bool(value, &b) != 0)
@@ -942,8 +923,10 @@ static void prop_text(const sagad_config_t *cfg, const prop_t *p, char *buf,
       snprintf(buf, len, "%s", *(char *const *)base);
     break;
   case T_INT:
-  case T_DURATION:
     snprintf(buf, len, "%lld", (long long)*(const int64_t *)base);
+    break;
+  case T_DURATION:
+    saga__duration_format(buf, len, *(const int64_t *)base);
     break;
   case T_BOOL:
     snprintf(buf, len, "%s", *(const bool *)base ? "true" : "false");
@@ -1045,9 +1028,11 @@ void sagad_config_write_reference(FILE *out) {
       "`sagad --check-config` validates everything and prints the "
       "effective\nconfiguration with secrets masked.\n"
       "\n"
-      "Durations take `ms`, `s`, `m` or `h`; a bare number is milliseconds. "
-      "Booleans\ntake `true`/`false` (also `on`/`off`, `yes`/`no`, "
-      "`1`/`0`).\n"
+      "Durations are a number and a unit, `ms`, `s`, `m` (minutes), `h` or "
+      "`d` (days),\nor several (`250ms`, `30s`, `1h30m`, `2d`), the same "
+      "syntax as sagactl's; a\nbare number is refused, as it has no unit "
+      "(names ending in `_ms` do not make\none). Booleans take "
+      "`true`/`false` (also `on`/`off`, `yes`/`no`, `1`/`0`).\n"
       "\n"
       "## Properties\n"
       "\n"
@@ -1073,9 +1058,16 @@ void sagad_config_write_reference(FILE *out) {
         snprintf(allowed, sizeof allowed, "up to %lld bytes",
                  (long long)p->max);
       break;
+    case T_DURATION: {
+      char lo[32], hi[32];
+      snprintf(allowed, sizeof allowed, "%s to %s",
+               saga__duration_format(lo, sizeof lo, p->min),
+               saga__duration_format(hi, sizeof hi, p->max));
+      break;
+    }
     default:
-      snprintf(allowed, sizeof allowed, "%lld to %lld%s", (long long)p->min,
-               (long long)p->max, p->type == T_DURATION ? " ms" : "");
+      snprintf(allowed, sizeof allowed, "%lld to %lld", (long long)p->min,
+               (long long)p->max);
     }
     env_name(p->name, env, sizeof env);
     fprintf(out, "| `%s` | %s | %s%s%s | %s | %s (`%s`) |\n", p->name,

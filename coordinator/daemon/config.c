@@ -89,11 +89,6 @@ static const prop_t props[] = {
      NULL,
      "most saga transitions appended in one transaction (group commit)",
      NULL, 0},
-    {"batch.max_delay_ms", T_DURATION, OFF(batch_max_delay_ms), 0, 1000,
-     "0ms", NULL,
-     "longest a transition waits for more to share its append; 0ms appends "
-     "at the end of each loop turn",
-     NULL, 0},
     {"admin.listen", T_STRING, OFF(admin_listen), 1, 300, "127.0.0.1:8080",
      NULL,
      "host:port of the admin HTTP endpoint (metrics, health, saga reads and "
@@ -676,13 +671,6 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
         return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
                     "%s: must differ from %s, both are \"%s\"", topics[b][0],
                     topics[a][0], topics[a][1]);
-  /* A pending batch must be able to flush inside the shutdown bound. */
-  if (cfg->batch_max_delay_ms >= cfg->shutdown_timeout_ms)
-    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
-                "batch.max_delay_ms: must be less than shutdown.timeout_ms "
-                "(%lld), got %lld",
-                (long long)cfg->shutdown_timeout_ms,
-                (long long)cfg->batch_max_delay_ms);
   return 0;
 }
 
@@ -1099,8 +1087,6 @@ void sagad_config_write_reference(FILE *out) {
       "`definitions.dir`\n  must be a directory.\n"
       "- `topic.inbox`, `topic.notifications` and `topic.dlq` must be three "
       "different topics.\n"
-      "- `batch.max_delay_ms` must be less than `shutdown.timeout_ms`, so a "
-      "pending batch\n  can be appended during a graceful shutdown.\n"
       "\n"
       "## Logging\n"
       "\n"

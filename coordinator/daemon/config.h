@@ -65,7 +65,6 @@ typedef struct {
   int log_format;                 /* sagad_log_format_t */
   bool log_timestamps;
   int64_t batch_max_events;
-  int64_t batch_max_delay_ms;
   char *admin_listen;             /* "host:port" */
   int64_t shutdown_timeout_ms;
   int64_t payload_max_bytes;

@@ -163,9 +163,9 @@ char *cli_format_time(int64_t ms, char *buf, size_t len);
  * "3d4h"; "-" for a negative value. Returns buf. */
 char *cli_format_duration(int64_t ms, char *buf, size_t len);
 
-/* The conninfo with connect_timeout=<seconds> added when it has none
- * (key=value or URI form). malloc'd; NULL when out of memory. */
-char *cli_conninfo_with_timeout(const char *conninfo, int64_t timeout_ms);
+/* libpq's connect_timeout for a timeout: whole seconds rounded up, at
+ * least 2 (libpq's least), as text into buf. Returns buf. */
+char *cli_connect_timeout(int64_t timeout_ms, char *buf, size_t len);
 
 /* "host:port" (or socket folder) of a conninfo for messages, best effort,
  * into buf. Returns buf. */

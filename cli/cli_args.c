@@ -147,29 +147,13 @@ char *cli_format_duration(int64_t ms, char *buf, size_t len) {
   return buf;
 }
 
-static int is_uri(const char *c) {
-  return strncmp(c, "postgresql://", 13) == 0 ||
-         strncmp(c, "postgres://", 11) == 0;
-}
-
-char *cli_conninfo_with_timeout(const char *conninfo, int64_t timeout_ms) {
+char *cli_connect_timeout(int64_t timeout_ms, char *buf, size_t len) {
   /* libpq's connect_timeout is whole seconds, at least 2. */
   int64_t secs = (timeout_ms + 999) / 1000;
   if (secs < 2)
     secs = 2;
-  size_t len = strlen(conninfo) + 48;
-  char *out = malloc(len);
-  if (out == NULL)
-    return NULL;
-  if (strstr(conninfo, "connect_timeout") != NULL)
-    snprintf(out, len, "%s", conninfo);
-  else if (is_uri(conninfo))
-    snprintf(out, len, "%s%sconnect_timeout=%" PRId64, conninfo,
-             strchr(conninfo, '?') != NULL ? "&" : "?", secs);
-  else
-    snprintf(out, len, "%s%sconnect_timeout=%" PRId64, conninfo,
-             *conninfo != '\0' ? " " : "", secs);
-  return out;
+  snprintf(buf, len, "%" PRId64, secs);
+  return buf;
 }
 
 char *cli_conninfo_where(const char *conninfo, char *buf, size_t len) {

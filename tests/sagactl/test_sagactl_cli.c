@@ -98,21 +98,14 @@ static void test_times_and_durations_format_readably(void **state) {
   assert_string_equal(cli_format_duration(-1, b, sizeof b), "-");
 }
 
-static void test_conninfo_gets_a_connect_timeout_unless_it_has_one(
+static void test_the_connect_timeout_is_whole_seconds_at_least_two(
     void **state) {
   (void)state;
-  char *c = cli_conninfo_with_timeout("host=db port=5432", 1500);
-  assert_string_equal(c, "host=db port=5432 connect_timeout=2");
-  free(c);
-  c = cli_conninfo_with_timeout("postgresql://db/x", 10000);
-  assert_string_equal(c, "postgresql://db/x?connect_timeout=10");
-  free(c);
-  c = cli_conninfo_with_timeout("postgres://db/x?sslmode=require", 3000);
-  assert_string_equal(c, "postgres://db/x?sslmode=require&connect_timeout=3");
-  free(c);
-  c = cli_conninfo_with_timeout("host=db connect_timeout=7", 3000);
-  assert_string_equal(c, "host=db connect_timeout=7");
-  free(c);
+  char b[24];
+  assert_string_equal(cli_connect_timeout(1500, b, sizeof b), "2");
+  assert_string_equal(cli_connect_timeout(100, b, sizeof b), "2");
+  assert_string_equal(cli_connect_timeout(10000, b, sizeof b), "10");
+  assert_string_equal(cli_connect_timeout(10001, b, sizeof b), "11");
   char w[128];
   assert_string_equal(cli_conninfo_where("host=db port=6543 dbname=s", w,
                                          sizeof w),
@@ -346,7 +339,7 @@ int main(void) {
       cmocka_unit_test(test_numbers_parse_within_bounds),
       cmocka_unit_test(test_times_and_durations_format_readably),
       cmocka_unit_test(
-          test_conninfo_gets_a_connect_timeout_unless_it_has_one),
+          test_the_connect_timeout_is_whole_seconds_at_least_two),
       cmocka_unit_test(test_flags_beat_environment_beats_file_beats_defaults),
       cmocka_unit_test(
           test_home_config_is_read_when_no_config_flag_is_given),

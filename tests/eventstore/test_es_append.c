@@ -115,7 +115,9 @@ static void test_append_with_a_stale_version_returns_conflict_and_writes_nothing
   assert_int_equal(es_append(s, "conf-1", 5, &b, 1, &r), ES_ERR_CONFLICT);
   assert_int_equal(es_append(s, "conf-2", 1, &b, 1, &r), ES_ERR_CONFLICT);
   assert_int_equal(r.version, 0);
-  assert_non_null(es_store_last_error(s));
+  assert_string_equal(es_store_last_error(s),
+                      "stream \"conf-2\" is at version 0, not the expected "
+                      "1: nothing appended");
   assert_int_equal(count_events("conf-1"), 1);
   assert_int_equal(count_events("conf-2"), 0);
   /* the same event appended at the right version goes in */

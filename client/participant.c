@@ -105,16 +105,8 @@ static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
   saga_participant_t *p = j->p;
   const Saga__V1__Command *c = j->cmd;
   Saga__V1__Reply rep;
-  saga__v1__reply__init(&rep);
-  rep.saga_id = c->saga_id;
-  rep.step = c->step;
-  rep.action = c->action;
-  rep.attempt = c->attempt;
-  rep.idempotency_key = c->idempotency_key;
-  rep.outcome = (Saga__V1__Outcome)r->outcome;
-  rep.payload.data = (uint8_t *)(uintptr_t)r->payload;
-  rep.payload.len = r->payload ? r->payload_len : 0;
-  rep.reason = SAGA_MUT(r->reason ? r->reason : "");
+  saga__wire_reply_to(&rep, c, (Saga__V1__Outcome)r->outcome, r->reason,
+                      r->payload, r->payload_len);
   /* Same trace, new span: the reply is a child of the command. */
   char tp[SAGA_TRACEPARENT_SIZE];
   (void)saga__traceparent_child(tp, j->meta.traceparent); /* "" = none */

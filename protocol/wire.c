@@ -345,6 +345,21 @@ void saga__wire_free(ProtobufCMessage *msg) {
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+void saga__wire_reply_to(Saga__V1__Reply *r, const Saga__V1__Command *c,
+                         Saga__V1__Outcome outcome, const char *reason,
+                         const void *payload, size_t payload_len) {
+  saga__v1__reply__init(r);
+  r->saga_id = c->saga_id;
+  r->step = c->step;
+  r->action = c->action;
+  r->attempt = c->attempt;
+  r->idempotency_key = c->idempotency_key;
+  r->outcome = outcome;
+  r->reason = SAGA_MUT(reason ? reason : "");
+  r->payload.data = (uint8_t *)(uintptr_t)payload;
+  r->payload.len = payload ? payload_len : 0;
+}
+
 int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
                           const char *step, int action, uint32_t attempt) {
   const char *a = action == SAGA_ACTION_DO           ? "DO"

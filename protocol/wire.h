@@ -79,6 +79,15 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf, size_t errlen);
 
 void saga__wire_free(ProtobufCMessage *msg); /* NULL-safe */
 
+/* Fill r (saga__v1__reply__init first) as the answer to command c: c's
+ * saga id, step, action, attempt and idempotency key, with outcome, reason
+ * (NULL = "") and payload (NULL = none). Every string and the payload are
+ * borrowed: c, reason and payload must outlive r. The one place a Reply is
+ * made from a Command. */
+void saga__wire_reply_to(Saga__V1__Reply *r, const Saga__V1__Command *c,
+                         Saga__V1__Outcome outcome, const char *reason,
+                         const void *payload, size_t payload_len);
+
 /* "<saga_id>/<step>/<DO|COMPENSATE>/<attempt>" into buf. Returns 0, or
  * SAGA_EINVAL for a bad action or SAGA_ETOOBIG when buf is short. */
 int saga__idempotency_key(char *buf, size_t len, const char *saga_id,

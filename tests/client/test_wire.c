@@ -110,6 +110,36 @@ static void test_start_saga_round_trips_with_and_without_version(void **s) {
   }
 }
 
+static void test_a_reply_to_a_command_echoes_its_identity(void **state) {
+  (void)state;
+  Saga__V1__Command c;
+  saga__v1__command__init(&c);
+  c.saga_id = SAGA_MUT("s-9");
+  c.step = SAGA_MUT("ship");
+  c.action = SAGA__V1__ACTION__ACTION_COMPENSATE;
+  c.attempt = 3;
+  c.idempotency_key = SAGA_MUT("s-9/ship/COMPENSATE/3");
+  c.reply_topic = SAGA_MUT("saga.inbox");
+  Saga__V1__Reply r;
+  saga__wire_reply_to(&r, &c, SAGA__V1__OUTCOME__OUTCOME_SUCCESS, NULL,
+                      "{\"ok\":1}", 8);
+  assert_ptr_equal(r.saga_id, c.saga_id);
+  assert_ptr_equal(r.step, c.step);
+  assert_int_equal(r.action, SAGA__V1__ACTION__ACTION_COMPENSATE);
+  assert_int_equal(r.attempt, 3);
+  assert_ptr_equal(r.idempotency_key, c.idempotency_key);
+  assert_int_equal(r.outcome, SAGA__V1__OUTCOME__OUTCOME_SUCCESS);
+  assert_string_equal(r.reason, "");
+  assert_int_equal(r.payload.len, 8);
+  assert_memory_equal(r.payload.data, "{\"ok\":1}", 8);
+  char err[256];
+  assert_int_equal(saga__wire_check(&r.base, err, sizeof err), 0);
+  saga__wire_reply_to(&r, &c, SAGA__V1__OUTCOME__OUTCOME_FAILURE, "declined",
+                      NULL, 5);
+  assert_string_equal(r.reason, "declined");
+  assert_int_equal(r.payload.len, 0); /* no payload, whatever the length */
+}
+
 static void test_reply_and_notification_round_trip(void **state) {
   (void)state;
   Saga__V1__Reply r;
@@ -606,6 +636,7 @@ int main(void) {
       cmocka_unit_test(test_operator_action_fields_are_checked_both_ways),
       cmocka_unit_test(test_type_header_names_a_known_message),
       cmocka_unit_test(test_idempotency_key_has_its_form),
+      cmocka_unit_test(test_a_reply_to_a_command_echoes_its_identity),
       cmocka_unit_test(test_error_map_names_every_code),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

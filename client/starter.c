@@ -10,7 +10,7 @@
 #include "ids.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define OUTCOME_CACHE_MAX 4096
 

@@ -12,6 +12,7 @@
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
 
+#include "saga/version.h"
 #include "config.h"
 #include "daemon.h"
 #include "engine.h"
@@ -19,9 +20,6 @@
 #include "observe.h"
 #include "shell.h"
 
-#ifndef SAGA_VERSION
-#define SAGA_VERSION "unknown"
-#endif
 
 extern char **environ;
 

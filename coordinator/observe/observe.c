@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "msg_codec.h"
 #include "otlp.h"
+#include "saga/version.h"
 
 /* ---- per-saga observer state (the engine's observer slot) ---------- */
 
@@ -496,6 +497,14 @@ static int register_metrics(sagad_observe_t *o) {
   for (int v = 1; v < NVERDICTS; v++)
     o->anom[v] =
         metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
+  /* The usual build-info gauge: constant 1, the version as a label. */
+  metric_family_t *build = metrics_gauge(
+      m, "saga_build_info", "The running sagad's version (always 1).",
+      "version");
+  metric_t *build_s = build ? metric_series(build, SAGA_VERSION) : NULL;
+  if (!build_s)
+    return -1;
+  metric_set(build_s, 1);
   o->span_sent = metric_series(o->f_spans, "sent");
   o->span_dropped = metric_series(o->f_spans, "dropped");
   metrics_on_collect(m, on_collect, o);
@@ -523,9 +532,9 @@ typedef struct {
   char id[ADMIN_ID_MAX + 1];
 } start_t;
 
-static void started(void *arg, int err) {
+static void started(void *arg, int status) {
   start_t *st = arg;
-  if (err) {
+  if (status != SAGAD_DELIVERY_OK) {
     admin_reply(st->r, 503, NULL, 0);
   } else {
     abuf_t b = ABUF_INIT;
@@ -573,7 +582,7 @@ static void src_start(void *arg, const char *type, const char *id,
     tp = NULL;
   void *buf = NULL;
   size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
+  saga__hdrs_t h;
   char err[256];
   start_t *st = calloc(1, sizeof *st);
   if (!st || sagad_msg_encode_start(id, type, 0, (const uint8_t *)input,
@@ -586,11 +595,11 @@ static void src_start(void *arg, const char *type, const char *id,
   st->r = r;
   snprintf(st->id, sizeof st->id, "%s", id);
   if (sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, id, strlen(id),
-                           buf, len, h, started, st) != 0) {
-    rd_kafka_headers_destroy(h);
+                           buf, len, &h, started, st) != 0) {
     free(st);
     admin_reply(r, 503, NULL, 0);
   }
+  saga__hdrs_free(&h);
   free(buf);
 }
 

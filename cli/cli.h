@@ -140,7 +140,8 @@ typedef const char *(*cli_getenv_fn)(const char *name, void *arg);
  * default. The file is args' --config (which must exist), else
  * $HOME/.config/sagactl.conf when it exists. Reads that file. Returns 0, or
  * -1 with one line in err naming the place ("sagactl.conf:3: unknown
- * setting \"x\"", "SAGA_TIMEOUT: invalid duration \"x\""). *out is filled
+ * setting \"x\"", "SAGA_TIMEOUT: timeout must be a duration between 100ms
+ * and 1h: \"5\" has no unit: ..."). *out is filled
  * either way; free it with cli_settings_free. */
 int cli_settings_resolve(const cli_args_t *args, cli_getenv_fn getenv_fn,
                          void *env_arg, cli_settings_t *out, char *err,
@@ -149,11 +150,6 @@ void cli_settings_free(cli_settings_t *s);
 
 /* Get a setting's value, or NULL. */
 const char *cli_get(const cli_settings_t *s, cli_setting_t id);
-
-/* Parse a duration: one or more <number><unit> with units ms, s, m, h, d
- * ("1h30m", "500ms"); a bare number means seconds. Returns 0 with *ms set,
- * or -1 (empty, unknown unit, negative, overflow). */
-int cli_parse_duration(const char *text, int64_t *ms);
 
 /* Parse a non-negative integer within [min, max]; 0 or -1. */
 int cli_parse_uint(const char *text, uint64_t min, uint64_t max,
@@ -167,9 +163,9 @@ char *cli_format_time(int64_t ms, char *buf, size_t len);
  * "3d4h"; "-" for a negative value. Returns buf. */
 char *cli_format_duration(int64_t ms, char *buf, size_t len);
 
-/* The conninfo with connect_timeout=<seconds> added when it has none
- * (key=value or URI form). malloc'd; NULL when out of memory. */
-char *cli_conninfo_with_timeout(const char *conninfo, int64_t timeout_ms);
+/* libpq's connect_timeout for a timeout: whole seconds rounded up, at
+ * least 2 (libpq's least), as text into buf. Returns buf. */
+char *cli_connect_timeout(int64_t timeout_ms, char *buf, size_t len);
 
 /* "host:port" (or socket folder) of a conninfo for messages, best effort,
  * into buf. Returns buf. */

@@ -1,5 +1,5 @@
-/* sagactl's command line: the options table, the parser, durations and
- * time formatting. Pure: no I/O except cli_fail's line on stderr. */
+/* sagactl's command line: the options table, the parser, and duration and
+ * time formatting (parsing durations is common/timetext.h's). Pure: no I/O except cli_fail's line on stderr. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include "cli.h"
+#include "timetext.h"
 
 static const struct {
   const char *name;
@@ -106,44 +107,6 @@ int cli_args_check(const cli_args_t *args, uint32_t allowed,
   return 0;
 }
 
-int cli_parse_duration(const char *text, int64_t *ms) {
-  if (text == NULL || *text == '\0')
-    return -1;
-  const char *p = text;
-  int64_t total = 0;
-  while (*p != '\0') {
-    if (*p < '0' || *p > '9')
-      return -1;
-    errno = 0;
-    char *end = NULL;
-    unsigned long long n = strtoull(p, &end, 10);
-    if (errno != 0 || n > (unsigned long long)INT64_MAX / 1000)
-      return -1;
-    int64_t unit = 0;
-    if (*end == '\0' && p == text) {
-      unit = 1000; /* a bare number: seconds */
-    } else if (strncmp(end, "ms", 2) == 0) {
-      unit = 1, end += 2;
-    } else if (*end == 's') {
-      unit = 1000, end++;
-    } else if (*end == 'm') {
-      unit = 60000, end++;
-    } else if (*end == 'h') {
-      unit = 3600000, end++;
-    } else if (*end == 'd') {
-      unit = 86400000, end++;
-    } else {
-      return -1;
-    }
-    if ((int64_t)n > (INT64_MAX - total) / unit)
-      return -1;
-    total += (int64_t)n * unit;
-    p = end;
-  }
-  *ms = total;
-  return 0;
-}
-
 int cli_parse_uint(const char *text, uint64_t min, uint64_t max,
                    uint64_t *out) {
   if (text == NULL || *text < '0' || *text > '9')
@@ -162,13 +125,7 @@ char *cli_format_time(int64_t ms, char *buf, size_t len) {
     snprintf(buf, len, "-");
     return buf;
   }
-  time_t secs = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-  return buf;
+  return saga__rfc3339_ms(buf, len, ms);
 }
 
 char *cli_format_duration(int64_t ms, char *buf, size_t len) {
@@ -190,29 +147,13 @@ char *cli_format_duration(int64_t ms, char *buf, size_t len) {
   return buf;
 }
 
-static int is_uri(const char *c) {
-  return strncmp(c, "postgresql://", 13) == 0 ||
-         strncmp(c, "postgres://", 11) == 0;
-}
-
-char *cli_conninfo_with_timeout(const char *conninfo, int64_t timeout_ms) {
+char *cli_connect_timeout(int64_t timeout_ms, char *buf, size_t len) {
   /* libpq's connect_timeout is whole seconds, at least 2. */
   int64_t secs = (timeout_ms + 999) / 1000;
   if (secs < 2)
     secs = 2;
-  size_t len = strlen(conninfo) + 48;
-  char *out = malloc(len);
-  if (out == NULL)
-    return NULL;
-  if (strstr(conninfo, "connect_timeout") != NULL)
-    snprintf(out, len, "%s", conninfo);
-  else if (is_uri(conninfo))
-    snprintf(out, len, "%s%sconnect_timeout=%" PRId64, conninfo,
-             strchr(conninfo, '?') != NULL ? "&" : "?", secs);
-  else
-    snprintf(out, len, "%s%sconnect_timeout=%" PRId64, conninfo,
-             *conninfo != '\0' ? " " : "", secs);
-  return out;
+  snprintf(buf, len, "%" PRId64, secs);
+  return buf;
 }
 
 char *cli_conninfo_where(const char *conninfo, char *buf, size_t len) {

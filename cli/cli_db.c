@@ -43,30 +43,32 @@ static char *first_line(const char *msg) {
   return buf;
 }
 
-int cli_pg_conninfo(const cli_settings_t *s, char **out) {
-  *out = NULL;
-  const char *ci = cli_get(s, CLI_SET_PG);
-  if (ci == NULL)
+int cli_pg(const cli_settings_t *s, cli_pg_t *pg) {
+  memset(pg, 0, sizeof *pg);
+  pg->conninfo = cli_get(s, CLI_SET_PG);
+  if (pg->conninfo == NULL)
     return cli_fail(CLI_EXIT_USAGE,
                     "no PostgreSQL configured: give --pg CONNINFO, "
                     "SAGA_PG_CONNINFO or \"pg = ...\" in the config file");
-  *out = cli_conninfo_with_timeout(ci, s->timeout_ms);
-  if (*out == NULL)
-    return cli_fail(CLI_EXIT_FAIL, "out of memory");
+  cli_connect_timeout(s->timeout_ms, pg->connect_timeout,
+                      sizeof pg->connect_timeout);
+  pg->defaults[0] = "connect_timeout";
+  pg->defaults[1] = pg->connect_timeout;
+  pg->defaults[2] = NULL;
   return CLI_EXIT_OK;
 }
 
 int cli_db_connect(const cli_settings_t *s, PGconn **out) {
   *out = NULL;
-  char *full = NULL;
-  int rc = cli_pg_conninfo(s, &full);
+  cli_pg_t pg;
+  int rc = cli_pg(s, &pg);
   if (rc != CLI_EXIT_OK)
     return rc;
-  const char *ci = cli_get(s, CLI_SET_PG);
   char where[256];
-  cli_conninfo_where(ci, where, sizeof where);
-  PGconn *c = PQconnectdb(full);
-  free(full);
+  cli_conninfo_where(pg.conninfo, where, sizeof where);
+  const char *const keys[] = {pg.defaults[0], "dbname", NULL};
+  const char *const vals[] = {pg.defaults[1], pg.conninfo, NULL};
+  PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (PQstatus(c) != CONNECTION_OK) {
     rc = cli_fail(CLI_EXIT_UNREACHABLE,
                       "could not connect to PostgreSQL at %s: %s", where,

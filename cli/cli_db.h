@@ -27,10 +27,20 @@ void cli_index_row_clear(cli_index_row_t *r);
  * or CLI_EXIT_UNREACHABLE; the error line is printed. */
 int cli_db_connect(const cli_settings_t *s, PGconn **out);
 
-/* The conninfo of settings' pg with its connect timeout, malloc'd, into
- * *out. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE when none is configured
- * (line printed). */
-int cli_pg_conninfo(const cli_settings_t *s, char **out);
+/* What sagactl connects to PostgreSQL with: settings' pg conninfo, and
+ * libpq defaults under it as keyword/value pairs ending with NULL
+ * (es_store_opts_t.conn_defaults' form): connect_timeout from the timeout
+ * setting. The conninfo's own settings win (PQconnectdbParams with
+ * expand_dbname): nothing rewrites the conninfo. */
+typedef struct {
+  const char *conninfo;
+  char connect_timeout[24];
+  const char *defaults[3];
+} cli_pg_t;
+
+/* Fill pg from settings. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE when no
+ * conninfo is configured (line printed). */
+int cli_pg(const cli_settings_t *s, cli_pg_t *pg);
 
 /* Connect, read saga_id's row, disconnect. Returns CLI_EXIT_OK with *row
  * filled (cli_index_row_clear), or an exit code with the line printed

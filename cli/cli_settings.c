@@ -1,13 +1,14 @@
 /* sagactl's settings: each from its flag, else the environment, else the
- * config file ("name = value" lines, '#' comments), else its default.
+ * config file ("name = value" lines read by common/conffile.h, the same
+ * syntax as sagad's), else its default.
  * Every error names its place: the flag, the variable or file:line. */
-#include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "conffile.h"
+#include "timetext.h"
 
 static const struct {
   const char *name, *env;
@@ -57,100 +58,72 @@ static int set(cli_settings_t *s, int id, const char *value,
   return 0;
 }
 
-static char *trim(char *p) {
-  while (isspace((unsigned char)*p))
-    p++;
-  size_t n = strlen(p);
-  while (n > 0 && isspace((unsigned char)p[n - 1]))
-    p[--n] = '\0';
-  return p;
-}
+typedef struct {
+  cli_settings_t *s;
+  const int *fixed;
+} file_ctx_t;
 
-/* Read the config file; a setting already given by a flag or the
- * environment stays (file values only fill what is unset). */
-static int read_file(cli_settings_t *s, const char *path, const int *fixed,
-                     char *err, size_t errlen) {
-  FILE *f = fopen(path, "r");
-  if (f == NULL) {
-    snprintf(err, errlen, "could not open config file \"%s\": %s", path,
-             strerror(errno));
+/* One `name = value` line of the config file; a setting already given by
+ * a flag or the environment stays (file values only fill what is unset). */
+static int file_line(void *arg, const char *name, const char *value,
+                     const char *where, char *err, size_t errlen) {
+  file_ctx_t *c = arg;
+  cli_settings_t *s = c->s;
+  if (strncmp(name, "kafka.", 6) == 0 && name[6] != '\0') {
+    if (s->n_kafka_props == CLI_MAX_KAFKA_PROPS) {
+      snprintf(err, errlen, "%s: more than %d kafka.* properties", where,
+               CLI_MAX_KAFKA_PROPS);
+      return -1;
+    }
+    char *k = strdup(name + 6), *v = strdup(value);
+    if (k == NULL || v == NULL) {
+      free(k);
+      free(v);
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    s->kafka_props[2 * s->n_kafka_props] = k;
+    s->kafka_props[2 * s->n_kafka_props + 1] = v;
+    s->n_kafka_props++;
+    return 0;
+  }
+  int id = -1;
+  for (int i = 0; i < CLI_SET_COUNT_; i++)
+    if (strcmp(SETS[i].name, name) == 0)
+      id = i;
+  if (id < 0) {
+    snprintf(err, errlen, "%s: unknown setting \"%s\"", where, name);
     return -1;
   }
-  char line[4096];
-  int lineno = 0, rc = 0;
-  while (fgets(line, sizeof line, f) != NULL) {
-    lineno++;
-    size_t len = strlen(line);
-    if (len == sizeof line - 1 && line[len - 1] != '\n') {
-      snprintf(err, errlen, "%s:%d: line longer than %zu bytes", path, lineno,
-               sizeof line - 2);
-      rc = -1;
-      break;
-    }
-    char *p = trim(line);
-    if (*p == '\0' || *p == '#')
-      continue;
-    char *eq = strchr(p, '=');
-    if (eq == NULL) {
-      snprintf(err, errlen, "%s:%d: expected \"name = value\"", path, lineno);
-      rc = -1;
-      break;
-    }
-    *eq = '\0';
-    char *name = trim(p);
-    char *value = trim(eq + 1);
-    if (strncmp(name, "kafka.", 6) == 0 && name[6] != '\0') {
-      if (s->n_kafka_props == CLI_MAX_KAFKA_PROPS) {
-        snprintf(err, errlen, "%s:%d: more than %d kafka.* properties", path,
-                 lineno, CLI_MAX_KAFKA_PROPS);
-        rc = -1;
-        break;
-      }
-      char *k = strdup(name + 6), *v = strdup(value);
-      if (k == NULL || v == NULL) {
-        free(k);
-        free(v);
-        snprintf(err, errlen, "out of memory");
-        rc = -1;
-        break;
-      }
-      s->kafka_props[2 * s->n_kafka_props] = k;
-      s->kafka_props[2 * s->n_kafka_props + 1] = v;
-      s->n_kafka_props++;
-      continue;
-    }
-    int id = -1;
-    for (int i = 0; i < CLI_SET_COUNT_; i++)
-      if (strcmp(SETS[i].name, name) == 0)
-        id = i;
-    if (id < 0) {
-      snprintf(err, errlen, "%s:%d: unknown setting \"%s\"", path, lineno,
-               name);
-      rc = -1;
-      break;
-    }
-    if (fixed[id])
-      continue;
-    char src[4200];
-    snprintf(src, sizeof src, "%s:%d", path, lineno);
-    if (set(s, id, value, src) != 0) {
-      snprintf(err, errlen, "out of memory");
-      rc = -1;
-      break;
-    }
+  if (c->fixed[id])
+    return 0;
+  if (set(s, id, value, where) != 0) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
   }
-  if (rc == 0 && ferror(f)) {
-    snprintf(err, errlen, "could not read config file \"%s\"", path);
-    rc = -1;
-  }
-  fclose(f);
-  return rc;
+  return 0;
+}
+
+/* Read the config file (common/conffile.h has the syntax). */
+static int read_file(cli_settings_t *s, const char *path, const int *fixed,
+                     char *err, size_t errlen) {
+  file_ctx_t c = {s, fixed};
+  return saga__conf_read(path, file_line, &c, err, errlen) == SAGA_CONF_OK
+             ? 0
+             : -1;
 }
 
 static int finalize(cli_settings_t *s, char *err, size_t errlen) {
   const char *t = s->value[CLI_SET_TIMEOUT];
-  if (cli_parse_duration(t, &s->timeout_ms) != 0 || s->timeout_ms < 100 ||
-      s->timeout_ms > 3600000) {
+  char why[256];
+  if (saga__duration_parse(t, &s->timeout_ms) != SAGA_DURATION_OK) {
+    snprintf(err, errlen, "%s: timeout must be a duration between 100ms and "
+                          "1h: %s",
+             s->source[CLI_SET_TIMEOUT],
+             saga__duration_explain(t, why, sizeof why));
+    return -1;
+  }
+  if (s->timeout_ms < 100 || s->timeout_ms > 3600000) {
     snprintf(err, errlen,
              "%s: timeout must be a duration between 100ms and 1h, got "
              "\"%s\"",

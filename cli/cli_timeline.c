@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "cli_timeline.h"
+#include "grow.h"
 
 static const char *action_name(uint8_t a) {
   return a == SM_COMPENSATE ? "COMPENSATE" : "DO";
@@ -26,20 +27,6 @@ static const char *outcome_name(uint8_t o) {
   default:
     return "";
   }
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t size) {
-  if (need <= *cap)
-    return 0;
-  size_t c = *cap == 0 ? 16 : *cap * 2;
-  while (c < need)
-    c *= 2;
-  void *q = realloc(*p, c * size);
-  if (q == NULL)
-    return -1;
-  *p = q;
-  *cap = c;
-  return 0;
 }
 
 static void step_name(const saga_def_t *def, uint8_t step, char *buf,
@@ -67,8 +54,7 @@ static int64_t take_sent(cli_timeline_t *tl, const sm_event_t *ev) {
 static int add_sent(cli_timeline_t *tl, const sm_event_t *ev,
                     int64_t at_ms) {
   (void)take_sent(tl, ev); /* a re-dispatch replaces an older entry */
-  if (grow((void **)&tl->sent, &tl->capsent, tl->nsent + 1,
-           sizeof *tl->sent) != 0)
+  if (SAGA_GROW(tl->sent, tl->capsent, tl->nsent + 1, 16) != 0)
     return -1;
   tl->sent[tl->nsent++] = (cli_tl_sent_t){.step = ev->step,
                                           .action = ev->action,
@@ -80,7 +66,7 @@ static int add_sent(cli_timeline_t *tl, const sm_event_t *ev,
 int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
                      int64_t version, int64_t at_ms, const sm_event_t *ev,
                      size_t n) {
-  if (grow((void **)&tl->rows, &tl->cap, tl->n + n, sizeof *tl->rows) != 0)
+  if (SAGA_GROW(tl->rows, tl->cap, tl->n + n, 16) != 0)
     return -1;
   for (size_t i = 0; i < n; i++) {
     const sm_event_t *e = &ev[i];

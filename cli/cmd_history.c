@@ -66,17 +66,18 @@ int cli_defs_has_type(const cli_settings_t *s, const char *type,
 
 static int open_store(const cli_settings_t *s, es_store_t **out) {
   *out = NULL;
-  char *full = NULL;
-  int rc = cli_pg_conninfo(s, &full);
+  cli_pg_t pg;
+  int rc = cli_pg(s, &pg);
   if (rc != CLI_EXIT_OK)
     return rc;
-  const char *ci = cli_get(s, CLI_SET_PG);
+  es_store_opts_t opts;
+  es_store_opts_init(&opts);
+  opts.conn_defaults = pg.defaults;
   char err[ES_ERRBUF_SIZE] = "", where[256];
-  int e = es_store_open(full, NULL, out, err, sizeof err);
-  free(full);
+  int e = es_store_open(pg.conninfo, &opts, out, err, sizeof err);
   if (e == ES_ERR_OK)
     return CLI_EXIT_OK;
-  cli_conninfo_where(ci, where, sizeof where);
+  cli_conninfo_where(pg.conninfo, where, sizeof where);
   char *nl = strchr(err, '\n');
   if (nl != NULL)
     *nl = '\0';

@@ -8,6 +8,7 @@
 
 #include "cli_cmds.h"
 #include "cli_db.h"
+#include "timetext.h"
 
 int cli_print_json(void *v) {
   cJSON *j = v;
@@ -107,10 +108,10 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
 static int duration_opt(const cli_args_t *a, cli_opt_t o, int64_t *ms) {
   *ms = -1;
   const char *v = a->opt[o];
-  if (v != NULL && cli_parse_duration(v, ms) != 0)
-    return cli_fail(CLI_EXIT_USAGE,
-                    "--%s: invalid duration \"%s\" (e.g. 90s, 15m, 2h, 1d)",
-                    cli_opt_name(o), v);
+  char why[256];
+  if (v != NULL && saga__duration_parse(v, ms) != SAGA_DURATION_OK)
+    return cli_fail(CLI_EXIT_USAGE, "--%s: %s", cli_opt_name(o),
+                    saga__duration_explain(v, why, sizeof why));
   return CLI_EXIT_OK;
 }
 

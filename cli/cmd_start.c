@@ -14,6 +14,7 @@
 #include "saga/client.h"
 
 #include "cli_cmds.h"
+#include "timetext.h"
 
 /* One saga id ceiling everywhere (docs/protocol.md): the coordinator,
  * the client library and sagactl refuse a longer id, never cut it. */
@@ -199,11 +200,15 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
                     "--def-version: expected a version number, got \"%s\"",
                     a->opt[CLI_OPT_DEF_VERSION]);
   int64_t wait_ms = -1;
+  char why[256];
   if (a->opt[CLI_OPT_WAIT] != NULL &&
-      (cli_parse_duration(a->opt[CLI_OPT_WAIT], &wait_ms) != 0 ||
-       wait_ms <= 0))
-    return cli_fail(CLI_EXIT_USAGE,
-                    "--wait: invalid duration \"%s\" (e.g. 30s, 5m)",
+      saga__duration_parse(a->opt[CLI_OPT_WAIT], &wait_ms) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--wait: %s",
+                    saga__duration_explain(a->opt[CLI_OPT_WAIT], why,
+                                           sizeof why));
+  if (a->opt[CLI_OPT_WAIT] != NULL && wait_ms <= 0)
+    return cli_fail(CLI_EXIT_USAGE, "--wait: must be longer than 0ms, got "
+                                    "\"%s\"",
                     a->opt[CLI_OPT_WAIT]);
   const char *bootstrap = cli_get(s, CLI_SET_KAFKA);
   if (bootstrap == NULL)

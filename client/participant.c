@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ids.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
 #include "wire_kafka.h"
@@ -100,35 +101,15 @@ static void job_abandon(saga_pending_t *j) {
 
 /* ---- replies ---- */
 
-/* Same trace, new span: the reply is a child of the command. */
-static void child_traceparent(const char *parent, char *out, size_t len) {
-  char span[56];
-  if (saga__traceparent(span, sizeof span) != 0) {
-    out[0] = '\0';
-    return;
-  }
-  if (parent && strlen(parent) == 55 && parent[2] == '-' && parent[35] == '-')
-    snprintf(out, len, "%.36s%.16s%.3s", parent, span + 36, parent + 52);
-  else
-    snprintf(out, len, "%s", span);
-}
-
 static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
   saga_participant_t *p = j->p;
   const Saga__V1__Command *c = j->cmd;
   Saga__V1__Reply rep;
-  saga__v1__reply__init(&rep);
-  rep.saga_id = c->saga_id;
-  rep.step = c->step;
-  rep.action = c->action;
-  rep.attempt = c->attempt;
-  rep.idempotency_key = c->idempotency_key;
-  rep.outcome = (Saga__V1__Outcome)r->outcome;
-  rep.payload.data = (uint8_t *)(uintptr_t)r->payload;
-  rep.payload.len = r->payload ? r->payload_len : 0;
-  rep.reason = SAGA_MUT(r->reason ? r->reason : "");
-  char tp[64];
-  child_traceparent(j->meta.traceparent, tp, sizeof tp);
+  saga__wire_reply_to(&rep, c, (Saga__V1__Outcome)r->outcome, r->reason,
+                      r->payload, r->payload_len);
+  /* Same trace, new span: the reply is a child of the command. */
+  char tp[SAGA_TRACEPARENT_SIZE];
+  (void)saga__traceparent_child(tp, j->meta.traceparent); /* "" = none */
   saga_meta_t meta = {
       .correlation_id =
           j->meta.correlation_id[0] ? j->meta.correlation_id : c->saga_id,

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ids.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
 #include "wire_kafka.h"
@@ -304,7 +305,7 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   if (req->saga_id)
     snprintf(j->saga_id, sizeof j->saga_id, "%s", req->saga_id);
   else
-    saga__uuid(j->saga_id, sizeof j->saga_id);
+    (void)saga__uuid_text(j->saga_id); /* "" on failure: encode refuses */
   Saga__V1__StartSaga m;
   saga__v1__start_saga__init(&m);
   m.saga_id = j->saga_id;
@@ -319,9 +320,9 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
   m.requested_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-  char tp[64];
+  char tp[SAGA_TRACEPARENT_SIZE];
   saga_meta_t meta = req->meta;
-  if (!meta.traceparent && saga__traceparent(tp, sizeof tp) == 0)
+  if (!meta.traceparent && saga__traceparent_new(tp) == 0)
     meta.traceparent = tp;
   if (!meta.correlation_id)
     meta.correlation_id = j->saga_id;

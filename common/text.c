@@ -3,40 +3,49 @@
 
 #include <stdint.h>
 
+size_t saga__utf8_seq_len(const void *bytes, size_t n) {
+  const unsigned char *v = bytes;
+  if (n == 0)
+    return 0;
+  unsigned c = v[0];
+  size_t k;
+  uint32_t cp;
+  if (c < 0x80)
+    return 1;
+  if ((c & 0xE0) == 0xC0) {
+    k = 1;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    k = 2;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    k = 3;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (n <= k)
+    return 0;
+  for (size_t j = 1; j <= k; j++) {
+    if ((v[j] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (v[j] & 0x3F);
+  }
+  if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
+      (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return k + 1;
+}
+
 size_t saga__utf8_bad_at(const void *bytes, size_t n) {
   const unsigned char *v = bytes;
   size_t i = 0;
   while (i < n) {
-    unsigned c = v[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      k = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      k = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      k = 3;
-      cp = c & 0x07;
-    } else {
+    size_t k = saga__utf8_seq_len(v + i, n - i);
+    if (k == 0)
       return i;
-    }
-    if (n - i <= k)
-      return i;
-    for (size_t j = 1; j <= k; j++) {
-      if ((v[i + j] & 0xC0) != 0x80)
-        return i;
-      cp = (cp << 6) | (v[i + j] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) ||
-        (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return i;
-    i += k + 1;
+    i += k;
   }
   return n;
 }
@@ -49,22 +58,4 @@ int saga__hexval(char c) {
   if (c >= 'A' && c <= 'F')
     return c - 'A' + 10;
   return -1;
-}
-
-static int lower_hex(const char *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-      return 0;
-  return 1;
-}
-
-int saga__traceparent_valid(const char *tp) {
-  if (!tp)
-    return 0;
-  for (size_t i = 0; i < 55; i++)
-    if (!tp[i])
-      return 0;
-  return tp[55] == '\0' && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
-         lower_hex(tp, 2) && lower_hex(tp + 3, 32) && lower_hex(tp + 36, 16) &&
-         lower_hex(tp + 53, 2);
 }

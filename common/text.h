@@ -12,12 +12,14 @@
  * Any thread. */
 size_t saga__utf8_bad_at(const void *v, size_t n);
 
+/* Length (1 to 4) of the valid UTF-8 sequence that starts v[0..n), or 0
+ * when there is none: n is 0, or a bad lead or continuation byte, a
+ * sequence cut short by n, an overlong form, a surrogate or a code point
+ * past U+10FFFF. A NUL byte is a sequence of length 1. For a NUL-terminated
+ * string, n = strnlen(s, 4) is enough (a NUL is never a continuation). */
+size_t saga__utf8_seq_len(const void *v, size_t n);
+
 /* The value of hex digit c (0-9, a-f, A-F), or -1. */
 int saga__hexval(char c);
-
-/* 1 when tp is a W3C traceparent of version 00 form exactly:
- * "vv-<32 hex>-<16 hex>-<2 hex>", 55 characters, lower-case hex (the form
- * the event store keeps); 0 otherwise, also for NULL. Any thread. */
-int saga__traceparent_valid(const char *tp);
 
 #endif

@@ -1,14 +1,13 @@
 /* Input checks and the binary wire encoding of append parameters (arrays
- * of uuid, text, bytea, jsonb), plus UUID generation. Pure: no I/O other
- * than getrandom(2). */
-#include <errno.h>
+ * of uuid, text, bytea, jsonb), plus UUID generation (saga_common's).
+ * Pure: no I/O other than getrandom(2). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "es_internal.h"
+#include "ids.h"
 #include "text.h"
 
 void es__set_msg(char *msg, size_t msglen, const char *fmt, ...) {
@@ -139,29 +138,9 @@ int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
 }
 
 int es_uuid_v4(uint8_t out[16]) {
-  size_t got = 0;
-  while (got < 16) {
-    ssize_t r = getrandom(out + got, 16 - got, 0);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return ES_ERR_INVALID;
-    }
-    got += (size_t)r;
-  }
-  out[6] = (uint8_t)((out[6] & 0x0F) | 0x40);
-  out[8] = (uint8_t)((out[8] & 0x3F) | 0x80);
-  return 0;
+  return saga__uuid_v4(out) == 0 ? 0 : ES_ERR_INVALID;
 }
 
 void es_uuid_format(const uint8_t id[16], char out[37]) {
-  static const char hex[] = "0123456789abcdef";
-  size_t o = 0;
-  for (size_t i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out[o++] = '-';
-    out[o++] = hex[id[i] >> 4];
-    out[o++] = hex[id[i] & 15];
-  }
-  out[o] = '\0';
+  saga__uuid_format(id, out);
 }

@@ -578,8 +578,22 @@ static void append_result(es__op_t *op, size_t i, const PGresult *r, int row,
     res->status = ES_ERR_CONFLICT;
   else
     res->status = mine == (int64_t)n ? ES_ERR_DUPLICATE : ES_ERR_ID_REUSED;
-  if (op->kind == ES__OP_APPEND)
+  if (op->kind == ES__OP_APPEND) {
     op->status = res->status;
+    const es__stream_t *st = &op->batch->streams[i];
+    if (!op->msg[0] && res->status == ES_ERR_CONFLICT)
+      es__set_msg(op->msg, sizeof op->msg,
+                  "stream \"%.*s\" is at version %lld, not the expected "
+                  "%lld: nothing appended",
+                  st->lens[0], st->params.p + st->offs[0], (long long)v,
+                  (long long)st->expected);
+    else if (!op->msg[0])
+      es__set_msg(op->msg, sizeof op->msg, "stream \"%.*s\": %s",
+                  st->lens[0], st->params.p + st->offs[0],
+                  res->status == ES_ERR_DUPLICATE
+                      ? "these events are stored already: nothing appended"
+                      : "an event id is stored already with other content");
+  }
 }
 
 /* The single-event statement's answer: the new row's position, or no row

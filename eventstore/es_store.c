@@ -10,6 +10,9 @@
 struct es_store {
   PGconn *conn;
   char *conninfo;
+  /* PQconnectdbParams's arrays: opts.conn_defaults, then dbname =
+   * conninfo (expanded), then NULL; owned. */
+  char **ckeys, **cvals;
   es_store_opts_t opts;
   int prepared;
   es__xcache_t xc; /* batch statements prepared on conn */
@@ -23,6 +26,37 @@ void es_store_opts_init(es_store_opts_t *opts) {
   opts->max_payload = 1024 * 1024;
   opts->notify = 1;
   opts->migrate = 0;
+}
+
+/* Fill s->ckeys/cvals from defaults and s->conninfo. 0 or ES_ERR_NOMEM. */
+static int conn_params(es_store_t *s, const char *const *defaults) {
+  size_t n = 0;
+  while (defaults && defaults[2 * n])
+    n++;
+  if (!(s->ckeys = calloc(n + 2, sizeof *s->ckeys)) ||
+      !(s->cvals = calloc(n + 2, sizeof *s->cvals)))
+    return ES_ERR_NOMEM;
+  for (size_t i = 0; i <= n; i++) {
+    const char *k = i < n ? defaults[2 * i] : "dbname";
+    const char *v = i < n ? defaults[2 * i + 1] : s->conninfo;
+    if (!(s->ckeys[i] = strdup(k)) || !(s->cvals[i] = strdup(v ? v : "")))
+      return ES_ERR_NOMEM;
+  }
+  return 0;
+}
+
+static void conn_params_free(es_store_t *s) {
+  for (size_t i = 0; s->ckeys && s->ckeys[i]; i++)
+    free(s->ckeys[i]);
+  for (size_t i = 0; s->cvals && s->cvals[i]; i++)
+    free(s->cvals[i]);
+  free(s->ckeys);
+  free(s->cvals);
+}
+
+static PGconn *connect_db(const es_store_t *s) {
+  return PQconnectdbParams((const char *const *)s->ckeys,
+                           (const char *const *)s->cvals, 1);
 }
 
 const char *es_store_last_error(const es_store_t *store) {
@@ -65,7 +99,7 @@ static int connect_store(es_store_t *s) {
   if (s->conn)
     PQreset(s->conn);
   else
-    s->conn = PQconnectdb(s->conninfo);
+    s->conn = connect_db(s);
   if (!s->conn)
     return ES_ERR_NOMEM;
   if (PQstatus(s->conn) != CONNECTION_OK) {
@@ -162,12 +196,13 @@ int es_store_open(const char *conninfo, const es_store_opts_t *opts,
   else
     es_store_opts_init(&s->opts);
   int rc = ES_ERR_NOMEM;
-  if (!(s->conninfo = strdup(conninfo)) || !(s->one = es_batch_new(opts)))
+  if (!(s->conninfo = strdup(conninfo)) || !(s->one = es_batch_new(opts)) ||
+      conn_params(s, s->opts.conn_defaults) != 0)
     goto fail;
   if (s->opts.migrate &&
       (rc = es_migrate(conninfo, NULL, s->msg, sizeof s->msg)))
     goto fail;
-  s->conn = PQconnectdb(conninfo);
+  s->conn = connect_db(s);
   if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
     rc = s->conn ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
     es__set_msg(s->msg, sizeof s->msg, "could not connect to the database: %s",
@@ -196,6 +231,7 @@ void es_store_close(es_store_t *s) {
     PQfinish(s->conn);
   es_batch_free(s->one);
   es__xcache_clear(&s->xc);
+  conn_params_free(s);
   free(s->conninfo);
   free(s);
 }

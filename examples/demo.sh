@@ -127,7 +127,7 @@ section "warming up: one order through every service"
 starter=("$bin/order-starter" --inbox "$ns.saga.inbox"
          --notifications "$ns.saga.notifications" "${kafka_low_latency[@]}")
 "${starter[@]}" --count 1 --declined 0 --slow 0 --out-of-stock 0 --flaky 0 \
-  --timeout 30000 --results "$work/warmup.tsv" ||
+  --timeout 30s --results "$work/warmup.tsv" ||
   die "the warm-up order did not complete"
 
 section "running $orders orders"
@@ -135,7 +135,7 @@ started=$(date +%s)
 rc=0
 "${starter[@]}" --count "$orders" --declined "${DEMO_DECLINED:-6}" \
   --slow "${DEMO_SLOW:-3}" --out-of-stock "${DEMO_OUT_OF_STOCK:-3}" \
-  --flaky "${DEMO_FLAKY:-3}" --timeout "${DEMO_TIMEOUT_MS:-40000}" \
+  --flaky "${DEMO_FLAKY:-3}" --timeout "${DEMO_TIMEOUT_MS:-40000}ms" \
   --results "$work/results.tsv" || rc=$?
 say "orders done in $(( $(date +%s) - started )) s"
 

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "text.h"
 
@@ -442,6 +441,21 @@ void saga__wire_free(ProtobufCMessage *msg) {
     protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+void saga__wire_reply_to(Saga__V1__Reply *r, const Saga__V1__Command *c,
+                         Saga__V1__Outcome outcome, const char *reason,
+                         const void *payload, size_t payload_len) {
+  saga__v1__reply__init(r);
+  r->saga_id = c->saga_id;
+  r->step = c->step;
+  r->action = c->action;
+  r->attempt = c->attempt;
+  r->idempotency_key = c->idempotency_key;
+  r->outcome = outcome;
+  r->reason = SAGA_MUT(reason ? reason : "");
+  r->payload.data = (uint8_t *)(uintptr_t)payload;
+  r->payload.len = payload ? payload_len : 0;
+}
+
 int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
                           const char *step, int action, uint32_t attempt) {
   const char *a = action == SAGA_ACTION_DO           ? "DO"
@@ -453,41 +467,3 @@ int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
   return (n < 0 || (size_t)n >= len) ? SAGA_ETOOBIG : 0;
 }
 
-static int random_hex(char *dst, size_t nbytes) {
-  unsigned char r[32];
-  if (nbytes > sizeof r)
-    return SAGA_EINVAL;
-  size_t got = 0;
-  while (got < nbytes) {
-    ssize_t n = getrandom(r + got, nbytes - got, 0);
-    if (n <= 0)
-      return SAGA_EINVAL;
-    got += (size_t)n;
-  }
-  for (size_t i = 0; i < nbytes; i++)
-    snprintf(dst + 2 * i, 3, "%02x", r[i]);
-  return 0;
-}
-
-int saga__uuid(char *buf, size_t len) {
-  char h[33];
-  if (len < 37)
-    return SAGA_ETOOBIG;
-  if (random_hex(h, 16))
-    return SAGA_EINVAL;
-  h[12] = '4';                            /* version 4 */
-  h[16] = "89ab"[h[16] % 4];              /* variant 10xx */
-  snprintf(buf, len, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16,
-           h + 20);
-  return 0;
-}
-
-int saga__traceparent(char *buf, size_t len) {
-  char t[33], s[17];
-  if (len < 56)
-    return SAGA_ETOOBIG;
-  if (random_hex(t, 16) || random_hex(s, 8))
-    return SAGA_EINVAL;
-  snprintf(buf, len, "00-%s-%s-01", t, s);
-  return 0;
-}

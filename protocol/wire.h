@@ -92,16 +92,19 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf, size_t errlen);
 
 void saga__wire_free(ProtobufCMessage *msg); /* NULL-safe */
 
+/* Fill r (saga__v1__reply__init first) as the answer to command c: c's
+ * saga id, step, action, attempt and idempotency key, with outcome, reason
+ * (NULL = "") and payload (NULL = none). Every string and the payload are
+ * borrowed: c, reason and payload must outlive r. The one place a Reply is
+ * made from a Command. */
+void saga__wire_reply_to(Saga__V1__Reply *r, const Saga__V1__Command *c,
+                         Saga__V1__Outcome outcome, const char *reason,
+                         const void *payload, size_t payload_len);
+
 /* "<saga_id>/<step>/<DO|COMPENSATE>/<attempt>" into buf. Returns 0, or
  * SAGA_EINVAL for a bad action or SAGA_ETOOBIG when buf is short. */
 int saga__idempotency_key(char *buf, size_t len, const char *saga_id,
                           const char *step, int action, uint32_t attempt);
-
-/* Random identifiers from getrandom(): a UUID v4 (37 bytes with NUL) and a
- * W3C traceparent "00-<32 hex>-<16 hex>-01" (56 bytes with NUL).
- * Return 0 or SAGA_ETOOBIG when len is short. */
-int saga__uuid(char *buf, size_t len);
-int saga__traceparent(char *buf, size_t len);
 
 /* Format an error message into errbuf (may be NULL) and return err. */
 int saga__errf(int err, char *errbuf, size_t errlen, const char *fmt, ...)

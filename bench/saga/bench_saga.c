@@ -284,17 +284,12 @@ static void on_command(const rd_kafka_message_t *m, int step) {
   int comp = c->action == SAGA__V1__ACTION__ACTION_COMPENSATE;
   if (sl && !comp && B.record_gaps && step > 0 && sl->t_reply[step - 1] > 0)
     B.gaps[B.ngaps++] = t - sl->t_reply[step - 1];
-  Saga__V1__Reply r;
-  saga__v1__reply__init(&r);
-  r.saga_id = c->saga_id;
-  r.step = c->step;
-  r.action = c->action;
-  r.attempt = c->attempt;
-  r.idempotency_key = c->idempotency_key;
   int fail = sl && sl->fail && !comp && step == 1;
-  r.outcome = fail ? SAGA__V1__OUTCOME__OUTCOME_FAILURE
-                   : SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
-  r.reason = SAGA_MUT(fail ? "card declined" : "");
+  Saga__V1__Reply r;
+  saga__wire_reply_to(&r, c,
+                      fail ? SAGA__V1__OUTCOME__OUTCOME_FAILURE
+                           : SAGA__V1__OUTCOME__OUTCOME_SUCCESS,
+                      fail ? "card declined" : "", NULL, 0);
   encode_produce(&r.base, c->reply_topic, c->saga_id);
   if (sl && !comp)
     sl->t_reply[step] = now_ms();

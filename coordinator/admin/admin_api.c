@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "timetext.h"
+
 typedef struct {
   const admin_source_t *src;
   metrics_t *metrics;
@@ -27,12 +29,9 @@ static void put_time(abuf_t *b, const char *key, int64_t ms) {
     abuf_printf(b, ",\"%s\":null", key);
     return;
   }
-  time_t sec = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&sec, &tm);
-  char iso[32];
-  strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-  abuf_printf(b, ",\"%s\":\"%s.%03dZ\"", key, iso, (int)(ms % 1000));
+  char iso[SAGA_RFC3339_MS_SIZE];
+  abuf_printf(b, ",\"%s\":\"%s\"", key,
+              saga__rfc3339_ms(iso, sizeof iso, ms));
 }
 
 static void put_str(abuf_t *b, const char *key, const char *v) {

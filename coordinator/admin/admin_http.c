@@ -474,6 +474,8 @@ static void write_cb(uv_write_t *w, int status) {
   conn_t *c = w->data;
   c->writing = false;
   abuf_reset(&c->out);
+  if (status < 0)
+    c->srv->stats.dropped++; /* the client had gone: the answer is lost */
   if (status < 0 || c->close_after || c->srv->closing) {
     conn_close(c);
     return;
@@ -503,6 +505,7 @@ static void send_response(conn_t *c, int status, const char *extra_headers,
   c->writing = true;
   if (uv_write(&c->wr, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
     c->writing = false;
+    c->srv->stats.dropped++;
     conn_close(c);
   }
 }
@@ -819,6 +822,7 @@ static void respond(admin_http_req_t *req, int status, const char *headers,
     /* The client went away (or the server closed) while the handler
      * worked: drop the answer, and finish freeing if the handles are
      * closed already. */
+    c->srv->stats.dropped++;
     if (c->nclosing == 0) {
       admin_http_t *s = c->srv;
       conn_free(c);

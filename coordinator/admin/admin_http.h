@@ -143,9 +143,11 @@ void admin_http_respond(admin_http_req_t *req, int status,
 void admin_http_respond_error(admin_http_req_t *req, int status,
                               const char *message);
 
-/* Counters for tests and metrics. */
+/* Counters for tests and metrics. dropped: answers that never reached
+ * their client, because it had gone (the write failed) or the connection
+ * was closed while a handler held the request. */
 typedef struct {
-  uint64_t accepted, refused, requests, errors, timeouts;
+  uint64_t accepted, refused, requests, errors, timeouts, dropped;
   unsigned open;
 } admin_http_stats_t;
 void admin_http_stats(const admin_http_t *s, admin_http_stats_t *out);

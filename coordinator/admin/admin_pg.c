@@ -15,6 +15,7 @@
 #include "saga/eventstore.h"
 #include "saga_codec.h"
 #include "saga_machine.h"
+#include "timetext.h"
 
 #define PAGE_MAX 1000 /* events per event-store read */
 
@@ -49,7 +50,12 @@ typedef struct {
 struct admin_pg {
   uv_loop_t *loop;
   admin_pg_opts_t opts;
-  char *conninfo; /* rebuilt with timeouts and application_name */
+  char *conninfo; /* the caller's, as it is */
+  /* libpq defaults under it (conninfo settings win): the statement timeout
+   * in options, connect_timeout, application_name; "key", "value" pairs
+   * ending with NULL, for PQconnectdbParams and es_store_opts_t. */
+  char stmt_opt[48], connect_s[16];
+  const char *defaults[7];
   /* pool side: touched only inside a running job */
   PGconn *conn;
   es_store_t *store;
@@ -75,58 +81,30 @@ void admin_pg_opts_init(admin_pg_opts_t *opts) {
 
 /* ---- conninfo ----------------------------------------------------------- */
 
-static void add_kv(abuf_t *b, const char *key, const char *val) {
-  abuf_printf(b, "%s%s='", b->len ? " " : "", key);
-  for (const char *p = val; *p; p++) {
-    if (*p == '\'' || *p == '\\')
-      abuf_add(b, "\\", 1);
-    abuf_add(b, p, 1);
-  }
-  abuf_add(b, "'", 1);
+static void set_defaults(admin_pg_t *pg) {
+  snprintf(pg->stmt_opt, sizeof pg->stmt_opt, "-c statement_timeout=%" PRIu32,
+           pg->opts.statement_timeout_ms);
+  snprintf(pg->connect_s, sizeof pg->connect_s, "%" PRIu32,
+           pg->opts.connect_timeout_s);
+  const char *d[] = {"options",          pg->stmt_opt, "connect_timeout",
+                     pg->connect_s,      "application_name", "sagad-admin",
+                     NULL};
+  memcpy(pg->defaults, d, sizeof d);
 }
 
-/* The caller's conninfo (key/value or URI) as key/value, with the
- * statement timeout added to its options and defaults for connect_timeout
- * and application_name. NULL when it does not parse or out of memory. */
-static char *bounded_conninfo(const char *conninfo, uint32_t stmt_ms,
-                              uint32_t connect_s) {
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
-  PQfreemem(perr);
-  if (!opts)
-    return NULL;
-  abuf_t b = ABUF_INIT;
-  bool have_ct = false, have_app = false;
-  char extra[64];
-  snprintf(extra, sizeof extra, "-c statement_timeout=%" PRIu32, stmt_ms);
-  bool have_opts = false;
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (!o->val)
-      continue;
-    if (!strcmp(o->keyword, "options")) {
-      char *joined = malloc(strlen(o->val) + sizeof extra + 2);
-      if (!joined) {
-        b.failed = true;
-        break;
-      }
-      sprintf(joined, "%s %s", o->val, extra);
-      add_kv(&b, "options", joined);
-      free(joined);
-      have_opts = true;
-      continue;
-    }
-    have_ct |= !strcmp(o->keyword, "connect_timeout");
-    have_app |= !strcmp(o->keyword, "application_name");
-    add_kv(&b, o->keyword, o->val);
+/* A connection on the caller's conninfo over pg's defaults. */
+static PGconn *connect_db(const admin_pg_t *pg) {
+  const char *keys[sizeof pg->defaults / sizeof *pg->defaults];
+  const char *vals[sizeof pg->defaults / sizeof *pg->defaults];
+  size_t n = 0;
+  for (; pg->defaults[2 * n]; n++) {
+    keys[n] = pg->defaults[2 * n];
+    vals[n] = pg->defaults[2 * n + 1];
   }
-  PQconninfoFree(opts);
-  if (!have_opts)
-    add_kv(&b, "options", extra);
-  if (!have_ct)
-    abuf_printf(&b, " connect_timeout=%" PRIu32, connect_s);
-  if (!have_app)
-    add_kv(&b, "application_name", "sagad-admin");
-  return abuf_take(&b, NULL);
+  keys[n] = "dbname";
+  vals[n++] = pg->conninfo;
+  keys[n] = vals[n] = NULL;
+  return PQconnectdbParams(keys, vals, 1);
 }
 
 /* ---- SQL ------------------------------------------------------------------ */
@@ -178,7 +156,7 @@ static bool conn_ready(job_t *j) {
     PQfinish(pg->conn);
     j->reconnected = true;
   }
-  pg->conn = PQconnectdb(pg->conninfo);
+  pg->conn = connect_db(pg);
   if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
     return true;
   set_err(j, 503, "could not connect to the saga store",
@@ -217,7 +195,10 @@ static bool store_ready(job_t *j) {
   if (pg->store)
     return true;
   char err[ES_ERRBUF_SIZE] = "";
-  int rc = es_store_open(pg->conninfo, NULL, &pg->store, err, sizeof err);
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.conn_defaults = pg->defaults;
+  int rc = es_store_open(pg->conninfo, &o, &pg->store, err, sizeof err);
   if (rc == 0)
     return true;
   set_err(j, 503, "could not open the event store", err);
@@ -318,14 +299,9 @@ static void put_text(abuf_t *b, const char *key, const char *v) {
 
 /* ,"key":"<RFC 3339>","key_ms":ms, or nulls when ms is 0 */
 static void put_time(abuf_t *b, const char *key, int64_t ms) {
-  char iso[48] = "";
-  if (ms > 0) {
-    time_t sec = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(iso + n, sizeof iso - n, ".%03dZ", (int)(ms % 1000));
-  }
+  char iso[SAGA_RFC3339_MS_SIZE] = "";
+  if (ms > 0)
+    saga__rfc3339_ms(iso, sizeof iso, ms);
   put_text(b, key, ms > 0 ? iso : NULL);
   abuf_printf(b, ",\"%s_ms\":", key);
   if (ms > 0)
@@ -654,9 +630,9 @@ admin_pg_t *admin_pg_new(uv_loop_t *loop, const admin_pg_opts_t *opts) {
     return NULL;
   pg->loop = loop;
   pg->opts = *opts;
-  pg->conninfo = bounded_conninfo(opts->conninfo, opts->statement_timeout_ms,
-                                  opts->connect_timeout_s);
+  pg->conninfo = strdup(opts->conninfo);
   pg->opts.conninfo = pg->conninfo;
+  set_defaults(pg);
   pg->close_job = calloc(1, sizeof *pg->close_job);
   if (!pg->conninfo || !pg->close_job) {
     free(pg->conninfo);

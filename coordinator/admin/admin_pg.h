@@ -24,7 +24,9 @@
 typedef struct {
   const char *conninfo;          /* libpq conninfo (copied); required */
   int64_t stuck_after_ms;        /* default threshold (default 300000) */
-  uint32_t statement_timeout_ms; /* per statement (default 5000) */
+  uint32_t statement_timeout_ms; /* per statement, as options' -c
+                                    statement_timeout unless conninfo sets
+                                    options (default 5000) */
   uint32_t connect_timeout_s;    /* unless conninfo says (default 5) */
   size_t max_history;            /* records read per saga (default 1000;
                                     more: "history_truncated": true) */

@@ -13,6 +13,9 @@
 
 #include <libpq-fe.h>
 
+#include "conffile.h"
+#include "timetext.h"
+
 typedef enum { T_STRING, T_INT, T_DURATION, T_BOOL, T_ENUM } ptype_t;
 
 /* Extra check of a value's text; writes the reason to msg on failure. */
@@ -86,18 +89,13 @@ static const prop_t props[] = {
      NULL,
      "most saga transitions appended in one transaction (group commit)",
      NULL, 0},
-    {"batch.max_delay_ms", T_DURATION, OFF(batch_max_delay_ms), 0, 1000, "0",
-     NULL,
-     "longest a transition waits for more to share its append; 0 appends "
-     "at the end of each loop turn",
-     NULL, 0},
     {"admin.listen", T_STRING, OFF(admin_listen), 1, 300, "127.0.0.1:8080",
      NULL,
      "host:port of the admin HTTP endpoint (metrics, health, saga reads and "
      "starts, the timeline page); port 0 picks a free port and logs it",
      check_hostport, 0},
     {"shutdown.timeout_ms", T_DURATION, OFF(shutdown_timeout_ms), 100,
-     600000, "10000", NULL,
+     600000, "10s", NULL,
      "bound on a graceful shutdown (stop input, flush appends, commit "
      "offsets) after SIGTERM or SIGINT",
      NULL, 0},
@@ -107,7 +105,7 @@ static const prop_t props[] = {
      "topic",
      NULL, 0},
     {"stuck.default_ms", T_DURATION, OFF(stuck_default_ms), 1000, 30 * DAY_MS,
-     "3600000", NULL,
+     "1h", NULL,
      "a saga without progress for this long is reported stuck, unless its "
      "definition sets its own deadline",
      NULL, 0},
@@ -251,32 +249,6 @@ static int parse_int(const char *s, int64_t *out) {
   return 0;
 }
 
-/* "250", "250ms", "5s", "2m", "1h"; a bare number is milliseconds. */
-static int parse_duration(const char *s, int64_t *out) {
-  if (!isdigit((unsigned char)*s))
-    return -1;
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno)
-    return -1;
-  int64_t mult = 1;
-  if (!*end || !strcmp(end, "ms"))
-    mult = 1;
-  else if (!strcmp(end, "s"))
-    mult = 1000;
-  else if (!strcmp(end, "m"))
-    mult = 60 * 1000;
-  else if (!strcmp(end, "h"))
-    mult = 3600 * 1000;
-  else
-    return -1;
-  if (v > INT64_MAX / mult)
-    return -1;
-  *out = v * mult;
-  return 0;
-}
-
 static int parse_bool(const char *s, bool *out) {
   static const char *const yes[] = {"true", "on", "yes", "1"};
   static const char *const no[] = {"false", "off", "no", "0"};
@@ -411,19 +383,25 @@ static int prop_set(sagad_config_t *cfg, const prop_t *p, const char *value,
     break;
   }
   case T_INT:
-  case T_DURATION:
-    if ((p->type == T_INT ? parse_int(value, &num)
-                          : parse_duration(value, &num)) != 0)
+    if (parse_int(value, &num) != 0)
       return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
-                  "%s: must be %s, got \"%s\"", p->name,
-                  p->type == T_INT ? "an integer"
-                                   : "a duration (250, 250ms, 5s, 2m, 1h)",
-                  value);
+                  "%s: must be an integer, got \"%s\"", p->name, value);
     if (num < p->min || num > p->max)
       return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
-                  "%s: must be between %lld and %lld%s, got %lld", p->name,
-                  (long long)p->min, (long long)p->max,
-                  p->type == T_DURATION ? " ms" : "", (long long)num);
+                  "%s: must be between %lld and %lld, got %lld", p->name,
+                  (long long)p->min, (long long)p->max, (long long)num);
+    break;
+  case T_DURATION:
+    if (saga__duration_parse(value, &num) != SAGA_DURATION_OK)
+      return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin, "%s: %s",
+                  p->name, saga__duration_explain(value, msg, sizeof msg));
+    if (num < p->min || num > p->max) {
+      char lo[32], hi[32];
+      return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
+                  "%s: must be between %s and %s, got %s", p->name,
+                  saga__duration_format(lo, sizeof lo, p->min),
+                  saga__duration_format(hi, sizeof hi, p->max), value);
+    }
     break;
   case T_BOOL:
     if (parse_bool(value, &b) != 0)
@@ -589,77 +567,31 @@ void sagad_config_free(sagad_config_t *cfg) {
 
 /* ---- the config file ---- */
 
-static char *trim(char *s) {
-  while (isspace((unsigned char)*s))
-    s++;
-  char *e = s + strlen(s);
-  while (e > s && isspace((unsigned char)e[-1]))
-    *--e = '\0';
-  return s;
-}
+typedef struct {
+  sagad_config_t *cfg;
+  int rc;
+} file_ctx_t;
 
-/* Unquote "..." in place (\" and \\ escapes). Returns -1 on a bad quote. */
-static int unquote(char *v) {
-  if (*v != '"')
-    return 0;
-  char *w = v;
-  char *r = v + 1;
-  for (; *r && *r != '"'; r++) {
-    if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
-      r++;
-    *w++ = *r;
-  }
-  if (*r != '"' || r[1] != '\0')
-    return -1;
-  *w = '\0';
-  return 0;
+static int file_line(void *arg, const char *name, const char *value,
+                     const char *where, char *errbuf, size_t errlen) {
+  file_ctx_t *c = arg;
+  return c->rc = sagad_config_set(c->cfg, name, value, where, errbuf, errlen);
 }
 
 int sagad_config_load_file(sagad_config_t *cfg, const char *path,
                            char *errbuf, size_t errlen) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return fail(errbuf, errlen, SAGAD_CONFIG_FILE, NULL,
-                "could not open config file \"%s\": %s", path,
-                strerror(errno));
-  char *line = NULL;
-  size_t cap = 0;
-  int rc = 0;
-  char origin[4200];
-  for (unsigned lineno = 1; getline(&line, &cap, f) >= 0; lineno++) {
-    snprintf(origin, sizeof origin, "%s:%u", path, lineno);
-    char *s = trim(line);
-    if (!*s || *s == '#')
-      continue;
-    char *eq = strchr(s, '=');
-    if (!eq) {
-      rc = fail(errbuf, errlen, SAGAD_CONFIG_SYNTAX, origin,
-                "expected \"name = value\", got \"%.60s\"", s);
-      break;
-    }
-    *eq = '\0';
-    char *name = trim(s);
-    char *value = trim(eq + 1);
-    if (!*name || strpbrk(name, " \t")) {
-      rc = fail(errbuf, errlen, SAGAD_CONFIG_SYNTAX, origin,
-                "expected a property name before '='");
-      break;
-    }
-    if (unquote(value) != 0) {
-      rc = fail(errbuf, errlen, SAGAD_CONFIG_SYNTAX, origin,
-                "%s: unterminated or trailing text after quoted value", name);
-      break;
-    }
-    rc = sagad_config_set(cfg, name, value, origin, errbuf, errlen);
-    if (rc)
-      break;
+  file_ctx_t c = {cfg, 0};
+  switch (saga__conf_read(path, file_line, &c, errbuf, errlen)) {
+  case SAGA_CONF_OK:
+    return 0;
+  case SAGA_CONF_EFILE:
+    return SAGAD_CONFIG_FILE;
+  case SAGA_CONF_ESYNTAX:
+    return SAGAD_CONFIG_SYNTAX;
+  case SAGA_CONF_ESTOP:
+    break;
   }
-  if (!rc && ferror(f))
-    rc = fail(errbuf, errlen, SAGAD_CONFIG_FILE, NULL,
-              "could not read config file \"%s\": %s", path, strerror(errno));
-  free(line);
-  fclose(f);
-  return rc;
+  return c.rc;
 }
 
 /* ---- the environment ---- */
@@ -739,13 +671,6 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
         return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
                     "%s: must differ from %s, both are \"%s\"", topics[b][0],
                     topics[a][0], topics[a][1]);
-  /* A pending batch must be able to flush inside the shutdown bound. */
-  if (cfg->batch_max_delay_ms >= cfg->shutdown_timeout_ms)
-    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
-                "batch.max_delay_ms: must be less than shutdown.timeout_ms "
-                "(%lld), got %lld",
-                (long long)cfg->shutdown_timeout_ms,
-                (long long)cfg->batch_max_delay_ms);
   return 0;
 }
 
@@ -986,8 +911,10 @@ static void prop_text(const sagad_config_t *cfg, const prop_t *p, char *buf,
       snprintf(buf, len, "%s", *(char *const *)base);
     break;
   case T_INT:
-  case T_DURATION:
     snprintf(buf, len, "%lld", (long long)*(const int64_t *)base);
+    break;
+  case T_DURATION:
+    saga__duration_format(buf, len, *(const int64_t *)base);
     break;
   case T_BOOL:
     snprintf(buf, len, "%s", *(const bool *)base ? "true" : "false");
@@ -1089,9 +1016,11 @@ void sagad_config_write_reference(FILE *out) {
       "`sagad --check-config` validates everything and prints the "
       "effective\nconfiguration with secrets masked.\n"
       "\n"
-      "Durations take `ms`, `s`, `m` or `h`; a bare number is milliseconds. "
-      "Booleans\ntake `true`/`false` (also `on`/`off`, `yes`/`no`, "
-      "`1`/`0`).\n"
+      "Durations are a number and a unit, `ms`, `s`, `m` (minutes), `h` or "
+      "`d` (days),\nor several (`250ms`, `30s`, `1h30m`, `2d`), the same "
+      "syntax as sagactl's; a\nbare number is refused, as it has no unit "
+      "(names ending in `_ms` do not make\none). Booleans take "
+      "`true`/`false` (also `on`/`off`, `yes`/`no`, `1`/`0`).\n"
       "\n"
       "## Properties\n"
       "\n"
@@ -1117,9 +1046,16 @@ void sagad_config_write_reference(FILE *out) {
         snprintf(allowed, sizeof allowed, "up to %lld bytes",
                  (long long)p->max);
       break;
+    case T_DURATION: {
+      char lo[32], hi[32];
+      snprintf(allowed, sizeof allowed, "%s to %s",
+               saga__duration_format(lo, sizeof lo, p->min),
+               saga__duration_format(hi, sizeof hi, p->max));
+      break;
+    }
     default:
-      snprintf(allowed, sizeof allowed, "%lld to %lld%s", (long long)p->min,
-               (long long)p->max, p->type == T_DURATION ? " ms" : "");
+      snprintf(allowed, sizeof allowed, "%lld to %lld", (long long)p->min,
+               (long long)p->max);
     }
     env_name(p->name, env, sizeof env);
     fprintf(out, "| `%s` | %s | %s%s%s | %s | %s (`%s`) |\n", p->name,
@@ -1151,8 +1087,6 @@ void sagad_config_write_reference(FILE *out) {
       "`definitions.dir`\n  must be a directory.\n"
       "- `topic.inbox`, `topic.notifications` and `topic.dlq` must be three "
       "different topics.\n"
-      "- `batch.max_delay_ms` must be less than `shutdown.timeout_ms`, so a "
-      "pending batch\n  can be appended during a graceful shutdown.\n"
       "\n"
       "## Logging\n"
       "\n"

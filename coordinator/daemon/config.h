@@ -65,7 +65,6 @@ typedef struct {
   int log_format;                 /* sagad_log_format_t */
   bool log_timestamps;
   int64_t batch_max_events;
-  int64_t batch_max_delay_ms;
   char *admin_listen;             /* "host:port" */
   int64_t shutdown_timeout_ms;
   int64_t payload_max_bytes;
@@ -105,9 +104,9 @@ void sagad_config_free(sagad_config_t *cfg);
 int sagad_config_set(sagad_config_t *cfg, const char *name, const char *value,
                      const char *origin, char *errbuf, size_t errlen);
 
-/* Read `name = value` lines from path ('#' starts a comment line; a value
- * may be double-quoted to keep spaces or be empty; no inline comments, so
- * '#' may appear in values). Errors name the file and line. Returns 0,
+/* Read `name = value` lines from path with saga__conf_read (common/
+ * conffile.h has the syntax: '#' comment lines, double-quoted values, no
+ * inline comments). Errors name the file and line. Returns 0,
  * SAGAD_CONFIG_FILE, SAGAD_CONFIG_SYNTAX or a sagad_config_set() error. */
 int sagad_config_load_file(sagad_config_t *cfg, const char *path,
                            char *errbuf, size_t errlen);

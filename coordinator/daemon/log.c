@@ -9,6 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "text.h"
+#include "timetext.h"
+
 static sagad_log_format_t fmt_in_use = SAGAD_LOG_FORMAT_TEXT;
 static bool with_ts = true;
 static int out_fd = 2;
@@ -94,28 +97,7 @@ static void finish(out_t *o, size_t cap, const char *close) {
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when invalid. */
 static size_t utf8_len(const unsigned char *s) {
-  unsigned char c = s[0];
-  size_t n;
-  unsigned min;
-  unsigned cp;
-  if (c < 0x80)
-    return 1;
-  if ((c & 0xe0) == 0xc0)
-    n = 2, cp = c & 0x1f, min = 0x80;
-  else if ((c & 0xf0) == 0xe0)
-    n = 3, cp = c & 0x0f, min = 0x800;
-  else if ((c & 0xf8) == 0xf0)
-    n = 4, cp = c & 0x07, min = 0x10000;
-  else
-    return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3f);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return n;
+  return saga__utf8_seq_len(s, strnlen((const char *)s, 4));
 }
 
 /* Escape s as the inside of a JSON string. */
@@ -205,15 +187,6 @@ static void put_text_field(out_t *o, const char *key, const char *v) {
     puts_(o, "\"");
 }
 
-static void format_ts(char *buf, size_t cap, int64_t unix_ms) {
-  time_t secs = (time_t)(unix_ms / 1000);
-  struct tm tm;
-  gmtime_r(&secs, &tm);
-  snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-           tm.tm_min, tm.tm_sec, (int)(unix_ms % 1000));
-}
-
 size_t sagad_log_format_record(char *buf, size_t cap,
                                sagad_log_format_t format, int64_t unix_ms,
                                sagad_log_level_t level, const char *saga,
@@ -226,7 +199,7 @@ size_t sagad_log_format_record(char *buf, size_t cap,
   out_t o = {buf, cap - TAIL_RESERVE - 1, 0, false};
   char ts[96]; /* room for any int the compiler may assume */
   if (unix_ms >= 0)
-    format_ts(ts, sizeof ts, unix_ms);
+    saga__rfc3339_ms(ts, sizeof ts, unix_ms);
   const char *lvl = sagad_log_level_name(level);
   if (format == SAGAD_LOG_FORMAT_JSON) {
     puts_(&o, "{");

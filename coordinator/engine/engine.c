@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fault_point.h"
+#include "grow.h"
 #include "log_sink.h"
 #include "msg_codec.h"
 #include "saga_codec.h"
@@ -22,7 +23,7 @@
 typedef struct brec {
   struct brec *next;
   const char *type;
-  char traceparent[56]; /* of the input that caused it, "" = none */
+  char traceparent[SAGA_TRACEPARENT_SIZE]; /* of its input, "" = none */
   size_t len;
   uint8_t data[];
 } brec_t;
@@ -282,18 +283,8 @@ static void heap_swap(tmr_t *a, tmr_t *b) {
 /* Push t with a copy of its saga's id. */
 static void heap_push(sagad_engine_t *e, const tmr_t *t, const char *id) {
   char *copy = strdup(id);
-  if (e->nheap == e->cheap && copy) {
-    size_t n = e->cheap ? e->cheap * 2 : 256;
-    tmr_t *h = realloc(e->heap, n * sizeof *h);
-    if (!h) {
-      free(copy);
-      copy = NULL;
-    } else {
-      e->heap = h;
-      e->cheap = n;
-    }
-  }
-  if (!copy) {
+  if (!copy || SAGA_GROW(e->heap, e->cheap, e->nheap + 1, 256) != 0) {
+    free(copy);
     LOG_ERROR("out of memory arming a timer of saga %s", id);
     return;
   }
@@ -362,7 +353,7 @@ static int send_command(sagad_engine_t *e, entry_t *en,
       .reply_topic = e->inbox,
       .correlation_id = en->corr,
   };
-  char tp[56] = "";
+  char tp[SAGA_TRACEPARENT_SIZE] = "";
   if (e->hooks.on_command)
     e->hooks.on_command(e->hooks.arg, en->obs, s, fx->step, fx->action, tp);
   c.traceparent = tp[0] ? tp : NULL;
@@ -573,15 +564,9 @@ static void note_reload(sagad_engine_t *e, const char *id,
   for (size_t i = 0; i < e->nreload; i++)
     if (!strcmp(e->reload[i].id, id))
       return;
-  if (e->nreload == e->creload) {
-    size_t n = e->creload ? e->creload * 2 : 16;
-    struct reload *v = realloc(e->reload, n * sizeof *v);
-    if (!v) {
-      LOG_ERROR("out of memory noting saga %s for a read-back", id);
-      return;
-    }
-    e->reload = v;
-    e->creload = n;
+  if (SAGA_GROW(e->reload, e->creload, e->nreload + 1, 16) != 0) {
+    LOG_ERROR("out of memory noting saga %s for a read-back", id);
+    return;
   }
   memcpy(e->reload[e->nreload].id, id, strlen(id) + 1);
   e->reload[e->nreload++].partition = partition;
@@ -608,14 +593,8 @@ static size_t reload_noted(sagad_engine_t *e) {
 static int add_stream(sagad_engine_t *e, entry_t *en) {
   if (en->in_batch)
     return 0;
-  if (e->nstreams == e->cstreams) {
-    size_t n = e->cstreams ? e->cstreams * 2 : 256;
-    entry_t **s = realloc(e->streams, n * sizeof *s);
-    if (!s)
-      return -1;
-    e->streams = s;
-    e->cstreams = n;
-  }
+  if (SAGA_GROW(e->streams, e->cstreams, e->nstreams + 1, 256) != 0)
+    return -1;
   e->streams[e->nstreams++] = en;
   en->in_batch = 1;
   return 0;
@@ -626,14 +605,8 @@ static int add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
 #ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
   return perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
 #endif
-  if (e->nfx == e->cfx) {
-    size_t n = e->cfx ? e->cfx * 2 : 256;
-    bfx_t *f = realloc(e->fx, n * sizeof *f);
-    if (!f)
-      return -1;
-    e->fx = f;
-    e->cfx = n;
-  }
+  if (SAGA_GROW(e->fx, e->cfx, e->nfx + 1, 256) != 0)
+    return -1;
   e->fx[e->nfx].en = en;
   e->fx[e->nfx].fx = *fx;
   e->fx[e->nfx].reply_us = reply_us;
@@ -673,14 +646,8 @@ static void count_events(sagad_engine_t *e, const sm_t *s) {
 }
 
 static void note_evict(sagad_engine_t *e, const char *id) {
-  if (e->nevict == e->cevict) {
-    size_t n = e->cevict ? e->cevict * 2 : 64;
-    char(*v)[SM_ID_MAX + 1] = realloc(e->evict, n * sizeof *v);
-    if (!v)
-      return; /* it stays in memory: harmless */
-    e->evict = v;
-    e->cevict = n;
-  }
+  if (SAGA_GROW(e->evict, e->cevict, e->nevict + 1, 64) != 0)
+    return; /* it stays in memory: harmless */
   memcpy(e->evict[e->nevict++], id, strlen(id) + 1);
 }
 

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "definition.h"
+#include "ids.h"
 #include "ports.h"
 #include "saga_machine.h"
 
@@ -92,9 +93,9 @@ typedef struct {
                     const sm_event_t *ev, size_t n, int64_t now,
                     const char *tp);
   /* A command of a durable transition is being produced: write the
-   * traceparent it carries into tp (56 bytes), or leave tp "". */
+   * traceparent it carries into tp, or leave tp "". */
   void (*on_command)(void *arg, void *obs, const sm_t *s, unsigned step,
-                     int action, char tp[56]);
+                     int action, char tp[SAGA_TRACEPARENT_SIZE]);
   void (*on_forget)(void *arg, void *obs);
   /* A command decided by a reply was handed to the broker; received_us is
    * the reply's sagad_inmsg_t.received_us (nonzero), so the hook can time

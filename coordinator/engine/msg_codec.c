@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text.h"
+#include "ids.h"
 #include "wire.h"
 
 /* The same codec as the other inbox types (protocol/wire.c checks saga_id,

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ids.h"
 #include "saga_machine.h"
 #include "wire_headers.h"
 
@@ -34,7 +35,7 @@ typedef struct {
   size_t payload_len;
   const char *reason;      /* REPLY, OPERATOR */
   const char *who;         /* OPERATOR */
-  char traceparent[56];    /* W3C traceparent header, "" when absent */
+  char traceparent[SAGA_TRACEPARENT_SIZE]; /* W3C header, "" when absent */
   char correlation_id[SM_ID_MAX + 1]; /* START: the correlation-id header,
                                          "" when absent */
   void *pb;                /* owned */

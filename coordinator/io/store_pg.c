@@ -18,6 +18,7 @@
 
 #include <libpq-fe.h>
 
+#include "grow.h"
 #include "saga/eventstore.h"
 #include "shell.h"
 
@@ -155,15 +156,9 @@ static int col_put(struct idx_col *c, const char *v, int quote) {
 static int p_batch_add(void *self, const char *saga_id, int64_t expected,
                        const sagad_record_t *recs, size_t n) {
   sagad_store_pg_t *s = self;
-  if (s->nmap == s->cmap) {
-    size_t cap = s->cmap ? s->cmap * 2 : 256;
-    struct where *m = realloc(s->map, cap * sizeof *m);
-    if (!m) {
-      set_err(s, "could not add to the batch", "out of memory");
-      return -1;
-    }
-    s->map = m;
-    s->cmap = cap;
+  if (SAGA_GROW(s->map, s->cmap, s->nmap + 1, 256) != 0) {
+    set_err(s, "could not add to the batch", "out of memory");
+    return -1;
   }
   int l = (int)((s->nmap / LANE_BLOCK) % LANES);
   lane_t *ln = &s->lanes[l];

@@ -24,14 +24,14 @@ typedef struct {
   int64_t sent_us; /* 0 = no attempt in flight */
   uint16_t attempt;
   uint8_t action;
-  char span[17];
+  char span[SAGA_SPAN_ID_SIZE];
 } sstep_t;
 
 typedef struct {
-  char trace[33];
-  char saga_span[17];
-  char parent[17]; /* the starter's span, "" = root */
-  char comp_span[17];
+  char trace[SAGA_TRACE_ID_SIZE];
+  char saga_span[SAGA_SPAN_ID_SIZE];
+  char parent[SAGA_SPAN_ID_SIZE]; /* the starter's span, "" = root */
+  char comp_span[SAGA_SPAN_ID_SIZE];
   int64_t started_us, comp_us;
   uint32_t stuck_version; /* version + 1 when reported stuck, 0 = not */
   uint8_t saga_done;
@@ -122,8 +122,8 @@ static sobs_t *obs_get(void **slot, const sm_t *s) {
     b->nsteps = s->nsteps;
     /* A saga met first after recovery: its starter's trace is not kept in
      * memory across restarts, so it continues in a new trace. */
-    otlp_new_trace_id(b->trace);
-    otlp_new_span_id(b->saga_span);
+    (void)saga__trace_id_new(b->trace); /* "" = no spans for this saga */
+    (void)saga__span_id_new(b->saga_span);
     b->started_us = s->started_ms * 1000;
     *slot = b;
   }
@@ -136,8 +136,8 @@ static void emit(sagad_observe_t *o, const sobs_t *b, const sm_t *s,
                  const char *name, const char *span, const char *parent,
                  int64_t start_us, const char *step, const char *action,
                  int status, const char *msg) {
-  if (!o->otlp)
-    return;
+  if (!o->otlp || !b->trace[0] || !span[0])
+    return; /* no ids: randomness failed */
   otlp_span_t sp = {.name = name,
                     .start_us = start_us,
                     .end_us = wall_us(),
@@ -234,7 +234,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       metric_inc(t->started);
       if (fresh) {
         b->started_us = wall_us();
-        if (!tp || otlp_traceparent_parse(tp, b->trace, b->parent) != 0)
+        if (!tp || saga__traceparent_parse(tp, b->trace, b->parent, NULL) != 0)
           b->parent[0] = '\0';
       }
       break;
@@ -244,7 +244,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
         st->sent_us = wall_us();
         st->attempt = e->attempt;
         st->action = e->action;
-        otlp_new_span_id(st->span);
+        (void)saga__span_id_new(st->span);
         if (e->attempt > 1)
           metric_inc(metric_series(o->f_retries, s->def->name,
                                    s->def->steps[e->step].name));
@@ -256,7 +256,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       break;
     case SM_EV_COMPENSATING:
       if (!b->comp_span[0]) {
-        otlp_new_span_id(b->comp_span);
+        (void)saga__span_id_new(b->comp_span);
         b->comp_us = wall_us();
       }
       break;
@@ -281,13 +281,13 @@ static void h_events(void *arg, void **slot, const sm_t *s,
 }
 
 static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
-                      int action, char tp[56]) {
+                      int action, char tp[SAGA_TRACEPARENT_SIZE]) {
   (void)arg;
   (void)s;
   (void)action;
   const sobs_t *b = slot;
   if (b && step < b->nsteps && b->steps[step].span[0])
-    otlp_traceparent_format(b->trace, b->steps[step].span, tp);
+    saga__traceparent_format(tp, b->trace, b->steps[step].span, NULL);
 }
 
 static void h_forget(void *arg, void *slot) {
@@ -578,8 +578,7 @@ static void src_start(void *arg, const char *type, const char *id,
   /* A StartSaga through the inbox like any starter's: the engine decides
    * (a second start of a known id is a duplicate there, idempotently). */
   const char *tp = admin_http_header(r, "traceparent");
-  char tid[33], sid[17];
-  if (tp && otlp_traceparent_parse(tp, tid, sid) != 0)
+  if (tp && saga__traceparent_parse(tp, NULL, NULL, NULL) != 0)
     tp = NULL;
   void *buf = NULL;
   size_t len = 0;

@@ -8,13 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "abuf.h"
-#include "text.h"
 
 typedef struct {
-  char trace_id[33], span_id[17], parent_id[17];
+  char trace_id[SAGA_TRACE_ID_SIZE], span_id[SAGA_SPAN_ID_SIZE],
+      parent_id[SAGA_SPAN_ID_SIZE];
   char name[96], saga_id[256] /* ids up to 255 bytes */, saga_type[65],
       saga_step[65], saga_action[16];
   char status_message[128];
@@ -65,56 +64,6 @@ void otlp_opts_init(otlp_opts_t *o) {
                      .backoff_min_ms = 200,
                      .backoff_max_ms = 30000};
 }
-
-/* ---- ids -------------------------------------------------------------- */
-
-/* n hex digits from s into out (lower case); -1 when not hex or all 0 */
-static int hex_id(const char *s, size_t n, char *out) {
-  bool nonzero = false;
-  for (size_t i = 0; i < n; i++) {
-    int v = saga__hexval(s[i]);
-    if (v < 0)
-      return -1;
-    nonzero |= v != 0;
-    out[i] = "0123456789abcdef"[v];
-  }
-  out[n] = '\0';
-  return nonzero ? 0 : -1;
-}
-
-int otlp_traceparent_parse(const char *tp, char trace_id[33],
-                           char span_id[17]) {
-  if (!tp || strlen(tp) < 55 || saga__hexval(tp[0]) < 0 || saga__hexval(tp[1]) < 0 ||
-      tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
-      !strncmp(tp, "ff", 2) || saga__hexval(tp[53]) < 0 || saga__hexval(tp[54]) < 0 ||
-      (tp[55] != '\0' && tp[55] != '-'))
-    return -1;
-  char t[33], s[17];
-  if (hex_id(tp + 3, 32, t) != 0 || hex_id(tp + 36, 16, s) != 0)
-    return -1;
-  memcpy(trace_id, t, 33);
-  memcpy(span_id, s, 17);
-  return 0;
-}
-
-void otlp_traceparent_format(const char *trace_id, const char *span_id,
-                             char out[56]) {
-  snprintf(out, 56, "00-%.32s-%.16s-01", trace_id, span_id);
-}
-
-static void random_hex(char *out, size_t n) {
-  uint8_t b[16];
-  do {
-    if (getrandom(b, n / 2, 0) != (ssize_t)(n / 2))
-      for (size_t i = 0; i < n / 2; i++) /* no entropy: still unique-ish */
-        b[i] = (uint8_t)(rand() ^ (int)i);
-    for (size_t i = 0; i < n / 2; i++)
-      snprintf(out + 2 * i, 3, "%02x", b[i]);
-  } while (strspn(out, "0") == n);
-}
-
-void otlp_new_span_id(char out[17]) { random_hex(out, 16); }
-void otlp_new_trace_id(char out[33]) { random_hex(out, 32); }
 
 /* ---- queue and rendering -------------------------------------------- */
 

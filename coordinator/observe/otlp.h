@@ -14,6 +14,8 @@
 
 #include <uv.h>
 
+#include "ids.h"
+
 typedef struct {
   const char *host;         /* IPv4 address of the collector (required) */
   int port;                 /* default 4318 */
@@ -35,30 +37,15 @@ enum { OTLP_STATUS_UNSET = 0, OTLP_STATUS_OK = 1, OTLP_STATUS_ERROR = 2 };
 /* One finished span. Ids are lower-case hex; parent_id "" for a root.
  * Strings are copied (cut at their field sizes); NULL = attribute absent. */
 typedef struct {
-  char trace_id[33];
-  char span_id[17];
-  char parent_id[17];
+  char trace_id[SAGA_TRACE_ID_SIZE];
+  char span_id[SAGA_SPAN_ID_SIZE];
+  char parent_id[SAGA_SPAN_ID_SIZE];
   const char *name;
   int64_t start_us, end_us; /* microseconds since the Unix epoch */
   const char *saga_id, *saga_type, *saga_step, *saga_action;
   int status;                 /* OTLP_STATUS_* */
   const char *status_message; /* for ERROR, or NULL */
 } otlp_span_t;
-
-/* Parse a W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>" into its trace id
- * and parent span id (lower-cased). Returns 0, or -1 when malformed or an
- * id is all zeros. Pure. */
-int otlp_traceparent_parse(const char *tp, char trace_id[33],
-                           char span_id[17]);
-
-/* Format a traceparent for a child span (flags 01) into out (56 bytes). */
-void otlp_traceparent_format(const char *trace_id, const char *span_id,
-                             char out[56]);
-
-/* A random non-zero span id (16 hex digits) / trace id (32), from
- * getrandom(2). Any thread. */
-void otlp_new_span_id(char out[17]);
-void otlp_new_trace_id(char out[33]);
 
 typedef struct otlp otlp_t;
 

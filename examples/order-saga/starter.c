@@ -16,6 +16,7 @@
 #include "saga/client.h"
 
 #include "args.h"
+#include "timetext.h" /* the duration syntax every program takes */
 
 /* What each kind of order asks of the services, and how it must end. */
 typedef struct scenario {
@@ -121,8 +122,10 @@ static void usage(FILE *f) {
         "      --type NAME           saga type (default order)\n"
         "      --inbox TOPIC         coordinator inbox (default saga.inbox)\n"
         "      --notifications TOPIC (default saga.notifications)\n"
-        "  -T, --timeout MS          await each outcome at most this long "
-        "(default 60000)\n"
+        "  -T, --timeout DURATION    await each outcome at most this long: "
+        "a number\n"
+        "                            and a unit, ms, s, m, h or d (default "
+        "60s)\n"
         "      --seed N              order of the mix (default 1)\n"
         "  -r, --results FILE        also write tab-separated rows: saga_id,\n"
         "                            order_id, scenario, expected, outcome, "
@@ -195,11 +198,20 @@ static int parse_args(opts_t *o, int argc, char **argv) {
     case O_TYPE: o->type = optarg; break;
     case O_INBOX: o->inbox = optarg; break;
     case O_NOTIF: o->notifications = optarg; break;
-    case 'T':
-      if (parse_long(optarg, 1, 86400000, &v))
+    case 'T': {
+      char why[256];
+      if (saga__duration_parse(optarg, &o->timeout_ms) != SAGA_DURATION_OK) {
+        fprintf(stderr, "order-starter: --timeout: %s\n",
+                saga__duration_explain(optarg, why, sizeof why));
         return 2;
-      o->timeout_ms = v;
+      }
+      if (o->timeout_ms < 1 || o->timeout_ms > 86400000) {
+        fprintf(stderr, "order-starter: --timeout: must be between 1ms and "
+                        "1d, got \"%s\"\n", optarg);
+        return 2;
+      }
       break;
+    }
     case O_SEED:
       if (parse_long(optarg, 0, 1L << 30, &v))
         return 2;

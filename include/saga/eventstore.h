@@ -158,6 +158,13 @@ typedef struct {
   int notify;
   /* Apply pending migrations on open (default 0: es_migrate does it). */
   int migrate;
+  /* libpq connection defaults for the store's connections, as keyword and
+   * value pairs ending with a NULL keyword, e.g. {"connect_timeout", "5",
+   * "application_name", "sagactl", NULL}. The conninfo's own settings win
+   * over them (libpq's PQconnectdbParams with expand_dbname), so nobody
+   * rewrites a conninfo to add one. Copied by es_store_open. Default
+   * NULL: none. */
+  const char *const *conn_defaults;
 } es_store_opts_t;
 
 /* Defaults for every field. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -158,6 +159,8 @@ typedef struct {
   int port;
   uv_timer_t later;
   admin_http_req_t *held;
+  uv_sem_t held_sem; /* posted when /hold holds its request */
+  admin_http_stats_t at_close;
   int closed;
 } fixture_t;
 
@@ -189,6 +192,23 @@ static void h_later(admin_http_req_t *req, void *arg) {
   uv_timer_start(&f->later, later_cb, 20, 0);
 }
 
+/* Hold the next request until /answer-held (no timer). */
+static void h_hold(admin_http_req_t *req, void *arg) {
+  fixture_t *f = arg;
+  f->held = req;
+  uv_sem_post(&f->held_sem);
+}
+
+/* Answer the held request (if any), then this one: 200 "held" or 409. */
+static void h_answer_held(admin_http_req_t *req, void *arg) {
+  fixture_t *f = arg;
+  admin_http_req_t *held = f->held;
+  f->held = NULL;
+  if (held)
+    admin_http_respond(held, 200, "text/plain", "late", 4);
+  admin_http_respond(req, held ? 200 : 409, "text/plain", "held", 4);
+}
+
 static void setup_server(uv_loop_t *loop, void *arg) {
   fixture_t *f = arg;
   uv_timer_init(loop, &f->later);
@@ -201,6 +221,9 @@ static void setup_server(uv_loop_t *loop, void *arg) {
   assert_int_equal(admin_http_route(f->srv, "POST", "/echo", h_echo_body, f),
                    0);
   assert_int_equal(admin_http_route(f->srv, "GET", "/later", h_later, f), 0);
+  assert_int_equal(admin_http_route(f->srv, "GET", "/hold", h_hold, f), 0);
+  assert_int_equal(
+      admin_http_route(f->srv, "GET", "/answer-held", h_answer_held, f), 0);
   assert_int_equal(admin_http_route(f->srv, "bad", "/{", h_later, f), -1);
   char err[128];
   assert_int_equal(admin_http_start(f->srv, err, sizeof err), 0);
@@ -211,6 +234,7 @@ static void server_closed(void *arg) { ((fixture_t *)arg)->closed = 1; }
 
 static void teardown_server(void *arg) {
   fixture_t *f = arg;
+  admin_http_stats(f->srv, &f->at_close);
   uv_close((uv_handle_t *)&f->later, NULL);
   if (f->held) /* a handler answers even when the server closes */
     later_cb(&f->later);
@@ -220,6 +244,7 @@ static void teardown_server(void *arg) {
 static fixture_t *start(void (*tweak)(admin_http_opts_t *),
                         loop_thread_t **t) {
   fixture_t *f = calloc(1, sizeof *f);
+  assert_int_equal(uv_sem_init(&f->held_sem, 0), 0);
   admin_http_opts_init(&f->opts);
   if (tweak)
     tweak(&f->opts);
@@ -231,6 +256,7 @@ static fixture_t *start(void (*tweak)(admin_http_opts_t *),
 static void stop(fixture_t *f, loop_thread_t *t) {
   loop_thread_stop(t);
   assert_int_equal(f->closed, 1);
+  uv_sem_destroy(&f->held_sem);
   free(f);
 }
 
@@ -356,15 +382,26 @@ static void test_client_gone_before_a_late_answer_is_harmless(void **state) {
   loop_thread_t *t;
   fixture_t *f = start(NULL, &t);
   int fd = http_connect(f->port);
-  http_send(fd, "GET /later HTTP/1.1\r\n\r\n", 23);
+  http_send(fd, "GET /hold HTTP/1.1\r\n\r\n", 22);
+  uv_sem_wait(&f->held_sem); /* the handler holds it */
+  /* Gone for good: a reset, so the late answer cannot be written. */
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
   close(fd);
-  /* The held request is answered after the close; the server drops it. A
+  /* The held request is answered after the reset; the server drops it. A
    * second request proves the loop carries on. */
   int st;
-  char *r = http_roundtrip(f->port, "GET /sagas/2 HTTP/1.1\r\n\r\n", &st);
+  char *r = http_roundtrip(f->port, "GET /answer-held HTTP/1.1\r\n\r\n", &st);
   assert_int_equal(st, 200);
   free(r);
-  stop(f, t);
+  r = http_roundtrip(f->port, "GET /sagas/2 HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 200);
+  free(r);
+  loop_thread_stop(t);
+  assert_int_equal(f->at_close.dropped, 1); /* the dropped-answer path ran */
+  assert_int_equal(f->closed, 1);
+  uv_sem_destroy(&f->held_sem);
+  free(f);
 }
 
 static void test_expect_continue_gets_100_then_the_answer(void **state) {

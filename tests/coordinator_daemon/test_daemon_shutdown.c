@@ -123,7 +123,7 @@ static void never_done(sagad_daemon_t *d, void *arg) {
 static void test_stop_hook_that_never_finishes_fails_at_deadline(void **state) {
   (void)state;
   probe_t p = {.shutdown_status = SAGAD_EXIT_OK};
-  sagad_config_t *cfg = config("100");
+  sagad_config_t *cfg = config("100ms");
   sagad_hooks_t hooks = {on_start, never_done, &p};
   assert_int_equal(sagad_daemon_run(cfg, &hooks), SAGAD_EXIT_FAILURE);
   assert_int_equal(p.stops, 1);

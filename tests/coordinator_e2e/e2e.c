@@ -124,14 +124,8 @@ static seen_t *seen_add(e2e_t *t, const char *key) {
 
 static void send_reply(e2e_t *t, const Saga__V1__Command *c, int outcome) {
   Saga__V1__Reply r;
-  saga__v1__reply__init(&r);
-  r.saga_id = c->saga_id;
-  r.step = c->step;
-  r.action = c->action;
-  r.attempt = c->attempt;
-  r.idempotency_key = c->idempotency_key;
-  r.outcome = (Saga__V1__Outcome)outcome;
-  r.reason = SAGA_MUT(outcome == 1 ? "" : "scripted");
+  saga__wire_reply_to(&r, c, (Saga__V1__Outcome)outcome,
+                      outcome == 1 ? "" : "scripted", NULL, 0);
   saga_meta_t meta = {.saga_id = c->saga_id};
   void *buf = NULL;
   size_t len = 0;

@@ -115,7 +115,9 @@ static void test_append_with_a_stale_version_returns_conflict_and_writes_nothing
   assert_int_equal(es_append(s, "conf-1", 5, &b, 1, &r), ES_ERR_CONFLICT);
   assert_int_equal(es_append(s, "conf-2", 1, &b, 1, &r), ES_ERR_CONFLICT);
   assert_int_equal(r.version, 0);
-  assert_non_null(es_store_last_error(s));
+  assert_string_equal(es_store_last_error(s),
+                      "stream \"conf-2\" is at version 0, not the expected "
+                      "1: nothing appended");
   assert_int_equal(count_events("conf-1"), 1);
   assert_int_equal(count_events("conf-2"), 0);
   /* the same event appended at the right version goes in */
@@ -292,6 +294,46 @@ static void test_a_terminated_connection_returns_connection_then_reconnects(
   es_store_close(s);
 }
 
+static long long sessions_named(PGconn *c, const char *app) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+           "'%s' AND datname = current_database()",
+           app);
+  return est_scalar(c, sql);
+}
+
+static void test_connection_defaults_apply_unless_the_conninfo_sets_them(
+    void **state) {
+  (void)state;
+  static const char *const defaults[] = {"application_name", "es-default",
+                                         "connect_timeout", "5", NULL};
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.conn_defaults = defaults;
+  char err[ES_ERRBUF_SIZE];
+  es_store_t *s = NULL;
+  assert_int_equal(es_store_open(db, &o, &s, err, sizeof err), 0);
+  PGconn *admin = est_raw(db);
+  assert_int_equal(sessions_named(admin, "es-default"), 1);
+  /* a reconnect uses them too */
+  assert_true(est_terminate_others(admin) >= 1);
+  es_event_t a = est_event("A", "1");
+  assert_int_equal(es_append(s, "defaults-1", ES_NO_STREAM, &a, 1, NULL),
+                   ES_ERR_CONNECTION);
+  assert_int_equal(es_append(s, "defaults-1", ES_NO_STREAM, &a, 1, NULL), 0);
+  assert_int_equal(sessions_named(admin, "es-default"), 1);
+  es_store_close(s);
+  /* the conninfo's own value wins over the default */
+  char ci[1024];
+  snprintf(ci, sizeof ci, "%s application_name=es-own", db);
+  assert_int_equal(es_store_open(ci, &o, &s, err, sizeof err), 0);
+  assert_int_equal(sessions_named(admin, "es-own"), 1);
+  assert_int_equal(sessions_named(admin, "es-default"), 0);
+  es_store_close(s);
+  PQfinish(admin);
+}
+
 static int setup(void **state) {
   (void)state;
   db = est_db("es_append");
@@ -321,6 +363,8 @@ int main(void) {
       cmocka_unit_test(test_snapshot_plus_later_events_rebuild_a_stream),
       cmocka_unit_test(
           test_a_terminated_connection_returns_connection_then_reconnects),
+      cmocka_unit_test(
+          test_connection_defaults_apply_unless_the_conninfo_sets_them),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -212,7 +212,7 @@ static void run_starter(const char *name, int count, int declined, int slow,
   snprintf(log, sizeof log, "%s.log", name);
   snprintf(inbox, sizeof inbox, "%s.saga.inbox", ns);
   snprintf(notif, sizeof notif, "%s.saga.notifications", ns);
-  snprintf(timeout, sizeof timeout, "%lld", (long long)ts_timeout_ms(40000));
+  snprintf(timeout, sizeof timeout, "%lldms", (long long)ts_timeout_ms(40000));
   snprintf(total, sizeof total, "%d", count);
   snprintf(n[0], sizeof n[0], "%d", declined);
   snprintf(n[1], sizeof n[1], "%d", slow);

@@ -96,7 +96,7 @@ class OrderSagaWithPythonPayment(unittest.TestCase):
                 "--slow", str(slow), "--out-of-stock", str(oos),
                 "--flaky", str(flaky), "--inbox", f"{ns}.saga.inbox",
                 "--notifications", f"{ns}.saga.notifications",
-                "--timeout", str(stack.seconds(40) * 1000),
+                "--timeout", f"{stack.seconds(40) * 1000}ms",
                 "--results", results, "-X", "fetch.wait.max.ms=5"]
         with open(os.path.join(self.work, f"{name}.log"), "wb") as log:
             try:

@@ -325,7 +325,10 @@ static void test_list_filters_by_state_type_age_and_stuck(void **state) {
   expect(&r, 2, NULL, "unknown status \"stuck\"");
   result_free(&r);
   r = run("list", "--stuck", "soon", NULL);
-  expect(&r, 2, NULL, "--stuck: invalid duration \"soon\"");
+  expect(&r, 2, NULL, "--stuck: \"soon\" is not a duration");
+  result_free(&r);
+  r = run("list", "--stuck", "90", NULL);
+  expect(&r, 2, NULL, "--stuck: \"90\" has no unit: use ms, s, m, h or d");
   result_free(&r);
 }
 

@@ -131,6 +131,11 @@ int sagad_engine_produce(sagad_engine_t *e, const char *topic,
                          size_t value_len, rd_kafka_headers_t *hdrs,
                          void (*done)(void *arg, int err), void *arg);
 
+/* Free a delivery token that will never be delivered, without acting on
+ * it: the simulator's producer that died with its process (a real one's
+ * tokens die with the process). */
+void sagad_engine_forget_token(void *token);
+
 /* Inbox partitions currently assigned to this instance. */
 size_t sagad_engine_partitions(const sagad_engine_t *e);
 

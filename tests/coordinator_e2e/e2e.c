@@ -55,6 +55,12 @@ struct e2e {
   saga_kloop_t *dlqr;   /* dead-letter reader */
   size_t ndlq;
   char dlq_reason[256];
+  saga_kloop_t *notr;   /* notification reader */
+  struct e2e_note {
+    char id[64];
+    int kind;
+  } *notes;
+  size_t nnotes, cnotes;
   seen_t *seen;
   size_t nseen, from_record;
   ledger_t *ledger;
@@ -214,6 +220,25 @@ static void on_dlq(saga_kloop_t *kl, const rd_kafka_message_t *m,
       !rd_kafka_header_get_last(h, SAGA_HDR_DLQ_REASON, &v, &n))
     snprintf(t->dlq_reason, sizeof t->dlq_reason, "%.*s", (int)n,
              (const char *)v);
+  saga_kloop_ack(kl, ack);
+}
+
+static void on_note(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                    saga_kloop_ack_t *ack, void *opaque) {
+  e2e_t *t = opaque;
+  Saga__V1__Notification *n =
+      saga__v1__notification__unpack(NULL, m->len, m->payload);
+  if (n) {
+    if (t->nnotes == t->cnotes) {
+      t->cnotes = t->cnotes ? t->cnotes * 2 : 64;
+      t->notes = realloc(t->notes, t->cnotes * sizeof *t->notes);
+      assert_non_null(t->notes);
+    }
+    snprintf(t->notes[t->nnotes].id, sizeof t->notes[0].id, "%s",
+             n->saga_id);
+    t->notes[t->nnotes++].kind = (int)n->kind;
+    saga__v1__notification__free_unpacked(n, NULL);
+  }
   saga_kloop_ack(kl, ack);
 }
 
@@ -564,6 +589,28 @@ size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len) {
   return t->ndlq;
 }
 
+size_t e2e_notifications(e2e_t *t, const char *id, int kind) {
+  if (!t->notr) {
+    saga_kloop_config_t kc = {
+        .bootstrap_servers = ts_kafka_bootstrap(),
+        .consumer_properties = consumer_props,
+        .want_consumer = 1,
+        .group_id = ts_unique_name("e2e.notify-reader"),
+    };
+    saga_kloop_callbacks_t cb = {.opaque = t, .on_message = on_note};
+    char err[512];
+    assert_int_equal(
+        saga_kloop_new(&t->loop, &kc, &cb, &t->notr, err, sizeof err), 0);
+    const char *topics[1] = {t->notify};
+    assert_int_equal(saga_kloop_subscribe(t->notr, topics, 1, err, sizeof err),
+                     0);
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < t->nnotes; i++)
+    n += !strcmp(t->notes[i].id, id) && t->notes[i].kind == kind;
+  return n;
+}
+
 int e2e_applied(e2e_t *t, const char *id, int step) {
   return ledger_of(t, id)->applied[step];
 }
@@ -590,6 +637,7 @@ void e2e_free(e2e_t *t) {
       e2e_sagad_stop(t, i, SIGKILL);
   saga_kloop_close(t->part, closed, NULL);
   saga_kloop_close(t->dlqr, closed, NULL);
+  saga_kloop_close(t->notr, closed, NULL);
   while (uv_run(&t->loop, UV_RUN_NOWAIT))
     sleep_ms(1);
   uv_loop_close(&t->loop);
@@ -609,6 +657,7 @@ void e2e_free(e2e_t *t) {
   free(t->seen_head);
   free(t->ledger_head);
   free(t->ledger);
+  free(t->notes);
   free(t);
 }
 

@@ -77,6 +77,11 @@ void e2e_pump(e2e_t *t, int64_t ms);
  * first call), and the reason header of the last one. */
 size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len);
 
+/* Notifications of saga id with this kind (wire number: 3 COMPLETED, 4
+ * COMPENSATED) read from the notification topic so far (a reader that
+ * starts at the topic's beginning is started on first call). */
+size_t e2e_notifications(e2e_t *t, const char *id, int kind);
+
 /* Ledger: DO effects applied for (id, step), compensations applied,
  * commands received in total for it. The participant applies an effect at
  * most once by construction (effect key), so the ledger shows effects lost

@@ -91,6 +91,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
     LOG_ERROR("%s", err);
     return -1;
   }
+  ec.produce_max_bytes = sagad_broker_kafka_max_message(a->broker);
   if (sagad_clock_uv_open(loop, &a->clock, &ec.clock) ||
       !(a->engine = sagad_engine_new(&ec))) {
     LOG_ERROR("out of memory starting the coordinator");

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fault_point.h"
+#include "wire.h"
 #include "log.h"
 #include "msg_codec.h"
 #include "saga_codec.h"
@@ -88,6 +89,28 @@ typedef struct outbox {
 
 #define OUTBOX_RETRY_MS 1000
 #define TMR_OUTBOX 0xff /* tmr_t.timer of the outbox's retry wake-up */
+#define TMR_DLQ 0xfe    /* tmr_t.timer of the held dead letters' retry */
+
+/* A dead letter: written before its input is acked (design.md invariant
+ * 8). What does not fit the producer is cut (a prefix of the value, a
+ * bounded key, the source's headers dropped when large) and says so in
+ * saga-dlq-truncated; one that cannot be written is held and produced
+ * again every second, its input not acked, so its offset is never
+ * committed past it. */
+typedef struct dletter {
+  struct dletter *next; /* retry list */
+  void *ack;
+  rd_kafka_headers_t *h; /* kept; a copy goes with each produce */
+  uint8_t *key, *value;
+  size_t key_len, value_len;
+  int held;             /* counted in dead_letters_blocked */
+  char where[96];       /* topic/partition/offset, for logs */
+} dletter_t;
+
+#define DLQ_VALUE_PREFIX 65536 /* bytes of a cut value kept */
+#define DLQ_KEY_MAX 1024       /* bytes of a long key kept */
+#define DLQ_HEADERS_MAX 16384  /* source headers above this are dropped */
+#define DLQ_SHRUNK_PREFIX 1024 /* after the broker refused the size */
 
 /* Token of a dead letter: the input is acked once it is delivered; or of
  * a message produced for sagad_engine_produce (done set); or of a final
@@ -97,6 +120,7 @@ typedef struct {
   void (*done)(void *arg, int err);
   void *arg;
   outbox_t *ob;
+  dletter_t *dl;
 } dlq_token_t;
 
 struct sagad_engine {
@@ -141,6 +165,9 @@ struct sagad_engine {
   int ob_armed;
   char (*marks)[SM_ID_MAX + 1];
   size_t nmarks, cmarks;
+  /* dead letters that could not be written yet */
+  dletter_t *dl_retry;
+  int dl_armed;
   /* stop */
   int stopping;
   void (*stop_done)(void *);
@@ -391,16 +418,22 @@ static int send_command(sagad_engine_t *e, entry_t *en,
   return 1;
 }
 
+/* Wake up in OUTBOX_RETRY_MS for a retry list (kind TMR_OUTBOX or
+ * TMR_DLQ), unless that wake-up is armed already. */
+static void arm_retry(sagad_engine_t *e, int *armed, uint8_t kind) {
+  if (*armed)
+    return;
+  tmr_t t = {.at = e->cfg.clock.now_ms(e->cfg.clock.self) + OUTBOX_RETRY_MS,
+             .timer = kind};
+  heap_push(e, &t);
+  *armed = 1;
+  rearm(e);
+}
+
 static void outbox_retry_later(sagad_engine_t *e, outbox_t *ob) {
   ob->next = e->ob_retry;
   e->ob_retry = ob;
-  if (e->ob_armed)
-    return;
-  tmr_t t = {.at = e->cfg.clock.now_ms(e->cfg.clock.self) + OUTBOX_RETRY_MS,
-             .timer = TMR_OUTBOX};
-  heap_push(e, &t);
-  e->ob_armed = 1;
-  rearm(e);
+  arm_retry(e, &e->ob_armed, TMR_OUTBOX);
 }
 
 /* Produce the final notification ob describes; it is freed once its
@@ -1142,6 +1175,99 @@ static void pump(sagad_engine_t *e) {
 
 /* ---- entry points --------------------------------------------------- */
 
+static void dletter_free(dletter_t *dl) {
+  if (dl->h)
+    rd_kafka_headers_destroy(dl->h);
+  free(dl->key);
+  free(dl->value);
+  free(dl);
+}
+
+static void dletter_send(sagad_engine_t *e, dletter_t *dl);
+
+static void dletter_hold(sagad_engine_t *e, dletter_t *dl, const char *why) {
+  if (!dl->held) {
+    dl->held = 1;
+    e->c.dead_letters_blocked++;
+    LOG_ERROR("dead letter of %s could not be written to %s (%s): its "
+              "offset is not committed; retrying every %d ms",
+              dl->where, e->dlq, why, OUTBOX_RETRY_MS);
+  }
+  dl->next = e->dl_retry;
+  e->dl_retry = dl;
+  arm_retry(e, &e->dl_armed, TMR_DLQ);
+}
+
+static void dletter_send(sagad_engine_t *e, dletter_t *dl) {
+  rd_kafka_headers_t *h = rd_kafka_headers_copy(dl->h);
+  dlq_token_t *t = calloc(1, sizeof *t);
+  if (h && t) {
+    t->dl = dl;
+    if (e->cfg.broker.produce(e->cfg.broker.self, e->dlq, dl->key,
+                              dl->key_len, dl->value, dl->value_len, h,
+                              t) == 0)
+      return; /* acked once the dead letter is delivered */
+  }
+  if (h)
+    rd_kafka_headers_destroy(h);
+  free(t);
+  dletter_hold(e, dl, "could not produce");
+}
+
+static size_t headers_size(const rd_kafka_headers_t *h) {
+  size_t n = 0;
+  const char *name;
+  const void *v;
+  size_t len;
+  for (size_t i = 0;
+       h && !rd_kafka_header_get_all(h, i, &name, &v, &len); i++)
+    n += strlen(name) + len + 8;
+  return n;
+}
+
+static dletter_t *dletter_new(sagad_engine_t *e, const sagad_inmsg_t *m,
+                              const char *reason, size_t value_keep,
+                              size_t key_keep, int drop_headers) {
+  dletter_t *dl = calloc(1, sizeof *dl);
+  if (!dl)
+    return NULL;
+  snprintf(dl->where, sizeof dl->where, "%.60s/%d/%lld", m->topic,
+           (int)m->partition, (long long)m->offset);
+  dl->ack = m->ack;
+  dl->key_len = key_keep;
+  dl->value_len = value_keep;
+  dl->key = malloc(key_keep ? key_keep : 1);
+  dl->value = malloc(value_keep ? value_keep : 1);
+  dl->h = sagad_msg_dlq_headers(drop_headers ? NULL : m->hdrs, reason,
+                                m->topic, m->partition, m->offset);
+  if (!dl->key || !dl->value || !dl->h) {
+    dletter_free(dl);
+    return NULL;
+  }
+  if (key_keep)
+    memcpy(dl->key, m->key, key_keep);
+  if (value_keep)
+    memcpy(dl->value, m->value, value_keep);
+  if (value_keep < m->value_len || key_keep < m->key_len || drop_headers) {
+    char size[24], cut[256];
+    snprintf(size, sizeof size, "%zu", m->value_len);
+    snprintf(cut, sizeof cut,
+             "value: first %zu of %zu bytes kept; key: %zu of %zu bytes; "
+             "source headers: %s",
+             value_keep, m->value_len, key_keep, m->key_len,
+             drop_headers ? "dropped" : "kept");
+    if (rd_kafka_header_add(dl->h, SAGA_HDR_DLQ_SIZE, -1, size, -1) ||
+        rd_kafka_header_add(dl->h, SAGA_HDR_DLQ_TRUNCATED, -1, cut, -1)) {
+      dletter_free(dl);
+      return NULL;
+    }
+    e->c.dead_letters_truncated++;
+    LOG_WARN("dead letter of %s cut to fit the producer's %zu bytes: %s",
+             dl->where, e->cfg.produce_max_bytes, cut);
+  }
+  return dl;
+}
+
 static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
                         const char *reason, const char *why) {
   e->c.dead_lettered++;
@@ -1149,20 +1275,31 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
     e->hooks.on_dead_letter(e->hooks.arg, why);
   LOG_WARN("dead letter from %s/%d offset %lld: %s", m->topic,
            (int)m->partition, (long long)m->offset, reason);
-  rd_kafka_headers_t *h = sagad_msg_dlq_headers(m->hdrs, reason, m->topic,
-                                                m->partition, m->offset);
-  dlq_token_t *t = calloc(1, sizeof *t);
-  if (h && t) {
-    t->ack = m->ack;
-    if (e->cfg.broker.produce(e->cfg.broker.self, e->dlq, m->key, m->key_len,
-                              m->value, m->value_len, h, t) == 0)
-      return; /* acked once the dead letter is delivered */
+  /* What fits the producer's message.max.bytes, with room for our own
+   * headers and the record's framing. */
+  size_t max = e->cfg.produce_max_bytes;
+  size_t room = max > 4 * DLQ_HEADERS_MAX ? max - 2 * DLQ_HEADERS_MAX
+                                          : max / 2;
+  size_t hsize = headers_size(m->hdrs);
+  int drop = hsize > DLQ_HEADERS_MAX;
+  size_t key_keep = m->key_len > DLQ_KEY_MAX ? DLQ_KEY_MAX : m->key_len;
+  size_t value_keep = m->value_len;
+  if (drop || key_keep < m->key_len ||
+      m->value_len + key_keep + hsize > room)
+    value_keep = m->value_len < DLQ_VALUE_PREFIX ? m->value_len
+                                                 : DLQ_VALUE_PREFIX;
+  if (value_keep > room / 2)
+    value_keep = room / 2;
+  dletter_t *dl = dletter_new(e, m, reason, value_keep, key_keep, drop);
+  if (!dl) {
+    /* Not acked: the input comes back after a restart. */
+    e->c.dead_letters_blocked++;
+    LOG_ERROR("out of memory writing the dead letter of %s/%d offset %lld: "
+              "its offset is not committed",
+              m->topic, (int)m->partition, (long long)m->offset);
+    return;
   }
-  LOG_ERROR("could not produce a dead letter to %s", e->dlq);
-  if (h)
-    rd_kafka_headers_destroy(h);
-  free(t);
-  e->cfg.broker.ack(e->cfg.broker.self, m->ack);
+  dletter_send(e, dl);
 }
 
 void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
@@ -1213,6 +1350,37 @@ void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int err) {
   if (!token)
     return;
   dlq_token_t *t = token;
+  if (t->dl) {
+    dletter_t *dl = t->dl;
+    free(t);
+    if (err) {
+      if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE &&
+          dl->value_len > DLQ_SHRUNK_PREFIX) {
+        /* The broker's limit is below the producer's: keep less. */
+        char cut[128];
+        snprintf(cut, sizeof cut,
+                 "the broker refused %zu bytes: value cut to %d bytes, "
+                 "source headers kept",
+                 dl->value_len, DLQ_SHRUNK_PREFIX);
+        dl->value_len = DLQ_SHRUNK_PREFIX;
+        rd_kafka_header_remove(dl->h, SAGA_HDR_DLQ_TRUNCATED);
+        rd_kafka_header_add(dl->h, SAGA_HDR_DLQ_TRUNCATED, -1, cut, -1);
+        e->c.dead_letters_truncated++;
+        LOG_WARN("dead letter of %s: %s", dl->where, cut);
+        dletter_send(e, dl);
+        return;
+      }
+      dletter_hold(e, dl, rd_kafka_err2str((rd_kafka_resp_err_t)err));
+      return;
+    }
+    if (dl->held) {
+      e->c.dead_letters_blocked--;
+      LOG_INFO("dead letter of %s written to %s at last", dl->where, e->dlq);
+    }
+    e->cfg.broker.ack(e->cfg.broker.self, dl->ack);
+    dletter_free(dl);
+    return;
+  }
   if (t->ob) {
     outbox_t *ob = t->ob;
     free(t);
@@ -1362,6 +1530,23 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
   pump(e);
 }
 
+/* Send again everything on the retry list of kind (TMR_DLQ, TMR_OUTBOX). */
+static void retry_fire(sagad_engine_t *e, uint8_t kind) {
+  if (kind == TMR_DLQ) {
+    dletter_t *dl = e->dl_retry, *n;
+    e->dl_retry = NULL;
+    e->dl_armed = 0;
+    for (; dl; dl = n)
+      n = dl->next, dletter_send(e, dl);
+  } else {
+    outbox_t *ob = e->ob_retry, *n;
+    e->ob_retry = NULL;
+    e->ob_armed = 0;
+    for (; ob; ob = n)
+      n = ob->next, outbox_send(e, ob);
+  }
+}
+
 void sagad_engine_on_wake(sagad_engine_t *e, int slot) {
   if (slot == SAGAD_WAKE_RETRY) {
     int resubmit = e->retry_wait == 2;
@@ -1381,15 +1566,8 @@ void sagad_engine_on_wake(sagad_engine_t *e, int slot) {
   while (e->nheap && e->heap[0].at <= now) {
     tmr_t t = e->heap[0];
     heap_pop(e);
-    if (t.timer == TMR_OUTBOX) {
-      outbox_t *ob = e->ob_retry;
-      e->ob_retry = NULL;
-      e->ob_armed = 0;
-      while (ob) {
-        outbox_t *next = ob->next;
-        outbox_send(e, ob);
-        ob = next;
-      }
+    if (t.timer == TMR_DLQ || t.timer == TMR_OUTBOX) {
+      retry_fire(e, t.timer);
       continue;
     }
     if (!lookup(e, t.id))
@@ -1434,6 +1612,8 @@ sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
     e->cfg.batch_max_events = 1024;
   if (!e->cfg.payload_max_bytes)
     e->cfg.payload_max_bytes = (size_t)1 << 20;
+  if (!e->cfg.produce_max_bytes)
+    e->cfg.produce_max_bytes = 1000000;
   e->rng.state = cfg->rng_seed;
   e->inbox = dup_or_null(cfg->inbox_topic);
   e->notify = dup_or_null(cfg->notify_topic);
@@ -1475,6 +1655,10 @@ void sagad_engine_free(sagad_engine_t *e) {
   for (outbox_t *ob = e->ob_retry, *n; ob; ob = n) {
     n = ob->next;
     free(ob);
+  }
+  for (dletter_t *dl = e->dl_retry, *n; dl; dl = n) {
+    n = dl->next;
+    dletter_free(dl);
   }
   saga_record_clear(&e->rec);
   free(e->inbox);
@@ -1531,7 +1715,10 @@ size_t sagad_engine_partitions(const sagad_engine_t *e) { return e->nparts; }
 
 void sagad_engine_forget_token(void *token) {
   dlq_token_t *t = token;
-  if (t)
+  if (t) {
     free(t->ob);
+    if (t->dl)
+      dletter_free(t->dl);
+  }
   free(t);
 }

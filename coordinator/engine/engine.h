@@ -25,6 +25,9 @@ typedef struct {
   uint64_t compensated;
   uint64_t compensation_failed; /* parked: alert on this */
   uint64_t dead_lettered;
+  uint64_t dead_letters_truncated; /* written with a prefix of the value */
+  uint64_t dead_letters_blocked;   /* now: not yet written, retried; their
+                                      inputs' offsets wait (a gauge) */
   uint64_t anomalies[SM_V_FINISHED + 1]; /* by sm_verdict_t */
   uint64_t batches;           /* batches committed */
   uint64_t records;           /* transitions committed */
@@ -42,6 +45,9 @@ typedef struct {
   const char *dlq_topic;
   size_t batch_max_events;         /* 0 = 1024 */
   size_t payload_max_bytes;        /* 0 = 1 MiB */
+  /* Largest message the producer sends (its message.max.bytes); 0 =
+   * librdkafka's default 1,000,000. A dead letter is cut to fit it. */
+  size_t produce_max_bytes;
   uint64_t rng_seed;               /* retry jitter */
   sagad_store_port_t store;
   sagad_broker_port_t broker;

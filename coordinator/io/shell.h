@@ -41,6 +41,9 @@ int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
 /* The inbox consumer, for the admin endpoint's lag and readiness reads
  * (non-blocking librdkafka calls only); NULL before open. Loop thread. */
 rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b);
+/* The producer's message.max.bytes (the largest message it sends), or 0
+ * when it cannot be read. */
+size_t sagad_broker_kafka_max_message(sagad_broker_kafka_t *b);
 /* Commit acked offsets, leave the group, wait for deliveries, free; cb (may
  * be NULL) runs on the loop afterwards. */
 void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),

@@ -55,6 +55,8 @@ struct e2e {
   saga_kloop_t *dlqr;   /* dead-letter reader */
   size_t ndlq;
   char dlq_reason[256];
+  char dlq_cut[256]; /* saga-dlq-truncated of the last one, or "" */
+  size_t dlq_len;    /* value bytes of the last one */
   saga_kloop_t *notr;   /* notification reader */
   struct e2e_note {
     char id[64];
@@ -75,7 +77,9 @@ static const char *const consumer_props[] = {
     "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
     "topic.metadata.refresh.interval.ms", "1000",
     "allow.auto.create.topics", "true", NULL};
-static const char *const producer_props[] = {"linger.ms", "1", NULL};
+/* message.max.bytes: the tests produce inputs past sagad's own limits. */
+static const char *const producer_props[] = {
+    "linger.ms", "1", "message.max.bytes", "4000000", NULL};
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -216,10 +220,14 @@ static void on_dlq(saga_kloop_t *kl, const rd_kafka_message_t *m,
   const void *v = NULL;
   size_t n = 0;
   t->ndlq++;
+  t->dlq_len = m->len;
+  t->dlq_cut[0] = '\0';
   if (!rd_kafka_message_headers(m, &h) &&
       !rd_kafka_header_get_last(h, SAGA_HDR_DLQ_REASON, &v, &n))
     snprintf(t->dlq_reason, sizeof t->dlq_reason, "%.*s", (int)n,
              (const char *)v);
+  if (h && !rd_kafka_header_get_last(h, SAGA_HDR_DLQ_TRUNCATED, &v, &n))
+    snprintf(t->dlq_cut, sizeof t->dlq_cut, "%.*s", (int)n, (const char *)v);
   saga_kloop_ack(kl, ack);
 }
 
@@ -587,6 +595,11 @@ size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len) {
   if (reason)
     snprintf(reason, len, "%s", t->dlq_reason);
   return t->ndlq;
+}
+
+size_t e2e_dead_letter_last(e2e_t *t, char *cut, size_t len) {
+  snprintf(cut, len, "%s", t->dlq_cut);
+  return t->dlq_len;
 }
 
 size_t e2e_notifications(e2e_t *t, const char *id, int kind) {

@@ -77,6 +77,10 @@ void e2e_pump(e2e_t *t, int64_t ms);
  * first call), and the reason header of the last one. */
 size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len);
 
+/* The value size of the last dead letter read, and its saga-dlq-truncated
+ * header into cut ("" when it was written whole). */
+size_t e2e_dead_letter_last(e2e_t *t, char *cut, size_t len);
+
 /* Notifications of saga id with this kind (wire number: 3 COMPLETED, 4
  * COMPENSATED) read from the notification topic so far (a reader that
  * starts at the topic's beginning is started on first call). */

@@ -137,10 +137,40 @@ static void test_poison_on_the_inbox_is_dead_lettered_and_the_partition_moves_on
   e2e_free(t);
 }
 
+/* Issue 14, case 1: a 1.2 MiB StartSaga (the broker takes it) is past the
+ * 1 MiB ceiling and past the producer's message.max.bytes (librdkafka's
+ * 1,000,000): its dead letter was refused ("Message size too large") and
+ * the offset committed anyway -- the input lost. Now the dead letter keeps
+ * a prefix of the value and says so, and the partition moves on. */
+static void test_an_oversized_input_is_dead_lettered_with_a_prefix(
+    void **state) {
+  (void)state;
+  e2e_t *t = e2e_new("flt_oversized", 60000, ok_script);
+  e2e_sagad_start(t, 0);
+  size_t ndlq = 0;
+  (void)e2e_dead_letters(t, NULL, 0);
+  size_t len = 0;
+  void *b = start_bytes("p-huge", "slow", 1200 * 1024, &len);
+  poison_then_saga(t, &ndlq, "1.2 MiB StartSaga", "saga.v1.StartSaga", b, len,
+                   "p-huge");
+  free(b);
+  char cut[256];
+  size_t kept = e2e_dead_letter_last(t, cut, sizeof cut);
+  printf("# dead letter of %zu bytes: %s\n", kept, cut);
+  assert_true(kept > 0 && kept <= 65536);
+  char want[96];
+  snprintf(want, sizeof want, "value: first %zu of %zu bytes kept", kept,
+           len);
+  assert_non_null(strstr(cut, want));
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  e2e_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_poison_on_the_inbox_is_dead_lettered_and_the_partition_moves_on),
+      cmocka_unit_test(test_an_oversized_input_is_dead_lettered_with_a_prefix),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -128,6 +128,7 @@ struct sagad_engine {
   char *inbox, *notify, *dlq;
   sagad_counters_t c;
   sagad_engine_hooks_t hooks;
+  size_t input_max; /* sagad_engine_input_max */
   size_t nparts; /* inbox partitions assigned */
   sm_rng_t rng;
   /* saga table */
@@ -1302,6 +1303,37 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
   dletter_send(e, dl);
 }
 
+/* Tell the starter that its StartSaga was refused (the input also goes to
+ * the dead-letter topic). */
+static void reject_start(sagad_engine_t *e, const sagad_msg_t *msg,
+                         const char *reason) {
+  if (!e->notify)
+    return;
+  sagad_notification_t n = {
+      .saga_id = msg->saga_id,
+      .saga_type = msg->saga_type,
+      .def_version = msg->def_version,
+      .kind = SM_NOTIFY_REJECTED,
+      .reason = reason,
+      .at_ms = e->cfg.clock.now_ms(e->cfg.clock.self),
+  };
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  if (sagad_msg_encode_notification(&n, &buf, &len, &h, err, sizeof err)) {
+    SLOG_ERROR(msg->saga_id, NULL, "could not encode REJECTED: %s", err);
+    return;
+  }
+  if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, msg->saga_id,
+                            strlen(msg->saga_id), buf, len, h, NULL) != 0) {
+    rd_kafka_headers_destroy(h);
+    e->c.produce_errors++;
+  }
+  free(buf);
+  SLOG_WARN(msg->saga_id, NULL, "start refused: %s", reason);
+}
+
 void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
   if (e->stopping)
     return; /* not acked: redelivered to whoever runs next */
@@ -1331,6 +1363,19 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     snprintf(err, sizeof err, "unknown saga type \"%.64s\" version %u",
              in->msg.saga_type, (unsigned)in->msg.def_version);
     why = "unknown_type";
+    goto dlq;
+  }
+  if (in->msg.kind == SAGAD_MSG_START &&
+      in->msg.payload_len > e->input_max) {
+    snprintf(err, sizeof err,
+             "input of %zu bytes: its commands could never be sent (a "
+             "command carries the input plus up to %d bytes, "
+             "kafka.message.max.bytes is %zu): inputs up to %zu bytes are "
+             "taken",
+             in->msg.payload_len, SAGAD_COMMAND_ENVELOPE,
+             e->cfg.produce_max_bytes, e->input_max);
+    why = "input_too_large";
+    reject_start(e, &in->msg, err);
     goto dlq;
   }
   memcpy(in->id, in->msg.saga_id, strlen(in->msg.saga_id) + 1);
@@ -1614,6 +1659,20 @@ sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
     e->cfg.payload_max_bytes = (size_t)1 << 20;
   if (!e->cfg.produce_max_bytes)
     e->cfg.produce_max_bytes = 1000000;
+  e->input_max = e->cfg.payload_max_bytes;
+  size_t room = e->cfg.produce_max_bytes > SAGAD_COMMAND_ENVELOPE
+                    ? e->cfg.produce_max_bytes - SAGAD_COMMAND_ENVELOPE
+                    : 0;
+  if (room < e->input_max) {
+    e->input_max = room;
+    LOG_WARN("kafka.message.max.bytes is %zu: a command carries the saga "
+             "input plus up to %d bytes, so StartSaga inputs above %zu bytes "
+             "are refused (payload.max_bytes is %zu); raise "
+             "kafka.message.max.bytes, and the brokers' and topics' limits, "
+             "to take inputs up to the ceiling",
+             e->cfg.produce_max_bytes, SAGAD_COMMAND_ENVELOPE, room,
+             e->cfg.payload_max_bytes);
+  }
   e->rng.state = cfg->rng_seed;
   e->inbox = dup_or_null(cfg->inbox_topic);
   e->notify = dup_or_null(cfg->notify_topic);
@@ -1712,6 +1771,10 @@ int sagad_engine_produce(sagad_engine_t *e, const char *topic,
 }
 
 size_t sagad_engine_partitions(const sagad_engine_t *e) { return e->nparts; }
+
+size_t sagad_engine_input_max(const sagad_engine_t *e) {
+  return e->input_max;
+}
 
 void sagad_engine_forget_token(void *token) {
   dlq_token_t *t = token;

@@ -107,7 +107,7 @@ typedef struct {
    * reply received -> next command produced, durable append included. */
   void (*on_reply_command)(void *arg, int64_t received_us);
   /* An input went to the dead-letter topic; reason is a short class
-   * (undecodable, invalid_id, unknown_type). */
+   * (undecodable, invalid_id, unknown_type, input_too_large). */
   void (*on_dead_letter)(void *arg, const char *reason);
   /* A batch of `streams` sagas and `records` transitions was submitted;
    * it finished with a sagad_store_status_t. */
@@ -141,6 +141,13 @@ int sagad_engine_produce(sagad_engine_t *e, const char *topic,
  * it: the simulator's producer that died with its process (a real one's
  * tokens die with the process). */
 void sagad_engine_forget_token(void *token);
+
+/* The largest saga input a StartSaga may carry: the payload ceiling, or
+ * less when the producer's message.max.bytes could not carry a command
+ * with that input (SAGAD_COMMAND_ENVELOPE bytes besides the input). A
+ * larger one is refused with a REJECTED notification and a dead letter. */
+#define SAGAD_COMMAND_ENVELOPE 8192
+size_t sagad_engine_input_max(const sagad_engine_t *e);
 
 /* Inbox partitions currently assigned to this instance. */
 size_t sagad_engine_partitions(const sagad_engine_t *e);

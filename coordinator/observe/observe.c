@@ -572,6 +572,16 @@ static void src_start(void *arg, const char *type, const char *id,
     reply_text(r, 404, "{\"error\":\"unknown saga type\"}");
     return;
   }
+  if (input_len > sagad_engine_input_max(o->o.engine)) {
+    /* The engine would refuse it (REJECTED): say so now. */
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "input of %zu bytes is over the %zu bytes a command can carry "
+             "(kafka.message.max.bytes, payload.max_bytes)",
+             input_len, sagad_engine_input_max(o->o.engine));
+    admin_http_respond_error(r, 413, msg);
+    return;
+  }
   const sm_t *s = sagad_engine_find(o->o.engine, id);
   if (s) {
     /* In flight here: the same start again changes nothing. */

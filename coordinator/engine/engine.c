@@ -508,6 +508,25 @@ static void note_notified(sagad_engine_t *e, const char *id) {
   memcpy(e->marks[e->nmarks++], id, SM_ID_MAX + 1);
 }
 
+/* Produce a notification without a delivery report (sent once). */
+static void produce_notification(sagad_engine_t *e,
+                                 const sagad_notification_t *n) {
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  if (sagad_msg_encode_notification(n, &buf, &len, &h, err, sizeof err)) {
+    SLOG_ERROR(n->saga_id, NULL, "could not encode a notification: %s", err);
+    return;
+  }
+  if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, n->saga_id,
+                            strlen(n->saga_id), buf, len, h, NULL) != 0) {
+    rd_kafka_headers_destroy(h);
+    e->c.produce_errors++;
+  }
+  free(buf);
+}
+
 static void send_notification(sagad_engine_t *e, entry_t *en,
                               const sm_effect_t *fx, int64_t now) {
   if (!e->notify)
@@ -533,20 +552,7 @@ static void send_notification(sagad_engine_t *e, entry_t *en,
       .reason = fx->outcome == SM_OUTCOME_TIMEOUT ? "timeout" : NULL,
       .at_ms = now,
   };
-  void *buf = NULL;
-  size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
-  char err[256];
-  if (sagad_msg_encode_notification(&n, &buf, &len, &h, err, sizeof err)) {
-    SLOG_ERROR(s->id, NULL, "could not encode a notification: %s", err);
-    return;
-  }
-  if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, s->id,
-                            strlen(s->id), buf, len, h, NULL) != 0) {
-    rd_kafka_headers_destroy(h);
-    e->c.produce_errors++;
-  }
-  free(buf);
+  produce_notification(e, &n);
 }
 
 /* Returns 1 when the effect was a command handed to the broker. */
@@ -1317,20 +1323,7 @@ static void reject_start(sagad_engine_t *e, const sagad_msg_t *msg,
       .reason = reason,
       .at_ms = e->cfg.clock.now_ms(e->cfg.clock.self),
   };
-  void *buf = NULL;
-  size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
-  char err[256];
-  if (sagad_msg_encode_notification(&n, &buf, &len, &h, err, sizeof err)) {
-    SLOG_ERROR(msg->saga_id, NULL, "could not encode REJECTED: %s", err);
-    return;
-  }
-  if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, msg->saga_id,
-                            strlen(msg->saga_id), buf, len, h, NULL) != 0) {
-    rd_kafka_headers_destroy(h);
-    e->c.produce_errors++;
-  }
-  free(buf);
+  produce_notification(e, &n);
   SLOG_WARN(msg->saga_id, NULL, "start refused: %s", reason);
 }
 

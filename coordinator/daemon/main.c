@@ -81,7 +81,8 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .payload_max_bytes = (size_t)cfg->payload_max_bytes,
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
   };
-  if (sagad_store_pg_open(loop, cfg->store_conninfo, &a->store, &ec.store,
+  if (sagad_store_pg_open(loop, cfg->store_conninfo, cfg->topic_inbox,
+                          cfg->group_id, &a->store, &ec.store,
                           err, sizeof err)) {
     LOG_ERROR("%s", err);
     return -1;

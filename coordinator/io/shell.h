@@ -18,10 +18,13 @@ typedef struct sagad_store_pg sagad_store_pg_t;
 typedef struct sagad_broker_kafka sagad_broker_kafka_t;
 typedef struct sagad_clock_uv sagad_clock_uv_t;
 
-/* Migrate the schema (event store + saga_index), open the batch connection
- * and the blocking connection used for recovery. Fills *port. Returns 0 or
- * -1 with errbuf (PostgreSQL unreachable, migration failed). */
+/* Migrate the schema (event store + saga_index), claim the database for
+ * the deployment (inbox, group) -- or refuse one whose database another
+ * deployment claimed --, open the batch connection and the blocking
+ * connection used for recovery. Fills *port. Returns 0 or -1 with errbuf
+ * (PostgreSQL unreachable, migration failed, another deployment's). */
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
+                        const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen);
 void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e);

@@ -514,6 +514,44 @@ static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
   return 0;
 }
 
+/* The database holds one deployment's sagas: claim it for (inbox, group),
+ * or refuse when another deployment did. */
+static int claim(sagad_store_pg_t *s, const char *inbox, const char *group,
+                 char *errbuf, size_t errlen) {
+  const char *p[2] = {inbox ? inbox : "", group ? group : ""};
+  PGresult *r = PQexecParams(
+      s->sync,
+      "INSERT INTO sagad_deployment (inbox_topic, group_id) VALUES ($1, $2) "
+      "ON CONFLICT (one) DO NOTHING",
+      2, NULL, p, NULL, NULL, 0);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!ok)
+    snprintf(errbuf, errlen, "could not claim the event store: %s",
+             PQresultErrorMessage(r));
+  PQclear(r);
+  if (!ok)
+    return -1;
+  r = PQexec(s->sync, "SELECT inbox_topic, group_id FROM sagad_deployment");
+  ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+  if (!ok) {
+    snprintf(errbuf, errlen, "could not read sagad_deployment: %s",
+             PQresultErrorMessage(r));
+  } else if (strcmp(PQgetvalue(r, 0, 0), p[0]) != 0 ||
+             strcmp(PQgetvalue(r, 0, 1), p[1]) != 0) {
+    snprintf(errbuf, errlen,
+             "store.conninfo: this database holds the sagas of another "
+             "deployment (topic.inbox \"%.100s\", group.id \"%.100s\"; "
+             "this one: \"%.100s\", \"%.100s\"): two deployments on one "
+             "database would take each other's sagas. Give each deployment "
+             "its own database; if this deployment was renamed, run "
+             "\"DELETE FROM sagad_deployment\" with every sagad stopped",
+             PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), p[0], p[1]);
+    ok = 0;
+  }
+  PQclear(r);
+  return ok ? 0 : -1;
+}
+
 static void free_store(sagad_store_pg_t *s) {
   for (int l = 0; l < LANES; l++) {
     es_batch_free(s->lanes[l].batch);
@@ -541,6 +579,7 @@ static void on_closed(es_async_t *as, void *arg) {
 }
 
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
+                        const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen) {
   sagad_store_pg_t *s = calloc(1, sizeof *s);
@@ -555,7 +594,7 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
       goto fail;
     }
   }
-  if (migrate(s, errbuf, errlen))
+  if (migrate(s, errbuf, errlen) || claim(s, inbox, group, errbuf, errlen))
     goto fail;
   char esb[ES_ERRBUF_SIZE] = "";
   for (int l = 0; l < LANES; l++)

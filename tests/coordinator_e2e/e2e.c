@@ -418,6 +418,21 @@ int e2e_sagad_stop(e2e_t *t, int idx, int sig) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+int e2e_sagad_wait(e2e_t *t, int idx, int64_t timeout_ms) {
+  pid_t pid = t->sagad[idx];
+  assert_true(pid > 0);
+  int64_t until = ts_now_ms() + ts_timeout_ms(timeout_ms);
+  int st = 0;
+  while (waitpid(pid, &st, WNOHANG) != pid) {
+    if (ts_now_ms() > until)
+      return -1;
+    run_once(t);
+    sleep_ms(5);
+  }
+  t->sagad[idx] = 0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 int e2e_sagad_run_once(e2e_t *t, const char *const *extra) {
   pid_t pid = fork();
   assert_true(pid >= 0);

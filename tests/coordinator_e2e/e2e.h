@@ -48,6 +48,10 @@ const char *e2e_dir(const e2e_t *t);
 /* Send sig to sagad idx and wait for it (pumping the participant); returns
  * its exit status (128 + signal when killed). */
 int e2e_sagad_stop(e2e_t *t, int idx, int sig);
+/* Wait for sagad idx to exit by itself (pumping the participant); its exit
+ * status (128 + signal when killed), or -1 when it still runs after
+ * timeout_ms (it is left running). */
+int e2e_sagad_wait(e2e_t *t, int idx, int64_t timeout_ms);
 /* Run sagad with extra arguments to completion (start-up error tests). */
 int e2e_sagad_run_once(e2e_t *t, const char *const *extra);
 

@@ -171,6 +171,8 @@ typedef enum {
   SM_NOTIFY_COMPLETED = 3,
   SM_NOTIFY_COMPENSATED = 4,
   SM_NOTIFY_COMPENSATION_FAILED = 5,
+  SM_NOTIFY_REJECTED = 6, /* the start was refused (sent by the shell,
+                             never a machine effect) */
 } sm_notify_t;
 
 typedef struct {

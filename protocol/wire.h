@@ -25,6 +25,10 @@
 #define SAGA_HDR_TRACEPARENT "traceparent"
 #define SAGA_HDR_DLQ_REASON "saga-dlq-reason"
 #define SAGA_HDR_DLQ_SOURCE "saga-dlq-source"
+/* A dead letter cut to fit the producer or the broker: the original
+ * value's size in bytes, and what was kept. */
+#define SAGA_HDR_DLQ_SIZE "saga-dlq-size"
+#define SAGA_HDR_DLQ_TRUNCATED "saga-dlq-truncated"
 
 /* protobuf-c's message structs hold `char *` even for data they only read:
  * this casts a borrowed const string for them without -Wcast-qual noise. */

@@ -97,7 +97,7 @@ static void h_readyz(admin_http_req_t *req, void *arg) {
     return;
   }
   api->src->readiness(api->src->arg, &r);
-  bool ready = r.store && r.kafka && r.partitions;
+  bool ready = r.store && r.kafka && r.partitions && !r.dlq_blocked;
   abuf_t b = ABUF_INIT;
   abuf_printf(&b,
               "{\"ready\":%s,\"store\":%s,\"kafka\":%s,\"partitions\":%s",

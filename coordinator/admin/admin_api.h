@@ -50,6 +50,7 @@ typedef struct {
   bool kafka;      /* the brokers answer */
   bool partitions; /* inbox partitions are assigned to this instance */
   char detail[128];
+  bool dlq_blocked; /* a dead letter cannot be written: its offset waits */
 } admin_readiness_t;
 
 /* What the engine provides. Any function may be NULL: its route answers

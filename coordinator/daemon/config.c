@@ -54,7 +54,10 @@ static const prop_t props[] = {
      "libpq connection string or postgresql:// URI of the event store; "
      "empty uses libpq's PG* environment variables. sagad opens three "
      "sessions with it (two for appends, one for recovery reads), plus the "
-     "admin endpoint's. Masked when printed",
+     "admin endpoint's. Masked when printed. The database belongs to one "
+     "deployment (topic.inbox and group.id): the first sagad claims it, and "
+     "a sagad of another deployment on it refuses to start (docs/deploy.md, "
+     "\"One deployment per database\")",
      check_conninfo, F_SECRET},
     {"kafka.bootstrap.servers", T_STRING, OFF(kafka_bootstrap_servers), 0,
      4096, "", NULL, "Kafka brokers to start from, host:port[,host:port...]",
@@ -102,7 +105,13 @@ static const prop_t props[] = {
     {"payload.max_bytes", T_INT, OFF(payload_max_bytes), 1024, 67108864,
      "1048576", NULL,
      "largest saga payload accepted; larger input goes to the dead-letter "
-     "topic",
+     "topic. A command carries the saga input plus up to 8192 bytes, so a "
+     "StartSaga may carry the smaller of this and kafka.message.max.bytes "
+     "- 8192 (librdkafka's default message.max.bytes is 1000000: 991808 "
+     "bytes unless it is raised, with the brokers' and topics' limits); "
+     "sagad logs that limit at start when it is lower, and refuses a larger "
+     "StartSaga with a REJECTED notification naming it and a dead letter "
+     "(reason class input_too_large)",
      NULL, 0},
     {"stuck.default_ms", T_DURATION, OFF(stuck_default_ms), 1000, 30 * DAY_MS,
      "1h", NULL,

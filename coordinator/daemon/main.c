@@ -79,7 +79,8 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .payload_max_bytes = (size_t)cfg->payload_max_bytes,
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
   };
-  if (sagad_store_pg_open(loop, cfg->store_conninfo, &a->store, &ec.store,
+  if (sagad_store_pg_open(loop, cfg->store_conninfo, cfg->topic_inbox,
+                          cfg->group_id, &a->store, &ec.store,
                           err, sizeof err)) {
     LOG_ERROR("%s", err);
     return -1;
@@ -89,6 +90,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
     LOG_ERROR("%s", err);
     return -1;
   }
+  ec.produce_max_bytes = sagad_broker_kafka_max_message(a->broker);
   if (sagad_clock_uv_open(loop, &a->clock, &ec.clock) ||
       !(a->engine = sagad_engine_new(&ec))) {
     LOG_ERROR("out of memory starting the coordinator");

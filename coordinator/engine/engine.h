@@ -26,6 +26,9 @@ typedef struct {
   uint64_t compensated;
   uint64_t compensation_failed; /* parked: alert on this */
   uint64_t dead_lettered;
+  uint64_t dead_letters_truncated; /* written with a prefix of the value */
+  uint64_t dead_letters_blocked;   /* now: not yet written, retried; their
+                                      inputs' offsets wait (a gauge) */
   uint64_t anomalies[SM_V_FINISHED + 1]; /* by sm_verdict_t */
   uint64_t batches;           /* batches committed */
   uint64_t records;           /* transitions committed */
@@ -43,6 +46,9 @@ typedef struct {
   const char *dlq_topic;
   size_t batch_max_events;         /* 0 = 1024 */
   size_t payload_max_bytes;        /* 0 = 1 MiB */
+  /* Largest message the producer sends (its message.max.bytes); 0 =
+   * librdkafka's default 1,000,000. A dead letter is cut to fit it. */
+  size_t produce_max_bytes;
   uint64_t rng_seed;               /* retry jitter */
   sagad_store_port_t store;
   sagad_broker_port_t broker;
@@ -102,7 +108,7 @@ typedef struct {
    * reply received -> next command produced, durable append included. */
   void (*on_reply_command)(void *arg, int64_t received_us);
   /* An input went to the dead-letter topic; reason is a short class
-   * (undecodable, invalid_id, unknown_type). */
+   * (undecodable, invalid_id, unknown_type, input_too_large). */
   void (*on_dead_letter)(void *arg, const char *reason);
   /* A batch of `streams` sagas and `records` transitions was submitted;
    * it finished with a sagad_store_status_t. */
@@ -131,6 +137,18 @@ int sagad_engine_produce(sagad_engine_t *e, const char *topic,
                          const void *key, size_t key_len, const void *value,
                          size_t value_len, const saga__hdrs_t *hdrs,
                          void (*done)(void *arg, int status), void *arg);
+
+/* Free a delivery token that will never be delivered, without acting on
+ * it: the simulator's producer that died with its process (a real one's
+ * tokens die with the process). */
+void sagad_engine_forget_token(void *token);
+
+/* The largest saga input a StartSaga may carry: the payload ceiling, or
+ * less when the producer's message.max.bytes could not carry a command
+ * with that input (SAGAD_COMMAND_ENVELOPE bytes besides the input). A
+ * larger one is refused with a REJECTED notification and a dead letter. */
+#define SAGAD_COMMAND_ENVELOPE 8192
+size_t sagad_engine_input_max(const sagad_engine_t *e);
 
 /* Inbox partitions currently assigned to this instance. */
 size_t sagad_engine_partitions(const sagad_engine_t *e);

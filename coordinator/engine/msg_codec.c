@@ -128,6 +128,8 @@ static Saga__V1__NotificationKind wire_kind(sm_notify_t k) {
     return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPLETED;
   case SM_NOTIFY_COMPENSATED:
     return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED;
+  case SM_NOTIFY_REJECTED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED;
   case SM_NOTIFY_COMPENSATION_FAILED:
     break;
   }
@@ -203,22 +205,6 @@ int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
                                   char *errbuf, size_t errlen) {
   return encode_note(n, wire_kind(n->kind), out, out_len, hdrs, errbuf,
                      errlen);
-}
-
-int sagad_msg_encode_rejected(const char *saga_id, const char *saga_type,
-                              uint32_t def_version, const char *reason,
-                              const char *correlation_id, int64_t at_ms,
-                              void **out, size_t *out_len,
-                              saga__hdrs_t *hdrs, char *errbuf,
-                              size_t errlen) {
-  sagad_notification_t n = {.saga_id = saga_id,
-                            .saga_type = saga_type,
-                            .def_version = def_version,
-                            .reason = reason,
-                            .at_ms = at_ms,
-                            .correlation_id = correlation_id};
-  return encode_note(&n, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED,
-                     out, out_len, hdrs, errbuf, errlen);
 }
 
 int sagad_msg_encode_start(const char *saga_id, const char *saga_type,

@@ -68,7 +68,8 @@ typedef struct {
   const char *correlation_id; /* header, NULL = the saga id */
 } sagad_command_t;
 
-/* A notification to encode. For STEP_DONE the step's action and outcome
+/* A notification to encode (REJECTED: a refused StartSaga, reason says
+ * why). For STEP_DONE the step's action and outcome
  * travel too (TIMEOUT goes out as FAILURE with reason "timeout"). */
 typedef struct {
   const char *saga_id;
@@ -93,16 +94,6 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
 int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
                                   size_t *out_len, saga__hdrs_t *hdrs,
                                   char *errbuf, size_t errlen);
-
-/* The REJECTED notification of a StartSaga the coordinator refuses
- * (unknown saga type or version): reason says why; correlation_id NULL =
- * the saga id. Same ownership as above. */
-int sagad_msg_encode_rejected(const char *saga_id, const char *saga_type,
-                              uint32_t def_version, const char *reason,
-                              const char *correlation_id, int64_t at_ms,
-                              void **out, size_t *out_len,
-                              saga__hdrs_t *hdrs, char *errbuf,
-                              size_t errlen);
 
 /* A StartSaga for the inbox (sagad's POST /sagas/{type}): def_version 0 =
  * the newest; traceparent NULL = none. Same ownership as above. */

@@ -49,6 +49,10 @@ typedef struct {
   int64_t updated_ms;
   int64_t next_deadline_ms;  /* 0 = none */
   const char *current_step;  /* NULL = none */
+  /* 1: the saga is terminal and its final notification (COMPLETED or
+   * COMPENSATED) is not yet known to be delivered; recovery re-sends it
+   * until batch_notified clears the flag (the outbox of that effect). */
+  int notify_pending;
 } sagad_index_row_t;
 
 /* Called once per record of a stream, in version order, by the loaders. */
@@ -66,6 +70,9 @@ typedef struct sagad_store_port {
                    const sagad_record_t *recs, size_t n);
   /* Add the index upsert of one saga to the same transaction. 0 or < 0. */
   int (*batch_index)(void *self, const sagad_index_row_t *row);
+  /* Add to the same transaction: the final notification of this terminal
+   * saga was delivered, clear its notify_pending flag. 0 or < 0. */
+  int (*batch_notified)(void *self, const char *saga_id);
   /* Submit the batch (again, after RETRY: the same event ids make a lost
    * commit show up as DUPLICATE). The engine's sagad_engine_on_batch_done
    * runs later with the batch status; 0 or < 0 (nothing will be called). */
@@ -73,7 +80,8 @@ typedef struct sagad_store_port {
   /* Status of stream i of the finished batch (sagad_store_status_t). */
   int (*batch_status)(void *self, size_t i);
   /* Blocking: every record of every saga of these inbox partitions that is
-   * not terminal per saga_index, stream by stream in version order. cb
+   * not terminal per saga_index, or terminal with notify_pending set,
+   * stream by stream in version order. cb
    * returning non-zero skips nothing but is remembered as a failure.
    * Returns 0 or < 0 (store unreachable). */
   int (*load_partitions)(void *self, const int32_t *parts, size_t n,

@@ -248,6 +248,16 @@ rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b) {
   return b ? saga_kloop_consumer(b->kl) : NULL;
 }
 
+size_t sagad_broker_kafka_max_message(sagad_broker_kafka_t *b) {
+  rd_kafka_t *rk = b ? saga_kloop_producer(b->kl) : NULL;
+  char v[32];
+  size_t n = sizeof v;
+  if (!rk || rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", v,
+                               &n) != RD_KAFKA_CONF_OK)
+    return 0;
+  return (size_t)strtoull(v, NULL, 10);
+}
+
 int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
                              char *errbuf, size_t errlen) {
   b->engine = e;

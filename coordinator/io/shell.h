@@ -18,10 +18,13 @@ typedef struct sagad_store_pg sagad_store_pg_t;
 typedef struct sagad_broker_kafka sagad_broker_kafka_t;
 typedef struct sagad_clock_uv sagad_clock_uv_t;
 
-/* Migrate the schema (event store + saga_index), open the batch connection
- * and the blocking connection used for recovery. Fills *port. Returns 0 or
- * -1 with errbuf (PostgreSQL unreachable, migration failed). */
+/* Migrate the schema (event store + saga_index), claim the database for
+ * the deployment (inbox, group) -- or refuse one whose database another
+ * deployment claimed --, open the batch connection and the blocking
+ * connection used for recovery. Fills *port. Returns 0 or -1 with errbuf
+ * (PostgreSQL unreachable, migration failed, another deployment's). */
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
+                        const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen);
 void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e);
@@ -45,6 +48,9 @@ rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b);
  * OK, TOO_LARGE (the message exceeds a size limit), RETRIABLE (timed out,
  * broker unreachable, leader moving, purged at close) or FATAL. */
 sagad_delivery_t sagad_broker_kafka_status(rd_kafka_resp_err_t err);
+/* The producer's message.max.bytes (the largest message it sends), or 0
+ * when it cannot be read. */
+size_t sagad_broker_kafka_max_message(sagad_broker_kafka_t *b);
 /* Commit acked offsets, leave the group, wait for deliveries, free; cb (may
  * be NULL) runs on the loop afterwards. */
 void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),

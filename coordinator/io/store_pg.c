@@ -25,7 +25,7 @@
 extern const char *const sagad__sql_migrations[];
 extern const size_t sagad__n_sql_migrations;
 
-#define IDX_NCOLS 10
+#define IDX_NCOLS 11
 #define LANES 2
 #define LANE_BLOCK 16
 
@@ -42,6 +42,8 @@ typedef struct lane {
   } idx[IDX_NCOLS];
   size_t nidx;
   int idx_added; /* the statement is in the batch (a resubmit reuses it) */
+  struct idx_col marks; /* ids of batch_notified (lane 0 only) */
+  size_t nmarks;
   int status; /* sagad_store_status_t of its last submission */
 } lane_t;
 
@@ -70,17 +72,20 @@ struct sagad_store_pg {
 static const char UPSERT_SQL[] =
     "INSERT INTO saga_index AS i (saga_id, saga_type, definition_version, "
     "status, partition, version, started_at, updated_at, next_deadline_at, "
-    "current_step) SELECT u.id, u.t, u.dv, u.st, u.p, u.v, "
+    "current_step, notify_pending) SELECT u.id, u.t, u.dv, u.st, u.p, u.v, "
     "to_timestamp(u.s / 1000.0), to_timestamp(u.up / 1000.0), "
-    "CASE WHEN u.dl = 0 THEN NULL ELSE to_timestamp(u.dl / 1000.0) END, u.cs "
-    "FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], "
-    "$6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) "
-    "AS u(id, t, dv, st, p, v, s, up, dl, cs) "
+    "CASE WHEN u.dl = 0 THEN NULL ELSE to_timestamp(u.dl / 1000.0) END, u.cs, "
+    "u.np FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], "
+    "$5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], "
+    "$10::text[], $11::boolean[]) "
+    "AS u(id, t, dv, st, p, v, s, up, dl, cs, np) "
     "ON CONFLICT (saga_id) DO UPDATE SET status = excluded.status, "
     "partition = excluded.partition, version = excluded.version, "
     "updated_at = excluded.updated_at, "
     "next_deadline_at = excluded.next_deadline_at, "
-    "current_step = excluded.current_step WHERE i.version < excluded.version "
+    "current_step = excluded.current_step, "
+    "notify_pending = excluded.notify_pending "
+    "WHERE i.version < excluded.version "
     /* only a version the stream holds: a stream of the batch that conflicted
      * wrote nothing, its row must not either (found by tests/sim, seed 42) */
     "AND EXISTS (SELECT 1 FROM es_events e WHERE e.stream_id = 'saga-' || "
@@ -90,8 +95,14 @@ static const char LOAD_PARTS_SQL[] =
     "SELECT i.saga_id, i.partition, e.stream_version, e.data "
     "FROM saga_index i JOIN es_events e ON e.stream_id = 'saga-' || i.saga_id "
     "WHERE i.partition = ANY($1::int[]) "
-    "AND i.status NOT IN ('completed', 'compensated') "
+    "AND (i.status NOT IN ('completed', 'compensated') OR i.notify_pending) "
     "ORDER BY i.saga_id, e.stream_version";
+
+/* The final notifications of these sagas were delivered (lane 0, after
+ * the upserts: a saga finished in this very batch keeps its flag). */
+static const char NOTIFIED_SQL[] =
+    "UPDATE saga_index SET notify_pending = false "
+    "WHERE saga_id = ANY($1::text[]) AND notify_pending";
 
 static const char LOAD_ONE_SQL[] =
     "SELECT $2::text, $3::int, stream_version, data FROM es_events "
@@ -115,6 +126,8 @@ static void p_batch_reset(void *self) {
       ln->idx[c].len = 0;
     ln->nidx = 0;
     ln->idx_added = 0;
+    ln->marks.len = 0;
+    ln->nmarks = 0;
   }
   s->nmap = 0;
 }
@@ -204,8 +217,9 @@ static int p_batch_index(void *self, const sagad_index_row_t *r) {
   snprintf(dl, sizeof dl, "%lld", (long long)r->next_deadline_ms);
   const char *vals[IDX_NCOLS] = {r->saga_id, r->saga_type, ver, r->status,
                                  part,       v,            st,  up,
-                                 dl,         r->current_step};
-  static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1};
+                                 dl,         r->current_step,
+                                 r->notify_pending ? "t" : "f"};
+  static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0};
   for (int c = 0; c < IDX_NCOLS; c++)
     if (col_put(&ln->idx[c], vals[c], quoted[c]) != 0) {
       set_err(s, "could not add the index upsert", "out of memory");
@@ -215,7 +229,19 @@ static int p_batch_index(void *self, const sagad_index_row_t *r) {
   return 0;
 }
 
-/* Close a lane's arrays and add its one upsert after the appends. */
+static int p_batch_notified(void *self, const char *saga_id) {
+  sagad_store_pg_t *s = self;
+  lane_t *ln = &s->lanes[0];
+  if (col_put(&ln->marks, saga_id, 1) != 0) {
+    set_err(s, "could not add a delivered notification", "out of memory");
+    return -1;
+  }
+  ln->nmarks++;
+  return 0;
+}
+
+/* Close a lane's arrays and add its one upsert after the appends, and the
+ * record of delivered final notifications after it. */
 static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
   if (!ln->nidx || ln->idx_added)
     return 0;
@@ -233,6 +259,20 @@ static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
   if (rc < 0) {
     set_err(s, "could not add the index upsert", es_strerror(rc));
     return -1;
+  }
+  if (ln->nmarks) {
+    if (col_put(&ln->marks, "", 0) != 0) {
+      set_err(s, "could not add a delivered notification", "out of memory");
+      return -1;
+    }
+    ln->marks.p[ln->marks.len - 1] = '}';
+    ln->marks.p[ln->marks.len] = '\0';
+    const char *mp[1] = {ln->marks.p};
+    rc = es_batch_add_statement(ln->batch, NOTIFIED_SQL, 1, mp);
+    if (rc < 0) {
+      set_err(s, "could not add a delivered notification", es_strerror(rc));
+      return -1;
+    }
   }
   ln->idx_added = 1;
   return 0;
@@ -475,11 +515,50 @@ static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
   return 0;
 }
 
+/* The database holds one deployment's sagas: claim it for (inbox, group),
+ * or refuse when another deployment did. */
+static int claim(sagad_store_pg_t *s, const char *inbox, const char *group,
+                 char *errbuf, size_t errlen) {
+  const char *p[2] = {inbox ? inbox : "", group ? group : ""};
+  PGresult *r = PQexecParams(
+      s->sync,
+      "INSERT INTO sagad_deployment (inbox_topic, group_id) VALUES ($1, $2) "
+      "ON CONFLICT (one) DO NOTHING",
+      2, NULL, p, NULL, NULL, 0);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!ok)
+    snprintf(errbuf, errlen, "could not claim the event store: %s",
+             PQresultErrorMessage(r));
+  PQclear(r);
+  if (!ok)
+    return -1;
+  r = PQexec(s->sync, "SELECT inbox_topic, group_id FROM sagad_deployment");
+  ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+  if (!ok) {
+    snprintf(errbuf, errlen, "could not read sagad_deployment: %s",
+             PQresultErrorMessage(r));
+  } else if (strcmp(PQgetvalue(r, 0, 0), p[0]) != 0 ||
+             strcmp(PQgetvalue(r, 0, 1), p[1]) != 0) {
+    snprintf(errbuf, errlen,
+             "store.conninfo: this database holds the sagas of another "
+             "deployment (topic.inbox \"%.100s\", group.id \"%.100s\"; "
+             "this one: \"%.100s\", \"%.100s\"): two deployments on one "
+             "database would take each other's sagas. Give each deployment "
+             "its own database; if this deployment was renamed, run "
+             "\"DELETE FROM sagad_deployment\" with every sagad stopped",
+             PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), p[0], p[1]);
+    ok = 0;
+  }
+  PQclear(r);
+  return ok ? 0 : -1;
+}
+
 static void free_store(sagad_store_pg_t *s) {
   for (int l = 0; l < LANES; l++) {
     es_batch_free(s->lanes[l].batch);
     for (int c = 0; c < IDX_NCOLS; c++)
       free(s->lanes[l].idx[c].p);
+    free(s->lanes[l].marks.p);
   }
   if (s->sync)
     PQfinish(s->sync);
@@ -501,6 +580,7 @@ static void on_closed(es_async_t *as, void *arg) {
 }
 
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
+                        const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen) {
   sagad_store_pg_t *s = calloc(1, sizeof *s);
@@ -515,7 +595,7 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
       goto fail;
     }
   }
-  if (migrate(s, errbuf, errlen))
+  if (migrate(s, errbuf, errlen) || claim(s, inbox, group, errbuf, errlen))
     goto fail;
   char esb[ES_ERRBUF_SIZE] = "";
   for (int l = 0; l < LANES; l++)
@@ -529,6 +609,7 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
       .batch_reset = p_batch_reset,
       .batch_add = p_batch_add,
       .batch_index = p_batch_index,
+      .batch_notified = p_batch_notified,
       .batch_submit = p_batch_submit,
       .batch_status = p_batch_status,
       .load_partitions = p_load_partitions,

@@ -75,6 +75,8 @@ struct sagad_observe {
   uint64_t anom_seen[NVERDICTS];
   metric_t *span_sent, *span_dropped;
   uint64_t spans_sent_seen, spans_dropped_seen;
+  metric_t *dlq_blocked, *dlq_cut;
+  uint64_t dlq_cut_seen;
   metric_t *lag[64];
   uint64_t batch_start; /* uv_hrtime of the batch in flight */
   stype_t *types;
@@ -413,6 +415,8 @@ static void on_collect(metrics_t *m, void *arg) {
   const sagad_counters_t *c = sagad_engine_counters(o->o.engine);
   for (int v = 1; v < NVERDICTS; v++)
     add_delta(o->anom[v], c->anomalies[v], &o->anom_seen[v]);
+  metric_set(o->dlq_blocked, (double)c->dead_letters_blocked);
+  add_delta(o->dlq_cut, c->dead_letters_truncated, &o->dlq_cut_seen);
   if (o->otlp) {
     otlp_stats_t st;
     otlp_stats(o->otlp, &st);
@@ -463,6 +467,16 @@ static int register_metrics(sagad_observe_t *o) {
   o->f_dlq = metrics_counter(m, "saga_dead_letters_total",
                              "Inputs sent to the dead-letter topic.",
                              "reason");
+  o->dlq_blocked = metric_series(metrics_gauge(
+      m, "saga_dead_letters_blocked",
+      "Dead letters not yet written (the dead-letter topic refuses them): "
+      "their inputs' offsets are not committed; alert on > 0.",
+      NULL));
+  o->dlq_cut = metric_series(metrics_counter(
+      m, "saga_dead_letters_truncated_total",
+      "Dead letters written with only a prefix of the input (it did not "
+      "fit the producer or the broker).",
+      NULL));
   o->f_anom = metrics_counter(
       m, "saga_anomalies_total",
       "Inputs that changed nothing (duplicates, late replies, ...), by "
@@ -519,8 +533,16 @@ static void src_readiness(void *arg, admin_readiness_t *r) {
   r->store = o->store_ok;
   r->kafka = rk && rd_kafka_controllerid(rk, 0) >= 0;
   r->partitions = sagad_engine_partitions(o->o.engine) > 0;
-  snprintf(r->detail, sizeof r->detail, "%zu inbox partitions assigned",
-           sagad_engine_partitions(o->o.engine));
+  uint64_t blocked = sagad_engine_counters(o->o.engine)->dead_letters_blocked;
+  r->dlq_blocked = blocked > 0;
+  if (blocked)
+    snprintf(r->detail, sizeof r->detail,
+             "%llu dead letters cannot be written to %s: their inbox "
+             "offsets wait",
+             (unsigned long long)blocked, o->o.cfg->topic_dlq);
+  else
+    snprintf(r->detail, sizeof r->detail, "%zu inbox partitions assigned",
+             sagad_engine_partitions(o->o.engine));
 }
 
 static void reply_text(admin_reply_t *r, int status, const char *json) {
@@ -557,6 +579,16 @@ static void src_start(void *arg, const char *type, const char *id,
   const saga_def_t *def = saga_registry_find(o->o.registry, type, 0);
   if (!def) {
     reply_text(r, 404, "{\"error\":\"unknown saga type\"}");
+    return;
+  }
+  if (input_len > sagad_engine_input_max(o->o.engine)) {
+    /* The engine would refuse it (REJECTED): say so now. */
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "input of %zu bytes is over the %zu bytes a command can carry "
+             "(kafka.message.max.bytes, payload.max_bytes)",
+             input_len, sagad_engine_input_max(o->o.engine));
+    admin_http_respond_error(r, 413, msg);
     return;
   }
   const sm_t *s = sagad_engine_find(o->o.engine, id);

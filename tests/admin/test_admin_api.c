@@ -161,16 +161,23 @@ static void test_metrics_endpoint_serves_prometheus_text(void **state) {
 static void test_healthz_is_ok_and_readyz_follows_the_source(void **state) {
   (void)state;
   free(call("GET /healthz HTTP/1.1\r\n\r\n", 200));
-  fake->ready = (admin_readiness_t){true, true, false, "no partitions yet"};
+  fake->ready =
+      (admin_readiness_t){true, true, false, "no partitions yet", false};
   char *b = call("GET /readyz HTTP/1.1\r\n\r\n", 503);
   assert_string_equal(b, "{\"ready\":false,\"store\":true,\"kafka\":true,"
                          "\"partitions\":false,\"detail\":\"no partitions "
                          "yet\"}");
   free(b);
-  fake->ready = (admin_readiness_t){true, true, true, ""};
+  fake->ready = (admin_readiness_t){true, true, true, "", false};
   b = call("GET /readyz HTTP/1.1\r\n\r\n", 200);
   assert_string_equal(b, "{\"ready\":true,\"store\":true,\"kafka\":true,"
                          "\"partitions\":true,\"detail\":null}");
+  free(b);
+  /* A dead letter that cannot be written holds its offset: not ready. */
+  fake->ready = (admin_readiness_t){true, true, true, "1 dead letter", true};
+  b = call("GET /readyz HTTP/1.1\r\n\r\n", 503);
+  assert_string_equal(b, "{\"ready\":false,\"store\":true,\"kafka\":true,"
+                         "\"partitions\":true,\"detail\":\"1 dead letter\"}");
   free(b);
 }
 

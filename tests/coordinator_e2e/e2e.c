@@ -56,6 +56,14 @@ struct e2e {
   saga_kloop_t *dlqr;   /* dead-letter reader */
   size_t ndlq;
   char dlq_reason[256];
+  char dlq_cut[256]; /* saga-dlq-truncated of the last one, or "" */
+  size_t dlq_len;    /* value bytes of the last one */
+  saga_kloop_t *notr;   /* notification reader */
+  struct e2e_note {
+    char id[64];
+    int kind;
+  } *notes;
+  size_t nnotes, cnotes;
   seen_t *seen;
   size_t nseen, from_record;
   /* commands whose action_name is not the definition's (write_def: DO
@@ -73,7 +81,9 @@ static const char *const consumer_props[] = {
     "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
     "topic.metadata.refresh.interval.ms", "1000",
     "allow.auto.create.topics", "true", NULL};
-static const char *const producer_props[] = {"linger.ms", "1", NULL};
+/* message.max.bytes: the tests produce inputs past sagad's own limits. */
+static const char *const producer_props[] = {
+    "linger.ms", "1", "message.max.bytes", "4000000", NULL};
 
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -215,10 +225,33 @@ static void on_dlq(saga_kloop_t *kl, const rd_kafka_message_t *m,
   const void *v = NULL;
   size_t n = 0;
   t->ndlq++;
+  t->dlq_len = m->len;
+  t->dlq_cut[0] = '\0';
   if (!rd_kafka_message_headers(m, &h) &&
       !rd_kafka_header_get_last(h, SAGA_HDR_DLQ_REASON, &v, &n))
     snprintf(t->dlq_reason, sizeof t->dlq_reason, "%.*s", (int)n,
              (const char *)v);
+  if (h && !rd_kafka_header_get_last(h, SAGA_HDR_DLQ_TRUNCATED, &v, &n))
+    snprintf(t->dlq_cut, sizeof t->dlq_cut, "%.*s", (int)n, (const char *)v);
+  saga_kloop_ack(kl, ack);
+}
+
+static void on_note(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                    saga_kloop_ack_t *ack, void *opaque) {
+  e2e_t *t = opaque;
+  Saga__V1__Notification *n =
+      saga__v1__notification__unpack(NULL, m->len, m->payload);
+  if (n) {
+    if (t->nnotes == t->cnotes) {
+      t->cnotes = t->cnotes ? t->cnotes * 2 : 64;
+      t->notes = realloc(t->notes, t->cnotes * sizeof *t->notes);
+      assert_non_null(t->notes);
+    }
+    snprintf(t->notes[t->nnotes].id, sizeof t->notes[0].id, "%s",
+             n->saga_id);
+    t->notes[t->nnotes++].kind = (int)n->kind;
+    saga__v1__notification__free_unpacked(n, NULL);
+  }
   saga_kloop_ack(kl, ack);
 }
 
@@ -385,6 +418,21 @@ int e2e_sagad_stop(e2e_t *t, int idx, int sig) {
     }
     run_once(t);
     sleep_ms(2);
+  }
+  t->sagad[idx] = 0;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int e2e_sagad_wait(e2e_t *t, int idx, int64_t timeout_ms) {
+  pid_t pid = t->sagad[idx];
+  assert_true(pid > 0);
+  int64_t until = ts_now_ms() + ts_timeout_ms(timeout_ms);
+  int st = 0;
+  while (waitpid(pid, &st, WNOHANG) != pid) {
+    if (ts_now_ms() > until)
+      return -1;
+    run_once(t);
+    sleep_ms(5);
   }
   t->sagad[idx] = 0;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -591,6 +639,33 @@ size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len) {
   return t->ndlq;
 }
 
+size_t e2e_dead_letter_last(e2e_t *t, char *cut, size_t len) {
+  snprintf(cut, len, "%s", t->dlq_cut);
+  return t->dlq_len;
+}
+
+size_t e2e_notifications_seen(e2e_t *t, const char *id, int kind) {
+  if (!t->notr) {
+    saga_kloop_config_t kc = {
+        .bootstrap_servers = ts_kafka_bootstrap(),
+        .consumer_properties = consumer_props,
+        .want_consumer = 1,
+        .group_id = ts_unique_name("e2e.notify-reader"),
+    };
+    saga_kloop_callbacks_t cb = {.opaque = t, .on_message = on_note};
+    char err[512];
+    assert_int_equal(
+        saga_kloop_new(&t->loop, &kc, &cb, &t->notr, err, sizeof err), 0);
+    const char *topics[1] = {t->notify};
+    assert_int_equal(saga_kloop_subscribe(t->notr, topics, 1, err, sizeof err),
+                     0);
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < t->nnotes; i++)
+    n += !strcmp(t->notes[i].id, id) && t->notes[i].kind == kind;
+  return n;
+}
+
 int e2e_applied(e2e_t *t, const char *id, int step) {
   return ledger_of(t, id)->applied[step];
 }
@@ -619,6 +694,7 @@ void e2e_free(e2e_t *t) {
       e2e_sagad_stop(t, i, SIGKILL);
   saga_kloop_close(t->part, closed, NULL);
   saga_kloop_close(t->dlqr, closed, NULL);
+  saga_kloop_close(t->notr, closed, NULL);
   while (uv_run(&t->loop, UV_RUN_NOWAIT))
     sleep_ms(1);
   uv_loop_close(&t->loop);
@@ -638,6 +714,7 @@ void e2e_free(e2e_t *t) {
   free(t->seen_head);
   free(t->ledger_head);
   free(t->ledger);
+  free(t->notes);
   free(t);
 }
 

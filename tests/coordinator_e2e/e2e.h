@@ -48,6 +48,10 @@ const char *e2e_dir(const e2e_t *t);
 /* Send sig to sagad idx and wait for it (pumping the participant); returns
  * its exit status (128 + signal when killed). */
 int e2e_sagad_stop(e2e_t *t, int idx, int sig);
+/* Wait for sagad idx to exit by itself (pumping the participant); its exit
+ * status (128 + signal when killed), or -1 when it still runs after
+ * timeout_ms (it is left running). */
+int e2e_sagad_wait(e2e_t *t, int idx, int64_t timeout_ms);
 /* Run sagad with extra arguments to completion (start-up error tests). */
 int e2e_sagad_run_once(e2e_t *t, const char *const *extra);
 
@@ -86,6 +90,15 @@ void e2e_pump(e2e_t *t, int64_t ms);
 /* Messages read from the dead-letter topic so far (a reader is started on
  * first call), and the reason header of the last one. */
 size_t e2e_dead_letters(e2e_t *t, char *reason, size_t len);
+
+/* The value size of the last dead letter read, and its saga-dlq-truncated
+ * header into cut ("" when it was written whole). */
+size_t e2e_dead_letter_last(e2e_t *t, char *cut, size_t len);
+
+/* Notifications of saga id with this kind (wire number: 3 COMPLETED, 4
+ * COMPENSATED) read from the notification topic so far (a reader that
+ * starts at the topic's beginning is started on first call). */
+size_t e2e_notifications_seen(e2e_t *t, const char *id, int kind);
 
 /* Ledger: DO effects applied for (id, step), compensations applied,
  * commands received in total for it. The participant applies an effect at

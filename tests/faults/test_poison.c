@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "faults.h"
+#include "http_client.h"
 #include "test_support.h"
 #include "wire_kafka.h"
 
@@ -137,10 +138,120 @@ static void test_poison_on_the_inbox_is_dead_lettered_and_the_partition_moves_on
   e2e_free(t);
 }
 
+/* Issue 14, case 1: a 1.2 MiB StartSaga (the broker takes it) is past the
+ * 1 MiB ceiling and past the producer's message.max.bytes (librdkafka's
+ * 1,000,000): its dead letter was refused ("Message size too large") and
+ * the offset committed anyway -- the input lost. Now the dead letter keeps
+ * a prefix of the value and says so, and the partition moves on. */
+static void test_an_oversized_input_is_dead_lettered_with_a_prefix(
+    void **state) {
+  (void)state;
+  e2e_t *t = e2e_new("flt_oversized", 60000, ok_script);
+  e2e_sagad_start(t, 0);
+  size_t ndlq = 0;
+  (void)e2e_dead_letters(t, NULL, 0);
+  size_t len = 0;
+  void *b = start_bytes("p-huge", "slow", 1200 * 1024, &len);
+  poison_then_saga(t, &ndlq, "1.2 MiB StartSaga", "saga.v1.StartSaga", b, len,
+                   "p-huge");
+  free(b);
+  char cut[256];
+  size_t kept = e2e_dead_letter_last(t, cut, sizeof cut);
+  printf("# dead letter of %zu bytes: %s\n", kept, cut);
+  assert_true(kept > 0 && kept <= 65536);
+  char want[96];
+  snprintf(want, sizeof want, "value: first %zu of %zu bytes kept", kept,
+           len);
+  assert_non_null(strstr(cut, want));
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  e2e_free(t);
+}
+
+/* sagad idx's admin port, from its log (-1 when not found in time). */
+static int admin_port_of(e2e_t *t, const char *name) {
+  static const char needle[] = "admin endpoint listening on http://127.0.0.1:";
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while (ts_now_ms() < until) {
+    char *log = faults_sagad_log(name, 0);
+    const char *p = log ? strstr(log, needle) : NULL;
+    int port = p ? atoi(p + sizeof needle - 1) : -1;
+    free(log);
+    if (port > 0)
+      return port;
+    e2e_pump(t, 50);
+  }
+  return -1;
+}
+
+/* Issue 14, case 2: a StartSaga with 1,000,100 bytes of input is under the
+ * 1 MiB ceiling, but no command carrying it fits librdkafka's default
+ * message.max.bytes (1,000,000): it was accepted and every command then
+ * failed ("Message size too large"), the saga timing out three times and
+ * compensating. Now it is refused at once with a REJECTED notification
+ * naming the limit (and a dead letter), and the same body through
+ * POST /sagas/{type} gets 413. */
+static void test_an_input_no_command_can_carry_is_rejected(void **state) {
+  (void)state;
+  const char *name = "flt_wontfit";
+  e2e_t *t = e2e_new(name, 60000, ok_script);
+  e2e_sagad_start(t, 0);
+  size_t ndlq = 0;
+  (void)e2e_dead_letters(t, NULL, 0);
+  (void)e2e_notifications_seen(t, "p-wontfit", 6);
+  size_t len = 0;
+  void *b = start_bytes("p-wontfit", "slow", 1000100 - 2, &len);
+  e2e_produce_raw(t, "saga.v1.StartSaga", "p-wontfit", b, len);
+  free(b);
+  char reason[256];
+  assert_int_equal(dlq_wait(t, ndlq + 1, reason, sizeof reason), ndlq + 1);
+  printf("# dead letter: %s\n", reason);
+  assert_non_null(strstr(reason, "could never be sent"));
+  assert_non_null(strstr(reason, "kafka.message.max.bytes is 1000000"));
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while (e2e_notifications_seen(t, "p-wontfit", 6) == 0 &&
+         ts_now_ms() < until)
+    e2e_pump(t, 20);
+  /* one REJECTED */
+  assert_int_equal(e2e_notifications_seen(t, "p-wontfit", 6), 1);
+  assert_string_equal(e2e_status(t, "p-wontfit"), ""); /* never started */
+  assert_int_equal(e2e_commands(t, "p-wontfit", 0), 0);
+
+  int port = admin_port_of(t, name);
+  assert_true(port > 0);
+  size_t blen = 1000100;
+  char *body = malloc(blen);
+  assert_non_null(body);
+  memset(body, 'x', blen);
+  memcpy(body, "{\"x\":\"", 6);
+  memcpy(body + blen - 2, "\"}", 2);
+  char head[256];
+  int hl = snprintf(head, sizeof head,
+                    "POST /sagas/slow?id=p-wontfit-http HTTP/1.1\r\nHost: x\r\n"
+                    "Content-Type: application/json\r\nContent-Length: "
+                    "%zu\r\nConnection: close\r\n\r\n",
+                    blen);
+  char *req = malloc((size_t)hl + blen + 1);
+  assert_non_null(req);
+  memcpy(req, head, (size_t)hl);
+  memcpy(req + hl, body, blen);
+  req[(size_t)hl + blen] = '\0';
+  int status = 0;
+  char *r = http_roundtrip(port, req, &status);
+  printf("# POST of %zu bytes: %d\n", blen, status);
+  assert_int_equal(status, 413);
+  free(r);
+  free(req);
+  free(body);
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  e2e_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_poison_on_the_inbox_is_dead_lettered_and_the_partition_moves_on),
+      cmocka_unit_test(test_an_oversized_input_is_dead_lettered_with_a_prefix),
+      cmocka_unit_test(test_an_input_no_command_can_carry_is_rejected),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

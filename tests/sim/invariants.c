@@ -236,6 +236,14 @@ int sim_check_end(sim_t *s) {
       return sim_violation(s, "liveness: %s is still %s after the faults "
                               "stopped",
                            sg->id, sm_status_name((sm_status_t)sh->status));
+    /* Every effect a committed transition calls for is performed at least
+     * once once the faults stop: commands and timers by the liveness
+     * above, the final notification here (lost across a crash before the
+     * fix: recovery did not list terminal sagas). */
+    if (!sg->final_landed)
+      return sim_violation(s, "effect lost: %s is %s but its final "
+                              "notification never reached the topic",
+                           sg->id, sm_status_name((sm_status_t)sh->status));
     const saga_def_t *def = sh->def;
     int completed = sh->status == SM_COMPLETED;
     int resolved = (sh->flags & SM_F_RESOLVED) != 0;

@@ -106,6 +106,7 @@ typedef struct {
   int64_t ix_version;
   int32_t ix_partition;
   char ix_status[32];
+  int ix_notify_pending;
 } sim_stream_t;
 
 /* A store connection (one per coordinator instance): its current batch. */
@@ -131,7 +132,11 @@ typedef struct {
     char status[32];
     int32_t partition;
     int64_t version;
+    int notify_pending;
   } *ix;
+  /* sagas whose final notification's delivery the batch records */
+  size_t nmarks, cmarks;
+  char (*marks)[SM_ID_MAX + 1];
   char err[128];
 } sim_conn_t;
 
@@ -198,12 +203,14 @@ typedef struct {
   int started;               /* StartSaga produced */
   sim_effect_t fx[SIM_MAX_STEPS];
   uint32_t operator_sent;    /* OperatorAction RETRY messages sent */
+  uint32_t final_landed;     /* final notifications (COMPLETED or
+                                COMPENSATED) that reached the topic */
 } sim_saga_t;
 
 /* Scheduled events of the world. */
 enum {
   EV_STORE_DONE = 1, EV_WAKE, EV_FETCH, EV_DELIVERY, EV_COMMAND, EV_START,
-  EV_CRASH, EV_REBALANCE, EV_REVOKE, EV_COMMIT, EV_OPERATOR
+  EV_CRASH, EV_REBALANCE, EV_REVOKE, EV_COMMIT, EV_OPERATOR, EV_NOTIFY
 };
 
 typedef struct {
@@ -301,6 +308,8 @@ void sim_reassign(sim_t *s, int32_t p, int to);
 void sim_fetch(sim_t *s, int32_t p);
 void sim_commit_tick(sim_t *s);
 void sim_delivery(sim_t *s, sim_ev_t *ev);
+/* A notification reaches the topic, unless its producer crashed first. */
+void sim_notify_lands(sim_t *s, sim_ev_t *ev);
 void sim_broker_free(sim_t *s);
 
 /* ---- sim_participants.c --------------------------------------------- */

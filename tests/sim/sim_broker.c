@@ -189,18 +189,23 @@ out:
   saga__v1__command__free_unpacked(c, NULL);
 }
 
-static void take_notification(sim_node_t *n, const void *value, size_t len) {
+/* Returns (saga index + 1) << 32 | kind << 48, the landing's tag. */
+static int64_t take_notification(sim_node_t *n, const void *value,
+                                 size_t len) {
   sim_t *s = n->sim;
   Saga__V1__Notification *m =
       saga__v1__notification__unpack(NULL, len, value);
   if (!m) {
     sim_violation(s, "node%d produced a notification that does not decode",
                   n->idx);
-    return;
+    return 0;
   }
   sim_check_notification(s, m->saga_id, (int)m->kind, m->step,
                          (int)m->action);
+  int64_t tag = ((int64_t)(saga_index_of(s, m->saga_id) + 1) << 32) |
+                ((int64_t)m->kind << 48);
   saga__v1__notification__free_unpacked(m, NULL);
+  return tag;
 }
 
 static int b_produce(void *self, const char *topic, const void *key,
@@ -215,8 +220,7 @@ static int b_produce(void *self, const char *topic, const void *key,
   int is_notify = !strcmp(topic, "sim.notifications");
   /* What the engine hands the producer must already be allowed to leave
    * the process: checked before any fault decides its fate. */
-  if (is_notify)
-    take_notification(n, value, value_len);
+  int64_t tag = is_notify ? take_notification(n, value, value_len) : 0;
   if (s->faults_on && sim_chance(&s->rng, 15)) {
     sim_fault(s, SIM_F_PRODUCE_FAIL);
     if (!is_dlq && !is_notify)
@@ -230,6 +234,13 @@ static int b_produce(void *self, const char *topic, const void *key,
   }
   if (!is_dlq && !is_notify)
     take_command(n, value, value_len, !err);
+  if (is_notify) {
+    /* Lands after a fixed delay (no draw: the seeds' streams stay as they
+     * were), or is lost with a producer that crashes first. */
+    sim_schedule(s, s->now + 3, EV_NOTIFY, n->idx,
+                 tag | (int64_t)(uint32_t)err, token);
+    return 0;
+  }
   if (token)
     sim_schedule(s, s->now + sim_range(&s->rng, 1, 5), EV_DELIVERY, n->idx,
                  err, token);
@@ -242,6 +253,25 @@ void sim_delivery(sim_t *s, sim_ev_t *ev) {
   sim_node_t *n = &s->nodes[ev->node];
   if (n->engine)
     sagad_engine_on_delivery(n->engine, ev->p, (int)ev->a);
+}
+
+void sim_notify_lands(sim_t *s, sim_ev_t *ev) {
+  sim_node_t *n = &s->nodes[ev->node];
+  int err = (int)(int32_t)(uint32_t)(ev->a & 0xffffffff);
+  int saga = (int)((ev->a >> 32) & 0xffff) - 1;
+  int kind = (int)(ev->a >> 48);
+  if (n->gen != ev->gen || !n->engine) {
+    sim_fault(s, SIM_F_LOST_ON_CRASH);
+    sim_log(s, "notification %d of saga %d lost with node%d's producer",
+            kind, saga, ev->node);
+    sagad_engine_forget_token(ev->p);
+    return;
+  }
+  if (!err && saga >= 0 &&
+      (kind == SM_NOTIFY_COMPLETED || kind == SM_NOTIFY_COMPENSATED))
+    s->sagas[saga].final_landed++;
+  if (ev->p)
+    sagad_engine_on_delivery(n->engine, ev->p, err);
 }
 
 void sim_broker_port(sim_node_t *n, sagad_broker_port_t *port) {

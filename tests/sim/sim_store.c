@@ -6,7 +6,7 @@
  * CONFLICT, the others RETRY); the saga_index upsert of every stream of a
  * committed batch runs whatever that stream's own outcome, and updates the
  * row when its version is newer and held by the stream; recovery lists the streams whose index status is
- * not terminal. Faults: failed, timed-out and ack-lost appends, aborted
+ * not terminal or whose final notification is pending. Faults: failed, timed-out and ack-lost appends, aborted
  * batches, refused submits, slow and failing recovery reads. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +49,7 @@ static void batch_clear(sim_conn_t *c) {
   }
   c->n = 0;
   c->nix = 0;
+  c->nmarks = 0;
 }
 
 static void p_reset(void *self) {
@@ -102,6 +103,21 @@ static int p_index(void *self, const sagad_index_row_t *r) {
   snprintf(x->status, sizeof x->status, "%s", r->status);
   x->partition = r->partition;
   x->version = r->version;
+  x->notify_pending = r->notify_pending;
+  return 0;
+}
+
+static int p_notified(void *self, const char *id) {
+  sim_conn_t *c = self;
+  if (c->nmarks == c->cmarks) {
+    size_t k = c->cmarks ? c->cmarks * 2 : 16;
+    char(*v)[SM_ID_MAX + 1] = realloc(c->marks, k * sizeof *v);
+    if (!v)
+      return -1;
+    c->marks = v;
+    c->cmarks = k;
+  }
+  snprintf(c->marks[c->nmarks++], SM_ID_MAX + 1, "%s", id);
   return 0;
 }
 
@@ -202,6 +218,12 @@ static void commit(sim_conn_t *c) {
     st->ix_version = x->version;
     st->ix_partition = x->partition;
     snprintf(st->ix_status, sizeof st->ix_status, "%s", x->status);
+    st->ix_notify_pending = x->notify_pending;
+  }
+  for (size_t i = 0; i < c->nmarks; i++) {
+    sim_stream_t *st = sim_store_find(s, c->marks[i]);
+    if (st)
+      st->ix_notify_pending = 0;
   }
   for (size_t i = 0; i < c->n; i++)
     sim_check_commit(s, sim_store_find(s, c->s[i].id));
@@ -310,8 +332,9 @@ static int p_load_partitions(void *self, const int32_t *parts, size_t n,
   for (int i = 0; i < s->nsagas; i++) {
     sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
     if (!st || !st->has_index || !part_in(st->ix_partition, parts, n) ||
-        !strcmp(st->ix_status, "completed") ||
-        !strcmp(st->ix_status, "compensated"))
+        ((!strcmp(st->ix_status, "completed") ||
+          !strcmp(st->ix_status, "compensated")) &&
+         !st->ix_notify_pending))
       continue;
     for (size_t j = 0; j < st->n; j++)
       cb(arg, st->id, st->ix_partition, (int64_t)j + 1, st->recs[j].data,
@@ -342,6 +365,7 @@ void sim_store_port(sim_node_t *n, sagad_store_port_t *port) {
                                .batch_reset = p_reset,
                                .batch_add = p_add,
                                .batch_index = p_index,
+                               .batch_notified = p_notified,
                                .batch_submit = p_submit,
                                .batch_status = p_status,
                                .load_partitions = p_load_partitions,
@@ -364,6 +388,7 @@ void sim_store_free(sim_t *s) {
     batch_clear(&s->nodes[i].conn);
     free(s->nodes[i].conn.s);
     free(s->nodes[i].conn.ix);
+    free(s->nodes[i].conn.marks);
     memset(&s->nodes[i].conn, 0, sizeof s->nodes[i].conn);
   }
 }

@@ -145,7 +145,7 @@ static int all_terminal(sim_t *s) {
   for (int i = 0; i < s->nsagas; i++) {
     sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
     if (!s->sagas[i].started || !st || !st->shadow ||
-        !sm_is_terminal(st->shadow))
+        !sm_is_terminal(st->shadow) || !s->sagas[i].final_landed)
       return 0;
   }
   return 1;
@@ -184,6 +184,9 @@ static void handle(sim_t *s, sim_ev_t *ev) {
     break;
   case EV_DELIVERY:
     sim_delivery(s, ev);
+    break;
+  case EV_NOTIFY:
+    sim_notify_lands(s, ev);
     break;
   case EV_COMMAND:
     sim_command(s, ev);
@@ -324,6 +327,8 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
   while (sim_pop(s, &ev))
     if (ev.kind == EV_COMMAND)
       free(ev.p);
+    else if (ev.kind == EV_NOTIFY)
+      sagad_engine_forget_token(ev.p);
     /* EV_DELIVERY tokens of dead letters belonged to the engines */
   free(s->heap);
   sim_store_free(s);

@@ -518,15 +518,31 @@ static void reply_text(admin_reply_t *r, int status, const char *json) {
   admin_reply(r, status, json, strlen(json));
 }
 
+/* A start waiting for its saga_index lookup, then for its delivery. */
 typedef struct {
+  sagad_observe_t *o;
   admin_reply_t *r;
   char id[ADMIN_ID_MAX + 1];
+  char type[ADMIN_TYPE_MAX + 1];
+  char tp[56]; /* the request's valid traceparent, "" = none */
+  size_t input_len;
+  char input[]; /* input_len bytes */
 } start_t;
 
 static void started(void *arg, int err) {
   start_t *st = arg;
   if (err) {
-    admin_reply(st->r, 503, NULL, 0);
+    LOG_WARN("POST /sagas/%s?id=%s: could not produce the StartSaga to %s: "
+             "%s",
+             st->type, st->id, st->o->o.cfg->topic_inbox,
+             rd_kafka_err2str((rd_kafka_resp_err_t)err));
+    abuf_t b = ABUF_INIT;
+    abuf_printf(&b, "could not produce the StartSaga to %s: %s",
+                st->o->o.cfg->topic_inbox,
+                rd_kafka_err2str((rd_kafka_resp_err_t)err));
+    admin_http_respond_error(st->r, 503, b.failed ? "broker unavailable"
+                                                  : abuf_cstr(&b));
+    abuf_free(&b);
   } else {
     abuf_t b = ABUF_INIT;
     abuf_puts(&b, "{\"saga_id\":\"");
@@ -541,6 +557,80 @@ static void started(void *arg, int err) {
   free(st);
 }
 
+/* The saga id is taken: 200 with its status when it is of this type, 409
+ * naming the other type otherwise. */
+static void reply_exists(admin_reply_t *r, const char *id, const char *type,
+                         const char *its_type, const char *status) {
+  abuf_t b = ABUF_INIT;
+  int code = 200;
+  if (strcmp(its_type, type) != 0) {
+    code = 409;
+    abuf_puts(&b, "{\"error\":\"saga id \\\"");
+    abuf_json_str(&b, id);
+    abuf_puts(&b, "\\\" is used by a saga of type \\\"");
+    abuf_json_str(&b, its_type);
+    abuf_puts(&b, "\\\"\",\"saga_type\":\"");
+    abuf_json_str(&b, its_type);
+    abuf_puts(&b, "\"}");
+  } else {
+    abuf_puts(&b, "{\"saga_id\":\"");
+    abuf_json_str(&b, id);
+    abuf_puts(&b, "\",\"created\":false,\"status\":\"");
+    abuf_json_str(&b, status);
+    abuf_puts(&b, "\"}");
+  }
+  admin_reply(r, b.failed ? 503 : code, b.failed ? NULL : abuf_cstr(&b),
+              b.failed ? 0 : b.len);
+  abuf_free(&b);
+}
+
+/* A StartSaga through the inbox like any starter's: the engine decides
+ * (a second start of a known id is a duplicate there, idempotently). */
+static void produce_start(start_t *st) {
+  sagad_observe_t *o = st->o;
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[256];
+  if (sagad_msg_encode_start(st->id, st->type, 0, (const uint8_t *)st->input,
+                             st->input_len, st->tp[0] ? st->tp : NULL, &buf,
+                             &len, &h, err, sizeof err) != 0) {
+    /* The wire's own checks (UTF-8, forbidden bytes, sizes): the request's
+     * fault, named as the wire names the field. */
+    admin_http_respond_error(st->r, 400, err);
+    free(st);
+    return;
+  }
+  int rc = sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, st->id,
+                                strlen(st->id), buf, len, h, started, st);
+  free(buf);
+  if (rc != 0) {
+    rd_kafka_headers_destroy(h);
+    LOG_WARN("POST /sagas/%s?id=%s: could not queue the StartSaga for %s",
+             st->type, st->id, o->o.cfg->topic_inbox);
+    admin_http_respond_error(st->r, 503,
+                             "could not queue the StartSaga for the inbox");
+    free(st);
+  }
+}
+
+static void looked_up(void *arg, int status, const admin_saga_row_t *row,
+                      const char *err) {
+  start_t *st = arg;
+  if (status == 200) {
+    reply_exists(st->r, st->id, st->type, row->saga_type, row->status);
+    free(st);
+  } else if (status == 404) {
+    produce_start(st);
+  } else {
+    LOG_WARN("POST /sagas/%s?id=%s: %s", st->type, st->id,
+             err ? err : "saga_index lookup failed");
+    admin_http_respond_error(st->r, 503,
+                             err ? err : "saga_index lookup failed");
+    free(st);
+  }
+}
+
 static void src_start(void *arg, const char *type, const char *id,
                       const char *input, size_t input_len,
                       admin_reply_t *r) {
@@ -553,46 +643,29 @@ static void src_start(void *arg, const char *type, const char *id,
   const sm_t *s = sagad_engine_find(o->o.engine, id);
   if (s) {
     /* In flight here: the same start again changes nothing. */
-    if (strcmp(s->def->name, type) != 0) {
-      reply_text(r, 409, "{\"error\":\"saga id used by another type\"}");
-      return;
-    }
-    abuf_t b = ABUF_INIT;
-    abuf_puts(&b, "{\"saga_id\":\"");
-    abuf_json_str(&b, id);
-    abuf_puts(&b, "\",\"created\":false}");
-    admin_reply(r, b.failed ? 503 : 200, b.failed ? NULL : abuf_cstr(&b),
-                b.failed ? 0 : b.len);
-    abuf_free(&b);
+    reply_exists(r, id, type, s->def->name,
+                 sm_status_name((sm_status_t)s->status));
     return;
   }
-  /* A StartSaga through the inbox like any starter's: the engine decides
-   * (a second start of a known id is a duplicate there, idempotently). */
-  const char *tp = admin_http_header(r, "traceparent");
-  char tid[33], sid[17];
-  if (tp && otlp_traceparent_parse(tp, tid, sid) != 0)
-    tp = NULL;
-  void *buf = NULL;
-  size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
-  char err[256];
-  start_t *st = calloc(1, sizeof *st);
-  if (!st || sagad_msg_encode_start(id, type, 0, (const uint8_t *)input,
-                                    input_len, tp, &buf, &len, &h, err,
-                                    sizeof err) != 0) {
-    free(st);
-    admin_reply(r, 503, NULL, 0);
+  start_t *st = calloc(1, sizeof *st + input_len);
+  if (!st) {
+    admin_http_respond_error(r, 503, "out of memory");
     return;
   }
+  st->o = o;
   st->r = r;
   snprintf(st->id, sizeof st->id, "%s", id);
-  if (sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, id, strlen(id),
-                           buf, len, h, started, st) != 0) {
-    rd_kafka_headers_destroy(h);
-    free(st);
-    admin_reply(r, 503, NULL, 0);
-  }
-  free(buf);
+  snprintf(st->type, sizeof st->type, "%s", type);
+  const char *tp = admin_http_header(r, "traceparent");
+  char tid[33], sid[17];
+  if (tp && strlen(tp) < sizeof st->tp &&
+      otlp_traceparent_parse(tp, tid, sid) == 0)
+    snprintf(st->tp, sizeof st->tp, "%s", tp);
+  memcpy(st->input, input, input_len);
+  st->input_len = input_len;
+  /* A finished saga is no longer in memory: saga_index says whether the
+   * id is taken, whatever the saga's state. */
+  admin_pg_lookup(o->pg, id, looked_up, st);
 }
 
 /* Saga reads go to admin_pg, whose source shares one arg for every

@@ -42,7 +42,7 @@ typedef struct {
  * counts. */
 typedef struct {
   char *name;
-  metric_t *started, *completed, *compensated, *comp_failed;
+  metric_t *started, *completed, *compensated, *parked;
   metric_t *in_flight, *stuck;
   size_t n_in_flight, n_stuck;
 } stype_t;
@@ -66,7 +66,7 @@ struct sagad_observe {
   int store_ok;
   char host[256];
   /* families */
-  metric_family_t *f_started, *f_finished, *f_in_flight, *f_stuck;
+  metric_family_t *f_started, *f_finished, *f_parked, *f_in_flight, *f_stuck;
   metric_family_t *f_step, *f_retries, *f_timeouts, *f_dlq, *f_anom;
   metric_family_t *f_append, *f_batch, *f_lag, *f_spans, *f_react;
   metric_t *append_s, *batch_n, *react_s;
@@ -107,7 +107,7 @@ static stype_t *type_of(sagad_observe_t *o, const saga_def_t *def) {
   t->started = metric_series(o->f_started, name);
   t->completed = metric_series(o->f_finished, name, "completed");
   t->compensated = metric_series(o->f_finished, name, "compensated");
-  t->comp_failed = metric_series(o->f_finished, name, "compensation_failed");
+  t->parked = metric_series(o->f_parked, name);
   t->in_flight = metric_series(o->f_in_flight, name);
   t->stuck = metric_series(o->f_stuck, name);
   return t;
@@ -268,8 +268,14 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       comp_span(o, b, s, OTLP_STATUS_OK, NULL);
       saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
       break;
+    case SM_EV_RESOLVED:
+      /* An operator closed a parked saga: it finishes now, compensated. */
+      metric_inc(t->compensated);
+      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
+      break;
     case SM_EV_PARKED:
-      metric_inc(t->comp_failed);
+      /* Parked is not finished: an operator retry or resolve ends it. */
+      metric_inc(t->parked);
       comp_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
       saga_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
       break;
@@ -345,8 +351,8 @@ static void scan_one(void *arg, const sm_t *s, int32_t partition,
   if (!b || b->stuck_version == s->version + 1)
     return; /* reported once until it moves */
   b->stuck_version = s->version + 1;
-  const char *step =
-      s->cursor < s->def->nsteps ? s->def->steps[s->cursor].name : NULL;
+  int cur = sm_current_step(s);
+  const char *step = cur >= 0 ? s->def->steps[cur].name : NULL;
   SLOG_WARN(s->id, step, "stuck: no progress for %lld ms (%s)",
             (long long)(c->now_ms - s->updated_ms),
             sm_status_name((sm_status_t)s->status));
@@ -437,9 +443,14 @@ static int register_metrics(sagad_observe_t *o) {
                                  "Sagas started, by type.", "saga_type");
   o->f_finished = metrics_counter(
       m, "saga_finished_total",
-      "Sagas that reached an end: completed, compensated or "
-      "compensation_failed (parked for an operator).",
+      "Sagas that reached their end, once each: completed or compensated "
+      "(an operator's resolve included).",
       "saga_type,outcome");
+  o->f_parked = metrics_counter(
+      m, "saga_parked_total",
+      "Times a saga parked in compensation_failed for an operator (a saga "
+      "retried and parked again counts again; it is not finished).",
+      "saga_type");
   o->f_in_flight = metrics_gauge(m, "saga_in_flight",
                                  "Sagas in memory not in a terminal state.",
                                  "saga_type");
@@ -485,7 +496,8 @@ static int register_metrics(sagad_observe_t *o) {
                            "partition");
   o->f_spans = metrics_counter(m, "sagad_spans_total",
                                "Trace spans exported or dropped.", "result");
-  if (!o->f_started || !o->f_finished || !o->f_in_flight || !o->f_stuck ||
+  if (!o->f_started || !o->f_finished || !o->f_parked || !o->f_in_flight ||
+      !o->f_stuck ||
       !o->f_step || !o->f_retries || !o->f_timeouts || !o->f_dlq ||
       !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
       !o->f_spans || !o->f_react)
@@ -698,7 +710,49 @@ static int split_listen(const char *listen, char *host, size_t hlen,
     return -1;
   memcpy(host, h, n);
   host[n] = '\0';
-  *port = atoi(colon + 1);
+  const char *p = colon + 1;
+  size_t digits = strspn(p, "0123456789");
+  if (digits == 0 || digits > 5 || p[digits] != '\0' || atoi(p) > 65535)
+    return -1;
+  *port = atoi(p);
+  return 0;
+}
+
+int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
+                        size_t errlen) {
+  char host[256];
+  int port = 0;
+  struct sockaddr_in a4;
+  struct sockaddr_in6 a6;
+  if (split_listen(cfg->admin_listen, host, sizeof host, &port) != 0) {
+    snprintf(errbuf, errlen,
+             "admin.listen: expected host:port (port 0..65535), got \"%s\"",
+             cfg->admin_listen);
+    return -1;
+  }
+  if (uv_ip4_addr(host, port, &a4) != 0 && uv_ip6_addr(host, port, &a6) != 0) {
+    snprintf(errbuf, errlen,
+             "admin.listen: \"%s\" is not an IPv4 or IPv6 address (names "
+             "are not resolved: 127.0.0.1, 0.0.0.0 or ::1)",
+             host);
+    return -1;
+  }
+  const char *ep = cfg->otlp_endpoint;
+  if (!ep || !*ep)
+    return 0;
+  if (split_listen(ep, host, sizeof host, &port) != 0 || port < 1) {
+    snprintf(errbuf, errlen,
+             "otlp.endpoint: expected host:port (port 1..65535), got \"%s\"",
+             ep);
+    return -1;
+  }
+  if (uv_ip4_addr(host, port, &a4) != 0) {
+    snprintf(errbuf, errlen,
+             "otlp.endpoint: \"%s\" is not an IPv4 address (names are not "
+             "resolved: give the collector's address, e.g. 10.0.0.7:4318)",
+             host);
+    return -1;
+  }
   return 0;
 }
 
@@ -706,7 +760,7 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   const char *ep = o->o.cfg->otlp_endpoint;
   if (!ep || !*ep)
     return 0;
-  char host[64];
+  char host[256];
   int port = 0;
   otlp_opts_t oo;
   otlp_opts_init(&oo);
@@ -737,6 +791,9 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
   }
   o->o = *opts;
   o->store_ok = 1;
+  /* The addresses first, with the messages --check-config gives. */
+  if (sagad_observe_check(opts->cfg, errbuf, errlen) != 0)
+    return -1;
   if (register_metrics(o) != 0) {
     snprintf(errbuf, errlen, "out of memory registering metrics");
     return -1;

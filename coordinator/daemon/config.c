@@ -116,6 +116,12 @@ static const prop_t props[] = {
      "(POST /v1/traces); sagad sends saga, step and compensation spans "
      "there. Empty sends none",
      check_endpoint, 0},
+    {"start.wait_for_dependencies_ms", T_DURATION, OFF(start_wait_ms), 0,
+     3600000, "0", NULL,
+     "how long sagad waits at start for PostgreSQL and Kafka to answer, "
+     "retrying (for start ordering, e.g. in Kubernetes); 0 exits with "
+     "status 1 at once when either is unreachable",
+     NULL, 0},
 };
 
 #define NPROPS (sizeof props / sizeof props[0])

@@ -69,6 +69,28 @@ static int load_definitions(app_t *a, const sagad_config_t *cfg,
   return 0;
 }
 
+/* Open the store; with start.wait_for_dependencies_ms, try again every
+ * second until PostgreSQL answers or that much time has passed. */
+static int open_store(uv_loop_t *loop, const sagad_config_t *cfg, app_t *a,
+                      sagad_store_port_t *port, char *err, size_t errlen) {
+  uint64_t until = uv_hrtime() / 1000000 + (uint64_t)cfg->start_wait_ms;
+  for (;;) {
+    if (sagad_store_pg_open(loop, cfg->store_conninfo, &a->store, port, err,
+                            errlen) == 0)
+      return 0;
+    uint64_t now = uv_hrtime() / 1000000;
+    if (now >= until)
+      return -1;
+    LOG_WARN("waiting for PostgreSQL (%s), %llu ms left of "
+             "start.wait_for_dependencies_ms",
+             err, (unsigned long long)(until - now));
+    uint64_t nap = until - now < 1000 ? until - now : 1000;
+    nanosleep(&(struct timespec){(time_t)(nap / 1000),
+                                 (long)(nap % 1000) * 1000000L},
+              NULL);
+  }
+}
+
 static int on_start(sagad_daemon_t *d, void *arg) {
   app_t *a = arg;
   const sagad_config_t *cfg = sagad_daemon_config(d);
@@ -86,8 +108,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .payload_max_bytes = (size_t)cfg->payload_max_bytes,
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
   };
-  if (sagad_store_pg_open(loop, cfg->store_conninfo, &a->store, &ec.store,
-                          err, sizeof err)) {
+  if (open_store(loop, cfg, a, &ec.store, err, sizeof err)) {
     LOG_ERROR("%s", err);
     return -1;
   }

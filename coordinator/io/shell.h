@@ -6,6 +6,7 @@
 #ifndef SAGAD_SHELL_H
 #define SAGAD_SHELL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <uv.h>
@@ -41,6 +42,12 @@ int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
 /* The inbox consumer, for the admin endpoint's lag and readiness reads
  * (non-blocking librdkafka calls only); NULL before open. Loop thread. */
 rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b);
+/* Whether the brokers answer: a metadata request goes out every second
+ * (in libuv's thread pool, bounded by 2 s) and Kafka counts as up while
+ * one was answered within the last 4 s and no "all brokers down" error
+ * came since. When not, why says what was seen. Loop thread. */
+bool sagad_broker_kafka_up(const sagad_broker_kafka_t *b, char *why,
+                           size_t len);
 /* Commit acked offsets, leave the group, wait for deliveries, free; cb (may
  * be NULL) runs on the loop afterwards. */
 void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),

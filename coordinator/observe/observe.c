@@ -518,22 +518,31 @@ static int register_metrics(sagad_observe_t *o) {
 
 static void src_readiness(void *arg, admin_readiness_t *r) {
   sagad_observe_t *o = arg;
-  rd_kafka_t *rk = sagad_broker_kafka_consumer(o->o.broker);
+  char why[sizeof r->detail - 8];
   r->store = o->store_ok;
-  r->kafka = rk && rd_kafka_controllerid(rk, 0) >= 0;
+  r->kafka = sagad_broker_kafka_up(o->o.broker, why, sizeof why);
   r->partitions = sagad_engine_partitions(o->o.engine) > 0;
-  snprintf(r->detail, sizeof r->detail, "%zu inbox partitions assigned",
-           sagad_engine_partitions(o->o.engine));
+  if (r->kafka)
+    snprintf(r->detail, sizeof r->detail, "%zu inbox partitions assigned",
+             sagad_engine_partitions(o->o.engine));
+  else
+    snprintf(r->detail, sizeof r->detail, "kafka: %s", why);
 }
 
 static void reply_text(admin_reply_t *r, int status, const char *json) {
   admin_reply(r, status, json, strlen(json));
 }
 
+/* How long POST /sagas/{type} waits for Kafka to confirm its StartSaga
+ * before answering 503 (the start may still happen later; a retry with
+ * the same id is safe). */
+#define START_CONFIRM_MS 4000
+
 /* A start waiting for its saga_index lookup, then for its delivery. */
 typedef struct {
   sagad_observe_t *o;
-  admin_reply_t *r;
+  admin_reply_t *r; /* NULL once answered */
+  uv_timer_t timer; /* bounds the wait for the delivery */
   char id[ADMIN_ID_MAX + 1];
   char type[ADMIN_TYPE_MAX + 1];
   char tp[56]; /* the request's valid traceparent, "" = none */
@@ -541,9 +550,32 @@ typedef struct {
   char input[]; /* input_len bytes */
 } start_t;
 
+static void start_free(uv_handle_t *h) { free(h->data); }
+
+/* Kafka did not confirm in time: answer now; the delivery report still
+ * comes (success or librdkafka's message timeout) and frees st. */
+static void start_timed_out(uv_timer_t *t) {
+  start_t *st = t->data;
+  if (!st->r)
+    return;
+  LOG_WARN("POST /sagas/%s?id=%s: kafka did not confirm the StartSaga to %s "
+           "within %d ms",
+           st->type, st->id, st->o->o.cfg->topic_inbox, START_CONFIRM_MS);
+  char msg[160];
+  snprintf(msg, sizeof msg,
+           "kafka did not confirm the start within %d ms; it may still "
+           "start: retry with the same id",
+           START_CONFIRM_MS);
+  admin_http_respond_error(st->r, 503, msg);
+  st->r = NULL;
+}
+
 static void started(void *arg, int err) {
   start_t *st = arg;
-  if (err) {
+  uv_timer_stop(&st->timer);
+  if (!st->r) {
+    /* answered 503 already */
+  } else if (err) {
     LOG_WARN("POST /sagas/%s?id=%s: could not produce the StartSaga to %s: "
              "%s",
              st->type, st->id, st->o->o.cfg->topic_inbox,
@@ -566,7 +598,7 @@ static void started(void *arg, int err) {
       admin_reply(st->r, 201, abuf_cstr(&b), b.len);
     abuf_free(&b);
   }
-  free(st);
+  uv_close((uv_handle_t *)&st->timer, start_free);
 }
 
 /* The saga id is taken: 200 with its status when it is of this type, 409
@@ -613,6 +645,9 @@ static void produce_start(start_t *st) {
     free(st);
     return;
   }
+  uv_timer_init(o->o.loop, &st->timer);
+  st->timer.data = st;
+  uv_timer_start(&st->timer, start_timed_out, START_CONFIRM_MS, 0);
   int rc = sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, st->id,
                                 strlen(st->id), buf, len, h, started, st);
   free(buf);
@@ -622,7 +657,8 @@ static void produce_start(start_t *st) {
              st->type, st->id, o->o.cfg->topic_inbox);
     admin_http_respond_error(st->r, 503,
                              "could not queue the StartSaga for the inbox");
-    free(st);
+    uv_timer_stop(&st->timer);
+    uv_close((uv_handle_t *)&st->timer, start_free);
   }
 }
 
@@ -633,6 +669,15 @@ static void looked_up(void *arg, int status, const admin_saga_row_t *row,
     reply_exists(st->r, st->id, st->type, row->saga_type, row->status);
     free(st);
   } else if (status == 404) {
+    char why[160];
+    if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
+      /* Nothing would confirm it: say so now, not after a timeout. */
+      char msg[200];
+      snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
+      admin_http_respond_error(st->r, 503, msg);
+      free(st);
+      return;
+    }
     produce_start(st);
   } else {
     LOG_WARN("POST /sagas/%s?id=%s: %s", st->type, st->id,

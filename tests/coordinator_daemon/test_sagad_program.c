@@ -251,6 +251,21 @@ static void test_check_config_refuses_what_a_start_would(void **state) {
   }
 }
 
+/* Asked to wait for its dependencies, sagad retries the store, saying so
+ * each time, and still exits 1 once the wait is over. */
+static void test_unreachable_store_is_waited_for_when_asked(void **state) {
+  (void)state;
+  const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
+                        "--store.conninfo=host=127.0.0.1 port=1 "
+                        "connect_timeout=2",
+                        "--start.wait_for_dependencies_ms=2500",
+                        "--log.format=text", NULL};
+  assert_int_equal(run(args, out, err, sizeof out), 1);
+  const char *w = strstr(err, "waiting for PostgreSQL");
+  assert_non_null(w);
+  assert_non_null(strstr(w, "ms left of start.wait_for_dependencies_ms"));
+}
+
 static void test_config_reference_is_markdown(void **state) {
   (void)state;
   const char *args[] = {"--config-reference", NULL};
@@ -286,6 +301,7 @@ int main(void) {
       cmocka_unit_test(test_check_config_prints_effective_config_masked),
       cmocka_unit_test(test_unreachable_store_at_start_exits_one),
       cmocka_unit_test(test_check_config_refuses_what_a_start_would),
+      cmocka_unit_test(test_unreachable_store_is_waited_for_when_asked),
       cmocka_unit_test(test_config_reference_is_markdown),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,8 +2,8 @@
  * libuv loop (uv_tcp_t): bounded requests (head, body, read time,
  * connections), routing by method and path with {name} segments, query
  * strings with percent-decoding, keep-alive, redirects, and 400/404/405/
- * 408/413/431/501/505 answered by the server itself. Handlers may answer at once or
- * later from another callback on the loop. It is not a general web server:
+ * 408/413/431/501/505 answered by the server itself. Handlers may answer
+ * at once or later from another callback on the loop. It is not a general web server:
  * no TLS, no chunked request bodies, no HTTP/2; it binds 127.0.0.1 unless
  * told otherwise. Everything runs on the loop thread; the server never
  * logs, exits or starts threads. */

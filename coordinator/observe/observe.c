@@ -497,9 +497,8 @@ static int register_metrics(sagad_observe_t *o) {
   o->f_spans = metrics_counter(m, "sagad_spans_total",
                                "Trace spans exported or dropped.", "result");
   if (!o->f_started || !o->f_finished || !o->f_parked || !o->f_in_flight ||
-      !o->f_stuck ||
-      !o->f_step || !o->f_retries || !o->f_timeouts || !o->f_dlq ||
-      !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
+      !o->f_stuck || !o->f_step || !o->f_retries || !o->f_timeouts ||
+      !o->f_dlq || !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
       !o->f_spans || !o->f_react)
     return -1;
   o->react_s = metric_series(o->f_react);

@@ -27,7 +27,7 @@ static char defs_opt[128];
 
 /* One valid definition: sagad and --check-config need at least one. */
 #define GOOD_DEF                                                             \
-  "{\"name\": \"ok\", \"version\": 1, \"steps\": [{\"name\": \"a\", "            \
+  "{\"name\": \"ok\", \"version\": 1, \"steps\": [{\"name\": \"a\", "   \
   "\"topic\": \"t.a\", \"compensation\": {\"action\": \"undo\"}}]}\n"
 
 static void write_file(const char *dir, const char *name, const char *text) {

@@ -63,7 +63,11 @@ struct sagad_observe {
   int pending_closes; /* http (+ admin_pg), otlp, scan timer */
   void (*close_cb)(void *);
   void *close_arg;
-  int store_ok;
+  int store_ok;  /* the last batch did not fail for the store */
+  /* The store probe: a saga_index read through admin_pg each scan. */
+  int pinging;
+  uint64_t store_seen; /* uv_now of the last answered probe */
+  char store_why[96];  /* why the last probe failed, "" = it did not */
   char host[256];
   /* families */
   metric_family_t *f_started, *f_finished, *f_parked, *f_in_flight, *f_stuck;
@@ -369,7 +373,29 @@ static void scan(sagad_observe_t *o) {
   }
 }
 
-static void on_scan(uv_timer_t *h) { scan(h->data); }
+/* A saga_index read answered or not: 404 (no saga "") is an answer. */
+static void ping_done(void *arg, int status, const admin_saga_row_t *row,
+                      const char *err) {
+  (void)row;
+  sagad_observe_t *o = arg;
+  o->pinging = 0;
+  if (status != 503) {
+    o->store_seen = uv_now(o->o.loop);
+    o->store_why[0] = '\0';
+  } else {
+    snprintf(o->store_why, sizeof o->store_why, "%s",
+             err ? err : "no answer");
+  }
+}
+
+static void on_scan(uv_timer_t *h) {
+  sagad_observe_t *o = h->data;
+  scan(o);
+  if (!o->pinging && o->pg) {
+    o->pinging = 1;
+    admin_pg_lookup(o->pg, "", ping_done, o);
+  }
+}
 
 static void add_delta(metric_t *m, uint64_t now, uint64_t *seen) {
   if (now > *seen)
@@ -515,17 +541,29 @@ static int register_metrics(sagad_observe_t *o) {
 
 /* ---- admin source: readiness and POST /sagas/{type} -------------------- */
 
+/* A store probe answered longer ago than this: the store counts as down
+ * (the probe runs each scan, bounded by admin_pg's 5 s timeouts). */
+#define STORE_FRESH_MS 6000
+
 static void src_readiness(void *arg, admin_readiness_t *r) {
   sagad_observe_t *o = arg;
   char why[sizeof r->detail - 8];
-  r->store = o->store_ok;
+  /* The store answers: the last batch did not fail for it and a probe was
+   * answered within STORE_FRESH_MS. */
+  bool fresh = uv_now(o->o.loop) - o->store_seen <= STORE_FRESH_MS;
+  r->store = o->store_ok && fresh;
   r->kafka = sagad_broker_kafka_up(o->o.broker, why, sizeof why);
   r->partitions = sagad_engine_partitions(o->o.engine) > 0;
-  if (r->kafka)
+  if (!r->kafka)
+    snprintf(r->detail, sizeof r->detail, "kafka: %s", why);
+  else if (!r->store)
+    snprintf(r->detail, sizeof r->detail, "store: %s",
+             o->store_why[0] ? o->store_why
+             : fresh         ? "the last batch failed"
+                             : "no answer from saga_index");
+  else
     snprintf(r->detail, sizeof r->detail, "%zu inbox partitions assigned",
              sagad_engine_partitions(o->o.engine));
-  else
-    snprintf(r->detail, sizeof r->detail, "kafka: %s", why);
 }
 
 static void reply_text(admin_reply_t *r, int status, const char *json) {
@@ -835,6 +873,7 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
   }
   o->o = *opts;
   o->store_ok = 1;
+  o->store_seen = uv_now(opts->loop); /* the store was opened just now */
   /* The addresses first, with the messages --check-config gives. */
   if (sagad_observe_check(opts->cfg, errbuf, errlen) != 0)
     return -1;

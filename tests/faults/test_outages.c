@@ -3,7 +3,8 @@
  * instead of hanging; with the brokers back both recover and a saga runs.
  * Start ordering: a sagad started while every broker is down exits 1 at
  * once, and one started with start.wait_for_dependencies_ms waits and then
- * coordinates once the brokers come up. */
+ * coordinates once the brokers come up. PostgreSQL down (a private
+ * cluster): /readyz says "store":false until it is back. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -155,10 +157,63 @@ static void test_start_waits_for_kafka_only_when_asked(void **state) {
   faults_mock_stop(m);
 }
 
+/* private_pg.sh VERB DIR [MODE]; its exit status. */
+static int private_pg(const char *verb, const char *dir, const char *mode) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "%s %s %s %s", PRIVATE_PG, verb, dir,
+           mode ? mode : "");
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* PostgreSQL down while sagad runs, on a private cluster: /readyz says
+ * "store":false with the reason, and true again once it is back. */
+static void test_store_down_readyz_says_so(void **state) {
+  (void)state;
+  char dir[128], base[512] = "";
+  snprintf(dir, sizeof dir, "/tmp/saga-outpg-%d", (int)getpid());
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "%s init %s", PRIVATE_PG, dir);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  int got = fgets(base, sizeof base, p) != NULL;
+  int st = pclose(p);
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+    private_pg("destroy", dir, NULL);
+    skip(); /* no PostgreSQL server binaries */
+  }
+  assert_true(got && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  base[strcspn(base, "\n")] = '\0';
+  char *saved = strdup(getenv("SAGA_PG_CONNINFO"));
+  setenv("SAGA_PG_CONNINFO", base, 1);
+  faults_mock_t *m = faults_mock_start();
+  e2e_t *t = e2e_new("outpg", TIMEOUT_MS, faults_script);
+  e2e_sagad_start(t, 0);
+  int port = admin_port(t);
+  wait_ready(t, port, "\"ready\":true");
+
+  assert_int_equal(private_pg("stop", dir, "fast"), 0);
+  wait_ready(t, port, "\"store\":false");
+  char *b = http_get_body(port, "/readyz");
+  assert_non_null(b);
+  assert_non_null(strstr(b, "\"detail\":\"store: "));
+  free(b);
+  assert_int_equal(private_pg("start", dir, NULL), 0);
+  wait_ready(t, port, "\"ready\":true");
+
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  e2e_free(t);
+  faults_mock_stop(m);
+  private_pg("destroy", dir, NULL);
+  setenv("SAGA_PG_CONNINFO", saved, 1);
+  free(saved);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_brokers_down_readyz_and_post_say_so),
       cmocka_unit_test(test_start_waits_for_kafka_only_when_asked),
+      cmocka_unit_test(test_store_down_readyz_says_so),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   return rc;

@@ -12,7 +12,7 @@
 #include "cli_cmds.h"
 #include "cli_db.h"
 
-#include "wire.h"
+#include "wire_kafka.h"
 
 typedef struct {
   int done;

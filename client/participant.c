@@ -12,7 +12,7 @@
 
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 typedef struct handler {
   char *topic;
@@ -277,6 +277,7 @@ static void dispatch(saga_pending_t *j) {
       .definition_version = c->definition_version,
       .step = c->step,
       .action = (saga_action_t)c->action,
+      .action_name = c->action_name && *c->action_name ? c->action_name : NULL,
       .attempt = c->attempt,
       .idempotency_key = c->idempotency_key,
       .deadline_ms = c->deadline_ms,

@@ -9,7 +9,7 @@
 
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define OUTCOME_CACHE_MAX 4096
 

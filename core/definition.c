@@ -361,7 +361,147 @@ static void get_kind(ctx_t *c, const cJSON *so, const char *path,
 static const char *const step_keys[] = {
     "name",  "topic",          "action", "kind",        "timeout_ms",
     "retry", "group",          "compensation", "stuck_after_ms",
-    "description", NULL};
+    "description", "input", NULL};
+
+/* ---- data flow: "input" of a step, "output" of the saga ---- */
+
+static void flow_map_free(saga_flow_map_t *m) {
+  if (m == NULL)
+    return;
+  for (size_t i = 0; i < m->n; i++) {
+    free(m->entries[i].key);
+    free(m->entries[i].pointer);
+    free(m->entries[i].rest);
+  }
+  free(m->entries);
+  free(m);
+}
+
+
+/* Read a mapping object at obj[key] (absent: *out stays NULL). Pointers
+ * are split here; which steps they may name is checked by check_flow once
+ * every step is known. */
+static bool get_map(ctx_t *c, const cJSON *obj, const char *key,
+                    const char *path, saga_flow_map_t **out) {
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (m == NULL)
+    return true;
+  char p[320];
+  join(p, sizeof p, path, key);
+  if (!cJSON_IsObject(m) || cJSON_GetArraySize(m) < 1) {
+    char got[96];
+    describe(m, got, sizeof got);
+    fail(c, p,
+         "must be an object of fields to JSON Pointers, e.g. {\"order\": "
+         "\"/input/order\"}, got %s",
+         got);
+    return true;
+  }
+  saga_flow_map_t *map = calloc(1, sizeof *map);
+  if (map == NULL ||
+      (map->entries = calloc((size_t)cJSON_GetArraySize(m),
+                             sizeof *map->entries)) == NULL) {
+    free(map);
+    return false;
+  }
+  *out = map;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, m) {
+    char ep[400];
+    join(ep, sizeof ep, p, e->string);
+    if (!cJSON_IsString(e) || e->valuestring[0] != '/') {
+      char got[96];
+      describe(e, got, sizeof got);
+      fail(c, ep,
+           "must be a JSON Pointer starting with \"/input\" or "
+           "\"/steps/<step>/output\", got %s",
+           got);
+      continue;
+    }
+    saga_flow_entry_t *fe = &map->entries[map->n++];
+    fe->step = -1;
+    if ((fe->key = strdup(e->string)) == NULL ||
+        (fe->pointer = strdup(e->valuestring)) == NULL)
+      return false;
+  }
+  return true;
+}
+
+/* Split each pointer into the document it reads and the rest, and check
+ * that a step's mapping names only the input and steps of earlier blocks
+ * (limit = the step's block start; the saga's output: nsteps). */
+static void check_map(ctx_t *c, const saga_def_t *def, saga_flow_map_t *m,
+                      const char *path, uint32_t step, uint32_t limit) {
+  for (size_t i = 0; m != NULL && i < m->n; i++) {
+    saga_flow_entry_t *e = &m->entries[i];
+    char p[400];
+    join(p, sizeof p, path, e->key);
+    const char *ptr = e->pointer;
+    const char *rest = NULL;
+    if (strncmp(ptr, "/input", 6) == 0 && (ptr[6] == '\0' || ptr[6] == '/')) {
+      e->step = -1;
+      rest = ptr + 6;
+    } else if (strncmp(ptr, "/steps/", 7) == 0) {
+      const char *name = ptr + 7;
+      const char *slash = strchr(name, '/');
+      size_t n = slash ? (size_t)(slash - name) : strlen(name);
+      char sname[SAGA_DEF_MAX_NAME + 1];
+      int k = -1;
+      if (n <= SAGA_DEF_MAX_NAME) {
+        memcpy(sname, name, n);
+        sname[n] = '\0';
+        k = saga_def_step_index(def, sname);
+      }
+      if (k < 0) {
+        fail(c, p, "names the step \"%.*s\", which the definition does not "
+                   "have",
+             (int)(n > 64 ? 64 : n), name);
+        continue;
+      }
+      if (slash == NULL || strncmp(slash, "/output", 7) != 0 ||
+          (slash[7] != '\0' && slash[7] != '/')) {
+        fail(c, p, "must continue \"/steps/%s/output\": the output is all "
+                   "that is recorded of a step",
+             sname);
+        continue;
+      }
+      if ((uint32_t)k >= limit) {
+        if (def->steps[step].group != NULL &&
+            saga_def_block_start(def, (uint32_t)k) == limit)
+          fail(c, p,
+               "names \"%s\", a step of the same parallel group \"%s\": it "
+               "has not replied when this step is sent",
+               sname, def->steps[step].group);
+        else
+          fail(c, p,
+               "names \"%s\", a later step: it has not replied when this "
+               "step is sent",
+               sname);
+        continue;
+      }
+      e->step = k;
+      rest = slash + 7;
+    } else {
+      fail(c, p,
+           "must start with \"/input\" or \"/steps/<step>/output\", got "
+           "\"%.64s\"",
+           ptr);
+      continue;
+    }
+    if ((e->rest = strdup(rest)) == NULL)
+      c->oom = true;
+  }
+}
+
+static void check_flow(ctx_t *c, saga_def_t *def) {
+  for (uint32_t i = 0; i < def->nsteps; i++) {
+    char p[32];
+    snprintf(p, sizeof p, "steps[%u].input", i);
+    check_map(c, def, def->steps[i].input_map, p, i,
+              saga_def_block_start(def, i));
+  }
+  check_map(c, def, def->output_map, "output", 0, def->nsteps);
+}
 
 static bool parse_step(ctx_t *c, const cJSON *so, const char *path,
                        const defaults_t *d, saga_step_def_t *s) {
@@ -375,7 +515,8 @@ static bool parse_step(ctx_t *c, const cJSON *so, const char *path,
   if (!get_name(c, so, "name", path, SAGA_DEF_MAX_NAME, true, &s->name) ||
       !get_name(c, so, "topic", path, SAGA_DEF_MAX_TOPIC, true, &s->topic) ||
       !get_name(c, so, "action", path, SAGA_DEF_MAX_NAME, false, &s->action) ||
-      !get_name(c, so, "group", path, SAGA_DEF_MAX_NAME, false, &s->group))
+      !get_name(c, so, "group", path, SAGA_DEF_MAX_NAME, false, &s->group) ||
+      !get_map(c, so, "input", path, &s->input_map))
     return false;
   if (s->action == NULL && s->name != NULL &&
       (s->action = strdup(s->name)) == NULL)
@@ -476,7 +617,7 @@ static void check_steps(ctx_t *c, saga_def_t *def) {
 
 static const char *const root_keys[] = {"$schema", "name",  "version",
                                         "description", "defaults", "steps",
-                                        NULL};
+                                        "output", NULL};
 
 static void line_col(const char *json, size_t off, int *line, int *col) {
   *line = 1;
@@ -502,8 +643,10 @@ void saga_def_free(saga_def_t *def) {
     free(s->group);
     free(s->comp_topic);
     free(s->comp_action);
+    flow_map_free(s->input_map);
   }
   free(def->steps);
+  flow_map_free(def->output_map);
   free(def->name);
   free(def->source);
   free(def);
@@ -569,6 +712,10 @@ int saga_def_parse(const char *json, size_t len, const char *source,
         goto out;
     }
     check_steps(&c, def);
+    if (!get_map(&c, root, "output", "", &def->output_map))
+      goto out;
+    if (c.errors == 0)
+      check_flow(&c, def);
   }
   rc = c.oom ? SAGA_CORE_ENOMEM
        : c.errors > 0 ? SAGA_CORE_EDEF

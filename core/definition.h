@@ -40,6 +40,22 @@ typedef struct {
                                   fraction, drawn from the caller's rng */
 } saga_retry_policy_t;
 
+/* Mappings of the data flow between steps ("input" of a step, "output"
+ * of the saga), parsed and checked here and applied by dataflow.h. One
+ * entry: "key": "/input/..." or "/steps/<name>/output...". */
+typedef struct {
+  char *key;      /* the field of the built object */
+  char *pointer;  /* as written in the definition */
+  int32_t step;   /* -1: into the input; else the step whose output */
+  char *rest;     /* the pointer inside that document ("" = all of it) */
+} saga_flow_entry_t;
+
+typedef struct saga_flow_map {
+  size_t n;
+  saga_flow_entry_t *entries;
+} saga_flow_map_t;
+
+
 typedef struct {
   char *name;               /* unique within the definition */
   char *topic;              /* where the DO command goes */
@@ -55,6 +71,9 @@ typedef struct {
   char *comp_action;
   uint32_t comp_timeout_ms;
   saga_retry_policy_t comp_retry;
+  /* What its commands carry ("input"); NULL = the default envelope
+   * (dataflow.h). */
+  saga_flow_map_t *input_map;
 } saga_step_def_t;
 
 typedef struct {
@@ -64,6 +83,7 @@ typedef struct {
   uint32_t nsteps;         /* 1..SAGA_DEF_MAX_STEPS */
   int32_t pivot;           /* index of the pivot step, -1 if none */
   saga_step_def_t *steps;
+  saga_flow_map_t *output_map; /* the saga's "output"; NULL = none */
 } saga_def_t;
 
 /* A growing list of load errors, each a full line

@@ -4,12 +4,33 @@
 #include <string.h>
 
 #include "saga/eventstore.h"
+#include "saga/version.h"
+
+static void usage(FILE *f) {
+  fputs("usage: saga-es-migrate CONNINFO\n"
+        "       saga-es-migrate --version\n"
+        "Apply the event store's pending schema migrations to the PostgreSQL\n"
+        "database named by CONNINFO (a libpq conninfo string or a\n"
+        "postgresql:// URI), then print the schema version. Idempotent: a\n"
+        "database already up to date is left as it is. sagad applies the same\n"
+        "migrations itself at start; this program is for a separate migration\n"
+        "step run by a role that may create tables.\n\n"
+        "Exit codes: 0 migrated or up to date, 1 the migration failed,\n"
+        "2 usage error.\n",
+        f);
+}
 
 int main(int argc, char **argv) {
-  if (argc != 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-    fprintf(stderr, "usage: %s CONNINFO\n"
-                    "Apply pending event store migrations (idempotent).\n",
-            argv[0]);
+  if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+    usage(stdout);
+    return 0;
+  }
+  if (argc == 2 && !strcmp(argv[1], "--version")) {
+    printf("saga-es-migrate %s\n", SAGA_VERSION);
+    return 0;
+  }
+  if (argc != 2 || argv[1][0] == '-') {
+    usage(stderr);
     return 2;
   }
   char err[ES_ERRBUF_SIZE] = "";

@@ -9,12 +9,13 @@
 # Environment: DEMO_ORDERS (30), DEMO_DECLINED (6), DEMO_SLOW (3),
 # DEMO_OUT_OF_STOCK (3), DEMO_FLAKY (3), DEMO_DB (order_demo, recreated),
 # DEMO_TIMEOUT_MS (40000, per order), SAGA_BUILD_DIR (build); DEMO_KEEP=1
-# keeps the work folder with the logs.
+# keeps the work folder with the logs; DEMO_PAYMENT=python runs the Python
+# payment service (examples/order-saga/python/payment.py) instead of the C.
 set -euo pipefail
 . "$(cd "$(dirname "$0")/.." && pwd)/scripts/lib.sh"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 : "${SAGA_PG_CONNINFO:?not set: run scripts/demo.sh, or export it}"
@@ -99,7 +100,14 @@ kafka_low_latency=(-X fetch.wait.max.ms=5 -X session.timeout.ms=6000)
 pids+=($!)
 say "sagad pid $!"
 for svc in inventory payment shipping; do
-  "$bin/order-$svc" --conninfo "$conninfo" --topic "$ns.$svc.commands" \
+  prog=("$bin/order-$svc")
+  if [ "$svc" = payment ] && [ "${DEMO_PAYMENT:-c}" = python ]; then
+    [ -f "$SAGA_BUILD_DIR/python/saga_client/saga_pb2.py" ] ||
+      die "the Python client is not built in $SAGA_BUILD_DIR/python (run scripts/demo.sh)"
+    prog=(env "PYTHONPATH=$SAGA_BUILD_DIR/python" /usr/bin/python3
+          "$SAGA_ROOT/examples/order-saga/python/payment.py")
+  fi
+  "${prog[@]}" --conninfo "$conninfo" --topic "$ns.$svc.commands" \
     --group "$ns.$svc" "${kafka_low_latency[@]}" >"$work/$svc.log" 2>&1 &
   pids+=($!)
   say "order-$svc pid $!"

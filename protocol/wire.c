@@ -40,12 +40,6 @@ saga_meta_t saga__wire_meta_view(const saga__wire_meta_t *m) {
   return v;
 }
 
-int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value) {
-  if (!value || !*value)
-    return 0;
-  return rd_kafka_header_add(h, name, -1, value, -1) ? SAGA_ENOMEM : 0;
-}
-
 /* A bounded UTF-8 string without control characters: an id (no '/', the
  * idempotency key's separator, unless allow_slash) or free text (which
  * may hold tabs and newlines). Empty passes; the callers decide presence. */
@@ -141,6 +135,7 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
     CHECK(check_key(m->idempotency_key, m->saga_id, m->step, m->action,
                     m->attempt, errbuf, errlen));
     CHECK(check_id("reply_topic", m->reply_topic, 1, errbuf, errlen));
+    CHECK(check_optional_id("action_name", m->action_name, errbuf, errlen));
   } else if (d == &saga__v1__reply__descriptor) {
     const Saga__V1__Reply *m = (const Saga__V1__Reply *)msg;
     CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
@@ -194,12 +189,12 @@ static const char *body_saga_id(const ProtobufCMessage *msg) {
   return ((const Saga__V1__Notification *)msg)->saga_id;
 }
 
-int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
-                      size_t max_bytes, void **out, size_t *out_len,
-                      rd_kafka_headers_t **out_hdrs, char *errbuf,
-                      size_t errlen) {
-  if (!msg || !out || !out_len || !out_hdrs)
+int saga__wire_pack(const ProtobufCMessage *msg, const saga_meta_t *meta,
+                    size_t max_bytes, void **out, size_t *out_len,
+                    saga__hdrs_t *hdrs, char *errbuf, size_t errlen) {
+  if (!msg || !out || !out_len || !hdrs)
     return saga__errf(SAGA_EINVAL, errbuf, errlen, "invalid argument to encode");
+  saga__hdrs_init(hdrs);
   if (!max_bytes)
     max_bytes = SAGA_DEFAULT_MAX_MESSAGE_BYTES;
   CHECK(saga__wire_check(msg, errbuf, errlen));
@@ -217,38 +212,48 @@ int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
                 "%s of %zu bytes exceeds the ceiling of %zu bytes",
                 msg->descriptor->name, n, max_bytes);
   uint8_t *buf = malloc(n ? n : 1);
-  rd_kafka_headers_t *h = rd_kafka_headers_new(5);
-  if (!buf || !h)
+  if (!buf)
     goto nomem;
   protobuf_c_message_pack(msg, buf);
-  if (saga__hdr_add(h, SAGA_HDR_TYPE, msg->descriptor->name) ||
-      saga__hdr_add(h, SAGA_HDR_SAGA_ID, body_saga_id(msg)) ||
-      saga__hdr_add(h, SAGA_HDR_CORRELATION, meta->correlation_id) ||
-      saga__hdr_add(h, SAGA_HDR_CAUSATION, meta->causation_id) ||
-      saga__hdr_add(h, SAGA_HDR_TRACEPARENT, meta->traceparent))
-    goto nomem;
+  /* five headers fit the list's inline room: these cannot fail */
+  saga__hdrs_add_text(hdrs, SAGA_HDR_TYPE, msg->descriptor->name);
+  saga__hdrs_add_text(hdrs, SAGA_HDR_SAGA_ID, body_saga_id(msg));
+  saga__hdrs_add_text(hdrs, SAGA_HDR_CORRELATION, meta->correlation_id);
+  saga__hdrs_add_text(hdrs, SAGA_HDR_CAUSATION, meta->causation_id);
+  saga__hdrs_add_text(hdrs, SAGA_HDR_TRACEPARENT, meta->traceparent);
   *out = buf;
   *out_len = n;
-  *out_hdrs = h;
   return 0;
 nomem:
-  free(buf);
-  if (h)
-    rd_kafka_headers_destroy(h);
   return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory encoding %s",
               msg->descriptor->name);
 }
 
-/* Copy header `name` into dst (""): bounded, UTF-8, no NUL bytes, no
- * control characters. */
-static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
-                      char *dst, char *errbuf, size_t errlen) {
-  const void *v = NULL;
-  size_t n = 0;
+/* The last header of each of the n names in one pass over the view:
+ * val[i] and len[i], val[i] NULL when absent (or without a value). */
+static void find_headers(const saga__hdr_view_t *v, const char *const *names,
+                         size_t n, const void **val, size_t *len) {
+  for (size_t k = 0; k < n; k++) {
+    val[k] = NULL;
+    len[k] = 0;
+  }
+  if (!v || !v->at)
+    return;
+  saga__hdr_t h;
+  for (size_t i = 0; v->at(v->src, i, &h) == 0; i++)
+    for (size_t k = 0; k < n; k++)
+      if (!strcmp(h.name, names[k])) {
+        val[k] = h.value;
+        len[k] = h.len;
+        break;
+      }
+}
+
+/* Copy header `name`'s value (v, n bytes; v NULL = absent) into dst (""):
+ * bounded, UTF-8, no NUL bytes, no control characters. */
+static int get_header(const char *name, const void *v, size_t n, char *dst,
+                      char *errbuf, size_t errlen) {
   dst[0] = '\0';
-  if (!hdrs || rd_kafka_header_get_last(hdrs, name, &v, &n) !=
-                   RD_KAFKA_RESP_ERR_NO_ERROR)
-    return 0;
   if (!v)
     return 0;
   if (n > SAGA_WIRE_MAX_ID)
@@ -279,9 +284,13 @@ static int get_header(const rd_kafka_headers_t *hdrs, const char *name,
 }
 
 const ProtobufCMessageDescriptor *
-saga__wire_type_of(const rd_kafka_headers_t *hdrs) {
+saga__wire_type_in(const saga__hdr_view_t *hdrs) {
+  static const char *const names[] = {SAGA_HDR_TYPE};
+  const void *v;
+  size_t n;
   char type[SAGA_WIRE_MAX_ID + 1];
-  if (get_header(hdrs, SAGA_HDR_TYPE, type, NULL, 0) != 0 || !type[0])
+  find_headers(hdrs, names, 1, &v, &n);
+  if (get_header(SAGA_HDR_TYPE, v, n, type, NULL, 0) != 0 || !type[0])
     return NULL;
   for (size_t i = 0; i < sizeof known_types / sizeof known_types[0]; i++)
     if (!strcmp(type, known_types[i]->name))
@@ -289,9 +298,9 @@ saga__wire_type_of(const rd_kafka_headers_t *hdrs) {
   return NULL;
 }
 
-int saga__wire_decode(const ProtobufCMessageDescriptor *want,
+int saga__wire_unpack(const ProtobufCMessageDescriptor *want,
                       const void *value, size_t len,
-                      const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                      const saga__hdr_view_t *hdrs, size_t max_bytes,
                       ProtobufCMessage **out, saga__wire_meta_t *meta,
                       char *errbuf, size_t errlen) {
   if (!want || !out || !meta || (!value && len))
@@ -299,8 +308,16 @@ int saga__wire_decode(const ProtobufCMessageDescriptor *want,
   *out = NULL;
   if (!max_bytes)
     max_bytes = SAGA_DEFAULT_MAX_MESSAGE_BYTES;
+  enum { H_TYPE, H_SAGA, H_CORR, H_CAUS, H_TP, H_N };
+  static const char *const names[H_N] = {
+      SAGA_HDR_TYPE, SAGA_HDR_SAGA_ID, SAGA_HDR_CORRELATION,
+      SAGA_HDR_CAUSATION, SAGA_HDR_TRACEPARENT};
+  const void *hv[H_N];
+  size_t hl[H_N];
+  find_headers(hdrs, names, H_N, hv, hl);
   char type[SAGA_WIRE_MAX_ID + 1];
-  CHECK(get_header(hdrs, SAGA_HDR_TYPE, type, errbuf, errlen));
+  CHECK(get_header(SAGA_HDR_TYPE, hv[H_TYPE], hl[H_TYPE], type, errbuf,
+                   errlen));
   if (!type[0])
     return saga__errf(SAGA_ETYPE, errbuf, errlen,
                 "header \"%s\" is missing, expected \"%s\"", SAGA_HDR_TYPE,
@@ -313,13 +330,14 @@ int saga__wire_decode(const ProtobufCMessageDescriptor *want,
     return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
                 "%s of %zu bytes exceeds the ceiling of %zu bytes", want->name,
                 len, max_bytes);
-  CHECK(get_header(hdrs, SAGA_HDR_SAGA_ID, meta->saga_id, errbuf, errlen));
-  CHECK(get_header(hdrs, SAGA_HDR_CORRELATION, meta->correlation_id, errbuf,
-                   errlen));
-  CHECK(get_header(hdrs, SAGA_HDR_CAUSATION, meta->causation_id, errbuf,
-                   errlen));
-  CHECK(get_header(hdrs, SAGA_HDR_TRACEPARENT, meta->traceparent, errbuf,
-                   errlen));
+  CHECK(get_header(SAGA_HDR_SAGA_ID, hv[H_SAGA], hl[H_SAGA], meta->saga_id,
+                   errbuf, errlen));
+  CHECK(get_header(SAGA_HDR_CORRELATION, hv[H_CORR], hl[H_CORR],
+                   meta->correlation_id, errbuf, errlen));
+  CHECK(get_header(SAGA_HDR_CAUSATION, hv[H_CAUS], hl[H_CAUS],
+                   meta->causation_id, errbuf, errlen));
+  CHECK(get_header(SAGA_HDR_TRACEPARENT, hv[H_TP], hl[H_TP],
+                   meta->traceparent, errbuf, errlen));
   ProtobufCMessage *m =
       protobuf_c_message_unpack(want, NULL, len, (const uint8_t *)value);
   if (!m)

@@ -1,18 +1,22 @@
 /* Internal codec of the saga.v1 wire messages: protobuf payload plus the
- * Kafka headers of docs/protocol.md, with a size ceiling on every decode and
- * a check of every required field. Pure functions: no I/O, no logging.
- * Shared by the client library and the coordinator (target saga_wire). */
+ * message headers of docs/protocol.md, with a size ceiling on every decode
+ * and a check of every required field. Pure functions: no I/O, no logging,
+ * and no broker library -- headers are this file's own types (a list to
+ * encode into, a read view to decode from); wire_kafka.h converts them
+ * to and from librdkafka's. Shared by the client library, sagactl and the
+ * coordinator, whose engine links it without librdkafka (target
+ * saga_wire). */
 #ifndef SAGA_CLIENT_WIRE_H
 #define SAGA_CLIENT_WIRE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include <librdkafka/rdkafka.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "saga.pb-c.h"
-#include "saga/client.h"
+#include "saga/protocol.h"
+#include "wire_headers.h"
 
 #define SAGA_HDR_TYPE "saga-message-type"
 #define SAGA_HDR_SAGA_ID "saga-id"
@@ -43,35 +47,37 @@ typedef struct saga__wire_meta {
 saga_meta_t saga__wire_meta_view(const saga__wire_meta_t *m);
 
 /* Encode `msg` (checked first, see saga__wire_check) into a malloc'd buffer
- * (*out, *out_len; free()) and a new header list (*out_hdrs;
- * rd_kafka_headers_destroy, or hand it to a produce call) carrying the type
- * name, the message's saga id and meta's other fields. max_bytes 0 = 1 MiB.
- * Returns 0, SAGA_EMISSING, SAGA_ETOOBIG, SAGA_EINVAL or SAGA_ENOMEM;
- * errbuf says what. */
-int saga__wire_encode(const ProtobufCMessage *msg, const saga_meta_t *meta,
-                      size_t max_bytes, void **out, size_t *out_len,
-                      rd_kafka_headers_t **out_hdrs, char *errbuf,
-                      size_t errlen);
+ * (*out, *out_len; free()) and the header list *hdrs (initialised here;
+ * saga__hdrs_free it) carrying the type name, the message's saga id and
+ * meta's other fields. The headers borrow msg's saga id and meta's strings:
+ * keep them alive while the list is used. max_bytes 0 = 1 MiB. Returns 0,
+ * SAGA_EMISSING, SAGA_ETOOBIG, SAGA_EINVAL or SAGA_ENOMEM (then *hdrs is
+ * empty); errbuf says what. wire_kafka.h's saga__wire_encode gives a
+ * librdkafka header list instead. */
+int saga__wire_pack(const ProtobufCMessage *msg, const saga_meta_t *meta,
+                    size_t max_bytes, void **out, size_t *out_len,
+                    saga__hdrs_t *hdrs, char *errbuf, size_t errlen);
 
-/* Decode a Kafka message's value into a message of type `want`. Refuses a
+/* Decode a message's value into a message of type `want`. Refuses a
  * missing or different `saga-message-type` header (SAGA_ETYPE), a value
  * past max_bytes (SAGA_ETOOBIG; 0 = 1 MiB), bytes that do not parse
  * (SAGA_EDECODE), and (SAGA_EMISSING) header values past SAGA_WIRE_MAX_ID,
  * not UTF-8 or holding NUL or other control characters (which
- * saga__wire_encode refuses), missing required fields, ids that are not
+ * saga__wire_pack refuses), missing required fields, ids that are not
  * UTF-8, or a `saga-id` header that disagrees with the body. hdrs may be
- * NULL (then SAGA_ETYPE). On 0, *out is the message (saga__wire_free) and
- * *meta the headers. */
-int saga__wire_decode(const ProtobufCMessageDescriptor *want,
+ * NULL or empty (then SAGA_ETYPE). When a header name repeats, the last
+ * one counts. On 0, *out is the message (saga__wire_free) and *meta the
+ * headers. wire_kafka.h's saga__wire_decode takes librdkafka's headers. */
+int saga__wire_unpack(const ProtobufCMessageDescriptor *want,
                       const void *value, size_t len,
-                      const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                      const saga__hdr_view_t *hdrs, size_t max_bytes,
                       ProtobufCMessage **out, saga__wire_meta_t *meta,
                       char *errbuf, size_t errlen);
 
 /* The message type named by the `saga-message-type` header, or NULL when
- * absent or not one of saga.v1's. */
+ * absent or not one of saga.v1's. hdrs may be NULL. */
 const ProtobufCMessageDescriptor *
-saga__wire_type_of(const rd_kafka_headers_t *hdrs);
+saga__wire_type_in(const saga__hdr_view_t *hdrs);
 
 /* Check required fields and ceilings of a saga.v1 message. 0 or
  * SAGA_EMISSING with errbuf naming the field. */
@@ -93,8 +99,5 @@ int saga__traceparent(char *buf, size_t len);
 /* Format an error message into errbuf (may be NULL) and return err. */
 int saga__errf(int err, char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-
-/* Append a text header; 0 or SAGA_ENOMEM. */
-int saga__hdr_add(rd_kafka_headers_t *h, const char *name, const char *value);
 
 #endif

@@ -97,7 +97,9 @@ ct_build() {
   local t0=$SECONDS
   say "building $SAGA_IMAGE"
   pm build --network=host --format docker --layers -f "$SAGA_ROOT/Containerfile" \
-    --build-arg BUILD_BASE="$BASE_IMAGE" -t "$SAGA_IMAGE" "$SAGA_ROOT" \
+    --build-arg BUILD_BASE="$BASE_IMAGE" \
+    --build-arg SAGA_VERSION="$(sed -n 's/^project(saga VERSION \([0-9.]*\).*/\1/p' "$SAGA_ROOT/CMakeLists.txt")" \
+    -t "$SAGA_IMAGE" "$SAGA_ROOT" \
     >"$CT_DIR/build.log" 2>&1 || {
     tail -n 40 "$CT_DIR/build.log" >&2
     die "image build failed (log: $CT_DIR/build.log)"

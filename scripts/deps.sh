@@ -6,11 +6,14 @@ set -euo pipefail
 
 packages=(
   gcc make cmake pkg-config            # toolchain
+  help2man                             # man pages from the programs' --help
   librdkafka-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcjson-dev              # the product's libraries
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)
   python3 python3-protobuf python3-confluent-kafka  # protocol test peer
+  protobuf-compiler python3-psycopg    # the Python client (client/python)
+  python3-pip python3-venv python3-wheel  # its install test
   chromium prometheus                  # timeline page and scrape tests
 )
 

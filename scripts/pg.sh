@@ -109,11 +109,17 @@ do_start() {
     return 0
   fi
   [ -f "$data/PG_VERSION" ] || do_init
-  # The recorded port may have been taken by another program meanwhile.
+  # The recorded port may have been taken by another program meanwhile
+  # (another checkout's cluster, say): this private cluster moves to the
+  # next free one; the conninfo it prints names the port in use.
   local port
   port=$(cat "$home/port")
   if ! port_free "$port"; then
-    die "port $port on 127.0.0.1 is in use by another program; edit $home/port and port in $data/postgresql.conf"
+    local was=$port
+    while ! port_free "$port"; do port=$((port + 1)); done
+    echo "$port" >"$home/port"
+    echo "port = $port" >>"$data/postgresql.conf"
+    say "port $was on 127.0.0.1 is in use by another program: using $port"
   fi
   if [ -f "$data/postmaster.pid" ]; then
     # A killed postmaster can linger as a zombie for a moment; the server

@@ -27,7 +27,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define NSTEPS 3
 #define MAXSAGAS 400000

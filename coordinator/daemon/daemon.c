@@ -8,10 +8,9 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "saga/version.h"
+#include "sd_notify.h"
 
-#ifndef SAGA_VERSION
-#define SAGA_VERSION "unknown"
-#endif
 
 struct sagad_daemon {
   uv_loop_t loop;
@@ -20,6 +19,7 @@ struct sagad_daemon {
   uv_signal_t sigterm;
   uv_signal_t sigint;
   uv_timer_t deadline;
+  uv_timer_t watchdog; /* WATCHDOG=1 to systemd, when it asks for them */
   int status;
   bool stopping;
   bool stop_done;
@@ -36,7 +36,8 @@ bool sagad_daemon_stopping(const sagad_daemon_t *d) { return d->stopping; }
 
 static void close_own_handles(sagad_daemon_t *d) {
   uv_handle_t *own[] = {(uv_handle_t *)&d->sigterm, (uv_handle_t *)&d->sigint,
-                        (uv_handle_t *)&d->deadline};
+                        (uv_handle_t *)&d->deadline,
+                        (uv_handle_t *)&d->watchdog};
   for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
     if (!uv_is_closing(own[i]))
       uv_close(own[i], NULL);
@@ -73,6 +74,8 @@ void sagad_daemon_shutdown(sagad_daemon_t *d, int exit_status,
     return;
   d->stopping = true;
   d->status = exit_status;
+  if (sagad_sd_notify("STOPPING=1") < 0)
+    LOG_WARN("could not tell the service manager that sagad is stopping");
   LOG_INFO("shutting down (%s), within %lld ms", reason,
            (long long)d->cfg->shutdown_timeout_ms);
   uv_timer_start(&d->deadline, on_deadline,
@@ -81,6 +84,13 @@ void sagad_daemon_shutdown(sagad_daemon_t *d, int exit_status,
     d->hooks.on_stop(d, d->hooks.arg);
   else
     sagad_daemon_stop_done(d);
+}
+
+/* Kept alive by the loop itself: a loop that hangs stops the pings and
+ * systemd restarts sagad (WatchdogSec= in deploy/systemd/sagad.service). */
+static void on_watchdog(uv_timer_t *t) {
+  (void)t;
+  (void)sagad_sd_notify("WATCHDOG=1");
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -122,6 +132,7 @@ int sagad_daemon_run(const sagad_config_t *cfg, const sagad_hooks_t *hooks) {
   uv_signal_init(&d->loop, &d->sigterm);
   uv_signal_init(&d->loop, &d->sigint);
   uv_timer_init(&d->loop, &d->deadline);
+  uv_timer_init(&d->loop, &d->watchdog);
   d->sigterm.data = d->sigint.data = d->deadline.data = d;
   if ((rc = uv_signal_start(&d->sigterm, on_signal, SIGTERM)) ||
       (rc = uv_signal_start(&d->sigint, on_signal, SIGINT))) {
@@ -136,6 +147,11 @@ int sagad_daemon_run(const sagad_config_t *cfg, const sagad_hooks_t *hooks) {
   } else {
     LOG_INFO("started: sagad %s, pid %ld, group %s, inbox %s", SAGA_VERSION,
              (long)getpid(), cfg->group_id, cfg->topic_inbox);
+    if (sagad_sd_notify("READY=1\nSTATUS=consuming the inbox") < 0)
+      LOG_WARN("could not tell the service manager that sagad is ready");
+    uint64_t wd = sagad_sd_watchdog_usec();
+    if (wd >= 2000) /* ping at half the interval, as sd_watchdog_enabled(3) */
+      uv_timer_start(&d->watchdog, on_watchdog, wd / 2000, wd / 2000);
   }
 
 run:

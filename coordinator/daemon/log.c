@@ -4,13 +4,10 @@
 #include "log.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-sagad_log_level_t sagad_log__threshold = SAGAD_LOG_INFO;
 
 static sagad_log_format_t fmt_in_use = SAGAD_LOG_FORMAT_TEXT;
 static bool with_ts = true;
@@ -24,9 +21,14 @@ const char *sagad_log_level_name(sagad_log_level_t level) {
   return level_names[level];
 }
 
+static void write_record(void *arg, sagad_log_level_t level,
+                         const char *saga, const char *step,
+                         const char *msg);
+
 void sagad_log_setup(sagad_log_level_t level, sagad_log_format_t format,
                      bool timestamps, int fd) {
-  sagad_log__threshold = level;
+  sagad_log_sink_t sink = {.write = write_record};
+  sagad_log_set_sink(&sink, level);
   if (format == SAGAD_LOG_FORMAT_AUTO)
     format = isatty(fd) ? SAGAD_LOG_FORMAT_TEXT : SAGAD_LOG_FORMAT_JSON;
   fmt_in_use = format;
@@ -271,15 +273,13 @@ size_t sagad_log_format_record(char *buf, size_t cap,
   return o.len;
 }
 
-void sagad_log__write(sagad_log_level_t level, const char *saga,
-                      const char *step, const char *fmt, ...) {
-  char msg[SAGAD_LOG_LINE_MAX];
+/* The log port's sink: format the record with the current settings and
+ * write it with one write(2). */
+static void write_record(void *arg, sagad_log_level_t level,
+                         const char *saga, const char *step,
+                         const char *msg) {
+  (void)arg;
   char line[SAGAD_LOG_LINE_MAX];
-  int saved = errno; /* callers often log right before reading errno */
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   int64_t now = -1;
   if (with_ts) {
     struct timespec t;
@@ -297,5 +297,4 @@ void sagad_log__write(sagad_log_level_t level, const char *saga,
       break; /* a full non-blocking stderr drops the record, never waits */
     off += (size_t)w;
   }
-  errno = saved;
 }

@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 #include <uv.h>
 
+#include "saga/version.h"
 #include "config.h"
 #include "daemon.h"
 #include "engine.h"
@@ -20,9 +21,6 @@
 #include "observe.h"
 #include "shell.h"
 
-#ifndef SAGA_VERSION
-#define SAGA_VERSION "unknown"
-#endif
 
 extern char **environ;
 

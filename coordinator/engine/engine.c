@@ -8,11 +8,12 @@
  * ports. */
 #include "engine.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fault_point.h"
-#include "log.h"
+#include "log_sink.h"
 #include "msg_codec.h"
 #include "saga_codec.h"
 
@@ -78,7 +79,7 @@ typedef struct {
  * a message produced for sagad_engine_produce (done set). */
 typedef struct {
   void *ack;
-  void (*done)(void *arg, int err);
+  void (*done)(void *arg, int status);
   void *arg;
 } dlq_token_t;
 
@@ -332,6 +333,7 @@ static int send_command(sagad_engine_t *e, entry_t *en,
       .def_version = s->def->version,
       .step = sd->name,
       .action = (sm_action_t)fx->action,
+      .action_name = fx->action == SM_DO ? sd->action : sd->comp_action,
       .attempt = fx->attempt,
       .deadline_ms = fx->at_ms,
       .payload = en->input,
@@ -344,17 +346,18 @@ static int send_command(sagad_engine_t *e, entry_t *en,
   c.traceparent = tp[0] ? tp : NULL;
   void *buf = NULL;
   size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
+  saga__hdrs_t h;
   char err[256];
   if (sagad_msg_encode_command(&c, &buf, &len, &h, err, sizeof err) != 0) {
     SLOG_ERROR(s->id, sd->name, "could not encode the command: %s", err);
     e->c.produce_errors++;
     return 0;
   }
-  if (e->cfg.broker.produce(e->cfg.broker.self, topic, s->id, strlen(s->id),
-                            buf, len, h, NULL) != 0) {
+  int rc = e->cfg.broker.produce(e->cfg.broker.self, topic, s->id,
+                                 strlen(s->id), buf, len, &h, NULL);
+  saga__hdrs_free(&h);
+  if (rc != 0) {
     /* Not sent: the attempt's deadline retries it. */
-    rd_kafka_headers_destroy(h);
     e->c.produce_errors++;
     SLOG_WARN(s->id, sd->name, "could not produce the command to %s", topic);
     free(buf);
@@ -389,17 +392,16 @@ static void send_notification(sagad_engine_t *e, entry_t *en,
   };
   void *buf = NULL;
   size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
+  saga__hdrs_t h;
   char err[256];
   if (sagad_msg_encode_notification(&n, &buf, &len, &h, err, sizeof err)) {
     SLOG_ERROR(s->id, NULL, "could not encode a notification: %s", err);
     return;
   }
   if (e->cfg.broker.produce(e->cfg.broker.self, e->notify, s->id,
-                            strlen(s->id), buf, len, h, NULL) != 0) {
-    rd_kafka_headers_destroy(h);
+                            strlen(s->id), buf, len, &h, NULL) != 0)
     e->c.produce_errors++;
-  }
+  saga__hdrs_free(&h);
   free(buf);
 }
 
@@ -1006,18 +1008,21 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
     e->hooks.on_dead_letter(e->hooks.arg, why);
   LOG_WARN("dead letter from %s/%d offset %lld: %s", m->topic,
            (int)m->partition, (long long)m->offset, reason);
-  rd_kafka_headers_t *h = sagad_msg_dlq_headers(m->hdrs, reason, m->topic,
-                                                m->partition, m->offset);
+  saga__hdrs_t h;
+  char where[512];
+  int hrc = sagad_msg_dlq_headers(&m->hdrs, reason, m->topic, m->partition,
+                                  m->offset, where, sizeof where, &h);
   dlq_token_t *t = calloc(1, sizeof *t);
-  if (h && t) {
+  if (hrc == 0 && t) {
     t->ack = m->ack;
-    if (e->cfg.broker.produce(e->cfg.broker.self, e->dlq, m->key, m->key_len,
-                              m->value, m->value_len, h, t) == 0)
+    int rc = e->cfg.broker.produce(e->cfg.broker.self, e->dlq, m->key,
+                                   m->key_len, m->value, m->value_len, &h, t);
+    saga__hdrs_free(&h);
+    if (rc == 0)
       return; /* acked once the dead letter is delivered */
   }
   LOG_ERROR("could not produce a dead letter to %s", e->dlq);
-  if (h)
-    rd_kafka_headers_destroy(h);
+  saga__hdrs_free(&h);
   free(t);
   e->cfg.broker.ack(e->cfg.broker.self, m->ack);
 }
@@ -1033,7 +1038,7 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     LOG_ERROR("out of memory taking an input");
     return;
   }
-  if (sagad_msg_decode(m->value, m->value_len, m->hdrs,
+  if (sagad_msg_decode(m->value, m->value_len, &m->hdrs,
                        e->cfg.payload_max_bytes, &in->msg, err,
                        sizeof err) != 0) {
     free(in);
@@ -1066,18 +1071,18 @@ dlq:
   dead_letter(e, m, err, why);
 }
 
-void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int err) {
+void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status) {
   if (!token)
     return;
   dlq_token_t *t = token;
   if (t->done) {
-    t->done(t->arg, err);
+    t->done(t->arg, status);
     free(t);
     return;
   }
-  if (err)
+  if (status != SAGAD_DELIVERY_OK)
     LOG_ERROR("dead letter not delivered to %s: %s", e->dlq,
-              rd_kafka_err2str((rd_kafka_resp_err_t)err));
+              sagad_delivery_text(status));
   e->cfg.broker.ack(e->cfg.broker.self, t->ack);
   free(t);
 }
@@ -1337,8 +1342,8 @@ const sm_t *sagad_engine_find(const sagad_engine_t *e, const char *id) {
 
 int sagad_engine_produce(sagad_engine_t *e, const char *topic,
                          const void *key, size_t key_len, const void *value,
-                         size_t value_len, rd_kafka_headers_t *hdrs,
-                         void (*done)(void *arg, int err), void *arg) {
+                         size_t value_len, const saga__hdrs_t *hdrs,
+                         void (*done)(void *arg, int status), void *arg) {
   dlq_token_t *t = calloc(1, sizeof *t);
   if (!t)
     return -1;

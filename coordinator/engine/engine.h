@@ -57,9 +57,9 @@ void sagad_engine_free(sagad_engine_t *e); /* NULL-safe */
 
 /* An inbox message (broker). Decoded now; bad input is dead-lettered. */
 void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m);
-/* A produce finished (broker): token from the produce call, err 0 or a
- * librdkafka error. */
-void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int err);
+/* A produce finished (broker): token from the produce call, status a
+ * sagad_delivery_t (ports.h). */
+void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status);
 /* Inbox partitions assigned (broker): rebuild and resume their sagas from
  * the store, blocking. Returns 0 or < 0 when the store could not be read
  * (the caller should stop: it cannot own those sagas). */
@@ -124,12 +124,12 @@ const sm_t *sagad_engine_find(const sagad_engine_t *e, const char *id);
 
 /* Produce a message through the engine's broker (POST /sagas/{type}
  * produces StartSaga to the inbox): as the broker port's produce (hdrs
- * taken over on success only); done(arg, err) runs once on delivery.
- * Returns 0 or < 0 (done never called). */
+ * only borrowed for the call); done(arg, status) runs once on delivery,
+ * status a sagad_delivery_t. Returns 0 or < 0 (done never called). */
 int sagad_engine_produce(sagad_engine_t *e, const char *topic,
                          const void *key, size_t key_len, const void *value,
-                         size_t value_len, rd_kafka_headers_t *hdrs,
-                         void (*done)(void *arg, int err), void *arg);
+                         size_t value_len, const saga__hdrs_t *hdrs,
+                         void (*done)(void *arg, int status), void *arg);
 
 /* Inbox partitions currently assigned to this instance. */
 size_t sagad_engine_partitions(const sagad_engine_t *e);

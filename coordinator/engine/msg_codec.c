@@ -13,11 +13,11 @@
 /* The same codec as the other inbox types (protocol/wire.c checks saga_id,
  * the action, reason and operator); sagactl encodes with it too. */
 static int decode_operator(const void *value, size_t len,
-                           const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                           const saga__hdr_view_t *hdrs, size_t max_bytes,
                            sagad_msg_t *msg, char *errbuf, size_t errlen) {
   saga__wire_meta_t meta;
   ProtobufCMessage *pb = NULL;
-  if (saga__wire_decode(&saga__v1__operator_action__descriptor, value, len,
+  if (saga__wire_unpack(&saga__v1__operator_action__descriptor, value, len,
                         hdrs, max_bytes, &pb, &meta, errbuf, errlen) != 0)
     return -1;
   const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)pb;
@@ -33,10 +33,10 @@ static int decode_operator(const void *value, size_t len,
 }
 
 int sagad_msg_decode(const void *value, size_t len,
-                     const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                     const saga__hdr_view_t *hdrs, size_t max_bytes,
                      sagad_msg_t *msg, char *errbuf, size_t errlen) {
   memset(msg, 0, sizeof *msg);
-  const ProtobufCMessageDescriptor *d = saga__wire_type_of(hdrs);
+  const ProtobufCMessageDescriptor *d = saga__wire_type_in(hdrs);
   if (d == &saga__v1__operator_action__descriptor)
     return decode_operator(value, len, hdrs, max_bytes, msg, errbuf, errlen);
   if (d != &saga__v1__start_saga__descriptor &&
@@ -49,7 +49,7 @@ int sagad_msg_decode(const void *value, size_t len,
   }
   saga__wire_meta_t meta;
   ProtobufCMessage *pb = NULL;
-  if (saga__wire_decode(d, value, len, hdrs, max_bytes, &pb, &meta, errbuf,
+  if (saga__wire_unpack(d, value, len, hdrs, max_bytes, &pb, &meta, errbuf,
                         errlen) != 0)
     return -1;
   msg->pb = pb;
@@ -133,19 +133,20 @@ static Saga__V1__NotificationKind wire_kind(sm_notify_t k) {
 
 static int encode(const ProtobufCMessage *pb, const char *saga_id,
                   const char *traceparent, void **out, size_t *out_len,
-                  rd_kafka_headers_t **hdrs, char *errbuf, size_t errlen) {
+                  saga__hdrs_t *hdrs, char *errbuf, size_t errlen) {
   saga_meta_t meta = {.saga_id = saga_id,
                       .correlation_id = saga_id,
                       .traceparent = traceparent};
-  return saga__wire_encode(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
+  return saga__wire_pack(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
              ? -1
              : 0;
 }
 
 int sagad_msg_encode_command(const sagad_command_t *c, void **out,
-                             size_t *out_len, rd_kafka_headers_t **hdrs,
+                             size_t *out_len, saga__hdrs_t *hdrs,
                              char *errbuf, size_t errlen) {
   char key[4 * SAGA_WIRE_MAX_ID];
+  saga__hdrs_init(hdrs);
   if (saga__idempotency_key(key, sizeof key, c->saga_id, c->step,
                             (int)wire_action(c->action), c->attempt) != 0) {
     snprintf(errbuf, errlen, "could not build the idempotency key");
@@ -158,6 +159,7 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
   m.definition_version = c->def_version;
   m.step = SAGA_MUT(c->step);
   m.action = wire_action(c->action);
+  m.action_name = SAGA_MUT(c->action_name ? c->action_name : "");
   m.attempt = c->attempt;
   m.idempotency_key = key;
   m.deadline_ms = c->deadline_ms;
@@ -169,7 +171,7 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
 }
 
 int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
-                                  size_t *out_len, rd_kafka_headers_t **hdrs,
+                                  size_t *out_len, saga__hdrs_t *hdrs,
                                   char *errbuf, size_t errlen) {
   Saga__V1__Notification m;
   saga__v1__notification__init(&m);
@@ -192,7 +194,7 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
                            uint32_t def_version, const uint8_t *input,
                            size_t input_len, const char *traceparent,
                            void **out, size_t *out_len,
-                           rd_kafka_headers_t **hdrs, char *errbuf,
+                           saga__hdrs_t *hdrs, char *errbuf,
                            size_t errlen) {
   Saga__V1__StartSaga m;
   saga__v1__start_saga__init(&m);
@@ -209,21 +211,22 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
                 errlen);
 }
 
-rd_kafka_headers_t *sagad_msg_dlq_headers(const rd_kafka_headers_t *src,
-                                          const char *reason,
-                                          const char *topic, int32_t partition,
-                                          int64_t offset) {
-  rd_kafka_headers_t *h =
-      src ? rd_kafka_headers_copy(src) : rd_kafka_headers_new(4);
-  if (!h)
-    return NULL;
-  char where[512];
-  snprintf(where, sizeof where, "%s/%d/%lld", topic, (int)partition,
+int sagad_msg_dlq_headers(const saga__hdr_view_t *src, const char *reason,
+                          const char *topic, int32_t partition,
+                          int64_t offset, char *where, size_t where_len,
+                          saga__hdrs_t *out) {
+  saga__hdrs_init(out);
+  saga__hdr_t h;
+  for (size_t i = 0; src && src->at && src->at(src->src, i, &h) == 0; i++)
+    if (saga__hdrs_add(out, h.name, h.value, h.len) != 0)
+      goto nomem;
+  snprintf(where, where_len, "%s/%d/%lld", topic, (int)partition,
            (long long)offset);
-  if (saga__hdr_add(h, SAGA_HDR_DLQ_REASON, reason) ||
-      saga__hdr_add(h, SAGA_HDR_DLQ_SOURCE, where)) {
-    rd_kafka_headers_destroy(h);
-    return NULL;
-  }
-  return h;
+  if (saga__hdrs_add_text(out, SAGA_HDR_DLQ_REASON, reason) ||
+      saga__hdrs_add_text(out, SAGA_HDR_DLQ_SOURCE, where))
+    goto nomem;
+  return 0;
+nomem:
+  saga__hdrs_free(out);
+  return -1;
 }

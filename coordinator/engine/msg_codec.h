@@ -9,9 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <librdkafka/rdkafka.h>
-
 #include "saga_machine.h"
+#include "wire_headers.h"
 
 typedef enum {
   SAGAD_MSG_START = 1,
@@ -39,10 +38,11 @@ typedef struct {
   void *pb;                /* owned */
 } sagad_msg_t;
 
-/* Decode an inbox message. Returns 0, or -1 with the reason in errbuf
- * (the dead-letter reason) and *msg empty. */
+/* Decode an inbox message (hdrs: a view of its headers, may be NULL).
+ * Returns 0, or -1 with the reason in errbuf (the dead-letter reason) and
+ * *msg empty. */
 int sagad_msg_decode(const void *value, size_t len,
-                     const rd_kafka_headers_t *hdrs, size_t max_bytes,
+                     const saga__hdr_view_t *hdrs, size_t max_bytes,
                      sagad_msg_t *msg, char *errbuf, size_t errlen);
 
 void sagad_msg_free(sagad_msg_t *msg); /* NULL-safe */
@@ -54,6 +54,8 @@ typedef struct {
   uint32_t def_version;
   const char *step;
   sm_action_t action;
+  const char *action_name; /* the definition's action or compensation
+                              action; NULL = none */
   uint32_t attempt;
   int64_t deadline_ms;
   const uint8_t *payload;
@@ -76,13 +78,15 @@ typedef struct {
   int64_t at_ms;
 } sagad_notification_t;
 
-/* Encode into a malloc'd buffer (free()) and a new header list. Returns 0
- * or -1 with errbuf. */
+/* Encode into a malloc'd buffer (free()) and the header list *hdrs
+ * (initialised here; saga__hdrs_free), which borrows the input's strings:
+ * keep them alive while the list is used. Returns 0 or -1 with errbuf
+ * (then *hdrs is empty). */
 int sagad_msg_encode_command(const sagad_command_t *c, void **out,
-                             size_t *out_len, rd_kafka_headers_t **hdrs,
+                             size_t *out_len, saga__hdrs_t *hdrs,
                              char *errbuf, size_t errlen);
 int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
-                                  size_t *out_len, rd_kafka_headers_t **hdrs,
+                                  size_t *out_len, saga__hdrs_t *hdrs,
                                   char *errbuf, size_t errlen);
 
 /* A StartSaga for the inbox (sagad's POST /sagas/{type}): def_version 0 =
@@ -91,14 +95,17 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
                            uint32_t def_version, const uint8_t *input,
                            size_t input_len, const char *traceparent,
                            void **out, size_t *out_len,
-                           rd_kafka_headers_t **hdrs, char *errbuf,
+                           saga__hdrs_t *hdrs, char *errbuf,
                            size_t errlen);
 
-/* Headers of a dead letter: the reason and "topic/partition/offset" of the
- * source, plus the source's own headers. NULL when out of memory. */
-rd_kafka_headers_t *sagad_msg_dlq_headers(const rd_kafka_headers_t *src,
-                                          const char *reason,
-                                          const char *topic, int32_t partition,
-                                          int64_t offset);
+/* Headers of a dead letter into *out (initialised here; saga__hdrs_free):
+ * the source's own headers (src, may be NULL), then the reason and
+ * "topic/partition/offset" of the source, written into where (where_len
+ * bytes). The list borrows src's headers, reason and where: keep them
+ * alive while it is used. Returns 0 or -1 (out of memory; *out empty). */
+int sagad_msg_dlq_headers(const saga__hdr_view_t *src, const char *reason,
+                          const char *topic, int32_t partition,
+                          int64_t offset, char *where, size_t where_len,
+                          saga__hdrs_t *out);
 
 #endif

@@ -1,17 +1,19 @@
-/* The coordinator engine's three ports: event store, broker, clock. The
- * engine (engine.c) talks to the world only through these tables, so the
- * daemon plugs in PostgreSQL (store_pg.c), librdkafka (broker_kafka.c) and
- * libuv (clock_uv.c), and the simulator plugs in seeded in-memory fakes.
- * A port never calls back into the engine from inside one of its own
- * functions: completions arrive later, on the loop, through the
- * sagad_engine_on_* entry points (engine.h). */
+/* The coordinator engine's ports: event store, broker, clock here, and the
+ * log sink (log_sink.h). The engine (engine.c) talks to the world only
+ * through these tables, so the daemon plugs in PostgreSQL (io/store_pg.c),
+ * librdkafka (io/broker_kafka.c) and libuv (io/clock_uv.c), and the
+ * simulator plugs in seeded in-memory fakes. The types they carry are the
+ * engine's own or the wire's (protocol/wire_headers.h): no I/O library's
+ * header is included here. A port never calls back into the engine from
+ * inside one of its own functions: completions arrive later, on the loop,
+ * through the sagad_engine_on_* entry points (engine.h). */
 #ifndef SAGAD_PORTS_H
 #define SAGAD_PORTS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include <librdkafka/rdkafka.h>
+#include "wire_headers.h"
 
 /* ---- event store -------------------------------------------------- */
 
@@ -97,21 +99,40 @@ typedef struct {
   size_t key_len;
   const void *value;
   size_t value_len;
-  const rd_kafka_headers_t *hdrs; /* may be NULL */
+  saga__hdr_view_t hdrs; /* hdrs.at NULL: no headers */
   void *ack;
   /* when it was consumed, on a monotonic microsecond clock (0: unknown);
    * only handed back to the on_reply_command hook */
   int64_t received_us;
 } sagad_inmsg_t;
 
+/* How a produce ended, as the broker port reports it to
+ * sagad_engine_on_delivery: X(name, value, text). */
+#define SAGAD_DELIVERY_MAP(X)                                                  \
+  X(OK, 0, "delivered")                                                        \
+  X(TOO_LARGE, 1, "message too large for the broker")                          \
+  X(RETRIABLE, 2, "not delivered: broker unreachable or timed out")            \
+  X(FATAL, 3, "not delivered: refused by the broker")
+
+typedef enum {
+#define SAGAD_DELIVERY_ENUM_(name, value, text) SAGAD_DELIVERY_##name = value,
+  SAGAD_DELIVERY_MAP(SAGAD_DELIVERY_ENUM_)
+#undef SAGAD_DELIVERY_ENUM_
+} sagad_delivery_t;
+
+/* Text of a sagad_delivery_t ("delivered", ...); "unknown delivery
+ * status" for other values. Static storage. */
+const char *sagad_delivery_text(int status);
+
 typedef struct sagad_broker_port {
   void *self;
-  /* Produce a copy of key/value to topic, partitioned by key. hdrs (may be
-   * NULL) is taken over on success only. On 0, the engine's
-   * sagad_engine_on_delivery(token, err) runs later exactly once. */
+  /* Produce a copy of key/value and of the headers hdrs (may be NULL; only
+   * borrowed for the call) to topic, partitioned by key. On 0, the
+   * engine's sagad_engine_on_delivery(token, status) runs later exactly
+   * once, status a sagad_delivery_t. */
   int (*produce)(void *self, const char *topic, const void *key,
                  size_t key_len, const void *value, size_t value_len,
-                 rd_kafka_headers_t *hdrs, void *token);
+                 const saga__hdrs_t *hdrs, void *token);
   /* The input is done with: its offset may be committed (in order). */
   void (*ack)(void *self, void *ack);
 } sagad_broker_port_t;

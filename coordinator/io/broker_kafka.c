@@ -12,6 +12,7 @@
 #include "kafka_loop.h"
 #include "log.h"
 #include "shell.h"
+#include "wire_kafka.h"
 
 /* Whether the brokers answer: a metadata request every PROBE_EVERY_MS in
  * libuv's thread pool, bounded by PROBE_TIMEOUT_MS; Kafka counts as up
@@ -55,7 +56,7 @@ static void k_on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
       .key_len = m->key_len,
       .value = m->payload,
       .value_len = m->len,
-      .hdrs = h,
+      .hdrs = saga__kafka_hdr_view(h),
       .ack = ack,
       .received_us = (int64_t)(uv_hrtime() / 1000),
   };
@@ -107,6 +108,31 @@ static void k_on_revoke(saga_kloop_t *kl,
   rebalance(opaque, parts, 0);
 }
 
+sagad_delivery_t sagad_broker_kafka_status(rd_kafka_resp_err_t err) {
+  switch (err) {
+  case RD_KAFKA_RESP_ERR_NO_ERROR:
+    return SAGAD_DELIVERY_OK;
+  case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+  case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    return SAGAD_DELIVERY_TOO_LARGE;
+  case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+  case RD_KAFKA_RESP_ERR__TIMED_OUT:
+  case RD_KAFKA_RESP_ERR__TRANSPORT:
+  case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+  case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+  case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+  case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+  case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+  case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+  case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+  case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+  case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    return SAGAD_DELIVERY_RETRIABLE;
+  default:
+    return SAGAD_DELIVERY_FATAL;
+  }
+}
+
 static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
                           void *msg_opaque, void *opaque) {
   (void)kl;
@@ -115,7 +141,8 @@ static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
     LOG_WARN("could not deliver a message to %s: %s",
              rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
   if (b->engine)
-    sagad_engine_on_delivery(b->engine, msg_opaque, (int)m->err);
+    sagad_engine_on_delivery(b->engine, msg_opaque,
+                             (int)sagad_broker_kafka_status(m->err));
 }
 
 static void k_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
@@ -145,12 +172,19 @@ static void k_on_log(saga_kloop_t *kl, int level, const char *fac,
 
 static int p_produce(void *self, const char *topic, const void *key,
                      size_t key_len, const void *value, size_t value_len,
-                     rd_kafka_headers_t *hdrs, void *token) {
+                     const saga__hdrs_t *hdrs, void *token) {
   sagad_broker_kafka_t *b = self;
   char err[256];
+  rd_kafka_headers_t *h = NULL;
+  if (hdrs && !(h = saga__kafka_hdrs(hdrs))) {
+    LOG_WARN("could not produce to %s: out of memory", topic);
+    return -1;
+  }
   if (saga_kloop_produce(b->kl, topic, RD_KAFKA_PARTITION_UA, key, key_len,
-                         value, value_len, hdrs, token, err, sizeof err)) {
+                         value, value_len, h, token, err, sizeof err)) {
     LOG_WARN("could not produce to %s: %s", topic, err);
+    if (h)
+      rd_kafka_headers_destroy(h);
     return -1;
   }
   return 0;

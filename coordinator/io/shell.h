@@ -42,6 +42,10 @@ int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
 /* The inbox consumer, for the admin endpoint's lag and readiness reads
  * (non-blocking librdkafka calls only); NULL before open. Loop thread. */
 rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b);
+/* The broker port's delivery status of a librdkafka delivery error:
+ * OK, TOO_LARGE (the message exceeds a size limit), RETRIABLE (timed out,
+ * broker unreachable, leader moving, purged at close) or FATAL. */
+sagad_delivery_t sagad_broker_kafka_status(rd_kafka_resp_err_t err);
 /* Whether the brokers answer: a metadata request goes out every second
  * (in libuv's thread pool, bounded by 2 s) and Kafka counts as up while
  * one was answered within the last 4 s and no "all brokers down" error

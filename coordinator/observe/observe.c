@@ -16,6 +16,7 @@
 #include "metrics.h"
 #include "msg_codec.h"
 #include "otlp.h"
+#include "saga/version.h"
 
 /* ---- per-saga observer state (the engine's observer slot) ---------- */
 
@@ -533,6 +534,14 @@ static int register_metrics(sagad_observe_t *o) {
   for (int v = 1; v < NVERDICTS; v++)
     o->anom[v] =
         metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
+  /* The usual build-info gauge: constant 1, the version as a label. */
+  metric_family_t *build = metrics_gauge(
+      m, "saga_build_info", "The running sagad's version (always 1).",
+      "version");
+  metric_t *build_s = build ? metric_series(build, SAGA_VERSION) : NULL;
+  if (!build_s)
+    return -1;
+  metric_set(build_s, 1);
   o->span_sent = metric_series(o->f_spans, "sent");
   o->span_dropped = metric_series(o->f_spans, "dropped");
   metrics_on_collect(m, on_collect, o);
@@ -607,20 +616,19 @@ static void start_timed_out(uv_timer_t *t) {
   st->r = NULL;
 }
 
-static void started(void *arg, int err) {
+static void started(void *arg, int status) {
   start_t *st = arg;
   uv_timer_stop(&st->timer);
   if (!st->r) {
     /* answered 503 already */
-  } else if (err) {
+  } else if (status != SAGAD_DELIVERY_OK) {
     LOG_WARN("POST /sagas/%s?id=%s: could not produce the StartSaga to %s: "
              "%s",
              st->type, st->id, st->o->o.cfg->topic_inbox,
-             rd_kafka_err2str((rd_kafka_resp_err_t)err));
+             sagad_delivery_text(status));
     abuf_t b = ABUF_INIT;
     abuf_printf(&b, "could not produce the StartSaga to %s: %s",
-                st->o->o.cfg->topic_inbox,
-                rd_kafka_err2str((rd_kafka_resp_err_t)err));
+                st->o->o.cfg->topic_inbox, sagad_delivery_text(status));
     admin_http_respond_error(st->r, 503, b.failed ? "broker unavailable"
                                                   : abuf_cstr(&b));
     abuf_free(&b);
@@ -671,7 +679,7 @@ static void produce_start(start_t *st) {
   sagad_observe_t *o = st->o;
   void *buf = NULL;
   size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
+  saga__hdrs_t h;
   char err[256];
   if (sagad_msg_encode_start(st->id, st->type, 0, (const uint8_t *)st->input,
                              st->input_len, st->tp[0] ? st->tp : NULL, &buf,
@@ -686,10 +694,10 @@ static void produce_start(start_t *st) {
   st->timer.data = st;
   uv_timer_start(&st->timer, start_timed_out, START_CONFIRM_MS, 0);
   int rc = sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, st->id,
-                                strlen(st->id), buf, len, h, started, st);
+                                strlen(st->id), buf, len, &h, started, st);
+  saga__hdrs_free(&h);
   free(buf);
   if (rc != 0) {
-    rd_kafka_headers_destroy(h);
     LOG_WARN("POST /sagas/%s?id=%s: could not queue the StartSaga for %s",
              st->type, st->id, o->o.cfg->topic_inbox);
     admin_http_respond_error(st->r, 503,

@@ -19,7 +19,7 @@
 #include "client_test.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define MAX_SEEN 16
 
@@ -165,6 +165,7 @@ static void send_command_with(fixture_t *f, const char *topic,
   c.saga_type = SAGA_MUT("order");
   c.step = SAGA_MUT("reserve");
   c.action = SAGA__V1__ACTION__ACTION_DO;
+  c.action_name = SAGA_MUT("reserve-stock");
   c.attempt = attempt;
   c.idempotency_key = key;
   c.reply_topic = SAGA_MUT(reply_topic);
@@ -197,6 +198,8 @@ static void handler(saga_participant_t *p, const saga_command_t *cmd,
   fixture_t *f = arg;
   f->handler_calls++;
   assert_string_equal(cmd->step, "reserve");
+  /* the definition's action name reaches the handler */
+  assert_string_equal(cmd->action_name, "reserve-stock");
   assert_int_equal(cmd->payload_len, 5);
   assert_string_equal(cmd->meta.correlation_id, "corr-1");
   char effect[160];

@@ -15,7 +15,7 @@
 
 #include "client_test.h"
 #include "kafka_loop.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 typedef struct fix {
   int exited;

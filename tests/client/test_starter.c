@@ -14,7 +14,7 @@
 #include "client_test.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 typedef struct fake {
   uv_thread_t thread;

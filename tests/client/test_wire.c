@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "saga/client.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 static char errbuf[512];
 

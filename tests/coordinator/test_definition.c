@@ -183,10 +183,10 @@ static void test_unknown_key_is_refused_with_the_expected_keys(void **state) {
                     "'timout_ms':5}]}",
                "order.saga.json: steps[0].timout_ms: unknown key, expected "
                "one of name, topic, action, kind, timeout_ms, retry, group, "
-               "compensation, stuck_after_ms, description");
+               "compensation, stuck_after_ms, description, input");
   expect_error("{'name':'o','version':1,'stepz':[]}",
                "order.saga.json: stepz: unknown key, expected one of "
-               "$schema, name, version, description, defaults, steps");
+               "$schema, name, version, description, defaults, steps, output");
 }
 
 static void test_steps_must_be_a_non_empty_bounded_array(void **state) {

@@ -25,7 +25,7 @@
 
 #include "kafka_loop.h"
 #include "test_support.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define MAX_KEYS 65536
 #define BUCKETS 65536 /* hash buckets of the seen and ledger tables */
@@ -57,6 +57,9 @@ struct e2e {
   char dlq_reason[256];
   seen_t *seen;
   size_t nseen, from_record;
+  /* commands whose action_name is not the definition's (write_def: DO
+   * "s<n>", the step's name; COMPENSATE "undo"), and all commands seen */
+  size_t action_mismatches, commands_seen;
   ledger_t *ledger;
   size_t nledger, cledger;
   int *seen_head, *ledger_head; /* BUCKETS each, -1 = empty */
@@ -165,6 +168,12 @@ static void on_command(saga_kloop_t *kl, const rd_kafka_message_t *m,
     if (!strcmp(rd_kafka_topic_name(m->rkt), t->topics[i]))
       step = i;
   int comp = c->action == SAGA__V1__ACTION__ACTION_COMPENSATE;
+  t->commands_seen++;
+  if (strcmp(c->action_name, comp ? "undo" : c->step) != 0) {
+    fprintf(stderr, "participant: command %s carries action_name \"%s\"\n",
+            c->idempotency_key, c->action_name);
+    t->action_mismatches++;
+  }
   ledger_t *l = ledger_of(t, c->saga_id);
   if (step >= 0) {
     l->commands[step]++;
@@ -574,6 +583,8 @@ int e2e_commands(e2e_t *t, const char *id, int step) {
   return ledger_of(t, id)->commands[step];
 }
 size_t e2e_answered_from_record(const e2e_t *t) { return t->from_record; }
+size_t e2e_commands_seen(const e2e_t *t) { return t->commands_seen; }
+size_t e2e_action_mismatches(const e2e_t *t) { return t->action_mismatches; }
 uint32_t e2e_attempts_received(e2e_t *t, const char *id, int step,
                                int compensate) {
   return ledger_of(t, id)->attempts[step][compensate ? 1 : 0];

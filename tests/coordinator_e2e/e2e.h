@@ -87,6 +87,11 @@ int e2e_applied(e2e_t *t, const char *id, int step);
 int e2e_undone(e2e_t *t, const char *id, int step);
 int e2e_commands(e2e_t *t, const char *id, int step);
 size_t e2e_answered_from_record(const e2e_t *t);
+/* Commands the participant received (any saga), and those whose
+ * action_name was not the definition's action (DO: the step's name,
+ * COMPENSATE: "undo"). */
+size_t e2e_commands_seen(const e2e_t *t);
+size_t e2e_action_mismatches(const e2e_t *t);
 /* Attempts of (id, step, DO or COMPENSATE) the participant received: bit
  * a-1 set for attempt a (attempts 1..32). */
 uint32_t e2e_attempts_received(e2e_t *t, const char *id, int step,

@@ -76,6 +76,10 @@ static void test_a_failure_at_step_two_compensates_step_one(void **state) {
   /* The step that failed by its own reply is not compensated. */
   assert_int_equal(e2e_undone(T, "fail2-1", 1), 0);
   assert_int_equal(e2e_commands(T, "fail2-1", 2), 0);
+  /* every command so far named its action: "s1".. for DO, "undo" for the
+   * compensation (docs/protocol.md, Command.action_name) */
+  assert_true(e2e_commands_seen(T) > 0);
+  assert_int_equal(e2e_action_mismatches(T), 0);
 }
 
 static void test_a_timeout_compensates_the_unknown_step(void **state) {

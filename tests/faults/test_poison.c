@@ -17,7 +17,7 @@
 
 #include "faults.h"
 #include "test_support.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 #define NAME "flt_poison"
 #define CEILING 2048

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 static const ProtobufCMessageDescriptor *const types[] = {
     &saga__v1__start_saga__descriptor,

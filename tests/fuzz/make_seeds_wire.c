@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "seeds.h"
-#include "wire.h"
+#include "wire_kafka.h"
 
 
 static void wire_seed(const char *name, uint8_t type_index,

@@ -28,6 +28,7 @@
 #include "admin_http.h"
 #include "e2e.h"
 #include "http_client.h"
+#include "saga/version.h"
 #include "test_support.h"
 
 #define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -237,6 +238,9 @@ static void test_metrics_show_a_completed_saga_and_its_step_latency(void **s) {
   assert_true(atof(react + strlen("\nsagad_reply_to_command_seconds_count "))
               >= 1);
   assert_non_null(strstr(b, "# TYPE kafka_consumer_lag gauge"));
+  /* the version of project() in CMakeLists.txt, as --version says it */
+  assert_non_null(
+      strstr(b, "saga_build_info{version=\"" SAGA_VERSION "\"} 1"));
   free(b);
 }
 

@@ -119,7 +119,8 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
     return 0; /* nothing committed: no state would take it */
   sagad_msg_t msg;
   char err[256];
-  if (sagad_msg_decode(m->value, m->len, m->hdrs, (size_t)1 << 20, &msg, err,
+  saga__hdr_view_t hv = saga__hdr_copy_view(m->hdrs);
+  if (sagad_msg_decode(m->value, m->len, &hv, (size_t)1 << 20, &msg, err,
                        sizeof err) != 0)
     return sim_violation(s, "the simulator's own input for %s does not "
                             "decode: %s",

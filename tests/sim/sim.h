@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <librdkafka/rdkafka.h>
 
 #include "definition.h"
 #include "engine.h"
@@ -140,7 +139,7 @@ typedef struct {
 typedef struct {
   uint8_t *value;
   size_t len;
-  rd_kafka_headers_t *hdrs; /* owned; NULL for garbage */
+  saga__hdr_copy_t *hdrs; /* owned (free()); NULL for garbage */
   int64_t visible_at;
   int kind;      /* SIM_IN_* */
   int saga;      /* index into sim->sagas, -1 = none */
@@ -294,7 +293,7 @@ int32_t sim_partition_of(const char *id);
 /* Append to inbox partition p (value and hdrs taken over), visible after
  * delay ms (never before an earlier message of p). */
 void sim_inbox_put(sim_t *s, int32_t p, int kind, int saga,
-                   rd_kafka_headers_t *hdrs, void *value, size_t len,
+                   saga__hdr_copy_t *hdrs, void *value, size_t len,
                    int64_t delay);
 /* Move partition p to node `to` (consumer position back to the committed
  * offset, new generation). */
@@ -313,8 +312,8 @@ void sim_participants_free(sim_t *s);
 /* ---- sim_wire.c ------------------------------------------------------ */
 struct ProtobufCMessage;
 int sim_wire_encode(const struct ProtobufCMessage *pb, const char *saga_id,
-                    void **buf, size_t *len, rd_kafka_headers_t **h);
-rd_kafka_headers_t *sim_wire_operator_headers(void);
+                    void **buf, size_t *len, saga__hdr_copy_t **h);
+saga__hdr_copy_t *sim_wire_operator_headers(void);
 
 /* ---- invariants.c --------------------------------------------------- */
 /* Each returns 0, or 1 after recording the violation in s->violation. */

@@ -6,6 +6,7 @@
  * notifications, dead letters) with refused produces, failed deliveries
  * and messages lost with a crashed producer. Order is kept within a
  * partition and only there. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,7 @@ static void schedule_fetch(sim_t *s, int32_t p, int64_t at) {
 }
 
 void sim_inbox_put(sim_t *s, int32_t p, int kind, int saga,
-                   rd_kafka_headers_t *hdrs, void *value, size_t len,
+                   saga__hdr_copy_t *hdrs, void *value, size_t len,
                    int64_t delay) {
   sim_part_t *P = &s->parts[p];
   if (P->n == P->cap) {
@@ -79,7 +80,7 @@ void sim_fetch(sim_t *s, int32_t p) {
                         .key_len = strlen(key),
                         .value = m->value,
                         .value_len = m->len,
-                        .hdrs = m->hdrs,
+                        .hdrs = saga__hdr_copy_view(m->hdrs),
                         .ack = token_of(P->gen, p, P->pos)};
     sim_log(s, "node%d takes inbox %d/%lld (%s saga %d)", n->idx, (int)p,
             (long long)P->pos,
@@ -204,8 +205,9 @@ static void take_notification(sim_node_t *n, const void *value, size_t len) {
 
 static int b_produce(void *self, const char *topic, const void *key,
                      size_t key_len, const void *value, size_t value_len,
-                     rd_kafka_headers_t *hdrs, void *token) {
+                     const saga__hdrs_t *hdrs, void *token) {
   (void)key;
+  (void)hdrs; /* only borrowed: nothing keeps them */
   (void)key_len;
   sim_node_t *n = self;
   sim_t *s = n->sim;
@@ -221,12 +223,10 @@ static int b_produce(void *self, const char *topic, const void *key,
       take_command(n, value, value_len, 0);
     return -1;
   }
-  if (hdrs)
-    rd_kafka_headers_destroy(hdrs);
-  int err = 0;
+  int err = SAGAD_DELIVERY_OK;
   if (s->faults_on && sim_chance(&s->rng, 15)) {
     sim_fault(s, SIM_F_DELIVERY_FAIL);
-    err = RD_KAFKA_RESP_ERR__MSG_TIMED_OUT;
+    err = SAGAD_DELIVERY_RETRIABLE;
   }
   if (!is_dlq && !is_notify)
     take_command(n, value, value_len, !err);
@@ -254,8 +254,7 @@ void sim_broker_free(sim_t *s) {
     sim_part_t *P = &s->parts[p];
     for (size_t i = 0; i < P->n; i++) {
       free(P->m[i].value);
-      if (P->m[i].hdrs)
-        rd_kafka_headers_destroy(P->m[i].hdrs);
+      free(P->m[i].hdrs);
     }
     free(P->m);
     free(P->acked);

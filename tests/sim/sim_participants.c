@@ -16,10 +16,10 @@
 #define MUT(s) ((char *)(uintptr_t)(const void *)(s))
 
 static void put(sim_t *s, int i, int kind, const ProtobufCMessage *pb,
-                rd_kafka_headers_t *extra_type, int64_t delay) {
+                saga__hdr_copy_t *extra_type, int64_t delay) {
   void *buf = NULL;
   size_t len = 0;
-  rd_kafka_headers_t *h = extra_type;
+  saga__hdr_copy_t *h = extra_type;
   if (!h) {
     if (sim_wire_encode(pb, s->sagas[i].id, &buf, &len, &h) != 0)
       abort();
@@ -185,7 +185,7 @@ void sim_operator_tick(sim_t *s) {
     m.action = SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY;
     m.reason = MUT("simulated operator");
     m.operator_ = MUT("sim");
-    rd_kafka_headers_t *h = sim_wire_operator_headers();
+    saga__hdr_copy_t *h = sim_wire_operator_headers();
     if (!h)
       abort();
     sim_fault(s, SIM_F_OPERATOR_RETRY);

@@ -10,14 +10,13 @@
  * Exit status: 0 no violation, 1 a violation (its seed and trace printed),
  * 2 usage or set-up error. Output of --seed is the same bytes on every
  * run: nothing in it depends on the real clock or on addresses. */
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "log_sink.h"
 #include "sim.h"
 
 #ifndef SIM_DEFINITIONS_DIR
@@ -50,6 +49,20 @@ void sim_log(sim_t *s, const char *fmt, ...) {
   va_end(ap);
   if (s->opt.verbose)
     printf("%s\n", line);
+}
+
+/* The engine's log sink (--verbose): its records in the trace's stream,
+ * as sagad's text lines without a timestamp. */
+static void engine_log(void *arg, sagad_log_level_t level, const char *saga,
+                       const char *step, const char *msg) {
+  static const char *const names[] = {"error", "warn", "info", "debug"};
+  (void)arg;
+  printf("%-5s ", names[level <= SAGAD_LOG_DEBUG ? level : SAGAD_LOG_DEBUG]);
+  if (saga)
+    printf("saga=%s%s", saga, step ? " " : ": ");
+  if (step)
+    printf("step=%s: ", step);
+  printf("%s\n", msg);
 }
 
 /* ---- coordinator instances -------------------------------------------- */
@@ -399,9 +412,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0); /* engine log lines interleave in order */
-  int devnull = open("/dev/null", O_WRONLY);
-  sagad_log_setup(opt.verbose ? SAGAD_LOG_DEBUG : SAGAD_LOG_ERROR,
-                  SAGAD_LOG_FORMAT_TEXT, false, opt.verbose ? 1 : devnull);
+  sagad_log_sink_t sink = {.write = engine_log};
+  sagad_log_set_sink(opt.verbose ? &sink : NULL,
+                     opt.verbose ? SAGAD_LOG_DEBUG : SAGAD_LOG_ERROR);
   saga_registry_t *reg = saga_registry_new();
   saga_diags_t d = {0};
   size_t loaded = 0;
@@ -475,7 +488,5 @@ int main(int argc, char **argv) {
   }
   free(s);
   saga_registry_free(reg);
-  if (devnull >= 0)
-    close(devnull);
   return rc;
 }

@@ -1,0 +1,519 @@
+"""The participant side of docs/protocol.md, as the C library's
+(client/participant.c) does it:
+
+1. consume the command topics in a consumer group, offsets committed by
+   hand, in offset order per partition;
+2. refuse what does not decode (type header, ceiling, parse, required
+   fields, idempotency key): the message goes to ``<topic>.dlq`` with
+   ``saga-dlq-reason`` and ``saga-dlq-source``, and its offset moves on
+   once the dead letter is delivered;
+3. answer a command whose effect key has a recorded reply that answers its
+   attempt (store.RecordedReply.answers) with that reply, addressed to the
+   command's own attempt, without running the handler;
+4. otherwise run the handler, record effect key -> reply, produce the
+   reply to the command's ``reply_topic``;
+5. commit the command's offset only after the reply's delivery report.
+
+A store or Kafka failure leaves the command unacknowledged: it is
+redelivered after a restart or rebalance, and step 3 makes that safe."""
+
+import collections
+import dataclasses
+import logging
+import queue
+
+from . import _kafka, _pb, wire
+from .store import RecordedReply, StoreError
+from .wire import Action, Outcome, SagaError
+
+log = logging.getLogger("saga_client")
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What a handler answers: SUCCESS with the step's output, FAILURE (a
+    business "no": the saga compensates) or RETRYABLE (transient: the
+    coordinator retries the step), with a human-readable reason."""
+    outcome: Outcome
+    payload: bytes = b""
+    reason: str = ""
+
+    @classmethod
+    def success(cls, payload=b""):
+        """The step is done; payload is its output."""
+        return cls(Outcome.SUCCESS, payload)
+
+    @classmethod
+    def failure(cls, reason, payload=b""):
+        """A business failure: the saga compensates."""
+        return cls(Outcome.FAILURE, payload, reason)
+
+    @classmethod
+    def retryable(cls, reason):
+        """Transient: nothing was applied, the coordinator retries."""
+        return cls(Outcome.RETRYABLE, b"", reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A decoded command, as the handler sees it.
+
+    ``effect_key`` (``<saga_id>/<step>/<DO|COMPENSATE>``) names the effect
+    across attempts: key a business record of the effect by it (see
+    store.record_in_transaction). ``action_name`` is the definition's
+    action name ("charge", "refund") when the command carries one (a newer
+    protocol field), else None."""
+    topic: str
+    partition: int
+    offset: int
+    saga_id: str
+    saga_type: str
+    definition_version: int
+    step: str
+    action: Action
+    action_name: object
+    attempt: int
+    idempotency_key: str
+    effect_key: str
+    deadline_ms: int
+    payload: bytes
+    reply_topic: str
+    correlation_id: str
+    causation_id: str
+    traceparent: str
+
+
+@dataclasses.dataclass
+class Stats:
+    """Counters of a participant's life."""
+    handled: int = 0         # commands handed to a handler
+    duplicates: int = 0      # answered from the store, handler not run
+    replies_acked: int = 0   # replies whose delivery Kafka acknowledged
+    dead_lettered: int = 0   # undecodable commands sent to the dead letters
+    errors: int = 0          # commands left unacknowledged after a failure
+
+
+class _Partition:
+    """Offsets of one assigned partition in consumption order; the commit
+    position moves over the acknowledged prefix only."""
+
+    def __init__(self):
+        self._open = collections.deque()  # [offset, acked]
+        self._by_offset = {}
+        self.position = None  # next offset to commit, once one is acked
+
+    def add(self, offset):
+        entry = [offset, False]
+        self._open.append(entry)
+        self._by_offset[offset] = entry
+
+    def ack(self, offset):
+        """Mark offset acknowledged. Returns the new commit position (the
+        offset after the acknowledged prefix) when it moved, else None."""
+        entry = self._by_offset.get(offset)
+        if entry is None:
+            return None
+        entry[1] = True
+        moved = None
+        while self._open and self._open[0][1]:
+            done = self._open.popleft()
+            del self._by_offset[done[0]]
+            moved = done[0] + 1
+        if moved is not None:
+            self.position = moved
+        return moved
+
+
+class _Job:
+    """One consumed input on its way to an acknowledged reply or dead
+    letter."""
+    __slots__ = ("msg", "part", "pb", "meta", "cmd", "dups")
+
+    def __init__(self, msg, part):
+        self.msg = msg
+        self.part = part
+        self.pb = None
+        self.meta = None
+        self.cmd = None
+        self.dups = []
+
+
+def _source(msg):
+    return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
+
+
+class Participant:
+    """A participant service: handlers per command topic, an effect store,
+    a Kafka consumer group.
+
+    ``store`` is a store.MemoryStore, store.PgStore or any object with
+    their lookup/record methods. ``kafka_config`` holds librdkafka
+    properties for both the consumer and the producer (TLS, SASL, tuning);
+    they win over the library's defaults (manual commits, idempotent
+    producer, ``acks=all``). ``dlq_topic`` replaces ``<topic>.dlq``.
+    ``consumer`` and ``producer`` replace the confluent_kafka clients the
+    participant would make (objects with the same methods: tests).
+
+    Everything runs on the thread that calls poll() or run(); handlers are
+    called there. Raises SagaError(SAGA_EINVAL) for a missing argument and
+    SAGA_EKAFKA when a Kafka client cannot be made."""
+
+    def __init__(self, bootstrap_servers, group_id, store, *,
+                 kafka_config=None, dlq_topic=None,
+                 max_message_bytes=wire.DEFAULT_MAX_MESSAGE_BYTES,
+                 consumer=None, producer=None):
+        if not group_id:
+            raise SagaError("SAGA_EINVAL", "a participant needs a group id")
+        if store is None or not hasattr(store, "lookup") \
+                or not hasattr(store, "record"):
+            raise SagaError("SAGA_EINVAL", "a participant needs an effect "
+                            "store (MemoryStore, PgStore, or an object with "
+                            "lookup and record)")
+        if not bootstrap_servers and (consumer is None or producer is None):
+            raise SagaError("SAGA_EINVAL", "a participant needs Kafka "
+                            "bootstrap servers")
+        self.store = store
+        self.stats = Stats()
+        self._max = max_message_bytes
+        self._dlq_topic = dlq_topic
+        self._handlers = {}
+        self._parts = {}
+        self._inflight = {}  # effect key -> job in a handler
+        self._completions = queue.SimpleQueue()
+        self._started = False
+        self._stopping = False
+        self._closed = False
+        self._Command = _pb.saga_pb2.Command
+        self._Reply = _pb.saga_pb2.Reply
+        if consumer is None or producer is None:
+            made = _kafka.make_clients(
+                bootstrap_servers, {"group.id": group_id,
+                                    "enable.auto.offset.store": False},
+                dict(kafka_config or {}))
+            consumer = consumer or made[0]
+            producer = producer or made[1]
+        self._consumer = consumer
+        self._producer = producer
+
+    # ---- set up --------------------------------------------------------
+
+    def handle(self, topic, handler):
+        """Route the commands of ``topic`` to ``handler(command)``, before
+        the first poll()/run().
+
+        The handler gets a Command and returns a Result, which is recorded
+        and replied; or None, and then calls complete(command, result)
+        later (from any thread) -- until then the command stays
+        unacknowledged, and a command of the same effect key waits for it.
+        A handler that raises lets the exception out of poll()/run():
+        nothing is recorded or replied and the command is redelivered
+        after a restart. Raises SagaError: SAGA_EINVAL (bad topic or
+        handler), SAGA_EEXIST (topic already handled), SAGA_ESTATE
+        (already started)."""
+        if not topic or len(topic.encode()) > wire.MAX_ID or not callable(
+                handler):
+            raise SagaError("SAGA_EINVAL", "handle() needs a topic name of "
+                            f"1 to {wire.MAX_ID} bytes and a callable")
+        if self._started or self._closed:
+            raise SagaError("SAGA_ESTATE", "handlers are registered before "
+                            "the participant starts")
+        if topic in self._handlers:
+            raise SagaError("SAGA_EEXIST", f'topic "{topic}" already has a '
+                            "handler")
+        self._handlers[topic] = handler
+
+    def _start(self):
+        if self._started:
+            return
+        if self._closed:
+            raise SagaError("SAGA_ESTATE", "the participant is closed")
+        if not self._handlers:
+            raise SagaError("SAGA_EINVAL", "no handler registered")
+        try:
+            self._consumer.subscribe(list(self._handlers),
+                                     on_assign=self._on_assign,
+                                     on_revoke=self._on_revoke,
+                                     on_lost=self._on_revoke)
+        except Exception as e:
+            raise SagaError("SAGA_EKAFKA", "could not subscribe to "
+                            f"{', '.join(self._handlers)}: {e}") from e
+        self._started = True
+
+    def _on_assign(self, consumer, partitions):
+        for tp in partitions:
+            self._parts[(tp.topic, tp.partition)] = _Partition()
+
+    def _on_revoke(self, consumer, partitions):
+        # Jobs of a revoked partition may still reply, but their offsets
+        # are no longer ours to commit: they point at the old tracker.
+        for tp in partitions:
+            self._parts.pop((tp.topic, tp.partition), None)
+
+    # ---- the loop --------------------------------------------------------
+
+    def poll(self, timeout=0.05):
+        """One turn: completions handed to complete(), at most one message
+        (waiting up to ``timeout`` seconds for it), delivery reports."""
+        self._start()
+        self._drain_completions()
+        msg = self._consumer.poll(timeout)
+        if msg is not None:
+            self._on_message(msg)
+        self._producer.poll(0)
+        self._drain_completions()
+
+    def run(self):
+        """Poll until stop() is called (for instance from a signal
+        handler). Does not close the participant: close() does."""
+        self._start()
+        while not self._stopping:
+            self.poll(0.05)
+
+    def stop(self):
+        """Make run() return after its current turn. Safe from any thread
+        and from signal handlers."""
+        self._stopping = True
+
+    def complete(self, command, result):
+        """Answer a command whose handler returned None. Safe from any
+        thread; the reply is recorded and produced on the polling thread.
+        Raises SagaError(SAGA_EINVAL) for an argument that is not a
+        Command and a Result."""
+        if not isinstance(command, Command) or not isinstance(result,
+                                                              Result):
+            raise SagaError("SAGA_EINVAL",
+                            "complete() takes a Command and a Result")
+        self._completions.put((command, result))
+
+    def close(self, timeout=10.0):
+        """Stop consuming: deliver the replies in flight (up to timeout
+        seconds), commit what they acknowledged, leave the group. Commands
+        still in handlers are abandoned (redelivered to the next member)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        self._producer.flush(timeout)
+        positions = []
+        if self._started:
+            positions = [_topic_partition(t, p, part.position)
+                         for (t, p), part in self._parts.items()
+                         if part.position is not None]
+        if positions:
+            try:
+                self._consumer.commit(offsets=positions, asynchronous=False)
+            except Exception as e:  # the group may be gone: say so
+                log.warning("saga_client: final offset commit failed "
+                            "(the last commands may be redelivered): %s", e)
+        self._consumer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- intake ----------------------------------------------------------
+
+    def _on_message(self, msg):
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                raise SagaError("SAGA_EKAFKA", f"fatal consumer error: {err}")
+            return
+        topic = msg.topic()
+        if topic not in self._handlers:
+            return  # not ours: leave it unacknowledged
+        key = (topic, msg.partition())
+        part = self._parts.get(key)
+        if part is None:  # consumed before its assignment was reported
+            part = self._parts[key] = _Partition()
+        part.add(msg.offset())
+        job = _Job(msg, part)
+        try:
+            job.pb, job.meta = wire.decode(self._Command, msg.value(),
+                                           msg.headers(), self._max)
+        except SagaError as e:
+            self.stats.dead_lettered += 1
+            self._dead_letter(job, str(e))
+            return
+        job.cmd = self._view(job)
+        try:
+            rec = self.store.lookup(job.cmd.effect_key)
+        except StoreError as e:
+            self._abandon(job, str(e))
+            return
+        if rec is not None and rec.answers(job.cmd.attempt):
+            # A redelivery, or a retry of an applied effect whose reply
+            # came too late: the recorded reply, without running the step.
+            self.stats.duplicates += 1
+            self._reply(job, rec)
+            return
+        self._dispatch(job)
+
+    def _view(self, job):
+        c, m, msg = job.pb, job.meta, job.msg
+        field = c.DESCRIPTOR.fields_by_name.get(wire.ACTION_NAME_FIELD)
+        name = getattr(c, wire.ACTION_NAME_FIELD) if field is not None \
+            else None
+        return Command(
+            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+            saga_id=c.saga_id, saga_type=c.saga_type,
+            definition_version=c.definition_version, step=c.step,
+            action=Action(c.action), action_name=name or None,
+            attempt=c.attempt, idempotency_key=c.idempotency_key,
+            effect_key=wire.effect_key(c.saga_id, c.step, c.action),
+            deadline_ms=c.deadline_ms, payload=bytes(c.payload),
+            reply_topic=c.reply_topic, correlation_id=m.correlation_id,
+            causation_id=m.causation_id, traceparent=m.traceparent)
+
+    def _dispatch(self, job):
+        key = job.cmd.effect_key
+        first = self._inflight.get(key)
+        if first is not None:
+            first.dups.append(job)  # answered when that one is done
+            return
+        self._inflight[key] = job
+        self.stats.handled += 1
+        handler = self._handlers[job.cmd.topic]
+        try:
+            result = handler(job.cmd)
+        except BaseException:
+            self._abandon(job, "the handler raised")
+            raise
+        if result is not None:
+            self._finish(job, result)
+
+    def _drain_completions(self):
+        while True:
+            try:
+                cmd, result = self._completions.get_nowait()
+            except queue.Empty:
+                return
+            job = self._inflight.get(cmd.effect_key)
+            if job is None or job.cmd is not cmd:
+                log.warning("saga_client: complete() for %s ignored: it is "
+                            "not waiting for an answer (already answered, "
+                            "or abandoned)", cmd.idempotency_key)
+                continue
+            self._finish(job, result)
+
+    def _finish(self, job, result):
+        try:
+            outcome = Outcome(result.outcome)
+            payload = bytes(result.payload or b"")
+        except (ValueError, TypeError):
+            self._abandon(job, f"the handler's result {result!r} is not a "
+                          "Result with an outcome SUCCESS, FAILURE or "
+                          "RETRYABLE and bytes")
+            return
+        if len(payload) > self._max:
+            self._abandon(job, f"SAGA_ETOOBIG: the reply payload of "
+                          f"{len(payload)} bytes exceeds the ceiling of "
+                          f"{self._max} bytes")
+            return
+        del self._inflight[job.cmd.effect_key]
+        rec = RecordedReply(outcome, payload, result.reason or "",
+                            job.cmd.attempt)
+        # Record before replying: a crash between the two re-sends the
+        # recorded reply on redelivery instead of running the handler again.
+        try:
+            self.store.record(job.cmd.effect_key, rec)
+        except StoreError as e:
+            self._abandon(job, str(e))
+            return
+        self._reply(job, rec)
+        dups, job.dups = job.dups, []
+        for d in dups:
+            if rec.answers(d.cmd.attempt):
+                self.stats.duplicates += 1
+                self._reply(d, rec)
+            else:
+                self._dispatch(d)
+
+    # ---- output ------------------------------------------------------------
+
+    def _produce(self, job, topic, key, value, headers):
+        """Produce with job's delivery report; raises what produce raises
+        after waiting out a full local queue."""
+        def delivered(err, _msg):
+            self._delivered(job, err)
+        for _ in range(100):
+            try:
+                self._producer.produce(topic, key=key, value=value,
+                                       headers=headers, on_delivery=delivered)
+                return
+            except BufferError:  # the local queue is full: let it drain
+                self._producer.poll(0.1)
+        raise SagaError("SAGA_EKAFKA", "the producer queue stayed full")
+
+    def _reply(self, job, rec):
+        c = job.pb
+        rep = self._Reply(saga_id=c.saga_id, step=c.step, action=c.action,
+                          attempt=c.attempt,
+                          idempotency_key=c.idempotency_key,
+                          outcome=int(rec.outcome), payload=rec.payload,
+                          reason=rec.reason)
+        try:
+            value, headers = wire.encode(
+                rep, correlation_id=job.meta.correlation_id or c.saga_id,
+                causation_id=c.idempotency_key,
+                traceparent=wire.child_traceparent(job.meta.traceparent),
+                max_bytes=self._max)
+            self._produce(job, c.reply_topic, c.saga_id.encode(), value,
+                          headers)
+        except Exception as e:  # SagaError, KafkaException
+            self._abandon(job, f"could not send the reply: {e}")
+
+    def _dead_letter(self, job, reason):
+        m = job.msg
+        headers = list(m.headers() or []) + [
+            (wire.HDR_DLQ_REASON, reason.encode()),
+            (wire.HDR_DLQ_SOURCE, _source(m).encode())]
+        to = self._dlq_topic or f"{m.topic()}.dlq"
+        try:
+            self._produce(job, to, m.key(), m.value(), headers)
+        except Exception:
+            try:  # too big for the broker: keep the headers, drop the value
+                self._produce(job, to, m.key(), None, headers)
+            except Exception as e:
+                self._abandon(job, f"could not dead-letter it to {to} "
+                              f"({reason}): {e}")
+
+    def _delivered(self, job, err):
+        if err is not None:
+            self._abandon(job, f"Kafka did not take the reply: {err}")
+            return
+        if job.cmd is not None:
+            self.stats.replies_acked += 1
+        # The reply (or dead letter) is durable: now the input may go.
+        if self._parts.get((job.msg.topic(), job.msg.partition())) \
+                is not job.part:
+            return  # revoked meanwhile: the next owner answers it again
+        pos = job.part.ack(job.msg.offset())
+        if pos is not None:
+            try:
+                self._consumer.commit(offsets=[_topic_partition(
+                    job.msg.topic(), job.msg.partition(), pos)],
+                    asynchronous=True)
+            except Exception as e:  # the next commit covers it
+                log.warning("saga_client: offset commit failed: %s", e)
+
+    def _abandon(self, job, why):
+        """Leave job's input unacknowledged (redelivered after a restart
+        or rebalance), with the commands queued behind it."""
+        self.stats.errors += 1
+        if job.cmd is not None and \
+                self._inflight.get(job.cmd.effect_key) is job:
+            del self._inflight[job.cmd.effect_key]
+        log.warning("saga_client: command %s left unacknowledged, it is "
+                    "redelivered after a restart or rebalance: %s",
+                    _source(job.msg), why)
+        dups, job.dups = job.dups, []
+        for d in dups:
+            self._abandon(d, f"it waited for {_source(job.msg)}")
+
+
+def _topic_partition(topic, partition, offset):
+    from confluent_kafka import TopicPartition
+    return TopicPartition(topic, partition, offset)

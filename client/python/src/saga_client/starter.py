@@ -1,0 +1,219 @@
+"""The starter side of docs/protocol.md, as the C library's
+(client/starter.c) does it: StartSaga to the inbox (key = saga id), and a
+reader of every partition of the notifications topic from the end it had
+when the starter was made -- without a consumer group, so no join delays
+it and no outcome produced after that is missed."""
+
+import collections
+import dataclasses
+import time
+import uuid
+
+from . import _kafka, _pb, wire
+from .wire import NotificationKind, SagaError
+
+_OUTCOMES_KEPT = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """A saga lifecycle notification. ``kind.is_outcome`` is true for the
+    ends a starter awaits: COMPLETED, COMPENSATED, COMPENSATION_FAILED and
+    REJECTED. ``payload`` is the saga's output on COMPLETED (if any);
+    ``reason`` says why for failures and rejections."""
+    saga_id: str
+    kind: NotificationKind
+    saga_type: str
+    definition_version: int
+    step: str
+    action: int
+    outcome: int
+    payload: bytes
+    reason: str
+    at_ms: int
+    correlation_id: str
+
+
+class Starter:
+    """Starts sagas and awaits their outcomes.
+
+    ``inbox`` and ``notifications`` name the coordinator's topics;
+    ``kafka_config`` holds librdkafka properties for both clients.
+    Construction learns the partitions of the notifications topic and
+    their ends, waiting up to ``setup_timeout`` seconds (the topic may be
+    being created); raises SagaError(SAGA_ETIMEDOUT) naming the topic when
+    it cannot, SAGA_EKAFKA when a Kafka client cannot be made. ``consumer``
+    and ``producer`` replace the confluent_kafka clients it would make
+    (tests). Not thread-safe: use one starter per thread."""
+
+    def __init__(self, bootstrap_servers, *, inbox=wire.DEFAULT_INBOX_TOPIC,
+                 notifications=wire.DEFAULT_NOTIFICATIONS_TOPIC,
+                 kafka_config=None, setup_timeout=10.0,
+                 max_message_bytes=wire.DEFAULT_MAX_MESSAGE_BYTES,
+                 consumer=None, producer=None):
+        if not bootstrap_servers and (consumer is None or producer is None):
+            raise SagaError("SAGA_EINVAL", "a starter needs Kafka bootstrap "
+                            "servers")
+        if consumer is None or producer is None:
+            # librdkafka wants a group.id even to assign by hand; this
+            # reader never joins it and never commits.
+            made = _kafka.make_clients(
+                bootstrap_servers, {"group.id": f"saga-reader-{uuid.uuid4()}",
+                                    "allow.auto.create.topics": True},
+                dict(kafka_config or {}))
+            consumer, producer = consumer or made[0], producer or made[1]
+        self._consumer, self._producer = consumer, producer
+        self.inbox = inbox
+        self.notifications = notifications
+        self._max = max_message_bytes
+        self._outcomes = collections.OrderedDict()
+        self._subscribers = []
+        self._pb = _pb.saga_pb2
+        try:
+            self._assign_at_end(setup_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _assign_at_end(self, timeout):
+        from confluent_kafka import TopicPartition
+        deadline = time.monotonic() + timeout
+        partitions, why = [], "no answer"
+        # A topic being auto-created has no partitions at first: ask again.
+        while not partitions and time.monotonic() < deadline:
+            try:
+                md = self._consumer.list_topics(
+                    self.notifications,
+                    timeout=max(0.1, deadline - time.monotonic()))
+                t = md.topics.get(self.notifications)
+                if t is not None and t.error is None:
+                    partitions = sorted(t.partitions)
+                elif t is not None:
+                    why = str(t.error)
+            except Exception as e:  # KafkaException: timed out, transport
+                why = str(e)
+            if not partitions:
+                time.sleep(0.05)
+        if not partitions:
+            raise SagaError("SAGA_ETIMEDOUT", "could not learn the partitions "
+                            f'of topic "{self.notifications}": {why}')
+        assignment = []
+        for p in partitions:
+            try:
+                _lo, hi = self._consumer.get_watermark_offsets(
+                    TopicPartition(self.notifications, p),
+                    timeout=max(0.1, deadline - time.monotonic()))
+            except Exception as e:
+                raise SagaError("SAGA_EKAFKA", "could not read the end of "
+                                f'"{self.notifications}" partition {p}: '
+                                f"{e}") from e
+            assignment.append(TopicPartition(self.notifications, p, hi))
+        self._consumer.assign(assignment)
+
+    def subscribe(self, callback):
+        """Call ``callback(notification)`` for every notification read
+        (every kind, every saga), from within poll()/wait()."""
+        self._subscribers.append(callback)
+
+    def start(self, saga_type, input=b"", *, saga_id=None,
+              definition_version=None, correlation_id=None, traceparent=None,
+              timeout=10.0):
+        """Produce a StartSaga and wait (up to timeout seconds) for Kafka to
+        acknowledge it. Returns the saga id: ``saga_id`` when given
+        (starting the same id twice starts one saga), else a new UUID.
+        ``input`` is bytes, or a str sent as UTF-8 (JSON by convention);
+        ``definition_version`` None means the newest loaded version.
+        ``correlation_id`` defaults to the saga id, ``traceparent`` to a new
+        trace. Raises SagaError: SAGA_EMISSING / SAGA_ETOOBIG for a bad
+        request, SAGA_EKAFKA when Kafka refused it, SAGA_ETIMEDOUT when no
+        acknowledgement came in time."""
+        saga_id = saga_id or str(uuid.uuid4())
+        if isinstance(input, str):
+            input = input.encode("utf-8")
+        m = self._pb.StartSaga(saga_id=saga_id, saga_type=saga_type or "",
+                               input=bytes(input or b""),
+                               requested_at_ms=int(time.time() * 1000))
+        if definition_version is not None:
+            m.definition_version = int(definition_version)
+        value, headers = wire.encode(
+            m, correlation_id=correlation_id or saga_id,
+            traceparent=traceparent or wire.new_traceparent(),
+            max_bytes=self._max)
+        report = []
+        try:
+            self._producer.produce(self.inbox, key=saga_id.encode(),
+                                   value=value, headers=headers,
+                                   on_delivery=lambda e, _m: report.append(e))
+        except Exception as e:
+            raise SagaError("SAGA_EKAFKA", f'could not start saga "{saga_id}"'
+                            f' of type "{saga_type}": {e}') from e
+        deadline = time.monotonic() + timeout
+        while not report and time.monotonic() < deadline:
+            self._producer.poll(0.05)
+        if not report:
+            raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}": Kafka did '
+                            f"not acknowledge the start within {timeout} s")
+        if report[0] is not None:
+            raise SagaError("SAGA_EKAFKA", f'saga "{saga_id}": the start was '
+                            f"not delivered to {self.inbox}: {report[0]}")
+        return saga_id
+
+    def poll(self, timeout=0.05):
+        """Read at most one notification, waiting up to timeout seconds.
+        Returns it (or None). Outcomes are remembered (the last 4096), so
+        waiting for a saga that already ended still answers."""
+        msg = self._consumer.poll(timeout)
+        if msg is None or msg.error() is not None:
+            return None
+        try:
+            n, meta = wire.decode(self._pb.Notification, msg.value(),
+                                  msg.headers(), self._max)
+        except SagaError:
+            return None  # not ours to dead-letter: the coordinator wrote it
+        note = Notification(
+            saga_id=n.saga_id, kind=NotificationKind(n.kind),
+            saga_type=n.saga_type, definition_version=n.definition_version,
+            step=n.step, action=n.action, outcome=n.outcome,
+            payload=bytes(n.payload), reason=n.reason, at_ms=n.at_ms,
+            correlation_id=meta.correlation_id)
+        if note.kind.is_outcome:
+            self._outcomes[note.saga_id] = note
+            self._outcomes.move_to_end(note.saga_id)
+            while len(self._outcomes) > _OUTCOMES_KEPT:
+                self._outcomes.popitem(last=False)
+        for cb in self._subscribers:
+            cb(note)
+        return note
+
+    def outcome(self, saga_id):
+        """The remembered outcome notification of saga_id, or None."""
+        return self._outcomes.get(saga_id)
+
+    def wait(self, saga_id, timeout):
+        """Wait up to timeout seconds for the saga's outcome; returns the
+        Notification (COMPLETED, COMPENSATED, COMPENSATION_FAILED or
+        REJECTED). Raises SagaError(SAGA_ETIMEDOUT) when none came."""
+        deadline = time.monotonic() + timeout
+        while saga_id not in self._outcomes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}" has no '
+                                f"outcome after {timeout} s")
+            self.poll(min(left, 0.1))
+        return self._outcomes[saga_id]
+
+    def run(self, saga_type, input=b"", *, timeout=30.0, **start_args):
+        """start() then wait(): the saga's outcome Notification. Raises
+        what they raise."""
+        return self.wait(self.start(saga_type, input, **start_args), timeout)
+
+    def close(self):
+        """Flush what is in flight and close both clients."""
+        self._producer.flush(5)
+        self._consumer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

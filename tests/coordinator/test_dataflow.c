@@ -1,0 +1,246 @@
+/* Data flow between steps (core/dataflow.h): the default envelope, the
+ * mappings of docs/definitions.md, what a compensation and the saga's
+ * output carry, byte-for-byte determinism, and the load errors for a
+ * mapping that names an unknown, a later or a same-group step. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dataflow.h"
+
+/* JSON written with single quotes for readability; ' becomes ". */
+static char *dq(const char *s) {
+  char *r = strdup(s);
+  assert_non_null(r);
+  for (char *p = r; *p; p++)
+    if (*p == '\'')
+      *p = '"';
+  return r;
+}
+
+static saga_def_t *load(const char *sq) {
+  char *j = dq(sq);
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  int rc = saga_def_parse(j, strlen(j), "order.json", &def, &d);
+  for (size_t i = 0; i < d.n; i++)
+    fprintf(stderr, "diag: %s\n", d.items[i]);
+  saga_diags_clear(&d);
+  free(j);
+  assert_int_equal(rc, SAGA_CORE_OK);
+  return def;
+}
+
+/* Loading sq fails with exactly the message want among its diagnostics. */
+static void expect_error(const char *sq, const char *want) {
+  char *j = dq(sq);
+  char *w = dq(want);
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  assert_int_equal(saga_def_parse(j, strlen(j), "order.json", &def, &d),
+                   SAGA_CORE_EDEF);
+  int found = 0;
+  for (size_t i = 0; i < d.n; i++)
+    found |= strcmp(d.items[i], w) == 0;
+  if (!found) {
+    for (size_t i = 0; i < d.n; i++)
+      fprintf(stderr, "got:  %s\n", d.items[i]);
+    fprintf(stderr, "want: %s\n", w);
+  }
+  assert_true(found);
+  saga_diags_clear(&d);
+  free(j);
+  free(w);
+}
+
+#define RES                                                                    \
+  "{'name':'reserve','topic':'inv','compensation':{'action':'release'}}"
+#define PAY_MAPPED                                                             \
+  "{'name':'charge','topic':'pay','kind':'pivot','compensation':"              \
+  "{'action':'refund'},'input':{'amount':'/input/total','reservation':"        \
+  "'/steps/reserve/output/id','first_line':'/input/lines/0/sku',"              \
+  "'missing':'/steps/reserve/output/nope','slashed':'/input/a~1b'}}"
+#define SHIP                                                                   \
+  "{'name':'ship','topic':'ship','kind':'retriable','compensation':'none'}"
+
+static const char *INPUT = "{'total':42,'lines':[{'sku':'a-1'}],'a/b':true}";
+
+/* The command payload of step as a string (compared, then freed). */
+static char *command(const saga_def_t *def, uint32_t step, const char *input,
+                     const saga_flow_value_t *outs) {
+  uint8_t *p = NULL;
+  size_t n = 0;
+  assert_int_equal(saga_flow_command(def, step, (const uint8_t *)input,
+                                     strlen(input), outs, &p, &n),
+                   0);
+  char *s = malloc(n + 1);
+  assert_non_null(s);
+  memcpy(s, p, n);
+  s[n] = '\0';
+  free(p);
+  return s;
+}
+
+static void expect_str(char *got, const char *want_sq) {
+  char *w = dq(want_sq);
+  assert_string_equal(got, w);
+  free(w);
+  free(got);
+}
+
+static void test_without_a_mapping_a_step_gets_the_envelope(void **state) {
+  (void)state;
+  saga_def_t *def = load("{'name':'o','version':1,'steps':[" RES
+                         ",{'name':'charge','topic':'pay','kind':'pivot',"
+                         "'compensation':'none'}," SHIP "]}");
+  char *in = dq(INPUT);
+  saga_flow_value_t outs[3] = {
+      {(const uint8_t *)"{\"id\":\"r-7\"}", 12, true},
+      {(const uint8_t *)"{\"charge_id\":\"c-9\"}", 19, true},
+      {NULL, 0, false}};
+  /* the first step: the input and no step yet */
+  expect_str(command(def, 0, in, outs),
+             "{'input':{'total':42,'lines':[{'sku':'a-1'}],'a/b':true},"
+             "'steps':{}}");
+  /* the last: every step before it, in definition order */
+  expect_str(command(def, 2, in, outs),
+             "{'input':{'total':42,'lines':[{'sku':'a-1'}],'a/b':true},"
+             "'steps':{'reserve':{'output':{'id':'r-7'}},"
+             "'charge':{'output':{'charge_id':'c-9'}}}}");
+  free(in);
+  saga_def_free(def);
+}
+
+static void test_a_mapping_picks_fields_of_the_input_and_earlier_outputs(
+    void **state) {
+  (void)state;
+  saga_def_t *def =
+      load("{'name':'o','version':1,'steps':[" RES "," PAY_MAPPED "]}");
+  char *in = dq(INPUT);
+  saga_flow_value_t outs[2] = {
+      {(const uint8_t *)"{\"id\":\"r-7\"}", 12, true}, {NULL, 0, false}};
+  expect_str(command(def, 1, in, outs),
+             "{'amount':42,'reservation':'r-7','first_line':'a-1',"
+             "'missing':null,'slashed':true}");
+  /* the same inputs give the same bytes (a resent command) */
+  char *a = command(def, 1, in, outs);
+  char *b = command(def, 1, in, outs);
+  assert_string_equal(a, b);
+  free(a);
+  free(b);
+  free(in);
+  saga_def_free(def);
+}
+
+static void test_a_compensation_carries_the_command_and_the_output(
+    void **state) {
+  (void)state;
+  saga_def_t *def =
+      load("{'name':'o','version':1,'steps':[" RES "," PAY_MAPPED "]}");
+  char *in = dq(INPUT);
+  saga_flow_value_t outs[2] = {
+      {(const uint8_t *)"{\"id\":\"r-7\"}", 12, true},
+      {(const uint8_t *)"{\"charge_id\":\"c-9\"}", 19, true}};
+  uint8_t *p = NULL;
+  size_t n = 0;
+  assert_int_equal(saga_flow_compensation(def, 1, (const uint8_t *)in,
+                                          strlen(in), outs, &p, &n),
+                   0);
+  char *want = dq("{'command':{'amount':42,'reservation':'r-7','first_line':"
+                  "'a-1','missing':null,'slashed':true},"
+                  "'output':{'charge_id':'c-9'}}");
+  assert_int_equal(n, strlen(want));
+  assert_memory_equal(p, want, n);
+  free(p);
+  free(want);
+  /* a step whose DO never succeeded (its outcome unknown): output null */
+  outs[1].done = false;
+  assert_int_equal(saga_flow_compensation(def, 1, (const uint8_t *)in,
+                                          strlen(in), outs, &p, &n),
+                   0);
+  assert_non_null(memmem(p, n, "\"output\":null", 13));
+  free(p);
+  free(in);
+  saga_def_free(def);
+}
+
+static void test_the_saga_output_and_bytes_that_are_not_json(void **state) {
+  (void)state;
+  saga_def_t *def = load("{'name':'o','version':1,'steps':[" RES ","
+                         "{'name':'charge','topic':'pay','kind':'pivot',"
+                         "'compensation':'none'}],"
+                         "'output':{'charge':'/steps/charge/output',"
+                         "'reservation':'/steps/reserve/output/id'}}");
+  saga_flow_value_t outs[2] = {
+      {(const uint8_t *)"{\"id\":\"r-7\"}", 12, true},
+      {(const uint8_t *)"\x01\x02\xff", 3, true}};
+  uint8_t *p = NULL;
+  size_t n = 0;
+  assert_int_equal(
+      saga_flow_saga_output(def, (const uint8_t *)"", 0, outs, &p, &n), 0);
+  char *want = dq("{'charge':{'$base64':'AQL/'},'reservation':'r-7'}");
+  assert_int_equal(n, strlen(want));
+  assert_memory_equal(p, want, n);
+  free(p);
+  free(want);
+  saga_def_free(def);
+  /* no "output": nothing */
+  def = load("{'name':'o','version':1,'steps':[" RES "]}");
+  assert_int_equal(
+      saga_flow_saga_output(def, (const uint8_t *)"{}", 2, outs, &p, &n), 0);
+  assert_null(p);
+  assert_int_equal(n, 0);
+  saga_def_free(def);
+}
+
+static void test_a_mapping_naming_a_step_not_yet_done_is_a_load_error(
+    void **state) {
+  (void)state;
+  expect_error("{'name':'o','version':1,'steps':[{'name':'reserve','topic':"
+               "'inv','compensation':'none','input':{'x':'/steps/nosuch/"
+               "output'}}]}",
+               "order.json: steps[0].input.x: names the step 'nosuch', "
+               "which the definition does not have");
+  expect_error("{'name':'o','version':1,'steps':[{'name':'reserve','topic':"
+               "'inv','compensation':'none','input':{'x':'/steps/charge/"
+               "output/id'}},{'name':'charge','topic':'pay','kind':'pivot',"
+               "'compensation':'none'}]}",
+               "order.json: steps[0].input.x: names 'charge', a later step: "
+               "it has not replied when this step is sent");
+  expect_error("{'name':'o','version':1,'steps':["
+               "{'name':'a','topic':'t','group':'g','compensation':'none'},"
+               "{'name':'b','topic':'t','group':'g','compensation':'none',"
+               "'input':{'x':'/steps/a/output'}}]}",
+               "order.json: steps[1].input.x: names 'a', a step of the same "
+               "parallel group 'g': it has not replied when this step is "
+               "sent");
+  expect_error("{'name':'o','version':1,'steps':[" RES "],'output':{'x':"
+               "'/steps/reserve/input'}}",
+               "order.json: output.x: must continue '/steps/reserve/output': "
+               "the output is all that is recorded of a step");
+  expect_error("{'name':'o','version':1,'steps':[" RES "],'output':{'x':"
+               "'input/total'}}",
+               "order.json: output.x: must be a JSON Pointer starting with "
+               "'/input' or '/steps/<step>/output', got 'input/total'");
+  expect_error("{'name':'o','version':1,'steps':[" RES "],'output':[]}",
+               "order.json: output: must be an object of fields to JSON "
+               "Pointers, e.g. {'order': '/input/order'}, got an array");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_without_a_mapping_a_step_gets_the_envelope),
+      cmocka_unit_test(
+          test_a_mapping_picks_fields_of_the_input_and_earlier_outputs),
+      cmocka_unit_test(test_a_compensation_carries_the_command_and_the_output),
+      cmocka_unit_test(test_the_saga_output_and_bytes_that_are_not_json),
+      cmocka_unit_test(
+          test_a_mapping_naming_a_step_not_yet_done_is_a_load_error),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,85 @@
+# Fail when a file under one of PURE_DIRS (relative to ROOT) includes one
+# of FORBIDDEN (header file names), directly or through a header of the
+# project it includes (followed recursively). A quoted or angled include is
+# looked up beside the including file, then in every folder of the project
+# that holds headers, then in SEARCH_DIRS; one found nowhere is a system
+# header, checked by name only.
+file(GLOB_RECURSE project_headers RELATIVE ${ROOT}
+     ${ROOT}/*.h)
+set(header_dirs "")
+foreach(h ${project_headers})
+  if(h MATCHES "^(build|\\.run|\\.git|tests|bench|examples|tools|deploy)")
+    continue()
+  endif()
+  get_filename_component(d ${ROOT}/${h} DIRECTORY)
+  list(APPEND header_dirs ${d})
+endforeach()
+list(REMOVE_DUPLICATES header_dirs)
+list(APPEND header_dirs ${SEARCH_DIRS})
+
+set(violations "")
+set(seen "")
+
+# check(<file> <chain>): chain is how the file was reached, for the message.
+function(check file chain)
+  list(FIND seen ${file} i)
+  if(NOT i EQUAL -1)
+    return()
+  endif()
+  list(APPEND seen ${file})
+  set(seen "${seen}" PARENT_SCOPE)
+  file(STRINGS ${file} lines REGEX "^[ \t]*#[ \t]*include")
+  get_filename_component(here ${file} DIRECTORY)
+  foreach(line ${lines})
+    if(NOT line MATCHES "#[ \t]*include[ \t]*[<\"]([^>\"]+)[>\"]")
+      continue()
+    endif()
+    set(inc ${CMAKE_MATCH_1})
+    get_filename_component(name ${inc} NAME)
+    list(FIND FORBIDDEN ${name} f)
+    if(NOT f EQUAL -1)
+      list(APPEND violations "${chain} -> ${inc}")
+      continue()
+    endif()
+    # The folder of the including file wins, as with the compiler; else
+    # every folder holding a header of that path is followed (when two
+    # folders hold one, both must be pure).
+    set(found "")
+    if(EXISTS ${here}/${inc} AND NOT IS_DIRECTORY ${here}/${inc})
+      set(found ${here}/${inc})
+    else()
+      foreach(d ${header_dirs})
+        if(EXISTS ${d}/${inc} AND NOT IS_DIRECTORY ${d}/${inc})
+          list(APPEND found ${d}/${inc})
+        endif()
+      endforeach()
+    endif()
+    foreach(h ${found})
+      file(REAL_PATH ${h} h)
+      file(RELATIVE_PATH shown ${ROOT} ${h})
+      check(${h} "${chain} -> ${shown}")
+    endforeach()
+  endforeach()
+  set(seen "${seen}" PARENT_SCOPE)
+  set(violations "${violations}" PARENT_SCOPE)
+endfunction()
+
+foreach(dir ${PURE_DIRS})
+  file(GLOB_RECURSE files ${ROOT}/${dir}/*.c ${ROOT}/${dir}/*.h)
+  list(SORT files)
+  if(NOT files)
+    message(FATAL_ERROR "no source under ${ROOT}/${dir}: wrong ROOT?")
+  endif()
+  foreach(f ${files})
+    file(RELATIVE_PATH shown ${ROOT} ${f})
+    set(seen "")
+    check(${f} ${shown})
+  endforeach()
+endforeach()
+
+if(violations)
+  list(JOIN violations "\n  " text)
+  message(FATAL_ERROR "the pure folders (${PURE_DIRS}) reach I/O headers "
+          "(docs/internals/layout.md):\n  ${text}")
+endif()
+message(STATUS "no file under ${PURE_DIRS} reaches ${FORBIDDEN}")

@@ -1,0 +1,366 @@
+"""The participant's protocol logic (docs/protocol.md, "What a participant
+must do") against stand-in Kafka clients: de-duplication by effect key,
+record before reply, offsets committed in order after the reply's delivery,
+dead letters with the C library's reasons, the reply's headers."""
+import unittest
+
+
+from fakes import FakeConsumer, FakeMessage, FakeProducer, headers_dict
+from saga_client import (Action, MemoryStore, Outcome, Participant,
+                         RecordedReply, Result, StoreError)
+from saga_client._pb import saga_pb2 as pb
+
+TOPIC = "payment.commands"
+TRACE = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+
+
+def command_msg(offset, saga="o-1", step="charge", action=1, attempt=1,
+                partition=0, payload=b'{"amount":5}', headers=None, cls=None,
+                **fields):
+    c = (cls or pb.Command)(
+        saga_id=saga, step=step, action=action, attempt=attempt,
+        idempotency_key=f"{saga}/{step}/{'DO' if action == 1 else 'COMPENSATE'}"
+                        f"/{attempt}",
+        reply_topic="saga.inbox", payload=payload, **fields)
+    h = headers if headers is not None else [
+        ("saga-message-type", b"saga.v1.Command"), ("saga-id", saga.encode()),
+        ("correlation-id", b"order-9"), ("traceparent", TRACE.encode())]
+    return FakeMessage(TOPIC, partition, offset, c.SerializeToString(), h,
+                       key=saga.encode())
+
+
+class Recorder:
+    """A handler that answers what the test says and logs its calls."""
+
+    def __init__(self, *results):
+        self.results = list(results)
+        self.calls = []
+
+    def __call__(self, cmd):
+        self.calls.append(cmd)
+        return self.results.pop(0) if self.results else Result.success(b"ok")
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.consumer, self.producer = FakeConsumer(), FakeProducer()
+        self.store = MemoryStore()
+        self.p = Participant(None, "payment", self.store,
+                             consumer=self.consumer, producer=self.producer)
+
+    def start(self, handler):
+        self.p.handle(TOPIC, handler)
+        self.p.poll(0)
+        self.consumer.assign_all([(TOPIC, 0), (TOPIC, 1)])
+
+    def feed(self, *msgs):
+        """Deliver msgs, one poll each (delivery reports come in it too)."""
+        self.consumer.inbox.extend(msgs)
+        for _ in msgs:
+            self.p.poll(0)
+
+    def replies(self):
+        return [(pb.Reply.FromString(m["value"]), headers_dict(m["headers"]))
+                for m in self.producer.produced if m["topic"] == "saga.inbox"]
+
+
+class Replies(Base):
+    def test_reply_is_recorded_first_then_produced_then_committed(self):
+        order = []
+        self.producer.before_produce = lambda topic: order.append(
+            ("produce", self.store.lookup("o-1/charge/DO")))
+        h = Recorder(Result.success(b'{"charged":5}'))
+        self.start(h)
+        self.consumer.inbox.append(command_msg(7))
+        # one turn: handler, record, produce; the delivery report comes in
+        # the same turn's producer poll, and only then the commit
+        self.p.poll(0)
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual(order, [("produce", RecordedReply(
+            Outcome.SUCCESS, b'{"charged":5}', "", 1))])
+        self.assertEqual(self.consumer.commits, [(TOPIC, 0, 8)])
+        self.assertEqual(self.p.stats.replies_acked, 1)
+
+    def test_no_commit_before_the_delivery_report(self):
+        self.start(Recorder())
+        self.producer.poll = lambda timeout=0: 0  # reports held back
+        self.feed(command_msg(3))
+        self.assertEqual(len(self.producer.produced), 1)
+        self.assertEqual(self.consumer.commits, [])
+
+    def test_reply_copies_the_command_and_carries_the_headers(self):
+        h = Recorder(Result.failure("card declined"))
+        self.start(h)
+        self.feed(command_msg(0, attempt=2))
+        cmd = h.calls[0]
+        self.assertEqual((cmd.saga_id, cmd.step, cmd.action, cmd.attempt),
+                         ("o-1", "charge", Action.DO, 2))
+        self.assertEqual(cmd.effect_key, "o-1/charge/DO")
+        self.assertEqual(cmd.idempotency_key, "o-1/charge/DO/2")
+        self.assertEqual(cmd.payload, b'{"amount":5}')
+        self.assertIsNone(cmd.action_name)
+        [(rep, hdr)] = self.replies()
+        self.assertEqual((rep.saga_id, rep.step, rep.action, rep.attempt,
+                          rep.idempotency_key, rep.outcome, rep.reason),
+                         ("o-1", "charge", 1, 2, "o-1/charge/DO/2", 2,
+                          "card declined"))
+        self.assertEqual(hdr["saga-message-type"], "saga.v1.Reply")
+        self.assertEqual(hdr["saga-id"], "o-1")
+        self.assertEqual(hdr["correlation-id"], "order-9")
+        self.assertEqual(hdr["causation-id"], "o-1/charge/DO/2")
+        self.assertEqual(hdr["traceparent"][:36], TRACE[:36])
+        self.assertNotEqual(hdr["traceparent"], TRACE)
+        self.assertEqual(self.producer.produced[0]["key"], b"o-1")
+
+    def test_correlation_defaults_to_the_saga_id(self):
+        self.start(Recorder())
+        self.feed(command_msg(0, headers=[("saga-message-type",
+                                           b"saga.v1.Command")]))
+        [(_, hdr)] = self.replies()
+        self.assertEqual(hdr["correlation-id"], "o-1")
+
+    def test_action_name_reaches_the_handler(self):
+        # Command.action_name (field 11): the definition's action
+        h = Recorder()
+        self.start(h)
+        self.feed(command_msg(0, action_name="charge"))
+        self.assertEqual(h.calls[0].action_name, "charge")
+
+
+class Dedup(Base):
+    def test_redelivery_gets_the_recorded_reply_without_the_handler(self):
+        h = Recorder(Result.success(b"first"))
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1))
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual([r.payload for r, _ in self.replies()],
+                         [b"first", b"first"])
+        self.assertEqual(self.p.stats.duplicates, 1)
+        self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
+
+    def test_later_attempt_of_an_applied_effect_gets_it_addressed_to_itself(
+            self):
+        h = Recorder(Result.success(b"charged"))
+        self.start(h)
+        self.feed(command_msg(0, attempt=1), command_msg(1, attempt=2))
+        self.assertEqual(len(h.calls), 1)
+        second, hdr = self.replies()[1]
+        self.assertEqual((second.attempt, second.idempotency_key,
+                          second.payload), (2, "o-1/charge/DO/2", b"charged"))
+        self.assertEqual(hdr["causation-id"], "o-1/charge/DO/2")
+
+    def test_after_retryable_or_failure_a_later_attempt_runs_again(self):
+        for first in (Result.retryable("busy"), Result.failure("no")):
+            with self.subTest(first=first.outcome):
+                self.setUp()
+                h = Recorder(first, Result.success(b"done"))
+                self.start(h)
+                self.feed(command_msg(0, attempt=1), command_msg(1, attempt=2))
+                self.assertEqual([c.attempt for c in h.calls], [1, 2])
+                self.assertEqual(self.store.lookup("o-1/charge/DO"),
+                                 RecordedReply(Outcome.SUCCESS, b"done", "",
+                                               2))
+
+    def test_stale_attempt_after_a_later_one_is_answered_not_run(self):
+        h = Recorder(Result.failure("no"))
+        self.start(h)
+        self.feed(command_msg(0, attempt=2), command_msg(1, attempt=1))
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual(self.replies()[1][0].idempotency_key,
+                         "o-1/charge/DO/1")
+
+    def test_compensate_is_another_effect(self):
+        h = Recorder()
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1, action=2))
+        self.assertEqual([c.effect_key for c in h.calls],
+                         ["o-1/charge/DO", "o-1/charge/COMPENSATE"])
+
+    def test_same_effect_waits_for_the_one_in_the_handler(self):
+        h = Recorder(None)  # the first answers later
+        self.start(h)
+        self.feed(command_msg(0, attempt=1), command_msg(1, attempt=2))
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual(self.producer.produced, [])
+        self.p.complete(h.calls[0], Result.success(b"late"))
+        self.p.poll(0)
+        self.assertEqual([(r.attempt, r.payload) for r, _ in self.replies()],
+                         [(1, b"late"), (2, b"late")])
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
+
+
+class Later(Base):
+    def test_complete_from_another_thread_replies_on_the_polling_thread(self):
+        import threading
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0))
+        replier = threading.Thread(target=self.p.complete, args=(
+            h.calls[0], Result.success(b"from a worker")))
+        replier.start()
+        replier.join()
+        self.assertEqual(self.producer.produced, [])  # not until a poll
+        self.p.poll(0)
+        self.assertEqual([r.payload for r, _ in self.replies()],
+                         [b"from a worker"])
+        self.assertEqual(self.consumer.commits, [(TOPIC, 0, 1)])
+
+    def test_a_second_complete_changes_nothing_and_says_so(self):
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0))
+        self.p.complete(h.calls[0], Result.success(b"one"))
+        self.p.complete(h.calls[0], Result.failure("two"))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            self.p.poll(0)
+        self.assertIn("complete() for o-1/charge/DO/1 ignored", logs.output[0])
+        self.assertEqual([r.payload for r, _ in self.replies()], [b"one"])
+
+    def test_complete_takes_a_command_and_a_result(self):
+        self.start(Recorder())
+        with self.assertRaisesRegex(Exception, "SAGA_EINVAL"):
+            self.p.complete("o-1/charge/DO/1", Result.success())
+
+
+class Offsets(Base):
+    def test_commits_move_in_offset_order_per_partition(self):
+        h = Recorder(None, Result.success(), Result.success())
+        self.start(h)
+        self.feed(command_msg(0, saga="a"), command_msg(1, saga="b"),
+                  command_msg(0, saga="c", partition=1))
+        # b is answered, but a (before it) is not: partition 0 stays;
+        # partition 1 moves on its own
+        self.assertEqual(self.consumer.commits, [(TOPIC, 1, 1)])
+        self.p.complete(h.calls[0], Result.success())
+        self.p.poll(0)
+        self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
+
+    def test_a_failed_delivery_leaves_the_command_unacknowledged(self):
+        self.start(Recorder())
+        self.producer.fail_next = "broker down"
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            self.feed(command_msg(0))
+        self.assertIn("Kafka did not take the reply: broker down",
+                      logs.output[0])
+        self.assertEqual(self.consumer.commits, [])
+        self.assertEqual(self.p.stats.errors, 1)
+
+    def test_a_revoked_partition_is_not_committed(self):
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0))
+        self.consumer.revoke([(TOPIC, 0)])
+        self.p.complete(h.calls[0], Result.success())
+        self.p.poll(0)
+        self.assertEqual(len(self.replies()), 1)  # harmless: a duplicate
+        self.assertEqual(self.consumer.commits, [])
+
+    def test_a_store_failure_replies_nothing_and_counts(self):
+        class Broken(MemoryStore):
+            def record(self, key, reply):
+                raise StoreError("database is down")
+        self.p.store = Broken()
+        self.start(Recorder())
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            self.feed(command_msg(0))
+        self.assertIn("SAGA_ESTORE: database is down", logs.output[0])
+        self.assertEqual(self.producer.produced, [])
+        self.assertEqual(self.consumer.commits, [])
+        self.assertEqual(self.p.stats.errors, 1)
+
+    def test_a_handler_that_raises_stops_the_loop_unacknowledged(self):
+        def boom(cmd):
+            raise RuntimeError("bug")
+        self.start(boom)
+        self.consumer.inbox.append(command_msg(0))
+        with self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(RuntimeError):
+                self.p.poll(0)
+        self.assertEqual(self.producer.produced, [])
+
+
+class DeadLetters(Base):
+    def dead_letter(self, msg):
+        self.start(Recorder())
+        self.feed(msg)
+        [d] = self.producer.produced
+        self.assertEqual(d["topic"], TOPIC + ".dlq")
+        self.assertEqual(d["value"], msg.value())
+        self.assertEqual(d["key"], msg.key())
+        self.assertEqual(self.consumer.commits, [(TOPIC, 0, msg.offset() + 1)])
+        self.assertEqual(self.p.stats.dead_lettered, 1)
+        return headers_dict(d["headers"])
+
+    def test_missing_type_header(self):
+        h = self.dead_letter(command_msg(4, headers=[("x-mine", b"kept")]))
+        self.assertEqual(h["saga-dlq-reason"], 'SAGA_ETYPE: header '
+                         '"saga-message-type" is missing, expected '
+                         '"saga.v1.Command"')
+        self.assertEqual(h["saga-dlq-source"], TOPIC + "/0/4")
+        self.assertEqual(h["x-mine"], "kept")
+
+    def test_undecodable_bytes(self):
+        m = FakeMessage(TOPIC, 0, 0, b"\x0a\x09abc", [("saga-message-type",
+                                                     b"saga.v1.Command")])
+        self.assertEqual(self.dead_letter(m)["saga-dlq-reason"],
+                         "SAGA_EDECODE: saga.v1.Command of 5 bytes could not "
+                         "be decoded (truncated or malformed)")
+
+    def test_too_big(self):
+        self.p._max = 64
+        h = self.dead_letter(command_msg(0, payload=b"x" * 100))
+        self.assertTrue(h["saga-dlq-reason"].startswith(
+            "SAGA_ETOOBIG: saga.v1.Command of "), h["saga-dlq-reason"])
+
+    def test_wrong_idempotency_key(self):
+        m = command_msg(0)
+        c = pb.Command.FromString(m.value())
+        c.idempotency_key = "o-1/charge/DO/9"
+        m._v = c.SerializeToString()
+        self.assertEqual(self.dead_letter(m)["saga-dlq-reason"],
+                         'SAGA_EMISSING: idempotency_key "o-1/charge/DO/9" '
+                         'does not match "o-1/charge/DO/1"')
+
+    def test_own_dlq_topic(self):
+        self.p._dlq_topic = "all.dlq"
+        self.start(Recorder())
+        self.feed(command_msg(0, headers=[]))
+        self.assertEqual(self.producer.produced[0]["topic"], "all.dlq")
+
+
+class Api(unittest.TestCase):
+    def test_arguments_are_checked_with_a_reason(self):
+        c, p = FakeConsumer(), FakeProducer()
+        with self.assertRaisesRegex(Exception, "needs a group id"):
+            Participant(None, "", MemoryStore(), consumer=c, producer=p)
+        with self.assertRaisesRegex(Exception, "needs an effect store"):
+            Participant(None, "g", None, consumer=c, producer=p)
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
+        with self.assertRaisesRegex(Exception, "no handler registered"):
+            part.poll(0)
+        part.handle("t", print)
+        with self.assertRaisesRegex(Exception, 'SAGA_EEXIST: topic "t"'):
+            part.handle("t", print)
+        part.poll(0)
+        with self.assertRaisesRegex(Exception, "SAGA_ESTATE"):
+            part.handle("u", print)
+
+
+class Memory(unittest.TestCase):
+    def test_the_store_rule(self):
+        s = MemoryStore()
+        s.record("k", RecordedReply(Outcome.RETRYABLE, b"", "busy", 1))
+        s.record("k", RecordedReply(Outcome.FAILURE, b"", "no", 2))
+        self.assertEqual(s.lookup("k").outcome, Outcome.FAILURE)
+        s.record("k", RecordedReply(Outcome.SUCCESS, b"", "", 1))  # stale
+        self.assertEqual(s.lookup("k").outcome, Outcome.FAILURE)
+        s.record("k", RecordedReply(Outcome.SUCCESS, b"a", "", 3))
+        s.record("k", RecordedReply(Outcome.FAILURE, b"", "", 4))
+        self.assertEqual(s.lookup("k"), RecordedReply(Outcome.SUCCESS, b"a",
+                                                      "", 3))
+        self.assertIsNone(s.lookup("other"))
+
+
+if __name__ == "__main__":
+    unittest.main()

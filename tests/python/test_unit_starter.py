@@ -1,0 +1,123 @@
+"""The starter's side of docs/protocol.md against stand-in Kafka clients:
+reading the notifications from their end, the StartSaga it sends, the
+outcomes it remembers, and the errors it says."""
+import unittest
+
+from fakes import FakeConsumer, FakeMessage, FakeProducer, headers_dict
+from saga_client import NotificationKind, SagaError, Starter, wire
+from saga_client._pb import saga_pb2 as pb
+
+
+def note(saga, kind, offset=0, **fields):
+    value, headers = wire.encode(pb.Notification(saga_id=saga, kind=kind,
+                                                 **fields),
+                                 correlation_id="corr-" + saga)
+    return FakeMessage("saga.notifications", 0, offset, value, headers)
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.consumer, self.producer = FakeConsumer(), FakeProducer()
+        self.consumer.partitions = {0: 5, 1: 7}
+        self.s = Starter(None, consumer=self.consumer,
+                         producer=self.producer)
+
+
+class Setup(Base):
+    def test_every_partition_is_read_from_its_end(self):
+        self.assertEqual(self.consumer.assigned,
+                         [("saga.notifications", 0, 5),
+                          ("saga.notifications", 1, 7)])
+
+    def test_a_topic_without_partitions_is_named_in_the_error(self):
+        c = FakeConsumer()
+        with self.assertRaises(SagaError) as e:
+            Starter(None, notifications="n.t", setup_timeout=0.2,
+                    consumer=c, producer=FakeProducer())
+        self.assertEqual(e.exception.code, "SAGA_ETIMEDOUT")
+        self.assertIn('could not learn the partitions of topic "n.t"',
+                      str(e.exception))
+        self.assertTrue(c.closed)
+
+
+class Start(Base):
+    def test_start_saga_with_its_headers(self):
+        sid = self.s.start("order", '{"amount":5}', saga_id="o-1",
+                           definition_version=2)
+        self.assertEqual(sid, "o-1")
+        [m] = self.producer.produced
+        self.assertEqual((m["topic"], m["key"]), ("saga.inbox", b"o-1"))
+        msg, meta = wire.decode(pb.StartSaga, m["value"], m["headers"])
+        self.assertEqual((msg.saga_type, msg.input, msg.definition_version),
+                         ("order", b'{"amount":5}', 2))
+        self.assertTrue(msg.HasField("definition_version"))
+        self.assertGreater(msg.requested_at_ms, 0)
+        self.assertEqual(meta.correlation_id, "o-1")
+        self.assertRegex(meta.traceparent, r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
+
+    def test_no_id_gives_a_uuid_and_no_version_means_the_newest(self):
+        sid = self.s.start("order", correlation_id="c-9")
+        self.assertRegex(sid, r"^[0-9a-f-]{36}$")
+        msg, meta = wire.decode(pb.StartSaga, self.producer.produced[0][
+            "value"], self.producer.produced[0]["headers"])
+        self.assertFalse(msg.HasField("definition_version"))
+        self.assertEqual(meta.correlation_id, "c-9")
+
+    def test_errors_say_what_went_wrong(self):
+        with self.assertRaises(SagaError) as e:
+            self.s.start("")
+        self.assertEqual(str(e.exception), "SAGA_EMISSING: saga_type is "
+                         "missing")
+        self.producer.fail_next = "topic authorization failed"
+        with self.assertRaises(SagaError) as e:
+            self.s.start("order", saga_id="o-2")
+        self.assertEqual(str(e.exception), 'SAGA_EKAFKA: saga "o-2": the '
+                         "start was not delivered to saga.inbox: topic "
+                         "authorization failed")
+
+
+class Outcomes(Base):
+    def test_outcomes_are_remembered_and_every_kind_is_seen(self):
+        seen = []
+        self.s.subscribe(seen.append)
+        self.consumer.inbox += [
+            note("o-1", NotificationKind.STEP_DONE, step="charge", action=1,
+                 outcome=2),
+            FakeMessage("saga.notifications", 0, 1, b"junk", []),
+            note("o-1", NotificationKind.COMPENSATED, 2, reason="declined")]
+        n = self.s.wait("o-1", 5)
+        self.assertEqual((n.kind, n.reason, n.correlation_id),
+                         (NotificationKind.COMPENSATED, "declined",
+                          "corr-o-1"))
+        self.assertEqual([(x.kind, x.step, x.outcome) for x in seen],
+                         [(NotificationKind.STEP_DONE, "charge", 2),
+                          (NotificationKind.COMPENSATED, "", 0)])
+        self.assertIs(self.s.wait("o-1", 0), n)  # already known
+
+    def test_the_last_4096_outcomes_are_kept(self):
+        self.consumer.inbox += [note(f"s-{i}", NotificationKind.COMPLETED, i)
+                                for i in range(4097)]
+        while self.consumer.inbox:
+            self.s.poll(0)
+        self.assertIsNone(self.s.outcome("s-0"))
+        self.assertEqual(self.s.outcome("s-4096").kind,
+                         NotificationKind.COMPLETED)
+        self.assertIsNotNone(self.s.outcome("s-1"))
+
+    def test_no_outcome_in_time_says_which_saga(self):
+        with self.assertRaises(SagaError) as e:
+            self.s.wait("o-7", 0.1)
+        self.assertEqual(str(e.exception), 'SAGA_ETIMEDOUT: saga "o-7" has '
+                         "no outcome after 0.1 s")
+
+    def test_run_starts_and_waits(self):
+        self.consumer.inbox.append(note("o-3", NotificationKind.COMPLETED,
+                                        payload=b'{"shipped":true}'))
+        n = self.s.run("order", b"{}", saga_id="o-3", timeout=5)
+        self.assertEqual(n.payload, b'{"shipped":true}')
+        self.assertEqual(headers_dict(self.producer.produced[0]["headers"])[
+            "saga-id"], "o-3")
+
+
+if __name__ == "__main__":
+    unittest.main()

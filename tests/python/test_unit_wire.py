@@ -1,0 +1,176 @@
+"""The wire rules of docs/protocol.md in saga_client.wire: keys, header
+values, the checks and their order, with the C codec's error codes."""
+import unittest
+
+from saga_client import wire
+from saga_client.wire import SagaError
+from saga_client._pb import saga_pb2 as pb
+
+
+def command(**kw):
+    f = dict(saga_id="order-17", step="reserve", action=1, attempt=1,
+             idempotency_key="order-17/reserve/DO/1",
+             reply_topic="saga.inbox", payload=b"{}")
+    f.update(kw)
+    return pb.Command(**f)
+
+
+def cmd_headers(**extra):
+    h = [("saga-message-type", b"saga.v1.Command")]
+    h += [(k.replace("_", "-"), v) for k, v in extra.items()]
+    return h
+
+
+class Keys(unittest.TestCase):
+    def test_idempotency_key_names_the_attempt(self):
+        self.assertEqual(wire.idempotency_key("order-17", "reserve", 1, 1),
+                         "order-17/reserve/DO/1")
+        self.assertEqual(wire.idempotency_key("o", "charge", 2, 3),
+                         "o/charge/COMPENSATE/3")
+
+    def test_effect_key_is_the_same_for_every_attempt(self):
+        self.assertEqual(wire.effect_key("order-17", "reserve", 1),
+                         "order-17/reserve/DO")
+        self.assertEqual(wire.effect_key("o", "charge", wire.Action.COMPENSATE),
+                         "o/charge/COMPENSATE")
+
+    def test_unknown_action_is_refused(self):
+        with self.assertRaises(SagaError) as e:
+            wire.effect_key("o", "s", 0)
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+
+class Headers(unittest.TestCase):
+    def test_last_value_wins_and_absent_is_empty(self):
+        h = [("correlation-id", b"a"), ("correlation-id", b"b")]
+        self.assertEqual(wire.header_value(h, "correlation-id"), "b")
+        self.assertEqual(wire.header_value(h, "traceparent"), "")
+        self.assertEqual(wire.header_value(None, "traceparent"), "")
+
+    def test_bad_values_are_refused_with_the_reason(self):
+        cases = {
+            b"x" * 256: 'header "h" is 256 bytes long, the ceiling is 255',
+            b"a\0b": 'header "h" contains a NUL byte',
+            b"a\nb": 'header "h" contains a control character at byte 1',
+            b"ab\xff": 'header "h" is not valid UTF-8 at byte 2',
+        }
+        for raw, why in cases.items():
+            with self.assertRaises(SagaError) as e:
+                wire.header_value([("h", raw)], "h")
+            self.assertEqual(e.exception.code, "SAGA_EMISSING")
+            self.assertEqual(e.exception.detail, why)
+
+    def test_255_bytes_pass(self):
+        self.assertEqual(wire.header_value([("h", b"y" * 255)], "h"), "y" * 255)
+
+
+class Decode(unittest.TestCase):
+    def decode_error(self, value, headers, max_bytes=1 << 20):
+        with self.assertRaises(SagaError) as e:
+            wire.decode(pb.Command, value, headers, max_bytes)
+        return e.exception
+
+    def test_a_good_command_decodes_with_its_headers(self):
+        msg, meta = wire.decode(pb.Command, command().SerializeToString(),
+                                cmd_headers(correlation_id=b"c-1",
+                                            traceparent=b"00-x"))
+        self.assertEqual(msg.step, "reserve")
+        self.assertEqual(meta.correlation_id, "c-1")
+        self.assertEqual(meta.saga_id, "order-17")  # from the body
+
+    def test_type_header_missing_or_other(self):
+        e = self.decode_error(command().SerializeToString(), [])
+        self.assertEqual(str(e), 'SAGA_ETYPE: header "saga-message-type" is '
+                         'missing, expected "saga.v1.Command"')
+        e = self.decode_error(command().SerializeToString(),
+                              [("saga-message-type", b"saga.v1.Reply")])
+        self.assertEqual(str(e), 'SAGA_ETYPE: header "saga-message-type" is '
+                         '"saga.v1.Reply", expected "saga.v1.Command"')
+
+    def test_type_is_checked_before_size_and_size_before_parse(self):
+        e = self.decode_error(b"\xff" * 100, [], max_bytes=10)
+        self.assertEqual(e.code, "SAGA_ETYPE")
+        e = self.decode_error(b"\xff" * 100, cmd_headers(), max_bytes=10)
+        self.assertEqual(str(e), "SAGA_ETOOBIG: saga.v1.Command of 100 bytes "
+                         "exceeds the ceiling of 10 bytes")
+
+    def test_bytes_that_do_not_parse(self):
+        e = self.decode_error(b"\x0a\x05ab", cmd_headers())
+        self.assertEqual(str(e), "SAGA_EDECODE: saga.v1.Command of 4 bytes "
+                         "could not be decoded (truncated or malformed)")
+
+    def test_required_fields(self):
+        cases = [
+            (command(saga_id=""), "saga_id is missing"),
+            (command(step=""), "step is missing"),
+            (command(saga_id="a/b", idempotency_key="a/b/reserve/DO/1"),
+             "saga_id contains a forbidden character at byte 1"),
+            (command(action=0), "action must be DO or COMPENSATE, got 0"),
+            (command(attempt=0), "attempt must be at least 1"),
+            (command(idempotency_key="order-17/reserve/DO/2"),
+             'idempotency_key "order-17/reserve/DO/2" does not match '
+             '"order-17/reserve/DO/1"'),
+            (command(reply_topic=""), "reply_topic is missing"),
+            (command(step="s" * 256), "step is 256 bytes long, the ceiling "
+             "is 255"),
+        ]
+        for msg, why in cases:
+            e = self.decode_error(msg.SerializeToString(), cmd_headers())
+            self.assertEqual((e.code, e.detail), ("SAGA_EMISSING", why))
+
+    def test_saga_id_header_must_match_the_body(self):
+        e = self.decode_error(command().SerializeToString(),
+                              cmd_headers(saga_id=b"order-18"))
+        self.assertEqual(e.detail, 'header "saga-id" is "order-18" but the '
+                         'message is for saga "order-17"')
+
+    def test_bad_header_is_missing_not_type(self):
+        e = self.decode_error(command().SerializeToString(),
+                              cmd_headers(causation_id=b"\x01"))
+        self.assertEqual(e.code, "SAGA_EMISSING")
+
+
+class Encode(unittest.TestCase):
+    def test_headers_name_type_saga_and_meta(self):
+        rep = pb.Reply(saga_id="o", step="s", action=1, attempt=1,
+                       idempotency_key="o/s/DO/1", outcome=1)
+        value, headers = wire.encode(rep, correlation_id="c",
+                                     causation_id="o/s/DO/1")
+        self.assertEqual(pb.Reply.FromString(value), rep)
+        self.assertEqual(headers, [("saga-message-type", b"saga.v1.Reply"),
+                                   ("saga-id", b"o"), ("correlation-id", b"c"),
+                                   ("causation-id", b"o/s/DO/1")])
+
+    def test_refuses_what_a_receiver_would(self):
+        with self.assertRaises(SagaError) as e:
+            wire.encode(pb.Reply(saga_id="o", step="s", action=1, attempt=1,
+                                 idempotency_key="o/s/DO/1", outcome=0))
+        self.assertEqual(e.exception.detail, "outcome must be SUCCESS, FAILURE"
+                         " or RETRYABLE, got 0")
+        with self.assertRaises(SagaError) as e:
+            wire.encode(pb.StartSaga(saga_id="o", saga_type="t",
+                                     input=b"x" * 100), max_bytes=50)
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        with self.assertRaises(SagaError) as e:
+            wire.encode(pb.StartSaga(saga_id="o", saga_type="t"),
+                        correlation_id="a\tb")
+        self.assertEqual(e.exception.detail, "correlation_id contains a "
+                         "forbidden character at byte 1")
+
+
+class Trace(unittest.TestCase):
+    def test_child_keeps_the_trace_and_flags_with_a_new_span(self):
+        parent = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+        child = wire.child_traceparent(parent)
+        self.assertEqual(len(child), 55)
+        self.assertEqual(child[:36], parent[:36])
+        self.assertEqual(child[52:], "-01")
+        self.assertNotEqual(child[36:52], "b" * 16)
+
+    def test_no_parent_gives_a_new_trace(self):
+        t = wire.child_traceparent("")
+        self.assertRegex(t, r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
+
+
+if __name__ == "__main__":
+    unittest.main()

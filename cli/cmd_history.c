@@ -275,7 +275,7 @@ static int replay_record(void *arg, int64_t version,
                st->def_name, st->def_version);
       return 0;
     }
-    r->saga = malloc(sm_size(def));
+    r->saga = malloc(sm_size(def, strlen(r->id)));
     if (r->saga == NULL) {
       cli_fail(CLI_EXIT_FAIL, "out of memory");
       return -1;

@@ -15,8 +15,9 @@
 
 #include "cli_cmds.h"
 
-/* The coordinator keeps saga ids of at most 63 bytes (saga_machine.h). */
-#define START_ID_MAX 63
+/* One saga id ceiling everywhere (docs/protocol.md): the coordinator,
+ * the client library and sagactl refuse a longer id, never cut it. */
+#define START_ID_MAX SAGA_MAX_ID
 
 /* Read --input: inline JSON text, or @file, @- for stdin, at most max
  * bytes. Returns CLI_EXIT_OK with a malloc'd NUL-terminated *out. */
@@ -83,10 +84,12 @@ static int check_json(const char *text, size_t len, const char *what) {
 
 static int check_id(const char *id) {
   size_t n = strlen(id);
-  if (n == 0 || n > START_ID_MAX)
+  if (n == 0)
+    return cli_fail(CLI_EXIT_USAGE, "--id: saga_id is missing");
+  if (n > START_ID_MAX)
     return cli_fail(CLI_EXIT_USAGE,
-                    "--id: a saga id has 1 to %d bytes, got %zu", START_ID_MAX,
-                    n);
+                    "--id: saga_id is %zu bytes long, the ceiling is %d", n,
+                    START_ID_MAX);
   for (size_t i = 0; i < n; i++)
     if ((unsigned char)id[i] <= ' ' || id[i] == 0x7f)
       return cli_fail(CLI_EXIT_USAGE,
@@ -101,9 +104,9 @@ typedef struct run {
   int started, start_err;
   int awaited, await_err;
   saga_notification_kind_t kind;
-  char reason[256];
+  char reason[1024]; /* a REJECTED reason names a type of up to 255 bytes */
   int timed_out, closed;
-  char id[128];
+  char id[SAGA_MAX_ID + 1];
 } run_t;
 
 static void on_started(saga_starter_t *s, int err, const char *saga_id,

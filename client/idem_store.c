@@ -139,6 +139,15 @@ int saga_idem_store_memory(saga_idem_store_t *out) {
 
 /* ---- PostgreSQL ---- */
 
+/* The library never logs, and PostgreSQL answers "IF NOT EXISTS" on an
+ * existing table or column with a NOTICE that libpq prints on stderr: so
+ * look first, and run only the DDL that has work to do. */
+static const char exists_sql[] =
+    "SELECT t.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute a"
+    " WHERE a.attrelid = t.oid AND a.attname = 'attempt'"
+    " AND NOT a.attisdropped)"
+    " FROM (SELECT to_regclass('saga_idempotency') AS oid) t";
+
 static const char create_sql[] =
     "CREATE TABLE IF NOT EXISTS saga_idempotency ("
     " key text PRIMARY KEY,"
@@ -146,8 +155,10 @@ static const char create_sql[] =
     " payload bytea NOT NULL DEFAULT ''::bytea,"
     " reason text,"
     " recorded_at timestamptz NOT NULL DEFAULT now(),"
-    " attempt integer NOT NULL DEFAULT 0);"
-    /* a table made before replies were recorded by effect and attempt */
+    " attempt integer NOT NULL DEFAULT 0)";
+
+/* a table made before replies were recorded by effect and attempt */
+static const char upgrade_sql[] =
     "ALTER TABLE saga_idempotency"
     " ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0";
 
@@ -246,15 +257,32 @@ int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
   if (!pgconn || !out || PQstatus(pgconn) != CONNECTION_OK)
     return pg_fail(errbuf, errlen, "idempotency store needs an open "
                                    "PostgreSQL connection");
-  PGresult *r = PQexec(pgconn, create_sql);
-  int rc = 0;
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = pg_fail(errbuf, errlen,
-                 "could not create table \"saga_idempotency\": %s",
-                 PQerrorMessage(pgconn));
-  PQclear(r);
-  if (rc)
+  PGresult *r = PQexec(pgconn, exists_sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+    int rc = pg_fail(errbuf, errlen,
+                     "could not look for table \"saga_idempotency\": %s",
+                     PQerrorMessage(pgconn));
+    PQclear(r);
     return rc;
+  }
+  int have_table = PQgetvalue(r, 0, 0)[0] == 't';
+  int have_attempt = PQgetvalue(r, 0, 1)[0] == 't';
+  PQclear(r);
+  const char *ddl = !have_table     ? create_sql
+                    : !have_attempt ? upgrade_sql
+                                    : NULL;
+  if (ddl) {
+    r = PQexec(pgconn, ddl);
+    int rc = 0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = pg_fail(errbuf, errlen,
+                   "could not %s table \"saga_idempotency\": %s",
+                   ddl == create_sql ? "create" : "upgrade",
+                   PQerrorMessage(pgconn));
+    PQclear(r);
+    if (rc)
+      return rc;
+  }
   *out = (saga_idem_store_t){
       .ctx = pgconn, .lookup = pg_lookup, .record = pg_record, .destroy = NULL};
   return 0;

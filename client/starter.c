@@ -292,6 +292,9 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
                        void *arg) {
   if (!s || !req || !req->saga_type || !cb || s->closing)
     return SAGA_EINVAL;
+  /* Never cut an id: a cut one would start another saga. */
+  if (req->saga_id && strlen(req->saga_id) > SAGA_WIRE_MAX_ID)
+    return SAGA_ETOOBIG;
   start_job_t *j = calloc(1, sizeof *j);
   if (!j)
     return SAGA_ENOMEM;
@@ -330,6 +333,12 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   if (rc) {
     free(j);
     return rc;
+  }
+  if (saga_id_out && id_len && strlen(j->saga_id) >= id_len) {
+    rd_kafka_headers_destroy(h);
+    free(buf);
+    free(j);
+    return SAGA_ETOOBIG; /* the caller could not learn the id */
   }
   if (saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA, j->saga_id,
                          strlen(j->saga_id), buf, len, h, j, NULL, 0) != 0) {

@@ -20,6 +20,24 @@ typedef struct {
   char reason[SM_MAX_OUT][SAGA_CODEC_MAX_REASON + 1];
 } view_t;
 
+/* A reason cut at SAGA_CODEC_MAX_REASON bytes may end inside a UTF-8
+ * sequence: drop that partial character, so the stored text stays valid
+ * UTF-8 (the history and the admin API show it as JSON text). */
+static void cut_at_char(char *s) {
+  size_t n = strlen(s);
+  if (n < SAGA_CODEC_MAX_REASON)
+    return;
+  size_t k = n;
+  while (k > 0 && ((unsigned char)s[k - 1] & 0xC0) == 0x80)
+    k--;
+  if (k > 0 && ((unsigned char)s[k - 1] & 0x80)) {
+    unsigned char lead = (unsigned char)s[k - 1];
+    size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (n - (k - 1) < want)
+      s[k - 1] = '\0';
+  }
+}
+
 static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
   if (ev == NULL || n == 0 || n > SM_MAX_OUT)
     return SAGA_CORE_EINVAL;
@@ -45,8 +63,11 @@ static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
     p->payload.len = e->payload ? e->payload_len : 0;
     if (e->reason != NULL) {
       snprintf(v->reason[i], sizeof v->reason[i], "%s", e->reason);
+      cut_at_char(v->reason[i]);
       p->reason = v->reason[i];
     }
+    if (e->correlation_id != NULL)
+      p->correlation_id = (char *)(uintptr_t)e->correlation_id;
   }
   return SAGA_CORE_OK;
 }
@@ -91,6 +112,8 @@ static bool valid(const Saga__V1__SagaEvent *p) {
   if (p->type == SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_STARTED &&
       (p->definition == NULL || p->definition[0] == '\0'))
     return false;
+  if (p->correlation_id != NULL && strlen(p->correlation_id) > SM_ID_MAX)
+    return false;
   return true;
 }
 
@@ -123,6 +146,8 @@ int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec) {
     e->payload = p->payload.len ? p->payload.data : NULL;
     e->payload_len = p->payload.len;
     e->reason = p->reason && p->reason[0] ? p->reason : NULL;
+    e->correlation_id =
+        p->correlation_id && p->correlation_id[0] ? p->correlation_id : NULL;
   }
   rec->pb = tx;
   rec->n = tx->n_events;

@@ -40,8 +40,22 @@ SM_NAME_FN_(sm_verdict_name, sm_verdict_t, SM_VERDICT_LIST)
 
 /* ---- state ---- */
 
-size_t sm_size(const saga_def_t *def) {
-  return sizeof(sm_t) + def->nsteps * sizeof(sm_step_state_t);
+size_t sm_size(const saga_def_t *def, size_t id_len) {
+  return sizeof(sm_t) + def->nsteps * sizeof(sm_step_state_t) + id_len + 1;
+}
+
+size_t sm_bytes(const sm_t *saga) {
+  return sizeof(sm_t) + saga->nsteps * sizeof(sm_step_state_t) +
+         saga->id_len + 1;
+}
+
+static char *id_slot(sm_t *saga) {
+  return (char *)(saga->steps + saga->nsteps);
+}
+
+void sm_copy(sm_t *dst, const sm_t *src) {
+  memcpy(dst, src, sm_bytes(src));
+  dst->id = id_slot(dst);
 }
 
 int sm_init(sm_t *saga, const char *id, const saga_def_t *def) {
@@ -51,11 +65,12 @@ int sm_init(sm_t *saga, const char *id, const saga_def_t *def) {
   size_t n = strlen(id);
   if (n == 0 || n > SM_ID_MAX)
     return SAGA_CORE_EINVAL;
-  memset(saga, 0, sm_size(def));
+  memset(saga, 0, sm_size(def, n));
   saga->def = def;
   saga->nsteps = (uint8_t)def->nsteps;
   saga->id_len = (uint8_t)n;
-  memcpy(saga->id, id, n);
+  memcpy(id_slot(saga), id, n);
+  saga->id = id_slot(saga);
   return SAGA_CORE_OK;
 }
 
@@ -479,7 +494,8 @@ int sm_step(sm_t *saga, const sm_input_t *in, int64_t now,
                               .def_name = saga->def->name,
                               .def_version = saga->def->version,
                               .payload = in->payload,
-                              .payload_len = in->payload_len});
+                              .payload_len = in->payload_len,
+                              .correlation_id = in->correlation_id});
       notify(&r, SM_NOTIFY_STARTED, 0, SM_DO, SM_OUTCOME_SUCCESS);
       dispatch_block(&r, 0);
       v = SM_V_APPLIED;

@@ -15,7 +15,10 @@
 #include "core_error.h"
 #include "definition.h"
 
-#define SM_ID_MAX 63 /* bytes of a saga id, without the NUL */
+/* Bytes of a saga id, without the NUL: the wire's and the event store's
+ * ceiling (SAGA_WIRE_MAX_ID, ES_MAX_STREAM_ID), so every component takes
+ * the same ids. A saga stores its id after its steps, sized by the id. */
+#define SM_ID_MAX 255
 /* Upper bound of events and effects one transition produces. */
 #define SM_MAX_OUT (3 * SAGA_DEF_MAX_STEPS + 8)
 
@@ -89,9 +92,10 @@ typedef struct {
                           (BACKOFF); 0 = none */
 } sm_step_state_t;
 
-/* One in-flight saga: about 112 bytes + 16 per step, allocated by the
- * caller with sm_size(def). It points at its definition (pinned
- * version), never copies it. */
+/* One in-flight saga: 48 bytes + 16 per step + the id and its NUL,
+ * allocated by the caller with sm_size(def, id_len). It points at its
+ * definition (pinned version), never copies it. `id` points into the same
+ * allocation, after steps[]: copy a saga with sm_copy, not memcpy. */
 typedef struct {
   const saga_def_t *def;
   int64_t started_ms;
@@ -102,15 +106,16 @@ typedef struct {
   uint8_t cursor;      /* first step of the forward block in progress */
   uint8_t nsteps;
   uint16_t seq;        /* completion counter, for step order */
-  uint8_t id_len;
-  char id[SM_ID_MAX + 1];
+  uint8_t id_len;      /* 1..SM_ID_MAX */
+  const char *id;      /* NUL-terminated, stored after steps[] */
   sm_step_state_t steps[];
 } sm_t;
 
 /* Events: the persisted facts. Pointers are borrowed (from the input or a
  * decoded record) and valid until the next machine call. */
 #define SM_EVENT_TYPE_LIST(X)                                                  \
-  X(STARTED, 1, "Started")         /* def_name, def_version, payload=input */ \
+  X(STARTED, 1, "Started")         /* def_name, def_version, payload=input, \
+                                      correlation_id */                       \
   X(DISPATCHED, 2, "Dispatched")   /* step, action, attempt, until=deadline */\
   X(SUCCEEDED, 3, "Succeeded")     /* step, action, attempt, payload=output */\
   X(ATTEMPT_FAILED, 4, "AttemptFailed") /* step, action, attempt, outcome,   \
@@ -140,6 +145,10 @@ typedef struct {
   const uint8_t *payload;
   size_t payload_len;
   const char *reason;  /* NUL-terminated or NULL */
+  const char *correlation_id; /* Started: the starter's correlation-id when
+                                 it is not the saga id, else NULL; kept for
+                                 the shell (later messages carry it), not
+                                 part of the machine's state */
 } sm_event_t;
 
 /* Effects: what the shell does after the events are durable. */
@@ -177,7 +186,7 @@ typedef struct {
 
 /* Inputs. */
 typedef enum {
-  SM_IN_START = 1,   /* payload = the saga's input */
+  SM_IN_START = 1,   /* payload = the saga's input, correlation_id */
   SM_IN_REPLY = 2,   /* step, action, attempt, outcome, payload, reason */
   SM_IN_TIMER = 3,   /* step, action, attempt, timer (from SM_FX_TIMER) */
   SM_IN_OPERATOR_RETRY = 4,   /* retry a compensation-failed saga */
@@ -194,6 +203,7 @@ typedef struct {
   const uint8_t *payload;
   size_t payload_len;
   const char *reason;
+  const char *correlation_id; /* START: recorded in Started; NULL = none */
 } sm_input_t;
 
 /* How an input was taken: everything but APPLIED changed nothing and is an
@@ -237,12 +247,18 @@ typedef struct {
 /* Next value in [0, 1). */
 double sm_rng_next(sm_rng_t *rng);
 
-/* Bytes to allocate for a saga of def. */
-size_t sm_size(const saga_def_t *def);
+/* Bytes to allocate for a saga of def whose id has id_len bytes. */
+size_t sm_size(const saga_def_t *def, size_t id_len);
 
-/* Initialise mem (sm_size(def) bytes, any content) as a NEW saga with
- * this id (1..SM_ID_MAX bytes). def is borrowed and must outlive the
- * saga. Errors: SAGA_CORE_EINVAL. */
+/* Bytes a saga occupies (sm_size of its definition and id). */
+size_t sm_bytes(const sm_t *saga);
+
+/* Copy src into dst (sm_bytes(src) bytes), its id included. */
+void sm_copy(sm_t *dst, const sm_t *src);
+
+/* Initialise mem (sm_size(def, strlen(id)) bytes, any content) as a NEW
+ * saga with this id (1..SM_ID_MAX bytes). def is borrowed and must
+ * outlive the saga. Errors: SAGA_CORE_EINVAL. */
 int sm_init(sm_t *saga, const char *id, const saga_def_t *def);
 
 /* Take one input at time now (ms, the clock port's time). Decides the

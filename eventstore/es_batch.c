@@ -5,6 +5,7 @@
  * metadata). A batch of several streams is sent as one statement per round
  * (es__batch_plan): its arrays are the streams' arrays concatenated, so
  * executing still copies bytes and encodes nothing per event. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -388,6 +389,52 @@ int es_batch_add_statement(es_batch_t *b, const char *sql, int nparams,
 nomem:
   free_stmt(s);
   return ES_ERR_NOMEM;
+}
+
+/* A checkpoint advance as text parameters: of a subscription (group 0:
+ * ES__CKPT_SAVE_SQL) or of a group member's buckets (ES__GROUP_ACK_SQL).
+ * Returns the statement's index or an error with b->msg set. */
+static int add_ckpt(es_batch_t *b, int group, const char *name, int member,
+                    int members, es_pos_t pos) {
+  if (!b)
+    return ES_ERR_INVALID;
+  int rc = es__check_sub_name(group ? "group name" : "subscription name",
+                              name, b->msg, sizeof b->msg);
+  if (rc)
+    return rc;
+  if (pos.pos < 0 || members < 1 || members > ES_GROUP_BUCKETS ||
+      member < 0 || member >= members) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "checkpoint of \"%s\": the position must not be negative,"
+                " members 1 to %d and member 0 to members - 1",
+                name, ES_GROUP_BUCKETS);
+    return ES_ERR_INVALID;
+  }
+  char tx[24], gp[24], m[16], n[16];
+  snprintf(tx, sizeof tx, "%llu", (unsigned long long)pos.tx);
+  snprintf(gp, sizeof gp, "%lld", (long long)pos.pos);
+  snprintf(m, sizeof m, "%d", member);
+  snprintf(n, sizeof n, "%d", members);
+  const char *by_group[5] = {name, m, n, tx, gp}, *one[3] = {name, tx, gp};
+  return group ? es_batch_add_statement(b, ES__GROUP_ACK_SQL, 5, by_group)
+               : es_batch_add_statement(b, ES__CKPT_SAVE_SQL, 3, one);
+}
+
+int es_batch_add_checkpoint(es_batch_t *b, const char *name, es_pos_t pos) {
+  return add_ckpt(b, 0, name, 0, 1, pos);
+}
+
+int es_batch_add_checkpoint_reset(es_batch_t *b, const char *name) {
+  if (!b)
+    return ES_ERR_INVALID;
+  int rc = es__check_sub_name("subscription name", name, b->msg,
+                              sizeof b->msg);
+  return rc ? rc : es_batch_add_statement(b, ES__CKPT_RESET_SQL, 1, &name);
+}
+
+int es_batch_add_group_ack(es_batch_t *b, const char *group, int member,
+                           int members, es_pos_t pos) {
+  return add_ckpt(b, 1, group, member, members, pos);
 }
 
 /* ---- the multi-stream statement ---- */

@@ -114,6 +114,11 @@ typedef enum {
   ES__OP_READ_ALL,
   ES__OP_SNAP_SAVE,
   ES__OP_SNAP_LOAD,
+  ES__OP_ROLL, /* es_roll_forward(): min events in from_version, lock wait
+                  in max; the era comes back in from_version */
+  ES__OP_READ_GROUP, /* a consumer group member's page: group name in
+                        stream_id, member and members */
+  ES__OP_CKPT_LOAD,  /* a named checkpoint (stream_id) into from */
 } es__op_kind_t;
 
 typedef enum {
@@ -129,6 +134,8 @@ typedef enum {
   ES__R_COMMIT,
   ES__R_READ,
   ES__R_SNAP,
+  ES__R_ROLL,
+  ES__R_CKPT,
 } es__rkind_t;
 
 typedef struct {
@@ -163,6 +170,7 @@ typedef struct es__op {
   char *category;
   char *type;
   size_t max;
+  int member, members; /* consumer group reads */
   /* snapshot */
   es__buf_t snap;
   /* result tracking */
@@ -211,6 +219,27 @@ int es__op_read_stream(es__op_t *op, const char *stream_id, int64_t from,
                        size_t max);
 int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
                     size_t max);
+int es__op_read_group(es__op_t *op, const char *group, const char *category,
+                      int member, int members, size_t max);
+/* Check a subscription or group name; sets msg on failure. */
+int es__check_sub_name(const char *what, const char *name, char *msg,
+                       size_t msglen);
+
+/* Statements that advance checkpoints (text parameters: name, tx, pos for
+ * a subscription; name, member, members, tx, pos for a group). */
+#define ES__CKPT_UPSERT                                                       \
+  " ON CONFLICT (name, bucket) DO UPDATE SET tx_id = EXCLUDED.tx_id,"         \
+  " global_position = EXCLUDED.global_position, updated_at = now()"           \
+  " WHERE (s.tx_id, s.global_position)"                                       \
+  " < (EXCLUDED.tx_id, EXCLUDED.global_position)"
+#define ES__CKPT_SAVE_SQL                                                     \
+  "INSERT INTO es_subscriptions AS s (name, bucket, tx_id, global_position)"  \
+  " VALUES ($1, -1, $2::xid8, $3::int8)" ES__CKPT_UPSERT
+#define ES__CKPT_RESET_SQL "DELETE FROM es_subscriptions WHERE name = $1"
+#define ES__GROUP_ACK_SQL                                                     \
+  "INSERT INTO es_subscriptions AS s (name, bucket, tx_id, global_position)"  \
+  " SELECT $1, b, $4::xid8, $5::int8 FROM generate_series(0, 63) AS b"        \
+  " WHERE b % $3::int = $2::int" ES__CKPT_UPSERT
 /* Map a failed result or lost connection to a code. */
 int es__map_error(PGconn *c, const PGresult *r);
 

@@ -30,8 +30,19 @@ static int exec_ok(PGconn *c, const char *sql, char *errbuf, size_t errlen,
 
 int es_migrate(const char *conninfo, int *version, char *errbuf,
                size_t errlen) {
+  return es_migrate_to(conninfo, es_schema_version(), version, errbuf, errlen);
+}
+
+int es_migrate_to(const char *conninfo, int target, int *version,
+                  char *errbuf, size_t errlen) {
   if (!conninfo) {
     es__set_msg(errbuf, errlen, "conninfo is required");
+    return ES_ERR_INVALID;
+  }
+  if (target < 1 || target > es_schema_version()) {
+    es__set_msg(errbuf, errlen,
+                "schema version %d is not one of this library's (1 to %d)",
+                target, es_schema_version());
     return ES_ERR_INVALID;
   }
   PGconn *c = PQconnectdb(conninfo);
@@ -72,7 +83,7 @@ int es_migrate(const char *conninfo, int *version, char *errbuf,
   }
   for (size_t i = 0; i < es__n_migrations && !rc; i++) {
     const es__migration_t *m = &es__migrations[i];
-    if (m->version <= have)
+    if (m->version <= have || m->version > target)
       continue;
     char what[128], rec[160];
     snprintf(what, sizeof what, "migration %s failed", m->name);

@@ -13,14 +13,20 @@ enum { O_UUID = 2950, O_JSONB = 3802 };
 enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
 enum { O_INT8A = 1016 };
 
+/* The era every append writes: read once per statement (an uncorrelated
+ * subquery), after the statement has locked es_events, so an append never
+ * straddles an era switch (es_roll_forward waits for it). */
+#define ERA_SQL "(SELECT era FROM es_era)"
+
 #define APPEND_SQL(extra)                                                     \
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
   " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
   " dup AS (SELECT count(*) AS n, count(*) FILTER (WHERE stream_id = $1)"     \
   " AS mine FROM es_events WHERE event_id = ANY($3)),"                        \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
-  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
-  " SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"            \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
+  " era) SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m, "     \
+  ERA_SQL                                                                     \
   " FROM cur, dup, unnest($3, $4, $5, $6, $7, $8, $9) WITH ORDINALITY"        \
   " AS u(id, t, d, c, k, tp, m, ord)"                                         \
   " WHERE dup.n = 0 AND ($2 < 0 OR cur.v = $2) ORDER BY u.ord"                \
@@ -32,21 +38,25 @@ enum { O_INT8A = 1016 };
 
 /* One event, exact expected version (ES_NO_STREAM or a version): the
  * common single append, as close to a bare INSERT as the checks allow. The
- * new version is computed, not read: the event goes in only if version $2
- * exists (one index probe, skipped for a new stream) and, through the
- * unique keys, if version $2 + 1 and the event id do not. It answers the
- * new row's position, or no row when version $2 is missing, or raises
- * 23505 for a stale version, a stored id or a racing writer that
- * committed first; only then does a second round trip (APPEND_CHECK_SQL)
- * tell CONFLICT, DUPLICATE and ID_REUSED apart. No ON CONFLICT (its
- * speculative insertion costs a probe of every unique index and a WAL
- * record per row) and no CTE: the common path pays one insert and at most
- * one probe. One row cannot be half written. */
+ * new version is computed, not read: the event goes in only if the
+ * stream's last version is $2 and no partition holds the event id (one
+ * index probe each per partition: the unique keys hold within an era's
+ * partition only), and, through the partition's unique keys, if no racing
+ * writer of the same era committed version $2 + 1 or the id first. It
+ * answers the new row's position, or no row when a check refused it, or
+ * raises 23505 for a racing writer that committed first; only then does a
+ * second round trip (APPEND_CHECK_SQL) tell CONFLICT, DUPLICATE and
+ * ID_REUSED apart. No ON CONFLICT (its speculative insertion costs a probe
+ * of every unique index and a WAL record per row) and no CTE: the common
+ * path pays one insert and two probes per partition. One row cannot be
+ * half written. */
 #define APPEND_ONE_SQL(extra)                                                 \
   "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
-  " data, correlation_id, causation_id, traceparent, metadata)"               \
-  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9 WHERE $2 = 0 OR EXISTS"     \
-  " (SELECT 1 FROM es_events WHERE stream_id = $1 AND stream_version = $2)"   \
+  " data, correlation_id, causation_id, traceparent, metadata, era)"          \
+  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL                  \
+  " WHERE coalesce((SELECT stream_version FROM es_events WHERE"               \
+  " stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) = $2"            \
+  " AND NOT EXISTS (SELECT 1 FROM es_events WHERE event_id = $3)"             \
   " RETURNING global_position" extra
 
 /* Why a single append did not go in: the stream's current version, how
@@ -88,8 +98,9 @@ enum { O_INT8A = 1016 };
   " bad AS (SELECT si, count(*) AS n, count(*) FILTER (WHERE found = sid)"    \
   " AS mine FROM d WHERE found IS NOT NULL GROUP BY si),"                     \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
-  " event_type, data, correlation_id, causation_id, traceparent, metadata)"   \
-  " SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m"     \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
+  " era) SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp,"   \
+  " u.m, " ERA_SQL                                                            \
   " FROM v, unnest($3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"                \
   " AS u(si, ord, id, t, d, c, k, tp, m, sid)"                                \
   " WHERE ($2[u.si] < 0 OR v.v[u.si] = $2[u.si])"                             \
@@ -113,6 +124,23 @@ enum { O_INT8A = 1016 };
        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())" filter          \
        " ORDER BY tx_id, global_position LIMIT $3"
 
+/* A consumer group member's page: for each of its buckets (those whose
+ * number modulo members is member), the events of the category in that
+ * bucket after the bucket's checkpoint (from the start when it has none),
+ * each by a range of es_events_bucket_idx; then the first $5 of them all
+ * in the global order. Every event before the last one returned, in any
+ * of the member's buckets, is in the page, so the member may advance all
+ * its buckets to it (ES__GROUP_ACK_SQL). */
+#define READ_GROUP_SQL                                                        \
+  "SELECT e.* FROM generate_series(0, 63) AS g(b)"                           \
+  " LEFT JOIN es_subscriptions c ON c.name = $1 AND c.bucket = g.b"           \
+  " CROSS JOIN LATERAL (" COLS " WHERE category = $2 AND bucket = g.b"        \
+  " AND (tx_id, global_position) > (coalesce(c.tx_id, '0'::xid8),"            \
+  " coalesce(c.global_position, 0))"                                          \
+  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
+  " ORDER BY tx_id, global_position LIMIT $5) AS e"                           \
+  " WHERE g.b % $4 = $3 ORDER BY e.tx_id, e.global_position LIMIT $5"
+
 static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_BYTEAA, O_TEXTA,
                                    O_TEXTA, O_TEXTA, O_JSONBA};
@@ -124,6 +152,8 @@ static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
                                   O_TEXTA,  O_TEXTA, O_JSONBA, O_TEXTA};
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
+static const Oid read_group_types[] = {O_TEXT, O_TEXT, 23, 23, O_INT8};
+static const Oid ckpt_load_types[] = {O_TEXT};
 static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
 static const Oid snap_load_types[] = {O_TEXT};
 
@@ -152,6 +182,11 @@ static const struct {
     {"es_read_type", READ_ALL_SQL(" AND event_type = $5"), 5, read_all_types},
     {"es_read_cat_type", READ_ALL_SQL(" AND category = $4 AND event_type = $5"),
      5, read_all_types},
+    {"es_read_group", READ_GROUP_SQL, 5, read_group_types},
+    {"es_ckpt_load",
+     "SELECT tx_id, global_position FROM es_subscriptions"
+     " WHERE name = $1 AND bucket = -1",
+     1, ckpt_load_types},
     {"es_snap_save",
      "INSERT INTO es_snapshots AS s (stream_id, version, snapshot_type, data)"
      " VALUES ($1, $2, $3, $4) ON CONFLICT (stream_id) DO UPDATE SET"
@@ -228,9 +263,11 @@ static int send_check(PGconn *c, es__op_t *op) {
 
 /* A batch's streams: one statement per round of the plan (usually one),
  * or one per stream for a single stream or a round too large to encode in
- * one message. */
+ * one message; none for a batch of statements only. */
 static int send_streams(PGconn *c, es__op_t *op) {
   es_batch_t *b = op->batch;
+  if (b->n_streams == 0)
+    return 0;
   if (b->n_streams == 1)
     return send_append(c, op, 0, 0);
   int rc = es__batch_plan(b);
@@ -332,6 +369,38 @@ static int send_snap(PGconn *c, es__op_t *op) {
               ES__R_SNAP, 0);
 }
 
+/* A consumer group member's page, or a named checkpoint: text
+ * parameters, binary results. */
+static int send_group(PGconn *c, es__op_t *op) {
+  char member[16], members[16], max[24];
+  snprintf(member, sizeof member, "%d", op->member);
+  snprintf(members, sizeof members, "%d", op->members);
+  snprintf(max, sizeof max, "%zu", op->max);
+  const char *v[5] = {op->stream_id, op->category, member, members, max};
+  if (op->kind == ES__OP_CKPT_LOAD)
+    return sent(c, op,
+                PQsendQueryPrepared(c, "es_ckpt_load", 1, v, NULL, NULL, 1),
+                ES__R_CKPT, 0);
+  return sent(c, op,
+              PQsendQueryPrepared(c, "es_read_group", 5, v, NULL, NULL, 1),
+              ES__R_READ, 0);
+}
+
+/* Roll the partitions forward (the SQL function of migration 0003). */
+static int send_roll(PGconn *c, es__op_t *op) {
+  char b1[8], b2[8];
+  const char *v[2] = {b1, b2};
+  int l[2] = {8, 4}, f[2] = {1, 1};
+  static const Oid types[2] = {O_INT8, 23 /* int4 */};
+  put_be64(b1, (uint64_t)op->from_version);
+  for (int i = 0; i < 4; i++)
+    b2[i] = (char)((op->max >> (8 * (3 - i))) & 0xFF);
+  return sent(c, op,
+              PQsendQueryParams(c, "SELECT es_roll_forward($1, $2)", 2, types,
+                                v, l, f, 1),
+              ES__R_ROLL, 0);
+}
+
 void es__xcache_clear(es__xcache_t *xc) {
   for (size_t i = 0; xc && i < xc->n; i++)
     free(xc->sql[i]);
@@ -419,8 +488,9 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
       rc = send_streams(c, op);
     for (size_t j = 0; j < op->batch->n_stmts && !rc; j++)
       rc = send_stmt(c, op, j);
-    /* One NOTIFY per batch: its commit-time lock is paid once per batch. */
-    if (!rc && op->notify)
+    /* One NOTIFY per batch: its commit-time lock is paid once per batch
+     * (none for a batch that appends nothing). */
+    if (!rc && op->notify && op->batch->n_streams)
       rc = send_plain(c, op, "SELECT " ES__NOTIFY_UNLESS_ALONE,
                       ES__R_NOTIFY);
     break;
@@ -433,6 +503,15 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   case ES__OP_SNAP_LOAD:
     if (!rc)
       rc = send_snap(c, op);
+    break;
+  case ES__OP_ROLL:
+    if (!rc)
+      rc = send_roll(c, op);
+    break;
+  case ES__OP_READ_GROUP:
+  case ES__OP_CKPT_LOAD:
+    if (!rc)
+      rc = send_group(c, op);
     break;
   }
   if (!rc && !PQpipelineSync(c))
@@ -449,14 +528,14 @@ int es__map_error(PGconn *c, const PGresult *r) {
   if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
       !strcmp(st, "57P03"))
     return ES_ERR_CONNECTION;
-  if (!strcmp(st, "40001") || !strcmp(st, "40P01"))
+  if (!strcmp(st, "40001") || !strcmp(st, "40P01") || !strcmp(st, "55P03"))
     return ES_ERR_RETRY;
   if (!strcmp(st, "42P01") || !strcmp(st, "42703") || !strcmp(st, "26000"))
     return ES_ERR_SCHEMA;
   if (!strcmp(st, "23505")) {
     const char *k = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
-    return (k && !strcmp(k, "es_events_event_id_key")) ? ES_ERR_ID_REUSED
-                                                       : ES_ERR_CONFLICT;
+    /* a partition's key is named after its table and columns */
+    return (k && strstr(k, "event_id")) ? ES_ERR_ID_REUSED : ES_ERR_CONFLICT;
   }
   if (!strcmp(st, "22021"))
     return ES_ERR_BAD_UTF8;
@@ -720,6 +799,15 @@ int es__op_result(es__op_t *op, PGresult *r) {
   case ES__R_SNAP:
     rc = make_snapshot(op, r);
     break;
+  case ES__R_ROLL:
+    op->from_version = es__get_be32(PQgetvalue(r, 0, 0));
+    break;
+  case ES__R_CKPT:
+    op->from = (es_pos_t){0, 0};
+    if (PQntuples(r) == 1)
+      op->from = (es_pos_t){(uint64_t)es__get_be64(PQgetvalue(r, 0, 0)),
+                            es__get_be64(PQgetvalue(r, 0, 1))};
+    break;
   default:
     break;
   }
@@ -790,6 +878,37 @@ int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
     if (!(op->type = strdup(filter->type)))
       return ES_ERR_NOMEM;
   }
+  return 0;
+}
+
+int es__check_sub_name(const char *what, const char *name, char *msg,
+                       size_t msglen) {
+  return es__check_text(what, name, 1, ES_MAX_STREAM_ID, msg, msglen);
+}
+
+int es__op_read_group(es__op_t *op, const char *group, const char *category,
+                      int member, int members, size_t max) {
+  int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
+  if (!rc)
+    rc = es__check_text("category", category, 1, ES_MAX_STREAM_ID, op->msg,
+                        sizeof op->msg);
+  if (rc)
+    return rc;
+  if (members < 1 || members > ES_GROUP_BUCKETS || member < 0 ||
+      member >= members || max == 0 || max > 10000) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": members must be 1 to %d, member 0 to"
+                " members - 1, max 1 to 10000 (got member %d of %d, max %zu)",
+                group, ES_GROUP_BUCKETS, member, members, max);
+    return ES_ERR_INVALID;
+  }
+  op->kind = ES__OP_READ_GROUP;
+  op->member = member;
+  op->members = members;
+  op->max = max;
+  op->from = (es_pos_t){0, 0};
+  if (!(op->stream_id = strdup(group)) || !(op->category = strdup(category)))
+    return ES_ERR_NOMEM;
   return 0;
 }
 

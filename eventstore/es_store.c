@@ -268,6 +268,86 @@ int es_read_all(es_store_t *s, es_pos_t from, const es_filter_t *filter,
   return read_op(s, &op, es__op_read_all(&op, from, filter, max), out);
 }
 
+int es_roll_forward(es_store_t *s, int64_t min_events, unsigned lock_wait_ms,
+                    int *era) {
+  if (!s)
+    return ES_ERR_INVALID;
+  if (min_events < 0 || lock_wait_ms > INT32_MAX) {
+    es__set_msg(s->msg, sizeof s->msg,
+                "roll forward: min_events must not be negative and"
+                " lock_wait_ms at most %d",
+                INT32_MAX);
+    return ES_ERR_INVALID;
+  }
+  es__op_t op = {.kind = ES__OP_ROLL, .from_version = min_events,
+                 .max = lock_wait_ms};
+  int rc = run(s, &op);
+  if (!rc && era)
+    *era = (int)op.from_version;
+  es__op_free(&op);
+  return rc;
+}
+
+/* Run the store's own batch holding one checkpoint statement (add's
+ * answer: its index, or an error with the batch's message). */
+static int run_ckpt(es_store_t *s, int add) {
+  if (add < 0) {
+    trim_copy(s->msg, sizeof s->msg, s->one->msg);
+    return add;
+  }
+  return es_batch_execute(s, s->one);
+}
+
+int es_checkpoint_save(es_store_t *s, const char *name, es_pos_t pos) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es_batch_reset(s->one);
+  return run_ckpt(s, es_batch_add_checkpoint(s->one, name, pos));
+}
+
+int es_checkpoint_reset(es_store_t *s, const char *name) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es_batch_reset(s->one);
+  return run_ckpt(s, es_batch_add_checkpoint_reset(s->one, name));
+}
+
+int es_group_ack(es_store_t *s, const char *group, int member, int members,
+                 es_pos_t pos) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es_batch_reset(s->one);
+  return run_ckpt(s,
+                  es_batch_add_group_ack(s->one, group, member, members, pos));
+}
+
+int es_checkpoint_load(es_store_t *s, const char *name, es_pos_t *pos) {
+  if (!s || !pos)
+    return ES_ERR_INVALID;
+  es__op_t op = {.kind = ES__OP_CKPT_LOAD};
+  int rc = es__check_sub_name("subscription name", name, op.msg,
+                              sizeof op.msg);
+  if (!rc && !(op.stream_id = strdup(name)))
+    rc = ES_ERR_NOMEM;
+  if (rc)
+    trim_copy(s->msg, sizeof s->msg, op.msg);
+  else if (!(rc = run(s, &op)))
+    *pos = op.from;
+  es__op_free(&op);
+  return rc;
+}
+
+int es_group_read(es_store_t *s, const char *group, const char *category,
+                  int member, int members, size_t max, es_page_t **out) {
+  if (!s || !out)
+    return ES_ERR_INVALID;
+  *out = NULL;
+  es__op_t op = {0};
+  return read_op(
+      s, &op, es__op_read_group(&op, group, category, member, members, max),
+      out);
+}
+
 /* Snapshot parameters packed in op->snap: version, stream id, type, data
  * (lengths of the stream id in op->max, of the type in op->from_version). */
 static int snap_op(es_store_t *s, es__op_t *op, const char *stream_id,

@@ -86,6 +86,12 @@ static int check_optional_id(const char *what, const char *v, char *errbuf,
   return check_id(what, v, 1, errbuf, errlen);
 }
 
+/* A header's ceiling: causation-id carries an idempotency key. */
+static size_t header_max(const char *name) {
+  return strcmp(name, SAGA_HDR_CAUSATION) == 0 ? SAGA_WIRE_MAX_KEY
+                                                : SAGA_WIRE_MAX_ID;
+}
+
 static int check_action(int action, char *errbuf, size_t errlen) {
   if (action != SAGA__V1__ACTION__ACTION_DO &&
       action != SAGA__V1__ACTION__ACTION_COMPENSATE)
@@ -97,7 +103,7 @@ static int check_action(int action, char *errbuf, size_t errlen) {
 static int check_key(const char *key, const char *saga_id, const char *step,
                      int action, uint32_t attempt, char *errbuf,
                      size_t errlen) {
-  char want[4 * SAGA_WIRE_MAX_ID];
+  char want[SAGA_WIRE_MAX_KEY + 1];
   if (attempt < 1)
     return saga__errf(SAGA_EMISSING, errbuf, errlen, "attempt must be at least 1");
   if (saga__idempotency_key(want, sizeof want, saga_id, step, action,
@@ -176,6 +182,72 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
   return 0;
 }
 
+/* protobuf-c hands a string field over NUL-terminated, so a NUL inside
+ * its bytes silently cuts it: a saga_id "nul-b\0zzz" would decode as
+ * "nul-b" and act on another saga. Walk the packed fields (saga.v1
+ * messages have no nested messages) and refuse a string field whose bytes
+ * hold a NUL. Bytes this walk cannot follow are refused too, so no string
+ * escapes it. Returns 0, SAGA_EMISSING or SAGA_EDECODE. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80))
+      return 0;
+  }
+  return -1;
+}
+
+static int check_nul_in_strings(const ProtobufCMessageDescriptor *d,
+                                const uint8_t *p, size_t len, char *errbuf,
+                                size_t errlen) {
+  const uint8_t *end = p + len;
+  while (p < end) {
+    uint64_t tag, n;
+    if (varint(&p, end, &tag) != 0)
+      goto malformed;
+    switch (tag & 7) {
+    case 0:
+      if (varint(&p, end, &n) != 0)
+        goto malformed;
+      break;
+    case 1:
+    case 5: {
+      size_t w = (tag & 7) == 1 ? 8 : 4;
+      if ((size_t)(end - p) < w)
+        goto malformed;
+      p += w;
+      break;
+    }
+    case 2: {
+      if (varint(&p, end, &n) != 0 || n > (uint64_t)(end - p))
+        goto malformed;
+      const ProtobufCFieldDescriptor *f =
+          tag >> 3 <= UINT32_MAX
+              ? protobuf_c_message_descriptor_get_field(d,
+                                                        (unsigned)(tag >> 3))
+              : NULL;
+      const void *nul = memchr(p, '\0', (size_t)n);
+      if (f && f->type == PROTOBUF_C_TYPE_STRING && nul)
+        return saga__errf(SAGA_EMISSING, errbuf, errlen,
+                          "%s contains a NUL byte at byte %zu", f->name,
+                          (size_t)((const uint8_t *)nul - p));
+      p += n;
+      break;
+    }
+    default:
+      goto malformed;
+    }
+  }
+  return 0;
+malformed:
+  return saga__errf(SAGA_EDECODE, errbuf, errlen,
+                    "%s of %zu bytes could not be decoded (truncated or "
+                    "malformed)",
+                    d->name, len);
+}
+
 static const char *body_saga_id(const ProtobufCMessage *msg) {
   const ProtobufCMessageDescriptor *d = msg->descriptor;
   if (d == &saga__v1__start_saga__descriptor)
@@ -204,8 +276,12 @@ int saga__wire_pack(const ProtobufCMessage *msg, const saga_meta_t *meta,
   const char *hv[] = {meta->correlation_id, meta->causation_id,
                       meta->traceparent};
   const char *hn[] = {"correlation_id", "causation_id", "traceparent"};
+  const char *hh[] = {SAGA_HDR_CORRELATION, SAGA_HDR_CAUSATION,
+                      SAGA_HDR_TRACEPARENT};
   for (size_t i = 0; i < 3; i++)
-    CHECK(check_optional_id(hn[i], hv[i], errbuf, errlen));
+    if (hv[i] && *hv[i])
+      CHECK(check_str(hn[i], hv[i], header_max(hh[i]), STR_ID_SLASH, errbuf,
+                      errlen));
   size_t n = protobuf_c_message_get_packed_size(msg);
   if (n > max_bytes)
     return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
@@ -256,10 +332,10 @@ static int get_header(const char *name, const void *v, size_t n, char *dst,
   dst[0] = '\0';
   if (!v)
     return 0;
-  if (n > SAGA_WIRE_MAX_ID)
+  if (n > header_max(name))
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
-                "header \"%s\" is %zu bytes long, the ceiling is %d", name, n,
-                SAGA_WIRE_MAX_ID);
+                "header \"%s\" is %zu bytes long, the ceiling is %zu", name,
+                n, header_max(name));
   if (memchr(v, '\0', n))
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                 "header \"%s\" contains a NUL byte", name);
@@ -344,7 +420,9 @@ int saga__wire_unpack(const ProtobufCMessageDescriptor *want,
     return saga__errf(SAGA_EDECODE, errbuf, errlen,
                 "%s of %zu bytes could not be decoded (truncated or malformed)",
                 want->name, len);
-  int rc = saga__wire_check(m, errbuf, errlen);
+  int rc = check_nul_in_strings(want, value, len, errbuf, errlen);
+  if (!rc)
+    rc = saga__wire_check(m, errbuf, errlen);
   if (!rc && meta->saga_id[0] && strcmp(meta->saga_id, body_saga_id(m)))
     rc = saga__errf(SAGA_EMISSING, errbuf, errlen,
               "header \"%s\" is \"%s\" but the message is for saga \"%s\"",

@@ -32,6 +32,11 @@
 
 /* Ceiling on ids, step names, topics and header values, in bytes. */
 #define SAGA_WIRE_MAX_ID 255
+/* Ceiling on an idempotency key "<saga_id>/<step>/COMPENSATE/<attempt>"
+ * built from the longest ids, and so on the causation-id header that
+ * carries one (a reply's): two ids, three separators, "COMPENSATE" and a
+ * 32-bit attempt fit. */
+#define SAGA_WIRE_MAX_KEY (2 * SAGA_WIRE_MAX_ID + 32)
 /* Ceiling on free text (OperatorAction.reason), in bytes. */
 #define SAGA_WIRE_MAX_TEXT 1024
 
@@ -39,7 +44,7 @@
 typedef struct saga__wire_meta {
   char saga_id[SAGA_WIRE_MAX_ID + 1];
   char correlation_id[SAGA_WIRE_MAX_ID + 1];
-  char causation_id[SAGA_WIRE_MAX_ID + 1];
+  char causation_id[SAGA_WIRE_MAX_KEY + 1];
   char traceparent[SAGA_WIRE_MAX_ID + 1];
 } saga__wire_meta_t;
 
@@ -61,13 +66,15 @@ int saga__wire_pack(const ProtobufCMessage *msg, const saga_meta_t *meta,
 /* Decode a message's value into a message of type `want`. Refuses a
  * missing or different `saga-message-type` header (SAGA_ETYPE), a value
  * past max_bytes (SAGA_ETOOBIG; 0 = 1 MiB), bytes that do not parse
- * (SAGA_EDECODE), and (SAGA_EMISSING) header values past SAGA_WIRE_MAX_ID,
- * not UTF-8 or holding NUL or other control characters (which
- * saga__wire_pack refuses), missing required fields, ids that are not
- * UTF-8, or a `saga-id` header that disagrees with the body. hdrs may be
- * NULL or empty (then SAGA_ETYPE). When a header name repeats, the last
- * one counts. On 0, *out is the message (saga__wire_free) and *meta the
- * headers. wire_kafka.h's saga__wire_decode takes librdkafka's headers. */
+ * (SAGA_EDECODE), and (SAGA_EMISSING) header values past SAGA_WIRE_MAX_ID
+ * (causation-id: SAGA_WIRE_MAX_KEY), not UTF-8 or holding NUL or other
+ * control characters (which saga__wire_pack refuses), string fields
+ * holding a NUL byte (protobuf-c would cut them there), missing required
+ * fields, ids that are not UTF-8, or a `saga-id` header that disagrees
+ * with the body. hdrs may be NULL or empty (then SAGA_ETYPE). When a header
+ * name repeats, the last one counts. On 0, *out is the message
+ * (saga__wire_free) and *meta the headers. wire_kafka.h's saga__wire_decode
+ * takes librdkafka's headers. */
 int saga__wire_unpack(const ProtobufCMessageDescriptor *want,
                       const void *value, size_t len,
                       const saga__hdr_view_t *hdrs, size_t max_bytes,

@@ -1,7 +1,8 @@
 /* bench-eventstore: event store throughput on the embedded PostgreSQL
- * (fsync on), all in one run, against raw baselines on an identical table
- * (same columns, indexes and defaults, no library): single INSERT+COMMIT and
- * COPY. Uses a scratch database it creates and drops. Prints figures and a
+ * (fsync on), all in one run, against raw baselines on one plain table
+ * shaped as es_events was before it was partitioned (same columns, keys and
+ * defaults, no partitions, no library; bench_raw.h): single INSERT+COMMIT
+ * and COPY. Uses a scratch database it creates and drops. Prints figures and a
  * last JSON line. Usage: bench-eventstore [CONNINFO] (default
  * $SAGA_PG_CONNINFO). */
 #include <stdio.h>
@@ -13,6 +14,8 @@
 #include <libpq-fe.h>
 
 #include "saga/eventstore.h"
+
+#include "../bench_raw.h"
 
 #define PAYLOAD 300
 #define ROUNDS 60
@@ -225,7 +228,7 @@ int main(int argc, char **argv) {
   PGconn *raw = PQconnectdb(ci);
   if (PQstatus(raw) != CONNECTION_OK)
     die("connect", PQerrorMessage(raw));
-  exec(raw, "CREATE TABLE raw_events (LIKE es_events INCLUDING ALL)");
+  exec(raw, BENCH_RAW_EVENTS_SQL);
   PGresult *fs = PQexec(raw, "SHOW fsync");
   printf("fsync=%s, payload %d bytes, %d rounds of: single %d, batches"
          " %d x %d events (%d streams x %d)\n",

@@ -29,6 +29,8 @@
 
 #include "wire_kafka.h"
 
+#include "../bench_raw.h"
+
 #define NSTEPS 3
 #define MAXSAGAS 400000
 
@@ -789,9 +791,10 @@ static void latency_c1(size_t n, double *p50, double *p99, double *gap50,
 }
 
 /* Multi-row INSERTs of `n` event rows identical to the saga's (same
- * types and payloads, cycled) into a copy of es_events. */
+ * types and payloads, cycled) into a plain table shaped as es_events
+ * before its partitions (bench_raw.h). */
 static double raw_insert(PGconn *c, size_t n, const char *like) {
-  PQclear(q(c, "CREATE TABLE raw_events (LIKE es_events INCLUDING ALL)"));
+  PQclear(q(c, BENCH_RAW_EVENTS_SQL));
   char sql[256];
   snprintf(sql, sizeof sql,
            "SELECT event_type, encode(data, 'hex'), correlation_id FROM "

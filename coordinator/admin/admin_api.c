@@ -207,7 +207,7 @@ static void h_start(admin_http_req_t *req, void *arg) {
     admin_http_respond_error(
         req, 400,
         "a saga id is required (query id= or header Idempotency-Key), "
-        "1 to 63 printable bytes");
+        "1 to 255 printable bytes");
     return;
   }
   /* '/' separates the parts of the idempotency key built from the id. */

@@ -16,7 +16,7 @@
 
 /* Longest saga id and type accepted (bytes), as in saga_machine.h and
  * definition.h. */
-#define ADMIN_ID_MAX 63
+#define ADMIN_ID_MAX 255 /* SAGA_MAX_ID: one saga id ceiling everywhere */
 #define ADMIN_TYPE_MAX 64
 #define ADMIN_LIST_DEFAULT 50
 #define ADMIN_LIST_MAX 1000

@@ -36,7 +36,7 @@ typedef struct job {
   char *thresholds; /* JSON [{"t","s","ms"}...] */
   /* result, filled in the pool */
   int status; /* 0 = done, else the HTTP status to fail with */
-  char err[256];
+  char err[ADMIN_ID_MAX + 64];
   PGresult *res;
   es_page_t **pages;
   size_t npages;

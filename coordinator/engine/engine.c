@@ -35,6 +35,8 @@ typedef struct entry {
   int64_t durable; /* stream version known to be stored */
   uint8_t *input;  /* the saga input (Started payload), owned */
   size_t input_len;
+  char *corr;      /* the starter's correlation-id (Started), owned; NULL
+                      when it is the saga id */
   brec_t *rec_head, *rec_tail; /* records of the current batch */
   uint32_t nrec;
   uint8_t in_batch;
@@ -72,7 +74,7 @@ typedef struct {
   int64_t at;
   uint8_t step, action, timer;
   uint16_t attempt;
-  char id[SM_ID_MAX + 1];
+  char *id; /* owned by the heap: sized by the id, not by SM_ID_MAX */
 } tmr_t;
 
 /* Token of a dead letter: the input is acked once it is delivered; or of
@@ -168,7 +170,7 @@ static void grow(sagad_engine_t *e) {
 
 static entry_t *entry_new(sagad_engine_t *e, const char *id,
                           const saga_def_t *def, int32_t partition) {
-  entry_t *en = calloc(1, sizeof *en + sm_size(def));
+  entry_t *en = calloc(1, sizeof *en + sm_size(def, strlen(id)));
   if (!en)
     return NULL;
   if (sm_init(ENTRY_SAGA(en), id, def) != 0) {
@@ -207,6 +209,7 @@ static void entry_free(sagad_engine_t *e, entry_t *en) {
   if (en->obs && e->hooks.on_forget)
     e->hooks.on_forget(e->hooks.arg, en->obs);
   free(en->input);
+  free(en->corr);
   free(en);
 }
 
@@ -222,6 +225,16 @@ static int set_input(entry_t *en, const uint8_t *p, size_t n) {
   memcpy(en->input, p, n);
   en->input_len = n;
   return 0;
+}
+
+/* Keep the starter's correlation-id (NULL, "" or the saga id: none). */
+static int set_corr(entry_t *en, const char *corr) {
+  free(en->corr);
+  en->corr = NULL;
+  if (!corr || !*corr || !strcmp(corr, ENTRY_SAGA(en)->id))
+    return 0;
+  en->corr = strdup(corr);
+  return en->corr ? 0 : -1;
 }
 
 /* ---- queues --------------------------------------------------------- */
@@ -266,19 +279,27 @@ static void heap_swap(tmr_t *a, tmr_t *b) {
   *b = t;
 }
 
-static void heap_push(sagad_engine_t *e, const tmr_t *t) {
-  if (e->nheap == e->cheap) {
+/* Push t with a copy of its saga's id. */
+static void heap_push(sagad_engine_t *e, const tmr_t *t, const char *id) {
+  char *copy = strdup(id);
+  if (e->nheap == e->cheap && copy) {
     size_t n = e->cheap ? e->cheap * 2 : 256;
     tmr_t *h = realloc(e->heap, n * sizeof *h);
     if (!h) {
-      LOG_ERROR("out of memory arming a timer of saga %s", t->id);
-      return;
+      free(copy);
+      copy = NULL;
+    } else {
+      e->heap = h;
+      e->cheap = n;
     }
-    e->heap = h;
-    e->cheap = n;
+  }
+  if (!copy) {
+    LOG_ERROR("out of memory arming a timer of saga %s", id);
+    return;
   }
   size_t i = e->nheap++;
   e->heap[i] = *t;
+  e->heap[i].id = copy;
   while (i && e->heap[(i - 1) / 2].at > e->heap[i].at) {
     heap_swap(&e->heap[(i - 1) / 2], &e->heap[i]);
     i = (i - 1) / 2;
@@ -339,6 +360,7 @@ static int send_command(sagad_engine_t *e, entry_t *en,
       .payload = en->input,
       .payload_len = en->input_len,
       .reply_topic = e->inbox,
+      .correlation_id = en->corr,
   };
   char tp[56] = "";
   if (e->hooks.on_command)
@@ -389,6 +411,7 @@ static void send_notification(sagad_engine_t *e, entry_t *en,
       .outcome = (sm_outcome_t)fx->outcome,
       .reason = fx->outcome == SM_OUTCOME_TIMEOUT ? "timeout" : NULL,
       .at_ms = now,
+      .correlation_id = en->corr,
   };
   void *buf = NULL;
   size_t len = 0;
@@ -417,8 +440,7 @@ static int perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
                .action = fx->action,
                .timer = fx->timer,
                .attempt = fx->attempt};
-    memcpy(t.id, ENTRY_SAGA(en)->id, sizeof t.id);
-    heap_push(e, &t);
+    heap_push(e, &t, ENTRY_SAGA(en)->id);
     break;
   }
   case SM_FX_NOTIFY:
@@ -477,6 +499,10 @@ static int loader_record(void *arg, const char *id, int32_t partition,
     loader_finish(L);
     snprintf(L->id, sizeof L->id, "%s", id);
     L->skip = strlen(id) > SM_ID_MAX || lookup(e, id) != NULL;
+    if (strlen(id) > SM_ID_MAX)
+      LOG_ERROR("stored saga id \"%.64s...\" is longer than %d bytes: saga "
+                "left alone",
+                id, SM_ID_MAX);
   }
   if (L->skip)
     return 0;
@@ -501,7 +527,8 @@ static int loader_record(void *arg, const char *id, int32_t partition,
       goto broken;
     }
     L->cur = entry_new(e, id, def, partition);
-    if (!L->cur || set_input(L->cur, ev->payload, ev->payload_len) != 0) {
+    if (!L->cur || set_input(L->cur, ev->payload, ev->payload_len) != 0 ||
+        set_corr(L->cur, ev->correlation_id) != 0) {
       SLOG_ERROR(id, NULL, "out of memory rebuilding the saga");
       goto broken;
     }
@@ -654,7 +681,7 @@ static void note_evict(sagad_engine_t *e, const char *id) {
     e->evict = v;
     e->cevict = n;
   }
-  memcpy(e->evict[e->nevict++], id, SM_ID_MAX + 1);
+  memcpy(e->evict[e->nevict++], id, strlen(id) + 1);
 }
 
 /* Drop the finished sagas noted while stepping, unless they joined the
@@ -691,7 +718,8 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       const saga_def_t *def = saga_registry_find(
           e->cfg.registry, in->msg.saga_type, in->msg.def_version);
       en = def ? entry_new(e, in->id, def, in->partition) : NULL;
-      if (!en || set_input(en, in->msg.payload, in->msg.payload_len) != 0) {
+      if (!en || set_input(en, in->msg.payload, in->msg.payload_len) != 0 ||
+          set_corr(en, in->msg.correlation_id) != 0) {
         LOG_ERROR("out of memory starting saga %s", in->id);
         if (en)
           entry_free(e, en);
@@ -701,6 +729,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     si.type = SM_IN_START;
     si.payload = in->msg.payload;
     si.payload_len = in->msg.payload_len;
+    si.correlation_id = en->corr; /* kept in Started: survives recovery */
   } else {
     if (!en) {
       int failed = 0;
@@ -920,7 +949,7 @@ static void settle(sagad_engine_t *e) {
       char id[SM_ID_MAX + 1];
       int32_t part = en->partition;
       int conflict = en->failed == 2;
-      memcpy(id, ENTRY_SAGA(en)->id, sizeof id);
+      memcpy(id, ENTRY_SAGA(en)->id, strlen(ENTRY_SAGA(en)->id) + 1);
       entry_free(e, en);
       int failed = 0;
       /* Resumed (2: kept even if terminal): the store may hold
@@ -1027,6 +1056,42 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
   e->cfg.broker.ack(e->cfg.broker.self, m->ack);
 }
 
+static void rejected_delivered(void *arg, int status) {
+  sagad_engine_t *e = arg;
+  if (status == SAGAD_DELIVERY_OK)
+    return;
+  e->c.produce_errors++;
+  LOG_ERROR("a REJECTED notification was not delivered to %s: %s", e->notify,
+            sagad_delivery_text(status));
+}
+
+/* Tell the starter that its StartSaga is refused (docs/protocol.md: a
+ * REJECTED notification), as well as dead-lettering it. */
+static void reject(sagad_engine_t *e, const sagad_msg_t *msg,
+                   const char *reason) {
+  if (!e->notify)
+    return;
+  void *buf = NULL;
+  size_t len = 0;
+  saga__hdrs_t h;
+  char err[256];
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  if (sagad_msg_encode_rejected(msg->saga_id, msg->saga_type,
+                                msg->def_version, reason, msg->correlation_id,
+                                now, &buf, &len, &h, err, sizeof err) != 0) {
+    SLOG_ERROR(msg->saga_id, NULL, "could not encode REJECTED: %s", err);
+    return;
+  }
+  if (sagad_engine_produce(e, e->notify, msg->saga_id, strlen(msg->saga_id),
+                           buf, len, &h, rejected_delivered, e) != 0) {
+    e->c.produce_errors++;
+    SLOG_WARN(msg->saga_id, NULL, "could not produce REJECTED to %s",
+              e->notify);
+  }
+  saga__hdrs_free(&h);
+  free(buf);
+}
+
 void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
   if (e->stopping)
     return; /* not acked: redelivered to whoever runs next */
@@ -1045,17 +1110,26 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     dead_letter(e, m, err, "undecodable");
     return;
   }
-  if (strlen(in->msg.saga_id) > SM_ID_MAX) {
-    snprintf(err, sizeof err, "saga_id is longer than %d bytes", SM_ID_MAX);
+  if (strlen(in->msg.saga_id) > SM_ID_MAX) { /* the wire's ceiling too */
+    snprintf(err, sizeof err, "saga_id is %zu bytes long, the ceiling is %d",
+             strlen(in->msg.saga_id), SM_ID_MAX);
     why = "invalid_id";
     goto dlq;
   }
   if (in->msg.kind == SAGAD_MSG_START &&
       !saga_registry_find(e->cfg.registry, in->msg.saga_type,
                           in->msg.def_version)) {
-    snprintf(err, sizeof err, "unknown saga type \"%.64s\" version %u",
-             in->msg.saga_type, (unsigned)in->msg.def_version);
+    if (in->msg.def_version &&
+        saga_registry_find(e->cfg.registry, in->msg.saga_type, 0))
+      snprintf(err, sizeof err,
+               "saga type \"%s\" has no definition version %u loaded",
+               in->msg.saga_type, (unsigned)in->msg.def_version);
+    else
+      snprintf(err, sizeof err, "unknown saga type \"%s\"%s",
+               in->msg.saga_type,
+               in->msg.def_version ? " (no version of it is loaded)" : "");
     why = "unknown_type";
+    reject(e, &in->msg, err);
     goto dlq;
   }
   memcpy(in->id, in->msg.saga_id, strlen(in->msg.saga_id) + 1);
@@ -1227,13 +1301,18 @@ void sagad_engine_on_wake(sagad_engine_t *e, int slot) {
   while (e->nheap && e->heap[0].at <= now) {
     tmr_t t = e->heap[0];
     heap_pop(e);
-    if (!lookup(e, t.id))
+    if (!lookup(e, t.id)) {
+      free(t.id);
       continue;
+    }
     input_t *in = calloc(1, sizeof *in);
-    if (!in)
+    if (!in) {
+      free(t.id);
       break;
+    }
     in->kind = IN_TIMER;
-    memcpy(in->id, t.id, sizeof in->id);
+    memcpy(in->id, t.id, strlen(t.id) + 1);
+    free(t.id);
     in->timer.type = SM_IN_TIMER;
     in->timer.step = t.step;
     in->timer.action = t.action;
@@ -1298,9 +1377,12 @@ void sagad_engine_free(sagad_engine_t *e) {
         if (en->obs && e->hooks.on_forget)
           e->hooks.on_forget(e->hooks.arg, en->obs);
         free(en->input);
+        free(en->corr);
         free(en);
       }
   free(e->buckets);
+  for (size_t i = 0; i < e->nheap; i++)
+    free(e->heap[i].id);
   free(e->streams);
   free(e->fx);
   free(e->heap);

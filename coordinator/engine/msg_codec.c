@@ -57,6 +57,9 @@ int sagad_msg_decode(const void *value, size_t len,
    * events' metadata); a malformed one is dropped, not fatal. */
   if (saga__traceparent_valid(meta.traceparent))
     memcpy(msg->traceparent, meta.traceparent, strlen(meta.traceparent) + 1);
+  /* Bounded, UTF-8, no control characters: checked by saga__wire_decode. */
+  snprintf(msg->correlation_id, sizeof msg->correlation_id, "%s",
+           meta.correlation_id);
   if (d == &saga__v1__start_saga__descriptor) {
     const Saga__V1__StartSaga *s = (const Saga__V1__StartSaga *)pb;
     msg->kind = SAGAD_MSG_START;
@@ -132,11 +135,14 @@ static Saga__V1__NotificationKind wire_kind(sm_notify_t k) {
 }
 
 static int encode(const ProtobufCMessage *pb, const char *saga_id,
-                  const char *traceparent, void **out, size_t *out_len,
-                  saga__hdrs_t *hdrs, char *errbuf, size_t errlen) {
-  saga_meta_t meta = {.saga_id = saga_id,
-                      .correlation_id = saga_id,
-                      .traceparent = traceparent};
+                  const char *correlation_id, const char *traceparent,
+                  void **out, size_t *out_len, saga__hdrs_t *hdrs,
+                  char *errbuf, size_t errlen) {
+  saga_meta_t meta = {
+      .saga_id = saga_id,
+      .correlation_id =
+          correlation_id && *correlation_id ? correlation_id : saga_id,
+      .traceparent = traceparent};
   return saga__wire_pack(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
              ? -1
              : 0;
@@ -145,7 +151,7 @@ static int encode(const ProtobufCMessage *pb, const char *saga_id,
 int sagad_msg_encode_command(const sagad_command_t *c, void **out,
                              size_t *out_len, saga__hdrs_t *hdrs,
                              char *errbuf, size_t errlen) {
-  char key[4 * SAGA_WIRE_MAX_ID];
+  char key[SAGA_WIRE_MAX_KEY + 1];
   saga__hdrs_init(hdrs);
   if (saga__idempotency_key(key, sizeof key, c->saga_id, c->step,
                             (int)wire_action(c->action), c->attempt) != 0) {
@@ -166,28 +172,53 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
   m.payload.data = (uint8_t *)(uintptr_t)c->payload;
   m.payload.len = c->payload_len;
   m.reply_topic = SAGA_MUT(c->reply_topic);
-  return encode(&m.base, c->saga_id, c->traceparent, out, out_len, hdrs,
-                errbuf, errlen);
+  return encode(&m.base, c->saga_id, c->correlation_id, c->traceparent, out,
+                out_len, hdrs, errbuf, errlen);
 }
 
-int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
-                                  size_t *out_len, saga__hdrs_t *hdrs,
-                                  char *errbuf, size_t errlen) {
+/* A notification of wire kind `kind` (n->kind is not read). */
+static int encode_note(const sagad_notification_t *n,
+                       Saga__V1__NotificationKind kind, void **out,
+                       size_t *out_len, saga__hdrs_t *hdrs,
+                       char *errbuf, size_t errlen) {
   Saga__V1__Notification m;
   saga__v1__notification__init(&m);
   m.saga_id = SAGA_MUT(n->saga_id);
   m.saga_type = SAGA_MUT(n->saga_type);
   m.definition_version = n->def_version;
-  m.kind = wire_kind(n->kind);
+  m.kind = kind;
   m.step = SAGA_MUT(n->step ? n->step : "");
-  if (n->kind == SM_NOTIFY_STEP_DONE) {
+  if (kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STEP_DONE) {
     m.action = wire_action(n->action);
     m.outcome = wire_outcome(n->outcome);
   }
   m.reason = SAGA_MUT(n->reason ? n->reason : "");
   m.at_ms = n->at_ms;
-  return encode(&m.base, n->saga_id, NULL, out, out_len, hdrs, errbuf,
-                errlen);
+  return encode(&m.base, n->saga_id, n->correlation_id, NULL, out, out_len,
+                hdrs, errbuf, errlen);
+}
+
+int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
+                                  size_t *out_len, saga__hdrs_t *hdrs,
+                                  char *errbuf, size_t errlen) {
+  return encode_note(n, wire_kind(n->kind), out, out_len, hdrs, errbuf,
+                     errlen);
+}
+
+int sagad_msg_encode_rejected(const char *saga_id, const char *saga_type,
+                              uint32_t def_version, const char *reason,
+                              const char *correlation_id, int64_t at_ms,
+                              void **out, size_t *out_len,
+                              saga__hdrs_t *hdrs, char *errbuf,
+                              size_t errlen) {
+  sagad_notification_t n = {.saga_id = saga_id,
+                            .saga_type = saga_type,
+                            .def_version = def_version,
+                            .reason = reason,
+                            .at_ms = at_ms,
+                            .correlation_id = correlation_id};
+  return encode_note(&n, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED,
+                     out, out_len, hdrs, errbuf, errlen);
 }
 
 int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
@@ -207,8 +238,8 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
   }
   m.input.data = (uint8_t *)(uintptr_t)input;
   m.input.len = input_len;
-  return encode(&m.base, saga_id, traceparent, out, out_len, hdrs, errbuf,
-                errlen);
+  return encode(&m.base, saga_id, NULL, traceparent, out, out_len, hdrs,
+                errbuf, errlen);
 }
 
 int sagad_msg_dlq_headers(const saga__hdr_view_t *src, const char *reason,

@@ -35,6 +35,8 @@ typedef struct {
   const char *reason;      /* REPLY, OPERATOR */
   const char *who;         /* OPERATOR */
   char traceparent[56];    /* W3C traceparent header, "" when absent */
+  char correlation_id[SM_ID_MAX + 1]; /* START: the correlation-id header,
+                                         "" when absent */
   void *pb;                /* owned */
 } sagad_msg_t;
 
@@ -62,6 +64,7 @@ typedef struct {
   size_t payload_len;
   const char *reply_topic;
   const char *traceparent; /* header, NULL = none */
+  const char *correlation_id; /* header, NULL = the saga id */
 } sagad_command_t;
 
 /* A notification to encode. For STEP_DONE the step's action and outcome
@@ -76,6 +79,7 @@ typedef struct {
   sm_outcome_t outcome; /* STEP_DONE only */
   const char *reason; /* may be NULL */
   int64_t at_ms;
+  const char *correlation_id; /* header, NULL = the saga id */
 } sagad_notification_t;
 
 /* Encode into a malloc'd buffer (free()) and the header list *hdrs
@@ -88,6 +92,16 @@ int sagad_msg_encode_command(const sagad_command_t *c, void **out,
 int sagad_msg_encode_notification(const sagad_notification_t *n, void **out,
                                   size_t *out_len, saga__hdrs_t *hdrs,
                                   char *errbuf, size_t errlen);
+
+/* The REJECTED notification of a StartSaga the coordinator refuses
+ * (unknown saga type or version): reason says why; correlation_id NULL =
+ * the saga id. Same ownership as above. */
+int sagad_msg_encode_rejected(const char *saga_id, const char *saga_type,
+                              uint32_t def_version, const char *reason,
+                              const char *correlation_id, int64_t at_ms,
+                              void **out, size_t *out_len,
+                              saga__hdrs_t *hdrs, char *errbuf,
+                              size_t errlen);
 
 /* A StartSaga for the inbox (sagad's POST /sagas/{type}): def_version 0 =
  * the newest; traceparent NULL = none. Same ownership as above. */

@@ -168,7 +168,11 @@ static int p_batch_add(void *self, const char *saga_id, int64_t expected,
   int l = (int)((s->nmap / LANE_BLOCK) % LANES);
   lane_t *ln = &s->lanes[l];
   char stream[ES_MAX_STREAM_ID + 1];
-  snprintf(stream, sizeof stream, "saga-%s", saga_id);
+  int sn = snprintf(stream, sizeof stream, "saga-%s", saga_id);
+  if (sn < 0 || (size_t)sn >= sizeof stream) { /* never cut: another saga */
+    set_err(s, "could not add to the batch", "saga id too long");
+    return -1;
+  }
   es_event_t evs[64];
   es_event_t *ev = n <= 64 ? evs : calloc(n, sizeof *ev);
   if (!ev)
@@ -372,10 +376,12 @@ static int stream_rows_once(sagad_store_pg_t *s, const char *sql, int nparams,
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_SINGLE_TUPLE) {
       ++*rows;
-      char id[256];
+      /* One byte more than an id may have: the engine refuses (and logs)
+       * such an id rather than taking a cut one for another saga's. */
+      char id[SM_ID_MAX + 2];
       int idl = PQgetlength(r, 0, 0);
-      if (idl > 255)
-        idl = 255;
+      if (idl > SM_ID_MAX + 1)
+        idl = SM_ID_MAX + 1;
       memcpy(id, PQgetvalue(r, 0, 0), (size_t)idl);
       id[idl] = '\0';
       if (cb(arg, id, be32(PQgetvalue(r, 0, 1)), be64(PQgetvalue(r, 0, 2)),

@@ -15,7 +15,8 @@
 
 typedef struct {
   char trace_id[33], span_id[17], parent_id[17];
-  char name[96], saga_id[64], saga_type[65], saga_step[65], saga_action[16];
+  char name[96], saga_id[256] /* ids up to 255 bytes */, saga_type[65],
+      saga_step[65], saga_action[16];
   char status_message[128];
   bool has_id, has_type, has_step, has_action;
   int status;

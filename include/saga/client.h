@@ -257,10 +257,14 @@ typedef void (*saga_started_cb)(saga_starter_t *s, int err,
                                 const char *saga_id, void *arg);
 
 /* Send StartSaga. The saga id (given or generated) is copied to
- * `saga_id_out` (at least 64 bytes are enough for generated ids). Starting
- * the same saga id again is harmless: the coordinator starts it once.
+ * `saga_id_out` (at least 64 bytes are enough for generated ids,
+ * SAGA_MAX_ID + 1 for any). Starting the same saga id again is harmless:
+ * the coordinator starts it once. An id is never cut: a given id past
+ * SAGA_MAX_ID bytes, or one that does not fit saga_id_out, is
+ * SAGA_ETOOBIG; one with a control character or '/' is SAGA_EMISSING.
  * If this returns an error, `cb` is never called; otherwise exactly once.
- * Returns 0, SAGA_EINVAL, SAGA_ETOOBIG, SAGA_ENOMEM or SAGA_EKAFKA. */
+ * Returns 0, SAGA_EINVAL, SAGA_ETOOBIG, SAGA_EMISSING, SAGA_ENOMEM or
+ * SAGA_EKAFKA. */
 SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
                                           const saga_start_request_t *req,
                                           char *saga_id_out, size_t id_len,

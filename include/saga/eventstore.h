@@ -72,7 +72,8 @@ ES_EXPORT int es_err_is_retriable(int err);
 #define ES_ANY_VERSION ((int64_t)-1)
 #define ES_NO_STREAM ((int64_t)0)
 
-#define ES_MAX_STREAM_ID 255 /* bytes, stream ids */
+#define ES_MAX_STREAM_ID 511 /* bytes, stream ids: a prefix and an id of
+                                255 bytes (a saga's "saga-<id>") fit */
 #define ES_MAX_TYPE 255      /* bytes, event types and snapshot types */
 #define ES_MAX_TEXT 1024     /* bytes, correlation/causation/metadata text */
 
@@ -171,6 +172,14 @@ ES_EXPORT void es_store_opts_init(es_store_opts_t *opts);
  * (optional) receives the schema version now in place. */
 ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
                          size_t errlen);
+/* As es_migrate, but only up to schema version target (1 to
+ * es_schema_version()): for an upgrade in steps, e.g. to run migration 3
+ * (the events table becomes partitioned, which rebuilds its keys) in a
+ * window of its own. A database already past target is left as it is.
+ * Errors: INVALID (no conninfo, target out of range), CONNECTION, SCHEMA
+ * (a migration failed; errbuf says which and why). */
+ES_EXPORT int es_migrate_to(const char *conninfo, int target, int *version,
+                            char *errbuf, size_t errlen);
 /* Schema version this library expects (the newest migration). */
 ES_EXPORT int es_schema_version(void);
 
@@ -212,6 +221,26 @@ typedef struct {
 ES_EXPORT int es_append(es_store_t *store, const char *stream_id,
                         int64_t expected, es_event_t *events, size_t n,
                         es_append_result_t *result);
+
+/* ---- partitions ---------------------------------------------------- */
+
+/* es_events is partitioned by era: each era's events live in a table of
+ * their own (es_events_e<N>, listed in es_partitions with the range of
+ * global positions each holds), so old history can be archived and
+ * detached without deleting a row (docs/internals/eventstore.md).
+ *
+ * Roll the partitions forward (blocking): make sure the partitions of the
+ * next two eras exist, and if the current era holds at least min_events
+ * global positions, switch appends to the next era. The switch waits for
+ * the appends in flight to commit and holds new ones back until it
+ * commits, at most lock_wait_ms (0: no limit) before giving up with RETRY
+ * and nothing switched. Call it from a maintenance timer (any process,
+ * the writer role may); appends never fail for want of a partition, the
+ * current one only grows. *era (optional) receives the current era after
+ * the call. Errors: INVALID (min_events negative, lock_wait_ms above
+ * INT32_MAX), RETRY, CONNECTION, DB. */
+ES_EXPORT int es_roll_forward(es_store_t *store, int64_t min_events,
+                              unsigned lock_wait_ms, int *era);
 
 /* ---- batch append (group commit) ----------------------------------- */
 
@@ -304,6 +333,76 @@ typedef struct {
 ES_EXPORT int es_read_all(es_store_t *store, es_pos_t from,
                           const es_filter_t *filter, size_t max,
                           es_page_t **out);
+
+/* ---- named subscriptions and consumer groups (blocking) ------------- */
+
+/* A named subscription keeps its checkpoint in the store (table
+ * es_subscriptions), so a subscriber that restarts resumes where it left,
+ * whatever process it runs in. The subscriber advances it after handling
+ * events: with es_batch_add_checkpoint in the same transaction as its own
+ * writes when they go to this database (each event then takes effect
+ * exactly once), or with es_checkpoint_save afterwards (at least once: a
+ * crash in between replays the events since the last save). A checkpoint
+ * never moves back: saving an older position changes nothing. Names: 1 to
+ * ES_MAX_STREAM_ID bytes of UTF-8; subscriptions and groups share one
+ * name space. */
+
+/* The checkpoint of subscription name into *pos ({0, 0}, the start, when
+ * none was saved). Read from it with es_read_all or es_sub_start. Errors:
+ * INVALID, BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_checkpoint_load(es_store_t *store, const char *name,
+                                 es_pos_t *pos);
+/* Advance subscription name to pos (a page's next) in a transaction of its
+ * own. Errors: INVALID, BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_checkpoint_save(es_store_t *store, const char *name,
+                                 es_pos_t pos);
+/* The same advance as a statement of batch: it commits with the batch's
+ * appends and statements or not at all. Returns the statement's index
+ * (>= 0) or INVALID / BAD_UTF8 / NOMEM. */
+ES_EXPORT int es_batch_add_checkpoint(es_batch_t *batch, const char *name,
+                                      es_pos_t pos);
+
+/* Forget the checkpoints of name, a subscription or every bucket of a
+ * group, in a transaction of its own: its next read starts from the
+ * beginning (to rebuild a read model from zero). Errors: INVALID,
+ * BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_checkpoint_reset(es_store_t *store, const char *name);
+/* The same as a statement of batch, e.g. with the statements that empty
+ * the read model, so both happen or neither. Returns the statement's
+ * index or INVALID / BAD_UTF8 / NOMEM. */
+ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
+                                            const char *name);
+
+/* A consumer group shares the events of one category among members
+ * processes: each stream falls in one of ES_GROUP_BUCKETS buckets (a hash
+ * of its id stored with every event and indexed with the category), and
+ * member m (0 <= m < members) handles the buckets b with b % members == m,
+ * so every event of a stream goes to one member, in order. Each bucket
+ * keeps its own checkpoint, so changing the number of members moves whole
+ * buckets with their checkpoints. Members are numbered by the caller;
+ * stop them all before changing members (no member may run with another
+ * count: two members could then hold one bucket). */
+#define ES_GROUP_BUCKETS 64
+
+/* Up to max (1..10000) events of category for member of group: its
+ * buckets' events after each bucket's checkpoint, committed and no longer
+ * preceded by a later commit, in the global order. *out receives a page
+ * (free with es_page_free). Errors: INVALID (members not 1 to
+ * ES_GROUP_BUCKETS, member out of range), BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_group_read(es_store_t *store, const char *group,
+                            const char *category, int member, int members,
+                            size_t max, es_page_t **out);
+/* After handling a non-empty page of es_group_read: advance every bucket
+ * of member to pos (the page's next), in a transaction of its own. Every
+ * event of those buckets up to pos was in the page. Errors as
+ * es_group_read. */
+ES_EXPORT int es_group_ack(es_store_t *store, const char *group, int member,
+                           int members, es_pos_t pos);
+/* The same advance as a statement of batch (exactly once with the
+ * member's own writes in this database). Returns the statement's index or
+ * INVALID / BAD_UTF8 / NOMEM. */
+ES_EXPORT int es_batch_add_group_ack(es_batch_t *batch, const char *group,
+                                     int member, int members, es_pos_t pos);
 
 /* ---- snapshots ---------------------------------------------------- */
 

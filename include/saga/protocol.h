@@ -81,6 +81,10 @@ typedef struct saga_meta {
 } saga_meta_t;
 
 #define SAGA_DEFAULT_MAX_MESSAGE_BYTES ((size_t)1 << 20)
+/* Bytes of a saga id (UTF-8, no control characters, no '/'), and of every
+ * id on the wire: the same ceiling in the coordinator, sagactl and the
+ * admin endpoint (docs/protocol.md). */
+#define SAGA_MAX_ID 255
 #define SAGA_DEFAULT_INBOX_TOPIC "saga.inbox"
 #define SAGA_DEFAULT_NOTIFICATIONS_TOPIC "saga.notifications"
 

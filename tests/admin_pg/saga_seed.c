@@ -49,7 +49,7 @@ static void record(const sm_t *s, const sm_output_t *out, int64_t at,
 sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
                    int64_t reply_ms, const uint8_t *script, size_t n,
                    seed_record_fn fn, void *arg) {
-  sm_t *s = malloc(sm_size(def));
+  sm_t *s = malloc(sm_size(def, strlen(id)));
   if (!s || sm_init(s, id, def) != SAGA_CORE_OK)
     die("init");
   static sm_output_t out;

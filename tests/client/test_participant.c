@@ -597,6 +597,42 @@ static void test_postgres_store_remembers_keys_across_participants(
   ts_pg_drop_database(ci);
 }
 
+static void count_notice(void *arg, const PGresult *r) {
+  (void)r;
+  (*(int *)arg)++;
+}
+
+/* Issue 14 case 11: the library promises never to log, but libpq printed
+ * PostgreSQL's NOTICE "column \"attempt\" ... already exists, skipping"
+ * on stderr every time a participant opened the store. */
+static void test_postgres_store_opens_without_a_notice(void **state) {
+  (void)state;
+  ts_require_pg();
+  char *ci = ts_pg_create_database("client_idem_quiet");
+  PGconn *conn = PQconnectdb(ci);
+  assert_int_equal(PQstatus(conn), CONNECTION_OK);
+  int notices = 0;
+  PQsetNoticeReceiver(conn, count_notice, &notices);
+  char err[256];
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  assert_int_equal(notices, 0);
+  /* A table of an older release, without "attempt", is upgraded. */
+  PQclear(PQexec(conn, "ALTER TABLE saga_idempotency DROP COLUMN attempt"));
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  assert_int_equal(notices, 0);
+  PGresult *r = PQexec(conn, "SELECT attempt FROM saga_idempotency");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  PQclear(r);
+  /* The receiver does count notices: the test can fail. */
+  PQclear(PQexec(conn, "DO $$ BEGIN RAISE NOTICE 'counted'; END $$"));
+  assert_int_equal(notices, 1);
+  PQfinish(conn);
+  ts_pg_drop_database(ci);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -608,6 +644,7 @@ int main(void) {
           test_a_retry_after_a_lost_reply_applies_nothing_with_postgres),
       cmocka_unit_test(test_poison_messages_land_in_the_dead_letter_topic),
       cmocka_unit_test(test_postgres_store_remembers_keys_across_participants),
+      cmocka_unit_test(test_postgres_store_opens_without_a_notice),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

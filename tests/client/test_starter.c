@@ -193,7 +193,20 @@ static void test_started_saga_outcome_is_awaited_and_notifications_seen(
   saga_start_request_t req = {.saga_type = "order",
                               .input = "{\"sku\":7}",
                               .input_len = 9};
+  /* Issue 14 case 5: an id past 255 bytes was cut with snprintf, so
+   * another saga started. It is refused, as is one the caller's buffer
+   * cannot take back. */
+  char longid[SAGA_MAX_ID + 2];
+  memset(longid, 'l', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
   char id[64];
+  req.saga_id = longid;
+  assert_int_equal(saga_starter_start(s, &req, NULL, 0, on_started, &w),
+                   SAGA_ETOOBIG);
+  longid[SAGA_MAX_ID] = '\0';
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   SAGA_ETOOBIG);
+  req.saga_id = NULL;
   assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
                    0);
   assert_int_equal(strlen(id), 36); /* a generated UUID */

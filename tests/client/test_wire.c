@@ -13,6 +13,8 @@
 
 #include "saga/client.h"
 #include "wire_kafka.h"
+/* after protobuf-c */
+#include "pb_nul.h"
 
 static char errbuf[512];
 
@@ -584,6 +586,126 @@ static void test_idempotency_key_and_generated_ids_have_their_form(void **s) {
   assert_memory_equal(t + 52, "-01", 3);
 }
 
+static int decode_typed(const ProtobufCMessageDescriptor *d, const void *b,
+                        size_t len) {
+  rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+  rd_kafka_header_add(h, SAGA_HDR_TYPE, -1, d->name, -1);
+  ProtobufCMessage *out = NULL;
+  saga__wire_meta_t meta;
+  int rc = saga__wire_decode(d, b, len, h, 0, &out, &meta, errbuf,
+                             sizeof errbuf);
+  saga__wire_free(out);
+  rd_kafka_headers_destroy(h);
+  return rc;
+}
+
+/* Issue 14 case 4: protobuf-c cuts a string at its first NUL, so
+ * "nul-b\0zzz" decoded as saga nul-b and a reply for "wt-1\0junk"
+ * completed wt-1. Every string field holding a NUL is refused. */
+static void test_a_nul_inside_a_string_field_is_refused(void **state) {
+  (void)state;
+  Saga__V1__StartSaga st;
+  saga__v1__start_saga__init(&st);
+  st.saga_id = SAGA_MUT("nul-bXzzz");
+  st.saga_type = SAGA_MUT("order");
+  size_t len;
+  void *b = ts_pack_with_nul(&st.base, &len);
+  assert_int_equal(decode_typed(&saga__v1__start_saga__descriptor, b, len),
+                   SAGA_EMISSING);
+  assert_string_equal(errbuf, "saga_id contains a NUL byte at byte 5");
+  free(b);
+
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = SAGA_MUT("wt-1Xjunk");
+  r.step = SAGA_MUT("w1");
+  r.action = SAGA__V1__ACTION__ACTION_DO;
+  r.attempt = 1;
+  r.idempotency_key = SAGA_MUT("wt-1/w1/DO/1");
+  r.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  b = ts_pack_with_nul(&r.base, &len);
+  assert_int_equal(decode_typed(&saga__v1__reply__descriptor, b, len),
+                   SAGA_EMISSING);
+  assert_string_equal(errbuf, "saga_id contains a NUL byte at byte 4");
+  free(b);
+
+  /* The step, the key, a reason and a command's topic alike. */
+  r.saga_id = SAGA_MUT("wt-1");
+  r.reason = SAGA_MUT("cutX here");
+  b = ts_pack_with_nul(&r.base, &len);
+  assert_int_equal(decode_typed(&saga__v1__reply__descriptor, b, len),
+                   SAGA_EMISSING);
+  assert_string_equal(errbuf, "reason contains a NUL byte at byte 3");
+  free(b);
+  Saga__V1__Command c = make_command();
+  c.reply_topic = SAGA_MUT("saga.inboxX.evil");
+  b = ts_pack_with_nul(&c.base, &len);
+  assert_int_equal(decode_typed(&saga__v1__command__descriptor, b, len),
+                   SAGA_EMISSING);
+  assert_string_equal(errbuf, "reply_topic contains a NUL byte at byte 10");
+  free(b);
+  /* Bytes fields may hold anything. */
+  c = make_command();
+  c.payload.data = (uint8_t *)SAGA_MUT("aXb");
+  c.payload.len = 3;
+  b = ts_pack_with_nul(&c.base, &len);
+  assert_int_equal(decode_typed(&saga__v1__command__descriptor, b, len), 0);
+  free(b);
+}
+
+/* Issue 14 case 5: ids of 255 bytes are the limit everywhere, and the
+ * idempotency key built from the longest ids travels as the reply's
+ * causation-id (it was refused as a header past 255 bytes, so such a
+ * command was never answered). */
+static void test_the_key_of_the_longest_ids_fits_the_causation_header(
+    void **state) {
+  (void)state;
+  char id[SAGA_WIRE_MAX_ID + 2], step[SAGA_WIRE_MAX_ID + 1];
+  memset(id, 'i', sizeof id - 1);
+  id[SAGA_WIRE_MAX_ID] = '\0';
+  memset(step, 's', sizeof step - 1);
+  step[SAGA_WIRE_MAX_ID] = '\0';
+  char key[SAGA_WIRE_MAX_KEY + 1];
+  assert_int_equal(saga__idempotency_key(key, sizeof key, id, step,
+                                         SAGA_ACTION_COMPENSATE, UINT32_MAX),
+                   0);
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = id;
+  r.step = step;
+  r.action = SAGA__V1__ACTION__ACTION_COMPENSATE;
+  r.attempt = UINT32_MAX;
+  r.idempotency_key = key;
+  r.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  saga_meta_t in = {.correlation_id = id, .causation_id = key};
+  assert_int_equal(saga__wire_encode(&r.base, &in, 0, &buf, &len, &h, errbuf,
+                                     sizeof errbuf),
+                   0);
+  ProtobufCMessage *out = NULL;
+  saga__wire_meta_t meta;
+  assert_int_equal(saga__wire_decode(&saga__v1__reply__descriptor, buf, len,
+                                     h, 0, &out, &meta, errbuf,
+                                     sizeof errbuf),
+                   0);
+  assert_string_equal(meta.causation_id, key);
+  assert_string_equal(((Saga__V1__Reply *)out)->saga_id, id);
+  saga__wire_free(out);
+  free(buf);
+  rd_kafka_headers_destroy(h);
+  /* One byte more is refused, with the same words everywhere. */
+  id[SAGA_WIRE_MAX_ID] = 'i';
+  id[SAGA_WIRE_MAX_ID + 1] = '\0';
+  r.saga_id = id;
+  assert_int_not_equal(saga__wire_encode(&r.base, NULL, 0, &buf, &len, &h,
+                                         errbuf, sizeof errbuf),
+                       0);
+  assert_string_equal(errbuf,
+                      "saga_id is 256 bytes long, the ceiling is 255");
+}
+
 static void test_error_map_names_every_code(void **state) {
   (void)state;
 #define CHECK_ERR_(name, value, text)                                          \
@@ -616,6 +738,9 @@ int main(void) {
       cmocka_unit_test(test_operator_action_fields_are_checked_both_ways),
       cmocka_unit_test(test_type_header_names_a_known_message),
       cmocka_unit_test(test_idempotency_key_and_generated_ids_have_their_form),
+      cmocka_unit_test(test_a_nul_inside_a_string_field_is_refused),
+      cmocka_unit_test(
+          test_the_key_of_the_longest_ids_fits_the_causation_header),
       cmocka_unit_test(test_error_map_names_every_code),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

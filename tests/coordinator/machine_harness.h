@@ -55,7 +55,7 @@ static inline saga_def_t *h_def(const char *sq) {
 }
 
 static inline sm_t *h_new_saga(const saga_def_t *def, const char *id) {
-  sm_t *s = malloc(sm_size(def));
+  sm_t *s = malloc(sm_size(def, strlen(id)));
   if (s == NULL || sm_init(s, id, def) != SAGA_CORE_OK)
     abort();
   return s;

@@ -124,7 +124,52 @@ static void test_long_reason_is_cut(void **state) {
   saga_record_t rec = {0};
   assert_int_equal(saga_codec_decode(buf, len, &rec), SAGA_CORE_OK);
   assert_int_equal(strlen(rec.events[0].reason), SAGA_CODEC_MAX_REASON);
+  /* A cut inside a UTF-8 character would store invalid text: the partial
+   * character goes too. */
+  reason[0] = '\0';
+  while (strlen(reason) + 3 < 600)
+    strcat(reason, "\xe2\x82\xac"); /* the euro sign, 3 bytes */
+  assert_int_equal(saga_codec_encode(&ev, 1, 5, buf, sizeof buf, &len),
+                   SAGA_CORE_OK);
+  assert_int_equal(saga_codec_decode(buf, len, &rec), SAGA_CORE_OK);
+  size_t n = strlen(rec.events[0].reason);
+  assert_int_equal(n, SAGA_CODEC_MAX_REASON / 3 * 3);
+  assert_memory_equal(rec.events[0].reason, reason, n);
   saga_record_clear(&rec);
+}
+
+/* Issue 14 case 6: the starter's correlation-id is kept in Started, so
+ * later messages of the saga carry it after a recovery too. */
+static void test_started_keeps_the_correlation_id(void **state) {
+  (void)state;
+  sm_event_t ev = {.type = SM_EV_STARTED, .def_name = "order",
+                   .def_version = 1, .correlation_id = "corr-X"};
+  uint8_t buf[256];
+  size_t len = 0;
+  assert_int_equal(saga_codec_encode(&ev, 1, 5, buf, sizeof buf, &len),
+                   SAGA_CORE_OK);
+  saga_record_t rec = {0};
+  assert_int_equal(saga_codec_decode(buf, len, &rec), SAGA_CORE_OK);
+  assert_string_equal(rec.events[0].correlation_id, "corr-X");
+  /* None: nothing stored, nothing decoded. */
+  ev.correlation_id = NULL;
+  size_t shorter = 0;
+  assert_int_equal(saga_codec_encode(&ev, 1, 5, buf, sizeof buf, &shorter),
+                   SAGA_CORE_OK);
+  assert_int_equal(shorter, len - 8);
+  assert_int_equal(saga_codec_decode(buf, shorter, &rec), SAGA_CORE_OK);
+  assert_null(rec.events[0].correlation_id);
+  saga_record_clear(&rec);
+  /* The machine puts the start's correlation-id into Started. */
+  saga_def_t *def = h_def(FOUR);
+  sm_t *s = h_new_saga(def, "s-corr");
+  sm_output_t out;
+  sm_input_t in = {.type = SM_IN_START, .correlation_id = "corr-Y"};
+  assert_int_equal(sm_step(s, &in, 1, NULL, &out), SAGA_CORE_OK);
+  assert_int_equal(out.events[0].type, SM_EV_STARTED);
+  assert_string_equal(out.events[0].correlation_id, "corr-Y");
+  free(s);
+  saga_def_free(def);
 }
 
 static void test_encode_refuses_small_buffers_and_empty_transitions(
@@ -385,6 +430,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_event_field_round_trips),
       cmocka_unit_test(test_long_reason_is_cut),
+      cmocka_unit_test(test_started_keeps_the_correlation_id),
       cmocka_unit_test(test_encode_refuses_small_buffers_and_empty_transitions),
       cmocka_unit_test(test_malformed_records_are_refused),
       cmocka_unit_test(test_replay_refuses_events_for_another_definition),

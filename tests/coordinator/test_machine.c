@@ -504,19 +504,30 @@ static void test_init_refuses_bad_ids(void **state) {
   (void)state;
   saga_def_t *def = h_def("{'name':'s','version':1,'steps':[{'name':'a',"
                           "'topic':'t','compensation':'none'}]}");
-  sm_t *s = malloc(sm_size(def));
-  char id[80];
+  char id[SM_ID_MAX + 2];
   memset(id, 'x', sizeof id - 1);
   id[sizeof id - 1] = '\0';
+  sm_t *s = malloc(sm_size(def, sizeof id));
   assert_int_equal(sm_init(s, "", def), SAGA_CORE_EINVAL);
   assert_int_equal(sm_init(s, id, def), SAGA_CORE_EINVAL);
+  /* 255 bytes, the wire's ceiling (issue 14 case 5: it was 63). */
   id[SM_ID_MAX] = '\0';
+  assert_int_equal(SM_ID_MAX, 255);
   assert_int_equal(sm_init(s, id, def), SAGA_CORE_OK);
+  assert_string_equal(s->id, id);
+  assert_int_equal(sm_bytes(s), sm_size(def, SM_ID_MAX));
   sm_output_t out;
   sm_input_t in = {.type = SM_IN_START};
   assert_int_equal(sm_step(s, &in, -1, NULL, &out), SAGA_CORE_EINVAL);
-  assert_true(sm_size(def) <= 128);
+  /* The id is stored by its length: a short id keeps a saga small. */
+  assert_true(sm_size(def, 8) <= 80);
+  sm_t *c = malloc(sm_bytes(s));
+  sm_copy(c, s);
+  assert_true(sm_equal(c, s));
+  assert_ptr_not_equal(c->id, s->id);
   free(s);
+  assert_string_equal(c->id, id);
+  free(c);
   saga_def_free(def);
 }
 

@@ -31,14 +31,15 @@
 #define BUCKETS 65536 /* hash buckets of the seen and ledger tables */
 
 typedef struct {
-  char key[160]; /* effect key */
+  char key[288]; /* effect key: ids up to SAGA_WIRE_MAX_ID bytes */
   int outcome;
   uint32_t attempt; /* the attempt the recorded outcome answered */
   int next;      /* index of the next in the bucket, -1 at the end */
 } seen_t;
 
 typedef struct {
-  char id[64];
+  char id[SAGA_WIRE_MAX_ID + 1];
+  char correlation[SAGA_WIRE_MAX_ID + 1]; /* of the last command */
   int applied[E2E_STEPS], undone[E2E_STEPS], commands[E2E_STEPS];
   uint32_t attempts[E2E_STEPS][2]; /* bit a-1: attempt a received (DO, COMP) */
   int next;
@@ -175,12 +176,13 @@ static void on_command(saga_kloop_t *kl, const rd_kafka_message_t *m,
     t->action_mismatches++;
   }
   ledger_t *l = ledger_of(t, c->saga_id);
+  snprintf(l->correlation, sizeof l->correlation, "%s", meta.correlation_id);
   if (step >= 0) {
     l->commands[step]++;
     if (c->attempt >= 1 && c->attempt <= 32)
       l->attempts[step][comp] |= 1u << (c->attempt - 1);
   }
-  char effect[160];
+  char effect[sizeof ((seen_t *)0)->key];
   snprintf(effect, sizeof effect, "%s/%s/%s", c->saga_id, c->step,
            comp ? "COMPENSATE" : "DO");
   seen_t *s = seen_find(t, effect);
@@ -424,8 +426,9 @@ int e2e_sagad_run_once(e2e_t *t, const char *const *extra) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static void produce(e2e_t *t, const ProtobufCMessage *m, const char *id) {
-  saga_meta_t meta = {.saga_id = id};
+static void produce_meta(e2e_t *t, const ProtobufCMessage *m, const char *id,
+                         const char *correlation_id) {
+  saga_meta_t meta = {.saga_id = id, .correlation_id = correlation_id};
   void *buf = NULL;
   size_t len = 0;
   rd_kafka_headers_t *h = NULL;
@@ -439,21 +442,42 @@ static void produce(e2e_t *t, const ProtobufCMessage *m, const char *id) {
   free(buf);
 }
 
-void e2e_start(e2e_t *t, const char *type, const char *id) {
+static void produce(e2e_t *t, const ProtobufCMessage *m, const char *id) {
+  produce_meta(t, m, id, NULL);
+}
+
+void e2e_start_as(e2e_t *t, const char *type, const char *id,
+                  const char *correlation_id, uint32_t version) {
   Saga__V1__StartSaga s;
   saga__v1__start_saga__init(&s);
   s.saga_id = SAGA_MUT(id);
   s.saga_type = SAGA_MUT(type);
-  char input[64];
+  if (version) {
+    s.definition_version_present_case =
+        SAGA__V1__START_SAGA__DEFINITION_VERSION_PRESENT_DEFINITION_VERSION;
+    s.definition_version = version;
+  }
+  char input[SAGA_WIRE_MAX_ID + 32];
   snprintf(input, sizeof input, "{\"order\":\"%s\"}", id);
   s.input.data = (uint8_t *)input;
   s.input.len = strlen(input);
-  produce(t, &s.base, id);
+  produce_meta(t, &s.base, id, correlation_id);
 }
+
+void e2e_start(e2e_t *t, const char *type, const char *id) {
+  e2e_start_as(t, type, id, NULL, 0);
+}
+
+const char *e2e_command_correlation(e2e_t *t, const char *id) {
+  return ledger_of(t, id)->correlation;
+}
+
+const char *e2e_inbox(const e2e_t *t) { return t->inbox; }
+const char *e2e_notifications(const e2e_t *t) { return t->notify; }
 
 void e2e_reply(e2e_t *t, const char *id, int step, uint32_t attempt,
                int outcome) {
-  char sname[16], key[160];
+  char sname[16], key[SAGA_WIRE_MAX_KEY + 1];
   snprintf(sname, sizeof sname, "s%d", step + 1);
   saga__idempotency_key(key, sizeof key, id, sname, 1, attempt);
   Saga__V1__Reply r;

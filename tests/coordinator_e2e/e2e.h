@@ -53,6 +53,16 @@ int e2e_sagad_run_once(e2e_t *t, const char *const *extra);
 
 /* Produce a StartSaga for id of type ("fast"/"slow") to the inbox. */
 void e2e_start(e2e_t *t, const char *type, const char *id);
+/* The same with a correlation-id header (NULL = none) and a definition
+ * version (0 = the newest). */
+void e2e_start_as(e2e_t *t, const char *type, const char *id,
+                  const char *correlation_id, uint32_t version);
+/* The correlation-id header of the last command the participant received
+ * for id ("" when none). */
+const char *e2e_command_correlation(e2e_t *t, const char *id);
+/* The topics the harness chose. */
+const char *e2e_inbox(const e2e_t *t);
+const char *e2e_notifications(const e2e_t *t);
 /* Produce raw bytes with the given type header (NULL = none) to the inbox. */
 void e2e_produce_raw(e2e_t *t, const char *type_header, const char *key,
                      const void *value, size_t len);

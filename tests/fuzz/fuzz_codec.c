@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     load_defs();
   fuzz_in_t in = {data, size};
   const saga_def_t *def = defs[fuzz_byte(&in) % NDEFS];
-  sm_t *s = malloc(sm_size(def));
+  sm_t *s = malloc(sm_size(def, strlen("fuzz-1")));
   FUZZ_ASSERT(s != NULL);
   FUZZ_ASSERT(sm_init(s, "fuzz-1", def) == SAGA_CORE_OK);
   saga_record_t rec = {0};

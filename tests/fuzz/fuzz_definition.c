@@ -35,7 +35,7 @@ static void check_def(const saga_def_t *def) {
 /* Start a saga and answer every command it sends with `outcome`, firing
  * backoff timers, until it is terminal, parked or 4096 inputs were fed. */
 static void drive(const saga_def_t *def, uint8_t outcome) {
-  sm_t *s = malloc(sm_size(def));
+  sm_t *s = malloc(sm_size(def, strlen("fuzz-1")));
   FUZZ_ASSERT(s != NULL);
   FUZZ_ASSERT(sm_init(s, "fuzz-1", def) == SAGA_CORE_OK);
   sm_rng_t rng = {.state = 42};

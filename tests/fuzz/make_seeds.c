@@ -67,7 +67,7 @@ static sm_input_t reply(int step, int action, unsigned attempt,
 
 static void walk(const saga_def_t *def, const char *name, int kind) {
   walk_t *w = calloc(1, sizeof *w);
-  w->s = malloc(sm_size(def));
+  w->s = malloc(sm_size(def, strlen("order-1001")));
   if (sm_init(w->s, "order-1001", def) != SAGA_CORE_OK)
     abort();
   w->now = 1700000000000;

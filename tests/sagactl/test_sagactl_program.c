@@ -113,7 +113,7 @@ static void append_record(es_store_t *st, const sm_t *s,
  * every transition and the saga's index row. */
 static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
                  const uint8_t *script, size_t nscript) {
-  sm_t *s = malloc(sm_size(def));
+  sm_t *s = malloc(sm_size(def, strlen(id)));
   assert_non_null(s);
   assert_int_equal(sm_init(s, id, def), SAGA_CORE_OK);
   sm_output_t out;
@@ -395,6 +395,20 @@ static void test_unreachable_postgres_exits_3_and_bad_input_exits_2(
   result_free(&r);
   r = run("start", "order", "--input", "{}", NULL);
   expect(&r, 2, NULL, "no Kafka configured");
+  result_free(&r);
+  /* One saga id ceiling everywhere: 255 bytes pass the check (then Kafka
+   * is unreachable, exit 3); 256 are refused, not cut. */
+  char longid[SM_ID_MAX + 2];
+  memset(longid, 'l', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
+  r = run("start", "order", "--input", "{}", "--id", longid, "--kafka",
+          "127.0.0.1:1", NULL);
+  expect(&r, 2, NULL, "--id: saga_id is 256 bytes long, the ceiling is 255");
+  result_free(&r);
+  longid[SM_ID_MAX] = '\0';
+  r = run("start", "order", "--input", "{}", "--id", longid, "--kafka",
+          "127.0.0.1:1", "--timeout", "200ms", NULL);
+  expect(&r, 3, NULL, "Kafka");
   result_free(&r);
   r = run("list", "--bogus", NULL);
   expect(&r, 2, NULL, "unknown option \"--bogus\"");

@@ -137,11 +137,11 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
   } else {
     in.type = (uint8_t)msg.op;
   }
-  sm_t *probe = malloc(sm_size(sh->def));
+  sm_t *probe = malloc(sm_bytes(sh));
   sm_output_t *out = malloc(sizeof *out);
   if (!probe || !out)
     abort();
-  memcpy(probe, sh, sm_size(sh->def));
+  sm_copy(probe, sh);
   sm_rng_t rng = {.state = 1};
   int rc = sm_step(probe, &in, s->now, &rng, out);
   int applies = rc == 0 && out->verdict == SM_V_APPLIED;

@@ -125,7 +125,7 @@ static void shadow_apply(sim_t *s, sim_stream_t *st, const uint8_t *data,
       saga_record_clear(&rec);
       return;
     }
-    st->shadow = malloc(sm_size(def));
+    st->shadow = malloc(sm_size(def, strlen(st->id)));
     if (!st->shadow || sm_init(st->shadow, st->id, def) != 0)
       abort();
   }

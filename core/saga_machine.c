@@ -585,3 +585,24 @@ bool sm_equal(const sm_t *a, const sm_t *b) {
   }
   return true;
 }
+
+int sm_current_step(const sm_t *saga) {
+  if (sm_is_terminal(saga))
+    return -1;
+  uint8_t want[2] = {SM_STEP_RUNNING, SM_STEP_BACKOFF};
+  if (saga->status == SM_COMPENSATION_FAILED) {
+    want[0] = want[1] = SM_STEP_COMP_FAILED;
+  } else if (saga->status == SM_COMPENSATING) {
+    want[0] = SM_STEP_COMP_RUNNING;
+    want[1] = SM_STEP_COMP_BACKOFF;
+  }
+  for (uint32_t i = 0; i < saga->nsteps; i++)
+    if (saga->steps[i].status == want[0] || saga->steps[i].status == want[1])
+      return (int)i;
+  /* Between attempts (a compensation not dispatched yet while forward
+   * attempts drain): the first step still waited on, else the cursor. */
+  for (uint32_t i = 0; i < saga->nsteps; i++)
+    if (is_waiting(saga->steps[i].status))
+      return (int)i;
+  return saga->cursor < saga->nsteps ? (int)saga->cursor : -1;
+}

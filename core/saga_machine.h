@@ -301,6 +301,13 @@ bool sm_is_terminal(const sm_t *saga);
  * stuck). */
 bool sm_is_stuck(const sm_t *saga, int64_t now);
 
+/* The step a non-terminal saga is at, for saga_index's current_step and
+ * operators: a parked saga's step whose compensation is spent, a
+ * compensating saga's step being compensated, a running saga's step in
+ * flight or backing off; else (between attempts) the first step waited on,
+ * else the cursor. -1 for a terminal saga. */
+int sm_current_step(const sm_t *saga);
+
 /* The earliest timer of the saga, or 0: for "next deadline" lists. */
 int64_t sm_next_timer(const sm_t *saga);
 

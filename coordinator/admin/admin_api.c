@@ -193,17 +193,30 @@ static void h_start(admin_http_req_t *req, void *arg) {
     return;
   }
   const char *id = admin_http_query(req, "id");
-  if (!id)
+  const char *field = "query parameter id";
+  if (!id) {
     id = admin_http_header(req, "Idempotency-Key");
+    field = "header Idempotency-Key";
+  }
   if (!text_ok(type, ADMIN_TYPE_MAX)) {
     admin_http_respond_error(req, 400, "invalid saga type");
     return;
   }
-  if (!id || !text_ok(id, ADMIN_ID_MAX)) {
+  if (!id) {
     admin_http_respond_error(
         req, 400,
         "a saga id is required (query id= or header Idempotency-Key), "
         "1 to 255 printable bytes");
+    return;
+  }
+  /* '/' separates the parts of the idempotency key built from the id. */
+  if (!text_ok(id, ADMIN_ID_MAX) || strchr(id, '/')) {
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "%s: a saga id is 1 to %d printable bytes without spaces or "
+             "'/'",
+             field, ADMIN_ID_MAX);
+    admin_http_respond_error(req, 400, msg);
     return;
   }
   const char *ct = admin_http_header(req, "Content-Type");

@@ -57,10 +57,11 @@ typedef struct {
  * 501. Strings are valid during the call only.
  * - get_saga: {"saga": {row...}, "history": [...]}, or 404.
  * - list_sagas: {"sagas": [row...], "next": "<cursor>" | null}.
- * - start_saga: start a saga of type with the client-supplied id and input
- *   (valid JSON, input_len bytes), idempotent on id: 201 {"saga_id": ...,
- *   "created": true} the first time, 200 with "created": false when the
- *   same id was already started with this type, 409 when the id belongs to
+ * - start_saga: start a saga of type with the client-supplied id (checked
+ *   here: printable, no space or '/') and input (valid JSON, input_len
+ *   bytes), idempotent on id: 201 {"saga_id": ..., "created": true} the
+ *   first time, 200 with "created": false and "status" when a saga with
+ *   this id and type exists in any state, 409 when the id belongs to
  *   another type, 404 for an unknown type.
  * - readiness: fill *out now. */
 typedef struct {

@@ -52,6 +52,18 @@ static size_t head_end(const char *buf, size_t len) {
   return 0;
 }
 
+/* Whether buf[0..len) holds a NUL, a bare LF or a CR followed by anything
+ * but LF (a CR as the last byte may still be followed by its LF). */
+static bool bad_line_end(const char *buf, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    char c = buf[i];
+    if (c == '\0' || (c == '\n' && (i == 0 || buf[i - 1] != '\r')) ||
+        (c == '\r' && i + 1 < len && buf[i + 1] != '\n'))
+      return true;
+  }
+  return false;
+}
+
 /* Split the query string q (NUL-terminated, in store) into req->query,
  * decoding into *dec. */
 static int parse_query(admin_http_req_t *req, char *q, char **dec) {
@@ -203,18 +215,21 @@ int admin_http_parse(admin_http_req_t *req, const char *buf, size_t len,
   memset(req, 0, offsetof(admin_http_req_t, store_));
   req->conn_ = conn;
   size_t hl = head_end(buf, len < max_head ? len : max_head);
-  if (hl == 0)
+  if (hl == 0) {
+    /* Not complete yet: a head already malformed is refused now rather
+     * than after the read timeout (a client ending lines with a bare LF
+     * would otherwise wait for a CRLF CRLF that never comes). */
+    size_t seen = len < max_head ? len : max_head;
+    if (bad_line_end(buf, seen))
+      return -400;
     return len >= max_head ? -431 : 0;
+  }
   memcpy(req->store_, buf, hl);
   req->store_[hl] = '\0';
   char *dec = req->store_ + hl + 1;
   /* Lines end with CRLF; a bare CR or LF, or a NUL, is malformed. */
-  for (size_t i = 0; i + 4 < hl; i++) {
-    char c = req->store_[i];
-    if (c == '\0' || (c == '\r' && req->store_[i + 1] != '\n') ||
-        (c == '\n' && (i == 0 || req->store_[i - 1] != '\r')))
-      return -400;
-  }
+  if (bad_line_end(req->store_, hl))
+    return -400;
   char *line = req->store_;
   int rc = 0;
   bool first = true;
@@ -276,6 +291,7 @@ const char *admin_http_reason(int status) {
   case 201: return "Created";
   case 202: return "Accepted";
   case 204: return "No Content";
+  case 302: return "Found";
   case 400: return "Bad Request";
   case 404: return "Not Found";
   case 405: return "Method Not Allowed";
@@ -847,6 +863,20 @@ void admin_http_respond(admin_http_req_t *req, int status,
                         const char *content_type, const char *body,
                         size_t len) {
   respond(req, status, NULL, content_type, body, len);
+}
+
+void admin_http_redirect(admin_http_req_t *req, const char *location) {
+  char hdr[300];
+  size_t n = strlen(location);
+  bool ok = location[0] == '/' && n + 13 < sizeof hdr;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (unsigned char)location[i] > 0x20 && location[i] != 0x7f;
+  if (!ok) {
+    admin_http_respond_error(req, 500, "invalid redirect location");
+    return;
+  }
+  snprintf(hdr, sizeof hdr, "Location: %s\r\n", location);
+  respond(req, 302, hdr, NULL, "", 0);
 }
 
 void admin_http_respond_error(admin_http_req_t *req, int status,

@@ -1,9 +1,9 @@
 /* A minimal HTTP/1.1 server for sagad's admin endpoint, on the caller's
  * libuv loop (uv_tcp_t): bounded requests (head, body, read time,
  * connections), routing by method and path with {name} segments, query
- * strings with percent-decoding, keep-alive, and 400/404/405/408/413/431/
- * 501/505 answered by the server itself. Handlers may answer at once or
- * later from another callback on the loop. It is not a general web server:
+ * strings with percent-decoding, keep-alive, redirects, and 400/404/405/
+ * 408/413/431/501/505 answered by the server itself. Handlers may answer
+ * at once or later from another callback on the loop. It is not a general web server:
  * no TLS, no chunked request bodies, no HTTP/2; it binds 127.0.0.1 unless
  * told otherwise. Everything runs on the loop thread; the server never
  * logs, exits or starts threads. */
@@ -138,6 +138,11 @@ void admin_http_close(admin_http_t *s, void (*close_cb)(void *arg),
 void admin_http_respond(admin_http_req_t *req, int status,
                         const char *content_type, const char *body,
                         size_t len);
+
+/* Answer 302 Found with "Location: location" and no body; location is a
+ * path on this server ("/ui"), printable ASCII without spaces, at most
+ * 280 bytes (else the answer is 500). After the call req is invalid. */
+void admin_http_redirect(admin_http_req_t *req, const char *location);
 
 /* Answer with {"error": message} as application/json. */
 void admin_http_respond_error(admin_http_req_t *req, int status,

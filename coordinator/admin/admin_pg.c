@@ -19,14 +19,16 @@
 
 #define PAGE_MAX 1000 /* events per event-store read */
 
-typedef enum { JOB_GET, JOB_LIST, JOB_CLOSE } job_kind_t;
+typedef enum { JOB_GET, JOB_LIST, JOB_LOOKUP, JOB_CLOSE } job_kind_t;
 
 typedef struct job {
   uv_work_t work;
   struct job *next;
   admin_pg_t *pg;
   job_kind_t kind;
-  admin_reply_t *reply;
+  admin_reply_t *reply;              /* NULL for a lookup */
+  admin_pg_lookup_cb_t lookup_cb;    /* a lookup's answer */
+  void *lookup_arg;
   /* request, copied on the loop thread */
   char id[ADMIN_ID_MAX + 1];
   char state[32], type[ADMIN_TYPE_MAX + 1], after[ADMIN_ID_MAX + 1];
@@ -255,10 +257,11 @@ static void work(uv_work_t *w) {
   char stuck_ms[24], limit[24];
   snprintf(stuck_ms, sizeof stuck_ms, "%" PRId64, pg->opts.stuck_after_ms);
   switch (j->kind) {
-  case JOB_GET: {
+  case JOB_GET:
+  case JOB_LOOKUP: {
     const char *p[3] = {j->thresholds, stuck_ms, j->id};
     query_index(j, SQL_GET, 3, p);
-    if (j->status == 0 && PQntuples(j->res) == 1)
+    if (j->kind == JOB_GET && j->status == 0 && PQntuples(j->res) == 1)
       read_history(j, strtoll(PQgetvalue(j->res, 0, 5), NULL, 10));
     break;
   }
@@ -451,8 +454,12 @@ static void render_list(job_t *j, abuf_t *b) {
   }
 }
 
-static void reply_error(admin_reply_t *r, int status, const char *msg) {
-  admin_http_respond_error(r, status, msg);
+/* Answer j's request, or its lookup, with an error. */
+static void job_error(job_t *j, int status, const char *msg) {
+  if (j->lookup_cb)
+    j->lookup_cb(j->lookup_arg, status, NULL, msg);
+  else
+    admin_http_respond_error(j->reply, status, msg);
 }
 
 static void job_free(job_t *j) {
@@ -494,9 +501,18 @@ static void after_work(uv_work_t *w, int status) {
   abuf_t b = ABUF_INIT;
   if (status != 0) {
     set_err(j, 503, "saga store request cancelled", uv_strerror(status));
-  } else if (j->status == 0 && j->kind == JOB_GET && PQntuples(j->res) == 0) {
+  } else if (j->status == 0 && j->kind != JOB_LIST &&
+             PQntuples(j->res) == 0) {
     j->status = 404;
     snprintf(j->err, sizeof j->err, "no saga with id \"%s\"", j->id);
+  } else if (j->status == 0 && j->kind == JOB_LOOKUP) {
+    admin_saga_row_t row;
+    row_of(j->res, 0, &row);
+    pg->stats.answered++;
+    j->lookup_cb(j->lookup_arg, 200, &row, NULL);
+    job_free(j);
+    pump(pg);
+    return;
   } else if (j->status == 0) {
     if (j->kind == JOB_GET)
       render_get(pg, j, &b);
@@ -508,7 +524,7 @@ static void after_work(uv_work_t *w, int status) {
   if (j->status) {
     if (j->status != 404)
       pg->stats.failed++;
-    reply_error(j->reply, j->status, j->err);
+    job_error(j, j->status, j->err);
   } else {
     pg->stats.answered++;
     admin_reply(j->reply, 200, b.data, b.len);
@@ -537,7 +553,7 @@ static void pump(admin_pg_t *pg) {
       return;
     }
     pg->stats.failed++;
-    reply_error(j->reply, 503, uv_strerror(rc));
+    job_error(j, 503, uv_strerror(rc));
     job_free(j);
   }
 }
@@ -557,12 +573,16 @@ static char *thresholds_json(const admin_pg_t *pg) {
   return abuf_take(&b, NULL);
 }
 
-static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r) {
+/* A new job answering r, or (r NULL) cb(arg, ...); NULL when refused or
+ * out of memory, answered already. */
+static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r,
+                      admin_pg_lookup_cb_t cb, void *arg) {
+  job_t fail = {.reply = r, .lookup_cb = cb, .lookup_arg = arg};
   if (pg->closing || pg->queued >= pg->opts.max_queue) {
     pg->stats.refused++;
-    reply_error(r, 503,
-                pg->closing ? "saga store reader is closing"
-                            : "too many saga store requests waiting");
+    job_error(&fail, 503,
+              pg->closing ? "saga store reader is closing"
+                          : "too many saga store requests waiting");
     return NULL;
   }
   job_t *j = calloc(1, sizeof *j);
@@ -571,12 +591,14 @@ static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r) {
   if (!j || !j->thresholds) {
     free(j);
     pg->stats.failed++;
-    reply_error(r, 503, "out of memory");
+    job_error(&fail, 503, "out of memory");
     return NULL;
   }
   j->pg = pg;
   j->kind = kind;
   j->reply = r;
+  j->lookup_cb = cb;
+  j->lookup_arg = arg;
   return j;
 }
 
@@ -592,7 +614,16 @@ static void enqueue(admin_pg_t *pg, job_t *j) {
 
 static void src_get(void *arg, const char *id, admin_reply_t *r) {
   admin_pg_t *pg = arg;
-  job_t *j = job_new(pg, JOB_GET, r);
+  job_t *j = job_new(pg, JOB_GET, r, NULL, NULL);
+  if (!j)
+    return;
+  snprintf(j->id, sizeof j->id, "%s", id);
+  enqueue(pg, j);
+}
+
+void admin_pg_lookup(admin_pg_t *pg, const char *id, admin_pg_lookup_cb_t cb,
+                     void *arg) {
+  job_t *j = job_new(pg, JOB_LOOKUP, NULL, cb, arg);
   if (!j)
     return;
   snprintf(j->id, sizeof j->id, "%s", id);
@@ -607,7 +638,7 @@ static void copy_opt(char *dst, size_t n, bool *has, const char *v) {
 static void src_list(void *arg, const admin_list_query_t *q,
                      admin_reply_t *r) {
   admin_pg_t *pg = arg;
-  job_t *j = job_new(pg, JOB_LIST, r);
+  job_t *j = job_new(pg, JOB_LIST, r, NULL, NULL);
   if (!j)
     return;
   copy_opt(j->state, sizeof j->state, &j->has_state, q->state);
@@ -700,7 +731,7 @@ void admin_pg_close(admin_pg_t *pg, void (*close_cb)(void *arg), void *arg) {
     job_t *j = pg->head;
     pg->head = j->next;
     pg->stats.refused++;
-    reply_error(j->reply, 503, "saga store reader is closing");
+    job_error(j, 503, "saga store reader is closing");
     job_free(j);
   }
   pg->tail = NULL;

@@ -62,6 +62,21 @@ int admin_pg_set_stuck(admin_pg_t *pg, const char *type, const char *step,
  * memory). Loop thread. */
 int admin_pg_stuck_from_def(admin_pg_t *pg, const saga_def_t *def);
 
+/* A lookup's answer, on the loop thread: status 200 with the saga's
+ * saga_index row (valid during the call only), 404 when saga_index has no
+ * such saga (row NULL), or 503 with err (the store could not be read, too
+ * many requests wait, or the reader is closing). */
+typedef void (*admin_pg_lookup_cb_t)(void *arg, int status,
+                                     const admin_saga_row_t *row,
+                                     const char *err);
+
+/* Look saga id up in saga_index (no history), queued with the reads; cb
+ * runs exactly once, possibly before this returns (refused at once).
+ * POST /sagas/{type} asks it whether an id is taken, whatever the saga's
+ * state. Loop thread. */
+void admin_pg_lookup(admin_pg_t *pg, const char *id, admin_pg_lookup_cb_t cb,
+                     void *arg);
+
 /* Point src's get_saga and list_sagas (and arg) at pg; start_saga and
  * readiness are left as they were, for the engine to set. */
 void admin_pg_source(admin_pg_t *pg, admin_source_t *src);

@@ -29,9 +29,15 @@ static void serve(admin_http_req_t *req, void *arg) {
   admin_http_respond(req, 200, f->type, (const char *)f->data, *f->len);
 }
 
+static void to_ui(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  admin_http_redirect(req, "/ui");
+}
+
 int admin_ui_register(admin_http_t *s) {
   /* The routes' args are static (never written): nothing to free. */
-  int rc = admin_http_route(s, "GET", "/ui", serve, &page);
+  int rc = admin_http_route(s, "GET", "/", to_ui, NULL);
+  rc |= admin_http_route(s, "GET", "/ui", serve, &page);
   rc |= admin_http_route(s, "GET", "/ui/saga/{id}", serve, &page);
   rc |= admin_http_route(s, "GET", "/ui/app.js", serve, &script);
   rc |= admin_http_route(s, "GET", "/ui/app.css", serve, &style);

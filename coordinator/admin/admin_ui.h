@@ -8,9 +8,9 @@
 
 #include "admin_http.h"
 
-/* Register GET /ui (the list, filters in the query: state, type, stuck,
- * after), GET /ui/saga/{id} (the timeline), GET /ui/app.js and
- * GET /ui/app.css on s. The page reads the API routes of
+/* Register GET / (a redirect to /ui), GET /ui (the list, filters in the
+ * query: state, type, stuck, after), GET /ui/saga/{id} (the timeline),
+ * GET /ui/app.js and GET /ui/app.css on s. The page reads the API routes of
  * admin_api_register on the same server. Returns 0, or -1 when out of
  * memory. */
 int admin_ui_register(admin_http_t *s);

@@ -123,6 +123,12 @@ static const prop_t props[] = {
      "(POST /v1/traces); sagad sends saga, step and compensation spans "
      "there. Empty sends none",
      check_endpoint, 0},
+    {"start.wait_for_dependencies_ms", T_DURATION, OFF(start_wait_ms), 0,
+     3600000, "0s", NULL,
+     "how long sagad waits at start for PostgreSQL and Kafka to answer, "
+     "retrying (for start ordering, e.g. in Kubernetes); 0 exits with "
+     "status 1 at once when either is unreachable",
+     NULL, 0},
 };
 
 #define NPROPS (sizeof props / sizeof props[0])
@@ -1022,8 +1028,11 @@ void sagad_config_write_reference(FILE *out) {
       "errors say\nwhere it came from (`sagad.conf:12: batch.max_events: "
       "must be between 1 and\n100000, got 0`); unknown names are errors "
       "with a hint of the nearest known one.\n"
-      "`sagad --check-config` validates everything and prints the "
-      "effective\nconfiguration with secrets masked.\n"
+      "`sagad --check-config` validates everything a start checks before "
+      "it connects\n(these values, every definition file, `admin.listen` "
+      "and `otlp.endpoint`),\nwith the same messages, and prints the "
+      "effective configuration with secrets\nmasked; it exits 2 when a "
+      "start would fail on any of them.\n"
       "\n"
       "Durations are a number and a unit, `ms`, `s`, `m` (minutes), `h` or "
       "`d` (days),\nor several (`250ms`, `30s`, `1h30m`, `2d`), the same "

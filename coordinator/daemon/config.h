@@ -70,6 +70,7 @@ typedef struct {
   int64_t payload_max_bytes;
   int64_t stuck_default_ms;
   char *otlp_endpoint;            /* "" = no traces exported */
+  int64_t start_wait_ms;          /* wait for PostgreSQL and Kafka at start */
   /* Further librdkafka properties in the order they were first set. */
   sagad_kafka_prop_t *kafka_props;
   size_t kafka_nprops;

@@ -4,6 +4,7 @@
  * engine, then closes Kafka (committing offsets) and the store. Policy
  * lives in config.c, the loop and shutdown sequencing in daemon.c, the
  * logic in engine.c. Exit status 2 means a bad configuration. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -39,7 +40,11 @@ static void on_fatal(void *arg, const char *why) {
   sagad_daemon_shutdown(a->d, SAGAD_EXIT_FAILURE, why);
 }
 
-static int load_definitions(app_t *a, const sagad_config_t *cfg) {
+/* Load cfg's definitions into a->registry, logging each refused file.
+ * At run time a refused file is logged and the others serve; strict
+ * (--check-config) fails on it. */
+static int load_definitions(app_t *a, const sagad_config_t *cfg,
+                            bool strict) {
   saga_diags_t diags = {0};
   size_t loaded = 0;
   a->registry = saga_registry_new();
@@ -52,7 +57,7 @@ static int load_definitions(app_t *a, const sagad_config_t *cfg) {
   for (size_t i = 0; i < diags.n; i++)
     LOG_ERROR("%s", diags.items[i]);
   saga_diags_clear(&diags);
-  if (rc != SAGA_CORE_OK && rc != SAGA_CORE_EDEF)
+  if (rc != SAGA_CORE_OK && (strict || rc != SAGA_CORE_EDEF))
     return -1;
   if (!loaded) {
     LOG_ERROR("no saga definition loaded from \"%s\"", cfg->definitions_dir);
@@ -62,13 +67,36 @@ static int load_definitions(app_t *a, const sagad_config_t *cfg) {
   return 0;
 }
 
+/* Open the store; with start.wait_for_dependencies_ms, try again every
+ * second until PostgreSQL answers or that much time has passed. */
+static int open_store(uv_loop_t *loop, const sagad_config_t *cfg, app_t *a,
+                      sagad_store_port_t *port, char *err, size_t errlen) {
+  uint64_t until = uv_hrtime() / 1000000 + (uint64_t)cfg->start_wait_ms;
+  for (;;) {
+    int rc = sagad_store_pg_open(loop, cfg->store_conninfo, cfg->topic_inbox,
+                                 cfg->group_id, &a->store, port, err, errlen);
+    if (rc == 0)
+      return 0;
+    uint64_t now = uv_hrtime() / 1000000;
+    if (rc == -2 || now >= until) /* -2: another deployment's database */
+      return -1;
+    LOG_WARN("waiting for PostgreSQL (%s), %llu ms left of "
+             "start.wait_for_dependencies_ms",
+             err, (unsigned long long)(until - now));
+    uint64_t nap = until - now < 1000 ? until - now : 1000;
+    nanosleep(&(struct timespec){(time_t)(nap / 1000),
+                                 (long)(nap % 1000) * 1000000L},
+              NULL);
+  }
+}
+
 static int on_start(sagad_daemon_t *d, void *arg) {
   app_t *a = arg;
   const sagad_config_t *cfg = sagad_daemon_config(d);
   uv_loop_t *loop = sagad_daemon_loop(d);
   char err[1024];
   a->d = d;
-  if (load_definitions(a, cfg))
+  if (load_definitions(a, cfg, false))
     return -1;
   sagad_engine_config_t ec = {
       .registry = a->registry,
@@ -79,9 +107,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .payload_max_bytes = (size_t)cfg->payload_max_bytes,
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
   };
-  if (sagad_store_pg_open(loop, cfg->store_conninfo, cfg->topic_inbox,
-                          cfg->group_id, &a->store, &ec.store,
-                          err, sizeof err)) {
+  if (open_store(loop, cfg, a, &ec.store, err, sizeof err)) {
     LOG_ERROR("%s", err);
     return -1;
   }
@@ -178,6 +204,27 @@ static void on_stop(sagad_daemon_t *d, void *arg) {
     engine_drained(a);
 }
 
+/* --check-config: what on_start checks before it connects -- every
+ * definition (any refused file fails here), admin.listen, otlp.endpoint
+ * -- logged with the messages a start would log, then the effective
+ * configuration on stdout. Returns the exit status. */
+static int check_config(const sagad_config_t *cfg) {
+  app_t a = {0};
+  char err[1024];
+  int bad = load_definitions(&a, cfg, true) != 0;
+  saga_registry_free(a.registry);
+  if (sagad_observe_check(cfg, err, sizeof err) != 0) {
+    LOG_ERROR("%s", err);
+    bad = 1;
+  }
+  if (bad) {
+    fputs("sagad: the configuration would not start\n", stderr);
+    return SAGAD_EXIT_USAGE;
+  }
+  sagad_config_write(cfg, stdout);
+  return SAGAD_EXIT_OK;
+}
+
 int main(int argc, char **argv) {
   char err[2048];
   sagad_mode_t mode = SAGAD_MODE_RUN;
@@ -205,7 +252,8 @@ int main(int argc, char **argv) {
     sagad_config_write_reference(stdout);
     break;
   case SAGAD_MODE_CHECK:
-    sagad_config_write(cfg, stdout);
+    sagad_log_setup_from_config(cfg, 2);
+    status = check_config(cfg);
     break;
   case SAGAD_MODE_RUN:
     sagad_log_setup_from_config(cfg, 2);

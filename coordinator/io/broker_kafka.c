@@ -3,24 +3,43 @@
  * dead letters, rebalance callbacks turned into engine assign/revoke calls.
  * librdkafka's logs and errors arrive on the loop thread and are logged
  * here. Must not hold saga state. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kafka_loop.h"
 #include "log.h"
 #include "shell.h"
 #include "wire_kafka.h"
 
+/* Whether the brokers answer: a metadata request every PROBE_EVERY_MS in
+ * libuv's thread pool, bounded by PROBE_TIMEOUT_MS; Kafka counts as up
+ * while the last success is at most PROBE_FRESH_MS old and no "all brokers
+ * down" error came since. */
+#define PROBE_EVERY_MS 1000
+#define PROBE_TIMEOUT_MS 2000
+#define PROBE_FRESH_MS 4000
+
 struct sagad_broker_kafka {
   saga_kloop_t *kl;
   sagad_engine_t *engine;
   const sagad_config_t *cfg;
+  uv_loop_t *loop;
   void (*on_fatal)(void *, const char *);
   void *fatal_arg;
   const char **props; /* name, value, ..., NULL */
   void (*close_cb)(void *);
   void *close_arg;
+  /* the probe */
+  uv_timer_t probe_timer;
+  uv_work_t probe_work;
+  bool probing, closing;
+  int pending; /* closes outstanding: the timer and the Kafka loop */
+  rd_kafka_resp_err_t probe_err; /* set in the pool, read after it */
+  uint64_t up_at; /* uv_now of the last answered probe; 0 = none */
+  char why[200];  /* why Kafka counts as down */
 };
 
 static void k_on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
@@ -130,6 +149,10 @@ static void k_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
                        const char *reason, void *opaque) {
   (void)kl;
   sagad_broker_kafka_t *b = opaque;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    b->up_at = 0; /* down now, until a probe is answered again */
+    snprintf(b->why, sizeof b->why, "all brokers down: %s", reason);
+  }
   if (fatal) {
     LOG_ERROR("kafka: fatal error: %s: %s", rd_kafka_err2str(err), reason);
     if (b->on_fatal)
@@ -170,6 +193,59 @@ static int p_produce(void *self, const char *topic, const void *key,
 static void p_ack(void *self, void *ack) {
   sagad_broker_kafka_t *b = self;
   saga_kloop_ack(b->kl, ack);
+}
+
+/* ---- the probe ---- */
+
+static void probe_run(uv_work_t *w) {
+  sagad_broker_kafka_t *b = w->data;
+  const struct rd_kafka_metadata *md = NULL;
+  b->probe_err = rd_kafka_metadata(saga_kloop_producer(b->kl), 0, NULL, &md,
+                                   PROBE_TIMEOUT_MS);
+  if (md)
+    rd_kafka_metadata_destroy(md);
+}
+
+static void close_kloop(sagad_broker_kafka_t *b);
+
+static void probe_done(uv_work_t *w, int status) {
+  sagad_broker_kafka_t *b = w->data;
+  b->probing = false;
+  if (status == 0 && b->probe_err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    b->up_at = uv_now(b->loop);
+    b->why[0] = '\0';
+  } else if (status == 0) {
+    snprintf(b->why, sizeof b->why,
+             "no broker answered a metadata request within %d ms: %s",
+             PROBE_TIMEOUT_MS, rd_kafka_err2str(b->probe_err));
+  }
+  if (b->closing)
+    close_kloop(b); /* the close waited for the probe to leave the client */
+}
+
+static void on_probe_timer(uv_timer_t *t) {
+  sagad_broker_kafka_t *b = t->data;
+  if (b->probing || b->closing)
+    return;
+  b->probe_work.data = b;
+  if (uv_queue_work(b->loop, &b->probe_work, probe_run, probe_done) == 0)
+    b->probing = true;
+}
+
+bool sagad_broker_kafka_up(const sagad_broker_kafka_t *b, char *why,
+                           size_t len) {
+  if (!b || !b->kl) {
+    snprintf(why, len, "kafka is not open");
+    return false;
+  }
+  uint64_t now = uv_now(b->loop);
+  if (b->up_at && now - b->up_at <= PROBE_FRESH_MS)
+    return true;
+  if (b->why[0])
+    snprintf(why, len, "%s", b->why);
+  else
+    snprintf(why, len, "no broker answered for %d ms", PROBE_FRESH_MS);
+  return false;
 }
 
 static int has_prop(const sagad_config_t *cfg, const char *name) {
@@ -223,18 +299,42 @@ int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
   if (saga_kloop_new(loop, &kc, &cb, &b->kl, errbuf, errlen))
     goto fail;
   /* librdkafka connects lazily: ask for metadata now, so unreachable
-   * brokers are a clear error at start rather than silence. */
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t err =
-      rd_kafka_metadata(saga_kloop_producer(b->kl), 0, NULL, &md, 5000);
-  if (err) {
-    snprintf(errbuf, errlen, "could not reach kafka at %s: %s",
-             cfg->kafka_bootstrap_servers, rd_kafka_err2str(err));
-    saga_kloop_close(b->kl, NULL, NULL);
-    b->kl = NULL;
-    goto fail;
+   * brokers are a clear error at start rather than silence -- or, with
+   * start.wait_for_dependencies_ms, are waited for that long. */
+  uint64_t until = uv_hrtime() / 1000000 + (uint64_t)cfg->start_wait_ms;
+  for (;;) {
+    uint64_t tried = uv_hrtime() / 1000000;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err =
+        rd_kafka_metadata(saga_kloop_producer(b->kl), 0, NULL, &md, 5000);
+    if (!err) {
+      rd_kafka_metadata_destroy(md);
+      break;
+    }
+    uint64_t now = uv_hrtime() / 1000000;
+    if (now >= until) {
+      snprintf(errbuf, errlen, "could not reach kafka at %s: %s%s",
+               cfg->kafka_bootstrap_servers, rd_kafka_err2str(err),
+               cfg->start_wait_ms ? " (start.wait_for_dependencies_ms "
+                                    "passed)"
+                                  : "");
+      saga_kloop_close(b->kl, NULL, NULL);
+      b->kl = NULL;
+      goto fail;
+    }
+    LOG_WARN("waiting for kafka at %s (%s), %llu ms left of "
+             "start.wait_for_dependencies_ms",
+             cfg->kafka_bootstrap_servers, rd_kafka_err2str(err),
+             (unsigned long long)(until - now));
+    if (now - tried < 1000) /* failed fast: at most one try a second */
+      nanosleep(&(struct timespec){1, 0}, NULL);
   }
-  rd_kafka_metadata_destroy(md);
+  b->loop = loop;
+  b->up_at = uv_now(loop);
+  uv_timer_init(loop, &b->probe_timer);
+  b->probe_timer.data = b;
+  uv_timer_start(&b->probe_timer, on_probe_timer, PROBE_EVERY_MS,
+                 PROBE_EVERY_MS);
   *port = (sagad_broker_port_t){.self = b, .produce = p_produce, .ack = p_ack};
   *out = b;
   return 0;
@@ -265,14 +365,23 @@ int sagad_broker_kafka_start(sagad_broker_kafka_t *b, sagad_engine_t *e,
   return saga_kloop_subscribe(b->kl, topics, 1, errbuf, errlen) ? -1 : 0;
 }
 
-static void on_kl_closed(void *arg) {
-  sagad_broker_kafka_t *b = arg;
+static void closed_one(sagad_broker_kafka_t *b) {
+  if (--b->pending > 0)
+    return;
   void (*cb)(void *) = b->close_cb;
   void *cb_arg = b->close_arg;
   free(b->props);
   free(b);
   if (cb)
     cb(cb_arg);
+}
+
+static void on_kl_closed(void *arg) { closed_one(arg); }
+
+static void on_timer_closed(uv_handle_t *h) { closed_one(h->data); }
+
+static void close_kloop(sagad_broker_kafka_t *b) {
+  saga_kloop_close(b->kl, on_kl_closed, b);
 }
 
 void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),
@@ -284,5 +393,10 @@ void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),
   }
   b->close_cb = cb;
   b->close_arg = arg;
-  saga_kloop_close(b->kl, on_kl_closed, b);
+  b->closing = true;
+  b->pending = 2;
+  uv_close((uv_handle_t *)&b->probe_timer, on_timer_closed);
+  /* A probe in the pool uses the producer: the client closes after it. */
+  if (!b->probing)
+    close_kloop(b);
 }

@@ -6,6 +6,7 @@
 #ifndef SAGAD_SHELL_H
 #define SAGAD_SHELL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <uv.h>
@@ -22,7 +23,8 @@ typedef struct sagad_clock_uv sagad_clock_uv_t;
  * the deployment (inbox, group) -- or refuse one whose database another
  * deployment claimed --, open the batch connection and the blocking
  * connection used for recovery. Fills *port. Returns 0 or -1 with errbuf
- * (PostgreSQL unreachable, migration failed, another deployment's). */
+ * (PostgreSQL unreachable, migration failed), or -2 when the database
+ * belongs to another deployment (for good: no use waiting). */
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
                         const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
@@ -51,6 +53,12 @@ sagad_delivery_t sagad_broker_kafka_status(rd_kafka_resp_err_t err);
 /* The producer's message.max.bytes (the largest message it sends), or 0
  * when it cannot be read. */
 size_t sagad_broker_kafka_max_message(sagad_broker_kafka_t *b);
+/* Whether the brokers answer: a metadata request goes out every second
+ * (in libuv's thread pool, bounded by 2 s) and Kafka counts as up while
+ * one was answered within the last 4 s and no "all brokers down" error
+ * came since. When not, why says what was seen. Loop thread. */
+bool sagad_broker_kafka_up(const sagad_broker_kafka_t *b, char *why,
+                           size_t len);
 /* Commit acked offsets, leave the group, wait for deliveries, free; cb (may
  * be NULL) runs on the loop afterwards. */
 void sagad_broker_kafka_close(sagad_broker_kafka_t *b, void (*cb)(void *),

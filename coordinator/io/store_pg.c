@@ -547,7 +547,8 @@ static int claim(sagad_store_pg_t *s, const char *inbox, const char *group,
              "its own database; if this deployment was renamed, run "
              "\"DELETE FROM sagad_deployment\" with every sagad stopped",
              PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), p[0], p[1]);
-    ok = 0;
+    PQclear(r);
+    return -2; /* for good: waiting will not change it */
   }
   PQclear(r);
   return ok ? 0 : -1;
@@ -583,6 +584,7 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
                         const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen) {
+  int rc = -1;
   sagad_store_pg_t *s = calloc(1, sizeof *s);
   if (!s || !(s->conninfo = strdup(conninfo ? conninfo : ""))) {
     snprintf(errbuf, errlen, "out of memory opening the event store");
@@ -595,7 +597,9 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
       goto fail;
     }
   }
-  if (migrate(s, errbuf, errlen) || claim(s, inbox, group, errbuf, errlen))
+  if (migrate(s, errbuf, errlen))
+    goto fail;
+  if ((rc = claim(s, inbox, group, errbuf, errlen)) != 0)
     goto fail;
   char esb[ES_ERRBUF_SIZE] = "";
   for (int l = 0; l < LANES; l++)
@@ -629,11 +633,11 @@ fail:
       for (int l = 0; l < LANES; l++)
         if (s->lanes[l].as)
           es_async_close(s->lanes[l].as, on_closed, s);
-      return -1;
+      return rc;
     }
     free_store(s);
   }
-  return -1;
+  return rc;
 }
 
 void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e) {

@@ -43,7 +43,7 @@ typedef struct {
  * counts. */
 typedef struct {
   char *name;
-  metric_t *started, *completed, *compensated, *comp_failed;
+  metric_t *started, *completed, *compensated, *parked;
   metric_t *in_flight, *stuck;
   size_t n_in_flight, n_stuck;
 } stype_t;
@@ -64,10 +64,14 @@ struct sagad_observe {
   int pending_closes; /* http (+ admin_pg), otlp, scan timer */
   void (*close_cb)(void *);
   void *close_arg;
-  int store_ok;
+  int store_ok;  /* the last batch did not fail for the store */
+  /* The store probe: a saga_index read through admin_pg each scan. */
+  int pinging;
+  uint64_t store_seen; /* uv_now of the last answered probe */
+  char store_why[96];  /* why the last probe failed, "" = it did not */
   char host[256];
   /* families */
-  metric_family_t *f_started, *f_finished, *f_in_flight, *f_stuck;
+  metric_family_t *f_started, *f_finished, *f_parked, *f_in_flight, *f_stuck;
   metric_family_t *f_step, *f_retries, *f_timeouts, *f_dlq, *f_anom;
   metric_family_t *f_append, *f_batch, *f_lag, *f_spans, *f_react;
   metric_t *append_s, *batch_n, *react_s;
@@ -110,7 +114,7 @@ static stype_t *type_of(sagad_observe_t *o, const saga_def_t *def) {
   t->started = metric_series(o->f_started, name);
   t->completed = metric_series(o->f_finished, name, "completed");
   t->compensated = metric_series(o->f_finished, name, "compensated");
-  t->comp_failed = metric_series(o->f_finished, name, "compensation_failed");
+  t->parked = metric_series(o->f_parked, name);
   t->in_flight = metric_series(o->f_in_flight, name);
   t->stuck = metric_series(o->f_stuck, name);
   return t;
@@ -271,8 +275,14 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       comp_span(o, b, s, OTLP_STATUS_OK, NULL);
       saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
       break;
+    case SM_EV_RESOLVED:
+      /* An operator closed a parked saga: it finishes now, compensated. */
+      metric_inc(t->compensated);
+      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
+      break;
     case SM_EV_PARKED:
-      metric_inc(t->comp_failed);
+      /* Parked is not finished: an operator retry or resolve ends it. */
+      metric_inc(t->parked);
       comp_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
       saga_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
       break;
@@ -348,8 +358,8 @@ static void scan_one(void *arg, const sm_t *s, int32_t partition,
   if (!b || b->stuck_version == s->version + 1)
     return; /* reported once until it moves */
   b->stuck_version = s->version + 1;
-  const char *step =
-      s->cursor < s->def->nsteps ? s->def->steps[s->cursor].name : NULL;
+  int cur = sm_current_step(s);
+  const char *step = cur >= 0 ? s->def->steps[cur].name : NULL;
   SLOG_WARN(s->id, step, "stuck: no progress for %lld ms (%s)",
             (long long)(c->now_ms - s->updated_ms),
             sm_status_name((sm_status_t)s->status));
@@ -366,7 +376,29 @@ static void scan(sagad_observe_t *o) {
   }
 }
 
-static void on_scan(uv_timer_t *h) { scan(h->data); }
+/* A saga_index read answered or not: 404 (no saga "") is an answer. */
+static void ping_done(void *arg, int status, const admin_saga_row_t *row,
+                      const char *err) {
+  (void)row;
+  sagad_observe_t *o = arg;
+  o->pinging = 0;
+  if (status != 503) {
+    o->store_seen = uv_now(o->o.loop);
+    o->store_why[0] = '\0';
+  } else {
+    snprintf(o->store_why, sizeof o->store_why, "%s",
+             err ? err : "no answer");
+  }
+}
+
+static void on_scan(uv_timer_t *h) {
+  sagad_observe_t *o = h->data;
+  scan(o);
+  if (!o->pinging && o->pg) {
+    o->pinging = 1;
+    admin_pg_lookup(o->pg, "", ping_done, o);
+  }
+}
 
 static void add_delta(metric_t *m, uint64_t now, uint64_t *seen) {
   if (now > *seen)
@@ -442,9 +474,14 @@ static int register_metrics(sagad_observe_t *o) {
                                  "Sagas started, by type.", "saga_type");
   o->f_finished = metrics_counter(
       m, "saga_finished_total",
-      "Sagas that reached an end: completed, compensated or "
-      "compensation_failed (parked for an operator).",
+      "Sagas that reached their end, once each: completed or compensated "
+      "(an operator's resolve included).",
       "saga_type,outcome");
+  o->f_parked = metrics_counter(
+      m, "saga_parked_total",
+      "Times a saga parked in compensation_failed for an operator (a saga "
+      "retried and parked again counts again; it is not finished).",
+      "saga_type");
   o->f_in_flight = metrics_gauge(m, "saga_in_flight",
                                  "Sagas in memory not in a terminal state.",
                                  "saga_type");
@@ -500,9 +537,9 @@ static int register_metrics(sagad_observe_t *o) {
                            "partition");
   o->f_spans = metrics_counter(m, "sagad_spans_total",
                                "Trace spans exported or dropped.", "result");
-  if (!o->f_started || !o->f_finished || !o->f_in_flight || !o->f_stuck ||
-      !o->f_step || !o->f_retries || !o->f_timeouts || !o->f_dlq ||
-      !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
+  if (!o->f_started || !o->f_finished || !o->f_parked || !o->f_in_flight ||
+      !o->f_stuck || !o->f_step || !o->f_retries || !o->f_timeouts ||
+      !o->f_dlq || !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
       !o->f_spans || !o->f_react)
     return -1;
   o->react_s = metric_series(o->f_react);
@@ -527,15 +564,29 @@ static int register_metrics(sagad_observe_t *o) {
 
 /* ---- admin source: readiness and POST /sagas/{type} -------------------- */
 
+/* A store probe answered longer ago than this: the store counts as down
+ * (the probe runs each scan, bounded by admin_pg's 5 s timeouts). */
+#define STORE_FRESH_MS 6000
+
 static void src_readiness(void *arg, admin_readiness_t *r) {
   sagad_observe_t *o = arg;
-  rd_kafka_t *rk = sagad_broker_kafka_consumer(o->o.broker);
-  r->store = o->store_ok;
-  r->kafka = rk && rd_kafka_controllerid(rk, 0) >= 0;
+  char why[sizeof r->detail - 8];
+  /* The store answers: the last batch did not fail for it and a probe was
+   * answered within STORE_FRESH_MS. */
+  bool fresh = uv_now(o->o.loop) - o->store_seen <= STORE_FRESH_MS;
+  r->store = o->store_ok && fresh;
+  r->kafka = sagad_broker_kafka_up(o->o.broker, why, sizeof why);
   r->partitions = sagad_engine_partitions(o->o.engine) > 0;
   uint64_t blocked = sagad_engine_counters(o->o.engine)->dead_letters_blocked;
   r->dlq_blocked = blocked > 0;
-  if (blocked)
+  if (!r->kafka)
+    snprintf(r->detail, sizeof r->detail, "kafka: %s", why);
+  else if (!r->store)
+    snprintf(r->detail, sizeof r->detail, "store: %s",
+             o->store_why[0] ? o->store_why
+             : fresh         ? "the last batch failed"
+                             : "no answer from saga_index");
+  else if (blocked)
     snprintf(r->detail, sizeof r->detail,
              "%llu dead letters cannot be written to %s: their inbox "
              "offsets wait",
@@ -549,15 +600,59 @@ static void reply_text(admin_reply_t *r, int status, const char *json) {
   admin_reply(r, status, json, strlen(json));
 }
 
+/* How long POST /sagas/{type} waits for Kafka to confirm its StartSaga
+ * before answering 503 (the start may still happen later; a retry with
+ * the same id is safe). */
+#define START_CONFIRM_MS 4000
+
+/* A start waiting for its saga_index lookup, then for its delivery. */
 typedef struct {
-  admin_reply_t *r;
+  sagad_observe_t *o;
+  admin_reply_t *r; /* NULL once answered */
+  uv_timer_t timer; /* bounds the wait for the delivery */
   char id[ADMIN_ID_MAX + 1];
+  char type[ADMIN_TYPE_MAX + 1];
+  char tp[56]; /* the request's valid traceparent, "" = none */
+  size_t input_len;
+  char input[]; /* input_len bytes */
 } start_t;
+
+static void start_free(uv_handle_t *h) { free(h->data); }
+
+/* Kafka did not confirm in time: answer now; the delivery report still
+ * comes (success or librdkafka's message timeout) and frees st. */
+static void start_timed_out(uv_timer_t *t) {
+  start_t *st = t->data;
+  if (!st->r)
+    return;
+  LOG_WARN("POST /sagas/%s?id=%s: kafka did not confirm the StartSaga to %s "
+           "within %d ms",
+           st->type, st->id, st->o->o.cfg->topic_inbox, START_CONFIRM_MS);
+  char msg[160];
+  snprintf(msg, sizeof msg,
+           "kafka did not confirm the start within %d ms; it may still "
+           "start: retry with the same id",
+           START_CONFIRM_MS);
+  admin_http_respond_error(st->r, 503, msg);
+  st->r = NULL;
+}
 
 static void started(void *arg, int status) {
   start_t *st = arg;
-  if (status != SAGAD_DELIVERY_OK) {
-    admin_reply(st->r, 503, NULL, 0);
+  uv_timer_stop(&st->timer);
+  if (!st->r) {
+    /* answered 503 already */
+  } else if (status != SAGAD_DELIVERY_OK) {
+    LOG_WARN("POST /sagas/%s?id=%s: could not produce the StartSaga to %s: "
+             "%s",
+             st->type, st->id, st->o->o.cfg->topic_inbox,
+             sagad_delivery_text(status));
+    abuf_t b = ABUF_INIT;
+    abuf_printf(&b, "could not produce the StartSaga to %s: %s",
+                st->o->o.cfg->topic_inbox, sagad_delivery_text(status));
+    admin_http_respond_error(st->r, 503, b.failed ? "broker unavailable"
+                                                  : abuf_cstr(&b));
+    abuf_free(&b);
   } else {
     abuf_t b = ABUF_INIT;
     abuf_puts(&b, "{\"saga_id\":\"");
@@ -569,7 +664,94 @@ static void started(void *arg, int status) {
       admin_reply(st->r, 201, abuf_cstr(&b), b.len);
     abuf_free(&b);
   }
-  free(st);
+  uv_close((uv_handle_t *)&st->timer, start_free);
+}
+
+/* The saga id is taken: 200 with its status when it is of this type, 409
+ * naming the other type otherwise. */
+static void reply_exists(admin_reply_t *r, const char *id, const char *type,
+                         const char *its_type, const char *status) {
+  abuf_t b = ABUF_INIT;
+  int code = 200;
+  if (strcmp(its_type, type) != 0) {
+    code = 409;
+    abuf_puts(&b, "{\"error\":\"saga id \\\"");
+    abuf_json_str(&b, id);
+    abuf_puts(&b, "\\\" is used by a saga of type \\\"");
+    abuf_json_str(&b, its_type);
+    abuf_puts(&b, "\\\"\",\"saga_type\":\"");
+    abuf_json_str(&b, its_type);
+    abuf_puts(&b, "\"}");
+  } else {
+    abuf_puts(&b, "{\"saga_id\":\"");
+    abuf_json_str(&b, id);
+    abuf_puts(&b, "\",\"created\":false,\"status\":\"");
+    abuf_json_str(&b, status);
+    abuf_puts(&b, "\"}");
+  }
+  admin_reply(r, b.failed ? 503 : code, b.failed ? NULL : abuf_cstr(&b),
+              b.failed ? 0 : b.len);
+  abuf_free(&b);
+}
+
+/* A StartSaga through the inbox like any starter's: the engine decides
+ * (a second start of a known id is a duplicate there, idempotently). */
+static void produce_start(start_t *st) {
+  sagad_observe_t *o = st->o;
+  void *buf = NULL;
+  size_t len = 0;
+  saga__hdrs_t h;
+  char err[256];
+  if (sagad_msg_encode_start(st->id, st->type, 0, (const uint8_t *)st->input,
+                             st->input_len, st->tp[0] ? st->tp : NULL, &buf,
+                             &len, &h, err, sizeof err) != 0) {
+    /* The wire's own checks (UTF-8, forbidden bytes, sizes): the request's
+     * fault, named as the wire names the field. */
+    admin_http_respond_error(st->r, 400, err);
+    free(st);
+    return;
+  }
+  uv_timer_init(o->o.loop, &st->timer);
+  st->timer.data = st;
+  uv_timer_start(&st->timer, start_timed_out, START_CONFIRM_MS, 0);
+  int rc = sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, st->id,
+                                strlen(st->id), buf, len, &h, started, st);
+  saga__hdrs_free(&h);
+  free(buf);
+  if (rc != 0) {
+    LOG_WARN("POST /sagas/%s?id=%s: could not queue the StartSaga for %s",
+             st->type, st->id, o->o.cfg->topic_inbox);
+    admin_http_respond_error(st->r, 503,
+                             "could not queue the StartSaga for the inbox");
+    uv_timer_stop(&st->timer);
+    uv_close((uv_handle_t *)&st->timer, start_free);
+  }
+}
+
+static void looked_up(void *arg, int status, const admin_saga_row_t *row,
+                      const char *err) {
+  start_t *st = arg;
+  if (status == 200) {
+    reply_exists(st->r, st->id, st->type, row->saga_type, row->status);
+    free(st);
+  } else if (status == 404) {
+    char why[160];
+    if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
+      /* Nothing would confirm it: say so now, not after a timeout. */
+      char msg[200];
+      snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
+      admin_http_respond_error(st->r, 503, msg);
+      free(st);
+      return;
+    }
+    produce_start(st);
+  } else {
+    LOG_WARN("POST /sagas/%s?id=%s: %s", st->type, st->id,
+             err ? err : "saga_index lookup failed");
+    admin_http_respond_error(st->r, 503,
+                             err ? err : "saga_index lookup failed");
+    free(st);
+  }
 }
 
 static void src_start(void *arg, const char *type, const char *id,
@@ -594,45 +776,28 @@ static void src_start(void *arg, const char *type, const char *id,
   const sm_t *s = sagad_engine_find(o->o.engine, id);
   if (s) {
     /* In flight here: the same start again changes nothing. */
-    if (strcmp(s->def->name, type) != 0) {
-      reply_text(r, 409, "{\"error\":\"saga id used by another type\"}");
-      return;
-    }
-    abuf_t b = ABUF_INIT;
-    abuf_puts(&b, "{\"saga_id\":\"");
-    abuf_json_str(&b, id);
-    abuf_puts(&b, "\",\"created\":false}");
-    admin_reply(r, b.failed ? 503 : 200, b.failed ? NULL : abuf_cstr(&b),
-                b.failed ? 0 : b.len);
-    abuf_free(&b);
+    reply_exists(r, id, type, s->def->name,
+                 sm_status_name((sm_status_t)s->status));
     return;
   }
-  /* A StartSaga through the inbox like any starter's: the engine decides
-   * (a second start of a known id is a duplicate there, idempotently). */
-  const char *tp = admin_http_header(r, "traceparent");
-  if (tp && saga__traceparent_parse(tp, NULL, NULL, NULL) != 0)
-    tp = NULL;
-  void *buf = NULL;
-  size_t len = 0;
-  saga__hdrs_t h;
-  char err[256];
-  start_t *st = calloc(1, sizeof *st);
-  if (!st || sagad_msg_encode_start(id, type, 0, (const uint8_t *)input,
-                                    input_len, tp, &buf, &len, &h, err,
-                                    sizeof err) != 0) {
-    free(st);
-    admin_reply(r, 503, NULL, 0);
+  start_t *st = calloc(1, sizeof *st + input_len);
+  if (!st) {
+    admin_http_respond_error(r, 503, "out of memory");
     return;
   }
+  st->o = o;
   st->r = r;
   snprintf(st->id, sizeof st->id, "%s", id);
-  if (sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, id, strlen(id),
-                           buf, len, &h, started, st) != 0) {
-    free(st);
-    admin_reply(r, 503, NULL, 0);
-  }
-  saga__hdrs_free(&h);
-  free(buf);
+  snprintf(st->type, sizeof st->type, "%s", type);
+  const char *tp = admin_http_header(r, "traceparent");
+  if (tp && strlen(tp) < sizeof st->tp &&
+      saga__traceparent_parse(tp, NULL, NULL, NULL) == 0)
+    snprintf(st->tp, sizeof st->tp, "%s", tp);
+  memcpy(st->input, input, input_len);
+  st->input_len = input_len;
+  /* A finished saga is no longer in memory: saga_index says whether the
+   * id is taken, whatever the saga's state. */
+  admin_pg_lookup(o->pg, id, looked_up, st);
 }
 
 /* Saga reads go to admin_pg, whose source shares one arg for every
@@ -665,7 +830,49 @@ static int split_listen(const char *listen, char *host, size_t hlen,
     return -1;
   memcpy(host, h, n);
   host[n] = '\0';
-  *port = atoi(colon + 1);
+  const char *p = colon + 1;
+  size_t digits = strspn(p, "0123456789");
+  if (digits == 0 || digits > 5 || p[digits] != '\0' || atoi(p) > 65535)
+    return -1;
+  *port = atoi(p);
+  return 0;
+}
+
+int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
+                        size_t errlen) {
+  char host[256];
+  int port = 0;
+  struct sockaddr_in a4;
+  struct sockaddr_in6 a6;
+  if (split_listen(cfg->admin_listen, host, sizeof host, &port) != 0) {
+    snprintf(errbuf, errlen,
+             "admin.listen: expected host:port (port 0..65535), got \"%s\"",
+             cfg->admin_listen);
+    return -1;
+  }
+  if (uv_ip4_addr(host, port, &a4) != 0 && uv_ip6_addr(host, port, &a6) != 0) {
+    snprintf(errbuf, errlen,
+             "admin.listen: \"%s\" is not an IPv4 or IPv6 address (names "
+             "are not resolved: 127.0.0.1, 0.0.0.0 or ::1)",
+             host);
+    return -1;
+  }
+  const char *ep = cfg->otlp_endpoint;
+  if (!ep || !*ep)
+    return 0;
+  if (split_listen(ep, host, sizeof host, &port) != 0 || port < 1) {
+    snprintf(errbuf, errlen,
+             "otlp.endpoint: expected host:port (port 1..65535), got \"%s\"",
+             ep);
+    return -1;
+  }
+  if (uv_ip4_addr(host, port, &a4) != 0) {
+    snprintf(errbuf, errlen,
+             "otlp.endpoint: \"%s\" is not an IPv4 address (names are not "
+             "resolved: give the collector's address, e.g. 10.0.0.7:4318)",
+             host);
+    return -1;
+  }
   return 0;
 }
 
@@ -673,7 +880,7 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   const char *ep = o->o.cfg->otlp_endpoint;
   if (!ep || !*ep)
     return 0;
-  char host[64];
+  char host[256];
   int port = 0;
   otlp_opts_t oo;
   otlp_opts_init(&oo);
@@ -704,6 +911,10 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
   }
   o->o = *opts;
   o->store_ok = 1;
+  o->store_seen = uv_now(opts->loop); /* the store was opened just now */
+  /* The addresses first, with the messages --check-config gives. */
+  if (sagad_observe_check(opts->cfg, errbuf, errlen) != 0)
+    return -1;
   if (register_metrics(o) != 0) {
     snprintf(errbuf, errlen, "out of memory registering metrics");
     return -1;

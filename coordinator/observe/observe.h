@@ -25,6 +25,14 @@ typedef struct {
   uint64_t scan_ms;                 /* stuck scan period (0 = 1000) */
 } sagad_observe_opts_t;
 
+/* Check admin.listen (an IPv4 or IPv6 address and a port 0..65535) and
+ * otlp.endpoint (empty, or an IPv4 address and a port 1..65535) as
+ * sagad_observe_start would take them; names are not resolved. Returns 0,
+ * or -1 with errbuf naming the property and the value. Pure; any thread
+ * (sagad --check-config). */
+int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
+                        size_t errlen);
+
 /* Register the metrics, install the engine hooks, start the admin endpoint
  * on cfg->admin_listen (port 0: a free port, logged as "admin endpoint
  * listening on http://host:port") and, when otlp.endpoint is set, the span

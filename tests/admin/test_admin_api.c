@@ -252,6 +252,31 @@ static void test_start_is_idempotent_on_the_client_id(void **state) {
             415));
 }
 
+/* An id the idempotency key cannot carry ('/' is its separator) is the
+ * request's fault: 400 naming where the id came from, and the source is
+ * never asked. */
+static void test_start_refuses_an_id_with_a_slash_naming_the_field(
+    void **state) {
+  (void)state;
+  fake->started_id[0] = '\0';
+  char *b = call("POST /sagas/order?id=a%2Fb HTTP/1.1\r\n"
+                 "Content-Length: 2\r\n\r\n{}",
+                 400);
+  assert_non_null(strstr(b, "query parameter id"));
+  free(b);
+  b = call("POST /sagas/order HTTP/1.1\r\nIdempotency-Key: a/b\r\n"
+           "Content-Length: 2\r\n\r\n{}",
+           400);
+  assert_non_null(strstr(b, "header Idempotency-Key"));
+  free(b);
+  b = call("POST /sagas/order?id=a%20b HTTP/1.1\r\n"
+           "Content-Length: 2\r\n\r\n{}",
+           400);
+  assert_non_null(strstr(b, "query parameter id"));
+  free(b);
+  assert_string_equal(fake->started_id, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_endpoint_serves_prometheus_text),
@@ -259,6 +284,8 @@ int main(void) {
       cmocka_unit_test(test_get_saga_answers_the_row_as_json_or_404),
       cmocka_unit_test(test_list_validates_filters_and_pages_with_a_cursor),
       cmocka_unit_test(test_start_is_idempotent_on_the_client_id),
+      cmocka_unit_test(
+          test_start_refuses_an_id_with_a_slash_naming_the_field),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

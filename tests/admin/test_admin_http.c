@@ -94,6 +94,20 @@ static void test_parser_refuses_bad_requests_with_their_status(void **state) {
   free(req);
 }
 
+/* A head whose lines end with a bare LF never holds CRLF CRLF: it is
+ * malformed as soon as the LF is seen, not complete-later. */
+static void test_parser_refuses_bare_lf_before_the_head_ends(void **state) {
+  (void)state;
+  admin_http_req_t *req = calloc(1, sizeof *req);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\nHost: x\n\n"), -400);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\n"), -400);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\nHost: x\rY"), -400);
+  /* A CR last may still get its LF. */
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r"), 0);
+  assert_int_equal(parse(req, "GET / HTTP/1.1\r\nHost: x\r\n\r"), 0);
+  free(req);
+}
+
 static void test_http_1_0_closes_unless_asked_to_keep_alive(void **state) {
   (void)state;
   admin_http_req_t *req = calloc(1, sizeof *req);
@@ -186,6 +200,11 @@ static void later_cb(uv_timer_t *t) {
   admin_http_respond(req, 200, "text/plain", "later", 5);
 }
 
+static void h_redirect(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  admin_http_redirect(req, admin_http_query(req, "to"));
+}
+
 static void h_later(admin_http_req_t *req, void *arg) {
   fixture_t *f = arg;
   f->held = req;
@@ -224,6 +243,7 @@ static void setup_server(uv_loop_t *loop, void *arg) {
   assert_int_equal(admin_http_route(f->srv, "GET", "/hold", h_hold, f), 0);
   assert_int_equal(
       admin_http_route(f->srv, "GET", "/answer-held", h_answer_held, f), 0);
+  assert_int_equal(admin_http_route(f->srv, "GET", "/", h_redirect, f), 0);
   assert_int_equal(admin_http_route(f->srv, "bad", "/{", h_later, f), -1);
   char err[128];
   assert_int_equal(admin_http_start(f->srv, err, sizeof err), 0);
@@ -377,6 +397,37 @@ static void test_garbage_gets_400_and_the_connection_closes(void **state) {
   stop(f, t);
 }
 
+/* Bare LF line ends answer 400 at once, not 408 after the read timeout
+ * (the client's receive timeout is shorter than the server's 10 s). */
+static void test_bare_lf_request_gets_400_at_once(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int st = 0;
+  char *r = http_roundtrip(f->port, "GET /sagas/1 HTTP/1.1\nHost: x\n\n",
+                           &st);
+  assert_non_null(r);
+  assert_int_equal(st, 400);
+  free(r);
+  stop(f, t);
+}
+
+static void test_redirect_answers_302_with_its_location(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int st = 0;
+  char *r = http_roundtrip(f->port, "GET /?to=/ui HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 302);
+  assert_non_null(strstr(r, "\r\nLocation: /ui\r\n"));
+  free(r);
+  r = http_roundtrip(f->port, "GET /?to=http://elsewhere HTTP/1.1\r\n\r\n",
+                     &st);
+  assert_int_equal(st, 500);
+  free(r);
+  stop(f, t);
+}
+
 static void test_client_gone_before_a_late_answer_is_harmless(void **state) {
   (void)state;
   loop_thread_t *t;
@@ -429,6 +480,7 @@ int main(void) {
       cmocka_unit_test(test_parser_reads_method_path_query_headers_and_body),
       cmocka_unit_test(test_parser_waits_for_the_rest_of_head_and_body),
       cmocka_unit_test(test_parser_refuses_bad_requests_with_their_status),
+      cmocka_unit_test(test_parser_refuses_bare_lf_before_the_head_ends),
       cmocka_unit_test(test_http_1_0_closes_unless_asked_to_keep_alive),
       cmocka_unit_test(test_parser_survives_random_and_truncated_input),
       cmocka_unit_test(test_server_routes_and_decodes_path_parameters),
@@ -436,6 +488,8 @@ int main(void) {
       cmocka_unit_test(test_bounds_answer_431_413_and_408),
       cmocka_unit_test(test_connections_over_the_limit_get_503),
       cmocka_unit_test(test_garbage_gets_400_and_the_connection_closes),
+      cmocka_unit_test(test_bare_lf_request_gets_400_at_once),
+      cmocka_unit_test(test_redirect_answers_302_with_its_location),
       cmocka_unit_test(test_client_gone_before_a_late_answer_is_harmless),
       cmocka_unit_test(test_expect_continue_gets_100_then_the_answer),
   };

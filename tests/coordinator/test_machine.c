@@ -336,6 +336,29 @@ static h_t *order_parked(void) {
   return h;
 }
 
+/* The step a saga is at: the one in flight, then the one being undone
+ * (not the one that failed), then the one parked on. */
+static void test_current_step_follows_compensation_and_parking(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(ORDER, 1);
+  assert_int_equal(sm_current_step(h->saga), 0);
+  h_start(h);
+  h_reply(h, 0, DO, 1, OK);
+  assert_int_equal(sm_current_step(h->saga), 1);
+  h_free(h);
+  h = order_parked(); /* charge (1) failed, reserve's (0) undo is spent */
+  assert_int_equal(h->saga->cursor, 1);
+  assert_int_equal(sm_current_step(h->saga), 0);
+  h_free(h);
+  h = order_compensating();
+  assert_int_equal(sm_current_step(h->saga), 0);
+  h_reply(h, 0, COMP, 1, OK);
+  assert_true(sm_is_terminal(h->saga));
+  assert_int_equal(sm_current_step(h->saga), -1);
+  h_free(h);
+}
+
 static void test_compensation_failure_retries_then_parks(void **state) {
   (void)state;
   h_t *h = order_parked();
@@ -569,6 +592,7 @@ int main(void) {
       cmocka_unit_test(
           test_parallel_member_waiting_to_retry_gives_up_on_failure),
       cmocka_unit_test(test_parallel_group_completes_when_every_member_is_done),
+      cmocka_unit_test(test_current_step_follows_compensation_and_parking),
       cmocka_unit_test(test_compensation_failure_retries_then_parks),
       cmocka_unit_test(test_operator_retry_resumes_a_parked_compensation),
       cmocka_unit_test(test_operator_resolve_closes_a_parked_saga),

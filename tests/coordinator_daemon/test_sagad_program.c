@@ -25,6 +25,20 @@
 static char tmpdir[64];
 static char defs_opt[128];
 
+/* One valid definition: sagad and --check-config need at least one. */
+#define GOOD_DEF                                                             \
+  "{\"name\": \"ok\", \"version\": 1, \"steps\": [{\"name\": \"a\", "   \
+  "\"topic\": \"t.a\", \"compensation\": {\"action\": \"undo\"}}]}\n"
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
 typedef struct {
   pid_t pid;
   int out; /* read ends */
@@ -175,6 +189,83 @@ static void test_unreachable_store_at_start_exits_one(void **state) {
   close(c.err);
 }
 
+/* --check-config loads and checks what a start would, with the same
+ * messages: a definitions folder with one refused file, an OTLP endpoint or
+ * admin address that is a name, each exits 2 and says why. */
+static void test_check_config_refuses_what_a_start_would(void **state) {
+  (void)state;
+  static const struct {
+    const char *file, *text, *want;
+  } bad_defs[] = {
+      {"syntax.json", "{\"name\": \"broken\", \"version\": 1,", "syntax.json"},
+      {"kind.json",
+       "{\"name\": \"k\", \"version\": 1, \"steps\": [{\"name\": \"a\", "
+       "\"topic\": \"t\", \"kind\": \"sometimes\"}]}",
+       "sometimes"},
+      {"dup.json",
+       "{\"name\": \"d\", \"version\": 1, \"steps\": [{\"name\": \"a\", "
+       "\"topic\": \"t\", \"compensation\": {\"action\": \"u\"}}, "
+       "{\"name\": \"a\", \"topic\": \"t\", \"compensation\": {\"action\": "
+       "\"u\"}}]}",
+       "dup.json"},
+  };
+  for (size_t i = 0; i < sizeof bad_defs / sizeof bad_defs[0]; i++) {
+    char dir[128], opt[160];
+    snprintf(dir, sizeof dir, "%s/bad%zu", tmpdir, i);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    write_file(dir, "good.json", GOOD_DEF);
+    write_file(dir, bad_defs[i].file, bad_defs[i].text);
+    snprintf(opt, sizeof opt, "--definitions.dir=%s", dir);
+    const char *args[] = {"--check-config", opt,
+                          "--kafka.bootstrap.servers=b:1", NULL};
+    int rc = run(args, out, err, sizeof out);
+    if (rc != 2 || !strstr(err, bad_defs[i].want))
+      fail_msg("%s: exit %d\nstderr: %s", bad_defs[i].file, rc, err);
+    assert_string_equal(out, "");
+    char path[256];
+    snprintf(path, sizeof path, "%s/good.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/%s", dir, bad_defs[i].file);
+    unlink(path);
+    rmdir(dir);
+  }
+  /* Addresses: names are not resolved, ports are numbers. */
+  static const struct {
+    const char *opt, *want[2];
+  } bad_addr[] = {
+      {"--otlp.endpoint=otel-collector:4318",
+       {"otlp.endpoint: ", "is not an IPv4 address"}},
+      {"--admin.listen=localhost:38311",
+       {"admin.listen: ", "is not an IPv4 or IPv6 address"}},
+      {"--admin.listen=127.0.0.1:http",
+       {"admin.listen: expected host:port", "127.0.0.1:http"}},
+  };
+  for (size_t i = 0; i < sizeof bad_addr / sizeof bad_addr[0]; i++) {
+    const char *args[] = {"--check-config", defs_opt,
+                          "--kafka.bootstrap.servers=b:1", bad_addr[i].opt,
+                          NULL};
+    int rc = run(args, out, err, sizeof out);
+    if (rc != 2 || !strstr(err, bad_addr[i].want[0]) ||
+        !strstr(err, bad_addr[i].want[1]))
+      fail_msg("%s: exit %d\nstderr: %s", bad_addr[i].opt, rc, err);
+  }
+}
+
+/* Asked to wait for its dependencies, sagad retries the store, saying so
+ * each time, and still exits 1 once the wait is over. */
+static void test_unreachable_store_is_waited_for_when_asked(void **state) {
+  (void)state;
+  const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
+                        "--store.conninfo=host=127.0.0.1 port=1 "
+                        "connect_timeout=2",
+                        "--start.wait_for_dependencies_ms=2500ms",
+                        "--log.format=text", NULL};
+  assert_int_equal(run(args, out, err, sizeof out), 1);
+  const char *w = strstr(err, "waiting for PostgreSQL");
+  assert_non_null(w);
+  assert_non_null(strstr(w, "ms left of start.wait_for_dependencies_ms"));
+}
+
 static void test_config_reference_is_markdown(void **state) {
   (void)state;
   const char *args[] = {"--config-reference", NULL};
@@ -188,6 +279,7 @@ static int setup(void **state) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/sagad-program-XXXXXX");
   assert_non_null(mkdtemp(tmpdir));
   snprintf(defs_opt, sizeof defs_opt, "--definitions.dir=%s", tmpdir);
+  write_file(tmpdir, "ok.json", GOOD_DEF);
   return 0;
 }
 
@@ -195,6 +287,8 @@ static int teardown(void **state) {
   (void)state;
   char path[128];
   snprintf(path, sizeof path, "%s/sagad.conf", tmpdir);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/ok.json", tmpdir);
   unlink(path);
   rmdir(tmpdir);
   return 0;
@@ -206,6 +300,8 @@ int main(void) {
       cmocka_unit_test(test_bad_config_file_exits_2_naming_file_and_line),
       cmocka_unit_test(test_check_config_prints_effective_config_masked),
       cmocka_unit_test(test_unreachable_store_at_start_exits_one),
+      cmocka_unit_test(test_check_config_refuses_what_a_start_would),
+      cmocka_unit_test(test_unreachable_store_is_waited_for_when_asked),
       cmocka_unit_test(test_config_reference_is_markdown),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

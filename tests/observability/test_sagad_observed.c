@@ -289,6 +289,56 @@ static void test_post_starts_a_saga_that_completes_once(void **s) {
   free(b);
 }
 
+/* A saga that already finished is no longer in the coordinator's memory:
+ * a start with its id still says the saga exists (200 with its status),
+ * and 409 for another type, never a fresh 201. */
+static void test_post_for_a_finished_saga_answers_that_it_exists(void **s) {
+  (void)s;
+  e2e_start(t, "fast", "obs-again");
+  wait_done("obs-again");
+  free(wait_get("/sagas/obs-again", "\"completed\""));
+  int st = 0;
+  char *b = post_start("fast", "obs-again", NULL, &st);
+  assert_int_equal(st, 200);
+  assert_non_null(strstr(b, "\"created\":false"));
+  assert_non_null(strstr(b, "\"status\":\"completed\""));
+  free(b);
+  b = post_start("stuck", "obs-again", NULL, &st);
+  assert_int_equal(st, 409);
+  assert_non_null(strstr(b, "\"fast\""));
+  free(b);
+  e2e_pump(t, 500);
+  for (int i = 0; i < E2E_STEPS; i++)
+    assert_int_equal(e2e_applied(t, "obs-again", i), 1);
+  assert_string_equal(e2e_status(t, "obs-again"), "completed");
+}
+
+/* Ids the wire cannot carry are refused at the door with the field named
+ * (the real endpoint, not only the handler); / leads to the page. */
+static void test_post_with_an_id_holding_a_slash_gets_400(void **s) {
+  (void)s;
+  int st = 0;
+  char *b = post_start("fast", "a%2Fb", NULL, &st);
+  assert_int_equal(st, 400);
+  assert_non_null(strstr(b, "query parameter id"));
+  free(b);
+  char *r = http_roundtrip(admin_port,
+                           "POST /sagas/fast HTTP/1.1\r\nHost: x\r\n"
+                           "Idempotency-Key: a/b\r\nContent-Length: 2\r\n"
+                           "Connection: close\r\n\r\n{}",
+                           &st);
+  assert_int_equal(st, 400);
+  assert_non_null(strstr(r, "header Idempotency-Key"));
+  free(r);
+  r = http_roundtrip(admin_port,
+                     "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "\r\n",
+                     &st);
+  assert_int_equal(st, 302);
+  assert_non_null(strstr(r, "\r\nLocation: /ui\r\n"));
+  free(r);
+}
+
 static cJSON *span_named(const char *saga, const char *name) {
   cJSON *sp, *found = NULL;
   pthread_mutex_lock(&mu);
@@ -441,6 +491,8 @@ int main(void) {
       cmocka_unit_test(test_metrics_show_a_completed_saga_and_its_step_latency),
       cmocka_unit_test(test_get_saga_returns_its_history),
       cmocka_unit_test(test_post_starts_a_saga_that_completes_once),
+      cmocka_unit_test(test_post_for_a_finished_saga_answers_that_it_exists),
+      cmocka_unit_test(test_post_with_an_id_holding_a_slash_gets_400),
       cmocka_unit_test(test_spans_link_back_to_the_starters_traceparent),
       cmocka_unit_test(test_a_stuck_saga_is_listed_counted_and_logged_once),
       cmocka_unit_test(

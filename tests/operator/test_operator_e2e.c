@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <cmocka.h>
 
 #include "e2e.h"
+#include "http_client.h"
 #include "run_sagactl.h"
 #include "test_support.h"
 
@@ -118,6 +120,44 @@ static void wait_status(e2e_t *t, const char *id, const char *want) {
              want);
 }
 
+/* sagad's admin port, from the line its log has once it listens. */
+static int admin_port_of(e2e_t *t) {
+  char path[512], buf[65536];
+  snprintf(path, sizeof path, "%s/sagad0.log", e2e_dir(t));
+  static const char tag[] = "admin endpoint listening on http://127.0.0.1:";
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while (ts_now_ms() < until) {
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+      fclose(f);
+    buf[n] = '\0';
+    const char *p = strstr(buf, tag);
+    if (p)
+      return atoi(p + sizeof tag - 1);
+    e2e_pump(t, 50);
+  }
+  fail_msg("sagad never logged its admin address");
+  return -1;
+}
+
+/* Pump until GET /metrics holds line (a whole "name{labels} value"). */
+static void wait_metric(e2e_t *t, int port, const char *line) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  char want[256];
+  snprintf(want, sizeof want, "\n%s\n", line);
+  for (;;) {
+    char *m = http_get_body(port, "/metrics");
+    bool found = m && strstr(m, want);
+    if (!found && ts_now_ms() >= until)
+      fail_msg("metrics never showed \"%s\":\n%s", line, m ? m : "");
+    free(m);
+    if (found)
+      return;
+    e2e_pump(t, 50);
+  }
+}
+
 static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
     void **state) {
   (void)state;
@@ -140,6 +180,10 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
 
   run(t, r, "status", "park-1", NULL);
   expect(r, 0, "compensation_failed");
+  /* s3 failed; the undo of s2 (the first to undo) is the one spent. */
+  expect(r, 0, "current step:  s2\n");
+  int port = admin_port_of(t);
+  wait_metric(t, port, "saga_parked_total{saga_type=\"fast\"} 2");
   run(t, r, "list", "--state", "compensation_failed", NULL);
   expect(r, 0, "park-1");
   expect(r, 0, "park-2");
@@ -155,7 +199,18 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
   run(t, r, "status", "park-1", NULL);
   expect(r, 0, "compensated");
 
-  /* The other is closed by hand: nothing more is sent to the participant. */
+  /* The other is retried while the participant is still broken: it parks
+   * again, and is then closed by hand. Parking is not finishing: the saga
+   * finishes once, compensated, however often it parked. */
+  fixed = 0;
+  run(t, r, "retry", "park-2", "--kafka", kafka, "--inbox", sa.inbox,
+      "--reason", "try again", "--operator", "e2e", NULL);
+  expect(r, 0, "retry sent for saga park-2");
+  wait_metric(t, port, "saga_parked_total{saga_type=\"fast\"} 3");
+  wait_status(t, "park-2", "compensation_failed");
+  fixed = 1;
+
+  /* Closed by hand: nothing more is sent to the participant. */
   int undo_cmds = e2e_commands(t, "park-2", 0);
   run(t, r, "resolve", "park-2", "--kafka", kafka, "--inbox", sa.inbox,
       "--reason", "refunded by hand", "--operator", "e2e", NULL);
@@ -171,6 +226,13 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
   run(t, r, "list", "--state", "compensation_failed", NULL);
   expect(r, 0, NULL);
   assert_null(strstr(r->out, "park-"));
+  wait_metric(t, port,
+              "saga_finished_total{saga_type=\"fast\",outcome=\"compensated\"} "
+              "2");
+  char *m = http_get_body(port, "/metrics");
+  assert_non_null(m);
+  assert_null(strstr(m, "outcome=\"compensation_failed\""));
+  free(m);
 
   /* A saga started by sagactl completes against sagad. */
   run(t, r, "start", "fast", "--input", "{\"sku\": 7}", "--id", "ok-1",

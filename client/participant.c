@@ -320,8 +320,16 @@ static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
   }
   const char *to = p->dlq_topic ? p->dlq_topic : dlq;
   if (saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                         m->payload, m->len, h, j, NULL, 0) != 0 &&
-      /* too big for the broker: keep the headers, drop the value */
+                         m->payload, m->len, h, j, NULL, 0) == 0)
+    return;
+  /* Too big for the producer: keep the headers and say what was dropped
+   * (as sagad's dead letters do), never a silent cut. */
+  char size[32], cut[96];
+  snprintf(size, sizeof size, "%zu", m->len);
+  snprintf(cut, sizeof cut,
+           "value of %zu bytes dropped: too large for the producer", m->len);
+  if (saga__hdr_add(h, SAGA_HDR_DLQ_SIZE, size) ||
+      saga__hdr_add(h, SAGA_HDR_DLQ_TRUNCATED, cut) ||
       saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
                          NULL, 0, h, j, NULL, 0) != 0) {
     rd_kafka_headers_destroy(h);

@@ -31,6 +31,8 @@ typedef struct seen {
   char reason[64];
   char dlq_reason[512];
   char dlq_source[128];
+  char dlq_truncated[128]; /* saga-dlq-truncated, "" when whole */
+  size_t value_len;
   char correlation[64];
 } seen_t;
 
@@ -75,6 +77,9 @@ static void peer_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   memset(s, 0, sizeof *s);
   copy_hdr(m, SAGA_HDR_DLQ_REASON, s->dlq_reason, sizeof s->dlq_reason);
   copy_hdr(m, SAGA_HDR_DLQ_SOURCE, s->dlq_source, sizeof s->dlq_source);
+  copy_hdr(m, SAGA_HDR_DLQ_TRUNCATED, s->dlq_truncated,
+           sizeof s->dlq_truncated);
+  s->value_len = m->len;
   if (!s->dlq_reason[0]) {
     rd_kafka_headers_t *h = NULL;
     rd_kafka_message_headers(m, &h);
@@ -223,6 +228,8 @@ static void handler(saga_participant_t *p, const saga_command_t *cmd,
 
 /* The participant's decode ceiling (0: the default, 1 MiB). */
 static size_t max_message_bytes;
+/* librdkafka's message.max.bytes for the participant, NULL = default */
+static const char *producer_max;
 
 static saga_participant_t *open_participant(fixture_t *f, const char *topic,
                                             const char *group,
@@ -230,7 +237,8 @@ static saga_participant_t *open_participant(fixture_t *f, const char *topic,
   const char *const props[] = {
       "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
       "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
-      "linger.ms", "1", NULL};
+      "linger.ms", "1",
+      producer_max ? "message.max.bytes" : NULL, producer_max, NULL};
   saga_participant_config_t cfg = {
       .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
                 .properties = props,
@@ -551,6 +559,52 @@ static void test_poison_messages_land_in_the_dead_letter_topic(void **state) {
   teardown_fixture(&f, p);
 }
 
+
+/* A poison larger than the participant's producer may send: its dead
+ * letter keeps the headers, drops the value and says so (size and
+ * saga-dlq-truncated), and the partition moves on -- never a silent cut,
+ * never a lost input. */
+static void test_a_poison_too_large_to_forward_is_dead_lettered_cut(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128], dlq[160];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("payment.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("payment"));
+  snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+  const char *topics[] = {replies, dlq};
+  open_peer(&f, topics, 2);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  max_message_bytes = 2048; /* the 8 KiB command is past the ceiling */
+  producer_max = "4096";    /* and too large to forward whole */
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+  max_message_bytes = 0;
+  producer_max = NULL;
+  static char big[8192];
+  memset(big, 'x', sizeof big);
+  send_command_with(&f, topic, "s-huge", replies, 1, big, sizeof big, 0);
+  send_command(&f, topic, "s-after", replies, 1); /* the partition moves on */
+  assert_true(wait_seen(&f, 2));
+  int dead = 0;
+  for (int i = 0; i < f.n_seen; i++) {
+    const seen_t *s = &f.seen[i];
+    if (!s->dlq_reason[0])
+      continue;
+    dead++;
+    assert_non_null(strstr(s->dlq_reason, "SAGA_ETOOBIG"));
+    assert_int_equal(s->value_len, 0);
+    assert_non_null(strstr(s->dlq_truncated, "dropped"));
+  }
+  assert_int_equal(dead, 1);
+  assert_non_null(find_key(&f, "s-after/reserve/DO/1", 0));
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.dead_lettered, 1);
+  teardown_fixture(&f, p);
+}
 static void test_postgres_store_remembers_keys_across_participants(
     void **state) {
   (void)state;
@@ -643,6 +697,8 @@ int main(void) {
       cmocka_unit_test(
           test_a_retry_after_a_lost_reply_applies_nothing_with_postgres),
       cmocka_unit_test(test_poison_messages_land_in_the_dead_letter_topic),
+      cmocka_unit_test(
+          test_a_poison_too_large_to_forward_is_dead_lettered_cut),
       cmocka_unit_test(test_postgres_store_remembers_keys_across_participants),
       cmocka_unit_test(test_postgres_store_opens_without_a_notice),
   };

@@ -106,6 +106,9 @@ typedef struct {
 
 static struct {
   char base_ci[1024], ci[1200], db[64], dir[128], bootstrap[512];
+  /* the recovery phase's sagad (inbox2) is another deployment, which
+   * runs beside the load phase's: a database of its own */
+  char ci2[1200], db2[72];
   const char *control; /* the mock's control socket, or NULL */
   char inbox[64], dlq[64], group[64];
   topics_t t_c1, t_load, *t; /* t: the running half's */
@@ -364,7 +367,9 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     static char a[22][1400];
     int n = 0;
     snprintf(a[n++], sizeof a[0], "%s", SAGAD_PATH);
-    snprintf(a[n++], sizeof a[0], "--store.conninfo=%s", B.ci);
+    /* a database belongs to one deployment (inbox, group) */
+    snprintf(a[n++], sizeof a[0], "--store.conninfo=%s",
+             strcmp(inbox, B.inbox2) == 0 ? B.ci2 : B.ci);
     snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bootstrap);
     snprintf(a[n++], sizeof a[0], "--definitions.dir=%s/defs", B.dir);
     snprintf(a[n++], sizeof a[0], "--topic.inbox=%s", inbox);
@@ -592,8 +597,12 @@ static void setup(void) {
   char sql[256];
   snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db);
   PQclear(q(c, sql));
+  snprintf(B.db2, sizeof B.db2, "%s_2", B.db);
+  snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db2);
+  PQclear(q(c, sql));
   PQfinish(c);
   snprintf(B.ci, sizeof B.ci, "%s dbname=%s", B.base_ci, B.db);
+  snprintf(B.ci2, sizeof B.ci2, "%s dbname=%s", B.base_ci, B.db2);
   snprintf(B.dir, sizeof B.dir, "/tmp/bench-saga-%d", pid);
   mkdir(B.dir, 0700);
   char defs[160];
@@ -661,6 +670,8 @@ static void teardown(void) {
   PGconn *c = PQconnectdb(B.base_ci);
   char sql[256];
   snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db);
+  PQclear(PQexec(c, sql));
+  snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db2);
   PQclear(PQexec(c, sql));
   PQfinish(c);
   char p[256];
@@ -981,10 +992,14 @@ int main(int argc, char **argv) {
   char cnt[128];
   snprintf(cnt, sizeof cnt,
            "SELECT count(*) FROM saga_index WHERE saga_type = 'stuck'");
-  while (q_num(pg, cnt) < (double)n_stuck && now_ms() < until)
+  PGconn *pg2 = PQconnectdb(B.ci2); /* inbox2's deployment */
+  if (PQstatus(pg2) != CONNECTION_OK)
+    die("connect", PQerrorMessage(pg2));
+  while (q_num(pg2, cnt) < (double)n_stuck && now_ms() < until)
     turn(200);
-  if (q_num(pg, cnt) < (double)n_stuck)
+  if (q_num(pg2, cnt) < (double)n_stuck)
     die("memory", "the stuck sagas were not all started");
+  PQfinish(pg2);
   turn(500);
   sleep_ms(500);
   long rss1 = rss_bytes(s2);

@@ -19,9 +19,13 @@ def main():
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     ns = "sdn%d" % os.getpid()
+    # a database of its own: a database belongs to one deployment
+    db = "saga_" + ns
+    subprocess.run(["psql", pg, "-qXc", 'CREATE DATABASE "%s"' % db],
+                   check=True, stdout=subprocess.DEVNULL)
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="200000")
     log = open(os.path.join(tmp, "sagad.log"), "w+")
-    p = subprocess.Popen([sagad, "--store.conninfo=" + pg,
+    p = subprocess.Popen([sagad, "--store.conninfo=%s dbname=%s" % (pg, db),
                           "--kafka.bootstrap.servers=" + kafka,
                           "--topic.inbox=%s.inbox" % ns,
                           "--topic.notifications=%s.notifications" % ns,
@@ -54,6 +58,9 @@ def main():
         if p.poll() is None:
             p.kill()
             p.wait()
+        subprocess.run(["psql", pg, "-qXc",
+                        'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not ok or rc != 0:
         log.seek(0)
         print("messages received: %r; sagad exited %r" % (got, p.returncode))

@@ -75,9 +75,10 @@ END
 $$;
 
 -- Every era that has ended and is still attached, oldest first, with what
--- decides whether it may be archived: its counts, how many of its streams
--- are still open (and the first of them), and whether it ended more than
--- older_than_ms ago. eligible = ended long enough ago and no open stream.
+-- decides whether it may be archived: whether it ended more than
+-- older_than_ms ago and, for those that did (the others are not read:
+-- NULL), its counts and how many of its streams are still open (and the
+-- first of them). eligible = ended long enough ago and no open stream.
 CREATE FUNCTION es_archive_candidates(older_than_ms bigint)
 RETURNS TABLE (era int, table_name text, ended_at timestamptz,
                first_position bigint, last_position bigint, events bigint,
@@ -100,11 +101,17 @@ BEGIN
     ended_at := p.ended_at;
     first_position := p.first_position;
     last_position := p.last_position;
-    SELECT count(*), count(DISTINCT ev.stream_id) INTO events, streams
-      FROM es_events ev WHERE ev.era = p.era;
-    SELECT count(*), min(o.stream_id) INTO open_streams, first_open
-      FROM es_open_streams(p.era) o;
     old_enough := p.ended_at < now() - older_than_ms * interval '1 ms';
+    events := NULL;
+    streams := NULL;
+    open_streams := NULL;
+    first_open := NULL;
+    IF old_enough THEN
+      SELECT count(*), count(DISTINCT ev.stream_id) INTO events, streams
+        FROM es_events ev WHERE ev.era = p.era;
+      SELECT count(*), min(o.stream_id) INTO open_streams, first_open
+        FROM es_open_streams(p.era) o;
+    END IF;
     eligible := old_enough AND open_streams = 0;
     RETURN NEXT;
   END LOOP;
@@ -116,10 +123,13 @@ $$;
 -- the session's login role). The caller states what the file holds; the
 -- table must still hold exactly that (events, first and last position),
 -- the era must have ended, and every stream of it must still be finished,
--- checked again under the lock. The index rows (saga_index) and snapshots
--- of the streams that have no event left in the store go too. The lock on
--- es_events waits at most lock_wait_ms (0: no limit), then SQLSTATE 55P03
--- and nothing changes. Returns the number of saga_index rows removed.
+-- checked again while a SHARE lock on the era's table keeps any insert
+-- out of it (appends to the current era go on). Only the detach and drop
+-- take the ACCESS EXCLUSIVE lock on es_events. Each lock waits at most
+-- lock_wait_ms (0: no limit), then SQLSTATE 55P03 and nothing changes. The
+-- index rows (saga_index) and snapshots of the streams that have no event
+-- left in the store go too. Returns the number of saga_index rows
+-- removed.
 CREATE FUNCTION es_archive_drop(e int, file text, n_events bigint,
                                 n_streams bigint, first_pos bigint,
                                 last_pos bigint, checksum text,
@@ -149,8 +159,7 @@ BEGIN
       USING ERRCODE = '55000';
   END IF;
   PERFORM set_config('lock_timeout', lock_wait_ms || 'ms', true);
-  LOCK TABLE es_events IN ACCESS EXCLUSIVE MODE;
-  PERFORM set_config('lock_timeout', wait, true);
+  EXECUTE format('LOCK TABLE %I IN SHARE MODE', p.table_name);
   SELECT count(*), min(global_position), max(global_position)
     INTO got, lo, hi FROM es_events WHERE era = e;
   IF got <> n_events OR lo IS DISTINCT FROM first_pos
@@ -166,19 +175,22 @@ BEGIN
   END IF;
   SELECT array_agg(DISTINCT stream_id) INTO streams
     FROM es_events WHERE era = e;
+  LOCK TABLE es_events IN ACCESS EXCLUSIVE MODE;
+  PERFORM set_config('lock_timeout', wait, true);
   EXECUTE format('ALTER TABLE es_events DETACH PARTITION %I', p.table_name);
   EXECUTE format('DROP TABLE %I', p.table_name);
   -- What is derived from streams now wholly archived goes with them.
   IF to_regclass('saga_index') IS NOT NULL THEN
-    EXECUTE 'DELETE FROM saga_index i WHERE ''saga-'' || i.saga_id = ANY ($1)'
+    EXECUTE 'DELETE FROM saga_index i USING unnest($1) AS s(id)'
+            ' WHERE s.id LIKE ''saga-%'' AND i.saga_id = substr(s.id, 6)'
             ' AND NOT EXISTS (SELECT 1 FROM es_events ev'
-            ' WHERE ev.stream_id = ''saga-'' || i.saga_id)'
+            ' WHERE ev.stream_id = s.id)'
       USING streams;
     GET DIAGNOSTICS sagas = ROW_COUNT;
   END IF;
-  DELETE FROM es_snapshots s WHERE s.stream_id = ANY (streams)
-    AND NOT EXISTS (SELECT 1 FROM es_events ev
-                    WHERE ev.stream_id = s.stream_id);
+  DELETE FROM es_snapshots s USING unnest(streams) AS u(id)
+    WHERE s.stream_id = u.id
+      AND NOT EXISTS (SELECT 1 FROM es_events ev WHERE ev.stream_id = u.id);
   UPDATE es_partitions SET archived_at = now() WHERE era = e;
   INSERT INTO es_archive_log (archived_by, era, table_name, file, events,
                               streams, sagas, first_position, last_position,

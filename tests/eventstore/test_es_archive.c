@@ -471,6 +471,41 @@ static void test_the_writer_can_neither_archive_nor_drop(void **state) {
   teardown(&f);
 }
 
+/* A reader in an open transaction holds off the detach: the drop gives
+ * up after --lock-wait, nothing changes, and the next run archives. */
+static void test_a_drop_that_cannot_get_its_lock_changes_nothing(void **state) {
+  (void)state;
+  fixture_t f = {0};
+  build(&f);
+  PGconn *c = est_raw(f.db), *reader = est_raw(f.db);
+  est_scalar(reader, "BEGIN");
+  est_scalar(reader, "SELECT count(*) FROM es_events");
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, "--lock-wait", "200ms",
+                            NULL),
+                   1);
+  assert_true(has(out, "lock timeout"));
+  assert_true(has(out, "era 1 kept in the store"));
+  assert_true(table_exists(c, "es_events_e1"));
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_archive_log"), 0);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index"), 4);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_partitions WHERE"
+                                 " archived_at IS NOT NULL"),
+                   0);
+  est_scalar(reader, "COMMIT");
+  PQfinish(reader);
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, NULL),
+                   0);
+  assert_true(has(out, "era 1: 7 events of 3 streams archived"));
+  assert_false(table_exists(c, "es_events_e1"));
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_archive_verify(f.file, NULL, err, sizeof err), 0);
+  PQfinish(c);
+  teardown(&f);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -479,6 +514,7 @@ int main(void) {
           test_finished_eras_are_archived_and_read_back_byte_for_byte),
       cmocka_unit_test(test_a_changed_or_truncated_archive_is_refused),
       cmocka_unit_test(test_the_writer_can_neither_archive_nor_drop),
+      cmocka_unit_test(test_a_drop_that_cannot_get_its_lock_changes_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

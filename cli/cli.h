@@ -42,7 +42,8 @@ enum {
   X(STUCK, "stuck", 1, "only non-terminal sagas without progress for DURATION") \
   X(LIMIT, "limit", 1, "at most N rows (default 100)")                      \
   X(ALL, "all", 0, "every saga in the index")                               \
-  X(REASON, "reason", 1, "why, recorded with the action")
+  X(REASON, "reason", 1, "why, recorded with the action")                   \
+  X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive")
 
 typedef enum {
 #define CLI_OPT_ENUM_(id, name, val, help) CLI_OPT_##id,

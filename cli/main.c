@@ -32,10 +32,10 @@ static const struct command {
      "list sagas from saga_index, oldest progress first",
      B(STATE) | B(TYPE) | B(OLDER_THAN) | B(STUCK) | B(LIMIT) | B(JSON),
      cli_cmd_list},
-    {"history", "history ID",
+    {"history", "history ID [--archive FILE]",
      "show a saga's stored events as a timeline: time, step, action, "
-     "attempt, outcome, duration",
-     B(JSON), cli_cmd_history},
+     "attempt, outcome, duration (from an archive file with --archive)",
+     B(JSON) | B(ARCHIVE), cli_cmd_history},
     {"replay", "replay ID|--all --definitions DIR",
      "rebuild sagas from their events through the state machine and compare "
      "with saga_index; exit 1 on any mismatch",

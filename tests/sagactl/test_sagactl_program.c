@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "es_internal.h" /* the archive writer of saga-es-archive */
 #include "saga.pb-c.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
@@ -371,6 +372,62 @@ static void test_history_shows_a_timeline_with_durations(void **state) {
   result_free(&r);
 }
 
+/* An archive file holding the stored events of stream (era 1), written
+ * with saga-es-archive's writer; the path goes to path. */
+static void archive_stream(const char *stream, const char *path) {
+  es_store_t *st = NULL;
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_stream(st, stream, 1, 1000, &p), 0);
+  assert_true(p->n > 0);
+  es_archive_info_t hdr = {.era = 1, .table = "es_events_e1",
+                           .created_at = "2026-01-01T00:00:00.000Z",
+                           .first_position = 1, .last_position = INT64_MAX};
+  es__arw_t *w = NULL;
+  assert_int_equal(es__archive_create(path, &hdr, &w, err, sizeof err), 0);
+  for (size_t i = 0; i < p->n; i++) {
+    es_recorded_t e = p->events[i];
+    e.at.tx = 1; /* one transaction, positions in order */
+    assert_int_equal(es__archive_put(w, &e, err, sizeof err), 0);
+  }
+  assert_int_equal(es__archive_finish(w, 1, NULL, err, sizeof err), 0);
+  es_page_free(p);
+  es_store_close(st);
+}
+
+static void test_history_reads_an_archive_file_without_the_database(
+    void **state) {
+  (void)state;
+  char file[160];
+  snprintf(file, sizeof file, "%s/s-done.archive.gz", tmpdir);
+  archive_stream("saga-s-done", file);
+  result_t live = run("history", "s-done", "--definitions", defs_dir, NULL);
+  expect(&live, 0, "Completed", NULL);
+  /* the same timeline from the file, the database unreachable */
+  result_t r = run("history", "s-done", "--archive", file, "--definitions",
+                   defs_dir, "--pg", "host=127.0.0.1 port=1", NULL);
+  expect(&r, 0, NULL, "");
+  assert_string_equal(r.out, live.out);
+  result_free(&r);
+  result_free(&live);
+  r = run("history", "s-run", "--archive", file, NULL);
+  expect(&r, 1, NULL, "has no events in archive");
+  result_free(&r);
+  r = run("history", "s-done", "--archive", "/nonexistent.gz", NULL);
+  expect(&r, 1, NULL, "could not read archive \"/nonexistent.gz\"");
+  result_free(&r);
+  /* a file cut short is refused before anything is shown */
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "head -c 200 '%s' > '%s.cut'", file, file);
+  assert_int_equal(system(cmd), 0);
+  strcat(file, ".cut");
+  r = run("history", "s-done", "--archive", file, NULL);
+  expect(&r, 1, NULL, "truncated");
+  assert_null(strstr(r.out, "Started"));
+  result_free(&r);
+}
+
 static void test_unreachable_postgres_exits_3_and_bad_input_exits_2(
     void **state) {
   (void)state;
@@ -618,6 +675,8 @@ int main(void) {
           test_status_shows_a_saga_and_exits_1_for_an_unknown_one),
       cmocka_unit_test(test_list_filters_by_state_type_age_and_stuck),
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
+      cmocka_unit_test(
+          test_history_reads_an_archive_file_without_the_database),
       cmocka_unit_test(
           test_unreachable_postgres_exits_3_and_bad_input_exits_2),
       cmocka_unit_test(test_start_lands_a_start_saga_in_the_inbox),

@@ -20,7 +20,8 @@ typedef struct cli_index_row {
   int def_version, partition;
   int64_t version;
   int64_t started_ms, updated_ms, deadline_ms; /* deadline 0 = none */
-  bool stuck; /* by the default threshold unless listed with thresholds */
+  bool stuck; /* cli_db_list's: by its thresholds; cli_db_get's: by the
+                 default threshold only */
 } cli_index_row_t;
 
 void cli_index_row_clear(cli_index_row_t *r);

@@ -37,7 +37,17 @@ static cJSON *row_json(const cli_index_row_t *r, int64_t now) {
   add_time(o, "updated_at", r->updated_ms);
   add_time(o, "next_deadline_at", r->deadline_ms);
   cJSON_AddNumberToObject(o, "idle_ms", (double)(now - r->updated_ms));
-  cJSON_AddBoolToObject(o, "stuck", r->stuck);
+  return o;
+}
+
+/* A list's row: row_json and its stuck flag (judged by the definitions'
+ * thresholds when they are configured). */
+static cJSON *list_row_json(const cli_index_row_t *r, int64_t now) {
+  cJSON *o = row_json(r, now);
+  if (o != NULL && !cJSON_AddBoolToObject(o, "stuck", r->stuck)) {
+    cJSON_Delete(o);
+    o = NULL;
+  }
   return o;
 }
 
@@ -174,7 +184,7 @@ static int print_json(const cli_list_t *l, int64_t now) {
   cJSON *o = cJSON_CreateObject();
   cJSON *arr = cJSON_AddArrayToObject(o, "sagas");
   for (size_t i = 0; arr != NULL && i < l->n; i++) {
-    cJSON *row = row_json(&l->rows[i], now);
+    cJSON *row = list_row_json(&l->rows[i], now);
     if (row == NULL || !cJSON_AddItemToArray(arr, row)) {
       cJSON_Delete(row);
       arr = NULL;
@@ -199,8 +209,7 @@ int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s) {
     return rc;
   iq_stuck_t st = {.default_ms = IQ_STUCK_DEFAULT_MS};
   char *thresholds = NULL;
-  if (f.stuck &&
-      (rc = cli_defs_stuck_thresholds(s, &thresholds)) != CLI_EXIT_OK)
+  if ((rc = cli_defs_stuck_thresholds(s, &thresholds)) != CLI_EXIT_OK)
     return rc;
   st.thresholds_json = thresholds;
   PGconn *c = NULL;
@@ -217,7 +226,7 @@ int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s) {
     rc = print_json(&l, now);
   } else if (fmt == CLI_OUT_JSONL) {
     for (size_t i = 0; i < l.n && rc == CLI_EXIT_OK; i++)
-      rc = cli_print_json(row_json(&l.rows[i], now));
+      rc = cli_print_json(list_row_json(&l.rows[i], now));
     print_count(stderr, &l, &f);
   } else {
     print_table(&l, now);

@@ -1,4 +1,5 @@
-/* Saga reads for the admin API over PostgreSQL (admin_pg.h). The loop
+/* Saga reads for the admin API over PostgreSQL (admin_pg.h); their
+ * saga_index statements come from index/index_query.h, as sagactl's. The loop
  * thread owns the queue and every answer; the pool thread owns the two
  * connections (libpq for saga_index, the event store for histories) and
  * only ever runs one job at a time, so neither needs a lock. */
@@ -110,8 +111,6 @@ static PGconn *connect_db(const admin_pg_t *pg) {
   keys[n] = vals[n] = NULL;
   return PQconnectdbParams(keys, vals, 1);
 }
-
-/* ---- SQL: index/index_query.h builds every saga_index read ----------- */
 
 /* ---- pool side ------------------------------------------------------------ */
 

@@ -349,6 +349,23 @@ static void test_list_filters_by_state_type_time_and_stuck(void **state) {
    * s-new for a minute. */
   expect_ids("s-park s-run", 2, "--stuck", NULL, NULL, NULL);
   expect_ids("s-park s-run", 2, "--stuck", "--definitions", defs_dir, NULL);
+  /* The definitions' per-step thresholds: reserve_inventory may wait 3 h,
+   * so s-run (2 h on it) is not stuck by them; parked s-park still is. */
+  char slow_dir[160], path[200];
+  snprintf(slow_dir, sizeof slow_dir, "%s/slow-defs", tmpdir);
+  assert_int_equal(mkdir(slow_dir, 0700), 0);
+  snprintf(path, sizeof path, "%s/order.v1.json", slow_dir);
+  char *slow = strdup(ORDER_DEF);
+  const char *at = "\"name\":\"reserve_inventory\",";
+  char *p = strstr(slow, at);
+  assert_non_null(p);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f, "%.*s\"stuck_after_ms\":10800000,%s", (int)(p - slow + strlen(at)),
+          slow, p + strlen(at));
+  fclose(f);
+  free(slow);
+  expect_ids("s-park", 1, "--stuck", "--definitions", slow_dir, NULL);
   expect_ids("s-run", 1, "--stuck", "--state", "running", NULL);
   /* An absolute window: everything started in the last day, RFC 3339. */
   char since[SAGA_RFC3339_MS_SIZE];

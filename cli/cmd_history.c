@@ -64,6 +64,34 @@ int cli_defs_has_type(const cli_settings_t *s, const char *type,
   return CLI_EXIT_OK;
 }
 
+int cli_defs_stuck_thresholds(const cli_settings_t *s, char **json) {
+  *json = NULL;
+  if (cli_get(s, CLI_SET_DEFINITIONS) == NULL)
+    return CLI_EXIT_OK;
+  int rc;
+  saga_registry_t *reg = load_defs(s, &rc);
+  if (reg == NULL)
+    return rc;
+  cJSON *arr = cJSON_CreateArray();
+  const saga_def_t *d;
+  for (size_t i = 0; arr != NULL && (d = saga_registry_at(reg, i)); i++)
+    for (uint32_t k = 0; arr != NULL && k < d->nsteps; k++) {
+      cJSON *o = cJSON_CreateObject();
+      if (o == NULL || !cJSON_AddStringToObject(o, "t", d->name) ||
+          !cJSON_AddStringToObject(o, "s", d->steps[k].name) ||
+          !cJSON_AddNumberToObject(o, "ms", d->steps[k].stuck_after_ms) ||
+          !cJSON_AddItemToArray(arr, o)) {
+        cJSON_Delete(o);
+        cJSON_Delete(arr);
+        arr = NULL;
+      }
+    }
+  saga_registry_free(reg);
+  *json = arr != NULL ? cJSON_PrintUnformatted(arr) : NULL;
+  cJSON_Delete(arr);
+  return *json != NULL ? CLI_EXIT_OK : cli_fail(CLI_EXIT_FAIL, "out of memory");
+}
+
 static int open_store(const cli_settings_t *s, es_store_t **out) {
   *out = NULL;
   cli_pg_t pg;
@@ -491,6 +519,7 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
     return rc;
   PGconn *c = NULL;
   es_store_t *st = NULL;
+  cli_list_t list = {0};
   cli_index_row_t *rows = NULL;
   size_t nrows = 0;
   replay_report_t rep = {0};
@@ -499,10 +528,12 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
     goto out;
   rc = CLI_EXIT_FAIL;
   if (all) {
-    cli_list_filter_t f = {.older_than_ms = -1, .stuck_ms = -1,
-                           .limit = limit};
-    if (cli_db_list(c, &f, &rows, &nrows) != 0)
+    iq_filter_t f = {.oldest_first = true, .limit = limit};
+    if (cli_db_list(c, &f, NULL, 0, &list) != 0)
       goto out;
+    rows = list.rows;
+    nrows = list.n;
+    list.rows = NULL;
   } else {
     rows = calloc(1, sizeof *rows);
     if (rows == NULL)

@@ -30,6 +30,7 @@
 #include "wire_kafka.h"
 
 #include "../bench_raw.h"
+#include "bench_library.h"
 
 #define NSTEPS 3
 #define MAXSAGAS 400000
@@ -339,9 +340,10 @@ static void on_notification(const rd_kafka_message_t *m) {
   saga__wire_free(pb);
 }
 
-/* One turn: every message waiting (up to a cap), then deliveries. */
+/* One turn: every message waiting (up to a cap), then deliveries. Between
+ * two phases' consumers (B.cons NULL) only the deliveries. */
 static void turn(int wait_ms) {
-  for (int k = 0; k < 4096; k++) {
+  for (int k = 0; B.cons && k < 4096; k++) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(B.cons, k ? 0 : wait_ms);
     if (!m)
       break;
@@ -363,7 +365,7 @@ static void turn(int wait_ms) {
     }
     rd_kafka_message_destroy(m);
   }
-  rd_kafka_poll(B.prod, 0);
+  rd_kafka_poll(B.prod, B.cons ? 0 : wait_ms);
 }
 
 /* ---- sagad ---------------------------------------------------------- */
@@ -1001,10 +1003,52 @@ int main(int argc, char **argv) {
          "p50 %.2f ms, p99 %.2f ms; one Kafka hop p50 %.2f ms, p99 %.2f ms; "
          "gap - 2 hops p50: p50 %.2f ms, p99 %.2f ms\n",
          g50, g99, h50, h99, gov50, gov99);
+
+  /* The same sagas through what users link: the public starter and the
+   * public participant library with the PostgreSQL effect store, on the
+   * same sagad, topics and settings (the hand-made participants stop
+   * first, or both would answer). */
+  consumer_close();
+  double hm50 = l50, hm99 = l99;
+  {
+    /* earliest: the participants' new group also takes the first saga's
+     * command, sent before it was assigned its partitions (the example
+     * services do the same) */
+    static const char *const props[] = {"fetch.wait.max.ms", "0",
+                                        "linger.ms", "0",
+                                        "auto.offset.reset", "earliest",
+                                        NULL};
+    const char *steps[NSTEPS];
+    for (int i = 0; i < NSTEPS; i++)
+      steps[i] = B.t_c1.steps[i];
+    char group[64], err[600];
+    snprintf(group, sizeof group, "bench.lib.%d", (int)getpid());
+    bench_library_opts_t lo = {.bootstrap = B.bootstrap,
+                               .kafka_props = props,
+                               .inbox = B.inbox1,
+                               .notifications = B.t_c1.notify,
+                               .saga_type = B.t_c1.type,
+                               .step_topics = steps,
+                               .nsteps = NSTEPS,
+                               .group = group,
+                               .pg_conninfo = B.ci1,
+                               .output_bytes = OUTPUT_BYTES,
+                               .id_prefix = "L"};
+    double *ll = calloc(n_c1, sizeof *ll);
+    if (!ll || bench_library_c1(&lo, 20, n_c1, ll, err, sizeof err) != 0)
+      die("library", ll ? err : "out of memory");
+    l50 = pct(ll, n_c1, 0.50);
+    l99 = pct(ll, n_c1, 0.99);
+    free(ll);
+  }
+  printf("concurrency 1 through the public client library (starter, "
+         "participant with the PostgreSQL effect store; %zu sagas): latency "
+         "p50 %.2f ms, p99 %.2f ms (hand-made participants above: %.2fx, "
+         "%.2fx)\n",
+         n_c1, l50, l99, hm50 > 0 ? l50 / hm50 : 0, hm99 > 0 ? l99 / hm99 : 0);
   sagad_stop(sc, SIGTERM);
 
   /* The load phases: the settings for throughput. */
-  consumer_close();
   B.t = &B.t_load;
   consumer_open(LOAD_FETCH_WAIT_MS);
   rd_kafka_flush(B.prod_c1, 10000);
@@ -1135,10 +1179,12 @@ report:
          "\"saga_events_vs_raw\": %.2f, \"inflight_sagas\": %zu, "
          "\"commit_p50_ms\": %.2f, \"commit_p99_ms\": %.2f, "
          "\"floor_p50_ms_c1\": %.2f, \"floor_p99_ms_c1\": %.2f, "
-         "\"latency_vs_floor_p50\": %.2f, \"latency_vs_floor_p99\": %.2f}\n",
+         "\"latency_vs_floor_p50\": %.2f, \"latency_vs_floor_p99\": %.2f, "
+         "\"latency_p50_ms_c1_handmade\": %.2f, "
+         "\"latency_p99_ms_c1_handmade\": %.2f}\n",
          quick ? "true" : "false", sps, sps20, l50, l99, t50, t99, ov50, ov99,
          gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck,
          cm50, cm99, fl50, fl99, fl50 > 0 ? l50 / fl50 : 0,
-         fl99 > 0 ? l99 / fl99 : 0);
+         fl99 > 0 ? l99 / fl99 : 0, hm50, hm99);
   return 0;
 }

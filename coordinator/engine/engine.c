@@ -848,13 +848,22 @@ static int perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
 
 /* ---- loading sagas from the store ----------------------------------- */
 
+/* What a load does with each saga it rebuilds. Every mode resumes a
+ * running saga (sm_resume's commands and timers). */
+typedef enum {
+  LOAD_RECOVER = 1,   /* recovery of assigned partitions: a terminal saga's
+                         final notification is sent, the saga dropped */
+  LOAD_READ_BACK = 2, /* a saga read back for an input: a terminal saga is
+                         kept (the input is judged against it) */
+  LOAD_READ_BACK_UNACTED = 3 /* a read-back of a saga whose last transition
+                         may be a commit no one acted on (ours whose answer
+                         was lost, or a fenced owner's): as LOAD_READ_BACK,
+                         and a terminal saga's final notification is sent */
+} load_mode_t;
+
 typedef struct {
   sagad_engine_t *e;
-  int resume;       /* 1 recovery: resume, send the final notification of a
-                       terminal saga and drop it; 2 read-back: resume, keep
-                       a terminal saga; 3 read-back of a saga whose last
-                       transition may be someone's unacted commit: as 2,
-                       and send a terminal saga's final notification */
+  load_mode_t mode;
   entry_t *cur;     /* saga being rebuilt */
   int skip;         /* records of a saga already in memory or broken */
   char id[SM_ID_MAX + 1];
@@ -870,10 +879,8 @@ static void loader_finish(loader_t *L) {
   sm_t *s = ENTRY_SAGA(en);
   en->durable = s->version;
   L->loaded++;
-  if (!L->resume)
-    return;
   if (sm_is_terminal(s)) {
-    if (L->resume == 1) {
+    if (L->mode == LOAD_RECOVER) {
       /* Listed by recovery only while its final notification is not
        * known to be delivered (saga_index.notify_pending): send it. */
 #ifndef SAGA_SIM_BREAK_LOSE_FINAL_NOTIFY /* test-only bug that tests/sim catches */
@@ -881,7 +888,7 @@ static void loader_finish(loader_t *L) {
         send_final(e, en, 0);
 #endif
       entry_free(e, en);
-    } else if (L->resume == 3 && e->notify) {
+    } else if (L->mode == LOAD_READ_BACK_UNACTED && e->notify) {
       send_final(e, en, 0);
     }
     return;
@@ -893,7 +900,8 @@ static void loader_finish(loader_t *L) {
     perform(e, en, &e->out.effects[i], now);
   /* A parked saga's COMPENSATION_FAILED may have died with the process
    * that parked it: a starter awaits it, so every recovery repeats it. */
-  for (unsigned i = 0; L->resume == 1 && s->status == SM_COMPENSATION_FAILED &&
+  for (unsigned i = 0;
+       L->mode == LOAD_RECOVER && s->status == SM_COMPENSATION_FAILED &&
                        i < s->nsteps;
        i++)
     if (s->steps[i].status == SM_STEP_COMP_FAILED) {
@@ -979,8 +987,8 @@ broken:
 /* Read one saga back from the store (blocking). NULL when it has no stream
  * (or the store failed: then the input waits for a later try). */
 static entry_t *load_one(sagad_engine_t *e, const char *id, int32_t partition,
-                         int resume, int *failed) {
-  loader_t L = {.e = e, .resume = resume};
+                         load_mode_t mode, int *failed) {
+  loader_t L = {.e = e, .mode = mode};
   *failed = e->cfg.store.load_saga(e->cfg.store.self, id, partition,
                                    loader_record, &L) != 0;
   loader_finish(&L);
@@ -1016,7 +1024,8 @@ static size_t reload_noted(sagad_engine_t *e) {
     struct reload *r = &e->reload[i];
     int failed = 0;
     if (!lookup(e, r->id))
-      (void)load_one(e, r->id, r->partition, 3, &failed);
+      (void)load_one(e, r->id, r->partition, LOAD_READ_BACK_UNACTED,
+                     &failed);
     if (failed)
       e->reload[keep++] = *r;
   }
@@ -1169,7 +1178,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     if (!en) {
       int failed = 0;
       /* Resumed: a saga of ours not in memory lost its timers. */
-      en = load_one(e, in->id, in->partition, 2, &failed);
+      en = load_one(e, in->id, in->partition, LOAD_READ_BACK, &failed);
       if (failed && !en)
         return 1;
     }
@@ -1224,7 +1233,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     SLOG_DEBUG(in->id, in->msg.step, "input %s here: reading the saga back",
                sm_verdict_name((sm_verdict_t)e->out.verdict));
     entry_free(e, en);
-    en = load_one(e, in->id, part, 3, &failed);
+    en = load_one(e, in->id, part, LOAD_READ_BACK_UNACTED, &failed);
     if (!en) {
       if (failed)
         return 1; /* the store is unreadable: the input waits */
@@ -1407,11 +1416,11 @@ static void settle(sagad_engine_t *e) {
       memcpy(id, ENTRY_SAGA(en)->id, strlen(ENTRY_SAGA(en)->id) + 1);
       entry_free(e, en);
       int failed = 0;
-      /* Resumed (3: kept even if terminal, with its final notification
-       * sent): the store may hold transitions whose effects no one
+      /* Resumed, kept even if terminal, with its final notification
+       * sent: the store may hold transitions whose effects no one
        * performed -- our own commit whose answer was lost, or a fenced
        * owner's (found by tests/sim, seeds 16 and 401). */
-      (void)load_one(e, id, part, 3, &failed);
+      (void)load_one(e, id, part, LOAD_READ_BACK_UNACTED, &failed);
       if (failed)
         note_reload(e, id, part);
       if (!conflict || failed)
@@ -1801,7 +1810,7 @@ int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
         SLOG_DEBUG(ENTRY_SAGA(en)->id, NULL,
                    "assigned back while its batch is in flight: kept");
       }
-  loader_t L = {.e = e, .resume = 1};
+  loader_t L = {.e = e, .mode = LOAD_RECOVER};
   int rc = e->cfg.store.load_partitions(e->cfg.store.self, parts, n,
                                         loader_record, &L);
   loader_finish(&L);

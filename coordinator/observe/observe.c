@@ -261,6 +261,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       attempt_done(o, b, s, e);
       break;
     case SM_EV_COMPENSATING:
+    case SM_EV_CANCEL_REQUESTED:
       if (!b->comp_span[0]) {
         (void)saga__span_id_new(b->comp_span);
         b->comp_us = wall_us();

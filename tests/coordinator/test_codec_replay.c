@@ -207,7 +207,7 @@ static void test_malformed_records_are_refused(void **state) {
   assert_int_equal(saga_codec_decode(NULL, 0, &rec), SAGA_CORE_EDECODE);
   sm_event_t bad_type = {.type = 0};
   expect_decode_error(&bad_type, 1);
-  sm_event_t bad_type2 = {.type = 11};
+  sm_event_t bad_type2 = {.type = SM_EV_CANCEL_REQUESTED + 1};
   expect_decode_error(&bad_type2, 1);
   sm_event_t bad_step = {.type = SM_EV_DISPATCHED, .step = 40};
   expect_decode_error(&bad_step, 1);

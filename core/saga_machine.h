@@ -181,6 +181,9 @@ typedef enum {
   SM_NOTIFY_COMPENSATION_FAILED = 5,
   SM_NOTIFY_REJECTED = 6, /* the start was refused (sent by the shell,
                              never a machine effect) */
+  SM_NOTIFY_CANCEL_REFUSED = 7, /* a cancel changed nothing; the reason is
+                                   sm_cancel_refusal (sent by the shell,
+                                   never a machine effect) */
 } sm_notify_t;
 
 typedef struct {

@@ -873,6 +873,32 @@ static void evict_noted(sagad_engine_t *e) {
   e->nevict = 0;
 }
 
+static int is_cancel(const input_t *in) {
+  return in->kind == IN_MSG && in->msg.kind == SAGAD_MSG_OPERATOR &&
+         in->msg.op == SM_IN_CANCEL;
+}
+
+/* A CancelSaga that changed nothing: a CANCEL_REFUSED notification says
+ * why (sm_cancel_refusal; s NULL: the saga was never started), so
+ * whoever waits on the cancel (sagactl cancel --wait, saga_starter_await)
+ * gets an answer. Nothing was decided, so nothing waits for the store. */
+static void cancel_refused(sagad_engine_t *e, const char *id, const sm_t *s,
+                           const char *corr, int64_t now) {
+  char why[256];
+  sagad_notification_t n = {
+      .saga_id = id,
+      .saga_type = s ? s->def->name : "",
+      .def_version = s ? s->def->version : 0,
+      .kind = SM_NOTIFY_CANCEL_REFUSED,
+      .reason = s ? sm_cancel_refusal(s, why, sizeof why) : "no such saga",
+      .at_ms = now,
+      .correlation_id = corr,
+  };
+  SLOG_INFO(id, NULL, "cancel refused: %s", n.reason);
+  if (e->notify)
+    produce_notification(e, &n, NULL);
+}
+
 /* Step one input; the transition joins the batch. Returns 1 when the input
  * must wait (store unreadable), else 0 (it joined the done list). */
 static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
@@ -926,16 +952,23 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       si.payload_len = in->msg.payload_len;
       si.reason = in->msg.reason;
     } else {
+      /* Who and why go into the transition's event (the history). */
       si.type = (uint8_t)in->msg.op;
+      si.reason = in->msg.reason && *in->msg.reason ? in->msg.reason : NULL;
+      si.who = in->msg.who && *in->msg.who ? in->msg.who : NULL;
       if (en)
         SLOG_INFO(in->id, NULL, "operator %s asks %s: %s",
                   in->msg.who ? in->msg.who : "",
-                  in->msg.op == SM_IN_OPERATOR_RETRY ? "retry" : "resolve",
+                  in->msg.op == SM_IN_CANCEL           ? "cancel"
+                  : in->msg.op == SM_IN_OPERATOR_RETRY ? "retry"
+                                                       : "resolve",
                   in->msg.reason ? in->msg.reason : "");
     }
     if (!en) {
       e->c.anomalies[SM_V_UNKNOWN_SAGA]++;
       SLOG_DEBUG(in->id, NULL, "input for an unknown saga ignored");
+      if (is_cancel(in))
+        cancel_refused(e, in->id, NULL, NULL, now);
       q_push(&e->done, in);
       return 0;
     }
@@ -978,6 +1011,10 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     if (in->kind != IN_TIMER)
       SLOG_DEBUG(s->id, in->msg.step, "input ignored: %s",
                  sm_verdict_name((sm_verdict_t)e->out.verdict));
+    /* A second cancel waits on the first one's outcome; any other cancel
+     * that changed nothing is answered. */
+    if (is_cancel(in) && e->out.verdict != SM_V_DUPLICATE)
+      cancel_refused(e, in->id, s, en->corr, now);
   } else {
     size_t need =
         saga_codec_size(e->out.events, e->out.n_events, now);

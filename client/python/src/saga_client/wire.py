@@ -54,6 +54,7 @@ class NotificationKind(enum.IntEnum):
     COMPENSATED = 4
     COMPENSATION_FAILED = 5
     REJECTED = 6
+    CANCEL_REFUSED = 7  # a cancel changed nothing; reason says why
 
     @property
     def is_outcome(self):
@@ -218,7 +219,7 @@ def check(msg):
     elif name == "saga.v1.Notification":
         check_id("saga_id", msg.saga_id)
         check_id("saga_type", msg.saga_type, required=False, allow_slash=True)
-        if not 1 <= msg.kind <= 6:
+        if not 1 <= msg.kind <= 7:
             raise SagaError("SAGA_EMISSING",
                             f"notification kind {msg.kind} is unknown")
     else:

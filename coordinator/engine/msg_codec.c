@@ -243,6 +243,21 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
                 errbuf, errlen);
 }
 
+int sagad_msg_encode_cancel(const char *saga_id, const char *reason,
+                            const char *who, int64_t requested_at_ms,
+                            const char *traceparent, void **out,
+                            size_t *out_len, saga__hdrs_t *hdrs,
+                            char *errbuf, size_t errlen) {
+  Saga__V1__CancelSaga m;
+  saga__v1__cancel_saga__init(&m);
+  m.saga_id = SAGA_MUT(saga_id);
+  m.reason = SAGA_MUT(reason ? reason : "");
+  m.operator_ = SAGA_MUT(who ? who : "");
+  m.requested_at_ms = requested_at_ms;
+  return encode(&m.base, saga_id, NULL, traceparent, out, out_len, hdrs,
+                errbuf, errlen);
+}
+
 int sagad_msg_dlq_headers(const saga__hdr_view_t *src, const char *reason,
                           const char *topic, int32_t partition,
                           int64_t offset, char *where, size_t where_len,

@@ -105,6 +105,15 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
                            saga__hdrs_t *hdrs, char *errbuf,
                            size_t errlen);
 
+/* A CancelSaga for the inbox (sagad's POST /sagas/{id}/cancel): reason
+ * and who may be NULL; traceparent NULL = none. Same ownership as
+ * above. */
+int sagad_msg_encode_cancel(const char *saga_id, const char *reason,
+                            const char *who, int64_t requested_at_ms,
+                            const char *traceparent, void **out,
+                            size_t *out_len, saga__hdrs_t *hdrs,
+                            char *errbuf, size_t errlen);
+
 /* Headers of a dead letter into *out (initialised here; saga__hdrs_free):
  * the source's own headers (src, may be NULL), then the reason and
  * "topic/partition/offset" of the source, written into where (where_len

@@ -746,6 +746,20 @@ static void produce_start(start_t *st) {
   }
 }
 
+/* Produce st's message, unless Kafka is known to be down: nothing would
+ * confirm it, so say so now, not after a timeout. */
+static void send_when_kafka_up(start_t *st) {
+  char why[160];
+  if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
+    admin_http_respond_error(st->r, 503, msg);
+    free(st);
+    return;
+  }
+  produce_start(st);
+}
+
 static void looked_up(void *arg, int status, const admin_saga_row_t *row,
                       const char *err) {
   start_t *st = arg;
@@ -753,16 +767,7 @@ static void looked_up(void *arg, int status, const admin_saga_row_t *row,
     reply_exists(st->r, st->id, st->type, row->saga_type, row->status);
     free(st);
   } else if (status == 404) {
-    char why[160];
-    if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
-      /* Nothing would confirm it: say so now, not after a timeout. */
-      char msg[200];
-      snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
-      admin_http_respond_error(st->r, 503, msg);
-      free(st);
-      return;
-    }
-    produce_start(st);
+    send_when_kafka_up(st);
   } else {
     LOG_WARN("POST /sagas/%s?id=%s: %s", st->type, st->id,
              err ? err : "saga_index lookup failed");
@@ -836,19 +841,6 @@ static void reply_refused(admin_reply_t *r, const char *id, const char *why) {
   abuf_free(&b);
 }
 
-/* Send the cancel, unless Kafka is known to be down. */
-static void cancel_send(start_t *st) {
-  char why[160];
-  if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
-    char msg[200];
-    snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
-    admin_http_respond_error(st->r, 503, msg);
-    free(st);
-    return;
-  }
-  produce_start(st);
-}
-
 /* A saga of another instance, or finished: saga_index says which. */
 static void cancel_looked_up(void *arg, int status,
                              const admin_saga_row_t *row, const char *err) {
@@ -868,7 +860,7 @@ static void cancel_looked_up(void *arg, int status,
       free(st);
       return;
     }
-    cancel_send(st);
+    send_when_kafka_up(st);
   } else if (status == 404) {
     admin_http_respond_error(st->r, 404, "no such saga");
     free(st);
@@ -904,7 +896,7 @@ static void src_cancel(void *arg, const char *id, const char *reason,
     memcpy(st->input + rn + 1, who, wn + 1);
   st->input_len = rn + wn + 2;
   if (s)
-    cancel_send(st);
+    send_when_kafka_up(st);
   else
     admin_pg_lookup(o->pg, id, cancel_looked_up, st);
 }

@@ -277,6 +277,33 @@ static void write_def(e2e_t *t, const char *name, uint32_t timeout_ms,
   fclose(f);
 }
 
+void e2e_write_pivot_def(e2e_t *t, const char *name, uint32_t timeout_ms,
+                         uint32_t attempts) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/defs/%s.json", t->dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  static const char *const kind[E2E_STEPS] = {"compensatable", "pivot",
+                                              "retriable"};
+  fprintf(f,
+          "{\"name\": \"%s\", \"version\": 1, \"defaults\": {\"timeout_ms\": "
+          "%u, \"retry\": {\"max_attempts\": %u, \"initial_backoff_ms\": 50}, "
+          "\"compensation_retry\": {\"max_attempts\": 5, "
+          "\"initial_backoff_ms\": 50}},\n\"steps\": [",
+          name, timeout_ms, attempts);
+  for (int i = 0; i < E2E_STEPS; i++) {
+    fprintf(f, "%s{\"name\": \"s%d\", \"topic\": \"%s\", \"kind\": \"%s\"",
+            i ? ",\n" : "", i + 1, t->topics[i], kind[i]);
+    if (i < 2)
+      fprintf(f, ", \"compensation\": {\"topic\": \"%s\", \"action\": "
+                 "\"undo\"}",
+              t->topics[i]);
+    fprintf(f, "}");
+  }
+  fprintf(f, "]}\n");
+  fclose(f);
+}
+
 e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
   ts_require_pg();
   ts_require_kafka();

@@ -487,6 +487,10 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
     snprintf(c->saga_id, sizeof c->saga_id, "%s", saga_id);
     c->next = s->cancels;
     s->cancels = c;
+  } else if ((c = cancel_find(s, saga_id))->refusal) {
+    /* An earlier cancel's refusal does not answer this one. */
+    saga__wire_free(&c->refusal->base);
+    c->refusal = NULL;
   }
   return 0;
 }

@@ -469,8 +469,9 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
     rc = cli_print_json(o);
   }
   if (!strcmp(outcome, "compensated")) {
-    if (a->opt[CLI_OPT_JSON] == NULL)
-      printf("%s compensated: cancelled: %s\n", id, reason);
+    if (a->opt[CLI_OPT_JSON] == NULL) /* sagad says "cancelled: <reason>" */
+      printf("%s compensated: %s\n", id,
+             r->reason[0] != '\0' ? r->reason : "cancelled");
   } else if (!strcmp(outcome, "cancel_refused")) {
     rc = cli_fail(CLI_EXIT_FAIL, "cancel refused: saga %s: %s", id,
                   r->reason);

@@ -42,6 +42,9 @@ typedef struct entry {
                       owned, NULL until one replies: see note_output */
   char *corr;      /* the starter's correlation-id (Started), owned; NULL
                       when it is the saga id */
+  char *cancelled; /* "cancelled: <reason>" once a CancelRequested is
+                      recorded (live or replayed), owned; else NULL: the
+                      reason of its COMPENSATED notification */
   brec_t *rec_head, *rec_tail; /* records of the current batch */
   uint32_t nrec;
   uint8_t in_batch;
@@ -95,6 +98,8 @@ typedef struct outbox {
   char *corr;          /* the starter's correlation-id, owned; NULL: none */
   uint8_t *output;     /* COMPLETED: the saga's output, owned; NULL: none */
   size_t output_len;
+  char *reason;        /* COMPENSATED by a cancel: "cancelled: <reason>",
+                          owned; NULL: none */
   char id[SM_ID_MAX + 1];
 } outbox_t;
 
@@ -272,6 +277,7 @@ static void entry_free(sagad_engine_t *e, entry_t *en) {
     e->hooks.on_forget(e->hooks.arg, en->obs);
   free(en->input);
   free(en->outs);
+  free(en->cancelled);
   free(en->corr);
   free(en);
 }
@@ -349,6 +355,24 @@ static void flow_values(const entry_t *en, saga_flow_value_t *v) {
     if (en->outs && slot[i].len != OUT_NONE)
       v[i] = (saga_flow_value_t){en->outs + slot[i].off, slot[i].len, true};
   }
+}
+
+/* Keep "cancelled: <reason>" from a transition's (or a stored record's)
+ * CancelRequested, for the COMPENSATED notification it leads to. */
+static int note_cancel(entry_t *en, const sm_event_t *ev, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (ev[i].type != SM_EV_CANCEL_REQUESTED)
+      continue;
+    const char *why = ev[i].reason ? ev[i].reason : "(no reason given)";
+    size_t len = sizeof "cancelled: " + strlen(why);
+    char *v = malloc(len);
+    if (!v)
+      return -1;
+    snprintf(v, len, "cancelled: %s", why);
+    free(en->cancelled);
+    en->cancelled = v;
+  }
+  return 0;
 }
 
 /* Keep the starter's correlation-id (NULL, "" or the saga id: none). */
@@ -563,6 +587,7 @@ static void outbox_free(outbox_t *ob) {
   if (ob) {
     free(ob->corr);
     free(ob->output);
+    free(ob->reason);
   }
   free(ob);
 }
@@ -581,6 +606,7 @@ static void outbox_send(sagad_engine_t *e, outbox_t *ob) {
       .correlation_id = ob->corr,
       .payload = ob->output,
       .payload_len = ob->output_len,
+      .reason = ob->reason,
   };
   void *buf = NULL;
   size_t len = 0;
@@ -641,6 +667,13 @@ static void send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
                               "the next recovery sends the notification");
       return;
     }
+  }
+  if (ob->kind == SM_NOTIFY_COMPENSATED && en->cancelled &&
+      !(ob->reason = strdup(en->cancelled))) {
+    outbox_free(ob);
+    SLOG_ERROR(s->id, NULL, "out of memory sending the final notification: "
+                            "the next recovery sends it");
+    return;
   }
   ob->at_ms = at_ms ? at_ms : s->updated_ms;
   memcpy(ob->id, s->id, strlen(s->id) + 1); /* at most SM_ID_MAX */
@@ -861,6 +894,10 @@ static int loader_record(void *arg, const char *id, int32_t partition,
     goto broken;
   }
 #endif
+  if (note_cancel(L->cur, e->rec.events, e->rec.n) != 0) {
+    SLOG_ERROR(id, NULL, "out of memory rebuilding the saga's cancel");
+    goto broken;
+  }
   saga_record_clear(&e->rec);
   return 0;
 broken:
@@ -1161,7 +1198,8 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   } else {
     uint8_t *output = NULL;
     int flow_ok = note_outputs(en, e->out.events, e->out.n_events) == 0 &&
-                  saga_output(en, &e->out, &output) == 0;
+                  saga_output(en, &e->out, &output) == 0 &&
+                  note_cancel(en, e->out.events, e->out.n_events) == 0;
     size_t need =
         saga_codec_size(e->out.events, e->out.n_events, now);
     brec_t *r = flow_ok ? malloc(sizeof *r + need) : NULL;

@@ -31,7 +31,7 @@ enum {
   X(DEFINITIONS, "definitions", 1, "folder of saga definitions (*.json)")   \
   X(TIMEOUT, "timeout", 1, "bound on connecting and waiting for a service") \
   X(MAX_INPUT, "max-input", 1, "ceiling on a start input, bytes")           \
-  X(OPERATOR, "operator", 1, "operator name recorded with retry/resolve")   \
+  X(OPERATOR, "operator", 1, "operator name recorded with retry/resolve/cancel") \
   X(INPUT, "input", 1, "saga input: JSON text or @file (@- = stdin)")       \
   X(ID, "id", 1, "saga id (default: generated)")                            \
   X(DEF_VERSION, "def-version", 1, "pin a definition version")              \

@@ -15,6 +15,7 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s);
 
 /* Whether saga_id's stream holds an operator's Resolved event (a saga
  * closed by hand shows in saga_index as compensated). Returns an exit

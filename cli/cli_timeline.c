@@ -63,6 +63,38 @@ static int add_sent(cli_timeline_t *tl, const sm_event_t *ev,
   return 0;
 }
 
+/* Control characters as spaces, so a table row stays one line. */
+static void flatten(char *s) {
+  for (char *p = s; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      *p = ' ';
+}
+
+/* The operator trail of e into r (who, why), and "by WHO: WHY" (flat)
+ * into buf. */
+static const char *trail(cli_tl_row_t *r, const sm_event_t *e, char *buf,
+                         size_t len) {
+  snprintf(r->who, sizeof r->who, "%s", e->who != NULL ? e->who : "");
+  snprintf(r->why, sizeof r->why, "%s", e->reason != NULL ? e->reason : "");
+  /* A long reason is cut in the table; --json has it whole. */
+  if (snprintf(buf, len, "by %s%s%s",
+               *r->who ? r->who : "an unnamed operator", *r->why ? ": " : "",
+               r->why) >= (int)len && len > 4)
+    memcpy(buf + len - 4, "...", 4);
+  flatten(buf);
+  return buf;
+}
+
+/* The reason of the saga's cancel, from its CancelRequested row; NULL
+ * when it was not cancelled. */
+static const cli_tl_row_t *cancel_row(const cli_timeline_t *tl) {
+  for (size_t i = 0; i < tl->n; i++)
+    if (!strcmp(tl->rows[i].event,
+                sm_event_type_name(SM_EV_CANCEL_REQUESTED)))
+      return &tl->rows[i];
+  return NULL;
+}
+
 int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
                      int64_t version, int64_t at_ms, const sm_event_t *ev,
                      size_t n) {
@@ -80,7 +112,8 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
     r->action = "";
     r->outcome = "";
     r->duration_ms = -1;
-    char t[40];
+    char t[40], by[sizeof r->detail];
+    const cli_tl_row_t *c;
     switch (e->type) {
     case SM_EV_STARTED:
       snprintf(r->detail, sizeof r->detail, "definition %s v%" PRIu32
@@ -134,10 +167,24 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
     case SM_EV_OPERATOR_RETRY:
       step_name(def, e->step, r->step, sizeof r->step);
       r->action = action_name(e->action);
-      snprintf(r->detail, sizeof r->detail, "operator retry: fresh budget");
+      snprintf(r->detail, sizeof r->detail, "operator retry %s; fresh budget",
+               trail(r, e, by, sizeof by));
       break;
     case SM_EV_RESOLVED:
-      snprintf(r->detail, sizeof r->detail, "resolved by an operator");
+      snprintf(r->detail, sizeof r->detail, "resolved %s",
+               trail(r, e, by, sizeof by));
+      break;
+    case SM_EV_CANCEL_REQUESTED:
+      snprintf(r->detail, sizeof r->detail,
+               "cancelled %s; no step goes forward, what is done is undone",
+               trail(r, e, by, sizeof by));
+      break;
+    case SM_EV_COMPENSATED:
+      if ((c = cancel_row(tl)) != NULL) {
+        snprintf(r->detail, sizeof r->detail, "cancelled: %s",
+                 *c->why ? c->why : "(no reason given)");
+        flatten(r->detail);
+      }
       break;
     default:
       break;
@@ -211,7 +258,9 @@ cJSON *cli_timeline_json(const cli_timeline_t *tl) {
               add_str_or_null(o, "step", r->step) |
               add_str_or_null(o, "action", r->action) |
               add_str_or_null(o, "outcome", r->outcome) |
-              add_str_or_null(o, "detail", r->detail);
+              add_str_or_null(o, "detail", r->detail) |
+              add_str_or_null(o, "operator", r->who) |
+              add_str_or_null(o, "reason", r->why);
     cJSON *att = r->attempt > 0 ? cJSON_CreateNumber(r->attempt)
                                 : cJSON_CreateNull();
     cJSON *dur = r->duration_ms >= 0

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "definition.h"
+#include "saga_codec.h"
 #include "saga_machine.h"
 
 typedef struct cli_tl_row {
@@ -25,6 +26,10 @@ typedef struct cli_tl_row {
   const char *outcome;  /* "SUCCESS", "FAILURE", "RETRYABLE", "TIMEOUT", "" */
   int64_t duration_ms;  /* command to outcome; -1 = none */
   char detail[256];     /* reason, deadline, retry time, definition */
+  /* The operator trail: who asked and why, for OperatorRetry, Resolved
+   * and CancelRequested ("" = not given). */
+  char who[SM_ID_MAX + 1];
+  char why[SAGA_CODEC_MAX_REASON + 1];
 } cli_tl_row_t;
 
 typedef struct cli_tl_sent {

@@ -1,7 +1,8 @@
-/* start: send StartSaga through the client library's starter (idempotent
- * on the saga id) and print the id; with --wait, await the outcome
- * notification. Every wait is bounded: a Kafka that cannot be reached is
- * reported within the configured timeout. */
+/* start and cancel, through the client library's starter. start sends
+ * StartSaga (idempotent on the saga id) and prints the id; cancel sends
+ * CancelSaga. With --wait, both await the answer notification. Every wait
+ * is bounded: a Kafka that cannot be reached is reported within the
+ * configured timeout. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "saga/client.h"
 
 #include "cli_cmds.h"
+#include "cli_db.h"
 #include "timetext.h"
 
 /* One saga id ceiling everywhere (docs/protocol.md): the coordinator,
@@ -179,6 +181,67 @@ static const char *kind_status(saga_notification_kind_t k) {
   }
 }
 
+/* Set up r's loop and its starter on the configured Kafka. Returns an
+ * exit code (line printed); finish(r) in every case. */
+static int open_starter(run_t *r, const cli_settings_t *s) {
+  const char *bootstrap = cli_get(s, CLI_SET_KAFKA);
+  uv_loop_init(&r->loop);
+  uv_timer_init(&r->loop, &r->timer);
+  r->timer.data = r;
+  saga_starter_config_t cfg = {
+      .kafka = {.bootstrap_servers = bootstrap,
+                .properties = (const char *const *)s->kafka_props},
+      .inbox_topic = cli_get(s, CLI_SET_INBOX),
+      .notifications_topic = cli_get(s, CLI_SET_NOTIFICATIONS),
+      .setup_timeout_ms = s->timeout_ms,
+  };
+  char err[512] = "";
+  int e = saga_starter_new(&r->loop, &cfg, &r->starter, err, sizeof err);
+  if (e == SAGA_OK)
+    return CLI_EXIT_OK;
+  r->starter = NULL;
+  return cli_fail(e == SAGA_EINVAL || e == SAGA_ENOMEM ? CLI_EXIT_USAGE
+                                                       : CLI_EXIT_UNREACHABLE,
+                  "could not reach Kafka at %s: %s", bootstrap,
+                  *err != '\0' ? err : saga_strerror(e));
+}
+
+/* Wait for the acknowledgement of the message r->id was sent with
+ * (`what`: "StartSaga", "CancelSaga"). Returns an exit code (line
+ * printed). */
+static int await_sent(run_t *r, const cli_settings_t *s, const char *what) {
+  char t[32];
+  run_until(r, &r->started, s->timeout_ms);
+  if (!r->started)
+    return cli_fail(CLI_EXIT_UNREACHABLE,
+                    "%s for saga %s not acknowledged by Kafka at %s within %s",
+                    what, r->id, cli_get(s, CLI_SET_KAFKA),
+                    cli_format_duration(s->timeout_ms, t, sizeof t));
+  if (r->start_err != SAGA_OK)
+    return cli_fail(CLI_EXIT_UNREACHABLE,
+                    "could not deliver %s for saga %s to \"%s\": %s", what,
+                    r->id, cli_get(s, CLI_SET_INBOX),
+                    saga_strerror(r->start_err));
+  return CLI_EXIT_OK;
+}
+
+/* --wait DURATION into *ms (-1 when absent). Returns an exit code. */
+static int wait_option(const cli_args_t *a, int64_t *ms) {
+  char why[256];
+  *ms = -1;
+  if (a->opt[CLI_OPT_WAIT] == NULL)
+    return CLI_EXIT_OK;
+  if (saga__duration_parse(a->opt[CLI_OPT_WAIT], ms) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--wait: %s",
+                    saga__duration_explain(a->opt[CLI_OPT_WAIT], why,
+                                           sizeof why));
+  if (*ms <= 0)
+    return cli_fail(CLI_EXIT_USAGE, "--wait: must be longer than 0ms, got "
+                                    "\"%s\"",
+                    a->opt[CLI_OPT_WAIT]);
+  return CLI_EXIT_OK;
+}
+
 int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
   if (a->npos != 1)
     return cli_fail(CLI_EXIT_USAGE,
@@ -199,17 +262,9 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
     return cli_fail(CLI_EXIT_USAGE,
                     "--def-version: expected a version number, got \"%s\"",
                     a->opt[CLI_OPT_DEF_VERSION]);
-  int64_t wait_ms = -1;
-  char why[256];
-  if (a->opt[CLI_OPT_WAIT] != NULL &&
-      saga__duration_parse(a->opt[CLI_OPT_WAIT], &wait_ms) != 0)
-    return cli_fail(CLI_EXIT_USAGE, "--wait: %s",
-                    saga__duration_explain(a->opt[CLI_OPT_WAIT], why,
-                                           sizeof why));
-  if (a->opt[CLI_OPT_WAIT] != NULL && wait_ms <= 0)
-    return cli_fail(CLI_EXIT_USAGE, "--wait: must be longer than 0ms, got "
-                                    "\"%s\"",
-                    a->opt[CLI_OPT_WAIT]);
+  int64_t wait_ms;
+  if (wait_option(a, &wait_ms) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
   const char *bootstrap = cli_get(s, CLI_SET_KAFKA);
   if (bootstrap == NULL)
     return cli_fail(CLI_EXIT_USAGE,
@@ -252,26 +307,10 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
     free(input);
     return cli_fail(CLI_EXIT_FAIL, "out of memory");
   }
-  uv_loop_init(&r->loop);
-  uv_timer_init(&r->loop, &r->timer);
-  r->timer.data = r;
-  saga_starter_config_t cfg = {
-      .kafka = {.bootstrap_servers = bootstrap,
-                .properties = (const char *const *)s->kafka_props},
-      .inbox_topic = cli_get(s, CLI_SET_INBOX),
-      .notifications_topic = cli_get(s, CLI_SET_NOTIFICATIONS),
-      .setup_timeout_ms = s->timeout_ms,
-  };
-  char err[512] = "", t[32];
-  int e = saga_starter_new(&r->loop, &cfg, &r->starter, err, sizeof err);
-  if (e != SAGA_OK) {
-    r->starter = NULL;
-    rc = cli_fail(e == SAGA_EINVAL || e == SAGA_ENOMEM ? CLI_EXIT_USAGE
-                                                       : CLI_EXIT_UNREACHABLE,
-                  "could not reach Kafka at %s: %s", bootstrap,
-                  *err != '\0' ? err : saga_strerror(e));
+  char t[32];
+  int e;
+  if ((rc = open_starter(r, s)) != CLI_EXIT_OK)
     goto out;
-  }
   saga_start_request_t req = {.saga_type = type,
                               .saga_id = id,
                               .definition_version = (uint32_t)def_version,
@@ -285,22 +324,8 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
                   cli_get(s, CLI_SET_INBOX), saga_strerror(e));
     goto out;
   }
-  run_until(r, &r->started, s->timeout_ms);
-  if (!r->started) {
-    rc = cli_fail(CLI_EXIT_UNREACHABLE,
-                  "StartSaga for saga %s not acknowledged by Kafka at %s "
-                  "within %s",
-                  r->id, bootstrap,
-                  cli_format_duration(s->timeout_ms, t, sizeof t));
+  if ((rc = await_sent(r, s, "StartSaga")) != CLI_EXIT_OK)
     goto out;
-  }
-  if (r->start_err != SAGA_OK) {
-    rc = cli_fail(CLI_EXIT_UNREACHABLE,
-                  "could not deliver StartSaga for saga %s to \"%s\": %s",
-                  r->id, cli_get(s, CLI_SET_INBOX),
-                  saga_strerror(r->start_err));
-    goto out;
-  }
   if (wait_ms < 0) {
     if (a->opt[CLI_OPT_JSON] != NULL) {
       cJSON *o = cJSON_CreateObject();
@@ -348,5 +373,126 @@ out:
   finish(r);
   free(r);
   free(input);
+  return rc;
+}
+
+/* cancel ID --reason TEXT [--operator NAME] [--wait DURATION]: a
+ * CancelSaga to the inbox. A saga that saga_index shows finished is
+ * refused here (when PostgreSQL is configured); the coordinator decides
+ * the rest: with --wait, COMPENSATED is the cancel done (exit 0), a
+ * CANCEL_REFUSED says why not (exit 1). */
+int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
+  if (a->npos != 1)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "cancel: expected one saga id, got %zu arguments",
+                    a->npos);
+  const char *id = a->pos[0];
+  const char *reason = a->opt[CLI_OPT_REASON];
+  if (reason == NULL || *reason == '\0')
+    return cli_fail(CLI_EXIT_USAGE, "cancel: --reason TEXT is required (it "
+                                    "is recorded in the saga's history)");
+  if (check_id(id) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  int64_t wait_ms;
+  if (wait_option(a, &wait_ms) != CLI_EXIT_OK)
+    return CLI_EXIT_USAGE;
+  if (cli_get(s, CLI_SET_KAFKA) == NULL)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "no Kafka configured: give --kafka BOOTSTRAP, "
+                    "SAGA_KAFKA_BOOTSTRAP or \"kafka = ...\" in the config "
+                    "file");
+  int rc;
+  if (cli_get(s, CLI_SET_PG) != NULL) {
+    cli_index_row_t row;
+    if ((rc = cli_db_fetch(s, id, &row)) != CLI_EXIT_OK)
+      return rc;
+    int finished = !strcmp(row.status, "completed") ||
+                   !strcmp(row.status, "compensated");
+    if (finished)
+      rc = cli_fail(CLI_EXIT_FAIL,
+                    "cancel refused: saga %s already %s: nothing to cancel",
+                    id, row.status);
+    cli_index_row_clear(&row);
+    if (finished)
+      return rc;
+  }
+  run_t *r = calloc(1, sizeof *r);
+  if (r == NULL)
+    return cli_fail(CLI_EXIT_FAIL, "out of memory");
+  snprintf(r->id, sizeof r->id, "%s", id);
+  char t[32];
+  if ((rc = open_starter(r, s)) != CLI_EXIT_OK)
+    goto out;
+  int e = saga_starter_cancel(r->starter, id, reason,
+                              cli_get(s, CLI_SET_OPERATOR), on_started, r);
+  if (e != SAGA_OK) {
+    rc = cli_fail(e == SAGA_EKAFKA ? CLI_EXIT_UNREACHABLE : CLI_EXIT_USAGE,
+                  "could not send CancelSaga for saga %s: %s%s", id,
+                  saga_strerror(e),
+                  e == SAGA_EMISSING ? " (--reason: at most 1024 bytes of "
+                                       "UTF-8; --operator: at most 255)"
+                                     : "");
+    goto out;
+  }
+  /* Await before the loop runs: the answer cannot come earlier. */
+  if (wait_ms > 0 &&
+      (e = saga_starter_await(r->starter, id, wait_ms, on_outcome, r)) !=
+          SAGA_OK) {
+    rc = cli_fail(CLI_EXIT_FAIL, "could not await saga %s: %s", id,
+                  saga_strerror(e));
+    goto out;
+  }
+  if ((rc = await_sent(r, s, "CancelSaga")) != CLI_EXIT_OK)
+    goto out;
+  if (wait_ms < 0) {
+    printf("cancel sent for saga %s (the coordinator compensates it if its "
+           "pivot step was not dispatched; check with 'sagactl status "
+           "%s')\n",
+           id, id);
+    goto out;
+  }
+  run_until(r, &r->awaited, wait_ms + 1000);
+  const char *outcome = !r->awaited || r->await_err == SAGA_ETIMEDOUT
+                            ? "timeout"
+                        : r->await_err != SAGA_OK ? "error"
+                        : r->kind == SAGA_NOTIFY_CANCEL_REFUSED
+                            ? "cancel_refused"
+                            : kind_status(r->kind);
+  if (a->opt[CLI_OPT_JSON] != NULL) {
+    cJSON *o = cJSON_CreateObject();
+    if (o != NULL) {
+      cJSON_AddStringToObject(o, "saga_id", id);
+      cJSON_AddStringToObject(o, "outcome", outcome);
+      if (r->reason[0] != '\0')
+        cJSON_AddStringToObject(o, "reason", r->reason);
+    }
+    rc = cli_print_json(o);
+  }
+  if (!strcmp(outcome, "compensated")) {
+    if (a->opt[CLI_OPT_JSON] == NULL) /* sagad says "cancelled: <reason>" */
+      printf("%s compensated: %s\n", id,
+             r->reason[0] != '\0' ? r->reason : "cancelled");
+  } else if (!strcmp(outcome, "cancel_refused")) {
+    rc = cli_fail(CLI_EXIT_FAIL, "cancel refused: saga %s: %s", id,
+                  r->reason);
+  } else if (!strcmp(outcome, "completed")) {
+    rc = cli_fail(CLI_EXIT_FAIL,
+                  "cancel refused: saga %s already completed: nothing to "
+                  "cancel",
+                  id);
+  } else if (!strcmp(outcome, "compensation_failed")) {
+    rc = cli_fail(CLI_EXIT_FAIL,
+                  "saga %s: a compensation failed and the saga is parked "
+                  "for an operator (sagactl retry or resolve)",
+                  id);
+  } else {
+    rc = cli_fail(CLI_EXIT_FAIL,
+                  "no answer to the cancel of saga %s within %s (it may "
+                  "still be compensating: sagactl status %s)",
+                  id, cli_format_duration(wait_ms, t, sizeof t), id);
+  }
+out:
+  finish(r);
+  free(r);
   return rc;
 }

@@ -52,6 +52,14 @@ static const struct command {
      "close a saga parked in compensation_failed as compensated (the "
      "operator repaired it by hand)",
      B(REASON), cli_cmd_resolve},
+    {"cancel",
+     "cancel ID --reason TEXT [--operator NAME] [--wait DURATION]",
+     "cancel a running saga: before its pivot step is dispatched it stops "
+     "and is compensated (COMPENSATED, exit 0 with --wait); after the "
+     "pivot, or when it is finished or parked, nothing changes and the "
+     "coordinator says why (CANCEL_REFUSED, exit 1). The reason and the "
+     "operator are recorded in its history",
+     B(REASON) | B(WAIT) | B(JSON), cli_cmd_cancel},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof *COMMANDS)
 

@@ -63,6 +63,8 @@ const char *saga_notification_kind_name(int kind) {
     return "COMPENSATION_FAILED";
   case SAGA_NOTIFY_REJECTED:
     return "REJECTED";
+  case SAGA_NOTIFY_CANCEL_REFUSED:
+    return "CANCEL_REFUSED";
   default:
     return "?";
   }

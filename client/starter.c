@@ -31,6 +31,16 @@ typedef struct await {
   struct await *prev, *next;
 } await_t;
 
+/* A cancel this starter sent whose answer has not come: a CANCEL_REFUSED
+ * for its saga ends that saga's awaits (kept here when none waits yet);
+ * the saga's outcome drops it. */
+typedef struct cancel {
+  struct cancel *next;
+  Saga__V1__Notification *refusal; /* owned; NULL until it comes */
+  saga__wire_meta_t meta;
+  char saga_id[SAGA_WIRE_MAX_ID + 1];
+} cancel_t;
+
 typedef struct start_job {
   saga_starter_t *s;
   char saga_id[SAGA_WIRE_MAX_ID + 1];
@@ -46,6 +56,7 @@ struct saga_starter {
   outcome_t *outcomes, *outcomes_tail;
   size_t n_outcomes;
   await_t *awaits;
+  cancel_t *cancels;
   saga_notification_cb sub;
   void *sub_arg;
   int closing;
@@ -81,6 +92,31 @@ static const outcome_t *find_outcome(const saga_starter_t *s,
   return NULL;
 }
 
+/* Unlink the cancel of saga_id from the list (the caller frees it with
+ * cancel_free), or NULL. */
+static cancel_t *cancel_take(saga_starter_t *s, const char *saga_id) {
+  for (cancel_t **p = &s->cancels; *p; p = &(*p)->next)
+    if (!strcmp((*p)->saga_id, saga_id)) {
+      cancel_t *c = *p;
+      *p = c->next;
+      return c;
+    }
+  return NULL;
+}
+
+static cancel_t *cancel_find(const saga_starter_t *s, const char *saga_id) {
+  for (cancel_t *c = s->cancels; c; c = c->next)
+    if (!strcmp(c->saga_id, saga_id))
+      return c;
+  return NULL;
+}
+
+static void cancel_free(cancel_t *c) {
+  if (c && c->refusal)
+    saga__wire_free(&c->refusal->base);
+  free(c);
+}
+
 static void maybe_free(saga_starter_t *s);
 
 static void on_await_closed(uv_handle_t *h) {
@@ -109,6 +145,16 @@ static void await_finish(await_t *a, int err, const saga_notification_t *n) {
 
 static void on_await_timer(uv_timer_t *t) {
   await_t *a = t->data;
+  const cancel_t *c = cancel_find(a->s, a->saga_id);
+  if (c && c->refusal) {
+    /* The refusal of our cancel came before this await: it answers. */
+    cancel_t *mine = cancel_take(a->s, a->saga_id);
+    saga_notification_t v;
+    notification_view(mine->refusal, &mine->meta, &v);
+    await_finish(a, 0, &v);
+    cancel_free(mine);
+    return;
+  }
   const outcome_t *o = find_outcome(a->s, a->saga_id);
   if (o) {
     saga_notification_t v;
@@ -162,10 +208,39 @@ static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   notification_view(n, &meta, &v);
   if (s->sub)
     s->sub(s, &v, s->sub_arg);
+  if (n->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED) {
+    /* The answer to a cancel of ours (another's is not our business). */
+    cancel_t *c = cancel_take(s, n->saga_id);
+    if (!c) {
+      saga__wire_free(msg);
+      return;
+    }
+    int answered = 0;
+    for (await_t *a = s->awaits, *next; a; a = next) {
+      next = a->next;
+      if (!strcmp(a->saga_id, n->saga_id)) {
+        await_finish(a, 0, &v);
+        answered = 1;
+      }
+    }
+    if (answered || s->closing) {
+      cancel_free(c);
+      saga__wire_free(msg);
+      return;
+    }
+    if (c->refusal)
+      saga__wire_free(&c->refusal->base);
+    c->refusal = n;
+    c->meta = meta;
+    c->next = s->cancels;
+    s->cancels = c;
+    return;
+  }
   if (!saga_notification_is_outcome(n->kind)) {
     saga__wire_free(msg);
     return;
   }
+  cancel_free(cancel_take(s, n->saga_id)); /* the saga's end answers it */
   for (await_t *a = s->awaits, *next; a; a = next) {
     next = a->next;
     if (!strcmp(a->saga_id, n->saga_id))
@@ -230,6 +305,8 @@ static int assign_notifications(saga_starter_t *s, int64_t timeout_ms,
 }
 
 static void starter_free(saga_starter_t *s) {
+  while (s->cancels)
+    cancel_free(cancel_take(s, s->cancels->saga_id));
   while (s->outcomes) {
     outcome_t *o = s->outcomes;
     s->outcomes = o->next;
@@ -288,6 +365,13 @@ int saga_starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
   return 0;
 }
 
+/* Unix epoch milliseconds, for requested_at_ms. */
+static int64_t wall_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
 int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
                        char *saga_id_out, size_t id_len, saga_started_cb cb,
                        void *arg) {
@@ -317,9 +401,7 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   }
   m.input.data = (uint8_t *)(uintptr_t)req->input;
   m.input.len = req->input ? req->input_len : 0;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  m.requested_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  m.requested_at_ms = wall_ms();
   char tp[SAGA_TRACEPARENT_SIZE];
   saga_meta_t meta = req->meta;
   if (!meta.traceparent && saga__traceparent_new(tp) == 0)
@@ -354,6 +436,65 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   return 0;
 }
 
+int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
+                        const char *reason, const char *who,
+                        saga_started_cb cb, void *arg) {
+  if (!s || !saga_id || !*saga_id || !cb || s->closing)
+    return SAGA_EINVAL;
+  if (strlen(saga_id) > SAGA_WIRE_MAX_ID)
+    return SAGA_ETOOBIG;
+  start_job_t *j = calloc(1, sizeof *j);
+  cancel_t *c = cancel_find(s, saga_id) ? NULL : calloc(1, sizeof *c);
+  if (!j || (!c && !cancel_find(s, saga_id))) {
+    free(j);
+    free(c);
+    return SAGA_ENOMEM;
+  }
+  j->s = s;
+  j->cb = cb;
+  j->arg = arg;
+  snprintf(j->saga_id, sizeof j->saga_id, "%s", saga_id);
+  Saga__V1__CancelSaga m;
+  saga__v1__cancel_saga__init(&m);
+  m.saga_id = j->saga_id;
+  m.reason = SAGA_MUT(reason ? reason : "");
+  m.operator_ = SAGA_MUT(who ? who : "");
+  m.requested_at_ms = wall_ms();
+  char tp[SAGA_TRACEPARENT_SIZE];
+  saga_meta_t meta = {.correlation_id = j->saga_id};
+  if (saga__traceparent_new(tp) == 0)
+    meta.traceparent = tp;
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  int rc = saga__wire_encode(&m.base, &meta, s->max_bytes, &buf, &len, &h,
+                             NULL, 0);
+  if (!rc && saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA,
+                                j->saga_id, strlen(j->saga_id), buf, len, h,
+                                j, NULL, 0) != 0) {
+    rd_kafka_headers_destroy(h);
+    free(buf);
+    rc = SAGA_EKAFKA;
+  } else if (!rc) {
+    free(buf);
+  }
+  if (rc) {
+    free(j);
+    free(c);
+    return rc;
+  }
+  if (c) {
+    snprintf(c->saga_id, sizeof c->saga_id, "%s", saga_id);
+    c->next = s->cancels;
+    s->cancels = c;
+  } else if ((c = cancel_find(s, saga_id))->refusal) {
+    /* An earlier cancel's refusal does not answer this one. */
+    saga__wire_free(&c->refusal->base);
+    c->refusal = NULL;
+  }
+  return 0;
+}
+
 int saga_starter_await(saga_starter_t *s, const char *saga_id,
                        int64_t timeout_ms, saga_outcome_cb cb, void *arg) {
   if (!s || !saga_id || !cb || s->closing || timeout_ms < 0 ||
@@ -374,8 +515,12 @@ int saga_starter_await(saga_starter_t *s, const char *saga_id,
     s->awaits->prev = a;
   s->awaits = a;
   /* Known already: answer from the loop, never from inside this call. */
+  const cancel_t *c = cancel_find(s, saga_id);
   uv_timer_start(&a->timer, on_await_timer,
-                 find_outcome(s, saga_id) ? 0 : (uint64_t)timeout_ms, 0);
+                 find_outcome(s, saga_id) || (c && c->refusal)
+                     ? 0
+                     : (uint64_t)timeout_ms,
+                 0);
   return 0;
 }
 

@@ -68,6 +68,11 @@ static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
     }
     if (e->correlation_id != NULL)
       p->correlation_id = (char *)(uintptr_t)e->correlation_id;
+    if (e->who != NULL) {
+      if (strlen(e->who) > SM_ID_MAX)
+        return SAGA_CORE_EINVAL; /* the wire bounds it: cannot happen */
+      p->operator_ = (char *)(uintptr_t)e->who;
+    }
   }
   return SAGA_CORE_OK;
 }
@@ -103,7 +108,7 @@ void saga_record_clear(saga_record_t *rec) {
 
 static bool valid(const Saga__V1__SagaEvent *p) {
   if (p->type < SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_STARTED ||
-      p->type > SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_RESOLVED)
+      p->type > SAGA__V1__SAGA_EVENT_TYPE__SAGA_EVENT_CANCEL_REQUESTED)
     return false;
   if (p->step >= SAGA_DEF_MAX_STEPS || p->attempt > UINT16_MAX ||
       (unsigned)p->outcome > SM_OUTCOME_TIMEOUT ||
@@ -113,6 +118,8 @@ static bool valid(const Saga__V1__SagaEvent *p) {
       (p->definition == NULL || p->definition[0] == '\0'))
     return false;
   if (p->correlation_id != NULL && strlen(p->correlation_id) > SM_ID_MAX)
+    return false;
+  if (p->operator_ != NULL && strlen(p->operator_) > SM_ID_MAX)
     return false;
   return true;
 }
@@ -148,6 +155,7 @@ int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec) {
     e->reason = p->reason && p->reason[0] ? p->reason : NULL;
     e->correlation_id =
         p->correlation_id && p->correlation_id[0] ? p->correlation_id : NULL;
+    e->who = p->operator_ && p->operator_[0] ? p->operator_ : NULL;
   }
   rec->pb = tx;
   rec->n = tx->n_events;

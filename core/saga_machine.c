@@ -157,6 +157,12 @@ int sm_apply(sm_t *saga, const sm_event_t *ev, int64_t at_ms) {
       st->status = SM_STEP_COMP_FAILED;
     }
     break;
+  case SM_EV_CANCEL_REQUESTED:
+    if (saga->status != SM_RUNNING)
+      return SAGA_CORE_EREPLAY;
+    saga->flags |= SM_F_CANCELLED;
+    /* from here on it compensates like a failure */
+    __attribute__((fallthrough));
   case SM_EV_COMPENSATING:
     /* Steps waiting to retry forward give up now; running ones drain. */
     saga->status = SM_COMPENSATING;
@@ -459,10 +465,13 @@ static sm_verdict_t on_timer(run_t *r) {
 
 static sm_verdict_t on_operator(run_t *r) {
   sm_t *s = r->saga;
+  const sm_input_t *in = r->in;
   if (s->status != SM_COMPENSATION_FAILED)
     return SM_V_REJECTED;
-  if (r->in->type == SM_IN_OPERATOR_RESOLVE) {
-    emit(r, (sm_event_t){.type = SM_EV_RESOLVED});
+  if (in->type == SM_IN_OPERATOR_RESOLVE) {
+    emit(r, (sm_event_t){.type = SM_EV_RESOLVED,
+                           .reason = in->reason,
+                           .who = in->who});
     notify(r, SM_NOTIFY_COMPENSATED, 0, SM_COMPENSATE,
            SM_OUTCOME_SUCCESS);
     return SM_V_APPLIED;
@@ -471,11 +480,38 @@ static sm_verdict_t on_operator(run_t *r) {
     if (s->steps[i].status == SM_STEP_COMP_FAILED) {
       emit(r, (sm_event_t){.type = SM_EV_OPERATOR_RETRY,
                              .step = (uint8_t)i,
-                             .action = SM_COMPENSATE});
+                             .action = SM_COMPENSATE,
+                             .reason = in->reason,
+                             .who = in->who});
       dispatch(r, i, SM_COMPENSATE, s->steps[i].attempt + 1u);
       return SM_V_APPLIED;
     }
   return SM_V_REJECTED;
+}
+
+/* The pivot step has been dispatched (or the saga is past it): from then
+ * on the saga only goes forward. */
+static bool past_pivot(const sm_t *s) {
+  int p = s->def->pivot;
+  return p >= 0 && p < s->nsteps && s->steps[p].status != SM_STEP_PENDING;
+}
+
+/* A cancel: before the pivot, the saga stops going forward, drains the
+ * attempts in flight and compensates what is done or unknown, like a
+ * failure (progress_compensating). */
+static sm_verdict_t on_cancel(run_t *r) {
+  sm_t *s = r->saga;
+  if (sm_is_terminal(s))
+    return SM_V_FINISHED;
+  if (s->flags & SM_F_CANCELLED)
+    return SM_V_DUPLICATE;
+  if (s->status != SM_RUNNING || past_pivot(s))
+    return SM_V_REJECTED;
+  emit(r, (sm_event_t){.type = SM_EV_CANCEL_REQUESTED,
+                         .reason = r->in->reason,
+                         .who = r->in->who});
+  progress_compensating(r);
+  return SM_V_APPLIED;
 }
 
 int sm_step(sm_t *saga, const sm_input_t *in, int64_t now,
@@ -505,6 +541,8 @@ int sm_step(sm_t *saga, const sm_input_t *in, int64_t now,
   } else if (in->type == SM_IN_OPERATOR_RETRY ||
              in->type == SM_IN_OPERATOR_RESOLVE) {
     v = on_operator(&r);
+  } else if (in->type == SM_IN_CANCEL) {
+    v = on_cancel(&r);
   } else if (in->type != SM_IN_REPLY && in->type != SM_IN_TIMER) {
     return SAGA_CORE_EINVAL;
   } else if (in->step < 0 || (uint32_t)in->step >= saga->nsteps) {
@@ -544,6 +582,56 @@ int sm_idempotency_key(const sm_t *saga, uint32_t step,
   return snprintf(buf, len, "%.*s/%s/%s/%u", (int)saga->id_len, saga->id,
                   saga->def->steps[step].name,
                   action == SM_DO ? "DO" : "COMPENSATE", attempt);
+}
+
+const char *sm_cancel_refusal(const sm_t *saga, char *buf, size_t len) {
+  if (buf == NULL || len == 0)
+    return "";
+  buf[0] = '\0';
+  /* The step parked on, else the first step that failed for good. */
+  int failed = -1;
+  for (uint32_t i = 0; i < saga->nsteps; i++) {
+    const sm_step_state_t *st = &saga->steps[i];
+    if (st->status == SM_STEP_COMP_FAILED) {
+      failed = (int)i;
+      break;
+    }
+    if (st->status == SM_STEP_FAILED &&
+        (failed < 0 || st->order < saga->steps[failed].order))
+      failed = (int)i;
+  }
+  switch ((sm_status_t)saga->status) {
+  case SM_NEW:
+    snprintf(buf, len, "no such saga");
+    break;
+  case SM_COMPLETED:
+    snprintf(buf, len, "already completed: nothing to cancel");
+    break;
+  case SM_COMPENSATED:
+    snprintf(buf, len, "already compensated%s: nothing to cancel",
+             saga->flags & SM_F_CANCELLED  ? " (cancelled)"
+             : saga->flags & SM_F_RESOLVED ? " (resolved by an operator)"
+                                           : "");
+    break;
+  case SM_COMPENSATION_FAILED:
+    snprintf(buf, len,
+             "compensation failed%s%s: parked for an operator (retry or "
+             "resolve it)",
+             failed >= 0 ? " at step " : "",
+             failed >= 0 ? saga->def->steps[failed].name : "");
+    break;
+  case SM_COMPENSATING:
+    if (!(saga->flags & SM_F_CANCELLED))
+      snprintf(buf, len, "already compensating after step %s failed",
+               failed >= 0 ? saga->def->steps[failed].name : "?");
+    break;
+  case SM_RUNNING:
+    if (past_pivot(saga))
+      snprintf(buf, len, "after the pivot step %s",
+               saga->def->steps[saga->def->pivot].name);
+    break;
+  }
+  return buf;
 }
 
 bool sm_is_stuck(const sm_t *saga, int64_t now) {

@@ -79,6 +79,7 @@ typedef enum {
                                   deadline, not by a reply */
 /* Saga flags. */
 #define SM_F_RESOLVED 0x01   /* an operator resolved it by hand */
+#define SM_F_CANCELLED 0x02  /* an operator cancelled it before the pivot */
 
 /* 16 bytes per step. */
 typedef struct {
@@ -124,8 +125,12 @@ typedef struct {
   X(COMPLETED, 6, "Completed")                                                \
   X(COMPENSATED, 7, "Compensated")                                            \
   X(PARKED, 8, "Parked")           /* step whose compensation is spent */     \
-  X(OPERATOR_RETRY, 9, "OperatorRetry") /* step, action: fresh budget */      \
-  X(RESOLVED, 10, "Resolved")      /* operator closed a parked saga */
+  X(OPERATOR_RETRY, 9, "OperatorRetry") /* step, action, reason, who:      \
+                                           fresh budget */                    \
+  X(RESOLVED, 10, "Resolved")      /* reason, who: an operator closed a      \
+                                      parked saga */                          \
+  X(CANCEL_REQUESTED, 11, "CancelRequested") /* reason, who: an operator    \
+                cancelled a running saga before its pivot; it compensates */
 
 typedef enum {
 #define SM_ENUM_(name, value, text) SM_EV_##name = value,
@@ -145,6 +150,9 @@ typedef struct {
   const uint8_t *payload;
   size_t payload_len;
   const char *reason;  /* NUL-terminated or NULL */
+  const char *who;     /* OperatorRetry, Resolved, CancelRequested: the
+                          operator who asked (at most SM_ID_MAX bytes), or
+                          NULL */
   const char *correlation_id; /* Started: the starter's correlation-id when
                                  it is not the saga id, else NULL; kept for
                                  the shell (later messages carry it), not
@@ -173,6 +181,9 @@ typedef enum {
   SM_NOTIFY_COMPENSATION_FAILED = 5,
   SM_NOTIFY_REJECTED = 6, /* the start was refused (sent by the shell,
                              never a machine effect) */
+  SM_NOTIFY_CANCEL_REFUSED = 7, /* a cancel changed nothing; the reason is
+                                   sm_cancel_refusal (sent by the shell,
+                                   never a machine effect) */
 } sm_notify_t;
 
 typedef struct {
@@ -193,6 +204,8 @@ typedef enum {
   SM_IN_TIMER = 3,   /* step, action, attempt, timer (from SM_FX_TIMER) */
   SM_IN_OPERATOR_RETRY = 4,   /* retry a compensation-failed saga */
   SM_IN_OPERATOR_RESOLVE = 5, /* close a parked saga as compensated */
+  SM_IN_CANCEL = 6,  /* stop a running saga before its pivot and
+                        compensate it (design.md invariant 10) */
 } sm_input_type_t;
 
 typedef struct {
@@ -204,7 +217,11 @@ typedef struct {
   uint32_t attempt;
   const uint8_t *payload;
   size_t payload_len;
-  const char *reason;
+  const char *reason; /* REPLY: the participant's; OPERATOR_*, CANCEL: the
+                         operator's, recorded in the event */
+  const char *who;    /* OPERATOR_*, CANCEL: the operator (at most
+                         SM_ID_MAX bytes), recorded in the event; NULL =
+                         unnamed */
   const char *correlation_id; /* START: recorded in Started; NULL = none */
 } sm_input_t;
 
@@ -213,7 +230,8 @@ typedef struct {
 #define SM_VERDICT_LIST(X)                                                     \
   X(APPLIED, 0, "applied")                                                    \
   X(DUPLICATE, 1, "duplicate") /* a reply for an attempt already decided by  \
-                                  a reply */                                  \
+                                  a reply, or a cancel of a saga already     \
+                                  cancelled */                                \
   X(LATE, 2, "late") /* a reply for an earlier attempt, an earlier action,   \
                         or an attempt its deadline decided */                 \
   X(UNKNOWN_SAGA, 3, "unknown_saga") /* input for a saga never started */     \
@@ -222,7 +240,8 @@ typedef struct {
   X(STALE_TIMER, 6, "stale_timer")   /* a timer whose wait is over or not    \
                                         yet due */                            \
   X(DUPLICATE_START, 7, "duplicate_start")                                    \
-  X(REJECTED, 8, "rejected") /* operator action not allowed in this state */ \
+  X(REJECTED, 8, "rejected") /* operator action or cancel not allowed in    \
+                                this state (a cancel after the pivot) */     \
   X(FINISHED, 9, "finished") /* input for a saga in a terminal state */
 
 typedef enum {
@@ -292,6 +311,14 @@ void sm_resume(const sm_t *saga, sm_output_t *out);
 int sm_idempotency_key(const sm_t *saga, uint32_t step,
                          sm_action_t action, uint32_t attempt, char *buf,
                          size_t len);
+
+/* Why a cancel of this saga is refused, as text for the operator
+ * ("after the pivot step charge", "already completed: nothing to
+ * cancel"), written into buf (len bytes, cut to fit) and returned; ""
+ * when a cancel would be taken or is already under way (a second cancel
+ * changes nothing). A cancel is taken while the saga runs and its pivot
+ * step (if it has one) has not been dispatched. */
+const char *sm_cancel_refusal(const sm_t *saga, char *buf, size_t len);
 
 /* True when the saga is COMPLETED or COMPENSATED. */
 bool sm_is_terminal(const sm_t *saga);

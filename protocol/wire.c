@@ -27,6 +27,7 @@ static const ProtobufCMessageDescriptor *const known_types[] = {
     &saga__v1__reply__descriptor,
     &saga__v1__notification__descriptor,
     &saga__v1__operator_action__descriptor,
+    &saga__v1__cancel_saga__descriptor,
 };
 
 saga_meta_t saga__wire_meta_view(const saga__wire_meta_t *m) {
@@ -122,6 +123,16 @@ static int check_key(const char *key, const char *saga_id, const char *step,
       return rc_;                                                              \
   } while (0)
 
+/* An operator's reason and name, recorded in the saga's history:
+ * optional, but bounded and UTF-8 like every string on the wire. */
+static int check_trail(const char *reason, const char *who, char *errbuf,
+                       size_t errlen) {
+  CHECK(check_str("reason", reason, SAGA_WIRE_MAX_TEXT, STR_TEXT, errbuf,
+                  errlen));
+  return check_str("operator", who, SAGA_WIRE_MAX_ID, STR_ID_SLASH, errbuf,
+                   errlen);
+}
+
 int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
                      size_t errlen) {
   if (!msg)
@@ -158,7 +169,7 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
     CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
     CHECK(check_optional_id("saga_type", m->saga_type, errbuf, errlen));
     if (m->kind < SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED ||
-        m->kind > SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED)
+        m->kind > SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED)
       return saga__errf(SAGA_EMISSING, errbuf, errlen,
                   "notification kind %d is unknown", m->kind);
   } else if (d == &saga__v1__operator_action__descriptor) {
@@ -168,12 +179,11 @@ int saga__wire_check(const ProtobufCMessage *msg, char *errbuf,
         m->action != SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE)
       return saga__errf(SAGA_EMISSING, errbuf, errlen,
                         "action must be RETRY or RESOLVE, got %d", m->action);
-    /* reason and operator are free text kept in the coordinator's log:
-     * optional, but bounded and UTF-8 like every string on the wire. */
-    CHECK(check_str("reason", m->reason, SAGA_WIRE_MAX_TEXT, STR_TEXT, errbuf,
-                    errlen));
-    CHECK(check_str("operator", m->operator_, SAGA_WIRE_MAX_ID, STR_ID_SLASH,
-                    errbuf, errlen));
+    CHECK(check_trail(m->reason, m->operator_, errbuf, errlen));
+  } else if (d == &saga__v1__cancel_saga__descriptor) {
+    const Saga__V1__CancelSaga *m = (const Saga__V1__CancelSaga *)msg;
+    CHECK(check_id("saga_id", m->saga_id, 0, errbuf, errlen));
+    CHECK(check_trail(m->reason, m->operator_, errbuf, errlen));
   } else {
     return saga__errf(SAGA_EINVAL, errbuf, errlen, "message type %s is not saga.v1",
                 d->name);
@@ -257,6 +267,8 @@ static const char *body_saga_id(const ProtobufCMessage *msg) {
     return ((const Saga__V1__Reply *)msg)->saga_id;
   if (d == &saga__v1__operator_action__descriptor)
     return ((const Saga__V1__OperatorAction *)msg)->saga_id;
+  if (d == &saga__v1__cancel_saga__descriptor)
+    return ((const Saga__V1__CancelSaga *)msg)->saga_id;
   return ((const Saga__V1__Notification *)msg)->saga_id;
 }
 

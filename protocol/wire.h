@@ -41,7 +41,8 @@
  * carries one (a reply's): two ids, three separators, "COMPENSATE" and a
  * 32-bit attempt fit. */
 #define SAGA_WIRE_MAX_KEY (2 * SAGA_WIRE_MAX_ID + 32)
-/* Ceiling on free text (OperatorAction.reason), in bytes. */
+/* Ceiling on free text (OperatorAction.reason, CancelSaga.reason), in
+ * bytes. */
 #define SAGA_WIRE_MAX_TEXT 1024
 
 /* Decoded header values, NUL-terminated; "" when absent. */

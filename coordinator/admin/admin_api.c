@@ -253,6 +253,73 @@ static void h_start(admin_http_req_t *req, void *arg) {
   api->src->start_saga(api->src->arg, type, id, body, len, req);
 }
 
+/* A JSON string member of doc within max bytes: *out = its text, or NULL
+ * when absent or null. Returns false (400 sent) when it is another type,
+ * too long or holds a control character other than tab or newline. */
+static bool body_text(admin_http_req_t *req, const cJSON *doc,
+                      const char *key, size_t max, const char **out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(doc, key);
+  *out = NULL;
+  if (!v || cJSON_IsNull(v))
+    return true;
+  char msg[128];
+  bool ok = cJSON_IsString(v) && strlen(v->valuestring) <= max;
+  for (const unsigned char *p = ok ? (const unsigned char *)v->valuestring
+                                   : NULL;
+       p && *p; p++)
+    if ((*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7f)
+      ok = false;
+  if (!ok) {
+    snprintf(msg, sizeof msg,
+             "\"%s\" must be a string of at most %zu bytes without control "
+             "characters",
+             key, max);
+    admin_http_respond_error(req, 400, msg);
+    return false;
+  }
+  *out = v->valuestring;
+  return true;
+}
+
+static void h_cancel(admin_http_req_t *req, void *arg) {
+  api_t *api = arg;
+  const char *id = admin_http_param(req, "id");
+  if (!api->src->cancel_saga) {
+    admin_http_respond_error(req, 501, "cancelling sagas not provided");
+    return;
+  }
+  if (!text_ok(id, ADMIN_ID_MAX) || strchr(id, '/')) {
+    admin_http_respond_error(req, 400, "invalid saga id");
+    return;
+  }
+  const char *ct = admin_http_header(req, "Content-Type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    admin_http_respond_error(req, 415, "body must be application/json");
+    return;
+  }
+  cJSON *doc = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len)
+                             : NULL;
+  if (!cJSON_IsObject(doc)) {
+    cJSON_Delete(doc);
+    admin_http_respond_error(req, 400,
+                             "body must be a JSON object {\"reason\": "
+                             "\"...\", \"operator\": \"...\"}");
+    return;
+  }
+  const char *reason, *who;
+  if (body_text(req, doc, "reason", ADMIN_REASON_MAX, &reason) &&
+      body_text(req, doc, "operator", ADMIN_OPERATOR_MAX, &who)) {
+    if (!reason || !*reason)
+      admin_http_respond_error(req, 400,
+                               "\"reason\" is required: it is recorded in "
+                               "the saga's history");
+    else
+      api->src->cancel_saga(api->src->arg, id, reason,
+                            who && *who ? who : NULL, req);
+  }
+  cJSON_Delete(doc);
+}
+
 static void api_free(void *arg) { free(arg); }
 
 int admin_api_register(admin_http_t *s, const admin_source_t *src,
@@ -272,5 +339,6 @@ int admin_api_register(admin_http_t *s, const admin_source_t *src,
   rc |= admin_http_route(s, "GET", "/sagas/{id}", h_get_saga, api);
   rc |= admin_http_route(s, "GET", "/sagas", h_list, api);
   rc |= admin_http_route(s, "POST", "/sagas/{type}", h_start, api);
+  rc |= admin_http_route(s, "POST", "/sagas/{id}/cancel", h_cancel, api);
   return rc ? -1 : 0;
 }

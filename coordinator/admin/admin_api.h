@@ -1,5 +1,6 @@
 /* sagad's admin API: the HTTP handlers for /metrics, /healthz, /readyz,
- * GET /sagas/{id}, GET /sagas and POST /sagas/{type}, reading through a
+ * GET /sagas/{id}, GET /sagas, POST /sagas/{type} and
+ * POST /sagas/{id}/cancel, reading through a
  * source interface the engine implements (or admin_pg.c for the reads).
  * This module validates requests, calls the source and shapes answers; it
  * holds no saga state and does no I/O of its own. Loop thread only. */
@@ -21,14 +22,17 @@
 #define ADMIN_TYPE_MAX 64
 #define ADMIN_LIST_DEFAULT 50
 #define ADMIN_LIST_MAX 1000
+/* Longest operator name and cancel reason (bytes), as on the wire. */
+#define ADMIN_OPERATOR_MAX 255
+#define ADMIN_REASON_MAX 1024
 
 /* A pending answer: the source calls admin_reply exactly once, now or
  * later on the loop thread. */
 typedef admin_http_req_t admin_reply_t;
 
 /* Answer with a JSON document (copied): 200 found / listed, 201 started,
- * 404 unknown saga or type, 409 id taken by another saga, 503 store or
- * broker unavailable. NULL json with an error status sends
+ * 202 cancel sent, 404 unknown saga or type, 409 id taken by another saga
+ * or cancel refused, 503 store or broker unavailable. NULL json with an error status sends
  * {"error": "<reason phrase>"}. */
 void admin_reply(admin_reply_t *r, int status, const char *json, size_t len);
 
@@ -68,6 +72,13 @@ typedef struct {
  *   first time, 200 with "created": false and "status" when a saga with
  *   this id and type exists in any state, 409 when the id belongs to
  *   another type, 404 for an unknown type.
+ * - cancel_saga: cancel saga id (checked here like start_saga's) for
+ *   operator who (NULL = none) with reason (non-empty), both UTF-8 text
+ *   within ADMIN_OPERATOR_MAX / ADMIN_REASON_MAX bytes: 409 {"error":
+ *   why} when the saga is past its pivot, finished or parked, 404 when
+ *   unknown, else 202 {"saga_id", "cancel": "sent"} once the CancelSaga is
+ *   in the inbox (the coordinator decides; a CANCEL_REFUSED notification
+ *   says why when it refuses).
  * - readiness: fill *out now. */
 typedef struct {
   void *arg;
@@ -77,6 +88,8 @@ typedef struct {
   void (*start_saga)(void *arg, const char *type, const char *id,
                      const char *input, size_t input_len, admin_reply_t *r);
   void (*readiness)(void *arg, admin_readiness_t *out);
+  void (*cancel_saga)(void *arg, const char *id, const char *reason,
+                      const char *who, admin_reply_t *r);
 } admin_source_t;
 
 /* A saga_index row, for sources building their JSON with
@@ -100,7 +113,7 @@ int admin_json_saga_row(abuf_t *b, const admin_saga_row_t *row);
 
 /* Register every admin route on s: GET /metrics (metrics may be NULL:
  * empty text), GET /healthz, GET /readyz, GET /sagas/{id}, GET /sagas,
- * POST /sagas/{type}. src (and metrics) are borrowed and must outlive s.
+ * POST /sagas/{type}, POST /sagas/{id}/cancel. src (and metrics) are borrowed and must outlive s.
  * Returns 0 or -1 when out of memory. */
 int admin_api_register(admin_http_t *s, const admin_source_t *src,
                        metrics_t *metrics);

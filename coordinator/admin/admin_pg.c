@@ -334,6 +334,7 @@ static void put_event(abuf_t *b, const saga_def_t *def, int64_t version,
                             : NULL;
   put_text(b, "outcome", outcome);
   put_text(b, "reason", ev->reason);
+  put_text(b, "operator", ev->who);
   put_time(b, "until",
            t == SM_EV_DISPATCHED || t == SM_EV_ATTEMPT_FAILED ? ev->until_ms
                                                                    : 0);

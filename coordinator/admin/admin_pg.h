@@ -103,7 +103,8 @@ void admin_pg_close(admin_pg_t *pg, void (*close_cb)(void *arg), void *arg);
  * Dispatched, Succeeded, AttemptFailed, ...), "step" (name from def, or
  * "#i" without it; null when the event has none), "step_index", "action"
  * ("do"/"compensate" or null), "attempt" (or null), "outcome" ("success",
- * "failure", "retryable", "timeout" or null), "reason" (or null), "until"
+ * "failure", "retryable", "timeout" or null), "reason" (or null),
+ * "operator" (who retried, resolved or cancelled, or null), "until"
  * and "until_ms" (a deadline or retry time, or null)}; Started adds
  * "definition" and "definition_version". An undecodable record becomes one
  * {"version", "event": "undecodable"} object. def may be NULL. Returns 0

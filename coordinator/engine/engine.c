@@ -43,6 +43,9 @@ typedef struct entry {
                       the cache: see note_output */
   char *corr;      /* the starter's correlation-id (Started), owned; NULL
                       when it is the saga id */
+  char *cancelled; /* "cancelled: <reason>" once a CancelRequested is
+                      recorded (live or replayed), owned; else NULL: the
+                      reason of its COMPENSATED notification */
   brec_t *rec_head, *rec_tail; /* records of the current batch */
   uint32_t nrec;
   uint8_t in_batch;
@@ -98,6 +101,8 @@ typedef struct outbox {
   char *corr;          /* the starter's correlation-id, owned; NULL: none */
   uint8_t *output;     /* COMPLETED: the saga's output, owned; NULL: none */
   size_t output_len;
+  char *reason;        /* COMPENSATED by a cancel: "cancelled: <reason>",
+                          owned; NULL: none */
   char id[SM_ID_MAX + 1];
 } outbox_t;
 
@@ -282,6 +287,7 @@ static void entry_free(sagad_engine_t *e, entry_t *en) {
   if (en->outs)
     e->outs_bytes -= outs_size(en);
   free(en->outs);
+  free(en->cancelled);
   free(en->corr);
   free(en);
 }
@@ -442,6 +448,24 @@ static void flow_values(const entry_t *en, saga_flow_value_t *v) {
     if (en->outs && slot[i].len != OUT_NONE)
       v[i] = (saga_flow_value_t){en->outs + slot[i].off, slot[i].len, true};
   }
+}
+
+/* Keep "cancelled: <reason>" from a transition's (or a stored record's)
+ * CancelRequested, for the COMPENSATED notification it leads to. */
+static int note_cancel(entry_t *en, const sm_event_t *ev, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (ev[i].type != SM_EV_CANCEL_REQUESTED)
+      continue;
+    const char *why = ev[i].reason ? ev[i].reason : "(no reason given)";
+    size_t len = sizeof "cancelled: " + strlen(why);
+    char *v = malloc(len);
+    if (!v)
+      return -1;
+    snprintf(v, len, "cancelled: %s", why);
+    free(en->cancelled);
+    en->cancelled = v;
+  }
+  return 0;
 }
 
 /* Keep the starter's correlation-id (NULL, "" or the saga id: none). */
@@ -661,6 +685,7 @@ static void outbox_free(outbox_t *ob) {
   if (ob) {
     free(ob->corr);
     free(ob->output);
+    free(ob->reason);
   }
   free(ob);
 }
@@ -679,6 +704,7 @@ static void outbox_send(sagad_engine_t *e, outbox_t *ob) {
       .correlation_id = ob->corr,
       .payload = ob->output,
       .payload_len = ob->output_len,
+      .reason = ob->reason,
   };
   void *buf = NULL;
   size_t len = 0;
@@ -745,6 +771,13 @@ static void send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
                               "the next recovery sends the notification");
       return;
     }
+  }
+  if (ob->kind == SM_NOTIFY_COMPENSATED && en->cancelled &&
+      !(ob->reason = strdup(en->cancelled))) {
+    outbox_free(ob);
+    SLOG_ERROR(s->id, NULL, "out of memory sending the final notification: "
+                            "the next recovery sends it");
+    return;
   }
   ob->at_ms = at_ms ? at_ms : s->updated_ms;
   memcpy(ob->id, s->id, strlen(s->id) + 1); /* at most SM_ID_MAX */
@@ -973,6 +1006,10 @@ static int loader_record(void *arg, const char *id, int32_t partition,
     goto broken;
   }
 #endif
+  if (note_cancel(L->cur, e->rec.events, e->rec.n) != 0) {
+    SLOG_ERROR(id, NULL, "out of memory rebuilding the saga's cancel");
+    goto broken;
+  }
   saga_record_clear(&e->rec);
   return 0;
 broken:
@@ -1140,6 +1177,32 @@ static int saga_output(entry_t *en, sm_output_t *out, uint8_t **output) {
   return 0;
 }
 
+static int is_cancel(const input_t *in) {
+  return in->kind == IN_MSG && in->msg.kind == SAGAD_MSG_OPERATOR &&
+         in->msg.op == SM_IN_CANCEL;
+}
+
+/* A CancelSaga that changed nothing: a CANCEL_REFUSED notification says
+ * why (sm_cancel_refusal; s NULL: the saga was never started), so
+ * whoever waits on the cancel (sagactl cancel --wait, saga_starter_await)
+ * gets an answer. Nothing was decided, so nothing waits for the store. */
+static void cancel_refused(sagad_engine_t *e, const char *id, const sm_t *s,
+                           const char *corr, int64_t now) {
+  char why[256];
+  sagad_notification_t n = {
+      .saga_id = id,
+      .saga_type = s ? s->def->name : "",
+      .def_version = s ? s->def->version : 0,
+      .kind = SM_NOTIFY_CANCEL_REFUSED,
+      .reason = s ? sm_cancel_refusal(s, why, sizeof why) : "no such saga",
+      .at_ms = now,
+      .correlation_id = corr,
+  };
+  SLOG_INFO(id, NULL, "cancel refused: %s", n.reason);
+  if (e->notify)
+    produce_notification(e, &n, NULL);
+}
+
 /* Step one input; the transition joins the batch. Returns 1 when the input
  * must wait (store unreadable), else 0 (it joined the done list). */
 static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
@@ -1193,16 +1256,23 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       si.payload_len = in->msg.payload_len;
       si.reason = in->msg.reason;
     } else {
+      /* Who and why go into the transition's event (the history). */
       si.type = (uint8_t)in->msg.op;
+      si.reason = in->msg.reason && *in->msg.reason ? in->msg.reason : NULL;
+      si.who = in->msg.who && *in->msg.who ? in->msg.who : NULL;
       if (en)
         SLOG_INFO(in->id, NULL, "operator %s asks %s: %s",
                   in->msg.who ? in->msg.who : "",
-                  in->msg.op == SM_IN_OPERATOR_RETRY ? "retry" : "resolve",
+                  in->msg.op == SM_IN_CANCEL           ? "cancel"
+                  : in->msg.op == SM_IN_OPERATOR_RETRY ? "retry"
+                                                       : "resolve",
                   in->msg.reason ? in->msg.reason : "");
     }
     if (!en) {
       e->c.anomalies[SM_V_UNKNOWN_SAGA]++;
       SLOG_DEBUG(in->id, NULL, "input for an unknown saga ignored");
+      if (is_cancel(in))
+        cancel_refused(e, in->id, NULL, NULL, now);
       q_push(&e->done, in);
       return 0;
     }
@@ -1252,13 +1322,18 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     if (in->kind != IN_TIMER)
       SLOG_DEBUG(s->id, in->msg.step, "input ignored: %s",
                  sm_verdict_name((sm_verdict_t)e->out.verdict));
+    /* A second cancel waits on the first one's outcome; any other cancel
+     * that changed nothing is answered. */
+    if (is_cancel(in) && e->out.verdict != SM_V_DUPLICATE)
+      cancel_refused(e, in->id, s, en->corr, now);
   } else {
     uint8_t *output = NULL;
     /* The outputs are in memory (read back above; a read-back for an
      * unexpected reply rebuilt them), so this fails only out of memory. */
     int flow_ok = (!flow_needs_outputs(&e->out) || !en->outs_gone) &&
                   note_outputs(e, en, e->out.events, e->out.n_events) == 0 &&
-                  saga_output(en, &e->out, &output) == 0;
+                  saga_output(en, &e->out, &output) == 0 &&
+                  note_cancel(en, e->out.events, e->out.n_events) == 0;
     size_t need =
         saga_codec_size(e->out.events, e->out.n_events, now);
     brec_t *r = flow_ok ? malloc(sizeof *r + need) : NULL;

@@ -1,4 +1,4 @@
-/* The engine's wire codec over protocol/wire.h: decode the three inbox
+/* The engine's wire codec over protocol/wire.h: decode the four inbox
  * message types, encode commands and notifications, build dead-letter
  * headers. No I/O and no logging here. */
 #include "msg_codec.h"
@@ -11,24 +11,35 @@
 #include "wire.h"
 
 /* The same codec as the other inbox types (protocol/wire.c checks saga_id,
- * the action, reason and operator); sagactl encodes with it too. */
-static int decode_operator(const void *value, size_t len,
+ * the action, reason and operator); sagactl encodes with it too. An
+ * OperatorAction (retry, resolve) and a CancelSaga (op SM_IN_CANCEL) are
+ * both an operator's input. */
+static int decode_operator(const ProtobufCMessageDescriptor *d,
+                           const void *value, size_t len,
                            const saga__hdr_view_t *hdrs, size_t max_bytes,
                            sagad_msg_t *msg, char *errbuf, size_t errlen) {
   saga__wire_meta_t meta;
   ProtobufCMessage *pb = NULL;
-  if (saga__wire_unpack(&saga__v1__operator_action__descriptor, value, len,
-                        hdrs, max_bytes, &pb, &meta, errbuf, errlen) != 0)
+  if (saga__wire_unpack(d, value, len, hdrs, max_bytes, &pb, &meta, errbuf,
+                        errlen) != 0)
     return -1;
-  const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)pb;
   msg->kind = SAGAD_MSG_OPERATOR;
+  msg->pb = pb;
+  if (d == &saga__v1__cancel_saga__descriptor) {
+    const Saga__V1__CancelSaga *m = (const Saga__V1__CancelSaga *)pb;
+    msg->saga_id = m->saga_id;
+    msg->op = SM_IN_CANCEL;
+    msg->reason = m->reason;
+    msg->who = m->operator_;
+    return 0;
+  }
+  const Saga__V1__OperatorAction *m = (const Saga__V1__OperatorAction *)pb;
   msg->saga_id = m->saga_id;
   msg->op = m->action == SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY
                 ? SM_IN_OPERATOR_RETRY
                 : SM_IN_OPERATOR_RESOLVE;
   msg->reason = m->reason;
   msg->who = m->operator_;
-  msg->pb = pb;
   return 0;
 }
 
@@ -37,13 +48,15 @@ int sagad_msg_decode(const void *value, size_t len,
                      sagad_msg_t *msg, char *errbuf, size_t errlen) {
   memset(msg, 0, sizeof *msg);
   const ProtobufCMessageDescriptor *d = saga__wire_type_in(hdrs);
-  if (d == &saga__v1__operator_action__descriptor)
-    return decode_operator(value, len, hdrs, max_bytes, msg, errbuf, errlen);
+  if (d == &saga__v1__operator_action__descriptor ||
+      d == &saga__v1__cancel_saga__descriptor)
+    return decode_operator(d, value, len, hdrs, max_bytes, msg, errbuf,
+                           errlen);
   if (d != &saga__v1__start_saga__descriptor &&
       d != &saga__v1__reply__descriptor) {
     snprintf(errbuf, errlen,
              "header \"%s\" is missing or names a type the inbox does not "
-             "take (StartSaga, Reply, OperatorAction)",
+             "take (StartSaga, Reply, OperatorAction, CancelSaga)",
              SAGA_HDR_TYPE);
     return -1;
   }
@@ -130,6 +143,8 @@ static Saga__V1__NotificationKind wire_kind(sm_notify_t k) {
     return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED;
   case SM_NOTIFY_REJECTED:
     return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED;
+  case SM_NOTIFY_CANCEL_REFUSED:
+    return SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED;
   case SM_NOTIFY_COMPENSATION_FAILED:
     break;
   }
@@ -226,6 +241,21 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
   }
   m.input.data = (uint8_t *)(uintptr_t)input;
   m.input.len = input_len;
+  return encode(&m.base, saga_id, NULL, traceparent, out, out_len, hdrs,
+                errbuf, errlen);
+}
+
+int sagad_msg_encode_cancel(const char *saga_id, const char *reason,
+                            const char *who, int64_t requested_at_ms,
+                            const char *traceparent, void **out,
+                            size_t *out_len, saga__hdrs_t *hdrs,
+                            char *errbuf, size_t errlen) {
+  Saga__V1__CancelSaga m;
+  saga__v1__cancel_saga__init(&m);
+  m.saga_id = SAGA_MUT(saga_id);
+  m.reason = SAGA_MUT(reason ? reason : "");
+  m.operator_ = SAGA_MUT(who ? who : "");
+  m.requested_at_ms = requested_at_ms;
   return encode(&m.base, saga_id, NULL, traceparent, out, out_len, hdrs,
                 errbuf, errlen);
 }

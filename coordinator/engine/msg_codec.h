@@ -28,7 +28,8 @@ typedef struct {
   uint32_t def_version;    /* START: 0 = newest */
   const char *step;        /* REPLY */
   sm_action_t action;      /* REPLY */
-  sm_input_type_t op;      /* OPERATOR: SM_IN_OPERATOR_RETRY or _RESOLVE */
+  sm_input_type_t op;      /* OPERATOR: SM_IN_OPERATOR_RETRY, _RESOLVE, or
+                              SM_IN_CANCEL (a CancelSaga) */
   uint32_t attempt;        /* REPLY */
   sm_outcome_t outcome;    /* REPLY: SUCCESS, FAILURE or RETRYABLE */
   const uint8_t *payload;  /* START: input; REPLY: output */
@@ -68,8 +69,8 @@ typedef struct {
   const char *correlation_id; /* header, NULL = the saga id */
 } sagad_command_t;
 
-/* A notification to encode (REJECTED: a refused StartSaga, reason says
- * why). For STEP_DONE the step's action and outcome
+/* A notification to encode (REJECTED: a refused StartSaga;
+ * CANCEL_REFUSED: a CancelSaga that changed nothing; reason says why). For STEP_DONE the step's action and outcome
  * travel too (TIMEOUT goes out as FAILURE with reason "timeout"). */
 typedef struct {
   const char *saga_id;
@@ -105,6 +106,15 @@ int sagad_msg_encode_start(const char *saga_id, const char *saga_type,
                            void **out, size_t *out_len,
                            saga__hdrs_t *hdrs, char *errbuf,
                            size_t errlen);
+
+/* A CancelSaga for the inbox (sagad's POST /sagas/{id}/cancel): reason
+ * and who may be NULL; traceparent NULL = none. Same ownership as
+ * above. */
+int sagad_msg_encode_cancel(const char *saga_id, const char *reason,
+                            const char *who, int64_t requested_at_ms,
+                            const char *traceparent, void **out,
+                            size_t *out_len, saga__hdrs_t *hdrs,
+                            char *errbuf, size_t errlen);
 
 /* Headers of a dead letter into *out (initialised here; saga__hdrs_free):
  * the source's own headers (src, may be NULL), then the reason and

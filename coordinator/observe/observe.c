@@ -263,6 +263,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       attempt_done(o, b, s, e);
       break;
     case SM_EV_COMPENSATING:
+    case SM_EV_CANCEL_REQUESTED:
       if (!b->comp_span[0]) {
         (void)saga__span_id_new(b->comp_span);
         b->comp_us = wall_us();
@@ -615,11 +616,14 @@ static void reply_text(admin_reply_t *r, int status, const char *json) {
  * the same id is safe). */
 #define START_CONFIRM_MS 4000
 
-/* A start waiting for its saga_index lookup, then for its delivery. */
+/* A start (or a cancel) waiting for its saga_index lookup, then for its
+ * delivery. */
 typedef struct {
   sagad_observe_t *o;
   admin_reply_t *r; /* NULL once answered */
   uv_timer_t timer; /* bounds the wait for the delivery */
+  const char *what; /* "StartSaga" or "CancelSaga" */
+  int cancel;       /* a cancel: input holds reason NUL operator NUL */
   char id[ADMIN_ID_MAX + 1];
   char type[ADMIN_TYPE_MAX + 1];
   char tp[56]; /* the request's valid traceparent, "" = none */
@@ -635,14 +639,15 @@ static void start_timed_out(uv_timer_t *t) {
   start_t *st = t->data;
   if (!st->r)
     return;
-  LOG_WARN("POST /sagas/%s?id=%s: kafka did not confirm the StartSaga to %s "
+  LOG_WARN("POST /sagas/%s?id=%s: kafka did not confirm the %s to %s "
            "within %d ms",
-           st->type, st->id, st->o->o.cfg->topic_inbox, START_CONFIRM_MS);
+           st->type, st->id, st->what, st->o->o.cfg->topic_inbox,
+           START_CONFIRM_MS);
   char msg[160];
   snprintf(msg, sizeof msg,
-           "kafka did not confirm the start within %d ms; it may still "
-           "start: retry with the same id",
-           START_CONFIRM_MS);
+           "kafka did not confirm the %s within %d ms; it may still "
+           "arrive: retry with the same id",
+           st->what, START_CONFIRM_MS);
   admin_http_respond_error(st->r, 503, msg);
   st->r = NULL;
 }
@@ -653,12 +658,11 @@ static void started(void *arg, int status) {
   if (!st->r) {
     /* answered 503 already */
   } else if (status != SAGAD_DELIVERY_OK) {
-    LOG_WARN("POST /sagas/%s?id=%s: could not produce the StartSaga to %s: "
-             "%s",
-             st->type, st->id, st->o->o.cfg->topic_inbox,
+    LOG_WARN("POST /sagas/%s?id=%s: could not produce the %s to %s: %s",
+             st->type, st->id, st->what, st->o->o.cfg->topic_inbox,
              sagad_delivery_text(status));
     abuf_t b = ABUF_INIT;
-    abuf_printf(&b, "could not produce the StartSaga to %s: %s",
+    abuf_printf(&b, "could not produce the %s to %s: %s", st->what,
                 st->o->o.cfg->topic_inbox, sagad_delivery_text(status));
     admin_http_respond_error(st->r, 503, b.failed ? "broker unavailable"
                                                   : abuf_cstr(&b));
@@ -667,11 +671,12 @@ static void started(void *arg, int status) {
     abuf_t b = ABUF_INIT;
     abuf_puts(&b, "{\"saga_id\":\"");
     abuf_json_str(&b, st->id);
-    abuf_puts(&b, "\",\"created\":true}");
+    abuf_puts(&b, st->cancel ? "\",\"cancel\":\"sent\"}"
+                             : "\",\"created\":true}");
     if (b.failed)
       admin_reply(st->r, 503, NULL, 0);
     else
-      admin_reply(st->r, 201, abuf_cstr(&b), b.len);
+      admin_reply(st->r, st->cancel ? 202 : 201, abuf_cstr(&b), b.len);
     abuf_free(&b);
   }
   uv_close((uv_handle_t *)&st->timer, start_free);
@@ -704,17 +709,27 @@ static void reply_exists(admin_reply_t *r, const char *id, const char *type,
   abuf_free(&b);
 }
 
-/* A StartSaga through the inbox like any starter's: the engine decides
- * (a second start of a known id is a duplicate there, idempotently). */
+/* A StartSaga (or CancelSaga) through the inbox like any starter's: the
+ * engine decides (a second start of a known id is a duplicate there,
+ * idempotently; so is a second cancel). */
 static void produce_start(start_t *st) {
   sagad_observe_t *o = st->o;
   void *buf = NULL;
   size_t len = 0;
   saga__hdrs_t h;
   char err[256];
-  if (sagad_msg_encode_start(st->id, st->type, 0, (const uint8_t *)st->input,
-                             st->input_len, st->tp[0] ? st->tp : NULL, &buf,
-                             &len, &h, err, sizeof err) != 0) {
+  const char *who = st->input + strlen(st->input) + 1;
+  int rc = st->cancel
+               ? sagad_msg_encode_cancel(st->id, st->input, *who ? who : NULL,
+                                         wall_us() / 1000,
+                                         st->tp[0] ? st->tp : NULL, &buf,
+                                         &len, &h, err, sizeof err)
+               : sagad_msg_encode_start(st->id, st->type, 0,
+                                        (const uint8_t *)st->input,
+                                        st->input_len,
+                                        st->tp[0] ? st->tp : NULL, &buf,
+                                        &len, &h, err, sizeof err);
+  if (rc != 0) {
     /* The wire's own checks (UTF-8, forbidden bytes, sizes): the request's
      * fault, named as the wire names the field. */
     admin_http_respond_error(st->r, 400, err);
@@ -724,18 +739,35 @@ static void produce_start(start_t *st) {
   uv_timer_init(o->o.loop, &st->timer);
   st->timer.data = st;
   uv_timer_start(&st->timer, start_timed_out, START_CONFIRM_MS, 0);
-  int rc = sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, st->id,
-                                strlen(st->id), buf, len, &h, started, st);
+  rc = sagad_engine_produce(o->o.engine, o->o.cfg->topic_inbox, st->id,
+                            strlen(st->id), buf, len, &h, started, st);
   saga__hdrs_free(&h);
   free(buf);
   if (rc != 0) {
-    LOG_WARN("POST /sagas/%s?id=%s: could not queue the StartSaga for %s",
-             st->type, st->id, o->o.cfg->topic_inbox);
-    admin_http_respond_error(st->r, 503,
-                             "could not queue the StartSaga for the inbox");
+    LOG_WARN("POST /sagas/%s?id=%s: could not queue the %s for %s",
+             st->type, st->id, st->what, o->o.cfg->topic_inbox);
+    admin_http_respond_error(st->r, 503, st->cancel
+                                             ? "could not queue the "
+                                               "CancelSaga for the inbox"
+                                             : "could not queue the "
+                                               "StartSaga for the inbox");
     uv_timer_stop(&st->timer);
     uv_close((uv_handle_t *)&st->timer, start_free);
   }
+}
+
+/* Produce st's message, unless Kafka is known to be down: nothing would
+ * confirm it, so say so now, not after a timeout. */
+static void send_when_kafka_up(start_t *st) {
+  char why[160];
+  if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
+    char msg[200];
+    snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
+    admin_http_respond_error(st->r, 503, msg);
+    free(st);
+    return;
+  }
+  produce_start(st);
 }
 
 static void looked_up(void *arg, int status, const admin_saga_row_t *row,
@@ -745,16 +777,7 @@ static void looked_up(void *arg, int status, const admin_saga_row_t *row,
     reply_exists(st->r, st->id, st->type, row->saga_type, row->status);
     free(st);
   } else if (status == 404) {
-    char why[160];
-    if (!sagad_broker_kafka_up(st->o->o.broker, why, sizeof why)) {
-      /* Nothing would confirm it: say so now, not after a timeout. */
-      char msg[200];
-      snprintf(msg, sizeof msg, "kafka unavailable: %s", why);
-      admin_http_respond_error(st->r, 503, msg);
-      free(st);
-      return;
-    }
-    produce_start(st);
+    send_when_kafka_up(st);
   } else {
     LOG_WARN("POST /sagas/%s?id=%s: %s", st->type, st->id,
              err ? err : "saga_index lookup failed");
@@ -762,6 +785,19 @@ static void looked_up(void *arg, int status, const admin_saga_row_t *row,
                              err ? err : "saga_index lookup failed");
     free(st);
   }
+}
+
+static void request_init(start_t *st, sagad_observe_t *o, admin_reply_t *r,
+                         const char *id, const char *type, const char *what) {
+  st->o = o;
+  st->r = r;
+  st->what = what;
+  snprintf(st->id, sizeof st->id, "%s", id);
+  snprintf(st->type, sizeof st->type, "%s", type);
+  const char *tp = admin_http_header(r, "traceparent");
+  if (tp && strlen(tp) < sizeof st->tp &&
+      saga__traceparent_parse(tp, NULL, NULL, NULL) == 0)
+    snprintf(st->tp, sizeof st->tp, "%s", tp);
 }
 
 static void src_start(void *arg, const char *type, const char *id,
@@ -795,19 +831,84 @@ static void src_start(void *arg, const char *type, const char *id,
     admin_http_respond_error(r, 503, "out of memory");
     return;
   }
-  st->o = o;
-  st->r = r;
-  snprintf(st->id, sizeof st->id, "%s", id);
-  snprintf(st->type, sizeof st->type, "%s", type);
-  const char *tp = admin_http_header(r, "traceparent");
-  if (tp && strlen(tp) < sizeof st->tp &&
-      saga__traceparent_parse(tp, NULL, NULL, NULL) == 0)
-    snprintf(st->tp, sizeof st->tp, "%s", tp);
+  request_init(st, o, r, id, type, "StartSaga");
   memcpy(st->input, input, input_len);
   st->input_len = input_len;
   /* A finished saga is no longer in memory: saga_index says whether the
    * id is taken, whatever the saga's state. */
   admin_pg_lookup(o->pg, id, looked_up, st);
+}
+
+static void reply_refused(admin_reply_t *r, const char *id, const char *why) {
+  abuf_t b = ABUF_INIT;
+  abuf_puts(&b, "{\"error\":\"cancel refused: ");
+  abuf_json_str(&b, why);
+  abuf_puts(&b, "\",\"saga_id\":\"");
+  abuf_json_str(&b, id);
+  abuf_puts(&b, "\"}");
+  admin_reply(r, b.failed ? 503 : 409, b.failed ? NULL : abuf_cstr(&b),
+              b.failed ? 0 : b.len);
+  abuf_free(&b);
+}
+
+/* A saga of another instance, or finished: saga_index says which. */
+static void cancel_looked_up(void *arg, int status,
+                             const admin_saga_row_t *row, const char *err) {
+  start_t *st = arg;
+  if (status == 200) {
+    char why[128] = "";
+    if (!strcmp(row->status, "completed") ||
+        !strcmp(row->status, "compensated"))
+      snprintf(why, sizeof why, "already %s: nothing to cancel",
+               row->status);
+    else if (!strcmp(row->status, "compensation_failed"))
+      snprintf(why, sizeof why,
+               "compensation failed: parked for an operator (retry or "
+               "resolve it)");
+    if (why[0]) {
+      reply_refused(st->r, st->id, why);
+      free(st);
+      return;
+    }
+    send_when_kafka_up(st);
+  } else if (status == 404) {
+    admin_http_respond_error(st->r, 404, "no such saga");
+    free(st);
+  } else {
+    LOG_WARN("POST /sagas/%s/cancel: %s", st->id,
+             err ? err : "saga_index lookup failed");
+    admin_http_respond_error(st->r, 503,
+                             err ? err : "saga_index lookup failed");
+    free(st);
+  }
+}
+
+static void src_cancel(void *arg, const char *id, const char *reason,
+                       const char *who, admin_reply_t *r) {
+  sagad_observe_t *o = arg;
+  const sm_t *s = sagad_engine_find(o->o.engine, id);
+  char why[256];
+  if (s && *sm_cancel_refusal(s, why, sizeof why)) {
+    /* Ours: the machine's own judgement, now. */
+    reply_refused(r, id, why);
+    return;
+  }
+  size_t rn = strlen(reason), wn = who ? strlen(who) : 0;
+  start_t *st = calloc(1, sizeof *st + rn + wn + 2);
+  if (!st) {
+    admin_http_respond_error(r, 503, "out of memory");
+    return;
+  }
+  request_init(st, o, r, id, "", "CancelSaga");
+  st->cancel = 1;
+  memcpy(st->input, reason, rn + 1);
+  if (who)
+    memcpy(st->input + rn + 1, who, wn + 1);
+  st->input_len = rn + wn + 2;
+  if (s)
+    send_when_kafka_up(st);
+  else
+    admin_pg_lookup(o->pg, id, cancel_looked_up, st);
 }
 
 /* Saga reads go to admin_pg, whose source shares one arg for every
@@ -961,6 +1062,7 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
                             .get_saga = src_get,
                             .list_sagas = src_list,
                             .start_saga = src_start,
+                            .cancel_saga = src_cancel,
                             .readiness = src_readiness};
   o->http = admin_http_new(opts->loop, &ho);
   o->pg = admin_pg_new(opts->loop, &po);

@@ -270,14 +270,40 @@ SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
                                           char *saga_id_out, size_t id_len,
                                           saga_started_cb cb, void *arg);
 
+/* Ask the coordinator to cancel saga `saga_id` (a CancelSaga on the
+ * inbox), with the operator's reason and name (NULL = none), both
+ * recorded in the saga's history. Before the saga's pivot step is
+ * dispatched it stops going forward and is compensated: its outcome is
+ * COMPENSATED. After the pivot, or when the saga is finished, parked or
+ * unknown, nothing changes and the coordinator answers with a
+ * CANCEL_REFUSED notification whose reason says why ("after the pivot step
+ * charge", "already completed: nothing to cancel"). saga_starter_await
+ * on the saga reports that refusal (kind SAGA_NOTIFY_CANCEL_REFUSED) as
+ * well as the outcome, whichever comes first, even when the refusal came
+ * before the await; other starters' refusals are not reported. Cancelling
+ * twice is harmless. `cb` is called once when the CancelSaga's delivery is
+ * acknowledged (err 0) or failed (err < 0; SAGA_ECANCELED on close), unless
+ * this returns an error. A saga id past SAGA_MAX_ID bytes is SAGA_ETOOBIG;
+ * one with a control character or '/', a reason past 1024 bytes or a name
+ * past SAGA_MAX_ID bytes (or either not UTF-8) is SAGA_EMISSING.
+ * Returns 0, SAGA_EINVAL, SAGA_ETOOBIG, SAGA_EMISSING, SAGA_ENOMEM or
+ * SAGA_EKAFKA. */
+SAGA_CLIENT_EXPORT int saga_starter_cancel(saga_starter_t *s,
+                                           const char *saga_id,
+                                           const char *reason,
+                                           const char *who,
+                                           saga_started_cb cb, void *arg);
+
 /* Called once with the saga's outcome notification (err 0), or err
  * SAGA_ETIMEDOUT / SAGA_ECANCELED and n == NULL. */
 typedef void (*saga_outcome_cb)(saga_starter_t *s, int err,
                                 const saga_notification_t *n, void *arg);
 
 /* Await the outcome (saga_notification_is_outcome) of `saga_id`, at most
- * timeout_ms. Outcomes seen since the starter was created are remembered,
- * so awaiting after the saga finished still answers. Returns 0, SAGA_EINVAL
+ * timeout_ms; after saga_starter_cancel of that saga, a CANCEL_REFUSED
+ * answers too (n->kind says which). Outcomes seen since the starter was
+ * created are remembered, so awaiting after the saga finished still
+ * answers. Returns 0, SAGA_EINVAL
  * or SAGA_ENOMEM; then `cb` is called exactly once. */
 SAGA_CLIENT_EXPORT int saga_starter_await(saga_starter_t *s,
                                           const char *saga_id,

@@ -63,7 +63,9 @@ typedef enum saga_notification_kind {
   SAGA_NOTIFY_COMPLETED = 3,
   SAGA_NOTIFY_COMPENSATED = 4,
   SAGA_NOTIFY_COMPENSATION_FAILED = 5,
-  SAGA_NOTIFY_REJECTED = 6
+  SAGA_NOTIFY_REJECTED = 6,
+  SAGA_NOTIFY_CANCEL_REFUSED = 7 /* a cancel changed nothing; reason says
+                                    why */
 } saga_notification_kind_t;
 
 /* "DO" / "COMPENSATE" / "SUCCESS" ...; "?" for unknown values. Static. */

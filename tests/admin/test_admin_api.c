@@ -17,6 +17,8 @@ typedef struct {
   admin_source_t src;
   admin_readiness_t ready;
   char started_id[64], started_type[64], started_input[256];
+  char cancel_id[64], cancel_reason[256], cancel_who[64];
+  int cancels;
   admin_list_query_t last_q;
   char last_after[IQ_CURSOR_SIZE];
   metrics_t *metrics;
@@ -98,13 +100,34 @@ static void start_saga(void *arg, const char *type, const char *id,
   admin_reply(r, again ? 200 : 201, body, (size_t)n);
 }
 
+/* o-1 is finished: refused; any other id is sent. */
+static void cancel_saga(void *arg, const char *id, const char *reason,
+                        const char *who, admin_reply_t *r) {
+  fake_t *f = arg;
+  f->cancels++;
+  snprintf(f->cancel_id, sizeof f->cancel_id, "%s", id);
+  snprintf(f->cancel_reason, sizeof f->cancel_reason, "%s", reason);
+  snprintf(f->cancel_who, sizeof f->cancel_who, "%s", who ? who : "(null)");
+  if (!strcmp(id, "o-1")) {
+    static const char no[] = "{\"error\":\"cancel refused: already "
+                             "completed: nothing to cancel\"}";
+    admin_reply(r, 409, no, sizeof no - 1);
+    return;
+  }
+  char body[128];
+  int n = snprintf(body, sizeof body, "{\"saga_id\":\"%s\",\"cancel\":"
+                   "\"sent\"}", id);
+  admin_reply(r, 202, body, (size_t)n);
+}
+
 static void readiness(void *arg, admin_readiness_t *out) {
   *out = ((fake_t *)arg)->ready;
 }
 
 static void setup(uv_loop_t *loop, void *arg) {
   fake_t *f = arg;
-  f->src = (admin_source_t){f, get_saga, list_sagas, start_saga, readiness};
+  f->src = (admin_source_t){f,          get_saga,  list_sagas,
+                            start_saga, readiness, cancel_saga};
   f->metrics = metrics_new();
   metric_inc(metric_series(
       metrics_counter(f->metrics, "saga_started_total", "Sagas started.",
@@ -320,6 +343,50 @@ static void test_start_refuses_an_id_with_a_slash_naming_the_field(
   assert_string_equal(fake->started_id, "");
 }
 
+/* POST /sagas/{id}/cancel with body (its length computed). */
+static char *post_cancel(const char *id, const char *ctype, const char *body,
+                         int want) {
+  char req[512];
+  snprintf(req, sizeof req,
+           "POST /sagas/%s/cancel HTTP/1.1\r\n%s%s%sContent-Length: "
+           "%zu\r\n\r\n%s",
+           id, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+           ctype ? "\r\n" : "", strlen(body), body);
+  return call(req, want);
+}
+
+/* POST /sagas/{id}/cancel: a JSON body with a reason (required) and an
+ * operator (optional), checked before the source is asked. */
+static void test_cancel_takes_a_reason_and_an_operator(void **state) {
+  (void)state;
+  char *b = post_cancel("o-2", "application/json",
+                        "{\"reason\":\"customer called\",\"operator\":\"amy\"}",
+                        202);
+  assert_string_equal(b, "{\"saga_id\":\"o-2\",\"cancel\":\"sent\"}");
+  free(b);
+  assert_string_equal(fake->cancel_id, "o-2");
+  assert_string_equal(fake->cancel_reason, "customer called");
+  assert_string_equal(fake->cancel_who, "amy");
+  free(post_cancel("o-2", NULL, "{\"reason\":\"x\"}", 202));
+  assert_string_equal(fake->cancel_who, "(null)");
+  b = post_cancel("o-1", NULL, "{\"reason\":\"x\"}", 409);
+  assert_non_null(strstr(b, "already completed: nothing to cancel"));
+  free(b);
+  int asked = fake->cancels;
+  b = post_cancel("o-2", NULL, "{}", 400);
+  assert_non_null(strstr(b, "reason"));
+  free(b);
+  free(post_cancel("o-2", NULL, "", 400));
+  free(post_cancel("o-2", NULL, "{nope", 400));
+  free(post_cancel("o-2", NULL, "[1]", 400));
+  free(post_cancel("o-2", NULL, "{\"reason\":7}", 400));
+  free(post_cancel("o-2", NULL, "{\"reason\":\"x\",\"operator\":1}", 400));
+  free(post_cancel("o-2", NULL, "{\"reason\":\"a\\u0001b\"}", 400));
+  free(post_cancel("a%2Fb", NULL, "{\"reason\":\"x\"}", 400));
+  free(post_cancel("o-2", "text/plain", "{\"reason\":\"x\"}", 415));
+  assert_int_equal(fake->cancels, asked);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_endpoint_serves_prometheus_text),
@@ -329,6 +396,7 @@ int main(void) {
       cmocka_unit_test(test_start_is_idempotent_on_the_client_id),
       cmocka_unit_test(
           test_start_refuses_an_id_with_a_slash_naming_the_field),
+      cmocka_unit_test(test_cancel_takes_a_reason_and_an_operator),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

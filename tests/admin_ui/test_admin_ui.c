@@ -210,6 +210,9 @@ static void test_the_timeline_draws_every_attempt_and_compensation(
   assert_null(strstr(dom, "data-step=\"ship\""));
   assert_non_null(strstr(dom, "class=\"badge compensated\""));
   assert_non_null(strstr(dom, "<td>Compensated</td>"));
+  /* The history has an operator column; a finished saga has no Cancel. */
+  assert_non_null(strstr(dom, "<th>operator</th>"));
+  assert_null(strstr(dom, "id=\"cancel\""));
   free(dom);
 }
 

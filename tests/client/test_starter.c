@@ -1,6 +1,9 @@
 /* The starter against a fake coordinator running in this test (its own
  * thread and loop): it consumes the inbox and answers each StartSaga with
- * STARTED then COMPLETED, or REJECTED for the type "unknown". */
+ * STARTED then COMPLETED, or REJECTED for the type "unknown" (for the
+ * type "noise", a CANCEL_REFUSED comes first: someone else's cancel); a
+ * CancelSaga with COMPENSATED, or CANCEL_REFUSED when its saga id begins
+ * with "refuse". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,29 +29,57 @@ typedef struct fake {
   int starts; /* StartSaga messages seen (loop thread of the fake only) */
 } fake_t;
 
-static void notify(fake_t *f, const Saga__V1__StartSaga *s, int kind,
-                   const char *reason) {
+static void notify_of(fake_t *f, const char *saga_id, const char *type,
+                      ProtobufCBinaryData payload, int kind,
+                      const char *reason) {
   Saga__V1__Notification n;
   saga__v1__notification__init(&n);
-  n.saga_id = s->saga_id;
-  n.saga_type = s->saga_type;
+  n.saga_id = SAGA_MUT(saga_id);
+  n.saga_type = SAGA_MUT(type);
   n.kind = (Saga__V1__NotificationKind)kind;
   n.reason = SAGA_MUT(reason);
-  n.payload = s->input; /* echo the input as the output */
+  n.payload = payload;
   void *buf;
   size_t len;
   rd_kafka_headers_t *h;
   char err[256];
-  saga_meta_t meta = {.correlation_id = s->saga_id};
+  saga_meta_t meta = {.correlation_id = saga_id};
   assert_int_equal(saga__wire_encode(&n.base, &meta, 0, &buf, &len, &h, err,
                                      sizeof err),
                    0);
   assert_int_equal(saga_kloop_produce(f->kl, f->notifications,
-                                      RD_KAFKA_PARTITION_UA, s->saga_id,
-                                      strlen(s->saga_id), buf, len, h, NULL,
+                                      RD_KAFKA_PARTITION_UA, saga_id,
+                                      strlen(saga_id), buf, len, h, NULL,
                                       err, sizeof err),
                    0);
   free(buf);
+}
+
+static void notify(fake_t *f, const Saga__V1__StartSaga *s, int kind,
+                   const char *reason) {
+  /* echo the input as the output */
+  notify_of(f, s->saga_id, s->saga_type, s->input, kind, reason);
+}
+
+static void fake_cancel(fake_t *f, const rd_kafka_message_t *m,
+                        rd_kafka_headers_t *h) {
+  ProtobufCMessage *msg;
+  saga__wire_meta_t meta;
+  char err[256];
+  if (saga__wire_decode(&saga__v1__cancel_saga__descriptor, m->payload,
+                        m->len, h, 0, &msg, &meta, err, sizeof err) != 0)
+    fail_msg("fake coordinator could not decode a CancelSaga: %s", err);
+  const Saga__V1__CancelSaga *c = (const Saga__V1__CancelSaga *)msg;
+  ProtobufCBinaryData none = {0};
+  if (!strncmp(c->saga_id, "refuse", 6))
+    notify_of(f, c->saga_id, "order", none,
+              SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED,
+              "after the pivot step charge");
+  else
+    notify_of(f, c->saga_id, "order", none,
+              SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED,
+              c->reason);
+  saga__wire_free(msg);
 }
 
 static void fake_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
@@ -59,6 +90,11 @@ static void fake_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   ProtobufCMessage *msg;
   saga__wire_meta_t meta;
   char err[256];
+  if (saga__wire_type_of(h) == &saga__v1__cancel_saga__descriptor) {
+    fake_cancel(f, m, h);
+    saga_kloop_ack(kl, ack);
+    return;
+  }
   if (saga__wire_decode(&saga__v1__start_saga__descriptor, m->payload, m->len,
                         h, 0, &msg, &meta, err, sizeof err) != 0)
     fail_msg("fake coordinator could not decode a StartSaga: %s", err);
@@ -70,6 +106,9 @@ static void fake_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
     notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED,
            "unknown saga type \"unknown\"");
   } else {
+    if (!strcmp(s->saga_type, "noise"))
+      notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED,
+             "someone else's cancel");
     notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED, "");
     notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPLETED, "");
   }
@@ -138,6 +177,7 @@ typedef struct watch {
   int outcome_err;
   saga_notification_kind_t kind;
   char payload[64];
+  char reason[64];
   int kinds_seen[8];
   int closed;
 } watch_t;
@@ -160,6 +200,7 @@ static void on_outcome(saga_starter_t *s, int err,
     w->kind = n->kind;
     snprintf(w->payload, sizeof w->payload, "%.*s", (int)n->payload_len,
              (const char *)n->payload);
+    snprintf(w->reason, sizeof w->reason, "%s", n->reason ? n->reason : "");
   }
 }
 
@@ -248,6 +289,90 @@ static void test_started_saga_outcome_is_awaited_and_notifications_seen(
   fake_finish(&f);
 }
 
+/* A cancel's answer is the saga's outcome or a CANCEL_REFUSED; await
+ * reports either, the refusal even when it came before the await, and
+ * never another starter's refusal. */
+static void test_cancel_is_answered_by_the_outcome_or_its_refusal(
+    void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_config_t cfg = starter_config(&f);
+  saga_starter_t *s;
+  char err[256];
+  if (saga_starter_new(&loop, &cfg, &s, err, sizeof err))
+    fail_msg("%s", err);
+  watch_t w = {0};
+  assert_int_equal(saga_starter_subscribe(s, on_notification, &w), 0);
+  char longid[SAGA_MAX_ID + 2];
+  memset(longid, 'l', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
+  assert_int_equal(saga_starter_cancel(s, longid, "x", "y", on_started, &w),
+                   SAGA_ETOOBIG);
+  assert_int_equal(saga_starter_cancel(s, "a/b", "x", "y", on_started, &w),
+                   SAGA_EMISSING);
+  assert_int_equal(saga_starter_cancel(s, "c-1", "x", "bad\x01name",
+                                       on_started, &w),
+                   SAGA_EMISSING);
+  assert_int_equal(saga_starter_cancel(s, "", "x", "y", on_started, &w),
+                   SAGA_EINVAL);
+  assert_int_equal(w.started, 0);
+
+  /* Taken: the saga's COMPENSATED answers. */
+  assert_int_equal(saga_starter_cancel(s, "ok-1", "customer called", "alice",
+                                       on_started, &w),
+                   0);
+  assert_int_equal(saga_starter_await(s, "ok-1", ts_timeout_ms(30000),
+                                      on_outcome, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 40000));
+  assert_int_equal(w.started, 1);
+  assert_int_equal(w.started_err, 0);
+  assert_string_equal(w.started_id, "ok-1");
+  assert_int_equal(w.outcome_err, 0);
+  assert_int_equal(w.kind, SAGA_NOTIFY_COMPENSATED);
+  assert_string_equal(w.reason, "customer called");
+
+  /* Refused before anyone awaits: the next await gets the refusal, the
+   * one after it waits for the outcome again. */
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_cancel(s, "refuse-1", "please", NULL,
+                                       on_started, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED],
+                           40000));
+  assert_int_equal(saga_starter_await(s, "refuse-1", ts_timeout_ms(30000),
+                                      on_outcome, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 5000));
+  assert_int_equal(w.outcome_err, 0);
+  assert_int_equal(w.kind, SAGA_NOTIFY_CANCEL_REFUSED);
+  assert_string_equal(w.reason, "after the pivot step charge");
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_await(s, "refuse-1", 1, on_outcome, &w), 0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 5000));
+  assert_int_equal(w.outcome_err, SAGA_ETIMEDOUT);
+
+  /* Another starter's refused cancel is not this await's answer. */
+  w.outcomes = 0;
+  saga_start_request_t req = {.saga_type = "noise", .saga_id = "noisy-1"};
+  char id[64];
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   0);
+  assert_int_equal(saga_starter_await(s, id, ts_timeout_ms(30000), on_outcome,
+                                      &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 40000));
+  assert_int_equal(w.kind, SAGA_NOTIFY_COMPLETED);
+  assert_int_equal(w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED], 2);
+  saga_starter_close(s, on_closed, &w);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  fake_finish(&f);
+}
+
 static void test_blocking_run_reports_a_rejected_start(void **state) {
   (void)state;
   fake_t f;
@@ -271,6 +396,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_started_saga_outcome_is_awaited_and_notifications_seen),
+      cmocka_unit_test(test_cancel_is_answered_by_the_outcome_or_its_refusal),
       cmocka_unit_test(test_blocking_run_reports_a_rejected_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

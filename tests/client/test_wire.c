@@ -619,6 +619,98 @@ static int decode_typed(const ProtobufCMessageDescriptor *d, const void *b,
   return rc;
 }
 
+static Saga__V1__CancelSaga make_cancel(void) {
+  Saga__V1__CancelSaga c;
+  saga__v1__cancel_saga__init(&c);
+  c.saga_id = SAGA_MUT("s-cancel");
+  c.reason = SAGA_MUT("customer called\nticket 7");
+  c.operator_ = SAGA_MUT("alice@ops");
+  c.requested_at_ms = 1700000000000;
+  return c;
+}
+
+/* A CancelSaga travels like an OperatorAction: its own type header, and
+ * saga_id, reason and operator checked as strictly both ways. */
+static void test_cancel_saga_round_trips_and_is_checked_both_ways(void **s) {
+  (void)s;
+  Saga__V1__CancelSaga c = make_cancel();
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  assert_int_equal(saga__wire_encode(&c.base, NULL, 0, &buf, &len, &h, errbuf,
+                                     sizeof errbuf),
+                   0);
+  assert_ptr_equal(saga__wire_type_of(h), &saga__v1__cancel_saga__descriptor);
+  ProtobufCMessage *out = NULL;
+  saga__wire_meta_t meta;
+  assert_int_equal(saga__wire_decode(&saga__v1__cancel_saga__descriptor, buf,
+                                     len, h, 0, &out, &meta, errbuf,
+                                     sizeof errbuf),
+                   0);
+  Saga__V1__CancelSaga *d = (Saga__V1__CancelSaga *)out;
+  assert_string_equal(d->saga_id, "s-cancel");
+  assert_string_equal(d->reason, "customer called\nticket 7");
+  assert_string_equal(d->operator_, "alice@ops");
+  assert_int_equal(d->requested_at_ms, 1700000000000);
+  assert_string_equal(meta.saga_id, "s-cancel");
+  saga__wire_free(out);
+  /* An OperatorAction decoder refuses it by its type header. */
+  assert_int_equal(saga__wire_decode(&saga__v1__operator_action__descriptor,
+                                     buf, len, h, 0, &out, &meta, errbuf,
+                                     sizeof errbuf),
+                   SAGA_ETYPE);
+  rd_kafka_headers_destroy(h);
+  free(buf);
+
+  c = make_cancel();
+  c.saga_id = SAGA_MUT("");
+  assert_refused(&c.base, "saga_id is missing");
+  c = make_cancel();
+  c.saga_id = SAGA_MUT("a/b");
+  assert_refused(&c.base, "forbidden character");
+  c = make_cancel();
+  c.operator_ = SAGA_MUT("al\x1bice");
+  assert_refused(&c.base, "operator contains a forbidden character at "
+                          "byte 2");
+  c = make_cancel();
+  c.reason = SAGA_MUT("stop \xc0\xaf");
+  assert_refused(&c.base, "reason is not valid UTF-8 at byte 5");
+  char big[SAGA_WIRE_MAX_TEXT + 2];
+  memset(big, 'r', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  c = make_cancel();
+  c.reason = big;
+  assert_refused(&c.base, "reason is 1025 bytes long");
+  char who[SAGA_WIRE_MAX_ID + 2];
+  memset(who, 'w', sizeof who - 1);
+  who[sizeof who - 1] = '\0';
+  c = make_cancel();
+  c.operator_ = who;
+  assert_refused(&c.base, "operator is 256 bytes long");
+
+  /* Decode side: a NUL inside saga_id, reason or operator. */
+  const char *nul_in[][2] = {{"saga_id", "s-cXancel"},
+                             {"reason", "whyXnot"},
+                             {"operator", "boXb"}};
+  for (size_t i = 0; i < 3; i++) {
+    c = make_cancel();
+    if (i == 0)
+      c.saga_id = SAGA_MUT(nul_in[i][1]);
+    else if (i == 1)
+      c.reason = SAGA_MUT(nul_in[i][1]);
+    else
+      c.operator_ = SAGA_MUT(nul_in[i][1]);
+    void *b = ts_pack_with_nul(&c.base, &len);
+    assert_int_equal(decode_typed(&saga__v1__cancel_saga__descriptor, b, len),
+                     SAGA_EMISSING);
+    char want[64];
+    snprintf(want, sizeof want, "%s contains a NUL byte at byte %zu",
+             nul_in[i][0], (size_t)(strchr(nul_in[i][1], 'X') - nul_in[i][1]));
+    assert_string_equal(errbuf, want);
+    free(b);
+  }
+}
+
 /* Issue 14 case 4: protobuf-c cuts a string at its first NUL, so
  * "nul-b\0zzz" decoded as saga nul-b and a reply for "wt-1\0junk"
  * completed wt-1. Every string field holding a NUL is refused. */
@@ -739,6 +831,10 @@ static void test_error_map_names_every_code(void **state) {
   assert_string_equal(saga_outcome_name(SAGA_OUTCOME_RETRYABLE), "RETRYABLE");
   assert_true(saga_notification_is_outcome(SAGA_NOTIFY_REJECTED));
   assert_false(saga_notification_is_outcome(SAGA_NOTIFY_STEP_DONE));
+  /* A refused cancel leaves the saga running: not its outcome. */
+  assert_false(saga_notification_is_outcome(SAGA_NOTIFY_CANCEL_REFUSED));
+  assert_string_equal(saga_notification_kind_name(SAGA_NOTIFY_CANCEL_REFUSED),
+                      "CANCEL_REFUSED");
 }
 
 int main(void) {
@@ -756,6 +852,7 @@ int main(void) {
       cmocka_unit_test(test_ids_and_headers_that_are_not_utf8_are_refused),
       cmocka_unit_test(test_operator_action_round_trips_with_its_type_header),
       cmocka_unit_test(test_operator_action_fields_are_checked_both_ways),
+      cmocka_unit_test(test_cancel_saga_round_trips_and_is_checked_both_ways),
       cmocka_unit_test(test_type_header_names_a_known_message),
       cmocka_unit_test(test_idempotency_key_has_its_form),
       cmocka_unit_test(test_a_reply_to_a_command_echoes_its_identity),

@@ -160,6 +160,14 @@ static inline size_t h_sends(const h_t *h, sm_effect_t *first) {
   return n;
 }
 
+/* The last input sent exactly one command, this one. */
+static inline int h_sent_one(const h_t *h, int step, int action,
+                             unsigned attempt) {
+  sm_effect_t fx;
+  return h_sends(h, &fx) == 1 && fx.step == step && fx.action == action &&
+         fx.attempt == attempt;
+}
+
 static inline int h_has_notify(const h_t *h, int what) {
   for (size_t i = 0; i < h->out.n_effects; i++)
     if (h->out.effects[i].type == SM_FX_NOTIFY &&

@@ -207,7 +207,7 @@ static void test_malformed_records_are_refused(void **state) {
   assert_int_equal(saga_codec_decode(NULL, 0, &rec), SAGA_CORE_EDECODE);
   sm_event_t bad_type = {.type = 0};
   expect_decode_error(&bad_type, 1);
-  sm_event_t bad_type2 = {.type = 11};
+  sm_event_t bad_type2 = {.type = SM_EV_CANCEL_REQUESTED + 1};
   expect_decode_error(&bad_type2, 1);
   sm_event_t bad_step = {.type = SM_EV_DISPATCHED, .step = 40};
   expect_decode_error(&bad_step, 1);
@@ -275,11 +275,12 @@ static uint64_t rnd(sm_rng_t *g, uint64_t n) {
 
 /* After the pivot succeeded nothing is ever compensated; compensations go
  * in reverse order of completion and only to steps that were applied or
- * unknown. */
+ * unknown. A cancel is taken only before the pivot is dispatched, and no
+ * step goes forward after it. */
 static void check_invariants(const h_t *h) {
   const sm_t *s = h->saga;
   int32_t pivot = s->def->pivot;
-  bool pivot_done = false;
+  bool pivot_done = false, pivot_sent = false, cancelled = false;
   uint16_t last_comp_order = UINT16_MAX;
   for (size_t t = 0; t < h->ntx; t++)
     for (size_t i = 0; i < h->tx[t].n; i++) {
@@ -287,6 +288,15 @@ static void check_invariants(const h_t *h) {
       if (e->type == SM_EV_SUCCEEDED && e->action == DO &&
           (int32_t)e->step == pivot)
         pivot_done = true;
+      if (e->type == SM_EV_DISPATCHED && e->action == DO &&
+          (int32_t)e->step == pivot)
+        pivot_sent = true;
+      if (e->type == SM_EV_CANCEL_REQUESTED) {
+        assert_false(pivot_sent);
+        cancelled = true;
+      }
+      if (cancelled)
+        assert_false(e->type == SM_EV_DISPATCHED && e->action == DO);
       if (pivot_done) {
         assert_int_not_equal(e->type, SM_EV_COMPENSATING);
         assert_false(e->type == SM_EV_DISPATCHED && e->action == COMP);
@@ -349,8 +359,12 @@ static void random_input(h_t *h, sm_rng_t *g) {
     h_op(h, SM_IN_OPERATOR_RETRY);
     break;
   default:
-    h_op(h, rnd(g, 4) == 0 ? SM_IN_OPERATOR_RESOLVE
-                           : SM_IN_OPERATOR_RETRY);
+    if (rnd(g, 3) == 0)
+      h_in(h, (sm_input_t){.type = SM_IN_CANCEL, .reason = "walk",
+                           .who = "op"});
+    else
+      h_op(h, rnd(g, 4) == 0 ? SM_IN_OPERATOR_RESOLVE
+                             : SM_IN_OPERATOR_RETRY);
     break;
   }
 }
@@ -387,7 +401,7 @@ static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
   size_t inputs = 0;
   size_t terminal_early = 0;
   size_t ended[8] = {0};
-  size_t parked = 0;
+  size_t parked = 0, cancelled = 0;
   for (int run = 0; run < 1200; run++) {
     h_t *h = h_new(defs[run % 4], (uint64_t)run);
     h_start(h);
@@ -406,6 +420,7 @@ static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
       }
     drive_to_end(h);
     check_invariants(h);
+    cancelled += h->saga->flags & SM_F_CANCELLED ? 1 : 0;
     ended[h->saga->status]++;
     /* Replay through the codec equals the live state too. */
     sm_t *r = codec_replay(h, NULL);
@@ -418,9 +433,11 @@ static void test_random_walk_replay_equals_live_and_no_compensation_after_pivot(
     h_free(h);
   }
   print_message("random walk: 1200 sagas, %zu inputs, %zu terminal before "
-                "the drive, %zu completed, %zu compensated, %zu parked once\n",
+                "the drive, %zu completed, %zu compensated (%zu cancelled), "
+                "%zu parked once\n",
                 inputs, terminal_early, ended[SM_COMPLETED],
-                ended[SM_COMPENSATED], parked);
+                ended[SM_COMPENSATED], cancelled, parked);
+  assert_true(cancelled > 20);
   /* The walk reaches every outcome. */
   assert_true(ended[SM_COMPLETED] > 100 && ended[SM_COMPENSATED] > 100 &&
               parked > 10);

@@ -255,26 +255,39 @@ static void on_note(saga_kloop_t *kl, const rd_kafka_message_t *m,
   saga_kloop_ack(kl, ack);
 }
 
+/* A 3-step definition: every step compensatable, or (pivot) s2 the pivot
+ * and s3 retriable. */
 static void write_def(e2e_t *t, const char *name, uint32_t timeout_ms,
-                      uint32_t attempts) {
+                      uint32_t attempts, int pivot) {
   char path[256];
   snprintf(path, sizeof path, "%s/defs/%s.json", t->dir, name);
   FILE *f = fopen(path, "w");
   assert_non_null(f);
+  static const char *const kinds[E2E_STEPS] = {"compensatable", "pivot",
+                                               "retriable"};
   fprintf(f,
           "{\"name\": \"%s\", \"version\": 1, \"defaults\": {\"timeout_ms\": "
           "%u, \"retry\": {\"max_attempts\": %u, \"initial_backoff_ms\": 50}, "
           "\"compensation_retry\": {\"max_attempts\": 5, "
           "\"initial_backoff_ms\": 50}},\n\"steps\": [",
           name, timeout_ms, attempts);
-  for (int i = 0; i < E2E_STEPS; i++)
-    fprintf(f,
-            "%s{\"name\": \"s%d\", \"topic\": \"%s\", \"kind\": "
-            "\"compensatable\", \"compensation\": {\"topic\": \"%s\", "
-            "\"action\": \"undo\"}}",
-            i ? ",\n" : "", i + 1, t->topics[i], t->topics[i]);
+  for (int i = 0; i < E2E_STEPS; i++) {
+    const char *kind = pivot ? kinds[i] : "compensatable";
+    fprintf(f, "%s{\"name\": \"s%d\", \"topic\": \"%s\", \"kind\": \"%s\"",
+            i ? ",\n" : "", i + 1, t->topics[i], kind);
+    if (strcmp(kind, "retriable") != 0)
+      fprintf(f, ", \"compensation\": {\"topic\": \"%s\", \"action\": "
+                 "\"undo\"}",
+              t->topics[i]);
+    fprintf(f, "}");
+  }
   fprintf(f, "]}\n");
   fclose(f);
+}
+
+void e2e_write_pivot_def(e2e_t *t, const char *name, uint32_t timeout_ms,
+                         uint32_t attempts) {
+  write_def(t, name, timeout_ms, attempts, 1);
 }
 
 e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
@@ -307,8 +320,8 @@ e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
     snprintf(p, sizeof p, "e2e.step%d", i + 1);
     snprintf(t->topics[i], sizeof t->topics[i], "%s", ts_unique_name(p));
   }
-  write_def(t, "fast", timeout_ms, 1);
-  write_def(t, "slow", 60000, 1);
+  write_def(t, "fast", timeout_ms, 1, 0);
+  write_def(t, "slow", 60000, 1, 0);
   /* named, so a fault test can terminate every session but the harness's */
   char hci[512];
   snprintf(hci, sizeof hci, "%s application_name=e2e-harness", t->conninfo);

@@ -36,6 +36,13 @@ typedef struct e2e e2e_t;
 e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script);
 void e2e_free(e2e_t *t);
 
+/* Write one more definition, name, into the definitions folder (before
+ * a sagad starts): s1 compensatable, s2 the pivot (compensatable too, so
+ * a cancel that compensated it would show in the ledger), s3 retriable;
+ * step timeout timeout_ms, attempts per step before the pivot. */
+void e2e_write_pivot_def(e2e_t *t, const char *name, uint32_t timeout_ms,
+                         uint32_t attempts);
+
 /* Start one sagad (index 0..2) in the group; it logs to a file in the
  * test's folder. Returns its pid. */
 pid_t e2e_sagad_start(e2e_t *t, int idx);

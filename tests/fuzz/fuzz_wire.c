@@ -25,6 +25,9 @@ static const ProtobufCMessageDescriptor *const types[] = {
 #ifdef SAGA__V1__OPERATOR_ACTION__INIT
     &saga__v1__operator_action__descriptor,
 #endif
+#ifdef SAGA__V1__CANCEL_SAGA__INIT
+    &saga__v1__cancel_saga__descriptor,
+#endif
 };
 #define NTYPES (sizeof types / sizeof types[0])
 

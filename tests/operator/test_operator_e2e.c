@@ -21,18 +21,30 @@
 #include <cmocka.h>
 
 #include "e2e.h"
+#include "saga.pb-c.h"
+#include "wire.h"
 #include "http_client.h"
 #include "run_sagactl.h"
 #include "test_support.h"
 
 /* 0: every compensation fails; 1: the participant was fixed. */
 static int fixed;
+/* 1: the pivot step of "late-*" sagas is answered. */
+static int released;
 
 /* "park-*": the first two steps succeed, the third fails, and the undo of
- * the first two fails until `fixed`. Anything else succeeds. */
+ * the first two fails until `fixed`. "hold-*": the first step is never
+ * answered (each attempt times out), so the saga stays before its pivot.
+ * "late-*": the pivot step (s2) is not answered until `released`.
+ * Anything else succeeds. */
 static e2e_answer_t script(const char *saga_id, int step, int compensate,
                            uint32_t attempt) {
   (void)attempt;
+  if (!strncmp(saga_id, "hold-", 5))
+    return step == 0 && !compensate ? E2E_NO_REPLY : E2E_SUCCESS;
+  if (!strncmp(saga_id, "late-", 5))
+    return step == 1 && !compensate && !released ? E2E_NO_REPLY
+                                                 : E2E_SUCCESS;
   if (strncmp(saga_id, "park-", 5) != 0)
     return E2E_SUCCESS;
   if (compensate)
@@ -259,10 +271,164 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
   e2e_free(t);
 }
 
+/* Pump until the participant has received a DO of id's step. */
+static void wait_dispatched(e2e_t *t, const char *id, int step) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (e2e_attempts_received(t, id, step, 0) == 0 && ts_now_ms() < until)
+    e2e_pump(t, 50);
+  if (e2e_attempts_received(t, id, step, 0) == 0)
+    fail_msg("step %d of saga %s was never dispatched", step, id);
+}
+
+/* POST /sagas/{id}/cancel with a JSON body; the answer's body, which must
+ * have status want. */
+static char *post_cancel(int port, const char *id, const char *body,
+                         int want) {
+  char req[1024];
+  snprintf(req, sizeof req,
+           "POST /sagas/%s/cancel HTTP/1.1\r\nContent-Type: "
+           "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+           id, strlen(body), body);
+  int st = 0;
+  char *r = http_roundtrip(port, req, &st);
+  assert_non_null(r);
+  if (st != want)
+    fail_msg("POST /sagas/%s/cancel answered %d, want %d:\n%s", id, st,
+             want, r);
+  char *b = strdup(strstr(r, "\r\n\r\n") + 4);
+  free(r);
+  return b;
+}
+
+/* Pump until id has n notifications of kind (wire number). */
+static void wait_notified(e2e_t *t, const char *id, int kind, size_t n) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (e2e_notifications_seen(t, id, kind) < n && ts_now_ms() < until)
+    e2e_pump(t, 50);
+  if (e2e_notifications_seen(t, id, kind) < n)
+    fail_msg("saga %s: fewer than %zu notifications of kind %d", id, n,
+             kind);
+}
+
+/* Invariant 10 against a real sagad: a cancel before the pivot (the first
+ * step held by the participant) compensates what was done or may have
+ * been, and sagactl cancel --wait exits 0; after the pivot it is refused
+ * with the reason (sagactl exits 1) and the saga completes; a finished
+ * saga's cancel changes nothing; the same through POST /sagas/{id}/cancel;
+ * who and why are in the history. */
+static void test_cancel_before_the_pivot_compensates_after_it_is_refused(
+    void **state) {
+  (void)state;
+  released = 0;
+  e2e_t *t = e2e_new("cancel", 5000, script);
+  /* s1 is retried every 2 s for as long as the test needs it held. */
+  e2e_write_pivot_def(t, "piv", 2000, 1000);
+  pid_t pid = e2e_sagad_start(t, 0);
+  read_sagad_args(pid, &sa);
+  const char *kafka = ts_kafka_bootstrap();
+  result_t *r = calloc(1, sizeof *r);
+  assert_non_null(r);
+  int port = admin_port_of(t);
+
+  /* Before the pivot: s1 in flight, never answered. */
+  e2e_start(t, "piv", "hold-1");
+  wait_dispatched(t, "hold-1", 0);
+  run(t, r, "cancel", "hold-1", "--reason", "customer called\nticket 7",
+      "--operator", "alice", "--wait", "60s", "--kafka", kafka, "--inbox",
+      sa.inbox, "--notifications", sa.notify, NULL);
+  expect(r, 0, "hold-1 compensated: cancelled: customer called");
+  assert_string_equal(e2e_status(t, "hold-1"), "compensated");
+  /* s1's outcome was unknown (timed out): undone; the pivot never sent. */
+  assert_int_equal(e2e_undone(t, "hold-1", 0), 1);
+  assert_int_equal(e2e_commands(t, "hold-1", 1), 0);
+  run(t, r, "history", "hold-1", "--definitions", sa.defs, NULL);
+  expect(r, 0, "CancelRequested");
+  expect(r, 0, "cancelled by alice: customer called ticket 7");
+  expect(r, 0, "cancelled: customer called ticket 7");
+  run(t, r, "history", "hold-1", "--json", NULL);
+  expect(r, 0, "\"operator\":\"alice\"");
+  /* Cancelling it again: finished, said by sagactl from saga_index ... */
+  run(t, r, "cancel", "hold-1", "--reason", "again", "--kafka", kafka,
+      "--inbox", sa.inbox, NULL);
+  expect(r, 1, NULL);
+  assert_non_null(strstr(r->err, "already compensated: nothing to cancel"));
+  /* ... and by sagad to a CancelSaga that reaches it (CANCEL_REFUSED). */
+  Saga__V1__CancelSaga c;
+  saga__v1__cancel_saga__init(&c);
+  c.saga_id = SAGA_MUT("hold-1");
+  c.reason = SAGA_MUT("raw");
+  uint8_t raw[256];
+  size_t n = saga__v1__cancel_saga__pack(&c, raw);
+  e2e_produce_raw(t, "saga.v1.CancelSaga", "hold-1", raw, n);
+  wait_notified(t, "hold-1", SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED, 1);
+  /* A saga never started is answered too. */
+  c.saga_id = SAGA_MUT("nobody-1");
+  n = saga__v1__cancel_saga__pack(&c, raw);
+  e2e_produce_raw(t, "saga.v1.CancelSaga", "nobody-1", raw, n);
+  wait_notified(t, "nobody-1", SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED, 1);
+
+  /* After the pivot: s2 dispatched, not answered. Refused, named. */
+  e2e_start(t, "piv", "late-1");
+  wait_dispatched(t, "late-1", 1);
+  run(t, r, "cancel", "late-1", "--reason", "too late", "--operator", "bob",
+      "--wait", "60s", "--kafka", kafka, "--inbox", sa.inbox,
+      "--notifications", sa.notify, NULL);
+  expect(r, 1, NULL);
+  if (!strstr(r->err, "cancel refused: saga late-1: after the pivot step s2"))
+    fail_msg("stderr: %s", r->err);
+  /* The admin endpoint refuses it too, from sagad's own state. */
+  char *b = post_cancel(port, "late-1", "{\"reason\":\"x\"}", 409);
+  assert_non_null(strstr(b, "after the pivot step s2"));
+  free(b);
+  /* The saga goes on: the pivot answers, s3 runs, it completes. */
+  released = 1;
+  wait_status(t, "late-1", "completed");
+  assert_int_equal(e2e_undone(t, "late-1", 0), 0);
+  assert_int_equal(e2e_undone(t, "late-1", 1), 0);
+  run(t, r, "history", "late-1", NULL);
+  assert_null(strstr(r->out, "CancelRequested"));
+  b = post_cancel(port, "late-1", "{\"reason\":\"x\"}", 409);
+  assert_non_null(strstr(b, "already completed: nothing to cancel"));
+  free(b);
+
+  /* Through the admin endpoint before the pivot. */
+  e2e_start(t, "piv", "hold-2");
+  wait_dispatched(t, "hold-2", 0);
+  b = post_cancel(port, "hold-2",
+                  "{\"reason\":\"via the admin API\",\"operator\":\"carol\"}",
+                  202);
+  assert_non_null(strstr(b, "\"cancel\":\"sent\""));
+  free(b);
+  wait_status(t, "hold-2", "compensated");
+  assert_int_equal(e2e_undone(t, "hold-2", 0), 1);
+  b = http_get_body(port, "/sagas/hold-2");
+  assert_non_null(b);
+  assert_non_null(strstr(b, "\"event\":\"CancelRequested\""));
+  assert_non_null(strstr(b, "\"reason\":\"via the admin API\""));
+  assert_non_null(strstr(b, "\"operator\":\"carol\""));
+  free(b);
+  b = post_cancel(port, "nobody-2", "{\"reason\":\"x\"}", 404);
+  free(b);
+
+  /* Replaying every stream agrees with what sagad indexed. */
+  run(t, r, "replay", "--all", "--definitions", sa.defs, NULL);
+  expect(r, 0, "3 consistent");
+
+  sagactl_result_free(r);
+  free(r);
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/defs/piv.json", e2e_dir(t));
+  unlink(path);
+  e2e_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_parked_sagas_are_shown_retried_and_resolved_by_sagactl),
+      cmocka_unit_test(
+          test_cancel_before_the_pivot_compensates_after_it_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,5 +119,50 @@ class Outcomes(Base):
             "saga-id"], "o-3")
 
 
+class Cancel(Base):
+    def test_cancel_saga_with_reason_and_operator(self):
+        self.s.cancel("o-5", "customer called\nticket 7", operator="alice")
+        [m] = self.producer.produced
+        self.assertEqual((m["topic"], m["key"]), ("saga.inbox", b"o-5"))
+        msg, meta = wire.decode(pb.CancelSaga, m["value"], m["headers"])
+        self.assertEqual((msg.saga_id, msg.reason, msg.operator),
+                         ("o-5", "customer called\nticket 7", "alice"))
+        self.assertGreater(msg.requested_at_ms, 0)
+        self.assertEqual(meta.saga_id, "o-5")
+
+    def test_a_bad_cancel_is_refused_before_it_is_sent(self):
+        for sid, reason, who, want in [
+                ("", "x", "", "saga_id is missing"),
+                ("a/b", "x", "", "saga_id contains a forbidden character"),
+                ("o-1", "r" * 1025, "", "reason is 1025 bytes long"),
+                ("o-1", "a\x01b", "", "reason contains a forbidden "
+                 "character at byte 1"),
+                ("o-1", "x", "w" * 256, "operator is 256 bytes long")]:
+            with self.assertRaises(SagaError) as e:
+                self.s.cancel(sid, reason, operator=who)
+            self.assertEqual(e.exception.code, "SAGA_EMISSING")
+            self.assertIn(want, str(e.exception))
+        self.assertEqual(self.producer.produced, [])
+
+    def test_wait_reports_the_refusal_of_its_own_cancel_once(self):
+        self.s.cancel("o-6", "too late")
+        self.consumer.inbox += [
+            note("o-9", NotificationKind.CANCEL_REFUSED, 1,
+                 reason="someone else's"),
+            note("o-6", NotificationKind.CANCEL_REFUSED, 2,
+                 reason="after the pivot step charge")]
+        n = self.s.wait("o-6", 5)
+        self.assertEqual((n.kind, n.reason),
+                         (NotificationKind.CANCEL_REFUSED,
+                          "after the pivot step charge"))
+        with self.assertRaises(SagaError):
+            self.s.wait("o-6", 0.1)  # answered once; the saga goes on
+        with self.assertRaises(SagaError):
+            self.s.wait("o-9", 0.1)  # not this starter's cancel
+        self.consumer.inbox.append(note("o-6", NotificationKind.COMPLETED, 3))
+        self.assertEqual(self.s.wait("o-6", 5).kind,
+                         NotificationKind.COMPLETED)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -262,6 +262,62 @@ static const char *DEF =
     "{\"action\":\"release\"}},{\"name\":\"charge\",\"topic\":\"t\","
     "\"kind\":\"pivot\"}]}";
 
+/* The operator trail: who cancelled, retried or resolved, and why, in the
+ * table (one line per row) and in --json; the cancelled saga's
+ * Compensated row says "cancelled: <reason>". */
+static void test_timeline_shows_the_operator_trail(void **state) {
+  (void)state;
+  const int64_t t0 = 1700000000000;
+  sm_event_t started[] = {
+      {.type = SM_EV_STARTED, .def_name = "order", .def_version = 2}};
+  sm_event_t cancel[] = {{.type = SM_EV_CANCEL_REQUESTED,
+                          .reason = "customer called\nticket 7",
+                          .who = "alice"}};
+  sm_event_t retry[] = {{.type = SM_EV_OPERATOR_RETRY, .step = 0,
+                         .action = SM_COMPENSATE, .reason = "service back",
+                         .who = "bob"}};
+  sm_event_t resolved[] = {{.type = SM_EV_RESOLVED}};
+  sm_event_t done[] = {{.type = SM_EV_COMPENSATED}};
+  cli_timeline_t tl = {0};
+  assert_int_equal(cli_timeline_add(&tl, NULL, 1, t0, started, 1), 0);
+  assert_int_equal(cli_timeline_add(&tl, NULL, 2, t0 + 1, cancel, 1), 0);
+  assert_int_equal(cli_timeline_add(&tl, NULL, 3, t0 + 2, retry, 1), 0);
+  assert_int_equal(cli_timeline_add(&tl, NULL, 4, t0 + 3, resolved, 1), 0);
+  assert_int_equal(cli_timeline_add(&tl, NULL, 5, t0 + 4, done, 1), 0);
+  assert_string_equal(tl.rows[1].event, "CancelRequested");
+  assert_string_equal(tl.rows[1].who, "alice");
+  assert_string_equal(tl.rows[1].why, "customer called\nticket 7");
+  assert_non_null(strstr(tl.rows[1].detail,
+                         "cancelled by alice: customer called ticket 7"));
+  assert_non_null(strstr(tl.rows[2].detail,
+                         "operator retry by bob: service back"));
+  assert_string_equal(tl.rows[3].detail,
+                      "resolved by an unnamed operator");
+  assert_string_equal(tl.rows[4].detail,
+                      "cancelled: customer called ticket 7");
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  cli_timeline_print(&tl, f);
+  fclose(f);
+  size_t lines = 0;
+  for (const char *p = text; *p; p++)
+    lines += *p == '\n';
+  assert_int_equal(lines, 6); /* header + 5 rows, the reason's newline
+                                  flattened */
+  free(text);
+  cJSON *j = cli_timeline_json(&tl);
+  cJSON *row = cJSON_GetArrayItem(j, 1);
+  assert_string_equal(cJSON_GetObjectItem(row, "operator")->valuestring,
+                      "alice");
+  assert_string_equal(cJSON_GetObjectItem(row, "reason")->valuestring,
+                      "customer called\nticket 7");
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 3),
+                                               "operator")));
+  cJSON_Delete(j);
+  cli_timeline_free(&tl);
+}
+
 static void test_timeline_shows_steps_outcomes_and_command_durations(
     void **state) {
   (void)state;
@@ -346,6 +402,7 @@ int main(void) {
       cmocka_unit_test(test_settings_errors_name_the_file_line_or_variable),
       cmocka_unit_test(
           test_timeline_shows_steps_outcomes_and_command_durations),
+      cmocka_unit_test(test_timeline_shows_the_operator_trail),
   };
   return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

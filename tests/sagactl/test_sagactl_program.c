@@ -792,6 +792,48 @@ static void test_retry_of_a_parked_saga_sends_an_operator_action(
   got_free(&m);
 }
 
+/* cancel sends a CancelSaga with the reason and the operator; it needs a
+ * reason, and a saga the index shows finished is refused here. */
+static void test_cancel_sends_a_cancel_saga_or_says_why_not(void **state) {
+  (void)state;
+  if (ts_kafka_bootstrap() == NULL)
+    skip();
+  char inbox[96];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("sagactl.cancel"));
+  result_t r = run("cancel", "s-run", "--inbox", inbox, "--kafka",
+                   ts_kafka_bootstrap(), NULL);
+  expect(&r, 2, NULL, "--reason TEXT is required");
+  result_free(&r);
+  r = run("cancel", "s-done", "--reason", "too late", "--inbox", inbox,
+          "--kafka", ts_kafka_bootstrap(), NULL);
+  expect(&r, 1, NULL, "already completed: nothing to cancel");
+  result_free(&r);
+  r = run("cancel", "s-nosuch", "--reason", "x", "--inbox", inbox, "--kafka",
+          ts_kafka_bootstrap(), NULL);
+  expect(&r, 1, NULL, "s-nosuch");
+  result_free(&r);
+  r = run("cancel", "s-run", "--reason", "customer called", "--operator",
+          "carol", "--inbox", inbox, "--kafka", ts_kafka_bootstrap(), NULL);
+  expect(&r, 0, "cancel sent for saga s-run", NULL);
+  result_free(&r);
+  got_t m;
+  consume_keyed(inbox, "s-run", &m);
+  assert_true(m.found);
+  assert_string_equal(m.type, "saga.v1.CancelSaga");
+  Saga__V1__CancelSaga *c =
+      saga__v1__cancel_saga__unpack(NULL, m.len, m.payload);
+  assert_non_null(c);
+  assert_string_equal(c->saga_id, "s-run");
+  assert_string_equal(c->reason, "customer called");
+  assert_string_equal(c->operator_, "carol");
+  assert_true(c->requested_at_ms > 0);
+  saga__v1__cancel_saga__free_unpacked(c, NULL);
+  got_free(&m);
+  r = run("cancel", "--help", NULL);
+  expect(&r, 0, "before its pivot step", NULL);
+  result_free(&r);
+}
+
 /* ---- replay (last: it corrupts the index) ------------------------------ */
 
 static void test_replay_agrees_then_reports_a_corrupted_index_row(
@@ -852,6 +894,7 @@ int main(void) {
       cmocka_unit_test(test_start_lands_a_start_saga_in_the_inbox),
       cmocka_unit_test(test_unreachable_kafka_exits_3_within_the_timeout),
       cmocka_unit_test(test_retry_of_a_parked_saga_sends_an_operator_action),
+      cmocka_unit_test(test_cancel_sends_a_cancel_saga_or_says_why_not),
       cmocka_unit_test(test_replay_agrees_then_reports_a_corrupted_index_row),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

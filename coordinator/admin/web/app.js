@@ -183,14 +183,61 @@ function timeline(saga, history) {
 function historyTable(history) {
   const t0 = history.length ? history[0].time_ms : 0;
   const head = el('tr', {}, ['time', '+', 'event', 'step', 'action',
-                             'attempt', 'outcome', 'reason'].map(
+                             'attempt', 'outcome', 'reason', 'operator'].map(
     h => el('th', {}, h)));
   return el('table', { id: 'history' }, head, history.map(h =>
     el('tr', { class: 'event' },
        el('td', {}, fmtTime(h.time)), el('td', {}, fmtMs(h.time_ms - t0)),
        el('td', {}, h.event), el('td', {}, h.step || ''),
        el('td', {}, h.action || ''), el('td', {}, h.attempt || ''),
-       el('td', {}, h.outcome || ''), el('td', {}, h.reason || ''))));
+       el('td', {}, h.outcome || ''), el('td', {}, h.reason || ''),
+       el('td', { class: 'operator' }, h.operator || ''))));
+}
+
+// The operator trail: who retried, resolved or cancelled, and why.
+function trail(history) {
+  const acts = { OperatorRetry: 'retried', Resolved: 'resolved',
+                 CancelRequested: 'cancelled' };
+  const rows = history.filter(h => acts[h.event]);
+  if (!rows.length) return null;
+  return el('ul', { id: 'trail', class: 'trail' }, rows.map(h =>
+    el('li', { 'data-event': h.event },
+       fmtTime(h.time) + ' ' + acts[h.event] + ' by ' +
+       (h.operator || 'an unnamed operator') +
+       (h.reason ? ': ' + h.reason : ''))));
+}
+
+// Cancel a running saga (POST /sagas/{id}/cancel) after a confirmation.
+// Before its pivot step it is compensated; after it the answer says why
+// not (409).
+function cancelForm(s) {
+  if (s.status !== 'running') return null;
+  const reason = el('input', { id: 'cancel-reason', name: 'reason',
+                               placeholder: 'reason (required)',
+                               required: true, maxlength: 1024 });
+  const who = el('input', { id: 'cancel-operator', name: 'operator',
+                            placeholder: 'operator', maxlength: 255 });
+  const out = el('span', { id: 'cancel-result', class: 'muted' });
+  const form = el('form', { id: 'cancel', class: 'cancel' }, reason, who,
+                  el('button', { type: 'submit', id: 'cancel-button' },
+                     'Cancel saga'), out);
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    if (!reason.value.trim()) { out.textContent = 'a reason is required'; return; }
+    if (!window.confirm('Cancel saga ' + s.saga_id + '?\n\nBefore its ' +
+                        'pivot step it stops and what it did is undone; ' +
+                        'after the pivot the cancel is refused.')) return;
+    const r = await fetch('/sagas/' + encodeURIComponent(s.saga_id) +
+                          '/cancel', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ reason: reason.value,
+                             operator: who.value || null }) });
+    const body = await r.json().catch(() => ({}));
+    out.textContent = r.ok ? 'cancel sent: the page reloads'
+                           : (body.error || r.status + ' ' + r.statusText);
+    if (r.ok) setTimeout(() => location.reload(), 1500);
+  });
+  return form;
 }
 
 async function sagaPage(id) {
@@ -214,7 +261,7 @@ async function sagaPage(id) {
     el('div', {}, el('span', { class: 'k' }, 'last progress'), fmtTime(s.updated_at)),
     el('div', {}, el('span', { class: 'k' }, 'waiting on'), s.current_step || '-'),
     el('div', {}, el('span', { class: 'k' }, 'next deadline'), fmtTime(s.next_deadline_at) || '-'));
-  show(summary, timeline(s, h),
+  show(summary, cancelForm(s), trail(h), timeline(s, h),
        data.history_truncated ? el('p', { class: 'muted' },
                                    'history truncated') : null,
        historyTable(h));

@@ -67,6 +67,8 @@ class Starter:
         self.notifications = notifications
         self._max = max_message_bytes
         self._outcomes = collections.OrderedDict()
+        self._cancels = set()   # saga ids this starter asked to cancel
+        self._refusals = {}     # their CANCEL_REFUSED, until awaited
         self._subscribers = []
         self._pb = _pb.saga_pb2
         try:
@@ -139,24 +141,50 @@ class Starter:
             m, correlation_id=correlation_id or saga_id,
             traceparent=traceparent or wire.new_traceparent(),
             max_bytes=self._max)
+        self._produce_acked(saga_id, value, headers, timeout, "start",
+                            f'start saga "{saga_id}" of type "{saga_type}"')
+        return saga_id
+
+    def cancel(self, saga_id, reason="", *, operator="", timeout=10.0):
+        """Produce a CancelSaga for saga_id (reason and operator are recorded
+        in the saga's history) and wait (up to timeout seconds) for Kafka
+        to acknowledge it. Before the saga's pivot step it is compensated
+        (wait() then returns its COMPENSATED); otherwise the coordinator
+        answers CANCEL_REFUSED with the reason (``after the pivot step
+        charge``, ``already completed: nothing to cancel``), which wait()
+        returns for this starter's cancels only. Raises SagaError:
+        SAGA_EMISSING for a bad id, reason (over 1024 bytes) or operator,
+        SAGA_EKAFKA / SAGA_ETIMEDOUT as start() does."""
+        m = self._pb.CancelSaga(saga_id=saga_id or "", reason=reason or "",
+                                operator=operator or "",
+                                requested_at_ms=int(time.time() * 1000))
+        value, headers = wire.encode(m, correlation_id=saga_id,
+                                     traceparent=wire.new_traceparent(),
+                                     max_bytes=self._max)
+        self._refusals.pop(saga_id, None)
+        self._produce_acked(saga_id, value, headers, timeout, "cancel",
+                            f'cancel saga "{saga_id}"')
+        self._cancels.add(saga_id)
+
+    def _produce_acked(self, saga_id, value, headers, timeout, what, doing):
+        """Produce to the inbox keyed by saga_id; wait for the ack. what
+        ("start") and doing ('start saga "x"') name it in errors."""
         report = []
         try:
             self._producer.produce(self.inbox, key=saga_id.encode(),
                                    value=value, headers=headers,
                                    on_delivery=lambda e, _m: report.append(e))
         except Exception as e:
-            raise SagaError("SAGA_EKAFKA", f'could not start saga "{saga_id}"'
-                            f' of type "{saga_type}": {e}') from e
+            raise SagaError("SAGA_EKAFKA", f"could not {doing}: {e}") from e
         deadline = time.monotonic() + timeout
         while not report and time.monotonic() < deadline:
             self._producer.poll(0.05)
         if not report:
             raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}": Kafka did '
-                            f"not acknowledge the start within {timeout} s")
+                            f"not acknowledge the {what} within {timeout} s")
         if report[0] is not None:
-            raise SagaError("SAGA_EKAFKA", f'saga "{saga_id}": the start was '
-                            f"not delivered to {self.inbox}: {report[0]}")
-        return saga_id
+            raise SagaError("SAGA_EKAFKA", f'saga "{saga_id}": the {what} '
+                            f"was not delivered to {self.inbox}: {report[0]}")
 
     def poll(self, timeout=0.05):
         """Read at most one notification, waiting up to timeout seconds.
@@ -176,7 +204,13 @@ class Starter:
             step=n.step, action=n.action, outcome=n.outcome,
             payload=bytes(n.payload), reason=n.reason, at_ms=n.at_ms,
             correlation_id=meta.correlation_id)
-        if note.kind.is_outcome:
+        if note.kind == NotificationKind.CANCEL_REFUSED:
+            if note.saga_id in self._cancels:
+                self._cancels.discard(note.saga_id)
+                self._refusals[note.saga_id] = note
+        elif note.kind.is_outcome:
+            self._cancels.discard(note.saga_id)
+            self._refusals.pop(note.saga_id, None)
             self._outcomes[note.saga_id] = note
             self._outcomes.move_to_end(note.saga_id)
             while len(self._outcomes) > _OUTCOMES_KEPT:
@@ -192,9 +226,13 @@ class Starter:
     def wait(self, saga_id, timeout):
         """Wait up to timeout seconds for the saga's outcome; returns the
         Notification (COMPLETED, COMPENSATED, COMPENSATION_FAILED or
-        REJECTED). Raises SagaError(SAGA_ETIMEDOUT) when none came."""
+        REJECTED), or CANCEL_REFUSED when this starter's cancel of it was
+        refused (returned once). Raises SagaError(SAGA_ETIMEDOUT) when none
+        came."""
         deadline = time.monotonic() + timeout
         while saga_id not in self._outcomes:
+            if saga_id in self._refusals:
+                return self._refusals.pop(saga_id)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}" has no '

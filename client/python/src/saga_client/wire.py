@@ -14,6 +14,7 @@ from google.protobuf import message as _pb_message
 from . import _pb
 
 MAX_ID = 255
+MAX_TEXT = 1024  # a CancelSaga's or OperatorAction's reason, in bytes
 """Ceiling on ids, step names, topics and header values, in bytes."""
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 """Default ceiling on a message value (1 MiB)."""
@@ -54,6 +55,7 @@ class NotificationKind(enum.IntEnum):
     COMPENSATED = 4
     COMPENSATION_FAILED = 5
     REJECTED = 6
+    CANCEL_REFUSED = 7  # a cancel changed nothing; reason says why
 
     @property
     def is_outcome(self):
@@ -146,6 +148,24 @@ def check_id(what, value, *, required=True, allow_slash=False):
                         f"{what} contains a forbidden character at byte {bad}")
 
 
+def check_text(what, value, max_bytes):
+    """Check free text (a reason, an operator's name): at most max_bytes of
+    UTF-8, no control characters but tab and newline. Raises
+    SagaError(SAGA_EMISSING) naming the field and the fault."""
+    try:
+        raw = (value or "").encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise SagaError("SAGA_EMISSING",
+                        f"{what} is not valid UTF-8 at byte {e.start}") from None
+    if len(raw) > max_bytes:
+        raise SagaError("SAGA_EMISSING", f"{what} is {len(raw)} bytes long, "
+                        f"the ceiling is {max_bytes}")
+    bad = _forbidden_at(value or "", True, allow_tab_newline=True)
+    if bad is not None:
+        raise SagaError("SAGA_EMISSING",
+                        f"{what} contains a forbidden character at byte {bad}")
+
+
 def header_value(headers, name):
     """The last value of header ``name`` in a Kafka header list (pairs of
     name and bytes, as confluent_kafka gives them), decoded; ``""`` when
@@ -198,6 +218,10 @@ def check(msg):
     if name == "saga.v1.StartSaga":
         check_id("saga_id", msg.saga_id)
         check_id("saga_type", msg.saga_type, allow_slash=True)
+    elif name == "saga.v1.CancelSaga":
+        check_id("saga_id", msg.saga_id)
+        check_text("reason", msg.reason, MAX_TEXT)
+        check_id("operator", msg.operator, required=False, allow_slash=True)
     elif name == "saga.v1.Command":
         check_id("saga_id", msg.saga_id)
         check_id("saga_type", msg.saga_type, required=False, allow_slash=True)
@@ -218,7 +242,7 @@ def check(msg):
     elif name == "saga.v1.Notification":
         check_id("saga_id", msg.saga_id)
         check_id("saga_type", msg.saga_type, required=False, allow_slash=True)
-        if not 1 <= msg.kind <= 6:
+        if not 1 <= msg.kind <= 7:
             raise SagaError("SAGA_EMISSING",
                             f"notification kind {msg.kind} is unknown")
     else:
@@ -324,6 +348,8 @@ def child_traceparent(parent):
 
 def message_classes():
     """The generated classes: dict of ``"StartSaga"``, ``"Command"``,
-    ``"Reply"``, ``"Notification"`` to the protobuf message class."""
+    ``"Reply"``, ``"Notification"``, ``"CancelSaga"`` to the protobuf
+    message class."""
     return {n: getattr(_pb.saga_pb2, n)
-            for n in ("StartSaga", "Command", "Reply", "Notification")}
+            for n in ("StartSaga", "Command", "Reply", "Notification",
+                      "CancelSaga")}

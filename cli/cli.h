@@ -39,7 +39,7 @@ enum {
   X(STATE, "state", 1, "only sagas in this status")                         \
   X(TYPE, "type", 1, "only sagas of this type")                             \
   X(OLDER_THAN, "older-than", 1, "only sagas started more than DURATION ago") \
-  X(STUCK, "stuck", 1, "only non-terminal sagas without progress for DURATION") \
+  X(STUCK, "stuck", 1, "only sagas stuck: by their step's threshold (step), or without progress for DURATION") \
   X(LIMIT, "limit", 1, "at most N rows (default 100)")                      \
   X(ALL, "all", 0, "every saga in the index")                               \
   X(REASON, "reason", 1, "why, recorded with the action")

@@ -85,12 +85,23 @@ int cli_db_connect(const cli_settings_t *s, PGconn **out) {
   return CLI_EXIT_OK;
 }
 
+/* Stuck by the saga's own step threshold: sagad writes stuck_at from the
+ * stuck_after_ms of the steps it waits on ('infinity' = cannot be); a row
+ * written before that column falls back to the definitions' default
+ * threshold, 5 min. Parked sagas are stuck. */
+#define STUCK_EXPR                                                           \
+  "(status = 'compensation_failed' OR (status IN ('running', "              \
+  "'compensating') AND coalesce(stuck_at, updated_at + interval "           \
+  "'5 minutes') < now()))"
+
 #define ROW_COLUMNS                                                          \
   "saga_id, saga_type, definition_version, status, partition, version, "   \
   "(extract(epoch from started_at) * 1000)::bigint, "                       \
   "(extract(epoch from updated_at) * 1000)::bigint, "                       \
   "coalesce((extract(epoch from next_deadline_at) * 1000)::bigint, 0), "    \
-  "current_step"
+  "current_step, "                                                          \
+  "CASE WHEN isfinite(stuck_at) THEN "                                      \
+  "(extract(epoch from stuck_at) * 1000)::bigint ELSE 0 END, " STUCK_EXPR
 
 static char *dup_or_null(PGresult *r, int row, int col) {
   if (PQgetisnull(r, row, col))
@@ -110,6 +121,10 @@ static int fill_row(PGresult *r, int i, cli_index_row_t *row) {
   row->updated_ms = strtoll(PQgetvalue(r, i, 7), NULL, 10);
   row->deadline_ms = strtoll(PQgetvalue(r, i, 8), NULL, 10);
   row->current_step = dup_or_null(r, i, 9);
+  row->stuck_at_ms = PQgetisnull(r, i, 10)
+                         ? 0
+                         : strtoll(PQgetvalue(r, i, 10), NULL, 10);
+  row->stuck = PQgetvalue(r, i, 11)[0] == 't';
   if (row->saga_id == NULL || row->saga_type == NULL || row->status == NULL) {
     cli_index_row_clear(row);
     return -1;
@@ -156,9 +171,10 @@ int cli_db_list(PGconn *c, const cli_list_filter_t *f, cli_index_row_t **rows,
   snprintf(older, sizeof older, "%" PRId64, f->older_than_ms);
   snprintf(stuck, sizeof stuck, "%" PRId64, f->stuck_ms);
   snprintf(limit, sizeof limit, "%" PRIu64, f->limit);
-  const char *params[5] = {f->state, f->type,
+  const char *params[6] = {f->state, f->type,
                            f->older_than_ms >= 0 ? older : NULL,
-                           f->stuck_ms >= 0 ? stuck : NULL, limit};
+                           f->stuck_ms >= 0 ? stuck : NULL, limit,
+                           f->stuck_own ? "t" : "f"};
   PGresult *r = PQexecParams(
       c,
       "SELECT " ROW_COLUMNS " FROM saga_index"
@@ -169,8 +185,9 @@ int cli_db_list(PGconn *c, const cli_list_filter_t *f, cli_index_row_t **rows,
       " AND ($4::bigint IS NULL OR"
       "      (status NOT IN ('completed', 'compensated') AND"
       "       updated_at < now() - make_interval(secs => $4::bigint / 1000.0)))"
+      " AND (NOT $6::bool OR " STUCK_EXPR ")"
       " ORDER BY updated_at, saga_id LIMIT $5::bigint",
-      5, NULL, params, NULL, NULL, 0);
+      6, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
     return query_failed(c, r, "list saga_index");
   int nt = PQntuples(r);

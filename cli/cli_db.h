@@ -18,6 +18,9 @@ typedef struct cli_index_row {
   int def_version, partition;
   int64_t version;
   int64_t started_ms, updated_ms, deadline_ms; /* deadline 0 = none */
+  int64_t stuck_at_ms; /* stuck after this (its step's own stuck_after_ms);
+                          0 = never as it stands, or not recorded */
+  int stuck;           /* stuck now (parked, or past stuck_at) */
 } cli_index_row_t;
 
 void cli_index_row_clear(cli_index_row_t *r);
@@ -57,6 +60,8 @@ typedef struct cli_list_filter {
   const char *type;        /* NULL = any */
   int64_t older_than_ms;   /* started more than this ago; -1 = any */
   int64_t stuck_ms;        /* non-terminal, no progress for this; -1 = any */
+  int stuck_own;           /* only sagas stuck by their own step's
+                              threshold (row.stuck) */
   uint64_t limit;          /* rows */
 } cli_list_filter_t;
 

@@ -47,6 +47,8 @@ static cJSON *row_json(const cli_index_row_t *r, int64_t now) {
   add_time(o, "updated_at", r->updated_ms);
   add_time(o, "next_deadline_at", r->deadline_ms);
   cJSON_AddNumberToObject(o, "idle_ms", (double)(now - r->updated_ms));
+  add_time(o, "stuck_at", r->stuck_at_ms);
+  cJSON_AddBoolToObject(o, "stuck", r->stuck);
   return o;
 }
 
@@ -84,7 +86,7 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
       cJSON_AddBoolToObject(o, "resolved_by_operator", resolved);
     rc = cli_print_json(o);
   } else {
-    char t1[40], t2[40], t3[40], idle[32];
+    char t1[40], t2[40], t3[40], t4[40], idle[32];
     printf("saga:          %s\n"
            "type:          %s (definition v%d)\n"
            "status:        %s%s\n"
@@ -93,13 +95,19 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
            "partition:     %d\n"
            "started:       %s\n"
            "last progress: %s (%s ago)\n"
-           "next deadline: %s\n",
+           "next deadline: %s\n"
+           "stuck:         %s%s%s\n",
            row.saga_id, row.saga_type, row.def_version, row.status,
            resolved ? " (resolved by an operator)" : "", row.current_step != NULL ? row.current_step : "-", row.version,
            row.partition, cli_format_time(row.started_ms, t1, sizeof t1),
            cli_format_time(row.updated_ms, t2, sizeof t2),
            cli_format_duration(now - row.updated_ms, idle, sizeof idle),
-           cli_format_time(row.deadline_ms, t3, sizeof t3));
+           cli_format_time(row.deadline_ms, t3, sizeof t3),
+           row.stuck ? "yes" : "no",
+           row.stuck_at_ms > 0 ? (row.stuck ? ", since " : ", after ") : "",
+           row.stuck_at_ms > 0
+               ? cli_format_time(row.stuck_at_ms, t4, sizeof t4)
+               : "");
   }
   cli_index_row_clear(&row);
   return rc;
@@ -127,8 +135,12 @@ int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s) {
                     "--state: unknown status \"%s\" (running, compensating, "
                     "completed, compensated, compensation_failed)",
                     f.state);
+  /* --stuck step: by each saga's own step threshold, as sagad judges */
+  const char *stuck = a->opt[CLI_OPT_STUCK];
+  f.stuck_own = stuck != NULL && strcmp(stuck, "step") == 0;
   if (duration_opt(a, CLI_OPT_OLDER_THAN, &f.older_than_ms) != CLI_EXIT_OK ||
-      duration_opt(a, CLI_OPT_STUCK, &f.stuck_ms) != CLI_EXIT_OK)
+      (!f.stuck_own &&
+       duration_opt(a, CLI_OPT_STUCK, &f.stuck_ms) != CLI_EXIT_OK))
     return CLI_EXIT_USAGE;
   if (a->opt[CLI_OPT_LIMIT] != NULL &&
       cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, 1000000, &f.limit) != 0)

@@ -28,7 +28,7 @@ static const struct command {
      "times, next deadline",
      B(JSON), cli_cmd_status},
     {"list",
-     "list [--state S] [--type T] [--older-than D] [--stuck D] [--limit N]",
+     "list [--state S] [--type T] [--older-than D] [--stuck D|step] [--limit N]",
      "list sagas from saga_index, oldest progress first",
      B(STATE) | B(TYPE) | B(OLDER_THAN) | B(STUCK) | B(LIMIT) | B(JSON),
      cli_cmd_list},

@@ -112,9 +112,11 @@ static PGconn *connect_db(const admin_pg_t *pg) {
 /* ---- SQL ------------------------------------------------------------------ */
 
 /* The row columns and its stuck flag: parked sagas are stuck; a running or
- * compensating one when its last progress is older than the threshold of
- * the step it waits on ($1 overrides, exact step first, then the type's,
- * then the default $2). */
+ * compensating one once now passes its stuck_at, which the coordinator
+ * writes from the thresholds of the steps it waits on (sm_stuck_at). A
+ * row written before that column (stuck_at NULL) falls back to its last
+ * progress plus the threshold of its current step ($1 overrides, exact
+ * step first, then the type's, then the default $2). */
 #define ROW_SELECT                                                             \
   "SELECT i.saga_id, i.saga_type, i.definition_version, i.status, "           \
   "i.partition, i.version, "                                                  \
@@ -123,11 +125,12 @@ static PGconn *connect_db(const admin_pg_t *pg) {
   "(extract(epoch FROM i.next_deadline_at) * 1000)::bigint, "                 \
   "i.current_step, "                                                          \
   "(i.status = 'compensation_failed' OR (i.status IN ('running', "            \
-  "'compensating') AND i.updated_at < now() - COALESCE((SELECT th.ms FROM "   \
+  "'compensating') AND COALESCE(i.stuck_at, i.updated_at + COALESCE(("       \
+  "SELECT th.ms FROM "                                                        \
   "jsonb_to_recordset($1::jsonb) AS th(t text, s text, ms bigint) "           \
   "WHERE th.t = i.saga_type AND th.s IN (i.current_step, '') "                \
-  "ORDER BY th.s = '' LIMIT 1), $2::bigint) * interval '1 millisecond')) "    \
-  "AS stuck FROM saga_index i "
+  "ORDER BY th.s = '' LIMIT 1), $2::bigint) * interval '1 millisecond') "     \
+  "< now())) AS stuck FROM saga_index i "
 
 static const char SQL_GET[] = ROW_SELECT "WHERE i.saga_id = $3";
 

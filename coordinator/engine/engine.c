@@ -1039,6 +1039,7 @@ static void index_row(const sagad_engine_t *e, const sm_t *s,
   row->started_ms = s->started_ms;
   row->updated_ms = s->updated_ms;
   row->next_deadline_ms = sm_next_timer(s);
+  row->stuck_at_ms = sm_stuck_at(s);
   int cur = sm_current_step(s);
   row->current_step = cur < 0 ? NULL : step_name(s, (unsigned)cur);
   row->notify_pending = e->notify && sm_is_terminal(s);

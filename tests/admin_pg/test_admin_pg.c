@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -29,12 +30,19 @@ static const char *ORDER_DEF =
     "\"compensation_retry\": {\"max_attempts\": 1}}, \"steps\": ["
     "{\"name\": \"reserve\", \"topic\": \"inventory\", "
     "\"compensation\": {\"action\": \"release\"}}, "
-    "{\"name\": \"charge\", \"topic\": \"payment\", \"kind\": \"pivot\"}, "
+    "{\"name\": \"charge\", \"topic\": \"payment\", \"kind\": \"pivot\", "
+    "\"stuck_after_ms\": 30000}, "
     "{\"name\": \"ship\", \"topic\": \"shipping\", "
     "\"kind\": \"retriable\"}]}";
+/* Two versions of refund: credit is stuck after 1 min in v1, 10 h in v2. */
 static const char *REFUND_DEF =
     "{\"name\": \"refund\", \"version\": 1, \"steps\": [{\"name\": "
-    "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\"}]}";
+    "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\", "
+    "\"stuck_after_ms\": 60000}]}";
+static const char *REFUND2_DEF =
+    "{\"name\": \"refund\", \"version\": 2, \"steps\": [{\"name\": "
+    "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\", "
+    "\"stuck_after_ms\": 36000000}]}";
 
 static char *conninfo;
 static saga_registry_t *reg;
@@ -64,11 +72,16 @@ static void on_loop(uv_loop_t *loop, void *arg) {
   o.statement_timeout_ms = 1000;
   pg = admin_pg_new(loop, &o);
   assert_non_null(pg);
-  /* order waits on charge: 30 s; refund, any step: 10 h; the
-   * rest: the 5 min default. */
-  assert_int_equal(admin_pg_set_stuck(pg, "order", "charge", 30000),
-                   0);
-  assert_int_equal(admin_pg_set_stuck(pg, "refund", NULL, 36000000), 0);
+  /* The thresholds sagad hands over from its definitions (for rows
+   * written before saga_index.stuck_at): order waits on charge 30 s, on
+   * the rest the 5 min default; refund's credit: the version registered
+   * last, 10 h. */
+  assert_int_equal(
+      admin_pg_stuck_from_def(pg, saga_registry_find(reg, "order", 1)), 0);
+  assert_int_equal(
+      admin_pg_stuck_from_def(pg, saga_registry_find(reg, "refund", 1)), 0);
+  assert_int_equal(
+      admin_pg_stuck_from_def(pg, saga_registry_find(reg, "refund", 2)), 0);
   admin_pg_source(pg, &src);
   srv = admin_http_new(loop, NULL);
   assert_non_null(srv);
@@ -89,12 +102,41 @@ static void on_stop(void *arg) {
   admin_http_close(srv, http_closed, NULL);
 }
 
-static void seed(PGconn *c, es_store_t *st, const char *type, const char *id,
-                 int64_t t0, const uint8_t *script, size_t n) {
-  sm_t *s = seed_drive(saga_registry_find(reg, type, 1), id, t0, 100,
+static void seed_v(PGconn *c, es_store_t *st, const char *type,
+                   uint32_t version, const char *id, int64_t t0,
+                   const uint8_t *script, size_t n) {
+  sm_t *s = seed_drive(saga_registry_find(reg, type, version), id, t0, 100,
                          script, n, seed_pg_append, st);
   seed_pg_index(c, s);
   free(s);
+}
+
+static void seed(PGconn *c, es_store_t *st, const char *type, const char *id,
+                 int64_t t0, const uint8_t *script, size_t n) {
+  seed_v(c, st, type, 1, id, t0, script, n);
+}
+
+/* Apply the coordinator's saga_index migrations as they are, in order. */
+static int apply_migrations(PGconn *c) {
+  for (int i = 1; i < 100; i++) {
+    char pattern[16], path[512] = "";
+    snprintf(pattern, sizeof pattern, "%04d_", i);
+    DIR *d = opendir(SAGA_INDEX_SQL_DIR);
+    if (!d)
+      return -1;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+      if (!strncmp(e->d_name, pattern, 5))
+        snprintf(path, sizeof path, "%s/%s", SAGA_INDEX_SQL_DIR, e->d_name);
+    closedir(d);
+    if (!path[0])
+      return i > 1 ? 0 : -1;
+    char *sql = slurp(path);
+    if (!sql)
+      return -1;
+    seed_pg_exec(c, sql);
+    free(sql);
+  }
+  return 0;
 }
 
 static int setup(void **state) {
@@ -108,18 +150,16 @@ static int setup(void **state) {
   }
   reg = saga_registry_new();
   if (saga_registry_add(reg, seed_def(ORDER_DEF), NULL) != 0 ||
-      saga_registry_add(reg, seed_def(REFUND_DEF), NULL) != 0)
+      saga_registry_add(reg, seed_def(REFUND_DEF), NULL) != 0 ||
+      saga_registry_add(reg, seed_def(REFUND2_DEF), NULL) != 0)
     return -1;
   PGconn *c = PQconnectdb(conninfo);
   es_store_t *st = NULL;
   if (PQstatus(c) != CONNECTION_OK ||
       es_store_open(conninfo, NULL, &st, err, sizeof err) != 0)
     return -1;
-  char *sql = slurp(SAGA_INDEX_SQL);
-  if (!sql)
+  if (apply_migrations(c) != 0)
     return -1;
-  seed_pg_exec(c, sql);
-  free(sql);
   int64_t now = seed_pg_now_ms(c);
   const uint8_t done[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_SUCCESS,
                           SM_OUTCOME_SUCCESS};
@@ -136,6 +176,10 @@ static int setup(void **state) {
   seed(c, st, "order", "a-new", now - 60000, one, 1);
   seed(c, st, "order", "a-late", now - 3600000, late, 2);
   seed(c, st, "refund", "b-1", now - 2 * 3600000, NULL, 0);
+  seed_v(c, st, "refund", 2, "b-2", now - 2 * 3600000, NULL, 0);
+  /* a-run's row as a sagad without saga_index.stuck_at wrote it. */
+  seed_pg_exec(c, "UPDATE saga_index SET stuck_at = NULL "
+                  "WHERE saga_id = 'a-run'");
   es_store_close(st);
   PQfinish(c);
   lt = loop_thread_start(on_loop, on_stop, NULL);
@@ -259,14 +303,17 @@ static void test_filters_select_by_state_type_and_stuck_thresholds(
   cJSON_Delete(doc);
   doc = get("/sagas?type=refund", &status);
   ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "b-1");
+  assert_string_equal(ids, "b-1,b-2");
   cJSON_Delete(doc);
-  /* a-park: parked; a-run: 2 h on reserve (default 5 min);
-   * a-new: 1 min on charge (30 s override); a-late: progress 1 h
-   * ago on charge; b-1 is within its type's 10 h. */
+  /* Each by its own step's stuck_after_ms (saga_index.stuck_at):
+   * a-park: parked; a-new: 1 min on charge (30 s); a-late: progress 1 h
+   * ago on charge; b-1: 2 h on v1's credit (1 min), though v2, registered
+   * last, gives credit 10 h, and b-2 on v2 is within them. a-run has no
+   * stuck_at (an older sagad's row): 2 h on reserve, past the threshold
+   * taken from the definition (the 5 min default). */
   doc = get("/sagas?stuck=true", &status);
   ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-late,a-new,a-park,a-run");
+  assert_string_equal(ids, "a-late,a-new,a-park,a-run,b-1");
   cJSON_Delete(doc);
   doc = get("/sagas?state=running&stuck=true&type=order", &status);
   ids_of(doc, ids, sizeof ids);
@@ -298,7 +345,7 @@ static void test_pages_follow_the_cursor_without_gaps_or_repeats(
     snprintf(path, sizeof path, "/sagas?limit=2&after=%s", next);
     cJSON_Delete(doc);
   }
-  assert_string_equal(all, "a-comp,a-done,a-late,a-new,a-park,a-run,b-1");
+  assert_string_equal(all, "a-comp,a-done,a-late,a-new,a-park,a-run,b-1,b-2");
   assert_int_equal(pages, 4);
 }
 

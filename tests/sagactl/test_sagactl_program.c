@@ -32,9 +32,10 @@ static const char *ORDER_DEF =
     "\"retry\":{\"max_attempts\":2},\"compensation_retry\":"
     "{\"max_attempts\":1}},\"steps\":["
     "{\"name\":\"reserve_inventory\",\"topic\":\"inventory.commands\","
+    "\"stuck_after_ms\":10800000,"
     "\"compensation\":{\"action\":\"release\"}},"
     "{\"name\":\"charge_payment\",\"topic\":\"payment.commands\","
-    "\"kind\":\"pivot\"},"
+    "\"kind\":\"pivot\",\"stuck_after_ms\":30000},"
     "{\"name\":\"ship\",\"topic\":\"shipping.commands\",\"kind\":"
     "\"retriable\"}]}";
 
@@ -161,24 +162,30 @@ static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
     if (s->steps[i].status == SM_STEP_RUNNING ||
         s->steps[i].status == SM_STEP_COMP_RUNNING)
       step = def->steps[i].name;
-  char version[16], started[32], updated[32], deadline[32];
+  char version[16], started[32], updated[32], deadline[32], stuck[32];
   snprintf(version, sizeof version, "%u", s->version);
   snprintf(started, sizeof started, "%.3f", (double)t0 / 1000.0);
   snprintf(updated, sizeof updated, "%.3f", (double)s->updated_ms / 1000.0);
   int64_t next = sm_next_timer(s);
   snprintf(deadline, sizeof deadline, "%.3f", (double)next / 1000.0);
-  const char *params[7] = {id,      sm_status_name((sm_status_t)s->status),
+  /* stuck_at as sagad writes it (0 = 'infinity') */
+  int64_t sa = sm_stuck_at(s);
+  if (sa)
+    snprintf(stuck, sizeof stuck, "%.3f", (double)sa / 1000.0);
+  else
+    snprintf(stuck, sizeof stuck, "infinity");
+  const char *params[8] = {id,      sm_status_name((sm_status_t)s->status),
                            version, started,
                            updated, next > 0 ? deadline : NULL,
-                           step};
+                           step,    stuck};
   PGresult *r = PQexecParams(
       c,
       "INSERT INTO saga_index (saga_id, saga_type, definition_version, "
       "status, partition, version, started_at, updated_at, "
-      "next_deadline_at, current_step) VALUES ($1, 'order', 1, $2, 0, $3, "
-      "to_timestamp($4::float8), to_timestamp($5::float8), "
-      "to_timestamp($6::float8), $7)",
-      7, NULL, params, NULL, NULL, 0);
+      "next_deadline_at, current_step, stuck_at) VALUES ($1, 'order', 1, "
+      "$2, 0, $3, to_timestamp($4::float8), to_timestamp($5::float8), "
+      "to_timestamp($6::float8), $7, to_timestamp($8::float8))",
+      8, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
     fail_msg("insert: %s", PQerrorMessage(c));
   PQclear(r);
@@ -222,7 +229,7 @@ static int setup(void **state) {
              "status text NOT NULL, partition int NOT NULL, "
              "version bigint NOT NULL, started_at timestamptz NOT NULL, "
              "updated_at timestamptz NOT NULL, next_deadline_at timestamptz, "
-             "current_step text)");
+             "current_step text, stuck_at timestamptz)");
   int64_t now = ts_now_ms(); /* monotonic: use the database's clock */
   PGresult *r = PQexec(c, "SELECT (extract(epoch from now()) * 1000)::bigint");
   now = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -329,6 +336,47 @@ static void test_list_filters_by_state_type_age_and_stuck(void **state) {
   result_free(&r);
   r = run("list", "--stuck", "90", NULL);
   expect(&r, 2, NULL, "--stuck: \"90\" has no unit: use ms, s, m, h or d");
+  result_free(&r);
+}
+
+/* sagactl status --json of id says stuck (or not) and has a stuck_at time
+ * (or null). */
+static void expect_status_stuck(const char *id, int stuck, int has_time) {
+  result_t r = run("status", id, "--json", NULL);
+  expect(&r, 0, NULL, NULL);
+  cJSON *j = json_of(&r);
+  assert_int_equal(cJSON_IsTrue(cJSON_GetObjectItem(j, "stuck")), stuck);
+  assert_int_equal(cJSON_IsString(cJSON_GetObjectItem(j, "stuck_at")),
+                   has_time);
+  cJSON_Delete(j);
+  result_free(&r);
+}
+
+/* --stuck step judges each saga by the stuck_after_ms of the step it waits
+ * on (saga_index.stuck_at), as sagad's gauge and GET /sagas?stuck=true
+ * do: s-new, 1 min on charge_payment (30 s), is stuck; s-run, 2 h on
+ * reserve_inventory (3 h), is not, though --stuck 1h lists it. */
+static void test_stuck_follows_the_threshold_of_the_step_waited_on(
+    void **state) {
+  (void)state;
+  result_t r = run("list", "--stuck", "step", "--json", NULL);
+  expect(&r, 0, NULL, NULL);
+  cJSON *j = json_of(&r);
+  char ids[128] = "";
+  cJSON *e;
+  cJSON_ArrayForEach(e, j) {
+    if (ids[0])
+      strcat(ids, ",");
+    strcat(ids, cJSON_GetObjectItem(e, "saga_id")->valuestring);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(e, "stuck")));
+  }
+  assert_string_equal(ids, "s-park,s-new");
+  cJSON_Delete(j);
+  result_free(&r);
+  expect_status_stuck("s-run", 0, 1);
+  expect_status_stuck("s-done", 0, 0); /* terminal: never */
+  r = run("status", "s-new", NULL);
+  expect(&r, 0, "stuck:         yes, since ", NULL);
   result_free(&r);
 }
 
@@ -617,6 +665,7 @@ int main(void) {
       cmocka_unit_test(
           test_status_shows_a_saga_and_exits_1_for_an_unknown_one),
       cmocka_unit_test(test_list_filters_by_state_type_age_and_stuck),
+      cmocka_unit_test(test_stuck_follows_the_threshold_of_the_step_waited_on),
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
       cmocka_unit_test(
           test_unreachable_postgres_exits_3_and_bad_input_exits_2),

@@ -1335,7 +1335,11 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
                                                  : DLQ_VALUE_PREFIX;
   if (value_keep > room / 2)
     value_keep = room / 2;
-  dletter_t *dl = dletter_new(e, m, reason, value_keep, key_keep, drop);
+  /* saga-dlq-reason: "<class>: <text>", the class being the reason label
+   * of saga_dead_letters_total (docs/protocol.md lists them). */
+  char header[640];
+  snprintf(header, sizeof header, "%s: %s", why, reason);
+  dletter_t *dl = dletter_new(e, m, header, value_keep, key_keep, drop);
   if (!dl) {
     /* Not acked: the input comes back after a restart. */
     e->c.dead_letters_blocked++;

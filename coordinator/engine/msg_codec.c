@@ -196,6 +196,8 @@ static int encode_note(const sagad_notification_t *n,
   }
   m.reason = SAGA_MUT(n->reason ? n->reason : "");
   m.at_ms = n->at_ms;
+  m.payload.data = (uint8_t *)(uintptr_t)n->payload;
+  m.payload.len = n->payload ? n->payload_len : 0;
   return encode(&m.base, n->saga_id, n->correlation_id, NULL, out, out_len,
                 hdrs, errbuf, errlen);
 }

@@ -82,6 +82,8 @@ typedef struct {
   const char *reason; /* may be NULL */
   int64_t at_ms;
   const char *correlation_id; /* header, NULL = the saga id */
+  const uint8_t *payload; /* COMPLETED: the saga's output; may be NULL */
+  size_t payload_len;
 } sagad_notification_t;
 
 /* Encode into a malloc'd buffer (free()) and the header list *hdrs

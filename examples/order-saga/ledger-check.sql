@@ -47,4 +47,43 @@ SELECT e.saga_id, NULL, format('%s %s for a saga this run did not start',
                                e.service, e.effect)
 FROM effects e WHERE NOT EXISTS (SELECT 1 FROM order_run r
                                  WHERE r.saga_id = e.saga_id)
+UNION ALL
+-- Data passed between the steps: a compensation names the reference its DO
+-- replied with (the refund names the charge; none when the DO's outcome
+-- was never learnt), and each later step received the references the
+-- earlier ones replied with.
+SELECT u.saga_id, NULL,
+       format('%s %s with reference %s, but its DO was applied as %s',
+              u.service, u.effect, u.reference, a.reference)
+FROM (SELECT 'inventory' AS service, * FROM inventory.ledger
+      UNION ALL SELECT 'payment', * FROM payment.ledger
+      UNION ALL SELECT 'shipping', * FROM shipping.ledger) u
+JOIN (SELECT 'inventory' AS service, * FROM inventory.ledger
+      UNION ALL SELECT 'payment', * FROM payment.ledger
+      UNION ALL SELECT 'shipping', * FROM shipping.ledger) a
+  ON a.service = u.service AND a.saga_id = u.saga_id AND a.step = u.step
+     AND a.effect = 'applied'
+WHERE u.effect <> 'applied' AND u.reference IS NOT NULL
+  AND u.reference IS DISTINCT FROM a.reference
+UNION ALL
+SELECT r.saga_id, r.scenario,
+       'inventory undone without the reservation its DO replied with'
+FROM order_run r JOIN inventory.ledger u ON u.saga_id = r.saga_id
+WHERE u.effect = 'undone' AND u.reference IS NULL
+UNION ALL
+SELECT p.saga_id, NULL,
+       format('payment received %s, inventory replied %s',
+              coalesce(p.received, 'nothing'), i.reference)
+FROM payment.ledger p JOIN inventory.ledger i
+  ON i.saga_id = p.saga_id AND i.effect = 'applied'
+WHERE p.effect = 'applied' AND p.received IS DISTINCT FROM i.reference
+UNION ALL
+SELECT s.saga_id, NULL,
+       format('shipping received %s, expected %s+%s',
+              coalesce(s.received, 'nothing'), i.reference, p.reference)
+FROM shipping.ledger s
+JOIN inventory.ledger i ON i.saga_id = s.saga_id AND i.effect = 'applied'
+JOIN payment.ledger p ON p.saga_id = s.saga_id AND p.effect = 'applied'
+WHERE s.effect = 'applied'
+  AND s.received IS DISTINCT FROM i.reference || '+' || p.reference
 ORDER BY 1, 3;

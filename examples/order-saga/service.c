@@ -8,7 +8,16 @@
  * ledger again. The ledger is also keyed by (saga, step, effect): a later
  * attempt of a step whose earlier attempt was applied (its reply was late
  * or lost) applies nothing twice, and a compensation that arrives before
- * the step it undoes "voids" it, so the late DO is refused. */
+ * the step it undoes "voids" it, so the late DO is refused.
+ *
+ * Data flows between the services through the saga (the definition's
+ * "input" mappings): a DO command carries {"order": <the saga's input>,
+ * "reservation": ..., "charge": ...} with the references the earlier steps
+ * replied with, and a COMPENSATE carries {"command": <that>, "output":
+ * <what the DO replied>}. Each effect's row keeps its reference (a DO's
+ * own, a COMPENSATE's the one it was handed: the refund names the charge)
+ * and the references it received, so the ledger check can tell that every
+ * service saw what the earlier ones replied. */
 #include "service.h"
 
 #include "args.h"
@@ -113,7 +122,9 @@ static int pg_setup(svc_t *s) {
            "('applied', 'undone', 'voided')),"
            " order_id text, amount bigint,"
            " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-           " UNIQUE (saga_id, step, effect))",
+           " UNIQUE (saga_id, step, effect));"
+           "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS reference text;"
+           "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS received text",
            ident, s->search_path);
   PQfreemem(ident);
   PGresult *r = PQexec(s->pg, sql);
@@ -138,30 +149,87 @@ static void rollback(svc_t *s) {
 
 static const char insert_sql[] =
     "INSERT INTO ledger (idempotency_key, saga_id, step, action, effect,"
-    " order_id, amount) VALUES ($1, $2, $3, $4, $5, $6, $7::bigint)"
+    " order_id, amount, reference, received)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7::bigint, $8, nullif($9, ''))"
     " ON CONFLICT DO NOTHING";
 
 /* The effect a COMPENSATE writes: undo what was applied, else void it. */
 static const char undo_sql[] =
     "INSERT INTO ledger (idempotency_key, saga_id, step, action, effect,"
-    " order_id, amount)"
+    " order_id, amount, reference)"
     " SELECT $1, $2, $3, $4,"
     "  CASE WHEN EXISTS (SELECT 1 FROM ledger WHERE saga_id = $2 AND"
     "   step = $3 AND effect = 'applied') THEN 'undone' ELSE 'voided' END,"
-    "  $5, $6::bigint"
+    "  $5, $6::bigint, nullif($7, '')"
     " ON CONFLICT DO NOTHING RETURNING effect";
+
+/* What a command carries, taken apart (see the comment at the top). */
+typedef struct parts {
+  cJSON *doc;          /* the parsed payload, owned; NULL: not JSON */
+  const cJSON *order;  /* the saga's input; NULL: not an object */
+  const char *handed;  /* COMPENSATE: the reference its DO replied, or "" */
+  char received[512];  /* DO: the earlier steps' references, '+'-joined */
+  char reference[320]; /* DO: this effect's own reference */
+} parts_t;
+
+static const cJSON *member(const cJSON *obj, const char *name) {
+  return cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, name)
+                             : NULL;
+}
+
+static const char *member_str(const cJSON *obj, const char *name) {
+  const cJSON *v = member(obj, name);
+  return cJSON_IsString(v) && v->valuestring ? v->valuestring : "";
+}
+
+static void take_apart(const svc_t *s, const saga_command_t *c, parts_t *p) {
+  memset(p, 0, sizeof *p);
+  p->handed = "";
+  p->doc = cJSON_ParseWithLength(c->payload, c->payload_len);
+  const cJSON *cmd =
+      c->action == SAGA_ACTION_COMPENSATE ? member(p->doc, "command") : p->doc;
+  p->order = member(cmd, "order");
+  if (!cJSON_IsObject(p->order))
+    p->order = NULL;
+  if (c->action == SAGA_ACTION_COMPENSATE)
+    p->handed = member_str(member(p->doc, "output"), "reference");
+  const char *got[] = {member_str(cmd, "reservation"),
+                       member_str(cmd, "charge")};
+  for (size_t i = 0; i < sizeof got / sizeof *got; i++)
+    if (*got[i]) {
+      size_t n = strlen(p->received);
+      snprintf(p->received + n, sizeof p->received - n, "%s%s",
+               n ? "+" : "", got[i]);
+    }
+  snprintf(p->reference, sizeof p->reference, "%s-%s", s->spec->do_action,
+           c->saga_id);
+}
 
 typedef struct decision {
   saga_outcome_t outcome;
   const char *reason;
   const char *what; /* for the log */
   int reply;        /* 0 = hold the command, never answer */
+  char out[512];    /* the reply's output (JSON) */
 } decision_t;
+
+/* The step's output: what it did and, for an applied DO, its reference,
+ * which the saga hands to the later steps and to its compensation. */
+static void set_output(const svc_t *s, const saga_command_t *c,
+                       const parts_t *p, decision_t *d) {
+  int applied = c->action == SAGA_ACTION_DO &&
+                d->outcome == SAGA_OUTCOME_SUCCESS;
+  snprintf(d->out, sizeof d->out,
+           "{\"service\":\"%s\",\"effect\":\"%s\"%s%s%s}", s->spec->name,
+           d->what, applied ? ",\"reference\":\"" : "",
+           applied ? p->reference : "", applied ? "\"" : "");
+}
 
 /* Write the ledger and, when answering, the idempotency record in one
  * transaction. Returns 0, or -1 when the database failed (rolled back). */
-static int apply_command(svc_t *s, const saga_command_t *c, const cJSON *order,
+static int apply_command(svc_t *s, const saga_command_t *c, const parts_t *p,
                          decision_t *d) {
+  const cJSON *order = p->order;
   char amount[32];
   snprintf(amount, sizeof amount, "%lld", order_amount(order));
   const char *order_id = svc_order_str(order, "order_id");
@@ -171,8 +239,8 @@ static int apply_command(svc_t *s, const saga_command_t *c, const cJSON *order,
   if (c->action == SAGA_ACTION_COMPENSATE) {
     const char *v[] = {c->idempotency_key, c->saga_id,
                        c->step, s->spec->undo_action,
-                       order_id, amount};
-    PGresult *r = exec(s, undo_sql, 6, v);
+                       order_id, amount, p->handed};
+    PGresult *r = exec(s, undo_sql, 7, v);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
       fprintf(stderr, "order-%s: %s", s->spec->name, PQerrorMessage(s->pg));
       PQclear(r);
@@ -198,13 +266,13 @@ static int apply_command(svc_t *s, const saga_command_t *c, const cJSON *order,
     if (rows) {
       /* compensated before this command arrived: never apply it now */
       *d = (decision_t){SAGA_OUTCOME_FAILURE, "already compensated",
-                        "refused", 1};
+                        "refused", 1, ""};
       s->refused++;
     } else {
       const char *iv[] = {c->idempotency_key, c->saga_id,    c->step,
                           s->spec->do_action, "applied",       order_id,
-                          amount};
-      if (!exec_ok(s, insert_sql, 7, iv, &rows))
+                          amount, p->reference, p->received};
+      if (!exec_ok(s, insert_sql, 9, iv, &rows))
         goto fail;
       d->what = rows ? "applied" : "already applied by an earlier attempt";
       if (rows)
@@ -213,8 +281,11 @@ static int apply_command(svc_t *s, const saga_command_t *c, const cJSON *order,
   }
   if (d->reply) {
     char err[512];
-    saga_recorded_reply_t rec = {d->outcome, NULL, 0, d->reason,
-                                 c->attempt};
+    /* The output is recorded with the outcome: a redelivered command gets
+     * the same reply, reference included. */
+    set_output(s, c, p, d);
+    saga_recorded_reply_t rec = {d->outcome, d->out, strlen(d->out),
+                                 d->reason, c->attempt};
     if (saga_pg_record_in_transaction(s->pg, c->effect_key, &rec, err,
                                       sizeof err) != 0) {
       fprintf(stderr, "order-%s: %s\n", s->spec->name, err);
@@ -233,12 +304,10 @@ static void on_command(saga_participant_t *p, const saga_command_t *c,
                        saga_pending_t *pending, void *arg) {
   (void)p;
   svc_t *s = arg;
-  cJSON *order = cJSON_ParseWithLength(c->payload, c->payload_len);
-  if (order && !cJSON_IsObject(order)) {
-    cJSON_Delete(order);
-    order = NULL;
-  }
-  decision_t d = {SAGA_OUTCOME_SUCCESS, NULL, "", 1};
+  parts_t parts;
+  take_apart(s, c, &parts);
+  const cJSON *order = parts.order;
+  decision_t d = {SAGA_OUTCOME_SUCCESS, NULL, "", 1, ""};
   int touch_ledger = 1;
   if (c->action == SAGA_ACTION_DO) {
     const char *reason = NULL;
@@ -249,24 +318,26 @@ static void on_command(saga_participant_t *p, const saga_command_t *c,
       d.reply = 0;
       break;
     case SVC_FAIL:
-      d = (decision_t){SAGA_OUTCOME_FAILURE, reason, "refused", 1};
+      d = (decision_t){SAGA_OUTCOME_FAILURE, reason, "refused", 1, ""};
       touch_ledger = 0;
       break;
     case SVC_RETRY:
-      d = (decision_t){SAGA_OUTCOME_RETRYABLE, reason, "not now", 1};
+      d = (decision_t){SAGA_OUTCOME_RETRYABLE, reason, "not now", 1, ""};
       touch_ledger = 0;
       break;
     }
   }
-  if (touch_ledger && apply_command(s, c, order, &d) != 0)
+  if (touch_ledger && apply_command(s, c, &parts, &d) != 0)
     d = (decision_t){SAGA_OUTCOME_RETRYABLE, "ledger unavailable",
-                     "ledger unavailable", 1};
+                     "ledger unavailable", 1, ""};
   if (s->verbose || !d.reply)
     fprintf(stderr, "order-%s: saga=%s step=%s %s attempt=%u: %s%s%s%s\n",
             s->spec->name, c->saga_id, c->step, saga_action_name(c->action),
             c->attempt, d.what, d.reason ? " (" : "",
             d.reason ? d.reason : "", d.reason ? ")" : "");
-  cJSON_Delete(order);
+  if (!d.out[0])
+    set_output(s, c, &parts, &d);
+  cJSON_Delete(parts.doc);
   if (!d.reply) {
     /* Held until the service stops: the library then abandons it, and a
      * restarted service finds the effect already in the ledger. */
@@ -275,10 +346,8 @@ static void on_command(saga_participant_t *p, const saga_command_t *c,
             s->spec->name, c->saga_id, c->step);
     return;
   }
-  char out[160];
-  int n = snprintf(out, sizeof out, "{\"service\":\"%s\",\"effect\":\"%s\"}",
-                   s->spec->name, d.what);
-  if (saga_participant_done(pending, d.outcome, out, (size_t)n, d.reason) != 0)
+  if (saga_participant_done(pending, d.outcome, d.out, strlen(d.out),
+                            d.reason) != 0)
     fprintf(stderr, "order-%s: saga=%s: could not send the reply\n",
             s->spec->name, c->saga_id);
 }

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
 #include <uv.h>
 
 #include "saga/client.h"
@@ -42,6 +43,7 @@ typedef struct order {
   int err;  /* start or await error */
   int kind; /* outcome notification kind, 0 = none */
   char reason[128];
+  char shipment[SAGA_MAX_ID + 8]; /* COMPLETED: from the saga's output */
 } order_t;
 
 typedef struct run {
@@ -88,6 +90,15 @@ static void on_outcome(saga_starter_t *s, int err,
     c->o->kind = n->kind;
     snprintf(c->o->reason, sizeof c->o->reason, "%s",
              n->reason ? n->reason : "");
+    /* The saga's output (the definition's "output" mapping):
+     * {"order_id": ..., "charge": ..., "shipment": ...} */
+    cJSON *out = n->payload_len
+                     ? cJSON_ParseWithLength(n->payload, n->payload_len)
+                     : NULL;
+    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(out, "shipment");
+    if (cJSON_IsString(sh))
+      snprintf(c->o->shipment, sizeof c->o->shipment, "%s", sh->valuestring);
+    cJSON_Delete(out);
   }
   finish(c->run, c->o);
 }
@@ -275,22 +286,31 @@ static int report(const run_t *r, const opts_t *o) {
     return 1;
   }
   if (!o->quiet)
-    printf("%-40s %-13s %-12s %-20s %8s\n", "saga", "order", "scenario",
-           "outcome", "ms");
+    printf("%-40s %-13s %-12s %-20s %8s  %s\n", "saga", "order", "scenario",
+           "outcome", "ms", "shipment");
   size_t bad = 0, by_kind[8] = {0};
   for (size_t i = 0; i < r->n; i++) {
     const order_t *d = &r->orders[i];
     const char *outcome =
         d->err ? saga_err_name(d->err) : kind_name(d->kind);
     int ok = !d->err && d->kind == (int)d->sc->expect;
+    /* A completed order's output names the shipment that the shipping
+     * service replied with: "ship-<saga id>". */
+    char want[sizeof d->shipment];
+    snprintf(want, sizeof want, "ship-%s", d->saga_id);
+    int output_ok = d->kind != SAGA_NOTIFY_COMPLETED ||
+                    !strcmp(d->shipment, want);
+    ok = ok && output_ok;
     bad += !ok;
     if (!d->err && d->kind > 0 && d->kind < 8)
       by_kind[d->kind]++;
     long long ms = (long long)(d->ended_ms - d->started_ms);
     if (!o->quiet)
-      printf("%-40s %-13s %-12s %-20s %8lld%s%s\n", d->saga_id, d->order_id,
-             d->sc->name, outcome, ms, ok ? "" : "  expected ",
-             ok ? "" : kind_name(d->sc->expect));
+      printf("%-40s %-13s %-12s %-20s %8lld  %s%s%s%s\n", d->saga_id,
+             d->order_id, d->sc->name, outcome, ms,
+             d->shipment[0] ? d->shipment : "-", ok ? "" : "  expected ",
+             ok ? "" : kind_name(d->sc->expect),
+             output_ok ? "" : " with the shipment in its output");
     if (res)
       fprintf(res, "%s\t%s\t%s\t%s\t%s\t%lld\n", d->saga_id, d->order_id,
               d->sc->name, kind_name(d->sc->expect), outcome, ms);

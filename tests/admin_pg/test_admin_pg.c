@@ -34,14 +34,19 @@ static const char *ORDER_DEF =
     "\"stuck_after_ms\": 30000}, "
     "{\"name\": \"ship\", \"topic\": \"shipping\", "
     "\"kind\": \"retriable\"}]}";
-/* Two versions of refund: credit is stuck after 1 min in v1, 10 h in v2. */
 static const char *REFUND_DEF =
     "{\"name\": \"refund\", \"version\": 1, \"steps\": [{\"name\": "
     "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\", "
+    "\"stuck_after_ms\": 36000000}]}";
+/* Two versions of one type: its step is stuck after 1 min in v1, 10 h in
+ * v2 (test_each_saga_is_judged_by_its_own_version_of_the_step). */
+static const char *CREDIT_V1_DEF =
+    "{\"name\": \"credit\", \"version\": 1, \"steps\": [{\"name\": "
+    "\"book\", \"kind\": \"pivot\", \"topic\": \"ledger\", "
     "\"stuck_after_ms\": 60000}]}";
-static const char *REFUND2_DEF =
-    "{\"name\": \"refund\", \"version\": 2, \"steps\": [{\"name\": "
-    "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\", "
+static const char *CREDIT_V2_DEF =
+    "{\"name\": \"credit\", \"version\": 2, \"steps\": [{\"name\": "
+    "\"book\", \"kind\": \"pivot\", \"topic\": \"ledger\", "
     "\"stuck_after_ms\": 36000000}]}";
 
 static char *conninfo;
@@ -72,16 +77,12 @@ static void on_loop(uv_loop_t *loop, void *arg) {
   o.statement_timeout_ms = 1000;
   pg = admin_pg_new(loop, &o);
   assert_non_null(pg);
-  /* The thresholds sagad hands over from its definitions (for rows
-   * written before saga_index.stuck_at): order waits on charge 30 s, on
-   * the rest the 5 min default; refund's credit: the version registered
-   * last, 10 h. */
-  assert_int_equal(
-      admin_pg_stuck_from_def(pg, saga_registry_find(reg, "order", 1)), 0);
-  assert_int_equal(
-      admin_pg_stuck_from_def(pg, saga_registry_find(reg, "refund", 1)), 0);
-  assert_int_equal(
-      admin_pg_stuck_from_def(pg, saga_registry_find(reg, "refund", 2)), 0);
+  /* Thresholds for rows written before saga_index.stuck_at (the
+   * definitions' own, as sagad hands them over): order waits on charge:
+   * 30 s; refund, any step: 10 h; the rest: the 5 min default. */
+  assert_int_equal(admin_pg_set_stuck(pg, "order", "charge", 30000),
+                   0);
+  assert_int_equal(admin_pg_set_stuck(pg, "refund", NULL, 36000000), 0);
   admin_pg_source(pg, &src);
   srv = admin_http_new(loop, NULL);
   assert_non_null(srv);
@@ -102,39 +103,40 @@ static void on_stop(void *arg) {
   admin_http_close(srv, http_closed, NULL);
 }
 
-static void seed_v(PGconn *c, es_store_t *st, const char *type,
-                   uint32_t version, const char *id, int64_t t0,
-                   const uint8_t *script, size_t n) {
-  sm_t *s = seed_drive(saga_registry_find(reg, type, version), id, t0, 100,
+static void seed(PGconn *c, es_store_t *st, const char *type, const char *id,
+                 int64_t t0, const uint8_t *script, size_t n) {
+  sm_t *s = seed_drive(saga_registry_find(reg, type, 1), id, t0, 100,
                          script, n, seed_pg_append, st);
   seed_pg_index(c, s);
   free(s);
 }
 
-static void seed(PGconn *c, es_store_t *st, const char *type, const char *id,
-                 int64_t t0, const uint8_t *script, size_t n) {
-  seed_v(c, st, type, 1, id, t0, script, n);
-}
-
 /* Apply the coordinator's saga_index migrations as they are, in order. */
 static int apply_migrations(PGconn *c) {
   for (int i = 1; i < 100; i++) {
-    char pattern[16], path[512] = "";
+    char pattern[16];
     snprintf(pattern, sizeof pattern, "%04d_", i);
     DIR *d = opendir(SAGA_INDEX_SQL_DIR);
     if (!d)
       return -1;
-    for (struct dirent *e; (e = readdir(d)) != NULL;)
-      if (!strncmp(e->d_name, pattern, 5))
-        snprintf(path, sizeof path, "%s/%s", SAGA_INDEX_SQL_DIR, e->d_name);
+    int found = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+      char path[512];
+      if (strncmp(e->d_name, pattern, 5) != 0)
+        continue;
+      snprintf(path, sizeof path, "%s/%s", SAGA_INDEX_SQL_DIR, e->d_name);
+      char *sql = slurp(path);
+      if (!sql) {
+        closedir(d);
+        return -1;
+      }
+      seed_pg_exec(c, sql);
+      free(sql);
+      found = 1;
+    }
     closedir(d);
-    if (!path[0])
+    if (!found)
       return i > 1 ? 0 : -1;
-    char *sql = slurp(path);
-    if (!sql)
-      return -1;
-    seed_pg_exec(c, sql);
-    free(sql);
   }
   return 0;
 }
@@ -150,8 +152,7 @@ static int setup(void **state) {
   }
   reg = saga_registry_new();
   if (saga_registry_add(reg, seed_def(ORDER_DEF), NULL) != 0 ||
-      saga_registry_add(reg, seed_def(REFUND_DEF), NULL) != 0 ||
-      saga_registry_add(reg, seed_def(REFUND2_DEF), NULL) != 0)
+      saga_registry_add(reg, seed_def(REFUND_DEF), NULL) != 0)
     return -1;
   PGconn *c = PQconnectdb(conninfo);
   es_store_t *st = NULL;
@@ -176,10 +177,6 @@ static int setup(void **state) {
   seed(c, st, "order", "a-new", now - 60000, one, 1);
   seed(c, st, "order", "a-late", now - 3600000, late, 2);
   seed(c, st, "refund", "b-1", now - 2 * 3600000, NULL, 0);
-  seed_v(c, st, "refund", 2, "b-2", now - 2 * 3600000, NULL, 0);
-  /* a-run's row as a sagad without saga_index.stuck_at wrote it. */
-  seed_pg_exec(c, "UPDATE saga_index SET stuck_at = NULL "
-                  "WHERE saga_id = 'a-run'");
   es_store_close(st);
   PQfinish(c);
   lt = loop_thread_start(on_loop, on_stop, NULL);
@@ -291,61 +288,100 @@ static void test_an_unknown_saga_answers_404(void **state) {
   cJSON_Delete(doc);
 }
 
-static void test_filters_select_by_state_type_and_stuck_thresholds(
-    void **state) {
-  (void)state;
+/* The ids of path's answer, newest first unless it says, and its total. */
+static void expect_list(const char *path, const char *want_ids,
+                        double want_total) {
   int status = 0;
   char ids[512];
-  cJSON *doc = get("/sagas?state=compensated", &status);
-  assert_int_equal(status, 200);
+  cJSON *doc = get(path, &status);
+  if (status != 200)
+    fail_msg("%s: status %d", path, status);
   ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-comp");
-  cJSON_Delete(doc);
-  doc = get("/sagas?type=refund", &status);
-  ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "b-1,b-2");
-  cJSON_Delete(doc);
-  /* Each by its own step's stuck_after_ms (saga_index.stuck_at):
-   * a-park: parked; a-new: 1 min on charge (30 s); a-late: progress 1 h
-   * ago on charge; b-1: 2 h on v1's credit (1 min), though v2, registered
-   * last, gives credit 10 h, and b-2 on v2 is within them. a-run has no
-   * stuck_at (an older sagad's row): 2 h on reserve, past the threshold
-   * taken from the definition (the 5 min default). */
-  doc = get("/sagas?stuck=true", &status);
-  ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-late,a-new,a-park,a-run,b-1");
-  cJSON_Delete(doc);
-  doc = get("/sagas?state=running&stuck=true&type=order", &status);
-  ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-late,a-new,a-run");
+  const cJSON *total = cJSON_GetObjectItem(doc, "total");
+  if (strcmp(ids, want_ids) != 0 || !cJSON_IsNumber(total) ||
+      total->valuedouble != want_total)
+    fail_msg("%s: [%s] of %g, want [%s] of %g", path, ids,
+             cJSON_IsNumber(total) ? total->valuedouble : -1.0, want_ids,
+             want_total);
   cJSON_Delete(doc);
 }
 
-static void test_pages_follow_the_cursor_without_gaps_or_repeats(
+static void test_filters_select_by_state_type_time_and_stuck_thresholds(
     void **state) {
   (void)state;
-  char all[1024] = "", path[128] = "/sagas?limit=2";
-  int pages = 0;
+  static const struct {
+    const char *path, *ids;
+    double total;
+  } cases[] = {
+      /* Newest start first; a-run and b-1 started together, as did
+       * a-done and a-comp: the id breaks the tie. */
+      {"/sagas", "a-new,a-park,a-late,b-1,a-run,a-done,a-comp", 7},
+      {"/sagas?order=oldest", "a-comp,a-done,a-run,b-1,a-late,a-park,a-new",
+       7},
+      {"/sagas?state=compensated", "a-comp", 1},
+      {"/sagas?type=refund", "b-1", 1},
+      {"/sagas?limit=2", "a-new,a-park", 7},
+      /* By each saga's stuck_at: a-park: parked; a-run: 2 h on reserve
+       * (default 5 min); a-new: 1 min on charge (30 s); a-late: progress
+       * 1 h ago on charge; b-1 is within credit's 10 h. */
+      {"/sagas?stuck=true", "a-new,a-park,a-late,a-run", 4},
+      {"/sagas?state=running&stuck=true&type=order", "a-new,a-late,a-run", 3},
+      /* started_at bounds: since inclusive, until exclusive; a duration
+       * is taken back from the database's clock. */
+      {"/sagas?since=90m", "a-new,a-park,a-late", 3},
+      {"/sagas?until=90m", "b-1,a-run,a-done,a-comp", 4},
+      {"/sagas?since=150m&until=90m&order=oldest", "a-run,b-1", 2},
+      {"/sagas?since=2999-01-01T00:00:00Z", "", 0},
+      {"/sagas?until=2000-01-01T00:00:00%2B02:00", "", 0},
+      {"/sagas?since=2000-01-01T00:00:00Z&type=order&limit=1", "a-new", 6},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    expect_list(cases[i].path, cases[i].ids, cases[i].total);
+}
+
+/* Walk every page of query with limit 2: the ids, in order; every page
+ * says the same total. */
+static void walk(const char *query, char *all, size_t n, int *pages) {
+  char path[640];
+  snprintf(path, sizeof path, "/sagas?limit=2%s", query);
+  all[0] = '\0';
+  *pages = 0;
   for (;;) {
     int status = 0;
     cJSON *doc = get(path, &status);
     assert_int_equal(status, 200);
+    assert_int_equal((int)cJSON_GetObjectItem(doc, "total")->valuedouble, 7);
     char ids[256];
     ids_of(doc, ids, sizeof ids);
     if (all[0] && ids[0])
-      strcat(all, ",");
-    strcat(all, ids);
-    pages++;
+      strncat(all, ",", n - strlen(all) - 1);
+    strncat(all, ids, n - strlen(all) - 1);
+    (*pages)++;
     const char *next = str(doc, "next");
     if (!next) {
       assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "next")));
       cJSON_Delete(doc);
       break;
     }
-    snprintf(path, sizeof path, "/sagas?limit=2&after=%s", next);
+    /* base64url: goes into a query string as it is */
+    assert_int_equal(strspn(next, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
+                                  "opqrstuvwxyz0123456789-_"),
+                     strlen(next));
+    snprintf(path, sizeof path, "/sagas?limit=2%s&after=%s", query, next);
     cJSON_Delete(doc);
   }
-  assert_string_equal(all, "a-comp,a-done,a-late,a-new,a-park,a-run,b-1,b-2");
+}
+
+static void test_pages_follow_the_cursor_without_gaps_or_repeats(
+    void **state) {
+  (void)state;
+  char all[1024];
+  int pages = 0;
+  walk("", all, sizeof all, &pages);
+  assert_string_equal(all, "a-new,a-park,a-late,b-1,a-run,a-done,a-comp");
+  assert_int_equal(pages, 4);
+  walk("&order=oldest", all, sizeof all, &pages);
+  assert_string_equal(all, "a-comp,a-done,a-run,b-1,a-late,a-park,a-new");
   assert_int_equal(pages, 4);
 }
 
@@ -393,6 +429,40 @@ static void test_a_locked_table_answers_503_within_the_statement_timeout(
   cJSON_Delete(doc);
 }
 
+/* Each saga by the threshold of its own definition version's step
+ * (saga_index.stuck_at), not by one per type and step: c-v1 waits 2 h on
+ * v1's book (1 min), c-v2 as long on v2's (10 h); c-old's row has no
+ * stuck_at (a sagad before that column) and is judged by the type's
+ * thresholds, here the 5 min default. Its rows are removed afterwards. */
+static void test_each_saga_is_judged_by_its_own_version_of_the_step(
+    void **state) {
+  (void)state;
+  saga_def_t *v1 = seed_def(CREDIT_V1_DEF), *v2 = seed_def(CREDIT_V2_DEF);
+  PGconn *c = PQconnectdb(conninfo);
+  es_store_t *st = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  int64_t now = seed_pg_now_ms(c);
+  const char *ids[] = {"c-v1", "c-v2", "c-old"};
+  saga_def_t *defs[] = {v1, v2, v2};
+  for (int i = 0; i < 3; i++) {
+    sm_t *s = seed_drive(defs[i], ids[i], now - 2 * 3600000, 100, NULL, 0,
+                         seed_pg_append, st);
+    seed_pg_index(c, s);
+    free(s);
+  }
+  seed_pg_exec(c, "UPDATE saga_index SET stuck_at = NULL "
+                  "WHERE saga_id = 'c-old'");
+  expect_list("/sagas?stuck=true&type=credit", "c-v1,c-old", 2);
+  expect_list("/sagas?type=credit", "c-v2,c-v1,c-old", 3);
+  seed_pg_exec(c, "DELETE FROM saga_index WHERE saga_type = 'credit'");
+  es_store_close(st);
+  PQfinish(c);
+  saga_def_free(v1);
+  saga_def_free(v2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
@@ -400,12 +470,15 @@ int main(void) {
       cmocka_unit_test(
           test_a_timed_out_attempt_shows_as_a_timeout_then_a_retry),
       cmocka_unit_test(test_an_unknown_saga_answers_404),
-      cmocka_unit_test(test_filters_select_by_state_type_and_stuck_thresholds),
+      cmocka_unit_test(
+          test_filters_select_by_state_type_time_and_stuck_thresholds),
       cmocka_unit_test(test_pages_follow_the_cursor_without_gaps_or_repeats),
       cmocka_unit_test(
           test_a_lost_connection_is_reopened_for_the_next_request),
       cmocka_unit_test(
           test_a_locked_table_answers_503_within_the_statement_timeout),
+      cmocka_unit_test(
+          test_each_saga_is_judged_by_its_own_version_of_the_step),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dataflow.h"
 #include "msg_codec.h"
+#include "saga_codec.h"
 #include "saga.pb-c.h"
 #include "sim.h"
 
@@ -34,10 +36,93 @@ static int has_fact(const sim_stream_t *st, int type, int step, int action,
   return 0;
 }
 
-/* Invariant 1 (append before act) for commands, and invariant 6's "never
- * compensate after the pivot". */
+/* What the store recorded of a saga's data: its input and the outputs of
+ * its steps. The values point into recs[], which the caller clears. */
+typedef struct {
+  saga_record_t recs[2]; /* Started's record and the latest decoded */
+  const uint8_t *input;
+  size_t input_len;
+  saga_flow_value_t outs[SAGA_DEF_MAX_STEPS];
+  uint8_t *copies[SAGA_DEF_MAX_STEPS];
+} recorded_t;
+
+static void recorded_clear(recorded_t *r) {
+  saga_record_clear(&r->recs[0]);
+  saga_record_clear(&r->recs[1]);
+  for (int i = 0; i < SAGA_DEF_MAX_STEPS; i++)
+    free(r->copies[i]);
+}
+
+static int recorded_read(const sim_stream_t *st, recorded_t *r) {
+  memset(r, 0, sizeof *r);
+  for (size_t i = 0; i < st->n; i++) {
+    saga_record_t *rec = &r->recs[i == 0 ? 0 : 1];
+    if (saga_codec_decode(st->recs[i].data, st->recs[i].len, rec) != 0)
+      return -1;
+    for (size_t k = 0; k < rec->n; k++) {
+      const sm_event_t *ev = &rec->events[k];
+      if (ev->type == SM_EV_STARTED) {
+        r->input = ev->payload;
+        r->input_len = ev->payload_len;
+      } else if (ev->type == SM_EV_SUCCEEDED && ev->action == SM_DO &&
+                 ev->step < SAGA_DEF_MAX_STEPS) {
+        free(r->copies[ev->step]);
+        r->copies[ev->step] = malloc(ev->payload_len ? ev->payload_len : 1);
+        if (!r->copies[ev->step])
+          abort();
+        if (ev->payload_len)
+          memcpy(r->copies[ev->step], ev->payload, ev->payload_len);
+        r->outs[ev->step] = (saga_flow_value_t){r->copies[ev->step],
+                                                ev->payload_len, true};
+      }
+    }
+  }
+  return 0;
+}
+
+/* Invariant 9: a command carries what the definition's mappings give for
+ * the input and outputs the store recorded (and so does the COMPLETED
+ * notification, with the saga's output). which: 0 DO, 1 COMPENSATE, 2 the
+ * saga's output. */
+static int check_payload(sim_t *s, const sim_stream_t *st, const char *saga,
+                         int which, uint32_t step, const uint8_t *payload,
+                         size_t payload_len) {
+  const saga_def_t *def = st->shadow->def;
+  recorded_t r;
+  uint8_t *want = NULL;
+  size_t want_len = 0;
+  int rc = recorded_read(st, &r);
+  if (rc == 0)
+    rc = which == 0   ? saga_flow_command(def, step, r.input, r.input_len,
+                                          r.outs, &want, &want_len)
+         : which == 1 ? saga_flow_compensation(def, step, r.input,
+                                               r.input_len, r.outs, &want,
+                                               &want_len)
+                      : saga_flow_saga_output(def, r.input, r.input_len,
+                                              r.outs, &want, &want_len);
+  recorded_clear(&r);
+  if (rc != 0)
+    abort();
+  int same = want_len == payload_len &&
+             (want_len == 0 || memcmp(want, payload, want_len) == 0);
+  if (!same)
+    sim_violation(s, "%s of %s%s%s carries %.*s, but the recorded input "
+                     "and outputs give %.*s",
+                  which == 2 ? "the COMPLETED notification" : "the command",
+                  saga, which == 2 ? "" : "/", which == 2 ? "" :
+                  def->steps[step].name, (int)payload_len,
+                  payload ? (const char *)payload : "", (int)want_len,
+                  want ? (const char *)want : "");
+  free(want);
+  return !same;
+}
+
+/* Invariant 1 (append before act) for commands, invariant 6's "never
+ * compensate after the pivot", and invariant 9 (commands derived from the
+ * history). */
 int sim_check_command(sim_t *s, const char *saga, const char *step,
-                      int action, uint32_t attempt) {
+                      int action, uint32_t attempt, const uint8_t *payload,
+                      size_t payload_len) {
   sim_stream_t *st = sim_store_find(s, saga);
   const saga_def_t *def = st && st->shadow ? st->shadow->def : NULL;
   int k = def ? saga_def_step_index(def, step) : -1;
@@ -53,11 +138,13 @@ int sim_check_command(sim_t *s, const char *saga, const char *step,
     return sim_violation(s, "compensation %s/%s sent after the pivot %s "
                             "succeeded",
                          saga, step, def->steps[def->pivot].name);
-  return 0;
+  return check_payload(s, st, saga, action ? 1 : 0, (uint32_t)k, payload,
+                       payload_len);
 }
 
 int sim_check_notification(sim_t *s, const char *saga, int kind,
-                           const char *step, int action) {
+                           const char *step, int action,
+                           const uint8_t *payload, size_t payload_len) {
   sim_stream_t *st = sim_store_find(s, saga);
   int ok = 0;
   switch (kind) {
@@ -90,6 +177,8 @@ int sim_check_notification(sim_t *s, const char *saga, int kind,
                          "append before act: notification %d of saga %s "
                          "produced before its event is committed",
                          kind, saga);
+  if (kind == SM_NOTIFY_COMPLETED)
+    return check_payload(s, st, saga, 2, 0, payload, payload_len);
   return 0;
 }
 

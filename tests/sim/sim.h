@@ -328,9 +328,11 @@ saga__hdr_copy_t *sim_wire_operator_headers(void);
 /* Each returns 0, or 1 after recording the violation in s->violation. */
 int sim_violation(sim_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int sim_check_command(sim_t *s, const char *saga, const char *step,
-                      int action, uint32_t attempt);
+                      int action, uint32_t attempt, const uint8_t *payload,
+                      size_t payload_len);
 int sim_check_notification(sim_t *s, const char *saga, int kind,
-                           const char *step, int action);
+                           const char *step, int action,
+                           const uint8_t *payload, size_t payload_len);
 int sim_check_ack(sim_t *s, const sim_inmsg_t *m);
 int sim_check_commit(sim_t *s, sim_stream_t *st);
 int sim_check_step(sim_t *s);

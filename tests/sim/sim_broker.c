@@ -150,7 +150,7 @@ static void take_command(sim_node_t *n, const void *value, size_t len,
   }
   sim_check_command(s, c->saga_id, c->step,
                     c->action == SAGA__V1__ACTION__ACTION_COMPENSATE,
-                    c->attempt);
+                    c->attempt, c->payload.data, c->payload.len);
   int i = saga_index_of(s, c->saga_id);
   int step = i >= 0 ? saga_def_step_index(s->sagas[i].def, c->step) : -1;
   if (step < 0) {
@@ -201,7 +201,7 @@ static int64_t take_notification(sim_node_t *n, const void *value,
     return 0;
   }
   sim_check_notification(s, m->saga_id, (int)m->kind, m->step,
-                         (int)m->action);
+                         (int)m->action, m->payload.data, m->payload.len);
   int64_t tag = ((int64_t)(saga_index_of(s, m->saga_id) + 1) << 32) |
                 ((int64_t)m->kind << 48);
   saga__v1__notification__free_unpacked(m, NULL);

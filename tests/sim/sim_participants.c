@@ -96,6 +96,17 @@ static void reply(sim_t *s, const sim_cmd_t *c, int outcome, int64_t delay) {
   m.idempotency_key = MUT(c->key);
   m.outcome = (Saga__V1__Outcome)outcome;
   m.reason = MUT(outcome == SM_OUTCOME_SUCCESS ? "" : "simulated");
+  /* A DO's output names its key, so the outputs that flow on (and the
+   * checks of invariant 9) tell attempts apart; every third is not JSON,
+   * which the coordinator carries as {"$base64": ...}. */
+  char out[SM_ID_MAX + 96];
+  if (outcome == SM_OUTCOME_SUCCESS && !c->action) {
+    int n = c->attempt % 3 == 0
+                ? snprintf(out, sizeof out, "raw:%s", c->key)
+                : snprintf(out, sizeof out, "{\"ref\":\"%s\"}", c->key);
+    m.payload.data = (uint8_t *)out;
+    m.payload.len = (size_t)n;
+  }
   s->replies++;
   put(s, c->saga, SIM_IN_REPLY, &m.base, NULL, delay);
 }

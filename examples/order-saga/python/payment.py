@@ -42,21 +42,24 @@ LEDGER_SQL = (
     " effect text NOT NULL CHECK (effect IN ('applied', 'undone', 'voided')),"
     " order_id text, amount bigint,"
     " at timestamptz NOT NULL DEFAULT clock_timestamp(),"
-    " UNIQUE (saga_id, step, effect))")
+    " UNIQUE (saga_id, step, effect));"
+    "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS reference text;"
+    "ALTER TABLE ledger ADD COLUMN IF NOT EXISTS received text")
 
 INSERT_SQL = (
     "INSERT INTO ledger (idempotency_key, saga_id, step, action, effect,"
-    " order_id, amount) VALUES (%s, %s, %s, %s, 'applied', %s, %s::bigint)"
+    " order_id, amount, reference, received)"
+    " VALUES (%s, %s, %s, %s, 'applied', %s, %s::bigint, %s, nullif(%s, ''))"
     " ON CONFLICT DO NOTHING")
 
 # The effect a COMPENSATE writes: undo what was applied, else void it.
 UNDO_SQL = (
     "INSERT INTO ledger (idempotency_key, saga_id, step, action, effect,"
-    " order_id, amount)"
+    " order_id, amount, reference)"
     " SELECT %(key)s, %(saga)s, %(step)s, %(action)s,"
     "  CASE WHEN EXISTS (SELECT 1 FROM ledger WHERE saga_id = %(saga)s AND"
     "   step = %(step)s AND effect = 'applied') THEN 'undone' ELSE 'voided'"
-    "  END, %(order)s, %(amount)s::bigint"
+    "  END, %(order)s, %(amount)s::bigint, nullif(%(handed)s, '')"
     " ON CONFLICT DO NOTHING RETURNING effect")
 
 VOIDED_SQL = ("SELECT 1 FROM ledger WHERE saga_id = %s AND step = %s"
@@ -114,14 +117,29 @@ def parse_args(argv):
     return a
 
 
-def order_of(payload):
-    """The order (a dict) from a command payload, or {} when it is not a
-    JSON object."""
+def parts_of(cmd):
+    """What a command carries, taken apart: (order, handed, received). A DO
+    carries {"order": <the saga's input>, "reservation": ...} (the
+    definition's "input" mapping); a COMPENSATE {"command": <that>,
+    "output": <what the DO replied>}. order is {} when absent; handed is
+    the reference the DO replied with ("" when unknown); received the
+    earlier steps' references, '+'-joined."""
     try:
-        order = json.loads(payload)
+        doc = json.loads(cmd.payload)
     except ValueError:
-        return {}
-    return order if isinstance(order, dict) else {}
+        doc = None
+    doc = doc if isinstance(doc, dict) else {}
+    handed = ""
+    if cmd.action == Action.COMPENSATE:
+        out = doc.get("output")
+        ref = out.get("reference") if isinstance(out, dict) else None
+        handed = ref if isinstance(ref, str) else ""
+        doc = doc.get("command") if isinstance(doc.get("command"),
+                                               dict) else {}
+    order = doc.get("order") if isinstance(doc.get("order"), dict) else {}
+    got = [doc.get(k) for k in ("reservation", "charge")]
+    received = "+".join(g for g in got if isinstance(g, str) and g)
+    return order, handed, received
 
 
 class Payment:
@@ -156,9 +174,10 @@ class Payment:
             return Outcome.SUCCESS, "", False
         return Outcome.SUCCESS, "", True
 
-    def apply(self, cmd, order, outcome, reason, reply):
+    def apply(self, cmd, parts, outcome, reason, reply):
         """Write the ledger and, when answering, the idempotency record in
         one transaction. Returns (outcome, reason, what)."""
+        order, handed, received = parts
         amount = order.get("amount")
         amount = int(amount) if isinstance(amount, (int, float)) else 0
         order_id = order.get("order_id") if isinstance(
@@ -168,7 +187,7 @@ class Payment:
                 row = self.conn.execute(UNDO_SQL, dict(
                     key=cmd.idempotency_key, saga=cmd.saga_id, step=cmd.step,
                     action=UNDO_ACTION, order=order_id,
-                    amount=amount)).fetchone()
+                    amount=amount, handed=handed)).fetchone()
                 what = "already compensated" if row is None else (
                     "undone" if row[0] == "undone" else
                     "voided (never applied)")
@@ -185,22 +204,36 @@ class Payment:
             else:
                 n = self.conn.execute(INSERT_SQL, (
                     cmd.idempotency_key, cmd.saga_id, cmd.step, DO_ACTION,
-                    order_id, amount)).rowcount
+                    order_id, amount, self.reference(cmd),
+                    received)).rowcount
                 what = "applied" if n else \
                     "already applied by an earlier attempt"
                 self.counts["applied"] += n
             if reply:
+                # The output is recorded with the outcome: a redelivered
+                # command gets the same reply, reference included.
                 record_in_transaction(self.conn, cmd.effect_key, RecordedReply(
-                    outcome, self.output(what), reason, cmd.attempt))
+                    outcome, self.output(cmd, outcome, what), reason,
+                    cmd.attempt))
         return outcome, reason, what, reply
 
     @staticmethod
-    def output(what):
-        return json.dumps({"service": NAME, "effect": what},
-                          separators=(",", ":")).encode()
+    def reference(cmd):
+        """This effect's own reference, which the saga hands on."""
+        return f"{DO_ACTION}-{cmd.saga_id}"
+
+    @classmethod
+    def output(cls, cmd, outcome, what):
+        """The step's output: what it did and, for an applied DO, its
+        reference (the same bytes as the C services)."""
+        out = {"service": NAME, "effect": what}
+        if cmd.action == Action.DO and outcome == Outcome.SUCCESS:
+            out["reference"] = cls.reference(cmd)
+        return json.dumps(out, separators=(",", ":")).encode()
 
     def on_command(self, cmd):
-        order = order_of(cmd.payload)
+        parts = parts_of(cmd)
+        order = parts[0]
         outcome, reason, reply = Outcome.SUCCESS, "", True
         touch_ledger = True
         what = ""
@@ -210,7 +243,7 @@ class Payment:
                 what, touch_ledger = "refused", False
         if touch_ledger:
             try:
-                outcome, reason, what, reply = self.apply(cmd, order, outcome,
+                outcome, reason, what, reply = self.apply(cmd, parts, outcome,
                                                           reason, reply)
             except (psycopg.Error, SagaError) as e:
                 log.warning("%s", str(e).strip().splitlines()[0])
@@ -232,7 +265,7 @@ class Payment:
             self.counts["held"] += 1
             log.info("saga=%s step=%s: reply withheld", cmd.saga_id, cmd.step)
             return None
-        return Result(outcome, self.output(what), reason)
+        return Result(outcome, self.output(cmd, outcome, what), reason)
 
 
 def main(argv):

@@ -3,9 +3,13 @@
  * attempt) has a recorded reply to the same attempt or a recorded SUCCESS,
  * else call the handler; record the reply under the effect key, produce it
  * addressed to the command's own attempt, and only when its delivery is
- * acknowledged acknowledge the command's offset. Undecodable input is dead-lettered and its offset moves
- * on once the dead letter is delivered. */
+ * acknowledged acknowledge the command's offset. A COMPENSATE whose DO was
+ * never applied is voided without the handler, and a DO arriving after
+ * that is refused. Undecodable
+ * input is dead-lettered and its offset moves on once the dead letter is
+ * delivered. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +39,11 @@ struct saga_pending {
   char topic[SAGA_WIRE_MAX_ID + 1];
   /* "<saga_id>/<step>/<DO|COMPENSATE>": the same for every attempt */
   char effect_key[2 * SAGA_WIRE_MAX_ID + 16];
-  int in_handler;             /* handler called, done() not yet */
-  saga_pending_t *dups;       /* same effect, arrived while this was in flight */
+  int in_handler;             /* handler called (or being voided), done()
+                                 not yet */
+  saga_pending_t *dups;       /* same effect (or its step's DO behind a
+                                 COMPENSATE), arrived while this was in
+                                 flight */
   int dup_of_inflight;
   saga_pending_t *prev, *next; /* p->jobs */
 };
@@ -135,6 +142,19 @@ static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
 }
 
 static void dispatch(saga_pending_t *j);
+static void on_lookup(void *arg, int err, int found,
+                      const saga_recorded_reply_t *r);
+
+/* A COMPENSATE that finds its step's DO never applied (no record, or a
+ * FAILURE or RETRYABLE: nothing done) records this under the DO's effect
+ * key before it answers: a DO that arrives later -- overtaken by its own
+ * compensation -- gets this FAILURE and never reaches the handler.
+ * INT32_MAX answers every attempt (see answers) and fits the PostgreSQL
+ * store's integer column. */
+#define VOID_ATTEMPT ((uint32_t)INT32_MAX)
+static const char VOID_DO_REASON[] =
+    "refused: the step was compensated before this command arrived";
+static const char VOID_COMP_REASON[] = "voided: the step was never applied";
 
 /* A recorded reply answers a command without the handler when the effect
  * was applied (SUCCESS) by any attempt, or when it answered that very
@@ -155,7 +175,11 @@ static void answer_dups(saga_pending_t *j, const saga_recorded_reply_t *r) {
   while (d) {
     saga_pending_t *n = d->dups;
     d->dups = NULL;
-    if (!answers(r, d->cmd->attempt)) {
+    if (strcmp(d->effect_key, j->effect_key) != 0) {
+      /* The step's other action (a COMPENSATE behind its DO, a DO behind
+       * its COMPENSATE): judged afresh against what is recorded now. */
+      d->p->store.lookup(d->p->store.ctx, d->effect_key, on_lookup, d);
+    } else if (!answers(r, d->cmd->attempt)) {
       dispatch(d);
     } else {
       d->p->stats.duplicates++;
@@ -222,13 +246,29 @@ int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
 
 /* ---- intake ---- */
 
-static saga_pending_t *inflight_with_effect(saga_participant_t *p,
-                                            const saga_pending_t *self) {
+/* A command in the handler (or being voided) with this effect key. */
+static saga_pending_t *inflight_with_key(saga_participant_t *p,
+                                         const saga_pending_t *self,
+                                         const char *key) {
   for (saga_pending_t *j = p->jobs; j; j = j->next)
     if (j != self && j->kind == JOB_COMMAND && j->in_handler &&
-        !strcmp(j->effect_key, self->effect_key))
+        !strcmp(j->effect_key, key))
       return j;
   return NULL;
+}
+
+/* The effect key of j's step with the other action. */
+static void other_key(const saga_pending_t *j, char *buf, size_t len) {
+  snprintf(buf, len, "%s/%s/%s", j->cmd->saga_id, j->cmd->step,
+           j->cmd->action == SAGA__V1__ACTION__ACTION_DO ? "COMPENSATE"
+                                                         : "DO");
+}
+
+/* Queue j behind `first`: answered (same effect) or judged afresh
+ * (the step's other action) when first is done. */
+static void wait_behind(saga_pending_t *j, saga_pending_t *first) {
+  j->dups = first->dups;
+  first->dups = j;
 }
 
 static handler_t *find_handler(saga_participant_t *p, const char *topic) {
@@ -242,11 +282,15 @@ static handler_t *find_handler(saga_participant_t *p, const char *topic) {
  * that is still there. */
 static void dispatch(saga_pending_t *j) {
   saga_participant_t *p = j->p;
-  saga_pending_t *first = inflight_with_effect(p, j);
+  saga_pending_t *first = inflight_with_key(p, j, j->effect_key);
+  char other[sizeof j->effect_key];
+  other_key(j, other, sizeof other);
+  /* A DO waits for its step's compensation in progress: if that was
+   * voided, the DO is refused. */
+  if (!first && j->cmd->action == SAGA__V1__ACTION__ACTION_DO)
+    first = inflight_with_key(p, j, other);
   if (first) {
-    /* Same effect still in the handler: answer when it is done. */
-    j->dups = first->dups;
-    first->dups = j;
+    wait_behind(j, first);
     return;
   }
   handler_t *h = find_handler(p, j->topic);
@@ -273,6 +317,65 @@ static void dispatch(saga_pending_t *j) {
   h->fn(p, &j->view, j, h->arg);
 }
 
+/* ---- compensation of an effect never applied ---- */
+
+static void on_tombstone(void *arg, int err) {
+  saga_pending_t *j = arg;
+  if (err) {
+    abandon_dups(j);
+    job_abandon(j);
+    return;
+  }
+  /* Recorded and answered like a handler's SUCCESS (in_handler is set). */
+  (void)saga_participant_done(j, SAGA_OUTCOME_SUCCESS, NULL, 0,
+                              VOID_COMP_REASON);
+}
+
+static void on_do_lookup(void *arg, int err, int found,
+                         const saga_recorded_reply_t *r) {
+  saga_pending_t *j = arg;
+  if (err) {
+    j->in_handler = 0;
+    abandon_dups(j);
+    job_abandon(j);
+    return;
+  }
+  if (found && r->outcome == SAGA_OUTCOME_SUCCESS) {
+    /* Applied: the handler undoes it. */
+    j->in_handler = 0;
+    dispatch(j); /* those that queued behind j stay queued */
+    return;
+  }
+  char key[sizeof j->effect_key];
+  snprintf(key, sizeof key, "%s/%s/DO", j->cmd->saga_id, j->cmd->step);
+  saga_recorded_reply_t t = {SAGA_OUTCOME_FAILURE, NULL, 0, VOID_DO_REASON,
+                             VOID_ATTEMPT};
+  j->p->store.record(j->p->store.ctx, key, &t, on_tombstone, j);
+}
+
+/* A COMPENSATE not answered from the store: undo through the handler
+ * only what its DO applied. A DO still in the handler has no recorded
+ * outcome yet (and may never answer): only the handler knows what it did,
+ * so the compensation goes to it. Otherwise the store decides; meanwhile
+ * the command counts as in the handler, so the step's DO waits for the
+ * verdict. */
+static void judge_compensation(saga_pending_t *j) {
+  saga_participant_t *p = j->p;
+  saga_pending_t *first = inflight_with_key(p, j, j->effect_key);
+  if (first) {
+    wait_behind(j, first);
+    return;
+  }
+  char key[sizeof j->effect_key];
+  other_key(j, key, sizeof key);
+  if (inflight_with_key(p, j, key)) {
+    dispatch(j);
+    return;
+  }
+  j->in_handler = 1;
+  p->store.lookup(p->store.ctx, key, on_do_lookup, j);
+}
+
 static void on_lookup(void *arg, int err, int found,
                       const saga_recorded_reply_t *r) {
   saga_pending_t *j = arg;
@@ -290,7 +393,10 @@ static void on_lookup(void *arg, int err, int found,
   }
   /* Unknown, or an earlier attempt that applied nothing: the step runs
    * (again). `r` is not used past this point (recording may replace it). */
-  dispatch(j);
+  if (j->cmd->action == SAGA__V1__ACTION__ACTION_COMPENSATE)
+    judge_compensation(j);
+  else
+    dispatch(j);
 }
 
 static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,

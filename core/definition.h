@@ -16,10 +16,13 @@
 #define SAGA_DEF_MAX_NAME 64 /* saga, step, action and group names */
 #define SAGA_DEF_MAX_TOPIC 249 /* Kafka's own limit */
 
-/* Bounds checked at load (inclusive). */
+/* Bounds checked at load (inclusive). Deadlines, backoffs and stuck
+ * thresholds go up to 30 days (a manual approval, a transfer that settles
+ * tomorrow): 2592000000 ms still fits the uint32_t fields below, and every
+ * absolute time computed from them is int64_t Unix epoch ms. */
 #define SAGA_DEF_TIMEOUT_MIN_MS 10
-#define SAGA_DEF_TIMEOUT_MAX_MS 86400000
-#define SAGA_DEF_BACKOFF_MAX_MS 86400000
+#define SAGA_DEF_TIMEOUT_MAX_MS 2592000000u
+#define SAGA_DEF_BACKOFF_MAX_MS 2592000000u
 #define SAGA_DEF_ATTEMPTS_MAX 1000
 #define SAGA_DEF_MULTIPLIER_MAX 10.0
 

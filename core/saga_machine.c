@@ -646,6 +646,20 @@ bool sm_is_stuck(const sm_t *saga, int64_t now) {
   return false;
 }
 
+int64_t sm_stuck_at(const sm_t *saga) {
+  if (saga->status == SM_COMPENSATION_FAILED)
+    return saga->updated_ms;
+  if (saga->status != SM_RUNNING && saga->status != SM_COMPENSATING)
+    return 0;
+  int64_t at = 0;
+  for (uint32_t i = 0; i < saga->nsteps; i++) {
+    int64_t t = saga->updated_ms + saga->def->steps[i].stuck_after_ms;
+    if (is_waiting(saga->steps[i].status) && (at == 0 || t < at))
+      at = t;
+  }
+  return at;
+}
+
 int64_t sm_next_timer(const sm_t *saga) {
   int64_t t = 0;
   for (uint32_t i = 0; i < saga->nsteps; i++) {

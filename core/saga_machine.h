@@ -328,6 +328,15 @@ bool sm_is_terminal(const sm_t *saga);
  * stuck). */
 bool sm_is_stuck(const sm_t *saga, int64_t now);
 
+/* When sm_is_stuck turns true without a further transition, for
+ * saga_index's stuck_at (so every reader judges a saga by its own step's
+ * stuck_after_ms): a running or compensating saga is stuck at any now >
+ * the result (its last progress plus the smallest threshold of the steps
+ * it waits on); a parked saga returns its last progress (stuck since it
+ * parked); 0 = it cannot become stuck as it stands (terminal, or waiting
+ * on no step). */
+int64_t sm_stuck_at(const sm_t *saga);
+
 /* The step a non-terminal saga is at, for saga_index's current_step and
  * operators: a parked saga's step whose compensation is spent, a
  * compensating saga's step being compensated, a running saga's step in

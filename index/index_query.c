@@ -119,13 +119,18 @@ int iq_cursor_decode(const char *token, iq_cursor_t *out) {
 
 /* ---- SQL ------------------------------------------------------------------ */
 
-/* The stuck flag ($1 thresholds, $2 default ms): see iq_stuck_t. */
+/* The stuck flag ($1 thresholds, $2 default ms): see iq_stuck_t. sagad
+ * writes stuck_at with every transition (sm_stuck_at: the thresholds of
+ * the steps waited on, in the saga's own definition version); the
+ * thresholds judge only rows written before that column (NULL). */
 #define STUCK                                                                \
   "(i.status = 'compensation_failed' OR (i.status IN ('running', "           \
-  "'compensating') AND i.updated_at < now() - COALESCE((SELECT th.ms FROM "  \
+  "'compensating') AND COALESCE(i.stuck_at, i.updated_at + COALESCE(("       \
+  "SELECT th.ms FROM "                                                       \
   "jsonb_to_recordset($1::jsonb) AS th(t text, s text, ms bigint) "          \
   "WHERE th.t = i.saga_type AND th.s IN (i.current_step, '') "               \
-  "ORDER BY th.s = '' LIMIT 1), $2::bigint) * interval '1 millisecond'))"
+  "ORDER BY th.s = '' LIMIT 1), $2::bigint) * interval '1 millisecond') "    \
+  "< now()))"
 
 /* started_at in microseconds, exact whatever extract's type. */
 #define STARTED_US                                                           \

@@ -99,10 +99,12 @@ typedef struct {
 } iq_filter_t;
 
 /* How "stuck" is judged, as sm_is_stuck judges a saga in memory: a saga in
- * compensation_failed is stuck; a running or compensating one is when its
- * updated_at is older than the threshold of the step it waits on
- * (current_step): a threshold for (type, step), else for (type, ""), else
- * default_ms. The database's now() decides. thresholds_json is a JSON
+ * compensation_failed is stuck; a running or compensating one is once
+ * now() passes its stuck_at, which sagad writes from the stuck_after_ms of
+ * the steps it waits on (sm_stuck_at). A row written before that column
+ * (stuck_at NULL) is stuck when its updated_at is older than the threshold
+ * of the step it waits on (current_step): a threshold for (type, step),
+ * else for (type, ""), else default_ms. The database's now() decides. thresholds_json is a JSON
  * array of {"t": type, "s": step or "", "ms": threshold} (NULL = none). */
 typedef struct {
   const char *thresholds_json;

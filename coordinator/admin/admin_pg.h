@@ -23,7 +23,8 @@
 
 typedef struct {
   const char *conninfo;          /* libpq conninfo (copied); required */
-  int64_t stuck_after_ms;        /* default threshold (default 300000) */
+  int64_t stuck_after_ms;        /* default threshold of rows without
+                                    stuck_at (default 300000) */
   uint32_t statement_timeout_ms; /* per statement, as options' -c
                                     statement_timeout unless conninfo sets
                                     options (default 5000) */
@@ -49,7 +50,12 @@ typedef struct admin_pg admin_pg_t;
  * Loop thread. */
 admin_pg_t *admin_pg_new(uv_loop_t *loop, const admin_pg_opts_t *opts);
 
-/* Stuck threshold override for sagas of type waiting on step (NULL or ""
+/* A saga is stuck once now passes the stuck_at the coordinator wrote in
+ * its saga_index row (the thresholds of the steps it waits on, from the
+ * definition version it runs). The thresholds below judge only rows
+ * written before that column existed (stuck_at NULL).
+ *
+ * Stuck threshold override for sagas of type waiting on step (NULL or ""
  * = any step of the type; an exact step wins over the type's). Replaces
  * an earlier value for the same pair; applies to requests queued from now
  * on. Returns 0, or -1 when out of memory or ms < 1. Loop thread. */

@@ -123,8 +123,9 @@ static const prop_t props[] = {
      NULL, 0},
     {"stuck.default_ms", T_DURATION, OFF(stuck_default_ms), 1000, 30 * DAY_MS,
      "1h", NULL,
-     "a saga without progress for this long is reported stuck, unless its "
-     "definition sets its own deadline",
+     "stuck threshold of the admin endpoint's list for saga_index rows "
+     "written by a sagad older than their stuck_at column (every other "
+     "saga is judged by its step's own stuck_after_ms)",
      NULL, 0},
     {"otlp.endpoint", T_STRING, OFF(otlp_endpoint), 0, 300, "", NULL,
      "IPv4 host:port of an OpenTelemetry collector taking OTLP/HTTP JSON "

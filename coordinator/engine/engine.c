@@ -1396,6 +1396,7 @@ static void index_row(const sagad_engine_t *e, const sm_t *s,
   row->started_ms = s->started_ms;
   row->updated_ms = s->updated_ms;
   row->next_deadline_ms = sm_next_timer(s);
+  row->stuck_at_ms = sm_stuck_at(s);
   int cur = sm_current_step(s);
   row->current_step = cur < 0 ? NULL : step_name(s, (unsigned)cur);
   row->notify_pending = e->notify && sm_is_terminal(s);
@@ -1692,7 +1693,11 @@ static void dead_letter(sagad_engine_t *e, const sagad_inmsg_t *m,
                                                  : DLQ_VALUE_PREFIX;
   if (value_keep > room / 2)
     value_keep = room / 2;
-  dletter_t *dl = dletter_new(e, m, reason, value_keep, key_keep, drop);
+  /* saga-dlq-reason: "<class>: <text>", the class being the reason label
+   * of saga_dead_letters_total (docs/protocol.md lists them). */
+  char header[640];
+  snprintf(header, sizeof header, "%s: %s", why, reason);
+  dletter_t *dl = dletter_new(e, m, header, value_keep, key_keep, drop);
   if (!dl) {
     /* Not acked: the input comes back after a restart. */
     e->c.dead_letters_blocked++;

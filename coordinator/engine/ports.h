@@ -48,6 +48,7 @@ typedef struct {
   int64_t started_ms;        /* Unix epoch ms */
   int64_t updated_ms;
   int64_t next_deadline_ms;  /* 0 = none */
+  int64_t stuck_at_ms;       /* sm_stuck_at(): stuck after this; 0 = never */
   const char *current_step;  /* NULL = none */
   /* 1: the saga is terminal and its final notification (COMPLETED or
    * COMPENSATED) is not yet known to be delivered; recovery re-sends it

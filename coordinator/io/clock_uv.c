@@ -7,8 +7,15 @@
 
 #include "shell.h"
 
+/* A libuv timer runs on the monotonic clock, deadlines on the wall clock,
+ * and a step may wait 30 days: a clock stepped forward or a suspended host
+ * would make one long uv timer fire late by as much. So a wait is armed
+ * in slices of at most this long, each re-checking the wall clock. */
+#define WAKE_SLICE_MS 60000
+
 struct sagad_clock_uv {
   uv_timer_t timers[SAGAD_WAKE_N];
+  int64_t target[SAGAD_WAKE_N]; /* wall-clock ms asked for, 0 = none */
   uv_check_t check;
   uv_idle_t idle;
   sagad_engine_t *engine;
@@ -23,9 +30,26 @@ static int64_t c_now(void *self) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void on_timer(uv_timer_t *t);
+
+/* Arm slot's uv timer for the next slice towards its target. */
+static void arm_slice(sagad_clock_uv_t *c, int slot) {
+  int64_t d = c->target[slot] - c_now(c);
+  if (d < 0)
+    d = 0;
+  if (d > WAKE_SLICE_MS)
+    d = WAKE_SLICE_MS;
+  uv_timer_start(&c->timers[slot], on_timer, (uint64_t)d, 0);
+}
+
 static void on_timer(uv_timer_t *t) {
   sagad_clock_uv_t *c = t->data;
   int slot = (int)(t - c->timers);
+  if (c_now(c) < c->target[slot]) { /* a slice of a longer wait */
+    arm_slice(c, slot);
+    return;
+  }
+  c->target[slot] = 0;
   if (c->engine)
     sagad_engine_on_wake(c->engine, slot);
 }
@@ -34,12 +58,12 @@ static void c_wake_at(void *self, int slot, int64_t at_ms) {
   sagad_clock_uv_t *c = self;
   if (slot < 0 || slot >= SAGAD_WAKE_N)
     return;
+  c->target[slot] = at_ms;
   if (!at_ms) {
     uv_timer_stop(&c->timers[slot]);
     return;
   }
-  int64_t d = at_ms - c_now(c);
-  uv_timer_start(&c->timers[slot], on_timer, d > 0 ? (uint64_t)d : 0, 0);
+  arm_slice(c, slot);
 }
 
 static void on_idle(uv_idle_t *h) { (void)h; }

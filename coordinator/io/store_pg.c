@@ -25,7 +25,7 @@
 extern const char *const sagad__sql_migrations[];
 extern const size_t sagad__n_sql_migrations;
 
-#define IDX_NCOLS 11
+#define IDX_NCOLS 12
 #define LANES 2
 #define LANE_BLOCK 16
 
@@ -72,19 +72,22 @@ struct sagad_store_pg {
 static const char UPSERT_SQL[] =
     "INSERT INTO saga_index AS i (saga_id, saga_type, definition_version, "
     "status, partition, version, started_at, updated_at, next_deadline_at, "
-    "current_step, notify_pending) SELECT u.id, u.t, u.dv, u.st, u.p, u.v, "
-    "to_timestamp(u.s / 1000.0), to_timestamp(u.up / 1000.0), "
+    "current_step, notify_pending, stuck_at) SELECT u.id, u.t, u.dv, u.st, "
+    "u.p, u.v, to_timestamp(u.s / 1000.0), to_timestamp(u.up / 1000.0), "
     "CASE WHEN u.dl = 0 THEN NULL ELSE to_timestamp(u.dl / 1000.0) END, u.cs, "
-    "u.np FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], "
+    "u.np, CASE WHEN u.sa = 0 THEN 'infinity'::timestamptz "
+    "ELSE to_timestamp(u.sa / 1000.0) END "
+    "FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], "
     "$5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], "
-    "$10::text[], $11::boolean[]) "
-    "AS u(id, t, dv, st, p, v, s, up, dl, cs, np) "
+    "$10::text[], $11::boolean[], $12::bigint[]) "
+    "AS u(id, t, dv, st, p, v, s, up, dl, cs, np, sa) "
     "ON CONFLICT (saga_id) DO UPDATE SET status = excluded.status, "
     "partition = excluded.partition, version = excluded.version, "
     "updated_at = excluded.updated_at, "
     "next_deadline_at = excluded.next_deadline_at, "
     "current_step = excluded.current_step, "
-    "notify_pending = excluded.notify_pending "
+    "notify_pending = excluded.notify_pending, "
+    "stuck_at = excluded.stuck_at "
     "WHERE i.version < excluded.version "
     /* only a version the stream holds: a stream of the batch that conflicted
      * wrote nothing, its row must not either (found by tests/sim, seed 42) */
@@ -208,18 +211,19 @@ static int p_batch_add(void *self, const char *saga_id, int64_t expected,
 static int p_batch_index(void *self, const sagad_index_row_t *r) {
   sagad_store_pg_t *s = self;
   lane_t *ln = &s->lanes[s->last_lane];
-  char ver[16], part[16], v[24], st[24], up[24], dl[24];
+  char ver[16], part[16], v[24], st[24], up[24], dl[24], sa[24];
   snprintf(ver, sizeof ver, "%u", (unsigned)r->definition_version);
   snprintf(part, sizeof part, "%d", (int)r->partition);
   snprintf(v, sizeof v, "%lld", (long long)r->version);
   snprintf(st, sizeof st, "%lld", (long long)r->started_ms);
   snprintf(up, sizeof up, "%lld", (long long)r->updated_ms);
   snprintf(dl, sizeof dl, "%lld", (long long)r->next_deadline_ms);
+  snprintf(sa, sizeof sa, "%lld", (long long)r->stuck_at_ms);
   const char *vals[IDX_NCOLS] = {r->saga_id, r->saga_type, ver, r->status,
                                  part,       v,            st,  up,
                                  dl,         r->current_step,
-                                 r->notify_pending ? "t" : "f"};
-  static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0};
+                                 r->notify_pending ? "t" : "f", sa};
+  static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0};
   for (int c = 0; c < IDX_NCOLS; c++)
     if (col_put(&ln->idx[c], vals[c], quoted[c]) != 0) {
       set_err(s, "could not add the index upsert", "out of memory");

@@ -158,8 +158,13 @@ SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
  * later attempt of an effect recorded as SUCCESS (its reply came too late)
  * gets that reply addressed to its own attempt and idempotency key, both
  * without reaching the handler; after a recorded FAILURE or RETRYABLE a
- * later attempt runs the handler again; undecodable input goes to the
- * dead-letter
+ * later attempt runs the handler again. A COMPENSATE whose DO this store
+ * never saw applied (no record, or FAILURE/RETRYABLE) and that is not in
+ * the handler now is recorded as voided and answered SUCCESS without the
+ * handler, and a refusal is recorded for the DO: a DO that arrives later
+ * gets FAILURE without the handler (the DO and COMPENSATE of a step must
+ * share this store; docs/protocol.md, 3a/3b). Undecodable input goes to
+ * the dead-letter
  * topic with a `saga-dlq-reason` header; the offset of a command is
  * committed only after its reply's delivery is acknowledged. Returns 0,
  * SAGA_ESTATE, SAGA_EINVAL or SAGA_EKAFKA. */

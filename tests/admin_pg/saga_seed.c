@@ -141,7 +141,7 @@ static const char *waiting_step(const sm_t *s) {
 }
 
 void seed_pg_index(PGconn *c, const sm_t *s) {
-  char ver[24], dv[24], started[32], updated[32], deadline[32];
+  char ver[24], dv[24], started[32], updated[32], deadline[32], stuck[32];
   snprintf(ver, sizeof ver, "%" PRIu32, s->version);
   snprintf(dv, sizeof dv, "%" PRIu32, s->def->version);
   snprintf(started, sizeof started, "%.3f", (double)s->started_ms / 1000.0);
@@ -152,16 +152,22 @@ void seed_pg_index(PGconn *c, const sm_t *s) {
                       sm_status_name((sm_status_t)s->status), ver,
                       started, updated, next > 0 ? deadline : NULL};
   const char *step = waiting_step(s);
-  const char *params[9] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
-                           step};
+  /* stuck_at as the coordinator writes it: 0 = 'infinity' */
+  int64_t sa = sm_stuck_at(s);
+  if (sa)
+    snprintf(stuck, sizeof stuck, "%.3f", (double)sa / 1000.0);
+  else
+    snprintf(stuck, sizeof stuck, "infinity");
+  const char *params[10] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7],
+                            step, stuck};
   PGresult *r = PQexecParams(
       c,
       "INSERT INTO saga_index (saga_id, saga_type, definition_version, "
       "status, partition, version, started_at, updated_at, "
-      "next_deadline_at, current_step) VALUES ($1, $2, $3, $4, 0, $5, "
-      "to_timestamp($6::float8), to_timestamp($7::float8), "
-      "to_timestamp($8::float8), $9)",
-      9, NULL, params, NULL, NULL, 0);
+      "next_deadline_at, current_step, stuck_at) VALUES ($1, $2, $3, $4, 0, "
+      "$5, to_timestamp($6::float8), to_timestamp($7::float8), "
+      "to_timestamp($8::float8), $9, to_timestamp($10::float8))",
+      10, NULL, params, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
     die(PQerrorMessage(c));
   PQclear(r);

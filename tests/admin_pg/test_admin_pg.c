@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -29,12 +30,24 @@ static const char *ORDER_DEF =
     "\"compensation_retry\": {\"max_attempts\": 1}}, \"steps\": ["
     "{\"name\": \"reserve\", \"topic\": \"inventory\", "
     "\"compensation\": {\"action\": \"release\"}}, "
-    "{\"name\": \"charge\", \"topic\": \"payment\", \"kind\": \"pivot\"}, "
+    "{\"name\": \"charge\", \"topic\": \"payment\", \"kind\": \"pivot\", "
+    "\"stuck_after_ms\": 30000}, "
     "{\"name\": \"ship\", \"topic\": \"shipping\", "
     "\"kind\": \"retriable\"}]}";
 static const char *REFUND_DEF =
     "{\"name\": \"refund\", \"version\": 1, \"steps\": [{\"name\": "
-    "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\"}]}";
+    "\"credit\", \"kind\": \"pivot\", \"topic\": \"payment\", "
+    "\"stuck_after_ms\": 36000000}]}";
+/* Two versions of one type: its step is stuck after 1 min in v1, 10 h in
+ * v2 (test_each_saga_is_judged_by_its_own_version_of_the_step). */
+static const char *CREDIT_V1_DEF =
+    "{\"name\": \"credit\", \"version\": 1, \"steps\": [{\"name\": "
+    "\"book\", \"kind\": \"pivot\", \"topic\": \"ledger\", "
+    "\"stuck_after_ms\": 60000}]}";
+static const char *CREDIT_V2_DEF =
+    "{\"name\": \"credit\", \"version\": 2, \"steps\": [{\"name\": "
+    "\"book\", \"kind\": \"pivot\", \"topic\": \"ledger\", "
+    "\"stuck_after_ms\": 36000000}]}";
 
 static char *conninfo;
 static saga_registry_t *reg;
@@ -64,8 +77,9 @@ static void on_loop(uv_loop_t *loop, void *arg) {
   o.statement_timeout_ms = 1000;
   pg = admin_pg_new(loop, &o);
   assert_non_null(pg);
-  /* order waits on charge: 30 s; refund, any step: 10 h; the
-   * rest: the 5 min default. */
+  /* Thresholds for rows written before saga_index.stuck_at (the
+   * definitions' own, as sagad hands them over): order waits on charge:
+   * 30 s; refund, any step: 10 h; the rest: the 5 min default. */
   assert_int_equal(admin_pg_set_stuck(pg, "order", "charge", 30000),
                    0);
   assert_int_equal(admin_pg_set_stuck(pg, "refund", NULL, 36000000), 0);
@@ -97,6 +111,36 @@ static void seed(PGconn *c, es_store_t *st, const char *type, const char *id,
   free(s);
 }
 
+/* Apply the coordinator's saga_index migrations as they are, in order. */
+static int apply_migrations(PGconn *c) {
+  for (int i = 1; i < 100; i++) {
+    char pattern[16];
+    snprintf(pattern, sizeof pattern, "%04d_", i);
+    DIR *d = opendir(SAGA_INDEX_SQL_DIR);
+    if (!d)
+      return -1;
+    int found = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+      char path[512];
+      if (strncmp(e->d_name, pattern, 5) != 0)
+        continue;
+      snprintf(path, sizeof path, "%s/%s", SAGA_INDEX_SQL_DIR, e->d_name);
+      char *sql = slurp(path);
+      if (!sql) {
+        closedir(d);
+        return -1;
+      }
+      seed_pg_exec(c, sql);
+      free(sql);
+      found = 1;
+    }
+    closedir(d);
+    if (!found)
+      return i > 1 ? 0 : -1;
+  }
+  return 0;
+}
+
 static int setup(void **state) {
   (void)state;
   ts_require_pg();
@@ -115,11 +159,8 @@ static int setup(void **state) {
   if (PQstatus(c) != CONNECTION_OK ||
       es_store_open(conninfo, NULL, &st, err, sizeof err) != 0)
     return -1;
-  char *sql = slurp(SAGA_INDEX_SQL);
-  if (!sql)
+  if (apply_migrations(c) != 0)
     return -1;
-  seed_pg_exec(c, sql);
-  free(sql);
   int64_t now = seed_pg_now_ms(c);
   const uint8_t done[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_SUCCESS,
                           SM_OUTCOME_SUCCESS};
@@ -280,9 +321,9 @@ static void test_filters_select_by_state_type_time_and_stuck_thresholds(
       {"/sagas?state=compensated", "a-comp", 1},
       {"/sagas?type=refund", "b-1", 1},
       {"/sagas?limit=2", "a-new,a-park", 7},
-      /* a-park: parked; a-run: 2 h on reserve (default 5 min); a-new: 1
-       * min on charge (30 s override); a-late: progress 1 h ago on
-       * charge; b-1 is within its type's 10 h. */
+      /* By each saga's stuck_at: a-park: parked; a-run: 2 h on reserve
+       * (default 5 min); a-new: 1 min on charge (30 s); a-late: progress
+       * 1 h ago on charge; b-1 is within credit's 10 h. */
       {"/sagas?stuck=true", "a-new,a-park,a-late,a-run", 4},
       {"/sagas?state=running&stuck=true&type=order", "a-new,a-late,a-run", 3},
       /* started_at bounds: since inclusive, until exclusive; a duration
@@ -388,6 +429,40 @@ static void test_a_locked_table_answers_503_within_the_statement_timeout(
   cJSON_Delete(doc);
 }
 
+/* Each saga by the threshold of its own definition version's step
+ * (saga_index.stuck_at), not by one per type and step: c-v1 waits 2 h on
+ * v1's book (1 min), c-v2 as long on v2's (10 h); c-old's row has no
+ * stuck_at (a sagad before that column) and is judged by the type's
+ * thresholds, here the 5 min default. Its rows are removed afterwards. */
+static void test_each_saga_is_judged_by_its_own_version_of_the_step(
+    void **state) {
+  (void)state;
+  saga_def_t *v1 = seed_def(CREDIT_V1_DEF), *v2 = seed_def(CREDIT_V2_DEF);
+  PGconn *c = PQconnectdb(conninfo);
+  es_store_t *st = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  int64_t now = seed_pg_now_ms(c);
+  const char *ids[] = {"c-v1", "c-v2", "c-old"};
+  saga_def_t *defs[] = {v1, v2, v2};
+  for (int i = 0; i < 3; i++) {
+    sm_t *s = seed_drive(defs[i], ids[i], now - 2 * 3600000, 100, NULL, 0,
+                         seed_pg_append, st);
+    seed_pg_index(c, s);
+    free(s);
+  }
+  seed_pg_exec(c, "UPDATE saga_index SET stuck_at = NULL "
+                  "WHERE saga_id = 'c-old'");
+  expect_list("/sagas?stuck=true&type=credit", "c-v1,c-old", 2);
+  expect_list("/sagas?type=credit", "c-v2,c-v1,c-old", 3);
+  seed_pg_exec(c, "DELETE FROM saga_index WHERE saga_type = 'credit'");
+  es_store_close(st);
+  PQfinish(c);
+  saga_def_free(v1);
+  saga_def_free(v2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
@@ -402,6 +477,8 @@ int main(void) {
           test_a_lost_connection_is_reopened_for_the_next_request),
       cmocka_unit_test(
           test_a_locked_table_answers_503_within_the_statement_timeout),
+      cmocka_unit_test(
+          test_each_saga_is_judged_by_its_own_version_of_the_step),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -155,28 +155,39 @@ static void send_msg(fixture_t *f, const char *topic, const char *key,
   free(buf);
 }
 
-/* A command for step "reserve" of saga with the given payload. */
-static void send_command_with(fixture_t *f, const char *topic,
-                              const char *saga, const char *reply_topic,
-                              uint32_t attempt, const void *payload,
-                              size_t payload_len, int bare) {
+/* A command (DO or COMPENSATE) for step "reserve" of saga with the given
+ * payload. */
+static void send_action_with(fixture_t *f, const char *topic,
+                             const char *saga, const char *reply_topic,
+                             saga_action_t action, uint32_t attempt,
+                             const void *payload, size_t payload_len,
+                             int bare) {
   char key[128];
   assert_int_equal(saga__idempotency_key(key, sizeof key, saga, "reserve",
-                                         SAGA_ACTION_DO, attempt),
+                                         action, attempt),
                    0);
   Saga__V1__Command c;
   saga__v1__command__init(&c);
   c.saga_id = SAGA_MUT(saga);
   c.saga_type = SAGA_MUT("order");
   c.step = SAGA_MUT("reserve");
-  c.action = SAGA__V1__ACTION__ACTION_DO;
-  c.action_name = SAGA_MUT("reserve-stock");
+  c.action = (Saga__V1__Action)action;
+  c.action_name = SAGA_MUT(action == SAGA_ACTION_DO ? "reserve-stock"
+                                                    : "release-stock");
   c.attempt = attempt;
   c.idempotency_key = key;
   c.reply_topic = SAGA_MUT(reply_topic);
   c.payload.data = (uint8_t *)SAGA_MUT(payload);
   c.payload.len = payload_len;
   send_msg(f, topic, saga, &c.base, bare);
+}
+
+static void send_command_with(fixture_t *f, const char *topic,
+                              const char *saga, const char *reply_topic,
+                              uint32_t attempt, const void *payload,
+                              size_t payload_len, int bare) {
+  send_action_with(f, topic, saga, reply_topic, SAGA_ACTION_DO, attempt,
+                   payload, payload_len, bare);
 }
 
 static void send_command(fixture_t *f, const char *topic, const char *saga,
@@ -231,9 +242,11 @@ static size_t max_message_bytes;
 /* librdkafka's message.max.bytes for the participant, NULL = default */
 static const char *producer_max;
 
-static saga_participant_t *open_participant(fixture_t *f, const char *topic,
-                                            const char *group,
-                                            saga_idem_store_t store) {
+static saga_participant_t *open_participant_with(fixture_t *f,
+                                                 const char *topic,
+                                                 const char *group,
+                                                 saga_idem_store_t store,
+                                                 saga_handler_fn fn) {
   const char *const props[] = {
       "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
       "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
@@ -251,10 +264,16 @@ static saga_participant_t *open_participant(fixture_t *f, const char *topic,
   int rc = saga_participant_new(&f->loop, &cfg, &p, err, sizeof err);
   if (rc)
     fail_msg("%s", err);
-  assert_int_equal(saga_participant_handle(p, topic, handler, f), 0);
-  assert_int_equal(saga_participant_handle(p, topic, handler, f), SAGA_EEXIST);
+  assert_int_equal(saga_participant_handle(p, topic, fn, f), 0);
+  assert_int_equal(saga_participant_handle(p, topic, fn, f), SAGA_EEXIST);
   assert_int_equal(saga_participant_start(p, err, sizeof err), 0);
   return p;
+}
+
+static saga_participant_t *open_participant(fixture_t *f, const char *topic,
+                                            const char *group,
+                                            saga_idem_store_t store) {
+  return open_participant_with(f, topic, group, store, handler);
 }
 
 static void on_closed(void *arg) {
@@ -446,16 +465,25 @@ static void test_a_retry_of_an_applied_effect_gets_the_recorded_reply(
   later_attempts_follow_the_recorded_outcome(store, "inventory.commands");
 }
 
+/* A PostgreSQL store in a new database named after db (*ci: its
+ * conninfo, to drop). */
+static PGconn *open_pg_store(const char *db, char **ci,
+                             saga_idem_store_t *store) {
+  ts_require_pg();
+  *ci = ts_pg_create_database(db);
+  PGconn *conn = PQconnectdb(*ci);
+  assert_int_equal(PQstatus(conn), CONNECTION_OK);
+  char err[256];
+  assert_int_equal(saga_idem_store_pg(conn, store, err, sizeof err), 0);
+  return conn;
+}
+
 static void test_a_retry_after_a_lost_reply_applies_nothing_with_postgres(
     void **state) {
   (void)state;
-  ts_require_pg();
-  char *ci = ts_pg_create_database("client_effect");
-  PGconn *conn = PQconnectdb(ci);
-  assert_int_equal(PQstatus(conn), CONNECTION_OK);
-  char err[256];
+  char *ci;
   saga_idem_store_t store;
-  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  PGconn *conn = open_pg_store("client_effect", &ci, &store);
   later_attempts_follow_the_recorded_outcome(store, "stock.commands");
   /* one row per effect, holding its outcome, not its RETRYABLE attempt */
   PGresult *r = PQexec(conn, "SELECT key, outcome, attempt"
@@ -471,6 +499,121 @@ static void test_a_retry_after_a_lost_reply_applies_nothing_with_postgres(
   assert_string_equal(PQgetvalue(r, 2, 0), "s-lost/reserve/DO");
   assert_string_equal(PQgetvalue(r, 2, 2), "1");
   PQclear(r);
+  PQfinish(conn);
+  ts_pg_drop_database(ci);
+}
+
+/* DO: "fail" sagas fail, the first "held" one is answered 50 ms later,
+ * the rest succeed; COMPENSATE: undone. Counts each action's calls. */
+static int do_calls, undo_calls;
+
+static void step_handler(saga_participant_t *p, const saga_command_t *cmd,
+                         saga_pending_t *pending, void *arg) {
+  (void)p;
+  fixture_t *f = arg;
+  f->handler_calls++;
+  if (cmd->action == SAGA_ACTION_COMPENSATE) {
+    undo_calls++;
+    assert_string_equal(cmd->action_name, "release-stock");
+    saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "undone", 6, NULL);
+  } else if (do_calls++, strstr(cmd->saga_id, "fail")) {
+    saga_participant_done(pending, SAGA_OUTCOME_FAILURE, NULL, 0,
+                          "out of stock");
+  } else if (strstr(cmd->saga_id, "held") && !f->held) {
+    f->held = pending;
+    uv_timer_start(&f->later, answer_later, 50, 0);
+  } else {
+    saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "ok", 2, NULL);
+  }
+}
+
+/* docs/protocol.md, "What a participant must do": a COMPENSATE whose DO
+ * was never applied (never seen, or answered FAILURE) is recorded as
+ * voided and answered SUCCESS without the handler; a DO that arrives
+ * after that -- overtaken by its own compensation -- is refused (FAILURE)
+ * and never applied, whatever its attempt. A COMPENSATE of an applied DO
+ * reaches the handler, and so does one that arrives while its DO is still
+ * in the handler (no outcome recorded: only the handler knows). */
+static void compensations_undo_only_what_was_applied(saga_idem_store_t store,
+                                                     const char *tag) {
+  fixture_t f;
+  setup_fixture(&f);
+  do_calls = undo_calls = 0;
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name(tag));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("inventory"));
+  const char *reply_topics[] = {replies};
+  open_peer(&f, reply_topics, 1);
+  saga_participant_t *p =
+      open_participant_with(&f, topic, group, store, step_handler);
+
+  const saga_action_t DO = SAGA_ACTION_DO, UNDO = SAGA_ACTION_COMPENSATE;
+  send_action_with(&f, topic, "s-void", replies, UNDO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-void", replies, DO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-void", replies, DO, 2, "x", 1, 0);
+  send_action_with(&f, topic, "s-undo", replies, DO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-undo", replies, UNDO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-fail", replies, DO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-fail", replies, UNDO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-fail", replies, DO, 2, "x", 1, 0);
+  send_action_with(&f, topic, "s-held", replies, DO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-held", replies, UNDO, 1, "x", 1, 0);
+  assert_true(wait_seen(&f, 10));
+
+  /* DO: s-undo, s-fail#1, s-held; COMPENSATE: s-undo, s-held */
+  assert_int_equal(do_calls, 3);
+  assert_int_equal(undo_calls, 2);
+  const char *voided[] = {"s-void/reserve/COMPENSATE/1",
+                          "s-fail/reserve/COMPENSATE/1"};
+  for (int i = 0; i < 2; i++) {
+    const seen_t *s = find_key(&f, voided[i], 0);
+    assert_non_null(s);
+    assert_int_equal(s->outcome, SAGA_OUTCOME_SUCCESS);
+    assert_string_equal(s->reason, "voided: the step was never applied");
+  }
+  const char *refused[] = {"s-void/reserve/DO/1", "s-void/reserve/DO/2",
+                           "s-fail/reserve/DO/2"};
+  for (int i = 0; i < 3; i++) {
+    const seen_t *s = find_key(&f, refused[i], 0);
+    assert_non_null(s);
+    assert_int_equal(s->outcome, SAGA_OUTCOME_FAILURE);
+    assert_non_null(strstr(s->reason, "compensated before"));
+  }
+  const char *undone[] = {"s-undo/reserve/COMPENSATE/1",
+                          "s-held/reserve/COMPENSATE/1"};
+  for (int i = 0; i < 2; i++) {
+    const seen_t *s = find_key(&f, undone[i], 0);
+    assert_non_null(s);
+    assert_string_equal(s->payload, "undone");
+  }
+  /* s-held's compensation went to the handler while its DO was still
+   * there (no outcome recorded yet: only the handler knows), not voided;
+   * the DO answered 50 ms later */
+  const seen_t *held = find_key(&f, "s-held/reserve/DO/1", 0);
+  assert_non_null(held);
+  assert_string_equal(held->payload, "held");
+  assert_true(held > find_key(&f, "s-held/reserve/COMPENSATE/1", 0));
+  /* the refused DOs came from the store: duplicates */
+  check_stats(&f, p, 5, 3, 10);
+  teardown_fixture(&f, p);
+}
+
+static void test_a_compensation_of_an_unapplied_step_is_voided_memory(
+    void **state) {
+  (void)state;
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  compensations_undo_only_what_was_applied(store, "inventory.commands");
+}
+
+static void test_a_compensation_of_an_unapplied_step_is_voided_postgres(
+    void **state) {
+  (void)state;
+  char *ci;
+  saga_idem_store_t store;
+  PGconn *conn = open_pg_store("client_void", &ci, &store);
+  compensations_undo_only_what_was_applied(store, "stock.commands");
   PQfinish(conn);
   ts_pg_drop_database(ci);
 }
@@ -696,6 +839,10 @@ int main(void) {
           test_a_retry_of_an_applied_effect_gets_the_recorded_reply),
       cmocka_unit_test(
           test_a_retry_after_a_lost_reply_applies_nothing_with_postgres),
+      cmocka_unit_test(
+          test_a_compensation_of_an_unapplied_step_is_voided_memory),
+      cmocka_unit_test(
+          test_a_compensation_of_an_unapplied_step_is_voided_postgres),
       cmocka_unit_test(test_poison_messages_land_in_the_dead_letter_topic),
       cmocka_unit_test(
           test_a_poison_too_large_to_forward_is_dead_lettered_cut),

@@ -267,6 +267,59 @@ static void test_bytes_per_saga_stay_small(void **state) {
   h_free(h);
 }
 
+/* Waits of 30 days (2592000000 ms, more than INT32_MAX) at real epoch
+ * times: every deadline and backoff is exact, the early timer re-armed at
+ * the same instant, the stuck threshold is the step's own, and the stored
+ * records give back the same absolute times. */
+static void test_thirty_day_waits_are_exact_and_survive_the_codec(
+    void **state) {
+  (void)state;
+  const int64_t day30 = 2592000000LL;
+  h_t *h = h_new(
+      "{'name':'long','version':1,'steps':[{'name':'approve','topic':'t',"
+      "'timeout_ms':2592000000,'stuck_after_ms':2592000000,"
+      "'retry':{'max_attempts':2,'initial_backoff_ms':2592000000,"
+      "'max_backoff_ms':2592000000,'jitter':0},"
+      "'compensation':{'action':'undo','timeout_ms':2592000000}},"
+      "{'name':'pay','topic':'t','kind':'pivot'}]}",
+      1);
+  const int64_t t0 = 1760000000000;
+  h->now = t0;
+  h_start(h);
+  assert_int_equal(h->saga->steps[0].timer_ms, t0 + day30);
+  assert_int_equal(h->tx[0].ev[h->tx[0].n - 1].until_ms, t0 + day30);
+  assert_int_equal(sm_next_timer(h->saga), t0 + day30);
+  /* Its own stuck threshold, not a global one. */
+  assert_false(sm_is_stuck(h->saga, t0 + day30));
+  assert_true(sm_is_stuck(h->saga, t0 + day30 + 1));
+  /* A timer fired a day early (clock adjusted) is re-armed at the same
+   * deadline. */
+  h->now = t0 + day30 - 86400000;
+  assert_int_equal(h_in(h, (sm_input_t){.type = SM_IN_TIMER, .step = 0,
+                                        .action = DO, .attempt = 1,
+                                        .timer = SM_TIMER_DEADLINE}),
+                   SM_V_STALE_TIMER);
+  assert_int_equal(h->out.n_effects, 1);
+  assert_int_equal(h->out.effects[0].at_ms, t0 + day30);
+  /* Deadline, then a 30-day backoff, then the second attempt's deadline. */
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_DEADLINE), SM_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_BACKOFF);
+  assert_int_equal(h->saga->steps[0].timer_ms, t0 + 2 * day30);
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_BACKOFF), SM_V_APPLIED);
+  assert_int_equal(h->saga->steps[0].timer_ms, t0 + 3 * day30);
+  assert_int_equal(h_fire(h, 0, DO, SM_TIMER_DEADLINE), SM_V_APPLIED);
+  /* Retries spent: the unknown step is compensated, with its own 30-day
+   * deadline. */
+  assert_int_equal(h->saga->status, SM_COMPENSATING);
+  assert_int_equal(h->saga->steps[0].status, SM_STEP_COMP_RUNNING);
+  assert_int_equal(h->saga->steps[0].timer_ms, t0 + 4 * day30);
+  sm_t *r = codec_replay(h, NULL);
+  assert_true(sm_equal(r, h->saga));
+  assert_int_equal(r->steps[0].timer_ms, t0 + 4 * day30);
+  free(r);
+  h_free(h);
+}
+
 /* ---- random walk ---- */
 
 static uint64_t rnd(sm_rng_t *g, uint64_t n) {
@@ -452,6 +505,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_records_are_refused),
       cmocka_unit_test(test_replay_refuses_events_for_another_definition),
       cmocka_unit_test(test_bytes_per_saga_stay_small),
+      cmocka_unit_test(test_thirty_day_waits_are_exact_and_survive_the_codec),
       cmocka_unit_test(
           test_random_walk_replay_equals_live_and_no_compensation_after_pivot),
   };

@@ -233,7 +233,7 @@ static void test_timeout_out_of_range_matches_the_documented_message(
                     "{'name':'ship','topic':'s','kind':'retriable',"
                     "'timeout_ms':0}]}",
                "order.saga.json: steps[2].timeout_ms: must be between 10 and "
-               "86400000, got 0");
+               "2592000000, got 0");
 }
 
 static void test_stuck_threshold_out_of_range_is_refused(void **state) {
@@ -241,7 +241,62 @@ static void test_stuck_threshold_out_of_range_is_refused(void **state) {
   expect_error(HEAD "{'name':'a','topic':'t','compensation':'none',"
                     "'stuck_after_ms':-1}]}",
                "order.saga.json: steps[0].stuck_after_ms: must be between 10 "
-               "and 86400000, got -1");
+               "and 2592000000, got -1");
+}
+
+/* Long waits: every deadline, backoff and stuck threshold may be 30 days
+ * (2592000000 ms, beyond INT32_MAX) and loads exactly. */
+static void test_waits_of_thirty_days_load(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  assert_int_equal(
+      parse(HEAD "{'name':'approve','topic':'t','timeout_ms':2592000000,"
+                 "'stuck_after_ms':2592000000,"
+                 "'retry':{'initial_backoff_ms':2592000000,"
+                 "'max_backoff_ms':2592000000},"
+                 "'compensation':{'action':'undo','timeout_ms':2592000000,"
+                 "'retry':{'initial_backoff_ms':2592000000,"
+                 "'max_backoff_ms':2592000000}}}]}",
+            &def, &d),
+      SAGA_CORE_OK);
+  assert_int_equal(d.n, 0);
+  const saga_step_def_t *s = &def->steps[0];
+  assert_true(s->timeout_ms == 2592000000u);
+  assert_true(s->stuck_after_ms == 2592000000u);
+  assert_true(s->comp_timeout_ms == 2592000000u);
+  assert_true(s->retry.initial_backoff_ms == 2592000000u);
+  assert_true(s->retry.max_backoff_ms == 2592000000u);
+  assert_true(s->comp_retry.initial_backoff_ms == 2592000000u);
+  assert_true(s->comp_retry.max_backoff_ms == 2592000000u);
+  saga_def_free(def);
+}
+
+/* 31 days is refused, each place by its own file and JSON path. */
+static void test_waits_of_thirty_one_days_are_refused(void **state) {
+  (void)state;
+  const char *j =
+      HEAD "{'name':'approve','topic':'t','timeout_ms':2678400000,"
+           "'stuck_after_ms':2678400000,"
+           "'retry':{'initial_backoff_ms':2678400000},"
+           "'compensation':{'action':'undo','timeout_ms':2678400000,"
+           "'retry':{'max_backoff_ms':2678400000}}}]}";
+  expect_error(j, "order.saga.json: steps[0].timeout_ms: must be between 10 "
+                  "and 2592000000, got 2678400000");
+  expect_error(j, "order.saga.json: steps[0].stuck_after_ms: must be "
+                  "between 10 and 2592000000, got 2678400000");
+  expect_error(j, "order.saga.json: steps[0].retry.initial_backoff_ms: must "
+                  "be between 0 and 2592000000, got 2678400000");
+  expect_error(j, "order.saga.json: steps[0].compensation.timeout_ms: must "
+                  "be between 10 and 2592000000, got 2678400000");
+  expect_error(j, "order.saga.json: steps[0].compensation.retry."
+                  "max_backoff_ms: must be between 0 and 2592000000, got "
+                  "2678400000");
+  expect_error("{'name':'order','version':1,'defaults':{'timeout_ms':"
+               "2678400000},'steps':[{'name':'a','topic':'t',"
+               "'compensation':'none'}]}",
+               "order.saga.json: defaults.timeout_ms: must be between 10 "
+               "and 2592000000, got 2678400000");
 }
 
 static void test_unknown_kind_is_refused(void **state) {
@@ -269,7 +324,7 @@ static void test_retry_policy_fields_are_each_checked(void **state) {
                     "between 0 and 1, got 1.5");
   snprintf(buf, sizeof buf, "%s'retry':{'initial_backoff_ms':-5}}]}", pre);
   expect_error(buf, "order.saga.json: steps[0].retry.initial_backoff_ms: "
-                    "must be between 0 and 86400000, got -5");
+                    "must be between 0 and 2592000000, got -5");
   snprintf(buf, sizeof buf,
            "%s'retry':{'initial_backoff_ms':500,'max_backoff_ms':100}}]}",
            pre);
@@ -289,7 +344,7 @@ static void test_defaults_are_validated(void **state) {
   expect_error("{'name':'o','version':1,'defaults':{'timeout_ms':5,"
                "'bogus':1},'steps':[" S_RES "]}",
                "order.saga.json: defaults.timeout_ms: must be between 10 and "
-               "86400000, got 5");
+               "2592000000, got 5");
   expect_error("{'name':'o','version':1,'defaults':{'bogus':1},'steps':["
                S_RES "]}",
                "order.saga.json: defaults.bogus: unknown key, expected one of "
@@ -318,7 +373,7 @@ static void test_compensation_shape_is_checked(void **state) {
   expect_error(HEAD "{'name':'a','topic':'t','compensation':{'action':'x',"
                     "'timeout_ms':1}}]}",
                "order.saga.json: steps[0].compensation.timeout_ms: must be "
-               "between 10 and 86400000, got 1");
+               "between 10 and 2592000000, got 1");
   expect_error(HEAD "{'name':'a','topic':'t','compensation':{'action':'x',"
                     "'when':1}}]}",
                "order.saga.json: steps[0].compensation.when: unknown key, "
@@ -457,7 +512,7 @@ static void test_directory_load_reports_every_bad_file_and_keeps_good(
   assert_string_equal(d.items[1],
                       "c.json: invalid JSON at line 1, column 7");
   assert_string_equal(d.items[2], "d.json: steps[0].timeout_ms: must be "
-                                  "between 10 and 86400000, got 0");
+                                  "between 10 and 2592000000, got 0");
   assert_non_null(saga_registry_find(reg, "order", 2));
   saga_diags_clear(&d);
   saga_registry_free(reg);
@@ -531,6 +586,8 @@ int main(void) {
       cmocka_unit_test(
           test_timeout_out_of_range_matches_the_documented_message),
       cmocka_unit_test(test_stuck_threshold_out_of_range_is_refused),
+      cmocka_unit_test(test_waits_of_thirty_days_load),
+      cmocka_unit_test(test_waits_of_thirty_one_days_are_refused),
       cmocka_unit_test(test_unknown_kind_is_refused),
       cmocka_unit_test(test_retry_policy_fields_are_each_checked),
       cmocka_unit_test(test_defaults_are_validated),

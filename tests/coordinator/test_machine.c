@@ -500,6 +500,55 @@ static void test_stuck_detection_uses_the_step_threshold(void **state) {
   h_free(h);
 }
 
+/* saga_index's stuck_at: the time sm_is_stuck turns true, by the smallest
+ * stuck_after_ms of the steps waited on (parallel members each have their
+ * own), moving with every transition; parked = stuck since it parked;
+ * terminal = never. */
+static void expect_stuck_at(const h_t *h, int64_t at) {
+  assert_int_equal(sm_stuck_at(h->saga), at);
+  assert_false(sm_is_stuck(h->saga, at));
+  assert_true(sm_is_stuck(h->saga, at + 1));
+}
+
+static void test_stuck_at_follows_the_thresholds_of_the_steps_waited_on(
+    void **state) {
+  (void)state;
+  h_t *h = h_new(
+      "{'name':'g','version':1,'defaults':{'retry':{'max_attempts':1},"
+      "'compensation_retry':{'max_attempts':1},'timeout_ms':1000},"
+      "'steps':["
+      "{'name':'a','topic':'t','stuck_after_ms':2592000000,"
+      "'compensation':{'action':'undo'}},"
+      "{'name':'b','topic':'t','group':'g','stuck_after_ms':9000,"
+      "'compensation':{'action':'undo'}},"
+      "{'name':'c','topic':'t','group':'g','stuck_after_ms':4000,"
+      "'compensation':{'action':'undo'}},"
+      "{'name':'d','topic':'t','kind':'pivot'}]}",
+      1);
+  h_start(h);
+  expect_stuck_at(h, 1000 + 2592000000LL); /* a: 30 days */
+  h->now = 1500;
+  h_reply(h, 0, DO, 1, OK); /* b and c in flight: c's 4 s first */
+  expect_stuck_at(h, 1500 + 4000);
+  h->now = 1700;
+  h_reply(h, 2, DO, 1, OK); /* only b left: its 9 s */
+  expect_stuck_at(h, 1700 + 9000);
+  h->now = 1800;
+  h_reply(h, 1, DO, 1, FAIL); /* compensating c, then a */
+  assert_int_equal(h->saga->status, SM_COMPENSATING);
+  expect_stuck_at(h, 1800 + 4000);
+  h->now = 1900;
+  h_reply(h, 2, COMP, 1, FAIL); /* c's compensation spent: parked */
+  assert_int_equal(h->saga->status, SM_COMPENSATION_FAILED);
+  assert_int_equal(sm_stuck_at(h->saga), 1900);
+  assert_true(sm_is_stuck(h->saga, 1900));
+  h_op(h, SM_IN_OPERATOR_RESOLVE);
+  assert_true(sm_is_terminal(h->saga));
+  assert_int_equal(sm_stuck_at(h->saga), 0);
+  assert_false(sm_is_stuck(h->saga, INT64_MAX / 2));
+  h_free(h);
+}
+
 static void test_init_refuses_bad_ids(void **state) {
   (void)state;
   saga_def_t *def = h_def("{'name':'s','version':1,'steps':[{'name':'a',"
@@ -602,6 +651,8 @@ int main(void) {
       cmocka_unit_test(test_resume_resends_pending_commands_with_the_same_key),
       cmocka_unit_test(test_jitter_is_drawn_from_the_given_rng_only),
       cmocka_unit_test(test_stuck_detection_uses_the_step_threshold),
+      cmocka_unit_test(
+          test_stuck_at_follows_the_thresholds_of_the_steps_waited_on),
       cmocka_unit_test(test_init_refuses_bad_ids),
       cmocka_unit_test(test_names_cover_every_value),
   };

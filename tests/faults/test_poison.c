@@ -205,6 +205,7 @@ static void test_an_input_no_command_can_carry_is_rejected(void **state) {
   char reason[256];
   assert_int_equal(dlq_wait(t, ndlq + 1, reason, sizeof reason), ndlq + 1);
   printf("# dead letter: %s\n", reason);
+  assert_int_equal(strncmp(reason, "input_too_large: ", 17), 0);
   assert_non_null(strstr(reason, "could never be sent"));
   assert_non_null(strstr(reason, "kafka.message.max.bytes is 1000000"));
   int64_t until = ts_now_ms() + ts_timeout_ms(30000);

@@ -176,6 +176,45 @@ class Dedup(Base):
         self.assertEqual([c.effect_key for c in h.calls],
                          ["o-1/charge/DO", "o-1/charge/COMPENSATE"])
 
+    def test_a_compensation_of_an_unapplied_step_is_voided_then_its_do_refused(
+            self):
+        h = Recorder()
+        self.start(h)
+        self.feed(command_msg(0, action=2), command_msg(1, action=1),
+                  command_msg(2, action=1, attempt=2))
+        self.assertEqual(h.calls, [])
+        self.assertEqual([(r.action, r.attempt, r.outcome, r.reason)
+                          for r, _ in self.replies()],
+                         [(2, 1, 1, "voided: the step was never applied"),
+                          (1, 1, 2, "refused: the step was compensated "
+                                    "before this command arrived"),
+                          (1, 2, 2, "refused: the step was compensated "
+                                    "before this command arrived")])
+
+    def test_a_compensation_of_a_failed_or_applied_do(self):
+        h = Recorder(Result.failure("card declined"), Result.success(b"c"),
+                     Result.success(b"refunded"))
+        self.start(h)
+        self.feed(command_msg(0, saga="o-f"), command_msg(1, saga="o-f",
+                                                          action=2),
+                  command_msg(2, saga="o-a"), command_msg(3, saga="o-a",
+                                                          action=2))
+        # o-f: FAILURE applied nothing, its compensation is voided;
+        # o-a: applied, its compensation reaches the handler
+        self.assertEqual([c.effect_key for c in h.calls],
+                         ["o-f/charge/DO", "o-a/charge/DO",
+                          "o-a/charge/COMPENSATE"])
+        self.assertEqual(self.replies()[1][0].reason,
+                         "voided: the step was never applied")
+        self.assertEqual(self.replies()[3][0].payload, b"refunded")
+
+    def test_a_compensation_while_its_do_is_in_the_handler_goes_there(self):
+        h = Recorder(None)  # the DO answers later
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1, action=2))
+        self.assertEqual([c.effect_key for c in h.calls],
+                         ["o-1/charge/DO", "o-1/charge/COMPENSATE"])
+
     def test_same_effect_waits_for_the_one_in_the_handler(self):
         h = Recorder(None)  # the first answers later
         self.start(h)

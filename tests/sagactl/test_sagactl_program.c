@@ -225,7 +225,8 @@ static int setup(void **state) {
              "status text NOT NULL, partition int NOT NULL, "
              "version bigint NOT NULL, started_at timestamptz NOT NULL, "
              "updated_at timestamptz NOT NULL, next_deadline_at timestamptz, "
-             "current_step text)");
+             "current_step text, stuck_at timestamptz)"); /* NULL: judged
+                                                 by the definitions */
   int64_t now = ts_now_ms(); /* monotonic: use the database's clock */
   PGresult *r = PQexec(c, "SELECT (extract(epoch from now()) * 1000)::bigint");
   now = strtoll(PQgetvalue(r, 0, 0), NULL, 10);

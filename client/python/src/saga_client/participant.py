@@ -10,6 +10,11 @@
 3. answer a command whose effect key has a recorded reply that answers its
    attempt (store.RecordedReply.answers) with that reply, addressed to the
    command's own attempt, without running the handler;
+3a. a COMPENSATE whose DO the store never saw applied (no record, or
+   FAILURE or RETRYABLE) and that is not in the handler now: record it as
+   voided and reply SUCCESS without the handler, and record a refusal
+   under the DO's effect key, so that a DO arriving after its own
+   compensation (3b) gets FAILURE without the handler;
 4. otherwise run the handler, record effect key -> reply, produce the
    reply to the command's ``reply_topic``;
 5. commit the command's offset only after the reply's delivery report.
@@ -27,6 +32,14 @@ from .store import RecordedReply, StoreError
 from .wire import Action, Outcome, SagaError
 
 log = logging.getLogger("saga_client")
+
+# docs/protocol.md, 3a/3b, with the C library's texts. The refusal answers
+# every attempt of the DO (RecordedReply.answers) and fits PostgreSQL's
+# integer attempt column.
+VOID_ATTEMPT = 2**31 - 1
+VOID_DO_REASON = ("refused: the step was compensated before this command "
+                  "arrived")
+VOID_COMP_REASON = "voided: the step was never applied"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,7 +362,34 @@ class Participant:
             self.stats.duplicates += 1
             self._reply(job, rec)
             return
+        if job.cmd.action == Action.COMPENSATE and self._void(job):
+            return
         self._dispatch(job)
+
+    def _void(self, job):
+        """3a: answer a COMPENSATE whose DO was never applied, without the
+        handler; True when answered (or abandoned). A duplicate of a
+        COMPENSATE in the handler queues behind it (_dispatch), and one
+        whose DO is still in the handler goes to the handler: no outcome is
+        recorded yet, only the handler knows what it did."""
+        c = job.cmd
+        do_key = wire.effect_key(c.saga_id, c.step, Action.DO)
+        if c.effect_key in self._inflight or do_key in self._inflight:
+            return False
+        try:
+            done = self.store.lookup(do_key)
+            if done is not None and done.outcome == Outcome.SUCCESS:
+                return False  # applied: the handler undoes it
+            self.store.record(do_key, RecordedReply(
+                Outcome.FAILURE, b"", VOID_DO_REASON, VOID_ATTEMPT))
+            voided = RecordedReply(Outcome.SUCCESS, b"", VOID_COMP_REASON,
+                                   c.attempt)
+            self.store.record(c.effect_key, voided)
+        except StoreError as e:
+            self._abandon(job, str(e))
+            return True
+        self._reply(job, voided)
+        return True
 
     def _view(self, job):
         c, m, msg = job.pb, job.meta, job.msg

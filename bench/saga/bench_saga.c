@@ -30,6 +30,7 @@
 #include "wire_kafka.h"
 
 #include "../bench_raw.h"
+#include "bench_library.h"
 
 #define NSTEPS 3
 #define MAXSAGAS 400000
@@ -109,7 +110,8 @@ static struct {
   char base_ci[1024], ci[1200], db[64], dir[128], bootstrap[512];
   /* the recovery phase's sagad (inbox2) is another deployment, which
    * runs beside the load phase's: a database of its own */
-  char ci2[1200], db2[72];
+  char ci2[1200], db2[72]; /* inbox2's deployment: memory and recovery */
+  char ci1[1200], db1[72]; /* inbox1's deployment: concurrency 1 */
   const char *control; /* the mock's control socket, or NULL */
   char inbox[64], dlq[64], group[64];
   topics_t t_c1, t_load, *t; /* t: the running half's */
@@ -338,9 +340,10 @@ static void on_notification(const rd_kafka_message_t *m) {
   saga__wire_free(pb);
 }
 
-/* One turn: every message waiting (up to a cap), then deliveries. */
+/* One turn: every message waiting (up to a cap), then deliveries. Between
+ * two phases' consumers (B.cons NULL) only the deliveries. */
 static void turn(int wait_ms) {
-  for (int k = 0; k < 4096; k++) {
+  for (int k = 0; B.cons && k < 4096; k++) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(B.cons, k ? 0 : wait_ms);
     if (!m)
       break;
@@ -362,7 +365,7 @@ static void turn(int wait_ms) {
     }
     rd_kafka_message_destroy(m);
   }
-  rd_kafka_poll(B.prod, 0);
+  rd_kafka_poll(B.prod, B.cons ? 0 : wait_ms);
 }
 
 /* ---- sagad ---------------------------------------------------------- */
@@ -384,7 +387,9 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "%s", SAGAD_PATH);
     /* a database belongs to one deployment (inbox, group) */
     snprintf(a[n++], sizeof a[0], "--store.conninfo=%s",
-             strcmp(inbox, B.inbox2) == 0 ? B.ci2 : B.ci);
+             strcmp(inbox, B.inbox2) == 0   ? B.ci2
+             : strcmp(inbox, B.inbox1) == 0 ? B.ci1
+                                            : B.ci);
     snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bootstrap);
     snprintf(a[n++], sizeof a[0], "--definitions.dir=%s/defs", B.dir);
     snprintf(a[n++], sizeof a[0], "--topic.inbox=%s", inbox);
@@ -612,12 +617,18 @@ static void setup(void) {
   char sql[256];
   snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db);
   PQclear(q(c, sql));
+  /* A database belongs to one deployment (inbox and group): each phase's
+   * sagad gets its own. */
+  snprintf(B.db1, sizeof B.db1, "%s_1", B.db);
+  snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db1);
+  PQclear(q(c, sql));
   snprintf(B.db2, sizeof B.db2, "%s_2", B.db);
   snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db2);
   PQclear(q(c, sql));
   PQfinish(c);
   snprintf(B.ci, sizeof B.ci, "%s dbname=%s", B.base_ci, B.db);
   snprintf(B.ci2, sizeof B.ci2, "%s dbname=%s", B.base_ci, B.db2);
+  snprintf(B.ci1, sizeof B.ci1, "%s dbname=%s", B.base_ci, B.db1);
   snprintf(B.dir, sizeof B.dir, "/tmp/bench-saga-%d", pid);
   mkdir(B.dir, 0700);
   char defs[160];
@@ -690,6 +701,8 @@ static void teardown(void) {
   snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db);
   PQclear(PQexec(c, sql));
   snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db2);
+  PQclear(PQexec(c, sql));
+  snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db1);
   PQclear(PQexec(c, sql));
   PQfinish(c);
   char p[256];
@@ -814,6 +827,60 @@ static void latency_c1(size_t n, double *p50, double *p99, double *gap50,
   *hop99 = pct(B.hops, B.nhops, 0.99);
 }
 
+/* The physical floor of one saga at concurrency 1, measured, not assumed:
+ * n durable commits of one event row each (the statement shape of an
+ * append, one WAL flush per commit, into the raw table), and the Kafka
+ * hops latency_c1 measured with the same producer and consumer settings.
+ * A 3-step saga's critical path holds 4 commits (start, then each reply)
+ * and 8 hops (StartSaga, a command and a reply per step, the COMPLETED
+ * notification); its floor's distribution is drawn by summing that many
+ * random measured commits and hops (a fixed seed, 20000 draws). */
+#define FLOOR_COMMITS (1 + NSTEPS)
+#define FLOOR_HOPS (2 + 2 * NSTEPS)
+static void floor_c1(PGconn *c, size_t n, double *commit50, double *commit99,
+                     double *floor50, double *floor99) {
+  double *cm = calloc(n, sizeof *cm);
+  size_t ndraw = 20000;
+  double *fl = calloc(ndraw, sizeof *fl);
+  if (!cm || !fl)
+    die("floor", "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    char sid[64], ver[24];
+    snprintf(sid, sizeof sid, "floor-%zu", i);
+    snprintf(ver, sizeof ver, "%d", 1);
+    const char *v[] = {sid, ver};
+    double t0 = now_ms();
+    PGresult *r = PQexecParams(
+        c,
+        "INSERT INTO raw_events (stream_id, stream_version, event_id, "
+        "event_type, data) VALUES ($1, $2::bigint, gen_random_uuid(), "
+        "'Succeeded', '\\x0801')",
+        2, NULL, v, NULL, NULL, 0);
+    cm[i] = now_ms() - t0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      die("floor", PQerrorMessage(c));
+    PQclear(r);
+  }
+  uint64_t x = 0x9e3779b97f4a7c15u; /* splitmix64, fixed seed */
+  for (size_t d = 0; d < ndraw; d++) {
+    double sum = 0;
+    for (int k = 0; k < FLOOR_COMMITS + FLOOR_HOPS; k++) {
+      uint64_t z = (x += 0x9e3779b97f4a7c15u);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+      z ^= z >> 31;
+      sum += k < FLOOR_COMMITS ? cm[z % n] : B.hops[z % B.nhops];
+    }
+    fl[d] = sum;
+  }
+  *commit50 = pct(cm, n, 0.50);
+  *commit99 = pct(cm, n, 0.99);
+  *floor50 = pct(fl, ndraw, 0.50);
+  *floor99 = pct(fl, ndraw, 0.99);
+  free(cm);
+  free(fl);
+}
+
 /* Multi-row INSERTs of `n` event rows identical to the saga's (same
  * types and payloads, cycled) into a plain table shaped as es_events
  * before its partitions (bench_raw.h). */
@@ -936,10 +1003,52 @@ int main(int argc, char **argv) {
          "p50 %.2f ms, p99 %.2f ms; one Kafka hop p50 %.2f ms, p99 %.2f ms; "
          "gap - 2 hops p50: p50 %.2f ms, p99 %.2f ms\n",
          g50, g99, h50, h99, gov50, gov99);
+
+  /* The same sagas through what users link: the public starter and the
+   * public participant library with the PostgreSQL effect store, on the
+   * same sagad, topics and settings (the hand-made participants stop
+   * first, or both would answer). */
+  consumer_close();
+  double hm50 = l50, hm99 = l99;
+  {
+    /* earliest: the participants' new group also takes the first saga's
+     * command, sent before it was assigned its partitions (the example
+     * services do the same) */
+    static const char *const props[] = {"fetch.wait.max.ms", "0",
+                                        "linger.ms", "0",
+                                        "auto.offset.reset", "earliest",
+                                        NULL};
+    const char *steps[NSTEPS];
+    for (int i = 0; i < NSTEPS; i++)
+      steps[i] = B.t_c1.steps[i];
+    char group[64], err[600];
+    snprintf(group, sizeof group, "bench.lib.%d", (int)getpid());
+    bench_library_opts_t lo = {.bootstrap = B.bootstrap,
+                               .kafka_props = props,
+                               .inbox = B.inbox1,
+                               .notifications = B.t_c1.notify,
+                               .saga_type = B.t_c1.type,
+                               .step_topics = steps,
+                               .nsteps = NSTEPS,
+                               .group = group,
+                               .pg_conninfo = B.ci1,
+                               .output_bytes = OUTPUT_BYTES,
+                               .id_prefix = "L"};
+    double *ll = calloc(n_c1, sizeof *ll);
+    if (!ll || bench_library_c1(&lo, 20, n_c1, ll, err, sizeof err) != 0)
+      die("library", ll ? err : "out of memory");
+    l50 = pct(ll, n_c1, 0.50);
+    l99 = pct(ll, n_c1, 0.99);
+    free(ll);
+  }
+  printf("concurrency 1 through the public client library (starter, "
+         "participant with the PostgreSQL effect store; %zu sagas): latency "
+         "p50 %.2f ms, p99 %.2f ms (hand-made participants above: %.2fx, "
+         "%.2fx)\n",
+         n_c1, l50, l99, hm50 > 0 ? l50 / hm50 : 0, hm99 > 0 ? l99 / hm99 : 0);
   sagad_stop(sc, SIGTERM);
 
   /* The load phases: the settings for throughput. */
-  consumer_close();
   B.t = &B.t_load;
   consumer_open(LOAD_FETCH_WAIT_MS);
   rd_kafka_flush(B.prod_c1, 10000);
@@ -982,6 +1091,16 @@ int main(int argc, char **argv) {
          "event rows: %.0f events/s; the coordinator's %.0f events/s are "
          "%.2f of it\n",
          nev, raw, sps * ev_per, vs);
+  double cm50 = 0, cm99 = 0, fl50 = 0, fl99 = 0;
+  if (B.nhops > 0) {
+    floor_c1(pg, quick ? 300 : 1000, &cm50, &cm99, &fl50, &fl99);
+    printf("floor of a %d-step saga at concurrency 1 (%d durable one-row "
+           "commits, p50 %.2f ms, p99 %.2f ms; %d Kafka hops, p50 %.2f ms, "
+           "p99 %.2f ms): p50 %.2f ms, p99 %.2f ms; the saga's latency is "
+           "%.2fx its p50 and %.2fx its p99\n",
+           NSTEPS, FLOOR_COMMITS, cm50, cm99, FLOOR_HOPS, h50, h99, fl50,
+           fl99, fl50 > 0 ? l50 / fl50 : 0, fl99 > 0 ? l99 / fl99 : 0);
+  }
 
   /* Resident memory: a second sagad on its own inbox, n_stuck sagas whose
    * first step is never answered. BENCH_NO_MEMORY=1 skips this phase and
@@ -1057,8 +1176,15 @@ report:
          "\"events_per_saga\": %.2f, \"bytes_per_saga\": %.0f, "
          "\"wal_bytes_per_saga\": %.0f, \"rss_bytes_per_inflight_saga\": "
          "%.0f, \"recovery_s_100k\": %.2f, \"raw_insert_events_per_s\": %.0f, "
-         "\"saga_events_vs_raw\": %.2f, \"inflight_sagas\": %zu}\n",
+         "\"saga_events_vs_raw\": %.2f, \"inflight_sagas\": %zu, "
+         "\"commit_p50_ms\": %.2f, \"commit_p99_ms\": %.2f, "
+         "\"floor_p50_ms_c1\": %.2f, \"floor_p99_ms_c1\": %.2f, "
+         "\"latency_vs_floor_p50\": %.2f, \"latency_vs_floor_p99\": %.2f, "
+         "\"latency_p50_ms_c1_handmade\": %.2f, "
+         "\"latency_p99_ms_c1_handmade\": %.2f}\n",
          quick ? "true" : "false", sps, sps20, l50, l99, t50, t99, ov50, ov99,
-         gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck);
+         gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck,
+         cm50, cm99, fl50, fl99, fl50 > 0 ? l50 / fl50 : 0,
+         fl99 > 0 ? l99 / fl99 : 0, hm50, hm99);
   return 0;
 }

@@ -32,6 +32,17 @@ start() {
 
 case "$cmd" in
   init)
+    # Leftovers of a run killed before its teardown (a ctest timeout): the
+    # clusters DIR's name had under another test process that is gone
+    # (DIR is /tmp/saga-NAME-PID).
+    for old in "${dir%-*}"-*; do
+      [ -d "$old" ] && [ "$old" != "$dir" ] || continue
+      pid=${old##*-}
+      case $pid in '' | *[!0-9]*) continue ;; esac
+      kill -0 "$pid" 2>/dev/null && continue
+      echo "private_pg.sh: removing $old, left by process $pid" >&2
+      "$0" destroy "$old" || true
+    done
     mkdir -p "$dir"
     chmod 0755 "$dir"
     if [ -n "${3:-}" ]; then

@@ -1,0 +1,190 @@
+/* Sagas through the public client library (bench_library.h). Everything
+ * runs on one libuv loop, as in a service: the starter's producer and
+ * notification reader, and a participant with the PostgreSQL effect store
+ * serving every step topic. A saga is started when the previous one's
+ * outcome arrives, so each one runs alone. */
+#include "bench_library.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include "saga/client.h"
+
+typedef struct {
+  const bench_library_opts_t *o;
+  uv_loop_t loop;
+  saga_starter_t *st;
+  saga_participant_t *p;
+  size_t warm, n, next; /* sagas to warm up with, to measure; next index */
+  double t0;            /* start of the saga in flight */
+  double *lat;
+  int done, failed;
+  char *err;
+  size_t errlen;
+  char *out; /* every DO's output */
+} run_t;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Stop the run (why NULL: every saga measured); the loop returns. */
+static void stop(run_t *r, const char *why, int code) {
+  if (why && !r->failed) {
+    saga_participant_stats_t ps = {0};
+    if (r->p)
+      saga_participant_stats(r->p, &ps);
+    r->failed = 1;
+    snprintf(r->err, r->errlen,
+             "%s (%s), saga %s%zu; the participant handled %llu commands, "
+             "answered %llu from its store, %llu errors",
+             why, saga_err_name(code), r->o->id_prefix,
+             r->next ? r->next - 1 : 0, (unsigned long long)ps.handled,
+             (unsigned long long)ps.duplicates,
+             (unsigned long long)ps.errors);
+  }
+  r->done = 1;
+  uv_stop(&r->loop);
+}
+
+static void on_command(saga_participant_t *p, const saga_command_t *c,
+                       saga_pending_t *pending, void *arg) {
+  run_t *r = arg;
+  (void)p;
+  int do_ = c->action == SAGA_ACTION_DO;
+  int rc = saga_participant_done(pending, SAGA_OUTCOME_SUCCESS,
+                                 do_ ? r->out : NULL,
+                                 do_ ? r->o->output_bytes : 0, NULL);
+  if (rc != 0)
+    stop(r, "the participant could not reply", rc);
+}
+
+static void start_next(run_t *r);
+
+static void on_outcome(saga_starter_t *s, int err,
+                       const saga_notification_t *n, void *arg) {
+  run_t *r = arg;
+  (void)s;
+  if (r->done)
+    return;
+  if (err || !n || n->kind != SAGA_NOTIFY_COMPLETED) {
+    stop(r, "a saga did not complete within 30 s", err);
+    return;
+  }
+  size_t i = r->next - 1;
+  if (i >= r->warm)
+    r->lat[i - r->warm] = now_ms() - r->t0;
+  if (r->next == r->warm + r->n)
+    stop(r, NULL, 0);
+  else
+    start_next(r);
+}
+
+static void on_started(saga_starter_t *s, int err, const char *saga_id,
+                       void *arg) {
+  run_t *r = arg;
+  if (r->done)
+    return;
+  if (err) {
+    stop(r, "StartSaga was not delivered", err);
+    return;
+  }
+  int rc = saga_starter_await(s, saga_id, 30000, on_outcome, r);
+  if (rc != 0)
+    stop(r, "saga_starter_await failed", rc);
+}
+
+static void start_next(run_t *r) {
+  char id[64], input[96], got[SAGA_MAX_ID + 1];
+  snprintf(id, sizeof id, "%s%zu", r->o->id_prefix, r->next);
+  int len = snprintf(input, sizeof input,
+                     "{\"order\":\"%s\",\"amount\":4200}", id);
+  saga_start_request_t req = {.saga_type = r->o->saga_type,
+                              .saga_id = id,
+                              .input = input,
+                              .input_len = (size_t)len};
+  r->next++;
+  r->t0 = now_ms();
+  int rc = saga_starter_start(r->st, &req, got, sizeof got, on_started, r);
+  if (rc != 0)
+    stop(r, "saga_starter_start failed", rc);
+}
+
+static void closed(void *arg) { (void)arg; }
+
+int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
+                     double *lat_ms, char *err, size_t errlen) {
+  run_t r = {.o = o, .warm = warm, .n = n, .lat = lat_ms, .err = err,
+             .errlen = errlen};
+  char why[512] = "";
+  PGconn *pg = PQconnectdb(o->pg_conninfo);
+  if (PQstatus(pg) != CONNECTION_OK) {
+    snprintf(err, errlen, "effect store: %s", PQerrorMessage(pg));
+    PQfinish(pg);
+    return -1;
+  }
+  r.out = malloc(o->output_bytes + 1);
+  if (!r.out || uv_loop_init(&r.loop) != 0) {
+    snprintf(err, errlen, "out of memory");
+    free(r.out);
+    PQfinish(pg);
+    return -1;
+  }
+  /* {"ref":"xxx...x"}, output_bytes long */
+  memset(r.out, 'x', o->output_bytes);
+  if (o->output_bytes >= 10) {
+    memcpy(r.out, "{\"ref\":\"", 8);
+    memcpy(r.out + o->output_bytes - 2, "\"}", 2);
+  }
+  saga_idem_store_t store;
+  saga_kafka_config_t kc = {.bootstrap_servers = o->bootstrap,
+                            .properties = o->kafka_props};
+  saga_participant_config_t pc = {.kafka = kc, .group_id = o->group};
+  saga_starter_config_t sc = {.kafka = kc,
+                              .inbox_topic = o->inbox,
+                              .notifications_topic = o->notifications};
+  int rc = saga_idem_store_pg(pg, &store, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "effect store: %s", why);
+    goto out;
+  }
+  pc.store = store;
+  rc = saga_participant_new(&r.loop, &pc, &r.p, why, sizeof why);
+  if (rc != 0) {
+    store.destroy(store.ctx);
+    snprintf(err, errlen, "participant: %s", why);
+    goto out;
+  }
+  for (size_t i = 0; i < o->nsteps && rc == 0; i++)
+    rc = saga_participant_handle(r.p, o->step_topics[i], on_command, &r);
+  if (rc == 0)
+    rc = saga_participant_start(r.p, why, sizeof why);
+  if (rc == 0)
+    rc = saga_starter_new(&r.loop, &sc, &r.st, why, sizeof why);
+  if (rc != 0) {
+    snprintf(err, errlen, "client library: %s (%s)", why,
+             saga_err_name(rc));
+    goto out;
+  }
+  start_next(&r);
+  if (!r.done)
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+  if (!r.done)
+    snprintf(err, errlen, "the loop ended before the sagas did");
+  rc = r.done && !r.failed ? 0 : -1;
+out:
+  saga_starter_close(r.st, closed, NULL);
+  saga_participant_close(r.p, closed, NULL);
+  uv_run(&r.loop, UV_RUN_DEFAULT);
+  (void)uv_loop_close(&r.loop);
+  free(r.out);
+  PQfinish(pg);
+  return rc == 0 ? 0 : -1;
+}

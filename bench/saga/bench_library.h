@@ -1,0 +1,32 @@
+/* One saga at a time through what users link: the public starter
+ * (saga_starter_start + saga_starter_await) and the public participant
+ * library with the PostgreSQL effect store, on a libuv loop, as a service
+ * would run them. bench_saga.c runs it beside its hand-made participants,
+ * so the two lines show the library's cost. */
+#ifndef BENCH_LIBRARY_H
+#define BENCH_LIBRARY_H
+
+#include <stddef.h>
+
+typedef struct {
+  const char *bootstrap;
+  const char *const *kafka_props; /* name, value, ..., NULL: every client */
+  const char *inbox, *notifications;
+  const char *saga_type;
+  const char *const *step_topics; /* nsteps command topics */
+  size_t nsteps;
+  const char *group;        /* the participants' consumer group */
+  const char *pg_conninfo;  /* the participants' effect store */
+  size_t output_bytes;      /* of every DO's output */
+  const char *id_prefix;    /* saga ids: <prefix><n> */
+} bench_library_opts_t;
+
+/* Run `warm` sagas, then `n` more one at a time, each started when the
+ * previous one's outcome arrived; lat_ms[0..n) gets each measured saga's
+ * time from saga_starter_start to its COMPLETED outcome. Returns 0, or -1
+ * with err set (a saga that did not complete within 30 s, a library or
+ * PostgreSQL error). */
+int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
+                     double *lat_ms, char *err, size_t errlen);
+
+#endif

@@ -2136,6 +2136,8 @@ void sagad_engine_free(sagad_engine_t *e) {
         if (en->obs && e->hooks.on_forget)
           e->hooks.on_forget(e->hooks.arg, en->obs);
         free(en->input);
+        free(en->outs);
+        free(en->cancelled);
         free(en->corr);
         free(en);
       }

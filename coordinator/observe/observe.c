@@ -718,9 +718,13 @@ static void produce_start(start_t *st) {
   size_t len = 0;
   saga__hdrs_t h;
   char err[256];
-  const char *who = st->input + strlen(st->input) + 1;
+  /* A cancel's input is "reason\0operator\0"; a start's is its body, not
+   * NUL-terminated. */
+  const char *who = st->cancel ? st->input + strlen(st->input) + 1 : NULL;
+  if (who && !*who)
+    who = NULL;
   int rc = st->cancel
-               ? sagad_msg_encode_cancel(st->id, st->input, *who ? who : NULL,
+               ? sagad_msg_encode_cancel(st->id, st->input, who,
                                          wall_us() / 1000,
                                          st->tp[0] ? st->tp : NULL, &buf,
                                          &len, &h, err, sizeof err)

@@ -9,6 +9,7 @@ packages=(
   help2man                             # man pages from the programs' --help
   librdkafka-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcjson-dev              # the product's libraries
+  libcurl4-openssl-dev                 # the OTLP exporter (sagad)
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)
   python3 python3-protobuf python3-confluent-kafka  # protocol test peer

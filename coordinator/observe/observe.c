@@ -838,6 +838,18 @@ static int split_listen(const char *listen, char *host, size_t hlen,
   return 0;
 }
 
+static const char *process_env(const char *name, const void *arg) {
+  (void)arg;
+  return getenv(name);
+}
+
+/* otlp.endpoint and the OTEL_* variables (otlp.h, otlp_resolve). */
+static int resolve_otlp(const sagad_config_t *cfg, otlp_target_t *t,
+                        char *errbuf, size_t errlen) {
+  otlp_settings_t st = {.endpoint = cfg->otlp_endpoint};
+  return otlp_resolve(&st, process_env, NULL, t, errbuf, errlen);
+}
+
 int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
                         size_t errlen) {
   char host[256];
@@ -857,47 +869,45 @@ int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
              host);
     return -1;
   }
-  const char *ep = cfg->otlp_endpoint;
-  if (!ep || !*ep)
-    return 0;
-  if (split_listen(ep, host, sizeof host, &port) != 0 || port < 1) {
-    snprintf(errbuf, errlen,
-             "otlp.endpoint: expected host:port (port 1..65535), got \"%s\"",
-             ep);
+  otlp_target_t t;
+  if (resolve_otlp(cfg, &t, errbuf, errlen) != 0)
     return -1;
-  }
-  if (uv_ip4_addr(host, port, &a4) != 0) {
-    snprintf(errbuf, errlen,
-             "otlp.endpoint: \"%s\" is not an IPv4 address (names are not "
-             "resolved: give the collector's address, e.g. 10.0.0.7:4318)",
-             host);
-    return -1;
-  }
+  otlp_target_free(&t);
   return 0;
 }
 
 static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
-  const char *ep = o->o.cfg->otlp_endpoint;
-  if (!ep || !*ep)
+  otlp_target_t t;
+  if (resolve_otlp(o->o.cfg, &t, errbuf, errlen) != 0)
+    return -1;
+  if (!t.enabled) {
+    if (t.url)
+      LOG_INFO("span export to %s (%s) is off: OTEL_SDK_DISABLED or "
+               "OTEL_TRACES_EXPORTER=none",
+               t.url, t.url_from);
+    otlp_target_free(&t);
     return 0;
-  char host[256];
-  int port = 0;
+  }
   otlp_opts_t oo;
   otlp_opts_init(&oo);
-  if (split_listen(ep, host, sizeof host, &port) != 0) {
-    snprintf(errbuf, errlen, "otlp.endpoint: expected host:port, got \"%s\"",
-             ep);
-    return -1;
-  }
-  oo.host = host;
-  oo.port = port;
+  oo.url = t.url;
+  oo.headers = t.headers;
+  oo.ca_file = t.ca_file;
+  oo.cert_file = t.cert_file;
+  oo.key_file = t.key_file;
+  oo.service_name = t.service_name;
   o->otlp = otlp_new(o->o.loop, &oo);
   if (!o->otlp) {
     snprintf(errbuf, errlen,
-             "otlp.endpoint: \"%s\" is not an IPv4 address and port", ep);
+             "%s: could not set up the span exporter for %s (out of memory "
+             "or libcurl refused it)",
+             t.url_from, t.url);
+    otlp_target_free(&t);
     return -1;
   }
-  LOG_INFO("exporting spans to http://%s:%d/v1/traces", host, port);
+  LOG_INFO("exporting spans to %s (from %s) as service %s", t.url, t.url_from,
+           t.service_name);
+  otlp_target_free(&t);
   return 0;
 }
 

@@ -1750,6 +1750,8 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
     entry_t *en = e->streams[i];
     if (st == SAGAD_STORE_OK || st == SAGAD_STORE_DUPLICATE) {
       ok += en->nrec;
+      if (e->hooks.on_durable)
+        e->hooks.on_durable(e->hooks.arg, en->obs, ENTRY_SAGA(en));
       continue;
     }
     en->failed = st == SAGAD_STORE_CONFLICT ? 2 : 1;

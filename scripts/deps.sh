@@ -12,6 +12,7 @@ packages=(
   libcurl4-openssl-dev                 # the OTLP exporter (sagad)
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)
+  libssl-dev openssl                   # tests: the OTLP exporter over TLS
   python3 python3-protobuf python3-confluent-kafka  # protocol test peer
   protobuf-compiler python3-psycopg    # the Python client (client/python)
   python3-pip python3-venv python3-wheel  # its install test

@@ -948,12 +948,7 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   }
   otlp_opts_t oo;
   otlp_opts_init(&oo);
-  oo.url = t.url;
-  oo.headers = t.headers;
-  oo.ca_file = t.ca_file;
-  oo.cert_file = t.cert_file;
-  oo.key_file = t.key_file;
-  oo.service_name = t.service_name;
+  otlp_opts_from_target(&oo, &t);
   o->otlp = otlp_new(o->o.loop, &oo);
   if (!o->otlp) {
     snprintf(errbuf, errlen,

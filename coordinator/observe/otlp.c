@@ -277,7 +277,15 @@ static int build_url(const char *url, bool append, char **out, char *msg,
     snprintf(msg, len, "out of memory");
     return -1;
   }
-  if ((uc = curl_url_set(u, CURLUPART_URL, url, 0)) != CURLUE_OK) {
+  uc = curl_url_set(u, CURLUPART_URL, url, CURLU_DISALLOW_USER);
+  if (uc == CURLUE_USER_NOT_ALLOWED) {
+    /* it would be logged and printed: credentials go in headers */
+    snprintf(msg, len,
+             "a user or password in the URL is not accepted (give "
+             "credentials in OTEL_EXPORTER_OTLP_HEADERS)");
+    goto out;
+  }
+  if (uc != CURLUE_OK) {
     snprintf(msg, len, "\"%s\" is not a URL: %s", url, curl_url_strerror(uc));
     goto out;
   }
@@ -502,6 +510,15 @@ void otlp_target_free(otlp_target_t *t) {
   free(t->key_file);
   free(t->service_name);
   memset(t, 0, sizeof *t);
+}
+
+void otlp_opts_from_target(otlp_opts_t *o, const otlp_target_t *t) {
+  o->url = t->url;
+  o->headers = t->headers;
+  o->ca_file = t->ca_file;
+  o->cert_file = t->cert_file;
+  o->key_file = t->key_file;
+  o->service_name = t->service_name;
 }
 
 /* ---- libcurl on the loop ------------------------------------------------ */

@@ -80,6 +80,10 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
                  size_t errlen);
 void otlp_target_free(otlp_target_t *t); /* NULL-safe; zeroes *t */
 
+/* Point opts' url, headers, TLS files and service name at t's (borrowed:
+ * keep t until otlp_new, which copies what it keeps); other fields stay. */
+void otlp_opts_from_target(otlp_opts_t *opts, const otlp_target_t *t);
+
 /* ---- the exporter ---------------------------------------------------- */
 
 enum { OTLP_STATUS_UNSET = 0, OTLP_STATUS_OK = 1, OTLP_STATUS_ERROR = 2 };

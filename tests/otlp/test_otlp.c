@@ -24,6 +24,7 @@
 #include "admin_http.h"
 #include "http_client.h"
 #include "otlp.h"
+#include "otlp_test.h"
 #include "test_support.h"
 
 #define STARTER_TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -97,37 +98,6 @@ static void emit(const char *trace, const char *id, const char *parent,
   assert_int_equal(otlp_emit(exp_main, &s), 0);
 }
 
-/* A fake environment: NULL-terminated name, value pairs. */
-static const char *fake_env(const char *name, const void *arg) {
-  const char *const *kv = arg;
-  for (; kv && kv[0]; kv += 2)
-    if (!strcmp(kv[0], name))
-      return kv[1];
-  return NULL;
-}
-
-/* An exporter as sagad builds it: otlp_resolve, then otlp_new. */
-static otlp_t *resolved(uv_loop_t *loop, const char *endpoint,
-                        const char *const *env) {
-  otlp_settings_t st = {.endpoint = endpoint};
-  otlp_target_t t;
-  char err[512] = "";
-  if (otlp_resolve(&st, fake_env, env, &t, err, sizeof err) != 0)
-    fail_msg("otlp_resolve: %s", err);
-  assert_true(t.enabled);
-  otlp_opts_t o;
-  otlp_opts_init(&o);
-  o.url = t.url;
-  o.headers = t.headers;
-  o.service_name = t.service_name;
-  o.flush_ms = 20;
-  o.backoff_min_ms = 20;
-  otlp_t *x = otlp_new(loop, &o);
-  otlp_target_free(&t);
-  assert_non_null(x);
-  return x;
-}
-
 static void on_loop(uv_loop_t *loop, void *arg) {
   (void)arg;
   srv = admin_http_new(loop, NULL);
@@ -146,8 +116,8 @@ static void on_loop(uv_loop_t *loop, void *arg) {
                        "OTEL_SERVICE_NAME",
                        "sagad-test",
                        NULL};
-  exp_main = resolved(loop, NULL, env);
-  exp_hostport = resolved(loop, hostport, NULL);
+  exp_main = otlp_test_exporter(loop, NULL, env);
+  exp_hostport = otlp_test_exporter(loop, hostport, NULL);
   otlp_span_t hp = {.name = "via host:port", .trace_id = "1", .span_id = "2"};
   assert_int_equal(otlp_emit(exp_hostport, &hp), 0);
   char trace[SAGA_TRACE_ID_SIZE], starter[SAGA_SPAN_ID_SIZE];
@@ -365,7 +335,7 @@ static void test_resolve_picks_the_url_as_the_sdks_do(void **state) {
     otlp_settings_t st = {.endpoint = cases[i].endpoint};
     otlp_target_t t;
     char err[512] = "";
-    if (otlp_resolve(&st, fake_env, cases[i].env, &t, err, sizeof err) != 0)
+    if (otlp_resolve(&st, otlp_test_env, cases[i].env, &t, err, sizeof err) != 0)
       fail_msg("case %zu: %s", i, err);
     if (cases[i].url) {
       assert_true(t.enabled);
@@ -391,6 +361,7 @@ static void test_resolve_names_what_is_wrong(void **state) {
       {"otel-collector", {NULL}, {"otlp.endpoint: ", "expected host:port"}},
       {"otel-collector:0", {NULL}, {"otlp.endpoint: ", "port 1..65535"}},
       {"ftp://c:21", {NULL}, {"otlp.endpoint: ", "only http:// and https://"}},
+      {"https://u:secret@c:1", {NULL}, {"otlp.endpoint: ", "user or password"}},
       {NULL,
        {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://", NULL},
        {"OTEL_EXPORTER_OTLP_ENDPOINT: ", "is not a URL"}},
@@ -426,7 +397,7 @@ static void test_resolve_names_what_is_wrong(void **state) {
     otlp_settings_t st = {.endpoint = cases[i].endpoint};
     otlp_target_t t;
     char err[512] = "";
-    int rc = otlp_resolve(&st, fake_env, cases[i].env, &t, err, sizeof err);
+    int rc = otlp_resolve(&st, otlp_test_env, cases[i].env, &t, err, sizeof err);
     if (rc != -1 || strncmp(err, cases[i].want[0], strlen(cases[i].want[0])) ||
         !strstr(err, cases[i].want[1]))
       fail_msg("case %zu: rc %d, \"%s\"", i, rc, err);

@@ -38,11 +38,16 @@ enum {
   X(WAIT, "wait", 1, "await the outcome for at most DURATION")              \
   X(STATE, "state", 1, "only sagas in this status")                         \
   X(TYPE, "type", 1, "only sagas of this type")                             \
-  X(OLDER_THAN, "older-than", 1, "only sagas started more than DURATION ago") \
-  X(STUCK, "stuck", 1, "only non-terminal sagas without progress for DURATION") \
+  X(SINCE, "since", 1, "only sagas started at or after TIME (RFC 3339 or a duration ago: 1h)") \
+  X(UNTIL, "until", 1, "only sagas started before TIME (RFC 3339 or a duration ago: 30m)") \
+  X(STUCK, "stuck", 0, "only stuck sagas: parked, or no progress past their step's stuck_after_ms") \
+  X(OLDEST_FIRST, "oldest-first", 0, "oldest first (default: newest first)") \
+  X(AFTER, "after", 1, "the next page: the TOKEN the previous page printed") \
   X(LIMIT, "limit", 1, "at most N rows (default 100)")                      \
+  X(OUTPUT, "output", 1, "table, json or jsonl (default table)")            \
   X(ALL, "all", 0, "every saga in the index")                               \
-  X(REASON, "reason", 1, "why, recorded with the action")
+  X(REASON, "reason", 1, "why, recorded with the action")                   \
+  X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive")
 
 typedef enum {
 #define CLI_OPT_ENUM_(id, name, val, help) CLI_OPT_##id,

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "cli.h"
+#include "cli_output.h"
 
 int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s);
@@ -27,8 +28,11 @@ int cli_saga_was_resolved(const cli_settings_t *s, const char *saga_id,
 int cli_defs_has_type(const cli_settings_t *s, const char *type,
                       uint32_t version, int *found);
 
-/* Print v as JSON on stdout (cJSON * passed as void * so this header
- * needs no cJSON) and delete it; CLI_EXIT_OK, or CLI_EXIT_FAIL on OOM. */
-int cli_print_json(void *v);
+/* The per-step stuck thresholds of the definitions folder of s, as
+ * iq_stuck_t.thresholds_json wants them (every step of every loaded
+ * definition with its stuck_after_ms), into *json (free it); NULL when no
+ * folder is configured. Returns CLI_EXIT_OK, or an exit code with the line
+ * printed (the folder cannot be loaded). */
+int cli_defs_stuck_thresholds(const cli_settings_t *s, char **json);
 
 #endif

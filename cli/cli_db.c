@@ -8,22 +8,6 @@
 
 #include "cli_db.h"
 
-static const char *const STATUSES[] = {"running", "compensating",
-                                       "completed", "compensated",
-                                       "compensation_failed"};
-
-int cli_status_is_known(const char *status) {
-  for (size_t i = 0; i < sizeof STATUSES / sizeof *STATUSES; i++)
-    if (strcmp(status, STATUSES[i]) == 0)
-      return 1;
-  return 0;
-}
-
-int cli_status_is_terminal(const char *status) {
-  return strcmp(status, "completed") == 0 ||
-         strcmp(status, "compensated") == 0;
-}
-
 void cli_index_row_clear(cli_index_row_t *r) {
   if (r == NULL)
     return;
@@ -85,12 +69,7 @@ int cli_db_connect(const cli_settings_t *s, PGconn **out) {
   return CLI_EXIT_OK;
 }
 
-#define ROW_COLUMNS                                                          \
-  "saga_id, saga_type, definition_version, status, partition, version, "   \
-  "(extract(epoch from started_at) * 1000)::bigint, "                       \
-  "(extract(epoch from updated_at) * 1000)::bigint, "                       \
-  "coalesce((extract(epoch from next_deadline_at) * 1000)::bigint, 0), "    \
-  "current_step"
+static const iq_stuck_t DEFAULT_STUCK = {.default_ms = IQ_STUCK_DEFAULT_MS};
 
 static char *dup_or_null(PGresult *r, int row, int col) {
   if (PQgetisnull(r, row, col))
@@ -98,18 +77,25 @@ static char *dup_or_null(PGresult *r, int row, int col) {
   return strdup(PQgetvalue(r, row, col));
 }
 
+static int64_t col_i64(PGresult *r, int row, iq_col_t col) {
+  return PQgetisnull(r, row, (int)col)
+             ? 0
+             : strtoll(PQgetvalue(r, row, (int)col), NULL, 10);
+}
+
 static int fill_row(PGresult *r, int i, cli_index_row_t *row) {
   memset(row, 0, sizeof *row);
-  row->saga_id = dup_or_null(r, i, 0);
-  row->saga_type = dup_or_null(r, i, 1);
-  row->def_version = atoi(PQgetvalue(r, i, 2));
-  row->status = dup_or_null(r, i, 3);
-  row->partition = atoi(PQgetvalue(r, i, 4));
-  row->version = strtoll(PQgetvalue(r, i, 5), NULL, 10);
-  row->started_ms = strtoll(PQgetvalue(r, i, 6), NULL, 10);
-  row->updated_ms = strtoll(PQgetvalue(r, i, 7), NULL, 10);
-  row->deadline_ms = strtoll(PQgetvalue(r, i, 8), NULL, 10);
-  row->current_step = dup_or_null(r, i, 9);
+  row->saga_id = dup_or_null(r, i, IQ_COL_SAGA_ID);
+  row->saga_type = dup_or_null(r, i, IQ_COL_SAGA_TYPE);
+  row->def_version = (int)col_i64(r, i, IQ_COL_DEFINITION_VERSION);
+  row->status = dup_or_null(r, i, IQ_COL_STATUS);
+  row->partition = (int)col_i64(r, i, IQ_COL_PARTITION);
+  row->version = col_i64(r, i, IQ_COL_VERSION);
+  row->started_ms = col_i64(r, i, IQ_COL_STARTED_MS);
+  row->updated_ms = col_i64(r, i, IQ_COL_UPDATED_MS);
+  row->deadline_ms = col_i64(r, i, IQ_COL_NEXT_DEADLINE_MS);
+  row->current_step = dup_or_null(r, i, IQ_COL_CURRENT_STEP);
+  row->stuck = PQgetvalue(r, i, IQ_COL_STUCK)[0] == 't';
   if (row->saga_id == NULL || row->saga_type == NULL || row->status == NULL) {
     cli_index_row_clear(row);
     return -1;
@@ -131,11 +117,15 @@ static int query_failed(PGconn *c, PGresult *r, const char *what) {
   return -1;
 }
 
+static PGresult *exec(PGconn *c, const iq_stmt_t *q) {
+  return PQexecParams(c, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
+}
+
 int cli_db_get(PGconn *c, const char *saga_id, cli_index_row_t *row) {
-  const char *params[1] = {saga_id};
-  PGresult *r = PQexecParams(
-      c, "SELECT " ROW_COLUMNS " FROM saga_index WHERE saga_id = $1", 1, NULL,
-      params, NULL, NULL, 0);
+  iq_stmt_t q;
+  if (iq_get(saga_id, &DEFAULT_STUCK, &q) != 0)
+    return 1; /* longer than any saga id: no such saga */
+  PGresult *r = exec(c, &q);
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
     return query_failed(c, r, "read saga_index");
   int rc = 1;
@@ -148,51 +138,60 @@ int cli_db_get(PGconn *c, const char *saga_id, cli_index_row_t *row) {
   return rc;
 }
 
-int cli_db_list(PGconn *c, const cli_list_filter_t *f, cli_index_row_t **rows,
-                size_t *n) {
-  *rows = NULL;
-  *n = 0;
-  char older[32], stuck[32], limit[32];
-  snprintf(older, sizeof older, "%" PRId64, f->older_than_ms);
-  snprintf(stuck, sizeof stuck, "%" PRId64, f->stuck_ms);
-  snprintf(limit, sizeof limit, "%" PRIu64, f->limit);
-  const char *params[5] = {f->state, f->type,
-                           f->older_than_ms >= 0 ? older : NULL,
-                           f->stuck_ms >= 0 ? stuck : NULL, limit};
-  PGresult *r = PQexecParams(
-      c,
-      "SELECT " ROW_COLUMNS " FROM saga_index"
-      " WHERE ($1::text IS NULL OR status = $1)"
-      " AND ($2::text IS NULL OR saga_type = $2)"
-      " AND ($3::bigint IS NULL OR"
-      "      started_at < now() - make_interval(secs => $3::bigint / 1000.0))"
-      " AND ($4::bigint IS NULL OR"
-      "      (status NOT IN ('completed', 'compensated') AND"
-      "       updated_at < now() - make_interval(secs => $4::bigint / 1000.0)))"
-      " ORDER BY updated_at, saga_id LIMIT $5::bigint",
-      5, NULL, params, NULL, NULL, 0);
+void cli_list_clear(cli_list_t *l) {
+  if (l == NULL)
+    return;
+  for (size_t i = 0; l->rows != NULL && i < l->n; i++)
+    cli_index_row_clear(&l->rows[i]);
+  free(l->rows);
+  memset(l, 0, sizeof *l);
+}
+
+static int fill_list(PGresult *r, uint64_t limit, cli_list_t *out) {
+  size_t nt = (size_t)PQntuples(r);
+  size_t n = nt > limit ? (size_t)limit : nt;
+  out->rows = calloc(n > 0 ? n : 1, sizeof *out->rows);
+  if (out->rows == NULL)
+    return -1;
+  for (; out->n < n; out->n++)
+    if (fill_row(r, (int)out->n, &out->rows[out->n]) != 0)
+      return -1;
+  if (nt > n && n > 0 &&
+      iq_cursor_encode(PQgetvalue(r, (int)n - 1, IQ_COL_STARTED_US),
+                       PQgetvalue(r, (int)n - 1, IQ_COL_SAGA_ID), out->next,
+                       sizeof out->next) != 0)
+    return -1;
+  return 0;
+}
+
+int cli_db_list(PGconn *c, const iq_filter_t *f, const iq_stuck_t *st,
+                int count, cli_list_t *out) {
+  memset(out, 0, sizeof *out);
+  iq_stmt_t q;
+  if (iq_list(f, st != NULL ? st : &DEFAULT_STUCK, &q) != 0) {
+    cli_fail(CLI_EXIT_USAGE, "list: invalid filter");
+    return -1;
+  }
+  PGresult *r = exec(c, &q);
   if (PQresultStatus(r) != PGRES_TUPLES_OK)
     return query_failed(c, r, "list saga_index");
-  int nt = PQntuples(r);
-  cli_index_row_t *out = calloc(nt > 0 ? (size_t)nt : 1, sizeof *out);
-  if (out == NULL) {
-    PQclear(r);
+  int rc = fill_list(r, f->limit, out);
+  PQclear(r);
+  if (rc != 0) {
+    cli_list_clear(out);
     cli_fail(CLI_EXIT_FAIL, "out of memory");
     return -1;
   }
-  for (int i = 0; i < nt; i++) {
-    if (fill_row(r, i, &out[i]) != 0) {
-      for (int j = 0; j < i; j++)
-        cli_index_row_clear(&out[j]);
-      free(out);
-      PQclear(r);
-      cli_fail(CLI_EXIT_FAIL, "out of memory");
-      return -1;
-    }
+  if (!count)
+    return 0;
+  (void)iq_count(f, st != NULL ? st : &DEFAULT_STUCK, &q); /* iq_list took f */
+  r = exec(c, &q);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    cli_list_clear(out);
+    return query_failed(c, r, "count saga_index");
   }
+  out->total = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  *rows = out;
-  *n = (size_t)nt;
   return 0;
 }
 

@@ -4,12 +4,14 @@
 #ifndef SAGACTL_CLI_DB_H
 #define SAGACTL_CLI_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <libpq-fe.h>
 
 #include "cli.h"
+#include "index_query.h"
 
 /* One saga_index row; strings owned by the row (cli_index_row_clear). */
 typedef struct cli_index_row {
@@ -18,6 +20,8 @@ typedef struct cli_index_row {
   int def_version, partition;
   int64_t version;
   int64_t started_ms, updated_ms, deadline_ms; /* deadline 0 = none */
+  bool stuck; /* cli_db_list's: by its thresholds; cli_db_get's: by the
+                 default threshold only */
 } cli_index_row_t;
 
 void cli_index_row_clear(cli_index_row_t *r);
@@ -52,23 +56,24 @@ int cli_db_fetch(const cli_settings_t *s, const char *saga_id,
  * printed). */
 int cli_db_get(PGconn *c, const char *saga_id, cli_index_row_t *row);
 
-typedef struct cli_list_filter {
-  const char *state;       /* NULL = any */
-  const char *type;        /* NULL = any */
-  int64_t older_than_ms;   /* started more than this ago; -1 = any */
-  int64_t stuck_ms;        /* non-terminal, no progress for this; -1 = any */
-  uint64_t limit;          /* rows */
-} cli_list_filter_t;
+/* A page of a list: its rows (free with cli_list_clear), how many sagas
+ * match whatever the page (when counted), and the token of the next page
+ * ("" on the last one). */
+typedef struct {
+  cli_index_row_t *rows;
+  size_t n;
+  uint64_t total;
+  char next[IQ_CURSOR_SIZE];
+} cli_list_t;
 
-/* Rows matching f, oldest progress first, into *rows (malloc'd array of
- * *n rows; free each with cli_index_row_clear, then the array). Returns 0
- * or -1 (error printed). */
-int cli_db_list(PGconn *c, const cli_list_filter_t *f, cli_index_row_t **rows,
-                size_t *n);
+/* The page f asks for (index_query.h: its filters, order, cursor and
+ * limit), stuck judged by st (NULL: the default threshold), and with count
+ * the total of f's matches. Returns 0 with *out filled, or -1 (error
+ * printed). */
+int cli_db_list(PGconn *c, const iq_filter_t *f, const iq_stuck_t *st,
+                int count, cli_list_t *out);
 
-/* True for the status names the coordinator writes. */
-int cli_status_is_known(const char *status);
-/* True for completed and compensated. */
-int cli_status_is_terminal(const char *status);
+/* Free a page's rows. NULL-safe. */
+void cli_list_clear(cli_list_t *l);
 
 #endif

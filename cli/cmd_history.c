@@ -64,6 +64,34 @@ int cli_defs_has_type(const cli_settings_t *s, const char *type,
   return CLI_EXIT_OK;
 }
 
+int cli_defs_stuck_thresholds(const cli_settings_t *s, char **json) {
+  *json = NULL;
+  if (cli_get(s, CLI_SET_DEFINITIONS) == NULL)
+    return CLI_EXIT_OK;
+  int rc;
+  saga_registry_t *reg = load_defs(s, &rc);
+  if (reg == NULL)
+    return rc;
+  cJSON *arr = cJSON_CreateArray();
+  const saga_def_t *d;
+  for (size_t i = 0; arr != NULL && (d = saga_registry_at(reg, i)); i++)
+    for (uint32_t k = 0; arr != NULL && k < d->nsteps; k++) {
+      cJSON *o = cJSON_CreateObject();
+      if (o == NULL || !cJSON_AddStringToObject(o, "t", d->name) ||
+          !cJSON_AddStringToObject(o, "s", d->steps[k].name) ||
+          !cJSON_AddNumberToObject(o, "ms", d->steps[k].stuck_after_ms) ||
+          !cJSON_AddItemToArray(arr, o)) {
+        cJSON_Delete(o);
+        cJSON_Delete(arr);
+        arr = NULL;
+      }
+    }
+  saga_registry_free(reg);
+  *json = arr != NULL ? cJSON_PrintUnformatted(arr) : NULL;
+  cJSON_Delete(arr);
+  return *json != NULL ? CLI_EXIT_OK : cli_fail(CLI_EXIT_FAIL, "out of memory");
+}
+
 static int open_store(const cli_settings_t *s, es_store_t **out) {
   *out = NULL;
   cli_pg_t pg;
@@ -94,14 +122,90 @@ static int open_store(const cli_settings_t *s, es_store_t **out) {
 typedef int (*record_fn)(void *arg, int64_t version,
                          const saga_record_t *rec);
 
+/* Decode the events of page and call fn for each; *count grows, or
+ * becomes -1 (line printed). */
+static void page_records(const es_page_t *page, const char *stream,
+                         saga_record_t *rec, record_fn fn, void *arg,
+                         int64_t *count) {
+  for (size_t i = 0; i < page->n && *count >= 0; i++) {
+    const es_recorded_t *ev = &page->events[i];
+    int d = saga_codec_decode(ev->data, ev->data_len, rec);
+    if (d != SAGA_CORE_OK) {
+      cli_fail(CLI_EXIT_FAIL,
+               "could not decode event %" PRId64 " (%s) of stream \"%s\": "
+               "%s",
+               ev->version, ev->type, stream, saga_core_strerror(d));
+      *count = -1;
+    } else if (fn(arg, ev->version, rec) != 0) {
+      *count = -1;
+    } else {
+      (*count)++;
+    }
+  }
+}
+
+static int saga_stream(const char *saga_id, char *stream, size_t len) {
+  if (snprintf(stream, len, "saga-%s", saga_id) < (int)len)
+    return 0;
+  cli_fail(CLI_EXIT_USAGE, "saga id \"%s\" is too long", saga_id);
+  return -1;
+}
+
+/* The same over an archive file (saga-es-archive): the saga's events are
+ * collected and the file checked to its end (its manifest's count and
+ * checksum) before any is decoded. */
+static int each_archived_record(const char *path, const char *saga_id,
+                                record_fn fn, void *arg) {
+  char stream[ES_MAX_STREAM_ID + 1], err[ES_ERRBUF_SIZE] = "";
+  if (saga_stream(saga_id, stream, sizeof stream) != 0)
+    return -1;
+  es_archive_t *ar = NULL;
+  int e = es_archive_open(path, &ar, err, sizeof err);
+  es_page_t **pages = NULL;
+  size_t n = 0;
+  int64_t count = 0;
+  while (e == ES_ERR_OK) {
+    es_page_t *page = NULL, **grown = NULL;
+    e = es_archive_read(ar, stream, PAGE, &page);
+    if (e == ES_ERR_OK && page->n == 0) {
+      es_page_free(page);
+      break;
+    }
+    if (e == ES_ERR_OK &&
+        (grown = realloc(pages, (n + 1) * sizeof *pages)) == NULL) {
+      es_page_free(page);
+      e = ES_ERR_NOMEM;
+    }
+    if (grown != NULL) {
+      pages = grown;
+      pages[n++] = page;
+    }
+  }
+  if (e != ES_ERR_OK) {
+    cli_fail(CLI_EXIT_FAIL, "could not read archive \"%s\": %s", path,
+             ar != NULL && *es_archive_last_error(ar) != '\0'
+                 ? es_archive_last_error(ar)
+             : *err != '\0' ? err
+                            : es_strerror(e));
+    count = -1;
+  }
+  saga_record_t rec = {0};
+  for (size_t i = 0; i < n; i++) {
+    if (count >= 0)
+      page_records(pages[i], stream, &rec, fn, arg, &count);
+    es_page_free(pages[i]);
+  }
+  free(pages);
+  saga_record_clear(&rec);
+  es_archive_close(ar);
+  return count > INT32_MAX ? INT32_MAX : (int)count;
+}
+
 static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
                        void *arg) {
   char stream[ES_MAX_STREAM_ID + 1];
-  if (snprintf(stream, sizeof stream, "saga-%s", saga_id) >=
-      (int)sizeof stream) {
-    cli_fail(CLI_EXIT_USAGE, "saga id \"%s\" is too long", saga_id);
+  if (saga_stream(saga_id, stream, sizeof stream) != 0)
     return -1;
-  }
   saga_record_t rec = {0};
   int64_t from = 1, count = 0;
   for (;;) {
@@ -115,22 +219,9 @@ static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
       break;
     }
     size_t n = page->n;
-    for (size_t i = 0; i < n && count >= 0; i++) {
-      const es_recorded_t *ev = &page->events[i];
-      int d = saga_codec_decode(ev->data, ev->data_len, &rec);
-      if (d != SAGA_CORE_OK) {
-        cli_fail(CLI_EXIT_FAIL,
-                 "could not decode event %" PRId64 " (%s) of stream \"%s\": "
-                 "%s",
-                 ev->version, ev->type, stream, saga_core_strerror(d));
-        count = -1;
-      } else if (fn(arg, ev->version, &rec) != 0) {
-        count = -1;
-      } else {
-        count++;
-        from = ev->version + 1;
-      }
-    }
+    page_records(page, stream, &rec, fn, arg, &count);
+    if (n > 0)
+      from = page->events[n - 1].version + 1;
     es_page_free(page);
     if (count < 0 || n < PAGE)
       break;
@@ -203,18 +294,21 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
       (h.reg = load_defs(s, &rc)) == NULL)
     return rc;
   es_store_t *st = NULL;
-  rc = open_store(s, &st);
-  if (rc != CLI_EXIT_OK)
+  const char *archive = a->opt[CLI_OPT_ARCHIVE];
+  if (archive == NULL && (rc = open_store(s, &st)) != CLI_EXIT_OK)
     goto out;
-  int n = each_record(st, id, history_record, &h);
+  int n = archive != NULL
+              ? each_archived_record(archive, id, history_record, &h)
+              : each_record(st, id, history_record, &h);
   if (n < 0) {
     rc = CLI_EXIT_FAIL;
     goto out;
   }
   if (n == 0) {
     rc = cli_fail(CLI_EXIT_FAIL, "saga \"%s\" not found: stream \"saga-%s\" "
-                                 "has no events",
-                  id, id);
+                                 "has no events%s%s%s",
+                  id, id, archive != NULL ? " in archive \"" : "",
+                  archive != NULL ? archive : "", archive != NULL ? "\"" : "");
     goto out;
   }
   if (a->opt[CLI_OPT_JSON] != NULL) {
@@ -425,6 +519,7 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
     return rc;
   PGconn *c = NULL;
   es_store_t *st = NULL;
+  cli_list_t list = {0};
   cli_index_row_t *rows = NULL;
   size_t nrows = 0;
   replay_report_t rep = {0};
@@ -433,10 +528,12 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
     goto out;
   rc = CLI_EXIT_FAIL;
   if (all) {
-    cli_list_filter_t f = {.older_than_ms = -1, .stuck_ms = -1,
-                           .limit = limit};
-    if (cli_db_list(c, &f, &rows, &nrows) != 0)
+    iq_filter_t f = {.oldest_first = true, .limit = limit};
+    if (cli_db_list(c, &f, NULL, 0, &list) != 0)
       goto out;
+    rows = list.rows;
+    nrows = list.n;
+    list.rows = NULL;
   } else {
     rows = calloc(1, sizeof *rows);
     if (rows == NULL)

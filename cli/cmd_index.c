@@ -1,4 +1,5 @@
-/* status and list: read saga_index, print a table or JSON. */
+/* status and list: read saga_index (through index/index_query.h), print
+ * a table, JSON or JSON lines. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,17 +10,6 @@
 #include "cli_cmds.h"
 #include "cli_db.h"
 #include "timetext.h"
-
-int cli_print_json(void *v) {
-  cJSON *j = v;
-  char *text = j != NULL ? cJSON_PrintUnformatted(j) : NULL;
-  cJSON_Delete(j);
-  if (text == NULL)
-    return cli_fail(CLI_EXIT_FAIL, "out of memory");
-  puts(text);
-  cJSON_free(text);
-  return CLI_EXIT_OK;
-}
 
 static void add_time(cJSON *o, const char *key, int64_t ms) {
   char t[40];
@@ -47,6 +37,17 @@ static cJSON *row_json(const cli_index_row_t *r, int64_t now) {
   add_time(o, "updated_at", r->updated_ms);
   add_time(o, "next_deadline_at", r->deadline_ms);
   cJSON_AddNumberToObject(o, "idle_ms", (double)(now - r->updated_ms));
+  return o;
+}
+
+/* A list's row: row_json and its stuck flag (judged by the definitions'
+ * thresholds when they are configured). */
+static cJSON *list_row_json(const cli_index_row_t *r, int64_t now) {
+  cJSON *o = row_json(r, now);
+  if (o != NULL && !cJSON_AddBoolToObject(o, "stuck", r->stuck)) {
+    cJSON_Delete(o);
+    o = NULL;
+  }
   return o;
 }
 
@@ -105,77 +106,132 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   return rc;
 }
 
-static int duration_opt(const cli_args_t *a, cli_opt_t o, int64_t *ms) {
-  *ms = -1;
-  const char *v = a->opt[o];
+/* --since / --until into *t (unset when not given). */
+static int time_opt(const cli_args_t *a, cli_opt_t o, iq_time_t *t) {
   char why[256];
-  if (v != NULL && saga__duration_parse(v, ms) != SAGA_DURATION_OK)
-    return cli_fail(CLI_EXIT_USAGE, "--%s: %s", cli_opt_name(o),
-                    saga__duration_explain(v, why, sizeof why));
+  *t = (iq_time_t){0};
+  if (a->opt[o] != NULL && iq_time_parse(a->opt[o], t, why, sizeof why) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--%s: %s", cli_opt_name(o), why);
   return CLI_EXIT_OK;
 }
 
-int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s) {
+/* The list's filter from a's flags; CLI_EXIT_USAGE with the line printed
+ * when one is wrong. */
+static int list_filter(const cli_args_t *a, iq_filter_t *f,
+                       iq_cursor_t *after) {
+  *f = (iq_filter_t){.state = a->opt[CLI_OPT_STATE],
+                     .type = a->opt[CLI_OPT_TYPE],
+                     .stuck = a->opt[CLI_OPT_STUCK] != NULL,
+                     .oldest_first = a->opt[CLI_OPT_OLDEST_FIRST] != NULL,
+                     .limit = 100};
   if (a->npos != 0)
     return cli_fail(CLI_EXIT_USAGE, "list: unexpected argument \"%s\"",
                     a->pos[0]);
-  cli_list_filter_t f = {.state = a->opt[CLI_OPT_STATE],
-                         .type = a->opt[CLI_OPT_TYPE],
-                         .limit = 100};
-  if (f.state != NULL && !cli_status_is_known(f.state))
+  if (f->state != NULL && !iq_status_known(f->state))
     return cli_fail(CLI_EXIT_USAGE,
-                    "--state: unknown status \"%s\" (running, compensating, "
-                    "completed, compensated, compensation_failed)",
-                    f.state);
-  if (duration_opt(a, CLI_OPT_OLDER_THAN, &f.older_than_ms) != CLI_EXIT_OK ||
-      duration_opt(a, CLI_OPT_STUCK, &f.stuck_ms) != CLI_EXIT_OK)
+                    "--state: unknown status \"%s\" (" IQ_STATUSES ")",
+                    f->state);
+  if (f->type != NULL && (*f->type == '\0' || strlen(f->type) > 64))
+    return cli_fail(CLI_EXIT_USAGE,
+                    "--type: expected a saga type of 1 to 64 bytes, got \"%s\"",
+                    f->type);
+  if (time_opt(a, CLI_OPT_SINCE, &f->since) != CLI_EXIT_OK ||
+      time_opt(a, CLI_OPT_UNTIL, &f->until) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   if (a->opt[CLI_OPT_LIMIT] != NULL &&
-      cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, 1000000, &f.limit) != 0)
+      cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, IQ_LIMIT_MAX, &f->limit) != 0)
     return cli_fail(CLI_EXIT_USAGE,
-                    "--limit: expected a number between 1 and 1000000, got "
-                    "\"%s\"",
-                    a->opt[CLI_OPT_LIMIT]);
+                    "--limit: expected a number between 1 and %d, got \"%s\"",
+                    IQ_LIMIT_MAX, a->opt[CLI_OPT_LIMIT]);
+  if (a->opt[CLI_OPT_AFTER] != NULL) {
+    if (iq_cursor_decode(a->opt[CLI_OPT_AFTER], after) != 0)
+      return cli_fail(CLI_EXIT_USAGE,
+                      "--after: \"%s\" is not a list token: give the token "
+                      "the previous page printed (\"next page: --after "
+                      "TOKEN\")",
+                      a->opt[CLI_OPT_AFTER]);
+    f->after = after;
+  }
+  return CLI_EXIT_OK;
+}
+
+static void print_table(const cli_list_t *l, int64_t now) {
+  printf("%-36s %-16s %3s %-19s %-20s %-24s %9s  %s\n", "SAGA", "TYPE", "V",
+         "STATUS", "STEP", "STARTED", "IDLE", "NEXT DEADLINE");
+  for (size_t i = 0; i < l->n; i++) {
+    const cli_index_row_t *r = &l->rows[i];
+    char t1[40], t2[40], idle[32];
+    printf("%-36s %-16s %3d %-19s %-20s %-24s %9s  %s\n", r->saga_id,
+           r->saga_type, r->def_version, r->status,
+           r->current_step != NULL ? r->current_step : "-",
+           cli_format_time(r->started_ms, t1, sizeof t1),
+           cli_format_duration(now - r->updated_ms, idle, sizeof idle),
+           cli_format_time(r->deadline_ms, t2, sizeof t2));
+  }
+}
+
+/* "shown N of TOTAL sagas (newest first); next page: --after TOKEN" */
+static void print_count(FILE *out, const cli_list_t *l, const iq_filter_t *f) {
+  fprintf(out, "shown %zu of %" PRIu64 " sagas (%s first); ", l->n, l->total,
+          f->oldest_first ? "oldest" : "newest");
+  if (l->next[0] != '\0')
+    fprintf(out, "next page: --after %s\n", l->next);
+  else
+    fputs("last page\n", out);
+}
+
+static int print_json(const cli_list_t *l, int64_t now) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *arr = cJSON_AddArrayToObject(o, "sagas");
+  for (size_t i = 0; arr != NULL && i < l->n; i++) {
+    cJSON *row = list_row_json(&l->rows[i], now);
+    if (row == NULL || !cJSON_AddItemToArray(arr, row)) {
+      cJSON_Delete(row);
+      arr = NULL;
+    }
+  }
+  if (arr == NULL ||
+      !cJSON_AddNumberToObject(o, "total", (double)l->total) ||
+      !(l->next[0] != '\0' ? cJSON_AddStringToObject(o, "next", l->next)
+                           : cJSON_AddNullToObject(o, "next"))) {
+    cJSON_Delete(o);
+    o = NULL;
+  }
+  return cli_print_json(o);
+}
+
+int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s) {
+  iq_filter_t f;
+  iq_cursor_t after;
+  cli_output_t fmt;
+  int rc = list_filter(a, &f, &after);
+  if (rc != CLI_EXIT_OK || (rc = cli_output_of(a, &fmt)) != CLI_EXIT_OK)
+    return rc;
+  iq_stuck_t st = {.default_ms = IQ_STUCK_DEFAULT_MS};
+  char *thresholds = NULL;
+  if ((rc = cli_defs_stuck_thresholds(s, &thresholds)) != CLI_EXIT_OK)
+    return rc;
+  st.thresholds_json = thresholds;
   PGconn *c = NULL;
-  int rc = cli_db_connect(s, &c);
+  cli_list_t l;
+  rc = cli_db_connect(s, &c);
+  if (rc == CLI_EXIT_OK && cli_db_list(c, &f, &st, 1, &l) != 0)
+    rc = CLI_EXIT_FAIL;
+  PQfinish(c);
+  cJSON_free(thresholds);
   if (rc != CLI_EXIT_OK)
     return rc;
-  cli_index_row_t *rows = NULL;
-  size_t n = 0;
-  int q = cli_db_list(c, &f, &rows, &n);
-  PQfinish(c);
-  if (q != 0)
-    return CLI_EXIT_FAIL;
   int64_t now = cli_now_ms();
-  if (a->opt[CLI_OPT_JSON] != NULL) {
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; arr != NULL && i < n; i++) {
-      cJSON *o = row_json(&rows[i], now);
-      if (o == NULL || !cJSON_AddItemToArray(arr, o)) {
-        cJSON_Delete(o);
-        cJSON_Delete(arr);
-        arr = NULL;
-      }
-    }
-    rc = cli_print_json(arr);
+  if (fmt == CLI_OUT_JSON) {
+    rc = print_json(&l, now);
+  } else if (fmt == CLI_OUT_JSONL) {
+    for (size_t i = 0; i < l.n && rc == CLI_EXIT_OK; i++)
+      rc = cli_print_json(list_row_json(&l.rows[i], now));
+    print_count(stderr, &l, &f);
   } else {
-    printf("%-36s %-16s %3s %-19s %-20s %-24s %9s  %s\n", "SAGA", "TYPE", "V",
-           "STATUS", "STEP", "STARTED", "IDLE", "NEXT DEADLINE");
-    for (size_t i = 0; i < n; i++) {
-      const cli_index_row_t *r = &rows[i];
-      char t1[40], t2[40], idle[32];
-      printf("%-36s %-16s %3d %-19s %-20s %-24s %9s  %s\n", r->saga_id,
-             r->saga_type, r->def_version, r->status,
-             r->current_step != NULL ? r->current_step : "-",
-             cli_format_time(r->started_ms, t1, sizeof t1),
-             cli_format_duration(now - r->updated_ms, idle, sizeof idle),
-             cli_format_time(r->deadline_ms, t2, sizeof t2));
-    }
-    if (n == f.limit)
-      fprintf(stderr, "sagactl: showing the first %zu sagas (--limit)\n", n);
+    print_table(&l, now);
+    print_count(stdout, &l, &f);
   }
-  for (size_t i = 0; i < n; i++)
-    cli_index_row_clear(&rows[i]);
-  free(rows);
+  cli_list_clear(&l);
   return rc;
 }

@@ -28,14 +28,18 @@ static const struct command {
      "times, next deadline",
      B(JSON), cli_cmd_status},
     {"list",
-     "list [--state S] [--type T] [--older-than D] [--stuck D] [--limit N]",
-     "list sagas from saga_index, oldest progress first",
-     B(STATE) | B(TYPE) | B(OLDER_THAN) | B(STUCK) | B(LIMIT) | B(JSON),
+     "list [--state S] [--type T] [--since TIME] [--until TIME] [--stuck]\n"
+     "                    [--oldest-first] [--limit N] [--after TOKEN]\n"
+     "                    [--output table|json|jsonl]",
+     "list sagas from saga_index, newest first, with the total that "
+     "match and the next page's token",
+     B(STATE) | B(TYPE) | B(SINCE) | B(UNTIL) | B(STUCK) | B(OLDEST_FIRST) |
+         B(AFTER) | B(LIMIT) | B(OUTPUT) | B(JSON),
      cli_cmd_list},
-    {"history", "history ID",
+    {"history", "history ID [--archive FILE]",
      "show a saga's stored events as a timeline: time, step, action, "
-     "attempt, outcome, duration",
-     B(JSON), cli_cmd_history},
+     "attempt, outcome, duration (from an archive file with --archive)",
+     B(JSON) | B(ARCHIVE), cli_cmd_history},
     {"replay", "replay ID|--all --definitions DIR",
      "rebuild sagas from their events through the state machine and compare "
      "with saga_index; exit 1 on any mismatch",
@@ -50,6 +54,29 @@ static const struct command {
      B(REASON), cli_cmd_resolve},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof *COMMANDS)
+
+/* More for `sagactl COMMAND --help` than the summary says. */
+static const struct {
+  const char *command, *text;
+} DETAILS[] = {
+    {"list",
+     "Order: start time, then saga id (newest first unless --oldest-first).\n"
+     "TIME: an RFC 3339 time with its zone (2025-01-31T12:00:00Z) or a "
+     "duration before\nnow (90s, 15m, 1h, 2d); --since and --until bound "
+     "the start time ([since, until)),\nand a duration is taken from the "
+     "database's clock when each page is read.\n"
+     "--stuck: parked in compensation_failed, or running/compensating with "
+     "no progress\npast the stuck_after_ms of the step it waits on (from "
+     "--definitions; 5m without\nthem), as sagad judges it.\n"
+     "Pages: each page ends with \"shown N of TOTAL sagas ...; next page: "
+     "--after TOKEN\"\n(on stderr with --output jsonl; \"next\" in the "
+     "JSON); repeat the same filters with\n--after TOKEN for the next one.\n"
+     "--json is --output json.\n\nExamples:\n"
+     "  sagactl list --state compensation_failed --since 1h\n"
+     "  sagactl list --stuck --type order --output jsonl | jq -r .saga_id\n"
+     "  sagactl list --since 2025-01-31T00:00:00Z --until 2025-02-01T00:00:00Z "
+     "--oldest-first"},
+};
 
 static void print_options(FILE *out, uint32_t mask) {
   for (int i = 0; i < CLI_OPT_COUNT_; i++) {
@@ -121,6 +148,9 @@ static void usage(FILE *out) {
 static void command_help(const struct command *c) {
   printf("usage: sagactl %s\n\n%s.\n\nOptions:\n", c->usage, c->summary);
   print_options(stdout, c->opts);
+  for (size_t i = 0; i < sizeof DETAILS / sizeof *DETAILS; i++)
+    if (strcmp(DETAILS[i].command, c->name) == 0)
+      printf("\n%s\n", DETAILS[i].text);
   puts("\nCommon options:");
   print_options(stdout, CLI_COMMON_OPTS & ~CLI_OPT_BIT(HELP));
   print_exit_codes(stdout);

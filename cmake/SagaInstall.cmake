@@ -17,7 +17,7 @@ endfunction()
 
 # Called once every target exists (end of the top-level CMakeLists.txt).
 function(saga_install_finish)
-  install(TARGETS sagad sagactl saga-es-migrate
+  install(TARGETS sagad sagactl saga-es-migrate saga-es-archive
           RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   install(FILES ${PROJECT_SOURCE_DIR}/include/saga/client.h
                 ${PROJECT_SOURCE_DIR}/include/saga/protocol.h
@@ -62,7 +62,8 @@ function(saga_install_finish)
     set(man_pages)
     foreach(spec "sagad;8;the saga coordinator daemon"
                  "sagactl;1;operate the saga coordinator: start, inspect, replay, retry and resolve sagas"
-                 "saga-es-migrate;8;apply the saga event store's schema migrations")
+                 "saga-es-migrate;8;apply the saga event store's schema migrations"
+                 "saga-es-archive;8;archive and drop the saga event store's finished old eras")
       list(GET spec 0 prog)
       list(GET spec 1 sec)
       list(GET spec 2 what)

@@ -18,6 +18,13 @@
  * under SAGA_RFC3339_MS_SIZE). Returns buf. */
 char *saga__rfc3339_ms(char *buf, size_t len, int64_t unix_ms);
 
+/* Parse an RFC 3339 timestamp, "2025-01-31T12:00:00Z",
+ * "2025-01-31T12:00:00.250+02:00" (a 't' or ' ' for the 'T', a 'z' for
+ * the 'Z' accepted; fractions past milliseconds are cut), into *unix_ms
+ * (unchanged on error). A date alone or a time without a zone is refused:
+ * the zone must be said. Years 0000..9999. Returns 0 or -1. */
+int saga__rfc3339_parse(const char *text, int64_t *unix_ms);
+
 /* The duration syntax: one or more <digits><unit>, no blanks or signs, with
  * the units ms, s, m (minutes), h and d (days): "250ms", "30s", "1h30m",
  * "2d". A bare number is refused: it has no unit. */

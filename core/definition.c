@@ -782,6 +782,10 @@ size_t saga_registry_count(const saga_registry_t *reg) {
   return reg ? reg->n : 0;
 }
 
+const saga_def_t *saga_registry_at(const saga_registry_t *reg, size_t i) {
+  return reg && i < reg->n ? reg->defs[i] : NULL;
+}
+
 const saga_def_t *saga_registry_find(const saga_registry_t *reg,
                                      const char *name, uint32_t version) {
   const saga_def_t *best = NULL;

@@ -153,4 +153,8 @@ const saga_def_t *saga_registry_find(const saga_registry_t *reg,
 /* Number of definitions (all names, all versions). */
 size_t saga_registry_count(const saga_registry_t *reg);
 
+/* The i-th definition in the order they were added (0..count-1), or NULL
+ * past the end. Borrowed: valid while reg lives. */
+const saga_def_t *saga_registry_at(const saga_registry_t *reg, size_t i);
+
 #endif

@@ -33,6 +33,22 @@ void es__buf_free(es__buf_t *b);
 int64_t es__get_be64(const char *p);
 int32_t es__get_be32(const char *p);
 
+/* ---- archive files: the writer (es_archive.c; saga-es-archive) ---- */
+typedef struct es__arw es__arw_t;
+/* Create path (truncated if it exists) and write the header of hdr (era,
+ * table, created_at, first and last position). */
+int es__archive_create(const char *path, const es_archive_info_t *hdr,
+                       es__arw_t **out, char *msg, size_t msglen);
+/* Write one event (in the gap-safe order: the reader checks it). */
+int es__archive_put(es__arw_t *w, const es_recorded_t *ev, char *msg,
+                    size_t msglen);
+/* Write the manifest, close and fsync the file, free w (in every case);
+ * *info (optional) receives what the file says about itself. */
+int es__archive_finish(es__arw_t *w, int64_t streams, es_archive_info_t *info,
+                       char *msg, size_t msglen);
+/* Close and free w without a manifest (NULL accepted). */
+void es__archive_abort(es__arw_t *w);
+
 /* ---- validation ---- */
 int es__utf8_valid(const char *s, size_t n);
 /* Check a required/optional text value; sets msg on failure. */

@@ -357,6 +357,21 @@ int es_group_ack(es_store_t *s, const char *group, int member, int members,
                   es_batch_add_group_ack(s->one, group, member, members, pos));
 }
 
+int es_close_stream(es_store_t *s, const char *stream_id) {
+  if (!s)
+    return ES_ERR_INVALID;
+  int rc = es__check_text("stream id", stream_id, 1, ES_MAX_STREAM_ID,
+                          s->msg, sizeof s->msg);
+  if (rc)
+    return rc;
+  es_batch_reset(s->one);
+  return run_ckpt(s, es_batch_add_statement(
+                         s->one,
+                         "INSERT INTO es_closed_streams (stream_id)"
+                         " VALUES ($1) ON CONFLICT DO NOTHING",
+                         1, &stream_id));
+}
+
 int es_checkpoint_load(es_store_t *s, const char *name, es_pos_t *pos) {
   if (!s || !pos)
     return ES_ERR_INVALID;

@@ -109,7 +109,8 @@ static struct {
   char base_ci[1024], ci[1200], db[64], dir[128], bootstrap[512];
   /* the recovery phase's sagad (inbox2) is another deployment, which
    * runs beside the load phase's: a database of its own */
-  char ci2[1200], db2[72];
+  char ci2[1200], db2[72]; /* inbox2's deployment: memory and recovery */
+  char ci1[1200], db1[72]; /* inbox1's deployment: concurrency 1 */
   const char *control; /* the mock's control socket, or NULL */
   char inbox[64], dlq[64], group[64];
   topics_t t_c1, t_load, *t; /* t: the running half's */
@@ -384,7 +385,9 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "%s", SAGAD_PATH);
     /* a database belongs to one deployment (inbox, group) */
     snprintf(a[n++], sizeof a[0], "--store.conninfo=%s",
-             strcmp(inbox, B.inbox2) == 0 ? B.ci2 : B.ci);
+             strcmp(inbox, B.inbox2) == 0   ? B.ci2
+             : strcmp(inbox, B.inbox1) == 0 ? B.ci1
+                                            : B.ci);
     snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bootstrap);
     snprintf(a[n++], sizeof a[0], "--definitions.dir=%s/defs", B.dir);
     snprintf(a[n++], sizeof a[0], "--topic.inbox=%s", inbox);
@@ -612,12 +615,18 @@ static void setup(void) {
   char sql[256];
   snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db);
   PQclear(q(c, sql));
+  /* A database belongs to one deployment (inbox and group): each phase's
+   * sagad gets its own. */
+  snprintf(B.db1, sizeof B.db1, "%s_1", B.db);
+  snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db1);
+  PQclear(q(c, sql));
   snprintf(B.db2, sizeof B.db2, "%s_2", B.db);
   snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", B.db2);
   PQclear(q(c, sql));
   PQfinish(c);
   snprintf(B.ci, sizeof B.ci, "%s dbname=%s", B.base_ci, B.db);
   snprintf(B.ci2, sizeof B.ci2, "%s dbname=%s", B.base_ci, B.db2);
+  snprintf(B.ci1, sizeof B.ci1, "%s dbname=%s", B.base_ci, B.db1);
   snprintf(B.dir, sizeof B.dir, "/tmp/bench-saga-%d", pid);
   mkdir(B.dir, 0700);
   char defs[160];
@@ -690,6 +699,8 @@ static void teardown(void) {
   snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db);
   PQclear(PQexec(c, sql));
   snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db2);
+  PQclear(PQexec(c, sql));
+  snprintf(sql, sizeof sql, "DROP DATABASE \"%s\" WITH (FORCE)", B.db1);
   PQclear(PQexec(c, sql));
   PQfinish(c);
   char p[256];
@@ -812,6 +823,60 @@ static void latency_c1(size_t n, double *p50, double *p99, double *gap50,
   *gap99 = pct(B.gaps, B.ngaps, 0.99);
   *hop50 = pct(B.hops, B.nhops, 0.50);
   *hop99 = pct(B.hops, B.nhops, 0.99);
+}
+
+/* The physical floor of one saga at concurrency 1, measured, not assumed:
+ * n durable commits of one event row each (the statement shape of an
+ * append, one WAL flush per commit, into the raw table), and the Kafka
+ * hops latency_c1 measured with the same producer and consumer settings.
+ * A 3-step saga's critical path holds 4 commits (start, then each reply)
+ * and 8 hops (StartSaga, a command and a reply per step, the COMPLETED
+ * notification); its floor's distribution is drawn by summing that many
+ * random measured commits and hops (a fixed seed, 20000 draws). */
+#define FLOOR_COMMITS (1 + NSTEPS)
+#define FLOOR_HOPS (2 + 2 * NSTEPS)
+static void floor_c1(PGconn *c, size_t n, double *commit50, double *commit99,
+                     double *floor50, double *floor99) {
+  double *cm = calloc(n, sizeof *cm);
+  size_t ndraw = 20000;
+  double *fl = calloc(ndraw, sizeof *fl);
+  if (!cm || !fl)
+    die("floor", "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    char sid[64], ver[24];
+    snprintf(sid, sizeof sid, "floor-%zu", i);
+    snprintf(ver, sizeof ver, "%d", 1);
+    const char *v[] = {sid, ver};
+    double t0 = now_ms();
+    PGresult *r = PQexecParams(
+        c,
+        "INSERT INTO raw_events (stream_id, stream_version, event_id, "
+        "event_type, data) VALUES ($1, $2::bigint, gen_random_uuid(), "
+        "'Succeeded', '\\x0801')",
+        2, NULL, v, NULL, NULL, 0);
+    cm[i] = now_ms() - t0;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      die("floor", PQerrorMessage(c));
+    PQclear(r);
+  }
+  uint64_t x = 0x9e3779b97f4a7c15u; /* splitmix64, fixed seed */
+  for (size_t d = 0; d < ndraw; d++) {
+    double sum = 0;
+    for (int k = 0; k < FLOOR_COMMITS + FLOOR_HOPS; k++) {
+      uint64_t z = (x += 0x9e3779b97f4a7c15u);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+      z ^= z >> 31;
+      sum += k < FLOOR_COMMITS ? cm[z % n] : B.hops[z % B.nhops];
+    }
+    fl[d] = sum;
+  }
+  *commit50 = pct(cm, n, 0.50);
+  *commit99 = pct(cm, n, 0.99);
+  *floor50 = pct(fl, ndraw, 0.50);
+  *floor99 = pct(fl, ndraw, 0.99);
+  free(cm);
+  free(fl);
 }
 
 /* Multi-row INSERTs of `n` event rows identical to the saga's (same
@@ -982,6 +1047,16 @@ int main(int argc, char **argv) {
          "event rows: %.0f events/s; the coordinator's %.0f events/s are "
          "%.2f of it\n",
          nev, raw, sps * ev_per, vs);
+  double cm50 = 0, cm99 = 0, fl50 = 0, fl99 = 0;
+  if (B.nhops > 0) {
+    floor_c1(pg, quick ? 300 : 1000, &cm50, &cm99, &fl50, &fl99);
+    printf("floor of a %d-step saga at concurrency 1 (%d durable one-row "
+           "commits, p50 %.2f ms, p99 %.2f ms; %d Kafka hops, p50 %.2f ms, "
+           "p99 %.2f ms): p50 %.2f ms, p99 %.2f ms; the saga's latency is "
+           "%.2fx its p50 and %.2fx its p99\n",
+           NSTEPS, FLOOR_COMMITS, cm50, cm99, FLOOR_HOPS, h50, h99, fl50,
+           fl99, fl50 > 0 ? l50 / fl50 : 0, fl99 > 0 ? l99 / fl99 : 0);
+  }
 
   /* Resident memory: a second sagad on its own inbox, n_stuck sagas whose
    * first step is never answered. BENCH_NO_MEMORY=1 skips this phase and
@@ -1057,8 +1132,13 @@ report:
          "\"events_per_saga\": %.2f, \"bytes_per_saga\": %.0f, "
          "\"wal_bytes_per_saga\": %.0f, \"rss_bytes_per_inflight_saga\": "
          "%.0f, \"recovery_s_100k\": %.2f, \"raw_insert_events_per_s\": %.0f, "
-         "\"saga_events_vs_raw\": %.2f, \"inflight_sagas\": %zu}\n",
+         "\"saga_events_vs_raw\": %.2f, \"inflight_sagas\": %zu, "
+         "\"commit_p50_ms\": %.2f, \"commit_p99_ms\": %.2f, "
+         "\"floor_p50_ms_c1\": %.2f, \"floor_p99_ms_c1\": %.2f, "
+         "\"latency_vs_floor_p50\": %.2f, \"latency_vs_floor_p99\": %.2f}\n",
          quick ? "true" : "false", sps, sps20, l50, l99, t50, t99, ov50, ov99,
-         gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck);
+         gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck,
+         cm50, cm99, fl50, fl99, fl50 > 0 ? l50 / fl50 : 0,
+         fl99 > 0 ? l99 / fl99 : 0);
   return 0;
 }

@@ -127,8 +127,24 @@ static void h_get_saga(admin_http_req_t *req, void *arg) {
   api->src->get_saga(api->src->arg, id, req);
 }
 
-static const char *const statuses[] = {"running", "compensating", "completed",
-                                       "compensated", "compensation_failed"};
+/* A non-empty query parameter, or NULL. */
+static const char *param(admin_http_req_t *req, const char *name) {
+  const char *v = admin_http_query(req, name);
+  return v && *v ? v : NULL;
+}
+
+/* since / until into *t; false with a 400 sent when it is not a time. */
+static bool time_param(admin_http_req_t *req, const char *name,
+                       iq_time_t *t) {
+  const char *v = param(req, name);
+  char why[256], msg[320];
+  *t = (iq_time_t){0};
+  if (!v || iq_time_parse(v, t, why, sizeof why) == 0)
+    return true;
+  snprintf(msg, sizeof msg, "%s: %s", name, why);
+  admin_http_respond_error(req, 400, msg);
+  return false;
+}
 
 static void h_list(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
@@ -137,32 +153,34 @@ static void h_list(admin_http_req_t *req, void *arg) {
     admin_http_respond_error(req, 501, "saga listing not provided");
     return;
   }
-  q.state = admin_http_query(req, "state");
-  if (q.state && !*q.state)
-    q.state = NULL;
-  if (q.state) {
-    size_t i = 0;
-    while (i < 5 && strcmp(q.state, statuses[i]) != 0)
-      i++;
-    if (i == 5) {
-      admin_http_respond_error(
-          req, 400,
-          "state must be one of running, compensating, completed, "
-          "compensated, compensation_failed");
-      return;
-    }
-  }
-  q.type = admin_http_query(req, "type");
-  if (q.type && !*q.type)
-    q.type = NULL;
-  q.after = admin_http_query(req, "after");
-  if (q.after && !*q.after)
-    q.after = NULL;
-  if ((q.type && !text_ok(q.type, ADMIN_TYPE_MAX)) ||
-      (q.after && !text_ok(q.after, ADMIN_ID_MAX))) {
-    admin_http_respond_error(req, 400, "invalid type or after");
+  q.state = param(req, "state");
+  if (q.state && !iq_status_known(q.state)) {
+    admin_http_respond_error(req, 400,
+                             "state must be one of " IQ_STATUSES);
     return;
   }
+  q.type = param(req, "type");
+  if (q.type && !text_ok(q.type, ADMIN_TYPE_MAX)) {
+    admin_http_respond_error(req, 400, "invalid type");
+    return;
+  }
+  q.after = param(req, "after");
+  iq_cursor_t cursor;
+  if (q.after && iq_cursor_decode(q.after, &cursor) != 0) {
+    admin_http_respond_error(req, 400,
+                             "after: not a token of this list (give the "
+                             "\"next\" of the previous page)");
+    return;
+  }
+  if (!time_param(req, "since", &q.since) ||
+      !time_param(req, "until", &q.until))
+    return;
+  const char *order = param(req, "order");
+  if (order && strcmp(order, "newest") != 0 && strcmp(order, "oldest") != 0) {
+    admin_http_respond_error(req, 400, "order must be newest or oldest");
+    return;
+  }
+  q.oldest_first = order && !strcmp(order, "oldest");
   const char *stuck = admin_http_query(req, "stuck");
   if (stuck) {
     if (!*stuck || !strcmp(stuck, "true") || !strcmp(stuck, "1"))

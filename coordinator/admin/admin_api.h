@@ -12,6 +12,7 @@
 
 #include "abuf.h"
 #include "admin_http.h"
+#include "index_query.h"
 #include "metrics.h"
 
 /* Longest saga id and type accepted (bytes), as in saga_machine.h and
@@ -31,17 +32,20 @@ typedef admin_http_req_t admin_reply_t;
  * {"error": "<reason phrase>"}. */
 void admin_reply(admin_reply_t *r, int status, const char *json, size_t len);
 
-/* GET /sagas filters, validated: state is NULL or a status name (running,
- * compensating, completed, compensated, compensation_failed); type NULL or
- * a saga type; stuck = only sagas without progress past their threshold;
- * limit 1..ADMIN_LIST_MAX; after NULL or the "next" cursor of the previous
- * page (the last saga id of it). */
+/* GET /sagas filters, validated (index/index_query.h gives them their
+ * meaning): state is NULL or a status name (IQ_STATUSES); type NULL or a
+ * saga type; stuck = only stuck sagas (iq_stuck_t); limit
+ * 1..ADMIN_LIST_MAX; after NULL or the "next" token of the previous page
+ * (iq_cursor_decode takes it); since/until bound started_at (unset when
+ * not asked); oldest_first reverses the newest-first order. */
 typedef struct {
   const char *state;
   const char *type;
   bool stuck;
   size_t limit;
   const char *after;
+  iq_time_t since, until;
+  bool oldest_first;
 } admin_list_query_t;
 
 /* Readiness, filled synchronously by the source. */
@@ -56,7 +60,8 @@ typedef struct {
 /* What the engine provides. Any function may be NULL: its route answers
  * 501. Strings are valid during the call only.
  * - get_saga: {"saga": {row...}, "history": [...]}, or 404.
- * - list_sagas: {"sagas": [row...], "next": "<cursor>" | null}.
+ * - list_sagas: {"sagas": [row...], "total": N, "next": "<token>" | null}
+ *   (total: every saga the filters match, whatever the page).
  * - start_saga: start a saga of type with the client-supplied id (checked
  *   here: printable, no space or '/') and input (valid JSON, input_len
  *   bytes), idempotent on id: 201 {"saga_id": ..., "created": true} the

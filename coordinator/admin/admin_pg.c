@@ -1,4 +1,5 @@
-/* Saga reads for the admin API over PostgreSQL (admin_pg.h). The loop
+/* Saga reads for the admin API over PostgreSQL (admin_pg.h); their
+ * saga_index statements come from index/index_query.h, as sagactl's. The loop
  * thread owns the queue and every answer; the pool thread owns the two
  * connections (libpq for saga_index, the event store for histories) and
  * only ever runs one job at a time, so neither needs a lock. */
@@ -12,6 +13,7 @@
 
 #include <libpq-fe.h>
 
+#include "index_query.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
 #include "saga_machine.h"
@@ -31,14 +33,15 @@ typedef struct job {
   void *lookup_arg;
   /* request, copied on the loop thread */
   char id[ADMIN_ID_MAX + 1];
-  char state[32], type[ADMIN_TYPE_MAX + 1], after[ADMIN_ID_MAX + 1];
-  bool has_state, has_type, has_after, stuck;
-  size_t limit;
+  char state[32], type[ADMIN_TYPE_MAX + 1];
+  iq_cursor_t after;
+  iq_filter_t filter; /* a list's, pointing into the fields above */
   char *thresholds; /* JSON [{"t","s","ms"}...] */
   /* result, filled in the pool */
   int status; /* 0 = done, else the HTTP status to fail with */
   char err[ADMIN_ID_MAX + 64];
   PGresult *res;
+  uint64_t total; /* a list's: every saga the filter matches */
   es_page_t **pages;
   size_t npages;
   bool reconnected;
@@ -108,37 +111,6 @@ static PGconn *connect_db(const admin_pg_t *pg) {
   keys[n] = vals[n] = NULL;
   return PQconnectdbParams(keys, vals, 1);
 }
-
-/* ---- SQL ------------------------------------------------------------------ */
-
-/* The row columns and its stuck flag: parked sagas are stuck; a running or
- * compensating one when its last progress is older than the threshold of
- * the step it waits on ($1 overrides, exact step first, then the type's,
- * then the default $2). */
-#define ROW_SELECT                                                             \
-  "SELECT i.saga_id, i.saga_type, i.definition_version, i.status, "           \
-  "i.partition, i.version, "                                                  \
-  "(extract(epoch FROM i.started_at) * 1000)::bigint, "                       \
-  "(extract(epoch FROM i.updated_at) * 1000)::bigint, "                       \
-  "(extract(epoch FROM i.next_deadline_at) * 1000)::bigint, "                 \
-  "i.current_step, "                                                          \
-  "(i.status = 'compensation_failed' OR (i.status IN ('running', "            \
-  "'compensating') AND i.updated_at < now() - COALESCE((SELECT th.ms FROM "   \
-  "jsonb_to_recordset($1::jsonb) AS th(t text, s text, ms bigint) "           \
-  "WHERE th.t = i.saga_type AND th.s IN (i.current_step, '') "                \
-  "ORDER BY th.s = '' LIMIT 1), $2::bigint) * interval '1 millisecond')) "    \
-  "AS stuck FROM saga_index i "
-
-static const char SQL_GET[] = ROW_SELECT "WHERE i.saga_id = $3";
-
-/* Keyset paging on saga_id (the primary key); one row more than asked
- * tells whether a next page exists. */
-static const char SQL_LIST[] =
-    "SELECT * FROM (" ROW_SELECT
-    "WHERE ($3::text IS NULL OR i.status = $3) "
-    "AND ($4::text IS NULL OR i.saga_type = $4) "
-    "AND ($5::text IS NULL OR i.saga_id > $5)) q "
-    "WHERE (NOT $6::bool OR q.stuck) ORDER BY q.saga_id LIMIT $7";
 
 /* ---- pool side ------------------------------------------------------------ */
 
@@ -254,29 +226,36 @@ static void read_history(job_t *j, int64_t index_version) {
 static void work(uv_work_t *w) {
   job_t *j = w->data;
   admin_pg_t *pg = j->pg;
-  char stuck_ms[24], limit[24];
-  snprintf(stuck_ms, sizeof stuck_ms, "%" PRId64, pg->opts.stuck_after_ms);
+  iq_stuck_t stuck = {.thresholds_json = j->thresholds,
+                      .default_ms = pg->opts.stuck_after_ms};
+  iq_stmt_t q;
   switch (j->kind) {
   case JOB_GET:
-  case JOB_LOOKUP: {
-    const char *p[3] = {j->thresholds, stuck_ms, j->id};
-    query_index(j, SQL_GET, 3, p);
+  case JOB_LOOKUP:
+    if (iq_get(j->id, &stuck, &q) != 0) {
+      set_err(j, 503, "could not read saga_index", "invalid request");
+      break;
+    }
+    query_index(j, q.sql, q.nparams, q.params);
     if (j->kind == JOB_GET && j->status == 0 && PQntuples(j->res) == 1)
-      read_history(j, strtoll(PQgetvalue(j->res, 0, 5), NULL, 10));
+      read_history(j, strtoll(PQgetvalue(j->res, 0, IQ_COL_VERSION), NULL,
+                              10));
     break;
-  }
-  case JOB_LIST: {
-    snprintf(limit, sizeof limit, "%zu", j->limit + 1);
-    const char *p[7] = {j->thresholds,
-                        stuck_ms,
-                        j->has_state ? j->state : NULL,
-                        j->has_type ? j->type : NULL,
-                        j->has_after ? j->after : NULL,
-                        j->stuck ? "true" : "false",
-                        limit};
-    query_index(j, SQL_LIST, 7, p);
+  case JOB_LIST:
+    /* the total first, then the page: the answer's rows are the page's */
+    if (iq_count(&j->filter, &stuck, &q) != 0) {
+      set_err(j, 503, "could not read saga_index", "invalid request");
+      break;
+    }
+    query_index(j, q.sql, q.nparams, q.params);
+    if (j->status != 0)
+      break;
+    j->total = strtoull(PQgetvalue(j->res, 0, 0), NULL, 10);
+    PQclear(j->res);
+    j->res = NULL;
+    (void)iq_list(&j->filter, &stuck, &q); /* iq_count took the filter */
+    query_index(j, q.sql, q.nparams, q.params);
     break;
-  }
   case JOB_CLOSE:
     PQfinish(pg->conn);
     pg->conn = NULL;
@@ -394,17 +373,19 @@ static int64_t col_i64(const PGresult *r, int row, int col) {
 
 static void row_of(const PGresult *r, int i, admin_saga_row_t *row) {
   *row = (admin_saga_row_t){
-      .saga_id = PQgetvalue(r, i, 0),
-      .saga_type = PQgetvalue(r, i, 1),
-      .definition_version = (int)col_i64(r, i, 2),
-      .status = PQgetvalue(r, i, 3),
-      .partition = (int)col_i64(r, i, 4),
-      .version = col_i64(r, i, 5),
-      .started_ms = col_i64(r, i, 6),
-      .updated_ms = col_i64(r, i, 7),
-      .next_deadline_ms = col_i64(r, i, 8),
-      .current_step = PQgetisnull(r, i, 9) ? NULL : PQgetvalue(r, i, 9),
-      .stuck = PQgetvalue(r, i, 10)[0] == 't'};
+      .saga_id = PQgetvalue(r, i, IQ_COL_SAGA_ID),
+      .saga_type = PQgetvalue(r, i, IQ_COL_SAGA_TYPE),
+      .definition_version = (int)col_i64(r, i, IQ_COL_DEFINITION_VERSION),
+      .status = PQgetvalue(r, i, IQ_COL_STATUS),
+      .partition = (int)col_i64(r, i, IQ_COL_PARTITION),
+      .version = col_i64(r, i, IQ_COL_VERSION),
+      .started_ms = col_i64(r, i, IQ_COL_STARTED_MS),
+      .updated_ms = col_i64(r, i, IQ_COL_UPDATED_MS),
+      .next_deadline_ms = col_i64(r, i, IQ_COL_NEXT_DEADLINE_MS),
+      .current_step = PQgetisnull(r, i, IQ_COL_CURRENT_STEP)
+                          ? NULL
+                          : PQgetvalue(r, i, IQ_COL_CURRENT_STEP),
+      .stuck = PQgetvalue(r, i, IQ_COL_STUCK)[0] == 't'};
 }
 
 static void render_get(admin_pg_t *pg, job_t *j, abuf_t *b) {
@@ -433,9 +414,9 @@ static void render_get(admin_pg_t *pg, job_t *j, abuf_t *b) {
 
 static void render_list(job_t *j, abuf_t *b) {
   int n = PQntuples(j->res);
-  bool more = (size_t)n > j->limit;
+  bool more = (uint64_t)n > j->filter.limit;
   if (more)
-    n = (int)j->limit;
+    n = (int)j->filter.limit;
   abuf_puts(b, "{\"sagas\":[");
   for (int i = 0; i < n; i++) {
     admin_saga_row_t row;
@@ -444,14 +425,15 @@ static void render_list(job_t *j, abuf_t *b) {
       abuf_add(b, ",", 1);
     admin_json_saga_row(b, &row);
   }
-  abuf_puts(b, "],\"next\":");
-  if (more && n > 0) {
-    abuf_add(b, "\"", 1);
-    abuf_json_str(b, PQgetvalue(j->res, n - 1, 0));
-    abuf_add(b, "\"}", 2);
-  } else {
+  char next[IQ_CURSOR_SIZE];
+  abuf_printf(b, "],\"total\":%" PRIu64 ",\"next\":", j->total);
+  if (more && n > 0 &&
+      iq_cursor_encode(PQgetvalue(j->res, n - 1, IQ_COL_STARTED_US),
+                       PQgetvalue(j->res, n - 1, IQ_COL_SAGA_ID), next,
+                       sizeof next) == 0)
+    abuf_printf(b, "\"%s\"}", next); /* base64url: nothing to escape */
+  else
     abuf_puts(b, "null}");
-  }
 }
 
 /* Answer j's request, or its lookup, with an error. */
@@ -630,24 +612,39 @@ void admin_pg_lookup(admin_pg_t *pg, const char *id, admin_pg_lookup_cb_t cb,
   enqueue(pg, j);
 }
 
-static void copy_opt(char *dst, size_t n, bool *has, const char *v) {
-  *has = v != NULL;
-  snprintf(dst, n, "%s", v ? v : "");
+/* Copy v (NULL = any) into dst; the copy, or NULL. */
+static const char *copy_opt(char *dst, size_t n, const char *v) {
+  if (!v)
+    return NULL;
+  snprintf(dst, n, "%s", v);
+  return dst;
 }
 
 static void src_list(void *arg, const admin_list_query_t *q,
                      admin_reply_t *r) {
   admin_pg_t *pg = arg;
+  iq_cursor_t after;
+  if (q->after && iq_cursor_decode(q->after, &after) != 0) {
+    admin_http_respond_error(r, 400, "after: not a token of this list");
+    return;
+  }
   job_t *j = job_new(pg, JOB_LIST, r, NULL, NULL);
   if (!j)
     return;
-  copy_opt(j->state, sizeof j->state, &j->has_state, q->state);
-  copy_opt(j->type, sizeof j->type, &j->has_type, q->type);
-  copy_opt(j->after, sizeof j->after, &j->has_after, q->after);
-  j->stuck = q->stuck;
-  j->limit = q->limit < 1               ? ADMIN_LIST_DEFAULT
-             : q->limit > ADMIN_LIST_MAX ? ADMIN_LIST_MAX
-                                         : q->limit;
+  j->filter = (iq_filter_t){
+      .state = copy_opt(j->state, sizeof j->state, q->state),
+      .type = copy_opt(j->type, sizeof j->type, q->type),
+      .since = q->since,
+      .until = q->until,
+      .stuck = q->stuck,
+      .oldest_first = q->oldest_first,
+      .limit = q->limit < 1               ? ADMIN_LIST_DEFAULT
+               : q->limit > ADMIN_LIST_MAX ? ADMIN_LIST_MAX
+                                           : q->limit};
+  if (q->after) {
+    j->after = after;
+    j->filter.after = &j->after;
+  }
   enqueue(pg, j);
 }
 

@@ -102,10 +102,18 @@ static const prop_t props[] = {
      "bound on a graceful shutdown (stop input, flush appends, commit "
      "offsets) after SIGTERM or SIGINT",
      NULL, 0},
+    {"outputs.cache_bytes", T_INT, OFF(output_cache_bytes), 65536,
+     17179869184, "16777216", NULL,
+     "bytes of step outputs kept in memory across the running sagas (they "
+     "build the later steps' commands); past it, those of the sagas least "
+     "recently used are dropped and read back from the store when needed "
+     "(counted by saga_outputs_read_back_total)",
+     NULL, 0},
     {"payload.max_bytes", T_INT, OFF(payload_max_bytes), 1024, 67108864,
      "1048576", NULL,
      "largest saga payload accepted; larger input goes to the dead-letter "
-     "topic. A command carries the saga input plus up to 8192 bytes, so a "
+     "topic. A command carries its payload (the input and earlier steps' "
+     "outputs, docs/definitions.md) plus up to 8192 bytes, so a "
      "StartSaga may carry the smaller of this and kafka.message.max.bytes "
      "- 8192 (librdkafka's default message.max.bytes is 1000000: 991808 "
      "bytes unless it is raised, with the brokers' and topics' limits); "

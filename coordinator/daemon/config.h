@@ -68,6 +68,7 @@ typedef struct {
   char *admin_listen;             /* "host:port" */
   int64_t shutdown_timeout_ms;
   int64_t payload_max_bytes;
+  int64_t output_cache_bytes;
   int64_t stuck_default_ms;
   char *otlp_endpoint;            /* "" = no traces exported */
   int64_t start_wait_ms;          /* wait for PostgreSQL and Kafka at start */

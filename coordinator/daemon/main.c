@@ -105,6 +105,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .dlq_topic = cfg->topic_dlq,
       .batch_max_events = (size_t)cfg->batch_max_events,
       .payload_max_bytes = (size_t)cfg->payload_max_bytes,
+      .output_cache_bytes = (size_t)cfg->output_cache_bytes,
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
   };
   if (open_store(loop, cfg, a, &ec.store, err, sizeof err)) {

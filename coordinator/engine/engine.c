@@ -39,7 +39,8 @@ typedef struct entry {
   uint8_t *input;  /* the saga input (Started payload), owned */
   size_t input_len;
   uint8_t *outs;   /* the steps' outputs (their Succeeded DO payloads),
-                      owned, NULL until one replies: see note_output */
+                      owned, NULL until one replies or while dropped from
+                      the cache: see note_output */
   char *corr;      /* the starter's correlation-id (Started), owned; NULL
                       when it is the saga id */
   brec_t *rec_head, *rec_tail; /* records of the current batch */
@@ -47,6 +48,8 @@ typedef struct entry {
   uint8_t in_batch;
   uint8_t failed;  /* its stream did not commit */
   uint8_t revoked; /* partition taken away while in the batch */
+  uint8_t outs_gone; /* outputs dropped from the cache: in the store only */
+  uint8_t outs_used; /* outputs used since the cache's hand last passed */
   void *obs;       /* observer slot (sagad_engine_hooks_t) */
 } entry_t;
 
@@ -143,6 +146,9 @@ struct sagad_engine {
   sagad_counters_t c;
   sagad_engine_hooks_t hooks;
   size_t input_max; /* sagad_engine_input_max */
+  /* the output cache: bytes held by entries' outs, and the clock hand
+   * (a bucket of the saga table) that drops the least recently used */
+  size_t outs_bytes, outs_max, outs_hand;
   size_t nparts; /* inbox partitions assigned */
   sm_rng_t rng;
   /* saga table */
@@ -259,6 +265,8 @@ static void free_records(entry_t *en) {
   en->nrec = 0;
 }
 
+static size_t outs_size(const entry_t *en);
+
 static void entry_free(sagad_engine_t *e, entry_t *en) {
   entry_t **p = &e->buckets[en->hash & (e->nbuckets - 1)];
   while (*p && *p != en)
@@ -271,6 +279,8 @@ static void entry_free(sagad_engine_t *e, entry_t *en) {
   if (en->obs && e->hooks.on_forget)
     e->hooks.on_forget(e->hooks.arg, en->obs);
   free(en->input);
+  if (en->outs)
+    e->outs_bytes -= outs_size(en);
   free(en->outs);
   free(en->corr);
   free(en);
@@ -310,16 +320,19 @@ static size_t outs_size(const entry_t *en) {
 }
 
 /* Keep step's output (replay and the live path record the same ones, so
- * commands built from them are the same bytes). */
-static int note_output(entry_t *en, uint32_t step, const uint8_t *p,
-                       size_t n) {
+ * commands built from them are the same bytes). The saga's outputs must be
+ * in memory (outs_ready). */
+static int note_output(sagad_engine_t *e, entry_t *en, uint32_t step,
+                       const uint8_t *p, size_t n) {
   const sm_t *s = ENTRY_SAGA(en);
   if (step >= s->nsteps || n >= OUT_NONE)
     return -1;
-  size_t have = en->outs ? outs_size(en) : s->nsteps * sizeof(out_slot_t);
+  size_t old = en->outs ? outs_size(en) : 0;
+  size_t have = old ? old : s->nsteps * sizeof(out_slot_t);
   uint8_t *v = realloc(en->outs, have + n ? have + n : 1);
   if (!v)
     return -1;
+  e->outs_bytes += have + n - old;
   out_slot_t *slot = (out_slot_t *)(void *)v;
   if (!en->outs)
     for (unsigned i = 0; i < s->nsteps; i++)
@@ -332,12 +345,92 @@ static int note_output(entry_t *en, uint32_t step, const uint8_t *p,
 }
 
 /* The outputs recorded by a transition's (or a stored record's) events. */
-static int note_outputs(entry_t *en, const sm_event_t *ev, size_t n) {
+static int note_outputs(sagad_engine_t *e, entry_t *en, const sm_event_t *ev,
+                        size_t n) {
   for (size_t i = 0; i < n; i++)
     if (ev[i].type == SM_EV_SUCCEEDED && ev[i].action == SM_DO &&
-        note_output(en, ev[i].step, ev[i].payload, ev[i].payload_len) != 0)
+        note_output(e, en, ev[i].step, ev[i].payload, ev[i].payload_len) != 0)
       return -1;
   return 0;
+}
+
+/* ---- the output cache ------------------------------------------------
+ * Outputs are kept with their saga while they fit output_cache_bytes; past
+ * it, a clock hand over the saga table drops those of the sagas least
+ * recently used (not in the batch: their outputs may not be stored yet),
+ * and outs_ready reads them back from the Succeeded events of the stream
+ * when a command or the saga's output needs them. A saga waiting a day on
+ * a manual approval costs no output memory meanwhile; the store read is
+ * blocking, like every read-back, and happens once per cold saga. */
+
+typedef struct {
+  sagad_engine_t *e;
+  entry_t *en;
+  int failed;
+} outs_load_t;
+
+static int outs_record(void *arg, const char *id, int32_t partition,
+                       int64_t version, const uint8_t *data, size_t len) {
+  outs_load_t *L = arg;
+  saga_record_t rec = {0};
+  (void)id;
+  (void)partition;
+  (void)version;
+  if (saga_codec_decode(data, len, &rec) != 0 ||
+      note_outputs(L->e, L->en, rec.events, rec.n) != 0)
+    L->failed = 1;
+  saga_record_clear(&rec);
+  return L->failed ? -1 : 0;
+}
+
+static void outs_drop(sagad_engine_t *e, entry_t *en) {
+  if (en->outs)
+    e->outs_bytes -= outs_size(en);
+  free(en->outs);
+  en->outs = NULL;
+  en->outs_gone = 1;
+}
+
+/* The saga's outputs in memory, read back when the cache dropped them.
+ * Returns 0, or -1 when the store could not be read (they stay dropped). */
+static int outs_ready(sagad_engine_t *e, entry_t *en) {
+  en->outs_used = 1;
+  if (!en->outs_gone)
+    return 0;
+  const sm_t *s = ENTRY_SAGA(en);
+  outs_load_t L = {.e = e, .en = en};
+  en->outs_gone = 0;
+  int rc = e->cfg.store.load_saga(e->cfg.store.self, s->id, en->partition,
+                                  outs_record, &L);
+  if (rc != 0 || L.failed) {
+    SLOG_WARN(s->id, NULL, "could not read the steps' outputs back: %s",
+              rc != 0 ? e->cfg.store.last_error(e->cfg.store.self)
+                      : "a stored record does not decode");
+    outs_drop(e, en);
+    return -1;
+  }
+  e->c.outputs_read_back++;
+  SLOG_DEBUG(s->id, NULL, "steps' outputs read back from the store");
+  return 0;
+}
+
+/* Bring the cache back under its bound: drop the outputs of sagas not used
+ * since the hand last passed them, down to 7/8 of the bound. */
+static void outs_trim(sagad_engine_t *e) {
+  if (e->outs_bytes <= e->outs_max || !e->nbuckets)
+    return;
+  size_t low = e->outs_max - e->outs_max / 8;
+  for (size_t k = 0; k < 2 * e->nbuckets && e->outs_bytes > low; k++) {
+    size_t b = e->outs_hand++ & (e->nbuckets - 1);
+    for (entry_t *en = e->buckets[b]; en; en = en->hnext) {
+      if (!en->outs || en->in_batch)
+        continue;
+      if (en->outs_used)
+        en->outs_used = 0;
+      else
+        outs_drop(e, en);
+    }
+  }
 }
 
 /* v[nsteps] from the recorded outputs, for core/dataflow. */
@@ -464,6 +557,11 @@ static int send_command(sagad_engine_t *e, entry_t *en,
   const char *topic = fx->action == SM_DO ? sd->topic : sd->comp_topic;
   if (!topic)
     return 0;
+  if (outs_ready(e, en) != 0) {
+    /* Not sent: the attempt's deadline retries it. */
+    e->c.produce_errors++;
+    return 0;
+  }
   saga_flow_value_t outs[SAGA_DEF_MAX_STEPS];
   flow_values(en, outs);
   uint8_t *payload = NULL;
@@ -633,6 +731,12 @@ static void send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
   if (ob->kind == SM_NOTIFY_COMPLETED && s->def->output_map) {
     /* The same bytes as its Completed event records (saga_output). */
     saga_flow_value_t outs[SAGA_DEF_MAX_STEPS];
+    if (outs_ready(e, en) != 0) {
+      outbox_free(ob);
+      SLOG_ERROR(s->id, NULL, "the saga's output could not be built: the "
+                              "next recovery sends the notification");
+      return;
+    }
     flow_values(en, outs);
     if (saga_flow_saga_output(s->def, en->input, en->input_len, outs,
                               &ob->output, &ob->output_len) != 0) {
@@ -856,7 +960,7 @@ static int loader_record(void *arg, const char *id, int32_t partition,
     goto broken;
   }
 #ifndef SAGA_SIM_BREAK_FORGET_OUTPUTS /* test-only bug that tests/sim catches */
-  if (note_outputs(L->cur, e->rec.events, e->rec.n) != 0) {
+  if (note_outputs(e, L->cur, e->rec.events, e->rec.n) != 0) {
     SLOG_ERROR(id, NULL, "out of memory rebuilding the saga's outputs");
     goto broken;
   }
@@ -995,6 +1099,17 @@ static void evict_noted(sagad_engine_t *e) {
   e->nevict = 0;
 }
 
+/* A transition that records an output or completes the saga needs the
+ * saga's outputs in memory. */
+static bool flow_needs_outputs(const sm_output_t *out) {
+  for (size_t i = 0; i < out->n_events; i++)
+    if ((out->events[i].type == SM_EV_SUCCEEDED &&
+         out->events[i].action == SM_DO) ||
+        out->events[i].type == SM_EV_COMPLETED)
+      return true;
+  return false;
+}
+
 /* A transition that completes the saga records the saga's output (the
  * definition's "output" mapping) in its Completed event, so every reader
  * of the history sees it; *output owns the bytes until the record is
@@ -1084,6 +1199,13 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     }
   }
   sm_t *s = ENTRY_SAGA(en);
+  /* Only a successful DO records an output or completes the saga: its
+   * outputs are read back first, before the machine changes the saga, so
+   * a store that cannot be read leaves the input waiting and nothing
+   * half done. */
+  if (si.type == SM_IN_REPLY && si.action == SM_DO &&
+      si.outcome == SM_OUTCOME_SUCCESS && outs_ready(e, en) != 0)
+    return 1;
   if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
     SLOG_ERROR(s->id, NULL, "the machine refused an input");
     q_push(&e->done, in);
@@ -1123,7 +1245,10 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
                  sm_verdict_name((sm_verdict_t)e->out.verdict));
   } else {
     uint8_t *output = NULL;
-    int flow_ok = note_outputs(en, e->out.events, e->out.n_events) == 0 &&
+    /* The outputs are in memory (read back above; a read-back for an
+     * unexpected reply rebuilt them), so this fails only out of memory. */
+    int flow_ok = (!flow_needs_outputs(&e->out) || !en->outs_gone) &&
+                  note_outputs(e, en, e->out.events, e->out.n_events) == 0 &&
                   saga_output(en, &e->out, &output) == 0;
     size_t need =
         saga_codec_size(e->out.events, e->out.n_events, now);
@@ -1301,6 +1426,7 @@ static void settle(sagad_engine_t *e) {
   }
   e->nstreams = 0;
   e->nrecords = 0;
+  outs_trim(e);
   if (any_failed)
     schedule_retry(e); /* do not spin on a stream that keeps failing */
   else
@@ -1666,7 +1792,8 @@ int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
    * here, marked to go when the batch settles; the loader skips it as in
    * memory. Keep it: the batch's outcome brings it up to date (a conflict
    * reads it back), or no one would drive it (found by tests/sim, seed
-   * 354186: revoked, assigned back before its slow batch landed). */
+   * 354186, now pinned as 156: revoked, assigned back before its slow
+   * batch landed). */
   for (size_t b = 0; b < e->nbuckets; b++)
     for (entry_t *en = e->buckets[b]; en; en = en->hnext)
       if (en->revoked && part_in(en->partition, parts, n)) {
@@ -1679,6 +1806,7 @@ int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n) {
                                         loader_record, &L);
   loader_finish(&L);
   rearm(e);
+  outs_trim(e);
   LOG_INFO("recovered %zu sagas of %zu assigned partitions", L.loaded, n);
   if (rc != 0)
     LOG_ERROR("could not recover the sagas of assigned partitions: %s",
@@ -1748,10 +1876,25 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
   for (size_t i = 0; i < e->nstreams; i++) {
     int st = e->cfg.store.batch_status(e->cfg.store.self, i);
     entry_t *en = e->streams[i];
-    if (st == SAGAD_STORE_OK || st == SAGAD_STORE_DUPLICATE) {
+    if (st == SAGAD_STORE_OK) {
       ok += en->nrec;
       if (e->hooks.on_durable)
         e->hooks.on_durable(e->hooks.arg, en->obs, ENTRY_SAGA(en));
+      continue;
+    }
+    if (st == SAGAD_STORE_DUPLICATE) {
+      /* Committed before, its acknowledgement lost. The stream may have
+       * moved on since -- by another owner, if the partition went away
+       * and came back meanwhile (tests/sim, seed 20786: the saga was kept
+       * at the version of its batch and waited for ever) -- so it is read
+       * back like a conflict, and resumed from what the store holds. */
+      ok += en->nrec;
+      if (e->hooks.on_durable) /* committed, before it is read back */
+        e->hooks.on_durable(e->hooks.arg, en->obs, ENTRY_SAGA(en));
+      en->failed = 2;
+      SLOG_DEBUG(ENTRY_SAGA(en)->id, NULL,
+                 "already committed (its acknowledgement was lost): "
+                 "reading it back");
       continue;
     }
     en->failed = st == SAGAD_STORE_CONFLICT ? 2 : 1;
@@ -1863,6 +2006,8 @@ sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
     e->cfg.payload_max_bytes = (size_t)1 << 20;
   if (!e->cfg.produce_max_bytes)
     e->cfg.produce_max_bytes = 1000000;
+  e->outs_max = e->cfg.output_cache_bytes ? e->cfg.output_cache_bytes
+                                           : (size_t)16 << 20;
   e->input_max = e->cfg.payload_max_bytes;
   size_t room = e->cfg.produce_max_bytes > SAGAD_COMMAND_ENVELOPE
                     ? e->cfg.produce_max_bytes - SAGAD_COMMAND_ENVELOPE

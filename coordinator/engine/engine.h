@@ -37,6 +37,8 @@ typedef struct {
   uint64_t recovered;         /* sagas rebuilt from the store and resumed */
   uint64_t commands_sent;
   uint64_t produce_errors;
+  uint64_t outputs_read_back; /* sagas whose outputs the cache had dropped,
+                                 read back from the store */
 } sagad_counters_t;
 
 typedef struct {
@@ -49,6 +51,10 @@ typedef struct {
   /* Largest message the producer sends (its message.max.bytes); 0 =
    * librdkafka's default 1,000,000. A dead letter is cut to fit it. */
   size_t produce_max_bytes;
+  /* Bytes of step outputs kept in memory across the running sagas; past
+   * it, the outputs of the sagas least recently used are dropped and read
+   * back from the store when a command needs them. 0 = 16 MiB. */
+  size_t output_cache_bytes;
   uint64_t rng_seed;               /* retry jitter */
   sagad_store_port_t store;
   sagad_broker_port_t broker;

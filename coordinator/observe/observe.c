@@ -95,6 +95,8 @@ struct sagad_observe {
   uint64_t spans_sent_seen, spans_dropped_seen;
   metric_t *dlq_blocked, *dlq_cut;
   uint64_t dlq_cut_seen;
+  metric_t *outs_read;
+  uint64_t outs_read_seen;
   metric_t *lag[64];
   uint64_t batch_start; /* uv_hrtime of the batch in flight */
   stype_t *types;
@@ -507,6 +509,7 @@ static void on_collect(metrics_t *m, void *arg) {
     add_delta(o->anom[v], c->anomalies[v], &o->anom_seen[v]);
   metric_set(o->dlq_blocked, (double)c->dead_letters_blocked);
   add_delta(o->dlq_cut, c->dead_letters_truncated, &o->dlq_cut_seen);
+  add_delta(o->outs_read, c->outputs_read_back, &o->outs_read_seen);
   if (o->otlp) {
     otlp_stats_t st;
     otlp_stats(o->otlp, &st);
@@ -571,6 +574,13 @@ static int register_metrics(sagad_observe_t *o) {
       m, "saga_dead_letters_truncated_total",
       "Dead letters written with only a prefix of the input (it did not "
       "fit the producer or the broker).",
+      NULL));
+  o->outs_read = metric_series(metrics_counter(
+      m, "saga_outputs_read_back_total",
+      "Sagas whose step outputs the output cache had dropped "
+      "(outputs.cache_bytes), read back from the store to build a "
+      "command: a steady rise means the cache is too small for the sagas "
+      "that move.",
       NULL));
   o->f_anom = metrics_counter(
       m, "saga_anomalies_total",

@@ -46,7 +46,9 @@ extern "C" {
   X(SCHEMA, -12, "database schema missing or newer than this library")        \
   X(BUSY, -13, "handle is closing or has an operation it cannot queue")       \
   X(NOT_FOUND, -14, "not found")                                              \
-  X(RETRY, -15, "transient database error, retry")
+  X(RETRY, -15, "transient database error, retry")                           \
+  X(CORRUPT, -16, "archive file damaged, truncated or not an archive")        \
+  X(IO, -17, "file could not be opened, read or written")
 
 typedef enum {
 #define ES_ERR_ENUM_(name, value, msg) ES_ERR_##name = (value),
@@ -249,6 +251,18 @@ ES_EXPORT int es_append(es_store_t *store, const char *stream_id,
 ES_EXPORT int es_roll_forward(es_store_t *store, int64_t min_events,
                               unsigned lock_wait_ms, int *era);
 
+/* ---- retention: closed streams -------------------------------------- */
+
+/* Declare stream_id closed: its owner will append nothing to it again, so
+ * an era whose streams are all finished (closed, or the streams of
+ * terminal sagas in the coordinator's saga_index) may be archived and
+ * dropped by saga-es-archive once it is older than the retention period
+ * (docs/internals/eventstore.md, "Archives"). Closing twice is harmless.
+ * Nothing refuses a later append: it lands in the current era and counts
+ * as finished too, so do not append after closing. The writer role may
+ * call it. Errors: INVALID, TOO_LARGE, BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_close_stream(es_store_t *store, const char *stream_id);
+
 /* ---- batch append (group commit) ----------------------------------- */
 
 /* A batch: many streams' appends plus optional parameterised statements,
@@ -432,6 +446,69 @@ typedef struct {
 ES_EXPORT int es_snapshot_load(es_store_t *store, const char *stream_id,
                                es_snapshot_t **out);
 ES_EXPORT void es_snapshot_free(es_snapshot_t *snap);
+
+/* ---- archive files ------------------------------------------------- */
+
+/* An archive file holds the events of one era, as written by
+ * saga-es-archive before the era's table is dropped: a gzip stream with a
+ * text header, the events in the gap-safe order (each with its global
+ * position, transaction id, stream id, version, id, type, data,
+ * correlation, causation, traceparent, metadata and time) and a manifest
+ * with the counts and a CRC-32 of everything before it (the format:
+ * docs/internals/eventstore.md, "Archive files"). Reading one needs no
+ * database. */
+typedef struct es_archive es_archive_t;
+
+/* What an archive says about itself. The header fields are known after
+ * es_archive_open; events, streams and checksum once the manifest was
+ * read and checked (complete = 1). */
+typedef struct {
+  int format_version;     /* 1 */
+  int era;                /* the era archived */
+  char table[64];         /* its table, "es_events_e<era>" */
+  char created_at[40];    /* RFC 3339, when the file was written */
+  int64_t first_position; /* the era's range of global positions */
+  int64_t last_position;
+  int64_t events; /* events in the file */
+  int64_t streams;
+  uint32_t checksum; /* CRC-32 of the uncompressed bytes before the
+                        manifest */
+  int complete;      /* 1 once the manifest was read and checked */
+} es_archive_info_t;
+
+/* Open the archive file at path and read its header (blocking file I/O).
+ * On success *out owns the open file; free it with es_archive_close.
+ * Errors: INVALID (NULL path or out), IO (cannot open or read: errbuf
+ * has the reason), CORRUPT (not an archive of a version this library
+ * reads, or a damaged header), NOMEM. */
+ES_EXPORT int es_archive_open(const char *path, es_archive_t **out,
+                              char *errbuf, size_t errlen);
+/* Read on: up to max (1..10000) events of stream_id (NULL: of every
+ * stream) from where the last call stopped, in the file's order (the
+ * gap-safe global order; a stream's events in version order). *out
+ * receives a page (free with es_page_free); an empty page means the end,
+ * which was reached and verified: the manifest's event count and
+ * checksum match what was read and nothing follows it. The events of a
+ * page are checked only when the end is reached, so a caller that must
+ * not act on a damaged file reads to the end before using them (sagactl
+ * history does). Errors: INVALID, CORRUPT (damaged, truncated, or its
+ * checksum or counts do not match: es_archive_last_error says where),
+ * IO, NOMEM; after an error every later call answers the same. */
+ES_EXPORT int es_archive_read(es_archive_t *ar, const char *stream_id,
+                              size_t max, es_page_t **out);
+/* What the archive says about itself; valid until es_archive_close. */
+ES_EXPORT const es_archive_info_t *es_archive_info(const es_archive_t *ar);
+/* Text of the last error on ar ("" when none); valid until the next call
+ * on ar. */
+ES_EXPORT const char *es_archive_last_error(const es_archive_t *ar);
+/* Close the file and free ar. NULL is accepted. */
+ES_EXPORT void es_archive_close(es_archive_t *ar);
+/* Read the whole archive at path and check it as es_archive_read does at
+ * its end; *info (optional) receives what it says about itself. Returns
+ * 0 when the file is whole, or the errors of es_archive_open and
+ * es_archive_read, with the reason in errbuf. */
+ES_EXPORT int es_archive_verify(const char *path, es_archive_info_t *info,
+                                char *errbuf, size_t errlen);
 
 /* ---- non-blocking face on a libuv loop ------------------------------ */
 

@@ -18,7 +18,7 @@ typedef struct {
   admin_readiness_t ready;
   char started_id[64], started_type[64], started_input[256];
   admin_list_query_t last_q;
-  char last_after[64];
+  char last_after[IQ_CURSOR_SIZE];
   metrics_t *metrics;
   admin_http_t *srv;
   int port;
@@ -47,18 +47,23 @@ static void get_saga(void *arg, const char *id, admin_reply_t *r) {
   admin_reply(r, 404, NULL, 0);
 }
 
+/* The fake pages by saga id; its tokens are index_query's, made from the
+ * id (the API only checks that "after" is a token). */
 static void list_sagas(void *arg, const admin_list_query_t *q,
                        admin_reply_t *r) {
   fake_t *f = arg;
   f->last_q = *q;
   snprintf(f->last_after, sizeof f->last_after, "%s", q->after ? q->after : "");
+  iq_cursor_t after = {0};
+  if (q->after)
+    assert_int_equal(iq_cursor_decode(q->after, &after), 0);
   abuf_t b = ABUF_INIT;
   abuf_puts(&b, "{\"sagas\":[");
   size_t n = 0;
   const char *last = NULL;
   for (size_t i = 0; i < 2 && n < q->limit; i++) {
     if ((q->state && strcmp(q->state, rows[i].status) != 0) ||
-        (q->after && strcmp(rows[i].saga_id, q->after) <= 0) ||
+        (q->after && strcmp(rows[i].saga_id, after.saga_id) <= 0) ||
         (q->stuck && !rows[i].stuck))
       continue;
     if (n++)
@@ -66,8 +71,10 @@ static void list_sagas(void *arg, const admin_list_query_t *q,
     admin_json_saga_row(&b, &rows[i]);
     last = rows[i].saga_id;
   }
-  if (n == q->limit && last)
-    abuf_printf(&b, "],\"next\":\"%s\"}", last);
+  char next[IQ_CURSOR_SIZE];
+  if (n == q->limit && last &&
+      iq_cursor_encode("1700000000000000", last, next, sizeof next) == 0)
+    abuf_printf(&b, "],\"next\":\"%s\"}", next);
   else
     abuf_puts(&b, "],\"next\":null}");
   admin_reply(r, 200, b.data, b.len);
@@ -208,23 +215,59 @@ static void test_list_validates_filters_and_pages_with_a_cursor(
   (void)state;
   char *b = call("GET /sagas?limit=1 HTTP/1.1\r\n\r\n", 200);
   assert_non_null(strstr(b, "\"saga_id\":\"o-1\""));
-  assert_non_null(strstr(b, "\"next\":\"o-1\""));
+  char token[IQ_CURSOR_SIZE], req[600];
+  assert_int_equal(iq_cursor_encode("1700000000000000", "o-1", token,
+                                    sizeof token),
+                   0);
+  snprintf(req, sizeof req, "\"next\":\"%s\"", token);
+  assert_non_null(strstr(b, req));
   free(b);
-  b = call("GET /sagas?limit=1&after=o-1 HTTP/1.1\r\n\r\n", 200);
+  snprintf(req, sizeof req, "GET /sagas?limit=1&after=%s HTTP/1.1\r\n\r\n",
+           token);
+  b = call(req, 200);
   assert_non_null(strstr(b, "\"saga_id\":\"o-2\""));
-  assert_string_equal(fake->last_after, "o-1");
+  assert_string_equal(fake->last_after, token);
   free(b);
   b = call("GET /sagas?state=running&type=order&stuck=true HTTP/1.1\r\n\r\n",
            200);
   assert_true(fake->last_q.stuck);
   assert_int_equal(fake->last_q.limit, ADMIN_LIST_DEFAULT);
+  assert_false(fake->last_q.oldest_first);
+  assert_false(fake->last_q.since.set);
+  assert_false(fake->last_q.until.set);
   assert_null(strstr(b, "o-1"));
   free(b);
+  /* time bounds and the order reach the source as the module reads them */
+  free(call("GET /sagas?since=1h&until=2025-01-31T12:00:00Z&order=oldest "
+            "HTTP/1.1\r\n\r\n",
+            200));
+  assert_true(fake->last_q.since.set && fake->last_q.since.relative &&
+              fake->last_q.since.ms == 3600000);
+  assert_true(fake->last_q.until.set && !fake->last_q.until.relative &&
+              fake->last_q.until.ms == 1738324800000);
+  assert_true(fake->last_q.oldest_first);
   free(call("GET /sagas?state=sleeping HTTP/1.1\r\n\r\n", 400));
   free(call("GET /sagas?limit=0 HTTP/1.1\r\n\r\n", 400));
   free(call("GET /sagas?limit=1001 HTTP/1.1\r\n\r\n", 400));
   free(call("GET /sagas?limit=5x HTTP/1.1\r\n\r\n", 400));
   free(call("GET /sagas?stuck=maybe HTTP/1.1\r\n\r\n", 400));
+  /* what is wrong, and which parameter */
+  static const struct {
+    const char *query, *says;
+  } bad[] = {
+      {"after=o-1", "after: not a token of this list"},
+      {"since=soon", "since: \\\"soon\\\" is neither an RFC 3339 time"},
+      {"until=90", "until: \\\"90\\\" is neither an RFC 3339 time"},
+      {"order=sideways", "order must be newest or oldest"},
+      {"state=stuck", "state must be one of running, compensating, "},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    snprintf(req, sizeof req, "GET /sagas?%s HTTP/1.1\r\n\r\n", bad[i].query);
+    b = call(req, 400);
+    if (!strstr(b, bad[i].says))
+      fail_msg("%s: %s, want %s", bad[i].query, b, bad[i].says);
+    free(b);
+  }
 }
 
 static void test_start_is_idempotent_on_the_client_id(void **state) {

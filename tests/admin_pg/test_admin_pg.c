@@ -247,58 +247,100 @@ static void test_an_unknown_saga_answers_404(void **state) {
   cJSON_Delete(doc);
 }
 
-static void test_filters_select_by_state_type_and_stuck_thresholds(
-    void **state) {
-  (void)state;
+/* The ids of path's answer, newest first unless it says, and its total. */
+static void expect_list(const char *path, const char *want_ids,
+                        double want_total) {
   int status = 0;
   char ids[512];
-  cJSON *doc = get("/sagas?state=compensated", &status);
-  assert_int_equal(status, 200);
+  cJSON *doc = get(path, &status);
+  if (status != 200)
+    fail_msg("%s: status %d", path, status);
   ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-comp");
-  cJSON_Delete(doc);
-  doc = get("/sagas?type=refund", &status);
-  ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "b-1");
-  cJSON_Delete(doc);
-  /* a-park: parked; a-run: 2 h on reserve (default 5 min);
-   * a-new: 1 min on charge (30 s override); a-late: progress 1 h
-   * ago on charge; b-1 is within its type's 10 h. */
-  doc = get("/sagas?stuck=true", &status);
-  ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-late,a-new,a-park,a-run");
-  cJSON_Delete(doc);
-  doc = get("/sagas?state=running&stuck=true&type=order", &status);
-  ids_of(doc, ids, sizeof ids);
-  assert_string_equal(ids, "a-late,a-new,a-run");
+  const cJSON *total = cJSON_GetObjectItem(doc, "total");
+  if (strcmp(ids, want_ids) != 0 || !cJSON_IsNumber(total) ||
+      total->valuedouble != want_total)
+    fail_msg("%s: [%s] of %g, want [%s] of %g", path, ids,
+             cJSON_IsNumber(total) ? total->valuedouble : -1.0, want_ids,
+             want_total);
   cJSON_Delete(doc);
 }
 
-static void test_pages_follow_the_cursor_without_gaps_or_repeats(
+static void test_filters_select_by_state_type_time_and_stuck_thresholds(
     void **state) {
   (void)state;
-  char all[1024] = "", path[128] = "/sagas?limit=2";
-  int pages = 0;
+  static const struct {
+    const char *path, *ids;
+    double total;
+  } cases[] = {
+      /* Newest start first; a-run and b-1 started together, as did
+       * a-done and a-comp: the id breaks the tie. */
+      {"/sagas", "a-new,a-park,a-late,b-1,a-run,a-done,a-comp", 7},
+      {"/sagas?order=oldest", "a-comp,a-done,a-run,b-1,a-late,a-park,a-new",
+       7},
+      {"/sagas?state=compensated", "a-comp", 1},
+      {"/sagas?type=refund", "b-1", 1},
+      {"/sagas?limit=2", "a-new,a-park", 7},
+      /* a-park: parked; a-run: 2 h on reserve (default 5 min); a-new: 1
+       * min on charge (30 s override); a-late: progress 1 h ago on
+       * charge; b-1 is within its type's 10 h. */
+      {"/sagas?stuck=true", "a-new,a-park,a-late,a-run", 4},
+      {"/sagas?state=running&stuck=true&type=order", "a-new,a-late,a-run", 3},
+      /* started_at bounds: since inclusive, until exclusive; a duration
+       * is taken back from the database's clock. */
+      {"/sagas?since=90m", "a-new,a-park,a-late", 3},
+      {"/sagas?until=90m", "b-1,a-run,a-done,a-comp", 4},
+      {"/sagas?since=150m&until=90m&order=oldest", "a-run,b-1", 2},
+      {"/sagas?since=2999-01-01T00:00:00Z", "", 0},
+      {"/sagas?until=2000-01-01T00:00:00%2B02:00", "", 0},
+      {"/sagas?since=2000-01-01T00:00:00Z&type=order&limit=1", "a-new", 6},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    expect_list(cases[i].path, cases[i].ids, cases[i].total);
+}
+
+/* Walk every page of query with limit 2: the ids, in order; every page
+ * says the same total. */
+static void walk(const char *query, char *all, size_t n, int *pages) {
+  char path[640];
+  snprintf(path, sizeof path, "/sagas?limit=2%s", query);
+  all[0] = '\0';
+  *pages = 0;
   for (;;) {
     int status = 0;
     cJSON *doc = get(path, &status);
     assert_int_equal(status, 200);
+    assert_int_equal((int)cJSON_GetObjectItem(doc, "total")->valuedouble, 7);
     char ids[256];
     ids_of(doc, ids, sizeof ids);
     if (all[0] && ids[0])
-      strcat(all, ",");
-    strcat(all, ids);
-    pages++;
+      strncat(all, ",", n - strlen(all) - 1);
+    strncat(all, ids, n - strlen(all) - 1);
+    (*pages)++;
     const char *next = str(doc, "next");
     if (!next) {
       assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "next")));
       cJSON_Delete(doc);
       break;
     }
-    snprintf(path, sizeof path, "/sagas?limit=2&after=%s", next);
+    /* base64url: goes into a query string as it is */
+    assert_int_equal(strspn(next, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn"
+                                  "opqrstuvwxyz0123456789-_"),
+                     strlen(next));
+    snprintf(path, sizeof path, "/sagas?limit=2%s&after=%s", query, next);
     cJSON_Delete(doc);
   }
-  assert_string_equal(all, "a-comp,a-done,a-late,a-new,a-park,a-run,b-1");
+}
+
+static void test_pages_follow_the_cursor_without_gaps_or_repeats(
+    void **state) {
+  (void)state;
+  char all[1024];
+  int pages = 0;
+  walk("", all, sizeof all, &pages);
+  assert_string_equal(all, "a-new,a-park,a-late,b-1,a-run,a-done,a-comp");
+  assert_int_equal(pages, 4);
+  walk("&order=oldest", all, sizeof all, &pages);
+  assert_string_equal(all, "a-comp,a-done,a-run,b-1,a-late,a-park,a-new");
   assert_int_equal(pages, 4);
 }
 
@@ -353,7 +395,8 @@ int main(void) {
       cmocka_unit_test(
           test_a_timed_out_attempt_shows_as_a_timeout_then_a_retry),
       cmocka_unit_test(test_an_unknown_saga_answers_404),
-      cmocka_unit_test(test_filters_select_by_state_type_and_stuck_thresholds),
+      cmocka_unit_test(
+          test_filters_select_by_state_type_time_and_stuck_thresholds),
       cmocka_unit_test(test_pages_follow_the_cursor_without_gaps_or_repeats),
       cmocka_unit_test(
           test_a_lost_connection_is_reopened_for_the_next_request),

@@ -70,6 +70,41 @@ static void test_rfc3339_times_are_utc_with_milliseconds(void **state) {
   assert_string_equal(saga__rfc3339_ms(small, sizeof small, 0), "1970-01-01");
 }
 
+static void test_rfc3339_parses_back_with_its_zone(void **state) {
+  (void)state;
+  int64_t ms = 7;
+  assert_int_equal(saga__rfc3339_parse("2025-01-31T12:00:00.250Z", &ms), 0);
+  assert_int_equal(ms, 1738324800250);
+  assert_int_equal(saga__rfc3339_parse("2025-01-31T14:00:00.25+02:00", &ms),
+                   0);
+  assert_int_equal(ms, 1738324800250);
+  assert_int_equal(saga__rfc3339_parse("2025-01-31 11:30:00-00:30", &ms), 0);
+  assert_int_equal(ms, 1738324800000);
+  assert_int_equal(saga__rfc3339_parse("1969-12-31T23:59:59.999z", &ms), 0);
+  assert_int_equal(ms, -1);
+  assert_int_equal(saga__rfc3339_parse("2024-02-29T00:00:00.1234567Z", &ms),
+                   0);
+  assert_int_equal(ms, 1709164800123);
+  /* every formatted time parses back */
+  char b[SAGA_RFC3339_MS_SIZE];
+  for (int64_t t = -86400001; t < 4102444800000; t += 123456789013) {
+    assert_int_equal(saga__rfc3339_parse(saga__rfc3339_ms(b, sizeof b, t), &ms),
+                     0);
+    assert_int_equal(ms, t);
+  }
+  static const char *const bad[] = {
+      "",  "2025-01-31", "2025-01-31T12:00:00", "2025-01-31T12:00Z",
+      "2025-02-29T00:00:00Z", "2025-13-01T00:00:00Z", "2025-01-31T24:00:00Z",
+      "2025-01-31T12:00:00.Z", "2025-01-31T12:00:00+0200",
+      "2025-01-31T12:00:00Z trailing", "1h", NULL};
+  ms = 7;
+  for (size_t i = 0; bad[i]; i++) {
+    assert_int_equal(saga__rfc3339_parse(bad[i], &ms), -1);
+    assert_int_equal(ms, 7);
+  }
+  assert_int_equal(saga__rfc3339_parse(NULL, &ms), -1);
+}
+
 static void test_durations_take_units_and_compounds(void **state) {
   (void)state;
   static const struct {
@@ -135,6 +170,7 @@ int main(void) {
       cmocka_unit_test(test_utf8_refuses_what_is_not_utf8),
       cmocka_unit_test(test_hex_digits_have_their_values),
       cmocka_unit_test(test_rfc3339_times_are_utc_with_milliseconds),
+      cmocka_unit_test(test_rfc3339_parses_back_with_its_zone),
       cmocka_unit_test(test_durations_take_units_and_compounds),
       cmocka_unit_test(test_a_bare_number_has_no_unit_and_nonsense_is_refused),
       cmocka_unit_test(test_durations_format_exactly_and_parse_back),

@@ -423,6 +423,10 @@ static void test_registry_keeps_versions_side_by_side(void **state) {
   assert_null(saga_registry_find(reg, "order", 3));
   assert_null(saga_registry_find(reg, "other", 0));
   assert_int_equal(saga_registry_count(reg), 2);
+  assert_ptr_equal(saga_registry_at(reg, 0), v2); /* in the order added */
+  assert_ptr_equal(saga_registry_at(reg, 1), v1);
+  assert_null(saga_registry_at(reg, 2));
+  assert_null(saga_registry_at(NULL, 0));
   saga_diags_clear(&d);
   saga_registry_free(reg);
 }

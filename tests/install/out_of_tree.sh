@@ -35,7 +35,7 @@ fi
 # 1. the installed tree
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" 2>&1 ||
   fail "cmake --install failed"
-for f in bin/sagad bin/sagactl bin/saga-es-migrate \
+for f in bin/sagad bin/sagactl bin/saga-es-migrate bin/saga-es-archive \
          include/saga/client.h include/saga/protocol.h include/saga/eventstore.h \
          include/saga/version.h \
          lib/libsaga_client.a lib/libsaga_client.so.0 lib/libsaga_client.so \
@@ -46,12 +46,12 @@ for f in bin/sagad bin/sagactl bin/saga-es-migrate \
          share/saga/sql/eventstore/0001_events.sql \
          lib/systemd/system/sagad.service \
          share/man/man8/sagad.8 share/man/man1/sagactl.1 \
-         share/man/man8/saga-es-migrate.8 \
+         share/man/man8/saga-es-migrate.8 share/man/man8/saga-es-archive.8 \
          share/bash-completion/completions/sagactl; do
   [ -e "$prefix/$f" ] || fail "the install has no $f"
 done
 version=$(sed -n 's/^#define SAGA_VERSION "\(.*\)"/\1/p' "$prefix/include/saga/version.h")
-for p in sagad sagactl saga-es-migrate; do
+for p in sagad sagactl saga-es-migrate saga-es-archive; do
   out=$("$prefix/bin/$p" --version) || fail "$p --version exited $?"
   [ "$out" = "$p $version" ] || [ "${out#"$p $version "}" != "$out" ] ||
     fail "$p --version printed '$out', not '$p $version'"

@@ -10,6 +10,14 @@ int main(void) {
       sagad_engine_new;
   return f == 0;
 }
+#elif defined(PROBE_saga_index_query)
+#include "index_query.h"
+
+int main(void) {
+  int (*volatile f)(const iq_filter_t *, const iq_stuck_t *, iq_stmt_t *) =
+      iq_list;
+  return f == 0;
+}
 #else
 #include "saga_machine.h"
 

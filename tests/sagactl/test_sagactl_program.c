@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -20,12 +21,14 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
+#include "es_internal.h" /* the archive writer of saga-es-archive */
 #include "saga.pb-c.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
 #include "run_sagactl.h"
 #include "saga_machine.h"
 #include "test_support.h"
+#include "timetext.h"
 
 static const char *ORDER_DEF =
     "{\"name\":\"order\",\"version\":1,\"defaults\":{\"timeout_ms\":5000,"
@@ -278,58 +281,224 @@ static void test_status_shows_a_saga_and_exits_1_for_an_unknown_one(
   result_free(&r);
 }
 
-static size_t list_count(const char *first, ...) {
-  const char *args[8] = {"list", "--json"};
+/* Run list --json with up to 8 more arguments; the page's rows (JSON
+ * array, owned by *doc) and the document. */
+static cJSON *list_json(cJSON **doc, const char *first, ...) {
+  const char *args[11] = {"list", "--json"};
   size_t n = 2;
   va_list ap;
   va_start(ap, first);
-  for (const char *a = first; a != NULL && n < 7; a = va_arg(ap, const char *))
+  for (const char *a = first; a != NULL && n < 10; a = va_arg(ap, const char *))
     args[n++] = a;
   va_end(ap);
   result_t r = run(args[0], args[1], args[2], args[3], args[4], args[5],
-                   args[6], NULL);
+                   args[6], args[7], args[8], args[9], NULL);
   expect(&r, 0, NULL, NULL);
-  cJSON *j = json_of(&r);
-  size_t count = (size_t)cJSON_GetArraySize(j);
-  cJSON_Delete(j);
+  *doc = json_of(&r);
   result_free(&r);
-  return count;
+  cJSON *rows = cJSON_GetObjectItem(*doc, "sagas");
+  assert_true(cJSON_IsArray(rows));
+  assert_true(cJSON_IsNumber(cJSON_GetObjectItem(*doc, "total")));
+  return rows;
 }
 
-static void test_list_filters_by_state_type_age_and_stuck(void **state) {
+/* The ids of a page, space-separated, and its total. */
+static void list_ids(char *buf, size_t len, double *total, const char *a1,
+                     const char *a2, const char *a3, const char *a4) {
+  cJSON *doc;
+  cJSON *rows = list_json(&doc, a1, a2, a3, a4, NULL);
+  buf[0] = '\0';
+  cJSON *row;
+  cJSON_ArrayForEach(row, rows) {
+    size_t n = strlen(buf);
+    snprintf(buf + n, len - n, "%s%s", n ? " " : "",
+             cJSON_GetObjectItem(row, "saga_id")->valuestring);
+  }
+  if (total != NULL)
+    *total = cJSON_GetObjectItem(doc, "total")->valuedouble;
+  cJSON_Delete(doc);
+}
+
+static void expect_ids(const char *want, double want_total, const char *a1,
+                       const char *a2, const char *a3, const char *a4) {
+  char got[512];
+  double total = -1;
+  list_ids(got, sizeof got, &total, a1, a2, a3, a4);
+  if (strcmp(got, want) != 0 || total != want_total)
+    fail_msg("list %s %s %s %s: got [%s] of %g, want [%s] of %g",
+             a1 ? a1 : "", a2 ? a2 : "", a3 ? a3 : "", a4 ? a4 : "", got,
+             total, want, want_total);
+}
+
+static void test_list_filters_by_state_type_time_and_stuck(void **state) {
   (void)state;
-  assert_int_equal(list_count(NULL), 4);
-  assert_int_equal(list_count("--state", "completed", NULL), 1);
-  assert_int_equal(list_count("--state", "compensation_failed", NULL), 1);
-  assert_int_equal(list_count("--type", "order", NULL), 4);
-  assert_int_equal(list_count("--type", "refund", NULL), 0);
-  assert_int_equal(list_count("--older-than", "1h", NULL), 2);
-  assert_int_equal(list_count("--limit", "3", NULL), 3);
-  /* Non-terminal without progress for an hour: only s-run. */
-  result_t r = run("list", "--stuck", "1h", "--json", NULL);
-  expect(&r, 0, NULL, NULL);
-  cJSON *j = json_of(&r);
-  assert_int_equal(cJSON_GetArraySize(j), 1);
-  assert_string_equal(
-      cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "saga_id")->valuestring,
-      "s-run");
-  cJSON_Delete(j);
+  /* Newest first by start time; the total counts every match. */
+  expect_ids("s-new s-park s-run s-done", 4, NULL, NULL, NULL, NULL);
+  expect_ids("s-done s-run s-park s-new", 4, "--oldest-first", NULL, NULL,
+             NULL);
+  expect_ids("s-done", 1, "--state", "completed", NULL, NULL);
+  expect_ids("s-park", 1, "--state", "compensation_failed", NULL, NULL);
+  expect_ids("s-new s-park s-run s-done", 4, "--type", "order", NULL, NULL);
+  expect_ids("", 0, "--type", "refund", NULL, NULL);
+  /* --until: started before; --since: started at or after. */
+  expect_ids("s-run s-done", 2, "--until", "1h", NULL, NULL);
+  expect_ids("s-new s-park", 2, "--since", "1h", NULL, NULL);
+  expect_ids("s-run", 1, "--since", "150m", "--until", "1h");
+  expect_ids("s-new s-park s-run", 4, "--limit", "3", NULL, NULL);
+  /* Stuck as sagad judges it: parked, or waiting on a step past its
+   * stuck_after_ms (the definition's default, 5 min): s-run waits for 2 h,
+   * s-new for a minute. */
+  expect_ids("s-park s-run", 2, "--stuck", NULL, NULL, NULL);
+  expect_ids("s-park s-run", 2, "--stuck", "--definitions", defs_dir, NULL);
+  /* The definitions' per-step thresholds: reserve_inventory may wait 3 h,
+   * so s-run (2 h on it) is not stuck by them; parked s-park still is. */
+  char slow_dir[160], path[200];
+  snprintf(slow_dir, sizeof slow_dir, "%s/slow-defs", tmpdir);
+  assert_int_equal(mkdir(slow_dir, 0700), 0);
+  snprintf(path, sizeof path, "%s/order.v1.json", slow_dir);
+  char *slow = strdup(ORDER_DEF);
+  const char *at = "\"name\":\"reserve_inventory\",";
+  char *p = strstr(slow, at);
+  assert_non_null(p);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f, "%.*s\"stuck_after_ms\":10800000,%s", (int)(p - slow + strlen(at)),
+          slow, p + strlen(at));
+  fclose(f);
+  free(slow);
+  expect_ids("s-park", 1, "--stuck", "--definitions", slow_dir, NULL);
+  expect_ids("s-run", 1, "--stuck", "--state", "running", NULL);
+  /* An absolute window: everything started in the last day, RFC 3339. */
+  char since[SAGA_RFC3339_MS_SIZE];
+  saga__rfc3339_ms(since, sizeof since, (int64_t)time(NULL) * 1000 - 86400000);
+  expect_ids("s-new s-park s-run s-done", 4, "--since", since, NULL, NULL);
+  expect_ids("", 0, "--until", since, NULL, NULL);
+
+  result_t r = run("list", NULL);
+  expect(&r, 0, "SAGA", NULL);
+  assert_non_null(strstr(r.out, "shown 4 of 4 sagas (newest first); last "
+                                "page\n"));
+  result_free(&r);
+  r = run("list", "--stuck", "--output", "jsonl", NULL);
+  expect(&r, 0, NULL, "shown 2 of 2 sagas (newest first); last page");
+  char *nl = strchr(r.out, '\n');
+  assert_non_null(nl);
+  assert_non_null(strstr(r.out, "\"saga_id\":\"s-park\""));
+  assert_non_null(strstr(nl + 1, "\"saga_id\":\"s-run\""));
+  assert_non_null(strstr(nl + 1, "\"stuck\":true"));
+  result_free(&r);
+}
+
+static void test_list_bad_values_name_the_flag(void **state) {
+  (void)state;
+  static const struct {
+    const char *flag, *value, *says;
+  } bad[] = {
+      {"--state", "stuck", "--state: unknown status \"stuck\" (running, "},
+      {"--since", "soon", "--since: \"soon\" is neither an RFC 3339 time"},
+      {"--until", "90", "--until: \"90\" is neither an RFC 3339 time"},
+      {"--since", "2025-01-31", "--since: \"2025-01-31\" is neither"},
+      {"--limit", "0", "--limit: expected a number between 1 and 1000000, "
+                       "got \"0\""},
+      {"--after", "s-run", "--after: \"s-run\" is not a list token"},
+      {"--output", "yaml", "--output: expected table, json or jsonl, got "
+                           "\"yaml\""},
+      {"--type", "", "--type: expected a saga type of 1 to 64 bytes"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    result_t r = run("list", bad[i].flag, bad[i].value, NULL);
+    expect(&r, 2, NULL, bad[i].says);
+    result_free(&r);
+  }
+  result_t r = run("list", "--json", "--output", "table", NULL);
+  expect(&r, 2, NULL, "--json and --output table disagree");
   result_free(&r);
   r = run("list", "--stuck", "5m", NULL);
-  expect(&r, 0, "SAGA", NULL);
-  assert_non_null(strstr(r.out, "s-park"));
-  assert_null(strstr(r.out, "s-new"));
-  assert_null(strstr(r.out, "s-done"));
+  expect(&r, 2, NULL, "list: unexpected argument \"5m\"");
   result_free(&r);
-  r = run("list", "--state", "stuck", NULL);
-  expect(&r, 2, NULL, "unknown status \"stuck\"");
+}
+
+/* Page through n sagas of type walk with every page size 1..limit: each
+ * saga shows exactly once, in order, and every page says the same total. */
+static void walk(size_t n, const char *limit, const char *order,
+                 char seen[][8]) {
+  char after[512] = "";
+  size_t got = 0;
+  for (int pages = 0; pages < 200; pages++) {
+    cJSON *doc;
+    cJSON *rows = after[0] != '\0'
+                      ? list_json(&doc, "--type", "walk", "--limit", limit,
+                                  "--after", after, order, NULL)
+                      : list_json(&doc, "--type", "walk", "--limit", limit,
+                                  order, NULL);
+    assert_int_equal((int)cJSON_GetObjectItem(doc, "total")->valuedouble, n);
+    cJSON *row;
+    cJSON_ArrayForEach(row, rows) {
+      assert_true(got < n);
+      snprintf(seen[got++], 8, "%s",
+               cJSON_GetObjectItem(row, "saga_id")->valuestring);
+    }
+    cJSON *next = cJSON_GetObjectItem(doc, "next");
+    if (cJSON_IsNull(next)) {
+      cJSON_Delete(doc);
+      break;
+    }
+    assert_true(cJSON_IsString(next));
+    snprintf(after, sizeof after, "%s", next->valuestring);
+    cJSON_Delete(doc);
+  }
+  assert_int_equal(got, n);
+}
+
+static void test_list_pages_walk_every_saga_exactly_once(void **state) {
+  (void)state;
+  PGconn *c = PQconnectdb(conninfo);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  /* 23 sagas; w-00..w-04 share one start time (ties broken by id), the
+   * rest a microsecond-apart ladder. */
+  exec_ok(c, "INSERT INTO saga_index (saga_id, saga_type, "
+             "definition_version, status, partition, version, started_at, "
+             "updated_at) SELECT format('w-%s', lpad(g::text, 2, '0')), "
+             "'walk', 1, 'completed', 0, 3, "
+             "timestamptz '2024-03-01 10:00:00.000001Z' + "
+             "greatest(g - 4, 0) * interval '1 microsecond', now() "
+             "FROM generate_series(0, 22) g");
+  char want[23][8], seen[23][8];
+  for (int i = 0; i < 23; i++)
+    snprintf(want[i], 8, "w-%02d", 22 - i);
+  static const char *const limits[] = {"1", "4", "5", "22", "23", "100"};
+  for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+    memset(seen, 0, sizeof seen);
+    walk(23, limits[l], NULL, seen);
+    for (int i = 0; i < 23; i++)
+      assert_string_equal(seen[i], want[i]);
+    memset(seen, 0, sizeof seen);
+    walk(23, limits[l], "--oldest-first", seen);
+    for (int i = 0; i < 23; i++)
+      assert_string_equal(seen[i], want[22 - i]);
+  }
+  /* The table prints the token of the next page. */
+  result_t r = run("list", "--type", "walk", "--limit", "20", NULL);
+  expect(&r, 0, "shown 20 of 23 sagas (newest first); next page: --after ",
+         NULL);
+  char token[512];
+  assert_int_equal(sscanf(strstr(r.out, "--after ") + 8, "%511s", token), 1);
   result_free(&r);
-  r = run("list", "--stuck", "soon", NULL);
-  expect(&r, 2, NULL, "--stuck: \"soon\" is not a duration");
+  /* A saga that starts between two pages neither shifts the next page
+   * nor shows in it: it sorts before the walk's position. */
+  exec_ok(c, "INSERT INTO saga_index (saga_id, saga_type, "
+             "definition_version, status, partition, version, started_at, "
+             "updated_at) VALUES ('w-late', 'walk', 1, 'running', 0, 1, "
+             "now(), now())");
+  r = run("list", "--type", "walk", "--limit", "20", "--after", token, NULL);
+  expect(&r, 0, "shown 3 of 24 sagas (newest first); last page", NULL);
+  assert_null(strstr(r.out, "w-late"));
+  assert_non_null(strstr(r.out, "w-02"));
+  assert_non_null(strstr(r.out, "w-00"));
+  assert_null(strstr(r.out, "w-03"));
   result_free(&r);
-  r = run("list", "--stuck", "90", NULL);
-  expect(&r, 2, NULL, "--stuck: \"90\" has no unit: use ms, s, m, h or d");
-  result_free(&r);
+  exec_ok(c, "DELETE FROM saga_index WHERE saga_type = 'walk'");
+  PQfinish(c);
 }
 
 static void test_history_shows_a_timeline_with_durations(void **state) {
@@ -368,6 +537,62 @@ static void test_history_shows_a_timeline_with_durations(void **state) {
   result_free(&r);
   r = run("history", "nope", NULL);
   expect(&r, 1, NULL, "stream \"saga-nope\" has no events");
+  result_free(&r);
+}
+
+/* An archive file holding the stored events of stream (era 1), written
+ * with saga-es-archive's writer; the path goes to path. */
+static void archive_stream(const char *stream, const char *path) {
+  es_store_t *st = NULL;
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_stream(st, stream, 1, 1000, &p), 0);
+  assert_true(p->n > 0);
+  es_archive_info_t hdr = {.era = 1, .table = "es_events_e1",
+                           .created_at = "2026-01-01T00:00:00.000Z",
+                           .first_position = 1, .last_position = INT64_MAX};
+  es__arw_t *w = NULL;
+  assert_int_equal(es__archive_create(path, &hdr, &w, err, sizeof err), 0);
+  for (size_t i = 0; i < p->n; i++) {
+    es_recorded_t e = p->events[i];
+    e.at.tx = 1; /* one transaction, positions in order */
+    assert_int_equal(es__archive_put(w, &e, err, sizeof err), 0);
+  }
+  assert_int_equal(es__archive_finish(w, 1, NULL, err, sizeof err), 0);
+  es_page_free(p);
+  es_store_close(st);
+}
+
+static void test_history_reads_an_archive_file_without_the_database(
+    void **state) {
+  (void)state;
+  char file[160];
+  snprintf(file, sizeof file, "%s/s-done.archive.gz", tmpdir);
+  archive_stream("saga-s-done", file);
+  result_t live = run("history", "s-done", "--definitions", defs_dir, NULL);
+  expect(&live, 0, "Completed", NULL);
+  /* the same timeline from the file, the database unreachable */
+  result_t r = run("history", "s-done", "--archive", file, "--definitions",
+                   defs_dir, "--pg", "host=127.0.0.1 port=1", NULL);
+  expect(&r, 0, NULL, "");
+  assert_string_equal(r.out, live.out);
+  result_free(&r);
+  result_free(&live);
+  r = run("history", "s-run", "--archive", file, NULL);
+  expect(&r, 1, NULL, "has no events in archive");
+  result_free(&r);
+  r = run("history", "s-done", "--archive", "/nonexistent.gz", NULL);
+  expect(&r, 1, NULL, "could not read archive \"/nonexistent.gz\"");
+  result_free(&r);
+  /* a file cut short is refused before anything is shown */
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "head -c 200 '%s' > '%s.cut'", file, file);
+  assert_int_equal(system(cmd), 0);
+  strcat(file, ".cut");
+  r = run("history", "s-done", "--archive", file, NULL);
+  expect(&r, 1, NULL, "truncated");
+  assert_null(strstr(r.out, "Started"));
   result_free(&r);
 }
 
@@ -616,8 +841,12 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_status_shows_a_saga_and_exits_1_for_an_unknown_one),
-      cmocka_unit_test(test_list_filters_by_state_type_age_and_stuck),
+      cmocka_unit_test(test_list_filters_by_state_type_time_and_stuck),
+      cmocka_unit_test(test_list_bad_values_name_the_flag),
+      cmocka_unit_test(test_list_pages_walk_every_saga_exactly_once),
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
+      cmocka_unit_test(
+          test_history_reads_an_archive_file_without_the_database),
       cmocka_unit_test(
           test_unreachable_postgres_exits_3_and_bad_input_exits_2),
       cmocka_unit_test(test_start_lands_a_start_saga_in_the_inbox),

@@ -91,6 +91,13 @@ static void node_start(sim_t *s, int k) {
                                .batch_max_events =
                                    (size_t)sim_range(&s->rng, 1, 64),
                                .rng_seed = sim_u64(&s->rng)};
+  /* One seed in seven, an output cache too small for one saga's outputs:
+   * they are dropped after every batch and read back from the store for
+   * each command. Not drawn from the generator (the reads change a run,
+   * so the seeds pinned before the cache, none 3 modulo 7, keep theirs;
+   * seed 20786, pinned below, was found with it). */
+  if (s->seed % 7 == 3)
+    cfg.output_cache_bytes = 64;
   sim_store_port(n, &cfg.store);
   sim_broker_port(n, &cfg.broker);
   sim_clock_port(n, &cfg.clock);

@@ -1,0 +1,520 @@
+/* Retention and archive against the embedded PostgreSQL: saga-es-archive
+ * archives the eras whose streams are all finished and that ended before
+ * the retention period, reads each file back, drops the era's table in one
+ * audited step done by es_admin and removes the saga_index rows of the
+ * sagas archived whole (the coordinator's own SQL makes the table); a
+ * running saga's era is kept whatever its age; the file reads back equal
+ * to the stored events, byte for byte; a changed file is refused; a dry
+ * run changes nothing; the writer role can neither archive nor drop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <zlib.h>
+
+#include "es_test.h"
+#include "test_support.h"
+
+/* coordinator/io/sql, as sagad applies it (the generated sagad_sql.c) */
+extern const char *const sagad__sql_migrations[];
+extern const size_t sagad__n_sql_migrations;
+
+typedef struct {
+  char *db;
+  char dir[128];
+  char file[256];      /* the archive of era 1 */
+  es_recorded_t *orig; /* era 1's events as stored, copied */
+  size_t n_orig;
+  es_page_t *pages[8];
+  size_t n_pages;
+} fixture_t;
+
+/* Run saga-es-archive with the arguments (NULL-terminated); its stdout
+ * and stderr together into out (static). Returns its exit code. */
+static int run_tool(char *out, size_t len, ...) {
+  const char *argv[16] = {ARCHIVE_BIN};
+  int n = 1;
+  va_list ap;
+  va_start(ap, len);
+  for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 15;)
+    argv[n++] = a;
+  va_end(ap);
+  char path[] = "/tmp/es_archive_outXXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv(ARCHIVE_BIN, (char *const *)(void *)argv);
+    _exit(127);
+  }
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  ssize_t got = pread(fd, out, len - 1, 0);
+  out[got > 0 ? got : 0] = '\0';
+  close(fd);
+  unlink(path);
+  fprintf(stderr, "saga-es-archive said:\n%s", out);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void apply_coordinator_sql(const char *db) {
+  PGconn *c = est_raw(db);
+  for (size_t i = 0; i < sagad__n_sql_migrations; i++) {
+    PGresult *r = PQexec(c, sagad__sql_migrations[i]);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+  }
+  PQfinish(c);
+}
+
+static void index_saga(PGconn *c, const char *id, const char *status) {
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO saga_index (saga_id, saga_type, definition_version,"
+           " status, partition, version, started_at, updated_at) VALUES"
+           " ('%s', 'order', 1, '%s', 0, 1, now(), now()) ON CONFLICT"
+           " (saga_id) DO UPDATE SET status = excluded.status",
+           id, status);
+  est_scalar(c, sql);
+}
+
+static void append(es_store_t *s, const char *stream, int n) {
+  static const es_kv_t meta[] = {{"tenant", "acme"}, {"k", "v\"q"}};
+  for (int i = 0; i < n; i++) {
+    unsigned char data[6] = {0, 1, 0xff, 0, (unsigned char)i, '\n'};
+    es_event_t e = {0};
+    e.type = i ? "StepDone" : "Started";
+    e.data = data;
+    e.data_len = sizeof data;
+    e.correlation_id = i % 2 ? "corr-1" : NULL;
+    e.causation_id = "cause";
+    e.traceparent =
+        i % 2 ? NULL
+              : "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    e.meta = i % 2 ? meta : NULL;
+    e.n_meta = i % 2 ? 2 : 0;
+    assert_int_equal(es_append(s, stream, i, &e, 1, NULL), 0);
+  }
+}
+
+/* Ended long ago: every ended era's end moved back by days. */
+static void age_eras(PGconn *c, int days) {
+  char sql[160];
+  snprintf(sql, sizeof sql,
+           "UPDATE es_partitions SET ended_at = now() - interval '%d days'"
+           " WHERE ended_at IS NOT NULL",
+           days);
+  est_scalar(c, sql);
+}
+
+static int table_exists(PGconn *c, const char *t) {
+  char sql[128];
+  snprintf(sql, sizeof sql,
+           "SELECT count(*) FROM pg_class WHERE relname ="
+           " '%s'",
+           t);
+  return est_scalar(c, sql) == 1;
+}
+
+static int has(const char *out, const char *s) {
+  if (strstr(out, s))
+    return 1;
+  fprintf(stderr, "expected \"%s\" in the output\n", s);
+  return 0;
+}
+
+/* A store with era 1 (two completed sagas and a closed stream), era 2 (a
+ * completed saga and a running one) and era 3 current, both old eras ended
+ * 100 days ago. Keeps era 1's events as stored. */
+static void build(fixture_t *f) {
+  f->db = est_db("es_archive");
+  apply_coordinator_sql(f->db);
+  snprintf(f->dir, sizeof f->dir, "/tmp/es_archive_%d_XXXXXX", (int)getpid());
+  assert_non_null(mkdtemp(f->dir));
+  es_store_t *s = est_open(f->db);
+  PGconn *c = est_raw(f->db);
+  append(s, "saga-done1", 3);
+  append(s, "saga-done2", 2);
+  append(s, "order-7", 2);
+  assert_int_equal(es_close_stream(s, "order-7"), 0);
+  assert_int_equal(es_close_stream(s, "order-7"), 0);
+  index_saga(c, "done1", "completed");
+  index_saga(c, "done2", "compensated");
+  int era = 0;
+  assert_int_equal(es_roll_forward(s, 0, 0, &era), 0);
+  assert_int_equal(era, 2);
+  append(s, "saga-done3", 2);
+  append(s, "saga-running", 2);
+  index_saga(c, "done3", "completed");
+  index_saga(c, "running", "running");
+  assert_int_equal(es_roll_forward(s, 0, 0, &era), 0);
+  assert_int_equal(era, 3);
+  age_eras(c, 100);
+  /* era 1's events as the library reads them */
+  est_wait_global(s, 11);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, NULL, 100, &p), 0);
+  assert_int_equal(p->n, 11);
+  f->orig = p->events;
+  f->n_orig = 7;
+  f->pages[f->n_pages++] = p;
+  snprintf(f->file, sizeof f->file, "%s/es_events_e1.archive.gz", f->dir);
+  PQfinish(c);
+  es_store_close(s);
+}
+
+static void teardown(fixture_t *f) {
+  for (size_t i = 0; i < f->n_pages; i++)
+    es_page_free(f->pages[i]);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  assert_int_equal(system(cmd), 0);
+  est_drop(f->db);
+}
+
+static char *as_admin(const char *db) {
+  static char ci[1024];
+  snprintf(ci, sizeof ci, "%s options='-c role=es_admin'", db);
+  return ci;
+}
+
+static void assert_same_event(const es_recorded_t *a, const es_recorded_t *b) {
+  assert_int_equal(a->global_position, b->global_position);
+  assert_true(a->at.tx == b->at.tx);
+  assert_string_equal(a->stream_id, b->stream_id);
+  assert_int_equal(a->version, b->version);
+  assert_memory_equal(a->id, b->id, 16);
+  assert_string_equal(a->type, b->type);
+  assert_int_equal(a->data_len, b->data_len);
+  assert_memory_equal(a->data, b->data, a->data_len);
+  const char *x[] = {a->correlation_id, a->causation_id, a->traceparent,
+                     a->meta_json};
+  const char *y[] = {b->correlation_id, b->causation_id, b->traceparent,
+                     b->meta_json};
+  for (int i = 0; i < 4; i++) {
+    assert_true((x[i] == NULL) == (y[i] == NULL));
+    if (x[i])
+      assert_string_equal(x[i], y[i]);
+  }
+  assert_int_equal(a->recorded_at_us, b->recorded_at_us);
+}
+
+static void test_a_dry_run_lists_the_eras_and_changes_nothing(void **state) {
+  (void)state;
+  fixture_t f = {0};
+  build(&f);
+  PGconn *c = est_raw(f.db);
+  long long events = est_scalar(c, "SELECT count(*) FROM es_events");
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dry-run", NULL),
+                   0);
+  assert_true(has(out, "era 1 (es_events_e1): 7 events in 3 streams"));
+  assert_true(has(out, "would be archived"));
+  assert_true(has(out, "era 2 (es_events_e2): kept: 1 of its 2 streams not "
+                       "finished (first: \"saga-running\")"));
+  /* within a longer retention period, nothing is due */
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "101d", "--dry-run", NULL),
+                   0);
+  assert_true(has(out, "era 1 (es_events_e1): kept: ended"));
+  assert_true(has(out, "no era to archive"));
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_events"), events);
+  assert_true(table_exists(c, "es_events_e1"));
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_archive_log"), 0);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index"), 4);
+  assert_int_equal(access(f.file, F_OK), -1);
+  PQfinish(c);
+  teardown(&f);
+}
+
+static void
+test_finished_eras_are_archived_and_read_back_byte_for_byte(void **state) {
+  (void)state;
+  fixture_t f = {0};
+  build(&f);
+  PGconn *c = est_raw(f.db);
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, NULL),
+                   0);
+  assert_true(has(out, "era 1: 7 events of 3 streams archived to"));
+  assert_true(has(out, "2 saga_index rows removed"));
+  /* era 1 is gone from the store, with its sagas' index rows; era 2 holds
+   * a running saga and stays */
+  assert_false(table_exists(c, "es_events_e1"));
+  assert_true(table_exists(c, "es_events_e2"));
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_events"), 4);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index WHERE"
+                                 " saga_id IN ('done1', 'done2')"),
+                   0);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index"), 2);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_partitions WHERE"
+                                 " era = 1 AND archived_at IS NOT NULL"),
+                   1);
+  /* the audit: who, which era, which file, the counts and the checksum */
+  assert_int_equal(
+      est_scalar(c, "SELECT count(*) FROM es_archive_log WHERE era = 1 AND"
+                    " archived_by = session_user AND events = 7 AND"
+                    " streams = 3 AND sagas = 2 AND table_name ="
+                    " 'es_events_e1' AND file LIKE '%/es_events_e1.archive.gz'"
+                    " AND checksum LIKE 'crc32:%'"),
+      1);
+
+  /* read back: the same events, in the same order, every byte */
+  es_archive_t *ar = NULL;
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_archive_open(f.file, &ar, err, sizeof err), 0);
+  assert_int_equal(es_archive_info(ar)->era, 1);
+  assert_string_equal(es_archive_info(ar)->table, "es_events_e1");
+  size_t seen = 0;
+  for (;;) {
+    es_page_t *p = NULL;
+    assert_int_equal(es_archive_read(ar, NULL, 3, &p), 0);
+    for (size_t i = 0; i < p->n; i++) {
+      assert_true(seen < f.n_orig);
+      assert_same_event(&p->events[i], &f.orig[seen++]);
+    }
+    size_t n = p->n;
+    es_page_free(p);
+    if (n == 0)
+      break;
+  }
+  assert_int_equal(seen, f.n_orig);
+  const es_archive_info_t *in = es_archive_info(ar);
+  assert_int_equal(in->complete, 1);
+  assert_int_equal(in->events, 7);
+  assert_int_equal(in->streams, 3);
+  char sum[128];
+  snprintf(sum, sizeof sum,
+           "SELECT count(*) FROM es_archive_log WHERE checksum ="
+           " 'crc32:%08x'",
+           (unsigned)in->checksum);
+  assert_int_equal(est_scalar(c, sum), 1);
+  es_archive_close(ar);
+
+  /* one stream's events, in version order */
+  assert_int_equal(es_archive_open(f.file, &ar, err, sizeof err), 0);
+  es_page_t *p = NULL;
+  assert_int_equal(es_archive_read(ar, "saga-done1", 100, &p), 0);
+  assert_int_equal(p->n, 3);
+  for (size_t i = 0; i < 3; i++) {
+    assert_string_equal(p->events[i].stream_id, "saga-done1");
+    assert_int_equal(p->events[i].version, (int64_t)i + 1);
+  }
+  es_page_free(p);
+  assert_int_equal(es_archive_read(ar, "saga-done1", 100, &p), 0);
+  assert_int_equal(p->n, 0);
+  es_page_free(p);
+  es_archive_close(ar);
+
+  /* the running saga's era is kept however old, until the saga ends */
+  age_eras(c, 10000);
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "0ms", "--dir", f.dir, NULL),
+                   0);
+  assert_true(has(out, "era 2 (es_events_e2): kept: 1 of its 2 streams"));
+  assert_true(table_exists(c, "es_events_e2"));
+  index_saga(c, "running", "completed");
+  /* terminal, but its final notification not yet delivered: still kept */
+  est_scalar(c, "UPDATE saga_index SET notify_pending = true WHERE saga_id"
+                " = 'running'");
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "0ms", "--dir", f.dir, NULL),
+                   0);
+  assert_true(table_exists(c, "es_events_e2"));
+  est_scalar(c, "UPDATE saga_index SET notify_pending = false");
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "0ms", "--dir", f.dir, NULL),
+                   0);
+  assert_true(has(out, "era 2: 4 events of 2 streams archived"));
+  assert_false(table_exists(c, "es_events_e2"));
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index"), 0);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_archive_log"), 2);
+  /* appends go on in the current era */
+  es_store_t *s = est_open(f.db);
+  append(s, "saga-later", 1);
+  es_store_close(s);
+  PQfinish(c);
+  teardown(&f);
+}
+
+/* Decompress path, change the byte at offset from the end of what holds
+ * the events, compress it again as a well-formed gzip file. */
+static void tamper(const char *path, long from_end) {
+  gzFile in = gzopen(path, "rb");
+  assert_non_null(in);
+  static char buf[1 << 16];
+  int n = gzread(in, buf, sizeof buf);
+  assert_true(n > 100);
+  gzclose(in);
+  buf[n - from_end] ^= 0x20;
+  gzFile out = gzopen(path, "wb");
+  assert_non_null(out);
+  assert_int_equal(gzwrite(out, buf, (unsigned)n), n);
+  assert_int_equal(gzclose(out), Z_OK);
+}
+
+static void test_a_changed_or_truncated_archive_is_refused(void **state) {
+  (void)state;
+  fixture_t f = {0};
+  build(&f);
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, NULL),
+                   0);
+  char err[ES_ERRBUF_SIZE] = "";
+  es_archive_info_t in;
+  assert_int_equal(es_archive_verify(f.file, &in, err, sizeof err), 0);
+  assert_int_equal(run_tool(out, sizeof out, "--verify", f.file, NULL), 0);
+  assert_true(has(out, "era 1 (es_events_e1), 7 events in 3 streams"));
+
+  char copy[300], cmd[700];
+  snprintf(copy, sizeof copy, "%s/copy.gz", f.dir);
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", f.file, copy);
+  assert_int_equal(system(cmd), 0);
+  /* a byte of the last event's metadata, inside a valid gzip stream: only
+   * the archive's own checksum can tell */
+  tamper(copy, 70);
+  assert_int_equal(es_archive_verify(copy, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "checksum mismatch"));
+  assert_int_equal(run_tool(out, sizeof out, "--verify", copy, NULL), 1);
+  assert_true(has(out, "checksum mismatch"));
+  /* a reader stops at the same place */
+  es_archive_t *ar = NULL;
+  assert_int_equal(es_archive_open(copy, &ar, err, sizeof err), 0);
+  es_page_t *p = NULL;
+  assert_int_equal(es_archive_read(ar, NULL, 100, &p), ES_ERR_CORRUPT);
+  assert_null(p);
+  assert_non_null(strstr(es_archive_last_error(ar), "checksum mismatch"));
+  assert_int_equal(es_archive_read(ar, NULL, 100, &p), ES_ERR_CORRUPT);
+  es_archive_close(ar);
+
+  /* truncated: the compressed file cut in half */
+  struct stat st;
+  assert_int_equal(stat(f.file, &st), 0);
+  assert_int_equal(truncate(copy, 0), 0);
+  snprintf(cmd, sizeof cmd, "head -c %lld '%s' > '%s'",
+           (long long)st.st_size / 2, f.file, copy);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(es_archive_verify(copy, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  /* not an archive; no file */
+  assert_int_equal(es_archive_verify(ARCHIVE_BIN, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "not an event store archive"));
+  assert_int_equal(
+      es_archive_verify("/nonexistent/x.gz", NULL, err, sizeof err), ES_ERR_IO);
+  teardown(&f);
+}
+
+static void test_the_writer_can_neither_archive_nor_drop(void **state) {
+  (void)state;
+  fixture_t f = {0};
+  build(&f);
+  char out[8192], ci[1024];
+  snprintf(ci, sizeof ci, "%s options='-c role=es_writer'", f.db);
+  assert_int_equal(run_tool(out, sizeof out, ci, "--older-than", "90d", "--dir",
+                            f.dir, NULL),
+                   1);
+  assert_true(has(out, "es_admin"));
+  PGconn *c = est_raw(f.db);
+  est_scalar(c, "SET ROLE es_writer");
+  static const char *const refused[] = {
+      "SELECT es_archive_drop(1, '/x', 7, 3, 1, 7, 'crc32:00000000', 0)",
+      "SELECT * FROM es_archive_candidates(0)",
+      "ALTER TABLE es_events DETACH PARTITION es_events_e1",
+      "DROP TABLE es_events_e1",
+      "SELECT count(*) FROM es_archive_log",
+      "DELETE FROM es_closed_streams",
+      "UPDATE es_partitions SET archived_at = now()",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+    assert_string_equal(est_sqlstate(c, refused[i]), "42501");
+  /* es_admin drops only through es_archive_drop, and only what the
+   * archive holds; nobody changes the audit */
+  est_scalar(c, "RESET ROLE");
+  est_scalar(c, "SET ROLE es_admin");
+  assert_string_equal(est_sqlstate(c, "DROP TABLE es_events_e1"), "42501");
+  assert_string_equal(
+      est_sqlstate(c, "ALTER TABLE es_events DETACH PARTITION es_events_e1"),
+      "42501");
+  assert_string_equal(est_sqlstate(c,
+                                   "SELECT es_archive_drop(1, '/x', 6, 3, 1, 7,"
+                                   " 'crc32:00000000', 0)"),
+                      "55000");
+  assert_string_equal(
+      est_sqlstate(c, "SELECT es_archive_drop(2, '/x', 4, 2, 8, 11,"
+                      " 'crc32:00000000', 0)"),
+      "55000"); /* a running saga */
+  assert_string_equal(
+      est_sqlstate(c, "SELECT es_archive_drop(3, '/x', 0, 0, NULL, NULL,"
+                      " 'crc32:00000000', 0)"),
+      "55000"); /* the current era */
+  assert_string_equal(est_sqlstate(c, "DELETE FROM es_archive_log"), "42501");
+  est_scalar(c, "RESET ROLE");
+  assert_string_equal(est_sqlstate(c, "DELETE FROM es_archive_log"), "ES001");
+  assert_true(table_exists(c, "es_events_e1"));
+  assert_true(table_exists(c, "es_events_e2"));
+  PQfinish(c);
+  teardown(&f);
+}
+
+/* A reader in an open transaction holds off the detach: the drop gives
+ * up after --lock-wait, nothing changes, and the next run archives. */
+static void test_a_drop_that_cannot_get_its_lock_changes_nothing(void **state) {
+  (void)state;
+  fixture_t f = {0};
+  build(&f);
+  PGconn *c = est_raw(f.db), *reader = est_raw(f.db);
+  est_scalar(reader, "BEGIN");
+  est_scalar(reader, "SELECT count(*) FROM es_events");
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, "--lock-wait", "200ms",
+                            NULL),
+                   1);
+  assert_true(has(out, "lock timeout"));
+  assert_true(has(out, "era 1 kept in the store"));
+  assert_true(table_exists(c, "es_events_e1"));
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_archive_log"), 0);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index"), 4);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_partitions WHERE"
+                                 " archived_at IS NOT NULL"),
+                   0);
+  est_scalar(reader, "COMMIT");
+  PQfinish(reader);
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, NULL),
+                   0);
+  assert_true(has(out, "era 1: 7 events of 3 streams archived"));
+  assert_false(table_exists(c, "es_events_e1"));
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_archive_verify(f.file, NULL, err, sizeof err), 0);
+  PQfinish(c);
+  teardown(&f);
+}
+
+int main(void) {
+  ts_require_pg();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_a_dry_run_lists_the_eras_and_changes_nothing),
+      cmocka_unit_test(
+          test_finished_eras_are_archived_and_read_back_byte_for_byte),
+      cmocka_unit_test(test_a_changed_or_truncated_archive_is_refused),
+      cmocka_unit_test(test_the_writer_can_neither_archive_nor_drop),
+      cmocka_unit_test(test_a_drop_that_cannot_get_its_lock_changes_nothing),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -48,7 +48,8 @@ struct otlp {
   uv_loop_t *loop;
   otlp_opts_t opts;
   char *service;
-  qspan_t *q; /* ring of max_queue */
+  char *resource; /* the resource's attributes after service.name, JSON */
+  qspan_t *q;     /* ring of max_queue */
   size_t qhead, qlen;
   char *batch; /* rendered body in flight or waiting for its retry */
   size_t batch_len, batch_spans;
@@ -122,7 +123,9 @@ static int take_batch(otlp_t *x) {
   abuf_puts(&body, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{"
                    "\"key\":\"service.name\",\"value\":{\"stringValue\":\"");
   abuf_json_str(&body, x->service);
-  abuf_puts(&body, "\"}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"sagad\"},"
+  abuf_puts(&body, "\"}}");
+  abuf_puts(&body, x->resource);
+  abuf_puts(&body, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"sagad\"},"
                    "\"spans\":[");
   for (size_t i = 0; i < n; i++) {
     if (i)
@@ -177,11 +180,18 @@ static bool token_char(int c) {
   return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* Parse "k=v,k2=v2" into "k: v" lines appended to *list (when list is not
- * NULL). Returns 0 or -1 with msg saying what is wrong (values withheld:
- * they often are credentials). */
-static int parse_headers(const char *spec, struct curl_slist **list, char *msg,
-                         size_t len) {
+/* One entry of a key=value list; returns 0, or -1 to stop (out of memory:
+ * set msg). */
+typedef int (*kv_fn)(const char *key, const char *val, void *arg, char *msg,
+                     size_t len);
+
+/* Walk "k=v,k2=v2" (OTEL_EXPORTER_OTLP_HEADERS and OTEL_RESOURCE_ATTRIBUTES
+ * syntax: blanks trimmed, values percent-decoded, empty entries skipped),
+ * calling fn (may be NULL: check only) for each entry. Returns 0 or -1
+ * with msg saying what is wrong (values withheld: they often are
+ * credentials). */
+static int parse_kv(const char *spec, kv_fn fn, void *arg, char *msg,
+                    size_t len) {
   size_t total = strlen(spec);
   char *buf = malloc(2 * total + 8);
   if (!buf) {
@@ -219,22 +229,8 @@ static int parse_headers(const char *spec, struct curl_slist **list, char *msg,
                    key);
           rc = -1;
         }
-      if (rc == 0 && list) {
-        size_t ll = (size_t)kl + (size_t)vl + 3;
-        char *line = malloc(ll);
-        struct curl_slist *nl = NULL;
-        if (line) {
-          snprintf(line, ll, "%s: %s", key, val);
-          nl = curl_slist_append(*list, line);
-          free(line);
-        }
-        if (!nl) {
-          snprintf(msg, len, "out of memory");
-          rc = -1;
-        } else {
-          *list = nl;
-        }
-      }
+      if (rc == 0 && fn)
+        rc = fn(key, val, arg, msg, len);
     }
     p += n;
     if (*p == ',')
@@ -242,6 +238,57 @@ static int parse_headers(const char *spec, struct curl_slist **list, char *msg,
   }
   free(buf);
   return rc;
+}
+
+/* kv_fn: a "key: value" request header appended to the curl_slist *arg. */
+static int add_header(const char *key, const char *val, void *arg, char *msg,
+                      size_t len) {
+  struct curl_slist **list = arg;
+  size_t ll = strlen(key) + strlen(val) + 3;
+  char *line = malloc(ll);
+  struct curl_slist *nl = NULL;
+  if (line) {
+    snprintf(line, ll, "%s: %s", key, val);
+    nl = curl_slist_append(*list, line);
+    free(line);
+  }
+  if (!nl) {
+    snprintf(msg, len, "out of memory");
+    return -1;
+  }
+  *list = nl;
+  return 0;
+}
+
+/* kv_fn: a resource attribute rendered into the abuf arg (service.name is
+ * rendered on its own). */
+static int add_attr(const char *key, const char *val, void *arg, char *msg,
+                    size_t len) {
+  (void)msg;
+  (void)len;
+  abuf_t *b = arg;
+  if (strcmp(key, "service.name") != 0) {
+    abuf_puts(b, ",{\"key\":\"");
+    abuf_json_str(b, key);
+    abuf_puts(b, "\",\"value\":{\"stringValue\":\"");
+    abuf_json_str(b, val);
+    abuf_puts(b, "\"}}");
+  }
+  return 0;
+}
+
+/* kv_fn: a copy of service.name's value into *arg. */
+static int find_service(const char *key, const char *val, void *arg, char *msg,
+                        size_t len) {
+  char **out = arg;
+  if (strcmp(key, "service.name") != 0)
+    return 0;
+  free(*out);
+  if (!(*out = strdup(val))) {
+    snprintf(msg, len, "out of memory");
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- resolving the target ---------------------------------------------- */
@@ -378,27 +425,6 @@ static int tls_file(otlp_env_fn env, const void *arg, const char *traces,
   return 0;
 }
 
-/* service.name in OTEL_RESOURCE_ATTRIBUTES (k=v,... as the headers). */
-static char *resource_service(const char *attrs) {
-  for (const char *p = attrs; p && *p;) {
-    const char *comma = strchr(p, ',');
-    size_t n = comma ? (size_t)(comma - p) : strlen(p);
-    const char *eq = memchr(p, '=', n);
-    char *k = malloc(n + 1), *v = malloc(n + 1);
-    char *found = NULL;
-    if (k && v && eq && trim_decode(p, (size_t)(eq - p), k, false) > 0 &&
-        !strcmp(k, "service.name") &&
-        trim_decode(eq + 1, n - (size_t)(eq + 1 - p), v, true) > 0)
-      found = strdup(v);
-    free(k);
-    free(v);
-    if (found)
-      return found;
-    p = comma ? comma + 1 : p + n;
-  }
-  return NULL;
-}
-
 static bool is_true(const char *v) { return v && !strcasecmp(v, "true"); }
 
 int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
@@ -455,7 +481,7 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
   }
   v = env_pair(env, env_arg, "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
                "OTEL_EXPORTER_OTLP_HEADERS", &which);
-  if (v && (parse_headers(v, NULL, msg, sizeof msg) != 0 ||
+  if (v && (parse_kv(v, NULL, NULL, msg, sizeof msg) != 0 ||
             !(out->headers = strdup(v)))) {
     snprintf(errbuf, errlen, "%s: %s", which,
              out->headers ? "out of memory" : msg);
@@ -482,15 +508,21 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
     return -1;
   }
   v = env_get(env, env_arg, "OTEL_RESOURCE_ATTRIBUTES");
-  if (v && parse_headers(v, NULL, msg, sizeof msg) != 0) {
-    snprintf(errbuf, errlen, "OTEL_RESOURCE_ATTRIBUTES: %s", msg);
+  if (v &&
+      (parse_kv(v, find_service, &out->service_name, msg, sizeof msg) != 0 ||
+       !(out->resource_attributes = strdup(v)))) {
+    snprintf(errbuf, errlen, "OTEL_RESOURCE_ATTRIBUTES: %s",
+             out->resource_attributes ? "out of memory" : msg);
     otlp_target_free(out);
     return -1;
   }
   const char *svc = env_get(env, env_arg, "OTEL_SERVICE_NAME");
-  out->service_name = svc ? strdup(svc) : resource_service(v);
-  if (!out->service_name)
+  if (svc) {
+    free(out->service_name);
+    out->service_name = strdup(svc);
+  } else if (!out->service_name) {
     out->service_name = strdup("sagad");
+  }
   if (!out->service_name) {
     snprintf(errbuf, errlen, "out of memory");
     otlp_target_free(out);
@@ -509,6 +541,7 @@ void otlp_target_free(otlp_target_t *t) {
   free(t->cert_file);
   free(t->key_file);
   free(t->service_name);
+  free(t->resource_attributes);
   memset(t, 0, sizeof *t);
 }
 
@@ -519,6 +552,7 @@ void otlp_opts_from_target(otlp_opts_t *o, const otlp_target_t *t) {
   o->cert_file = t->cert_file;
   o->key_file = t->key_file;
   o->service_name = t->service_name;
+  o->resource_attributes = t->resource_attributes;
 }
 
 /* ---- libcurl on the loop ------------------------------------------------ */
@@ -534,6 +568,7 @@ static void release(otlp_t *x) {
   free(x->q);
   free(x->batch);
   free(x->service);
+  free(x->resource);
   free(x);
   if (cb)
     cb(arg);
@@ -720,7 +755,8 @@ static int curl_setup(otlp_t *x, const otlp_opts_t *o) {
   free(url);
   x->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
   if (!x->hdrs || !(x->hdrs = curl_slist_append(x->hdrs, "Expect:")) ||
-      (o->headers && parse_headers(o->headers, &x->hdrs, msg, sizeof msg)))
+      (o->headers &&
+       parse_kv(o->headers, add_header, &x->hdrs, msg, sizeof msg)))
     return -1;
   CURL *e = x->easy;
   int bad = 0;
@@ -774,8 +810,18 @@ otlp_t *otlp_new(uv_loop_t *loop, const otlp_opts_t *opts) {
   x->opts.cert_file = x->opts.key_file = x->opts.service_name = NULL;
   x->service = strdup(opts->service_name ? opts->service_name : "sagad");
   x->q = calloc(opts->max_queue, sizeof *x->q);
-  if (!x->service || !x->q || curl_setup(x, opts) != 0) {
+  /* the resource's other attributes, rendered once */
+  abuf_t res = ABUF_INIT;
+  char msg[256];
+  bool res_ok =
+      !opts->resource_attributes ||
+      parse_kv(opts->resource_attributes, add_attr, &res, msg, sizeof msg) == 0;
+  x->resource = res_ok ? abuf_take(&res, NULL) : NULL;
+  abuf_free(&res);
+  x->opts.resource_attributes = NULL;
+  if (!x->service || !x->q || !x->resource || curl_setup(x, opts) != 0) {
     curl_teardown(x);
+    free(x->resource);
     free(x->service);
     free(x->q);
     free(x);

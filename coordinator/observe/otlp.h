@@ -31,12 +31,14 @@ typedef struct {
   const char *cert_file;    /* PEM client certificate (mutual TLS) */
   const char *key_file;     /* its PEM private key */
   const char *service_name; /* resource service.name (default "sagad") */
-  size_t max_queue;         /* spans waiting (default 2048) */
-  size_t max_batch;         /* spans per request (default 256) */
-  uint64_t flush_ms;        /* longest wait before a partial batch (1000) */
-  uint64_t timeout_ms;      /* one request, connect to answer (10000) */
-  uint64_t backoff_min_ms;  /* first retry delay (200) */
-  uint64_t backoff_max_ms;  /* largest retry delay (30000) */
+  const char *resource_attributes; /* more resource attributes, as in
+                                      OTEL_RESOURCE_ATTRIBUTES, or NULL */
+  size_t max_queue;                /* spans waiting (default 2048) */
+  size_t max_batch;                /* spans per request (default 256) */
+  uint64_t flush_ms;       /* longest wait before a partial batch (1000) */
+  uint64_t timeout_ms;     /* one request, connect to answer (10000) */
+  uint64_t backoff_min_ms; /* first retry delay (200) */
+  uint64_t backoff_max_ms; /* largest retry delay (30000) */
 } otlp_opts_t;
 
 /* Defaults for every field (url NULL). */
@@ -56,8 +58,9 @@ typedef struct {
   const char *url_from; /* "otlp.endpoint" or the variable it came from */
   char *headers;        /* OTEL_EXPORTER_OTLP[_TRACES]_HEADERS or NULL */
   char *ca_file, *cert_file, *key_file; /* NULL = not set */
-  char *service_name; /* OTEL_SERVICE_NAME, else service.name of
-                         OTEL_RESOURCE_ATTRIBUTES, else "sagad" */
+  char *service_name;        /* OTEL_SERVICE_NAME, else service.name of
+                                OTEL_RESOURCE_ATTRIBUTES, else "sagad" */
+  char *resource_attributes; /* OTEL_RESOURCE_ATTRIBUTES, or NULL */
 } otlp_target_t;
 
 /* A lookup of an environment variable: its value or NULL. */
@@ -80,7 +83,7 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
                  size_t errlen);
 void otlp_target_free(otlp_target_t *t); /* NULL-safe; zeroes *t */
 
-/* Point opts' url, headers, TLS files and service name at t's (borrowed:
+/* Point opts' url, headers, TLS files and resource at t's (borrowed:
  * keep t until otlp_new, which copies what it keeps); other fields stay. */
 void otlp_opts_from_target(otlp_opts_t *opts, const otlp_target_t *t);
 
@@ -105,7 +108,7 @@ typedef struct otlp otlp_t;
 
 /* New exporter on loop; NULL when out of memory, libcurl could not be set
  * up, or opts are invalid (no url, a url libcurl refuses or not http(s),
- * bad headers, max_queue or max_batch 0). */
+ * bad headers or resource attributes, max_queue or max_batch 0). */
 otlp_t *otlp_new(uv_loop_t *loop, const otlp_opts_t *opts);
 
 /* Queue a copy of span. Returns 0, or -1 when the queue is full (the span

@@ -37,6 +37,8 @@ static char resource_service[32];
 static char got_auth[64], got_tenant[32]; /* headers of the last POST */
 static int hostport_spans;                /* spans from exp_hostport */
 static uint64_t accepted; /* connections the receiver had taken, last POST */
+static char got_env[32];  /* deployment.environment of the resource */
+static int n_service_attrs; /* service.name attributes of the resource */
 
 static admin_http_t *srv;
 static otlp_t *exp_main, *exp_small, *exp_hostport;
@@ -76,6 +78,21 @@ static void h_traces(admin_http_req_t *req, void *arg) {
     }
     if (main_exp) {
       snprintf(resource_service, sizeof resource_service, "%s", v->valuestring);
+      cJSON *ra;
+      n_service_attrs = 0;
+      cJSON_ArrayForEach(
+          ra, cJSON_GetObjectItem(cJSON_GetObjectItem(rs, "resource"),
+                                  "attributes")) {
+        const cJSON *k = cJSON_GetObjectItem(ra, "key");
+        const cJSON *rv = cJSON_GetObjectItem(cJSON_GetObjectItem(ra, "value"),
+                                              "stringValue");
+        if (!cJSON_IsString(k) || !cJSON_IsString(rv))
+          continue;
+        if (!strcmp(k->valuestring, "service.name"))
+          n_service_attrs++;
+        if (!strcmp(k->valuestring, "deployment.environment"))
+          snprintf(got_env, sizeof got_env, "%s", rv->valuestring);
+      }
       const char *auth = admin_http_header(req, "authorization");
       const char *tenant = admin_http_header(req, "x-tenant");
       snprintf(got_auth, sizeof got_auth, "%s", auth ? auth : "");
@@ -120,6 +137,8 @@ static void on_loop(uv_loop_t *loop, void *arg) {
                        "authorization=Bearer%20t0ken , x-tenant=acme",
                        "OTEL_SERVICE_NAME",
                        "sagad-test",
+                       "OTEL_RESOURCE_ATTRIBUTES",
+                       "deployment.environment=prod,service.name=other",
                        NULL};
   exp_main = otlp_test_exporter(loop, NULL, env);
   exp_hostport = otlp_test_exporter(loop, hostport, NULL);
@@ -226,6 +245,10 @@ static void test_spans_arrive_after_a_refused_post_with_their_links(
   assert_string_equal(resource_service, "sagad-test");
   assert_string_equal(got_auth, "Bearer t0ken");
   assert_string_equal(got_tenant, "acme");
+  /* OTEL_RESOURCE_ATTRIBUTES joins the resource; OTEL_SERVICE_NAME wins
+   * over its service.name, which appears once */
+  assert_string_equal(got_env, "prod");
+  assert_int_equal(n_service_attrs, 1);
   const cJSON *saga = span_named("saga order");
   assert_non_null(saga);
   assert_string_equal(field(saga, "traceId"),
@@ -391,6 +414,9 @@ static void test_resolve_names_what_is_wrong(void **state) {
       {"https://c:1",
        {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", NULL},
        {"OTEL_EXPORTER_OTLP_CERTIFICATE: ", "cannot read"}},
+      {"c:1",
+       {"OTEL_RESOURCE_ATTRIBUTES", "team", NULL},
+       {"OTEL_RESOURCE_ATTRIBUTES: ", "expected key=value"}},
       {"c:1",
        {"OTEL_TRACES_EXPORTER", "zipkin", NULL},
        {"OTEL_TRACES_EXPORTER: ", "zipkin"}},

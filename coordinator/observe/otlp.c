@@ -431,7 +431,7 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
                  const void *env_arg, otlp_target_t *out, char *errbuf,
                  size_t errlen) {
   memset(out, 0, sizeof *out);
-  char msg[512];
+  char msg[512] = "out of memory"; /* what a failed strdup says */
   const char *v, *which;
   /* the off switches first: they win over any endpoint */
   v = env_get(env, env_arg, "OTEL_SDK_DISABLED");
@@ -483,8 +483,7 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
                "OTEL_EXPORTER_OTLP_HEADERS", &which);
   if (v && (parse_kv(v, NULL, NULL, msg, sizeof msg) != 0 ||
             !(out->headers = strdup(v)))) {
-    snprintf(errbuf, errlen, "%s: %s", which,
-             out->headers ? "out of memory" : msg);
+    snprintf(errbuf, errlen, "%s: %s", which, msg);
     otlp_target_free(out);
     return -1;
   }
@@ -511,8 +510,7 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
   if (v &&
       (parse_kv(v, find_service, &out->service_name, msg, sizeof msg) != 0 ||
        !(out->resource_attributes = strdup(v)))) {
-    snprintf(errbuf, errlen, "OTEL_RESOURCE_ATTRIBUTES: %s",
-             out->resource_attributes ? "out of memory" : msg);
+    snprintf(errbuf, errlen, "OTEL_RESOURCE_ATTRIBUTES: %s", msg);
     otlp_target_free(out);
     return -1;
   }

@@ -9,9 +9,11 @@ packages=(
   help2man                             # man pages from the programs' --help
   librdkafka-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcjson-dev              # the product's libraries
+  libcurl4-openssl-dev                 # the OTLP exporter (sagad)
   zlib1g-dev                           # event store archive files (gzip)
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)
+  libssl-dev openssl                   # tests: the OTLP exporter over TLS
   python3 python3-protobuf python3-confluent-kafka  # protocol test peer
   protobuf-compiler python3-psycopg    # the Python client (client/python)
   python3-pip python3-venv python3-wheel  # its install test

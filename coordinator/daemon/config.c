@@ -128,9 +128,12 @@ static const prop_t props[] = {
      "saga is judged by its step's own stuck_after_ms)",
      NULL, 0},
     {"otlp.endpoint", T_STRING, OFF(otlp_endpoint), 0, 300, "", NULL,
-     "IPv4 host:port of an OpenTelemetry collector taking OTLP/HTTP JSON "
-     "(POST /v1/traces); sagad sends saga, step and compensation spans "
-     "there. Empty sends none",
+     "OpenTelemetry collector taking OTLP/HTTP JSON: a base URL "
+     "(http://otel-collector:4318, https://...; /v1/traces is appended to "
+     "its path) or host:port meaning http://host:port; sagad sends saga, "
+     "step and compensation spans there. Set, it wins over "
+     "OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; "
+     "empty uses them, and with neither sends none (docs/tracing.md)",
      check_endpoint, 0},
     {"start.wait_for_dependencies_ms", T_DURATION, OFF(start_wait_ms), 0,
      3600000, "0s", NULL,
@@ -254,9 +257,20 @@ static int check_hostport(const char *value, char *msg, size_t len) {
   return 0;
 }
 
-/* Empty (off) or host:port. */
+/* Empty (off), an http(s) URL, or host:port; the full check is the
+ * exporter's (sagad_observe_check). */
 static int check_endpoint(const char *value, char *msg, size_t len) {
-  return *value ? check_hostport(value, msg, len) : 0;
+  if (!*value || !strncmp(value, "http://", 7) ||
+      !strncmp(value, "https://", 8))
+    return 0;
+  if (strstr(value, "://")) {
+    snprintf(msg, len,
+             "only http:// and https:// URLs are supported, got "
+             "\"%s\"",
+             value);
+    return -1;
+  }
+  return check_hostport(value, msg, len);
 }
 
 /* ---- parsing typed values ---- */
@@ -1038,10 +1052,11 @@ void sagad_config_write_reference(FILE *out) {
       "must be between 1 and\n100000, got 0`); unknown names are errors "
       "with a hint of the nearest known one.\n"
       "`sagad --check-config` validates everything a start checks before "
-      "it connects\n(these values, every definition file, `admin.listen` "
-      "and `otlp.endpoint`),\nwith the same messages, and prints the "
-      "effective configuration with secrets\nmasked; it exits 2 when a "
-      "start would fail on any of them.\n"
+      "it connects\n(these values, every definition file, `admin.listen`, "
+      "`otlp.endpoint` and the\n`OTEL_*` variables of docs/tracing.md), "
+      "with the same messages, and prints the\neffective configuration "
+      "with secrets masked; it exits 2 when a start would fail\non any of "
+      "them.\n"
       "\n"
       "Durations are a number and a unit, `ms`, `s`, `m` (minutes), `h` or "
       "`d` (days),\nor several (`250ms`, `30s`, `1h30m`, `2d`), the same "

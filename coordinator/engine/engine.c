@@ -1967,6 +1967,8 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
     entry_t *en = e->streams[i];
     if (st == SAGAD_STORE_OK) {
       ok += en->nrec;
+      if (e->hooks.on_durable)
+        e->hooks.on_durable(e->hooks.arg, en->obs, ENTRY_SAGA(en));
       continue;
     }
     if (st == SAGAD_STORE_DUPLICATE) {
@@ -1976,6 +1978,8 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
        * at the version of its batch and waited for ever) -- so it is read
        * back like a conflict, and resumed from what the store holds. */
       ok += en->nrec;
+      if (e->hooks.on_durable) /* committed, before it is read back */
+        e->hooks.on_durable(e->hooks.arg, en->obs, ENTRY_SAGA(en));
       en->failed = 2;
       SLOG_DEBUG(ENTRY_SAGA(en)->id, NULL,
                  "already committed (its acknowledgement was lost): "

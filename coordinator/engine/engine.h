@@ -99,8 +99,9 @@ void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *arg), void *arg);
  * engine. */
 typedef struct {
   void *arg;
-  /* A transition was stepped: its events join the turn's batch. tp is the
-   * input's W3C traceparent header, or NULL. */
+  /* A transition was stepped: its events join the turn's batch (not yet
+   * durable: anything it makes leave the process waits for on_durable).
+   * tp is the input's W3C traceparent header, or NULL. */
   void (*on_events)(void *arg, void **obs, const sm_t *s,
                     const sm_event_t *ev, size_t n, int64_t now,
                     const char *tp);
@@ -120,6 +121,13 @@ typedef struct {
    * it finished with a sagad_store_status_t. */
   void (*on_batch_submit)(void *arg, size_t streams, size_t records);
   void (*on_batch_done)(void *arg, int status);
+  /* Every transition stepped for saga s since its last durable batch
+   * (each on_events call) is committed: once per saga of a batch whose
+   * stream was appended (or found already appended), before the batch's
+   * effects are performed. A saga whose append failed gets no call: its
+   * observer slot is freed (on_forget) and it is read back, so its
+   * transitions are stepped, and reported, again. */
+  void (*on_durable)(void *arg, void *obs, const sm_t *s);
 } sagad_engine_hooks_t;
 
 /* Install hooks (copied); NULL removes them. */

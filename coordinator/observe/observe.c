@@ -27,7 +27,21 @@ typedef struct {
   char span[SAGA_SPAN_ID_SIZE];
 } sstep_t;
 
+/* A span closed by a transition not yet durable: exported by h_durable
+ * once the engine says the transition is committed (design.md invariant
+ * 1: a span is an effect too), dropped with the slot if it never is. */
+typedef struct pspan {
+  struct pspan *next;
+  char trace[SAGA_TRACE_ID_SIZE];
+  char span[SAGA_SPAN_ID_SIZE], parent[SAGA_SPAN_ID_SIZE];
+  char name[96], step[65], action[16], msg[160];
+  bool has_step, has_action, has_msg;
+  int status;
+  int64_t start_us, end_us;
+} pspan_t;
+
 typedef struct {
+  pspan_t *pending, **pending_tail; /* in the order they were closed */
   char trace[SAGA_TRACE_ID_SIZE];
   char saga_span[SAGA_SPAN_ID_SIZE];
   char parent[SAGA_SPAN_ID_SIZE]; /* the starter's span, "" = root */
@@ -140,42 +154,78 @@ static sobs_t *obs_get(void **slot, const sm_t *s) {
 
 /* ---- spans ------------------------------------------------------------ */
 
-static void emit(sagad_observe_t *o, const sobs_t *b, const sm_t *s,
-                 const char *name, const char *span, const char *parent,
-                 int64_t start_us, const char *step, const char *action,
-                 int status, const char *msg) {
+/* A span ends now: kept in the saga's slot until its transition is
+ * durable (h_durable). Out of memory: the span is lost, like a full
+ * exporter queue would lose it. */
+static void emit(sagad_observe_t *o, sobs_t *b, const char *name,
+                 const char *span, const char *parent, int64_t start_us,
+                 const char *step, const char *action, int status,
+                 const char *msg) {
   if (!o->otlp || !b->trace[0] || !span[0])
     return; /* no ids: randomness failed */
-  otlp_span_t sp = {.name = name,
-                    .start_us = start_us,
-                    .end_us = wall_us(),
-                    .saga_id = s->id,
-                    .saga_type = s->def->name,
-                    .saga_step = step,
-                    .saga_action = action,
-                    .status = status,
-                    .status_message = msg};
-  memcpy(sp.trace_id, b->trace, sizeof sp.trace_id);
-  memcpy(sp.span_id, span, sizeof sp.span_id);
-  memcpy(sp.parent_id, parent, sizeof sp.parent_id);
-  (void)otlp_emit(o->otlp, &sp);
+  pspan_t *p = calloc(1, sizeof *p);
+  if (!p)
+    return;
+  memcpy(p->trace, b->trace, sizeof p->trace);
+  memcpy(p->span, span, sizeof p->span);
+  memcpy(p->parent, parent, sizeof p->parent);
+  snprintf(p->name, sizeof p->name, "%s", name);
+  snprintf(p->step, sizeof p->step, "%s", step ? step : "");
+  snprintf(p->action, sizeof p->action, "%s", action ? action : "");
+  snprintf(p->msg, sizeof p->msg, "%s", msg ? msg : "");
+  p->has_step = step != NULL;
+  p->has_action = action != NULL;
+  p->has_msg = msg != NULL;
+  p->status = status;
+  p->start_us = start_us;
+  p->end_us = wall_us();
+  if (!b->pending_tail)
+    b->pending_tail = &b->pending;
+  *b->pending_tail = p;
+  b->pending_tail = &p->next;
 }
 
-static void saga_span(sagad_observe_t *o, sobs_t *b, const sm_t *s,
-                      int status, const char *msg) {
+/* Free the spans a slot still holds, exporting them first when o. */
+static void flush_pending(sagad_observe_t *o, sobs_t *b, const sm_t *s) {
+  pspan_t *p = b->pending, *next;
+  b->pending = NULL;
+  b->pending_tail = &b->pending;
+  for (; p; p = next) {
+    next = p->next;
+    if (o && o->otlp) {
+      otlp_span_t sp = {.name = p->name,
+                        .start_us = p->start_us,
+                        .end_us = p->end_us,
+                        .saga_id = s->id,
+                        .saga_type = s->def->name,
+                        .saga_step = p->has_step ? p->step : NULL,
+                        .saga_action = p->has_action ? p->action : NULL,
+                        .status = p->status,
+                        .status_message = p->has_msg ? p->msg : NULL};
+      memcpy(sp.trace_id, p->trace, sizeof sp.trace_id);
+      memcpy(sp.span_id, p->span, sizeof sp.span_id);
+      memcpy(sp.parent_id, p->parent, sizeof sp.parent_id);
+      (void)otlp_emit(o->otlp, &sp);
+    }
+    free(p);
+  }
+}
+
+static void saga_span(sagad_observe_t *o, sobs_t *b, int status,
+                      const char *msg) {
   if (b->saga_done)
     return;
   b->saga_done = 1;
-  emit(o, b, s, "saga", b->saga_span, b->parent, b->started_us, NULL, NULL,
-       status, msg);
+  emit(o, b, "saga", b->saga_span, b->parent, b->started_us, NULL, NULL, status,
+       msg);
 }
 
-static void comp_span(sagad_observe_t *o, sobs_t *b, const sm_t *s,
-                      int status, const char *msg) {
+static void comp_span(sagad_observe_t *o, sobs_t *b, int status,
+                      const char *msg) {
   if (!b->comp_span[0])
     return;
-  emit(o, b, s, "compensation", b->comp_span, b->saga_span, b->comp_us,
-       NULL, NULL, status, msg);
+  emit(o, b, "compensation", b->comp_span, b->saga_span, b->comp_us, NULL, NULL,
+       status, msg);
   b->comp_span[0] = '\0';
 }
 
@@ -215,9 +265,9 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
   char msg[160];
   snprintf(msg, sizeof msg, "%s%s%s", outcome_text(ev->outcome),
            ev->reason ? ": " : "", ev->reason ? ev->reason : "");
-  emit(o, b, s, name, st->span,
+  emit(o, b, name, st->span,
        ev->action == SM_COMPENSATE && b->comp_span[0] ? b->comp_span
-                                                         : b->saga_span,
+                                                      : b->saga_span,
        st->sent_us, step, action, ok ? OTLP_STATUS_OK : OTLP_STATUS_ERROR,
        ok ? NULL : msg);
   st->sent_us = 0;
@@ -271,23 +321,23 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       break;
     case SM_EV_COMPLETED:
       metric_inc(t->completed);
-      saga_span(o, b, s, OTLP_STATUS_OK, NULL);
+      saga_span(o, b, OTLP_STATUS_OK, NULL);
       break;
     case SM_EV_COMPENSATED:
       metric_inc(t->compensated);
-      comp_span(o, b, s, OTLP_STATUS_OK, NULL);
-      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
+      comp_span(o, b, OTLP_STATUS_OK, NULL);
+      saga_span(o, b, OTLP_STATUS_ERROR, "compensated");
       break;
     case SM_EV_RESOLVED:
       /* An operator closed a parked saga: it finishes now, compensated. */
       metric_inc(t->compensated);
-      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensated");
+      saga_span(o, b, OTLP_STATUS_ERROR, "compensated");
       break;
     case SM_EV_PARKED:
       /* Parked is not finished: an operator retry or resolve ends it. */
       metric_inc(t->parked);
-      comp_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
-      saga_span(o, b, s, OTLP_STATUS_ERROR, "compensation failed");
+      comp_span(o, b, OTLP_STATUS_ERROR, "compensation failed");
+      saga_span(o, b, OTLP_STATUS_ERROR, "compensation failed");
       break;
     default:
       break;
@@ -305,8 +355,16 @@ static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
     saga__traceparent_format(tp, b->trace, b->steps[step].span, NULL);
 }
 
+/* The saga's transitions are committed: its spans may go. */
+static void h_durable(void *arg, void *slot, const sm_t *s) {
+  if (slot)
+    flush_pending(arg, slot, s);
+}
+
 static void h_forget(void *arg, void *slot) {
   (void)arg;
+  if (slot)
+    flush_pending(NULL, slot, NULL); /* never durable: dropped */
   free(slot);
 }
 
@@ -953,6 +1011,18 @@ static int split_listen(const char *listen, char *host, size_t hlen,
   return 0;
 }
 
+static const char *process_env(const char *name, const void *arg) {
+  (void)arg;
+  return getenv(name);
+}
+
+/* otlp.endpoint and the OTEL_* variables (otlp.h, otlp_resolve). */
+static int resolve_otlp(const sagad_config_t *cfg, otlp_target_t *t,
+                        char *errbuf, size_t errlen) {
+  otlp_settings_t st = {.endpoint = cfg->otlp_endpoint};
+  return otlp_resolve(&st, process_env, NULL, t, errbuf, errlen);
+}
+
 int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
                         size_t errlen) {
   char host[256];
@@ -972,47 +1042,40 @@ int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
              host);
     return -1;
   }
-  const char *ep = cfg->otlp_endpoint;
-  if (!ep || !*ep)
-    return 0;
-  if (split_listen(ep, host, sizeof host, &port) != 0 || port < 1) {
-    snprintf(errbuf, errlen,
-             "otlp.endpoint: expected host:port (port 1..65535), got \"%s\"",
-             ep);
+  otlp_target_t t;
+  if (resolve_otlp(cfg, &t, errbuf, errlen) != 0)
     return -1;
-  }
-  if (uv_ip4_addr(host, port, &a4) != 0) {
-    snprintf(errbuf, errlen,
-             "otlp.endpoint: \"%s\" is not an IPv4 address (names are not "
-             "resolved: give the collector's address, e.g. 10.0.0.7:4318)",
-             host);
-    return -1;
-  }
+  otlp_target_free(&t);
   return 0;
 }
 
 static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
-  const char *ep = o->o.cfg->otlp_endpoint;
-  if (!ep || !*ep)
+  otlp_target_t t;
+  if (resolve_otlp(o->o.cfg, &t, errbuf, errlen) != 0)
+    return -1;
+  if (!t.enabled) {
+    if (t.url)
+      LOG_INFO("span export to %s (%s) is off: OTEL_SDK_DISABLED or "
+               "OTEL_TRACES_EXPORTER=none",
+               t.url, t.url_from);
+    otlp_target_free(&t);
     return 0;
-  char host[256];
-  int port = 0;
+  }
   otlp_opts_t oo;
   otlp_opts_init(&oo);
-  if (split_listen(ep, host, sizeof host, &port) != 0) {
-    snprintf(errbuf, errlen, "otlp.endpoint: expected host:port, got \"%s\"",
-             ep);
-    return -1;
-  }
-  oo.host = host;
-  oo.port = port;
+  otlp_opts_from_target(&oo, &t);
   o->otlp = otlp_new(o->o.loop, &oo);
   if (!o->otlp) {
     snprintf(errbuf, errlen,
-             "otlp.endpoint: \"%s\" is not an IPv4 address and port", ep);
+             "%s: could not set up the span exporter for %s (out of memory "
+             "or libcurl refused it)",
+             t.url_from, t.url);
+    otlp_target_free(&t);
     return -1;
   }
-  LOG_INFO("exporting spans to http://%s:%d/v1/traces", host, port);
+  LOG_INFO("exporting spans to %s (from %s) as service %s", t.url, t.url_from,
+           t.service_name);
+  otlp_target_free(&t);
   return 0;
 }
 
@@ -1041,6 +1104,7 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
                              .on_dead_letter = h_dead_letter,
                              .on_batch_submit = h_submit,
                              .on_batch_done = h_batch_done,
+                             .on_durable = h_durable,
                              .on_reply_command = h_reply_command};
   sagad_engine_set_hooks(o->o.engine, &hk);
   if (start_otlp(o, errbuf, errlen) != 0)

@@ -26,18 +26,21 @@ typedef struct {
 } sagad_observe_opts_t;
 
 /* Check admin.listen (an IPv4 or IPv6 address and a port 0..65535) and
- * otlp.endpoint (empty, or an IPv4 address and a port 1..65535) as
- * sagad_observe_start would take them; names are not resolved. Returns 0,
- * or -1 with errbuf naming the property and the value. Pure; any thread
- * (sagad --check-config). */
+ * the span exporter's settings -- otlp.endpoint (empty, host:port or an
+ * http(s) URL) and the OTEL_* variables of the process environment
+ * (otlp_resolve) -- as sagad_observe_start would take them; names are not
+ * resolved. Returns 0, or -1 with errbuf naming the property or variable
+ * and what is wrong. Reads only the environment and the TLS files' access;
+ * any thread (sagad --check-config). */
 int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
                         size_t errlen);
 
 /* Register the metrics, install the engine hooks, start the admin endpoint
  * on cfg->admin_listen (port 0: a free port, logged as "admin endpoint
- * listening on http://host:port") and, when otlp.endpoint is set, the span
- * exporter; arm the stuck scan. Returns 0, or -1 with errbuf (bad address,
- * port in use, out of memory); on -1 call sagad_observe_close anyway. */
+ * listening on http://host:port") and, when otlp.endpoint or the OTEL_*
+ * variables give an endpoint, the span exporter; arm the stuck scan. Returns 0,
+ * or -1 with errbuf (bad address, port in use, out of memory); on -1 call
+ * sagad_observe_close anyway. */
 int sagad_observe_start(const sagad_observe_opts_t *opts,
                         sagad_observe_t **out, char *errbuf, size_t errlen);
 

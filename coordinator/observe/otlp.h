@@ -1,10 +1,15 @@
 /* An OTLP/HTTP trace exporter with JSON encoding on the caller's libuv
- * loop: spans are copied into a bounded queue (full: dropped and counted),
- * sent in batches as POST <path> (default /v1/traces) to a collector, a
+ * loop: spans are copied into a bounded queue (full: dropped and counted,
+ * never waited for), sent in batches as POST to a collector's URL, a
  * failed batch (connection error, timeout, 429 or 5xx) retried with
- * exponential backoff while new spans queue behind it. Never blocks the
- * loop, never logs; loop thread only. No TLS: talk to a local collector
- * (an OpenTelemetry Collector agent) over plain HTTP. */
+ * exponential backoff while new spans queue behind it. The HTTP side is
+ * libcurl's multi interface driven by the same loop (host names resolved
+ * off the loop by curl's threaded resolver, IPv6, TLS, proxies from
+ * http_proxy/https_proxy/no_proxy, HTTP/1.1 keep-alive). Never blocks the
+ * loop, never logs, starts no thread of its own; loop thread only.
+ *
+ * otlp_resolve turns sagad's settings and the standard OTEL_* environment
+ * variables into the exporter's target (docs/tracing.md). */
 #ifndef SAGAD_OTLP_H
 #define SAGAD_OTLP_H
 
@@ -17,20 +22,72 @@
 #include "ids.h"
 
 typedef struct {
-  const char *host;         /* IPv4 address of the collector (required) */
-  int port;                 /* default 4318 */
-  const char *path;         /* default "/v1/traces" */
+  const char *url;          /* where spans are POSTed, http:// or https://
+                               (required; otlp_resolve builds it) */
+  const char *headers;      /* extra request headers as in
+                               OTEL_EXPORTER_OTLP_HEADERS (k=v,k2=v2, values
+                               percent-decoded), or NULL */
+  const char *ca_file;      /* PEM CA bundle for https, NULL = system's */
+  const char *cert_file;    /* PEM client certificate (mutual TLS) */
+  const char *key_file;     /* its PEM private key */
   const char *service_name; /* resource service.name (default "sagad") */
-  size_t max_queue;         /* spans waiting (default 2048) */
-  size_t max_batch;         /* spans per request (default 256) */
-  uint64_t flush_ms;        /* longest wait before a partial batch (1000) */
-  uint64_t timeout_ms;      /* one request, connect to answer (10000) */
-  uint64_t backoff_min_ms;  /* first retry delay (200) */
-  uint64_t backoff_max_ms;  /* largest retry delay (30000) */
+  const char *resource_attributes; /* more resource attributes, as in
+                                      OTEL_RESOURCE_ATTRIBUTES, or NULL */
+  size_t max_queue;                /* spans waiting (default 2048) */
+  size_t max_batch;                /* spans per request (default 256) */
+  uint64_t flush_ms;       /* longest wait before a partial batch (1000) */
+  uint64_t timeout_ms;     /* one request, connect to answer (10000) */
+  uint64_t backoff_min_ms; /* first retry delay (200) */
+  uint64_t backoff_max_ms; /* largest retry delay (30000) */
 } otlp_opts_t;
 
-/* Defaults for every field (host NULL). */
+/* Defaults for every field (url NULL). */
 void otlp_opts_init(otlp_opts_t *opts);
+
+/* ---- settings: sagad's properties and the OTEL_* variables --------- */
+
+/* sagad's own settings; NULL or "" = not set. */
+typedef struct {
+  const char *endpoint; /* otlp.endpoint: host:port or a base URL */
+} otlp_settings_t;
+
+/* The exporter's target, resolved. Strings owned (otlp_target_free). */
+typedef struct {
+  bool enabled; /* false: export nothing */
+  char *url;    /* full URL, e.g. http://otel-collector:4318/v1/traces */
+  const char *url_from; /* "otlp.endpoint" or the variable it came from */
+  char *headers;        /* OTEL_EXPORTER_OTLP[_TRACES]_HEADERS or NULL */
+  char *ca_file, *cert_file, *key_file; /* NULL = not set */
+  char *service_name;        /* OTEL_SERVICE_NAME, else service.name of
+                                OTEL_RESOURCE_ATTRIBUTES, else "sagad" */
+  char *resource_attributes; /* OTEL_RESOURCE_ATTRIBUTES, or NULL */
+} otlp_target_t;
+
+/* A lookup of an environment variable: its value or NULL. */
+typedef const char *(*otlp_env_fn)(const char *name, const void *arg);
+
+/* Resolve the target from cfg and env (getenv-like; NULL = no variables).
+ * sagad's setting wins over the environment, as explicit configuration
+ * wins over OTEL_* in the OpenTelemetry SDKs; then
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the URL as given), then
+ * OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: "v1/traces" appended to its
+ * path). otlp.endpoint is a base URL too, or host:port meaning
+ * http://host:port. OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none
+ * turn export off whatever the endpoint; no endpoint at all: off.
+ * Returns 0 (out filled; free it with otlp_target_free), or -1 with errbuf
+ * naming the property or variable and what is wrong (out left empty).
+ * Pure besides reading env and checking that the TLS files are readable;
+ * any thread. */
+int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
+                 const void *env_arg, otlp_target_t *out, char *errbuf,
+                 size_t errlen);
+void otlp_target_free(otlp_target_t *t); /* NULL-safe; zeroes *t */
+
+/* Point opts' url, headers, TLS files and resource at t's (borrowed:
+ * keep t until otlp_new, which copies what it keeps); other fields stay. */
+void otlp_opts_from_target(otlp_opts_t *opts, const otlp_target_t *t);
+
+/* ---- the exporter ---------------------------------------------------- */
 
 enum { OTLP_STATUS_UNSET = 0, OTLP_STATUS_OK = 1, OTLP_STATUS_ERROR = 2 };
 
@@ -49,12 +106,13 @@ typedef struct {
 
 typedef struct otlp otlp_t;
 
-/* New exporter on loop; NULL when out of memory or opts are invalid (no
- * host or not an IPv4 address, max_queue or max_batch 0). */
+/* New exporter on loop; NULL when out of memory, libcurl could not be set
+ * up, or opts are invalid (no url, a url libcurl refuses or not http(s),
+ * bad headers or resource attributes, max_queue or max_batch 0). */
 otlp_t *otlp_new(uv_loop_t *loop, const otlp_opts_t *opts);
 
 /* Queue a copy of span. Returns 0, or -1 when the queue is full (the span
- * is dropped and counted) or the exporter is closing. */
+ * is dropped and counted) or the exporter is closing. Never waits. */
 int otlp_emit(otlp_t *x, const otlp_span_t *span);
 
 typedef struct {

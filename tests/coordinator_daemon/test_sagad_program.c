@@ -45,6 +45,9 @@ typedef struct {
   int err;
 } child_t;
 
+/* One NAME=value the next spawned sagad gets besides PATH, or NULL. */
+static const char *spawn_env;
+
 static child_t spawn(const char *const *args) {
   int o[2], e[2];
   assert_int_equal(pipe(o), 0);
@@ -57,7 +60,8 @@ static child_t spawn(const char *const *args) {
     close(o[0]);
     close(e[0]);
     /* The child owns copies: exec wants mutable strings. */
-    char *const env[] = {strdup("PATH=/usr/bin:/bin"), NULL};
+    char *const env[] = {strdup("PATH=/usr/bin:/bin"),
+                         spawn_env ? strdup(spawn_env) : NULL, NULL};
     char *argv[16];
     argv[0] = strdup(SAGAD_PATH);
     size_t i = 0;
@@ -190,8 +194,9 @@ static void test_unreachable_store_at_start_exits_one(void **state) {
 }
 
 /* --check-config loads and checks what a start would, with the same
- * messages: a definitions folder with one refused file, an OTLP endpoint or
- * admin address that is a name, each exits 2 and says why. */
+ * messages: a definitions folder with one refused file, a bad OTLP endpoint
+ * or OTEL_* variable, an admin address that is a name, each exits 2 and
+ * says why. */
 static void test_check_config_refuses_what_a_start_would(void **state) {
   (void)state;
   static const struct {
@@ -229,25 +234,44 @@ static void test_check_config_refuses_what_a_start_would(void **state) {
     unlink(path);
     rmdir(dir);
   }
-  /* Addresses: names are not resolved, ports are numbers. */
+  /* Addresses: admin.listen names are not resolved, ports are numbers;
+   * the span exporter's endpoint and OTEL_* variables are checked too. */
   static const struct {
-    const char *opt, *want[2];
+    const char *opt, *env, *want[2];
   } bad_addr[] = {
+      {"--otlp.endpoint=otel-collector:0",
+       NULL,
+       {"otlp.endpoint: ", "port 1..65535"}},
       {"--otlp.endpoint=otel-collector:4318",
-       {"otlp.endpoint: ", "is not an IPv4 address"}},
+       "OTEL_EXPORTER_OTLP_HEADERS=authorization",
+       {"OTEL_EXPORTER_OTLP_HEADERS: ", "expected key=value"}},
       {"--admin.listen=localhost:38311",
+       NULL,
        {"admin.listen: ", "is not an IPv4 or IPv6 address"}},
       {"--admin.listen=127.0.0.1:http",
+       NULL,
        {"admin.listen: expected host:port", "127.0.0.1:http"}},
   };
   for (size_t i = 0; i < sizeof bad_addr / sizeof bad_addr[0]; i++) {
     const char *args[] = {"--check-config", defs_opt,
                           "--kafka.bootstrap.servers=b:1", bad_addr[i].opt,
                           NULL};
+    spawn_env = bad_addr[i].env;
     int rc = run(args, out, err, sizeof out);
+    spawn_env = NULL;
     if (rc != 2 || !strstr(err, bad_addr[i].want[0]) ||
         !strstr(err, bad_addr[i].want[1]))
       fail_msg("%s: exit %d\nstderr: %s", bad_addr[i].opt, rc, err);
+  }
+  /* A collector by name or URL is accepted. */
+  const char *good_ep[] = {"--otlp.endpoint=otel-collector:4318",
+                           "--otlp.endpoint=https://otel-collector:4318"};
+  for (size_t i = 0; i < 2; i++) {
+    const char *args[] = {"--check-config", defs_opt,
+                          "--kafka.bootstrap.servers=b:1", good_ep[i], NULL};
+    int rc = run(args, out, err, sizeof out);
+    if (rc != 0)
+      fail_msg("%s: exit %d\nstderr: %s", good_ep[i], rc, err);
   }
 }
 

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -82,12 +83,24 @@ static void rx_teardown(void *arg) {
 
 /* ---- helpers ---------------------------------------------------------- */
 
+/* The saga test_spans_wait_for_their_transition_to_be_committed holds:
+ * when the participant answers its first step, blocker (a session of the
+ * test) takes a lock that makes sagad's next append wait. */
+#define HELD_ID "obs-held"
+static PGconn *blocker;
+static int held_answered;
+
 static e2e_answer_t script(const char *id, int step, int compensate,
                            uint32_t attempt) {
-  (void)id;
-  (void)step;
   (void)compensate;
   (void)attempt;
+  if (blocker && !held_answered && !strcmp(id, HELD_ID) && step == 0) {
+    PGresult *r = PQexec(blocker, "BEGIN; LOCK TABLE saga_index IN "
+                                  "EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    held_answered = 1;
+  }
   return E2E_SUCCESS;
 }
 
@@ -404,6 +417,69 @@ static void test_spans_link_back_to_the_starters_traceparent(void **s) {
   PQfinish(c);
 }
 
+/* Invariant 1 for spans: the span of an attempt is exported only once the
+ * transition that decided it is committed. The append of the reply's
+ * transition is held by a table lock; while a backend waits on it, no span
+ * of that step may arrive (sagad flushes spans every second, so waiting 3 s
+ * lets a span emitted too early show up; a correct sagad can never fail
+ * this, however slow); once the lock goes, the span arrives. */
+static void test_spans_wait_for_their_transition_to_be_committed(void **s) {
+  (void)s;
+  blocker = PQconnectdb(e2e_conninfo(t));
+  assert_int_equal(PQstatus(blocker), CONNECTION_OK);
+  PGconn *watch = PQconnectdb(e2e_conninfo(t));
+  assert_int_equal(PQstatus(watch), CONNECTION_OK);
+  int st = 0;
+  char *b = post_start("fast", HELD_ID, NULL, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  /* the participant answers step 0 and the lock is taken; then sagad's
+   * append of that answer waits on it */
+  int waiting = 0;
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (!waiting && ts_now_ms() < until) {
+    e2e_pump(t, 100);
+    if (!held_answered)
+      continue;
+    PGresult *r = PQexec(watch, "SELECT count(*) FROM pg_locks l JOIN "
+                                "pg_class c ON c.oid = l.relation WHERE "
+                                "c.relname = 'saga_index' AND NOT l.granted");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    waiting = atoi(PQgetvalue(r, 0, 0)) > 0;
+    PQclear(r);
+  }
+  assert_true(waiting);
+  cJSON *early = NULL;
+  int64_t window = ts_now_ms() + 3000;
+  while (!early && ts_now_ms() < window) {
+    early = span_named(HELD_ID, "step s1");
+    nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+  }
+  if (early) {
+    cJSON_Delete(early);
+    PQfinish(blocker); /* ends the transaction, so sagad can go on */
+    blocker = NULL;
+    PQfinish(watch);
+    fail_msg("the span of step s1 arrived before its transition was "
+             "committed");
+  }
+  PGresult *r = PQexec(blocker, "COMMIT");
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  wait_done(HELD_ID);
+  cJSON *step = NULL;
+  until = ts_now_ms() + ts_timeout_ms(30000);
+  while (!step && ts_now_ms() < until) {
+    step = span_named(HELD_ID, "step s1");
+    e2e_pump(t, 100);
+  }
+  assert_non_null(step);
+  cJSON_Delete(step);
+  PQfinish(blocker);
+  blocker = NULL;
+  PQfinish(watch);
+}
+
 static int count(const char *hay, const char *needle) {
   int n = 0;
   for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
@@ -494,6 +570,7 @@ int main(void) {
       cmocka_unit_test(test_post_for_a_finished_saga_answers_that_it_exists),
       cmocka_unit_test(test_post_with_an_id_holding_a_slash_gets_400),
       cmocka_unit_test(test_spans_link_back_to_the_starters_traceparent),
+      cmocka_unit_test(test_spans_wait_for_their_transition_to_be_committed),
       cmocka_unit_test(test_a_stuck_saga_is_listed_counted_and_logged_once),
       cmocka_unit_test(
           test_prometheus_scrapes_sagad_and_answers_a_saga_counter),

@@ -1,11 +1,17 @@
 /* The OTLP exporter against a small local receiver (the admin HTTP server
- * on 127.0.0.1 answering POST /v1/traces): the first request is refused
- * with 503 and must be retried; the spans' fields and their parent/child
- * links (starter -> saga -> steps, from a W3C traceparent) are checked;
- * a full queue drops and counts. */
+ * on 127.0.0.1 answering POST /v1/traces), reached by the host name
+ * "localhost": the first request is refused with 503 and must be retried;
+ * the spans' fields and their parent/child links (starter -> saga ->
+ * steps, from a W3C traceparent) are checked, with the headers of
+ * OTEL_EXPORTER_OTLP_HEADERS; the host:port form of otlp.endpoint reaches
+ * it too; the retry goes over the kept-alive connection; a full queue
+ * drops and counts without waiting. otlp_resolve's
+ * rules (sagad's setting over OTEL_*, base URLs, the off switches, bad
+ * values named) are checked on a fake environment. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +25,7 @@
 #include "admin_http.h"
 #include "http_client.h"
 #include "otlp.h"
+#include "otlp_test.h"
 #include "test_support.h"
 
 #define STARTER_TP "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -27,17 +34,28 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static cJSON *received; /* array of spans, under mu */
 static int posts;       /* under mu */
 static char resource_service[32];
+static char got_auth[64], got_tenant[32]; /* headers of the last POST */
+static int hostport_spans;                /* spans from exp_hostport */
+static uint64_t accepted; /* connections the receiver had taken, last POST */
+static char got_env[32];  /* deployment.environment of the resource */
+static int n_service_attrs; /* service.name attributes of the resource */
 
 static admin_http_t *srv;
-static otlp_t *exp_main, *exp_small;
+static otlp_t *exp_main, *exp_small, *exp_hostport;
 static int small_rc[6];
 static otlp_stats_t small_stats;
 static char saga_span[SAGA_SPAN_ID_SIZE];
 static loop_thread_t *lt;
 
+/* Spans of the exporter named by service "sagad-test" are kept with the
+ * request's headers; those of service "sagad" (the default, exp_hostport)
+ * are only counted. The very first POST is refused with 503. */
 static void h_traces(admin_http_req_t *req, void *arg) {
   (void)arg;
+  admin_http_stats_t hs;
+  admin_http_stats(srv, &hs);
   pthread_mutex_lock(&mu);
+  accepted = hs.accepted;
   int n = ++posts;
   if (n > 1) {
     cJSON *doc = cJSON_ParseWithLength(req->body, req->body_len);
@@ -49,13 +67,37 @@ static void h_traces(admin_http_req_t *req, void *arg) {
         0);
     cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(svc, "value"),
                                    "stringValue");
-    if (cJSON_IsString(v))
-      snprintf(resource_service, sizeof resource_service, "%s",
-               v->valuestring);
+    bool main_exp = cJSON_IsString(v) && !strcmp(v->valuestring, "sagad-test");
     cJSON *ss = cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0);
     cJSON *span;
-    cJSON_ArrayForEach(span, cJSON_GetObjectItem(ss, "spans"))
-      cJSON_AddItemToArray(received, cJSON_Duplicate(span, 1));
+    cJSON_ArrayForEach(span, cJSON_GetObjectItem(ss, "spans")) {
+      if (!main_exp && cJSON_IsString(v) && !strcmp(v->valuestring, "sagad"))
+        hostport_spans++;
+      else
+        cJSON_AddItemToArray(received, cJSON_Duplicate(span, 1));
+    }
+    if (main_exp) {
+      snprintf(resource_service, sizeof resource_service, "%s", v->valuestring);
+      cJSON *ra;
+      n_service_attrs = 0;
+      cJSON_ArrayForEach(
+          ra, cJSON_GetObjectItem(cJSON_GetObjectItem(rs, "resource"),
+                                  "attributes")) {
+        const cJSON *k = cJSON_GetObjectItem(ra, "key");
+        const cJSON *rv = cJSON_GetObjectItem(cJSON_GetObjectItem(ra, "value"),
+                                              "stringValue");
+        if (!cJSON_IsString(k) || !cJSON_IsString(rv))
+          continue;
+        if (!strcmp(k->valuestring, "service.name"))
+          n_service_attrs++;
+        if (!strcmp(k->valuestring, "deployment.environment"))
+          snprintf(got_env, sizeof got_env, "%s", rv->valuestring);
+      }
+      const char *auth = admin_http_header(req, "authorization");
+      const char *tenant = admin_http_header(req, "x-tenant");
+      snprintf(got_auth, sizeof got_auth, "%s", auth ? auth : "");
+      snprintf(got_tenant, sizeof got_tenant, "%s", tenant ? tenant : "");
+    }
     cJSON_Delete(doc);
   }
   pthread_mutex_unlock(&mu);
@@ -86,15 +128,22 @@ static void on_loop(uv_loop_t *loop, void *arg) {
                                     NULL),
                    0);
   assert_int_equal(admin_http_start(srv, NULL, 0), 0);
-  otlp_opts_t o;
-  otlp_opts_init(&o);
-  o.host = "127.0.0.1";
-  o.port = admin_http_port(srv);
-  o.flush_ms = 20;
-  o.backoff_min_ms = 20;
-  o.service_name = "sagad-test";
-  exp_main = otlp_new(loop, &o);
-  assert_non_null(exp_main);
+  char base[64], hostport[64];
+  snprintf(base, sizeof base, "http://localhost:%d", admin_http_port(srv));
+  snprintf(hostport, sizeof hostport, "localhost:%d", admin_http_port(srv));
+  const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                       base,
+                       "OTEL_EXPORTER_OTLP_HEADERS",
+                       "authorization=Bearer%20t0ken , x-tenant=acme",
+                       "OTEL_SERVICE_NAME",
+                       "sagad-test",
+                       "OTEL_RESOURCE_ATTRIBUTES",
+                       "deployment.environment=prod,service.name=other",
+                       NULL};
+  exp_main = otlp_test_exporter(loop, NULL, env);
+  exp_hostport = otlp_test_exporter(loop, hostport, NULL);
+  otlp_span_t hp = {.name = "via host:port", .trace_id = "1", .span_id = "2"};
+  assert_int_equal(otlp_emit(exp_hostport, &hp), 0);
   char trace[SAGA_TRACE_ID_SIZE], starter[SAGA_SPAN_ID_SIZE];
   char s1[SAGA_SPAN_ID_SIZE], s2[SAGA_SPAN_ID_SIZE], s3[SAGA_SPAN_ID_SIZE];
   assert_int_equal(saga__traceparent_parse(STARTER_TP, trace, starter, NULL),
@@ -114,9 +163,11 @@ static void on_loop(uv_loop_t *loop, void *arg) {
        OTLP_STATUS_ERROR, "compensated", t);
 
   /* a queue of 4 that never flushes: the fifth and sixth are dropped */
+  otlp_opts_t o;
+  otlp_opts_init(&o);
+  o.url = "http://127.0.0.1:9/v1/traces";
   o.max_queue = 4;
   o.flush_ms = 3600000;
-  o.port = 9;
   exp_small = otlp_new(loop, &o);
   assert_non_null(exp_small);
   otlp_span_t s = {.name = "x", .trace_id = "1", .span_id = "2"};
@@ -129,6 +180,7 @@ static void on_stop(void *arg) {
   (void)arg;
   otlp_close(exp_main, NULL, NULL);
   otlp_close(exp_small, NULL, NULL);
+  otlp_close(exp_hostport, NULL, NULL);
   admin_http_close(srv, NULL, NULL);
 }
 
@@ -177,16 +229,26 @@ static void test_spans_arrive_after_a_refused_post_with_their_links(
   int n = 0;
   while (ts_now_ms() < until) {
     pthread_mutex_lock(&mu);
-    n = cJSON_GetArraySize(received);
+    n = cJSON_GetArraySize(received) + hostport_spans;
     pthread_mutex_unlock(&mu);
-    if (n >= 4)
+    if (n >= 5)
       break;
     nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
   }
   pthread_mutex_lock(&mu);
   assert_int_equal(cJSON_GetArraySize(received), 4);
-  assert_true(posts >= 2); /* the 503 was retried */
+  assert_int_equal(hostport_spans, 1);
+  assert_true(posts >= 3); /* the 503 was retried */
+  /* HTTP/1.1 keep-alive: the retry went over the connection the 503 came
+   * on, so two exporters opened two connections for three or more POSTs */
+  assert_int_equal(accepted, 2);
   assert_string_equal(resource_service, "sagad-test");
+  assert_string_equal(got_auth, "Bearer t0ken");
+  assert_string_equal(got_tenant, "acme");
+  /* OTEL_RESOURCE_ATTRIBUTES joins the resource; OTEL_SERVICE_NAME wins
+   * over its service.name, which appears once */
+  assert_string_equal(got_env, "prod");
+  assert_int_equal(n_service_attrs, 1);
   const cJSON *saga = span_named("saga order");
   assert_non_null(saga);
   assert_string_equal(field(saga, "traceId"),
@@ -228,10 +290,161 @@ static void test_a_full_queue_drops_and_counts(void **state) {
   assert_int_equal(small_stats.queued, 4);
 }
 
+/* Which URL sagad posts to, from otlp.endpoint and the environment. */
+static void test_resolve_picks_the_url_as_the_sdks_do(void **state) {
+  (void)state;
+  static const struct {
+    const char *endpoint;
+    const char *env[8];
+    const char *url, *from; /* url NULL: not enabled */
+    const char *service;
+  } cases[] = {
+      /* today's host:port form, a host name, IPv6 */
+      {"otel-collector:4318",
+       {NULL},
+       "http://otel-collector:4318/v1/traces",
+       "otlp.endpoint",
+       "sagad"},
+      {"[::1]:4318",
+       {NULL},
+       "http://[::1]:4318/v1/traces",
+       "otlp.endpoint",
+       "sagad"},
+      /* a base URL: v1/traces appended to its path */
+      {"https://collector.example:4318",
+       {NULL},
+       "https://collector.example:4318/v1/traces",
+       "otlp.endpoint",
+       "sagad"},
+      {"https://gw.example/otlp/",
+       {NULL},
+       "https://gw.example/otlp/v1/traces",
+       "otlp.endpoint",
+       "sagad"},
+      /* sagad's setting wins over the environment */
+      {"otel-collector:4318",
+       {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://other:4318/x", NULL},
+       "http://otel-collector:4318/v1/traces",
+       "otlp.endpoint",
+       "sagad"},
+      /* the traces endpoint as given, before the base endpoint */
+      {NULL,
+       {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://c.example/t", NULL},
+       "https://c.example/t",
+       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+       "sagad"},
+      {"",
+       {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318/",
+        "OTEL_RESOURCE_ATTRIBUTES", "service.name=orders,team=pay", NULL},
+       "http://otel-collector:4318/v1/traces",
+       "OTEL_EXPORTER_OTLP_ENDPOINT",
+       "orders"},
+      /* OTEL_SERVICE_NAME over the resource attribute */
+      {"c:1",
+       {"OTEL_SERVICE_NAME", "sagad-eu", "OTEL_RESOURCE_ATTRIBUTES",
+        "service.name=orders", NULL},
+       "http://c:1/v1/traces",
+       "otlp.endpoint",
+       "sagad-eu"},
+      /* the off switches win; no endpoint at all: off */
+      {"c:1",
+       {"OTEL_SDK_DISABLED", "true", NULL},
+       NULL,
+       "otlp.endpoint",
+       "sagad"},
+      {NULL,
+       {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:1", "OTEL_TRACES_EXPORTER",
+        "none", NULL},
+       NULL,
+       "OTEL_EXPORTER_OTLP_ENDPOINT",
+       "sagad"},
+      {NULL, {"OTEL_SERVICE_NAME", "x", NULL}, NULL, NULL, "x"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    otlp_settings_t st = {.endpoint = cases[i].endpoint};
+    otlp_target_t t;
+    char err[512] = "";
+    if (otlp_resolve(&st, otlp_test_env, cases[i].env, &t, err, sizeof err) != 0)
+      fail_msg("case %zu: %s", i, err);
+    if (cases[i].url) {
+      assert_true(t.enabled);
+      assert_string_equal(t.url, cases[i].url);
+    } else {
+      assert_false(t.enabled);
+    }
+    if (cases[i].from)
+      assert_string_equal(t.url_from, cases[i].from);
+    assert_string_equal(t.service_name, cases[i].service);
+    otlp_target_free(&t);
+  }
+}
+
+/* Bad values are refused with the property or variable and the fault. */
+static void test_resolve_names_what_is_wrong(void **state) {
+  (void)state;
+  static const struct {
+    const char *endpoint;
+    const char *env[4];
+    const char *want[2];
+  } cases[] = {
+      {"otel-collector", {NULL}, {"otlp.endpoint: ", "expected host:port"}},
+      {"otel-collector:0", {NULL}, {"otlp.endpoint: ", "port 1..65535"}},
+      {"ftp://c:21", {NULL}, {"otlp.endpoint: ", "only http:// and https://"}},
+      {"https://u:secret@c:1", {NULL}, {"otlp.endpoint: ", "user or password"}},
+      {NULL,
+       {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://", NULL},
+       {"OTEL_EXPORTER_OTLP_ENDPOINT: ", "is not a URL"}},
+      {NULL,
+       {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318", NULL},
+       {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: ", "collector:4318"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_HEADERS", "api-key", NULL},
+       {"OTEL_EXPORTER_OTLP_HEADERS: ", "expected key=value"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_HEADERS", "k=%zz", NULL},
+       {"OTEL_EXPORTER_OTLP_HEADERS: ", "bad %XX escape"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_HEADERS", "a b=1", NULL},
+       {"OTEL_EXPORTER_OTLP_HEADERS: ", "is not a valid name"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_HEADERS", "k=a%0d%0aInjected: 1", NULL},
+       {"OTEL_EXPORTER_OTLP_HEADERS: ", "control character"}},
+      {"https://c:1",
+       {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/nonexistent/ca.pem", NULL},
+       {"OTEL_EXPORTER_OTLP_CERTIFICATE: ", "cannot read"}},
+      {"c:1",
+       {"OTEL_RESOURCE_ATTRIBUTES", "team", NULL},
+       {"OTEL_RESOURCE_ATTRIBUTES: ", "expected key=value"}},
+      {"c:1",
+       {"OTEL_TRACES_EXPORTER", "zipkin", NULL},
+       {"OTEL_TRACES_EXPORTER: ", "zipkin"}},
+      {"c:1",
+       {"OTEL_SDK_DISABLED", "yes", NULL},
+       {"OTEL_SDK_DISABLED: ", "true or false"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", NULL},
+       {"OTEL_EXPORTER_OTLP_PROTOCOL: ", "grpc"}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    otlp_settings_t st = {.endpoint = cases[i].endpoint};
+    otlp_target_t t;
+    char err[512] = "";
+    int rc = otlp_resolve(&st, otlp_test_env, cases[i].env, &t, err, sizeof err);
+    if (rc != -1 || strncmp(err, cases[i].want[0], strlen(cases[i].want[0])) ||
+        !strstr(err, cases[i].want[1]))
+      fail_msg("case %zu: rc %d, \"%s\"", i, rc, err);
+    assert_null(t.url);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spans_arrive_after_a_refused_post_with_their_links),
       cmocka_unit_test(test_a_full_queue_drops_and_counts),
+      cmocka_unit_test(test_resolve_picks_the_url_as_the_sdks_do),
+      cmocka_unit_test(test_resolve_names_what_is_wrong),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
   return rc;

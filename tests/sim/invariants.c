@@ -142,6 +142,19 @@ int sim_check_command(sim_t *s, const char *saga, const char *step,
                        payload_len);
 }
 
+/* Spans and other observations wait for on_durable (engine.h): what it
+ * reports committed must be in the store. */
+int sim_check_durable(sim_t *s, const char *saga, uint32_t version) {
+  sim_stream_t *st = sim_store_find(s, saga);
+  uint32_t committed = st && st->shadow ? st->shadow->version : 0;
+  if (committed < version)
+    return sim_violation(s,
+                         "on_durable: saga %s reported committed at version "
+                         "%u, the store has %u",
+                         saga, (unsigned)version, (unsigned)committed);
+  return 0;
+}
+
 int sim_check_notification(sim_t *s, const char *saga, int kind,
                            const char *step, int action,
                            const uint8_t *payload, size_t payload_len) {

@@ -335,6 +335,8 @@ int sim_check_notification(sim_t *s, const char *saga, int kind,
                            const uint8_t *payload, size_t payload_len);
 int sim_check_ack(sim_t *s, const sim_inmsg_t *m);
 int sim_check_commit(sim_t *s, sim_stream_t *st);
+/* The engine's on_durable hook: saga (at version) is reported committed. */
+int sim_check_durable(sim_t *s, const char *saga, uint32_t version);
 int sim_check_step(sim_t *s);
 int sim_check_end(sim_t *s);
 

@@ -75,6 +75,11 @@ static int owned(sim_t *s, int node, int32_t *parts) {
   return n;
 }
 
+static void on_durable(void *arg, void *obs, const sm_t *sm) {
+  (void)obs;
+  (void)sim_check_durable(arg, sm->id, sm->version);
+}
+
 static void node_start(sim_t *s, int k) {
   sim_node_t *n = &s->nodes[k];
   n->sim = s;
@@ -99,6 +104,8 @@ static void node_start(sim_t *s, int k) {
   n->engine = sagad_engine_new(&cfg);
   if (!n->engine)
     abort();
+  sagad_engine_hooks_t hk = {.arg = s, .on_durable = on_durable};
+  sagad_engine_set_hooks(n->engine, &hk);
   int32_t parts[SIM_PARTS];
   int np = owned(s, k, parts);
   sim_log(s, "node%d starts with %d partitions", k, np);

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The order example end to end: sagad, the inventory, payment and shipping
 # services and a few dozen orders -- some declined at payment, some whose
-# payment never answers -- then each saga's outcome, one saga's history and
-# the check of the services' ledgers. Run by scripts/demo.sh, which builds
+# payment never answers, one withdrawn by its customer while its stock was
+# being reserved (cancelled) -- then each saga's outcome, the histories of
+# the slow order and the cancelled one, and the check of the services'
+# ledgers. Run by scripts/demo.sh, which builds
 # and starts PostgreSQL and Kafka first; on its own it needs
 # SAGA_PG_CONNINFO and SAGA_KAFKA_BOOTSTRAP. Stops what it starts.
 #
 # Environment: DEMO_ORDERS (30), DEMO_DECLINED (6), DEMO_SLOW (3),
-# DEMO_OUT_OF_STOCK (3), DEMO_FLAKY (3), DEMO_DB (order_demo, recreated),
+# DEMO_OUT_OF_STOCK (3), DEMO_FLAKY (3), DEMO_CANCELLED (1), DEMO_DB
+# (order_demo, recreated),
 # DEMO_TIMEOUT_MS (40000, per order), SAGA_BUILD_DIR (build); DEMO_KEEP=1
 # keeps the work folder with the logs; DEMO_PAYMENT=python runs the Python
 # payment service (examples/order-saga/python/payment.py) instead of the C.
@@ -15,7 +18,7 @@ set -euo pipefail
 . "$(cd "$(dirname "$0")/.." && pwd)/scripts/lib.sh"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 : "${SAGA_PG_CONNINFO:?not set: run scripts/demo.sh, or export it}"
@@ -135,15 +138,19 @@ started=$(date +%s)
 rc=0
 "${starter[@]}" --count "$orders" --declined "${DEMO_DECLINED:-6}" \
   --slow "${DEMO_SLOW:-3}" --out-of-stock "${DEMO_OUT_OF_STOCK:-3}" \
-  --flaky "${DEMO_FLAKY:-3}" --timeout "${DEMO_TIMEOUT_MS:-40000}ms" \
+  --flaky "${DEMO_FLAKY:-3}" --cancelled "${DEMO_CANCELLED:-1}" \
+  --timeout "${DEMO_TIMEOUT_MS:-40000}ms" \
   --results "$work/results.tsv" || rc=$?
 say "orders done in $(( $(date +%s) - started )) s"
 
 # The most eventful saga: a payment that never answered, timed out twice,
-# then was refunded and the stock released.
-saga=$(awk -F'\t' '$3 == "slow" { print $1; exit }' "$work/results.tsv")
-[ -n "$saga" ] || saga=$(awk -F'\t' '{ print $1; exit }' "$work/results.tsv")
-if [ -n "$saga" ]; then
+# then was refunded and the stock released; and the cancelled order: who
+# cancelled it and why, the reservation's deadline waited out, the stock
+# released.
+sagas=$(awk -F'\t' '$3 == "slow" { print $1; exit }' "$work/results.tsv")
+[ -n "$sagas" ] || sagas=$(awk -F'\t' '{ print $1; exit }' "$work/results.tsv")
+sagas="$sagas $(awk -F'\t' '$3 == "cancelled" { print $1; exit }' "$work/results.tsv")"
+for saga in $sagas; do
   section "history of $saga"
   if [ -n "$sagactl" ]; then
     "$sagactl" history "$saga" --pg "$conninfo" \
@@ -168,7 +175,7 @@ SQL
       say "could not read the history of $saga"
     fi
   fi
-fi
+done
 
 section "ledgers"
 pg "$conninfo" <<'SQL'

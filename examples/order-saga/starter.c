@@ -24,15 +24,22 @@ typedef struct scenario {
   const char *name;
   const char *fields; /* extra JSON members of the order input */
   saga_notification_kind_t expect;
+  int cancel;         /* cancelled by the starter once started */
 } scenario_t;
 
 static const scenario_t scenarios[] = {
-    {"ok", "", SAGA_NOTIFY_COMPLETED},
-    {"declined", ",\"card\":\"declined\"", SAGA_NOTIFY_COMPENSATED},
-    {"slow", ",\"card\":\"slow\"", SAGA_NOTIFY_COMPENSATED},
-    {"out_of_stock", ",\"stock\":\"out\"", SAGA_NOTIFY_COMPENSATED},
-    {"flaky", ",\"shipping\":\"flaky\"", SAGA_NOTIFY_COMPLETED},
+    {"ok", "", SAGA_NOTIFY_COMPLETED, 0},
+    {"declined", ",\"card\":\"declined\"", SAGA_NOTIFY_COMPENSATED, 0},
+    {"slow", ",\"card\":\"slow\"", SAGA_NOTIFY_COMPENSATED, 0},
+    {"out_of_stock", ",\"stock\":\"out\"", SAGA_NOTIFY_COMPENSATED, 0},
+    {"flaky", ",\"shipping\":\"flaky\"", SAGA_NOTIFY_COMPLETED, 0},
+    /* the stock is reserved but its answer held, so the order is still
+     * before its pivot when the customer withdraws it: the saga stops,
+     * waits out the reservation's deadline and releases it */
+    {"cancelled", ",\"stock\":\"hold\"", SAGA_NOTIFY_COMPENSATED, 1},
 };
+
+#define CANCEL_REASON "the customer withdrew the order"
 #define N_SCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 typedef struct order {
@@ -71,6 +78,7 @@ static const char *kind_name(int kind) {
   case SAGA_NOTIFY_COMPENSATED: return "COMPENSATED";
   case SAGA_NOTIFY_COMPENSATION_FAILED: return "COMPENSATION_FAILED";
   case SAGA_NOTIFY_REJECTED: return "REJECTED";
+  case SAGA_NOTIFY_CANCEL_REFUSED: return "CANCEL_REFUSED";
   default: return "-";
   }
 }
@@ -103,6 +111,15 @@ static void on_outcome(saga_starter_t *s, int err,
   finish(c->run, c->o);
 }
 
+static void on_cancel_sent(saga_starter_t *s, int err, const char *saga_id,
+                           void *arg) {
+  (void)s;
+  (void)arg;
+  if (err)
+    fprintf(stderr, "order-starter: the cancel of %s was not delivered: %s\n",
+            saga_id, saga_err_name(err));
+}
+
 static void on_started(saga_starter_t *s, int err, const char *saga_id,
                        void *arg) {
   ctx_t *c = arg;
@@ -110,6 +127,10 @@ static void on_started(saga_starter_t *s, int err, const char *saga_id,
   if (!err)
     err = saga_starter_await(s, c->o->saga_id, c->run->timeout_ms, on_outcome,
                              c);
+  /* Its outcome (or a CANCEL_REFUSED) answers the await above. */
+  if (!err && c->o->sc->cancel)
+    err = saga_starter_cancel(s, c->o->saga_id, CANCEL_REASON,
+                              "order-starter", on_cancel_sent, NULL);
   if (err) {
     c->o->err = err;
     finish(c->run, c->o);
@@ -130,6 +151,11 @@ static void usage(FILE *f) {
         "      --out-of-stock N      out of stock (default 3)\n"
         "      --flaky N             with a carrier busy at first "
         "(default 3)\n"
+        "      --cancelled N         withdrawn by the customer while the "
+        "stock is\n"
+        "                            being reserved: cancelled before the "
+        "pivot,\n"
+        "                            compensated (default 0)\n"
         "      --type NAME           saga type (default order)\n"
         "      --inbox TOPIC         coordinator inbox (default saga.inbox)\n"
         "      --notifications TOPIC (default saga.notifications)\n"
@@ -175,8 +201,8 @@ static int parse_long(const char *s, long lo, long hi, long *out) {
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(opts_t *o, int argc, char **argv) {
-  enum { O_DECLINED = 256, O_SLOW, O_OOS, O_FLAKY, O_TYPE, O_INBOX, O_NOTIF,
-         O_SEED };
+  enum { O_DECLINED = 256, O_SLOW, O_OOS, O_FLAKY, O_CANCELLED, O_TYPE,
+         O_INBOX, O_NOTIF, O_SEED };
   static const struct option lo[] = {
       {"bootstrap", required_argument, NULL, 'b'},
       {"count", required_argument, NULL, 'n'},
@@ -184,6 +210,7 @@ static int parse_args(opts_t *o, int argc, char **argv) {
       {"slow", required_argument, NULL, O_SLOW},
       {"out-of-stock", required_argument, NULL, O_OOS},
       {"flaky", required_argument, NULL, O_FLAKY},
+      {"cancelled", required_argument, NULL, O_CANCELLED},
       {"type", required_argument, NULL, O_TYPE},
       {"inbox", required_argument, NULL, O_INBOX},
       {"notifications", required_argument, NULL, O_NOTIF},
@@ -202,7 +229,7 @@ static int parse_args(opts_t *o, int argc, char **argv) {
       if (parse_long(optarg, 1, 100000, &o->count))
         return 2;
       break;
-    case O_DECLINED: case O_SLOW: case O_OOS: case O_FLAKY:
+    case O_DECLINED: case O_SLOW: case O_OOS: case O_FLAKY: case O_CANCELLED:
       if (parse_long(optarg, 0, 100000, &o->mix[c - O_DECLINED + 1]))
         return 2;
       break;
@@ -294,6 +321,9 @@ static int report(const run_t *r, const opts_t *o) {
     const char *outcome =
         d->err ? saga_err_name(d->err) : kind_name(d->kind);
     int ok = !d->err && d->kind == (int)d->sc->expect;
+    /* A cancelled order ends compensated because of the cancel. */
+    if (d->sc->cancel)
+      ok = ok && !strcmp(d->reason, "cancelled: " CANCEL_REASON);
     /* A completed order's output names the shipment that the shipping
      * service replied with: "ship-<saga id>". */
     char want[sizeof d->shipment];

@@ -203,11 +203,11 @@ static void load_results(PGconn *c, const char *path, int *n_rows) {
 }
 
 /* Run order-starter to its end: `count` orders, of which declined, slow,
- * out of stock and flaky as given; rows in work/<name>.tsv. */
+ * out of stock, flaky and cancelled as given; rows in work/<name>.tsv. */
 static void run_starter(const char *name, int count, int declined, int slow,
-                        int oos, int flaky, const char *ns) {
+                        int oos, int flaky, int cancelled, const char *ns) {
   char results[128], inbox[128], notif[128], timeout[32], log[64];
-  char n[4][12], total[12];
+  char n[5][12], total[12];
   snprintf(results, sizeof results, "%s/%s.tsv", work, name);
   snprintf(log, sizeof log, "%s.log", name);
   snprintf(inbox, sizeof inbox, "%s.saga.inbox", ns);
@@ -218,9 +218,11 @@ static void run_starter(const char *name, int count, int declined, int slow,
   snprintf(n[1], sizeof n[1], "%d", slow);
   snprintf(n[2], sizeof n[2], "%d", oos);
   snprintf(n[3], sizeof n[3], "%d", flaky);
+  snprintf(n[4], sizeof n[4], "%d", cancelled);
   const char *argv[] = {STARTER_PATH, "--bootstrap", ts_kafka_bootstrap(),
                         "--count", total, "--declined", n[0], "--slow", n[1],
-                        "--out-of-stock", n[2], "--flaky", n[3], "--inbox",
+                        "--out-of-stock", n[2], "--flaky", n[3],
+                        "--cancelled", n[4], "--inbox",
                         inbox, "--notifications", notif, "--timeout",
                         timeout, "--results", results, "-X",
                         "fetch.wait.max.ms=5", NULL};
@@ -275,8 +277,8 @@ static void test_every_order_ends_as_its_input_says_and_ledgers_agree(
 
   /* One order through every service first, so every consumer group has
    * joined before the mix starts (first joins take seconds on the mock). */
-  run_starter("warmup", 1, 0, 0, 0, 0, ns);
-  run_starter("results", 16, 4, 2, 2, 2, ns);
+  run_starter("warmup", 1, 0, 0, 0, 0, 0, ns);
+  run_starter("results", 16, 4, 2, 2, 2, 1, ns);
 
   PGconn *c = PQconnectdb(conninfo);
   assert_int_equal(PQstatus(c), CONNECTION_OK);
@@ -299,16 +301,20 @@ static void test_every_order_ends_as_its_input_says_and_ledgers_agree(
   PQclear(r);
 
   /* Each scenario really happened: 15 reservations (all but the 2 out of
-   * stock), 2 refunded charges of payments that never answered, 9 orders
-   * shipped (warm-up, ok and flaky). */
+   * stock), 7 of them released (4 declined, 2 slow, 1 cancelled), 2
+   * refunded charges of payments that never answered, 8 orders shipped
+   * (warm-up, 5 ok and 2 flaky). */
   r = PQexec(c, "SELECT (SELECT count(*) FROM inventory.ledger"
                 " WHERE effect = 'applied'),"
                 " (SELECT count(*) FROM payment.ledger WHERE effect = 'undone'),"
-                " (SELECT count(*) FROM shipping.ledger)");
+                " (SELECT count(*) FROM shipping.ledger),"
+                " (SELECT count(*) FROM inventory.ledger"
+                " WHERE effect = 'undone')");
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
   assert_string_equal(PQgetvalue(r, 0, 0), "15");
   assert_string_equal(PQgetvalue(r, 0, 1), "2");
-  assert_string_equal(PQgetvalue(r, 0, 2), "9");
+  assert_string_equal(PQgetvalue(r, 0, 2), "8");
+  assert_string_equal(PQgetvalue(r, 0, 3), "7");
   PQclear(r);
   PQfinish(c);
 

@@ -174,6 +174,9 @@ int sim_check_notification(sim_t *s, const char *saga, int kind,
   case SM_NOTIFY_COMPENSATION_FAILED:
     ok = has_fact(st, SM_EV_PARKED, -1, -1, -1);
     break;
+  case SM_NOTIFY_CANCEL_REFUSED:
+    ok = 1; /* it records nothing: an answer, not an effect of an event */
+    break;
   case SM_NOTIFY_STEP_DONE: {
     int k = st && st->shadow ? saga_def_step_index(st->shadow->def, step) : -1;
     int a = action == SAGA__V1__ACTION__ACTION_COMPENSATE ? SM_COMPENSATE : SM_DO;
@@ -263,10 +266,40 @@ int sim_check_ack(sim_t *s, const sim_inmsg_t *m) {
   return applies;
 }
 
+/* Invariant 10: a cancel is taken only before the pivot is dispatched,
+ * and once taken no step goes forward and the saga never completes. */
+static int check_cancel(sim_t *s, const sim_stream_t *st) {
+  const saga_def_t *def = st->shadow ? st->shadow->def : NULL;
+  int pivot_sent = 0, cancelled = 0;
+  for (size_t i = 0; def && i < st->nfacts; i++) {
+    const struct sim_fact *f = &st->facts[i];
+    if (f->type == SM_EV_DISPATCHED && f->action == SM_DO) {
+      if (cancelled)
+        return sim_violation(s, "%s: %s dispatched forward after the saga "
+                                "was cancelled",
+                             st->id, def->steps[f->step].name);
+      if ((int32_t)f->step == def->pivot)
+        pivot_sent = 1;
+    } else if (f->type == SM_EV_CANCEL_REQUESTED) {
+      if (pivot_sent)
+        return sim_violation(s, "%s: cancel taken after the pivot %s was "
+                                "dispatched",
+                             st->id, def->steps[def->pivot].name);
+      cancelled = 1;
+    } else if (f->type == SM_EV_COMPLETED && cancelled) {
+      return sim_violation(s, "%s: completed after it was cancelled",
+                           st->id);
+    }
+  }
+  return 0;
+}
+
 /* The saga_index row written with a batch describes the stream as
  * committed: never a version the stream does not have (recovery trusts
  * its status). */
 int sim_check_commit(sim_t *s, sim_stream_t *st) {
+  if (st && check_cancel(s, st))
+    return 1;
   if (!st || !st->has_index)
     return 0;
   if (st->ix_version > (int64_t)st->n)

@@ -72,7 +72,8 @@ static inline int sim_chance(sim_rng_t *r, int permille) {
   X(CRASH_IN_FLIGHT, "crash with a batch in flight")                           \
   X(REBALANCE, "partition moved to the other instance")                        \
   X(ZOMBIE, "old owner keeps running after losing a partition")                \
-  X(OPERATOR_RETRY, "operator retries a parked saga")
+  X(OPERATOR_RETRY, "operator retries a parked saga")                         \
+  X(CANCEL, "operator cancels a running saga")
 
 typedef enum {
 #define X(n, d) SIM_F_##n,
@@ -233,6 +234,7 @@ typedef struct {
 struct sim {
   uint64_t seed;
   sim_rng_t rng;
+  sim_rng_t cancel_rng; /* the operator's cancels: a stream of their own */
   sim_opts_t opt;
   const saga_registry_t *reg;
   const saga_def_t *defs[8];

@@ -256,6 +256,7 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
   memset(s, 0, sizeof *s);
   s->seed = seed;
   s->rng.s = seed * 0x2545f4914f6cdd1dULL + 1;
+  s->cancel_rng.s = seed * 0x9e3779b97f4a7c15ULL + 7;
   s->opt = *opt;
   s->reg = reg;
   s->now = SIM_T0;

@@ -17,11 +17,26 @@ int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s);
 
-/* Whether saga_id's stream holds an operator's Resolved event (a saga
- * closed by hand shows in saga_index as compensated). Returns an exit
- * code; on CLI_EXIT_OK *resolved is 0 or 1 (line printed otherwise). */
-int cli_saga_was_resolved(const cli_settings_t *s, const char *saga_id,
-                          int *resolved);
+/* How a finished saga ended, from its stream: saga_index says only
+ * completed or compensated. */
+typedef struct {
+  int resolved;      /* an operator's Resolved event: closed by hand */
+  char *cancelled;   /* the CancelRequested reason ("" none given), or
+                        NULL when it was not cancelled; malloc'd */
+  char *cancelled_by; /* its operator, or NULL; malloc'd */
+  char *output;      /* the saga's output (its Completed event's payload,
+                        from the definition's "output" mapping), or NULL;
+                        malloc'd, output_len bytes */
+  size_t output_len;
+} cli_ending_t;
+
+/* Read how saga_id ended (see cli_ending_t) into *e. Returns an exit code
+ * (line printed when not CLI_EXIT_OK); free e with cli_ending_clear. */
+int cli_saga_ending(const cli_settings_t *s, const char *saga_id,
+                    cli_ending_t *e);
+
+/* Free what cli_saga_ending allocated. NULL-safe. */
+void cli_ending_clear(cli_ending_t *e);
 
 /* Whether the definitions folder of s holds saga type `type` (any version
  * when version is 0). Returns CLI_EXIT_OK with *found set, or

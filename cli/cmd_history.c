@@ -232,24 +232,61 @@ static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
 
 /* ---- resolved? -------------------------------------------------------- */
 
-static int resolved_record(void *arg, int64_t version,
-                           const saga_record_t *rec) {
+static char *dup_bytes(const void *p, size_t n) {
+  char *d = malloc(n + 1);
+  if (d != NULL) {
+    if (n)
+      memcpy(d, p, n);
+    d[n] = '\0';
+  }
+  return d;
+}
+
+static int ending_record(void *arg, int64_t version,
+                         const saga_record_t *rec) {
+  cli_ending_t *e = arg;
   (void)version;
-  for (size_t i = 0; i < rec->n; i++)
-    if (rec->events[i].type == SM_EV_RESOLVED)
-      *(int *)arg = 1;
+  for (size_t i = 0; i < rec->n; i++) {
+    const sm_event_t *ev = &rec->events[i];
+    if (ev->type == SM_EV_RESOLVED) {
+      e->resolved = 1;
+    } else if (ev->type == SM_EV_CANCEL_REQUESTED && e->cancelled == NULL) {
+      e->cancelled = dup_bytes(ev->reason ? ev->reason : "",
+                               ev->reason ? strlen(ev->reason) : 0);
+      if (ev->who != NULL)
+        e->cancelled_by = dup_bytes(ev->who, strlen(ev->who));
+      if (e->cancelled == NULL || (ev->who != NULL && !e->cancelled_by))
+        return cli_fail(CLI_EXIT_FAIL, "out of memory"), -1;
+    } else if (ev->type == SM_EV_COMPLETED && ev->payload_len > 0) {
+      free(e->output);
+      if ((e->output = dup_bytes(ev->payload, ev->payload_len)) == NULL)
+        return cli_fail(CLI_EXIT_FAIL, "out of memory"), -1;
+      e->output_len = ev->payload_len;
+    }
+  }
   return 0;
 }
 
-int cli_saga_was_resolved(const cli_settings_t *s, const char *saga_id,
-                          int *resolved) {
-  *resolved = 0;
+void cli_ending_clear(cli_ending_t *e) {
+  if (e == NULL)
+    return;
+  free(e->cancelled);
+  free(e->cancelled_by);
+  free(e->output);
+  memset(e, 0, sizeof *e);
+}
+
+int cli_saga_ending(const cli_settings_t *s, const char *saga_id,
+                    cli_ending_t *e) {
+  memset(e, 0, sizeof *e);
   es_store_t *st = NULL;
   int rc = open_store(s, &st);
   if (rc != CLI_EXIT_OK)
     return rc;
-  if (each_record(st, saga_id, resolved_record, resolved) < 0)
+  if (each_record(st, saga_id, ending_record, e) < 0) {
+    cli_ending_clear(e);
     rc = CLI_EXIT_FAIL;
+  }
   es_store_close(st);
   return rc;
 }

@@ -60,6 +60,32 @@ static const char *need_id(const cli_args_t *a, const char *cmd) {
   return a->pos[0];
 }
 
+/* "cancelled" {"reason", "operator"} or null, and "output": the saga's
+ * output as JSON (a string when it is not JSON) or null. */
+static void add_ending_json(cJSON *o, const cli_ending_t *e) {
+  if (e->cancelled != NULL) {
+    cJSON *c = cJSON_AddObjectToObject(o, "cancelled");
+    if (c != NULL) {
+      cJSON_AddStringToObject(c, "reason", e->cancelled);
+      if (e->cancelled_by != NULL)
+        cJSON_AddStringToObject(c, "operator", e->cancelled_by);
+      else
+        cJSON_AddNullToObject(c, "operator");
+    }
+  } else {
+    cJSON_AddNullToObject(o, "cancelled");
+  }
+  cJSON *out = e->output != NULL
+                   ? cJSON_ParseWithLength(e->output, e->output_len)
+                   : NULL;
+  if (out == NULL && e->output != NULL)
+    out = cJSON_CreateString(e->output);
+  if (out == NULL)
+    cJSON_AddNullToObject(o, "output");
+  else
+    cJSON_AddItemToObject(o, "output", out);
+}
+
 int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   const char *id = need_id(a, "status");
   if (id == NULL)
@@ -69,20 +95,24 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   if (rc != CLI_EXIT_OK)
     return rc;
   int64_t now = cli_now_ms();
-  /* saga_index says compensated for a saga an operator resolved by hand;
-   * its stream tells the two apart. */
-  int resolved = 0;
-  if (strcmp(row.status, "compensated") == 0) {
-    rc = cli_saga_was_resolved(s, id, &resolved);
+  /* saga_index says compensated for a saga an operator resolved by hand
+   * or cancelled, and completed whatever its output: its stream tells. */
+  cli_ending_t end = {0};
+  if (strcmp(row.status, "compensated") == 0 ||
+      strcmp(row.status, "completed") == 0) {
+    rc = cli_saga_ending(s, id, &end);
     if (rc != CLI_EXIT_OK) {
       cli_index_row_clear(&row);
       return rc;
     }
   }
+  int resolved = end.resolved;
   if (a->opt[CLI_OPT_JSON] != NULL) {
     cJSON *o = row_json(&row, now);
-    if (o != NULL)
+    if (o != NULL) {
       cJSON_AddBoolToObject(o, "resolved_by_operator", resolved);
+      add_ending_json(o, &end);
+    }
     rc = cli_print_json(o);
   } else {
     char t1[40], t2[40], t3[40], idle[32];
@@ -101,7 +131,16 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
            cli_format_time(row.updated_ms, t2, sizeof t2),
            cli_format_duration(now - row.updated_ms, idle, sizeof idle),
            cli_format_time(row.deadline_ms, t3, sizeof t3));
+    if (end.cancelled != NULL)
+      printf("cancelled:     %s%s%s%s\n",
+             *end.cancelled ? end.cancelled : "-",
+             end.cancelled_by ? " (by " : "",
+             end.cancelled_by ? end.cancelled_by : "",
+             end.cancelled_by ? ")" : "");
+    if (end.output != NULL)
+      printf("output:        %.*s\n", (int)end.output_len, end.output);
   }
+  cli_ending_clear(&end);
   cli_index_row_clear(&row);
   return rc;
 }

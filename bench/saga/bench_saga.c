@@ -1109,8 +1109,11 @@ int main(int argc, char **argv) {
   const char *no_mem = getenv("BENCH_NO_MEMORY");
   if (no_mem && *no_mem == '1')
     goto report;
-  pid_t s2 = sagad_start(B.inbox2, B.group2, log1, "3000", LOAD_FETCH_WAIT_MS,
-                         LOAD_LINGER_MS);
+  /* session.timeout.ms 10 s: the mock, busy with the two answered steps
+   * of 100,000 sagas, answered heartbeats late at 3 s and the group
+   * rebalanced over and over */
+  pid_t s2 = sagad_start(B.inbox2, B.group2, log1, "10000",
+                         LOAD_FETCH_WAIT_MS, LOAD_LINGER_MS);
   double until = now_ms() + 60000;
   while (log_recovered(log1) < 0 && now_ms() < until)
     turn(20);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cJSON.h>
 #include <libpq-fe.h>
 
 #include "index_query.h"
@@ -292,6 +293,34 @@ static void put_time(abuf_t *b, const char *key, int64_t ms) {
     abuf_puts(b, "null");
 }
 
+/* ,"key":<payload>: the JSON it holds, the text when it is not JSON, or
+ * null when empty. */
+static void put_payload(abuf_t *b, const char *key, const uint8_t *p,
+                        size_t n) {
+  abuf_printf(b, ",\"%s\":", key);
+  cJSON *v = p && n ? cJSON_ParseWithLength((const char *)p, n) : NULL;
+  char *text = v ? cJSON_PrintUnformatted(v) : NULL;
+  cJSON_Delete(v);
+  if (text) {
+    abuf_puts(b, text);
+    cJSON_free(text);
+  } else if (p && n) {
+    char *s = malloc(n + 1);
+    if (!s) {
+      b->failed = 1;
+      return;
+    }
+    memcpy(s, p, n);
+    s[n] = '\0';
+    abuf_add(b, "\"", 1);
+    abuf_json_str(b, s);
+    abuf_add(b, "\"", 1);
+    free(s);
+  } else {
+    abuf_puts(b, "null");
+  }
+}
+
 static const char *outcome_name(uint8_t o) {
   static const char *const n[] = {NULL, "success", "failure", "retryable",
                                   "timeout"};
@@ -342,6 +371,9 @@ static void put_event(abuf_t *b, const saga_def_t *def, int64_t version,
     put_text(b, "definition", ev->def_name);
     abuf_printf(b, ",\"definition_version\":%" PRIu32, ev->def_version);
   }
+  /* the saga's output (its definition's "output" mapping) */
+  if (t == SM_EV_COMPLETED)
+    put_payload(b, "output", ev->payload, ev->payload_len);
   abuf_add(b, "}", 1);
 }
 

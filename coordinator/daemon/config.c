@@ -103,11 +103,13 @@ static const prop_t props[] = {
      "offsets) after SIGTERM or SIGINT",
      NULL, 0},
     {"outputs.cache_bytes", T_INT, OFF(output_cache_bytes), 65536,
-     17179869184, "16777216", NULL,
+     17179869184, "268435456", NULL,
      "bytes of step outputs kept in memory across the running sagas (they "
      "build the later steps' commands); past it, those of the sagas least "
      "recently used are dropped and read back from the store when needed "
-     "(counted by saga_outputs_read_back_total)",
+     "(counted by saga_outputs_read_back_total): one blocking read per step "
+     "of such a saga, so size it above the outputs of the sagas that move; "
+     "only sagas that wait long (days for an approval) should fall out",
      NULL, 0},
     {"payload.max_bytes", T_INT, OFF(payload_max_bytes), 1024, 67108864,
      "1048576", NULL,

@@ -2096,7 +2096,7 @@ sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
   if (!e->cfg.produce_max_bytes)
     e->cfg.produce_max_bytes = 1000000;
   e->outs_max = e->cfg.output_cache_bytes ? e->cfg.output_cache_bytes
-                                           : (size_t)16 << 20;
+                                           : (size_t)256 << 20;
   e->input_max = e->cfg.payload_max_bytes;
   size_t room = e->cfg.produce_max_bytes > SAGAD_COMMAND_ENVELOPE
                     ? e->cfg.produce_max_bytes - SAGAD_COMMAND_ENVELOPE

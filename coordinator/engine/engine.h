@@ -53,7 +53,7 @@ typedef struct {
   size_t produce_max_bytes;
   /* Bytes of step outputs kept in memory across the running sagas; past
    * it, the outputs of the sagas least recently used are dropped and read
-   * back from the store when a command needs them. 0 = 16 MiB. */
+   * back from the store when a command needs them. 0 = 256 MiB. */
   size_t output_cache_bytes;
   uint64_t rng_seed;               /* retry jitter */
   sagad_store_port_t store;

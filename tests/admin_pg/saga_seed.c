@@ -39,11 +39,19 @@ static void record(const sm_t *s, const sm_output_t *out, int64_t at,
   size_t len = 0;
   if (out->n_events == 0)
     return;
-  if (saga_codec_encode(out->events, out->n_events, at, buf, sizeof buf,
-                        &len) != SAGA_CORE_OK)
+  /* sagad records the saga's output (its definition's "output" mapping)
+   * in the Completed event: SEED_OUTPUT here */
+  static sm_event_t ev[SM_MAX_OUT];
+  memcpy(ev, out->events, out->n_events * sizeof *ev);
+  for (size_t i = 0; i < out->n_events; i++)
+    if (ev[i].type == SM_EV_COMPLETED) {
+      ev[i].payload = (const uint8_t *)SEED_OUTPUT;
+      ev[i].payload_len = strlen(SEED_OUTPUT);
+    }
+  if (saga_codec_encode(ev, out->n_events, at, buf, sizeof buf, &len) !=
+      SAGA_CORE_OK)
     die("encode");
-  fn(arg, s, buf, len,
-     saga_codec_record_type(out->events, out->n_events), at);
+  fn(arg, s, buf, len, saga_codec_record_type(ev, out->n_events), at);
 }
 
 sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,

@@ -20,6 +20,10 @@
  * in flight. */
 #define SEED_TIMEOUT 0xff
 
+/* The output a seeded saga's Completed event records (sagad puts its
+ * definition's "output" mapping there). */
+#define SEED_OUTPUT "{\"shipment\":\"ship-1\"}"
+
 /* One stored record: the saga after the transition, its bytes, its event
  * type, the time it was decided. */
 typedef void (*seed_record_fn)(void *arg, const sm_t *s, const uint8_t *rec,

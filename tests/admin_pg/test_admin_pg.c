@@ -405,6 +405,13 @@ static void test_a_lost_connection_is_reopened_for_the_next_request(
   assert_int_equal(status, 200);
   assert_string_equal(str(cJSON_GetObjectItem(doc, "saga"), "status"),
                       "completed");
+  /* its Completed event shows the saga's output, as JSON */
+  const cJSON *h, *output = NULL;
+  cJSON_ArrayForEach(h, cJSON_GetObjectItem(doc, "history"))
+    if (!strcmp(str(h, "event"), "Completed"))
+      output = cJSON_GetObjectItem(h, "output");
+  assert_non_null(output);
+  assert_string_equal(str(output, "shipment"), "ship-1");
   cJSON_Delete(doc);
   doc = get("/sagas?state=completed", &status);
   assert_int_equal(status, 200);

@@ -347,6 +347,9 @@ static void test_cancel_before_the_pivot_compensates_after_it_is_refused(
   expect(r, 0, "cancelled: customer called ticket 7");
   run(t, r, "history", "hold-1", "--json", NULL);
   expect(r, 0, "\"operator\":\"alice\"");
+  run(t, r, "status", "hold-1", NULL);
+  expect(r, 0, "cancelled:     customer called");
+  expect(r, 0, "(by alice)");
   /* Cancelling it again: finished, said by sagactl from saga_index ... */
   run(t, r, "cancel", "hold-1", "--reason", "again", "--kafka", kafka,
       "--inbox", sa.inbox, NULL);

@@ -92,10 +92,18 @@ static void exec_ok(PGconn *c, const char *sql) {
   PQclear(r);
 }
 
-static void append_record(es_store_t *st, const sm_t *s,
-                          const sm_output_t *out, int64_t at) {
+static void append_record(es_store_t *st, const sm_t *s, sm_output_t *out,
+                          int64_t at) {
   if (out->n_events == 0)
     return;
+  /* sagad records the saga's output (its definition's "output" mapping)
+   * in the Completed event */
+  static const char output[] = "{\"shipment\":\"ship-1\"}";
+  for (size_t i = 0; i < out->n_events; i++)
+    if (out->events[i].type == SM_EV_COMPLETED) {
+      out->events[i].payload = (const uint8_t *)output;
+      out->events[i].payload_len = sizeof output - 1;
+    }
   uint8_t buf[8192];
   size_t len = 0;
   assert_int_equal(saga_codec_encode(out->events, out->n_events, at, buf,
@@ -262,6 +270,16 @@ static void test_status_shows_a_saga_and_exits_1_for_an_unknown_one(
   result_t r = run("status", "s-done", NULL);
   expect(&r, 0, "completed", NULL);
   assert_non_null(strstr(r.out, "order (definition v1)"));
+  assert_non_null(strstr(r.out, "output:        {\"shipment\":\"ship-1\"}"));
+  result_free(&r);
+  r = run("status", "s-done", "--json", NULL);
+  expect(&r, 0, NULL, NULL);
+  cJSON *o = json_of(&r);
+  assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "output"),
+                                          "shipment")->valuestring,
+                      "ship-1");
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "cancelled")));
+  cJSON_Delete(o);
   result_free(&r);
   r = run("status", "s-run", NULL);
   expect(&r, 0, "reserve_inventory", NULL);

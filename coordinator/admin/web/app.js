@@ -240,6 +240,15 @@ function cancelForm(s) {
   return form;
 }
 
+// The saga's output (its definition's "output" mapping), recorded in its
+// Completed event; null when it has none.
+function output(history) {
+  const done = history.find(h => h.event === 'Completed');
+  if (!done || done.output === undefined || done.output === null) return null;
+  return el('div', {}, el('span', { class: 'k' }, 'output'),
+            el('code', { id: 'saga-output' }, JSON.stringify(done.output)));
+}
+
 async function sagaPage(id) {
   document.getElementById('crumb').textContent = '/ ' + id;
   document.title = 'saga ' + id;
@@ -260,7 +269,8 @@ async function sagaPage(id) {
     el('div', {}, el('span', { class: 'k' }, 'started'), fmtTime(s.started_at)),
     el('div', {}, el('span', { class: 'k' }, 'last progress'), fmtTime(s.updated_at)),
     el('div', {}, el('span', { class: 'k' }, 'waiting on'), s.current_step || '-'),
-    el('div', {}, el('span', { class: 'k' }, 'next deadline'), fmtTime(s.next_deadline_at) || '-'));
+    el('div', {}, el('span', { class: 'k' }, 'next deadline'), fmtTime(s.next_deadline_at) || '-'),
+    output(h));
   show(summary, cancelForm(s), trail(h), timeline(s, h),
        data.history_truncated ? el('p', { class: 'muted' },
                                    'history truncated') : null,

@@ -304,6 +304,24 @@ static int assign_notifications(saga_starter_t *s, int64_t timeout_ms,
   return rc;
 }
 
+/* Learn the inbox topic's partitions and leaders on the producer now, so
+ * the first StartSaga leaves at once instead of waiting for the producer's
+ * first metadata round (about a second on the embedded mock: every order
+ * of a fresh order-starter took a second more than its saga). Best
+ * effort: a failure only leaves that wait to the first start. */
+static void warm_producer(saga_starter_t *s, int64_t timeout_ms) {
+  rd_kafka_t *rk = saga_kloop_producer(s->kl);
+  rd_kafka_topic_t *t = rk ? rd_kafka_topic_new(rk, s->inbox, NULL) : NULL;
+  if (!t)
+    return;
+  const struct rd_kafka_metadata *md = NULL;
+  if (rd_kafka_metadata(rk, 0, t, &md, (int)timeout_ms) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR &&
+      md)
+    rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(t);
+}
+
 static void starter_free(saga_starter_t *s) {
   while (s->cancels)
     cancel_free(cancel_take(s, s->cancels->saga_id));
@@ -357,6 +375,8 @@ int saga_starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
   s->kloop_open = 1;
   int64_t t = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 10000;
   int rc = assign_notifications(s, t, errbuf, errlen);
+  if (!rc)
+    warm_producer(s, t);
   if (rc) {
     saga_starter_close(s, NULL, NULL);
     return rc;

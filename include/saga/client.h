@@ -247,7 +247,9 @@ SAGA_CLIENT_EXPORT int saga_notification_is_outcome(int kind);
 /* Create a starter on `loop`: a producer to the inbox and a reader of every
  * partition of the notifications topic from its current end (no consumer
  * group, so no join delay). Blocks up to setup_timeout_ms to learn those
- * partitions. Every notification produced after this returns is seen.
+ * partitions, then (best effort, up to as long again) the inbox topic's
+ * partitions on the producer, so the first start does not wait for them.
+ * Every notification produced after this returns is seen.
  * On failure nothing is returned, but the half-made starter releases its
  * handles on `loop`: run the loop until it has no more to do.
  * Returns 0, SAGA_EINVAL, SAGA_ENOMEM, SAGA_EKAFKA or SAGA_ETIMEDOUT. */

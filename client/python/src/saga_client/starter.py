@@ -42,7 +42,9 @@ class Starter:
     Construction learns the partitions of the notifications topic and
     their ends, waiting up to ``setup_timeout`` seconds (the topic may be
     being created); raises SagaError(SAGA_ETIMEDOUT) naming the topic when
-    it cannot, SAGA_EKAFKA when a Kafka client cannot be made. ``consumer``
+    it cannot, SAGA_EKAFKA when a Kafka client cannot be made; then (best
+    effort, up to as long again) the inbox topic's metadata on the
+    producer, so the first start leaves at once. ``consumer``
     and ``producer`` replace the confluent_kafka clients it would make
     (tests). Not thread-safe: use one starter per thread."""
 
@@ -76,6 +78,20 @@ class Starter:
         except BaseException:
             self.close()
             raise
+        self._warm_producer(setup_timeout)
+
+    def _warm_producer(self, timeout):
+        """Learn the inbox topic's metadata on the producer now, as the C
+        starter does, so the first start does not wait for the producer's
+        first metadata round (about a second on the embedded mock). Best
+        effort: a failure leaves that wait to the first start."""
+        list_topics = getattr(self._producer, "list_topics", None)
+        if list_topics is None:
+            return
+        try:
+            list_topics(self.inbox, timeout=timeout)
+        except Exception:  # KafkaException: timed out, transport
+            pass
 
     def _assign_at_end(self, timeout):
         from confluent_kafka import TopicPartition

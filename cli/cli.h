@@ -47,7 +47,9 @@ enum {
   X(OUTPUT, "output", 1, "table, json or jsonl (default table)")            \
   X(ALL, "all", 0, "every saga in the index")                               \
   X(REASON, "reason", 1, "why, recorded with the action")                   \
-  X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive")
+  X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive") \
+  X(DRY_RUN, "dry-run", 0, "check, change nothing")                         \
+  X(PAYLOADS, "payloads", 0, "show input, outputs and reasons in full")
 
 typedef enum {
 #define CLI_OPT_ENUM_(id, name, val, help) CLI_OPT_##id,
@@ -55,6 +57,8 @@ typedef enum {
 #undef CLI_OPT_ENUM_
       CLI_OPT_COUNT_
 } cli_opt_t;
+/* A command's options are a 32-bit mask of CLI_OPT_BIT. */
+_Static_assert(CLI_OPT_COUNT_ <= 32, "more options than mask bits");
 
 #define CLI_OPT_BIT(id) ((uint32_t)1 << CLI_OPT_##id)
 /* Options every command accepts. */

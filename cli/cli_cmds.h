@@ -16,6 +16,7 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s);
+int cli_cmd_describe(const cli_args_t *a, const cli_settings_t *s);
 
 /* How a finished saga ended, from its stream: saga_index says only
  * completed or compensated. */

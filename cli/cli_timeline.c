@@ -189,6 +189,15 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
     default:
       break;
     }
+    if (tl->keep_payloads && e->payload_len > 0 &&
+        (e->type == SM_EV_STARTED || e->type == SM_EV_SUCCEEDED ||
+         e->type == SM_EV_COMPLETED)) {
+      if ((r->payload = malloc(e->payload_len + 1)) == NULL)
+        return -1;
+      memcpy(r->payload, e->payload, e->payload_len);
+      r->payload[e->payload_len] = '\0';
+      r->payload_len = e->payload_len;
+    }
     if (e->type == SM_EV_SUCCEEDED || e->type == SM_EV_ATTEMPT_FAILED) {
       int64_t sent = take_sent(tl, e);
       if (sent >= 0 && at_ms >= sent)
@@ -202,6 +211,8 @@ int cli_timeline_add(cli_timeline_t *tl, const saga_def_t *def,
 void cli_timeline_free(cli_timeline_t *tl) {
   if (tl == NULL)
     return;
+  for (size_t i = 0; i < tl->n; i++)
+    free(tl->rows[i].payload);
   free(tl->rows);
   free(tl->sent);
   memset(tl, 0, sizeof *tl);
@@ -230,7 +241,27 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
             *r->action != '\0' ? r->action : "-", a,
             *r->outcome != '\0' ? r->outcome : "-",
             cli_format_duration(r->duration_ms, d, sizeof d), r->detail);
+    if (r->payload != NULL)
+      fprintf(out, "%24s %4s  %s: %.*s\n", "", "",
+              strcmp(r->event, "Started") == 0 ? "input" : "output",
+              (int)r->payload_len, r->payload);
   }
+}
+
+cJSON *cli_payload_json(const char *p, size_t n) {
+  if (p == NULL)
+    return cJSON_CreateNull();
+  cJSON *v = cJSON_ParseWithLength(p, n);
+  if (v != NULL)
+    return v;
+  char *text = malloc(n + 1);
+  if (text == NULL)
+    return NULL;
+  memcpy(text, p, n);
+  text[n] = '\0';
+  v = cJSON_CreateString(text);
+  free(text);
+  return v;
 }
 
 static int add_str_or_null(cJSON *o, const char *k, const char *v) {
@@ -274,6 +305,13 @@ cJSON *cli_timeline_json(const cli_timeline_t *tl) {
     if (dur == NULL || !cJSON_AddItemToObject(o, "duration_ms", dur)) {
       cJSON_Delete(dur);
       goto oom;
+    }
+    if (tl->keep_payloads) {
+      cJSON *pl = cli_payload_json(r->payload, r->payload_len);
+      if (pl == NULL || !cJSON_AddItemToObject(o, "payload", pl)) {
+        cJSON_Delete(pl);
+        goto oom;
+      }
     }
     if (bad)
       goto oom;

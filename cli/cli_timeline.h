@@ -30,6 +30,10 @@ typedef struct cli_tl_row {
    * and CancelRequested ("" = not given). */
   char who[SM_ID_MAX + 1];
   char why[SAGA_CODEC_MAX_REASON + 1];
+  /* With keep_payloads: the saga's input (Started), a step's output
+   * (Succeeded) or the saga's output (Completed), malloc'd; else NULL. */
+  char *payload;
+  size_t payload_len;
 } cli_tl_row_t;
 
 typedef struct cli_tl_sent {
@@ -44,6 +48,9 @@ typedef struct cli_timeline {
   size_t n, cap;
   cli_tl_sent_t *sent; /* dispatch times, for durations */
   size_t nsent, capsent;
+  int keep_payloads; /* set before the first add: copy payloads into rows,
+                        print them (a line under their row) and put them in
+                        the JSON ("payload") */
 } cli_timeline_t;
 
 /* Add the n events of one record (stream version `version`, decided at
@@ -61,5 +68,9 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out);
 /* The rows as a JSON array of objects (cJSON_Delete), or NULL on OOM.
  * Absent fields are null. */
 cJSON *cli_timeline_json(const cli_timeline_t *tl);
+
+/* A payload as JSON: the document p[0..n) holds, a string when it is not
+ * JSON, null when p is NULL; NULL when out of memory. */
+cJSON *cli_payload_json(const char *p, size_t n);
 
 #endif

@@ -16,47 +16,16 @@
 
 #include "cli_cmds.h"
 #include "cli_db.h"
+#include "cli_defs.h"
+#include "cli_records.h"
 #include "cli_timeline.h"
 
 #define PAGE 1000
 
-/* Load the definitions folder; NULL with the line printed when it cannot
- * be read or holds a bad file (*rc = CLI_EXIT_USAGE). */
-static saga_registry_t *load_defs(const cli_settings_t *s, int *rc) {
-  const char *dir = cli_get(s, CLI_SET_DEFINITIONS);
-  saga_registry_t *reg = saga_registry_new();
-  saga_diags_t d = {0};
-  *rc = CLI_EXIT_OK;
-  if (reg == NULL) {
-    *rc = cli_fail(CLI_EXIT_FAIL, "out of memory");
-    return NULL;
-  }
-  size_t loaded = 0;
-  int err = saga_registry_load_dir(reg, dir, &d, &loaded);
-  if (err == SAGA_CORE_EIO || (err == SAGA_CORE_OK && loaded == 0)) {
-    *rc = cli_fail(CLI_EXIT_USAGE,
-                   "could not load saga definitions from \"%s\" (%s): %s", dir,
-                   cli_get(s, CLI_SET_DEFINITIONS) != NULL
-                       ? s->source[CLI_SET_DEFINITIONS]
-                       : "unset",
-                   err == SAGA_CORE_EIO ? "folder cannot be read"
-                                        : "no *.json definition in it");
-  } else if (err != SAGA_CORE_OK) {
-    *rc = cli_fail(CLI_EXIT_USAGE, "%s",
-                   d.n > 0 ? d.items[0] : saga_core_strerror(err));
-  }
-  saga_diags_clear(&d);
-  if (*rc != CLI_EXIT_OK) {
-    saga_registry_free(reg);
-    return NULL;
-  }
-  return reg;
-}
-
 int cli_defs_has_type(const cli_settings_t *s, const char *type,
                       uint32_t version, int *found) {
   int rc;
-  saga_registry_t *reg = load_defs(s, &rc);
+  saga_registry_t *reg = cli_defs_load_folder(s, &rc);
   if (reg == NULL)
     return rc;
   *found = saga_registry_find(reg, type, version) != NULL;
@@ -69,7 +38,7 @@ int cli_defs_stuck_thresholds(const cli_settings_t *s, char **json) {
   if (cli_get(s, CLI_SET_DEFINITIONS) == NULL)
     return CLI_EXIT_OK;
   int rc;
-  saga_registry_t *reg = load_defs(s, &rc);
+  saga_registry_t *reg = cli_defs_load_folder(s, &rc);
   if (reg == NULL)
     return rc;
   cJSON *arr = cJSON_CreateArray();
@@ -119,8 +88,7 @@ static int open_store(const cli_settings_t *s, es_store_t **out) {
 
 /* Calls fn for each decoded record of the saga's stream in order. Returns
  * the number of records, or -1 (line printed). */
-typedef int (*record_fn)(void *arg, int64_t version,
-                         const saga_record_t *rec);
+typedef cli_record_fn record_fn;
 
 /* Decode the events of page and call fn for each; *count grows, or
  * becomes -1 (line printed). */
@@ -230,6 +198,16 @@ static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
   return count > INT32_MAX ? INT32_MAX : (int)count;
 }
 
+int cli_each_saga_record(const cli_settings_t *s, const char *saga_id,
+                         cli_record_fn fn, void *arg) {
+  es_store_t *st = NULL;
+  if (open_store(s, &st) != CLI_EXIT_OK)
+    return -1;
+  int n = each_record(st, saga_id, fn, arg);
+  es_store_close(st);
+  return n;
+}
+
 /* ---- resolved? -------------------------------------------------------- */
 
 static char *dup_bytes(const void *p, size_t n) {
@@ -294,8 +272,9 @@ int cli_saga_ending(const cli_settings_t *s, const char *saga_id,
 /* ---- history --------------------------------------------------------- */
 
 typedef struct {
-  saga_registry_t *reg;
+  cli_defs_t defs;
   const saga_def_t *def;
+  cli_def_from_t from;
   cli_timeline_t tl;
   char type[SAGA_DEF_MAX_NAME + 1];
   uint32_t def_version;
@@ -308,8 +287,7 @@ static int history_record(void *arg, int64_t version,
       h->type[0] == '\0') {
     snprintf(h->type, sizeof h->type, "%s", rec->events[0].def_name);
     h->def_version = rec->events[0].def_version;
-    if (h->reg != NULL)
-      h->def = saga_registry_find(h->reg, h->type, h->def_version);
+    h->def = cli_defs_find(&h->defs, h->type, h->def_version, &h->from);
   }
   if (cli_timeline_add(&h->tl, h->def, version, rec->at_ms, rec->events,
                        rec->n) != 0) {
@@ -319,6 +297,24 @@ static int history_record(void *arg, int64_t version,
   return 0;
 }
 
+/* Where the step names came from, for the header line. */
+static const char *names_from(const history_t *h, char *buf, size_t len) {
+  if (h->from == CLI_DEF_RECORDED)
+    snprintf(buf, len,
+             " (definition as recorded in the store, sha256 "
+             "%.12s)",
+             h->def->sha256);
+  else if (h->from == CLI_DEF_FOLDER)
+    snprintf(buf, len, " (definition from the definitions folder)");
+  else
+    snprintf(buf, len,
+             " (steps by number: the store has no recorded "
+             "definition %s v%" PRIu32 "; give --definitions "
+             "for names)",
+             h->type, h->def_version);
+  return buf;
+}
+
 int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
   if (a->npos != 1)
     return cli_fail(CLI_EXIT_USAGE,
@@ -326,12 +322,20 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
                     a->npos);
   const char *id = a->pos[0];
   history_t h = {0};
+  h.tl.keep_payloads = a->opt[CLI_OPT_PAYLOADS] != NULL;
   int rc = CLI_EXIT_OK;
-  if (cli_get(s, CLI_SET_DEFINITIONS) != NULL &&
-      (h.reg = load_defs(s, &rc)) == NULL)
-    return rc;
   es_store_t *st = NULL;
+  PGconn *c = NULL;
   const char *archive = a->opt[CLI_OPT_ARCHIVE];
+  /* An archive is read without the database, unless the step names must
+   * come from the definitions the store recorded. */
+  int recorded = archive == NULL || (cli_get(s, CLI_SET_DEFINITIONS) == NULL &&
+                                     cli_get(s, CLI_SET_PG) != NULL);
+  if ((recorded && (rc = cli_db_connect(s, &c)) != CLI_EXIT_OK) ||
+      (rc = cli_defs_open(s, c, 1, &h.defs)) != CLI_EXIT_OK)
+    goto out;
+  PQfinish(c);
+  c = NULL;
   if (archive == NULL && (rc = open_store(s, &st)) != CLI_EXIT_OK)
     goto out;
   int n = archive != NULL
@@ -360,30 +364,41 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
     cJSON_AddStringToObject(o, "saga_id", id);
     cJSON_AddStringToObject(o, "type", h.type);
     cJSON_AddNumberToObject(o, "definition_version", h.def_version);
+    static const char *const FROM[] = {NULL, "store", "folder"};
+    if (h.from != CLI_DEF_NONE) {
+      cJSON_AddStringToObject(o, "definition_from", FROM[h.from]);
+      cJSON_AddStringToObject(o, "definition_sha256", h.def->sha256);
+    } else {
+      cJSON_AddNullToObject(o, "definition_from");
+      cJSON_AddNullToObject(o, "definition_sha256");
+    }
     cJSON_AddNumberToObject(o, "records", n);
     cJSON_AddItemToObject(o, "events", events);
     rc = cli_print_json(o);
   } else {
+    char from[256];
     printf("saga %s: %s v%" PRIu32 ", %d records%s\n\n", id, h.type,
-           h.def_version, n,
-           h.def == NULL ? " (steps by number: give --definitions for names)"
-                         : "");
+           h.def_version, n, names_from(&h, from, sizeof from));
     cli_timeline_print(&h.tl, stdout);
   }
 out:
+  PQfinish(c);
   es_store_close(st);
   cli_timeline_free(&h.tl);
-  saga_registry_free(h.reg);
+  cli_defs_clear(&h.defs);
   return rc;
 }
 
 /* ---- replay ---------------------------------------------------------- */
 
 typedef struct {
-  const saga_registry_t *reg;
+  const cli_defs_t *defs; /* where the saga's definition is looked up */
+  const saga_def_t *use;  /* or this one (a dry run's candidate) */
   const char *id;
   sm_t *saga;
-  char problem[256]; /* set when the events cannot be replayed */
+  int missing;         /* no definition for it: not replayed */
+  uint64_t steps_seen; /* bit i: an event names step i */
+  char problem[256];   /* set when the events cannot be replayed */
 } replay_t;
 
 static int replay_record(void *arg, int64_t version,
@@ -400,10 +415,14 @@ static int replay_record(void *arg, int64_t version,
     }
     const sm_event_t *st = &rec->events[0];
     const saga_def_t *def =
-        saga_registry_find(r->reg, st->def_name, st->def_version);
+        r->use != NULL
+            ? r->use
+            : cli_defs_find(r->defs, st->def_name, st->def_version, NULL);
     if (def == NULL) {
+      r->missing = 1;
       snprintf(r->problem, sizeof r->problem,
-               "definition %s v%" PRIu32 " is not in the definitions folder",
+               "definition %s v%" PRIu32 " is neither recorded in the store "
+               "nor in a definitions folder",
                st->def_name, st->def_version);
       return 0;
     }
@@ -417,6 +436,14 @@ static int replay_record(void *arg, int64_t version,
       return 0;
     }
   }
+  for (size_t i = 0; i < rec->n; i++)
+    if (rec->events[i].type != SM_EV_STARTED &&
+        rec->events[i].type != SM_EV_COMPLETED &&
+        rec->events[i].type != SM_EV_COMPENSATED &&
+        rec->events[i].type != SM_EV_RESOLVED &&
+        rec->events[i].type != SM_EV_CANCEL_REQUESTED &&
+        rec->events[i].step < 64)
+      r->steps_seen |= (uint64_t)1 << rec->events[i].step;
   int e = saga_codec_apply(r->saga, rec);
   if (e != SAGA_CORE_OK)
     snprintf(r->problem, sizeof r->problem,
@@ -426,48 +453,62 @@ static int replay_record(void *arg, int64_t version,
   return 0;
 }
 
+typedef enum {
+  REP_OK,
+  REP_MISMATCH,
+  REP_MISSING,
+  REP_CHANGED,
+  REP_CANNOT
+} rep_kind_t;
+
 typedef struct {
-  size_t checked, mismatched;
+  size_t checked, by_kind[REP_CANNOT + 1];
   cJSON *json; /* array of results, or NULL for text */
 } replay_report_t;
 
 static void report(replay_report_t *rep, const char *id, const char *what,
-                   int ok) {
+                   rep_kind_t kind) {
+  static const char *const LABEL[] = {"ok", "MISMATCH", "MISSING", "CHANGED",
+                                      "CANNOT"};
+  static const char *const RESULT[] = {"ok", "mismatch", "missing", "changed",
+                                       "cannot"};
   rep->checked++;
-  if (!ok)
-    rep->mismatched++;
+  rep->by_kind[kind]++;
   if (rep->json != NULL) {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
       return;
     cJSON_AddStringToObject(o, "saga_id", id);
-    cJSON_AddBoolToObject(o, "consistent", ok);
+    cJSON_AddBoolToObject(o, "consistent", kind == REP_OK);
+    cJSON_AddStringToObject(o, "result", RESULT[kind]);
     cJSON_AddStringToObject(o, "detail", what);
     cJSON_AddItemToArray(rep->json, o);
   } else {
-    printf("%-8s %s: %s\n", ok ? "ok" : "MISMATCH", id, what);
+    printf("%-8s %s: %s\n", LABEL[kind], id, what);
   }
 }
 
 /* Replay one saga and compare with its index row (row may be NULL when
  * the index has none). Returns 0 or -1 on a fatal error (printed). */
-static int replay_one(es_store_t *st, const saga_registry_t *reg,
-                      const char *id, const cli_index_row_t *row,
-                      replay_report_t *rep) {
-  replay_t r = {.reg = reg, .id = id};
+static int replay_one(es_store_t *st, const cli_defs_t *defs, const char *id,
+                      const cli_index_row_t *row, replay_report_t *rep) {
+  replay_t r = {.defs = defs, .id = id};
   int n = each_record(st, id, replay_record, &r);
   if (n < 0) {
     free(r.saga);
     return -1;
   }
   char what[768];
-  int ok = 0;
+  rep_kind_t kind = REP_MISMATCH;
   if (n == 0 && row == NULL) {
     snprintf(what, sizeof what, "not found: no saga_index row and no events");
   } else if (n == 0) {
     snprintf(what, sizeof what, "in saga_index (status %s) but stream "
                                 "\"saga-%s\" has no events",
              row != NULL ? row->status : "?", id);
+  } else if (r.missing) {
+    kind = REP_MISSING;
+    snprintf(what, sizeof what, "not checked: %s", r.problem);
   } else if (r.problem[0] != '\0') {
     snprintf(what, sizeof what, "cannot replay: %s", r.problem);
   } else if (row == NULL) {
@@ -493,18 +534,113 @@ static int replay_one(es_store_t *st, const saga_registry_t *reg,
       DIFF("%sdefinition version: index %d, events %" PRIu32, w ? "; " : "",
            row->def_version, r.saga->def->version);
 #undef DIFF
-    ok = w == 0;
-    if (ok)
+    if (w == 0) {
+      kind = REP_OK;
       snprintf(what, sizeof what, "%s at version %" PRIu32, status,
                r.saga->version);
+    }
   }
-  report(rep, id, what, ok);
+  report(rep, id, what, kind);
   free(r.saga);
   return 0;
 }
 
+/* The first step the saga reached (a bit of seen) that is named
+ * differently, or missing, in cand than in rec; -1 when none is. */
+static int renamed_step(const saga_def_t *rec, const saga_def_t *cand,
+                        uint64_t seen) {
+  for (uint32_t i = 0; i < rec->nsteps && i < 64; i++)
+    if ((seen >> i & 1) &&
+        (i >= cand->nsteps || strcmp(rec->steps[i].name, cand->steps[i].name)))
+      return (int)i;
+  return -1;
+}
+
+/* The dry run of a new folder for one saga: could the folder's version
+ * of its type -- its own version when the folder has it, else the
+ * newest -- take the saga over? Its history must replay through that
+ * version, and every step it reached must have the same name there as in
+ * the recorded version. Returns 0 or -1 on a fatal error (printed). */
+static int dry_run_one(es_store_t *st, const cli_defs_t *defs,
+                       const saga_registry_t *folder, const char *dir,
+                       const cli_index_row_t *row, replay_report_t *rep) {
+  uint32_t v = (uint32_t)row->def_version;
+  const saga_def_t *rec = cli_defs_find(defs, row->saga_type, v, NULL);
+  const saga_def_t *same = saga_registry_find(folder, row->saga_type, v);
+  const saga_def_t *cand =
+      same != NULL ? same : saga_registry_find(folder, row->saga_type, 0);
+  char what[768];
+  if (cand == NULL) {
+    snprintf(what, sizeof what,
+             "%s v%" PRIu32 " (%s): \"%s\" has no definition of type %s: "
+             "a sagad on it would leave this saga alone",
+             row->saga_type, v, row->status, dir, row->saga_type);
+    report(rep, row->saga_id, what, REP_MISSING);
+    return 0;
+  }
+  if (same != NULL && rec != NULL && strcmp(same->sha256, rec->sha256)) {
+    snprintf(what, sizeof what,
+             "%s v%" PRIu32 " in \"%s\" (%s, sha256 %.12s) differs from the "
+             "recorded v%" PRIu32 " (sha256 %.12s): sagad would refuse to "
+             "start; give the changed definition a new version",
+             row->saga_type, v, dir, same->source, same->sha256, v,
+             rec->sha256);
+    report(rep, row->saga_id, what, REP_CHANGED);
+    return 0;
+  }
+  /* The candidate under the saga's own version number: the machine
+   * checks the Started event against it, the rest is the new layout. */
+  saga_def_t shadow = *cand;
+  shadow.version = v;
+  replay_t r = {.use = &shadow, .id = row->saga_id};
+  int n = each_record(st, row->saga_id, replay_record, &r);
+  free(r.saga);
+  if (n < 0)
+    return -1;
+  char to[96];
+  snprintf(to, sizeof to, "v%" PRIu32 " in \"%.40s\"", cand->version, dir);
+  rep_kind_t kind = REP_CANNOT;
+  int bad;
+  if (n == 0) {
+    snprintf(what, sizeof what, "stream \"saga-%s\" has no events",
+             row->saga_id);
+  } else if (r.problem[0] != '\0') {
+    snprintf(what, sizeof what,
+             "%s v%" PRIu32 " (%s): %s cannot take it "
+             "over: %s",
+             row->saga_type, v, row->status, to, r.problem);
+  } else if (rec != NULL &&
+             (bad = renamed_step(rec, cand, r.steps_seen)) >= 0) {
+    snprintf(what, sizeof what,
+             "%s v%" PRIu32 " (%s): %s cannot take it over: its step %d"
+             " is \"%s\" in v%" PRIu32 " but %s%s%s in v%" PRIu32,
+             row->saga_type, v, row->status, to, bad, rec->steps[bad].name, v,
+             (uint32_t)bad < cand->nsteps ? "\"" : "missing",
+             (uint32_t)bad < cand->nsteps ? cand->steps[bad].name : "",
+             (uint32_t)bad < cand->nsteps ? "\"" : "", cand->version);
+  } else {
+    kind = REP_OK;
+    if (same != NULL)
+      snprintf(what, sizeof what,
+               "%s v%" PRIu32 " (%s): %s %s; its %d records replay",
+               row->saga_type, v, row->status, to,
+               rec != NULL ? "is the recorded body"
+                           : "(no recorded body to compare)",
+               n);
+    else
+      snprintf(what, sizeof what,
+               "%s v%" PRIu32 " (%s): %s could take it over: its %d records "
+               "replay and the steps it reached keep their names (sagad "
+               "runs a saga only on its own version: keep v%" PRIu32
+               " while sagas run on it)",
+               row->saga_type, v, row->status, to, n, v);
+  }
+  report(rep, row->saga_id, what, kind);
+  return 0;
+}
+
 /* Saga ids that have a Started record but are not in `rows`. */
-static int replay_orphans(es_store_t *st, const saga_registry_t *reg,
+static int replay_orphans(es_store_t *st, const cli_defs_t *defs,
                           const cli_index_row_t *rows, size_t nrows,
                           replay_report_t *rep) {
   es_filter_t f = {.category = "saga", .type = "Started"};
@@ -523,7 +659,7 @@ static int replay_orphans(es_store_t *st, const saga_registry_t *reg,
       int indexed = 0;
       for (size_t j = 0; j < nrows && !indexed; j++)
         indexed = strcmp(rows[j].saga_id, id) == 0;
-      if (!indexed && replay_one(st, reg, id, NULL, rep) != 0) {
+      if (!indexed && replay_one(st, defs, id, NULL, rep) != 0) {
         es_page_free(page);
         return -1;
       }
@@ -535,14 +671,54 @@ static int replay_orphans(es_store_t *st, const saga_registry_t *reg,
   }
 }
 
+/* Print the report and its summary; the JSON array passes to the printed
+ * document (rep->json becomes NULL). The exit code: 1 when any saga is not
+ * ok. */
+static int print_replay(replay_report_t *rep, int dry, const char *dir) {
+  size_t bad = rep->checked - rep->by_kind[REP_OK];
+  if (rep->json != NULL) {
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+      return cli_fail(CLI_EXIT_FAIL, "out of memory");
+    cJSON_AddNumberToObject(o, "checked", (double)rep->checked);
+    if (dry) {
+      cJSON_AddBoolToObject(o, "dry_run", 1);
+      cJSON_AddStringToObject(o, "definitions", dir);
+      cJSON_AddNumberToObject(o, "could", (double)rep->by_kind[REP_OK]);
+      cJSON_AddNumberToObject(o, "could_not", (double)bad);
+    } else {
+      cJSON_AddNumberToObject(o, "mismatched",
+                              (double)rep->by_kind[REP_MISMATCH]);
+      cJSON_AddNumberToObject(o, "missing", (double)rep->by_kind[REP_MISSING]);
+    }
+    cJSON_AddItemToObject(o, "sagas", rep->json);
+    rep->json = NULL;
+    if (cli_print_json(o) != CLI_EXIT_OK)
+      return CLI_EXIT_FAIL;
+  } else if (dry) {
+    printf("dry run of \"%s\" against %zu sagas: %zu could be taken over, "
+           "%zu could not\n",
+           dir, rep->checked, rep->by_kind[REP_OK], bad);
+  } else {
+    printf("replayed %zu sagas: %zu consistent, %zu mismatched, %zu missing "
+           "a definition\n",
+           rep->checked, rep->by_kind[REP_OK], rep->by_kind[REP_MISMATCH],
+           rep->by_kind[REP_MISSING]);
+  }
+  return bad > 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+}
+
 int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
   int all = a->opt[CLI_OPT_ALL] != NULL;
+  int dry = a->opt[CLI_OPT_DRY_RUN] != NULL;
+  const char *dir = cli_get(s, CLI_SET_DEFINITIONS);
   if ((all && a->npos != 0) || (!all && a->npos != 1))
     return cli_fail(CLI_EXIT_USAGE, "replay: give one saga id or --all");
-  if (cli_get(s, CLI_SET_DEFINITIONS) == NULL)
+  if (dry && dir == NULL)
     return cli_fail(CLI_EXIT_USAGE,
-                    "replay needs the saga definitions: give --definitions "
-                    "DIR, SAGA_DEFINITIONS or \"definitions = ...\"");
+                    "replay --dry-run checks a new definitions folder "
+                    "against the recorded histories: give --definitions "
+                    "NEW_DIR");
   uint64_t limit = 1000000;
   if (a->opt[CLI_OPT_LIMIT] != NULL &&
       cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, 1000000, &limit) != 0)
@@ -551,16 +727,19 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
                     "\"%s\"",
                     a->opt[CLI_OPT_LIMIT]);
   int rc = CLI_EXIT_OK;
-  saga_registry_t *reg = load_defs(s, &rc);
-  if (reg == NULL)
-    return rc;
   PGconn *c = NULL;
   es_store_t *st = NULL;
+  cli_defs_t defs = {0};
+  saga_registry_t *folder = NULL;
   cli_list_t list = {0};
   cli_index_row_t *rows = NULL;
   size_t nrows = 0;
   replay_report_t rep = {0};
-  if ((rc = cli_db_connect(s, &c)) != CLI_EXIT_OK ||
+  /* A dry run compares the folder with the recorded definitions; a
+   * replay takes the recorded ones, the folder for what is not recorded. */
+  if ((dry && (folder = cli_defs_load_folder(s, &rc)) == NULL) ||
+      (rc = cli_db_connect(s, &c)) != CLI_EXIT_OK ||
+      (rc = cli_defs_open(s, c, !dry, &defs)) != CLI_EXIT_OK ||
       (rc = open_store(s, &st)) != CLI_EXIT_OK)
     goto out;
   rc = CLI_EXIT_FAIL;
@@ -579,30 +758,30 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
     if (found < 0)
       goto out;
     nrows = found == 0 ? 1 : 0;
+    if (dry && nrows == 0) {
+      rc = cli_fail(CLI_EXIT_FAIL, "saga \"%s\" not found in saga_index",
+                    a->pos[0]);
+      goto out;
+    }
   }
   if (a->opt[CLI_OPT_JSON] != NULL && (rep.json = cJSON_CreateArray()) == NULL)
     goto out;
-  for (size_t i = 0; i < nrows; i++)
-    if (replay_one(st, reg, rows[i].saga_id, &rows[i], &rep) != 0)
+  for (size_t i = 0; i < nrows; i++) {
+    const cli_index_row_t *row = &rows[i];
+    /* a dry run is about the sagas a new folder would have to carry on */
+    if (dry && all &&
+        (!strcmp(row->status, "completed") ||
+         !strcmp(row->status, "compensated")))
+      continue;
+    if (dry ? dry_run_one(st, &defs, folder, dir, row, &rep) != 0
+            : replay_one(st, &defs, row->saga_id, row, &rep) != 0)
       goto out;
-  if (all ? replay_orphans(st, reg, rows, nrows, &rep) != 0
-          : (nrows == 0 && replay_one(st, reg, a->pos[0], NULL, &rep) != 0))
-    goto out;
-  if (rep.json != NULL) {
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
-      goto out;
-    cJSON_AddNumberToObject(o, "checked", (double)rep.checked);
-    cJSON_AddNumberToObject(o, "mismatched", (double)rep.mismatched);
-    cJSON_AddItemToObject(o, "sagas", rep.json);
-    rep.json = NULL;
-    if (cli_print_json(o) != CLI_EXIT_OK)
-      goto out;
-  } else {
-    printf("replayed %zu sagas: %zu consistent, %zu mismatched\n",
-           rep.checked, rep.checked - rep.mismatched, rep.mismatched);
   }
-  rc = rep.mismatched > 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+  if (!dry &&
+      (all ? replay_orphans(st, &defs, rows, nrows, &rep) != 0
+           : (nrows == 0 && replay_one(st, &defs, a->pos[0], NULL, &rep) != 0)))
+    goto out;
+  rc = print_replay(&rep, dry, dir);
 out:
   cJSON_Delete(rep.json);
   for (size_t i = 0; i < nrows; i++)
@@ -610,6 +789,7 @@ out:
   free(rows);
   es_store_close(st);
   PQfinish(c);
-  saga_registry_free(reg);
+  cli_defs_clear(&defs);
+  saga_registry_free(folder);
   return rc;
 }

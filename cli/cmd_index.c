@@ -9,6 +9,7 @@
 
 #include "cli_cmds.h"
 #include "cli_db.h"
+#include "cli_records.h"
 #include "timetext.h"
 
 static void add_time(cJSON *o, const char *key, int64_t ms) {
@@ -19,7 +20,7 @@ static void add_time(cJSON *o, const char *key, int64_t ms) {
     cJSON_AddNullToObject(o, key);
 }
 
-static cJSON *row_json(const cli_index_row_t *r, int64_t now) {
+cJSON *cli_index_row_json(const cli_index_row_t *r, int64_t now) {
   cJSON *o = cJSON_CreateObject();
   if (o == NULL)
     return NULL;
@@ -43,7 +44,7 @@ static cJSON *row_json(const cli_index_row_t *r, int64_t now) {
 /* A list's row: row_json and its stuck flag (judged by the definitions'
  * thresholds when they are configured). */
 static cJSON *list_row_json(const cli_index_row_t *r, int64_t now) {
-  cJSON *o = row_json(r, now);
+  cJSON *o = cli_index_row_json(r, now);
   if (o != NULL && !cJSON_AddBoolToObject(o, "stuck", r->stuck)) {
     cJSON_Delete(o);
     o = NULL;
@@ -62,7 +63,7 @@ static const char *need_id(const cli_args_t *a, const char *cmd) {
 
 /* "cancelled" {"reason", "operator"} or null, and "output": the saga's
  * output as JSON (a string when it is not JSON) or null. */
-static void add_ending_json(cJSON *o, const cli_ending_t *e) {
+void cli_ending_add_json(cJSON *o, const cli_ending_t *e) {
   if (e->cancelled != NULL) {
     cJSON *c = cJSON_AddObjectToObject(o, "cancelled");
     if (c != NULL) {
@@ -108,10 +109,10 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   }
   int resolved = end.resolved;
   if (a->opt[CLI_OPT_JSON] != NULL) {
-    cJSON *o = row_json(&row, now);
+    cJSON *o = cli_index_row_json(&row, now);
     if (o != NULL) {
       cJSON_AddBoolToObject(o, "resolved_by_operator", resolved);
-      add_ending_json(o, &end);
+      cli_ending_add_json(o, &end);
     }
     rc = cli_print_json(o);
   } else {

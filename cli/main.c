@@ -36,14 +36,23 @@ static const struct command {
      B(STATE) | B(TYPE) | B(SINCE) | B(UNTIL) | B(STUCK) | B(OLDEST_FIRST) |
          B(AFTER) | B(LIMIT) | B(OUTPUT) | B(JSON),
      cli_cmd_list},
-    {"history", "history ID [--archive FILE]",
+    {"describe", "describe ID [--payloads] [--output table|json]",
+     "show one saga for an incident: status, the current and parked step "
+     "with its last failure, each step's state and output, the pending "
+     "deadline, input and outputs (sizes; whole with --payloads), the "
+     "operator trail",
+     B(PAYLOADS) | B(OUTPUT) | B(JSON), cli_cmd_describe},
+    {"history", "history ID [--payloads] [--archive FILE]",
      "show a saga's stored events as a timeline: time, step, action, "
-     "attempt, outcome, duration (from an archive file with --archive)",
-     B(JSON) | B(ARCHIVE), cli_cmd_history},
-    {"replay", "replay ID|--all --definitions DIR",
-     "rebuild sagas from their events through the state machine and compare "
-     "with saga_index; exit 1 on any mismatch",
-     B(ALL) | B(JSON) | B(LIMIT), cli_cmd_replay},
+     "attempt, outcome, duration (from an archive file with --archive); "
+     "steps named by the definition recorded in the store",
+     B(JSON) | B(ARCHIVE) | B(PAYLOADS), cli_cmd_history},
+    {"replay", "replay ID|--all [--definitions DIR [--dry-run]]",
+     "rebuild sagas from their events through the state machine, with the "
+     "definitions recorded in the store, and compare with saga_index; exit "
+     "1 on any mismatch or missing definition. With --dry-run, check a new "
+     "definitions folder: could it take over each running saga?",
+     B(ALL) | B(JSON) | B(LIMIT) | B(DRY_RUN), cli_cmd_replay},
     {"retry", "retry ID [--reason TEXT]",
      "ask the coordinator to retry the compensation of a saga parked in "
      "compensation_failed",

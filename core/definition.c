@@ -15,6 +15,8 @@
 
 #include <cJSON.h>
 
+#include "sha256.h"
+
 #define MAX_FILE_BYTES (1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_STUCK_MS 300000
@@ -649,7 +651,56 @@ void saga_def_free(saga_def_t *def) {
   flow_map_free(def->output_map);
   free(def->name);
   free(def->source);
+  free(def->body);
   free(def);
+}
+
+/* Sort the members of every object of v by key, keeping the order of
+ * equal keys (insertion into a new list: definitions are small). */
+static void sort_members(cJSON *v) {
+  if (v == NULL || (!cJSON_IsObject(v) && !cJSON_IsArray(v)))
+    return;
+  cJSON *sorted = NULL;
+  cJSON *next;
+  for (cJSON *c = v->child; c != NULL; c = next) {
+    next = c->next;
+    sort_members(c);
+    if (!cJSON_IsObject(v))
+      continue;
+    /* after the last member whose key is <= c's */
+    cJSON **at = &sorted;
+    cJSON *prev = NULL;
+    while (*at != NULL && strcmp((*at)->string, c->string) <= 0) {
+      prev = *at;
+      at = &(*at)->next;
+    }
+    c->next = *at;
+    c->prev = prev;
+    if (*at != NULL)
+      (*at)->prev = c;
+    *at = c;
+  }
+  if (cJSON_IsObject(v) && sorted != NULL) {
+    v->child = sorted;
+    cJSON *last = sorted;
+    while (last->next != NULL)
+      last = last->next;
+    sorted->prev = last; /* cJSON: the head's prev is the tail */
+  }
+}
+
+/* def->body and def->sha256 from the parsed document (sorted in place). */
+static int set_body(saga_def_t *def, cJSON *root) {
+  sort_members(root);
+  char *text = cJSON_PrintUnformatted(root);
+  if (text != NULL)
+    def->body = strdup(text);
+  cJSON_free(text);
+  if (def->body == NULL)
+    return SAGA_CORE_ENOMEM;
+  def->body_len = strlen(def->body);
+  saga__sha256_hex(def->body, def->body_len, def->sha256);
+  return SAGA_CORE_OK;
 }
 
 int saga_def_parse(const char *json, size_t len, const char *source,
@@ -719,7 +770,7 @@ int saga_def_parse(const char *json, size_t len, const char *source,
   }
   rc = c.oom ? SAGA_CORE_ENOMEM
        : c.errors > 0 ? SAGA_CORE_EDEF
-                      : SAGA_CORE_OK;
+                      : set_body(def, root);
 out:
   cJSON_Delete(root);
   if (rc == SAGA_CORE_OK)

@@ -87,6 +87,13 @@ typedef struct {
   int32_t pivot;           /* index of the pivot step, -1 if none */
   saga_step_def_t *steps;
   saga_flow_map_t *output_map; /* the saga's "output"; NULL = none */
+  /* The document in canonical form -- every object's members sorted by
+   * key (a stable sort), no whitespace -- and its SHA-256 in hex: what
+   * the store records for (name, version). Layout and member order do
+   * not change them; any other change does. */
+  char *body;
+  size_t body_len;
+  char sha256[65];
 } saga_def_t;
 
 /* A growing list of load errors, each a full line

@@ -242,3 +242,22 @@ int iq_get(const char *saga_id, const iq_stuck_t *stuck, iq_stmt_t *out) {
   out->params[2] = out->id;
   return 0;
 }
+
+int iq_definition(const char *name, uint32_t version, iq_stmt_t *out) {
+  memset(out, 0, sizeof *out);
+  if (name != NULL && strlen(name) > IQ_ID_MAX)
+    return -1;
+  if (name == NULL) {
+    out->sql = "SELECT name, version, body, sha256, source FROM "
+               "saga_definitions ORDER BY name, version";
+    return 0;
+  }
+  snprintf(out->id, sizeof out->id, "%s", name);
+  snprintf(out->num[0], sizeof out->num[0], "%" PRIu32, version);
+  out->sql = "SELECT name, version, body, sha256, source FROM "
+             "saga_definitions WHERE name = $1 AND version = $2::int";
+  out->nparams = 2;
+  out->params[0] = out->id;
+  out->params[1] = out->num[0];
+  return 0;
+}

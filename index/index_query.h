@@ -141,4 +141,27 @@ int iq_count(const iq_filter_t *f, const iq_stuck_t *stuck, iq_stmt_t *out);
  * longer than IQ_ID_MAX or default_ms < 1. */
 int iq_get(const char *saga_id, const iq_stuck_t *stuck, iq_stmt_t *out);
 
+/* The definitions sagad recorded (coordinator/io/sql, saga_definitions):
+ * each row's columns, in this order. version is an integer; body the
+ * canonical JSON, sha256 its hash in hex; source the file sagad loaded it
+ * from. */
+typedef enum {
+  IQ_DEF_COL_NAME,
+  IQ_DEF_COL_VERSION,
+  IQ_DEF_COL_BODY,
+  IQ_DEF_COL_SHA256,
+  IQ_DEF_COL_SOURCE,
+  IQ_DEF_NCOLS
+} iq_def_col_t;
+
+/* SQLSTATE of a read of saga_definitions in a database no sagad with
+ * definitions in the store has migrated yet (undefined_table): readers
+ * take it as "nothing recorded". */
+#define IQ_SQLSTATE_NO_TABLE "42P01"
+
+/* The recorded definition name at version (zero or one row), or with name
+ * NULL every recorded definition ordered by name and version. Returns 0,
+ * or -1 when name is longer than IQ_ID_MAX. */
+int iq_definition(const char *name, uint32_t version, iq_stmt_t *out);
+
 #endif

@@ -45,6 +45,7 @@ typedef struct job {
   uint64_t total; /* a list's: every saga the filter matches */
   es_page_t **pages;
   size_t npages;
+  saga_def_t *def; /* a get's: the definition recorded for the saga */
   bool reconnected;
 } job_t;
 
@@ -224,6 +225,29 @@ static void read_history(job_t *j, int64_t index_version) {
   }
 }
 
+/* The definition recorded for the saga of the job's row (NULL when none
+ * is recorded, or the table is not there yet): its steps' names for the
+ * history, whatever the definitions folder holds now. Best effort: a
+ * failed read leaves steps by number. */
+static void read_definition(job_t *j) {
+  const char *type = PQgetvalue(j->res, 0, IQ_COL_SAGA_TYPE);
+  uint32_t version = (uint32_t)strtoul(
+      PQgetvalue(j->res, 0, IQ_COL_DEFINITION_VERSION), NULL, 10);
+  iq_stmt_t q;
+  if (iq_definition(type, version, &q) != 0)
+    return;
+  PGresult *r = PQexecParams(j->pg->conn, q.sql, q.nparams, NULL, q.params,
+                             NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    const char *body = PQgetvalue(r, 0, IQ_DEF_COL_BODY);
+    if (saga_def_parse(body, strlen(body), "saga_definitions", &j->def, NULL) ==
+        SAGA_CORE_OK)
+      snprintf(j->def->sha256, sizeof j->def->sha256, "%s",
+               PQgetvalue(r, 0, IQ_DEF_COL_SHA256));
+  }
+  PQclear(r);
+}
+
 static void work(uv_work_t *w) {
   job_t *j = w->data;
   admin_pg_t *pg = j->pg;
@@ -238,9 +262,11 @@ static void work(uv_work_t *w) {
       break;
     }
     query_index(j, q.sql, q.nparams, q.params);
-    if (j->kind == JOB_GET && j->status == 0 && PQntuples(j->res) == 1)
+    if (j->kind == JOB_GET && j->status == 0 && PQntuples(j->res) == 1) {
+      read_definition(j);
       read_history(j, strtoll(PQgetvalue(j->res, 0, IQ_COL_VERSION), NULL,
                               10));
+    }
     break;
   case JOB_LIST:
     /* the total first, then the page: the answer's rows are the page's */
@@ -424,11 +450,13 @@ static void row_of(const PGresult *r, int i, admin_saga_row_t *row) {
 static void render_get(admin_pg_t *pg, job_t *j, abuf_t *b) {
   admin_saga_row_t row;
   row_of(j->res, 0, &row);
+  /* The recorded version first: what the saga ran on, even when the
+   * definitions folder no longer holds it. */
   const saga_def_t *def =
-      pg->opts.registry
-          ? saga_registry_find(pg->opts.registry, row.saga_type,
-                               (uint32_t)row.definition_version)
-          : NULL;
+      j->def != NULL      ? j->def
+      : pg->opts.registry ? saga_registry_find(pg->opts.registry, row.saga_type,
+                                               (uint32_t)row.definition_version)
+                          : NULL;
   abuf_puts(b, "{\"saga\":");
   admin_json_saga_row(b, &row);
   abuf_puts(b, ",\"history\":[");
@@ -441,8 +469,12 @@ static void render_get(admin_pg_t *pg, job_t *j, abuf_t *b) {
                               e->data_len);
       last = e->version;
     }
-  abuf_printf(b, "],\"history_truncated\":%s}",
+  abuf_printf(b, "],\"history_truncated\":%s,\"definition_sha256\":",
               last < row.version ? "true" : "false");
+  if (def != NULL)
+    abuf_printf(b, "\"%s\"}", def->sha256); /* hex: nothing to escape */
+  else
+    abuf_puts(b, "null}");
 }
 
 static void render_list(job_t *j, abuf_t *b) {
@@ -483,6 +515,7 @@ static void job_free(job_t *j) {
     es_page_free(j->pages[i]);
   free(j->pages);
   free(j->thresholds);
+  saga_def_free(j->def);
   free(j);
 }
 

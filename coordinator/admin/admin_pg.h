@@ -34,8 +34,9 @@ typedef struct {
   size_t max_queue;              /* requests waiting (default 64; more get
                                     503 at once) */
   /* Optional: names a saga's steps in its history (saga type and
-   * definition_version looked up on the loop thread). Borrowed; must
-   * outlive the handle. */
+   * definition_version looked up on the loop thread) when the store has
+   * no recorded definition for it (saga_definitions, read first).
+   * Borrowed; must outlive the handle. */
   const saga_registry_t *registry;
 } admin_pg_opts_t;
 

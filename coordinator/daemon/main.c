@@ -94,7 +94,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
   app_t *a = arg;
   const sagad_config_t *cfg = sagad_daemon_config(d);
   uv_loop_t *loop = sagad_daemon_loop(d);
-  char err[1024];
+  char err[2048];
   a->d = d;
   if (load_definitions(a, cfg, false))
     return -1;
@@ -109,6 +109,13 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
   };
   if (open_store(loop, cfg, a, &ec.store, err, sizeof err)) {
+    LOG_ERROR("%s", err);
+    return -1;
+  }
+  /* Before any saga runs: the store then holds every definition its
+   * sagas run on, and a changed body under a recorded version stops us. */
+  if (sagad_store_pg_record_definitions(
+          a->store, a->registry, cfg->definitions_dir, err, sizeof err)) {
     LOG_ERROR("%s", err);
     return -1;
   }

@@ -30,6 +30,17 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen);
 void sagad_store_pg_attach(sagad_store_pg_t *s, sagad_engine_t *e);
+/* Record every definition of reg in saga_definitions (name, version,
+ * canonical body, SHA-256, source file), on the blocking connection, once
+ * the store is open. A version already recorded with the same body is
+ * left as it is. Returns 0; -2 when a version is recorded with another
+ * body (errbuf names the file under dir, the definition, its version and
+ * both hashes; for good: the start must fail); -1 when the database could
+ * not be written (errbuf). Loop thread, before the engine runs. */
+int sagad_store_pg_record_definitions(sagad_store_pg_t *s,
+                                      const saga_registry_t *reg,
+                                      const char *dir, char *errbuf,
+                                      size_t errlen);
 /* Close both connections; cb (may be NULL) runs on the loop afterwards. */
 void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg);
 

@@ -11,6 +11,7 @@
  * DUPLICATE). Must not decide anything: it translates store outcomes for
  * the engine. */
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,7 +510,7 @@ static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
     r = PQexec(s->sync, sagad__sql_migrations[i]);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
-      snprintf(errbuf, errlen, "could not create saga_index: %s",
+      snprintf(errbuf, errlen, "could not create the coordinator's tables: %s",
                PQresultErrorMessage(r));
     PQclear(r);
     PQclear(PQexec(s->sync, "SELECT pg_advisory_unlock(7253001)"));
@@ -556,6 +557,84 @@ static int claim(sagad_store_pg_t *s, const char *inbox, const char *group,
   }
   PQclear(r);
   return ok ? 0 : -1;
+}
+
+/* Record one definition, or compare it with the body recorded under its
+ * name and version. 0 recorded or the same, 1 another body (why in
+ * errbuf), -1 the database failed. */
+static int record_def(sagad_store_pg_t *s, const saga_def_t *d, const char *dir,
+                      char *errbuf, size_t errlen) {
+  char version[16];
+  snprintf(version, sizeof version, "%" PRIu32, d->version);
+  const char *p[5] = {d->name, version, d->body, d->sha256, d->source};
+  /* Insert, then read back what is recorded in a statement of its own: its
+   * snapshot sees a row another sagad committed while we inserted. */
+  PGresult *r = PQexecParams(
+      s->sync,
+      "INSERT INTO saga_definitions (name, version, body, sha256, source) "
+      "VALUES ($1, $2::int, $3, $4, $5) ON CONFLICT (name, version) "
+      "DO NOTHING",
+      5, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+    PQclear(r);
+    r = PQexecParams(s->sync,
+                     "SELECT sha256, source, to_char(recorded_at AT TIME "
+                     "ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM "
+                     "saga_definitions WHERE name = $1 AND version = $2::int",
+                     2, NULL, p, NULL, NULL, 0);
+  }
+  int rc = 0;
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    snprintf(errbuf, errlen,
+             "could not record definition \"%s\" version %" PRIu32
+             " in saga_definitions: %s",
+             d->name, d->version, PQresultErrorMessage(r));
+    rc = -1;
+  } else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), d->sha256)) {
+    snprintf(errbuf, errlen,
+             "definitions.dir: %s/%s: definition \"%s\" version %" PRIu32
+             " is already recorded in the store with another body "
+             "(recorded sha256 %s, from %s at %s; this file's sha256 %s): "
+             "a version names one body for good, so that the sagas which "
+             "ran on it replay the same way. Give the changed definition a "
+             "new \"version\" (sagas keep the version they started with)",
+             dir, d->source, d->name, d->version, PQgetvalue(r, 0, 0),
+             PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), d->sha256);
+    rc = 1;
+  }
+  PQclear(r);
+  return rc;
+}
+
+int sagad_store_pg_record_definitions(sagad_store_pg_t *s,
+                                      const saga_registry_t *reg,
+                                      const char *dir, char *errbuf,
+                                      size_t errlen) {
+  if (ensure_sync(s)) {
+    snprintf(errbuf, errlen, "%s", s->err);
+    return -1;
+  }
+  int rc = 0;
+  size_t changed = 0;
+  const saga_def_t *d;
+  for (size_t i = 0; (d = saga_registry_at(reg, i)) != NULL; i++) {
+    char why[1024];
+    int one = record_def(s, d, dir, why, sizeof why);
+    if (one < 0) {
+      snprintf(errbuf, errlen, "%s", why);
+      return -1;
+    }
+    if (one > 0 && changed++ == 0) {
+      snprintf(errbuf, errlen, "%s", why);
+      rc = -2;
+    }
+  }
+  if (changed > 1) {
+    size_t n = strlen(errbuf);
+    snprintf(errbuf + n, errlen - n, " (and %zu more changed definitions)",
+             changed - 1);
+  }
+  return rc;
 }
 
 static void free_store(sagad_store_pg_t *s) {

@@ -470,6 +470,50 @@ static void test_each_saga_is_judged_by_its_own_version_of_the_step(
   saga_def_free(v2);
 }
 
+/* A saga whose definition sagad has not loaded: its steps by number,
+ * until the store has its recorded version -- then by name, with the
+ * recorded hash. */
+static void test_steps_are_named_by_the_recorded_definition(void **state) {
+  (void)state;
+  saga_def_t *v1 = seed_def(CREDIT_V1_DEF);
+  PGconn *c = PQconnectdb(conninfo);
+  es_store_t *st = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  sm_t *s = seed_drive(v1, "c-rec", seed_pg_now_ms(c) - 60000, 100, NULL, 0,
+                       seed_pg_append, st);
+  seed_pg_index(c, s);
+  free(s);
+  int status = 0;
+  cJSON *doc = get("/sagas/c-rec", &status);
+  assert_int_equal(status, 200);
+  cJSON *dispatched = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "history"),
+                                         1);
+  assert_string_equal(str(dispatched, "step"), "#0");
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(doc, "definition_sha256")));
+  cJSON_Delete(doc);
+  const char *p[3] = {v1->body, v1->sha256, "credit.json"};
+  PGresult *r = PQexecParams(c,
+                             "INSERT INTO saga_definitions (name, version, "
+                             "body, sha256, source) VALUES ('credit', 1, $1, "
+                             "$2, $3)",
+                             3, NULL, p, NULL, NULL, 0);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  doc = get("/sagas/c-rec", &status);
+  assert_int_equal(status, 200);
+  dispatched = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "history"), 1);
+  assert_string_equal(str(dispatched, "step"), "book");
+  assert_string_equal(str(doc, "definition_sha256"), v1->sha256);
+  cJSON_Delete(doc);
+  seed_pg_exec(c, "DELETE FROM saga_index WHERE saga_id = 'c-rec'");
+  seed_pg_exec(c, "DELETE FROM saga_definitions");
+  es_store_close(st);
+  PQfinish(c);
+  saga_def_free(v1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
@@ -486,6 +530,7 @@ int main(void) {
           test_a_locked_table_answers_503_within_the_statement_timeout),
       cmocka_unit_test(
           test_each_saga_is_judged_by_its_own_version_of_the_step),
+      cmocka_unit_test(test_steps_are_named_by_the_recorded_definition),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -579,6 +579,14 @@ const char *e2e_status(e2e_t *t, const char *id) {
   return buf;
 }
 
+void e2e_wait_status(e2e_t *t, const char *id, const char *want) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (strcmp(e2e_status(t, id), want) != 0 && ts_now_ms() < until)
+    e2e_pump(t, 50);
+  if (strcmp(e2e_status(t, id), want) != 0)
+    fail_msg("saga %s is \"%s\", expected \"%s\"", id, e2e_status(t, id), want);
+}
+
 /* One query for all of ids (a status query per saga took seconds at 10,000
  * sagas, during which the participant was not pumped and fell behind). */
 static size_t count_terminal(e2e_t *t, const char *const *ids, size_t n) {

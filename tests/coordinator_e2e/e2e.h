@@ -86,6 +86,9 @@ void e2e_reply(e2e_t *t, const char *id, int step, uint32_t attempt,
 
 /* Status of id in saga_index ("" when absent); static buffer. */
 const char *e2e_status(e2e_t *t, const char *id);
+/* Pump the participant until id's saga_index status is want; fails the
+ * test with the last status seen after ts_timeout_ms(60000). */
+void e2e_wait_status(e2e_t *t, const char *id, const char *want);
 /* Pump the participant until every id of ids has a terminal status, or the
  * timeout passes. Returns how many are terminal. */
 size_t e2e_wait_terminal(e2e_t *t, const char *const *ids, size_t n,

@@ -123,14 +123,7 @@ static void expect(const result_t *r, int rc, const char *in_out) {
 }
 
 /* Pump until id's saga_index status is want; fails with the last seen. */
-static void wait_status(e2e_t *t, const char *id, const char *want) {
-  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
-  while (strcmp(e2e_status(t, id), want) != 0 && ts_now_ms() < until)
-    e2e_pump(t, 50);
-  if (strcmp(e2e_status(t, id), want) != 0)
-    fail_msg("saga %s is \"%s\", expected \"%s\"", id, e2e_status(t, id),
-             want);
-}
+#define wait_status e2e_wait_status
 
 /* sagad's admin port, from the line its log has once it listens. */
 static int admin_port_of(e2e_t *t) {

@@ -99,3 +99,23 @@ void sagactl_result_free(sagactl_result_t *r) {
   free(r->err);
   r->out = r->err = NULL;
 }
+
+void sagactl_rerun(const sagactl_how_t *how, sagactl_result_t *r,
+                   const char *first, ...) {
+  sagactl_result_free(r);
+  va_list ap;
+  va_start(ap, first);
+  *r = sagactl_vrun(how, first, ap);
+  va_end(ap);
+}
+
+void sagactl_expect(const sagactl_result_t *r, int rc, const char *in_out,
+                    const char *in_err) {
+  if (r->rc == rc && (in_out == NULL || strstr(r->out, in_out) != NULL) &&
+      (in_err == NULL || strstr(r->err, in_err) != NULL))
+    return;
+  fail_msg("exit %d (want %d)\nstdout: %s\nstderr: %s\nwanted stdout \"%s\", "
+           "stderr \"%s\"",
+           r->rc, rc, r->out, r->err, in_out ? in_out : "",
+           in_err ? in_err : "");
+}

@@ -31,4 +31,14 @@ sagactl_result_t sagactl_vrun(const sagactl_how_t *how, const char *first,
 /* Free out and err (and set them to NULL); NULL-safe. */
 void sagactl_result_free(sagactl_result_t *r);
 
+/* Free *r, then run as sagactl_vrun with first and the arguments after it
+ * (ended by NULL) into *r. */
+void sagactl_rerun(const sagactl_how_t *how, sagactl_result_t *r,
+                   const char *first, ...);
+
+/* Fail the test, showing the whole run, unless it exited rc and its
+ * stdout holds in_out and its stderr in_err (each NULL = anything). */
+void sagactl_expect(const sagactl_result_t *r, int rc, const char *in_out,
+                    const char *in_err);
+
 #endif

@@ -569,8 +569,50 @@ static void test_error_map_is_complete(void **state) {
   assert_string_equal(saga_core_strerror(-999), "unknown error");
 }
 
+/* The body the store records: members sorted by key at every depth, no
+ * whitespace; its hash changes with any edit but layout and order. */
+static void test_canonical_body_ignores_layout_and_member_order(
+    void **state) {
+  (void)state;
+  static const char *const same[] = {
+      ORDER,
+      "{'version':1,'steps':[" S_RES "," S_PAY "," S_SHIP "],'name':'order'}",
+      "{ 'name' : 'order' ,\n\t'version' : 1 , 'steps' : [ {'topic':"
+      "'inventory','name':'reserve','compensation':{'action':'release'}}, "
+      S_PAY ", " S_SHIP " ] }\n",
+  };
+  saga_def_t *def[3] = {NULL};
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(parse(same[i], &def[i], NULL), SAGA_CORE_OK);
+  char *want = dq("{'name':'order','steps':[{'compensation':{'action':"
+                  "'release'},'name':'reserve','topic':'inventory'},"
+                  "{'compensation':{'action':'refund'},'kind':'pivot',"
+                  "'name':'charge','topic':'payment'},{'kind':'retriable',"
+                  "'name':'ship','topic':'shipping'}],'version':1}");
+  assert_string_equal(def[0]->body, want);
+  assert_int_equal(def[0]->body_len, strlen(want));
+  free(want);
+  assert_int_equal(strlen(def[0]->sha256), 64);
+  for (int i = 1; i < 3; i++) {
+    assert_string_equal(def[i]->body, def[0]->body);
+    assert_string_equal(def[i]->sha256, def[0]->sha256);
+  }
+  /* any other edit is another body: a value, the order of the steps */
+  saga_def_t *other = NULL;
+  assert_int_equal(parse(HEAD S_RES "," S_PAY ","
+                              "{'name':'ship','topic':'shipping2','kind':"
+                              "'retriable'}]}",
+                         &other, NULL),
+                   SAGA_CORE_OK);
+  assert_string_not_equal(other->sha256, def[0]->sha256);
+  saga_def_free(other);
+  for (int i = 0; i < 3; i++)
+    saga_def_free(def[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_canonical_body_ignores_layout_and_member_order),
       cmocka_unit_test(test_valid_definition_loads_with_defaults),
       cmocka_unit_test(test_defaults_object_applies_to_every_step),
       cmocka_unit_test(test_parallel_group_blocks_are_found),

@@ -257,6 +257,11 @@ test_a_new_folder_is_checked_against_running_sagas_and_a_changed_body_is_refused
               NULL);
 
   result_t r = {0};
+  /* a running saga: the deadline it waits for, and for what */
+  run(t, &r, "describe", "hold-1", NULL);
+  expect(&r, 0, "(reply deadline of DO s1, attempt 1), in ");
+  assert_non_null(strstr(r.out, "current step:  s1\n"));
+  assert_non_null(strstr(r.out, "0   s1                       running"));
   /* only the running saga is checked; the same body carries on */
   run(t, &r, "replay", "--all", "--dry-run", "--definitions", same_dir, NULL);
   expect(&r, 0, "is the recorded body");

@@ -1,7 +1,7 @@
 /* The one home of saga_index queries (target saga_index_query): the SQL
  * text and its parameters for listing, counting and reading sagas, the
- * meaning of "stuck" in SQL, the status names, the paging cursor, and the
- * time bounds' syntax. sagactl (cli/) and the admin endpoint
+ * meaning of "stuck" in SQL, the status names, the paging cursor, the
+ * time bounds' syntax, and the reads of the definitions sagad recorded. sagactl (cli/) and the admin endpoint
  * (coordinator/admin/) both build their saga_index reads here and run them
  * with libpq themselves; this module does no I/O and includes no libpq.
  * Pure functions, no allocation; any thread.

@@ -134,7 +134,8 @@ int admin_json_saga_row(abuf_t *b, const admin_saga_row_t *row);
  * empty text), GET /healthz, GET /readyz, GET /sagas/{id}, GET /sagas,
  * POST /sagas/{type}, POST /sagas/{id}/cancel, /retry and /resolve. The
  * three operator actions take {"reason" (required), "operator"} and
- * refuse (403) a request whose Origin header names another site. src (and metrics) are borrowed and must outlive s.
+ * refuse (403) a request whose Origin header names another site. src
+ * (and metrics) are borrowed and must outlive s.
  * Returns 0 or -1 when out of memory. */
 int admin_api_register(admin_http_t *s, const admin_source_t *src,
                        metrics_t *metrics);

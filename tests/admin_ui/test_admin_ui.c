@@ -1,9 +1,16 @@
-/* The timeline page in headless Chromium: a fake admin source holds one
- * finished compensated saga (driven through the pure machine: a retried
- * step, a timed-out attempt, two compensations), the admin server serves
- * the API and the page, Chromium renders it (--dump-dom), and the test
- * finds the drawn steps in the DOM; one screenshot is kept for the docs.
- * Skips unless chromium is installed, or SAGA_UI_TESTS=1 installs it. */
+/* The timeline page in headless Chromium: a fake admin source holds six
+ * sagas driven through the pure machine (a compensated one with a retried
+ * step, a timed-out attempt and two compensations; three parked in
+ * compensation_failed; a running one; a completed one), the admin server
+ * serves the API and the page, Chromium renders it (--dump-dom), and the
+ * test finds what was drawn in the DOM: the bars, the filters, the counts,
+ * the times in the browser's zone. Operator flows (clicking, typing a
+ * reason, answering the confirmation, the "more" button, the search,
+ * auto-refresh) run in a test-only harness page that drives the real page
+ * in a frame; the fake applies an action through sm_step as the engine
+ * does. Tests run in order: the actions change the sagas' states. One
+ * screenshot is kept for the docs. Skips unless chromium is installed, or
+ * SAGA_UI_TESTS=1 installs it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -557,13 +564,14 @@ static void draw(const char *const *paths, char **out) {
     char mark[48];
     snprintf(mark, sizeof mark, "<div class=\"page\" data-i=\"%zu\">", n);
     const char *at = strstr(dom, mark);
-    if (!at) {
+    if (at == NULL) {
       fprintf(stderr, "the report:\n%s\n", dom);
       fail_msg("no page drawn for %s", paths[n]);
+      return;
     }
-    const char *stop = strstr(at + 1, "<div class=\"page\" data-i=");
-    size_t len = stop ? (size_t)(stop - at) : strlen(at);
-    out[n] = strndup(at, len);
+    const char *stop =
+        strstr(at + strlen(mark), "<div class=\"page\" data-i=");
+    out[n] = strndup(at, stop ? (size_t)(stop - at) : strlen(at));
   }
   free(dom);
 }

@@ -19,6 +19,10 @@ bool iq_status_known(const char *name) {
   return false;
 }
 
+const char *iq_status_name(size_t i) {
+  return i < sizeof STATUSES / sizeof *STATUSES ? STATUSES[i] : NULL;
+}
+
 int iq_time_parse(const char *text, iq_time_t *out, char *why,
                   size_t whylen) {
   int64_t ms = 0;
@@ -172,6 +176,9 @@ static const char SQL_OLDEST[] =
     COLUMNS WHERE PAST(">")
     "ORDER BY i.started_at, i.saga_id LIMIT $12::bigint";
 static const char SQL_COUNT[] = "SELECT count(*) FROM saga_index i " WHERE;
+static const char SQL_COUNTS[] =
+    "SELECT i.status, count(*) FROM saga_index i " WHERE
+    "GROUP BY i.status";
 static const char SQL_GET[] = COLUMNS "WHERE i.saga_id = $3";
 
 /* ---- parameters ----------------------------------------------------------- */
@@ -228,6 +235,16 @@ int iq_count(const iq_filter_t *f, const iq_stuck_t *stuck, iq_stmt_t *out) {
   if (filter_params(f, stuck, out) != 0)
     return -1;
   out->sql = SQL_COUNT;
+  out->nparams = 9;
+  return 0;
+}
+
+int iq_counts(const iq_filter_t *f, const iq_stuck_t *stuck,
+              iq_stmt_t *out) {
+  if (filter_params(f, stuck, out) != 0)
+    return -1;
+  out->params[2] = NULL; /* every state */
+  out->sql = SQL_COUNTS;
   out->nparams = 9;
   return 0;
 }

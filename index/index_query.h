@@ -23,6 +23,9 @@
 /* True when name is one of IQ_STATUSES. */
 bool iq_status_known(const char *name);
 
+/* The i-th name of IQ_STATUSES (from 0), or NULL past the last. */
+const char *iq_status_name(size_t i);
+
 /* The columns of every statement's rows, in this order. Times are
  * milliseconds since the Unix epoch (next_deadline_ms NULL when none);
  * started_us is started_at in microseconds, for the cursor; stuck is 't'
@@ -136,6 +139,11 @@ int iq_list(const iq_filter_t *f, const iq_stuck_t *stuck, iq_stmt_t *out);
 /* One row, one column: how many sagas match f, whatever its cursor and
  * limit (bigint). Returns 0 or -1 as iq_list. */
 int iq_count(const iq_filter_t *f, const iq_stuck_t *stuck, iq_stmt_t *out);
+
+/* Rows (status text, count bigint): how many sagas of each status match
+ * f with its state ignored, whatever its cursor and limit; a status no
+ * saga has is absent. Returns 0 or -1 as iq_list. */
+int iq_counts(const iq_filter_t *f, const iq_stuck_t *stuck, iq_stmt_t *out);
 
 /* The row of saga_id (zero or one row). Returns 0, or -1 when saga_id is
  * longer than IQ_ID_MAX or default_ms < 1. */

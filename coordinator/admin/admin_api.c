@@ -146,6 +146,20 @@ static bool time_param(admin_http_req_t *req, const char *name,
   return false;
 }
 
+/* A true/false query parameter into *out (absent: false; present empty,
+ * "true" or "1": true; "false" or "0": false); false with a 400 sent for
+ * anything else. */
+static bool flag_param(admin_http_req_t *req, const char *name, bool *out) {
+  const char *v = admin_http_query(req, name);
+  *out = v && (!*v || !strcmp(v, "true") || !strcmp(v, "1"));
+  if (!v || *out || !strcmp(v, "false") || !strcmp(v, "0"))
+    return true;
+  char msg[64];
+  snprintf(msg, sizeof msg, "%s must be true or false", name);
+  admin_http_respond_error(req, 400, msg);
+  return false;
+}
+
 static void h_list(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
   admin_list_query_t q = {.limit = ADMIN_LIST_DEFAULT};
@@ -181,15 +195,9 @@ static void h_list(admin_http_req_t *req, void *arg) {
     return;
   }
   q.oldest_first = order && !strcmp(order, "oldest");
-  const char *stuck = admin_http_query(req, "stuck");
-  if (stuck) {
-    if (!*stuck || !strcmp(stuck, "true") || !strcmp(stuck, "1"))
-      q.stuck = true;
-    else if (strcmp(stuck, "false") != 0 && strcmp(stuck, "0") != 0) {
-      admin_http_respond_error(req, 400, "stuck must be true or false");
-      return;
-    }
-  }
+  if (!flag_param(req, "stuck", &q.stuck) ||
+      !flag_param(req, "counts", &q.counts))
+    return;
   const char *limit = admin_http_query(req, "limit");
   if (limit) {
     char *end;
@@ -281,43 +289,96 @@ static bool body_text(admin_http_req_t *req, const cJSON *doc,
   return true;
 }
 
+/* A browser sends Origin with every POST; one from another site (a page
+ * that posts here behind the operator's back) does not name this server.
+ * False with 403 sent when Origin is present and is not http://<Host>.
+ * Clients that send no Origin (sagactl, curl) are not browsers' pages. */
+static bool same_origin(admin_http_req_t *req) {
+  const char *origin = admin_http_header(req, "Origin");
+  const char *host = admin_http_header(req, "Host");
+  if (!origin)
+    return true;
+  if (host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host))
+    return true;
+  admin_http_respond_error(req, 403,
+                           "cross-origin request refused: Origin does not "
+                           "name this server");
+  return false;
+}
+
+/* The common part of the operator actions (cancel, retry, resolve): the
+ * saga id, the same-origin check, and the JSON body {"reason" (required),
+ * "operator"}. True with *id, *reason, *who (NULL = none) set and *doc
+ * to free; false with the error sent. */
+static bool operator_request(admin_http_req_t *req, const char **id,
+                             cJSON **doc, const char **reason,
+                             const char **who) {
+  *id = admin_http_param(req, "id");
+  *doc = NULL;
+  if (!text_ok(*id, ADMIN_ID_MAX) || strchr(*id, '/')) {
+    admin_http_respond_error(req, 400, "invalid saga id");
+    return false;
+  }
+  if (!same_origin(req))
+    return false;
+  const char *ct = admin_http_header(req, "Content-Type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    admin_http_respond_error(req, 415, "body must be application/json");
+    return false;
+  }
+  *doc = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len)
+                       : NULL;
+  if (!cJSON_IsObject(*doc)) {
+    admin_http_respond_error(req, 400,
+                             "body must be a JSON object {\"reason\": "
+                             "\"...\", \"operator\": \"...\"}");
+    return false;
+  }
+  if (!body_text(req, *doc, "reason", ADMIN_REASON_MAX, reason) ||
+      !body_text(req, *doc, "operator", ADMIN_OPERATOR_MAX, who))
+    return false;
+  if (!*reason || !**reason) {
+    admin_http_respond_error(req, 400,
+                             "\"reason\" is required: it is recorded in "
+                             "the saga's history");
+    return false;
+  }
+  if (*who && !**who)
+    *who = NULL;
+  return true;
+}
+
 static void h_cancel(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
-  const char *id = admin_http_param(req, "id");
   if (!api->src->cancel_saga) {
     admin_http_respond_error(req, 501, "cancelling sagas not provided");
     return;
   }
-  if (!text_ok(id, ADMIN_ID_MAX) || strchr(id, '/')) {
-    admin_http_respond_error(req, 400, "invalid saga id");
-    return;
-  }
-  const char *ct = admin_http_header(req, "Content-Type");
-  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
-    admin_http_respond_error(req, 415, "body must be application/json");
-    return;
-  }
-  cJSON *doc = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len)
-                             : NULL;
-  if (!cJSON_IsObject(doc)) {
-    cJSON_Delete(doc);
-    admin_http_respond_error(req, 400,
-                             "body must be a JSON object {\"reason\": "
-                             "\"...\", \"operator\": \"...\"}");
-    return;
-  }
-  const char *reason, *who;
-  if (body_text(req, doc, "reason", ADMIN_REASON_MAX, &reason) &&
-      body_text(req, doc, "operator", ADMIN_OPERATOR_MAX, &who)) {
-    if (!reason || !*reason)
-      admin_http_respond_error(req, 400,
-                               "\"reason\" is required: it is recorded in "
-                               "the saga's history");
-    else
-      api->src->cancel_saga(api->src->arg, id, reason,
-                            who && *who ? who : NULL, req);
-  }
+  const char *id, *reason, *who;
+  cJSON *doc;
+  if (operator_request(req, &id, &doc, &reason, &who))
+    api->src->cancel_saga(api->src->arg, id, reason, who, req);
   cJSON_Delete(doc);
+}
+
+static void operate(admin_http_req_t *req, api_t *api, admin_op_t op) {
+  if (!api->src->operate_saga) {
+    admin_http_respond_error(req, 501, "operator actions not provided");
+    return;
+  }
+  const char *id, *reason, *who;
+  cJSON *doc;
+  if (operator_request(req, &id, &doc, &reason, &who))
+    api->src->operate_saga(api->src->arg, op, id, reason, who, req);
+  cJSON_Delete(doc);
+}
+
+static void h_retry(admin_http_req_t *req, void *arg) {
+  operate(req, arg, ADMIN_OP_RETRY);
+}
+
+static void h_resolve(admin_http_req_t *req, void *arg) {
+  operate(req, arg, ADMIN_OP_RESOLVE);
 }
 
 static void api_free(void *arg) { free(arg); }
@@ -340,5 +401,7 @@ int admin_api_register(admin_http_t *s, const admin_source_t *src,
   rc |= admin_http_route(s, "GET", "/sagas", h_list, api);
   rc |= admin_http_route(s, "POST", "/sagas/{type}", h_start, api);
   rc |= admin_http_route(s, "POST", "/sagas/{id}/cancel", h_cancel, api);
+  rc |= admin_http_route(s, "POST", "/sagas/{id}/retry", h_retry, api);
+  rc |= admin_http_route(s, "POST", "/sagas/{id}/resolve", h_resolve, api);
   return rc ? -1 : 0;
 }

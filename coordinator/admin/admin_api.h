@@ -1,6 +1,6 @@
 /* sagad's admin API: the HTTP handlers for /metrics, /healthz, /readyz,
- * GET /sagas/{id}, GET /sagas, POST /sagas/{type} and
- * POST /sagas/{id}/cancel, reading through a
+ * GET /sagas/{id}, GET /sagas, POST /sagas/{type} and the operator actions
+ * POST /sagas/{id}/cancel, /retry and /resolve, reading through a
  * source interface the engine implements (or admin_pg.c for the reads).
  * This module validates requests, calls the source and shapes answers; it
  * holds no saga state and does no I/O of its own. Loop thread only. */
@@ -31,8 +31,9 @@
 typedef admin_http_req_t admin_reply_t;
 
 /* Answer with a JSON document (copied): 200 found / listed, 201 started,
- * 202 cancel sent, 404 unknown saga or type, 409 id taken by another saga
- * or cancel refused, 503 store or broker unavailable. NULL json with an error status sends
+ * 202 cancel or operator action sent, 404 unknown saga or type, 409 id
+ * taken by another saga or action refused, 503 store or broker
+ * unavailable. NULL json with an error status sends
  * {"error": "<reason phrase>"}. */
 void admin_reply(admin_reply_t *r, int status, const char *json, size_t len);
 
@@ -41,7 +42,9 @@ void admin_reply(admin_reply_t *r, int status, const char *json, size_t len);
  * saga type; stuck = only stuck sagas (iq_stuck_t); limit
  * 1..ADMIN_LIST_MAX; after NULL or the "next" token of the previous page
  * (iq_cursor_decode takes it); since/until bound started_at (unset when
- * not asked); oldest_first reverses the newest-first order. */
+ * not asked); oldest_first reverses the newest-first order; counts asks
+ * for the number of sagas in each state under every filter but state
+ * (the answer's "counts"). */
 typedef struct {
   const char *state;
   const char *type;
@@ -50,7 +53,12 @@ typedef struct {
   const char *after;
   iq_time_t since, until;
   bool oldest_first;
+  bool counts;
 } admin_list_query_t;
+
+/* The operator actions on a saga parked in compensation_failed, as
+ * sagactl retry / resolve send them (an OperatorAction in the inbox). */
+typedef enum { ADMIN_OP_RETRY, ADMIN_OP_RESOLVE } admin_op_t;
 
 /* Readiness, filled synchronously by the source. */
 typedef struct {
@@ -65,7 +73,9 @@ typedef struct {
  * 501. Strings are valid during the call only.
  * - get_saga: {"saga": {row...}, "history": [...]}, or 404.
  * - list_sagas: {"sagas": [row...], "total": N, "next": "<token>" | null}
- *   (total: every saga the filters match, whatever the page).
+ *   (total: every saga the filters match, whatever the page), and with
+ *   q->counts "counts": {"<status>": N, ...} for every status of
+ *   IQ_STATUSES (0 included) under every filter but state.
  * - start_saga: start a saga of type with the client-supplied id (checked
  *   here: printable, no space or '/') and input (valid JSON, input_len
  *   bytes), idempotent on id: 201 {"saga_id": ..., "created": true} the
@@ -79,6 +89,12 @@ typedef struct {
  *   unknown, else 202 {"saga_id", "cancel": "sent"} once the CancelSaga is
  *   in the inbox (the coordinator decides; a CANCEL_REFUSED notification
  *   says why when it refuses).
+ * - operate_saga: op on saga id for who with reason, checked as
+ *   cancel_saga's: 409 {"error": why} unless the saga is parked in
+ *   compensation_failed, 404 when unknown, else 202 {"saga_id",
+ *   "action": "retry" | "resolve", "status": "sent"} once the
+ *   OperatorAction is in the inbox (the coordinator applies it and records
+ *   OperatorRetry or Resolved with who and reason in the history).
  * - readiness: fill *out now. */
 typedef struct {
   void *arg;
@@ -90,6 +106,9 @@ typedef struct {
   void (*readiness)(void *arg, admin_readiness_t *out);
   void (*cancel_saga)(void *arg, const char *id, const char *reason,
                       const char *who, admin_reply_t *r);
+  void (*operate_saga)(void *arg, admin_op_t op, const char *id,
+                       const char *reason, const char *who,
+                       admin_reply_t *r);
 } admin_source_t;
 
 /* A saga_index row, for sources building their JSON with
@@ -113,7 +132,10 @@ int admin_json_saga_row(abuf_t *b, const admin_saga_row_t *row);
 
 /* Register every admin route on s: GET /metrics (metrics may be NULL:
  * empty text), GET /healthz, GET /readyz, GET /sagas/{id}, GET /sagas,
- * POST /sagas/{type}, POST /sagas/{id}/cancel. src (and metrics) are borrowed and must outlive s.
+ * POST /sagas/{type}, POST /sagas/{id}/cancel, /retry and /resolve. The
+ * three operator actions take {"reason" (required), "operator"} and
+ * refuse (403) a request whose Origin header names another site. src
+ * (and metrics) are borrowed and must outlive s.
  * Returns 0 or -1 when out of memory. */
 int admin_api_register(admin_http_t *s, const admin_source_t *src,
                        metrics_t *metrics);

@@ -43,6 +43,8 @@ typedef struct job {
   char err[ADMIN_ID_MAX + 64];
   PGresult *res;
   uint64_t total; /* a list's: every saga the filter matches */
+  bool counts;          /* a list's: count each state too */
+  PGresult *counts_res; /* (status, count) rows */
   es_page_t **pages;
   size_t npages;
   saga_def_t *def; /* a get's: the definition recorded for the saga */
@@ -280,6 +282,14 @@ static void work(uv_work_t *w) {
     j->total = strtoull(PQgetvalue(j->res, 0, 0), NULL, 10);
     PQclear(j->res);
     j->res = NULL;
+    if (j->counts) {
+      (void)iq_counts(&j->filter, &stuck, &q);
+      query_index(j, q.sql, q.nparams, q.params);
+      if (j->status != 0)
+        break;
+      j->counts_res = j->res;
+      j->res = NULL;
+    }
     (void)iq_list(&j->filter, &stuck, &q); /* iq_count took the filter */
     query_index(j, q.sql, q.nparams, q.params);
     break;
@@ -397,8 +407,11 @@ static void put_event(abuf_t *b, const saga_def_t *def, int64_t version,
     put_text(b, "definition", ev->def_name);
     abuf_printf(b, ",\"definition_version\":%" PRIu32, ev->def_version);
   }
-  /* the saga's output (its definition's "output" mapping) */
-  if (t == SM_EV_COMPLETED)
+  /* the saga's input, a step's output, the saga's output (its
+   * definition's "output" mapping) */
+  if (t == SM_EV_STARTED)
+    put_payload(b, "input", ev->payload, ev->payload_len);
+  if (t == SM_EV_COMPLETED || (t == SM_EV_SUCCEEDED && ev->payload_len))
     put_payload(b, "output", ev->payload, ev->payload_len);
   abuf_add(b, "}", 1);
 }
@@ -491,7 +504,21 @@ static void render_list(job_t *j, abuf_t *b) {
     admin_json_saga_row(b, &row);
   }
   char next[IQ_CURSOR_SIZE];
-  abuf_printf(b, "],\"total\":%" PRIu64 ",\"next\":", j->total);
+  abuf_printf(b, "],\"total\":%" PRIu64, j->total);
+  if (j->counts_res) {
+    /* every status, 0 included, in IQ_STATUSES' order */
+    abuf_puts(b, ",\"counts\":{");
+    const char *name;
+    for (size_t k = 0; (name = iq_status_name(k)) != NULL; k++) {
+      int64_t c = 0;
+      for (int i = 0; i < PQntuples(j->counts_res); i++)
+        if (!strcmp(PQgetvalue(j->counts_res, i, 0), name))
+          c = col_i64(j->counts_res, i, 1);
+      abuf_printf(b, "%s\"%s\":%" PRId64, k ? "," : "", name, c);
+    }
+    abuf_add(b, "}", 1);
+  }
+  abuf_puts(b, ",\"next\":");
   if (more && n > 0 &&
       iq_cursor_encode(PQgetvalue(j->res, n - 1, IQ_COL_STARTED_US),
                        PQgetvalue(j->res, n - 1, IQ_COL_SAGA_ID), next,
@@ -511,6 +538,7 @@ static void job_error(job_t *j, int status, const char *msg) {
 
 static void job_free(job_t *j) {
   PQclear(j->res);
+  PQclear(j->counts_res);
   for (size_t i = 0; i < j->npages; i++)
     es_page_free(j->pages[i]);
   free(j->pages);
@@ -711,6 +739,7 @@ static void src_list(void *arg, const admin_list_query_t *q,
     j->after = after;
     j->filter.after = &j->after;
   }
+  j->counts = q->counts;
   enqueue(pg, j);
 }
 

@@ -113,7 +113,10 @@ void admin_pg_close(admin_pg_t *pg, void (*close_cb)(void *arg), void *arg);
  * "failure", "retryable", "timeout" or null), "reason" (or null),
  * "operator" (who retried, resolved or cancelled, or null), "until"
  * and "until_ms" (a deadline or retry time, or null)}; Started adds
- * "definition" and "definition_version". An undecodable record becomes one
+ * "definition", "definition_version" and "input" (the saga's input),
+ * Completed "output" (the saga's output), a Succeeded with a reply payload
+ * "output" (the step's); a payload is its JSON, or a string when it is not
+ * JSON, or null when empty. An undecodable record becomes one
  * {"version", "event": "undecodable"} object. def may be NULL. Returns 0
  * or -1 when b failed. Pure; any thread. */
 int admin_pg_history_record(abuf_t *b, bool *first, const saga_def_t *def,

@@ -260,6 +260,23 @@ int sagad_msg_encode_cancel(const char *saga_id, const char *reason,
                 errbuf, errlen);
 }
 
+int sagad_msg_encode_operator(const char *saga_id, bool retry,
+                              const char *reason, const char *who,
+                              const char *traceparent, void **out,
+                              size_t *out_len, saga__hdrs_t *hdrs,
+                              char *errbuf, size_t errlen) {
+  Saga__V1__OperatorAction m;
+  saga__v1__operator_action__init(&m);
+  m.saga_id = SAGA_MUT(saga_id);
+  m.action =
+      retry ? SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY
+            : SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE;
+  m.reason = SAGA_MUT(reason ? reason : "");
+  m.operator_ = SAGA_MUT(who ? who : "");
+  return encode(&m.base, saga_id, NULL, traceparent, out, out_len, hdrs,
+                errbuf, errlen);
+}
+
 int sagad_msg_dlq_headers(const saga__hdr_view_t *src, const char *reason,
                           const char *topic, int32_t partition,
                           int64_t offset, char *where, size_t where_len,

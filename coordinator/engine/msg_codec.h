@@ -6,6 +6,7 @@
 #ifndef SAGAD_MSG_CODEC_H
 #define SAGAD_MSG_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -115,6 +116,16 @@ int sagad_msg_encode_cancel(const char *saga_id, const char *reason,
                             const char *traceparent, void **out,
                             size_t *out_len, saga__hdrs_t *hdrs,
                             char *errbuf, size_t errlen);
+
+/* An OperatorAction for the inbox (sagad's POST /sagas/{id}/retry and
+ * /resolve, as sagactl retry / resolve send it): retry true = retry the
+ * parked compensation, false = resolve it; reason and who may be NULL;
+ * traceparent NULL = none. Same ownership as above. */
+int sagad_msg_encode_operator(const char *saga_id, bool retry,
+                              const char *reason, const char *who,
+                              const char *traceparent, void **out,
+                              size_t *out_len, saga__hdrs_t *hdrs,
+                              char *errbuf, size_t errlen);
 
 /* Headers of a dead letter into *out (initialised here; saga__hdrs_free):
  * the source's own headers (src, may be NULL), then the reason and

@@ -682,6 +682,7 @@ typedef struct {
   uv_timer_t timer; /* bounds the wait for the delivery */
   const char *what; /* "StartSaga" or "CancelSaga" */
   int cancel;       /* a cancel: input holds reason NUL operator NUL */
+  int op;           /* 1 retry, 2 resolve (input as a cancel's) */
   char id[ADMIN_ID_MAX + 1];
   char type[ADMIN_TYPE_MAX + 1];
   char tp[56]; /* the request's valid traceparent, "" = none */
@@ -729,12 +730,16 @@ static void started(void *arg, int status) {
     abuf_t b = ABUF_INIT;
     abuf_puts(&b, "{\"saga_id\":\"");
     abuf_json_str(&b, st->id);
-    abuf_puts(&b, st->cancel ? "\",\"cancel\":\"sent\"}"
-                             : "\",\"created\":true}");
+    abuf_puts(&b, st->op == 1   ? "\",\"action\":\"retry\",\"status\":\"sent\"}"
+                  : st->op == 2 ? "\",\"action\":\"resolve\",\"status\":"
+                                  "\"sent\"}"
+                  : st->cancel  ? "\",\"cancel\":\"sent\"}"
+                                : "\",\"created\":true}");
     if (b.failed)
       admin_reply(st->r, 503, NULL, 0);
     else
-      admin_reply(st->r, st->cancel ? 202 : 201, abuf_cstr(&b), b.len);
+      admin_reply(st->r, st->cancel || st->op ? 202 : 201, abuf_cstr(&b),
+                  b.len);
     abuf_free(&b);
   }
   uv_close((uv_handle_t *)&st->timer, start_free);
@@ -778,10 +783,16 @@ static void produce_start(start_t *st) {
   char err[256];
   /* A cancel's input is "reason\0operator\0"; a start's is its body, not
    * NUL-terminated. */
-  const char *who = st->cancel ? st->input + strlen(st->input) + 1 : NULL;
+  const char *who = st->cancel || st->op
+                        ? st->input + strlen(st->input) + 1
+                        : NULL;
   if (who && !*who)
     who = NULL;
-  int rc = st->cancel
+  int rc = st->op ? sagad_msg_encode_operator(
+                        st->id, st->op == 1, st->input, who,
+                        st->tp[0] ? st->tp : NULL, &buf, &len, &h, err,
+                        sizeof err)
+           : st->cancel
                ? sagad_msg_encode_cancel(st->id, st->input, who,
                                          wall_us() / 1000,
                                          st->tp[0] ? st->tp : NULL, &buf,
@@ -808,11 +819,10 @@ static void produce_start(start_t *st) {
   if (rc != 0) {
     LOG_WARN("POST /sagas/%s?id=%s: could not queue the %s for %s",
              st->type, st->id, st->what, o->o.cfg->topic_inbox);
-    admin_http_respond_error(st->r, 503, st->cancel
-                                             ? "could not queue the "
-                                               "CancelSaga for the inbox"
-                                             : "could not queue the "
-                                               "StartSaga for the inbox");
+    char msg[80];
+    snprintf(msg, sizeof msg, "could not queue the %s for the inbox",
+             st->what);
+    admin_http_respond_error(st->r, 503, msg);
     uv_timer_stop(&st->timer);
     uv_close((uv_handle_t *)&st->timer, start_free);
   }
@@ -901,9 +911,12 @@ static void src_start(void *arg, const char *type, const char *id,
   admin_pg_lookup(o->pg, id, looked_up, st);
 }
 
-static void reply_refused(admin_reply_t *r, const char *id, const char *why) {
+static void reply_refused(admin_reply_t *r, const char *id, const char *verb,
+                          const char *why) {
   abuf_t b = ABUF_INIT;
-  abuf_puts(&b, "{\"error\":\"cancel refused: ");
+  abuf_puts(&b, "{\"error\":\"");
+  abuf_puts(&b, verb);
+  abuf_puts(&b, " refused: ");
   abuf_json_str(&b, why);
   abuf_puts(&b, "\",\"saga_id\":\"");
   abuf_json_str(&b, id);
@@ -911,6 +924,21 @@ static void reply_refused(admin_reply_t *r, const char *id, const char *why) {
   admin_reply(r, b.failed ? 503 : 409, b.failed ? NULL : abuf_cstr(&b),
               b.failed ? 0 : b.len);
   abuf_free(&b);
+}
+
+/* An operator's request whose saga_index lookup found no saga (404) or
+ * failed (503): answered, and st freed. */
+static void lookup_failed(start_t *st, int status, const char *err,
+                          const char *verb) {
+  if (status == 404) {
+    admin_http_respond_error(st->r, 404, "no such saga");
+  } else {
+    LOG_WARN("POST /sagas/%s/%s: %s", st->id, verb,
+             err ? err : "saga_index lookup failed");
+    admin_http_respond_error(st->r, 503,
+                             err ? err : "saga_index lookup failed");
+  }
+  free(st);
 }
 
 /* A saga of another instance, or finished: saga_index says which. */
@@ -928,21 +956,33 @@ static void cancel_looked_up(void *arg, int status,
                "compensation failed: parked for an operator (retry or "
                "resolve it)");
     if (why[0]) {
-      reply_refused(st->r, st->id, why);
+      reply_refused(st->r, st->id, "cancel", why);
       free(st);
       return;
     }
     send_when_kafka_up(st);
-  } else if (status == 404) {
-    admin_http_respond_error(st->r, 404, "no such saga");
-    free(st);
   } else {
-    LOG_WARN("POST /sagas/%s/cancel: %s", st->id,
-             err ? err : "saga_index lookup failed");
-    admin_http_respond_error(st->r, 503,
-                             err ? err : "saga_index lookup failed");
-    free(st);
+    lookup_failed(st, status, err, "cancel");
   }
+}
+
+/* An operator's request (a cancel or an OperatorAction) for id, its input
+ * "reason\0operator\0"; NULL with 503 sent when out of memory. */
+static start_t *operator_request_new(sagad_observe_t *o, admin_reply_t *r,
+                                     const char *id, const char *what,
+                                     const char *reason, const char *who) {
+  size_t rn = strlen(reason), wn = who ? strlen(who) : 0;
+  start_t *st = calloc(1, sizeof *st + rn + wn + 2);
+  if (!st) {
+    admin_http_respond_error(r, 503, "out of memory");
+    return NULL;
+  }
+  request_init(st, o, r, id, "", what);
+  memcpy(st->input, reason, rn + 1);
+  if (who)
+    memcpy(st->input + rn + 1, who, wn + 1);
+  st->input_len = rn + wn + 2;
+  return st;
 }
 
 static void src_cancel(void *arg, const char *id, const char *reason,
@@ -952,25 +992,66 @@ static void src_cancel(void *arg, const char *id, const char *reason,
   char why[256];
   if (s && *sm_cancel_refusal(s, why, sizeof why)) {
     /* Ours: the machine's own judgement, now. */
-    reply_refused(r, id, why);
+    reply_refused(r, id, "cancel", why);
     return;
   }
-  size_t rn = strlen(reason), wn = who ? strlen(who) : 0;
-  start_t *st = calloc(1, sizeof *st + rn + wn + 2);
-  if (!st) {
-    admin_http_respond_error(r, 503, "out of memory");
+  start_t *st = operator_request_new(o, r, id, "CancelSaga", reason, who);
+  if (!st)
     return;
-  }
-  request_init(st, o, r, id, "", "CancelSaga");
   st->cancel = 1;
-  memcpy(st->input, reason, rn + 1);
-  if (who)
-    memcpy(st->input + rn + 1, who, wn + 1);
-  st->input_len = rn + wn + 2;
   if (s)
     send_when_kafka_up(st);
   else
     admin_pg_lookup(o->pg, id, cancel_looked_up, st);
+}
+
+/* 409: verb (retry, resolve) applies only to a parked saga. */
+static void refuse_not_parked(admin_reply_t *r, const char *id,
+                              const char *verb, const char *status) {
+  char why[128];
+  snprintf(why, sizeof why,
+           "the saga is %s, not parked in compensation_failed", status);
+  reply_refused(r, id, verb, why);
+}
+
+/* A retry or resolve of a saga another instance holds, or not in memory:
+ * saga_index says whether it is parked. */
+static void operate_looked_up(void *arg, int status,
+                              const admin_saga_row_t *row, const char *err) {
+  start_t *st = arg;
+  const char *verb = st->op == 1 ? "retry" : "resolve";
+  if (status == 200 && strcmp(row->status, "compensation_failed") != 0) {
+    refuse_not_parked(st->r, st->id, verb, row->status);
+    free(st);
+  } else if (status == 200) {
+    send_when_kafka_up(st);
+  } else {
+    lookup_failed(st, status, err, verb);
+  }
+}
+
+/* POST /sagas/{id}/retry and /resolve: an OperatorAction through the inbox,
+ * as sagactl retry / resolve produce it, once the saga is known to be
+ * parked (in memory here, else in saga_index). */
+static void src_operate(void *arg, admin_op_t op, const char *id,
+                        const char *reason, const char *who,
+                        admin_reply_t *r) {
+  sagad_observe_t *o = arg;
+  const char *verb = op == ADMIN_OP_RETRY ? "retry" : "resolve";
+  const sm_t *s = sagad_engine_find(o->o.engine, id);
+  if (s && s->status != SM_COMPENSATION_FAILED) {
+    refuse_not_parked(r, id, verb, sm_status_name((sm_status_t)s->status));
+    return;
+  }
+  start_t *st =
+      operator_request_new(o, r, id, "OperatorAction", reason, who);
+  if (!st)
+    return;
+  st->op = op == ADMIN_OP_RETRY ? 1 : 2;
+  if (s)
+    send_when_kafka_up(st);
+  else
+    admin_pg_lookup(o->pg, id, operate_looked_up, st);
 }
 
 /* Saga reads go to admin_pg, whose source shares one arg for every
@@ -1131,6 +1212,7 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
                             .list_sagas = src_list,
                             .start_saga = src_start,
                             .cancel_saga = src_cancel,
+                            .operate_saga = src_operate,
                             .readiness = src_readiness};
   o->http = admin_http_new(opts->loop, &ho);
   o->pg = admin_pg_new(opts->loop, &po);

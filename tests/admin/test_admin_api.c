@@ -19,6 +19,9 @@ typedef struct {
   char started_id[64], started_type[64], started_input[256];
   char cancel_id[64], cancel_reason[256], cancel_who[64];
   int cancels;
+  int ops;
+  admin_op_t op;
+  char op_id[64], op_reason[256], op_who[64];
   admin_list_query_t last_q;
   char last_after[IQ_CURSOR_SIZE];
   metrics_t *metrics;
@@ -120,6 +123,27 @@ static void cancel_saga(void *arg, const char *id, const char *reason,
   admin_reply(r, 202, body, (size_t)n);
 }
 
+/* o-1 is not parked: refused; any other id is sent. */
+static void operate_saga(void *arg, admin_op_t op, const char *id,
+                         const char *reason, const char *who,
+                         admin_reply_t *r) {
+  fake_t *f = arg;
+  f->ops++;
+  f->op = op;
+  snprintf(f->op_id, sizeof f->op_id, "%s", id);
+  snprintf(f->op_reason, sizeof f->op_reason, "%s", reason);
+  snprintf(f->op_who, sizeof f->op_who, "%s", who ? who : "(null)");
+  if (!strcmp(id, "o-1")) {
+    static const char no[] = "{\"error\":\"retry refused: the saga is "
+                             "completed, not parked in "
+                             "compensation_failed\"}";
+    admin_reply(r, 409, no, sizeof no - 1);
+    return;
+  }
+  static const char sent[] = "{\"status\":\"sent\"}";
+  admin_reply(r, 202, sent, sizeof sent - 1);
+}
+
 static void readiness(void *arg, admin_readiness_t *out) {
   *out = ((fake_t *)arg)->ready;
 }
@@ -127,7 +151,8 @@ static void readiness(void *arg, admin_readiness_t *out) {
 static void setup(uv_loop_t *loop, void *arg) {
   fake_t *f = arg;
   f->src = (admin_source_t){f,          get_saga,  list_sagas,
-                            start_saga, readiness, cancel_saga};
+                            start_saga, readiness, cancel_saga,
+                            operate_saga};
   f->metrics = metrics_new();
   metric_inc(metric_series(
       metrics_counter(f->metrics, "saga_started_total", "Sagas started.",
@@ -258,8 +283,13 @@ static void test_list_validates_filters_and_pages_with_a_cursor(
   assert_false(fake->last_q.oldest_first);
   assert_false(fake->last_q.since.set);
   assert_false(fake->last_q.until.set);
+  assert_false(fake->last_q.counts);
   assert_null(strstr(b, "o-1"));
   free(b);
+  free(call("GET /sagas?counts=true HTTP/1.1\r\n\r\n", 200));
+  assert_true(fake->last_q.counts);
+  free(call("GET /sagas?counts=0 HTTP/1.1\r\n\r\n", 200));
+  assert_false(fake->last_q.counts);
   /* time bounds and the order reach the source as the module reads them */
   free(call("GET /sagas?since=1h&until=2025-01-31T12:00:00Z&order=oldest "
             "HTTP/1.1\r\n\r\n",
@@ -283,6 +313,7 @@ static void test_list_validates_filters_and_pages_with_a_cursor(
       {"until=90", "until: \\\"90\\\" is neither an RFC 3339 time"},
       {"order=sideways", "order must be newest or oldest"},
       {"state=stuck", "state must be one of running, compensating, "},
+      {"counts=maybe", "counts must be true or false"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     snprintf(req, sizeof req, "GET /sagas?%s HTTP/1.1\r\n\r\n", bad[i].query);
@@ -387,6 +418,99 @@ static void test_cancel_takes_a_reason_and_an_operator(void **state) {
   assert_int_equal(fake->cancels, asked);
 }
 
+/* POST /sagas/{id}/<action> with extra header lines and body. */
+static char *post_action(const char *id, const char *action,
+                         const char *headers, const char *body, int want) {
+  char req[768];
+  snprintf(req, sizeof req,
+           "POST /sagas/%s/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s"
+           "Content-Length: %zu\r\n\r\n%s",
+           id, action, fake->port, headers, strlen(body), body);
+  return call(req, want);
+}
+
+/* POST /sagas/{id}/retry and /resolve: the body and checks of cancel's,
+ * then the source with which action. */
+static void test_retry_and_resolve_take_a_reason_as_cancel_does(
+    void **state) {
+  (void)state;
+  static const struct {
+    const char *path;
+    admin_op_t op;
+  } acts[] = {{"retry", ADMIN_OP_RETRY}, {"resolve", ADMIN_OP_RESOLVE}};
+  const char *json = "Content-Type: application/json\r\n";
+  for (size_t i = 0; i < 2; i++) {
+    char *b = post_action("o-2", acts[i].path, json,
+                          "{\"reason\":\"refund done\",\"operator\":\"amy\"}",
+                          202);
+    assert_string_equal(b, "{\"status\":\"sent\"}");
+    free(b);
+    assert_int_equal(fake->op, acts[i].op);
+    assert_string_equal(fake->op_id, "o-2");
+    assert_string_equal(fake->op_reason, "refund done");
+    assert_string_equal(fake->op_who, "amy");
+    free(post_action("o-2", acts[i].path, "", "{\"reason\":\"x\",\"operator\":"
+                     "\"\"}", 202));
+    assert_string_equal(fake->op_who, "(null)");
+    b = post_action("o-1", acts[i].path, "", "{\"reason\":\"x\"}", 409);
+    assert_non_null(strstr(b, "not parked in compensation_failed"));
+    free(b);
+    int asked = fake->ops;
+    static const struct {
+      const char *id, *headers, *body, *says;
+      int status;
+    } bad[] = {
+        {"o-2", "", "{}", "\\\"reason\\\" is required", 400},
+        {"o-2", "", "{\"reason\":\"\"}", "\\\"reason\\\" is required", 400},
+        {"o-2", "", "", "body must be a JSON object", 400},
+        {"o-2", "", "{nope", "body must be a JSON object", 400},
+        {"o-2", "", "[1]", "body must be a JSON object", 400},
+        {"o-2", "", "{\"reason\":7}", "\\\"reason\\\" must be a string", 400},
+        {"o-2", "", "{\"reason\":\"x\",\"operator\":1}",
+         "\\\"operator\\\" must be a string", 400},
+        {"o-2", "", "{\"reason\":\"a\\u0001b\"}", "without control", 400},
+        {"a%2Fb", "", "{\"reason\":\"x\"}", "invalid saga id", 400},
+        {"o-2", "Content-Type: text/plain\r\n", "{\"reason\":\"x\"}",
+         "body must be application/json", 415},
+        {"o-2", "Origin: http://evil.example\r\n", "{\"reason\":\"x\"}",
+         "cross-origin request refused", 403},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+      b = post_action(bad[k].id, acts[i].path, bad[k].headers, bad[k].body,
+                      bad[k].status);
+      if (!strstr(b, bad[k].says))
+        fail_msg("%s %s: %s, want %s", acts[i].path, bad[k].body, b,
+                 bad[k].says);
+      free(b);
+    }
+    assert_int_equal(fake->ops, asked);
+  }
+}
+
+/* A page of another site cannot make the operator's browser act: a POST
+ * whose Origin is not this server is refused before the source is asked;
+ * the page's own (same origin) and clients without Origin go through. */
+static void test_operator_actions_refuse_other_origins(void **state) {
+  (void)state;
+  char same[96];
+  snprintf(same, sizeof same, "Origin: http://127.0.0.1:%d\r\n", fake->port);
+  int cancels = fake->cancels, ops = fake->ops;
+  static const char *const others[] = {
+      "Origin: http://evil.example\r\n", "Origin: null\r\n",
+      "Origin: https://127.0.0.1\r\n"};
+  for (size_t i = 0; i < 3; i++) {
+    free(post_action("o-2", "cancel", others[i], "{\"reason\":\"x\"}", 403));
+    free(post_action("o-2", "retry", others[i], "{\"reason\":\"x\"}", 403));
+    free(post_action("o-2", "resolve", others[i], "{\"reason\":\"x\"}", 403));
+  }
+  assert_int_equal(fake->cancels, cancels);
+  assert_int_equal(fake->ops, ops);
+  free(post_action("o-2", "cancel", same, "{\"reason\":\"x\"}", 202));
+  free(post_action("o-2", "retry", same, "{\"reason\":\"x\"}", 202));
+  assert_int_equal(fake->cancels, cancels + 1);
+  assert_int_equal(fake->ops, ops + 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_endpoint_serves_prometheus_text),
@@ -397,6 +521,8 @@ int main(void) {
       cmocka_unit_test(
           test_start_refuses_an_id_with_a_slash_naming_the_field),
       cmocka_unit_test(test_cancel_takes_a_reason_and_an_operator),
+      cmocka_unit_test(test_retry_and_resolve_take_a_reason_as_cancel_does),
+      cmocka_unit_test(test_operator_actions_refuse_other_origins),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

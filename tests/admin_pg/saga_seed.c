@@ -54,6 +54,8 @@ static void record(const sm_t *s, const sm_output_t *out, int64_t at,
   fn(arg, s, buf, len, saga_codec_record_type(ev, out->n_events), at);
 }
 
+const char *seed_step_output;
+
 sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
                    int64_t reply_ms, const uint8_t *script, size_t n,
                    seed_record_fn fn, void *arg) {
@@ -102,6 +104,17 @@ sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
         in = (sm_input_t){.type = SM_IN_REPLY, .step = c.step,
                             .action = c.action, .attempt = c.attempt,
                             .outcome = what,
+                            .payload = what == SM_OUTCOME_SUCCESS &&
+                                               c.action == SM_DO &&
+                                               seed_step_output
+                                           ? (const uint8_t *)
+                                                 seed_step_output
+                                           : NULL,
+                            .payload_len = what == SM_OUTCOME_SUCCESS &&
+                                                   c.action == SM_DO &&
+                                                   seed_step_output
+                                               ? strlen(seed_step_output)
+                                               : 0,
                             .reason = what == SM_OUTCOME_SUCCESS
                                           ? NULL
                                           : "declined"};

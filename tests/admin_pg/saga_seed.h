@@ -29,6 +29,10 @@
 typedef void (*seed_record_fn)(void *arg, const sm_t *s, const uint8_t *rec,
                                size_t len, const char *type, int64_t at_ms);
 
+/* The payload of every successful reply to a step's command (its
+ * output); NULL (the default) = none. */
+extern const char *seed_step_output;
+
 /* Start a saga of def with id at t0 and play script (replies come
  * reply_ms after their command). Returns the saga (free it) in the state
  * the script leaves it. */

@@ -253,6 +253,12 @@ static void test_a_compensated_saga_reads_back_with_its_decoded_history(
             "Dispatched reserve compensate -|"
             "Succeeded reserve compensate success|"
             "Compensated - - -|");
+  /* the saga's input, as JSON, on its Started event */
+  const cJSON *started =
+      cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "history"), 0);
+  char *input = cJSON_PrintUnformatted(cJSON_GetObjectItem(started, "input"));
+  assert_string_equal(input, "{\"order\":42}");
+  cJSON_free(input);
   const cJSON *failed = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "history"),
                                            4);
   assert_string_equal(str(failed, "reason"), "declined");
@@ -337,6 +343,57 @@ static void test_filters_select_by_state_type_time_and_stuck_thresholds(
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     expect_list(cases[i].path, cases[i].ids, cases[i].total);
+}
+
+/* counts=true: each state's count under the other filters is what the
+ * list filtered by that state totals (two statements, one answer), and
+ * the counts add up to the unfiltered total; without it, no counts. */
+static void test_counts_per_state_agree_with_the_filtered_totals(
+    void **state) {
+  (void)state;
+  static const char *const filters[] = {"", "&type=refund", "&stuck=true",
+                                        "&since=90m",
+                                        "&state=running&type=order"};
+  for (size_t i = 0; i < sizeof filters / sizeof *filters; i++) {
+    char path[256];
+    int status = 0;
+    snprintf(path, sizeof path, "/sagas?counts=true&limit=1%s", filters[i]);
+    cJSON *doc = get(path, &status);
+    assert_int_equal(status, 200);
+    const cJSON *counts = cJSON_GetObjectItem(doc, "counts");
+    if (!cJSON_IsObject(counts))
+      fail_msg("%s: no counts", path);
+    assert_int_equal(cJSON_GetArraySize(counts), 5);
+    /* the filters but state */
+    char others[128];
+    snprintf(others, sizeof others, "%s", filters[i]);
+    char *st = strstr(others, "&state=running");
+    if (st)
+      memmove(st, st + 14, strlen(st + 14) + 1);
+    double sum = 0;
+    const char *name;
+    for (size_t k = 0; (name = iq_status_name(k)) != NULL; k++) {
+      const cJSON *c = cJSON_GetObjectItem(counts, name);
+      assert_true(cJSON_IsNumber(c));
+      sum += c->valuedouble;
+      char one[320];
+      snprintf(one, sizeof one, "/sagas?limit=1&state=%s%s", name, others);
+      cJSON *d = get(one, &status);
+      assert_int_equal(status, 200);
+      if (cJSON_GetObjectItem(d, "total")->valuedouble != c->valuedouble)
+        fail_msg("%s: %s counts %g, the list totals %g", path, name,
+                 c->valuedouble,
+                 cJSON_GetObjectItem(d, "total")->valuedouble);
+      cJSON_Delete(d);
+    }
+    snprintf(path, sizeof path, "/sagas?limit=1%s", others);
+    cJSON *all = get(path, &status);
+    assert_null(cJSON_GetObjectItem(all, "counts"));
+    assert_true(cJSON_GetObjectItem(all, "total")->valuedouble == sum);
+    assert_true(sum > 0);
+    cJSON_Delete(all);
+    cJSON_Delete(doc);
+  }
 }
 
 /* Walk every page of query with limit 2: the ids, in order; every page
@@ -524,6 +581,7 @@ int main(void) {
       cmocka_unit_test(
           test_filters_select_by_state_type_time_and_stuck_thresholds),
       cmocka_unit_test(test_pages_follow_the_cursor_without_gaps_or_repeats),
+      cmocka_unit_test(test_counts_per_state_agree_with_the_filtered_totals),
       cmocka_unit_test(
           test_a_lost_connection_is_reopened_for_the_next_request),
       cmocka_unit_test(

@@ -123,6 +123,13 @@ static void test_statements_carry_the_filter(void **state) {
   assert_int_equal(iq_count(&f, &st, &s), 0);
   assert_int_equal(s.nparams, 9);
   assert_non_null(strstr(s.sql, "count(*)"));
+  /* counts per state: every filter but the state */
+  assert_int_equal(iq_counts(&f, &st, &s), 0);
+  assert_int_equal(s.nparams, 9);
+  assert_non_null(strstr(s.sql, "GROUP BY i.status"));
+  assert_null(s.params[2]);
+  assert_string_equal(s.params[3], "order");
+  assert_string_equal(s.params[8], "true");
   assert_int_equal(iq_get("o-1", &st, &s), 0);
   assert_int_equal(s.nparams, 3);
   assert_string_equal(s.params[2], "o-1");
@@ -130,6 +137,7 @@ static void test_statements_carry_the_filter(void **state) {
   f.state = "stuck";
   assert_int_equal(iq_list(&f, &st, &s), -1);
   assert_int_equal(iq_count(&f, &st, &s), -1);
+  assert_int_equal(iq_counts(&f, &st, &s), -1);
   f.state = NULL;
   f.limit = 0;
   assert_int_equal(iq_list(&f, &st, &s), -1);
@@ -153,6 +161,16 @@ static void test_status_names_are_the_five(void **state) {
   assert_false(iq_status_known("stuck"));
   assert_false(iq_status_known(""));
   assert_false(iq_status_known(NULL));
+  /* iq_status_name lists the same five, in IQ_STATUSES' order */
+  char all[128] = "";
+  const char *name;
+  for (size_t i = 0; (name = iq_status_name(i)) != NULL; i++) {
+    assert_true(iq_status_known(name));
+    if (i)
+      strcat(all, ", ");
+    strcat(all, name);
+  }
+  assert_string_equal(all, IQ_STATUSES);
 }
 
 int main(void) {

@@ -273,24 +273,95 @@ static void wait_dispatched(e2e_t *t, const char *id, int step) {
     fail_msg("step %d of saga %s was never dispatched", step, id);
 }
 
-/* POST /sagas/{id}/cancel with a JSON body; the answer's body, which must
- * have status want. */
-static char *post_cancel(int port, const char *id, const char *body,
-                         int want) {
+/* POST /sagas/{id}/<action> with a JSON body; the answer's body, which
+ * must have status want. */
+static char *post_action(int port, const char *id, const char *action,
+                         const char *body, int want) {
   char req[1024];
   snprintf(req, sizeof req,
-           "POST /sagas/%s/cancel HTTP/1.1\r\nContent-Type: "
+           "POST /sagas/%s/%s HTTP/1.1\r\nContent-Type: "
            "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-           id, strlen(body), body);
+           id, action, strlen(body), body);
   int st = 0;
   char *r = http_roundtrip(port, req, &st);
   assert_non_null(r);
   if (st != want)
-    fail_msg("POST /sagas/%s/cancel answered %d, want %d:\n%s", id, st,
+    fail_msg("POST /sagas/%s/%s answered %d, want %d:\n%s", id, action, st,
              want, r);
   char *b = strdup(strstr(r, "\r\n\r\n") + 4);
   free(r);
   return b;
+}
+
+static char *post_cancel(int port, const char *id, const char *body,
+                         int want) {
+  return post_action(port, id, "cancel", body, want);
+}
+
+/* The timeline page's Retry and Resolve against a real sagad: POST
+ * /sagas/{id}/retry and /resolve produce the OperatorAction sagactl
+ * produces; the coordinator applies it and records who and why; a saga
+ * that is not parked is refused (409, its state named), an unknown one is
+ * 404. */
+static void test_parked_sagas_are_retried_and_resolved_through_the_api(
+    void **state) {
+  (void)state;
+  fixed = 0;
+  e2e_t *t = e2e_new("operator_http", 5000, script);
+  (void)e2e_sagad_start(t, 0);
+  int port = admin_port_of(t);
+  e2e_start(t, "fast", "park-h1");
+  e2e_start(t, "fast", "park-h2");
+  e2e_start(t, "fast", "ok-h1");
+  wait_status(t, "park-h1", "compensation_failed");
+  wait_status(t, "park-h2", "compensation_failed");
+  wait_status(t, "ok-h1", "completed");
+
+  char *b = post_action(port, "ok-h1", "retry", "{\"reason\":\"x\"}", 409);
+  assert_non_null(strstr(b, "retry refused: the saga is completed, not "
+                            "parked in compensation_failed"));
+  free(b);
+  free(post_action(port, "nobody-h", "resolve", "{\"reason\":\"x\"}", 404));
+
+  fixed = 1;
+  b = post_action(port, "park-h1", "retry",
+                  "{\"reason\":\"inventory fixed\",\"operator\":\"web\"}",
+                  202);
+  assert_string_equal(b, "{\"saga_id\":\"park-h1\",\"action\":\"retry\","
+                         "\"status\":\"sent\"}");
+  free(b);
+  wait_status(t, "park-h1", "compensated");
+  assert_int_equal(e2e_undone(t, "park-h1", 0), 1);
+
+  int undo_cmds = e2e_commands(t, "park-h2", 0);
+  b = post_action(port, "park-h2", "resolve",
+                  "{\"reason\":\"refunded by hand\",\"operator\":\"web\"}",
+                  202);
+  assert_non_null(strstr(b, "\"action\":\"resolve\""));
+  free(b);
+  wait_status(t, "park-h2", "compensated");
+  assert_int_equal(e2e_commands(t, "park-h2", 0), undo_cmds);
+
+  /* who and why, in each saga's history */
+  b = http_get_body(port, "/sagas/park-h1");
+  assert_non_null(b);
+  assert_non_null(strstr(b, "\"event\":\"OperatorRetry\""));
+  assert_non_null(strstr(b, "\"reason\":\"inventory fixed\",\"operator\":"
+                            "\"web\""));
+  free(b);
+  b = http_get_body(port, "/sagas/park-h2");
+  assert_non_null(b);
+  assert_non_null(strstr(b, "\"event\":\"Resolved\""));
+  assert_non_null(strstr(b, "\"reason\":\"refunded by hand\",\"operator\":"
+                            "\"web\""));
+  free(b);
+  /* no longer parked: refused */
+  b = post_action(port, "park-h2", "resolve", "{\"reason\":\"x\"}", 409);
+  assert_non_null(strstr(b, "the saga is compensated"));
+  free(b);
+
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  e2e_free(t);
 }
 
 /* Pump until id has n notifications of kind (wire number). */
@@ -425,6 +496,8 @@ int main(void) {
           test_parked_sagas_are_shown_retried_and_resolved_by_sagactl),
       cmocka_unit_test(
           test_cancel_before_the_pivot_compensates_after_it_is_refused),
+      cmocka_unit_test(
+          test_parked_sagas_are_retried_and_resolved_through_the_api),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,8 +28,24 @@ async function getJSON(url) {
   return body;
 }
 
+const pad = (n, w) => String(n).padStart(w || 2, '0');
+
+// A time in the browser's zone ("2025-01-31 13:00:00.000 +01:00"), as a
+// <time> whose title is the UTC time; empty for none.
 function fmtTime(iso) {
-  return iso ? iso.replace('T', ' ').replace('Z', '') : '';
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (isNaN(d)) return iso;
+  const off = -d.getTimezoneOffset();
+  const zone = (off < 0 ? '-' : '+') + pad(Math.floor(Math.abs(off) / 60)) +
+               ':' + pad(Math.abs(off) % 60);
+  const local = d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' +
+                pad(d.getDate()) + ' ' + pad(d.getHours()) + ':' +
+                pad(d.getMinutes()) + ':' + pad(d.getSeconds()) + '.' +
+                pad(d.getMilliseconds(), 3) + ' ' + zone;
+  return el('time', { datetime: d.toISOString(),
+                      title: d.toISOString().replace('T', ' ')
+                               .replace('Z', ' UTC') }, local);
 }
 
 function fmtMs(ms) {
@@ -45,38 +61,22 @@ function badge(status) {
 
 // ---- list ----------------------------------------------------------------
 
-async function listPage() {
-  const q = new URLSearchParams(location.search);
-  const state = q.get('state') || '', type = q.get('type') || '';
-  const stuck = q.get('stuck') === 'true';
-  const states = ['', 'running', 'compensating', 'completed', 'compensated',
-                  'compensation_failed'];
-  const form = el('form', { class: 'filters', method: 'get', action: '/ui' },
-    el('label', {}, 'state ',
-       el('select', { name: 'state', id: 'f-state' },
-          states.map(s => el('option', { value: s, selected: s === state },
-                             s || 'any')))),
-    el('label', {}, 'type ',
-       el('input', { name: 'type', id: 'f-type', value: type,
-                     placeholder: 'any' })),
-    el('label', {}, el('input', { type: 'checkbox', name: 'stuck',
-                                  value: 'true', checked: stuck,
-                                  id: 'f-stuck' }), ' stuck only'),
-    el('button', { type: 'submit' }, 'filter'));
-  const api = new URLSearchParams({ limit: '50' });
-  if (state) api.set('state', state);
-  if (type) api.set('type', type);
-  if (stuck) api.set('stuck', 'true');
-  if (q.get('after')) api.set('after', q.get('after'));
-  let data;
-  try {
-    data = await getJSON('/sagas?' + api);
-  } catch (e) {
-    show(form, el('p', { class: 'error' }, 'could not list sagas: ' + e.message));
-    return;
-  }
-  const rows = data.sagas.map(s => el('tr', { class: 'saga-row',
-                                              'data-saga-id': s.saga_id },
+const STATES = ['running', 'compensating', 'completed', 'compensated',
+                'compensation_failed'];
+const REFRESH_MS = 5000;
+
+// A since/until field as the API takes it: a duration before now ("1h")
+// or a time with its zone as they are; a time without a zone (what a
+// datetime-local field gives) is the browser's local time. null when it is
+// neither.
+function timeBound(v) {
+  if (/^\d+(ms|s|m|h|d)$/.test(v) || /(Z|[+-]\d\d:\d\d)$/i.test(v)) return v;
+  const d = new Date(v);
+  return isNaN(d) ? null : d.toISOString();
+}
+
+function sagaRow(s) {
+  return el('tr', { class: 'saga-row', 'data-saga-id': s.saga_id },
     el('td', {}, el('a', { href: '/ui/saga/' + encodeURIComponent(s.saga_id) },
                     s.saga_id)),
     el('td', {}, s.saga_type + ' v' + s.definition_version),
@@ -84,20 +84,152 @@ async function listPage() {
     el('td', {}, s.current_step || ''),
     el('td', {}, fmtTime(s.started_at)),
     el('td', {}, fmtTime(s.updated_at)),
-    el('td', {}, s.stuck ? el('span', { class: 'stuck' }, 'stuck') : '')));
-  const head = el('tr', {}, ['saga', 'type', 'status', 'waiting on',
-                             'started', 'last progress', ''].map(
-    h => el('th', {}, h)));
-  let more = null;
-  if (data.next) {
-    const n = new URLSearchParams(q);
-    n.set('after', data.next);
-    more = el('p', {}, el('a', { href: '/ui?' + n, id: 'next' }, 'next page'));
+    el('td', {}, s.stuck ? el('span', { class: 'stuck' }, 'stuck') : ''));
+}
+
+// Counts per state under the other filters; each links to its filter.
+function countsBar(q, counts) {
+  if (!counts) return null;
+  const link = (state, n) => {
+    const u = new URLSearchParams(q);
+    u.delete('after');
+    if (state) u.set('state', state); else u.delete('state');
+    const cur = (q.get('state') || '') === state;
+    return el('a', { class: 'count' + (cur ? ' current' : ''),
+                     'data-state': state || 'any', href: '/ui?' + u },
+              (state ? state.replace('_', ' ') : 'any') + ' ',
+              el('b', {}, String(n)));
+  };
+  const total = STATES.reduce((a, s) => a + (counts[s] || 0), 0);
+  return el('nav', { id: 'counts', class: 'counts' }, link('', total),
+            STATES.map(s => link(s, counts[s] || 0)));
+}
+
+async function listPage() {
+  const q = new URLSearchParams(location.search);
+  const v = k => q.get(k) || '';
+  const state = v('state'), type = v('type'), stuck = v('stuck') === 'true';
+  const limit = Math.min(Math.max(parseInt(v('limit'), 10) || 50, 1), 1000);
+  const search = el('form', { id: 'search', class: 'filters' },
+    el('input', { id: 'f-id', name: 'id', placeholder: 'saga id',
+                  size: 36 }),
+    el('button', { type: 'submit' }, 'open saga'));
+  search.addEventListener('submit', ev => {
+    ev.preventDefault();
+    const id = search.elements.id.value.trim();
+    if (id) location.href = '/ui/saga/' + encodeURIComponent(id);
+  });
+  const refresh = el('input', { type: 'checkbox', name: 'refresh',
+                                value: '1', checked: v('refresh') === '1',
+                                id: 'f-refresh' });
+  const form = el('form', { class: 'filters', id: 'filters', method: 'get',
+                            action: '/ui' },
+    el('label', {}, 'state ',
+       el('select', { name: 'state', id: 'f-state' },
+          ['', ...STATES].map(s => el('option', { value: s,
+                                                  selected: s === state },
+                                      s || 'any')))),
+    el('label', {}, 'type ',
+       el('input', { name: 'type', id: 'f-type', value: type,
+                     placeholder: 'any', size: 12 })),
+    el('label', {}, 'since ',
+       el('input', { name: 'since', id: 'f-since', value: v('since'),
+                     placeholder: '1h or 2025-01-31T12:00', size: 18,
+                     title: 'a duration before now (30m, 2h, 1d) or a ' +
+                            'time, in your zone unless it names one' })),
+    el('label', {}, 'until ',
+       el('input', { name: 'until', id: 'f-until', value: v('until'),
+                     placeholder: 'now', size: 18 })),
+    el('label', {}, el('input', { type: 'checkbox', name: 'stuck',
+                                  value: 'true', checked: stuck,
+                                  id: 'f-stuck' }), ' stuck only'),
+    limit !== 50 ? el('input', { type: 'hidden', name: 'limit',
+                                 value: String(limit) }) : null,
+    el('button', { type: 'submit' }, 'filter'),
+    el('label', { title: 'reload the list every ' + REFRESH_MS / 1000 +
+                         ' s, with these filters' },
+       refresh, ' auto-refresh'),
+    el('span', { id: 'refreshed', class: 'muted' }));
+  // Empty fields stay out of the URL.
+  form.addEventListener('submit', () => {
+    for (const f of form.elements)
+      if (f.name && f.value === '' && f.type !== 'checkbox') f.disabled = true;
+  });
+  const results = el('div', { id: 'results' });
+  show(search, form, results);
+
+  const api = new URLSearchParams({ limit: String(limit), counts: 'true' });
+  if (state) api.set('state', state);
+  if (type) api.set('type', type);
+  if (stuck) api.set('stuck', 'true');
+  for (const k of ['since', 'until']) {
+    if (!v(k)) continue;
+    const t = timeBound(v(k));
+    if (t === null) {
+      results.replaceChildren(el('p', { class: 'error' }, k + ': "' + v(k) +
+        '" is neither a duration (30m, 2h, 1d) nor a time'));
+      return;
+    }
+    api.set(k, t);
   }
-  show(form,
-       rows.length ? el('table', { id: 'sagas' }, head, rows)
-                   : el('p', { class: 'muted' }, 'no saga matches'),
-       more);
+
+  let next = null, shown = 0;
+  const table = el('table', { id: 'sagas' },
+    el('tr', {}, ['saga', 'type', 'status', 'waiting on', 'started',
+                  'last progress', ''].map(h => el('th', {}, h))));
+  const more = el('button', { id: 'more', type: 'button' }, 'more');
+  const footer = el('p', {}, more);
+
+  // The first page again (as many rows as shown, at least one page), or
+  // the page after the last row shown.
+  async function load(append) {
+    const u = new URLSearchParams(api);
+    if (append) u.set('after', next);
+    else u.set('limit', String(Math.min(Math.max(shown, limit), 1000)));
+    let data;
+    try {
+      data = await getJSON('/sagas?' + u);
+    } catch (e) {
+      results.replaceChildren(el('p', { class: 'error' },
+                                 'could not list sagas: ' + e.message));
+      return;
+    }
+    if (!append) {
+      table.replaceChildren(table.firstChild);
+      shown = 0;
+    }
+    table.append(...data.sagas.map(sagaRow));
+    shown += data.sagas.length;
+    next = data.next;
+    more.hidden = !next;
+    const summary = el('p', { class: 'muted', id: 'total' },
+                       shown + ' of ' + data.total + ' matching, newest ' +
+                       'first');
+    results.replaceChildren(countsBar(q, data.counts), summary,
+      shown ? table : el('p', { class: 'muted' }, 'no saga matches'),
+      footer);
+    document.getElementById('refreshed').replaceChildren(
+      refresh.checked ? el('span', {}, 'updated ',
+                           fmtTime(new Date().toISOString())) : '');
+  }
+  more.addEventListener('click', () => next && load(true));
+
+  let timer = null;
+  const arm = () => {
+    clearInterval(timer);
+    timer = refresh.checked ? setInterval(() => load(false), REFRESH_MS)
+                            : null;
+  };
+  refresh.addEventListener('change', () => {
+    // The URL keeps the choice with the filters (a reload keeps both).
+    const u = new URLSearchParams(location.search);
+    if (refresh.checked) u.set('refresh', '1'); else u.delete('refresh');
+    history.replaceState(null, '', '/ui' + (u.toString() ? '?' + u : ''));
+    arm();
+    load(false);
+  });
+  await load(false);
+  arm();
 }
 
 // ---- one saga --------------------------------------------------------------
@@ -200,53 +332,127 @@ function trail(history) {
                  CancelRequested: 'cancelled' };
   const rows = history.filter(h => acts[h.event]);
   if (!rows.length) return null;
-  return el('ul', { id: 'trail', class: 'trail' }, rows.map(h =>
-    el('li', { 'data-event': h.event },
-       fmtTime(h.time) + ' ' + acts[h.event] + ' by ' +
-       (h.operator || 'an unnamed operator') +
-       (h.reason ? ': ' + h.reason : ''))));
+  return el('div', { class: 'section' }, el('h3', {}, 'operator trail'),
+    el('ul', { id: 'trail', class: 'trail' }, rows.map(h =>
+      el('li', { 'data-event': h.event },
+         fmtTime(h.time), ' ', acts[h.event] + ' by ',
+         el('b', { class: 'who' }, h.operator || 'an unnamed operator'),
+         h.reason ? ': ' : '',
+         h.reason ? el('span', { class: 'why' }, h.reason) : null))));
 }
 
-// Cancel a running saga (POST /sagas/{id}/cancel) after a confirmation.
-// Before its pivot step it is compensated; after it the answer says why
-// not (409).
-function cancelForm(s) {
-  if (s.status !== 'running') return null;
-  const reason = el('input', { id: 'cancel-reason', name: 'reason',
-                               placeholder: 'reason (required)',
-                               required: true, maxlength: 1024 });
-  const who = el('input', { id: 'cancel-operator', name: 'operator',
-                            placeholder: 'operator', maxlength: 255 });
-  const out = el('span', { id: 'cancel-result', class: 'muted' });
-  const form = el('form', { id: 'cancel', class: 'cancel' }, reason, who,
-                  el('button', { type: 'submit', id: 'cancel-button' },
-                     'Cancel saga'), out);
-  form.addEventListener('submit', async ev => {
-    ev.preventDefault();
-    if (!reason.value.trim()) { out.textContent = 'a reason is required'; return; }
-    if (!window.confirm('Cancel saga ' + s.saga_id + '?\n\nBefore its ' +
-                        'pivot step it stops and what it did is undone; ' +
-                        'after the pivot the cancel is refused.')) return;
-    const r = await fetch('/sagas/' + encodeURIComponent(s.saga_id) +
-                          '/cancel', {
-      method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ reason: reason.value,
-                             operator: who.value || null }) });
-    const body = await r.json().catch(() => ({}));
-    out.textContent = r.ok ? 'cancel sent: the page reloads'
-                           : (body.error || r.status + ' ' + r.statusText);
-    if (r.ok) setTimeout(() => location.reload(), 1500);
-  });
-  return form;
+// The last failure: the last attempt that failed (its participant's
+// reason) and, when the saga is parked, where it stopped.
+function failure(s, history) {
+  const f = [...history].reverse().find(h => h.event === 'AttemptFailed');
+  if (!f) return null;
+  const parked = s.status === 'compensation_failed';
+  return el('div', { id: 'failure', class: 'failure' + (parked ? ' parked'
+                                                                  : '') },
+    el('span', { class: 'k' }, parked ? 'parked: compensation failed'
+                                      : 'last failure'),
+    el('b', {}, f.step), ' ',
+    (f.action === 'compensate' ? 'compensation' : 'attempt') + ' #' +
+      f.attempt + ' ' + f.outcome + ' at ', fmtTime(f.time), ': ',
+    el('span', { id: 'failure-reason' }, f.reason || '(no reason given)'));
 }
 
-// The saga's output (its definition's "output" mapping), recorded in its
-// Completed event; null when it has none.
-function output(history) {
+// A payload, collapsed: its size in the summary, pretty JSON when opened.
+function payload(name, value, label) {
+  const text = typeof value === 'string' ? value
+                                         : JSON.stringify(value, null, 2);
+  const bytes = new TextEncoder().encode(typeof value === 'string' ? value
+    : JSON.stringify(value)).length;
+  return el('details', { class: 'payload', 'data-payload': name },
+            el('summary', {}, label + ' ', el('span', { class: 'muted' },
+                                              bytes + ' bytes')),
+            el('pre', {}, text));
+}
+
+// The saga's input, each step's output and the saga's output.
+function payloads(history) {
+  const items = [];
+  const start = history.find(h => h.event === 'Started');
+  if (start && start.input !== undefined && start.input !== null)
+    items.push(payload('input', start.input, 'input'));
+  for (const h of history)
+    if (h.event === 'Succeeded' && h.action === 'do' &&
+        h.output !== undefined && h.output !== null)
+      items.push(payload('step:' + h.step, h.output,
+                         'output of ' + h.step));
   const done = history.find(h => h.event === 'Completed');
-  if (!done || done.output === undefined || done.output === null) return null;
-  return el('div', {}, el('span', { class: 'k' }, 'output'),
-            el('code', { id: 'saga-output' }, JSON.stringify(done.output)));
+  if (done && done.output !== undefined && done.output !== null)
+    items.push(payload('output', done.output, 'saga output'));
+  if (!items.length) return null;
+  return el('div', { id: 'payloads', class: 'section' },
+            el('h3', {}, 'payloads'), items);
+}
+
+// What an operator may do now, as sagactl does it: cancel a running saga;
+// retry or resolve one parked in compensation_failed.
+const ACTIONS = {
+  cancel: { label: 'Cancel saga', when: ['running'],
+            ask: 'Cancel saga %s?\n\nBefore its pivot step it stops and ' +
+                 'what it did is undone; after the pivot the cancel is ' +
+                 'refused.' },
+  retry: { label: 'Retry compensation', when: ['compensation_failed'],
+           ask: 'Retry the failed compensation of saga %s?\n\nThe ' +
+                'compensation is sent to its participant again.' },
+  resolve: { label: 'Resolve', when: ['compensation_failed'],
+             ask: 'Resolve saga %s?\n\nIt is closed as compensated: you ' +
+                  'say that what is left was undone by hand. This cannot ' +
+                  'be undone.' },
+};
+
+function actionsForm(s) {
+  const can = Object.keys(ACTIONS).filter(
+    a => ACTIONS[a].when.includes(s.status));
+  if (!can.length) return null;
+  const reason = el('input', { id: 'action-reason', name: 'reason',
+                               placeholder: 'reason (required, recorded)',
+                               maxlength: 1024, size: 40 });
+  const who = el('input', { id: 'action-operator', name: 'operator',
+                            placeholder: 'operator', maxlength: 255,
+                            value: localStorage.getItem('sagad.operator') });
+  const out = el('span', { id: 'action-result', class: 'muted' });
+  const buttons = can.map(a => {
+    const b = el('button', { type: 'button', id: 'action-' + a,
+                             'data-action': a }, ACTIONS[a].label);
+    b.addEventListener('click', () => act(a));
+    return b;
+  });
+  async function act(a) {
+    if (!reason.value.trim()) {
+      out.textContent = 'a reason is required: it is recorded in the ' +
+                        'saga\'s history';
+      reason.focus();
+      return;
+    }
+    if (!window.confirm(ACTIONS[a].ask.replace('%s', s.saga_id) +
+                        '\n\nReason: ' + reason.value)) {
+      out.textContent = a + ' not sent';
+      return;
+    }
+    if (who.value) localStorage.setItem('sagad.operator', who.value);
+    for (const b of buttons) b.disabled = true;
+    let r, body = {};
+    try {
+      r = await fetch('/sagas/' + encodeURIComponent(s.saga_id) + '/' + a, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ reason: reason.value,
+                               operator: who.value || null }) });
+      body = await r.json().catch(() => ({}));
+    } catch (e) {
+      r = { ok: false, status: 0, statusText: e.message };
+    }
+    out.textContent = r.ok ? a + ' sent: the page reloads'
+                           : (body.error || r.status + ' ' + r.statusText);
+    out.className = r.ok ? 'muted' : 'error';
+    if (r.ok) setTimeout(() => location.reload(), 1500);
+    else for (const b of buttons) b.disabled = false;
+  }
+  return el('form', { id: 'actions', class: 'actions' },
+            reason, who, buttons, out);
 }
 
 async function sagaPage(id) {
@@ -256,8 +462,9 @@ async function sagaPage(id) {
   try {
     data = await getJSON('/sagas/' + encodeURIComponent(id));
   } catch (e) {
-    show(el('p', { class: 'error' }, 'could not read saga ' + id + ': ' +
-                                     e.message));
+    show(el('p', { class: 'error', id: 'not-found' },
+            'could not read saga ' + id + ': ' + e.message),
+         el('p', {}, el('a', { href: '/ui' }, 'back to the list')));
     return;
   }
   const s = data.saga, h = data.history || [];
@@ -269,9 +476,9 @@ async function sagaPage(id) {
     el('div', {}, el('span', { class: 'k' }, 'started'), fmtTime(s.started_at)),
     el('div', {}, el('span', { class: 'k' }, 'last progress'), fmtTime(s.updated_at)),
     el('div', {}, el('span', { class: 'k' }, 'waiting on'), s.current_step || '-'),
-    el('div', {}, el('span', { class: 'k' }, 'next deadline'), fmtTime(s.next_deadline_at) || '-'),
-    output(h));
-  show(summary, cancelForm(s), trail(h), timeline(s, h),
+    el('div', {}, el('span', { class: 'k' }, 'next deadline'), fmtTime(s.next_deadline_at) || '-'));
+  show(summary, failure(s, h), actionsForm(s), trail(h), payloads(h),
+       timeline(s, h),
        data.history_truncated ? el('p', { class: 'muted' },
                                    'history truncated') : null,
        historyTable(h));

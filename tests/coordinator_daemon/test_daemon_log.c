@@ -68,10 +68,33 @@ static void test_text_escapes_odd_characters_and_quotes_fields(void **state) {
                           "id with space", "x\"y",
                           "forged\n2025 error fake\x1b[31m \xff ok"),
                       "info  saga=\"id with space\" step=\"x\\\"y\": "
-                      "forged\\n2025 error fake\\x1b[31m \\xff ok\n");
+                      "forged 2025 error fake\\x1b[31m \\xff ok\n");
   assert_string_equal(fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_INFO, "", NULL,
                           "empty id"),
                       "info  saga=\"\": empty id\n");
+}
+
+/* Multi-line messages (libpq's errors, librdkafka's) read as one text
+ * line: each break or tab with the blanks around it is one space, and no
+ * literal "\n" or "\t" is written; JSON keeps them as string escapes. */
+static void test_text_folds_line_breaks_and_tabs_into_spaces(void **state) {
+  (void)state;
+  const char *msg = "could not connect to the event store:\n\tFATAL:  "
+                    "password authentication failed\r\n  DETAIL:\tx \n";
+  const char *r = fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_ERROR, NULL, NULL,
+                      msg);
+  assert_string_equal(r, "error could not connect to the event store: "
+                         "FATAL:  password authentication failed DETAIL: "
+                         "x\n");
+  assert_null(strchr(r, '\\'));
+  assert_string_equal(fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_INFO, "s1",
+                          NULL, "\n\tonly inside\n"),
+                      "info  saga=s1: only inside\n");
+  assert_string_equal(fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_INFO,
+                          "a\nb", NULL, "m"),
+                      "info  saga=\"a b\": m\n");
+  r = fmt(SAGAD_LOG_FORMAT_JSON, -1, SAGAD_LOG_ERROR, NULL, NULL, "a\n\tb");
+  assert_string_equal(r, "{\"level\":\"error\",\"msg\":\"a\\n\\tb\"}\n");
 }
 
 static void test_long_message_is_cut_and_stays_one_valid_record(void **state) {
@@ -161,6 +184,7 @@ int main(void) {
       cmocka_unit_test(test_json_record_has_fields),
       cmocka_unit_test(test_json_escapes_odd_characters),
       cmocka_unit_test(test_text_escapes_odd_characters_and_quotes_fields),
+      cmocka_unit_test(test_text_folds_line_breaks_and_tabs_into_spaces),
       cmocka_unit_test(test_long_message_is_cut_and_stays_one_valid_record),
       cmocka_unit_test(test_records_below_threshold_are_not_formatted),
       cmocka_unit_test(test_levels_map_from_config_and_syslog),

@@ -47,6 +47,8 @@ enum {
   X(OUTPUT, "output", 1, "table, json or jsonl (default table)")            \
   X(ALL, "all", 0, "every saga in the index")                               \
   X(REASON, "reason", 1, "why, recorded with the action")                   \
+  X(DRY_RUN, "dry-run", 0, "list what an action by query would touch; send nothing") \
+  X(YES, "yes", 0, "act on every saga a query matches without asking")      \
   X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive")
 
 typedef enum {

@@ -348,7 +348,18 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
                   archive != NULL ? archive : "", archive != NULL ? "\"" : "");
     goto out;
   }
-  if (a->opt[CLI_OPT_JSON] != NULL) {
+  cli_output_t fmt;
+  if ((rc = cli_output_of(a, &fmt)) != CLI_EXIT_OK)
+    goto out;
+  if (fmt == CLI_OUT_JSONL) { /* one event per line */
+    cJSON *events = cli_timeline_json(&h.tl);
+    cJSON *e = events != NULL ? events->child : NULL;
+    rc = events == NULL ? cli_fail(CLI_EXIT_FAIL, "out of memory")
+                        : CLI_EXIT_OK;
+    for (; e != NULL && rc == CLI_EXIT_OK; e = e->next)
+      rc = cli_print_json(cJSON_Duplicate(e, 1));
+    cJSON_Delete(events);
+  } else if (fmt == CLI_OUT_JSON) {
     cJSON *o = cJSON_CreateObject();
     cJSON *events = cli_timeline_json(&h.tl);
     if (o == NULL || events == NULL) {

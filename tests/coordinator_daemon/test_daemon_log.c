@@ -178,6 +178,36 @@ static void test_levels_map_from_config_and_syslog(void **state) {
   sagad_config_free(cfg);
 }
 
+/* log.level.kafka: inherit by default (the global threshold decides);
+ * set, it decides alone for librdkafka's records, quieter or louder than
+ * log.level. */
+static void test_a_component_level_decides_for_its_records(void **state) {
+  (void)state;
+  sagad_config_t *cfg = sagad_config_new();
+  char err[256];
+  assert_int_equal(cfg->log_level_kafka, SAGAD_LOG_INHERIT);
+  sagad_log_set_sink(NULL, SAGAD_LOG_INFO);
+  assert_true(sagad_log_wanted(SAGAD_LOG_INFO, cfg->log_level_kafka));
+  assert_false(sagad_log_wanted(SAGAD_LOG_DEBUG, cfg->log_level_kafka));
+  assert_int_equal(sagad_config_set(cfg, "log.level.kafka", "warn", NULL, err,
+                                    sizeof err),
+                   0);
+  assert_int_equal(cfg->log_level_kafka, SAGAD_LOG_WARN);
+  assert_true(sagad_log_wanted(SAGAD_LOG_WARN, cfg->log_level_kafka));
+  assert_false(sagad_log_wanted(SAGAD_LOG_INFO, cfg->log_level_kafka));
+  assert_int_equal(sagad_config_set(cfg, "log.level.kafka", "debug", NULL,
+                                    err, sizeof err),
+                   0);
+  assert_true(sagad_log_wanted(SAGAD_LOG_DEBUG, cfg->log_level_kafka));
+  assert_int_equal(sagad_config_set(cfg, "log.level.kafka", "loud", NULL, err,
+                                    sizeof err),
+                   SAGAD_CONFIG_INVALID);
+  assert_non_null(strstr(err, "log.level.kafka: must be one of error, warn, "
+                              "info, debug, inherit, got \"loud\""));
+  sagad_config_free(cfg);
+  sagad_log_setup(SAGAD_LOG_INFO, SAGAD_LOG_FORMAT_TEXT, true, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_record_carries_time_level_saga_and_step),
@@ -188,6 +218,7 @@ int main(void) {
       cmocka_unit_test(test_long_message_is_cut_and_stays_one_valid_record),
       cmocka_unit_test(test_records_below_threshold_are_not_formatted),
       cmocka_unit_test(test_levels_map_from_config_and_syslog),
+      cmocka_unit_test(test_a_component_level_decides_for_its_records),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -326,7 +326,10 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
                     a->npos);
   const char *id = a->pos[0];
   history_t h = {0};
-  int rc = CLI_EXIT_OK;
+  cli_output_t fmt;
+  int rc = cli_output_of(a, &fmt);
+  if (rc != CLI_EXIT_OK)
+    return rc;
   if (cli_get(s, CLI_SET_DEFINITIONS) != NULL &&
       (h.reg = load_defs(s, &rc)) == NULL)
     return rc;
@@ -348,9 +351,6 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
                   archive != NULL ? archive : "", archive != NULL ? "\"" : "");
     goto out;
   }
-  cli_output_t fmt;
-  if ((rc = cli_output_of(a, &fmt)) != CLI_EXIT_OK)
-    goto out;
   if (fmt == CLI_OUT_JSONL) { /* one event per line */
     cJSON *events = cli_timeline_json(&h.tl);
     cJSON *e = events != NULL ? events->child : NULL;

@@ -90,8 +90,12 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   const char *id = need_id(a, "status");
   if (id == NULL)
     return CLI_EXIT_USAGE;
+  cli_output_t fmt;
+  int rc = cli_output_of(a, &fmt);
+  if (rc != CLI_EXIT_OK)
+    return rc;
   cli_index_row_t row;
-  int rc = cli_db_fetch(s, id, &row);
+  rc = cli_db_fetch(s, id, &row);
   if (rc != CLI_EXIT_OK)
     return rc;
   int64_t now = cli_now_ms();
@@ -107,12 +111,6 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
     }
   }
   int resolved = end.resolved;
-  cli_output_t fmt;
-  if ((rc = cli_output_of(a, &fmt)) != CLI_EXIT_OK) {
-    cli_ending_clear(&end);
-    cli_index_row_clear(&row);
-    return rc;
-  }
   /* One saga: json and jsonl are the same one-line object. */
   if (fmt != CLI_OUT_TABLE) {
     cJSON *o = row_json(&row, now);

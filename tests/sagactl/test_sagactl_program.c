@@ -435,6 +435,17 @@ static void test_list_bad_values_name_the_flag(void **state) {
   r = run("list", "--stuck", "5m", NULL);
   expect(&r, 2, NULL, "list: unexpected argument \"5m\"");
   result_free(&r);
+  /* --output means the same on status and history, checked first. */
+  static const char *const one[] = {"status", "history"};
+  for (size_t i = 0; i < 2; i++) {
+    r = run(one[i], "s-nobody", "--output", "yaml", NULL);
+    expect(&r, 2, NULL, "--output: expected table, json or jsonl, got "
+                        "\"yaml\"");
+    result_free(&r);
+    r = run(one[i], "s-nobody", "--json", "--output", "jsonl", NULL);
+    expect(&r, 2, NULL, "--json and --output jsonl disagree");
+    result_free(&r);
+  }
 }
 
 /* Page through n sagas of type walk with every page size 1..limit: each

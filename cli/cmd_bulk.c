@@ -88,6 +88,8 @@ static void bulk_clear(bulk_t *b) {
 
 /* Take the rows of page l (l keeps none). 0, or -1 out of memory. */
 static int take_page(bulk_t *b, cli_list_t *l) {
+  if (l->n == 0)
+    return 0; /* an empty page has no rows array */
   if (b->n + l->n > b->cap) {
     size_t cap = (b->n + l->n) * 2;
     cli_index_row_t *rows = realloc(b->rows, cap * sizeof *rows);

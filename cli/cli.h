@@ -48,7 +48,8 @@ enum {
   X(ALL, "all", 0, "every saga in the index")                               \
   X(REASON, "reason", 1, "why, recorded with the action")                   \
   X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive") \
-  X(DRY_RUN, "dry-run", 0, "check, change nothing")                         \
+  X(DRY_RUN, "dry-run", 0, "check or list what would be touched; change nothing") \
+  X(YES, "yes", 0, "act on every saga a query matches without asking")      \
   X(PAYLOADS, "payloads", 0, "show input, outputs and reasons in full")
 
 typedef enum {

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "cli_output.h"
+#include "index_query.h"
 
 int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s);
 int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s);
@@ -51,5 +52,58 @@ int cli_defs_has_type(const cli_settings_t *s, const char *type,
  * folder is configured. Returns CLI_EXIT_OK, or an exit code with the line
  * printed (the folder cannot be loaded). */
 int cli_defs_stuck_thresholds(const cli_settings_t *s, char **json);
+
+/* The saga_index query of a's filters (--state, --type, --since, --until,
+ * --stuck, --oldest-first, --limit, --after; index_query.h), as `list`
+ * and the actions by query read them; after holds the decoded --after.
+ * Returns CLI_EXIT_OK, or CLI_EXIT_USAGE with the line printed (a
+ * positional argument, an unknown status, a bad time or token). */
+int cli_query_filter(const cli_args_t *a, const char *cmd, iq_filter_t *f,
+                     iq_cursor_t *after);
+
+/* Actions by query (cmd_bulk.c): `retry`, `resolve` and `cancel` given
+ * filters instead of a saga id. */
+typedef enum {
+  CLI_ACT_RETRY,
+  CLI_ACT_RESOLVE,
+  CLI_ACT_CANCEL,
+} cli_action_t;
+
+/* Whether a asks for an action by query: no saga id, or one of the query
+ * options (--state, --type, --since, --until, --stuck, --dry-run, --yes,
+ * --output). */
+int cli_bulk_wanted(const cli_args_t *a);
+
+/* Run action on every saga a's query matches, all pages of it: list them
+ * (--dry-run stops there), ask on a terminal unless --yes (refuse without
+ * one), re-check each saga's status, send the same inbox messages as the
+ * single-id command, print one line per saga and a summary. Returns an
+ * exit code (docs/sagactl.md, "Actions by query"). */
+int cli_bulk_run(const cli_args_t *a, const cli_settings_t *s,
+                 cli_action_t action);
+
+/* One saga of a batch of operator messages and what became of it. */
+typedef struct {
+  const char *saga_id; /* borrowed */
+  int rc;              /* CLI_EXIT_OK once Kafka acknowledged it; else
+                          CLI_EXIT_FAIL / CLI_EXIT_UNREACHABLE / USAGE */
+  char why[512];       /* when rc is not CLI_EXIT_OK */
+  int done;            /* the acknowledgement (or failure) arrived */
+} cli_send_t;
+
+/* Send an OperatorAction of kind (retry: 1, resolve: 2, as
+ * Saga__V1__OperatorActionKind) with reason and the configured operator
+ * for each of items[0..n) to the inbox, through one producer, waiting at
+ * most the timeout for the acknowledgements (cmd_operator.c). Returns
+ * CLI_EXIT_OK with each item's rc and why set, or an exit code with the
+ * line printed when no producer could be made (nothing sent). */
+int cli_operator_send(const cli_settings_t *s, int kind, const char *reason,
+                      cli_send_t *items, size_t n);
+
+/* Send a CancelSaga with reason and the configured operator for each of
+ * items[0..n) through one starter, as `cancel ID` does (cmd_start.c).
+ * Returns as cli_operator_send. */
+int cli_cancel_send(const cli_settings_t *s, const char *reason,
+                    cli_send_t *items, size_t n);
 
 #endif

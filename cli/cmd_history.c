@@ -323,7 +323,10 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
   const char *id = a->pos[0];
   history_t h = {0};
   h.tl.keep_payloads = a->opt[CLI_OPT_PAYLOADS] != NULL;
-  int rc = CLI_EXIT_OK;
+  cli_output_t fmt;
+  int rc = cli_output_of(a, &fmt);
+  if (rc != CLI_EXIT_OK)
+    return rc;
   es_store_t *st = NULL;
   PGconn *c = NULL;
   const char *archive = a->opt[CLI_OPT_ARCHIVE];
@@ -352,7 +355,15 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
                   archive != NULL ? archive : "", archive != NULL ? "\"" : "");
     goto out;
   }
-  if (a->opt[CLI_OPT_JSON] != NULL) {
+  if (fmt == CLI_OUT_JSONL) { /* one event per line */
+    cJSON *events = cli_timeline_json(&h.tl);
+    cJSON *e = events != NULL ? events->child : NULL;
+    rc = events == NULL ? cli_fail(CLI_EXIT_FAIL, "out of memory")
+                        : CLI_EXIT_OK;
+    for (; e != NULL && rc == CLI_EXIT_OK; e = e->next)
+      rc = cli_print_json(cJSON_Duplicate(e, 1));
+    cJSON_Delete(events);
+  } else if (fmt == CLI_OUT_JSON) {
     cJSON *o = cJSON_CreateObject();
     cJSON *events = cli_timeline_json(&h.tl);
     if (o == NULL || events == NULL) {

@@ -91,8 +91,12 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
   const char *id = need_id(a, "status");
   if (id == NULL)
     return CLI_EXIT_USAGE;
+  cli_output_t fmt;
+  int rc = cli_output_of(a, &fmt);
+  if (rc != CLI_EXIT_OK)
+    return rc;
   cli_index_row_t row;
-  int rc = cli_db_fetch(s, id, &row);
+  rc = cli_db_fetch(s, id, &row);
   if (rc != CLI_EXIT_OK)
     return rc;
   int64_t now = cli_now_ms();
@@ -108,7 +112,8 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
     }
   }
   int resolved = end.resolved;
-  if (a->opt[CLI_OPT_JSON] != NULL) {
+  /* One saga: json and jsonl are the same one-line object. */
+  if (fmt != CLI_OUT_TABLE) {
     cJSON *o = cli_index_row_json(&row, now);
     if (o != NULL) {
       cJSON_AddBoolToObject(o, "resolved_by_operator", resolved);
@@ -155,17 +160,15 @@ static int time_opt(const cli_args_t *a, cli_opt_t o, iq_time_t *t) {
   return CLI_EXIT_OK;
 }
 
-/* The list's filter from a's flags; CLI_EXIT_USAGE with the line printed
- * when one is wrong. */
-static int list_filter(const cli_args_t *a, iq_filter_t *f,
-                       iq_cursor_t *after) {
+int cli_query_filter(const cli_args_t *a, const char *cmd, iq_filter_t *f,
+                     iq_cursor_t *after) {
   *f = (iq_filter_t){.state = a->opt[CLI_OPT_STATE],
                      .type = a->opt[CLI_OPT_TYPE],
                      .stuck = a->opt[CLI_OPT_STUCK] != NULL,
                      .oldest_first = a->opt[CLI_OPT_OLDEST_FIRST] != NULL,
                      .limit = 100};
   if (a->npos != 0)
-    return cli_fail(CLI_EXIT_USAGE, "list: unexpected argument \"%s\"",
+    return cli_fail(CLI_EXIT_USAGE, "%s: unexpected argument \"%s\"", cmd,
                     a->pos[0]);
   if (f->state != NULL && !iq_status_known(f->state))
     return cli_fail(CLI_EXIT_USAGE,
@@ -244,7 +247,7 @@ int cli_cmd_list(const cli_args_t *a, const cli_settings_t *s) {
   iq_filter_t f;
   iq_cursor_t after;
   cli_output_t fmt;
-  int rc = list_filter(a, &f, &after);
+  int rc = cli_query_filter(a, "list", &f, &after);
   if (rc != CLI_EXIT_OK || (rc = cli_output_of(a, &fmt)) != CLI_EXIT_OK)
     return rc;
   iq_stuck_t st = {.default_ms = IQ_STUCK_DEFAULT_MS};

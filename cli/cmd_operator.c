@@ -1,6 +1,7 @@
 /* retry and resolve: an OperatorAction for a saga parked in
  * compensation_failed, produced to the coordinator's inbox keyed by the
- * saga id (docs/protocol.md). The saga's status is checked in saga_index
+ * saga id (docs/protocol.md); the same messages for every saga of an
+ * action by query (cmd_bulk.c), through one producer. The saga's status is checked in saga_index
  * first, so an action for a saga that is not parked is refused here with
  * its status rather than silently counted by the coordinator. */
 #include <stdio.h>
@@ -14,25 +15,29 @@
 
 #include "wire_kafka.h"
 
-typedef struct {
-  int done;
-  rd_kafka_resp_err_t err;
-} delivery_t;
-
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque) {
   (void)rk;
   (void)opaque;
-  delivery_t *d = m->_private;
-  d->done = 1;
-  d->err = m->err;
+  cli_send_t *it = m->_private;
+  it->done = 1;
+  it->rc = CLI_EXIT_OK;
+  if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+    return;
+  const char *bootstrap = rd_kafka_opaque(rk);
+  it->rc = m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
+                   m->err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+                   m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+               ? CLI_EXIT_UNREACHABLE
+               : CLI_EXIT_FAIL;
+  snprintf(it->why, sizeof it->why,
+           "could not deliver to topic \"%s\" at %s: %s",
+           rd_kafka_topic_name(m->rkt), bootstrap, rd_kafka_err2str(m->err));
 }
 
-/* Produce value to topic with key and headers; waits at most timeout_ms
- * for the acknowledgement. Returns an exit code (line printed). */
-static int produce(const cli_settings_t *s, const char *topic,
-                   const char *key, const void *value, size_t len,
-                   rd_kafka_headers_t *hdrs) {
+/* A producer on the configured Kafka (its opaque: the bootstrap list, for
+ * messages). Returns an exit code (line printed). */
+static int open_producer(const cli_settings_t *s, rd_kafka_t **out) {
   char err[512], tmo[32];
   const char *bootstrap = cli_get(s, CLI_SET_KAFKA);
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -44,7 +49,6 @@ static int produce(const cli_settings_t *s, const char *topic,
       rd_kafka_conf_set(conf, "enable.idempotence", "true", err,
                         sizeof err) != RD_KAFKA_CONF_OK) {
     rd_kafka_conf_destroy(conf);
-    rd_kafka_headers_destroy(hdrs);
     return cli_fail(CLI_EXIT_USAGE, "kafka configuration: %s", err);
   }
   for (size_t i = 0; i < s->n_kafka_props; i++) {
@@ -52,49 +56,96 @@ static int produce(const cli_settings_t *s, const char *topic,
                           s->kafka_props[2 * i + 1], err,
                           sizeof err) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
-      rd_kafka_headers_destroy(hdrs);
       return cli_fail(CLI_EXIT_USAGE, "kafka.%s: %s", s->kafka_props[2 * i],
                       err);
     }
   }
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-  if (rk == NULL) {
+  rd_kafka_conf_set_opaque(conf, (void *)(uintptr_t)bootstrap);
+  *out = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (*out == NULL) {
     rd_kafka_conf_destroy(conf);
-    rd_kafka_headers_destroy(hdrs);
     return cli_fail(CLI_EXIT_USAGE, "could not create a Kafka producer: %s",
                     err);
   }
-  delivery_t d = {0};
-  rd_kafka_resp_err_t e = rd_kafka_producev(
-      rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-      RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
-      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-      RD_KAFKA_V_OPAQUE(&d), RD_KAFKA_V_END);
-  int rc = CLI_EXIT_OK;
-  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_headers_destroy(hdrs);
-    rc = cli_fail(CLI_EXIT_FAIL, "could not produce to \"%s\": %s", topic,
-                  rd_kafka_err2str(e));
-  } else {
-    /* message.timeout.ms bounds the delivery; the flush bound is a net. */
-    rd_kafka_flush(rk, (int)s->timeout_ms + 1000);
-    if (!d.done)
-      rc = cli_fail(CLI_EXIT_UNREACHABLE,
-                    "no acknowledgement from Kafka at %s for topic \"%s\"",
-                    bootstrap, topic);
-    else if (d.err != RD_KAFKA_RESP_ERR_NO_ERROR)
-      rc = cli_fail(d.err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
-                            d.err == RD_KAFKA_RESP_ERR__TRANSPORT ||
-                            d.err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
-                        ? CLI_EXIT_UNREACHABLE
-                        : CLI_EXIT_FAIL,
-                    "could not deliver to topic \"%s\" at %s: %s", topic,
-                    bootstrap, rd_kafka_err2str(d.err));
+  return CLI_EXIT_OK;
+}
+
+/* Encode the OperatorAction for it and produce it to topic, keyed by the
+ * saga id. On failure it->rc and it->why say why (done set). */
+static void produce_action(rd_kafka_t *rk, const char *topic, int kind,
+                           const char *reason, const char *op,
+                           cli_send_t *it) {
+  /* saga__wire_encode checks the message as the coordinator's decode does
+   * (id form, UTF-8, ceilings) and writes the headers docs/protocol.md
+   * names, so a bad --reason or --operator is refused here. */
+  Saga__V1__OperatorAction msg;
+  saga__v1__operator_action__init(&msg);
+  msg.saga_id = SAGA_MUT(it->saga_id);
+  msg.action = (Saga__V1__OperatorActionKind)kind;
+  msg.reason = SAGA_MUT(reason);
+  msg.operator_ = SAGA_MUT(op);
+  saga_meta_t meta = {.saga_id = it->saga_id,
+                      .correlation_id = it->saga_id};
+  void *buf = NULL;
+  size_t len = 0;
+  rd_kafka_headers_t *h = NULL;
+  char err[400];
+  int wrc = saga__wire_encode(&msg.base, &meta, 0, &buf, &len, &h, err,
+                              sizeof err);
+  it->done = 1;
+  if (wrc != 0) {
+    it->rc = wrc == SAGA_ENOMEM ? CLI_EXIT_FAIL : CLI_EXIT_USAGE;
+    snprintf(it->why, sizeof it->why, "%s",
+             wrc == SAGA_ENOMEM ? "out of memory" : err);
+    return;
   }
+  it->done = 0;
+  rd_kafka_resp_err_t e;
+  /* A full local queue empties as acknowledgements arrive. */
+  while ((e = rd_kafka_producev(
+              rk, RD_KAFKA_V_TOPIC(topic),
+              RD_KAFKA_V_KEY(it->saga_id, strlen(it->saga_id)),
+              RD_KAFKA_V_VALUE(buf, len),
+              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+              RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(it),
+              RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+    rd_kafka_poll(rk, 100);
+  free(buf);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_headers_destroy(h);
+    it->done = 1;
+    it->rc = CLI_EXIT_FAIL;
+    snprintf(it->why, sizeof it->why, "could not produce to \"%s\": %s",
+             topic, rd_kafka_err2str(e));
+  }
+}
+
+int cli_operator_send(const cli_settings_t *s, int kind, const char *reason,
+                      cli_send_t *items, size_t n) {
+  rd_kafka_t *rk = NULL;
+  int rc = open_producer(s, &rk);
+  if (rc != CLI_EXIT_OK)
+    return rc;
+  const char *topic = cli_get(s, CLI_SET_INBOX);
+  for (size_t i = 0; i < n; i++) {
+    items[i].done = 0;
+    items[i].why[0] = '\0';
+    produce_action(rk, topic, kind, reason != NULL ? reason : "",
+                   cli_get(s, CLI_SET_OPERATOR), &items[i]);
+  }
+  /* message.timeout.ms bounds each delivery; the flush bound is a net. */
+  rd_kafka_flush(rk, (int)s->timeout_ms + 1000);
+  for (size_t i = 0; i < n; i++)
+    if (!items[i].done) {
+      items[i].rc = CLI_EXIT_UNREACHABLE;
+      snprintf(items[i].why, sizeof items[i].why,
+               "no acknowledgement from Kafka at %s for topic \"%s\"",
+               cli_get(s, CLI_SET_KAFKA), topic);
+    }
   rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_destroy(rk);
-  return rc;
+  return CLI_EXIT_OK;
 }
 
 static int operator_action(const cli_args_t *a, const cli_settings_t *s,
@@ -123,41 +174,28 @@ static int operator_action(const cli_args_t *a, const cli_settings_t *s,
   }
   cli_index_row_clear(&row);
 
-  /* saga__wire_encode checks the message as the coordinator's decode does
-   * (id form, UTF-8, ceilings) and writes the headers docs/protocol.md
-   * names, so a bad --reason or --operator is refused here. */
-  Saga__V1__OperatorAction msg;
-  saga__v1__operator_action__init(&msg);
-  msg.saga_id = SAGA_MUT(id);
-  msg.action = kind;
-  msg.reason = SAGA_MUT(a->opt[CLI_OPT_REASON] != NULL
-                            ? a->opt[CLI_OPT_REASON]
-                            : "");
-  msg.operator_ = SAGA_MUT(cli_get(s, CLI_SET_OPERATOR));
-  saga_meta_t meta = {.saga_id = id, .correlation_id = id};
-  void *buf = NULL;
-  size_t len = 0;
-  rd_kafka_headers_t *h = NULL;
-  char err[512];
-  int wrc = saga__wire_encode(&msg.base, &meta, 0, &buf, &len, &h, err,
-                              sizeof err);
-  if (wrc == SAGA_ENOMEM)
-    return cli_fail(CLI_EXIT_FAIL, "out of memory");
-  if (wrc != 0)
-    return cli_fail(CLI_EXIT_USAGE, "%s: %s", cmd, err);
-  rc = produce(s, cli_get(s, CLI_SET_INBOX), id, buf, len, h);
-  free(buf);
-  if (rc == CLI_EXIT_OK)
-    printf("%s sent for saga %s (the coordinator applies it; check with "
-           "'sagactl status %s')\n",
-           cmd, id, id);
-  return rc;
+  cli_send_t it = {.saga_id = id};
+  rc = cli_operator_send(s, (int)kind, a->opt[CLI_OPT_REASON], &it, 1);
+  if (rc != CLI_EXIT_OK)
+    return rc;
+  if (it.rc == CLI_EXIT_USAGE)
+    return cli_fail(it.rc, "%s: %s", cmd, it.why);
+  if (it.rc != CLI_EXIT_OK)
+    return cli_fail(it.rc, "%s", it.why);
+  printf("%s sent for saga %s (the coordinator applies it; check with "
+         "'sagactl status %s')\n",
+         cmd, id, id);
+  return CLI_EXIT_OK;
 }
 
 int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s) {
+  if (cli_bulk_wanted(a))
+    return cli_bulk_run(a, s, CLI_ACT_RETRY);
   return operator_action(a, s, "retry", SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY);
 }
 
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s) {
+  if (cli_bulk_wanted(a))
+    return cli_bulk_run(a, s, CLI_ACT_RESOLVE);
   return operator_action(a, s, "resolve", SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE);
 }

@@ -382,6 +382,8 @@ out:
  * the rest: with --wait, COMPENSATED is the cancel done (exit 0), a
  * CANCEL_REFUSED says why not (exit 1). */
 int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
+  if (cli_bulk_wanted(a))
+    return cli_bulk_run(a, s, CLI_ACT_CANCEL);
   if (a->npos != 1)
     return cli_fail(CLI_EXIT_USAGE,
                     "cancel: expected one saga id, got %zu arguments",
@@ -494,5 +496,76 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
 out:
   finish(r);
   free(r);
+  return rc;
+}
+
+/* A batch of cancels: how many acknowledgements are still awaited. */
+typedef struct {
+  cli_send_t *it;
+  size_t *pending;
+  int *all_done;
+} cancel_item_t;
+
+static void on_cancel_sent(saga_starter_t *st, int err, const char *saga_id,
+                           void *arg) {
+  (void)st;
+  (void)saga_id;
+  cancel_item_t *c = arg;
+  if (c->it->done)
+    return; /* given up on already: closing the starter cancels it */
+  c->it->done = 1;
+  c->it->rc = err == SAGA_OK ? CLI_EXIT_OK : CLI_EXIT_UNREACHABLE;
+  if (err != SAGA_OK)
+    snprintf(c->it->why, sizeof c->it->why,
+             "could not deliver CancelSaga: %s", saga_strerror(err));
+  if (--*c->pending == 0)
+    *c->all_done = 1;
+}
+
+int cli_cancel_send(const cli_settings_t *s, const char *reason,
+                    cli_send_t *items, size_t n) {
+  run_t *r = calloc(1, sizeof *r);
+  cancel_item_t *c = calloc(n > 0 ? n : 1, sizeof *c);
+  if (r == NULL || c == NULL) {
+    free(r);
+    free(c);
+    return cli_fail(CLI_EXIT_FAIL, "out of memory");
+  }
+  size_t pending = 0;
+  int rc = open_starter(r, s);
+  for (size_t i = 0; rc == CLI_EXIT_OK && i < n; i++) {
+    cli_send_t *it = &items[i];
+    c[i] = (cancel_item_t){it, &pending, &r->started};
+    it->done = 0;
+    it->why[0] = '\0';
+    pending++;
+    int e = saga_starter_cancel(r->starter, it->saga_id, reason,
+                                cli_get(s, CLI_SET_OPERATOR), on_cancel_sent,
+                                &c[i]);
+    if (e != SAGA_OK) {
+      pending--;
+      it->done = 1;
+      it->rc = e == SAGA_EKAFKA ? CLI_EXIT_UNREACHABLE : CLI_EXIT_USAGE;
+      snprintf(it->why, sizeof it->why, "could not send CancelSaga: %s%s",
+               saga_strerror(e),
+               e == SAGA_EMISSING ? " (--reason: at most 1024 bytes of "
+                                    "UTF-8; --operator: at most 255)"
+                                  : "");
+    }
+  }
+  if (rc == CLI_EXIT_OK && pending > 0)
+    run_until(r, &r->started, s->timeout_ms + 1000);
+  char t[32];
+  for (size_t i = 0; rc == CLI_EXIT_OK && i < n; i++)
+    if (!items[i].done) {
+      items[i].rc = CLI_EXIT_UNREACHABLE;
+      snprintf(items[i].why, sizeof items[i].why,
+               "CancelSaga not acknowledged by Kafka at %s within %s",
+               cli_get(s, CLI_SET_KAFKA),
+               cli_format_duration(s->timeout_ms, t, sizeof t));
+    }
+  finish(r);
+  free(r);
+  free(c);
   return rc;
 }

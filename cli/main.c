@@ -11,6 +11,10 @@
 #include "cli_cmds.h"
 
 #define B(id) CLI_OPT_BIT(id)
+/* The options of an action by query (cmd_bulk.c). */
+#define BULK_OPTS                                                            \
+  (B(STATE) | B(TYPE) | B(SINCE) | B(UNTIL) | B(STUCK) | B(DRY_RUN) |        \
+   B(YES) | B(OUTPUT) | B(JSON))
 
 static const struct command {
   const char *name;
@@ -23,10 +27,10 @@ static const struct command {
      "start a saga through the coordinator's inbox (idempotent on --id) and "
      "print its id; with --wait, await its outcome",
      B(INPUT) | B(ID) | B(DEF_VERSION) | B(WAIT) | B(JSON), cli_cmd_start},
-    {"status", "status ID",
+    {"status", "status ID [--output table|json|jsonl]",
      "show a saga's state from saga_index: type, version, status, step, "
      "times, next deadline",
-     B(JSON), cli_cmd_status},
+     B(JSON) | B(OUTPUT), cli_cmd_status},
     {"list",
      "list [--state S] [--type T] [--since TIME] [--until TIME] [--stuck]\n"
      "                    [--oldest-first] [--limit N] [--after TOKEN]\n"
@@ -42,33 +46,42 @@ static const struct command {
      "deadline, input and outputs (sizes; whole with --payloads), the "
      "operator trail",
      B(PAYLOADS) | B(OUTPUT) | B(JSON), cli_cmd_describe},
-    {"history", "history ID [--payloads] [--archive FILE]",
+    {"history",
+     "history ID [--payloads] [--archive FILE] [--output table|json|jsonl]",
      "show a saga's stored events as a timeline: time, step, action, "
      "attempt, outcome, duration (from an archive file with --archive); "
      "steps named by the definition recorded in the store",
-     B(JSON) | B(ARCHIVE) | B(PAYLOADS), cli_cmd_history},
+     B(JSON) | B(ARCHIVE) | B(PAYLOADS) | B(OUTPUT), cli_cmd_history},
     {"replay", "replay ID|--all [--definitions DIR [--dry-run]]",
      "rebuild sagas from their events through the state machine, with the "
      "definitions recorded in the store, and compare with saga_index; exit "
      "1 on any mismatch or missing definition. With --dry-run, check a new "
      "definitions folder: could it take over each running saga?",
      B(ALL) | B(JSON) | B(LIMIT) | B(DRY_RUN), cli_cmd_replay},
-    {"retry", "retry ID [--reason TEXT]",
+    {"retry",
+     "retry ID [--reason TEXT]\n"
+     "       sagactl retry QUERY [--dry-run] [--yes] [--reason TEXT] "
+     "[--output table|json|jsonl]",
      "ask the coordinator to retry the compensation of a saga parked in "
-     "compensation_failed",
-     B(REASON), cli_cmd_retry},
-    {"resolve", "resolve ID [--reason TEXT]",
+     "compensation_failed (of every one a query matches)",
+     B(REASON) | BULK_OPTS, cli_cmd_retry},
+    {"resolve",
+     "resolve ID [--reason TEXT]\n"
+     "       sagactl resolve QUERY [--dry-run] [--yes] [--reason TEXT] "
+     "[--output table|json|jsonl]",
      "close a saga parked in compensation_failed as compensated (the "
-     "operator repaired it by hand)",
-     B(REASON), cli_cmd_resolve},
+     "operator repaired it by hand; every one a query matches)",
+     B(REASON) | BULK_OPTS, cli_cmd_resolve},
     {"cancel",
-     "cancel ID --reason TEXT [--operator NAME] [--wait DURATION]",
+     "cancel ID --reason TEXT [--operator NAME] [--wait DURATION]\n"
+     "       sagactl cancel QUERY --reason TEXT [--dry-run] [--yes] "
+     "[--output table|json|jsonl]",
      "cancel a running saga: before its pivot step is dispatched it stops "
      "and is compensated (COMPENSATED, exit 0 with --wait); after the "
      "pivot, or when it is finished or parked, nothing changes and the "
      "coordinator says why (CANCEL_REFUSED, exit 1). The reason and the "
      "operator are recorded in its history",
-     B(REASON) | B(WAIT) | B(JSON), cli_cmd_cancel},
+     B(REASON) | B(WAIT) | B(JSON) | BULK_OPTS, cli_cmd_cancel},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof *COMMANDS)
 
@@ -94,6 +107,26 @@ static const struct {
      "  sagactl list --since 2025-01-31T00:00:00Z --until 2025-02-01T00:00:00Z "
      "--oldest-first"},
 };
+
+/* What `retry|resolve|cancel --help` adds about actions by query. */
+static const char BULK_HELP[] =
+    "QUERY: the filters of 'sagactl list' (--state, --type, --since, "
+    "--until, --stuck;\nat least one), every page of them. The matches "
+    "are listed with what would\nhappen to each; --dry-run stops there "
+    "and sends nothing. Otherwise sagactl asks\nfor a confirmation on a "
+    "terminal, or acts at once with --yes; without a terminal\nand "
+    "without --yes it refuses (exit 2). Each saga's status is read again "
+    "just\nbefore its message is sent, the same message as for one id, "
+    "with --reason and\n--operator; a saga whose status does not allow "
+    "the action is refused with why.\nThe summary counts touched, refused "
+    "and failed sagas. Exit 0 when every match\nwas touched (or none "
+    "matched), 1 when one was refused or failed or the prompt\nwas not "
+    "confirmed, 3 when Kafka could not be reached for any of them.\n\n"
+    "Examples:\n"
+    "  sagactl retry --state compensation_failed --type order --since 1h "
+    "--dry-run\n"
+    "  sagactl retry --state compensation_failed --type order --since 1h "
+    "--yes \\\n      --reason \"inventory back after the outage\"";
 
 static void print_options(FILE *out, uint32_t mask) {
   for (int i = 0; i < CLI_OPT_COUNT_; i++) {
@@ -168,6 +201,8 @@ static void command_help(const struct command *c) {
   for (size_t i = 0; i < sizeof DETAILS / sizeof *DETAILS; i++)
     if (strcmp(DETAILS[i].command, c->name) == 0)
       printf("\n%s\n", DETAILS[i].text);
+  if (c->opts & B(DRY_RUN))
+    printf("\n%s\n", BULK_HELP);
   puts("\nCommon options:");
   print_options(stdout, CLI_COMMON_OPTS & ~CLI_OPT_BIT(HELP));
   print_exit_codes(stdout);

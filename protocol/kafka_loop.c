@@ -356,7 +356,11 @@ static void handle_event(saga_kloop_t *kl, rd_kafka_event_t *ev) {
   case RD_KAFKA_EVENT_LOG: {
     const char *fac = "", *str = "";
     int level = 7;
-    if (rd_kafka_event_log(ev, &fac, &str, &level) == 0 && kl->cb.on_log)
+    /* librdkafka logs a broker failure ("FAIL", above debug) and raises
+     * the same text as an error event, which on_error reports: passing
+     * both would report each failure twice. */
+    if (rd_kafka_event_log(ev, &fac, &str, &level) == 0 && kl->cb.on_log &&
+        !(level < 7 && strcmp(fac, "FAIL") == 0))
       kl->cb.on_log(kl, level, fac, str, kl->cb.opaque);
     break;
   }

@@ -49,7 +49,9 @@ typedef struct saga_kloop_callbacks {
   /* A client-level error; fatal != 0 means the handle is unusable. */
   void (*on_error)(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
                    const char *reason, void *opaque);
-  /* librdkafka's log lines (syslog levels). */
+  /* librdkafka's log lines (syslog levels), except the broker failures
+   * that also arrive through on_error (facility "FAIL"): each failure is
+   * reported once. */
   void (*on_log)(saga_kloop_t *kl, int level, const char *fac,
                  const char *line, void *opaque);
 } saga_kloop_callbacks_t;

@@ -45,6 +45,9 @@ static int check_endpoint(const char *value, char *msg, size_t len);
 static const char *const level_names[] = {"error", "warn", "info", "debug",
                                           NULL};
 static const char *const format_names[] = {"auto", "text", "json", NULL};
+/* log.level.kafka: the levels, then SAGAD_LOG_INHERIT. */
+static const char *const component_level_names[] = {
+    "error", "warn", "info", "debug", "inherit", NULL};
 
 #define OFF(field) offsetof(sagad_config_t, field)
 #define DAY_MS (24LL * 3600 * 1000)
@@ -80,6 +83,12 @@ static const prop_t props[] = {
      F_REQUIRED},
     {"log.level", T_ENUM, OFF(log_level), 0, 0, "info", level_names,
      "lowest level logged", NULL, 0},
+    {"log.level.kafka", T_ENUM, OFF(log_level_kafka), 0, 0, "inherit",
+     component_level_names,
+     "lowest level logged of librdkafka's own records and Kafka client "
+     "errors, above or below log.level (debug records also need "
+     "kafka.debug); inherit follows log.level",
+     NULL, 0},
     {"log.format", T_ENUM, OFF(log_format), 0, 0, "auto", format_names,
      "text for people, json for one JSON object per line; auto picks text "
      "when stderr is a terminal and json otherwise",
@@ -1141,6 +1150,17 @@ void sagad_config_write_reference(FILE *out) {
       "`2025-01-02T03:04:05.678Z info  saga=8f2c step=charge: reply "
       "received`; JSON lines\ncarry the same as `ts`, `level`, `msg`, "
       "`saga` and `step` fields.\n"
+      "A text record is always one line: a message that spans lines (a "
+      "libpq error\nwith its `DETAIL:`, a librdkafka message) has each line "
+      "break or tab, with the\nblanks around it, written as one space, "
+      "never as a literal `\\n` or `\\t`;\nother control characters show "
+      "as `\\xNN`. JSON lines keep them as JSON string\nescapes. A "
+      "librdkafka broker failure is logged once, as\n`kafka: <error>: "
+      "<broker>: <text>`, not also as librdkafka's own `FAIL` log\nline "
+      "with the same text. `log.level.kafka = warn` keeps librdkafka's "
+      "notices out\nof an info log; `log.level.kafka = debug` with "
+      "`kafka.debug = broker,topic`\nshows its debug records while the rest "
+      "of sagad stays at `log.level`.\n"
       "\n"
       "## Exit status\n"
       "\n"

@@ -62,6 +62,7 @@ typedef struct {
   char *group_id;
   char *definitions_dir;          /* required, must be a directory */
   int log_level;                  /* sagad_log_level_t (log.h) */
+  int log_level_kafka;            /* the same, or SAGAD_LOG_INHERIT */
   int log_format;                 /* sagad_log_format_t */
   bool log_timestamps;
   int64_t batch_max_events;

@@ -144,12 +144,29 @@ static void put_json(out_t *o, const char *s) {
   }
 }
 
-/* Escape s for a text record: control characters and invalid UTF-8 as C
- * escapes; in a quoted value also '"' and '\\'. */
+static bool is_fold(unsigned char c) {
+  return c == '\n' || c == '\r' || c == '\t';
+}
+
+/* Escape s for a text record. A line break or tab, with the blanks around
+ * it, becomes one space (none at the end): a multi-line message (libpq's
+ * "...\nDETAIL: ...", librdkafka's) reads as one line, with no literal
+ * "\n" in it. Other control characters and invalid UTF-8 are C escapes;
+ * in a quoted value also '"' and '\\'. */
 static void put_text(out_t *o, const char *s, bool quoted) {
   char esc[8];
   const unsigned char *p = (const unsigned char *)s;
+  size_t start = o->len;
   while (*p && !o->cut) {
+    if (is_fold(*p)) {
+      while (o->len > start && o->buf[o->len - 1] == ' ')
+        o->len--;
+      while (is_fold(*p) || *p == ' ')
+        p++;
+      if (*p && o->len > start)
+        put(o, " ", 1);
+      continue;
+    }
     size_t n = utf8_len(p);
     if (n > 1) {
       put(o, (const char *)p, n);
@@ -159,12 +176,6 @@ static void put_text(out_t *o, const char *s, bool quoted) {
     if (n == 1 && quoted && (*p == '"' || *p == '\\')) {
       char two[2] = {'\\', (char)*p};
       put(o, two, 2);
-    } else if (*p == '\n') {
-      put(o, "\\n", 2);
-    } else if (*p == '\t') {
-      put(o, "\\t", 2);
-    } else if (*p == '\r') {
-      put(o, "\\r", 2);
     } else if (n == 0 || *p < 0x20 || *p == 0x7f) {
       snprintf(esc, sizeof esc, "\\x%02x", *p);
       put(o, esc, 4);

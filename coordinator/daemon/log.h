@@ -41,8 +41,10 @@ const char *sagad_log_level_name(sagad_log_level_t level);
 /* Format one record into buf (cap bytes, NUL-terminated, ends with '\n').
  * unix_ms < 0 leaves the timestamp out. saga and step may be NULL. Control
  * characters and quotes are escaped so a record stays one line: JSON string
- * escapes in JSON (invalid UTF-8 becomes U+FFFD), \n \t \xNN in text, where
- * a saga or step value holding spaces or quotes is double-quoted. Returns
+ * escapes in JSON (invalid UTF-8 becomes U+FFFD); in text a line break or
+ * tab with the blanks around it becomes one space (none at the ends), other
+ * control characters \xNN, and a saga or step value holding spaces or
+ * quotes is double-quoted. Returns
  * the length written. Pure: used by the writer and by tests. */
 size_t sagad_log_format_record(char *buf, size_t cap,
                                sagad_log_format_t format, int64_t unix_ms,

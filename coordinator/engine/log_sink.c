@@ -17,6 +17,12 @@ void sagad_log_set_sink(const sagad_log_sink_t *s,
   sagad_log__threshold = threshold;
 }
 
+int sagad_log_wanted(sagad_log_level_t level, int component) {
+  if (component < (int)SAGAD_LOG_ERROR || component > (int)SAGAD_LOG_DEBUG)
+    return level <= sagad_log__threshold;
+  return (int)level <= component;
+}
+
 void sagad_log__write(sagad_log_level_t level, const char *saga,
                       const char *step, const char *fmt, ...) {
   if (!sink.write)

@@ -17,6 +17,16 @@ typedef enum {
   SAGAD_LOG_DEBUG = 3,
 } sagad_log_level_t;
 
+/* A component's own threshold (log.level.kafka) when it has none: the
+ * global one. Follows the levels in log.level.<component>'s values. */
+#define SAGAD_LOG_INHERIT 4
+
+/* Whether a record of `level` from a component whose own threshold is
+ * `component` (a sagad_log_level_t, or SAGAD_LOG_INHERIT) is written. A
+ * component threshold decides alone, above or below the global one: its
+ * records are written with sagad_log__write, not the macros. */
+int sagad_log_wanted(sagad_log_level_t level, int component);
+
 /* Longest message; longer ones are cut. */
 #define SAGAD_LOG_LINE_MAX 4096
 

@@ -157,17 +157,20 @@ static void k_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
     LOG_ERROR("kafka: fatal error: %s: %s", rd_kafka_err2str(err), reason);
     if (b->on_fatal)
       b->on_fatal(b->fatal_arg, "fatal kafka error");
-  } else {
-    LOG_WARN("kafka: %s: %s", rd_kafka_err2str(err), reason);
+  } else if (sagad_log_wanted(SAGAD_LOG_WARN, b->cfg->log_level_kafka)) {
+    sagad_log__write(SAGAD_LOG_WARN, NULL, NULL, "kafka: %s: %s",
+                     rd_kafka_err2str(err), reason);
   }
 }
 
 static void k_on_log(saga_kloop_t *kl, int level, const char *fac,
                      const char *line, void *opaque) {
   (void)kl;
-  (void)opaque;
-  SAGAD_LOG_AT(sagad_log_level_from_syslog(level), NULL, NULL,
-               "kafka %s: %s", fac, line);
+  sagad_broker_kafka_t *b = opaque;
+  sagad_log_level_t lv = sagad_log_level_from_syslog(level);
+  /* log.level.kafka decides for librdkafka's records (log_sink.h). */
+  if (sagad_log_wanted(lv, b->cfg->log_level_kafka))
+    sagad_log__write(lv, NULL, NULL, "kafka %s: %s", fac, line);
 }
 
 static int p_produce(void *self, const char *topic, const void *key,

@@ -82,6 +82,8 @@ static void on_closed(void *arg) {
   ((ctx_t *)arg)->closed = 1;
 }
 
+static void on_closed_flag(void *arg) { *(int *)arg = 1; }
+
 static saga_kloop_t *open_loop(uv_loop_t *loop, ctx_t *c, const char *group) {
   saga_kloop_config_t cfg = {
       .bootstrap_servers = ts_kafka_bootstrap(),
@@ -203,6 +205,67 @@ test_offsets_commit_only_up_to_the_first_unacknowledged_and_resume(
   assert_true(c2.closed);
 }
 
+/* Broker failures seen through on_error and the log lines on_log got. */
+typedef struct {
+  int errors;
+  char reason[512];
+  int nlogs;
+  char logs[64][512];
+} failures_t;
+
+static void fail_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err,
+                          int fatal, const char *reason, void *opaque) {
+  (void)kl;
+  (void)fatal;
+  failures_t *f = opaque;
+  if (err == RD_KAFKA_RESP_ERR__TRANSPORT && f->errors++ == 0)
+    snprintf(f->reason, sizeof f->reason, "%s", reason);
+}
+
+static void fail_on_log(saga_kloop_t *kl, int level, const char *fac,
+                        const char *line, void *opaque) {
+  (void)kl;
+  (void)level;
+  failures_t *f = opaque;
+  if (f->nlogs < 64)
+    snprintf(f->logs[f->nlogs++], sizeof f->logs[0], "%s %s", fac, line);
+}
+
+static int transport_failed(void *arg) {
+  return ((failures_t *)arg)->errors > 0;
+}
+
+/* A broker that refuses connections: librdkafka logs the failure and
+ * raises it as an error event with the same text; the loop reports it
+ * once, through on_error. */
+static void test_a_broker_failure_is_reported_once_not_also_as_a_log_line(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  failures_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  saga_kloop_config_t cfg = {.bootstrap_servers = "127.0.0.1:1",
+                             .want_producer = 1};
+  saga_kloop_callbacks_t cb = {
+      .opaque = f, .on_error = fail_on_error, .on_log = fail_on_log};
+  saga_kloop_t *kl = NULL;
+  char err[256];
+  if (saga_kloop_new(&loop, &cfg, &cb, &kl, err, sizeof err))
+    fail_msg("%s", err);
+  assert_true(ct_run_until_pred(&loop, transport_failed, f, 20000));
+  /* The log line comes first on the same queue: all are in by now. */
+  for (int i = 0; i < f->nlogs; i++)
+    if (strstr(f->logs[i], f->reason) != NULL)
+      fail_msg("reported twice: on_error \"%s\" and on_log \"%s\"",
+               f->reason, f->logs[i]);
+  int closed = 0;
+  saga_kloop_close(kl, on_closed_flag, &closed);
+  ct_loop_finish(&loop);
+  assert_true(closed);
+  free(f);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -210,6 +273,8 @@ int main(void) {
           test_deliveries_are_reported_on_the_loop_with_their_opaque),
       cmocka_unit_test(
           test_offsets_commit_only_up_to_the_first_unacknowledged_and_resume),
+      cmocka_unit_test(
+          test_a_broker_failure_is_reported_once_not_also_as_a_log_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,10 +68,33 @@ static void test_text_escapes_odd_characters_and_quotes_fields(void **state) {
                           "id with space", "x\"y",
                           "forged\n2025 error fake\x1b[31m \xff ok"),
                       "info  saga=\"id with space\" step=\"x\\\"y\": "
-                      "forged\\n2025 error fake\\x1b[31m \\xff ok\n");
+                      "forged 2025 error fake\\x1b[31m \\xff ok\n");
   assert_string_equal(fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_INFO, "", NULL,
                           "empty id"),
                       "info  saga=\"\": empty id\n");
+}
+
+/* Multi-line messages (libpq's errors, librdkafka's) read as one text
+ * line: each break or tab with the blanks around it is one space, and no
+ * literal "\n" or "\t" is written; JSON keeps them as string escapes. */
+static void test_text_folds_line_breaks_and_tabs_into_spaces(void **state) {
+  (void)state;
+  const char *msg = "could not connect to the event store:\n\tFATAL:  "
+                    "password authentication failed\r\n  DETAIL:\tx \n";
+  const char *r = fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_ERROR, NULL, NULL,
+                      msg);
+  assert_string_equal(r, "error could not connect to the event store: "
+                         "FATAL:  password authentication failed DETAIL: "
+                         "x\n");
+  assert_null(strchr(r, '\\'));
+  assert_string_equal(fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_INFO, "s1",
+                          NULL, "\n\tonly inside\n"),
+                      "info  saga=s1: only inside\n");
+  assert_string_equal(fmt(SAGAD_LOG_FORMAT_TEXT, -1, SAGAD_LOG_INFO,
+                          "a\nb", NULL, "m"),
+                      "info  saga=\"a b\": m\n");
+  r = fmt(SAGAD_LOG_FORMAT_JSON, -1, SAGAD_LOG_ERROR, NULL, NULL, "a\n\tb");
+  assert_string_equal(r, "{\"level\":\"error\",\"msg\":\"a\\n\\tb\"}\n");
 }
 
 static void test_long_message_is_cut_and_stays_one_valid_record(void **state) {
@@ -155,15 +178,47 @@ static void test_levels_map_from_config_and_syslog(void **state) {
   sagad_config_free(cfg);
 }
 
+/* log.level.kafka: inherit by default (the global threshold decides);
+ * set, it decides alone for librdkafka's records, quieter or louder than
+ * log.level. */
+static void test_a_component_level_decides_for_its_records(void **state) {
+  (void)state;
+  sagad_config_t *cfg = sagad_config_new();
+  char err[256];
+  assert_int_equal(cfg->log_level_kafka, SAGAD_LOG_INHERIT);
+  sagad_log_set_sink(NULL, SAGAD_LOG_INFO);
+  assert_true(sagad_log_wanted(SAGAD_LOG_INFO, cfg->log_level_kafka));
+  assert_false(sagad_log_wanted(SAGAD_LOG_DEBUG, cfg->log_level_kafka));
+  assert_int_equal(sagad_config_set(cfg, "log.level.kafka", "warn", NULL, err,
+                                    sizeof err),
+                   0);
+  assert_int_equal(cfg->log_level_kafka, SAGAD_LOG_WARN);
+  assert_true(sagad_log_wanted(SAGAD_LOG_WARN, cfg->log_level_kafka));
+  assert_false(sagad_log_wanted(SAGAD_LOG_INFO, cfg->log_level_kafka));
+  assert_int_equal(sagad_config_set(cfg, "log.level.kafka", "debug", NULL,
+                                    err, sizeof err),
+                   0);
+  assert_true(sagad_log_wanted(SAGAD_LOG_DEBUG, cfg->log_level_kafka));
+  assert_int_equal(sagad_config_set(cfg, "log.level.kafka", "loud", NULL, err,
+                                    sizeof err),
+                   SAGAD_CONFIG_INVALID);
+  assert_non_null(strstr(err, "log.level.kafka: must be one of error, warn, "
+                              "info, debug, inherit, got \"loud\""));
+  sagad_config_free(cfg);
+  sagad_log_setup(SAGAD_LOG_INFO, SAGAD_LOG_FORMAT_TEXT, true, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_text_record_carries_time_level_saga_and_step),
       cmocka_unit_test(test_json_record_has_fields),
       cmocka_unit_test(test_json_escapes_odd_characters),
       cmocka_unit_test(test_text_escapes_odd_characters_and_quotes_fields),
+      cmocka_unit_test(test_text_folds_line_breaks_and_tabs_into_spaces),
       cmocka_unit_test(test_long_message_is_cut_and_stays_one_valid_record),
       cmocka_unit_test(test_records_below_threshold_are_not_formatted),
       cmocka_unit_test(test_levels_map_from_config_and_syslog),
+      cmocka_unit_test(test_a_component_level_decides_for_its_records),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

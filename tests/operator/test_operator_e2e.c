@@ -2,9 +2,10 @@
  * whose compensations keep failing park in compensation_failed; sagactl
  * shows and lists them, retry (with the participant answering again) makes
  * one finish compensated, resolve closes another; start --wait, history and
- * replay --all run against what sagad wrote. The participant is the e2e
+ * replay --all run against what sagad wrote; the same actions by query, for
+ * every saga a query matches. The participant is the e2e
  * harness's scripted one (tests/coordinator_e2e/e2e.h). */
-#define _GNU_SOURCE /* memmem */
+#define _GNU_SOURCE /* memmem, posix_openpt */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -99,6 +100,9 @@ typedef sagactl_result_t result_t;
 
 static void pump(void *t) { e2e_pump(t, 20); }
 
+/* sagactl's stdin: not a terminal, unless a test gives one. */
+static const char *stdin_path = "/dev/null";
+
 /* Run sagactl with args (NULL-terminated) while pumping the participant:
  * start --wait and retry need it answering while the program runs. The
  * previous result in *r is freed. */
@@ -107,7 +111,8 @@ static void run(e2e_t *t, result_t *r, const char *first, ...) {
                              .dir = sa.dir,
                              .conninfo = e2e_conninfo(t),
                              .pump = pump,
-                             .pump_arg = t};
+                             .pump_arg = t,
+                             .stdin_path = stdin_path};
   sagactl_result_free(r);
   va_list ap;
   va_start(ap, first);
@@ -120,6 +125,20 @@ static void expect(const result_t *r, int rc, const char *in_out) {
     fail_msg("exit %d (want %d)\nstdout: %s\nstderr: %s\nwanted stdout "
              "\"%s\"",
              r->rc, rc, r->out, r->err, in_out ? in_out : "");
+}
+
+static void expect_err(const result_t *r, int rc, const char *in_err) {
+  if (r->rc != rc || !strstr(r->err, in_err))
+    fail_msg("exit %d (want %d)\nstdout: %s\nstderr: %s\nwanted stderr "
+             "\"%s\"",
+             r->rc, rc, r->out, r->err, in_err);
+}
+
+static size_t count_of(const char *hay, const char *needle) {
+  size_t n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+    n++;
+  return n;
 }
 
 /* Pump until id's saga_index status is want; fails with the last seen. */
@@ -490,6 +509,169 @@ static void test_cancel_before_the_pivot_compensates_after_it_is_refused(
   e2e_free(t);
 }
 
+static const char *const PARKED[] = {"park-1", "park-2", "park-3", "park-4",
+                                     "park-5"};
+#define NPARKED (sizeof PARKED / sizeof *PARKED)
+
+/* Operator actions by query: after an "outage" of the participant, every
+ * saga it left parked is retried with one command, paging through the
+ * whole query (pages of 2 rows); a dry run, a refusal without --yes and an
+ * unconfirmed prompt on a terminal send nothing; a saga the action does
+ * not apply to is refused with why; resolve and cancel by query go the
+ * same way, with reason and operator in each history; --output on list,
+ * status and history. */
+static void test_parked_sagas_are_retried_by_query_after_an_outage(
+    void **state) {
+  (void)state;
+  fixed = 0;
+  e2e_t *t = e2e_new("bulk", 5000, script);
+  /* s1 of "piv" is retried every 2 s while the test holds it. */
+  e2e_write_pivot_def(t, "piv", 2000, 1000);
+  read_sagad_args(e2e_sagad_start(t, 0), &sa);
+  const char *kafka = ts_kafka_bootstrap();
+  const char *inbox = sa.inbox;
+  setenv("SAGACTL_TEST_PAGE_SIZE", "2", 1); /* pages of 2 rows */
+  result_t *r = calloc(1, sizeof *r);
+  assert_non_null(r);
+
+  /* The outage: every undo fails; five sagas park. One completes. */
+  for (size_t i = 0; i < NPARKED; i++)
+    e2e_start(t, "fast", PARKED[i]);
+  e2e_start(t, "fast", "ok-1");
+  for (size_t i = 0; i < NPARKED; i++)
+    wait_status(t, PARKED[i], "compensation_failed");
+  wait_status(t, "ok-1", "completed");
+  int undo_cmds = e2e_commands(t, "park-1", 0);
+
+  /* Usage: a query needs a filter; not both an id and a query; cancel
+   * needs its reason; --wait is for one saga. Nothing reaches Kafka. */
+  run(t, r, "retry", "--kafka", kafka, "--inbox", inbox, NULL);
+  expect_err(r, 2, "expected a saga id, or a query");
+  run(t, r, "retry", "park-1", "--state", "compensation_failed", NULL);
+  expect_err(r, 2, "not both");
+  run(t, r, "retry", "--state", "parked", NULL);
+  expect_err(r, 2, "--state: unknown status \"parked\"");
+  run(t, r, "cancel", "--type", "fast", "--yes", "--kafka", kafka, NULL);
+  expect_err(r, 2, "--reason TEXT is required");
+  run(t, r, "cancel", "--type", "fast", "--reason", "x", "--wait", "5s", NULL);
+  expect_err(r, 2, "--wait applies to one saga id");
+
+  /* Without a terminal and without --yes: refused, nothing sent. */
+  run(t, r, "retry", "--state", "compensation_failed", "--type", "fast",
+      "--kafka", kafka, "--inbox", inbox, NULL);
+  expect_err(r, 2, "5 of 5 matching sagas would be touched; not acting "
+                   "without a confirmation");
+
+  /* A dry run lists every page of the query and sends nothing. */
+  run(t, r, "retry", "--state", "compensation_failed", "--type", "fast",
+      "--since", "1h", "--dry-run", NULL);
+  expect(r, 0, "dry run: retry would touch 5 of 5 matching sagas (0 "
+               "refused); nothing was sent");
+  for (size_t i = 0; i < NPARKED; i++)
+    assert_non_null(strstr(r->out, PARKED[i]));
+  assert_int_equal(count_of(r->out, "would_touch "), NPARKED);
+  /* The same as JSON lines: one object per saga, the summary on stderr. */
+  run(t, r, "retry", "--type", "fast", "--dry-run", "--output", "jsonl", NULL);
+  expect(r, 0, NULL);
+  assert_int_equal(count_of(r->out, "\n"), NPARKED + 1);
+  assert_int_equal(count_of(r->out, "\"result\":\"would_touch\""), NPARKED);
+  assert_non_null(strstr(r->out, "{\"saga_id\":\"ok-1\",\"type\":\"fast\","
+                                 "\"status\":\"completed\",\"result\":"
+                                 "\"refused\",\"reason\":\"completed, not "
+                                 "parked in compensation_failed\"}\n"));
+  assert_non_null(strstr(r->err, "would touch 5 of 6 matching sagas"));
+
+  /* On a terminal the operator is asked; "n" sends nothing. */
+  int pt = posix_openpt(O_RDWR | O_NOCTTY);
+  assert_true(pt >= 0);
+  assert_int_equal(grantpt(pt), 0);
+  assert_int_equal(unlockpt(pt), 0);
+  stdin_path = ptsname(pt);
+  assert_non_null(stdin_path);
+  assert_int_equal(write(pt, "n\n", 2), 2);
+  run(t, r, "retry", "--state", "compensation_failed", "--kafka", kafka,
+      "--inbox", inbox, NULL);
+  expect_err(r, 1, "retry 5 sagas? [y/N] ");
+  expect_err(r, 1, "retry: not confirmed: nothing was sent");
+  stdin_path = "/dev/null";
+  close(pt);
+  assert_int_equal(e2e_commands(t, "park-1", 0), undo_cmds);
+
+  /* The participant is back: one command retries every parked saga of
+   * the type, page after page; the completed one is refused with why. */
+  fixed = 1;
+  run(t, r, "retry", "--type", "fast", "--since", "1h", "--yes", "--reason",
+      "inventory back after the outage", "--operator", "oncall", "--kafka",
+      kafka, "--inbox", inbox, NULL);
+  expect(r, 1, "retry: 6 sagas matched: 5 touched, 1 refused, 0 failed");
+  assert_int_equal(count_of(r->out, "touched "), NPARKED);
+  assert_non_null(strstr(r->out, "completed, not parked in "
+                                 "compensation_failed"));
+  for (size_t i = 0; i < NPARKED; i++)
+    wait_status(t, PARKED[i], "compensated");
+  /* Each saga got exactly one retry: the dry run, the refusal and the
+   * unconfirmed prompt sent none (they would be earlier in its partition,
+   * so applied before this one). Reason and operator are recorded. */
+  for (size_t i = 0; i < NPARKED; i++) {
+    run(t, r, "history", PARKED[i], "--output", "jsonl", NULL);
+    expect(r, 0, NULL);
+    assert_int_equal(count_of(r->out, "\"OperatorRetry\""), 1);
+    assert_non_null(strstr(r->out, "oncall"));
+    assert_non_null(strstr(r->out, "inventory back after the outage"));
+    assert_int_equal(e2e_undone(t, PARKED[i], 0), 1);
+  }
+  /* Nothing parked is left: a query that matches nothing touches nothing. */
+  run(t, r, "retry", "--state", "compensation_failed", "--yes", "--kafka",
+      kafka, "--inbox", inbox, NULL);
+  expect(r, 0, "retry: 0 sagas matched: 0 touched, 0 refused, 0 failed");
+
+  /* Resolve by query: two more park while the participant is down. */
+  fixed = 0;
+  e2e_start(t, "fast", "park-6");
+  e2e_start(t, "fast", "park-7");
+  wait_status(t, "park-6", "compensation_failed");
+  wait_status(t, "park-7", "compensation_failed");
+  run(t, r, "resolve", "--state", "compensation_failed", "--yes", "--reason",
+      "refunded by hand", "--output", "json", "--kafka", kafka, "--inbox",
+      inbox, NULL);
+  expect(r, 0, "\"action\":\"resolve\",\"dry_run\":false,\"matched\":2,"
+               "\"touched\":2,\"refused\":0,\"failed\":0}");
+  wait_status(t, "park-6", "compensated");
+  wait_status(t, "park-7", "compensated");
+  run(t, r, "status", "park-6", "--output", "jsonl", NULL);
+  expect(r, 0, "\"resolved_by_operator\":true");
+  assert_int_equal(count_of(r->out, "\n"), 1);
+
+  /* Cancel by query: two sagas held before their pivot are compensated;
+   * the reason and the operator are in each history. */
+  e2e_start(t, "piv", "hold-1");
+  e2e_start(t, "piv", "hold-2");
+  wait_dispatched(t, "hold-1", 0);
+  wait_dispatched(t, "hold-2", 0);
+  run(t, r, "cancel", "--type", "piv", "--state", "running", "--yes",
+      "--reason", "bad batch", "--operator", "alice", "--kafka", kafka,
+      "--inbox", inbox, "--notifications", sa.notify, NULL);
+  expect(r, 0, "cancel: 2 sagas matched: 2 touched, 0 refused, 0 failed");
+  wait_status(t, "hold-1", "compensated");
+  wait_status(t, "hold-2", "compensated");
+  run(t, r, "history", "hold-2", "--output", "json", NULL);
+  expect(r, 0, "\"operator\":\"alice\"");
+  assert_int_equal(count_of(r->out, "\n"), 1);
+  /* list as JSON lines: one object per saga, for jq. */
+  run(t, r, "list", "--type", "piv", "--output", "jsonl", NULL);
+  expect(r, 0, "\"saga_id\":\"hold-1\"");
+  assert_int_equal(count_of(r->out, "\n"), 2);
+
+  sagactl_result_free(r);
+  free(r);
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  char path[600];
+  snprintf(path, sizeof path, "%s/defs/piv.json", e2e_dir(t));
+  unlink(path);
+  e2e_free(t);
+  unsetenv("SAGACTL_TEST_PAGE_SIZE");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
@@ -498,6 +680,8 @@ int main(void) {
           test_cancel_before_the_pivot_compensates_after_it_is_refused),
       cmocka_unit_test(
           test_parked_sagas_are_retried_and_resolved_through_the_api),
+      cmocka_unit_test(
+          test_parked_sagas_are_retried_by_query_after_an_outage),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,12 @@ sagactl_result_t sagactl_vrun(const sagactl_how_t *how, const char *first,
       _exit(127);
     dup2(o, 1);
     dup2(e, 2);
+    if (how->stdin_path != NULL) {
+      int in = open(how->stdin_path, O_RDWR | O_NOCTTY);
+      if (in < 0)
+        _exit(127);
+      dup2(in, 0);
+    }
     setenv("SAGA_PG_CONNINFO", how->conninfo, 1);
     setenv("HOME", how->dir, 1);
     unsetenv("SAGA_DEFINITIONS");

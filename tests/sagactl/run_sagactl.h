@@ -21,6 +21,9 @@ typedef struct {
    * when it has not finished within ts_timeout_ms(60000). */
   void (*pump)(void *arg);
   void *pump_arg;
+  /* NULL: its stdin is the test's; else the file (a terminal's path, or
+   * /dev/null) opened as its stdin. */
+  const char *stdin_path;
 } sagactl_how_t;
 
 /* Run bin with first and the arguments of ap (ended by NULL, 38 at most),

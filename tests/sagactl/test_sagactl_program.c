@@ -435,6 +435,17 @@ static void test_list_bad_values_name_the_flag(void **state) {
   r = run("list", "--stuck", "5m", NULL);
   expect(&r, 2, NULL, "list: unexpected argument \"5m\"");
   result_free(&r);
+  /* --output means the same on status and history, checked first. */
+  static const char *const one[] = {"status", "history"};
+  for (size_t i = 0; i < 2; i++) {
+    r = run(one[i], "s-nobody", "--output", "yaml", NULL);
+    expect(&r, 2, NULL, "--output: expected table, json or jsonl, got "
+                        "\"yaml\"");
+    result_free(&r);
+    r = run(one[i], "s-nobody", "--json", "--output", "jsonl", NULL);
+    expect(&r, 2, NULL, "--json and --output jsonl disagree");
+    result_free(&r);
+  }
 }
 
 /* Page through n sagas of type walk with every page size 1..limit: each
@@ -811,6 +822,57 @@ static void test_retry_of_a_parked_saga_sends_an_operator_action(
   got_free(&m);
 }
 
+/* resolve by query: the parked saga gets the very OperatorAction of
+ * `resolve ID`, the others are refused with why; cancel by query with
+ * Kafka out of reach fails each running saga, touches none, exits 3. */
+static void test_actions_by_query_send_each_saga_its_message_or_say_why(
+    void **state) {
+  (void)state;
+  if (ts_kafka_bootstrap() == NULL)
+    skip();
+  char inbox[96];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("sagactl.bulk"));
+  result_t r = run("resolve", "--type", "order", "--yes", "--reason",
+                   "refunded by hand", "--operator", "bob", "--inbox", inbox,
+                   "--kafka", ts_kafka_bootstrap(), NULL);
+  expect(&r, 1, "resolve: 4 sagas matched: 1 touched, 3 refused, 0 failed",
+         NULL);
+  assert_non_null(strstr(r.out, "s-run"));
+  assert_non_null(strstr(r.out, "running, not parked in "
+                                "compensation_failed"));
+  assert_non_null(strstr(r.out, "completed, not parked in "
+                                "compensation_failed"));
+  result_free(&r);
+  got_t m;
+  consume_keyed(inbox, "s-park", &m);
+  assert_true(m.found);
+  assert_string_equal(m.type, "saga.v1.OperatorAction");
+  Saga__V1__OperatorAction *a =
+      saga__v1__operator_action__unpack(NULL, m.len, m.payload);
+  assert_non_null(a);
+  assert_int_equal(a->action,
+                   SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE);
+  assert_string_equal(a->reason, "refunded by hand");
+  assert_string_equal(a->operator_, "bob");
+  saga__v1__operator_action__free_unpacked(a, NULL);
+  got_free(&m);
+
+  r = run("cancel", "--type", "order", "--yes", "--reason", "x", "--kafka",
+          "127.0.0.1:1", "--timeout", "2s", "--output", "jsonl", NULL);
+  expect(&r, 3, NULL, "cancel: 4 sagas matched: 0 touched, 2 refused, 2 "
+                      "failed");
+  assert_non_null(strstr(r.out, "{\"saga_id\":\"s-new\",\"type\":"
+                                "\"order\",\"status\":\"running\","
+                                "\"result\":\"failed\""));
+  assert_non_null(strstr(r.out, "\"saga_id\":\"s-park\",\"type\":"
+                                "\"order\",\"status\":"
+                                "\"compensation_failed\",\"result\":"
+                                "\"refused\",\"reason\":\"parked in "
+                                "compensation_failed: retry or resolve "
+                                "it\"}"));
+  result_free(&r);
+}
+
 /* cancel sends a CancelSaga with the reason and the operator; it needs a
  * reason, and a saga the index shows finished is refused here. */
 static void test_cancel_sends_a_cancel_saga_or_says_why_not(void **state) {
@@ -922,6 +984,8 @@ int main(void) {
       cmocka_unit_test(test_unreachable_kafka_exits_3_within_the_timeout),
       cmocka_unit_test(test_retry_of_a_parked_saga_sends_an_operator_action),
       cmocka_unit_test(test_cancel_sends_a_cancel_saga_or_says_why_not),
+      cmocka_unit_test(
+          test_actions_by_query_send_each_saga_its_message_or_say_why),
       cmocka_unit_test(test_replay_agrees_then_reports_a_corrupted_index_row),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

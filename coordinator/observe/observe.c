@@ -16,7 +16,9 @@
 #include "metrics.h"
 #include "msg_codec.h"
 #include "otlp.h"
+#include "proc_metrics.h"
 #include "saga/version.h"
+#include "saga_revision.h"
 
 /* ---- per-saga observer state (the engine's observer slot) ---------- */
 
@@ -40,8 +42,20 @@ typedef struct pspan {
   int64_t start_us, end_us;
 } pspan_t;
 
+/* A metric update of a transition not yet durable: applied by h_durable
+ * with the transition's spans, dropped with the slot if its append fails
+ * (the engine then reads the saga back and steps, and reports, the same
+ * transition again: counting at once would count it twice). */
+typedef struct {
+  metric_t *m;
+  double v;
+  bool observe; /* a histogram observation, else metric_add */
+} pmetric_t;
+
 typedef struct {
   pspan_t *pending, **pending_tail; /* in the order they were closed */
+  pmetric_t *pm;                    /* pending metric updates */
+  size_t npm, cap_pm;
   char trace[SAGA_TRACE_ID_SIZE];
   char saga_span[SAGA_SPAN_ID_SIZE];
   char parent[SAGA_SPAN_ID_SIZE]; /* the starter's span, "" = root */
@@ -98,6 +112,7 @@ struct sagad_observe {
   metric_t *outs_read;
   uint64_t outs_read_seen;
   metric_t *lag[64];
+  proc_metrics_t *proc; /* process_* families */
   uint64_t batch_start; /* uv_hrtime of the batch in flight */
   stype_t *types;
   size_t ntypes;
@@ -150,6 +165,38 @@ static sobs_t *obs_get(void **slot, const sm_t *s) {
     *slot = b;
   }
   return *slot;
+}
+
+/* ---- metric updates held until the transition is durable ------------ */
+
+/* Hold an update of m (metric_add of v, or an observation) until h_durable.
+ * Out of memory: the update is lost, as a failed registration loses its
+ * series. */
+static void defer(sobs_t *b, metric_t *m, double v, bool observe) {
+  if (!m)
+    return;
+  if (b->npm == b->cap_pm) {
+    size_t cap = b->cap_pm ? 2 * b->cap_pm : 8;
+    pmetric_t *pm = realloc(b->pm, cap * sizeof *pm);
+    if (!pm)
+      return;
+    b->pm = pm;
+    b->cap_pm = cap;
+  }
+  b->pm[b->npm++] = (pmetric_t){m, v, observe};
+}
+
+static void count(sobs_t *b, metric_t *m) { defer(b, m, 1, false); }
+
+/* Apply the held updates (apply false: drop them). */
+static void flush_metrics(sobs_t *b, bool apply) {
+  for (size_t i = 0; apply && i < b->npm; i++) {
+    if (b->pm[i].observe)
+      metric_observe(b->pm[i].m, b->pm[i].v);
+    else
+      metric_add(b->pm[i].m, b->pm[i].v);
+  }
+  b->npm = 0;
 }
 
 /* ---- spans ------------------------------------------------------------ */
@@ -252,12 +299,12 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
   const char *action = ev->action == SM_COMPENSATE ? "compensate" : "do";
   if (ev->type == SM_EV_ATTEMPT_FAILED &&
       ev->outcome == SM_OUTCOME_TIMEOUT)
-    metric_inc(metric_series(o->f_timeouts, s->def->name, step));
+    count(b, metric_series(o->f_timeouts, s->def->name, step));
   if (!st->sent_us || st->attempt != ev->attempt || st->action != ev->action)
     return; /* sent before a restart: no start time */
   int64_t now = wall_us();
-  metric_observe(metric_series(o->f_step, s->def->name, step, action),
-                 (double)(now - st->sent_us) / 1e6);
+  defer(b, metric_series(o->f_step, s->def->name, step, action),
+        (double)(now - st->sent_us) / 1e6, true);
   char name[96];
   snprintf(name, sizeof name, "%s %s",
            ev->action == SM_COMPENSATE ? "compensate" : "step", step);
@@ -289,7 +336,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
     const sm_event_t *e = &ev[i];
     switch (e->type) {
     case SM_EV_STARTED:
-      metric_inc(t->started);
+      count(b, t->started);
       if (fresh) {
         b->started_us = wall_us();
         if (!tp || saga__traceparent_parse(tp, b->trace, b->parent, NULL) != 0)
@@ -304,8 +351,8 @@ static void h_events(void *arg, void **slot, const sm_t *s,
         st->action = e->action;
         (void)saga__span_id_new(st->span);
         if (e->attempt > 1)
-          metric_inc(metric_series(o->f_retries, s->def->name,
-                                   s->def->steps[e->step].name));
+          count(b, metric_series(o->f_retries, s->def->name,
+                                 s->def->steps[e->step].name));
       }
       break;
     case SM_EV_SUCCEEDED:
@@ -320,22 +367,22 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       }
       break;
     case SM_EV_COMPLETED:
-      metric_inc(t->completed);
+      count(b, t->completed);
       saga_span(o, b, OTLP_STATUS_OK, NULL);
       break;
     case SM_EV_COMPENSATED:
-      metric_inc(t->compensated);
+      count(b, t->compensated);
       comp_span(o, b, OTLP_STATUS_OK, NULL);
       saga_span(o, b, OTLP_STATUS_ERROR, "compensated");
       break;
     case SM_EV_RESOLVED:
       /* An operator closed a parked saga: it finishes now, compensated. */
-      metric_inc(t->compensated);
+      count(b, t->compensated);
       saga_span(o, b, OTLP_STATUS_ERROR, "compensated");
       break;
     case SM_EV_PARKED:
       /* Parked is not finished: an operator retry or resolve ends it. */
-      metric_inc(t->parked);
+      count(b, t->parked);
       comp_span(o, b, OTLP_STATUS_ERROR, "compensation failed");
       saga_span(o, b, OTLP_STATUS_ERROR, "compensation failed");
       break;
@@ -355,17 +402,23 @@ static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
     saga__traceparent_format(tp, b->trace, b->steps[step].span, NULL);
 }
 
-/* The saga's transitions are committed: its spans may go. */
+/* The saga's transitions are committed: their counts and spans may go. */
 static void h_durable(void *arg, void *slot, const sm_t *s) {
-  if (slot)
-    flush_pending(arg, slot, s);
+  if (!slot)
+    return;
+  flush_metrics(slot, true);
+  flush_pending(arg, slot, s);
 }
 
 static void h_forget(void *arg, void *slot) {
   (void)arg;
-  if (slot)
-    flush_pending(NULL, slot, NULL); /* never durable: dropped */
-  free(slot);
+  sobs_t *b = slot;
+  if (!b)
+    return;
+  flush_metrics(b, false); /* never durable: not counted */
+  flush_pending(NULL, b, NULL);
+  free(b->pm);
+  free(b);
 }
 
 static void h_dead_letter(void *arg, const char *reason) {
@@ -518,6 +571,7 @@ static void on_collect(metrics_t *m, void *arg) {
     add_delta(o->span_dropped, st.dropped, &o->spans_dropped_seen);
   }
   refresh_lag(o);
+  proc_metrics_refresh(o->proc);
 }
 
 static const double batch_bounds[] = {1,  2,   5,   10,  20,
@@ -588,23 +642,25 @@ static int register_metrics(sagad_observe_t *o) {
       "Inputs that changed nothing (duplicates, late replies, ...), by "
       "verdict.",
       "verdict");
-  o->f_append = metrics_histogram(m, "eventstore_append_seconds",
+  o->f_append = metrics_histogram(m,
+                                  "saga_eventstore_append_duration_seconds",
                                   "One group-commit batch, submit to "
                                   "durable.",
                                   NULL, metrics_latency_buckets,
                                   metrics_latency_nbuckets);
   o->f_batch = metrics_histogram(
-      m, "eventstore_batch_streams", "Sagas per group-commit batch.", NULL,
+      m, "saga_eventstore_batch_sagas", "Sagas per group-commit batch.", NULL,
       batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
   o->f_react = metrics_histogram(
-      m, "sagad_reply_to_command_seconds",
+      m, "saga_reply_to_command_duration_seconds",
       "A reply consumed to the next command produced (stepping, the "
       "durable append and its commit included).",
       NULL, react_bounds, sizeof react_bounds / sizeof react_bounds[0]);
-  o->f_lag = metrics_gauge(m, "kafka_consumer_lag",
-                           "Inbox messages behind the high watermark.",
+  o->f_lag = metrics_gauge(m, "saga_inbox_lag_messages",
+                           "Inbox messages behind the high watermark, by "
+                           "partition this sagad consumes.",
                            "partition");
-  o->f_spans = metrics_counter(m, "sagad_spans_total",
+  o->f_spans = metrics_counter(m, "saga_trace_spans_total",
                                "Trace spans exported or dropped.", "result");
   if (!o->f_started || !o->f_finished || !o->f_parked || !o->f_in_flight ||
       !o->f_stuck || !o->f_step || !o->f_retries || !o->f_timeouts ||
@@ -617,12 +673,15 @@ static int register_metrics(sagad_observe_t *o) {
   for (int v = 1; v < NVERDICTS; v++)
     o->anom[v] =
         metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
-  /* The usual build-info gauge: constant 1, the version as a label. */
+  /* The usual build-info gauge: constant 1, the version and the source
+   * revision it was built from as labels. */
   metric_family_t *build = metrics_gauge(
-      m, "saga_build_info", "The running sagad's version (always 1).",
-      "version");
-  metric_t *build_s = build ? metric_series(build, SAGA_VERSION) : NULL;
-  if (!build_s)
+      m, "saga_build_info",
+      "The running sagad's version and source revision (always 1).",
+      "version,revision");
+  metric_t *build_s =
+      build ? metric_series(build, SAGA_VERSION, SAGA_REVISION) : NULL;
+  if (!build_s || !(o->proc = proc_metrics_new(m)))
     return -1;
   metric_set(build_s, 1);
   o->span_sent = metric_series(o->f_spans, "sent");
@@ -1169,6 +1228,7 @@ static void maybe_freed(sagad_observe_t *o) {
   void (*cb)(void *) = o->close_cb;
   void *arg = o->close_arg;
   metrics_free(o->m);
+  proc_metrics_free(o->proc);
   for (size_t i = 0; i < o->ntypes; i++)
     free(o->types[i].name);
   free(o->types);

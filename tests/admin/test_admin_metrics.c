@@ -204,11 +204,11 @@ static void test_collect_hook_refreshes_gauges_before_rendering(void **state) {
   (void)state;
   metrics_t *m = metrics_new();
   metric_t *lag = metric_series(
-      metrics_gauge(m, "kafka_consumer_lag", "Messages behind.", NULL));
+      metrics_gauge(m, "saga_inbox_lag_messages", "Messages behind.", NULL));
   metrics_on_collect(m, collect, lag);
   char *out = render(m);
   assert_int_equal(collected, 1);
-  assert_non_null(strstr(out, "kafka_consumer_lag 42\n"));
+  assert_non_null(strstr(out, "saga_inbox_lag_messages 42\n"));
   free(out);
   metrics_free(m);
 }

@@ -104,19 +104,6 @@ static e2e_answer_t script(const char *id, int step, int compensate,
   return E2E_SUCCESS;
 }
 
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  abuf_t b = ABUF_INIT;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-    abuf_add(&b, buf, n);
-  fclose(f);
-  return abuf_take(&b, NULL);
-}
-
 /* GET path from sagad's admin endpoint; the body (malloc'd) and status. */
 static char *get(const char *path, int *status) {
   char req[512];
@@ -197,7 +184,7 @@ static int setup(void **state) {
   /* The bound address is logged once the endpoint listens. */
   int64_t until = ts_now_ms() + ts_timeout_ms(30000);
   while (admin_port < 0 && ts_now_ms() < until) {
-    char *log = slurp(logpath);
+    char *log = ts_slurp(logpath);
     const char *p = log ? strstr(log, "admin endpoint listening on "
                                       "http://127.0.0.1:")
                         : NULL;
@@ -243,17 +230,24 @@ static void test_metrics_show_a_completed_saga_and_its_step_latency(void **s) {
   assert_non_null(strstr(b, "saga_started_total{saga_type=\"fast\"} 1"));
   assert_non_null(strstr(b, "saga_step_duration_seconds_count{saga_type="
                             "\"fast\",step=\"s2\",action=\"do\"} 1"));
-  assert_non_null(strstr(b, "# TYPE eventstore_append_seconds histogram"));
-  assert_non_null(strstr(b, "eventstore_batch_streams_count "));
+  assert_non_null(strstr(b, "# TYPE saga_eventstore_append_duration_seconds "
+                            "histogram"));
+  assert_non_null(strstr(b, "saga_eventstore_batch_sagas_count "));
   /* s1's reply led to s2's command: one reaction timed at least */
-  const char *react = strstr(b, "\nsagad_reply_to_command_seconds_count ");
+  const char *rc = "\nsaga_reply_to_command_duration_seconds_count ";
+  const char *react = strstr(b, rc);
   assert_non_null(react);
-  assert_true(atof(react + strlen("\nsagad_reply_to_command_seconds_count "))
-              >= 1);
-  assert_non_null(strstr(b, "# TYPE kafka_consumer_lag gauge"));
-  /* the version of project() in CMakeLists.txt, as --version says it */
-  assert_non_null(
-      strstr(b, "saga_build_info{version=\"" SAGA_VERSION "\"} 1"));
+  assert_true(atof(react + strlen(rc)) >= 1);
+  assert_non_null(strstr(b, "# TYPE saga_inbox_lag_messages gauge"));
+  /* the version of project() in CMakeLists.txt, as --version says it, and
+   * the source revision (git's short commit when built from a clone) */
+  assert_non_null(strstr(b, "saga_build_info{version=\"" SAGA_VERSION
+                            "\",revision=\""));
+  /* the standard process metrics */
+  assert_non_null(strstr(b, "\nprocess_cpu_seconds_total "));
+  assert_non_null(strstr(b, "\nprocess_resident_memory_bytes "));
+  assert_non_null(strstr(b, "\nprocess_open_fds "));
+  assert_non_null(strstr(b, "\nprocess_start_time_seconds "));
   free(b);
 }
 
@@ -497,7 +491,7 @@ static void test_a_stuck_saga_is_listed_counted_and_logged_once(void **s) {
   free(b);
   /* A few more scans: still one report. */
   e2e_pump(t, 2500);
-  char *log = slurp(logpath);
+  char *log = ts_slurp(logpath);
   assert_non_null(log);
   assert_int_equal(count(log, "saga=obs-stuck step=wait: stuck:"), 1);
   free(log);

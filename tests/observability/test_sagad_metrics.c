@@ -36,7 +36,6 @@
 
 static e2e_t *t;
 static int admin_port = -1;
-static char logpath[256];
 
 /* ---- the participant's script ------------------------------------------ */
 
@@ -71,32 +70,10 @@ static e2e_answer_t script(const char *id, int step, int compensate,
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static const char listening[] = "admin endpoint listening on "
-                                "http://127.0.0.1:";
-
-/* How many times the log says an admin endpoint listens (the log is
- * appended to across restarts), and the port of the last one. */
-static int logged(int *port) {
-  char *log = ts_slurp(logpath);
-  int n = 0;
-  for (const char *p = log; p && (p = strstr(p, listening));
-       p += sizeof listening - 1) {
-    *port = atoi(p + sizeof listening - 1);
-    n++;
-  }
-  free(log);
-  return n;
-}
-
 /* Start sagad 0 and wait for its admin endpoint. */
 static void start_sagad(void) {
-  int port = -1, before = logged(&port);
-  e2e_sagad_start(t, 0);
-  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
-  while (logged(&port) == before && ts_now_ms() < until)
-    e2e_pump(t, 50);
-  assert_true(logged(&port) > before);
-  admin_port = port;
+  admin_port = e2e_sagad_start_admin(t, 0, NULL, ts_timeout_ms(30000));
+  assert_true(admin_port > 0);
 }
 
 static char *scrape(void) {
@@ -145,7 +122,6 @@ static int setup(void **state) {
   /* fast: 3 s step deadline, one attempt; retry: s3 retriable, 3 attempts */
   t = e2e_new("metrics", 3000, script);
   e2e_write_pivot_def(t, "retry", 30000, 3);
-  snprintf(logpath, sizeof logpath, "%s/sagad0.log", e2e_dir(t));
   start_sagad();
   return 0;
 }

@@ -659,8 +659,8 @@ static char *thresholds_json(const admin_pg_t *pg) {
   return abuf_take(&b, NULL);
 }
 
-/* A new job answering r, or (r NULL) cb(arg, ...); NULL when refused or
- * out of memory, answered already. */
+/* A new job answering r, or (r NULL) cb(arg, ...) or tcb(arg, ...); NULL
+ * when refused or out of memory, answered already. */
 static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r,
                       admin_pg_lookup_cb_t cb, admin_pg_traces_cb_t tcb,
                       void *arg) {

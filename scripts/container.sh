@@ -99,6 +99,7 @@ ct_build() {
   pm build --network=host --format docker --layers -f "$SAGA_ROOT/Containerfile" \
     --build-arg BUILD_BASE="$BASE_IMAGE" \
     --build-arg SAGA_VERSION="$(sed -n 's/^project(saga VERSION \([0-9.]*\).*/\1/p' "$SAGA_ROOT/CMakeLists.txt")" \
+    --build-arg SAGA_REVISION="$(git -C "$SAGA_ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
     -t "$SAGA_IMAGE" "$SAGA_ROOT" \
     >"$CT_DIR/build.log" 2>&1 || {
     tail -n 40 "$CT_DIR/build.log" >&2

@@ -971,10 +971,10 @@ int main(int argc, char **argv) {
     die("metrics", "sagad did not log its admin port");
   double le[MAX_LE], cum0[MAX_LE], cum1[MAX_LE];
   int nle0 = 0, nle = 0;
-  scrape_histogram(port, "sagad_reply_to_command_seconds", le, cum0, &nle0);
+  scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum0, &nle0);
   double l50, l99, g50, g99, h50, h99;
   latency_c1(n_c1, &l50, &l99, &g50, &g99, &h50, &h99);
-  scrape_histogram(port, "sagad_reply_to_command_seconds", le, cum1, &nle);
+  scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum1, &nle);
   if (nle != nle0)
     die("metrics", "the histogram changed its buckets");
   double ov50 = histogram_quantile(0.50, le, cum0, cum1, nle) * 1e3;

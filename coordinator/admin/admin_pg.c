@@ -14,6 +14,7 @@
 #include <cJSON.h>
 #include <libpq-fe.h>
 
+#include "ids.h"
 #include "index_query.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
@@ -22,7 +23,13 @@
 
 #define PAGE_MAX 1000 /* events per event-store read */
 
-typedef enum { JOB_GET, JOB_LIST, JOB_LOOKUP, JOB_CLOSE } job_kind_t;
+typedef enum {
+  JOB_GET,
+  JOB_LIST,
+  JOB_LOOKUP,
+  JOB_TRACES,
+  JOB_CLOSE
+} job_kind_t;
 
 typedef struct job {
   uv_work_t work;
@@ -31,7 +38,11 @@ typedef struct job {
   job_kind_t kind;
   admin_reply_t *reply;              /* NULL for a lookup */
   admin_pg_lookup_cb_t lookup_cb;    /* a lookup's answer */
-  void *lookup_arg;
+  admin_pg_traces_cb_t traces_cb;    /* a traceparents request's answer */
+  void *lookup_arg;                  /* either's argument */
+  char **ids;                        /* a traceparents request's sagas */
+  char (*tps)[SAGA_TRACEPARENT_SIZE]; /* and their answers */
+  size_t nids;
   /* request, copied on the loop thread */
   char id[ADMIN_ID_MAX + 1];
   char state[32], type[ADMIN_TYPE_MAX + 1];
@@ -250,6 +261,34 @@ static void read_definition(job_t *j) {
   PQclear(r);
 }
 
+/* Each saga's first event: its traceparent into j->tps (pool side). */
+static void read_traceparents(job_t *j) {
+  for (size_t i = 0; i < j->nids; i++) {
+    char stream[ADMIN_ID_MAX + 8];
+    snprintf(stream, sizeof stream, "saga-%s", j->ids[i]);
+    es_page_t *page = NULL;
+    int rc = -1;
+    for (int tries = 0; tries < 2 && rc != 0; tries++) {
+      if (!store_ready(j))
+        return;
+      rc = es_read_stream(j->pg->store, stream, 1, 1, &page);
+      if (rc == ES_ERR_CONNECTION)
+        j->reconnected = true; /* the store reconnects on its next call */
+      else if (rc != 0)
+        break;
+    }
+    if (rc != 0) {
+      set_err(j, 503, "could not read a saga's first event",
+              es_store_last_error(j->pg->store));
+      return;
+    }
+    const char *tp = page->n ? page->events[0].traceparent : NULL;
+    snprintf(j->tps[i], sizeof j->tps[i], "%s",
+             tp && saga__traceparent_valid(tp) ? tp : "");
+    es_page_free(page);
+  }
+}
+
 static void work(uv_work_t *w) {
   job_t *j = w->data;
   admin_pg_t *pg = j->pg;
@@ -292,6 +331,9 @@ static void work(uv_work_t *w) {
     }
     (void)iq_list(&j->filter, &stuck, &q); /* iq_count took the filter */
     query_index(j, q.sql, q.nparams, q.params);
+    break;
+  case JOB_TRACES:
+    read_traceparents(j);
     break;
   case JOB_CLOSE:
     PQfinish(pg->conn);
@@ -530,7 +572,9 @@ static void render_list(job_t *j, abuf_t *b) {
 
 /* Answer j's request, or its lookup, with an error. */
 static void job_error(job_t *j, int status, const char *msg) {
-  if (j->lookup_cb)
+  if (j->traces_cb)
+    j->traces_cb(j->lookup_arg, status, NULL, 0, msg);
+  else if (j->lookup_cb)
     j->lookup_cb(j->lookup_arg, status, NULL, msg);
   else
     admin_http_respond_error(j->reply, status, msg);
@@ -544,6 +588,10 @@ static void job_free(job_t *j) {
   free(j->pages);
   free(j->thresholds);
   saga_def_free(j->def);
+  for (size_t i = 0; i < j->nids; i++)
+    free(j->ids[i]);
+  free(j->ids);
+  free(j->tps);
   free(j);
 }
 
@@ -572,6 +620,29 @@ static void after_work(uv_work_t *w, int status) {
   if (j->kind == JOB_CLOSE) {
     job_free(j);
     finish_close(pg);
+    return;
+  }
+  if (j->kind == JOB_TRACES) {
+    if (status != 0)
+      set_err(j, 503, "saga store request cancelled", uv_strerror(status));
+    if (j->status == 0) {
+      const char **tps = malloc((j->nids ? j->nids : 1) * sizeof *tps);
+      for (size_t i = 0; tps && i < j->nids; i++)
+        tps[i] = j->tps[i];
+      if (!tps)
+        set_err(j, 503, "could not answer", "out of memory");
+      else
+        j->traces_cb(j->lookup_arg, 200, tps, j->nids, NULL);
+      free(tps);
+    }
+    if (j->status) {
+      pg->stats.failed++;
+      job_error(j, j->status, j->err);
+    } else {
+      pg->stats.answered++;
+    }
+    job_free(j);
+    pump(pg);
     return;
   }
   abuf_t b = ABUF_INIT;
@@ -649,11 +720,13 @@ static char *thresholds_json(const admin_pg_t *pg) {
   return abuf_take(&b, NULL);
 }
 
-/* A new job answering r, or (r NULL) cb(arg, ...); NULL when refused or
- * out of memory, answered already. */
+/* A new job answering r, or (r NULL) cb(arg, ...) or tcb(arg, ...); NULL
+ * when refused or out of memory, answered already. */
 static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r,
-                      admin_pg_lookup_cb_t cb, void *arg) {
-  job_t fail = {.reply = r, .lookup_cb = cb, .lookup_arg = arg};
+                      admin_pg_lookup_cb_t cb, admin_pg_traces_cb_t tcb,
+                      void *arg) {
+  job_t fail = {
+      .reply = r, .lookup_cb = cb, .traces_cb = tcb, .lookup_arg = arg};
   if (pg->closing || pg->queued >= pg->opts.max_queue) {
     pg->stats.refused++;
     job_error(&fail, 503,
@@ -674,6 +747,7 @@ static job_t *job_new(admin_pg_t *pg, job_kind_t kind, admin_reply_t *r,
   j->kind = kind;
   j->reply = r;
   j->lookup_cb = cb;
+  j->traces_cb = tcb;
   j->lookup_arg = arg;
   return j;
 }
@@ -690,7 +764,7 @@ static void enqueue(admin_pg_t *pg, job_t *j) {
 
 static void src_get(void *arg, const char *id, admin_reply_t *r) {
   admin_pg_t *pg = arg;
-  job_t *j = job_new(pg, JOB_GET, r, NULL, NULL);
+  job_t *j = job_new(pg, JOB_GET, r, NULL, NULL, NULL);
   if (!j)
     return;
   snprintf(j->id, sizeof j->id, "%s", id);
@@ -699,10 +773,29 @@ static void src_get(void *arg, const char *id, admin_reply_t *r) {
 
 void admin_pg_lookup(admin_pg_t *pg, const char *id, admin_pg_lookup_cb_t cb,
                      void *arg) {
-  job_t *j = job_new(pg, JOB_LOOKUP, NULL, cb, arg);
+  job_t *j = job_new(pg, JOB_LOOKUP, NULL, cb, NULL, arg);
   if (!j)
     return;
   snprintf(j->id, sizeof j->id, "%s", id);
+  enqueue(pg, j);
+}
+
+void admin_pg_traceparents(admin_pg_t *pg, const char *const *ids, size_t n,
+                           admin_pg_traces_cb_t cb, void *arg) {
+  job_t *j = job_new(pg, JOB_TRACES, NULL, NULL, cb, arg);
+  if (!j)
+    return;
+  j->ids = calloc(n ? n : 1, sizeof *j->ids);
+  j->tps = calloc(n ? n : 1, sizeof *j->tps);
+  bool ok = j->ids && j->tps;
+  for (size_t i = 0; ok && i < n; i++, j->nids++)
+    ok = (j->ids[i] = strdup(ids[i])) != NULL;
+  if (!ok) {
+    pg->stats.failed++;
+    job_error(j, 503, "out of memory");
+    job_free(j);
+    return;
+  }
   enqueue(pg, j);
 }
 
@@ -722,7 +815,7 @@ static void src_list(void *arg, const admin_list_query_t *q,
     admin_http_respond_error(r, 400, "after: not a token of this list");
     return;
   }
-  job_t *j = job_new(pg, JOB_LIST, r, NULL, NULL);
+  job_t *j = job_new(pg, JOB_LIST, r, NULL, NULL, NULL);
   if (!j)
     return;
   j->filter = (iq_filter_t){

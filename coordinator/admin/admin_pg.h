@@ -84,6 +84,24 @@ typedef void (*admin_pg_lookup_cb_t)(void *arg, int status,
 void admin_pg_lookup(admin_pg_t *pg, const char *id, admin_pg_lookup_cb_t cb,
                      void *arg);
 
+/* The answer to admin_pg_traceparents, on the loop thread: status 200 and
+ * tps[i] the W3C traceparent the first event of ids[i]'s stream was
+ * stored with (its StartSaga's header; "" when it had none or there is no
+ * such stream), valid during the call only; or 503 with err and tps NULL
+ * (the store could not be read, too many requests wait, out of memory or
+ * closing). */
+typedef void (*admin_pg_traces_cb_t)(void *arg, int status,
+                                     const char *const *tps, size_t n,
+                                     const char *err);
+
+/* Read the traceparent of the first event of each of the n sagas ids
+ * (copied) from the event store, as one request queued with the reads:
+ * sagad continues a saga it recovers in the trace its starter began.
+ * cb runs exactly once, possibly before this returns (refused at once).
+ * Loop thread. */
+void admin_pg_traceparents(admin_pg_t *pg, const char *const *ids, size_t n,
+                           admin_pg_traces_cb_t cb, void *arg);
+
 /* Point src's get_saga and list_sagas (and arg) at pg; start_saga and
  * readiness are left as they were, for the engine to set. */
 void admin_pg_source(admin_pg_t *pg, admin_source_t *src);

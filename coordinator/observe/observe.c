@@ -4,6 +4,7 @@
  * observer slots, never saga state; decides nothing about sagas. */
 #include "observe.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,14 @@
 #include "admin_api.h"
 #include "admin_pg.h"
 #include "admin_ui.h"
+#include "grow.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg_codec.h"
 #include "otlp.h"
+#include "proc_metrics.h"
 #include "saga/version.h"
+#include "saga_revision.h"
 
 /* ---- per-saga observer state (the engine's observer slot) ---------- */
 
@@ -40,8 +44,20 @@ typedef struct pspan {
   int64_t start_us, end_us;
 } pspan_t;
 
+/* A metric update of a transition not yet durable: applied by h_durable
+ * with the transition's spans, dropped with the slot if its append fails
+ * (the engine then reads the saga back and steps, and reports, the same
+ * transition again: counting at once would count it twice). */
 typedef struct {
+  metric_t *m;
+  double v;
+  bool observe; /* a histogram observation, else metric_add */
+} pmetric_t;
+
+typedef struct sobs {
   pspan_t *pending, **pending_tail; /* in the order they were closed */
+  pmetric_t *pm;                    /* pending metric updates */
+  size_t npm, cap_pm;
   char trace[SAGA_TRACE_ID_SIZE];
   char saga_span[SAGA_SPAN_ID_SIZE];
   char parent[SAGA_SPAN_ID_SIZE]; /* the starter's span, "" = root */
@@ -49,6 +65,15 @@ typedef struct {
   int64_t started_us, comp_us;
   uint32_t stuck_version; /* version + 1 when reported stuck, 0 = not */
   uint8_t saga_done;
+  /* Met after a restart (or a reload): the trace its starter began is
+   * being read from its first event (trace_ask). Its spans wait; the
+   * first n_durable of them are of committed transitions and go once the
+   * trace is known, even when the saga has left memory by then (the slot
+   * then waits on the orphans list, with the saga's id and type). */
+  uint8_t trace_wait;
+  size_t n_durable;
+  char *id, *type; /* while trace_wait */
+  struct sobs *next_orphan;
   size_t nsteps;
   sstep_t steps[];
 } sobs_t;
@@ -98,6 +123,13 @@ struct sagad_observe {
   metric_t *outs_read;
   uint64_t outs_read_seen;
   metric_t *lag[64];
+  proc_metrics_t *proc; /* process_* families */
+  /* sagas whose trace is to be read from the store (trace_ask), and those
+   * of the request in flight */
+  char **want, **asked;
+  size_t nwant, cap_want, nasked;
+  int tracing;
+  sobs_t *orphans; /* slots of sagas gone from memory, waiting for it */
   uint64_t batch_start; /* uv_hrtime of the batch in flight */
   stype_t *types;
   size_t ntypes;
@@ -136,20 +168,98 @@ static stype_t *type_of(sagad_observe_t *o, const saga_def_t *def) {
   return t;
 }
 
-static sobs_t *obs_get(void **slot, const sm_t *s) {
+/* ---- trace ids that survive a restart ------------------------------- */
+
+static uint64_t fnv1a(uint64_t h, const char *s) {
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+/* A saga's own trace id when its starter gave none, and its saga span's
+ * id in a trace: functions of the saga id (and the trace), so the sagad
+ * that recovers the saga names them as the one that started it did, and
+ * the spans of both join one trace under one saga span. */
+static void derive_trace(const char *id, char out[SAGA_TRACE_ID_SIZE]) {
+  uint64_t a = fnv1a(fnv1a(0xcbf29ce484222325ULL, "saga trace:"), id);
+  uint64_t b = fnv1a(fnv1a(0x84222325cbf29ce4ULL, "saga trace 2:"), id);
+  snprintf(out, SAGA_TRACE_ID_SIZE, "%016llx%016llx", (unsigned long long)a,
+           (unsigned long long)(a || b ? b : 1));
+}
+
+static void derive_span(const char *trace, const char *id,
+                        char out[SAGA_SPAN_ID_SIZE]) {
+  uint64_t h = fnv1a(fnv1a(fnv1a(0xcbf29ce484222325ULL, "saga span:"), trace),
+                     id);
+  snprintf(out, SAGA_SPAN_ID_SIZE, "%016llx", (unsigned long long)(h ? h : 1));
+}
+
+/* Queue id for trace_ask. Out of memory: the saga keeps its own trace. */
+static bool want_trace(sagad_observe_t *o, const char *id) {
+  if (SAGA_GROW(o->want, o->cap_want, o->nwant + 1, 64) != 0)
+    return false;
+  if (!(o->want[o->nwant] = strdup(id)))
+    return false;
+  o->nwant++;
+  return true;
+}
+
+/* The slot of a saga, created on first use. starting: the saga is being
+ * started by this transition (its Started event sets the trace); else it
+ * was met after a restart, a reload or a rebalance, and its starter's
+ * trace is read back from the store when spans are exported. */
+static sobs_t *obs_get(sagad_observe_t *o, void **slot, const sm_t *s,
+                       bool starting) {
   if (!*slot) {
     sobs_t *b = calloc(1, sizeof *b + s->nsteps * sizeof(sstep_t));
     if (!b)
       return NULL;
     b->nsteps = s->nsteps;
-    /* A saga met first after recovery: its starter's trace is not kept in
-     * memory across restarts, so it continues in a new trace. */
-    (void)saga__trace_id_new(b->trace); /* "" = no spans for this saga */
-    (void)saga__span_id_new(b->saga_span);
+    derive_trace(s->id, b->trace);
+    derive_span(b->trace, s->id, b->saga_span);
     b->started_us = s->started_ms * 1000;
+    if (!starting && o->otlp && o->pg && !o->stopped) {
+      b->id = strdup(s->id);
+      b->type = strdup(s->def->name);
+      b->trace_wait = b->id && b->type && want_trace(o, s->id);
+    }
     *slot = b;
   }
   return *slot;
+}
+
+/* ---- metric updates held until the transition is durable ------------ */
+
+/* Hold an update of m (metric_add of v, or an observation) until h_durable.
+ * Out of memory: the update is lost, as a failed registration loses its
+ * series. */
+static void defer(sobs_t *b, metric_t *m, double v, bool observe) {
+  if (!m)
+    return;
+  if (b->npm == b->cap_pm) {
+    size_t cap = b->cap_pm ? 2 * b->cap_pm : 8;
+    pmetric_t *pm = realloc(b->pm, cap * sizeof *pm);
+    if (!pm)
+      return;
+    b->pm = pm;
+    b->cap_pm = cap;
+  }
+  b->pm[b->npm++] = (pmetric_t){m, v, observe};
+}
+
+static void count(sobs_t *b, metric_t *m) { defer(b, m, 1, false); }
+
+/* Apply the held updates (apply false: drop them). */
+static void flush_metrics(sobs_t *b, bool apply) {
+  for (size_t i = 0; apply && i < b->npm; i++) {
+    if (b->pm[i].observe)
+      metric_observe(b->pm[i].m, b->pm[i].v);
+    else
+      metric_add(b->pm[i].m, b->pm[i].v);
+  }
+  b->npm = 0;
 }
 
 /* ---- spans ------------------------------------------------------------ */
@@ -185,19 +295,19 @@ static void emit(sagad_observe_t *o, sobs_t *b, const char *name,
   b->pending_tail = &p->next;
 }
 
-/* Free the spans a slot still holds, exporting them first when o. */
-static void flush_pending(sagad_observe_t *o, sobs_t *b, const sm_t *s) {
+/* Free the first max spans a slot holds, exporting them first when o
+ * (saga id and type for their attributes). */
+static void flush_pending(sagad_observe_t *o, sobs_t *b, const char *id,
+                          const char *type, size_t max) {
   pspan_t *p = b->pending, *next;
-  b->pending = NULL;
-  b->pending_tail = &b->pending;
-  for (; p; p = next) {
+  for (; p && max > 0; p = next, max--) {
     next = p->next;
     if (o && o->otlp) {
       otlp_span_t sp = {.name = p->name,
                         .start_us = p->start_us,
                         .end_us = p->end_us,
-                        .saga_id = s->id,
-                        .saga_type = s->def->name,
+                        .saga_id = id,
+                        .saga_type = type,
                         .saga_step = p->has_step ? p->step : NULL,
                         .saga_action = p->has_action ? p->action : NULL,
                         .status = p->status,
@@ -209,6 +319,18 @@ static void flush_pending(sagad_observe_t *o, sobs_t *b, const sm_t *s) {
     }
     free(p);
   }
+  b->pending = p;
+  if (!p)
+    b->pending_tail = &b->pending;
+}
+
+/* Free a slot and whatever it still holds (nothing is exported). */
+static void slot_free(sobs_t *b) {
+  flush_pending(NULL, b, NULL, NULL, SIZE_MAX);
+  free(b->pm);
+  free(b->id);
+  free(b->type);
+  free(b);
 }
 
 static void saga_span(sagad_observe_t *o, sobs_t *b, int status,
@@ -252,12 +374,12 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
   const char *action = ev->action == SM_COMPENSATE ? "compensate" : "do";
   if (ev->type == SM_EV_ATTEMPT_FAILED &&
       ev->outcome == SM_OUTCOME_TIMEOUT)
-    metric_inc(metric_series(o->f_timeouts, s->def->name, step));
+    count(b, metric_series(o->f_timeouts, s->def->name, step));
   if (!st->sent_us || st->attempt != ev->attempt || st->action != ev->action)
     return; /* sent before a restart: no start time */
   int64_t now = wall_us();
-  metric_observe(metric_series(o->f_step, s->def->name, step, action),
-                 (double)(now - st->sent_us) / 1e6);
+  defer(b, metric_series(o->f_step, s->def->name, step, action),
+        (double)(now - st->sent_us) / 1e6, true);
   char name[96];
   snprintf(name, sizeof name, "%s %s",
            ev->action == SM_COMPENSATE ? "compensate" : "step", step);
@@ -282,18 +404,22 @@ static void h_events(void *arg, void **slot, const sm_t *s,
   sagad_observe_t *o = arg;
   stype_t *t = type_of(o, s->def);
   int fresh = !*slot;
-  sobs_t *b = obs_get(slot, s);
+  bool starting = false;
+  for (size_t i = 0; i < n; i++)
+    starting |= ev[i].type == SM_EV_STARTED;
+  sobs_t *b = obs_get(o, slot, s, starting);
   if (!b || !t)
     return;
   for (size_t i = 0; i < n; i++) {
     const sm_event_t *e = &ev[i];
     switch (e->type) {
     case SM_EV_STARTED:
-      metric_inc(t->started);
+      count(b, t->started);
       if (fresh) {
         b->started_us = wall_us();
         if (!tp || saga__traceparent_parse(tp, b->trace, b->parent, NULL) != 0)
           b->parent[0] = '\0';
+        derive_span(b->trace, s->id, b->saga_span);
       }
       break;
     case SM_EV_DISPATCHED:
@@ -304,8 +430,8 @@ static void h_events(void *arg, void **slot, const sm_t *s,
         st->action = e->action;
         (void)saga__span_id_new(st->span);
         if (e->attempt > 1)
-          metric_inc(metric_series(o->f_retries, s->def->name,
-                                   s->def->steps[e->step].name));
+          count(b, metric_series(o->f_retries, s->def->name,
+                                 s->def->steps[e->step].name));
       }
       break;
     case SM_EV_SUCCEEDED:
@@ -320,22 +446,22 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       }
       break;
     case SM_EV_COMPLETED:
-      metric_inc(t->completed);
+      count(b, t->completed);
       saga_span(o, b, OTLP_STATUS_OK, NULL);
       break;
     case SM_EV_COMPENSATED:
-      metric_inc(t->compensated);
+      count(b, t->compensated);
       comp_span(o, b, OTLP_STATUS_OK, NULL);
       saga_span(o, b, OTLP_STATUS_ERROR, "compensated");
       break;
     case SM_EV_RESOLVED:
       /* An operator closed a parked saga: it finishes now, compensated. */
-      metric_inc(t->compensated);
+      count(b, t->compensated);
       saga_span(o, b, OTLP_STATUS_ERROR, "compensated");
       break;
     case SM_EV_PARKED:
       /* Parked is not finished: an operator retry or resolve ends it. */
-      metric_inc(t->parked);
+      count(b, t->parked);
       comp_span(o, b, OTLP_STATUS_ERROR, "compensation failed");
       saga_span(o, b, OTLP_STATUS_ERROR, "compensation failed");
       break;
@@ -351,21 +477,49 @@ static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
   (void)s;
   (void)action;
   const sobs_t *b = slot;
-  if (b && step < b->nsteps && b->steps[step].span[0])
+  /* the trace is not known yet: no traceparent rather than a wrong one */
+  if (b && !b->trace_wait && step < b->nsteps && b->steps[step].span[0])
     saga__traceparent_format(tp, b->trace, b->steps[step].span, NULL);
 }
 
-/* The saga's transitions are committed: its spans may go. */
+/* The saga's transitions are committed: their counts and spans may go. */
 static void h_durable(void *arg, void *slot, const sm_t *s) {
-  if (slot)
-    flush_pending(arg, slot, s);
+  if (!slot)
+    return;
+  sobs_t *b = slot;
+  flush_metrics(b, true);
+  if (b->trace_wait) { /* the spans go once the trace is known */
+    b->n_durable = 0;
+    for (const pspan_t *p = b->pending; p; p = p->next)
+      b->n_durable++;
+  } else {
+    flush_pending(arg, b, s->id, s->def->name, SIZE_MAX);
+  }
 }
 
 static void h_forget(void *arg, void *slot) {
-  (void)arg;
-  if (slot)
-    flush_pending(NULL, slot, NULL); /* never durable: dropped */
-  free(slot);
+  sagad_observe_t *o = arg;
+  sobs_t *b = slot;
+  if (!b)
+    return;
+  flush_metrics(b, false); /* never durable: not counted */
+  if (o && !o->stopped && b->trace_wait && b->n_durable) {
+    /* committed spans waiting for the saga's trace outlive it; the rest
+     * were never durable */
+    pspan_t **pp = &b->pending;
+    for (size_t i = 0; *pp && i < b->n_durable; i++)
+      pp = &(*pp)->next;
+    for (pspan_t *p = *pp, *next; p; p = next) {
+      next = p->next;
+      free(p);
+    }
+    *pp = NULL;
+    b->pending_tail = pp;
+    b->next_orphan = o->orphans;
+    o->orphans = b;
+    return;
+  }
+  slot_free(b);
 }
 
 static void h_dead_letter(void *arg, const char *reason) {
@@ -415,7 +569,7 @@ static void scan_one(void *arg, const sm_t *s, int32_t partition,
   if (!sm_is_stuck(s, c->now_ms))
     return;
   t->n_stuck++;
-  sobs_t *b = obs_get(slot, s);
+  sobs_t *b = obs_get(c->o, slot, s, false);
   if (!b || b->stuck_version == s->version + 1)
     return; /* reported once until it moves */
   b->stuck_version = s->version + 1;
@@ -452,9 +606,124 @@ static void ping_done(void *arg, int status, const admin_saga_row_t *row,
   }
 }
 
+/* ---- the trace of a saga met after a restart ------------------------- */
+
+/* The trace of saga s is known: tp, the traceparent its first event was
+ * stored with ("" or NULL: the starter gave none, or the store could not
+ * say; the saga's own trace stays). Its held spans move into that trace
+ * and go if their transitions are durable. */
+static void trace_known(sagad_observe_t *o, sobs_t *b, const char *tp) {
+  char old[SAGA_SPAN_ID_SIZE];
+  memcpy(old, b->saga_span, sizeof old);
+  if (tp && *tp &&
+      saga__traceparent_parse(tp, b->trace, b->parent, NULL) == 0)
+    derive_span(b->trace, b->id, b->saga_span);
+  for (pspan_t *p = b->pending; p; p = p->next) {
+    memcpy(p->trace, b->trace, sizeof p->trace);
+    if (!strcmp(p->span, old)) { /* the saga span itself */
+      memcpy(p->span, b->saga_span, sizeof p->span);
+      memcpy(p->parent, b->parent, sizeof p->parent);
+    } else if (!strcmp(p->parent, old)) {
+      memcpy(p->parent, b->saga_span, sizeof p->parent);
+    }
+  }
+  b->trace_wait = 0;
+  flush_pending(o, b, b->id, b->type, b->n_durable);
+  b->n_durable = 0;
+}
+
+typedef struct {
+  sagad_observe_t *o;
+  const char *const *tps; /* NULL: unknown */
+  bool all;               /* every waiting saga, asked or not */
+} trace_fill_t;
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* b's trace, if f answers it: true when it did. */
+static bool fill(trace_fill_t *f, sobs_t *b) {
+  if (!b || !b->trace_wait)
+    return false;
+  const char *key = b->id;
+  char **hit = f->o->nasked ? bsearch(&key, f->o->asked, f->o->nasked,
+                                      sizeof(char *), cmp_str)
+                            : NULL;
+  if (!hit && !f->all)
+    return false;
+  trace_known(f->o, b, hit && f->tps ? f->tps[hit - f->o->asked] : NULL);
+  return true;
+}
+
+static void fill_one(void *arg, const sm_t *s, int32_t partition,
+                     void **slot) {
+  (void)s;
+  (void)partition;
+  (void)fill(arg, *slot);
+}
+
+/* Every saga of f in memory, then those gone from it. */
+static void fill_all(trace_fill_t *f) {
+  if (f->o->o.engine)
+    sagad_engine_foreach(f->o->o.engine, fill_one, f);
+  for (sobs_t **pp = &f->o->orphans; *pp;) {
+    sobs_t *b = *pp;
+    if (fill(f, b)) {
+      *pp = b->next_orphan;
+      slot_free(b);
+    } else {
+      pp = &b->next_orphan;
+    }
+  }
+}
+
+static void trace_ask(sagad_observe_t *o);
+
+/* admin_pg_traceparents answered: tps[i] is asked[i]'s (asked was sorted
+ * before the request). */
+static void traces_done(void *arg, int status, const char *const *tps,
+                        size_t n, const char *err) {
+  sagad_observe_t *o = arg;
+  o->tracing = 0;
+  if (status != 200)
+    LOG_DEBUG("could not read the traces of %zu recovered sagas: %s",
+              o->nasked, err ? err : "");
+  trace_fill_t f = {o, status == 200 && n == o->nasked ? tps : NULL, false};
+  if (!o->stopped)
+    fill_all(&f);
+  for (size_t i = 0; i < o->nasked; i++)
+    free(o->asked[i]);
+  free(o->asked);
+  o->asked = NULL;
+  o->nasked = 0;
+  if (status == 200)
+    trace_ask(o); /* the next ones at once (after a refusal: next scan) */
+}
+
+/* Ask the store for the traces of up to 256 wanted sagas (one request at
+ * a time; from the scan timer or the previous answer, never inside an
+ * engine hook, since the answer walks the engine's sagas). */
+static void trace_ask(sagad_observe_t *o) {
+  if (o->tracing || !o->nwant || !o->pg || o->stopped)
+    return;
+  size_t n = o->nwant < 256 ? o->nwant : 256;
+  o->asked = malloc(n * sizeof *o->asked);
+  if (!o->asked)
+    return;
+  memcpy(o->asked, o->want + (o->nwant - n), n * sizeof *o->asked);
+  o->nasked = n;
+  o->nwant -= n;
+  qsort(o->asked, n, sizeof *o->asked, cmp_str);
+  o->tracing = 1;
+  admin_pg_traceparents(o->pg, (const char *const *)o->asked, n, traces_done,
+                        o);
+}
+
 static void on_scan(uv_timer_t *h) {
   sagad_observe_t *o = h->data;
   scan(o);
+  trace_ask(o);
   if (!o->pinging && o->pg) {
     o->pinging = 1;
     admin_pg_lookup(o->pg, "", ping_done, o);
@@ -518,6 +787,7 @@ static void on_collect(metrics_t *m, void *arg) {
     add_delta(o->span_dropped, st.dropped, &o->spans_dropped_seen);
   }
   refresh_lag(o);
+  proc_metrics_refresh(o->proc);
 }
 
 static const double batch_bounds[] = {1,  2,   5,   10,  20,
@@ -588,23 +858,25 @@ static int register_metrics(sagad_observe_t *o) {
       "Inputs that changed nothing (duplicates, late replies, ...), by "
       "verdict.",
       "verdict");
-  o->f_append = metrics_histogram(m, "eventstore_append_seconds",
+  o->f_append = metrics_histogram(m,
+                                  "saga_eventstore_append_duration_seconds",
                                   "One group-commit batch, submit to "
                                   "durable.",
                                   NULL, metrics_latency_buckets,
                                   metrics_latency_nbuckets);
   o->f_batch = metrics_histogram(
-      m, "eventstore_batch_streams", "Sagas per group-commit batch.", NULL,
+      m, "saga_eventstore_batch_sagas", "Sagas per group-commit batch.", NULL,
       batch_bounds, sizeof batch_bounds / sizeof batch_bounds[0]);
   o->f_react = metrics_histogram(
-      m, "sagad_reply_to_command_seconds",
+      m, "saga_reply_to_command_duration_seconds",
       "A reply consumed to the next command produced (stepping, the "
       "durable append and its commit included).",
       NULL, react_bounds, sizeof react_bounds / sizeof react_bounds[0]);
-  o->f_lag = metrics_gauge(m, "kafka_consumer_lag",
-                           "Inbox messages behind the high watermark.",
+  o->f_lag = metrics_gauge(m, "saga_inbox_lag_messages",
+                           "Inbox messages behind the high watermark, by "
+                           "partition this sagad consumes.",
                            "partition");
-  o->f_spans = metrics_counter(m, "sagad_spans_total",
+  o->f_spans = metrics_counter(m, "saga_trace_spans_total",
                                "Trace spans exported or dropped.", "result");
   if (!o->f_started || !o->f_finished || !o->f_parked || !o->f_in_flight ||
       !o->f_stuck || !o->f_step || !o->f_retries || !o->f_timeouts ||
@@ -617,12 +889,15 @@ static int register_metrics(sagad_observe_t *o) {
   for (int v = 1; v < NVERDICTS; v++)
     o->anom[v] =
         metric_series(o->f_anom, sm_verdict_name((sm_verdict_t)v));
-  /* The usual build-info gauge: constant 1, the version as a label. */
+  /* The usual build-info gauge: constant 1, the version and the source
+   * revision it was built from as labels. */
   metric_family_t *build = metrics_gauge(
-      m, "saga_build_info", "The running sagad's version (always 1).",
-      "version");
-  metric_t *build_s = build ? metric_series(build, SAGA_VERSION) : NULL;
-  if (!build_s)
+      m, "saga_build_info",
+      "The running sagad's version and source revision (always 1).",
+      "version,revision");
+  metric_t *build_s =
+      build ? metric_series(build, SAGA_VERSION, SAGA_REVISION) : NULL;
+  if (!build_s || !(o->proc = proc_metrics_new(m)))
     return -1;
   metric_set(build_s, 1);
   o->span_sent = metric_series(o->f_spans, "sent");
@@ -1251,6 +1526,18 @@ static void maybe_freed(sagad_observe_t *o) {
   void (*cb)(void *) = o->close_cb;
   void *arg = o->close_arg;
   metrics_free(o->m);
+  proc_metrics_free(o->proc);
+  for (size_t i = 0; i < o->nwant; i++)
+    free(o->want[i]);
+  free(o->want);
+  for (size_t i = 0; i < o->nasked; i++)
+    free(o->asked[i]);
+  free(o->asked);
+  while (o->orphans) {
+    sobs_t *b = o->orphans;
+    o->orphans = b->next_orphan;
+    slot_free(b);
+  }
   for (size_t i = 0; i < o->ntypes; i++)
     free(o->types[i].name);
   free(o->types);
@@ -1276,6 +1563,9 @@ static void otlp_closed(void *arg) { maybe_freed(arg); }
 void sagad_observe_stop(sagad_observe_t *o) {
   if (!o || o->stopped)
     return;
+  /* spans still waiting for their saga's trace go in the saga's own */
+  trace_fill_t f = {o, NULL, true};
+  fill_all(&f);
   o->stopped = 1;
   o->pending_closes++; /* the final close's own hold */
   if (o->http) {

@@ -427,6 +427,32 @@ static int tls_file(otlp_env_fn env, const void *arg, const char *traces,
 
 static bool is_true(const char *v) { return v && !strcasecmp(v, "true"); }
 
+/* Longest export timeout accepted from the environment: an hour. */
+#define TIMEOUT_MAX_MS 3600000
+
+/* OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT: whole milliseconds, 1..an hour,
+ * into *out (left alone when neither is set). Returns 0 or -1 with
+ * errbuf. */
+static int timeout_var(otlp_env_fn env, const void *arg, uint64_t *out,
+                       char *errbuf, size_t errlen) {
+  const char *which;
+  const char *v = env_pair(env, arg, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                           "OTEL_EXPORTER_OTLP_TIMEOUT", &which);
+  if (!v)
+    return 0;
+  char *end = NULL;
+  unsigned long long ms = strtoull(v, &end, 10);
+  if (!isdigit((unsigned char)v[0]) || *end || ms < 1 ||
+      ms > TIMEOUT_MAX_MS) {
+    snprintf(errbuf, errlen,
+             "%s: expected whole milliseconds from 1 to %d, got \"%s\"",
+             which, TIMEOUT_MAX_MS, v);
+    return -1;
+  }
+  *out = ms;
+  return 0;
+}
+
 int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
                  const void *env_arg, otlp_target_t *out, char *errbuf,
                  size_t errlen) {
@@ -506,6 +532,10 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
     otlp_target_free(out);
     return -1;
   }
+  if (timeout_var(env, env_arg, &out->timeout_ms, errbuf, errlen) != 0) {
+    otlp_target_free(out);
+    return -1;
+  }
   v = env_get(env, env_arg, "OTEL_RESOURCE_ATTRIBUTES");
   if (v &&
       (parse_kv(v, find_service, &out->service_name, msg, sizeof msg) != 0 ||
@@ -551,6 +581,8 @@ void otlp_opts_from_target(otlp_opts_t *o, const otlp_target_t *t) {
   o->key_file = t->key_file;
   o->service_name = t->service_name;
   o->resource_attributes = t->resource_attributes;
+  if (t->timeout_ms)
+    o->timeout_ms = t->timeout_ms;
 }
 
 /* ---- libcurl on the loop ------------------------------------------------ */

@@ -61,6 +61,7 @@ typedef struct {
   char *service_name;        /* OTEL_SERVICE_NAME, else service.name of
                                 OTEL_RESOURCE_ATTRIBUTES, else "sagad" */
   char *resource_attributes; /* OTEL_RESOURCE_ATTRIBUTES, or NULL */
+  uint64_t timeout_ms; /* OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT, 0 = not set */
 } otlp_target_t;
 
 /* A lookup of an environment variable: its value or NULL. */
@@ -74,6 +75,9 @@ typedef const char *(*otlp_env_fn)(const char *name, const void *arg);
  * path). otlp.endpoint is a base URL too, or host:port meaning
  * http://host:port. OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none
  * turn export off whatever the endpoint; no endpoint at all: off.
+ * OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: the
+ * longest wait for one export request, in milliseconds (an integer from 1
+ * to 3600000; the spec's default, 10000, when neither is set).
  * Returns 0 (out filled; free it with otlp_target_free), or -1 with errbuf
  * naming the property or variable and what is wrong (out left empty).
  * Pure besides reading env and checking that the TLS files are readable;
@@ -84,7 +88,8 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
 void otlp_target_free(otlp_target_t *t); /* NULL-safe; zeroes *t */
 
 /* Point opts' url, headers, TLS files and resource at t's (borrowed:
- * keep t until otlp_new, which copies what it keeps); other fields stay. */
+ * keep t until otlp_new, which copies what it keeps) and take its timeout
+ * when set; other fields stay. */
 void otlp_opts_from_target(otlp_opts_t *opts, const otlp_target_t *t);
 
 /* ---- the exporter ---------------------------------------------------- */

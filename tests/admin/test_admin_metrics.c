@@ -1,16 +1,20 @@
 /* The metrics registry renders exactly the Prometheus text format 0.0.4:
- * HELP/TYPE lines, escaped label values, cumulative histogram buckets. */
+ * HELP/TYPE lines, escaped label values, cumulative histogram buckets; the
+ * process_* families read this process's own figures. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
 #include "metrics.h"
+#include "proc_metrics.h"
 
 static char *render(metrics_t *m) {
   char *out = NULL;
@@ -204,11 +208,11 @@ static void test_collect_hook_refreshes_gauges_before_rendering(void **state) {
   (void)state;
   metrics_t *m = metrics_new();
   metric_t *lag = metric_series(
-      metrics_gauge(m, "kafka_consumer_lag", "Messages behind.", NULL));
+      metrics_gauge(m, "saga_inbox_lag_messages", "Messages behind.", NULL));
   metrics_on_collect(m, collect, lag);
   char *out = render(m);
   assert_int_equal(collected, 1);
-  assert_non_null(strstr(out, "kafka_consumer_lag 42\n"));
+  assert_non_null(strstr(out, "saga_inbox_lag_messages 42\n"));
   free(out);
   metrics_free(m);
 }
@@ -221,6 +225,46 @@ static void test_empty_registry_renders_empty_text(void **state) {
   free(out);
   metrics_free(m);
   metrics_free(NULL);
+}
+
+/* The value of the unlabelled sample name in text (fails when absent). */
+static double sample(const char *text, const char *name) {
+  char pat[96];
+  snprintf(pat, sizeof pat, "\n%s ", name);
+  const char *p = strstr(text, pat);
+  if (!p)
+    fail_msg("no sample %s in:\n%s", name, text);
+  return strtod(p + strlen(pat), NULL);
+}
+
+static void test_process_metrics_read_this_process(void **state) {
+  (void)state;
+  metrics_t *m = metrics_new();
+  proc_metrics_t *p = proc_metrics_new(m);
+  assert_non_null(p);
+  assert_null(proc_metrics_new(m)); /* the names are taken */
+  /* use 50 ms of CPU (clock(): this process's CPU time), more than a
+   * clock tick of /proc/self/stat */
+  volatile double x = 0;
+  while (clock() < CLOCKS_PER_SEC / 20)
+    x += 1;
+  (void)x;
+  proc_metrics_refresh(p);
+  char *out = render(m);
+  assert_non_null(strstr(out, "# TYPE process_cpu_seconds_total counter\n"));
+  assert_non_null(strstr(out, "# TYPE process_open_fds gauge\n"));
+  assert_true(sample(out, "process_cpu_seconds_total") > 0);
+  assert_true(sample(out, "process_resident_memory_bytes") > 1 << 16);
+  assert_true(sample(out, "process_virtual_memory_bytes") >=
+              sample(out, "process_resident_memory_bytes"));
+  double fds = sample(out, "process_open_fds");
+  assert_true(fds >= 3); /* stdin, stdout, stderr */
+  assert_true(sample(out, "process_max_fds") >= fds);
+  double start = sample(out, "process_start_time_seconds");
+  assert_true(start > 1.5e9 && start <= (double)time(NULL) + 1);
+  free(out);
+  proc_metrics_free(p);
+  metrics_free(m);
 }
 
 int main(void) {
@@ -237,6 +281,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_registrations_are_refused),
       cmocka_unit_test(test_collect_hook_refreshes_gauges_before_rendering),
       cmocka_unit_test(test_empty_registry_renders_empty_text),
+      cmocka_unit_test(test_process_metrics_read_this_process),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

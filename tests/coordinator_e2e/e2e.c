@@ -416,6 +416,35 @@ pid_t e2e_sagad_start_with(e2e_t *t, int idx, const char *const *extra) {
   return pid;
 }
 
+static const char listening[] = "admin endpoint listening on "
+                                "http://127.0.0.1:";
+
+/* How many times sagad idx's log says its admin endpoint listens, and the
+ * port of the last one into *port. */
+static int admin_logged(const e2e_t *t, int idx, int *port) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/sagad%d.log", t->dir, idx);
+  char *log = ts_slurp(path);
+  int n = 0;
+  for (const char *p = log; p && (p = strstr(p, listening));
+       p += sizeof listening - 1) {
+    *port = atoi(p + sizeof listening - 1);
+    n++;
+  }
+  free(log);
+  return n;
+}
+
+int e2e_sagad_start_admin(e2e_t *t, int idx, const char *const *extra,
+                          int64_t timeout_ms) {
+  int port = -1, before = admin_logged(t, idx, &port);
+  e2e_sagad_start_with(t, idx, extra);
+  int64_t until = ts_now_ms() + timeout_ms;
+  while (admin_logged(t, idx, &port) == before && ts_now_ms() < until)
+    e2e_pump(t, 50);
+  return admin_logged(t, idx, &port) > before ? port : -1;
+}
+
 int e2e_sagad_stop(e2e_t *t, int idx, int sig) {
   pid_t pid = t->sagad[idx];
   assert_true(pid > 0);

@@ -50,6 +50,11 @@ pid_t e2e_sagad_start(e2e_t *t, int idx);
  * harness's own (the admin endpoint listens on a free port; its address is
  * in the log). */
 pid_t e2e_sagad_start_with(e2e_t *t, int idx, const char *const *extra);
+/* e2e_sagad_start_with, then wait for the admin endpoint of that sagad to
+ * listen (up to timeout_ms, pumping the participant): its port, read from
+ * the log (appended to across restarts: the newest line counts), or -1. */
+int e2e_sagad_start_admin(e2e_t *t, int idx, const char *const *extra,
+                          int64_t timeout_ms);
 /* The test's folder: definitions in defs/, sagad<idx>.log. */
 const char *e2e_dir(const e2e_t *t);
 /* Send sig to sagad idx and wait for it (pumping the participant); returns

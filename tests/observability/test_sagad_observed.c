@@ -39,6 +39,7 @@
 static e2e_t *t;
 static int admin_port = -1;
 static char logpath[256], stuckdef[256];
+static char otlp_opt[64]; /* --otlp.endpoint= the receiver */
 
 /* ---- the OTLP receiver (admin HTTP server on its own loop thread) ---- */
 
@@ -90,10 +91,17 @@ static void rx_teardown(void *arg) {
 static PGconn *blocker;
 static int held_answered;
 
+/* The saga test_a_recovered_saga_continues_its_trace holds: its first
+ * step is not answered until sagad has been killed and started again. */
+#define RECOVER_ID "obs-recover"
+static int hold_recover = 1;
+
 static e2e_answer_t script(const char *id, int step, int compensate,
                            uint32_t attempt) {
   (void)compensate;
   (void)attempt;
+  if (hold_recover && !strcmp(id, RECOVER_ID) && step == 0)
+    return E2E_NO_REPLY;
   if (blocker && !held_answered && !strcmp(id, HELD_ID) && step == 0) {
     PGresult *r = PQexec(blocker, "BEGIN; LOCK TABLE saga_index IN "
                                   "EXCLUSIVE MODE");
@@ -102,19 +110,6 @@ static e2e_answer_t script(const char *id, int step, int compensate,
     held_answered = 1;
   }
   return E2E_SUCCESS;
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
-  abuf_t b = ABUF_INIT;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-    abuf_add(&b, buf, n);
-  fclose(f);
-  return abuf_take(&b, NULL);
 }
 
 /* GET path from sagad's admin endpoint; the body (malloc'd) and status. */
@@ -170,6 +165,12 @@ static void wait_done(const char *id) {
 
 /* ---- set-up: sagad with a free admin port and spans to the receiver --- */
 
+/* Start sagad 0 with spans to the receiver; wait for its admin endpoint. */
+static void start_sagad(void) {
+  const char *extra[] = {otlp_opt, NULL};
+  admin_port = e2e_sagad_start_admin(t, 0, extra, ts_timeout_ms(30000));
+}
+
 static int setup(void **state) {
   (void)state;
   ts_require_pg();
@@ -189,25 +190,10 @@ static int setup(void **state) {
           "\"compensation\": {\"topic\": \"%s\", \"action\": \"undo\"}}]}\n",
           ts_unique_name("nobody"), ts_unique_name("nobody"));
   fclose(f);
-  char otlp[64];
-  snprintf(otlp, sizeof otlp, "--otlp.endpoint=127.0.0.1:%d", rx_port);
-  const char *extra[] = {otlp, NULL};
-  e2e_sagad_start_with(t, 0, extra);
+  snprintf(otlp_opt, sizeof otlp_opt, "--otlp.endpoint=127.0.0.1:%d",
+           rx_port);
   snprintf(logpath, sizeof logpath, "%s/sagad0.log", e2e_dir(t));
-  /* The bound address is logged once the endpoint listens. */
-  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
-  while (admin_port < 0 && ts_now_ms() < until) {
-    char *log = slurp(logpath);
-    const char *p = log ? strstr(log, "admin endpoint listening on "
-                                      "http://127.0.0.1:")
-                        : NULL;
-    if (p)
-      admin_port = atoi(p + strlen("admin endpoint listening on "
-                                   "http://127.0.0.1:"));
-    free(log);
-    if (admin_port < 0)
-      e2e_pump(t, 50);
-  }
+  start_sagad();
   return admin_port > 0 ? 0 : -1;
 }
 
@@ -243,17 +229,24 @@ static void test_metrics_show_a_completed_saga_and_its_step_latency(void **s) {
   assert_non_null(strstr(b, "saga_started_total{saga_type=\"fast\"} 1"));
   assert_non_null(strstr(b, "saga_step_duration_seconds_count{saga_type="
                             "\"fast\",step=\"s2\",action=\"do\"} 1"));
-  assert_non_null(strstr(b, "# TYPE eventstore_append_seconds histogram"));
-  assert_non_null(strstr(b, "eventstore_batch_streams_count "));
+  assert_non_null(strstr(b, "# TYPE saga_eventstore_append_duration_seconds "
+                            "histogram"));
+  assert_non_null(strstr(b, "saga_eventstore_batch_sagas_count "));
   /* s1's reply led to s2's command: one reaction timed at least */
-  const char *react = strstr(b, "\nsagad_reply_to_command_seconds_count ");
+  const char *rc = "\nsaga_reply_to_command_duration_seconds_count ";
+  const char *react = strstr(b, rc);
   assert_non_null(react);
-  assert_true(atof(react + strlen("\nsagad_reply_to_command_seconds_count "))
-              >= 1);
-  assert_non_null(strstr(b, "# TYPE kafka_consumer_lag gauge"));
-  /* the version of project() in CMakeLists.txt, as --version says it */
-  assert_non_null(
-      strstr(b, "saga_build_info{version=\"" SAGA_VERSION "\"} 1"));
+  assert_true(atof(react + strlen(rc)) >= 1);
+  assert_non_null(strstr(b, "# TYPE saga_inbox_lag_messages gauge"));
+  /* the version of project() in CMakeLists.txt, as --version says it, and
+   * the source revision (git's short commit when built from a clone) */
+  assert_non_null(strstr(b, "saga_build_info{version=\"" SAGA_VERSION
+                            "\",revision=\""));
+  /* the standard process metrics */
+  assert_non_null(strstr(b, "\nprocess_cpu_seconds_total "));
+  assert_non_null(strstr(b, "\nprocess_resident_memory_bytes "));
+  assert_non_null(strstr(b, "\nprocess_open_fds "));
+  assert_non_null(strstr(b, "\nprocess_start_time_seconds "));
   free(b);
 }
 
@@ -378,20 +371,18 @@ static const char *str(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void test_spans_link_back_to_the_starters_traceparent(void **s) {
-  (void)s;
-  int st = 0;
-  char *b = post_start("fast", "obs-trace", STARTER_TP, &st);
-  assert_int_equal(st, 201);
-  free(b);
-  wait_done("obs-trace");
+/* Wait for saga id's saga span and its span named step: the saga span is
+ * a child of STARTER_TP's span, the step span a child of the saga span,
+ * both in STARTER_TP's trace. */
+static void saga_and_step_in_starters_trace(const char *id,
+                                            const char *step_name) {
   cJSON *saga = NULL, *step = NULL;
   int64_t until = ts_now_ms() + ts_timeout_ms(30000);
   while ((!saga || !step) && ts_now_ms() < until) {
     if (!saga)
-      saga = span_named("obs-trace", "saga");
+      saga = span_named(id, "saga");
     if (!step)
-      step = span_named("obs-trace", "step s1");
+      step = span_named(id, step_name);
     e2e_pump(t, 100);
   }
   assert_non_null(saga);
@@ -403,6 +394,16 @@ static void test_spans_link_back_to_the_starters_traceparent(void **s) {
   assert_string_not_equal(str(step, "spanId"), str(saga, "spanId"));
   cJSON_Delete(saga);
   cJSON_Delete(step);
+}
+
+static void test_spans_link_back_to_the_starters_traceparent(void **s) {
+  (void)s;
+  int st = 0;
+  char *b = post_start("fast", "obs-trace", STARTER_TP, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  wait_done("obs-trace");
+  saga_and_step_in_starters_trace("obs-trace", "step s1");
   /* The trace context is also kept with the persisted decision the start
    * caused, so a history can be tied to its trace. */
   PGconn *c = PQconnectdb(e2e_conninfo(t));
@@ -497,7 +498,7 @@ static void test_a_stuck_saga_is_listed_counted_and_logged_once(void **s) {
   free(b);
   /* A few more scans: still one report. */
   e2e_pump(t, 2500);
-  char *log = slurp(logpath);
+  char *log = ts_slurp(logpath);
   assert_non_null(log);
   assert_int_equal(count(log, "saga=obs-stuck step=wait: stuck:"), 1);
   free(log);
@@ -561,6 +562,30 @@ static void test_prometheus_scrapes_sagad_and_answers_a_saga_counter(
   free(body);
 }
 
+/* A saga in flight when sagad dies is resumed by the next sagad in the
+ * trace its starter began: the trace context is read back from its first
+ * event. Its saga span is the starter's child, and the spans of the steps
+ * the new sagad runs are children of that saga span (the same span id a
+ * sagad that had not restarted would have given it). */
+static void test_a_recovered_saga_continues_its_trace(void **s) {
+  (void)s;
+  int st = 0;
+  char *b = post_start("slow", RECOVER_ID, STARTER_TP, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  while (e2e_commands(t, RECOVER_ID, 0) < 1 && ts_now_ms() < until)
+    e2e_pump(t, 50);
+  assert_true(e2e_commands(t, RECOVER_ID, 0) >= 1);
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGKILL), 128 + SIGKILL);
+  hold_recover = 0;
+  start_sagad();
+  assert_true(admin_port > 0);
+  wait_done(RECOVER_ID);
+  assert_string_equal(e2e_status(t, RECOVER_ID), "completed");
+  saga_and_step_in_starters_trace(RECOVER_ID, "step s2");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_readyz_answers_200_once_partitions_are_assigned),
@@ -574,6 +599,7 @@ int main(void) {
       cmocka_unit_test(test_a_stuck_saga_is_listed_counted_and_logged_once),
       cmocka_unit_test(
           test_prometheus_scrapes_sagad_and_answers_a_saga_counter),
+      cmocka_unit_test(test_a_recovered_saga_continues_its_trace),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

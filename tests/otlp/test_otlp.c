@@ -5,9 +5,13 @@
  * steps, from a W3C traceparent) are checked, with the headers of
  * OTEL_EXPORTER_OTLP_HEADERS; the host:port form of otlp.endpoint reaches
  * it too; the retry goes over the kept-alive connection; a full queue
- * drops and counts without waiting. otlp_resolve's
+ * drops and counts without waiting; a collector that takes the connection
+ * but never answers is given up on after OTEL_EXPORTER_OTLP_TRACES_TIMEOUT
+ * and tried again. otlp_resolve's
  * rules (sagad's setting over OTEL_*, base URLs, the off switches, bad
  * values named) are checked on a fake environment. */
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -46,6 +52,32 @@ static int small_rc[6];
 static otlp_stats_t small_stats;
 static char saga_span[SAGA_SPAN_ID_SIZE];
 static loop_thread_t *lt;
+
+/* A collector that accepts connections and never answers (its own thread):
+ * each connection it took is counted and kept open. */
+static int silent_fd = -1, silent_port;
+static int silent_conns[16];
+static int n_silent; /* under mu */
+static volatile int stop_silent;
+static pthread_t silent_thread;
+static otlp_t *exp_silent;
+
+static void *silent(void *arg) {
+  (void)arg;
+  while (!stop_silent) {
+    struct pollfd p = {silent_fd, POLLIN, 0};
+    if (poll(&p, 1, 20) <= 0)
+      continue;
+    int fd = accept(silent_fd, NULL, NULL);
+    pthread_mutex_lock(&mu);
+    if (fd >= 0 && n_silent < 16)
+      silent_conns[n_silent++] = fd;
+    else if (fd >= 0)
+      close(fd);
+    pthread_mutex_unlock(&mu);
+  }
+  return NULL;
+}
 
 /* Spans of the exporter named by service "sagad-test" are kept with the
  * request's headers; those of service "sagad" (the default, exp_hostport)
@@ -174,6 +206,21 @@ static void on_loop(uv_loop_t *loop, void *arg) {
   for (int i = 0; i < 6; i++)
     small_rc[i] = otlp_emit(exp_small, &s);
   otlp_stats(exp_small, &small_stats);
+
+  /* the silent collector: 300 ms per request (the traces variable wins
+   * over the general one, which would wait ten minutes) */
+  char silent_url[64];
+  snprintf(silent_url, sizeof silent_url, "http://127.0.0.1:%d", silent_port);
+  const char *env_silent[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
+                              silent_url,
+                              "OTEL_EXPORTER_OTLP_TIMEOUT",
+                              "600000",
+                              "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                              "300",
+                              NULL};
+  exp_silent = otlp_test_exporter(loop, NULL, env_silent);
+  otlp_span_t ss = {.name = "unanswered", .trace_id = "1", .span_id = "2"};
+  assert_int_equal(otlp_emit(exp_silent, &ss), 0);
 }
 
 static void on_stop(void *arg) {
@@ -181,12 +228,23 @@ static void on_stop(void *arg) {
   otlp_close(exp_main, NULL, NULL);
   otlp_close(exp_small, NULL, NULL);
   otlp_close(exp_hostport, NULL, NULL);
+  otlp_close(exp_silent, NULL, NULL);
   admin_http_close(srv, NULL, NULL);
 }
 
 static int setup(void **state) {
   (void)state;
   received = cJSON_CreateArray();
+  silent_fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  if (silent_fd < 0 || bind(silent_fd, (struct sockaddr *)&a, sizeof a) ||
+      listen(silent_fd, 16) ||
+      getsockname(silent_fd, (struct sockaddr *)&a, &alen) ||
+      pthread_create(&silent_thread, NULL, silent, NULL))
+    return -1;
+  silent_port = ntohs(a.sin_port);
   lt = loop_thread_start(on_loop, on_stop, NULL);
   return 0;
 }
@@ -194,6 +252,11 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   loop_thread_stop(lt);
+  stop_silent = 1;
+  pthread_join(silent_thread, NULL);
+  for (int i = 0; i < n_silent; i++)
+    close(silent_conns[i]);
+  close(silent_fd);
   cJSON_Delete(received);
   return 0;
 }
@@ -288,6 +351,57 @@ static void test_a_full_queue_drops_and_counts(void **state) {
   assert_int_equal(small_rc[5], -1);
   assert_int_equal(small_stats.dropped, 2);
   assert_int_equal(small_stats.queued, 4);
+}
+
+/* A collector that never answers: the request is abandoned after the
+ * timeout OTEL_EXPORTER_OTLP_TRACES_TIMEOUT gives (300 ms) and posted again
+ * on a new connection. The default (10 s) or the general variable (ten
+ * minutes) would keep the first connection past this test's wait (8 s,
+ * longer only in scaled sanitizer runs). */
+static void test_an_unanswered_export_is_abandoned_after_the_timeout(
+    void **state) {
+  (void)state;
+  int64_t until = ts_now_ms() + ts_timeout_ms(8000);
+  int n = 0;
+  while (n < 2 && ts_now_ms() < until) {
+    nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+    pthread_mutex_lock(&mu);
+    n = n_silent;
+    pthread_mutex_unlock(&mu);
+  }
+  assert_true(n >= 2);
+}
+
+/* The export timeout from the environment: the traces variable, else the
+ * general one, else not set (the exporter's 10 s stays). */
+static void test_resolve_reads_the_export_timeout(void **state) {
+  (void)state;
+  static const struct {
+    const char *env[6];
+    uint64_t want; /* in the target; 0 = not set */
+    uint64_t opts; /* in the exporter's options */
+  } cases[] = {
+      {{NULL}, 0, 10000},
+      {{"OTEL_EXPORTER_OTLP_TIMEOUT", "2500", NULL}, 2500, 2500},
+      {{"OTEL_EXPORTER_OTLP_TIMEOUT", "2500",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "400", NULL},
+       400,
+       400},
+      {{"OTEL_EXPORTER_OTLP_TIMEOUT", "", NULL}, 0, 10000},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    otlp_settings_t st = {.endpoint = "c:1"};
+    otlp_target_t t;
+    char err[512] = "";
+    if (otlp_resolve(&st, otlp_test_env, cases[i].env, &t, err, sizeof err))
+      fail_msg("case %zu: %s", i, err);
+    assert_int_equal(t.timeout_ms, cases[i].want);
+    otlp_opts_t o;
+    otlp_opts_init(&o);
+    otlp_opts_from_target(&o, &t);
+    assert_int_equal(o.timeout_ms, cases[i].opts);
+    otlp_target_free(&t);
+  }
 }
 
 /* Which URL sagad posts to, from otlp.endpoint and the environment. */
@@ -426,6 +540,15 @@ static void test_resolve_names_what_is_wrong(void **state) {
       {"c:1",
        {"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", NULL},
        {"OTEL_EXPORTER_OTLP_PROTOCOL: ", "grpc"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_TIMEOUT", "10s", NULL},
+       {"OTEL_EXPORTER_OTLP_TIMEOUT: ", "whole milliseconds"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0", NULL},
+       {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: ", "from 1 to 3600000"}},
+      {"c:1",
+       {"OTEL_EXPORTER_OTLP_TIMEOUT", "-5", NULL},
+       {"OTEL_EXPORTER_OTLP_TIMEOUT: ", "\"-5\""}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     otlp_settings_t st = {.endpoint = cases[i].endpoint};
@@ -443,6 +566,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spans_arrive_after_a_refused_post_with_their_links),
       cmocka_unit_test(test_a_full_queue_drops_and_counts),
+      cmocka_unit_test(test_an_unanswered_export_is_abandoned_after_the_timeout),
+      cmocka_unit_test(test_resolve_reads_the_export_timeout),
       cmocka_unit_test(test_resolve_picks_the_url_as_the_sdks_do),
       cmocka_unit_test(test_resolve_names_what_is_wrong),
   };

@@ -34,6 +34,10 @@ char *ts_pg_create_database(const char *prefix);
 /* Drop the database made by ts_pg_create_database and free conninfo. */
 void ts_pg_drop_database(char *conninfo);
 
+/* The whole content of the file at path, NUL-terminated and malloc'd
+ * (free it), or NULL when it cannot be read. */
+char *ts_slurp(const char *path);
+
 /* A unique name (topic, group) built from prefix, pid and a counter;
  * the result lives in a static ring of 8 buffers. */
 const char *ts_unique_name(const char *prefix);

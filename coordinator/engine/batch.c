@@ -27,8 +27,7 @@ int batch_add_stream(sagad_engine_t *e, entry_t *en) {
 
 int batch_add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
                  int64_t reply_us) {
-#ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim        \
-                                           catches */
+#ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
   return fx_perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
 #endif
   if (SAGA_GROW(e->fx, e->cfx, e->nfx + 1, 256) != 0)
@@ -144,9 +143,10 @@ void batch_settle(sagad_engine_t *e) {
   input_t *in;
   while ((in = q_pop(&e->done))) {
     entry_t *en = table_lookup(e, in->id);
-    if (en && en->failed != STREAM_OK)
+    if (en && en->failed != STREAM_OK) {
+      in->loaded = 0; /* its saga is read back anew */
       q_push(&again, in);
-    else
+    } else
       eng_input_done(e, in);
   }
   if (again.head) {
@@ -164,12 +164,14 @@ void batch_settle(sagad_engine_t *e) {
       int stale = en->failed == STREAM_STALE;
       memcpy(id, ENTRY_SAGA(en)->id, strlen(ENTRY_SAGA(en)->id) + 1);
       table_remove(e, en);
-      int failed = 0;
-      /* Resumed, kept even if terminal, with its final notification
-       * sent: the store may hold transitions whose effects no one
-       * performed -- our own commit whose answer was lost, or a fenced
-       * owner's (found by tests/sim, seeds 16 and 401). */
-      (void)load_one(e, id, part, LOAD_READ_BACK_UNACTED, &failed);
+      /* Read back (its inputs wait for the load), resumed, kept even if
+       * terminal, with its final notification sent: the store may hold
+       * transitions whose effects no one performed -- our own commit
+       * whose answer was lost, or a fenced owner's (found by tests/sim,
+       * seeds 16 and 401). A read-back that fails is noted for another
+       * (load_note_reload) and backs off. */
+      int failed =
+          load_start(e, id, part, LOAD_READ_BACK_UNACTED, NULL, true) != 0;
       if (failed)
         load_note_reload(e, id, part);
       if (!stale || failed)

@@ -20,8 +20,12 @@ static int send_command(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx) {
   const char *topic = fx->action == SM_DO ? sd->topic : sd->comp_topic;
   if (!topic)
     return 0;
-  if (load_outputs(e, en) != 0) {
-    /* Not sent: the attempt's deadline retries it. */
+  if (table_outs_ready(en) != 0) {
+    /* Dropped by the cache since the step (which read them back): not
+     * sent, the attempt's deadline retries it (and reads them back). */
+    SLOG_WARN(s->id, sd->name,
+              "the steps' outputs are not in memory: command not sent, its "
+              "deadline retries it");
     e->c.produce_errors++;
     return 0;
   }
@@ -185,7 +189,7 @@ void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
   if (ob->kind == SM_NOTIFY_COMPLETED && s->def->output_map) {
     /* The same bytes as its Completed event records (saga_output). */
     saga_flow_value_t outs[SAGA_DEF_MAX_STEPS];
-    if (load_outputs(e, en) != 0) {
+    if (table_outs_ready(en) != 0) {
       fx_outbox_free(ob);
       SLOG_ERROR(s->id, NULL,
                  "the saga's output could not be built: the "

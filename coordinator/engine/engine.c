@@ -22,6 +22,7 @@
 void eng_input_free(input_t *in) {
   if (!in)
     return;
+  load_forget_waiter(in);
   sagad_msg_free(&in->msg);
   free(in);
 }
@@ -127,13 +128,32 @@ static void cancel_refused(sagad_engine_t *e, const char *id, const sm_t *s,
     fx_produce_notification(e, &n, NULL);
 }
 
-/* Step one input; the transition joins the batch. Returns 1 when the input
- * must wait (store unreadable), else 0 (it joined the done list). */
-static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
+/* What became of an input step_input was given. */
+typedef enum {
+  STEP_DONE = 0,  /* stepped (or ignored): on the done list, or freed */
+  STEP_RETRY = 1, /* must wait (out of memory, or a load could not start):
+                     stepped again after a backoff */
+  STEP_WAIT = 2   /* waits for the load it started (load.c): stepped again
+                     when the load has ended */
+} step_t;
+
+/* Does the transition in out need the saga's outputs in memory: a command
+ * to build (from the input and the outputs), an output to record, the
+ * saga's output to make? */
+static bool needs_outputs(const sm_output_t *out) {
+  if (flow_needs_outputs(out))
+    return true;
+  for (size_t i = 0; i < out->n_effects; i++)
+    if (out->effects[i].type == SM_FX_SEND)
+      return true;
+  return false;
+}
+
+/* Step one input; the transition joins the batch. */
+static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   entry_t *en = table_lookup(e, in->id);
   sm_input_t si = {0};
-#ifdef SAGA_SIM_BREAK_ACK_BEFORE_APPEND /* test-only bug that tests/sim        \
-                                           catches */
+#ifdef SAGA_SIM_BREAK_ACK_BEFORE_APPEND /* test-only bug that tests/sim catches */
   if (in->kind == IN_MSG && in->msg.kind != SAGAD_MSG_START && in->ack) {
     e->cfg.broker.ack(e->cfg.broker.self, in->ack);
     in->ack = NULL;
@@ -142,7 +162,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   if (in->kind == IN_TIMER) {
     if (!en) { /* saga finished or moved away: the timer is stale */
       eng_input_free(in);
-      return 0;
+      return STEP_DONE;
     }
     si = in->timer;
   } else if (in->msg.kind == SAGAD_MSG_START) {
@@ -156,7 +176,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
         LOG_ERROR("out of memory starting saga %s", in->id);
         if (en)
           table_remove(e, en);
-        return 1;
+        return STEP_RETRY;
       }
     }
     si.type = SM_IN_START;
@@ -164,12 +184,11 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     si.payload_len = in->msg.payload_len;
     si.correlation_id = en->corr; /* kept in Started: survives recovery */
   } else {
-    if (!en) {
-      int failed = 0;
-      /* Resumed: a saga of ours not in memory lost its timers. */
-      en = load_one(e, in->id, in->partition, LOAD_READ_BACK, &failed);
-      if (failed && !en)
-        return 1;
+    if (!en && !in->loaded) {
+      /* Read it back (resumed: a saga of ours not in memory lost its
+       * timers), then step the input again; none there: unknown. */
+      int rc = load_start(e, in->id, in->partition, LOAD_READ_BACK, in, false);
+      return rc == 0 ? STEP_WAIT : STEP_RETRY;
     }
     if (in->msg.kind == SAGAD_MSG_REPLY) {
       si.type = SM_IN_REPLY;
@@ -200,47 +219,56 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       if (is_cancel(in))
         cancel_refused(e, in->id, NULL, NULL, now);
       q_push(&e->done, in);
-      return 0;
+      return STEP_DONE;
     }
   }
   sm_t *s = ENTRY_SAGA(en);
-  /* Only a successful DO records an output or completes the saga: its
-   * outputs are read back first, before the machine changes the saga, so
-   * a store that cannot be read leaves the input waiting and nothing
-   * half done. */
-  if (si.type == SM_IN_REPLY && si.action == SM_DO &&
-      si.outcome == SM_OUTCOME_SUCCESS && load_outputs(e, en) != 0)
-    return 1;
+  /* A saga whose outputs the cache dropped steps on a copy first: when
+   * the transition needs them (needs_outputs), the saga and the retry
+   * jitter are put back as they were and the outputs read back before the
+   * input is stepped again, so a store that cannot be read leaves the
+   * input waiting and nothing half done. */
+  sm_t *before = NULL;
+  sm_rng_t rng_before = e->rng;
+  if (table_outs_ready(en) != 0) {
+    before = malloc(sm_bytes(s));
+    if (!before)
+      return STEP_RETRY;
+    sm_copy(before, s);
+  }
   if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
+    free(before);
     SLOG_ERROR(s->id, NULL, "the machine refused an input");
     q_push(&e->done, in);
-    return 0;
+    return STEP_DONE;
+  }
+  if (before) {
+    bool need = needs_outputs(&e->out);
+    if (need) {
+      sm_copy(s, before);
+      e->rng = rng_before;
+    }
+    free(before);
+    if (need) {
+      int rc = load_start(e, s->id, en->partition, LOAD_OUTPUTS, in, false);
+      return rc == 0 ? STEP_WAIT : STEP_RETRY;
+    }
   }
   if (in->kind == IN_MSG && !en->in_batch &&
+      in->loaded != LOAD_READ_BACK_UNACTED &&
       (e->out.verdict == SM_V_UNEXPECTED || e->out.verdict == SM_V_REJECTED)) {
     /* The input names an attempt or a state this saga never reached here:
      * another owner may have advanced it (a fenced owner appends until it
      * learns of the revoke). Judge it against the store before acking it,
      * or a reply that store would take is lost (found by tests/sim, seed
-     * 243). Nothing of ours is pending, so a read-back loses nothing. */
+     * 243). Nothing of ours is pending, so a read-back loses nothing; the
+     * input is stepped again on what the store holds. */
     int32_t part = en->partition;
-    int failed = 0;
     SLOG_DEBUG(in->id, in->msg.step, "input %s here: reading the saga back",
                sm_verdict_name((sm_verdict_t)e->out.verdict));
     table_remove(e, en);
-    en = load_one(e, in->id, part, LOAD_READ_BACK_UNACTED, &failed);
-    if (!en) {
-      if (failed)
-        return 1;           /* the store is unreadable: the input waits */
-      q_push(&e->done, in); /* cannot happen: it was stored */
-      return 0;
-    }
-    s = ENTRY_SAGA(en);
-    if (sm_step(s, &si, now, &e->rng, &e->out) != 0) {
-      SLOG_ERROR(s->id, NULL, "the machine refused an input");
-      q_push(&e->done, in);
-      return 0;
-    }
+    int rc = load_start(e, in->id, part, LOAD_READ_BACK_UNACTED, in, false);
+    return rc == 0 ? STEP_WAIT : STEP_RETRY;
   }
   if (e->out.verdict != SM_V_APPLIED) {
     e->c.anomalies[e->out.verdict]++;
@@ -273,7 +301,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
       SLOG_ERROR(s->id, NULL, "could not encode a transition: reloading");
       load_note_reload(e, s->id, en->partition);
       table_remove(e, en);
-      return 1;
+      return STEP_RETRY;
     }
     r->next = NULL;
     r->type = saga_codec_record_type(e->out.events, e->out.n_events);
@@ -307,7 +335,7 @@ static int step_input(sagad_engine_t *e, input_t *in, int64_t now) {
    * goes when the batch settles (later inputs of this turn may need it). */
   if (!en->in_batch && sm_is_terminal(s))
     batch_note_evict(e, s->id);
-  return 0;
+  return STEP_DONE;
 }
 
 static void maybe_stopped(sagad_engine_t *e) {
@@ -315,6 +343,7 @@ static void maybe_stopped(sagad_engine_t *e) {
       e->retry_wait == RETRY_NONE && !e->pending.head && !e->nstreams) {
     void (*cb)(void *) = e->stop_done;
     e->stop_done = NULL;
+    e->drained = true;
     cb(e->stop_arg);
   }
 }
@@ -330,18 +359,28 @@ void eng_pump(sagad_engine_t *e) {
     batch_schedule_retry(e); /* the store is unreadable: inputs wait too */
     return;
   }
+  if (e->nloads) {
+    /* Inputs wait for the pending loads (load.c), in order: each one's
+     * end pumps again. */
+    maybe_stopped(e);
+    return;
+  }
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
   size_t max = e->cfg.batch_max_events;
   input_t *in;
-  int waiting = 0;
+  step_t waiting = STEP_DONE;
   while (e->nrecords < max && (in = q_pop(&e->pending))) {
-    if (step_input(e, in, now)) {
-      /* Store unreadable: put it back and try again later. */
+    step_t st = step_input(e, in, now);
+    if (st == STEP_RETRY)
+      in->loaded = 0; /* its saga may have left memory: read it anew */
+    if (st != STEP_DONE) {
+      /* Put it back at the head: stepped again after a backoff, or when
+       * the load it waits for has ended. */
       in->next = e->pending.head;
       e->pending.head = in;
       if (!e->pending.tail)
         e->pending.tail = in;
-      waiting = 1;
+      waiting = st;
       break;
     }
   }
@@ -353,10 +392,11 @@ void eng_pump(sagad_engine_t *e) {
     }
   } else {
     batch_settle(e); /* nothing to append: effects (re-armed timers), acks */
-    if (waiting)
+    if (waiting == STEP_RETRY)
       batch_schedule_retry(e);
   }
-  if (!e->in_flight && e->retry_wait == RETRY_NONE && e->pending.head)
+  if (!e->in_flight && e->retry_wait == RETRY_NONE && !e->nloads &&
+      e->pending.head)
     eng_request_turn(e); /* batch.max_events reached with input left */
   maybe_stopped(e);
 }
@@ -487,6 +527,7 @@ void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status) {
 
 void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts, size_t n) {
   e->nparts = e->nparts > n ? e->nparts - n : 0;
+  load_revoke(e, parts, n); /* pending loads skip their sagas */
   /* Queued inputs of those partitions belong to the next owner now. */
   queue_t keep = {0};
   input_t *in;
@@ -602,6 +643,7 @@ void sagad_engine_free(sagad_engine_t *e) {
     eng_input_free(in);
   while ((in = q_pop(&e->done)))
     eng_input_free(in);
+  load_free_all(e);
   table_free_all(e);
   timers_free(e);
   free(e->streams);

@@ -86,8 +86,13 @@ typedef struct entry {
 
 typedef enum { IN_MSG = 1, IN_TIMER = 2 } input_kind_t;
 
+typedef struct load_req load_req_t;
+
 typedef struct input {
   struct input *next;
+  struct load_req *load; /* the load it waits on (load.c), or NULL */
+  uint8_t loaded;        /* load_mode_t of its last read-back that ended
+                            well, 0 = none since it was queued */
   input_kind_t kind;
   int32_t partition;
   void *ack;
@@ -219,6 +224,10 @@ struct sagad_engine {
     int32_t partition;
   } * reload;
   size_t nreload, creload;
+  /* loads the store has not finished (load.c): no input is stepped while
+   * one is pending */
+  struct load_req *loads;
+  size_t nloads;
   /* final notifications: to send again, and delivered ones whose
    * notify_pending flag the next batch clears */
   outbox_t *ob_retry;
@@ -230,6 +239,8 @@ struct sagad_engine {
   bool dl_armed;
   /* stop */
   bool stopping;
+  bool drained; /* stop's done called: the ports are closing, a load that
+                   ends now changes nothing */
   void (*stop_done)(void *);
   void *stop_arg;
   /* scratch */
@@ -244,10 +255,12 @@ typedef enum {
                          final notification is sent, the saga dropped */
   LOAD_READ_BACK = 2, /* a saga read back for an input: a terminal saga is
                          kept (the input is judged against it) */
-  LOAD_READ_BACK_UNACTED = 3 /* a read-back of a saga whose last transition
+  LOAD_READ_BACK_UNACTED = 3, /* a read-back of a saga whose last transition
                          may be a commit no one acted on (ours whose answer
                          was lost, or a fenced owner's): as LOAD_READ_BACK,
                          and a terminal saga's final notification is sent */
+  LOAD_OUTPUTS = 4 /* the steps' outputs of a saga in memory whose outputs
+                      the cache dropped */
 } load_mode_t;
 
 /* ---- engine.c: the stepping core ------------------------------------ */
@@ -274,6 +287,12 @@ entry_t *table_lookup(const sagad_engine_t *e, const char *id);
  * NULL when out of memory. */
 entry_t *table_add(sagad_engine_t *e, const char *id, const saga_def_t *def,
                    int32_t partition);
+/* The same, not in the table yet (a saga being rebuilt by a load):
+ * table_insert puts it there, table_discard frees it. */
+entry_t *table_new_detached(sagad_engine_t *e, const char *id,
+                            const saga_def_t *def, int32_t partition);
+void table_insert(sagad_engine_t *e, entry_t *en);
+void table_discard(sagad_engine_t *e, entry_t *en);
 /* Take en out of the table and free it (its observer slot through
  * on_forget, its outputs out of the cache's count). */
 void table_remove(sagad_engine_t *e, entry_t *en);
@@ -293,6 +312,9 @@ int table_note_cancel(entry_t *en, const sm_event_t *ev, size_t n);
 void table_flow_values(const entry_t *en, saga_flow_value_t *v);
 /* Drop en's outputs from memory (the cache's bound): in the store only. */
 void table_outs_drop(sagad_engine_t *e, entry_t *en);
+/* The saga's outputs are in memory (not dropped by the cache); marks
+ * them used. 0, or -1 when they are not (read them back first: load.c). */
+int table_outs_ready(entry_t *en);
 /* Bring the output cache back under its bound. */
 void table_outs_trim(sagad_engine_t *e);
 
@@ -336,17 +358,23 @@ void batch_settle(sagad_engine_t *e);
 
 /* ---- load.c --------------------------------------------------------- */
 
-/* Read one saga back from the store. NULL when it has no stream (or the
- * store failed: *failed set, the input waits for a later try). */
-entry_t *load_one(sagad_engine_t *e, const char *id, int32_t partition,
-                  load_mode_t mode, int *failed);
+/* Start reading saga id back from the store (mode: LOAD_READ_BACK,
+ * LOAD_READ_BACK_UNACTED, or LOAD_OUTPUTS for a saga in memory). When it
+ * ends, waiter (an input, or NULL) learns it (input_t.loaded), a failed
+ * read-back is noted for a later one when reload is set, and the engine
+ * pumps again. 0, or -1 when it could not start (logged). */
+int load_start(sagad_engine_t *e, const char *id, int32_t partition,
+               load_mode_t mode, input_t *waiter, bool reload);
 /* Remember a saga of ours no longer in memory whose read-back failed. */
 void load_note_reload(sagad_engine_t *e, const char *id, int32_t partition);
-/* Read the noted sagas back; returns how many still could not be read. */
+/* Start reading the noted sagas back; returns how many could not start. */
 size_t load_reload_noted(sagad_engine_t *e);
-/* The saga's outputs in memory, read back when the cache dropped them.
- * 0, or -1 when the store could not be read (they stay dropped). */
-int load_outputs(sagad_engine_t *e, entry_t *en);
+/* Inbox partitions revoked: pending loads skip their sagas. */
+void load_revoke(sagad_engine_t *e, const int32_t *parts, size_t n);
+/* The input is freed: the load it waits on forgets it. */
+void load_forget_waiter(input_t *in);
+/* Free the pending loads' state (engine free, after the ports closed). */
+void load_free_all(sagad_engine_t *e);
 
 /* ---- effects.c ------------------------------------------------------ */
 

@@ -77,8 +77,9 @@ static void grow(sagad_engine_t *e) {
   e->nbuckets = n;
 }
 
-entry_t *table_add(sagad_engine_t *e, const char *id, const saga_def_t *def,
-                   int32_t partition) {
+entry_t *table_new_detached(sagad_engine_t *e, const char *id,
+                            const saga_def_t *def, int32_t partition) {
+  (void)e;
   entry_t *en = calloc(1, sizeof *en + sm_size(def, strlen(id)));
   if (!en)
     return NULL;
@@ -88,13 +89,30 @@ entry_t *table_add(sagad_engine_t *e, const char *id, const saga_def_t *def,
   }
   en->hash = hash_id(id);
   en->partition = partition;
+  return en;
+}
+
+void table_insert(sagad_engine_t *e, entry_t *en) {
   if (e->nsagas >= e->nbuckets)
     grow(e);
   size_t b = en->hash & (e->nbuckets - 1);
   en->hnext = e->buckets[b];
   e->buckets[b] = en;
   e->nsagas++;
+}
+
+entry_t *table_add(sagad_engine_t *e, const char *id, const saga_def_t *def,
+                   int32_t partition) {
+  entry_t *en = table_new_detached(e, id, def, partition);
+  if (en)
+    table_insert(e, en);
   return en;
+}
+
+void table_discard(sagad_engine_t *e, entry_t *en) {
+  if (en->outs)
+    e->outs_bytes -= outs_size(en);
+  entry_release(e, en);
 }
 
 void table_free_records(entry_t *en) {
@@ -114,9 +132,7 @@ void table_remove(sagad_engine_t *e, entry_t *en) {
     *p = en->hnext;
     e->nsagas--;
   }
-  if (en->outs)
-    e->outs_bytes -= outs_size(en);
-  entry_release(e, en);
+  table_discard(e, en);
 }
 
 int table_set_input(entry_t *en, const uint8_t *p, size_t n) {
@@ -199,8 +215,13 @@ void table_outs_drop(sagad_engine_t *e, entry_t *en) {
  * Outputs are kept with their saga while they fit output_cache_bytes; past
  * it, a clock hand over the saga table drops those of the sagas least
  * recently used (not in the batch: their outputs may not be stored yet);
- * load_outputs (load.c) reads them back when a command or the saga's
- * output needs them. */
+ * a load (load.c, LOAD_OUTPUTS) reads them back before an input whose
+ * transition needs them is stepped. */
+
+int table_outs_ready(entry_t *en) {
+  en->outs_used = 1;
+  return en->outs_gone ? -1 : 0;
+}
 
 /* Bring the cache back under its bound: drop the outputs of sagas not used
  * since the hand last passed them, down to 7/8 of the bound. */

@@ -116,8 +116,9 @@ static const prop_t props[] = {
      "bytes of step outputs kept in memory across the running sagas (they "
      "build the later steps' commands); past it, those of the sagas least "
      "recently used are dropped and read back from the store when needed "
-     "(counted by saga_outputs_read_back_total): one blocking read per step "
-     "of such a saga, so size it above the outputs of the sagas that move; "
+     "(counted by saga_outputs_read_back_total): one store read, which its "
+     "saga's input waits for, per step of such a saga, so size it above the "
+     "outputs of the sagas that move; "
      "only sagas that wait long (days for an approval) should fall out",
      NULL, 0},
     {"payload.max_bytes", T_INT, OFF(payload_max_bytes), 1024, 67108864,

@@ -56,6 +56,11 @@ typedef struct {
    * back from the store when a command needs them. 0 = 256 MiB. */
   size_t output_cache_bytes;
   uint64_t rng_seed;               /* retry jitter */
+  /* Called on the loop when the sagas of assigned partitions could not be
+   * read from the store (the load failed): this instance cannot own them
+   * and should stop. NULL: only logged. */
+  void (*on_fatal)(void *arg, const char *why);
+  void *fatal_arg;
   sagad_store_port_t store;
   sagad_broker_port_t broker;
   sagad_clock_port_t clock;
@@ -74,8 +79,10 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m);
  * sagad_delivery_t (ports.h). */
 void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status);
 /* Inbox partitions assigned (broker): rebuild and resume their sagas from
- * the store, blocking. Returns 0 or < 0 when the store could not be read
- * (the caller should stop: it cannot own those sagas). */
+ * the store. The load is asynchronous (ports.h): inputs wait until it has
+ * ended (none is dropped, their order kept). Returns 0, or < 0 when the
+ * load could not be started (the caller should stop: it cannot own those
+ * sagas); a load that fails later calls cfg.on_fatal. */
 int sagad_engine_on_assign(sagad_engine_t *e, const int32_t *parts, size_t n);
 /* Inbox partitions revoked (broker): forget their sagas and inputs. */
 void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts, size_t n);

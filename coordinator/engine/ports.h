@@ -59,6 +59,10 @@ typedef struct {
 /* Called once per record of a stream, in version order, by the loaders. */
 typedef int (*sagad_load_cb)(void *arg, const char *saga_id, int32_t partition,
                              int64_t version, const uint8_t *data, size_t len);
+/* Called once when a load has ended, after its last record: status 0, or
+ * < 0 when the store could not be read (the records delivered before it,
+ * if any, are a prefix of what the load would have given). */
+typedef void (*sagad_load_done_cb)(void *arg, int status);
 
 typedef struct sagad_store_port {
   void *self;
@@ -80,17 +84,22 @@ typedef struct sagad_store_port {
   int (*batch_submit)(void *self);
   /* Status of stream i of the finished batch (sagad_store_status_t). */
   int (*batch_status)(void *self, size_t i);
-  /* Blocking: every record of every saga of these inbox partitions that is
-   * not terminal per saga_index, or terminal with notify_pending set,
-   * stream by stream in version order. cb
-   * returning non-zero skips nothing but is remembered as a failure.
-   * Returns 0 or < 0 (store unreachable). */
+  /* Loads: asynchronous, so the loop serves other work meanwhile. On 0,
+   * the load runs later: cb(arg, ...) once per record, then done(arg,
+   * status) exactly once (also when the port closes first: status < 0),
+   * all on the loop and never from inside the port's own function; other
+   * engine entry points may run between a load's records. On < 0 (no
+   * memory, closing) neither is called. Several loads may be pending;
+   * each delivers its records in order. cb's return value is ignored (a
+   * broken saga is the engine's to skip).
+   * load_partitions: every record of every saga of these inbox partitions
+   * that is not terminal per saga_index, or terminal with notify_pending
+   * set, stream by stream in version order (parts copied). */
   int (*load_partitions)(void *self, const int32_t *parts, size_t n,
-                         sagad_load_cb cb, void *arg);
-  /* Blocking: every record of one saga's stream (none = unknown saga).
-   * Returns 0 or < 0. */
+                         sagad_load_cb cb, sagad_load_done_cb done, void *arg);
+  /* load_saga: every record of one saga's stream (none = unknown saga). */
   int (*load_saga)(void *self, const char *saga_id, int32_t partition,
-                   sagad_load_cb cb, void *arg);
+                   sagad_load_cb cb, sagad_load_done_cb done, void *arg);
   /* Text of the last error, for logs. */
   const char *(*last_error)(void *self);
 } sagad_store_port_t;

@@ -1,9 +1,10 @@
 /* The engine's store port on PostgreSQL: batches through the event store's
- * libuv face, and a blocking connection for recovery reads, which list
- * every record of a partition's open sagas in one query (saga_index joined
- * to es_events) rather than one query per saga. A batch larger than
- * LANE_BLOCK streams is split over LANES connections, by blocks of
- * LANE_BLOCK streams, which append at the same time (two PostgreSQL
+ * libuv face, and recovery reads on a worker thread (uv_queue_work) over a
+ * blocking connection of their own, so the loop is never blocked by them;
+ * recovery lists every record of a partition's open sagas in one query
+ * (saga_index joined to es_events) rather than one query per saga. A
+ * batch larger than LANE_BLOCK streams is split over LANES connections, by
+ * blocks of LANE_BLOCK streams, which append at the same time (two PostgreSQL
  * backends, two cores): each lane is one transaction and one round trip,
  * with the saga_index upserts of its own sagas. The engine sees one batch:
  * it completes when every lane has, and if any lane's outcome is unknown
@@ -51,7 +52,10 @@ typedef struct lane {
 struct sagad_store_pg {
   lane_t lanes[LANES];
   int pending;   /* lanes of the submitted batch not yet done */
-  int closing_n; /* lanes still closing */
+  int closing_n; /* lanes (and a running load) still closing */
+  uv_loop_t *loop;
+  /* loads: the one on the worker thread, the queued ones in order */
+  struct pg_load *load_running, *load_head, *load_tail;
   /* engine stream i -> (lane, index in that lane's batch) */
   struct where {
     uint8_t lane;
@@ -112,11 +116,17 @@ static const char LOAD_ONE_SQL[] =
     "SELECT $2::text, $3::int, stream_version, data FROM es_events "
     "WHERE stream_id = 'saga-' || $1 ORDER BY stream_version";
 
+/* "what: detail" into err (errlen bytes), without libpq's final newline. */
+static void set_err_in(char *err, size_t errlen, const char *what,
+                       const char *detail) {
+  snprintf(err, errlen, "%s: %s", what, detail ? detail : "");
+  size_t n = strlen(err);
+  while (n && (err[n - 1] == '\n' || err[n - 1] == ' '))
+    err[--n] = '\0';
+}
+
 static void set_err(sagad_store_pg_t *s, const char *what, const char *detail) {
-  snprintf(s->err, sizeof s->err, "%s: %s", what, detail ? detail : "");
-  size_t n = strlen(s->err);
-  while (n && (s->err[n - 1] == '\n' || s->err[n - 1] == ' '))
-    s->err[--n] = '\0';
+  set_err_in(s->err, sizeof s->err, what, detail);
 }
 
 /* ---- batches ------------------------------------------------------- */
@@ -370,7 +380,9 @@ static int p_batch_status(void *self, size_t i) {
 
 /* ---- blocking reads ------------------------------------------------ */
 
-static int ensure_sync(sagad_store_pg_t *s) {
+/* The reads' connection: used by one thread at a time (the loop's at open,
+ * then the load worker's), errors into err. */
+static int ensure_sync(sagad_store_pg_t *s, char *err, size_t errlen) {
   if (s->sync && PQstatus(s->sync) == CONNECTION_OK)
     return 0;
   if (s->sync)
@@ -378,8 +390,8 @@ static int ensure_sync(sagad_store_pg_t *s) {
   else
     s->sync = PQconnectdb(s->conninfo);
   if (PQstatus(s->sync) != CONNECTION_OK) {
-    set_err(s, "could not connect to the event store",
-            PQerrorMessage(s->sync));
+    set_err_in(err, errlen, "could not connect to the event store",
+               PQerrorMessage(s->sync));
     return -1;
   }
   return 0;
@@ -398,38 +410,99 @@ static int64_t be64(const char *p) {
   return (int64_t)(((uint64_t)ntohl(hi) << 32) | ntohl(lo));
 }
 
-/* Run a query in single-row mode (rows stream in, memory stays flat) and
- * feed each (saga_id, partition, version, data) row to cb. */
-static int stream_rows_once(sagad_store_pg_t *s, const char *sql, int nparams,
-                            const char *const *params, sagad_load_cb cb,
-                            void *arg, size_t *rows) {
-  if (ensure_sync(s))
+/* ---- loads ----------------------------------------------------------
+ * A load runs on a libuv worker thread (uv_queue_work) on the blocking
+ * reads' connection, so the loop keeps serving while it reads; one load at
+ * a time (one connection), the others queued in order. The worker keeps
+ * the rows (single-row mode: libpq's memory stays flat, ours grows with
+ * the rows); back on the loop, the engine gets them record by record and
+ * then the load's end. A load pending at close ends with status -1. */
+
+typedef struct pg_row {
+  int32_t partition;
+  int64_t version;
+  size_t off, len; /* of the data in the load's buffer */
+  char id[SM_ID_MAX + 2];
+} pg_row_t;
+
+typedef struct pg_load {
+  uv_work_t work;
+  struct pg_load *next;
+  sagad_store_pg_t *s;
+  const char *sql;
+  int nparams;
+  char *params[3]; /* owned */
+  sagad_load_cb cb;
+  sagad_load_done_cb done;
+  void *arg;
+  /* filled by the worker */
+  pg_row_t *rows;
+  size_t nrows, crows;
+  uint8_t *data;
+  size_t ndata, cdata;
+  int rc;
+  char err[512];
+} pg_load_t;
+
+static void load_free(pg_load_t *L) {
+  for (int i = 0; i < 3; i++)
+    free(L->params[i]);
+  free(L->rows);
+  free(L->data);
+  free(L);
+}
+
+/* Keep one row (worker thread). */
+static int keep_row(pg_load_t *L, const char *id, size_t idl, int32_t part,
+                    int64_t version, const char *data, size_t len) {
+  if (SAGA_GROW(L->rows, L->crows, L->nrows + 1, 64) != 0 ||
+      SAGA_GROW(L->data, L->cdata, L->ndata + len + 1, 4096) != 0)
     return -1;
-  if (!PQsendQueryParams(s->sync, sql, nparams, NULL, params, NULL, NULL, 1) ||
+  pg_row_t *r = &L->rows[L->nrows++];
+  memcpy(r->id, id, idl);
+  r->id[idl] = '\0';
+  r->partition = part;
+  r->version = version;
+  r->off = L->ndata;
+  r->len = len;
+  memcpy(L->data + L->ndata, data, len);
+  L->ndata += len;
+  return 0;
+}
+
+/* Run the load's query in single-row mode and keep each (saga_id,
+ * partition, version, data) row (worker thread). */
+static int read_rows_once(pg_load_t *L) {
+  sagad_store_pg_t *s = L->s;
+  if (ensure_sync(s, L->err, sizeof L->err))
+    return -1;
+  if (!PQsendQueryParams(s->sync, L->sql, L->nparams, NULL,
+                         (const char *const *)L->params, NULL, NULL, 1) ||
       !PQsetSingleRowMode(s->sync)) {
-    set_err(s, "could not read the event store", PQerrorMessage(s->sync));
+    set_err_in(L->err, sizeof L->err, "could not read the event store",
+               PQerrorMessage(s->sync));
     return -1;
   }
   int rc = 0;
   PGresult *r;
   while ((r = PQgetResult(s->sync))) {
     ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_SINGLE_TUPLE) {
-      ++*rows;
+    if (st == PGRES_SINGLE_TUPLE && rc == 0) {
       /* One byte more than an id may have: the engine refuses (and logs)
        * such an id rather than taking a cut one for another saga's. */
-      char id[SM_ID_MAX + 2];
       int idl = PQgetlength(r, 0, 0);
       if (idl > SM_ID_MAX + 1)
         idl = SM_ID_MAX + 1;
-      memcpy(id, PQgetvalue(r, 0, 0), (size_t)idl);
-      id[idl] = '\0';
-      if (cb(arg, id, be32(PQgetvalue(r, 0, 1)), be64(PQgetvalue(r, 0, 2)),
-             (const uint8_t *)PQgetvalue(r, 0, 3),
-             (size_t)PQgetlength(r, 0, 3)) != 0)
-        rc = 0; /* a broken saga is skipped (logged), not fatal */
-    } else if (st != PGRES_TUPLES_OK) {
-      set_err(s, "could not read the event store", PQresultErrorMessage(r));
+      if (keep_row(L, PQgetvalue(r, 0, 0), (size_t)idl,
+                   be32(PQgetvalue(r, 0, 1)), be64(PQgetvalue(r, 0, 2)),
+                   PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3)) != 0) {
+        set_err_in(L->err, sizeof L->err, "could not read the event store",
+                   "out of memory");
+        rc = -1;
+      }
+    } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK) {
+      set_err_in(L->err, sizeof L->err, "could not read the event store",
+                 PQresultErrorMessage(r));
       rc = -1;
     }
     PQclear(r);
@@ -440,48 +513,141 @@ static int stream_rows_once(sagad_store_pg_t *s, const char *sql, int nparams,
 /* The same, again (on a new session when the first one was lost) while it
  * fails before any row arrived -- a terminated session, a restarted server,
  * a statement timeout: found by tests/faults/test_pg_faults -- up to 5
- * times with a short blocking backoff (3 s in all); a read that failed half
- * way is not repeated (its rows were fed already). */
-static int stream_rows(sagad_store_pg_t *s, const char *sql, int nparams,
-                       const char *const *params, sagad_load_cb cb,
-                       void *arg) {
+ * times with a short backoff (3 s in all, on the worker thread); a read
+ * that failed half way is not repeated (its rows were kept already). */
+static void load_work(uv_work_t *w) {
+  pg_load_t *L = w->data;
   long wait_ms = 100;
   for (int tries = 0;; tries++) {
-    size_t rows = 0;
-    int rc = stream_rows_once(s, sql, nparams, params, cb, arg, &rows);
-    if (rc == 0 || rows > 0 || tries == 5)
-      return rc;
+    L->rc = read_rows_once(L);
+    if (L->rc == 0 || L->nrows > 0 || tries == 5)
+      return;
     struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
     wait_ms *= 2;
   }
 }
 
-static int p_load_partitions(void *self, const int32_t *parts, size_t n,
-                             sagad_load_cb cb, void *arg) {
-  sagad_store_pg_t *s = self;
-  size_t cap = 2 + n * 12;
-  char *arr = malloc(cap);
-  if (!arr)
+static void load_next(sagad_store_pg_t *s);
+static void close_step(sagad_store_pg_t *s);
+
+/* Back on the loop: the rows to the engine, then the load's end. */
+static void load_after(uv_work_t *w, int status) {
+  pg_load_t *L = w->data;
+  sagad_store_pg_t *s = L->s;
+  s->load_running = NULL;
+  if (status != 0 || s->closing) {
+    L->done(L->arg, -1);
+  } else {
+    for (size_t i = 0; i < L->nrows; i++) {
+      const pg_row_t *r = &L->rows[i];
+      L->cb(L->arg, r->id, r->partition, r->version, L->data + r->off,
+            r->len);
+    }
+    if (L->rc != 0)
+      snprintf(s->err, sizeof s->err, "%s", L->err);
+    L->done(L->arg, L->rc);
+  }
+  load_free(L);
+  if (s->closing)
+    close_step(s);
+  else
+    load_next(s);
+}
+
+/* Start the next queued load unless one runs (on the loop, in a load's
+ * completion: a load that cannot start ends at once, with -1). */
+static void load_next(sagad_store_pg_t *s) {
+  while (!s->load_running && s->load_head) {
+    pg_load_t *L = s->load_head;
+    s->load_head = L->next;
+    if (!s->load_head)
+      s->load_tail = NULL;
+    L->work.data = L;
+    if (uv_queue_work(s->loop, &L->work, load_work, load_after) == 0) {
+      s->load_running = L;
+      return;
+    }
+    set_err(s, "could not read the event store", "no worker thread");
+    L->done(L->arg, -1);
+    load_free(L);
+  }
+}
+
+/* Run L now, or after the loads before it. 0, or -1 (L freed, none of its
+ * callbacks called: never from inside the port's function). */
+static int load_queue(sagad_store_pg_t *s, pg_load_t *L) {
+  L->s = s;
+  L->work.data = L;
+  bool now = !s->load_running && !s->load_head;
+  if (s->closing ||
+      (now && uv_queue_work(s->loop, &L->work, load_work, load_after) != 0)) {
+    set_err(s, "could not read the event store",
+            s->closing ? "the store is closing" : "no worker thread");
+    load_free(L);
     return -1;
+  }
+  if (now) {
+    s->load_running = L;
+    return 0;
+  }
+  if (s->load_tail)
+    s->load_tail->next = L;
+  else
+    s->load_head = L;
+  s->load_tail = L;
+  return 0;
+}
+
+static int p_load_partitions(void *self, const int32_t *parts, size_t n,
+                             sagad_load_cb cb, sagad_load_done_cb done,
+                             void *arg) {
+  sagad_store_pg_t *s = self;
+  pg_load_t *L = calloc(1, sizeof *L);
+  size_t cap = 2 + n * 12;
+  char *arr = L ? malloc(cap) : NULL;
+  if (!arr) {
+    free(L);
+    set_err(s, "could not read the event store", "out of memory");
+    return -1;
+  }
   size_t k = (size_t)snprintf(arr, cap, "{");
   for (size_t i = 0; i < n; i++)
     k += (size_t)snprintf(arr + k, cap - k, "%s%d", i ? "," : "",
                           (int)parts[i]);
   snprintf(arr + k, cap - k, "}");
-  const char *params[1] = {arr};
-  int rc = stream_rows(s, LOAD_PARTS_SQL, 1, params, cb, arg);
-  free(arr);
-  return rc;
+  L->sql = LOAD_PARTS_SQL;
+  L->nparams = 1;
+  L->params[0] = arr;
+  L->cb = cb;
+  L->done = done;
+  L->arg = arg;
+  return load_queue(s, L);
 }
 
 static int p_load_saga(void *self, const char *saga_id, int32_t partition,
-                       sagad_load_cb cb, void *arg) {
+                       sagad_load_cb cb, sagad_load_done_cb done, void *arg) {
   sagad_store_pg_t *s = self;
+  pg_load_t *L = calloc(1, sizeof *L);
   char part[16];
   snprintf(part, sizeof part, "%d", (int)partition);
-  const char *params[3] = {saga_id, saga_id, part};
-  return stream_rows(s, LOAD_ONE_SQL, 3, params, cb, arg);
+  if (L) {
+    L->params[0] = strdup(saga_id);
+    L->params[1] = strdup(saga_id);
+    L->params[2] = strdup(part);
+  }
+  if (!L || !L->params[0] || !L->params[1] || !L->params[2]) {
+    if (L)
+      load_free(L);
+    set_err(s, "could not read the event store", "out of memory");
+    return -1;
+  }
+  L->sql = LOAD_ONE_SQL;
+  L->nparams = 3;
+  L->cb = cb;
+  L->done = done;
+  L->arg = arg;
+  return load_queue(s, L);
 }
 
 static const char *p_last_error(void *self) {
@@ -497,7 +663,7 @@ static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
     snprintf(errbuf, errlen, "could not prepare the event store: %s", esb);
     return -1;
   }
-  if (ensure_sync(s)) {
+  if (ensure_sync(s, s->err, sizeof s->err)) {
     snprintf(errbuf, errlen, "%s", s->err);
     return -1;
   }
@@ -651,9 +817,9 @@ static void free_store(sagad_store_pg_t *s) {
   free(s);
 }
 
-static void on_closed(es_async_t *as, void *arg) {
-  (void)as;
-  sagad_store_pg_t *s = arg;
+/* One more part (a lane, the running load) has closed; the last one
+ * frees the store. */
+static void close_step(sagad_store_pg_t *s) {
   if (--s->closing_n > 0)
     return;
   void (*cb)(void *) = s->close_cb;
@@ -663,12 +829,19 @@ static void on_closed(es_async_t *as, void *arg) {
     cb(cb_arg);
 }
 
+static void on_closed(es_async_t *as, void *arg) {
+  (void)as;
+  close_step(arg);
+}
+
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
                         const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,
                         char *errbuf, size_t errlen) {
   int rc = -1;
   sagad_store_pg_t *s = calloc(1, sizeof *s);
+  if (s)
+    s->loop = loop;
   if (!s || !(s->conninfo = strdup(conninfo ? conninfo : ""))) {
     snprintf(errbuf, errlen, "out of memory opening the event store");
     goto fail;
@@ -736,7 +909,16 @@ void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg) {
   s->closing = 1;
   s->close_cb = cb;
   s->close_arg = arg;
-  s->closing_n = LANES;
+  s->closing_n = LANES + (s->load_running != NULL);
+  /* Queued loads end now; the running one when its worker returns. */
+  for (pg_load_t *L = s->load_head, *n; L; L = n) {
+    n = L->next;
+    L->done(L->arg, -1);
+    load_free(L);
+  }
+  s->load_head = s->load_tail = NULL;
+  if (s->load_running)
+    uv_cancel((uv_req_t *)&s->load_running->work);
   for (int l = 0; l < LANES; l++)
     es_async_close(s->lanes[l].as, on_closed, s);
 }

@@ -4,7 +4,7 @@
 # the code writes at the start of saga-dlq-reason.
 #   sagad: "<class>: <text>", the class of every dead letter the engine
 #          writes (coordinator/engine/engine.c: `why = "..."` and the
-#          classes passed to dead_letter()).
+#          classes passed to dlq_write(); dead_letter.c writes the header).
 #   participants: "<SAGA_E name>: <text>", the codes the decoder returns
 #          for an input (saga__errf in protocol/wire.c), without
 #          SAGA_EINVAL and SAGA_ENOMEM (a caller's bad argument, an
@@ -14,13 +14,14 @@ set -eu
 root=${1:?usage: check_dlq_reasons.sh PROJECT_ROOT}
 doc=$root/docs/protocol.md
 engine=$root/coordinator/engine/engine.c
+dead_letter=$root/coordinator/engine/dead_letter.c
 wire=$root/protocol/wire.c
 participant=$root/client/participant.c
 fail() { echo "check_dlq_reasons: $*" >&2; exit 1; }
 
 # The header formats the lists rely on.
-grep -q '"%s: %s", why, reason' "$engine" ||
-  fail "$engine no longer writes saga-dlq-reason as \"<class>: <text>\""
+grep -q '"%s: %s", why, reason' "$dead_letter" ||
+  fail "$dead_letter no longer writes saga-dlq-reason as \"<class>: <text>\""
 grep -q '"%s: %s", saga_err_name(rc), err' "$participant" ||
   fail "$participant no longer writes saga-dlq-reason as \"<SAGA_E name>: <text>\""
 
@@ -29,7 +30,7 @@ doc_codes=$(sed -n '/<!-- dlq-reason-codes/,/<!-- \/dlq-reason-codes -->/p' \
 [ -n "$doc_codes" ] || fail "$doc: no dlq-reason-codes table found"
 
 sagad_codes=$( { sed -n 's/^ *why = "\([a-z_]*\)";.*/\1/p' "$engine"
-                 sed -n 's/.*dead_letter(e, m, [a-z]*, "\([a-z_]*\)");.*/\1/p' \
+                 sed -n 's/.*dlq_write(e, m, [a-z]*, "\([a-z_]*\)");.*/\1/p' \
                    "$engine"; } | sort -u)
 [ -n "$sagad_codes" ] || fail "$engine: no dead-letter class found"
 part_codes=$(grep -o 'saga__errf(SAGA_E[A-Z]*' "$wire" |

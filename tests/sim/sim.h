@@ -56,6 +56,7 @@ static inline int sim_chance(sim_rng_t *r, int permille) {
   X(APPEND_SLOW, "append slow (> 50 ms)")                                      \
   X(LOAD_SLOW, "recovery read slow")                                           \
   X(LOAD_FAIL, "recovery read fails")                                          \
+  X(LOAD_FAIL_LATE, "recovery read fails after it started")                    \
   X(PRODUCE_FAIL, "produce refused before the ack")                            \
   X(DELIVERY_FAIL, "produce fails on delivery")                                \
   X(LOST_ON_CRASH, "produced message lost with the crashed producer")          \
@@ -139,6 +140,9 @@ typedef struct {
   size_t nmarks, cmarks;
   char (*marks)[SM_ID_MAX + 1];
   char err[128];
+  /* loads started and not yet ended (completed by EV_LOAD_DONE) */
+  struct sim_load *loads;
+  uint64_t load_token;
 } sim_conn_t;
 
 /* One inbox message. */
@@ -211,7 +215,8 @@ typedef struct {
 /* Scheduled events of the world. */
 enum {
   EV_STORE_DONE = 1, EV_WAKE, EV_FETCH, EV_DELIVERY, EV_COMMAND, EV_START,
-  EV_CRASH, EV_REBALANCE, EV_REVOKE, EV_COMMIT, EV_OPERATOR, EV_NOTIFY
+  EV_CRASH, EV_REBALANCE, EV_REVOKE, EV_COMMIT, EV_OPERATOR, EV_NOTIFY,
+  EV_LOAD_DONE
 };
 
 typedef struct {
@@ -235,6 +240,9 @@ struct sim {
   uint64_t seed;
   sim_rng_t rng;
   sim_rng_t cancel_rng; /* the operator's cancels: a stream of their own */
+  sim_rng_t load_rng;   /* when loads end and late load failures: their own
+                           stream, so the seeds pinned before loads were
+                           asynchronous keep their other draws */
   sim_opts_t opt;
   const saga_registry_t *reg;
   const saga_def_t *defs[8];
@@ -294,6 +302,8 @@ sim_stream_t *sim_store_find(sim_t *s, const char *id);
 /* Finish node's in-flight batch (crash: commit or not at random). */
 void sim_store_crash(sim_node_t *n);
 void sim_store_complete(sim_node_t *n, uint64_t token);
+/* A load of node n ends (EV_LOAD_DONE): its records, then its done. */
+void sim_store_load_done(sim_node_t *n, uint64_t token);
 void sim_store_free(sim_t *s);
 
 /* ---- sim_broker.c --------------------------------------------------- */

@@ -5,9 +5,12 @@
  * nothing written); a statement error aborts the whole batch (culprit
  * CONFLICT, the others RETRY); the saga_index upsert of every stream of a
  * committed batch runs whatever that stream's own outcome, and updates the
- * row when its version is newer and held by the stream; recovery lists the streams whose index status is
- * not terminal or whose final notification is pending. Faults: failed, timed-out and ack-lost appends, aborted
- * batches, refused submits, slow and failing recovery reads. */
+ * row when its version is newer and held by the stream; recovery lists the
+ * streams whose index status is not terminal or whose final notification
+ * is pending. Loads are asynchronous, as the port says: each ends later
+ * (EV_LOAD_DONE), reading the store then. Faults: failed, timed-out and
+ * ack-lost appends, aborted batches, refused submits, slow recovery reads,
+ * reads refused at start or failing after they started. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +42,8 @@ static sim_stream_t *stream_get(sim_t *s, const char *id) {
   snprintf(st->id, sizeof st->id, "%s", id);
   return st;
 }
+
+static void loads_clear(sim_conn_t *c);
 
 static void batch_clear(sim_conn_t *c) {
   for (size_t i = 0; i < c->n; i++) {
@@ -292,6 +297,7 @@ void sim_store_crash(sim_node_t *n) {
   c->in_flight = 0;
   c->busy = 0;
   batch_clear(c);
+  loads_clear(c); /* their engine is gone: never ended */
 }
 
 static int p_status(void *self, size_t i) {
@@ -299,8 +305,10 @@ static int p_status(void *self, size_t i) {
   return i < c->n ? c->s[i].status : SAGAD_STORE_FATAL;
 }
 
-static int read_fault(sim_conn_t *c) {
+static int read_fault(sim_conn_t *c, int64_t *lat) {
   sim_t *s = c->sim;
+  /* When the load ends: from a generator of its own (see load_rng). */
+  *lat = sim_range(&s->load_rng, 1, 5);
   if (!s->faults_on)
     return 0;
   if (sim_chance(&s->rng, 20)) {
@@ -309,8 +317,8 @@ static int read_fault(sim_conn_t *c) {
     return -1;
   }
   if (sim_chance(&s->rng, 50)) {
-    sim_fault(s, SIM_F_LOAD_SLOW); /* the loop is blocked meanwhile */
-    s->now += sim_range(&s->rng, 20, 600);
+    sim_fault(s, SIM_F_LOAD_SLOW); /* inputs wait for it meanwhile */
+    *lat = sim_range(&s->rng, 20, 600);
   }
   return 0;
 }
@@ -322,36 +330,114 @@ static int part_in(int32_t p, const int32_t *parts, size_t n) {
   return 0;
 }
 
-static int p_load_partitions(void *self, const int32_t *parts, size_t n,
-                             sagad_load_cb cb, void *arg) {
-  sim_conn_t *c = self;
-  sim_t *s = c->sim;
-  if (read_fault(c))
+/* A load started and not yet ended: it reads the store when it ends. */
+struct sim_load {
+  struct sim_load *next;
+  uint64_t token;
+  int all;                  /* load_partitions (else load_saga) */
+  int32_t parts[SIM_PARTS]; /* load_partitions */
+  size_t nparts;
+  char id[SM_ID_MAX + 1];   /* load_saga */
+  int32_t partition;
+  sagad_load_cb cb;
+  sagad_load_done_cb done;
+  void *arg;
+};
+
+static int load_begin(sim_conn_t *c, struct sim_load *L) {
+  int64_t lat;
+  if (read_fault(c, &lat)) {
+    free(L);
     return -1;
-  /* ORDER BY saga_id: the starter's ids sort in creation order. */
-  for (int i = 0; i < s->nsagas; i++) {
-    sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
-    if (!st || !st->has_index || !part_in(st->ix_partition, parts, n) ||
-        ((!strcmp(st->ix_status, "completed") ||
-          !strcmp(st->ix_status, "compensated")) &&
-         !st->ix_notify_pending))
-      continue;
-    for (size_t j = 0; j < st->n; j++)
-      cb(arg, st->id, st->ix_partition, (int64_t)j + 1, st->recs[j].data,
-         st->recs[j].len);
   }
+  L->token = ++c->load_token;
+  L->next = c->loads;
+  c->loads = L;
+  sim_schedule(c->sim, c->sim->now + lat, EV_LOAD_DONE, c->node,
+               (int64_t)L->token, NULL);
   return 0;
 }
 
-static int p_load_saga(void *self, const char *id, int32_t partition,
-                       sagad_load_cb cb, void *arg) {
+static int p_load_partitions(void *self, const int32_t *parts, size_t n,
+                             sagad_load_cb cb, sagad_load_done_cb done,
+                             void *arg) {
   sim_conn_t *c = self;
-  if (read_fault(c))
+  struct sim_load *L = calloc(1, sizeof *L);
+  if (!L || n > SIM_PARTS) {
+    free(L);
     return -1;
-  sim_stream_t *st = sim_store_find(c->sim, id);
-  for (size_t j = 0; st && j < st->n; j++)
-    cb(arg, id, partition, (int64_t)j + 1, st->recs[j].data, st->recs[j].len);
-  return 0;
+  }
+  L->all = 1;
+  memcpy(L->parts, parts, n * sizeof *parts);
+  L->nparts = n;
+  L->cb = cb;
+  L->done = done;
+  L->arg = arg;
+  return load_begin(c, L);
+}
+
+static int p_load_saga(void *self, const char *id, int32_t partition,
+                       sagad_load_cb cb, sagad_load_done_cb done, void *arg) {
+  sim_conn_t *c = self;
+  struct sim_load *L = calloc(1, sizeof *L);
+  if (!L || strlen(id) > SM_ID_MAX) {
+    free(L);
+    return -1;
+  }
+  snprintf(L->id, sizeof L->id, "%s", id);
+  L->partition = partition;
+  L->cb = cb;
+  L->done = done;
+  L->arg = arg;
+  return load_begin(c, L);
+}
+
+void sim_store_load_done(sim_node_t *n, uint64_t token) {
+  sim_conn_t *c = &n->conn;
+  sim_t *s = c->sim;
+  struct sim_load **p = &c->loads, *L;
+  while (*p && (*p)->token != token)
+    p = &(*p)->next;
+  if (!(L = *p) || !n->engine)
+    return;
+  *p = L->next; /* off the list: its callbacks may start other loads */
+  if (s->faults_on && sim_chance(&s->load_rng, 20)) {
+    sim_fault(s, SIM_F_LOAD_FAIL_LATE);
+    snprintf(c->err, sizeof c->err, "simulated: recovery read failed");
+    L->done(L->arg, -1);
+    free(L);
+    return;
+  }
+  if (L->all) {
+    /* ORDER BY saga_id: the starter's ids sort in creation order. */
+    for (int i = 0; i < s->nsagas; i++) {
+      sim_stream_t *st = sim_store_find(s, s->sagas[i].id);
+      if (!st || !st->has_index ||
+          !part_in(st->ix_partition, L->parts, L->nparts) ||
+          ((!strcmp(st->ix_status, "completed") ||
+            !strcmp(st->ix_status, "compensated")) &&
+           !st->ix_notify_pending))
+        continue;
+      for (size_t j = 0; j < st->n; j++)
+        L->cb(L->arg, st->id, st->ix_partition, (int64_t)j + 1,
+              st->recs[j].data, st->recs[j].len);
+    }
+  } else {
+    sim_stream_t *st = sim_store_find(s, L->id);
+    for (size_t j = 0; st && j < st->n; j++)
+      L->cb(L->arg, L->id, L->partition, (int64_t)j + 1, st->recs[j].data,
+            st->recs[j].len);
+  }
+  L->done(L->arg, 0);
+  free(L);
+}
+
+static void loads_clear(sim_conn_t *c) {
+  for (struct sim_load *L = c->loads, *n; L; L = n) {
+    n = L->next;
+    free(L);
+  }
+  c->loads = NULL;
 }
 
 static const char *p_last_error(void *self) {
@@ -386,6 +472,7 @@ void sim_store_free(sim_t *s) {
   s->nstreams = s->cstreams = 0;
   for (int i = 0; i < SIM_NODES; i++) {
     batch_clear(&s->nodes[i].conn);
+    loads_clear(&s->nodes[i].conn);
     free(s->nodes[i].conn.s);
     free(s->nodes[i].conn.ix);
     free(s->nodes[i].conn.marks);

@@ -80,11 +80,21 @@ static void on_durable(void *arg, void *obs, const sm_t *sm) {
   (void)sim_check_durable(arg, sm->id, sm->version);
 }
 
+/* The engine's on_fatal: recovery read failed after it started; the
+ * process exits (and restarts), as sagad does. */
+static void node_fatal(void *arg, const char *why) {
+  sim_node_t *n = arg;
+  sim_log(n->sim, "node%d stops: %s", n->idx, why);
+  sim_schedule(n->sim, n->sim->now + 20, EV_CRASH, n->idx, 0, NULL);
+}
+
 static void node_start(sim_t *s, int k) {
   sim_node_t *n = &s->nodes[k];
   n->sim = s;
   n->idx = k;
   sagad_engine_config_t cfg = {.registry = s->reg,
+                               .on_fatal = node_fatal,
+                               .fatal_arg = n,
                                .inbox_topic = "sim.inbox",
                                .notify_topic = "sim.notifications",
                                .dlq_topic = "sim.dlq",
@@ -187,6 +197,10 @@ static void handle(sim_t *s, sim_ev_t *ev) {
     if (live)
       sim_store_complete(n, (uint64_t)ev->a);
     break;
+  case EV_LOAD_DONE:
+    if (live)
+      sim_store_load_done(n, (uint64_t)ev->a);
+    break;
   case EV_WAKE:
     if (live && n->wake[ev->a] == ev->at) {
       n->wake[ev->a] = 0;
@@ -257,6 +271,7 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
   s->seed = seed;
   s->rng.s = seed * 0x2545f4914f6cdd1dULL + 1;
   s->cancel_rng.s = seed * 0x9e3779b97f4a7c15ULL + 7;
+  s->load_rng.s = seed * 0xd1b54a32d192ed03ULL + 11;
   s->opt = *opt;
   s->reg = reg;
   s->now = SIM_T0;

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "definition.h"
+#include "mem.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
 #include "saga_machine.h"
@@ -210,16 +211,6 @@ int cli_each_saga_record(const cli_settings_t *s, const char *saga_id,
 
 /* ---- resolved? -------------------------------------------------------- */
 
-static char *dup_bytes(const void *p, size_t n) {
-  char *d = malloc(n + 1);
-  if (d != NULL) {
-    if (n)
-      memcpy(d, p, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
 static int ending_record(void *arg, int64_t version,
                          const saga_record_t *rec) {
   cli_ending_t *e = arg;
@@ -229,15 +220,15 @@ static int ending_record(void *arg, int64_t version,
     if (ev->type == SM_EV_RESOLVED) {
       e->resolved = 1;
     } else if (ev->type == SM_EV_CANCEL_REQUESTED && e->cancelled == NULL) {
-      e->cancelled = dup_bytes(ev->reason ? ev->reason : "",
+      e->cancelled = saga__memdup(ev->reason ? ev->reason : "",
                                ev->reason ? strlen(ev->reason) : 0);
       if (ev->who != NULL)
-        e->cancelled_by = dup_bytes(ev->who, strlen(ev->who));
+        e->cancelled_by = saga__memdup(ev->who, strlen(ev->who));
       if (e->cancelled == NULL || (ev->who != NULL && !e->cancelled_by))
         return cli_fail(CLI_EXIT_FAIL, "out of memory"), -1;
     } else if (ev->type == SM_EV_COMPLETED && ev->payload_len > 0) {
       free(e->output);
-      if ((e->output = dup_bytes(ev->payload, ev->payload_len)) == NULL)
+      if ((e->output = saga__memdup(ev->payload, ev->payload_len)) == NULL)
         return cli_fail(CLI_EXIT_FAIL, "out of memory"), -1;
       e->output_len = ev->payload_len;
     }

@@ -1,19 +1,12 @@
-# Install rules: the programs, the public headers, the two libraries
-# (static archive and versioned shared library each), their pkg-config
+# Install rules: the programs, the public headers (the two libraries,
+# static archive and versioned shared library each, install themselves:
+# saga_add_product_library in SagaBuild.cmake), their pkg-config
 # files, a CMake package (find_package(Saga CONFIG) -> Saga::client,
 # Saga::eventstore), the SQL migrations and the definition schema.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(SAGA_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/Saga)
-
-# saga_install_library(STATIC_TARGET SHARED_TARGET): install both.
-function(saga_install_library static_target shared_target)
-  install(TARGETS ${static_target} ${shared_target}
-          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-          LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-                  NAMELINK_COMPONENT Development)
-endfunction()
 
 # Called once every target exists (end of the top-level CMakeLists.txt).
 function(saga_install_finish)

@@ -10,6 +10,16 @@ function(saga_add_test)
   target_link_libraries(${T_NAME} PRIVATE saga_warnings saga_defs
                         saga_testsupport PkgConfig::CMOCKA ${T_LIBS})
   add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  saga_test_properties(${T_NAME} LABELS ${T_LABELS} TIMEOUT ${T_TIMEOUT})
+endfunction()
+
+# saga_test_properties(<test> LABELS <labels...> [TIMEOUT <seconds>]
+#                      [ENVIRONMENT <VAR=value...>])
+#
+# What every ctest test of the project carries: its labels, a timeout
+# (default 120 s) and exit code 77 meaning skipped.
+function(saga_test_properties name)
+  cmake_parse_arguments(T "" "TIMEOUT" "LABELS;ENVIRONMENT" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 120)
   endif()
@@ -18,6 +28,9 @@ function(saga_add_test)
   if(DEFINED ENV{SAGA_TEST_TIMEOUT_SCALE})
     math(EXPR T_TIMEOUT "${T_TIMEOUT} * $ENV{SAGA_TEST_TIMEOUT_SCALE}")
   endif()
-  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}"
+  set_tests_properties(${name} PROPERTIES LABELS "${T_LABELS}"
                        TIMEOUT ${T_TIMEOUT} SKIP_RETURN_CODE 77)
+  if(T_ENVIRONMENT)
+    set_tests_properties(${name} PROPERTIES ENVIRONMENT "${T_ENVIRONMENT}")
+  endif()
 endfunction()

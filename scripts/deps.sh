@@ -18,6 +18,7 @@ packages=(
   protobuf-compiler python3-psycopg    # the Python client (client/python)
   python3-pip python3-venv python3-wheel  # its install test
   chromium prometheus                  # timeline page and scrape tests
+  clang-tidy                           # scripts/tidy.sh (CI)
 )
 
 missing=()

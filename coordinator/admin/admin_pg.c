@@ -16,6 +16,7 @@
 
 #include "ids.h"
 #include "index_query.h"
+#include "mem.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
 #include "saga_machine.h"
@@ -383,13 +384,11 @@ static void put_payload(abuf_t *b, const char *key, const uint8_t *p,
     abuf_puts(b, text);
     cJSON_free(text);
   } else if (p && n) {
-    char *s = malloc(n + 1);
+    char *s = saga__memdup(p, n);
     if (!s) {
       b->failed = 1;
       return;
     }
-    memcpy(s, p, n);
-    s[n] = '\0';
     abuf_add(b, "\"", 1);
     abuf_json_str(b, s);
     abuf_add(b, "\"", 1);

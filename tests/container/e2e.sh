@@ -4,7 +4,7 @@
 # on 127.0.0.1 (--network=host), as an unprivileged user.
 #
 #   e2e.sh lifecycle [BIN_DIR]   migrate a fresh database with the image's
-#       saga-es-migrate, start sagad, probe it, SIGTERM: exit 0, "stopped"
+#       saga-es-migrate, run its saga-es-archive, start sagad, probe it, SIGTERM: exit 0, "stopped"
 #   e2e.sh sagas BIN_DIR         the same, plus the order example's three
 #       participants and order-starter (host programs from BIN_DIR): orders
 #       complete and compensate through the containerized coordinator
@@ -32,6 +32,10 @@ ct_fresh_db
 out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/saga-es-migrate \
       "$image" "$conninfo" 2>&1) || fail "saga-es-migrate in the image: $out"
 grep -q '^event store schema version [1-9]' <<<"$out" || fail "saga-es-migrate said: $out"
+# The retention program is in the image and loads (zlib among its libraries).
+out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/saga-es-archive \
+      "$image" --version 2>&1) || fail "saga-es-archive in the image: $out"
+grep -q '^saga-es-archive [0-9]' <<<"$out" || fail "saga-es-archive --version said: $out"
 
 # Definitions with this run's command topics, readable by the image's user.
 mkdir -p "$work/defs"

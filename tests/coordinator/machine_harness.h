@@ -13,6 +13,29 @@
 
 #define H_MAX_TX 512
 
+/* Definition fixtures shared by the machine tests (JSON with ' for ", as
+ * h_def takes it). The step lists: each test writes the name and the
+ * defaults it needs before them. */
+/* a, b, c compensatable (undo_a, undo_b, undo_c), d pivot. */
+#define H_FOUR_STEPS                                                           \
+  "'steps':["                                                                  \
+  "{'name':'a','topic':'t','compensation':{'action':'undo_a'}},"               \
+  "{'name':'b','topic':'t','compensation':{'action':'undo_b'}},"               \
+  "{'name':'c','topic':'t','compensation':{'action':'undo_c'}},"               \
+  "{'name':'d','topic':'t','kind':'pivot'}]}"
+/* a, then group g = b, c, d, then pivot e; every undo is "undo". */
+#define H_GROUP_STEPS                                                          \
+  "'steps':["                                                                  \
+  "{'name':'a','topic':'t','compensation':{'action':'undo'}},"                 \
+  "{'name':'b','topic':'t','group':'g','compensation':{'action':'undo'}},"     \
+  "{'name':'c','topic':'t','group':'g','compensation':{'action':'undo'}},"     \
+  "{'name':'d','topic':'t','group':'g','compensation':{'action':'undo'}},"     \
+  "{'name':'e','topic':'t','kind':'pivot'}]}"
+/* H_GROUP_STEPS with two attempts a step, no jitter. */
+#define H_GROUP                                                                \
+  "{'name':'group','version':1,'defaults':{'retry':{'max_attempts':2,"         \
+  "'jitter':0},'timeout_ms':1000}," H_GROUP_STEPS
+
 /* Short names for the tests' input lists. */
 #define DO SM_DO
 #define COMP SM_COMPENSATE

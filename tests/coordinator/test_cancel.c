@@ -26,25 +26,14 @@ static const char *ORDER =
     "'action':'refund'}},"
     "{'name':'ship','topic':'ship','kind':'retriable'}]}";
 
-/* a, b, c compensatable, d pivot. */
+/* a, b, c compensatable, d pivot; three attempts a step, one for an
+ * undo. */
 static const char *FOUR =
     "{'name':'four','version':1,'defaults':{'retry':{'max_attempts':3,"
     "'initial_backoff_ms':100,'jitter':0},'timeout_ms':1000,"
-    "'compensation_retry':{'max_attempts':1}},'steps':["
-    "{'name':'a','topic':'t','compensation':{'action':'undo_a'}},"
-    "{'name':'b','topic':'t','compensation':{'action':'undo_b'}},"
-    "{'name':'c','topic':'t','compensation':{'action':'undo_c'}},"
-    "{'name':'d','topic':'t','kind':'pivot'}]}";
+    "'compensation_retry':{'max_attempts':1}}," H_FOUR_STEPS;
 
-/* a, then group g = b, c, d, then pivot e. */
-static const char *GROUP =
-    "{'name':'group','version':1,'defaults':{'retry':{'max_attempts':2,"
-    "'jitter':0},'timeout_ms':1000},'steps':["
-    "{'name':'a','topic':'t','compensation':{'action':'undo'}},"
-    "{'name':'b','topic':'t','group':'g','compensation':{'action':'undo'}},"
-    "{'name':'c','topic':'t','group':'g','compensation':{'action':'undo'}},"
-    "{'name':'d','topic':'t','group':'g','compensation':{'action':'undo'}},"
-    "{'name':'e','topic':'t','kind':'pivot'}]}";
+static const char *GROUP = H_GROUP;
 
 /* No pivot: cancellable while it runs. */
 static const char *NOPIVOT =

@@ -31,12 +31,8 @@ static const char *FOUR =
 
 static const char *GROUP =
     "{'name':'group','version':1,'defaults':{'retry':{'max_attempts':2},"
-    "'timeout_ms':1000,'compensation_retry':{'max_attempts':2}},'steps':["
-    "{'name':'a','topic':'t','compensation':{'action':'undo'}},"
-    "{'name':'b','topic':'t','group':'g','compensation':{'action':'undo'}},"
-    "{'name':'c','topic':'t','group':'g','compensation':{'action':'undo'}},"
-    "{'name':'d','topic':'t','group':'g','compensation':{'action':'undo'}},"
-    "{'name':'e','topic':'t','kind':'pivot'}]}";
+    "'timeout_ms':1000,'compensation_retry':{'max_attempts':2}},"
+    H_GROUP_STEPS;
 
 static const char *FORWARD =
     "{'name':'fwd','version':3,'defaults':{'retry':{'max_attempts':2},"

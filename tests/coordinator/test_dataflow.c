@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "dataflow.h"
+#include "mem.h"
 
 /* JSON written with single quotes for readability; ' becomes ". */
 static char *dq(const char *s) {
@@ -78,10 +79,8 @@ static char *command(const saga_def_t *def, uint32_t step, const char *input,
   assert_int_equal(saga_flow_command(def, step, (const uint8_t *)input,
                                      strlen(input), outs, &p, &n),
                    0);
-  char *s = malloc(n + 1);
+  char *s = saga__memdup(p, n);
   assert_non_null(s);
-  memcpy(s, p, n);
-  s[n] = '\0';
   free(p);
   return s;
 }

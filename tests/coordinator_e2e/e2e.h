@@ -82,6 +82,8 @@ int64_t e2e_command_deadline(e2e_t *t, const char *id);
 /* The topics the harness chose. */
 const char *e2e_inbox(const e2e_t *t);
 const char *e2e_notifications(const e2e_t *t);
+/* Step i's (0..E2E_STEPS-1) command topic: only sagad produces to it. */
+const char *e2e_step_topic(const e2e_t *t, int i);
 /* Produce raw bytes with the given type header (NULL = none) to the inbox. */
 void e2e_produce_raw(e2e_t *t, const char *type_header, const char *key,
                      const void *value, size_t len);

@@ -295,12 +295,12 @@ faults_mock_t *faults_mock_start(void) {
   return m;
 }
 
-void faults_mock_ctl(faults_mock_t *m, const char *fmt, ...) {
+/* Send the command fmt/ap, put the answer into out and fail the test
+ * unless its last line is ok. */
+static void mock_vctl(faults_mock_t *m, char *out, size_t outsz,
+                      const char *fmt, va_list ap) {
   char line[512];
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
   assert_true(n > 0 && n < (int)sizeof line - 1);
   line[n++] = '\n';
   struct sockaddr_un sa;
@@ -323,16 +323,36 @@ void faults_mock_ctl(faults_mock_t *m, const char *fmt, ...) {
   }
   assert_int_equal(write(fd, line, (size_t)n), n);
   shutdown(fd, SHUT_WR);
-  char out[512];
   size_t got = 0;
   ssize_t r;
-  while (got < sizeof out - 1 && (r = read(fd, out + got, sizeof out - 1 -
-                                                              got)) > 0)
+  while (got < outsz - 1 && (r = read(fd, out + got, outsz - 1 - got)) > 0)
     got += (size_t)r;
   out[got] = '\0';
   close(fd);
-  if (strncmp(out, "ok", 2) != 0)
+  if (strcmp(out, "ok\n") != 0 &&
+      (got < 4 || strcmp(out + got - 4, "\nok\n") != 0))
     fail_msg("mock command \"%.*s\": %s", n - 1, line, out);
+}
+
+void faults_mock_ctl(faults_mock_t *m, const char *fmt, ...) {
+  char out[512];
+  va_list ap;
+  va_start(ap, fmt);
+  mock_vctl(m, out, sizeof out, fmt, ap);
+  va_end(ap);
+}
+
+long faults_mock_count(faults_mock_t *m, const char *fmt, ...) {
+  char out[512];
+  va_list ap;
+  va_start(ap, fmt);
+  mock_vctl(m, out, sizeof out, fmt, ap);
+  va_end(ap);
+  char *end = NULL;
+  long v = strtol(out, &end, 10);
+  if (end == out || *end != '\n')
+    fail_msg("mock answered \"%s\" where a number was due", out);
+  return v;
 }
 
 void faults_mock_stop(faults_mock_t *m) {

@@ -73,6 +73,10 @@ faults_mock_t *faults_mock_start(void);
 /* Send one control command ("push-errors 0 6 5"); fails the test on an
  * answer other than ok. */
 void faults_mock_ctl(faults_mock_t *m, const char *fmt, ...);
+/* Send one control command that answers a number before ok
+ * ("broker-errors-left 3 0") and return that number; fails the test on
+ * any other answer. */
+long faults_mock_count(faults_mock_t *m, const char *fmt, ...);
 void faults_mock_stop(faults_mock_t *m);
 
 #endif

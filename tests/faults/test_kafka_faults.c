@@ -4,8 +4,11 @@
  * and the e2e participant run throughout; each test starts a batch of sagas
  * (successes, failures, timeouts), injects its fault while they run, lifts
  * it, and checks every saga of the batch terminal with each effect applied
- * once and each compensated effect undone once, and (where sagad logs it)
- * that the fault reached sagad itself. */
+ * once and each compensated effect undone once, and that the fault reached
+ * sagad itself: by a line librdkafka writes into sagad's log, or, for
+ * Produce errors and latency, by the mock's count of the requests of a
+ * broker that only sagad produces to (SAGAD_BROKER) having taken every
+ * fault pushed for it. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -28,11 +31,20 @@
 #define ERR_REQUEST_TIMED_OUT 7
 #define ERR_NOT_COORDINATOR 16
 
+#define API_PRODUCE 0
+/* The broker that leads every step topic's partitions once
+ * sagad_only_broker() ran: only sagad produces to it. The inbox, the one
+ * topic the starter and the participant write, is led by broker 1; the
+ * rest (step topics, notifications, dead letters) only sagad writes. */
+#define SAGAD_BROKER 3
+#define PARTITIONS 4
+
 typedef struct {
   faults_mock_t *mock;
   e2e_t *t;
   int batch;
   char inbox[128];
+  long sagad_faults; /* pushed on SAGAD_BROKER by the current inject */
 } fx_t;
 
 static fx_t F;
@@ -55,6 +67,7 @@ static void run_batch(const char *tag, void (*inject)(void),
   faults_ids_t s;
   char name[64];
   snprintf(name, sizeof name, "%s%d", tag, F.batch++);
+  F.sagad_faults = 0;
   faults_ids_make(&s, N, name, NULL, NULL);
   faults_start(F.t, &s, 0, N / 2);
   e2e_pump(F.t, 300);
@@ -73,15 +86,57 @@ static void run_batch(const char *tag, void (*inject)(void),
                tag, evidence);
   }
   assert_int_equal(e2e_wait_terminal(F.t, s.ids, N, 120000), N);
+  if (F.sagad_faults) {
+    long left = faults_mock_count(F.mock, "broker-errors-left %d %d",
+                                  SAGAD_BROKER, API_PRODUCE);
+    printf("# %s: sagad's producer took %ld of the %ld faults pushed for "
+           "it\n",
+           tag, F.sagad_faults - left, F.sagad_faults);
+    if (left != 0)
+      fail_msg("%s: %ld of the %ld faults pushed on broker %d (which only "
+               "sagad produces to) never reached a request",
+               tag, left, F.sagad_faults, SAGAD_BROKER);
+    F.sagad_faults = 0;
+  }
   size_t fx = faults_check_ledger(F.t, &s);
   printf("# %s: %d sagas terminal, %zu effects checked\n", tag, N, fx);
   faults_ids_free(&s);
 }
 
+/* Lead the inbox from broker 1 and every step topic from SAGAD_BROKER,
+ * so that SAGAD_BROKER's Produce requests are sagad's alone. */
+static void sagad_only_broker(void) {
+  for (int p = 0; p < PARTITIONS; p++) {
+    faults_mock_ctl(F.mock, "partition-leader %s %d 1", F.inbox, p);
+    for (int i = 0; i < E2E_STEPS; i++)
+      faults_mock_ctl(F.mock, "partition-leader %s %d %d",
+                      e2e_step_topic(F.t, i), p, SAGAD_BROKER);
+  }
+  e2e_pump(F.t, 1500); /* metadata.refresh 1 s: every client follows */
+}
+
+/* count faults (error err, rtt_ms more) for sagad's next Produce
+ * requests. */
+static void push_sagad_faults(int err, int count, int rtt_ms) {
+  faults_mock_ctl(F.mock, "broker-push-errors %d %d %d %d %d", SAGAD_BROKER,
+                  API_PRODUCE, err, count, rtt_ms);
+  F.sagad_faults += count;
+  /* there now (sagad cannot take them all within a control round trip) */
+  assert_true(faults_mock_count(F.mock, "broker-errors-left %d %d",
+                                SAGAD_BROKER, API_PRODUCE) > 0);
+  faults_injected += count;
+}
+
 static void inject_produce(void) {
+  /* cluster-wide: taken by whichever producer comes first (mostly the
+   * starter's and the participant's) */
   faults_mock_ctl(F.mock, "push-errors 0 %d 20", ERR_NOT_LEADER);
   faults_mock_ctl(F.mock, "push-errors 0 %d 20", ERR_REQUEST_TIMED_OUT);
   faults_injected += 40;
+  /* sagad's own producer */
+  sagad_only_broker();
+  push_sagad_faults(ERR_NOT_LEADER, 10, 0);
+  push_sagad_faults(ERR_REQUEST_TIMED_OUT, 10, 0);
 }
 static void lift_produce(void) { faults_mock_ctl(F.mock, "clear-errors 0"); }
 
@@ -119,6 +174,9 @@ static void inject_latency(void) {
   for (int b = 1; b <= 3; b++)
     faults_mock_ctl(F.mock, "broker-rtt %d 250", b);
   faults_injected += 3;
+  /* and sagad's next commands answered 250 ms later still, counted */
+  sagad_only_broker();
+  push_sagad_faults(0, 20, 250);
 }
 static void lift_latency(void) {
   for (int b = 1; b <= 3; b++)
@@ -127,10 +185,7 @@ static void lift_latency(void) {
 
 static void test_produce_errors_lose_and_double_no_effect(void **state) {
   (void)state;
-  /* No evidence: these Produce errors are taken by the test's starter and
-   * participant, whose requests come first; sagad's producer has not been
-   * seen to get one (its log shows no "encountered error"), so this test
-   * does not yet exercise sagad under Produce errors. */
+  /* Evidence: the mock's count on SAGAD_BROKER (run_batch). */
   run_batch("produce", inject_produce, lift_produce, NULL);
 }
 static void test_fetch_errors_lose_and_double_no_effect(void **state) {
@@ -157,7 +212,8 @@ static void test_moved_partition_leaders_lose_and_double_no_effect(
 }
 static void test_added_latency_loses_and_doubles_no_effect(void **state) {
   (void)state;
-  /* No evidence: added latency leaves no line in sagad's log. */
+  /* Evidence: the mock's count on SAGAD_BROKER (run_batch); added latency
+   * leaves no line in sagad's log. */
   run_batch("latency", inject_latency, lift_latency, NULL);
 }
 

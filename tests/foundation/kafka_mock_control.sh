@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The mock's control socket: a produce fails while errors are injected for
-# the Produce API, and succeeds once they are cleared.
+# the Produce API, and succeeds once they are cleared; an error pushed for
+# one broker is counted until a produce to that broker takes it.
 set -euo pipefail
 mock=$1
 [ -n "${SAGA_KAFKA_BOOTSTRAP:-}" ] && [ -S "${SAGA_KAFKA_CONTROL:-}" ] ||
@@ -23,4 +24,14 @@ ctl clear-errors 0
 echo "y" | kcat -P -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0
 n=$(kcat -C -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0 -o beginning -e -q | wc -l)
 [ "$n" = 1 ] || { echo "expected 1 message after clearing errors, got $n"; exit 1; }
+# Errors for one broker: counted, and taken by the next request to it.
+ctl partition-leader "$topic" 0 2
+ctl broker-push-errors 2 0 19 1
+left=$(ctl broker-errors-left 2 0 | head -n 1)
+[ "$left" = 1 ] || { echo "expected 1 broker error left, got $left"; exit 1; }
+echo "z" | kcat -P -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0
+left=$(ctl broker-errors-left 2 0 | head -n 1)
+[ "$left" = 0 ] || { echo "the produce did not take the broker error ($left left)"; exit 1; }
+n=$(kcat -C -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0 -o beginning -e -q | wc -l)
+[ "$n" = 2 ] || { echo "expected 2 messages after a retried produce, got $n"; exit 1; }
 echo "control socket ok"

@@ -49,6 +49,13 @@ static void usage(FILE *out) {
           "  push-errors APIKEY ERRCODE COUNT   (e.g. 0 = Produce, 1 = Fetch,\n"
           "                                      8 = OffsetCommit)\n"
           "  clear-errors APIKEY\n"
+          "  broker-push-errors ID APIKEY ERRCODE COUNT [RTT_MS]\n"
+          "                         the next COUNT requests of APIKEY to\n"
+          "                         broker ID fail with ERRCODE (0: succeed)\n"
+          "                         after RTT_MS more (default 0)\n"
+          "  broker-errors-left ID APIKEY\n"
+          "                         answers the number of those not yet\n"
+          "                         taken by a request, then ok\n"
           "  partition-leader TOPIC PARTITION BROKER\n"
           "  topic-error TOPIC ERRCODE          (0 clears)\n"
           "  bootstrap\n"
@@ -148,8 +155,8 @@ static void control_exec(rd_kafka_mock_cluster_t *mc, char *line, char *out,
                          size_t outsz) {
   char *save = NULL;
   char *cmd = strtok_r(line, " \t\r\n", &save);
-  char *a[4] = {0};
-  for (int i = 0; i < 4; i++)
+  char *a[5] = {0};
+  for (int i = 0; i < 5; i++)
     a[i] = strtok_r(NULL, " \t\r\n", &save);
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
 
@@ -187,6 +194,25 @@ static void control_exec(rd_kafka_mock_cluster_t *mc, char *line, char *out,
     rd_kafka_mock_push_request_errors_array(mc, (int16_t)atoi(a[0]),
                                             (size_t)cnt, errs);
     free(errs);
+  } else if (!strcmp(cmd, "broker-push-errors") && a[3]) {
+    /* One tuple a call: the library takes them as variadic arguments. */
+    int cnt = atoi(a[3]);
+    if (cnt <= 0 || cnt > 10000) {
+      snprintf(out, outsz, "error: COUNT must be 1..10000\n");
+      return;
+    }
+    for (int i = 0; i < cnt && !err; i++)
+      err = rd_kafka_mock_broker_push_request_error_rtts(
+          mc, atoi(a[0]), (int16_t)atoi(a[1]), 1,
+          (rd_kafka_resp_err_t)atoi(a[2]), a[4] ? atoi(a[4]) : 0);
+  } else if (!strcmp(cmd, "broker-errors-left") && a[1]) {
+    size_t left = 0;
+    err = rd_kafka_mock_broker_error_stack_cnt(mc, atoi(a[0]),
+                                               (int16_t)atoi(a[1]), &left);
+    if (!err) {
+      snprintf(out, outsz, "%zu\nok\n", left);
+      return;
+    }
   } else if (!strcmp(cmd, "clear-errors") && a[0]) {
     rd_kafka_mock_clear_request_errors(mc, (int16_t)atoi(a[0]));
   } else if (!strcmp(cmd, "partition-leader") && a[2]) {

@@ -776,7 +776,7 @@ int sagad_store_pg_record_definitions(sagad_store_pg_t *s,
                                       const saga_registry_t *reg,
                                       const char *dir, char *errbuf,
                                       size_t errlen) {
-  if (ensure_sync(s)) {
+  if (ensure_sync(s, s->err, sizeof s->err)) {
     snprintf(errbuf, errlen, "%s", s->err);
     return -1;
   }

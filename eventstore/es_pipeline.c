@@ -2,6 +2,7 @@
  * with a sync, so one round trip) and how each result is read back. Every
  * statement is prepared once per connection and parameterised; results come
  * in binary format so event data is never hex-encoded. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,6 +142,25 @@ enum { O_INT8A = 1016 };
   " ORDER BY tx_id, global_position LIMIT $5) AS e"                           \
   " WHERE g.b % $4 = $3 ORDER BY e.tx_id, e.global_position LIMIT $5"
 
+/* A consumer group member's page (es_member_read): as READ_GROUP_SQL for
+ * the buckets the member owns and reads (es_group_buckets), read in the
+ * same snapshot as their checkpoints, so a bucket that came from another
+ * member is read from the checkpoint that member left. The mask of those
+ * buckets follows each row (column 12), for the acknowledgement. */
+#define READ_MEMBER_SQL                                                       \
+  "WITH mk AS (SELECT coalesce(bit_or(1::int8 << bucket), 0) AS mask"         \
+  " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
+  " AND next_owner IS NULL)"                                                  \
+  " SELECT e.*, mk.mask FROM mk CROSS JOIN generate_series(0, 63) AS g(b)"    \
+  " LEFT JOIN es_subscriptions c ON c.name = $1 AND c.bucket = g.b"           \
+  " CROSS JOIN LATERAL (" COLS " WHERE category = $2 AND bucket = g.b"        \
+  " AND (tx_id, global_position) > (coalesce(c.tx_id, '0'::xid8),"            \
+  " coalesce(c.global_position, 0))"                                          \
+  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
+  " ORDER BY tx_id, global_position LIMIT $4) AS e"                           \
+  " WHERE (mk.mask >> g.b) & 1 = 1 ORDER BY e.tx_id, e.global_position"       \
+  " LIMIT $4"
+
 static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_BYTEAA, O_TEXTA,
                                    O_TEXTA, O_TEXTA, O_JSONBA};
@@ -153,6 +173,8 @@ static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
 static const Oid read_group_types[] = {O_TEXT, O_TEXT, 23, 23, O_INT8};
+static const Oid read_member_types[] = {O_TEXT, O_TEXT, O_INT8, O_INT8};
+static const Oid handoff_types[] = {O_TEXT, O_INT8};
 static const Oid ckpt_load_types[] = {O_TEXT};
 static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
 static const Oid snap_load_types[] = {O_TEXT};
@@ -183,6 +205,8 @@ static const struct {
     {"es_read_cat_type", READ_ALL_SQL(" AND category = $4 AND event_type = $5"),
      5, read_all_types},
     {"es_read_group", READ_GROUP_SQL, 5, read_group_types},
+    {"es_read_member", READ_MEMBER_SQL, 4, read_member_types},
+    {"es_handoff", "SELECT es_group_handoff($1, $2)", 2, handoff_types},
     {"es_ckpt_load",
      "SELECT tx_id, global_position FROM es_subscriptions"
      " WHERE name = $1 AND bucket = -1",
@@ -381,6 +405,33 @@ static int send_group(PGconn *c, es__op_t *op) {
     return sent(c, op,
                 PQsendQueryPrepared(c, "es_ckpt_load", 1, v, NULL, NULL, 1),
                 ES__R_CKPT, 0);
+  char id[24], lease[24];
+  snprintf(id, sizeof id, "%" PRId64, op->from_version);
+  snprintf(lease, sizeof lease, "%zu", op->max);
+  const char *mv[4] = {op->stream_id, op->category, id, max};
+  if (op->kind == ES__OP_READ_MEMBER) {
+    const char *hv[2] = {op->stream_id, id};
+    int rc = sent(c, op,
+                  PQsendQueryPrepared(c, "es_handoff", 2, hv, NULL, NULL, 1),
+                  ES__R_HANDOFF, 0);
+    return rc ? rc
+              : sent(c, op,
+                     PQsendQueryPrepared(c, "es_read_member", 4, mv, NULL,
+                                         NULL, 1),
+                     ES__R_READ, 0);
+  }
+  if (op->kind == ES__OP_MEMBER) {
+    static const char *const sql[] = {
+        "SELECT es_group_join($1, $2, $3, true)",
+        "SELECT es_group_join($1, $2, $3, false)",
+        "SELECT es_group_leave($1, $2)"};
+    static const Oid types[3] = {O_TEXT, O_INT8, 23 /* int4 */};
+    const char *jv[3] = {op->stream_id, id, lease};
+    return sent(c, op,
+                PQsendQueryParams(c, sql[op->member], op->member == 2 ? 2 : 3,
+                                  types, jv, NULL, NULL, 1),
+                ES__R_MEMBER, 0);
+  }
   return sent(c, op,
               PQsendQueryPrepared(c, "es_read_group", 5, v, NULL, NULL, 1),
               ES__R_READ, 0);
@@ -509,6 +560,8 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
       rc = send_roll(c, op);
     break;
   case ES__OP_READ_GROUP:
+  case ES__OP_READ_MEMBER:
+  case ES__OP_MEMBER:
   case ES__OP_CKPT_LOAD:
     if (!rc)
       rc = send_group(c, op);
@@ -539,6 +592,10 @@ int es__map_error(PGconn *c, const PGresult *r) {
   }
   if (!strcmp(st, "22021"))
     return ES_ERR_BAD_UTF8;
+  if (!strcmp(st, "ES001")) /* es_group_member_ack: buckets moved */
+    return ES_ERR_NOT_OWNER;
+  if (!strcmp(st, "ES002")) /* es_group_join: no longer a member */
+    return ES_ERR_NOT_FOUND;
   if (!strcmp(st, "54000") || !strcmp(st, "22001"))
     return ES_ERR_TOO_LARGE;
   return ES_ERR_DB;
@@ -672,6 +729,8 @@ static int make_page(es__op_t *op, PGresult *r) {
   }
   if (n)
     pg->next = pg->events[n - 1].at;
+  if (n && PQnfields(r) > 12) /* a member's read: its buckets' mask */
+    pg->buckets = (uint64_t)es__get_be64(PQgetvalue(r, 0, 12));
   op->page = pg;
   return 0;
 }
@@ -786,7 +845,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
       op->multi_failed = 1;
       code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP) {
-      code = ES_ERR_BATCH_ABORTED;
+      /* A member's acknowledgement refused keeps its own answer. */
+      if (code != ES_ERR_NOT_OWNER)
+        code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
       code = ES_ERR_SCHEMA;
     }
@@ -815,6 +876,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
     break;
   case ES__R_ROLL:
     op->from_version = es__get_be32(PQgetvalue(r, 0, 0));
+    break;
+  case ES__R_MEMBER:
+    op->from.tx = (uint64_t)es__get_be64(PQgetvalue(r, 0, 0));
     break;
   case ES__R_CKPT:
     op->from = (es_pos_t){0, 0};
@@ -922,6 +986,45 @@ int es__op_read_group(es__op_t *op, const char *group, const char *category,
   op->max = max;
   op->from = (es_pos_t){0, 0};
   if (!(op->stream_id = strdup(group)) || !(op->category = strdup(category)))
+    return ES_ERR_NOMEM;
+  return 0;
+}
+
+int es__op_read_member(es__op_t *op, const char *group, const char *category,
+                       int64_t member_id, size_t max) {
+  int rc = es__op_read_group(op, group, category, 0, 1, max);
+  if (rc)
+    return rc;
+  if (member_id <= 0) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": member id must be positive (got %" PRId64
+                "): use the id es_group_join gave",
+                group, member_id);
+    return ES_ERR_INVALID;
+  }
+  op->kind = ES__OP_READ_MEMBER;
+  op->from_version = member_id;
+  return 0;
+}
+
+int es__op_member(es__op_t *op, int which, const char *group,
+                  int64_t member_id, unsigned lease_ms) {
+  int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
+  if (rc)
+    return rc;
+  if (member_id <= 0 || (which != 2 && (lease_ms < 1 ||
+                                         lease_ms > ES_MAX_LEASE_MS))) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": member id must be positive and the lease 1"
+                " to %d ms (got member %" PRId64 ", lease %u ms)",
+                group, ES_MAX_LEASE_MS, member_id, lease_ms);
+    return ES_ERR_INVALID;
+  }
+  op->kind = ES__OP_MEMBER;
+  op->member = which;
+  op->from_version = member_id;
+  op->max = lease_ms;
+  if (!(op->stream_id = strdup(group)))
     return ES_ERR_NOMEM;
   return 0;
 }

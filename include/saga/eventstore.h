@@ -48,7 +48,8 @@ extern "C" {
   X(NOT_FOUND, -14, "not found")                                              \
   X(RETRY, -15, "transient database error, retry")                           \
   X(CORRUPT, -16, "archive file damaged, truncated or not an archive")        \
-  X(IO, -17, "file could not be opened, read or written")
+  X(IO, -17, "file could not be opened, read or written")                    \
+  X(NOT_OWNER, -18, "consumer group member no longer owns the buckets read")
 
 typedef enum {
 #define ES_ERR_ENUM_(name, value, msg) ES_ERR_##name = (value),
@@ -134,6 +135,9 @@ typedef struct es_page {
   size_t n;
   es_recorded_t *events;
   es_pos_t next;
+  /* A group member's page (es_member_read): the buckets it was read from,
+   * bit b for bucket b, to acknowledge with es_member_ack; 0 otherwise. */
+  uint64_t buckets;
   void *priv_; /* library-owned */
 } es_page_t;
 
@@ -424,6 +428,75 @@ ES_EXPORT int es_group_ack(es_store_t *store, const char *group, int member,
  * INVALID / BAD_UTF8 / NOMEM. */
 ES_EXPORT int es_batch_add_group_ack(es_batch_t *batch, const char *group,
                                      int member, int members, es_pos_t pos);
+
+/* ---- consumer groups with membership (blocking) ---------------------- */
+
+/* Members that come and go: a member joins a group and gets an id, holds
+ * a lease it renews (es_group_renew, well within the lease), and the
+ * store shares the group's ES_GROUP_BUCKETS buckets among the live
+ * members (tables es_group_members and es_group_buckets; the database's
+ * clock). When a member joins, some buckets of the others move to it;
+ * when one leaves or its lease expires (no renewal in lease_ms, then any
+ * member's join or renewal), its buckets move to the others; a bucket
+ * moves with its checkpoint. A bucket has one owner at a time: one taken
+ * from a live member is handed over at that member's next es_member_read
+ * (it stops reading it at once), and a member's acknowledgement checks,
+ * in its own transaction, that it still owns the buckets it read, so a
+ * member whose lease expired cannot advance them (NOT_OWNER). Every event
+ * of a stream thus goes to one member at a time, in order; with the
+ * acknowledgement in the same transaction as the member's own writes
+ * (es_batch_add_member_ack) each event takes effect exactly once. Do not
+ * mix these calls with es_group_read / es_group_ack on one group name. */
+#define ES_MAX_LEASE_MS 3600000 /* one hour */
+
+/* Join group (created by the first member) with a lease of lease_ms (1 to
+ * ES_MAX_LEASE_MS). *member_id receives the member's id (positive, random,
+ * for every later call); *buckets (optional) the buckets it owns now
+ * (often none until the others hand theirs over). Errors: INVALID,
+ * BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_group_join(es_store_t *store, const char *group,
+                            unsigned lease_ms, int64_t *member_id,
+                            uint64_t *buckets);
+/* Renew member_id's lease for lease_ms from now, and rebalance the group
+ * (this is when the buckets of members whose lease expired move). Call it
+ * well within the lease, e.g. every lease_ms / 3. *buckets (optional)
+ * receives the buckets the member owns now. Errors: NOT_FOUND (the member
+ * is gone: its lease expired and the group forgot it, or it left; it owns
+ * nothing and must join again under a new id), INVALID, BAD_UTF8,
+ * CONNECTION, DB. */
+ES_EXPORT int es_group_renew(es_store_t *store, const char *group,
+                             int64_t member_id, unsigned lease_ms,
+                             uint64_t *buckets);
+/* Leave group: member_id's buckets move to the other members at once.
+ * Leaving twice is harmless. Errors: INVALID, BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_group_leave(es_store_t *store, const char *group,
+                             int64_t member_id);
+/* Up to max (1..10000) events of category for member_id of group: the
+ * events of the buckets it owns after each bucket's checkpoint, committed
+ * and no longer preceded by a later commit, in the global order; first
+ * it hands over the buckets due to a newcomer, so call it only once the
+ * previous page was acknowledged (or given up). (*out)->buckets says
+ * which buckets the page covers (for es_member_ack; 0 when empty).
+ * Errors: INVALID, BAD_UTF8, CONNECTION, DB, NOMEM. */
+ES_EXPORT int es_member_read(es_store_t *store, const char *group,
+                             const char *category, int64_t member_id,
+                             size_t max, es_page_t **out);
+/* After handling a non-empty page of es_member_read: advance the buckets
+ * of the page (buckets = page->buckets) to pos (page->next), in a
+ * transaction of its own, if member_id still owns all of them. Errors:
+ * NOT_OWNER (some moved to another member, which reads them from their
+ * checkpoint: nothing was advanced; read again), INVALID, BAD_UTF8,
+ * CONNECTION, DB. */
+ES_EXPORT int es_member_ack(es_store_t *store, const char *group,
+                            int64_t member_id, uint64_t buckets,
+                            es_pos_t pos);
+/* The same advance as a statement of batch, to commit with the member's
+ * own writes (exactly once). Returns the statement's index or INVALID /
+ * BAD_UTF8 / NOMEM. When the member no longer owns the buckets, executing
+ * the batch returns NOT_OWNER (not BATCH_ABORTED) and commits nothing. */
+ES_EXPORT int es_batch_add_member_ack(es_batch_t *batch, const char *group,
+                                      int64_t member_id, uint64_t buckets,
+                                      es_pos_t pos);
 
 /* ---- snapshots ---------------------------------------------------- */
 

@@ -218,6 +218,7 @@ typedef struct es__op {
   /* async face */
   es_batch_cb batch_cb;
   es_read_cb read_cb;
+  es_member_cb member_cb;
   void *arg;
   struct es__op *qnext;
 } es__op_t;
@@ -250,6 +251,9 @@ int es__op_read_member(es__op_t *op, const char *group, const char *category,
                        int64_t member_id, size_t max);
 int es__op_member(es__op_t *op, int which, const char *group,
                   int64_t member_id, unsigned lease_ms);
+/* A new consumer group member id: random, positive; -1 when no
+ * randomness could be read. */
+int64_t es__member_id(void);
 /* Check a subscription or group name; sets msg on failure. */
 int es__check_sub_name(const char *what, const char *name, char *msg,
                        size_t msglen);

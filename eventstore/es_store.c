@@ -418,15 +418,9 @@ int es_group_join(es_store_t *s, const char *group, unsigned lease_ms,
                   int64_t *member_id, uint64_t *buckets) {
   if (!s || !member_id)
     return ES_ERR_INVALID;
-  uint8_t r[16];
-  if (es_uuid_v4(r))
+  int64_t id = es__member_id();
+  if (id <= 0)
     return ES_ERR_INVALID;
-  int64_t id = 0;
-  for (int i = 0; i < 8; i++)
-    id = (id << 8) | r[i];
-  id &= INT64_MAX;
-  if (id == 0)
-    id = 1;
   int rc = member_op(s, 0, group, id, lease_ms, buckets);
   if (!rc)
     *member_id = id;

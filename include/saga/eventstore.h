@@ -627,6 +627,34 @@ ES_EXPORT int es_async_read_all(es_async_t *as, es_pos_t from,
                                 const es_filter_t *filter, size_t max,
                                 es_read_cb cb, void *arg);
 
+/* A consumer group's reads on the loop: es_group_read's (members numbered
+ * by the caller) and es_member_read's (members with a lease); the page
+ * goes to cb as for es_async_read_all. */
+ES_EXPORT int es_async_group_read(es_async_t *as, const char *group,
+                                  const char *category, int member,
+                                  int members, size_t max, es_read_cb cb,
+                                  void *arg);
+ES_EXPORT int es_async_member_read(es_async_t *as, const char *group,
+                                   const char *category, int64_t member_id,
+                                   size_t max, es_read_cb cb, void *arg);
+
+/* Join, renewal or leave done: status as es_group_join / es_group_renew /
+ * es_group_leave answer; member_id the member's (the new one for a join);
+ * buckets those it owns now (0 on error or after a leave). The
+ * acknowledgement goes in a batch (es_batch_add_member_ack,
+ * es_async_batch). */
+typedef void (*es_member_cb)(es_async_t *as, int status, int64_t member_id,
+                             uint64_t buckets, void *arg);
+ES_EXPORT int es_async_group_join(es_async_t *as, const char *group,
+                                  unsigned lease_ms, es_member_cb cb,
+                                  void *arg);
+ES_EXPORT int es_async_group_renew(es_async_t *as, const char *group,
+                                   int64_t member_id, unsigned lease_ms,
+                                   es_member_cb cb, void *arg);
+ES_EXPORT int es_async_group_leave(es_async_t *as, const char *group,
+                                   int64_t member_id, es_member_cb cb,
+                                   void *arg);
+
 /* ---- subscriptions -------------------------------------------------- */
 
 /* A subscription follows the global order from a checkpoint: catch-up in
@@ -669,6 +697,68 @@ typedef void (*es_sub_close_cb)(es_sub_t *sub, void *arg);
 /* Stop and free once the loop released its handles; close_cb may be NULL. */
 ES_EXPORT void es_sub_close(es_sub_t *sub, es_sub_close_cb close_cb,
                             void *arg);
+
+/* ---- a consumer group member on the loop ----------------------------- */
+
+/* A member of a consumer group with membership (es_group_join and the
+ * calls after it) run on the loop over a connection of its own: it joins,
+ * renews its lease every lease_ms / 3 (joining again under a new id if
+ * the group forgot it), reads the pages of the buckets it owns, hands
+ * each to on_events with an empty batch of its own, adds the page's
+ * acknowledgement to that batch and executes it: what on_events put in
+ * the batch (appends, statements on this database) commits with the
+ * acknowledgement or not at all, so each event takes effect once (work
+ * done elsewhere is at least once). A page whose batch fails is read
+ * again from the checkpoints (NOT_OWNER: the buckets moved; the new owner
+ * reads them). Woken by NOTIFY like es_sub_t, with quick re-reads after
+ * one and a poll every poll_ms. es_group_sub_close leaves the group. */
+typedef struct es_group_sub es_group_sub_t;
+
+/* A page of the member's buckets, in order; page is borrowed for the call;
+ * batch is the member's (empty, reset after the call; do not free it).
+ * Return 0 to commit the batch with the acknowledgement and go on,
+ * non-zero to pause without acknowledging (es_group_sub_close next). */
+typedef int (*es_group_sub_event_cb)(es_group_sub_t *gs,
+                                     const es_page_t *page,
+                                     es_batch_t *batch, void *arg);
+/* News, optional: status 0 with live 1 when caught up; CONNECTION (it
+ * retries after retry_ms); NOT_OWNER (a page's batch refused: read
+ * again); NOT_FOUND (the group forgot the member: it joins again);
+ * BATCH_ABORTED or DB (the batch failed: es_group_sub_last_error says
+ * why; the page is read again after retry_ms). */
+typedef void (*es_group_sub_state_cb)(es_group_sub_t *gs, int status,
+                                      int live, void *arg);
+
+typedef struct {
+  const char *group;    /* required, copied */
+  const char *category; /* required, copied */
+  unsigned lease_ms;    /* default 10000 */
+  size_t page_size;     /* default 500 */
+  unsigned poll_ms;     /* safety-net poll when live, default 1000 */
+  unsigned retry_ms;    /* after an error, default 200 */
+  es_group_sub_event_cb on_events; /* required */
+  es_group_sub_state_cb on_state;  /* optional */
+  void *arg;
+} es_group_sub_opts_t;
+
+ES_EXPORT void es_group_sub_opts_init(es_group_sub_opts_t *opts);
+/* Start the member (non-blocking; the join is its first operation).
+ * Errors: INVALID (a required field missing, page_size not 1 to 10000,
+ * lease_ms not 1 to ES_MAX_LEASE_MS, bad names: errbuf says which),
+ * NOMEM. */
+ES_EXPORT int es_group_sub_start(struct uv_loop_s *loop, const char *conninfo,
+                                 const es_group_sub_opts_t *opts,
+                                 es_group_sub_t **out, char *errbuf,
+                                 size_t errlen);
+/* The member's id (0 until it joined). */
+ES_EXPORT int64_t es_group_sub_member(const es_group_sub_t *gs);
+/* Text of the last error ("" when none); valid until the next callback. */
+ES_EXPORT const char *es_group_sub_last_error(const es_group_sub_t *gs);
+typedef void (*es_group_sub_close_cb)(es_group_sub_t *gs, void *arg);
+/* Leave the group (after the operation in flight), then stop and free
+ * once the loop released its handles; close_cb may be NULL. */
+ES_EXPORT void es_group_sub_close(es_group_sub_t *gs,
+                                  es_group_sub_close_cb close_cb, void *arg);
 
 #ifdef __cplusplus
 }

@@ -156,12 +156,9 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
   if (g->dirty) {
     g->dirty = 0;
     next(g);
-  } else if (g->settle_ms && g->settle_ms < g->o.poll_ms) {
-    uv_timer_start(&g->timer, on_timer, g->settle_ms, 0);
-    g->settle_ms *= 2;
   } else {
-    g->settle_ms = 0;
-    uv_timer_start(&g->timer, on_timer, g->o.poll_ms, 0);
+    uv_timer_start(&g->timer, on_timer,
+                   es__settle_wait(&g->settle_ms, g->o.poll_ms), 0);
   }
 }
 

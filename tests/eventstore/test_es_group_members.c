@@ -26,19 +26,7 @@ static int64_t next_version[STREAMS];
 static long long acked;
 
 static void append_round(es_store_t *s, int per_stream) {
-  es_batch_t *b = es_batch_new(NULL);
-  assert_non_null(b);
-  for (int i = 0; i < STREAMS; i++) {
-    char id[32];
-    snprintf(id, sizeof id, "order-%d", i);
-    es_event_t ev[4];
-    for (int j = 0; j < per_stream; j++)
-      ev[j] = est_event("Happened", "d");
-    assert_true(es_batch_add(b, id, ES_ANY_VERSION, ev, (size_t)per_stream) >=
-                0);
-  }
-  assert_int_equal(es_batch_execute(s, b), 0);
-  es_batch_free(b);
+  est_append_round(s, "order", STREAMS, per_stream);
 }
 
 static int bits(uint64_t m) { return __builtin_popcountll(m); }

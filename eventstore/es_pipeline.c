@@ -3,6 +3,7 @@
  * statement is prepared once per connection and parameterised; results come
  * in binary format so event data is never hex-encoded. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,41 +126,72 @@ enum { O_INT8A = 1016 };
        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())" filter          \
        " ORDER BY tx_id, global_position LIMIT $3"
 
-/* A consumer group member's page: for each of its buckets (those whose
- * number modulo members is member), the events of the category in that
- * bucket after the bucket's checkpoint (from the start when it has none),
- * each by a range of es_events_bucket_idx; then the first $5 of them all
- * in the global order. Every event before the last one returned, in any
- * of the member's buckets, is in the page, so the member may advance all
- * its buckets to it (ES__GROUP_ACK_SQL). */
-#define READ_GROUP_SQL                                                        \
-  "SELECT e.* FROM generate_series(0, 63) AS g(b)"                           \
-  " LEFT JOIN es_subscriptions c ON c.name = $1 AND c.bucket = g.b"           \
-  " CROSS JOIN LATERAL (" COLS " WHERE category = $2 AND bucket = g.b"        \
-  " AND (tx_id, global_position) > (coalesce(c.tx_id, '0'::xid8),"            \
-  " coalesce(c.global_position, 0))"                                          \
+/* Consumer group pages. For each bucket the reader owns, the events of
+ * the category in that bucket after the bucket's checkpoint (from the
+ * start when it has none), first max of them by a range of
+ * es_events_bucket_idx; the 64 branches, one per bucket, are a UNION ALL
+ * of ordered subqueries that the planner merges (Merge Append) under the
+ * outer LIMIT, so a page reads about max index entries whatever the
+ * number of buckets, and a branch of a bucket the reader does not own is
+ * skipped by a one-time filter. Every event before the last one returned,
+ * in any of the reader's buckets, is in the page, so it may advance all
+ * those buckets to it. The texts (some 36 kB each) are built once, by
+ * group_sql(). */
+#define GROUP_BRANCH_FMT                                                      \
+  "%s(" COLS " WHERE category = $2 AND bucket = %d AND %s"                    \
+  " AND (tx_id, global_position) > (coalesce((SELECT c.tx_id"                 \
+  " FROM es_subscriptions c WHERE c.name = $1 AND c.bucket = %d),"            \
+  " '0'::xid8), coalesce((SELECT c.global_position FROM es_subscriptions c"   \
+  " WHERE c.name = $1 AND c.bucket = %d), 0))"                                \
   " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
-  " ORDER BY tx_id, global_position LIMIT $5) AS e"                           \
-  " WHERE g.b % $4 = $3 ORDER BY e.tx_id, e.global_position LIMIT $5"
-
-/* A consumer group member's page (es_member_read): as READ_GROUP_SQL for
- * the buckets the member owns and reads (es_group_buckets), read in the
- * same snapshot as their checkpoints, so a bucket that came from another
- * member is read from the checkpoint that member left. The mask of those
- * buckets follows each row (column 12), for the acknowledgement. */
-#define READ_MEMBER_SQL                                                       \
+  " ORDER BY tx_id, global_position LIMIT %s)"
+/* es_group_read ($1 group, $2 category, $3 member, $4 members, $5 max):
+ * member $3 of $4 owns the buckets b with b % $4 = $3. */
+#define READ_GROUP_HEAD "SELECT * FROM ("
+#define READ_GROUP_OWN "%d %% $4 = $3"
+#define READ_GROUP_TAIL                                                       \
+  ") AS e ORDER BY tx_id, global_position LIMIT $5"
+/* es_member_read ($1 group, $2 category, $3 member id, $4 max): the
+ * buckets member $3 owns and reads (es_group_buckets), read in the same
+ * snapshot as their checkpoints, so a bucket that came from another member
+ * is read from the checkpoint that member left. The mask of those buckets
+ * follows each row (column 12), for the acknowledgement. */
+#define READ_MEMBER_HEAD                                                      \
   "WITH mk AS (SELECT coalesce(bit_or(1::int8 << bucket), 0) AS mask"         \
   " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
   " AND next_owner IS NULL)"                                                  \
-  " SELECT e.*, mk.mask FROM mk CROSS JOIN generate_series(0, 63) AS g(b)"    \
-  " LEFT JOIN es_subscriptions c ON c.name = $1 AND c.bucket = g.b"           \
-  " CROSS JOIN LATERAL (" COLS " WHERE category = $2 AND bucket = g.b"        \
-  " AND (tx_id, global_position) > (coalesce(c.tx_id, '0'::xid8),"            \
-  " coalesce(c.global_position, 0))"                                          \
-  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
-  " ORDER BY tx_id, global_position LIMIT $4) AS e"                           \
-  " WHERE (mk.mask >> g.b) & 1 = 1 ORDER BY e.tx_id, e.global_position"       \
-  " LIMIT $4"
+  " SELECT e.*, (SELECT mask FROM mk) FROM ("
+#define READ_MEMBER_OWN "((SELECT mask FROM mk) >> %d) & 1 = 1"
+#define READ_MEMBER_TAIL                                                      \
+  ") AS e ORDER BY tx_id, global_position LIMIT $4"
+
+enum { GROUP_SQL_MAX = 48 * 1024 };
+static char read_group_sql[GROUP_SQL_MAX], read_member_sql[GROUP_SQL_MAX];
+
+/* Build one of the texts: head, the 64 branches, tail. */
+static void build_group_sql(char *out, const char *head, int member,
+                            const char *max, const char *tail) {
+  size_t o = (size_t)snprintf(out, GROUP_SQL_MAX, "%s", head);
+  for (int b = 0; b < 64 && o < GROUP_SQL_MAX; b++) {
+    char cond[64];
+    if (member)
+      snprintf(cond, sizeof cond, READ_MEMBER_OWN, b);
+    else
+      snprintf(cond, sizeof cond, READ_GROUP_OWN, b);
+    o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, GROUP_BRANCH_FMT,
+                          b ? " UNION ALL " : "", b, cond, b, b, max);
+  }
+  if (o < GROUP_SQL_MAX)
+    snprintf(out + o, GROUP_SQL_MAX - o, "%s", tail);
+}
+
+static void build_group_texts(void) {
+  build_group_sql(read_group_sql, READ_GROUP_HEAD, 0, "$5", READ_GROUP_TAIL);
+  build_group_sql(read_member_sql, READ_MEMBER_HEAD, 1, "$4",
+                  READ_MEMBER_TAIL);
+}
+
+static pthread_once_t group_texts_once = PTHREAD_ONCE_INIT;
 
 static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_BYTEAA, O_TEXTA,
@@ -204,8 +236,8 @@ static const struct {
     {"es_read_type", READ_ALL_SQL(" AND event_type = $5"), 5, read_all_types},
     {"es_read_cat_type", READ_ALL_SQL(" AND category = $4 AND event_type = $5"),
      5, read_all_types},
-    {"es_read_group", READ_GROUP_SQL, 5, read_group_types},
-    {"es_read_member", READ_MEMBER_SQL, 4, read_member_types},
+    {"es_read_group", read_group_sql, 5, read_group_types},
+    {"es_read_member", read_member_sql, 4, read_member_types},
     {"es_handoff", "SELECT es_group_handoff($1, $2)", 2, handoff_types},
     {"es_ckpt_load",
      "SELECT tx_id, global_position FROM es_subscriptions"
@@ -512,6 +544,7 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   if (prepare) {
     rc = send_plain(c, op, "DEALLOCATE ALL", ES__R_PREPARE);
     es__xcache_clear(op->xc);
+    pthread_once(&group_texts_once, build_group_texts);
   }
   for (size_t i = 0; prepare && i < N_STMTS && !rc; i++)
     rc = sent(c, op,

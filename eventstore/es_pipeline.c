@@ -136,7 +136,7 @@ enum { O_INT8A = 1016 };
  * skipped by a one-time filter. Every event before the last one returned,
  * in any of the reader's buckets, is in the page, so it may advance all
  * those buckets to it. The texts (some 36 kB each) are built once, by
- * group_sql(). */
+ * build_group_texts(). */
 #define GROUP_BRANCH_FMT                                                      \
   "%s(" COLS " WHERE category = $2 AND bucket = %d AND %s"                    \
   " AND (tx_id, global_position) > (coalesce((SELECT c.tx_id"                 \

@@ -3,9 +3,9 @@
 -- group's 64 buckets are shared among the live ones. Buckets move when a
 -- member joins, leaves or lets its lease expire, with their checkpoints
 -- (es_subscriptions), and a bucket has one owner at a time: a member's
--- checkpoint advance checks, in its own transaction and under a row lock
--- of the bucket, that the member still owns it, so a stale member cannot
--- advance a bucket somebody else now reads.
+-- checkpoint advance checks, in its own transaction and under the group's
+-- advisory lock (held shared), that the member still owns it, so a stale
+-- member cannot advance a bucket somebody else now reads.
 
 -- The members of each group and their leases (the database's clock).
 CREATE TABLE es_group_members (

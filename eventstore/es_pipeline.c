@@ -145,10 +145,36 @@ enum { O_INT8A = 1016 };
   " WHERE c.name = $1 AND c.bucket = %d), 0))"                                \
   " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
   " ORDER BY tx_id, global_position LIMIT %s)"
+/* The lone reader's fast path: when the reader owns every bucket (OWNALL)
+ * and they all stand at one checkpoint (or none has one), the page is the
+ * category's events after that checkpoint, one range of the category
+ * index in the global order, as a plain category read (es_read_all): the
+ * branch FAST_BRANCH_FMT reads it and the 64 bucket branches are skipped;
+ * otherwise the reverse. A lone member that acknowledges its pages keeps
+ * its buckets together, so it stays on this path. f.fast, f.tx, f.gp. */
+#define FAST_CTE_FMT                                                          \
+  "f AS (SELECT %s AND (s.n = 0 OR (s.n = 64 AND (lo.tx_id,"                 \
+  " lo.global_position) = (hi.tx_id, hi.global_position))) AS fast,"          \
+  " coalesce(lo.tx_id, '0'::xid8) AS tx, coalesce(lo.global_position, 0)"     \
+  " AS gp FROM (SELECT count(*) AS n FROM es_subscriptions"                   \
+  " WHERE name = $1 AND bucket >= 0) s"                                       \
+  " LEFT JOIN LATERAL (SELECT tx_id, global_position FROM es_subscriptions"   \
+  " WHERE name = $1 AND bucket >= 0 ORDER BY tx_id, global_position"          \
+  " LIMIT 1) lo ON true"                                                      \
+  " LEFT JOIN LATERAL (SELECT tx_id, global_position FROM es_subscriptions"   \
+  " WHERE name = $1 AND bucket >= 0 ORDER BY tx_id DESC,"                     \
+  " global_position DESC LIMIT 1) hi ON true)"
+#define FAST_BRANCH_FMT                                                       \
+  "(" COLS " WHERE (SELECT fast FROM f) AND category = $2"                    \
+  " AND (tx_id, global_position) > ((SELECT tx FROM f), (SELECT gp FROM f))"  \
+  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
+  " ORDER BY tx_id, global_position LIMIT %s) UNION ALL "
 /* es_group_read ($1 group, $2 category, $3 member, $4 members, $5 max):
  * member $3 of $4 owns the buckets b with b % $4 = $3. */
-#define READ_GROUP_HEAD "SELECT * FROM ("
-#define READ_GROUP_OWN "%d %% $4 = $3"
+#define READ_GROUP_HEAD "WITH "
+#define READ_GROUP_ALL "$4::int = 1"
+#define READ_GROUP_SELECT " SELECT * FROM ("
+#define READ_GROUP_OWN "%d %% $4 = $3 AND NOT (SELECT fast FROM f)"
 #define READ_GROUP_TAIL                                                       \
   ") AS e ORDER BY tx_id, global_position LIMIT $5"
 /* es_member_read ($1 group, $2 category, $3 member id, $4 max): the
@@ -159,21 +185,29 @@ enum { O_INT8A = 1016 };
 #define READ_MEMBER_HEAD                                                      \
   "WITH mk AS (SELECT coalesce(bit_or(1::int8 << bucket), 0) AS mask"         \
   " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
-  " AND next_owner IS NULL)"                                                  \
-  " SELECT e.*, (SELECT mask FROM mk) FROM ("
-#define READ_MEMBER_OWN "((SELECT mask FROM mk) >> %d) & 1 = 1"
+  " AND next_owner IS NULL), "
+#define READ_MEMBER_ALL "(SELECT mask FROM mk) = -1"
+#define READ_MEMBER_SELECT " SELECT e.*, (SELECT mask FROM mk) FROM ("
+#define READ_MEMBER_OWN                                                       \
+  "((SELECT mask FROM mk) >> %d) & 1 = 1 AND NOT (SELECT fast FROM f)"
 #define READ_MEMBER_TAIL                                                      \
   ") AS e ORDER BY tx_id, global_position LIMIT $4"
 
-enum { GROUP_SQL_MAX = 48 * 1024 };
+enum { GROUP_SQL_MAX = 56 * 1024 };
 static char read_group_sql[GROUP_SQL_MAX], read_member_sql[GROUP_SQL_MAX];
 
-/* Build one of the texts: head, the 64 branches, tail. */
-static void build_group_sql(char *out, const char *head, int member,
-                            const char *max, const char *tail) {
-  size_t o = (size_t)snprintf(out, GROUP_SQL_MAX, "%s", head);
+/* Build one of the texts: head, the fast path's CTE, select, its branch,
+ * the 64 bucket branches, tail. */
+static void build_group_sql(char *out, int member, const char *max) {
+  size_t o = (size_t)snprintf(out, GROUP_SQL_MAX, "%s",
+                              member ? READ_MEMBER_HEAD : READ_GROUP_HEAD);
+  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, FAST_CTE_FMT,
+                        member ? READ_MEMBER_ALL : READ_GROUP_ALL);
+  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, "%s",
+                        member ? READ_MEMBER_SELECT : READ_GROUP_SELECT);
+  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, FAST_BRANCH_FMT, max);
   for (int b = 0; b < 64 && o < GROUP_SQL_MAX; b++) {
-    char cond[64];
+    char cond[96];
     if (member)
       snprintf(cond, sizeof cond, READ_MEMBER_OWN, b);
     else
@@ -182,13 +216,13 @@ static void build_group_sql(char *out, const char *head, int member,
                           b ? " UNION ALL " : "", b, cond, b, b, max);
   }
   if (o < GROUP_SQL_MAX)
-    snprintf(out + o, GROUP_SQL_MAX - o, "%s", tail);
+    snprintf(out + o, GROUP_SQL_MAX - o, "%s",
+             member ? READ_MEMBER_TAIL : READ_GROUP_TAIL);
 }
 
 static void build_group_texts(void) {
-  build_group_sql(read_group_sql, READ_GROUP_HEAD, 0, "$5", READ_GROUP_TAIL);
-  build_group_sql(read_member_sql, READ_MEMBER_HEAD, 1, "$4",
-                  READ_MEMBER_TAIL);
+  build_group_sql(read_group_sql, 0, "$5");
+  build_group_sql(read_member_sql, 1, "$4");
 }
 
 static pthread_once_t group_texts_once = PTHREAD_ONCE_INIT;

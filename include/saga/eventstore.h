@@ -406,7 +406,8 @@ ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
  * keeps its own checkpoint, so changing the number of members moves whole
  * buckets with their checkpoints. Members are numbered by the caller;
  * stop them all before changing members (no member may run with another
- * count: two members could then hold one bucket). */
+ * count: two members could then hold one bucket). For members that come
+ * and go, with leases kept by the store, see es_group_join below. */
 #define ES_GROUP_BUCKETS 64
 
 /* Up to max (1..10000) events of category for member of group: its

@@ -87,6 +87,9 @@ static void drop_conn(es_async_t *as) {
 static void complete(es_async_t *as, es__op_t *op) {
   if (op->kind == ES__OP_BATCH) {
     op->batch_cb(as, op->batch, op->status, op->arg);
+  } else if (op->kind == ES__OP_MEMBER) {
+    op->member_cb(as, op->status, op->from_version,
+                  op->status ? 0 : op->from.tx, op->arg);
   } else {
     es_page_t *page = op->status ? NULL : op->page;
     if (page)
@@ -371,6 +374,16 @@ int es_async_batch(es_async_t *as, es_batch_t *b, es_batch_cb cb, void *arg) {
   return submit(as, op, arg);
 }
 
+/* A zeroed op for a submit call, or NULL with *rc set (INVALID without a
+ * handle or callback, BUSY when closing, NOMEM). */
+static es__op_t *new_op(es_async_t *as, int has_cb, int *rc) {
+  *rc = (!as || !has_cb) ? ES_ERR_INVALID : as->closing ? ES_ERR_BUSY : 0;
+  es__op_t *op = *rc ? NULL : calloc(1, sizeof *op);
+  if (!*rc && !op)
+    *rc = ES_ERR_NOMEM;
+  return op;
+}
+
 static int submit_read(es_async_t *as, es__op_t *op, int rc, es_read_cb cb,
                        void *arg) {
   if (rc) {
@@ -379,20 +392,18 @@ static int submit_read(es_async_t *as, es__op_t *op, int rc, es_read_cb cb,
     free(op);
     return rc;
   }
-  op->read_cb = cb;
+  if (cb)
+    op->read_cb = cb;
   return submit(as, op, arg);
 }
 
 int es_async_read_stream(es_async_t *as, const char *stream_id,
                          int64_t from_version, size_t max, es_read_cb cb,
                          void *arg) {
-  if (!as || !cb)
-    return ES_ERR_INVALID;
-  if (as->closing)
-    return ES_ERR_BUSY;
-  es__op_t *op = calloc(1, sizeof *op);
+  int rc;
+  es__op_t *op = new_op(as, cb != NULL, &rc);
   if (!op)
-    return ES_ERR_NOMEM;
+    return rc;
   return submit_read(as, op,
                      es__op_read_stream(op, stream_id, from_version, max), cb,
                      arg);
@@ -400,12 +411,64 @@ int es_async_read_stream(es_async_t *as, const char *stream_id,
 
 int es_async_read_all(es_async_t *as, es_pos_t from, const es_filter_t *filter,
                       size_t max, es_read_cb cb, void *arg) {
-  if (!as || !cb)
-    return ES_ERR_INVALID;
-  if (as->closing)
-    return ES_ERR_BUSY;
-  es__op_t *op = calloc(1, sizeof *op);
+  int rc;
+  es__op_t *op = new_op(as, cb != NULL, &rc);
   if (!op)
-    return ES_ERR_NOMEM;
+    return rc;
   return submit_read(as, op, es__op_read_all(op, from, filter, max), cb, arg);
+}
+
+int es_async_group_read(es_async_t *as, const char *group,
+                        const char *category, int member, int members,
+                        size_t max, es_read_cb cb, void *arg) {
+  int rc;
+  es__op_t *op = new_op(as, cb != NULL, &rc);
+  if (!op)
+    return rc;
+  return submit_read(
+      as, op, es__op_read_group(op, group, category, member, members, max),
+      cb, arg);
+}
+
+int es_async_member_read(es_async_t *as, const char *group,
+                         const char *category, int64_t member_id, size_t max,
+                         es_read_cb cb, void *arg) {
+  int rc;
+  es__op_t *op = new_op(as, cb != NULL, &rc);
+  if (!op)
+    return rc;
+  return submit_read(
+      as, op, es__op_read_member(op, group, category, member_id, max), cb,
+      arg);
+}
+
+/* Join (which 0, member_id 0: a new random id), renew (1) or leave (2). */
+static int member_op(es_async_t *as, int which, const char *group,
+                     int64_t member_id, unsigned lease_ms, es_member_cb cb,
+                     void *arg) {
+  int rc;
+  es__op_t *op = new_op(as, cb != NULL, &rc);
+  if (!op)
+    return rc;
+  if (which == 0 && (member_id = es__member_id()) <= 0)
+    member_id = 0; /* refused below: no randomness */
+  op->member_cb = cb;
+  return submit_read(as, op,
+                     es__op_member(op, which, group, member_id, lease_ms),
+                     NULL, arg);
+}
+
+int es_async_group_join(es_async_t *as, const char *group, unsigned lease_ms,
+                        es_member_cb cb, void *arg) {
+  return member_op(as, 0, group, 0, lease_ms, cb, arg);
+}
+
+int es_async_group_renew(es_async_t *as, const char *group, int64_t member_id,
+                         unsigned lease_ms, es_member_cb cb, void *arg) {
+  return member_op(as, 1, group, member_id, lease_ms, cb, arg);
+}
+
+int es_async_group_leave(es_async_t *as, const char *group, int64_t member_id,
+                         es_member_cb cb, void *arg) {
+  return member_op(as, 2, group, member_id, 0, cb, arg);
 }

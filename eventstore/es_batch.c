@@ -437,6 +437,34 @@ int es_batch_add_group_ack(es_batch_t *b, const char *group, int member,
   return add_ckpt(b, 1, group, member, members, pos);
 }
 
+int es_batch_add_member_ack(es_batch_t *b, const char *group,
+                            int64_t member_id, uint64_t buckets,
+                            es_pos_t pos) {
+  if (!b)
+    return ES_ERR_INVALID;
+  int rc = es__check_sub_name("group name", group, b->msg, sizeof b->msg);
+  if (rc)
+    return rc;
+  if (pos.pos < 0 || member_id <= 0) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "acknowledgement in group \"%s\": the position must not be"
+                " negative and the member id positive",
+                group);
+    return ES_ERR_INVALID;
+  }
+  char id[24], mask[24], tx[24], gp[24];
+  snprintf(id, sizeof id, "%lld", (long long)member_id);
+  snprintf(mask, sizeof mask, "%lld", (long long)(int64_t)buckets);
+  snprintf(tx, sizeof tx, "%llu", (unsigned long long)pos.tx);
+  snprintf(gp, sizeof gp, "%lld", (long long)pos.pos);
+  const char *v[5] = {group, id, mask, tx, gp};
+  return es_batch_add_statement(
+      b,
+      "SELECT es_group_member_ack($1, $2::int8, $3::int8, $4::xid8,"
+      " $5::int8)",
+      5, v);
+}
+
 /* ---- the multi-stream statement ---- */
 
 struct skey {

@@ -144,3 +144,14 @@ int es_uuid_v4(uint8_t out[16]) {
 void es_uuid_format(const uint8_t id[16], char out[37]) {
   saga__uuid_format(id, out);
 }
+
+int64_t es__member_id(void) {
+  uint8_t r[16];
+  if (es_uuid_v4(r))
+    return -1;
+  uint64_t id = 0;
+  for (int i = 0; i < 8; i++)
+    id = (id << 8) | r[i];
+  id &= (uint64_t)INT64_MAX;
+  return id ? (int64_t)id : 1;
+}

@@ -135,6 +135,11 @@ typedef enum {
   ES__OP_READ_GROUP, /* a consumer group member's page: group name in
                         stream_id, member and members */
   ES__OP_CKPT_LOAD,  /* a named checkpoint (stream_id) into from */
+  ES__OP_READ_MEMBER, /* a group member's page after its hand-over: group
+                         in stream_id, member id in from_version */
+  ES__OP_MEMBER, /* join (member 0), renew (1) or leave (2) group
+                    stream_id as member from_version, lease ms in max; the
+                    buckets it owns come back in from.tx */
 } es__op_kind_t;
 
 typedef enum {
@@ -152,6 +157,8 @@ typedef enum {
   ES__R_SNAP,
   ES__R_ROLL,
   ES__R_CKPT,
+  ES__R_HANDOFF, /* es_group_handoff() before a member's read */
+  ES__R_MEMBER,  /* es_group_join() / es_group_leave(): an int8 */
 } es__rkind_t;
 
 typedef struct {
@@ -211,6 +218,7 @@ typedef struct es__op {
   /* async face */
   es_batch_cb batch_cb;
   es_read_cb read_cb;
+  es_member_cb member_cb;
   void *arg;
   struct es__op *qnext;
 } es__op_t;
@@ -237,6 +245,15 @@ int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
                     size_t max);
 int es__op_read_group(es__op_t *op, const char *group, const char *category,
                       int member, int members, size_t max);
+/* A member's page (ES__OP_READ_MEMBER) or join / renew / leave
+ * (ES__OP_MEMBER, which 0, 1, 2). */
+int es__op_read_member(es__op_t *op, const char *group, const char *category,
+                       int64_t member_id, size_t max);
+int es__op_member(es__op_t *op, int which, const char *group,
+                  int64_t member_id, unsigned lease_ms);
+/* A new consumer group member id: random, positive; -1 when no
+ * randomness could be read. */
+int64_t es__member_id(void);
 /* Check a subscription or group name; sets msg on failure. */
 int es__check_sub_name(const char *what, const char *name, char *msg,
                        size_t msglen);

@@ -2,6 +2,8 @@
  * with a sync, so one round trip) and how each result is read back. Every
  * statement is prepared once per connection and parameterised; results come
  * in binary format so event data is never hex-encoded. */
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,22 +126,106 @@ enum { O_INT8A = 1016 };
        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())" filter          \
        " ORDER BY tx_id, global_position LIMIT $3"
 
-/* A consumer group member's page: for each of its buckets (those whose
- * number modulo members is member), the events of the category in that
- * bucket after the bucket's checkpoint (from the start when it has none),
- * each by a range of es_events_bucket_idx; then the first $5 of them all
- * in the global order. Every event before the last one returned, in any
- * of the member's buckets, is in the page, so the member may advance all
- * its buckets to it (ES__GROUP_ACK_SQL). */
-#define READ_GROUP_SQL                                                        \
-  "SELECT e.* FROM generate_series(0, 63) AS g(b)"                           \
-  " LEFT JOIN es_subscriptions c ON c.name = $1 AND c.bucket = g.b"           \
-  " CROSS JOIN LATERAL (" COLS " WHERE category = $2 AND bucket = g.b"        \
-  " AND (tx_id, global_position) > (coalesce(c.tx_id, '0'::xid8),"            \
-  " coalesce(c.global_position, 0))"                                          \
+/* Consumer group pages. For each bucket the reader owns, the events of
+ * the category in that bucket after the bucket's checkpoint (from the
+ * start when it has none), first max of them by a range of
+ * es_events_bucket_idx; the 64 branches, one per bucket, are a UNION ALL
+ * of ordered subqueries that the planner merges (Merge Append) under the
+ * outer LIMIT, so a page reads about max index entries whatever the
+ * number of buckets, and a branch of a bucket the reader does not own is
+ * skipped by a one-time filter. Every event before the last one returned,
+ * in any of the reader's buckets, is in the page, so it may advance all
+ * those buckets to it. The texts (some 36 kB each) are built once, by
+ * build_group_texts(). */
+#define GROUP_BRANCH_FMT                                                      \
+  "%s(" COLS " WHERE category = $2 AND bucket = %d AND %s"                    \
+  " AND (tx_id, global_position) > (coalesce((SELECT c.tx_id"                 \
+  " FROM es_subscriptions c WHERE c.name = $1 AND c.bucket = %d),"            \
+  " '0'::xid8), coalesce((SELECT c.global_position FROM es_subscriptions c"   \
+  " WHERE c.name = $1 AND c.bucket = %d), 0))"                                \
   " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
-  " ORDER BY tx_id, global_position LIMIT $5) AS e"                           \
-  " WHERE g.b % $4 = $3 ORDER BY e.tx_id, e.global_position LIMIT $5"
+  " ORDER BY tx_id, global_position LIMIT %s)"
+/* The lone reader's fast path: when the reader owns every bucket (OWNALL)
+ * and they all stand at one checkpoint (or none has one), the page is the
+ * category's events after that checkpoint, one range of the category
+ * index in the global order, as a plain category read (es_read_all): the
+ * branch FAST_BRANCH_FMT reads it and the 64 bucket branches are skipped;
+ * otherwise the reverse. A lone member that acknowledges its pages keeps
+ * its buckets together, so it stays on this path. f.fast, f.tx, f.gp. */
+#define FAST_CTE_FMT                                                          \
+  "f AS (SELECT %s AND (s.n = 0 OR (s.n = 64 AND (lo.tx_id,"                 \
+  " lo.global_position) = (hi.tx_id, hi.global_position))) AS fast,"          \
+  " coalesce(lo.tx_id, '0'::xid8) AS tx, coalesce(lo.global_position, 0)"     \
+  " AS gp FROM (SELECT count(*) AS n FROM es_subscriptions"                   \
+  " WHERE name = $1 AND bucket >= 0) s"                                       \
+  " LEFT JOIN LATERAL (SELECT tx_id, global_position FROM es_subscriptions"   \
+  " WHERE name = $1 AND bucket >= 0 ORDER BY tx_id, global_position"          \
+  " LIMIT 1) lo ON true"                                                      \
+  " LEFT JOIN LATERAL (SELECT tx_id, global_position FROM es_subscriptions"   \
+  " WHERE name = $1 AND bucket >= 0 ORDER BY tx_id DESC,"                     \
+  " global_position DESC LIMIT 1) hi ON true)"
+#define FAST_BRANCH_FMT                                                       \
+  "(" COLS " WHERE (SELECT fast FROM f) AND category = $2"                    \
+  " AND (tx_id, global_position) > ((SELECT tx FROM f), (SELECT gp FROM f))"  \
+  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
+  " ORDER BY tx_id, global_position LIMIT %s) UNION ALL "
+/* es_group_read ($1 group, $2 category, $3 member, $4 members, $5 max):
+ * member $3 of $4 owns the buckets b with b % $4 = $3. */
+#define READ_GROUP_HEAD "WITH "
+#define READ_GROUP_ALL "$4::int = 1"
+#define READ_GROUP_SELECT " SELECT * FROM ("
+#define READ_GROUP_OWN "%d %% $4 = $3 AND NOT (SELECT fast FROM f)"
+#define READ_GROUP_TAIL                                                       \
+  ") AS e ORDER BY tx_id, global_position LIMIT $5"
+/* es_member_read ($1 group, $2 category, $3 member id, $4 max): the
+ * buckets member $3 owns and reads (es_group_buckets), read in the same
+ * snapshot as their checkpoints, so a bucket that came from another member
+ * is read from the checkpoint that member left. The mask of those buckets
+ * follows each row (column 12), for the acknowledgement. */
+#define READ_MEMBER_HEAD                                                      \
+  "WITH mk AS (SELECT coalesce(bit_or(1::int8 << bucket), 0) AS mask"         \
+  " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
+  " AND next_owner IS NULL), "
+#define READ_MEMBER_ALL "(SELECT mask FROM mk) = -1"
+#define READ_MEMBER_SELECT " SELECT e.*, (SELECT mask FROM mk) FROM ("
+#define READ_MEMBER_OWN                                                       \
+  "((SELECT mask FROM mk) >> %d) & 1 = 1 AND NOT (SELECT fast FROM f)"
+#define READ_MEMBER_TAIL                                                      \
+  ") AS e ORDER BY tx_id, global_position LIMIT $4"
+
+enum { GROUP_SQL_MAX = 56 * 1024 };
+static char read_group_sql[GROUP_SQL_MAX], read_member_sql[GROUP_SQL_MAX];
+
+/* Build one of the texts: head, the fast path's CTE, select, its branch,
+ * the 64 bucket branches, tail. */
+static void build_group_sql(char *out, int member, const char *max) {
+  size_t o = (size_t)snprintf(out, GROUP_SQL_MAX, "%s",
+                              member ? READ_MEMBER_HEAD : READ_GROUP_HEAD);
+  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, FAST_CTE_FMT,
+                        member ? READ_MEMBER_ALL : READ_GROUP_ALL);
+  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, "%s",
+                        member ? READ_MEMBER_SELECT : READ_GROUP_SELECT);
+  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, FAST_BRANCH_FMT, max);
+  for (int b = 0; b < 64 && o < GROUP_SQL_MAX; b++) {
+    char cond[96];
+    if (member)
+      snprintf(cond, sizeof cond, READ_MEMBER_OWN, b);
+    else
+      snprintf(cond, sizeof cond, READ_GROUP_OWN, b);
+    o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, GROUP_BRANCH_FMT,
+                          b ? " UNION ALL " : "", b, cond, b, b, max);
+  }
+  if (o < GROUP_SQL_MAX)
+    snprintf(out + o, GROUP_SQL_MAX - o, "%s",
+             member ? READ_MEMBER_TAIL : READ_GROUP_TAIL);
+}
+
+static void build_group_texts(void) {
+  build_group_sql(read_group_sql, 0, "$5");
+  build_group_sql(read_member_sql, 1, "$4");
+}
+
+static pthread_once_t group_texts_once = PTHREAD_ONCE_INIT;
 
 static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_BYTEAA, O_TEXTA,
@@ -153,6 +239,8 @@ static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
 static const Oid read_group_types[] = {O_TEXT, O_TEXT, 23, 23, O_INT8};
+static const Oid read_member_types[] = {O_TEXT, O_TEXT, O_INT8, O_INT8};
+static const Oid handoff_types[] = {O_TEXT, O_INT8};
 static const Oid ckpt_load_types[] = {O_TEXT};
 static const Oid snap_save_types[] = {O_TEXT, O_INT8, O_TEXT, O_BYTEA};
 static const Oid snap_load_types[] = {O_TEXT};
@@ -182,7 +270,9 @@ static const struct {
     {"es_read_type", READ_ALL_SQL(" AND event_type = $5"), 5, read_all_types},
     {"es_read_cat_type", READ_ALL_SQL(" AND category = $4 AND event_type = $5"),
      5, read_all_types},
-    {"es_read_group", READ_GROUP_SQL, 5, read_group_types},
+    {"es_read_group", read_group_sql, 5, read_group_types},
+    {"es_read_member", read_member_sql, 4, read_member_types},
+    {"es_handoff", "SELECT es_group_handoff($1, $2)", 2, handoff_types},
     {"es_ckpt_load",
      "SELECT tx_id, global_position FROM es_subscriptions"
      " WHERE name = $1 AND bucket = -1",
@@ -381,6 +471,33 @@ static int send_group(PGconn *c, es__op_t *op) {
     return sent(c, op,
                 PQsendQueryPrepared(c, "es_ckpt_load", 1, v, NULL, NULL, 1),
                 ES__R_CKPT, 0);
+  char id[24], lease[24];
+  snprintf(id, sizeof id, "%" PRId64, op->from_version);
+  snprintf(lease, sizeof lease, "%zu", op->max);
+  const char *mv[4] = {op->stream_id, op->category, id, max};
+  if (op->kind == ES__OP_READ_MEMBER) {
+    const char *hv[2] = {op->stream_id, id};
+    int rc = sent(c, op,
+                  PQsendQueryPrepared(c, "es_handoff", 2, hv, NULL, NULL, 1),
+                  ES__R_HANDOFF, 0);
+    return rc ? rc
+              : sent(c, op,
+                     PQsendQueryPrepared(c, "es_read_member", 4, mv, NULL,
+                                         NULL, 1),
+                     ES__R_READ, 0);
+  }
+  if (op->kind == ES__OP_MEMBER) {
+    static const char *const sql[] = {
+        "SELECT es_group_join($1, $2, $3, true)",
+        "SELECT es_group_join($1, $2, $3, false)",
+        "SELECT es_group_leave($1, $2)"};
+    static const Oid types[3] = {O_TEXT, O_INT8, 23 /* int4 */};
+    const char *jv[3] = {op->stream_id, id, lease};
+    return sent(c, op,
+                PQsendQueryParams(c, sql[op->member], op->member == 2 ? 2 : 3,
+                                  types, jv, NULL, NULL, 1),
+                ES__R_MEMBER, 0);
+  }
   return sent(c, op,
               PQsendQueryPrepared(c, "es_read_group", 5, v, NULL, NULL, 1),
               ES__R_READ, 0);
@@ -461,6 +578,7 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   if (prepare) {
     rc = send_plain(c, op, "DEALLOCATE ALL", ES__R_PREPARE);
     es__xcache_clear(op->xc);
+    pthread_once(&group_texts_once, build_group_texts);
   }
   for (size_t i = 0; prepare && i < N_STMTS && !rc; i++)
     rc = sent(c, op,
@@ -509,6 +627,8 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
       rc = send_roll(c, op);
     break;
   case ES__OP_READ_GROUP:
+  case ES__OP_READ_MEMBER:
+  case ES__OP_MEMBER:
   case ES__OP_CKPT_LOAD:
     if (!rc)
       rc = send_group(c, op);
@@ -539,6 +659,10 @@ int es__map_error(PGconn *c, const PGresult *r) {
   }
   if (!strcmp(st, "22021"))
     return ES_ERR_BAD_UTF8;
+  if (!strcmp(st, "ES001")) /* es_group_member_ack: buckets moved */
+    return ES_ERR_NOT_OWNER;
+  if (!strcmp(st, "ES002")) /* es_group_join: no longer a member */
+    return ES_ERR_NOT_FOUND;
   if (!strcmp(st, "54000") || !strcmp(st, "22001"))
     return ES_ERR_TOO_LARGE;
   return ES_ERR_DB;
@@ -672,6 +796,8 @@ static int make_page(es__op_t *op, PGresult *r) {
   }
   if (n)
     pg->next = pg->events[n - 1].at;
+  if (n && PQnfields(r) > 12) /* a member's read: its buckets' mask */
+    pg->buckets = (uint64_t)es__get_be64(PQgetvalue(r, 0, 12));
   op->page = pg;
   return 0;
 }
@@ -786,7 +912,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
       op->multi_failed = 1;
       code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP) {
-      code = ES_ERR_BATCH_ABORTED;
+      /* A member's acknowledgement refused keeps its own answer. */
+      if (code != ES_ERR_NOT_OWNER)
+        code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
       code = ES_ERR_SCHEMA;
     }
@@ -815,6 +943,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
     break;
   case ES__R_ROLL:
     op->from_version = es__get_be32(PQgetvalue(r, 0, 0));
+    break;
+  case ES__R_MEMBER:
+    op->from.tx = (uint64_t)es__get_be64(PQgetvalue(r, 0, 0));
     break;
   case ES__R_CKPT:
     op->from = (es_pos_t){0, 0};
@@ -922,6 +1053,45 @@ int es__op_read_group(es__op_t *op, const char *group, const char *category,
   op->max = max;
   op->from = (es_pos_t){0, 0};
   if (!(op->stream_id = strdup(group)) || !(op->category = strdup(category)))
+    return ES_ERR_NOMEM;
+  return 0;
+}
+
+int es__op_read_member(es__op_t *op, const char *group, const char *category,
+                       int64_t member_id, size_t max) {
+  int rc = es__op_read_group(op, group, category, 0, 1, max);
+  if (rc)
+    return rc;
+  if (member_id <= 0) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": member id must be positive (got %" PRId64
+                "): use the id es_group_join gave",
+                group, member_id);
+    return ES_ERR_INVALID;
+  }
+  op->kind = ES__OP_READ_MEMBER;
+  op->from_version = member_id;
+  return 0;
+}
+
+int es__op_member(es__op_t *op, int which, const char *group,
+                  int64_t member_id, unsigned lease_ms) {
+  int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
+  if (rc)
+    return rc;
+  if (member_id <= 0 || (which != 2 && (lease_ms < 1 ||
+                                         lease_ms > ES_MAX_LEASE_MS))) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": member id must be positive and the lease 1"
+                " to %d ms (got member %" PRId64 ", lease %u ms)",
+                group, ES_MAX_LEASE_MS, member_id, lease_ms);
+    return ES_ERR_INVALID;
+  }
+  op->kind = ES__OP_MEMBER;
+  op->member = which;
+  op->from_version = member_id;
+  op->max = lease_ms;
+  if (!(op->stream_id = strdup(group)))
     return ES_ERR_NOMEM;
   return 0;
 }

@@ -399,6 +399,66 @@ int es_group_read(es_store_t *s, const char *group, const char *category,
       out);
 }
 
+/* Join (which 0), renew (1) or leave (2) a group; the buckets owned
+ * after it into *buckets (optional). */
+static int member_op(es_store_t *s, int which, const char *group,
+                     int64_t member_id, unsigned lease_ms,
+                     uint64_t *buckets) {
+  es__op_t op = {0};
+  int rc = es__op_member(&op, which, group, member_id, lease_ms);
+  if (rc)
+    trim_copy(s->msg, sizeof s->msg, op.msg);
+  else if (!(rc = run(s, &op)) && buckets)
+    *buckets = op.from.tx;
+  es__op_free(&op);
+  return rc;
+}
+
+int es_group_join(es_store_t *s, const char *group, unsigned lease_ms,
+                  int64_t *member_id, uint64_t *buckets) {
+  if (!s || !member_id)
+    return ES_ERR_INVALID;
+  int64_t id = es__member_id();
+  if (id <= 0)
+    return ES_ERR_INVALID;
+  int rc = member_op(s, 0, group, id, lease_ms, buckets);
+  if (!rc)
+    *member_id = id;
+  return rc;
+}
+
+int es_group_renew(es_store_t *s, const char *group, int64_t member_id,
+                   unsigned lease_ms, uint64_t *buckets) {
+  if (!s)
+    return ES_ERR_INVALID;
+  return member_op(s, 1, group, member_id, lease_ms, buckets);
+}
+
+int es_group_leave(es_store_t *s, const char *group, int64_t member_id) {
+  if (!s)
+    return ES_ERR_INVALID;
+  return member_op(s, 2, group, member_id, 0, NULL);
+}
+
+int es_member_read(es_store_t *s, const char *group, const char *category,
+                   int64_t member_id, size_t max, es_page_t **out) {
+  if (!s || !out)
+    return ES_ERR_INVALID;
+  *out = NULL;
+  es__op_t op = {0};
+  return read_op(
+      s, &op, es__op_read_member(&op, group, category, member_id, max), out);
+}
+
+int es_member_ack(es_store_t *s, const char *group, int64_t member_id,
+                  uint64_t buckets, es_pos_t pos) {
+  if (!s)
+    return ES_ERR_INVALID;
+  es_batch_reset(s->one);
+  return run_ckpt(s, es_batch_add_member_ack(s->one, group, member_id,
+                                             buckets, pos));
+}
+
 /* Snapshot parameters packed in op->snap: version, stream id, type, data
  * (lengths of the stream id in op->max, of the type in op->from_version). */
 static int snap_op(es_store_t *s, es__op_t *op, const char *stream_id,

@@ -93,12 +93,9 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
   if (s->dirty) {
     s->dirty = 0;
     read_next(s);
-  } else if (s->settle_ms && s->settle_ms < s->o.poll_ms) {
-    uv_timer_start(&s->timer, on_timer, s->settle_ms, 0);
-    s->settle_ms *= 2;
   } else {
-    s->settle_ms = 0;
-    uv_timer_start(&s->timer, on_timer, s->o.poll_ms, 0);
+    uv_timer_start(&s->timer, on_timer,
+                   es__settle_wait(&s->settle_ms, s->o.poll_ms), 0);
   }
 }
 

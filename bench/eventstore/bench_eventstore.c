@@ -2,12 +2,16 @@
  * (fsync on), all in one run, against raw baselines on one plain table
  * shaped as es_events was before it was partitioned (same columns, keys and
  * defaults, no partitions, no library; bench_raw.h): single INSERT+COMMIT
- * and COPY. Uses a scratch database it creates and drops. Prints figures and a
- * last JSON line. Usage: bench-eventstore [CONNINFO] (default
+ * and COPY. Then consumer group reads (1, 2 and 4 members) over 1M events
+ * against a raw SELECT of the same rows, and the archive of everything
+ * (saga-es-archive). Uses a scratch database it creates and drops. Prints
+ * figures and a last JSON line. Usage: bench-eventstore [CONNINFO] (default
  * $SAGA_PG_CONNINFO). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -207,6 +211,241 @@ static double median(double *v) {
   return c[ROUNDS / 2];
 }
 
+/* The consumer group and archive phases: GROUP_EVENTS
+ * events in GROUP_STREAMS streams of category "grp", read by a consumer
+ * group of 1, 2 and 4 members (each its own connection and thread, reading
+ * pages of GROUP_PAGE with es_member_read and acknowledging each with
+ * es_member_ack, a commit), against a raw keyset SELECT of the same rows
+ * in the same order and pages on one connection (the gap-safe rule of
+ * docs/eventstore.md, prepared, binary results). Rounds alternate, so
+ * drift in the load of a shared machine hits every variant alike; each
+ * ratio is that of one round's variant to the same round's raw read, the
+ * median of the rounds. Then every stream is closed, the era ended, and
+ * saga-es-archive writes, verifies and drops it: events per second. */
+#define GROUP_STREAMS 10000
+#define GROUP_VERSIONS 100 /* per stream: 1M events */
+#define GROUP_EVENTS ((long)GROUP_STREAMS * GROUP_VERSIONS)
+#define GROUP_PAGE 1000
+#define GROUP_ROUNDS 3
+
+/* 1M events, ten versions of every stream per transaction. */
+static void load(PGconn *c, int payload_len) {
+  double t0 = now_s();
+  for (int v = 1; v <= GROUP_VERSIONS; v += 10) {
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO es_events (stream_id, stream_version, event_id,"
+             " event_type, data) SELECT 'grp-' || s, v, gen_random_uuid(),"
+             " 'OrderPlaced', decode(repeat('61', %d), 'hex')"
+             " FROM generate_series(%d, %d) v, generate_series(1, %d) s"
+             " ORDER BY v, s",
+             payload_len, v, v + 9, GROUP_STREAMS);
+    exec(c, sql);
+  }
+  exec(c, "ANALYZE es_events");
+  printf("loaded %ld events in %d streams in %.1f s\n", GROUP_EVENTS,
+         GROUP_STREAMS, now_s() - t0);
+}
+
+static uint64_t be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = (v << 8) | (unsigned char)p[i];
+  return v;
+}
+
+/* The raw read: the same rows, order and pages, by hand. */
+static double raw_read(PGconn *c, long *count) {
+  char tx[24] = "0", gp[24] = "0";
+  const char *v[2] = {tx, gp};
+  long n = 0;
+  double t0 = now_s();
+  for (;;) {
+    PGresult *r = PQexecPrepared(c, "raw_group", 2, v, NULL, NULL, 1);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+      die("raw read", PQerrorMessage(c));
+    int rows = PQntuples(r);
+    n += rows;
+    if (rows) {
+      snprintf(tx, sizeof tx, "%llu",
+               (unsigned long long)be64(PQgetvalue(r, rows - 1, 0)));
+      snprintf(gp, sizeof gp, "%lld",
+               (long long)be64(PQgetvalue(r, rows - 1, 1)));
+    }
+    PQclear(r);
+    if (rows < GROUP_PAGE)
+      break;
+  }
+  *count = n;
+  return (double)n / (now_s() - t0);
+}
+
+struct member {
+  es_store_t *s;
+  const char *group;
+  int64_t id;
+  long n;
+};
+
+static void *member_run(void *arg) {
+  struct member *m = arg;
+  for (;;) {
+    es_page_t *p = NULL;
+    if (es_member_read(m->s, m->group, "grp", m->id, GROUP_PAGE, &p))
+      die("member read", es_store_last_error(m->s));
+    size_t got = p->n;
+    if (got && es_member_ack(m->s, m->group, m->id, p->buckets, p->next))
+      die("member ack", es_store_last_error(m->s));
+    m->n += (long)got;
+    es_page_free(p);
+    if (!got)
+      return NULL;
+  }
+}
+
+/* One pass of a group of k members over everything, from the start (a
+ * new group name). Joins them and lets the hand-overs settle first, so
+ * each reads its share (64 / k buckets) from the start. */
+static double group_read(es_store_t **st, int k, int round, long *count) {
+  char group[32];
+  snprintf(group, sizeof group, "bench-%d-%d", k, round);
+  struct member m[4];
+  for (int i = 0; i < k; i++) {
+    m[i] = (struct member){st[i], group, 0, 0};
+    if (es_group_join(st[i], group, 600000, &m[i].id, NULL))
+      die("join", es_store_last_error(st[i]));
+  }
+  for (int settled = 0; !settled;) {
+    int total = 0, empty = 0;
+    for (int i = 0; i < k; i++) {
+      es_page_t *p = NULL; /* reading hands over the newcomers' buckets */
+      if (es_member_read(st[i], group, "grp", m[i].id, 1, &p))
+        die("member read", es_store_last_error(st[i]));
+      es_page_free(p);
+      uint64_t mask = 0;
+      if (es_group_renew(st[i], group, m[i].id, 600000, &mask))
+        die("renew", es_store_last_error(st[i]));
+      total += __builtin_popcountll(mask);
+      empty += mask == 0;
+    }
+    settled = total == 64 && !empty;
+  }
+  pthread_t t[4];
+  double t0 = now_s();
+  for (int i = 0; i < k; i++)
+    pthread_create(&t[i], NULL, member_run, &m[i]);
+  long n = 0;
+  for (int i = 0; i < k; i++) {
+    pthread_join(t[i], NULL);
+    n += m[i].n;
+  }
+  double rate = (double)n / (now_s() - t0);
+  for (int i = 0; i < k; i++)
+    es_group_leave(st[i], group, m[i].id);
+  *count = n;
+  return rate;
+}
+
+static double median3(const double *v) {
+  double c[GROUP_ROUNDS];
+  memcpy(c, v, sizeof c);
+  qsort(c, GROUP_ROUNDS, sizeof c[0], cmp_double);
+  return c[GROUP_ROUNDS / 2];
+}
+
+/* Close every stream, end the era, run saga-es-archive on it. */
+static double archive(PGconn *raw, const char *ci, es_store_t *s,
+                      long *events) {
+  exec(raw, "INSERT INTO es_closed_streams (stream_id) SELECT DISTINCT"
+            " stream_id FROM es_events ON CONFLICT DO NOTHING");
+  PGresult *r = PQexec(raw, "SELECT count(*) FROM es_events");
+  *events = atol(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  int era = 0;
+  if (es_roll_forward(s, 0, 0, &era))
+    die("roll forward", es_store_last_error(s));
+  char dir[] = "/tmp/bench-es-archive.XXXXXX";
+  if (!mkdtemp(dir))
+    die("archive", "no temporary folder");
+  /* the era ended when the roll forward committed: older than 1 ms */
+  nanosleep(&(struct timespec){0, 5000000}, NULL);
+  double t0 = now_s();
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(ARCHIVE_BIN, ARCHIVE_BIN, ci, "--older-than", "1ms", "--dir", dir,
+          (char *)NULL);
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(pid, &st, 0);
+  double secs = now_s() - t0;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    die("saga-es-archive", "failed");
+  r = PQexec(raw, "SELECT coalesce(sum(events), 0) FROM es_archive_log");
+  long archived = atol(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  if (archived != *events)
+    die("archive", "not every event was archived");
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "bench-eventstore: could not remove %s\n", dir);
+  return (double)*events / secs;
+}
+
+typedef struct {
+  double raw_per_s, group_per_s[3], vs_raw[3]; /* 1, 2, 4 members */
+  double archive_per_s;
+  long archived;
+} groups_t;
+
+static void bench_groups(const char *ci, PGconn *raw, int payload_len,
+                         groups_t *out) {
+  load(raw, payload_len);
+  PGresult *r = PQprepare(
+      raw, "raw_group",
+      "SELECT tx_id, global_position, stream_id, stream_version, event_id,"
+      " event_type, data, correlation_id, causation_id, traceparent,"
+      " metadata, recorded_at FROM es_events WHERE category = 'grp'"
+      " AND (tx_id, global_position) > ($1::xid8, $2::int8)"
+      " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"
+      " ORDER BY tx_id, global_position LIMIT 1000",
+      2, NULL);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    die("prepare", PQerrorMessage(raw));
+  PQclear(r);
+  es_store_t *st[4];
+  char err[ES_ERRBUF_SIZE];
+  for (int i = 0; i < 4; i++)
+    if (es_store_open(ci, NULL, &st[i], err, sizeof err))
+      die("open", err);
+  static const int sizes[3] = {1, 2, 4};
+  double raw_rate[GROUP_ROUNDS], rate[3][GROUP_ROUNDS], ratio[3][GROUP_ROUNDS];
+  for (int k = 0; k < GROUP_ROUNDS; k++) {
+    long n = 0;
+    raw_rate[k] = raw_read(raw, &n);
+    if (n != GROUP_EVENTS)
+      die("raw read", "did not read every event");
+    for (int j = 0; j < 3; j++) {
+      rate[j][k] = group_read(st, sizes[j], k, &n);
+      if (n != GROUP_EVENTS)
+        die("group read", "did not read every event once");
+      ratio[j][k] = rate[j][k] / raw_rate[k];
+    }
+    printf("round %d: raw %.0f, members 1 %.0f, 2 %.0f, 4 %.0f events/s\n",
+           k + 1, raw_rate[k], rate[0][k], rate[1][k], rate[2][k]);
+    fflush(stdout);
+  }
+  out->raw_per_s = median3(raw_rate);
+  for (int j = 0; j < 3; j++) {
+    out->group_per_s[j] = median3(rate[j]);
+    out->vs_raw[j] = median3(ratio[j]);
+  }
+  out->archive_per_s = archive(raw, ci, st[0], &out->archived);
+  for (int i = 0; i < 4; i++)
+    es_store_close(st[i]);
+}
+
 int main(int argc, char **argv) {
   const char *base = argc > 1 ? argv[1] : getenv("SAGA_PG_CONNINFO");
   if (!base || !*base)
@@ -289,6 +528,16 @@ int main(int argc, char **argv) {
   printf("batch append, %d x 1/commit %9.0f events/s\n", WIDE_STREAMS, wide);
   printf("read all, pages of 1000    %9.0f events/s (%ld events)\n", read_all,
          n);
+  groups_t g;
+  bench_groups(ci, raw, PAYLOAD, &g);
+  printf("group read (pages of %d, each acknowledged), median of %d"
+         " rounds:\n", GROUP_PAGE, GROUP_ROUNDS);
+  printf("raw keyset SELECT          %9.0f events/s\n", g.raw_per_s);
+  for (int j = 0; j < 3; j++)
+    printf("group of %d member%s        %9.0f events/s (%.2f of raw)\n",
+           1 << j, j ? "s" : " ", g.group_per_s[j], g.vs_raw[j]);
+  printf("archive (write, verify, drop) %6.0f events/s (%ld events)\n",
+         g.archive_per_s, g.archived);
   printf("ratios (median of rounds): single %.2f, single NOTIFY off %.2f,"
          " batched %.2f\n",
          median(ratio_s), median(ratio_q), median(ratio_b));
@@ -296,9 +545,15 @@ int main(int argc, char **argv) {
          " %.0f, \"append_batched_per_s\": %.0f,"
          " \"append_batched_wide_per_s\": %.0f, \"read_all_per_s\": %.0f,"
          " \"raw_single_per_s\": %.0f, \"raw_copy_per_s\": %.0f,"
-         " \"single_vs_raw\": %.2f, \"batched_vs_raw\": %.2f}\n",
+         " \"single_vs_raw\": %.2f, \"batched_vs_raw\": %.2f,"
+         " \"group_raw_read_per_s\": %.0f, \"group_read_1_per_s\": %.0f,"
+         " \"group_read_2_per_s\": %.0f, \"group_read_4_per_s\": %.0f,"
+         " \"group_read_vs_raw\": %.2f, \"group_read_2_vs_raw\": %.2f,"
+         " \"group_read_4_vs_raw\": %.2f, \"archive_per_s\": %.0f}\n",
          single, single_quiet, batched, wide, read_all, raw_single, raw_copy,
-         median(ratio_s), median(ratio_b));
+         median(ratio_s), median(ratio_b), g.raw_per_s, g.group_per_s[0],
+         g.group_per_s[1], g.group_per_s[2], g.vs_raw[0], g.vs_raw[1],
+         g.vs_raw[2], g.archive_per_s);
 
   es_store_close(s);
   es_store_close(quiet);

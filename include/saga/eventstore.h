@@ -48,7 +48,8 @@ extern "C" {
   X(NOT_FOUND, -14, "not found")                                              \
   X(RETRY, -15, "transient database error, retry")                           \
   X(CORRUPT, -16, "archive file damaged, truncated or not an archive")        \
-  X(IO, -17, "file could not be opened, read or written")
+  X(IO, -17, "file could not be opened, read or written")                    \
+  X(NOT_OWNER, -18, "consumer group member no longer owns the buckets read")
 
 typedef enum {
 #define ES_ERR_ENUM_(name, value, msg) ES_ERR_##name = (value),
@@ -134,6 +135,9 @@ typedef struct es_page {
   size_t n;
   es_recorded_t *events;
   es_pos_t next;
+  /* A group member's page (es_member_read): the buckets it was read from,
+   * bit b for bucket b, to acknowledge with es_member_ack; 0 otherwise. */
+  uint64_t buckets;
   void *priv_; /* library-owned */
 } es_page_t;
 
@@ -402,7 +406,8 @@ ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
  * keeps its own checkpoint, so changing the number of members moves whole
  * buckets with their checkpoints. Members are numbered by the caller;
  * stop them all before changing members (no member may run with another
- * count: two members could then hold one bucket). */
+ * count: two members could then hold one bucket). For members that come
+ * and go, with leases kept by the store, see es_group_join below. */
 #define ES_GROUP_BUCKETS 64
 
 /* Up to max (1..10000) events of category for member of group: its
@@ -424,6 +429,75 @@ ES_EXPORT int es_group_ack(es_store_t *store, const char *group, int member,
  * INVALID / BAD_UTF8 / NOMEM. */
 ES_EXPORT int es_batch_add_group_ack(es_batch_t *batch, const char *group,
                                      int member, int members, es_pos_t pos);
+
+/* ---- consumer groups with membership (blocking) ---------------------- */
+
+/* Members that come and go: a member joins a group and gets an id, holds
+ * a lease it renews (es_group_renew, well within the lease), and the
+ * store shares the group's ES_GROUP_BUCKETS buckets among the live
+ * members (tables es_group_members and es_group_buckets; the database's
+ * clock). When a member joins, some buckets of the others move to it;
+ * when one leaves or its lease expires (no renewal in lease_ms, then any
+ * member's join or renewal), its buckets move to the others; a bucket
+ * moves with its checkpoint. A bucket has one owner at a time: one taken
+ * from a live member is handed over at that member's next es_member_read
+ * (it stops reading it at once), and a member's acknowledgement checks,
+ * in its own transaction, that it still owns the buckets it read, so a
+ * member whose lease expired cannot advance them (NOT_OWNER). Every event
+ * of a stream thus goes to one member at a time, in order; with the
+ * acknowledgement in the same transaction as the member's own writes
+ * (es_batch_add_member_ack) each event takes effect exactly once. Do not
+ * mix these calls with es_group_read / es_group_ack on one group name. */
+#define ES_MAX_LEASE_MS 3600000 /* one hour */
+
+/* Join group (created by the first member) with a lease of lease_ms (1 to
+ * ES_MAX_LEASE_MS). *member_id receives the member's id (positive, random,
+ * for every later call); *buckets (optional) the buckets it owns now
+ * (often none until the others hand theirs over). Errors: INVALID,
+ * BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_group_join(es_store_t *store, const char *group,
+                            unsigned lease_ms, int64_t *member_id,
+                            uint64_t *buckets);
+/* Renew member_id's lease for lease_ms from now, and rebalance the group
+ * (this is when the buckets of members whose lease expired move). Call it
+ * well within the lease, e.g. every lease_ms / 3. *buckets (optional)
+ * receives the buckets the member owns now. Errors: NOT_FOUND (the member
+ * is gone: its lease expired and the group forgot it, or it left; it owns
+ * nothing and must join again under a new id), INVALID, BAD_UTF8,
+ * CONNECTION, DB. */
+ES_EXPORT int es_group_renew(es_store_t *store, const char *group,
+                             int64_t member_id, unsigned lease_ms,
+                             uint64_t *buckets);
+/* Leave group: member_id's buckets move to the other members at once.
+ * Leaving twice is harmless. Errors: INVALID, BAD_UTF8, CONNECTION, DB. */
+ES_EXPORT int es_group_leave(es_store_t *store, const char *group,
+                             int64_t member_id);
+/* Up to max (1..10000) events of category for member_id of group: the
+ * events of the buckets it owns after each bucket's checkpoint, committed
+ * and no longer preceded by a later commit, in the global order; first
+ * it hands over the buckets due to a newcomer, so call it only once the
+ * previous page was acknowledged (or given up). (*out)->buckets says
+ * which buckets the page covers (for es_member_ack; 0 when empty).
+ * Errors: INVALID, BAD_UTF8, CONNECTION, DB, NOMEM. */
+ES_EXPORT int es_member_read(es_store_t *store, const char *group,
+                             const char *category, int64_t member_id,
+                             size_t max, es_page_t **out);
+/* After handling a non-empty page of es_member_read: advance the buckets
+ * of the page (buckets = page->buckets) to pos (page->next), in a
+ * transaction of its own, if member_id still owns all of them. Errors:
+ * NOT_OWNER (some moved to another member, which reads them from their
+ * checkpoint: nothing was advanced; read again), INVALID, BAD_UTF8,
+ * CONNECTION, DB. */
+ES_EXPORT int es_member_ack(es_store_t *store, const char *group,
+                            int64_t member_id, uint64_t buckets,
+                            es_pos_t pos);
+/* The same advance as a statement of batch, to commit with the member's
+ * own writes (exactly once). Returns the statement's index or INVALID /
+ * BAD_UTF8 / NOMEM. When the member no longer owns the buckets, executing
+ * the batch returns NOT_OWNER (not BATCH_ABORTED) and commits nothing. */
+ES_EXPORT int es_batch_add_member_ack(es_batch_t *batch, const char *group,
+                                      int64_t member_id, uint64_t buckets,
+                                      es_pos_t pos);
 
 /* ---- snapshots ---------------------------------------------------- */
 
@@ -554,6 +628,34 @@ ES_EXPORT int es_async_read_all(es_async_t *as, es_pos_t from,
                                 const es_filter_t *filter, size_t max,
                                 es_read_cb cb, void *arg);
 
+/* A consumer group's reads on the loop: es_group_read's (members numbered
+ * by the caller) and es_member_read's (members with a lease); the page
+ * goes to cb as for es_async_read_all. */
+ES_EXPORT int es_async_group_read(es_async_t *as, const char *group,
+                                  const char *category, int member,
+                                  int members, size_t max, es_read_cb cb,
+                                  void *arg);
+ES_EXPORT int es_async_member_read(es_async_t *as, const char *group,
+                                   const char *category, int64_t member_id,
+                                   size_t max, es_read_cb cb, void *arg);
+
+/* Join, renewal or leave done: status as es_group_join / es_group_renew /
+ * es_group_leave answer; member_id the member's (the new one for a join);
+ * buckets those it owns now (0 on error or after a leave). The
+ * acknowledgement goes in a batch (es_batch_add_member_ack,
+ * es_async_batch). */
+typedef void (*es_member_cb)(es_async_t *as, int status, int64_t member_id,
+                             uint64_t buckets, void *arg);
+ES_EXPORT int es_async_group_join(es_async_t *as, const char *group,
+                                  unsigned lease_ms, es_member_cb cb,
+                                  void *arg);
+ES_EXPORT int es_async_group_renew(es_async_t *as, const char *group,
+                                   int64_t member_id, unsigned lease_ms,
+                                   es_member_cb cb, void *arg);
+ES_EXPORT int es_async_group_leave(es_async_t *as, const char *group,
+                                   int64_t member_id, es_member_cb cb,
+                                   void *arg);
+
 /* ---- subscriptions -------------------------------------------------- */
 
 /* A subscription follows the global order from a checkpoint: catch-up in
@@ -596,6 +698,68 @@ typedef void (*es_sub_close_cb)(es_sub_t *sub, void *arg);
 /* Stop and free once the loop released its handles; close_cb may be NULL. */
 ES_EXPORT void es_sub_close(es_sub_t *sub, es_sub_close_cb close_cb,
                             void *arg);
+
+/* ---- a consumer group member on the loop ----------------------------- */
+
+/* A member of a consumer group with membership (es_group_join and the
+ * calls after it) run on the loop over a connection of its own: it joins,
+ * renews its lease every lease_ms / 3 (joining again under a new id if
+ * the group forgot it), reads the pages of the buckets it owns, hands
+ * each to on_events with an empty batch of its own, adds the page's
+ * acknowledgement to that batch and executes it: what on_events put in
+ * the batch (appends, statements on this database) commits with the
+ * acknowledgement or not at all, so each event takes effect once (work
+ * done elsewhere is at least once). A page whose batch fails is read
+ * again from the checkpoints (NOT_OWNER: the buckets moved; the new owner
+ * reads them). Woken by NOTIFY like es_sub_t, with quick re-reads after
+ * one and a poll every poll_ms. es_group_sub_close leaves the group. */
+typedef struct es_group_sub es_group_sub_t;
+
+/* A page of the member's buckets, in order; page is borrowed for the call;
+ * batch is the member's (empty, reset after the call; do not free it).
+ * Return 0 to commit the batch with the acknowledgement and go on,
+ * non-zero to pause without acknowledging (es_group_sub_close next). */
+typedef int (*es_group_sub_event_cb)(es_group_sub_t *gs,
+                                     const es_page_t *page,
+                                     es_batch_t *batch, void *arg);
+/* News, optional: status 0 with live 1 when caught up; CONNECTION (it
+ * retries after retry_ms); NOT_OWNER (a page's batch refused: read
+ * again); NOT_FOUND (the group forgot the member: it joins again);
+ * BATCH_ABORTED or DB (the batch failed: es_group_sub_last_error says
+ * why; the page is read again after retry_ms). */
+typedef void (*es_group_sub_state_cb)(es_group_sub_t *gs, int status,
+                                      int live, void *arg);
+
+typedef struct {
+  const char *group;    /* required, copied */
+  const char *category; /* required, copied */
+  unsigned lease_ms;    /* default 10000 */
+  size_t page_size;     /* default 500 */
+  unsigned poll_ms;     /* safety-net poll when live, default 1000 */
+  unsigned retry_ms;    /* after an error, default 200 */
+  es_group_sub_event_cb on_events; /* required */
+  es_group_sub_state_cb on_state;  /* optional */
+  void *arg;
+} es_group_sub_opts_t;
+
+ES_EXPORT void es_group_sub_opts_init(es_group_sub_opts_t *opts);
+/* Start the member (non-blocking; the join is its first operation).
+ * Errors: INVALID (a required field missing, page_size not 1 to 10000,
+ * lease_ms not 1 to ES_MAX_LEASE_MS, bad names: errbuf says which),
+ * NOMEM. */
+ES_EXPORT int es_group_sub_start(struct uv_loop_s *loop, const char *conninfo,
+                                 const es_group_sub_opts_t *opts,
+                                 es_group_sub_t **out, char *errbuf,
+                                 size_t errlen);
+/* The member's id (0 until it joined). */
+ES_EXPORT int64_t es_group_sub_member(const es_group_sub_t *gs);
+/* Text of the last error ("" when none); valid until the next callback. */
+ES_EXPORT const char *es_group_sub_last_error(const es_group_sub_t *gs);
+typedef void (*es_group_sub_close_cb)(es_group_sub_t *gs, void *arg);
+/* Leave the group (after the operation in flight), then stop and free
+ * once the loop released its handles; close_cb may be NULL. */
+ES_EXPORT void es_group_sub_close(es_group_sub_t *gs,
+                                  es_group_sub_close_cb close_cb, void *arg);
 
 #ifdef __cplusplus
 }

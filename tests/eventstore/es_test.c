@@ -154,3 +154,21 @@ PGconn *est_rival(const char *conninfo, const char *stream) {
   est_scalar(c, sql);
   return c;
 }
+
+void est_append_round(es_store_t *s, const char *category, int streams,
+                      int per_stream) {
+  es_batch_t *b = es_batch_new(NULL);
+  assert_non_null(b);
+  assert_true(per_stream >= 1 && per_stream <= 8);
+  for (int i = 0; i < streams; i++) {
+    char id[64];
+    snprintf(id, sizeof id, "%s-%d", category, i);
+    es_event_t ev[8];
+    for (int j = 0; j < per_stream; j++)
+      ev[j] = est_event("Happened", "d");
+    assert_true(es_batch_add(b, id, ES_ANY_VERSION, ev, (size_t)per_stream) >=
+                0);
+  }
+  assert_int_equal(es_batch_execute(s, b), 0);
+  es_batch_free(b);
+}

@@ -24,6 +24,10 @@ long long est_scalar(PGconn *c, const char *sql);
 const char *est_sqlstate(PGconn *c, const char *sql);
 /* An event with type and text data (borrowed). */
 es_event_t est_event(const char *type, const char *data);
+/* Append per_stream (1 to 8) events to each of streams streams
+ * "<category>-<i>" (i from 0) in one batch, or fail the test. */
+void est_append_round(es_store_t *s, const char *category, int streams,
+                      int per_stream);
 /* Terminate every other backend connected to the database of c, waiting
  * until they are gone. Returns how many were terminated. */
 long long est_terminate_others(PGconn *c);

@@ -20,7 +20,7 @@ static void test_every_error_code_has_a_name_and_a_message(void **state) {
   n++;
   ES_ERRNO_MAP(CHECK_)
 #undef CHECK_
-  assert_int_equal(n, 18);
+  assert_int_equal(n, 19);
   assert_string_equal(es_err_name(-999), "UNKNOWN");
   assert_string_equal(es_strerror(-999), "unknown error");
   assert_true(es_err_is_retriable(ES_ERR_CONNECTION));

@@ -1,0 +1,260 @@
+/* Consumer group members on a libuv loop (es_group_sub_t) against the
+ * embedded PostgreSQL: two members share a category, each page's counts
+ * commit with its acknowledgement, one member closes (leaves) and the
+ * other takes its buckets from their checkpoints; every event is counted
+ * exactly once, a stream's events in version order. Also the async
+ * group reads and join/renew/leave with their callbacks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "es_test.h"
+#include "test_support.h"
+
+enum { STREAMS = 60 };
+static uv_loop_t loop;
+
+static void append_round(es_store_t *s, int per_stream) {
+  est_append_round(s, "order", STREAMS, per_stream);
+}
+
+struct member {
+  int pages, closed, live;
+};
+
+/* The read model: per stream, the last version counted; the statement
+ * refuses (aborting the batch) any event that is not the next one. */
+#define COUNT_SQL                                                             \
+  "INSERT INTO counted AS c (stream_id, version) VALUES ($1, $2::int8)"       \
+  " ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version"         \
+  " WHERE c.version + 1 = EXCLUDED.version"
+
+static int on_events(es_group_sub_t *gs, const es_page_t *page,
+                     es_batch_t *batch, void *arg) {
+  (void)gs;
+  struct member *m = arg;
+  m->pages++;
+  for (size_t i = 0; i < page->n; i++) {
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)page->events[i].version);
+    const char *p[2] = {page->events[i].stream_id, v};
+    assert_true(es_batch_add_statement(batch, COUNT_SQL, 2, p) >= 0);
+    /* and a row per event, whose key refuses a second count */
+    assert_true(es_batch_add_statement(
+                    batch,
+                    "INSERT INTO each_event (stream_id, version)"
+                    " VALUES ($1, $2::int8)",
+                    2, p) >= 0);
+  }
+  return 0;
+}
+
+static void on_state(es_group_sub_t *gs, int status, int live, void *arg) {
+  (void)gs, (void)status;
+  struct member *m = arg;
+  m->live = live;
+}
+
+static void on_closed(es_group_sub_t *gs, void *arg) {
+  (void)gs;
+  ((struct member *)arg)->closed = 1;
+}
+
+static es_group_sub_t *start(const char *db, struct member *m) {
+  es_group_sub_opts_t o;
+  es_group_sub_opts_init(&o);
+  o.group = "counter";
+  o.category = "order";
+  o.page_size = 25;
+  o.lease_ms = 30000;
+  o.poll_ms = 100;
+  o.on_events = on_events;
+  o.on_state = on_state;
+  o.arg = m;
+  es_group_sub_t *gs = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(es_group_sub_start(&loop, db, &o, &gs, err, sizeof err),
+                   0);
+  return gs;
+}
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+/* Run the loop until the read model counted want events. */
+static void run_until_counted(PGconn *raw, long long want) {
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(30000);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  for (;;) {
+    assert_true(ts_now_ms() < deadline);
+    if (est_scalar(raw, "SELECT count(*) FROM each_event") >= want)
+      break;
+    uv_timer_start(&t, on_tick, 20, 0);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void test_two_members_count_every_event_once(void **state) {
+  (void)state;
+  char *db = est_db("es_group_sub");
+  es_store_t *s = est_open(db);
+  PGconn *raw = est_raw(db);
+  est_scalar(raw, "CREATE TABLE counted (stream_id text PRIMARY KEY,"
+                  " version bigint NOT NULL)");
+  est_scalar(raw, "CREATE TABLE each_event (stream_id text, version bigint,"
+                  " PRIMARY KEY (stream_id, version))");
+  append_round(s, 3);
+  est_wait_global(s, STREAMS * 3);
+  uv_loop_init(&loop);
+
+  struct member ma = {0}, mb = {0};
+  es_group_sub_t *a = start(db, &ma), *b = start(db, &mb);
+  run_until_counted(raw, STREAMS * 3);
+  assert_true(es_group_sub_member(a) > 0 && es_group_sub_member(b) > 0);
+  assert_true(ma.pages > 0 && mb.pages > 0); /* both had buckets */
+
+  /* B closes and leaves: A takes its buckets from their checkpoints. */
+  es_group_sub_close(b, on_closed, &mb);
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(30000);
+  while (!mb.closed) {
+    assert_true(ts_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  assert_int_equal(est_scalar(raw, "SELECT count(*) FROM es_group_members"),
+                   1);
+  append_round(s, 2);
+  run_until_counted(raw, STREAMS * 5);
+  /* nothing twice (the key would have aborted it), nothing skipped */
+  assert_int_equal(est_scalar(raw, "SELECT count(*) FROM counted"
+                                   " WHERE version <> 5"),
+                   0);
+  assert_int_equal(est_scalar(raw, "SELECT count(*) FROM each_event"),
+                   STREAMS * 5);
+
+  struct member done = {0};
+  es_group_sub_close(a, on_closed, &done);
+  deadline = ts_now_ms() + ts_timeout_ms(30000);
+  while (!done.closed) {
+    assert_true(ts_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  assert_int_equal(est_scalar(raw, "SELECT count(*) FROM es_group_members"),
+                   0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  PQfinish(raw);
+  es_store_close(s);
+  est_drop(db);
+}
+
+struct got {
+  int n, status;
+  int64_t id;
+  uint64_t buckets;
+  size_t events;
+};
+
+static void on_member(es_async_t *as, int status, int64_t id,
+                      uint64_t buckets, void *arg) {
+  (void)as;
+  struct got *g = arg;
+  g->n++;
+  g->status = status;
+  g->id = id;
+  g->buckets = buckets;
+}
+
+static void on_read(es_async_t *as, int status, es_page_t *page, void *arg) {
+  (void)as;
+  struct got *g = arg;
+  g->n++;
+  g->status = status;
+  g->events = page ? page->n : 0;
+  g->buckets = page ? page->buckets : 0;
+  es_page_free(page);
+}
+
+static void wait_n(const struct got *g, int want) {
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(20000);
+  while (g->n < want) {
+    assert_true(ts_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+}
+
+static void on_async_closed(es_async_t *as, void *arg) {
+  (void)as;
+  (*(int *)arg)++;
+}
+
+static void test_async_group_calls(void **state) {
+  (void)state;
+  char *db = est_db("es_group_async");
+  es_store_t *s = est_open(db);
+  append_round(s, 1);
+  est_wait_global(s, STREAMS);
+  uv_loop_init(&loop);
+  es_async_t *as = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, err, sizeof err), 0);
+
+  struct got g = {0};
+  assert_int_equal(es_async_group_join(as, "g", 5000, on_member, &g), 0);
+  wait_n(&g, 1);
+  assert_int_equal(g.status, 0);
+  assert_true(g.id > 0 && g.buckets == UINT64_MAX);
+  int64_t id = g.id;
+  assert_int_equal(es_async_group_renew(as, "g", id, 5000, on_member, &g), 0);
+  wait_n(&g, 2);
+  assert_int_equal(g.status, 0);
+  assert_int_equal(es_async_member_read(as, "g", "order", id, 1000, on_read,
+                                        &g),
+                   0);
+  wait_n(&g, 3);
+  assert_int_equal(g.status, 0);
+  assert_int_equal(g.events, STREAMS);
+  assert_true(g.buckets == UINT64_MAX);
+  assert_int_equal(es_async_group_read(as, "static", "order", 0, 1, 1000,
+                                       on_read, &g),
+                   0);
+  wait_n(&g, 4);
+  assert_int_equal(g.status, 0);
+  assert_int_equal(g.events, STREAMS);
+  assert_int_equal(es_async_group_leave(as, "g", id, on_member, &g), 0);
+  wait_n(&g, 5);
+  assert_int_equal(g.status, 0);
+  assert_int_equal(es_async_group_renew(as, "g", id, 5000, on_member, &g), 0);
+  wait_n(&g, 6);
+  assert_int_equal(g.status, ES_ERR_NOT_FOUND);
+  /* refused before anything is queued: no callback */
+  assert_int_equal(es_async_group_join(as, "g", 0, on_member, &g),
+                   ES_ERR_INVALID);
+  assert_int_equal(es_async_member_read(as, "g", "order", 0, 10, on_read, &g),
+                   ES_ERR_INVALID);
+
+  int closed = 0;
+  es_async_close(as, on_async_closed, &closed);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(closed, 1);
+  assert_int_equal(g.n, 6);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  es_store_close(s);
+  est_drop(db);
+}
+
+int main(void) {
+  ts_require_pg();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_two_members_count_every_event_once),
+      cmocka_unit_test(test_async_group_calls),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -211,6 +211,23 @@ static void h_list(admin_http_req_t *req, void *arg) {
   api->src->list_sagas(api->src->arg, &q, req);
 }
 
+/* A browser sends Origin with every POST; one from another site (a page
+ * that posts here behind the operator's back) does not name this server.
+ * False with 403 sent when Origin is present and is not http://<Host>.
+ * Clients that send no Origin (sagactl, curl) are not browsers' pages. */
+static bool same_origin(admin_http_req_t *req) {
+  const char *origin = admin_http_header(req, "Origin");
+  const char *host = admin_http_header(req, "Host");
+  if (!origin)
+    return true;
+  if (host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host))
+    return true;
+  admin_http_respond_error(req, 403,
+                           "cross-origin request refused: Origin does not "
+                           "name this server");
+  return false;
+}
+
 static void h_start(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
   const char *type = admin_http_param(req, "type");
@@ -245,6 +262,8 @@ static void h_start(admin_http_req_t *req, void *arg) {
     admin_http_respond_error(req, 400, msg);
     return;
   }
+  if (!same_origin(req))
+    return;
   const char *ct = admin_http_header(req, "Content-Type");
   if (ct && strncasecmp(ct, "application/json", 16) != 0) {
     admin_http_respond_error(req, 415, "body must be application/json");
@@ -287,23 +306,6 @@ static bool body_text(admin_http_req_t *req, const cJSON *doc,
   }
   *out = v->valuestring;
   return true;
-}
-
-/* A browser sends Origin with every POST; one from another site (a page
- * that posts here behind the operator's back) does not name this server.
- * False with 403 sent when Origin is present and is not http://<Host>.
- * Clients that send no Origin (sagactl, curl) are not browsers' pages. */
-static bool same_origin(admin_http_req_t *req) {
-  const char *origin = admin_http_header(req, "Origin");
-  const char *host = admin_http_header(req, "Host");
-  if (!origin)
-    return true;
-  if (host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host))
-    return true;
-  admin_http_respond_error(req, 403,
-                           "cross-origin request refused: Origin does not "
-                           "name this server");
-  return false;
 }
 
 /* The common part of the operator actions (cancel, retry, resolve): the

@@ -511,6 +511,33 @@ static void test_operator_actions_refuse_other_origins(void **state) {
   assert_int_equal(fake->ops, ops + 1);
 }
 
+/* Starting a saga is an action too: a page on another site cannot start
+ * one behind the operator's back (403, the source never asked), while a
+ * page of this server, and a client with no Origin, can. */
+static void test_start_refuses_other_origins(void **state) {
+  (void)state;
+  char req[512];
+  static const char *const others[] = {"http://evil.example", "null",
+                                       "https://127.0.0.1"};
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(req, sizeof req,
+             "POST /sagas/order?id=x-%zu HTTP/1.1\r\nOrigin: %s\r\n"
+             "Content-Type: application/json\r\n"
+             "Content-Length: 12\r\n\r\n{\"amount\":7}",
+             i, others[i]);
+    free(call(req, 403));
+    assert_string_not_equal(fake->started_input, "{\"amount\":7}");
+  }
+  snprintf(req, sizeof req,
+           "POST /sagas/order?id=x-same HTTP/1.1\r\n"
+           "Host: 127.0.0.1:%d\r\nOrigin: http://127.0.0.1:%d\r\n"
+           "Content-Type: application/json\r\n"
+           "Content-Length: 12\r\n\r\n{\"amount\":7}",
+           fake->port, fake->port);
+  free(call(req, 201));
+  assert_string_equal(fake->started_input, "{\"amount\":7}");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_metrics_endpoint_serves_prometheus_text),
@@ -523,6 +550,7 @@ int main(void) {
       cmocka_unit_test(test_cancel_takes_a_reason_and_an_operator),
       cmocka_unit_test(test_retry_and_resolve_take_a_reason_as_cancel_does),
       cmocka_unit_test(test_operator_actions_refuse_other_origins),
+      cmocka_unit_test(test_start_refuses_other_origins),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

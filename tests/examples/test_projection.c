@@ -302,6 +302,13 @@ static void test_two_members_keep_the_read_model_and_a_reset_rebuilds_it(
 
   es_store_close(s);
   est_drop(db);
+  static const char *const logs[] = {"a.log", "b.log", "reset.log", "c.log"};
+  for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", work, logs[i]);
+    unlink(path);
+  }
+  rmdir(work);
 }
 
 int main(void) {

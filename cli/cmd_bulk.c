@@ -115,11 +115,11 @@ static int take_page(bulk_t *b, cli_list_t *l) {
   return 0;
 }
 
-/* Every row f matches, page after page through the cursor. Returns an
- * exit code (line printed). */
-static int collect(PGconn *c, iq_filter_t *f, const iq_stuck_t *st,
-                   bulk_t *b) {
-  iq_cursor_t cur;
+/* Every row f matches, page after page through the cursor *cur (f->after
+ * points to it from the second page on). Returns an exit code (line
+ * printed). */
+static int collect_pages(PGconn *c, iq_filter_t *f, const iq_stuck_t *st,
+                         bulk_t *b, iq_cursor_t *cur) {
   /* Tests page through a handful of sagas with a smaller page. */
   const char *page = getenv("SAGACTL_TEST_PAGE_SIZE");
   uint64_t size = BULK_PAGE;
@@ -134,7 +134,7 @@ static int collect(PGconn *c, iq_filter_t *f, const iq_stuck_t *st,
     if (first)
       b->total = l.total;
     int last = l.next[0] == '\0';
-    int bad = !last && iq_cursor_decode(l.next, &cur) != 0;
+    int bad = !last && iq_cursor_decode(l.next, cur) != 0;
     int oom = take_page(b, &l) != 0;
     cli_list_clear(&l);
     if (oom)
@@ -143,8 +143,17 @@ static int collect(PGconn *c, iq_filter_t *f, const iq_stuck_t *st,
       return cli_fail(CLI_EXIT_FAIL, "saga_index gave an unreadable cursor");
     if (last)
       return CLI_EXIT_OK;
-    f->after = &cur;
+    f->after = cur;
   }
+}
+
+/* collect_pages with a cursor of its own; f->after is NULL again after. */
+static int collect(PGconn *c, iq_filter_t *f, const iq_stuck_t *st,
+                   bulk_t *b) {
+  iq_cursor_t cur;
+  int rc = collect_pages(c, f, st, b, &cur);
+  f->after = NULL;
+  return rc;
 }
 
 static void set_why(bulk_t *b, size_t i, result_t r, const char *why) {

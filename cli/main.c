@@ -81,7 +81,7 @@ static const struct command {
      "pivot, or when it is finished or parked, nothing changes and the "
      "coordinator says why (CANCEL_REFUSED, exit 1). The reason and the "
      "operator are recorded in its history",
-     B(REASON) | B(WAIT) | B(JSON) | BULK_OPTS, cli_cmd_cancel},
+     B(REASON) | B(WAIT) | BULK_OPTS, cli_cmd_cancel},
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof *COMMANDS)
 

@@ -488,17 +488,17 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     uint64_t done = 0, failed = 0;
     for (uint64_t k = 0; k < nseeds; k++) {
-      const uint64_t seed = from + k;
+      const uint64_t this_seed = from + k;
       done++;
-      if (run_seed(reg, defs, ndefs, seed, &opt, s, &tot)) {
+      if (run_seed(reg, defs, ndefs, this_seed, &opt, s, &tot)) {
         rc = 1;
         failed++;
         printf("violation at seed %llu: %s\n",
-               (unsigned long long)seed, s->violation);
+               (unsigned long long)this_seed, s->violation);
         if (!all) {
           print_trace(s);
           printf("replay: saga-sim --seed %llu --sagas %d --verbose\n",
-                 (unsigned long long)seed, opt.nsagas);
+                 (unsigned long long)this_seed, opt.nsagas);
           break;
         }
       }
@@ -506,7 +506,7 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         printf("progress: %llu seeds (to %llu), %llu violations, %llu "
                "sagas, %.0f s\n",
-               (unsigned long long)done, (unsigned long long)seed,
+               (unsigned long long)done, (unsigned long long)this_seed,
                (unsigned long long)failed, (unsigned long long)tot.sagas,
                elapsed(&t0, &t1));
       }

@@ -54,24 +54,8 @@ static char *read_file(const char *path) {
 static pid_t spawn(const char *log, const char *const args[]) {
   char path[128];
   snprintf(path, sizeof path, "%s/%s", work, log);
-  pid_t pid = fork();
+  pid_t pid = ts_spawn_logged(path, args);
   assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-      _exit(127);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    /* exec wants mutable strings: the child owns copies */
-    char *argv[64];
-    size_t i = 0;
-    for (; args[i] && i < 63; i++)
-      argv[i] = strdup(args[i]);
-    argv[i] = NULL;
-    execv(argv[0], argv);
-    _exit(127);
-  }
   return pid;
 }
 

@@ -218,25 +218,11 @@ static void check_read_model(const char *db) {
 static pid_t spawn(const char *log, const char *db, const char *const *args) {
   char path[128];
   snprintf(path, sizeof path, "%s/%s", work, log);
-  pid_t pid = fork();
+  const char *argv[16] = {PROJECTION_PATH, db};
+  for (size_t n = 2; args[n - 2] && n < 15; n++)
+    argv[n] = args[n - 2];
+  pid_t pid = ts_spawn_logged(path, argv);
   assert_true(pid >= 0);
-  if (pid == 0) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0)
-      _exit(127);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    close(fd);
-    char *argv[16];
-    size_t n = 0;
-    argv[n++] = strdup(PROJECTION_PATH);
-    argv[n++] = strdup(db);
-    for (; args[n - 2] && n < 15; n++)
-      argv[n] = strdup(args[n - 2]);
-    argv[n] = NULL;
-    execv(argv[0], argv);
-    _exit(127);
-  }
   return pid;
 }
 

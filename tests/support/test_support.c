@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include <libpq-fe.h>
 
@@ -140,4 +141,24 @@ char *ts_slurp(const char *path) {
   if (buf)
     buf[len] = '\0';
   return buf;
+}
+
+pid_t ts_spawn_logged(const char *log_path, const char *const argv[]) {
+  pid_t pid = fork();
+  if (pid != 0)
+    return pid;
+  int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0)
+    _exit(127);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  close(fd);
+  /* exec wants mutable strings: the child owns copies */
+  char *copy[64];
+  size_t i = 0;
+  for (; argv[i] && i < 63; i++)
+    copy[i] = strdup(argv[i]);
+  copy[i] = NULL;
+  execv(copy[0], copy);
+  _exit(127);
 }

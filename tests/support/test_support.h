@@ -5,6 +5,7 @@
 #define SAGA_TEST_SUPPORT_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Exit code ctest reads as "skipped" (SKIP_RETURN_CODE in SagaTest.cmake). */
 #define TS_SKIP 77
@@ -41,5 +42,11 @@ char *ts_slurp(const char *path);
 /* A unique name (topic, group) built from prefix, pid and a counter;
  * the result lives in a static ring of 8 buffers. */
 const char *ts_unique_name(const char *prefix);
+
+/* Start argv[0] (a path) with argv (NULL-terminated), its stdout and
+ * stderr written to the file log_path (created or emptied); returns its
+ * pid, or -1 when fork fails. The child exits 127 when the log cannot be
+ * opened or the program not run. */
+pid_t ts_spawn_logged(const char *log_path, const char *const argv[]);
 
 #endif

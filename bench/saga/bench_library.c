@@ -27,6 +27,10 @@ typedef struct {
   char *err;
   size_t errlen;
   char *out; /* every DO's output */
+  /* the effect store's time, wrapped (timed_*): the inner store, and the
+   * saga in flight's total from each call to its callback */
+  saga_idem_store_t inner;
+  double store_cur, *store_ms;
 } run_t;
 
 static double now_ms(void) {
@@ -68,6 +72,73 @@ static void on_command(saga_participant_t *p, const saga_command_t *c,
 
 static void start_next(run_t *r);
 
+/* The effect store, timed: each lookup and record from the call to its
+ * callback, added to the saga in flight's total (one saga at a time). */
+typedef struct {
+  run_t *r;
+  double t0;
+  saga_store_lookup_cb lcb;
+  saga_store_record_cb rcb;
+  void *arg;
+} timed_call_t;
+
+static timed_call_t *timed_begin(run_t *r, void *arg) {
+  timed_call_t *t = malloc(sizeof *t);
+  if (t)
+    *t = (timed_call_t){.r = r, .t0 = now_ms(), .arg = arg};
+  return t;
+}
+
+static void timed_looked_up(void *arg, int err, int found,
+                            const saga_recorded_reply_t *reply) {
+  timed_call_t *t = arg;
+  t->r->store_cur += now_ms() - t->t0;
+  saga_store_lookup_cb cb = t->lcb;
+  void *a = t->arg;
+  free(t);
+  cb(a, err, found, reply);
+}
+
+static void timed_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
+                         void *arg) {
+  run_t *r = ctx;
+  timed_call_t *t = timed_begin(r, arg);
+  if (!t) {
+    cb(arg, SAGA_ENOMEM, 0, NULL);
+    return;
+  }
+  t->lcb = cb;
+  r->inner.lookup(r->inner.ctx, key, timed_looked_up, t);
+}
+
+static void timed_recorded(void *arg, int err) {
+  timed_call_t *t = arg;
+  t->r->store_cur += now_ms() - t->t0;
+  saga_store_record_cb cb = t->rcb;
+  void *a = t->arg;
+  free(t);
+  cb(a, err);
+}
+
+static void timed_record(void *ctx, const char *key,
+                         const saga_recorded_reply_t *rep,
+                         saga_store_record_cb cb, void *arg) {
+  run_t *r = ctx;
+  timed_call_t *t = timed_begin(r, arg);
+  if (!t) {
+    cb(arg, SAGA_ENOMEM);
+    return;
+  }
+  t->rcb = cb;
+  r->inner.record(r->inner.ctx, key, rep, timed_recorded, t);
+}
+
+static void timed_destroy(void *ctx) {
+  run_t *r = ctx;
+  if (r->inner.destroy)
+    r->inner.destroy(r->inner.ctx);
+}
+
 static void on_outcome(saga_starter_t *s, int err,
                        const saga_notification_t *n, void *arg) {
   run_t *r = arg;
@@ -79,8 +150,11 @@ static void on_outcome(saga_starter_t *s, int err,
     return;
   }
   size_t i = r->next - 1;
-  if (i >= r->warm)
+  if (i >= r->warm) {
     r->lat[i - r->warm] = now_ms() - r->t0;
+    if (r->store_ms)
+      r->store_ms[i - r->warm] = r->store_cur;
+  }
   if (r->next == r->warm + r->n)
     stop(r, NULL, 0);
   else
@@ -111,6 +185,7 @@ static void start_next(run_t *r) {
                               .input = input,
                               .input_len = (size_t)len};
   r->next++;
+  r->store_cur = 0;
   r->t0 = now_ms();
   int rc = saga_starter_start(r->st, &req, got, sizeof got, on_started, r);
   if (rc != 0)
@@ -120,9 +195,10 @@ static void start_next(run_t *r) {
 static void closed(void *arg) { (void)arg; }
 
 int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
-                     double *lat_ms, char *err, size_t errlen) {
+                     double *lat_ms, double *store_ms, char *err,
+                     size_t errlen) {
   run_t r = {.o = o, .warm = warm, .n = n, .lat = lat_ms, .err = err,
-             .errlen = errlen};
+             .errlen = errlen, .store_ms = store_ms};
   char why[512] = "";
   PGconn *pg = PQconnectdb(o->pg_conninfo);
   if (PQstatus(pg) != CONNECTION_OK) {
@@ -155,10 +231,15 @@ int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
     snprintf(err, errlen, "effect store: %s", why);
     goto out;
   }
-  pc.store = store;
+  r.inner = store;
+  pc.store = (saga_idem_store_t){.ctx = &r,
+                                 .lookup = timed_lookup,
+                                 .record = timed_record,
+                                 .destroy = timed_destroy};
   rc = saga_participant_new(&r.loop, &pc, &r.p, why, sizeof why);
   if (rc != 0) {
-    store.destroy(store.ctx);
+    if (store.destroy)
+      store.destroy(store.ctx);
     snprintf(err, errlen, "participant: %s", why);
     goto out;
   }

@@ -23,10 +23,13 @@ typedef struct {
 
 /* Run `warm` sagas, then `n` more one at a time, each started when the
  * previous one's outcome arrived; lat_ms[0..n) gets each measured saga's
- * time from saga_starter_start to its COMPLETED outcome. Returns 0, or -1
- * with err set (a saga that did not complete within 30 s, a library or
+ * time from saga_starter_start to its COMPLETED outcome, and store_ms
+ * (NULL: not kept) the time the participant's effect store took in it
+ * (every lookup and record, from the call to its callback). Returns 0, or
+ * -1 with err set (a saga that did not complete within 30 s, a library or
  * PostgreSQL error). */
 int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
-                     double *lat_ms, char *err, size_t errlen);
+                     double *lat_ms, double *store_ms, char *err,
+                     size_t errlen);
 
 #endif

@@ -142,7 +142,10 @@ static void set(rd_kafka_conf_t *cf, const char *k, const char *v) {
 
 /* The Kafka settings of the two halves of the run. At concurrency 1 every
  * client -- the participants, the starter and a sagad of its own -- runs
- * with fetch.wait.max.ms 0 and linger.ms 0: the mock answers an empty fetch
+ * with linger.ms 0 (the default of sagad and of the client library, which
+ * run with their defaults here; the hand-made participants set it) and
+ * fetch.wait.max.ms 0 (sagad's and the library's default is 10): the mock
+ * answers an empty fetch
  * only after the full fetch.wait.max.ms (a real broker answers a long poll
  * as soon as data arrives), so a low wait is what a low latency needs
  * here, and costs busy polling: each (consumer, broker) pair spins. So that
@@ -400,7 +403,8 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "--kafka.fetch.wait.max.ms=%s", fetch_wait);
     snprintf(a[n++], sizeof a[0], "--kafka.allow.auto.create.topics=true");
     snprintf(a[n++], sizeof a[0], "--kafka.topic.metadata.refresh.interval.ms=1000");
-    snprintf(a[n++], sizeof a[0], "--kafka.linger.ms=%s", linger);
+    if (linger) /* else sagad's default */
+      snprintf(a[n++], sizeof a[0], "--kafka.linger.ms=%s", linger);
     /* BENCH_BATCH_MAX_EVENTS: sagad's batch.max_events, to compare sizes */
     snprintf(a[n++], sizeof a[0], "--batch.max_events=%s",
              getenv("BENCH_BATCH_MAX_EVENTS") ? getenv("BENCH_BATCH_MAX_EVENTS")
@@ -795,7 +799,7 @@ static pid_t phase_sagad(const char *name, const char *inbox,
                          const char *fetch_wait, const char *linger, char p1,
                          char p2, size_t n) {
   printf("%s: fetch.wait.max.ms %s, linger.ms %s (every client)\n", name,
-         fetch_wait, linger);
+         fetch_wait, linger ? linger : "0 (the default)");
   pid_t pid = sagad_start(inbox, group, log, "6000", fetch_wait, linger);
   B.start_inbox = inbox;
   warm_up(p1, p2, n);
@@ -831,18 +835,18 @@ static void latency_c1(size_t n, double *p50, double *p99, double *gap50,
  * n durable commits of one event row each (the statement shape of an
  * append, one WAL flush per commit, into the raw table), and the Kafka
  * hops latency_c1 measured with the same producer and consumer settings.
- * A 3-step saga's critical path holds 4 commits (start, then each reply)
- * and 8 hops (StartSaga, a command and a reply per step, the COMPLETED
- * notification); its floor's distribution is drawn by summing that many
- * random measured commits and hops (a fixed seed, 20000 draws). */
+ * A 3-step saga's critical path holds 4 of sagad's commits (start, then
+ * each reply) and 8 hops (StartSaga, a command and a reply per step, the
+ * COMPLETED notification); through the client library each step adds the
+ * participant's own commit (its effect store records the reply before it
+ * is sent: FLOOR_LIB_COMMITS). A floor's distribution is drawn by summing
+ * that many random measured commits and hops (a fixed seed, 20000 draws). */
 #define FLOOR_COMMITS (1 + NSTEPS)
+#define FLOOR_LIB_COMMITS (1 + 2 * NSTEPS)
 #define FLOOR_HOPS (2 + 2 * NSTEPS)
-static void floor_c1(PGconn *c, size_t n, double *commit50, double *commit99,
-                     double *floor50, double *floor99) {
+static double *floor_commits(PGconn *c, size_t n) {
   double *cm = calloc(n, sizeof *cm);
-  size_t ndraw = 20000;
-  double *fl = calloc(ndraw, sizeof *fl);
-  if (!cm || !fl)
+  if (!cm)
     die("floor", "out of memory");
   for (size_t i = 0; i < n; i++) {
     char sid[64], ver[24];
@@ -861,23 +865,29 @@ static void floor_c1(PGconn *c, size_t n, double *commit50, double *commit99,
       die("floor", PQerrorMessage(c));
     PQclear(r);
   }
+  return cm;
+}
+
+static void floor_draw(const double *cm, size_t n, int commits,
+                       double *floor50, double *floor99) {
+  size_t ndraw = 20000;
+  double *fl = calloc(ndraw, sizeof *fl);
+  if (!fl)
+    die("floor", "out of memory");
   uint64_t x = 0x9e3779b97f4a7c15u; /* splitmix64, fixed seed */
   for (size_t d = 0; d < ndraw; d++) {
     double sum = 0;
-    for (int k = 0; k < FLOOR_COMMITS + FLOOR_HOPS; k++) {
+    for (int k = 0; k < commits + FLOOR_HOPS; k++) {
       uint64_t z = (x += 0x9e3779b97f4a7c15u);
       z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
       z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
       z ^= z >> 31;
-      sum += k < FLOOR_COMMITS ? cm[z % n] : B.hops[z % B.nhops];
+      sum += k < commits ? cm[z % n] : B.hops[z % B.nhops];
     }
     fl[d] = sum;
   }
-  *commit50 = pct(cm, n, 0.50);
-  *commit99 = pct(cm, n, 0.99);
   *floor50 = pct(fl, ndraw, 0.50);
   *floor99 = pct(fl, ndraw, 0.99);
-  free(cm);
   free(fl);
 }
 
@@ -953,7 +963,8 @@ int main(int argc, char **argv) {
    * every few hundred rows (each ANALYZE re-plans the cached statements);
    * with 100 the step tail above 2 ms held 10 of 600 steps, with 5000 2-6. */
   pid_t sc = phase_sagad("concurrency 1", B.inbox1, B.group1, log3,
-                         C1_FETCH_WAIT_MS, C1_LINGER_MS, 'a', 'b', 100);
+                         C1_FETCH_WAIT_MS, env_or("BENCH_C1_LINGER_MS", NULL),
+                         'a', 'b', 100);
   /* Dirty pages of earlier runs flushed now, not by a checkpoint in the
    * middle of the latency measurement (it needs pg_checkpoint rights; the
    * embedded cluster's user has them). */
@@ -1010,14 +1021,15 @@ int main(int argc, char **argv) {
    * first, or both would answer). */
   consumer_close();
   double hm50 = l50, hm99 = l99;
+  struct {
+    double commit, sagad, store, kafka, rest;
+  } bd = {0};
   {
     /* earliest: the participants' new group also takes the first saga's
      * command, sent before it was assigned its partitions (the example
      * services do the same) */
-    static const char *const props[] = {"fetch.wait.max.ms", "0",
-                                        "linger.ms", "0",
-                                        "auto.offset.reset", "earliest",
-                                        NULL};
+    const char *const props[] = {"fetch.wait.max.ms", C1_FETCH_WAIT_MS,
+                                 "auto.offset.reset", "earliest", NULL};
     const char *steps[NSTEPS];
     for (int i = 0; i < NSTEPS; i++)
       steps[i] = B.t_c1.steps[i];
@@ -1034,13 +1046,48 @@ int main(int argc, char **argv) {
                                .pg_conninfo = B.ci1,
                                .output_bytes = OUTPUT_BYTES,
                                .id_prefix = "L"};
-    double *ll = calloc(n_c1, sizeof *ll);
-    if (!ll || bench_library_c1(&lo, 20, n_c1, ll, err, sizeof err) != 0)
-      die("library", ll ? err : "out of memory");
+    double *ll = calloc(n_c1, sizeof *ll), *ls = calloc(n_c1, sizeof *ls);
+    if (!ll || !ls)
+      die("library", "out of memory");
+    double ale[MAX_LE], a0[MAX_LE], a1[MAX_LE];
+    int na0 = 0, na1 = 0;
+    scrape_histogram(port, "saga_eventstore_append_duration_seconds", ale, a0,
+                     &na0);
+    scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum0,
+                     &nle0);
+    if (bench_library_c1(&lo, 20, n_c1, ll, ls, err, sizeof err) != 0)
+      die("library", err);
+    scrape_histogram(port, "saga_eventstore_append_duration_seconds", ale, a1,
+                     &na1);
+    scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum1,
+                     &nle);
+    if (na0 != na1 || nle0 != nle)
+      die("metrics", "a histogram changed its buckets");
     l50 = pct(ll, n_c1, 0.50);
     l99 = pct(ll, n_c1, 0.99);
+    /* Where a median saga's time goes, each part's p50 from its own
+     * measurement: sagad's commits (its append histogram: a group
+     * commit, submit to durable) at 4 per saga; sagad's own work on the
+     * 3 reply -> command transitions besides their commit; the
+     * participant's effect store (lookups and records, timed around the
+     * store); the 8 Kafka hops at the hop p50 measured above; the rest
+     * is the client library, loop wake-ups and waiting. */
+    bd.commit = histogram_quantile(0.50, ale, a0, a1, na1) * 1e3;
+    bd.sagad = NSTEPS * (histogram_quantile(0.50, le, cum0, cum1, nle) * 1e3 -
+                         bd.commit);
+    bd.commit *= FLOOR_COMMITS;
+    bd.store = pct(ls, n_c1, 0.50);
+    bd.kafka = FLOOR_HOPS * h50;
+    bd.rest = l50 - bd.commit - bd.sagad - bd.store - bd.kafka;
     free(ll);
+    free(ls);
   }
+  printf("  a median saga through the library: %.2f ms = sagad's %d commits "
+         "%.2f + sagad's stepping on %d transitions besides their commit "
+         "%.2f + the participant's effect store %.2f + %d Kafka hops %.2f + "
+         "the rest (client library, wake-ups, waiting) %.2f\n",
+         l50, FLOOR_COMMITS, bd.commit, NSTEPS, bd.sagad, bd.store,
+         FLOOR_HOPS, bd.kafka, bd.rest);
   printf("concurrency 1 through the public client library (starter, "
          "participant with the PostgreSQL effect store; %zu sagas): latency "
          "p50 %.2f ms, p99 %.2f ms (hand-made participants above: %.2fx, "
@@ -1091,16 +1138,30 @@ int main(int argc, char **argv) {
          "event rows: %.0f events/s; the coordinator's %.0f events/s are "
          "%.2f of it\n",
          nev, raw, sps * ev_per, vs);
-  double cm50 = 0, cm99 = 0, fl50 = 0, fl99 = 0;
+  double cm50 = 0, cm99 = 0, fl50 = 0, fl99 = 0, fc50 = 0, fc99 = 0;
   if (B.nhops > 0) {
-    floor_c1(pg, quick ? 300 : 1000, &cm50, &cm99, &fl50, &fl99);
-    printf("floor of a %d-step saga at concurrency 1 (%d durable one-row "
-           "commits, p50 %.2f ms, p99 %.2f ms; %d Kafka hops, p50 %.2f ms, "
-           "p99 %.2f ms): p50 %.2f ms, p99 %.2f ms; the saga's latency is "
-           "%.2fx its p50 and %.2fx its p99\n",
-           NSTEPS, FLOOR_COMMITS, cm50, cm99, FLOOR_HOPS, h50, h99, fl50,
-           fl99, fl50 > 0 ? l50 / fl50 : 0, fl99 > 0 ? l99 / fl99 : 0);
+    size_t ncm = quick ? 300 : 1000;
+    double *cm = floor_commits(pg, ncm);
+    floor_draw(cm, ncm, FLOOR_COMMITS, &fc50, &fc99);
+    floor_draw(cm, ncm, FLOOR_LIB_COMMITS, &fl50, &fl99);
+    cm50 = pct(cm, ncm, 0.50);
+    cm99 = pct(cm, ncm, 0.99);
+    free(cm);
+    printf("floor of a %d-step saga at concurrency 1 (durable one-row "
+           "commits p50 %.2f ms, p99 %.2f ms; %d Kafka hops p50 %.2f ms, "
+           "p99 %.2f ms):\n"
+           "  through the client library (%d commits, the participant's "
+           "included): p50 %.2f ms, p99 %.2f ms; the saga's latency is "
+           "%.2fx its p50 and %.2fx its p99\n"
+           "  sagad's path alone (%d commits; the hand-made participants "
+           "store nothing): p50 %.2f ms, p99 %.2f ms; their latency is "
+           "%.2fx and %.2fx\n",
+           NSTEPS, cm50, cm99, FLOOR_HOPS, h50, h99, FLOOR_LIB_COMMITS, fl50,
+           fl99, fl50 > 0 ? l50 / fl50 : 0, fl99 > 0 ? l99 / fl99 : 0,
+           FLOOR_COMMITS, fc50, fc99, fc50 > 0 ? hm50 / fc50 : 0,
+           fc99 > 0 ? hm99 / fc99 : 0);
   }
+
 
   /* Resident memory: a second sagad on its own inbox, n_stuck sagas whose
    * first step is never answered. BENCH_NO_MEMORY=1 skips this phase and
@@ -1186,10 +1247,15 @@ report:
          "\"floor_p50_ms_c1\": %.2f, \"floor_p99_ms_c1\": %.2f, "
          "\"latency_vs_floor_p50\": %.2f, \"latency_vs_floor_p99\": %.2f, "
          "\"latency_p50_ms_c1_handmade\": %.2f, "
-         "\"latency_p99_ms_c1_handmade\": %.2f}\n",
+         "\"latency_p99_ms_c1_handmade\": %.2f, "
+         "\"floor_sagad_p50_ms_c1\": %.2f, \"floor_sagad_p99_ms_c1\": %.2f, "
+         "\"median_saga_ms\": {\"sagad_commits\": %.2f, "
+         "\"sagad_stepping\": %.2f, \"participant_store\": %.2f, "
+         "\"kafka\": %.2f, \"rest\": %.2f}}\n",
          quick ? "true" : "false", sps, sps20, l50, l99, t50, t99, ov50, ov99,
          gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck,
          cm50, cm99, fl50, fl99, fl50 > 0 ? l50 / fl50 : 0,
-         fl99 > 0 ? l99 / fl99 : 0, hm50, hm99);
+         fl99 > 0 ? l99 / fl99 : 0, hm50, hm99, fc50, fc99, bd.commit,
+         bd.sagad, bd.store, bd.kafka, bd.rest);
   return 0;
 }

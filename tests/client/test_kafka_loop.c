@@ -266,6 +266,49 @@ static void test_a_broker_failure_is_reported_once_not_also_as_a_log_line(
   free(f);
 }
 
+static void expect_prop(rd_kafka_t *rk, const char *name, const char *want) {
+  char v[64];
+  size_t n = sizeof v;
+  assert_int_equal(rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &n),
+                   RD_KAFKA_CONF_OK);
+  if (strcmp(v, want) != 0)
+    fail_msg("%s is \"%s\", expected \"%s\"", name, v, want);
+}
+
+/* The settings a user gets without tuning are the low-latency ones
+ * (docs/client.md "Kafka settings"): no linger before a produce, a short
+ * fetch wait, Nagle off, the idempotent producer; and a caller's own
+ * property wins over each of them. */
+static void test_the_default_settings_are_the_low_latency_ones(void **state) {
+  (void)state;
+  static const char *const mine[] = {"linger.ms", "5", "fetch.wait.max.ms",
+                                     "100", NULL};
+  for (int own = 0; own < 2; own++) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    saga_kloop_config_t cfg = {.bootstrap_servers = "127.0.0.1:1",
+                               .want_producer = 1,
+                               .want_consumer = 1,
+                               .group_id = "defaults",
+                               .properties = own ? mine : NULL};
+    saga_kloop_callbacks_t cb = {0};
+    saga_kloop_t *kl = NULL;
+    char err[256];
+    if (saga_kloop_new(&loop, &cfg, &cb, &kl, err, sizeof err))
+      fail_msg("%s", err);
+    rd_kafka_t *p = saga_kloop_producer(kl), *c = saga_kloop_consumer(kl);
+    expect_prop(p, "linger.ms", own ? "5" : "0");
+    expect_prop(c, "fetch.wait.max.ms", own ? "100" : "10");
+    expect_prop(p, "socket.nagle.disable", "true");
+    expect_prop(c, "socket.nagle.disable", "true");
+    expect_prop(p, "enable.idempotence", "true");
+    int closed = 0;
+    saga_kloop_close(kl, on_closed_flag, &closed);
+    ct_loop_finish(&loop);
+    assert_true(closed);
+  }
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -275,6 +318,7 @@ int main(void) {
           test_offsets_commit_only_up_to_the_first_unacknowledged_and_resume),
       cmocka_unit_test(
           test_a_broker_failure_is_reported_once_not_also_as_a_log_line),
+      cmocka_unit_test(test_the_default_settings_are_the_low_latency_ones),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,5 +164,37 @@ class Cancel(Base):
                          NotificationKind.COMPLETED)
 
 
+
+class KafkaDefaults(unittest.TestCase):
+    """The settings a user gets without tuning are the C library's
+    low-latency ones (docs/client.md "Kafka settings"), and a caller's own
+    property wins, on the client it is for."""
+
+    def clients(self, extra):
+        from unittest import mock
+        from saga_client import _kafka
+        made = {}
+        with mock.patch("confluent_kafka.Consumer",
+                        lambda conf: made.setdefault("c", conf)), \
+                mock.patch("confluent_kafka.Producer",
+                           lambda conf: made.setdefault("p", conf)):
+            _kafka.make_clients("127.0.0.1:1", {}, extra)
+        return made["c"], made["p"]
+
+    def test_the_defaults_are_the_low_latency_ones(self):
+        c, p = self.clients({})
+        self.assertEqual(p["linger.ms"], 0)
+        self.assertEqual(c["fetch.wait.max.ms"], 10)
+        self.assertTrue(p["socket.nagle.disable"])
+        self.assertTrue(c["socket.nagle.disable"])
+        self.assertTrue(p["enable.idempotence"])
+        self.assertNotIn("linger.ms", c)
+        self.assertNotIn("fetch.wait.max.ms", p)
+
+    def test_the_callers_properties_win(self):
+        c, p = self.clients({"linger.ms": 5, "fetch.wait.max.ms": 100})
+        self.assertEqual(p["linger.ms"], 5)
+        self.assertEqual(c["fetch.wait.max.ms"], 100)
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,7 @@
 """The confluent_kafka clients of a participant or starter, with the
-library's defaults (the C library's: manual offsets, idempotent producer,
-acks=all, Nagle off); the caller's properties win, each going to the
+library's defaults (the C library's, docs/client.md "Kafka settings":
+manual offsets, idempotent producer, acks=all, Nagle off, linger.ms 0,
+fetch.wait.max.ms 10); the caller's properties win, each going to the
 client it is for (a consumer property to the consumer only)."""
 
 from .wire import SagaError
@@ -34,10 +35,11 @@ def make_clients(bootstrap_servers, consumer_defaults, extra):
     try:
         consumer = Consumer({**base, "enable.auto.commit": False,
                              "enable.partition.eof": False,
+                             "fetch.wait.max.ms": 10,
                              **consumer_defaults,
                              **_without(extra, _PRODUCER_ONLY)})
         producer = Producer({**base, "enable.idempotence": True,
-                             "acks": "all",
+                             "acks": "all", "linger.ms": 0,
                              **_without(extra, _CONSUMER_ONLY)})
     except Exception as e:
         raise SagaError("SAGA_EKAFKA",

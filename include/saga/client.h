@@ -75,20 +75,21 @@ SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
  * `conn` is a libpq PGconn * in CONNECTION_OK state, borrowed for the
  * store's life and used blocking on the loop thread: one round trip per
  * lookup, one per record (a commit of its own, durable before the callback
- * runs), both answered before the call returns. The handlers may use the
- * same connection between calls (saga_pg_record_in_transaction). The store
- * prepares its two statements (named saga_idem_lookup_N and
- * saga_idem_record_N, N one per store in the process) on their first use
- * in each session of `conn`, so after a PQreset, DISCARD ALL or DEALLOCATE
- * it prepares them again by itself. Called while `conn` is inside a
+ * runs), both answered before the call returns, and one more to prepare
+ * each statement on its first use in a session. The handlers may use the
+ * same connection between calls (saga_pg_record_in_transaction). The
+ * statements are named saga_idem_lookup_N and saga_idem_record_N (N one per
+ * store in the process); after a PQreset, DISCARD ALL or DEALLOCATE the
+ * store prepares them again by itself. Called while `conn` is inside a
  * transaction block, it runs its statement unprepared, inside that
- * transaction (a record is then durable when that commits). It stays on the loop thread, not a worker: the connection
- * is the caller's and its handlers', and a hop to a thread and back would
- * add to every command's latency. Free with store->destroy(ctx) unless a
- * participant took it (saga_participant_close does it); destroy never
- * touches `conn`. Returns 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE (text
- * in errbuf). To record a key in the participant's own business
- * transaction, see saga_pg_record_in_transaction. */
+ * transaction (a record is then durable when that commits). It stays on the
+ * loop thread, not a worker: the connection is the caller's and its
+ * handlers', and a hop to a thread and back would add to every command's
+ * latency. Free with store->destroy(ctx) unless a participant took it
+ * (saga_participant_close does it); destroy never touches `conn`. Returns
+ * 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE (text in errbuf). To record a
+ * key in the participant's own business transaction, see
+ * saga_pg_record_in_transaction. */
 SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
                                           char *errbuf, size_t errlen);
 

@@ -254,9 +254,9 @@ static int record_params(record_params_t *p, const char *key,
  * connection's session on first use. */
 typedef struct pg_store {
   PGconn *conn;
-  int session;        /* PQbackendPID of the session prepared[] is about */
-  int unnamed;        /* the session cannot keep our statements: never
-                         prepare again */
+  int session; /* PQbackendPID of the session prepared[] is about */
+  int unnamed; /* the session cannot keep our statements: never
+                  prepare again */
   int prepared[PG_NSTMT];
   char name[PG_NSTMT][48];
 } pg_store_t;
@@ -301,8 +301,8 @@ static PGresult *pg_exec(pg_store_t *s, int which, const char *const *v,
       }
       s->prepared[which] = just = 1;
     }
-    PGresult *r = PQexecPrepared(c, s->name[which], stmt_nparams[which], v,
-                                 len, fmt, binary);
+    PGresult *r = PQexecPrepared(c, s->name[which], stmt_nparams[which], v, len,
+                                 fmt, binary);
     if (!sqlstate_is(r, "26000") /* invalid_sql_statement_name */ ||
         PQtransactionStatus(c) != PQTRANS_IDLE)
       return r;
@@ -342,13 +342,12 @@ static void pg_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
 }
 
 /* The end of a record on c: 0, or SAGA_ESTORE with the server's word. */
-static int record_result(PGconn *c, PGresult *r, const char *key,
-                         char *errbuf, size_t errlen) {
+static int record_result(PGconn *c, PGresult *r, const char *key, char *errbuf,
+                         size_t errlen) {
   int rc = 0;
   if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = pg_fail(errbuf, errlen,
-                 "could not record idempotency key \"%s\": %s", key,
-                 PQerrorMessage(c));
+    rc = pg_fail(errbuf, errlen, "could not record idempotency key \"%s\": %s",
+                 key, PQerrorMessage(c));
   PQclear(r);
   return rc;
 }
@@ -363,8 +362,8 @@ int saga_pg_record_in_transaction(void *pgconn, const char *key,
     return SAGA_ESTORE;
   /* Unnamed: the caller's session may not have the store's statements
    * (nothing here says which store, if any, prepared them). */
-  PGresult *r = PQexecParams(pgconn, stmt_sql[PG_RECORD], 5, record_types,
-                             p.v, p.len, p.fmt, 0);
+  PGresult *r = PQexecParams(pgconn, stmt_sql[PG_RECORD], 5, record_types, p.v,
+                             p.len, p.fmt, 0);
   return record_result(pgconn, r, key, errbuf, errlen);
 }
 
@@ -427,7 +426,9 @@ int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
   snprintf(s->name[PG_LOOKUP], sizeof s->name[0], "saga_idem_lookup_%lu", n);
   snprintf(s->name[PG_RECORD], sizeof s->name[0], "saga_idem_record_%lu", n);
   s->conn = pgconn;
-  *out = (saga_idem_store_t){
-      .ctx = s, .lookup = pg_lookup, .record = pg_record, .destroy = pg_destroy};
+  *out = (saga_idem_store_t){.ctx = s,
+                             .lookup = pg_lookup,
+                             .record = pg_record,
+                             .destroy = pg_destroy};
   return 0;
 }

@@ -115,11 +115,20 @@ static void raw_record(PGconn *c, const char *key) {
 
 /* ---- samples ---- */
 
-enum { NEW_LOOKUP, NEW_RECORD, NEW_CMD, REDELIVERY, RAW_LOOKUP, RAW_RECORD,
-       RAW_CMD, NSERIES };
+enum {
+  NEW_LOOKUP,
+  NEW_RECORD,
+  NEW_CMD,
+  REDELIVERY,
+  RAW_LOOKUP,
+  RAW_RECORD,
+  RAW_CMD,
+  NSERIES
+};
 static const char *const series_name[NSERIES] = {
-    "lookup (miss)", "record (commit)", "new command", "redelivery lookup",
-    "raw SELECT (miss)", "raw INSERT (commit)", "raw command"};
+    "lookup (miss)",     "record (commit)",   "new command",
+    "redelivery lookup", "raw SELECT (miss)", "raw INSERT (commit)",
+    "raw command"};
 
 typedef struct {
   double *v;
@@ -320,8 +329,8 @@ int main(int argc, char **argv) {
   proto_t *pp[3] = {&pn, &pr, &pw};
   for (int k = 0; k < 3; k++)
     printf("             %-12s %6.2f %6.2f %8.0f %8.0f %10.1f %10.1f\n", kn[k],
-           pp[k]->round_trips, pp[k]->parses, pp[k]->bytes_out,
-           pp[k]->bytes_in, srv_cpu[k] * 1e3 / n, cli_cpu[k] * 1e3 / n);
+           pp[k]->round_trips, pp[k]->parses, pp[k]->bytes_out, pp[k]->bytes_in,
+           srv_cpu[k] * 1e3 / n, cli_cpu[k] * 1e3 / n);
   printf("{\"bench\": \"idem\", \"rounds\": %d, \"commands_per_round\": %d,"
          " \"new_p50_ms\": %.3f, \"new_p99_ms\": %.3f,"
          " \"lookup_p50_ms\": %.3f, \"record_p50_ms\": %.3f,"
@@ -334,10 +343,10 @@ int main(int argc, char **argv) {
          " \"raw_client_cpu_us\": %.1f}\n",
          rounds, PER_ROUND, p50[NEW_CMD], p99[NEW_CMD], p50[NEW_LOOKUP],
          p50[NEW_RECORD], p50[REDELIVERY], p50[RAW_CMD], p99[RAW_CMD],
-         p50[NEW_CMD] / p50[RAW_CMD], pn.round_trips, pn.parses,
-         pr.round_trips, srv_cpu[KIND_NEW] * 1e3 / n,
-         srv_cpu[KIND_REDELIVERY] * 1e3 / n, srv_cpu[KIND_RAW] * 1e3 / n,
-         cli_cpu[KIND_NEW] * 1e3 / n, cli_cpu[KIND_RAW] * 1e3 / n);
+         p50[NEW_CMD] / p50[RAW_CMD], pn.round_trips, pn.parses, pr.round_trips,
+         srv_cpu[KIND_NEW] * 1e3 / n, srv_cpu[KIND_REDELIVERY] * 1e3 / n,
+         srv_cpu[KIND_RAW] * 1e3 / n, cli_cpu[KIND_NEW] * 1e3 / n,
+         cli_cpu[KIND_RAW] * 1e3 / n);
   if (store.destroy)
     store.destroy(store.ctx);
   PQfinish(sc);

@@ -224,8 +224,7 @@ static void lookup_name(PGconn *c, char *buf, size_t len) {
   PQclear(r);
 }
 
-static void test_a_taken_statement_name_falls_back_to_unprepared(
-    void **state) {
+static void test_a_taken_statement_name_falls_back_to_unprepared(void **state) {
   (void)state;
   fixture_t f;
   fixture_open(&f, "idem_taken");
@@ -269,8 +268,8 @@ static void test_replies_round_trip_and_keep_their_rule(void **state) {
                    0);
   /* the largest attempt the column holds (the participant's voiding
    * record uses it) */
-  assert_int_equal(record(&s, "v1/a/COMPENSATE", SAGA_OUTCOME_FAILURE, NULL,
-                          0, NULL, INT32_MAX),
+  assert_int_equal(record(&s, "v1/a/COMPENSATE", SAGA_OUTCOME_FAILURE, NULL, 0,
+                          NULL, INT32_MAX),
                    0);
 
   /* A second store, on another connection, where the table exists. */
@@ -322,12 +321,10 @@ static void test_replies_round_trip_and_keep_their_rule(void **state) {
   assert_int_equal(record(&s, "v2/a/DO", SAGA_OUTCOME_SUCCESS, NULL, 0, NULL,
                           (uint32_t)INT32_MAX + 1),
                    SAGA_ESTORE);
-  assert_int_equal(
-      record(&s, "v2/a/DO", (saga_outcome_t)7, NULL, 0, NULL, 1),
-      SAGA_ESTORE);
+  assert_int_equal(record(&s, "v2/a/DO", (saga_outcome_t)7, NULL, 0, NULL, 1),
+                   SAGA_ESTORE);
   char err[256] = "";
-  saga_recorded_reply_t bad = {SAGA_OUTCOME_SUCCESS, NULL, 0, NULL,
-                               UINT32_MAX};
+  saga_recorded_reply_t bad = {SAGA_OUTCOME_SUCCESS, NULL, 0, NULL, UINT32_MAX};
   assert_int_equal(
       saga_pg_record_in_transaction(c, "v2/a/DO", &bad, err, sizeof err),
       SAGA_ESTORE);

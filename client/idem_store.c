@@ -3,8 +3,11 @@
  * callbacks synchronously on the calling (loop) thread. A key keeps a
  * SUCCESS, and any reply to the same or a later attempt; a FAILURE or
  * RETRYABLE of an earlier attempt (nothing applied) gives way to the new
- * one. */
+ * one. The PostgreSQL store prepares its two statements once per session
+ * of its connection: a command costs two round trips (lookup, then the
+ * record's durable commit) and no parsing or planning. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,16 +165,33 @@ static const char upgrade_sql[] =
     "ALTER TABLE saga_idempotency"
     " ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0";
 
-static const char insert_sql[] =
+/* The store's two statements. Their numbers and bytes go binary, with
+ * the types named here: no text rendering and no cast. */
+enum { PG_LOOKUP, PG_RECORD, PG_NSTMT };
+
+static const char *const stmt_sql[PG_NSTMT] = {
+    "SELECT outcome, payload, reason, attempt FROM saga_idempotency"
+    " WHERE key = $1",
     "INSERT INTO saga_idempotency (key, outcome, payload, reason, attempt)"
-    " VALUES ($1, $2::smallint, $3, $4, $5::integer)"
+    " VALUES ($1, $2, $3, $4, $5)"
     " ON CONFLICT (key) DO UPDATE SET"
     " outcome = EXCLUDED.outcome, payload = EXCLUDED.payload,"
     " reason = EXCLUDED.reason, attempt = EXCLUDED.attempt,"
     " recorded_at = now()"
     /* SUCCESS (1) stays: the effect was applied */
     " WHERE saga_idempotency.outcome <> 1"
-    " AND saga_idempotency.attempt < EXCLUDED.attempt";
+    " AND saga_idempotency.attempt < EXCLUDED.attempt"};
+
+#define OID_BYTEA 17
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_TEXT 25
+static const Oid lookup_types[1] = {OID_TEXT};
+/* key, outcome, payload, reason, attempt */
+static const Oid record_types[5] = {OID_TEXT, OID_INT2, OID_BYTEA, OID_TEXT,
+                                    OID_INT4};
+static const int stmt_nparams[PG_NSTMT] = {1, 5};
+static const Oid *const stmt_types[PG_NSTMT] = {lookup_types, record_types};
 
 static int pg_fail(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -190,14 +210,113 @@ static int pg_fail(char *errbuf, size_t errlen, const char *fmt, ...) {
   return SAGA_ESTORE;
 }
 
+/* The parameters of a record, pointing into the struct itself. */
+typedef struct record_params {
+  const char *v[5];
+  int len[5];
+  int fmt[5];
+  unsigned char outcome[2], attempt[4];
+} record_params_t;
+
+/* Fill p for key -> r: 0, or SAGA_ESTORE (text in errbuf) for a reply
+ * that has no place in the table (an outcome that is not one, an attempt
+ * past the integer column). */
+static int record_params(record_params_t *p, const char *key,
+                         const saga_recorded_reply_t *r, char *errbuf,
+                         size_t errlen) {
+  if (r->outcome < SAGA_OUTCOME_SUCCESS || r->outcome > SAGA_OUTCOME_RETRYABLE)
+    return pg_fail(errbuf, errlen,
+                   "could not record idempotency key \"%s\": outcome %d is "
+                   "not SUCCESS, FAILURE or RETRYABLE",
+                   key, (int)r->outcome);
+  if (r->attempt > INT32_MAX)
+    return pg_fail(errbuf, errlen,
+                   "could not record idempotency key \"%s\": attempt %u is "
+                   "past the attempt column's range (%d)",
+                   key, r->attempt, INT32_MAX);
+  uint32_t o = (uint32_t)r->outcome, a = r->attempt;
+  *p = (record_params_t){
+      .len = {0, 2, (int)r->payload_len, 0, 4},
+      .fmt = {0, 1, 1, 0, 1},
+      .outcome = {(unsigned char)(o >> 8), (unsigned char)o},
+      .attempt = {(unsigned char)(a >> 24), (unsigned char)(a >> 16),
+                  (unsigned char)(a >> 8), (unsigned char)a},
+  };
+  p->v[0] = key;
+  p->v[1] = (const char *)p->outcome;
+  p->v[2] = r->payload ? r->payload : "";
+  p->v[3] = r->reason;
+  p->v[4] = (const char *)p->attempt;
+  return 0;
+}
+
+/* A store: its connection (borrowed) and its statements, prepared in the
+ * connection's session on first use. */
+typedef struct pg_store {
+  PGconn *conn;
+  int session; /* PQbackendPID of the session prepared[] is about */
+  int unnamed; /* the session cannot keep our statements: never
+                  prepare again */
+  int prepared[PG_NSTMT];
+  char name[PG_NSTMT][48];
+} pg_store_t;
+
+static int sqlstate_is(const PGresult *r, const char *code) {
+  const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return st && !strcmp(st, code);
+}
+
+/* Run statement `which` on the store's connection. Outside a transaction
+ * block it runs prepared, preparing it first in a session that has not
+ * got it (a new store, a connection reset since); a session that lost it
+ * (DEALLOCATE, a new session under a recycled process id) prepares it
+ * again, once. Inside a transaction block (one a caller left open) it
+ * runs unnamed, as a one-off: no error of the store's own can abort that
+ * transaction. A store whose statement is gone right after it prepared
+ * it, or whose name is taken (a pooler that moves the session between
+ * server connections), runs unnamed from then on. */
+static PGresult *pg_exec(pg_store_t *s, int which, const char *const *v,
+                         const int *len, const int *fmt, int binary) {
+  PGconn *c = s->conn;
+  for (int fresh = 0;; fresh = 1) {
+    if (s->unnamed || PQtransactionStatus(c) != PQTRANS_IDLE)
+      return PQexecParams(c, stmt_sql[which], stmt_nparams[which],
+                          stmt_types[which], v, len, fmt, binary);
+    int pid = PQbackendPID(c);
+    if (s->session != pid) {
+      memset(s->prepared, 0, sizeof s->prepared);
+      s->session = pid;
+    }
+    int just = 0;
+    if (!s->prepared[which]) {
+      PGresult *r = PQprepare(c, s->name[which], stmt_sql[which],
+                              stmt_nparams[which], stmt_types[which]);
+      int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+      if (!ok && !sqlstate_is(r, "42P05")) /* duplicate_prepared_statement */
+        return r;
+      PQclear(r);
+      if (!ok) { /* the name is taken */
+        s->unnamed = 1;
+        continue;
+      }
+      s->prepared[which] = just = 1;
+    }
+    PGresult *r = PQexecPrepared(c, s->name[which], stmt_nparams[which], v, len,
+                                 fmt, binary);
+    if (!sqlstate_is(r, "26000") /* invalid_sql_statement_name */ ||
+        PQtransactionStatus(c) != PQTRANS_IDLE)
+      return r;
+    PQclear(r);
+    s->prepared[which] = 0;
+    if (just || fresh)
+      s->unnamed = 1;
+  }
+}
+
 static void pg_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
                       void *arg) {
   const char *params[1] = {key};
-  PGresult *r = PQexecParams(
-      ctx,
-      "SELECT outcome, payload, reason, attempt FROM saga_idempotency"
-      " WHERE key = $1",
-      1, NULL, params, NULL, NULL, 1 /* binary results */);
+  PGresult *r = pg_exec(ctx, PG_LOOKUP, params, NULL, NULL, 1);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     PQclear(r);
     cb(arg, SAGA_ESTORE, 0, NULL);
@@ -222,35 +341,46 @@ static void pg_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
   PQclear(r);
 }
 
+/* The end of a record on c: 0, or SAGA_ESTORE with the server's word. */
+static int record_result(PGconn *c, PGresult *r, const char *key, char *errbuf,
+                         size_t errlen) {
+  int rc = 0;
+  if (PQresultStatus(r) != PGRES_COMMAND_OK)
+    rc = pg_fail(errbuf, errlen, "could not record idempotency key \"%s\": %s",
+                 key, PQerrorMessage(c));
+  PQclear(r);
+  return rc;
+}
+
 int saga_pg_record_in_transaction(void *pgconn, const char *key,
                                   const saga_recorded_reply_t *reply,
                                   char *errbuf, size_t errlen) {
   if (!pgconn || !key || !reply)
     return pg_fail(errbuf, errlen, "invalid argument");
-  char outcome[8], attempt[16];
-  snprintf(outcome, sizeof outcome, "%d", (int)reply->outcome);
-  snprintf(attempt, sizeof attempt, "%u", reply->attempt);
-  const char *params[5] = {key, outcome,
-                           reply->payload ? reply->payload : "",
-                           reply->reason, attempt};
-  int lengths[5] = {0, 0, (int)reply->payload_len, 0, 0};
-  int formats[5] = {0, 0, 1, 0, 0};
-  PGresult *r = PQexecParams(pgconn, insert_sql, 5, NULL, params, lengths,
-                             formats, 0);
-  int rc = 0;
-  if (PQresultStatus(r) != PGRES_COMMAND_OK)
-    rc = pg_fail(errbuf, errlen,
-                 "could not record idempotency key \"%s\": %s", key,
-                 PQerrorMessage(pgconn));
-  PQclear(r);
-  return rc;
+  record_params_t p;
+  if (record_params(&p, key, reply, errbuf, errlen) != 0)
+    return SAGA_ESTORE;
+  /* Unnamed: the caller's session may not have the store's statements
+   * (nothing here says which store, if any, prepared them). */
+  PGresult *r = PQexecParams(pgconn, stmt_sql[PG_RECORD], 5, record_types, p.v,
+                             p.len, p.fmt, 0);
+  return record_result(pgconn, r, key, errbuf, errlen);
 }
 
 static void pg_record(void *ctx, const char *key,
                       const saga_recorded_reply_t *reply,
                       saga_store_record_cb cb, void *arg) {
-  cb(arg, saga_pg_record_in_transaction(ctx, key, reply, NULL, 0));
+  pg_store_t *s = ctx;
+  record_params_t p;
+  if (record_params(&p, key, reply, NULL, 0) != 0) {
+    cb(arg, SAGA_ESTORE);
+    return;
+  }
+  PGresult *r = pg_exec(s, PG_RECORD, p.v, p.len, p.fmt, 0);
+  cb(arg, record_result(s->conn, r, key, NULL, 0));
 }
+
+static void pg_destroy(void *ctx) { free(ctx); }
 
 int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
                        size_t errlen) {
@@ -283,7 +413,22 @@ int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
     if (rc)
       return rc;
   }
-  *out = (saga_idem_store_t){
-      .ctx = pgconn, .lookup = pg_lookup, .record = pg_record, .destroy = NULL};
+  pg_store_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    (void)pg_fail(errbuf, errlen, "out of memory");
+    return SAGA_ENOMEM;
+  }
+  /* Names of this store's own: two stores on one connection never meet
+   * each other's statements, and a store never prepares a name twice in a
+   * session. */
+  static unsigned long stores;
+  unsigned long n = __atomic_add_fetch(&stores, 1, __ATOMIC_RELAXED);
+  snprintf(s->name[PG_LOOKUP], sizeof s->name[0], "saga_idem_lookup_%lu", n);
+  snprintf(s->name[PG_RECORD], sizeof s->name[0], "saga_idem_record_%lu", n);
+  s->conn = pgconn;
+  *out = (saga_idem_store_t){.ctx = s,
+                             .lookup = pg_lookup,
+                             .record = pg_record,
+                             .destroy = pg_destroy};
   return 0;
 }

@@ -456,6 +456,7 @@ int svc_main(const svc_spec_t *spec, int argc, char **argv) {
   };
   if (saga_participant_new(&loop, &cfg, &s.p, err, sizeof err) != 0) {
     fprintf(stderr, "order-%s: %s\n", spec->name, err);
+    store.destroy(store.ctx); /* not taken */
     goto out;
   }
   if (saga_participant_handle(s.p, s.topic, on_command, &s) != 0 ||

@@ -73,10 +73,23 @@ SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
  *   saga_idempotency(key text primary key, outcome smallint, payload bytea,
  *                    reason text, recorded_at timestamptz, attempt integer)
  * `conn` is a libpq PGconn * in CONNECTION_OK state, borrowed for the
- * store's life and used blocking on the loop thread (one short statement
- * per lookup or record). Returns 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE
- * (text in errbuf). To record a key in the participant's own business
- * transaction, see saga_pg_record_in_transaction. */
+ * store's life and used blocking on the loop thread: one round trip per
+ * lookup, one per record (a commit of its own, durable before the callback
+ * runs), both answered before the call returns, and one more to prepare
+ * each statement on its first use in a session. The handlers may use the
+ * same connection between calls (saga_pg_record_in_transaction). The
+ * statements are named saga_idem_lookup_N and saga_idem_record_N (N one per
+ * store in the process); after a PQreset, DISCARD ALL or DEALLOCATE the
+ * store prepares them again by itself. Called while `conn` is inside a
+ * transaction block, it runs its statement unprepared, inside that
+ * transaction (a record is then durable when that commits). It stays on the
+ * loop thread, not a worker: the connection is the caller's and its
+ * handlers', and a hop to a thread and back would add to every command's
+ * latency. Free with store->destroy(ctx) unless a participant took it
+ * (saga_participant_close does it); destroy never touches `conn`. Returns
+ * 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE (text in errbuf). To record a
+ * key in the participant's own business transaction, see
+ * saga_pg_record_in_transaction. */
 SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
                                           char *errbuf, size_t errlen);
 
@@ -84,7 +97,10 @@ SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
  * (the table must exist: create the store once first), with the rule of
  * saga_idem_store_t.record. `key` is the command's effect_key and
  * reply->attempt its attempt. The library's own record of the same reply
- * later keeps this one. Returns 0 or SAGA_ESTORE. */
+ * later keeps this one. The statement is sent unprepared (one round trip;
+ * the caller's session need not have the store's statements). Returns 0
+ * or SAGA_ESTORE: a database error, an outcome that is not SUCCESS,
+ * FAILURE or RETRYABLE, or an attempt past INT32_MAX. */
 SAGA_CLIENT_EXPORT int saga_pg_record_in_transaction(
     void *pgconn, const char *key, const saga_recorded_reply_t *reply,
     char *errbuf, size_t errlen);

@@ -812,13 +812,17 @@ static void test_postgres_store_opens_without_a_notice(void **state) {
   PQsetNoticeReceiver(conn, count_notice, &notices);
   char err[256];
   saga_idem_store_t store;
-  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
-  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  for (int i = 0; i < 2; i++) { /* a store no participant took: ours */
+    assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+    store.destroy(store.ctx);
+  }
   assert_int_equal(notices, 0);
   /* A table of an older release, without "attempt", is upgraded. */
   PQclear(PQexec(conn, "ALTER TABLE saga_idempotency DROP COLUMN attempt"));
-  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
-  assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+  for (int i = 0; i < 2; i++) { /* a store no participant took: ours */
+    assert_int_equal(saga_idem_store_pg(conn, &store, err, sizeof err), 0);
+    store.destroy(store.ctx);
+  }
   assert_int_equal(notices, 0);
   PGresult *r = PQexec(conn, "SELECT attempt FROM saga_idempotency");
   assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);

@@ -366,7 +366,9 @@ void fx_command_free_list(cmd_sent_t *c) {
 }
 
 void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status) {
-  if (status == SAGAD_DELIVERY_OK) {
+  if (status == SAGAD_DELIVERY_OK || e->stopping) {
+    /* delivered; or stopping (purged at close): the next owner resumes
+     * the saga and sends what it waits for */
     free(c);
     return;
   }
@@ -375,8 +377,7 @@ void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status) {
             "delivered (%s): sending it again in %d ms while the saga "
             "waits for it",
             c->action == SM_DO ? "DO" : "COMPENSATE", (unsigned)c->step + 1,
-            (unsigned)c->attempt, sagad_delivery_text(status),
-            OUTBOX_RETRY_MS);
+            (unsigned)c->attempt, sagad_delivery_text(status), OUTBOX_RETRY_MS);
   e->c.produce_errors++;
   c->next = e->cmd_retry;
   e->cmd_retry = c;
@@ -399,8 +400,8 @@ void fx_command_retry(sagad_engine_t *e) {
      * deadline decided it, or the saga left memory (a later owner or
      * read-back resumes it): nothing to send. */
     if (st &&
-        st->status == (c->action == SM_DO ? SM_STEP_RUNNING
-                                          : SM_STEP_COMP_RUNNING) &&
+        st->status ==
+            (c->action == SM_DO ? SM_STEP_RUNNING : SM_STEP_COMP_RUNNING) &&
         st->attempt == c->attempt && st->timer_ms > now) {
       sm_effect_t fx = {.type = SM_FX_SEND,
                         .step = c->step,

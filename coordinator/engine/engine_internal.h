@@ -142,13 +142,14 @@ typedef struct outbox {
 #define TMR_DLQ 0xfe    /* tmr_t.timer of the held dead letters' retry */
 #define TMR_CMD 0xfd    /* tmr_t.timer of the undelivered commands' retry */
 
-/* A command on its way (in its delivery token): when its delivery fails,
- * the same attempt (same idempotency key: a participant de-duplicates it)
- * is produced again after OUTBOX_RETRY_MS, and again after each failed
- * delivery, for as long as the saga in memory still waits for that
- * attempt (its Dispatched event is durable: design.md invariant 1 holds);
- * once the attempt is decided (a reply, its deadline) or the saga left
- * memory, it is dropped. */
+/* A command on its way (in its delivery token): when its delivery fails
+ * or is not confirmed (SAGAD_DELIVERY_UNCONFIRMED), the same attempt
+ * (same idempotency key: a participant de-duplicates it) is produced
+ * again after OUTBOX_RETRY_MS, and again after each failed delivery, for
+ * as long as the saga in memory still waits for that attempt (its
+ * Dispatched event is durable: design.md invariant 1 holds); once the
+ * attempt is decided (a reply, its deadline) or the saga left memory, it
+ * is dropped. */
 typedef struct cmd_sent {
   struct cmd_sent *next; /* retry list */
   uint8_t step, action;
@@ -415,8 +416,9 @@ void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
 void fx_outbox_delivered(sagad_engine_t *e, outbox_t *ob, int status);
 /* Send the outbox's retry list again. */
 void fx_outbox_retry(sagad_engine_t *e);
-/* A command's produce finished: forgotten, or, when it failed, produced
- * again later if its saga still waits for that attempt. */
+/* A command's produce finished: forgotten (delivered, or the engine is
+ * stopping), or, when it failed or is unconfirmed, produced again later
+ * if its saga still waits for that attempt. */
 void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status);
 /* Produce the undelivered commands again (those still waited for). */
 void fx_command_retry(sagad_engine_t *e);

@@ -135,8 +135,8 @@ typedef struct {
   X(OK, 0, "delivered")                                                        \
   X(TOO_LARGE, 1, "message too large for the broker")                          \
   X(RETRIABLE, 2, "not delivered: broker unreachable or timed out")            \
-  X(FATAL, 3, "not delivered: refused by the broker")                         \
-  X(UNCONFIRMED, 4, "reported delivered without an offset: not confirmed stored")
+  X(FATAL, 3, "not delivered: refused by the broker")                          \
+  X(UNCONFIRMED, 4, "delivered without an offset: not confirmed")
 
 typedef enum {
 #define SAGAD_DELIVERY_ENUM_(name, value, text) SAGAD_DELIVERY_##name = value,

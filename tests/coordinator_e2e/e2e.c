@@ -83,9 +83,9 @@ struct e2e {
 
 /* A StartSaga or a Reply on its way: a copy of what was produced, so a
  * failed delivery (the producer gave up on it: retries spent, or an error
- * it cannot retry) or one not confirmed (no offset) is produced again. Both are safe to send twice:
- * StartSaga is idempotent by saga id, a Reply is de-duplicated by its
- * attempt (docs/protocol.md). */
+ * it cannot retry) or one not confirmed (no offset) is produced again.
+ * Both are safe to send twice: StartSaga is idempotent by saga id, a Reply
+ * is de-duplicated by its attempt (docs/protocol.md). */
 typedef struct {
   char topic[96];
   char what[48]; /* "StartSaga" or "Reply" */

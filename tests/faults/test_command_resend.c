@@ -45,13 +45,12 @@ static void test_an_undelivered_command_is_sent_again(void **state) {
   (void)state;
   faults_mock_t *mock = faults_mock_start();
   e2e_t *t = e2e_new("flt_resend", 2000, faults_script);
-  static const char *const short_timeout[] = {
-      "--kafka.message.timeout.ms=1000", NULL};
+  static const char *const short_timeout[] = {"--kafka.message.timeout.ms=1000",
+                                              NULL};
   int port = e2e_sagad_start_admin(t, 0, short_timeout, ts_timeout_ms(30000));
   assert_true(port > 0);
   /* the inbox exists once sagad has its partitions */
-  assert_true(
-      faults_wait_log(t, "flt_resend", 0, "inbox partitions", 30000));
+  assert_true(faults_wait_log(t, "flt_resend", 0, "inbox partitions", 30000));
   faults_lead_apart(mock, t, PARTITIONS, STEP_BROKER);
 
   faults_ids_t s;
@@ -65,8 +64,7 @@ static void test_an_undelivered_command_is_sent_again(void **state) {
   while (faults_log_count("flt_resend", 0, "could not deliver") == before &&
          ts_now_ms() < until)
     e2e_pump(t, 50);
-  long failed = faults_log_count("flt_resend", 0, "could not deliver") -
-                before;
+  long failed = faults_log_count("flt_resend", 0, "could not deliver") - before;
   faults_mock_ctl(mock, "broker-up %d", STEP_BROKER);
   printf("# deliveries that failed while broker %d was down: %ld\n",
          STEP_BROKER, failed);

@@ -246,8 +246,8 @@ static int teardown(void **state) {
   (void)state;
   assert_int_equal(e2e_sagad_stop(F.t, 0, SIGTERM), 0);
   printf("# Kafka faults injected: %d; commands answered from a recorded "
-         "outcome: %zu; harness messages produced again after a failed "
-         "delivery: %zu\n",
+         "outcome: %zu; harness messages produced again after a failed or "
+         "unconfirmed delivery: %zu\n",
          faults_injected, e2e_answered_from_record(F.t), e2e_resent(F.t));
   e2e_free(F.t);
   faults_mock_stop(F.mock);

@@ -41,22 +41,46 @@ static long metric_value(const char *page, const char *name) {
   return -1;
 }
 
-static void test_an_undelivered_command_is_sent_again(void **state) {
+/* The mock, the harness and sagad, stopped by teardown even when the
+ * test fails (cmocka runs it after a failed test). */
+static struct {
+  faults_mock_t *mock;
+  e2e_t *t;
+  int port;
+} F;
+
+static int setup(void **state) {
   (void)state;
-  faults_mock_t *mock = faults_mock_start();
-  e2e_t *t = e2e_new("flt_resend", 2000, faults_script);
+  ts_require_pg();
+  ts_require_kafka();
+  F.mock = faults_mock_start();
+  F.t = e2e_new("flt_resend", 2000, faults_script);
   static const char *const short_timeout[] = {"--kafka.message.timeout.ms=1000",
                                               NULL};
-  int port = e2e_sagad_start_admin(t, 0, short_timeout, ts_timeout_ms(30000));
-  assert_true(port > 0);
+  F.port = e2e_sagad_start_admin(F.t, 0, short_timeout, ts_timeout_ms(30000));
+  assert_true(F.port > 0);
   /* the inbox exists once sagad has its partitions */
-  assert_true(faults_wait_log(t, "flt_resend", 0, "inbox partitions", 30000));
-  faults_lead_apart(mock, t, PARTITIONS, STEP_BROKER);
+  assert_true(faults_wait_log(F.t, "flt_resend", 0, "inbox partitions", 30000));
+  faults_lead_apart(F.mock, F.t, PARTITIONS, STEP_BROKER);
+  return 0;
+}
 
+static int teardown(void **state) {
+  (void)state;
+  if (F.t)
+    assert_int_equal(e2e_sagad_stop(F.t, 0, SIGTERM), 0);
+  e2e_free(F.t);
+  faults_mock_stop(F.mock);
+  return 0;
+}
+
+static void test_an_undelivered_command_is_sent_again(void **state) {
+  (void)state;
+  e2e_t *t = F.t;
   faults_ids_t s;
   faults_ids_make(&s, N, "resend", all_ok, NULL);
   long before = faults_log_count("flt_resend", 0, "could not deliver");
-  faults_mock_ctl(mock, "broker-down %d", STEP_BROKER);
+  faults_mock_ctl(F.mock, "broker-down %d", STEP_BROKER);
   faults_start(t, &s, 0, N);
   /* down until sagad's producer gave a command up (librdkafka's
    * delivery report, logged by the broker port) */
@@ -65,7 +89,7 @@ static void test_an_undelivered_command_is_sent_again(void **state) {
          ts_now_ms() < until)
     e2e_pump(t, 50);
   long failed = faults_log_count("flt_resend", 0, "could not deliver") - before;
-  faults_mock_ctl(mock, "broker-up %d", STEP_BROKER);
+  faults_mock_ctl(F.mock, "broker-up %d", STEP_BROKER);
   printf("# deliveries that failed while broker %d was down: %ld\n",
          STEP_BROKER, failed);
   assert_true(failed >= 1);
@@ -73,7 +97,7 @@ static void test_an_undelivered_command_is_sent_again(void **state) {
   assert_int_equal(e2e_wait_terminal(t, s.ids, N, 120000), N);
   size_t fx = faults_check_ledger(t, &s);
   size_t cmds = faults_check_appended(t, &s);
-  char *page = http_get_body(port, "/metrics");
+  char *page = http_get_body(F.port, "/metrics");
   assert_non_null(page);
   long resent = metric_value(page, "saga_commands_resent_total");
   free(page);
@@ -82,14 +106,11 @@ static void test_an_undelivered_command_is_sent_again(void **state) {
          N, fx, cmds, resent);
   assert_true(resent >= 1);
   faults_ids_free(&s);
-  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
-  e2e_free(t);
-  faults_mock_stop(mock);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_undelivered_command_is_sent_again),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, setup, teardown);
 }

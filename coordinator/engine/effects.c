@@ -13,6 +13,27 @@
 #include "log_sink.h"
 #include "wire.h"
 
+/* The token of a command of saga s (fx: its step, action, attempt), so a
+ * failed delivery sends it again (fx_command_delivered); NULL when out of
+ * memory (then it is produced without one, as before: its deadline
+ * decides a lost attempt). */
+static dlq_token_t *command_token(const sm_t *s, const sm_effect_t *fx) {
+  dlq_token_t *t = calloc(1, sizeof *t);
+  size_t len = strlen(s->id) + 1;
+  cmd_sent_t *c = t ? malloc(sizeof *c + len) : NULL;
+  if (!c) {
+    free(t);
+    return NULL;
+  }
+  c->next = NULL;
+  c->step = fx->step;
+  c->action = fx->action;
+  c->attempt = fx->attempt;
+  memcpy(c->id, s->id, len);
+  t->cmd = c;
+  return t;
+}
+
 /* Returns 1 when the command was handed to the broker. */
 static int send_command(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx) {
   sm_t *s = ENTRY_SAGA(en);
@@ -87,9 +108,12 @@ static int send_command(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx) {
     e->c.produce_errors++;
     return 0;
   }
+  dlq_token_t *tok = command_token(s, fx);
   int rc = e->cfg.broker.produce(e->cfg.broker.self, topic, s->id,
-                                 strlen(s->id), buf, len, &h, NULL);
+                                 strlen(s->id), buf, len, &h, tok);
   saga__hdrs_free(&h);
+  if (rc != 0)
+    sagad_engine_forget_token(tok);
   if (rc != 0) {
     /* Not sent: the attempt's deadline retries it. */
     e->c.produce_errors++;
@@ -332,4 +356,61 @@ void fx_outbox_retry(sagad_engine_t *e) {
   e->ob_armed = false;
   for (; ob; ob = n)
     n = ob->next, outbox_send(e, ob);
+}
+
+void fx_command_free_list(cmd_sent_t *c) {
+  for (cmd_sent_t *n; c; c = n) {
+    n = c->next;
+    free(c);
+  }
+}
+
+void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status) {
+  if (status == SAGAD_DELIVERY_OK || e->stopping) {
+    /* delivered; or stopping (purged at close): the next owner resumes
+     * the saga and sends what it waits for */
+    free(c);
+    return;
+  }
+  SLOG_WARN(c->id, NULL,
+            "the %s command of step %u, attempt %u, is not confirmed "
+            "delivered (%s): sending it again in %d ms while the saga "
+            "waits for it",
+            c->action == SM_DO ? "DO" : "COMPENSATE", (unsigned)c->step + 1,
+            (unsigned)c->attempt, sagad_delivery_text(status), OUTBOX_RETRY_MS);
+  e->c.produce_errors++;
+  c->next = e->cmd_retry;
+  e->cmd_retry = c;
+  timers_arm_retry(e, &e->cmd_armed, TMR_CMD);
+}
+
+void fx_command_retry(sagad_engine_t *e) {
+  cmd_sent_t *c = e->cmd_retry, *n;
+  e->cmd_retry = NULL;
+  e->cmd_armed = false;
+  int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
+  for (; c; c = n) {
+    n = c->next;
+    entry_t *en = table_lookup(e, c->id);
+    const sm_t *s = en ? ENTRY_SAGA(en) : NULL;
+    const sm_step_state_t *st =
+        s && c->step < s->nsteps ? &s->steps[c->step] : NULL;
+    /* Still waiting for this very attempt, before its deadline: the same
+     * command again (its Dispatched event is durable). Else its reply or
+     * deadline decided it, or the saga left memory (a later owner or
+     * read-back resumes it): nothing to send. */
+    if (st &&
+        st->status ==
+            (c->action == SM_DO ? SM_STEP_RUNNING : SM_STEP_COMP_RUNNING) &&
+        st->attempt == c->attempt && st->timer_ms > now) {
+      sm_effect_t fx = {.type = SM_FX_SEND,
+                        .step = c->step,
+                        .action = c->action,
+                        .attempt = c->attempt,
+                        .at_ms = st->timer_ms};
+      if (send_command(e, en, &fx))
+        e->c.commands_resent++;
+    }
+    free(c);
+  }
 }

@@ -501,6 +501,9 @@ void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status) {
   if (!token)
     return;
   dlq_token_t *t = token;
+  /* sent again: commands and final notifications (ports.h) */
+  if (status == SAGAD_DELIVERY_UNCONFIRMED && !t->cmd && !t->ob)
+    status = SAGAD_DELIVERY_OK;
   if (t->dl) {
     dletter_t *dl = t->dl;
     free(t);
@@ -511,6 +514,12 @@ void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status) {
     outbox_t *ob = t->ob;
     free(t);
     fx_outbox_delivered(e, ob, status);
+    return;
+  }
+  if (t->cmd) {
+    cmd_sent_t *c = t->cmd;
+    free(t);
+    fx_command_delivered(e, c, status);
     return;
   }
   if (t->done) {
@@ -659,6 +668,7 @@ void sagad_engine_free(sagad_engine_t *e) {
     n = dl->next;
     dlq_free(dl);
   }
+  fx_command_free_list(e->cmd_retry);
   saga_record_clear(&e->rec);
   free(e->inbox);
   free(e->notify);
@@ -720,6 +730,7 @@ void sagad_engine_forget_token(void *token) {
     fx_outbox_free(t->ob);
     if (t->dl)
       dlq_free(t->dl);
+    free(t->cmd);
   }
   free(t);
 }

@@ -36,6 +36,8 @@ typedef struct {
   uint64_t conflicts;         /* streams fenced by a version conflict */
   uint64_t recovered;         /* sagas rebuilt from the store and resumed */
   uint64_t commands_sent;
+  uint64_t commands_resent; /* attempts produced again after a failed
+                               delivery (fx_command_delivered) */
   uint64_t produce_errors;
   uint64_t outputs_read_back; /* sagas whose outputs the cache had dropped,
                                  read back from the store */

@@ -140,6 +140,22 @@ typedef struct outbox {
 #define OUTBOX_RETRY_MS 1000
 #define TMR_OUTBOX 0xff /* tmr_t.timer of the outbox's retry wake-up */
 #define TMR_DLQ 0xfe    /* tmr_t.timer of the held dead letters' retry */
+#define TMR_CMD 0xfd    /* tmr_t.timer of the undelivered commands' retry */
+
+/* A command on its way (in its delivery token): when its delivery fails
+ * or is not confirmed (SAGAD_DELIVERY_UNCONFIRMED), the same attempt
+ * (same idempotency key: a participant de-duplicates it) is produced
+ * again after OUTBOX_RETRY_MS, and again after each failed delivery, for
+ * as long as the saga in memory still waits for that attempt (its
+ * Dispatched event is durable: design.md invariant 1 holds); once the
+ * attempt is decided (a reply, its deadline) or the saga left memory, it
+ * is dropped. */
+typedef struct cmd_sent {
+  struct cmd_sent *next; /* retry list */
+  uint8_t step, action;
+  uint16_t attempt;
+  char id[]; /* the saga id */
+} cmd_sent_t;
 
 /* A dead letter: written before its input is acked (design.md invariant
  * 8). What does not fit the producer is cut (a prefix of the value, a
@@ -167,13 +183,14 @@ typedef struct dletter {
 
 /* Token of a dead letter: the input is acked once it is delivered; or of
  * a message produced for sagad_engine_produce (done set); or of a final
- * notification (ob set). */
+ * notification (ob set); or of a command (cmd set). */
 typedef struct {
   void *ack;
   void (*done)(void *arg, int status);
   void *arg;
   outbox_t *ob;
   dletter_t *dl;
+  cmd_sent_t *cmd;
 } dlq_token_t;
 
 /* What the engine waits for after a failed batch (sagad_engine_t). */
@@ -232,6 +249,9 @@ struct sagad_engine {
    * notify_pending flag the next batch clears */
   outbox_t *ob_retry;
   bool ob_armed;
+  /* commands whose delivery failed: produced again (cmd_sent_t) */
+  cmd_sent_t *cmd_retry;
+  bool cmd_armed;
   char (*marks)[SM_ID_MAX + 1];
   size_t nmarks, cmarks;
   /* dead letters that could not be written yet */
@@ -321,12 +341,12 @@ void table_outs_trim(sagad_engine_t *e);
 /* ---- timers.c ------------------------------------------------------- */
 
 /* Push timer t of saga en (NULL: a retry list's wake-up, t->timer
- * TMR_OUTBOX or TMR_DLQ). Logged and lost when out of memory. */
+ * TMR_OUTBOX, TMR_DLQ or TMR_CMD). Logged and lost when out of memory. */
 void timers_push(sagad_engine_t *e, const tmr_t *t, entry_t *en);
 /* Arm the clock's timer wake-up at the earliest deadline. */
 void timers_rearm(sagad_engine_t *e);
-/* Wake up in OUTBOX_RETRY_MS for a retry list (kind TMR_OUTBOX or
- * TMR_DLQ), unless that wake-up is armed already. */
+/* Wake up in OUTBOX_RETRY_MS for a retry list (kind TMR_OUTBOX, TMR_DLQ
+ * or TMR_CMD), unless that wake-up is armed already. */
 void timers_arm_retry(sagad_engine_t *e, bool *armed, uint8_t kind);
 /* Fire every timer due at now: a saga's becomes a queued input (when the
  * saga is in memory), a retry list's sends its list again. */
@@ -396,6 +416,13 @@ void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
 void fx_outbox_delivered(sagad_engine_t *e, outbox_t *ob, int status);
 /* Send the outbox's retry list again. */
 void fx_outbox_retry(sagad_engine_t *e);
+/* A command's produce finished: forgotten (delivered, or the engine is
+ * stopping), or, when it failed or is unconfirmed, produced again later
+ * if its saga still waits for that attempt. */
+void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status);
+/* Produce the undelivered commands again (those still waited for). */
+void fx_command_retry(sagad_engine_t *e);
+void fx_command_free_list(cmd_sent_t *c); /* a retry list; NULL-safe */
 void fx_outbox_free(outbox_t *ob); /* NULL-safe */
 
 /* ---- dead_letter.c -------------------------------------------------- */

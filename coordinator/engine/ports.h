@@ -125,12 +125,18 @@ typedef struct {
 } sagad_inmsg_t;
 
 /* How a produce ended, as the broker port reports it to
- * sagad_engine_on_delivery: X(name, value, text). */
+ * sagad_engine_on_delivery: X(name, value, text). UNCONFIRMED: the
+ * producer reported success without the offset the broker stored it at
+ * (an idempotent producer that inferred it from a later batch's
+ * acknowledgement; the Kafka mock was seen to have stored nothing then):
+ * commands and final notifications are sent again, a dead letter or a
+ * sagad_engine_produce message counts it delivered. */
 #define SAGAD_DELIVERY_MAP(X)                                                  \
   X(OK, 0, "delivered")                                                        \
   X(TOO_LARGE, 1, "message too large for the broker")                          \
   X(RETRIABLE, 2, "not delivered: broker unreachable or timed out")            \
-  X(FATAL, 3, "not delivered: refused by the broker")
+  X(FATAL, 3, "not delivered: refused by the broker")                          \
+  X(UNCONFIRMED, 4, "delivered without an offset: not confirmed")
 
 typedef enum {
 #define SAGAD_DELIVERY_ENUM_(name, value, text) SAGAD_DELIVERY_##name = value,

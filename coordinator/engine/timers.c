@@ -1,6 +1,7 @@
 /* The engine's timers (see engine_internal.h): a min-heap on the deadline
  * holding the sagas' timers (step deadlines, retry backoffs) and the retry
- * lists' wake-ups (the outbox's, the held dead letters'), the one clock
+ * lists' wake-ups (the outbox's, the held dead letters', the undelivered
+ * commands'), the one clock
  * wake-up it keeps armed at the earliest, and firing what is due: a saga's
  * timer becomes an input queued like any other. A timer refers to its
  * saga by id, not by entry: the saga may leave memory and come back (read
@@ -107,6 +108,10 @@ void timers_fire_due(sagad_engine_t *e, int64_t now) {
     }
     if (t.timer == TMR_OUTBOX) { /* no id */
       fx_outbox_retry(e);
+      continue;
+    }
+    if (t.timer == TMR_CMD) { /* no id */
+      fx_command_retry(e);
       continue;
     }
     if (!t.id || !table_lookup(e, t.id->id)) {

@@ -137,12 +137,19 @@ static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
                           void *msg_opaque, void *opaque) {
   (void)kl;
   sagad_broker_kafka_t *b = opaque;
+  int status = (int)sagad_broker_kafka_status(m->err);
   if (m->err && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE)
     LOG_WARN("could not deliver a message to %s: %s",
              rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+  if (!m->err && m->offset < 0) {
+    /* success inferred, not acknowledged with an offset (ports.h) */
+    LOG_WARN("a message to %s [%d] was reported delivered without an "
+             "offset: not confirmed stored",
+             rd_kafka_topic_name(m->rkt), (int)m->partition);
+    status = SAGAD_DELIVERY_UNCONFIRMED;
+  }
   if (b->engine)
-    sagad_engine_on_delivery(b->engine, msg_opaque,
-                             (int)sagad_broker_kafka_status(m->err));
+    sagad_engine_on_delivery(b->engine, msg_opaque, status);
 }
 
 static void k_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,

@@ -122,6 +122,8 @@ struct sagad_observe {
   uint64_t dlq_cut_seen;
   metric_t *outs_read;
   uint64_t outs_read_seen;
+  metric_t *cmd_resent;
+  uint64_t cmd_resent_seen;
   metric_t *lag[64];
   proc_metrics_t *proc; /* process_* families */
   /* sagas whose trace is to be read from the store (trace_ask), and those
@@ -780,6 +782,7 @@ static void on_collect(metrics_t *m, void *arg) {
   metric_set(o->dlq_blocked, (double)c->dead_letters_blocked);
   add_delta(o->dlq_cut, c->dead_letters_truncated, &o->dlq_cut_seen);
   add_delta(o->outs_read, c->outputs_read_back, &o->outs_read_seen);
+  add_delta(o->cmd_resent, c->commands_resent, &o->cmd_resent_seen);
   if (o->otlp) {
     otlp_stats_t st;
     otlp_stats(o->otlp, &st);
@@ -852,6 +855,12 @@ static int register_metrics(sagad_observe_t *o) {
       "(outputs.cache_bytes), read back from the store to build a "
       "command: a steady rise means the cache is too small for the sagas "
       "that move.",
+      NULL));
+  o->cmd_resent = metric_series(metrics_counter(
+      m, "saga_commands_resent_total",
+      "Commands produced again, the same attempt, after the producer "
+      "reported their delivery failed (the saga still waited for that "
+      "attempt).",
       NULL));
   o->f_anom = metrics_counter(
       m, "saga_anomalies_total",

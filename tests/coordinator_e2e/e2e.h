@@ -67,7 +67,9 @@ int e2e_sagad_wait(e2e_t *t, int idx, int64_t timeout_ms);
 /* Run sagad with extra arguments to completion (start-up error tests). */
 int e2e_sagad_run_once(e2e_t *t, const char *const *extra);
 
-/* Produce a StartSaga for id of type ("fast"/"slow") to the inbox. */
+/* Produce a StartSaga for id of type ("fast"/"slow") to the inbox;
+ * produced again should its delivery fail (StartSaga is idempotent by saga
+ * id), as are the participant's replies. */
 void e2e_start(e2e_t *t, const char *type, const char *id);
 /* The same with a correlation-id header (NULL = none) and a definition
  * version (0 = the newest). */
@@ -130,6 +132,9 @@ int e2e_applied(e2e_t *t, const char *id, int step);
 int e2e_undone(e2e_t *t, const char *id, int step);
 int e2e_commands(e2e_t *t, const char *id, int step);
 size_t e2e_answered_from_record(const e2e_t *t);
+/* StartSagas and Replies the harness produced again because their
+ * delivery failed (the producer gave up on them). */
+size_t e2e_resent(const e2e_t *t);
 /* Commands the participant received (any saga), and those whose
  * action_name was not the definition's action (DO: the step's name,
  * COMPENSATE: "undo"). */

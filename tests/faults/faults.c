@@ -378,3 +378,13 @@ void faults_mock_stop(faults_mock_t *m) {
   rmdir(m->dir);
   free(m);
 }
+
+void faults_lead_apart(faults_mock_t *m, e2e_t *t, int partitions, int only) {
+  for (int p = 0; p < partitions; p++) {
+    faults_mock_ctl(m, "partition-leader %s %d 1", e2e_inbox(t), p);
+    for (int i = 0; i < E2E_STEPS; i++)
+      faults_mock_ctl(m, "partition-leader %s %d %d", e2e_step_topic(t, i), p,
+                      only);
+  }
+  e2e_pump(t, 1500);
+}

@@ -78,5 +78,11 @@ void faults_mock_ctl(faults_mock_t *m, const char *fmt, ...);
  * any other answer. */
 long faults_mock_count(faults_mock_t *m, const char *fmt, ...);
 void faults_mock_stop(faults_mock_t *m);
+/* Lead each of the first `partitions` partitions of t's inbox from broker
+ * 1 and of its step topics from broker `only` (not 1), then pump 1.5 s
+ * (metadata.refresh 1 s: every client follows): `only` then takes
+ * Produce requests from sagad alone (the inbox is the one topic the
+ * starter and the participant write). */
+void faults_lead_apart(faults_mock_t *m, e2e_t *t, int partitions, int only);
 
 #endif

@@ -241,7 +241,11 @@ static int b_produce(void *self, const char *topic, const void *key,
                  tag | (int64_t)(uint32_t)err, token);
     return 0;
   }
-  if (token)
+  if (token && !is_dlq)
+    /* a command's report: after a fixed delay, no draw (the seeds'
+     * streams stay as they were before commands carried a token) */
+    sim_schedule(s, s->now + 3, EV_DELIVERY, n->idx, err, token);
+  else if (token)
     sim_schedule(s, s->now + sim_range(&s->rng, 1, 5), EV_DELIVERY, n->idx,
                  err, token);
   return 0;
@@ -253,6 +257,8 @@ void sim_delivery(sim_t *s, sim_ev_t *ev) {
   sim_node_t *n = &s->nodes[ev->node];
   if (n->engine)
     sagad_engine_on_delivery(n->engine, ev->p, (int)ev->a);
+  else
+    sagad_engine_forget_token(ev->p); /* no instance to report it to */
 }
 
 void sim_notify_lands(sim_t *s, sim_ev_t *ev) {

@@ -357,9 +357,8 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
   while (sim_pop(s, &ev))
     if (ev.kind == EV_COMMAND)
       free(ev.p);
-    else if (ev.kind == EV_NOTIFY)
+    else if (ev.kind == EV_NOTIFY || ev.kind == EV_DELIVERY)
       sagad_engine_forget_token(ev.p);
-    /* EV_DELIVERY tokens of dead letters belonged to the engines */
   free(s->heap);
   sim_store_free(s);
   sim_broker_free(s);

@@ -75,6 +75,40 @@ static int set_props(rd_kafka_conf_t *conf, const char *const *p,
   return 0;
 }
 
+static int prop_given(const char *const *p, const char *name) {
+  for (; p && p[0] && p[1]; p += 2)
+    if (!strcmp(p[0], name))
+      return 1;
+  return 0;
+}
+
+/* A consumer's heartbeat.interval.ms, unless configured, at most a third
+ * of its session.timeout.ms (Kafka's advice). librdkafka keeps 3000 ms
+ * whatever the session: with session.timeout.ms=3000 the consumer declared
+ * its own session lost whenever one heartbeat answer came a little late,
+ * and a member answering every heartbeat lost its partitions over and over
+ * (docs/benchmarks.md, the saga benchmark's recovery phase). */
+static int heartbeat_within_session(const saga_kloop_config_t *cfg,
+                                    rd_kafka_conf_t *conf, char *errbuf,
+                                    size_t errlen) {
+  if (prop_given(cfg->properties, "heartbeat.interval.ms") ||
+      prop_given(cfg->consumer_properties, "heartbeat.interval.ms"))
+    return 0;
+  char sv[32], hv[32];
+  size_t sl = sizeof sv, hl = sizeof hv;
+  if (rd_kafka_conf_get(conf, "session.timeout.ms", sv, &sl) !=
+          RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_get(conf, "heartbeat.interval.ms", hv, &hl) !=
+          RD_KAFKA_CONF_OK)
+    return 0;
+  long session = atol(sv), hb = atol(hv);
+  if (session <= 0 || hb <= session / 3)
+    return 0;
+  snprintf(hv, sizeof hv, "%ld", session / 3 > 0 ? session / 3 : 1);
+  const char *const p[] = {"heartbeat.interval.ms", hv, NULL};
+  return set_props(conf, p, errbuf, errlen);
+}
+
 static rd_kafka_t *make_handle(const saga_kloop_config_t *cfg,
                                rd_kafka_type_t type, char *errbuf,
                                size_t errlen) {
@@ -111,6 +145,9 @@ static rd_kafka_t *make_handle(const saga_kloop_config_t *cfg,
       set_props(conf, own, errbuf, errlen) ||
       set_props(conf, cfg->properties, errbuf, errlen) ||
       set_props(conf, more, errbuf, errlen))
+    goto err;
+  if (type == RD_KAFKA_CONSUMER && heartbeat_within_session(cfg, conf, errbuf,
+                                                            errlen))
     goto err;
   if (type == RD_KAFKA_CONSUMER) {
     /* librdkafka wants a group.id even to assign by hand; such a reader

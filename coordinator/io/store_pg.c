@@ -2,7 +2,8 @@
  * libuv face, and recovery reads on a worker thread (uv_queue_work) over a
  * blocking connection of their own, so the loop is never blocked by them;
  * recovery lists every record of a partition's open sagas in one query
- * (saga_index joined to es_events) rather than one query per saga. A
+ * (saga_index joined to es_events) rather than one query per saga, read
+ * through a cursor and handed to the engine LOAD_CHUNK_ROWS at a time. A
  * batch larger than LANE_BLOCK streams is split over LANES connections, by
  * blocks of LANE_BLOCK streams, which append at the same time (two PostgreSQL
  * backends, two cores): each lane is one transaction and one round trip,
@@ -413,17 +414,32 @@ static int64_t be64(const char *p) {
 /* ---- loads ----------------------------------------------------------
  * A load runs on a libuv worker thread (uv_queue_work) on the blocking
  * reads' connection, so the loop keeps serving while it reads; one load at
- * a time (one connection), the others queued in order. The worker keeps
- * the rows (single-row mode: libpq's memory stays flat, ours grows with
- * the rows); back on the loop, the engine gets them record by record and
- * then the load's end. A load pending at close ends with status -1. */
+ * a time (one connection), the others queued in order. A saga's load reads
+ * its rows at once. A recovery load reads through a cursor, LOAD_CHUNK_ROWS
+ * rows per trip to the worker: back on the loop, the worker is sent for the
+ * next chunk first (into the load's other buffer), then the engine gets the
+ * chunk record by record, so reading and replaying overlap and the memory
+ * held is two chunks whatever the number of sagas; the loop serves other
+ * events between chunks (inputs wait in its queue while a load is pending:
+ * engine/load.c). A load pending at close ends with status -1. */
+
+#define LOAD_CHUNK_ROWS 4096
+#define RECOVER_CURSOR "sagad_recover"
 
 typedef struct pg_row {
   int32_t partition;
   int64_t version;
-  size_t off, len; /* of the data in the load's buffer */
+  size_t off, len; /* of the data in its chunk's buffer */
   char id[SM_ID_MAX + 2];
 } pg_row_t;
+
+/* Rows read by one trip to the worker. */
+typedef struct pg_chunk {
+  pg_row_t *rows;
+  size_t nrows, crows;
+  uint8_t *data;
+  size_t ndata, cdata;
+} pg_chunk_t;
 
 typedef struct pg_load {
   uv_work_t work;
@@ -435,11 +451,13 @@ typedef struct pg_load {
   sagad_load_cb cb;
   sagad_load_done_cb done;
   void *arg;
-  /* filled by the worker */
-  pg_row_t *rows;
-  size_t nrows, crows;
-  uint8_t *data;
-  size_t ndata, cdata;
+  int chunked; /* a recovery load: through the cursor, chunk by chunk */
+  /* the worker's (between trips: the loop's) */
+  int cursor_open; /* its transaction and cursor are open */
+  int eof;         /* the last chunk is read (the cursor closed) */
+  pg_chunk_t chunk[2];
+  int fill; /* the chunk the worker fills; the other one is delivered */
+  size_t rows_read; /* by the worker, all trips */
   int rc;
   char err[512];
 } pg_load_t;
@@ -447,33 +465,56 @@ typedef struct pg_load {
 static void load_free(pg_load_t *L) {
   for (int i = 0; i < 3; i++)
     free(L->params[i]);
-  free(L->rows);
-  free(L->data);
+  for (int i = 0; i < 2; i++) {
+    free(L->chunk[i].rows);
+    free(L->chunk[i].data);
+  }
   free(L);
 }
 
 /* Keep one row (worker thread). */
-static int keep_row(pg_load_t *L, const char *id, size_t idl, int32_t part,
+static int keep_row(pg_chunk_t *c, const char *id, size_t idl, int32_t part,
                     int64_t version, const char *data, size_t len) {
-  if (SAGA_GROW(L->rows, L->crows, L->nrows + 1, 64) != 0 ||
-      SAGA_GROW(L->data, L->cdata, L->ndata + len + 1, 4096) != 0)
+  if (SAGA_GROW(c->rows, c->crows, c->nrows + 1, 64) != 0 ||
+      SAGA_GROW(c->data, c->cdata, c->ndata + len + 1, 4096) != 0)
     return -1;
-  pg_row_t *r = &L->rows[L->nrows++];
+  pg_row_t *r = &c->rows[c->nrows++];
   memcpy(r->id, id, idl);
   r->id[idl] = '\0';
   r->partition = part;
   r->version = version;
-  r->off = L->ndata;
+  r->off = c->ndata;
   r->len = len;
-  memcpy(L->data + L->ndata, data, len);
-  L->ndata += len;
+  memcpy(c->data + c->ndata, data, len);
+  c->ndata += len;
   return 0;
 }
 
-/* Run the load's query in single-row mode and keep each (saga_id,
- * partition, version, data) row (worker thread). */
+/* Keep row `row` of result r, a (saga_id, partition, version, data) row in
+ * binary (worker thread). */
+static int keep_result_row(pg_load_t *L, pg_chunk_t *c, const PGresult *r,
+                           int row) {
+  /* One byte more than an id may have: the engine refuses (and logs) such
+   * an id rather than taking a cut one for another saga's. */
+  int idl = PQgetlength(r, row, 0);
+  if (idl > SM_ID_MAX + 1)
+    idl = SM_ID_MAX + 1;
+  if (keep_row(c, PQgetvalue(r, row, 0), (size_t)idl,
+               be32(PQgetvalue(r, row, 1)), be64(PQgetvalue(r, row, 2)),
+               PQgetvalue(r, row, 3), (size_t)PQgetlength(r, row, 3)) == 0) {
+    L->rows_read++;
+    return 0;
+  }
+  set_err_in(L->err, sizeof L->err, "could not read the event store",
+             "out of memory");
+  return -1;
+}
+
+/* Run a saga load's query in single-row mode and keep each row (worker
+ * thread). */
 static int read_rows_once(pg_load_t *L) {
   sagad_store_pg_t *s = L->s;
+  pg_chunk_t *c = &L->chunk[L->fill];
   if (ensure_sync(s, L->err, sizeof L->err))
     return -1;
   if (!PQsendQueryParams(s->sync, L->sql, L->nparams, NULL,
@@ -488,18 +529,7 @@ static int read_rows_once(pg_load_t *L) {
   while ((r = PQgetResult(s->sync))) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_SINGLE_TUPLE && rc == 0) {
-      /* One byte more than an id may have: the engine refuses (and logs)
-       * such an id rather than taking a cut one for another saga's. */
-      int idl = PQgetlength(r, 0, 0);
-      if (idl > SM_ID_MAX + 1)
-        idl = SM_ID_MAX + 1;
-      if (keep_row(L, PQgetvalue(r, 0, 0), (size_t)idl,
-                   be32(PQgetvalue(r, 0, 1)), be64(PQgetvalue(r, 0, 2)),
-                   PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3)) != 0) {
-        set_err_in(L->err, sizeof L->err, "could not read the event store",
-                   "out of memory");
-        rc = -1;
-      }
+      rc = keep_result_row(L, c, r, 0);
     } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK) {
       set_err_in(L->err, sizeof L->err, "could not read the event store",
                  PQresultErrorMessage(r));
@@ -510,17 +540,85 @@ static int read_rows_once(pg_load_t *L) {
   return rc;
 }
 
-/* The same, again (on a new session when the first one was lost) while it
- * fails before any row arrived -- a terminated session, a restarted server,
- * a statement timeout: found by tests/faults/test_pg_faults -- up to 5
- * times with a short backoff (3 s in all, on the worker thread); a read
- * that failed half way is not repeated (its rows were kept already). */
+/* One statement of a recovery load on the reads' connection: 0 when its
+ * result has status `want` (then *out holds it, if out), else -1 with the
+ * error in L->err (worker thread). */
+static int cursor_exec(pg_load_t *L, const char *sql, int nparams,
+                       ExecStatusType want, PGresult **out) {
+  PGresult *r = PQexecParams(L->s->sync, sql, nparams, NULL,
+                             nparams ? (const char *const *)L->params : NULL,
+                             NULL, NULL, 1);
+  if (PQresultStatus(r) != want) {
+    set_err_in(L->err, sizeof L->err, "could not read the event store",
+               r ? PQresultErrorMessage(r) : PQerrorMessage(L->s->sync));
+    PQclear(r);
+    return -1;
+  }
+  if (out)
+    *out = r;
+  else
+    PQclear(r);
+  return 0;
+}
+
+/* The next chunk of a recovery load (worker thread): the first trip opens
+ * a transaction and the cursor over the load's query; the trip that reads
+ * fewer than LOAD_CHUNK_ROWS rows commits it (the cursor ends with it). A
+ * failure ends the transaction. */
+static int read_chunk(pg_load_t *L) {
+  sagad_store_pg_t *s = L->s;
+  pg_chunk_t *c = &L->chunk[L->fill];
+  if (!L->cursor_open) {
+    char declare[sizeof LOAD_PARTS_SQL + 64];
+    snprintf(declare, sizeof declare, "DECLARE " RECOVER_CURSOR
+             " NO SCROLL CURSOR FOR %s", L->sql);
+    if (ensure_sync(s, L->err, sizeof L->err) ||
+        cursor_exec(L, "BEGIN", 0, PGRES_COMMAND_OK, NULL) != 0)
+      return -1;
+    L->cursor_open = 1;
+    if (cursor_exec(L, declare, L->nparams, PGRES_COMMAND_OK, NULL) != 0)
+      goto fail;
+  }
+  char fetch[64];
+  snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM " RECOVER_CURSOR,
+           LOAD_CHUNK_ROWS);
+  PGresult *r = NULL;
+  if (cursor_exec(L, fetch, 0, PGRES_TUPLES_OK, &r) != 0)
+    goto fail;
+  int n = PQntuples(r);
+  for (int i = 0; i < n; i++)
+    if (keep_result_row(L, c, r, i) != 0) {
+      PQclear(r);
+      goto fail;
+    }
+  PQclear(r);
+  if (n < LOAD_CHUNK_ROWS) {
+    L->eof = 1;
+    L->cursor_open = 0;
+    if (cursor_exec(L, "COMMIT", 0, PGRES_COMMAND_OK, NULL) != 0)
+      return -1;
+  }
+  return 0;
+fail:
+  L->cursor_open = 0;
+  if (PQstatus(s->sync) == CONNECTION_OK)
+    PQclear(PQexec(s->sync, "ROLLBACK"));
+  return -1;
+}
+
+/* A trip to the worker: a saga load's rows, or a recovery load's next
+ * chunk. Either is tried again (on a new session when the first one was
+ * lost) while it fails before any row of the load was read -- a terminated
+ * session, a restarted server, a statement timeout: found by
+ * tests/faults/test_pg_faults -- up to 5 times with a short backoff (3 s in
+ * all, on the worker thread); a read that failed half way is not repeated
+ * (its first rows were kept, or handed over, already). */
 static void load_work(uv_work_t *w) {
   pg_load_t *L = w->data;
   long wait_ms = 100;
   for (int tries = 0;; tries++) {
-    L->rc = read_rows_once(L);
-    if (L->rc == 0 || L->nrows > 0 || tries == 5)
+    L->rc = L->chunked ? read_chunk(L) : read_rows_once(L);
+    if (L->rc == 0 || L->rows_read > 0 || tries == 5)
       return;
     struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -531,23 +629,41 @@ static void load_work(uv_work_t *w) {
 static void load_next(sagad_store_pg_t *s);
 static void close_step(sagad_store_pg_t *s);
 
-/* Back on the loop: the rows to the engine, then the load's end. */
+/* Back on the loop: the worker sent for the next chunk, if any, then the
+ * rows to the engine, then (after the last chunk) the load's end. The
+ * load stays s->load_running until it has ended, so that a close meanwhile
+ * waits for it. */
 static void load_after(uv_work_t *w, int status) {
   pg_load_t *L = w->data;
   sagad_store_pg_t *s = L->s;
-  s->load_running = NULL;
   if (status != 0 || s->closing) {
     L->done(L->arg, -1);
   } else {
-    for (size_t i = 0; i < L->nrows; i++) {
-      const pg_row_t *r = &L->rows[i];
-      L->cb(L->arg, r->id, r->partition, r->version, L->data + r->off,
+    pg_chunk_t *c = &L->chunk[L->fill];
+    int more = L->chunked && L->rc == 0 && !L->eof;
+    if (more) {
+      L->fill ^= 1;
+      L->chunk[L->fill].nrows = L->chunk[L->fill].ndata = 0;
+      if (uv_queue_work(s->loop, &L->work, load_work, load_after) != 0) {
+        more = 0;
+        L->rc = -1;
+        set_err_in(L->err, sizeof L->err, "could not read the event store",
+                   "no worker thread");
+      }
+    }
+    for (size_t i = 0; i < c->nrows; i++) {
+      const pg_row_t *r = &c->rows[i];
+      L->cb(L->arg, r->id, r->partition, r->version, c->data + r->off,
             r->len);
     }
+    c->nrows = c->ndata = 0;
+    if (more)
+      return; /* load_after again with the next chunk */
     if (L->rc != 0)
       snprintf(s->err, sizeof s->err, "%s", L->err);
     L->done(L->arg, L->rc);
   }
+  s->load_running = NULL;
   load_free(L);
   if (s->closing)
     close_step(s);
@@ -617,6 +733,7 @@ static int p_load_partitions(void *self, const int32_t *parts, size_t n,
                           (int)parts[i]);
   snprintf(arr + k, cap - k, "}");
   L->sql = LOAD_PARTS_SQL;
+  L->chunked = 1;
   L->nparams = 1;
   L->params[0] = arr;
   L->cb = cb;

@@ -309,6 +309,48 @@ static void test_the_default_settings_are_the_low_latency_ones(void **state) {
   }
 }
 
+/* The heartbeat interval of a consumer opened with these consumer
+ * properties (a group member, not yet subscribed). */
+static long heartbeat_of(const char *const *props) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_kloop_config_t cfg = {.bootstrap_servers = ts_kafka_bootstrap(),
+                             .consumer_properties = props,
+                             .want_consumer = 1,
+                             .group_id = "test-kloop-heartbeat"};
+  saga_kloop_callbacks_t cb = {0};
+  saga_kloop_t *kl = NULL;
+  char err[256], v[32];
+  size_t vl = sizeof v;
+  if (saga_kloop_new(&loop, &cfg, &cb, &kl, err, sizeof err))
+    fail_msg("%s", err);
+  assert_int_equal(rd_kafka_conf_get(rd_kafka_conf(saga_kloop_consumer(kl)),
+                                     "heartbeat.interval.ms", v, &vl),
+                   RD_KAFKA_CONF_OK);
+  int closed = 0;
+  saga_kloop_close(kl, on_closed_flag, &closed);
+  ct_loop_finish(&loop);
+  assert_true(closed);
+  return atol(v);
+}
+
+/* A member heartbeats at least three times per session: with librdkafka's
+ * 3000 ms heartbeat and session.timeout.ms=3000 the consumer declared its
+ * own session lost whenever one answer came a little late, and gave its
+ * partitions up over and over (the saga benchmark's memory phase). A
+ * heartbeat.interval.ms that is configured is kept. */
+static void test_a_short_session_heartbeats_three_times_per_session(
+    void **state) {
+  (void)state;
+  const char *const short_session[] = {"session.timeout.ms", "3000", NULL};
+  assert_true(heartbeat_of(short_session) <= 1000);
+  const char *const long_session[] = {"session.timeout.ms", "45000", NULL};
+  assert_int_equal(heartbeat_of(long_session), 3000);
+  const char *const both[] = {"session.timeout.ms", "3000",
+                              "heartbeat.interval.ms", "2000", NULL};
+  assert_int_equal(heartbeat_of(both), 2000);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -319,6 +361,7 @@ int main(void) {
       cmocka_unit_test(
           test_a_broker_failure_is_reported_once_not_also_as_a_log_line),
       cmocka_unit_test(test_the_default_settings_are_the_low_latency_ones),
+      cmocka_unit_test(test_a_short_session_heartbeats_three_times_per_session),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

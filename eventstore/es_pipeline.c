@@ -194,18 +194,25 @@ enum { O_INT8A = 1016 };
 #define READ_MEMBER_TAIL                                                      \
   ") AS e ORDER BY tx_id, global_position LIMIT $4"
 
-/* The lone reader's statement (es_read_member_lone): the same CTEs and
- * the fast path's branch only, and instead of the 64 bucket branches one
- * row of NULLs when the fast path does not apply, so the face sends the
- * full statement (a second round trip). A generic plan of the full
- * statement still starts all 65 branches and some 260 subplans at every
- * execution (about as long as reading the page itself); this one starts
- * one. The face sends it while the member's reads take the fast path
- * (the last column of each row says which they took). */
-#define READ_MEMBER_LONE_ELSE                                                 \
-  "SELECT NULL::xid8, NULL::int8, NULL::text, NULL::int8, NULL::uuid,"        \
-  " NULL::text, NULL::bytea, NULL::text, NULL::text, NULL::text,"             \
-  " NULL::jsonb, NULL::timestamptz WHERE NOT (SELECT fast FROM f)"
+/* The lone reader's statement (es_read_member_lone): the same CTEs, and
+ * only the fast path's range, read as the raw keyset statement reads it
+ * (one index range under a one-time filter, no Merge Append, no outer
+ * sort or projection). It answers no row when the fast path does not
+ * apply, or when the member is caught up; the face then sends the full
+ * statement in a second round trip, which decides afresh. A generic plan
+ * of the full statement starts all 65 branches and some 260 subplans at
+ * every execution (as long as reading the page itself on a loaded box);
+ * this one starts one. The face sends it while the member's pages take
+ * the fast path (the last column of each row says which they took). */
+#define READ_MEMBER_LONE_SQL                                                  \
+  READ_MEMBER_HEAD "%s"                                                       \
+  " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
+  " recorded_at, (SELECT mask FROM mk), true FROM es_events"                  \
+  " WHERE (SELECT fast FROM f) AND category = $2"                             \
+  " AND (tx_id, global_position) > ((SELECT tx FROM f), (SELECT gp FROM f))"  \
+  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
+  " ORDER BY tx_id, global_position LIMIT $4"
 
 enum { GROUP_SQL_MAX = 56 * 1024 };
 static char read_group_sql[GROUP_SQL_MAX], read_member_sql[GROUP_SQL_MAX];
@@ -238,13 +245,10 @@ static void build_group_sql(char *out, int member, const char *max) {
 static void build_group_texts(void) {
   build_group_sql(read_group_sql, 0, "$5");
   build_group_sql(read_member_sql, 1, "$4");
-  char *o = read_member_lone_sql;
-  size_t n = sizeof read_member_lone_sql, k;
-  k = (size_t)snprintf(o, n, "%s", READ_MEMBER_HEAD);
-  k += (size_t)snprintf(o + k, n - k, FAST_CTE_FMT, READ_MEMBER_ALL);
-  k += (size_t)snprintf(o + k, n - k, "%s", READ_MEMBER_SELECT);
-  k += (size_t)snprintf(o + k, n - k, FAST_BRANCH_FMT, "$4");
-  snprintf(o + k, n - k, "%s%s", READ_MEMBER_LONE_ELSE, READ_MEMBER_TAIL);
+  char fast[1024];
+  snprintf(fast, sizeof fast, FAST_CTE_FMT, READ_MEMBER_ALL);
+  snprintf(read_member_lone_sql, sizeof read_member_lone_sql,
+           READ_MEMBER_LONE_SQL, fast);
 }
 
 static pthread_once_t group_texts_once = PTHREAD_ONCE_INIT;
@@ -977,8 +981,8 @@ int es__op_result(es__op_t *op, PGresult *r) {
     rc = multi_result(op, e.index, r);
     break;
   case ES__R_READ_LONE:
-    if (PQntuples(r) == 1 && PQgetisnull(r, 0, 0)) {
-      op->member_retry = 1; /* not the lone reader's case */
+    if (PQntuples(r) == 0) {
+      op->member_retry = 1; /* not the lone reader's case, or caught up */
       break;
     }
     /* fall through */

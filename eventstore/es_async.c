@@ -28,6 +28,7 @@ struct es_async {
   es_async_close_cb close_cb;
   void *close_arg;
   es__async_hooks_t hooks;
+  int member_full; /* member reads: the full statement (es__op_t) */
   char msg[ES_ERRBUF_SIZE];
 };
 
@@ -91,6 +92,8 @@ static void complete(es_async_t *as, es__op_t *op) {
     op->member_cb(as, op->status, op->from_version,
                   op->status ? 0 : op->from.tx, op->arg);
   } else {
+    if (op->kind == ES__OP_READ_MEMBER && !op->status)
+      as->member_full = op->member_full;
     es_page_t *page = op->status ? NULL : op->page;
     if (page)
       op->page = NULL;
@@ -437,6 +440,7 @@ int es_async_member_read(es_async_t *as, const char *group,
   es__op_t *op = new_op(as, cb != NULL, &rc);
   if (!op)
     return rc;
+  op->member_full = as->member_full;
   return submit_read(
       as, op, es__op_read_member(op, group, category, member_id, max), cb,
       arg);

@@ -158,6 +158,8 @@ typedef enum {
   ES__R_ROLL,
   ES__R_CKPT,
   ES__R_HANDOFF, /* es_group_handoff() before a member's read */
+  ES__R_GENERIC, /* set_config() of the generic plan before a group read */
+  ES__R_READ_LONE, /* a member's page by the lone reader's statement */
   ES__R_MEMBER,  /* es_group_join() / es_group_leave(): an int8 */
 } es__rkind_t;
 
@@ -212,6 +214,11 @@ typedef struct es__op {
                        statements for a batch, es_append_check for a
                        single append) */
   int syncs;        /* syncs still to come before the op is complete */
+  int member_full;  /* a member's read: in, send the full statement (not
+                       the lone reader's); out, whether the next read of
+                       this connection should (the face keeps it) */
+  int member_retry; /* the lone reader's statement did not apply: send
+                       the full one in a second round trip */
   char msg[ES_ERRBUF_SIZE];
   es_page_t *page;
   es_snapshot_t *snapshot;

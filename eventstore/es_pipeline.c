@@ -187,14 +187,36 @@ enum { O_INT8A = 1016 };
   " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
   " AND next_owner IS NULL), "
 #define READ_MEMBER_ALL "(SELECT mask FROM mk) = -1"
-#define READ_MEMBER_SELECT " SELECT e.*, (SELECT mask FROM mk) FROM ("
+#define READ_MEMBER_SELECT                                                    \
+  " SELECT e.*, (SELECT mask FROM mk), (SELECT fast FROM f) FROM ("
 #define READ_MEMBER_OWN                                                       \
   "((SELECT mask FROM mk) >> %d) & 1 = 1 AND NOT (SELECT fast FROM f)"
 #define READ_MEMBER_TAIL                                                      \
   ") AS e ORDER BY tx_id, global_position LIMIT $4"
 
+/* The lone reader's statement (es_read_member_lone): the same CTEs, and
+ * only the fast path's range, read as the raw keyset statement reads it
+ * (one index range under a one-time filter, no Merge Append, no outer
+ * sort or projection). It answers no row when the fast path does not
+ * apply, or when the member is caught up; the face then sends the full
+ * statement in a second round trip, which decides afresh. A generic plan
+ * of the full statement starts all 65 branches and some 260 subplans at
+ * every execution (as long as reading the page itself on a loaded box);
+ * this one starts one. The face sends it while the member's pages take
+ * the fast path (the last column of each row says which they took). */
+#define READ_MEMBER_LONE_SQL                                                  \
+  READ_MEMBER_HEAD "%s"                                                       \
+  " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
+  " recorded_at, (SELECT mask FROM mk), true FROM es_events"                  \
+  " WHERE (SELECT fast FROM f) AND category = $2"                             \
+  " AND (tx_id, global_position) > ((SELECT tx FROM f), (SELECT gp FROM f))"  \
+  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
+  " ORDER BY tx_id, global_position LIMIT $4"
+
 enum { GROUP_SQL_MAX = 56 * 1024 };
 static char read_group_sql[GROUP_SQL_MAX], read_member_sql[GROUP_SQL_MAX];
+static char read_member_lone_sql[4096];
 
 /* Build one of the texts: head, the fast path's CTE, select, its branch,
  * the 64 bucket branches, tail. */
@@ -223,6 +245,10 @@ static void build_group_sql(char *out, int member, const char *max) {
 static void build_group_texts(void) {
   build_group_sql(read_group_sql, 0, "$5");
   build_group_sql(read_member_sql, 1, "$4");
+  char fast[1024];
+  snprintf(fast, sizeof fast, FAST_CTE_FMT, READ_MEMBER_ALL);
+  snprintf(read_member_lone_sql, sizeof read_member_lone_sql,
+           READ_MEMBER_LONE_SQL, fast);
 }
 
 static pthread_once_t group_texts_once = PTHREAD_ONCE_INIT;
@@ -272,7 +298,11 @@ static const struct {
      5, read_all_types},
     {"es_read_group", read_group_sql, 5, read_group_types},
     {"es_read_member", read_member_sql, 4, read_member_types},
+    {"es_read_member_lone", read_member_lone_sql, 4, read_member_types},
     {"es_handoff", "SELECT es_group_handoff($1, $2)", 2, handoff_types},
+    {"es_generic",
+     "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)", 0,
+     NULL},
     {"es_ckpt_load",
      "SELECT tx_id, global_position FROM es_subscriptions"
      " WHERE name = $1 AND bucket = -1",
@@ -475,16 +505,26 @@ static int send_group(PGconn *c, es__op_t *op) {
   snprintf(id, sizeof id, "%" PRId64, op->from_version);
   snprintf(lease, sizeof lease, "%zu", op->max);
   const char *mv[4] = {op->stream_id, op->category, id, max};
+  int rc = 0;
+  if (op->kind == ES__OP_READ_MEMBER || op->kind == ES__OP_READ_GROUP)
+    rc = sent(c, op, PQsendQueryPrepared(c, "es_generic", 0, NULL, NULL, NULL,
+                                         1),
+              ES__R_GENERIC, 0);
+  if (rc)
+    return rc;
   if (op->kind == ES__OP_READ_MEMBER) {
     const char *hv[2] = {op->stream_id, id};
-    int rc = sent(c, op,
-                  PQsendQueryPrepared(c, "es_handoff", 2, hv, NULL, NULL, 1),
-                  ES__R_HANDOFF, 0);
+    rc = sent(c, op,
+              PQsendQueryPrepared(c, "es_handoff", 2, hv, NULL, NULL, 1),
+              ES__R_HANDOFF, 0);
+    int lone = !op->member_full;
     return rc ? rc
               : sent(c, op,
-                     PQsendQueryPrepared(c, "es_read_member", 4, mv, NULL,
-                                         NULL, 1),
-                     ES__R_READ, 0);
+                     PQsendQueryPrepared(c,
+                                         lone ? "es_read_member_lone"
+                                              : "es_read_member",
+                                         4, mv, NULL, NULL, 1),
+                     lone ? ES__R_READ_LONE : ES__R_READ, 0);
   }
   if (op->kind == ES__OP_MEMBER) {
     static const char *const sql[] = {
@@ -570,6 +610,7 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   if (op->classify)
     return send_classify(c, op); /* keeps the first round's message */
   op->prep_failed = 0;
+  op->member_retry = 0;
   op->multi_failed = 0;
   op->recheck = 0;
   op->msg[0] = '\0';
@@ -839,6 +880,11 @@ int es__op_result(es__op_t *op, PGresult *r) {
       op->msg[0] = '\0';
       return ES__OP_AGAIN;
     }
+    if (op->kind == ES__OP_READ_MEMBER && op->member_retry && !op->status &&
+        !op->prep_failed) {
+      op->member_full = 1; /* the full statement, in a second round trip */
+      return ES__OP_AGAIN;
+    }
     if (op->classify && op->kind == ES__OP_BATCH)
       op->status = ES_ERR_BATCH_ABORTED;
     if (op->kind == ES__OP_BATCH && op->status)
@@ -934,7 +980,17 @@ int es__op_result(es__op_t *op, PGresult *r) {
   case ES__R_MULTI:
     rc = multi_result(op, e.index, r);
     break;
+  case ES__R_READ_LONE:
+    if (PQntuples(r) == 0) {
+      op->member_retry = 1; /* not the lone reader's case, or caught up */
+      break;
+    }
+    /* fall through */
   case ES__R_READ:
+    /* a member's read: whether its rows took the fast path */
+    if (op->kind == ES__OP_READ_MEMBER && PQntuples(r) > 0 &&
+        PQnfields(r) > 13)
+      op->member_full = *PQgetvalue(r, 0, 13) == 0;
     rc = make_page(op, r);
     r = NULL; /* owned by the page (or cleared on failure) */
     break;

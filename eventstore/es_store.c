@@ -18,6 +18,7 @@ struct es_store {
   es__xcache_t xc; /* batch statements prepared on conn */
   int broken;
   es_batch_t *one; /* reused by es_append */
+  int member_full; /* es_member_read: the full statement (es__op_t) */
   char msg[ES_ERRBUF_SIZE];
 };
 
@@ -446,8 +447,19 @@ int es_member_read(es_store_t *s, const char *group, const char *category,
     return ES_ERR_INVALID;
   *out = NULL;
   es__op_t op = {0};
-  return read_op(
-      s, &op, es__op_read_member(&op, group, category, member_id, max), out);
+  int rc = es__op_read_member(&op, group, category, member_id, max);
+  if (rc) {
+    trim_copy(s->msg, sizeof s->msg, op.msg);
+  } else {
+    op.member_full = s->member_full;
+    if (!(rc = run(s, &op))) {
+      s->member_full = op.member_full;
+      *out = op.page;
+      op.page = NULL;
+    }
+  }
+  es__op_free(&op);
+  return rc;
 }
 
 int es_member_ack(es_store_t *s, const char *group, int64_t member_id,

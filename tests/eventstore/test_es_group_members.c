@@ -213,10 +213,76 @@ static void test_members_share_take_over_and_fence(void **state) {
   est_drop(db);
 }
 
+/* A lone member reads by a statement of one index range, and falls back
+ * to the full statement (in the same call) when it is no longer alone or
+ * its buckets' checkpoints differ; when it is alone again with its
+ * buckets together it returns to the short one. Whichever statement
+ * answers, every event comes once, in order per stream, and each page's
+ * mask is the member's buckets. */
+static void test_lone_member_falls_back_and_returns(void **state) {
+  (void)state;
+  memset(next_version, 0, sizeof next_version);
+  acked = 0;
+  char *db = est_db("es_lone");
+  es_store_t *a = est_open(db), *b = est_open(db);
+  append_round(a, 2);
+  est_wait_global(a, STREAMS * 2);
+  int64_t ia = 0, ib = 0;
+  uint64_t m = 0;
+  assert_int_equal(es_group_join(a, G, 60000, &ia, NULL), 0);
+  assert_true(step(a, ia, &m) > 0); /* alone: the short statement */
+  assert_true(m == UINT64_MAX);
+  assert_true(step(a, ia, &m) > 0);
+  assert_true(m == UINT64_MAX);
+
+  /* B joins: A's next read is not the lone reader's any more (it hands
+   * half over first); the full statement answers in the same call. */
+  assert_int_equal(es_group_join(b, G, 60000, &ib, NULL), 0);
+  assert_true(step(a, ia, &m) > 0);
+  assert_int_equal(bits(m), 32);
+  {
+    es_store_t *ss[2] = {a, b};
+    int64_t is[2] = {ia, ib};
+    drain(ss, is, 2);
+  }
+  assert_int_equal(acked, STREAMS * 2);
+
+  /* B leaves: A owns every bucket, at the two checkpoints A and B left
+   * (the full statement); once one page has covered them all they stand
+   * together and the short statement serves A again. */
+  assert_int_equal(es_group_leave(b, G, ib), 0);
+  append_round(a, 3);
+  est_wait_global(a, STREAMS * 5);
+  uint64_t seen = 0;
+  for (size_t n = 1; n;) {
+    n = step(a, ia, &m);
+    seen |= m;
+  }
+  assert_true(seen == UINT64_MAX);
+  assert_int_equal(acked, STREAMS * 5);
+  append_round(a, 1);
+  est_wait_global(a, STREAMS * 6);
+  assert_true(step(a, ia, &m) > 0);
+  assert_true(m == UINT64_MAX);
+  {
+    es_store_t *ss[1] = {a};
+    int64_t is[1] = {ia};
+    drain(ss, is, 1);
+  }
+  assert_int_equal(acked, STREAMS * 6);
+  for (int i = 0; i < STREAMS; i++)
+    assert_int_equal(next_version[i], 6);
+
+  es_store_close(a);
+  es_store_close(b);
+  est_drop(db);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_members_share_take_over_and_fence),
+      cmocka_unit_test(test_lone_member_falls_back_and_returns),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

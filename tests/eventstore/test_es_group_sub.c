@@ -86,20 +86,25 @@ static es_group_sub_t *start(const char *db, struct member *m) {
 
 static void on_tick(uv_timer_t *t) { (void)t; }
 
-/* Run the loop until the read model counted want events. */
-static void run_until_counted(PGconn *raw, long long want) {
+/* Run the loop until the query's answer reaches want. */
+static void run_until(PGconn *raw, const char *sql, long long want) {
   int64_t deadline = ts_now_ms() + ts_timeout_ms(30000);
   uv_timer_t t;
   uv_timer_init(&loop, &t);
   for (;;) {
     assert_true(ts_now_ms() < deadline);
-    if (est_scalar(raw, "SELECT count(*) FROM each_event") >= want)
+    if (est_scalar(raw, sql) >= want)
       break;
     uv_timer_start(&t, on_tick, 20, 0);
     uv_run(&loop, UV_RUN_ONCE);
   }
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* Run the loop until the read model counted want events. */
+static void run_until_counted(PGconn *raw, long long want) {
+  run_until(raw, "SELECT count(*) FROM each_event", want);
 }
 
 static void test_two_members_count_every_event_once(void **state) {
@@ -111,12 +116,19 @@ static void test_two_members_count_every_event_once(void **state) {
                   " version bigint NOT NULL)");
   est_scalar(raw, "CREATE TABLE each_event (stream_id text, version bigint,"
                   " PRIMARY KEY (stream_id, version))");
-  append_round(s, 3);
-  est_wait_global(s, STREAMS * 3);
   uv_loop_init(&loop);
 
+  /* Both join and the buckets are shared (no hand-over pending) before
+   * the events come, so neither can read them all alone first. */
   struct member ma = {0}, mb = {0};
   es_group_sub_t *a = start(db, &ma), *b = start(db, &mb);
+  run_until(raw,
+            "SELECT count(DISTINCT owner) FROM es_group_buckets"
+            " WHERE grp = 'counter' AND next_owner IS NULL"
+            " HAVING count(*) = 64",
+            2);
+  append_round(s, 3);
+  est_wait_global(s, STREAMS * 3);
   run_until_counted(raw, STREAMS * 3);
   assert_true(es_group_sub_member(a) > 0 && es_group_sub_member(b) > 0);
   assert_true(ma.pages > 0 && mb.pages > 0); /* both had buckets */

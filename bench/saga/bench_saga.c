@@ -154,7 +154,8 @@ static void set(rd_kafka_conf_t *cf, const char *k, const char *v) {
  * instead of six, which on 2 cores otherwise take the CPU from PostgreSQL
  * and sagad (step overhead p99 7.5 ms with the topics spread over three
  * brokers, 1.5 ms on one). The load phases use fetch.wait.max.ms 1 and
- * linger.ms 5 (librdkafka's default): the mock finds a fetch's offset by
+ * linger.ms 5 (librdkafka's default, set here: sagad's and the library's
+ * is 0, docs/client.md "Kafka settings"): the mock finds a fetch's offset by
  * walking the partition's message sets from the oldest, so the fewer and
  * larger the sets, the less its fetches cost as the logs grow (full run,
  * 512 in flight: 3204 sagas/s with linger.ms 1, 3773 with 5).

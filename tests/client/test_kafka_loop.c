@@ -266,11 +266,16 @@ static void test_a_broker_failure_is_reported_once_not_also_as_a_log_line(
   free(f);
 }
 
-static void expect_prop(rd_kafka_t *rk, const char *name, const char *want) {
-  char v[64];
-  size_t n = sizeof v;
+/* The value of property `name` as handle rk runs with, into v[64]. */
+static void prop_of(rd_kafka_t *rk, const char *name, char v[64]) {
+  size_t n = 64;
   assert_int_equal(rd_kafka_conf_get(rd_kafka_conf(rk), name, v, &n),
                    RD_KAFKA_CONF_OK);
+}
+
+static void expect_prop(rd_kafka_t *rk, const char *name, const char *want) {
+  char v[64];
+  prop_of(rk, name, v);
   if (strcmp(v, want) != 0)
     fail_msg("%s is \"%s\", expected \"%s\"", name, v, want);
 }
@@ -320,13 +325,10 @@ static long heartbeat_of(const char *const *props) {
                              .group_id = "test-kloop-heartbeat"};
   saga_kloop_callbacks_t cb = {0};
   saga_kloop_t *kl = NULL;
-  char err[256], v[32];
-  size_t vl = sizeof v;
+  char err[256], v[64];
   if (saga_kloop_new(&loop, &cfg, &cb, &kl, err, sizeof err))
     fail_msg("%s", err);
-  assert_int_equal(rd_kafka_conf_get(rd_kafka_conf(saga_kloop_consumer(kl)),
-                                     "heartbeat.interval.ms", v, &vl),
-                   RD_KAFKA_CONF_OK);
+  prop_of(saga_kloop_consumer(kl), "heartbeat.interval.ms", v);
   int closed = 0;
   saga_kloop_close(kl, on_closed_flag, &closed);
   ct_loop_finish(&loop);

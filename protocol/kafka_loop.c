@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,99 @@ static int set_props(rd_kafka_conf_t *conf, const char *const *p,
       return fail(errbuf, errlen, "kafka property \"%s\" has no value", p[0]);
     if (rd_kafka_conf_set(conf, p[0], p[1], e, sizeof e) != RD_KAFKA_CONF_OK)
       return fail(errbuf, errlen, "kafka property \"%s\": %s", p[0], e);
+  }
+  return 0;
+}
+
+/* ---- which handle a property is for ----
+ * A property given to both handles (cfg->properties: sagad's kafka.*, the
+ * client library's saga_kafka_config_t.properties) is set only on the
+ * handle it is for: librdkafka logs a warning ("CONFWARN ... is a producer
+ * property and will be ignored by this consumer instance") for every
+ * other one, and an operator who set kafka.linger.ms saw one at every
+ * start. The scope comes from librdkafka's own table
+ * (rd_kafka_conf_properties_show: C consumer, P producer, * both), read
+ * once; a property not in it goes to both, for librdkafka to judge. */
+struct prop_scope {
+  char *name;
+  char scope; /* 'C' or 'P' */
+};
+static struct prop_scope *scopes;
+static size_t n_scopes;
+static pthread_once_t scopes_once = PTHREAD_ONCE_INIT;
+
+/* The trimmed text of a table cell [b, e) into out (outlen bytes). */
+static void cell_text(const char *b, const char *e, char *out,
+                      size_t outlen) {
+  while (b < e && *b == ' ')
+    b++;
+  while (e > b && (e[-1] == ' ' || e[-1] == '\n'))
+    e--;
+  size_t n = (size_t)(e - b) < outlen - 1 ? (size_t)(e - b) : outlen - 1;
+  memcpy(out, b, n);
+  out[n] = '\0';
+}
+
+static void read_scopes(void) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f)
+    return;
+  rd_kafka_conf_properties_show(f);
+  if (fclose(f) != 0 || !text) {
+    free(text);
+    return;
+  }
+  size_t cap = 0;
+  for (char *line = text, *next; line && *line; line = next) {
+    next = strchr(line, '\n');
+    if (next)
+      *next++ = '\0';
+    char *bar1 = strchr(line, '|');
+    char *bar2 = bar1 ? strchr(bar1 + 1, '|') : NULL;
+    if (!bar2)
+      continue;
+    char name[128], scope[8];
+    cell_text(line, bar1, name, sizeof name);
+    cell_text(bar1 + 1, bar2, scope, sizeof scope);
+    if ((strcmp(scope, "C") && strcmp(scope, "P")) || !name[0])
+      continue;
+    if (n_scopes == cap) {
+      size_t ncap = cap ? cap * 2 : 128;
+      struct prop_scope *g = realloc(scopes, ncap * sizeof *g);
+      if (!g)
+        break;
+      scopes = g;
+      cap = ncap;
+    }
+    if (!(scopes[n_scopes].name = strdup(name)))
+      break;
+    scopes[n_scopes++].scope = scope[0];
+  }
+  free(text);
+}
+
+/* Whether property `name` applies to a handle of this type. */
+static int prop_applies(const char *name, rd_kafka_type_t type) {
+  pthread_once(&scopes_once, read_scopes);
+  for (size_t i = 0; i < n_scopes; i++)
+    if (!strcmp(scopes[i].name, name))
+      return scopes[i].scope == (type == RD_KAFKA_CONSUMER ? 'C' : 'P');
+  return 1;
+}
+
+/* set_props for the list given to both handles: each property only on the
+ * handle it is for. */
+static int set_shared_props(rd_kafka_conf_t *conf, rd_kafka_type_t type,
+                            const char *const *p, char *errbuf,
+                            size_t errlen) {
+  for (; p && p[0]; p += 2) {
+    if (p[1] && !prop_applies(p[0], type))
+      continue;
+    const char *const one[] = {p[0], p[1], NULL};
+    if (set_props(conf, one, errbuf, errlen))
+      return -1;
   }
   return 0;
 }
@@ -143,7 +237,7 @@ static rd_kafka_t *make_handle(const saga_kloop_config_t *cfg,
                                 : cfg->producer_properties;
   if (set_props(conf, base, errbuf, errlen) ||
       set_props(conf, own, errbuf, errlen) ||
-      set_props(conf, cfg->properties, errbuf, errlen) ||
+      set_shared_props(conf, type, cfg->properties, errbuf, errlen) ||
       set_props(conf, more, errbuf, errlen))
     goto err;
   if (type == RD_KAFKA_CONSUMER && heartbeat_within_session(cfg, conf, errbuf,

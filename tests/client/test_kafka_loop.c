@@ -231,6 +231,15 @@ static void fail_on_log(saga_kloop_t *kl, int level, const char *fac,
     snprintf(f->logs[f->nlogs++], sizeof f->logs[0], "%s %s", fac, line);
 }
 
+/* Closes kl, runs its loop to the end, frees f. */
+static void close_and_free(saga_kloop_t *kl, uv_loop_t *loop, failures_t *f) {
+  int closed = 0;
+  saga_kloop_close(kl, on_closed_flag, &closed);
+  ct_loop_finish(loop);
+  assert_true(closed);
+  free(f);
+}
+
 static int transport_failed(void *arg) {
   return ((failures_t *)arg)->errors > 0;
 }
@@ -259,11 +268,7 @@ static void test_a_broker_failure_is_reported_once_not_also_as_a_log_line(
     if (strstr(f->logs[i], f->reason) != NULL)
       fail_msg("reported twice: on_error \"%s\" and on_log \"%s\"",
                f->reason, f->logs[i]);
-  int closed = 0;
-  saga_kloop_close(kl, on_closed_flag, &closed);
-  ct_loop_finish(&loop);
-  assert_true(closed);
-  free(f);
+  close_and_free(kl, &loop, f);
 }
 
 /* The value of property `name` as handle rk runs with, into v[64]. */
@@ -312,6 +317,60 @@ static void test_the_default_settings_are_the_low_latency_ones(void **state) {
     ct_loop_finish(&loop);
     assert_true(closed);
   }
+}
+
+/* Whether on_log got a line holding `text` (fail_on_log's record). */
+static int logged(const failures_t *f, const char *text) {
+  for (int i = 0; i < f->nlogs; i++)
+    if (strstr(f->logs[i], text))
+      return 1;
+  return 0;
+}
+
+static int both_controls_logged(void *arg) {
+  const failures_t *f = arg;
+  return logged(f, "queue.buffering.max.messages") &&
+         logged(f, "fetch.min.bytes");
+}
+
+/* A property given to both handles is set only on the one it is for: an
+ * operator who set kafka.linger.ms (a producer property) or
+ * kafka.session.timeout.ms (a consumer one) got a librdkafka warning at
+ * every start that the other handle ignores it. A property given to one
+ * handle by name still goes there, warning and all: those two are the
+ * controls that show the warnings reach on_log. */
+static void test_a_shared_property_is_set_only_where_it_applies(
+    void **state) {
+  (void)state;
+  static const char *const shared[] = {"linger.ms", "3",
+                                       "session.timeout.ms", "6000", NULL};
+  static const char *const to_consumer[] = {"queue.buffering.max.messages",
+                                            "1000", NULL};
+  static const char *const to_producer[] = {"fetch.min.bytes", "1", NULL};
+  saga_kloop_config_t cfg = {.bootstrap_servers = "127.0.0.1:1",
+                             .want_producer = 1,
+                             .want_consumer = 1,
+                             .group_id = "shared-props",
+                             .properties = shared,
+                             .consumer_properties = to_consumer,
+                             .producer_properties = to_producer};
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  failures_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  saga_kloop_callbacks_t cb = {.opaque = f, .on_log = fail_on_log};
+  saga_kloop_t *kl = NULL;
+  char err[256];
+  if (saga_kloop_new(&loop, &cfg, &cb, &kl, err, sizeof err))
+    fail_msg("%s", err);
+  expect_prop(saga_kloop_producer(kl), "linger.ms", "3");
+  expect_prop(saga_kloop_consumer(kl), "session.timeout.ms", "6000");
+  assert_true(ct_run_until_pred(&loop, both_controls_logged, f, 20000));
+  for (int i = 0; i < f->nlogs; i++)
+    if (strstr(f->logs[i], "linger.ms") ||
+        strstr(f->logs[i], "session.timeout.ms"))
+      fail_msg("a warning for a shared property: \"%s\"", f->logs[i]);
+  close_and_free(kl, &loop, f);
 }
 
 /* The heartbeat interval of a consumer opened with these consumer
@@ -364,6 +423,7 @@ int main(void) {
           test_a_broker_failure_is_reported_once_not_also_as_a_log_line),
       cmocka_unit_test(test_the_default_settings_are_the_low_latency_ones),
       cmocka_unit_test(test_a_short_session_heartbeats_three_times_per_session),
+      cmocka_unit_test(test_a_shared_property_is_set_only_where_it_applies),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,13 @@
  * resident memory per in-flight saga, recovery after kill -9, and the raw
  * multi-row INSERT baseline in the same run. Uses a scratch database and
  * fresh topics. Prints figures and a last JSON line.
- * Usage: bench-saga [--quick] (needs SAGA_PG_CONNINFO, SAGA_KAFKA_BOOTSTRAP) */
+ * Usage: bench-saga [--quick] (needs SAGA_PG_CONNINFO, SAGA_KAFKA_BOOTSTRAP)
+ * Environment knobs (each described where it is read): BENCH_ONLY_MEMORY=1
+ * runs only the resident memory and recovery phases, BENCH_NO_MEMORY=1
+ * skips them; BENCH_MEMORY_PAUSE_S, BENCH_RECOVERY_ROUNDS, BENCH_KEEP,
+ * BENCH_ADMIN, BENCH_LOG_LEVEL are for profiling; BENCH_CONCURRENCY,
+ * BENCH_BATCH_MAX_EVENTS and the BENCH_*_FETCH_WAIT_MS / _LINGER_MS ones
+ * change what is measured. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -954,6 +960,101 @@ static double raw_insert(PGconn *c, size_t n, const char *like) {
   return rate;
 }
 
+/* Resident memory: a second sagad on its own inbox (the load phase's
+ * participants answer the first two steps of its "stuck" sagas, the third
+ * is held), n_stuck sagas taken to their third step, its RSS growth per
+ * saga into *per; then recovery after kill -9, its time into *rec_s.
+ * BENCH_MEMORY_PAUSE_S=N (profiling): wait N s after the RSS is read,
+ * sagad's pid printed, to look into its heap before it is killed. */
+static void memory_and_recovery(size_t n_stuck, const char *log1,
+                                const char *log2, double *per, double *rec_s) {
+  /* session.timeout.ms 3 s, so that the restarted sagad below is given
+   * the partitions soon after the kill (the killed member leaves the group
+   * when its session expires). sagad heartbeats every second with it (a
+   * third of the session; with librdkafka's 3 s the group rebalanced over
+   * and over: docs/benchmarks.md, "Recovery after kill -9"). */
+  pid_t s2 = sagad_start(B.inbox2, B.group2, log1, "3000", LOAD_FETCH_WAIT_MS,
+                         LOAD_LINGER_MS);
+  double until = now_ms() + 60000;
+  while (log_recovered(log1) < 0 && now_ms() < until)
+    turn(20);
+  if (log_recovered(log1) < 0)
+    die("memory", "the second sagad did not join its group");
+  sleep_ms(500);
+  long rss0 = rss_bytes(s2);
+  phase_begin('s');
+  for (size_t i = 0; i < n_stuck; i++) {
+    start_saga("stuck", i, 0);
+    if (i % 1000 == 0)
+      turn(0);
+  }
+  rd_kafka_flush(B.prod, 30000);
+  until = now_ms() + 300000;
+  char cnt[128];
+  /* Every stuck saga at its third step: both answers stepped (before,
+   * only started: the memory was measured, and sagad killed, with most
+   * answers still unread, and the restarted sagad recovered sagas at
+   * their first step and then read the answers) */
+  snprintf(cnt, sizeof cnt,
+           "SELECT count(*) FROM saga_index WHERE saga_type = 'stuck' "
+           "AND current_step = 's3'");
+  PGconn *pg2 = PQconnectdb(B.ci2); /* inbox2's deployment */
+  if (PQstatus(pg2) != CONNECTION_OK)
+    die("connect", PQerrorMessage(pg2));
+  while (q_num(pg2, cnt) < (double)n_stuck && now_ms() < until)
+    turn(200);
+  if (q_num(pg2, cnt) < (double)n_stuck)
+    die("memory", "the stuck sagas did not all reach their third step");
+  PQfinish(pg2);
+  turn(500);
+  sleep_ms(500);
+  long rss1 = rss_bytes(s2);
+  *per = (double)(rss1 - rss0) / (double)n_stuck;
+  printf("resident memory: %ld -> %ld bytes with %zu sagas in flight: %.0f "
+         "bytes per saga\n",
+         rss0, rss1, n_stuck, *per);
+  int pause_s = atoi(env_or("BENCH_MEMORY_PAUSE_S", "0"));
+  if (pause_s > 0) {
+    printf("  sagad (pid %d) holds them for %d s\n", (int)s2, pause_s);
+    for (double t_end = now_ms() + pause_s * 1e3; now_ms() < t_end;)
+      turn(100);
+  }
+
+  /* Recovery: kill -9, restart, time until sagad reports them resumed.
+   * BENCH_RECOVERY_ROUNDS=N (profiling, e.g. perf on the restarted sagad):
+   * N rounds, each killing the sagad the round before restarted; the
+   * figure is the first round's. */
+  int rounds = atoi(env_or("BENCH_RECOVERY_ROUNDS", "1"));
+  pid_t victim = s2;
+  for (int r = 0; r < (rounds > 0 ? rounds : 1); r++) {
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+    for (int i = 0; i < 8; i++)
+      if (children[i] == victim)
+        children[i] = 0;
+    remove(log2); /* the round before's "recovered" line */
+    double tr = now_ms();
+    victim = sagad_start(B.inbox2, B.group2, log2, "3000", LOAD_FETCH_WAIT_MS,
+                         LOAD_LINGER_MS);
+    until = now_ms() + 120000;
+    long rec;
+    while ((rec = log_recovered(log2)) < (long)n_stuck && now_ms() < until)
+      turn(10);
+    double s = (now_ms() - tr) / 1e3;
+    if (r == 0)
+      *rec_s = s;
+    if (rec < (long)n_stuck)
+      die("recovery", "the restarted sagad did not recover every saga");
+    printf("recovery after kill -9%s: %ld sagas resumed (commands re-sent) "
+           "%.2f s after restart (group rejoin included, session.timeout.ms "
+           "3000; %.2f s of it from the assignment to the last saga "
+           "resumed)\n",
+           rounds > 1 ? (r ? " (again)" : " (round 1)") : "", rec, s,
+           log_assign_to_recovered_s(log2));
+  }
+  sagad_stop(victim, SIGTERM);
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   int quick = argc > 1 && !strcmp(argv[1], "--quick");
@@ -979,6 +1080,24 @@ int main(int argc, char **argv) {
   snprintf(log3, sizeof log3, "%s/sagad3.log", B.dir);
   printf("bench-saga: sagad %s, %s, 4 inbox partitions, fsync on%s\n",
          SAGAD_PATH, B.db, quick ? " (quick)" : "");
+
+  /* BENCH_ONLY_MEMORY=1: only the resident memory and recovery phases (on
+   * the load half's participants and settings), to measure them alone. */
+  const char *only_mem = getenv("BENCH_ONLY_MEMORY");
+  if (only_mem && *only_mem == '1') {
+    B.t = &B.t_load;
+    consumer_close();
+    consumer_open(LOAD_FETCH_WAIT_MS);
+    B.prod = B.prod_load;
+    double per = -1, rec_s = -1;
+    memory_and_recovery(n_stuck, log1, log2, &per, &rec_s);
+    teardown();
+    printf("{\"bench\": \"saga\", \"quick\": %s, \"only_memory\": true, "
+           "\"rss_bytes_per_inflight_saga\": %.0f, \"recovery_s_100k\": "
+           "%.2f, \"inflight_sagas\": %zu}\n",
+           quick ? "true" : "false", per, rec_s, n_stuck);
+    return 0;
+  }
 
   /* Concurrency 1, on a sagad of its own with the low-latency settings
    * (fetch.wait.max.ms and linger.ms 0 for every client, see above). */
@@ -1188,94 +1307,13 @@ int main(int argc, char **argv) {
            fc99 > 0 ? hm99 / fc99 : 0);
   }
 
-
-  /* Resident memory: a second sagad on its own inbox, n_stuck sagas whose
-   * first step is never answered. BENCH_NO_MEMORY=1 skips this phase and
-   * the recovery one (figures -1), for quick profiling of the rest. */
+  /* Resident memory and recovery. BENCH_NO_MEMORY=1 skips both phases
+   * (figures -1), for quick profiling of the rest; BENCH_ONLY_MEMORY=1
+   * (above) runs only them. */
   double per = -1, rec_s = -1;
   const char *no_mem = getenv("BENCH_NO_MEMORY");
-  if (no_mem && *no_mem == '1')
-    goto report;
-  /* session.timeout.ms 3 s, so that the restarted sagad below is given
-   * the partitions soon after the kill (the killed member leaves the group
-   * when its session expires). sagad heartbeats every second with it (a
-   * third of the session; with librdkafka's 3 s the group rebalanced over
-   * and over: docs/benchmarks.md, "Recovery after kill -9"). */
-  pid_t s2 = sagad_start(B.inbox2, B.group2, log1, "3000",
-                         LOAD_FETCH_WAIT_MS, LOAD_LINGER_MS);
-  double until = now_ms() + 60000;
-  while (log_recovered(log1) < 0 && now_ms() < until)
-    turn(20);
-  if (log_recovered(log1) < 0)
-    die("memory", "the second sagad did not join its group");
-  sleep_ms(500);
-  long rss0 = rss_bytes(s2);
-  phase_begin('s');
-  for (size_t i = 0; i < n_stuck; i++) {
-    start_saga("stuck", i, 0);
-    if (i % 1000 == 0)
-      turn(0);
-  }
-  rd_kafka_flush(B.prod, 30000);
-  until = now_ms() + 300000;
-  char cnt[128];
-  /* Every stuck saga at its third step: both answers stepped (before,
-   * only started: the memory was measured, and sagad killed, with most
-   * answers still unread, and the restarted sagad recovered sagas at
-   * their first step and then read the answers) */
-  snprintf(cnt, sizeof cnt,
-           "SELECT count(*) FROM saga_index WHERE saga_type = 'stuck' "
-           "AND current_step = 's3'");
-  PGconn *pg2 = PQconnectdb(B.ci2); /* inbox2's deployment */
-  if (PQstatus(pg2) != CONNECTION_OK)
-    die("connect", PQerrorMessage(pg2));
-  while (q_num(pg2, cnt) < (double)n_stuck && now_ms() < until)
-    turn(200);
-  if (q_num(pg2, cnt) < (double)n_stuck)
-    die("memory", "the stuck sagas did not all reach their third step");
-  PQfinish(pg2);
-  turn(500);
-  sleep_ms(500);
-  long rss1 = rss_bytes(s2);
-  per = (double)(rss1 - rss0) / (double)n_stuck;
-  printf("resident memory: %ld -> %ld bytes with %zu sagas in flight: %.0f "
-         "bytes per saga\n",
-         rss0, rss1, n_stuck, per);
-
-  /* Recovery: kill -9, restart, time until sagad reports them resumed.
-   * BENCH_RECOVERY_ROUNDS=N (profiling, e.g. perf on the restarted sagad):
-   * N rounds, each killing the sagad the round before restarted; the
-   * figure is the first round's. */
-  int rounds = atoi(env_or("BENCH_RECOVERY_ROUNDS", "1"));
-  pid_t victim = s2;
-  for (int r = 0; r < (rounds > 0 ? rounds : 1); r++) {
-    kill(victim, SIGKILL);
-    waitpid(victim, NULL, 0);
-    for (int i = 0; i < 8; i++)
-      if (children[i] == victim)
-        children[i] = 0;
-    remove(log2); /* the round before's "recovered" line */
-    double tr = now_ms();
-    victim = sagad_start(B.inbox2, B.group2, log2, "3000", LOAD_FETCH_WAIT_MS,
-                         LOAD_LINGER_MS);
-    until = now_ms() + 120000;
-    long rec;
-    while ((rec = log_recovered(log2)) < (long)n_stuck && now_ms() < until)
-      turn(10);
-    double s = (now_ms() - tr) / 1e3;
-    if (r == 0)
-      rec_s = s;
-    if (rec < (long)n_stuck)
-      die("recovery", "the restarted sagad did not recover every saga");
-    printf("recovery after kill -9%s: %ld sagas resumed (commands re-sent) "
-           "%.2f s after restart (group rejoin included, session.timeout.ms "
-           "3000; %.2f s of it from the assignment to the last saga "
-           "resumed)\n",
-           rounds > 1 ? (r ? " (again)" : " (round 1)") : "", rec, s,
-           log_assign_to_recovered_s(log2));
-  }
-  sagad_stop(victim, SIGTERM);
-report:
+  if (!no_mem || *no_mem != '1')
+    memory_and_recovery(n_stuck, log1, log2, &per, &rec_s);
   sagad_stop(sd, SIGTERM);
   PQfinish(pg);
   teardown();

@@ -26,15 +26,21 @@ int batch_add_stream(sagad_engine_t *e, entry_t *en) {
 }
 
 int batch_add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
-                 int64_t reply_us) {
+                 int64_t reply_us, uint8_t *output, size_t output_len) {
 #ifdef SAGA_SIM_BREAK_APPEND_BEFORE_ACT /* test-only bug that tests/sim catches */
-  return fx_perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self)), 0;
+  return fx_perform(e, en, fx, e->cfg.clock.now_ms(e->cfg.clock.self), output,
+                    output_len),
+         0;
 #endif
-  if (SAGA_GROW(e->fx, e->cfx, e->nfx + 1, 256) != 0)
+  if (SAGA_GROW(e->fx, e->cfx, e->nfx + 1, 256) != 0) {
+    free(output);
     return -1;
-  e->fx[e->nfx].en = en;
-  e->fx[e->nfx].fx = *fx;
-  e->fx[e->nfx].reply_us = reply_us;
+  }
+  e->fx[e->nfx] = (bfx_t){.en = en,
+                          .fx = *fx,
+                          .reply_us = reply_us,
+                          .output = output,
+                          .output_len = output_len};
   e->nfx++;
   return 0;
 }
@@ -129,9 +135,15 @@ void batch_settle(sagad_engine_t *e) {
   for (size_t i = 0; i < e->nfx; i++) {
     if (i == e->nfx / 2 && i > 0)
       FAULT_POINT("mid_batch"); /* half of the batch's effects are out */
-    if (e->fx[i].en->failed == STREAM_OK &&
-        fx_perform(e, e->fx[i].en, &e->fx[i].fx, now) && e->fx[i].reply_us &&
-        e->hooks.on_reply_command)
+    uint8_t *output = e->fx[i].output; /* taken by fx_perform */
+    e->fx[i].output = NULL;
+    if (e->fx[i].en->failed != STREAM_OK) {
+      free(output);
+      continue;
+    }
+    if (fx_perform(e, e->fx[i].en, &e->fx[i].fx, now, output,
+                   e->fx[i].output_len) &&
+        e->fx[i].reply_us && e->hooks.on_reply_command)
       e->hooks.on_reply_command(e->hooks.arg, e->fx[i].reply_us);
   }
   if (e->nfx)

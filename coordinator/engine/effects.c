@@ -55,10 +55,11 @@ static int send_command(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx) {
   uint8_t *payload = NULL;
   size_t payload_len = 0;
   if ((fx->action == SM_DO
-           ? saga_flow_command(s->def, fx->step, en->input, en->input_len, outs,
-                               &payload, &payload_len)
-           : saga_flow_compensation(s->def, fx->step, en->input, en->input_len,
-                                    outs, &payload, &payload_len)) != 0) {
+           ? saga_flow_command(s->def, fx->step, entry_input(en), en->input_len,
+                               outs, &payload, &payload_len)
+           : saga_flow_compensation(s->def, fx->step, entry_input(en),
+                                    en->input_len, outs, &payload,
+                                    &payload_len)) != 0) {
     /* Not sent: the attempt's deadline retries it. */
     SLOG_ERROR(s->id, sd->name, "out of memory building the command");
     e->c.produce_errors++;
@@ -91,7 +92,7 @@ static int send_command(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx) {
       .payload = payload,
       .payload_len = payload_len,
       .reply_topic = e->inbox,
-      .correlation_id = en->corr,
+      .correlation_id = entry_corr(en),
   };
   char tp[SAGA_TRACEPARENT_SIZE] = "";
   if (e->hooks.on_command)
@@ -193,15 +194,18 @@ static void outbox_send(sagad_engine_t *e, outbox_t *ob) {
 }
 
 /* The final notification of a terminal saga (at the time of its last
- * transition when at_ms is 0: recovery). */
-void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
+ * transition when at_ms is 0: recovery); output: the saga's output built
+ * when it completed (taken), or NULL. */
+void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms,
+                   uint8_t *output, size_t output_len) {
   const sm_t *s = ENTRY_SAGA(en);
   outbox_t *ob = calloc(1, sizeof *ob);
-  if (ob && en->corr && !(ob->corr = strdup(en->corr))) {
+  if (ob && entry_corr(en) && !(ob->corr = strdup(entry_corr(en)))) {
     free(ob);
     ob = NULL;
   }
   if (!ob) {
+    free(output);
     SLOG_ERROR(s->id, NULL,
                "out of memory sending the final notification: "
                "the next recovery sends it");
@@ -210,7 +214,13 @@ void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
   ob->def = s->def;
   ob->kind =
       s->status == SM_COMPLETED ? SM_NOTIFY_COMPLETED : SM_NOTIFY_COMPENSATED;
-  if (ob->kind == SM_NOTIFY_COMPLETED && s->def->output_map) {
+  if (ob->kind != SM_NOTIFY_COMPLETED) {
+    free(output); /* a COMPENSATED notification carries none */
+  } else if (output) {
+    /* built when it completed: the bytes its Completed event records */
+    ob->output = output;
+    ob->output_len = output_len;
+  } else if (ob->kind == SM_NOTIFY_COMPLETED && s->def->output_map) {
     /* The same bytes as its Completed event records (saga_output). */
     saga_flow_value_t outs[SAGA_DEF_MAX_STEPS];
     if (table_outs_ready(en) != 0) {
@@ -221,7 +231,7 @@ void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms) {
       return;
     }
     table_flow_values(en, outs);
-    if (saga_flow_saga_output(s->def, en->input, en->input_len, outs,
+    if (saga_flow_saga_output(s->def, entry_input(en), en->input_len, outs,
                               &ob->output, &ob->output_len) != 0) {
       fx_outbox_free(ob);
       SLOG_ERROR(s->id, NULL,
@@ -284,16 +294,18 @@ void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
 }
 
 void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
-                          int64_t now) {
-  if (!e->notify)
-    return;
+                          int64_t now, uint8_t *output, size_t output_len) {
   sm_t *s = ENTRY_SAGA(en);
-  if ((fx->notify == SM_NOTIFY_COMPLETED ||
+  if (e->notify &&
+      (fx->notify == SM_NOTIFY_COMPLETED ||
        fx->notify == SM_NOTIFY_COMPENSATED) &&
       sm_is_terminal(s)) {
-    fx_send_final(e, en, now);
+    fx_send_final(e, en, now, output, output_len);
     return;
   }
+  free(output); /* not a final notification: it carries none */
+  if (!e->notify)
+    return;
   sagad_notification_t n = {
       .saga_id = s->id,
       .saga_type = s->def->name,
@@ -307,14 +319,16 @@ void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
       .outcome = (sm_outcome_t)fx->outcome,
       .reason = fx->outcome == SM_OUTCOME_TIMEOUT ? "timeout" : NULL,
       .at_ms = now,
-      .correlation_id = en->corr,
+      .correlation_id = entry_corr(en),
   };
   fx_produce_notification(e, &n, NULL);
 }
 
 /* Returns 1 when the effect was a command handed to the broker. */
 int fx_perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
-               int64_t now) {
+               int64_t now, uint8_t *output, size_t output_len) {
+  if (fx->type != SM_FX_NOTIFY)
+    free(output); /* only a COMPLETED notification carries one */
   switch (fx->type) {
   case SM_FX_SEND:
     return send_command(e, en, fx);
@@ -328,7 +342,7 @@ int fx_perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
     break;
   }
   case SM_FX_NOTIFY:
-    fx_send_notification(e, en, fx, now);
+    fx_send_notification(e, en, fx, now, output, output_len);
     break;
   default:
     break;

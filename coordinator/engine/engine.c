@@ -13,11 +13,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "engine_internal.h"
 #include "log_sink.h"
 
 /* ---- the input queue ------------------------------------------------ */
+
+input_t *eng_input_new(const char *id) {
+  size_t n = strlen(id) + 1;
+  input_t *in = calloc(1, sizeof *in + n);
+  if (in)
+    memcpy(in->id, id, n);
+  return in;
+}
 
 void eng_input_free(input_t *in) {
   if (!in)
@@ -83,21 +94,23 @@ static bool flow_needs_outputs(const sm_output_t *out) {
 
 /* A transition that completes the saga records the saga's output (the
  * definition's "output" mapping) in its Completed event, so every reader
- * of the history sees it; *output owns the bytes until the record is
- * encoded. The final notification carries the same bytes (send_final). */
-static int saga_output(entry_t *en, sm_output_t *out, uint8_t **output) {
+ * of the history sees it; *output (*output_len bytes) owns the bytes. The
+ * final notification carries the same bytes: they go to its effect
+ * (batch_add_fx), built once. */
+static int saga_output(entry_t *en, sm_output_t *out, uint8_t **output,
+                       size_t *output_len) {
   const sm_t *s = ENTRY_SAGA(en);
   *output = NULL;
+  *output_len = 0;
   for (size_t i = 0; s->def->output_map && i < out->n_events; i++)
     if (out->events[i].type == SM_EV_COMPLETED) {
       saga_flow_value_t outs[SAGA_DEF_MAX_STEPS];
-      size_t n = 0;
       table_flow_values(en, outs);
-      if (saga_flow_saga_output(s->def, en->input, en->input_len, outs, output,
-                                &n) != 0)
+      if (saga_flow_saga_output(s->def, entry_input(en), en->input_len, outs,
+                                output, output_len) != 0)
         return -1;
       out->events[i].payload = *output;
-      out->events[i].payload_len = n;
+      out->events[i].payload_len = *output_len;
     }
   return 0;
 }
@@ -169,20 +182,19 @@ static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     if (!en) {
       const saga_def_t *def = saga_registry_find(
           e->cfg.registry, in->msg.saga_type, in->msg.def_version);
-      en = def ? table_add(e, in->id, def, in->partition) : NULL;
-      if (!en ||
-          table_set_input(en, in->msg.payload, in->msg.payload_len) != 0 ||
-          table_set_corr(en, in->msg.correlation_id) != 0) {
+      en = def ? table_add(e, in->id, def, in->partition, in->msg.payload,
+                           in->msg.payload_len, in->msg.correlation_id)
+               : NULL;
+      if (!en) {
         LOG_ERROR("out of memory starting saga %s", in->id);
-        if (en)
-          table_remove(e, en);
         return STEP_RETRY;
       }
     }
     si.type = SM_IN_START;
     si.payload = in->msg.payload;
     si.payload_len = in->msg.payload_len;
-    si.correlation_id = en->corr; /* kept in Started: survives recovery */
+    si.correlation_id = entry_corr(en); /* kept in Started: survives
+                                           recovery */
   } else {
     if (!en && !in->loaded) {
       /* Read it back (resumed: a saga of ours not in memory lost its
@@ -270,6 +282,8 @@ static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     int rc = load_start(e, in->id, part, LOAD_READ_BACK_UNACTED, in, false);
     return rc == 0 ? STEP_WAIT : STEP_RETRY;
   }
+  uint8_t *output = NULL; /* the saga's output, when it completes */
+  size_t output_len = 0;
   if (e->out.verdict != SM_V_APPLIED) {
     e->c.anomalies[e->out.verdict]++;
     if (in->kind != IN_TIMER)
@@ -278,15 +292,14 @@ static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
     /* A second cancel waits on the first one's outcome; any other cancel
      * that changed nothing is answered. */
     if (is_cancel(in) && e->out.verdict != SM_V_DUPLICATE)
-      cancel_refused(e, in->id, s, en->corr, now);
+      cancel_refused(e, in->id, s, entry_corr(en), now);
   } else {
-    uint8_t *output = NULL;
     /* The outputs are in memory (read back above; a read-back for an
      * unexpected reply rebuilt them), so this fails only out of memory. */
     int flow_ok =
         (!flow_needs_outputs(&e->out) || !en->outs_gone) &&
         table_note_outputs(e, en, e->out.events, e->out.n_events) == 0 &&
-        saga_output(en, &e->out, &output) == 0 &&
+        saga_output(en, &e->out, &output, &output_len) == 0 &&
         table_note_cancel(en, e->out.events, e->out.n_events) == 0;
     size_t need = saga_codec_size(e->out.events, e->out.n_events, now);
     brec_t *r = flow_ok ? malloc(sizeof *r + need) : NULL;
@@ -322,14 +335,21 @@ static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
           e->hooks.arg, &en->obs, s, e->out.events, e->out.n_events, now,
           in->kind == IN_MSG && in->msg.traceparent[0] ? in->msg.traceparent
                                                        : NULL);
-    free(output);
   }
-  for (size_t i = 0; i < e->out.n_effects; i++)
-    if (batch_add_fx(e, en, &e->out.effects[i],
+  for (size_t i = 0; i < e->out.n_effects; i++) {
+    const sm_effect_t *fx = &e->out.effects[i];
+    /* the saga's output goes to its COMPLETED notification */
+    bool final = fx->type == SM_FX_NOTIFY && fx->notify == SM_NOTIFY_COMPLETED;
+    if (batch_add_fx(e, en, fx,
                      in->kind == IN_MSG && in->msg.kind == SAGAD_MSG_REPLY
                          ? in->received_us
-                         : 0) != 0)
+                         : 0,
+                     final ? output : NULL, final ? output_len : 0) != 0)
       LOG_ERROR("out of memory queueing an effect of saga %s", s->id);
+    if (final)
+      output = NULL;
+  }
+  free(output); /* no COMPLETED notification took it */
   q_push(&e->done, in);
   /* A finished saga read back only to judge this input need not stay; it
    * goes when the batch settles (later inputs of this turn may need it). */
@@ -346,6 +366,24 @@ static void maybe_stopped(sagad_engine_t *e) {
     e->drained = true;
     cb(e->stop_arg);
   }
+}
+
+/* The engine is idle (no input queued, no batch). After a backlog -- more
+ * inputs queued than a batch takes, BACKLOG_TRIM of them stepped before it
+ * was worked off (a burst of starts, a recovery's replies) -- the memory
+ * the queued inputs held is free but stays resident, in holes between the
+ * sagas allocated meanwhile: it is handed back to the system (glibc's
+ * malloc_trim releases the free pages of every arena, those the broker's
+ * threads freed too). An engine under steady load steps what arrived
+ * during the batch before in one batch: no backlog, no trim. */
+#define BACKLOG_TRIM 4096
+static void backlog_over(sagad_engine_t *e) {
+  if (e->backlog_stepped >= BACKLOG_TRIM) {
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+  }
+  e->backlog_stepped = 0;
 }
 
 void eng_pump(sagad_engine_t *e) {
@@ -369,7 +407,9 @@ void eng_pump(sagad_engine_t *e) {
   size_t max = e->cfg.batch_max_events;
   input_t *in;
   step_t waiting = STEP_DONE;
+  size_t stepped = 0;
   while (e->nrecords < max && (in = q_pop(&e->pending))) {
+    stepped++;
     step_t st = step_input(e, in, now);
     if (st == STEP_RETRY)
       in->loaded = 0; /* its saga may have left memory: read it anew */
@@ -398,6 +438,10 @@ void eng_pump(sagad_engine_t *e) {
   if (!e->in_flight && e->retry_wait == RETRY_NONE && !e->nloads &&
       e->pending.head)
     eng_request_turn(e); /* batch.max_events reached with input left */
+  if (e->pending.head)
+    e->backlog_stepped += stepped;
+  else if (!e->in_flight && !e->nstreams)
+    backlog_over(e);
   maybe_stopped(e);
 }
 
@@ -437,26 +481,33 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
   if (e->stopping)
     return; /* not acked: redelivered to whoever runs next */
   e->c.inputs++;
-  input_t *in = calloc(1, sizeof *in);
+  sagad_msg_t msg;
   char err[512];
   const char *why = "invalid";
-  if (!in) {
+  int rc = sagad_msg_decode(m->value, m->value_len, &m->hdrs,
+                            e->cfg.payload_max_bytes, &msg, err, sizeof err);
+  if (rc == SAGAD_MSG_NOMEM) {
     LOG_ERROR("out of memory taking an input");
     return;
   }
-  if (sagad_msg_decode(m->value, m->value_len, &m->hdrs,
-                       e->cfg.payload_max_bytes, &in->msg, err,
-                       sizeof err) != 0) {
-    free(in);
+  if (rc != 0) {
     dlq_write(e, m, err, "undecodable");
     return;
   }
-  if (strlen(in->msg.saga_id) > SM_ID_MAX) { /* the wire's ceiling too */
+  if (strlen(msg.saga_id) > SM_ID_MAX) { /* the wire's ceiling too */
     snprintf(err, sizeof err, "saga_id is %zu bytes long, the ceiling is %d",
-             strlen(in->msg.saga_id), SM_ID_MAX);
-    why = "invalid_id";
-    goto dlq;
+             strlen(msg.saga_id), SM_ID_MAX);
+    sagad_msg_free(&msg);
+    dlq_write(e, m, err, "invalid_id");
+    return;
   }
+  input_t *in = eng_input_new(msg.saga_id);
+  if (!in) {
+    sagad_msg_free(&msg);
+    LOG_ERROR("out of memory taking an input");
+    return;
+  }
+  in->msg = msg;
   if (in->msg.kind == SAGAD_MSG_START &&
       !saga_registry_find(e->cfg.registry, in->msg.saga_type,
                           in->msg.def_version)) {
@@ -484,7 +535,6 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     reject(e, &in->msg, err);
     goto dlq;
   }
-  memcpy(in->id, in->msg.saga_id, strlen(in->msg.saga_id) + 1);
   in->kind = IN_MSG;
   in->partition = m->partition;
   in->ack = m->ack;
@@ -656,6 +706,8 @@ void sagad_engine_free(sagad_engine_t *e) {
   table_free_all(e);
   timers_free(e);
   free(e->streams);
+  for (size_t i = 0; i < e->nfx; i++)
+    free(e->fx[i].output);
   free(e->fx);
   free(e->evict);
   free(e->reload);

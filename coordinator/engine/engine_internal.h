@@ -54,35 +54,50 @@ typedef struct timer_id {
   char id[];
 } timer_id_t;
 
-/* One saga in memory; its sm_t follows in the same allocation. */
+/* One saga in memory, in one allocation: the entry, its machine (sm_t,
+ * whose id follows its steps), then the saga input (input_len bytes) and,
+ * when has_corr, the starter's correlation-id (NUL-terminated): a saga in
+ * flight costs one allocation for all it keeps besides its outputs (which
+ * grow as steps reply) and its timers' shared id. Pointers first, then the
+ * 32-bit fields, then the flags: no padding between them. */
 typedef struct entry {
   struct entry *hnext;
-  uint32_t hash;
-  int32_t partition;
-  int64_t durable; /* stream version known to be stored */
-  uint8_t *input;  /* the saga input (Started payload), owned */
-  size_t input_len;
   uint8_t *outs;   /* the steps' outputs (their Succeeded DO payloads),
                       owned, NULL until one replies or while dropped from
                       the cache: see note_output */
-  char *corr;      /* the starter's correlation-id (Started), owned; NULL
-                      when it is the saga id */
   char *cancelled; /* "cancelled: <reason>" once a CancelRequested is
                       recorded (live or replayed), owned; else NULL: the
                       reason of its COMPENSATED notification */
   brec_t *rec_head, *rec_tail; /* records of the current batch */
+  void *obs;                   /* observer slot (sagad_engine_hooks_t) */
+  timer_id_t *tid; /* its id as its timers hold it, NULL until the first */
+  uint32_t hash;
+  int32_t partition;
+  uint32_t durable;   /* stream version known to be stored (sm_t.version) */
+  uint32_t input_len; /* bytes of the saga input (Started payload) */
+  uint32_t outs_len;  /* bytes of outs (slots and outputs), 0 when NULL */
   uint32_t nrec;
   uint8_t in_batch;
   uint8_t failed;    /* stream_fail_t of its stream in the settled batch */
   uint8_t revoked;   /* partition taken away while in the batch */
   uint8_t outs_gone; /* outputs dropped from the cache: in the store only */
   uint8_t outs_used; /* outputs used since the cache's hand last passed */
-  void *obs;         /* observer slot (sagad_engine_hooks_t) */
-  timer_id_t *tid;   /* its id as its timers hold it, NULL until the first */
+  uint8_t has_corr;  /* a correlation-id follows the input */
 } entry_t;
 
 #define ENTRY_SAGA(en) ((sm_t *)(void *)((en) + 1))
 #define ENTRY_SAGA_C(en) ((const sm_t *)(const void *)((en) + 1))
+
+/* The saga input, after the machine's id in the entry's allocation. */
+static inline const uint8_t *entry_input(const entry_t *en) {
+  const sm_t *s = ENTRY_SAGA_C(en);
+  return (const uint8_t *)(s->id + s->id_len + 1);
+}
+
+/* The starter's correlation-id, or NULL when it is the saga id. */
+static inline const char *entry_corr(const entry_t *en) {
+  return en->has_corr ? (const char *)(entry_input(en) + en->input_len) : NULL;
+}
 
 typedef enum { IN_MSG = 1, IN_TIMER = 2 } input_kind_t;
 
@@ -99,7 +114,9 @@ typedef struct input {
   int64_t received_us;    /* IN_MSG: sagad_inmsg_t.received_us */
   sagad_msg_t msg;        /* IN_MSG */
   sm_input_t timer;       /* IN_TIMER */
-  char id[SM_ID_MAX + 1]; /* saga id */
+  char id[]; /* saga id, allocated to its length (input_new): a burst of
+                inputs queued while a batch is in flight costs what they
+                carry, not SM_ID_MAX bytes each */
 } input_t;
 
 typedef struct {
@@ -110,6 +127,10 @@ typedef struct {
   entry_t *en;
   sm_effect_t fx;
   int64_t reply_us; /* received_us of the reply that decided it, or 0 */
+  uint8_t *output;  /* a COMPLETED notification's saga output, built when
+                       its transition was stepped (the bytes its Completed
+                       event records), owned; NULL: none */
+  size_t output_len;
 } bfx_t;
 
 typedef struct {
@@ -218,6 +239,8 @@ struct sagad_engine {
   /* inputs */
   queue_t pending; /* not yet stepped */
   queue_t done;    /* stepped into the current batch */
+  size_t backlog_stepped; /* stepped with more still queued, since the
+                             engine was last idle (eng_pump) */
   /* the current batch */
   entry_t **streams;
   size_t nstreams, cstreams;
@@ -290,6 +313,9 @@ typedef enum {
 void eng_pump(sagad_engine_t *e);
 /* Ask the clock for sagad_engine_on_turn_end at the end of this turn. */
 void eng_request_turn(sagad_engine_t *e);
+/* A zeroed input for saga id (at most SM_ID_MAX bytes), or NULL when out
+ * of memory. */
+input_t *eng_input_new(const char *id);
 /* Free an input without acking it (NULL-safe). */
 void eng_input_free(input_t *in);
 /* Ack an input (when it has a broker token) and free it. */
@@ -303,14 +329,19 @@ int table_init(sagad_engine_t *e);
 void table_free_all(sagad_engine_t *e);
 /* The saga id in memory, or NULL. */
 entry_t *table_lookup(const sagad_engine_t *e, const char *id);
-/* A new entry for saga id of def in the table, its machine initialised;
- * NULL when out of memory. */
+/* A new entry for saga id of def in the table, its machine initialised,
+ * a copy of its input (input_len bytes; 0: none) and of the starter's
+ * correlation-id (NULL, "" or the saga id: none) in the same allocation;
+ * NULL when out of memory (or an input of 4 GiB or more). */
 entry_t *table_add(sagad_engine_t *e, const char *id, const saga_def_t *def,
-                   int32_t partition);
+                   int32_t partition, const uint8_t *input, size_t input_len,
+                   const char *corr);
 /* The same, not in the table yet (a saga being rebuilt by a load):
  * table_insert puts it there, table_discard frees it. */
 entry_t *table_new_detached(sagad_engine_t *e, const char *id,
-                            const saga_def_t *def, int32_t partition);
+                            const saga_def_t *def, int32_t partition,
+                            const uint8_t *input, size_t input_len,
+                            const char *corr);
 void table_insert(sagad_engine_t *e, entry_t *en);
 void table_discard(sagad_engine_t *e, entry_t *en);
 /* Take en out of the table and free it (its observer slot through
@@ -318,10 +349,6 @@ void table_discard(sagad_engine_t *e, entry_t *en);
 void table_remove(sagad_engine_t *e, entry_t *en);
 /* Free the records en has in the current batch. */
 void table_free_records(entry_t *en);
-/* Keep a copy of the saga input (n 0: none). 0 or -1 (out of memory). */
-int table_set_input(entry_t *en, const uint8_t *p, size_t n);
-/* Keep the starter's correlation-id (NULL, "" or the saga id: none). */
-int table_set_corr(entry_t *en, const char *corr);
 /* Keep the outputs that a transition's (or a stored record's) events
  * record. The saga's outputs must be in memory. 0 or -1. */
 int table_note_outputs(sagad_engine_t *e, entry_t *en, const sm_event_t *ev,
@@ -360,9 +387,11 @@ void timers_free(sagad_engine_t *e);
 
 /* en's stream joins the batch. 0 or -1 (out of memory). */
 int batch_add_stream(sagad_engine_t *e, entry_t *en);
-/* An effect to perform once the batch is durable. 0 or -1. */
+/* An effect to perform once the batch is durable; output (a COMPLETED
+ * notification's saga output, output_len bytes, or NULL) is taken, and
+ * freed if the effect is never performed. 0 or -1 (output freed). */
 int batch_add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
-                 int64_t reply_us);
+                 int64_t reply_us, uint8_t *output, size_t output_len);
 /* A finished saga read back only to judge an input: dropped when the
  * batch settles unless it joined the batch. */
 void batch_note_evict(sagad_engine_t *e, const char *id);
@@ -399,15 +428,20 @@ void load_free_all(sagad_engine_t *e);
 /* ---- effects.c ------------------------------------------------------ */
 
 /* Perform an effect of a durable transition; 1 when it was a command
- * handed to the broker, else 0. */
+ * handed to the broker, else 0. output: as fx_send_final's. */
 int fx_perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
-               int64_t now);
+               int64_t now, uint8_t *output, size_t output_len);
 /* Send the final notification of terminal saga en (at the time of its
- * last transition when at_ms is 0: recovery), through the outbox. */
-void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms);
-/* A notification effect (a final one goes through the outbox). */
+ * last transition when at_ms is 0: recovery), through the outbox. output
+ * (output_len bytes, taken) is the saga's output built when its Completed
+ * transition was stepped; NULL: built here from its input and outputs
+ * (recovery, or a saga without an output mapping). */
+void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms,
+                   uint8_t *output, size_t output_len);
+/* A notification effect (a final one goes through the outbox; output:
+ * as fx_send_final's, freed when the notification is not final). */
 void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
-                          int64_t now);
+                          int64_t now, uint8_t *output, size_t output_len);
 /* Produce a notification sent once: without a delivery report when done
  * is NULL, else done(e, status) runs on its delivery. */
 void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,

@@ -168,11 +168,11 @@ static void loader_finish(load_req_t *L) {
        * known to be delivered (saga_index.notify_pending): send it. */
 #ifndef SAGA_SIM_BREAK_LOSE_FINAL_NOTIFY /* test-only bug that tests/sim catches */
       if (e->notify)
-        fx_send_final(e, en, 0);
+        fx_send_final(e, en, 0, NULL, 0);
 #endif
       table_remove(e, en);
     } else if (L->mode == LOAD_READ_BACK_UNACTED && e->notify) {
-      fx_send_final(e, en, 0);
+      fx_send_final(e, en, 0, NULL, 0);
     }
     return;
   }
@@ -180,7 +180,7 @@ static void loader_finish(load_req_t *L) {
   sm_resume(s, &e->out);
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);
   for (size_t i = 0; i < e->out.n_effects; i++)
-    fx_perform(e, en, &e->out.effects[i], now);
+    fx_perform(e, en, &e->out.effects[i], now, NULL, 0);
   /* A parked saga's COMPENSATION_FAILED may have died with the process
    * that parked it: a starter awaits it, so every recovery repeats it. */
   for (unsigned i = 0; L->mode == LOAD_RECOVER &&
@@ -192,7 +192,7 @@ static void loader_finish(load_req_t *L) {
                         .step = (uint8_t)i,
                         .action = SM_COMPENSATE,
                         .outcome = SM_OUTCOME_FAILURE};
-      fx_send_notification(e, en, &fx, s->updated_ms);
+      fx_send_notification(e, en, &fx, s->updated_ms, NULL, 0);
       break;
     }
   FAULT_POINT("during_recovery"); /* some sagas resumed, others not yet */
@@ -240,9 +240,9 @@ static int loader_record(void *arg, const char *id, int32_t partition,
                  ev->def_name, (unsigned)ev->def_version);
       goto broken;
     }
-    L->cur = table_new_detached(e, id, def, partition);
-    if (!L->cur || table_set_input(L->cur, ev->payload, ev->payload_len) != 0 ||
-        table_set_corr(L->cur, ev->correlation_id) != 0) {
+    L->cur = table_new_detached(e, id, def, partition, ev->payload,
+                                ev->payload_len, ev->correlation_id);
+    if (!L->cur) {
       SLOG_ERROR(id, NULL, "out of memory rebuilding the saga");
       goto broken;
     }

@@ -70,11 +70,16 @@ int sagad_msg_decode(const void *value, size_t len,
    * events' metadata); a malformed one is dropped, not fatal. */
   if (saga__traceparent_valid(meta.traceparent))
     memcpy(msg->traceparent, meta.traceparent, strlen(meta.traceparent) + 1);
-  /* Bounded, UTF-8, no control characters: checked by saga__wire_decode. */
-  snprintf(msg->correlation_id, sizeof msg->correlation_id, "%s",
-           meta.correlation_id);
   if (d == &saga__v1__start_saga__descriptor) {
     const Saga__V1__StartSaga *s = (const Saga__V1__StartSaga *)pb;
+    /* Bounded, UTF-8, no control characters: checked by
+     * saga__wire_decode. Only a start keeps it (the saga's). */
+    if (meta.correlation_id[0] &&
+        !(msg->correlation_id = strdup(meta.correlation_id))) {
+      sagad_msg_free(msg);
+      snprintf(errbuf, errlen, "out of memory decoding a StartSaga");
+      return SAGAD_MSG_NOMEM;
+    }
     msg->kind = SAGAD_MSG_START;
     msg->saga_id = s->saga_id;
     msg->saga_type = s->saga_type;
@@ -107,7 +112,11 @@ int sagad_msg_decode(const void *value, size_t len,
 }
 
 void sagad_msg_free(sagad_msg_t *msg) {
-  if (!msg || !msg->pb)
+  if (!msg)
+    return;
+  free(msg->correlation_id);
+  msg->correlation_id = NULL;
+  if (!msg->pb)
     return;
   protobuf_c_message_free_unpacked(msg->pb, NULL);
   msg->pb = NULL;

@@ -38,14 +38,16 @@ typedef struct {
   const char *reason;      /* REPLY, OPERATOR */
   const char *who;         /* OPERATOR */
   char traceparent[SAGA_TRACEPARENT_SIZE]; /* W3C header, "" when absent */
-  char correlation_id[SM_ID_MAX + 1]; /* START: the correlation-id header,
-                                         "" when absent */
+  char *correlation_id;    /* START: the correlation-id header (owned,
+                              at most SM_ID_MAX bytes), NULL when absent */
   void *pb;                /* owned */
 } sagad_msg_t;
 
 /* Decode an inbox message (hdrs: a view of its headers, may be NULL).
- * Returns 0, or -1 with the reason in errbuf (the dead-letter reason) and
- * *msg empty. */
+ * Returns 0, -1 with the reason in errbuf (the dead-letter reason), or
+ * SAGAD_MSG_NOMEM when out of memory (not the message's fault: it is not
+ * dead-lettered); on < 0 *msg is empty. */
+#define SAGAD_MSG_NOMEM (-2)
 int sagad_msg_decode(const void *value, size_t len,
                      const saga__hdr_view_t *hdrs, size_t max_bytes,
                      sagad_msg_t *msg, char *errbuf, size_t errlen);

@@ -1,14 +1,18 @@
 /* The engine's saga table (see engine_internal.h): a hash table of the
- * sagas in memory by id, each entry holding its machine (sm_t, in the same
- * allocation), its input, correlation-id and cancel reason, the records it
- * has in the current batch, and the steps' outputs in one allocation of
- * slots -- with the output cache's bound that drops the outputs of the
- * sagas least recently used. No I/O. */
+ * sagas in memory by id, each entry holding its machine (sm_t), its input
+ * and correlation-id (all in the entry's allocation), its cancel reason,
+ * the records it has in the current batch, and the steps' outputs in one
+ * allocation of slots -- with the output cache's bound that drops the
+ * outputs of the sagas least recently used. No I/O. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
+
+/* The machine follows the entry in its allocation (ENTRY_SAGA). */
+_Static_assert(sizeof(entry_t) % _Alignof(sm_t) == 0,
+               "sm_t after entry_t must be aligned");
 
 static uint32_t hash_id(const char *s) {
   uint32_t h = 2166136261u;
@@ -17,18 +21,14 @@ static uint32_t hash_id(const char *s) {
   return h;
 }
 
-static size_t outs_size(const entry_t *en);
-
 /* Free en and what it owns (it is out of the table). */
 static void entry_release(sagad_engine_t *e, entry_t *en) {
   table_free_records(en);
   if (en->obs && e->hooks.on_forget)
     e->hooks.on_forget(e->hooks.arg, en->obs);
   timers_forget_entry(en);
-  free(en->input);
   free(en->outs);
   free(en->cancelled);
-  free(en->corr);
   free(en);
 }
 
@@ -78,17 +78,36 @@ static void grow(sagad_engine_t *e) {
 }
 
 entry_t *table_new_detached(sagad_engine_t *e, const char *id,
-                            const saga_def_t *def, int32_t partition) {
+                            const saga_def_t *def, int32_t partition,
+                            const uint8_t *input, size_t input_len,
+                            const char *corr) {
   (void)e;
-  entry_t *en = calloc(1, sizeof *en + sm_size(def, strlen(id)));
+  if (!corr || !*corr || !strcmp(corr, id))
+    corr = NULL; /* the saga id: kept as none */
+  size_t corr_size = corr ? strlen(corr) + 1 : 0;
+  if (input_len >= UINT32_MAX)
+    return NULL;
+  size_t machine = sm_size(def, strlen(id));
+  /* the entry is 8-byte aligned and a multiple of 8: so is the machine */
+  entry_t *en = malloc(sizeof *en + machine + input_len + corr_size);
   if (!en)
     return NULL;
+  memset(en, 0, sizeof *en);
   if (sm_init(ENTRY_SAGA(en), id, def) != 0) {
     free(en);
     return NULL;
   }
   en->hash = hash_id(id);
   en->partition = partition;
+  en->input_len = (uint32_t)input_len;
+  /* after the id sm_init wrote: entry_input */
+  uint8_t *tail = (uint8_t *)ENTRY_SAGA(en) + machine;
+  if (input_len)
+    memcpy(tail, input, input_len);
+  if (corr) {
+    en->has_corr = 1;
+    memcpy(tail + input_len, corr, corr_size);
+  }
   return en;
 }
 
@@ -102,16 +121,17 @@ void table_insert(sagad_engine_t *e, entry_t *en) {
 }
 
 entry_t *table_add(sagad_engine_t *e, const char *id, const saga_def_t *def,
-                   int32_t partition) {
-  entry_t *en = table_new_detached(e, id, def, partition);
+                   int32_t partition, const uint8_t *input, size_t input_len,
+                   const char *corr) {
+  entry_t *en =
+      table_new_detached(e, id, def, partition, input, input_len, corr);
   if (en)
     table_insert(e, en);
   return en;
 }
 
 void table_discard(sagad_engine_t *e, entry_t *en) {
-  if (en->outs)
-    e->outs_bytes -= outs_size(en);
+  e->outs_bytes -= en->outs_len;
   entry_release(e, en);
 }
 
@@ -135,38 +155,15 @@ void table_remove(sagad_engine_t *e, entry_t *en) {
   table_discard(e, en);
 }
 
-int table_set_input(entry_t *en, const uint8_t *p, size_t n) {
-  free(en->input);
-  en->input = NULL;
-  en->input_len = 0;
-  if (!n)
-    return 0;
-  en->input = malloc(n);
-  if (!en->input)
-    return -1;
-  memcpy(en->input, p, n);
-  en->input_len = n;
-  return 0;
-}
-
 /* The outputs of a saga's steps live in one allocation (a saga in flight
  * costs one malloc for them, not one per step): nsteps slots of
  * {offset, length} (length OUT_NONE: not replied yet), then the bytes in
- * the order the replies came. */
+ * the order the replies came; en->outs_len is its size (kept, not walked
+ * on each append). */
 typedef struct {
   uint32_t off, len;
 } out_slot_t;
 #define OUT_NONE UINT32_MAX
-
-static size_t outs_size(const entry_t *en) {
-  const sm_t *s = ENTRY_SAGA_C(en);
-  size_t n = s->nsteps * sizeof(out_slot_t);
-  const out_slot_t *slot = (const out_slot_t *)(const void *)en->outs;
-  for (unsigned i = 0; en->outs && i < s->nsteps; i++)
-    if (slot[i].len != OUT_NONE && slot[i].off + slot[i].len > n)
-      n = slot[i].off + slot[i].len;
-  return n;
-}
 
 /* Keep step's output (replay and the live path record the same ones, so
  * commands built from them are the same bytes). The saga's outputs must be
@@ -174,14 +171,15 @@ static size_t outs_size(const entry_t *en) {
 static int note_output(sagad_engine_t *e, entry_t *en, uint32_t step,
                        const uint8_t *p, size_t n) {
   const sm_t *s = ENTRY_SAGA(en);
-  if (step >= s->nsteps || n >= OUT_NONE)
-    return -1;
-  size_t old = en->outs ? outs_size(en) : 0;
+  size_t old = en->outs ? en->outs_len : 0;
   size_t have = old ? old : s->nsteps * sizeof(out_slot_t);
+  if (step >= s->nsteps || n >= OUT_NONE || have + n >= UINT32_MAX)
+    return -1;
   uint8_t *v = realloc(en->outs, have + n ? have + n : 1);
   if (!v)
     return -1;
   e->outs_bytes += have + n - old;
+  en->outs_len = (uint32_t)(have + n);
   out_slot_t *slot = (out_slot_t *)(void *)v;
   if (!en->outs)
     for (unsigned i = 0; i < s->nsteps; i++)
@@ -204,10 +202,10 @@ int table_note_outputs(sagad_engine_t *e, entry_t *en, const sm_event_t *ev,
 }
 
 void table_outs_drop(sagad_engine_t *e, entry_t *en) {
-  if (en->outs)
-    e->outs_bytes -= outs_size(en);
+  e->outs_bytes -= en->outs_len;
   free(en->outs);
   en->outs = NULL;
+  en->outs_len = 0;
   en->outs_gone = 1;
 }
 
@@ -269,14 +267,4 @@ int table_note_cancel(entry_t *en, const sm_event_t *ev, size_t n) {
     en->cancelled = v;
   }
   return 0;
-}
-
-/* Keep the starter's correlation-id (NULL, "" or the saga id: none). */
-int table_set_corr(entry_t *en, const char *corr) {
-  free(en->corr);
-  en->corr = NULL;
-  if (!corr || !*corr || !strcmp(corr, ENTRY_SAGA(en)->id))
-    return 0;
-  en->corr = strdup(corr);
-  return en->corr ? 0 : -1;
 }

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "engine_inbox.h"
 #include "wire.h"
 
 /* ---- fake ports ------------------------------------------------------ */
@@ -152,30 +153,6 @@ static void engine_done(sagad_engine_t *e) {
     sagad_engine_forget_token(F.tokens[i]);
 }
 
-/* Hand the engine one inbox message of partition 0. */
-static void deliver(sagad_engine_t *e, const ProtobufCMessage *pb,
-                    const char *saga_id) {
-  saga_meta_t meta = {.saga_id = saga_id, .correlation_id = saga_id};
-  void *buf = NULL;
-  size_t len = 0;
-  saga__hdrs_t h;
-  char err[256];
-  int rc = saga__wire_pack(pb, &meta, 0, &buf, &len, &h, err, sizeof err);
-  if (rc != 0)
-    fail_msg("could not encode a message: %s", err);
-  sagad_inmsg_t m = {.topic = "t.inbox",
-                     .partition = 0,
-                     .key = saga_id,
-                     .key_len = strlen(saga_id),
-                     .value = buf,
-                     .value_len = len,
-                     .hdrs = saga__hdrs_view(&h),
-                     .ack = (void *)1};
-  sagad_engine_on_message(e, &m);
-  saga__hdrs_free(&h);
-  free(buf);
-}
-
 static void start(sagad_engine_t *e, const char *id) {
   char sid[64], type[] = "order";
   uint8_t input[] = "{\"n\":1}";
@@ -186,7 +163,7 @@ static void start(sagad_engine_t *e, const char *id) {
   m.saga_type = type;
   m.input.data = input;
   m.input.len = sizeof input - 1;
-  deliver(e, &m.base, id);
+  engine_inbox_deliver(e, &m.base, id);
 }
 
 static void reply(sagad_engine_t *e, const char *id) {
@@ -201,7 +178,7 @@ static void reply(sagad_engine_t *e, const char *id) {
   m.attempt = 1;
   m.idempotency_key = key;
   m.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
-  deliver(e, &m.base, id);
+  engine_inbox_deliver(e, &m.base, id);
 }
 
 /* ---- tests ----------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #define OID_BYTEA 17
 #define OID_JSONB 3802
 #define OID_INT8 20
+#define OID_BOOL 16
 
 es_batch_t *es_batch_new(const es_store_opts_t *opts) {
   es_batch_t *b = calloc(1, sizeof *b);
@@ -185,7 +186,8 @@ static int grow_streams(es_batch_t *b) {
 }
 
 /* Checks shared by both encodings: the stream id, the events, the
- * expected version; room for one more stream; ids for events without. */
+ * expected version; room for one more stream; ids for events without (the
+ * new slot's fresh_ids says whether every id was drawn here). */
 static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
                      es_event_t *events, size_t n) {
   int rc = es__check_text("stream id", stream_id, 1, ES_MAX_STREAM_ID, b->msg,
@@ -211,9 +213,14 @@ static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
   if ((rc = grow_streams(b)))
     return rc;
   static const uint8_t nil[16];
+  size_t drawn = 0;
   for (size_t i = 0; i < n; i++)
-    if (!memcmp(events[i].id, nil, 16) && (rc = es_uuid_v4(events[i].id)))
-      return rc;
+    if (!memcmp(events[i].id, nil, 16)) {
+      if ((rc = es_uuid_v4(events[i].id)))
+        return rc;
+      drawn++;
+    }
+  b->streams[b->n_streams].fresh_ids = drawn == n;
   return 0;
 }
 
@@ -602,6 +609,18 @@ int es__batch_encode_round(es_batch_t *b, size_t k, const char **values,
     const es__stream_t *s = &b->streams[idx[j]];
     for (size_t e = 0; e < s->n_events && !rc; e++)
       rc = array_elem(p, s->params.p + s->offs[0], (size_t)s->lens[0]);
+  }
+  /* per stream: probe its ids, unless the library drew them all and has
+   * not sent them before (sent now: a later execution probes) */
+  offs[ES__APPEND_NPARAMS + 3] = p->len;
+  if (!rc)
+    rc = array_head(p, OID_BOOL, m, 0);
+  for (size_t j = 0; j < m && !rc; j++) {
+    es__stream_t *s = &b->streams[idx[j]];
+    char probe = !s->fresh_ids;
+    if (!(rc = es__buf_be32(p, 1)))
+      rc = es__buf_put(p, &probe, 1);
+    s->fresh_ids = 0;
   }
   if (rc)
     return rc;

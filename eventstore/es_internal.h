@@ -67,6 +67,12 @@ typedef struct {
   size_t n_events;
   size_t ids_off; /* offset of n_events * 16 id bytes in the batch's ids */
   int one;        /* scalar parameters for es_append_one (lens -1: NULL) */
+  /* Every id of the stream was drawn by the library when it was added
+   * (the caller gave none) and has not been sent yet: no stored event can
+   * carry it, so the multi-stream statement skips the stored-id probe.
+   * Cleared when the stream is encoded for sending, so executing the batch
+   * again (after a lost connection, say) probes and answers DUPLICATE. */
+  int fresh_ids;
   es__buf_t params;
   int offs[ES__APPEND_NPARAMS];
   int lens[ES__APPEND_NPARAMS];
@@ -99,8 +105,9 @@ struct es_batch {
 /* Parameters of the multi-stream statement: per stream (stream id text[],
  * expected int8[]), per event (stream number int8[], ordinal in its stream
  * int8[], then the seven arrays of ES__APPEND_NPARAMS, then its stream's id
- * text[]). */
-#define ES__MULTI_NPARAMS 12
+ * text[]), then per stream whether its ids are probed (bool[]: not for
+ * fresh_ids). */
+#define ES__MULTI_NPARAMS 13
 /* A round's parameters above this many bytes: per-stream statements. */
 #define ES__MULTI_MAX_BYTES ((size_t)256 << 20)
 

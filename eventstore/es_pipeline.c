@@ -13,7 +13,7 @@
 enum { O_INT8 = 20, O_TEXT = 25, O_BYTEA = 17, O_XID8 = 5069 };
 enum { O_UUID = 2950, O_JSONB = 3802 };
 enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
-enum { O_INT8A = 1016 };
+enum { O_INT8A = 1016, O_BOOLA = 1000 };
 
 /* The era every append writes: read once per statement (an uncorrelated
  * subquery), after the statement has locked es_events, so an append never
@@ -76,7 +76,9 @@ enum { O_INT8A = 1016 };
  * generic plan, which estimates every unnest at 10 rows, so the statement
  * avoids joins whose method the planner would choose from that estimate.
  * v: each stream's current version (one index probe per stream), in an
- * array indexed by stream number; d: per event, the stream that already
+ * array indexed by stream number; d: per event of a stream whose ids are
+ * probed ($13: not when the library drew them all and never sent them,
+ * es__stream_t.fresh_ids), the stream that already
  * stores its id, if any (one index probe per event: a scalar subquery is
  * never turned into a join, so a generic plan made while the table was
  * small cannot become a sequential scan of es_events -- an `= ANY` scan
@@ -96,7 +98,7 @@ enum { O_INT8A = 1016 };
   " FROM unnest($1) AS s(id)) AS v),"                                         \
   " d AS (SELECT u.si, u.sid, (SELECT x.stream_id FROM es_events x"         \
   " WHERE x.event_id = u.id) AS found FROM unnest($3, $5, $12) AS u(si, id,"  \
-  " sid)),"                                                                   \
+  " sid) WHERE $13[u.si]),"                                                   \
   " bad AS (SELECT si, count(*) AS n, count(*) FILTER (WHERE found = sid)"    \
   " AS mine FROM d WHERE found IS NOT NULL GROUP BY si),"                     \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
@@ -261,7 +263,8 @@ static const Oid append_one_types[] = {O_TEXT, O_INT8, O_UUID,  O_TEXT, O_BYTEA,
 static const Oid append_check_types[] = {O_TEXT, O_UUID};
 static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
                                   O_UUIDA,  O_TEXTA, O_BYTEAA, O_TEXTA,
-                                  O_TEXTA,  O_TEXTA, O_JSONBA, O_TEXTA};
+                                  O_TEXTA,  O_TEXTA, O_JSONBA, O_TEXTA,
+                                  O_BOOLA};
 static const Oid read_all_types[] = {O_XID8, O_INT8, O_INT8, O_TEXT, O_TEXT};
 static const Oid read_stream_types[] = {O_TEXT, O_INT8, O_INT8};
 static const Oid read_group_types[] = {O_TEXT, O_TEXT, 23, 23, O_INT8};

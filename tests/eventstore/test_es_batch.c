@@ -277,6 +277,48 @@ static void test_one_event_id_in_two_streams_of_a_batch_aborts_it(
   es_store_close(s);
 }
 
+/* The multi-stream statement skips the stored-id probe for ids the library
+ * drew itself and has not sent yet; once sent, they are checked like any
+ * other: executing the batch again, even in a later era (whose partition's
+ * key does not hold the first era's ids), answers DUPLICATE and writes
+ * nothing, and a drawn id given again by the caller is refused. */
+static void test_ids_the_library_drew_are_checked_once_sent(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t x[2] = {est_event("X", "1"), est_event("X", "2")};
+  es_event_t y = est_event("Y", "3");
+  assert_int_equal(es_batch_add(b, "drawn-1", ES_ANY_VERSION, x, 2), 0);
+  assert_int_equal(es_batch_add(b, "drawn-2", ES_ANY_VERSION, &y, 1), 1);
+  assert_int_equal(es_batch_execute(s, b), 0);
+  assert_int_equal(es_batch_result(b, 0)->status, 0);
+  assert_int_equal(es_batch_result(b, 1)->status, 0);
+  int era = 0;
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(es_batch_execute(s, b), 0);
+    assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_DUPLICATE);
+    assert_int_equal(es_batch_result(b, 0)->version, 2);
+    assert_int_equal(es_batch_result(b, 1)->status, ES_ERR_DUPLICATE);
+    assert_int_equal(count_events("drawn-1"), 2);
+    assert_int_equal(count_events("drawn-2"), 1);
+    if (k == 0) /* again in a new era */
+      assert_int_equal(es_roll_forward(s, 0, 0, &era), 0);
+  }
+  es_batch_t *c = es_batch_new(NULL);
+  es_event_t again = est_event("Z", "4"), other = est_event("Z", "5");
+  memcpy(again.id, es_batch_event_id(b, 0, 1), 16);
+  assert_int_equal(es_batch_add(c, "drawn-3", ES_NO_STREAM, &again, 1), 0);
+  assert_int_equal(es_batch_add(c, "drawn-4", ES_NO_STREAM, &other, 1), 1);
+  assert_int_equal(es_batch_execute(s, c), 0);
+  assert_int_equal(es_batch_result(c, 0)->status, ES_ERR_ID_REUSED);
+  assert_int_equal(es_batch_result(c, 1)->status, 0);
+  assert_int_equal(count_events("drawn-3"), 0);
+  assert_int_equal(count_events("drawn-4"), 1);
+  es_batch_free(c);
+  es_batch_free(b);
+  es_store_close(s);
+}
+
 struct racer {
   es_store_t *store;
   es_batch_t *batch;
@@ -400,6 +442,7 @@ int main(void) {
       cmocka_unit_test(
           test_each_stream_of_a_batch_answers_for_itself_with_its_positions),
       cmocka_unit_test(test_one_event_id_in_two_streams_of_a_batch_aborts_it),
+      cmocka_unit_test(test_ids_the_library_drew_are_checked_once_sent),
       cmocka_unit_test(
           test_a_race_in_a_large_batch_names_the_culprit_and_keeps_found_conflicts),
   };

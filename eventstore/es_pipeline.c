@@ -20,11 +20,19 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * straddles an era switch (es_roll_forward waits for it). */
 #define ERA_SQL "(SELECT era FROM es_era)"
 
+/* One stream's append (a batch of one stream, or several events): cur, its
+ * current version; dup, how many of the event ids are stored, and how many
+ * of those in this stream, looked up id by id (a scalar subquery per id,
+ * an index probe whatever the table's size when the generic plan was made:
+ * an `event_id = ANY($3)` scan planned on a young table stayed a
+ * sequential scan of es_events as it grew, MULTI_SQL below); ins, the
+ * events, if no id is stored and the version is the expected one. */
 #define APPEND_SQL(extra)                                                     \
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
   " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
-  " dup AS (SELECT count(*) AS n, count(*) FILTER (WHERE stream_id = $1)"     \
-  " AS mine FROM es_events WHERE event_id = ANY($3)),"                        \
+  " dup AS (SELECT count(f.found) AS n, count(*) FILTER (WHERE f.found = $1)" \
+  " AS mine FROM (SELECT (SELECT x.stream_id FROM es_events x"                \
+  " WHERE x.event_id = u.id) AS found FROM unnest($3) AS u(id)) f),"          \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
   " era) SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m, "     \
@@ -60,6 +68,30 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) = $2"            \
   " AND NOT EXISTS (SELECT 1 FROM es_events WHERE event_id = $3)"             \
   " RETURNING global_position" extra
+
+/* One event appended by a batch (or an append with any expected version),
+ * answering APPEND_SQL's columns, so a refusal is told apart in the same
+ * round trip. Its parameters are scalars: APPEND_SQL's unnest is estimated
+ * at 10 rows in a generic plan and at the array's size in a custom one, so
+ * for one event the plan cache kept planning it afresh at every execution
+ * (0.5 ms of planning per commit in the saga benchmark's concurrency-1
+ * half); here generic and custom plans cost the same and the generic one
+ * is kept. Each check is one index probe by a unique key. */
+#define APPEND_ROW_SQL(extra)                                                 \
+  "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
+  " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
+  " dup AS (SELECT (SELECT x.stream_id FROM es_events x"                      \
+  " WHERE x.event_id = $3) AS found),"                                        \
+  " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
+  " era) SELECT $1, cur.v + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL          \
+  " FROM cur, dup WHERE dup.found IS NULL AND ($2 < 0 OR cur.v = $2)"         \
+  " RETURNING global_position)"                                               \
+  " SELECT cur.v, (dup.found IS NOT NULL)::int::int8,"                        \
+  " coalesce((dup.found = $1)::int, 0)::int8, (SELECT count(*) FROM ins),"    \
+  " (SELECT coalesce(min(global_position), 0) FROM ins),"                     \
+  " (SELECT coalesce(max(global_position), 0) FROM ins)" extra                \
+  " FROM cur, dup"
 
 /* Why a single append did not go in: the stream's current version, how
  * many events carry the id, how many of those in this stream; columns as
@@ -285,6 +317,11 @@ static const struct {
                 " (SELECT 1 FROM ins))"),
      9, append_types},
     {"es_append_one", APPEND_ONE_SQL(""), 9, append_one_types},
+    {"es_append_row", APPEND_ROW_SQL(""), 9, append_one_types},
+    {"es_append_row_notify",
+     APPEND_ROW_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE " AND EXISTS"
+                    " (SELECT 1 FROM ins))"),
+     9, append_one_types},
     {"es_append_multi", MULTI_SQL, ES__MULTI_NPARAMS, multi_types},
     {"es_append_one_notify",
      APPEND_ONE_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE ")"), 9,
@@ -352,19 +389,34 @@ static int send_plain(PGconn *c, es__op_t *op, const char *sql,
               kind, 0);
 }
 
+/* The element of a one-element binary array (as es_batch_add encodes
+ * them: a 20-byte header, then the element's length, -1 for NULL, and its
+ * bytes): *v and *len as a scalar parameter of the same type. */
+static void only_elem(const char *arr, const char **v, int *len) {
+  int32_t n = es__get_be32(arr + 20);
+  *v = n < 0 ? NULL : arr + 24;
+  *len = n < 0 ? 0 : n;
+}
+
 static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
   es__stream_t *s = &op->batch->streams[i];
   const char *values[ES__APPEND_NPARAMS];
-  int fmts[ES__APPEND_NPARAMS];
-  static const char *const names[2][2] = {
+  int lens[ES__APPEND_NPARAMS], fmts[ES__APPEND_NPARAMS];
+  /* one event in the array encoding: es_append_row, its elements */
+  int row = !s->one && s->n_events == 1;
+  static const char *const names[3][2] = {
       {"es_append", "es_append_notify"},
-      {"es_append_one", "es_append_one_notify"}};
+      {"es_append_one", "es_append_one_notify"},
+      {"es_append_row", "es_append_row_notify"}};
   for (int k = 0; k < ES__APPEND_NPARAMS; k++) {
     values[k] = s->lens[k] < 0 ? NULL : s->params.p + s->offs[k];
+    lens[k] = s->lens[k];
     fmts[k] = 1;
+    if (row && k >= 2)
+      only_elem(values[k], &values[k], &lens[k]);
   }
-  int ok = PQsendQueryPrepared(c, names[s->one][notify != 0],
-                               ES__APPEND_NPARAMS, values, s->lens, fmts, 1);
+  int ok = PQsendQueryPrepared(c, names[row ? 2 : s->one][notify != 0],
+                               ES__APPEND_NPARAMS, values, lens, fmts, 1);
   return sent(c, op, ok, s->one ? ES__R_ONE : ES__R_APPEND, i);
 }
 
@@ -386,13 +438,17 @@ static int send_check(PGconn *c, es__op_t *op) {
 
 /* A batch's streams: one statement per round of the plan (usually one),
  * or one per stream for a single stream or a round too large to encode in
- * one message; none for a batch of statements only. */
-static int send_streams(PGconn *c, es__op_t *op) {
+ * one message; none for a batch of statements only. A single stream's
+ * statement carries the batch's NOTIFY when `notify` (*notified then set):
+ * one statement fewer in the transaction. */
+static int send_streams(PGconn *c, es__op_t *op, int notify, int *notified) {
   es_batch_t *b = op->batch;
   if (b->n_streams == 0)
     return 0;
-  if (b->n_streams == 1)
-    return send_append(c, op, 0, 0);
+  if (b->n_streams == 1) {
+    *notified = notify;
+    return send_append(c, op, 0, notify);
+  }
   int rc = es__batch_plan(b);
   for (size_t k = 0; k < b->n_rounds && !rc; k++) {
     const char *values[ES__MULTI_NPARAMS];
@@ -603,7 +659,7 @@ static int send_stmt(PGconn *c, es__op_t *op, size_t j) {
 }
 
 int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
-  int rc = 0;
+  int rc = 0, notified = 0;
   op->n_expect = op->next = 0;
   op->status = 0;
   op->aborted_by = -1;
@@ -647,12 +703,12 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
      * error. (An explicit block would stay open and aborted after the sync
      * when a statement fails, since the queued COMMIT is skipped.) */
     if (!rc)
-      rc = send_streams(c, op);
+      rc = send_streams(c, op, op->notify, &notified);
     for (size_t j = 0; j < op->batch->n_stmts && !rc; j++)
       rc = send_stmt(c, op, j);
     /* One NOTIFY per batch: its commit-time lock is paid once per batch
      * (none for a batch that appends nothing). */
-    if (!rc && op->notify && op->batch->n_streams)
+    if (!rc && op->notify && op->batch->n_streams && !notified)
       rc = send_plain(c, op, "SELECT " ES__NOTIFY_UNLESS_ALONE,
                       ES__R_NOTIFY);
     break;

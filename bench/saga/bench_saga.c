@@ -9,7 +9,8 @@
  * Usage: bench-saga [--quick] (needs SAGA_PG_CONNINFO, SAGA_KAFKA_BOOTSTRAP)
  * Environment knobs (each described where it is read): BENCH_ONLY_MEMORY=1
  * runs only the resident memory and recovery phases, BENCH_NO_MEMORY=1
- * skips them; BENCH_MEMORY_PAUSE_S, BENCH_RECOVERY_ROUNDS, BENCH_KEEP,
+ * skips them, BENCH_C1_ONLY=1 runs only the concurrency-1 half and the
+ * floor; BENCH_MEMORY_PAUSE_S, BENCH_RECOVERY_ROUNDS, BENCH_KEEP,
  * BENCH_ADMIN, BENCH_LOG_LEVEL are for profiling; BENCH_CONCURRENCY,
  * BENCH_BATCH_MAX_EVENTS and the BENCH_*_FETCH_WAIT_MS / _LINGER_MS ones
  * change what is measured. */
@@ -725,7 +726,8 @@ static void setup(void) {
 
 static void teardown(void) {
   const char *keep = getenv("BENCH_KEEP");
-  consumer_close();
+  if (B.cons) /* none after the concurrency-1 half alone (BENCH_C1_ONLY) */
+    consumer_close();
   rd_kafka_flush(B.prod_c1, 2000);
   rd_kafka_destroy(B.prod_c1);
   rd_kafka_flush(B.prod_load, 2000);
@@ -1240,27 +1242,38 @@ int main(int argc, char **argv) {
          n_c1, l50, l99, hm50 > 0 ? l50 / hm50 : 0, hm99 > 0 ? l99 / hm99 : 0);
   sagad_stop(sc, SIGTERM);
 
+  /* BENCH_C1_ONLY=1 (profiling the latency): the concurrency-1 half and
+   * the floor only; the load, raw, memory and recovery figures are -1. */
+  const char *c1_only_env = getenv("BENCH_C1_ONLY");
+  int c1_only = c1_only_env && *c1_only_env == '1';
+  PGconn *pg = PQconnectdb(c1_only ? B.ci1 : B.ci); /* one with es_events */
+  if (PQstatus(pg) != CONNECTION_OK)
+    die("connect", PQerrorMessage(pg));
+  pid_t sd = 0;
+  double sps = -1, sps20 = -1, t50 = -1, t99 = -1, ev_per = -1, by_per = -1;
+  double wal_per = -1, raw = -1, vs = -1;
+  if (c1_only) {
+    PQclear(q(pg, BENCH_RAW_EVENTS_SQL)); /* the floor's table */
+    goto c1_floor;
+  }
+
   /* The load phases: the settings for throughput. */
   B.t = &B.t_load;
   consumer_open(LOAD_FETCH_WAIT_MS);
   rd_kafka_flush(B.prod_c1, 10000);
   B.prod = B.prod_load;
-  pid_t sd = phase_sagad("load", B.inbox, B.group, log0, LOAD_FETCH_WAIT_MS,
-                         LOAD_LINGER_MS, 'w', 'v', 500);
+  sd = phase_sagad("load", B.inbox, B.group, log0, LOAD_FETCH_WAIT_MS,
+                   LOAD_LINGER_MS, 'w', 'v', 500);
 
-  PGconn *pg = PQconnectdb(B.ci);
-  if (PQstatus(pg) != CONNECTION_OK)
-    die("connect", PQerrorMessage(pg));
   double wal0 = q_num(pg, "SELECT pg_current_wal_lsn() - '0/0'");
-  double t50, t99;
-  double sps = closed_loop('t', conc, dur, 0, 0, &t50, &t99);
+  sps = closed_loop('t', conc, dur, 0, 0, &t50, &t99);
   double wal1 = q_num(pg, "SELECT pg_current_wal_lsn() - '0/0'");
   size_t t_done = B.completed;
   printf("closed loop, %zu in flight, 0%% failures: %.0f sagas/s, latency "
          "p50 %.1f ms, p99 %.1f ms (%zu sagas)\n",
          conc, sps, t50, t99, t_done);
   double f50, f99;
-  double sps20 = closed_loop('f', conc, dur, 0, 5, &f50, &f99);
+  sps20 = closed_loop('f', conc, dur, 0, 5, &f50, &f99);
   printf("closed loop, %zu in flight, 20%% failures: %.0f sagas/s, latency "
          "p50 %.1f ms, p99 %.1f ms\n",
          conc, sps20, f50, f99);
@@ -1271,18 +1284,19 @@ int main(int argc, char **argv) {
                               "es_events WHERE stream_id LIKE 'saga-t%'");
   double bytes = q_num(pg, "SELECT sum(pg_column_size(e.*)) FROM es_events "
                            "e WHERE stream_id LIKE 'saga-t%'");
-  double ev_per = nstreams > 0 ? nev / nstreams : 0;
-  double by_per = nstreams > 0 ? bytes / nstreams : 0;
-  double wal_per = t_done ? (wal1 - wal0) / (double)t_done : 0;
+  ev_per = nstreams > 0 ? nev / nstreams : 0;
+  by_per = nstreams > 0 ? bytes / nstreams : 0;
+  wal_per = t_done ? (wal1 - wal0) / (double)t_done : 0;
   printf("per completed saga: %.2f events, %.0f bytes of event rows, %.0f "
          "bytes of WAL (event rows, saga_index, indexes)\n",
          ev_per, by_per, wal_per);
-  double raw = raw_insert(pg, (size_t)nev, "t1");
-  double vs = sps * ev_per / raw;
+  raw = raw_insert(pg, (size_t)nev, "t1");
+  vs = sps * ev_per / raw;
   printf("raw multi-row INSERT (1000 rows per statement) of %.0f identical "
          "event rows: %.0f events/s; the coordinator's %.0f events/s are "
          "%.2f of it\n",
          nev, raw, sps * ev_per, vs);
+c1_floor:;
   double cm50 = 0, cm99 = 0, fl50 = 0, fl99 = 0, fc50 = 0, fc99 = 0;
   if (B.nhops > 0) {
     size_t ncm = quick ? 300 : 1000;
@@ -1312,9 +1326,10 @@ int main(int argc, char **argv) {
    * (above) runs only them. */
   double per = -1, rec_s = -1;
   const char *no_mem = getenv("BENCH_NO_MEMORY");
-  if (!no_mem || *no_mem != '1')
+  if (!c1_only && (!no_mem || *no_mem != '1'))
     memory_and_recovery(n_stuck, log1, log2, &per, &rec_s);
-  sagad_stop(sd, SIGTERM);
+  if (sd > 0)
+    sagad_stop(sd, SIGTERM);
   PQfinish(pg);
   teardown();
   printf("{\"bench\": \"saga\", \"quick\": %s, \"sagas_per_s\": %.0f, "

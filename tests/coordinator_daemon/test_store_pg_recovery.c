@@ -1,9 +1,13 @@
-/* The PostgreSQL store port's recovery load (coordinator/io/store_pg.c)
- * against the embedded PostgreSQL: every record of the open sagas of the
- * asked partitions, stream by stream in version order, none of a terminal
- * saga or of another partition; and a recovery larger than one chunk is
- * handed over in several loop turns (the loop serves other events between
- * chunks) rather than all rows at once after a single read. */
+/* The PostgreSQL store port (coordinator/io/store_pg.c) against the
+ * embedded PostgreSQL. Its recovery load: every record of the open sagas of
+ * the asked partitions, stream by stream in version order, none of a
+ * terminal saga or of another partition; and a recovery larger than one
+ * chunk is handed over in several loop turns (the loop serves other events
+ * between chunks) rather than all rows at once after a single read. Its
+ * batches: the delivered final notifications a batch carries clear their
+ * sagas' notify_pending flags -- one saga's by its own statement, several
+ * sagas' by one array, ids with quotes and backslashes as they are -- and
+ * no other saga's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,6 +74,32 @@ static void on_done(void *arg, int status) {
 
 static void on_closed(void *arg) { *(int *)arg = 1; }
 
+/* A store port on a new database (*ci) and *loop. */
+static sagad_store_pg_t *store_open(const char *prefix, char **ci,
+                                    uv_loop_t *loop, sagad_store_port_t *port) {
+  *ci = ts_pg_create_database(prefix);
+  uv_loop_init(loop);
+  sagad_store_pg_t *s = NULL;
+  char err[512];
+  if (sagad_store_pg_open(loop, *ci, "test.inbox", "test.group", &s, port,
+                          err, sizeof err))
+    fail_msg("%s", err);
+  return s;
+}
+
+/* Close the port, the loop and drop the database. */
+static void store_close(sagad_store_pg_t *s, char *ci, uv_loop_t *loop) {
+  int closed = 0;
+  sagad_store_pg_close(s, on_closed, &closed);
+  int64_t until = ts_now_ms() + ts_timeout_ms(20000);
+  while (!closed && ts_now_ms() < until)
+    uv_run(loop, UV_RUN_ONCE);
+  assert_true(closed);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+  ts_pg_drop_database(ci);
+}
+
 static void exec_ok(PGconn *pg, const char *sql) {
   PGresult *r = PQexec(pg, sql);
   if (PQresultStatus(r) != PGRES_COMMAND_OK &&
@@ -112,15 +142,10 @@ static void write_streams(const char *ci, char kind, int from, int to) {
 static void test_recovery_is_every_open_record_in_order_over_several_turns(
     void **state) {
   (void)state;
-  char *ci = ts_pg_create_database("store_recovery");
+  char *ci;
   uv_loop_t loop;
-  uv_loop_init(&loop);
-  sagad_store_pg_t *s = NULL;
   sagad_store_port_t port;
-  char err[512];
-  if (sagad_store_pg_open(&loop, ci, "test.inbox", "test.group", &s, &port,
-                          err, sizeof err))
-    fail_msg("%s", err);
+  sagad_store_pg_t *s = store_open("store_recovery", &ci, &loop, &port);
   write_streams(ci, 'o', 0, NSAGAS);
   write_streams(ci, 't', 0, 100);
   PGconn *pg = PQconnectdb(ci);
@@ -162,15 +187,151 @@ static void test_recovery_is_every_open_record_in_order_over_several_turns(
 
   uv_check_stop(&check);
   uv_close((uv_handle_t *)&check, NULL);
-  int closed = 0;
-  sagad_store_pg_close(s, on_closed, &closed);
-  until = ts_now_ms() + ts_timeout_ms(20000);
-  while (!closed && ts_now_ms() < until)
-    uv_run(&loop, UV_RUN_ONCE);
-  assert_true(closed);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&loop), 0);
-  ts_pg_drop_database(ci);
+  store_close(s, ci, &loop);
+}
+
+static long long scalar(PGconn *pg, const char *sql, const char *id) {
+  const char *p[1] = {id};
+  PGresult *r = PQexecParams(pg, sql, id ? 1 : 0, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+    fail_msg("%s: %s", sql, PQresultErrorMessage(r));
+  long long v = atoll(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return v;
+}
+
+/* Whether saga id's notify_pending is set (fails when it has no row). */
+static int pending(PGconn *pg, const char *id) {
+  return (int)scalar(pg,
+                     "SELECT notify_pending::int FROM saga_index "
+                     "WHERE saga_id = $1",
+                     id);
+}
+
+/* The engine the store reports to: its batch-done hook counts the
+ * batches that ended (the engine itself has stepped nothing: its ports
+ * below are never asked for anything but the time). */
+static int batches_done, last_status = -1;
+static void on_batch_done(void *arg, int status) {
+  (void)arg;
+  batches_done++;
+  last_status = status;
+}
+static int64_t c_now(void *self) {
+  (void)self;
+  return ts_now_ms();
+}
+static void c_wake_at(void *self, int slot, int64_t at_ms) {
+  (void)self, (void)slot, (void)at_ms;
+}
+static void c_end_of_turn(void *self) { (void)self; }
+static int b_produce(void *self, const char *topic, const void *key,
+                     size_t key_len, const void *value, size_t value_len,
+                     const saga__hdrs_t *hdrs, void *token) {
+  (void)self, (void)topic, (void)key, (void)key_len, (void)value;
+  (void)value_len, (void)hdrs, (void)token;
+  fail_msg("the engine produced");
+  return -1;
+}
+static void b_ack(void *self, void *ack) { (void)self, (void)ack; }
+
+/* One batch: a new stream of one record for each of the sagas `ids`
+ * (terminal, notify_pending set), then the delivered notifications of the
+ * sagas `marks`; submitted, and the loop run until it has ended. */
+static void batch(uv_loop_t *loop, sagad_store_port_t *port, PGconn *pg,
+                  const char *const *ids, const char *const *marks) {
+  port->batch_reset(port->self);
+  for (size_t i = 0; ids[i]; i++) {
+    sagad_record_t rec = {.type = "Started",
+                          .data = (const uint8_t *)"x",
+                          .len = 1};
+    assert_true(port->batch_add(port->self, ids[i], 0, &rec, 1) >= 0);
+    sagad_index_row_t row = {.saga_id = ids[i],
+                             .saga_type = "t",
+                             .definition_version = 1,
+                             .status = "completed",
+                             .partition = 0,
+                             .version = 1,
+                             .started_ms = 1796000000000,
+                             .updated_ms = 1796000000000,
+                             .notify_pending = 1};
+    assert_int_equal(port->batch_index(port->self, &row), 0);
+  }
+  for (size_t i = 0; marks[i]; i++)
+    assert_int_equal(port->batch_notified(port->self, marks[i]), 0);
+  int before = batches_done;
+  assert_int_equal(port->batch_submit(port->self), 0);
+  int64_t until = ts_now_ms() + ts_timeout_ms(20000);
+  while (batches_done == before && ts_now_ms() < until)
+    uv_run(loop, UV_RUN_ONCE);
+  assert_int_equal(batches_done, before + 1);
+  assert_int_equal(last_status, SAGAD_STORE_OK);
+  for (size_t i = 0; ids[i]; i++) {
+    assert_int_equal(port->batch_status(port->self, i), SAGAD_STORE_OK);
+    assert_int_equal(
+        scalar(pg, "SELECT count(*) FROM saga_index WHERE saga_id = $1",
+               ids[i]),
+        1);
+  }
+}
+
+static void test_delivered_notifications_clear_their_sagas_flags_only(
+    void **state) {
+  (void)state;
+  char *ci;
+  uv_loop_t loop;
+  sagad_store_port_t port;
+  sagad_store_pg_t *s = store_open("store_batch", &ci, &loop, &port);
+  saga_registry_t *reg = saga_registry_new();
+  assert_non_null(reg);
+  sagad_engine_config_t cfg = {
+      .registry = reg,
+      .inbox_topic = "test.inbox",
+      .dlq_topic = "test.dlq",
+      .store = port,
+      .broker = {.produce = b_produce, .ack = b_ack},
+      .clock = {.now_ms = c_now,
+                .wake_at = c_wake_at,
+                .end_of_turn = c_end_of_turn}};
+  sagad_engine_t *e = sagad_engine_new(&cfg);
+  assert_non_null(e);
+  sagad_engine_hooks_t hooks = {.on_batch_done = on_batch_done};
+  sagad_engine_set_hooks(e, &hooks);
+  sagad_store_pg_attach(s, e);
+  PGconn *pg = PQconnectdb(ci);
+  assert_int_equal(PQstatus(pg), CONNECTION_OK);
+  const char *quoted = "q\"1\\x", *comma = "c,{2}";
+  const char *const first[] = {"a1", quoted, comma, "a4", NULL};
+  const char *const none[] = {NULL};
+  batch(&loop, &port, pg, first, none);
+  for (size_t i = 0; first[i]; i++)
+    assert_int_equal(pending(pg, first[i]), 1);
+  /* one saga's notification delivered */
+  const char *const second[] = {"b1", NULL}, *const one[] = {quoted, NULL};
+  batch(&loop, &port, pg, second, one);
+  assert_int_equal(pending(pg, quoted), 0);
+  assert_int_equal(pending(pg, "a1"), 1);
+  assert_int_equal(pending(pg, comma), 1);
+  assert_int_equal(pending(pg, "b1"), 1);
+  /* several at once, one of them already clear */
+  const char *const third[] = {"b2", NULL};
+  const char *const several[] = {"a1", comma, quoted, NULL};
+  batch(&loop, &port, pg, third, several);
+  assert_int_equal(pending(pg, "a1"), 0);
+  assert_int_equal(pending(pg, comma), 0);
+  assert_int_equal(pending(pg, quoted), 0);
+  assert_int_equal(pending(pg, "a4"), 1);
+  assert_int_equal(pending(pg, "b1"), 1);
+  assert_int_equal(pending(pg, "b2"), 1);
+  assert_int_equal(scalar(pg,
+                          "SELECT count(*) FROM es_events WHERE stream_id "
+                          "LIKE 'saga-%'",
+                          NULL),
+                   6);
+  PQfinish(pg);
+  store_close(s, ci, &loop);
+  sagad_engine_free(e);
+  saga_registry_free(reg);
 }
 
 int main(void) {
@@ -178,6 +339,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_recovery_is_every_open_record_in_order_over_several_turns),
+      cmocka_unit_test(
+          test_delivered_notifications_clear_their_sagas_flags_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

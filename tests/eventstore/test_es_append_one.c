@@ -185,7 +185,8 @@ static int notified(PGconn *l, int wait_ms) {
 /* A writer notifies only when a subscription listens: subscriptions hold
  * the listener lock (shared) from before their LISTEN, and an append that
  * can take it alone skips the NOTIFY. A bare LISTEN without the lock hears
- * nothing; with it, every append (single and batch) is heard. */
+ * nothing; with it, every append (single and batch, of one stream or
+ * several) is heard. */
 static void test_appends_notify_only_while_a_subscription_listens(
     void **state) {
   (void)state;
@@ -207,13 +208,25 @@ static void test_appends_notify_only_while_a_subscription_listens(
   assert_int_equal(es_batch_add(bt, "quiet-3", ES_NO_STREAM, &d, 1), 1);
   assert_int_equal(es_batch_execute(s, bt), 0);
   assert_true(notified(l, (int)ts_timeout_ms(5000)));
-  es_batch_free(bt);
+  /* a batch of one stream notifies from its append statement */
+  es_batch_reset(bt);
+  es_event_t f = est_event("F", "6");
+  assert_int_equal(es_batch_add(bt, "quiet-4", ES_NO_STREAM, &f, 1), 0);
+  assert_int_equal(es_batch_execute(s, bt), 0);
+  assert_true(notified(l, (int)ts_timeout_ms(5000)));
   PQfinish(l); /* the lock goes with the session: quiet again */
   l = est_raw(db);
   PQclear(PQexec(l, "LISTEN es_events"));
   es_event_t e = est_event("E", "5");
   assert_int_equal(es_append(s, "quiet-1", 2, &e, 1, NULL), 0);
   assert_false(notified(l, 300));
+  es_batch_reset(bt);
+  es_event_t g = est_event("G", "7");
+  assert_int_equal(es_batch_add(bt, "quiet-4", 1, &g, 1), 0);
+  assert_int_equal(es_batch_execute(s, bt), 0);
+  assert_int_equal(es_batch_result(bt, 0)->status, 0);
+  assert_false(notified(l, 300));
+  es_batch_free(bt);
   PQfinish(l);
   es_store_close(s);
 }

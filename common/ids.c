@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "text.h"
 
@@ -29,6 +30,18 @@ int saga__uuid_v4(uint8_t out[16]) {
   if (saga__random(out, 16) != 0)
     return -1;
   out[6] = (uint8_t)((out[6] & 0x0F) | 0x40); /* version 4 */
+  out[8] = (uint8_t)((out[8] & 0x3F) | 0x80); /* variant 10xx */
+  return 0;
+}
+
+int saga__uuid_v7(uint8_t out[16]) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || saga__random(out + 6, 10) != 0)
+    return -1;
+  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  for (int i = 5; i >= 0; i--, ms >>= 8) /* 48 bits, big-endian */
+    out[i] = (uint8_t)(ms & 0xFF);
+  out[6] = (uint8_t)((out[6] & 0x0F) | 0x70); /* version 7 */
   out[8] = (uint8_t)((out[8] & 0x3F) | 0x80); /* variant 10xx */
   return 0;
 }

@@ -1,5 +1,5 @@
 /* Random identifiers and W3C trace context (target saga_common): random
- * bytes from getrandom(2), UUID v4, and the traceparent header's make,
+ * bytes from getrandom(2), UUID v4 and v7, and the traceparent header's make,
  * parse and check. The only home of these forms and of their sizes. No
  * allocation; any thread. Internal: not a public header. */
 #ifndef SAGA_COMMON_IDS_H
@@ -28,6 +28,15 @@ int saga__random(void *buf, size_t n);
 /* A random version 4 UUID (RFC 9562: version nibble 4, variant 10xx) as
  * bytes. Returns 0, or -1 when saga__random fails. */
 int saga__uuid_v4(uint8_t out[16]);
+
+/* A time-ordered version 7 UUID (RFC 9562): the Unix time in milliseconds
+ * (CLOCK_REALTIME) in its first 48 bits, big-endian, then the version
+ * nibble 7, 74 random bits and the variant 10xx. Ids drawn in a later
+ * millisecond sort after earlier ones (as bytes, as text and as PostgreSQL
+ * uuid values), so an index on them grows at its right edge; ids of the
+ * same millisecond are in random order. Returns 0, or -1 when the clock
+ * or saga__random fails. */
+int saga__uuid_v7(uint8_t out[16]);
 
 /* id as 36 lower-case hex characters with dashes and a NUL (37 bytes). */
 void saga__uuid_format(const uint8_t id[16], char out[SAGA_UUID_SIZE]);

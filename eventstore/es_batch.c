@@ -216,7 +216,7 @@ static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
   size_t drawn = 0;
   for (size_t i = 0; i < n; i++)
     if (!memcmp(events[i].id, nil, 16)) {
-      if ((rc = es_uuid_v4(events[i].id)))
+      if ((rc = es_uuid_v7(events[i].id)))
         return rc;
       drawn++;
     }

@@ -141,6 +141,10 @@ int es_uuid_v4(uint8_t out[16]) {
   return saga__uuid_v4(out) == 0 ? 0 : ES_ERR_INVALID;
 }
 
+int es_uuid_v7(uint8_t out[16]) {
+  return saga__uuid_v7(out) == 0 ? 0 : ES_ERR_INVALID;
+}
+
 void es_uuid_format(const uint8_t id[16], char out[37]) {
   saga__uuid_format(id, out);
 }

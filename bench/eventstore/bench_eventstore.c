@@ -2,7 +2,9 @@
  * (fsync on), all in one run, against raw baselines on one plain table
  * shaped as es_events was before it was partitioned (same columns, keys and
  * defaults, no partitions, no library; bench_raw.h): single INSERT+COMMIT
- * and COPY. Then consumer group reads (1, 2 and 4 members) over 1M events
+ * and COPY (random ids, as gen_random_uuid() gives; and, as a second line,
+ * into a copy of that table with time-ordered ids, as the library draws).
+ * Then consumer group reads (1, 2 and 4 members) over 1M events
  * against a raw SELECT of the same rows, and the archive of everything
  * (saga-es-archive). Uses a scratch database it creates and drops. Prints
  * figures and a last JSON line. Usage: bench-eventstore [CONNINFO] (default
@@ -154,8 +156,10 @@ static double bench_raw_single(PGconn *c, int round) {
 
 /* COPY of the batch's rows (same stream ids, versions, payload and
  * correlation id) into the identical table, one statement per batch in its
- * own implicit transaction: one round trip plus the data, as the batch. */
-static double bench_raw_copy(PGconn *c, int round) {
+ * own implicit transaction: one round trip plus the data, as the batch.
+ * Into raw_events with random (version 4) ids, or, time_ordered, into
+ * raw_events7 with version 7 ones. */
+static double bench_raw_copy(PGconn *c, int round, int time_ordered) {
   static const char hex[] = "0123456789abcdef";
   char data[2 * PAYLOAD + 3];
   data[0] = '\\';
@@ -165,16 +169,23 @@ static double bench_raw_copy(PGconn *c, int round) {
   char line[1024];
   double t0 = now_s();
   for (int k = round * BATCHES; k < (round + 1) * BATCHES; k++) {
-    PGresult *r = PQexec(c, "COPY raw_events (stream_id, stream_version,"
-                            " event_id, event_type, data, correlation_id)"
-                            " FROM STDIN");
+    PGresult *r = PQexec(c, time_ordered
+                                ? "COPY raw_events7 (stream_id, stream_version,"
+                                  " event_id, event_type, data, correlation_id)"
+                                  " FROM STDIN"
+                                : "COPY raw_events (stream_id, stream_version,"
+                                  " event_id, event_type, data, correlation_id)"
+                                  " FROM STDIN");
     if (PQresultStatus(r) != PGRES_COPY_IN)
       die("copy", PQerrorMessage(c));
     PQclear(r);
     for (int i = 0; i < BATCH_EVENTS; i++) {
       uint8_t u[16];
       char id[37];
-      es_uuid_v4(u);
+      if (time_ordered)
+        es_uuid_v7(u);
+      else
+        es_uuid_v4(u);
       es_uuid_format(u, id);
       for (int j = 0; j < PAYLOAD; j++) {
         data[3 + 2 * j] = hex[(unsigned char)payload[j] >> 4];
@@ -468,6 +479,7 @@ int main(int argc, char **argv) {
   if (PQstatus(raw) != CONNECTION_OK)
     die("connect", PQerrorMessage(raw));
   exec(raw, BENCH_RAW_EVENTS_SQL);
+  exec(raw, "CREATE TABLE raw_events7 (LIKE raw_events INCLUDING ALL)");
   PGresult *fs = PQexec(raw, "SHOW fsync");
   printf("fsync=%s, payload %d bytes, %d rounds of: single %d, batches"
          " %d x %d events (%d streams x %d)\n",
@@ -490,7 +502,8 @@ int main(int argc, char **argv) {
    * every variant alike. Each figure is the median of its rounds, and each
    * ratio the median of the per-round ratios (library against the raw run
    * just before it). */
-  double rate[6][ROUNDS], ratio_s[ROUNDS], ratio_q[ROUNDS], ratio_b[ROUNDS];
+  double rate[7][ROUNDS], ratio_s[ROUNDS], ratio_q[ROUNDS], ratio_b[ROUNDS];
+  double ratio_b7[ROUNDS];
   for (int k = 0; k < ROUNDS; k++) {
     rate[0][k] = bench_raw_single(raw, k);
     /* the two single-append kinds take turns to run first after the raw
@@ -504,17 +517,20 @@ int main(int argc, char **argv) {
       rate[2][k] = bench_append_single(quiet, "quiet", k);
       rate[1][k] = bench_append_single(s, "order", k);
     }
-    rate[3][k] = bench_raw_copy(raw, k);
+    rate[3][k] = bench_raw_copy(raw, k, 0);
+    rate[6][k] = bench_raw_copy(raw, k, 1);
     rate[4][k] = bench_append_batched(s, k, "saga", BATCH_STREAMS,
                                       BATCH_PER_STREAM);
     rate[5][k] = bench_append_batched(s, k, "wide", WIDE_STREAMS, 1);
     ratio_s[k] = rate[1][k] / rate[0][k];
     ratio_q[k] = rate[2][k] / rate[0][k];
     ratio_b[k] = rate[4][k] / rate[3][k];
+    ratio_b7[k] = rate[4][k] / rate[6][k];
   }
   double raw_single = median(rate[0]), single = median(rate[1]);
   double single_quiet = median(rate[2]), raw_copy = median(rate[3]);
   double batched = median(rate[4]), wide = median(rate[5]);
+  double raw_copy7 = median(rate[6]);
   long n = 0;
   double read_all = bench_read_all(s, &n);
 
@@ -524,6 +540,7 @@ int main(int argc, char **argv) {
   printf("append, 1 event per commit %9.0f events/s (NOTIFY off)\n",
          single_quiet);
   printf("raw COPY, %d rows/commit  %9.0f rows/s\n", BATCH_EVENTS, raw_copy);
+  printf("raw COPY, time-ordered ids %8.0f rows/s\n", raw_copy7);
   printf("batch append, %d/commit   %9.0f events/s\n", BATCH_EVENTS, batched);
   printf("batch append, %d x 1/commit %9.0f events/s\n", WIDE_STREAMS, wide);
   printf("read all, pages of 1000    %9.0f events/s (%ld events)\n", read_all,
@@ -539,8 +556,8 @@ int main(int argc, char **argv) {
   printf("archive (write, verify, drop) %6.0f events/s (%ld events)\n",
          g.archive_per_s, g.archived);
   printf("ratios (median of rounds): single %.2f, single NOTIFY off %.2f,"
-         " batched %.2f\n",
-         median(ratio_s), median(ratio_q), median(ratio_b));
+         " batched %.2f (%.2f against time-ordered ids)\n",
+         median(ratio_s), median(ratio_q), median(ratio_b), median(ratio_b7));
   printf("{\"append_single_per_s\": %.0f, \"append_single_nonotify_per_s\":"
          " %.0f, \"append_batched_per_s\": %.0f,"
          " \"append_batched_wide_per_s\": %.0f, \"read_all_per_s\": %.0f,"
@@ -549,11 +566,12 @@ int main(int argc, char **argv) {
          " \"group_raw_read_per_s\": %.0f, \"group_read_1_per_s\": %.0f,"
          " \"group_read_2_per_s\": %.0f, \"group_read_4_per_s\": %.0f,"
          " \"group_read_vs_raw\": %.2f, \"group_read_2_vs_raw\": %.2f,"
-         " \"group_read_4_vs_raw\": %.2f, \"archive_per_s\": %.0f}\n",
+         " \"group_read_4_vs_raw\": %.2f, \"archive_per_s\": %.0f,"
+         " \"raw_copy_v7_per_s\": %.0f, \"batched_vs_raw_v7\": %.2f}\n",
          single, single_quiet, batched, wide, read_all, raw_single, raw_copy,
          median(ratio_s), median(ratio_b), g.raw_per_s, g.group_per_s[0],
          g.group_per_s[1], g.group_per_s[2], g.vs_raw[0], g.vs_raw[1],
-         g.vs_raw[2], g.archive_per_s);
+         g.vs_raw[2], g.archive_per_s, raw_copy7, median(ratio_b7));
 
   es_store_close(s);
   es_store_close(quiet);

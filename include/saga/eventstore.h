@@ -88,9 +88,10 @@ typedef struct {
 
 /* One event to append. All pointers are borrowed for the duration of the
  * call that takes the event; the library copies what it keeps. A nil id
- * (16 zero bytes) makes the library generate a version-4 UUID and write it
- * back into id, so callers that retry should set ids themselves (see
- * es_uuid_v4) to make the retry recognisable as a duplicate. */
+ * (16 zero bytes) makes the library generate a time-ordered version-7 UUID
+ * (es_uuid_v7) and write it back into id, so callers that retry should set
+ * ids themselves (es_uuid_v7 or es_uuid_v4) to make the retry recognisable
+ * as a duplicate. */
 typedef struct {
   uint8_t id[16];
   const char *type;           /* required, UTF-8, 1..ES_MAX_TYPE bytes */
@@ -147,6 +148,14 @@ ES_EXPORT void es_page_free(es_page_t *page);
 /* Fill out with a random (version 4) UUID from getrandom(2). Returns 0 or
  * ES_ERR_INVALID when no randomness could be read. Thread-safe. */
 ES_EXPORT int es_uuid_v4(uint8_t out[16]);
+/* Fill out with a time-ordered (version 7, RFC 9562) UUID: the Unix time in
+ * milliseconds in its first 48 bits, then 74 random bits from getrandom(2).
+ * Ids drawn in a later millisecond sort after earlier ones, so the event id
+ * index takes them at its right edge instead of at random pages (the ids the
+ * library draws are of this kind; they reveal when they were drawn). Returns
+ * 0 or ES_ERR_INVALID when the clock or randomness could not be read.
+ * Thread-safe. */
+ES_EXPORT int es_uuid_v7(uint8_t out[16]);
 /* Format a UUID as 36 characters + NUL into out (37 bytes). */
 ES_EXPORT void es_uuid_format(const uint8_t id[16], char out[37]);
 

@@ -4,7 +4,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -44,6 +46,43 @@ static void test_generated_uuids_are_version_4_and_distinct(void **state) {
   assert_int_equal(s[8], '-');
 }
 
+/* The Unix time in milliseconds a version-7 id carries. */
+static uint64_t v7_ms(const uint8_t id[16]) {
+  uint64_t ms = 0;
+  for (int i = 0; i < 6; i++)
+    ms = (ms << 8) | id[i];
+  return ms;
+}
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void test_time_ordered_uuids_carry_the_time_and_sort_by_it(
+    void **state) {
+  (void)state;
+  uint8_t a[16], b[16], c[16];
+  uint64_t t0 = wall_ms();
+  assert_int_equal(es_uuid_v7(a), 0);
+  assert_int_equal(es_uuid_v7(b), 0);
+  assert_memory_not_equal(a, b, 16);
+  assert_int_equal(a[6] >> 4, 7);
+  assert_int_equal(a[8] & 0xC0, 0x80);
+  assert_true(v7_ms(a) >= t0 && v7_ms(a) <= wall_ms());
+  char s[37];
+  es_uuid_format(a, s);
+  assert_int_equal(s[14], '7');
+  /* drawn in a later millisecond: greater as bytes, which is how
+   * PostgreSQL orders uuid values (and how the event id index grows) */
+  struct timespec two_ms = {0, 2000000};
+  nanosleep(&two_ms, NULL);
+  assert_int_equal(es_uuid_v7(c), 0);
+  assert_true(v7_ms(c) > v7_ms(a));
+  assert_true(memcmp(a, c, 16) < 0 && memcmp(b, c, 16) < 0);
+}
+
 static void test_batch_add_fills_nil_ids_and_keeps_given_ones(void **state) {
   (void)state;
   es_batch_t *b = es_batch_new(NULL);
@@ -54,6 +93,9 @@ static void test_batch_add_fills_nil_ids_and_keeps_given_ones(void **state) {
   assert_int_equal(es_batch_add(b, "order-1", ES_NO_STREAM, ev, 2), 0);
   static const uint8_t nil[16];
   assert_memory_not_equal(ev[0].id, nil, 16);
+  /* a drawn id is time-ordered (es_uuid_v7), drawn just now */
+  assert_int_equal(ev[0].id[6] >> 4, 7);
+  assert_true(v7_ms(ev[0].id) + 60000 >= wall_ms());
   assert_memory_equal(es_batch_event_id(b, 0, 0), ev[0].id, 16);
   assert_memory_equal(es_batch_event_id(b, 0, 1), ev[1].id, 16);
   assert_null(es_batch_event_id(b, 0, 2));
@@ -126,6 +168,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_error_code_has_a_name_and_a_message),
       cmocka_unit_test(test_generated_uuids_are_version_4_and_distinct),
+      cmocka_unit_test(test_time_ordered_uuids_carry_the_time_and_sort_by_it),
       cmocka_unit_test(test_batch_add_fills_nil_ids_and_keeps_given_ones),
       cmocka_unit_test(test_bad_input_is_refused_with_a_clear_code),
   };

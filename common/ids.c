@@ -59,7 +59,7 @@ void saga__uuid_format(const uint8_t id[16], char out[SAGA_UUID_SIZE]) {
 
 int saga__uuid_text(char out[SAGA_UUID_SIZE]) {
   uint8_t id[16];
-  if (saga__uuid_v4(id) != 0) {
+  if (saga__uuid_v7(id) != 0) {
     out[0] = '\0';
     return -1;
   }

@@ -41,8 +41,10 @@ int saga__uuid_v7(uint8_t out[16]);
 /* id as 36 lower-case hex characters with dashes and a NUL (37 bytes). */
 void saga__uuid_format(const uint8_t id[16], char out[SAGA_UUID_SIZE]);
 
-/* saga__uuid_v4 formatted by saga__uuid_format. Returns 0, or -1 (out is
- * then "") when no randomness could be read. */
+/* saga__uuid_v7 formatted by saga__uuid_format: a new time-ordered id (the
+ * starter's saga ids, keys of the saga index and of the event streams, so
+ * they too grow at their indexes' right edge). Returns 0, or -1 (out is
+ * then "") when the clock or randomness could not be read. */
 int saga__uuid_text(char out[SAGA_UUID_SIZE]);
 
 /* A random trace id (32 lower-case hex digits) / span id (16), never all

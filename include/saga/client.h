@@ -233,7 +233,8 @@ typedef struct saga_starter_config {
 
 typedef struct saga_start_request {
   const char *saga_type;          /* required */
-  const char *saga_id;            /* NULL = generate a random one */
+  const char *saga_id;            /* NULL = generate one: a time-ordered
+                                     UUID (version 7, RFC 9562) */
   uint32_t definition_version;    /* 0 = newest */
   const void *input;
   size_t input_len;

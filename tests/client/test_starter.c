@@ -250,7 +250,8 @@ static void test_started_saga_outcome_is_awaited_and_notifications_seen(
   req.saga_id = NULL;
   assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
                    0);
-  assert_int_equal(strlen(id), 36); /* a generated UUID */
+  assert_int_equal(strlen(id), 36); /* a generated UUID, time-ordered */
+  assert_int_equal(id[14], '7');
   assert_int_equal(saga_starter_await(s, id, ts_timeout_ms(30000), on_outcome,
                                       &w),
                    0);

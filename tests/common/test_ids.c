@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -19,9 +20,13 @@ static int all_lower_hex(const char *s, size_t n) {
   return 1;
 }
 
-static void test_uuids_are_version_4_and_differ(void **state) {
+/* saga__uuid_text (the starter's generated saga ids) is time-ordered:
+ * version 7, and an id made in a later millisecond sorts after, as text
+ * too; saga__uuid_v4 stays random. */
+static void test_uuid_text_is_version_7_and_v4_bytes_are_random(
+    void **state) {
   (void)state;
-  char u[SAGA_UUID_SIZE], u2[SAGA_UUID_SIZE];
+  char u[SAGA_UUID_SIZE], u2[SAGA_UUID_SIZE], u3[SAGA_UUID_SIZE];
   assert_int_equal(saga__uuid_text(u), 0);
   assert_int_equal(saga__uuid_text(u2), 0);
   assert_int_equal(strlen(u), SAGA_UUID_LEN);
@@ -29,9 +34,13 @@ static void test_uuids_are_version_4_and_differ(void **state) {
   assert_int_equal(u[13], '-');
   assert_int_equal(u[18], '-');
   assert_int_equal(u[23], '-');
-  assert_int_equal(u[14], '4');
+  assert_int_equal(u[14], '7');
   assert_non_null(strchr("89ab", u[19]));
   assert_string_not_equal(u, u2);
+  struct timespec two_ms = {0, 2000000};
+  nanosleep(&two_ms, NULL);
+  assert_int_equal(saga__uuid_text(u3), 0);
+  assert_true(strcmp(u, u3) < 0 && strcmp(u2, u3) < 0);
   uint8_t b[16];
   assert_int_equal(saga__uuid_v4(b), 0);
   assert_int_equal(b[6] >> 4, 4);
@@ -140,7 +149,7 @@ static void test_a_child_keeps_the_trace_and_flags_with_a_new_span(void **s) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_uuids_are_version_4_and_differ),
+      cmocka_unit_test(test_uuid_text_is_version_7_and_v4_bytes_are_random),
       cmocka_unit_test(test_uuid_format_writes_the_bytes_in_order),
       cmocka_unit_test(test_new_ids_are_hex_and_not_zero),
       cmocka_unit_test(test_parse_reads_ids_and_flags_lower_cased),

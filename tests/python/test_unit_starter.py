@@ -1,6 +1,7 @@
 """The starter's side of docs/protocol.md against stand-in Kafka clients:
 reading the notifications from their end, the StartSaga it sends, the
 outcomes it remembers, and the errors it says."""
+import time
 import unittest
 
 from fakes import FakeConsumer, FakeMessage, FakeProducer, headers_dict
@@ -57,7 +58,13 @@ class Start(Base):
 
     def test_no_id_gives_a_uuid_and_no_version_means_the_newest(self):
         sid = self.s.start("order", correlation_id="c-9")
-        self.assertRegex(sid, r"^[0-9a-f-]{36}$")
+        # time-ordered (version 7), as the C starter's
+        self.assertRegex(sid, r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-"
+                         r"[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        self.assertLessEqual(abs(int(sid.replace("-", "")[:12], 16)
+                                 - time.time_ns() // 1_000_000), 60_000)
+        time.sleep(0.002)
+        self.assertLess(sid, self.s.start("order"))
         msg, meta = wire.decode(pb.StartSaga, self.producer.produced[0][
             "value"], self.producer.produced[0]["headers"])
         self.assertFalse(msg.HasField("definition_version"))

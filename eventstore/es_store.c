@@ -27,6 +27,7 @@ void es_store_opts_init(es_store_opts_t *opts) {
   opts->max_payload = 1024 * 1024;
   opts->notify = 1;
   opts->migrate = 0;
+  opts->durable_acks = 0;
 }
 
 /* Fill s->ckeys/cvals from defaults and s->conninfo. 0 or ES_ERR_NOMEM. */
@@ -325,6 +326,22 @@ int es_roll_forward(es_store_t *s, int64_t min_events, unsigned lock_wait_ms,
   return rc;
 }
 
+/* Start the store's own batch for a checkpoint that only moves forward
+ * (es_checkpoint_save, es_group_ack, es_member_ack): unless the store was
+ * opened with durable_acks, its commit does not wait for the WAL flush
+ * (at least once: a checkpoint a server crash loses only means those
+ * events are read again). 0, or a negative error with the batch's
+ * message. */
+static int ack_begin(es_store_t *s) {
+  es_batch_reset(s->one);
+  if (s->opts.durable_acks)
+    return 0;
+  int rc = es_batch_add_statement(
+      s->one, "SELECT set_config('synchronous_commit', 'off', true)", 0,
+      NULL);
+  return rc < 0 ? rc : 0;
+}
+
 /* Run the store's own batch holding one checkpoint statement (add's
  * answer: its index, or an error with the batch's message). */
 static int run_ckpt(es_store_t *s, int add) {
@@ -338,8 +355,8 @@ static int run_ckpt(es_store_t *s, int add) {
 int es_checkpoint_save(es_store_t *s, const char *name, es_pos_t pos) {
   if (!s)
     return ES_ERR_INVALID;
-  es_batch_reset(s->one);
-  return run_ckpt(s, es_batch_add_checkpoint(s->one, name, pos));
+  int rc = ack_begin(s);
+  return run_ckpt(s, rc ? rc : es_batch_add_checkpoint(s->one, name, pos));
 }
 
 int es_checkpoint_reset(es_store_t *s, const char *name) {
@@ -353,9 +370,10 @@ int es_group_ack(es_store_t *s, const char *group, int member, int members,
                  es_pos_t pos) {
   if (!s)
     return ES_ERR_INVALID;
-  es_batch_reset(s->one);
-  return run_ckpt(s,
-                  es_batch_add_group_ack(s->one, group, member, members, pos));
+  int rc = ack_begin(s);
+  return run_ckpt(s, rc ? rc
+                        : es_batch_add_group_ack(s->one, group, member,
+                                                 members, pos));
 }
 
 int es_close_stream(es_store_t *s, const char *stream_id) {
@@ -466,9 +484,10 @@ int es_member_ack(es_store_t *s, const char *group, int64_t member_id,
                   uint64_t buckets, es_pos_t pos) {
   if (!s)
     return ES_ERR_INVALID;
-  es_batch_reset(s->one);
-  return run_ckpt(s, es_batch_add_member_ack(s->one, group, member_id,
-                                             buckets, pos));
+  int rc = ack_begin(s);
+  return run_ckpt(s, rc ? rc
+                        : es_batch_add_member_ack(s->one, group, member_id,
+                                                  buckets, pos));
 }
 
 /* Snapshot parameters packed in op->snap: version, stream id, type, data

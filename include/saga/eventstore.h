@@ -180,6 +180,18 @@ typedef struct {
    * rewrites a conninfo to add one. Copied by es_store_open. Default
    * NULL: none. */
   const char *const *conn_defaults;
+  /* Whether es_checkpoint_save, es_group_ack and es_member_ack wait until
+   * their commit is flushed to disk (default 0: they return once it is
+   * committed and visible, and PostgreSQL flushes it within about three
+   * wal_writer_delay, 600 ms by default, without a flush of its own per
+   * acknowledgement). These are the at-least-once acknowledgements: a
+   * checkpoint lost to a crash of the database server only means the
+   * events after the last flushed one are read again, as after a crash of
+   * the reader. 1 makes each of them wait for its flush. The statements a
+   * caller puts in its own batch (es_batch_add_checkpoint and the other
+   * es_batch_add_*_ack) commit with that batch as it is, and a reset
+   * (es_checkpoint_reset) always waits. */
+  int durable_acks;
 } es_store_opts_t;
 
 /* Defaults for every field. */

@@ -226,12 +226,81 @@ static void test_a_group_splits_a_category_by_stream_in_order(void **state) {
   est_drop(db);
 }
 
+/* The at-least-once acknowledgements (es_checkpoint_save, es_group_ack,
+ * es_member_ack) commit without waiting for the WAL flush unless the
+ * store was opened with durable_acks; the same checkpoint in a caller's
+ * batch, with the caller's writes, and a reset keep the server's setting
+ * (on). A trigger on es_subscriptions writes down the setting each
+ * checkpoint's transaction runs with. */
+static void test_acknowledgements_wait_for_the_flush_only_when_asked(
+    void **state) {
+  (void)state;
+  char *db = est_db("es_sub_lazy");
+  PGconn *c = est_raw(db);
+  est_scalar(c, "CREATE TABLE ack_sync (what text, sync text)");
+  est_scalar(c, "CREATE FUNCTION note_sync() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN INSERT INTO ack_sync VALUES (TG_OP || ' '"
+                " || coalesce(NEW.name, OLD.name),"
+                " current_setting('synchronous_commit')); RETURN NULL; END $$");
+  est_scalar(c, "CREATE TRIGGER note_sync AFTER INSERT OR UPDATE OR DELETE ON"
+                " es_subscriptions FOR EACH ROW EXECUTE FUNCTION note_sync()");
+  es_store_t *lazy = est_open(db);
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  assert_int_equal(o.durable_acks, 0);
+  o.durable_acks = 1;
+  es_store_t *durable = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(es_store_open(db, &o, &durable, err, sizeof err), 0);
+  append_n(lazy, "order-1", 0, 3);
+  est_wait_global(lazy, 3);
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_all(lazy, (es_pos_t){0, 0}, NULL, 2, &p), 0);
+  es_pos_t at = p->next;
+  es_page_free(p);
+
+  assert_int_equal(es_checkpoint_save(lazy, "p-lazy", at), 0);
+  assert_int_equal(es_checkpoint_save(durable, "p-durable", at), 0);
+  assert_int_equal(es_group_ack(lazy, "g-lazy", 0, 1, at), 0);
+  int64_t id = 0;
+  assert_int_equal(es_group_join(lazy, "m-lazy", 60000, &id, NULL), 0);
+  assert_int_equal(es_member_read(lazy, "m-lazy", "order", id, 10, &p), 0);
+  assert_true(p->n == 3 && p->buckets != 0);
+  assert_int_equal(es_member_ack(lazy, "m-lazy", id, p->buckets, p->next),
+                   0);
+  es_page_free(p);
+  es_batch_t *b = es_batch_new(NULL);
+  assert_int_equal(es_batch_add_checkpoint(b, "p-batch", at), 0);
+  assert_int_equal(es_batch_execute(lazy, b), 0);
+  es_batch_free(b);
+  assert_int_equal(es_checkpoint_reset(lazy, "p-lazy"), 0);
+
+  /* one row per checkpoint row written: the group's for its 64 buckets */
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM ack_sync"),
+                   1 + 1 + 64 + 64 + 1 + 1);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM ack_sync WHERE"
+                                 " sync = 'off' AND what IN ('INSERT p-lazy',"
+                                 " 'INSERT g-lazy', 'INSERT m-lazy')"),
+                   1 + 64 + 64);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM ack_sync WHERE"
+                                 " sync = 'on' AND what IN ('INSERT"
+                                 " p-durable', 'INSERT p-batch',"
+                                 " 'DELETE p-lazy')"),
+                   3);
+  es_store_close(lazy);
+  es_store_close(durable);
+  PQfinish(c);
+  est_drop(db);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_a_named_checkpoint_moves_forward_with_the_subscriber),
       cmocka_unit_test(test_a_group_splits_a_category_by_stream_in_order),
+      cmocka_unit_test(
+          test_acknowledgements_wait_for_the_flush_only_when_asked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

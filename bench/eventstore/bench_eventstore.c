@@ -226,7 +226,9 @@ static double median(double *v) {
  * events in GROUP_STREAMS streams of category "grp", read by a consumer
  * group of 1, 2 and 4 members (each its own connection and thread, reading
  * pages of GROUP_PAGE with es_member_read and acknowledging each with
- * es_member_ack, a commit), against a raw keyset SELECT of the same rows
+ * es_member_ack, a commit that does not wait for its flush; and a lone
+ * member whose store has durable_acks, each acknowledgement waiting for
+ * its flush), against a raw keyset SELECT of the same rows
  * in the same order and pages on one connection (the gap-safe rule of
  * docs/eventstore.md, prepared, binary results). Rounds alternate, so
  * drift in the load of a shared machine hits every variant alike; each
@@ -317,9 +319,10 @@ static void *member_run(void *arg) {
 /* One pass of a group of k members over everything, from the start (a
  * new group name). Joins them and lets the hand-overs settle first, so
  * each reads its share (64 / k buckets) from the start. */
-static double group_read(es_store_t **st, int k, int round, long *count) {
-  char group[32];
-  snprintf(group, sizeof group, "bench-%d-%d", k, round);
+static double group_read(es_store_t **st, int k, int round, const char *tag,
+                         long *count) {
+  char group[48];
+  snprintf(group, sizeof group, "bench%s-%d-%d", tag, k, round);
   struct member m[4];
   for (int i = 0; i < k; i++) {
     m[i] = (struct member){st[i], group, 0, 0};
@@ -406,6 +409,7 @@ static double archive(PGconn *raw, const char *ci, es_store_t *s,
 
 typedef struct {
   double raw_per_s, group_per_s[3], vs_raw[3]; /* 1, 2, 4 members */
+  double durable_per_s, durable_vs_raw; /* 1 member, durable_acks = 1 */
   double archive_per_s;
   long archived;
 } groups_t;
@@ -430,21 +434,34 @@ static void bench_groups(const char *ci, PGconn *raw, int payload_len,
   for (int i = 0; i < 4; i++)
     if (es_store_open(ci, NULL, &st[i], err, sizeof err))
       die("open", err);
+  /* a lone member whose acknowledgements each wait for their flush */
+  es_store_opts_t dopts;
+  es_store_opts_init(&dopts);
+  dopts.durable_acks = 1;
+  es_store_t *durable;
+  if (es_store_open(ci, &dopts, &durable, err, sizeof err))
+    die("open", err);
   static const int sizes[3] = {1, 2, 4};
   double raw_rate[GROUP_ROUNDS], rate[3][GROUP_ROUNDS], ratio[3][GROUP_ROUNDS];
+  double drate[GROUP_ROUNDS], dratio[GROUP_ROUNDS];
   for (int k = 0; k < GROUP_ROUNDS; k++) {
     long n = 0;
     raw_rate[k] = raw_read(raw, &n);
     if (n != GROUP_EVENTS)
       die("raw read", "did not read every event");
     for (int j = 0; j < 3; j++) {
-      rate[j][k] = group_read(st, sizes[j], k, &n);
+      rate[j][k] = group_read(st, sizes[j], k, "", &n);
       if (n != GROUP_EVENTS)
         die("group read", "did not read every event once");
       ratio[j][k] = rate[j][k] / raw_rate[k];
     }
-    printf("round %d: raw %.0f, members 1 %.0f, 2 %.0f, 4 %.0f events/s\n",
-           k + 1, raw_rate[k], rate[0][k], rate[1][k], rate[2][k]);
+    drate[k] = group_read(&durable, 1, k, "-durable", &n);
+    if (n != GROUP_EVENTS)
+      die("group read", "did not read every event once");
+    dratio[k] = drate[k] / raw_rate[k];
+    printf("round %d: raw %.0f, members 1 %.0f, 2 %.0f, 4 %.0f, 1 with"
+           " durable acks %.0f events/s\n",
+           k + 1, raw_rate[k], rate[0][k], rate[1][k], rate[2][k], drate[k]);
     fflush(stdout);
   }
   out->raw_per_s = median3(raw_rate);
@@ -452,6 +469,9 @@ static void bench_groups(const char *ci, PGconn *raw, int payload_len,
     out->group_per_s[j] = median3(rate[j]);
     out->vs_raw[j] = median3(ratio[j]);
   }
+  out->durable_per_s = median3(drate);
+  out->durable_vs_raw = median3(dratio);
+  es_store_close(durable);
   out->archive_per_s = archive(raw, ci, st[0], &out->archived);
   for (int i = 0; i < 4; i++)
     es_store_close(st[i]);
@@ -553,6 +573,8 @@ int main(int argc, char **argv) {
   for (int j = 0; j < 3; j++)
     printf("group of %d member%s        %9.0f events/s (%.2f of raw)\n",
            1 << j, j ? "s" : " ", g.group_per_s[j], g.vs_raw[j]);
+  printf("1 member, durable acks   %9.0f events/s (%.2f of raw)\n",
+         g.durable_per_s, g.durable_vs_raw);
   printf("archive (write, verify, drop) %6.0f events/s (%ld events)\n",
          g.archive_per_s, g.archived);
   printf("ratios (median of rounds): single %.2f, single NOTIFY off %.2f,"
@@ -567,11 +589,14 @@ int main(int argc, char **argv) {
          " \"group_read_2_per_s\": %.0f, \"group_read_4_per_s\": %.0f,"
          " \"group_read_vs_raw\": %.2f, \"group_read_2_vs_raw\": %.2f,"
          " \"group_read_4_vs_raw\": %.2f, \"archive_per_s\": %.0f,"
-         " \"raw_copy_v7_per_s\": %.0f, \"batched_vs_raw_v7\": %.2f}\n",
+         " \"raw_copy_v7_per_s\": %.0f, \"batched_vs_raw_v7\": %.2f,"
+         " \"group_read_1_durable_per_s\": %.0f,"
+         " \"group_read_durable_vs_raw\": %.2f}\n",
          single, single_quiet, batched, wide, read_all, raw_single, raw_copy,
          median(ratio_s), median(ratio_b), g.raw_per_s, g.group_per_s[0],
          g.group_per_s[1], g.group_per_s[2], g.vs_raw[0], g.vs_raw[1],
-         g.vs_raw[2], g.archive_per_s, raw_copy7, median(ratio_b7));
+         g.vs_raw[2], g.archive_per_s, raw_copy7, median(ratio_b7),
+         g.durable_per_s, g.durable_vs_raw);
 
   es_store_close(s);
   es_store_close(quiet);

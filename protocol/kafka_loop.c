@@ -19,6 +19,7 @@ struct kpart {
   char *topic;
   int32_t partition;
   int revoked;
+  size_t held; /* messages handed to on_message, not yet acknowledged */
   saga_kloop_ack_t *head, *tail;
   struct kpart *next;
 };
@@ -45,6 +46,9 @@ struct saga_kloop {
   int outq; /* produced, not yet reported */
   struct kpart *parts;   /* assigned (live) partitions */
   struct kpart *revoked; /* revoked, with acks still outstanding */
+  size_t max_held; /* pause the assignment at this many held; 0 = never */
+  size_t held;     /* sum of the live partitions' held */
+  int paused;      /* the assignment is paused for back-pressure */
   int closing;       /* 1 consumer closing, 2 producer draining, 3 done */
   uint64_t close_deadline;
   void (*close_cb)(void *);
@@ -318,6 +322,7 @@ static void unlink_part(struct kpart **list, struct kpart *p) {
 static void detach_part(saga_kloop_t *kl, struct kpart *p) {
   unlink_part(&kl->parts, p);
   p->revoked = 1;
+  kl->held -= p->held; /* the next owner reads them again */
   if (!p->head) {
     free_part(p);
     return;
@@ -342,11 +347,57 @@ static void on_commit_timer(uv_timer_t *t) {
   commit_now(t->data, 1);
 }
 
+/* Pause (or resume) fetching of parts, or of the whole assignment when
+ * parts is NULL. Fetched messages of a paused partition that were not yet
+ * handed over are dropped by librdkafka and fetched again on resume, from
+ * the last one handed over. */
+static void set_paused(saga_kloop_t *kl,
+                       const rd_kafka_topic_partition_list_t *parts,
+                       int pause) {
+  rd_kafka_topic_partition_list_t *all = NULL;
+  if (!parts) {
+    if (rd_kafka_assignment(kl->consumer, &all) != RD_KAFKA_RESP_ERR_NO_ERROR)
+      return;
+    parts = all;
+  }
+  rd_kafka_topic_partition_list_t *l =
+      rd_kafka_topic_partition_list_copy(parts);
+  rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(kl->consumer, l)
+                                  : rd_kafka_resume_partitions(kl->consumer, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  if (all)
+    rd_kafka_topic_partition_list_destroy(all);
+  if (err && kl->cb.on_error)
+    kl->cb.on_error(kl, err, 0,
+                    pause ? "could not pause the consumer's partitions"
+                          : "could not resume the consumer's partitions",
+                    kl->cb.opaque);
+}
+
+/* Back-pressure: pause at max_held messages held, resume at half. */
+static void flow(saga_kloop_t *kl) {
+  if (!kl->max_held || !kl->consumer || kl->closing)
+    return;
+  int want = kl->paused ? kl->held > kl->max_held / 2
+                        : kl->held >= kl->max_held;
+  if (want == kl->paused)
+    return;
+  kl->paused = want;
+  set_paused(kl, NULL, want);
+  if (kl->cb.on_flow)
+    kl->cb.on_flow(kl, want, kl->held, kl->cb.opaque);
+}
+
 void saga_kloop_ack(saga_kloop_t *kl, saga_kloop_ack_t *ack) {
   if (!kl || !ack)
     return;
   struct kpart *p = ack->part;
   ack->done = 1;
+  p->held--;
+  if (!p->revoked) {
+    kl->held--;
+    flow(kl);
+  }
   int64_t next = -1;
   while (p->head && p->head->done) {
     saga_kloop_ack_t *a = p->head;
@@ -409,6 +460,8 @@ static void handle_message(saga_kloop_t *kl, const rd_kafka_message_t *m) {
   }
   a->offset = m->offset;
   a->part = p;
+  p->held++;
+  kl->held++;
   if (p->tail)
     p->tail->next = a;
   else
@@ -418,6 +471,7 @@ static void handle_message(saga_kloop_t *kl, const rd_kafka_message_t *m) {
     kl->cb.on_message(kl, m, a, kl->cb.opaque);
   else
     saga_kloop_ack(kl, a);
+  flow(kl);
 }
 
 static void handle_rebalance(saga_kloop_t *kl, rd_kafka_event_t *ev) {
@@ -432,6 +486,8 @@ static void handle_rebalance(saga_kloop_t *kl, rd_kafka_event_t *ev) {
       error = rd_kafka_incremental_assign(rk, parts);
     else
       err = rd_kafka_assign(rk, parts);
+    if (!err && !error && kl->paused)
+      set_paused(kl, parts, 1); /* still held back: new ones wait too */
     if (!err && !error && kl->cb.on_assign)
       kl->cb.on_assign(kl, parts, kl->cb.opaque);
   } else {
@@ -451,6 +507,7 @@ static void handle_rebalance(saga_kloop_t *kl, rd_kafka_event_t *ev) {
       error = rd_kafka_incremental_unassign(rk, parts);
     else
       err = rd_kafka_assign(rk, NULL);
+    flow(kl); /* what the revoked partitions held is let go */
   }
   if (error) {
     err = rd_kafka_error_code(error);
@@ -564,6 +621,7 @@ int saga_kloop_new(uv_loop_t *loop, const saga_kloop_config_t *cfg,
   if (cb)
     kl->cb = *cb;
   kl->commit_interval_ms = cfg->commit_interval_ms > 0 ? cfg->commit_interval_ms : 50;
+  kl->max_held = cfg->max_held;
   kl->close_timeout_ms = cfg->close_timeout_ms > 0 ? cfg->close_timeout_ms : 5000;
   if (pipe(kl->fds) != 0) {
     fail(errbuf, errlen, "could not create a pipe: %s", strerror(errno));
@@ -633,6 +691,8 @@ int saga_kloop_assign(saga_kloop_t *kl,
   if (err)
     return fail(errbuf, errlen, "could not assign partitions: %s",
                 rd_kafka_err2str(err));
+  if (kl->paused)
+    set_paused(kl, parts, 1);
   return 0;
 }
 

@@ -54,6 +54,10 @@ typedef struct saga_kloop_callbacks {
    * reported once. */
   void (*on_log)(saga_kloop_t *kl, int level, const char *fac,
                  const char *line, void *opaque);
+  /* Back-pressure (saga_kloop_config_t.max_held): consumption paused
+   * (paused 1) because `held` messages are held unacknowledged, or
+   * resumed (paused 0) once at most half of max_held are. */
+  void (*on_flow)(saga_kloop_t *kl, int paused, size_t held, void *opaque);
 } saga_kloop_callbacks_t;
 
 typedef struct saga_kloop_config {
@@ -70,6 +74,12 @@ typedef struct saga_kloop_config {
   int commit_interval_ms; /* batch acknowledged offsets; 0 = 50 ms */
   int close_timeout_ms;   /* wait this long for deliveries at close;
                              0 = 5000 ms, then the rest is purged */
+  /* Back-pressure: when this many consumed messages are held (handed to
+   * on_message, not yet acknowledged) on the assigned partitions, pause
+   * fetching every assigned partition (and those assigned later) until at
+   * most half of them are; messages fetched but not handed over meanwhile
+   * are fetched again on resume, none is lost or skipped. 0 = never. */
+  size_t max_held;
 } saga_kloop_config_t;
 
 /* Create the handles (not yet consuming). Returns 0 or -1 with errbuf

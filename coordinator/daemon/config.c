@@ -101,6 +101,14 @@ static const prop_t props[] = {
      NULL,
      "most saga transitions appended in one transaction (group commit)",
      NULL, 0},
+    {"input.max_held", T_INT, OFF(input_max_held), 0, 10000000, "50000",
+     NULL,
+     "inbox messages held in memory, taken and not yet done (queued, or in "
+     "the batch being appended); at this many sagad pauses fetching its "
+     "inbox partitions until half of them are done, so a slow store bounds "
+     "its memory and the rest waits in Kafka (logged when it pauses and "
+     "resumes); 0 = no bound",
+     NULL, 0},
     {"admin.listen", T_STRING, OFF(admin_listen), 1, 300, "127.0.0.1:8080",
      NULL,
      "host:port of the admin HTTP endpoint (metrics, health, saga reads and "

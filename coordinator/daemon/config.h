@@ -66,6 +66,7 @@ typedef struct {
   int log_format;                 /* sagad_log_format_t */
   bool log_timestamps;
   int64_t batch_max_events;
+  int64_t input_max_held;         /* back-pressure: 0 = none */
   char *admin_listen;             /* "host:port" */
   int64_t shutdown_timeout_ms;
   int64_t payload_max_bytes;

@@ -180,6 +180,20 @@ static void k_on_log(saga_kloop_t *kl, int level, const char *fac,
     sagad_log__write(lv, NULL, NULL, "kafka %s: %s", fac, line);
 }
 
+/* Back-pressure (input.max_held): the inbox paused or resumed. */
+static void k_on_flow(saga_kloop_t *kl, int paused, size_t held,
+                      void *opaque) {
+  (void)kl;
+  sagad_broker_kafka_t *b = opaque;
+  if (paused)
+    LOG_WARN("inbox paused: %zu inputs held, input.max_held is %lld; the "
+             "store is slower than the input (they wait in Kafka until half "
+             "of them are done)",
+             held, (long long)b->cfg->input_max_held);
+  else
+    LOG_INFO("inbox resumed: %zu inputs held", held);
+}
+
 static int p_produce(void *self, const char *topic, const void *key,
                      size_t key_len, const void *value, size_t value_len,
                      const saga__hdrs_t *hdrs, void *token) {
@@ -296,6 +310,7 @@ int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
       .want_producer = 1,
       .group_id = cfg->group_id,
       .close_timeout_ms = (int)(cfg->shutdown_timeout_ms / 2),
+      .max_held = (size_t)cfg->input_max_held,
   };
   saga_kloop_callbacks_t cb = {
       .opaque = b,
@@ -305,6 +320,7 @@ int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
       .on_delivery = k_on_delivery,
       .on_error = k_on_error,
       .on_log = k_on_log,
+      .on_flow = k_on_flow,
   };
   if (saga_kloop_new(loop, &kc, &cb, &b->kl, errbuf, errlen))
     goto fail;

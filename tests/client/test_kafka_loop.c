@@ -27,6 +27,10 @@ typedef struct ctx {
   saga_kloop_ack_t *acks[2 * N];
   int64_t committed; /* highest committed offset on partition 0 */
   int closed;
+  int pauses, resumes; /* on_flow */
+  size_t held_at_pause;
+  int acked; /* acks[0 .. acked - 1] given back (ack_all_received) */
+  saga_kloop_t *kl;
 } ctx_t;
 
 static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
@@ -60,6 +64,8 @@ static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   assert_int_equal(m->partition, 0);
   if (c->received == 0)
     c->first_offset = m->offset;
+  /* in order, none skipped or handed over twice */
+  assert_int_equal(m->offset, c->first_offset + c->received);
   assert_int_equal(saga_kloop_ack_offset(ack), m->offset);
   assert_true(c->received < 2 * N);
   c->acks[c->received++] = ack;
@@ -84,7 +90,19 @@ static void on_closed(void *arg) {
 
 static void on_closed_flag(void *arg) { *(int *)arg = 1; }
 
-static saga_kloop_t *open_loop(uv_loop_t *loop, ctx_t *c, const char *group) {
+static void on_flow(saga_kloop_t *kl, int paused, size_t held, void *opaque) {
+  (void)kl;
+  ctx_t *c = opaque;
+  if (paused) {
+    c->pauses++;
+    c->held_at_pause = held;
+  } else {
+    c->resumes++;
+  }
+}
+
+static saga_kloop_t *open_loop_held(uv_loop_t *loop, ctx_t *c,
+                                    const char *group, size_t max_held) {
   saga_kloop_config_t cfg = {
       .bootstrap_servers = ts_kafka_bootstrap(),
       .consumer_properties = ct_consumer_props,
@@ -92,18 +110,24 @@ static saga_kloop_t *open_loop(uv_loop_t *loop, ctx_t *c, const char *group) {
       .want_consumer = group != NULL,
       .want_producer = 1,
       .group_id = group,
+      .max_held = max_held,
   };
   saga_kloop_callbacks_t cb = {.opaque = c,
                                .on_message = on_message,
                                .on_assign = on_assign,
                                .on_delivery = on_delivery,
-                               .on_commit = on_commit};
+                               .on_commit = on_commit,
+                               .on_flow = on_flow};
   saga_kloop_t *kl = NULL;
   char err[256];
   int rc = saga_kloop_new(loop, &cfg, &cb, &kl, err, sizeof err);
   if (rc)
     fail_msg("%s", err);
   return kl;
+}
+
+static saga_kloop_t *open_loop(uv_loop_t *loop, ctx_t *c, const char *group) {
+  return open_loop_held(loop, c, group, 0);
 }
 
 static void produce_n(saga_kloop_t *kl, const char *topic, int from, int n) {
@@ -203,6 +227,58 @@ test_offsets_commit_only_up_to_the_first_unacknowledged_and_resume(
   saga_kloop_close(kl, on_closed, &c2); /* outstanding acks are dropped */
   ct_loop_finish(&loop);
   assert_true(c2.closed);
+}
+
+static int five_received(void *arg) {
+  return ((ctx_t *)arg)->received == 5;
+}
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+/* Acknowledge what came so far; done when all N came. */
+static int ack_all_received(void *arg) {
+  ctx_t *c = arg;
+  while (c->acked < c->received)
+    saga_kloop_ack(c->kl, c->acks[c->acked++]);
+  return c->received == N;
+}
+
+/* Back-pressure: with max_held 5, five messages held unacknowledged pause
+ * the assignment, so the fifteen produced after them wait in Kafka; once
+ * they are acknowledged consumption resumes, and every message comes, in
+ * order, none skipped or twice (on_message checks the offsets). */
+static void test_held_messages_pause_consumption_until_acknowledged(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *topic = ts_unique_name("kl_held");
+  char group[128];
+  snprintf(group, sizeof group, "%s", ts_unique_name("kl_held_group"));
+  ctx_t c = {.loop_thread = uv_thread_self(), .committed = -1};
+  saga_kloop_t *kl = open_loop_held(&loop, &c, group, 5);
+  c.kl = kl;
+  produce_n(kl, topic, 0, 5);
+  const char *topics[] = {topic};
+  char err[256];
+  assert_int_equal(saga_kloop_subscribe(kl, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, five_received, &c, 30000));
+  assert_int_equal(c.pauses, 1);
+  assert_int_equal(c.held_at_pause, 5);
+  produce_n(kl, topic, 5, N - 5);
+  (void)ct_run_until_pred(&loop, never, &c, 1500); /* delivered, fetchable */
+  assert_int_equal(c.delivered, N);
+  assert_int_equal(c.received, 5); /* paused: none of them came */
+  assert_true(ct_run_until_pred(&loop, ack_all_received, &c, 30000));
+  assert_true(c.resumes >= 1);
+  assert_int_equal(c.first_offset, 0);
+  assert_true(ct_run_until_pred(&loop, committed_n, &c, 10000));
+  saga_kloop_close(kl, on_closed, &c);
+  ct_loop_finish(&loop);
+  assert_true(c.closed);
 }
 
 /* Broker failures seen through on_error and the log lines on_log got. */
@@ -422,6 +498,8 @@ int main(void) {
       cmocka_unit_test(
           test_a_broker_failure_is_reported_once_not_also_as_a_log_line),
       cmocka_unit_test(test_the_default_settings_are_the_low_latency_ones),
+      cmocka_unit_test(
+          test_held_messages_pause_consumption_until_acknowledged),
       cmocka_unit_test(test_a_short_session_heartbeats_three_times_per_session),
       cmocka_unit_test(test_a_shared_property_is_set_only_where_it_applies),
   };

@@ -350,12 +350,14 @@ int fx_perform(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
   return 0;
 }
 
-void fx_outbox_delivered(sagad_engine_t *e, outbox_t *ob, int status) {
+void fx_outbox_delivered(sagad_engine_t *e, outbox_t *ob, int status,
+                         int persisted) {
   if (status != SAGAD_DELIVERY_OK) {
     SLOG_WARN(ob->id, NULL,
-              "final notification not delivered to %s (%s): "
+              "final notification not delivered to %s (%s; %s): "
               "sending it again in %d ms",
-              e->notify, sagad_delivery_text(status), OUTBOX_RETRY_MS);
+              e->notify, sagad_delivery_text(status),
+              sagad_persisted_text(persisted), OUTBOX_RETRY_MS);
     e->c.produce_errors++;
     outbox_retry_later(e, ob);
     return;
@@ -379,7 +381,8 @@ void fx_command_free_list(cmd_sent_t *c) {
   }
 }
 
-void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status) {
+void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status,
+                          int persisted) {
   if (status == SAGAD_DELIVERY_OK || e->stopping) {
     /* delivered; or stopping (purged at close): the next owner resumes
      * the saga and sends what it waits for */
@@ -388,10 +391,11 @@ void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status) {
   }
   SLOG_WARN(c->id, NULL,
             "the %s command of step %u, attempt %u, is not confirmed "
-            "delivered (%s): sending it again in %d ms while the saga "
+            "delivered (%s; %s): sending it again in %d ms while the saga "
             "waits for it",
             c->action == SM_DO ? "DO" : "COMPENSATE", (unsigned)c->step + 1,
-            (unsigned)c->attempt, sagad_delivery_text(status), OUTBOX_RETRY_MS);
+            (unsigned)c->attempt, sagad_delivery_text(status),
+            sagad_persisted_text(persisted), OUTBOX_RETRY_MS);
   e->c.produce_errors++;
   c->next = e->cmd_retry;
   e->cmd_retry = c;
@@ -412,11 +416,27 @@ void fx_command_retry(sagad_engine_t *e) {
     /* Still waiting for this very attempt, before its deadline: the same
      * command again (its Dispatched event is durable). Else its reply or
      * deadline decided it, or the saga left memory (a later owner or
-     * read-back resumes it): nothing to send. */
-    if (st &&
-        st->status ==
-            (c->action == SM_DO ? SM_STEP_RUNNING : SM_STEP_COMP_RUNNING) &&
-        st->attempt == c->attempt && st->timer_ms > now) {
+     * read-back resumes it): nothing to send, said once, so that a failed
+     * delivery line is never left unanswered (docs/operations.md). */
+    const char *why = NULL;
+    if (!st)
+      why = "the saga is not in memory (finished, its partition revoked, "
+            "or its entry evicted): whoever reads it back resumes it";
+    else if (st->status != (c->action == SM_DO ? SM_STEP_RUNNING
+                                               : SM_STEP_COMP_RUNNING) ||
+             st->attempt != c->attempt)
+      why = "a reply or the step's deadline decided the attempt since (a "
+            "reply: the attempt reached its participant after all, this "
+            "message or another copy of it)";
+    else if (st->timer_ms <= now)
+      why = "its deadline has passed: the deadline decides the attempt";
+    if (why) {
+      SLOG_INFO(c->id, NULL,
+                "the %s command of step %u, attempt %u, is not sent again: "
+                "%s",
+                c->action == SM_DO ? "DO" : "COMPENSATE", (unsigned)c->step + 1,
+                (unsigned)c->attempt, why);
+    } else {
       sm_effect_t fx = {.type = SM_FX_SEND,
                         .step = c->step,
                         .action = c->action,

@@ -547,7 +547,8 @@ dlq:
   dlq_write(e, m, err, why);
 }
 
-void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status) {
+void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status,
+                              int persisted) {
   if (!token)
     return;
   dlq_token_t *t = token;
@@ -563,13 +564,13 @@ void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status) {
   if (t->ob) {
     outbox_t *ob = t->ob;
     free(t);
-    fx_outbox_delivered(e, ob, status);
+    fx_outbox_delivered(e, ob, status, persisted);
     return;
   }
   if (t->cmd) {
     cmd_sent_t *c = t->cmd;
     free(t);
-    fx_command_delivered(e, c, status);
+    fx_command_delivered(e, c, status, persisted);
     return;
   }
   if (t->done) {

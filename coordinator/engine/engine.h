@@ -78,8 +78,10 @@ void sagad_engine_free(sagad_engine_t *e); /* NULL-safe */
 /* An inbox message (broker). Decoded now; bad input is dead-lettered. */
 void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m);
 /* A produce finished (broker): token from the produce call, status a
- * sagad_delivery_t (ports.h). */
-void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status);
+ * sagad_delivery_t, persisted a sagad_persisted_t (ports.h; only logged,
+ * with a command or final notification not delivered). */
+void sagad_engine_on_delivery(sagad_engine_t *e, void *token, int status,
+                              int persisted);
 /* Inbox partitions assigned (broker): rebuild and resume their sagas from
  * the store. The load is asynchronous (ports.h): inputs wait until it has
  * ended (none is dropped, their order kept). Returns 0, or < 0 when the

@@ -446,15 +446,20 @@ void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
  * is NULL, else done(e, status) runs on its delivery. */
 void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
                              void (*done)(void *arg, int status));
-/* A final notification's produce finished: recorded, or sent again. */
-void fx_outbox_delivered(sagad_engine_t *e, outbox_t *ob, int status);
+/* A final notification's produce finished: recorded, or sent again
+ * (persisted, a sagad_persisted_t, only logged). */
+void fx_outbox_delivered(sagad_engine_t *e, outbox_t *ob, int status,
+                         int persisted);
 /* Send the outbox's retry list again. */
 void fx_outbox_retry(sagad_engine_t *e);
 /* A command's produce finished: forgotten (delivered, or the engine is
  * stopping), or, when it failed or is unconfirmed, produced again later
- * if its saga still waits for that attempt. */
-void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status);
-/* Produce the undelivered commands again (those still waited for). */
+ * if its saga still waits for that attempt (persisted, a
+ * sagad_persisted_t, only logged). */
+void fx_command_delivered(sagad_engine_t *e, cmd_sent_t *c, int status,
+                          int persisted);
+/* Produce the undelivered commands again (those still waited for); one
+ * no longer waited for is logged and dropped. */
 void fx_command_retry(sagad_engine_t *e);
 void fx_command_free_list(cmd_sent_t *c); /* a retry list; NULL-safe */
 void fx_outbox_free(outbox_t *ob); /* NULL-safe */

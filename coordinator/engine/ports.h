@@ -148,12 +148,36 @@ typedef enum {
  * status" for other values. Static storage. */
 const char *sagad_delivery_text(int status);
 
+/* Whether a reported message is in its topic, as far as the producer
+ * knows (librdkafka's rd_kafka_message_status), handed to
+ * sagad_engine_on_delivery with the status: X(name, value, text). NO: it
+ * never reached a broker, or a broker refused it; MAYBE: it was sent and no
+ * answer came back (timed out in flight, connection lost), so it may be
+ * in the topic and reach its consumer anyway; YES: a broker stored it
+ * (also for UNCONFIRMED: an idempotent producer's inference). The engine
+ * only logs it: what it sends again does not depend on it. */
+#define SAGAD_PERSISTED_MAP(X)                                                 \
+  X(NO, 0, "not persisted: not in the topic")                                  \
+  X(MAYBE, 1, "possibly persisted: it may be in the topic anyway")             \
+  X(YES, 2, "persisted")
+
+typedef enum {
+#define SAGAD_PERSISTED_ENUM_(name, value, text) SAGAD_PERSISTED_##name = value,
+  SAGAD_PERSISTED_MAP(SAGAD_PERSISTED_ENUM_)
+#undef SAGAD_PERSISTED_ENUM_
+} sagad_persisted_t;
+
+/* Text of a sagad_persisted_t ("not persisted: not in the topic", ...);
+ * "persistence unknown" for other values. Static storage. */
+const char *sagad_persisted_text(int persisted);
+
 typedef struct sagad_broker_port {
   void *self;
   /* Produce a copy of key/value and of the headers hdrs (may be NULL; only
    * borrowed for the call) to topic, partitioned by key. On 0, the
-   * engine's sagad_engine_on_delivery(token, status) runs later exactly
-   * once, status a sagad_delivery_t. */
+   * engine's sagad_engine_on_delivery(token, status, persisted) runs
+   * later exactly once, status a sagad_delivery_t, persisted a
+   * sagad_persisted_t. */
   int (*produce)(void *self, const char *topic, const void *key,
                  size_t key_len, const void *value, size_t value_len,
                  const saga__hdrs_t *hdrs, void *token);

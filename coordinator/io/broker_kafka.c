@@ -133,14 +133,30 @@ sagad_delivery_t sagad_broker_kafka_status(rd_kafka_resp_err_t err) {
   }
 }
 
+sagad_persisted_t sagad_broker_kafka_persisted(rd_kafka_msg_status_t st) {
+  switch (st) {
+  case RD_KAFKA_MSG_STATUS_PERSISTED:
+    return SAGAD_PERSISTED_YES;
+  case RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED:
+    return SAGAD_PERSISTED_MAYBE;
+  case RD_KAFKA_MSG_STATUS_NOT_PERSISTED:
+    return SAGAD_PERSISTED_NO;
+  default:
+    /* a status added later: whether it is there is not known */
+    return SAGAD_PERSISTED_MAYBE;
+  }
+}
+
 static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
                           void *msg_opaque, void *opaque) {
   (void)kl;
   sagad_broker_kafka_t *b = opaque;
   int status = (int)sagad_broker_kafka_status(m->err);
+  int persisted = (int)sagad_broker_kafka_persisted(rd_kafka_message_status(m));
   if (m->err && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE)
-    LOG_WARN("could not deliver a message to %s: %s",
-             rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    LOG_WARN("could not deliver a message to %s: %s (%s)",
+             rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err),
+             sagad_persisted_text(persisted));
   if (!m->err && m->offset < 0) {
     /* success inferred, not acknowledged with an offset (ports.h) */
     LOG_WARN("a message to %s [%d] was reported delivered without an "
@@ -149,7 +165,7 @@ static void k_on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
     status = SAGAD_DELIVERY_UNCONFIRMED;
   }
   if (b->engine)
-    sagad_engine_on_delivery(b->engine, msg_opaque, status);
+    sagad_engine_on_delivery(b->engine, msg_opaque, status, persisted);
 }
 
 static void k_on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,

@@ -61,6 +61,9 @@ rd_kafka_t *sagad_broker_kafka_consumer(sagad_broker_kafka_t *b);
  * OK, TOO_LARGE (the message exceeds a size limit), RETRIABLE (timed out,
  * broker unreachable, leader moving, purged at close) or FATAL. */
 sagad_delivery_t sagad_broker_kafka_status(rd_kafka_resp_err_t err);
+/* The broker port's persistence of librdkafka's message status
+ * (rd_kafka_message_status): NO, MAYBE or YES. */
+sagad_persisted_t sagad_broker_kafka_persisted(rd_kafka_msg_status_t st);
 /* The producer's message.max.bytes (the largest message it sends), or 0
  * when it cannot be read. */
 size_t sagad_broker_kafka_max_message(sagad_broker_kafka_t *b);

@@ -218,7 +218,8 @@ static void settle(sagad_engine_t *e, size_t *peak) {
     size_t n = F.ntokens;
     F.ntokens = 0;
     for (size_t i = 0; i < n; i++)
-      sagad_engine_on_delivery(e, F.tokens[i], SAGAD_DELIVERY_OK);
+      sagad_engine_on_delivery(e, F.tokens[i], SAGAD_DELIVERY_OK,
+                               SAGAD_PERSISTED_YES);
   }
 }
 

@@ -59,6 +59,17 @@ static void test_every_delivery_status_has_a_text(void **state) {
   assert_string_equal(sagad_delivery_text(99), "unknown delivery status");
 }
 
+static void test_every_persistence_has_a_text(void **state) {
+  (void)state;
+  assert_string_equal(sagad_persisted_text(SAGAD_PERSISTED_NO),
+                      "not persisted: not in the topic");
+#define CHECK_PERSISTED_(name, value, text)                                    \
+  assert_string_equal(sagad_persisted_text(SAGAD_PERSISTED_##name), text);
+  SAGAD_PERSISTED_MAP(CHECK_PERSISTED_)
+#undef CHECK_PERSISTED_
+  assert_string_equal(sagad_persisted_text(-1), "persistence unknown");
+}
+
 static struct {
   int n;
   sagad_log_level_t level;
@@ -105,6 +116,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_dead_letter_keeps_its_source_headers),
       cmocka_unit_test(test_every_delivery_status_has_a_text),
+      cmocka_unit_test(test_every_persistence_has_a_text),
       cmocka_unit_test(test_the_log_sink_gets_records_up_to_its_threshold),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -656,6 +656,7 @@ int64_t e2e_command_deadline(e2e_t *t, const char *id) {
 
 const char *e2e_inbox(const e2e_t *t) { return t->inbox; }
 const char *e2e_notifications(const e2e_t *t) { return t->notify; }
+const char *e2e_group(const e2e_t *t) { return t->group; }
 const char *e2e_step_topic(const e2e_t *t, int i) { return t->topics[i]; }
 
 void e2e_reply(e2e_t *t, const char *id, int step, uint32_t attempt,

@@ -84,6 +84,8 @@ int64_t e2e_command_deadline(e2e_t *t, const char *id);
 /* The topics the harness chose. */
 const char *e2e_inbox(const e2e_t *t);
 const char *e2e_notifications(const e2e_t *t);
+/* The consumer group every sagad of t joins (--group.id). */
+const char *e2e_group(const e2e_t *t);
 /* Step i's (0..E2E_STEPS-1) command topic: only sagad produces to it. */
 const char *e2e_step_topic(const e2e_t *t, int i);
 /* Produce raw bytes with the given type header (NULL = none) to the inbox. */

@@ -388,3 +388,7 @@ void faults_lead_apart(faults_mock_t *m, e2e_t *t, int partitions, int only) {
   }
   e2e_pump(t, 1500);
 }
+
+void faults_coordinate_from(faults_mock_t *m, e2e_t *t, int broker) {
+  faults_mock_ctl(m, "coordinator-set group %s %d", e2e_group(t), broker);
+}

@@ -84,5 +84,11 @@ void faults_mock_stop(faults_mock_t *m);
  * Produce requests from sagad alone (the inbox is the one topic the
  * starter and the participant write). */
 void faults_lead_apart(faults_mock_t *m, e2e_t *t, int partitions, int only);
+/* Coordinate t's sagad consumer group from broker (the mock picks one by
+ * the group id's hash otherwise). Call before sagad starts: a test taking
+ * a broker down then knows whether sagad's heartbeats and offset commits
+ * go there (its session times out after kafka.session.timeout.ms and its
+ * partitions are revoked and assigned again). */
+void faults_coordinate_from(faults_mock_t *m, e2e_t *t, int broker);
 
 #endif

@@ -34,4 +34,9 @@ left=$(ctl broker-errors-left 2 0 | head -n 1)
 [ "$left" = 0 ] || { echo "the produce did not take the broker error ($left left)"; exit 1; }
 n=$(kcat -C -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0 -o beginning -e -q | wc -l)
 [ "$n" = 2 ] || { echo "expected 2 messages after a retried produce, got $n"; exit 1; }
+# A group's coordinator set by hand; only group or transaction keys.
+ctl coordinator-set group "ctl-group-$$" 2
+if ctl coordinator-set nosuch "ctl-group-$$" 2 2>/dev/null; then
+  echo "coordinator-set took a key type other than group or transaction"; exit 1
+fi
 echo "control socket ok"

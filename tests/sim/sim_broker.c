@@ -256,7 +256,10 @@ void sim_delivery(sim_t *s, sim_ev_t *ev) {
    * the same way (its ack is fenced by the generation). */
   sim_node_t *n = &s->nodes[ev->node];
   if (n->engine)
-    sagad_engine_on_delivery(n->engine, ev->p, (int)ev->a);
+    /* a failed command was not taken by any participant (b_produce) */
+    sagad_engine_on_delivery(n->engine, ev->p, (int)ev->a,
+                             ev->a == SAGAD_DELIVERY_OK ? SAGAD_PERSISTED_YES
+                                                        : SAGAD_PERSISTED_NO);
   else
     sagad_engine_forget_token(ev->p); /* no instance to report it to */
 }
@@ -277,7 +280,9 @@ void sim_notify_lands(sim_t *s, sim_ev_t *ev) {
       (kind == SM_NOTIFY_COMPLETED || kind == SM_NOTIFY_COMPENSATED))
     s->sagas[saga].final_landed++;
   if (ev->p)
-    sagad_engine_on_delivery(n->engine, ev->p, err);
+    sagad_engine_on_delivery(n->engine, ev->p, err,
+                             err == SAGAD_DELIVERY_OK ? SAGAD_PERSISTED_YES
+                                                      : SAGAD_PERSISTED_NO);
 }
 
 void sim_broker_port(sim_node_t *n, sagad_broker_port_t *port) {

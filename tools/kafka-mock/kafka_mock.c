@@ -58,6 +58,10 @@ static void usage(FILE *out) {
           "                         taken by a request, then ok\n"
           "  partition-leader TOPIC PARTITION BROKER\n"
           "  topic-error TOPIC ERRCODE          (0 clears)\n"
+          "  coordinator-set group|transaction KEY BROKER\n"
+          "                         coordinate group KEY (or transactional\n"
+          "                         id KEY) from BROKER instead of the one\n"
+          "                         its hash picks\n"
           "  bootstrap\n"
           "\n"
           "client mode: saga-kafka-mock --send PATH COMMAND...\n"
@@ -217,6 +221,15 @@ static void control_exec(rd_kafka_mock_cluster_t *mc, char *line, char *out,
     rd_kafka_mock_clear_request_errors(mc, (int16_t)atoi(a[0]));
   } else if (!strcmp(cmd, "partition-leader") && a[2]) {
     err = rd_kafka_mock_partition_set_leader(mc, a[0], atoi(a[1]), atoi(a[2]));
+  } else if (!strcmp(cmd, "coordinator-set") && a[2]) {
+    if (strcmp(a[0], "group") != 0 && strcmp(a[0], "transaction") != 0) {
+      snprintf(out, outsz,
+               "error: coordinator-set wants group or "
+               "transaction, got %s\n",
+               a[0]);
+      return;
+    }
+    err = rd_kafka_mock_coordinator_set(mc, a[0], a[1], atoi(a[2]));
   } else if (!strcmp(cmd, "topic-error") && a[1]) {
     rd_kafka_mock_topic_set_error(mc, a[0], (rd_kafka_resp_err_t)atoi(a[1]));
   } else {

@@ -77,6 +77,22 @@ static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
   return SAGA_CORE_OK;
 }
 
+int saga_codec_encode_into(const sm_event_t *ev, size_t n, int64_t at_ms,
+                           uint8_t *(*place)(void *arg, size_t len),
+                           void *arg, uint8_t **out, size_t *len) {
+  view_t v;
+  int rc = build(&v, ev, n, at_ms);
+  if (rc != SAGA_CORE_OK || place == NULL || out == NULL || len == NULL)
+    return rc != SAGA_CORE_OK ? rc : SAGA_CORE_EINVAL;
+  size_t size = saga__v1__saga_transition__get_packed_size(&v.tx);
+  uint8_t *buf = place(arg, size);
+  if (buf == NULL)
+    return SAGA_CORE_ENOMEM;
+  *len = saga__v1__saga_transition__pack(&v.tx, buf);
+  *out = buf;
+  return SAGA_CORE_OK;
+}
+
 size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms) {
   view_t v;
   if (build(&v, ev, n, at_ms) != SAGA_CORE_OK)

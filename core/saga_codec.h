@@ -43,6 +43,14 @@ size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms);
 int saga_codec_encode(const sm_event_t *ev, size_t n, int64_t at_ms,
                       uint8_t *buf, size_t cap, size_t *len);
 
+/* Encode one transition as saga_codec_encode does, into the len bytes
+ * place(arg, len) returns (its exact size, computed once; NULL: out of
+ * memory). *out gets that buffer, *len the bytes written. Errors:
+ * SAGA_CORE_EINVAL, SAGA_CORE_ENOMEM (place gave NULL). */
+int saga_codec_encode_into(const sm_event_t *ev, size_t n, int64_t at_ms,
+                           uint8_t *(*place)(void *arg, size_t len),
+                           void *arg, uint8_t **out, size_t *len);
+
 /* Decode one record, replacing what rec held. Validates every field the
  * machine relies on. Errors: SAGA_CORE_EDECODE (malformed: rec is left
  * empty, its buffer freed), SAGA_CORE_ENOMEM. */

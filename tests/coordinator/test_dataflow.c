@@ -248,6 +248,33 @@ static void test_the_direct_envelope_is_byte_for_byte_the_cjson_one(
         free(cmd);
         free(comp);
       }
+  /* strings scanned a word at a time: each special byte at every offset */
+  const char *const specials[] = {"\\n", "\\/", "\x01", "\x1f", "\xc3\xa9",
+                                  "\x7f", "\\\"", "\\u0041", "\xff\xfe",
+                                  " ", "\"", "\\"};
+  for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++)
+    for (size_t at = 0; at < 20; at++) {
+      char in[64];
+      snprintf(in, sizeof in, "[\"%.*s%s%.*s\"]", (int)at,
+               "aaaaaaaaaaaaaaaaaaaa", specials[k], 12,
+               "bbbbbbbbbbbbbbbbbbbb");
+      saga_flow_value_t outs[2] = {{NULL, 0, false}, {NULL, 0, false}};
+      uint8_t *cmd = NULL, *comp = NULL;
+      size_t cmd_len = 0, comp_len = 0;
+      assert_int_equal(saga_flow_command(def, 1, (const uint8_t *)in,
+                                         strlen(in), outs, &cmd, &cmd_len),
+                       0);
+      assert_int_equal(saga_flow_compensation(def, 1, (const uint8_t *)in,
+                                              strlen(in), outs, &comp,
+                                              &comp_len),
+                       0);
+      if (comp_len != 11 + cmd_len + 15 || memcmp(comp + 11, cmd, cmd_len))
+        fail_msg("input %s: the command is\n%.*s\nthe cJSON path gives\n%.*s",
+                 in, (int)cmd_len, (const char *)cmd, (int)comp_len,
+                 (const char *)comp);
+      free(cmd);
+      free(comp);
+    }
   saga_def_free(def);
 }
 

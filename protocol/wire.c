@@ -52,8 +52,10 @@ static int check_str(const char *what, const char *v, size_t max, int kind,
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                       "%s is %zu bytes long, the ceiling is %zu", what, n,
                       max);
+  unsigned char any = 0; /* the bytes or'ed: ASCII needs no UTF-8 check */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)v[i];
+    any |= c;
     int ok = c >= 0x20 && c != 0x7f;
     if (c == '/' && kind == STR_ID)
       ok = 0;
@@ -64,7 +66,7 @@ static int check_str(const char *what, const char *v, size_t max, int kind,
                         "%s contains a forbidden character at byte %zu", what,
                         i);
   }
-  size_t bad = saga__utf8_bad_at((const unsigned char *)v, n);
+  size_t bad = any & 0x80 ? saga__utf8_bad_at((const unsigned char *)v, n) : n;
   if (bad < n)
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                       "%s is not valid UTF-8 at byte %zu", what, bad);
@@ -353,14 +355,16 @@ static int get_header(const char *name, const void *v, size_t n, char *dst,
   /* The encoder refuses control characters in these values: accepting
    * them here would let a receiver take a message it cannot answer (a
    * participant echoes correlation-id into its reply). */
+  unsigned char any = 0; /* the bytes or'ed: ASCII needs no UTF-8 check */
   for (size_t i = 0; i < n; i++) {
     unsigned char c = ((const unsigned char *)v)[i];
+    any |= c;
     if (c < 0x20 || c == 0x7f)
       return saga__errf(SAGA_EMISSING, errbuf, errlen,
                         "header \"%s\" contains a control character at "
                         "byte %zu", name, i);
   }
-  size_t bad = saga__utf8_bad_at(v, n);
+  size_t bad = any & 0x80 ? saga__utf8_bad_at(v, n) : n;
   if (bad < n)
     return saga__errf(SAGA_EMISSING, errbuf, errlen,
                       "header \"%s\" is not valid UTF-8 at byte %zu", name,

@@ -42,11 +42,11 @@
 
 #include "config.h"
 #include "engine.h"
+#include "engine_fakes.h"
 #include "observe.h"
 #include "wire.h"
 
 #define NSTEPS 3
-#define OUTPUT_BYTES 200
 #define SAGAS_PER_ROUND 512
 
 static void die(const char *what, const char *why) {
@@ -54,7 +54,7 @@ static void die(const char *what, const char *why) {
   exit(1);
 }
 
-/* ---- fake ports: every batch commits, every produce is delivered ----- */
+/* ---- the store's records, kept for the recovery ------------------------ */
 
 typedef struct {
   uint8_t *data[NSTEPS + 2];
@@ -63,33 +63,16 @@ typedef struct {
 } stream_t;
 
 static struct {
-  int submitted;
-  void **tokens;
-  size_t ntokens, ctokens;
-  int64_t now;
-  size_t produced;
-  /* the records appended, per saga (phase 1 of the recovery) */
-  stream_t *streams;
+  stream_t *streams; /* per saga, the records appended */
   size_t nstreams;
-  bool keep;
-  /* the pending recovery load */
-  sagad_load_cb load_cb;
-  sagad_load_done_cb load_done;
-  void *load_arg;
-} F;
+} K;
 
-static size_t saga_no(const char *id) { return (size_t)atol(id + 1); }
-
-static void s_reset(void *self) { (void)self; }
-static int s_add(void *self, const char *id, int64_t expected,
-                 const sagad_record_t *recs, size_t n) {
-  (void)self, (void)expected;
-  if (!F.keep)
-    return 0;
-  size_t k = saga_no(id);
-  if (k >= F.nstreams)
-    return 0; /* the warm-up saga */
-  stream_t *s = &F.streams[k];
+static void keep_records(const char *id, const sagad_record_t *recs,
+                         size_t n) {
+  size_t k = (size_t)atol(id + 1);
+  if (k >= K.nstreams)
+    return; /* the warm-up saga */
+  stream_t *s = &K.streams[k];
   for (size_t i = 0; i < n; i++) {
     if (s->n == NSTEPS + 2)
       die("store", "more records than a saga of the benchmark makes");
@@ -99,104 +82,6 @@ static int s_add(void *self, const char *id, int64_t expected,
     memcpy(s->data[s->n], recs[i].data, recs[i].len);
     s->len[s->n++] = recs[i].len;
   }
-  return 0;
-}
-static int s_index(void *self, const sagad_index_row_t *row) {
-  (void)self, (void)row;
-  return 0;
-}
-static int s_notified(void *self, const char *id) {
-  (void)self, (void)id;
-  return 0;
-}
-static int s_submit(void *self) {
-  (void)self;
-  F.submitted = 1;
-  return 0;
-}
-static int s_status(void *self, size_t i) {
-  (void)self, (void)i;
-  return SAGAD_STORE_OK;
-}
-static int s_load_parts(void *self, const int32_t *parts, size_t n,
-                        sagad_load_cb cb, sagad_load_done_cb done, void *arg) {
-  (void)self, (void)parts, (void)n;
-  F.load_cb = cb;
-  F.load_done = done;
-  F.load_arg = arg;
-  return 0;
-}
-static int s_load_saga(void *self, const char *id, int32_t partition,
-                       sagad_load_cb cb, sagad_load_done_cb done, void *arg) {
-  (void)self, (void)id, (void)partition, (void)cb, (void)done, (void)arg;
-  return -1; /* never needed: every saga stays in memory */
-}
-static const char *s_error(void *self) {
-  (void)self;
-  return "fake store";
-}
-static int b_produce(void *self, const char *topic, const void *key,
-                     size_t key_len, const void *value, size_t value_len,
-                     const saga__hdrs_t *hdrs, void *token) {
-  (void)self, (void)topic, (void)key, (void)key_len, (void)value;
-  (void)value_len, (void)hdrs;
-  F.produced++;
-  if (!token)
-    return 0;
-  if (F.ntokens == F.ctokens) {
-    size_t c = F.ctokens ? 2 * F.ctokens : 4096;
-    void **v = realloc(F.tokens, c * sizeof *v);
-    if (!v)
-      die("broker", "out of memory");
-    F.tokens = v;
-    F.ctokens = c;
-  }
-  F.tokens[F.ntokens++] = token;
-  return 0;
-}
-static void b_ack(void *self, void *ack) { (void)self, (void)ack; }
-static int64_t c_now(void *self) {
-  (void)self;
-  return F.now;
-}
-static void c_wake(void *self, int slot, int64_t at) {
-  (void)self, (void)slot, (void)at;
-}
-static void c_turn(void *self) { (void)self; }
-
-/* ---- the definitions --------------------------------------------------- */
-
-static saga_registry_t *registry(void) {
-  char dir[128], path[300];
-  snprintf(dir, sizeof dir, "/tmp/bench-engine.%d", (int)getpid());
-  if (mkdir(dir, 0700) != 0)
-    die(dir, strerror(errno));
-  snprintf(path, sizeof path, "%s/bench.json", dir);
-  FILE *f = fopen(path, "w");
-  if (!f)
-    die(path, strerror(errno));
-  /* bench/saga's write_def */
-  fprintf(f, "{\"name\": \"bench\", \"version\": 1, \"defaults\": "
-             "{\"timeout_ms\": 30000, \"retry\": {\"max_attempts\": 1}},\n"
-             "\"steps\": [");
-  for (int i = 0; i < NSTEPS; i++)
-    fprintf(f,
-            "%s{\"name\": \"s%d\", \"topic\": \"bench.step%d\", \"kind\": "
-            "\"compensatable\", \"compensation\": {\"topic\": "
-            "\"bench.step%d\", \"action\": \"undo\"}}",
-            i ? ",\n" : "", i + 1, i + 1, i + 1);
-  fprintf(f, "]}\n");
-  fclose(f);
-  saga_registry_t *reg = saga_registry_new();
-  saga_diags_t d = {0};
-  size_t loaded = 0;
-  if (!reg || saga_registry_load_dir(reg, dir, &d, &loaded) != SAGA_CORE_OK ||
-      loaded != 1)
-    die(path, "the definition does not load");
-  saga_diags_clear(&d);
-  remove(path);
-  remove(dir);
-  return reg;
 }
 
 /* ---- the inbox messages, encoded before the engine sees them ---------- */
@@ -233,14 +118,11 @@ static void encode_start(msg_t *m, size_t i) {
 
 /* The success of step (0-based) of saga i with bench-saga's output. */
 static void encode_reply(msg_t *m, size_t i, int step) {
-  char *id = m->id, name[16], key[96], out[OUTPUT_BYTES + 1];
+  char *id = m->id, name[16], key[96], out[EF_OUTPUT_BYTES + 1];
   snprintf(m->id, sizeof m->id, "s%zu", i);
   snprintf(name, sizeof name, "s%d", step + 1);
   snprintf(key, sizeof key, "%s/%s/DO/1", id, name);
-  int n =
-      snprintf(out, sizeof out, "{\"ref\":\"%.60s/%d\",\"pad\":\"", id, step);
-  memset(out + n, 'x', (size_t)(OUTPUT_BYTES - 2 - n));
-  memcpy(out + OUTPUT_BYTES - 2, "\"}", 3);
+  ef_output(out, id, step);
   Saga__V1__Reply r;
   saga__v1__reply__init(&r);
   r.saga_id = id;
@@ -250,12 +132,12 @@ static void encode_reply(msg_t *m, size_t i, int step) {
   r.idempotency_key = key;
   r.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
   r.payload.data = (uint8_t *)out;
-  r.payload.len = OUTPUT_BYTES;
+  r.payload.len = EF_OUTPUT_BYTES;
   encode(m, &r.base);
 }
 
 static void deliver(sagad_engine_t *e, msg_t *m) {
-  sagad_inmsg_t in = {.topic = "bench.inbox",
+  sagad_inmsg_t in = {.topic = "t.inbox",
                       .partition = 0,
                       .key = m->id,
                       .key_len = strlen(m->id),
@@ -285,25 +167,6 @@ static void off(void) {
     CALLGRIND_TOGGLE_COLLECT;
 }
 
-/* Turns until the queued inputs are stepped, their batches committed and
- * their messages delivered. */
-static void settle(sagad_engine_t *e) {
-  for (;;) {
-    F.now++;
-    sagad_engine_on_turn_end(e);
-    while (F.submitted) {
-      F.submitted = 0;
-      sagad_engine_on_batch_done(e, SAGAD_STORE_OK); /* pumps again */
-    }
-    if (!F.ntokens)
-      return;
-    size_t n = F.ntokens;
-    F.ntokens = 0;
-    for (size_t i = 0; i < n; i++)
-      sagad_engine_on_delivery(e, F.tokens[i], SAGAD_DELIVERY_OK);
-  }
-}
-
 /* Sagas [from, to) from their start to after `replies` steps answered;
  * measured (the engine's calls only) when `measure`. */
 static void drive(sagad_engine_t *e, size_t from, size_t to, int replies,
@@ -322,7 +185,7 @@ static void drive(sagad_engine_t *e, size_t from, size_t to, int replies,
       on();
     for (size_t i = 0; i < n; i++)
       deliver(e, &m[i]);
-    settle(e);
+    ef_settle(e, NULL);
     if (measure)
       off();
     for (size_t i = 0; i < n; i++)
@@ -339,23 +202,11 @@ typedef struct {
 } rig_t;
 
 static void rig_open(rig_t *r, saga_registry_t *reg) {
-  sagad_engine_config_t ec = {
-      .registry = reg,
-      .inbox_topic = "bench.inbox",
-      .notify_topic = "bench.notifications",
-      .dlq_topic = "bench.dlq",
-      .store = {.batch_reset = s_reset,
-                .batch_add = s_add,
-                .batch_index = s_index,
-                .batch_notified = s_notified,
-                .batch_submit = s_submit,
-                .batch_status = s_status,
-                .load_partitions = s_load_parts,
-                .load_saga = s_load_saga,
-                .last_error = s_error},
-      .broker = {.produce = b_produce, .ack = b_ack},
-      .clock = {.now_ms = c_now, .wake_at = c_wake, .end_of_turn = c_turn},
-  };
+  int64_t now = EF.now;
+  size_t produced = EF.produced;
+  sagad_engine_config_t ec = ef_config(reg);
+  EF.now = now > EF.now ? now : EF.now; /* the clock never goes back */
+  EF.produced = produced;
   char err[512];
   r->e = sagad_engine_new(&ec);
   r->cfg = sagad_config_new();
@@ -389,7 +240,7 @@ static void rig_close(rig_t *r) {
 static void phase_steady(saga_registry_t *reg, size_t nsagas) {
   rig_t r;
   rig_open(&r, reg);
-  size_t produced = F.produced;
+  size_t produced = EF.produced;
   if (measuring)
     CALLGRIND_ZERO_STATS;
   for (size_t c = 0; c < nsagas; c += SAGAS_PER_ROUND)
@@ -398,7 +249,7 @@ static void phase_steady(saga_registry_t *reg, size_t nsagas) {
   if (measuring)
     CALLGRIND_DUMP_STATS_AT("steady");
   /* per saga: 3 commands; notifications STARTED, 3 STEP_DONE, COMPLETED */
-  if (F.produced - produced != (2 * NSTEPS + 2) * nsagas ||
+  if (EF.produced - produced != (2 * NSTEPS + 2) * nsagas ||
       sagad_engine_sagas(r.e) != 0)
     die("steady", "the sagas did not all complete");
   rig_close(&r);
@@ -406,21 +257,21 @@ static void phase_steady(saga_registry_t *reg, size_t nsagas) {
 
 /* N sagas to their third step, then recovered by a second engine. */
 static void phase_recovery(saga_registry_t *reg, size_t nsagas) {
-  F.streams = calloc(nsagas, sizeof *F.streams);
-  if (!F.streams)
+  K.streams = calloc(nsagas, sizeof *K.streams);
+  if (!K.streams)
     die("recovery", "out of memory");
-  F.nstreams = nsagas;
+  K.nstreams = nsagas;
   rig_t r;
   rig_open(&r, reg);
-  F.keep = true;
+  EF.on_add = keep_records;
   for (size_t c = 0; c < nsagas; c += SAGAS_PER_ROUND)
     drive(r.e, c, c + SAGAS_PER_ROUND < nsagas ? c + SAGAS_PER_ROUND : nsagas,
           NSTEPS - 1, false);
-  F.keep = false;
+  EF.on_add = NULL;
   rig_close(&r);
 
   rig_open(&r, reg);
-  size_t produced = F.produced;
+  size_t produced = EF.produced;
   int32_t part = 0;
   char id[24];
   if (measuring)
@@ -432,23 +283,24 @@ static void phase_recovery(saga_registry_t *reg, size_t nsagas) {
     off();
     snprintf(id, sizeof id, "s%zu", k);
     on();
-    for (size_t i = 0; i < F.streams[k].n; i++)
-      F.load_cb(F.load_arg, id, 0, (int64_t)i + 1, F.streams[k].data[i],
-                F.streams[k].len[i]);
+    for (size_t i = 0; i < K.streams[k].n; i++)
+      EF.load_cb(EF.load_arg, id, 0, (int64_t)i + 1, K.streams[k].data[i],
+                K.streams[k].len[i]);
   }
-  F.load_done(F.load_arg, 0);
-  settle(r.e);
+  EF.load_done(EF.load_arg, 0);
+  ef_settle(r.e, NULL);
   off();
   if (measuring)
     CALLGRIND_DUMP_STATS_AT("recovery");
-  if (F.produced - produced != nsagas || sagad_engine_sagas(r.e) != nsagas)
+  if (EF.produced - produced != nsagas || sagad_engine_sagas(r.e) != nsagas)
     die("recovery", "the sagas were not all resumed");
   rig_close(&r);
   for (size_t k = 0; k < nsagas; k++)
-    for (size_t i = 0; i < F.streams[k].n; i++)
-      free(F.streams[k].data[i]);
-  free(F.streams);
-  F.streams = NULL;
+    for (size_t i = 0; i < K.streams[k].n; i++)
+      free(K.streams[k].data[i]);
+  free(K.streams);
+  K.streams = NULL;
+  K.nstreams = 0;
 }
 
 static size_t nsagas(void) {
@@ -527,12 +379,11 @@ int main(int argc, char **argv) {
   if (argc < 2 || strcmp(argv[1], "--child") != 0)
     return run_under_callgrind(argv[0]);
   measuring = RUNNING_ON_VALGRIND != 0;
-  F.now = 1700000000000LL;
-  saga_registry_t *reg = registry();
+  saga_registry_t *reg = ef_registry("bench", 30000);
   size_t n = nsagas();
   phase_steady(reg, n);
   phase_recovery(reg, n);
   saga_registry_free(reg);
-  free(F.tokens);
+  free(EF.tokens);
   return 0;
 }

@@ -23,8 +23,8 @@
  * per saga of each phase and a last JSON line. Knobs (environment):
  *   BENCH_ENGINE_SAGAS   sagas per phase (default 5000)
  *   BENCH_ENGINE_OUT     directory for the callgrind dumps, kept for
- *                        callgrind_annotate (default: a temporary one,
- *                        removed)
+ *                        callgrind_annotate --inclusive=yes (default: a
+ *                        temporary one, removed)
  * `bench-engine --child` runs the phases without valgrind (no figures). */
 #include <errno.h>
 #include <stdarg.h>

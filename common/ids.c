@@ -154,8 +154,21 @@ int saga__traceparent_parse(const char *tp, char trace_id[SAGA_TRACE_ID_SIZE],
 void saga__traceparent_format(char out[SAGA_TRACEPARENT_SIZE],
                               const char *trace_id, const char *span_id,
                               const char *flags) {
-  snprintf(out, SAGA_TRACEPARENT_SIZE, "00-%.32s-%.16s-%.2s", trace_id,
-           span_id, flags ? flags : "01");
+  /* "00-%.32s-%.16s-%.2s" by hand: every command carries one */
+  const char *f = flags ? flags : "01";
+  size_t nt = strnlen(trace_id, 32), ns = strnlen(span_id, 16),
+         nf = strnlen(f, 2);
+  char *o = out;
+  memcpy(o, "00-", 3);
+  o += 3;
+  memcpy(o, trace_id, nt);
+  o += nt;
+  *o++ = '-';
+  memcpy(o, span_id, ns);
+  o += ns;
+  *o++ = '-';
+  memcpy(o, f, nf);
+  o[nf] = '\0';
 }
 
 int saga__traceparent_new(char out[SAGA_TRACEPARENT_SIZE]) {

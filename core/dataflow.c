@@ -188,6 +188,206 @@ static int print(cJSON *v, uint8_t **out, size_t *out_len) {
   return 0;
 }
 
+/* ---- the default envelope without a JSON round trip ----
+ * Without a mapping a command carries {"input": ..., "steps": {...}}: its
+ * values parsed by cJSON and printed again. When every value is already
+ * what cJSON would print (canonical below), the printed envelope is the
+ * values' own bytes around a fixed frame, so it is written directly, byte
+ * for byte what the cJSON path gives (tests/coordinator/test_dataflow.c
+ * compares the two); any other value takes the cJSON path. Canonical:
+ * no white space, strings whose only escapes are those cJSON prints
+ * (\" \\ \b \f \n \r \t) and no raw byte below 0x20, integers of at most
+ * 9 digits without leading zeros (printed with "%d"), literals, and at
+ * most CANON_DEPTH levels of nesting. */
+
+#define CANON_DEPTH 64
+
+static bool canon_value(const uint8_t **pp, const uint8_t *end, int depth);
+
+/* None of the 8 bytes at p is a control character, '"' or '\\' (the
+ * bytes a string's scan stops at), tested a word at a time. */
+static bool plain8(const uint8_t *p) {
+  const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+  uint64_t x, q, b;
+  memcpy(&x, p, 8);
+  q = x ^ (ones * '"');
+  b = x ^ (ones * '\\');
+  uint64_t hit = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) |
+                 ((b - ones) & ~b);
+  return (hit & high) == 0;
+}
+
+static bool canon_string(const uint8_t **pp, const uint8_t *end) {
+  const uint8_t *p = *pp;
+  if (p == end || *p++ != '"')
+    return false;
+  while (p < end && *p != '"') {
+    /* the plain run first, eight bytes a turn (the usual long values) */
+    while (end - p >= 8 && plain8(p))
+      p += 8;
+    if (p == end || *p == '"')
+      break;
+    if (*p < 0x20)
+      return false;
+    if (*p == '\\') {
+      if (++p == end || !memchr("\"\\bfnrt", *p, 7))
+        return false;
+    }
+    p++;
+  }
+  if (p == end)
+    return false;
+  *pp = p + 1;
+  return true;
+}
+
+static bool canon_number(const uint8_t **pp, const uint8_t *end) {
+  const uint8_t *p = *pp;
+  if (p < end && *p == '-')
+    p++;
+  if (p == end || *p < '1' || *p > '9') {
+    if (p == *pp && p < end && *p == '0') { /* "0"; never "-0" */
+      *pp = p + 1;
+      return true;
+    }
+    return false;
+  }
+  const uint8_t *digits = p;
+  while (p < end && *p >= '0' && *p <= '9')
+    p++;
+  if (p - digits > 9)
+    return false;
+  *pp = p;
+  return true;
+}
+
+static bool canon_literal(const uint8_t **pp, const uint8_t *end,
+                          const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
+    return false;
+  *pp += n;
+  return true;
+}
+
+/* The members (object) or elements (array) up to `close`. */
+static bool canon_members(const uint8_t **pp, const uint8_t *end, int depth,
+                          bool object, uint8_t close) {
+  const uint8_t *p = *pp + 1;
+  if (p < end && *p == close) {
+    *pp = p + 1;
+    return true;
+  }
+  for (;;) {
+    if (object && (!canon_string(&p, end) || p == end || *p++ != ':'))
+      return false;
+    if (!canon_value(&p, end, depth + 1) || p == end)
+      return false;
+    if (*p == close) {
+      *pp = p + 1;
+      return true;
+    }
+    if (*p++ != ',')
+      return false;
+  }
+}
+
+static bool canon_value(const uint8_t **pp, const uint8_t *end, int depth) {
+  if (*pp == end || depth > CANON_DEPTH)
+    return false;
+  switch (**pp) {
+  case '{':
+    return canon_members(pp, end, depth, true, '}');
+  case '[':
+    return canon_members(pp, end, depth, false, ']');
+  case '"':
+    return canon_string(pp, end);
+  case 't':
+    return canon_literal(pp, end, "true");
+  case 'f':
+    return canon_literal(pp, end, "false");
+  case 'n':
+    return canon_literal(pp, end, "null");
+  default:
+    return canon_number(pp, end);
+  }
+}
+
+/* The bytes cJSON would print for payload_value(p, n), or false when
+ * they may differ. An empty payload prints as null. */
+static bool canon_payload(const uint8_t *p, size_t n, const uint8_t **v,
+                          size_t *vlen) {
+  if (p == NULL || n == 0) {
+    *v = (const uint8_t *)"null";
+    *vlen = 4;
+    return true;
+  }
+  const uint8_t *q = p;
+  if (!canon_value(&q, p + n, 0) || q != p + n)
+    return false;
+  *v = p;
+  *vlen = n;
+  return true;
+}
+
+/* A name cJSON prints as is between quotes. */
+static bool canon_name(const char *s) {
+  for (; *s != '\0'; s++)
+    if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\')
+      return false;
+  return true;
+}
+
+static uint8_t *put_bytes(uint8_t *o, const void *p, size_t n) {
+  memcpy(o, p, n);
+  return o + n;
+}
+
+/* The envelope of the steps before `before`, written directly: 1 done
+ * (*out malloc'd, NUL-terminated), 0 when a value is not canonical (take
+ * the cJSON path), -1 out of memory. */
+static int envelope_direct(const saga_def_t *def, uint32_t before,
+                           const uint8_t *input, size_t input_len,
+                           const saga_flow_value_t *outputs, uint8_t **out,
+                           size_t *out_len) {
+  static const char head[] = "{\"input\":", mid[] = ",\"steps\":{",
+                    pre[] = "\":{\"output\":";
+  const uint8_t *in, *ov[SAGA_DEF_MAX_STEPS];
+  size_t in_len, ol[SAGA_DEF_MAX_STEPS];
+  if (!canon_payload(input, input_len, &in, &in_len))
+    return 0;
+  size_t size = sizeof head - 1 + in_len + sizeof mid - 1 + 2 + 1;
+  for (uint32_t i = 0; i < before; i++) {
+    const saga_flow_value_t *o = &outputs[i];
+    if (!canon_name(def->steps[i].name) ||
+        !canon_payload(o->done ? o->data : NULL, o->done ? o->len : 0, &ov[i],
+                       &ol[i]))
+      return 0;
+    size += 1 + strlen(def->steps[i].name) + sizeof pre - 1 + ol[i] + 1 + 1;
+  }
+  uint8_t *buf = malloc(size), *o = buf;
+  if (buf == NULL)
+    return -1;
+  o = put_bytes(o, head, sizeof head - 1);
+  o = put_bytes(o, in, in_len);
+  o = put_bytes(o, mid, sizeof mid - 1);
+  for (uint32_t i = 0; i < before; i++) {
+    if (i > 0)
+      *o++ = ',';
+    *o++ = '"';
+    o = put_bytes(o, def->steps[i].name, strlen(def->steps[i].name));
+    o = put_bytes(o, pre, sizeof pre - 1);
+    o = put_bytes(o, ov[i], ol[i]);
+    *o++ = '}';
+  }
+  *o++ = '}';
+  *o++ = '}';
+  *o = '\0';
+  *out = buf;
+  *out_len = (size_t)(o - buf);
+  return 1;
+}
+
 static int docs_open(docs_t *d, const saga_def_t *def, const uint8_t *input,
                      size_t input_len, const saga_flow_value_t *outputs) {
   memset(d, 0, sizeof *d);
@@ -205,7 +405,15 @@ int saga_flow_command(const saga_def_t *def, uint32_t step,
                       size_t *out_len) {
   docs_t d;
   if (out == NULL || out_len == NULL || def == NULL || step >= def->nsteps ||
-      docs_open(&d, def, input, input_len, outputs) != 0)
+      outputs == NULL)
+    return -1;
+  if (def->steps[step].input_map == NULL) {
+    int direct = envelope_direct(def, saga_def_block_start(def, step), input,
+                                 input_len, outputs, out, out_len);
+    if (direct != 0)
+      return direct > 0 ? 0 : -1;
+  }
+  if (docs_open(&d, def, input, input_len, outputs) != 0)
     return -1;
   int rc = print(command_value(&d, step), out, out_len);
   docs_free(&d);

@@ -77,6 +77,22 @@ static int build(view_t *v, const sm_event_t *ev, size_t n, int64_t at_ms) {
   return SAGA_CORE_OK;
 }
 
+int saga_codec_encode_into(const sm_event_t *ev, size_t n, int64_t at_ms,
+                           uint8_t *(*place)(void *arg, size_t len),
+                           void *arg, uint8_t **out, size_t *len) {
+  view_t v;
+  int rc = build(&v, ev, n, at_ms);
+  if (rc != SAGA_CORE_OK || place == NULL || out == NULL || len == NULL)
+    return rc != SAGA_CORE_OK ? rc : SAGA_CORE_EINVAL;
+  size_t size = saga__v1__saga_transition__get_packed_size(&v.tx);
+  uint8_t *buf = place(arg, size);
+  if (buf == NULL)
+    return SAGA_CORE_ENOMEM;
+  *len = saga__v1__saga_transition__pack(&v.tx, buf);
+  *out = buf;
+  return SAGA_CORE_OK;
+}
+
 size_t saga_codec_size(const sm_event_t *ev, size_t n, int64_t at_ms) {
   view_t v;
   if (build(&v, ev, n, at_ms) != SAGA_CORE_OK)
@@ -96,14 +112,81 @@ int saga_codec_encode(const sm_event_t *ev, size_t n, int64_t at_ms,
   return SAGA_CORE_OK;
 }
 
-void saga_record_clear(saga_record_t *rec) {
+/* ---- the record's buffer: protobuf-c allocates from it ----------------
+ * A bump allocator over rec->buf; what does not fit goes to malloc'd
+ * blocks chained on rec->spill (the unpacked message is never freed piece
+ * by piece: a reset drops it all). */
+
+#define BUF_ALIGN 16
+#define BUF_FIRST 2048
+
+typedef struct spill {
+  struct spill *next;
+  max_align_t pad[];
+} spill_t;
+
+static void *rec_alloc(void *arg, size_t size) {
+  saga_record_t *rec = arg;
+  size_t n = (size + BUF_ALIGN - 1) & ~(size_t)(BUF_ALIGN - 1);
+  if (n < size)
+    return NULL;
+  rec->buf_want += n;
+  if (rec->buf != NULL && rec->buf_cap - rec->buf_used >= n) {
+    void *p = rec->buf + rec->buf_used;
+    rec->buf_used += n;
+    return p;
+  }
+  if (n > SIZE_MAX - sizeof(spill_t))
+    return NULL;
+  spill_t *b = malloc(sizeof *b + n);
+  if (b == NULL)
+    return NULL;
+  b->next = rec->spill;
+  rec->spill = b;
+  return b->pad;
+}
+
+static void rec_free(void *arg, void *p) {
+  (void)arg, (void)p; /* dropped at the next reset */
+}
+
+void saga_record_reset(saga_record_t *rec) {
   if (rec == NULL)
     return;
-  if (rec->pb != NULL)
-    saga__v1__saga_transition__free_unpacked(rec->pb, NULL);
+  bool spilled = rec->spill != NULL;
+  for (spill_t *b = rec->spill, *next; b != NULL; b = next) {
+    next = b->next;
+    free(b);
+  }
+  rec->spill = NULL;
+  if (spilled || rec->buf == NULL) {
+    /* room for everything the last decode asked for, at the next one */
+    size_t cap = rec->buf_cap ? rec->buf_cap : BUF_FIRST;
+    while (cap < rec->buf_want && cap <= SIZE_MAX / 2)
+      cap *= 2;
+    uint8_t *buf = malloc(cap);
+    if (buf != NULL) {
+      free(rec->buf);
+      rec->buf = buf;
+      rec->buf_cap = cap;
+    }
+  }
+  rec->buf_used = 0;
+  rec->buf_want = 0;
   rec->pb = NULL;
   rec->n = 0;
   rec->at_ms = 0;
+}
+
+void saga_record_clear(saga_record_t *rec) {
+  if (rec == NULL)
+    return;
+  for (spill_t *b = rec->spill, *next; b != NULL; b = next) {
+    next = b->next;
+    free(b);
+  }
+  free(rec->buf);
+  memset(rec, 0, sizeof *rec);
 }
 
 static bool valid(const Saga__V1__SagaEvent *p) {
@@ -127,11 +210,15 @@ static bool valid(const Saga__V1__SagaEvent *p) {
 int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec) {
   if (rec == NULL || (buf == NULL && len > 0))
     return SAGA_CORE_EINVAL;
-  saga_record_clear(rec);
+  saga_record_reset(rec);
+  ProtobufCAllocator a = {.alloc = rec_alloc, .free = rec_free,
+                          .allocator_data = rec};
   Saga__V1__SagaTransition *tx =
-      saga__v1__saga_transition__unpack(NULL, len, buf);
-  if (tx == NULL)
+      saga__v1__saga_transition__unpack(&a, len, buf);
+  if (tx == NULL) {
+    saga_record_clear(rec); /* as before: nothing left to free */
     return SAGA_CORE_EDECODE;
+  }
   if (tx->n_events == 0 || tx->n_events > SM_MAX_OUT || tx->at_ms < 0 ||
       tx->at_ms > INT64_MAX - MAX_DELTA_MS)
     goto bad;
@@ -162,7 +249,7 @@ int saga_codec_decode(const uint8_t *buf, size_t len, saga_record_t *rec) {
   rec->at_ms = tx->at_ms;
   return SAGA_CORE_OK;
 bad:
-  saga__v1__saga_transition__free_unpacked(tx, NULL);
+  saga_record_clear(rec);
   return SAGA_CORE_EDECODE;
 }
 

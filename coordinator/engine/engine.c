@@ -162,6 +162,13 @@ static bool needs_outputs(const sm_output_t *out) {
   return false;
 }
 
+/* saga_codec_encode_into's place: a batch record of len bytes, in *arg. */
+static uint8_t *brec_place(void *arg, size_t len) {
+  brec_t **r = arg;
+  *r = malloc(sizeof **r + len);
+  return *r ? (*r)->data : NULL;
+}
+
 /* Step one input; the transition joins the batch. */
 static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
   entry_t *en = table_lookup(e, in->id);
@@ -301,12 +308,12 @@ static step_t step_input(sagad_engine_t *e, input_t *in, int64_t now) {
         table_note_outputs(e, en, e->out.events, e->out.n_events) == 0 &&
         saga_output(en, &e->out, &output, &output_len) == 0 &&
         table_note_cancel(en, e->out.events, e->out.n_events) == 0;
-    size_t need = saga_codec_size(e->out.events, e->out.n_events, now);
-    brec_t *r = flow_ok ? malloc(sizeof *r + need) : NULL;
+    brec_t *r = NULL;
+    uint8_t *data = NULL;
     size_t len = 0;
-    if (!r ||
-        saga_codec_encode(e->out.events, e->out.n_events, now, r->data, need,
-                          &len) != 0 ||
+    if (!flow_ok ||
+        saga_codec_encode_into(e->out.events, e->out.n_events, now,
+                               brec_place, &r, &data, &len) != 0 ||
         batch_add_stream(e, en) != 0) {
       /* Cannot record the decision: forget it, the input comes back. */
       free(r);

@@ -262,10 +262,10 @@ static int loader_record(void *arg, const char *id, int32_t partition,
     SLOG_ERROR(id, NULL, "out of memory rebuilding the saga's cancel");
     goto broken;
   }
-  saga_record_clear(&e->rec);
+  saga_record_reset(&e->rec);
   return 0;
 broken:
-  saga_record_clear(&e->rec);
+  saga_record_reset(&e->rec);
   if (L->cur)
     table_discard(e, L->cur);
   L->cur = NULL;

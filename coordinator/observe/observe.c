@@ -184,18 +184,27 @@ static uint64_t fnv1a(uint64_t h, const char *s) {
  * id in a trace: functions of the saga id (and the trace), so the sagad
  * that recovers the saga names them as the one that started it did, and
  * the spans of both join one trace under one saga span. */
+/* v as 16 lower-case hex digits ("%016llx", without snprintf: every
+ * saga derives its ids). */
+static void hex16(uint64_t v, char *out) {
+  for (int i = 15; i >= 0; i--, v >>= 4)
+    out[i] = "0123456789abcdef"[v & 15];
+}
+
 static void derive_trace(const char *id, char out[SAGA_TRACE_ID_SIZE]) {
   uint64_t a = fnv1a(fnv1a(0xcbf29ce484222325ULL, "saga trace:"), id);
   uint64_t b = fnv1a(fnv1a(0x84222325cbf29ce4ULL, "saga trace 2:"), id);
-  snprintf(out, SAGA_TRACE_ID_SIZE, "%016llx%016llx", (unsigned long long)a,
-           (unsigned long long)(a || b ? b : 1));
+  hex16(a, out);
+  hex16(a || b ? b : 1, out + 16);
+  out[32] = '\0';
 }
 
 static void derive_span(const char *trace, const char *id,
                         char out[SAGA_SPAN_ID_SIZE]) {
   uint64_t h = fnv1a(fnv1a(fnv1a(0xcbf29ce484222325ULL, "saga span:"), trace),
                      id);
-  snprintf(out, SAGA_SPAN_ID_SIZE, "%016llx", (unsigned long long)(h ? h : 1));
+  hex16(h ? h : 1, out);
+  out[16] = '\0';
 }
 
 /* Queue id for trace_ask. Out of memory: the saga keeps its own trace. */
@@ -386,6 +395,10 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
   int64_t now = wall_us();
   defer(b, metric_series(o->f_step, s->def->name, step, action),
         (double)(now - st->sent_us) / 1e6, true);
+  int64_t sent_us = st->sent_us;
+  st->sent_us = 0;
+  if (!o->otlp)
+    return; /* no exporter: the span would be dropped (emit) */
   char name[96];
   snprintf(name, sizeof name, "%s %s",
            ev->action == SM_COMPENSATE ? "compensate" : "step", step);
@@ -396,9 +409,8 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
   emit(o, b, name, st->span,
        ev->action == SM_COMPENSATE && b->comp_span[0] ? b->comp_span
                                                       : b->saga_span,
-       st->sent_us, step, action, ok ? OTLP_STATUS_OK : OTLP_STATUS_ERROR,
+       sent_us, step, action, ok ? OTLP_STATUS_OK : OTLP_STATUS_ERROR,
        ok ? NULL : msg);
-  st->sent_us = 0;
 }
 
 /* ---- engine hooks ------------------------------------------------------ */

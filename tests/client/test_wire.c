@@ -604,6 +604,22 @@ static void test_idempotency_key_has_its_form(void **s) {
                    SAGA_ETOOBIG);
   assert_int_equal(saga__idempotency_key(k, sizeof k, "s", "pay", 0, 3),
                    SAGA_EINVAL);
+  /* the attempt in decimal, whatever its digits; the terminator must fit */
+  assert_int_equal(saga__idempotency_key(k, sizeof k, "s", "pay",
+                                         SAGA_ACTION_DO, 4294967295u),
+                   0);
+  assert_string_equal(k, "s/pay/DO/4294967295");
+  assert_int_equal(
+      saga__idempotency_key(k, sizeof k, "s", "pay", SAGA_ACTION_DO, 10), 0);
+  assert_string_equal(k, "s/pay/DO/10");
+  assert_int_equal(
+      saga__idempotency_key(k, sizeof k, "s", "pay", SAGA_ACTION_DO, 0), 0);
+  assert_string_equal(k, "s/pay/DO/0");
+  assert_int_equal(saga__idempotency_key(k, 11, "s", "pay", SAGA_ACTION_DO, 3),
+                   0);
+  assert_string_equal(k, "s/pay/DO/3");
+  assert_int_equal(saga__idempotency_key(k, 10, "s", "pay", SAGA_ACTION_DO, 3),
+                   SAGA_ETOOBIG);
 }
 
 static int decode_typed(const ProtobufCMessageDescriptor *d, const void *b,

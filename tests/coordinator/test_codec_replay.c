@@ -194,6 +194,53 @@ static void expect_decode_error(const sm_event_t *ev, size_t n) {
   assert_null(rec.pb);
 }
 
+/* One record reused across decodes keeps its buffer: a record larger than
+ * the buffer spills into blocks of its own, the next decode has a buffer
+ * that fits it, and a smaller record in between changes nothing; every
+ * decode reads back exactly what was encoded. */
+static void test_a_reused_record_decodes_records_of_any_size(void **state) {
+  (void)state;
+  static uint8_t big[20000], buf[2][21000];
+  for (size_t i = 0; i < sizeof big; i++)
+    big[i] = (uint8_t)(i * 7);
+  size_t sizes[2] = {40, sizeof big}, len[2];
+  for (int k = 0; k < 2; k++) {
+    sm_event_t ev[2] = {{.type = SM_EV_STARTED, .def_name = "order",
+                         .def_version = 1, .payload = big,
+                         .payload_len = sizes[k], .correlation_id = "c-1"},
+                        {.type = SM_EV_DISPATCHED, .step = 1, .attempt = 2}};
+    assert_int_equal(saga_codec_encode(ev, 2, 1000, buf[k], sizeof buf[k],
+                                       &len[k]),
+                     SAGA_CORE_OK);
+  }
+  saga_record_t rec = {0};
+  const int order[] = {0, 1, 1, 0, 1, 0, 0};
+  for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+    int k = order[i];
+    assert_int_equal(saga_codec_decode(buf[k], len[k], &rec), SAGA_CORE_OK);
+    assert_int_equal(rec.n, 2);
+    assert_int_equal(rec.at_ms, 1000);
+    assert_string_equal(rec.events[0].def_name, "order");
+    assert_string_equal(rec.events[0].correlation_id, "c-1");
+    assert_int_equal(rec.events[0].payload_len, sizes[k]);
+    assert_memory_equal(rec.events[0].payload, big, sizes[k]);
+    assert_int_equal(rec.events[1].attempt, 2);
+    if (i == 2) /* the second big one fits in the grown buffer */
+      assert_null(rec.spill);
+  }
+  /* a malformed record leaves it empty, and it decodes again after */
+  const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f};
+  assert_int_equal(saga_codec_decode(junk, sizeof junk, &rec),
+                   SAGA_CORE_EDECODE);
+  assert_int_equal(rec.n, 0);
+  assert_int_equal(saga_codec_decode(buf[1], len[1], &rec), SAGA_CORE_OK);
+  assert_memory_equal(rec.events[0].payload, big, sizeof big);
+  saga_record_reset(&rec);
+  assert_int_equal(rec.n, 0);
+  saga_record_clear(&rec);
+  assert_null(rec.buf);
+}
+
 static void test_malformed_records_are_refused(void **state) {
   (void)state;
   saga_record_t rec = {0};
@@ -498,6 +545,7 @@ int main(void) {
       cmocka_unit_test(test_long_reason_is_cut),
       cmocka_unit_test(test_started_keeps_the_correlation_id),
       cmocka_unit_test(test_encode_refuses_small_buffers_and_empty_transitions),
+      cmocka_unit_test(test_a_reused_record_decodes_records_of_any_size),
       cmocka_unit_test(test_malformed_records_are_refused),
       cmocka_unit_test(test_replay_refuses_events_for_another_definition),
       cmocka_unit_test(test_bytes_per_saga_stay_small),

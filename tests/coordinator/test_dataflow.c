@@ -197,6 +197,87 @@ static void test_the_saga_output_and_bytes_that_are_not_json(void **state) {
   saga_def_free(def);
 }
 
+/* Without a mapping, a command whose values are already what cJSON
+ * prints is written without parsing them (dataflow.c): its bytes must be
+ * those of the cJSON path, which a compensation's "command" member still
+ * takes, for every kind of value, canonical or not. */
+static void test_the_direct_envelope_is_byte_for_byte_the_cjson_one(
+    void **state) {
+  (void)state;
+  saga_def_t *def = load("{'name':'o','version':1,'steps':[" RES ","
+                         "{'name':'charge','topic':'pay','compensation':"
+                         "{'action':'refund'}}]}");
+  char deep[260];
+  memset(deep, '[', 100);
+  memset(deep + 100, ']', 100);
+  deep[200] = '\0';
+  const char *const values[] = {
+      "{\"order\":\"s1\",\"amount\":4200}", "{}", "[]", "[1,-2,0,\"x\"]",
+      "\"str\"", "true", "false", "null", "123456789", "-123456789",
+      "1234567890", "2147483648", "-2147483649", "99999999999999999999",
+      "-0", "01", "1.5", "1e3", "1E3", " {\"a\":1}", "{\"a\":1} ",
+      "{\"a\" : 1}", "[1, 2]", "\"\\u00e9\"", "\"a\\/b\"", "\"tab\\there\"",
+      "\"q\\\"q\\\\b\\b\\f\\n\\r\"", "\"a\x01z\"", "\"caf\xc3\xa9\"",
+      "\"\x7f\xff\"", "abc", "\x01\x02\xff", "{\"a\":1,\"a\":2}", "[1,]",
+      "{\"a\":}", "nul", "truex", "{\"x\":[{\"y\":{\"z\":[true,false,null]}}]}",
+      "\"unterminated", "{\"k\":\"v\"", "[\"\\", deep, ""};
+  size_t nvalues = sizeof values / sizeof values[0];
+  for (size_t i = 0; i < nvalues; i++)
+    for (size_t j = 0; j < nvalues; j++)
+      for (int done = 0; done < 2; done++) {
+        const uint8_t *in = (const uint8_t *)values[i];
+        size_t in_len = strlen(values[i]);
+        saga_flow_value_t outs[2] = {
+            {(const uint8_t *)values[j], strlen(values[j]), done != 0},
+            {NULL, 0, false}};
+        uint8_t *cmd = NULL, *comp = NULL;
+        size_t cmd_len = 0, comp_len = 0;
+        assert_int_equal(
+            saga_flow_command(def, 1, in, in_len, outs, &cmd, &cmd_len), 0);
+        assert_int_equal(saga_flow_compensation(def, 1, in, in_len, outs,
+                                                &comp, &comp_len),
+                         0);
+        /* {"command":<the cJSON path's bytes>,"output":null} */
+        static const char head[] = "{\"command\":", tail[] = ",\"output\":null}";
+        if (comp_len != sizeof head - 1 + cmd_len + sizeof tail - 1 ||
+            memcmp(comp + sizeof head - 1, cmd, cmd_len) != 0)
+          fail_msg("input %zu, output %zu (done %d): the command is\n%.*s\n"
+                   "the cJSON path gives\n%.*s",
+                   i, j, done, (int)cmd_len, (const char *)cmd,
+                   (int)comp_len, (const char *)comp);
+        free(cmd);
+        free(comp);
+      }
+  /* strings scanned a word at a time: each special byte at every offset */
+  const char *const specials[] = {"\\n", "\\/", "\x01", "\x1f", "\xc3\xa9",
+                                  "\x7f", "\\\"", "\\u0041", "\xff\xfe",
+                                  " ", "\"", "\\"};
+  for (size_t k = 0; k < sizeof specials / sizeof specials[0]; k++)
+    for (size_t at = 0; at < 20; at++) {
+      char in[64];
+      snprintf(in, sizeof in, "[\"%.*s%s%.*s\"]", (int)at,
+               "aaaaaaaaaaaaaaaaaaaa", specials[k], 12,
+               "bbbbbbbbbbbbbbbbbbbb");
+      saga_flow_value_t outs[2] = {{NULL, 0, false}, {NULL, 0, false}};
+      uint8_t *cmd = NULL, *comp = NULL;
+      size_t cmd_len = 0, comp_len = 0;
+      assert_int_equal(saga_flow_command(def, 1, (const uint8_t *)in,
+                                         strlen(in), outs, &cmd, &cmd_len),
+                       0);
+      assert_int_equal(saga_flow_compensation(def, 1, (const uint8_t *)in,
+                                              strlen(in), outs, &comp,
+                                              &comp_len),
+                       0);
+      if (comp_len != 11 + cmd_len + 15 || memcmp(comp + 11, cmd, cmd_len))
+        fail_msg("input %s: the command is\n%.*s\nthe cJSON path gives\n%.*s",
+                 in, (int)cmd_len, (const char *)cmd, (int)comp_len,
+                 (const char *)comp);
+      free(cmd);
+      free(comp);
+    }
+  saga_def_free(def);
+}
+
 static void test_a_mapping_naming_a_step_not_yet_done_is_a_load_error(
     void **state) {
   (void)state;
@@ -238,6 +319,8 @@ int main(void) {
           test_a_mapping_picks_fields_of_the_input_and_earlier_outputs),
       cmocka_unit_test(test_a_compensation_carries_the_command_and_the_output),
       cmocka_unit_test(test_the_saga_output_and_bytes_that_are_not_json),
+      cmocka_unit_test(
+          test_the_direct_envelope_is_byte_for_byte_the_cjson_one),
       cmocka_unit_test(
           test_a_mapping_naming_a_step_not_yet_done_is_a_load_error),
   };

@@ -32,116 +32,16 @@
 
 #include "config.h"
 #include "engine.h"
+#include "engine_fakes.h"
 #include "engine_inbox.h"
 #include "observe.h"
 #include "wire.h"
 
 #define NSAGAS 20000
 #define CHUNK 1000
-#define OUTPUT_BYTES 200
 /* Heap bytes per saga in flight at its third step, engine and observer
  * slot together (measured above). */
 #define BYTES_PER_SAGA_MAX 1200
-
-/* ---- fake ports: every batch commits, every produce is delivered ---- */
-
-static struct {
-  int submitted;
-  void **tokens;
-  size_t ntokens, ctokens;
-  int64_t now;
-} F;
-
-static void s_reset(void *self) { (void)self; }
-static int s_add(void *self, const char *id, int64_t expected,
-                 const sagad_record_t *recs, size_t n) {
-  (void)self, (void)id, (void)expected, (void)recs, (void)n;
-  return 0;
-}
-static int s_index(void *self, const sagad_index_row_t *row) {
-  (void)self, (void)row;
-  return 0;
-}
-static int s_submit(void *self) {
-  (void)self;
-  F.submitted = 1;
-  return 0;
-}
-static int s_status(void *self, size_t i) {
-  (void)self, (void)i;
-  return SAGAD_STORE_OK;
-}
-static int s_load_parts(void *self, const int32_t *parts, size_t n,
-                        sagad_load_cb cb, sagad_load_done_cb done, void *arg) {
-  (void)self, (void)parts, (void)n, (void)cb, (void)done, (void)arg;
-  return -1;
-}
-static int s_load_saga(void *self, const char *id, int32_t partition,
-                       sagad_load_cb cb, sagad_load_done_cb done, void *arg) {
-  (void)self, (void)id, (void)partition, (void)cb, (void)done, (void)arg;
-  return -1;
-}
-static const char *s_error(void *self) {
-  (void)self;
-  return "fake store";
-}
-static int b_produce(void *self, const char *topic, const void *key,
-                     size_t key_len, const void *value, size_t value_len,
-                     const saga__hdrs_t *hdrs, void *token) {
-  (void)self, (void)topic, (void)key, (void)key_len, (void)value;
-  (void)value_len, (void)hdrs;
-  if (!token)
-    return 0;
-  if (F.ntokens == F.ctokens) {
-    size_t c = F.ctokens ? 2 * F.ctokens : 4096;
-    void **v = realloc(F.tokens, c * sizeof *v);
-    assert_non_null(v);
-    F.tokens = v;
-    F.ctokens = c;
-  }
-  F.tokens[F.ntokens++] = token;
-  return 0;
-}
-static void b_ack(void *self, void *ack) { (void)self, (void)ack; }
-static int64_t c_now(void *self) {
-  (void)self;
-  return F.now;
-}
-static void c_wake(void *self, int slot, int64_t at) {
-  (void)self, (void)slot, (void)at;
-}
-static void c_turn(void *self) { (void)self; }
-
-/* ---- the stuck definition of bench/saga ------------------------------ */
-
-static saga_registry_t *registry(char *dir, size_t len) {
-  snprintf(dir, len, "/tmp/test_engine_memory.%d", (int)getpid());
-  assert_int_equal(mkdir(dir, 0700), 0);
-  char path[300];
-  snprintf(path, sizeof path, "%s/stuck.json", dir);
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fprintf(f, "{\"name\": \"stuck\", \"version\": 1, \"defaults\": "
-             "{\"timeout_ms\": 3600000, \"retry\": {\"max_attempts\": 1}},\n"
-             "\"steps\": [");
-  for (int i = 0; i < 3; i++)
-    fprintf(f,
-            "%s{\"name\": \"s%d\", \"topic\": \"t.s%d\", \"kind\": "
-            "\"compensatable\", \"compensation\": {\"topic\": \"t.s%d\", "
-            "\"action\": \"undo\"}}",
-            i ? ",\n" : "", i + 1, i + 1, i + 1);
-  fprintf(f, "]}\n");
-  fclose(f);
-  saga_registry_t *reg = saga_registry_new();
-  saga_diags_t d = {0};
-  size_t loaded = 0;
-  assert_non_null(reg);
-  assert_int_equal(saga_registry_load_dir(reg, dir, &d, &loaded), SAGA_CORE_OK);
-  saga_diags_clear(&d);
-  remove(path);
-  remove(dir);
-  return reg;
-}
 
 /* ---- driving the engine ---------------------------------------------- */
 
@@ -161,14 +61,11 @@ static void start(sagad_engine_t *e, size_t i) {
 
 /* The success of step (0-based) of saga i with bench-saga's output. */
 static void reply(sagad_engine_t *e, size_t i, int step) {
-  char id[32], name[8], key[96], out[OUTPUT_BYTES + 1];
+  char id[32], name[8], key[96], out[EF_OUTPUT_BYTES + 1];
   snprintf(id, sizeof id, "s%zu", i);
   snprintf(name, sizeof name, "s%d", step + 1);
   snprintf(key, sizeof key, "%s/%s/DO/1", id, name);
-  int n =
-      snprintf(out, sizeof out, "{\"ref\":\"%.60s/%d\",\"pad\":\"", id, step);
-  memset(out + n, 'x', (size_t)(OUTPUT_BYTES - 2 - n));
-  memcpy(out + OUTPUT_BYTES - 2, "\"}", 3);
+  ef_output(out, id, step);
   Saga__V1__Reply m;
   saga__v1__reply__init(&m);
   m.saga_id = id;
@@ -178,7 +75,7 @@ static void reply(sagad_engine_t *e, size_t i, int step) {
   m.idempotency_key = key;
   m.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
   m.payload.data = (uint8_t *)out;
-  m.payload.len = OUTPUT_BYTES;
+  m.payload.len = EF_OUTPUT_BYTES;
   engine_inbox_deliver(e, &m.base, id);
 }
 
@@ -201,26 +98,19 @@ static size_t rss_bytes(void) {
   return kb * 1024;
 }
 
+/* The largest heap seen while a batch is in flight. */
+static size_t peak_seen;
+static void note_peak(void) {
+  if (heap_bytes() > peak_seen)
+    peak_seen = heap_bytes();
+}
+
 /* Turns until the queued inputs are stepped, their batches committed and
  * their commands delivered; the largest heap seen into *peak. */
 static void settle(sagad_engine_t *e, size_t *peak) {
-  for (;;) {
-    F.now++;
-    sagad_engine_on_turn_end(e); /* a batch submitted before waits too */
-    while (F.submitted) {
-      F.submitted = 0;
-      if (heap_bytes() > *peak)
-        *peak = heap_bytes();
-      sagad_engine_on_batch_done(e, SAGAD_STORE_OK); /* pumps again */
-    }
-    if (!F.ntokens)
-      return;
-    size_t n = F.ntokens;
-    F.ntokens = 0;
-    for (size_t i = 0; i < n; i++)
-      sagad_engine_on_delivery(e, F.tokens[i], SAGAD_DELIVERY_OK,
-                               SAGAD_PERSISTED_YES);
-  }
+  peak_seen = *peak;
+  ef_settle(e, note_peak);
+  *peak = peak_seen;
 }
 
 typedef struct {
@@ -232,26 +122,8 @@ static void closed(void *arg) { *(int *)arg = 1; }
 /* N sagas to their third step; queued: every input of a round handed over
  * before the engine's first turn. */
 static figures_t measure(bool queued) {
-  char dir[128];
-  saga_registry_t *reg = registry(dir, sizeof dir);
-  memset(&F, 0, sizeof F);
-  F.now = 1700000000000LL;
-  sagad_engine_config_t ec = {
-      .registry = reg,
-      .inbox_topic = "t.inbox",
-      .notify_topic = "t.notifications",
-      .dlq_topic = "t.dlq",
-      .store = {.batch_reset = s_reset,
-                .batch_add = s_add,
-                .batch_index = s_index,
-                .batch_submit = s_submit,
-                .batch_status = s_status,
-                .load_partitions = s_load_parts,
-                .load_saga = s_load_saga,
-                .last_error = s_error},
-      .broker = {.produce = b_produce, .ack = b_ack},
-      .clock = {.now_ms = c_now, .wake_at = c_wake, .end_of_turn = c_turn},
-  };
+  saga_registry_t *reg = ef_registry("stuck", 3600000);
+  sagad_engine_config_t ec = ef_config(reg);
   sagad_engine_t *e = sagad_engine_new(&ec);
   assert_non_null(e);
   sagad_config_t *cfg = sagad_config_new();
@@ -297,7 +169,7 @@ static figures_t measure(bool queued) {
    * step's deadline is still there. Past them all, each saga's third step
    * times out and its compensation starts with that step (its outcome is
    * unknown): one COMPENSATE command per saga, the warm-up's first. */
-  F.now += 3600000 + 1000;
+  EF.now += 3600000 + 1000;
   sagad_engine_on_wake(e, SAGAD_WAKE_TIMERS);
   settle(e, &peak);
   assert_int_equal(sagad_engine_counters(e)->commands_sent, 4 * NSAGAS + 2);
@@ -311,7 +183,9 @@ static figures_t measure(bool queued) {
   assert_int_equal(uv_loop_close(&loop), 0);
   sagad_config_free(cfg);
   saga_registry_free(reg);
-  free(F.tokens);
+  free(EF.tokens);
+  EF.tokens = NULL;
+  EF.ctokens = 0;
   return fig;
 }
 

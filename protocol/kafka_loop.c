@@ -38,7 +38,7 @@ struct saga_kloop {
   rd_kafka_queue_t *cq, *pq;
   int fds[2];
   uv_poll_t poll;
-  uv_timer_t commit_timer, close_timer;
+  uv_timer_t commit_timer, close_timer, poll_timer;
   int handles_open;
   int commit_interval_ms, close_timeout_ms;
   int commit_dirty;
@@ -593,6 +593,17 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   drain(h->data);
 }
 
+/* librdkafka takes a consumer that has not polled its queue for
+ * max.poll.interval.ms for a stuck one and leaves the group (its
+ * partitions go to the others, or are revoked and assigned again); the
+ * pipe wakes the loop only when an event is queued, so a member with
+ * nothing to read polls on this timer instead. */
+#define IDLE_POLL_MS 1000
+
+static void on_poll_timer(uv_timer_t *t) {
+  drain(t->data);
+}
+
 /* ---- life cycle ---- */
 
 static rd_kafka_queue_t *attach_queue(saga_kloop_t *kl, rd_kafka_t *rk,
@@ -644,9 +655,13 @@ int saga_kloop_new(uv_loop_t *loop, const saga_kloop_config_t *cfg,
   kl->poll.data = kl;
   uv_timer_init(loop, &kl->commit_timer);
   uv_timer_init(loop, &kl->close_timer);
-  kl->commit_timer.data = kl->close_timer.data = kl;
-  kl->handles_open = 3;
+  uv_timer_init(loop, &kl->poll_timer);
+  kl->commit_timer.data = kl->close_timer.data = kl->poll_timer.data = kl;
+  kl->handles_open = 4;
   uv_poll_start(&kl->poll, UV_READABLE, on_poll);
+  if (kl->consumer)
+    uv_timer_start(&kl->poll_timer, on_poll_timer, IDLE_POLL_MS,
+                   IDLE_POLL_MS);
   if (kl->consumer)
     kl->cq = attach_queue(kl, kl->consumer, 1);
   if (kl->producer)
@@ -754,6 +769,7 @@ static void finish_close(saga_kloop_t *kl) {
   kl->closing = 3;
   uv_timer_stop(&kl->close_timer);
   uv_timer_stop(&kl->commit_timer);
+  uv_timer_stop(&kl->poll_timer);
   uv_poll_stop(&kl->poll);
   if (kl->cq) {
     rd_kafka_queue_io_event_enable(kl->cq, -1, NULL, 0);
@@ -782,6 +798,7 @@ static void finish_close(saga_kloop_t *kl) {
   uv_close((uv_handle_t *)&kl->poll, on_handle_closed);
   uv_close((uv_handle_t *)&kl->commit_timer, on_handle_closed);
   uv_close((uv_handle_t *)&kl->close_timer, on_handle_closed);
+  uv_close((uv_handle_t *)&kl->poll_timer, on_handle_closed);
 }
 
 static void on_close_timer(uv_timer_t *t) {

@@ -424,6 +424,14 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
              getenv("BENCH_ADMIN") && !strcmp(inbox, B.inbox)
                  ? getenv("BENCH_ADMIN")
                  : "127.0.0.1:0");
+    /* The memory phase starts its 100,000 sagas in one burst. With
+     * sagad's back-pressure the part it does not hold waits in the inbox,
+     * and the Kafka mock keeps only about 5 MiB per partition
+     * (docs/internals/embedded-stack.md), dropping what sagad had not
+     * read yet; a real broker keeps it. So the burst is taken whole, as
+     * before there was back-pressure. */
+    if (!strcmp(inbox, B.inbox2))
+      snprintf(a[n++], sizeof a[0], "--input.max_held=0");
     snprintf(a[n++], sizeof a[0], "--log.format=text");
     snprintf(a[n++], sizeof a[0], "--log.level=%s",
              getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "info");

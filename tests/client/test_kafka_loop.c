@@ -30,6 +30,8 @@ typedef struct ctx {
   int pauses, resumes; /* on_flow */
   size_t held_at_pause;
   int acked; /* acks[0 .. acked - 1] given back (ack_all_received) */
+  int revoked;      /* on_revoke */
+  int poll_errors;  /* on_error: max.poll.interval.ms exceeded */
   saga_kloop_t *kl;
 } ctx_t;
 
@@ -281,6 +283,77 @@ static void test_held_messages_pause_consumption_until_acknowledged(
   assert_true(c.closed);
 }
 
+static void count_revoke(saga_kloop_t *kl,
+                         const rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+  (void)kl;
+  (void)parts;
+  ((ctx_t *)opaque)->revoked++;
+}
+
+static void count_poll_error(saga_kloop_t *kl, rd_kafka_resp_err_t err,
+                             int fatal, const char *reason, void *opaque) {
+  (void)kl;
+  (void)fatal;
+  (void)reason;
+  if (err == RD_KAFKA_RESP_ERR__MAX_POLL_EXCEEDED)
+    ((ctx_t *)opaque)->poll_errors++;
+}
+
+static int one_received(void *arg) {
+  return ((ctx_t *)arg)->received == 1;
+}
+
+/* A group member with nothing to read stays in its group: librdkafka
+ * counts a consumer that has not polled its queue for
+ * max.poll.interval.ms as stuck and leaves the group, and an idle loop's
+ * queue has no event to wake it. Here the interval is 6 s and the member
+ * idles 9 s after its one message: no MAX_POLL_EXCEEDED, no revoke. */
+static void test_an_idle_member_stays_in_its_group(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *topic = ts_unique_name("kl_idle");
+  char group[128];
+  snprintf(group, sizeof group, "%s", ts_unique_name("kl_idle_group"));
+  ctx_t c = {.loop_thread = uv_thread_self(), .committed = -1};
+  static const char *const idle_props[] = {"session.timeout.ms", "6000",
+                                           "max.poll.interval.ms", "6000",
+                                           NULL};
+  saga_kloop_config_t cfg = {
+      .bootstrap_servers = ts_kafka_bootstrap(),
+      .properties = ct_consumer_props,
+      .consumer_properties = idle_props,
+      .producer_properties = ct_producer_props,
+      .want_consumer = 1,
+      .want_producer = 1,
+      .group_id = group,
+  };
+  saga_kloop_callbacks_t cb = {.opaque = &c,
+                               .on_message = on_message,
+                               .on_assign = on_assign,
+                               .on_revoke = count_revoke,
+                               .on_delivery = on_delivery,
+                               .on_error = count_poll_error};
+  saga_kloop_t *kl = NULL;
+  char err[256];
+  if (saga_kloop_new(&loop, &cfg, &cb, &kl, err, sizeof err))
+    fail_msg("%s", err);
+  produce_n(kl, topic, 0, 1);
+  const char *topics[] = {topic};
+  assert_int_equal(saga_kloop_subscribe(kl, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, one_received, &c, 30000));
+  saga_kloop_ack(kl, c.acks[0]);
+  (void)ct_run_until_pred(&loop, never, &c, 9000);
+  printf("# after 9 s idle: %d max.poll.interval.ms errors, %d revokes\n",
+         c.poll_errors, c.revoked);
+  assert_int_equal(c.poll_errors, 0);
+  assert_int_equal(c.revoked, 0);
+  saga_kloop_close(kl, on_closed, &c);
+  ct_loop_finish(&loop);
+  assert_true(c.closed);
+}
+
 /* Broker failures seen through on_error and the log lines on_log got. */
 typedef struct {
   int errors;
@@ -500,6 +573,7 @@ int main(void) {
       cmocka_unit_test(test_the_default_settings_are_the_low_latency_ones),
       cmocka_unit_test(
           test_held_messages_pause_consumption_until_acknowledged),
+      cmocka_unit_test(test_an_idle_member_stays_in_its_group),
       cmocka_unit_test(test_a_short_session_heartbeats_three_times_per_session),
       cmocka_unit_test(test_a_shared_property_is_set_only_where_it_applies),
   };

@@ -118,22 +118,11 @@ static void encode_start(msg_t *m, size_t i) {
 
 /* The success of step (0-based) of saga i with bench-saga's output. */
 static void encode_reply(msg_t *m, size_t i, int step) {
-  char *id = m->id, name[16], key[96], out[EF_OUTPUT_BYTES + 1];
-  snprintf(m->id, sizeof m->id, "s%zu", i);
-  snprintf(name, sizeof name, "s%d", step + 1);
-  snprintf(key, sizeof key, "%s/%s/DO/1", id, name);
-  ef_output(out, id, step);
-  Saga__V1__Reply r;
-  saga__v1__reply__init(&r);
-  r.saga_id = id;
-  r.step = name;
-  r.action = SAGA__V1__ACTION__ACTION_DO;
-  r.attempt = 1;
-  r.idempotency_key = key;
-  r.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
-  r.payload.data = (uint8_t *)out;
-  r.payload.len = EF_OUTPUT_BYTES;
-  encode(m, &r.base);
+  ef_reply_t b;
+  ef_reply(&b, i, step);
+  snprintf(m->id, sizeof m->id, "%s", b.id);
+  b.r.saga_id = m->id; /* the headers borrow m->id */
+  encode(m, &b.r.base);
 }
 
 static void deliver(sagad_engine_t *e, msg_t *m) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "wire.h"
 
 /* The bytes of every step's output in the saga benchmark. */
 #define EF_OUTPUT_BYTES 200
@@ -208,6 +209,29 @@ static void ef_output(char *out, const char *id, int step) {
                    id, step);
   memset(out + n, 'x', (size_t)(EF_OUTPUT_BYTES - 2 - n));
   memcpy(out + EF_OUTPUT_BYTES - 2, "\"}", 3);
+}
+
+/* The success of step (0-based) of saga "s<i>" with ef_output's output,
+ * and the texts it points into: valid while the ef_reply_t lives. */
+typedef struct {
+  char id[24], name[16], key[96], out[EF_OUTPUT_BYTES + 1];
+  Saga__V1__Reply r;
+} ef_reply_t;
+
+static void ef_reply(ef_reply_t *b, size_t i, int step) {
+  snprintf(b->id, sizeof b->id, "s%zu", i);
+  snprintf(b->name, sizeof b->name, "s%d", step + 1);
+  snprintf(b->key, sizeof b->key, "%s/%s/DO/1", b->id, b->name);
+  ef_output(b->out, b->id, step);
+  saga__v1__reply__init(&b->r);
+  b->r.saga_id = b->id;
+  b->r.step = b->name;
+  b->r.action = SAGA__V1__ACTION__ACTION_DO;
+  b->r.attempt = 1;
+  b->r.idempotency_key = b->key;
+  b->r.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
+  b->r.payload.data = (uint8_t *)b->out;
+  b->r.payload.len = EF_OUTPUT_BYTES;
 }
 
 #endif

@@ -61,22 +61,9 @@ static void start(sagad_engine_t *e, size_t i) {
 
 /* The success of step (0-based) of saga i with bench-saga's output. */
 static void reply(sagad_engine_t *e, size_t i, int step) {
-  char id[32], name[8], key[96], out[EF_OUTPUT_BYTES + 1];
-  snprintf(id, sizeof id, "s%zu", i);
-  snprintf(name, sizeof name, "s%d", step + 1);
-  snprintf(key, sizeof key, "%s/%s/DO/1", id, name);
-  ef_output(out, id, step);
-  Saga__V1__Reply m;
-  saga__v1__reply__init(&m);
-  m.saga_id = id;
-  m.step = name;
-  m.action = SAGA__V1__ACTION__ACTION_DO;
-  m.attempt = 1;
-  m.idempotency_key = key;
-  m.outcome = SAGA__V1__OUTCOME__OUTCOME_SUCCESS;
-  m.payload.data = (uint8_t *)out;
-  m.payload.len = EF_OUTPUT_BYTES;
-  engine_inbox_deliver(e, &m.base, id);
+  ef_reply_t b;
+  ef_reply(&b, i, step);
+  engine_inbox_deliver(e, &b.r.base, b.id);
 }
 
 /* Bytes allocated: the heap's chunks in use and the mapped ones. */

@@ -19,14 +19,16 @@ struct kpart {
   char *topic;
   int32_t partition;
   int revoked;
-  size_t held; /* messages handed to on_message, not yet acknowledged */
+  size_t held; /* messages handed to on_message, neither acknowledged nor
+                  released */
   saga_kloop_ack_t *head, *tail;
   struct kpart *next;
 };
 
 struct saga_kloop_ack {
   int64_t offset;
-  int done;
+  int done;     /* acknowledged */
+  int released; /* given up (saga_kloop_release): no commit passes it */
   struct kpart *part;
   saga_kloop_ack_t *next;
 };
@@ -318,12 +320,14 @@ static void unlink_part(struct kpart **list, struct kpart *p) {
   p->next = NULL;
 }
 
-/* Move p to the revoked list (its acks may still come) or free it. */
+/* Move p to the revoked list (its acks may still come) or free it: once
+ * no message of it is held, what is left of its list (released messages,
+ * acknowledged ones behind them) commits nothing any more. */
 static void detach_part(saga_kloop_t *kl, struct kpart *p) {
   unlink_part(&kl->parts, p);
   p->revoked = 1;
   kl->held -= p->held; /* the next owner reads them again */
-  if (!p->head) {
+  if (!p->held) {
     free_part(p);
     return;
   }
@@ -408,7 +412,7 @@ void saga_kloop_ack(saga_kloop_t *kl, saga_kloop_ack_t *ack) {
     free(a);
   }
   if (p->revoked) {
-    if (!p->head) {
+    if (!p->held) {
       unlink_part(&kl->revoked, p);
       free_part(p);
     }
@@ -426,6 +430,32 @@ void saga_kloop_ack(saga_kloop_t *kl, saga_kloop_ack_t *ack) {
   if (!uv_is_active((uv_handle_t *)&kl->commit_timer) && !kl->closing)
     uv_timer_start(&kl->commit_timer, on_commit_timer,
                    (uint64_t)kl->commit_interval_ms, 0);
+}
+
+void saga_kloop_release(saga_kloop_t *kl, saga_kloop_ack_t *ack) {
+  if (!kl || !ack)
+    return;
+  struct kpart *p = ack->part;
+  ack->released = 1; /* stays in the list, never done: commits stop here */
+  p->held--;
+  if (!p->revoked) {
+    kl->held--;
+    flow(kl);
+  } else if (!p->held) {
+    unlink_part(&kl->revoked, p);
+    free_part(p);
+  }
+}
+
+void saga_kloop_outstanding(const saga_kloop_t *kl, size_t *live,
+                            size_t *revoked) {
+  size_t n = 0;
+  for (const struct kpart *p = kl->revoked; p; p = p->next)
+    n += p->held;
+  if (live)
+    *live = kl->held;
+  if (revoked)
+    *revoked = n;
 }
 
 const char *saga_kloop_ack_topic(const saga_kloop_ack_t *ack) {

@@ -24,8 +24,8 @@ typedef struct saga_kloop_ack saga_kloop_ack_t;
 typedef struct saga_kloop_callbacks {
   void *opaque; /* passed to every callback */
   /* A consumed message. `m` is borrowed for the call; `ack` must be given
-   * to saga_kloop_ack exactly once (now or later) unless the loop closes
-   * first. m->err is never set here (consumer errors go to on_error). */
+   * to saga_kloop_ack or saga_kloop_release exactly once (now or later)
+   * unless the loop closes first. m->err is never set here (consumer errors go to on_error). */
   void (*on_message)(saga_kloop_t *kl, const rd_kafka_message_t *m,
                      saga_kloop_ack_t *ack, void *opaque);
   /* After partitions were assigned (group rebalance). */
@@ -109,6 +109,21 @@ int saga_kloop_produce(saga_kloop_t *kl, const char *topic, int32_t partition,
 /* Acknowledge a consumed message: its offset (and those before it) become
  * committable and are committed within commit_interval_ms. NULL-safe. */
 void saga_kloop_ack(saga_kloop_t *kl, saga_kloop_ack_t *ack);
+
+/* Give a consumed message up without acknowledging it, when its work is
+ * dropped rather than done (typically in on_revoke: the partition's next
+ * owner reads it again). No offset at or after it is committed while its
+ * partition stays assigned; once the partition is revoked, the message
+ * no longer keeps the partition's tracking alive. Give each ack to
+ * exactly one of saga_kloop_ack and saga_kloop_release. NULL-safe. */
+void saga_kloop_release(saga_kloop_t *kl, saga_kloop_ack_t *ack);
+
+/* Messages handed to on_message and neither acknowledged nor released:
+ * on the assigned partitions into *live, on partitions revoked since into
+ * *revoked (either pointer may be NULL). A revoked partition's tracking
+ * is freed when its last such message is acknowledged or released. */
+void saga_kloop_outstanding(const saga_kloop_t *kl, size_t *live,
+                            size_t *revoked);
 
 /* Topic, partition and offset of an unacknowledged message. */
 const char *saga_kloop_ack_topic(const saga_kloop_ack_t *ack);

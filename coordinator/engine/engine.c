@@ -604,12 +604,14 @@ void sagad_engine_on_revoke(sagad_engine_t *e, const int32_t *parts, size_t n) {
       entry_t *en = table_lookup(e, in->id);
       p = en ? en->partition : -1;
     }
-    if (part_in(p, parts, n))
-      eng_input_free(in); /* not acked: kafka_loop still commits acks made
-                         during the revoke, and this input is not durable;
-                         the next owner reads it again (found by tests/sim,
-                         seed 13) */
-    else
+    if (part_in(p, parts, n)) {
+      /* released, not acked: kafka_loop still commits acks made during
+       * the revoke, and this input is not durable; the next owner reads
+       * it again (found by tests/sim, seed 13) */
+      if (in->ack && e->cfg.broker.release)
+        e->cfg.broker.release(e->cfg.broker.self, in->ack);
+      eng_input_free(in);
+    } else
       q_push(&keep, in);
   }
   e->pending = keep;

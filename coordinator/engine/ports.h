@@ -108,7 +108,7 @@ typedef struct sagad_store_port {
 
 /* One consumed inbox message. Borrowed for the sagad_engine_on_message
  * call; `ack` is the broker's token, handed back exactly once through
- * ack(). */
+ * ack() or release(). */
 typedef struct {
   const char *topic;
   int32_t partition;
@@ -183,6 +183,10 @@ typedef struct sagad_broker_port {
                  const saga__hdrs_t *hdrs, void *token);
   /* The input is done with: its offset may be committed (in order). */
   void (*ack)(void *self, void *ack);
+  /* The input is given up, not done (its partition was revoked): nothing
+   * is committed for it, the partition's next owner reads it again. Each
+   * ack token goes to exactly one of ack() and release(). May be NULL. */
+  void (*release)(void *self, void *ack);
 } sagad_broker_port_t;
 
 /* ---- clock and timers --------------------------------------------- */

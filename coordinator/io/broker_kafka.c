@@ -235,6 +235,11 @@ static void p_ack(void *self, void *ack) {
   saga_kloop_ack(b->kl, ack);
 }
 
+static void p_release(void *self, void *ack) {
+  sagad_broker_kafka_t *b = self;
+  saga_kloop_release(b->kl, ack);
+}
+
 /* ---- the probe ---- */
 
 static void probe_run(uv_work_t *w) {
@@ -377,7 +382,8 @@ int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
   b->probe_timer.data = b;
   uv_timer_start(&b->probe_timer, on_probe_timer, PROBE_EVERY_MS,
                  PROBE_EVERY_MS);
-  *port = (sagad_broker_port_t){.self = b, .produce = p_produce, .ack = p_ack};
+  *port = (sagad_broker_port_t){
+      .self = b, .produce = p_produce, .ack = p_ack, .release = p_release};
   *out = b;
   return 0;
 fail:

@@ -354,6 +354,139 @@ static void test_an_idle_member_stays_in_its_group(void **state) {
   assert_true(c.closed);
 }
 
+/* Two members of one group on one loop: what each was handed, and the
+ * first member gives up what it holds when its partition is revoked. */
+typedef struct {
+  saga_kloop_t *kl;
+  saga_kloop_ack_t *held[N];
+  int nheld;
+  int got_offset0; /* times offset 0 was handed over */
+  int revokes;
+  size_t revoked_outstanding; /* after the rebalance, on a revoked partition */
+} member_t;
+
+static void m_on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
+                         saga_kloop_ack_t *ack, void *opaque) {
+  (void)kl;
+  member_t *mb = opaque;
+  if (m->offset == 0)
+    mb->got_offset0++;
+  assert_true(mb->nheld < N);
+  mb->held[mb->nheld++] = ack;
+}
+
+static void m_on_revoke(saga_kloop_t *kl,
+                        const rd_kafka_topic_partition_list_t *parts,
+                        void *opaque) {
+  (void)parts;
+  member_t *mb = opaque;
+  mb->revokes++;
+  for (int i = 0; i < mb->nheld; i++)
+    saga_kloop_release(kl, mb->held[i]);
+  mb->nheld = 0;
+}
+
+static saga_kloop_t *open_member(uv_loop_t *loop, member_t *mb,
+                                 const char *group) {
+  saga_kloop_config_t cfg = {
+      .bootstrap_servers = ts_kafka_bootstrap(),
+      .consumer_properties = ct_consumer_props,
+      .producer_properties = ct_producer_props,
+      .want_consumer = 1,
+      .want_producer = 1,
+      .group_id = group,
+  };
+  saga_kloop_callbacks_t cb = {
+      .opaque = mb, .on_message = m_on_message, .on_revoke = m_on_revoke};
+  char err[256];
+  if (saga_kloop_new(loop, &cfg, &cb, &mb->kl, err, sizeof err))
+    fail_msg("%s", err);
+  return mb->kl;
+}
+
+static int a_holds_five(void *arg) {
+  return ((member_t *)arg)->nheld == 5;
+}
+
+/* Once the first member was revoked and one of the two was handed offset 0
+ * again: the released messages were not committed. */
+static int read_again(void *arg) {
+  member_t *m = arg;
+  return m[0].revokes > 0 && m[0].got_offset0 + m[1].got_offset0 >= 2;
+}
+
+/* A member holding five messages when its partition is revoked releases
+ * them: nothing is committed for them, so the partition's next owner (a
+ * member that joined, or the same one assigned it again) reads them from
+ * offset 0 again, and the revoked partition's tracking is freed at once
+ * (it used to stay until the loop closed). */
+static void test_released_messages_are_read_again_and_not_tracked(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *topic = ts_unique_name("kl_release");
+  char group[128];
+  snprintf(group, sizeof group, "%s", ts_unique_name("kl_release_group"));
+  member_t m[2] = {{0}};
+  saga_kloop_t *a = open_member(&loop, &m[0], group);
+  produce_n(a, topic, 0, 5);
+  const char *topics[] = {topic};
+  char err[256];
+  assert_int_equal(saga_kloop_subscribe(a, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, a_holds_five, &m[0], 30000));
+  size_t live = 0, revoked = 0;
+  saga_kloop_outstanding(a, &live, &revoked);
+  assert_int_equal(live, 5);
+  assert_int_equal(revoked, 0);
+
+  saga_kloop_t *b = open_member(&loop, &m[1], group); /* a rebalance */
+  assert_int_equal(saga_kloop_subscribe(b, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, read_again, m, 60000));
+  saga_kloop_outstanding(a, NULL, &revoked);
+  assert_int_equal(revoked, 0);
+  saga_kloop_outstanding(b, NULL, &revoked);
+  assert_int_equal(revoked, 0);
+  int closed[2] = {0, 0};
+  saga_kloop_close(a, on_closed_flag, &closed[0]);
+  saga_kloop_close(b, on_closed_flag, &closed[1]);
+  ct_loop_finish(&loop);
+  assert_true(closed[0] && closed[1]);
+}
+
+/* A message released on a live partition holds the committed offset
+ * before it: acknowledging every other one commits offsets 0-3 only. */
+static void test_a_released_message_stops_the_commits_before_it(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const char *topic = ts_unique_name("kl_release_live");
+  char group[128];
+  snprintf(group, sizeof group, "%s", ts_unique_name("kl_rl_group"));
+  ctx_t c = {.loop_thread = uv_thread_self(), .committed = -1};
+  saga_kloop_t *kl = open_loop(&loop, &c, group);
+  produce_n(kl, topic, 0, N);
+  const char *topics[] = {topic};
+  char err[256];
+  assert_int_equal(saga_kloop_subscribe(kl, topics, 1, err, sizeof err), 0);
+  assert_true(ct_run_until_pred(&loop, all_received, &c, 30000));
+  for (int i = 0; i < N; i++)
+    if (i == 4)
+      saga_kloop_release(kl, c.acks[i]);
+    else
+      saga_kloop_ack(kl, c.acks[i]);
+  assert_true(ct_run_until_pred(&loop, four_committed, &c, 10000));
+  (void)ct_run_until_pred(&loop, never, &c, 1000); /* no later commit */
+  assert_int_equal(c.committed, 4);
+  size_t live = 1;
+  saga_kloop_outstanding(kl, &live, NULL);
+  assert_int_equal(live, 0);
+  saga_kloop_close(kl, on_closed, &c);
+  ct_loop_finish(&loop);
+  assert_true(c.closed);
+}
+
 /* Broker failures seen through on_error and the log lines on_log got. */
 typedef struct {
   int errors;
@@ -574,6 +707,8 @@ int main(void) {
       cmocka_unit_test(
           test_held_messages_pause_consumption_until_acknowledged),
       cmocka_unit_test(test_an_idle_member_stays_in_its_group),
+      cmocka_unit_test(test_released_messages_are_read_again_and_not_tracked),
+      cmocka_unit_test(test_a_released_message_stops_the_commits_before_it),
       cmocka_unit_test(test_a_short_session_heartbeats_three_times_per_session),
       cmocka_unit_test(test_a_shared_property_is_set_only_where_it_applies),
   };

@@ -34,6 +34,7 @@ static struct {
   char streams[8][64];
   size_t nstreams;
   int acks;
+  int releases;
   void *tokens[32];
   int ntokens;
   int fatal;
@@ -107,6 +108,10 @@ static void b_ack(void *self, void *ack) {
   (void)self, (void)ack;
   F.acks++;
 }
+static void b_release(void *self, void *ack) {
+  (void)self, (void)ack;
+  F.releases++;
+}
 static int64_t c_now(void *self) {
   (void)self;
   return 1700000000000LL;
@@ -139,7 +144,7 @@ static sagad_engine_t *engine(void) {
                 .load_partitions = s_load_parts,
                 .load_saga = s_load_saga,
                 .last_error = s_error},
-      .broker = {.produce = b_produce, .ack = b_ack},
+      .broker = {.produce = b_produce, .ack = b_ack, .release = b_release},
       .clock = {.now_ms = c_now, .wake_at = c_wake, .end_of_turn = c_turn},
   };
   sagad_engine_t *e = sagad_engine_new(&cfg);
@@ -227,6 +232,27 @@ static void test_inputs_wait_in_order_for_a_read_back(void **st) {
   engine_done(e);
 }
 
+/* An input dropped because its partition was revoked is released to the
+ * broker, not acknowledged (the next owner reads it again) and not just
+ * forgotten (the broker would track it until it closes). */
+static void test_an_input_of_a_revoked_partition_is_released(void **st) {
+  (void)st;
+  sagad_engine_t *e = engine();
+  int32_t p = 0;
+  assert_int_equal(sagad_engine_on_assign(e, &p, 1), 0);
+  start(e, "s1"); /* waits for the recovery of partition 0 */
+  sagad_engine_on_turn_end(e);
+  assert_int_equal(F.submits, 0);
+  sagad_engine_on_revoke(e, &p, 1);
+  assert_int_equal(F.releases, 1);
+  assert_int_equal(F.acks, 0);
+  end_load(e, 0); /* the recovery of the revoked partition ends */
+  assert_int_equal(F.submits, 0);
+  assert_int_equal(F.acks, 0);
+  assert_int_equal(F.releases, 1);
+  engine_done(e);
+}
+
 static void test_a_recovery_failing_after_it_started_is_fatal(void **st) {
   (void)st;
   sagad_engine_t *e = engine();
@@ -251,6 +277,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_an_input_waits_for_the_recovery_of_its_partition),
       cmocka_unit_test(test_inputs_wait_in_order_for_a_read_back),
+      cmocka_unit_test(test_an_input_of_a_revoked_partition_is_released),
       cmocka_unit_test(test_a_recovery_failing_after_it_started_is_fatal),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -124,6 +124,10 @@ static void b_ack(void *self, void *ack) {
   P->acked[off] = 1;
 }
 
+/* A released input commits nothing: the partition's next owner reads it
+ * again from the committed position (sim_reassign). */
+static void b_release(void *self, void *ack) { (void)self, (void)ack; }
+
 void sim_commit_tick(sim_t *s) {
   for (int p = 0; p < SIM_PARTS; p++) {
     sim_part_t *P = &s->parts[p];
@@ -287,7 +291,7 @@ void sim_notify_lands(sim_t *s, sim_ev_t *ev) {
 
 void sim_broker_port(sim_node_t *n, sagad_broker_port_t *port) {
   *port = (sagad_broker_port_t){
-      .self = n, .produce = b_produce, .ack = b_ack};
+      .self = n, .produce = b_produce, .ack = b_ack, .release = b_release};
 }
 
 void sim_broker_free(sim_t *s) {

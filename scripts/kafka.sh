@@ -21,6 +21,8 @@ State lives in ${SAGA_RUN#"$SAGA_ROOT"/}/kafka; the program is taken from
 \$SAGA_BUILD_DIR (default build/): build first with scripts/test.sh or cmake.
 Limits: messages live in memory, about 5 MiB per partition (the oldest are
 dropped past that), and the first consumer-group join takes about 3 s.
+SAGA_KAFKA_MOCK_ARGS adds options to the program, e.g. --no-long-poll
+(docs/internals/embedded-stack.md).
 USAGE
 }
 
@@ -45,8 +47,9 @@ do_start() {
   [ -x "$bin" ] || die "$bin is not built (run scripts/test.sh, or cmake --build)"
   mkdir -p "$dir"
   rm -f "$pidfile" "$bsfile" "$ctlsock"
+  # shellcheck disable=SC2086 # SAGA_KAFKA_MOCK_ARGS: words, on purpose
   setsid nohup "$bin" --brokers 3 --bootstrap-file "$bsfile" --control "$ctlsock" \
-    >"$dir/mock.log" 2>&1 </dev/null &
+    ${SAGA_KAFKA_MOCK_ARGS:-} >"$dir/mock.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local i
   for i in $(seq 100); do

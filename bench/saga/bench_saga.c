@@ -151,16 +151,16 @@ static void set(rd_kafka_conf_t *cf, const char *k, const char *v) {
  * client -- the participants, the starter and a sagad of its own -- runs
  * with linger.ms 0 (the default of sagad and of the client library, which
  * run with their defaults here; the hand-made participants set it) and
- * fetch.wait.max.ms 0 (sagad's and the library's default is 10): the mock
- * answers an empty fetch
- * only after the full fetch.wait.max.ms (a real broker answers a long poll
- * as soon as data arrives), so a low wait is what a low latency needs
- * here, and costs busy polling: each (consumer, broker) pair spins. So that
- * half's topics have one partition each, all led by broker 1 (set through
- * the mock's control socket, SAGA_KAFKA_CONTROL): two spinning fetchers
- * instead of six, which on 2 cores otherwise take the CPU from PostgreSQL
- * and sagad (step overhead p99 7.5 ms with the topics spread over three
- * brokers, 1.5 ms on one). The load phases use fetch.wait.max.ms 1 and
+ * fetch.wait.max.ms 10 (sagad's and the library's default). The embedded
+ * Kafka's long-poll relay answers a waiting fetch as soon as a produce
+ * lands, as a broker does (docs/internals/embedded-stack.md); the mock
+ * alone held an empty fetch for the whole wait, so this half used to run
+ * at fetch.wait.max.ms 0, every (consumer, broker) pair polling without
+ * pause, which on 2 cores took the CPU from PostgreSQL and sagad
+ * (SAGA_KAFKA_MOCK_ARGS=--no-long-poll BENCH_C1_FETCH_WAIT_MS=0 measures
+ * that way again). That half's topics have one partition each, all led by
+ * broker 1 (set through the mock's control socket, SAGA_KAFKA_CONTROL):
+ * one fetcher per consumer. The load phases use fetch.wait.max.ms 1 and
  * linger.ms 5 (librdkafka's default, set here: sagad's and the library's
  * is 0, docs/client.md "Kafka settings"): the mock finds a fetch's offset by
  * walking the partition's message sets from the oldest, so the fewer and
@@ -172,7 +172,7 @@ static const char *env_or(const char *name, const char *dflt) {
   const char *v = getenv(name);
   return v && *v ? v : dflt;
 }
-#define C1_FETCH_WAIT_MS env_or("BENCH_C1_FETCH_WAIT_MS", "0")
+#define C1_FETCH_WAIT_MS env_or("BENCH_C1_FETCH_WAIT_MS", "10")
 #define C1_LINGER_MS env_or("BENCH_C1_LINGER_MS", "0")
 #define LOAD_FETCH_WAIT_MS env_or("BENCH_FETCH_WAIT_MS", "1")
 #define LOAD_LINGER_MS env_or("BENCH_LINGER_MS", "5")

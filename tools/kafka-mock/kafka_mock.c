@@ -3,6 +3,8 @@
  * languages' -- can talk to it over the real wire protocol on 127.0.0.1.
  * It writes the bootstrap list to a file and stdout, serves a line-based
  * control socket for fault injection, and runs until SIGTERM/SIGINT.
+ * Clients reach the brokers through the long-poll relay (long_poll.h)
+ * unless --no-long-poll.
  * Development and tests only: it keeps messages in memory and drops the
  * oldest past about 5 MiB per partition. */
 #include <errno.h>
@@ -17,6 +19,8 @@
 
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+
+#include "long_poll.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -38,6 +42,14 @@ static void usage(FILE *out) {
           "  --control PATH         serve the control socket at PATH\n"
           "  --topic NAME:PARTS     create a topic (repeatable); other\n"
           "                         topics are auto-created with 4 partitions\n"
+          "  --no-long-poll         let clients talk to the mock's brokers\n"
+          "                         directly: a fetch that finds nothing is\n"
+          "                         then answered only after its whole\n"
+          "                         fetch.wait.max.ms, even when data comes\n"
+          "                         meanwhile (by default a relay in front\n"
+          "                         answers it when a produce lands, as a\n"
+          "                         broker does; the bootstrap list names\n"
+          "                         the relay's ports)\n"
           "  -h, --help             show this help\n"
           "\n"
           "control socket: one command per line, answered by 'ok' or\n"
@@ -155,6 +167,9 @@ static int listen_unix(const char *path) {
 }
 
 /* Execute one control command; writes the answer into out. */
+static const char *client_bootstraps; /* the relay's, or the mock's */
+static long_poll_t *relay;            /* NULL with --no-long-poll */
+
 static void control_exec(rd_kafka_mock_cluster_t *mc, char *line, char *out,
                          size_t outsz) {
   char *save = NULL;
@@ -172,14 +187,20 @@ static void control_exec(rd_kafka_mock_cluster_t *mc, char *line, char *out,
     snprintf(out, outsz, "ok\n");
     return;
   } else if (!strcmp(cmd, "bootstrap")) {
-    snprintf(out, outsz, "%s\nok\n", rd_kafka_mock_cluster_bootstraps(mc));
+    snprintf(out, outsz, "%s\nok\n", client_bootstraps);
     return;
   } else if (!strcmp(cmd, "topic-create") && a[2]) {
     err = rd_kafka_mock_topic_create(mc, a[0], atoi(a[1]), atoi(a[2]));
   } else if (!strcmp(cmd, "broker-down") && a[0]) {
-    err = rd_kafka_mock_broker_set_down(mc, atoi(a[0]));
+    /* the relay's port refuses connections as the broker does */
+    if (relay && long_poll_broker_down(relay, atoi(a[0]), 1))
+      err = RD_KAFKA_RESP_ERR__INVALID_ARG;
+    else
+      err = rd_kafka_mock_broker_set_down(mc, atoi(a[0]));
   } else if (!strcmp(cmd, "broker-up") && a[0]) {
     err = rd_kafka_mock_broker_set_up(mc, atoi(a[0]));
+    if (!err && relay && long_poll_broker_down(relay, atoi(a[0]), 0))
+      err = RD_KAFKA_RESP_ERR__FAIL;
   } else if (!strcmp(cmd, "broker-rtt") && a[1]) {
     err = rd_kafka_mock_broker_set_rtt(mc, atoi(a[0]), atoi(a[1]));
   } else if (!strcmp(cmd, "push-errors") && a[2]) {
@@ -247,6 +268,7 @@ int main(int argc, char **argv) {
   int brokers = 3;
   const char *bootstrap_file = NULL;
   const char *control_path = NULL;
+  int long_poll = 1;
   char errstr[512];
 
   if (argc >= 4 && !strcmp(argv[1], "--send"))
@@ -267,6 +289,8 @@ int main(int argc, char **argv) {
       control_path = argv[++i];
     } else if (!strcmp(argv[i], "--topic") && i + 1 < argc) {
       i++; /* created once the cluster exists, below */
+    } else if (!strcmp(argv[i], "--no-long-poll")) {
+      long_poll = 0;
     } else {
       fprintf(stderr, "saga-kafka-mock: unknown option: %s\n", argv[i]);
       usage(stderr);
@@ -309,8 +333,20 @@ int main(int argc, char **argv) {
   }
 
   const char *bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
+  long_poll_t *lp = NULL;
+  if (long_poll && !(lp = long_poll_start(bootstraps, errstr, sizeof errstr))) {
+    fprintf(stderr, "saga-kafka-mock: long-poll relay: %s\n", errstr);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(rk);
+    return 1;
+  }
+  if (lp)
+    bootstraps = long_poll_bootstraps(lp);
+  relay = lp;
+  client_bootstraps = bootstraps;
   int ctl = -1;
   if (control_path && (ctl = listen_unix(control_path)) < 0) {
+    long_poll_stop(lp);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     return 1;
@@ -318,6 +354,7 @@ int main(int argc, char **argv) {
   if (bootstrap_file && write_file_atomic(bootstrap_file, bootstraps) != 0) {
     fprintf(stderr, "saga-kafka-mock: could not write %s: %s\n",
             bootstrap_file, strerror(errno));
+    long_poll_stop(lp);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     return 1;
@@ -376,6 +413,7 @@ int main(int argc, char **argv) {
   }
   if (bootstrap_file)
     unlink(bootstrap_file);
+  long_poll_stop(lp);
   rd_kafka_mock_cluster_destroy(mc);
   rd_kafka_destroy(rk);
   return 0;

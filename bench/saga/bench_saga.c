@@ -115,6 +115,10 @@ typedef struct {
 
 static struct {
   char base_ci[1024], ci[1200], db[64], dir[128], bootstrap[512];
+  /* the mock's brokers without the long-poll relay, for the load half
+   * (see C1_FETCH_WAIT_MS); bs: the list of the half being run */
+  char bootstrap_load[512];
+  const char *bs;
   /* the recovery phase's sagad (inbox2) is another deployment, which
    * runs beside the load phase's: a database of its own */
   char ci2[1200], db2[72]; /* inbox2's deployment: memory and recovery */
@@ -160,7 +164,11 @@ static void set(rd_kafka_conf_t *cf, const char *k, const char *v) {
  * (SAGA_KAFKA_MOCK_ARGS=--no-long-poll BENCH_C1_FETCH_WAIT_MS=0 measures
  * that way again). That half's topics have one partition each, all led by
  * broker 1 (set through the mock's control socket, SAGA_KAFKA_CONTROL):
- * one fetcher per consumer. The load phases use fetch.wait.max.ms 1 and
+ * one fetcher per consumer. The load phases' clients talk to the mock's
+ * brokers directly (the control socket's bootstrap-direct): under load a
+ * fetch finds data, so holding it saves nothing, and the relay's copying
+ * took CPU from the coordinator (docs/benchmarks.md, "The embedded Kafka
+ * answers fetches when data lands"). They use fetch.wait.max.ms 1 and
  * linger.ms 5 (librdkafka's default, set here: sagad's and the library's
  * is 0, docs/client.md "Kafka settings"): the mock finds a fetch's offset by
  * walking the partition's message sets from the oldest, so the fewer and
@@ -177,10 +185,10 @@ static const char *env_or(const char *name, const char *dflt) {
 #define LOAD_FETCH_WAIT_MS env_or("BENCH_FETCH_WAIT_MS", "1")
 #define LOAD_LINGER_MS env_or("BENCH_LINGER_MS", "5")
 
-static rd_kafka_t *producer_open(const char *linger) {
+static rd_kafka_t *producer_open(const char *bootstrap, const char *linger) {
   char err[512];
   rd_kafka_conf_t *pc = rd_kafka_conf_new();
-  set(pc, "bootstrap.servers", B.bootstrap);
+  set(pc, "bootstrap.servers", bootstrap);
   set(pc, "linger.ms", linger);
   set(pc, "socket.nagle.disable", "true");
   set(pc, "queue.buffering.max.messages", "1000000");
@@ -196,7 +204,7 @@ static rd_kafka_t *producer_open(const char *linger) {
 static void consumer_open(const char *fetch_wait) {
   char err[512];
   rd_kafka_conf_t *cc = rd_kafka_conf_new();
-  set(cc, "bootstrap.servers", B.bootstrap);
+  set(cc, "bootstrap.servers", B.bs);
   char g[96];
   snprintf(g, sizeof g, "bench.part.%d", (int)getpid());
   set(cc, "group.id", g);
@@ -401,7 +409,7 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
              strcmp(inbox, B.inbox2) == 0   ? B.ci2
              : strcmp(inbox, B.inbox1) == 0 ? B.ci1
                                             : B.ci);
-    snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bootstrap);
+    snprintf(a[n++], sizeof a[0], "--kafka.bootstrap.servers=%s", B.bs);
     snprintf(a[n++], sizeof a[0], "--definitions.dir=%s/defs", B.dir);
     snprintf(a[n++], sizeof a[0], "--topic.inbox=%s", inbox);
     snprintf(a[n++], sizeof a[0], "--topic.notifications=%s", B.t->notify);
@@ -616,20 +624,34 @@ static void write_def(const char *name, const char *const *topics,
   fclose(f);
 }
 
-/* One command to the mock's control socket; dies unless it answers ok. */
+/* One command to the mock's control socket; dies unless it answers ok.
+ * Its answer (the lines before "ok") into out (outlen bytes) when out is
+ * not NULL. */
+static void mock_control_answer(const char *cmd, char *out, size_t outlen);
 static void mock_control(const char *cmd) {
+  mock_control_answer(cmd, NULL, 0);
+}
+
+static void mock_control_answer(const char *cmd, char *out, size_t outlen) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   snprintf(a.sun_path, sizeof a.sun_path, "%s", B.control);
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
     die("kafka mock control socket", strerror(errno));
-  char line[200], ans[256] = "";
+  char line[200], ans[1024] = "";
   int n = snprintf(line, sizeof line, "%s\n", cmd);
   ssize_t r = write(fd, line, (size_t)n) == n ? read(fd, ans, sizeof ans - 1)
                                                : -1;
   close(fd);
-  if (r <= 0 || strncmp(ans, "ok", 2) != 0)
+  char *ok = r > 0 ? strstr(ans, "ok\n") : NULL;
+  if (!ok || (ok != ans && ok[-1] != '\n'))
     die(cmd, r > 0 ? ans : "no answer from the kafka mock");
+  if (out) {
+    size_t len = (size_t)(ok - ans);
+    while (len && ans[len - 1] == '\n')
+      len--;
+    snprintf(out, outlen, "%.*s", (int)len, ans);
+  }
 }
 
 /* The topics and saga type of one half of the run ("c1" or "load"). */
@@ -653,6 +675,8 @@ static void setup(void) {
                        "(scripts/bench.sh saga sets them)");
   snprintf(B.base_ci, sizeof B.base_ci, "%s", ci);
   snprintf(B.bootstrap, sizeof B.bootstrap, "%s", bs);
+  snprintf(B.bootstrap_load, sizeof B.bootstrap_load, "%s", bs);
+  B.bs = B.bootstrap;
   snprintf(B.db, sizeof B.db, "bench_saga_%d", pid);
   PGconn *c = PQconnectdb(B.base_ci);
   if (PQstatus(c) != CONNECTION_OK)
@@ -699,17 +723,20 @@ static void setup(void) {
   B.lat = calloc(MAXSAGAS, sizeof *B.lat);
   if (!B.slots || !B.gaps || !B.hops || !B.lat)
     die("memory", "out of memory");
-  B.prod_c1 = producer_open(C1_LINGER_MS);
-  B.prod_load = producer_open(LOAD_LINGER_MS);
+  B.control = getenv("SAGA_KAFKA_CONTROL");
+  if (B.control && !*B.control)
+    B.control = NULL;
+  if (B.control) /* the load half's clients bypass the long-poll relay */
+    mock_control_answer("bootstrap-direct", B.bootstrap_load,
+                        sizeof B.bootstrap_load);
+  B.prod_c1 = producer_open(B.bootstrap, C1_LINGER_MS);
+  B.prod_load = producer_open(B.bootstrap_load, LOAD_LINGER_MS);
   B.prod = B.prod_c1;
   /* The concurrency-1 topics: one partition each, all led by broker 1
    * (see C1_FETCH_WAIT_MS), when the mock's control socket is known. */
   const char *c1[] = {B.inbox1,         B.t_c1.steps[0], B.t_c1.steps[1],
                       B.t_c1.steps[2], B.t_c1.notify,   B.t_c1.ping,
                       NULL};
-  B.control = getenv("SAGA_KAFKA_CONTROL");
-  if (B.control && !*B.control)
-    B.control = NULL;
   for (int i = 0; c1[i] && B.control; i++) {
     char cmd[160];
     snprintf(cmd, sizeof cmd, "topic-create %s 1 1", c1[i]);
@@ -1096,6 +1123,7 @@ int main(int argc, char **argv) {
   const char *only_mem = getenv("BENCH_ONLY_MEMORY");
   if (only_mem && *only_mem == '1') {
     B.t = &B.t_load;
+    B.bs = B.bootstrap_load;
     consumer_close();
     consumer_open(LOAD_FETCH_WAIT_MS);
     B.prod = B.prod_load;
@@ -1267,6 +1295,7 @@ int main(int argc, char **argv) {
 
   /* The load phases: the settings for throughput. */
   B.t = &B.t_load;
+  B.bs = B.bootstrap_load;
   consumer_open(LOAD_FETCH_WAIT_MS);
   rd_kafka_flush(B.prod_c1, 10000);
   B.prod = B.prod_load;

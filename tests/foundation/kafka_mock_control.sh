@@ -39,4 +39,17 @@ ctl coordinator-set group "ctl-group-$$" 2
 if ctl coordinator-set nosuch "ctl-group-$$" 2 2>/dev/null; then
   echo "coordinator-set took a key type other than group or transaction"; exit 1
 fi
+# The clients' bootstrap list (the relay's ports), and the brokers' own
+# ports past the relay: three of them, not the relay's, and a client reads
+# the topic there too.
+listed=$(ctl bootstrap | head -n 1)
+[ "$listed" = "$SAGA_KAFKA_BOOTSTRAP" ] ||
+  { echo "bootstrap answered '$listed', not '$SAGA_KAFKA_BOOTSTRAP'"; exit 1; }
+direct=$(ctl bootstrap-direct | head -n 1)
+[ "$(tr ',' '\n' <<<"$direct" | grep -c '^127\.0\.0\.1:[0-9]*$')" = 3 ] ||
+  { echo "bootstrap-direct answered '$direct'"; exit 1; }
+[ "$direct" != "$SAGA_KAFKA_BOOTSTRAP" ] ||
+  { echo "bootstrap-direct names the relay's ports"; exit 1; }
+n=$(kcat -C -b "$direct" -t "$topic" -p 0 -o beginning -e -q | wc -l)
+[ "$n" = 2 ] || { echo "expected 2 messages through the direct ports, got $n"; exit 1; }
 echo "control socket ok"

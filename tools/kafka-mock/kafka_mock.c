@@ -75,6 +75,9 @@ static void usage(FILE *out) {
           "                         id KEY) from BROKER instead of the one\n"
           "                         its hash picks\n"
           "  bootstrap\n"
+          "  bootstrap-direct       the brokers' own ports, past the\n"
+          "                         long-poll relay (the same list with\n"
+          "                         --no-long-poll)\n"
           "\n"
           "client mode: saga-kafka-mock --send PATH COMMAND...\n"
           "  sends one command to a running mock's control socket, prints\n"
@@ -188,6 +191,9 @@ static void control_exec(rd_kafka_mock_cluster_t *mc, char *line, char *out,
     return;
   } else if (!strcmp(cmd, "bootstrap")) {
     snprintf(out, outsz, "%s\nok\n", client_bootstraps);
+    return;
+  } else if (!strcmp(cmd, "bootstrap-direct")) {
+    snprintf(out, outsz, "%s\nok\n", rd_kafka_mock_cluster_bootstraps(mc));
     return;
   } else if (!strcmp(cmd, "topic-create") && a[2]) {
     err = rd_kafka_mock_topic_create(mc, a[0], atoi(a[1]), atoi(a[2]));

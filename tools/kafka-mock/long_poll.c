@@ -111,6 +111,8 @@ static int buf_append(buf_t *B, const char *p, size_t n) {
 }
 
 static void buf_consume(buf_t *B, size_t n) {
+  if (!n)
+    return; /* B->b may still be NULL */
   memmove(B->b, B->b + n, B->len - n);
   B->len -= n;
 }

@@ -27,8 +27,7 @@ struct kpart {
 
 struct saga_kloop_ack {
   int64_t offset;
-  int done;     /* acknowledged */
-  int released; /* given up (saga_kloop_release): no commit passes it */
+  int done; /* acknowledged; a released one never is: commits stop there */
   struct kpart *part;
   saga_kloop_ack_t *next;
 };
@@ -436,7 +435,7 @@ void saga_kloop_release(saga_kloop_t *kl, saga_kloop_ack_t *ack) {
   if (!kl || !ack)
     return;
   struct kpart *p = ack->part;
-  ack->released = 1; /* stays in the list, never done: commits stop here */
+  /* it stays in the list, never done: commits stop here */
   p->held--;
   if (!p->revoked) {
     kl->held--;

@@ -4,6 +4,8 @@
  * then the message) and passed on whole, in order. */
 #include "long_poll.h"
 
+#include "grow.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -95,16 +97,8 @@ static void wr32(char *p, int32_t v) {
 }
 
 static int buf_append(buf_t *B, const char *p, size_t n) {
-  if (B->len + n > B->cap) {
-    size_t cap = B->cap ? B->cap : 4096;
-    while (cap < B->len + n)
-      cap *= 2;
-    char *g = realloc(B->b, cap);
-    if (!g)
-      return -1;
-    B->b = g;
-    B->cap = cap;
-  }
+  if (SAGA_GROW(B->b, B->cap, B->len + n, 4096) != 0)
+    return -1;
   memcpy(B->b + B->len, p, n);
   B->len += n;
   return 0;
@@ -216,14 +210,8 @@ static int fetch_has_records(const char *b, size_t n, int ver) {
 /* ---- passing frames on ---- */
 
 static void note_pending(conn_t *c, int32_t corr, int16_t key, int16_t ver) {
-  if (c->npend == c->cappend) {
-    size_t cap = c->cappend ? c->cappend * 2 : 16;
-    pend_t *g = realloc(c->pend, cap * sizeof *g);
-    if (!g)
-      return; /* unread, then: passed through as is */
-    c->pend = g;
-    c->cappend = cap;
-  }
+  if (SAGA_GROW(c->pend, c->cappend, c->npend + 1, 16) != 0)
+    return; /* unread, then: passed through as is */
   c->pend[c->npend++] = (pend_t){.corr = corr, .key = key, .ver = ver};
 }
 
@@ -337,15 +325,9 @@ static void read_into(int fd, buf_t *B, int *dead) {
   int one = 1;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
   for (;;) {
-    if (B->len + READ_CHUNK > B->cap) {
-      size_t cap = B->cap ? B->cap * 2 : READ_CHUNK * 2;
-      char *g = realloc(B->b, cap);
-      if (!g) {
-        *dead = 1;
-        return;
-      }
-      B->b = g;
-      B->cap = cap;
+    if (SAGA_GROW(B->b, B->cap, B->len + READ_CHUNK, READ_CHUNK * 2) != 0) {
+      *dead = 1;
+      return;
     }
     ssize_t r = read(fd, B->b + B->len, B->cap - B->len);
     if (r > 0) {
@@ -466,14 +448,9 @@ static void *run(void *arg) {
     for (conn_t *c = lp->conns; c; c = c->next)
       nconn++;
     size_t want = 1 + (size_t)lp->nb + 2 * nconn;
-    if (want > cap) {
-      struct pollfd *g = realloc(pfd, want * 2 * sizeof *g);
-      if (!g) {
-        (void)poll(NULL, 0, 10); /* out of memory: try again soon */
-        continue;
-      }
-      pfd = g;
-      cap = want * 2;
+    if (SAGA_GROW(pfd, cap, want, 16) != 0) {
+      (void)poll(NULL, 0, 10); /* out of memory: try again soon */
+      continue;
     }
     size_t n = 0;
     pfd[n++] = (struct pollfd){.fd = lp->stop_pipe[0], .events = POLLIN};

@@ -5,6 +5,9 @@ SAGA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SAGA_RUN=${SAGA_RUN:-$SAGA_ROOT/.run}
 SAGA_BUILD_DIR=${SAGA_BUILD_DIR:-$SAGA_ROOT/build}
 case $SAGA_BUILD_DIR in /*) ;; *) SAGA_BUILD_DIR=$SAGA_ROOT/$SAGA_BUILD_DIR ;; esac
+# Exported: the scripts a script runs (kafka.sh starts the mock of this
+# build) use the build it chose, as bench.sh's build-release.
+export SAGA_BUILD_DIR
 
 say() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() { say "$*"; exit 1; }

@@ -31,7 +31,23 @@ typedef struct {
    * saga in flight's total from each call to its callback */
   saga_idem_store_t inner;
   double store_cur, *store_ms;
+  /* BENCH_LIBRARY_TRACE=FILE (bench_library.h): the saga in flight's
+   * wall-clock marks, written when its outcome arrives */
+  FILE *trace;
+  double tr[32];
+  int ntr;
 } run_t;
+
+static double wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void mark(run_t *r) {
+  if (r->trace && r->ntr < 32)
+    r->tr[r->ntr++] = wall_ms();
+}
 
 static double now_ms(void) {
   struct timespec ts;
@@ -62,6 +78,7 @@ static void on_command(saga_participant_t *p, const saga_command_t *c,
                        saga_pending_t *pending, void *arg) {
   run_t *r = arg;
   (void)p;
+  mark(r);
   int do_ = c->action == SAGA_ACTION_DO;
   int rc = saga_participant_done(pending, SAGA_OUTCOME_SUCCESS,
                                  do_ ? r->out : NULL,
@@ -93,6 +110,7 @@ static void timed_looked_up(void *arg, int err, int found,
                             const saga_recorded_reply_t *reply) {
   timed_call_t *t = arg;
   t->r->store_cur += now_ms() - t->t0;
+  mark(t->r);
   saga_store_lookup_cb cb = t->lcb;
   void *a = t->arg;
   free(t);
@@ -102,6 +120,7 @@ static void timed_looked_up(void *arg, int err, int found,
 static void timed_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
                          void *arg) {
   run_t *r = ctx;
+  mark(r);
   timed_call_t *t = timed_begin(r, arg);
   if (!t) {
     cb(arg, SAGA_ENOMEM, 0, NULL);
@@ -114,6 +133,7 @@ static void timed_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
 static void timed_recorded(void *arg, int err) {
   timed_call_t *t = arg;
   t->r->store_cur += now_ms() - t->t0;
+  mark(t->r);
   saga_store_record_cb cb = t->rcb;
   void *a = t->arg;
   free(t);
@@ -124,6 +144,7 @@ static void timed_record(void *ctx, const char *key,
                          const saga_recorded_reply_t *rep,
                          saga_store_record_cb cb, void *arg) {
   run_t *r = ctx;
+  mark(r);
   timed_call_t *t = timed_begin(r, arg);
   if (!t) {
     cb(arg, SAGA_ENOMEM);
@@ -150,6 +171,13 @@ static void on_outcome(saga_starter_t *s, int err,
     return;
   }
   size_t i = r->next - 1;
+  mark(r);
+  if (r->trace && i >= r->warm) {
+    fprintf(r->trace, "%s%zu", r->o->id_prefix, i);
+    for (int k = 0; k < r->ntr; k++)
+      fprintf(r->trace, " %.3f", r->tr[k]);
+    fprintf(r->trace, "\n");
+  }
   if (i >= r->warm) {
     r->lat[i - r->warm] = now_ms() - r->t0;
     if (r->store_ms)
@@ -170,6 +198,7 @@ static void on_started(saga_starter_t *s, int err, const char *saga_id,
     stop(r, "StartSaga was not delivered", err);
     return;
   }
+  mark(r);
   int rc = saga_starter_await(s, saga_id, 30000, on_outcome, r);
   if (rc != 0)
     stop(r, "saga_starter_await failed", rc);
@@ -186,6 +215,8 @@ static void start_next(run_t *r) {
                               .input_len = (size_t)len};
   r->next++;
   r->store_cur = 0;
+  r->ntr = 0;
+  mark(r);
   r->t0 = now_ms();
   int rc = saga_starter_start(r->st, &req, got, sizeof got, on_started, r);
   if (rc != 0)
@@ -199,6 +230,11 @@ int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
                      size_t errlen) {
   run_t r = {.o = o, .warm = warm, .n = n, .lat = lat_ms, .err = err,
              .errlen = errlen, .store_ms = store_ms};
+  const char *trace = getenv("BENCH_LIBRARY_TRACE");
+  if (trace && *trace && !(r.trace = fopen(trace, "w"))) {
+    snprintf(err, errlen, "%s: cannot write the trace", trace);
+    return -1;
+  }
   char why[512] = "";
   PGconn *pg = PQconnectdb(o->pg_conninfo);
   if (PQstatus(pg) != CONNECTION_OK) {
@@ -267,5 +303,24 @@ out:
   (void)uv_loop_close(&r.loop);
   free(r.out);
   PQfinish(pg);
+  if (r.trace) {
+    /* and sagad's appends of those sagas: when each statement began */
+    PGconn *c = PQconnectdb(o->pg_conninfo);
+    char q[256];
+    snprintf(q, sizeof q,
+             "SELECT stream_id, stream_version, event_type, extract(epoch"
+             " FROM recorded_at) * 1000 FROM es_events WHERE stream_id"
+             " LIKE 'saga-%s%%' ORDER BY global_position",
+             o->id_prefix);
+    PGresult *res = PQexec(c, q);
+    for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK &&
+                    i < PQntuples(res); i++)
+      fprintf(r.trace, "E %s %s %s %s\n", PQgetvalue(res, i, 0),
+              PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+              PQgetvalue(res, i, 3));
+    PQclear(res);
+    PQfinish(c);
+    fclose(r.trace);
+  }
   return rc == 0 ? 0 : -1;
 }

@@ -27,7 +27,13 @@ typedef struct {
  * (NULL: not kept) the time the participant's effect store took in it
  * (every lookup and record, from the call to its callback). Returns 0, or
  * -1 with err set (a saga that did not complete within 30 s, a library or
- * PostgreSQL error). */
+ * PostgreSQL error). BENCH_LIBRARY_TRACE=FILE writes into FILE, for each
+ * measured saga, the wall-clock times (ms) of its start, StartSaga
+ * delivered, and for each step the effect store's lookup (call and
+ * answer), the command handed to the handler, its record (call and
+ * answer), then the outcome; and after them one line per event sagad
+ * appended for those sagas ("E stream version type recorded_at", the
+ * time its statement began). */
 int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
                      double *lat_ms, double *store_ms, char *err,
                      size_t errlen);

@@ -11,7 +11,8 @@
  * runs only the resident memory and recovery phases, BENCH_NO_MEMORY=1
  * skips them, BENCH_C1_ONLY=1 runs only the concurrency-1 half and the
  * floor; BENCH_MEMORY_PAUSE_S, BENCH_RECOVERY_ROUNDS, BENCH_KEEP,
- * BENCH_ADMIN, BENCH_LOG_LEVEL are for profiling; BENCH_CONCURRENCY,
+ * BENCH_ADMIN, BENCH_LOG_LEVEL and BENCH_LIBRARY_TRACE (bench_library.c)
+ * are for profiling; BENCH_CONCURRENCY,
  * BENCH_BATCH_MAX_EVENTS and the BENCH_*_FETCH_WAIT_MS / _LINGER_MS ones
  * change what is measured. */
 #include <errno.h>

@@ -32,17 +32,30 @@
 #define READ_CHUNK 65536
 #define MAX_BUFFERED (64u << 20) /* stop reading a side past this */
 #define IDLE_WAKE_MS 1000
+#define PEND_TOPICS 4 /* topics of a produce remembered until its answer */
 
 typedef struct {
   char *b;
   size_t len, cap;
 } buf_t;
 
-/* A request whose answer the relay reads. */
+/* A request whose answer the relay reads; for a produce, the topics it
+ * writes (indexes into long_poll.topics), ntopic -1 when they could not
+ * be read or were more than PEND_TOPICS: its answer wakes every fetch. */
 typedef struct {
   int32_t corr;
   int16_t key, ver;
+  int ntopic;
+  int topic[PEND_TOPICS];
 } pend_t;
+
+/* A topic some produce wrote, and the epoch of the last produce answer
+ * for it. */
+typedef struct {
+  char *name;
+  size_t len;
+  uint64_t epoch;
+} topic_t;
 
 typedef struct conn {
   int cfd, ufd;        /* the client; the mock broker */
@@ -53,6 +66,7 @@ typedef struct conn {
   int held;            /* the first frame of cin is a fetch being held */
   uint64_t deadline;   /* when that fetch's own wait is over (ms) */
   uint64_t epoch;      /* lp->epoch when its last fetch was passed on */
+  int more;            /* that fetch brought records: the next one goes */
   int dead;
   struct conn *next;
 } conn_t;
@@ -63,7 +77,10 @@ struct long_poll {
   int mock_port[MAX_BROKERS], relay_port[MAX_BROKERS];
   char bootstraps[MAX_BROKERS * 24];
   conn_t *conns;
-  uint64_t epoch; /* produce answers seen */
+  uint64_t epoch;     /* produce answers seen */
+  uint64_t all_epoch; /* the last one whose topics are not known */
+  topic_t *topics;    /* every topic a produce wrote */
+  size_t ntopics, captopics;
   int stop_pipe[2]; /* wakes the thread: to stop, or to apply want_down */
   pthread_t thread;
   pthread_mutex_t mu;
@@ -138,6 +155,33 @@ static int skip_str(const char *b, size_t n, size_t *o) {
   return *o <= n ? 0 : -1;
 }
 
+/* The index in lp->topics of the topic `name` (len bytes, not
+ * terminated), added when new; -1 when out of memory. */
+static int topic_index(long_poll_t *lp, const char *name, size_t len) {
+  for (size_t i = 0; i < lp->ntopics; i++)
+    if (lp->topics[i].len == len && !memcmp(lp->topics[i].name, name, len))
+      return (int)i;
+  char *copy = malloc(len ? len : 1);
+  if (!copy ||
+      SAGA_GROW(lp->topics, lp->captopics, lp->ntopics + 1, 16) != 0) {
+    free(copy);
+    return -1;
+  }
+  memcpy(copy, name, len);
+  lp->topics[lp->ntopics] = (topic_t){.name = copy, .len = len};
+  return (int)lp->ntopics++;
+}
+
+/* The epoch of the last produce answer for the topic `name` (len bytes),
+ * 0 when none wrote it. */
+static uint64_t topic_epoch(const long_poll_t *lp, const char *name,
+                            size_t len) {
+  for (size_t i = 0; i < lp->ntopics; i++)
+    if (lp->topics[i].len == len && !memcmp(lp->topics[i].name, name, len))
+      return lp->topics[i].epoch;
+  return 0;
+}
+
 /* Metadata answer, versions 0-8: [throttle v3+] brokers [node, host,
  * port, rack v1+] ... */
 static void rewrite_metadata(const long_poll_t *lp, char *b, size_t n,
@@ -209,10 +253,12 @@ static int fetch_has_records(const char *b, size_t n, int ver) {
 
 /* ---- passing frames on ---- */
 
-static void note_pending(conn_t *c, int32_t corr, int16_t key, int16_t ver) {
+static pend_t *note_pending(conn_t *c, int32_t corr, int16_t key,
+                            int16_t ver) {
   if (SAGA_GROW(c->pend, c->cappend, c->npend + 1, 16) != 0)
-    return; /* unread, then: passed through as is */
-  c->pend[c->npend++] = (pend_t){.corr = corr, .key = key, .ver = ver};
+    return NULL; /* unread, then: passed through as is */
+  c->pend[c->npend] = (pend_t){.corr = corr, .key = key, .ver = ver};
+  return &c->pend[c->npend++];
 }
 
 /* Whether a Produce request gets an answer (acks != 0). */
@@ -221,6 +267,81 @@ static int produce_answered(const char *f, size_t sz, size_t h, int ver) {
   if (ver >= 3 && skip_str(f, sz, &o)) /* transactional id */
     return 1;
   return o + 2 > sz || rd16(f + o) != 0;
+}
+
+/* The topics a Produce request, versions 0-7, writes into p->topic:
+ * [transactional id v3+] acks timeout topics [name partitions [index
+ * records]]. ntopic -1 when it cannot be read or names too many. */
+static void produce_topics(long_poll_t *lp, pend_t *p, const char *f,
+                           size_t sz, size_t h, int ver) {
+  size_t o = h;
+  p->ntopic = -1;
+  if (ver > 7 || (ver >= 3 && skip_str(f, sz, &o)))
+    return;
+  o += 2 + 4; /* acks, timeout */
+  if (o + 4 > sz)
+    return;
+  int32_t topics = rd32(f + o);
+  o += 4;
+  if (topics < 0 || topics > PEND_TOPICS)
+    return;
+  int idx[PEND_TOPICS] = {0};
+  for (int32_t t = 0; t < topics; t++) {
+    if (o + 2 > sz)
+      return;
+    int16_t len = rd16(f + o);
+    if (len < 0 || o + 2 + (size_t)len + 4 > sz ||
+        (idx[t] = topic_index(lp, f + o + 2, (size_t)len)) < 0)
+      return;
+    o += 2 + (size_t)len;
+    int32_t parts = rd32(f + o);
+    o += 4;
+    for (int32_t k = 0; k < parts; k++) {
+      if (o + 8 > sz)
+        return;
+      int32_t rlen = rd32(f + o + 4);
+      o += 8 + (size_t)(rlen > 0 ? rlen : 0);
+    }
+  }
+  memcpy(p->topic, idx, sizeof idx);
+  p->ntopic = topics;
+}
+
+/* Whether a held Fetch request, versions 4-11, may go: a produce was
+ * answered, for one of the topics it reads (or one whose topics are not
+ * known), since the connection's previous fetch went. Its body: replica
+ * wait min_bytes max_bytes isolation [session epoch v7+] topics [name
+ * partitions [index [leader_epoch v9+] offset [log_start v5+]
+ * max_bytes]] ... A fetch that cannot be read, or of an incremental fetch
+ * session (whose requests may leave partitions out), goes on any produce. */
+static int fetch_woken(const long_poll_t *lp, const conn_t *c, const char *f,
+                       size_t sz, size_t h, int ver) {
+  if (lp->all_epoch > c->epoch)
+    return 1;
+  size_t o = h + 4 + 4 + 4 + 4 + 1;
+  if (ver < 4 || o + (ver >= 7 ? 8 : 0) + 4 > sz)
+    return lp->epoch > c->epoch;
+  if (ver >= 7) {
+    if (rd32(f + o + 4) != -1) /* session epoch: -1 is a full fetch */
+      return lp->epoch > c->epoch;
+    o += 8;
+  }
+  size_t part = 4 + (ver >= 9 ? 4 : 0) + 8 + (ver >= 5 ? 8 : 0) + 4;
+  int32_t topics = rd32(f + o);
+  o += 4;
+  for (int32_t t = 0; t < topics; t++) {
+    if (o + 2 > sz)
+      return lp->epoch > c->epoch;
+    int16_t len = rd16(f + o);
+    if (len < 0 || o + 2 + (size_t)len + 4 > sz)
+      return lp->epoch > c->epoch;
+    if (topic_epoch(lp, f + o + 2, (size_t)len) > c->epoch)
+      return 1;
+    o += 2 + (size_t)len;
+    int32_t parts = rd32(f + o);
+    o += 4 + (size_t)(parts > 0 ? parts : 0) * part;
+  }
+  return 0;
 }
 
 /* The message of the complete frame at B->b + pos (its size into *sz),
@@ -245,7 +366,7 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
       size_t h = 10 + (size_t)(idlen > 0 ? idlen : 0); /* body */
       if (key == API_FETCH && ver <= MAX_FETCH_VERSION && sz >= h + 8) {
         int32_t wait = rd32(f + h + 4); /* after the replica id */
-        if (c->epoch == lp->epoch && wait > 0) {
+        if (!c->more && wait > 0 && !fetch_woken(lp, c, f, sz, h, ver)) {
           if (!c->held) {
             c->held = 1;
             c->deadline = now + (uint64_t)wait;
@@ -254,6 +375,7 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
             break; /* nothing produced since its last fetch: hold it */
         }
         c->held = 0;
+        c->more = 0;
         wr32(f + h + 4, 0);
         c->epoch = lp->epoch;
         note_pending(c, corr, key, ver);
@@ -262,7 +384,9 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
                   ver <= MAX_COORDINATOR_VERSION)) {
         note_pending(c, corr, key, ver);
       } else if (key == API_PRODUCE && produce_answered(f, sz, h, ver)) {
-        note_pending(c, corr, key, ver); /* its answer lets fetches go */
+        pend_t *p = note_pending(c, corr, key, ver);
+        if (p) /* its answer lets the fetches of its topics go */
+          produce_topics(lp, p, f, sz, h, ver);
       }
     }
     if (buf_append(&c->uout, c->cin.b + pos, 4 + (size_t)sz)) {
@@ -274,11 +398,19 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
   buf_consume(&c->cin, pos);
 }
 
+/* A produce was answered: the held fetches of its topics may go. */
+static void produced(long_poll_t *lp, const pend_t *p) {
+  lp->epoch++;
+  if (p->ntopic < 0)
+    lp->all_epoch = lp->epoch;
+  for (int i = 0; i < p->ntopic; i++)
+    lp->topics[p->topic[i]].epoch = lp->epoch;
+}
+
 /* Pass the broker's complete answers on; a produce answer wakes the held
- * fetches. Returns whether one came. */
-static int pump_answers(long_poll_t *lp, conn_t *c) {
+ * fetches of its topics. */
+static void pump_answers(long_poll_t *lp, conn_t *c) {
   size_t pos = 0;
-  int produced = 0;
   uint32_t sz;
   char *f;
   while ((f = frame_at(&c->uin, pos, &sz))) {
@@ -293,12 +425,12 @@ static int pump_answers(long_poll_t *lp, conn_t *c) {
         c->npend -= i + 1;
         memmove(c->pend, c->pend + i + 1, c->npend * sizeof *c->pend);
         if (p.key == API_PRODUCE)
-          produced = 1;
+          produced(lp, &p);
         else if (p.key == API_FETCH) {
           /* more may be waiting (the answer is size-limited): the next
            * fetch goes on at once, as a broker would answer it */
           if (fetch_has_records(f + 4, sz - 4, p.ver))
-            c->epoch = lp->epoch - 1;
+            c->more = 1;
         } else if (p.key == API_METADATA)
           rewrite_metadata(lp, f + 4, sz - 4, p.ver);
         else
@@ -307,12 +439,11 @@ static int pump_answers(long_poll_t *lp, conn_t *c) {
     }
     if (buf_append(&c->cout, c->uin.b + pos, 4 + (size_t)sz)) {
       c->dead = 1;
-      return produced;
+      return;
     }
     pos += 4 + (size_t)sz;
   }
   buf_consume(&c->uin, pos);
-  return produced;
 }
 
 /* ---- sockets ---- */
@@ -382,7 +513,8 @@ static void accept_client(long_poll_t *lp, int b) {
   }
   c->cfd = cfd;
   c->ufd = ufd;
-  c->epoch = lp->epoch - 1; /* its first fetch is passed on at once */
+  c->epoch = lp->epoch;
+  c->more = 1; /* its first fetch is passed on at once */
   c->next = lp->conns;
   lp->conns = c;
 }
@@ -488,11 +620,8 @@ static void *run(void *arg) {
     for (int i = 0; i < lp->nb; i++)
       if (lp->lfd[i] >= 0 && (pfd[1 + i].revents & POLLIN))
         accept_client(lp, i);
-    int produced = 0;
     for (conn_t *c = lp->conns; c; c = c->next)
-      produced |= pump_answers(lp, c);
-    if (produced)
-      lp->epoch++;
+      pump_answers(lp, c);
     now = now_ms();
     for (conn_t *c = lp->conns; c; c = c->next) {
       pump_requests(lp, c, now);
@@ -610,5 +739,8 @@ void long_poll_stop(long_poll_t *lp) {
     lp->conns = c->next;
     conn_free(c);
   }
+  for (size_t i = 0; i < lp->ntopics; i++)
+    free(lp->topics[i].name);
+  free(lp->topics);
   free(lp);
 }

@@ -27,12 +27,18 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * an `event_id = ANY($3)` scan planned on a young table stayed a
  * sequential scan of es_events as it grew, MULTI_SQL below); ins, the
  * events, if no id is stored and the version is the expected one. */
-#define APPEND_SQL(extra)                                                     \
-  "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
-  " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
+#define APPEND_DUP                                                            \
   " dup AS (SELECT count(f.found) AS n, count(*) FILTER (WHERE f.found = $1)" \
   " AS mine FROM (SELECT (SELECT x.stream_id FROM es_events x"                \
-  " WHERE x.event_id = u.id) AS found FROM unnest($3) AS u(id)) f),"          \
+  " WHERE x.event_id = u.id) AS found FROM unnest($3) AS u(id)) f),"
+/* Ids the library drew and never sent (es__stream_t.fresh_ids): no stored
+ * event carries one, so the statements skip the probes, which cost one
+ * index probe per id and attached partition. */
+#define APPEND_DUP_FRESH " dup AS (SELECT 0::int8 AS n, 0::int8 AS mine),"
+#define APPEND_SQL(dup, extra)                                                \
+  "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
+  " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
+  dup                                                                         \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
   " era) SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m, "     \
@@ -60,14 +66,14 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * of every unique index and a WAL record per row) and no CTE: the common
  * path pays one insert and two probes per partition. One row cannot be
  * half written. */
-#define APPEND_ONE_SQL(extra)                                                 \
+#define APPEND_ONE_DUP " AND NOT EXISTS (SELECT 1 FROM es_events WHERE event_id = $3)"
+#define APPEND_ONE_SQL(dup, extra)                                            \
   "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
   " data, correlation_id, causation_id, traceparent, metadata, era)"          \
   " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL                  \
   " WHERE coalesce((SELECT stream_version FROM es_events WHERE"               \
   " stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) = $2"            \
-  " AND NOT EXISTS (SELECT 1 FROM es_events WHERE event_id = $3)"             \
-  " RETURNING global_position" extra
+  dup " RETURNING global_position" extra
 
 /* One event appended by a batch (or an append with any expected version),
  * answering APPEND_SQL's columns, so a refusal is told apart in the same
@@ -77,11 +83,14 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * (0.5 ms of planning per commit in the saga benchmark's concurrency-1
  * half); here generic and custom plans cost the same and the generic one
  * is kept. Each check is one index probe by a unique key. */
-#define APPEND_ROW_SQL(extra)                                                 \
+#define APPEND_ROW_DUP                                                        \
+  " dup AS (SELECT (SELECT x.stream_id FROM es_events x"                      \
+  " WHERE x.event_id = $3) AS found),"
+#define APPEND_ROW_DUP_FRESH " dup AS (SELECT NULL::text AS found),"
+#define APPEND_ROW_SQL(dup, extra)                                            \
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
   " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
-  " dup AS (SELECT (SELECT x.stream_id FROM es_events x"                      \
-  " WHERE x.event_id = $3) AS found),"                                        \
+  dup                                                                         \
   " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
   " era) SELECT $1, cur.v + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL          \
@@ -101,6 +110,13 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " (SELECT count(*) FROM es_events WHERE event_id = $2),"                    \
   " (SELECT count(*) FROM es_events WHERE event_id = $2 AND stream_id = $1)," \
   " 0::int8, 0::int8, 0::int8 FROM es_events WHERE stream_id = $1"
+
+/* The NOTIFY column of the _notify variants: when something went in (a
+ * statement with an ins CTE), or always (es_append_one, which answers no
+ * row when nothing went in). */
+#define NOTIFY_IF_INS                                                         \
+  ", (SELECT " ES__NOTIFY_UNLESS_ALONE " AND EXISTS (SELECT 1 FROM ins))"
+#define NOTIFY_ONE ", (SELECT " ES__NOTIFY_UNLESS_ALONE ")"
 
 /* A batch's streams in one statement (one round of es__batch_plan, so each
  * stream id appears once). The plan must not depend on the number of
@@ -311,21 +327,26 @@ static const struct {
   int n;
   const Oid *types;
 } stmts[] = {
-    {"es_append", APPEND_SQL(""), 9, append_types},
-    {"es_append_notify",
-     APPEND_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE " AND EXISTS"
-                " (SELECT 1 FROM ins))"),
-     9, append_types},
-    {"es_append_one", APPEND_ONE_SQL(""), 9, append_one_types},
-    {"es_append_row", APPEND_ROW_SQL(""), 9, append_one_types},
-    {"es_append_row_notify",
-     APPEND_ROW_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE " AND EXISTS"
-                    " (SELECT 1 FROM ins))"),
-     9, append_one_types},
-    {"es_append_multi", MULTI_SQL, ES__MULTI_NPARAMS, multi_types},
-    {"es_append_one_notify",
-     APPEND_ONE_SQL(", (SELECT " ES__NOTIFY_UNLESS_ALONE ")"), 9,
+    {"es_append", APPEND_SQL(APPEND_DUP, ""), 9, append_types},
+    {"es_append_notify", APPEND_SQL(APPEND_DUP, NOTIFY_IF_INS), 9,
+     append_types},
+    {"es_append_fresh", APPEND_SQL(APPEND_DUP_FRESH, ""), 9, append_types},
+    {"es_append_fresh_notify", APPEND_SQL(APPEND_DUP_FRESH, NOTIFY_IF_INS), 9,
+     append_types},
+    {"es_append_one", APPEND_ONE_SQL(APPEND_ONE_DUP, ""), 9, append_one_types},
+    {"es_append_one_notify", APPEND_ONE_SQL(APPEND_ONE_DUP, NOTIFY_ONE), 9,
      append_one_types},
+    {"es_append_one_fresh", APPEND_ONE_SQL("", ""), 9, append_one_types},
+    {"es_append_one_fresh_notify", APPEND_ONE_SQL("", NOTIFY_ONE), 9,
+     append_one_types},
+    {"es_append_row", APPEND_ROW_SQL(APPEND_ROW_DUP, ""), 9, append_one_types},
+    {"es_append_row_notify", APPEND_ROW_SQL(APPEND_ROW_DUP, NOTIFY_IF_INS), 9,
+     append_one_types},
+    {"es_append_row_fresh", APPEND_ROW_SQL(APPEND_ROW_DUP_FRESH, ""), 9,
+     append_one_types},
+    {"es_append_row_fresh_notify",
+     APPEND_ROW_SQL(APPEND_ROW_DUP_FRESH, NOTIFY_IF_INS), 9, append_one_types},
+    {"es_append_multi", MULTI_SQL, ES__MULTI_NPARAMS, multi_types},
     {"es_append_check", APPEND_CHECK_SQL, 2, append_check_types},
     {"es_read_stream",
      COLS " WHERE stream_id = $1 AND stream_version >= $2"
@@ -404,10 +425,17 @@ static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
   int lens[ES__APPEND_NPARAMS], fmts[ES__APPEND_NPARAMS];
   /* one event in the array encoding: es_append_row, its elements */
   int row = !s->one && s->n_events == 1;
-  static const char *const names[3][2] = {
-      {"es_append", "es_append_notify"},
-      {"es_append_one", "es_append_one_notify"},
-      {"es_append_row", "es_append_row_notify"}};
+  static const char *const names[3][2][2] = {
+      {{"es_append", "es_append_notify"},
+       {"es_append_fresh", "es_append_fresh_notify"}},
+      {{"es_append_one", "es_append_one_notify"},
+       {"es_append_one_fresh", "es_append_one_fresh_notify"}},
+      {{"es_append_row", "es_append_row_notify"},
+       {"es_append_row_fresh", "es_append_row_fresh_notify"}}};
+  /* ids the library drew skip the probes once: sent again (the batch
+   * executed again), they are probed and answer DUPLICATE */
+  int fresh = s->fresh_ids != 0;
+  s->fresh_ids = 0;
   for (int k = 0; k < ES__APPEND_NPARAMS; k++) {
     values[k] = s->lens[k] < 0 ? NULL : s->params.p + s->offs[k];
     lens[k] = s->lens[k];
@@ -415,7 +443,7 @@ static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
     if (row && k >= 2)
       only_elem(values[k], &values[k], &lens[k]);
   }
-  int ok = PQsendQueryPrepared(c, names[row ? 2 : s->one][notify != 0],
+  int ok = PQsendQueryPrepared(c, names[row ? 2 : s->one][fresh][notify != 0],
                                ES__APPEND_NPARAMS, values, lens, fmts, 1);
   return sent(c, op, ok, s->one ? ES__R_ONE : ES__R_APPEND, i);
 }

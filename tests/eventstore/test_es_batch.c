@@ -475,6 +475,11 @@ static void test_a_one_stream_batch_keeps_one_plan_that_probes_the_keys(
                   PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
   assert_int_equal(PQntuples(r), 0);
   PQclear(r);
+  /* sagad's shape (ids the library drew) goes by the statement without
+   * the id probe */
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM plan_probe WHERE"
+                                  " name LIKE 'es\\_append\\_row\\_fresh%'"),
+                   1);
   PQfinish(c);
   es_batch_free(b);
   es_store_close(s);

@@ -230,11 +230,6 @@ int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
                      size_t errlen) {
   run_t r = {.o = o, .warm = warm, .n = n, .lat = lat_ms, .err = err,
              .errlen = errlen, .store_ms = store_ms};
-  const char *trace = getenv("BENCH_LIBRARY_TRACE");
-  if (trace && *trace && !(r.trace = fopen(trace, "w"))) {
-    snprintf(err, errlen, "%s: cannot write the trace", trace);
-    return -1;
-  }
   char why[512] = "";
   PGconn *pg = PQconnectdb(o->pg_conninfo);
   if (PQstatus(pg) != CONNECTION_OK) {
@@ -288,6 +283,12 @@ int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
   if (rc != 0) {
     snprintf(err, errlen, "client library: %s (%s)", why,
              saga_err_name(rc));
+    goto out;
+  }
+  const char *trace = getenv("BENCH_LIBRARY_TRACE");
+  if (trace && *trace && !(r.trace = fopen(trace, "w"))) {
+    snprintf(err, errlen, "%s: cannot write the trace", trace);
+    rc = -1;
     goto out;
   }
   start_next(&r);

@@ -32,7 +32,7 @@
 #define READ_CHUNK 65536
 #define MAX_BUFFERED (64u << 20) /* stop reading a side past this */
 #define IDLE_WAKE_MS 1000
-#define PEND_TOPICS 4 /* topics of a produce remembered until its answer */
+#define PEND_TOPICS 16 /* topics of a produce remembered until its answer */
 
 typedef struct {
   char *b;

@@ -9,8 +9,9 @@
  * the way a broker does: a fetch is passed on at once (its wait set to 0)
  * when a produce to one of the topics it reads was acknowledged since the
  * connection's previous fetch was passed on, and otherwise held until one
- * is, or until its own wait is over. Everything else passes through unchanged, except the broker
- * ports in metadata and coordinator answers, which name the relay's. */
+ * is, or until its own wait is over. Everything else passes through
+ * unchanged, except the broker ports in metadata and coordinator answers,
+ * which name the relay's. */
 #ifndef SAGA_KAFKA_MOCK_LONG_POLL_H
 #define SAGA_KAFKA_MOCK_LONG_POLL_H
 

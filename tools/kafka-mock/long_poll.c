@@ -156,11 +156,19 @@ static int skip_str(const char *b, size_t n, size_t *o) {
 }
 
 /* The index in lp->topics of the topic `name` (len bytes, not
- * terminated), added when new; -1 when out of memory. */
-static int topic_index(long_poll_t *lp, const char *name, size_t len) {
+ * terminated), or -1 when no produce wrote it. */
+static int topic_find(const long_poll_t *lp, const char *name, size_t len) {
   for (size_t i = 0; i < lp->ntopics; i++)
     if (lp->topics[i].len == len && !memcmp(lp->topics[i].name, name, len))
       return (int)i;
+  return -1;
+}
+
+/* The same, added when new; -1 when out of memory. */
+static int topic_index(long_poll_t *lp, const char *name, size_t len) {
+  int i = topic_find(lp, name, len);
+  if (i >= 0)
+    return i;
   char *copy = malloc(len ? len : 1);
   if (!copy ||
       SAGA_GROW(lp->topics, lp->captopics, lp->ntopics + 1, 16) != 0) {
@@ -170,16 +178,6 @@ static int topic_index(long_poll_t *lp, const char *name, size_t len) {
   memcpy(copy, name, len);
   lp->topics[lp->ntopics] = (topic_t){.name = copy, .len = len};
   return (int)lp->ntopics++;
-}
-
-/* The epoch of the last produce answer for the topic `name` (len bytes),
- * 0 when none wrote it. */
-static uint64_t topic_epoch(const long_poll_t *lp, const char *name,
-                            size_t len) {
-  for (size_t i = 0; i < lp->ntopics; i++)
-    if (lp->topics[i].len == len && !memcmp(lp->topics[i].name, name, len))
-      return lp->topics[i].epoch;
-  return 0;
 }
 
 /* Metadata answer, versions 0-8: [throttle v3+] brokers [node, host,
@@ -285,13 +283,12 @@ static void produce_topics(long_poll_t *lp, pend_t *p, const char *f,
   o += 4;
   if (topics < 0 || topics > PEND_TOPICS)
     return;
-  int idx[PEND_TOPICS] = {0};
   for (int32_t t = 0; t < topics; t++) {
     if (o + 2 > sz)
       return;
     int16_t len = rd16(f + o);
     if (len < 0 || o + 2 + (size_t)len + 4 > sz ||
-        (idx[t] = topic_index(lp, f + o + 2, (size_t)len)) < 0)
+        (p->topic[t] = topic_index(lp, f + o + 2, (size_t)len)) < 0)
       return;
     o += 2 + (size_t)len;
     int32_t parts = rd32(f + o);
@@ -303,7 +300,6 @@ static void produce_topics(long_poll_t *lp, pend_t *p, const char *f,
       o += 8 + (size_t)(rlen > 0 ? rlen : 0);
     }
   }
-  memcpy(p->topic, idx, sizeof idx);
   p->ntopic = topics;
 }
 
@@ -316,6 +312,8 @@ static void produce_topics(long_poll_t *lp, pend_t *p, const char *f,
  * session (whose requests may leave partitions out), goes on any produce. */
 static int fetch_woken(const long_poll_t *lp, const conn_t *c, const char *f,
                        size_t sz, size_t h, int ver) {
+  if (lp->epoch == c->epoch)
+    return 0; /* nothing produced since: no need to read it */
   if (lp->all_epoch > c->epoch)
     return 1;
   size_t o = h + 4 + 4 + 4 + 4 + 1;
@@ -335,7 +333,8 @@ static int fetch_woken(const long_poll_t *lp, const conn_t *c, const char *f,
     int16_t len = rd16(f + o);
     if (len < 0 || o + 2 + (size_t)len + 4 > sz)
       return lp->epoch > c->epoch;
-    if (topic_epoch(lp, f + o + 2, (size_t)len) > c->epoch)
+    int i = topic_find(lp, f + o + 2, (size_t)len);
+    if (i >= 0 && lp->topics[i].epoch > c->epoch)
       return 1;
     o += 2 + (size_t)len;
     int32_t parts = rd32(f + o);

@@ -32,6 +32,10 @@
 #define ERR_REQUEST_TIMED_OUT 7
 #define ERR_NOT_COORDINATOR 16
 
+/* What librdkafka writes into sagad's log when a fetch met a partition
+ * whose leader is elsewhere. */
+#define LEADER_EVIDENCE "error \"Broker: Not leader for partition\""
+
 #define API_PRODUCE 0
 /* The broker that leads every step topic's partitions once
  * sagad_only_broker() ran: only sagad produces to it. The inbox, the one
@@ -71,7 +75,8 @@ static int has_word(const char *line, const char *key) {
 
 /* When a fault left no evidence: what sagad's Kafka clients did from the
  * injection on (its log from byte `from`, the group's and the leaders'
- * lines), for the CI log, since a passing group removes the files. */
+ * lines, leaving out offset commits, which a rejoining member repeats by
+ * the dozen), for the CI log, since a passing group removes the files. */
 static void print_kafka_lines(size_t from) {
   static const char *const keys[] = {"assign", "revok", "rebalanc", "join",
                                      "session", "leader", NULL};
@@ -83,12 +88,13 @@ static void print_kafka_lines(size_t from) {
     char *end = strchr(line, '\n');
     if (end)
       *end = '\0';
-    for (int k = 0; keys[k]; k++)
-      if (has_word(line, keys[k])) {
-        printf("#   sagad: %.300s\n", line);
-        shown++;
-        break;
-      }
+    if (!has_word(line, "commit"))
+      for (int k = 0; keys[k]; k++)
+        if (has_word(line, keys[k])) {
+          printf("#   sagad: %.300s\n", line);
+          shown++;
+          break;
+        }
     if (!end)
       break;
     line = end + 1;
@@ -205,14 +211,23 @@ static void lift_down(void) {
 }
 
 static void inject_leaders(void) {
-  /* Every inbox partition's leader moves to the next broker, twice. */
-  for (int round = 0; round < 2; round++) {
+  /* Every inbox partition's leader moves to the next broker: twice, and
+   * on (up to 10 rounds) until sagad's consumer has met a moved leader. A
+   * consumer that is rejoining its group fetches nothing meanwhile: the
+   * broker-down test before this one can leave sagad's member unknown to
+   * the mock's coordinator, found at sagad's next heartbeat or commit,
+   * which may fall in this batch (seen once in CI under ASan). */
+  long before = faults_log_count("flt_kafka", 0, LEADER_EVIDENCE);
+  for (int round = 0; round < 10; round++) {
+    if (round >= 2 &&
+        faults_log_count("flt_kafka", 0, LEADER_EVIDENCE) > before)
+      break;
     for (int p = 0; p < 4; p++)
       faults_mock_ctl(F.mock, "partition-leader %s %d %d", F.inbox, p,
                       1 + (p + round + 1) % 3);
     e2e_pump(F.t, 700);
+    faults_injected += 4;
   }
-  faults_injected += 8;
 }
 static void lift_leaders(void) {}
 
@@ -239,8 +254,7 @@ static void test_produce_errors_lose_and_double_no_effect(void **state) {
 }
 static void test_fetch_errors_lose_and_double_no_effect(void **state) {
   (void)state;
-  run_batch("fetch", inject_fetch, lift_fetch,
-            "error \"Broker: Not leader for partition\"");
+  run_batch("fetch", inject_fetch, lift_fetch, LEADER_EVIDENCE);
 }
 static void test_offset_commit_errors_lose_and_double_no_effect(
     void **state) {
@@ -256,8 +270,7 @@ static void test_a_broker_down_and_back_loses_and_doubles_no_effect(
 static void test_moved_partition_leaders_lose_and_double_no_effect(
     void **state) {
   (void)state;
-  run_batch("leaders", inject_leaders, lift_leaders,
-            "error \"Broker: Not leader for partition\"");
+  run_batch("leaders", inject_leaders, lift_leaders, LEADER_EVIDENCE);
 }
 static void test_added_latency_loses_and_doubles_no_effect(void **state) {
   (void)state;

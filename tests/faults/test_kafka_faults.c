@@ -211,14 +211,17 @@ static void lift_down(void) {
 }
 
 static void inject_leaders(void) {
-  /* Every inbox partition's leader moves to the next broker: twice, and
-   * on (up to 10 rounds) until sagad's consumer has met a moved leader. A
-   * consumer that is rejoining its group fetches nothing meanwhile: the
-   * broker-down test before this one can leave sagad's member unknown to
-   * the mock's coordinator, found at sagad's next heartbeat or commit,
-   * which may fall in this batch (seen once in CI under ASan). */
+  /* Every inbox partition's leader moves to the next broker, a round every
+   * 0.7 s: twice, and on until sagad's consumer has met a moved leader (60
+   * s at most). A consumer that is rejoining its group fetches nothing
+   * meanwhile: the broker-down test before this one can leave sagad's
+   * member unknown to the mock's coordinator, found at sagad's next
+   * heartbeat or commit, which may fall in this batch (seen once in CI
+   * under ASan); the mock's rejoin then waits up to the session (45 s by
+   * default) less one second for other members. */
   long before = faults_log_count("flt_kafka", 0, LEADER_EVIDENCE);
-  for (int round = 0; round < 10; round++) {
+  int64_t until = ts_now_ms() + ts_timeout_ms(60000);
+  for (int round = 0; round < 2 || ts_now_ms() < until; round++) {
     if (round >= 2 &&
         faults_log_count("flt_kafka", 0, LEADER_EVIDENCE) > before)
       break;

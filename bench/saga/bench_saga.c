@@ -721,7 +721,7 @@ static void setup(void) {
    * on t_c1's topics it first took every command of the hand-made line
    * and the warm-up, about 1,200, and sagad loaded each reply's finished
    * saga from the store, which held up the first 90 measured sagas of
-   * the line (15.7-17.1 ms each on average, 11.3-12.4 after). */
+   * the line (15.7-17.1 ms on average per 30 sagas, 11.3-13.6 after). */
   topics_init(&B.t_lib, "lib", pid);
   B.t = &B.t_c1;
   /* Its first two steps answered (each with an OUTPUT_BYTES output that

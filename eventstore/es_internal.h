@@ -286,7 +286,7 @@ int es__check_sub_name(const char *what, const char *name, char *msg,
 #define ES__GROUP_ACK_SQL                                                     \
   "INSERT INTO es_subscriptions AS s (name, bucket, tx_id, global_position)"  \
   " SELECT $1, b, $4::xid8, $5::int8 FROM generate_series(0, 63) AS b"        \
-  " WHERE b % $3::int = $2::int" ES__CKPT_UPSERT
+  " WHERE b * $3::int / 64 = $2::int" ES__CKPT_UPSERT
 /* Map a failed result or lost connection to a code. */
 int es__map_error(PGconn *c, const PGresult *r);
 

@@ -3,7 +3,6 @@
  * statement is prepared once per connection and parameterised; results come
  * in binary format so event data is never hex-encoded. */
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -160,9 +159,9 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " RETURNING stream_id, global_position),"                                   \
   " w AS (SELECT stream_id, count(*) AS n, min(global_position) AS lo,"       \
   " max(global_position) AS hi FROM ins GROUP BY stream_id)"                  \
-  " SELECT s.i, v.v[s.i], coalesce(bad.n, 0), coalesce(bad.mine, 0),"        \
+  " SELECT s.i, s.cur, coalesce(bad.n, 0), coalesce(bad.mine, 0),"          \
   " coalesce(w.n, 0), coalesce(w.lo, 0), coalesce(w.hi, 0)"                   \
-  " FROM v, unnest($1) WITH ORDINALITY AS s(id, i)"                           \
+  " FROM unnest($1, (SELECT v FROM v)) WITH ORDINALITY AS s(id, cur, i)"      \
   " LEFT JOIN bad ON bad.si = s.i LEFT JOIN w ON w.stream_id = s.id"          \
   " ORDER BY s.i"
 
@@ -176,86 +175,99 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
        " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())" filter          \
        " ORDER BY tx_id, global_position LIMIT $3"
 
-/* Consumer group pages. For each bucket the reader owns, the events of
- * the category in that bucket after the bucket's checkpoint (from the
- * start when it has none), first max of them by a range of
- * es_events_bucket_idx; the 64 branches, one per bucket, are a UNION ALL
- * of ordered subqueries that the planner merges (Merge Append) under the
- * outer LIMIT, so a page reads about max index entries whatever the
- * number of buckets, and a branch of a bucket the reader does not own is
- * skipped by a one-time filter. Every event before the last one returned,
- * in any of the reader's buckets, is in the page, so it may advance all
- * those buckets to it. The texts (some 36 kB each) are built once, by
- * build_group_texts(). */
-#define GROUP_BRANCH_FMT                                                      \
-  "%s(" COLS " WHERE category = $2 AND bucket = %d AND %s"                    \
-  " AND (tx_id, global_position) > (coalesce((SELECT c.tx_id"                 \
-  " FROM es_subscriptions c WHERE c.name = $1 AND c.bucket = %d),"            \
-  " '0'::xid8), coalesce((SELECT c.global_position FROM es_subscriptions c"   \
-  " WHERE c.name = $1 AND c.bucket = %d), 0))"                                \
+/* Consumer group pages: one range of es_events_group_idx, (category,
+ * tx_id, global_position, bucket), the category's events in the global
+ * order with each one's bucket in its index entry. A reader's buckets
+ * are contiguous (the static form's blocks; es_group_rebalance's runs),
+ * so `bucket BETWEEN bmin AND bmax` is checked on the entry, and the
+ * events of the other readers' buckets are passed over in the index,
+ * never fetched (a member of n reads n entries per event it gets, at a
+ * few tens of nanoseconds each). The mask check is for a member whose
+ * buckets are not one run (while some wait for their hand-over). The
+ * range starts at the earliest checkpoint of the reader's buckets (st);
+ * an event of a bucket whose checkpoint stands further on is left out by
+ * the row's own check against its bucket's checkpoint (ck: the 64
+ * checkpoints as arrays by bucket, from the start when a bucket has
+ * none). So a page is the first max events of the reader's buckets after
+ * each bucket's checkpoint, and every event before the last one returned,
+ * in any of those buckets, is in the page: the acknowledgement may
+ * advance all of them to it. mk: the reader's buckets (mask, bmin,
+ * bmax). */
+#define GROUP_CTES                                                            \
+  " ck AS (SELECT array_agg(coalesce(c.tx_id, '0'::xid8) ORDER BY b.b)"       \
+  " AS tx, array_agg(coalesce(c.global_position, 0) ORDER BY b.b) AS gp"      \
+  " FROM generate_series(0, 63) AS b(b) LEFT JOIN es_subscriptions c"         \
+  " ON c.name = $1 AND c.bucket = b.b),"                                      \
+  " st AS (SELECT t.tx, t.gp FROM ck, mk,"                                    \
+  " unnest(ck.tx, ck.gp) WITH ORDINALITY AS t(tx, gp, i)"                     \
+  " WHERE t.i - 1 BETWEEN mk.bmin AND mk.bmax"                                \
+  " AND (mk.mask >> (t.i::int - 1)) & 1 = 1"                                  \
+  " ORDER BY t.tx, t.gp LIMIT 1)"
+#define GROUP_RANGE(max)                                                      \
+  " FROM es_events WHERE category = $2"                                       \
+  " AND (tx_id, global_position) > ((SELECT tx FROM st), (SELECT gp FROM st))" \
   " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
-  " ORDER BY tx_id, global_position LIMIT %s)"
-/* The lone reader's fast path: when the reader owns every bucket (OWNALL)
- * and they all stand at one checkpoint (or none has one), the page is the
- * category's events after that checkpoint, one range of the category
- * index in the global order, as a plain category read (es_read_all): the
- * branch FAST_BRANCH_FMT reads it and the 64 bucket branches are skipped;
- * otherwise the reverse. A lone member that acknowledges its pages keeps
- * its buckets together, so it stays on this path. f.fast, f.tx, f.gp. */
-#define FAST_CTE_FMT                                                          \
-  "f AS (SELECT %s AND (s.n = 0 OR (s.n = 64 AND (lo.tx_id,"                 \
-  " lo.global_position) = (hi.tx_id, hi.global_position))) AS fast,"          \
-  " coalesce(lo.tx_id, '0'::xid8) AS tx, coalesce(lo.global_position, 0)"     \
-  " AS gp FROM (SELECT count(*) AS n FROM es_subscriptions"                   \
-  " WHERE name = $1 AND bucket >= 0) s"                                       \
+  " AND bucket BETWEEN (SELECT bmin FROM mk) AND (SELECT bmax FROM mk)"       \
+  " AND ((SELECT mask FROM mk) >> bucket) & 1 = 1"                            \
+  " AND (tx_id, global_position) > ((SELECT tx FROM ck)[bucket + 1],"         \
+  " (SELECT gp FROM ck)[bucket + 1])"                                         \
+  " ORDER BY tx_id, global_position LIMIT " max
+/* es_group_read ($1 group, $2 category, $3 member, $4 members, $5 max):
+ * member $3 of $4 owns the block of buckets b with b * $4 / 64 = $3. */
+#define READ_GROUP_SQL                                                        \
+  "WITH mk AS (SELECT -1::int8 AS mask, ($3 * 64 + $4 - 1) / $4 AS bmin,"     \
+  " (($3 + 1) * 64 + $4 - 1) / $4 - 1 AS bmax)," GROUP_CTES                   \
+  " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
+  " recorded_at" GROUP_RANGE("$5")
+/* es_member_read ($1 group, $2 category, $3 member id, $4 max): the
+ * buckets member $3 owns and reads (es_group_buckets), read in the same
+ * snapshot as their checkpoints, so a bucket that came from another member
+ * is read from the checkpoint that member left. The mask of those buckets
+ * follows each row (column 12), for the acknowledgement, then whether
+ * the lone reader's statement below would have served the page (column
+ * 13, f.fast). */
+#define READ_MEMBER_HEAD                                                      \
+  "WITH mk AS (SELECT coalesce(bit_or(1::int8 << bucket), 0) AS mask,"        \
+  " min(bucket) AS bmin, max(bucket) AS bmax"                                 \
+  " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
+  " AND next_owner IS NULL), "
+/* The lone reader's case: the member owns every bucket and they all stand
+ * at one checkpoint (or none has one); then the page is the category's
+ * events after that checkpoint, one range of the index in the global
+ * order, as a plain category read (es_read_all) reads it. A lone member
+ * that acknowledges its pages keeps its buckets together, so it stays in
+ * this case. f.fast, f.tx, f.gp. */
+#define FAST_CTE                                                              \
+  "f AS (SELECT (SELECT mask FROM mk) = -1 AND (s.n = 0 OR (s.n = 64 AND"     \
+  " (lo.tx_id, lo.global_position) = (hi.tx_id, hi.global_position)))"       \
+  " AS fast, coalesce(lo.tx_id, '0'::xid8) AS tx,"                            \
+  " coalesce(lo.global_position, 0) AS gp FROM (SELECT count(*) AS n"         \
+  " FROM es_subscriptions WHERE name = $1 AND bucket >= 0) s"                 \
   " LEFT JOIN LATERAL (SELECT tx_id, global_position FROM es_subscriptions"   \
   " WHERE name = $1 AND bucket >= 0 ORDER BY tx_id, global_position"          \
   " LIMIT 1) lo ON true"                                                      \
   " LEFT JOIN LATERAL (SELECT tx_id, global_position FROM es_subscriptions"   \
   " WHERE name = $1 AND bucket >= 0 ORDER BY tx_id DESC,"                     \
   " global_position DESC LIMIT 1) hi ON true)"
-#define FAST_BRANCH_FMT                                                       \
-  "(" COLS " WHERE (SELECT fast FROM f) AND category = $2"                    \
-  " AND (tx_id, global_position) > ((SELECT tx FROM f), (SELECT gp FROM f))"  \
-  " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
-  " ORDER BY tx_id, global_position LIMIT %s) UNION ALL "
-/* es_group_read ($1 group, $2 category, $3 member, $4 members, $5 max):
- * member $3 of $4 owns the buckets b with b % $4 = $3. */
-#define READ_GROUP_HEAD "WITH "
-#define READ_GROUP_ALL "$4::int = 1"
-#define READ_GROUP_SELECT " SELECT * FROM ("
-#define READ_GROUP_OWN "%d %% $4 = $3 AND NOT (SELECT fast FROM f)"
-#define READ_GROUP_TAIL                                                       \
-  ") AS e ORDER BY tx_id, global_position LIMIT $5"
-/* es_member_read ($1 group, $2 category, $3 member id, $4 max): the
- * buckets member $3 owns and reads (es_group_buckets), read in the same
- * snapshot as their checkpoints, so a bucket that came from another member
- * is read from the checkpoint that member left. The mask of those buckets
- * follows each row (column 12), for the acknowledgement. */
-#define READ_MEMBER_HEAD                                                      \
-  "WITH mk AS (SELECT coalesce(bit_or(1::int8 << bucket), 0) AS mask"         \
-  " FROM es_group_buckets WHERE grp = $1 AND owner = $3"                      \
-  " AND next_owner IS NULL), "
-#define READ_MEMBER_ALL "(SELECT mask FROM mk) = -1"
-#define READ_MEMBER_SELECT                                                    \
-  " SELECT e.*, (SELECT mask FROM mk), (SELECT fast FROM f) FROM ("
-#define READ_MEMBER_OWN                                                       \
-  "((SELECT mask FROM mk) >> %d) & 1 = 1 AND NOT (SELECT fast FROM f)"
-#define READ_MEMBER_TAIL                                                      \
-  ") AS e ORDER BY tx_id, global_position LIMIT $4"
+#define READ_MEMBER_SQL                                                       \
+  READ_MEMBER_HEAD FAST_CTE "," GROUP_CTES                                    \
+  " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
+  " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
+  " recorded_at, (SELECT mask FROM mk), (SELECT fast FROM f)"                 \
+  GROUP_RANGE("$4")
 
-/* The lone reader's statement (es_read_member_lone): the same CTEs, and
- * only the fast path's range, read as the raw keyset statement reads it
- * (one index range under a one-time filter, no Merge Append, no outer
- * sort or projection). It answers no row when the fast path does not
- * apply, or when the member is caught up; the face then sends the full
- * statement in a second round trip, which decides afresh. A generic plan
- * of the full statement starts all 65 branches and some 260 subplans at
- * every execution (as long as reading the page itself on a loaded box);
- * this one starts one. The face sends it while the member's pages take
- * the fast path (the last column of each row says which they took). */
+/* The lone reader's statement (es_read_member_lone): in the lone
+ * reader's case a page needs neither the checkpoint arrays nor the row's
+ * checks against them: the same mk and f, then the category's range after
+ * f's one position under a one-time filter, shaped as the raw keyset
+ * statement. It answers no row when the case does not apply, or when the
+ * member is caught up; the face then sends the full statement in a second
+ * round trip, which decides afresh. The face sends it while the member's
+ * pages are in that case (the last column of each row says whether they
+ * are). */
 #define READ_MEMBER_LONE_SQL                                                  \
-  READ_MEMBER_HEAD "%s"                                                       \
+  READ_MEMBER_HEAD FAST_CTE                                                   \
   " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
   " recorded_at, (SELECT mask FROM mk), true FROM es_events"                  \
@@ -263,45 +275,6 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " AND (tx_id, global_position) > ((SELECT tx FROM f), (SELECT gp FROM f))"  \
   " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
   " ORDER BY tx_id, global_position LIMIT $4"
-
-enum { GROUP_SQL_MAX = 56 * 1024 };
-static char read_group_sql[GROUP_SQL_MAX], read_member_sql[GROUP_SQL_MAX];
-static char read_member_lone_sql[4096];
-
-/* Build one of the texts: head, the fast path's CTE, select, its branch,
- * the 64 bucket branches, tail. */
-static void build_group_sql(char *out, int member, const char *max) {
-  size_t o = (size_t)snprintf(out, GROUP_SQL_MAX, "%s",
-                              member ? READ_MEMBER_HEAD : READ_GROUP_HEAD);
-  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, FAST_CTE_FMT,
-                        member ? READ_MEMBER_ALL : READ_GROUP_ALL);
-  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, "%s",
-                        member ? READ_MEMBER_SELECT : READ_GROUP_SELECT);
-  o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, FAST_BRANCH_FMT, max);
-  for (int b = 0; b < 64 && o < GROUP_SQL_MAX; b++) {
-    char cond[96];
-    if (member)
-      snprintf(cond, sizeof cond, READ_MEMBER_OWN, b);
-    else
-      snprintf(cond, sizeof cond, READ_GROUP_OWN, b);
-    o += (size_t)snprintf(out + o, GROUP_SQL_MAX - o, GROUP_BRANCH_FMT,
-                          b ? " UNION ALL " : "", b, cond, b, b, max);
-  }
-  if (o < GROUP_SQL_MAX)
-    snprintf(out + o, GROUP_SQL_MAX - o, "%s",
-             member ? READ_MEMBER_TAIL : READ_GROUP_TAIL);
-}
-
-static void build_group_texts(void) {
-  build_group_sql(read_group_sql, 0, "$5");
-  build_group_sql(read_member_sql, 1, "$4");
-  char fast[1024];
-  snprintf(fast, sizeof fast, FAST_CTE_FMT, READ_MEMBER_ALL);
-  snprintf(read_member_lone_sql, sizeof read_member_lone_sql,
-           READ_MEMBER_LONE_SQL, fast);
-}
-
-static pthread_once_t group_texts_once = PTHREAD_ONCE_INIT;
 
 static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_BYTEAA, O_TEXTA,
@@ -357,9 +330,9 @@ static const struct {
     {"es_read_type", READ_ALL_SQL(" AND event_type = $5"), 5, read_all_types},
     {"es_read_cat_type", READ_ALL_SQL(" AND category = $4 AND event_type = $5"),
      5, read_all_types},
-    {"es_read_group", read_group_sql, 5, read_group_types},
-    {"es_read_member", read_member_sql, 4, read_member_types},
-    {"es_read_member_lone", read_member_lone_sql, 4, read_member_types},
+    {"es_read_group", READ_GROUP_SQL, 5, read_group_types},
+    {"es_read_member", READ_MEMBER_SQL, 4, read_member_types},
+    {"es_read_member_lone", READ_MEMBER_LONE_SQL, 4, read_member_types},
     {"es_handoff", "SELECT es_group_handoff($1, $2)", 2, handoff_types},
     {"es_generic",
      "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)", 0,
@@ -706,7 +679,6 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   if (prepare) {
     rc = send_plain(c, op, "DEALLOCATE ALL", ES__R_PREPARE);
     es__xcache_clear(op->xc);
-    pthread_once(&group_texts_once, build_group_texts);
   }
   for (size_t i = 0; prepare && i < N_STMTS && !rc; i++)
     rc = sent(c, op,

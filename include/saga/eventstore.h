@@ -422,7 +422,9 @@ ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
 /* A consumer group shares the events of one category among members
  * processes: each stream falls in one of ES_GROUP_BUCKETS buckets (a hash
  * of its id stored with every event and indexed with the category), and
- * member m (0 <= m < members) handles the buckets b with b % members == m,
+ * member m (0 <= m < members) handles the block of buckets b with
+ * b * members / ES_GROUP_BUCKETS == m (before schema version 7: b %
+ * members == m; stop every member of a static group before upgrading),
  * so every event of a stream goes to one member, in order. Each bucket
  * keeps its own checkpoint, so changing the number of members moves whole
  * buckets with their checkpoints. Members are numbered by the caller;

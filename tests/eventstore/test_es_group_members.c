@@ -31,6 +31,15 @@ static void append_round(es_store_t *s, int per_stream) {
 
 static int bits(uint64_t m) { return __builtin_popcountll(m); }
 
+/* Whether the buckets of m are one run of consecutive buckets (a member
+ * reads its run as one index range). */
+static int is_run(uint64_t m) {
+  if (!m)
+    return 0;
+  uint64_t r = m >> __builtin_ctzll(m);
+  return (r & (r + 1)) == 0;
+}
+
 /* Mark a page's events handled: each must be its stream's next version. */
 static void handled(const es_page_t *p) {
   for (size_t i = 0; i < p->n; i++) {
@@ -116,6 +125,8 @@ static void test_members_share_take_over_and_fence(void **state) {
   assert_true(bits(ma) >= 21 && bits(ma) <= 22);
   assert_true((ma & mb) == 0 && (ma & mc) == 0 && (mb & mc) == 0);
   assert_true((ma | mb | mc) == UINT64_MAX);
+  assert_true(is_run(ma) && is_run(mb) && is_run(mc));
+  uint64_t ma3 = ma, mc3 = mc;
 
   /* B reads a page and stops: its lease runs out (a renewal of 1 ms) and
    * the next renewal of A or C shares its buckets between them. */
@@ -136,6 +147,10 @@ static void test_members_share_take_over_and_fence(void **state) {
   }
   assert_true((ma & mc) == 0);
   assert_true(bits(ma) == 32 && bits(mc) == 32);
+  /* the runs grew over the gone member's buckets: none moved between the
+   * live ones */
+  assert_true(is_run(ma) && is_run(mc));
+  assert_true((ma & ma3) == ma3 && (mc & mc3) == mc3);
 
   /* The stale member's acknowledgement is refused, alone and with its own
    * writes (which roll back), and its renewal says it is gone. */

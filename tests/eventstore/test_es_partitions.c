@@ -208,6 +208,72 @@ static void test_migration_keeps_every_event_and_the_gap_safe_order(
   est_drop(db);
 }
 
+/* Migration 0007: one index, (category, tx_id, global_position, bucket),
+ * takes the place of the category index and of the groups' bucket index,
+ * on the partitions in use and on the tables waiting for their era (made
+ * from es_events before, they kept their own copies), so that every
+ * partition attached later has the parent's indexes and no other. */
+static void test_group_index_replaces_two_on_every_partition(void **state) {
+  (void)state;
+  char *db = ts_pg_create_database("es_part_idx");
+  char err[ES_ERRBUF_SIZE] = "";
+  int v = 0;
+  assert_int_equal(es_migrate_to(db, 6, &v, err, sizeof err), 0);
+  PGconn *c = est_raw(db);
+  /* the old shape: eras 1 (in use) and 2 (waiting) with both indexes */
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM pg_indexes WHERE"
+                                 " tablename IN ('es_events', 'es_events_e1')"
+                                 " AND indexdef LIKE '%(category, %'"),
+                   4);
+  est_scalar(c, "INSERT INTO es_events (stream_id, stream_version, event_id,"
+                " event_type, data) SELECT 'cat-' || i, 1,"
+                " gen_random_uuid(), 'E', '\\x01'"
+                " FROM generate_series(1, 100) AS i");
+  assert_int_equal(es_migrate(db, &v, err, sizeof err), 0);
+  assert_int_equal(v, es_schema_version());
+
+  es_store_t *s = est_open(db);
+  int era = 0;
+  assert_int_equal(es_roll_forward(s, 0, 5000, &era), 0);
+  assert_int_equal(era, 2); /* era 2's table, made by version 3, attached */
+  assert_int_equal(es_roll_forward(s, 0, 5000, &era), 0);
+  assert_int_equal(era, 3); /* era 3's, made by version 7 */
+  /* every partition: the parent's five indexes, the new one among them,
+   * neither old one */
+  PGresult *r = PQexec(c, "SELECT p.relname::text, count(*),"
+                          " count(*) FILTER (WHERE i.indexdef LIKE"
+                          " '%(category, tx_id, global_position, bucket)'),"
+                          " count(*) FILTER (WHERE i.indexdef LIKE"
+                          " '%(category, tx_id, global_position)' OR"
+                          " i.indexdef LIKE '%(category, bucket, %')"
+                          " FROM pg_inherits h JOIN pg_class p"
+                          " ON p.oid = h.inhrelid JOIN pg_indexes i"
+                          " ON i.tablename = p.relname WHERE h.inhparent ="
+                          " 'es_events'::regclass GROUP BY p.relname"
+                          " ORDER BY p.relname");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  assert_int_equal(PQntuples(r), 3);
+  for (int i = 0; i < 3; i++) {
+    assert_string_equal(PQgetvalue(r, i, 1), "5");
+    assert_string_equal(PQgetvalue(r, i, 2), "1");
+    assert_string_equal(PQgetvalue(r, i, 3), "0");
+  }
+  PQclear(r);
+  /* a category read still sees every event, across the eras (once no
+   * transaction of the cluster older than the append is open) */
+  es_event_t ev = est_event("E", "2");
+  assert_int_equal(es_append(s, "cat-1", 1, &ev, 1, NULL), 0);
+  est_wait_global(s, 101);
+  es_filter_t f = {.category = "cat"};
+  es_page_t *p = NULL;
+  assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, &f, 1000, &p), 0);
+  assert_int_equal(p->n, 101);
+  es_page_free(p);
+  es_store_close(s);
+  PQfinish(c);
+  est_drop(db);
+}
+
 static long long era_of(PGconn *c, const char *stream, int version) {
   char sql[256];
   snprintf(sql, sizeof sql,
@@ -422,6 +488,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_migration_keeps_every_event_and_the_gap_safe_order),
       cmocka_unit_test(test_roll_forward_starts_the_next_era_with_one_ready),
+      cmocka_unit_test(test_group_index_replaces_two_on_every_partition),
       cmocka_unit_test(
           test_no_role_changes_a_partition_and_the_writer_cannot_drop),
   };

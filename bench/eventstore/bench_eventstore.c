@@ -24,7 +24,7 @@
 #include "../bench_raw.h"
 
 #define PAYLOAD 300
-#define ROUNDS 60
+#define ROUNDS 60 /* a multiple of 12: see main */
 #define SINGLE_N 50 /* per round */
 #define BATCH_STREAMS 100
 #define BATCH_PER_STREAM 5
@@ -521,27 +521,38 @@ int main(int argc, char **argv) {
    * batch of each kind), so drift in the load of a shared machine hits
    * every variant alike. Each figure is the median of its rounds, and each
    * ratio the median of the per-round ratios (library against the raw run
-   * just before it). */
+   * of the same round). Within a round the kinds take turns at each place
+   * (round k starts the single appends at kind k % 3 and the batches at
+   * kind k % 4; ROUNDS is a multiple of 12): a commit's time depends on
+   * what came just before it (the raw inserts, always first after the
+   * last round's 512-stream batch, and the library's, always after them,
+   * gave single_vs_raw 0.67 to 1.21 between runs), and the two NOTIFY
+   * kinds' ratios moved by up to 0.1 with their order (0.85 / 0.97 in a
+   * fixed order, 0.94 / 0.96 swapped). */
   double rate[7][ROUNDS], ratio_s[ROUNDS], ratio_q[ROUNDS], ratio_b[ROUNDS];
   double ratio_b7[ROUNDS];
   for (int k = 0; k < ROUNDS; k++) {
-    rate[0][k] = bench_raw_single(raw, k);
-    /* the two single-append kinds take turns to run first after the raw
-     * inserts: their order within the round moved their ratios by up to
-     * 0.1 (NOTIFY on / off 0.85 / 0.97 in the fixed order, 0.94 / 0.96
-     * with the two swapped) */
-    if (k % 2 == 0) {
-      rate[1][k] = bench_append_single(s, "order", k);
-      rate[2][k] = bench_append_single(quiet, "quiet", k);
-    } else {
-      rate[2][k] = bench_append_single(quiet, "quiet", k);
-      rate[1][k] = bench_append_single(s, "order", k);
+    for (int j = 0; j < 3; j++) {
+      int kind = (k + j) % 3;
+      if (kind == 0)
+        rate[0][k] = bench_raw_single(raw, k);
+      else if (kind == 1)
+        rate[1][k] = bench_append_single(s, "order", k);
+      else
+        rate[2][k] = bench_append_single(quiet, "quiet", k);
     }
-    rate[3][k] = bench_raw_copy(raw, k, 0);
-    rate[6][k] = bench_raw_copy(raw, k, 1);
-    rate[4][k] = bench_append_batched(s, k, "saga", BATCH_STREAMS,
-                                      BATCH_PER_STREAM);
-    rate[5][k] = bench_append_batched(s, k, "wide", WIDE_STREAMS, 1);
+    for (int j = 0; j < 4; j++) {
+      int kind = (k + j) % 4;
+      if (kind == 0)
+        rate[3][k] = bench_raw_copy(raw, k, 0);
+      else if (kind == 1)
+        rate[6][k] = bench_raw_copy(raw, k, 1);
+      else if (kind == 2)
+        rate[4][k] = bench_append_batched(s, k, "saga", BATCH_STREAMS,
+                                          BATCH_PER_STREAM);
+      else
+        rate[5][k] = bench_append_batched(s, k, "wide", WIDE_STREAMS, 1);
+    }
     ratio_s[k] = rate[1][k] / rate[0][k];
     ratio_q[k] = rate[2][k] / rate[0][k];
     ratio_b[k] = rate[4][k] / rate[3][k];

@@ -37,11 +37,12 @@ $$;
 -- each, one more for the first 64 % n), after forgetting the members
 -- whose lease expired (their buckets move at once). The runs go to the
 -- members in the order of the first bucket each has (or is going to
--- have), newcomers last by id, so a run moves little: when a member
--- leaves, its neighbours take its buckets; when one joins, it takes the
--- last run. A bucket whose owner is live and not its new one waits in
--- next_owner for the owner's hand-over. Run with the group's advisory
--- lock held.
+-- have), newcomers last by id, so each member's new run overlaps its old
+-- one as far as even shares allow: a newcomer takes the last run, and a
+-- gone member's buckets go to its neighbours, the runs between shifting
+-- to even the shares out. A bucket whose owner is live and not its new
+-- one waits in next_owner for the owner's hand-over. Run with the
+-- group's advisory lock held.
 CREATE OR REPLACE FUNCTION es_group_rebalance(g text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE

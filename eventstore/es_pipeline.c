@@ -204,7 +204,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " AND (mk.mask >> (t.i::int - 1)) & 1 = 1"                                  \
   " ORDER BY t.tx, t.gp LIMIT 1)"
 #define GROUP_RANGE(max)                                                      \
-  " FROM es_events WHERE category = $2"                                       \
+  " WHERE category = $2"                                                      \
   " AND (tx_id, global_position) > ((SELECT tx FROM st), (SELECT gp FROM st))" \
   " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())"                      \
   " AND bucket BETWEEN (SELECT bmin FROM mk) AND (SELECT bmax FROM mk)"       \
@@ -216,10 +216,8 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * member $3 of $4 owns the block of buckets b with b * $4 / 64 = $3. */
 #define READ_GROUP_SQL                                                        \
   "WITH mk AS (SELECT -1::int8 AS mask, ($3 * 64 + $4 - 1) / $4 AS bmin,"     \
-  " (($3 + 1) * 64 + $4 - 1) / $4 - 1 AS bmax)," GROUP_CTES                   \
-  " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
-  " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
-  " recorded_at" GROUP_RANGE("$5")
+  " (($3 + 1) * 64 + $4 - 1) / $4 - 1 AS bmax)," GROUP_CTES " " COLS          \
+  GROUP_RANGE("$5")
 /* es_member_read ($1 group, $2 category, $3 member id, $4 max): the
  * buckets member $3 owns and reads (es_group_buckets), read in the same
  * snapshot as their checkpoints, so a bucket that came from another member
@@ -254,7 +252,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   READ_MEMBER_HEAD FAST_CTE "," GROUP_CTES                                    \
   " SELECT tx_id, global_position, stream_id, stream_version, event_id,"     \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"  \
-  " recorded_at, (SELECT mask FROM mk), (SELECT fast FROM f)"                 \
+  " recorded_at, (SELECT mask FROM mk), (SELECT fast FROM f) FROM es_events" \
   GROUP_RANGE("$4")
 
 /* The lone reader's statement (es_read_member_lone): in the lone

@@ -21,6 +21,7 @@
 
 #include "saga/eventstore.h"
 
+#include "../bench_measure.h"
 #include "../bench_raw.h"
 
 #define PAYLOAD 300
@@ -210,17 +211,7 @@ static double bench_raw_copy(PGconn *c, int round, int time_ordered) {
   return BATCHES * BATCH_EVENTS / (now_s() - t0);
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v) {
-  double c[ROUNDS];
-  memcpy(c, v, sizeof c);
-  qsort(c, ROUNDS, sizeof c[0], cmp_double);
-  return c[ROUNDS / 2];
-}
+static double median(const double *v) { return bench_median(v, ROUNDS); }
 
 /* The consumer group and archive phases: GROUP_EVENTS
  * events in GROUP_STREAMS streams of category "grp", read by a consumer
@@ -361,10 +352,7 @@ static double group_read(es_store_t **st, int k, int round, const char *tag,
 }
 
 static double median3(const double *v) {
-  double c[GROUP_ROUNDS];
-  memcpy(c, v, sizeof c);
-  qsort(c, GROUP_ROUNDS, sizeof c[0], cmp_double);
-  return c[GROUP_ROUNDS / 2];
+  return bench_median(v, GROUP_ROUNDS);
 }
 
 /* Close every stream, end the era, run saga-es-archive on it. */

@@ -28,6 +28,8 @@
 
 #include "saga/client.h"
 
+#include "../bench_measure.h"
+
 #define PER_ROUND 50
 #define OUTPUT 200
 
@@ -52,16 +54,12 @@ static void ok(PGconn *c, PGresult *r, const char *what) {
     die(what, PQerrorMessage(c));
 }
 
-/* The backend's time on a CPU so far, in ms (schedstat's first field). */
+/* The backend's time on a CPU so far, in ms. */
 static double backend_cpu_ms(int pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-  FILE *f = fopen(path, "r");
-  unsigned long long ns = 0;
-  if (!f || fscanf(f, "%llu", &ns) != 1)
-    die(path, "unreadable: the backend must run on this machine");
-  fclose(f);
-  return (double)ns / 1e6;
+  double ms = bench_cpu_ms_of(pid);
+  if (ms < 0)
+    die("/proc/PID/schedstat", "unreadable: the backend must run here");
+  return ms;
 }
 
 /* ---- the store through its public callbacks ---- */

@@ -465,11 +465,14 @@ int es_batch_add_member_ack(es_batch_t *b, const char *group,
   snprintf(tx, sizeof tx, "%llu", (unsigned long long)pos.tx);
   snprintf(gp, sizeof gp, "%lld", (long long)pos.pos);
   const char *v[5] = {group, id, mask, tx, gp};
-  return es_batch_add_statement(
+  int i = es_batch_add_statement(
       b,
       "SELECT es_group_member_ack($1, $2::int8, $3::int8, $4::xid8,"
       " $5::int8)",
       5, v);
+  if (i >= 0)
+    b->stmts[i].member_ack = 1;
+  return i;
 }
 
 /* ---- the multi-stream statement ---- */

@@ -82,6 +82,9 @@ typedef struct {
   char *sql;
   int nparams;
   char **params;
+  /* es_batch_add_member_ack's: its refusal (SQLSTATE ES001, which the
+   * append-only triggers raise too) answers ES_ERR_NOT_OWNER */
+  int member_ack;
 } es__stmt_t;
 
 struct es_batch {

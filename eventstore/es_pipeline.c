@@ -757,7 +757,9 @@ int es__map_error(PGconn *c, const PGresult *r) {
   }
   if (!strcmp(st, "22021"))
     return ES_ERR_BAD_UTF8;
-  if (!strcmp(st, "ES001")) /* es_group_member_ack: buckets moved */
+  /* es_group_member_ack: buckets moved (in a batch, only from a member's
+   * acknowledgement: es__op_result) */
+  if (!strcmp(st, "ES001"))
     return ES_ERR_NOT_OWNER;
   if (!strcmp(st, "ES002")) /* es_group_join: no longer a member */
     return ES_ERR_NOT_FOUND;
@@ -1015,8 +1017,10 @@ int es__op_result(es__op_t *op, PGresult *r) {
       op->multi_failed = 1;
       code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP) {
-      /* A member's acknowledgement refused keeps its own answer. */
-      if (code != ES_ERR_NOT_OWNER)
+      /* A member's acknowledgement refused keeps its own answer; the same
+       * SQLSTATE from any other statement is the append-only refusal. */
+      if (code != ES_ERR_NOT_OWNER ||
+          !op->batch->stmts[e.index].member_ack)
         code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
       code = ES_ERR_SCHEMA;
@@ -1141,7 +1145,7 @@ int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
 
 int es__check_sub_name(const char *what, const char *name, char *msg,
                        size_t msglen) {
-  return es__check_text(what, name, 1, ES_MAX_STREAM_ID, msg, msglen);
+  return es__check_text(what, name, 1, ES_MAX_SUB_NAME, msg, msglen);
 }
 
 int es__op_read_group(es__op_t *op, const char *group, const char *category,

@@ -79,6 +79,7 @@ ES_EXPORT int es_err_is_retriable(int err);
                                 255 bytes (a saga's "saga-<id>") fit */
 #define ES_MAX_TYPE 255      /* bytes, event types and snapshot types */
 #define ES_MAX_TEXT 1024     /* bytes, correlation/causation/metadata text */
+#define ES_MAX_SUB_NAME 255  /* bytes, subscription and group names */
 
 /* A free key/value pair of event metadata (stored as a jsonb object). */
 typedef struct {
@@ -171,7 +172,9 @@ typedef struct {
    * once per batch. With 0, subscriptions fall back to their poll
    * interval. */
   int notify;
-  /* Apply pending migrations on open (default 0: es_migrate does it). */
+  /* es_store_open only: apply pending migrations on open (default 0:
+   * es_migrate does it). es_async_open, es_sub_start and
+   * es_group_sub_start ignore it; they need the schema in place. */
   int migrate;
   /* libpq connection defaults for the store's connections, as keyword and
    * value pairs ending with a NULL keyword, e.g. {"connect_timeout", "5",
@@ -390,8 +393,9 @@ ES_EXPORT int es_read_all(es_store_t *store, es_pos_t from,
  * exactly once), or with es_checkpoint_save afterwards (at least once: a
  * crash in between replays the events since the last save). A checkpoint
  * never moves back: saving an older position changes nothing. Names: 1 to
- * ES_MAX_STREAM_ID bytes of UTF-8; subscriptions and groups share one
- * name space. */
+ * ES_MAX_SUB_NAME bytes of UTF-8; subscriptions and groups share one
+ * name space. Every function taking a subscription or group name answers
+ * TOO_LARGE for a longer one (errbuf or es_store_last_error says so). */
 
 /* The checkpoint of subscription name into *pos ({0, 0}, the start, when
  * none was saved). Read from it with es_read_all or es_sub_start. Errors:

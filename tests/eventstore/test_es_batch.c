@@ -125,6 +125,35 @@ static void test_a_failing_statement_aborts_the_whole_batch(void **state) {
   es_store_close(s);
 }
 
+/* A batch statement the append-only store refuses (its triggers raise
+ * ES001) aborts the batch like any failing statement: BATCH_ABORTED, not
+ * the NOT_OWNER of a group member's refused acknowledgement, which raises
+ * the same SQLSTATE (a group subscriber would read its page again for
+ * ever). */
+static void test_a_refused_change_in_a_batch_aborts_it(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t x = est_event("X", "1");
+  assert_int_equal(es_append(s, "saga-u0", ES_NO_STREAM, &x, 1, NULL), 0);
+  static const char *const refused[] = {
+      "UPDATE es_events SET event_type = 'Y' WHERE stream_id = 'saga-u0'",
+      "DELETE FROM es_events WHERE stream_id = 'saga-u0'",
+      "DELETE FROM es_archive_log"};
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    es_batch_t *b = es_batch_new(NULL);
+    es_event_t y = est_event("Y", "2");
+    assert_int_equal(es_batch_add(b, "saga-u1", ES_NO_STREAM, &y, 1), 0);
+    assert_int_equal(es_batch_add_statement(b, refused[i], 0, NULL), 0);
+    assert_int_equal(es_batch_execute(s, b), ES_ERR_BATCH_ABORTED);
+    assert_non_null(strstr(es_store_last_error(s), "refused"));
+    assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_BATCH_ABORTED);
+    assert_int_equal(count_events("saga-u1"), 0);
+    es_batch_free(b);
+  }
+  assert_int_equal(count_events("saga-u0"), 1);
+  es_store_close(s);
+}
+
 /* Batch statements are prepared once per connection: one that cannot be
  * prepared fails its batch and leaves nothing behind, the same text runs
  * again and again, and a new connection prepares it anew. */
@@ -603,6 +632,7 @@ int main(void) {
       cmocka_unit_test(
           test_a_stale_stream_in_a_batch_reports_conflict_and_the_others_commit),
       cmocka_unit_test(test_a_failing_statement_aborts_the_whole_batch),
+      cmocka_unit_test(test_a_refused_change_in_a_batch_aborts_it),
       cmocka_unit_test(test_a_batch_statement_is_prepared_once_per_connection),
       cmocka_unit_test(
           test_a_racing_writer_aborts_the_batch_and_names_the_culprit),

@@ -293,6 +293,40 @@ static void test_acknowledgements_wait_for_the_flush_only_when_asked(
   est_drop(db);
 }
 
+/* Subscription and group names are 1 to ES_MAX_SUB_NAME bytes, as the
+ * schema keeps them: a longer one is refused before it is sent
+ * (TOO_LARGE, the error naming the limit), not by the database. */
+static void test_names_longer_than_the_schema_keeps_are_refused(
+    void **state) {
+  (void)state;
+  char *db = est_db("es_sub_names");
+  es_store_t *s = est_open(db);
+  char name[ES_MAX_SUB_NAME + 2];
+  memset(name, 'n', sizeof name - 1);
+  name[ES_MAX_SUB_NAME] = '\0'; /* the longest kept */
+  es_pos_t at = {0, 0};
+  assert_int_equal(es_checkpoint_save(s, name, (es_pos_t){1, 1}), 0);
+  assert_int_equal(es_checkpoint_load(s, name, &at), 0);
+  assert_true(at.tx == 1 && at.pos == 1);
+  int64_t id = 0;
+  assert_int_equal(es_group_join(s, name, 60000, &id, NULL), 0);
+  assert_int_equal(es_group_leave(s, name, id), 0);
+
+  name[ES_MAX_SUB_NAME] = 'n'; /* one byte more */
+  name[ES_MAX_SUB_NAME + 1] = '\0';
+  assert_int_equal(es_checkpoint_save(s, name, (es_pos_t){1, 1}),
+                   ES_ERR_TOO_LARGE);
+  assert_non_null(strstr(es_store_last_error(s), "more than 255"));
+  assert_int_equal(es_checkpoint_load(s, name, &at), ES_ERR_TOO_LARGE);
+  assert_int_equal(es_group_join(s, name, 60000, &id, NULL), ES_ERR_TOO_LARGE);
+  es_batch_t *b = es_batch_new(NULL);
+  assert_int_equal(es_batch_add_checkpoint(b, name, (es_pos_t){1, 1}),
+                   ES_ERR_TOO_LARGE);
+  es_batch_free(b);
+  es_store_close(s);
+  est_drop(db);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -301,6 +335,7 @@ int main(void) {
       cmocka_unit_test(test_a_group_splits_a_category_by_stream_in_order),
       cmocka_unit_test(
           test_acknowledgements_wait_for_the_flush_only_when_asked),
+      cmocka_unit_test(test_names_longer_than_the_schema_keeps_are_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -331,13 +331,32 @@ int main(int argc, char **argv) {
     } else if (a[0] != '-' && !conninfo) {
       conninfo = a;
     } else {
-      fprintf(stderr, "%s: unexpected argument \"%s\"\n", prog, a);
+      int needs = !more && (!strcmp(a, "--older-than") ||
+                            !strcmp(a, "--lock-wait") ||
+                            !strcmp(a, "--dir") || !strcmp(a, "--verify"));
+      if (needs)
+        fprintf(stderr, "%s: %s needs a value (%s)\n", prog, a,
+                !strcmp(a, "--dir")      ? "a directory"
+                : !strcmp(a, "--verify") ? "an archive file"
+                                         : "a duration, e.g. 90d");
+      else if (a[0] != '-')
+        fprintf(stderr, "%s: unexpected argument \"%s\" (the CONNINFO is"
+                        " \"%s\"; quote a conninfo with spaces)\n",
+                prog, a, conninfo);
+      else
+        fprintf(stderr, "%s: unknown option \"%s\"\n", prog, a);
       usage(stderr);
       return 2;
     }
   }
+  if (verify && (conninfo || dir || dry)) {
+    fprintf(stderr, "%s: --verify FILE takes no CONNINFO, --dir or"
+                    " --dry-run\n", prog);
+    usage(stderr);
+    return 2;
+  }
   if (verify)
-    return conninfo || dir || dry ? (usage(stderr), 2) : verify_file(verify);
+    return verify_file(verify);
   if (!conninfo || older_ms < 0 || (!dir && !dry) || wait_ms > INT32_MAX) {
     fprintf(stderr, "%s: %s\n", prog,
             !conninfo             ? "a CONNINFO is required"

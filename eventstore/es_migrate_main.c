@@ -30,6 +30,15 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc != 2 || argv[1][0] == '-') {
+    if (argc < 2)
+      fputs("saga-es-migrate: a CONNINFO is required\n", stderr);
+    else if (argc == 2)
+      fprintf(stderr, "saga-es-migrate: unknown option \"%s\"\n", argv[1]);
+    else
+      fprintf(stderr,
+              "saga-es-migrate: one CONNINFO only, got %d arguments (quote a"
+              " conninfo with spaces)\n",
+              argc - 1);
     usage(stderr);
     return 2;
   }

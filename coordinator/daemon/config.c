@@ -217,12 +217,71 @@ static int fail(char *errbuf, size_t errlen, int code, const char *origin,
 
 /* ---- validators ---- */
 
+static long port_digits(const char *p, const char *end);
+static int parse_int(const char *s, int64_t *out);
+
+/* A value libpq would refuse only when it connects (PQconninfoParse
+ * takes any text): an enumerated setting's word, or a number. Returns
+ * -1 with msg set. */
+static int check_conninfo_value(const char *key, const char *v, char *msg,
+                                size_t len) {
+  static const struct {
+    const char *key, *words;
+  } enums[] = {
+      {"sslmode", "disable allow prefer require verify-ca verify-full"},
+      {"gssencmode", "disable prefer require"},
+      {"channel_binding", "disable prefer require"},
+      {"target_session_attrs",
+       "any read-write read-only primary standby prefer-standby"}};
+  for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
+    if (strcmp(key, enums[i].key))
+      continue;
+    size_t n = strlen(v);
+    for (const char *w = enums[i].words; *w;) {
+      size_t wl = strcspn(w, " ");
+      if (wl == n && !strncmp(w, v, n))
+        return 0;
+      w += wl + (w[wl] == ' ');
+    }
+    snprintf(msg, len, "%s \"%s\" is not one of %s", key, v,
+             enums[i].words);
+    return -1;
+  }
+  if (!strcmp(key, "port")) { /* one per host, comma-separated */
+    for (const char *p = v;;) {
+      const char *e = p + strcspn(p, ",");
+      if (e > p && port_digits(p, e) < 1) {
+        snprintf(msg, len, "port \"%s\": each port must be 1..65535", v);
+        return -1;
+      }
+      if (!*e)
+        return 0;
+      p = e + 1;
+    }
+  }
+  static const char *const ints[] = {"connect_timeout", "keepalives",
+                                     "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout"};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    int64_t x;
+    if (!strcmp(key, ints[i]) && *v && parse_int(v, &x) != 0) {
+      snprintf(msg, len, "%s \"%s\" is not a whole number", key, v);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int check_conninfo(const char *value, char *msg, size_t len) {
   char *err = NULL;
   PQconninfoOption *opts = PQconninfoParse(value, &err);
   if (opts) {
+    int rc = 0;
+    for (PQconninfoOption *o = opts; o->keyword && !rc; o++)
+      if (o->val)
+        rc = check_conninfo_value(o->keyword, o->val, msg, len);
     PQconninfoFree(opts);
-    return 0;
+    return rc;
   }
   /* libpq quotes a fragment of the string; keep it out when the string may
    * hold a password. */
@@ -258,17 +317,32 @@ static int check_topic(const char *value, char *msg, size_t len) {
   return 0;
 }
 
-static int check_hostport(const char *value, char *msg, size_t len) {
-  const char *colon = strrchr(value, ':');
-  char *end = NULL;
-  long port = -1;
-  if (colon && colon != value && colon[1]) {
-    errno = 0;
-    port = strtol(colon + 1, &end, 10);
-    if (errno || *end)
-      port = -1;
+/* The port written from p to end: 1 to 5 digits making 0 to 65535, or
+ * -1. */
+static long port_digits(const char *p, const char *end) {
+  if (p == end || end - p > 5)
+    return -1;
+  long port = 0;
+  for (; p < end; p++) {
+    if (!isdigit((unsigned char)*p))
+      return -1;
+    port = port * 10 + (*p - '0');
   }
-  if (port < 0 || port > 65535) {
+  return port <= 65535 ? port : -1;
+}
+
+/* The port of host:port (the text after the last ':', up to end), or -1
+ * when the host or the port is missing or the port not 0 to 65535. */
+static long port_of(const char *value, const char *end) {
+  const char *colon = NULL;
+  for (const char *c = value; c < end; c++)
+    if (*c == ':')
+      colon = c;
+  return colon && colon != value ? port_digits(colon + 1, end) : -1;
+}
+
+static int check_hostport(const char *value, char *msg, size_t len) {
+  if (port_of(value, value + strlen(value)) < 0) {
     snprintf(msg, len, "expected host:port with a port from 0 (any free "
                        "port) to 65535, got \"%s\"",
              value);
@@ -277,20 +351,56 @@ static int check_hostport(const char *value, char *msg, size_t len) {
   return 0;
 }
 
-/* Empty (off), an http(s) URL, or host:port; the full check is the
- * exporter's (sagad_observe_check). */
+/* Empty (off), an http(s) URL with a host (and a port of 1 to 65535 if it
+ * names one), or host:port with a port of 1 to 65535: what the exporter
+ * takes (sagad_observe_check checks the rest). */
 static int check_endpoint(const char *value, char *msg, size_t len) {
-  if (!*value || !strncmp(value, "http://", 7) ||
-      !strncmp(value, "https://", 8))
+  if (!*value)
     return 0;
-  if (strstr(value, "://")) {
+  const char *sep = strstr(value, "://");
+  if (!sep) {
+    if (strchr(value, '/') || port_of(value, value + strlen(value)) < 1) {
+      snprintf(msg, len,
+               "expected host:port (port 1..65535) or an http:// or "
+               "https:// URL, got \"%s\"",
+               value);
+      return -1;
+    }
+    return 0;
+  }
+  if (strncmp(value, "http://", 7) && strncmp(value, "https://", 8)) {
     snprintf(msg, len,
              "only http:// and https:// URLs are supported, got "
              "\"%s\"",
              value);
     return -1;
   }
-  return check_hostport(value, msg, len);
+  /* the authority: after "://", up to the path, query or fragment */
+  const char *host = sep + 3, *end = host + strcspn(host, "/?#");
+  if (memchr(host, '@', (size_t)(end - host))) {
+    snprintf(msg, len,
+             "a user or password in the URL is not accepted (give "
+             "credentials in OTEL_EXPORTER_OTLP_HEADERS)");
+    return -1;
+  }
+  const char *after_host = host;
+  if (*host == '[') { /* [IPv6] */
+    const char *close = memchr(host, ']', (size_t)(end - host));
+    after_host = close ? close + 1 : end;
+  } else {
+    while (after_host < end && *after_host != ':')
+      after_host++;
+  }
+  if (after_host == host || (*host == '[' && after_host == host + 2)) {
+    snprintf(msg, len, "\"%s\" has no host", value);
+    return -1;
+  }
+  if (after_host < end &&
+      (*after_host != ':' || port_digits(after_host + 1, end) < 1)) {
+    snprintf(msg, len, "\"%s\": the port must be 1..65535", value);
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- parsing typed values ---- */
@@ -700,6 +810,13 @@ int sagad_config_load_env(sagad_config_t *cfg, const char *const *envp,
 
 /* ---- cross-field rules ---- */
 
+/* Where property name was set ("FILE:LINE", "option --x", ...), or NULL
+ * when it has its default. */
+static const char *origin_of(const sagad_config_t *cfg, const char *name) {
+  const prop_t *p = find_prop(name);
+  return p && cfg->priv ? cfg->priv->origin[p - props] : NULL;
+}
+
 int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
   char env[128];
   for (size_t i = 0; i < NPROPS; i++) {
@@ -724,11 +841,18 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
                               {"topic.notifications", cfg->topic_notifications},
                               {"topic.dlq", cfg->topic_dlq}};
   for (int a = 0; a < 3; a++)
-    for (int b = a + 1; b < 3; b++)
-      if (!strcmp(topics[a][1], topics[b][1]))
-        return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
-                    "%s: must differ from %s, both are \"%s\"", topics[b][0],
-                    topics[a][0], topics[a][1]);
+    for (int b = a + 1; b < 3; b++) {
+      if (strcmp(topics[a][1], topics[b][1]))
+        continue;
+      /* name the one that was set, where it was set (the other may be
+       * its default) */
+      const char *oa = origin_of(cfg, topics[a][0]);
+      const char *ob = origin_of(cfg, topics[b][0]);
+      int x = ob || !oa ? b : a, y = x == b ? a : b;
+      return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, x == b ? ob : oa,
+                  "%s: must differ from %s, both are \"%s\"", topics[x][0],
+                  topics[y][0], topics[a][1]);
+    }
   return 0;
 }
 

@@ -345,6 +345,13 @@ static int build_url(const char *url, bool append, char **out, char *msg,
     snprintf(msg, len, "\"%s\" has no host", url);
     goto out;
   }
+  if (curl_url_get(u, CURLUPART_PORT, &path, 0) == CURLUE_OK &&
+      !strcmp(path, "0")) { /* no collector listens on "any free port" */
+    snprintf(msg, len, "\"%s\": the port must be 1..65535", url);
+    goto out;
+  }
+  curl_free(path);
+  path = NULL;
   if (append) {
     if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) {
       snprintf(msg, len, "\"%s\": could not read its path", url);

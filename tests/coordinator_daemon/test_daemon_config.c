@@ -225,6 +225,46 @@ static void test_conninfo_errors_never_show_a_password(void **state) {
   sagad_config_free(cfg);
 }
 
+/* Values libpq takes apart only when it connects are checked where
+ * they are set too (a --check-config that passes must not meet them at
+ * the start). */
+static void test_conninfo_values_are_checked_before_connecting(
+    void **state) {
+  (void)state;
+  sagad_config_t *cfg = sagad_config_new();
+  static const struct {
+    const char *conninfo, *want;
+  } bad[] = {
+      {"host=db sslmode=bogus",
+       "sslmode \"bogus\" is not one of disable allow prefer require "
+       "verify-ca verify-full"},
+      {"host=db port=abc", "port \"abc\": each port must be 1..65535"},
+      {"host=a,b port=5432,70000",
+       "port \"5432,70000\": each port must be 1..65535"},
+      {"postgresql://db:0/x", "port \"0\": each port must be 1..65535"},
+      {"host=db connect_timeout=soon",
+       "connect_timeout \"soon\" is not a whole number"},
+      {"host=db target_session_attrs=any-thing",
+       "target_session_attrs \"any-thing\" is not one of any read-write "
+       "read-only primary standby prefer-standby"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char want[512];
+    snprintf(want, sizeof want, "option --x: store.conninfo: %s",
+             bad[i].want);
+    assert_int_equal(set(cfg, "store.conninfo", bad[i].conninfo),
+                     SAGAD_CONFIG_INVALID);
+    assert_string_equal(errbuf, want);
+  }
+  static const char *const good[] = {
+      "", "host=db port=5432 sslmode=verify-full connect_timeout=5",
+      "host=a,b port=5432,", "postgresql://u@db:5433/x?sslmode=require",
+      "host=db target_session_attrs=read-write gssencmode=disable"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    if (set(cfg, "store.conninfo", good[i]) != 0)
+      fail_msg("%s: %s", good[i], errbuf);
+  sagad_config_free(cfg);
+}
+
 static void test_file_lines_comments_and_quotes_are_read(void **state) {
   (void)state;
   const char *path = write_file("good.conf",
@@ -388,6 +428,53 @@ static void test_option_errors_are_reported(void **state) {
   sagad_config_free(cfg);
 }
 
+/* otlp.endpoint is checked where it is set, with the message of
+ * docs/tracing.md: host:port takes a port of 1 to 65535 (0, "any free
+ * port", is admin.listen's), and a URL needs a host and a valid port. */
+static void test_otlp_endpoint_is_checked_where_it_is_set(void **state) {
+  (void)state;
+  sagad_config_t *cfg = sagad_config_new();
+  static const char *const bad_hostport[] = {"otel-collector", "collector:0",
+                                             "collector:65536", "c:4318/x"};
+  for (size_t i = 0; i < 4; i++) {
+    char want[256];
+    snprintf(want, sizeof want,
+             "option --x: otlp.endpoint: expected host:port (port 1..65535) "
+             "or an http:// or https:// URL, got \"%s\"",
+             bad_hostport[i]);
+    assert_int_equal(set(cfg, "otlp.endpoint", bad_hostport[i]),
+                     SAGAD_CONFIG_INVALID);
+    assert_string_equal(errbuf, want);
+  }
+  assert_int_equal(set(cfg, "otlp.endpoint", "http://collector:0"),
+                   SAGAD_CONFIG_INVALID);
+  assert_string_equal(errbuf, "option --x: otlp.endpoint: "
+                              "\"http://collector:0\": the port must be "
+                              "1..65535");
+  assert_int_equal(set(cfg, "otlp.endpoint", "https://"),
+                   SAGAD_CONFIG_INVALID);
+  assert_string_equal(errbuf, "option --x: otlp.endpoint: \"https://\" has "
+                              "no host");
+  assert_int_equal(set(cfg, "otlp.endpoint", "https://u:pw@collector:443"),
+                   SAGAD_CONFIG_INVALID);
+  assert_string_equal(errbuf, "option --x: otlp.endpoint: a user or password "
+                              "in the URL is not accepted (give credentials "
+                              "in OTEL_EXPORTER_OTLP_HEADERS)");
+  static const char *const good[] = {
+      "", "collector:4318", "[::1]:4318", "http://otel-collector:4318",
+      "https://collector.example", "http://[::1]:4318/base/",
+      "https://collector.example:443/otlp?x=1"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    if (set(cfg, "otlp.endpoint", good[i]) != 0)
+      fail_msg("%s: %s", good[i], errbuf);
+  sagad_config_free(cfg);
+  /* from a file: the file and line come first */
+  expect_file_error("group.id = g\notlp.endpoint = http://host:99999\n",
+                    SAGAD_CONFIG_INVALID, 2,
+                    "otlp.endpoint: \"http://host:99999\": the port must be "
+                    "1..65535");
+}
+
 static void test_finalize_checks_rules_across_fields(void **state) {
   (void)state;
   char defs[128];
@@ -414,9 +501,23 @@ static void test_finalize_checks_rules_across_fields(void **state) {
   assert_int_equal(set(cfg, "topic.dlq", "saga.inbox"), 0);
   assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf),
                    SAGAD_CONFIG_INVALID);
-  assert_string_equal(errbuf, "topic.dlq: must differ from topic.inbox, both "
-                              "are \"saga.inbox\"");
+  assert_string_equal(errbuf, "option --x: topic.dlq: must differ from "
+                              "topic.inbox, both are \"saga.inbox\"");
   assert_int_equal(set(cfg, "topic.dlq", "saga.dlq"), 0);
+  /* the one set is named, where it was set, not the default it meets */
+  sagad_config_t *fresh = sagad_config_new();
+  assert_int_equal(set(fresh, "kafka.bootstrap.servers", "b:1"), 0);
+  assert_int_equal(set(fresh, "definitions.dir", defs), 0);
+  assert_int_equal(set(fresh, "topic.inbox", fresh->topic_dlq), 0);
+  assert_int_equal(sagad_config_finalize(fresh, errbuf, sizeof errbuf),
+                   SAGAD_CONFIG_INVALID);
+  char want[256];
+  snprintf(want, sizeof want,
+           "option --x: topic.inbox: must differ from topic.dlq, both are "
+           "\"%s\"",
+           fresh->topic_dlq);
+  assert_string_equal(errbuf, want);
+  sagad_config_free(fresh);
 
   /* A setting that nothing reads is no setting: batch.max_delay_ms went. */
   assert_int_equal(set(cfg, "batch.max_delay_ms", "5ms"),
@@ -504,11 +605,13 @@ int main(void) {
       cmocka_unit_test(test_unknown_name_is_refused_with_nearest_hint),
       cmocka_unit_test(test_kafka_properties_pass_through_in_order),
       cmocka_unit_test(test_conninfo_errors_never_show_a_password),
+      cmocka_unit_test(test_conninfo_values_are_checked_before_connecting),
       cmocka_unit_test(test_file_lines_comments_and_quotes_are_read),
       cmocka_unit_test(test_file_errors_name_the_file_and_line),
       cmocka_unit_test(test_environment_names_map_to_properties),
       cmocka_unit_test(test_options_beat_environment_beat_file),
       cmocka_unit_test(test_option_errors_are_reported),
+      cmocka_unit_test(test_otlp_endpoint_is_checked_where_it_is_set),
       cmocka_unit_test(test_finalize_checks_rules_across_fields),
       cmocka_unit_test(test_effective_config_reads_back_and_masks_secrets),
       cmocka_unit_test(test_error_codes_have_names_and_texts),

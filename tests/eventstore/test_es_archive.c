@@ -506,6 +506,38 @@ static void test_a_drop_that_cannot_get_its_lock_changes_nothing(void **state) {
   teardown(&f);
 }
 
+/* Usage errors exit 2 with one line saying what is wrong, then the
+ * usage: an option without its value, an unknown option, --verify with
+ * what only an archive run takes. */
+static void test_usage_errors_say_what_is_wrong(void **state) {
+  (void)state;
+  static const struct {
+    const char *args[4], *want;
+  } cases[] = {
+      {{"--verify", NULL}, "--verify needs a value (an archive file)"},
+      {{"dbname=x", "--older-than", "1d", "--dir"},
+       "--dir needs a value (a directory)"},
+      {{"dbname=x", "--older-than", NULL},
+       "--older-than needs a value (a duration, e.g. 90d)"},
+      {{"--bogus", NULL}, "unknown option \"--bogus\""},
+      {{"dbname=x", "stray", NULL},
+       "unexpected argument \"stray\" (the CONNINFO is \"dbname=x\";"},
+      {{"--verify", "a.gz", "dbname=x", NULL},
+       "--verify FILE takes no CONNINFO, --dir or --dry-run"},
+      {{NULL}, "a CONNINFO is required"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char out[8192], want[256];
+    const char *const *a = cases[i].args;
+    assert_int_equal(run_tool(out, sizeof out, a[0], a[0] ? a[1] : NULL,
+                              a[0] && a[1] ? a[2] : NULL,
+                              a[0] && a[1] && a[2] ? a[3] : NULL, NULL),
+                     2);
+    snprintf(want, sizeof want, "saga-es-archive: %s", cases[i].want);
+    assert_true(strncmp(out, want, strlen(want)) == 0);
+    assert_non_null(strstr(out, "usage: saga-es-archive"));
+  }
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -515,6 +547,7 @@ int main(void) {
       cmocka_unit_test(test_a_changed_or_truncated_archive_is_refused),
       cmocka_unit_test(test_the_writer_can_neither_archive_nor_drop),
       cmocka_unit_test(test_a_drop_that_cannot_get_its_lock_changes_nothing),
+      cmocka_unit_test(test_usage_errors_say_what_is_wrong),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -638,6 +639,14 @@ static int kafka_set(sagad_config_t *cfg, const char *kname, const char *value,
   if (res != RD_KAFKA_CONF_OK)
     return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin, "kafka.%s: %s",
                 kname, kerr);
+  /* A file (ssl.key.location, ssl.ca.location, ...) librdkafka reads only
+   * when the client is created, after --check-config would have passed. */
+  size_t kl = strlen(kname);
+  if (kl > 9 && !strcmp(kname + kl - 9, ".location") && *value &&
+      strcmp(value, "probe") && access(value, R_OK) != 0)
+    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
+                "kafka.%s: cannot read \"%s\": %s", kname, value,
+                strerror(errno));
 
   size_t i = 0;
   while (i < cfg->kafka_nprops && strcmp(cfg->kafka_props[i].name, kname))
@@ -1196,11 +1205,12 @@ void sagad_config_write_reference(FILE *out) {
       "must be between 1 and\n100000, got 0`); unknown names are errors "
       "with a hint of the nearest known one.\n"
       "`sagad --check-config` validates everything a start checks before "
-      "it connects\n(these values, every definition file, `admin.listen`, "
-      "`otlp.endpoint` and the\n`OTEL_*` variables of docs/tracing.md), "
-      "with the same messages, and prints the\neffective configuration "
-      "with secrets masked; it exits 2 when a start would fail\non any of "
-      "them.\n"
+      "it connects\n(these values, with the `store.conninfo` settings "
+      "libpq reads only when it\nconnects and the files `kafka.*.location` "
+      "names, every definition file,\n`admin.listen`, `otlp.endpoint` and "
+      "the `OTEL_*` variables of docs/tracing.md),\nwith the same "
+      "messages, and prints the effective configuration with secrets\n"
+      "masked; it exits 2 when a start would fail on any of them.\n"
       "\n"
       "Durations are a number and a unit, `ms`, `s`, `m` (minutes), `h` or "
       "`d` (days),\nor several (`250ms`, `30s`, `1h30m`, `2d`), the same "

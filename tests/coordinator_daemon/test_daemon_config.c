@@ -265,6 +265,24 @@ static void test_conninfo_values_are_checked_before_connecting(
   sagad_config_free(cfg);
 }
 
+/* Files librdkafka reads only when sagad creates its clients are checked
+ * where they are set, so --check-config does not pass what a start
+ * refuses. */
+static void test_kafka_files_are_checked_where_they_are_set(void **state) {
+  (void)state;
+  sagad_config_t *cfg = sagad_config_new();
+  assert_int_equal(
+      set(cfg, "kafka.ssl.key.location", "/nonexistent/client.key"),
+      SAGAD_CONFIG_INVALID);
+  assert_string_equal(errbuf, "option --x: kafka.ssl.key.location: cannot "
+                              "read \"/nonexistent/client.key\": No such "
+                              "file or directory");
+  const char *key = write_file("client.key", "not really a key\n");
+  assert_int_equal(set(cfg, "kafka.ssl.key.location", key), 0);
+  assert_int_equal(set(cfg, "kafka.ssl.ca.location", "probe"), 0);
+  sagad_config_free(cfg);
+}
+
 static void test_file_lines_comments_and_quotes_are_read(void **state) {
   (void)state;
   const char *path = write_file("good.conf",
@@ -606,6 +624,7 @@ int main(void) {
       cmocka_unit_test(test_kafka_properties_pass_through_in_order),
       cmocka_unit_test(test_conninfo_errors_never_show_a_password),
       cmocka_unit_test(test_conninfo_values_are_checked_before_connecting),
+      cmocka_unit_test(test_kafka_files_are_checked_where_they_are_set),
       cmocka_unit_test(test_file_lines_comments_and_quotes_are_read),
       cmocka_unit_test(test_file_errors_name_the_file_and_line),
       cmocka_unit_test(test_environment_names_map_to_properties),

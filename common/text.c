@@ -2,6 +2,7 @@
 #include "text.h"
 
 #include <stdint.h>
+#include <string.h>
 
 size_t saga__utf8_seq_len(const void *bytes, size_t n) {
   const unsigned char *v = bytes;
@@ -58,4 +59,19 @@ int saga__hexval(char c) {
   if (c >= 'A' && c <= 'F')
     return c - 'A' + 10;
   return -1;
+}
+
+size_t saga__json_nul_escape_at(const void *v, size_t n) {
+  const char *s = v;
+  int in_string = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '"') {
+      in_string = !in_string;
+    } else if (in_string && s[i] == '\\' && i + 1 < n) {
+      if (s[i + 1] == 'u' && i + 5 < n && !memcmp(s + i + 2, "0000", 4))
+        return i;
+      i++; /* the escaped character: \" does not end the string */
+    }
+  }
+  return n;
 }

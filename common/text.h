@@ -22,4 +22,11 @@ size_t saga__utf8_seq_len(const void *v, size_t n);
 /* The value of hex digit c (0-9, a-f, A-F), or -1. */
 int saga__hexval(char c);
 
+/* Byte offset of the first \u0000 escape inside a JSON string of
+ * v[0..n), or n when there is none. cJSON, which parses every JSON value
+ * here, ends a string at a NUL and drops the rest of it, so a value with
+ * one cannot be read back as it was written. Follows strings by their
+ * quotes and backslash escapes; v need not be valid JSON. Any thread. */
+size_t saga__json_nul_escape_at(const void *v, size_t n);
+
 #endif

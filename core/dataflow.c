@@ -9,6 +9,7 @@
 #include <cJSON.h>
 
 #include "definition.h"
+#include "text.h"
 
 /* ---- values ---- */
 
@@ -42,11 +43,14 @@ static cJSON *base64_value(const uint8_t *p, size_t n) {
   return obj;
 }
 
-/* The JSON value of a payload: parsed, {"$base64"} when not JSON, null
+/* The JSON value of a payload: parsed, {"$base64"} when not JSON (or
+ * JSON that cJSON would not read back whole: a \u0000 in a string), null
  * when empty. NULL only when out of memory. */
 static cJSON *payload_value(const uint8_t *p, size_t n) {
   if (p == NULL || n == 0)
     return cJSON_CreateNull();
+  if (saga__json_nul_escape_at(p, n) < n)
+    return base64_value(p, n);
   const char *end = NULL;
   cJSON *v = cJSON_ParseWithLengthOpts((const char *)p, n, &end, false);
   if (v != NULL) {

@@ -1,6 +1,7 @@
 /* saga_index queries: SQL text and parameters (index_query.h). */
 #include "index_query.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,12 @@ int iq_time_parse(const char *text, iq_time_t *out, char *why,
     return 0;
   }
   if (text && saga__duration_parse(text, &ms) == SAGA_DURATION_OK) {
-    *out = (iq_time_t){.set = true, .relative = true, .ms = ms};
+    /* Further back than IQ_BACK_MAX_MS selects what it would: every saga
+     * (or none, as an upper bound), and the database's time arithmetic
+     * would overflow on it ("timestamp out of range"). */
+    *out = (iq_time_t){.set = true,
+                       .relative = true,
+                       .ms = ms > IQ_BACK_MAX_MS ? IQ_BACK_MAX_MS : ms};
     return 0;
   }
   snprintf(why, whylen,
@@ -113,9 +119,12 @@ int iq_cursor_decode(const char *token, iq_cursor_t *out) {
   const char *num = raw + 2;
   if (*num != '-' && (*num < '0' || *num > '9'))
     return -1;
+  errno = 0;
   long long us = strtoll(num, &end, 10);
-  if (end == num || *end != ':' || !end[1] || strlen(end + 1) > IQ_ID_MAX)
-    return -1;
+  if (errno || end == num || *end != ':' || !end[1] ||
+      strlen(end + 1) > IQ_ID_MAX || us < IQ_CURSOR_US_MIN ||
+      us >= IQ_CURSOR_US_END)
+    return -1; /* no started_at PostgreSQL holds made it */
   out->started_us = us;
   snprintf(out->saga_id, sizeof out->saga_id, "%s", end + 1);
   return 0;

@@ -61,6 +61,9 @@ typedef struct {
  * value, without the parameter's name). */
 int iq_time_parse(const char *text, iq_time_t *out, char *why,
                   size_t whylen);
+/* The furthest back a duration reaches (1000 years): a longer one selects
+ * the same sagas, and is cut to it. */
+#define IQ_BACK_MAX_MS ((int64_t)1000 * 36525 * 864000)
 
 /* Longest cursor token, with its NUL. */
 #define IQ_CURSOR_SIZE 400
@@ -84,8 +87,14 @@ typedef struct {
 int iq_cursor_encode(const char *started_us, const char *saga_id, char *buf,
                      size_t len);
 
+/* The started_at a cursor may carry, in µs since the Unix epoch: from
+ * 0001-01-01 to before 10000-01-01, the years of RFC 3339. */
+#define IQ_CURSOR_US_MIN ((int64_t)-62135596800 * 1000000)
+#define IQ_CURSOR_US_END ((int64_t)253402300800 * 1000000)
+
 /* Decode a token made by iq_cursor_encode. Returns 0, or -1 when token is
- * not one (the caller says which parameter was wrong). */
+ * not one, or carries a time outside IQ_CURSOR_US_MIN..END (the caller
+ * says which parameter was wrong). */
 int iq_cursor_decode(const char *token, iq_cursor_t *out);
 
 /* What to list. Strings are borrowed until iq_list / iq_count return

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "timetext.h"
+#include "text.h"
 
 typedef struct {
   const admin_source_t *src;
@@ -228,6 +229,40 @@ static bool same_origin(admin_http_req_t *req) {
   return false;
 }
 
+/* A request body that must be one JSON value, parsed; NULL with a 400
+ * sent when it is not: not JSON (the answer not_json), text after the
+ * value, or a \u0000 in a string (cJSON would cut the string there: the
+ * saga would see another value than the one sent). */
+static cJSON *json_body(admin_http_req_t *req, const char *body, size_t len,
+                        const char *not_json) {
+  char msg[160];
+  size_t nul = saga__json_nul_escape_at(body, len);
+  if (nul < len) {
+    snprintf(msg, sizeof msg,
+             "body: a \\u0000 (NUL) in a string, at byte %zu, is not "
+             "supported",
+             nul);
+    admin_http_respond_error(req, 400, msg);
+    return NULL;
+  }
+  const char *end = NULL;
+  cJSON *doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
+  while (doc && end < body + len &&
+         (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+    end++;
+  if (doc && end == body + len)
+    return doc;
+  if (doc)
+    snprintf(msg, sizeof msg,
+             "body is not valid JSON: text after the value, at byte %zu",
+             (size_t)(end - body));
+  else
+    snprintf(msg, sizeof msg, "%s", not_json);
+  cJSON_Delete(doc);
+  admin_http_respond_error(req, 400, msg);
+  return NULL;
+}
+
 static void h_start(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
   const char *type = admin_http_param(req, "type");
@@ -271,11 +306,9 @@ static void h_start(admin_http_req_t *req, void *arg) {
   }
   const char *body = req->body_len ? req->body : "{}";
   size_t len = req->body_len ? req->body_len : 2;
-  cJSON *doc = cJSON_ParseWithLength(body, len);
-  if (!doc) {
-    admin_http_respond_error(req, 400, "body is not valid JSON");
+  cJSON *doc = json_body(req, body, len, "body is not valid JSON");
+  if (!doc)
     return;
-  }
   cJSON_Delete(doc);
   api->src->start_saga(api->src->arg, type, id, body, len, req);
 }
@@ -328,12 +361,16 @@ static bool operator_request(admin_http_req_t *req, const char **id,
     admin_http_respond_error(req, 415, "body must be application/json");
     return false;
   }
-  *doc = req->body_len ? cJSON_ParseWithLength(req->body, req->body_len)
-                       : NULL;
+  static const char not_object[] = "body must be a JSON object "
+                                   "{\"reason\": \"...\", \"operator\": "
+                                   "\"...\"}";
+  *doc = req->body_len
+             ? json_body(req, req->body, req->body_len, not_object)
+             : NULL;
+  if (req->body_len && !*doc)
+    return false;
   if (!cJSON_IsObject(*doc)) {
-    admin_http_respond_error(req, 400,
-                             "body must be a JSON object {\"reason\": "
-                             "\"...\", \"operator\": \"...\"}");
+    admin_http_respond_error(req, 400, not_object);
     return false;
   }
   if (!body_text(req, *doc, "reason", ADMIN_REASON_MAX, reason) ||

@@ -418,6 +418,40 @@ static void test_cancel_takes_a_reason_and_an_operator(void **state) {
   assert_int_equal(fake->cancels, asked);
 }
 
+/* POST /sagas/order?id=ID with body (its length computed). */
+static char *post_start(const char *id, const char *body, int want) {
+  char req[512];
+  snprintf(req, sizeof req,
+           "POST /sagas/order?id=%s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s",
+           id, strlen(body), body);
+  return call(req, want);
+}
+
+/* A body is one JSON value the saga will see as sent: text after it, or a
+ * \u0000 that the coordinator's JSON reader would cut a string at, is a
+ * 400 naming the byte, and the source is never asked. */
+static void test_start_takes_one_json_value_read_back_whole(void **state) {
+  (void)state;
+  fake->started_id[0] = '\0';
+  char *b = post_start("t1", "{\"a\":1} trail", 400);
+  assert_non_null(strstr(b, "text after the value, at byte 8"));
+  free(b);
+  b = post_start("t2", "{\"a\":\"x\\u0000\"}", 400);
+  assert_non_null(strstr(b, "(NUL) in a string, at byte 7"));
+  free(b);
+  assert_string_equal(fake->started_id, "");
+  /* an escaped backslash before u0000 is plain text, and white space may
+   * follow the value */
+  free(post_start("t3", "{\"a\":\"\\\\u0000\"}\n", 201));
+  assert_string_equal(fake->started_id, "t3");
+  b = post_cancel("o-2", NULL, "{\"reason\":\"x\"} {}", 400);
+  assert_non_null(strstr(b, "text after the value"));
+  free(b);
+  b = post_cancel("o-2", NULL, "{\"reason\":\"x\\u0000\"}", 400);
+  assert_non_null(strstr(b, "(NUL)"));
+  free(b);
+}
+
 /* POST /sagas/{id}/<action> with extra header lines and body. */
 static char *post_action(const char *id, const char *action,
                          const char *headers, const char *body, int want) {
@@ -548,6 +582,7 @@ int main(void) {
       cmocka_unit_test(
           test_start_refuses_an_id_with_a_slash_naming_the_field),
       cmocka_unit_test(test_cancel_takes_a_reason_and_an_operator),
+      cmocka_unit_test(test_start_takes_one_json_value_read_back_whole),
       cmocka_unit_test(test_retry_and_resolve_take_a_reason_as_cancel_does),
       cmocka_unit_test(test_operator_actions_refuse_other_origins),
       cmocka_unit_test(test_start_refuses_other_origins),

@@ -164,6 +164,32 @@ static void test_durations_format_exactly_and_parse_back(void **state) {
   }
 }
 
+/* A \u0000 escape is found inside a JSON string only: an escaped
+ * backslash before "u0000", an escaped quote, or text outside strings are
+ * not one. */
+static void test_a_nul_escape_is_found_inside_strings_only(void **state) {
+  (void)state;
+  static const struct {
+    const char *json;
+    size_t at; /* SIZE_MAX: none */
+  } cases[] = {
+      {"{\"a\":\"x\\u0000\"}", 7},
+      {"[\"\\u0000\"]", 2},
+      {"{\"k\\u0000\":1}", 3},
+      {"{\"a\":\"\\\\u0000\"}", SIZE_MAX},
+      {"{\"a\":\"\\\"\\u0000\"}", 8},
+      {"{\"a\":\"\\u00001\"}", 6},
+      {"{\"a\":\"\\u0001\"}", SIZE_MAX},
+      {"\\u0000", SIZE_MAX},
+      {"{\"a\":\"\\u000", SIZE_MAX},
+      {"", SIZE_MAX}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t n = strlen(cases[i].json);
+    size_t want = cases[i].at == SIZE_MAX ? n : cases[i].at;
+    assert_int_equal(saga__json_nul_escape_at(cases[i].json, n), want);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_utf8_sequences_have_their_length),
@@ -174,6 +200,7 @@ int main(void) {
       cmocka_unit_test(test_durations_take_units_and_compounds),
       cmocka_unit_test(test_a_bare_number_has_no_unit_and_nonsense_is_refused),
       cmocka_unit_test(test_durations_format_exactly_and_parse_back),
+      cmocka_unit_test(test_a_nul_escape_is_found_inside_strings_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -197,6 +197,21 @@ static void test_the_saga_output_and_bytes_that_are_not_json(void **state) {
   saga_def_free(def);
 }
 
+/* A value with a \u0000 in a string is carried as bytes: cJSON would cut
+ * the string at the NUL, and the step would see another value than the
+ * one stored, without a sign. */
+static void test_a_nul_in_a_string_is_carried_as_bytes(void **state) {
+  (void)state;
+  saga_def_t *def = load("{'name':'o','version':1,'steps':[" RES "]}");
+  const char *in = "{\"a\":\"x\\u0000y\"}";
+  saga_flow_value_t outs[1] = {{NULL, 0, false}};
+  char *got = command(def, 0, in, outs);
+  /* base64 of the 16 input bytes */
+  expect_str(got, "{'input':{'$base64':'eyJhIjoieFx1MDAwMHkifQ=='},"
+                  "'steps':{}}");
+  saga_def_free(def);
+}
+
 /* Without a mapping, a command whose values are already what cJSON
  * prints is written without parsing them (dataflow.c): its bytes must be
  * those of the cJSON path, which a compensation's "command" member still
@@ -319,6 +334,7 @@ int main(void) {
           test_a_mapping_picks_fields_of_the_input_and_earlier_outputs),
       cmocka_unit_test(test_a_compensation_carries_the_command_and_the_output),
       cmocka_unit_test(test_the_saga_output_and_bytes_that_are_not_json),
+      cmocka_unit_test(test_a_nul_in_a_string_is_carried_as_bytes),
       cmocka_unit_test(
           test_the_direct_envelope_is_byte_for_byte_the_cjson_one),
       cmocka_unit_test(

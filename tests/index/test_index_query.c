@@ -40,8 +40,22 @@ static void test_a_cursor_round_trips_and_looks_opaque(void **state) {
   assert_int_equal(iq_cursor_encode("-9223372036854775807", id, tok,
                                     sizeof tok),
                    0);
+  /* ... but no started_at PostgreSQL holds is that far back: forged */
+  assert_int_equal(iq_cursor_decode(tok, &c), -1);
+  assert_int_equal(iq_cursor_encode("-62135596800000000", id, tok,
+                                    sizeof tok),
+                   0); /* 0001-01-01 */
   assert_int_equal(iq_cursor_decode(tok, &c), 0);
   assert_string_equal(c.saga_id, id);
+  assert_true(c.started_us == IQ_CURSOR_US_MIN);
+  assert_int_equal(iq_cursor_encode("253402300800000000", "a", tok,
+                                    sizeof tok),
+                   0); /* 10000-01-01 */
+  assert_int_equal(iq_cursor_decode(tok, &c), -1);
+  assert_int_equal(iq_cursor_encode("253402300799999999", "a", tok,
+                                    sizeof tok),
+                   0);
+  assert_int_equal(iq_cursor_decode(tok, &c), 0);
   id[IQ_ID_MAX] = 'z';
   id[IQ_ID_MAX + 1] = '\0';
   assert_int_equal(iq_cursor_encode("1", id, tok, sizeof tok), -1);
@@ -85,6 +99,12 @@ static void test_time_bounds_are_rfc3339_or_a_duration_ago(void **state) {
   assert_non_null(strstr(why, "\"90\" is neither an RFC 3339 time"));
   assert_int_equal(iq_time_parse("2025-01-31", &t, why, sizeof why), -1);
   assert_non_null(strstr(why, "\"2025-01-31\""));
+  /* further back than any saga: cut to IQ_BACK_MAX_MS, the same sagas,
+   * where the database's time arithmetic would overflow */
+  assert_int_equal(iq_time_parse("100000000d", &t, why, sizeof why), 0);
+  assert_true(t.set && t.relative && t.ms == IQ_BACK_MAX_MS);
+  assert_int_equal(iq_time_parse("36500d", &t, why, sizeof why), 0);
+  assert_true(t.ms == (int64_t)36500 * 86400000);
 }
 
 static void test_statements_carry_the_filter(void **state) {

@@ -1,7 +1,9 @@
 /* Saga definitions: JSON -> validated saga_def_t, and the versioned
  * registry. Validation reports every problem it finds, each with the file,
  * the JSON path and what was expected; it never stops at the first one and
- * never crashes on bad input. */
+ * never crashes on bad input. Only a text that is not one strict JSON
+ * document in UTF-8 stops it, at the first problem, with its line and
+ * column. */
 #include "definition.h"
 
 #include <dirent.h>
@@ -16,6 +18,7 @@
 #include <cJSON.h>
 
 #include "sha256.h"
+#include "text.h"
 
 #define MAX_FILE_BYTES (1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 30000
@@ -88,12 +91,63 @@ static void fmt_num(double x, char *buf, size_t len) {
     snprintf(buf, len, "%g", x);
 }
 
+/* Append s[0..n) to out (cap bytes, *used of them used, NUL-terminated)
+ * so that a message stays one line of UTF-8: control characters are
+ * escaped as in JSON (and " and \ too when quoted), a byte that is not
+ * UTF-8 as \xNN, and it stops before a character that does not fit
+ * whole. False when it stopped. */
+static bool put_text(char *out, size_t cap, size_t *used, const char *s,
+                     size_t n, bool quoted) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    char esc[8] = "";
+    size_t k = 1;
+    unsigned char ch = u[i];
+    if (ch == '\n')
+      snprintf(esc, sizeof esc, "\\n");
+    else if (ch == '\t')
+      snprintf(esc, sizeof esc, "\\t");
+    else if (ch == '\r')
+      snprintf(esc, sizeof esc, "\\r");
+    else if (ch < 0x20 || ch == 0x7f)
+      snprintf(esc, sizeof esc, "\\u%04x", ch);
+    else if (quoted && (ch == '"' || ch == '\\'))
+      snprintf(esc, sizeof esc, "\\%c", ch);
+    else if (ch >= 0x80 && (k = saga__utf8_seq_len(u + i, n - i)) == 0)
+      snprintf(esc, sizeof esc, "\\x%02x", ch);
+    const char *add = esc[0] != '\0' ? esc : s + i;
+    size_t m = esc[0] != '\0' ? strlen(esc) : k;
+    if (k == 0)
+      k = 1;
+    if (*used + m + 1 > cap)
+      return false;
+    memcpy(out + *used, add, m);
+    *used += m;
+    out[*used] = '\0';
+    i += k;
+  }
+  return true;
+}
+
+/* s[0..n) in double quotes for a message, cut to what fits in len (at
+ * least 3). */
+static void quote(char *buf, size_t len, const char *s, size_t n) {
+  size_t used = 1;
+  buf[0] = '"';
+  buf[1] = '\0';
+  put_text(buf, len - 1, &used, s, n, true);
+  buf[used++] = '"';
+  buf[used] = '\0';
+}
+
 /* What a JSON value is, for "got ..." in messages. */
 static void describe(const cJSON *v, char *buf, size_t len) {
   if (cJSON_IsNumber(v)) {
     fmt_num(v->valuedouble, buf, len);
   } else if (cJSON_IsString(v)) {
-    snprintf(buf, len, "\"%.60s\"", v->valuestring);
+    /* at most 60 bytes of it */
+    quote(buf, len < 63 ? len : 63, v->valuestring, strlen(v->valuestring));
   } else if (cJSON_IsBool(v)) {
     snprintf(buf, len, "%s", cJSON_IsTrue(v) ? "true" : "false");
   } else if (cJSON_IsNull(v)) {
@@ -105,11 +159,26 @@ static void describe(const cJSON *v, char *buf, size_t len) {
   }
 }
 
+/* path.key (key alone at the top), keys made safe for a message. */
 static void join(char *out, size_t len, const char *path, const char *key) {
-  if (path[0] == '\0')
-    snprintf(out, len, "%s", key);
-  else
-    snprintf(out, len, "%s.%s", path, key);
+  size_t used = 0;
+  out[0] = '\0';
+  if (put_text(out, len, &used, path, strlen(path), false) &&
+      (path[0] == '\0' || put_text(out, len, &used, ".", 1, false)))
+    put_text(out, len, &used, key, strlen(key), false);
+}
+
+/* An optional member that must be a string (free text). */
+static void check_string(ctx_t *c, const cJSON *obj, const char *key,
+                         const char *path) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  if (v == NULL || cJSON_IsString(v))
+    return;
+  char p[256];
+  char got[96];
+  join(p, sizeof p, path, key);
+  describe(v, got, sizeof got);
+  fail(c, p, "must be a string, got %s", got);
 }
 
 /* Every key of obj must be one of allowed (NULL-terminated). */
@@ -309,7 +378,8 @@ static bool get_compensation(ctx_t *c, const cJSON *so, const char *path,
   check_keys(c, v, p, comp_keys);
   if (!get_name(c, v, "topic", p, SAGA_DEF_MAX_TOPIC, false, &s->comp_topic))
     return false;
-  if (s->comp_topic == NULL && cJSON_GetObjectItem(v, "topic") == NULL &&
+  if (s->comp_topic == NULL &&
+      cJSON_GetObjectItemCaseSensitive(v, "topic") == NULL &&
       s->topic != NULL && (s->comp_topic = strdup(s->topic)) == NULL)
     return false;
   if (!get_name(c, v, "action", p, SAGA_DEF_MAX_NAME, true, &s->comp_action))
@@ -411,12 +481,20 @@ static bool get_map(ctx_t *c, const cJSON *obj, const char *key,
   cJSON_ArrayForEach(e, m) {
     char ep[400];
     join(ep, sizeof ep, p, e->string);
-    if (!cJSON_IsString(e) || e->valuestring[0] != '/') {
+    bool rooted = cJSON_IsString(e) && e->valuestring[0] == '/';
+    /* RFC 6901: ~ only as ~0 or ~1 */
+    const char *tilde = rooted ? e->valuestring : NULL;
+    while (tilde != NULL && (tilde = strchr(tilde, '~')) != NULL &&
+           (tilde[1] == '0' || tilde[1] == '1'))
+      tilde += 2;
+    if (!rooted || tilde != NULL) {
       char got[96];
       describe(e, got, sizeof got);
       fail(c, ep,
-           "must be a JSON Pointer starting with \"/input\" or "
-           "\"/steps/<step>/output\", got %s",
+           !rooted ? "must be a JSON Pointer starting with \"/input\" or "
+                     "\"/steps/<step>/output\", got %s"
+                   : "must be a valid JSON Pointer (RFC 6901), where ~ is "
+                     "followed by 0 or 1, got %s",
            got);
       continue;
     }
@@ -455,9 +533,9 @@ static void check_map(ctx_t *c, const saga_def_t *def, saga_flow_map_t *m,
         k = saga_def_step_index(def, sname);
       }
       if (k < 0) {
-        fail(c, p, "names the step \"%.*s\", which the definition does not "
-                   "have",
-             (int)(n > 64 ? 64 : n), name);
+        char q[67];
+        quote(q, sizeof q, name, n);
+        fail(c, p, "names the step %s, which the definition does not have", q);
         continue;
       }
       if (slash == NULL || strncmp(slash, "/output", 7) != 0 ||
@@ -484,10 +562,10 @@ static void check_map(ctx_t *c, const saga_def_t *def, saga_flow_map_t *m,
       e->step = k;
       rest = slash + 7;
     } else {
+      char q[67];
+      quote(q, sizeof q, ptr, strlen(ptr));
       fail(c, p,
-           "must start with \"/input\" or \"/steps/<step>/output\", got "
-           "\"%.64s\"",
-           ptr);
+           "must start with \"/input\" or \"/steps/<step>/output\", got %s", q);
       continue;
     }
     if ((e->rest = strdup(rest)) == NULL)
@@ -523,6 +601,7 @@ static bool parse_step(ctx_t *c, const cJSON *so, const char *path,
   if (s->action == NULL && s->name != NULL &&
       (s->action = strdup(s->name)) == NULL)
     return false;
+  check_string(c, so, "description", path);
   get_kind(c, so, path, &s->kind);
   s->timeout_ms = d->timeout_ms;
   get_u32(c, so, "timeout_ms", path, SAGA_DEF_TIMEOUT_MIN_MS,
@@ -621,17 +700,332 @@ static const char *const root_keys[] = {"$schema", "name",  "version",
                                         "description", "defaults", "steps",
                                         "output", NULL};
 
+/* Line and column of json[off], both from 1; a column counts characters
+ * (UTF-8 sequences), as an editor does, and a leading byte order mark is
+ * not one. */
 static void line_col(const char *json, size_t off, int *line, int *col) {
   *line = 1;
   *col = 1;
-  for (size_t i = 0; i < off; i++) {
-    if (json[i] == '\n') {
+  size_t i = off >= 3 && memcmp(json, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+  for (; i < off; i++) {
+    unsigned char ch = (unsigned char)json[i];
+    if (ch == '\n') {
       (*line)++;
       *col = 1;
-    } else {
+    } else if ((ch & 0xc0) != 0x80) {
       (*col)++;
     }
   }
+}
+
+/* ---- the text: strict JSON (RFC 8259) in UTF-8, before cJSON ----
+ *
+ * cJSON takes bytes that are not UTF-8 (PostgreSQL refuses the body
+ * later), ends a string at \u0000, skips any control character as blank,
+ * accepts 01 and 1., stops at the end of the first value and says only
+ * "invalid JSON" when nesting is too deep. The text is checked here first,
+ * with the place of the first problem; cJSON then only builds the tree. */
+
+typedef enum {
+  TEXT_OK,
+  TEXT_SYNTAX,   /* why: NULL or a detail */
+  TEXT_NUL,      /* \u0000 in a string */
+  TEXT_DEPTH,    /* deeper than cJSON parses */
+  TEXT_TRAILING, /* something after the document */
+} text_err_t;
+
+typedef struct {
+  const char *s;
+  size_t len;
+  size_t pos; /* of the problem, once err is set */
+  text_err_t err;
+  const char *why;
+} scan_t;
+
+static bool scan_fail(scan_t *t, text_err_t err, const char *why) {
+  t->err = err;
+  t->why = why;
+  return false;
+}
+
+static int scan_peek(const scan_t *t) {
+  return t->pos < t->len ? (unsigned char)t->s[t->pos] : -1;
+}
+
+static void scan_blank(scan_t *t) {
+  int ch;
+  while ((ch = scan_peek(t)) == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
+    t->pos++;
+}
+
+static bool scan_digits(scan_t *t) {
+  size_t start = t->pos;
+  int ch;
+  while ((ch = scan_peek(t)) >= '0' && ch <= '9')
+    t->pos++;
+  return t->pos > start || scan_fail(t, TEXT_SYNTAX, NULL);
+}
+
+static bool scan_number(scan_t *t) {
+  if (scan_peek(t) == '-')
+    t->pos++;
+  if (scan_peek(t) == '0')
+    t->pos++;
+  else if (!scan_digits(t))
+    return false;
+  if (scan_peek(t) == '.') {
+    t->pos++;
+    if (!scan_digits(t))
+      return false;
+  }
+  if (scan_peek(t) == 'e' || scan_peek(t) == 'E') {
+    t->pos++;
+    if (scan_peek(t) == '+' || scan_peek(t) == '-')
+      t->pos++;
+    if (!scan_digits(t))
+      return false;
+  }
+  return true;
+}
+
+/* The 4 hex digits of a \u escape at t->pos. */
+static bool scan_hex4(scan_t *t, unsigned *out) {
+  *out = 0;
+  for (int i = 0; i < 4; i++) {
+    int d = scan_peek(t) < 0 ? -1 : saga__hexval((char)scan_peek(t));
+    if (d < 0)
+      return scan_fail(t, TEXT_SYNTAX, NULL);
+    *out = *out * 16 + (unsigned)d;
+    t->pos++;
+  }
+  return true;
+}
+
+static bool scan_string(scan_t *t) {
+  size_t open = t->pos++;
+  for (;;) {
+    int ch = scan_peek(t);
+    if (ch < 0) {
+      t->pos = open;
+      return scan_fail(t, TEXT_SYNTAX, "unterminated string");
+    }
+    if (ch == '"') {
+      t->pos++;
+      return true;
+    }
+    if (ch < 0x20)
+      return scan_fail(t, TEXT_SYNTAX,
+                       "unescaped control character in a string");
+    if (ch != '\\') {
+      t->pos++;
+      continue;
+    }
+    size_t at = t->pos++;
+    ch = scan_peek(t);
+    if (ch < 0 || strchr("\"\\/bfnrtu", ch) == NULL || ch == '\0')
+      return scan_fail(t, TEXT_SYNTAX, NULL);
+    t->pos++;
+    if (ch != 'u')
+      continue;
+    unsigned cp;
+    if (!scan_hex4(t, &cp))
+      return false;
+    if (cp == 0) {
+      t->pos = at;
+      return scan_fail(t, TEXT_NUL, NULL);
+    }
+    if (cp >= 0xdc00 && cp <= 0xdfff) {
+      t->pos = at;
+      return scan_fail(t, TEXT_SYNTAX, "unpaired UTF-16 surrogate");
+    }
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+      unsigned lo = 0;
+      bool paired = t->len - t->pos >= 2 && t->s[t->pos] == '\\' &&
+                    t->s[t->pos + 1] == 'u';
+      if (paired) {
+        t->pos += 2;
+        paired = scan_hex4(t, &lo) && lo >= 0xdc00 && lo <= 0xdfff;
+      }
+      if (!paired) {
+        t->pos = at;
+        return scan_fail(t, TEXT_SYNTAX, "unpaired UTF-16 surrogate");
+      }
+    }
+  }
+}
+
+static bool scan_value(scan_t *t, int depth);
+
+/* An object or an array at depth (the document is at 0): cJSON refuses
+ * the one at CJSON_NESTING_LIMIT. */
+static bool scan_container(scan_t *t, int depth) {
+  int close = t->s[t->pos] == '{' ? '}' : ']';
+  if (depth >= CJSON_NESTING_LIMIT)
+    return scan_fail(t, TEXT_DEPTH, NULL);
+  t->pos++;
+  scan_blank(t);
+  if (scan_peek(t) == close) {
+    t->pos++;
+    return true;
+  }
+  for (;;) {
+    if (close == '}') {
+      if (scan_peek(t) != '"')
+        return scan_fail(t, TEXT_SYNTAX, NULL);
+      if (!scan_string(t))
+        return false;
+      scan_blank(t);
+      if (scan_peek(t) != ':')
+        return scan_fail(t, TEXT_SYNTAX, NULL);
+      t->pos++;
+      scan_blank(t);
+    }
+    if (!scan_value(t, depth + 1))
+      return false;
+    scan_blank(t);
+    int ch = scan_peek(t);
+    if (ch != ',' && ch != close)
+      return scan_fail(t, TEXT_SYNTAX, NULL);
+    t->pos++;
+    if (ch == close)
+      return true;
+    scan_blank(t);
+  }
+}
+
+static bool scan_value(scan_t *t, int depth) {
+  static const char *const literals[] = {"true", "false", "null"};
+  int ch = scan_peek(t);
+  if (ch == '{' || ch == '[')
+    return scan_container(t, depth);
+  if (ch == '"')
+    return scan_string(t);
+  if (ch == '-' || (ch >= '0' && ch <= '9'))
+    return scan_number(t);
+  for (size_t i = 0; i < 3; i++) {
+    size_t n = strlen(literals[i]);
+    if (t->len - t->pos >= n && memcmp(t->s + t->pos, literals[i], n) == 0) {
+      t->pos += n;
+      return true;
+    }
+  }
+  return scan_fail(t, TEXT_SYNTAX, NULL);
+}
+
+/* The text of json[0..len) is one JSON value in UTF-8 that cJSON reads
+ * whole; else report the first problem with its line and column. */
+static bool check_text(ctx_t *c, const char *json, size_t len) {
+  int line;
+  int col;
+  size_t bad = saga__utf8_bad_at(json, len);
+  if (bad < len) {
+    line_col(json, bad, &line, &col);
+    fail(c, "", "invalid UTF-8 at line %d, column %d", line, col);
+    return false;
+  }
+  scan_t t = {json, len, 0, TEXT_OK, NULL};
+  if (len >= 3 && memcmp(json, "\xef\xbb\xbf", 3) == 0)
+    t.pos = 3; /* a byte order mark, which cJSON skips too */
+  scan_blank(&t);
+  if (scan_value(&t, 0)) {
+    scan_blank(&t);
+    if (t.pos == len)
+      return true;
+    t.err = TEXT_TRAILING;
+  }
+  line_col(json, t.pos, &line, &col);
+  switch (t.err) {
+  case TEXT_NUL:
+    fail(c, "", "NUL character (\\u0000) in a string at line %d, column %d",
+         line, col);
+    break;
+  case TEXT_DEPTH:
+    fail(c, "",
+         "nesting too deep at line %d, column %d, at most %d levels of "
+         "objects and arrays",
+         line, col, CJSON_NESTING_LIMIT);
+    break;
+  case TEXT_TRAILING:
+    fail(c, "", "unexpected text after the JSON document at line %d, column %d",
+         line, col);
+    break;
+  default:
+    if (t.why != NULL)
+      fail(c, "", "invalid JSON at line %d, column %d: %s", line, col, t.why);
+    else
+      fail(c, "", "invalid JSON at line %d, column %d", line, col);
+    break;
+  }
+  return false;
+}
+
+typedef struct {
+  const char *key;
+  size_t i;
+} member_t;
+
+static int cmp_member(const void *a, const void *b) {
+  const member_t *x = a;
+  const member_t *y = b;
+  int r = strcmp(x->key, y->key);
+  return r != 0 ? r : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Keys that an object of v (at any depth) has twice: cJSON keeps both and
+ * finds the first, so a second "name" would be ignored. Each later one is
+ * an error at its path; path[0..used) is v's, cap the buffer's size. */
+static void check_dup_keys(ctx_t *c, const cJSON *v, char *path, size_t used,
+                           size_t cap) {
+  if (!cJSON_IsObject(v) && !cJSON_IsArray(v))
+    return;
+  bool obj = cJSON_IsObject(v);
+  size_t n = 0;
+  for (const cJSON *e = v->child; e != NULL; e = e->next)
+    n++;
+  bool *dup = NULL;
+  if (obj && n > 1) {
+    /* sorted, so that a large object costs n log n */
+    member_t *m = malloc(n * sizeof *m);
+    dup = calloc(n, sizeof *dup);
+    if (m == NULL || dup == NULL) {
+      free(m);
+      free(dup);
+      c->oom = true;
+      return;
+    }
+    size_t i = 0;
+    for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
+      m[i].key = e->string != NULL ? e->string : "";
+      m[i].i = i;
+    }
+    qsort(m, n, sizeof *m, cmp_member);
+    for (i = 1; i < n; i++)
+      if (strcmp(m[i - 1].key, m[i].key) == 0)
+        dup[m[i].i] = true;
+    free(m);
+  }
+  size_t i = 0;
+  for (const cJSON *e = v->child; e != NULL; e = e->next, i++) {
+    size_t u = used;
+    bool fits;
+    path[u] = '\0';
+    if (obj) {
+      const char *key = e->string != NULL ? e->string : "";
+      fits = (u == 0 || put_text(path, cap, &u, ".", 1, false)) &&
+             put_text(path, cap, &u, key, strlen(key), false);
+    } else {
+      char idx[32];
+      snprintf(idx, sizeof idx, "[%zu]", i);
+      fits = put_text(path, cap, &u, idx, strlen(idx), false);
+    }
+    if (dup != NULL && dup[i])
+      fail(c, path,
+           "duplicate key, each key may appear only once in an object");
+    /* a path cut short gets nothing more appended */
+    check_dup_keys(c, e, path, fits ? u : cap - 1, cap);
+  }
+  path[used] = '\0';
+  free(dup);
 }
 
 void saga_def_free(saga_def_t *def) {
@@ -709,7 +1103,10 @@ int saga_def_parse(const char *json, size_t len, const char *source,
     return SAGA_CORE_EINVAL;
   *out = NULL;
   ctx_t c = {source ? source : "<definition>", diags, 0, false};
+  if (!check_text(&c, json, len))
+    return c.oom ? SAGA_CORE_ENOMEM : SAGA_CORE_EDEF;
   const char *end = NULL;
+  /* Only out of memory, or a number cJSON reads differently. */
   cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
   if (root == NULL) {
     int line;
@@ -730,7 +1127,11 @@ int saga_def_parse(const char *json, size_t len, const char *source,
     rc = SAGA_CORE_EDEF;
     goto out;
   }
+  char path[512] = "";
+  check_dup_keys(&c, root, path, 0, sizeof path);
   check_keys(&c, root, "", root_keys);
+  check_string(&c, root, "$schema", "");
+  check_string(&c, root, "description", "");
   if (!get_name(&c, root, "name", "", SAGA_DEF_MAX_NAME, true, &def->name))
     goto out;
   if (cJSON_GetObjectItemCaseSensitive(root, "version") == NULL)
@@ -958,7 +1359,16 @@ int saga_registry_load_dir(saga_registry_t *reg, const char *dir,
   if (n > 0)
     qsort(names, n, sizeof *names, cmp_str);
   for (size_t i = 0; i < n; i++) {
-    size_t plen = strlen(dir) + strlen(names[i]) + 2;
+    size_t nlen = strlen(names[i]);
+    if (saga__utf8_bad_at(names[i], nlen) < nlen) {
+      /* every message names the file, and the store records the name */
+      char q[300];
+      quote(q, sizeof q, names[i], nlen);
+      fail(&dc, "", "file name %s is not valid UTF-8", q);
+      rc = SAGA_CORE_EDEF;
+      continue;
+    }
+    size_t plen = strlen(dir) + nlen + 2;
     char *path = malloc(plen);
     if (path == NULL) {
       rc = SAGA_CORE_ENOMEM;

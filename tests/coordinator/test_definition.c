@@ -14,28 +14,39 @@
 
 #include "definition.h"
 
-/* JSON written with single quotes for readability; ' becomes ". */
-static char *dq(const char *s) {
-  char *r = strdup(s);
+/* JSON written with single quotes for readability; ' becomes ". The len
+ * bytes of s may hold NUL; the copy is NUL-terminated too. */
+static char *dq_n(const char *s, size_t len) {
+  char *r = malloc(len + 1);
   assert_non_null(r);
-  for (char *p = r; *p; p++)
-    if (*p == '\'')
-      *p = '"';
+  memcpy(r, s, len);
+  r[len] = '\0';
+  for (size_t i = 0; i < len; i++)
+    if (r[i] == '\'')
+      r[i] = '"';
   return r;
 }
 
-static int parse(const char *sq, saga_def_t **def, saga_diags_t *d) {
-  char *j = dq(sq);
-  int rc = saga_def_parse(j, strlen(j), "order.saga.json", def, d);
+static char *dq(const char *s) { return dq_n(s, strlen(s)); }
+
+static int parse_n(const char *sq, size_t len, saga_def_t **def,
+                   saga_diags_t *d) {
+  char *j = dq_n(sq, len);
+  int rc = saga_def_parse(j, len, "order.saga.json", def, d);
   free(j);
   return rc;
 }
 
-/* Parsing sq fails and one of the messages is exactly want. */
-static void expect_error(const char *sq, const char *want) {
+static int parse(const char *sq, saga_def_t **def, saga_diags_t *d) {
+  return parse_n(sq, strlen(sq), def, d);
+}
+
+/* Parsing the len bytes of sq fails and one of the messages is exactly
+ * want. */
+static void expect_error_n(const char *sq, size_t len, const char *want) {
   saga_def_t *def = NULL;
   saga_diags_t d = {0};
-  int rc = parse(sq, &def, &d);
+  int rc = parse_n(sq, len, &def, &d);
   assert_int_equal(rc, SAGA_CORE_EDEF);
   assert_null(def);
   int found = 0;
@@ -50,6 +61,14 @@ static void expect_error(const char *sq, const char *want) {
   assert_true(found);
   saga_diags_clear(&d);
 }
+
+/* Parsing sq fails and one of the messages is exactly want. */
+static void expect_error(const char *sq, const char *want) {
+  expect_error_n(sq, strlen(sq), want);
+}
+
+/* A string literal with its NUL bytes, without the terminating one. */
+#define LIT(s) (s), sizeof(s) - 1
 
 #define HEAD "{'name':'order','version':1,'steps':["
 #define S_RES                                                                 \
@@ -441,6 +460,222 @@ static void test_every_error_of_a_document_is_reported(void **state) {
   saga_diags_clear(&d);
 }
 
+/* ---- the text itself: UTF-8, strict JSON, one document ---- */
+
+static void test_invalid_utf8_is_refused_with_line_and_column(void **state) {
+  (void)state;
+  /* the bytes of the report: passed the loader, failed in PostgreSQL */
+  expect_error("{'name':'order','version':1,'description':'a\xff\xfe',"
+               "'steps':[" S_RES "]}",
+               "order.saga.json: invalid UTF-8 at line 1, column 45");
+  /* overlong; columns count characters, not bytes */
+  expect_error("{'name':'order',\n 'description':'gr\xc3\xb6\xc3\x9f"
+               "e \xc0\x80',\n 'version':1,'steps':[" S_RES "]}",
+               "order.saga.json: invalid UTF-8 at line 2, column 23");
+  /* a UTF-16 surrogate, past U+10FFFF, a cut sequence */
+  expect_error("{'name':'order','version':1,'description':'\xed\xa0\x80',"
+               "'steps':[" S_RES "]}",
+               "order.saga.json: invalid UTF-8 at line 1, column 44");
+  expect_error("{'name':'order','version':1,'description':'\xf4\x90\x80\x80',"
+               "'steps':[" S_RES "]}",
+               "order.saga.json: invalid UTF-8 at line 1, column 44");
+  expect_error("{'name':'order','version':1,'description':'\xe2\x82',"
+               "'steps':[" S_RES "]}",
+               "order.saga.json: invalid UTF-8 at line 1, column 44");
+  /* in a key */
+  expect_error("{'na\xffme':'order'}",
+               "order.saga.json: invalid UTF-8 at line 1, column 5");
+  /* and at the very end */
+  expect_error(ORDER "\xc3",
+               "order.saga.json: invalid UTF-8 at line 1, column 254");
+}
+
+static void test_valid_utf8_loads_and_is_kept(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  saga_diags_t d = {0};
+  /* with a byte order mark, which RFC 8259 lets a parser ignore */
+  assert_int_equal(
+      parse("\xef\xbb\xbf{'name':'order','version':1,'description':"
+            "'Bestellung \xe2\x80\x93 gr\xc3\xb6\xc3\x9f"
+            "e \xf0\x9f\x93\xa6 \\u00e9 \\ud83d\\ude00','steps':[" S_RES "]}",
+            &def, &d),
+      SAGA_CORE_OK);
+  assert_int_equal(d.n, 0);
+  assert_non_null(strstr(def->body, "Bestellung \xe2\x80\x93 gr\xc3\xb6\xc3"
+                                    "\x9f" "e \xf0\x9f\x93\xa6 \xc3\xa9 "
+                                    "\xf0\x9f\x98\x80"));
+  saga_def_free(def);
+}
+
+static void test_nul_in_a_string_is_refused(void **state) {
+  (void)state;
+  /* cJSON would cut the string there: the saga recorded as "o" */
+  expect_error("{'name':'o\\u0000x','version':1,'steps':[" S_RES "]}",
+               "order.saga.json: NUL character (\\u0000) in a string at line "
+               "1, column 11");
+  expect_error(HEAD "{'name':'a\\u0000','topic':'t','compensation':'none'}]}",
+               "order.saga.json: NUL character (\\u0000) in a string at line "
+               "1, column 48");
+  expect_error(HEAD "{'name':'a','topic':'t\\u0000x','compensation':'none'}]}",
+               "order.saga.json: NUL character (\\u0000) in a string at line "
+               "1, column 60");
+  /* a key cut to "name" would be a second name */
+  expect_error("{'name':'o','name\\u0000x':'p','version':1,'steps':[" S_RES
+               "]}",
+               "order.saga.json: NUL character (\\u0000) in a string at line "
+               "1, column 18");
+  /* a raw NUL byte is a control character, which JSON wants escaped */
+  expect_error_n(LIT("{'name':'o\0x','version':1,'steps':[" S_RES "]}"),
+                 "order.saga.json: invalid JSON at line 1, column 11: "
+                 "unescaped control character in a string");
+}
+
+static void test_duplicate_keys_are_refused_with_the_path(void **state) {
+  (void)state;
+  expect_error("{'name':'o','version':1,'name':'p','steps':[" S_RES "]}",
+               "order.saga.json: name: duplicate key, each key may appear "
+               "only once in an object");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':{'action':'x',"
+                    "'topic':'t','action':'y'}}]}",
+               "order.saga.json: steps[0].compensation.action: duplicate "
+               "key, each key may appear only once in an object");
+  expect_error(HEAD S_RES ",{'name':'b','topic':'t','compensation':'none',"
+                    "'input':{'x':'/input/a','x':'/input/b'}}]}",
+               "order.saga.json: steps[1].input.x: duplicate key, each key "
+               "may appear only once in an object");
+  /* in the saga's output mapping */
+  expect_error("{'name':'o','version':1,'description':'d','steps':[" S_RES
+               "],'output':{'a':'/input','b':'/input','a':'/input/c'}}",
+               "order.saga.json: output.a: duplicate key, each key may "
+               "appear only once in an object");
+}
+
+static void test_text_after_the_document_is_refused(void **state) {
+  (void)state;
+  expect_error(ORDER " xyz",
+               "order.saga.json: unexpected text after the JSON document at "
+               "line 1, column 255");
+  expect_error(ORDER "\n{}",
+               "order.saga.json: unexpected text after the JSON document at "
+               "line 2, column 1");
+  expect_error_n(LIT(ORDER "\0x"),
+                 "order.saga.json: unexpected text after the JSON document "
+                 "at line 1, column 254");
+  saga_def_t *def = NULL;
+  assert_int_equal(parse(ORDER "\n \t\r\n", &def, NULL), SAGA_CORE_OK);
+  saga_def_free(def);
+}
+
+static void test_json_syntax_is_strict(void **state) {
+  (void)state;
+  /* a raw tab in a string, a form feed between members */
+  expect_error("{'name':'order','version':1,'description':'a\tb','steps':["
+               S_RES "]}",
+               "order.saga.json: invalid JSON at line 1, column 45: "
+               "unescaped control character in a string");
+  expect_error("{'name':'order',\x0c'version':1,'steps':[" S_RES "]}",
+               "order.saga.json: invalid JSON at line 1, column 17");
+  /* numbers: no leading zero, a digit after the point */
+  expect_error("{'name':'order','version':01,'steps':[" S_RES "]}",
+               "order.saga.json: invalid JSON at line 1, column 28");
+  expect_error("{'name':'order','version':1.,'steps':[" S_RES "]}",
+               "order.saga.json: invalid JSON at line 1, column 29");
+  expect_error("", "order.saga.json: invalid JSON at line 1, column 1");
+  /* a string left open is shown where it opens */
+  expect_error("{'name':'order',\n 'description':'abc}",
+               "order.saga.json: invalid JSON at line 2, column 16: "
+               "unterminated string");
+  /* half a UTF-16 pair, which cJSON refuses without saying why */
+  expect_error("{'name':'o','version':1,'description':'\\ud83d x',"
+               "'steps':[" S_RES "]}",
+               "order.saga.json: invalid JSON at line 1, column 40: "
+               "unpaired UTF-16 surrogate");
+  expect_error("{'name':'o','version':1,'description':'\\ude00',"
+               "'steps':[" S_RES "]}",
+               "order.saga.json: invalid JSON at line 1, column 40: "
+               "unpaired UTF-16 surrogate");
+}
+
+static void test_deep_nesting_says_too_deep(void **state) {
+  (void)state;
+  /* the report's document: 1000 arrays in the root object */
+  char *buf = malloc(4096);
+  assert_non_null(buf);
+  strcpy(buf, "{'name':'o','version':1,'description':");
+  size_t n = strlen(buf);
+  memset(buf + n, '[', 1000);
+  memset(buf + n + 1000, ']', 1000);
+  strcpy(buf + n + 2000, "}");
+  expect_error(buf, "order.saga.json: nesting too deep at line 1, column "
+                    "1038, at most 1000 levels of objects and arrays");
+  /* 999 arrays in it: 1000 levels, parsed */
+  memset(buf + n + 999, ']', 999);
+  strcpy(buf + n + 999 + 999, "}");
+  expect_error(buf, "order.saga.json: description: must be a string, got an "
+                    "array");
+  free(buf);
+}
+
+static void test_description_and_schema_must_be_strings(void **state) {
+  (void)state;
+  expect_error("{'name':'o','version':1,'description':5,'steps':[" S_RES "]}",
+               "order.saga.json: description: must be a string, got 5");
+  expect_error("{'$schema':5,'name':'o','version':1,'steps':[" S_RES "]}",
+               "order.saga.json: $schema: must be a string, got 5");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none',"
+                    "'description':true}]}",
+               "order.saga.json: steps[0].description: must be a string, got "
+               "true");
+  saga_def_t *def = NULL;
+  assert_int_equal(parse("{'$schema':'../schemas/saga-definition.schema.json',"
+                         "'name':'o','version':1,'description':'',"
+                         "'steps':[" S_RES "]}",
+                         &def, NULL),
+                   SAGA_CORE_OK);
+  saga_def_free(def);
+}
+
+static void test_json_pointer_escapes_are_checked(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none',"
+                    "'input':{'x':'/input/~2'}}]}",
+               "order.saga.json: steps[0].input.x: must be a valid JSON "
+               "Pointer (RFC 6901), where ~ is followed by 0 or 1, got "
+               "\"/input/~2\"");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none'}],"
+                    "'output':{'y':'/steps/a/output/b~'}}",
+               "order.saga.json: output.y: must be a valid JSON Pointer (RFC "
+               "6901), where ~ is followed by 0 or 1, got "
+               "\"/steps/a/output/b~\"");
+  saga_def_t *def = NULL;
+  assert_int_equal(parse(HEAD "{'name':'a','topic':'t','compensation':'none',"
+                              "'input':{'x':'/input/~0a~1b'}}]}",
+                         &def, NULL),
+                   SAGA_CORE_OK);
+  assert_string_equal(def->steps[0].input_map->entries[0].rest, "/~0a~1b");
+  saga_def_free(def);
+}
+
+/* A message is one line of valid UTF-8 whatever the document holds. */
+static void test_messages_quote_values_safely(void **state) {
+  (void)state;
+  expect_error("{'name':'a\\nb','version':1,'steps':[" S_RES "]}",
+               "order.saga.json: name: must be 1 to 64 characters of A-Z "
+               "a-z 0-9 _ . -, got \"a\\nb\"");
+  /* 'a' and 40 e-acute: cut after 29 of them, not inside the 30th */
+  char name[512] = "{'name':'a";
+  for (int i = 0; i < 40; i++)
+    strcat(name, "\xc3\xa9");
+  strcat(name, "','version':1,'steps':[" S_RES "]}");
+  char want[256] = "order.saga.json: name: must be 1 to 64 characters of A-Z "
+                   "a-z 0-9 _ . -, got \"a";
+  for (int i = 0; i < 29; i++)
+    strcat(want, "\xc3\xa9");
+  strcat(want, "\"");
+  expect_error(name, want);
+}
+
 static void write_file(const char *dir, const char *name, const char *sq) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -519,6 +754,46 @@ static void test_directory_load_reports_every_bad_file_and_keeps_good(
   const char *names[] = {"a.json", "b.json", "c.json",
                          "d.json", "e.json", "notes.txt"};
   for (size_t i = 0; i < 6; i++) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+
+/* What --check-config reads: the file is named, and a file name that is
+ * not UTF-8 (it is recorded in the store with the definition) is refused
+ * before its content is read. */
+static void test_directory_load_names_files_with_bad_text(void **state) {
+  (void)state;
+  char dir[] = "/tmp/saga-defs-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  write_file(dir, "f.json", "{'name':'order','version':1,'description':"
+                            "'\xff\xfe','steps':[" S_RES "]}");
+  write_file(dir, "g.json", ORDER " xyz");
+  write_file(dir, "h\xff.json", ORDER);
+  write_file(dir, "i.json", ORDER);
+  saga_registry_t *reg = saga_registry_new();
+  saga_diags_t d = {0};
+  size_t loaded = 0;
+  assert_int_equal(saga_registry_load_dir(reg, dir, &d, &loaded),
+                   SAGA_CORE_EDEF);
+  assert_int_equal(loaded, 1);
+  for (size_t i = 0; i < d.n; i++)
+    fprintf(stderr, "%s\n", d.items[i]);
+  assert_int_equal(d.n, 3);
+  assert_string_equal(d.items[0],
+                      "f.json: invalid UTF-8 at line 1, column 44");
+  assert_string_equal(d.items[1], "g.json: unexpected text after the JSON "
+                                  "document at line 1, column 255");
+  char want[256];
+  snprintf(want, sizeof want,
+           "%s: file name \"h\\xff.json\" is not valid UTF-8", dir);
+  assert_string_equal(d.items[2], want);
+  saga_diags_clear(&d);
+  saga_registry_free(reg);
+  const char *names[] = {"f.json", "g.json", "h\xff.json", "i.json"};
+  for (size_t i = 0; i < 4; i++) {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
     unlink(p);
@@ -646,6 +921,17 @@ int main(void) {
       cmocka_unit_test(test_missing_directory_is_an_io_error),
       cmocka_unit_test(test_example_definitions_load),
       cmocka_unit_test(test_error_map_is_complete),
+      cmocka_unit_test(test_invalid_utf8_is_refused_with_line_and_column),
+      cmocka_unit_test(test_valid_utf8_loads_and_is_kept),
+      cmocka_unit_test(test_nul_in_a_string_is_refused),
+      cmocka_unit_test(test_duplicate_keys_are_refused_with_the_path),
+      cmocka_unit_test(test_text_after_the_document_is_refused),
+      cmocka_unit_test(test_json_syntax_is_strict),
+      cmocka_unit_test(test_deep_nesting_says_too_deep),
+      cmocka_unit_test(test_description_and_schema_must_be_strings),
+      cmocka_unit_test(test_json_pointer_escapes_are_checked),
+      cmocka_unit_test(test_messages_quote_values_safely),
+      cmocka_unit_test(test_directory_load_names_files_with_bad_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

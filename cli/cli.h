@@ -43,7 +43,7 @@ enum {
   X(STUCK, "stuck", 0, "only stuck sagas: parked, or no progress past their step's stuck_after_ms") \
   X(OLDEST_FIRST, "oldest-first", 0, "oldest first (default: newest first)") \
   X(AFTER, "after", 1, "the next page: the TOKEN the previous page printed") \
-  X(LIMIT, "limit", 1, "at most N rows (default 100)")                      \
+  X(LIMIT, "limit", 1, "at most N sagas, 1..1000000 (list: default 100; replay --all: default 1000000)") \
   X(OUTPUT, "output", 1, "table, json or jsonl (default table)")            \
   X(ALL, "all", 0, "every saga in the index")                               \
   X(REASON, "reason", 1, "why, recorded with the action")                   \
@@ -180,6 +180,13 @@ char *cli_connect_timeout(int64_t timeout_ms, char *buf, size_t len);
 /* "host:port" (or socket folder) of a conninfo for messages, best effort,
  * into buf. Returns buf. */
 char *cli_conninfo_where(const char *conninfo, char *buf, size_t len);
+
+/* Check a conninfo (key=value or URI) as far as libpq can before
+ * connecting: its syntax and keywords (PQconninfoParse), its port numbers
+ * and integer options. Text without '=' that is not a URI is a database
+ * name, as PQconnectdbParams' expand_dbname takes it. Returns 0, or -1
+ * with libpq's reason (one line) in why. */
+int cli_conninfo_check(const char *conninfo, char *why, size_t len);
 
 /* Current time, Unix epoch ms. */
 int64_t cli_now_ms(void);

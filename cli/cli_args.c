@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include "cli.h"
+#include "conninfo.h"
 #include "timetext.h"
 
 static const struct {
@@ -179,6 +180,30 @@ char *cli_conninfo_where(const char *conninfo, char *buf, size_t len) {
   PQconninfoFree(opts);
   PQfreemem(perr);
   return buf;
+}
+
+int cli_conninfo_check(const char *conninfo, char *why, size_t len) {
+  /* PQconnectdbParams' expand_dbname takes text without '=' that is not a
+   * URI for a database name, as it stands. */
+  if (strchr(conninfo, '=') == NULL &&
+      strncmp(conninfo, "postgresql://", 13) != 0 &&
+      strncmp(conninfo, "postgres://", 11) != 0)
+    return 0;
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+  int rc = 0;
+  if (opts == NULL) {
+    snprintf(why, len, "%s",
+             perr != NULL ? perr : "out of memory parsing the conninfo");
+    why[strcspn(why, "\n")] = '\0';
+    rc = -1;
+  }
+  for (PQconninfoOption *o = opts; rc == 0 && o && o->keyword != NULL; o++)
+    if (o->val != NULL)
+      rc = saga__conninfo_value_check(o->keyword, o->val, why, len);
+  PQconninfoFree(opts);
+  PQfreemem(perr);
+  return rc;
 }
 
 int64_t cli_now_ms(void) {

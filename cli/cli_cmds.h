@@ -70,9 +70,23 @@ typedef enum {
 } cli_action_t;
 
 /* Whether a asks for an action by query: no saga id, or one of the query
- * options (--state, --type, --since, --until, --stuck, --dry-run, --yes,
- * --output). */
+ * filters (--state, --type, --since, --until, --stuck). --dry-run and --yes
+ * alone do not: with one saga id they belong to the single-id command. */
 int cli_bulk_wanted(const cli_args_t *a);
+
+/* What the single-id form of cmd refuses of a's options (--output, which
+ * is the query's). Returns CLI_EXIT_OK, or CLI_EXIT_USAGE with the line
+ * printed. */
+int cli_single_check(const cli_args_t *a, const char *cmd);
+
+/* Why action does not apply to a saga in status ("completed, not parked
+ * in compensation_failed", "parked in compensation_failed: retry or
+ * resolve it", "already compensated: nothing to cancel") into buf, which
+ * it returns; NULL when it applies (retry and resolve: parked in
+ * compensation_failed; cancel: running). The single-id commands and the
+ * actions by query refuse with the same words. */
+const char *cli_action_refusal(cli_action_t action, const char *status,
+                               char *buf, size_t len);
 
 /* Run action on every saga a's query matches, all pages of it: list them
  * (--dry-run stops there), ask on a terminal unless --yes (refuse without

@@ -34,6 +34,12 @@ int cli_pg(const cli_settings_t *s, cli_pg_t *pg) {
     return cli_fail(CLI_EXIT_USAGE,
                     "no PostgreSQL configured: give --pg CONNINFO, "
                     "SAGA_PG_CONNINFO or \"pg = ...\" in the config file");
+  /* What libpq refuses before connecting is the setting's fault, not an
+   * unreachable server's. */
+  char why[256];
+  if (cli_conninfo_check(pg->conninfo, why, sizeof why) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "%s: not a usable conninfo: %s",
+                    s->source[CLI_SET_PG], why);
   cli_connect_timeout(s->timeout_ms, pg->connect_timeout,
                       sizeof pg->connect_timeout);
   pg->defaults[0] = "connect_timeout";

@@ -27,8 +27,9 @@ typedef struct cli_index_row {
 void cli_index_row_clear(cli_index_row_t *r);
 
 /* Connect to settings' pg within its timeout and set a statement timeout.
- * Returns CLI_EXIT_OK with *out, CLI_EXIT_USAGE (no conninfo configured),
- * or CLI_EXIT_UNREACHABLE; the error line is printed. */
+ * Returns CLI_EXIT_OK with *out, CLI_EXIT_USAGE (no conninfo configured,
+ * or one libpq refuses before connecting: cli_pg), or
+ * CLI_EXIT_UNREACHABLE; the error line is printed. */
 int cli_db_connect(const cli_settings_t *s, PGconn **out);
 
 /* What sagactl connects to PostgreSQL with: settings' pg conninfo, and
@@ -43,7 +44,8 @@ typedef struct {
 } cli_pg_t;
 
 /* Fill pg from settings. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE when no
- * conninfo is configured (line printed). */
+ * conninfo is configured or it is not one (cli_conninfo_check; the line
+ * names where it came from: "--pg: ..."), line printed. */
 int cli_pg(const cli_settings_t *s, cli_pg_t *pg);
 
 /* Connect, read saga_id's row, disconnect. Returns CLI_EXIT_OK with *row

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "cli.h"
 #include "conffile.h"
 #include "timetext.h"
@@ -63,6 +65,26 @@ typedef struct {
   const int *fixed;
 } file_ctx_t;
 
+/* Whether librdkafka takes property name = value (set on a throwaway
+ * configuration): a bad kafka.* line is the file's error, found when the
+ * file is read, whatever the command. 0, or -1 with err naming where. */
+static int check_kafka_prop(const char *name, const char *value,
+                            const char *where, char *err, size_t errlen) {
+  char why[256] = "";
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (conf == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  rd_kafka_conf_res_t res = rd_kafka_conf_set(conf, name, value, why,
+                                              sizeof why);
+  rd_kafka_conf_destroy(conf);
+  if (res == RD_KAFKA_CONF_OK)
+    return 0;
+  snprintf(err, errlen, "%s: kafka.%s: %s", where, name, why);
+  return -1;
+}
+
 /* One `name = value` line of the config file; a setting already given by
  * a flag or the environment stays (file values only fill what is unset). */
 static int file_line(void *arg, const char *name, const char *value,
@@ -75,6 +97,8 @@ static int file_line(void *arg, const char *name, const char *value,
                CLI_MAX_KAFKA_PROPS);
       return -1;
     }
+    if (check_kafka_prop(name + 6, value, where, err, errlen) != 0)
+      return -1;
     char *k = strdup(name + 6), *v = strdup(value);
     if (k == NULL || v == NULL) {
       free(k);
@@ -113,7 +137,28 @@ static int read_file(cli_settings_t *s, const char *path, const int *fixed,
              : -1;
 }
 
+/* A name Kafka takes for a topic: 1 to 249 of a-z, A-Z, 0-9, '.', '_',
+ * '-'. Another is refused by the broker, which sagactl would report as a
+ * Kafka it could not reach. */
+static int topic_name_ok(const char *t) {
+  size_t n = strlen(t);
+  return n >= 1 && n <= 249 &&
+         strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789._-") == n;
+}
+
 static int finalize(cli_settings_t *s, char *err, size_t errlen) {
+  static const cli_setting_t topics[] = {CLI_SET_INBOX,
+                                         CLI_SET_NOTIFICATIONS};
+  for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
+    if (!topic_name_ok(s->value[topics[i]])) {
+      snprintf(err, errlen,
+               "%s: %s must be a Kafka topic name (1 to 249 of a-z, A-Z, "
+               "0-9, '.', '_', '-'), got \"%s\"",
+               s->source[topics[i]], SETS[topics[i]].name,
+               s->value[topics[i]]);
+      return -1;
+    }
   const char *t = s->value[CLI_SET_TIMEOUT];
   char why[256];
   if (saga__duration_parse(t, &s->timeout_ms) != SAGA_DURATION_OK) {

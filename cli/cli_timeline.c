@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cli_timeline.h"
 #include "grow.h"
+#include "text.h"
 
 static const char *action_name(uint8_t a) {
   return a == SM_COMPENSATE ? "COMPENSATE" : "DO";
@@ -251,7 +252,9 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
 cJSON *cli_payload_json(const char *p, size_t n) {
   if (p == NULL)
     return cJSON_CreateNull();
-  cJSON *v = cJSON_ParseWithLength(p, n);
+  /* with a \u0000 in a string cJSON would show it cut: shown as text */
+  cJSON *v = saga__json_nul_escape_at(p, n) == n ? cJSON_ParseWithLength(p, n)
+                                                  : NULL;
   if (v != NULL)
     return v;
   char *text = malloc(n + 1);

@@ -44,23 +44,25 @@ static const cli_opt_t QUERY_OPTS[] = {CLI_OPT_STATE, CLI_OPT_TYPE,
                                        CLI_OPT_STUCK};
 
 int cli_bulk_wanted(const cli_args_t *a) {
-  static const cli_opt_t more[] = {CLI_OPT_DRY_RUN, CLI_OPT_YES,
-                                   CLI_OPT_OUTPUT};
   if (a->npos == 0)
     return 1;
   for (size_t i = 0; i < sizeof QUERY_OPTS / sizeof *QUERY_OPTS; i++)
     if (a->opt[QUERY_OPTS[i]] != NULL)
       return 1;
-  for (size_t i = 0; i < sizeof more / sizeof *more; i++)
-    if (a->opt[more[i]] != NULL)
-      return 1;
   return 0;
 }
 
-/* Why action does not apply to a saga in status, into buf; NULL when it
- * does. The single-id commands say the same. */
-static const char *refusal(cli_action_t action, const char *status,
-                           char *buf, size_t len) {
+int cli_single_check(const cli_args_t *a, const char *cmd) {
+  if (a->opt[CLI_OPT_OUTPUT] != NULL)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "%s: --output applies to an action by query (--state, "
+                    "--type, --since, --until, --stuck), not to one saga id",
+                    cmd);
+  return CLI_EXIT_OK;
+}
+
+const char *cli_action_refusal(cli_action_t action, const char *status,
+                               char *buf, size_t len) {
   if (action != CLI_ACT_CANCEL) {
     if (strcmp(status, "compensation_failed") == 0)
       return NULL;
@@ -322,7 +324,7 @@ static int act_batch(PGconn *c, const cli_settings_t *s, const char *reason,
                         : "could not read its status again");
       continue;
     }
-    if (refusal(action, row.status, why, sizeof why) != NULL) {
+    if (cli_action_refusal(action, row.status, why, sizeof why) != NULL) {
       snprintf(now, sizeof now, "now %s", why);
       set_why(b, i, R_REFUSED, now);
       free(b->rows[i].status);
@@ -413,7 +415,7 @@ int cli_bulk_run(const cli_args_t *a, const cli_settings_t *s,
   char why[300];
   size_t eligible = 0;
   for (size_t i = 0; i < b.n; i++) {
-    if (refusal(action, b.rows[i].status, why, sizeof why) != NULL)
+    if (cli_action_refusal(action, b.rows[i].status, why, sizeof why) != NULL)
       set_why(&b, i, R_REFUSED, why);
     else
       eligible++;

@@ -87,23 +87,30 @@ static int open_store(const cli_settings_t *s, es_store_t **out) {
                   where, *err != '\0' ? err : es_strerror(e));
 }
 
-/* Calls fn for each decoded record of the saga's stream in order. Returns
- * the number of records, or -1 (line printed). */
+/* Called for each decoded record of a saga's stream (cli_records.h). */
 typedef cli_record_fn record_fn;
 
 /* Decode the events of page and call fn for each; *count grows, or
- * becomes -1 (line printed). */
+ * becomes -1 (line printed). A record that cannot be decoded ends the
+ * read: with bad, its reason goes there (nothing printed, *count kept);
+ * without, it is printed and *count becomes -1. */
 static void page_records(const es_page_t *page, const char *stream,
                          saga_record_t *rec, record_fn fn, void *arg,
-                         int64_t *count) {
+                         int64_t *count, char *bad, size_t badlen) {
   for (size_t i = 0; i < page->n && *count >= 0; i++) {
     const es_recorded_t *ev = &page->events[i];
     int d = saga_codec_decode(ev->data, ev->data_len, rec);
     if (d != SAGA_CORE_OK) {
-      cli_fail(CLI_EXIT_FAIL,
+      char why[512];
+      snprintf(why, sizeof why,
                "could not decode event %" PRId64 " (%s) of stream \"%s\": "
                "%s",
                ev->version, ev->type, stream, saga_core_strerror(d));
+      if (bad != NULL) {
+        snprintf(bad, badlen, "%s", why);
+        return;
+      }
+      cli_fail(CLI_EXIT_FAIL, "%s", why);
       *count = -1;
     } else if (fn(arg, ev->version, rec) != 0) {
       *count = -1;
@@ -161,7 +168,7 @@ static int each_archived_record(const char *path, const char *saga_id,
   saga_record_t rec = {0};
   for (size_t i = 0; i < n; i++) {
     if (count >= 0)
-      page_records(pages[i], stream, &rec, fn, arg, &count);
+      page_records(pages[i], stream, &rec, fn, arg, &count, NULL, 0);
     es_page_free(pages[i]);
   }
   free(pages);
@@ -170,11 +177,17 @@ static int each_archived_record(const char *path, const char *saga_id,
   return count > INT32_MAX ? INT32_MAX : (int)count;
 }
 
-static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
-                       void *arg) {
+/* Calls fn for each decoded record of the saga's stream in order.
+ * Returns the number of records, or -1 (line printed). A record that
+ * cannot be decoded ends the read: with bad, its reason goes there and the
+ * records before it are counted; without, it is an error. */
+static int each_record_or(es_store_t *st, const char *saga_id, record_fn fn,
+                          void *arg, char *bad, size_t badlen) {
   char stream[ES_MAX_STREAM_ID + 1];
   if (saga_stream(saga_id, stream, sizeof stream) != 0)
     return -1;
+  if (bad != NULL)
+    bad[0] = '\0';
   saga_record_t rec = {0};
   int64_t from = 1, count = 0;
   for (;;) {
@@ -188,15 +201,20 @@ static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
       break;
     }
     size_t n = page->n;
-    page_records(page, stream, &rec, fn, arg, &count);
+    page_records(page, stream, &rec, fn, arg, &count, bad, badlen);
     if (n > 0)
       from = page->events[n - 1].version + 1;
     es_page_free(page);
-    if (count < 0 || n < PAGE)
+    if (count < 0 || n < PAGE || (bad != NULL && bad[0] != '\0'))
       break;
   }
   saga_record_clear(&rec);
   return count > INT32_MAX ? INT32_MAX : (int)count;
+}
+
+static int each_record(es_store_t *st, const char *saga_id, record_fn fn,
+                       void *arg) {
+  return each_record_or(st, saga_id, fn, arg, NULL, 0);
 }
 
 int cli_each_saga_record(const cli_settings_t *s, const char *saga_id,
@@ -460,28 +478,36 @@ typedef enum {
   REP_MISMATCH,
   REP_MISSING,
   REP_CHANGED,
-  REP_CANNOT
+  REP_CANNOT,
+  REP_FAILED,  /* its stream cannot be read through: not replayed */
+  REP_SKIPPED, /* a dry run's finished saga: not checked, not counted */
 } rep_kind_t;
 
 typedef struct {
-  size_t checked, by_kind[REP_CANNOT + 1];
+  size_t checked, by_kind[REP_SKIPPED + 1];
   cJSON *json; /* array of results, or NULL for text */
+  int limit_reached; /* --all read --limit index rows and there are more */
 } replay_report_t;
 
 static void report(replay_report_t *rep, const char *id, const char *what,
                    rep_kind_t kind) {
-  static const char *const LABEL[] = {"ok", "MISMATCH", "MISSING", "CHANGED",
-                                      "CANNOT"};
-  static const char *const RESULT[] = {"ok", "mismatch", "missing", "changed",
-                                       "cannot"};
-  rep->checked++;
+  static const char *const LABEL[] = {"ok",     "MISMATCH", "MISSING",
+                                      "CHANGED", "CANNOT",  "FAILED",
+                                      "SKIPPED"};
+  static const char *const RESULT[] = {"ok",     "mismatch", "missing",
+                                       "changed", "cannot",  "failed",
+                                       "skipped"};
+  rep->checked += kind != REP_SKIPPED;
   rep->by_kind[kind]++;
   if (rep->json != NULL) {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
       return;
     cJSON_AddStringToObject(o, "saga_id", id);
-    cJSON_AddBoolToObject(o, "consistent", kind == REP_OK);
+    if (kind == REP_SKIPPED)
+      cJSON_AddNullToObject(o, "consistent");
+    else
+      cJSON_AddBoolToObject(o, "consistent", kind == REP_OK);
     cJSON_AddStringToObject(o, "result", RESULT[kind]);
     cJSON_AddStringToObject(o, "detail", what);
     cJSON_AddItemToArray(rep->json, o);
@@ -495,14 +521,18 @@ static void report(replay_report_t *rep, const char *id, const char *what,
 static int replay_one(es_store_t *st, const cli_defs_t *defs, const char *id,
                       const cli_index_row_t *row, replay_report_t *rep) {
   replay_t r = {.defs = defs, .id = id};
-  int n = each_record(st, id, replay_record, &r);
+  char bad[512];
+  int n = each_record_or(st, id, replay_record, &r, bad, sizeof bad);
   if (n < 0) {
     free(r.saga);
     return -1;
   }
   char what[768];
   rep_kind_t kind = REP_MISMATCH;
-  if (n == 0 && row == NULL) {
+  if (bad[0] != '\0') {
+    kind = REP_FAILED;
+    snprintf(what, sizeof what, "%s", bad);
+  } else if (n == 0 && row == NULL) {
     snprintf(what, sizeof what, "not found: no saga_index row and no events");
   } else if (n == 0) {
     snprintf(what, sizeof what, "in saga_index (status %s) but stream "
@@ -595,7 +625,9 @@ static int dry_run_one(es_store_t *st, const cli_defs_t *defs,
   saga_def_t shadow = *cand;
   shadow.version = v;
   replay_t r = {.use = &shadow, .id = row->saga_id};
-  int n = each_record(st, row->saga_id, replay_record, &r);
+  char unread[512];
+  int n = each_record_or(st, row->saga_id, replay_record, &r, unread,
+                         sizeof unread);
   free(r.saga);
   if (n < 0)
     return -1;
@@ -603,7 +635,10 @@ static int dry_run_one(es_store_t *st, const cli_defs_t *defs,
   snprintf(to, sizeof to, "v%" PRIu32 " in \"%.40s\"", cand->version, dir);
   rep_kind_t kind = REP_CANNOT;
   int bad;
-  if (n == 0) {
+  if (unread[0] != '\0') {
+    kind = REP_FAILED;
+    snprintf(what, sizeof what, "%s", unread);
+  } else if (n == 0) {
     snprintf(what, sizeof what, "stream \"saga-%s\" has no events",
              row->saga_id);
   } else if (r.problem[0] != '\0') {
@@ -641,43 +676,77 @@ static int dry_run_one(es_store_t *st, const cli_defs_t *defs,
   return 0;
 }
 
-/* Saga ids that have a Started record but are not in `rows`. */
-static int replay_orphans(es_store_t *st, const cli_defs_t *defs,
+/* A finished saga a dry run does not check (its folder will never carry
+ * it on): said for one saga id, counted for --all. */
+static void dry_run_skip(const cli_index_row_t *row, replay_report_t *rep,
+                         int quiet) {
+  char what[512];
+  if (quiet) {
+    rep->by_kind[REP_SKIPPED]++;
+    return;
+  }
+  snprintf(what, sizeof what,
+           "%s v%d (%s): finished, not checked: the dry run checks the "
+           "sagas a new folder would carry on",
+           row->saga_type, row->def_version, row->status);
+  report(rep, row->saga_id, what, REP_SKIPPED);
+}
+
+static int cmp_id(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Saga ids that have a Started record but no saga_index row: not among
+ * `rows` and, when they are not the whole index (the limit was reached),
+ * not in it either. Returns 0, or -1 on a fatal error (printed). */
+static int replay_orphans(PGconn *c, es_store_t *st, const cli_defs_t *defs,
                           const cli_index_row_t *rows, size_t nrows,
                           replay_report_t *rep) {
+  const char **ids = malloc((nrows > 0 ? nrows : 1) * sizeof *ids);
+  if (ids == NULL)
+    return cli_fail(CLI_EXIT_FAIL, "out of memory"), -1;
+  for (size_t j = 0; j < nrows; j++)
+    ids[j] = rows[j].saga_id;
+  qsort(ids, nrows, sizeof *ids, cmp_id);
   es_filter_t f = {.category = "saga", .type = "Started"};
   es_pos_t from = {0, 0};
-  for (;;) {
+  int rc = 0;
+  for (size_t n = 1; rc == 0 && n > 0;) {
     es_page_t *page = NULL;
     int e = es_read_all(st, from, &f, PAGE, &page);
     if (e != ES_ERR_OK) {
       cli_fail(CLI_EXIT_FAIL, "could not read the saga streams: %s",
-               es_strerror(e));
-      return -1;
+               *es_store_last_error(st) != '\0' ? es_store_last_error(st)
+                                                : es_strerror(e));
+      rc = -1;
+      break;
     }
-    size_t n = page->n;
-    for (size_t i = 0; i < n; i++) {
+    n = page->n;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
       const char *id = page->events[i].stream_id + 5; /* after "saga-" */
-      int indexed = 0;
-      for (size_t j = 0; j < nrows && !indexed; j++)
-        indexed = strcmp(rows[j].saga_id, id) == 0;
-      if (!indexed && replay_one(st, defs, id, NULL, rep) != 0) {
-        es_page_free(page);
-        return -1;
-      }
+      if (bsearch(&id, ids, nrows, sizeof *ids, cmp_id) != NULL)
+        continue;
+      cli_index_row_t row;
+      int found = rep->limit_reached ? cli_db_get(c, id, &row) : 1;
+      if (found == 0)
+        cli_index_row_clear(&row); /* indexed past the limit */
+      else if (found < 0 || replay_one(st, defs, id, NULL, rep) != 0)
+        rc = -1;
     }
     from = page->next;
     es_page_free(page);
-    if (n == 0)
-      return 0;
   }
+  free(ids);
+  return rc;
 }
 
 /* Print the report and its summary; the JSON array passes to the printed
- * document (rep->json becomes NULL). The exit code: 1 when any saga is not
- * ok. */
+ * document (rep->json becomes NULL). The exit code: 1 when any saga
+ * checked is not ok. */
 static int print_replay(replay_report_t *rep, int dry, const char *dir) {
   size_t bad = rep->checked - rep->by_kind[REP_OK];
+  size_t failed = rep->by_kind[REP_FAILED];
+  size_t skipped = rep->by_kind[REP_SKIPPED];
   if (rep->json != NULL) {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
@@ -688,24 +757,34 @@ static int print_replay(replay_report_t *rep, int dry, const char *dir) {
       cJSON_AddStringToObject(o, "definitions", dir);
       cJSON_AddNumberToObject(o, "could", (double)rep->by_kind[REP_OK]);
       cJSON_AddNumberToObject(o, "could_not", (double)bad);
+      cJSON_AddNumberToObject(o, "finished_not_checked", (double)skipped);
     } else {
       cJSON_AddNumberToObject(o, "mismatched",
                               (double)rep->by_kind[REP_MISMATCH]);
       cJSON_AddNumberToObject(o, "missing", (double)rep->by_kind[REP_MISSING]);
     }
+    cJSON_AddNumberToObject(o, "failed", (double)failed);
+    cJSON_AddBoolToObject(o, "limit_reached", rep->limit_reached);
     cJSON_AddItemToObject(o, "sagas", rep->json);
     rep->json = NULL;
     if (cli_print_json(o) != CLI_EXIT_OK)
       return CLI_EXIT_FAIL;
   } else if (dry) {
     printf("dry run of \"%s\" against %zu sagas: %zu could be taken over, "
-           "%zu could not\n",
+           "%zu could not",
            dir, rep->checked, rep->by_kind[REP_OK], bad);
+    if (skipped > 0)
+      printf(" (%zu finished saga%s not checked)", skipped,
+             skipped == 1 ? "" : "s");
+    putchar('\n');
   } else {
     printf("replayed %zu sagas: %zu consistent, %zu mismatched, %zu missing "
-           "a definition\n",
+           "a definition",
            rep->checked, rep->by_kind[REP_OK], rep->by_kind[REP_MISMATCH],
            rep->by_kind[REP_MISSING]);
+    if (failed > 0)
+      printf(", %zu failed", failed);
+    putchar('\n');
   }
   return bad > 0 ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
@@ -721,13 +800,15 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
                     "replay --dry-run checks a new definitions folder "
                     "against the recorded histories: give --definitions "
                     "NEW_DIR");
-  uint64_t limit = 1000000;
+  uint64_t limit = IQ_LIMIT_MAX;
+  if (a->opt[CLI_OPT_LIMIT] != NULL && !all)
+    return cli_fail(CLI_EXIT_USAGE, "replay: --limit applies to --all");
   if (a->opt[CLI_OPT_LIMIT] != NULL &&
-      cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, 1000000, &limit) != 0)
+      cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, IQ_LIMIT_MAX, &limit) != 0)
     return cli_fail(CLI_EXIT_USAGE,
-                    "--limit: expected a number between 1 and 1000000, got "
+                    "--limit: expected a number between 1 and %d, got "
                     "\"%s\"",
-                    a->opt[CLI_OPT_LIMIT]);
+                    IQ_LIMIT_MAX, a->opt[CLI_OPT_LIMIT]);
   int rc = CLI_EXIT_OK;
   PGconn *c = NULL;
   es_store_t *st = NULL;
@@ -752,6 +833,15 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
     rows = list.rows;
     nrows = list.n;
     list.rows = NULL;
+    /* the index holds more than --limit rows: say so, and do not take
+     * the streams of the rest for streams without a row */
+    rep.limit_reached = list.next[0] != '\0';
+    if (rep.limit_reached)
+      fprintf(stderr,
+              "sagactl: note: replay --all stopped at --limit %" PRIu64
+              " sagas of saga_index (oldest first): the rest were not "
+              "checked (--limit: 1 to %d, default %d)\n",
+              limit, IQ_LIMIT_MAX, IQ_LIMIT_MAX);
   } else {
     rows = calloc(1, sizeof *rows);
     if (rows == NULL)
@@ -771,16 +861,15 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
   for (size_t i = 0; i < nrows; i++) {
     const cli_index_row_t *row = &rows[i];
     /* a dry run is about the sagas a new folder would have to carry on */
-    if (dry && all &&
-        (!strcmp(row->status, "completed") ||
-         !strcmp(row->status, "compensated")))
-      continue;
-    if (dry ? dry_run_one(st, &defs, folder, dir, row, &rep) != 0
-            : replay_one(st, &defs, row->saga_id, row, &rep) != 0)
+    if (dry && (!strcmp(row->status, "completed") ||
+                !strcmp(row->status, "compensated")))
+      dry_run_skip(row, &rep, all);
+    else if (dry ? dry_run_one(st, &defs, folder, dir, row, &rep) != 0
+                 : replay_one(st, &defs, row->saga_id, row, &rep) != 0)
       goto out;
   }
   if (!dry &&
-      (all ? replay_orphans(st, &defs, rows, nrows, &rep) != 0
+      (all ? replay_orphans(c, st, &defs, rows, nrows, &rep) != 0
            : (nrows == 0 && replay_one(st, &defs, a->pos[0], NULL, &rep) != 0)))
     goto out;
   rc = print_replay(&rep, dry, dir);

@@ -15,31 +15,62 @@
 
 #include "wire_kafka.h"
 
+/* What the producer's callbacks share (its opaque): the bootstrap list
+ * and librdkafka's last error, for the one line a failure gets. */
+typedef struct {
+  const char *bootstrap;
+  char last_error[256];
+} producer_ctx_t;
+
+/* librdkafka's log lines (a refused connection, "1/1 brokers are down")
+ * stay off stderr: a failure is reported once, as sagactl's own line, by
+ * the delivery report or the flush that gave up. */
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+  (void)rk;
+  (void)level;
+  (void)fac;
+  (void)buf;
+}
+
+/* An error librdkafka raises (served by rd_kafka_poll/flush, on this
+ * thread): kept to say why a message went undelivered. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque) {
+  (void)rk;
+  (void)err;
+  producer_ctx_t *p = opaque;
+  snprintf(p->last_error, sizeof p->last_error, "%s", reason);
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque) {
-  (void)rk;
-  (void)opaque;
+  producer_ctx_t *p = opaque;
   cli_send_t *it = m->_private;
   it->done = 1;
   it->rc = CLI_EXIT_OK;
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
     return;
-  const char *bootstrap = rd_kafka_opaque(rk);
+  (void)rk;
   it->rc = m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ||
                    m->err == RD_KAFKA_RESP_ERR__TRANSPORT ||
                    m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
                ? CLI_EXIT_UNREACHABLE
                : CLI_EXIT_FAIL;
   snprintf(it->why, sizeof it->why,
-           "could not deliver to topic \"%s\" at %s: %s",
-           rd_kafka_topic_name(m->rkt), bootstrap, rd_kafka_err2str(m->err));
+           "could not deliver to topic \"%s\" at %s: %s%s%s%s",
+           rd_kafka_topic_name(m->rkt), p->bootstrap,
+           rd_kafka_err2str(m->err), p->last_error[0] != '\0' ? " (" : "",
+           p->last_error, p->last_error[0] != '\0' ? ")" : "");
 }
 
-/* A producer on the configured Kafka (its opaque: the bootstrap list, for
- * messages). Returns an exit code (line printed). */
-static int open_producer(const cli_settings_t *s, rd_kafka_t **out) {
+/* A producer on the configured Kafka (its opaque: ctx, which must outlive
+ * it). Returns an exit code (line printed). */
+static int open_producer(const cli_settings_t *s, producer_ctx_t *ctx,
+                         rd_kafka_t **out) {
   char err[512], tmo[32];
   const char *bootstrap = cli_get(s, CLI_SET_KAFKA);
+  *ctx = (producer_ctx_t){.bootstrap = bootstrap};
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   snprintf(tmo, sizeof tmo, "%lld", (long long)s->timeout_ms);
   if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err,
@@ -61,7 +92,9 @@ static int open_producer(const cli_settings_t *s, rd_kafka_t **out) {
     }
   }
   rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-  rd_kafka_conf_set_opaque(conf, (void *)(uintptr_t)bootstrap);
+  rd_kafka_conf_set_log_cb(conf, on_log);
+  rd_kafka_conf_set_error_cb(conf, on_error);
+  rd_kafka_conf_set_opaque(conf, ctx);
   *out = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   if (*out == NULL) {
     rd_kafka_conf_destroy(conf);
@@ -124,7 +157,8 @@ static void produce_action(rd_kafka_t *rk, const char *topic, int kind,
 int cli_operator_send(const cli_settings_t *s, int kind, const char *reason,
                       cli_send_t *items, size_t n) {
   rd_kafka_t *rk = NULL;
-  int rc = open_producer(s, &rk);
+  producer_ctx_t ctx;
+  int rc = open_producer(s, &ctx, &rk);
   if (rc != CLI_EXIT_OK)
     return rc;
   const char *topic = cli_get(s, CLI_SET_INBOX);
@@ -140,39 +174,51 @@ int cli_operator_send(const cli_settings_t *s, int kind, const char *reason,
     if (!items[i].done) {
       items[i].rc = CLI_EXIT_UNREACHABLE;
       snprintf(items[i].why, sizeof items[i].why,
-               "no acknowledgement from Kafka at %s for topic \"%s\"",
-               cli_get(s, CLI_SET_KAFKA), topic);
+               "no acknowledgement from Kafka at %s for topic \"%s\"%s%s%s",
+               cli_get(s, CLI_SET_KAFKA), topic,
+               ctx.last_error[0] != '\0' ? " (" : "", ctx.last_error,
+               ctx.last_error[0] != '\0' ? ")" : "");
     }
   rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   rd_kafka_destroy(rk);
   return CLI_EXIT_OK;
 }
 
+/* retry ID / resolve ID: refused unless saga_index shows the saga parked
+ * in compensation_failed; --dry-run stops after that check (no Kafka
+ * needed), --yes changes nothing (one id is never confirmed). */
 static int operator_action(const cli_args_t *a, const cli_settings_t *s,
-                           const char *cmd, Saga__V1__OperatorActionKind kind) {
+                           cli_action_t action,
+                           Saga__V1__OperatorActionKind kind) {
+  const char *cmd = action == CLI_ACT_RETRY ? "retry" : "resolve";
+  int dry_run = a->opt[CLI_OPT_DRY_RUN] != NULL;
   if (a->npos != 1)
     return cli_fail(CLI_EXIT_USAGE, "%s: expected one saga id, got %zu "
                                     "arguments",
                     cmd, a->npos);
   const char *id = a->pos[0];
-  if (cli_get(s, CLI_SET_KAFKA) == NULL)
+  int rc = cli_single_check(a, cmd);
+  if (rc != CLI_EXIT_OK)
+    return rc;
+  if (!dry_run && cli_get(s, CLI_SET_KAFKA) == NULL)
     return cli_fail(CLI_EXIT_USAGE,
                     "no Kafka configured: give --kafka BOOTSTRAP, "
                     "SAGA_KAFKA_BOOTSTRAP or \"kafka = ...\" in the config "
                     "file");
   cli_index_row_t row;
-  int rc = cli_db_fetch(s, id, &row);
+  rc = cli_db_fetch(s, id, &row);
   if (rc != CLI_EXIT_OK)
     return rc;
-  if (strcmp(row.status, "compensation_failed") != 0) {
-    rc = cli_fail(CLI_EXIT_FAIL,
-                  "%s refused: saga \"%s\" is %s, not parked in "
-                  "compensation_failed",
-                  cmd, id, row.status);
-    cli_index_row_clear(&row);
-    return rc;
-  }
+  char why[300];
+  if (cli_action_refusal(action, row.status, why, sizeof why) != NULL)
+    rc = cli_fail(CLI_EXIT_FAIL, "%s refused: saga \"%s\" is %s", cmd, id,
+                  why);
+  else if (dry_run)
+    printf("dry run: %s would be sent for saga %s (%s); nothing was sent\n",
+           cmd, id, row.status);
   cli_index_row_clear(&row);
+  if (rc != CLI_EXIT_OK || dry_run)
+    return rc;
 
   cli_send_t it = {.saga_id = id};
   rc = cli_operator_send(s, (int)kind, a->opt[CLI_OPT_REASON], &it, 1);
@@ -191,11 +237,15 @@ static int operator_action(const cli_args_t *a, const cli_settings_t *s,
 int cli_cmd_retry(const cli_args_t *a, const cli_settings_t *s) {
   if (cli_bulk_wanted(a))
     return cli_bulk_run(a, s, CLI_ACT_RETRY);
-  return operator_action(a, s, "retry", SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY);
+  return operator_action(
+      a, s, CLI_ACT_RETRY,
+      SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY);
 }
 
 int cli_cmd_resolve(const cli_args_t *a, const cli_settings_t *s) {
   if (cli_bulk_wanted(a))
     return cli_bulk_run(a, s, CLI_ACT_RESOLVE);
-  return operator_action(a, s, "resolve", SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE);
+  return operator_action(
+      a, s, CLI_ACT_RESOLVE,
+      SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RESOLVE);
 }

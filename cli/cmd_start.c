@@ -16,6 +16,7 @@
 
 #include "cli_cmds.h"
 #include "cli_db.h"
+#include "text.h"
 #include "timetext.h"
 
 /* One saga id ceiling everywhere (docs/protocol.md): the coordinator,
@@ -72,6 +73,14 @@ static int read_input(const char *arg, size_t max, char **out, size_t *len) {
 static int check_json(const char *text, size_t len, const char *what) {
   if (memchr(text, '\0', len) != NULL)
     return cli_fail(CLI_EXIT_USAGE, "%s: malformed JSON: NUL byte", what);
+  /* the saga would see the string cut there (the coordinator's JSON
+   * reader) */
+  size_t nul = saga__json_nul_escape_at(text, len);
+  if (nul < len)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "%s: a \\u0000 (NUL) in a string, at byte %zu, is not "
+                    "supported",
+                    what, nul);
   const char *end = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
   if (j != NULL) {
@@ -225,6 +234,10 @@ static int await_sent(run_t *r, const cli_settings_t *s, const char *what) {
   return CLI_EXIT_OK;
 }
 
+/* The longest --wait: a bound the timers' arithmetic never overflows,
+ * well past any saga an operator waits on at a terminal. */
+#define WAIT_MAX_MS (30LL * 86400000)
+
 /* --wait DURATION into *ms (-1 when absent). Returns an exit code. */
 static int wait_option(const cli_args_t *a, int64_t *ms) {
   char why[256];
@@ -235,9 +248,10 @@ static int wait_option(const cli_args_t *a, int64_t *ms) {
     return cli_fail(CLI_EXIT_USAGE, "--wait: %s",
                     saga__duration_explain(a->opt[CLI_OPT_WAIT], why,
                                            sizeof why));
-  if (*ms <= 0)
-    return cli_fail(CLI_EXIT_USAGE, "--wait: must be longer than 0ms, got "
-                                    "\"%s\"",
+  if (*ms <= 0 || *ms > WAIT_MAX_MS)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "--wait: must be longer than 0ms and at most 30d, got "
+                    "\"%s\"",
                     a->opt[CLI_OPT_WAIT]);
   return CLI_EXIT_OK;
 }
@@ -377,45 +391,54 @@ out:
 }
 
 /* cancel ID --reason TEXT [--operator NAME] [--wait DURATION]: a
- * CancelSaga to the inbox. A saga that saga_index shows finished is
- * refused here (when PostgreSQL is configured); the coordinator decides
- * the rest: with --wait, COMPENSATED is the cancel done (exit 0), a
- * CANCEL_REFUSED says why not (exit 1). */
+ * CancelSaga to the inbox. A saga that saga_index shows anything but
+ * running (finished, compensating, parked) is refused here, with the words
+ * of cancel by query, when PostgreSQL is configured; the coordinator
+ * decides the rest: with --wait, COMPENSATED is the cancel done (exit 0),
+ * a CANCEL_REFUSED says why not (exit 1). --dry-run stops after the check
+ * (it needs PostgreSQL, and neither Kafka nor a reason). */
 int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
   if (cli_bulk_wanted(a))
     return cli_bulk_run(a, s, CLI_ACT_CANCEL);
+  int dry_run = a->opt[CLI_OPT_DRY_RUN] != NULL;
   if (a->npos != 1)
     return cli_fail(CLI_EXIT_USAGE,
                     "cancel: expected one saga id, got %zu arguments",
                     a->npos);
   const char *id = a->pos[0];
   const char *reason = a->opt[CLI_OPT_REASON];
-  if (reason == NULL || *reason == '\0')
+  int rc = cli_single_check(a, "cancel");
+  if (rc != CLI_EXIT_OK)
+    return rc;
+  if (!dry_run && (reason == NULL || *reason == '\0'))
     return cli_fail(CLI_EXIT_USAGE, "cancel: --reason TEXT is required (it "
                                     "is recorded in the saga's history)");
+  if (dry_run && a->opt[CLI_OPT_WAIT] != NULL)
+    return cli_fail(CLI_EXIT_USAGE, "cancel: --wait does not apply to a dry "
+                                    "run: nothing is sent");
   if (check_id(id) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
   int64_t wait_ms;
   if (wait_option(a, &wait_ms) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
-  if (cli_get(s, CLI_SET_KAFKA) == NULL)
+  if (!dry_run && cli_get(s, CLI_SET_KAFKA) == NULL)
     return cli_fail(CLI_EXIT_USAGE,
                     "no Kafka configured: give --kafka BOOTSTRAP, "
                     "SAGA_KAFKA_BOOTSTRAP or \"kafka = ...\" in the config "
                     "file");
-  int rc;
-  if (cli_get(s, CLI_SET_PG) != NULL) {
+  if (dry_run || cli_get(s, CLI_SET_PG) != NULL) {
     cli_index_row_t row;
+    char why[300];
     if ((rc = cli_db_fetch(s, id, &row)) != CLI_EXIT_OK)
       return rc;
-    int finished = !strcmp(row.status, "completed") ||
-                   !strcmp(row.status, "compensated");
-    if (finished)
-      rc = cli_fail(CLI_EXIT_FAIL,
-                    "cancel refused: saga %s already %s: nothing to cancel",
-                    id, row.status);
+    if (cli_action_refusal(CLI_ACT_CANCEL, row.status, why, sizeof why))
+      rc = cli_fail(CLI_EXIT_FAIL, "cancel refused: saga %s %s", id, why);
+    else if (dry_run)
+      printf("dry run: cancel would be sent for saga %s (%s); nothing was "
+             "sent\n",
+             id, row.status);
     cli_index_row_clear(&row);
-    if (finished)
+    if (rc != CLI_EXIT_OK || dry_run)
       return rc;
   }
   run_t *r = calloc(1, sizeof *r);

@@ -23,7 +23,9 @@ static const struct command {
   uint32_t opts;
   int (*run)(const cli_args_t *, const cli_settings_t *);
 } COMMANDS[] = {
-    {"start", "start TYPE --input JSON|@FILE [--id ID] [--wait DURATION]",
+    {"start",
+     "start TYPE --input JSON|@FILE [--id ID] [--def-version N] "
+     "[--wait DURATION]",
      "start a saga through the coordinator's inbox (idempotent on --id) and "
      "print its id; with --wait, await its outcome",
      B(INPUT) | B(ID) | B(DEF_VERSION) | B(WAIT) | B(JSON), cli_cmd_start},
@@ -52,28 +54,30 @@ static const struct command {
      "attempt, outcome, duration (from an archive file with --archive); "
      "steps named by the definition recorded in the store",
      B(JSON) | B(ARCHIVE) | B(PAYLOADS) | B(OUTPUT), cli_cmd_history},
-    {"replay", "replay ID|--all [--definitions DIR [--dry-run]]",
+    {"replay",
+     "replay ID|--all [--limit N] [--definitions DIR [--dry-run]]",
      "rebuild sagas from their events through the state machine, with the "
      "definitions recorded in the store, and compare with saga_index; exit "
-     "1 on any mismatch or missing definition. With --dry-run, check a new "
-     "definitions folder: could it take over each running saga?",
+     "1 on any mismatch or missing definition. With --dry-run, check whether "
+     "a new definitions folder could take over each running saga",
      B(ALL) | B(JSON) | B(LIMIT) | B(DRY_RUN), cli_cmd_replay},
     {"retry",
-     "retry ID [--reason TEXT]\n"
+     "retry ID [--reason TEXT] [--dry-run]\n"
      "       sagactl retry QUERY [--dry-run] [--yes] [--reason TEXT] "
      "[--output table|json|jsonl]",
      "ask the coordinator to retry the compensation of a saga parked in "
      "compensation_failed (of every one a query matches)",
      B(REASON) | BULK_OPTS, cli_cmd_retry},
     {"resolve",
-     "resolve ID [--reason TEXT]\n"
+     "resolve ID [--reason TEXT] [--dry-run]\n"
      "       sagactl resolve QUERY [--dry-run] [--yes] [--reason TEXT] "
      "[--output table|json|jsonl]",
      "close a saga parked in compensation_failed as compensated (the "
      "operator repaired it by hand; every one a query matches)",
      B(REASON) | BULK_OPTS, cli_cmd_resolve},
     {"cancel",
-     "cancel ID --reason TEXT [--operator NAME] [--wait DURATION]\n"
+     "cancel ID --reason TEXT [--operator NAME] [--wait DURATION] "
+     "[--dry-run]\n"
      "       sagactl cancel QUERY --reason TEXT [--dry-run] [--yes] "
      "[--output table|json|jsonl]",
      "cancel a running saga: before its pivot step is dispatched it stops "
@@ -106,6 +110,30 @@ static const struct {
      "  sagactl list --stuck --type order --output jsonl | jq -r .saga_id\n"
      "  sagactl list --since 2025-01-31T00:00:00Z --until 2025-02-01T00:00:00Z "
      "--oldest-first"},
+    {"replay",
+     "One line per saga: ok, MISMATCH, MISSING (no definition: not "
+     "checked) or FAILED\n(its history cannot be read through; the others "
+     "go on), then a summary.\n--all: the sagas of saga_index, oldest "
+     "first, at most --limit of them (default and\nmost 1000000; a note on "
+     "stderr says when it stopped there), and the saga streams\nthat have "
+     "no index row.\n--dry-run: the running sagas only (neither completed "
+     "nor compensated): one finished\nsaga id is SKIPPED, --all counts "
+     "them in the summary.\n\nExamples:\n"
+     "  sagactl replay --all\n"
+     "  sagactl replay --all --dry-run --definitions ./definitions-next"},
+    {"retry",
+     "One saga id: refused unless saga_index shows it parked in "
+     "compensation_failed;\n--dry-run stops after that check (exit 0 would "
+     "send, 1 refused) and needs no Kafka."},
+    {"resolve",
+     "One saga id: refused unless saga_index shows it parked in "
+     "compensation_failed;\n--dry-run stops after that check (exit 0 would "
+     "send, 1 refused) and needs no Kafka."},
+    {"cancel",
+     "One saga id: refused unless saga_index shows it running (when "
+     "PostgreSQL is\nconfigured); --dry-run stops after that check (exit 0 "
+     "would send, 1 refused)\nand needs neither Kafka nor --reason. A "
+     "query's --dry-run needs no --reason either."},
 };
 
 /* What `retry|resolve|cancel --help` adds about actions by query. */
@@ -201,7 +229,7 @@ static void command_help(const struct command *c) {
   for (size_t i = 0; i < sizeof DETAILS / sizeof *DETAILS; i++)
     if (strcmp(DETAILS[i].command, c->name) == 0)
       printf("\n%s\n", DETAILS[i].text);
-  if (c->opts & B(DRY_RUN))
+  if (c->opts & B(YES)) /* the actions by query */
     printf("\n%s\n", BULK_HELP);
   puts("\nCommon options:");
   print_options(stdout, CLI_COMMON_OPTS & ~CLI_OPT_BIT(HELP));

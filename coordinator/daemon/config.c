@@ -15,6 +15,7 @@
 #include <libpq-fe.h>
 
 #include "conffile.h"
+#include "conninfo.h"
 #include "timetext.h"
 
 typedef enum { T_STRING, T_INT, T_DURATION, T_BOOL, T_ENUM } ptype_t;
@@ -218,61 +219,6 @@ static int fail(char *errbuf, size_t errlen, int code, const char *origin,
 
 /* ---- validators ---- */
 
-static long port_digits(const char *p, const char *end);
-static int parse_int(const char *s, int64_t *out);
-
-/* A value libpq would refuse only when it connects (PQconninfoParse
- * takes any text): an enumerated setting's word, or a number. Returns
- * -1 with msg set. */
-static int check_conninfo_value(const char *key, const char *v, char *msg,
-                                size_t len) {
-  static const struct {
-    const char *key, *words;
-  } enums[] = {
-      {"sslmode", "disable allow prefer require verify-ca verify-full"},
-      {"gssencmode", "disable prefer require"},
-      {"channel_binding", "disable prefer require"},
-      {"target_session_attrs",
-       "any read-write read-only primary standby prefer-standby"}};
-  for (size_t i = 0; i < sizeof enums / sizeof enums[0]; i++) {
-    if (strcmp(key, enums[i].key))
-      continue;
-    size_t n = strlen(v);
-    for (const char *w = enums[i].words; *w;) {
-      size_t wl = strcspn(w, " ");
-      if (wl == n && !strncmp(w, v, n))
-        return 0;
-      w += wl + (w[wl] == ' ');
-    }
-    snprintf(msg, len, "%s \"%s\" is not one of %s", key, v,
-             enums[i].words);
-    return -1;
-  }
-  if (!strcmp(key, "port")) { /* one per host, comma-separated */
-    for (const char *p = v;;) {
-      const char *e = p + strcspn(p, ",");
-      if (e > p && port_digits(p, e) < 1) {
-        snprintf(msg, len, "port \"%s\": each port must be 1..65535", v);
-        return -1;
-      }
-      if (!*e)
-        return 0;
-      p = e + 1;
-    }
-  }
-  static const char *const ints[] = {"connect_timeout", "keepalives",
-                                     "keepalives_idle", "keepalives_interval",
-                                     "keepalives_count", "tcp_user_timeout"};
-  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-    int64_t x;
-    if (!strcmp(key, ints[i]) && *v && parse_int(v, &x) != 0) {
-      snprintf(msg, len, "%s \"%s\" is not a whole number", key, v);
-      return -1;
-    }
-  }
-  return 0;
-}
-
 static int check_conninfo(const char *value, char *msg, size_t len) {
   char *err = NULL;
   PQconninfoOption *opts = PQconninfoParse(value, &err);
@@ -280,7 +226,7 @@ static int check_conninfo(const char *value, char *msg, size_t len) {
     int rc = 0;
     for (PQconninfoOption *o = opts; o->keyword && !rc; o++)
       if (o->val)
-        rc = check_conninfo_value(o->keyword, o->val, msg, len);
+        rc = saga__conninfo_value_check(o->keyword, o->val, msg, len);
     PQconninfoFree(opts);
     return rc;
   }

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 
 #include "e2e.h"
 #include "saga.pb-c.h"
@@ -106,17 +107,31 @@ static const char *stdin_path = "/dev/null";
 /* Run sagactl with args (NULL-terminated) while pumping the participant:
  * start --wait and retry need it answering while the program runs. The
  * previous result in *r is freed. */
-static void run(e2e_t *t, result_t *r, const char *first, ...) {
+static void vrun_as(e2e_t *t, const char *conninfo, result_t *r,
+                    const char *first, va_list ap) {
   const sagactl_how_t how = {.bin = SAGACTL_BIN,
                              .dir = sa.dir,
-                             .conninfo = e2e_conninfo(t),
+                             .conninfo = conninfo,
                              .pump = pump,
                              .pump_arg = t,
                              .stdin_path = stdin_path};
   sagactl_result_free(r);
+  *r = sagactl_vrun(&how, first, ap);
+}
+
+static void run(e2e_t *t, result_t *r, const char *first, ...) {
   va_list ap;
   va_start(ap, first);
-  *r = sagactl_vrun(&how, first, ap);
+  vrun_as(t, e2e_conninfo(t), r, first, ap);
+  va_end(ap);
+}
+
+/* run, connected to PostgreSQL with conninfo instead of the harness's. */
+static void run_as(e2e_t *t, const char *conninfo, result_t *r,
+                   const char *first, ...) {
+  va_list ap;
+  va_start(ap, first);
+  vrun_as(t, conninfo, r, first, ap);
   va_end(ap);
 }
 
@@ -132,6 +147,46 @@ static void expect_err(const result_t *r, int rc, const char *in_err) {
     fail_msg("exit %d (want %d)\nstdout: %s\nstderr: %s\nwanted stderr "
              "\"%s\"",
              r->rc, rc, r->out, r->err, in_err);
+}
+
+static void exec_sql(e2e_t *t, const char *sql) {
+  PGconn *c = PQconnectdb(e2e_conninfo(t));
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *res = PQexec(c, sql);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    fail_msg("%s: %s", sql, PQerrorMessage(c));
+  PQclear(res);
+  PQfinish(c);
+}
+
+/* sagactl's reads as a role holding only the grants docs/sagactl.md names
+ * (SELECT on the events, saga_index, saga_definitions and
+ * es_schema_version): every read-only command works. */
+static void check_read_only_role(e2e_t *t, result_t *r) {
+  char role[64], sql[512], conninfo[1024];
+  snprintf(role, sizeof role, "sagactl_ro_%ld", (long)getpid());
+  snprintf(sql, sizeof sql,
+           "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN; GRANT SELECT ON "
+           "es_events, saga_index, saga_definitions, es_schema_version TO "
+           "%s",
+           role, role, role);
+  exec_sql(t, sql);
+  snprintf(conninfo, sizeof conninfo, "%s user=%s", e2e_conninfo(t), role);
+  run_as(t, conninfo, r, "status", "park-1", NULL);
+  expect(r, 0, "compensated");
+  run_as(t, conninfo, r, "list", "--stuck", NULL);
+  expect(r, 0, "shown ");
+  run_as(t, conninfo, r, "describe", "park-1", NULL);
+  expect(r, 0, "OperatorRetry");
+  run_as(t, conninfo, r, "history", "park-2", NULL);
+  expect(r, 0, "Resolved");
+  run_as(t, conninfo, r, "replay", "--all", NULL);
+  expect(r, 0, "3 consistent");
+  run_as(t, conninfo, r, "retry", "--state", "compensation_failed",
+         "--dry-run", NULL);
+  expect(r, 0, "dry run: retry would touch 0 of 0 matching sagas");
+  snprintf(sql, sizeof sql, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+  exec_sql(t, sql);
 }
 
 static size_t count_of(const char *hay, const char *needle) {
@@ -276,6 +331,7 @@ static void test_parked_sagas_are_shown_retried_and_resolved_by_sagactl(
   /* Replaying every stream agrees with what sagad indexed. */
   run(t, r, "replay", "--all", "--definitions", sa.defs, NULL);
   expect(r, 0, "3 consistent");
+  check_read_only_role(t, r);
 
   sagactl_result_free(r);
   free(r);

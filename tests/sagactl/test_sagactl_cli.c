@@ -112,6 +112,42 @@ static void test_the_connect_timeout_is_whole_seconds_at_least_two(
                       "db:6543 database s");
 }
 
+/* What libpq can tell of a conninfo before connecting: its syntax, its
+ * keywords, its port numbers, integer options and enumerated words. */
+static void test_a_conninfo_is_checked_before_connecting(void **state) {
+  (void)state;
+  char why[256];
+  static const char *const good[] = {
+      "host=db port=5432 dbname=s", "postgresql://u@db:6543/s?sslmode=prefer",
+      "sagas", "host=a,b port=5432,5433", "host=db port=", "connect_timeout=5",
+      "host=db keepalives_idle=30"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    if (cli_conninfo_check(good[i], why, sizeof why) != 0)
+      fail_msg("\"%s\" refused: %s", good[i], why);
+  static const struct {
+    const char *conninfo, *says;
+  } bad[] = {
+      {"garbage=1", "invalid connection option \"garbage\""},
+      {"host=x port=abc", "invalid port number: \"abc\""},
+      {"host=a,b port=5432,x", "invalid port number: \"x\""},
+      {"host=x port=70000", "invalid port number: \"70000\""},
+      {"host=x connect_timeout=soon",
+       "invalid integer value \"soon\" for connection option "
+       "\"connect_timeout\""},
+      {"host='x", "unterminated quoted string"},
+      {"host=x sslmode=bogus", "invalid sslmode value: \"bogus\""},
+      {"postgresql://db:abc/s", "invalid"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    why[0] = '\0';
+    assert_int_equal(cli_conninfo_check(bad[i].conninfo, why, sizeof why), -1);
+    if (strstr(why, bad[i].says) == NULL)
+      fail_msg("\"%s\": \"%s\" lacks \"%s\"", bad[i].conninfo, why,
+               bad[i].says);
+    assert_null(strchr(why, '\n'));
+  }
+}
+
 /* ---- settings --------------------------------------------------------- */
 
 typedef struct {
@@ -249,6 +285,18 @@ static void test_settings_errors_name_the_file_line_or_variable(
                         "SAGA_TIMEOUT: timeout must be a duration");
   const char *flag[] = {"sagactl", "list", "--max-input", "0"};
   expect_settings_error(NULL, flag, 4, &none, "--max-input: max_input");
+  /* a topic name Kafka refuses is the setting's error, not Kafka's */
+  const char *topic[] = {"sagactl", "start", "--inbox", "saga inbox"};
+  expect_settings_error(NULL, topic, 4, &none,
+                        "--inbox: inbox must be a Kafka topic name");
+  expect_settings_error("notifications = \"\"\n", argv, 3, &none,
+                        "bad.conf:1: notifications must be a Kafka topic "
+                        "name");
+  /* kafka.* lines are checked by librdkafka when the file is read */
+  expect_settings_error("# tuning\nkafka.linger.ms = abc\n", argv, 3, &none,
+                        "bad.conf:2: kafka.linger.ms: ");
+  expect_settings_error("kafka.no.such.property = 1\n", argv, 3, &none,
+                        "bad.conf:1: kafka.no.such.property: ");
   const char *missing[] = {"sagactl", "list", "--config", "/nonexistent/x.conf"};
   expect_settings_error(NULL, missing, 4, &none,
                         "could not open config file \"/nonexistent/x.conf\"");
@@ -396,6 +444,7 @@ int main(void) {
       cmocka_unit_test(test_times_and_durations_format_readably),
       cmocka_unit_test(
           test_the_connect_timeout_is_whole_seconds_at_least_two),
+      cmocka_unit_test(test_a_conninfo_is_checked_before_connecting),
       cmocka_unit_test(test_flags_beat_environment_beats_file_beats_defaults),
       cmocka_unit_test(
           test_home_config_is_read_when_no_config_flag_is_given),

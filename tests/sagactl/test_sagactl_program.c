@@ -639,6 +639,11 @@ static void test_unreachable_postgres_exits_3_and_bad_input_exits_2(
           NULL);
   expect(&r, 2, NULL, "--input: malformed JSON");
   result_free(&r);
+  /* the saga would see the string cut at the NUL */
+  r = run("start", "order", "--input", "{\"a\":\"x\\u0000y\"}", "--kafka",
+          "127.0.0.1:1", NULL);
+  expect(&r, 2, NULL, "--input: a \\u0000 (NUL) in a string, at byte 7");
+  result_free(&r);
   r = run("start", "order", "--input", "{\"a\":\"0123456789\"}",
           "--max-input", "10", "--kafka", "127.0.0.1:1", NULL);
   expect(&r, 2, NULL, "past the ceiling of 10 bytes");
@@ -915,6 +920,221 @@ static void test_cancel_sends_a_cancel_saga_or_says_why_not(void **state) {
   result_free(&r);
 }
 
+/* ---- errors: one line each, and exit codes that say whose fault ------- */
+
+/* Every line on stderr is sagactl's own ("sagactl: ..."), at most max of
+ * them: no library writes its log there behind sagactl's back. */
+static void expect_own_lines(const result_t *r, int max) {
+  int n = 0;
+  for (const char *p = r->err; *p != '\0'; n++) {
+    if (strncmp(p, "sagactl: ", 9) != 0)
+      fail_msg("stderr line %d is not sagactl's own:\n%s", n + 1, r->err);
+    const char *nl = strchr(p, '\n');
+    p = nl != NULL ? nl + 1 : p + strlen(p);
+  }
+  if (n > max)
+    fail_msg("%d lines on stderr, at most %d wanted:\n%s", n, max, r->err);
+}
+
+/* Kafka out of reach: each command says so once, in its own words, and
+ * librdkafka's log lines stay off stderr. */
+static void test_unreachable_kafka_is_one_line_of_sagactl_not_a_log(
+    void **state) {
+  (void)state;
+  result_t r = run("retry", "s-park", "--kafka", "127.0.0.1:1", "--timeout",
+                   "2s", NULL);
+  expect(&r, 3, NULL, "127.0.0.1:1");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("resolve", "--state", "compensation_failed", "--yes", "--kafka",
+          "127.0.0.1:1", "--timeout", "2s", NULL);
+  expect(&r, 3, "resolve: 1 sagas matched: 0 touched, 0 refused, 1 failed",
+         NULL);
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("cancel", "s-run", "--reason", "x", "--kafka", "127.0.0.1:1",
+          "--timeout", "2s", NULL);
+  expect(&r, 3, NULL, "127.0.0.1:1");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("start", "order", "--input", "{}", "--kafka", "127.0.0.1:1",
+          "--timeout", "2s", "--definitions", defs_dir, NULL);
+  expect(&r, 3, NULL, "127.0.0.1:1");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+}
+
+/* cancel ID checks the saga's state first, as cancel by query does: a
+ * parked saga is refused at once, without Kafka. */
+static void test_cancel_of_a_parked_saga_is_refused_before_kafka(
+    void **state) {
+  (void)state;
+  result_t r = run("cancel", "s-park", "--reason", "x", "--kafka",
+                   "127.0.0.1:1", "--timeout", "2s", NULL);
+  expect(&r, 1, NULL,
+         "sagactl: cancel refused: saga s-park parked in "
+         "compensation_failed: retry or resolve it\n");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("cancel", "s-done", "--reason", "x", "--kafka", "127.0.0.1:1",
+          NULL);
+  expect(&r, 1, NULL, "cancel refused: saga s-done already completed: "
+                      "nothing to cancel");
+  result_free(&r);
+}
+
+/* A kafka.* property librdkafka refuses is a configuration error of the
+ * file's line, whatever the command. */
+static void test_a_bad_kafka_property_names_its_file_line(void **state) {
+  (void)state;
+  char conf[160], arg[200];
+  snprintf(conf, sizeof conf, "%s/bad-kafka.conf", tmpdir);
+  snprintf(arg, sizeof arg, "--config=%s", conf);
+  write_file(conf, "# kafka tuning\nkafka.linger.ms = abc\n");
+  static const char *const cmds[][4] = {
+      {"start", "order", "--input", "{}"},
+      {"cancel", "s-run", "--reason", "x"},
+      {"retry", "s-park", "--reason", "x"},
+      {"resolve", "--state", "compensation_failed", "--yes"},
+      {"list", "--state", "running", NULL},
+      {"status", "s-run", NULL, NULL},
+  };
+  for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+    result_t r = run(cmds[i][0], arg, "--kafka", "127.0.0.1:1", "--timeout",
+                     "2s", cmds[i][1], cmds[i][2], cmds[i][3], NULL);
+    expect(&r, 2, NULL, "bad-kafka.conf:2: kafka.linger.ms: ");
+    expect_own_lines(&r, 1);
+    result_free(&r);
+  }
+  write_file(conf, "kafka.no.such.property = 1\n");
+  result_t r = run("retry", "s-park", arg, "--kafka", "127.0.0.1:1", NULL);
+  expect(&r, 2, NULL, "bad-kafka.conf:1: kafka.no.such.property: ");
+  result_free(&r);
+}
+
+/* A conninfo libpq cannot parse is a configuration error (exit 2, naming
+ * where it came from), not an unreachable server. */
+static void test_a_malformed_conninfo_is_a_configuration_error(void **state) {
+  (void)state;
+  static const char *const bad[] = {"garbage=1", "host=x port=abc",
+                                    "host=x connect_timeout=soon"};
+  static const char *const cmds[][2] = {{"status", "s-done"},
+                                        {"list", NULL},
+                                        {"history", "s-done"},
+                                        {"describe", "s-done"},
+                                        {"replay", "s-done"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
+      result_t r = run(cmds[k][0], "--pg", bad[i], cmds[k][1], NULL);
+      expect(&r, 2, NULL, "sagactl: --pg: ");
+      expect_own_lines(&r, 1);
+      result_free(&r);
+    }
+  result_t r = run("cancel", "s-run", "--reason", "x", "--kafka",
+                   "127.0.0.1:1", "--pg", "garbage=1", NULL);
+  expect(&r, 2, NULL, "--pg: ");
+  result_free(&r);
+}
+
+/* Times the database cannot hold: a duration further back than any saga
+ * selects what it would (every saga as a lower bound, none as an upper
+ * one; index_query cuts it to 1000 years, where now() minus it was out of
+ * PostgreSQL's range); a token of such a time is no token, a bad value of
+ * its flag. */
+static void test_out_of_range_times_name_the_flag(void **state) {
+  (void)state;
+  result_t r = run("list", "--since", "100000000d", "--state", "completed",
+                   NULL);
+  expect(&r, 0, "s-done", NULL);
+  result_free(&r);
+  r = run("list", "--until", "100000000d", NULL);
+  expect(&r, 0, NULL, NULL);
+  assert_null(strstr(r.out, "s-done"));
+  result_free(&r);
+  r = run("retry", "--since", "100000000d", "--dry-run", NULL);
+  assert_int_not_equal(r.rc, 2);
+  assert_null(strstr(r.err, "out of range"));
+  result_free(&r);
+  /* base64url of "1:9000000000000000000:s-run" and of the same negative:
+   * well-formed tokens of a time no saga started at */
+  static const char *const forged[] = {
+      "MTo5MDAwMDAwMDAwMDAwMDAwMDAwOnMtcnVu",
+      "MTotOTAwMDAwMDAwMDAwMDAwMDAwMDpzLXJ1bg"};
+  for (size_t i = 0; i < 2; i++) {
+    r = run("list", "--after", forged[i], NULL);
+    expect(&r, 2, NULL, "sagactl: --after: ");
+    expect_own_lines(&r, 1);
+    result_free(&r);
+  }
+  /* a wait the timers cannot hold */
+  r = run("start", "order", "--input", "{}", "--wait", "100000000000d",
+          "--kafka", "127.0.0.1:1", NULL);
+  expect(&r, 2, NULL, "sagactl: --wait: ");
+  result_free(&r);
+  r = run("cancel", "s-run", "--reason", "x", "--wait", "31d", "--kafka",
+          "127.0.0.1:1", NULL);
+  expect(&r, 2, NULL, "sagactl: --wait: ");
+  result_free(&r);
+  /* a long way back that the database holds is fine */
+  r = run("list", "--since", "3650d", "--state", "completed", NULL);
+  expect(&r, 0, "s-done", NULL);
+  result_free(&r);
+}
+
+/* One saga id takes the single-id command: --dry-run checks it, --yes
+ * changes nothing; only a query with an id is "both". A dry run needs
+ * no reason. */
+static void test_one_saga_id_with_dry_run_or_yes_is_not_a_query(
+    void **state) {
+  (void)state;
+  result_t r = run("retry", "s-park", "--dry-run", NULL);
+  expect(&r, 0, "dry run: retry would be sent for saga s-park", NULL);
+  result_free(&r);
+  r = run("retry", "s-done", "--dry-run", NULL);
+  expect(&r, 1, NULL, "retry refused: saga \"s-done\" is completed, not "
+                      "parked in compensation_failed");
+  assert_null(strstr(r.err, "not both"));
+  result_free(&r);
+  r = run("resolve", "s-done", "--yes", "--kafka", "127.0.0.1:1", NULL);
+  expect(&r, 1, NULL, "resolve refused: saga \"s-done\" is completed");
+  result_free(&r);
+  r = run("cancel", "s-run", "--dry-run", NULL);
+  expect(&r, 0, "dry run: cancel would be sent for saga s-run", NULL);
+  result_free(&r);
+  r = run("cancel", "s-park", "--dry-run", NULL);
+  expect(&r, 1, NULL, "cancel refused: saga s-park parked in "
+                      "compensation_failed");
+  result_free(&r);
+  r = run("cancel", "--type", "order", "--dry-run", NULL);
+  expect(&r, 0, "dry run: cancel would touch 2 of 4 matching sagas", NULL);
+  result_free(&r);
+  r = run("cancel", "--type", "order", "--yes", "--kafka", "127.0.0.1:1",
+          NULL);
+  expect(&r, 2, NULL, "cancel: --reason TEXT is required");
+  result_free(&r);
+  r = run("retry", "s-park", "--state", "compensation_failed", NULL);
+  expect(&r, 2, NULL, "give one saga id or a query");
+  result_free(&r);
+  r = run("retry", "s-park", "--output", "json", NULL);
+  expect(&r, 2, NULL, "retry: --output applies to an action by query");
+  result_free(&r);
+}
+
+/* --help says what the parser takes. */
+static void test_help_shows_every_option_a_command_takes(void **state) {
+  (void)state;
+  result_t r = run("start", "--help", NULL);
+  expect(&r, 0,
+         "usage: sagactl start TYPE --input JSON|@FILE [--id ID] "
+         "[--def-version N] [--wait DURATION]",
+         NULL);
+  result_free(&r);
+  r = run("replay", "--help", NULL);
+  expect(&r, 0, "[--limit N]", NULL);
+  assert_non_null(strstr(r.out, "replay --all: default 1000000"));
+  result_free(&r);
+}
+
 /* ---- replay (last: it corrupts the index) ------------------------------ */
 
 static void test_replay_agrees_then_reports_a_corrupted_index_row(
@@ -933,6 +1153,41 @@ static void test_replay_agrees_then_reports_a_corrupted_index_row(
   assert_non_null(strstr(r.out, "MISSING  s-done: not checked: definition "
                                 "order v1 is neither recorded"));
   assert_null(strstr(r.out, "MISMATCH"));
+  result_free(&r);
+  /* --limit bounds the index rows read; the sagas past it are not
+   * checked (and not taken for streams without a row), and it says so */
+  r = run("replay", "--all", "--limit", "2", "--definitions", defs_dir,
+          NULL);
+  expect(&r, 0, "replayed 2 sagas: 2 consistent, 0 mismatched",
+         "sagactl: note: replay --all stopped at --limit 2 sagas");
+  assert_null(strstr(r.out, "s-park"));
+  assert_null(strstr(r.out, "no saga_index row"));
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("replay", "--all", "--limit", "2", "--json", "--definitions",
+          defs_dir, NULL);
+  expect(&r, 0, NULL, "stopped at --limit 2");
+  cJSON *lj = json_of(&r);
+  assert_true(cJSON_IsTrue(cJSON_GetObjectItem(lj, "limit_reached")));
+  cJSON_Delete(lj);
+  result_free(&r);
+  r = run("replay", "s-done", "--limit", "2", NULL);
+  expect(&r, 2, NULL, "replay: --limit applies to --all");
+  result_free(&r);
+  /* the dry run checks the sagas a new folder would carry on: a finished
+   * one is said to be finished, not called CANNOT */
+  r = run("replay", "s-done", "--dry-run", "--definitions", defs_dir, NULL);
+  expect(&r, 0, "SKIPPED  s-done: order v1 (completed): finished, not "
+                "checked",
+         NULL);
+  assert_non_null(strstr(r.out, "(1 finished saga not checked)"));
+  assert_null(strstr(r.out, "CANNOT"));
+  result_free(&r);
+  r = run("replay", "--all", "--dry-run", "--definitions", defs_dir, NULL);
+  expect(&r, 0, "against 3 sagas: 3 could be taken over, 0 could not (1 "
+                "finished saga not checked)",
+         NULL);
+  assert_null(strstr(r.out, "s-done"));
   result_free(&r);
 
   PGconn *c = PQconnectdb(conninfo);
@@ -967,6 +1222,63 @@ static void test_replay_agrees_then_reports_a_corrupted_index_row(
   result_free(&r);
 }
 
+/* A stream that cannot be decoded fails its saga, not the whole replay:
+ * one line for it, the others checked, the summary, exit 1. */
+static void test_replay_goes_on_past_an_undecodable_stream(void **state) {
+  (void)state;
+  char err[ES_ERRBUF_SIZE];
+  es_store_t *st = NULL;
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  static const char junk[] = "not a saga record";
+  es_event_t ev = {.type = "Started",
+                   .data = (const uint8_t *)junk,
+                   .data_len = sizeof junk - 1};
+  assert_int_equal(es_append(st, "saga-s-bad", 0, &ev, 1, NULL), ES_ERR_OK);
+  es_store_close(st);
+  PGconn *c = PQconnectdb(conninfo);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  exec_ok(c, "INSERT INTO saga_index (saga_id, saga_type, "
+             "definition_version, status, partition, version, started_at, "
+             "updated_at) VALUES ('s-bad', 'order', 1, 'running', 0, 1, "
+             "now(), now())");
+  PQfinish(c);
+
+  result_t r = run("replay", "--all", "--definitions", defs_dir, NULL);
+  expect(&r, 1, "FAILED   s-bad: could not decode event 1 (Started) of "
+                "stream \"saga-s-bad\"",
+         NULL);
+  assert_non_null(strstr(r.out, "ok       s-run: "));
+  assert_non_null(strstr(r.out, "s-new: "));
+  assert_non_null(strstr(r.out, "replayed 5 sagas: 2 consistent, 2 "
+                                "mismatched, 0 missing a definition, 1 "
+                                "failed"));
+  expect_own_lines(&r, 0);
+  result_free(&r);
+  r = run("replay", "--all", "--json", "--definitions", defs_dir, NULL);
+  expect(&r, 1, NULL, NULL);
+  cJSON *j = json_of(&r);
+  assert_int_equal(cJSON_GetObjectItem(j, "checked")->valueint, 5);
+  assert_int_equal(cJSON_GetObjectItem(j, "failed")->valueint, 1);
+  int bad = 0;
+  cJSON *e;
+  cJSON_ArrayForEach(e, cJSON_GetObjectItem(j, "sagas")) {
+    if (strcmp(cJSON_GetObjectItem(e, "saga_id")->valuestring, "s-bad") == 0)
+      bad = strcmp(cJSON_GetObjectItem(e, "result")->valuestring,
+                   "failed") == 0;
+  }
+  assert_true(bad);
+  cJSON_Delete(j);
+  result_free(&r);
+  r = run("replay", "--all", "--dry-run", "--definitions", defs_dir, NULL);
+  expect(&r, 1, "FAILED   s-bad: ", NULL);
+  assert_non_null(strstr(r.out, "ok       s-run: "));
+  assert_non_null(strstr(r.out, "dry run of \""));
+  result_free(&r);
+  r = run("replay", "s-bad", "--definitions", defs_dir, NULL);
+  expect(&r, 1, "FAILED   s-bad: ", NULL);
+  result_free(&r);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -986,7 +1298,16 @@ int main(void) {
       cmocka_unit_test(test_cancel_sends_a_cancel_saga_or_says_why_not),
       cmocka_unit_test(
           test_actions_by_query_send_each_saga_its_message_or_say_why),
+      cmocka_unit_test(
+          test_unreachable_kafka_is_one_line_of_sagactl_not_a_log),
+      cmocka_unit_test(test_cancel_of_a_parked_saga_is_refused_before_kafka),
+      cmocka_unit_test(test_a_bad_kafka_property_names_its_file_line),
+      cmocka_unit_test(test_a_malformed_conninfo_is_a_configuration_error),
+      cmocka_unit_test(test_out_of_range_times_name_the_flag),
+      cmocka_unit_test(test_one_saga_id_with_dry_run_or_yes_is_not_a_query),
+      cmocka_unit_test(test_help_shows_every_option_a_command_takes),
       cmocka_unit_test(test_replay_agrees_then_reports_a_corrupted_index_row),
+      cmocka_unit_test(test_replay_goes_on_past_an_undecodable_stream),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -8,8 +8,9 @@ store."""
 import unittest
 
 import stack
-from saga_client import (Outcome, Participant, PgStore, RecordedReply, Result,
-                         SagaError, StoreError, record_in_transaction, wire)
+from saga_client import (MemoryStore, Outcome, Participant, PgStore,
+                         RecordedReply, Result, SagaError, StoreError,
+                         record_in_transaction, wire)
 from saga_client._pb import saga_pb2 as pb
 
 
@@ -35,6 +36,23 @@ class PgEffectStore(unittest.TestCase):
         self.assertEqual(s.lookup("k"),
                          RecordedReply(Outcome.SUCCESS, b"\x00\xffout", "", 3))
         self.assertIsNone(s.lookup("other"))
+
+    def test_every_store_keeps_the_same_bytes(self):
+        # a str payload is kept as UTF-8 in both stores (PostgreSQL's
+        # driver refused it with a TypeError, the memory store kept a str
+        # no reply could carry); what no reply can carry is refused when
+        # the RecordedReply is made
+        mem = MemoryStore()
+        for s in (self.store, mem):
+            s.record("t", RecordedReply(Outcome.SUCCESS, '{"café":1}', None,
+                                        1))
+            self.assertEqual(s.lookup("t"), RecordedReply(
+                Outcome.SUCCESS, '{"café":1}'.encode(), "", 1))
+        for bad in ({"payload": {"a": 1}}, {"reason": ValueError("x")},
+                    {"reason": "a\0b"}):
+            with self.assertRaises(SagaError) as e:
+                RecordedReply(Outcome.FAILURE, **bad)
+            self.assertEqual(e.exception.code, "SAGA_EINVAL")
 
     def test_the_table_is_the_c_librarys(self):
         cols = self.store.conn.execute(

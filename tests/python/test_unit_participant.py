@@ -6,8 +6,9 @@ import unittest
 
 
 from fakes import FakeConsumer, FakeMessage, FakeProducer, headers_dict
-from saga_client import (Action, MemoryStore, Outcome, Participant,
-                         RecordedReply, Result, StoreError)
+from saga_client import (Action, Command, MemoryStore, Outcome,
+                         Participant, RecordedReply, Result, SagaError,
+                         StoreError)
 from saga_client._pb import saga_pb2 as pb
 
 TOPIC = "payment.commands"
@@ -368,6 +369,147 @@ class DeadLetters(Base):
         self.assertEqual(self.producer.produced[0]["topic"], "all.dlq")
 
 
+class HandlerResults(Base):
+    """What a handler hands back is checked where it is made: a Result
+    holds bytes (a str is sent as UTF-8), a text reason without NUL and an
+    Outcome; anything else is SAGA_EINVAL, and a handler that returns
+    something other than a Result or None is a handler fault like a raise:
+    out of poll(), nothing recorded or replied, the effect free for the
+    next delivery."""
+
+    def test_a_result_holds_bytes_and_takes_text_as_utf8(self):
+        self.assertEqual(Result.success('{"room":"12é"}').payload,
+                         '{"room":"12é"}'.encode())
+        self.assertEqual(Result.success(bytearray(b"ab")).payload, b"ab")
+        self.assertEqual(Result.success(memoryview(b"cd")).payload, b"cd")
+        self.assertEqual(Result.success(None).payload, b"")
+        self.assertEqual(Result.failure(None).reason, "")
+        self.assertIs(Result(2).outcome, Outcome.FAILURE)
+
+    def test_a_result_that_cannot_be_sent_is_refused_where_it_is_made(self):
+        for make, what in [
+                (lambda: Result.success(5), "payload"),
+                (lambda: Result.success([1, 2]), "payload"),
+                (lambda: Result.success({"room": "12"}), "payload"),
+                (lambda: Result.failure(ValueError("no")), "reason"),
+                (lambda: Result.failure("a\0b"), "reason"),
+                (lambda: Result(9), "outcome"),
+                (lambda: RecordedReply(Outcome.SUCCESS, {"a": 1}), "payload"),
+                (lambda: RecordedReply(Outcome.SUCCESS, b"", "", -1),
+                 "attempt")]:
+            with self.assertRaises(SagaError) as e:
+                make()
+            self.assertEqual(e.exception.code, "SAGA_EINVAL")
+            self.assertIn(what, e.exception.detail)
+        self.assertEqual(RecordedReply(Outcome.SUCCESS, "t").payload, b"t")
+
+    def test_a_handler_returning_something_else_is_a_handler_fault(self):
+        for wrong in ("ok", {"ok": True}, True, (Outcome.SUCCESS, b"")):
+            with self.subTest(wrong=wrong):
+                self.setUp()
+                h = Recorder(wrong, Result.success(b"fixed"))
+                self.start(h)
+                self.consumer.inbox.append(command_msg(0))
+                with self.assertLogs("saga_client", "WARNING"):
+                    with self.assertRaises(SagaError) as e:
+                        self.p.poll(0)
+                self.assertEqual(e.exception.code, "SAGA_EINVAL")
+                self.assertIn(f'handler of topic "{TOPIC}" returned '
+                              f"{type(wrong).__name__}", str(e.exception))
+                self.assertEqual(self.producer.produced, [])
+                self.assertIsNone(self.store.lookup("o-1/charge/DO"))
+                # the effect is not left held: its redelivery runs
+                self.feed(command_msg(1))
+                self.assertEqual(len(h.calls), 2)
+                self.assertEqual([r.payload for r, _ in self.replies()],
+                                 [b"fixed"])
+
+    def test_a_reply_too_big_to_send_is_a_handler_fault_too(self):
+        self.p._max = 64
+        h = Recorder(Result.success(b"x" * 100), None)
+        self.start(h)
+        self.consumer.inbox.append(command_msg(0))
+        with self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(SagaError) as e:
+                self.p.poll(0)
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.assertEqual(self.producer.produced, [])
+        self.assertIsNone(self.store.lookup("o-1/charge/DO"))
+        # complete() says so to its caller, and a smaller answer goes
+        self.feed(command_msg(1))
+        with self.assertRaises(SagaError) as e:
+            self.p.complete(h.calls[1], Result.success(b"y" * 100))
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.p.complete(h.calls[1], Result.success(b"small"))
+        self.p.poll(0)
+        self.assertEqual([r.payload for r, _ in self.replies()], [b"small"])
+
+
+class LongIds(Base):
+    def test_a_long_saga_id_gets_its_reply(self):
+        # an idempotency key past 255 bytes (the causation-id of the reply)
+        # is within the protocol's 542 (docs/protocol.md, "Kafka headers")
+        saga = "s" * 250
+        key = f"{saga}/charge/COMPENSATE/1"
+        h = Recorder(Result.success(b"charged"), Result.success(b"refunded"))
+        self.start(h)
+        self.feed(command_msg(0, saga=saga),
+                  command_msg(1, saga=saga, action=2, headers=[
+                      ("saga-message-type", b"saga.v1.Command"),
+                      ("causation-id", ("c" * 400).encode())]))
+        self.assertEqual(len(h.calls), 2)
+        self.assertEqual([(r.payload, hdr["causation-id"])
+                          for r, hdr in self.replies()],
+                         [(b"charged", f"{saga}/charge/DO/1"),
+                          (b"refunded", key)])
+        self.assertEqual(self.p.stats.errors, 0)
+
+
+class GuideExample(unittest.TestCase):
+    """The participant of docs/getting-started-python.md, step 5, as
+    written: its handlers get commands whose payload is what
+    docs/protocol.md says ("What payload holds": the envelope of the
+    saga's input and the earlier steps' outputs), and the trip whose
+    flight is full must end COMPENSATED, as the guide says."""
+
+    def handlers(self):
+        import os
+        import re
+        guide = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "..", "..", "docs", "getting-started-python.md")
+        with open(guide, encoding="utf-8") as f:
+            text = f.read()
+        m = re.search(r"`trip/travel\.py`.*?```python\n(.*?)```", text,
+                      re.S)
+        self.assertIsNotNone(m, "no trip/travel.py in the guide")
+        code = m.group(1).split("\np = Participant(")[0]
+        scope = {}
+        exec(compile(code, guide, "exec"), scope)
+        return scope["hotel"], scope["flight"]
+
+    def do(self, step, payload):
+        import json
+        return Command(
+            topic="flight.commands", partition=0, offset=0, saga_id="t-1",
+            saga_type="trip", definition_version=1, step=step,
+            action=Action.DO, action_name="book", attempt=1,
+            idempotency_key=f"t-1/{step}/DO/1", effect_key=f"t-1/{step}/DO",
+            deadline_ms=0, payload=json.dumps(payload).encode(),
+            reply_topic="saga.inbox", correlation_id="t-1", causation_id="",
+            traceparent="")
+
+    def test_a_full_flight_fails_and_a_free_one_books(self):
+        hotel, flight = self.handlers()
+        room = {"book_hotel": {"output": {"room": "12"}}}
+        full = flight(self.do("book_flight", {
+            "input": {"city": "Oslo", "flight": "full"}, "steps": room}))
+        self.assertEqual((full.outcome, full.reason),
+                         (Outcome.FAILURE, "flight full"))
+        free = flight(self.do("book_flight", {"input": {"city": "Lyon"},
+                                              "steps": room}))
+        self.assertEqual(free.outcome, Outcome.SUCCESS)
+
+
 class Api(unittest.TestCase):
     def test_arguments_are_checked_with_a_reason(self):
         c, p = FakeConsumer(), FakeProducer()
@@ -384,6 +526,52 @@ class Api(unittest.TestCase):
         part.poll(0)
         with self.assertRaisesRegex(Exception, "SAGA_ESTATE"):
             part.handle("u", print)
+
+    def test_bad_arguments_are_saga_errors(self):
+        c, p = FakeConsumer(), FakeProducer()
+
+        def make(**kw):
+            return Participant(None, "g", MemoryStore(), consumer=c,
+                               producer=p, **kw)
+        for kw in ({"max_message_bytes": -1}, {"max_message_bytes": "1M"},
+                   {"dlq_topic": 5}, {"kafka_config": "linger.ms=5"},
+                   {"kafka_config": {"group.id": "other"}}):
+            with self.subTest(kw=kw):
+                with self.assertRaises(SagaError) as e:
+                    make(**kw)
+                self.assertEqual(e.exception.code, "SAGA_EINVAL")
+        part = make()
+        with self.assertRaises(SagaError) as e:
+            part.handle(5, print)
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+        part.handle("t", print)
+        with self.assertRaises(SagaError) as e:
+            part.poll(-1)  # would block for good in confluent_kafka
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+    def test_max_message_bytes_zero_is_the_default_as_in_c(self):
+        c, p = FakeConsumer(), FakeProducer()
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p,
+                           max_message_bytes=0)
+        part.handle(TOPIC, Recorder())
+        part.poll(0)
+        c.assign_all([(TOPIC, 0)])
+        c.inbox.append(command_msg(0))
+        part.poll(0)
+        self.assertEqual([m["topic"] for m in p.produced], ["saga.inbox"])
+        self.assertEqual(part.stats.dead_lettered, 0)
+
+    def test_a_closed_participant_says_so(self):
+        c, p = FakeConsumer(), FakeProducer()
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
+        part.handle(TOPIC, Recorder())
+        part.poll(0)
+        part.close()
+        part.close()  # harmless
+        for call in (lambda: part.poll(0), part.run):
+            with self.assertRaises(SagaError) as e:
+                call()
+            self.assertEqual(e.exception.code, "SAGA_ESTATE")
 
 
 class Memory(unittest.TestCase):

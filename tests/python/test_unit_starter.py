@@ -83,6 +83,121 @@ class Start(Base):
                          "authorization failed")
 
 
+class BadRequests(Base):
+    """A request the library cannot send as asked is refused before
+    anything is produced, with a SagaError whose code is the C library's
+    (client.h: saga_starter_start, _cancel, _await)."""
+
+    def refused(self, code, call, want=None):
+        with self.assertRaises(SagaError) as e:
+            call()
+        self.assertEqual(e.exception.code, code, str(e.exception))
+        if want:
+            self.assertIn(want, str(e.exception))
+        self.assertEqual(self.producer.produced, [])
+
+    def test_an_empty_saga_id_is_missing_not_a_new_saga(self):
+        # only None generates an id: "" would start another saga each time
+        self.refused("SAGA_EMISSING", lambda: self.s.start(
+            "order", b"{}", saga_id=""), "saga_id is missing")
+
+    def test_a_saga_id_past_255_bytes_is_too_big(self):
+        self.refused("SAGA_ETOOBIG", lambda: self.s.start(
+            "order", saga_id="x" * 256), "saga_id is 256 bytes long")
+        self.refused("SAGA_ETOOBIG", lambda: self.s.cancel("x" * 256))
+        self.refused("SAGA_EINVAL", lambda: self.s.wait("x" * 256, 5))
+        self.assertEqual(self.s.start("order", saga_id="x" * 255), "x" * 255)
+
+    def test_input_is_bytes_or_text(self):
+        for bad in (5, [1, 2], {"amount": 5}, 1.5):
+            with self.subTest(input=bad):
+                self.refused("SAGA_EINVAL", lambda: self.s.start("order", bad),
+                             "input")
+        for good, sent in (("é", "é".encode()), (bytearray(b"[1]"), b"[1]"),
+                           (memoryview(b"{}"), b"{}"), (None, b"")):
+            self.s.start("order", good, saga_id="o-in")
+            msg, _ = wire.decode(pb.StartSaga,
+                                 self.producer.produced[-1]["value"],
+                                 self.producer.produced[-1]["headers"])
+            self.assertEqual(msg.input, sent)
+
+    def test_arguments_of_the_wrong_type(self):
+        for kw in ({"saga_id": 17}, {"correlation_id": 5},
+                   {"traceparent": b"00-x"}, {"definition_version": -1},
+                   {"definition_version": "abc"}, {"definition_version": 1.5},
+                   {"definition_version": True},
+                   {"definition_version": 2**32}):
+            with self.subTest(kw=kw):
+                self.refused("SAGA_EINVAL", lambda: self.s.start("order",
+                                                                 **kw))
+        self.refused("SAGA_EINVAL", lambda: self.s.start(17))
+        self.refused("SAGA_EINVAL", lambda: self.s.cancel(5))
+        self.refused("SAGA_EINVAL", lambda: self.s.cancel("o-1", reason=5))
+        self.refused("SAGA_EINVAL", lambda: self.s.wait(None, 1))
+
+    def test_subscribe_takes_a_callable(self):
+        self.refused("SAGA_EINVAL", lambda: self.s.subscribe("print"))
+
+    def test_definition_version_zero_is_the_newest_as_in_c(self):
+        self.s.start("order", saga_id="o-v", definition_version=0)
+        msg, _ = wire.decode(pb.StartSaga, self.producer.produced[0]["value"],
+                             self.producer.produced[0]["headers"])
+        self.assertFalse(msg.HasField("definition_version"))
+
+    def test_timeouts_are_seconds_not_below_zero(self):
+        # a start whose timeout is refused must not be sent: the caller
+        # would be told it failed while the saga runs
+        self.refused("SAGA_EINVAL", lambda: self.s.start(
+            "order", saga_id="o-t", timeout=-1), "timeout")
+        self.refused("SAGA_EINVAL", lambda: self.s.cancel("o-t", timeout=-1))
+        for t in (-1, None, "5", float("nan")):
+            with self.subTest(timeout=t):
+                self.refused("SAGA_EINVAL", lambda: self.s.wait("o-t", t),
+                             "timeout")
+        self.refused("SAGA_EINVAL", lambda: self.s.poll(-1))
+        self.refused("SAGA_EINVAL", lambda: self.s.run("order", timeout=-1))
+        with self.assertRaises(SagaError) as e:
+            Starter(None, setup_timeout=-1, consumer=self.consumer,
+                    producer=FakeProducer())
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+    def test_a_zero_setup_timeout_still_asks_once(self):
+        s = Starter(None, setup_timeout=0, consumer=self.consumer,
+                    producer=FakeProducer())
+        self.assertEqual(self.consumer.assigned[0], ("saga.notifications", 0,
+                                                     5))
+        s.close()
+
+    def test_run_bounds_the_start_and_the_wait_together(self):
+        self.producer.poll = lambda timeout=0: time.sleep(timeout) or 0
+        t0 = time.monotonic()
+        with self.assertRaises(SagaError) as e:
+            self.s.run("order", saga_id="o-r", timeout=0.3)
+        self.assertEqual(e.exception.code, "SAGA_ETIMEDOUT")
+        self.assertLess(time.monotonic() - t0, 2)
+
+    def test_max_message_bytes_zero_is_the_default_as_in_c(self):
+        s = Starter(None, max_message_bytes=0, consumer=self.consumer,
+                    producer=self.producer)
+        s.start("order", b'{"amount":5}', saga_id="o-m")
+        self.consumer.inbox.append(note("o-m", NotificationKind.COMPLETED))
+        self.assertEqual(s.wait("o-m", 5).kind, NotificationKind.COMPLETED)
+        for bad in (-1, "1M"):
+            with self.assertRaises(SagaError) as e:
+                Starter(None, max_message_bytes=bad, consumer=self.consumer,
+                        producer=self.producer)
+            self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+    def test_a_closed_starter_says_so(self):
+        self.s.close()
+        self.s.close()  # harmless
+        for call in (lambda: self.s.start("order", saga_id="o-c"),
+                     lambda: self.s.cancel("o-c"),
+                     lambda: self.s.wait("o-c", 1),
+                     lambda: self.s.poll(0)):
+            self.refused("SAGA_ESTATE", call, "closed")
+
+
 class Outcomes(Base):
     def test_outcomes_are_remembered_and_every_kind_is_seen(self):
         seen = []
@@ -202,6 +317,48 @@ class KafkaDefaults(unittest.TestCase):
         c, p = self.clients({"linger.ms": 5, "fetch.wait.max.ms": 100})
         self.assertEqual(p["linger.ms"], 5)
         self.assertEqual(c["fetch.wait.max.ms"], 100)
+
+    def test_each_property_goes_to_the_client_it_is_for(self):
+        # librdkafka's consumer-only (C) and producer-only (P) properties
+        # and confluent_kafka's own callbacks: given to the other client,
+        # the first draw a warning, the callbacks make it fail
+        def cb(*_):
+            pass
+        consumer_only = {"max.partition.fetch.bytes": 2 << 20,
+                         "offset_commit_cb": cb, "on_commit": cb,
+                         "consume.callback.max.messages": 10,
+                         "group.instance.id": "a"}
+        producer_only = {"delivery.report.only.error": True,
+                         "on_delivery": cb, "dr_msg_cb": cb,
+                         "queuing.strategy": "fifo",
+                         "queue.buffering.max.ms": 2}
+        both = {"client.id": "me", "error_cb": cb, "statistics.interval.ms":
+                1000, "security.protocol": "plaintext"}
+        c, p = self.clients({**consumer_only, **producer_only, **both})
+        for k in consumer_only:
+            self.assertIn(k, c)
+            self.assertNotIn(k, p)
+        for k in producer_only:
+            self.assertIn(k, p)
+            self.assertNotIn(k, c)
+        for k in both:
+            self.assertIn(k, c)
+            self.assertIn(k, p)
+
+    def test_kafka_config_is_a_mapping(self):
+        from saga_client import _kafka
+        with self.assertRaises(SagaError) as e:
+            _kafka.make_clients("127.0.0.1:1", {}, "linger.ms=5")
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+    def test_real_clients_take_each_property(self):
+        # the real confluent_kafka classes: no broker is contacted
+        from saga_client import _kafka
+        c, p = _kafka.make_clients("127.0.0.1:1", {"group.id": "g"}, {
+            "on_commit": lambda *_: None, "on_delivery": lambda *_: None,
+            "log_level": 0})
+        c.close()
+        p.flush(0)
 
 if __name__ == "__main__":
     unittest.main()

@@ -39,6 +39,20 @@ class Keys(unittest.TestCase):
             wire.effect_key("o", "s", 0)
         self.assertEqual(e.exception.code, "SAGA_EINVAL")
 
+    def test_a_key_is_never_made_of_something_else(self):
+        # a None id would give "None/s/DO", a key of no saga
+        for args in [(None, "s", 1), ("o", None, 2), ("o", 5, 1),
+                     ("o", "s", "DO"), ("o", "s", None)]:
+            with self.subTest(args=args):
+                with self.assertRaises(SagaError) as e:
+                    wire.effect_key(*args)
+                self.assertEqual(e.exception.code, "SAGA_EINVAL")
+        for attempt in ("x", 1.5, None, -1, True, 2**32):
+            with self.subTest(attempt=attempt):
+                with self.assertRaises(SagaError) as e:
+                    wire.idempotency_key("o", "s", 1, attempt)
+                self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
 
 class Headers(unittest.TestCase):
     def test_last_value_wins_and_absent_is_empty(self):
@@ -62,6 +76,20 @@ class Headers(unittest.TestCase):
 
     def test_255_bytes_pass(self):
         self.assertEqual(wire.header_value([("h", b"y" * 255)], "h"), "y" * 255)
+
+    def test_causation_id_holds_an_idempotency_key_of_the_longest_ids(self):
+        # docs/protocol.md, "Kafka headers": causation-id up to 542 bytes
+        self.assertEqual(wire.header_value([("causation-id", b"k" * 542)],
+                                           "causation-id"), "k" * 542)
+        with self.assertRaises(SagaError) as e:
+            wire.header_value([("causation-id", b"k" * 543)], "causation-id")
+        self.assertEqual(e.exception.detail, 'header "causation-id" is 543 '
+                         "bytes long, the ceiling is 542")
+        key = wire.idempotency_key("i" * 255, "s" * 255, 2, 2**32 - 1)
+        _, headers = wire.encode(pb.Reply(
+            saga_id="i" * 255, step="s" * 255, action=2, attempt=2**32 - 1,
+            idempotency_key=key, outcome=1), causation_id=key)
+        self.assertEqual(dict(headers)["causation-id"], key.encode())
 
 
 class Decode(unittest.TestCase):
@@ -113,6 +141,12 @@ class Decode(unittest.TestCase):
             (command(reply_topic=""), "reply_topic is missing"),
             (command(step="s" * 256), "step is 256 bytes long, the ceiling "
              "is 255"),
+            # as the C codec: the action name is an optional id, and no
+            # string field may hold a NUL (protobuf-c would cut it there)
+            (command(action_name="re\nfund"), "action_name contains a "
+             "forbidden character at byte 2"),
+            (command(saga_type="or\0der"), "saga_type contains a NUL byte "
+             "at byte 2"),
         ]
         for msg, why in cases:
             e = self.decode_error(msg.SerializeToString(), cmd_headers())
@@ -156,6 +190,13 @@ class Encode(unittest.TestCase):
                         correlation_id="a\tb")
         self.assertEqual(e.exception.detail, "correlation_id contains a "
                          "forbidden character at byte 1")
+        # sagad refuses a reply whose reason holds a NUL: never send one
+        with self.assertRaises(SagaError) as e:
+            wire.encode(pb.Reply(saga_id="o", step="s", action=1, attempt=1,
+                                 idempotency_key="o/s/DO/1", outcome=2,
+                                 reason="card\0declined"))
+        self.assertEqual(str(e.exception), "SAGA_EMISSING: reason contains a "
+                         "NUL byte at byte 4")
 
 
 class Trace(unittest.TestCase):

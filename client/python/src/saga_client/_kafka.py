@@ -6,30 +6,62 @@ client it is for (a consumer property to the consumer only)."""
 
 from .wire import SagaError
 
-# librdkafka warns about a property of the other kind of client: the
-# caller's properties of one kind go to that client only.
-_CONSUMER_ONLY = ("fetch.", "auto.offset.reset", "session.timeout.ms",
-                  "heartbeat.interval.ms", "group.", "max.poll.interval.ms",
-                  "enable.auto.", "auto.commit.", "isolation.level",
-                  "partition.assignment.strategy", "enable.partition.eof",
-                  "check.crcs", "queued.", "coordinator.query.interval.ms")
-_PRODUCER_ONLY = ("linger.ms", "acks", "request.required.acks",
-                  "enable.idempotence", "batch.", "compression.", "queue.",
-                  "message.send.max.retries", "retries",
-                  "delivery.timeout.ms", "message.timeout.ms",
-                  "transaction", "enable.gapless.guarantee",
-                  "sticky.partitioning.linger.ms", "partitioner",
-                  "request.timeout.ms")
+# librdkafka warns about a property of the other kind of client, and
+# confluent_kafka refuses a callback of the other kind: the caller's
+# properties of one kind go to that client only. The names are librdkafka's
+# consumer-only (C/P column "C") and producer-only ("P") properties
+# (CONFIGURATION.md, global and topic), aliases included, and
+# confluent_kafka's own callbacks; every other property goes to both.
+_CONSUMER_ONLY = frozenset((
+    "auto.commit.enable", "auto.commit.interval.ms", "auto.offset.reset",
+    "check.crcs", "consume.callback.max.messages", "consume_cb",
+    "coordinator.query.interval.ms", "enable.auto.commit",
+    "enable.auto.offset.store", "enable.partition.eof",
+    "fetch.error.backoff.ms", "fetch.max.bytes", "fetch.message.max.bytes",
+    "fetch.min.bytes", "fetch.queue.backoff.ms", "fetch.wait.max.ms",
+    "group.id", "group.instance.id", "group.protocol",
+    "group.protocol.type", "group.remote.assignor", "heartbeat.interval.ms",
+    "isolation.level", "max.partition.fetch.bytes", "max.poll.interval.ms",
+    "offset.store.method", "offset.store.path",
+    "offset.store.sync.interval.ms", "offset_commit_cb",
+    "partition.assignment.strategy", "queued.max.messages.kbytes",
+    "queued.min.messages", "rebalance_cb", "session.timeout.ms",
+    "on_commit"))
+_PRODUCER_ONLY = frozenset((
+    "acks", "batch.num.messages", "batch.size", "compression.codec",
+    "compression.level", "compression.type", "delivery.report.only.error",
+    "delivery.timeout.ms", "dr_cb", "dr_msg_cb", "enable.gapless.guarantee",
+    "enable.idempotence", "linger.ms", "message.send.max.retries",
+    "message.timeout.ms", "msg_order_cmp", "partitioner", "partitioner_cb",
+    "produce.offset.report", "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes", "queue.buffering.max.messages",
+    "queue.buffering.max.ms", "queuing.strategy", "request.required.acks",
+    "request.timeout.ms", "retries", "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms", "transactional.id", "on_delivery"))
 
 
-def _without(props, prefixes):
-    return {k: v for k, v in props.items() if not k.startswith(prefixes)}
+def _without(props, names):
+    return {k: v for k, v in props.items() if k not in names}
+
+
+def check_config(kafka_config):
+    """The caller's kafka_config as a new dict: None is empty. Raises
+    SagaError(SAGA_EINVAL) when it is not a dict."""
+    if kafka_config is None:
+        return {}
+    if not isinstance(kafka_config, dict):
+        raise SagaError("SAGA_EINVAL", "kafka_config is a dict of librdkafka "
+                        "properties, not "
+                        f"{type(kafka_config).__name__}")
+    return dict(kafka_config)
 
 
 def make_clients(bootstrap_servers, consumer_defaults, extra):
     """(Consumer, Producer) for bootstrap_servers. Raises
-    SagaError(SAGA_EKAFKA) saying why librdkafka refused them."""
+    SagaError(SAGA_EKAFKA) saying why librdkafka refused them, SAGA_EINVAL
+    when extra (the caller's kafka_config) is not a dict."""
     from confluent_kafka import Consumer, Producer
+    extra = check_config(extra)
     base = {"bootstrap.servers": bootstrap_servers,
             "socket.nagle.disable": True}
     try:

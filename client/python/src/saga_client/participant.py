@@ -46,10 +46,23 @@ VOID_COMP_REASON = "voided: the step was never applied"
 class Result:
     """What a handler answers: SUCCESS with the step's output, FAILURE (a
     business "no": the saga compensates) or RETRYABLE (transient: the
-    coordinator retries the step), with a human-readable reason."""
+    coordinator retries the step), with a human-readable reason.
+
+    ``payload`` is bytes (bytearray and memoryview are copied, a str is
+    sent as UTF-8, None is empty), JSON by convention; ``reason`` a str
+    without NUL bytes (None is empty). Anything else -- a dict, a number,
+    an exception as the reason -- raises SagaError(SAGA_EINVAL) here, where
+    the result is made: serialise an object first
+    (``json.dumps(obj).encode()``)."""
     outcome: Outcome
     payload: bytes = b""
     reason: str = ""
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "outcome", wire.as_outcome(self.outcome))
+        set_(self, "payload", wire.as_bytes("payload", self.payload))
+        set_(self, "reason", wire.as_text("reason", self.reason))
 
     @classmethod
     def success(cls, payload=b""):
@@ -163,31 +176,49 @@ class Participant:
     their lookup/record methods. ``kafka_config`` holds librdkafka
     properties for both the consumer and the producer (TLS, SASL, tuning);
     they win over the library's defaults (manual commits, idempotent
-    producer, ``acks=all``). ``dlq_topic`` replaces ``<topic>.dlq``.
+    producer, ``acks=all``); a ``group.id`` there must be ``group_id``.
+    ``dlq_topic`` replaces ``<topic>.dlq``.
     ``consumer`` and ``producer`` replace the confluent_kafka clients the
     participant would make (objects with the same methods: tests).
 
+    ``max_message_bytes`` bounds a command and a reply (0 or None: 1 MiB,
+    as in C).
+
     Everything runs on the thread that calls poll() or run(); handlers are
-    called there. Raises SagaError(SAGA_EINVAL) for a missing argument and
-    SAGA_EKAFKA when a Kafka client cannot be made."""
+    called there. Raises SagaError(SAGA_EINVAL) for a missing or malformed
+    argument and SAGA_EKAFKA when a Kafka client cannot be made."""
 
     def __init__(self, bootstrap_servers, group_id, store, *,
                  kafka_config=None, dlq_topic=None,
                  max_message_bytes=wire.DEFAULT_MAX_MESSAGE_BYTES,
                  consumer=None, producer=None):
-        if not group_id:
-            raise SagaError("SAGA_EINVAL", "a participant needs a group id")
+        if not group_id or not isinstance(group_id, str):
+            raise SagaError("SAGA_EINVAL", "a participant needs a group id "
+                            f"(a non-empty str), not {group_id!r}")
         if store is None or not hasattr(store, "lookup") \
                 or not hasattr(store, "record"):
             raise SagaError("SAGA_EINVAL", "a participant needs an effect "
                             "store (MemoryStore, PgStore, or an object with "
                             "lookup and record)")
-        if not bootstrap_servers and (consumer is None or producer is None):
+        if (consumer is None or producer is None) and (
+                not bootstrap_servers or not isinstance(bootstrap_servers,
+                                                        str)):
             raise SagaError("SAGA_EINVAL", "a participant needs Kafka "
-                            "bootstrap servers")
+                            "bootstrap servers (a str such as "
+                            f'"host:9092,host2:9092"), not '
+                            f"{bootstrap_servers!r}")
+        if dlq_topic is not None and (not isinstance(dlq_topic, str)
+                                      or not dlq_topic):
+            raise SagaError("SAGA_EINVAL", "dlq_topic is a topic name (a "
+                            f"non-empty str) or None, not {dlq_topic!r}")
+        kafka_config = _kafka.check_config(kafka_config)
+        if kafka_config.get("group.id", group_id) != group_id:
+            raise SagaError("SAGA_EINVAL", "kafka_config's group.id "
+                            f"{kafka_config['group.id']!r} is not group_id "
+                            f"{group_id!r}: give the group once, as group_id")
         self.store = store
         self.stats = Stats()
-        self._max = max_message_bytes
+        self._max = wire.as_max_bytes(max_message_bytes)
         self._dlq_topic = dlq_topic
         self._handlers = {}
         self._parts = {}
@@ -202,7 +233,7 @@ class Participant:
             made = _kafka.make_clients(
                 bootstrap_servers, {"group.id": group_id,
                                     "enable.auto.offset.store": False},
-                dict(kafka_config or {}))
+                kafka_config)
             consumer = consumer or made[0]
             producer = producer or made[1]
         self._consumer = consumer
@@ -220,11 +251,13 @@ class Participant:
         unacknowledged, and a command of the same effect key waits for it.
         A handler that raises lets the exception out of poll()/run():
         nothing is recorded or replied and the command is redelivered
-        after a restart. Raises SagaError: SAGA_EINVAL (bad topic or
-        handler), SAGA_EEXIST (topic already handled), SAGA_ESTATE
-        (already started)."""
-        if not topic or len(topic.encode()) > wire.MAX_ID or not callable(
-                handler):
+        after a restart. So does one that returns anything but a Result or
+        None (SagaError SAGA_EINVAL) or a Result whose payload is past
+        max_message_bytes (SAGA_ETOOBIG). Raises SagaError: SAGA_EINVAL
+        (bad topic or handler), SAGA_EEXIST (topic already handled),
+        SAGA_ESTATE (already started)."""
+        if not isinstance(topic, str) or not topic \
+                or len(topic.encode()) > wire.MAX_ID or not callable(handler):
             raise SagaError("SAGA_EINVAL", "handle() needs a topic name of "
                             f"1 to {wire.MAX_ID} bytes and a callable")
         if self._started or self._closed:
@@ -266,7 +299,15 @@ class Participant:
 
     def poll(self, timeout=0.05):
         """One turn: completions handed to complete(), at most one message
-        (waiting up to ``timeout`` seconds for it), delivery reports."""
+        (waiting up to ``timeout`` seconds, 0 or more, for it), delivery
+        reports. Raises SagaError: SAGA_EINVAL for a negative timeout,
+        SAGA_ESTATE once closed."""
+        wire.as_seconds("timeout", timeout)
+        if self._closed:
+            raise SagaError("SAGA_ESTATE", "the participant is closed")
+        self._turn(timeout)
+
+    def _turn(self, timeout):
         self._start()
         self._drain_completions()
         msg = self._consumer.poll(timeout)
@@ -277,10 +318,13 @@ class Participant:
 
     def run(self):
         """Poll until stop() is called (for instance from a signal
-        handler). Does not close the participant: close() does."""
+        handler). Does not close the participant: close() does. Raises
+        SagaError(SAGA_ESTATE) once closed."""
+        if self._closed:
+            raise SagaError("SAGA_ESTATE", "the participant is closed")
         self._start()
         while not self._stopping:
-            self.poll(0.05)
+            self._turn(0.05)
 
     def stop(self):
         """Make run() return after its current turn. Safe from any thread
@@ -290,13 +334,21 @@ class Participant:
     def complete(self, command, result):
         """Answer a command whose handler returned None. Safe from any
         thread; the reply is recorded and produced on the polling thread.
-        Raises SagaError(SAGA_EINVAL) for an argument that is not a
-        Command and a Result."""
+        Raises SagaError: SAGA_EINVAL for an argument that is not a
+        Command and a Result, SAGA_ETOOBIG for a payload past
+        max_message_bytes (the command still waits for its answer)."""
         if not isinstance(command, Command) or not isinstance(result,
                                                               Result):
             raise SagaError("SAGA_EINVAL",
                             "complete() takes a Command and a Result")
+        self._check_size(result)
         self._completions.put((command, result))
+
+    def _check_size(self, result):
+        if len(result.payload) > self._max:
+            raise SagaError("SAGA_ETOOBIG", f"the reply payload of "
+                            f"{len(result.payload)} bytes exceeds the "
+                            f"ceiling of {self._max} bytes")
 
     def close(self, timeout=10.0):
         """Stop consuming: deliver the replies in flight (up to timeout
@@ -421,8 +473,20 @@ class Participant:
         except BaseException:
             self._abandon(job, "the handler raised")
             raise
-        if result is not None:
-            self._finish(job, result)
+        if result is None:
+            return  # answered later through complete()
+        try:
+            if not isinstance(result, Result):
+                raise SagaError("SAGA_EINVAL", f'the handler of topic '
+                                f'"{job.cmd.topic}" returned '
+                                f"{type(result).__name__}, not a Result or "
+                                "None")
+            self._check_size(result)
+        except SagaError as e:
+            # a handler fault, as if it raised: nothing recorded or replied
+            self._abandon(job, str(e))
+            raise
+        self._finish(job, result)
 
     def _drain_completions(self):
         while True:
@@ -439,21 +503,10 @@ class Participant:
             self._finish(job, result)
 
     def _finish(self, job, result):
-        try:
-            outcome = Outcome(result.outcome)
-            payload = bytes(result.payload or b"")
-        except (ValueError, TypeError):
-            self._abandon(job, f"the handler's result {result!r} is not a "
-                          "Result with an outcome SUCCESS, FAILURE or "
-                          "RETRYABLE and bytes")
-            return
-        if len(payload) > self._max:
-            self._abandon(job, f"SAGA_ETOOBIG: the reply payload of "
-                          f"{len(payload)} bytes exceeds the ceiling of "
-                          f"{self._max} bytes")
-            return
+        """Record and send a checked Result (Result checks its fields, the
+        callers its size)."""
         del self._inflight[job.cmd.effect_key]
-        rec = RecordedReply(outcome, payload, result.reason or "",
+        rec = RecordedReply(result.outcome, result.payload, result.reason,
                             job.cmd.attempt)
         # Record before replying: a crash between the two re-sends the
         # recorded reply on redelivery instead of running the handler again.
@@ -489,12 +542,12 @@ class Participant:
 
     def _reply(self, job, rec):
         c = job.pb
-        rep = self._Reply(saga_id=c.saga_id, step=c.step, action=c.action,
-                          attempt=c.attempt,
-                          idempotency_key=c.idempotency_key,
-                          outcome=int(rec.outcome), payload=rec.payload,
-                          reason=rec.reason)
         try:
+            rep = self._Reply(saga_id=c.saga_id, step=c.step,
+                              action=c.action, attempt=c.attempt,
+                              idempotency_key=c.idempotency_key,
+                              outcome=int(rec.outcome), payload=rec.payload,
+                              reason=rec.reason)
             value, headers = wire.encode(
                 rep, correlation_id=job.meta.correlation_id or c.saga_id,
                 causation_id=c.idempotency_key,

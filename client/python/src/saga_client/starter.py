@@ -29,6 +29,19 @@ def uuid7():
     return str(uuid.UUID(bytes=bytes(b)))
 
 
+def _saga_id(saga_id):
+    """A saga id given to start() or cancel(), as the C starter takes it:
+    a str (SAGA_EINVAL otherwise; None and "" go on to be refused as
+    missing by the wire check), never cut (SAGA_ETOOBIG past MAX_ID
+    bytes)."""
+    saga_id = wire.as_text("saga_id", saga_id)
+    n = len(saga_id.encode("utf-8", "surrogatepass"))
+    if n > wire.MAX_ID:
+        raise SagaError("SAGA_ETOOBIG", f"saga_id is {n} bytes long, the "
+                        f"ceiling is {wire.MAX_ID} (an id is never cut)")
+    return saga_id
+
+
 @dataclasses.dataclass(frozen=True)
 class Notification:
     """A saga lifecycle notification. ``kind.is_outcome`` is true for the
@@ -52,36 +65,54 @@ class Starter:
     """Starts sagas and awaits their outcomes.
 
     ``inbox`` and ``notifications`` name the coordinator's topics;
-    ``kafka_config`` holds librdkafka properties for both clients.
-    Construction learns the partitions of the notifications topic and
-    their ends, waiting up to ``setup_timeout`` seconds (the topic may be
-    being created); raises SagaError(SAGA_ETIMEDOUT) naming the topic when
-    it cannot, SAGA_EKAFKA when a Kafka client cannot be made; then (best
-    effort, up to as long again) the inbox topic's metadata on the
-    producer, so the first start leaves at once. ``consumer``
-    and ``producer`` replace the confluent_kafka clients it would make
-    (tests). Not thread-safe: use one starter per thread."""
+    ``kafka_config`` holds librdkafka properties for both clients;
+    ``max_message_bytes`` bounds a StartSaga and a notification (0 or
+    None: 1 MiB, as in C). Construction learns the partitions of the
+    notifications topic and their ends, waiting up to ``setup_timeout``
+    seconds (the topic may be being created; 0 asks once); raises
+    SagaError(SAGA_ETIMEDOUT) naming the topic when it cannot,
+    SAGA_EKAFKA when a Kafka client cannot be made, SAGA_EINVAL for a
+    malformed argument; then (best effort, up to as long again) the inbox
+    topic's metadata on the producer, so the first start leaves at once.
+    ``consumer`` and ``producer`` replace the confluent_kafka clients it
+    would make (tests). Not thread-safe: use one starter per thread.
+
+    Timeouts are seconds, 0 or more (SAGA_EINVAL otherwise, before
+    anything is sent); a closed starter refuses every call with
+    SAGA_ESTATE."""
 
     def __init__(self, bootstrap_servers, *, inbox=wire.DEFAULT_INBOX_TOPIC,
                  notifications=wire.DEFAULT_NOTIFICATIONS_TOPIC,
                  kafka_config=None, setup_timeout=10.0,
                  max_message_bytes=wire.DEFAULT_MAX_MESSAGE_BYTES,
                  consumer=None, producer=None):
-        if not bootstrap_servers and (consumer is None or producer is None):
+        if (consumer is None or producer is None) and (
+                not bootstrap_servers or not isinstance(bootstrap_servers,
+                                                        str)):
             raise SagaError("SAGA_EINVAL", "a starter needs Kafka bootstrap "
-                            "servers")
+                            "servers (a str such as \"host:9092\"), not "
+                            f"{bootstrap_servers!r}")
+        for what, topic in (("inbox", inbox),
+                            ("notifications", notifications)):
+            if not isinstance(topic, str) or not topic:
+                raise SagaError("SAGA_EINVAL", f"{what} is a topic name (a "
+                                f"non-empty str), not {topic!r}")
+        wire.as_seconds("setup_timeout", setup_timeout)
+        self._max = wire.as_max_bytes(max_message_bytes)
+        kafka_config = _kafka.check_config(kafka_config)
+        self._closed = True  # until the clients exist: close() is a no-op
         if consumer is None or producer is None:
             # librdkafka wants a group.id even to assign by hand; this
             # reader never joins it and never commits.
             made = _kafka.make_clients(
                 bootstrap_servers, {"group.id": f"saga-reader-{uuid.uuid4()}",
                                     "allow.auto.create.topics": True},
-                dict(kafka_config or {}))
+                kafka_config)
             consumer, producer = consumer or made[0], producer or made[1]
         self._consumer, self._producer = consumer, producer
+        self._closed = False
         self.inbox = inbox
         self.notifications = notifications
-        self._max = max_message_bytes
         self._outcomes = collections.OrderedDict()
         self._cancels = set()   # saga ids this starter asked to cancel
         self._refusals = {}     # their CANCEL_REFUSED, until awaited
@@ -111,8 +142,11 @@ class Starter:
         from confluent_kafka import TopicPartition
         deadline = time.monotonic() + timeout
         partitions, why = [], "no answer"
-        # A topic being auto-created has no partitions at first: ask again.
-        while not partitions and time.monotonic() < deadline:
+        # A topic being auto-created has no partitions at first: ask again
+        # (at least once, whatever the timeout).
+        asked = False
+        while not partitions and (not asked or time.monotonic() < deadline):
+            asked = True
             try:
                 md = self._consumer.list_topics(
                     self.notifications,
@@ -124,7 +158,7 @@ class Starter:
                     why = str(t.error)
             except Exception as e:  # KafkaException: timed out, transport
                 why = str(e)
-            if not partitions:
+            if not partitions and time.monotonic() < deadline:
                 time.sleep(0.05)
         if not partitions:
             raise SagaError("SAGA_ETIMEDOUT", "could not learn the partitions "
@@ -144,7 +178,11 @@ class Starter:
 
     def subscribe(self, callback):
         """Call ``callback(notification)`` for every notification read
-        (every kind, every saga), from within poll()/wait()."""
+        (every kind, every saga), from within poll()/wait(). Raises
+        SagaError(SAGA_EINVAL) when callback is not callable."""
+        if not callable(callback):
+            raise SagaError("SAGA_EINVAL", "subscribe() takes a callable, "
+                            f"not {type(callback).__name__}")
         self._subscribers.append(callback)
 
     def start(self, saga_type, input=b"", *, saga_id=None,
@@ -152,22 +190,37 @@ class Starter:
               timeout=10.0):
         """Produce a StartSaga and wait (up to timeout seconds) for Kafka to
         acknowledge it. Returns the saga id: ``saga_id`` when given
-        (starting the same id twice starts one saga), else a new
+        (starting the same id twice starts one saga), else (None) a new
         time-ordered UUID (``uuid7()``).
-        ``input`` is bytes, or a str sent as UTF-8 (JSON by convention);
-        ``definition_version`` None means the newest loaded version.
-        ``correlation_id`` defaults to the saga id, ``traceparent`` to a new
-        trace. Raises SagaError: SAGA_EMISSING / SAGA_ETOOBIG for a bad
-        request, SAGA_EKAFKA when Kafka refused it, SAGA_ETIMEDOUT when no
-        acknowledgement came in time."""
-        saga_id = saga_id or uuid7()
-        if isinstance(input, str):
-            input = input.encode("utf-8")
-        m = self._pb.StartSaga(saga_id=saga_id, saga_type=saga_type or "",
-                               input=bytes(input or b""),
+        ``input`` is bytes (bytearray, memoryview), or a str sent as UTF-8
+        (JSON by convention); ``definition_version`` None or 0 means the
+        newest loaded version. ``correlation_id`` defaults to the saga id,
+        ``traceparent`` to a new trace. Raises SagaError, before anything
+        is sent: SAGA_EMISSING for a missing or malformed field (an empty
+        ``saga_id`` included), SAGA_ETOOBIG for a ``saga_id`` past 255
+        bytes or a message past max_message_bytes, SAGA_EINVAL for an
+        argument of the wrong type or a negative timeout, SAGA_ESTATE once
+        closed; SAGA_EKAFKA when Kafka refused it, SAGA_ETIMEDOUT when no
+        acknowledgement came in time (the saga may start all the same)."""
+        self._check_open()
+        wire.as_seconds("timeout", timeout)
+        saga_id = uuid7() if saga_id is None else _saga_id(saga_id)
+        saga_type = wire.as_text("saga_type", saga_type)
+        input = wire.as_bytes("input", input)
+        correlation_id = wire.as_text("correlation_id", correlation_id)
+        traceparent = wire.as_text("traceparent", traceparent)
+        m = self._pb.StartSaga(saga_id=saga_id, saga_type=saga_type,
+                               input=input,
                                requested_at_ms=int(time.time() * 1000))
         if definition_version is not None:
-            m.definition_version = int(definition_version)
+            if not isinstance(definition_version, int) \
+                    or isinstance(definition_version, bool) \
+                    or not 0 <= definition_version < 2**32:
+                raise SagaError("SAGA_EINVAL", "definition_version is an int "
+                                "from 1 to 4294967295 (None or 0: the "
+                                f"newest), not {definition_version!r}")
+            if definition_version:
+                m.definition_version = definition_version
         value, headers = wire.encode(
             m, correlation_id=correlation_id or saga_id,
             traceparent=traceparent or wire.new_traceparent(),
@@ -185,9 +238,14 @@ class Starter:
         charge``, ``already completed: nothing to cancel``), which wait()
         returns for this starter's cancels only. Raises SagaError:
         SAGA_EMISSING for a bad id, reason (over 1024 bytes) or operator,
+        SAGA_ETOOBIG for an id past 255 bytes, SAGA_EINVAL / SAGA_ESTATE /
         SAGA_EKAFKA / SAGA_ETIMEDOUT as start() does."""
-        m = self._pb.CancelSaga(saga_id=saga_id or "", reason=reason or "",
-                                operator=operator or "",
+        self._check_open()
+        wire.as_seconds("timeout", timeout)
+        saga_id = _saga_id(saga_id)
+        m = self._pb.CancelSaga(saga_id=saga_id,
+                                reason=wire.as_text("reason", reason),
+                                operator=wire.as_text("operator", operator),
                                 requested_at_ms=int(time.time() * 1000))
         value, headers = wire.encode(m, correlation_id=saga_id,
                                      traceparent=wire.new_traceparent(),
@@ -220,7 +278,14 @@ class Starter:
     def poll(self, timeout=0.05):
         """Read at most one notification, waiting up to timeout seconds.
         Returns it (or None). Outcomes are remembered (the last 4096), so
-        waiting for a saga that already ended still answers."""
+        waiting for a saga that already ended still answers. Raises
+        SagaError: SAGA_EINVAL for a negative timeout, SAGA_ESTATE once
+        closed."""
+        self._check_open()
+        wire.as_seconds("timeout", timeout)
+        return self._poll(timeout)
+
+    def _poll(self, timeout):
         msg = self._consumer.poll(timeout)
         if msg is None or msg.error() is not None:
             return None
@@ -258,8 +323,16 @@ class Starter:
         """Wait up to timeout seconds for the saga's outcome; returns the
         Notification (COMPLETED, COMPENSATED, COMPENSATION_FAILED or
         REJECTED), or CANCEL_REFUSED when this starter's cancel of it was
-        refused (returned once). Raises SagaError(SAGA_ETIMEDOUT) when none
-        came."""
+        refused (returned once). Raises SagaError: SAGA_ETIMEDOUT when none
+        came, SAGA_EINVAL for a saga id that is not a str of 1 to 255
+        bytes or a timeout that is not 0 or more seconds (as
+        saga_starter_await), SAGA_ESTATE once closed."""
+        self._check_open()
+        wire.as_seconds("timeout", timeout)
+        if not isinstance(saga_id, str) or not saga_id \
+                or len(saga_id.encode("utf-8", "surrogatepass")) > wire.MAX_ID:
+            raise SagaError("SAGA_EINVAL", "wait() needs a saga id of 1 to "
+                            f"{wire.MAX_ID} bytes, not {saga_id!r:.80}")
         deadline = time.monotonic() + timeout
         while saga_id not in self._outcomes:
             if saga_id in self._refusals:
@@ -268,18 +341,30 @@ class Starter:
             if left <= 0:
                 raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}" has no '
                                 f"outcome after {timeout} s")
-            self.poll(min(left, 0.1))
+            self._poll(min(left, 0.1))
         return self._outcomes[saga_id]
 
     def run(self, saga_type, input=b"", *, timeout=30.0, **start_args):
-        """start() then wait(): the saga's outcome Notification. Raises
-        what they raise."""
-        return self.wait(self.start(saga_type, input, **start_args), timeout)
+        """start() then wait(), within ``timeout`` seconds in all (as
+        saga_run_saga): the saga's outcome Notification. Raises what they
+        raise."""
+        wire.as_seconds("timeout", timeout)
+        deadline = time.monotonic() + timeout
+        saga_id = self.start(saga_type, input, timeout=timeout, **start_args)
+        return self.wait(saga_id, max(0.0, deadline - time.monotonic()))
 
     def close(self):
-        """Flush what is in flight and close both clients."""
+        """Flush what is in flight and close both clients. A second call
+        does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self._producer.flush(5)
         self._consumer.close()
+
+    def _check_open(self):
+        if self._closed:
+            raise SagaError("SAGA_ESTATE", "the starter is closed")
 
     def __enter__(self):
         return self

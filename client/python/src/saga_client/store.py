@@ -13,6 +13,7 @@ work, which leaves the command unacknowledged (it is redelivered)."""
 import dataclasses
 import threading
 
+from . import wire
 from .wire import Outcome, SagaError
 
 
@@ -26,11 +27,26 @@ class StoreError(SagaError):
 @dataclasses.dataclass(frozen=True)
 class RecordedReply:
     """The reply given for an effect: its outcome, payload and reason, and
-    the attempt it answered."""
+    the attempt it answered. Checked as Result is: the payload is bytes (a
+    str is kept as UTF-8), the reason a str without NUL, the attempt an int
+    of 0 or more (0: a record of a table from before attempts); anything
+    else raises SagaError(SAGA_EINVAL), so every store keeps the same
+    bytes."""
     outcome: Outcome
     payload: bytes = b""
     reason: str = ""
     attempt: int = 1
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "outcome", wire.as_outcome(self.outcome))
+        set_(self, "payload", wire.as_bytes("payload", self.payload))
+        set_(self, "reason", wire.as_text("reason", self.reason))
+        if not isinstance(self.attempt, int) or isinstance(self.attempt,
+                                                           bool) \
+                or self.attempt < 0:
+            raise SagaError("SAGA_EINVAL", "attempt must be an int, 0 or "
+                            f"more, not {self.attempt!r}")
 
     def answers(self, attempt):
         """True when this record is the answer to a command of ``attempt``

@@ -14,8 +14,12 @@ from google.protobuf import message as _pb_message
 from . import _pb
 
 MAX_ID = 255
-MAX_TEXT = 1024  # a CancelSaga's or OperatorAction's reason, in bytes
 """Ceiling on ids, step names, topics and header values, in bytes."""
+MAX_KEY = 2 * MAX_ID + 32
+"""Ceiling on an idempotency key built from the longest ids
+(``<saga_id>/<step>/COMPENSATE/<32-bit attempt>``), and so on the
+``causation-id`` header that carries one (a reply's), in bytes."""
+MAX_TEXT = 1024  # a CancelSaga's or OperatorAction's reason, in bytes
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20
 """Default ceiling on a message value (1 MiB)."""
 DEFAULT_INBOX_TOPIC = "saga.inbox"
@@ -81,16 +85,25 @@ class SagaError(Exception):
         self.detail = detail
 
 
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def action_name(action):
     """``"DO"`` or ``"COMPENSATE"`` for an action value, ``"?"`` otherwise."""
+    if not _is_int(action):
+        return "?"
     return {1: "DO", 2: "COMPENSATE"}.get(int(action), "?")
 
 
 def idempotency_key(saga_id, step, action, attempt):
     """The key naming one attempt: ``<saga_id>/<step>/<DO|COMPENSATE>/<attempt>``.
 
-    Raises SagaError(SAGA_EINVAL) for an action other than DO or
-    COMPENSATE."""
+    Raises SagaError(SAGA_EINVAL) as effect_key() does, and for an attempt
+    that is not an int from 0 to 4294967295 (the wire's uint32)."""
+    if not _is_int(attempt) or not 0 <= attempt < 2**32:
+        raise SagaError("SAGA_EINVAL", "attempt must be an int from 0 to "
+                        f"4294967295, not {attempt!r}")
     return f"{effect_key(saga_id, step, action)}/{int(attempt)}"
 
 
@@ -99,13 +112,99 @@ def effect_key(saga_id, step, action):
     ``<saga_id>/<step>/<DO|COMPENSATE>``. A participant applies an effect at
     most once per effect key (docs/protocol.md).
 
-    Raises SagaError(SAGA_EINVAL) for an action other than DO or
-    COMPENSATE."""
+    Raises SagaError(SAGA_EINVAL) for a saga_id or step that is not a str,
+    or an action other than DO or COMPENSATE (Action, or 1 and 2)."""
+    for what, v in (("saga_id", saga_id), ("step", step)):
+        if not isinstance(v, str):
+            raise SagaError("SAGA_EINVAL", f"{what} must be a str, not "
+                            f"{type(v).__name__}")
     name = action_name(action)
     if name == "?":
-        raise SagaError("SAGA_EINVAL", f"action {int(action)} is not DO or "
+        raise SagaError("SAGA_EINVAL", f"action {action!r} is not DO or "
                         "COMPENSATE")
     return f"{saga_id}/{step}/{name}"
+
+
+# ---- arguments -------------------------------------------------------------
+
+def as_bytes(what, value):
+    """``value`` as bytes: bytes, bytearray or memoryview as they are, a str
+    as UTF-8, None as ``b""``. Raises SagaError(SAGA_EINVAL) naming
+    ``what`` for anything else (a dict, a list, a number: serialise it
+    first, e.g. ``json.dumps(obj).encode()``), never turning it into other
+    bytes (``bytes(5)`` would be five NUL bytes)."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise SagaError("SAGA_EINVAL", f"{what} is not valid text at "
+                            f"character {e.start}") from None
+    raise SagaError("SAGA_EINVAL", f"{what} must be bytes or str (JSON "
+                    f"text), not {type(value).__name__}: serialise it first, "
+                    "e.g. json.dumps(value).encode()")
+
+
+def as_text(what, value):
+    """``value`` as a str for a text field (a reason, a name, an id):
+    None as ``""``; a str without NUL bytes (a receiver in C would refuse
+    the message). Raises SagaError(SAGA_EINVAL) naming ``what``
+    otherwise."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise SagaError("SAGA_EINVAL", f"{what} must be a str, not "
+                        f"{type(value).__name__}")
+    if "\0" in value:
+        raise SagaError("SAGA_EINVAL", f"{what} contains a NUL byte at byte "
+                        f"{_nul_at(value)}")
+    return value
+
+
+def _nul_at(text):
+    """Byte offset (UTF-8) of the first NUL in text."""
+    return len(text[:text.index("\0")].encode("utf-8", "surrogatepass"))
+
+
+def as_outcome(value):
+    """``value`` as an Outcome (SUCCESS, FAILURE or RETRYABLE, or their
+    numbers). Raises SagaError(SAGA_EINVAL) otherwise."""
+    if not isinstance(value, bool):
+        try:
+            return Outcome(value)
+        except (ValueError, TypeError):
+            pass
+    raise SagaError("SAGA_EINVAL", f"outcome must be Outcome.SUCCESS, "
+                    f"FAILURE or RETRYABLE, not {value!r}")
+
+
+def as_seconds(what, value):
+    """A timeout in seconds: a number, 0 or more. Raises
+    SagaError(SAGA_EINVAL) naming ``what`` otherwise (None, a str, NaN, a
+    negative number, which confluent_kafka would take as "wait for good"),
+    as the C library refuses a negative timeout."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and value >= 0:
+        return value
+    raise SagaError("SAGA_EINVAL", f"{what} must be a number of seconds, 0 "
+                    f"or more, not {value!r}")
+
+
+def as_max_bytes(value):
+    """A max_message_bytes argument: a positive int; None or 0 mean
+    DEFAULT_MAX_MESSAGE_BYTES (the C library's rule). Raises
+    SagaError(SAGA_EINVAL) otherwise."""
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return DEFAULT_MAX_MESSAGE_BYTES
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    raise SagaError("SAGA_EINVAL", "max_message_bytes must be a positive "
+                    f"number of bytes (0 or None: 1 MiB), not {value!r}")
 
 
 # ---- strings and headers -------------------------------------------------
@@ -126,10 +225,12 @@ def _forbidden_at(text, allow_slash, allow_tab_newline=False):
     return None
 
 
-def check_id(what, value, *, required=True, allow_slash=False):
-    """Check an id-like string: non-empty (when required), at most MAX_ID
-    bytes of UTF-8, no control characters, no ``/`` unless allow_slash.
-    Raises SagaError(SAGA_EMISSING) naming the field and the fault."""
+def check_id(what, value, *, required=True, allow_slash=False,
+             max_bytes=MAX_ID):
+    """Check an id-like string: non-empty (when required), at most
+    max_bytes (MAX_ID) of UTF-8, no control characters, no ``/`` unless
+    allow_slash. Raises SagaError(SAGA_EMISSING) naming the field and the
+    fault."""
     if not value:
         if required:
             raise SagaError("SAGA_EMISSING", f"{what} is missing")
@@ -139,9 +240,9 @@ def check_id(what, value, *, required=True, allow_slash=False):
     except UnicodeEncodeError as e:
         raise SagaError("SAGA_EMISSING",
                         f"{what} is not valid UTF-8 at byte {e.start}") from None
-    if len(raw) > MAX_ID:
+    if len(raw) > max_bytes:
         raise SagaError("SAGA_EMISSING", f"{what} is {len(raw)} bytes long, "
-                        f"the ceiling is {MAX_ID}")
+                        f"the ceiling is {max_bytes}")
     bad = _forbidden_at(value, allow_slash)
     if bad is not None:
         raise SagaError("SAGA_EMISSING",
@@ -166,11 +267,17 @@ def check_text(what, value, max_bytes):
                         f"{what} contains a forbidden character at byte {bad}")
 
 
+def header_max(name):
+    """The ceiling on header ``name``'s value in bytes: MAX_ID, MAX_KEY for
+    ``causation-id`` (a reply's carries its command's idempotency key)."""
+    return MAX_KEY if name == HDR_CAUSATION else MAX_ID
+
+
 def header_value(headers, name):
     """The last value of header ``name`` in a Kafka header list (pairs of
     name and bytes, as confluent_kafka gives them), decoded; ``""`` when
-    absent. Raises SagaError(SAGA_EMISSING) for a value past MAX_ID bytes,
-    holding a NUL or other control character, or not UTF-8."""
+    absent. Raises SagaError(SAGA_EMISSING) for a value past header_max()
+    bytes, holding a NUL or other control character, or not UTF-8."""
     raw = None
     for k, v in headers or ():
         if k == name:
@@ -179,9 +286,9 @@ def header_value(headers, name):
         return ""
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
-    if len(raw) > MAX_ID:
+    if len(raw) > header_max(name):
         raise SagaError("SAGA_EMISSING", f'header "{name}" is {len(raw)} bytes '
-                        f"long, the ceiling is {MAX_ID}")
+                        f"long, the ceiling is {header_max(name)}")
     if b"\0" in raw:
         raise SagaError("SAGA_EMISSING", f'header "{name}" contains a NUL byte')
     for i, c in enumerate(raw):
@@ -210,11 +317,23 @@ def _check_key(key, saga_id, step, action, attempt):
                         f'not match "{want}"')
 
 
+def _check_no_nul(msg):
+    """The C codec refuses a string field holding a NUL byte (protobuf-c
+    would cut the string there): a receiver in C would dead-letter it."""
+    for field, value in msg.ListFields():
+        if field.type == field.TYPE_STRING and "\0" in value:
+            raise SagaError("SAGA_EMISSING", f"{field.name} contains a NUL "
+                            f"byte at byte {_nul_at(value)}")
+
+
 def check(msg):
     """Check the required fields and ceilings of a saga.v1 message (the
-    generated protobuf classes). Raises SagaError(SAGA_EMISSING) naming the
-    field, or SAGA_EINVAL for a type that is not saga.v1's."""
+    generated protobuf classes), as the C codec does: no string field holds
+    a NUL byte, then the type's own fields. Raises SagaError(SAGA_EMISSING)
+    naming the field, or SAGA_EINVAL for a type that is not saga.v1's."""
     name = msg.DESCRIPTOR.full_name
+    if name.startswith("saga.v1."):
+        _check_no_nul(msg)
     if name == "saga.v1.StartSaga":
         check_id("saga_id", msg.saga_id)
         check_id("saga_type", msg.saga_type, allow_slash=True)
@@ -230,6 +349,9 @@ def check(msg):
         _check_key(msg.idempotency_key, msg.saga_id, msg.step, msg.action,
                    msg.attempt)
         check_id("reply_topic", msg.reply_topic, allow_slash=True)
+        if ACTION_NAME_FIELD in msg.DESCRIPTOR.fields_by_name:
+            check_id(ACTION_NAME_FIELD, getattr(msg, ACTION_NAME_FIELD),
+                     required=False, allow_slash=True)
     elif name == "saga.v1.Reply":
         check_id("saga_id", msg.saga_id)
         check_id("step", msg.step)
@@ -310,10 +432,11 @@ def encode(msg, *, correlation_id="", causation_id="", traceparent="",
     and the given correlation, causation and trace headers (those not
     empty). Raises SagaError (SAGA_EMISSING, SAGA_ETOOBIG)."""
     check(msg)
-    for what, v in (("correlation_id", correlation_id),
-                    ("causation_id", causation_id),
-                    ("traceparent", traceparent)):
-        check_id(what, v, required=False, allow_slash=True)
+    for what, v, hdr in (("correlation_id", correlation_id, HDR_CORRELATION),
+                         ("causation_id", causation_id, HDR_CAUSATION),
+                         ("traceparent", traceparent, HDR_TRACEPARENT)):
+        check_id(what, v, required=False, allow_slash=True,
+                 max_bytes=header_max(hdr))
     value = msg.SerializeToString()
     if len(value) > max_bytes:
         raise SagaError("SAGA_ETOOBIG", f"{msg.DESCRIPTOR.full_name} of "

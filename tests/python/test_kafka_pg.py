@@ -79,6 +79,25 @@ class PgEffectStore(unittest.TestCase):
             conn.commit()
         self.assertEqual(self.store.lookup("s/charge/DO").payload, b"b")
 
+    def test_a_lost_session_is_opened_again(self):
+        # a store that opened its own connection opens it again once when
+        # the server ended its session (a restart, a failover, an
+        # administrator's pg_terminate_backend), and the call goes on; it
+        # used to fail every call from then on, until a restart
+        import psycopg
+        s = self.store
+        s.record("s/a/DO", RecordedReply(Outcome.SUCCESS, b"x", "", 1))
+        for _ in range(2):
+            with psycopg.connect(self.conninfo, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)",
+                              (s.conn.info.backend_pid,))
+            self.assertEqual(s.lookup("s/a/DO").payload, b"x")
+        with psycopg.connect(self.conninfo, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)",
+                          (s.conn.info.backend_pid,))
+        s.record("s/b/DO", RecordedReply(Outcome.FAILURE, b"", "no", 1))
+        self.assertEqual(s.lookup("s/b/DO").reason, "no")
+
     def test_a_broken_connection_says_what_failed(self):
         import psycopg
         conn = psycopg.connect(self.conninfo, autocommit=True)

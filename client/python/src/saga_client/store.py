@@ -142,10 +142,13 @@ class PgStore:
     outcome, payload, reason, recorded_at, attempt), created if missing.
 
     ``conn`` is a psycopg (3) connection, or a conninfo string for which
-    the store opens its own connection (autocommit). With a connection
-    given, each lookup and record is its own short transaction, committed
-    unless the connection is in autocommit mode: do not hand the store a
-    connection while your own transaction on it is open."""
+    the store opens its own connection (autocommit), and opens it again
+    once when it finds it lost (a server restart, a terminated session):
+    the lookup or record is then run again (both are safe to repeat). With
+    a connection given, each lookup and record is its own short
+    transaction, committed unless the connection is in autocommit mode: do
+    not hand the store a connection while your own transaction on it is
+    open; a lost one stays lost (StoreError each time)."""
 
     def __init__(self, conn):
         if isinstance(conn, str):
@@ -154,32 +157,56 @@ class PgStore:
             except ImportError as e:
                 raise StoreError("the PostgreSQL store needs psycopg 3 "
                                  "(Debian: python3-psycopg)") from e
-            try:
-                conn = psycopg.connect(conn, autocommit=True)
-            except Exception as e:
-                raise StoreError("could not connect to PostgreSQL: "
-                                 f"{_first_line(e)}") from e
+            self._conninfo = conn
+            conn = self._connect()
             self._owned = True
         else:
+            self._conninfo = None
             self._owned = False
         self.conn = conn
         self._run(CREATE_SQL, (), 'could not create table "saga_idempotency"')
 
-    def _run(self, sql, params, what, fetch=False):
+    def _connect(self):
+        import psycopg
         try:
-            with self.conn.cursor() as cur:
-                cur.execute(sql, params)
-                row = cur.fetchone() if fetch else None
-            if not self.conn.autocommit:
-                self.conn.commit()
-            return row
+            return psycopg.connect(self._conninfo, autocommit=True)
         except Exception as e:
+            raise StoreError("could not connect to PostgreSQL: "
+                             f"{_first_line(e)}") from e
+
+    def _lost(self):
+        """Whether the connection is gone (closed, or broken by a lost
+        session)."""
+        return bool(getattr(self.conn, "closed", False) or
+                    getattr(self.conn, "broken", False))
+
+    def _run(self, sql, params, what, fetch=False):
+        for again in (False, True):
             try:
+                with self.conn.cursor() as cur:
+                    cur.execute(sql, params)
+                    row = cur.fetchone() if fetch else None
                 if not self.conn.autocommit:
-                    self.conn.rollback()
-            except Exception:  # the connection may be gone: say the first
-                pass
-            raise StoreError(f"{what}: {_first_line(e)}") from e
+                    self.conn.commit()
+                return row
+            except Exception as e:
+                if self._owned and not again and self._lost():
+                    try:
+                        self.conn.close()
+                    except Exception:  # already gone
+                        pass
+                    try:
+                        self.conn = self._connect()
+                    except StoreError as e2:
+                        raise StoreError(f"{what}: the connection was lost "
+                                         f"and {e2.detail}") from e
+                    continue
+                try:
+                    if not self.conn.autocommit:
+                        self.conn.rollback()
+                except Exception:  # the connection may be gone: say the first
+                    pass
+                raise StoreError(f"{what}: {_first_line(e)}") from e
 
     def lookup(self, effect_key):
         """The RecordedReply for effect_key, or None."""

@@ -95,6 +95,10 @@ static void mem_record(void *ctx, const char *key,
                        const saga_recorded_reply_t *r, saga_store_record_cb cb,
                        void *arg) {
   mem_store_t *m = ctx;
+  if (!key || !r || (!r->payload && r->payload_len)) {
+    cb(arg, SAGA_EINVAL); /* a length without bytes: nothing to copy */
+    return;
+  }
   mem_entry_t *old = mem_find(m, key);
   if (old) {
     int keep = old->outcome == SAGA_OUTCOME_SUCCESS ||
@@ -229,6 +233,16 @@ static int record_params(record_params_t *p, const char *key,
                    "could not record idempotency key \"%s\": outcome %d is "
                    "not SUCCESS, FAILURE or RETRYABLE",
                    key, (int)r->outcome);
+  if (!r->payload && r->payload_len)
+    return pg_fail(errbuf, errlen,
+                   "could not record idempotency key \"%s\": payload is NULL "
+                   "with a length of %zu bytes",
+                   key, r->payload_len);
+  if (r->payload_len > INT32_MAX)
+    return pg_fail(errbuf, errlen,
+                   "could not record idempotency key \"%s\": payload of %zu "
+                   "bytes is past what one parameter can carry (%d)",
+                   key, r->payload_len, INT32_MAX);
   if (r->attempt > INT32_MAX)
     return pg_fail(errbuf, errlen,
                    "could not record idempotency key \"%s\": attempt %u is "
@@ -356,7 +370,9 @@ int saga_pg_record_in_transaction(void *pgconn, const char *key,
                                   const saga_recorded_reply_t *reply,
                                   char *errbuf, size_t errlen) {
   if (!pgconn || !key || !reply)
-    return pg_fail(errbuf, errlen, "invalid argument");
+    return pg_fail(errbuf, errlen,
+                   "could not record idempotency key: no %s given",
+                   !pgconn ? "connection" : !key ? "key" : "reply");
   record_params_t p;
   if (record_params(&p, key, reply, errbuf, errlen) != 0)
     return SAGA_ESTORE;
@@ -384,9 +400,16 @@ static void pg_destroy(void *ctx) { free(ctx); }
 
 int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
                        size_t errlen) {
-  if (!pgconn || !out || PQstatus(pgconn) != CONNECTION_OK)
-    return pg_fail(errbuf, errlen, "idempotency store needs an open "
-                                   "PostgreSQL connection");
+  if (!pgconn || !out) {
+    (void)pg_fail(errbuf, errlen, "idempotency store needs %s",
+                  !pgconn ? "a PostgreSQL connection"
+                          : "a place for the store");
+    return SAGA_EINVAL;
+  }
+  if (PQstatus(pgconn) != CONNECTION_OK)
+    return pg_fail(errbuf, errlen,
+                   "idempotency store needs an open PostgreSQL connection: %s",
+                   PQerrorMessage(pgconn));
   PGresult *r = PQexec(pgconn, exists_sql);
   if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
     int rc = pg_fail(errbuf, errlen,

@@ -15,8 +15,10 @@
 #include <string.h>
 
 #include "ids.h"
+#include "kafka_limits.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
+#include "text.h"
 #include "wire_kafka.h"
 
 typedef struct handler {
@@ -41,6 +43,17 @@ struct saga_pending {
   char effect_key[2 * SAGA_WIRE_MAX_ID + 16];
   int in_handler;             /* handler called (or being voided), done()
                                  not yet */
+  int with_user;              /* handed to the handler, done() not yet:
+                                 outlives a close (then j->p is NULL) */
+  /* done()'s reply, owned: a store may answer the record later */
+  saga_recorded_reply_t reply;
+  void *reply_payload;
+  char *reply_reason;
+  /* that reply encoded (checked against the ceilings before it is
+   * recorded), produced once the record succeeds */
+  void *out;
+  size_t out_len;
+  rd_kafka_headers_t *out_hdrs;
   saga_pending_t *dups;       /* same effect (or its step's DO behind a
                                  COMPENSATE), arrived while this was in
                                  flight */
@@ -54,6 +67,7 @@ struct saga_participant {
   saga_kloop_config_t kcfg;
   char **props;
   size_t max_bytes;
+  size_t producer_max; /* librdkafka's message.max.bytes; 0 = unknown */
   char *group_id, *dlq_topic;
   saga_idem_store_t store;
   handler_t *handlers;
@@ -68,7 +82,7 @@ static void job_unlink(saga_pending_t *j) {
   saga_participant_t *p = j->p;
   if (j->prev)
     j->prev->next = j->next;
-  else if (p->jobs == j)
+  else if (p && p->jobs == j)
     p->jobs = j->next;
   if (j->next)
     j->next->prev = j->prev;
@@ -81,6 +95,11 @@ static void job_free(saga_pending_t *j) {
   job_unlink(j);
   if (j->cmd)
     saga__wire_free(&j->cmd->base);
+  if (j->out_hdrs)
+    rd_kafka_headers_destroy(j->out_hdrs);
+  free(j->out);
+  free(j->reply_payload);
+  free(j->reply_reason);
   free(j);
 }
 
@@ -108,7 +127,12 @@ static void job_abandon(saga_pending_t *j) {
 
 /* ---- replies ---- */
 
-static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
+/* Encode r as the reply to j's command into *buf (free) and *h
+ * (rd_kafka_headers_destroy, or a produce takes it): 0, SAGA_ETOOBIG when
+ * it is past max_message_bytes or the producer's message.max.bytes (it
+ * could never be sent), or another encode error. */
+static int encode_reply(saga_pending_t *j, const saga_recorded_reply_t *r,
+                        void **buf, size_t *len, rd_kafka_headers_t **h) {
   saga_participant_t *p = j->p;
   const Saga__V1__Command *c = j->cmd;
   Saga__V1__Reply rep;
@@ -123,22 +147,40 @@ static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
       .causation_id = c->idempotency_key,
       .traceparent = tp,
   };
-  void *buf;
-  size_t len;
-  rd_kafka_headers_t *h;
-  int rc = saga__wire_encode(&rep.base, &meta, p->max_bytes, &buf, &len, &h,
+  int rc = saga__wire_encode(&rep.base, &meta, p->max_bytes, buf, len, h,
                              NULL, 0);
   if (rc)
     return rc;
-  rc = saga_kloop_produce(p->kl, c->reply_topic, RD_KAFKA_PARTITION_UA,
-                          c->saga_id, strlen(c->saga_id), buf, len, h, j, NULL,
-                          0);
-  free(buf);
-  if (rc) {
-    rd_kafka_headers_destroy(h);
-    return SAGA_EKAFKA;
+  if (!saga__producer_fits(p->producer_max, strlen(c->saga_id), *len, *h)) {
+    rd_kafka_headers_destroy(*h);
+    free(*buf);
+    *h = NULL;
+    *buf = NULL;
+    return SAGA_ETOOBIG;
   }
   return 0;
+}
+
+/* Produce an encoded reply to j's reply topic. buf is freed; h is taken
+ * on success only. 0 or SAGA_EKAFKA. */
+static int send_reply(saga_pending_t *j, void *buf, size_t len,
+                      rd_kafka_headers_t *h) {
+  const Saga__V1__Command *c = j->cmd;
+  int rc = saga_kloop_produce(j->p->kl, c->reply_topic, RD_KAFKA_PARTITION_UA,
+                              c->saga_id, strlen(c->saga_id), buf, len, h, j,
+                              NULL, 0);
+  free(buf);
+  return rc ? SAGA_EKAFKA : 0;
+}
+
+static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
+  void *buf;
+  size_t len;
+  rd_kafka_headers_t *h;
+  int rc = encode_reply(j, r, &buf, &len, &h);
+  if (!rc && (rc = send_reply(j, buf, len, h)) != 0)
+    rd_kafka_headers_destroy(h);
+  return rc;
 }
 
 static void dispatch(saga_pending_t *j);
@@ -202,20 +244,40 @@ static void abandon_dups(saga_pending_t *j) {
 
 /* ---- done ---- */
 
-typedef struct record_ctx {
-  saga_pending_t *j;
-  const saga_recorded_reply_t *r;
-} record_ctx_t;
-
 static void on_recorded(void *arg, int err) {
-  record_ctx_t *rc = arg;
-  saga_pending_t *j = rc->j;
-  if (err || produce_reply(j, rc->r) != 0) {
+  saga_pending_t *j = arg;
+  if (err || j->p->closing) {
     abandon_dups(j);
     job_abandon(j);
     return;
   }
-  answer_dups(j, rc->r);
+  void *buf = j->out;
+  rd_kafka_headers_t *h = j->out_hdrs;
+  j->out = NULL;
+  j->out_hdrs = NULL;
+  if (send_reply(j, buf, j->out_len, h) != 0) {
+    rd_kafka_headers_destroy(h);
+    abandon_dups(j);
+    job_abandon(j);
+    return;
+  }
+  answer_dups(j, &j->reply);
+}
+
+/* Keep a copy of the reply in j (the store may answer the record later)
+ * and encode it: 0, SAGA_ENOMEM or encode_reply's error. */
+static int hold_reply(saga_pending_t *j, saga_outcome_t outcome,
+                      const void *payload, size_t payload_len,
+                      const char *reason) {
+  if (payload_len && !(j->reply_payload = malloc(payload_len)))
+    return SAGA_ENOMEM;
+  if (payload_len)
+    memcpy(j->reply_payload, payload, payload_len);
+  if (reason && !(j->reply_reason = strdup(reason)))
+    return SAGA_ENOMEM;
+  j->reply = (saga_recorded_reply_t){outcome, j->reply_payload, payload_len,
+                                     j->reply_reason, j->cmd->attempt};
+  return encode_reply(j, &j->reply, &j->out, &j->out_len, &j->out_hdrs);
 }
 
 int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
@@ -223,24 +285,36 @@ int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
                           const char *reason) {
   if (!j || !j->in_handler)
     return SAGA_EINVAL;
+  if (!j->p || j->p->closing) {
+    /* The participant closed while the handler held it: nothing to
+     * answer, the command is redelivered to the next one (those queued
+     * behind it go with the participant). */
+    job_free(j);
+    return SAGA_ECANCELED;
+  }
   j->in_handler = 0;
-  if (outcome < SAGA_OUTCOME_SUCCESS || outcome > SAGA_OUTCOME_RETRYABLE) {
+  j->with_user = 0;
+  int rc = 0;
+  if (outcome < SAGA_OUTCOME_SUCCESS || outcome > SAGA_OUTCOME_RETRYABLE ||
+      (!payload && payload_len) ||
+      (reason && saga__utf8_bad_at(reason, strlen(reason)) < strlen(reason)))
+    rc = SAGA_EINVAL;
+  else if (payload_len > j->p->max_bytes)
+    rc = SAGA_ETOOBIG;
+  else
+    rc = hold_reply(j, outcome, payload, payload_len, reason);
+  if (rc) {
+    /* Nothing recorded: a reply the store kept but Kafka could never
+     * take would answer every later attempt with nothing. */
     abandon_dups(j);
     job_abandon(j);
-    return SAGA_EINVAL;
+    return rc;
   }
-  if (payload_len > j->p->max_bytes) {
-    abandon_dups(j);
-    job_abandon(j);
-    return SAGA_ETOOBIG;
-  }
-  saga_recorded_reply_t r = {outcome, payload, payload ? payload_len : 0,
-                             reason, j->cmd->attempt};
-  record_ctx_t ctx = {j, &r};
   /* Record before replying: a crash between the two re-sends the recorded
    * reply on redelivery (or to a later attempt) instead of running the
    * handler again. */
-  j->p->store.record(j->p->store.ctx, j->effect_key, &r, on_recorded, &ctx);
+  j->p->store.record(j->p->store.ctx, j->effect_key, &j->reply, on_recorded,
+                     j);
   return 0;
 }
 
@@ -282,6 +356,11 @@ static handler_t *find_handler(saga_participant_t *p, const char *topic) {
  * that is still there. */
 static void dispatch(saga_pending_t *j) {
   saga_participant_t *p = j->p;
+  if (p->closing) {
+    /* a store that answered late: the handler is not called after close */
+    job_abandon(j);
+    return;
+  }
   saga_pending_t *first = inflight_with_key(p, j, j->effect_key);
   char other[sizeof j->effect_key];
   other_key(j, other, sizeof other);
@@ -313,6 +392,7 @@ static void dispatch(saga_pending_t *j) {
       .effect_key = j->effect_key,
   };
   j->in_handler = 1;
+  j->with_user = 1;
   p->stats.handled++;
   h->fn(p, &j->view, j, h->arg);
 }
@@ -321,7 +401,7 @@ static void dispatch(saga_pending_t *j) {
 
 static void on_tombstone(void *arg, int err) {
   saga_pending_t *j = arg;
-  if (err) {
+  if (err || j->p->closing) {
     abandon_dups(j);
     job_abandon(j);
     return;
@@ -334,7 +414,7 @@ static void on_tombstone(void *arg, int err) {
 static void on_do_lookup(void *arg, int err, int found,
                          const saga_recorded_reply_t *r) {
   saga_pending_t *j = arg;
-  if (err) {
+  if (err || j->p->closing) {
     j->in_handler = 0;
     abandon_dups(j);
     job_abandon(j);
@@ -379,7 +459,7 @@ static void judge_compensation(saga_pending_t *j) {
 static void on_lookup(void *arg, int err, int found,
                       const saga_recorded_reply_t *r) {
   saga_pending_t *j = arg;
-  if (err) {
+  if (err || j->p->closing) {
     job_abandon(j);
     return;
   }
@@ -519,9 +599,23 @@ static void free_props(char **p) {
 }
 
 static void participant_free(saga_participant_t *p) {
+  /* First the store: a store that answers later calls back now or never
+   * (see saga_idem_store_t.destroy), while its jobs still exist. */
+  if (p->store.destroy)
+    p->store.destroy(p->store.ctx);
   while (p->jobs) {
     saga_pending_t *j = p->jobs;
-    job_free(j);
+    if (j->with_user) {
+      /* The handler still holds it: it stays valid until
+       * saga_participant_done, which frees it (SAGA_ECANCELED). Those
+       * queued behind it are freed here. */
+      job_unlink(j);
+      j->p = NULL;
+      j->dups = NULL;
+      j->ack = NULL;
+    } else {
+      job_free(j);
+    }
   }
   while (p->handlers) {
     handler_t *h = p->handlers;
@@ -529,22 +623,54 @@ static void participant_free(saga_participant_t *p) {
     free(h->topic);
     free(h);
   }
-  if (p->store.destroy)
-    p->store.destroy(p->store.ctx);
   free_props(p->props);
   free(p->group_id);
   free(p->dlq_topic);
   free(p);
 }
 
+/* The configuration's mistakes that would show only later (a group
+ * that never joins, dead letters that never leave): SAGA_EINVAL naming
+ * the field, or 0. */
+static int check_config(const saga_participant_config_t *cfg, char *errbuf,
+                        size_t errlen) {
+  if (!cfg->kafka.bootstrap_servers || !*cfg->kafka.bootstrap_servers)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "participant: kafka.bootstrap_servers is missing");
+  if (!cfg->group_id || !*cfg->group_id)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "participant: group_id is missing");
+  if (!cfg->store.lookup || !cfg->store.record)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "participant: store has no lookup or record function "
+                      "(saga_idem_store_memory or saga_idem_store_pg makes "
+                      "one)");
+  if (cfg->dlq_topic && !saga__topic_ok(cfg->dlq_topic))
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "participant: dlq_topic \"%.64s\" is not a Kafka topic "
+                      "name (1 to 249 of A-Z a-z 0-9 . _ -)",
+                      cfg->dlq_topic);
+  for (const char *const *q = cfg->kafka.properties; q && q[0] && q[1];
+       q += 2)
+    if (!strcmp(q[0], "group.id") && strcmp(q[1], cfg->group_id) != 0)
+      return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                        "participant: kafka property group.id \"%.64s\" is "
+                        "not group_id \"%.64s\": give the group once, as "
+                        "group_id",
+                        q[1], cfg->group_id);
+  return 0;
+}
+
 int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
                          saga_participant_t **out, char *errbuf,
                          size_t errlen) {
-  if (!loop || !cfg || !out || !cfg->kafka.bootstrap_servers ||
-      !cfg->group_id || !cfg->store.lookup || !cfg->store.record)
+  if (!loop || !cfg || !out)
     return saga__errf(SAGA_EINVAL, errbuf, errlen,
-                "participant needs a loop, bootstrap servers, a group id and "
-                "an idempotency store");
+                      "participant needs a loop, a configuration and a place "
+                      "for the handle");
+  int bad = check_config(cfg, errbuf, errlen);
+  if (bad)
+    return bad;
   saga_participant_t *p = calloc(1, sizeof *p);
   if (!p)
     return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory");
@@ -578,6 +704,7 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
     free(p);
     return SAGA_EKAFKA;
   }
+  p->producer_max = saga__producer_max_bytes(saga_kloop_producer(p->kl));
   p->store = cfg->store;
   *out = p;
   return 0;
@@ -585,7 +712,7 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
 
 int saga_participant_handle(saga_participant_t *p, const char *topic,
                             saga_handler_fn fn, void *arg) {
-  if (!p || !topic || !*topic || !fn || strlen(topic) > SAGA_WIRE_MAX_ID)
+  if (!p || !saga__topic_ok(topic) || !fn)
     return SAGA_EINVAL;
   if (p->started || p->closing)
     return SAGA_ESTATE;
@@ -605,8 +732,11 @@ int saga_participant_handle(saga_participant_t *p, const char *topic,
 
 int saga_participant_start(saga_participant_t *p, char *errbuf,
                            size_t errlen) {
-  if (!p || p->started || p->closing)
-    return saga__errf(SAGA_ESTATE, errbuf, errlen, "participant already started");
+  if (!p)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen, "no participant to start");
+  if (p->started || p->closing)
+    return saga__errf(SAGA_ESTATE, errbuf, errlen, "participant %s",
+                      p->closing ? "is closing" : "already started");
   size_t n = 0;
   for (handler_t *h = p->handlers; h; h = h->next)
     n++;

@@ -2,12 +2,14 @@
  * and a group-less reader of every notification partition from the end it
  * had when the starter was created, so no outcome produced afterwards is
  * missed and no consumer-group join delays it. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ids.h"
+#include "kafka_limits.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
 #include "wire_kafka.h"
@@ -53,6 +55,7 @@ struct saga_starter {
   saga_kloop_t *kl;
   char *inbox, *notifications;
   size_t max_bytes;
+  size_t producer_max; /* librdkafka's message.max.bytes; 0 = unknown */
   outcome_t *outcomes, *outcomes_tail;
   size_t n_outcomes;
   await_t *awaits;
@@ -259,6 +262,12 @@ static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
   free(j);
 }
 
+/* A wait in ms for librdkafka, which takes an int (-1 = forever): a
+ * larger one is cut to INT_MAX, never wrapped. */
+static int wait_ms(int64_t ms) {
+  return ms > INT_MAX ? INT_MAX : ms < 0 ? 0 : (int)ms;
+}
+
 /* Assign every partition of the notifications topic at its current end. */
 static int assign_notifications(saga_starter_t *s, int64_t timeout_ms,
                                 char *errbuf, size_t errlen) {
@@ -271,9 +280,11 @@ static int assign_notifications(saga_starter_t *s, int64_t timeout_ms,
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
   uv_update_time(s->loop);
   uint64_t deadline = uv_now(s->loop) + (uint64_t)timeout_ms;
-  /* A topic being auto-created has no partitions at first: ask again. */
+  /* A topic being auto-created has no partitions at first: ask again,
+   * within what is left of the time. */
   while (n == 0 && uv_now(s->loop) < deadline) {
-    err = rd_kafka_metadata(rk, 0, t, &md, (int)timeout_ms);
+    err = rd_kafka_metadata(rk, 0, t, &md,
+                            wait_ms((int64_t)(deadline - uv_now(s->loop))));
     if (!err && md->topic_cnt == 1 && !md->topics[0].err)
       n = md->topics[0].partition_cnt;
     if (md)
@@ -290,7 +301,7 @@ static int assign_notifications(saga_starter_t *s, int64_t timeout_ms,
   for (int i = 0; i < n && !rc; i++) {
     int64_t lo, hi;
     err = rd_kafka_query_watermark_offsets(rk, s->notifications, i, &lo, &hi,
-                                           (int)timeout_ms);
+                                           wait_ms(timeout_ms));
     if (err)
       rc = saga__errf(SAGA_EKAFKA, errbuf, errlen,
                       "could not read the end of \"%s\" partition %d: %s",
@@ -315,7 +326,7 @@ static void warm_producer(saga_starter_t *s, int64_t timeout_ms) {
   if (!t)
     return;
   const struct rd_kafka_metadata *md = NULL;
-  if (rd_kafka_metadata(rk, 0, t, &md, (int)timeout_ms) ==
+  if (rd_kafka_metadata(rk, 0, t, &md, wait_ms(timeout_ms)) ==
           RD_KAFKA_RESP_ERR_NO_ERROR &&
       md)
     rd_kafka_metadata_destroy(md);
@@ -336,11 +347,31 @@ static void starter_free(saga_starter_t *s) {
   free(s);
 }
 
-int saga_starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
-                     saga_starter_t **out, char *errbuf, size_t errlen) {
-  if (!loop || !cfg || !out || !cfg->kafka.bootstrap_servers)
+/* saga_starter_new, with both waits (the notification partitions, then
+ * the producer's warm-up) within budget_ms in all (INT64_MAX: none). */
+static int starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
+                       int64_t budget_ms, saga_starter_t **out, char *errbuf,
+                       size_t errlen) {
+  if (!loop || !cfg || !out)
     return saga__errf(SAGA_EINVAL, errbuf, errlen,
-                      "starter needs a loop and bootstrap servers");
+                      "starter needs a loop, a configuration and a place for "
+                      "the handle");
+  if (!cfg->kafka.bootstrap_servers || !*cfg->kafka.bootstrap_servers)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "starter: kafka.bootstrap_servers is missing");
+  const char *const topics[2] = {cfg->inbox_topic, cfg->notifications_topic};
+  const char *const topic_field[2] = {"inbox_topic", "notifications_topic"};
+  for (int i = 0; i < 2; i++)
+    if (topics[i] && !saga__topic_ok(topics[i]))
+      return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                        "starter: %s \"%.64s\" is not a Kafka topic name (1 "
+                        "to 249 of A-Z a-z 0-9 . _ -)",
+                        topic_field[i], topics[i]);
+  if (cfg->setup_timeout_ms < 0)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "starter: setup_timeout_ms is %lld, must be 0 (the "
+                      "default, 10000) or more",
+                      (long long)cfg->setup_timeout_ms);
   saga_starter_t *s = calloc(1, sizeof *s);
   if (!s)
     return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory");
@@ -365,6 +396,9 @@ int saga_starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
       .consumer_properties = consumer_props,
       .want_consumer = 1,
       .want_producer = 1,
+      /* Within a budget (saga_run_saga) the close that follows its end
+       * does not wait 5 s more for a StartSaga still unacknowledged. */
+      .close_timeout_ms = budget_ms < INT64_MAX ? 1 : 0,
   };
   saga_kloop_callbacks_t cb = {
       .opaque = s, .on_message = on_message, .on_delivery = on_delivery};
@@ -373,16 +407,30 @@ int saga_starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
     return SAGA_EKAFKA;
   }
   s->kloop_open = 1;
+  s->producer_max = saga__producer_max_bytes(saga_kloop_producer(s->kl));
   int64_t t = cfg->setup_timeout_ms > 0 ? cfg->setup_timeout_ms : 10000;
+  if (t > budget_ms)
+    t = budget_ms;
+  uv_update_time(loop);
+  uint64_t began = uv_now(loop);
   int rc = assign_notifications(s, t, errbuf, errlen);
-  if (!rc)
-    warm_producer(s, t);
+  if (!rc) {
+    uv_update_time(loop);
+    int64_t left = budget_ms - (int64_t)(uv_now(loop) - began);
+    if (left > 0)
+      warm_producer(s, left < t ? left : t);
+  }
   if (rc) {
     saga_starter_close(s, NULL, NULL);
     return rc;
   }
   *out = s;
   return 0;
+}
+
+int saga_starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
+                     saga_starter_t **out, char *errbuf, size_t errlen) {
+  return starter_new(loop, cfg, INT64_MAX, out, errbuf, errlen);
 }
 
 /* Unix epoch milliseconds, for requested_at_ms. */
@@ -395,8 +443,10 @@ static int64_t wall_ms(void) {
 int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
                        char *saga_id_out, size_t id_len, saga_started_cb cb,
                        void *arg) {
-  if (!s || !req || !req->saga_type || !cb || s->closing)
+  if (!s || !req || !req->saga_type || !cb || (!req->input && req->input_len))
     return SAGA_EINVAL;
+  if (s->closing)
+    return SAGA_ESTATE;
   /* Never cut an id: a cut one would start another saga. */
   if (req->saga_id && strlen(req->saga_id) > SAGA_WIRE_MAX_ID)
     return SAGA_ETOOBIG;
@@ -437,11 +487,13 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
     free(j);
     return rc;
   }
-  if (saga_id_out && id_len && strlen(j->saga_id) >= id_len) {
+  if ((saga_id_out && id_len && strlen(j->saga_id) >= id_len) ||
+      !saga__producer_fits(s->producer_max, strlen(j->saga_id), len, h)) {
+    /* the caller could not learn the id, or Kafka could never take it */
     rd_kafka_headers_destroy(h);
     free(buf);
     free(j);
-    return SAGA_ETOOBIG; /* the caller could not learn the id */
+    return SAGA_ETOOBIG;
   }
   if (saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA, j->saga_id,
                          strlen(j->saga_id), buf, len, h, j, NULL, 0) != 0) {
@@ -459,10 +511,14 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
 int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
                         const char *reason, const char *who,
                         saga_started_cb cb, void *arg) {
-  if (!s || !saga_id || !*saga_id || !cb || s->closing)
+  if (!s || !saga_id || !cb)
     return SAGA_EINVAL;
+  if (s->closing)
+    return SAGA_ESTATE;
   if (strlen(saga_id) > SAGA_WIRE_MAX_ID)
     return SAGA_ETOOBIG;
+  if (!*saga_id)
+    return SAGA_EMISSING; /* as saga_starter_start's "" */
   start_job_t *j = calloc(1, sizeof *j);
   cancel_t *c = cancel_find(s, saga_id) ? NULL : calloc(1, sizeof *c);
   if (!j || (!c && !cancel_find(s, saga_id))) {
@@ -517,9 +573,11 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
 
 int saga_starter_await(saga_starter_t *s, const char *saga_id,
                        int64_t timeout_ms, saga_outcome_cb cb, void *arg) {
-  if (!s || !saga_id || !cb || s->closing || timeout_ms < 0 ||
+  if (!s || !saga_id || !*saga_id || !cb || timeout_ms < 0 ||
       strlen(saga_id) > SAGA_WIRE_MAX_ID)
     return SAGA_EINVAL;
+  if (s->closing)
+    return SAGA_ESTATE;
   await_t *a = calloc(1, sizeof *a);
   if (!a)
     return SAGA_ENOMEM;
@@ -584,38 +642,56 @@ void saga_starter_close(saga_starter_t *s, void (*cb)(void *arg), void *arg) {
 
 typedef struct run_ctx {
   saga_starter_t *s;
-  int64_t timeout_ms;
+  uv_timer_t timer;    /* the whole call's deadline */
+  uint64_t deadline;   /* uv_now() of the loop */
   int err;
+  int started;         /* the StartSaga was acknowledged */
   int finished;
   saga_notification_kind_t kind;
   char *reason;
   size_t reason_len;
 } run_ctx_t;
 
+static void run_finish(run_ctx_t *c, int err) {
+  c->err = err;
+  c->finished = 1;
+  uv_timer_stop(&c->timer);
+  uv_stop(c->timer.loop);
+}
+
 static void run_outcome(saga_starter_t *s, int err,
                         const saga_notification_t *n, void *arg) {
   (void)s;
   run_ctx_t *c = arg;
-  c->err = err;
+  if (c->finished)
+    return; /* cancelled by the close after the deadline */
   if (!err) {
     c->kind = n->kind;
     if (c->reason && c->reason_len)
       snprintf(c->reason, c->reason_len, "%s", n->reason ? n->reason : "");
   }
-  c->finished = 1;
-  uv_stop(s->loop);
+  run_finish(c, err);
 }
 
 static void run_started(saga_starter_t *s, int err, const char *saga_id,
                         void *arg) {
   run_ctx_t *c = arg;
-  if (!err)
-    err = saga_starter_await(s, saga_id, c->timeout_ms, run_outcome, c);
-  if (err) {
-    c->err = err;
-    c->finished = 1;
-    uv_stop(s->loop);
+  if (c->finished)
+    return;
+  c->started = 1;
+  if (!err) {
+    uint64_t now = uv_now(c->timer.loop);
+    err = saga_starter_await(s, saga_id,
+                             now < c->deadline ? (int64_t)(c->deadline - now)
+                                               : 0,
+                             run_outcome, c);
   }
+  if (err)
+    run_finish(c, err);
+}
+
+static void run_deadline(uv_timer_t *t) {
+  run_finish(t->data, SAGA_ETIMEDOUT);
 }
 
 int saga_run_saga(const saga_starter_config_t *cfg,
@@ -623,33 +699,67 @@ int saga_run_saga(const saga_starter_config_t *cfg,
                   char *saga_id_out, size_t id_len,
                   saga_notification_kind_t *kind_out, char *reason_out,
                   size_t reason_len, char *errbuf, size_t errlen) {
+  if (timeout_ms < 0)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "timeout_ms is %lld, must be 0 or more",
+                      (long long)timeout_ms);
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0)
     return saga__errf(SAGA_ENOMEM, errbuf, errlen, "could not create a loop");
-  run_ctx_t c = {.timeout_ms = timeout_ms,
-                 .reason = reason_out,
-                 .reason_len = reason_len};
+  run_ctx_t c = {.reason = reason_out, .reason_len = reason_len};
+  uv_timer_init(&loop, &c.timer);
+  c.timer.data = &c;
+  uv_update_time(&loop);
+  c.deadline = uv_now(&loop) + (uint64_t)timeout_ms;
+  /* The id must fit the caller's buffer before anything is sent: it is
+   * never cut. */
   char id[SAGA_WIRE_MAX_ID + 1];
-  int rc = saga_starter_new(&loop, cfg, &c.s, errbuf, errlen);
+  size_t fit = saga_id_out && id_len && id_len < sizeof id ? id_len
+                                                           : sizeof id;
+  int rc = starter_new(&loop, cfg, timeout_ms, &c.s, errbuf, errlen);
   if (!rc) {
-    rc = saga_starter_start(c.s, req, id, sizeof id, run_started, &c);
-    if (rc)
+    uv_update_time(&loop);
+    uint64_t now = uv_now(&loop);
+    uv_timer_start(&c.timer, run_deadline,
+                   now < c.deadline ? c.deadline - now : 0, 0);
+    rc = saga_starter_start(c.s, req, id, fit, run_started, &c);
+    size_t given = req && req->saga_id ? strlen(req->saga_id) : 0;
+    if (rc == SAGA_ETOOBIG && given > SAGA_MAX_ID)
+      saga__errf(rc, errbuf, errlen,
+                 "saga_id is %zu bytes long, the ceiling is %d (an id is "
+                 "never cut)",
+                 given, SAGA_MAX_ID);
+    else if (rc == SAGA_ETOOBIG && fit < sizeof id &&
+             (req && req->saga_id ? given : SAGA_UUID_LEN) >= fit)
+      saga__errf(rc, errbuf, errlen,
+                 "the saga id does not fit saga_id_out of %zu bytes", fit);
+    else if (rc)
       saga__errf(rc, errbuf, errlen, "could not start saga of type \"%s\": %s",
                  req && req->saga_type ? req->saga_type : "", saga_strerror(rc));
     else {
       while (!c.finished)
         uv_run(&loop, UV_RUN_DEFAULT);
       rc = c.err;
-      if (rc)
+      if (rc == SAGA_ETIMEDOUT && !c.started)
+        saga__errf(rc, errbuf, errlen,
+                   "saga \"%s\": Kafka did not acknowledge the start within "
+                   "%lld ms",
+                   id, (long long)timeout_ms);
+      else if (rc == SAGA_ETIMEDOUT)
+        saga__errf(rc, errbuf, errlen,
+                   "saga \"%s\" has no outcome after %lld ms", id,
+                   (long long)timeout_ms);
+      else if (rc)
         saga__errf(rc, errbuf, errlen, "saga \"%s\": %s", id,
                    saga_strerror(rc));
       else if (kind_out)
         *kind_out = c.kind;
       if (saga_id_out && id_len)
-        snprintf(saga_id_out, id_len, "%s", id);
+        snprintf(saga_id_out, id_len, "%s", id); /* fits: checked above */
     }
     saga_starter_close(c.s, NULL, NULL);
   }
+  uv_close((uv_handle_t *)&c.timer, NULL);
   while (uv_loop_alive(&loop))
     uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);

@@ -20,9 +20,13 @@ extern "C" {
 
 /* How to reach Kafka. `properties` is NULL or a NULL-terminated list of
  * name, value, name, value, ... librdkafka properties passed through
- * unchanged (TLS, SASL, tuning). All strings are copied by the _new call. */
+ * unchanged (TLS, SASL, tuning); one librdkafka refuses, or a name
+ * without a value, is SAGA_EKAFKA from the _new call, naming it. All
+ * strings are copied by the _new call. A message the library sends must
+ * also fit librdkafka's own message.max.bytes (1000000 unless set, below
+ * the default max_message_bytes): one that does not is SAGA_ETOOBIG too. */
 typedef struct saga_kafka_config {
-  const char *bootstrap_servers;   /* required */
+  const char *bootstrap_servers;   /* required, not "" */
   const char *const *properties;   /* optional */
   size_t max_message_bytes;        /* decode/encode ceiling; 0 = 1 MiB */
 } saga_kafka_config_t;
@@ -50,6 +54,8 @@ typedef void (*saga_store_lookup_cb)(void *arg, int err, int found,
                                      const saga_recorded_reply_t *reply);
 typedef void (*saga_store_record_cb)(void *arg, int err);
 
+/* `key` and `r` of lookup and record are borrowed for the call only: a
+ * store that answers later copies what it needs. */
 typedef struct saga_idem_store {
   void *ctx;
   void (*lookup)(void *ctx, const char *key, saga_store_lookup_cb cb,
@@ -60,12 +66,17 @@ typedef struct saga_idem_store {
    * (nothing applied, the coordinator retried) is replaced. */
   void (*record)(void *ctx, const char *key, const saga_recorded_reply_t *r,
                  saga_store_record_cb cb, void *arg);
-  void (*destroy)(void *ctx); /* may be NULL */
+  /* May be NULL. Called once the participant has stopped: a callback still
+   * owed must run before destroy returns (the command is then abandoned)
+   * or never. */
+  void (*destroy)(void *ctx);
 } saga_idem_store_t;
 
 /* An in-memory store (tests, or participants whose effects are naturally
- * idempotent). Returns 0 or SAGA_ENOMEM; free with store->destroy(ctx),
- * which saga_participant_close does for the store it was given. */
+ * idempotent). Returns 0, SAGA_EINVAL (out NULL) or SAGA_ENOMEM; free with
+ * store->destroy(ctx), which saga_participant_close does for the store it
+ * was given. Its record answers SAGA_EINVAL for a NULL payload with a
+ * length. */
 SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
 
 /* A store in a table of the participant's own PostgreSQL database, created
@@ -86,9 +97,15 @@ SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
  * loop thread, not a worker: the connection is the caller's and its
  * handlers', and a hop to a thread and back would add to every command's
  * latency. Free with store->destroy(ctx) unless a participant took it
- * (saga_participant_close does it); destroy never touches `conn`. Returns
- * 0, SAGA_EINVAL, SAGA_ENOMEM or SAGA_ESTORE (text in errbuf). To record a
- * key in the participant's own business transaction, see
+ * (saga_participant_close does it); destroy never touches `conn`. The
+ * connection stays the caller's: when its session is lost (a server
+ * restart, a terminated backend: PQstatus CONNECTION_BAD) every lookup and
+ * record fails (SAGA_ESTORE: the command is abandoned, counted in
+ * stats.errors) until the caller resets it (PQreset) or makes the
+ * participant again; the store never reconnects on its own. Returns 0,
+ * SAGA_EINVAL (pgconn or out NULL), SAGA_ENOMEM or SAGA_ESTORE (the
+ * connection is not open, the table cannot be made; text in errbuf). To
+ * record a key in the participant's own business transaction, see
  * saga_pg_record_in_transaction. */
 SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
                                           char *errbuf, size_t errlen);
@@ -100,7 +117,8 @@ SAGA_CLIENT_EXPORT int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out,
  * later keeps this one. The statement is sent unprepared (one round trip;
  * the caller's session need not have the store's statements). Returns 0
  * or SAGA_ESTORE: a database error, an outcome that is not SUCCESS,
- * FAILURE or RETRYABLE, or an attempt past INT32_MAX. */
+ * FAILURE or RETRYABLE, a NULL payload with a length, or an attempt past
+ * INT32_MAX (the PostgreSQL store's record refuses the same). */
 SAGA_CLIENT_EXPORT int saga_pg_record_in_transaction(
     void *pgconn, const char *key, const saga_recorded_reply_t *reply,
     char *errbuf, size_t errlen);
@@ -148,22 +166,28 @@ typedef void (*saga_handler_fn)(saga_participant_t *p,
                                 saga_pending_t *pending, void *arg);
 
 typedef struct saga_participant_config {
+  /* kafka.properties may name group.id only as group_id does */
   saga_kafka_config_t kafka;
   const char *group_id;        /* required: the participant's consumer group */
-  /* Dead-letter topic for undecodable commands; NULL = "<topic>.dlq". */
+  /* Dead-letter topic for undecodable commands (a Kafka topic name);
+   * NULL = "<topic>.dlq". */
   const char *dlq_topic;
   saga_idem_store_t store;     /* required; owned by the participant */
 } saga_participant_config_t;
 
 /* Create a participant on `loop`. Takes ownership of cfg->store on success
  * only. Register handlers, then saga_participant_start. Returns 0,
- * SAGA_EINVAL, SAGA_ENOMEM or SAGA_EKAFKA (text in errbuf). Loop thread. */
+ * SAGA_EINVAL (a NULL argument; bootstrap_servers or group_id NULL or "";
+ * a store without lookup or record; a dlq_topic that is no Kafka topic
+ * name; a group.id property other than group_id), SAGA_ENOMEM or
+ * SAGA_EKAFKA (text in errbuf). Loop thread. */
 SAGA_CLIENT_EXPORT int saga_participant_new(uv_loop_t *loop,
                                             const saga_participant_config_t *cfg,
                                             saga_participant_t **out,
                                             char *errbuf, size_t errlen);
 
-/* Register `fn` for commands on `topic` (copied). Before start only.
+/* Register `fn` for commands on `topic` (copied), a Kafka topic name: 1 to
+ * 249 of A-Z a-z 0-9 . _ - (no regular expression). Before start only.
  * Returns 0, SAGA_EINVAL, SAGA_EEXIST, SAGA_ESTATE or SAGA_ENOMEM. */
 SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
                                                const char *topic,
@@ -189,8 +213,15 @@ SAGA_CLIENT_EXPORT int saga_participant_start(saga_participant_t *p,
 
 /* Finish a command: record the reply under its effect key, produce it
  * to the command's reply_topic, then commit the command's offset. `payload`
- * and `reason` are copied. `pending` is invalid after this call, even on
- * error. Returns 0, SAGA_EINVAL (bad outcome) or SAGA_ETOOBIG. */
+ * and `reason` (UTF-8, may be NULL) are copied. `pending` is invalid after
+ * this call, even on error. Returns 0; SAGA_EINVAL for an outcome that is
+ * not one, a NULL payload with a length, or a reason that is not UTF-8;
+ * SAGA_ETOOBIG for a reply Kafka could not carry (the encoded Reply past
+ * max_message_bytes or the producer's message.max.bytes). On either,
+ * nothing is recorded or sent and the command is abandoned, as on a store
+ * failure (the coordinator's next attempt runs the handler again).
+ * SAGA_ECANCELED when the participant was closed while the handler held
+ * `pending`: nothing is sent, and this call frees it. */
 SAGA_CLIENT_EXPORT int saga_participant_done(saga_pending_t *pending,
                                              saga_outcome_t outcome,
                                              const void *payload,
@@ -212,7 +243,10 @@ SAGA_CLIENT_EXPORT void saga_participant_stats(const saga_participant_t *p,
 
 /* Leave the group and release everything; `cb` (may be NULL) runs on the
  * loop when memory is freed. Commands still pending are abandoned (their
- * offsets stay uncommitted, so they are redelivered). NULL-safe. */
+ * offsets stay uncommitted, so they are redelivered); one a handler still
+ * holds stays valid, with its saga_command_t, until the
+ * saga_participant_done it is still owed (which answers SAGA_ECANCELED).
+ * NULL-safe; a second call does nothing. */
 SAGA_CLIENT_EXPORT void saga_participant_close(saga_participant_t *p,
                                                void (*cb)(void *arg),
                                                void *arg);
@@ -224,10 +258,12 @@ typedef struct saga_starter saga_starter_t;
 
 typedef struct saga_starter_config {
   saga_kafka_config_t kafka;
+  /* Kafka topic names (1 to 249 of A-Z a-z 0-9 . _ -) or NULL */
   const char *inbox_topic;          /* NULL = "saga.inbox" */
   const char *notifications_topic;  /* NULL = "saga.notifications" */
   /* Wait at most this long in saga_starter_new for the notification
-   * topic's partitions and end offsets; 0 = 10000 ms. */
+   * topic's partitions and end offsets; 0 = 10000 ms, negative is
+   * SAGA_EINVAL. */
   int64_t setup_timeout_ms;
 } saga_starter_config_t;
 
@@ -236,6 +272,10 @@ typedef struct saga_start_request {
   const char *saga_id;            /* NULL = generate one: a time-ordered
                                      UUID (version 7, RFC 9562) */
   uint32_t definition_version;    /* 0 = newest */
+  /* Bytes, sent as they are (NULL only with input_len 0). JSON by
+   * convention; the library does not check it: the coordinator hands
+   * input that is not JSON, or holds a \u0000 in a string, to the steps
+   * as {"$base64": "..."} (docs/protocol.md). */
   const void *input;
   size_t input_len;
   saga_meta_t meta;               /* saga_id ignored; others optional:
@@ -269,7 +309,9 @@ SAGA_CLIENT_EXPORT int saga_notification_is_outcome(int kind);
  * Every notification produced after this returns is seen.
  * On failure nothing is returned, but the half-made starter releases its
  * handles on `loop`: run the loop until it has no more to do.
- * Returns 0, SAGA_EINVAL, SAGA_ENOMEM, SAGA_EKAFKA or SAGA_ETIMEDOUT. */
+ * Returns 0, SAGA_EINVAL (a NULL argument, bootstrap_servers NULL or "",
+ * a topic that is no Kafka topic name, a negative setup_timeout_ms),
+ * SAGA_ENOMEM, SAGA_EKAFKA or SAGA_ETIMEDOUT (text in errbuf). */
 SAGA_CLIENT_EXPORT int saga_starter_new(uv_loop_t *loop,
                                         const saga_starter_config_t *cfg,
                                         saga_starter_t **out, char *errbuf,
@@ -285,10 +327,13 @@ typedef void (*saga_started_cb)(saga_starter_t *s, int err,
  * SAGA_MAX_ID + 1 for any). Starting the same saga id again is harmless:
  * the coordinator starts it once. An id is never cut: a given id past
  * SAGA_MAX_ID bytes, or one that does not fit saga_id_out, is
- * SAGA_ETOOBIG; one with a control character or '/' is SAGA_EMISSING.
- * If this returns an error, `cb` is never called; otherwise exactly once.
- * Returns 0, SAGA_EINVAL, SAGA_ETOOBIG, SAGA_EMISSING, SAGA_ENOMEM or
- * SAGA_EKAFKA. */
+ * SAGA_ETOOBIG; "" or one with a control character or '/' is
+ * SAGA_EMISSING. A StartSaga past max_message_bytes or the producer's
+ * message.max.bytes is SAGA_ETOOBIG. If this returns an error, `cb` is
+ * never called; otherwise exactly once. Returns 0, SAGA_EINVAL (a NULL
+ * argument or saga_type, input NULL with a length), SAGA_ETOOBIG,
+ * SAGA_EMISSING, SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once
+ * saga_starter_close was called. */
 SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
                                           const saga_start_request_t *req,
                                           char *saga_id_out, size_t id_len,
@@ -308,10 +353,11 @@ SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
  * twice is harmless. `cb` is called once when the CancelSaga's delivery is
  * acknowledged (err 0) or failed (err < 0; SAGA_ECANCELED on close), unless
  * this returns an error. A saga id past SAGA_MAX_ID bytes is SAGA_ETOOBIG;
- * one with a control character or '/', a reason past 1024 bytes or a name
- * past SAGA_MAX_ID bytes (or either not UTF-8) is SAGA_EMISSING.
- * Returns 0, SAGA_EINVAL, SAGA_ETOOBIG, SAGA_EMISSING, SAGA_ENOMEM or
- * SAGA_EKAFKA. */
+ * "" or one with a control character or '/', a reason past 1024 bytes or
+ * a name past SAGA_MAX_ID bytes (or either not UTF-8) is SAGA_EMISSING.
+ * Returns 0, SAGA_EINVAL (a NULL s, saga_id or cb), SAGA_ETOOBIG,
+ * SAGA_EMISSING, SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once
+ * saga_starter_close was called. */
 SAGA_CLIENT_EXPORT int saga_starter_cancel(saga_starter_t *s,
                                            const char *saga_id,
                                            const char *reason,
@@ -327,8 +373,10 @@ typedef void (*saga_outcome_cb)(saga_starter_t *s, int err,
  * timeout_ms; after saga_starter_cancel of that saga, a CANCEL_REFUSED
  * answers too (n->kind says which). Outcomes seen since the starter was
  * created are remembered, so awaiting after the saga finished still
- * answers. Returns 0, SAGA_EINVAL
- * or SAGA_ENOMEM; then `cb` is called exactly once. */
+ * answers. Returns 0, SAGA_EINVAL (a NULL argument, a saga id that is not
+ * 1 to SAGA_MAX_ID bytes, a negative timeout), SAGA_ENOMEM, or
+ * SAGA_ESTATE once saga_starter_close was called; on 0 `cb` is called
+ * exactly once. */
 SAGA_CLIENT_EXPORT int saga_starter_await(saga_starter_t *s,
                                           const char *saga_id,
                                           int64_t timeout_ms,
@@ -344,14 +392,21 @@ SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
                                               void *arg);
 
 /* Pending starts and awaits are called back with SAGA_ECANCELED, then
- * memory is released and `cb` (may be NULL) runs on the loop. NULL-safe. */
+ * memory is released and `cb` (may be NULL) runs on the loop. Until then
+ * start, cancel and await answer SAGA_ESTATE; after it, `s` is gone.
+ * NULL-safe; a second call does nothing. */
 SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
                                            void (*cb)(void *arg), void *arg);
 
 /* Blocking layer: runs a private loop. Start a saga and wait for its
- * outcome, at most timeout_ms in all. On 0, *kind_out holds the outcome
- * kind and, when reason_out is given, the reason (or "") is copied.
- * Returns 0 or any error above. Not for use on a loop thread. */
+ * outcome, at most timeout_ms in all: the setup (setup_timeout_ms when
+ * shorter), the StartSaga's acknowledgement and the wait together. On 0,
+ * *kind_out holds the outcome kind and, when reason_out is given, the
+ * reason (or "") is copied, cut to reason_len. The saga id is copied to
+ * saga_id_out (may be NULL): one that would not fit is SAGA_ETOOBIG
+ * before anything is sent, as a negative timeout_ms is SAGA_EINVAL.
+ * Returns 0 or any error above (SAGA_ETIMEDOUT when the time ran out: the
+ * saga may still run). Not for use on a loop thread. */
 SAGA_CLIENT_EXPORT int saga_run_saga(const saga_starter_config_t *cfg,
                                      const saga_start_request_t *req,
                                      int64_t timeout_ms, char *saga_id_out,

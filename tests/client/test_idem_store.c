@@ -5,7 +5,8 @@
  * second store opens on the existing table and finds what the first
  * recorded; replies round-trip exactly (binary payload, reason or none,
  * the largest attempt), the keep-or-replace rule holds, and a reply with
- * no place in the table is refused. */
+ * no place in the table is refused; a lost connection fails every call
+ * until the caller resets it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -335,12 +336,82 @@ static void test_replies_round_trip_and_keep_their_rule(void **state) {
       saga_pg_record_in_transaction(c, "v2/a/DO", &bad, err, sizeof err),
       SAGA_ESTORE);
   assert_non_null(strstr(err, "outcome 0"));
+  /* A length without bytes: refused, never 5 bytes read from nowhere
+   * (it read past a 1-byte literal and stored what it found there). */
+  bad = (saga_recorded_reply_t){SAGA_OUTCOME_SUCCESS, NULL, 5, NULL, 1};
+  assert_int_equal(
+      saga_pg_record_in_transaction(c, "v2/a/DO", &bad, err, sizeof err),
+      SAGA_ESTORE);
+  assert_non_null(strstr(err, "payload is NULL"));
+  assert_int_equal(record(&s, "v2/a/DO", SAGA_OUTCOME_SUCCESS, NULL, 5, NULL,
+                          1),
+                   SAGA_ESTORE);
+  saga_idem_store_t mem;
+  assert_int_equal(saga_idem_store_memory(&mem), 0);
+  assert_int_equal(record(&mem, "v2/a/DO", SAGA_OUTCOME_SUCCESS, NULL, 5,
+                          NULL, 1),
+                   SAGA_EINVAL);
+  assert_int_equal(lookup(&mem, "v2/a/DO").found, 0);
+  mem.destroy(mem.ctx);
   assert_int_equal(lookup(&s, "v2/a/DO").found, 0);
   assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
 
   s2.destroy(s2.ctx);
   s3.destroy(s3.ctx);
   PQfinish(c2);
+  fixture_close(&f);
+}
+
+/* The connection is the caller's: when its session is lost (a server
+ * restart, pg_terminate_backend), every lookup and record answers
+ * SAGA_ESTORE -- nothing is recorded, nothing found -- until the caller
+ * resets it (docs/client.md, "The PostgreSQL store"); then the store
+ * prepares its statements again by itself and finds what it recorded. A
+ * NULL connection or place is SAGA_EINVAL, as the header says (it was
+ * SAGA_ESTORE), and a connection that is not open SAGA_ESTORE with
+ * libpq's word. */
+static void test_a_lost_connection_fails_until_the_caller_resets_it(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  fixture_open(&f, "client_idem_lost");
+  assert_int_equal(record(&f.s, "l1/a/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          1),
+                   0);
+  PGconn *admin = connect_to(f.ci);
+  char sql[96];
+  snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)",
+           PQbackendPID(f.c));
+  PQclear(PQexec(admin, sql));
+  got_t g = lookup(&f.s, "l1/a/DO");
+  assert_int_equal(g.err, SAGA_ESTORE);
+  assert_int_equal(g.found, 0);
+  assert_int_equal(PQstatus(f.c), CONNECTION_BAD);
+  assert_int_equal(record(&f.s, "l1/b/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          1),
+                   SAGA_ESTORE);
+  assert_int_equal(lookup(&f.s, "l1/a/DO").err, SAGA_ESTORE);
+
+  saga_idem_store_t other;
+  char err[256] = "";
+  assert_int_equal(saga_idem_store_pg(f.c, &other, err, sizeof err),
+                   SAGA_ESTORE);
+  assert_non_null(strstr(err, "open PostgreSQL connection"));
+  assert_int_equal(saga_idem_store_pg(NULL, &other, err, sizeof err),
+                   SAGA_EINVAL);
+  assert_int_equal(saga_idem_store_pg(admin, NULL, err, sizeof err),
+                   SAGA_EINVAL);
+
+  PQreset(f.c);
+  assert_int_equal(PQstatus(f.c), CONNECTION_OK);
+  g = lookup(&f.s, "l1/a/DO");
+  assert_int_equal(g.err, 0);
+  assert_int_equal(g.found, 1);
+  assert_int_equal(record(&f.s, "l1/b/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          1),
+                   0);
+  assert_int_equal(lookup(&f.s, "l1/b/DO").found, 1);
+  PQfinish(admin);
   fixture_close(&f);
 }
 
@@ -351,6 +422,8 @@ int main(void) {
       cmocka_unit_test(test_a_transaction_left_open_is_joined_not_broken),
       cmocka_unit_test(test_a_taken_statement_name_falls_back_to_unprepared),
       cmocka_unit_test(test_replies_round_trip_and_keep_their_rule),
+      cmocka_unit_test(
+          test_a_lost_connection_fails_until_the_caller_resets_it),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,10 @@
  * too late) gets the recorded reply addressed to the new attempt, while a
  * RETRYABLE attempt lets the next one run; poison input lands in the
  * dead-letter topic with its reason and the partition moves on; the
- * PostgreSQL store remembers keys across participant instances. */
+ * PostgreSQL store remembers keys across participant instances. A reply
+ * Kafka could not carry is refused unrecorded, a store may answer later,
+ * a handler may answer after close, and configuration mistakes are
+ * refused at once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -748,6 +751,343 @@ static void test_a_poison_too_large_to_forward_is_dead_lettered_cut(
   assert_int_equal(st.dead_lettered, 1);
   teardown_fixture(&f, p);
 }
+/* ---- arguments and replies that cannot go as given ---- */
+
+/* What the edge handler did with each command, by saga id. */
+static int edge_rc[8];
+static int edge_found[8]; /* the store's record of the effect, after done */
+static saga_idem_store_t edge_store; /* the participant's, to look into */
+
+static void edge_found_cb(void *arg, int err, int found,
+                          const saga_recorded_reply_t *r) {
+  (void)r;
+  assert_int_equal(err, 0);
+  *(int *)arg = found;
+}
+
+/* saga "s-big" answers with a payload the size of the participant's
+ * ceiling (the encoded Reply is past it), "s-kafka" with one past the
+ * producer's message.max.bytes, "s-nullpay" with a NULL payload of 5
+ * bytes, "s-utf8" with a reason that is not UTF-8; the rest succeed. */
+static void edge_handler(saga_participant_t *p, const saga_command_t *cmd,
+                         saga_pending_t *pending, void *arg) {
+  (void)p;
+  fixture_t *f = arg;
+  static char big[8192];
+  memset(big, 'x', sizeof big);
+  int k = f->handler_calls++;
+  assert_true(k < 8);
+  char key[128]; /* cmd is gone once done() refused it */
+  snprintf(key, sizeof key, "%s", cmd->effect_key);
+  if (!strcmp(cmd->saga_id, "s-big"))
+    edge_rc[k] = saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, big,
+                                       max_message_bytes, NULL);
+  else if (!strcmp(cmd->saga_id, "s-kafka"))
+    edge_rc[k] = saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, big,
+                                       4096, NULL);
+  else if (!strcmp(cmd->saga_id, "s-nullpay"))
+    edge_rc[k] = saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, NULL, 5,
+                                       NULL);
+  else if (!strcmp(cmd->saga_id, "s-utf8"))
+    edge_rc[k] = saga_participant_done(pending, SAGA_OUTCOME_FAILURE, NULL, 0,
+                                       "declined \xff\xfe");
+  else
+    edge_rc[k] = saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "ok", 2,
+                                       NULL);
+  edge_store.lookup(edge_store.ctx, key, edge_found_cb, &edge_found[k]);
+}
+
+/* A reply that Kafka could never carry (past max_message_bytes once
+ * encoded, or past the producer's message.max.bytes) is SAGA_ETOOBIG from
+ * saga_participant_done and is not recorded; a NULL payload with a length
+ * or a reason that is not UTF-8 is SAGA_EINVAL. Before, done() said 0, the
+ * reply was recorded and never sent: every redelivery and every later
+ * attempt got the recorded reply, which could not be sent either. */
+static void test_a_reply_kafka_cannot_carry_is_refused_not_recorded(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  memset(edge_rc, 0x7f, sizeof edge_rc);
+  memset(edge_found, 0x7f, sizeof edge_found);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("edge.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("edge"));
+  const char *topics[] = {replies};
+  open_peer(&f, topics, 1);
+  assert_int_equal(saga_idem_store_memory(&edge_store), 0);
+  max_message_bytes = 2048;
+  producer_max = "4000"; /* message.max.bytes, below max_message_bytes */
+  saga_participant_t *p =
+      open_participant_with(&f, topic, group, edge_store, edge_handler);
+  send_command(&f, topic, "s-big", replies, 1);
+  send_command(&f, topic, "s-nullpay", replies, 1);
+  send_command(&f, topic, "s-utf8", replies, 1);
+  send_command(&f, topic, "s-after", replies, 1);
+  assert_true(wait_seen(&f, 1));
+  max_message_bytes = 0;
+  producer_max = NULL;
+  assert_int_equal(f.handler_calls, 4);
+  assert_int_equal(edge_rc[0], SAGA_ETOOBIG);
+  assert_int_equal(edge_rc[1], SAGA_EINVAL);
+  assert_int_equal(edge_rc[2], SAGA_EINVAL);
+  assert_int_equal(edge_rc[3], 0);
+  assert_int_equal(edge_found[0], 0);
+  assert_int_equal(edge_found[1], 0);
+  assert_int_equal(edge_found[2], 0);
+  assert_int_equal(edge_found[3], 1);
+  /* only s-after was answered; the others wait for the next attempt */
+  assert_int_equal(f.n_seen, 1);
+  assert_string_equal(f.seen[0].key, "s-after/reserve/DO/1");
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.errors, 3);
+  teardown_fixture(&f, p);
+
+  /* The producer's own ceiling (4000 bytes here) is below the library's
+   * (1 MiB): a 4096-byte reply is refused the same way. */
+  setup_fixture(&f);
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("edge.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("edge"));
+  open_peer(&f, topics, 1);
+  assert_int_equal(saga_idem_store_memory(&edge_store), 0);
+  producer_max = "4000";
+  p = open_participant_with(&f, topic, group, edge_store, edge_handler);
+  producer_max = NULL;
+  send_command(&f, topic, "s-kafka", replies, 1);
+  send_command(&f, topic, "s-after2", replies, 1);
+  assert_true(wait_seen(&f, 1));
+  assert_int_equal(edge_rc[0], SAGA_ETOOBIG);
+  assert_int_equal(edge_found[0], 0);
+  assert_string_equal(f.seen[0].key, "s-after2/reserve/DO/1");
+  teardown_fixture(&f, p);
+}
+
+/* A store that answers later, as saga_idem_store_t allows: the memory
+ * store with every record's callback deferred to a timer. */
+typedef struct later_store {
+  saga_idem_store_t inner;
+  uv_loop_t *loop;
+} later_store_t;
+
+typedef struct later_call {
+  uv_timer_t timer;
+  saga_store_record_cb cb;
+  void *arg;
+  int err;
+} later_call_t;
+
+static void later_fire(uv_timer_t *t) {
+  later_call_t *c = t->data;
+  c->cb(c->arg, c->err);
+  uv_close((uv_handle_t *)t, (uv_close_cb)free);
+}
+
+static void later_note(void *arg, int err) {
+  *(int *)arg = err;
+}
+
+static void later_record(void *ctx, const char *key,
+                         const saga_recorded_reply_t *r,
+                         saga_store_record_cb cb, void *arg) {
+  later_store_t *s = ctx;
+  later_call_t *c = calloc(1, sizeof *c);
+  assert_non_null(c);
+  s->inner.record(s->inner.ctx, key, r, later_note, &c->err);
+  c->cb = cb;
+  c->arg = arg;
+  uv_timer_init(s->loop, &c->timer);
+  c->timer.data = c;
+  uv_timer_start(&c->timer, later_fire, 20, 0);
+}
+
+static void later_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
+                         void *arg) {
+  later_store_t *s = ctx;
+  s->inner.lookup(s->inner.ctx, key, cb, arg);
+}
+
+static void later_destroy(void *ctx) {
+  later_store_t *s = ctx;
+  s->inner.destroy(s->inner.ctx);
+  free(s);
+}
+
+/* The payload comes from the handler's stack and is gone (overwritten)
+ * when the record is answered. */
+static void stack_handler(saga_participant_t *p, const saga_command_t *cmd,
+                          saga_pending_t *pending, void *arg) {
+  (void)p;
+  (void)cmd;
+  fixture_t *f = arg;
+  f->handler_calls++;
+  char out[16], why[16];
+  snprintf(out, sizeof out, "from-stack");
+  snprintf(why, sizeof why, "stack-reason");
+  assert_int_equal(saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, out,
+                                         strlen(out), why),
+                   0);
+  memset(out, 'Z', sizeof out);
+  memset(why, 'Z', sizeof why - 1);
+}
+
+/* Before, the participant passed its record callback a context on
+ * saga_participant_done's stack: a store answering later crashed it. */
+static void test_a_store_that_answers_later_gets_the_reply_it_was_given(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("later.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("later"));
+  const char *topics[] = {replies};
+  open_peer(&f, topics, 1);
+  later_store_t *ls = calloc(1, sizeof *ls);
+  assert_non_null(ls);
+  ls->loop = &f.loop;
+  assert_int_equal(saga_idem_store_memory(&ls->inner), 0);
+  saga_idem_store_t store = {.ctx = ls,
+                             .lookup = later_lookup,
+                             .record = later_record,
+                             .destroy = later_destroy};
+  saga_participant_t *p =
+      open_participant_with(&f, topic, group, store, stack_handler);
+  send_command(&f, topic, "s-later", replies, 1);
+  send_command(&f, topic, "s-later", replies, 1); /* a redelivery */
+  assert_true(wait_seen(&f, 2));
+  assert_int_equal(f.handler_calls, 1);
+  for (int i = 0; i < 2; i++) {
+    assert_string_equal(f.seen[i].key, "s-later/reserve/DO/1");
+    assert_string_equal(f.seen[i].payload, "from-stack");
+    assert_string_equal(f.seen[i].reason, "stack-reason");
+  }
+  teardown_fixture(&f, p);
+}
+
+static void hold_handler(saga_participant_t *p, const saga_command_t *cmd,
+                         saga_pending_t *pending, void *arg) {
+  (void)p;
+  (void)cmd;
+  fixture_t *f = arg;
+  f->handler_calls++;
+  f->held = pending;
+}
+
+/* A handler that answers after the participant closed: its pending (and
+ * the command it borrows) stay valid, and saga_participant_done says
+ * SAGA_ECANCELED and frees it. Before, close freed the pending under the
+ * handler: the late done() used freed memory. */
+static void test_a_command_held_across_close_is_cancelled_not_freed(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("held.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("held"));
+  const char *topics[] = {replies};
+  open_peer(&f, topics, 1);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  saga_participant_t *p =
+      open_participant_with(&f, topic, group, store, hold_handler);
+  send_command(&f, topic, "s-held", replies, 1);
+  send_command(&f, topic, "s-held", replies, 1); /* queued behind it */
+  assert_true(ct_run_until(&f.loop, &f.handler_calls, 30000));
+  saga_pending_t *held = f.held;
+  f.held = NULL;
+  saga_participant_close(p, on_closed, &f);
+  assert_true(ct_run_until(&f.loop, &f.closed, 30000));
+  assert_int_equal(saga_participant_done(held, SAGA_OUTCOME_SUCCESS, "late",
+                                         4, NULL),
+                   SAGA_ECANCELED);
+  assert_int_equal(f.handler_calls, 1);
+  saga_kloop_close(f.peer, on_closed, &f);
+  uv_close((uv_handle_t *)&f.later, NULL);
+  ct_loop_finish(&f.loop);
+  assert_int_equal(f.closed, 2);
+  assert_int_equal(f.n_seen, 0);
+}
+
+static void never_called(saga_participant_t *p, const saga_command_t *cmd,
+                         saga_pending_t *pending, void *arg) {
+  (void)p;
+  (void)cmd;
+  (void)pending;
+  (void)arg;
+  fail_msg("no command was sent");
+}
+
+/* A configuration whose mistake would only show later -- a group that
+ * never joins, dead letters that never leave, a topic librdkafka reads as
+ * a regular expression so that no command reaches its handler -- is
+ * SAGA_EINVAL at once, naming the field; the store is not taken. */
+static void test_a_participant_configuration_mistake_is_refused_at_once(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  const char *const other_group[] = {"group.id", "someone-else", NULL};
+  const char *const same_group[] = {"group.id", "payments", NULL};
+  const struct {
+    const char *bootstrap, *group, *dlq;
+    const char *const *props;
+    const char *says; /* a part of the error text; NULL: accepted */
+  } cases[] = {
+      {"", "payments", NULL, NULL, "bootstrap_servers"},
+      {"127.0.0.1:9", "", NULL, NULL, "group_id"},
+      {"127.0.0.1:9", "payments", "", NULL, "dlq_topic"},
+      {"127.0.0.1:9", "payments", "dead letters", NULL, "dlq_topic"},
+      {"127.0.0.1:9", "payments", NULL, other_group, "group.id"},
+      {"127.0.0.1:9", "payments", "payments.dlq", same_group, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    saga_participant_config_t cfg = {
+        .kafka = {.bootstrap_servers = cases[i].bootstrap,
+                  .properties = cases[i].props},
+        .group_id = cases[i].group,
+        .dlq_topic = cases[i].dlq,
+        .store = store,
+    };
+    saga_participant_t *p = NULL;
+    char err[256] = "";
+    int rc = saga_participant_new(&loop, &cfg, &p, err, sizeof err);
+    printf("# case %zu: %s %s\n", i, saga_err_name(rc), err);
+    if (!cases[i].says) {
+      assert_int_equal(rc, 0);
+      /* a topic Kafka cannot have is refused; a regular expression too */
+      assert_int_equal(saga_participant_handle(p, "^payment.*", never_called,
+                                               NULL),
+                       SAGA_EINVAL);
+      assert_int_equal(saga_participant_handle(p, "payment commands",
+                                               never_called, NULL),
+                       SAGA_EINVAL);
+      assert_int_equal(saga_participant_handle(p, "payment.commands-2_x",
+                                               never_called, NULL),
+                       0);
+      saga_participant_close(p, NULL, NULL); /* destroys the store */
+      continue;
+    }
+    assert_int_equal(rc, SAGA_EINVAL);
+    assert_non_null(strstr(err, cases[i].says));
+  }
+  saga_participant_config_t zeroed = {0};
+  saga_participant_t *none = NULL;
+  assert_int_equal(saga_participant_new(&loop, &zeroed, &none, NULL, 0),
+                   SAGA_EINVAL);
+  assert_int_equal(saga_participant_done(NULL, SAGA_OUTCOME_SUCCESS, NULL, 0,
+                                         NULL),
+                   SAGA_EINVAL);
+  ct_loop_finish(&loop);
+}
+
 static void test_postgres_store_remembers_keys_across_participants(
     void **state) {
   (void)state;
@@ -852,6 +1192,14 @@ int main(void) {
           test_a_poison_too_large_to_forward_is_dead_lettered_cut),
       cmocka_unit_test(test_postgres_store_remembers_keys_across_participants),
       cmocka_unit_test(test_postgres_store_opens_without_a_notice),
+      cmocka_unit_test(
+          test_a_reply_kafka_cannot_carry_is_refused_not_recorded),
+      cmocka_unit_test(
+          test_a_store_that_answers_later_gets_the_reply_it_was_given),
+      cmocka_unit_test(
+          test_a_command_held_across_close_is_cancelled_not_freed),
+      cmocka_unit_test(
+          test_a_participant_configuration_mistake_is_refused_at_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -317,8 +317,10 @@ static void test_cancel_is_answered_by_the_outcome_or_its_refusal(
   assert_int_equal(saga_starter_cancel(s, "c-1", "x", "bad\x01name",
                                        on_started, &w),
                    SAGA_EMISSING);
+  /* "" is a missing id, as saga_starter_start and Python's cancel() say
+   * (it was SAGA_EINVAL, which the header keeps for NULL arguments) */
   assert_int_equal(saga_starter_cancel(s, "", "x", "y", on_started, &w),
-                   SAGA_EINVAL);
+                   SAGA_EMISSING);
   assert_int_equal(w.started, 0);
 
   /* Taken: the saga's COMPENSATED answers. */
@@ -392,6 +394,144 @@ static void test_blocking_run_reports_a_rejected_start(void **state) {
   fake_finish(&f);
 }
 
+/* A configuration or argument the starter cannot use gets the documented
+ * answer at once, before anything is sent: bootstrap servers "" (was a
+ * 10 s wait ending in SAGA_ETIMEDOUT "Broker transport failure"), a topic
+ * Kafka cannot have, a negative setup_timeout_ms (was taken as 10000), an
+ * input NULL with a length (was sent empty), an await of "" (was a wait
+ * for nothing until the timeout), an input past the producer's
+ * message.max.bytes (was SAGA_EKAFKA); after close, SAGA_ESTATE. */
+static void test_a_starter_argument_mistake_gets_the_documented_answer(
+    void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[256];
+  saga_starter_t *s = NULL;
+  saga_starter_config_t bad = starter_config(&f);
+  bad.kafka.bootstrap_servers = "";
+  int64_t t0 = ts_now_ms();
+  assert_int_equal(saga_starter_new(&loop, &bad, &s, err, sizeof err),
+                   SAGA_EINVAL);
+  assert_true(ts_now_ms() - t0 < 1000);
+  assert_non_null(strstr(err, "bootstrap_servers"));
+  bad = starter_config(&f);
+  bad.inbox_topic = "";
+  assert_int_equal(saga_starter_new(&loop, &bad, &s, err, sizeof err),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(err, "inbox_topic"));
+  bad = starter_config(&f);
+  bad.notifications_topic = "^saga.*";
+  assert_int_equal(saga_starter_new(&loop, &bad, &s, err, sizeof err),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(err, "notifications_topic"));
+  bad = starter_config(&f);
+  bad.setup_timeout_ms = -1;
+  assert_int_equal(saga_starter_new(&loop, &bad, &s, err, sizeof err),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(err, "setup_timeout_ms"));
+  ct_loop_finish(&loop);
+
+  uv_loop_init(&loop);
+  saga_starter_config_t cfg = starter_config(&f);
+  static const char *const props[] = {"fetch.wait.max.ms", "5", "linger.ms",
+                                      "1", "message.max.bytes", "4000", NULL};
+  cfg.kafka.properties = props;
+  if (saga_starter_new(&loop, &cfg, &s, err, sizeof err))
+    fail_msg("%s", err);
+  watch_t w = {0};
+  char id[64];
+  saga_start_request_t req = {.saga_type = "order", .saga_id = "arg-1",
+                              .input = NULL, .input_len = 3};
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   SAGA_EINVAL);
+  static char big[4096];
+  memset(big, ' ', sizeof big);
+  req.input = big;
+  req.input_len = sizeof big; /* fits max_message_bytes, not the producer */
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   SAGA_ETOOBIG);
+  assert_int_equal(saga_starter_await(s, "", 1000, on_outcome, &w),
+                   SAGA_EINVAL);
+  assert_int_equal(saga_starter_await(s, "arg-1", -1, on_outcome, &w),
+                   SAGA_EINVAL);
+  /* not JSON, or JSON with a \u0000: bytes the library carries as they
+   * are (the coordinator hands them on as {"$base64": ...}) */
+  req.input = "{\"note\":\"a\\u0000b\"}";
+  req.input_len = strlen(req.input);
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.started, 30000));
+  assert_int_equal(w.started_err, 0);
+  saga_starter_close(s, on_closed, &w);
+  req.input = "{}";
+  req.input_len = 2;
+  assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started, &w),
+                   SAGA_ESTATE);
+  assert_int_equal(saga_starter_cancel(s, "arg-1", NULL, NULL, on_started,
+                                       &w),
+                   SAGA_ESTATE);
+  assert_int_equal(saga_starter_await(s, "arg-1", 10, on_outcome, &w),
+                   SAGA_ESTATE);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  assert_int_equal(w.started, 1);
+  assert_int_equal(w.outcomes, 0);
+  fake_finish(&f);
+}
+
+/* saga_run_saga checks what it can before it sends anything: a negative
+ * timeout (was: the saga started, then SAGA_EINVAL), an id that does not
+ * fit saga_id_out (was: started, and the id given back cut); and
+ * timeout_ms bounds the whole call, setup included (was: the setup's own
+ * 10 s first). */
+static void test_blocking_run_checks_first_and_keeps_to_its_timeout(
+    void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  saga_starter_config_t cfg = starter_config(&f);
+  saga_start_request_t req = {.saga_type = "order",
+                              .saga_id = "run-long-id-1"};
+  saga_notification_kind_t kind = 0;
+  char id[8] = "unset", reason[64], err[256];
+  assert_int_equal(saga_run_saga(&cfg, &req, -1, id, sizeof id, &kind, reason,
+                                 sizeof reason, err, sizeof err),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(err, "timeout_ms"));
+  assert_int_equal(saga_run_saga(&cfg, &req, ts_timeout_ms(30000), id,
+                                 sizeof id, &kind, reason, sizeof reason, err,
+                                 sizeof err),
+                   SAGA_ETOOBIG);
+  assert_string_equal(id, "unset"); /* never a cut id */
+  assert_non_null(strstr(err, "saga_id_out"));
+  /* the one start the fake coordinator sees is this one */
+  char whole[64];
+  req.saga_id = "run-ok-1";
+  int rc = saga_run_saga(&cfg, &req, ts_timeout_ms(40000), whole,
+                         sizeof whole, &kind, reason, sizeof reason, err,
+                         sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  assert_string_equal(whole, "run-ok-1");
+  assert_int_equal(kind, SAGA_NOTIFY_COMPLETED);
+  fake_finish(&f);
+  assert_int_equal(f.starts, 1);
+
+  /* nothing listens there: the setup gives up within the call's time */
+  saga_starter_config_t nowhere = {
+      .kafka = {.bootstrap_servers = "127.0.0.1:9"}};
+  int64_t t0 = ts_now_ms();
+  assert_int_equal(saga_run_saga(&nowhere, &req, 1500, NULL, 0, &kind, NULL,
+                                 0, err, sizeof err),
+                   SAGA_ETIMEDOUT);
+  int64_t took = ts_now_ms() - t0;
+  printf("# %lld ms: %s\n", (long long)took, err);
+  assert_true(took < 5000);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -399,6 +539,10 @@ int main(void) {
           test_started_saga_outcome_is_awaited_and_notifications_seen),
       cmocka_unit_test(test_cancel_is_answered_by_the_outcome_or_its_refusal),
       cmocka_unit_test(test_blocking_run_reports_a_rejected_start),
+      cmocka_unit_test(
+          test_a_starter_argument_mistake_gets_the_documented_answer),
+      cmocka_unit_test(
+          test_blocking_run_checks_first_and_keeps_to_its_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -424,6 +424,22 @@ class HandlerResults(Base):
                 self.assertEqual([r.payload for r, _ in self.replies()],
                                  [b"fixed"])
 
+    def test_a_reply_past_kafkas_message_limit_is_refused_not_recorded(self):
+        # 999,000 bytes is within the 1 MiB max_message_bytes but not within
+        # librdkafka's message.max.bytes (1000000) with the reply's ids and
+        # headers: recorded, it was the answer to every redelivery and was
+        # never sent
+        h = Recorder(Result.success(b"x" * 999000), None)
+        self.start(h)
+        self.consumer.inbox.append(command_msg(0))
+        with self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(SagaError) as e:
+                self.p.poll(0)
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.assertIn("message.max.bytes 1000000", str(e.exception))
+        self.assertEqual(self.producer.produced, [])
+        self.assertIsNone(self.store.lookup("o-1/charge/DO"))
+
     def test_a_reply_too_big_to_send_is_a_handler_fault_too(self):
         self.p._max = 64
         h = Recorder(Result.success(b"x" * 100), None)

@@ -168,6 +168,21 @@ def _source(msg):
     return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
 
 
+# Room a reply's other fields and headers take beside its payload, at
+# most: its saga id, step, idempotency key and reason, the correlation,
+# causation, traceparent and type headers, the record's key and framing.
+_REPLY_OVERHEAD_MAX = 4096
+
+
+def _producer_max_bytes(kafka_config):
+    """The producer's message.max.bytes: the caller's, else librdkafka's
+    default of 1000000."""
+    try:
+        return int(kafka_config.get("message.max.bytes", 1000000))
+    except (TypeError, ValueError):
+        return 1000000
+
+
 class Participant:
     """A participant service: handlers per command topic, an effect store,
     a Kafka consumer group.
@@ -219,6 +234,7 @@ class Participant:
         self.store = store
         self.stats = Stats()
         self._max = wire.as_max_bytes(max_message_bytes)
+        self._producer_max = _producer_max_bytes(kafka_config)
         self._dlq_topic = dlq_topic
         self._handlers = {}
         self._parts = {}
@@ -345,10 +361,20 @@ class Participant:
         self._completions.put((command, result))
 
     def _check_size(self, result):
-        if len(result.payload) > self._max:
+        """Refuse a payload the reply could not carry: past
+        max_message_bytes, or too big for the producer's message.max.bytes
+        (librdkafka's 1000000 by default, below the 1 MiB default) once the
+        reply's ids and headers are added; such a reply, recorded, would be
+        the answer to every redelivery and never reach the coordinator."""
+        room = self._producer_max - _REPLY_OVERHEAD_MAX
+        if len(result.payload) > self._max or len(result.payload) > room:
+            limit = min(self._max, room)
             raise SagaError("SAGA_ETOOBIG", f"the reply payload of "
                             f"{len(result.payload)} bytes exceeds the "
-                            f"ceiling of {self._max} bytes")
+                            f"ceiling of {limit} bytes (max_message_bytes "
+                            f"{self._max}, Kafka's message.max.bytes "
+                            f"{self._producer_max} less room for the "
+                            "reply's ids and headers)")
 
     def close(self, timeout=10.0):
         """Stop consuming: deliver the replies in flight (up to timeout

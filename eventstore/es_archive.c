@@ -1,7 +1,10 @@
 /* Archive files: the format of one era's events written before its table
  * is dropped (docs/internals/eventstore.md, "Archive files"), the reader
  * of the public API and the writer saga-es-archive uses. Plain file I/O
- * through zlib's gzip streams; no database here. */
+ * through zlib (gzip streams); no database here. The reader inflates
+ * with zlib's stream API rather than gzread, which would take a file
+ * that is not gzip at all as it is and skip whatever follows the gzip
+ * stream: a reader that verifies must see both. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -23,15 +26,26 @@
 #define FIXED_LEN (8 * 4 + 16)       /* position, tx, version, time, id */
 #define NFIELDS 7                    /* variable fields of an event */
 #define NULL_LEN UINT32_MAX
+#define ZBUF 131072 /* bytes read from the file, and inflated, at a time */
+/* A record is read this much at a time, so a damaged length cannot claim
+ * memory the file lacks. */
+#define BODY_STEP (UINT32_C(1) << 20)
 
 struct es_archive {
-  gzFile gz;
+  int fd;
+  z_stream zs;
+  int zinit;       /* inflateInit2 done */
+  int member_done; /* the gzip member inflated so far ended whole */
+  int any_member;  /* a gzip member's first bytes were seen */
+  unsigned char *zin, *zout;
+  size_t out_pos, out_len; /* what zout holds and get() has not taken */
   char path[256];
   es_archive_info_t info;
   uLong crc;          /* of every byte read before the manifest's tag */
   int64_t seen;       /* events read so far */
   es_pos_t last;      /* the last event's (tx, position) */
   int done;           /* the manifest was read and checked */
+  int sum_seen;       /* the manifest's checksum line was read */
   int err;            /* sticky error */
   es__buf_t body;     /* the record being read */
   es__buf_t arena;    /* the strings of the page being built */
@@ -80,23 +94,97 @@ static int fail(es_archive_t *ar, int rc, const char *fmt, ...) {
   return rc;
 }
 
+/* Inflate the next bytes of the file into ar->zout (out_len of them).
+ * out_len stays 0 only at the end of the file, after a whole gzip member
+ * (a file may hold several, as gzip allows). A read error is IO; bytes
+ * that are not gzip, a damaged stream or a file that ends inside one are
+ * CORRUPT. */
+static int inflate_more(es_archive_t *ar) {
+  z_stream *z = &ar->zs;
+  ar->out_pos = ar->out_len = 0;
+  z->next_out = ar->zout;
+  z->avail_out = ZBUF;
+  while (z->avail_out == ZBUF) {
+    if (z->avail_in == 0) {
+      ssize_t r;
+      do
+        r = read(ar->fd, ar->zin, ZBUF);
+      while (r < 0 && errno == EINTR);
+      if (r < 0)
+        return fail(ar, ES_ERR_IO, "could not read: %s", strerror(errno));
+      if (r == 0) {
+        if (ar->member_done)
+          return 0; /* the end, after a whole member */
+        return fail(ar, ES_ERR_CORRUPT, "%s",
+                    ar->any_member
+                        ? "truncated: the file ends inside its gzip stream"
+                        : "truncated: the file is empty");
+      }
+      z->next_in = ar->zin;
+      z->avail_in = (uInt)r;
+    }
+    if (ar->member_done || !ar->any_member) {
+      /* a gzip member starts here: the file's first, or one after a
+       * whole member (nothing else may follow one) */
+      if (z->next_in[0] != 0x1f || (z->avail_in > 1 && z->next_in[1] != 0x8b))
+        return fail(ar, ES_ERR_CORRUPT, "%s",
+                    ar->any_member
+                        ? "data after the end of the gzip stream"
+                        : "not an event store archive (not a gzip file)");
+      if (ar->member_done && inflateReset(z) != Z_OK)
+        return fail(ar, ES_ERR_CORRUPT, "could not restart the gzip stream");
+      ar->member_done = 0;
+      ar->any_member = 1;
+    }
+    int zr = inflate(z, Z_NO_FLUSH);
+    if (zr == Z_STREAM_END) {
+      ar->member_done = 1; /* its CRC and length were checked */
+    } else if (zr == Z_MEM_ERROR) {
+      return fail(ar, ES_ERR_NOMEM, "out of memory");
+    } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+      return fail(ar, ES_ERR_CORRUPT, "damaged gzip stream: %s",
+                  z->msg ? z->msg : "inflate failed");
+    }
+  }
+  ar->out_len = ZBUF - z->avail_out;
+  return 0;
+}
+
+/* Up to n bytes of the uncompressed content into dst; *got 0 only at the
+ * end of the file. */
+static int take(es_archive_t *ar, void *dst, size_t n, size_t *got) {
+  *got = 0;
+  if (ar->out_pos == ar->out_len) {
+    int rc = inflate_more(ar);
+    if (rc)
+      return rc;
+  }
+  size_t k = ar->out_len - ar->out_pos;
+  if (k > n)
+    k = n;
+  if (k)
+    memcpy(dst, ar->zout + ar->out_pos, k);
+  ar->out_pos += k;
+  *got = k;
+  return 0;
+}
+
 /* Read exactly n bytes (n > 0); counted in the checksum when sum. */
 static int get(es_archive_t *ar, void *dst, size_t n, int sum,
                const char *what) {
   char *p = dst;
   while (n > 0) {
-    unsigned chunk = n > (1u << 30) ? (1u << 30) : (unsigned)n;
-    int got = gzread(ar->gz, p, chunk);
-    if (got < 0)
-      return fail(ar, ES_ERR_CORRUPT, "could not read %s: %s", what,
-                  gz_reason(ar->gz));
+    size_t got = 0;
+    int rc = take(ar, p, n, &got);
+    if (rc)
+      return rc;
     if (got == 0)
       return fail(ar, ES_ERR_CORRUPT, "truncated: the file ends inside %s",
                   what);
     if (sum)
-      ar->crc = crc32_z(ar->crc, (const Bytef *)p, (size_t)got);
+      ar->crc = crc32_z(ar->crc, (const Bytef *)p, got);
     p += got;
-    n -= (size_t)got;
+    n -= got;
   }
   return 0;
 }
@@ -122,7 +210,14 @@ static int header_line(es_archive_t *ar, char *line, int manifest) {
   es_archive_info_t *in = &ar->info;
   int64_t x = 0;
   int bad = 0;
-  if (!strcmp(k, "era"))
+  /* The manifest says how the file ends, nothing about the era: it is not
+   * under the checksum, so a header key in it must not change what the
+   * header said. */
+  if (manifest &&
+      (!strcmp(k, "era") || !strcmp(k, "table") || !strcmp(k, "created-at") ||
+       !strcmp(k, "first-position") || !strcmp(k, "last-position"))) {
+    /* not read here */
+  } else if (!strcmp(k, "era"))
     bad = parse_i64(v, &x) || x < 0 || x > INT_MAX || ((in->era = (int)x), 0);
   else if (!strcmp(k, "table"))
     bad =
@@ -147,6 +242,7 @@ static int header_line(es_archive_t *ar, char *line, int manifest) {
       c = strtoul(v + 6, &end, 16);
     bad = bad || *end != '\0';
     in->checksum = (uint32_t)c;
+    ar->sum_seen = 1;
   }
   /* other keys: added by a later writer of the same format version */
   if (bad)
@@ -227,14 +323,15 @@ int es_archive_open(const char *path, es_archive_t **out, char *errbuf,
   snprintf(ar->path, sizeof ar->path, "%s", path);
   ar->crc = crc32_z(0, NULL, 0);
   int rc = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  ar->fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (ar->fd < 0) {
     rc = fail(ar, ES_ERR_IO, "could not open: %s", strerror(errno));
-  } else if (!(ar->gz = gzdopen(fd, "rb"))) {
-    close(fd);
+  } else if (!(ar->zin = malloc(ZBUF)) || !(ar->zout = malloc(ZBUF))) {
+    rc = fail(ar, ES_ERR_NOMEM, "out of memory");
+  } else if (inflateInit2(&ar->zs, 16 + MAX_WBITS) != Z_OK) { /* gzip */
     rc = fail(ar, ES_ERR_NOMEM, "out of memory");
   } else {
-    gzbuffer(ar->gz, 1 << 17);
+    ar->zinit = 1;
     rc = read_header(ar);
   }
   if (rc) {
@@ -261,10 +358,9 @@ static int read_manifest(es_archive_t *ar) {
   text[len] = '\0';
   uLong crc = ar->crc;
   ar->info.events = ar->info.streams = -1;
-  int has_sum = strstr(text, "checksum: ") != NULL; /* before the split */
   if ((rc = header_lines(ar, text, 1)))
     return rc;
-  if (ar->info.events < 0 || ar->info.streams < 0 || !has_sum)
+  if (ar->info.events < 0 || ar->info.streams < 0 || !ar->sum_seen)
     return fail(ar, ES_ERR_CORRUPT,
                 "manifest lacks the events, streams or checksum line");
   if ((uint32_t)crc != ar->info.checksum)
@@ -278,15 +374,13 @@ static int read_manifest(es_archive_t *ar) {
                 "the manifest counts %" PRId64
                 " events, the file holds %" PRId64,
                 ar->info.events, ar->seen);
+  /* nothing follows: the end of the file, after a whole gzip stream */
   char extra;
-  int got = gzread(ar->gz, &extra, 1);
-  if (got != 0)
-    return fail(ar, ES_ERR_CORRUPT, "%s after the manifest",
-                got > 0 ? "data" : gz_reason(ar->gz));
-  int zerr = Z_OK;
-  const char *m = gzerror(ar->gz, &zerr);
-  if (zerr != Z_OK)
-    return fail(ar, ES_ERR_CORRUPT, "damaged gzip stream: %s", m);
+  size_t got = 0;
+  if ((rc = take(ar, &extra, 1, &got)))
+    return rc;
+  if (got)
+    return fail(ar, ES_ERR_CORRUPT, "data after the manifest");
   ar->done = 1;
   ar->info.complete = 1;
   return 0;
@@ -420,10 +514,14 @@ int es_archive_read(es_archive_t *ar, const char *stream_id, size_t max,
                     es_page_t **out) {
   if (out)
     *out = NULL;
-  if (!ar || !out)
+  if (!ar)
     return ES_ERR_INVALID;
   if (ar->err)
     return ar->err;
+  if (!out) {
+    es__set_msg(ar->msg, sizeof ar->msg, "archive read: out is required");
+    return ES_ERR_INVALID;
+  }
   if (max == 0 || max > 10000) {
     es__set_msg(ar->msg, sizeof ar->msg,
                 "archive read: max must be 1 to 10000, got %zu", max);
@@ -455,19 +553,34 @@ int es_archive_read(es_archive_t *ar, const char *stream_id, size_t max,
       rc = fail(ar, ES_ERR_CORRUPT, "record of %" PRIu32 " bytes", len);
       break;
     }
-    if (ar->body.cap < len) {
-      char *p = realloc(ar->body.p, len);
-      if (!p) {
-        rc = fail(ar, ES_ERR_NOMEM, "out of memory");
-        break;
+    /* In steps, growing the buffer as the bytes arrive: a length damaged
+     * into a large one fails at the end of the file, not at a malloc of
+     * up to BODY_MAX. */
+    ar->body.len = 0;
+    while (!rc && ar->body.len < len) {
+      size_t step = len - ar->body.len;
+      if (step > BODY_STEP)
+        step = BODY_STEP;
+      if (ar->body.cap < ar->body.len + step) {
+        size_t cap = ar->body.cap ? 2 * ar->body.cap : 4096;
+        if (cap < ar->body.len + step)
+          cap = ar->body.len + step;
+        if (cap > len)
+          cap = len;
+        char *p = realloc(ar->body.p, cap);
+        if (!p) {
+          rc = fail(ar, ES_ERR_NOMEM, "out of memory");
+          break;
+        }
+        ar->body.p = p;
+        ar->body.cap = cap;
       }
-      ar->body.p = p;
-      ar->body.cap = len;
+      rc = get(ar, ar->body.p + ar->body.len, step, 1, "an event record");
+      if (!rc)
+        ar->body.len += step;
     }
-    if (len && (rc = get(ar, ar->body.p, len, 1, "an event record")))
-      break;
-    ar->body.len = len;
-    rc = take_event(ar, stream_id);
+    if (!rc)
+      rc = take_event(ar, stream_id);
   }
   if (rc)
     return rc;
@@ -485,8 +598,12 @@ const char *es_archive_last_error(const es_archive_t *ar) {
 void es_archive_close(es_archive_t *ar) {
   if (!ar)
     return;
-  if (ar->gz)
-    gzclose(ar->gz);
+  if (ar->zinit)
+    inflateEnd(&ar->zs);
+  if (ar->fd >= 0)
+    close(ar->fd);
+  free(ar->zin);
+  free(ar->zout);
   es__buf_free(&ar->body);
   es__buf_free(&ar->arena);
   free(ar->evs);

@@ -86,6 +86,12 @@ static void drop_conn(es_async_t *as) {
 }
 
 static void complete(es_async_t *as, es__op_t *op) {
+  /* the callback's es_async_last_error names this operation's failure
+   * ("" when it succeeded), not an earlier one's */
+  es__set_msg(as->msg, sizeof as->msg, "%s", op->status ? op->msg : "");
+  size_t n = strlen(as->msg);
+  while (n && as->msg[n - 1] == '\n')
+    as->msg[--n] = '\0';
   if (op->kind == ES__OP_BATCH) {
     op->batch_cb(as, op->batch, op->status, op->arg);
   } else if (op->kind == ES__OP_MEMBER) {
@@ -265,6 +271,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 static void start_connect(es_async_t *as) {
   as->conn = PQconnectStart(as->conninfo);
+  es__quiet(as->conn);
   if (!as->conn || PQstatus(as->conn) == CONNECTION_BAD ||
       PQsetnonblocking(as->conn, 1)) {
     es__set_msg(as->msg, sizeof as->msg,
@@ -361,10 +368,19 @@ const char *es_async_last_error(const es_async_t *as) {
 }
 
 int es_async_batch(es_async_t *as, es_batch_t *b, es_batch_cb cb, void *arg) {
-  if (!as || !b || !cb || (b->n_streams == 0 && b->n_stmts == 0))
+  if (!as)
     return ES_ERR_INVALID;
-  if (as->closing)
+  if (as->closing) {
+    es__set_msg(as->msg, sizeof as->msg, "the handle is closing");
     return ES_ERR_BUSY;
+  }
+  if (!b || !cb || (b->n_streams == 0 && b->n_stmts == 0)) {
+    es__set_msg(as->msg, sizeof as->msg, "%s",
+                !b    ? "batch is required"
+                : !cb ? "a callback is required"
+                      : "empty batch: it holds no append and no statement");
+    return ES_ERR_INVALID;
+  }
   es__op_t *op = calloc(1, sizeof *op);
   if (!op)
     return ES_ERR_NOMEM;
@@ -380,10 +396,18 @@ int es_async_batch(es_async_t *as, es_batch_t *b, es_batch_cb cb, void *arg) {
 /* A zeroed op for a submit call, or NULL with *rc set (INVALID without a
  * handle or callback, BUSY when closing, NOMEM). */
 static es__op_t *new_op(es_async_t *as, int has_cb, int *rc) {
-  *rc = (!as || !has_cb) ? ES_ERR_INVALID : as->closing ? ES_ERR_BUSY : 0;
+  *rc = !as           ? ES_ERR_INVALID
+        : as->closing ? ES_ERR_BUSY
+        : !has_cb     ? ES_ERR_INVALID
+                      : 0;
   es__op_t *op = *rc ? NULL : calloc(1, sizeof *op);
   if (!*rc && !op)
     *rc = ES_ERR_NOMEM;
+  if (as && *rc)
+    es__set_msg(as->msg, sizeof as->msg, "%s",
+                *rc == ES_ERR_BUSY      ? "the handle is closing"
+                : *rc == ES_ERR_INVALID ? "a callback is required"
+                                        : "out of memory");
   return op;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "es_internal.h"
 
@@ -62,6 +63,7 @@ void es_batch_free(es_batch_t *b) {
 }
 
 size_t es_batch_size(const es_batch_t *b) { return b ? b->n_streams : 0; }
+
 
 const es_append_result_t *es_batch_result(const es_batch_t *b, size_t i) {
   return (b && i < b->n_streams) ? &b->results[i] : NULL;
@@ -195,9 +197,14 @@ static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
   if (rc)
     return rc;
   if (!events || n == 0 || n > 100000) {
-    es__set_msg(b->msg, sizeof b->msg,
-                "append to stream \"%s\" needs 1 to 100000 events, got %zu",
-                stream_id, n);
+    if (!events)
+      es__set_msg(b->msg, sizeof b->msg,
+                  "append to stream \"%s\": events is NULL", stream_id);
+    else
+      es__set_msg(b->msg, sizeof b->msg,
+                  "append to stream \"%s\" needs 1 to 100000 events, got"
+                  " %zu",
+                  stream_id, n);
     return ES_ERR_INVALID;
   }
   if (expected < ES_ANY_VERSION) {
@@ -210,14 +217,19 @@ static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
     if ((rc = es__check_event(&events[i], b->max_payload, b->msg,
                               sizeof b->msg)))
       return rc;
-  if ((rc = grow_streams(b)))
+  if ((rc = grow_streams(b))) {
+    es__set_msg(b->msg, sizeof b->msg, "out of memory");
     return rc;
+  }
   static const uint8_t nil[16];
   size_t drawn = 0;
   for (size_t i = 0; i < n; i++)
     if (!memcmp(events[i].id, nil, 16)) {
-      if ((rc = es_uuid_v7(events[i].id)))
+      if ((rc = es_uuid_v7(events[i].id))) {
+        es__set_msg(b->msg, sizeof b->msg,
+                    "no clock or randomness for an event id");
         return rc;
+      }
       drawn++;
     }
   b->streams[b->n_streams].fresh_ids = drawn == n;
@@ -248,6 +260,8 @@ static int add_end(es_batch_t *b, es__stream_t *s, const char *stream_id,
     rc = ES_ERR_TOO_LARGE;
   }
   if (rc) {
+    if (rc == ES_ERR_NOMEM)
+      es__set_msg(b->msg, sizeof b->msg, "out of memory");
     b->ids.len = ids_len;
     return rc;
   }
@@ -364,19 +378,89 @@ int es__batch_add_one(es_batch_t *b, const char *stream_id, int64_t expected,
 #undef MARK
 #undef DONE
 
+/* The first word of sql after blanks and comments, as far as it names a
+ * statement a batch must not hold, or NULL. A batch is one implicit
+ * transaction: BEGIN would leave it (and every later call on the
+ * connection) open and never committed, ROLLBACK or COMMIT would end it
+ * half way while the batch still answers for all of it, and DEALLOCATE or
+ * DISCARD would drop the library's prepared statements. */
+static const char *session_control(const char *sql) {
+  static const char *const words[] = {
+      "BEGIN", "START",     "COMMIT",  "END",        "ROLLBACK",
+      "ABORT", "SAVEPOINT", "RELEASE", "DEALLOCATE", "DISCARD"};
+  const char *p = sql;
+  for (;;) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' ||
+           *p == '\v')
+      p++;
+    if (p[0] == '-' && p[1] == '-') {
+      while (*p && *p != '\n')
+        p++;
+    } else if (p[0] == '/' && p[1] == '*') {
+      int depth = 0; /* PostgreSQL's block comments nest */
+      do {
+        if (p[0] == '/' && p[1] == '*')
+          depth++, p += 2;
+        else if (p[0] == '*' && p[1] == '/')
+          depth--, p += 2;
+        else
+          p++;
+      } while (*p && depth > 0);
+    } else {
+      break;
+    }
+  }
+  size_t n = 0;
+  while ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= 'a' && p[n] <= 'z'))
+    n++;
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+    if (strlen(words[i]) != n)
+      continue;
+    size_t k = 0;
+    while (k < n && (p[k] & ~0x20) == words[i][k])
+      k++;
+    if (k == n)
+      return words[i];
+  }
+  /* PREPARE TRANSACTION (two-phase commit) ends the transaction too */
+  if (n == 7 && !strncasecmp(p, "PREPARE", 7)) {
+    const char *q = p + 7;
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+      q++;
+    if (!strncasecmp(q, "TRANSACTION", 11))
+      return "PREPARE TRANSACTION";
+  }
+  return NULL;
+}
+
 int es_batch_add_statement(es_batch_t *b, const char *sql, int nparams,
                            const char *const *params) {
-  if (!b || !sql || !*sql || nparams < 0 || nparams > 65535 ||
+  if (!b)
+    return ES_ERR_INVALID;
+  if (!sql || !*sql || nparams < 0 || nparams > 65535 ||
       (nparams > 0 && !params)) {
-    if (b)
-      es__set_msg(b->msg, sizeof b->msg, "invalid statement for a batch");
+    es__set_msg(b->msg, sizeof b->msg, "batch statement: %s",
+                !sql || !*sql ? "the SQL text is missing or empty"
+                : nparams < 0 || nparams > 65535
+                    ? "nparams must be 0 to 65535"
+                    : "params is NULL with nparams above 0");
+    return ES_ERR_INVALID;
+  }
+  const char *word = session_control(sql);
+  if (word) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "batch statement: %s is not allowed in a batch (the batch is"
+                " one transaction on the library's session)",
+                word);
     return ES_ERR_INVALID;
   }
   if (b->n_stmts == b->cap_stmts) {
     size_t cap = b->cap_stmts ? b->cap_stmts * 2 : 8;
     es__stmt_t *s = realloc(b->stmts, cap * sizeof *s);
-    if (!s)
+    if (!s) {
+      es__set_msg(b->msg, sizeof b->msg, "out of memory");
       return ES_ERR_NOMEM;
+    }
     b->stmts = s;
     b->cap_stmts = cap;
   }
@@ -395,6 +479,7 @@ int es_batch_add_statement(es_batch_t *b, const char *sql, int nparams,
   return (int)b->n_stmts++;
 nomem:
   free_stmt(s);
+  es__set_msg(b->msg, sizeof b->msg, "out of memory");
   return ES_ERR_NOMEM;
 }
 

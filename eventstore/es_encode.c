@@ -96,6 +96,42 @@ int es__check_text(const char *what, const char *s, int required, size_t max,
   return 0;
 }
 
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The metadata is stored as a jsonb object, which keeps one value per
+ * key: a key given twice would lose all but its last value without a
+ * word, so it is refused. */
+static int check_meta_keys(const es_event_t *ev, char *msg, size_t msglen) {
+  size_t n = ev->n_meta;
+  const char *dup = NULL;
+  if (n <= 16) {
+    for (size_t i = 0; i < n && !dup; i++)
+      for (size_t j = i + 1; j < n && !dup; j++)
+        if (!strcmp(ev->meta[i].key, ev->meta[j].key))
+          dup = ev->meta[i].key;
+  } else {
+    const char **keys = malloc(n * sizeof *keys);
+    if (!keys) {
+      es__set_msg(msg, msglen, "out of memory");
+      return ES_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+      keys[i] = ev->meta[i].key;
+    qsort(keys, n, sizeof *keys, cmp_str);
+    for (size_t i = 1; i < n && !dup; i++)
+      if (!strcmp(keys[i - 1], keys[i]))
+        dup = keys[i];
+    free(keys);
+  }
+  if (dup) {
+    es__set_msg(msg, msglen, "metadata key \"%.200s\" is given twice", dup);
+    return ES_ERR_INVALID;
+  }
+  return 0;
+}
+
 int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
                     size_t msglen) {
   int rc;
@@ -118,6 +154,8 @@ int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
                 ev->data_len);
     return ES_ERR_INVALID;
   }
+  if (max_payload > ES__MAX_VALUE)
+    max_payload = ES__MAX_VALUE;
   if (ev->data_len > max_payload) {
     es__set_msg(msg, msglen, "event data is %zu bytes, more than %zu",
                 ev->data_len, max_payload);
@@ -134,7 +172,7 @@ int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
                              ES_MAX_TEXT, msg, msglen)))
       return rc;
   }
-  return 0;
+  return check_meta_keys(ev, msg, msglen);
 }
 
 int es_uuid_v4(uint8_t out[16]) {

@@ -139,7 +139,17 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
     int rc = es_batch_add_member_ack(g->batch, g->group, g->member,
                                      page->buckets, page->next);
     es_page_free(page);
-    if (rc < 0 || (rc = es_async_batch(g->as, g->batch, on_batch, g))) {
+    if (rc < 0) {
+      /* the batch knows why, not the async handle (its read went well) */
+      g->live = 0;
+      es__set_msg(g->msg, sizeof g->msg, "%s", g->batch->msg);
+      if (g->o.on_state)
+        g->o.on_state(g, rc, g->live, g->o.arg);
+      if (!g->closing)
+        uv_timer_start(&g->timer, on_timer, g->o.retry_ms, 0);
+      return;
+    }
+    if ((rc = es_async_batch(g->as, g->batch, on_batch, g))) {
       retry_later(g, rc);
       return;
     }

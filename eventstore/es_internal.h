@@ -50,6 +50,9 @@ int es__archive_finish(es__arw_t *w, int64_t streams, es_archive_info_t *info,
 void es__archive_abort(es__arw_t *w);
 
 /* ---- validation ---- */
+/* The largest value PostgreSQL takes in one field (MaxAllocSize): event
+ * and snapshot data above it are TOO_LARGE whatever max_payload says. */
+#define ES__MAX_VALUE ((size_t)0x3fffffff)
 int es__utf8_valid(const char *s, size_t n);
 /* Check a required/optional text value; sets msg on failure. */
 int es__check_text(const char *what, const char *s, int required,
@@ -229,6 +232,10 @@ typedef struct es__op {
                        this connection should (the face keeps it) */
   int member_retry; /* the lone reader's statement did not apply: send
                        the full one in a second round trip */
+  int own;          /* a batch of the store's own statements (a checkpoint
+                       saved, a stream closed): a failure answers its own
+                       code, not BATCH_ABORTED, which is the answer of a
+                       caller's batch only */
   char msg[ES_ERRBUF_SIZE];
   es_page_t *page;
   es_snapshot_t *snapshot;
@@ -292,6 +299,9 @@ int es__check_sub_name(const char *what, const char *name, char *msg,
   " WHERE b * $3::int / 64 = $2::int" ES__CKPT_UPSERT
 /* Map a failed result or lost connection to a code. */
 int es__map_error(PGconn *c, const PGresult *r);
+/* Drop the server's notices and warnings on c (NULL accepted): libpq's
+ * default prints them to stderr, and the library never logs. */
+void es__quiet(PGconn *c);
 
 #define ES__CHANNEL "es_events"
 /* Advisory lock held shared by every subscription session from before its

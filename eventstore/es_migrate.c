@@ -46,6 +46,7 @@ int es_migrate_to(const char *conninfo, int target, int *version,
     return ES_ERR_INVALID;
   }
   PGconn *c = PQconnectdb(conninfo);
+  es__quiet(c);
   int rc = 0, have = 0;
   if (!c || PQstatus(c) != CONNECTION_OK) {
     es__set_msg(errbuf, errlen, "could not connect to the database: %s",

@@ -739,10 +739,27 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   return rc;
 }
 
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg, (void)message;
+}
+
+void es__quiet(PGconn *c) {
+  if (c)
+    PQsetNoticeProcessor(c, ignore_notice, NULL);
+}
+
 int es__map_error(PGconn *c, const PGresult *r) {
   const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
   if ((c && PQstatus(c) == CONNECTION_BAD) || !st)
     return ES_ERR_CONNECTION;
+  /* A protocol violation the server answers as a plain ERROR leaves the
+   * session as it was: a statement's parameters that do not match its
+   * text ("bind message supplies 1 parameters, but prepared statement
+   * requires 2"). Mapped to CONNECTION it would drop a good connection
+   * and tell the caller to repeat a call that can never succeed. */
+  const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (!strcmp(st, "08P01") && sev && !strcmp(sev, "ERROR"))
+    return ES_ERR_DB;
   if (!strncmp(st, "08", 2) || !strcmp(st, "57P01") || !strcmp(st, "57P02") ||
       !strcmp(st, "57P03"))
     return ES_ERR_CONNECTION;
@@ -946,11 +963,20 @@ int es__op_result(es__op_t *op, PGresult *r) {
     }
     if (op->classify && op->kind == ES__OP_BATCH)
       op->status = ES_ERR_BATCH_ABORTED;
-    if (op->kind == ES__OP_BATCH && op->status)
+    if ((op->kind == ES__OP_BATCH || op->kind == ES__OP_APPEND) &&
+        op->status)
       for (size_t i = 0; i < op->batch->n_streams; i++) {
         es_append_result_t *res = &op->batch->results[i];
-        if ((int)i != op->aborted_by && res->status == 0)
-          res->status = ES_ERR_BATCH_ABORTED;
+        int64_t n = (int64_t)op->batch->streams[i].n_events;
+        /* A stream that would have written rolled back with the rest (or
+         * with a failed commit): its version is the one the call found,
+         * not the one it would have had. */
+        if ((int)i != op->aborted_by && res->status == 0) {
+          res->status = op->kind == ES__OP_BATCH ? ES_ERR_BATCH_ABORTED
+                                                 : op->status;
+          if (res->version >= n)
+            res->version -= n;
+        }
         res->first_position = res->last_position = 0;
       }
     return 1;
@@ -960,8 +986,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
     if (st == PGRES_FATAL_ERROR && !op->status) {
       es__set_msg(op->msg, sizeof op->msg, "could not commit: %s",
                   PQresultErrorMessage(r));
-      op->status = op->kind == ES__OP_BATCH ? ES_ERR_BATCH_ABORTED
-                                            : es__map_error(NULL, r);
+      op->status = op->kind == ES__OP_BATCH && !op->own
+                       ? ES_ERR_BATCH_ABORTED
+                       : es__map_error(NULL, r);
     }
     PQclear(r);
     return 0;
@@ -997,7 +1024,7 @@ int es__op_result(es__op_t *op, PGresult *r) {
                     "could not append to stream \"%.*s\": %.*s",
                     op->batch->streams[e.index].lens[0],
                     op->batch->streams[e.index].params.p, (int)ml, m);
-      else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP)
+      else if ((e.kind == ES__R_STMT || e.kind == ES__R_XPREP) && !op->own)
         es__set_msg(op->msg, sizeof op->msg,
                     "batch statement %zu failed: %.*s", e.index + 1, (int)ml,
                     m);
@@ -1018,9 +1045,14 @@ int es__op_result(es__op_t *op, PGresult *r) {
       code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_STMT || e.kind == ES__R_XPREP) {
       /* A member's acknowledgement refused keeps its own answer; the same
-       * SQLSTATE from any other statement is the append-only refusal. */
-      if (code != ES_ERR_NOT_OWNER ||
-          !op->batch->stmts[e.index].member_ack)
+       * SQLSTATE from any other statement is the append-only refusal. A
+       * caller's batch answers BATCH_ABORTED for the rest; the store's own
+       * statements answer their code. */
+      int ack_refused = code == ES_ERR_NOT_OWNER &&
+                        op->batch->stmts[e.index].member_ack;
+      if (code == ES_ERR_NOT_OWNER && !ack_refused)
+        code = ES_ERR_DB;
+      if (!op->own && !ack_refused)
         code = ES_ERR_BATCH_ABORTED;
     } else if (e.kind == ES__R_PREPARE && code == ES_ERR_DB) {
       code = ES_ERR_SCHEMA;
@@ -1196,12 +1228,24 @@ int es__op_member(es__op_t *op, int which, const char *group,
   int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
   if (rc)
     return rc;
-  if (member_id <= 0 || (which != 2 && (lease_ms < 1 ||
-                                         lease_ms > ES_MAX_LEASE_MS))) {
+  /* a join's id is drawn here, not given: name only what the caller
+   * gave */
+  if (which != 0 && member_id <= 0) {
     es__set_msg(op->msg, sizeof op->msg,
-                "group \"%s\": member id must be positive and the lease 1"
-                " to %d ms (got member %" PRId64 ", lease %u ms)",
-                group, ES_MAX_LEASE_MS, member_id, lease_ms);
+                "group \"%s\": member id must be positive (got %" PRId64
+                "): use the id es_group_join gave",
+                group, member_id);
+    return ES_ERR_INVALID;
+  }
+  if (which != 2 && (lease_ms < 1 || lease_ms > ES_MAX_LEASE_MS)) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": the lease must be 1 to %d ms, got %u", group,
+                ES_MAX_LEASE_MS, lease_ms);
+    return ES_ERR_INVALID;
+  }
+  if (member_id <= 0) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": no randomness for a member id", group);
     return ES_ERR_INVALID;
   }
   op->kind = ES__OP_MEMBER;

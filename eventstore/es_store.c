@@ -57,8 +57,10 @@ static void conn_params_free(es_store_t *s) {
 }
 
 static PGconn *connect_db(const es_store_t *s) {
-  return PQconnectdbParams((const char *const *)s->ckeys,
-                           (const char *const *)s->cvals, 1);
+  PGconn *c = PQconnectdbParams((const char *const *)s->ckeys,
+                                (const char *const *)s->cvals, 1);
+  es__quiet(c); /* kept by PQreset */
+  return c;
 }
 
 const char *es_store_last_error(const es_store_t *store) {
@@ -70,6 +72,13 @@ static void trim_copy(char *dst, size_t len, const char *src) {
   size_t n = strlen(dst);
   while (n && dst[n - 1] == '\n')
     dst[--n] = '\0';
+}
+
+/* A required pointer argument was NULL: INVALID, and the store's last
+ * error says which (not the text of an earlier call). */
+static int missing(es_store_t *s, const char *what) {
+  es__set_msg(s->msg, sizeof s->msg, "%s is required", what);
+  return ES_ERR_INVALID;
 }
 
 /* Check that the schema this library needs is in place. Runs before
@@ -240,15 +249,22 @@ void es_store_close(es_store_t *s) {
 
 int es_append(es_store_t *s, const char *stream_id, int64_t expected,
               es_event_t *events, size_t n, es_append_result_t *result) {
-  if (!s)
+  if (!s) {
+    if (result)
+      *result = (es_append_result_t){ES_ERR_INVALID, 0, 0, 0};
     return ES_ERR_INVALID;
+  }
   es_batch_reset(s->one);
   s->one->max_payload = s->opts.max_payload;
-  int rc = n == 1 && expected >= 0
+  /* The single-event statement writes version expected + 1, which
+   * overflows for INT64_MAX: that one goes the general way (CONFLICT). */
+  int rc = n == 1 && expected >= 0 && expected < INT64_MAX
                ? es__batch_add_one(s->one, stream_id, expected, events)
                : es_batch_add(s->one, stream_id, expected, events, n);
   if (rc < 0) {
     trim_copy(s->msg, sizeof s->msg, s->one->msg);
+    if (result) /* nothing sent: the outcome is the refusal */
+      *result = (es_append_result_t){rc, 0, 0, 0};
     return rc;
   }
   es__op_t op = {.kind = ES__OP_APPEND, .batch = s->one,
@@ -260,18 +276,29 @@ int es_append(es_store_t *s, const char *stream_id, int64_t expected,
   return rc;
 }
 
-int es_batch_execute(es_store_t *s, es_batch_t *b) {
-  if (!s || !b || (b->n_streams == 0 && b->n_stmts == 0)) {
-    if (s)
-      es__set_msg(s->msg, sizeof s->msg, "empty batch");
+/* Execute b: a caller's batch, or (own) the store's own statements, whose
+ * failure answers its code (DB ...) rather than BATCH_ABORTED. */
+static int execute(es_store_t *s, es_batch_t *b, int own) {
+  if (b->n_streams == 0 && b->n_stmts == 0) {
+    es__set_msg(s->msg, sizeof s->msg,
+                "empty batch: it holds no append and no statement");
     return ES_ERR_INVALID;
   }
   for (size_t i = 0; i < b->n_streams; i++)
     b->results[i] = (es_append_result_t){0, 0, 0, 0};
-  es__op_t op = {.kind = ES__OP_BATCH, .batch = b, .notify = s->opts.notify};
+  es__op_t op = {.kind = ES__OP_BATCH, .batch = b, .notify = s->opts.notify,
+                 .own = own};
   int rc = run(s, &op);
   es__op_free(&op);
   return rc;
+}
+
+int es_batch_execute(es_store_t *s, es_batch_t *b) {
+  if (!s)
+    return ES_ERR_INVALID;
+  if (!b)
+    return missing(s, "batch");
+  return execute(s, b, 0);
 }
 
 static int read_op(es_store_t *s, es__op_t *op, int rc, es_page_t **out) {
@@ -289,8 +316,10 @@ static int read_op(es_store_t *s, es__op_t *op, int rc, es_page_t **out) {
 
 int es_read_stream(es_store_t *s, const char *stream_id, int64_t from_version,
                    size_t max, es_page_t **out) {
-  if (!s || !out)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!out)
+    return missing(s, "out");
   *out = NULL;
   es__op_t op = {0};
   return read_op(s, &op, es__op_read_stream(&op, stream_id, from_version, max),
@@ -299,8 +328,10 @@ int es_read_stream(es_store_t *s, const char *stream_id, int64_t from_version,
 
 int es_read_all(es_store_t *s, es_pos_t from, const es_filter_t *filter,
                 size_t max, es_page_t **out) {
-  if (!s || !out)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!out)
+    return missing(s, "out");
   *out = NULL;
   es__op_t op = {0};
   return read_op(s, &op, es__op_read_all(&op, from, filter, max), out);
@@ -349,7 +380,7 @@ static int run_ckpt(es_store_t *s, int add) {
     trim_copy(s->msg, sizeof s->msg, s->one->msg);
     return add;
   }
-  return es_batch_execute(s, s->one);
+  return execute(s, s->one, 1);
 }
 
 int es_checkpoint_save(es_store_t *s, const char *name, es_pos_t pos) {
@@ -392,8 +423,10 @@ int es_close_stream(es_store_t *s, const char *stream_id) {
 }
 
 int es_checkpoint_load(es_store_t *s, const char *name, es_pos_t *pos) {
-  if (!s || !pos)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!pos)
+    return missing(s, "pos");
   es__op_t op = {.kind = ES__OP_CKPT_LOAD};
   int rc = es__check_sub_name("subscription name", name, op.msg,
                               sizeof op.msg);
@@ -409,8 +442,10 @@ int es_checkpoint_load(es_store_t *s, const char *name, es_pos_t *pos) {
 
 int es_group_read(es_store_t *s, const char *group, const char *category,
                   int member, int members, size_t max, es_page_t **out) {
-  if (!s || !out)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!out)
+    return missing(s, "out");
   *out = NULL;
   es__op_t op = {0};
   return read_op(
@@ -435,11 +470,16 @@ static int member_op(es_store_t *s, int which, const char *group,
 
 int es_group_join(es_store_t *s, const char *group, unsigned lease_ms,
                   int64_t *member_id, uint64_t *buckets) {
-  if (!s || !member_id)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!member_id)
+    return missing(s, "member_id");
   int64_t id = es__member_id();
-  if (id <= 0)
+  if (id <= 0) {
+    es__set_msg(s->msg, sizeof s->msg,
+                "group join: no randomness for a member id");
     return ES_ERR_INVALID;
+  }
   int rc = member_op(s, 0, group, id, lease_ms, buckets);
   if (!rc)
     *member_id = id;
@@ -461,8 +501,10 @@ int es_group_leave(es_store_t *s, const char *group, int64_t member_id) {
 
 int es_member_read(es_store_t *s, const char *group, const char *category,
                    int64_t member_id, size_t max, es_page_t **out) {
-  if (!s || !out)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!out)
+    return missing(s, "out");
   *out = NULL;
   es__op_t op = {0};
   int rc = es__op_read_member(&op, group, category, member_id, max);
@@ -507,10 +549,11 @@ static int snap_op(es_store_t *s, es__op_t *op, const char *stream_id,
                   stream_id);
       rc = ES_ERR_INVALID;
     }
-    if (!rc && len > s->opts.max_payload) {
+    size_t ceiling = s->opts.max_payload < ES__MAX_VALUE ? s->opts.max_payload
+                                                         : ES__MAX_VALUE;
+    if (!rc && len > ceiling) {
       es__set_msg(op->msg, sizeof op->msg,
-                  "snapshot data is %zu bytes, more than %zu", len,
-                  s->opts.max_payload);
+                  "snapshot data is %zu bytes, more than %zu", len, ceiling);
       rc = ES_ERR_TOO_LARGE;
     }
   }
@@ -523,8 +566,10 @@ static int snap_op(es_store_t *s, es__op_t *op, const char *stream_id,
   if (es__buf_be64(&op->snap, version) ||
       es__buf_put(&op->snap, stream_id, op->max) ||
       (type && es__buf_put(&op->snap, type, (size_t)op->from_version)) ||
-      (len && es__buf_put(&op->snap, data, len)))
+      (len && es__buf_put(&op->snap, data, len))) {
+    es__set_msg(s->msg, sizeof s->msg, "out of memory");
     return ES_ERR_NOMEM;
+  }
   return run(s, op);
 }
 
@@ -540,8 +585,10 @@ int es_snapshot_save(es_store_t *s, const char *stream_id, int64_t version,
 
 int es_snapshot_load(es_store_t *s, const char *stream_id,
                      es_snapshot_t **out) {
-  if (!s || !out)
+  if (!s)
     return ES_ERR_INVALID;
+  if (!out)
+    return missing(s, "out");
   *out = NULL;
   es__op_t op = {.kind = ES__OP_SNAP_LOAD};
   int rc = snap_op(s, &op, stream_id, 0, NULL, NULL, 0);

@@ -40,21 +40,32 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg);
 
 enum { SETTLE_FIRST_MS = 10 };
 
-static void read_next(es_sub_t *s) {
-  if (s->closing || s->paused || s->reading)
-    return;
-  uv_timer_stop(&s->timer);
-  es_filter_t f = {s->category, s->type};
-  if (es_async_read_all(s->as, s->pos, &f, s->o.page_size, on_page, s) == 0)
-    s->reading = 1;
-}
-
-static void on_timer(uv_timer_t *t) { read_next(t->data); }
+static void on_timer(uv_timer_t *t);
 
 static void state(es_sub_t *s, int status) {
   if (s->o.on_state)
     s->o.on_state(s, status, s->live, s->o.arg);
 }
+
+static void read_next(es_sub_t *s) {
+  if (s->closing || s->paused || s->reading)
+    return;
+  uv_timer_stop(&s->timer);
+  es_filter_t f = {s->category, s->type};
+  int rc = es_async_read_all(s->as, s->pos, &f, s->o.page_size, on_page, s);
+  if (rc == 0) {
+    s->reading = 1;
+    return;
+  }
+  /* the input was checked at the start: out of memory; try again later
+   * rather than stop without a word */
+  s->live = 0;
+  state(s, rc);
+  if (!s->closing)
+    uv_timer_start(&s->timer, on_timer, s->o.retry_ms, 0);
+}
+
+static void on_timer(uv_timer_t *t) { read_next(t->data); }
 
 static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
   (void)as;
@@ -128,6 +139,16 @@ int es_sub_start(uv_loop_t *loop, const char *conninfo,
                 " size of 1 to 10000");
     return ES_ERR_INVALID;
   }
+  /* The checks each read makes, once here: a filter or position every
+   * read would refuse must fail the start, not leave a subscription that
+   * never reads and never says why. */
+  es__op_t check = {0};
+  int rc = es__op_read_all(&check, opts->from, &opts->filter, opts->page_size);
+  if (rc)
+    es__set_msg(errbuf, errlen, "subscription: %s", check.msg);
+  es__op_free(&check);
+  if (rc)
+    return rc;
   es_sub_t *s = calloc(1, sizeof *s);
   if (!s)
     return ES_ERR_NOMEM;
@@ -140,7 +161,7 @@ int es_sub_start(uv_loop_t *loop, const char *conninfo,
     free(s);
     return ES_ERR_NOMEM;
   }
-  int rc = es_async_open(loop, conninfo, NULL, &s->as, errbuf, errlen);
+  rc = es_async_open(loop, conninfo, NULL, &s->as, errbuf, errlen);
   if (rc) {
     free(s->category);
     free(s->type);

@@ -81,7 +81,8 @@ ES_EXPORT int es_err_is_retriable(int err);
 #define ES_MAX_TEXT 1024     /* bytes, correlation/causation/metadata text */
 #define ES_MAX_SUB_NAME 255  /* bytes, subscription and group names */
 
-/* A free key/value pair of event metadata (stored as a jsonb object). */
+/* A free key/value pair of event metadata (stored as a jsonb object, so
+ * the keys of one event must differ: a key given twice is INVALID). */
 typedef struct {
   const char *key;
   const char *value;
@@ -163,7 +164,9 @@ ES_EXPORT void es_uuid_format(const uint8_t id[16], char out[37]);
 /* ---- options ------------------------------------------------------- */
 
 typedef struct {
-  /* Largest event data / snapshot data accepted, bytes (default 1 MiB). */
+  /* Largest event data / snapshot data accepted, bytes (default 1 MiB;
+   * above 1 GiB - 1, the most PostgreSQL takes in one value, data is
+   * TOO_LARGE whatever this says). */
   size_t max_payload;
   /* Send a NOTIFY on the store's channel with each append or committed
    * batch while a subscription (es_sub_start, any process) listens, so it
@@ -237,8 +240,10 @@ ES_EXPORT void es_store_close(es_store_t *store);
 ES_EXPORT const char *es_store_last_error(const es_store_t *store);
 
 /* Per-stream outcome of an append. version is the stream's version after
- * the call (for CONFLICT and DUPLICATE: its current version); positions are
- * those of the first and last event written (0 when none was written). */
+ * the call (for CONFLICT and DUPLICATE: its current version; for
+ * BATCH_ABORTED: the version the batch found, or 0 when an error raised
+ * before the stream was looked at left it unknown); positions are those of
+ * the first and last event written (0 when none was written). */
 typedef struct {
   int status;
   int64_t version;
@@ -246,14 +251,17 @@ typedef struct {
   int64_t last_position;
 } es_append_result_t;
 
-/* Append n (1..) events to stream_id if its version equals expected (or
- * expected is ES_ANY_VERSION), in one round trip and one transaction.
- * Returns 0, CONFLICT (nothing written), DUPLICATE (every event id is
- * already stored in this stream: an earlier call committed; nothing
- * written), ID_REUSED (some id is stored elsewhere; nothing written),
- * INVALID / TOO_LARGE / BAD_UTF8 (nothing sent), CONNECTION (outcome
- * unknown: repeat the call, it reconnects and answers DUPLICATE if the
- * first one committed), DB. result may be NULL. Nil ids in events are
+/* Append n (1 to 100000) events to stream_id if its version equals
+ * expected (or expected is ES_ANY_VERSION), in one round trip and one
+ * transaction. Returns 0, CONFLICT (nothing written; also for an expected
+ * version the stream cannot have, up to INT64_MAX), DUPLICATE (every
+ * event id is already stored in this stream: an earlier call committed;
+ * nothing written), ID_REUSED (some id is stored elsewhere; nothing
+ * written), INVALID / TOO_LARGE / BAD_UTF8 (nothing sent; expected below -1 is
+ * INVALID), NOMEM, CONNECTION (outcome unknown: repeat the call, it
+ * reconnects and answers DUPLICATE if the first one committed), DB.
+ * result may be NULL; it is filled in for every answer (for refused
+ * input: that status, version and positions 0). Nil ids in events are
  * filled in. */
 ES_EXPORT int es_append(es_store_t *store, const char *stream_id,
                         int64_t expected, es_event_t *events, size_t n,
@@ -324,20 +332,25 @@ ES_EXPORT void es_batch_free(es_batch_t *batch);
 /* Forget every stream and statement, keeping allocated memory. */
 ES_EXPORT void es_batch_reset(es_batch_t *batch);
 
-/* Add an append of n (1..) events to stream_id with its expected version.
- * Validates and copies the input now: on error nothing is added. Returns
- * the stream's index (>= 0) for es_batch_result, or INVALID / TOO_LARGE /
- * BAD_UTF8 / NOMEM. Nil ids in events are filled in. */
+/* Add an append of n (1 to 100000) events to stream_id with its expected
+ * version. Validates and copies the input now: on error nothing is added.
+ * Returns the stream's index (>= 0) for es_batch_result, or INVALID /
+ * TOO_LARGE / BAD_UTF8 / NOMEM. Nil ids in events are filled in. */
 ES_EXPORT int es_batch_add(es_batch_t *batch, const char *stream_id,
                            int64_t expected, es_event_t *events, size_t n);
 
 /* Add a statement run after the appends, in the same transaction (e.g. an
  * upsert into a derived index table). params are text values (NULL = SQL
- * NULL), copied now; sql is copied too. Statements run in the order added.
- * Each connection prepares the first 8 distinct statement texts it runs
- * and reuses them (parsed and planned once, not once per batch), so keep
- * the text fixed and vary the params. Returns its index (>= 0) or
- * INVALID / NOMEM. */
+ * NULL), copied now; sql is copied too: one statement, whose $1..$nparams
+ * are params (a count that does not match the text fails the batch with
+ * BATCH_ABORTED when it runs). Statements run in the order added. Each
+ * connection prepares the first 8 distinct statement texts it runs and
+ * reuses them (parsed and planned once, not once per batch), so keep the
+ * text fixed and vary the params. Returns its index (>= 0) or NOMEM, or
+ * INVALID: no text, nparams not 0 to 65535, params NULL with nparams
+ * above 0, or a statement that would end the batch's transaction or
+ * change the library's session (BEGIN, START, COMMIT, END, ROLLBACK,
+ * ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION, DEALLOCATE, DISCARD). */
 ES_EXPORT int es_batch_add_statement(es_batch_t *batch, const char *sql,
                                      int nparams,
                                      const char *const *params);
@@ -363,7 +376,8 @@ ES_EXPORT int es_batch_execute(es_store_t *store, es_batch_t *batch);
 
 /* Events of stream_id with version >= from_version, in version order, at
  * most max (1..10000). *out receives a page (possibly empty; free it with
- * es_page_free). Errors: INVALID, CONNECTION, DB, NOMEM. */
+ * es_page_free). Errors: INVALID (also a negative from_version),
+ * TOO_LARGE / BAD_UTF8 (the stream id), CONNECTION, DB, NOMEM. */
 ES_EXPORT int es_read_stream(es_store_t *store, const char *stream_id,
                              int64_t from_version, size_t max,
                              es_page_t **out);
@@ -376,9 +390,13 @@ typedef struct {
   const char *type;
 } es_filter_t;
 
-/* Up to max events after position from (exclusive) in global order, that
- * are committed and can no longer be preceded by a later commit (see the
- * internals page). Continue from page->next. filter may be NULL. */
+/* Up to max (1..10000) events after position from (exclusive) in global
+ * order, that are committed and can no longer be preceded by a later
+ * commit (see the internals page). Continue from page->next. filter may
+ * be NULL; its strings, when given, are 1 to ES_MAX_STREAM_ID (category)
+ * or ES_MAX_TYPE (type) bytes of UTF-8. Errors: INVALID (also from.pos
+ * negative or an empty filter string), TOO_LARGE, BAD_UTF8, CONNECTION,
+ * DB, NOMEM. */
 ES_EXPORT int es_read_all(es_store_t *store, es_pos_t from,
                           const es_filter_t *filter, size_t max,
                           es_page_t **out);
@@ -543,7 +561,8 @@ typedef struct {
   size_t len;
 } es_snapshot_t;
 
-/* Latest snapshot of stream_id into *out, or NOT_FOUND. */
+/* Latest snapshot of stream_id into *out, or NOT_FOUND. Other errors:
+ * INVALID, TOO_LARGE / BAD_UTF8 (the stream id), CONNECTION, DB, NOMEM. */
 ES_EXPORT int es_snapshot_load(es_store_t *store, const char *stream_id,
                                es_snapshot_t **out);
 ES_EXPORT void es_snapshot_free(es_snapshot_t *snap);
@@ -579,9 +598,9 @@ typedef struct {
 
 /* Open the archive file at path and read its header (blocking file I/O).
  * On success *out owns the open file; free it with es_archive_close.
- * Errors: INVALID (NULL path or out), IO (cannot open or read: errbuf
- * has the reason), CORRUPT (not an archive of a version this library
- * reads, or a damaged header), NOMEM. */
+ * Errors: INVALID (NULL path or out), IO (cannot open or read, a
+ * directory say: errbuf has the reason), CORRUPT (not a gzip file, not an
+ * archive of a version this library reads, or a damaged header), NOMEM. */
 ES_EXPORT int es_archive_open(const char *path, es_archive_t **out,
                               char *errbuf, size_t errlen);
 /* Read on: up to max (1..10000) events of stream_id (NULL: of every
@@ -589,12 +608,13 @@ ES_EXPORT int es_archive_open(const char *path, es_archive_t **out,
  * gap-safe global order; a stream's events in version order). *out
  * receives a page (free with es_page_free); an empty page means the end,
  * which was reached and verified: the manifest's event count and
- * checksum match what was read and nothing follows it. The events of a
- * page are checked only when the end is reached, so a caller that must
- * not act on a damaged file reads to the end before using them (sagactl
- * history does). Errors: INVALID, CORRUPT (damaged, truncated, or its
- * checksum or counts do not match: es_archive_last_error says where),
- * IO, NOMEM; after an error every later call answers the same. */
+ * checksum match what was read, the gzip stream ended whole, and nothing
+ * follows it in the file. The events of a page are checked only when the
+ * end is reached, so a caller that must not act on a damaged file reads
+ * to the end before using them (sagactl history does). Errors: INVALID,
+ * CORRUPT (damaged, truncated, or its checksum or counts do not match:
+ * es_archive_last_error says where), IO, NOMEM; after an error every later
+ * call answers the same. */
 ES_EXPORT int es_archive_read(es_archive_t *ar, const char *stream_id,
                               size_t max, es_page_t **out);
 /* What the archive says about itself; valid until es_archive_close. */
@@ -635,7 +655,9 @@ typedef void (*es_async_close_cb)(es_async_t *as, void *arg);
  * once the loop has released it; close_cb (may be NULL) runs after. */
 ES_EXPORT void es_async_close(es_async_t *as, es_async_close_cb close_cb,
                               void *arg);
-/* Text of the last error on the handle ("" when none). */
+/* Text of the last error on the handle: inside a callback, that of its
+ * operation ("" when it succeeded); after a submit call that failed, why.
+ * Valid until the next call or callback on the handle. */
 ES_EXPORT const char *es_async_last_error(const es_async_t *as);
 
 /* Batch done: status as es_batch_execute returns; per-stream results in
@@ -716,6 +738,11 @@ typedef struct {
 } es_sub_opts_t;
 
 ES_EXPORT void es_sub_opts_init(es_sub_opts_t *opts);
+/* Start the subscription (non-blocking; its first read is queued).
+ * Errors, with errbuf saying which: INVALID (no loop, conninfo, opts or
+ * on_events, page_size not 1 to 10000, from.pos negative, an empty filter
+ * string), TOO_LARGE / BAD_UTF8 (a filter string, as es_read_all checks
+ * it), NOMEM. */
 ES_EXPORT int es_sub_start(struct uv_loop_s *loop, const char *conninfo,
                            const es_sub_opts_t *opts, es_sub_t **out,
                            char *errbuf, size_t errlen);

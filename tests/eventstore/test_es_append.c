@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,6 +335,137 @@ static void test_connection_defaults_apply_unless_the_conninfo_sets_them(
   PQfinish(admin);
 }
 
+/* A call refused for a missing argument says which in the last error,
+ * not the text of an earlier call that failed. */
+static void test_a_missing_argument_is_named_by_the_last_error(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t e = est_event("A", "1");
+  es_append_result_t r;
+  memset(&r, 0x5a, sizeof r);
+  assert_int_equal(es_append(s, "", 0, &e, 1, &r), ES_ERR_INVALID);
+  assert_non_null(strstr(es_store_last_error(s), "stream id is empty"));
+  /* result answers for a refused call too, not left as it was */
+  assert_int_equal(r.status, ES_ERR_INVALID);
+  assert_int_equal(r.first_position, 0);
+  int64_t id;
+  assert_int_equal(es_read_stream(s, "arg-1", 1, 10, NULL), ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "out is required");
+  assert_int_equal(es_append(s, "", 0, &e, 1, NULL), ES_ERR_INVALID);
+  assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, NULL, 10, NULL),
+                   ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "out is required");
+  assert_int_equal(es_append(s, "", 0, &e, 1, NULL), ES_ERR_INVALID);
+  assert_int_equal(es_checkpoint_load(s, "arg", NULL), ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "pos is required");
+  assert_int_equal(es_snapshot_load(s, "arg-1", NULL), ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "out is required");
+  assert_int_equal(es_group_join(s, "arg", 1000, NULL, NULL), ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "member_id is required");
+  assert_int_equal(es_batch_execute(s, NULL), ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "batch is required");
+  assert_int_equal(es_group_read(s, "arg", "c", 0, 1, 10, NULL),
+                   ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "out is required");
+  assert_int_equal(es_member_read(s, "arg", "c", 1, 10, NULL), ES_ERR_INVALID);
+  assert_string_equal(es_store_last_error(s), "out is required");
+  /* a join's bad lease names the lease, not the id the library drew */
+  assert_int_equal(es_group_join(s, "arg", 0, &id, NULL), ES_ERR_INVALID);
+  assert_non_null(strstr(es_store_last_error(s), "lease must be 1 to"));
+  assert_null(strstr(es_store_last_error(s), "member"));
+  /* a metadata key given twice (jsonb would keep the last value only) */
+  es_kv_t twice[2] = {{"tenant", "a"}, {"tenant", "b"}};
+  e.meta = twice;
+  e.n_meta = 2;
+  assert_int_equal(es_append(s, "arg-1", ES_NO_STREAM, &e, 1, NULL),
+                   ES_ERR_INVALID);
+  assert_non_null(
+      strstr(es_store_last_error(s), "metadata key \"tenant\" is given twice"));
+  assert_int_equal(count_events("arg-1"), 0);
+  es_store_close(s);
+}
+
+/* The expected version INT64_MAX is one no stream has: CONFLICT, as for
+ * any other version the stream is not at, not a database error from the
+ * single-event statement's version + 1. */
+static void test_the_largest_expected_version_is_a_conflict(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_event_t e = est_event("A", "1");
+  assert_int_equal(es_append(s, "max-1", ES_NO_STREAM, &e, 1, NULL), 0);
+  es_append_result_t r;
+  es_event_t f = est_event("B", "2");
+  assert_int_equal(es_append(s, "max-1", INT64_MAX, &f, 1, &r),
+                   ES_ERR_CONFLICT);
+  assert_int_equal(r.status, ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 1);
+  assert_non_null(strstr(es_store_last_error(s), "is at version 1"));
+  es_event_t g = est_event("C", "3");
+  assert_int_equal(es_append(s, "max-2", INT64_MAX, &g, 1, &r),
+                   ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 0);
+  assert_int_equal(count_events("max-1"), 1);
+  assert_int_equal(count_events("max-2"), 0);
+  es_store_close(s);
+}
+
+/* The blocking calls that run a statement of the store's own (a
+ * checkpoint saved or reset, a stream closed) answer a refusal by the
+ * database with DB, as their contracts say, not with the BATCH_ABORTED
+ * of a caller's batch (retriable, and the caller made no batch). */
+static void test_a_refused_checkpoint_or_close_answers_db(void **state) {
+  (void)state;
+  static const char *const read_only[] = {
+      "options", "-c default_transaction_read_only=on", NULL};
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.conn_defaults = read_only;
+  es_store_t *s = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(es_store_open(db, &o, &s, err, sizeof err), 0);
+  es_pos_t at = {1, 1};
+  assert_int_equal(es_checkpoint_save(s, "ro-sub", at), ES_ERR_DB);
+  assert_non_null(strstr(es_store_last_error(s), "read-only transaction"));
+  assert_int_equal(es_checkpoint_reset(s, "ro-sub"), ES_ERR_DB);
+  assert_int_equal(es_close_stream(s, "ro-1"), ES_ERR_DB);
+  assert_int_equal(es_group_ack(s, "ro-group", 0, 1, at), ES_ERR_DB);
+  es_event_t e = est_event("A", "1");
+  assert_int_equal(es_append(s, "ro-1", ES_NO_STREAM, &e, 1, NULL), ES_ERR_DB);
+  /* a caller's batch still answers BATCH_ABORTED */
+  es_batch_t *b = es_batch_new(NULL);
+  assert_int_equal(es_batch_add_checkpoint(b, "ro-sub", at), 0);
+  assert_int_equal(es_batch_execute(s, b), ES_ERR_BATCH_ABORTED);
+  es_batch_free(b);
+  es_store_close(s);
+}
+
+/* max_payload raised past what PostgreSQL takes in one value (1 GiB):
+ * larger data is still TOO_LARGE, refused before a byte of it is read
+ * (the data here is far shorter than the length claimed). */
+static void test_data_larger_than_a_database_value_is_too_large(
+    void **state) {
+  (void)state;
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.max_payload = SIZE_MAX;
+  es_store_t *s = NULL;
+  assert_int_equal(es_store_open(db, &o, &s, NULL, 0), 0);
+  es_event_t e = est_event("A", "1");
+  e.data_len = (size_t)1 << 31;
+  assert_int_equal(es_append(s, "huge-1", ES_NO_STREAM, &e, 1, NULL),
+                   ES_ERR_TOO_LARGE);
+  assert_non_null(strstr(es_store_last_error(s), "more than 1073741823"));
+  assert_int_equal(es_snapshot_save(s, "huge-1", 1, "S", "1", (size_t)1 << 31),
+                   ES_ERR_TOO_LARGE);
+  assert_non_null(strstr(es_store_last_error(s), "more than 1073741823"));
+  es_batch_t *b = es_batch_new(&o);
+  assert_int_equal(es_batch_add(b, "huge-1", ES_ANY_VERSION, &e, 1),
+                   ES_ERR_TOO_LARGE);
+  es_batch_free(b);
+  assert_int_equal(count_events("huge-1"), 0);
+  es_store_close(s);
+}
+
 static int setup(void **state) {
   (void)state;
   db = est_db("es_append");
@@ -365,6 +497,10 @@ int main(void) {
           test_a_terminated_connection_returns_connection_then_reconnects),
       cmocka_unit_test(
           test_connection_defaults_apply_unless_the_conninfo_sets_them),
+      cmocka_unit_test(test_a_missing_argument_is_named_by_the_last_error),
+      cmocka_unit_test(test_the_largest_expected_version_is_a_conflict),
+      cmocka_unit_test(test_a_refused_checkpoint_or_close_answers_db),
+      cmocka_unit_test(test_data_larger_than_a_database_value_is_too_large),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -365,6 +365,132 @@ static void tamper(const char *path, long from_end) {
   assert_int_equal(gzclose(out), Z_OK);
 }
 
+/* ---- archives made by hand, to damage them in ways the tool never does */
+
+static void put_be(unsigned char *p, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+    p[i] = (unsigned char)(v & 0xff);
+}
+
+/* An archive of era 1 with one event of stream "s-1" into buf (its
+ * length); the manifest ends with extra (a line or ""); body_len, when
+ * not 0, replaces the event record's length and cuts the file there. */
+static size_t craft(unsigned char *buf, size_t cap, const char *extra,
+                    uint32_t body_len) {
+  size_t n = (size_t)snprintf((char *)buf, cap,
+                              "saga-es-archive 1\nera: 1\ntable: es_events_e1"
+                              "\ncreated-at: 2024-01-01T00:00:00Z\n"
+                              "first-position: 1\nlast-position: 9\n\n");
+  unsigned char *r = buf + n;
+  r[0] = 'E';
+  size_t at = 5;
+  put_be(r + at, 1, 8);      /* global position */
+  put_be(r + at + 8, 7, 8);  /* tx */
+  put_be(r + at + 16, 1, 8); /* version */
+  put_be(r + at + 24, 0, 8); /* recorded at */
+  memset(r + at + 32, 0x11, 16);
+  at += 48;
+  const char *fields[7] = {"s-1", "T", "d", NULL, NULL, NULL, NULL};
+  for (int i = 0; i < 7; i++) {
+    size_t len = fields[i] ? strlen(fields[i]) : 0;
+    put_be(r + at, fields[i] ? len : 0xffffffffu, 4);
+    memcpy(r + at + 4, fields[i] ? fields[i] : "", len);
+    at += 4 + len;
+  }
+  put_be(r + 1, at - 5, 4);
+  if (body_len) {
+    put_be(r + 1, body_len, 4);
+    return n + 5 + 10; /* ends inside the record */
+  }
+  n += at;
+  uint32_t crc = (uint32_t)crc32(0, buf, (uInt)n);
+  char man[256];
+  int m = snprintf(man, sizeof man,
+                   "events: 1\nstreams: 1\nchecksum: crc32:%08x\n%s",
+                   (unsigned)crc, extra);
+  buf[n] = 'M';
+  put_be(buf + n + 1, (uint64_t)m, 4);
+  memcpy(buf + n + 5, man, (size_t)m);
+  assert_true(n + 5 + (size_t)m < cap);
+  return n + 5 + (size_t)m;
+}
+
+/* Write raw to path, gzip-compressed or as it is, then junk (may be
+ * NULL) after it. */
+static void write_file(const char *path, const unsigned char *raw, size_t len,
+                       int gz, const char *junk) {
+  if (gz) {
+    gzFile out = gzopen(path, "wb");
+    assert_non_null(out);
+    assert_int_equal(gzwrite(out, raw, (unsigned)len), (int)len);
+    assert_int_equal(gzclose(out), Z_OK);
+  } else {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(raw, 1, len, f), len);
+    fclose(f);
+  }
+  if (junk) {
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    fputs(junk, f);
+    fclose(f);
+  }
+}
+
+/* What the reader promises of a damaged file: a read error is IO, and the
+ * end is verified -- the gzip stream ended whole and nothing follows it --
+ * so bytes after the stream, or a file that is not gzip at all, are
+ * CORRUPT; the manifest, outside the checksum, cannot change what the
+ * header said; a record length damaged into a huge one fails as a
+ * truncation. */
+static void test_a_damaged_archive_file_answers_the_documented_code(
+    void **state) {
+  (void)state;
+  char dir[] = "/tmp/es_archive_craft_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128], err[ES_ERRBUF_SIZE];
+  snprintf(path, sizeof path, "%s/a.gz", dir);
+  static unsigned char raw[4096];
+  es_archive_info_t in;
+  size_t n = craft(raw, sizeof raw, "", 0);
+  write_file(path, raw, n, 1, NULL);
+  assert_int_equal(es_archive_verify(path, &in, err, sizeof err), 0);
+  assert_int_equal(in.events, 1);
+
+  write_file(path, raw, n, 1, "left over\n");
+  assert_int_equal(es_archive_verify(path, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "after the end of the gzip stream"));
+
+  write_file(path, raw, n, 0, NULL);
+  assert_int_equal(es_archive_verify(path, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "not a gzip file"));
+
+  n = craft(raw, sizeof raw, "era: 99\ntable: es_events_e99\n", 0);
+  write_file(path, raw, n, 1, NULL);
+  assert_int_equal(es_archive_verify(path, &in, err, sizeof err), 0);
+  assert_int_equal(in.era, 1);
+  assert_string_equal(in.table, "es_events_e1");
+
+  n = craft(raw, sizeof raw, "", UINT32_C(1) << 30);
+  write_file(path, raw, n, 1, NULL);
+  assert_int_equal(es_archive_verify(path, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "truncated"));
+
+  /* a directory opens, then cannot be read */
+  assert_int_equal(es_archive_verify(dir, NULL, err, sizeof err), ES_ERR_IO);
+  assert_non_null(strstr(err, "Is a directory"));
+  es_archive_t *ar = NULL;
+  assert_int_equal(es_archive_open(dir, &ar, err, sizeof err), ES_ERR_IO);
+  assert_null(ar);
+
+  unlink(path);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_a_changed_or_truncated_archive_is_refused(void **state) {
   (void)state;
   fixture_t f = {0};
@@ -545,6 +671,8 @@ int main(void) {
       cmocka_unit_test(
           test_finished_eras_are_archived_and_read_back_byte_for_byte),
       cmocka_unit_test(test_a_changed_or_truncated_archive_is_refused),
+      cmocka_unit_test(
+          test_a_damaged_archive_file_answers_the_documented_code),
       cmocka_unit_test(test_the_writer_can_neither_archive_nor_drop),
       cmocka_unit_test(test_a_drop_that_cannot_get_its_lock_changes_nothing),
       cmocka_unit_test(test_usage_errors_say_what_is_wrong),

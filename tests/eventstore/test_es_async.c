@@ -205,6 +205,114 @@ static void test_a_lost_connection_fails_the_operation_and_the_next_reconnects(
   es_batch_free(b);
 }
 
+/* What each callback saw: its status and the handle's last error then. */
+struct told {
+  int n, status[4];
+  char why[4][ES_ERRBUF_SIZE];
+};
+
+static void tell(es_async_t *as, int status, void *arg) {
+  struct told *t = arg;
+  assert_true(t->n < 4);
+  snprintf(t->why[t->n], sizeof t->why[t->n], "%s", es_async_last_error(as));
+  t->status[t->n++] = status;
+}
+
+static void told_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
+  (void)b;
+  tell(as, status, arg);
+}
+
+static void told_read(es_async_t *as, int status, es_page_t *page, void *arg) {
+  es_page_free(page);
+  tell(as, status, arg);
+}
+
+static void told_member(es_async_t *as, int status, int64_t id,
+                        uint64_t buckets, void *arg) {
+  (void)id, (void)buckets;
+  tell(as, status, arg);
+}
+
+/* es_async_last_error names what went wrong: in a callback, that
+ * operation's failure (not an earlier one's, "" after a success); after a
+ * refused submit, why. A statement with the wrong parameter count aborts
+ * the batch; it is not a lost connection. */
+static void test_an_async_failure_is_named_where_it_is_reported(void **state) {
+  (void)state;
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, NULL, 0), 0);
+  es_batch_t *b = es_batch_new(NULL);
+  struct told t = {0};
+  assert_int_equal(es_async_batch(as, b, told_batch, &t), ES_ERR_INVALID);
+  assert_non_null(strstr(es_async_last_error(as), "empty batch"));
+  assert_int_equal(es_async_read_stream(as, "tell-1", 1, 10, NULL, NULL),
+                   ES_ERR_INVALID);
+  assert_non_null(strstr(es_async_last_error(as), "callback is required"));
+  es_event_t e = est_event("A", "1");
+  assert_int_equal(es_batch_add(b, "tell-1", ES_NO_STREAM, &e, 1), 0);
+  const char *p[1] = {"1"};
+  assert_int_equal(es_batch_add_statement(b, "SELECT $1::int + $2::int", 1, p),
+                   0);
+  assert_int_equal(es_async_batch(as, b, told_batch, &t), 0);
+  assert_int_equal(es_async_read_stream(as, "tell-1", 1, 10, told_read, &t), 0);
+  assert_int_equal(
+      es_async_group_renew(as, "tell-group", 777, 1000, told_member, &t), 0);
+  run_until(&t.n, 3);
+  assert_int_equal(t.status[0], ES_ERR_BATCH_ABORTED);
+  assert_non_null(strstr(t.why[0], "bind message supplies"));
+  assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_BATCH_ABORTED);
+  assert_int_equal(t.status[1], 0);
+  assert_string_equal(t.why[1], "");
+  assert_int_equal(t.status[2], ES_ERR_NOT_FOUND);
+  assert_non_null(strstr(t.why[2], "member 777 is not a member"));
+  es_async_close(as, NULL, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  es_batch_free(b);
+}
+
+static int on_events_never(es_sub_t *sub, const es_page_t *page, void *arg) {
+  (void)sub, (void)page, (void)arg;
+  return 0;
+}
+
+/* A filter or checkpoint that every read would refuse fails the start
+ * with the code es_read_all answers and a reason, instead of a
+ * subscription that never reads and never says why. */
+static void test_a_subscription_no_read_would_accept_is_refused_at_start(
+    void **state) {
+  (void)state;
+  char longcat[ES_MAX_STREAM_ID + 2];
+  memset(longcat, 'c', sizeof longcat - 1);
+  longcat[sizeof longcat - 1] = '\0';
+  static const struct {
+    const char *category, *type;
+    int64_t pos;
+    int rc;
+    const char *why;
+  } bad[] = {
+      {"", NULL, 0, ES_ERR_INVALID, "category is empty"},
+      {NULL, "", 0, ES_ERR_INVALID, "event type is empty"},
+      {"\xff", NULL, 0, ES_ERR_BAD_UTF8, "not valid UTF-8"},
+      {NULL, NULL, -1, ES_ERR_INVALID, "position not negative"},
+      {NULL, NULL, 0, ES_ERR_TOO_LARGE, "more than 511"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    es_sub_opts_t o;
+    es_sub_opts_init(&o);
+    o.on_events = on_events_never;
+    o.filter.category = i == 4 ? longcat : bad[i].category;
+    o.filter.type = bad[i].type;
+    o.from.pos = bad[i].pos;
+    es_sub_t *sub = NULL;
+    char err[ES_ERRBUF_SIZE] = "";
+    assert_int_equal(es_sub_start(&loop, db, &o, &sub, err, sizeof err),
+                     bad[i].rc);
+    assert_null(sub);
+    assert_non_null(strstr(err, bad[i].why));
+  }
+}
+
 struct follower {
   int64_t last_pos;
   int events, live, lost, bad_order;
@@ -359,6 +467,9 @@ int main(void) {
       cmocka_unit_test(
           test_an_async_batch_aborted_by_a_racing_writer_names_the_culprit),
       cmocka_unit_test(test_close_cancels_every_pending_operation_once),
+      cmocka_unit_test(test_an_async_failure_is_named_where_it_is_reported),
+      cmocka_unit_test(
+          test_a_subscription_no_read_would_accept_is_refused_at_start),
       cmocka_unit_test(
           test_a_lost_connection_fails_the_operation_and_the_next_reconnects),
       cmocka_unit_test(

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -116,12 +117,96 @@ static void test_a_failing_statement_aborts_the_whole_batch(void **state) {
   assert_non_null(strstr(es_store_last_error(s), "division by zero"));
   assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_BATCH_ABORTED);
   assert_int_equal(es_batch_result(b, 1)->status, ES_ERR_BATCH_ABORTED);
+  /* the versions the batch found (no stream), not the ones it would have
+   * written */
+  assert_int_equal(es_batch_result(b, 0)->version, 0);
+  assert_int_equal(es_batch_result(b, 1)->version, 0);
   assert_int_equal(count_events("saga-f1"), 0);
   assert_int_equal(count_events("saga-f2"), 0);
   es_batch_free(b);
   es_batch_t *empty = es_batch_new(NULL);
   assert_int_equal(es_batch_execute(s, empty), ES_ERR_INVALID);
   es_batch_free(empty);
+  es_store_close(s);
+}
+
+/* A statement whose parameters do not match its text is the caller's
+ * mistake: the server answers it with an ERROR of class 08 (protocol
+ * violation) and keeps the session. The batch is aborted like any failing
+ * statement; it is not a lost connection (which the caller is told to
+ * retry, and which would drop a good connection). A stream that would have
+ * written reports the version the batch found, not the one it would have
+ * had. */
+static void test_a_statement_with_the_wrong_parameter_count_aborts_the_batch(
+    void **state) {
+  (void)state;
+  static const char *const named[] = {"application_name", "es-param-count",
+                                      NULL};
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.conn_defaults = named;
+  es_store_t *s = NULL;
+  assert_int_equal(es_store_open(db, &o, &s, NULL, 0), 0);
+  es_event_t a[2] = {est_event("A", "1"), est_event("B", "2")};
+  assert_int_equal(es_append(s, "saga-wp1", ES_NO_STREAM, a, 2, NULL), 0);
+  PGconn *admin = est_raw(db);
+  static const char *pid_sql = "SELECT pid FROM pg_stat_activity WHERE"
+                               " application_name = 'es-param-count'";
+  long long before = est_scalar(admin, pid_sql);
+  assert_true(before > 0);
+  static const struct {
+    const char *sql;
+    int n;
+  } wrong[] = {{"SELECT $1::int + $2::int", 1}, {"SELECT $1::int", 2}};
+  const char *p[2] = {"1", "2"};
+  for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+    es_batch_t *b = es_batch_new(NULL);
+    es_event_t c = est_event("C", "3");
+    assert_int_equal(es_batch_add(b, "saga-wp1", 2, &c, 1), 0);
+    assert_int_equal(es_batch_add_statement(b, wrong[i].sql, wrong[i].n, p), 0);
+    assert_int_equal(es_batch_execute(s, b), ES_ERR_BATCH_ABORTED);
+    assert_non_null(strstr(es_store_last_error(s), "bind message supplies"));
+    assert_int_equal(es_batch_result(b, 0)->status, ES_ERR_BATCH_ABORTED);
+    assert_int_equal(es_batch_result(b, 0)->version, 2);
+    assert_int_equal(es_batch_result(b, 0)->first_position, 0);
+    es_batch_free(b);
+  }
+  assert_int_equal(count_events("saga-wp1"), 2);
+  /* the same session goes on */
+  es_event_t d = est_event("D", "4");
+  assert_int_equal(es_append(s, "saga-wp1", 2, &d, 1, NULL), 0);
+  assert_int_equal(est_scalar(admin, pid_sql), before);
+  PQfinish(admin);
+  es_store_close(s);
+}
+
+/* The library never logs: a warning the server sends while a batch runs
+ * does not reach stderr (libpq's default notice processor prints it). */
+static void test_server_warnings_are_not_printed(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_batch_t *b = es_batch_new(NULL);
+  assert_int_equal(
+      es_batch_add_statement(
+          b, "DO $$BEGIN RAISE WARNING 'es-test-warning'; END$$", 0, NULL),
+      0);
+  fflush(stderr);
+  int saved = dup(2);
+  FILE *cap = tmpfile();
+  assert_non_null(cap);
+  assert_true(saved >= 0 && dup2(fileno(cap), 2) >= 0);
+  int rc = es_batch_execute(s, b);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  char out[512] = "";
+  rewind(cap);
+  size_t n = fread(out, 1, sizeof out - 1, cap);
+  out[n] = '\0';
+  fclose(cap);
+  assert_int_equal(rc, 0);
+  assert_null(strstr(out, "es-test-warning"));
+  es_batch_free(b);
   es_store_close(s);
 }
 
@@ -645,6 +730,9 @@ int main(void) {
           test_a_one_stream_batch_keeps_one_plan_that_probes_the_keys),
       cmocka_unit_test(
           test_a_race_in_a_large_batch_names_the_culprit_and_keeps_found_conflicts),
+      cmocka_unit_test(
+          test_a_statement_with_the_wrong_parameter_count_aborts_the_batch),
+      cmocka_unit_test(test_server_warnings_are_not_printed),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

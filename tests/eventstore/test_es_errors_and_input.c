@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -164,6 +165,74 @@ static void test_bad_input_is_refused_with_a_clear_code(void **state) {
   es_batch_free(b);
 }
 
+static void test_a_metadata_key_given_twice_is_refused(void **state) {
+  (void)state;
+  es_batch_t *b = es_batch_new(NULL);
+  es_event_t e;
+  memset(&e, 0, sizeof e);
+  e.type = "Created";
+  /* jsonb keeps one value per key: the first would be lost unsaid */
+  es_kv_t two[3] = {{"tenant", "a"}, {"user", "u"}, {"tenant", "b"}};
+  e.meta = two;
+  e.n_meta = 3;
+  assert_int_equal(es_batch_add(b, "s-1", 0, &e, 1), ES_ERR_INVALID);
+  /* many pairs (sorted, not compared pair by pair) */
+  char keys[40][8];
+  es_kv_t many[40];
+  for (int i = 0; i < 40; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
+    many[i] = (es_kv_t){keys[i], "v"};
+  }
+  e.meta = many;
+  e.n_meta = 40;
+  assert_int_equal(es_batch_add(b, "s-1", 0, &e, 1), 0);
+  many[39].key = "k7";
+  assert_int_equal(es_batch_add(b, "s-1", 0, &e, 1), ES_ERR_INVALID);
+  assert_int_equal(es_batch_size(b), 1);
+  es_batch_free(b);
+}
+
+static void test_a_statement_that_would_end_the_batch_is_refused(
+    void **state) {
+  (void)state;
+  es_batch_t *b = es_batch_new(NULL);
+  /* a batch is one transaction: these would leave it open for good, end
+   * it half way, or drop the library's prepared statements */
+  static const char *const refused[] = {
+      "BEGIN",
+      "begin isolation level serializable",
+      "  START TRANSACTION",
+      "COMMIT",
+      "end",
+      "ROLLBACK",
+      "-- say why\n rollback",
+      "/* a /* nested */ comment */ABORT",
+      "SAVEPOINT a",
+      "RELEASE SAVEPOINT a",
+      "PREPARE TRANSACTION 'x'",
+      "prepare\ttransaction 'x'",
+      "DEALLOCATE ALL",
+      "DISCARD ALL",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+    assert_int_equal(es_batch_add_statement(b, refused[i], 0, NULL),
+                     ES_ERR_INVALID);
+  static const char *const allowed[] = {
+      "SELECT 1",
+      "-- a comment\nINSERT INTO t VALUES (1)",
+      "DO $$BEGIN PERFORM 1; END$$",
+      "PREPARE q AS SELECT 1",
+      "WITH beginning AS (SELECT 1) SELECT * FROM beginning",
+      "ENDLESS",
+  };
+  for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
+    assert_int_equal(es_batch_add_statement(b, allowed[i], 0, NULL), (int)i);
+  assert_int_equal(es_batch_add_statement(b, "", 0, NULL), ES_ERR_INVALID);
+  assert_int_equal(es_batch_add_statement(b, "SELECT 1", -1, NULL),
+                   ES_ERR_INVALID);
+  es_batch_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_error_code_has_a_name_and_a_message),
@@ -171,6 +240,8 @@ int main(void) {
       cmocka_unit_test(test_time_ordered_uuids_carry_the_time_and_sort_by_it),
       cmocka_unit_test(test_batch_add_fills_nil_ids_and_keeps_given_ones),
       cmocka_unit_test(test_bad_input_is_refused_with_a_clear_code),
+      cmocka_unit_test(test_a_metadata_key_given_twice_is_refused),
+      cmocka_unit_test(test_a_statement_that_would_end_the_batch_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

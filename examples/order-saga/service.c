@@ -46,6 +46,10 @@ typedef struct svc {
   uv_signal_t sigint, sigterm;
   char search_path[200]; /* "SET search_path TO <schema>" */
   unsigned long applied, undone, voided, refused, held;
+  /* the commands whose replies are withheld: each still owed its
+   * saga_participant_done, given after close (SAGA_ECANCELED, freed) */
+  saga_pending_t **withheld;
+  size_t n_withheld, cap_withheld;
 } svc_t;
 
 const char *svc_order_str(const cJSON *order, const char *name) {
@@ -340,7 +344,20 @@ static void on_command(saga_participant_t *p, const saga_command_t *c,
   cJSON_Delete(parts.doc);
   if (!d.reply) {
     /* Held until the service stops: the library then abandons it, and a
-     * restarted service finds the effect already in the ledger. */
+     * restarted service finds the effect already in the ledger. The
+     * pending stays ours until we give it back (after close). */
+    if (s->n_withheld == s->cap_withheld) {
+      size_t cap = s->cap_withheld ? s->cap_withheld * 2 : 16;
+      saga_pending_t **w = realloc(s->withheld, cap * sizeof *w);
+      if (!w) { /* cannot keep it: answer now, as retryable */
+        (void)saga_participant_done(pending, SAGA_OUTCOME_RETRYABLE, NULL,
+                                    0, "out of memory");
+        return;
+      }
+      s->withheld = w;
+      s->cap_withheld = cap;
+    }
+    s->withheld[s->n_withheld++] = pending;
     s->held++;
     fprintf(stderr, "order-%s: saga=%s step=%s: reply withheld\n",
             s->spec->name, c->saga_id, c->step);
@@ -475,6 +492,12 @@ int svc_main(const svc_spec_t *spec, int argc, char **argv) {
   fprintf(stderr, "order-%s: consuming %s as group %s, ledger %s.ledger\n",
           spec->name, s.topic, s.group, s.schema);
   uv_run(&loop, UV_RUN_DEFAULT);
+  /* closed: the withheld commands were abandoned (redelivered to the next
+   * consumer); each pending is given back, which frees it */
+  for (size_t i = 0; i < s.n_withheld; i++)
+    (void)saga_participant_done(s.withheld[i], SAGA_OUTCOME_RETRYABLE, NULL,
+                                0, NULL);
+  free(s.withheld);
   fprintf(stderr,
           "order-%s: stopped: %lu applied, %lu undone, %lu voided, "
           "%lu refused, %lu replies withheld\n",

@@ -197,6 +197,43 @@ typedef struct {
 /* Forget every entry (the statements are gone or about to be). */
 void es__xcache_clear(es__xcache_t *xc);
 
+/* The stream heads a connection wrote (es_heads.c): per stream, the
+ * version its last single append on this connection wrote and the era
+ * that row went into. A committed fact about the store, kept as a hint: a
+ * single append whose expected version is the one remembered, into the
+ * same era, needs no version probe, because every later version of the
+ * stream would be in that era's partition, where its unique key refuses
+ * a second row of the version (docs/internals/eventstore.md, "A single
+ * append that skips the version probe"). ES__HEADS streams at most, a
+ * new one taking the least recently used slot of its set; forgotten when
+ * the connection is made again. */
+#define ES__HEADS 512
+#define ES__HEADS_WAYS 8 /* the slots a stream may take (one set) */
+typedef struct {
+  char *stream; /* its bytes (not NUL-terminated), or NULL: an empty slot */
+  size_t len;
+  int64_t version;
+  int32_t era;
+  uint64_t used; /* the tick of its last use, for eviction */
+} es__head_t;
+typedef struct {
+  es__head_t slot[ES__HEADS];
+  uint64_t tick;
+} es__heads_t;
+
+/* The era of the row that wrote version `version` of the stream, when it
+ * is the version remembered for it; -1 otherwise (h NULL too). */
+int32_t es__heads_era(es__heads_t *h, const char *stream, size_t len,
+                      int64_t version);
+/* Remember that version `version` (>= 1) of the stream went into era
+ * `era` (>= 0), committed. Out of memory, the stream is not remembered. */
+void es__heads_put(es__heads_t *h, const char *stream, size_t len,
+                   int64_t version, int32_t era);
+/* Forget the stream (an append to it failed or was refused). */
+void es__heads_forget(es__heads_t *h, const char *stream, size_t len);
+/* Forget every stream (h NULL: nothing). */
+void es__heads_clear(es__heads_t *h);
+
 typedef struct es__op {
   es__op_kind_t kind;
   int notify;
@@ -221,6 +258,11 @@ typedef struct es__op {
                        the face must prepare everything again */
   es__xcache_t *xc; /* the connection's prepared batch statements, set by
                        the face before es__op_send (NULL: none) */
+  es__heads_t *heads; /* the connection's stream heads, set by the face
+                         (NULL: single appends always probe the version) */
+  int head_used;   /* the single append was sent without a version probe */
+  int head_missed; /* ... and its era had moved on: send it again, probed */
+  int32_t head_era; /* the era the single append's row went into, or -1 */
   int multi_failed; /* a multi-stream statement raised an error */
   int recheck;      /* the single-event statement wrote nothing */
   int classify;     /* sending the classification round (per-stream

@@ -9,7 +9,7 @@
 #include "es_internal.h"
 
 #define OID_INT8 "20"
-enum { O_INT8 = 20, O_TEXT = 25, O_BYTEA = 17, O_XID8 = 5069 };
+enum { O_INT4 = 23, O_INT8 = 20, O_TEXT = 25, O_BYTEA = 17, O_XID8 = 5069 };
 enum { O_UUID = 2950, O_JSONB = 3802 };
 enum { O_UUIDA = 2951, O_TEXTA = 1009, O_BYTEAA = 1001, O_JSONBA = 3807 };
 enum { O_INT8A = 1016, O_BOOLA = 1000 };
@@ -72,7 +72,22 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL                  \
   " WHERE coalesce((SELECT stream_version FROM es_events WHERE"               \
   " stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) = $2"            \
-  dup " RETURNING global_position" extra
+  dup " RETURNING global_position, era" extra
+
+/* One event whose expected version $2 this connection wrote itself into
+ * era $10 (es__heads_t): no version probe, no era subplan. It goes in only
+ * while $10 is still the current era, read after the statement has locked
+ * es_events (ERA_SQL): then every version the stream has past $2 is in
+ * that era's partition, whose unique key raises 23505 for a second row of
+ * version $2 + 1, as for a racing writer; and no version is missing below
+ * $2 + 1, $2 being written. No row when the era has moved on: the append
+ * is sent again, probed (APPEND_ONE_SQL). Only for ids the library drew:
+ * an id stored in an earlier era would go unseen. */
+#define APPEND_ONE_HEAD_SQL(extra)                                            \
+  "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
+  " data, correlation_id, causation_id, traceparent, metadata, era)"          \
+  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, e.era FROM es_era e"       \
+  " WHERE e.era = $10 RETURNING global_position, era" extra
 
 /* One event appended by a batch (or an append with any expected version),
  * answering APPEND_SQL's columns, so a refusal is told apart in the same
@@ -279,6 +294,9 @@ static const Oid append_types[] = {O_TEXT,  O_INT8,  O_UUIDA,
                                    O_TEXTA, O_TEXTA, O_JSONBA};
 static const Oid append_one_types[] = {O_TEXT, O_INT8, O_UUID,  O_TEXT, O_BYTEA,
                                        O_TEXT, O_TEXT, O_TEXT, O_JSONB};
+static const Oid append_head_types[] = {O_TEXT, O_INT8, O_UUID, O_TEXT,
+                                        O_BYTEA, O_TEXT, O_TEXT, O_TEXT,
+                                        O_JSONB, O_INT4};
 static const Oid append_check_types[] = {O_TEXT, O_UUID};
 static const Oid multi_types[] = {O_TEXTA,  O_INT8A, O_INT8A, O_INT8A,
                                   O_UUIDA,  O_TEXTA, O_BYTEAA, O_TEXTA,
@@ -310,6 +328,9 @@ static const struct {
     {"es_append_one_fresh", APPEND_ONE_SQL("", ""), 9, append_one_types},
     {"es_append_one_fresh_notify", APPEND_ONE_SQL("", NOTIFY_ONE), 9,
      append_one_types},
+    {"es_append_one_head", APPEND_ONE_HEAD_SQL(""), 10, append_head_types},
+    {"es_append_one_head_notify", APPEND_ONE_HEAD_SQL(NOTIFY_ONE), 10,
+     append_head_types},
     {"es_append_row", APPEND_ROW_SQL(APPEND_ROW_DUP, ""), 9, append_one_types},
     {"es_append_row_notify", APPEND_ROW_SQL(APPEND_ROW_DUP, NOTIFY_IF_INS), 9,
      append_one_types},
@@ -392,8 +413,8 @@ static void only_elem(const char *arr, const char **v, int *len) {
 
 static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
   es__stream_t *s = &op->batch->streams[i];
-  const char *values[ES__APPEND_NPARAMS];
-  int lens[ES__APPEND_NPARAMS], fmts[ES__APPEND_NPARAMS];
+  const char *values[ES__APPEND_NPARAMS + 1]; /* + 1: the head's era */
+  int lens[ES__APPEND_NPARAMS + 1], fmts[ES__APPEND_NPARAMS + 1];
   /* one event in the array encoding: es_append_row, its elements */
   int row = !s->one && s->n_events == 1;
   static const char *const names[3][2][2] = {
@@ -413,6 +434,26 @@ static int send_append(PGconn *c, es__op_t *op, size_t i, int notify) {
     fmts[k] = 1;
     if (row && k >= 2)
       only_elem(values[k], &values[k], &lens[k]);
+  }
+  /* a version this connection wrote, into an era that may still be the
+   * current one: no probe (APPEND_ONE_HEAD_SQL) */
+  int32_t era = s->one && fresh && !op->head_missed
+                    ? es__heads_era(op->heads, values[0], (size_t)lens[0],
+                                    s->expected)
+                    : -1;
+  op->head_used = era >= 0;
+  op->head_era = -1;
+  if (op->head_used) {
+    char be[4];
+    for (int k = 0; k < 4; k++)
+      be[k] = (char)(((uint32_t)era >> (8 * (3 - k))) & 0xFF);
+    values[ES__APPEND_NPARAMS] = be;
+    lens[ES__APPEND_NPARAMS] = 4;
+    fmts[ES__APPEND_NPARAMS] = 1;
+    int ok = PQsendQueryPrepared(
+        c, notify ? "es_append_one_head_notify" : "es_append_one_head",
+        ES__APPEND_NPARAMS + 1, values, lens, fmts, 1);
+    return sent(c, op, ok, ES__R_ONE, i);
   }
   int ok = PQsendQueryPrepared(c, names[row ? 2 : s->one][fresh][notify != 0],
                                ES__APPEND_NPARAMS, values, lens, fmts, 1);
@@ -677,6 +718,7 @@ int es__op_send(PGconn *c, es__op_t *op, int prepare, int listen) {
   if (prepare) {
     rc = send_plain(c, op, "DEALLOCATE ALL", ES__R_PREPARE);
     es__xcache_clear(op->xc);
+    es__heads_clear(op->heads); /* a new connection: maybe a new database */
   }
   for (size_t i = 0; prepare && i < N_STMTS && !rc; i++)
     rc = sent(c, op,
@@ -842,13 +884,29 @@ static void append_result(es__op_t *op, size_t i, const PGresult *r, int row,
 static void one_result(es__op_t *op, size_t i, const PGresult *r) {
   es_append_result_t *res = &op->batch->results[i];
   if (PQntuples(r) != 1) {
-    op->recheck = 1;
+    if (op->head_used)
+      op->head_missed = 1; /* the era moved on: probe, in a second trip */
+    else
+      op->recheck = 1;
     return;
   }
   res->status = 0;
   res->version = op->batch->streams[i].expected + 1;
   res->first_position = res->last_position =
       es__get_be64(PQgetvalue(r, 0, 0));
+  op->head_era = es__get_be32(PQgetvalue(r, 0, 1));
+}
+
+/* A single append complete: remember the version it wrote and the row's
+ * era, or forget the stream when nothing was written. */
+static void note_head(es__op_t *op) {
+  const es__stream_t *s = &op->batch->streams[0];
+  const char *stream = s->params.p + s->offs[0];
+  if (op->status || op->batch->results[0].status || op->head_era < 0)
+    es__heads_forget(op->heads, stream, (size_t)s->lens[0]);
+  else
+    es__heads_put(op->heads, stream, (size_t)s->lens[0],
+                  op->batch->results[0].version, op->head_era);
 }
 
 /* One round's rows: stream number (1-based in the round), then
@@ -949,6 +1007,9 @@ int es__op_result(es__op_t *op, PGresult *r) {
       op->classify = 1;
       return ES__OP_AGAIN;
     }
+    if (op->kind == ES__OP_APPEND && op->head_used && op->head_missed &&
+        !op->status && !op->prep_failed)
+      return ES__OP_AGAIN; /* the same append, probed */
     if (op->kind == ES__OP_APPEND && op->recheck && !op->classify &&
         !op->prep_failed) {
       /* the single append's refusal is answered, not reported as an error */
@@ -979,6 +1040,8 @@ int es__op_result(es__op_t *op, PGresult *r) {
         }
         res->first_position = res->last_position = 0;
       }
+    if (op->kind == ES__OP_APPEND && op->batch->n_streams == 1)
+      note_head(op);
     return 1;
   }
   if (op->next >= op->n_expect) {

@@ -16,6 +16,7 @@ struct es_store {
   es_store_opts_t opts;
   int prepared;
   es__xcache_t xc; /* batch statements prepared on conn */
+  es__heads_t heads; /* the stream heads es_append wrote on conn */
   int broken;
   es_batch_t *one; /* reused by es_append */
   int member_full; /* es_member_read: the full statement (es__op_t) */
@@ -150,6 +151,7 @@ static int run(es_store_t *s, es__op_t *op) {
   }
   int prepare = !s->prepared;
   op->xc = &s->xc;
+  op->heads = &s->heads;
   rc = send_op(s, op, prepare);
   int nulls = 0;
   while (!rc) {
@@ -242,6 +244,7 @@ void es_store_close(es_store_t *s) {
     PQfinish(s->conn);
   es_batch_free(s->one);
   es__xcache_clear(&s->xc);
+  es__heads_clear(&s->heads);
   conn_params_free(s);
   free(s->conninfo);
   free(s);

@@ -1,6 +1,6 @@
 /* bench-append: a single append taken apart. Where bench-eventstore's
  * single_vs_raw says how far the library's one-event append is from a raw
- * INSERT+COMMIT, this program says what makes up the difference, with five
+ * INSERT+COMMIT, this program says what makes up the difference, with eight
  * kinds of one-row commit in the same rounds, each on its own connection:
  *   raw        INSERT into the raw baseline table (bench_raw.h);
  *   partition  INSERT into the partitioned es_events, era as a literal
@@ -8,6 +8,16 @@
  *              index);
  *   era        the same with the era read by the statement, as the
  *              library's statements read it;
+ *   check      the library's one-event statement written out by hand
+ *              (es_pipeline.c's APPEND_ONE_SQL for an id the library drew:
+ *              the era read, the stream's version checked, the position
+ *              returned), without the library's client side;
+ *   direct     the same into the era's partition, with the era as a
+ *              literal and the position drawn by the statement (no tuple
+ *              routing, no era read; the version still checked over
+ *              es_events);
+ *   direct_nocheck  direct without the version check (what the check
+ *              costs);
  *   lib        es_append with NOTIFY off (the library's statement: the
  *              stream's version checked, the position returned);
  *   lib_notify es_append with NOTIFY on and nobody listening (the
@@ -39,9 +49,21 @@
 #define PAYLOAD 300
 #define MAX_ROUNDS 1000
 
-enum { RAW, PARTITION, ERA, LIB, LIB_NOTIFY, KINDS };
-static const char *const kind_name[KINDS] = {"raw", "partition", "era", "lib",
-                                             "lib_notify"};
+enum {
+  RAW,
+  PARTITION,
+  ERA,
+  CHECK,
+  DIRECT,
+  DIRECT_NOCHECK,
+  LIB,
+  LIB_NOTIFY,
+  KINDS
+};
+#define HAND_KINDS (DIRECT_NOCHECK + 1) /* the kinds written out by hand */
+static const char *const kind_name[KINDS] = {
+    "raw",    "partition",      "era", "check",
+    "direct", "direct_nocheck", "lib", "lib_notify"};
 
 static char payload[PAYLOAD];
 
@@ -112,20 +134,26 @@ static void uuid_v4(char out[37]) {
 }
 
 /* One round of a hand-written INSERT (statement "ins" on c): 50 rows, each
- * its own commit. Answers rows per second. */
-static double run_sql(PGconn *c, const char *prefix, int round) {
+ * its own commit. $2 is the new row's version, or with expected set the
+ * stream's version expected before it (the statement answers a row then).
+ * Answers rows per second. */
+static double run_sql(PGconn *c, const char *prefix, int expected,
+                      int round) {
   double t0 = now_s();
   for (int i = round * PER_ROUND; i < (round + 1) * PER_ROUND; i++) {
     char stream[64], version[32], id[37];
     uuid_v4(id);
     snprintf(stream, sizeof stream, "%s-%d", prefix, i % STREAMS);
-    snprintf(version, sizeof version, "%d", i / STREAMS + 1);
+    snprintf(version, sizeof version, "%d", i / STREAMS + !expected);
     const char *v[6] = {stream, version, id, "OrderPlaced", payload,
                         "saga-0000000000000001"};
     int len[6] = {0, 0, 0, 0, PAYLOAD, 0}, fmt[6] = {0, 0, 0, 0, 1, 0};
     PGresult *r = PQexecPrepared(c, "ins", 6, v, len, fmt, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      die(prefix, PQerrorMessage(c));
+    if (expected ? PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1
+                 : PQresultStatus(r) != PGRES_COMMAND_OK)
+      die(prefix, PQresultStatus(r) == PGRES_TUPLES_OK
+                      ? "the version check refused the row"
+                      : PQerrorMessage(c));
     PQclear(r);
   }
   return PER_ROUND / (now_s() - t0);
@@ -144,6 +172,40 @@ static double run_lib(es_store_t *s, const char *prefix, int round) {
       die("append", es_store_last_error(s));
   }
   return PER_ROUND / (now_s() - t0);
+}
+
+/* The statement of hand-written kind k into out, era the current one
+ * (its partition is es_events_e<era>). */
+#define COLUMNS                                                               \
+  "stream_id, stream_version, event_id, event_type, data, correlation_id"
+#define VERSION_CHECK                                                         \
+  " WHERE coalesce((SELECT stream_version FROM es_events WHERE"              \
+  " stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) = $2"
+static void hand_sql(char *out, size_t size, int k, int era) {
+  switch (k) {
+  case RAW:
+    snprintf(out, size, "INSERT INTO raw_events (" COLUMNS ")"
+             " VALUES ($1, $2, $3, $4, $5, $6)");
+    break;
+  case PARTITION:
+    snprintf(out, size, "INSERT INTO es_events (" COLUMNS ", era)"
+             " VALUES ($1, $2, $3, $4, $5, $6, %d)", era);
+    break;
+  case ERA:
+    snprintf(out, size, "INSERT INTO es_events (" COLUMNS ", era)"
+             " VALUES ($1, $2, $3, $4, $5, $6, (SELECT era FROM es_era))");
+    break;
+  case CHECK:
+    snprintf(out, size, "INSERT INTO es_events (" COLUMNS ", era)"
+             " SELECT $1, $2 + 1, $3, $4, $5, $6, (SELECT era FROM es_era)"
+             VERSION_CHECK " RETURNING global_position");
+    break;
+  default: /* DIRECT, DIRECT_NOCHECK */
+    snprintf(out, size, "INSERT INTO es_events_e%d (global_position, "
+             COLUMNS ", era) SELECT nextval('es_events_global_position_seq'),"
+             " $1, $2 + 1, $3, $4, $5, $6, %d%s RETURNING global_position",
+             era, era, k == DIRECT ? VERSION_CHECK : "");
+  }
 }
 
 /* The backend pid of the connection named app (application_name). */
@@ -181,24 +243,14 @@ int main(int argc, char **argv) {
   int era = (int)q(mon, "SELECT era FROM es_era");
 
   /* the hand-written kinds, one connection each */
-  static const char *const insert_into[3] = {
-      "INSERT INTO raw_events (stream_id, stream_version, event_id,"
-      " event_type, data, correlation_id) VALUES ($1, $2, $3, $4, $5, $6)",
-      "INSERT INTO es_events (stream_id, stream_version, event_id,"
-      " event_type, data, correlation_id, era)"
-      " VALUES ($1, $2, $3, $4, $5, $6, ",
-      "INSERT INTO es_events (stream_id, stream_version, event_id,"
-      " event_type, data, correlation_id, era)"
-      " VALUES ($1, $2, $3, $4, $5, $6, (SELECT era FROM es_era))"};
-  PGconn *conn[3];
+  static const Oid types[6] = {25 /* text */, 20 /* int8 */, 2950 /* uuid */,
+                               25, 17 /* bytea */, 25};
+  PGconn *conn[HAND_KINDS];
   int pid[KINDS];
-  for (int k = RAW; k <= ERA; k++) {
+  for (int k = RAW; k < HAND_KINDS; k++) {
     conn[k] = connect_to(ci);
-    /* the partition kind names the current era as a literal */
-    snprintf(sql, sizeof sql, "%s", insert_into[k]);
-    if (k == PARTITION)
-      snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "%d)", era);
-    PGresult *r = PQprepare(conn[k], "ins", sql, 6, NULL);
+    hand_sql(sql, sizeof sql, k, era);
+    PGresult *r = PQprepare(conn[k], "ins", sql, 6, types);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
       die("prepare", PQerrorMessage(conn[k]));
     PQclear(r);
@@ -228,9 +280,10 @@ int main(int argc, char **argv) {
       int kind = (k + j) % KINDS;
       double lsn0 = q(mon, "SELECT pg_current_wal_insert_lsn() - '0/0'");
       double cpu0 = backend_cpu_us(pid[kind]), ccpu0 = client_cpu_us();
-      rate[kind][k] = kind <= ERA ? run_sql(conn[kind], kind_name[kind], k)
-                                  : run_lib(store[kind - LIB],
-                                            kind_name[kind], k);
+      rate[kind][k] =
+          kind < HAND_KINDS
+              ? run_sql(conn[kind], kind_name[kind], kind >= CHECK, k)
+              : run_lib(store[kind - LIB], kind_name[kind], k);
       ccpu[kind] += client_cpu_us() - ccpu0;
       cpu[kind] += backend_cpu_us(pid[kind]) - cpu0;
       wal[kind] += q(mon, "SELECT pg_current_wal_insert_lsn() - '0/0'") - lsn0;
@@ -242,10 +295,10 @@ int main(int argc, char **argv) {
   double n = (double)rounds * PER_ROUND;
   printf("%d rounds of %d one-row commits per kind, kinds in turns, payload"
          " %d bytes\n", rounds, PER_ROUND, PAYLOAD);
-  printf("%-11s %9s %7s %14s %13s %14s\n", "kind", "rows/s", "of raw",
+  printf("%-14s %9s %7s %14s %13s %14s\n", "kind", "rows/s", "of raw",
          "backend µs/row", "client µs/row", "WAL bytes/row");
   for (int j = 0; j < KINDS; j++)
-    printf("%-11s %9.0f %7.2f %14.1f %13.1f %14.0f\n", kind_name[j],
+    printf("%-14s %9.0f %7.2f %14.1f %13.1f %14.0f\n", kind_name[j],
            bench_median(rate[j], (size_t)rounds), bench_median(ratio[j], (size_t)rounds), cpu[j] / n,
            ccpu[j] / n, wal[j] / n);
   printf("{\"bench\": \"append\", \"rounds\": %d", rounds);
@@ -258,7 +311,7 @@ int main(int argc, char **argv) {
 
   for (int j = 0; j < 2; j++)
     es_store_close(store[j]);
-  for (int k = RAW; k <= ERA; k++)
+  for (int k = RAW; k < HAND_KINDS; k++)
     PQfinish(conn[k]);
   PQfinish(mon);
   snprintf(sql, sizeof sql, "DROP DATABASE \"%s\"", name);

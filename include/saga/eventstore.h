@@ -252,8 +252,12 @@ typedef struct {
 } es_append_result_t;
 
 /* Append n (1 to 100000) events to stream_id if its version equals
- * expected (or expected is ES_ANY_VERSION), in one round trip and one
- * transaction. Returns 0, CONFLICT (nothing written; also for an expected
+ * expected (or expected is ES_ANY_VERSION), in one round trip (a second
+ * tells a refusal apart, or repeats a single event appended at a version
+ * this store wrote before an era switch) and one transaction. The store
+ * remembers the version its last single-event append wrote to each of
+ * its recent streams, and appends the next at that version without
+ * reading the stream's version (docs/internals/eventstore.md). Returns 0, CONFLICT (nothing written; also for an expected
  * version the stream cannot have, up to INT64_MAX), DUPLICATE (every
  * event id is already stored in this stream: an earlier call committed;
  * nothing written), ID_REUSED (some id is stored elsewhere; nothing

@@ -104,11 +104,12 @@ struct racer {
   es_event_t ev;
   es_append_result_t r;
   int rc;
+  int64_t expected; /* ES_NO_STREAM unless set */
 };
 
 static void *run_append(void *arg) {
   struct racer *x = arg;
-  x->rc = es_append(x->store, x->stream, ES_NO_STREAM, &x->ev, 1, &x->r);
+  x->rc = es_append(x->store, x->stream, x->expected, &x->ev, 1, &x->r);
   return NULL;
 }
 
@@ -124,7 +125,8 @@ static void race(const char *stream, const char *end, struct racer *x) {
            " '\\x00')",
            stream);
   est_scalar(rival, sql);
-  *x = (struct racer){est_open(db), stream, est_event("Mine", "1"), {0}, 0};
+  *x = (struct racer){est_open(db), stream, est_event("Mine", "1"), {0}, 0,
+                     ES_NO_STREAM};
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, run_append, x), 0);
   est_wait_lock_waiter(db);
@@ -157,6 +159,123 @@ static void test_a_single_append_racing_a_writer_goes_in_when_the_rival_rolls_ba
   assert_int_equal(x.r.version, 1);
   assert_int_equal(count_events("race-2"), 1);
   es_store_close(x.store);
+}
+
+/* The era of version `version` of stream, read by the owner. */
+static long long era_of(PGconn *c, const char *stream, int version) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT era FROM es_events WHERE stream_id = '%s'"
+           " AND stream_version = %d",
+           stream, version);
+  return est_scalar(c, sql);
+}
+
+/* One event with an id the library draws (a fresh es_event_t each time:
+ * the library writes the id it drew into the event). */
+static int append_fresh(es_store_t *s, const char *stream, int64_t expected,
+                        es_append_result_t *r) {
+  es_event_t e = est_event("Step", "1");
+  return es_append(s, stream, expected, &e, 1, r);
+}
+
+/* A connection remembers the version its last single append wrote to a
+ * stream, with the row's era, and sends the next append at that version
+ * without the version probe (es__heads_t): any later version is in the
+ * same era, where the partition's unique key refuses a second row. Another
+ * writer's version in between is still a conflict, and the stream goes on
+ * without a gap or a second row of a version. */
+static void test_an_append_at_a_remembered_version_conflicts_with_a_later_writer(
+    void **state) {
+  (void)state;
+  es_store_t *a = est_open(db), *b = est_open(db);
+  es_append_result_t r;
+  assert_int_equal(append_fresh(a, "head-1", ES_NO_STREAM, &r), 0);
+  assert_int_equal(append_fresh(a, "head-1", 1, &r), 0); /* remembered */
+  assert_int_equal(r.version, 2);
+  assert_int_equal(append_fresh(b, "head-1", 2, &r), 0);
+  assert_int_equal(append_fresh(a, "head-1", 2, &r), ES_ERR_CONFLICT);
+  assert_int_equal(r.status, ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 3);
+  assert_int_equal(r.first_position, 0);
+  assert_string_equal(es_store_last_error(a),
+                      "stream \"head-1\" is at version 3, not the expected 2:"
+                      " nothing appended");
+  assert_int_equal(count_events("head-1"), 3);
+  /* the connection goes on from what it was told */
+  assert_int_equal(append_fresh(a, "head-1", 3, &r), 0);
+  assert_int_equal(append_fresh(a, "head-1", 4, &r), 0);
+  assert_int_equal(r.version, 5);
+  assert_int_equal(count_events("head-1"), 5);
+  es_store_close(b);
+  es_store_close(a);
+}
+
+/* The remembered era must still be the current one: a version another
+ * writer wrote in the era before the switch would not meet the unique key
+ * of the new era's partition. So an append at a remembered version after
+ * an era switch is probed, and conflicts when it must; and goes in, into
+ * the new era, when it may. */
+static void test_an_append_at_a_remembered_version_is_probed_after_an_era_switch(
+    void **state) {
+  (void)state;
+  es_store_t *a = est_open(db), *b = est_open(db);
+  PGconn *c = est_raw(db);
+  es_append_result_t r;
+  int32_t era = 0;
+  assert_int_equal(append_fresh(a, "head-2", ES_NO_STREAM, &r), 0);
+  assert_int_equal(append_fresh(a, "head-3", ES_NO_STREAM, &r), 0);
+  assert_int_equal(append_fresh(b, "head-2", 1, &r), 0); /* in era E */
+  long long before = era_of(c, "head-2", 2);
+  assert_int_equal(es_roll_forward(a, 0, 5000, &era), 0);
+  assert_int_equal(era, before + 1);
+  /* head-2 is at 2 in era E: version 2 again, in era E + 1, would meet no
+   * unique key */
+  assert_int_equal(append_fresh(a, "head-2", 1, &r), ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 2);
+  assert_int_equal(count_events("head-2"), 2);
+  /* head-3 is at 1 as remembered: it goes on, in the new era */
+  assert_int_equal(append_fresh(a, "head-3", 1, &r), 0);
+  assert_int_equal(r.version, 2);
+  assert_int_equal(era_of(c, "head-3", 2), era);
+  assert_int_equal(append_fresh(a, "head-3", 2, &r), 0);
+  assert_int_equal(era_of(c, "head-3", 3), era);
+  assert_int_equal(count_events("head-3"), 3);
+  PQfinish(c);
+  es_store_close(b);
+  es_store_close(a);
+}
+
+/* A remembered version racing a writer of the next one: the unique key
+ * decides, as for any single append. */
+static void test_an_append_at_a_remembered_version_racing_a_writer(
+    void **state) {
+  (void)state;
+  static const char *const ends[2] = {"COMMIT", "ROLLBACK"};
+  for (int k = 0; k < 2; k++) {
+    char stream[32], sql[512];
+    snprintf(stream, sizeof stream, "head-race-%d", k);
+    struct racer x = {est_open(db), stream, est_event("Mine", "1"), {0}, 0, 1};
+    assert_int_equal(append_fresh(x.store, stream, ES_NO_STREAM, NULL), 0);
+    PGconn *rival = est_raw(db);
+    est_scalar(rival, "BEGIN");
+    snprintf(sql, sizeof sql,
+             "INSERT INTO es_events (stream_id, stream_version, event_id,"
+             " event_type, data) VALUES ('%s', 2, gen_random_uuid(),"
+             " 'Rival', '\\x00')",
+             stream);
+    est_scalar(rival, sql);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, run_append, &x), 0);
+    est_wait_lock_waiter(db);
+    est_scalar(rival, ends[k]);
+    pthread_join(t, NULL);
+    PQfinish(rival);
+    assert_int_equal(x.rc, k == 0 ? ES_ERR_CONFLICT : 0);
+    assert_int_equal(x.r.version, 2);
+    assert_int_equal(count_events(stream), 2);
+    es_store_close(x.store);
+  }
 }
 
 static int setup(void **state) {
@@ -249,6 +368,12 @@ int main(void) {
       cmocka_unit_test(
           test_a_single_append_racing_a_writer_goes_in_when_the_rival_rolls_back),
       cmocka_unit_test(test_appends_notify_only_while_a_subscription_listens),
+      cmocka_unit_test(
+          test_an_append_at_a_remembered_version_conflicts_with_a_later_writer),
+      cmocka_unit_test(
+          test_an_append_at_a_remembered_version_is_probed_after_an_era_switch),
+      cmocka_unit_test(
+          test_an_append_at_a_remembered_version_racing_a_writer),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

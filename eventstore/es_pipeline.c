@@ -75,19 +75,21 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   dup " RETURNING global_position, era" extra
 
 /* One event whose expected version $2 this connection wrote itself into
- * era $10 (es__heads_t): no version probe, no era subplan. It goes in only
- * while $10 is still the current era, read after the statement has locked
- * es_events (ERA_SQL): then every version the stream has past $2 is in
- * that era's partition, whose unique key raises 23505 for a second row of
- * version $2 + 1, as for a racing writer; and no version is missing below
- * $2 + 1, $2 being written. No row when the era has moved on: the append
- * is sent again, probed (APPEND_ONE_SQL). Only for ids the library drew:
- * an id stored in an earlier era would go unseen. */
+ * era $10 (es__heads_t): no version probe and no era read, the row routed
+ * to era $10's partition. It goes in only while $10 is the current era: an
+ * ended era's table refuses rows (ES003, migration 0008, its trigger made
+ * under the switch's lock, which every append waits for) and an archived
+ * era has no table (23514). Then every version the stream has past $2 is
+ * in that era's partition, whose unique key raises 23505 for a second row
+ * of version $2 + 1, as for a racing writer; and no version is missing
+ * below $2 + 1, $2 being written. Refused for its era, the append is sent
+ * again, probed (APPEND_ONE_SQL). Only for ids the library drew: an id
+ * stored in an earlier era would go unseen. */
 #define APPEND_ONE_HEAD_SQL(extra)                                            \
   "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
   " data, correlation_id, causation_id, traceparent, metadata, era)"          \
-  " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, e.era FROM es_era e"       \
-  " WHERE e.era = $10 RETURNING global_position, era" extra
+  " VALUES ($1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10)"                     \
+  " RETURNING global_position, era" extra
 
 /* One event appended by a batch (or an append with any expected version),
  * answering APPEND_SQL's columns, so a refusal is told apart in the same
@@ -884,10 +886,7 @@ static void append_result(es__op_t *op, size_t i, const PGresult *r, int row,
 static void one_result(es__op_t *op, size_t i, const PGresult *r) {
   es_append_result_t *res = &op->batch->results[i];
   if (PQntuples(r) != 1) {
-    if (op->head_used)
-      op->head_missed = 1; /* the era moved on: probe, in a second trip */
-    else
-      op->recheck = 1;
+    op->recheck = 1;
     return;
   }
   res->status = 0;
@@ -895,6 +894,13 @@ static void one_result(es__op_t *op, size_t i, const PGresult *r) {
   res->first_position = res->last_position =
       es__get_be64(PQgetvalue(r, 0, 0));
   op->head_era = es__get_be32(PQgetvalue(r, 0, 1));
+}
+
+/* Whether r refused a row for its era: ended (ES003, migration 0008) or
+ * archived (no partition for it, 23514). */
+static int era_refused(const PGresult *r) {
+  const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  return st && (!strcmp(st, "ES003") || !strcmp(st, "23514"));
 }
 
 /* A single append complete: remember the version it wrote and the row's
@@ -1068,6 +1074,11 @@ int es__op_result(es__op_t *op, PGresult *r) {
   if (st == PGRES_PIPELINE_ABORTED) {
     if (e.kind == ES__R_APPEND || e.kind == ES__R_ONE)
       op->batch->results[e.index].status = ES_ERR_BATCH_ABORTED;
+    PQclear(r);
+    return 0;
+  }
+  if (failed && e.kind == ES__R_ONE && op->head_used && era_refused(r)) {
+    op->head_missed = 1; /* its era ended: probe, in a second round trip */
     PQclear(r);
     return 0;
   }

@@ -246,6 +246,36 @@ static void test_an_append_at_a_remembered_version_is_probed_after_an_era_switch
   es_store_close(a);
 }
 
+/* A remembered era whose table has gone (archived; here detached by
+ * hand): the append is probed, and answers what the store holds now. */
+static void test_an_append_at_a_remembered_version_after_its_era_left(
+    void **state) {
+  (void)state;
+  char *own = est_db("es_append_head_gone");
+  es_store_t *a = est_open(own);
+  PGconn *c = est_raw(own);
+  es_append_result_t r;
+  int32_t era = 0;
+  assert_int_equal(append_fresh(a, "gone-1", ES_NO_STREAM, &r), 0);
+  long long old = est_scalar(c, "SELECT era FROM es_events"
+                                " WHERE stream_id = 'gone-1'");
+  assert_int_equal(es_roll_forward(a, 0, 5000, &era), 0);
+  char sql[128];
+  snprintf(sql, sizeof sql,
+           "ALTER TABLE es_events DETACH PARTITION es_events_e%lld", old);
+  est_scalar(c, sql);
+  assert_int_equal(append_fresh(a, "gone-1", 1, &r), ES_ERR_CONFLICT);
+  assert_int_equal(r.version, 0);
+  assert_int_equal(append_fresh(a, "gone-1", ES_NO_STREAM, &r), 0);
+  assert_int_equal(r.version, 1);
+  assert_int_equal(est_scalar(c, "SELECT era FROM es_events"
+                                 " WHERE stream_id = 'gone-1'"),
+                   era);
+  PQfinish(c);
+  es_store_close(a);
+  est_drop(own);
+}
+
 /* A remembered version racing a writer of the next one: the unique key
  * decides, as for any single append. */
 static void test_an_append_at_a_remembered_version_racing_a_writer(
@@ -372,6 +402,8 @@ int main(void) {
           test_an_append_at_a_remembered_version_conflicts_with_a_later_writer),
       cmocka_unit_test(
           test_an_append_at_a_remembered_version_is_probed_after_an_era_switch),
+      cmocka_unit_test(
+          test_an_append_at_a_remembered_version_after_its_era_left),
       cmocka_unit_test(
           test_an_append_at_a_remembered_version_racing_a_writer),
   };

@@ -445,6 +445,53 @@ static void expect_on_partitions(PGconn *c, const char *const *stmts,
     }
 }
 
+/* Insert stream late-N's first event into era `era` by hand; the
+ * statement ends with SQLSTATE state ("" for success). */
+static void insert_late(PGconn *c, int n, int era, const char *state) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO es_events (stream_id, stream_version, event_id,"
+           " event_type, data, era) VALUES ('late-%d', 1, gen_random_uuid(),"
+           " 'E', '\\x01', %d)",
+           n, era);
+  expect_state(c, sql, state);
+}
+
+/* Migration 0008: an era that has ended takes no more rows, whether it
+ * ended before the migration or at a switch after it (ES003, for the
+ * owner too); the current era takes them, and an insert without an era
+ * goes to the current one. */
+static void test_an_ended_era_refuses_new_rows(void **state) {
+  (void)state;
+  char *db = ts_pg_create_database("es_part_ended");
+  char err[ES_ERRBUF_SIZE] = "";
+  int v = 0;
+  assert_int_equal(es_migrate_to(db, 7, &v, err, sizeof err), 0);
+  PGconn *c = est_raw(db);
+  assert_int_equal(est_scalar(c, "SELECT es_roll_forward(0, 5000)"), 2);
+  /* before the migration, era 1 still took a row after it ended */
+  insert_late(c, 1, 1, "");
+  assert_int_equal(es_migrate(db, &v, err, sizeof err), 0);
+  assert_int_equal(v, es_schema_version());
+  insert_late(c, 2, 1, "ES003");
+  insert_late(c, 3, 2, "");
+  /* a switch after the migration ends era 2 the same way */
+  assert_int_equal(est_scalar(c, "SELECT es_roll_forward(0, 5000)"), 3);
+  insert_late(c, 4, 2, "ES003");
+  insert_late(c, 5, 3, "");
+  expect_state(c,
+               "INSERT INTO es_events (stream_id, stream_version, event_id,"
+               " event_type, data) VALUES ('late-6', 1, gen_random_uuid(),"
+               " 'E', '\\x01')",
+               "");
+  assert_int_equal(est_scalar(c, "SELECT era FROM es_events"
+                                 " WHERE stream_id = 'late-6'"),
+                   3);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_events"), 4);
+  PQfinish(c);
+  est_drop(db);
+}
+
 static void test_no_role_changes_a_partition_and_the_writer_cannot_drop(
     void **state) {
   (void)state;
@@ -488,6 +535,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_migration_keeps_every_event_and_the_gap_safe_order),
       cmocka_unit_test(test_roll_forward_starts_the_next_era_with_one_ready),
+      cmocka_unit_test(test_an_ended_era_refuses_new_rows),
       cmocka_unit_test(test_group_index_replaces_two_on_every_partition),
       cmocka_unit_test(
           test_no_role_changes_a_partition_and_the_writer_cannot_drop),

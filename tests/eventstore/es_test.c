@@ -172,3 +172,12 @@ void est_append_round(es_store_t *s, const char *category, int streams,
   assert_int_equal(es_batch_execute(s, b), 0);
   es_batch_free(b);
 }
+
+long long est_era_of(PGconn *c, const char *stream, int version) {
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT era FROM es_events WHERE stream_id = '%s' AND"
+           " stream_version = %d",
+           stream, version);
+  return est_scalar(c, sql);
+}

@@ -36,6 +36,8 @@ long long est_terminate_others(PGconn *c);
  * (docs/internals/eventstore.md), so with other sessions busy -- tests run
  * in parallel -- a commit becomes visible to them a moment later. */
 void est_wait_global(es_store_t *s, size_t want);
+/* The era of version `version` of stream (0 when there is none). */
+long long est_era_of(PGconn *c, const char *stream, int version);
 /* How many events stream holds in the database at conninfo. */
 long long est_count_events(const char *conninfo, const char *stream);
 /* Wait (within ts_timeout_ms) until a session of the database at conninfo

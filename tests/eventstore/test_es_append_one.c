@@ -161,16 +161,6 @@ static void test_a_single_append_racing_a_writer_goes_in_when_the_rival_rolls_ba
   es_store_close(x.store);
 }
 
-/* The era of version `version` of stream, read by the owner. */
-static long long era_of(PGconn *c, const char *stream, int version) {
-  char sql[256];
-  snprintf(sql, sizeof sql,
-           "SELECT era FROM es_events WHERE stream_id = '%s'"
-           " AND stream_version = %d",
-           stream, version);
-  return est_scalar(c, sql);
-}
-
 /* One event with an id the library draws (a fresh es_event_t each time:
  * the library writes the id it drew into the event). */
 static int append_fresh(es_store_t *s, const char *stream, int64_t expected,
@@ -226,7 +216,7 @@ static void test_an_append_at_a_remembered_version_is_probed_after_an_era_switch
   assert_int_equal(append_fresh(a, "head-2", ES_NO_STREAM, &r), 0);
   assert_int_equal(append_fresh(a, "head-3", ES_NO_STREAM, &r), 0);
   assert_int_equal(append_fresh(b, "head-2", 1, &r), 0); /* in era E */
-  long long before = era_of(c, "head-2", 2);
+  long long before = est_era_of(c, "head-2", 2);
   assert_int_equal(es_roll_forward(a, 0, 5000, &era), 0);
   assert_int_equal(era, before + 1);
   /* head-2 is at 2 in era E: version 2 again, in era E + 1, would meet no
@@ -237,9 +227,9 @@ static void test_an_append_at_a_remembered_version_is_probed_after_an_era_switch
   /* head-3 is at 1 as remembered: it goes on, in the new era */
   assert_int_equal(append_fresh(a, "head-3", 1, &r), 0);
   assert_int_equal(r.version, 2);
-  assert_int_equal(era_of(c, "head-3", 2), era);
+  assert_int_equal(est_era_of(c, "head-3", 2), era);
   assert_int_equal(append_fresh(a, "head-3", 2, &r), 0);
-  assert_int_equal(era_of(c, "head-3", 3), era);
+  assert_int_equal(est_era_of(c, "head-3", 3), era);
   assert_int_equal(count_events("head-3"), 3);
   PQfinish(c);
   es_store_close(b);

@@ -274,15 +274,6 @@ static void test_group_index_replaces_two_on_every_partition(void **state) {
   est_drop(db);
 }
 
-static long long era_of(PGconn *c, const char *stream, int version) {
-  char sql[256];
-  snprintf(sql, sizeof sql,
-           "SELECT era FROM es_events WHERE stream_id = '%s' AND"
-           " stream_version = %d",
-           stream, version);
-  return est_scalar(c, sql);
-}
-
 static void test_roll_forward_starts_the_next_era_with_one_ready(
     void **state) {
   (void)state;
@@ -343,8 +334,8 @@ static void test_roll_forward_starts_the_next_era_with_one_ready(
   es_event_t d = est_event("D", "4");
   assert_int_equal(es_append(s, "roll-1", 3, &d, 1, &res), 0);
   assert_true(res.first_position > last_e1);
-  assert_int_equal(era_of(c, "roll-1", 3), 1);
-  assert_int_equal(era_of(c, "roll-1", 4), 2);
+  assert_int_equal(est_era_of(c, "roll-1", 3), 1);
+  assert_int_equal(est_era_of(c, "roll-1", 4), 2);
   assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_events_e2"), 1);
   es_page_t *p = NULL;
   assert_int_equal(es_read_stream(s, "roll-1", 1, 10, &p), 0);
@@ -401,7 +392,7 @@ static void test_roll_forward_starts_the_next_era_with_one_ready(
   est_scalar(rival, "COMMIT");
   PQfinish(rival);
   assert_int_equal(est_scalar(c, "SELECT era FROM es_era"), 2);
-  assert_int_equal(era_of(c, "rival-1", 1), 2);
+  assert_int_equal(est_era_of(c, "rival-1", 1), 2);
   assert_int_equal(es_roll_forward(s, 0, 5000, &era), 0);
   assert_int_equal(era, 3);
   es_store_close(s);

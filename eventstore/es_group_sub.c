@@ -257,11 +257,18 @@ int es_group_sub_start(uv_loop_t *loop, const char *conninfo,
                 ES_MAX_LEASE_MS);
     return ES_ERR_INVALID;
   }
+  /* 0 would read (or retry) in a tight loop, a query per turn */
+  if (opts->poll_ms == 0 || opts->retry_ms == 0) {
+    es__set_msg(errbuf, errlen,
+                "group member: poll_ms and retry_ms must be at least 1 ms"
+                " (got %u and %u; es_group_sub_opts_init sets 1000 and 200)",
+                opts->poll_ms, opts->retry_ms);
+    return ES_ERR_INVALID;
+  }
   char msg[ES_ERRBUF_SIZE];
   int rc = es__check_sub_name("group name", opts->group, msg, sizeof msg);
   if (!rc)
-    rc = es__check_text("category", opts->category, 1, ES_MAX_STREAM_ID, msg,
-                        sizeof msg);
+    rc = es__check_category(opts->category, msg, sizeof msg);
   if (rc) {
     es__set_msg(errbuf, errlen, "%s", msg);
     return rc;

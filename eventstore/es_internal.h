@@ -320,6 +320,11 @@ int es__op_member(es__op_t *op, int which, const char *group,
 /* A new consumer group member id: random, positive; -1 when no
  * randomness could be read. */
 int64_t es__member_id(void);
+/* Check a category a read names: text as es__check_text takes it (1 to
+ * ES_MAX_STREAM_ID bytes), and no '-', since a stream's category is the
+ * part of its id before the first '-' and a name holding one would match
+ * nothing. 0 or INVALID / TOO_LARGE / BAD_UTF8 with msg set. */
+int es__check_category(const char *category, char *msg, size_t msglen);
 /* Check a subscription or group name; sets msg on failure. */
 int es__check_sub_name(const char *what, const char *name, char *msg,
                        size_t msglen);

@@ -1233,8 +1233,8 @@ int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
     return ES_ERR_INVALID;
   }
   if (filter && filter->category) {
-    if ((rc = es__check_text("category", filter->category, 1,
-                             ES_MAX_STREAM_ID, op->msg, sizeof op->msg)))
+    if ((rc = es__check_category(filter->category, op->msg,
+                                 sizeof op->msg)))
       return rc;
     if (!(op->category = strdup(filter->category)))
       return ES_ERR_NOMEM;
@@ -1249,6 +1249,20 @@ int es__op_read_all(es__op_t *op, es_pos_t from, const es_filter_t *filter,
   return 0;
 }
 
+int es__check_category(const char *category, char *msg, size_t msglen) {
+  int rc = es__check_text("category", category, 1, ES_MAX_STREAM_ID, msg,
+                          msglen);
+  if (!rc && strchr(category, '-')) {
+    es__set_msg(msg, msglen,
+                "category \"%s\" holds a '-': a stream's category is the"
+                " part of its id before the first '-' (\"order\" for"
+                " \"order-42\"), so it would match nothing",
+                category);
+    rc = ES_ERR_INVALID;
+  }
+  return rc;
+}
+
 int es__check_sub_name(const char *what, const char *name, char *msg,
                        size_t msglen) {
   return es__check_text(what, name, 1, ES_MAX_SUB_NAME, msg, msglen);
@@ -1258,8 +1272,7 @@ int es__op_read_group(es__op_t *op, const char *group, const char *category,
                       int member, int members, size_t max) {
   int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
   if (!rc)
-    rc = es__check_text("category", category, 1, ES_MAX_STREAM_ID, op->msg,
-                        sizeof op->msg);
+    rc = es__check_category(category, op->msg, sizeof op->msg);
   if (rc)
     return rc;
   if (members < 1 || members > ES_GROUP_BUCKETS || member < 0 ||

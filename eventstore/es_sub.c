@@ -139,6 +139,14 @@ int es_sub_start(uv_loop_t *loop, const char *conninfo,
                 " size of 1 to 10000");
     return ES_ERR_INVALID;
   }
+  /* 0 would read (or reconnect) in a tight loop, a query per turn */
+  if (opts->poll_ms == 0 || opts->retry_ms == 0) {
+    es__set_msg(errbuf, errlen,
+                "subscription: poll_ms and retry_ms must be at least 1 ms"
+                " (got %u and %u; es_sub_opts_init sets 1000 and 200)",
+                opts->poll_ms, opts->retry_ms);
+    return ES_ERR_INVALID;
+  }
   /* The checks each read makes, once here: a filter or position every
    * read would refuse must fail the start, not leave a subscription that
    * never reads and never says why. */

@@ -388,7 +388,8 @@ ES_EXPORT int es_read_stream(es_store_t *store, const char *stream_id,
 
 /* Filter for global reads: NULL fields match everything. category matches
  * the part of the stream id before its first '-' ("order" for
- * "order-42"). */
+ * "order-42"), so a category holding a '-' is INVALID (it would match
+ * nothing). */
 typedef struct {
   const char *category;
   const char *type;
@@ -399,8 +400,8 @@ typedef struct {
  * commit (see the internals page). Continue from page->next. filter may
  * be NULL; its strings, when given, are 1 to ES_MAX_STREAM_ID (category)
  * or ES_MAX_TYPE (type) bytes of UTF-8. Errors: INVALID (also from.pos
- * negative or an empty filter string), TOO_LARGE, BAD_UTF8, CONNECTION,
- * DB, NOMEM. */
+ * negative, an empty filter string or a category holding a '-'),
+ * TOO_LARGE, BAD_UTF8, CONNECTION, DB, NOMEM. */
 ES_EXPORT int es_read_all(es_store_t *store, es_pos_t from,
                           const es_filter_t *filter, size_t max,
                           es_page_t **out);
@@ -463,7 +464,8 @@ ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
  * buckets' events after each bucket's checkpoint, committed and no longer
  * preceded by a later commit, in the global order. *out receives a page
  * (free with es_page_free). Errors: INVALID (members not 1 to
- * ES_GROUP_BUCKETS, member out of range), BAD_UTF8, CONNECTION, DB. */
+ * ES_GROUP_BUCKETS, member out of range, a category holding a '-'),
+ * BAD_UTF8, CONNECTION, DB. */
 ES_EXPORT int es_group_read(es_store_t *store, const char *group,
                             const char *category, int member, int members,
                             size_t max, es_page_t **out);
@@ -744,9 +746,9 @@ typedef struct {
 ES_EXPORT void es_sub_opts_init(es_sub_opts_t *opts);
 /* Start the subscription (non-blocking; its first read is queued).
  * Errors, with errbuf saying which: INVALID (no loop, conninfo, opts or
- * on_events, page_size not 1 to 10000, from.pos negative, an empty filter
- * string), TOO_LARGE / BAD_UTF8 (a filter string, as es_read_all checks
- * it), NOMEM. */
+ * on_events, page_size not 1 to 10000, poll_ms or retry_ms 0, from.pos
+ * negative, a filter es_read_all refuses), TOO_LARGE / BAD_UTF8 (a
+ * filter string, as es_read_all checks it), NOMEM. */
 ES_EXPORT int es_sub_start(struct uv_loop_s *loop, const char *conninfo,
                            const es_sub_opts_t *opts, es_sub_t **out,
                            char *errbuf, size_t errlen);
@@ -803,8 +805,8 @@ typedef struct {
 ES_EXPORT void es_group_sub_opts_init(es_group_sub_opts_t *opts);
 /* Start the member (non-blocking; the join is its first operation).
  * Errors: INVALID (a required field missing, page_size not 1 to 10000,
- * lease_ms not 1 to ES_MAX_LEASE_MS, bad names: errbuf says which),
- * NOMEM. */
+ * lease_ms not 1 to ES_MAX_LEASE_MS, poll_ms or retry_ms 0, bad names or
+ * a category holding a '-': errbuf says which), NOMEM. */
 ES_EXPORT int es_group_sub_start(struct uv_loop_s *loop, const char *conninfo,
                                  const es_group_sub_opts_t *opts,
                                  es_group_sub_t **out, char *errbuf,

@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,7 +279,8 @@ static int on_events_never(es_sub_t *sub, const es_page_t *page, void *arg) {
 
 /* A filter or checkpoint that every read would refuse fails the start
  * with the code es_read_all answers and a reason, instead of a
- * subscription that never reads and never says why. */
+ * subscription that never reads and never says why; so does a poll or
+ * retry interval of 0, which would read in a tight loop. */
 static void test_a_subscription_no_read_would_accept_is_refused_at_start(
     void **state) {
   (void)state;
@@ -288,14 +290,23 @@ static void test_a_subscription_no_read_would_accept_is_refused_at_start(
   static const struct {
     const char *category, *type;
     int64_t pos;
+    unsigned poll_ms, retry_ms; /* 0: the defaults */
     int rc;
     const char *why;
   } bad[] = {
-      {"", NULL, 0, ES_ERR_INVALID, "category is empty"},
-      {NULL, "", 0, ES_ERR_INVALID, "event type is empty"},
-      {"\xff", NULL, 0, ES_ERR_BAD_UTF8, "not valid UTF-8"},
-      {NULL, NULL, -1, ES_ERR_INVALID, "position not negative"},
-      {NULL, NULL, 0, ES_ERR_TOO_LARGE, "more than 511"},
+      {"", NULL, 0, 0, 0, ES_ERR_INVALID, "category is empty"},
+      {NULL, "", 0, 0, 0, ES_ERR_INVALID, "event type is empty"},
+      {"\xff", NULL, 0, 0, 0, ES_ERR_BAD_UTF8, "not valid UTF-8"},
+      {NULL, NULL, -1, 0, 0, ES_ERR_INVALID, "position not negative"},
+      {NULL, NULL, 0, 0, 0, ES_ERR_TOO_LARGE, "more than 511"},
+      /* a category is the part of a stream id before its first '-' */
+      {"order-42", NULL, 0, 0, 0, ES_ERR_INVALID,
+       "category \"order-42\" holds a '-'"},
+      /* a zero interval would read or reconnect in a tight loop */
+      {NULL, NULL, 0, UINT_MAX, 0, ES_ERR_INVALID,
+       "poll_ms and retry_ms must be at least 1 ms (got 0 and 200"},
+      {NULL, NULL, 0, 0, UINT_MAX, ES_ERR_INVALID,
+       "poll_ms and retry_ms must be at least 1 ms (got 1000 and 0"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     es_sub_opts_t o;
@@ -304,6 +315,10 @@ static void test_a_subscription_no_read_would_accept_is_refused_at_start(
     o.filter.category = i == 4 ? longcat : bad[i].category;
     o.filter.type = bad[i].type;
     o.from.pos = bad[i].pos;
+    if (bad[i].poll_ms == UINT_MAX)
+      o.poll_ms = 0;
+    if (bad[i].retry_ms == UINT_MAX)
+      o.retry_ms = 0;
     es_sub_t *sub = NULL;
     char err[ES_ERRBUF_SIZE] = "";
     assert_int_equal(es_sub_start(&loop, db, &o, &sub, err, sizeof err),

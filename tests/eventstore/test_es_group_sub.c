@@ -262,11 +262,50 @@ static void test_async_group_calls(void **state) {
   est_drop(db);
 }
 
+/* A member whose every read would match nothing (a category holding a
+ * '-') or that would poll or retry in a tight loop (an interval of 0) is
+ * refused at its start, with the reason. */
+static void test_a_member_that_could_not_work_is_refused_at_start(
+    void **state) {
+  (void)state;
+  static const struct {
+    const char *category;
+    int zero; /* 1: poll_ms 0, 2: retry_ms 0 */
+    const char *why;
+  } bad[] = {
+      {"order-1", 0, "category \"order-1\" holds a '-'"},
+      {"order", 1, "poll_ms and retry_ms must be at least 1 ms (got 0 and"},
+      {"order", 2, "poll_ms and retry_ms must be at least 1 ms (got 1000"
+                   " and 0"},
+  };
+  uv_loop_init(&loop);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    es_group_sub_opts_t o;
+    es_group_sub_opts_init(&o);
+    o.group = "counter";
+    o.category = bad[i].category;
+    if (bad[i].zero == 1)
+      o.poll_ms = 0;
+    if (bad[i].zero == 2)
+      o.retry_ms = 0;
+    o.on_events = on_events;
+    es_group_sub_t *gs = NULL;
+    char err[ES_ERRBUF_SIZE] = "";
+    assert_int_equal(
+        es_group_sub_start(&loop, "dbname=unused", &o, &gs, err, sizeof err),
+        ES_ERR_INVALID);
+    assert_null(gs);
+    assert_non_null(strstr(err, bad[i].why));
+  }
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_two_members_count_every_event_once),
       cmocka_unit_test(test_async_group_calls),
+      cmocka_unit_test(test_a_member_that_could_not_work_is_refused_at_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -171,6 +171,41 @@ static void test_a_reader_following_concurrent_writers_sees_every_event_once_in_
   est_drop(db);
 }
 
+/* A stream's category is the part of its id before the first '-': a
+ * category holding one would match nothing, so the reads that name a
+ * category refuse it and say why, before any query. */
+static void test_a_category_holding_a_dash_is_refused_with_a_reason(
+    void **state) {
+  (void)state;
+  char *db = est_db("es_readall_dash");
+  es_store_t *s = est_open(db);
+  es_event_t e = est_event("Placed", "d");
+  assert_int_equal(es_append(s, "order-1", ES_NO_STREAM, &e, 1, NULL), 0);
+  es_page_t *p = NULL;
+  es_filter_t f = {.category = "order-1"};
+  assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, &f, 10, &p),
+                   ES_ERR_INVALID);
+  assert_null(p);
+  assert_non_null(strstr(es_store_last_error(s),
+                         "category \"order-1\" holds a '-'"));
+  assert_int_equal(es_group_read(s, "g", "order-1", 0, 1, 10, &p),
+                   ES_ERR_INVALID);
+  assert_null(p);
+  assert_non_null(strstr(es_store_last_error(s), "holds a '-'"));
+  assert_int_equal(es_member_read(s, "g", "order-1", 1, 10, &p),
+                   ES_ERR_INVALID);
+  assert_null(p);
+  assert_non_null(strstr(es_store_last_error(s), "holds a '-'"));
+  /* the category itself reads the event */
+  est_wait_global(s, 1);
+  f.category = "order";
+  assert_int_equal(es_read_all(s, (es_pos_t){0, 0}, &f, 10, &p), 0);
+  assert_int_equal(p->n, 1);
+  es_page_free(p);
+  es_store_close(s);
+  est_drop(db);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -178,6 +213,8 @@ int main(void) {
           test_read_all_pages_in_order_and_filters_by_category_and_type),
       cmocka_unit_test(
           test_a_reader_following_concurrent_writers_sees_every_event_once_in_a_stable_order),
+      cmocka_unit_test(
+          test_a_category_holding_a_dash_is_refused_with_a_reason),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

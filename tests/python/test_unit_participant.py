@@ -31,7 +31,8 @@ def command_msg(offset, saga="o-1", step="charge", action=1, attempt=1,
 
 
 class Recorder:
-    """A handler that answers what the test says and logs its calls."""
+    """A handler that answers what the test says (raising what is an
+    exception) and logs its calls."""
 
     def __init__(self, *results):
         self.results = list(results)
@@ -39,7 +40,10 @@ class Recorder:
 
     def __call__(self, cmd):
         self.calls.append(cmd)
-        return self.results.pop(0) if self.results else Result.success(b"ok")
+        r = self.results.pop(0) if self.results else Result.success(b"ok")
+        if isinstance(r, BaseException):
+            raise r
+        return r
 
 
 class Base(unittest.TestCase):
@@ -229,6 +233,78 @@ class Dedup(Base):
         self.assertEqual(len(h.calls), 1)
         self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
 
+    def waiting_behind_a_retryable(self, h):
+        """Attempt 1 in the handler; attempt 2, a copy of attempt 1 and a
+        copy of attempt 2 wait for it; attempt 1 answers RETRYABLE and the
+        handler's fault for attempt 2 leaves poll()."""
+        self.start(h)
+        self.feed(command_msg(0, attempt=1), command_msg(1, attempt=2),
+                  command_msg(2, attempt=1), command_msg(3, attempt=2))
+        self.assertEqual(len(h.calls), 1)
+        self.p.complete(h.calls[0], Result.retryable("busy"))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            with self.assertRaises((RuntimeError, SagaError)):
+                self.p.poll(0)
+        self.assertIn(f"command {TOPIC}/0/1 left unacknowledged",
+                      logs.output[0])
+
+    def test_a_handler_fault_leaves_no_command_waiting_behind_it(self):
+        # The faulty attempt 2 is left unacknowledged (redelivered after a
+        # restart); the commands that waited with it are not: the copy of
+        # attempt 1 gets its reply, the copy of attempt 2 reaches the
+        # handler on the next turn, as any delivery after a fault does.
+        for fault in (RuntimeError("bug"), "not a Result"):
+            with self.subTest(fault=fault):
+                self.setUp()
+                h = Recorder(None, fault, Result.success(b"done"))
+                self.waiting_behind_a_retryable(h)
+                self.assertEqual([(r.attempt, r.outcome)
+                                  for r, _ in self.replies()],
+                                 [(1, Outcome.RETRYABLE),
+                                  (1, Outcome.RETRYABLE)])
+                self.p.poll(0)
+                self.assertEqual([c.attempt for c in h.calls], [1, 2, 2])
+                self.assertEqual([(r.attempt, r.outcome, r.payload)
+                                  for r, _ in self.replies()][2:],
+                                 [(2, Outcome.SUCCESS, b"done")])
+                self.assertEqual(self.store.lookup("o-1/charge/DO"),
+                                 RecordedReply(Outcome.SUCCESS, b"done", "",
+                                               2))
+                self.assertEqual((self.p.stats.errors,
+                                  self.p.stats.duplicates), (1, 1))
+                # offset 1 holds the commit position until a restart
+                self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 1))
+
+    def test_a_command_left_waiting_by_a_fault_is_judged_afresh(self):
+        # The handler recorded the effect of attempt 2 (as
+        # record_in_transaction does) before it raised: the copy of
+        # attempt 2 that waited gets that record, not the handler.
+        store = self.store
+
+        class AppliedThenRaised(Recorder):
+            def __call__(self, cmd):
+                r = super().__call__(cmd)
+                if len(self.calls) == 2:
+                    store.record(cmd.effect_key, RecordedReply(
+                        Outcome.SUCCESS, b"applied", "", cmd.attempt))
+                    raise RuntimeError("bug after the commit")
+                return r
+        h = AppliedThenRaised(None)
+        self.waiting_behind_a_retryable(h)
+        self.p.poll(0)
+        self.assertEqual([c.attempt for c in h.calls], [1, 2])
+        self.assertEqual([(r.attempt, r.outcome, r.payload)
+                          for r, _ in self.replies()][2:],
+                         [(2, Outcome.SUCCESS, b"applied")])
+
+    def test_a_command_left_waiting_by_a_fault_goes_with_its_partition(self):
+        h = Recorder(None, RuntimeError("bug"))
+        self.waiting_behind_a_retryable(h)
+        self.consumer.revoke([(TOPIC, 0)])
+        self.p.poll(0)
+        self.assertEqual(len(h.calls), 2)  # the next owner answers it
+        self.assertEqual(len(self.replies()), 2)
+
 
 class Later(Base):
     def test_complete_from_another_thread_replies_on_the_polling_thread(self):
@@ -308,6 +384,30 @@ class Offsets(Base):
         self.assertEqual(self.producer.produced, [])
         self.assertEqual(self.consumer.commits, [])
         self.assertEqual(self.p.stats.errors, 1)
+
+    def test_a_store_raising_outside_its_contract_abandons_its_waiters(self):
+        # A store of one's own that raises something else than StoreError
+        # when it records: the exception leaves poll(), and the command
+        # and the copy that waited for it are abandoned like after a
+        # StoreError (counted, logged), not dropped without a word.
+        class Broken(MemoryStore):
+            def record(self, key, reply):
+                raise ConnectionResetError("the cache went away")
+        self.p.store = Broken()
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1))
+        self.p.complete(h.calls[0], Result.success(b"late"))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            with self.assertRaises(ConnectionResetError):
+                self.p.poll(0)
+        self.assertEqual([line.split(" left ")[0].split()[-1]
+                          for line in logs.output],
+                         [f"{TOPIC}/0/0", f"{TOPIC}/0/1"])
+        self.assertIn("the cache went away", logs.output[0])
+        self.assertEqual(self.p.stats.errors, 2)
+        self.assertEqual(self.producer.produced, [])
+        self.assertEqual(self.consumer.commits, [])
 
     def test_a_handler_that_raises_stops_the_loop_unacknowledged(self):
         def boom(cmd):

@@ -239,6 +239,8 @@ class Participant:
         self._handlers = {}
         self._parts = {}
         self._inflight = {}  # effect key -> job in a handler
+        # jobs a handler fault left waiting, judged again on the next turn
+        self._released = collections.deque()
         self._completions = queue.SimpleQueue()
         self._started = False
         self._stopping = False
@@ -269,7 +271,11 @@ class Participant:
         nothing is recorded or replied and the command is redelivered
         after a restart. So does one that returns anything but a Result or
         None (SagaError SAGA_EINVAL) or a Result whose payload is past
-        max_message_bytes (SAGA_ETOOBIG). Raises SagaError: SAGA_EINVAL
+        max_message_bytes (SAGA_ETOOBIG). The commands of the same effect
+        that waited with the faulty one (later attempts behind a
+        RETRYABLE) are not lost with it: the next poll()/run() turn takes
+        them up as new deliveries (the recorded reply, else the handler).
+        Raises SagaError: SAGA_EINVAL
         (bad topic or handler), SAGA_EEXIST (topic already handled),
         SAGA_ESTATE (already started)."""
         if not isinstance(topic, str) or not topic \
@@ -314,10 +320,11 @@ class Participant:
     # ---- the loop --------------------------------------------------------
 
     def poll(self, timeout=0.05):
-        """One turn: completions handed to complete(), at most one message
-        (waiting up to ``timeout`` seconds, 0 or more, for it), delivery
-        reports. Raises SagaError: SAGA_EINVAL for a negative timeout,
-        SAGA_ESTATE once closed."""
+        """One turn: commands a handler fault left waiting (see handle()),
+        completions handed to complete(), at most one message (waiting up
+        to ``timeout`` seconds, 0 or more, for it), delivery reports.
+        Raises SagaError: SAGA_EINVAL for a negative timeout, SAGA_ESTATE
+        once closed."""
         wire.as_seconds("timeout", timeout)
         if self._closed:
             raise SagaError("SAGA_ESTATE", "the participant is closed")
@@ -325,6 +332,7 @@ class Participant:
 
     def _turn(self, timeout):
         self._start()
+        self._take_up_released()
         self._drain_completions()
         msg = self._consumer.poll(timeout)
         if msg is not None:
@@ -379,7 +387,8 @@ class Participant:
     def close(self, timeout=10.0):
         """Stop consuming: deliver the replies in flight (up to timeout
         seconds), commit what they acknowledged, leave the group. Commands
-        still in handlers are abandoned (redelivered to the next member)."""
+        still in handlers, or waiting to be taken up again after a handler
+        fault, are abandoned (redelivered to the next member)."""
         if self._closed:
             return
         self._closed = True
@@ -429,6 +438,12 @@ class Participant:
             self._dead_letter(job, str(e))
             return
         job.cmd = self._view(job)
+        self._judge(job)
+
+    def _judge(self, job):
+        """Answer a decoded command from the store (3), void it (3a) or
+        hand it to the handler (4): a new delivery, or one a handler fault
+        left waiting."""
         try:
             rec = self.store.lookup(job.cmd.effect_key)
         except StoreError as e:
@@ -528,6 +543,18 @@ class Participant:
                 continue
             self._finish(job, result)
 
+    def _take_up_released(self):
+        """Judge again, as new deliveries, the commands a handler fault
+        left waiting (_finish). One whose partition was revoked meanwhile
+        is left to its next owner. When the handler faults again, the
+        exception leaves poll() and the rest wait for the next turn."""
+        while self._released:
+            job = self._released.popleft()
+            if self._parts.get((job.msg.topic(), job.msg.partition())) \
+                    is not job.part:
+                continue
+            self._judge(job)
+
     def _finish(self, job, result):
         """Record and send a checked Result (Result checks its fields, the
         callers its size)."""
@@ -541,14 +568,31 @@ class Participant:
         except StoreError as e:
             self._abandon(job, str(e))
             return
+        except BaseException as e:
+            # A store that raises something other than StoreError: a fault
+            # of the store, out of poll() like a handler's, but the command
+            # and those waiting for it are abandoned as after a StoreError.
+            self._abandon(job, f"the store raised {e!r}")
+            raise
         self._reply(job, rec)
         dups, job.dups = job.dups, []
+        again = []
         for d in dups:
             if rec.answers(d.cmd.attempt):
                 self.stats.duplicates += 1
                 self._reply(d, rec)
             else:
+                again.append(d)
+        for i, d in enumerate(again):
+            try:
                 self._dispatch(d)
+            except BaseException:
+                # The handler faulted on d (d is abandoned) and the
+                # exception leaves poll(): the commands after d waited for
+                # the same effect and are not lost with it. The next turn
+                # judges them as new deliveries.
+                self._released.extend(again[i + 1:])
+                raise
 
     # ---- output ------------------------------------------------------------
 

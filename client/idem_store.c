@@ -1,6 +1,7 @@
 /* Idempotency stores for the participant (saga/client.h): in memory, and a
  * table in the participant's own PostgreSQL database. Both answer their
- * callbacks synchronously on the calling (loop) thread. A key keeps a
+ * callbacks synchronously on the calling (loop) thread, and a failure's
+ * text waits in the store for last_error until its next call. A key keeps a
  * SUCCESS, and any reply to the same or a later attempt; a FAILURE or
  * RETRYABLE of an earlier attempt (nothing applied) gives way to the new
  * one. The PostgreSQL store prepares its two statements once per session
@@ -32,6 +33,7 @@ typedef struct mem_entry {
 
 typedef struct mem_store {
   mem_entry_t *b[MEM_BUCKETS];
+  char msg[320]; /* the last call's failure, "" when it succeeded */
 } mem_store_t;
 
 static size_t hash(const char *s) {
@@ -50,6 +52,7 @@ static mem_entry_t *mem_find(mem_store_t *m, const char *key) {
 
 static void mem_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
                        void *arg) {
+  ((mem_store_t *)ctx)->msg[0] = '\0';
   mem_entry_t *e = mem_find(ctx, key);
   if (!e) {
     cb(arg, 0, 0, NULL);
@@ -95,20 +98,34 @@ static void mem_record(void *ctx, const char *key,
                        const saga_recorded_reply_t *r, saga_store_record_cb cb,
                        void *arg) {
   mem_store_t *m = ctx;
+  m->msg[0] = '\0';
   if (!key || !r || (!r->payload && r->payload_len)) {
-    cb(arg, SAGA_EINVAL); /* a length without bytes: nothing to copy */
+    /* a length without bytes: nothing to copy */
+    snprintf(m->msg, sizeof m->msg,
+             "could not record idempotency key \"%.200s\": %s",
+             key ? key : "(null)",
+             !r ? "no reply given" : "payload is NULL with a length");
+    cb(arg, SAGA_EINVAL);
     return;
   }
   mem_entry_t *old = mem_find(m, key);
   if (old) {
     int keep = old->outcome == SAGA_OUTCOME_SUCCESS ||
                old->attempt >= r->attempt;
-    cb(arg, keep ? 0 : mem_entry_set(old, r));
+    int rc = keep ? 0 : mem_entry_set(old, r);
+    if (rc)
+      snprintf(m->msg, sizeof m->msg,
+               "could not record idempotency key \"%.200s\": out of memory",
+               key);
+    cb(arg, rc);
     return;
   }
   mem_entry_t *e = calloc(1, sizeof *e);
   if (!e || !(e->key = strdup(key)) || mem_entry_set(e, r) != 0) {
     mem_entry_free(e);
+    snprintf(m->msg, sizeof m->msg,
+             "could not record idempotency key \"%.200s\": out of memory",
+             key);
     cb(arg, SAGA_ENOMEM);
     return;
   }
@@ -131,6 +148,10 @@ static void mem_destroy(void *ctx) {
   free(m);
 }
 
+static const char *mem_last_error(void *ctx) {
+  return ((mem_store_t *)ctx)->msg;
+}
+
 int saga_idem_store_memory(saga_idem_store_t *out) {
   if (!out)
     return SAGA_EINVAL;
@@ -140,7 +161,8 @@ int saga_idem_store_memory(saga_idem_store_t *out) {
   *out = (saga_idem_store_t){.ctx = m,
                              .lookup = mem_lookup,
                              .record = mem_record,
-                             .destroy = mem_destroy};
+                             .destroy = mem_destroy,
+                             .last_error = mem_last_error};
   return 0;
 }
 
@@ -273,6 +295,7 @@ typedef struct pg_store {
                   prepare again */
   int prepared[PG_NSTMT];
   char name[PG_NSTMT][48];
+  char msg[1024]; /* the last call's failure, "" when it succeeded */
 } pg_store_t;
 
 static int sqlstate_is(const PGresult *r, const char *code) {
@@ -329,9 +352,14 @@ static PGresult *pg_exec(pg_store_t *s, int which, const char *const *v,
 
 static void pg_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
                       void *arg) {
+  pg_store_t *s = ctx;
+  s->msg[0] = '\0';
   const char *params[1] = {key};
-  PGresult *r = pg_exec(ctx, PG_LOOKUP, params, NULL, NULL, 1);
+  PGresult *r = pg_exec(s, PG_LOOKUP, params, NULL, NULL, 1);
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    (void)pg_fail(s->msg, sizeof s->msg,
+                  "could not look up idempotency key \"%s\": %s", key,
+                  PQerrorMessage(s->conn));
     PQclear(r);
     cb(arg, SAGA_ESTORE, 0, NULL);
     return;
@@ -387,16 +415,21 @@ static void pg_record(void *ctx, const char *key,
                       const saga_recorded_reply_t *reply,
                       saga_store_record_cb cb, void *arg) {
   pg_store_t *s = ctx;
+  s->msg[0] = '\0';
   record_params_t p;
-  if (record_params(&p, key, reply, NULL, 0) != 0) {
+  if (record_params(&p, key, reply, s->msg, sizeof s->msg) != 0) {
     cb(arg, SAGA_ESTORE);
     return;
   }
   PGresult *r = pg_exec(s, PG_RECORD, p.v, p.len, p.fmt, 0);
-  cb(arg, record_result(s->conn, r, key, NULL, 0));
+  cb(arg, record_result(s->conn, r, key, s->msg, sizeof s->msg));
 }
 
 static void pg_destroy(void *ctx) { free(ctx); }
+
+static const char *pg_last_error(void *ctx) {
+  return ((pg_store_t *)ctx)->msg;
+}
 
 int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
                        size_t errlen) {
@@ -452,6 +485,7 @@ int saga_idem_store_pg(void *pgconn, saga_idem_store_t *out, char *errbuf,
   *out = (saga_idem_store_t){.ctx = s,
                              .lookup = pg_lookup,
                              .record = pg_record,
-                             .destroy = pg_destroy};
+                             .destroy = pg_destroy,
+                             .last_error = pg_last_error};
   return 0;
 }

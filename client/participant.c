@@ -74,6 +74,7 @@ struct saga_participant {
   saga_pending_t *jobs;
   int started, closing;
   saga_participant_stats_t stats;
+  char last_error[1024]; /* why stats.errors last grew, "" before */
   void (*close_cb)(void *);
   void *close_arg;
 };
@@ -118,11 +119,48 @@ static saga_pending_t *job_new(saga_participant_t *p, enum job_kind kind,
   return j;
 }
 
-/* Abandon an input after a store or Kafka failure: its offset stays
- * unacknowledged, so it is redelivered after a restart or rebalance. */
+/* Keep the text of a failure for saga_participant_last_error: the
+ * library never logs, so this is where the reason for an errors count
+ * is read. */
+static void note(saga_participant_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(saga_participant_t *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(p->last_error, sizeof p->last_error, fmt, ap);
+  va_end(ap);
+}
+
+/* A store callback reported err: note what failed in the store's own
+ * words (asked for now, inside the callback, as saga_idem_store_t.
+ * last_error says), or the code's text from a store that has none. */
+static void note_store(saga_participant_t *p, const char *what,
+                       const char *key, int err) {
+  const char *t =
+      p->store.last_error ? p->store.last_error(p->store.ctx) : NULL;
+  note(p, "store %s of \"%s\" failed: %s: %s", what, key, saga_err_name(err),
+       t && *t ? t : saga_strerror(err));
+}
+
+/* Abandon an input after a store or Kafka failure (noted before): its
+ * offset stays unacknowledged, so it is redelivered after a restart or
+ * rebalance. */
 static void job_abandon(saga_pending_t *j) {
   j->p->stats.errors++;
   job_free(j);
+}
+
+/* Note that j was on its way when the participant began to close. */
+static void note_closing(saga_pending_t *j) {
+  note(j->p, "command \"%s\" abandoned: the participant is closing",
+       j->cmd->idempotency_key);
+}
+
+/* Abandon j, which was on its way when the participant began to close. */
+static void job_abandon_closing(saga_pending_t *j) {
+  note_closing(j);
+  job_abandon(j);
 }
 
 /* ---- replies ---- */
@@ -130,9 +168,10 @@ static void job_abandon(saga_pending_t *j) {
 /* Encode r as the reply to j's command into *buf (free) and *h
  * (rd_kafka_headers_destroy, or a produce takes it): 0, SAGA_ETOOBIG when
  * it is past max_message_bytes or the producer's message.max.bytes (it
- * could never be sent), or another encode error. */
+ * could never be sent), or another encode error, with the text in errbuf. */
 static int encode_reply(saga_pending_t *j, const saga_recorded_reply_t *r,
-                        void **buf, size_t *len, rd_kafka_headers_t **h) {
+                        void **buf, size_t *len, rd_kafka_headers_t **h,
+                        char *errbuf, size_t errlen) {
   saga_participant_t *p = j->p;
   const Saga__V1__Command *c = j->cmd;
   Saga__V1__Reply rep;
@@ -148,7 +187,7 @@ static int encode_reply(saga_pending_t *j, const saga_recorded_reply_t *r,
       .traceparent = tp,
   };
   int rc = saga__wire_encode(&rep.base, &meta, p->max_bytes, buf, len, h,
-                             NULL, 0);
+                             errbuf, errlen);
   if (rc)
     return rc;
   if (!saga__producer_fits(p->producer_max, strlen(c->saga_id), *len, *h)) {
@@ -156,29 +195,41 @@ static int encode_reply(saga_pending_t *j, const saga_recorded_reply_t *r,
     free(*buf);
     *h = NULL;
     *buf = NULL;
-    return SAGA_ETOOBIG;
+    return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
+                      "the encoded Reply of %zu bytes is past the producer's "
+                      "message.max.bytes (%zu)",
+                      *len, p->producer_max);
   }
   return 0;
 }
 
 /* Produce an encoded reply to j's reply topic. buf is freed; h is taken
- * on success only. 0 or SAGA_EKAFKA. */
+ * on success only. 0 or SAGA_EKAFKA (noted). */
 static int send_reply(saga_pending_t *j, void *buf, size_t len,
                       rd_kafka_headers_t *h) {
   const Saga__V1__Command *c = j->cmd;
+  char err[512];
   int rc = saga_kloop_produce(j->p->kl, c->reply_topic, RD_KAFKA_PARTITION_UA,
                               c->saga_id, strlen(c->saga_id), buf, len, h, j,
-                              NULL, 0);
+                              err, sizeof err);
   free(buf);
+  if (rc)
+    note(j->p, "reply to \"%s\" not sent: %s", c->idempotency_key, err);
   return rc ? SAGA_EKAFKA : 0;
 }
 
+/* Encode and produce r as the reply to j's command: 0 or an error
+ * (noted). */
 static int produce_reply(saga_pending_t *j, const saga_recorded_reply_t *r) {
   void *buf;
   size_t len;
   rd_kafka_headers_t *h;
-  int rc = encode_reply(j, r, &buf, &len, &h);
-  if (!rc && (rc = send_reply(j, buf, len, h)) != 0)
+  char err[512];
+  int rc = encode_reply(j, r, &buf, &len, &h, err, sizeof err);
+  if (rc)
+    note(j->p, "reply to \"%s\" not sent: %s: %s", j->cmd->idempotency_key,
+         saga_err_name(rc), err);
+  else if ((rc = send_reply(j, buf, len, h)) != 0)
     rd_kafka_headers_destroy(h);
   return rc;
 }
@@ -247,6 +298,10 @@ static void abandon_dups(saga_pending_t *j) {
 static void on_recorded(void *arg, int err) {
   saga_pending_t *j = arg;
   if (err || j->p->closing) {
+    if (err)
+      note_store(j->p, "record", j->effect_key, err);
+    else
+      note_closing(j);
     abandon_dups(j);
     job_abandon(j);
     return;
@@ -265,19 +320,21 @@ static void on_recorded(void *arg, int err) {
 }
 
 /* Keep a copy of the reply in j (the store may answer the record later)
- * and encode it: 0, SAGA_ENOMEM or encode_reply's error. */
+ * and encode it: 0, SAGA_ENOMEM or encode_reply's error, with the text in
+ * errbuf. */
 static int hold_reply(saga_pending_t *j, saga_outcome_t outcome,
                       const void *payload, size_t payload_len,
-                      const char *reason) {
-  if (payload_len && !(j->reply_payload = malloc(payload_len)))
-    return SAGA_ENOMEM;
+                      const char *reason, char *errbuf, size_t errlen) {
+  if ((payload_len && !(j->reply_payload = malloc(payload_len))) ||
+      (reason && !(j->reply_reason = strdup(reason))))
+    return saga__errf(SAGA_ENOMEM, errbuf, errlen,
+                      "out of memory for a copy of the reply");
   if (payload_len)
     memcpy(j->reply_payload, payload, payload_len);
-  if (reason && !(j->reply_reason = strdup(reason)))
-    return SAGA_ENOMEM;
   j->reply = (saga_recorded_reply_t){outcome, j->reply_payload, payload_len,
                                      j->reply_reason, j->cmd->attempt};
-  return encode_reply(j, &j->reply, &j->out, &j->out_len, &j->out_hdrs);
+  return encode_reply(j, &j->reply, &j->out, &j->out_len, &j->out_hdrs,
+                      errbuf, errlen);
 }
 
 int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
@@ -295,17 +352,31 @@ int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
   j->in_handler = 0;
   j->with_user = 0;
   int rc = 0;
-  if (outcome < SAGA_OUTCOME_SUCCESS || outcome > SAGA_OUTCOME_RETRYABLE ||
-      (!payload && payload_len) ||
-      (reason && saga__utf8_bad_at(reason, strlen(reason)) < strlen(reason)))
-    rc = SAGA_EINVAL;
+  char err[512];
+  if (outcome < SAGA_OUTCOME_SUCCESS || outcome > SAGA_OUTCOME_RETRYABLE)
+    rc = saga__errf(SAGA_EINVAL, err, sizeof err,
+                    "outcome %d is not SUCCESS, FAILURE or RETRYABLE",
+                    (int)outcome);
+  else if (!payload && payload_len)
+    rc = saga__errf(SAGA_EINVAL, err, sizeof err,
+                    "payload is NULL with a length of %zu bytes", payload_len);
+  else if (reason &&
+           saga__utf8_bad_at(reason, strlen(reason)) < strlen(reason))
+    rc = saga__errf(SAGA_EINVAL, err, sizeof err,
+                    "reason is not UTF-8 (at byte %zu)",
+                    saga__utf8_bad_at(reason, strlen(reason)));
   else if (payload_len > j->p->max_bytes)
-    rc = SAGA_ETOOBIG;
+    rc = saga__errf(SAGA_ETOOBIG, err, sizeof err,
+                    "payload of %zu bytes is past max_message_bytes (%zu)",
+                    payload_len, j->p->max_bytes);
   else
-    rc = hold_reply(j, outcome, payload, payload_len, reason);
+    rc = hold_reply(j, outcome, payload, payload_len, reason, err,
+                    sizeof err);
   if (rc) {
     /* Nothing recorded: a reply the store kept but Kafka could never
      * take would answer every later attempt with nothing. */
+    note(j->p, "reply to \"%s\" refused: %s: %s", j->cmd->idempotency_key,
+         saga_err_name(rc), err);
     abandon_dups(j);
     job_abandon(j);
     return rc;
@@ -358,7 +429,7 @@ static void dispatch(saga_pending_t *j) {
   saga_participant_t *p = j->p;
   if (p->closing) {
     /* a store that answered late: the handler is not called after close */
-    job_abandon(j);
+    job_abandon_closing(j);
     return;
   }
   saga_pending_t *first = inflight_with_key(p, j, j->effect_key);
@@ -402,6 +473,13 @@ static void dispatch(saga_pending_t *j) {
 static void on_tombstone(void *arg, int err) {
   saga_pending_t *j = arg;
   if (err || j->p->closing) {
+    if (err) {
+      char key[sizeof j->effect_key];
+      other_key(j, key, sizeof key);
+      note_store(j->p, "record", key, err);
+    } else {
+      note_closing(j);
+    }
     abandon_dups(j);
     job_abandon(j);
     return;
@@ -415,6 +493,13 @@ static void on_do_lookup(void *arg, int err, int found,
                          const saga_recorded_reply_t *r) {
   saga_pending_t *j = arg;
   if (err || j->p->closing) {
+    if (err) {
+      char key[sizeof j->effect_key];
+      other_key(j, key, sizeof key);
+      note_store(j->p, "lookup", key, err);
+    } else {
+      note_closing(j);
+    }
     j->in_handler = 0;
     abandon_dups(j);
     job_abandon(j);
@@ -459,8 +544,13 @@ static void judge_compensation(saga_pending_t *j) {
 static void on_lookup(void *arg, int err, int found,
                       const saga_recorded_reply_t *r) {
   saga_pending_t *j = arg;
-  if (err || j->p->closing) {
+  if (err) {
+    note_store(j->p, "lookup", j->effect_key, err);
     job_abandon(j);
+    return;
+  }
+  if (j->p->closing) {
+    job_abandon_closing(j);
     return;
   }
   if (found && answers(r, j->cmd->attempt)) {
@@ -483,6 +573,7 @@ static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
                         saga_kloop_ack_t *ack, const char *reason) {
   saga_pending_t *j = job_new(p, JOB_DLQ, ack);
   if (!j) {
+    note(p, "dead letter not sent: out of memory");
     p->stats.errors++;
     return;
   }
@@ -501,12 +592,15 @@ static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
       saga__hdr_add(h, SAGA_HDR_DLQ_SOURCE, source)) {
     if (h)
       rd_kafka_headers_destroy(h);
+    note(p, "dead letter of %s not sent: out of memory for its headers",
+         source);
     job_abandon(j);
     return;
   }
   const char *to = p->dlq_topic ? p->dlq_topic : dlq;
+  char err[512];
   if (saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                         m->payload, m->len, h, j, NULL, 0) == 0)
+                         m->payload, m->len, h, j, err, sizeof err) == 0)
     return;
   /* Too big for the producer: keep the headers and say what was dropped
    * (as sagad's dead letters do), never a silent cut. */
@@ -517,8 +611,9 @@ static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
   if (saga__hdr_add(h, SAGA_HDR_DLQ_SIZE, size) ||
       saga__hdr_add(h, SAGA_HDR_DLQ_TRUNCATED, cut) ||
       saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                         NULL, 0, h, j, NULL, 0) != 0) {
+                         NULL, 0, h, j, err, sizeof err) != 0) {
     rd_kafka_headers_destroy(h);
+    note(p, "dead letter of %s not sent: %s", source, err);
     job_abandon(j);
   }
 }
@@ -536,6 +631,8 @@ static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
     hdrs = NULL;
   saga_pending_t *j = job_new(p, JOB_COMMAND, ack);
   if (!j) {
+    note(p, "message at %s/%d/%lld not taken: out of memory", topic,
+         (int)m->partition, (long long)m->offset);
     p->stats.errors++;
     return;
   }
@@ -563,6 +660,15 @@ static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
   saga_participant_t *p = opaque;
   saga_pending_t *j = msg_opaque;
   if (m->err) {
+    if (j->kind == JOB_COMMAND)
+      note(p, "reply to \"%s\" not delivered to \"%s\": %s",
+           j->cmd->idempotency_key, rd_kafka_topic_name(m->rkt),
+           rd_kafka_err2str(m->err));
+    else
+      note(p, "dead letter of %s/%d/%lld not delivered to \"%s\": %s",
+           saga_kloop_ack_topic(j->ack), (int)saga_kloop_ack_partition(j->ack),
+           (long long)saga_kloop_ack_offset(j->ack),
+           rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
     job_abandon(j);
     return;
   }
@@ -760,6 +866,10 @@ void saga_participant_stats(const saga_participant_t *p,
                             saga_participant_stats_t *out) {
   if (p && out)
     *out = p->stats;
+}
+
+const char *saga_participant_last_error(const saga_participant_t *p) {
+  return p ? p->last_error : NULL;
 }
 
 static void on_kloop_closed(void *arg) {

@@ -3,6 +3,7 @@
  * had when the starter was created, so no outcome produced afterwards is
  * missed and no consumer-group join delays it. */
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ typedef struct cancel {
 
 typedef struct start_job {
   saga_starter_t *s;
+  const char *what; /* "StartSaga" or "CancelSaga" */
   char saga_id[SAGA_WIRE_MAX_ID + 1];
   saga_started_cb cb;
   void *arg;
@@ -62,12 +64,28 @@ struct saga_starter {
   cancel_t *cancels;
   saga_notification_cb sub;
   void *sub_arg;
+  char last_error[1024]; /* the last failure to send, "" before */
   int closing;
   int timers_open;
   int kloop_open;
   void (*close_cb)(void *);
   void *close_arg;
 };
+
+/* Keep the text of a failure to send for saga_starter_last_error. */
+static void note(saga_starter_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(saga_starter_t *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->last_error, sizeof s->last_error, fmt, ap);
+  va_end(ap);
+}
+
+const char *saga_starter_last_error(const saga_starter_t *s) {
+  return s ? s->last_error : NULL;
+}
 
 static void notification_view(const Saga__V1__Notification *n,
                               const saga__wire_meta_t *meta,
@@ -258,6 +276,9 @@ static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
   saga_starter_t *s = opaque;
   start_job_t *j = msg_opaque;
   int err = m->err ? (s->closing ? SAGA_ECANCELED : SAGA_EKAFKA) : 0;
+  if (err == SAGA_EKAFKA)
+    note(s, "%s of saga \"%s\" not delivered to \"%s\": %s", j->what,
+         j->saga_id, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
   j->cb(s, err, j->saga_id, j->arg);
   free(j);
 }
@@ -454,6 +475,7 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   if (!j)
     return SAGA_ENOMEM;
   j->s = s;
+  j->what = "StartSaga";
   j->cb = cb;
   j->arg = arg;
   if (req->saga_id)
@@ -481,22 +503,32 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
   void *buf;
   size_t len;
   rd_kafka_headers_t *h;
+  char err[512];
   int rc = saga__wire_encode(&m.base, &meta, s->max_bytes, &buf, &len, &h,
-                             NULL, 0);
+                             err, sizeof err);
   if (rc) {
+    note(s, "StartSaga of saga \"%s\" not sent: %s: %s", j->saga_id,
+         saga_err_name(rc), err);
     free(j);
     return rc;
   }
-  if ((saga_id_out && id_len && strlen(j->saga_id) >= id_len) ||
-      !saga__producer_fits(s->producer_max, strlen(j->saga_id), len, h)) {
+  int fits = saga__producer_fits(s->producer_max, strlen(j->saga_id), len, h);
+  if ((saga_id_out && id_len && strlen(j->saga_id) >= id_len) || !fits) {
     /* the caller could not learn the id, or Kafka could never take it */
+    if (!fits)
+      note(s,
+           "StartSaga of saga \"%s\" not sent: SAGA_ETOOBIG: %zu bytes "
+           "encoded, past the producer's message.max.bytes (%zu)",
+           j->saga_id, len, s->producer_max);
     rd_kafka_headers_destroy(h);
     free(buf);
     free(j);
     return SAGA_ETOOBIG;
   }
   if (saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA, j->saga_id,
-                         strlen(j->saga_id), buf, len, h, j, NULL, 0) != 0) {
+                         strlen(j->saga_id), buf, len, h, j, err,
+                         sizeof err) != 0) {
+    note(s, "StartSaga of saga \"%s\" not sent: %s", j->saga_id, err);
     rd_kafka_headers_destroy(h);
     free(buf);
     free(j);
@@ -527,6 +559,7 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
     return SAGA_ENOMEM;
   }
   j->s = s;
+  j->what = "CancelSaga";
   j->cb = cb;
   j->arg = arg;
   snprintf(j->saga_id, sizeof j->saga_id, "%s", saga_id);
@@ -543,15 +576,20 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
   void *buf;
   size_t len;
   rd_kafka_headers_t *h;
+  char err[512];
   int rc = saga__wire_encode(&m.base, &meta, s->max_bytes, &buf, &len, &h,
-                             NULL, 0);
-  if (!rc && saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA,
+                             err, sizeof err);
+  if (rc) {
+    note(s, "CancelSaga of saga \"%s\" not sent: %s: %s", j->saga_id,
+         saga_err_name(rc), err);
+  } else if (saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA,
                                 j->saga_id, strlen(j->saga_id), buf, len, h,
-                                j, NULL, 0) != 0) {
+                                j, err, sizeof err) != 0) {
+    note(s, "CancelSaga of saga \"%s\" not sent: %s", j->saga_id, err);
     rd_kafka_headers_destroy(h);
     free(buf);
     rc = SAGA_EKAFKA;
-  } else if (!rc) {
+  } else {
     free(buf);
   }
   if (rc) {
@@ -735,7 +773,8 @@ int saga_run_saga(const saga_starter_config_t *cfg,
                  "the saga id does not fit saga_id_out of %zu bytes", fit);
     else if (rc)
       saga__errf(rc, errbuf, errlen, "could not start saga of type \"%s\": %s",
-                 req && req->saga_type ? req->saga_type : "", saga_strerror(rc));
+                 req && req->saga_type ? req->saga_type : "",
+                 *c.s->last_error ? c.s->last_error : saga_strerror(rc));
     else {
       while (!c.finished)
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -749,6 +788,9 @@ int saga_run_saga(const saga_starter_config_t *cfg,
         saga__errf(rc, errbuf, errlen,
                    "saga \"%s\" has no outcome after %lld ms", id,
                    (long long)timeout_ms);
+      else if (rc == SAGA_EKAFKA && *c.s->last_error)
+        saga__errf(rc, errbuf, errlen, "saga \"%s\": %s", id,
+                   c.s->last_error);
       else if (rc)
         saga__errf(rc, errbuf, errlen, "saga \"%s\": %s", id,
                    saga_strerror(rc));

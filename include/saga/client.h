@@ -70,13 +70,21 @@ typedef struct saga_idem_store {
    * owed must run before destroy returns (the command is then abandoned)
    * or never. */
   void (*destroy)(void *ctx);
+  /* May be NULL. The text of the failure a lookup or record callback is
+   * reporting (err < 0), e.g. the database's "permission denied for table
+   * saga_idempotency": the participant asks for it from inside that
+   * callback and keeps a copy (saga_participant_last_error). The text
+   * stays valid until the store's next call; NULL or "" says nothing more
+   * than the code. Both stores of this library fill it in. */
+  const char *(*last_error)(void *ctx);
 } saga_idem_store_t;
 
 /* An in-memory store (tests, or participants whose effects are naturally
  * idempotent). Returns 0, SAGA_EINVAL (out NULL) or SAGA_ENOMEM; free with
  * store->destroy(ctx), which saga_participant_close does for the store it
  * was given. Its record answers SAGA_EINVAL for a NULL payload with a
- * length. */
+ * length, and SAGA_ENOMEM when it cannot copy the reply (its last_error
+ * says which). */
 SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
 
 /* A store in a table of the participant's own PostgreSQL database, created
@@ -102,7 +110,10 @@ SAGA_CLIENT_EXPORT int saga_idem_store_memory(saga_idem_store_t *out);
  * restart, a terminated backend: PQstatus CONNECTION_BAD) every lookup and
  * record fails (SAGA_ESTORE: the command is abandoned, counted in
  * stats.errors) until the caller resets it (PQreset) or makes the
- * participant again; the store never reconnects on its own. Returns 0,
+ * participant again; the store never reconnects on its own. A lookup or
+ * record that fails (SAGA_ESTORE) names the key and the server's or
+ * libpq's word through store->last_error, which the participant passes on
+ * (saga_participant_last_error). Returns 0,
  * SAGA_EINVAL (pgconn or out NULL), SAGA_ENOMEM or SAGA_ESTORE (the
  * connection is not open, the table cannot be made; text in errbuf). To
  * record a key in the participant's own business transaction, see
@@ -235,11 +246,25 @@ typedef struct saga_participant_stats {
                               or a later attempt of an applied effect */
   uint64_t dead_lettered;  /* undecodable inputs sent to the DLQ */
   uint64_t replies_acked;  /* replies whose delivery was acknowledged */
-  uint64_t errors;         /* store or Kafka failures (input redelivered) */
+  uint64_t errors;         /* store or Kafka failures (input redelivered);
+                              saga_participant_last_error says why */
 } saga_participant_stats_t;
 
 SAGA_CLIENT_EXPORT void saga_participant_stats(const saga_participant_t *p,
                                                saga_participant_stats_t *out);
+
+/* Text of the participant's last failure, the one that last grew
+ * stats.errors ("" when none): which command or input was abandoned and
+ * why, e.g. "store lookup of \"o-17/reserve/DO\" failed: SAGA_ESTORE: could
+ * not look up idempotency key \"o-17/reserve/DO\": ERROR:  permission denied
+ * for table saga_idempotency" (a store failure, in the store's words when
+ * it has a last_error), librdkafka's word for a reply or dead letter that
+ * could not be produced or was not delivered, or why
+ * saga_participant_done refused a reply. The library never logs: read it
+ * when errors grows. Owned by the participant, rewritten by the next
+ * failure; NULL for a NULL p. Loop thread. */
+SAGA_CLIENT_EXPORT const char *saga_participant_last_error(
+    const saga_participant_t *p);
 
 /* Leave the group and release everything; `cb` (may be NULL) runs on the
  * loop when memory is freed. Commands still pending are abandoned (their
@@ -318,7 +343,8 @@ SAGA_CLIENT_EXPORT int saga_starter_new(uv_loop_t *loop,
                                         size_t errlen);
 
 /* Called once when the StartSaga's delivery to the inbox is acknowledged
- * (err 0) or failed (err < 0; SAGA_ECANCELED on close). */
+ * (err 0) or failed (err < 0; SAGA_ECANCELED on close; on SAGA_EKAFKA
+ * saga_starter_last_error says why). */
 typedef void (*saga_started_cb)(saga_starter_t *s, int err,
                                 const char *saga_id, void *arg);
 
@@ -391,6 +417,15 @@ SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
                                               saga_notification_cb cb,
                                               void *arg);
 
+/* Text of the starter's last failure to send ("" when none): why
+ * saga_starter_start or saga_starter_cancel answered SAGA_EKAFKA or an
+ * encoding error, or why a delivery reported to a saga_started_cb failed
+ * (librdkafka's word, e.g. "Broker: Topic authorization failed"), naming
+ * the saga and the topic. Inside such a callback it is that callback's
+ * failure. Owned by the starter, rewritten by the next failure; NULL for
+ * a NULL s. Loop thread. */
+SAGA_CLIENT_EXPORT const char *saga_starter_last_error(const saga_starter_t *s);
+
 /* Pending starts and awaits are called back with SAGA_ECANCELED, then
  * memory is released and `cb` (may be NULL) runs on the loop. Until then
  * start, cancel and await answer SAGA_ESTATE; after it, `s` is gone.
@@ -406,7 +441,8 @@ SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
  * saga_id_out (may be NULL): one that would not fit is SAGA_ETOOBIG
  * before anything is sent, as a negative timeout_ms is SAGA_EINVAL.
  * Returns 0 or any error above (SAGA_ETIMEDOUT when the time ran out: the
- * saga may still run). Not for use on a loop thread. */
+ * saga may still run), with the text in errbuf (for a StartSaga Kafka
+ * refused, librdkafka's word). Not for use on a loop thread. */
 SAGA_CLIENT_EXPORT int saga_run_saga(const saga_starter_config_t *cfg,
                                      const saga_start_request_t *req,
                                      int64_t timeout_ms, char *saga_id_out,

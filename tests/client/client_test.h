@@ -27,4 +27,10 @@ extern const char *const ct_producer_props[];
 /* Drain and close a loop whose handles are all closing. */
 void ct_loop_finish(uv_loop_t *loop);
 
+/* Send one command to the embedded Kafka's control socket
+ * (SAGA_KAFKA_CONTROL; scripts/kafka.sh, "ctl"), e.g. "topic-error T 29":
+ * 0 when it answered ok, -1 when there is no control socket to ask.
+ * Fails the test on any other answer. */
+int ct_kafka_ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

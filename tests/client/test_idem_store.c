@@ -6,7 +6,7 @@
  * recorded; replies round-trip exactly (binary payload, reason or none,
  * the largest attempt), the keep-or-replace rule holds, and a reply with
  * no place in the table is refused; a lost connection fails every call
- * until the caller resets it. */
+ * until the caller resets it; a failed call says why (last_error). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
@@ -415,6 +416,72 @@ static void test_a_lost_connection_fails_until_the_caller_resets_it(
   fixture_close(&f);
 }
 
+/* A lookup or record that fails says why through the store's last_error,
+ * in the server's words and naming the key, and "" after a call that
+ * worked: here the store's session runs as a role that may not read or
+ * write the table (as a participant given the wrong database user would).
+ * Before, the text was dropped and the participant's caller saw only
+ * SAGA_ESTORE; the same for a reply that has no place in the table, and
+ * for the memory store's refusals. */
+static void test_a_failed_call_names_its_cause(void **state) {
+  (void)state;
+  fixture_t f;
+  fixture_open(&f, "client_idem_why");
+  assert_non_null(f.s.last_error);
+  assert_int_equal(record(&f.s, "w1/a/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          1),
+                   0);
+  assert_string_equal(f.s.last_error(f.s.ctx), "");
+  char role[64], sql[160];
+  snprintf(role, sizeof role, "saga_idem_noaccess_%ld", (long)getpid());
+  snprintf(sql, sizeof sql, "CREATE ROLE %s NOLOGIN", role);
+  exec_ok(f.c, sql);
+  snprintf(sql, sizeof sql, "SET ROLE %s", role);
+  exec_ok(f.c, sql);
+
+  got_t g = lookup(&f.s, "w1/a/DO");
+  assert_int_equal(g.err, SAGA_ESTORE);
+  const char *why = f.s.last_error(f.s.ctx);
+  assert_non_null(strstr(why, "permission denied for table saga_idempotency"));
+  assert_non_null(strstr(why, "\"w1/a/DO\""));
+  assert_null(strchr(why, '\n'));
+  assert_int_equal(record(&f.s, "w1/b/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          1),
+                   SAGA_ESTORE);
+  why = f.s.last_error(f.s.ctx);
+  assert_non_null(strstr(why, "permission denied for table saga_idempotency"));
+  assert_non_null(strstr(why, "\"w1/b/DO\""));
+
+  exec_ok(f.c, "RESET ROLE");
+  snprintf(sql, sizeof sql, "DROP ROLE %s", role);
+  exec_ok(f.c, sql);
+  g = lookup(&f.s, "w1/a/DO");
+  assert_int_equal(g.err, 0);
+  assert_int_equal(g.found, 1);
+  assert_string_equal(f.s.last_error(f.s.ctx), "");
+  /* refused before the server is asked */
+  assert_int_equal(record(&f.s, "w1/c/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          UINT32_MAX),
+                   SAGA_ESTORE);
+  why = f.s.last_error(f.s.ctx);
+  assert_non_null(strstr(why, "attempt 4294967295"));
+  assert_non_null(strstr(why, "\"w1/c/DO\""));
+
+  saga_idem_store_t mem;
+  assert_int_equal(saga_idem_store_memory(&mem), 0);
+  assert_non_null(mem.last_error);
+  assert_int_equal(record(&mem, "w1/d/DO", SAGA_OUTCOME_SUCCESS, NULL, 5,
+                          NULL, 1),
+                   SAGA_EINVAL);
+  why = mem.last_error(mem.ctx);
+  assert_non_null(strstr(why, "payload is NULL"));
+  assert_non_null(strstr(why, "\"w1/d/DO\""));
+  assert_int_equal(lookup(&mem, "w1/d/DO").found, 0);
+  assert_string_equal(mem.last_error(mem.ctx), "");
+  mem.destroy(mem.ctx);
+  fixture_close(&f);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -424,6 +491,7 @@ int main(void) {
       cmocka_unit_test(test_replies_round_trip_and_keep_their_rule),
       cmocka_unit_test(
           test_a_lost_connection_fails_until_the_caller_resets_it),
+      cmocka_unit_test(test_a_failed_call_names_its_cause),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

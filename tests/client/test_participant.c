@@ -7,7 +7,8 @@
  * PostgreSQL store remembers keys across participant instances. A reply
  * Kafka could not carry is refused unrecorded, a store may answer later,
  * a handler may answer after close, and configuration mistakes are
- * refused at once. */
+ * refused at once. A command abandoned for a store or Kafka failure, or a
+ * reply refused, is named with its cause by saga_participant_last_error. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
@@ -244,17 +246,27 @@ static void handler(saga_participant_t *p, const saga_command_t *cmd,
 static size_t max_message_bytes;
 /* librdkafka's message.max.bytes for the participant, NULL = default */
 static const char *producer_max;
+/* librdkafka's message.timeout.ms for the participant, NULL = default */
+static const char *message_timeout;
 
 static saga_participant_t *open_participant_with(fixture_t *f,
                                                  const char *topic,
                                                  const char *group,
                                                  saga_idem_store_t store,
                                                  saga_handler_fn fn) {
-  const char *const props[] = {
+  const char *props[16] = {
       "session.timeout.ms", "6000", "heartbeat.interval.ms", "500",
       "fetch.wait.max.ms", "5", "auto.offset.reset", "earliest",
-      "linger.ms", "1",
-      producer_max ? "message.max.bytes" : NULL, producer_max, NULL};
+      "linger.ms", "1"};
+  size_t n = 10;
+  if (producer_max) {
+    props[n++] = "message.max.bytes";
+    props[n++] = producer_max;
+  }
+  if (message_timeout) {
+    props[n++] = "message.timeout.ms";
+    props[n++] = message_timeout;
+  }
   saga_participant_config_t cfg = {
       .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
                 .properties = props,
@@ -843,6 +855,11 @@ static void test_a_reply_kafka_cannot_carry_is_refused_not_recorded(
   saga_participant_stats_t st;
   saga_participant_stats(p, &st);
   assert_int_equal(st.errors, 3);
+  /* the last refusal says which reply and why */
+  assert_non_null(
+      strstr(saga_participant_last_error(p), "\"s-utf8/reserve/DO/1\""));
+  assert_non_null(strstr(saga_participant_last_error(p),
+                         "SAGA_EINVAL: reason is not UTF-8"));
   teardown_fixture(&f, p);
 
   /* The producer's own ceiling (4000 bytes here) is below the library's
@@ -862,6 +879,10 @@ static void test_a_reply_kafka_cannot_carry_is_refused_not_recorded(
   assert_int_equal(edge_rc[0], SAGA_ETOOBIG);
   assert_int_equal(edge_found[0], 0);
   assert_string_equal(f.seen[0].key, "s-after2/reserve/DO/1");
+  assert_non_null(
+      strstr(saga_participant_last_error(p), "\"s-kafka/reserve/DO/1\""));
+  assert_non_null(
+      strstr(saga_participant_last_error(p), "message.max.bytes (4000)"));
   teardown_fixture(&f, p);
 }
 
@@ -1174,6 +1195,215 @@ static void test_postgres_store_opens_without_a_notice(void **state) {
   ts_pg_drop_database(ci);
 }
 
+/* ---- a failure's text reaches the caller ---- */
+
+/* A store of the caller's own that fails as a database would: a lookup of
+ * a "s-nolookup" saga, a record of a "s-norecord" one, with a text of its
+ * own through last_error (or none, when last_error is NULL); the rest goes
+ * to the memory store inside. */
+typedef struct failing_store {
+  saga_idem_store_t inner;
+  char msg[128];
+} failing_store_t;
+
+static void failing_lookup(void *ctx, const char *key, saga_store_lookup_cb cb,
+                           void *arg) {
+  failing_store_t *s = ctx;
+  s->msg[0] = '\0';
+  if (strstr(key, "s-nolookup")) {
+    snprintf(s->msg, sizeof s->msg, "connection to server refused (%s)", key);
+    cb(arg, SAGA_ESTORE, 0, NULL);
+    return;
+  }
+  s->inner.lookup(s->inner.ctx, key, cb, arg);
+}
+
+static void failing_record(void *ctx, const char *key,
+                           const saga_recorded_reply_t *r,
+                           saga_store_record_cb cb, void *arg) {
+  failing_store_t *s = ctx;
+  s->msg[0] = '\0';
+  if (strstr(key, "s-norecord")) {
+    snprintf(s->msg, sizeof s->msg, "disk full while writing %s", key);
+    cb(arg, SAGA_ESTORE);
+    return;
+  }
+  s->inner.record(s->inner.ctx, key, r, cb, arg);
+}
+
+static const char *failing_last_error(void *ctx) {
+  return ((failing_store_t *)ctx)->msg;
+}
+
+static void failing_destroy(void *ctx) {
+  failing_store_t *s = ctx;
+  s->inner.destroy(s->inner.ctx);
+  free(s);
+}
+
+typedef struct errors_wait {
+  saga_participant_t *p;
+  uint64_t want;
+} errors_wait_t;
+
+static int errors_at_least(void *arg) {
+  errors_wait_t *w = arg;
+  saga_participant_stats_t st;
+  saga_participant_stats(w->p, &st);
+  return st.errors >= w->want;
+}
+
+/* Run until stats.errors reaches want; the last error's text then. */
+static const char *wait_errors(fixture_t *f, saga_participant_t *p,
+                               uint64_t want) {
+  errors_wait_t w = {p, want};
+  assert_true(ct_run_until_pred(&f->loop, errors_at_least, &w, 30000));
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.errors, want);
+  const char *why = saga_participant_last_error(p);
+  assert_non_null(why);
+  return why;
+}
+
+/* One participant on a failing store of the caller's (with_text: with
+ * its last_error) gets a command whose lookup fails, then one whose
+ * record fails; both are abandoned, and saga_participant_last_error says
+ * which key, which call and the store's words. */
+static void a_store_failure_is_named(int with_text) {
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("why.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("why"));
+  const char *topics[] = {replies};
+  open_peer(&f, topics, 1);
+  failing_store_t *fs = calloc(1, sizeof *fs);
+  assert_non_null(fs);
+  assert_int_equal(saga_idem_store_memory(&fs->inner), 0);
+  saga_idem_store_t store = {.ctx = fs,
+                             .lookup = failing_lookup,
+                             .record = failing_record,
+                             .destroy = failing_destroy,
+                             .last_error =
+                                 with_text ? failing_last_error : NULL};
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+  assert_string_equal(saga_participant_last_error(p), "");
+  assert_null(saga_participant_last_error(NULL));
+
+  send_command(&f, topic, "s-nolookup", replies, 1);
+  const char *why = wait_errors(&f, p, 1);
+  assert_non_null(strstr(why, "lookup"));
+  assert_non_null(strstr(why, "\"s-nolookup/reserve/DO\""));
+  assert_non_null(strstr(why, "SAGA_ESTORE"));
+  if (with_text)
+    assert_non_null(
+        strstr(why, "connection to server refused (s-nolookup/reserve/DO)"));
+  else
+    assert_non_null(strstr(why, saga_strerror(SAGA_ESTORE)));
+  assert_int_equal(f.handler_calls, 0);
+
+  send_command(&f, topic, "s-norecord", replies, 1);
+  why = wait_errors(&f, p, 2);
+  assert_non_null(strstr(why, "record"));
+  assert_non_null(strstr(why, "\"s-norecord/reserve/DO\""));
+  if (with_text)
+    assert_non_null(strstr(why, "disk full while writing s-norecord"));
+  assert_int_equal(f.handler_calls, 1);
+  assert_int_equal(f.n_seen, 0); /* nothing recorded, nothing sent */
+  teardown_fixture(&f, p);
+}
+
+/* Before, a store's failure only grew stats.errors: the store had no way
+ * to say why, and the participant none to pass it on. */
+static void test_a_store_failure_reaches_the_caller_with_its_text(
+    void **state) {
+  (void)state;
+  a_store_failure_is_named(1);
+  a_store_failure_is_named(0); /* a store without last_error: the code */
+}
+
+/* The PostgreSQL store on a session whose role may not read the table
+ * (the wrong database user): the command is abandoned and the
+ * participant's last error carries the server's "permission denied". */
+static void test_a_postgres_store_failure_reaches_the_caller(void **state) {
+  (void)state;
+  char *ci;
+  saga_idem_store_t store;
+  PGconn *conn = open_pg_store("client_why", &ci, &store);
+  char role[64], sql[160];
+  snprintf(role, sizeof role, "saga_part_noaccess_%ld", (long)getpid());
+  snprintf(sql, sizeof sql, "CREATE ROLE %s NOLOGIN", role);
+  PQclear(PQexec(conn, sql));
+  snprintf(sql, sizeof sql, "SET ROLE %s", role);
+  PGresult *r = PQexec(conn, sql);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("whypg.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("whypg"));
+  const char *topics[] = {replies};
+  open_peer(&f, topics, 1);
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+  send_command(&f, topic, "s-denied", replies, 1);
+  const char *why = wait_errors(&f, p, 1);
+  assert_non_null(strstr(why, "\"s-denied/reserve/DO\""));
+  assert_non_null(strstr(why, "permission denied for table saga_idempotency"));
+  assert_int_equal(f.handler_calls, 0);
+  teardown_fixture(&f, p);
+  PQclear(PQexec(conn, "RESET ROLE"));
+  snprintf(sql, sizeof sql, "DROP ROLE %s", role);
+  r = PQexec(conn, sql);
+  assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  PQfinish(conn);
+  ts_pg_drop_database(ci);
+}
+
+/* A reply the broker never takes (its topic is not authorized, set up
+ * through the embedded Kafka's control socket) fails its delivery once
+ * message.timeout.ms has passed: the command is abandoned and the last
+ * error names the reply, its topic and librdkafka's word. Before, only
+ * stats.errors grew. */
+static void test_a_reply_kafka_refuses_reaches_the_caller_with_its_text(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("deny.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("denied"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("deny"));
+  /* TOPIC_AUTHORIZATION_FAILED */
+  if (ct_kafka_ctl("topic-error %s 29", replies) != 0) {
+    uv_close((uv_handle_t *)&f.later, NULL);
+    ct_loop_finish(&f.loop);
+    skip();
+  }
+  char quiet[128]; /* the peer only sends here: nothing comes back */
+  snprintf(quiet, sizeof quiet, "%s", ts_unique_name("quiet"));
+  const char *topics[] = {quiet};
+  open_peer(&f, topics, 1);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  message_timeout = "1500";
+  saga_participant_t *p = open_participant_with(&f, topic, group, store,
+                                                stack_handler);
+  message_timeout = NULL;
+  send_command(&f, topic, "s-denied", replies, 1);
+  const char *why = wait_errors(&f, p, 1);
+  assert_non_null(strstr(why, "reply to \"s-denied/reserve/DO/1\""));
+  assert_non_null(strstr(why, replies));
+  assert_non_null(strstr(why, "Message timed out"));
+  assert_int_equal(f.handler_calls, 1);
+  teardown_fixture(&f, p);
+  assert_int_equal(ct_kafka_ctl("topic-error %s 0", replies), 0);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -1200,6 +1430,11 @@ int main(void) {
           test_a_command_held_across_close_is_cancelled_not_freed),
       cmocka_unit_test(
           test_a_participant_configuration_mistake_is_refused_at_once),
+      cmocka_unit_test(
+          test_a_store_failure_reaches_the_caller_with_its_text),
+      cmocka_unit_test(test_a_postgres_store_failure_reaches_the_caller),
+      cmocka_unit_test(
+          test_a_reply_kafka_refuses_reaches_the_caller_with_its_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -532,6 +532,87 @@ static void test_blocking_run_checks_first_and_keeps_to_its_timeout(
   assert_true(took < 5000);
 }
 
+/* What a saga_started_cb was told, with the starter's last error then. */
+typedef struct sent {
+  int calls, err;
+  char why[512];
+} sent_t;
+
+static void on_sent(saga_starter_t *s, int err, const char *saga_id,
+                    void *arg) {
+  (void)saga_id;
+  sent_t *d = arg;
+  d->calls++;
+  d->err = err;
+  snprintf(d->why, sizeof d->why, "%s", saga_starter_last_error(s));
+}
+
+/* A StartSaga or CancelSaga the broker never takes (the inbox topic is
+ * not authorized, set up through the embedded Kafka's control socket)
+ * fails its delivery once message.timeout.ms has passed: saga_run_saga's
+ * errbuf and saga_starter_last_error carry librdkafka's word and name the
+ * saga and the topic. Before, errbuf said only "kafka error" and the
+ * callback had nothing but SAGA_EKAFKA. */
+static void test_a_start_kafka_refuses_reaches_the_caller_with_its_text(
+    void **state) {
+  (void)state;
+  char inbox[128], notes[128];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("denied.inbox"));
+  snprintf(notes, sizeof notes, "%s", ts_unique_name("denied.notes"));
+  /* TOPIC_AUTHORIZATION_FAILED */
+  if (ct_kafka_ctl("topic-error %s 29", inbox) != 0)
+    skip();
+  static const char *const props[] = {"linger.ms", "1", "message.timeout.ms",
+                                      "1500", NULL};
+  saga_starter_config_t cfg = {
+      .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
+                .properties = props},
+      .inbox_topic = inbox,
+      .notifications_topic = notes,
+      .setup_timeout_ms = ts_timeout_ms(3000),
+  };
+  saga_start_request_t req = {.saga_type = "order", .saga_id = "s-denied-1"};
+  saga_notification_kind_t kind = 0;
+  char err[512] = "";
+  int rc = saga_run_saga(&cfg, &req, ts_timeout_ms(30000), NULL, 0, &kind,
+                         NULL, 0, err, sizeof err);
+  printf("# %s: %s\n", saga_err_name(rc), err);
+  assert_int_equal(rc, SAGA_EKAFKA);
+  assert_non_null(strstr(err, "\"s-denied-1\""));
+  assert_non_null(strstr(err, inbox));
+  assert_non_null(strstr(err, "Message timed out"));
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_t *s;
+  rc = saga_starter_new(&loop, &cfg, &s, err, sizeof err);
+  if (rc)
+    fail_msg("%s", err);
+  assert_string_equal(saga_starter_last_error(s), "");
+  assert_null(saga_starter_last_error(NULL));
+  sent_t started = {0}, cancelled = {0};
+  req.saga_id = "s-denied-2";
+  assert_int_equal(saga_starter_start(s, &req, NULL, 0, on_sent, &started), 0);
+  assert_true(ct_run_until(&loop, &started.calls, 30000));
+  assert_int_equal(started.err, SAGA_EKAFKA);
+  assert_non_null(strstr(started.why, "StartSaga of saga \"s-denied-2\""));
+  assert_non_null(strstr(started.why, inbox));
+  assert_non_null(strstr(started.why, "Message timed out"));
+  assert_int_equal(saga_starter_cancel(s, "s-denied-3", "test", "tester",
+                                       on_sent, &cancelled),
+                   0);
+  assert_true(ct_run_until(&loop, &cancelled.calls, 30000));
+  assert_int_equal(cancelled.err, SAGA_EKAFKA);
+  assert_non_null(
+      strstr(cancelled.why, "CancelSaga of saga \"s-denied-3\""));
+  assert_non_null(strstr(cancelled.why, "Message timed out"));
+  watch_t w = {0};
+  saga_starter_close(s, on_closed, &w);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  assert_int_equal(ct_kafka_ctl("topic-error %s 0", inbox), 0);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -543,6 +624,8 @@ int main(void) {
           test_a_starter_argument_mistake_gets_the_documented_answer),
       cmocka_unit_test(
           test_blocking_run_checks_first_and_keeps_to_its_timeout),
+      cmocka_unit_test(
+          test_a_start_kafka_refuses_reaches_the_caller_with_its_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "conffile.h"
+#include "text.h"
 #include "timetext.h"
 
 static const struct {
@@ -137,24 +138,17 @@ static int read_file(cli_settings_t *s, const char *path, const int *fixed,
              : -1;
 }
 
-/* A name Kafka takes for a topic: 1 to 249 of a-z, A-Z, 0-9, '.', '_',
- * '-'. Another is refused by the broker, which sagactl would report as a
- * Kafka it could not reach. */
-static int topic_name_ok(const char *t) {
-  size_t n = strlen(t);
-  return n >= 1 && n <= 249 &&
-         strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                   "0123456789._-") == n;
-}
-
+/* Check the values the settings ended with, naming where each came from:
+ * the topics (a name Kafka refuses would come back as a Kafka sagactl
+ * could not reach), the timeout and max_input. 0, or -1 with err set. */
 static int finalize(cli_settings_t *s, char *err, size_t errlen) {
   static const cli_setting_t topics[] = {CLI_SET_INBOX,
                                          CLI_SET_NOTIFICATIONS};
   for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
-    if (!topic_name_ok(s->value[topics[i]])) {
+    if (!saga__kafka_topic_ok(s->value[topics[i]])) {
       snprintf(err, errlen,
                "%s: %s must be a Kafka topic name (1 to 249 of a-z, A-Z, "
-               "0-9, '.', '_', '-'), got \"%s\"",
+               "0-9, '.', '_', '-', not \".\" or \"..\"), got \"%s\"",
                s->source[topics[i]], SETS[topics[i]].name,
                s->value[topics[i]]);
       return -1;

@@ -1,10 +1,11 @@
 /* Internal to the client library: Kafka's own limits, checked when the
- * caller hands a value over rather than found out later out of sight. A
- * topic name, and whether a message fits the producer's ceiling
+ * caller hands a value over rather than found out later out of sight:
+ * whether a message fits the producer's ceiling
  * (librdkafka's message.max.bytes, 1000000 by default, below the
  * library's default max_message_bytes of 1 MiB): the participant asks
  * before it records a reply it could never send, the starter to answer
- * SAGA_ETOOBIG rather than SAGA_EKAFKA. Pure functions; no I/O. */
+ * SAGA_ETOOBIG rather than SAGA_EKAFKA. (A topic name is checked by
+ * saga__kafka_topic_ok, common/text.h.) Pure functions; no I/O. */
 #ifndef SAGA_CLIENT_KAFKA_LIMITS_H
 #define SAGA_CLIENT_KAFKA_LIMITS_H
 
@@ -13,25 +14,6 @@
 #include <string.h>
 
 #include <librdkafka/rdkafka.h>
-
-/* Kafka's longest topic name. */
-#define SAGA_KAFKA_MAX_TOPIC 249
-
-/* Whether `t` can name a Kafka topic: 1 to 249 of A-Z a-z 0-9 . _ -, not
- * "." or "..". librdkafka takes anything else as a regular expression
- * (a leading ^) or refuses it later, out of the caller's sight. */
-static inline int saga__topic_ok(const char *t) {
-  size_t n = t ? strlen(t) : 0;
-  if (n == 0 || n > SAGA_KAFKA_MAX_TOPIC || !strcmp(t, ".") ||
-      !strcmp(t, ".."))
-    return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
-          (t[i] >= '0' && t[i] <= '9') || t[i] == '.' || t[i] == '_' ||
-          t[i] == '-'))
-      return 0;
-  return 1;
-}
 
 /* The producer's message.max.bytes, or 0 when it cannot be read (then
  * nothing is refused here and librdkafka judges). */

@@ -751,7 +751,7 @@ static int check_config(const saga_participant_config_t *cfg, char *errbuf,
                       "participant: store has no lookup or record function "
                       "(saga_idem_store_memory or saga_idem_store_pg makes "
                       "one)");
-  if (cfg->dlq_topic && !saga__topic_ok(cfg->dlq_topic))
+  if (cfg->dlq_topic && !saga__kafka_topic_ok(cfg->dlq_topic))
     return saga__errf(SAGA_EINVAL, errbuf, errlen,
                       "participant: dlq_topic \"%.64s\" is not a Kafka topic "
                       "name (1 to 249 of A-Z a-z 0-9 . _ -)",
@@ -818,7 +818,7 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
 
 int saga_participant_handle(saga_participant_t *p, const char *topic,
                             saga_handler_fn fn, void *arg) {
-  if (!p || !saga__topic_ok(topic) || !fn)
+  if (!p || !saga__kafka_topic_ok(topic) || !fn)
     return SAGA_EINVAL;
   if (p->started || p->closing)
     return SAGA_ESTATE;

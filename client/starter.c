@@ -13,6 +13,7 @@
 #include "kafka_limits.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
+#include "text.h"
 #include "wire_kafka.h"
 
 #define OUTCOME_CACHE_MAX 4096
@@ -383,7 +384,7 @@ static int starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
   const char *const topics[2] = {cfg->inbox_topic, cfg->notifications_topic};
   const char *const topic_field[2] = {"inbox_topic", "notifications_topic"};
   for (int i = 0; i < 2; i++)
-    if (topics[i] && !saga__topic_ok(topics[i]))
+    if (topics[i] && !saga__kafka_topic_ok(topics[i]))
       return saga__errf(SAGA_EINVAL, errbuf, errlen,
                         "starter: %s \"%.64s\" is not a Kafka topic name (1 "
                         "to 249 of A-Z a-z 0-9 . _ -)",

@@ -75,3 +75,12 @@ size_t saga__json_nul_escape_at(const void *v, size_t n) {
   }
   return n;
 }
+
+int saga__kafka_topic_ok(const char *t) {
+  size_t n = t ? strlen(t) : 0;
+  if (n == 0 || n > SAGA_KAFKA_MAX_TOPIC || !strcmp(t, ".") ||
+      !strcmp(t, ".."))
+    return 0;
+  return strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                   "0123456789._-") == n;
+}

@@ -29,4 +29,13 @@ int saga__hexval(char c);
  * quotes and backslash escapes; v need not be valid JSON. Any thread. */
 size_t saga__json_nul_escape_at(const void *v, size_t n);
 
+/* The longest Kafka topic name. */
+#define SAGA_KAFKA_MAX_TOPIC 249
+
+/* Whether t can name a Kafka topic: 1 to SAGA_KAFKA_MAX_TOPIC of A-Z a-z
+ * 0-9 . _ -, and not "." or "..". librdkafka takes anything else as a
+ * regular expression (a leading ^) or refuses it later, out of the
+ * caller's sight. 0 for NULL. Any thread. */
+int saga__kafka_topic_ok(const char *t);
+
 #endif

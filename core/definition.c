@@ -238,6 +238,12 @@ static bool get_name(ctx_t *c, const cJSON *obj, const char *key,
          maxlen, got);
     return true;
   }
+  /* Kafka refuses these two topic names, though their characters pass */
+  if (!strcmp(key, "topic") && !saga__kafka_topic_ok(v->valuestring)) {
+    fail(c, p, "must be a Kafka topic name, not \".\" or \"..\", got %s",
+         got);
+    return true;
+  }
   *out = strdup(v->valuestring);
   return *out != NULL;
 }

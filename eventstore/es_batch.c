@@ -64,7 +64,6 @@ void es_batch_free(es_batch_t *b) {
 
 size_t es_batch_size(const es_batch_t *b) { return b ? b->n_streams : 0; }
 
-
 const es_append_result_t *es_batch_result(const es_batch_t *b, size_t i) {
   return (b && i < b->n_streams) ? &b->results[i] : NULL;
 }

@@ -16,6 +16,7 @@
 
 #include "conffile.h"
 #include "conninfo.h"
+#include "text.h"
 #include "timetext.h"
 
 typedef enum { T_STRING, T_INT, T_DURATION, T_BOOL, T_ENUM } ptype_t;
@@ -248,20 +249,16 @@ static int check_conninfo(const char *value, char *msg, size_t len) {
 }
 
 static int check_topic(const char *value, char *msg, size_t len) {
-  if (!strcmp(value, ".") || !strcmp(value, "..")) {
+  if (saga__kafka_topic_ok(value))
+    return 0;
+  if (!strcmp(value, ".") || !strcmp(value, ".."))
     snprintf(msg, len, "\"%s\" is not a valid topic name", value);
-    return -1;
-  }
-  for (const char *p = value; *p; p++) {
-    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-') {
-      snprintf(msg, len,
-               "topic names use only letters, digits, '.', '_' and '-', "
-               "got \"%s\"",
-               value);
-      return -1;
-    }
-  }
-  return 0;
+  else
+    snprintf(msg, len,
+             "topic names use only letters, digits, '.', '_' and '-', "
+             "got \"%s\"",
+             value);
+  return -1;
 }
 
 /* The port written from p to end: 1 to 5 digits making 0 to 65535, or

@@ -243,6 +243,14 @@ static void test_step_name_and_topic_are_required(void **state) {
   expect_error(HEAD "{'name':'a','topic':'bad topic','compensation':'none'}]}",
                "order.saga.json: steps[0].topic: must be 1 to 249 characters "
                "of A-Z a-z 0-9 _ . -, got \"bad topic\"");
+  /* the right characters, and a name Kafka refuses all the same */
+  expect_error(HEAD "{'name':'a','topic':'..','compensation':'none'}]}",
+               "order.saga.json: steps[0].topic: must be a Kafka topic name, "
+               "not \".\" or \"..\", got \"..\"");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':"
+                    "{'topic':'.','action':'undo'}}]}",
+               "order.saga.json: steps[0].compensation.topic: must be a Kafka "
+               "topic name, not \".\" or \"..\", got \".\"");
 }
 
 static void test_timeout_out_of_range_matches_the_documented_message(

@@ -292,6 +292,11 @@ static void test_settings_errors_name_the_file_line_or_variable(
   expect_settings_error("notifications = \"\"\n", argv, 3, &none,
                         "bad.conf:1: notifications must be a Kafka topic "
                         "name");
+  /* "." and ".." are made of the right characters, and Kafka refuses
+   * them all the same */
+  const char *dots[] = {"sagactl", "start", "--inbox", ".."};
+  expect_settings_error(NULL, dots, 4, &none,
+                        "--inbox: inbox must be a Kafka topic name");
   /* kafka.* lines are checked by librdkafka when the file is read */
   expect_settings_error("# tuning\nkafka.linger.ms = abc\n", argv, 3, &none,
                         "bad.conf:2: kafka.linger.ms: ");

@@ -261,7 +261,8 @@ typedef struct es__op {
   es__heads_t *heads; /* the connection's stream heads, set by the face
                          (NULL: single appends always probe the version) */
   int head_used;   /* the single append was sent without a version probe */
-  int head_missed; /* ... and its era had moved on: send it again, probed */
+  int head_missed; /* ... and its era had ended or gone: send it again,
+                      probed */
   int32_t head_era; /* the era the single append's row went into, or -1 */
   int multi_failed; /* a multi-stream statement raised an error */
   int recheck;      /* the single-event statement wrote nothing */

@@ -31,6 +31,13 @@
  * memory the file lacks. */
 #define BODY_STEP (UINT32_C(1) << 20)
 
+/* A stream id by two independent 64-bit hashes: the streams of a file are
+ * counted without keeping their ids (a mistaken count needs both to
+ * collide). {0, 0} marks an empty slot. */
+struct sid {
+  uint64_t a, b;
+};
+
 struct es_archive {
   int fd;
   z_stream zs;
@@ -46,6 +53,9 @@ struct es_archive {
   es_pos_t last;      /* the last event's (tx, position) */
   int done;           /* the manifest was read and checked */
   int sum_seen;       /* the manifest's checksum line was read */
+  unsigned keys;      /* bits of the header and manifest keys read */
+  struct sid *sids;   /* the distinct streams seen (hashes), open addressing */
+  size_t n_sids, cap_sids;
   int err;            /* sticky error */
   es__buf_t body;     /* the record being read */
   es__buf_t arena;    /* the strings of the page being built */
@@ -79,6 +89,45 @@ static const char *gz_reason(gzFile gz) {
   return zerr == Z_ERRNO ? strerror(errno) : m;
 }
 
+/* path as it goes into a message of at most room bytes: whole when it
+ * fits, else "..." and its end (the file's name), so that the reason
+ * after it is never cut off. Returns buf. */
+static const char *short_path(char *buf, size_t cap, const char *path,
+                              size_t room) {
+  size_t len = strlen(path);
+  if (room > cap - 1)
+    room = cap - 1;
+  if (room < 16)
+    room = 16;
+  if (len <= room)
+    snprintf(buf, cap, "%s", path);
+  else
+    snprintf(buf, cap, "...%s", path + len - (room - 3));
+  return buf;
+}
+
+/* "archive \"PATH\": what" into msg, the path shortened so that what fits. */
+static void path_msg(char *msg, size_t msglen, const char *path,
+                     const char *what) {
+  char p[ES_ERRBUF_SIZE];
+  size_t used = strlen(what) + sizeof "archive \"\": " - 1;
+  short_path(p, sizeof p, path, msglen > used + 1 ? msglen - used - 1 : 0);
+  es__set_msg(msg, msglen, "archive \"%s\": %s", p, what);
+}
+
+/* The same with a format, for the writer's messages. */
+static void wfail(char *msg, size_t msglen, const char *path, const char *fmt,
+                  ...) __attribute__((format(printf, 4, 5)));
+static void wfail(char *msg, size_t msglen, const char *path, const char *fmt,
+                  ...) {
+  char what[ES_ERRBUF_SIZE];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  path_msg(msg, msglen, path, what);
+}
+
 /* ---- reader ---- */
 
 static int fail(es_archive_t *ar, int rc, const char *fmt, ...)
@@ -89,7 +138,7 @@ static int fail(es_archive_t *ar, int rc, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  es__set_msg(ar->msg, sizeof ar->msg, "archive \"%s\": %s", ar->path, what);
+  path_msg(ar->msg, sizeof ar->msg, ar->path, what);
   ar->err = rc;
   return rc;
 }
@@ -189,15 +238,27 @@ static int get(es_archive_t *ar, void *dst, size_t n, int sum,
   return 0;
 }
 
+/* A count or position as the writer prints it: decimal digits only (no
+ * sign, blank or other spelling a damaged file could pass for one). */
 static int parse_i64(const char *v, int64_t *out) {
+  size_t digits = strspn(v, "0123456789");
+  if (digits == 0 || v[digits] != '\0')
+    return -1;
   char *end = NULL;
   errno = 0;
   long long x = strtoll(v, &end, 10);
-  if (errno || end == v || *end != '\0')
+  if (errno || *end != '\0')
     return -1;
   *out = x;
   return 0;
 }
+
+/* The keys read from the header and the manifest, one bit each: a key
+ * given twice is a damaged file, not a value to pick one of. */
+static const char *const KEYS[] = {"era",           "table",  "created-at",
+                                   "first-position", "last-position",
+                                   "events",         "streams", "checksum"};
+#define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
 /* One "key: value" line of the header or the manifest. */
 static int header_line(es_archive_t *ar, char *line, int manifest) {
@@ -210,6 +271,16 @@ static int header_line(es_archive_t *ar, char *line, int manifest) {
   es_archive_info_t *in = &ar->info;
   int64_t x = 0;
   int bad = 0;
+  for (unsigned i = 0; i < NKEYS; i++) {
+    int header_key = i < 5;
+    if (strcmp(k, KEYS[i]) || (manifest && header_key) ||
+        (!manifest && !header_key))
+      continue; /* another key, or one this part does not read */
+    if (ar->keys & (1u << i))
+      return fail(ar, ES_ERR_CORRUPT, "%s has \"%s\" twice",
+                  manifest ? "manifest" : "header", k);
+    ar->keys |= 1u << i;
+  }
   /* The manifest says how the file ends, nothing about the era: it is not
    * under the checksum, so a header key in it must not change what the
    * header said. */
@@ -234,13 +305,13 @@ static int header_line(es_archive_t *ar, char *line, int manifest) {
   else if (manifest && !strcmp(k, "streams"))
     bad = parse_i64(v, &in->streams) || in->streams < 0;
   else if (manifest && !strcmp(k, "checksum")) {
-    char *end = NULL;
+    /* "crc32:" and exactly 8 hex digits */
     unsigned long c = 0;
-    if (strncmp(v, "crc32:", 6) || strlen(v) != 14)
+    if (strncmp(v, "crc32:", 6) || strlen(v) != 14 ||
+        strspn(v + 6, "0123456789abcdefABCDEF") != 8)
       bad = 1;
     else
-      c = strtoul(v + 6, &end, 16);
-    bad = bad || *end != '\0';
+      c = strtoul(v + 6, NULL, 16);
     in->checksum = (uint32_t)c;
     ar->sum_seen = 1;
   }
@@ -287,6 +358,8 @@ static int read_header(es_archive_t *ar) {
       break;
   }
   ar->crc = crc32_z(ar->crc, (const Bytef *)text, n);
+  if (memchr(text, '\0', n))
+    return fail(ar, ES_ERR_CORRUPT, "header holds a NUL byte");
   text[n - 1] = '\0';
   char *nl = strchr(text, '\n');
   *nl = '\0';
@@ -320,7 +393,7 @@ int es_archive_open(const char *path, es_archive_t **out, char *errbuf,
     es__set_msg(errbuf, errlen, "archive open: out of memory");
     return ES_ERR_NOMEM;
   }
-  snprintf(ar->path, sizeof ar->path, "%s", path);
+  short_path(ar->path, sizeof ar->path, path, sizeof ar->path - 1);
   ar->crc = crc32_z(0, NULL, 0);
   int rc = 0;
   ar->fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -356,6 +429,9 @@ static int read_manifest(es_archive_t *ar) {
   if (len && (rc = get(ar, text, len, 0, "the manifest")))
     return rc;
   text[len] = '\0';
+  /* a NUL would end the text early and hide the lines after it */
+  if (memchr(text, '\0', len))
+    return fail(ar, ES_ERR_CORRUPT, "manifest holds a NUL byte");
   uLong crc = ar->crc;
   ar->info.events = ar->info.streams = -1;
   if ((rc = header_lines(ar, text, 1)))
@@ -374,6 +450,11 @@ static int read_manifest(es_archive_t *ar) {
                 "the manifest counts %" PRId64
                 " events, the file holds %" PRId64,
                 ar->info.events, ar->seen);
+  if (ar->info.streams != (int64_t)ar->n_sids)
+    return fail(ar, ES_ERR_CORRUPT,
+                "the manifest counts %" PRId64
+                " streams, the file holds %zu",
+                ar->info.streams, ar->n_sids);
   /* nothing follows: the end of the file, after a whole gzip stream */
   char extra;
   size_t got = 0;
@@ -396,6 +477,52 @@ static int stash(es_archive_t *ar, const char *p, uint32_t len, size_t *off) {
   *off = ar->arena.len;
   if (es__buf_put(&ar->arena, p, len) || es__buf_put(&ar->arena, "", 1))
     return fail(ar, ES_ERR_NOMEM, "out of memory");
+  return 0;
+}
+
+/* The two hashes of a stream id. */
+static struct sid sid_of(const char *p, size_t n) {
+  uint64_t a = UINT64_C(0xcbf29ce484222325), b = UINT64_C(0x9e3779b97f4a7c15);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    a = (a ^ c) * UINT64_C(0x100000001b3); /* FNV-1a */
+    b = (b ^ c) * UINT64_C(0xff51afd7ed558ccd);
+    b ^= b >> 29;
+  }
+  b ^= (uint64_t)n;
+  struct sid s = {a, b};
+  if (s.a == 0 && s.b == 0)
+    s.b = 1;
+  return s;
+}
+
+/* Note the stream of an event, for the manifest's count of streams. */
+static int count_stream(es_archive_t *ar, const char *p, size_t n) {
+  if (2 * (ar->n_sids + 1) > ar->cap_sids) { /* grow: at most half full */
+    size_t cap = ar->cap_sids ? 2 * ar->cap_sids : 256;
+    struct sid *t = calloc(cap, sizeof *t);
+    if (!t)
+      return fail(ar, ES_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < ar->cap_sids; i++) {
+      struct sid s = ar->sids[i];
+      if (s.a == 0 && s.b == 0)
+        continue;
+      size_t j = (size_t)(s.a & (cap - 1));
+      while (t[j].a || t[j].b)
+        j = (j + 1) & (cap - 1);
+      t[j] = s;
+    }
+    free(ar->sids);
+    ar->sids = t;
+    ar->cap_sids = cap;
+  }
+  struct sid s = sid_of(p, n);
+  size_t j = (size_t)(s.a & (ar->cap_sids - 1));
+  for (; ar->sids[j].a || ar->sids[j].b; j = (j + 1) & (ar->cap_sids - 1))
+    if (ar->sids[j].a == s.a && ar->sids[j].b == s.b)
+      return 0;
+  ar->sids[j] = s;
+  ar->n_sids++;
   return 0;
 }
 
@@ -441,6 +568,9 @@ static int take_event(es_archive_t *ar, const char *stream) {
                 "event at position %" PRId64 " out of order or outside the"
                 " era's range",
                 e.global_position);
+  int rc = count_stream(ar, f[0], flen[0]);
+  if (rc)
+    return rc;
   ar->seen++;
   ar->last = e.at;
   if (stream && (strlen(stream) != flen[0] || memcmp(stream, f[0], flen[0])))
@@ -455,7 +585,7 @@ static int take_event(es_archive_t *ar, const char *stream) {
   }
   size_t off[NFIELDS];
   for (int i = 0; i < NFIELDS; i++) {
-    int rc = stash(ar, f[i], flen[i], &off[i]);
+    rc = stash(ar, f[i], flen[i], &off[i]);
     if (rc)
       return rc;
   }
@@ -607,12 +737,15 @@ void es_archive_close(es_archive_t *ar) {
   es__buf_free(&ar->body);
   es__buf_free(&ar->arena);
   free(ar->evs);
+  free(ar->sids);
   free(ar);
 }
 
 int es_archive_verify(const char *path, es_archive_info_t *info, char *errbuf,
                       size_t errlen) {
   es_archive_t *ar = NULL;
+  if (info)
+    memset(info, 0, sizeof *info);
   int rc = es_archive_open(path, &ar, errbuf, errlen);
   while (!rc) {
     es_page_t *pg = NULL;
@@ -637,8 +770,7 @@ static int wput(es__arw_t *w, const void *p, size_t n, int sum, char *msg,
   if (sum)
     w->crc = crc32_z(w->crc, p, n);
   if (n && gzwrite(w->gz, p, (unsigned)n) != (int)n) {
-    es__set_msg(msg, msglen, "archive \"%s\": could not write: %s", w->path,
-                gz_reason(w->gz));
+    wfail(msg, msglen, w->path, "could not write: %s", gz_reason(w->gz));
     return ES_ERR_IO;
   }
   return 0;
@@ -649,18 +781,17 @@ int es__archive_create(const char *path, const es_archive_info_t *hdr,
   *out = NULL;
   es__arw_t *w = calloc(1, sizeof *w);
   if (!w) {
-    es__set_msg(msg, msglen, "archive \"%s\": out of memory", path);
+    wfail(msg, msglen, path, "out of memory");
     return ES_ERR_NOMEM;
   }
-  snprintf(w->path, sizeof w->path, "%s", path);
+  short_path(w->path, sizeof w->path, path, sizeof w->path - 1);
   w->info = *hdr;
   w->info.format_version = FORMAT_VERSION;
   w->crc = crc32_z(0, NULL, 0);
   w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int dupfd = w->fd < 0 ? -1 : dup(w->fd);
   if (dupfd < 0 || !(w->gz = gzdopen(dupfd, "wb6"))) {
-    es__set_msg(msg, msglen, "archive \"%s\": could not create: %s", path,
-                strerror(errno));
+    wfail(msg, msglen, path, "could not create: %s", strerror(errno));
     if (dupfd >= 0)
       close(dupfd);
     if (w->fd >= 0)
@@ -722,8 +853,8 @@ int es__archive_put(es__arw_t *w, const es_recorded_t *e, char *msg,
   for (int i = 0; !rc && i < 4; i++)
     rc = put_field(b, opt[i], opt[i] ? strlen(opt[i]) : 0);
   if (rc || b->len - 5 > BODY_MAX) {
-    es__set_msg(msg, msglen, "archive \"%s\": %s", w->path,
-                rc ? "out of memory" : "event record too large");
+    wfail(msg, msglen, w->path, "%s",
+          rc ? "out of memory" : "event record too large");
     return rc ? ES_ERR_NOMEM : ES_ERR_TOO_LARGE;
   }
   be32((unsigned char *)b->p + 1, (uint32_t)(b->len - 5));
@@ -748,13 +879,12 @@ int es__archive_finish(es__arw_t *w, int64_t streams, es_archive_info_t *info,
   int zrc = gzclose(w->gz);
   w->gz = NULL;
   if (!rc && zrc != Z_OK) {
-    es__set_msg(msg, msglen, "archive \"%s\": could not finish: %s", w->path,
-                zrc == Z_ERRNO ? strerror(errno) : "zlib error");
+    wfail(msg, msglen, w->path, "could not finish: %s",
+          zrc == Z_ERRNO ? strerror(errno) : "zlib error");
     rc = ES_ERR_IO;
   }
   if (!rc && fsync(w->fd)) {
-    es__set_msg(msg, msglen, "archive \"%s\": could not sync: %s", w->path,
-                strerror(errno));
+    wfail(msg, msglen, w->path, "could not sync: %s", strerror(errno));
     rc = ES_ERR_IO;
   }
   if (info)

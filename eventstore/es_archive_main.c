@@ -9,9 +9,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -26,6 +28,10 @@
 #define FETCH_SQL "FETCH 5000 FROM es_archive_c"
 
 static const char *prog = "saga-es-archive";
+
+/* The longest retention period: PostgreSQL computes now() minus it, and
+ * that must stay a timestamp it can hold (4713 BC at the earliest). */
+#define OLDER_THAN_MAX_MS (INT64_C(100000) * 86400000)
 
 static void usage(FILE *f) {
   fputs(
@@ -48,17 +54,21 @@ static void usage(FILE *f) {
       "role granted es_admin.\n\n"
       "Options:\n"
       "  --older-than DURATION  retention period, e.g. 90d (units ms, s, m,\n"
-      "                         h, d)\n"
-      "  --dir DIR              where the archive files go (not needed with\n"
+      "                         h, d; 0ms to 100000d)\n"
+      "  --dir DIR              where the archive files go: an existing,\n"
+      "                         writable directory (not needed with\n"
       "                         --dry-run)\n"
       "  --dry-run              list the eras and what would be done; change\n"
       "                         nothing\n"
       "  --lock-wait DURATION   longest wait for the lock on es_events before\n"
-      "                         giving up on an era (default 5s)\n"
+      "                         giving up on an era (default 5s; 0ms: no\n"
+      "                         limit)\n"
       "  --verify FILE          check an archive file and print its "
       "manifest\n\n"
+      "Each option is given at most once.\n\n"
       "Exit codes: 0 done (also when nothing was due), 1 an era could not\n"
-      "be archived or a file is damaged, 2 usage error.\n",
+      "be archived or a file is damaged, 2 usage error (an --older-than or\n"
+      "--dir that cannot be used included).\n",
       f);
 }
 
@@ -303,13 +313,51 @@ static int archive_era(PGconn *c, const char *dir, PGresult *cand, int row,
   return 0;
 }
 
+/* A usage error: one line saying what is wrong, then the usage. */
+static int usage_error(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", prog);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  usage(stderr);
+  return 2;
+}
+
+/* --dir must name an existing directory the archive files can be created
+ * in; checked before anything is read, so that a run with nothing due
+ * finds a wrong --dir too. */
+static int check_dir(const char *dir) {
+  struct stat st;
+  if (dir[0] == '\0')
+    return usage_error("--dir is empty: give a directory");
+  if (stat(dir, &st) != 0)
+    return usage_error("--dir \"%s\": %s", dir, strerror(errno));
+  if (!S_ISDIR(st.st_mode))
+    return usage_error("--dir \"%s\": not a directory", dir);
+  if (access(dir, W_OK | X_OK) != 0)
+    return usage_error("--dir \"%s\": cannot create files in it: %s", dir,
+                       strerror(errno));
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *conninfo = NULL, *dir = NULL, *verify = NULL;
   int64_t older_ms = -1, wait_ms = 5000;
-  int dry = 0;
+  int dry = 0, wait_given = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int more = i + 1 < argc;
+    int given = (!strcmp(a, "--dry-run") && dry) ||
+                (!strcmp(a, "--older-than") && older_ms >= 0) ||
+                (!strcmp(a, "--lock-wait") && wait_given) ||
+                (!strcmp(a, "--dir") && dir) ||
+                (!strcmp(a, "--verify") && verify);
+    if (given)
+      return usage_error("%s given twice", a);
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
@@ -321,9 +369,14 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--older-than") && more) {
       if (parse_duration(a, argv[++i], &older_ms))
         return 2;
+      if (older_ms > OLDER_THAN_MAX_MS)
+        return usage_error("--older-than: \"%s\" is longer than the longest"
+                           " retention period, 100000d",
+                           argv[i]);
     } else if (!strcmp(a, "--lock-wait") && more) {
       if (parse_duration(a, argv[++i], &wait_ms))
         return 2;
+      wait_given = 1;
     } else if (!strcmp(a, "--dir") && more) {
       dir = argv[++i];
     } else if (!strcmp(a, "--verify") && more) {
@@ -335,37 +388,33 @@ int main(int argc, char **argv) {
                             !strcmp(a, "--lock-wait") ||
                             !strcmp(a, "--dir") || !strcmp(a, "--verify"));
       if (needs)
-        fprintf(stderr, "%s: %s needs a value (%s)\n", prog, a,
-                !strcmp(a, "--dir")      ? "a directory"
-                : !strcmp(a, "--verify") ? "an archive file"
-                                         : "a duration, e.g. 90d");
-      else if (a[0] != '-')
-        fprintf(stderr, "%s: unexpected argument \"%s\" (the CONNINFO is"
-                        " \"%s\"; quote a conninfo with spaces)\n",
-                prog, a, conninfo);
-      else
-        fprintf(stderr, "%s: unknown option \"%s\"\n", prog, a);
-      usage(stderr);
-      return 2;
+        return usage_error("%s needs a value (%s)", a,
+                           !strcmp(a, "--dir")      ? "a directory"
+                           : !strcmp(a, "--verify") ? "an archive file"
+                                                    : "a duration, e.g. 90d");
+      if (a[0] != '-')
+        return usage_error("unexpected argument \"%s\" (the CONNINFO is"
+                           " \"%s\"; quote a conninfo with spaces)",
+                           a, conninfo);
+      return usage_error("unknown option \"%s\"", a);
     }
   }
-  if (verify && (conninfo || dir || dry)) {
-    fprintf(stderr, "%s: --verify FILE takes no CONNINFO, --dir or"
-                    " --dry-run\n", prog);
-    usage(stderr);
-    return 2;
-  }
+  if (verify && (conninfo || dir || dry || older_ms >= 0 || wait_given))
+    return usage_error("--verify FILE takes no CONNINFO, --dir or --dry-run,"
+                       " and no --older-than or --lock-wait");
   if (verify)
     return verify_file(verify);
-  if (!conninfo || older_ms < 0 || (!dir && !dry) || wait_ms > INT32_MAX) {
-    fprintf(stderr, "%s: %s\n", prog,
-            !conninfo             ? "a CONNINFO is required"
-            : older_ms < 0        ? "--older-than is required"
-            : wait_ms > INT32_MAX ? "--lock-wait is too long"
-                                  : "--dir is required (or --dry-run)");
-    usage(stderr);
-    return 2;
+  if (wait_ms > INT32_MAX) {
+    char most[32];
+    saga__duration_format(most, sizeof most, INT32_MAX);
+    return usage_error("--lock-wait is too long: at most %s", most);
   }
+  if (!conninfo || older_ms < 0 || (!dir && !dry))
+    return usage_error("%s", !conninfo      ? "a CONNINFO is required"
+                             : older_ms < 0 ? "--older-than is required"
+                                 : "--dir is required (or --dry-run)");
+  if (dir && check_dir(dir))
+    return 2;
   PGconn *c = PQconnectdb(conninfo);
   if (PQstatus(c) != CONNECTION_OK) {
     fprintf(stderr, "%s: could not connect: %s", prog, PQerrorMessage(c));

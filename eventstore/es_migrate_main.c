@@ -30,10 +30,19 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc != 2 || argv[1][0] == '-') {
+    /* the first option says more than the count of arguments */
+    const char *opt = NULL;
+    for (int i = 1; i < argc && !opt; i++)
+      if (argv[i][0] == '-')
+        opt = argv[i];
+    int known = opt && (!strcmp(opt, "-h") || !strcmp(opt, "--help") ||
+                        !strcmp(opt, "--version"));
     if (argc < 2)
       fputs("saga-es-migrate: a CONNINFO is required\n", stderr);
-    else if (argc == 2)
-      fprintf(stderr, "saga-es-migrate: unknown option \"%s\"\n", argv[1]);
+    else if (known)
+      fprintf(stderr, "saga-es-migrate: %s takes no other argument\n", opt);
+    else if (opt)
+      fprintf(stderr, "saga-es-migrate: unknown option \"%s\"\n", opt);
     else
       fprintf(stderr,
               "saga-es-migrate: one CONNINFO only, got %d arguments (quote a"

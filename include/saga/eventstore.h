@@ -613,13 +613,15 @@ ES_EXPORT int es_archive_open(const char *path, es_archive_t **out,
  * stream) from where the last call stopped, in the file's order (the
  * gap-safe global order; a stream's events in version order). *out
  * receives a page (free with es_page_free); an empty page means the end,
- * which was reached and verified: the manifest's event count and
- * checksum match what was read, the gzip stream ended whole, and nothing
- * follows it in the file. The events of a page are checked only when the
+ * which was reached and verified: the manifest's counts of events and
+ * streams and its checksum match what was read (a manifest line given
+ * twice or spelled otherwise than the writer prints it is damage), the
+ * gzip stream ended whole, and nothing follows it in the file. The events of a page are checked only when the
  * end is reached, so a caller that must not act on a damaged file reads
  * to the end before using them (sagactl history does). Errors: INVALID,
  * CORRUPT (damaged, truncated, or its checksum or counts do not match:
- * es_archive_last_error says where), IO, NOMEM; after an error every later
+ * es_archive_last_error says where, the path shortened at its start when
+ * the message would not hold it whole), IO, NOMEM; after an error every later
  * call answers the same. */
 ES_EXPORT int es_archive_read(es_archive_t *ar, const char *stream_id,
                               size_t max, es_page_t **out);
@@ -633,7 +635,8 @@ ES_EXPORT void es_archive_close(es_archive_t *ar);
 /* Read the whole archive at path and check it as es_archive_read does at
  * its end; *info (optional) receives what it says about itself. Returns
  * 0 when the file is whole, or the errors of es_archive_open and
- * es_archive_read, with the reason in errbuf. */
+ * es_archive_read, with the reason in errbuf (*info is then what was read
+ * before the error, all zero when the file did not open). */
 ES_EXPORT int es_archive_verify(const char *path, es_archive_info_t *info,
                                 char *errbuf, size_t errlen);
 

@@ -664,6 +664,165 @@ static void test_usage_errors_say_what_is_wrong(void **state) {
   }
 }
 
+/* The manifest is outside the checksum, so the reader checks each of its
+ * lines: a stream count that differs from the file's, a key given twice,
+ * a NUL that would hide the lines after it, a number or checksum spelled
+ * otherwise than the writer prints it: all CORRUPT. */
+static void test_a_damaged_manifest_is_refused(void **state) {
+  (void)state;
+  char dir[] = "/tmp/es_archive_man_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128], err[ES_ERRBUF_SIZE];
+  snprintf(path, sizeof path, "%s/a.gz", dir);
+  static unsigned char raw[4096];
+  size_t n = craft(raw, sizeof raw, "", 0);
+  unsigned char *man = NULL;
+  for (size_t i = 0; i + 9 < n && !man; i++)
+    if (!memcmp(raw + i, "events: 1", 9))
+      man = raw + i;
+  assert_non_null(man);
+  uint32_t crc = (uint32_t)crc32(0, raw, (uInt)(man - 5 - raw));
+  static const struct {
+    const char *lines, *want;
+  } cases[] = {
+      {"events: 1\nstreams: 2\nchecksum: crc32:@\n",
+       "the manifest counts 2 streams, the file holds 1"},
+      {"events: 1\nstreams: 0\nchecksum: crc32:@\n",
+       "the manifest counts 0 streams, the file holds 1"},
+      {"events: 1\nevents: 1\nstreams: 1\nchecksum: crc32:@\n",
+       "manifest has \"events\" twice"},
+      {"events: +1\nstreams: 1\nchecksum: crc32:@\n",
+       "manifest has a bad \"events\": \"+1\""},
+      {"events: 1\nstreams:  1\nchecksum: crc32:@\n",
+       "manifest has a bad \"streams\""},
+      {"events: 1\nstreams: 1\nchecksum: crc32:0x@\n",
+       "manifest has a bad \"checksum\""},
+      {"events: 1\nstreams: 1\nchecksum: crc32:@\n",
+       "manifest holds a NUL byte"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[256], hex[16];
+    snprintf(hex, sizeof hex, "%08x", (unsigned)crc);
+    const char *at = strchr(cases[i].lines, '@'); /* where the crc goes */
+    assert_non_null(at);
+    int m = snprintf(text, sizeof text, "%.*s%s%s",
+                     (int)(at - cases[i].lines), cases[i].lines, hex, at + 1);
+    if (strstr(cases[i].want, "NUL")) { /* the bytes after the NUL */
+      memcpy(text + m, "\0junk\n", 6);
+      m += 6;
+    }
+    put_be(man - 4, (uint64_t)m, 4);
+    memcpy(man, text, (size_t)m);
+    write_file(path, raw, (size_t)(man - raw) + (size_t)m, 1, NULL);
+    fprintf(stderr, "case %zu: %s\n", i, cases[i].want);
+    es_archive_info_t in;
+    assert_int_equal(es_archive_verify(path, &in, err, sizeof err),
+                     ES_ERR_CORRUPT);
+    assert_non_null(strstr(err, cases[i].want));
+  }
+  unlink(path);
+  assert_int_equal(rmdir(dir), 0);
+}
+
+/* A path longer than the error buffer: the message keeps the reason and
+ * the file's name, and shortens the path's start. */
+static void test_a_long_path_keeps_the_reason_in_the_message(void **state) {
+  (void)state;
+  char top[64], dir[600], path[700], err[ES_ERRBUF_SIZE];
+  snprintf(top, sizeof top, "/tmp/es_archive_long_%d", (int)getpid());
+  assert_int_equal(mkdir(top, 0700), 0);
+  snprintf(dir, sizeof dir, "%s", top);
+  while (strlen(dir) < 400) { /* components of 100 bytes */
+    strcat(dir, "/");
+    for (int i = 0; i < 99; i++)
+      strcat(dir, "d");
+    assert_int_equal(mkdir(dir, 0700), 0);
+  }
+  snprintf(path, sizeof path, "%s/not-an-archive.gz", dir);
+  write_file(path, (const unsigned char *)"plain text\n", 11, 0, NULL);
+  assert_int_equal(es_archive_verify(path, NULL, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "not-an-archive.gz\": not an event store "
+                              "archive (not a gzip file)"));
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, "--verify", path, NULL), 1);
+  assert_true(has(out, "not-an-archive.gz\": not an event store archive"));
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", top);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* A --dir that cannot take the files is a usage error before anything is
+ * read (a run with nothing due finds it too; an empty one is not the
+ * root directory); an option given twice, a --verify with what only an
+ * archive run takes and a retention period PostgreSQL cannot subtract
+ * are usage errors too. saga-es-migrate names an unknown option. */
+static void test_a_bad_dir_or_option_is_a_usage_error(void **state) {
+  (void)state;
+  char file[] = "/tmp/es_archive_file_XXXXXX";
+  int fd = mkstemp(file);
+  assert_true(fd >= 0);
+  close(fd);
+  static const char *const ok[] = {"dbname=x", "--older-than", "1d", NULL};
+  struct {
+    const char *args[4], *want;
+  } cases[] = {
+      {{"--dir", "/nonexistent/es-archive", NULL},
+       "--dir \"/nonexistent/es-archive\": No such file or directory"},
+      {{"--dir", file, NULL}, "not a directory"},
+      {{"--dir", "", NULL}, "--dir is empty"},
+      {{"--dir", "/tmp", "--dir", "/tmp"}, "--dir given twice"},
+      {{"--dry-run", "--older-than", "2d"}, "--older-than given twice"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char out[8192];
+    const char *const *a = cases[i].args;
+    assert_int_equal(run_tool(out, sizeof out, ok[0], ok[1], ok[2], a[0], a[1],
+                              a[2], a[3], NULL),
+                     2);
+    assert_true(has(out, cases[i].want));
+    assert_true(strncmp(out, "saga-es-archive: ", 17) == 0);
+    assert_non_null(strstr(out, "usage: saga-es-archive"));
+  }
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, "--verify", "a.gz",
+                            "--older-than", "1d", NULL),
+                   2);
+  assert_true(has(out, "--verify FILE takes no CONNINFO"));
+  assert_int_equal(run_tool(out, sizeof out, "--verify", "a.gz", "--verify",
+                            "b.gz", NULL),
+                   2);
+  assert_true(has(out, "--verify given twice"));
+  assert_int_equal(run_tool(out, sizeof out, "dbname=x", "--older-than",
+                            "100001d", "--dry-run", NULL),
+                   2);
+  assert_true(has(out, "longer than the longest retention period, 100000d"));
+  assert_int_equal(run_tool(out, sizeof out, "dbname=x", "--older-than", "1d",
+                            "--dry-run", "--lock-wait", "25d", NULL),
+                   2);
+  assert_true(has(out, "--lock-wait is too long: at most 24d20h31m23s647ms"));
+  unlink(file);
+
+  /* saga-es-migrate, next to saga-es-archive */
+  char bin[512], cmd[700];
+  snprintf(bin, sizeof bin, "%s", ARCHIVE_BIN);
+  char *slash = strrchr(bin, '/');
+  assert_non_null(slash);
+  snprintf(slash + 1, sizeof bin - (size_t)(slash + 1 - bin),
+           "saga-es-migrate");
+  snprintf(cmd, sizeof cmd, "'%s' --bogus dbname=x 2>&1 | head -1", bin);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char line[256] = "";
+  assert_non_null(fgets(line, sizeof line, p));
+  pclose(p);
+  fprintf(stderr, "saga-es-migrate said: %s", line);
+  assert_non_null(strstr(line, "saga-es-migrate: unknown option \"--bogus\""));
+  snprintf(cmd, sizeof cmd, "'%s' --bogus dbname=x >/dev/null 2>&1", bin);
+  int st = system(cmd);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -676,6 +835,9 @@ int main(void) {
       cmocka_unit_test(test_the_writer_can_neither_archive_nor_drop),
       cmocka_unit_test(test_a_drop_that_cannot_get_its_lock_changes_nothing),
       cmocka_unit_test(test_usage_errors_say_what_is_wrong),
+      cmocka_unit_test(test_a_damaged_manifest_is_refused),
+      cmocka_unit_test(test_a_long_path_keeps_the_reason_in_the_message),
+      cmocka_unit_test(test_a_bad_dir_or_option_is_a_usage_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

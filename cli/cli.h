@@ -44,7 +44,7 @@ enum {
   X(OLDEST_FIRST, "oldest-first", 0, "oldest first (default: newest first)") \
   X(AFTER, "after", 1, "the next page: the TOKEN the previous page printed") \
   X(LIMIT, "limit", 1, "at most N sagas, 1..1000000 (list: default 100; replay --all: default 1000000)") \
-  X(OUTPUT, "output", 1, "table, json or jsonl (default table)")            \
+  X(OUTPUT, "output", 1, "table, json or jsonl (default table; describe: table or json)") \
   X(ALL, "all", 0, "every saga in the index")                               \
   X(REASON, "reason", 1, "why, recorded with the action")                   \
   X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive") \
@@ -164,6 +164,26 @@ const char *cli_get(const cli_settings_t *s, cli_setting_t id);
 /* Parse a non-negative integer within [min, max]; 0 or -1. */
 int cli_parse_uint(const char *text, uint64_t min, uint64_t max,
                    uint64_t *out);
+
+/* The longest saga id (the coordinator's SAGA_MAX_ID). */
+#define CLI_SAGA_ID_MAX 255
+
+/* Whether id can name a saga: 1 to CLI_SAGA_ID_MAX bytes of UTF-8 without
+ * control characters, as every saga in saga_index is (the coordinator
+ * refuses anything else). Returns 0, or -1 with what is wrong in why,
+ * without the id itself ("saga id is empty", "saga id is 300 bytes long,
+ * the ceiling is 255", "saga id is not valid UTF-8 at byte 2", "saga id
+ * holds a control character at byte 1"). */
+int cli_saga_id_check(const char *id, char *why, size_t len);
+
+/* Size of a buffer for cli_show. */
+#define CLI_SHOW_SIZE 320
+
+/* A value as an error line may show it (without quotes): its first 64
+ * bytes, a control character or a byte that is not UTF-8 as \xNN, and
+ * "... (N bytes)" when it is longer, so that a line stays one short line
+ * of text whatever the value. Returns buf (CLI_SHOW_SIZE bytes). */
+const char *cli_show(const char *v, char *buf, size_t len);
 
 /* Format Unix epoch ms as UTC "2025-01-31T12:00:00.250Z" into buf (at
  * least 32 bytes); "-" for 0. Returns buf. */

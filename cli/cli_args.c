@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "conninfo.h"
+#include "text.h"
 #include "timetext.h"
 
 static const struct {
@@ -51,8 +52,9 @@ int cli_args_parse(int argc, const char *const argv[], cli_args_t *out, char *er
     }
     if (!only_positional && a[0] == '-' && a[1] != '\0') {
       if (a[1] != '-') {
+        char shown[CLI_SHOW_SIZE];
         snprintf(err, errlen, "unknown option \"%s\" (options are --long)",
-                 a);
+                 cli_show(a, shown, sizeof shown));
         return -1;
       }
       const char *name = a + 2;
@@ -60,7 +62,11 @@ int cli_args_parse(int argc, const char *const argv[], cli_args_t *out, char *er
       size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
       int o = find_opt(name, len);
       if (o < 0) {
-        snprintf(err, errlen, "unknown option \"--%.*s\"", (int)len, name);
+        char shown[CLI_SHOW_SIZE];
+        char *nm = strndup(name, len);
+        snprintf(err, errlen, "unknown option \"--%s\"",
+                 nm != NULL ? cli_show(nm, shown, sizeof shown) : "");
+        free(nm);
         return -1;
       }
       if (out->opt[o] != NULL) {
@@ -89,7 +95,9 @@ int cli_args_parse(int argc, const char *const argv[], cli_args_t *out, char *er
     } else if (out->npos < CLI_MAX_POSITIONAL) {
       out->pos[out->npos++] = a;
     } else {
-      snprintf(err, errlen, "too many arguments at \"%s\"", a);
+      char shown[CLI_SHOW_SIZE];
+      snprintf(err, errlen, "too many arguments at \"%s\"",
+               cli_show(a, shown, sizeof shown));
       return -1;
     }
   }
@@ -119,6 +127,58 @@ int cli_parse_uint(const char *text, uint64_t min, uint64_t max,
     return -1;
   *out = n;
   return 0;
+}
+
+int cli_saga_id_check(const char *id, char *why, size_t len) {
+  size_t n = strlen(id);
+  if (n == 0) {
+    snprintf(why, len, "saga id is empty");
+    return -1;
+  }
+  if (n > CLI_SAGA_ID_MAX) {
+    snprintf(why, len, "saga id is %zu bytes long, the ceiling is %d", n,
+             CLI_SAGA_ID_MAX);
+    return -1;
+  }
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)id[i];
+    size_t k = saga__utf8_seq_len(id + i, n - i);
+    if (k == 0) {
+      snprintf(why, len, "saga id is not valid UTF-8 at byte %zu", i);
+      return -1;
+    }
+    if (k == 1 && (c < 0x20 || c == 0x7f)) {
+      snprintf(why, len, "saga id holds a control character at byte %zu", i);
+      return -1;
+    }
+    i += k;
+  }
+  return 0;
+}
+
+const char *cli_show(const char *v, char *buf, size_t len) {
+  enum { SHOWN = 64 };
+  size_t n = strlen(v), o = 0, i = 0;
+  buf[0] = '\0';
+  while (i < n && i < SHOWN && o + 8 < len) {
+    unsigned char c = (unsigned char)v[i];
+    size_t k = saga__utf8_seq_len(v + i, n - i);
+    if (k == 0 || (k == 1 && (c < 0x20 || c == 0x7f)) ||
+        (k == 2 && c == 0xc2 && (unsigned char)v[i + 1] < 0xa0)) {
+      o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+      i++;
+      continue;
+    }
+    if (i + k > SHOWN)
+      break;
+    memcpy(buf + o, v + i, k);
+    o += k;
+    i += k;
+  }
+  buf[o] = '\0';
+  if (i < n)
+    snprintf(buf + o, len - o, "... (%zu bytes)", n);
+  return buf;
 }
 
 char *cli_format_time(int64_t ms, char *buf, size_t len) {

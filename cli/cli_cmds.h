@@ -75,7 +75,8 @@ typedef enum {
 int cli_bulk_wanted(const cli_args_t *a);
 
 /* What the single-id form of cmd refuses of a's options (--output, which
- * is the query's). Returns CLI_EXIT_OK, or CLI_EXIT_USAGE with the line
+ * is the query's, and --json but for cancel --wait: one saga id prints a
+ * line of text). Returns CLI_EXIT_OK, or CLI_EXIT_USAGE with the line
  * printed. */
 int cli_single_check(const cli_args_t *a, const char *cmd);
 

@@ -21,8 +21,18 @@ int cli_output_of(const cli_args_t *a, cli_output_t *out) {
       *out = (cli_output_t)i;
       return CLI_EXIT_OK;
     }
+  char shown[CLI_SHOW_SIZE];
   return cli_fail(CLI_EXIT_USAGE,
-                  "--output: expected table, json or jsonl, got \"%s\"", v);
+                  "--output: expected table, json or jsonl, got \"%s\"",
+                  cli_show(v, shown, sizeof shown));
+}
+
+int cli_output_of_doc(const cli_args_t *a, cli_output_t *out) {
+  int rc = cli_output_of(a, out);
+  if (rc == CLI_EXIT_OK && *out == CLI_OUT_JSONL)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "--output: expected table or json, got \"jsonl\"");
+  return rc;
 }
 
 int cli_print_json(void *v) {

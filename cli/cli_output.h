@@ -17,6 +17,10 @@ typedef enum {
  * printed (an unknown format, or --json with another --output). */
 int cli_output_of(const cli_args_t *a, cli_output_t *out);
 
+/* cli_output_of for a command that prints one document and no lines of
+ * them (describe): jsonl is refused too. */
+int cli_output_of_doc(const cli_args_t *a, cli_output_t *out);
+
 /* Print v as JSON on one line of stdout (cJSON * passed as void * so this
  * header needs no cJSON) and delete it; CLI_EXIT_OK, or CLI_EXIT_FAIL on
  * OOM. */

@@ -58,6 +58,17 @@ int cli_single_check(const cli_args_t *a, const char *cmd) {
                     "%s: --output applies to an action by query (--state, "
                     "--type, --since, --until, --stuck), not to one saga id",
                     cmd);
+  /* One saga id prints a line of text; cancel --wait has its JSON. */
+  if (a->opt[CLI_OPT_JSON] != NULL && strcmp(cmd, "cancel") != 0)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "%s: --json applies to an action by query (--state, "
+                    "--type, --since, --until, --stuck), not to one saga id",
+                    cmd);
+  if (a->opt[CLI_OPT_JSON] != NULL && a->opt[CLI_OPT_WAIT] == NULL)
+    return cli_fail(CLI_EXIT_USAGE,
+                    "cancel: --json applies to cancel --wait or to an action "
+                    "by query (--state, --type, --since, --until, --stuck), "
+                    "not to one saga id without --wait");
   return CLI_EXIT_OK;
 }
 

@@ -507,7 +507,7 @@ int cli_cmd_describe(const cli_args_t *a, const cli_settings_t *s) {
                     "describe: expected one saga id, got %zu arguments",
                     a->npos);
   cli_output_t fmt;
-  int rc = cli_output_of(a, &fmt);
+  int rc = cli_output_of_doc(a, &fmt);
   if (rc != CLI_EXIT_OK)
     return rc;
   const char *id = a->pos[0];

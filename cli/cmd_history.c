@@ -127,6 +127,17 @@ static int saga_stream(const char *saga_id, char *stream, size_t len) {
   return -1;
 }
 
+/* The reason in a message of the archive reader, without its leading
+ * 'archive "PATH": ', which the caller's message says already. */
+static const char *archive_reason(const char *msg) {
+  if (strncmp(msg, "archive \"", 9) == 0) {
+    const char *end = strstr(msg + 9, "\": ");
+    if (end != NULL)
+      return end + 3;
+  }
+  return msg;
+}
+
 /* The same over an archive file (saga-es-archive): the saga's events are
  * collected and the file checked to its end (its manifest's count and
  * checksum) before any is decoded. */
@@ -159,10 +170,10 @@ static int each_archived_record(const char *path, const char *saga_id,
   }
   if (e != ES_ERR_OK) {
     cli_fail(CLI_EXIT_FAIL, "could not read archive \"%s\": %s", path,
-             ar != NULL && *es_archive_last_error(ar) != '\0'
-                 ? es_archive_last_error(ar)
-             : *err != '\0' ? err
-                            : es_strerror(e));
+             archive_reason(ar != NULL && *es_archive_last_error(ar) != '\0'
+                                ? es_archive_last_error(ar)
+                            : *err != '\0' ? err
+                                           : es_strerror(e)));
     count = -1;
   }
   saga_record_t rec = {0};

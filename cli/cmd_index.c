@@ -10,6 +10,7 @@
 #include "cli_cmds.h"
 #include "cli_db.h"
 #include "cli_records.h"
+#include "text.h"
 #include "timetext.h"
 
 static void add_time(cJSON *o, const char *key, int64_t ms) {
@@ -153,11 +154,17 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
 
 /* --since / --until into *t (unset when not given). */
 static int time_opt(const cli_args_t *a, cli_opt_t o, iq_time_t *t) {
-  char why[256];
+  char why[CLI_SHOW_SIZE + 200], shown[CLI_SHOW_SIZE];
+  iq_time_t unused;
   *t = (iq_time_t){0};
-  if (a->opt[o] != NULL && iq_time_parse(a->opt[o], t, why, sizeof why) != 0)
-    return cli_fail(CLI_EXIT_USAGE, "--%s: %s", cli_opt_name(o), why);
-  return CLI_EXIT_OK;
+  if (a->opt[o] == NULL || iq_time_parse(a->opt[o], t, why, sizeof why) == 0)
+    return CLI_EXIT_OK;
+  /* The same reason, naming the value as a line may show it: what
+   * cli_show changes (a control character, a long tail) parses as no time
+   * either. */
+  (void)iq_time_parse(cli_show(a->opt[o], shown, sizeof shown), &unused, why,
+                      sizeof why);
+  return cli_fail(CLI_EXIT_USAGE, "--%s: %s", cli_opt_name(o), why);
 }
 
 int cli_query_filter(const cli_args_t *a, const char *cmd, iq_filter_t *f,
@@ -167,17 +174,33 @@ int cli_query_filter(const cli_args_t *a, const char *cmd, iq_filter_t *f,
                      .stuck = a->opt[CLI_OPT_STUCK] != NULL,
                      .oldest_first = a->opt[CLI_OPT_OLDEST_FIRST] != NULL,
                      .limit = 100};
+  char shown[CLI_SHOW_SIZE];
   if (a->npos != 0)
     return cli_fail(CLI_EXIT_USAGE, "%s: unexpected argument \"%s\"", cmd,
-                    a->pos[0]);
+                    cli_show(a->pos[0], shown, sizeof shown));
   if (f->state != NULL && !iq_status_known(f->state))
     return cli_fail(CLI_EXIT_USAGE,
                     "--state: unknown status \"%s\" (" IQ_STATUSES ")",
-                    f->state);
-  if (f->type != NULL && (*f->type == '\0' || strlen(f->type) > 64))
-    return cli_fail(CLI_EXIT_USAGE,
-                    "--type: expected a saga type of 1 to 64 bytes, got \"%s\"",
-                    f->type);
+                    cli_show(f->state, shown, sizeof shown));
+  if (f->type != NULL) {
+    /* A saga type is a definition's name: no longer than
+     * SAGA_DEF_MAX_NAME, and text PostgreSQL can compare. */
+    size_t n = strlen(f->type);
+    size_t bad = saga__utf8_bad_at(f->type, n);
+    for (size_t i = 0; i < n && bad == n; i++)
+      if ((unsigned char)f->type[i] < 0x20 || f->type[i] == 0x7f)
+        bad = i;
+    if (n > 64)
+      return cli_fail(CLI_EXIT_USAGE,
+                      "--type: expected a saga type of 1 to 64 bytes, got "
+                      "%zu bytes",
+                      n);
+    if (n == 0 || bad < n)
+      return cli_fail(CLI_EXIT_USAGE,
+                      "--type: expected a saga type of 1 to 64 bytes of "
+                      "UTF-8 without control characters, got \"%s\"",
+                      cli_show(f->type, shown, sizeof shown));
+  }
   if (time_opt(a, CLI_OPT_SINCE, &f->since) != CLI_EXIT_OK ||
       time_opt(a, CLI_OPT_UNTIL, &f->until) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
@@ -185,14 +208,15 @@ int cli_query_filter(const cli_args_t *a, const char *cmd, iq_filter_t *f,
       cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, IQ_LIMIT_MAX, &f->limit) != 0)
     return cli_fail(CLI_EXIT_USAGE,
                     "--limit: expected a number between 1 and %d, got \"%s\"",
-                    IQ_LIMIT_MAX, a->opt[CLI_OPT_LIMIT]);
+                    IQ_LIMIT_MAX,
+                    cli_show(a->opt[CLI_OPT_LIMIT], shown, sizeof shown));
   if (a->opt[CLI_OPT_AFTER] != NULL) {
     if (iq_cursor_decode(a->opt[CLI_OPT_AFTER], after) != 0)
       return cli_fail(CLI_EXIT_USAGE,
                       "--after: \"%s\" is not a list token: give the token "
                       "the previous page printed (\"next page: --after "
                       "TOKEN\")",
-                      a->opt[CLI_OPT_AFTER]);
+                      cli_show(a->opt[CLI_OPT_AFTER], shown, sizeof shown));
     f->after = after;
   }
   return CLI_EXIT_OK;

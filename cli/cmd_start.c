@@ -22,6 +22,8 @@
 /* One saga id ceiling everywhere (docs/protocol.md): the coordinator,
  * the client library and sagactl refuse a longer id, never cut it. */
 #define START_ID_MAX SAGA_MAX_ID
+_Static_assert(CLI_SAGA_ID_MAX == SAGA_MAX_ID,
+               "one saga id ceiling for every command");
 
 /* Read --input: inline JSON text, or @file, @- for stdin, at most max
  * bytes. Returns CLI_EXIT_OK with a malloc'd NUL-terminated *out. */
@@ -416,8 +418,9 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
   if (dry_run && a->opt[CLI_OPT_WAIT] != NULL)
     return cli_fail(CLI_EXIT_USAGE, "cancel: --wait does not apply to a dry "
                                     "run: nothing is sent");
-  if (check_id(id) != CLI_EXIT_OK)
-    return CLI_EXIT_USAGE;
+  /* The id was checked as every command's saga id is (main.c): --id's
+   * rule for a new saga refuses spaces, which a saga started through the
+   * client library may hold. */
   int64_t wait_ms;
   if (wait_option(a, &wait_ms) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;

@@ -236,6 +236,16 @@ static void command_help(const struct command *c) {
   print_exit_codes(stdout);
 }
 
+/* The commands whose one argument is a saga id (history checks its own). */
+static int takes_saga_id(const char *command) {
+  static const char *const IDS[] = {"status", "describe", "replay",
+                                    "retry",  "resolve",  "cancel"};
+  for (size_t i = 0; i < sizeof IDS / sizeof *IDS; i++)
+    if (strcmp(IDS[i], command) == 0)
+      return 1;
+  return 0;
+}
+
 static const char *env_lookup(const char *name, void *arg) {
   (void)arg;
   return getenv(name);
@@ -280,7 +290,9 @@ int main(int argc, char **argv) {
     if (strcmp(COMMANDS[i].name, args.command) == 0)
       cmd = &COMMANDS[i];
   if (cmd == NULL) {
-    cli_fail(CLI_EXIT_USAGE, "unknown command \"%s\"", args.command);
+    char shown[CLI_SHOW_SIZE];
+    cli_fail(CLI_EXIT_USAGE, "unknown command \"%s\"",
+             cli_show(args.command, shown, sizeof shown));
     fputs("Try 'sagactl --help'.\n", stderr);
     return CLI_EXIT_USAGE;
   }
@@ -291,6 +303,11 @@ int main(int argc, char **argv) {
   if (cli_args_check(&args, cmd->opts | CLI_COMMON_OPTS, cmd->name, err,
                      sizeof err) != 0)
     return cli_fail(CLI_EXIT_USAGE, "%s", err);
+  /* One saga id: an id no saga can have is refused here, before it reaches
+   * a query PostgreSQL would fail on (not UTF-8) or a "not found". */
+  if (takes_saga_id(cmd->name) && args.npos == 1 &&
+      cli_saga_id_check(args.pos[0], err, sizeof err) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "%s: %s", cmd->name, err);
   cli_settings_t settings;
   if (cli_settings_resolve(&args, env_lookup, NULL, &settings, err,
                            sizeof err) != 0) {

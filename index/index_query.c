@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text.h"
 #include "timetext.h"
 
 static const char *const STATUSES[] = {"running", "compensating",
@@ -125,6 +126,15 @@ int iq_cursor_decode(const char *token, iq_cursor_t *out) {
       strlen(end + 1) > IQ_ID_MAX || us < IQ_CURSOR_US_MIN ||
       us >= IQ_CURSOR_US_END)
     return -1; /* no started_at PostgreSQL holds made it */
+  /* nor a saga id: one that is not UTF-8 would fail the query in
+   * PostgreSQL rather than be refused as no token */
+  const char *id = end + 1;
+  size_t idlen = strlen(id);
+  if (saga__utf8_bad_at(id, idlen) != idlen)
+    return -1;
+  for (size_t i = 0; i < idlen; i++)
+    if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
+      return -1;
   out->started_us = us;
   snprintf(out->saga_id, sizeof out->saga_id, "%s", end + 1);
   return 0;

@@ -93,8 +93,9 @@ int iq_cursor_encode(const char *started_us, const char *saga_id, char *buf,
 #define IQ_CURSOR_US_END ((int64_t)253402300800 * 1000000)
 
 /* Decode a token made by iq_cursor_encode. Returns 0, or -1 when token is
- * not one, or carries a time outside IQ_CURSOR_US_MIN..END (the caller
- * says which parameter was wrong). */
+ * not one, or carries a time outside IQ_CURSOR_US_MIN..END or a saga id
+ * that is not UTF-8 or holds a control character (no saga has one; the
+ * caller says which parameter was wrong). */
 int iq_cursor_decode(const char *token, iq_cursor_t *out);
 
 /* What to list. Strings are borrowed until iq_list / iq_count return

@@ -61,6 +61,12 @@ static void test_bad_command_lines_are_refused_with_the_reason(void **state) {
   expect_parse_error(2, shortopt, "unknown option \"-x\"");
   const char *many[] = {"sagactl", "status", "a", "b", "c", "d", "e"};
   expect_parse_error(7, many, "too many arguments");
+  /* what the line repeats of the command line is shown as text: a
+   * terminal's escape sequence is not sent to the terminal */
+  const char *escape[] = {"sagactl", "list", "--x\x1b[2J=1"};
+  expect_parse_error(3, escape, "unknown option \"--x\\x1b[2J\"");
+  const char *escshort[] = {"sagactl", "-\x07"};
+  expect_parse_error(2, escshort, "unknown option \"-\\x07\"");
 
   const char *wrong[] = {"sagactl", "status", "x", "--stuck", "1h"};
   cli_args_t a = parse_ok(5, wrong);
@@ -82,6 +88,46 @@ static void test_numbers_parse_within_bounds(void **state) {
   assert_int_equal(cli_parse_uint("0", 1, 100, &n), -1);
   assert_int_equal(cli_parse_uint("4x", 1, 100, &n), -1);
   assert_int_equal(cli_parse_uint("-1", 0, 100, &n), -1);
+}
+
+/* A saga id no saga can have is told apart without the id; a value an
+ * error line shows is short text, whatever the value. */
+static void test_saga_ids_are_checked_and_values_shown_safely(void **state) {
+  (void)state;
+  char why[128], b[CLI_SHOW_SIZE];
+  assert_int_equal(cli_saga_id_check("order-42", why, sizeof why), 0);
+  assert_int_equal(cli_saga_id_check("with space \xc3\xa9", why, sizeof why),
+                   0);
+  assert_int_equal(cli_saga_id_check("", why, sizeof why), -1);
+  assert_string_equal(why, "saga id is empty");
+  assert_int_equal(cli_saga_id_check("a\xff", why, sizeof why), -1);
+  assert_string_equal(why, "saga id is not valid UTF-8 at byte 1");
+  assert_int_equal(cli_saga_id_check("ab\tc", why, sizeof why), -1);
+  assert_string_equal(why, "saga id holds a control character at byte 2");
+  char id[CLI_SAGA_ID_MAX + 2];
+  memset(id, 'i', sizeof id - 1);
+  id[sizeof id - 1] = '\0';
+  assert_int_equal(cli_saga_id_check(id, why, sizeof why), -1);
+  assert_string_equal(why, "saga id is 256 bytes long, the ceiling is 255");
+  id[CLI_SAGA_ID_MAX] = '\0';
+  assert_int_equal(cli_saga_id_check(id, why, sizeof why), 0);
+
+  assert_string_equal(cli_show("running", b, sizeof b), "running");
+  assert_string_equal(cli_show("\x1b[2Jx\xff\xc2\x85", b, sizeof b),
+                      "\\x1b[2Jx\\xff\\xc2\\x85");
+  assert_string_equal(cli_show("\xc3\xa9t\xc3\xa9", b, sizeof b),
+                      "\xc3\xa9t\xc3\xa9");
+  char big[10241];
+  memset(big, 'v', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  cli_show(big, b, sizeof b);
+  assert_int_equal(strncmp(b, big, 64), 0);
+  assert_string_equal(b + 64, "... (10240 bytes)");
+  /* a UTF-8 sequence is never cut */
+  memset(big, 'v', 63);
+  memcpy(big + 63, "\xc3\xa9", 2);
+  cli_show(big, b, sizeof b);
+  assert_string_equal(b + 63, "... (10240 bytes)");
 }
 
 static void test_times_and_durations_format_readably(void **state) {
@@ -446,6 +492,7 @@ int main(void) {
       cmocka_unit_test(test_options_go_anywhere_in_both_forms),
       cmocka_unit_test(test_bad_command_lines_are_refused_with_the_reason),
       cmocka_unit_test(test_numbers_parse_within_bounds),
+      cmocka_unit_test(test_saga_ids_are_checked_and_values_shown_safely),
       cmocka_unit_test(test_times_and_durations_format_readably),
       cmocka_unit_test(
           test_the_connect_timeout_is_whole_seconds_at_least_two),

@@ -626,6 +626,36 @@ static void test_history_reads_an_archive_file_without_the_database(
   result_free(&r);
 }
 
+/* A file history --archive cannot read: exit 1 and one line that names
+ * the file once and says why (a directory, a file that is not gzip). */
+static void test_history_archive_errors_name_the_file_once(void **state) {
+  (void)state;
+  result_t r = run("history", "s-done", "--archive", tmpdir, "--definitions",
+                   defs_dir, NULL);
+  char want[256];
+  snprintf(want, sizeof want,
+           "sagactl: could not read archive \"%s\": could not read: Is a "
+           "directory\n",
+           tmpdir);
+  expect(&r, 1, NULL, want);
+  result_free(&r);
+  char file[160];
+  snprintf(file, sizeof file, "%s/plain.txt", tmpdir);
+  FILE *f = fopen(file, "w");
+  assert_non_null(f);
+  fputs("not gzip\n", f);
+  fclose(f);
+  r = run("history", "s-done", "--archive", file, "--definitions", defs_dir,
+          NULL);
+  snprintf(want, sizeof want,
+           "sagactl: could not read archive \"%s\": not an event store "
+           "archive (not a gzip file)\n",
+           file);
+  expect(&r, 1, NULL, want);
+  result_free(&r);
+  unlink(file);
+}
+
 static void test_unreachable_postgres_exits_3_and_bad_input_exits_2(
     void **state) {
   (void)state;
@@ -1120,6 +1150,135 @@ static void test_one_saga_id_with_dry_run_or_yes_is_not_a_query(
   result_free(&r);
 }
 
+/* A saga id given to a command is checked before anything is read: one
+ * no saga can have (empty, past 255 bytes, not UTF-8, a control
+ * character) is a usage error naming the command and what is wrong, in a
+ * short line that does not echo the value back, never a PostgreSQL error
+ * or a "not found". Spaces are no control characters: a saga started by a
+ * participant library may hold them, and cancel looks it up. */
+static void test_an_impossible_saga_id_is_refused_naming_the_command(
+    void **state) {
+  (void)state;
+  static char longid[10241];
+  memset(longid, 'x', sizeof longid - 1);
+  static const struct {
+    const char *cmd, *flag;
+  } cmds[] = {{"status", NULL},           {"describe", NULL},
+              {"replay", NULL},           {"retry", "--dry-run"},
+              {"resolve", "--dry-run"},   {"cancel", "--dry-run"}};
+  static const struct {
+    const char *id, *says;
+  } bad[] = {
+      {"", "saga id is empty"},
+      {longid, "saga id is 10240 bytes long, the ceiling is 255"},
+      {"\xff", "saga id is not valid UTF-8 at byte 0"},
+      {"ab\xc3", "saga id is not valid UTF-8 at byte 2"},
+      {"a\x01" "b", "saga id holds a control character at byte 1"},
+      {"a\x1b[31mb", "saga id holds a control character at byte 1"},
+  };
+  for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++)
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+      char want[128];
+      snprintf(want, sizeof want, "sagactl: %s: %s", cmds[c].cmd,
+               bad[i].says);
+      result_t r = run(cmds[c].cmd, bad[i].id, cmds[c].flag, NULL);
+      expect(&r, 2, NULL, want);
+      expect_own_lines(&r, 1);
+      if (strlen(r.err) > 200)
+        fail_msg("%s: %zu bytes on stderr", cmds[c].cmd, strlen(r.err));
+      result_free(&r);
+    }
+  /* cancel ID is no --id, and a space is no reason to refuse it */
+  result_t r = run("cancel", "a b", "--dry-run", NULL);
+  expect(&r, 1, NULL, "sagactl: saga \"a b\" not found in saga_index");
+  assert_null(strstr(r.err, "--id"));
+  result_free(&r);
+  /* the longest id is looked up */
+  longid[255] = '\0';
+  r = run("status", longid, NULL);
+  expect(&r, 1, NULL, "not found in saga_index");
+  result_free(&r);
+}
+
+/* A filter value that PostgreSQL cannot compare with text (not UTF-8) or
+ * no saga can have is a bad value of its flag (exit 2), never a query that
+ * fails in the database; a forged token carrying such an id is no token;
+ * a long value is not echoed back whole. */
+static void test_list_refuses_values_no_saga_has_naming_the_flag(
+    void **state) {
+  (void)state;
+  static char longtype[10241];
+  memset(longtype, 't', sizeof longtype - 1);
+  static const struct {
+    const char *flag, *value, *says;
+  } bad[] = {
+      {"--type", "\xff", "--type: expected a saga type of 1 to 64 bytes"},
+      {"--type", "a\x01", "--type: expected a saga type of 1 to 64 bytes"},
+      {"--type", longtype, "--type: expected a saga type of 1 to 64 bytes, "
+                           "got 10240 bytes"},
+      /* base64url of "1:0:\xff" and of "1:0:a\x01" */
+      {"--after", "MTowOv8", "--after: \"MTowOv8\" is not a list token"},
+      {"--after", "MTowOmEB", "--after: \"MTowOmEB\" is not a list token"},
+      {"--after", longtype, "--after: \"tttt"},
+      {"--state", longtype, "--state: unknown status \"tttt"},
+      {"--state", "\x1b[31m", "--state: unknown status \"\\x1b[31m\""},
+      {"--since", longtype, "--since: \"tttt"},
+      {"--limit", longtype, "--limit: expected a number between 1 and "
+                            "1000000, got \"tttt"},
+      {"--output", longtype, "--output: expected table, json or jsonl, "
+                             "got \"tttt"},
+  };
+  static const char *const cmds[] = {"list", "retry"};
+  for (size_t c = 0; c < 2; c++)
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+      if (c == 1 && strcmp(bad[i].flag, "--after") == 0)
+        continue; /* an action by query reads every page itself */
+      if (c == 1 && (strcmp(bad[i].flag, "--limit") == 0 ||
+                     strcmp(bad[i].flag, "--output") == 0))
+        continue; /* no --limit; --output is no filter of the query */
+      result_t r = c == 0 ? run("list", bad[i].flag, bad[i].value, NULL)
+                          : run("retry", bad[i].flag, bad[i].value,
+                                "--dry-run", NULL);
+      expect(&r, 2, NULL, bad[i].says);
+      expect_own_lines(&r, 1);
+      if (strlen(r.err) > 400)
+        fail_msg("%s %s: %zu bytes on stderr", cmds[c], bad[i].flag,
+                 strlen(r.err));
+      result_free(&r);
+    }
+}
+
+/* The output formats each command documents, and no other: one saga id of
+ * retry, resolve and cancel (without --wait) prints text, so --json is
+ * refused there as --output is, not ignored; describe is table or json. */
+static void test_an_output_format_a_command_cannot_print_is_refused(
+    void **state) {
+  (void)state;
+  result_t r = run("retry", "s-park", "--dry-run", "--json", NULL);
+  expect(&r, 2, NULL, "retry: --json applies to an action by query");
+  result_free(&r);
+  r = run("resolve", "s-park", "--dry-run", "--json", NULL);
+  expect(&r, 2, NULL, "resolve: --json applies to an action by query");
+  result_free(&r);
+  r = run("cancel", "s-run", "--dry-run", "--json", NULL);
+  expect(&r, 2, NULL, "cancel: --json applies to cancel --wait or to an "
+                      "action by query");
+  result_free(&r);
+  r = run("retry", "--state", "compensation_failed", "--dry-run", "--json",
+          NULL);
+  expect(&r, 0, "\"action\":\"retry\"", NULL);
+  result_free(&r);
+  r = run("describe", "s-done", "--output", "jsonl", NULL);
+  expect(&r, 2, NULL, "--output: expected table or json, got \"jsonl\"");
+  result_free(&r);
+  r = run("describe", "s-done", "--output", "json", NULL);
+  expect(&r, 0, "\"saga_id\":\"s-done\"", NULL);
+  result_free(&r);
+  r = run("describe", "--help", NULL);
+  expect(&r, 0, "describe: table or json", NULL);
+  result_free(&r);
+}
+
 /* --help says what the parser takes. */
 static void test_help_shows_every_option_a_command_takes(void **state) {
   (void)state;
@@ -1290,6 +1449,7 @@ int main(void) {
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
       cmocka_unit_test(
           test_history_reads_an_archive_file_without_the_database),
+      cmocka_unit_test(test_history_archive_errors_name_the_file_once),
       cmocka_unit_test(
           test_unreachable_postgres_exits_3_and_bad_input_exits_2),
       cmocka_unit_test(test_start_lands_a_start_saga_in_the_inbox),
@@ -1305,6 +1465,12 @@ int main(void) {
       cmocka_unit_test(test_a_malformed_conninfo_is_a_configuration_error),
       cmocka_unit_test(test_out_of_range_times_name_the_flag),
       cmocka_unit_test(test_one_saga_id_with_dry_run_or_yes_is_not_a_query),
+      cmocka_unit_test(
+          test_an_impossible_saga_id_is_refused_naming_the_command),
+      cmocka_unit_test(
+          test_list_refuses_values_no_saga_has_naming_the_flag),
+      cmocka_unit_test(
+          test_an_output_format_a_command_cannot_print_is_refused),
       cmocka_unit_test(test_help_shows_every_option_a_command_takes),
       cmocka_unit_test(test_replay_agrees_then_reports_a_corrupted_index_row),
       cmocka_unit_test(test_replay_goes_on_past_an_undecodable_stream),

@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -61,35 +59,17 @@ int ct_kafka_ctl(const char *fmt, ...) {
   const char *path = getenv("SAGA_KAFKA_CONTROL");
   if (!path || !*path)
     return -1;
-  char line[512];
+  char line[512], out[512];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  assert_true(n > 0 && n < (int)sizeof line - 1);
-  line[n++] = '\n';
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  assert_true(strlen(path) < sizeof sa.sun_path);
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  assert_true(fd >= 0);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    close(fd);
+  assert_true(n > 0 && n < (int)sizeof line);
+  int rc = ts_mock_exchange(path, line, out, sizeof out);
+  assert_true(rc != -2);
+  if (rc != 0)
     return -1;
-  }
-  assert_int_equal(write(fd, line, (size_t)n), n);
-  shutdown(fd, SHUT_WR);
-  char out[512];
-  size_t got = 0;
-  ssize_t r;
-  while (got < sizeof out - 1 &&
-         (r = read(fd, out + got, sizeof out - 1 - got)) > 0)
-    got += (size_t)r;
-  out[got] = '\0';
-  close(fd);
   if (strcmp(out, "ok\n") != 0)
-    fail_msg("Kafka mock command \"%.*s\": %s", n - 1, line, out);
+    fail_msg("Kafka mock command \"%s\": %s", line, out);
   return 0;
 }

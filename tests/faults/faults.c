@@ -9,9 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -300,38 +298,21 @@ faults_mock_t *faults_mock_start(void) {
 static void mock_vctl(faults_mock_t *m, char *out, size_t outsz,
                       const char *fmt, va_list ap) {
   char line[512];
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  assert_true(n > 0 && n < (int)sizeof line - 1);
-  line[n++] = '\n';
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  assert_true(strlen(m->control) < sizeof sa.sun_path);
-  memcpy(sa.sun_path, m->control, strlen(m->control) + 1);
-  int fd = -1;
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  assert_true(n > 0 && n < (int)sizeof line);
   int64_t until = ts_now_ms() + ts_timeout_ms(5000);
-  for (;;) {
-    fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
-      break;
-    close(fd);
+  int rc;
+  while ((rc = ts_mock_exchange(m->control, line, out, outsz)) == -1) {
     if (ts_now_ms() > until)
       fail_msg("could not connect to the mock's control socket %s: %s",
                m->control, strerror(errno));
     sleep_ms(20);
   }
-  assert_int_equal(write(fd, line, (size_t)n), n);
-  shutdown(fd, SHUT_WR);
-  size_t got = 0;
-  ssize_t r;
-  while (got < outsz - 1 && (r = read(fd, out + got, outsz - 1 - got)) > 0)
-    got += (size_t)r;
-  out[got] = '\0';
-  close(fd);
+  assert_int_equal(rc, 0);
+  size_t got = strlen(out);
   if (strcmp(out, "ok\n") != 0 &&
       (got < 4 || strcmp(out + got - 4, "\nok\n") != 0))
-    fail_msg("mock command \"%.*s\": %s", n - 1, line, out);
+    fail_msg("mock command \"%s\": %s", line, out);
 }
 
 void faults_mock_ctl(faults_mock_t *m, const char *fmt, ...) {

@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include <libpq-fe.h>
 
@@ -161,4 +163,35 @@ pid_t ts_spawn_logged(const char *log_path, const char *const argv[]) {
   copy[i] = NULL;
   execv(copy[0], copy);
   _exit(127);
+}
+
+int ts_mock_exchange(const char *socket_path, const char *line, char *out,
+                     size_t outsz) {
+  out[0] = '\0';
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (strlen(socket_path) >= sizeof sa.sun_path)
+    return -2;
+  memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  size_t n = strlen(line);
+  if (write(fd, line, n) != (ssize_t)n || write(fd, "\n", 1) != 1) {
+    close(fd);
+    return -2;
+  }
+  shutdown(fd, SHUT_WR);
+  size_t got = 0;
+  ssize_t r;
+  while (got < outsz - 1 && (r = read(fd, out + got, outsz - 1 - got)) > 0)
+    got += (size_t)r;
+  out[got] = '\0';
+  close(fd);
+  return 0;
 }

@@ -49,4 +49,12 @@ const char *ts_unique_name(const char *prefix);
  * opened or the program not run. */
 pid_t ts_spawn_logged(const char *log_path, const char *const argv[]);
 
+/* Send one command line (without its newline) to the embedded Kafka's
+ * control socket at socket_path and read its whole answer into out
+ * (NUL-terminated, cut at outsz - 1). Returns 0, or -1 when the socket
+ * cannot be reached (out ""), or -2 when the path does not fit a socket
+ * address or the line could not be written. */
+int ts_mock_exchange(const char *socket_path, const char *line, char *out,
+                     size_t outsz);
+
 #endif

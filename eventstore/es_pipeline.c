@@ -38,7 +38,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
   " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
   dup                                                                         \
-  " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
+  " ins AS (INSERT INTO es_append (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
   " era) SELECT $1, cur.v + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp, u.m, "     \
   ERA_SQL                                                                     \
@@ -67,7 +67,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * half written. */
 #define APPEND_ONE_DUP " AND NOT EXISTS (SELECT 1 FROM es_events WHERE event_id = $3)"
 #define APPEND_ONE_SQL(dup, extra)                                            \
-  "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
+  "INSERT INTO es_append (stream_id, stream_version, event_id, event_type,"   \
   " data, correlation_id, causation_id, traceparent, metadata, era)"          \
   " SELECT $1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL                  \
   " WHERE coalesce((SELECT stream_version FROM es_events WHERE"               \
@@ -86,7 +86,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
  * again, probed (APPEND_ONE_SQL). Only for ids the library drew: an id
  * stored in an earlier era would go unseen. */
 #define APPEND_ONE_HEAD_SQL(extra)                                            \
-  "INSERT INTO es_events (stream_id, stream_version, event_id, event_type,"   \
+  "INSERT INTO es_append (stream_id, stream_version, event_id, event_type,"   \
   " data, correlation_id, causation_id, traceparent, metadata, era)"          \
   " VALUES ($1, $2 + 1, $3, $4, $5, $6, $7, $8, $9, $10)"                     \
   " RETURNING global_position, era" extra
@@ -107,7 +107,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   "WITH cur AS (SELECT coalesce((SELECT stream_version FROM es_events"        \
   " WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1), 0) AS v),"    \
   dup                                                                         \
-  " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
+  " ins AS (INSERT INTO es_append (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
   " era) SELECT $1, cur.v + 1, $3, $4, $5, $6, $7, $8, $9, " ERA_SQL          \
   " FROM cur, dup WHERE dup.found IS NULL AND ($2 < 0 OR cur.v = $2)"         \
@@ -165,7 +165,7 @@ enum { O_INT8A = 1016, O_BOOLA = 1000 };
   " sid) WHERE $13[u.si]),"                                                   \
   " bad AS (SELECT si, count(*) AS n, count(*) FILTER (WHERE found = sid)"    \
   " AS mine FROM d WHERE found IS NOT NULL GROUP BY si),"                     \
-  " ins AS (INSERT INTO es_events (stream_id, stream_version, event_id,"      \
+  " ins AS (INSERT INTO es_append (stream_id, stream_version, event_id,"      \
   " event_type, data, correlation_id, causation_id, traceparent, metadata,"   \
   " era) SELECT u.sid, v.v[u.si] + u.ord, u.id, u.t, u.d, u.c, u.k, u.tp,"   \
   " u.m, " ERA_SQL                                                            \

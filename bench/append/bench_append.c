@@ -3,9 +3,9 @@
  * INSERT+COMMIT, this program says what makes up the difference, with eight
  * kinds of one-row commit in the same rounds, each on its own connection:
  *   raw        INSERT into the raw baseline table (bench_raw.h);
- *   partition  INSERT into the partitioned es_events, era as a literal
- *              (tuple routing, the era and bucket columns, the group
- *              index);
+ *   partition  INSERT into the partitioned es_events through es_append,
+ *              era as a literal (tuple routing, the era column, category
+ *              and bucket derived by es_append's rule, the group index);
  *   era        the same with the era read by the statement, as the
  *              library's statements read it;
  *   check      the library's one-event statement written out by hand
@@ -13,9 +13,9 @@
  *              the era read, the stream's version checked, the position
  *              returned), without the library's client side;
  *   direct     the same into the era's partition, with the era as a
- *              literal and the position drawn by the statement (no tuple
- *              routing, no era read; the version still checked over
- *              es_events);
+ *              literal and the position, category and bucket given by the
+ *              statement (no tuple routing, no era read; the version still
+ *              checked over es_events);
  *   direct_nocheck  direct without the version check (what the check
  *              costs);
  *   lib        es_append with NOTIFY off (the library's statement: the
@@ -188,22 +188,25 @@ static void hand_sql(char *out, size_t size, int k, int era) {
              " VALUES ($1, $2, $3, $4, $5, $6)");
     break;
   case PARTITION:
-    snprintf(out, size, "INSERT INTO es_events (" COLUMNS ", era)"
+    snprintf(out, size, "INSERT INTO es_append (" COLUMNS ", era)"
              " VALUES ($1, $2, $3, $4, $5, $6, %d)", era);
     break;
   case ERA:
-    snprintf(out, size, "INSERT INTO es_events (" COLUMNS ", era)"
+    snprintf(out, size, "INSERT INTO es_append (" COLUMNS ", era)"
              " VALUES ($1, $2, $3, $4, $5, $6, (SELECT era FROM es_era))");
     break;
   case CHECK:
-    snprintf(out, size, "INSERT INTO es_events (" COLUMNS ", era)"
+    snprintf(out, size, "INSERT INTO es_append (" COLUMNS ", era)"
              " SELECT $1, $2 + 1, $3, $4, $5, $6, (SELECT era FROM es_era)"
              VERSION_CHECK " RETURNING global_position");
     break;
   default: /* DIRECT, DIRECT_NOCHECK */
     snprintf(out, size, "INSERT INTO es_events_e%d (global_position, "
-             COLUMNS ", era) SELECT nextval('es_events_global_position_seq'),"
-             " $1, $2 + 1, $3, $4, $5, $6, %d%s RETURNING global_position",
+             COLUMNS ", era, category, bucket) SELECT"
+             " nextval('es_events_global_position_seq'), $1, $2 + 1, $3, $4,"
+             " $5, $6, %d, split_part($1, '-', 1),"
+             " (hashtextextended($1, 0) & 63)::smallint%s"
+             " RETURNING global_position",
              era, era, k == DIRECT ? VERSION_CHECK : "");
   }
 }

@@ -238,7 +238,7 @@ static void load(PGconn *c, int payload_len) {
   for (int v = 1; v <= GROUP_VERSIONS; v += 10) {
     char sql[512];
     snprintf(sql, sizeof sql,
-             "INSERT INTO es_events (stream_id, stream_version, event_id,"
+             "INSERT INTO es_append (stream_id, stream_version, event_id,"
              " event_type, data) SELECT 'grp-' || s, v, gen_random_uuid(),"
              " 'OrderPlaced', decode(repeat('61', %d), 'hex')"
              " FROM generate_series(%d, %d) v, generate_series(1, %d) s"

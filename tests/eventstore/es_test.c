@@ -147,7 +147,7 @@ PGconn *est_rival(const char *conninfo, const char *stream) {
   char sql[512];
   est_scalar(c, "BEGIN");
   snprintf(sql, sizeof sql,
-           "INSERT INTO es_events (stream_id, stream_version, event_id,"
+           "INSERT INTO es_append (stream_id, stream_version, event_id,"
            " event_type, data) VALUES ('%s', 1, gen_random_uuid(), 'Rival',"
            " '\\x00')",
            stream);

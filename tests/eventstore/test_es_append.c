@@ -183,15 +183,35 @@ static void test_update_delete_and_truncate_are_refused_for_the_writer_role(
   PGconn *c = est_raw(db);
   est_scalar(c, "SET ROLE es_writer");
   expect_refusals(c, "42501"); /* insufficient privilege */
-  /* the writer can append and read through the library's own statements */
+  /* the writer appends through es_append, as the library's statements
+   * do, and reads es_events; category and bucket are the database's */
   assert_string_equal(
-      est_sqlstate(c, "INSERT INTO es_events (stream_id, stream_version,"
+      est_sqlstate(c, "INSERT INTO es_append (stream_id, stream_version,"
                       " event_id, event_type, data) VALUES ('wr-1', 1,"
                       " gen_random_uuid(), 'A', '\\x00')"),
       "");
   assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_events WHERE"
-                                 " stream_id = 'wr-1'"),
+                                 " stream_id = 'wr-1' AND category = 'wr'"
+                                 " AND bucket = (hashtextextended('wr-1', 0)"
+                                 " & 63) AND era = es_current_era()"),
                    1);
+  /* not into es_events itself, and not with a category of its own */
+  assert_string_equal(
+      est_sqlstate(c, "INSERT INTO es_events (stream_id, stream_version,"
+                      " event_id, event_type, data) VALUES ('wr-1', 2,"
+                      " gen_random_uuid(), 'A', '\\x00')"),
+      "42501");
+  assert_string_equal(
+      est_sqlstate(c, "INSERT INTO es_append (stream_id, stream_version,"
+                      " event_id, event_type, data, category) VALUES"
+                      " ('wr-1', 2, gen_random_uuid(), 'A', '\\x00', 'x')"),
+      "42501");
+  assert_string_equal(
+      est_sqlstate(c, "INSERT INTO es_append (stream_id, stream_version,"
+                      " event_id, event_type, data, bucket) VALUES"
+                      " ('wr-1', 2, gen_random_uuid(), 'A', '\\x00', 1)"),
+      "42501");
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM es_append"), 0);
   assert_string_equal(est_sqlstate(c, "DROP TABLE es_events"), "42501");
   PQfinish(c);
 }

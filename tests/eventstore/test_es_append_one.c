@@ -120,7 +120,7 @@ static void race(const char *stream, const char *end, struct racer *x) {
   char sql[512];
   est_scalar(rival, "BEGIN");
   snprintf(sql, sizeof sql,
-           "INSERT INTO es_events (stream_id, stream_version, event_id,"
+           "INSERT INTO es_append (stream_id, stream_version, event_id,"
            " event_type, data) VALUES ('%s', 1, gen_random_uuid(), 'Rival',"
            " '\\x00')",
            stream);
@@ -280,7 +280,7 @@ static void test_an_append_at_a_remembered_version_racing_a_writer(
     PGconn *rival = est_raw(db);
     est_scalar(rival, "BEGIN");
     snprintf(sql, sizeof sql,
-             "INSERT INTO es_events (stream_id, stream_version, event_id,"
+             "INSERT INTO es_append (stream_id, stream_version, event_id,"
              " event_type, data) VALUES ('%s', 2, gen_random_uuid(),"
              " 'Rival', '\\x00')",
              stream);

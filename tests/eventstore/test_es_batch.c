@@ -566,7 +566,7 @@ static void test_a_one_stream_batch_keeps_one_plan_that_probes_the_keys(
   char id[32];
   for (int i = 0; i < 20; i++) {
     if (i == 10) /* the table grows past its planned size */
-      est_scalar(c, "INSERT INTO es_events (stream_id, stream_version,"
+      est_scalar(c, "INSERT INTO es_append (stream_id, stream_version,"
                     " event_id, event_type, data) SELECT 'grow-' || g, 1,"
                     " gen_random_uuid(), 'G', '\\x00' FROM"
                     " generate_series(1, 20000) g");

@@ -186,6 +186,20 @@ static void test_migration_keeps_every_event_and_the_gap_safe_order(
   assert_int_equal(est_scalar(a, "SELECT era FROM es_events WHERE stream_id"
                                  " = 'late-1' AND stream_version = 3"),
                    1);
+  /* category and bucket are derived by es_append's rule (migration
+   * 0009), as the generated columns derived them before: none is left,
+   * on es_events or on a table waiting for its era */
+  assert_int_equal(est_scalar(a, "SELECT count(*) FROM es_events WHERE"
+                                 " stream_id = 'late-1' AND category = 'late'"
+                                 " AND bucket = (hashtextextended('late-1', 0)"
+                                 " & 63)"),
+                   3);
+  assert_int_equal(
+      est_scalar(a, "SELECT count(*) FROM pg_attribute a JOIN pg_class c"
+                    " ON c.oid = a.attrelid WHERE a.attgenerated <> ''"
+                    " AND (c.relname = 'es_events' OR c.relname IN"
+                    " (SELECT table_name FROM es_partitions))"),
+      0);
   /* an id stored before the migration is still recognised */
   r = PQexec(a, "SELECT encode(uuid_send(event_id), 'hex') FROM es_events"
                 " WHERE stream_id = 'early-1'");
@@ -436,15 +450,17 @@ static void expect_on_partitions(PGconn *c, const char *const *stmts,
     }
 }
 
-/* Insert stream late-N's first event into era `era` by hand; the
+/* Insert stream late-N's first event into era `era` by hand, into
+ * `table` (es_events before migration 0009, es_append after); the
  * statement ends with SQLSTATE state ("" for success). */
-static void insert_late(PGconn *c, int n, int era, const char *state) {
+static void insert_late(PGconn *c, const char *table, int n, int era,
+                        const char *state) {
   char sql[256];
   snprintf(sql, sizeof sql,
-           "INSERT INTO es_events (stream_id, stream_version, event_id,"
+           "INSERT INTO %s (stream_id, stream_version, event_id,"
            " event_type, data, era) VALUES ('late-%d', 1, gen_random_uuid(),"
            " 'E', '\\x01', %d)",
-           n, era);
+           table, n, era);
   expect_state(c, sql, state);
 }
 
@@ -461,17 +477,17 @@ static void test_an_ended_era_refuses_new_rows(void **state) {
   PGconn *c = est_raw(db);
   assert_int_equal(est_scalar(c, "SELECT es_roll_forward(0, 5000)"), 2);
   /* before the migration, era 1 still took a row after it ended */
-  insert_late(c, 1, 1, "");
+  insert_late(c, "es_events", 1, 1, "");
   assert_int_equal(es_migrate(db, &v, err, sizeof err), 0);
   assert_int_equal(v, es_schema_version());
-  insert_late(c, 2, 1, "ES003");
-  insert_late(c, 3, 2, "");
+  insert_late(c, "es_append", 2, 1, "ES003");
+  insert_late(c, "es_append", 3, 2, "");
   /* a switch after the migration ends era 2 the same way */
   assert_int_equal(est_scalar(c, "SELECT es_roll_forward(0, 5000)"), 3);
-  insert_late(c, 4, 2, "ES003");
-  insert_late(c, 5, 3, "");
+  insert_late(c, "es_append", 4, 2, "ES003");
+  insert_late(c, "es_append", 5, 3, "");
   expect_state(c,
-               "INSERT INTO es_events (stream_id, stream_version, event_id,"
+               "INSERT INTO es_append (stream_id, stream_version, event_id,"
                " event_type, data) VALUES ('late-6', 1, gen_random_uuid(),"
                " 'E', '\\x01')",
                "");

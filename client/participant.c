@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ids.h"
+#include "kafka_errtext.h"
 #include "kafka_limits.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
@@ -74,7 +75,8 @@ struct saga_participant {
   saga_pending_t *jobs;
   int started, closing;
   saga_participant_stats_t stats;
-  char last_error[1024]; /* why stats.errors last grew, "" before */
+  char last_error[1024]; /* why stats.errors last grew, or a later Kafka
+                            client error; "" before */
   void (*close_cb)(void *);
   void *close_arg;
 };
@@ -679,6 +681,28 @@ static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
   job_free(j);
 }
 
+/* A Kafka client-level error (brokers down, a fatal error): kept for
+ * saga_participant_last_error, not counted in stats.errors, since no
+ * input is abandoned for it (librdkafka retries by itself, and what then
+ * fails is counted where it fails). */
+static void on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
+                     const char *reason, void *opaque) {
+  saga_participant_t *p = opaque;
+  saga__kafka_error_text(p->last_error, sizeof p->last_error, kl, err, fatal,
+                         reason);
+}
+
+/* A failed offset commit: kept like on_error's; the offsets stay stored
+ * and go with the next commit, or the inputs are redelivered and answered
+ * from the store. */
+static void on_commit(saga_kloop_t *kl, rd_kafka_resp_err_t err,
+                      const rd_kafka_topic_partition_list_t *offsets,
+                      void *opaque) {
+  (void)kl;
+  saga_participant_t *p = opaque;
+  saga__kafka_commit_text(p->last_error, sizeof p->last_error, err, offsets);
+}
+
 /* ---- life cycle ---- */
 
 static char **copy_props(const char *const *src) {
@@ -801,8 +825,11 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
       .want_producer = 1,
       .group_id = p->group_id,
   };
-  saga_kloop_callbacks_t cb = {
-      .opaque = p, .on_message = on_message, .on_delivery = on_delivery};
+  saga_kloop_callbacks_t cb = {.opaque = p,
+                               .on_message = on_message,
+                               .on_delivery = on_delivery,
+                               .on_commit = on_commit,
+                               .on_error = on_error};
   if (saga_kloop_new(loop, &kc, &cb, &p->kl, errbuf, errlen) != 0) {
     free_props(p->props);
     free(p->group_id);

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "ids.h"
+#include "kafka_errtext.h"
 #include "kafka_limits.h"
 #include "kafka_loop.h"
 #include "saga/client.h"
@@ -65,7 +66,8 @@ struct saga_starter {
   cancel_t *cancels;
   saga_notification_cb sub;
   void *sub_arg;
-  char last_error[1024]; /* the last failure to send, "" before */
+  char last_error[1024]; /* the last failure to send or Kafka client
+                            error, "" before */
   int closing;
   int timers_open;
   int kloop_open;
@@ -82,6 +84,16 @@ static void note(saga_starter_t *s, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(s->last_error, sizeof s->last_error, fmt, ap);
   va_end(ap);
+}
+
+/* A Kafka client-level error (brokers down, a fatal error): kept for
+ * saga_starter_last_error. A start it holds up fails, if it does, through
+ * its own delivery report. */
+static void on_error(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
+                     const char *reason, void *opaque) {
+  saga_starter_t *s = opaque;
+  saga__kafka_error_text(s->last_error, sizeof s->last_error, kl, err, fatal,
+                         reason);
 }
 
 const char *saga_starter_last_error(const saga_starter_t *s) {
@@ -422,8 +434,10 @@ static int starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
        * does not wait 5 s more for a StartSaga still unacknowledged. */
       .close_timeout_ms = budget_ms < INT64_MAX ? 1 : 0,
   };
-  saga_kloop_callbacks_t cb = {
-      .opaque = s, .on_message = on_message, .on_delivery = on_delivery};
+  saga_kloop_callbacks_t cb = {.opaque = s,
+                               .on_message = on_message,
+                               .on_delivery = on_delivery,
+                               .on_error = on_error};
   if (saga_kloop_new(loop, &kc, &cb, &s->kl, errbuf, errlen) != 0) {
     starter_free(s);
     return SAGA_EKAFKA;
@@ -783,8 +797,10 @@ int saga_run_saga(const saga_starter_config_t *cfg,
       if (rc == SAGA_ETIMEDOUT && !c.started)
         saga__errf(rc, errbuf, errlen,
                    "saga \"%s\": Kafka did not acknowledge the start within "
-                   "%lld ms",
-                   id, (long long)timeout_ms);
+                   "%lld ms%s%s",
+                   id, (long long)timeout_ms,
+                   *c.s->last_error ? "; last error: " : "",
+                   c.s->last_error);
       else if (rc == SAGA_ETIMEDOUT)
         saga__errf(rc, errbuf, errlen,
                    "saga \"%s\" has no outcome after %lld ms", id,

@@ -51,6 +51,7 @@ struct saga_kloop {
   size_t held;     /* sum of the live partitions' held */
   int paused;      /* the assignment is paused for back-pressure */
   int closing;       /* 1 consumer closing, 2 producer draining, 3 done */
+  rd_kafka_t *err_rk; /* inside on_error: the handle it is about */
   uint64_t close_deadline;
   void (*close_cb)(void *);
   void *close_arg;
@@ -281,6 +282,21 @@ static void wake(saga_kloop_t *kl) {
   (void)n; /* a full pipe already means "wake up" */
 }
 
+/* on_error about handle rk (saga_kloop_error_handle answers it meanwhile). */
+static void report(saga_kloop_t *kl, rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                   int fatal, const char *reason) {
+  if (!kl->cb.on_error)
+    return;
+  rd_kafka_t *was = kl->err_rk;
+  kl->err_rk = rk;
+  kl->cb.on_error(kl, err, fatal, reason, kl->cb.opaque);
+  kl->err_rk = was;
+}
+
+rd_kafka_t *saga_kloop_error_handle(const saga_kloop_t *kl) {
+  return kl ? kl->err_rk : NULL;
+}
+
 /* ---- acknowledgement tracking ---- */
 
 static struct kpart *find_part(saga_kloop_t *kl, const char *topic,
@@ -342,8 +358,8 @@ static void commit_now(saga_kloop_t *kl, int async) {
   rd_kafka_resp_err_t err =
       async ? rd_kafka_commit_queue(kl->consumer, NULL, kl->cq, NULL, NULL)
             : rd_kafka_commit(kl->consumer, NULL, 0);
-  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET && kl->cb.on_error)
-    kl->cb.on_error(kl, err, 0, rd_kafka_err2str(err), kl->cb.opaque);
+  if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+    report(kl, kl->consumer, err, 0, "could not commit offsets");
 }
 
 static void on_commit_timer(uv_timer_t *t) {
@@ -370,11 +386,10 @@ static void set_paused(saga_kloop_t *kl,
   rd_kafka_topic_partition_list_destroy(l);
   if (all)
     rd_kafka_topic_partition_list_destroy(all);
-  if (err && kl->cb.on_error)
-    kl->cb.on_error(kl, err, 0,
-                    pause ? "could not pause the consumer's partitions"
-                          : "could not resume the consumer's partitions",
-                    kl->cb.opaque);
+  if (err)
+    report(kl, kl->consumer, err, 0,
+           pause ? "could not pause the consumer's partitions"
+                 : "could not resume the consumer's partitions");
 }
 
 /* Back-pressure: pause at max_held messages held, resume at half. */
@@ -471,9 +486,8 @@ int64_t saga_kloop_ack_offset(const saga_kloop_ack_t *ack) {
 
 static void handle_message(saga_kloop_t *kl, const rd_kafka_message_t *m) {
   if (m->err) {
-    if (kl->cb.on_error && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-      kl->cb.on_error(kl, m->err, 0, rd_kafka_message_errstr(m),
-                      kl->cb.opaque);
+    if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      report(kl, kl->consumer, m->err, 0, rd_kafka_message_errstr(m));
     return;
   }
   const char *topic = rd_kafka_topic_name(m->rkt);
@@ -481,10 +495,8 @@ static void handle_message(saga_kloop_t *kl, const rd_kafka_message_t *m) {
   saga_kloop_ack_t *a = p ? calloc(1, sizeof *a) : NULL;
   if (!a) {
     /* Out of memory: leave it unacknowledged, so it is redelivered. */
-    if (kl->cb.on_error)
-      kl->cb.on_error(kl, RD_KAFKA_RESP_ERR__FAIL, 0,
-                      "out of memory tracking a consumed message",
-                      kl->cb.opaque);
+    report(kl, kl->consumer, RD_KAFKA_RESP_ERR__FAIL, 0,
+           "out of memory tracking a consumed message");
     return;
   }
   a->offset = m->offset;
@@ -542,12 +554,13 @@ static void handle_rebalance(saga_kloop_t *kl, rd_kafka_event_t *ev) {
     err = rd_kafka_error_code(error);
     rd_kafka_error_destroy(error);
   }
-  if (err && kl->cb.on_error)
-    kl->cb.on_error(kl, err, 0, "could not apply a rebalance assignment",
-                    kl->cb.opaque);
+  if (err)
+    report(kl, rk, err, 0, "could not apply a rebalance assignment");
 }
 
-static void handle_event(saga_kloop_t *kl, rd_kafka_event_t *ev) {
+/* An event from the queue of handle rk. */
+static void handle_event(saga_kloop_t *kl, rd_kafka_t *rk,
+                         rd_kafka_event_t *ev) {
   const rd_kafka_message_t *m;
   switch (rd_kafka_event_type(ev)) {
   case RD_KAFKA_EVENT_FETCH:
@@ -571,10 +584,8 @@ static void handle_event(saga_kloop_t *kl, rd_kafka_event_t *ev) {
                        kl->cb.opaque);
     break;
   case RD_KAFKA_EVENT_ERROR:
-    if (kl->cb.on_error)
-      kl->cb.on_error(kl, rd_kafka_event_error(ev),
-                      rd_kafka_event_error_is_fatal(ev),
-                      rd_kafka_event_error_string(ev), kl->cb.opaque);
+    report(kl, rk, rd_kafka_event_error(ev),
+           rd_kafka_event_error_is_fatal(ev), rd_kafka_event_error_string(ev));
     break;
   case RD_KAFKA_EVENT_LOG: {
     const char *fac = "", *str = "";
@@ -599,7 +610,7 @@ static int drain_queue(saga_kloop_t *kl, rd_kafka_queue_t *q, int budget) {
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 0);
     if (!ev)
       return 0;
-    handle_event(kl, ev);
+    handle_event(kl, q == kl->cq ? kl->consumer : kl->producer, ev);
     rd_kafka_event_destroy(ev);
     budget--;
   }
@@ -848,7 +859,7 @@ static void on_close_timer(uv_timer_t *t) {
       for (int i = 0; i < 100 && kl->outq > 0; i++) {
         rd_kafka_event_t *ev = rd_kafka_queue_poll(kl->pq, 10);
         if (ev) {
-          handle_event(kl, ev);
+          handle_event(kl, kl->producer, ev);
           rd_kafka_event_destroy(ev);
         }
       }

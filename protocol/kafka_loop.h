@@ -46,7 +46,8 @@ typedef struct saga_kloop_callbacks {
   void (*on_commit)(saga_kloop_t *kl, rd_kafka_resp_err_t err,
                     const rd_kafka_topic_partition_list_t *offsets,
                     void *opaque);
-  /* A client-level error; fatal != 0 means the handle is unusable. */
+  /* A client-level error; fatal != 0 means the handle is unusable.
+   * saga_kloop_error_handle says which handle it is about. */
   void (*on_error)(saga_kloop_t *kl, rd_kafka_resp_err_t err, int fatal,
                    const char *reason, void *opaque);
   /* librdkafka's log lines (syslog levels), except the broker failures
@@ -137,6 +138,11 @@ int saga_kloop_outq_len(const saga_kloop_t *kl);
  * them: the loop does). NULL when not created. */
 rd_kafka_t *saga_kloop_consumer(saga_kloop_t *kl);
 rd_kafka_t *saga_kloop_producer(saga_kloop_t *kl);
+
+/* Inside on_error: the handle the error is about (the consumer, for its
+ * fetches, commits and rebalances, or the handle whose queue raised the
+ * error event); NULL outside on_error. */
+rd_kafka_t *saga_kloop_error_handle(const saga_kloop_t *kl);
 
 /* Commit acknowledged offsets, leave the group, wait for outstanding
  * deliveries up to close_timeout_ms (then purge them: their on_delivery

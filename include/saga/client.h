@@ -247,22 +247,32 @@ typedef struct saga_participant_stats {
   uint64_t dead_lettered;  /* undecodable inputs sent to the DLQ */
   uint64_t replies_acked;  /* replies whose delivery was acknowledged */
   uint64_t errors;         /* store or Kafka failures (input redelivered);
-                              saga_participant_last_error says why */
+                              saga_participant_last_error says why. Kafka
+                              client errors (brokers down, a failed
+                              commit) abandon no input: not counted */
 } saga_participant_stats_t;
 
 SAGA_CLIENT_EXPORT void saga_participant_stats(const saga_participant_t *p,
                                                saga_participant_stats_t *out);
 
-/* Text of the participant's last failure, the one that last grew
- * stats.errors ("" when none): which command or input was abandoned and
+/* Text of the participant's last failure ("" when none). Either the one
+ * that last grew stats.errors: which command or input was abandoned and
  * why, e.g. "store lookup of \"o-17/reserve/DO\" failed: SAGA_ESTORE: could
  * not look up idempotency key \"o-17/reserve/DO\": ERROR:  permission denied
  * for table saga_idempotency" (a store failure, in the store's words when
  * it has a last_error), librdkafka's word for a reply or dead letter that
  * could not be produced or was not delivered, or why
- * saga_participant_done refused a reply. The library never logs: read it
- * when errors grows. Owned by the participant, rewritten by the next
- * failure; NULL for a NULL p. Loop thread. */
+ * saga_participant_done refused a reply; or an error the Kafka client
+ * reported on its own since, which abandons no input and is not counted:
+ * "kafka: " and librdkafka's words, then which part said it, "(consumer)",
+ * "(producer)" or "(offset commit)", e.g. "kafka: Local: All broker
+ * connections are down: 1/1 brokers are down (consumer)" (librdkafka
+ * retries by itself; "kafka: fatal error: ..." means that handle is
+ * unusable and the participant must be made again). A failed commit's
+ * offsets go with the next commit, or the inputs are redelivered and
+ * answered from the store. The library never logs: read it when errors
+ * grows or Kafka seems unreachable. Owned by the participant, rewritten
+ * by the next failure; NULL for a NULL p. Loop thread. */
 SAGA_CLIENT_EXPORT const char *saga_participant_last_error(
     const saga_participant_t *p);
 
@@ -417,13 +427,19 @@ SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
                                               saga_notification_cb cb,
                                               void *arg);
 
-/* Text of the starter's last failure to send ("" when none): why
+/* Text of the starter's last failure ("" when none): why
  * saga_starter_start or saga_starter_cancel answered SAGA_EKAFKA or an
  * encoding error, or why a delivery reported to a saga_started_cb failed
  * (librdkafka's word, e.g. "Broker: Topic authorization failed"), naming
- * the saga and the topic. Inside such a callback it is that callback's
- * failure. Owned by the starter, rewritten by the next failure; NULL for
- * a NULL s. Loop thread. */
+ * the saga and the topic; or an error the Kafka client reported on its
+ * own: "kafka: " and librdkafka's words, then which part said it,
+ * "(consumer)" or "(producer)", e.g. "kafka: Local: All broker connections
+ * are down: 1/1 brokers are down (producer)" (librdkafka retries by
+ * itself; a start it holds up fails, if it does, through its own
+ * delivery report; "kafka: fatal error: ..." means that handle is
+ * unusable). Inside a saga_started_cb with SAGA_EKAFKA it is that
+ * callback's failure. Owned by the starter, rewritten by the next
+ * failure; NULL for a NULL s. Loop thread. */
 SAGA_CLIENT_EXPORT const char *saga_starter_last_error(const saga_starter_t *s);
 
 /* Pending starts and awaits are called back with SAGA_ECANCELED, then
@@ -442,7 +458,9 @@ SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
  * before anything is sent, as a negative timeout_ms is SAGA_EINVAL.
  * Returns 0 or any error above (SAGA_ETIMEDOUT when the time ran out: the
  * saga may still run), with the text in errbuf (for a StartSaga Kafka
- * refused, librdkafka's word). Not for use on a loop thread. */
+ * refused, librdkafka's word; for one Kafka never acknowledged, the last
+ * error the Kafka client reported, as saga_starter_last_error words it).
+ * Not for use on a loop thread. */
 SAGA_CLIENT_EXPORT int saga_run_saga(const saga_starter_config_t *cfg,
                                      const saga_start_request_t *req,
                                      int64_t timeout_ms, char *saga_id_out,

@@ -8,7 +8,8 @@
  * Kafka could not carry is refused unrecorded, a store may answer later,
  * a handler may answer after close, and configuration mistakes are
  * refused at once. A command abandoned for a store or Kafka failure, or a
- * reply refused, is named with its cause by saga_participant_last_error. */
+ * reply refused, is named with its cause by saga_participant_last_error,
+ * and so is a Kafka client error (a failed commit, brokers down). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +26,8 @@
 #include "kafka_loop.h"
 #include "saga/client.h"
 #include "wire_kafka.h"
+
+#include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (kafka_loop.h) */
 
 #define MAX_SEEN 16
 
@@ -108,10 +111,14 @@ static void peer_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   saga_kloop_ack(kl, ack);
 }
 
+/* The Kafka the peer and the participant use; NULL = the embedded one. */
+static const char *bootstrap;
+
 static void open_peer(fixture_t *f, const char *const *topics, size_t n) {
   char group[128], err[256];
   snprintf(group, sizeof group, "%s", ts_unique_name("peer"));
-  saga_kloop_config_t cfg = {.bootstrap_servers = ts_kafka_bootstrap(),
+  saga_kloop_config_t cfg = {.bootstrap_servers =
+                                 bootstrap ? bootstrap : ts_kafka_bootstrap(),
                              .consumer_properties = ct_consumer_props,
                              .producer_properties = ct_producer_props,
                              .want_consumer = 1,
@@ -268,7 +275,8 @@ static saga_participant_t *open_participant_with(fixture_t *f,
     props[n++] = message_timeout;
   }
   saga_participant_config_t cfg = {
-      .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
+      .kafka = {.bootstrap_servers =
+                    bootstrap ? bootstrap : ts_kafka_bootstrap(),
                 .properties = props,
                 .max_message_bytes = max_message_bytes},
       .group_id = group,
@@ -1404,6 +1412,95 @@ static void test_a_reply_kafka_refuses_reaches_the_caller_with_its_text(
   assert_int_equal(ct_kafka_ctl("topic-error %s 0", replies), 0);
 }
 
+typedef struct text_wait {
+  saga_participant_t *p;
+  const char *needle;
+} text_wait_t;
+
+static int last_error_has(void *arg) {
+  text_wait_t *w = arg;
+  return strstr(saga_participant_last_error(w->p), w->needle) != NULL;
+}
+
+/* Run until the last error holds needle; that text then. */
+static const char *wait_last_error(fixture_t *f, saga_participant_t *p,
+                                   const char *needle) {
+  text_wait_t w = {p, needle};
+  if (!ct_run_until_pred(&f->loop, last_error_has, &w, 30000))
+    fail_msg("last error \"%s\" never held \"%s\"",
+             saga_participant_last_error(p), needle);
+  return saga_participant_last_error(p);
+}
+
+/* Errors of the Kafka client itself reach saga_participant_last_error in
+ * librdkafka's words, naming the part that said it, and are not counted
+ * in stats.errors (no input is abandoned for them): a failed offset
+ * commit, then the only broker going down. On a private mock cluster
+ * (librdkafka's, in this process), so no other test loses its brokers.
+ * Before, the text stayed "" and the user had no reason at all. */
+static void test_kafka_client_errors_reach_the_caller_with_their_text(
+    void **state) {
+  (void)state;
+  char e[256];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  assert_int_equal(
+      rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", e, sizeof e),
+      RD_KAFKA_CONF_OK);
+  assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e),
+                   RD_KAFKA_CONF_OK);
+  rd_kafka_t *owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+  if (!owner)
+    fail_msg("%s", e);
+  rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(owner);
+  assert_non_null(mc);
+  bootstrap = rd_kafka_mock_cluster_bootstraps(mc);
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("kerr.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("kerr"));
+  assert_int_equal(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
+  assert_int_equal(rd_kafka_mock_topic_create(mc, replies, 1, 1), 0);
+  const char *topics[] = {replies};
+  open_peer(&f, topics, 1);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+  assert_string_equal(saga_participant_last_error(p), "");
+  /* Every commit fails for a while (the peer's too: enough for both);
+   * 8 is OffsetCommit's API key (librdkafka names it only internally). */
+  rd_kafka_mock_push_request_errors(
+      mc, 8, 8, RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+      RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE);
+  send_command(&f, topic, "s-kerr", replies, 1);
+  const char *why = wait_last_error(&f, p, "(offset commit)");
+  printf("# %s\n", why);
+  assert_true(strncmp(why, "kafka: ", 7) == 0);
+  assert_non_null(strstr(
+      why, rd_kafka_err2str(RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE)));
+  check_stats(&f, p, 1, 0, 1); /* the reply went out; errors stays 0 */
+
+  rd_kafka_mock_broker_set_down(mc, 1);
+  why = wait_last_error(&f, p, "brokers are down");
+  printf("# %s\n", why);
+  assert_true(strncmp(why, "kafka: ", 7) == 0);
+  assert_true(strstr(why, " (consumer)") || strstr(why, " (producer)"));
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.errors, 0);
+  rd_kafka_mock_broker_set_up(mc, 1);
+  teardown_fixture(&f, p);
+  bootstrap = NULL;
+  rd_kafka_destroy(owner);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -1435,6 +1532,8 @@ int main(void) {
       cmocka_unit_test(test_a_postgres_store_failure_reaches_the_caller),
       cmocka_unit_test(
           test_a_reply_kafka_refuses_reaches_the_caller_with_its_text),
+      cmocka_unit_test(
+          test_kafka_client_errors_reach_the_caller_with_their_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

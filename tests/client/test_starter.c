@@ -3,7 +3,8 @@
  * STARTED then COMPLETED, or REJECTED for the type "unknown" (for the
  * type "noise", a CANCEL_REFUSED comes first: someone else's cancel); a
  * CancelSaga with COMPENSATED, or CANCEL_REFUSED when its saga id begins
- * with "refuse". */
+ * with "refuse". Kafka's own failures (a refused send, brokers down) reach
+ * the caller's errbuf and saga_starter_last_error. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,8 @@
 #include "kafka_loop.h"
 #include "saga/client.h"
 #include "wire_kafka.h"
+
+#include <librdkafka/rdkafka_mock.h> /* after rdkafka.h (kafka_loop.h) */
 
 typedef struct fake {
   uv_thread_t thread;
@@ -613,6 +616,84 @@ static void test_a_start_kafka_refuses_reaches_the_caller_with_its_text(
   assert_int_equal(ct_kafka_ctl("topic-error %s 0", inbox), 0);
 }
 
+static int starter_error_has_brokers_down(void *arg) {
+  return strstr(saga_starter_last_error(arg), "brokers are down") != NULL;
+}
+
+/* Errors of the Kafka client itself reach the starter's caller in
+ * librdkafka's words, naming the part that said it: saga_run_saga's
+ * errbuf, when the inbox's leader cannot be reached and the start is
+ * never acknowledged, and saga_starter_last_error, when every broker goes
+ * down. On a private mock cluster (librdkafka's, in this process), so no
+ * other test loses its brokers. Before, the errbuf said only that Kafka
+ * did not acknowledge, and the last error stayed "". */
+static void test_kafka_client_errors_reach_the_starter_with_their_text(
+    void **state) {
+  (void)state;
+  char e[512];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  assert_int_equal(
+      rd_kafka_conf_set(conf, "test.mock.num.brokers", "2", e, sizeof e),
+      RD_KAFKA_CONF_OK);
+  assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e),
+                   RD_KAFKA_CONF_OK);
+  rd_kafka_t *owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+  if (!owner)
+    fail_msg("%s", e);
+  rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(owner);
+  assert_non_null(mc);
+  char inbox[128], notes[128];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("kerr.inbox"));
+  snprintf(notes, sizeof notes, "%s", ts_unique_name("kerr.notes"));
+  assert_int_equal(rd_kafka_mock_topic_create(mc, inbox, 1, 1), 0);
+  assert_int_equal(rd_kafka_mock_topic_create(mc, notes, 1, 1), 0);
+  assert_int_equal(rd_kafka_mock_partition_set_leader(mc, notes, 0, 1), 0);
+  assert_int_equal(rd_kafka_mock_partition_set_leader(mc, inbox, 0, 2), 0);
+  static const char *const props[] = {"linger.ms", "1", NULL};
+  saga_starter_config_t cfg = {
+      .kafka = {.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mc),
+                .properties = props},
+      .inbox_topic = inbox,
+      .notifications_topic = notes,
+      .setup_timeout_ms = ts_timeout_ms(3000),
+  };
+
+  /* The inbox's leader is down: the setup succeeds, the start waits. */
+  rd_kafka_mock_broker_set_down(mc, 2);
+  saga_start_request_t req = {.saga_type = "order", .saga_id = "s-kerr-1"};
+  saga_notification_kind_t kind = 0;
+  int rc = saga_run_saga(&cfg, &req, ts_timeout_ms(3000), NULL, 0, &kind,
+                         NULL, 0, e, sizeof e);
+  printf("# %s: %s\n", saga_err_name(rc), e);
+  assert_int_equal(rc, SAGA_ETIMEDOUT);
+  assert_non_null(strstr(e, "did not acknowledge the start"));
+  assert_non_null(strstr(e, "; last error: kafka: "));
+  assert_non_null(strstr(e, " (producer)"));
+  rd_kafka_mock_broker_set_up(mc, 2);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_t *s;
+  rc = saga_starter_new(&loop, &cfg, &s, e, sizeof e);
+  if (rc)
+    fail_msg("%s", e);
+  rd_kafka_mock_broker_set_down(mc, 1);
+  rd_kafka_mock_broker_set_down(mc, 2);
+  assert_true(
+      ct_run_until_pred(&loop, starter_error_has_brokers_down, s, 30000));
+  const char *why = saga_starter_last_error(s);
+  printf("# %s\n", why);
+  assert_true(strncmp(why, "kafka: ", 7) == 0);
+  assert_true(strstr(why, " (consumer)") || strstr(why, " (producer)"));
+  rd_kafka_mock_broker_set_up(mc, 1);
+  rd_kafka_mock_broker_set_up(mc, 2);
+  watch_t w = {0};
+  saga_starter_close(s, on_closed, &w);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  rd_kafka_destroy(owner);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -626,6 +707,8 @@ int main(void) {
           test_blocking_run_checks_first_and_keeps_to_its_timeout),
       cmocka_unit_test(
           test_a_start_kafka_refuses_reaches_the_caller_with_its_text),
+      cmocka_unit_test(
+          test_kafka_client_errors_reach_the_starter_with_their_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,3 +73,20 @@ int ct_kafka_ctl(const char *fmt, ...) {
     fail_msg("Kafka mock command \"%s\": %s", line, out);
   return 0;
 }
+
+rd_kafka_mock_cluster_t *ct_mock_cluster(int brokers, rd_kafka_t **owner) {
+  char e[512], n[16];
+  snprintf(n, sizeof n, "%d", brokers);
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "test.mock.num.brokers", n, e, sizeof e) !=
+          RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e) !=
+          RD_KAFKA_CONF_OK)
+    fail_msg("mock cluster: %s", e);
+  *owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
+  if (!*owner)
+    fail_msg("mock cluster: %s", e);
+  rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(*owner);
+  assert_non_null(mc);
+  return mc;
+}

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <uv.h>
 
 #include "test_support.h"
@@ -32,5 +34,11 @@ void ct_loop_finish(uv_loop_t *loop);
  * 0 when it answered ok, -1 when there is no control socket to ask.
  * Fails the test on any other answer. */
 int ct_kafka_ctl(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A private Kafka mock cluster of `brokers` brokers in this process
+ * (librdkafka's), for a test that takes brokers down without taking them
+ * from the other tests: its owning handle in *owner (rd_kafka_destroy it
+ * to stop the cluster). Fails the test if it cannot be made. */
+rd_kafka_mock_cluster_t *ct_mock_cluster(int brokers, rd_kafka_t **owner);
 
 #endif

@@ -1441,18 +1441,8 @@ static const char *wait_last_error(fixture_t *f, saga_participant_t *p,
 static void test_kafka_client_errors_reach_the_caller_with_their_text(
     void **state) {
   (void)state;
-  char e[256];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  assert_int_equal(
-      rd_kafka_conf_set(conf, "test.mock.num.brokers", "1", e, sizeof e),
-      RD_KAFKA_CONF_OK);
-  assert_int_equal(rd_kafka_conf_set(conf, "log_level", "0", e, sizeof e),
-                   RD_KAFKA_CONF_OK);
-  rd_kafka_t *owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-  if (!owner)
-    fail_msg("%s", e);
-  rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(owner);
-  assert_non_null(mc);
+  rd_kafka_t *owner = NULL;
+  rd_kafka_mock_cluster_t *mc = ct_mock_cluster(1, &owner);
   bootstrap = rd_kafka_mock_cluster_bootstraps(mc);
   fixture_t f;
   setup_fixture(&f);

@@ -1,10 +1,13 @@
-/* saga_index reads. Every statement is bounded by statement_timeout, and
- * the connection by connect_timeout, so an operator command never hangs on
- * a dead server. */
+/* saga_index reads, and what is wrong with a database whose tables are
+ * missing or of another release. Every statement is bounded by
+ * statement_timeout, and the connection by connect_timeout, so an
+ * operator command never hangs on a dead server. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "saga/eventstore.h"
 
 #include "cli_db.h"
 
@@ -48,7 +51,8 @@ int cli_pg(const cli_settings_t *s, cli_pg_t *pg) {
   return CLI_EXIT_OK;
 }
 
-int cli_db_connect(const cli_settings_t *s, PGconn **out) {
+int cli_db_connect_quiet(const cli_settings_t *s, PGconn **out, char *why,
+                         size_t len) {
   *out = NULL;
   cli_pg_t pg;
   int rc = cli_pg(s, &pg);
@@ -60,11 +64,10 @@ int cli_db_connect(const cli_settings_t *s, PGconn **out) {
   const char *const vals[] = {pg.defaults[1], pg.conninfo, NULL};
   PGconn *c = PQconnectdbParams(keys, vals, 1);
   if (PQstatus(c) != CONNECTION_OK) {
-    rc = cli_fail(CLI_EXIT_UNREACHABLE,
-                      "could not connect to PostgreSQL at %s: %s", where,
-                      first_line(PQerrorMessage(c)));
+    snprintf(why, len, "could not connect to PostgreSQL at %s: %s", where,
+             first_line(PQerrorMessage(c)));
     PQfinish(c);
-    return rc;
+    return CLI_EXIT_UNREACHABLE;
   }
   char sql[96];
   snprintf(sql, sizeof sql, "SET statement_timeout = %" PRId64,
@@ -73,6 +76,81 @@ int cli_db_connect(const cli_settings_t *s, PGconn **out) {
   PQclear(r);
   *out = c;
   return CLI_EXIT_OK;
+}
+
+int cli_db_connect(const cli_settings_t *s, PGconn **out) {
+  char why[1024];
+  int rc = cli_db_connect_quiet(s, out, why, sizeof why);
+  if (rc == CLI_EXIT_UNREACHABLE)
+    cli_fail(rc, "%s", why);
+  return rc;
+}
+
+char *cli_db_where(PGconn *c, char *buf, size_t len) {
+  const char *db = PQdb(c), *host = PQhost(c), *port = PQport(c);
+  snprintf(buf, len, "database %s at %s%s%s", db != NULL ? db : "?",
+           host != NULL && *host != '\0' ? host : "(default host)",
+           port != NULL && *port != '\0' ? ":" : "",
+           port != NULL ? port : "");
+  return buf;
+}
+
+int cli_db_store_schema_problem(const cli_settings_t *s, char *why,
+                                size_t len) {
+  PGconn *c = NULL;
+  char unreached[1024];
+  if (cli_db_connect_quiet(s, &c, unreached, sizeof unreached) != CLI_EXIT_OK)
+    return 0;
+  char where[384];
+  cli_db_where(c, where, sizeof where);
+  const char *conninfo_from = s->source[CLI_SET_PG];
+  int told = 0;
+  PGresult *r = PQexec(c, "SELECT to_regclass('es_schema_version') IS NULL");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+      PQgetvalue(r, 0, 0)[0] == 't') {
+    snprintf(why, len,
+             "%s has no event store (no table es_schema_version): create it "
+             "with saga-es-migrate (sagad runs it at start), or check that "
+             "%s names the database sagad writes to",
+             where, conninfo_from != NULL ? conninfo_from : "the conninfo");
+    told = 1;
+  }
+  PQclear(r);
+  if (told) {
+    PQfinish(c);
+    return 1;
+  }
+  /* The table is there: its newest version says older or newer. Anything
+   * else (a role that may not read it) is left to the store's own text. */
+  r = PQexec(c, "SELECT max(version) FROM es_schema_version");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+    int want = es_schema_version();
+    if (PQgetisnull(r, 0, 0)) {
+      snprintf(why, len,
+               "the event store in %s records no schema version "
+               "(es_schema_version is empty): run saga-es-migrate against it",
+               where);
+      told = 1;
+    } else {
+      long have = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+      if (have < want)
+        snprintf(why, len,
+                 "the event store in %s has schema version %ld, older than "
+                 "the %d this sagactl reads: upgrade it with saga-es-migrate "
+                 "(sagad of this release runs it at start)",
+                 where, have, want);
+      else if (have > want)
+        snprintf(why, len,
+                 "the event store in %s has schema version %ld, newer than "
+                 "the %d this sagactl reads: use the sagactl of the release "
+                 "that migrated it",
+                 where, have, want);
+      told = have != want;
+    }
+  }
+  PQclear(r);
+  PQfinish(c);
+  return told;
 }
 
 static const iq_stuck_t DEFAULT_STUCK = {.default_ms = IQ_STUCK_DEFAULT_MS};
@@ -111,11 +189,21 @@ static int fill_row(PGresult *r, int i, cli_index_row_t *row) {
 
 static int query_failed(PGconn *c, PGresult *r, const char *what) {
   const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  char where[384];
+  cli_db_where(c, where, sizeof where);
   if (state != NULL && strcmp(state, "42P01") == 0)
     cli_fail(CLI_EXIT_FAIL,
-             "could not %s: table saga_index does not exist in this database "
-             "(has sagad run against it?)",
-             what);
+             "could not %s: %s has no table saga_index (has sagad run "
+             "against it?)",
+             what, where);
+  else if (state != NULL && strcmp(state, "42703") == 0)
+    /* a column added by a later migration of sagad (stuck_at) */
+    cli_fail(CLI_EXIT_FAIL,
+             "could not %s: table saga_index in %s is older than this "
+             "sagactl reads (%s): start this release's sagad against it, "
+             "which upgrades its tables at start",
+             what, where, primary != NULL ? primary : "a column is missing");
   else
     cli_fail(CLI_EXIT_FAIL, "could not %s: %s", what,
              first_line(PQerrorMessage(c)));

@@ -1,6 +1,7 @@
 /* sagactl's reads of saga_index (the coordinator's derived table, see
  * docs/internals/coordinator.md) over libpq, with bounded connect and
- * statement timeouts. Blocking; sagactl only reads the table. */
+ * statement timeouts, and the diagnosis of a database without the tables
+ * of this release. Blocking; sagactl only reads. */
 #ifndef SAGACTL_CLI_DB_H
 #define SAGACTL_CLI_DB_H
 
@@ -31,6 +32,27 @@ void cli_index_row_clear(cli_index_row_t *r);
  * or one libpq refuses before connecting: cli_pg), or
  * CLI_EXIT_UNREACHABLE; the error line is printed. */
 int cli_db_connect(const cli_settings_t *s, PGconn **out);
+
+/* As cli_db_connect, but a server that cannot be reached is not printed:
+ * CLI_EXIT_UNREACHABLE with why ("could not connect to PostgreSQL at
+ * HOST:PORT database DB: ..."). A missing or unusable conninfo is still
+ * printed (CLI_EXIT_USAGE): for a caller to whom the database is
+ * optional (history --archive). */
+int cli_db_connect_quiet(const cli_settings_t *s, PGconn **out, char *why,
+                         size_t len);
+
+/* "database DB at HOST:PORT" of c's connection, for messages, into buf.
+ * Returns buf. */
+char *cli_db_where(PGconn *c, char *buf, size_t len);
+
+/* Why the event store of s could not be opened with ES_ERR_SCHEMA, in
+ * words an operator can act on: the database has no event store (no
+ * es_schema_version), or records none, or a schema version older or newer
+ * than this sagactl reads -- naming the database and saying what to run
+ * (saga-es-migrate). Connects to find out. Returns 1 with the line in why
+ * (without "sagactl: "), or 0 when it cannot tell (why untouched). */
+int cli_db_store_schema_problem(const cli_settings_t *s, char *why,
+                                size_t len);
 
 /* What sagactl connects to PostgreSQL with: settings' pg conninfo, and
  * libpq defaults under it as keyword/value pairs ending with NULL

@@ -69,10 +69,13 @@ static int add_recorded(saga_registry_t *reg, PGresult *r, int i) {
   return e == SAGA_CORE_ENOMEM ? -1 : 0;
 }
 
-int cli_defs_load_recorded(PGconn *c, saga_registry_t **out) {
+int cli_defs_read_recorded(PGconn *c, saga_registry_t **out, char *why,
+                           size_t len) {
   *out = saga_registry_new();
-  if (*out == NULL)
-    return cli_fail(CLI_EXIT_FAIL, "out of memory");
+  if (*out == NULL) {
+    snprintf(why, len, "out of memory");
+    return CLI_EXIT_FAIL;
+  }
   iq_stmt_t q;
   (void)iq_definition(NULL, 0, &q);
   PGresult *r =
@@ -80,18 +83,21 @@ int cli_defs_load_recorded(PGconn *c, saga_registry_t **out) {
   int rc = CLI_EXIT_OK;
   if (PQresultStatus(r) == PGRES_TUPLES_OK) {
     for (int i = 0; i < PQntuples(r) && rc == CLI_EXIT_OK; i++)
-      if (add_recorded(*out, r, i) != 0)
-        rc = cli_fail(CLI_EXIT_FAIL, "out of memory");
+      if (add_recorded(*out, r, i) != 0) {
+        snprintf(why, len, "out of memory");
+        rc = CLI_EXIT_FAIL;
+      }
   } else {
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (state == NULL || strcmp(state, IQ_SQLSTATE_NO_TABLE) != 0) {
       char msg[512];
       snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
       msg[strcspn(msg, "\n")] = '\0';
-      rc = cli_fail(CLI_EXIT_FAIL,
-                    "could not read the recorded definitions "
-                    "(saga_definitions): %s",
-                    msg);
+      snprintf(why, len,
+               "could not read the recorded definitions "
+               "(saga_definitions): %s",
+               msg);
+      rc = CLI_EXIT_FAIL;
     }
   }
   PQclear(r);
@@ -99,6 +105,14 @@ int cli_defs_load_recorded(PGconn *c, saga_registry_t **out) {
     saga_registry_free(*out);
     *out = NULL;
   }
+  return rc;
+}
+
+int cli_defs_load_recorded(PGconn *c, saga_registry_t **out) {
+  char why[768];
+  int rc = cli_defs_read_recorded(c, out, why, sizeof why);
+  if (rc != CLI_EXIT_OK)
+    cli_fail(rc, "%s", why);
   return rc;
 }
 

@@ -39,6 +39,12 @@ saga_registry_t *cli_defs_load_folder(const cli_settings_t *s, int *rc);
  * memory). */
 int cli_defs_load_recorded(PGconn *c, saga_registry_t **out);
 
+/* As cli_defs_load_recorded, but the error line goes to why, not stderr
+ * (the warnings of skipped bodies still go to stderr): for a caller to
+ * whom the recorded definitions are optional (history --archive). */
+int cli_defs_read_recorded(PGconn *c, saga_registry_t **out, char *why,
+                           size_t len);
+
 /* Fill d: the recorded definitions over c (when c is not NULL) and the
  * folder of s (when one is configured and want_folder). Returns
  * CLI_EXIT_OK, or an exit code with the line printed; d is cleared either

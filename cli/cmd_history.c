@@ -23,6 +23,15 @@
 
 #define PAGE 1000
 
+/* Room for why a record cannot be decoded, whole at the event store's
+ * ceilings: "could not decode event N (TYPE) of stream "STREAM": REASON",
+ * TYPE up to ES_MAX_TYPE bytes, STREAM up to ES_MAX_STREAM_ID, REASON
+ * one of saga_core_strerror's. A replay line (what) holds it and more. */
+#define DECODE_WHY_SIZE                                                      \
+  (sizeof "could not decode event -9223372036854775808 () of stream \"\": " + \
+   ES_MAX_TYPE + ES_MAX_STREAM_ID + 64)
+#define REPLAY_WHAT_SIZE (DECODE_WHY_SIZE + 256)
+
 int cli_defs_has_type(const cli_settings_t *s, const char *type,
                       uint32_t version, int *found) {
   int rc;
@@ -79,6 +88,12 @@ static int open_store(const cli_settings_t *s, es_store_t **out) {
   char *nl = strchr(err, '\n');
   if (nl != NULL)
     *nl = '\0';
+  /* A database without the event store, or with one of another release:
+   * say which and what to run, not PostgreSQL's "relation does not
+   * exist". */
+  char why[1536];
+  if (e == ES_ERR_SCHEMA && cli_db_store_schema_problem(s, why, sizeof why))
+    return cli_fail(CLI_EXIT_FAIL, "%s", why);
   if (e == ES_ERR_CONNECTION)
     return cli_fail(CLI_EXIT_UNREACHABLE,
                     "could not connect to PostgreSQL at %s: %s", where,
@@ -92,8 +107,9 @@ typedef cli_record_fn record_fn;
 
 /* Decode the events of page and call fn for each; *count grows, or
  * becomes -1 (line printed). A record that cannot be decoded ends the
- * read: with bad, its reason goes there (nothing printed, *count kept);
- * without, it is printed and *count becomes -1. */
+ * read: with bad (DECODE_WHY_SIZE bytes hold it whole), its reason goes
+ * there (nothing printed, *count kept); without, it is printed and *count
+ * becomes -1. */
 static void page_records(const es_page_t *page, const char *stream,
                          saga_record_t *rec, record_fn fn, void *arg,
                          int64_t *count, char *bad, size_t badlen) {
@@ -101,7 +117,7 @@ static void page_records(const es_page_t *page, const char *stream,
     const es_recorded_t *ev = &page->events[i];
     int d = saga_codec_decode(ev->data, ev->data_len, rec);
     if (d != SAGA_CORE_OK) {
-      char why[512];
+      char why[DECODE_WHY_SIZE];
       snprintf(why, sizeof why,
                "could not decode event %" PRId64 " (%s) of stream \"%s\": "
                "%s",
@@ -298,6 +314,12 @@ typedef struct {
   cli_timeline_t tl;
   char type[SAGA_DEF_MAX_NAME + 1];
   uint32_t def_version;
+  /* An archive's step names: why the definitions recorded in the store
+   * were not read ("" when they were, or --definitions was given; room
+   * for a lead-in, store and a reason of up to 1024 bytes), and the
+   * database they were read from (cli_db_where). */
+  char unnamed[1536];
+  char store[384];
 } history_t;
 
 static int history_record(void *arg, int64_t version,
@@ -317,9 +339,13 @@ static int history_record(void *arg, int64_t version,
   return 0;
 }
 
-/* Where the step names came from, for the header line. */
-static const char *names_from(const history_t *h, char *buf, size_t len) {
-  if (h->from == CLI_DEF_RECORDED)
+/* Where the step names came from, for the header line. An archive's
+ * missing names are explained by archive_unnamed_note instead. */
+static const char *names_from(const history_t *h, int archive, char *buf,
+                              size_t len) {
+  if (h->from == CLI_DEF_NONE && archive)
+    snprintf(buf, len, " (steps by number)");
+  else if (h->from == CLI_DEF_RECORDED)
     snprintf(buf, len,
              " (definition as recorded in the store, sha256 "
              "%.12s)",
@@ -333,6 +359,74 @@ static const char *names_from(const history_t *h, char *buf, size_t len) {
              "for names)",
              h->type, h->def_version);
   return buf;
+}
+
+/* The step names of an archive: from --definitions when given, else
+ * from the definitions recorded in the store when PostgreSQL is
+ * configured and reachable, else none, and h->unnamed says why: an
+ * archive is read on another machine, years later, where the database may
+ * be gone, so that is a note, not an error. Returns an exit code (a
+ * definitions folder or a conninfo that cannot be used at all; line
+ * printed). */
+static int archive_defs(const cli_settings_t *s, history_t *h) {
+  int rc = cli_defs_open(s, NULL, 1, &h->defs);
+  if (rc != CLI_EXIT_OK || h->defs.folder != NULL)
+    return rc;
+  if (cli_get(s, CLI_SET_PG) == NULL) {
+    snprintf(h->unnamed, sizeof h->unnamed,
+             "no PostgreSQL is configured to read the definitions recorded "
+             "in the store from");
+    return CLI_EXIT_OK;
+  }
+  PGconn *c = NULL;
+  char why[1024];
+  rc = cli_db_connect_quiet(s, &c, why, sizeof why);
+  if (rc == CLI_EXIT_UNREACHABLE) {
+    snprintf(h->unnamed, sizeof h->unnamed,
+             "the definitions recorded in the store could not be read: %s",
+             why);
+    return CLI_EXIT_OK;
+  }
+  if (rc != CLI_EXIT_OK)
+    return rc;
+  cli_db_where(c, h->store, sizeof h->store);
+  if (cli_defs_read_recorded(c, &h->defs.recorded, why, sizeof why) !=
+      CLI_EXIT_OK)
+    snprintf(h->unnamed, sizeof h->unnamed, "%s: %s", h->store, why);
+  PQfinish(c);
+  return CLI_EXIT_OK;
+}
+
+/* One note on stderr when an archive's steps show by number: why, and
+ * how to get their names. */
+static void archive_unnamed_note(const history_t *h, const char *id) {
+  if (h->from != CLI_DEF_NONE)
+    return;
+  if (h->type[0] == '\0') {
+    fprintf(stderr,
+            "sagactl: note: steps shown by number: the archive holds no "
+            "Started event of saga \"%s\", which names its definition (it "
+            "may be in an older archive)\n",
+            id);
+    return;
+  }
+  char missing[sizeof h->store + sizeof h->type + 64];
+  const char *why = h->unnamed;
+  if (h->unnamed[0] == '\0') {
+    why = missing;
+    if (h->defs.folder != NULL)
+      snprintf(missing, sizeof missing,
+               "the definitions folder has no %s v%" PRIu32, h->type,
+               h->def_version);
+    else
+      snprintf(missing, sizeof missing,
+               "%s has no recorded definition %s v%" PRIu32, h->store,
+               h->type, h->def_version);
+  }
+  fprintf(stderr,
+          "sagactl: note: steps shown by number: %s; give --definitions DIR "
+          "(a folder holding %s v%" PRIu32 ") for their names\n",
+          why, h->type, h->def_version);
 }
 
 int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
@@ -350,13 +444,15 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
   es_store_t *st = NULL;
   PGconn *c = NULL;
   const char *archive = a->opt[CLI_OPT_ARCHIVE];
-  /* An archive is read without the database, unless the step names must
-   * come from the definitions the store recorded. */
-  int recorded = archive == NULL || (cli_get(s, CLI_SET_DEFINITIONS) == NULL &&
-                                     cli_get(s, CLI_SET_PG) != NULL);
-  if ((recorded && (rc = cli_db_connect(s, &c)) != CLI_EXIT_OK) ||
-      (rc = cli_defs_open(s, c, 1, &h.defs)) != CLI_EXIT_OK)
+  /* An archive needs no database: the store only names its steps when it
+   * can be reached (archive_defs). */
+  if (archive != NULL) {
+    if ((rc = archive_defs(s, &h)) != CLI_EXIT_OK)
+      goto out;
+  } else if ((rc = cli_db_connect(s, &c)) != CLI_EXIT_OK ||
+             (rc = cli_defs_open(s, c, 1, &h.defs)) != CLI_EXIT_OK) {
     goto out;
+  }
   PQfinish(c);
   c = NULL;
   if (archive == NULL && (rc = open_store(s, &st)) != CLI_EXIT_OK)
@@ -375,6 +471,8 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
                   archive != NULL ? archive : "", archive != NULL ? "\"" : "");
     goto out;
   }
+  if (archive != NULL)
+    archive_unnamed_note(&h, id);
   if (fmt == CLI_OUT_JSONL) { /* one event per line */
     cJSON *events = cli_timeline_json(&h.tl);
     cJSON *e = events != NULL ? events->child : NULL;
@@ -409,7 +507,8 @@ int cli_cmd_history(const cli_args_t *a, const cli_settings_t *s) {
   } else {
     char from[256];
     printf("saga %s: %s v%" PRIu32 ", %d records%s\n\n", id, h.type,
-           h.def_version, n, names_from(&h, from, sizeof from));
+           h.def_version, n,
+           names_from(&h, archive != NULL, from, sizeof from));
     cli_timeline_print(&h.tl, stdout);
   }
 out:
@@ -532,13 +631,13 @@ static void report(replay_report_t *rep, const char *id, const char *what,
 static int replay_one(es_store_t *st, const cli_defs_t *defs, const char *id,
                       const cli_index_row_t *row, replay_report_t *rep) {
   replay_t r = {.defs = defs, .id = id};
-  char bad[512];
+  char bad[DECODE_WHY_SIZE];
   int n = each_record_or(st, id, replay_record, &r, bad, sizeof bad);
   if (n < 0) {
     free(r.saga);
     return -1;
   }
-  char what[768];
+  char what[REPLAY_WHAT_SIZE];
   rep_kind_t kind = REP_MISMATCH;
   if (bad[0] != '\0') {
     kind = REP_FAILED;
@@ -612,7 +711,7 @@ static int dry_run_one(es_store_t *st, const cli_defs_t *defs,
   const saga_def_t *same = saga_registry_find(folder, row->saga_type, v);
   const saga_def_t *cand =
       same != NULL ? same : saga_registry_find(folder, row->saga_type, 0);
-  char what[768];
+  char what[REPLAY_WHAT_SIZE];
   if (cand == NULL) {
     snprintf(what, sizeof what,
              "%s v%" PRIu32 " (%s): \"%s\" has no definition of type %s: "
@@ -636,7 +735,7 @@ static int dry_run_one(es_store_t *st, const cli_defs_t *defs,
   saga_def_t shadow = *cand;
   shadow.version = v;
   replay_t r = {.use = &shadow, .id = row->saga_id};
-  char unread[512];
+  char unread[DECODE_WHY_SIZE];
   int n = each_record_or(st, row->saga_id, replay_record, &r, unread,
                          sizeof unread);
   free(r.saga);

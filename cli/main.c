@@ -51,8 +51,9 @@ static const struct command {
     {"history",
      "history ID [--payloads] [--archive FILE] [--output table|json|jsonl]",
      "show a saga's stored events as a timeline: time, step, action, "
-     "attempt, outcome, duration (from an archive file with --archive); "
-     "steps named by the definition recorded in the store",
+     "attempt, outcome, duration (from an archive file with --archive, "
+     "which needs no database); steps named by the definition recorded in "
+     "the store",
      B(JSON) | B(ARCHIVE) | B(PAYLOADS) | B(OUTPUT), cli_cmd_history},
     {"replay",
      "replay ID|--all [--limit N] [--definitions DIR [--dry-run]]",
@@ -110,6 +111,12 @@ static const struct {
      "  sagactl list --stuck --type order --output jsonl | jq -r .saga_id\n"
      "  sagactl list --since 2025-01-31T00:00:00Z --until 2025-02-01T00:00:00Z "
      "--oldest-first"},
+    {"history",
+     "--archive FILE: the saga's events from a file of saga-es-archive, "
+     "checked to its end\nbefore anything is shown; no database is needed. "
+     "Its steps are named by\n--definitions, else by the definitions "
+     "recorded in the store when PostgreSQL is\nconfigured and can be "
+     "reached, else shown by number with a note on stderr that\nsays why."},
     {"replay",
      "One line per saga: ok, MISMATCH, MISSING (no definition: not "
      "checked) or FAILED\n(its history cannot be read through; the others "

@@ -42,6 +42,9 @@ static const char *ORDER_DEF =
     "\"retriable\"}]}";
 
 static char *conninfo;
+/* A database with saga_index but no event store (made in setup, so that
+ * teardown drops it whatever the test did). */
+static char *noes_conninfo;
 static char tmpdir[64];
 static char defs_dir[128];
 static saga_def_t *def;
@@ -64,6 +67,20 @@ static result_t run(const char *first, ...) {
   return r;
 }
 
+/* As run, with SAGA_PG_CONNINFO set to pg ("": no PostgreSQL configured,
+ * as sagactl takes an empty variable for an unset one). */
+static result_t run_on(const char *pg, const char *first, ...) {
+  const sagactl_how_t how = {.bin = SAGACTL_BIN,
+                             .dir = tmpdir,
+                             .conninfo = pg,
+                             .unset_kafka = 1};
+  va_list ap;
+  va_start(ap, first);
+  result_t r = sagactl_vrun(&how, first, ap);
+  va_end(ap);
+  return r;
+}
+
 static void result_free(result_t *r) { sagactl_result_free(r); }
 
 static void expect(result_t *r, int rc, const char *in_out,
@@ -74,6 +91,20 @@ static void expect(result_t *r, int rc, const char *in_out,
              "\"%s\", stderr \"%s\"",
              r->rc, rc, r->out, r->err, in_out ? in_out : "",
              in_err ? in_err : "");
+}
+
+/* Every line on stderr is sagactl's own ("sagactl: ..."), at most max of
+ * them: no library writes its log there behind sagactl's back. */
+static void expect_own_lines(const result_t *r, int max) {
+  int n = 0;
+  for (const char *p = r->err; *p != '\0'; n++) {
+    if (strncmp(p, "sagactl: ", 9) != 0)
+      fail_msg("stderr line %d is not sagactl's own:\n%s", n + 1, r->err);
+    const char *nl = strchr(p, '\n');
+    p = nl != NULL ? nl + 1 : p + strlen(p);
+  }
+  if (n > max)
+    fail_msg("%d lines on stderr, at most %d wanted:\n%s", n, max, r->err);
 }
 
 static cJSON *json_of(const result_t *r) {
@@ -218,6 +249,7 @@ static int setup(void **state) {
     return -1;
 
   conninfo = ts_pg_create_database("sagactl");
+  noes_conninfo = ts_pg_create_database("sagactl_noes");
   char err[ES_ERRBUF_SIZE];
   if (es_migrate(conninfo, NULL, err, sizeof err) != 0) {
     fprintf(stderr, "migrate: %s\n", err);
@@ -256,6 +288,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   (void)state;
   ts_pg_drop_database(conninfo);
+  ts_pg_drop_database(noes_conninfo);
   saga_def_free(def);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
@@ -609,6 +642,38 @@ static void test_history_reads_an_archive_file_without_the_database(
   assert_string_equal(r.out, live.out);
   result_free(&r);
   result_free(&live);
+  /* Without --definitions the step names come from the store when it can
+   * be reached; when it cannot, or none is configured, the steps show by
+   * number and one note says why and how to get their names. */
+  r = run("history", "s-done", "--archive", file, "--pg",
+          "host=127.0.0.1 port=1", NULL);
+  expect(&r, 0, "Completed", "sagactl: note: steps shown by number: the "
+                             "definitions recorded in the store could not "
+                             "be read: could not connect to PostgreSQL at "
+                             "127.0.0.1:1");
+  assert_non_null(strstr(r.out, "(steps by number)"));
+  assert_non_null(strstr(r.out, "#0"));
+  assert_non_null(strstr(r.err, "; give --definitions DIR (a folder holding "
+                                "order v1) for their names\n"));
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run_on("", "history", "s-done", "--archive", file, "--json", NULL);
+  expect(&r, 0, NULL, "sagactl: note: steps shown by number: no PostgreSQL "
+                      "is configured to read the definitions recorded in "
+                      "the store from; give --definitions DIR");
+  expect_own_lines(&r, 1);
+  cJSON *j = json_of(&r);
+  assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "definition_from")));
+  assert_string_equal(cJSON_GetObjectItem(j, "type")->valuestring, "order");
+  cJSON_Delete(j);
+  result_free(&r);
+  /* reachable, but sagad recorded no definitions in this store */
+  r = run("history", "s-done", "--archive", file, NULL);
+  expect(&r, 0, "#0", "has no recorded definition order v1; give "
+                      "--definitions DIR");
+  assert_non_null(strstr(r.err, "sagactl: note: steps shown by number: "
+                                "database sagactl"));
+  result_free(&r);
   r = run("history", "s-run", "--archive", file, NULL);
   expect(&r, 1, NULL, "has no events in archive");
   result_free(&r);
@@ -951,20 +1016,6 @@ static void test_cancel_sends_a_cancel_saga_or_says_why_not(void **state) {
 }
 
 /* ---- errors: one line each, and exit codes that say whose fault ------- */
-
-/* Every line on stderr is sagactl's own ("sagactl: ..."), at most max of
- * them: no library writes its log there behind sagactl's back. */
-static void expect_own_lines(const result_t *r, int max) {
-  int n = 0;
-  for (const char *p = r->err; *p != '\0'; n++) {
-    if (strncmp(p, "sagactl: ", 9) != 0)
-      fail_msg("stderr line %d is not sagactl's own:\n%s", n + 1, r->err);
-    const char *nl = strchr(p, '\n');
-    p = nl != NULL ? nl + 1 : p + strlen(p);
-  }
-  if (n > max)
-    fail_msg("%d lines on stderr, at most %d wanted:\n%s", n, max, r->err);
-}
 
 /* Kafka out of reach: each command says so once, in its own words, and
  * librdkafka's log lines stay off stderr. */
@@ -1438,6 +1489,124 @@ static void test_replay_goes_on_past_an_undecodable_stream(void **state) {
   result_free(&r);
 }
 
+/* A database with the coordinator's saga_index but no event store, or an
+ * event store or saga_index of another release: every command that reads
+ * them names the database and says what to run, exit 1, never
+ * PostgreSQL's "relation ... does not exist". */
+static void test_a_database_without_the_event_store_says_what_to_run(
+    void **state) {
+  (void)state;
+  const char *pg = noes_conninfo;
+  PGconn *c = PQconnectdb(pg);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *q = PQexec(c, "SELECT current_database()");
+  char where[160];
+  snprintf(where, sizeof where, "database %s at ", PQgetvalue(q, 0, 0));
+  PQclear(q);
+  exec_ok(c, "CREATE TABLE saga_index (saga_id text PRIMARY KEY, "
+             "saga_type text NOT NULL, definition_version int NOT NULL, "
+             "status text NOT NULL, partition int NOT NULL, "
+             "version bigint NOT NULL, started_at timestamptz NOT NULL, "
+             "updated_at timestamptz NOT NULL, next_deadline_at timestamptz, "
+             "current_step text, stuck_at timestamptz)");
+  exec_ok(c, "INSERT INTO saga_index VALUES ('s-old', 'order', 1, "
+             "'completed', 0, 9, now(), now(), NULL, NULL, 'infinity')");
+  static const char *const cmds[][3] = {
+      {"status", "s-old", NULL},    {"describe", "s-old", NULL},
+      {"history", "s-old", NULL},   {"replay", "s-old", NULL},
+      {"replay", "--all", NULL},
+  };
+  for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+    result_t r = run_on(pg, cmds[i][0], cmds[i][1], cmds[i][2]);
+    expect(&r, 1, NULL, where);
+    if (strstr(r.err, "has no event store (no table es_schema_version): "
+                      "create it with saga-es-migrate") == NULL ||
+        strstr(r.err, "does not exist") != NULL)
+      fail_msg("%s %s: %s", cmds[i][0], cmds[i][1], r.err);
+    expect_own_lines(&r, 1);
+    result_free(&r);
+  }
+  /* an event store older, then newer, than this sagactl */
+  char sql[160];
+  exec_ok(c, "CREATE TABLE es_schema_version (version int PRIMARY KEY, "
+             "name text)");
+  result_t r = run_on(pg, "status", "s-old", NULL);
+  expect(&r, 1, NULL, "records no schema version (es_schema_version is "
+                      "empty): run saga-es-migrate");
+  result_free(&r);
+  exec_ok(c, "INSERT INTO es_schema_version VALUES (1, 'events')");
+  r = run_on(pg, "history", "s-old", NULL);
+  char want[160];
+  snprintf(want, sizeof want,
+           "has schema version 1, older than the %d this sagactl reads: "
+           "upgrade it with saga-es-migrate",
+           es_schema_version());
+  expect(&r, 1, NULL, want);
+  assert_non_null(strstr(r.err, where));
+  result_free(&r);
+  snprintf(sql, sizeof sql,
+           "INSERT INTO es_schema_version VALUES (%d, 'future')",
+           es_schema_version() + 1);
+  exec_ok(c, sql);
+  r = run_on(pg, "describe", "s-old", NULL);
+  snprintf(want, sizeof want,
+           "has schema version %d, newer than the %d this sagactl reads",
+           es_schema_version() + 1, es_schema_version());
+  expect(&r, 1, NULL, want);
+  result_free(&r);
+  /* a saga_index of a sagad before stuck_at, then none at all */
+  exec_ok(c, "ALTER TABLE saga_index DROP COLUMN stuck_at");
+  r = run_on(pg, "list", NULL);
+  expect(&r, 1, NULL, "could not list saga_index: table saga_index in ");
+  assert_non_null(strstr(r.err, "is older than this sagactl reads (column "
+                                "i.stuck_at does not exist): start this "
+                                "release's sagad against it"));
+  result_free(&r);
+  exec_ok(c, "DROP TABLE saga_index");
+  r = run_on(pg, "status", "s-old", NULL);
+  expect(&r, 1, NULL, "has no table saga_index (has sagad run against it?)");
+  assert_non_null(strstr(r.err, where));
+  result_free(&r);
+  PQfinish(c);
+}
+
+/* Why a record cannot be decoded is said whole, even with an event type
+ * and a saga id at their ceilings (the message outgrew a 512-byte buffer
+ * and lost its end). */
+static void test_an_undecodable_record_is_reported_whole_at_the_ceilings(
+    void **state) {
+  (void)state;
+  char id[SM_ID_MAX + 1], type[ES_MAX_TYPE + 1], stream[300];
+  memset(id, 'i', sizeof id - 1);
+  id[sizeof id - 1] = '\0';
+  memset(type, 'T', sizeof type - 1);
+  type[sizeof type - 1] = '\0';
+  snprintf(stream, sizeof stream, "saga-%s", id);
+  char err[ES_ERRBUF_SIZE];
+  es_store_t *st = NULL;
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  static const char junk[] = "not a saga record";
+  es_event_t ev = {.type = type,
+                   .data = (const uint8_t *)junk,
+                   .data_len = sizeof junk - 1};
+  assert_int_equal(es_append(st, stream, 0, &ev, 1, NULL), ES_ERR_OK);
+  es_store_close(st);
+  char want[1024];
+  snprintf(want, sizeof want,
+           "could not decode event 1 (%s) of stream \"%s\": %s", type,
+           stream, saga_core_strerror(SAGA_CORE_EDECODE));
+  result_t r = run("history", id, NULL);
+  char line[1100];
+  snprintf(line, sizeof line, "sagactl: %s\n", want);
+  expect(&r, 1, NULL, line);
+  result_free(&r);
+  r = run("replay", id, "--definitions", defs_dir, NULL);
+  snprintf(line, sizeof line, "FAILED   %.32s", id);
+  expect(&r, 1, line, NULL);
+  assert_non_null(strstr(r.out, want));
+  result_free(&r);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -1474,6 +1643,10 @@ int main(void) {
       cmocka_unit_test(test_help_shows_every_option_a_command_takes),
       cmocka_unit_test(test_replay_agrees_then_reports_a_corrupted_index_row),
       cmocka_unit_test(test_replay_goes_on_past_an_undecodable_stream),
+      cmocka_unit_test(
+          test_a_database_without_the_event_store_says_what_to_run),
+      cmocka_unit_test(
+          test_an_undecodable_record_is_reported_whole_at_the_ceilings),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -419,6 +419,13 @@ static pid_t sagad_start(const char *inbox, const char *group, const char *log,
     snprintf(a[n++], sizeof a[0], "--topic.notifications=%s", B.t->notify);
     snprintf(a[n++], sizeof a[0], "--topic.dlq=%s", B.dlq);
     snprintf(a[n++], sizeof a[0], "--group.id=%s", group);
+    /* Static membership, as docs/deploy.md advises for a coordinator with
+     * a stable name: one sagad per group at a time here, so the group's
+     * name serves. A sagad restarted after kill -9 takes the killed one's
+     * place (the embedded Kafka keeps it for the instance id:
+     * tools/kafka-mock/static_members.h) instead of joining beside it. */
+    snprintf(a[n++], sizeof a[0], "--kafka.group.instance.id=bench-%s",
+             group);
     snprintf(a[n++], sizeof a[0], "--kafka.session.timeout.ms=%s", session_ms);
     snprintf(a[n++], sizeof a[0], "--kafka.fetch.wait.max.ms=%s", fetch_wait);
     snprintf(a[n++], sizeof a[0], "--kafka.allow.auto.create.topics=true");

@@ -5,6 +5,7 @@
 #include "long_poll.h"
 
 #include "grow.h"
+#include "static_members.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +27,7 @@
 #define API_FETCH 1
 #define API_METADATA 3
 #define API_FIND_COORDINATOR 10
+#define API_JOIN_GROUP 11
 #define MAX_FETCH_VERSION 11  /* header v1: no tagged fields after client id */
 #define MAX_METADATA_VERSION 8
 #define MAX_COORDINATOR_VERSION 2
@@ -47,6 +49,7 @@ typedef struct {
   int16_t key, ver;
   int ntopic;
   int topic[PEND_TOPICS];
+  int member; /* a JoinGroup's static_members entry */
 } pend_t;
 
 /* A topic some produce wrote, and the epoch of the last produce answer
@@ -81,6 +84,7 @@ struct long_poll {
   uint64_t all_epoch; /* the last one whose topics are not known */
   topic_t *topics;    /* every topic a produce wrote */
   size_t ntopics, captopics;
+  static_members_t *members; /* instance ids and their member ids */
   int stop_pipe[2]; /* wakes the thread: to stop, or to apply want_down */
   pthread_t thread;
   pthread_mutex_t mu;
@@ -356,7 +360,7 @@ static char *frame_at(const buf_t *B, size_t pos, uint32_t *sz) {
 static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
   size_t pos = 0;
   uint32_t sz;
-  char *f;
+  char *f, *swap = NULL;
   while ((f = frame_at(&c->cin, pos, &sz))) {
     if (sz >= 10) {
       int16_t key = rd16(f), ver = rd16(f + 2);
@@ -386,6 +390,24 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
         pend_t *p = note_pending(c, corr, key, ver);
         if (p) /* its answer lets the fetches of its topics go */
           produce_topics(lp, p, f, sz, h, ver);
+      } else if (key == API_JOIN_GROUP) {
+        size_t nsz = 0;
+        int m = static_members_join(lp->members, c, f, sz, h, ver, &swap,
+                                    &nsz);
+        pend_t *p = m >= 0 ? note_pending(c, corr, key, ver) : NULL;
+        if (p)
+          p->member = m;
+        if (swap) { /* the instance comes back under its member id */
+          int bad = buf_append(&c->uout, swap, nsz);
+          free(swap);
+          swap = NULL;
+          if (bad) {
+            c->dead = 1;
+            return;
+          }
+          pos += 4 + (size_t)sz;
+          continue;
+        }
       }
     }
     if (buf_append(&c->uout, c->cin.b + pos, 4 + (size_t)sz)) {
@@ -432,6 +454,8 @@ static void pump_answers(long_poll_t *lp, conn_t *c) {
             c->more = 1;
         } else if (p.key == API_METADATA)
           rewrite_metadata(lp, f + 4, sz - 4, p.ver);
+        else if (p.key == API_JOIN_GROUP)
+          static_members_answer(lp->members, p.member, f + 4, sz - 4, p.ver);
         else
           rewrite_coordinator(lp, f + 4, sz - 4, p.ver);
       }
@@ -633,6 +657,7 @@ static void *run(void *arg) {
       conn_t *c = *pp;
       if (c->dead) {
         *pp = c->next;
+        static_members_closed(lp->members, c);
         conn_free(c);
       } else {
         pp = &c->next;
@@ -653,6 +678,7 @@ long_poll_t *long_poll_start(const char *bootstraps, char *errbuf,
     return NULL;
   }
   lp->stop_pipe[0] = lp->stop_pipe[1] = -1;
+  lp->members = static_members_new(); /* NULL: instance ids go unread */
   pthread_mutex_init(&lp->mu, NULL);
   pthread_cond_init(&lp->applied, NULL);
   for (const char *p = bootstraps; p && *p && lp->nb < MAX_BROKERS;) {
@@ -741,5 +767,6 @@ void long_poll_stop(long_poll_t *lp) {
   for (size_t i = 0; i < lp->ntopics; i++)
     free(lp->topics[i].name);
   free(lp->topics);
+  static_members_free(lp->members);
   free(lp);
 }

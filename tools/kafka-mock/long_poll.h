@@ -11,7 +11,8 @@
  * connection's previous fetch was passed on, and otherwise held until one
  * is, or until its own wait is over. Everything else passes through
  * unchanged, except the broker ports in metadata and coordinator answers,
- * which name the relay's. */
+ * which name the relay's, and the member id of a JoinGroup that comes back
+ * under a group.instance.id (static_members.h). */
 #ifndef SAGA_KAFKA_MOCK_LONG_POLL_H
 #define SAGA_KAFKA_MOCK_LONG_POLL_H
 
@@ -23,8 +24,8 @@ typedef struct long_poll long_poll_t;
  * `bootstraps` ("127.0.0.1:PORT,..." as rd_kafka_mock_cluster_bootstraps
  * gives it). Returns NULL with errbuf on failure. The relay reads the
  * versions librdkafka 2.0.2's mock implements (Fetch up to 11, Metadata
- * up to 2, FindCoordinator up to 2: none with flexible encoding); a
- * request of a later version passes through unread. */
+ * up to 2, FindCoordinator up to 2, JoinGroup 5: none with flexible
+ * encoding); a request of another version passes through unread. */
 long_poll_t *long_poll_start(const char *bootstraps, char *errbuf,
                              size_t errlen);
 

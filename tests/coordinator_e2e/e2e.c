@@ -79,6 +79,8 @@ struct e2e {
   /* produces whose delivery failed and were sent again (sent_t) */
   size_t resent;
   bool closing; /* e2e_free: a failed delivery is not sent again */
+  /* the participant has had every step topic assigned once */
+  bool participant_ready;
 };
 
 /* A StartSaga or a Reply on its way: a copy of what was produced, so a
@@ -382,6 +384,26 @@ void e2e_write_pivot_def(e2e_t *t, const char *name, uint32_t timeout_ms,
   write_def(t, name, timeout_ms, attempts, 1);
 }
 
+/* The participant's assignment: ready once it covers every step topic. A
+ * subscription can be assigned before its topics are known, and the
+ * rebalance that adds them comes session.timeout.ms - 1 s later on the
+ * embedded Kafka, longer than a "fast" step's timeout. */
+static void on_assign(saga_kloop_t *kl,
+                      const rd_kafka_topic_partition_list_t *parts,
+                      void *opaque) {
+  (void)kl;
+  e2e_t *t = opaque;
+  int covered = 0;
+  for (int i = 0; i < E2E_STEPS; i++)
+    for (int k = 0; k < parts->cnt; k++)
+      if (strcmp(parts->elems[k].topic, t->topics[i]) == 0) {
+        covered++;
+        break;
+      }
+  if (covered == E2E_STEPS)
+    t->participant_ready = true;
+}
+
 e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
   ts_require_pg();
   ts_require_kafka();
@@ -428,8 +450,10 @@ e2e_t *e2e_new(const char *name, uint32_t timeout_ms, e2e_script_fn script) {
       .want_producer = 1,
       .group_id = ts_unique_name("e2e.participant"),
   };
-  saga_kloop_callbacks_t cb = {
-      .opaque = t, .on_message = on_command, .on_delivery = on_delivery};
+  saga_kloop_callbacks_t cb = {.opaque = t,
+                               .on_message = on_command,
+                               .on_assign = on_assign,
+                               .on_delivery = on_delivery};
   char err[512];
   assert_int_equal(saga_kloop_new(&t->loop, &kc, &cb, &t->part, err,
                                   sizeof err),
@@ -626,6 +650,13 @@ static void produce(e2e_t *t, const ProtobufCMessage *m, const char *id) {
 
 void e2e_start_as(e2e_t *t, const char *type, const char *id,
                   const char *correlation_id, uint32_t version) {
+  /* The first saga waits (30 s at most; a fault test may keep it from
+   * ever coming) for the participant to hold every step topic, so that
+   * its first step is not timed out by the group's join. */
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  while (!t->participant_ready && ts_now_ms() < until)
+    e2e_pump(t, 20);
+  t->participant_ready = true;
   Saga__V1__StartSaga s;
   saga__v1__start_saga__init(&s);
   s.saga_id = SAGA_MUT(id);

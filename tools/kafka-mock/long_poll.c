@@ -6,6 +6,7 @@
 
 #include "grow.h"
 #include "static_members.h"
+#include "wire_bytes.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -100,23 +101,6 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int16_t rd16(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (int16_t)(uint16_t)((u[0] << 8) | u[1]);
-}
-static int32_t rd32(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (int32_t)(((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) |
-                   ((uint32_t)u[2] << 8) | u[3]);
-}
-static void wr32(char *p, int32_t v) {
-  uint32_t u = (uint32_t)v;
-  p[0] = (char)(u >> 24);
-  p[1] = (char)(u >> 16);
-  p[2] = (char)(u >> 8);
-  p[3] = (char)u;
-}
-
 static int buf_append(buf_t *B, const char *p, size_t n) {
   if (SAGA_GROW(B->b, B->cap, B->len + n, 4096) != 0)
     return -1;
@@ -142,10 +126,10 @@ static int set_nonblocking(int fd) {
 /* ---- reading the answers that name brokers ---- */
 
 static void map_port(const long_poll_t *lp, char *p) {
-  int32_t port = rd32(p);
+  int32_t port = wire_rd32(p);
   for (int i = 0; i < lp->nb; i++)
     if (lp->mock_port[i] == port) {
-      wr32(p, lp->relay_port[i]);
+      wire_wr32(p, lp->relay_port[i]);
       return;
     }
 }
@@ -154,7 +138,7 @@ static void map_port(const long_poll_t *lp, char *p) {
 static int skip_str(const char *b, size_t n, size_t *o) {
   if (*o + 2 > n)
     return -1;
-  int16_t len = rd16(b + *o);
+  int16_t len = wire_rd16(b + *o);
   *o += 2 + (size_t)(len > 0 ? len : 0);
   return *o <= n ? 0 : -1;
 }
@@ -191,7 +175,7 @@ static void rewrite_metadata(const long_poll_t *lp, char *b, size_t n,
   size_t o = ver >= 3 ? 4 : 0;
   if (o + 4 > n)
     return;
-  int32_t cnt = rd32(b + o);
+  int32_t cnt = wire_rd32(b + o);
   o += 4;
   for (int32_t k = 0; k < cnt; k++) {
     o += 4; /* node id */
@@ -228,23 +212,23 @@ static int fetch_has_records(const char *b, size_t n, int ver) {
   size_t o = 4 + (ver >= 7 ? 6 : 0);
   if (o + 4 > n)
     return 1;
-  int32_t topics = rd32(b + o);
+  int32_t topics = wire_rd32(b + o);
   o += 4;
   for (int32_t t = 0; t < topics; t++) {
     if (skip_str(b, n, &o) || o + 4 > n)
       return 1;
-    int32_t parts = rd32(b + o);
+    int32_t parts = wire_rd32(b + o);
     o += 4;
     for (int32_t p = 0; p < parts; p++) {
       o += 4 + 2 + 8 + 8 + (ver >= 5 ? 8 : 0);
       if (o + 4 > n)
         return 1;
-      int32_t aborted = rd32(b + o);
+      int32_t aborted = wire_rd32(b + o);
       o += 4 + (size_t)(aborted > 0 ? aborted : 0) * 16;
       o += ver >= 11 ? 4 : 0;
       if (o + 4 > n)
         return 1;
-      int32_t len = rd32(b + o);
+      int32_t len = wire_rd32(b + o);
       if (len > 0)
         return 1;
       o += 4;
@@ -268,7 +252,7 @@ static int produce_answered(const char *f, size_t sz, size_t h, int ver) {
   size_t o = h;
   if (ver >= 3 && skip_str(f, sz, &o)) /* transactional id */
     return 1;
-  return o + 2 > sz || rd16(f + o) != 0;
+  return o + 2 > sz || wire_rd16(f + o) != 0;
 }
 
 /* The topics a Produce request, versions 0-7, writes into p->topic:
@@ -283,24 +267,24 @@ static void produce_topics(long_poll_t *lp, pend_t *p, const char *f,
   o += 2 + 4; /* acks, timeout */
   if (o + 4 > sz)
     return;
-  int32_t topics = rd32(f + o);
+  int32_t topics = wire_rd32(f + o);
   o += 4;
   if (topics < 0 || topics > PEND_TOPICS)
     return;
   for (int32_t t = 0; t < topics; t++) {
     if (o + 2 > sz)
       return;
-    int16_t len = rd16(f + o);
+    int16_t len = wire_rd16(f + o);
     if (len < 0 || o + 2 + (size_t)len + 4 > sz ||
         (p->topic[t] = topic_index(lp, f + o + 2, (size_t)len)) < 0)
       return;
     o += 2 + (size_t)len;
-    int32_t parts = rd32(f + o);
+    int32_t parts = wire_rd32(f + o);
     o += 4;
     for (int32_t k = 0; k < parts; k++) {
       if (o + 8 > sz)
         return;
-      int32_t rlen = rd32(f + o + 4);
+      int32_t rlen = wire_rd32(f + o + 4);
       o += 8 + (size_t)(rlen > 0 ? rlen : 0);
     }
   }
@@ -324,24 +308,24 @@ static int fetch_woken(const long_poll_t *lp, const conn_t *c, const char *f,
   if (ver < 4 || o + (ver >= 7 ? 8 : 0) + 4 > sz)
     return lp->epoch > c->epoch;
   if (ver >= 7) {
-    if (rd32(f + o + 4) != -1) /* session epoch: -1 is a full fetch */
+    if (wire_rd32(f + o + 4) != -1) /* session epoch: -1 is a full fetch */
       return lp->epoch > c->epoch;
     o += 8;
   }
   size_t part = 4 + (ver >= 9 ? 4 : 0) + 8 + (ver >= 5 ? 8 : 0) + 4;
-  int32_t topics = rd32(f + o);
+  int32_t topics = wire_rd32(f + o);
   o += 4;
   for (int32_t t = 0; t < topics; t++) {
     if (o + 2 > sz)
       return lp->epoch > c->epoch;
-    int16_t len = rd16(f + o);
+    int16_t len = wire_rd16(f + o);
     if (len < 0 || o + 2 + (size_t)len + 4 > sz)
       return lp->epoch > c->epoch;
     int i = topic_find(lp, f + o + 2, (size_t)len);
     if (i >= 0 && lp->topics[i].epoch > c->epoch)
       return 1;
     o += 2 + (size_t)len;
-    int32_t parts = rd32(f + o);
+    int32_t parts = wire_rd32(f + o);
     o += 4 + (size_t)(parts > 0 ? parts : 0) * part;
   }
   return 0;
@@ -352,7 +336,7 @@ static int fetch_woken(const long_poll_t *lp, const conn_t *c, const char *f,
 static char *frame_at(const buf_t *B, size_t pos, uint32_t *sz) {
   if (B->len - pos < 4)
     return NULL;
-  *sz = (uint32_t)rd32(B->b + pos);
+  *sz = (uint32_t)wire_rd32(B->b + pos);
   return B->len - pos - 4 < *sz ? NULL : B->b + pos + 4;
 }
 
@@ -363,12 +347,12 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
   char *f, *swap = NULL;
   while ((f = frame_at(&c->cin, pos, &sz))) {
     if (sz >= 10) {
-      int16_t key = rd16(f), ver = rd16(f + 2);
-      int32_t corr = rd32(f + 4);
-      int16_t idlen = rd16(f + 8);
+      int16_t key = wire_rd16(f), ver = wire_rd16(f + 2);
+      int32_t corr = wire_rd32(f + 4);
+      int16_t idlen = wire_rd16(f + 8);
       size_t h = 10 + (size_t)(idlen > 0 ? idlen : 0); /* body */
       if (key == API_FETCH && ver <= MAX_FETCH_VERSION && sz >= h + 8) {
-        int32_t wait = rd32(f + h + 4); /* after the replica id */
+        int32_t wait = wire_rd32(f + h + 4); /* after the replica id */
         if (!c->more && wait > 0 && !fetch_woken(lp, c, f, sz, h, ver)) {
           if (!c->held) {
             c->held = 1;
@@ -379,7 +363,7 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
         }
         c->held = 0;
         c->more = 0;
-        wr32(f + h + 4, 0);
+        wire_wr32(f + h + 4, 0);
         c->epoch = lp->epoch;
         note_pending(c, corr, key, ver);
       } else if ((key == API_METADATA && ver <= MAX_METADATA_VERSION) ||
@@ -436,7 +420,7 @@ static void pump_answers(long_poll_t *lp, conn_t *c) {
   char *f;
   while ((f = frame_at(&c->uin, pos, &sz))) {
     if (sz >= 4 && c->npend) {
-      int32_t corr = rd32(f);
+      int32_t corr = wire_rd32(f);
       size_t i = 0;
       while (i < c->npend && c->pend[i].corr != corr)
         i++;

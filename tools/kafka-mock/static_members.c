@@ -2,6 +2,7 @@
 #include "static_members.h"
 
 #include "grow.h"
+#include "wire_bytes.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,31 +21,13 @@ struct static_members {
   size_t n, cap;
 };
 
-static int16_t rd16(const char *p) {
-  const unsigned char *u = (const unsigned char *)p;
-  return (int16_t)(uint16_t)((u[0] << 8) | u[1]);
-}
-
-static void wr16(char *p, int16_t v) {
-  uint16_t u = (uint16_t)v;
-  p[0] = (char)(u >> 8);
-  p[1] = (char)u;
-}
-
-static void wr32(char *p, uint32_t v) {
-  p[0] = (char)(v >> 24);
-  p[1] = (char)(v >> 16);
-  p[2] = (char)(v >> 8);
-  p[3] = (char)v;
-}
-
 /* The (nullable) string at b + *o: its bytes in *s and length in *len
  * (NULL and 0 for null), *o moved past it; 0, or -1 past n. */
 static int read_str(const char *b, size_t n, size_t *o, const char **s,
                     size_t *len) {
   if (*o + 2 > n)
     return -1;
-  int16_t l = rd16(b + *o);
+  int16_t l = wire_rd16(b + *o);
   *o += 2;
   *s = l >= 0 ? b + *o : NULL;
   *len = l > 0 ? (size_t)l : 0;
@@ -121,9 +104,9 @@ int static_members_join(static_members_t *sm, const void *conn,
     size_t rest = sz - (at_member + 2);
     char *nf = malloc(4 + sz + e->mlen);
     if (nf) {
-      wr32(nf, (uint32_t)(sz + e->mlen));
+      wire_wr32(nf, (int32_t)(sz + e->mlen));
       memcpy(nf + 4, f, at_member);
-      wr16(nf + 4 + at_member, (int16_t)e->mlen);
+      wire_wr16(nf + 4 + at_member, (int16_t)e->mlen);
       memcpy(nf + 4 + at_member + 2, e->member, e->mlen);
       memcpy(nf + 4 + at_member + 2 + e->mlen, f + at_member + 2, rest);
       *out = nf;
@@ -139,7 +122,7 @@ int static_members_join(static_members_t *sm, const void *conn,
 void static_members_answer(static_members_t *sm, int idx, const char *b,
                            size_t n, int ver) {
   if (!sm || idx < 0 || (size_t)idx >= sm->n ||
-      ver != JOIN_GROUP_STATIC_VERSION || n < 10 || rd16(b + 4) != 0)
+      ver != JOIN_GROUP_STATIC_VERSION || n < 10 || wire_rd16(b + 4) != 0)
     return;
   size_t o = 10, len = 0;
   const char *s = NULL;

@@ -44,6 +44,10 @@ typedef struct lane {
     size_t len, cap;
   } idx[IDX_NCOLS];
   size_t nidx;
+  /* the first row's values as they are, each followed by a NUL, at
+   * one_at[c] (-1: NULL): a lane of one row sends UPSERT_ONE_SQL */
+  struct idx_col one;
+  long one_at[IDX_NCOLS];
   int idx_added; /* the statement is in the batch (a resubmit reuses it) */
   struct idx_col marks; /* ids of batch_notified (lane 0 only) */
   size_t nmarks;
@@ -74,12 +78,29 @@ struct sagad_store_pg {
   char err[512];
 };
 
+#define UPSERT_COLUMNS                                                         \
+  "INSERT INTO saga_index AS i (saga_id, saga_type, definition_version, "      \
+  "status, partition, version, started_at, updated_at, next_deadline_at, "     \
+  "current_step, notify_pending, stuck_at) "
+/* An existing row takes a newer version's columns (started_at stays), and
+ * only a version the stream holds: a stream of the batch that conflicted
+ * wrote nothing, its row must not either (found by tests/sim, seed 42). */
+#define UPSERT_CONFLICT                                                        \
+  "ON CONFLICT (saga_id) DO UPDATE SET status = excluded.status, "             \
+  "partition = excluded.partition, version = excluded.version, "               \
+  "updated_at = excluded.updated_at, "                                         \
+  "next_deadline_at = excluded.next_deadline_at, "                             \
+  "current_step = excluded.current_step, "                                     \
+  "notify_pending = excluded.notify_pending, "                                 \
+  "stuck_at = excluded.stuck_at "                                              \
+  "WHERE i.version < excluded.version "                                        \
+  "AND EXISTS (SELECT 1 FROM es_events e WHERE e.stream_id = 'saga-' || "      \
+  "excluded.saga_id AND e.stream_version = excluded.version)"
+
 /* Every saga_index row of a batch in one statement (parsed and planned
  * once per batch, not once per saga): the columns come as arrays. */
 static const char UPSERT_SQL[] =
-    "INSERT INTO saga_index AS i (saga_id, saga_type, definition_version, "
-    "status, partition, version, started_at, updated_at, next_deadline_at, "
-    "current_step, notify_pending, stuck_at) SELECT u.id, u.t, u.dv, u.st, "
+    UPSERT_COLUMNS "SELECT u.id, u.t, u.dv, u.st, "
     "u.p, u.v, to_timestamp(u.s / 1000.0), to_timestamp(u.up / 1000.0), "
     "CASE WHEN u.dl = 0 THEN NULL ELSE to_timestamp(u.dl / 1000.0) END, u.cs, "
     "u.np, CASE WHEN u.sa = 0 THEN 'infinity'::timestamptz "
@@ -87,19 +108,19 @@ static const char UPSERT_SQL[] =
     "FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], "
     "$5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], "
     "$10::text[], $11::boolean[], $12::bigint[]) "
-    "AS u(id, t, dv, st, p, v, s, up, dl, cs, np, sa) "
-    "ON CONFLICT (saga_id) DO UPDATE SET status = excluded.status, "
-    "partition = excluded.partition, version = excluded.version, "
-    "updated_at = excluded.updated_at, "
-    "next_deadline_at = excluded.next_deadline_at, "
-    "current_step = excluded.current_step, "
-    "notify_pending = excluded.notify_pending, "
-    "stuck_at = excluded.stuck_at "
-    "WHERE i.version < excluded.version "
-    /* only a version the stream holds: a stream of the batch that conflicted
-     * wrote nothing, its row must not either (found by tests/sim, seed 42) */
-    "AND EXISTS (SELECT 1 FROM es_events e WHERE e.stream_id = 'saga-' || "
-    "excluded.saga_id AND e.stream_version = excluded.version)";
+    "AS u(id, t, dv, st, p, v, s, up, dl, cs, np, sa) " UPSERT_CONFLICT;
+/* The same for a lane's one row, the usual batch at low load (one saga
+ * stepped per turn): scalar parameters. The twelve arrays' parsing and the
+ * unnest cost about 0.09 ms of server CPU per transaction on this
+ * machine's PostgreSQL (docs/benchmarks.md, "One saga's index row without
+ * arrays"), on the critical path of every step at concurrency 1. */
+static const char UPSERT_ONE_SQL[] =
+    UPSERT_COLUMNS "VALUES ($1, $2, $3::int, $4, $5::int, $6::bigint, "
+    "to_timestamp($7::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), "
+    "CASE WHEN $9::bigint = 0 THEN NULL "
+    "ELSE to_timestamp($9::bigint / 1000.0) END, $10, $11::boolean, "
+    "CASE WHEN $12::bigint = 0 THEN 'infinity'::timestamptz "
+    "ELSE to_timestamp($12::bigint / 1000.0) END) " UPSERT_CONFLICT;
 
 static const char LOAD_PARTS_SQL[] =
     "SELECT i.saga_id, i.partition, e.stream_version, e.data "
@@ -156,21 +177,27 @@ static void p_batch_reset(void *self) {
   s->nmap = 0;
 }
 
+/* Room for `need` bytes in c: 0, or -1 when out of memory. */
+static int col_room(struct idx_col *c, size_t need) {
+  if (need <= c->cap)
+    return 0;
+  size_t cap = c->cap ? c->cap : 256;
+  while (cap < need)
+    cap *= 2;
+  char *p = realloc(c->p, cap);
+  if (!p)
+    return -1;
+  c->p = p;
+  c->cap = cap;
+  return 0;
+}
+
 /* Append one element (NULL when v is NULL) to a column's array literal;
  * text is double-quoted with " and \ escaped. */
 static int col_put(struct idx_col *c, const char *v, int quote) {
   size_t n = v ? strlen(v) : 4;
-  size_t need = c->len + 2 * n + 4;
-  if (need > c->cap) {
-    size_t cap = c->cap ? c->cap : 256;
-    while (cap < need)
-      cap *= 2;
-    char *p = realloc(c->p, cap);
-    if (!p)
-      return -1;
-    c->p = p;
-    c->cap = cap;
-  }
+  if (col_room(c, c->len + 2 * n + 4) != 0)
+    return -1;
   char sep = c->len ? ',' : '{';
   c->p[c->len++] = sep;
   if (!v) {
@@ -188,6 +215,19 @@ static int col_put(struct idx_col *c, const char *v, int quote) {
   if (quote)
     c->p[c->len++] = '"';
   return 0;
+}
+
+/* Keep v as it is (NULL: -1) at the end of b, NUL-terminated: its
+ * offset, or -2 when out of memory. */
+static long raw_put(struct idx_col *b, const char *v) {
+  if (!v)
+    return -1;
+  size_t n = strlen(v) + 1;
+  if (col_room(b, b->len + n) != 0)
+    return -2;
+  memcpy(b->p + b->len, v, n);
+  b->len += n;
+  return (long)(b->len - n);
 }
 
 static int p_batch_add(void *self, const char *saga_id, int64_t expected,
@@ -245,8 +285,11 @@ static int p_batch_index(void *self, const sagad_index_row_t *r) {
                                  dl,         r->current_step,
                                  r->notify_pending ? "t" : "f", sa};
   static const int quoted[IDX_NCOLS] = {1, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0};
+  if (!ln->nidx)
+    ln->one.len = 0;
   for (int c = 0; c < IDX_NCOLS; c++)
-    if (col_put(&ln->idx[c], vals[c], quoted[c]) != 0) {
+    if (col_put(&ln->idx[c], vals[c], quoted[c]) != 0 ||
+        (!ln->nidx && (ln->one_at[c] = raw_put(&ln->one, vals[c])) == -2)) {
       set_err(s, "could not add the index upsert", "out of memory");
       return -1;
     }
@@ -273,7 +316,9 @@ static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
   if (!ln->nidx || ln->idx_added)
     return 0;
   const char *params[IDX_NCOLS];
-  for (int c = 0; c < IDX_NCOLS; c++) {
+  for (int c = 0; c < IDX_NCOLS && ln->nidx == 1; c++)
+    params[c] = ln->one_at[c] < 0 ? NULL : ln->one.p + ln->one_at[c];
+  for (int c = 0; c < IDX_NCOLS && ln->nidx > 1; c++) {
     if (col_put(&ln->idx[c], "", 0) != 0) { /* room for the closing brace */
       set_err(s, "could not add the index upsert", "out of memory");
       return -1;
@@ -282,7 +327,9 @@ static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
     ln->idx[c].p[ln->idx[c].len] = '\0';
     params[c] = ln->idx[c].p;
   }
-  int rc = es_batch_add_statement(ln->batch, UPSERT_SQL, IDX_NCOLS, params);
+  int rc = es_batch_add_statement(ln->batch,
+                                  ln->nidx == 1 ? UPSERT_ONE_SQL : UPSERT_SQL,
+                                  IDX_NCOLS, params);
   if (rc < 0) {
     set_err(s, "could not add the index upsert", es_strerror(rc));
     return -1;
@@ -938,6 +985,7 @@ static void free_store(sagad_store_pg_t *s) {
     for (int c = 0; c < IDX_NCOLS; c++)
       free(s->lanes[l].idx[c].p);
     free(s->lanes[l].marks.p);
+    free(s->lanes[l].one.p);
   }
   if (s->sync)
     PQfinish(s->sync);

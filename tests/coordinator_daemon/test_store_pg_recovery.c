@@ -7,7 +7,10 @@
  * batches: the delivered final notifications a batch carries clear their
  * sagas' notify_pending flags -- one saga's by its own statement, several
  * sagas' by one array, ids with quotes and backslashes as they are -- and
- * no other saga's. */
+ * no other saga's; a batch of one saga writes its saga_index row (its own
+ * statement, scalar parameters) as a batch of several writes theirs (one
+ * array per column), updates it for a later version, and leaves it when
+ * its stream conflicted. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -235,6 +238,87 @@ static int b_produce(void *self, const char *topic, const void *key,
 }
 static void b_ack(void *self, void *ack) { (void)self, (void)ack; }
 
+/* An engine on store s (its port *port) that only counts the batches
+ * that ended: it steps nothing, so its other ports are never asked. */
+static sagad_engine_t *engine_on(sagad_store_pg_t *s,
+                                 const sagad_store_port_t *port,
+                                 saga_registry_t **reg) {
+  *reg = saga_registry_new();
+  assert_non_null(*reg);
+  sagad_engine_config_t cfg = {.registry = *reg,
+                               .inbox_topic = "test.inbox",
+                               .dlq_topic = "test.dlq",
+                               .store = *port,
+                               .broker = {.produce = b_produce, .ack = b_ack},
+                               .clock = {.now_ms = c_now,
+                                         .wake_at = c_wake_at,
+                                         .end_of_turn = c_end_of_turn}};
+  sagad_engine_t *e = sagad_engine_new(&cfg);
+  assert_non_null(e);
+  sagad_engine_hooks_t hooks = {.on_batch_done = on_batch_done};
+  sagad_engine_set_hooks(e, &hooks);
+  sagad_store_pg_attach(s, e);
+  return e;
+}
+
+/* A store port on a new database with an engine on it, and a connection
+ * of the test's own to that database. */
+typedef struct {
+  char *ci;
+  uv_loop_t loop;
+  sagad_store_port_t port;
+  sagad_store_pg_t *s;
+  saga_registry_t *reg;
+  sagad_engine_t *e;
+  PGconn *pg;
+} fixture_t;
+
+static void fixture_open(fixture_t *f, const char *prefix) {
+  f->s = store_open(prefix, &f->ci, &f->loop, &f->port);
+  f->e = engine_on(f->s, &f->port, &f->reg);
+  f->pg = PQconnectdb(f->ci);
+  assert_int_equal(PQstatus(f->pg), CONNECTION_OK);
+}
+
+static void fixture_close(fixture_t *f) {
+  PQfinish(f->pg);
+  store_close(f->s, f->ci, &f->loop);
+  sagad_engine_free(f->e);
+  saga_registry_free(f->reg);
+}
+
+/* Submit the batch built on port and run the loop until it has ended,
+ * with the store's answer OK (per stream: batch_status). */
+static void submit_and_wait(uv_loop_t *loop, sagad_store_port_t *port) {
+  int before = batches_done;
+  assert_int_equal(port->batch_submit(port->self), 0);
+  int64_t until = ts_now_ms() + ts_timeout_ms(20000);
+  while (batches_done == before && ts_now_ms() < until)
+    uv_run(loop, UV_RUN_ONCE);
+  assert_int_equal(batches_done, before + 1);
+  assert_int_equal(last_status, SAGAD_STORE_OK);
+}
+
+/* One batch of the sagas rows[0..n), each one record after version
+ * rows[i].version - 1 (expected[i] when expected is not NULL), submitted
+ * and the loop run until it has ended; each stream's status in st. */
+static void batch_rows(uv_loop_t *loop, sagad_store_port_t *port,
+                       const sagad_index_row_t *rows, const int64_t *expected,
+                       size_t n, int *st) {
+  port->batch_reset(port->self);
+  for (size_t i = 0; i < n; i++) {
+    sagad_record_t rec = {
+        .type = "Stepped", .data = (const uint8_t *)"x", .len = 1};
+    assert_true(port->batch_add(port->self, rows[i].saga_id,
+                                expected ? expected[i] : rows[i].version - 1,
+                                &rec, 1) >= 0);
+    assert_int_equal(port->batch_index(port->self, &rows[i]), 0);
+  }
+  submit_and_wait(loop, port);
+  for (size_t i = 0; i < n; i++)
+    st[i] = port->batch_status(port->self, i);
+}
+
 /* One batch: a new stream of one record for each of the sagas `ids`
  * (terminal, notify_pending set), then the delivered notifications of the
  * sagas `marks`; submitted, and the loop run until it has ended. */
@@ -259,13 +343,7 @@ static void batch(uv_loop_t *loop, sagad_store_port_t *port, PGconn *pg,
   }
   for (size_t i = 0; marks[i]; i++)
     assert_int_equal(port->batch_notified(port->self, marks[i]), 0);
-  int before = batches_done;
-  assert_int_equal(port->batch_submit(port->self), 0);
-  int64_t until = ts_now_ms() + ts_timeout_ms(20000);
-  while (batches_done == before && ts_now_ms() < until)
-    uv_run(loop, UV_RUN_ONCE);
-  assert_int_equal(batches_done, before + 1);
-  assert_int_equal(last_status, SAGAD_STORE_OK);
+  submit_and_wait(loop, port);
   for (size_t i = 0; ids[i]; i++) {
     assert_int_equal(port->batch_status(port->self, i), SAGAD_STORE_OK);
     assert_int_equal(
@@ -278,60 +356,125 @@ static void batch(uv_loop_t *loop, sagad_store_port_t *port, PGconn *pg,
 static void test_delivered_notifications_clear_their_sagas_flags_only(
     void **state) {
   (void)state;
-  char *ci;
-  uv_loop_t loop;
-  sagad_store_port_t port;
-  sagad_store_pg_t *s = store_open("store_batch", &ci, &loop, &port);
-  saga_registry_t *reg = saga_registry_new();
-  assert_non_null(reg);
-  sagad_engine_config_t cfg = {
-      .registry = reg,
-      .inbox_topic = "test.inbox",
-      .dlq_topic = "test.dlq",
-      .store = port,
-      .broker = {.produce = b_produce, .ack = b_ack},
-      .clock = {.now_ms = c_now,
-                .wake_at = c_wake_at,
-                .end_of_turn = c_end_of_turn}};
-  sagad_engine_t *e = sagad_engine_new(&cfg);
-  assert_non_null(e);
-  sagad_engine_hooks_t hooks = {.on_batch_done = on_batch_done};
-  sagad_engine_set_hooks(e, &hooks);
-  sagad_store_pg_attach(s, e);
-  PGconn *pg = PQconnectdb(ci);
-  assert_int_equal(PQstatus(pg), CONNECTION_OK);
+  fixture_t f;
+  fixture_open(&f, "store_batch");
   const char *quoted = "q\"1\\x", *comma = "c,{2}";
   const char *const first[] = {"a1", quoted, comma, "a4", NULL};
   const char *const none[] = {NULL};
-  batch(&loop, &port, pg, first, none);
+  batch(&f.loop, &f.port, f.pg, first, none);
   for (size_t i = 0; first[i]; i++)
-    assert_int_equal(pending(pg, first[i]), 1);
+    assert_int_equal(pending(f.pg, first[i]), 1);
   /* one saga's notification delivered */
   const char *const second[] = {"b1", NULL}, *const one[] = {quoted, NULL};
-  batch(&loop, &port, pg, second, one);
-  assert_int_equal(pending(pg, quoted), 0);
-  assert_int_equal(pending(pg, "a1"), 1);
-  assert_int_equal(pending(pg, comma), 1);
-  assert_int_equal(pending(pg, "b1"), 1);
+  batch(&f.loop, &f.port, f.pg, second, one);
+  assert_int_equal(pending(f.pg, quoted), 0);
+  assert_int_equal(pending(f.pg, "a1"), 1);
+  assert_int_equal(pending(f.pg, comma), 1);
+  assert_int_equal(pending(f.pg, "b1"), 1);
   /* several at once, one of them already clear */
   const char *const third[] = {"b2", NULL};
   const char *const several[] = {"a1", comma, quoted, NULL};
-  batch(&loop, &port, pg, third, several);
-  assert_int_equal(pending(pg, "a1"), 0);
-  assert_int_equal(pending(pg, comma), 0);
-  assert_int_equal(pending(pg, quoted), 0);
-  assert_int_equal(pending(pg, "a4"), 1);
-  assert_int_equal(pending(pg, "b1"), 1);
-  assert_int_equal(pending(pg, "b2"), 1);
-  assert_int_equal(scalar(pg,
+  batch(&f.loop, &f.port, f.pg, third, several);
+  assert_int_equal(pending(f.pg, "a1"), 0);
+  assert_int_equal(pending(f.pg, comma), 0);
+  assert_int_equal(pending(f.pg, quoted), 0);
+  assert_int_equal(pending(f.pg, "a4"), 1);
+  assert_int_equal(pending(f.pg, "b1"), 1);
+  assert_int_equal(pending(f.pg, "b2"), 1);
+  assert_int_equal(scalar(f.pg,
                           "SELECT count(*) FROM es_events WHERE stream_id "
                           "LIKE 'saga-%'",
                           NULL),
                    6);
-  PQfinish(pg);
-  store_close(s, ci, &loop);
-  sagad_engine_free(e);
-  saga_registry_free(reg);
+  fixture_close(&f);
+}
+
+/* saga_index's columns of a saga, as one text (fails when it has no row). */
+static char *index_row(PGconn *pg, const char *id) {
+  const char *v[1] = {id};
+  PGresult *r = PQexecParams(
+      pg,
+      "SELECT concat_ws('|', saga_type, definition_version, status, "
+      "partition, version, (extract(epoch FROM started_at) * 1000)::bigint, "
+      "(extract(epoch FROM updated_at) * 1000)::bigint, "
+      "coalesce((extract(epoch FROM next_deadline_at) * 1000)::bigint::text, "
+      "'none'), coalesce(current_step, 'none'), notify_pending, "
+      "CASE WHEN isfinite(stuck_at) "
+      "THEN (extract(epoch FROM stuck_at) * 1000)::bigint::text "
+      "ELSE stuck_at::text END) "
+      "FROM saga_index WHERE saga_id = $1",
+      1, NULL, v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+    fail_msg("no saga_index row for %s: %s", id, PQresultErrorMessage(r));
+  char *t = strdup(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  assert_non_null(t);
+  return t;
+}
+
+static void
+test_one_saga_s_index_row_is_written_as_a_larger_batch_s(void **state) {
+  (void)state;
+  fixture_t f;
+  fixture_open(&f, "store_one_row");
+  sagad_index_row_t r = {.saga_type = "order \"x\"",
+                         .definition_version = 7,
+                         .status = "running",
+                         .partition = 3,
+                         .version = 1,
+                         .started_ms = 1796000000123,
+                         .updated_ms = 1796000000456,
+                         .next_deadline_ms = 1796000009000,
+                         .stuck_at_ms = 1796000060000,
+                         .current_step = "reserve, {stock}"};
+  int st[2];
+  /* two sagas: one array per column */
+  sagad_index_row_t two[2] = {r, r};
+  two[0].saga_id = "m1";
+  two[1].saga_id = "m2";
+  batch_rows(&f.loop, &f.port, two, NULL, 2, st);
+  assert_int_equal(st[0], SAGAD_STORE_OK);
+  /* one saga alone: its own statement, the same row */
+  sagad_index_row_t one = r;
+  one.saga_id = "s\"1\\";
+  batch_rows(&f.loop, &f.port, &one, NULL, 1, st);
+  assert_int_equal(st[0], SAGAD_STORE_OK);
+  char *want = index_row(f.pg, "m1"), *got = index_row(f.pg, one.saga_id);
+  assert_string_equal(want, "order \"x\"|7|running|3|1|1796000000123|"
+                            "1796000000456|1796000009000|reserve, {stock}|f|"
+                            "1796000060000");
+  assert_string_equal(got, want);
+  free(want);
+  free(got);
+  /* its next version: terminal, no step, no deadline, never stuck */
+  one.version = 2;
+  one.status = "completed";
+  one.updated_ms = 1796000000789;
+  one.next_deadline_ms = 0;
+  one.stuck_at_ms = 0;
+  one.current_step = NULL;
+  one.notify_pending = 1;
+  batch_rows(&f.loop, &f.port, &one, NULL, 1, st);
+  assert_int_equal(st[0], SAGAD_STORE_OK);
+  got = index_row(f.pg, one.saga_id);
+  assert_string_equal(got, "order \"x\"|7|completed|3|2|"
+                           "1796000000123|1796000000789|none|none|t|"
+                           "infinity");
+  free(got);
+  /* a version its stream does not get (the stream conflicted): the row
+   * stays as it was */
+  sagad_index_row_t late = one;
+  late.version = 3;
+  late.status = "failed";
+  int64_t stale = 1;
+  batch_rows(&f.loop, &f.port, &late, &stale, 1, st);
+  assert_int_equal(st[0], SAGAD_STORE_CONFLICT);
+  got = index_row(f.pg, one.saga_id);
+  assert_string_equal(got, "order \"x\"|7|completed|3|2|"
+                           "1796000000123|1796000000789|none|none|t|"
+                           "infinity");
+  free(got);
+  fixture_close(&f);
 }
 
 int main(void) {
@@ -341,6 +484,8 @@ int main(void) {
           test_recovery_is_every_open_record_in_order_over_several_turns),
       cmocka_unit_test(
           test_delivered_notifications_clear_their_sagas_flags_only),
+      cmocka_unit_test(
+          test_one_saga_s_index_row_is_written_as_a_larger_batch_s),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -182,6 +182,8 @@ static void on_outcome(saga_starter_t *s, int err,
     r->lat[i - r->warm] = now_ms() - r->t0;
     if (r->store_ms)
       r->store_ms[i - r->warm] = r->store_cur;
+    if (r->o->between)
+      r->o->between(r->o->between_arg);
   }
   if (r->next == r->warm + r->n)
     stop(r, NULL, 0);
@@ -225,6 +227,27 @@ static void start_next(run_t *r) {
 
 static void closed(void *arg) { (void)arg; }
 
+/* n recorded replies under keys no saga uses, then ANALYZE. */
+static int give_history(PGconn *pg, size_t n, char *why, size_t len) {
+  char sql[400];
+  snprintf(sql, sizeof sql,
+           "INSERT INTO saga_idempotency (key, outcome, payload, attempt) "
+           "SELECT 'history:' || g, 1, convert_to(repeat('x', 200), 'UTF8'), "
+           "1 FROM generate_series(1, %zu) g ON CONFLICT DO NOTHING",
+           n);
+  const char *const stmts[] = {sql, "ANALYZE saga_idempotency"};
+  for (size_t i = 0; i < 2; i++) {
+    PGresult *res = PQexec(pg, stmts[i]);
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+      snprintf(why, len, "%s", PQresultErrorMessage(res));
+    PQclear(res);
+    if (!ok)
+      return -1;
+  }
+  return 0;
+}
+
 int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
                      double *lat_ms, double *store_ms, char *err,
                      size_t errlen) {
@@ -263,6 +286,13 @@ int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
     goto out;
   }
   r.inner = store;
+  if (o->store_history && give_history(pg, o->store_history, why,
+                                       sizeof why) != 0) {
+    store.destroy(store.ctx);
+    snprintf(err, errlen, "effect store: %s", why);
+    rc = -1;
+    goto out;
+  }
   pc.store = (saga_idem_store_t){.ctx = &r,
                                  .lookup = timed_lookup,
                                  .record = timed_record,

@@ -19,6 +19,15 @@ typedef struct {
   const char *pg_conninfo;  /* the participants' effect store */
   size_t output_bytes;      /* of every DO's output */
   const char *id_prefix;    /* saga ids: <prefix><n> */
+  /* rows the effect store holds before the first saga (keys no saga
+   * uses), then analyzed: a service's store with some history, as
+   * sagad's has after the warm-up, not a new table that autovacuum
+   * analyzes every few dozen rows during the measurement */
+  size_t store_history;
+  /* NULL, or run after each measured saga's outcome, before the next
+   * saga starts (on the loop: it holds the loop while it runs) */
+  void (*between)(void *arg);
+  void *between_arg;
 } bench_library_opts_t;
 
 /* Run `warm` sagas, then `n` more one at a time, each started when the

@@ -182,8 +182,6 @@ static void on_outcome(saga_starter_t *s, int err,
     r->lat[i - r->warm] = now_ms() - r->t0;
     if (r->store_ms)
       r->store_ms[i - r->warm] = r->store_cur;
-    if (r->o->between)
-      r->o->between(r->o->between_arg);
   }
   if (r->next == r->warm + r->n)
     stop(r, NULL, 0);

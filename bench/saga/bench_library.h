@@ -24,10 +24,6 @@ typedef struct {
    * sagad's has after the warm-up, not a new table that autovacuum
    * analyzes every few dozen rows during the measurement */
   size_t store_history;
-  /* NULL, or run after each measured saga's outcome, before the next
-   * saga starts (on the loop: it holds the loop while it runs) */
-  void (*between)(void *arg);
-  void *between_arg;
 } bench_library_opts_t;
 
 /* Run `warm` sagas, then `n` more one at a time, each started when the

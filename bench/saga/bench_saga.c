@@ -980,8 +980,6 @@ static double *floor_commits(PGconn *c, size_t n, long gap_ms) {
   return cm;
 }
 
-
-
 static void floor_draw(const double *cm, size_t n, int commits,
                        double *floor50, double *floor99) {
   size_t ndraw = 20000;

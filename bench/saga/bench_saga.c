@@ -1346,8 +1346,8 @@ int main(int argc, char **argv) {
    * the floor only; the load, raw, memory and recovery figures are -1. */
   const char *c1_only_env = getenv("BENCH_C1_ONLY");
   int c1_only = c1_only_env && *c1_only_env == '1';
-  PGconn *pg = PQconnectdb(c1_only ? B.ci1 : B.ci); /* one with es_events */
-  if (PQstatus(pg) != CONNECTION_OK)
+  PGconn *pg = NULL; /* the load phases' database, with their es_events */
+  if (!c1_only && PQstatus(pg = PQconnectdb(B.ci)) != CONNECTION_OK)
     die("connect", PQerrorMessage(pg));
   pid_t sd = 0;
   double sps = -1, sps20 = -1, t50 = -1, t99 = -1, ev_per = -1, by_per = -1;

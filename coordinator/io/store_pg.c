@@ -177,26 +177,11 @@ static void p_batch_reset(void *self) {
   s->nmap = 0;
 }
 
-/* Room for `need` bytes in c: 0, or -1 when out of memory. */
-static int col_room(struct idx_col *c, size_t need) {
-  if (need <= c->cap)
-    return 0;
-  size_t cap = c->cap ? c->cap : 256;
-  while (cap < need)
-    cap *= 2;
-  char *p = realloc(c->p, cap);
-  if (!p)
-    return -1;
-  c->p = p;
-  c->cap = cap;
-  return 0;
-}
-
 /* Append one element (NULL when v is NULL) to a column's array literal;
  * text is double-quoted with " and \ escaped. */
 static int col_put(struct idx_col *c, const char *v, int quote) {
   size_t n = v ? strlen(v) : 4;
-  if (col_room(c, c->len + 2 * n + 4) != 0)
+  if (SAGA_GROW(c->p, c->cap, c->len + 2 * n + 4, 256) != 0)
     return -1;
   char sep = c->len ? ',' : '{';
   c->p[c->len++] = sep;
@@ -223,7 +208,7 @@ static long raw_put(struct idx_col *b, const char *v) {
   if (!v)
     return -1;
   size_t n = strlen(v) + 1;
-  if (col_room(b, b->len + n) != 0)
+  if (SAGA_GROW(b->p, b->cap, b->len + n, 256) != 0)
     return -2;
   memcpy(b->p + b->len, v, n);
   b->len += n;

@@ -41,6 +41,7 @@ typedef struct {
 
 static int check_conninfo(const char *value, char *msg, size_t len);
 static int check_topic(const char *value, char *msg, size_t len);
+static int check_topic_or_empty(const char *value, char *msg, size_t len);
 static int check_hostport(const char *value, char *msg, size_t len);
 static int check_endpoint(const char *value, char *msg, size_t len);
 
@@ -75,6 +76,13 @@ static const prop_t props[] = {
     {"topic.notifications", T_STRING, OFF(topic_notifications), 1, 249,
      "saga.notifications", NULL,
      "topic where saga outcomes are published for starters", check_topic, 0},
+    {"topic.progress", T_STRING, OFF(topic_progress), 0, 249, "", NULL,
+     "topic for the progress notes (STARTED when a saga starts, STEP_DONE "
+     "when a step's action has an outcome); empty sends none. May be "
+     "topic.notifications, which then carries them for starters' "
+     "subscribers, at the cost of one note per step for every starter to "
+     "read",
+     check_topic_or_empty, 0},
     {"topic.dlq", T_STRING, OFF(topic_dlq), 1, 249, "saga.dlq", NULL,
      "dead-letter topic: malformed input, with the reason", check_topic, 0},
     {"group.id", T_STRING, OFF(group_id), 1, 255, "sagad", NULL,
@@ -259,6 +267,10 @@ static int check_topic(const char *value, char *msg, size_t len) {
              "got \"%s\"",
              value);
   return -1;
+}
+
+static int check_topic_or_empty(const char *value, char *msg, size_t len) {
+  return *value ? check_topic(value, msg, len) : 0;
 }
 
 /* The port written from p to end: 1 to 5 digits making 0 to 65535, or
@@ -789,12 +801,15 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
     return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
                 "definitions.dir: \"%s\" is not a directory",
                 cfg->definitions_dir);
-  const char *topics[3][2] = {{"topic.inbox", cfg->topic_inbox},
+  /* topic.progress (last) may be topic.notifications, or empty */
+  const char *topics[4][2] = {{"topic.inbox", cfg->topic_inbox},
                               {"topic.notifications", cfg->topic_notifications},
-                              {"topic.dlq", cfg->topic_dlq}};
-  for (int a = 0; a < 3; a++)
-    for (int b = a + 1; b < 3; b++) {
-      if (strcmp(topics[a][1], topics[b][1]))
+                              {"topic.dlq", cfg->topic_dlq},
+                              {"topic.progress", cfg->topic_progress}};
+  for (int a = 0; a < 4; a++)
+    for (int b = a + 1; b < 4; b++) {
+      if (strcmp(topics[a][1], topics[b][1]) || !*topics[b][1] ||
+          (a == 1 && b == 3))
         continue;
       /* name the one that was set, where it was set (the other may be
        * its default) */
@@ -1243,6 +1258,8 @@ void sagad_config_write_reference(FILE *out) {
       "`definitions.dir`\n  must be a directory.\n"
       "- `topic.inbox`, `topic.notifications` and `topic.dlq` must be three "
       "different topics.\n"
+      "- `topic.progress`, when set, must differ from `topic.inbox` and "
+      "`topic.dlq`;\n  it may be `topic.notifications`.\n"
       "\n"
       "## Logging\n"
       "\n"

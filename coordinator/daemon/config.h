@@ -58,6 +58,7 @@ typedef struct {
   char *kafka_bootstrap_servers;  /* required */
   char *topic_inbox;
   char *topic_notifications;
+  char *topic_progress; /* "" = no progress notes */
   char *topic_dlq;
   char *group_id;
   char *definitions_dir;          /* required, must be a directory */

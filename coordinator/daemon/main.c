@@ -102,6 +102,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .registry = a->registry,
       .inbox_topic = cfg->topic_inbox,
       .notify_topic = cfg->topic_notifications,
+      .progress_topic = cfg->topic_progress,
       .dlq_topic = cfg->topic_dlq,
       .batch_max_events = (size_t)cfg->batch_max_events,
       .payload_max_bytes = (size_t)cfg->payload_max_bytes,

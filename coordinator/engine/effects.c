@@ -267,9 +267,10 @@ static void note_notified(sagad_engine_t *e, const char *id) {
 }
 
 /* Produce a notification that is sent once (not the final one: see
- * send_final): without a delivery report when done is NULL, else done(e,
- * status) runs on its delivery. */
-void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
+ * send_final) to topic: without a delivery report when done is NULL, else
+ * done(e, status) runs on its delivery. */
+void fx_produce_notification(sagad_engine_t *e, const char *topic,
+                             const sagad_notification_t *n,
                              void (*done)(void *arg, int status)) {
   void *buf = NULL;
   size_t len = 0;
@@ -280,14 +281,14 @@ void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
     return;
   }
   int rc =
-      done ? sagad_engine_produce(e, e->notify, n->saga_id, strlen(n->saga_id),
+      done ? sagad_engine_produce(e, topic, n->saga_id, strlen(n->saga_id),
                                   buf, len, &h, done, e)
-           : e->cfg.broker.produce(e->cfg.broker.self, e->notify, n->saga_id,
+           : e->cfg.broker.produce(e->cfg.broker.self, topic, n->saga_id,
                                    strlen(n->saga_id), buf, len, &h, NULL);
   if (rc != 0) {
     e->c.produce_errors++;
     SLOG_WARN(n->saga_id, NULL, "could not produce a notification to %s",
-              e->notify);
+              topic);
   }
   saga__hdrs_free(&h);
   free(buf);
@@ -304,7 +305,13 @@ void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
     return;
   }
   free(output); /* not a final notification: it carries none */
-  if (!e->notify)
+  /* STARTED and STEP_DONE are progress notes: on a topic of their own,
+   * when one is configured, so that a starter awaiting outcomes reads (and
+   * wakes for) one note per saga, not one per step. */
+  bool progress = fx->notify == SM_NOTIFY_STARTED ||
+                  fx->notify == SM_NOTIFY_STEP_DONE;
+  const char *topic = progress ? e->progress : e->notify;
+  if (!topic)
     return;
   sagad_notification_t n = {
       .saga_id = s->id,
@@ -321,7 +328,7 @@ void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
       .at_ms = now,
       .correlation_id = entry_corr(en),
   };
-  fx_produce_notification(e, &n, NULL);
+  fx_produce_notification(e, topic, &n, NULL);
 }
 
 /* Returns 1 when the effect was a command handed to the broker. */

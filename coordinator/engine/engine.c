@@ -138,7 +138,7 @@ static void cancel_refused(sagad_engine_t *e, const char *id, const sm_t *s,
   };
   SLOG_INFO(id, NULL, "cancel refused: %s", n.reason);
   if (e->notify)
-    fx_produce_notification(e, &n, NULL);
+    fx_produce_notification(e, e->notify, &n, NULL);
 }
 
 /* What became of an input step_input was given. */
@@ -481,7 +481,7 @@ static void reject(sagad_engine_t *e, const sagad_msg_t *msg,
       .correlation_id = msg->correlation_id,
   };
   SLOG_WARN(msg->saga_id, NULL, "start refused: %s", reason);
-  fx_produce_notification(e, &n, rejected_delivered);
+  fx_produce_notification(e, e->notify, &n, rejected_delivered);
 }
 
 void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
@@ -696,8 +696,11 @@ sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
   e->rng.state = cfg->rng_seed;
   e->inbox = dup_or_null(cfg->inbox_topic);
   e->notify = dup_or_null(cfg->notify_topic);
+  e->progress = dup_or_null(cfg->progress_topic);
   e->dlq = dup_or_null(cfg->dlq_topic);
-  if (table_init(e) != 0 || !e->inbox || !e->dlq) {
+  if (table_init(e) != 0 || !e->inbox || !e->dlq ||
+      (!e->notify != !(cfg->notify_topic && *cfg->notify_topic)) ||
+      (!e->progress != !(cfg->progress_topic && *cfg->progress_topic))) {
     sagad_engine_free(e);
     return NULL;
   }
@@ -734,6 +737,7 @@ void sagad_engine_free(sagad_engine_t *e) {
   saga_record_clear(&e->rec);
   free(e->inbox);
   free(e->notify);
+  free(e->progress);
   free(e->dlq);
   free(e);
 }

@@ -47,6 +47,9 @@ typedef struct {
   const saga_registry_t *registry; /* borrowed, outlives the engine */
   const char *inbox_topic;         /* reply_topic of every command */
   const char *notify_topic;        /* NULL or "" = no notifications */
+  /* Where the progress notes (STARTED, STEP_DONE) go; NULL or "" = they
+   * are not sent. May equal notify_topic. */
+  const char *progress_topic;
   const char *dlq_topic;
   size_t batch_max_events;         /* 0 = 1024 */
   size_t payload_max_bytes;        /* 0 = 1 MiB */

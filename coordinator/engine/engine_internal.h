@@ -225,6 +225,7 @@ typedef enum {
 struct sagad_engine {
   sagad_engine_config_t cfg;
   char *inbox, *notify, *dlq;
+  char *progress; /* NULL: no progress notes */
   sagad_counters_t c;
   sagad_engine_hooks_t hooks;
   size_t input_max; /* sagad_engine_input_max */
@@ -442,9 +443,11 @@ void fx_send_final(sagad_engine_t *e, entry_t *en, int64_t at_ms,
  * as fx_send_final's, freed when the notification is not final). */
 void fx_send_notification(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
                           int64_t now, uint8_t *output, size_t output_len);
-/* Produce a notification sent once: without a delivery report when done
- * is NULL, else done(e, status) runs on its delivery. */
-void fx_produce_notification(sagad_engine_t *e, const sagad_notification_t *n,
+/* Produce a notification sent once to `topic` (the notifications or the
+ * progress topic): without a delivery report when done is NULL, else
+ * done(e, status) runs on its delivery. */
+void fx_produce_notification(sagad_engine_t *e, const char *topic,
+                             const sagad_notification_t *n,
                              void (*done)(void *arg, int status));
 /* A final notification's produce finished: recorded, or sent again
  * (persisted, a sagad_persisted_t, only logged). */

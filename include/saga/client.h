@@ -418,7 +418,10 @@ SAGA_CLIENT_EXPORT int saga_starter_await(saga_starter_t *s,
                                           int64_t timeout_ms,
                                           saga_outcome_cb cb, void *arg);
 
-/* Called for every notification (any saga) while subscribed. */
+/* Called for every notification (any saga) of the starter's notifications
+ * topic while subscribed. Progress notes (STARTED, STEP_DONE) are among
+ * them only when sagad's topic.progress is that topic (it sends none by
+ * default; docs/protocol.md). */
 typedef void (*saga_notification_cb)(saga_starter_t *s,
                                      const saga_notification_t *n, void *arg);
 

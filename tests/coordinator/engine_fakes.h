@@ -126,6 +126,8 @@ static sagad_engine_config_t ef_config(const saga_registry_t *reg) {
       .registry = reg,
       .inbox_topic = "t.inbox",
       .notify_topic = "t.notifications",
+      /* progress notes on (sagad's topic.progress set): the heavier case */
+      .progress_topic = "t.progress",
       .dlq_topic = "t.dlq",
       .store = {.batch_reset = ef_s_reset,
                 .batch_add = ef_s_add,

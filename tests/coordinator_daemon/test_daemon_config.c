@@ -536,6 +536,26 @@ static void test_finalize_checks_rules_across_fields(void **state) {
   assert_string_equal(errbuf, want);
   sagad_config_free(fresh);
 
+  /* topic.progress: empty (no progress notes) by default; it may share
+   * topic.notifications, not the inbox or the dead-letter topic. */
+  assert_string_equal(cfg->topic_progress, "");
+  assert_int_equal(set(cfg, "topic.progress", "saga.notifications"), 0);
+  assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf), 0);
+  assert_int_equal(set(cfg, "topic.progress", "saga.dlq"), 0);
+  assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf),
+                   SAGAD_CONFIG_INVALID);
+  assert_string_equal(errbuf, "option --x: topic.progress: must differ from "
+                              "topic.dlq, both are \"saga.dlq\"");
+  assert_int_equal(set(cfg, "topic.progress", "saga.inbox"), 0);
+  assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf),
+                   SAGAD_CONFIG_INVALID);
+  assert_string_equal(errbuf, "option --x: topic.progress: must differ from "
+                              "topic.inbox, both are \"saga.inbox\"");
+  assert_int_equal(set(cfg, "topic.progress", "a b"), SAGAD_CONFIG_INVALID);
+  assert_non_null(strstr(errbuf, "topic.progress: topic names use only"));
+  assert_int_equal(set(cfg, "topic.progress", ""), 0);
+  assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf), 0);
+
   /* A setting that nothing reads is no setting: batch.max_delay_ms went. */
   assert_int_equal(set(cfg, "batch.max_delay_ms", "5ms"),
                    SAGAD_CONFIG_UNKNOWN);

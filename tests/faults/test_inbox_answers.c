@@ -132,10 +132,20 @@ static sagactl_result_t run_sagactl(const sagactl_how_t *how,
   return r;
 }
 
+/* sagad with its progress notes (STARTED, STEP_DONE) on the notifications
+ * topic, where the starter's subscriber sees them with the outcomes. */
+static void start_sagad(void) {
+  char progress[300];
+  snprintf(progress, sizeof progress, "--topic.progress=%s",
+           e2e_notifications(F.t));
+  const char *const extra[] = {progress, NULL};
+  e2e_sagad_start_with(F.t, 0, extra);
+}
+
 static int setup(void **state) {
   (void)state;
   F.t = e2e_new(NAME, 60000, script);
-  e2e_sagad_start(F.t, 0);
+  start_sagad();
   (void)e2e_dead_letters(F.t, NULL, 0); /* start the reader */
   assert_int_equal(uv_loop_init(&F.loop), 0);
   saga_starter_config_t cfg = {
@@ -334,7 +344,7 @@ static void test_the_starters_correlation_id_travels_and_survives_a_crash(
   assert_int_equal(e2e_commands(F.t, "corr-rec", 1), 1);
   assert_int_equal(e2e_sagad_stop(F.t, 0, SIGKILL), 128 + SIGKILL);
   size_t before = F.nnotes;
-  e2e_sagad_start(F.t, 0);
+  start_sagad();
   wait_completed("corr-rec");
   assert_true(e2e_commands(F.t, "corr-rec", 1) >= 2); /* re-sent */
   assert_string_equal(e2e_command_correlation(F.t, "corr-rec"), "corr-R");

@@ -125,6 +125,9 @@ class OrderSagaWithPythonPayment(unittest.TestCase):
                 f"definitions.dir={self.work}/definitions",
                 f"topic.inbox={ns}.saga.inbox",
                 f"topic.notifications={ns}.saga.notifications",
+                # progress notes beside the outcomes, for the subscriber
+                # below (off by default)
+                f"topic.progress={ns}.saga.notifications",
                 f"topic.dlq={ns}.saga.dlq", f"group.id={ns}.sagad",
                 "admin.listen=127.0.0.1:0", "log.format=text",
                 "kafka.fetch.wait.max.ms=5", "kafka.session.timeout.ms=6000",

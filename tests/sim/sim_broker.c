@@ -194,8 +194,8 @@ out:
 }
 
 /* Returns (saga index + 1) << 32 | kind << 48, the landing's tag. */
-static int64_t take_notification(sim_node_t *n, const void *value,
-                                 size_t len) {
+static int64_t take_notification(sim_node_t *n, const char *topic,
+                                 const void *value, size_t len) {
   sim_t *s = n->sim;
   Saga__V1__Notification *m =
       saga__v1__notification__unpack(NULL, len, value);
@@ -204,6 +204,14 @@ static int64_t take_notification(sim_node_t *n, const void *value,
                   n->idx);
     return 0;
   }
+  /* Progress notes go to the progress topic, everything else to the
+   * notifications topic (docs/protocol.md). */
+  int progress =
+      m->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED ||
+      m->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STEP_DONE;
+  if (progress != !strcmp(topic, "sim.progress"))
+    sim_violation(s, "node%d produced notification %d of saga %s to %s",
+                  n->idx, (int)m->kind, m->saga_id, topic);
   sim_check_notification(s, m->saga_id, (int)m->kind, m->step,
                          (int)m->action, m->payload.data, m->payload.len);
   int64_t tag = ((int64_t)(saga_index_of(s, m->saga_id) + 1) << 32) |
@@ -221,10 +229,11 @@ static int b_produce(void *self, const char *topic, const void *key,
   sim_node_t *n = self;
   sim_t *s = n->sim;
   int is_dlq = !strcmp(topic, "sim.dlq");
-  int is_notify = !strcmp(topic, "sim.notifications");
+  int is_notify = !strcmp(topic, "sim.notifications") ||
+                  !strcmp(topic, "sim.progress");
   /* What the engine hands the producer must already be allowed to leave
    * the process: checked before any fault decides its fate. */
-  int64_t tag = is_notify ? take_notification(n, value, value_len) : 0;
+  int64_t tag = is_notify ? take_notification(n, topic, value, value_len) : 0;
   if (s->faults_on && sim_chance(&s->rng, 15)) {
     sim_fault(s, SIM_F_PRODUCE_FAIL);
     if (!is_dlq && !is_notify)

@@ -97,6 +97,7 @@ static void node_start(sim_t *s, int k) {
                                .fatal_arg = n,
                                .inbox_topic = "sim.inbox",
                                .notify_topic = "sim.notifications",
+                               .progress_topic = "sim.progress",
                                .dlq_topic = "sim.dlq",
                                .batch_max_events =
                                    (size_t)sim_range(&s->rng, 1, 64),

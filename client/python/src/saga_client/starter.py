@@ -178,8 +178,11 @@ class Starter:
 
     def subscribe(self, callback):
         """Call ``callback(notification)`` for every notification read
-        (every kind, every saga), from within poll()/wait(). Raises
-        SagaError(SAGA_EINVAL) when callback is not callable."""
+        (every kind, every saga), from within poll()/wait(). Progress
+        notes (STARTED, STEP_DONE) are among them only when sagad's
+        ``topic.progress`` is this starter's notifications topic (sagad
+        sends none by default). Raises SagaError(SAGA_EINVAL) when
+        callback is not callable."""
         if not callable(callback):
             raise SagaError("SAGA_EINVAL", "subscribe() takes a callable, "
                             f"not {type(callback).__name__}")

@@ -148,8 +148,11 @@ static int on_start(sagad_daemon_t *d, void *arg) {
     LOG_ERROR("could not subscribe to %s: %s", cfg->topic_inbox, err);
     return -1;
   }
-  LOG_INFO("coordinating: inbox %s, group %s", cfg->topic_inbox,
-           cfg->group_id);
+  LOG_INFO("coordinating: inbox %s, group %s, notifications %s, progress "
+           "notes %s%s",
+           cfg->topic_inbox, cfg->group_id, cfg->topic_notifications,
+           *cfg->topic_progress ? "to " : "off (topic.progress is empty)",
+           cfg->topic_progress);
   return 0;
 }
 

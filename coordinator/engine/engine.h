@@ -46,7 +46,9 @@ typedef struct {
 typedef struct {
   const saga_registry_t *registry; /* borrowed, outlives the engine */
   const char *inbox_topic;         /* reply_topic of every command */
-  const char *notify_topic;        /* NULL or "" = no notifications */
+  /* Outcomes, REJECTED, CANCEL_REFUSED, COMPENSATION_FAILED; NULL or ""
+   * = none of them */
+  const char *notify_topic;
   /* Where the progress notes (STARTED, STEP_DONE) go; NULL or "" = they
    * are not sent. May equal notify_topic. */
   const char *progress_topic;

@@ -238,6 +238,9 @@ typedef struct {
 
 struct sim {
   uint64_t seed;
+  /* where the coordinators send progress notes (STARTED, STEP_DONE):
+   * "sim.progress", "sim.notifications" or NULL (none), by seed */
+  const char *progress_topic;
   sim_rng_t rng;
   sim_rng_t cancel_rng; /* the operator's cancels: a stream of their own */
   sim_rng_t load_rng;   /* when loads end and late load failures: their own

@@ -204,14 +204,17 @@ static int64_t take_notification(sim_node_t *n, const char *topic,
                   n->idx);
     return 0;
   }
-  /* Progress notes go to the progress topic, everything else to the
-   * notifications topic (docs/protocol.md). */
+  /* Progress notes go to the progress topic, or nowhere without one;
+   * everything else to the notifications topic (docs/protocol.md). */
   int progress =
       m->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STARTED ||
       m->kind == SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_STEP_DONE;
-  if (progress != !strcmp(topic, "sim.progress"))
-    sim_violation(s, "node%d produced notification %d of saga %s to %s",
-                  n->idx, (int)m->kind, m->saga_id, topic);
+  const char *want = progress ? s->progress_topic : "sim.notifications";
+  if (!want || strcmp(topic, want))
+    sim_violation(s, "node%d produced notification %d of saga %s to %s "
+                  "(want %s)",
+                  n->idx, (int)m->kind, m->saga_id, topic,
+                  want ? want : "none: no progress topic");
   sim_check_notification(s, m->saga_id, (int)m->kind, m->step,
                          (int)m->action, m->payload.data, m->payload.len);
   int64_t tag = ((int64_t)(saga_index_of(s, m->saga_id) + 1) << 32) |

@@ -97,7 +97,7 @@ static void node_start(sim_t *s, int k) {
                                .fatal_arg = n,
                                .inbox_topic = "sim.inbox",
                                .notify_topic = "sim.notifications",
-                               .progress_topic = "sim.progress",
+                               .progress_topic = s->progress_topic,
                                .dlq_topic = "sim.dlq",
                                .batch_max_events =
                                    (size_t)sim_range(&s->rng, 1, 64),
@@ -270,6 +270,13 @@ static int run_seed(const saga_registry_t *reg, const saga_def_t *const *defs,
                     sim_t *s, totals_t *tot) {
   memset(s, 0, sizeof *s);
   s->seed = seed;
+  /* Progress notes (topic.progress): a topic of their own, beside the
+   * outcomes (4 modulo 6), or none (5 modulo 6). Not drawn: none of the
+   * pinned seeds is 5 modulo 6, so the fewer produces (and fault draws)
+   * of a seed without notes change no pinned run. */
+  s->progress_topic = seed % 6 == 5   ? NULL
+                      : seed % 6 == 4 ? "sim.notifications"
+                                      : "sim.progress";
   s->rng.s = seed * 0x2545f4914f6cdd1dULL + 1;
   s->cancel_rng.s = seed * 0x9e3779b97f4a7c15ULL + 7;
   s->load_rng.s = seed * 0xd1b54a32d192ed03ULL + 11;

@@ -1,6 +1,7 @@
 /* The starter against a fake coordinator running in this test (its own
  * thread and loop): it consumes the inbox and answers each StartSaga with
- * STARTED then COMPLETED, or REJECTED for the type "unknown" (for the
+ * STARTED then COMPLETED (a sagad whose topic.progress is the
+ * notifications topic), or REJECTED for the type "unknown" (for the
  * type "noise", a CANCEL_REFUSED comes first: someone else's cancel); a
  * CancelSaga with COMPENSATED, or CANCEL_REFUSED when its saga id begins
  * with "refuse". Kafka's own failures (a refused send, brokers down) reach

@@ -666,6 +666,11 @@ void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *), void *arg) {
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
 
+/* The copy of a set topic (src neither NULL nor "") failed. */
+static bool copy_lost(const char *copy, const char *src) {
+  return !copy && src && *src;
+}
+
 sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
   sagad_engine_t *e = calloc(1, sizeof *e);
   if (!e)
@@ -699,8 +704,8 @@ sagad_engine_t *sagad_engine_new(const sagad_engine_config_t *cfg) {
   e->progress = dup_or_null(cfg->progress_topic);
   e->dlq = dup_or_null(cfg->dlq_topic);
   if (table_init(e) != 0 || !e->inbox || !e->dlq ||
-      (!e->notify != !(cfg->notify_topic && *cfg->notify_topic)) ||
-      (!e->progress != !(cfg->progress_topic && *cfg->progress_topic))) {
+      copy_lost(e->notify, cfg->notify_topic) ||
+      copy_lost(e->progress, cfg->progress_topic)) {
     sagad_engine_free(e);
     return NULL;
   }

@@ -41,6 +41,11 @@ int sagad_store_pg_record_definitions(sagad_store_pg_t *s,
                                       const saga_registry_t *reg,
                                       const char *dir, char *errbuf,
                                       size_t errlen);
+/* The value of PostgreSQL setting `name` on the blocking connection (the
+ * one loads and recovery read on) into out (len bytes): 0, or -1 when it
+ * cannot be read. For tests and diagnostics; loop thread, no load running. */
+int sagad_store_pg_reads_setting(sagad_store_pg_t *s, const char *name,
+                                 char *out, size_t len);
 /* Close both connections; cb (may be NULL) runs on the loop afterwards. */
 void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg);
 

@@ -439,7 +439,29 @@ static int ensure_sync(sagad_store_pg_t *s, char *err, size_t errlen) {
                PQerrorMessage(s->sync));
     return -1;
   }
+  /* No JIT on this connection: its reads are index probes, however many
+   * rows. Recovery's join over 100,000 open sagas is estimated far past
+   * jit_above_cost and the inlining and optimisation thresholds; with
+   * PostgreSQL's default (jit on) its cursor's DECLARE and first FETCH
+   * took 0.31-0.32 s, 0.04-0.05 s without, the rest of the read the same
+   * (docs/benchmarks.md, "Recovery's read without JIT"). A server without
+   * the setting has no JIT: its error changes nothing. */
+  PQclear(PQexec(s->sync, "SET jit = off"));
   return 0;
+}
+
+int sagad_store_pg_reads_setting(sagad_store_pg_t *s, const char *name,
+                                 char *out, size_t len) {
+  if (!s || !name || !out || !len || ensure_sync(s, s->err, sizeof s->err))
+    return -1;
+  const char *p[1] = {name};
+  PGresult *r = PQexecParams(s->sync, "SELECT current_setting($1)", 1, NULL,
+                             p, NULL, NULL, 0);
+  int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+  if (ok)
+    snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
+  PQclear(r);
+  return ok ? 0 : -1;
 }
 
 static int32_t be32(const char *p) {

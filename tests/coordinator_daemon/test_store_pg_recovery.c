@@ -10,7 +10,7 @@
  * no other saga's; a batch of one saga writes its saga_index row (its own
  * statement, scalar parameters) as a batch of several writes theirs (one
  * array per column), updates it for a later version, and leaves it when
- * its stream conflicted. */
+ * its stream conflicted. Its reads run without PostgreSQL's JIT. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -190,6 +190,47 @@ static void test_recovery_is_every_open_record_in_order_over_several_turns(
 
   uv_check_stop(&check);
   uv_close((uv_handle_t *)&check, NULL);
+  store_close(s, ci, &loop);
+}
+
+/* Recovery's read is not compiled by PostgreSQL's JIT whatever the
+ * database's default: its join over many open sagas is estimated past the
+ * JIT thresholds, and compiling it cost more than running it. Also after
+ * the connection was lost and made again. */
+static void test_recovery_reads_without_jit_even_where_it_is_on(void **state) {
+  (void)state;
+  char *ci = ts_pg_create_database("store_nojit");
+  PGconn *pg = PQconnectdb(ci);
+  assert_int_equal(PQstatus(pg), CONNECTION_OK);
+  char sql[300];
+  snprintf(sql, sizeof sql, "ALTER DATABASE \"%s\" SET jit = on",
+           PQdb(pg));
+  exec_ok(pg, sql);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  sagad_store_port_t port;
+  sagad_store_pg_t *s = NULL;
+  char err[512], v[32] = "";
+  if (sagad_store_pg_open(&loop, ci, "test.inbox", "test.group", &s, &port,
+                          err, sizeof err))
+    fail_msg("%s", err);
+  /* a fresh session of this database has it on: the store turned it off */
+  PGconn *other = PQconnectdb(ci);
+  PGresult *r = PQexec(other, "SHOW jit");
+  assert_string_equal(PQgetvalue(r, 0, 0), "on");
+  PQclear(r);
+  PQfinish(other);
+  assert_int_equal(sagad_store_pg_reads_setting(s, "jit", v, sizeof v), 0);
+  assert_string_equal(v, "off");
+  exec_ok(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+              "WHERE datname = current_database() AND pid <> "
+              "pg_backend_pid()");
+  PQfinish(pg);
+  /* the first read finds the session gone, the next one makes a new one */
+  v[0] = '\0';
+  if (sagad_store_pg_reads_setting(s, "jit", v, sizeof v) != 0)
+    assert_int_equal(sagad_store_pg_reads_setting(s, "jit", v, sizeof v), 0);
+  assert_string_equal(v, "off");
   store_close(s, ci, &loop);
 }
 
@@ -482,6 +523,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_recovery_is_every_open_record_in_order_over_several_turns),
+      cmocka_unit_test(
+          test_recovery_reads_without_jit_even_where_it_is_on),
       cmocka_unit_test(
           test_delivered_notifications_clear_their_sagas_flags_only),
       cmocka_unit_test(

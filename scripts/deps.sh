@@ -10,6 +10,7 @@ packages=(
   librdkafka-dev libpq-dev libprotobuf-c-dev protobuf-c-compiler
   libuv1-dev libcjson-dev              # the product's libraries
   libcurl4-openssl-dev                 # the OTLP exporter (sagad)
+  libjemalloc-dev                      # sagad's allocator (CMakeLists.txt)
   zlib1g-dev                           # event store archive files (gzip)
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "saga/version.h"
+#include "allocator.h"
 #include "config.h"
 #include "daemon.h"
 #include "engine.h"
@@ -258,10 +259,13 @@ int main(int argc, char **argv) {
   case SAGAD_MODE_HELP:
     sagad_config_write_usage(stdout, "sagad");
     break;
-  case SAGAD_MODE_VERSION:
-    printf("sagad %s (librdkafka %s, libuv %s, libpq %d)\n", SAGA_VERSION,
-           rd_kafka_version_str(), uv_version_string(), PQlibVersion());
+  case SAGAD_MODE_VERSION: {
+    char alloc[64];
+    printf("sagad %s (librdkafka %s, libuv %s, libpq %d, %s)\n",
+           SAGA_VERSION, rd_kafka_version_str(), uv_version_string(),
+           PQlibVersion(), sagad_allocator(alloc, sizeof alloc));
     break;
+  }
   case SAGAD_MODE_REFERENCE:
     sagad_config_write_reference(stdout);
     break;

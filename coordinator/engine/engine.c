@@ -381,7 +381,9 @@ static void maybe_stopped(sagad_engine_t *e) {
  * the queued inputs held is free but stays resident, in holes between the
  * sagas allocated meanwhile: it is handed back to the system (glibc's
  * malloc_trim releases the free pages of every arena, those the broker's
- * threads freed too). An engine under steady load steps what arrived
+ * threads freed too; under jemalloc, sagad's default allocator, the call
+ * finds glibc's heap empty and jemalloc hands freed pages back itself, over
+ * its decay time of 10 s). An engine under steady load steps what arrived
  * during the batch before in one batch: no backlog, no trim. */
 #define BACKLOG_TRIM 4096
 static void backlog_over(sagad_engine_t *e) {

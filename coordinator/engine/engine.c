@@ -379,17 +379,20 @@ static void maybe_stopped(sagad_engine_t *e) {
  * inputs queued than a batch takes, BACKLOG_TRIM of them stepped before it
  * was worked off (a burst of starts, a recovery's replies) -- the memory
  * the queued inputs held is free but stays resident, in holes between the
- * sagas allocated meanwhile: it is handed back to the system (glibc's
- * malloc_trim releases the free pages of every arena, those the broker's
- * threads freed too; under jemalloc, sagad's default allocator, the call
- * finds glibc's heap empty and jemalloc hands freed pages back itself, over
- * its decay time of 10 s). An engine under steady load steps what arrived
+ * sagas allocated meanwhile: it is handed back to the system by the
+ * configured trim_heap (sagad's: jemalloc purges every arena,
+ * daemon/allocator.c), else by glibc's malloc_trim, which releases the
+ * free pages of every arena, those the broker's threads freed too. An
+ * engine under steady load steps what arrived
  * during the batch before in one batch: no backlog, no trim. */
 #define BACKLOG_TRIM 4096
 static void backlog_over(sagad_engine_t *e) {
   if (e->backlog_stepped >= BACKLOG_TRIM) {
+    if (e->cfg.trim_heap)
+      e->cfg.trim_heap();
 #ifdef __GLIBC__
-    malloc_trim(0);
+    else
+      malloc_trim(0);
 #endif
   }
   e->backlog_stepped = 0;

@@ -68,6 +68,12 @@ typedef struct {
    * and should stop. NULL: only logged. */
   void (*on_fatal)(void *arg, const char *why);
   void *fatal_arg;
+  /* Hands the heap's free pages back to the system, called on the loop
+   * once the engine is idle after a backlog (4096 inputs stepped with more
+   * queued), so that a burst does not stay resident. NULL: glibc's
+   * malloc_trim(0), where the C library is glibc. sagad passes its
+   * allocator's (daemon/allocator.h). */
+  void (*trim_heap)(void);
   sagad_store_port_t store;
   sagad_broker_port_t broker;
   sagad_clock_port_t clock;

@@ -43,7 +43,9 @@ int sagad_store_pg_record_definitions(sagad_store_pg_t *s,
                                       size_t errlen);
 /* The value of PostgreSQL setting `name` on the blocking connection (the
  * one loads and recovery read on) into out (len bytes): 0, or -1 when it
- * cannot be read. For tests and diagnostics; loop thread, no load running. */
+ * cannot be read (the reason then in the store's last_error, the lost
+ * session made again at the next call). For tests and diagnostics; loop
+ * thread, no load running. */
 int sagad_store_pg_reads_setting(sagad_store_pg_t *s, const char *name,
                                  char *out, size_t len);
 /* Close both connections; cb (may be NULL) runs on the loop afterwards. */

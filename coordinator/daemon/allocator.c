@@ -1,8 +1,8 @@
 /* sagad's allocator, named for --version, and its trim after a backlog.
- * With SAGAD_JEMALLOC the program
- * carries jemalloc (linked in statically: Debian's shared build would bring
- * the C++ runtime into the image), which takes malloc and free for the
- * whole process, librdkafka's and libpq's allocations too. */
+ * With SAGAD_JEMALLOC the program carries jemalloc (linked in statically:
+ * Debian's shared build would bring the C++ runtime into the image), which
+ * takes malloc and free for the whole process, librdkafka's and libpq's
+ * allocations too. */
 #include "allocator.h"
 
 #include <stdint.h>
@@ -17,13 +17,11 @@
 #ifdef SAGAD_JEMALLOC
 #include <jemalloc/jemalloc.h>
 
-/* The bytes this thread has allocated through jemalloc, or 0. */
-static uint64_t thread_allocated(void) {
-  uint64_t n = 0;
-  size_t sz = sizeof n;
-  if (mallctl("thread.allocated", &n, &sz, NULL, 0) != 0)
-    return 0;
-  return n;
+/* The bytes this thread has allocated through jemalloc into *n: 0, or -1
+ * when jemalloc keeps no such count (built without statistics). */
+static int thread_allocated(uint64_t *n) {
+  size_t sz = sizeof *n;
+  return mallctl("thread.allocated", n, &sz, NULL, 0) == 0 ? 0 : -1;
 }
 #endif
 
@@ -37,11 +35,15 @@ const char *sagad_allocator(char *buf, size_t len) {
     v = "?";
   /* "5.3.0-0-g54eaed1d...": the release, without the commit */
   int n = (int)strcspn(v, "-");
-  /* linked is not enough: malloc must be jemalloc's */
-  uint64_t before = thread_allocated();
-  void *volatile p = malloc(4096);
-  int ours = p && thread_allocated() >= before + 4096;
-  free(p);
+  /* linked is not enough: malloc must be jemalloc's (taken on trust when
+   * jemalloc counts no bytes) */
+  uint64_t before = 0, after = 0;
+  int ours = 1;
+  if (thread_allocated(&before) == 0) {
+    void *volatile p = malloc(4096);
+    ours = p && thread_allocated(&after) == 0 && after >= before + 4096;
+    free(p);
+  }
   if (ours)
     snprintf(buf, len, "jemalloc %.*s", n, v);
   else

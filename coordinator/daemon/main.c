@@ -110,8 +110,8 @@ static int on_start(sagad_daemon_t *d, void *arg) {
       .output_cache_bytes = (size_t)cfg->output_cache_bytes,
       .rng_seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)a,
       .on_fatal = on_fatal, /* recovery could not read the store */
-      .trim_heap = sagad_allocator_trim,
       .fatal_arg = a,
+      .trim_heap = sagad_allocator_trim, /* after a backlog */
   };
   if (open_store(loop, cfg, a, &ec.store, err, sizeof err)) {
     LOG_ERROR("%s", err);

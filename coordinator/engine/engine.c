@@ -383,8 +383,8 @@ static void maybe_stopped(sagad_engine_t *e) {
  * configured trim_heap (sagad's: jemalloc purges every arena,
  * daemon/allocator.c), else by glibc's malloc_trim, which releases the
  * free pages of every arena, those the broker's threads freed too. An
- * engine under steady load steps what arrived
- * during the batch before in one batch: no backlog, no trim. */
+ * engine under steady load steps what arrived during the batch before in
+ * one batch: no backlog, no trim. */
 #define BACKLOG_TRIM 4096
 static void backlog_over(sagad_engine_t *e) {
   if (e->backlog_stepped >= BACKLOG_TRIM) {

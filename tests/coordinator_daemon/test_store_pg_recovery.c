@@ -468,17 +468,12 @@ static void test_delivered_notifications_are_found_by_id_not_by_the_flag(
   batch(&f.loop, &f.port, f.pg, fresh, ids);
   /* The store's session reports its statistics once idle, within about
    * a second: wait for its 100 updates to show. */
+  const char *updates = "SELECT n_tup_upd FROM pg_stat_user_tables "
+                        "WHERE relname = 'saga_index'";
   int64_t until = ts_now_ms() + ts_timeout_ms(15000);
-  while (scalar(f.pg,
-                "SELECT n_tup_upd FROM pg_stat_user_tables "
-                "WHERE relname = 'saga_index'",
-                NULL) < 49900 + 100 &&
-         ts_now_ms() < until)
+  while (scalar(f.pg, updates, NULL) < 49900 + 100 && ts_now_ms() < until)
     uv_sleep(50);
-  assert_true(scalar(f.pg,
-                     "SELECT n_tup_upd FROM pg_stat_user_tables "
-                     "WHERE relname = 'saga_index'",
-                     NULL) >= 49900 + 100);
+  assert_true(scalar(f.pg, updates, NULL) >= 49900 + 100);
   assert_int_equal(scalar(f.pg,
                           "SELECT idx_scan FROM pg_stat_user_indexes "
                           "WHERE indexrelname = 'saga_index_notify_idx'",

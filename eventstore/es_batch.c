@@ -482,6 +482,15 @@ nomem:
   return ES_ERR_NOMEM;
 }
 
+int es_batch_add_statement_replanned(es_batch_t *b, const char *sql,
+                                     int nparams,
+                                     const char *const *params) {
+  int i = es_batch_add_statement(b, sql, nparams, params);
+  if (i >= 0)
+    b->stmts[i].replanned = 1;
+  return i;
+}
+
 /* A checkpoint advance as text parameters: of a subscription (group 0:
  * ES__CKPT_SAVE_SQL) or of a group member's buckets (ES__GROUP_ACK_SQL).
  * Returns the statement's index or an error with b->msg set. */

@@ -88,6 +88,9 @@ typedef struct {
   /* es_batch_add_member_ack's: its refusal (SQLSTATE ES001, which the
    * append-only triggers raise too) answers ES_ERR_NOT_OWNER */
   int member_ack;
+  /* es_batch_add_statement_replanned's: sent unprepared, so that
+   * PostgreSQL plans it for its parameters at every run */
+  int replanned;
 } es__stmt_t;
 
 struct es_batch {

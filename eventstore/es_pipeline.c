@@ -667,7 +667,8 @@ void es__xcache_clear(es__xcache_t *xc) {
 }
 
 /* A batch statement: prepared on this connection the first time its text
- * is seen (up to ES__XCACHE_MAX texts), then executed by name. */
+ * is seen (up to ES__XCACHE_MAX texts), then executed by name; a
+ * replanned one is sent as it is, planned for its parameters. */
 static int send_stmt(PGconn *c, es__op_t *op, size_t j) {
   es__stmt_t *s = &op->batch->stmts[j];
   es__xcache_t *xc = op->xc;
@@ -675,7 +676,7 @@ static int send_stmt(PGconn *c, es__op_t *op, size_t j) {
   while (xc && k < xc->n &&
          (xc->nparams[k] != s->nparams || strcmp(xc->sql[k], s->sql) != 0))
     k++;
-  if (!xc || (k == xc->n && k == ES__XCACHE_MAX))
+  if (!xc || s->replanned || (k == xc->n && k == ES__XCACHE_MAX))
     return sent(c, op,
                 PQsendQueryParams(c, s->sql, s->nparams, NULL,
                                   (const char *const *)s->params, NULL, NULL,

@@ -138,7 +138,13 @@ static const char LOAD_PARTS_SQL[] =
  * set, the plan walked it, and the statement cost as many entries as
  * sagas had finished: 8.4 ms for 117 marks after 50,000 sagas, against
  * 0.24 ms by id (docs/benchmarks.md, "Delivered notifications found by
- * id, and what their clearing costs"). */
+ * id, and what their clearing costs"). Planned for its ids at every run
+ * (es_batch_add_statement_replanned), not prepared: a prepared
+ * statement's generic plan is made once, and one made while saga_index
+ * was a page or two (a fresh database's first sagas) was a sequential
+ * scan testing every row against the whole array, kept as the table grew
+ * -- 20-119 ms a call, 57-68 us a mark, in most saga benchmark runs
+ * (docs/benchmarks.md, "Room on saga_index's pages ..."). */
 static const char NOTIFIED_SQL[] =
     "UPDATE saga_index SET notify_pending = false "
     "WHERE saga_id = ANY($1::text[]) AND notify_pending IS TRUE";
@@ -335,8 +341,10 @@ static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
     ln->marks.p[ln->marks.len - 1] = '}';
     ln->marks.p[ln->marks.len] = '\0';
     const char *mp[1] = {ln->nmarks == 1 ? ln->mark1 : ln->marks.p};
-    rc = es_batch_add_statement(
-        ln->batch, ln->nmarks == 1 ? NOTIFIED_ONE_SQL : NOTIFIED_SQL, 1, mp);
+    rc = ln->nmarks == 1
+             ? es_batch_add_statement(ln->batch, NOTIFIED_ONE_SQL, 1, mp)
+             : es_batch_add_statement_replanned(ln->batch, NOTIFIED_SQL, 1,
+                                                mp);
     if (rc < 0) {
       set_err(s, "could not add a delivered notification", es_strerror(rc));
       return -1;

@@ -359,6 +359,16 @@ ES_EXPORT int es_batch_add_statement(es_batch_t *batch, const char *sql,
                                      int nparams,
                                      const char *const *params);
 
+/* As es_batch_add_statement, but the statement is never prepared: it is
+ * sent with its parameters and PostgreSQL plans it for them at every run.
+ * For a statement whose best plan depends on its parameters or on a
+ * table that grows: a prepared statement's generic plan is made once, on
+ * the table as it was then, and kept (a scan of the whole table chosen
+ * while it was small stays when it is large). Same returns. */
+ES_EXPORT int es_batch_add_statement_replanned(es_batch_t *batch,
+                                               const char *sql, int nparams,
+                                               const char *const *params);
+
 /* Number of streams added. */
 ES_EXPORT size_t es_batch_size(const es_batch_t *batch);
 /* Outcome of stream i after execution (NULL when i is out of range).

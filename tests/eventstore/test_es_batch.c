@@ -709,11 +709,45 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* A statement added to be planned at every run (unprepared) runs in the
+ * batch's transaction like any other, with its parameters, as often as
+ * the batch is executed; it is refused for the same inputs. */
+static void test_a_replanned_statement_runs_with_its_batch(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_batch_t *b = es_batch_new(NULL);
+  for (int round = 0; round < 7; round++) {
+    es_batch_reset(b);
+    char id[32], stream[40];
+    snprintf(id, sizeof id, "rp%d", round);
+    snprintf(stream, sizeof stream, "saga-%s", id);
+    es_event_t e = est_event("E", "1");
+    assert_int_equal(es_batch_add(b, stream, ES_NO_STREAM, &e, 1), 0);
+    const char *p[2] = {id, "replanned"};
+    assert_int_equal(es_batch_add_statement_replanned(b, upsert, 2, p), 0);
+    assert_int_equal(es_batch_execute(s, b), 0);
+  }
+  PGconn *c = est_raw(db);
+  assert_int_equal(est_scalar(c, "SELECT count(*) FROM saga_index WHERE"
+                                 " state = 'replanned'"),
+                   7);
+  PQfinish(c);
+  assert_int_equal(es_batch_add_statement_replanned(b, NULL, 0, NULL),
+                   ES_ERR_INVALID);
+  assert_int_equal(es_batch_add_statement_replanned(b, "COMMIT", 0, NULL),
+                   ES_ERR_INVALID);
+  assert_int_equal(es_batch_add_statement_replanned(NULL, upsert, 0, NULL),
+                   ES_ERR_INVALID);
+  es_batch_free(b);
+  es_store_close(s);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_a_batch_commits_many_streams_and_its_statements_together),
+      cmocka_unit_test(test_a_replanned_statement_runs_with_its_batch),
       cmocka_unit_test(
           test_a_stale_stream_in_a_batch_reports_conflict_and_the_others_commit),
       cmocka_unit_test(test_a_failing_statement_aborts_the_whole_batch),

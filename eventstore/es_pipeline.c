@@ -673,7 +673,7 @@ static int send_stmt(PGconn *c, es__op_t *op, size_t j) {
   es__stmt_t *s = &op->batch->stmts[j];
   es__xcache_t *xc = op->xc;
   size_t k = 0;
-  while (xc && k < xc->n &&
+  while (xc && !s->replanned && k < xc->n &&
          (xc->nparams[k] != s->nparams || strcmp(xc->sql[k], s->sql) != 0))
     k++;
   if (!xc || s->replanned || (k == xc->n && k == ES__XCACHE_MAX))

@@ -20,7 +20,9 @@ typedef struct {
   uv_loop_t loop;
   saga_starter_t *st;
   saga_participant_t *p;
-  size_t warm, n, next; /* sagas to warm up with, to measure; next index */
+  size_t n, next;  /* sagas to measure; next saga's index */
+  size_t skip;     /* warm-up sagas still to run before measuring */
+  size_t measured; /* sagas measured so far */
   double t0;            /* start of the saga in flight */
   double *lat;
   int done, failed;
@@ -172,21 +174,31 @@ static void on_outcome(saga_starter_t *s, int err,
   }
   size_t i = r->next - 1;
   mark(r);
-  if (r->trace && i >= r->warm) {
+  if (r->skip > 0) { /* a warm-up saga */
+    r->skip--;
+    start_next(r);
+    return;
+  }
+  size_t k = r->measured++;
+  if (r->trace) {
     fprintf(r->trace, "%s%zu", r->o->id_prefix, i);
-    for (int k = 0; k < r->ntr; k++)
-      fprintf(r->trace, " %.3f", r->tr[k]);
+    for (int t = 0; t < r->ntr; t++)
+      fprintf(r->trace, " %.3f", r->tr[t]);
     fprintf(r->trace, "\n");
   }
-  if (i >= r->warm) {
-    r->lat[i - r->warm] = now_ms() - r->t0;
-    if (r->store_ms)
-      r->store_ms[i - r->warm] = r->store_cur;
-  }
-  if (r->next == r->warm + r->n)
+  r->lat[k] = now_ms() - r->t0;
+  if (r->store_ms)
+    r->store_ms[k] = r->store_cur;
+  if (r->measured == r->n) {
     stop(r, NULL, 0);
-  else
-    start_next(r);
+    return;
+  }
+  if (r->o->pause && r->o->pause_every &&
+      r->measured % r->o->pause_every == 0) {
+    r->o->pause(r->o->pause_arg);
+    r->skip = r->o->rewarm;
+  }
+  start_next(r);
 }
 
 static void on_started(saga_starter_t *s, int err, const char *saga_id,
@@ -249,7 +261,7 @@ static int give_history(PGconn *pg, size_t n, char *why, size_t len) {
 int bench_library_c1(const bench_library_opts_t *o, size_t warm, size_t n,
                      double *lat_ms, double *store_ms, char *err,
                      size_t errlen) {
-  run_t r = {.o = o, .warm = warm, .n = n, .lat = lat_ms, .err = err,
+  run_t r = {.o = o, .skip = warm, .n = n, .lat = lat_ms, .err = err,
              .errlen = errlen, .store_ms = store_ms};
   char why[512] = "";
   PGconn *pg = PQconnectdb(o->pg_conninfo);

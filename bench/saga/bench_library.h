@@ -24,10 +24,19 @@ typedef struct {
    * sagad's has after the warm-up, not a new table that autovacuum
    * analyzes every few dozen rows during the measurement */
   size_t store_history;
+  /* pause(pause_arg) is called, and may block, after every pause_every
+   * measured sagas but the last; then `rewarm` unmeasured sagas run
+   * before the measurement goes on. The saga benchmark measures its
+   * floor's commits there, so that they share the line's time. NULL: no
+   * pauses. */
+  void (*pause)(void *arg);
+  void *pause_arg;
+  size_t pause_every, rewarm;
 } bench_library_opts_t;
 
 /* Run `warm` sagas, then `n` more one at a time, each started when the
- * previous one's outcome arrived; lat_ms[0..n) gets each measured saga's
+ * previous one's outcome arrived (with o->pause's pauses and their
+ * `rewarm` sagas, unmeasured, between); lat_ms[0..n) gets each measured saga's
  * time from saga_starter_start to its COMPLETED outcome, and store_ms
  * (NULL: not kept) the time the participant's effect store took in it
  * (every lookup and record, from the call to its callback). Returns 0, or

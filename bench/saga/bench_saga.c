@@ -966,18 +966,53 @@ static double floor_commit(PGconn *c, const char *sid) {
   return ms;
 }
 
-static double *floor_commits(PGconn *c, size_t n, long gap_ms) {
-  double *cm = calloc(n, sizeof *cm);
-  if (!cm)
-    die("floor", "out of memory");
+/* n commits into cm[0..n), gap_ms apart; `from` numbers their streams. */
+static void floor_commits_into(PGconn *c, double *cm, size_t n, size_t from,
+                               long gap_ms) {
   for (size_t i = 0; i < n; i++) {
     if (gap_ms > 0)
       sleep_ms(gap_ms);
     char sid[64];
-    snprintf(sid, sizeof sid, "floor-%ld-%zu", gap_ms, i);
+    snprintf(sid, sizeof sid, "floor-%ld-%zu", gap_ms, from + i);
     cm[i] = floor_commit(c, sid);
   }
+}
+
+static double *floor_commits(PGconn *c, size_t n, long gap_ms) {
+  double *cm = calloc(n, sizeof *cm);
+  if (!cm)
+    die("floor", "out of memory");
+  floor_commits_into(c, cm, n, 0, gap_ms);
   return cm;
+}
+
+/* The floor's commits in FLOOR_BLOCKS blocks spread over the library
+ * line's time: before its first measured saga, at each of its pauses
+ * (bench_library_opts_t.pause), and after it. */
+#define FLOOR_BLOCKS 4
+#define FLOOR_REWARM 5 /* unmeasured sagas after each pause of the line */
+typedef struct {
+  PGconn *c;
+  double *cm;
+  size_t n, have, nblocks;
+  double p50[FLOOR_BLOCKS]; /* each block's p50 */
+} floor_blocks_t;
+
+static void floor_block(void *arg) {
+  floor_blocks_t *f = arg;
+  if (f->nblocks == FLOOR_BLOCKS)
+    die("floor", "more blocks than FLOOR_BLOCKS");
+  size_t k = f->n / FLOOR_BLOCKS;
+  if (f->nblocks == FLOOR_BLOCKS - 1)
+    k = f->n - f->have;
+  floor_commits_into(f->c, f->cm + f->have, k, f->have, FLOOR_COMMIT_GAP_MS);
+  double *copy = malloc(k * sizeof *copy);
+  if (!copy)
+    die("floor", "out of memory");
+  memcpy(copy, f->cm + f->have, k * sizeof *copy);
+  f->p50[f->nblocks++] = pct(copy, k, 0.50);
+  free(copy);
+  f->have += k;
 }
 
 static void floor_draw(const double *cm, size_t n, int commits,
@@ -1272,6 +1307,7 @@ int main(int argc, char **argv) {
   } bd = {0};
   size_t n_floor = quick ? 300 : 1000;
   double *floor_cm = NULL, *bb_cm = NULL; /* the floor's commits */
+  floor_blocks_t fb = {0};
   {
     /* earliest: the participants' new group also takes the first saga's
      * command, sent before it was assigned its partitions (the example
@@ -1298,6 +1334,29 @@ int main(int argc, char **argv) {
     double *ll = calloc(n_c1, sizeof *ll), *ls = calloc(n_c1, sizeof *ls);
     if (!ll || !ls)
       die("library", "out of memory");
+    /* The floor's commits, on the concurrency-1 database, in blocks
+     * spread over the line (floor_block): before it, at two pauses in it
+     * (each followed by FLOOR_REWARM unmeasured sagas) and after it, so
+     * that the floor and the line share their time. Measured after the
+     * load phases, as before 2026-12-06, a commit's p50 ran 0.1-0.4 ms
+     * above the line's own and flattered the ratio by up to a third; and
+     * within one run the blocks' p50s differ by up to half (0.38 and
+     * 0.57 ms on 2026-12-07), which one block after the line cannot see.
+     * (Taken between every two of the line's sagas, they slowed the line
+     * itself by 1-1.5 ms.) */
+    fb.c = PQconnectdb(B.ci1);
+    if (PQstatus(fb.c) != CONNECTION_OK)
+      die("connect", PQerrorMessage(fb.c));
+    PQclear(q(fb.c, BENCH_RAW_EVENTS_SQL)); /* the floor's table */
+    fb.n = n_floor;
+    fb.cm = calloc(n_floor, sizeof *fb.cm);
+    if (!fb.cm)
+      die("floor", "out of memory");
+    floor_block(&fb);
+    lo.pause = floor_block;
+    lo.pause_arg = &fb;
+    lo.pause_every = (n_c1 + FLOOR_BLOCKS - 2) / (FLOOR_BLOCKS - 1);
+    lo.rewarm = FLOOR_REWARM;
     double ale[MAX_LE], a0[MAX_LE], a1[MAX_LE];
     int na0 = 0, na1 = 0;
     scrape_histogram(port, "saga_eventstore_append_duration_seconds", ale, a0,
@@ -1331,18 +1390,10 @@ int main(int argc, char **argv) {
     bd.rest = l50 - bd.sagad - bd.store - bd.kafka;
     free(ll);
     free(ls);
-    /* The floor's commits, on the concurrency-1 database right after the
-     * line: measured after the load phases, as before 2026-12-06, a
-     * commit's p50 ran 0.1-0.4 ms above the line's own and flattered the
-     * ratio by up to a third. (Taken between the line's sagas instead,
-     * they slowed the line itself by 1-1.5 ms.) */
-    PGconn *fc = PQconnectdb(B.ci1);
-    if (PQstatus(fc) != CONNECTION_OK)
-      die("connect", PQerrorMessage(fc));
-    PQclear(q(fc, BENCH_RAW_EVENTS_SQL)); /* the floor's table */
-    floor_cm = floor_commits(fc, n_floor, FLOOR_COMMIT_GAP_MS);
-    bb_cm = floor_commits(fc, n_floor, 0); /* back to back, for comparison */
-    PQfinish(fc);
+    floor_block(&fb);
+    floor_cm = fb.cm;
+    bb_cm = floor_commits(fb.c, n_floor, 0); /* back to back, to compare */
+    PQfinish(fb.c);
   }
   printf("  a median saga through the library: %.2f ms = sagad %.2f (its %d "
          "transitions, of which %d commits %.2f) + the participant's effect "
@@ -1422,17 +1473,21 @@ c1_floor:;
     cm50 = pct(floor_cm, n_floor, 0.50);
     cm99 = pct(floor_cm, n_floor, 0.99);
     printf("floor of a %d-step saga at concurrency 1 (durable one-row "
-           "commits %d ms apart, right after the library line, p50 %.2f ms, "
-           "p99 %.2f ms, back to back p50 %.2f ms, p99 %.2f ms; %d Kafka "
-           "hops p50 %.2f ms, p99 %.2f ms):\n"
+           "commits %d ms apart, in %zu blocks over the library line, "
+           "p50 %.2f ms, p99 %.2f ms, the blocks' p50",
+           NSTEPS, FLOOR_COMMIT_GAP_MS, fb.nblocks, cm50, cm99);
+    for (size_t b = 0; b < fb.nblocks; b++)
+      printf(" %.2f", fb.p50[b]);
+    printf(" ms; back to back p50 %.2f ms, p99 %.2f ms; %d Kafka hops "
+           "between the hand-made line's sagas, p50 %.2f ms, p99 %.2f "
+           "ms):\n"
            "  through the client library (%d commits, the participant's "
            "included): p50 %.2f ms, p99 %.2f ms; the saga's latency is "
            "%.2fx its p50 and %.2fx its p99\n"
            "  sagad's path alone (%d commits; the hand-made participants "
            "store nothing): p50 %.2f ms, p99 %.2f ms; their latency is "
            "%.2fx and %.2fx\n",
-           NSTEPS, FLOOR_COMMIT_GAP_MS, cm50, cm99, bb50, bb99, FLOOR_HOPS,
-           h50, h99, FLOOR_LIB_COMMITS, fl50,
+           bb50, bb99, FLOOR_HOPS, h50, h99, FLOOR_LIB_COMMITS, fl50,
            fl99, fl50 > 0 ? l50 / fl50 : 0, fl99 > 0 ? l99 / fl99 : 0,
            FLOOR_COMMITS, fc50, fc99, fc50 > 0 ? hm50 / fc50 : 0,
            fc99 > 0 ? hm99 / fc99 : 0);

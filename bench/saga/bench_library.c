@@ -23,6 +23,7 @@ typedef struct {
   size_t n, next;  /* sagas to measure; next saga's index */
   size_t skip;     /* warm-up sagas still to run before measuring */
   size_t measured; /* sagas measured so far */
+  int paused_first; /* o->pause ran after the warm-up */
   double t0;            /* start of the saga in flight */
   double *lat;
   int done, failed;
@@ -175,7 +176,12 @@ static void on_outcome(saga_starter_t *s, int err,
   size_t i = r->next - 1;
   mark(r);
   if (r->skip > 0) { /* a warm-up saga */
-    r->skip--;
+    if (--r->skip == 0 && r->measured == 0 && !r->paused_first &&
+        r->o->pause) { /* the first pause: between warm-up and line */
+      r->paused_first = 1;
+      r->o->pause(r->o->pause_arg);
+      r->skip = r->o->rewarm;
+    }
     start_next(r);
     return;
   }

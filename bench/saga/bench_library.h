@@ -24,9 +24,9 @@ typedef struct {
    * sagad's has after the warm-up, not a new table that autovacuum
    * analyzes every few dozen rows during the measurement */
   size_t store_history;
-  /* pause(pause_arg) is called, and may block, after every pause_every
-   * measured sagas but the last; then `rewarm` unmeasured sagas run
-   * before the measurement goes on. The saga benchmark measures its
+  /* pause(pause_arg) is called, and may block, after the warm-up and
+   * after every pause_every measured sagas but the last; then `rewarm`
+   * unmeasured sagas run before the measurement goes on. The saga benchmark measures its
    * floor's commits there, so that they share the line's time. NULL: no
    * pauses. */
   void (*pause)(void *arg);

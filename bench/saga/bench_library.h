@@ -26,9 +26,9 @@ typedef struct {
   size_t store_history;
   /* pause(pause_arg) is called, and may block, after the warm-up and
    * after every pause_every measured sagas but the last; then `rewarm`
-   * unmeasured sagas run before the measurement goes on. The saga benchmark measures its
-   * floor's commits there, so that they share the line's time. NULL: no
-   * pauses. */
+   * unmeasured sagas run before the measurement goes on. The saga
+   * benchmark measures its floor's commits there, so that they share the
+   * line's time. NULL: no pauses. */
   void (*pause)(void *arg);
   void *pause_arg;
   size_t pause_every, rewarm;
@@ -36,8 +36,8 @@ typedef struct {
 
 /* Run `warm` sagas, then `n` more one at a time, each started when the
  * previous one's outcome arrived (with o->pause's pauses and their
- * `rewarm` sagas, unmeasured, between); lat_ms[0..n) gets each measured saga's
- * time from saga_starter_start to its COMPLETED outcome, and store_ms
+ * `rewarm` sagas, unmeasured, between); lat_ms[0..n) gets each measured
+ * saga's time from saga_starter_start to its COMPLETED outcome, and store_ms
  * (NULL: not kept) the time the participant's effect store took in it
  * (every lookup and record, from the call to its callback). Returns 0, or
  * -1 with err set (a saga that did not complete within 30 s, a library or

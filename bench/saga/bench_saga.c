@@ -995,24 +995,26 @@ typedef struct {
   PGconn *c;
   double *cm;
   size_t n, have, nblocks;
+  int last;                 /* the next block is the one after the line */
   double p50[FLOOR_BLOCKS]; /* each block's p50 */
   double *after;            /* the last block's commits, as taken */
   size_t nafter;
 } floor_blocks_t;
 
+/* One block: n / FLOOR_BLOCKS commits, or, for the block after the line,
+ * the rest of the n. */
 static void floor_block(void *arg) {
   floor_blocks_t *f = arg;
-  if (f->nblocks == FLOOR_BLOCKS)
+  int last = f->last || f->nblocks == FLOOR_BLOCKS - 1;
+  if (f->nblocks == FLOOR_BLOCKS || f->have == f->n)
     die("floor", "more blocks than FLOOR_BLOCKS");
-  size_t k = f->n / FLOOR_BLOCKS;
-  if (f->nblocks == FLOOR_BLOCKS - 1)
-    k = f->n - f->have;
+  size_t k = last ? f->n - f->have : f->n / FLOOR_BLOCKS;
   floor_commits_into(f->c, f->cm + f->have, k, f->have, FLOOR_COMMIT_GAP_MS);
   double *copy = malloc(k * sizeof *copy);
   if (!copy)
     die("floor", "out of memory");
   memcpy(copy, f->cm + f->have, k * sizeof *copy);
-  if (f->nblocks == FLOOR_BLOCKS - 1) { /* kept for the comparison */
+  if (last) { /* kept for the comparison */
     f->after = malloc(k * sizeof *f->after);
     if (!f->after)
       die("floor", "out of memory");
@@ -1347,9 +1349,9 @@ int main(int argc, char **argv) {
      * spread over the line (floor_block): between its warm-up and its
      * first measured saga, at two pauses in it (each pause followed by
      * FLOOR_REWARM unmeasured sagas) and after it, so that the floor and
-     * the line share their time. Measured after the
-     * load phases, as before 2026-12-06, a commit's p50 ran 0.1-0.4 ms
-     * above the line's own and flattered the ratio by up to a third; and
+     * the line share their time. Measured after the load phases, as
+     * before 2026-12-06, a commit's p50 ran 0.1-0.4 ms above the line's
+     * own and flattered the ratio by up to a third; and
      * within one run the blocks' p50s differ by up to half (0.38 and
      * 0.57 ms on 2026-12-07), which one block after the line cannot see.
      * (Taken between every two of the line's sagas, they slowed the line
@@ -1399,6 +1401,7 @@ int main(int argc, char **argv) {
     bd.rest = l50 - bd.sagad - bd.store - bd.kafka;
     free(ll);
     free(ls);
+    fb.last = 1;
     floor_block(&fb);
     floor_cm = fb.cm;
     bb_cm = floor_commits(fb.c, n_floor, 0); /* back to back, to compare */

@@ -997,7 +997,7 @@ typedef struct {
   size_t n, have, nblocks;
   int last;                 /* the next block is the one after the line */
   double p50[FLOOR_BLOCKS]; /* each block's p50 */
-  double *after;            /* the last block's commits, as taken */
+  double *after;            /* the last block's commits, sorted */
   size_t nafter;
 } floor_blocks_t;
 
@@ -1014,15 +1014,13 @@ static void floor_block(void *arg) {
   if (!copy)
     die("floor", "out of memory");
   memcpy(copy, f->cm + f->have, k * sizeof *copy);
-  if (last) { /* kept for the comparison */
-    f->after = malloc(k * sizeof *f->after);
-    if (!f->after)
-      die("floor", "out of memory");
-    memcpy(f->after, copy, k * sizeof *copy);
+  f->p50[f->nblocks++] = pct(copy, k, 0.50); /* sorts the copy */
+  if (last) { /* kept for the comparison (floor_draw draws at random) */
+    f->after = copy;
     f->nafter = k;
+  } else {
+    free(copy);
   }
-  f->p50[f->nblocks++] = pct(copy, k, 0.50);
-  free(copy);
   f->have += k;
 }
 

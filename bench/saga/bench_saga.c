@@ -620,6 +620,69 @@ static double histogram_quantile(double q, const double *le,
   return lo;
 }
 
+/* sagad's two histograms of a step, scraped together: reply consumed ->
+ * next command produced (the step's append and commit included), and its
+ * appends (submit -> durable). */
+typedef struct {
+  double le[MAX_LE], cum[MAX_LE]; /* saga_reply_to_command_duration_seconds */
+  double ale[MAX_LE], acum[MAX_LE]; /* saga_eventstore_append_duration_... */
+  int n, na;
+} sagad_hists_t;
+
+static void sagad_hists_scrape(int port, sagad_hists_t *h) {
+  scrape_histogram(port, "saga_reply_to_command_duration_seconds", h->le,
+                   h->cum, &h->n);
+  scrape_histogram(port, "saga_eventstore_append_duration_seconds", h->ale,
+                   h->acum, &h->na);
+}
+
+/* What happened between two scrapes, in ms: the steps' p50 and p99
+ * (*ov), their appends' (*cm), and how many steps. */
+typedef struct {
+  double ov50, ov99, cm50, cm99, steps;
+} sagad_steps_t;
+
+static sagad_steps_t sagad_steps_between(const sagad_hists_t *h0,
+                                         const sagad_hists_t *h1) {
+  if (h0->n != h1->n || h0->na != h1->na)
+    die("metrics", "a histogram changed its buckets");
+  sagad_steps_t st = {
+      .ov50 = histogram_quantile(0.50, h1->le, h0->cum, h1->cum, h1->n) * 1e3,
+      .ov99 = histogram_quantile(0.99, h1->le, h0->cum, h1->cum, h1->n) * 1e3,
+      .cm50 =
+          histogram_quantile(0.50, h1->ale, h0->acum, h1->acum, h1->na) * 1e3,
+      .cm99 =
+          histogram_quantile(0.99, h1->ale, h0->acum, h1->acum, h1->na) * 1e3,
+      .steps = h1->cum[h1->n - 1] - h0->cum[h1->n - 1]};
+  return st;
+}
+
+/* Prints what sagad_steps_between(h0, h1) gave, and the steps'
+ * distribution over the buckets. */
+static void print_steps(const sagad_hists_t *h0, const sagad_hists_t *h1,
+                        const sagad_steps_t *st) {
+  printf("  per-step coordinator overhead, sagad's own histogram (reply "
+         "consumed -> next command produced, append and commit included, "
+         "%.0f steps): p50 %.2f ms, p99 %.2f ms\n",
+         st->steps, st->ov50, st->ov99);
+  printf("  its distribution:");
+  for (int i = 0, prev = 0; i < h1->n; i++) {
+    double d = (h1->cum[i] - h0->cum[i]) -
+               (i ? h1->cum[i - 1] - h0->cum[i - 1] : 0);
+    if (d > 0 || (i == h1->n - 1 && prev)) {
+      if (isinf(h1->le[i]))
+        printf(" >%g ms: %.0f", h1->le[i - 1] * 1e3, d);
+      else
+        printf(" <=%g ms: %.0f", h1->le[i] * 1e3, d);
+    }
+    prev = d > 0;
+  }
+  printf("\n");
+  printf("  of which sagad's commits (its append histogram, submit -> "
+         "durable, the starts' included): p50 %.2f ms, p99 %.2f ms\n",
+         st->cm50, st->cm99);
+}
+
 /* ---- set-up --------------------------------------------------------- */
 
 static void write_def(const char *name, const char *const *topics,
@@ -999,6 +1062,8 @@ typedef struct {
   double p50[FLOOR_BLOCKS]; /* each block's p50 */
   double *after;            /* the last block's commits, sorted */
   size_t nafter;
+  int port;                 /* sagad's admin port: scraped at the first */
+  sagad_hists_t *at_first;  /* pause, after the line's warm-up */
 } floor_blocks_t;
 
 /* One block: n / FLOOR_BLOCKS commits, or, for the block after the line,
@@ -1008,6 +1073,8 @@ static void floor_block(void *arg) {
   int last = f->last || f->nblocks == FLOOR_BLOCKS - 1;
   if (f->nblocks == FLOOR_BLOCKS || f->have == f->n)
     die("floor", "more blocks than FLOOR_BLOCKS");
+  if (f->nblocks == 0 && f->at_first)
+    sagad_hists_scrape(f->port, f->at_first);
   size_t k = last ? f->n - f->have : f->n / FLOOR_BLOCKS;
   floor_commits_into(f->c, f->cm + f->have, k, f->have, FLOOR_COMMIT_GAP_MS);
   double *copy = malloc(k * sizeof *copy);
@@ -1257,49 +1324,20 @@ int main(int argc, char **argv) {
   int port = log_admin_port(log3);
   if (port <= 0)
     die("metrics", "sagad did not log its admin port");
-  double le[MAX_LE], cum0[MAX_LE], cum1[MAX_LE];
-  double hle[MAX_LE], hc0[MAX_LE], hc1[MAX_LE]; /* sagad's commits */
-  int nle0 = 0, nle = 0, nh0 = 0, nh1 = 0;
-  scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum0, &nle0);
-  scrape_histogram(port, "saga_eventstore_append_duration_seconds", hle, hc0,
-                   &nh0);
+  sagad_hists_t hm0, hm1;
+  sagad_hists_scrape(port, &hm0);
   double l50, l99, g50, g99, h50, h99;
   latency_c1(n_c1, &l50, &l99, &g50, &g99, &h50, &h99);
-  scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum1, &nle);
-  scrape_histogram(port, "saga_eventstore_append_duration_seconds", hle, hc1,
-                   &nh1);
-  if (nle != nle0 || nh0 != nh1)
-    die("metrics", "a histogram changed its buckets");
-  double ov50 = histogram_quantile(0.50, le, cum0, cum1, nle) * 1e3;
-  double ov99 = histogram_quantile(0.99, le, cum0, cum1, nle) * 1e3;
+  sagad_hists_scrape(port, &hm1);
   /* the same transitions' group commits (submit -> durable), the start's
    * included: how much of a step's overhead, and of its tail, the
    * commit is */
-  double sc50 = histogram_quantile(0.50, hle, hc0, hc1, nh1) * 1e3;
-  double sc99 = histogram_quantile(0.99, hle, hc0, hc1, nh1) * 1e3;
-  double n_react = cum1[nle - 1] - cum0[nle - 1];
+  sagad_steps_t hms = sagad_steps_between(&hm0, &hm1);
   double gov50 = g50 - 2 * h50, gov99 = g99 - 2 * h50;
-  printf("concurrency 1 (%zu sagas): latency p50 %.2f ms, p99 %.2f ms\n",
+  printf("concurrency 1, hand-made participants (%zu sagas): latency p50 "
+         "%.2f ms, p99 %.2f ms\n",
          n_c1, l50, l99);
-  printf("  per-step coordinator overhead, sagad's own histogram (reply "
-         "consumed -> next command produced, append and commit included, "
-         "%.0f steps): p50 %.2f ms, p99 %.2f ms\n",
-         n_react, ov50, ov99);
-  printf("  its distribution:");
-  for (int i = 0, prev = 0; i < nle; i++) {
-    double d = (cum1[i] - cum0[i]) - (i ? cum1[i - 1] - cum0[i - 1] : 0);
-    if (d > 0 || (i == nle - 1 && prev)) {
-      if (isinf(le[i]))
-        printf(" >%g ms: %.0f", le[i - 1] * 1e3, d);
-      else
-        printf(" <=%g ms: %.0f", le[i] * 1e3, d);
-    }
-    prev = d > 0;
-  }
-  printf("\n");
-  printf("  of which sagad's commits (its append histogram, submit -> "
-         "durable, the starts' included): p50 %.2f ms, p99 %.2f ms\n",
-         sc50, sc99);
+  print_steps(&hm0, &hm1, &hms);
   printf("  seen by the participant: reply sent -> next command received "
          "p50 %.2f ms, p99 %.2f ms; one Kafka hop p50 %.2f ms, p99 %.2f ms; "
          "gap - 2 hops p50: p50 %.2f ms, p99 %.2f ms\n",
@@ -1311,6 +1349,8 @@ int main(int argc, char **argv) {
    * hand-made participants stop first all the same). */
   consumer_close();
   double hm50 = l50, hm99 = l99;
+  sagad_hists_t lib0, lib1;
+  sagad_steps_t libs = {0}; /* sagad's steps over the library line */
   struct {
     double commit, sagad, store, store99, kafka, rest;
   } bd = {0};
@@ -1366,20 +1406,16 @@ int main(int argc, char **argv) {
     lo.pause_arg = &fb;
     lo.pause_every = (n_c1 + FLOOR_BLOCKS - 2) / (FLOOR_BLOCKS - 1);
     lo.rewarm = FLOOR_REWARM;
-    double ale[MAX_LE], a0[MAX_LE], a1[MAX_LE];
-    int na0 = 0, na1 = 0;
-    scrape_histogram(port, "saga_eventstore_append_duration_seconds", ale, a0,
-                     &na0);
-    scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum0,
-                     &nle0);
+    /* sagad's steps over the line's measured sagas (and the FLOOR_REWARM
+     * after each pause): from the first pause, after the warm-up */
+    fb.port = port;
+    fb.at_first = &lib0;
     if (bench_library_c1(&lo, 20, n_c1, ll, ls, err, sizeof err) != 0)
       die("library", err);
-    scrape_histogram(port, "saga_eventstore_append_duration_seconds", ale, a1,
-                     &na1);
-    scrape_histogram(port, "saga_reply_to_command_duration_seconds", le, cum1,
-                     &nle);
-    if (na0 != na1 || nle0 != nle)
-      die("metrics", "a histogram changed its buckets");
+    sagad_hists_scrape(port, &lib1);
+    if (!fb.nblocks)
+      die("library", "the line never paused after its warm-up");
+    libs = sagad_steps_between(&lib0, &lib1);
     l50 = pct(ll, n_c1, 0.50);
     l99 = pct(ll, n_c1, 0.99);
     /* Where a median saga's time goes, each part's p50 from its own
@@ -1389,10 +1425,8 @@ int main(int argc, char **argv) {
      * participant's effect store (lookups and records, timed around the
      * store); the 8 Kafka hops at the hop p50 measured above; the rest
      * is the client library, loop wake-ups and waiting. */
-    double append50 = histogram_quantile(0.50, ale, a0, a1, na1) * 1e3;
-    bd.sagad = NSTEPS * histogram_quantile(0.50, le, cum0, cum1, nle) * 1e3 +
-               append50;
-    bd.commit = FLOOR_COMMITS * append50;
+    bd.sagad = NSTEPS * libs.ov50 + libs.cm50;
+    bd.commit = FLOOR_COMMITS * libs.cm50;
     bd.store = pct(ls, n_c1, 0.50);
     bd.store99 = pct(ls, n_c1, 0.99);
     bd.kafka = FLOOR_HOPS * h50;
@@ -1417,6 +1451,7 @@ int main(int argc, char **argv) {
          "p50 %.2f ms, p99 %.2f ms (hand-made participants above: %.2fx, "
          "%.2fx)\n",
          n_c1, l50, l99, hm50 > 0 ? l50 / hm50 : 0, hm99 > 0 ? l99 / hm99 : 0);
+  print_steps(&lib0, &lib1, &libs);
   sagad_stop(sc, SIGTERM);
 
   /* BENCH_C1_ONLY=1 (profiling the latency): the concurrency-1 half and
@@ -1529,6 +1564,10 @@ c1_floor:;
          "\"latency_p99_ms_load\": %.1f, \"step_overhead_p50_ms\": %.2f, "
          "\"step_overhead_p99_ms\": %.2f, \"step_commit_p50_ms\": %.2f, "
          "\"step_commit_p99_ms\": %.2f, "
+         "\"step_overhead_p50_ms_handmade\": %.2f, "
+         "\"step_overhead_p99_ms_handmade\": %.2f, "
+         "\"step_commit_p50_ms_handmade\": %.2f, "
+         "\"step_commit_p99_ms_handmade\": %.2f, "
          "\"step_gap_minus_hops_p50_ms\": %.2f, "
          "\"step_gap_minus_hops_p99_ms\": %.2f, \"kafka_hop_p50_ms\": %.2f, "
          "\"events_per_saga\": %.2f, \"bytes_per_saga\": %.0f, "
@@ -1546,8 +1585,9 @@ c1_floor:;
          "\"median_saga_ms\": {\"sagad\": %.2f, \"sagad_commits\": %.2f, "
          "\"participant_store\": %.2f, "
          "\"kafka\": %.2f, \"rest\": %.2f}}\n",
-         quick ? "true" : "false", sps, sps20, conc, l50, l99, t50, t99, ov50, ov99,
-         sc50, sc99, gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck,
+         quick ? "true" : "false", sps, sps20, conc, l50, l99, t50, t99,
+         libs.ov50, libs.ov99, libs.cm50, libs.cm99, hms.ov50, hms.ov99,
+         hms.cm50, hms.cm99, gov50, gov99, h50, ev_per, by_per, wal_per, per, rec_s, raw, vs, n_stuck,
          cm50, cm99, bb50, bb99, fl50, fl99, fl50 > 0 ? l50 / fl50 : 0,
          fl99 > 0 ? l99 / fl99 : 0, fa50 > 0 ? l50 / fa50 : 0, hm50, hm99,
          fc50, fc99, bd.sagad,

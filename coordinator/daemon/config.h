@@ -141,7 +141,8 @@ int sagad_config_load(sagad_config_t *cfg, int argc, const char *const *argv,
 /* Write the effective config as `name = value` lines (readable back by
  * sagad_config_load_file), each non-default preceded by a "# from <origin>"
  * comment, librdkafka properties last. Secrets (store.conninfo's password,
- * kafka properties naming a password, secret or key) are masked. */
+ * kafka properties whose names hold "password", "secret", "key.pem" or
+ * "oauthbearer.config") are masked. */
 void sagad_config_write(const sagad_config_t *cfg, FILE *out);
 
 /* Write the Markdown configuration reference (docs/configuration.md). */

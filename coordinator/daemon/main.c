@@ -276,6 +276,14 @@ int main(int argc, char **argv) {
     break;
   case SAGAD_MODE_RUN:
     sagad_log_setup_from_config(cfg, 2);
+    /* What --check-config checks that the configuration's own load does
+     * not, refused here as it refuses them (exit 2, the same message),
+     * before anything is connected. */
+    if (sagad_observe_check(cfg, err, sizeof err) != 0) {
+      LOG_ERROR("%s", err);
+      status = SAGAD_EXIT_USAGE;
+      break;
+    }
   {
     app_t app = {0};
     sagad_hooks_t hooks = {.on_start = on_start, .on_stop = on_stop,

@@ -198,6 +198,25 @@ static void test_unreachable_store_at_start_exits_one(void **state) {
   close(c.err);
 }
 
+/* Addresses: admin.listen names are not resolved, ports are numbers;
+ * the span exporter's endpoint and OTEL_* variables are checked too. */
+static const struct {
+  const char *opt, *env, *want[2];
+} bad_addr[] = {
+    {"--otlp.endpoint=otel-collector:0",
+     NULL,
+     {"otlp.endpoint: ", "port 1..65535"}},
+    {"--otlp.endpoint=otel-collector:4318",
+     "OTEL_EXPORTER_OTLP_HEADERS=authorization",
+     {"OTEL_EXPORTER_OTLP_HEADERS: ", "expected key=value"}},
+    {"--admin.listen=localhost:38311",
+     NULL,
+     {"admin.listen: ", "is not an IPv4 or IPv6 address"}},
+    {"--admin.listen=127.0.0.1:http",
+     NULL,
+     {"admin.listen: expected host:port", "127.0.0.1:http"}},
+};
+
 /* --check-config loads and checks what a start would, with the same
  * messages: a definitions folder with one refused file, a bad OTLP endpoint
  * or OTEL_* variable, an admin address that is a name, each exits 2 and
@@ -239,24 +258,7 @@ static void test_check_config_refuses_what_a_start_would(void **state) {
     unlink(path);
     rmdir(dir);
   }
-  /* Addresses: admin.listen names are not resolved, ports are numbers;
-   * the span exporter's endpoint and OTEL_* variables are checked too. */
-  static const struct {
-    const char *opt, *env, *want[2];
-  } bad_addr[] = {
-      {"--otlp.endpoint=otel-collector:0",
-       NULL,
-       {"otlp.endpoint: ", "port 1..65535"}},
-      {"--otlp.endpoint=otel-collector:4318",
-       "OTEL_EXPORTER_OTLP_HEADERS=authorization",
-       {"OTEL_EXPORTER_OTLP_HEADERS: ", "expected key=value"}},
-      {"--admin.listen=localhost:38311",
-       NULL,
-       {"admin.listen: ", "is not an IPv4 or IPv6 address"}},
-      {"--admin.listen=127.0.0.1:http",
-       NULL,
-       {"admin.listen: expected host:port", "127.0.0.1:http"}},
-  };
+  /* Addresses (bad_addr) are checked too. */
   for (size_t i = 0; i < sizeof bad_addr / sizeof bad_addr[0]; i++) {
     const char *args[] = {"--check-config", defs_opt,
                           "--kafka.bootstrap.servers=b:1", bad_addr[i].opt,
@@ -282,6 +284,27 @@ static void test_check_config_refuses_what_a_start_would(void **state) {
 
 /* Asked to wait for its dependencies, sagad retries the store, saying so
  * each time, and still exits 1 once the wait is over. */
+/* A start refuses the same addresses and OTEL_* variables as
+ * --check-config, with the same messages and exit 2, before it connects
+ * to anything: the store here is unreachable, which a start that checked
+ * them only after connecting reported instead, with exit 1. */
+static void test_a_start_refuses_bad_addresses_before_it_connects(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof bad_addr / sizeof bad_addr[0]; i++) {
+    const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
+                          "--store.conninfo=host=127.0.0.1 port=1 "
+                          "connect_timeout=2",
+                          bad_addr[i].opt, NULL};
+    spawn_env = bad_addr[i].env;
+    int rc = run(args, out, err, sizeof out);
+    spawn_env = NULL;
+    if (rc != 2 || !strstr(err, bad_addr[i].want[0]) ||
+        !strstr(err, bad_addr[i].want[1]) || strstr(err, "port=1") ||
+        strstr(err, "127.0.0.1:1"))
+      fail_msg("%s: exit %d\nstderr: %s", bad_addr[i].opt, rc, err);
+  }
+}
+
 static void test_unreachable_store_is_waited_for_when_asked(void **state) {
   (void)state;
   const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
@@ -330,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_check_config_prints_effective_config_masked),
       cmocka_unit_test(test_unreachable_store_at_start_exits_one),
       cmocka_unit_test(test_check_config_refuses_what_a_start_would),
+      cmocka_unit_test(test_a_start_refuses_bad_addresses_before_it_connects),
       cmocka_unit_test(test_unreachable_store_is_waited_for_when_asked),
       cmocka_unit_test(test_config_reference_is_markdown),
   };

@@ -199,6 +199,9 @@ static void on_await_timer(uv_timer_t *t) {
   }
 }
 
+/* Remember n, the newest outcome of its saga: one it replaces (a
+ * COMPENSATION_FAILED, then the COMPENSATED an operator's retry gave) is
+ * forgotten, so an await answers with the saga's latest word. */
 static void remember(saga_starter_t *s, Saga__V1__Notification *n,
                      const saga__wire_meta_t *meta) {
   outcome_t *o = calloc(1, sizeof *o);
@@ -206,6 +209,18 @@ static void remember(saga_starter_t *s, Saga__V1__Notification *n,
     saga__wire_free(&n->base);
     return;
   }
+  for (outcome_t **p = &s->outcomes, *prev = NULL; *p;
+       prev = *p, p = &(*p)->next)
+    if (!strcmp((*p)->saga_id, n->saga_id)) {
+      outcome_t *old = *p;
+      *p = old->next;
+      if (s->outcomes_tail == old)
+        s->outcomes_tail = prev;
+      saga__wire_free(&old->n->base);
+      free(old);
+      s->n_outcomes--;
+      break;
+    }
   snprintf(o->saga_id, sizeof o->saga_id, "%s", n->saga_id);
   o->n = n;
   o->meta = *meta;
@@ -334,10 +349,18 @@ static int assign_notifications(saga_starter_t *s, int64_t timeout_ms,
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
   for (int i = 0; i < n && !rc; i++) {
     int64_t lo, hi;
-    err = rd_kafka_query_watermark_offsets(rk, s->notifications, i, &lo, &hi,
-                                           wait_ms(timeout_ms));
+    uv_update_time(s->loop);
+    uint64_t now = uv_now(s->loop);
+    /* each partition within what is left of the one timeout (a query
+     * given none still waits for its answer) */
+    err = now < deadline ? rd_kafka_query_watermark_offsets(
+                               rk, s->notifications, i, &lo, &hi,
+                               wait_ms((int64_t)(deadline - now)))
+                         : RD_KAFKA_RESP_ERR__TIMED_OUT;
     if (err)
-      rc = saga__errf(SAGA_EKAFKA, errbuf, errlen,
+      rc = saga__errf(err == RD_KAFKA_RESP_ERR__TIMED_OUT ? SAGA_ETIMEDOUT
+                                                          : SAGA_EKAFKA,
+                      errbuf, errlen,
                       "could not read the end of \"%s\" partition %d: %s",
                       s->notifications, i, rd_kafka_err2str(err));
     else
@@ -422,12 +445,18 @@ static int starter_new(uv_loop_t *loop, const saga_starter_config_t *cfg,
     starter_free(s);
     return saga__errf(SAGA_ENOMEM, errbuf, errlen, "out of memory");
   }
+  /* The notifications topic is created on first use, unless the caller
+   * says otherwise (its properties win, docs/client.md). */
   const char *const consumer_props[] = {"allow.auto.create.topics", "true",
                                         NULL};
   saga_kloop_config_t kc = {
       .bootstrap_servers = cfg->kafka.bootstrap_servers,
       .properties = cfg->kafka.properties,
-      .consumer_properties = consumer_props,
+      .consumer_properties =
+          saga_kloop_prop_given(cfg->kafka.properties,
+                                "allow.auto.create.topics")
+              ? NULL
+              : consumer_props,
       .want_consumer = 1,
       .want_producer = 1,
       /* Within a budget (saga_run_saga) the close that follows its end

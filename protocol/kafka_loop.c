@@ -175,7 +175,7 @@ static int set_shared_props(rd_kafka_conf_t *conf, rd_kafka_type_t type,
   return 0;
 }
 
-static int prop_given(const char *const *p, const char *name) {
+int saga_kloop_prop_given(const char *const *p, const char *name) {
   for (; p && p[0] && p[1]; p += 2)
     if (!strcmp(p[0], name))
       return 1;
@@ -191,8 +191,9 @@ static int prop_given(const char *const *p, const char *name) {
 static int heartbeat_within_session(const saga_kloop_config_t *cfg,
                                     rd_kafka_conf_t *conf, char *errbuf,
                                     size_t errlen) {
-  if (prop_given(cfg->properties, "heartbeat.interval.ms") ||
-      prop_given(cfg->consumer_properties, "heartbeat.interval.ms"))
+  if (saga_kloop_prop_given(cfg->properties, "heartbeat.interval.ms") ||
+      saga_kloop_prop_given(cfg->consumer_properties,
+                            "heartbeat.interval.ms"))
     return 0;
   char sv[32], hv[32];
   size_t sl = sizeof sv, hl = sizeof hv;

@@ -83,6 +83,11 @@ typedef struct saga_kloop_config {
   size_t max_held;
 } saga_kloop_config_t;
 
+/* 1 when the NULL-terminated name, value, ... pairs `p` (NULL: none) name
+ * the property `name`, else 0: for a default that a caller's own setting
+ * must win over. Any thread. */
+int saga_kloop_prop_given(const char *const *p, const char *name);
+
 /* Create the handles (not yet consuming). Returns 0 or -1 with errbuf
  * saying what (bad property, handle creation). Loop thread. */
 int saga_kloop_new(uv_loop_t *loop, const saga_kloop_config_t *cfg,

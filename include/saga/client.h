@@ -297,8 +297,9 @@ typedef struct saga_starter_config {
   const char *inbox_topic;          /* NULL = "saga.inbox" */
   const char *notifications_topic;  /* NULL = "saga.notifications" */
   /* Wait at most this long in saga_starter_new for the notification
-   * topic's partitions and end offsets; 0 = 10000 ms, negative is
-   * SAGA_EINVAL. */
+   * topic's partitions and end offsets, all of them together (then the
+   * producer's best-effort warm-up, up to as long again); 0 = 10000 ms,
+   * negative is SAGA_EINVAL. */
   int64_t setup_timeout_ms;
 } saga_starter_config_t;
 

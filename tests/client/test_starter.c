@@ -109,6 +109,12 @@ static void fake_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
   if (!strcmp(s->saga_type, "unknown")) {
     notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_REJECTED,
            "unknown saga type \"unknown\"");
+  } else if (!strcmp(s->saga_type, "parked")) {
+    /* parked, then compensated after an operator's retry */
+    notify(f, s,
+           SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATION_FAILED,
+           "refund: card network down");
+    notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED, "");
   } else {
     if (!strcmp(s->saga_type, "noise"))
       notify(f, s, SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED,
@@ -275,6 +281,21 @@ static void test_started_saga_outcome_is_awaited_and_notifications_seen(
   assert_true(ct_run_until(&loop, &w.outcomes, 5000));
   assert_int_equal(w.outcome_err, 0);
   assert_int_equal(w.kind, SAGA_NOTIFY_COMPLETED);
+
+  /* A saga parked in COMPENSATION_FAILED, then compensated after an
+   * operator's retry: an await after both answers with the latest. It
+   * answered with the first, the stale COMPENSATION_FAILED. */
+  req.saga_type = "parked";
+  req.saga_id = "parked-1";
+  assert_int_equal(saga_starter_start(s, &req, NULL, 0, on_started, &w), 0);
+  assert_true(
+      ct_run_until(&loop, &w.kinds_seen[SAGA_NOTIFY_COMPENSATED], 40000));
+  assert_int_equal(w.kinds_seen[SAGA_NOTIFY_COMPENSATION_FAILED], 1);
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_await(s, "parked-1", 0, on_outcome, &w), 0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 5000));
+  assert_int_equal(w.outcome_err, 0);
+  assert_int_equal(w.kind, SAGA_NOTIFY_COMPENSATED);
 
   /* An unknown saga id times out; a pending await is cancelled on close. */
   w.outcomes = 0;
@@ -688,6 +709,55 @@ static void test_kafka_client_errors_reach_the_starter_with_their_text(
   rd_kafka_destroy(owner);
 }
 
+/* setup_timeout_ms is one timeout for the notification topic's end
+ * offsets, not one per partition: with every ListOffsets answered a second
+ * late, a starter on a topic of 4 partitions and a 2 s setup timeout
+ * answers SAGA_ETIMEDOUT within about those 2 s. Before, each partition
+ * had the whole timeout, and this one took over 4 s and succeeded. */
+static void test_the_setup_timeout_holds_for_all_partitions_together(
+    void **state) {
+  (void)state;
+  char e[512] = "";
+  rd_kafka_t *owner = NULL;
+  rd_kafka_mock_cluster_t *mc = ct_mock_cluster(1, &owner);
+  char inbox[128], notes[128];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("slow.inbox"));
+  snprintf(notes, sizeof notes, "%s", ts_unique_name("slow.notes"));
+  assert_int_equal(rd_kafka_mock_topic_create(mc, inbox, 1, 1), 0);
+  assert_int_equal(rd_kafka_mock_topic_create(mc, notes, 4, 1), 0);
+  /* ListOffsets (API key 2): no error, each answer 1 s late */
+  for (int i = 0; i < 16; i++)
+    assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
+                         mc, 1, 2, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 1000),
+                     0);
+  saga_starter_config_t cfg = {
+      .kafka = {.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(mc)},
+      .inbox_topic = inbox,
+      .notifications_topic = notes,
+      .setup_timeout_ms = 2000,
+  };
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_t *s = NULL;
+  int64_t t0 = ts_now_ms();
+  int rc = saga_starter_new(&loop, &cfg, &s, e, sizeof e);
+  int64_t took = ts_now_ms() - t0;
+  printf("# %s after %lld ms: %s\n", saga_err_name(rc), (long long)took, e);
+  if (rc == 0) {
+    watch_t w = {0};
+    saga_starter_close(s, on_closed, &w);
+    ct_loop_finish(&loop);
+    rd_kafka_destroy(owner);
+    fail_msg("set up after %lld ms with a 2000 ms setup timeout",
+             (long long)took);
+  }
+  ct_loop_finish(&loop);
+  assert_int_equal(rc, SAGA_ETIMEDOUT);
+  assert_non_null(strstr(e, notes));
+  assert_true(took < 3500);
+  rd_kafka_destroy(owner);
+}
+
 int main(void) {
   ts_require_kafka();
   const struct CMUnitTest tests[] = {
@@ -703,6 +773,8 @@ int main(void) {
           test_a_start_kafka_refuses_reaches_the_caller_with_its_text),
       cmocka_unit_test(
           test_kafka_client_errors_reach_the_starter_with_their_text),
+      cmocka_unit_test(
+          test_the_setup_timeout_holds_for_all_partitions_together),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

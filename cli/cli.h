@@ -50,7 +50,7 @@ enum {
   X(ARCHIVE, "archive", 1, "read from an archive file of saga-es-archive") \
   X(DRY_RUN, "dry-run", 0, "check or list what would be touched; change nothing") \
   X(YES, "yes", 0, "act on every saga a query matches without asking")      \
-  X(PAYLOADS, "payloads", 0, "show input, outputs and reasons in full")
+  X(PAYLOADS, "payloads", 0, "show input and outputs in full")
 
 typedef enum {
 #define CLI_OPT_ENUM_(id, name, val, help) CLI_OPT_##id,

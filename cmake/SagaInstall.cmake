@@ -54,7 +54,7 @@ function(saga_install_finish)
   if(HELP2MAN)
     set(man_pages)
     foreach(spec "sagad;8;the saga coordinator daemon"
-                 "sagactl;1;operate the saga coordinator: start, inspect, replay, retry and resolve sagas"
+                 "sagactl;1;operate the saga coordinator: start, inspect, replay, retry, resolve and cancel sagas"
                  "saga-es-migrate;8;apply the saga event store's schema migrations"
                  "saga-es-archive;8;archive and drop the saga event store's finished old eras")
       list(GET spec 0 prog)

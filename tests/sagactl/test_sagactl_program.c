@@ -1345,6 +1345,57 @@ static void test_help_shows_every_option_a_command_takes(void **state) {
   result_free(&r);
 }
 
+/* What the completion script of `sagactl completion bash` offers for the
+ * words `line` (a bash array's body) with the cursor on word `cword`. */
+static void complete(const char *script, const char *line, int cword,
+                     char *out, size_t cap) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "bash --norc --noprofile -c '. %s; COMP_WORDS=(%s); "
+           "COMP_CWORD=%d; _sagactl; echo \"${COMPREPLY[*]}\"'",
+           script, line, cword);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  out[0] = '\0';
+  if (!fgets(out, (int)cap, p))
+    out[0] = '\0';
+  out[strcspn(out, "\n")] = '\0';
+  assert_int_equal(pclose(p), 0);
+}
+
+/* The completion script finds the command after options given before it
+ * (docs/sagactl.md: options may come before or after the command), with
+ * their values as `--name VALUE` or `--name=VALUE` (which bash splits at
+ * the '='). It read the second word as the command, so these offered
+ * nothing. */
+static void test_completion_finds_the_command_after_options(void **state) {
+  (void)state;
+  result_t r = run("completion", "bash", NULL);
+  expect(&r, 0, "complete -o default -F _sagactl sagactl", NULL);
+  char script[160];
+  snprintf(script, sizeof script, "%s/completion.bash", tmpdir);
+  FILE *f = fopen(script, "w");
+  assert_non_null(f);
+  fputs(r.out, f);
+  fclose(f);
+  result_free(&r);
+  char got[2048];
+  complete(script, "sagactl list --st", 2, got, sizeof got);
+  assert_string_equal(got, "--state --stuck");
+  complete(script, "sagactl --pg host=db list --st", 4, got, sizeof got);
+  assert_string_equal(got, "--state --stuck");
+  complete(script, "sagactl --pg = host list --oldest --st", 6, got,
+           sizeof got);
+  assert_string_equal(got, "--state --stuck");
+  complete(script, "sagactl --json status --out", 3, got, sizeof got);
+  assert_string_equal(got, "--output");
+  complete(script, "sagactl --timeout 5s h", 3, got, sizeof got);
+  assert_string_equal(got, "help history");
+  complete(script, "sagactl help li", 2, got, sizeof got);
+  assert_string_equal(got, "list");
+  unlink(script);
+}
+
 /* ---- replay (last: it corrupts the index) ------------------------------ */
 
 static void test_replay_agrees_then_reports_a_corrupted_index_row(
@@ -1641,6 +1692,7 @@ int main(void) {
       cmocka_unit_test(
           test_an_output_format_a_command_cannot_print_is_refused),
       cmocka_unit_test(test_help_shows_every_option_a_command_takes),
+      cmocka_unit_test(test_completion_finds_the_command_after_options),
       cmocka_unit_test(test_replay_agrees_then_reports_a_corrupted_index_row),
       cmocka_unit_test(test_replay_goes_on_past_an_undecodable_stream),
       cmocka_unit_test(

@@ -218,7 +218,8 @@ SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
  * the dead-letter
  * topic with a `saga-dlq-reason` header; the offset of a command is
  * committed only after its reply's delivery is acknowledged. Returns 0,
- * SAGA_ESTATE, SAGA_EINVAL or SAGA_EKAFKA. */
+ * SAGA_ESTATE (started or closed already), SAGA_EINVAL (a NULL p, or no
+ * handler registered), SAGA_ENOMEM or SAGA_EKAFKA (text in errbuf). */
 SAGA_CLIENT_EXPORT int saga_participant_start(saga_participant_t *p,
                                               char *errbuf, size_t errlen);
 
@@ -231,8 +232,10 @@ SAGA_CLIENT_EXPORT int saga_participant_start(saga_participant_t *p,
  * max_message_bytes or the producer's message.max.bytes). On either,
  * nothing is recorded or sent and the command is abandoned, as on a store
  * failure (the coordinator's next attempt runs the handler again).
- * SAGA_ECANCELED when the participant was closed while the handler held
- * `pending`: nothing is sent, and this call frees it. */
+ * SAGA_ENOMEM when the reply could not be held for its record: the
+ * command is abandoned as above. SAGA_ECANCELED when the participant was
+ * closed while the handler held `pending`: nothing is sent, and this call
+ * frees it. */
 SAGA_CLIENT_EXPORT int saga_participant_done(saga_pending_t *pending,
                                              saga_outcome_t outcome,
                                              const void *payload,
@@ -252,6 +255,8 @@ typedef struct saga_participant_stats {
                               commit) abandon no input: not counted */
 } saga_participant_stats_t;
 
+/* Copy p's counters to *out; does nothing when either is NULL. Loop
+ * thread (or after the loop stopped). */
 SAGA_CLIENT_EXPORT void saga_participant_stats(const saga_participant_t *p,
                                                saga_participant_stats_t *out);
 
@@ -314,8 +319,11 @@ typedef struct saga_start_request {
    * as {"$base64": "..."} (docs/protocol.md). */
   const void *input;
   size_t input_len;
-  saga_meta_t meta;               /* saga_id ignored; others optional:
-                                     generated when NULL */
+  saga_meta_t meta;               /* saga_id ignored; the rest optional:
+                                     traceparent generated when NULL,
+                                     correlation_id the saga id when
+                                     NULL, causation_id absent when
+                                     NULL */
 } saga_start_request_t;
 
 /* A decoded lifecycle notification, borrowed for the callback's duration. */
@@ -368,9 +376,11 @@ typedef void (*saga_started_cb)(saga_starter_t *s, int err,
  * SAGA_EMISSING. A StartSaga past max_message_bytes or the producer's
  * message.max.bytes is SAGA_ETOOBIG. If this returns an error, `cb` is
  * never called; otherwise exactly once. Returns 0, SAGA_EINVAL (a NULL
- * argument or saga_type, input NULL with a length), SAGA_ETOOBIG,
- * SAGA_EMISSING, SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once
- * saga_starter_close was called. */
+ * s, req, saga_type or cb, input NULL with a length; saga_id_out may be
+ * NULL), SAGA_ETOOBIG, SAGA_EMISSING (also an empty saga_type, or a meta
+ * field too long for its header or holding a control character),
+ * SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once saga_starter_close was
+ * called. */
 SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
                                           const saga_start_request_t *req,
                                           char *saga_id_out, size_t id_len,
@@ -426,7 +436,8 @@ SAGA_CLIENT_EXPORT int saga_starter_await(saga_starter_t *s,
 typedef void (*saga_notification_cb)(saga_starter_t *s,
                                      const saga_notification_t *n, void *arg);
 
-/* Set (or clear with NULL) the notification subscriber. Returns 0. */
+/* Set (or clear with NULL) the notification subscriber. Returns 0, or
+ * SAGA_EINVAL for a NULL s. */
 SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
                                               saga_notification_cb cb,
                                               void *arg);
@@ -446,10 +457,13 @@ SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
  * failure; NULL for a NULL s. Loop thread. */
 SAGA_CLIENT_EXPORT const char *saga_starter_last_error(const saga_starter_t *s);
 
-/* Pending starts and awaits are called back with SAGA_ECANCELED, then
- * memory is released and `cb` (may be NULL) runs on the loop. Until then
- * start, cancel and await answer SAGA_ESTATE; after it, `s` is gone.
- * NULL-safe; a second call does nothing. */
+/* Pending awaits are called back with SAGA_ECANCELED at once. Starts and
+ * cancels still in flight get up to 5 s for Kafka's acknowledgement (0
+ * for one acknowledged then; within saga_run_saga, none), and the rest
+ * are called back with SAGA_ECANCELED. Then memory is released and `cb`
+ * (may be NULL) runs on the loop, so it may run up to those 5 s later.
+ * Until then start, cancel and await answer SAGA_ESTATE; after it, `s` is
+ * gone. NULL-safe; a second call does nothing. */
 SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
                                            void (*cb)(void *arg), void *arg);
 

@@ -581,6 +581,7 @@ typedef struct {
  * INVALID, TOO_LARGE / BAD_UTF8 (the stream id), CONNECTION, DB, NOMEM. */
 ES_EXPORT int es_snapshot_load(es_store_t *store, const char *stream_id,
                                es_snapshot_t **out);
+/* Free a snapshot es_snapshot_load returned. NULL is accepted. */
 ES_EXPORT void es_snapshot_free(es_snapshot_t *snap);
 
 /* ---- archive files ------------------------------------------------- */
@@ -659,7 +660,12 @@ struct uv_loop_s;
  * one at a time in submission order. A submit call that returns an error
  * never calls its callback; otherwise the callback runs exactly once: with
  * the outcome, with CONNECTION when the connection drops (the next submit
- * reconnects), or with CANCELLED from es_async_close. */
+ * reconnects), or with CANCELLED from es_async_close. Every submit call
+ * (es_async_batch, _read_stream, _read_all, _group_read, _member_read,
+ * _group_join, _group_renew, _group_leave) returns 0 when queued, else
+ * INVALID (a NULL handle, a missing callback or argument, a value out of
+ * range), BUSY (the handle is closing) or NOMEM; es_async_last_error says
+ * why. */
 typedef struct es_async es_async_t;
 
 /* Create the handle; connecting starts at once (non-blocking). A failed
@@ -756,6 +762,8 @@ typedef struct {
   void *arg;
 } es_sub_opts_t;
 
+/* Fill *opts with the defaults above (from the start, page_size 500,
+ * poll_ms 1000, retry_ms 200), no filter and no callbacks. */
 ES_EXPORT void es_sub_opts_init(es_sub_opts_t *opts);
 /* Start the subscription (non-blocking; its first read is queued).
  * Errors, with errbuf saying which: INVALID (no loop, conninfo, opts or
@@ -815,6 +823,8 @@ typedef struct {
   void *arg;
 } es_group_sub_opts_t;
 
+/* Fill *opts with the defaults above (lease_ms 10000, page_size 500,
+ * poll_ms 1000, retry_ms 200), no group, category or callbacks. */
 ES_EXPORT void es_group_sub_opts_init(es_group_sub_opts_t *opts);
 /* Start the member (non-blocking; the join is its first operation).
  * Errors: INVALID (a required field missing, page_size not 1 to 10000,

@@ -62,6 +62,9 @@ int admin_json_saga_row(abuf_t *b, const admin_saga_row_t *row) {
   return b->failed ? -1 : 0;
 }
 
+/* 1 to max bytes of UTF-8 without spaces or control characters: what an
+ * id or a type may be (PostgreSQL refuses anything but UTF-8 as a text
+ * parameter, which answered 503 for a bad id instead of 400). */
 static bool text_ok(const char *s, size_t max) {
   size_t n = strlen(s);
   if (n == 0 || n > max)
@@ -69,7 +72,7 @@ static bool text_ok(const char *s, size_t max) {
   for (const unsigned char *p = (const unsigned char *)s; *p; p++)
     if (*p < 0x21 || *p == 0x7f)
       return false;
-  return true;
+  return saga__utf8_bad_at(s, n) == n;
 }
 
 static void h_metrics(admin_http_req_t *req, void *arg) {
@@ -291,8 +294,8 @@ static void h_start(admin_http_req_t *req, void *arg) {
   if (!text_ok(id, ADMIN_ID_MAX) || strchr(id, '/')) {
     char msg[160];
     snprintf(msg, sizeof msg,
-             "%s: a saga id is 1 to %d printable bytes without spaces or "
-             "'/'",
+             "%s: a saga id is 1 to %d printable bytes of UTF-8 without "
+             "spaces or '/'",
              field, ADMIN_ID_MAX);
     admin_http_respond_error(req, 400, msg);
     return;

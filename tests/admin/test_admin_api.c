@@ -256,6 +256,13 @@ static void test_get_saga_answers_the_row_as_json_or_404(void **state) {
   free(call(longid, 404));
   snprintf(longid, sizeof longid, "GET /sagas/%0256d HTTP/1.1\r\n\r\n", 0);
   free(call(longid, 400));
+  /* An id that is not UTF-8 is refused here: PostgreSQL refuses it as a
+   * text parameter, which answered 503 instead. A UTF-8 one is looked up. */
+  char *bad = call("GET /sagas/o-%FF HTTP/1.1\r\n\r\n", 400);
+  assert_non_null(strstr(bad, "invalid saga id"));
+  free(bad);
+  free(call("GET /sagas/o-%C3 HTTP/1.1\r\n\r\n", 400));
+  free(call("GET /sagas/o-%C3%A9 HTTP/1.1\r\n\r\n", 404));
 }
 
 static void test_list_validates_filters_and_pages_with_a_cursor(
@@ -443,6 +450,9 @@ static void test_start_takes_one_json_value_read_back_whole(void **state) {
   /* an escaped backslash before u0000 is plain text, and white space may
    * follow the value */
   free(post_start("t3", "{\"a\":\"\\\\u0000\"}\n", 201));
+  b = post_start("t-%E2%82", "{}", 400);
+  assert_non_null(strstr(b, "printable bytes of UTF-8"));
+  free(b);
   assert_string_equal(fake->started_id, "t3");
   b = post_cancel("o-2", NULL, "{\"reason\":\"x\"} {}", 400);
   assert_non_null(strstr(b, "text after the value"));
@@ -504,6 +514,7 @@ static void test_retry_and_resolve_take_a_reason_as_cancel_does(
          "\\\"operator\\\" must be a string", 400},
         {"o-2", "", "{\"reason\":\"a\\u0001b\"}", "without control", 400},
         {"a%2Fb", "", "{\"reason\":\"x\"}", "invalid saga id", 400},
+        {"o-%FF", "", "{\"reason\":\"x\"}", "invalid saga id", 400},
         {"o-2", "Content-Type: text/plain\r\n", "{\"reason\":\"x\"}",
          "body must be application/json", 415},
         {"o-2", "Origin: http://evil.example\r\n", "{\"reason\":\"x\"}",

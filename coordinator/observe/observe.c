@@ -116,15 +116,16 @@ struct sagad_observe {
   metric_t *append_s, *batch_n, *react_s;
   metric_t *anom[NVERDICTS];
   uint64_t anom_seen[NVERDICTS];
-  metric_t *span_sent, *span_dropped;
-  uint64_t spans_sent_seen, spans_dropped_seen;
+  metric_t *span_sent, *span_dropped, *span_rejected;
+  uint64_t spans_sent_seen, spans_dropped_seen, spans_rejected_seen;
   metric_t *dlq_blocked, *dlq_cut;
   uint64_t dlq_cut_seen;
   metric_t *outs_read;
   uint64_t outs_read_seen;
   metric_t *cmd_resent;
   uint64_t cmd_resent_seen;
-  metric_t *lag[64];
+  metric_t **lag; /* by partition, as many as the highest one seen */
+  size_t nlag, clag;
   proc_metrics_t *proc; /* process_* families */
   /* sagas whose trace is to be read from the store (trace_ask), and those
    * of the request in flight */
@@ -765,18 +766,24 @@ static void refresh_lag(sagad_observe_t *o) {
       rd_kafka_topic_partition_list_destroy(parts);
     return;
   }
-  for (size_t i = 0; i < sizeof o->lag / sizeof o->lag[0]; i++)
+  for (size_t i = 0; i < o->nlag; i++)
     metric_set(o->lag[i], 0);
   rd_kafka_position(rk, parts);
   for (int i = 0; i < parts->cnt; i++) {
     rd_kafka_topic_partition_t *p = &parts->elems[i];
     int64_t lo = -1, hi = -1;
     if (p->partition < 0 ||
-        (size_t)p->partition >= sizeof o->lag / sizeof o->lag[0] ||
         rd_kafka_get_watermark_offsets(rk, p->topic, p->partition, &lo,
                                        &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
         hi < 0)
       continue;
+    size_t need = (size_t)p->partition + 1;
+    if (need > o->nlag) {
+      if (SAGA_GROW(o->lag, o->clag, need, 64) != 0)
+        continue; /* out of memory: that partition's series waits */
+      memset(o->lag + o->nlag, 0, (need - o->nlag) * sizeof *o->lag);
+      o->nlag = need;
+    }
     int64_t pos = p->offset >= 0 ? p->offset : lo;
     if (!o->lag[p->partition]) {
       char label[16];
@@ -804,6 +811,7 @@ static void on_collect(metrics_t *m, void *arg) {
     otlp_stats(o->otlp, &st);
     add_delta(o->span_sent, st.sent, &o->spans_sent_seen);
     add_delta(o->span_dropped, st.dropped, &o->spans_dropped_seen);
+    add_delta(o->span_rejected, st.rejected, &o->spans_rejected_seen);
   }
   refresh_lag(o);
   proc_metrics_refresh(o->proc);
@@ -905,7 +913,9 @@ static int register_metrics(sagad_observe_t *o) {
                            "partition this sagad consumes.",
                            "partition");
   o->f_spans = metrics_counter(m, "saga_trace_spans_total",
-                               "Trace spans exported or dropped.", "result");
+                               "Trace spans exported (sent), dropped, or "
+                               "refused by the collector (rejected).",
+                               "result");
   if (!o->f_started || !o->f_finished || !o->f_parked || !o->f_in_flight ||
       !o->f_stuck || !o->f_step || !o->f_retries || !o->f_timeouts ||
       !o->f_dlq || !o->f_anom || !o->f_append || !o->f_batch || !o->f_lag ||
@@ -930,6 +940,7 @@ static int register_metrics(sagad_observe_t *o) {
   metric_set(build_s, 1);
   o->span_sent = metric_series(o->f_spans, "sent");
   o->span_dropped = metric_series(o->f_spans, "dropped");
+  o->span_rejected = metric_series(o->f_spans, "rejected");
   metrics_on_collect(m, on_collect, o);
   return 0;
 }
@@ -1569,6 +1580,7 @@ static void maybe_freed(sagad_observe_t *o) {
   for (size_t i = 0; i < o->ntypes; i++)
     free(o->types[i].name);
   free(o->types);
+  free(o->lag);
   free(o);
   if (cb)
     cb(arg);

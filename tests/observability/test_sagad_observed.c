@@ -236,6 +236,9 @@ static void test_metrics_show_a_completed_saga_and_its_step_latency(void **s) {
   assert_non_null(strstr(b, "saga_eventstore_append_duration_seconds_bucket"
                             "{le=\"0.0003\"} "));
   assert_non_null(strstr(b, "saga_eventstore_batch_sagas_count "));
+  /* spans a collector refused have a series of their own (they were
+   * counted by the exporter and shown nowhere) */
+  assert_non_null(strstr(b, "saga_trace_spans_total{result=\"rejected\"} "));
   /* s1's reply led to s2's command: one reaction timed at least */
   const char *rc = "\nsaga_reply_to_command_duration_seconds_count ";
   const char *react = strstr(b, rc);

@@ -62,13 +62,15 @@ static void usage(FILE *f) {
       "                         nothing\n"
       "  --lock-wait DURATION   longest wait for the lock on es_events before\n"
       "                         giving up on an era (default 5s; 0ms: no\n"
-      "                         limit)\n"
+      "                         limit; an era switch in progress is waited\n"
+      "                         for)\n"
       "  --verify FILE          check an archive file and print its "
       "manifest\n\n"
       "Each option is given at most once.\n\n"
       "Exit codes: 0 done (also when nothing was due), 1 an era could not\n"
-      "be archived or a file is damaged, 2 usage error (an --older-than or\n"
-      "--dir that cannot be used included).\n",
+      "be archived, a file is damaged, or the database could not be\n"
+      "reached, read or is at another schema version, 2 usage error (an\n"
+      "--older-than or --dir that cannot be used included).\n",
       f);
 }
 

@@ -2,8 +2,9 @@
  *
  * Two faces over one schema: a blocking face (es_store_t) for tools and
  * tests, and a non-blocking face (es_async_t, es_sub_t) driven by a caller's
- * libuv loop. The library never logs, exits, reads files or environment, or
- * starts threads. Every call returns an es_err_t (0 = OK, negative = error);
+ * libuv loop. The library never logs, exits, reads the environment, or
+ * starts threads; it reads and writes files only in the archive calls
+ * (es_archive_*), which say so. Every call returns an es_err_t (0 = OK, negative = error);
  * detail text goes to an optional errbuf (ES_ERRBUF_SIZE bytes is enough).
  *
  * Versions: the first event of a stream has version 1; a stream's version is
@@ -183,8 +184,9 @@ typedef struct {
    * value pairs ending with a NULL keyword, e.g. {"connect_timeout", "5",
    * "application_name", "sagactl", NULL}. The conninfo's own settings win
    * over them (libpq's PQconnectdbParams with expand_dbname), so nobody
-   * rewrites a conninfo to add one. Copied by es_store_open. Default
-   * NULL: none. */
+   * rewrites a conninfo to add one. Copied by es_store_open; es_async_open,
+   * es_sub_start and es_group_sub_start ignore it (put such settings in
+   * their conninfo). Default NULL: none. */
   const char *const *conn_defaults;
   /* Whether es_checkpoint_save, es_group_ack and es_member_ack wait until
    * their commit is flushed to disk (default 0: they return once it is
@@ -207,8 +209,12 @@ ES_EXPORT void es_store_opts_init(es_store_opts_t *opts);
 
 /* Apply every migration newer than the database's recorded schema version,
  * in order, each in its own transaction, under an advisory lock (safe to run
- * from several processes at once). Creates the NOLOGIN role es_writer
- * (INSERT and SELECT only on the events) if missing. Blocking. *version
+ * from several processes at once). Creates the NOLOGIN roles es_writer
+ * (reads the events and appends them through the es_append view, keeps
+ * subscriptions, groups and snapshots; never updates or deletes an event)
+ * and es_admin (archives and drops old eras) if missing, so the role that
+ * runs it needs CREATEROLE the first time, and the right to create
+ * tables. Blocking. *version
  * (optional) receives the schema version now in place. */
 ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
                          size_t errlen);
@@ -217,7 +223,8 @@ ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
  * (the events table becomes partitioned, which rebuilds its keys) in a
  * window of its own. A database already past target is left as it is.
  * Errors: INVALID (no conninfo, target out of range), CONNECTION, SCHEMA
- * (a migration failed; errbuf says which and why). */
+ * (a migration failed, or the database is newer than this library;
+ * errbuf says which and why), NOMEM. */
 ES_EXPORT int es_migrate_to(const char *conninfo, int target, int *version,
                             char *errbuf, size_t errlen);
 /* Schema version this library expects (the newest migration). */
@@ -475,7 +482,8 @@ ES_EXPORT int es_batch_add_checkpoint_reset(es_batch_t *batch,
  * preceded by a later commit, in the global order. *out receives a page
  * (free with es_page_free). Errors: INVALID (members not 1 to
  * ES_GROUP_BUCKETS, member out of range, a category holding a '-'),
- * BAD_UTF8, CONNECTION, DB. */
+ * TOO_LARGE (a group name past ES_MAX_SUB_NAME bytes, a category past
+ * 511), BAD_UTF8, CONNECTION, DB. */
 ES_EXPORT int es_group_read(es_store_t *store, const char *group,
                             const char *category, int member, int members,
                             size_t max, es_page_t **out);
@@ -498,8 +506,8 @@ ES_EXPORT int es_batch_add_group_ack(es_batch_t *batch, const char *group,
  * store shares the group's ES_GROUP_BUCKETS buckets among the live
  * members (tables es_group_members and es_group_buckets; the database's
  * clock). When a member joins, some buckets of the others move to it;
- * when one leaves or its lease expires (no renewal in lease_ms, then any
- * member's join or renewal), its buckets move to the others; a bucket
+ * when one leaves or its lease expires (no renewal in lease_ms), its
+ * buckets move to the others at the next join or renewal of any member; a bucket
  * moves with its checkpoint. A bucket has one owner at a time: one taken
  * from a live member is handed over at that member's next es_member_read
  * (it stops reading it at once), and a member's acknowledgement checks,
@@ -523,9 +531,9 @@ ES_EXPORT int es_group_join(es_store_t *store, const char *group,
  * (this is when the buckets of members whose lease expired move). Call it
  * well within the lease, e.g. every lease_ms / 3. *buckets (optional)
  * receives the buckets the member owns now. Errors: NOT_FOUND (the member
- * is gone: its lease expired and the group forgot it, or it left; it owns
- * nothing and must join again under a new id), INVALID, BAD_UTF8,
- * CONNECTION, DB. */
+ * is gone: its lease has expired, even if no other member has acted
+ * since, or it left; it owns nothing and must join again under a new
+ * id), INVALID, BAD_UTF8, CONNECTION, DB. */
 ES_EXPORT int es_group_renew(es_store_t *store, const char *group,
                              int64_t member_id, unsigned lease_ms,
                              uint64_t *buckets);
@@ -539,7 +547,8 @@ ES_EXPORT int es_group_leave(es_store_t *store, const char *group,
  * it hands over the buckets due to a newcomer, so call it only once the
  * previous page was acknowledged (or given up). (*out)->buckets says
  * which buckets the page covers (for es_member_ack; 0 when empty).
- * Errors: INVALID, BAD_UTF8, CONNECTION, DB, NOMEM. */
+ * Errors: INVALID, TOO_LARGE (a group name or category too long),
+ * BAD_UTF8, CONNECTION, DB, NOMEM. */
 ES_EXPORT int es_member_read(es_store_t *store, const char *group,
                              const char *category, int64_t member_id,
                              size_t max, es_page_t **out);
@@ -626,7 +635,8 @@ ES_EXPORT int es_archive_open(const char *path, es_archive_t **out,
  * receives a page (free with es_page_free); an empty page means the end,
  * which was reached and verified: the manifest's counts of events and
  * streams and its checksum match what was read (a manifest line given
- * twice or spelled otherwise than the writer prints it is damage), the
+ * twice, or a count or checksum that does not parse, is damage; unknown
+ * keys are skipped and hex digits may be upper case), the
  * gzip stream ended whole, and nothing follows it in the file. The events of a page are checked only when the
  * end is reached, so a caller that must not act on a damaged file reads
  * to the end before using them (sagactl history does). Errors: INVALID,
@@ -664,8 +674,9 @@ struct uv_loop_s;
  * (es_async_batch, _read_stream, _read_all, _group_read, _member_read,
  * _group_join, _group_renew, _group_leave) returns 0 when queued, else
  * INVALID (a NULL handle, a missing callback or argument, a value out of
- * range), BUSY (the handle is closing) or NOMEM; es_async_last_error says
- * why. */
+ * range), TOO_LARGE or BAD_UTF8 (a name or id the store refuses, as the
+ * blocking call would), BUSY (the handle is closing) or NOMEM;
+ * es_async_last_error says why. */
 typedef struct es_async es_async_t;
 
 /* Create the handle; connecting starts at once (non-blocking). A failed
@@ -746,8 +757,10 @@ typedef struct es_sub es_sub_t;
  * Return 0 to continue, non-zero to pause delivery (es_sub_close next). */
 typedef int (*es_sub_event_cb)(es_sub_t *sub, const es_page_t *page,
                                void *arg);
-/* Called on state changes: status CONNECTION when the connection dropped
- * (it retries), 0 when caught up (live). Optional. */
+/* Called on state changes: status 0 when caught up (live); an error
+ * (CONNECTION when the connection dropped; DB, RETRY, SCHEMA or NOMEM when
+ * a read failed) with live 0, and the subscription tries again after
+ * retry_ms. Optional. */
 typedef void (*es_sub_state_cb)(es_sub_t *sub, int status, int live,
                                 void *arg);
 
@@ -828,8 +841,9 @@ typedef struct {
 ES_EXPORT void es_group_sub_opts_init(es_group_sub_opts_t *opts);
 /* Start the member (non-blocking; the join is its first operation).
  * Errors: INVALID (a required field missing, page_size not 1 to 10000,
- * lease_ms not 1 to ES_MAX_LEASE_MS, poll_ms or retry_ms 0, bad names or
- * a category holding a '-': errbuf says which), NOMEM. */
+ * lease_ms not 1 to ES_MAX_LEASE_MS, poll_ms or retry_ms 0, or a
+ * category holding a '-': errbuf says which), TOO_LARGE (a group name past
+ * ES_MAX_SUB_NAME bytes, a category past 511), BAD_UTF8, NOMEM. */
 ES_EXPORT int es_group_sub_start(struct uv_loop_s *loop, const char *conninfo,
                                  const es_group_sub_opts_t *opts,
                                  es_group_sub_t **out, char *errbuf,

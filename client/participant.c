@@ -44,6 +44,9 @@ struct saga_pending {
   char effect_key[2 * SAGA_WIRE_MAX_ID + 16];
   int in_handler;             /* handler called (or being voided), done()
                                  not yet */
+  int recording;              /* done() called, its record not answered
+                                 yet: the effect's command still, so the
+                                 same effect waits behind it */
   int with_user;              /* handed to the handler, done() not yet:
                                  outlives a close (then j->p is NULL) */
   /* done()'s reply, owned: a store may answer the record later */
@@ -262,20 +265,22 @@ static int answers(const saga_recorded_reply_t *r, uint32_t attempt) {
 }
 
 /* Answer the commands that queued behind j (same effect) with its reply,
- * each addressed to its own attempt, or hand them to the handler when the
- * reply does not answer them (see answers). */
+ * each addressed to its own attempt. Those the reply does not answer (see
+ * answers) are judged afresh against the store, as a new command is: the
+ * first of them may apply the effect before the next is judged, and the
+ * next must then get that reply, not the handler. */
 static void answer_dups(saga_pending_t *j, const saga_recorded_reply_t *r) {
   saga_pending_t *d = j->dups;
   j->dups = NULL;
   while (d) {
     saga_pending_t *n = d->dups;
     d->dups = NULL;
-    if (strcmp(d->effect_key, j->effect_key) != 0) {
+    if (strcmp(d->effect_key, j->effect_key) != 0 ||
+        !answers(r, d->cmd->attempt)) {
       /* The step's other action (a COMPENSATE behind its DO, a DO behind
-       * its COMPENSATE): judged afresh against what is recorded now. */
+       * its COMPENSATE), or a later attempt after a FAILURE or RETRYABLE:
+       * judged afresh against what is recorded now. */
       d->p->store.lookup(d->p->store.ctx, d->effect_key, on_lookup, d);
-    } else if (!answers(r, d->cmd->attempt)) {
-      dispatch(d);
     } else {
       d->p->stats.duplicates++;
       if (produce_reply(d, r) != 0)
@@ -299,6 +304,7 @@ static void abandon_dups(saga_pending_t *j) {
 
 static void on_recorded(void *arg, int err) {
   saga_pending_t *j = arg;
+  j->recording = 0;
   if (err || j->p->closing) {
     if (err)
       note_store(j->p, "record", j->effect_key, err);
@@ -386,6 +392,7 @@ int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
   /* Record before replying: a crash between the two re-sends the recorded
    * reply on redelivery (or to a later attempt) instead of running the
    * handler again. */
+  j->recording = 1;
   j->p->store.record(j->p->store.ctx, j->effect_key, &j->reply, on_recorded,
                      j);
   return 0;
@@ -393,13 +400,14 @@ int saga_participant_done(saga_pending_t *j, saga_outcome_t outcome,
 
 /* ---- intake ---- */
 
-/* A command in the handler (or being voided) with this effect key. */
+/* A command in the handler (or being voided), or whose reply is being
+ * recorded, with this effect key. */
 static saga_pending_t *inflight_with_key(saga_participant_t *p,
                                          const saga_pending_t *self,
                                          const char *key) {
   for (saga_pending_t *j = p->jobs; j; j = j->next)
-    if (j != self && j->kind == JOB_COMMAND && j->in_handler &&
-        !strcmp(j->effect_key, key))
+    if (j != self && j->kind == JOB_COMMAND &&
+        (j->in_handler || j->recording) && !strcmp(j->effect_key, key))
       return j;
   return NULL;
 }

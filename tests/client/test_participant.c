@@ -413,6 +413,68 @@ static void test_redelivered_command_never_reaches_the_handler_twice(
   teardown_fixture(&f, p);
 }
 
+/* Attempt 1 is held and answered RETRYABLE later; attempt 2, sent twice
+ * while it is held, is answered SUCCESS at once. */
+static void answer_retryable_later(uv_timer_t *t) {
+  fixture_t *f = t->data;
+  saga_pending_t *p = f->held;
+  f->held = NULL;
+  assert_int_equal(saga_participant_done(p, SAGA_OUTCOME_RETRYABLE, NULL, 0,
+                                         "warehouse busy"),
+                   0);
+}
+
+static void slow_retry_handler(saga_participant_t *p, const saga_command_t *cmd,
+                               saga_pending_t *pending, void *arg) {
+  (void)p;
+  fixture_t *f = arg;
+  f->handler_calls++;
+  if (cmd->attempt == 1) {
+    f->held = pending;
+    uv_timer_start(&f->later, answer_retryable_later, 50, 0);
+  } else {
+    saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "ok", 2, NULL);
+  }
+}
+
+/* Two copies of attempt 2 queue behind attempt 1, which is in the handler.
+ * Attempt 1's RETRYABLE hands the first copy to the handler, which applies
+ * the effect (SUCCESS, answered at once); the second copy must get that
+ * reply, not the handler: the first copy's record is still being written
+ * when the second is judged. It reached the handler a second time. */
+static void test_copies_queued_behind_a_retryable_attempt_apply_once(
+    void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("copies.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("copies"));
+  const char *reply_topics[] = {replies};
+  open_peer(&f, reply_topics, 1);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  saga_participant_t *p =
+      open_participant_with(&f, topic, group, store, slow_retry_handler);
+  send_command(&f, topic, "s-copy", replies, 1);
+  send_command(&f, topic, "s-copy", replies, 2);
+  send_command(&f, topic, "s-copy", replies, 2);
+  assert_true(wait_seen(&f, 3));
+  assert_int_equal(f.handler_calls, 2); /* attempt 1, attempt 2 once */
+  const seen_t *s = find_key(&f, "s-copy/reserve/DO/1", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_RETRYABLE);
+  for (int nth = 0; nth < 2; nth++) {
+    s = find_key(&f, "s-copy/reserve/DO/2", nth);
+    assert_non_null(s);
+    assert_int_equal(s->outcome, SAGA_OUTCOME_SUCCESS);
+    assert_string_equal(s->payload, "ok");
+  }
+  check_stats(&f, p, 2, 1, 3);
+  teardown_fixture(&f, p);
+}
+
 /* Attempt 1 of s-lost is handled but its reply goes to a topic nobody
  * reads (it reached the coordinator after its deadline, or never); the
  * coordinator's attempt 2 must not apply the effect again. s-flaky's
@@ -1498,6 +1560,8 @@ int main(void) {
           test_redelivered_command_never_reaches_the_handler_twice),
       cmocka_unit_test(
           test_a_retry_of_an_applied_effect_gets_the_recorded_reply),
+      cmocka_unit_test(
+          test_copies_queued_behind_a_retryable_attempt_apply_once),
       cmocka_unit_test(
           test_a_retry_after_a_lost_reply_applies_nothing_with_postgres),
       cmocka_unit_test(

@@ -233,6 +233,24 @@ class Dedup(Base):
         self.assertEqual(len(h.calls), 1)
         self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
 
+    def test_copies_behind_a_retryable_apply_the_effect_once(self):
+        # Two copies of attempt 2 wait behind attempt 1 in the handler.
+        # Attempt 1's RETRYABLE hands the first copy to the handler, which
+        # applies the effect at once; the second copy gets that reply. It
+        # reached the handler again (the effect applied twice).
+        h = Recorder(None, Result.success(b"applied"),
+                     Result.success(b"again"))
+        self.start(h)
+        self.feed(command_msg(0, attempt=1), command_msg(1, attempt=2),
+                  command_msg(2, attempt=2))
+        self.assertEqual(len(h.calls), 1)
+        self.p.complete(h.calls[0], Result.retryable("busy"))
+        self.p.poll(0)
+        self.assertEqual(len(h.calls), 2)
+        self.assertEqual([(r.attempt, r.payload) for r, _ in self.replies()],
+                         [(1, b""), (2, b"applied"), (2, b"applied")])
+        self.assertEqual(self.p.stats.duplicates, 1)
+
     def waiting_behind_a_retryable(self, h):
         """Attempt 1 in the handler; attempt 2, a copy of attempt 1 and a
         copy of attempt 2 wait for it; attempt 1 answers RETRYABLE and the

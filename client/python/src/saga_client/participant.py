@@ -583,9 +583,13 @@ class Participant:
                 self._reply(d, rec)
             else:
                 again.append(d)
+        # Judged afresh against the store, as new deliveries: the first of
+        # them may apply the effect (a later attempt after a FAILURE or
+        # RETRYABLE), and the next must then get that reply, not the
+        # handler again.
         for i, d in enumerate(again):
             try:
-                self._dispatch(d)
+                self._judge(d)
             except BaseException:
                 # The handler faulted on d (d is abandoned) and the
                 # exception leaves poll(): the commands after d waited for

@@ -993,6 +993,19 @@ static void test_cancel_sends_a_cancel_saga_or_says_why_not(void **state) {
           ts_kafka_bootstrap(), NULL);
   expect(&r, 1, NULL, "s-nosuch");
   result_free(&r);
+  /* a reason the coordinator would dead-letter is refused before it is
+   * sent (docs/reliability.md): past 1024 bytes, or a control character */
+  char longreason[1026];
+  memset(longreason, 'r', 1025);
+  longreason[1025] = '\0';
+  r = run("cancel", "s-run", "--reason", longreason, "--inbox", inbox,
+          "--kafka", ts_kafka_bootstrap(), NULL);
+  expect(&r, 2, NULL, "--reason: at most 1024 bytes of UTF-8");
+  result_free(&r);
+  r = run("cancel", "s-run", "--reason", "a\001b", "--inbox", inbox,
+          "--kafka", ts_kafka_bootstrap(), NULL);
+  expect(&r, 2, NULL, "--reason: at most 1024 bytes of UTF-8");
+  result_free(&r);
   r = run("cancel", "s-run", "--reason", "customer called", "--operator",
           "carol", "--inbox", inbox, "--kafka", ts_kafka_bootstrap(), NULL);
   expect(&r, 0, "cancel sent for saga s-run", NULL);

@@ -578,6 +578,30 @@ class HandlerResults(Base):
         self.p.poll(0)
         self.assertEqual([r.payload for r, _ in self.replies()], [b"small"])
 
+    def test_a_reason_too_big_to_send_is_refused_nothing_recorded(self):
+        # the reason counts as the payload does (it was recorded, and every
+        # redelivery then failed to send it)
+        h = Recorder(Result.failure("r" * 999000), None)
+        self.start(h)
+        self.consumer.inbox.append(command_msg(0))
+        with self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(SagaError) as e:
+                self.p.poll(0)
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.assertEqual(self.producer.produced, [])
+        self.assertIsNone(self.store.lookup("o-1/charge/DO"))
+
+    def test_topics_are_kafka_topic_names(self):
+        for bad in ("^orders.*", "a b", ".", "t" * 250):
+            with self.assertRaises(SagaError) as e:
+                self.p.handle(bad, Recorder())
+            self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+    def test_a_reason_that_is_not_text_is_refused_where_it_is_made(self):
+        with self.assertRaises(SagaError) as e:
+            Result.failure("half a pair \ud800")
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
 
 class LongIds(Base):
     def test_a_long_saga_id_gets_its_reply(self):

@@ -194,7 +194,9 @@ class BadRequests(Base):
         for call in (lambda: self.s.start("order", saga_id="o-c"),
                      lambda: self.s.cancel("o-c"),
                      lambda: self.s.wait("o-c", 1),
-                     lambda: self.s.poll(0)):
+                     lambda: self.s.poll(0),
+                     lambda: self.s.outcome("o-c"),
+                     lambda: self.s.subscribe(print)):
             self.refused("SAGA_ESTATE", call, "closed")
 
 
@@ -231,6 +233,22 @@ class Outcomes(Base):
             self.s.wait("o-7", 0.1)
         self.assertEqual(str(e.exception), 'SAGA_ETIMEDOUT: saga "o-7" has '
                          "no outcome after 0.1 s")
+
+    def test_run_names_its_whole_timeout(self):
+        with self.assertRaises(SagaError) as e:
+            self.s.run("order", saga_id="o-t", timeout=0.2)
+        self.assertEqual(str(e.exception), 'SAGA_ETIMEDOUT: saga "o-t" has '
+                         "no outcome after 0.2 s")
+
+    def test_topics_are_kafka_topic_names(self):
+        # librdkafka takes a name starting with '^' as a pattern
+        for bad in ("^orders.*", "a b", ".", "..", "t" * 250, ""):
+            with self.assertRaises(SagaError) as e:
+                Starter(None, inbox=bad, consumer=self.consumer,
+                        producer=self.producer)
+            self.assertEqual(e.exception.code, "SAGA_EINVAL")
+        Starter(None, inbox="t" * 249, consumer=self.consumer,
+                producer=self.producer)
 
     def test_run_starts_and_waits(self):
         self.consumer.inbox.append(note("o-3", NotificationKind.COMPLETED,
@@ -284,6 +302,21 @@ class Cancel(Base):
         self.consumer.inbox.append(note("o-6", NotificationKind.COMPLETED, 3))
         self.assertEqual(self.s.wait("o-6", 5).kind,
                          NotificationKind.COMPLETED)
+
+    def test_a_cancel_of_an_ended_saga_is_answered_by_its_refusal(self):
+        # as in C: the refusal, though the outcome is remembered
+        self.consumer.inbox.append(note("o-8", NotificationKind.COMPLETED, 1))
+        self.assertEqual(self.s.wait("o-8", 5).kind,
+                         NotificationKind.COMPLETED)
+        self.s.cancel("o-8", "changed my mind")
+        self.consumer.inbox.append(
+            note("o-8", NotificationKind.CANCEL_REFUSED, 2,
+                 reason="already completed: nothing to cancel"))
+        self.s.poll(0)
+        n = self.s.wait("o-8", 5)
+        self.assertEqual((n.kind, n.reason),
+                         (NotificationKind.CANCEL_REFUSED,
+                          "already completed: nothing to cancel"))
 
 
 

@@ -222,10 +222,10 @@ class Participant:
                             "bootstrap servers (a str such as "
                             f'"host:9092,host2:9092"), not '
                             f"{bootstrap_servers!r}")
-        if dlq_topic is not None and (not isinstance(dlq_topic, str)
-                                      or not dlq_topic):
-            raise SagaError("SAGA_EINVAL", "dlq_topic is a topic name (a "
-                            f"non-empty str) or None, not {dlq_topic!r}")
+        if dlq_topic is not None and not wire.is_topic(dlq_topic):
+            raise SagaError("SAGA_EINVAL", "dlq_topic is a Kafka topic name "
+                            f"(1 to {wire.MAX_TOPIC} of A-Z a-z 0-9 . _ -) "
+                            f"or None, not {dlq_topic!r}")
         kafka_config = _kafka.check_config(kafka_config)
         if kafka_config.get("group.id", group_id) != group_id:
             raise SagaError("SAGA_EINVAL", "kafka_config's group.id "
@@ -278,10 +278,10 @@ class Participant:
         Raises SagaError: SAGA_EINVAL
         (bad topic or handler), SAGA_EEXIST (topic already handled),
         SAGA_ESTATE (already started)."""
-        if not isinstance(topic, str) or not topic \
-                or len(topic.encode()) > wire.MAX_ID or not callable(handler):
-            raise SagaError("SAGA_EINVAL", "handle() needs a topic name of "
-                            f"1 to {wire.MAX_ID} bytes and a callable")
+        if not wire.is_topic(topic) or not callable(handler):
+            raise SagaError("SAGA_EINVAL", "handle() needs a Kafka topic "
+                            f"name (1 to {wire.MAX_TOPIC} of A-Z a-z 0-9 . _ "
+                            f"-), not {topic!r}, and a callable")
         if self._started or self._closed:
             raise SagaError("SAGA_ESTATE", "handlers are registered before "
                             "the participant starts")
@@ -375,10 +375,11 @@ class Participant:
         reply's ids and headers are added; such a reply, recorded, would be
         the answer to every redelivery and never reach the coordinator."""
         room = self._producer_max - _REPLY_OVERHEAD_MAX
-        if len(result.payload) > self._max or len(result.payload) > room:
+        size = len(result.payload) + len(result.reason.encode())
+        if size > self._max or size > room:
             limit = min(self._max, room)
-            raise SagaError("SAGA_ETOOBIG", f"the reply payload of "
-                            f"{len(result.payload)} bytes exceeds the "
+            raise SagaError("SAGA_ETOOBIG", f"the reply's payload and reason "
+                            f"of {size} bytes exceed the "
                             f"ceiling of {limit} bytes (max_message_bytes "
                             f"{self._max}, Kafka's message.max.bytes "
                             f"{self._producer_max} less room for the "
@@ -561,6 +562,14 @@ class Participant:
         del self._inflight[job.cmd.effect_key]
         rec = RecordedReply(result.outcome, result.payload, result.reason,
                             job.cmd.attempt)
+        # Encoded before it is recorded: a reply the store kept but the
+        # wire could never carry would answer every redelivery with nothing.
+        try:
+            encoded = self._encode_reply(job, rec)
+        except Exception as e:  # SagaError
+            self._abandon(job, f"the reply cannot be sent, so it is not "
+                          f"recorded: {e}")
+            return
         # Record before replying: a crash between the two re-sends the
         # recorded reply on redelivery instead of running the handler again.
         try:
@@ -574,7 +583,7 @@ class Participant:
             # and those waiting for it are abandoned as after a StoreError.
             self._abandon(job, f"the store raised {e!r}")
             raise
-        self._reply(job, rec)
+        self._reply(job, rec, encoded)
         dups, job.dups = job.dups, []
         again = []
         for d in dups:
@@ -614,19 +623,25 @@ class Participant:
                 self._producer.poll(0.1)
         raise SagaError("SAGA_EKAFKA", "the producer queue stayed full")
 
-    def _reply(self, job, rec):
+    def _encode_reply(self, job, rec):
+        """The Reply to job's command carrying rec: (value, headers), or
+        SagaError when it cannot be encoded within max_message_bytes."""
+        c = job.pb
+        rep = self._Reply(saga_id=c.saga_id, step=c.step,
+                          action=c.action, attempt=c.attempt,
+                          idempotency_key=c.idempotency_key,
+                          outcome=int(rec.outcome), payload=rec.payload,
+                          reason=rec.reason)
+        return wire.encode(
+            rep, correlation_id=job.meta.correlation_id or c.saga_id,
+            causation_id=c.idempotency_key,
+            traceparent=wire.child_traceparent(job.meta.traceparent),
+            max_bytes=self._max)
+
+    def _reply(self, job, rec, encoded=None):
         c = job.pb
         try:
-            rep = self._Reply(saga_id=c.saga_id, step=c.step,
-                              action=c.action, attempt=c.attempt,
-                              idempotency_key=c.idempotency_key,
-                              outcome=int(rec.outcome), payload=rec.payload,
-                              reason=rec.reason)
-            value, headers = wire.encode(
-                rep, correlation_id=job.meta.correlation_id or c.saga_id,
-                causation_id=c.idempotency_key,
-                traceparent=wire.child_traceparent(job.meta.traceparent),
-                max_bytes=self._max)
+            value, headers = encoded or self._encode_reply(job, rec)
             self._produce(job, c.reply_topic, c.saga_id.encode(), value,
                           headers)
         except Exception as e:  # SagaError, KafkaException

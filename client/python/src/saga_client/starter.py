@@ -94,9 +94,10 @@ class Starter:
                             f"{bootstrap_servers!r}")
         for what, topic in (("inbox", inbox),
                             ("notifications", notifications)):
-            if not isinstance(topic, str) or not topic:
-                raise SagaError("SAGA_EINVAL", f"{what} is a topic name (a "
-                                f"non-empty str), not {topic!r}")
+            if not wire.is_topic(topic):
+                raise SagaError("SAGA_EINVAL", f"{what} is a Kafka topic "
+                                f"name (1 to {wire.MAX_TOPIC} of A-Z a-z 0-9 "
+                                f". _ -), not {topic!r}")
         wire.as_seconds("setup_timeout", setup_timeout)
         self._max = wire.as_max_bytes(max_message_bytes)
         kafka_config = _kafka.check_config(kafka_config)
@@ -139,7 +140,7 @@ class Starter:
             pass
 
     def _assign_at_end(self, timeout):
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaError, KafkaException, TopicPartition
         deadline = time.monotonic() + timeout
         partitions, why = [], "no answer"
         # A topic being auto-created has no partitions at first: ask again
@@ -170,8 +171,11 @@ class Starter:
                     TopicPartition(self.notifications, p),
                     timeout=max(0.1, deadline - time.monotonic()))
             except Exception as e:
-                raise SagaError("SAGA_EKAFKA", "could not read the end of "
-                                f'"{self.notifications}" partition {p}: '
+                timed_out = isinstance(e, KafkaException) and \
+                    e.args[0].code() == KafkaError._TIMED_OUT
+                raise SagaError("SAGA_ETIMEDOUT" if timed_out
+                                else "SAGA_EKAFKA", "could not read the end "
+                                f'of "{self.notifications}" partition {p}: '
                                 f"{e}") from e
             assignment.append(TopicPartition(self.notifications, p, hi))
         self._consumer.assign(assignment)
@@ -181,8 +185,9 @@ class Starter:
         (every kind, every saga), from within poll()/wait(). Progress
         notes (STARTED, STEP_DONE) are among them only when sagad's
         ``topic.progress`` is this starter's notifications topic (sagad
-        sends none by default). Raises SagaError(SAGA_EINVAL) when
-        callback is not callable."""
+        sends none by default). Raises SagaError: SAGA_EINVAL when
+        callback is not callable, SAGA_ESTATE once closed."""
+        self._check_open()
         if not callable(callback):
             raise SagaError("SAGA_EINVAL", "subscribe() takes a callable, "
                             f"not {type(callback).__name__}")
@@ -319,7 +324,9 @@ class Starter:
         return note
 
     def outcome(self, saga_id):
-        """The remembered outcome notification of saga_id, or None."""
+        """The remembered outcome notification of saga_id, or None. Raises
+        SagaError(SAGA_ESTATE) once closed."""
+        self._check_open()
         return self._outcomes.get(saga_id)
 
     def wait(self, saga_id, timeout):
@@ -337,24 +344,34 @@ class Starter:
             raise SagaError("SAGA_EINVAL", "wait() needs a saga id of 1 to "
                             f"{wire.MAX_ID} bytes, not {saga_id!r:.80}")
         deadline = time.monotonic() + timeout
-        while saga_id not in self._outcomes:
+        while True:
+            # A refusal of this starter's cancel first, as the C starter:
+            # a cancel of a saga that had ended answers with its refusal.
             if saga_id in self._refusals:
                 return self._refusals.pop(saga_id)
+            if saga_id in self._outcomes:
+                return self._outcomes[saga_id]
             left = deadline - time.monotonic()
             if left <= 0:
                 raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}" has no '
                                 f"outcome after {timeout} s")
             self._poll(min(left, 0.1))
-        return self._outcomes[saga_id]
 
     def run(self, saga_type, input=b"", *, timeout=30.0, **start_args):
-        """start() then wait(), within ``timeout`` seconds in all (as
-        saga_run_saga): the saga's outcome Notification. Raises what they
-        raise."""
+        """start() then wait(), within ``timeout`` seconds in all: the
+        saga's outcome Notification. (saga_run_saga's timeout also covers
+        the setup, which a Starter did when it was made.) Raises what they
+        raise; SAGA_ETIMEDOUT names the whole timeout."""
         wire.as_seconds("timeout", timeout)
         deadline = time.monotonic() + timeout
         saga_id = self.start(saga_type, input, timeout=timeout, **start_args)
-        return self.wait(saga_id, max(0.0, deadline - time.monotonic()))
+        try:
+            return self.wait(saga_id, max(0.0, deadline - time.monotonic()))
+        except SagaError as e:
+            if e.code != "SAGA_ETIMEDOUT":
+                raise
+            raise SagaError("SAGA_ETIMEDOUT", f'saga "{saga_id}" has no '
+                            f"outcome after {timeout} s") from None
 
     def close(self):
         """Flush what is in flight and close both clients. A second call

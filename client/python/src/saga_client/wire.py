@@ -163,7 +163,26 @@ def as_text(what, value):
     if "\0" in value:
         raise SagaError("SAGA_EINVAL", f"{what} contains a NUL byte at byte "
                         f"{_nul_at(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate: no UTF-8 for it
+        raise SagaError("SAGA_EINVAL", f"{what} is not valid text at "
+                        f"character {e.start}") from None
     return value
+
+
+MAX_TOPIC = 249
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789._-")
+
+
+def is_topic(value):
+    """True for a name Kafka takes as a topic: 1 to 249 of A-Z a-z 0-9 .
+    _ -, not "." or ".." (the C library's rule). librdkafka would take a
+    name starting with '^' as a pattern to subscribe to."""
+    return (isinstance(value, str) and 0 < len(value) <= MAX_TOPIC
+            and value not in (".", "..")
+            and all(ch in _TOPIC_CHARS for ch in value))
 
 
 def _nul_at(text):

@@ -47,6 +47,8 @@ struct saga_pending {
   int recording;              /* done() called, its record not answered
                                  yet: the effect's command still, so the
                                  same effect waits behind it */
+  int do_refused;             /* a COMPENSATE: its DO's refusal is
+                                 recorded (see on_recorded) */
   int with_user;              /* handed to the handler, done() not yet:
                                  outlives a close (then j->p is NULL) */
   /* done()'s reply, owned: a store may answer the record later */
@@ -302,6 +304,28 @@ static void abandon_dups(saga_pending_t *j) {
 
 /* ---- done ---- */
 
+static void send_recorded(saga_pending_t *j);
+static void other_key(const saga_pending_t *j, char *buf, size_t len);
+
+/* A compensated step's DO refusal is recorded (or could not be). */
+static void on_do_refused(void *arg, int err) {
+  saga_pending_t *j = arg;
+  j->recording = 0;
+  if (err || j->p->closing) {
+    if (err) {
+      char key[sizeof j->effect_key];
+      other_key(j, key, sizeof key);
+      note_store(j->p, "record", key, err);
+    } else {
+      note_closing(j);
+    }
+    abandon_dups(j);
+    job_abandon(j);
+    return;
+  }
+  send_recorded(j);
+}
+
 static void on_recorded(void *arg, int err) {
   saga_pending_t *j = arg;
   j->recording = 0;
@@ -314,6 +338,28 @@ static void on_recorded(void *arg, int err) {
     job_abandon(j);
     return;
   }
+  if (j->cmd->action == SAGA__V1__ACTION__ACTION_COMPENSATE &&
+      j->reply.outcome == SAGA_OUTCOME_SUCCESS && !j->do_refused) {
+    /* docs/protocol.md 3b: once its step is compensated, a DO that comes
+     * later is never applied, whatever its attempt. A voided compensation
+     * recorded this first (on_do_lookup); one the handler made, while its
+     * DO was in the handler too, records it now, before its reply and
+     * before the commands waiting behind it are judged. The store keeps a
+     * recorded SUCCESS of the DO (its redeliveries get that). */
+    char key[sizeof j->effect_key];
+    other_key(j, key, sizeof key);
+    saga_recorded_reply_t t = {SAGA_OUTCOME_FAILURE, NULL, 0, VOID_DO_REASON,
+                               VOID_ATTEMPT};
+    j->do_refused = 1;
+    j->recording = 1;
+    j->p->store.record(j->p->store.ctx, key, &t, on_do_refused, j);
+    return;
+  }
+  send_recorded(j);
+}
+
+/* Send j's recorded reply, then answer those waiting behind it. */
+static void send_recorded(saga_pending_t *j) {
   void *buf = j->out;
   rd_kafka_headers_t *h = j->out_hdrs;
   j->out = NULL;
@@ -494,7 +540,9 @@ static void on_tombstone(void *arg, int err) {
     job_abandon(j);
     return;
   }
-  /* Recorded and answered like a handler's SUCCESS (in_handler is set). */
+  /* Recorded and answered like a handler's SUCCESS (in_handler is set);
+   * the DO's refusal is recorded already. */
+  j->do_refused = 1;
   (void)saga_participant_done(j, SAGA_OUTCOME_SUCCESS, NULL, 0,
                               VOID_COMP_REASON);
 }

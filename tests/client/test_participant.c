@@ -607,6 +607,9 @@ static void step_handler(saga_participant_t *p, const saga_command_t *cmd,
   } else if (strstr(cmd->saga_id, "held") && !f->held) {
     f->held = pending;
     uv_timer_start(&f->later, answer_later, 50, 0);
+  } else if (strstr(cmd->saga_id, "late") && cmd->attempt == 1) {
+    f->held = pending; /* RETRYABLE, 50 ms later */
+    uv_timer_start(&f->later, answer_retryable_later, 50, 0);
   } else {
     saga_participant_done(pending, SAGA_OUTCOME_SUCCESS, "ok", 2, NULL);
   }
@@ -681,6 +684,49 @@ static void compensations_undo_only_what_was_applied(saga_idem_store_t store,
   assert_true(held > find_key(&f, "s-held/reserve/COMPENSATE/1", 0));
   /* the refused DOs came from the store: duplicates */
   check_stats(&f, p, 5, 3, 10);
+  teardown_fixture(&f, p);
+}
+
+/* docs/protocol.md 3b, for a compensation the handler made: DO attempt 1
+ * is in the handler when its COMPENSATE arrives, which then goes to the
+ * handler too (no outcome recorded yet) and undoes the step; DO attempt 1
+ * ends RETRYABLE. DO attempt 2, arriving after the compensation, must be
+ * refused, never applied. It reached the handler: only a voided
+ * compensation recorded the DO's refusal. */
+static void test_a_do_after_a_handled_compensation_is_refused(void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  do_calls = undo_calls = 0;
+  char topic[128], replies[128], group[128];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("late.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("late"));
+  const char *reply_topics[] = {replies};
+  open_peer(&f, reply_topics, 1);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  saga_participant_t *p =
+      open_participant_with(&f, topic, group, store, step_handler);
+  const saga_action_t DO = SAGA_ACTION_DO, UNDO = SAGA_ACTION_COMPENSATE;
+  send_action_with(&f, topic, "s-late", replies, DO, 1, "x", 1, 0);
+  send_action_with(&f, topic, "s-late", replies, UNDO, 1, "x", 1, 0);
+  assert_true(wait_seen(&f, 2));
+  send_action_with(&f, topic, "s-late", replies, DO, 2, "x", 1, 0);
+  assert_true(wait_seen(&f, 3));
+  assert_int_equal(do_calls, 1);
+  assert_int_equal(undo_calls, 1);
+  const seen_t *s = find_key(&f, "s-late/reserve/COMPENSATE/1", 0);
+  assert_non_null(s);
+  assert_string_equal(s->payload, "undone");
+  s = find_key(&f, "s-late/reserve/DO/1", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_RETRYABLE);
+  s = find_key(&f, "s-late/reserve/DO/2", 0);
+  assert_non_null(s);
+  assert_int_equal(s->outcome, SAGA_OUTCOME_FAILURE);
+  assert_non_null(strstr(s->reason, "compensated before"));
+  check_stats(&f, p, 2, 1, 3);
   teardown_fixture(&f, p);
 }
 
@@ -1562,6 +1608,7 @@ int main(void) {
           test_a_retry_of_an_applied_effect_gets_the_recorded_reply),
       cmocka_unit_test(
           test_copies_queued_behind_a_retryable_attempt_apply_once),
+      cmocka_unit_test(test_a_do_after_a_handled_compensation_is_refused),
       cmocka_unit_test(
           test_a_retry_after_a_lost_reply_applies_nothing_with_postgres),
       cmocka_unit_test(

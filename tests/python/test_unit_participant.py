@@ -220,6 +220,39 @@ class Dedup(Base):
         self.assertEqual([c.effect_key for c in h.calls],
                          ["o-1/charge/DO", "o-1/charge/COMPENSATE"])
 
+    def test_a_do_after_a_handled_compensation_is_refused(self):
+        # 3b for a compensation the handler made while its DO was in the
+        # handler too: the DO ends RETRYABLE, and attempt 2, arriving
+        # after the compensation, is refused, never applied (it was).
+        h = Recorder(None, Result.success(b"undone"))
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1, action=2))
+        self.p.complete(h.calls[0], Result.retryable("busy"))
+        self.p.poll(0)
+        self.feed(command_msg(2, attempt=2))
+        self.assertEqual(len(h.calls), 2)
+        last, _ = self.replies()[-1]
+        self.assertEqual((last.action, last.attempt, last.outcome),
+                         (1, 2, int(Outcome.FAILURE)))
+        self.assertIn("compensated before", last.reason)
+
+    def test_a_do_waits_for_its_compensation_in_the_handler(self):
+        # as in C: DO attempt 2, released while the step's compensation is
+        # in the handler, waits for it, and is then refused
+        h = Recorder(None, None)
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1, action=2),
+                  command_msg(2, attempt=2))
+        self.p.complete(h.calls[0], Result.retryable("busy"))
+        self.p.poll(0)
+        self.assertEqual(len(h.calls), 2)  # not DO attempt 2
+        self.p.complete(h.calls[1], Result.success(b"undone"))
+        self.p.poll(0)
+        self.assertEqual(len(h.calls), 2)
+        last, _ = self.replies()[-1]
+        self.assertEqual((last.action, last.attempt, last.outcome),
+                         (1, 2, int(Outcome.FAILURE)))
+
     def test_same_effect_waits_for_the_one_in_the_handler(self):
         h = Recorder(None)  # the first answers later
         self.start(h)

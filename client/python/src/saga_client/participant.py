@@ -504,6 +504,12 @@ class Participant:
     def _dispatch(self, job):
         key = job.cmd.effect_key
         first = self._inflight.get(key)
+        if first is None and job.cmd.action == Action.DO:
+            # A DO waits for its step's compensation in the handler (as in
+            # C): if that compensates the step, the DO is refused.
+            c = job.cmd
+            first = self._inflight.get(
+                wire.effect_key(c.saga_id, c.step, Action.COMPENSATE))
         if first is not None:
             first.dups.append(job)  # answered when that one is done
             return
@@ -583,11 +589,27 @@ class Participant:
             # and those waiting for it are abandoned as after a StoreError.
             self._abandon(job, f"the store raised {e!r}")
             raise
+        if job.cmd.action == Action.COMPENSATE and \
+                rec.outcome == Outcome.SUCCESS:
+            # 3b: once its step is compensated, a DO that comes later is
+            # never applied. A voided compensation recorded this first;
+            # one the handler made (its DO was in the handler too) records
+            # it now. The store keeps a recorded SUCCESS of the DO.
+            c = job.cmd
+            try:
+                self.store.record(
+                    wire.effect_key(c.saga_id, c.step, Action.DO),
+                    RecordedReply(Outcome.FAILURE, b"", VOID_DO_REASON,
+                                  VOID_ATTEMPT))
+            except StoreError as e:
+                self._abandon(job, str(e))
+                return
         self._reply(job, rec, encoded)
         dups, job.dups = job.dups, []
         again = []
         for d in dups:
-            if rec.answers(d.cmd.attempt):
+            if d.cmd.effect_key == job.cmd.effect_key and \
+                    rec.answers(d.cmd.attempt):
                 self.stats.duplicates += 1
                 self._reply(d, rec)
             else:

@@ -483,6 +483,28 @@ class DeadLetters(Base):
         self.assertEqual(self.p.stats.dead_lettered, 1)
         return headers_dict(d["headers"])
 
+    def test_a_dead_letter_too_big_for_the_producer_says_what_it_dropped(
+            self):
+        # as in C: the headers stay, the value goes, and two headers say so
+        tries = []
+
+        def refuse_the_first(topic):
+            tries.append(topic)
+            if len(tries) == 1:  # the dead letter with its value
+                raise RuntimeError("KafkaError{code=MSG_SIZE_TOO_LARGE}")
+        self.producer.before_produce = refuse_the_first
+        self.start(Recorder())
+        m = command_msg(4, headers=[("x-mine", b"kept")])
+        self.feed(m)
+        [d] = self.producer.produced
+        self.assertIsNone(d["value"])
+        h = headers_dict(d["headers"])
+        self.assertEqual(h["x-mine"], "kept")
+        self.assertEqual(h["saga-dlq-size"], str(len(m.value())))
+        self.assertEqual(h["saga-dlq-truncated"],
+                         f"value of {len(m.value())} bytes dropped: too "
+                         "large for the producer")
+
     def test_missing_type_header(self):
         h = self.dead_letter(command_msg(4, headers=[("x-mine", b"kept")]))
         self.assertEqual(h["saga-dlq-reason"], 'SAGA_ETYPE: header '

@@ -240,6 +240,15 @@ class Outcomes(Base):
         self.assertEqual(str(e.exception), 'SAGA_ETIMEDOUT: saga "o-t" has '
                          "no outcome after 0.2 s")
 
+    def test_a_start_the_producer_cannot_take_is_too_big(self):
+        # as in C: past message.max.bytes (librdkafka's 1000000 by default,
+        # below the 1 MiB max_message_bytes) it is SAGA_ETOOBIG, not sent
+        with self.assertRaises(SagaError) as e:
+            self.s.start("order", b'"' + b"x" * 999990 + b'"', saga_id="o-b")
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.assertIn("message.max.bytes (1000000)", str(e.exception))
+        self.assertEqual(self.producer.produced, [])
+
     def test_topics_are_kafka_topic_names(self):
         # librdkafka takes a name starting with '^' as a pattern
         for bad in ("^orders.*", "a b", ".", "..", "t" * 250, ""):

@@ -77,3 +77,12 @@ def make_clients(bootstrap_servers, consumer_defaults, extra):
         raise SagaError("SAGA_EKAFKA",
                         f"could not create the Kafka clients: {e}") from e
     return consumer, producer
+
+
+def producer_max_bytes(kafka_config):
+    """The producer's message.max.bytes: the caller's, else librdkafka's
+    default of 1000000."""
+    try:
+        return int(kafka_config.get("message.max.bytes", 1000000))
+    except (TypeError, ValueError):
+        return 1000000

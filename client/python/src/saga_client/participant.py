@@ -174,15 +174,6 @@ def _source(msg):
 _REPLY_OVERHEAD_MAX = 4096
 
 
-def _producer_max_bytes(kafka_config):
-    """The producer's message.max.bytes: the caller's, else librdkafka's
-    default of 1000000."""
-    try:
-        return int(kafka_config.get("message.max.bytes", 1000000))
-    except (TypeError, ValueError):
-        return 1000000
-
-
 class Participant:
     """A participant service: handlers per command topic, an effect store,
     a Kafka consumer group.
@@ -234,7 +225,7 @@ class Participant:
         self.store = store
         self.stats = Stats()
         self._max = wire.as_max_bytes(max_message_bytes)
-        self._producer_max = _producer_max_bytes(kafka_config)
+        self._producer_max = _kafka.producer_max_bytes(kafka_config)
         self._dlq_topic = dlq_topic
         self._handlers = {}
         self._parts = {}
@@ -678,7 +669,14 @@ class Participant:
         try:
             self._produce(job, to, m.key(), m.value(), headers)
         except Exception:
-            try:  # too big for the broker: keep the headers, drop the value
+            # Too big for the producer: keep the headers and say what was
+            # dropped (as the C library and sagad do), never a silent cut.
+            n = len(m.value() or b"")
+            headers += [
+                (wire.HDR_DLQ_SIZE, str(n).encode()),
+                (wire.HDR_DLQ_TRUNCATED, f"value of {n} bytes dropped: too "
+                 "large for the producer".encode())]
+            try:
                 self._produce(job, to, m.key(), None, headers)
             except Exception as e:
                 self._abandon(job, f"could not dead-letter it to {to} "

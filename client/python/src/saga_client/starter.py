@@ -101,6 +101,7 @@ class Starter:
         wire.as_seconds("setup_timeout", setup_timeout)
         self._max = wire.as_max_bytes(max_message_bytes)
         kafka_config = _kafka.check_config(kafka_config)
+        self._producer_max = _kafka.producer_max_bytes(kafka_config)
         self._closed = True  # until the clients exist: close() is a no-op
         if consumer is None or producer is None:
             # librdkafka wants a group.id even to assign by hand; this
@@ -265,7 +266,17 @@ class Starter:
 
     def _produce_acked(self, saga_id, value, headers, timeout, what, doing):
         """Produce to the inbox keyed by saga_id; wait for the ack. what
-        ("start") and doing ('start saga "x"') name it in errors."""
+        ("start") and doing ('start saga "x"') name it in errors. A message
+        the producer's message.max.bytes cannot take (with its key and
+        headers) is SAGA_ETOOBIG, as in C, before anything is sent."""
+        # a record's size as the C library reckons it (kafka_limits.h):
+        # its framing, key, value, and each header's name and value
+        size = 36 + len(value) + len(saga_id.encode()) + sum(
+            10 + len(k.encode()) + len(v or b"") for k, v in headers)
+        if size > self._producer_max:
+            raise SagaError("SAGA_ETOOBIG", f"could not {doing}: {size} "
+                            "bytes encoded, past the producer's "
+                            f"message.max.bytes ({self._producer_max})")
         report = []
         try:
             self._producer.produce(self.inbox, key=saga_id.encode(),

@@ -32,6 +32,8 @@ HDR_CAUSATION = "causation-id"
 HDR_TRACEPARENT = "traceparent"
 HDR_DLQ_REASON = "saga-dlq-reason"
 HDR_DLQ_SOURCE = "saga-dlq-source"
+HDR_DLQ_SIZE = "saga-dlq-size"
+HDR_DLQ_TRUNCATED = "saga-dlq-truncated"
 
 # The name of the Command field that carries the definition's action name
 # ("charge", "refund") once the protocol has it; read only when present.

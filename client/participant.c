@@ -307,23 +307,30 @@ static void abandon_dups(saga_pending_t *j) {
 static void send_recorded(saga_pending_t *j);
 static void other_key(const saga_pending_t *j, char *buf, size_t len);
 
+/* After the record of a COMPENSATE's DO refusal (under the other
+ * action's key): on err or a close, say why, abandon j and those waiting
+ * behind it, and return 1; else 0. */
+static int do_refusal_failed(saga_pending_t *j, int err) {
+  if (!err && !j->p->closing)
+    return 0;
+  if (err) {
+    char key[sizeof j->effect_key];
+    other_key(j, key, sizeof key);
+    note_store(j->p, "record", key, err);
+  } else {
+    note_closing(j);
+  }
+  abandon_dups(j);
+  job_abandon(j);
+  return 1;
+}
+
 /* A compensated step's DO refusal is recorded (or could not be). */
 static void on_do_refused(void *arg, int err) {
   saga_pending_t *j = arg;
   j->recording = 0;
-  if (err || j->p->closing) {
-    if (err) {
-      char key[sizeof j->effect_key];
-      other_key(j, key, sizeof key);
-      note_store(j->p, "record", key, err);
-    } else {
-      note_closing(j);
-    }
-    abandon_dups(j);
-    job_abandon(j);
-    return;
-  }
-  send_recorded(j);
+  if (!do_refusal_failed(j, err))
+    send_recorded(j);
 }
 
 static void on_recorded(void *arg, int err) {
@@ -528,18 +535,8 @@ static void dispatch(saga_pending_t *j) {
 
 static void on_tombstone(void *arg, int err) {
   saga_pending_t *j = arg;
-  if (err || j->p->closing) {
-    if (err) {
-      char key[sizeof j->effect_key];
-      other_key(j, key, sizeof key);
-      note_store(j->p, "record", key, err);
-    } else {
-      note_closing(j);
-    }
-    abandon_dups(j);
-    job_abandon(j);
+  if (do_refusal_failed(j, err))
     return;
-  }
   /* Recorded and answered like a handler's SUCCESS (in_handler is set);
    * the DO's refusal is recorded already. */
   j->do_refused = 1;

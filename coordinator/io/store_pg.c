@@ -2,8 +2,8 @@
  * libuv face, and recovery reads on a worker thread (uv_queue_work) over a
  * blocking connection of their own, so the loop is never blocked by them;
  * recovery lists every record of a partition's open sagas in one query
- * (saga_index joined to es_events) rather than one query per saga, read
- * through a cursor and handed to the engine LOAD_CHUNK_ROWS at a time. A
+ * (saga_index joined to es_events) rather than one query per saga,
+ * streamed and handed to the engine LOAD_CHUNK_ROWS at a time. A
  * batch larger than LANE_BLOCK streams is split over LANES connections, by
  * blocks of LANE_BLOCK streams, which append at the same time (two PostgreSQL
  * backends, two cores): each lane is one transaction and one round trip,
@@ -122,12 +122,26 @@ static const char UPSERT_ONE_SQL[] =
     "CASE WHEN $12::bigint = 0 THEN 'infinity'::timestamptz "
     "ELSE to_timestamp($12::bigint / 1000.0) END) " UPSERT_CONFLICT;
 
+/* Recovery's read: the open sagas of some partitions, each with its
+ * records. Stream by stream without sorting the sagas: a LATERAL subquery
+ * with an ORDER BY of its own is never flattened into the join, so it can
+ * only be the inner side of a nested loop, run once per saga_index row --
+ * each saga's records come together, in version order, and saga_index is
+ * read in the order of its pages. The reads' connection plans without
+ * parallel workers (ensure_sync), whose rows a Gather would interleave.
+ * It used to be a join ORDER BY saga_id, stream_version read through a
+ * cursor: a walk of saga_index's primary key (a heap page per saga, the
+ * HOT chains of its updates followed at each) under an incremental sort,
+ * and every FETCH's rows copied into a tuplestore before they were sent
+ * (FETCH is a utility statement) -- 1.58 s of backend CPU for 100,000
+ * sagas, 3 records each (docs/benchmarks.md, "Recovery's read streamed"). */
 static const char LOAD_PARTS_SQL[] =
     "SELECT i.saga_id, i.partition, e.stream_version, e.data "
-    "FROM saga_index i JOIN es_events e ON e.stream_id = 'saga-' || i.saga_id "
+    "FROM saga_index i CROSS JOIN LATERAL ("
+    "SELECT stream_version, data FROM es_events "
+    "WHERE stream_id = 'saga-' || i.saga_id ORDER BY stream_version) e "
     "WHERE i.partition = ANY($1::int[]) "
-    "AND (i.status NOT IN ('completed', 'compensated') OR i.notify_pending) "
-    "ORDER BY i.saga_id, e.stream_version";
+    "AND (i.status NOT IN ('completed', 'compensated') OR i.notify_pending)";
 
 /* The final notifications of these sagas were delivered (lane 0, after
  * the upserts: a saga finished in this very batch keeps its flag). Found
@@ -458,11 +472,21 @@ static int ensure_sync(sagad_store_pg_t *s, char *err, size_t errlen) {
   /* No JIT on this connection: its reads are index probes, however many
    * rows. Recovery's join over 100,000 open sagas is estimated far past
    * jit_above_cost and the inlining and optimisation thresholds; with
-   * PostgreSQL's default (jit on) its cursor's DECLARE and first FETCH
+   * PostgreSQL's default (jit on) its first rows (then through a cursor)
    * took 0.31-0.32 s, 0.04-0.05 s without, the rest of the read the same
    * (docs/benchmarks.md, "Recovery's read without JIT"). A server without
-   * the setting has no JIT: its error changes nothing. */
+   * the setting has no JIT: its error changes nothing. No parallel
+   * workers either: recovery's rows must come stream by stream, and a
+   * Gather interleaves its workers' rows (LOAD_PARTS_SQL). And no sorts:
+   * every read here wants a stream's records in version order, which the
+   * (stream_id, stream_version) index gives; planned on statistics older
+   * than a burst of sagas (one stream's rows estimated in the thousands),
+   * recovery's join took a bitmap scan and a sort per saga instead, 2.0 s
+   * of backend CPU for 100,000 sagas against 1.3 s by the index
+   * (docs/benchmarks.md, "Recovery's read streamed"). */
   PQclear(PQexec(s->sync, "SET jit = off"));
+  PQclear(PQexec(s->sync, "SET max_parallel_workers_per_gather = 0"));
+  PQclear(PQexec(s->sync, "SET enable_sort = off"));
   return 0;
 }
 
@@ -497,8 +521,10 @@ static int64_t be64(const char *p) {
  * A load runs on a libuv worker thread (uv_queue_work) on the blocking
  * reads' connection, so the loop keeps serving while it reads; one load at
  * a time (one connection), the others queued in order. A saga's load reads
- * its rows at once. A recovery load reads through a cursor, LOAD_CHUNK_ROWS
- * rows per trip to the worker: back on the loop, the worker is sent for the
+ * its rows at once. A recovery load streams its query's rows (libpq's
+ * single-row mode) and keeps LOAD_CHUNK_ROWS rows per trip to the worker,
+ * the query still running between trips: back on the loop, the worker is
+ * sent for the
  * next chunk first (into the load's other buffer), then the engine gets the
  * chunk record by record, so reading and replaying overlap and the memory
  * held is two chunks whatever the number of sagas; the loop serves other
@@ -506,7 +532,6 @@ static int64_t be64(const char *p) {
  * engine/load.c). A load pending at close ends with status -1. */
 
 #define LOAD_CHUNK_ROWS 4096
-#define RECOVER_CURSOR "sagad_recover"
 
 typedef struct pg_row {
   int32_t partition;
@@ -533,10 +558,10 @@ typedef struct pg_load {
   sagad_load_cb cb;
   sagad_load_done_cb done;
   void *arg;
-  int chunked; /* a recovery load: through the cursor, chunk by chunk */
+  int chunked; /* a recovery load: streamed, chunk by chunk */
   /* the worker's (between trips: the loop's) */
-  int cursor_open; /* its transaction and cursor are open */
-  int eof;         /* the last chunk is read (the cursor closed) */
+  int streaming; /* its query is sent and its rows not all read */
+  int eof;       /* the last chunk is read (the query ended) */
   pg_chunk_t chunk[2];
   int fill; /* the chunk the worker fills; the other one is delivered */
   size_t rows_read; /* by the worker, all trips */
@@ -622,69 +647,70 @@ static int read_rows_once(pg_load_t *L) {
   return rc;
 }
 
-/* One statement of a recovery load on the reads' connection: 0 when its
- * result has status `want` (then *out holds it, if out), else -1 with the
- * error in L->err (worker thread). */
-static int cursor_exec(pg_load_t *L, const char *sql, int nparams,
-                       ExecStatusType want, PGresult **out) {
-  PGresult *r = PQexecParams(L->s->sync, sql, nparams, NULL,
-                             nparams ? (const char *const *)L->params : NULL,
-                             NULL, NULL, 1);
-  if (PQresultStatus(r) != want) {
-    set_err_in(L->err, sizeof L->err, "could not read the event store",
-               r ? PQresultErrorMessage(r) : PQerrorMessage(L->s->sync));
-    PQclear(r);
-    return -1;
+/* End a streamed query early (worker thread): ask the server to cancel
+ * it and read what is left, so that the connection can take the next
+ * query. A lost connection ends the reading at once. */
+static void stream_abandon(PGconn *pg) {
+  PGcancel *cancel = PQgetCancel(pg);
+  char ignored[256];
+  if (cancel) {
+    PQcancel(cancel, ignored, (int)sizeof ignored);
+    PQfreeCancel(cancel);
   }
-  if (out)
-    *out = r;
-  else
+  PGresult *r;
+  while ((r = PQgetResult(pg)))
     PQclear(r);
-  return 0;
 }
 
-/* The next chunk of a recovery load (worker thread): the first trip opens
- * a transaction and the cursor over the load's query; the trip that reads
- * fewer than LOAD_CHUNK_ROWS rows commits it (the cursor ends with it). A
- * failure ends the transaction. */
+/* The next chunk of a recovery load (worker thread): the first trip sends
+ * the load's query in single-row mode; every trip keeps its rows until it
+ * has LOAD_CHUNK_ROWS or the result has ended (then L->eof). The query
+ * runs on between trips, the server waiting on the socket when the rows
+ * are not read; nothing else uses the reads' connection meanwhile (one
+ * load at a time). A failure abandons the query. */
 static int read_chunk(pg_load_t *L) {
   sagad_store_pg_t *s = L->s;
   pg_chunk_t *c = &L->chunk[L->fill];
-  if (!L->cursor_open) {
-    char declare[sizeof LOAD_PARTS_SQL + 64];
-    snprintf(declare, sizeof declare, "DECLARE " RECOVER_CURSOR
-             " NO SCROLL CURSOR FOR %s", L->sql);
-    if (ensure_sync(s, L->err, sizeof L->err) ||
-        cursor_exec(L, "BEGIN", 0, PGRES_COMMAND_OK, NULL) != 0)
+  if (!L->streaming) {
+    if (ensure_sync(s, L->err, sizeof L->err))
       return -1;
-    L->cursor_open = 1;
-    if (cursor_exec(L, declare, L->nparams, PGRES_COMMAND_OK, NULL) != 0)
-      goto fail;
-  }
-  char fetch[64];
-  snprintf(fetch, sizeof fetch, "FETCH FORWARD %d FROM " RECOVER_CURSOR,
-           LOAD_CHUNK_ROWS);
-  PGresult *r = NULL;
-  if (cursor_exec(L, fetch, 0, PGRES_TUPLES_OK, &r) != 0)
-    goto fail;
-  int n = PQntuples(r);
-  for (int i = 0; i < n; i++)
-    if (keep_result_row(L, c, r, i) != 0) {
-      PQclear(r);
+    if (!PQsendQueryParams(s->sync, L->sql, L->nparams, NULL,
+                           (const char *const *)L->params, NULL, NULL, 1)) {
+      set_err_in(L->err, sizeof L->err, "could not read the event store",
+                 PQerrorMessage(s->sync));
+      return -1;
+    }
+    L->streaming = 1;
+    if (!PQsetSingleRowMode(s->sync)) {
+      set_err_in(L->err, sizeof L->err, "could not read the event store",
+                 "single-row mode refused");
       goto fail;
     }
-  PQclear(r);
-  if (n < LOAD_CHUNK_ROWS) {
-    L->eof = 1;
-    L->cursor_open = 0;
-    if (cursor_exec(L, "COMMIT", 0, PGRES_COMMAND_OK, NULL) != 0)
-      return -1;
+  }
+  while (c->nrows < LOAD_CHUNK_ROWS) {
+    PGresult *r = PQgetResult(s->sync);
+    if (!r) { /* the query's end */
+      L->streaming = 0;
+      L->eof = 1;
+      return 0;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+    if (st == PGRES_SINGLE_TUPLE)
+      rc = keep_result_row(L, c, r, 0);
+    else if (st != PGRES_TUPLES_OK) { /* TUPLES_OK: the rows' end */
+      set_err_in(L->err, sizeof L->err, "could not read the event store",
+                 PQresultErrorMessage(r));
+      rc = -1;
+    }
+    PQclear(r);
+    if (rc != 0)
+      goto fail;
   }
   return 0;
 fail:
-  L->cursor_open = 0;
-  if (PQstatus(s->sync) == CONNECTION_OK)
-    PQclear(PQexec(s->sync, "ROLLBACK"));
+  L->streaming = 0;
+  stream_abandon(s->sync);
   return -1;
 }
 

@@ -1,7 +1,9 @@
 /* The PostgreSQL store port (coordinator/io/store_pg.c) against the
  * embedded PostgreSQL. Its recovery load: every record of the open sagas of
- * the asked partitions, stream by stream in version order, none of a
- * terminal saga or of another partition; and a recovery larger than one
+ * the asked partitions, stream by stream in version order (each saga's
+ * records together, never a saga met again after another's), none of a
+ * terminal saga or of another partition, also where the database would
+ * plan the read with parallel workers; and a recovery larger than one
  * chunk is handed over in several loop turns (the loop serves other events
  * between chunks) rather than all rows at once after a single read. Its
  * batches: the delivered final notifications a batch carries clear their
@@ -38,6 +40,7 @@ typedef struct ctx {
   size_t records;
   char last_id[64];
   int64_t last_version;
+  unsigned char seen[NSAGAS]; /* open sagas whose records have begun */
   int bad; /* a record out of order, unexpected or with the wrong data */
   char why[200];
   int done, status;
@@ -56,10 +59,15 @@ static int on_record(void *arg, const char *id, int32_t partition,
   long n = atol(id + 1);
   char want[64];
   snprintf(want, sizeof want, "%s/%lld", id, (long long)version);
-  int cmp = strcmp(id, c->last_id);
+  /* the same saga goes on in version order; another one begins at its
+   * first record and was not met before */
+  int same = strcmp(id, c->last_id) == 0;
+  int met_before = n >= 0 && n < NSAGAS && !same && c->seen[n];
+  if (n >= 0 && n < NSAGAS)
+    c->seen[n] = 1;
   if (!c->bad && (id[0] != 'o' || partition != (int32_t)(n % 2) ||
-                  cmp < 0 || (cmp == 0 && version != c->last_version + 1) ||
-                  (cmp > 0 && version != 1) || len != strlen(want) ||
+                  met_before || (same && version != c->last_version + 1) ||
+                  (!same && version != 1) || len != strlen(want) ||
                   memcmp(data, want, len) != 0)) {
     c->bad = 1;
     snprintf(c->why, sizeof c->why, "record %s v%lld (partition %d) after "
@@ -79,17 +87,23 @@ static void on_done(void *arg, int status) {
 
 static void on_closed(void *arg) { *(int *)arg = 1; }
 
+/* A store port on database ci and *loop. */
+static sagad_store_pg_t *store_open_on(const char *ci, uv_loop_t *loop,
+                                       sagad_store_port_t *port) {
+  uv_loop_init(loop);
+  sagad_store_pg_t *s = NULL;
+  char err[512];
+  if (sagad_store_pg_open(loop, ci, "test.inbox", "test.group", &s, port,
+                          err, sizeof err))
+    fail_msg("%s", err);
+  return s;
+}
+
 /* A store port on a new database (*ci) and *loop. */
 static sagad_store_pg_t *store_open(const char *prefix, char **ci,
                                     uv_loop_t *loop, sagad_store_port_t *port) {
   *ci = ts_pg_create_database(prefix);
-  uv_loop_init(loop);
-  sagad_store_pg_t *s = NULL;
-  char err[512];
-  if (sagad_store_pg_open(loop, *ci, "test.inbox", "test.group", &s, port,
-                          err, sizeof err))
-    fail_msg("%s", err);
-  return s;
+  return store_open_on(*ci, loop, port);
 }
 
 /* Close the port, the loop and drop the database. */
@@ -144,13 +158,35 @@ static void write_streams(const char *ci, char kind, int from, int to) {
   es_store_close(es);
 }
 
-static void test_recovery_is_every_open_record_in_order_over_several_turns(
-    void **state) {
-  (void)state;
-  char *ci;
+/* Sessions of database ci plan with parallel workers wherever they can:
+ * no cost for starting them or for passing rows, any table big enough. */
+static void plan_parallel(const char *ci) {
+  PGconn *pg = PQconnectdb(ci);
+  assert_int_equal(PQstatus(pg), CONNECTION_OK);
+  static const char *const settings[] = {
+      "parallel_setup_cost = 0", "parallel_tuple_cost = 0",
+      "min_parallel_table_scan_size = 0", "min_parallel_index_scan_size = 0",
+      "max_parallel_workers_per_gather = 4"};
+  for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+    char sql[200];
+    snprintf(sql, sizeof sql, "ALTER DATABASE \"%s\" SET %s", PQdb(pg),
+             settings[i]);
+    exec_ok(pg, sql);
+  }
+  PQfinish(pg);
+}
+
+/* NSAGAS open sagas (and 100 terminal ones) of partitions 0 and 1, one of
+ * them moved to partition 2, recovered for partitions 0 and 1 on a store
+ * on a new database; parallel: the database plans with parallel workers
+ * where it can (plan_parallel) and has fresh statistics. */
+static void check_recovery(const char *prefix, int parallel) {
+  char *ci = ts_pg_create_database(prefix);
+  if (parallel)
+    plan_parallel(ci);
   uv_loop_t loop;
   sagad_store_port_t port;
-  sagad_store_pg_t *s = store_open("store_recovery", &ci, &loop, &port);
+  sagad_store_pg_t *s = store_open_on(ci, &loop, &port);
   write_streams(ci, 'o', 0, NSAGAS);
   write_streams(ci, 't', 0, 100);
   PGconn *pg = PQconnectdb(ci);
@@ -168,6 +204,8 @@ static void test_recovery_is_every_open_record_in_order_over_several_turns(
   exec_ok(pg, sql);
   /* a third partition, not asked for */
   exec_ok(pg, "UPDATE saga_index SET partition = 2 WHERE saga_id = 'o00007'");
+  if (parallel)
+    exec_ok(pg, "ANALYZE");
   PQfinish(pg);
 
   ctx_t c = {0};
@@ -193,6 +231,20 @@ static void test_recovery_is_every_open_record_in_order_over_several_turns(
   uv_check_stop(&check);
   uv_close((uv_handle_t *)&check, NULL);
   store_close(s, ci, &loop);
+}
+
+static void test_recovery_is_every_open_record_in_order_over_several_turns(
+    void **state) {
+  (void)state;
+  check_recovery("store_recovery", 0);
+}
+
+/* The read keeps each saga's records together also where PostgreSQL would
+ * run it with parallel workers, whose rows a Gather interleaves. */
+static void test_recovery_is_stream_by_stream_where_plans_go_parallel(
+    void **state) {
+  (void)state;
+  check_recovery("store_recovery_par", 1);
 }
 
 /* Recovery's read is not compiled by PostgreSQL's JIT whatever the
@@ -223,6 +275,16 @@ static void test_recovery_reads_without_jit_even_where_it_is_on(void **state) {
   PQclear(r);
   PQfinish(other);
   assert_int_equal(sagad_store_pg_reads_setting(s, "jit", v, sizeof v), 0);
+  assert_string_equal(v, "off");
+  /* and plans without parallel workers (recovery's rows stream by stream) */
+  assert_int_equal(sagad_store_pg_reads_setting(
+                       s, "max_parallel_workers_per_gather", v, sizeof v),
+                   0);
+  assert_string_equal(v, "0");
+  /* and by the index's order, never a sort (planned on stale statistics,
+   * recovery's join sorted each saga's records) */
+  assert_int_equal(sagad_store_pg_reads_setting(s, "enable_sort", v, sizeof v),
+                   0);
   assert_string_equal(v, "off");
   /* every other session of the database ended (waiting until each is
    * gone): the store's lanes and its reads' connection */
@@ -646,6 +708,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_recovery_is_every_open_record_in_order_over_several_turns),
+      cmocka_unit_test(
+          test_recovery_is_stream_by_stream_where_plans_go_parallel),
       cmocka_unit_test(
           test_recovery_reads_without_jit_even_where_it_is_on),
       cmocka_unit_test(

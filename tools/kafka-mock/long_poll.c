@@ -29,6 +29,7 @@
 #define API_METADATA 3
 #define API_FIND_COORDINATOR 10
 #define API_JOIN_GROUP 11
+#define API_SYNC_GROUP 14
 #define MAX_FETCH_VERSION 11  /* header v1: no tagged fields after client id */
 #define MAX_METADATA_VERSION 8
 #define MAX_COORDINATOR_VERSION 2
@@ -50,7 +51,8 @@ typedef struct {
   int16_t key, ver;
   int ntopic;
   int topic[PEND_TOPICS];
-  int member; /* a JoinGroup's static_members entry */
+  int member; /* a JoinGroup's (or a probe's) static_members entry */
+  int probe;  /* a Heartbeat the relay sent in its place: 0, or its key */
 } pend_t;
 
 /* A topic some produce wrote, and the epoch of the last produce answer
@@ -374,15 +376,23 @@ static void pump_requests(long_poll_t *lp, conn_t *c, uint64_t now) {
         pend_t *p = note_pending(c, corr, key, ver);
         if (p) /* its answer lets the fetches of its topics go */
           produce_topics(lp, p, f, sz, h, ver);
-      } else if (key == API_JOIN_GROUP) {
+      } else if (key == API_JOIN_GROUP || key == API_SYNC_GROUP) {
         size_t nsz = 0;
-        int m = static_members_join(lp->members, c, f, sz, h, ver, &swap,
-                                    &nsz);
-        pend_t *p = m >= 0 ? note_pending(c, corr, key, ver) : NULL;
-        if (p)
+        int probe = key == API_SYNC_GROUP;
+        int m = key == API_JOIN_GROUP
+                    ? static_members_join(lp->members, c, f, sz, h, ver,
+                                          &swap, &nsz, &probe)
+                    : static_members_sync(lp->members, c, f, sz, h, ver,
+                                          &swap, &nsz);
+        pend_t *p = m >= 0 && (key == API_JOIN_GROUP || swap)
+                        ? note_pending(c, corr, key, ver)
+                        : NULL;
+        if (p) {
           p->member = m;
-        if (swap) { /* the instance comes back under its member id */
-          int bad = buf_append(&c->uout, swap, nsz);
+          p->probe = swap && probe ? key : 0;
+        }
+        if (swap) { /* another message goes instead: see static_members.h */
+          int bad = (probe && !p) || buf_append(&c->uout, swap, nsz);
           free(swap);
           swap = NULL;
           if (bad) {
@@ -412,6 +422,35 @@ static void produced(long_poll_t *lp, const pend_t *p) {
     lp->topics[p->topic[i]].epoch = lp->epoch;
 }
 
+/* The answer to a Heartbeat the relay sent in the place of the client's
+ * JoinGroup or SyncGroup (p->probe; static_members.h): what goes to the
+ * client instead, or the JoinGroup that goes on to the broker. 0, or -1
+ * when out of memory. */
+static int probe_answered(long_poll_t *lp, conn_t *c, const pend_t *p,
+                          const char *f, uint32_t sz) {
+  char *to_client = NULL, *to_broker = NULL;
+  size_t csz = 0, bsz = 0;
+  if (p->probe == API_SYNC_GROUP)
+    to_client = static_members_synced(lp->members, p->member, p->corr,
+                                      f + 4, sz - 4, &csz);
+  else
+    static_members_probed(lp->members, p->member, f + 4, sz - 4, c,
+                          &to_client, &csz, &to_broker, &bsz);
+  int bad = 0;
+  if (to_client)
+    bad = buf_append(&c->cout, to_client, csz);
+  else if (to_broker) {
+    pend_t *q = note_pending(c, p->corr, API_JOIN_GROUP, p->ver);
+    if (q)
+      q->member = p->member;
+    bad = buf_append(&c->uout, to_broker, bsz);
+  } else
+    bad = -1; /* the client would wait for an answer forever */
+  free(to_client);
+  free(to_broker);
+  return bad;
+}
+
 /* Pass the broker's complete answers on; a produce answer wakes the held
  * fetches of its topics. */
 static void pump_answers(long_poll_t *lp, conn_t *c) {
@@ -429,6 +468,14 @@ static void pump_answers(long_poll_t *lp, conn_t *c) {
         /* answers come in request order: older ones never will */
         c->npend -= i + 1;
         memmove(c->pend, c->pend + i + 1, c->npend * sizeof *c->pend);
+        if (p.probe) {
+          if (probe_answered(lp, c, &p, f, sz)) {
+            c->dead = 1;
+            return;
+          }
+          pos += 4 + (size_t)sz;
+          continue;
+        }
         if (p.key == API_PRODUCE)
           produced(lp, &p);
         else if (p.key == API_FETCH) {

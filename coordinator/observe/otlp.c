@@ -460,32 +460,13 @@ static int timeout_var(otlp_env_fn env, const void *arg, uint64_t *out,
   return 0;
 }
 
-int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
-                 const void *env_arg, otlp_target_t *out, char *errbuf,
-                 size_t errlen) {
-  memset(out, 0, sizeof *out);
+/* Everything otlp_resolve reads but the off switches, into *out (zeroed):
+ * 0, or -1 with the fault in errbuf and *out freed. */
+static int resolve_target(const otlp_settings_t *cfg, otlp_env_fn env,
+                          const void *env_arg, otlp_target_t *out,
+                          char *errbuf, size_t errlen) {
   char msg[512] = "out of memory"; /* what a failed strdup says */
   const char *v, *which;
-  /* the off switches first: they win over any endpoint */
-  v = env_get(env, env_arg, "OTEL_SDK_DISABLED");
-  if (v && !is_true(v) && strcasecmp(v, "false")) {
-    snprintf(errbuf, errlen,
-             "OTEL_SDK_DISABLED: expected true or false, got \"%s\"", v);
-    return -1;
-  }
-  bool off = is_true(v);
-  v = env_get(env, env_arg, "OTEL_TRACES_EXPORTER");
-  if (v) {
-    if (!strcmp(v, "none"))
-      off = true;
-    else if (strcmp(v, "otlp")) {
-      snprintf(errbuf, errlen,
-               "OTEL_TRACES_EXPORTER: sagad exports traces only as otlp "
-               "(or none), got \"%s\"",
-               v);
-      return -1;
-    }
-  }
   v = env_pair(env, env_arg, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
                "OTEL_EXPORTER_OTLP_PROTOCOL", &which);
   if (v && strcmp(v, "http/json") && strcmp(v, "http/protobuf")) {
@@ -562,6 +543,45 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
     snprintf(errbuf, errlen, "out of memory");
     otlp_target_free(out);
     return -1;
+  }
+  return 0;
+}
+
+
+int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
+                 const void *env_arg, otlp_target_t *out, char *errbuf,
+                 size_t errlen) {
+  memset(out, 0, sizeof *out);
+  const char *v;
+  /* the off switches first: they win over any endpoint */
+  v = env_get(env, env_arg, "OTEL_SDK_DISABLED");
+  if (v && !is_true(v) && strcasecmp(v, "false")) {
+    snprintf(errbuf, errlen,
+             "OTEL_SDK_DISABLED: expected true or false, got \"%s\"", v);
+    return -1;
+  }
+  bool off = is_true(v);
+  v = env_get(env, env_arg, "OTEL_TRACES_EXPORTER");
+  if (v) {
+    if (!strcmp(v, "none"))
+      off = true;
+    else if (strcmp(v, "otlp")) {
+      snprintf(errbuf, errlen,
+               "OTEL_TRACES_EXPORTER: sagad exports traces only as otlp "
+               "(or none), got \"%s\"",
+               v);
+      return -1;
+    }
+  }
+  /* With export off nothing else is used, so nothing else is judged:
+   * OTEL_SDK_DISABLED=true is the way out of a bad OTEL_* value too. */
+  if (resolve_target(cfg, env, env_arg, out, errbuf, errlen) != 0) {
+    if (!off)
+      return -1;
+    memset(out, 0, sizeof *out);
+    if (errlen)
+      errbuf[0] = '\0';
+    return 0;
   }
   out->enabled = out->url && !off;
   return 0;
@@ -640,7 +660,10 @@ static void finish(otlp_t *x, int status) {
     return;
   if (status >= 200 && status < 300) {
     x->stats.sent += x->batch_spans;
-  } else if (status >= 400 && status < 500 && status != 429) {
+  } else if (status != 0 && status != 429 && status < 500) {
+    /* refused for good: a 4xx other than 429, and any 1xx or 3xx (curl
+     * follows no redirect: retried, a redirect would come back forever
+     * while the queue behind it filled) */
     x->stats.rejected += x->batch_spans;
   } else {
     x->stats.retries++;

@@ -2,7 +2,9 @@
  * loop: spans are copied into a bounded queue (full: dropped and counted,
  * never waited for), sent in batches as POST to a collector's URL, a
  * failed batch (connection error, timeout, 429 or 5xx) retried with
- * exponential backoff while new spans queue behind it. The HTTP side is
+ * exponential backoff while new spans queue behind it; any other answer
+ * but a 2xx (a redirect too: none is followed) drops the batch. The HTTP
+ * side is
  * libcurl's multi interface driven by the same loop (host names resolved
  * off the loop by curl's threaded resolver, IPv6, TLS, proxies from
  * http_proxy/https_proxy/no_proxy, HTTP/1.1 keep-alive). Never blocks the
@@ -74,7 +76,9 @@ typedef const char *(*otlp_env_fn)(const char *name, const void *arg);
  * OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: "v1/traces" appended to its
  * path). otlp.endpoint is a base URL too, or host:port meaning
  * http://host:port. OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none
- * turn export off whatever the endpoint; no endpoint at all: off.
+ * turn export off whatever the endpoint, and then nothing else is judged
+ * (a bad value of another variable is no error; out is left empty); no
+ * endpoint at all: off.
  * OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: the
  * longest wait for one export request, in milliseconds (an integer from 1
  * to 3600000; the spec's default, 10000, when neither is set).

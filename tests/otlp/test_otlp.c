@@ -5,7 +5,8 @@
  * steps, from a W3C traceparent) are checked, with the headers of
  * OTEL_EXPORTER_OTLP_HEADERS; the host:port form of otlp.endpoint reaches
  * it too; the retry goes over the kept-alive connection; a full queue
- * drops and counts without waiting; a collector that takes the connection
+ * drops and counts without waiting; a redirect is a refusal, not retried
+ * (no redirect is followed); a collector that takes the connection
  * but never answers is given up on after OTEL_EXPORTER_OTLP_TRACES_TIMEOUT
  * and tried again. otlp_resolve's
  * rules (sagad's setting over OTEL_*, base URLs, the off switches, bad
@@ -46,8 +47,9 @@ static uint64_t accepted; /* connections the receiver had taken, last POST */
 static char got_env[32];  /* deployment.environment of the resource */
 static int n_service_attrs; /* service.name attributes of the resource */
 
-static admin_http_t *srv;
-static otlp_t *exp_main, *exp_small, *exp_hostport;
+static admin_http_t *srv, *srv_moved; /* the receiver; a moved one */
+static otlp_t *exp_main, *exp_small, *exp_hostport, *exp_moved;
+static int moved_posts; /* under mu: POSTs to srv_moved */
 static int small_rc[6];
 static otlp_stats_t small_stats;
 static char saga_span[SAGA_SPAN_ID_SIZE];
@@ -139,6 +141,15 @@ static void h_traces(admin_http_req_t *req, void *arg) {
     admin_http_respond(req, 200, "application/json", "{}", 2);
 }
 
+/* A collector that has moved: every POST answered 302. */
+static void h_moved(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  moved_posts++;
+  pthread_mutex_unlock(&mu);
+  admin_http_respond_error(req, 302, "moved");
+}
+
 static void emit(const char *trace, const char *id, const char *parent,
                  const char *name, const char *step, const char *action,
                  int status, const char *msg, int64_t t) {
@@ -152,15 +163,21 @@ static void emit(const char *trace, const char *id, const char *parent,
   assert_int_equal(otlp_emit(exp_main, &s), 0);
 }
 
+/* A receiver on 127.0.0.1 (a port of its own) answering POST /v1/traces
+ * with h. */
+static admin_http_t *receiver(uv_loop_t *loop, admin_http_handler_t h) {
+  admin_http_t *r = admin_http_new(loop, NULL);
+  assert_non_null(r);
+  assert_int_equal(admin_http_route(r, "POST", "/v1/traces", h, NULL), 0);
+  assert_int_equal(admin_http_start(r, NULL, 0), 0);
+  return r;
+}
+
 static void on_loop(uv_loop_t *loop, void *arg) {
   (void)arg;
-  srv = admin_http_new(loop, NULL);
-  assert_non_null(srv);
-  assert_int_equal(admin_http_route(srv, "POST", "/v1/traces", h_traces,
-                                    NULL),
-                   0);
-  assert_int_equal(admin_http_start(srv, NULL, 0), 0);
-  char base[64], hostport[64];
+  srv = receiver(loop, h_traces);
+  srv_moved = receiver(loop, h_moved);
+  char base[64], hostport[64], moved[80];
   snprintf(base, sizeof base, "http://localhost:%d", admin_http_port(srv));
   snprintf(hostport, sizeof hostport, "localhost:%d", admin_http_port(srv));
   const char *env[] = {"OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -174,6 +191,12 @@ static void on_loop(uv_loop_t *loop, void *arg) {
                        NULL};
   exp_main = otlp_test_exporter(loop, NULL, env);
   exp_hostport = otlp_test_exporter(loop, hostport, NULL);
+  snprintf(moved, sizeof moved, "http://localhost:%d",
+           admin_http_port(srv_moved));
+  exp_moved = otlp_test_exporter(loop, moved, NULL);
+  otlp_span_t mv = {.name = "to a moved collector", .trace_id = "1",
+                    .span_id = "2"};
+  assert_int_equal(otlp_emit(exp_moved, &mv), 0);
   otlp_span_t hp = {.name = "via host:port", .trace_id = "1", .span_id = "2"};
   assert_int_equal(otlp_emit(exp_hostport, &hp), 0);
   char trace[SAGA_TRACE_ID_SIZE], starter[SAGA_SPAN_ID_SIZE];
@@ -228,8 +251,10 @@ static void on_stop(void *arg) {
   otlp_close(exp_main, NULL, NULL);
   otlp_close(exp_small, NULL, NULL);
   otlp_close(exp_hostport, NULL, NULL);
+  otlp_close(exp_moved, NULL, NULL);
   otlp_close(exp_silent, NULL, NULL);
   admin_http_close(srv, NULL, NULL);
+  admin_http_close(srv_moved, NULL, NULL);
 }
 
 static int setup(void **state) {
@@ -351,6 +376,27 @@ static void test_a_full_queue_drops_and_counts(void **state) {
   assert_int_equal(small_rc[5], -1);
   assert_int_equal(small_stats.dropped, 2);
   assert_int_equal(small_stats.queued, 4);
+}
+
+/* A 3xx is not followed and not retried: the batch is refused as a 4xx
+ * would be. Retried (from 20 ms, doubling), its POST would come back four
+ * times or more in the half second after the first. */
+static void test_a_redirect_is_refused_not_retried(void **state) {
+  (void)state;
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  int n = 0;
+  while (n == 0 && ts_now_ms() < until) {
+    nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+    pthread_mutex_lock(&mu);
+    n = moved_posts;
+    pthread_mutex_unlock(&mu);
+  }
+  assert_int_equal(n, 1);
+  nanosleep(&(struct timespec){.tv_nsec = 500000000}, NULL);
+  pthread_mutex_lock(&mu);
+  n = moved_posts;
+  pthread_mutex_unlock(&mu);
+  assert_int_equal(n, 1);
 }
 
 /* A collector that never answers: the request is abandoned after the
@@ -495,6 +541,38 @@ static void test_resolve_picks_the_url_as_the_sdks_do(void **state) {
   }
 }
 
+/* With export off (OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none)
+ * the other variables are not used, so a bad one is no error: the off
+ * switch is also the way out of a bad value. */
+static void test_an_off_switch_leaves_the_other_variables_unjudged(
+    void **state) {
+  (void)state;
+  static const char *const envs[][9] = {
+      {"OTEL_SDK_DISABLED", "true", "OTEL_EXPORTER_OTLP_TIMEOUT", "10s",
+       "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", NULL},
+      {"OTEL_TRACES_EXPORTER", "none", "OTEL_EXPORTER_OTLP_ENDPOINT",
+       "http://c:1", "OTEL_EXPORTER_OTLP_CERTIFICATE",
+       "/nonexistent/ca.pem", "OTEL_EXPORTER_OTLP_HEADERS", "novalue", NULL},
+  };
+  for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+    otlp_settings_t st = {0};
+    otlp_target_t t;
+    char err[512] = "";
+    if (otlp_resolve(&st, otlp_test_env, envs[i], &t, err, sizeof err) != 0)
+      fail_msg("case %zu: %s", i, err);
+    assert_false(t.enabled);
+    otlp_target_free(&t);
+    /* the same values with export on are refused */
+    const char *on[9];
+    size_t k = 0;
+    for (size_t j = 2; envs[i][j]; j++)
+      on[k++] = envs[i][j];
+    on[k] = NULL;
+    assert_int_equal(otlp_resolve(&st, otlp_test_env, on, &t, err, sizeof err),
+                     -1);
+  }
+}
+
 /* Bad values are refused with the property or variable and the fault. */
 static void test_resolve_names_what_is_wrong(void **state) {
   (void)state;
@@ -571,10 +649,12 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spans_arrive_after_a_refused_post_with_their_links),
       cmocka_unit_test(test_a_full_queue_drops_and_counts),
+      cmocka_unit_test(test_a_redirect_is_refused_not_retried),
       cmocka_unit_test(test_an_unanswered_export_is_abandoned_after_the_timeout),
       cmocka_unit_test(test_resolve_reads_the_export_timeout),
       cmocka_unit_test(test_resolve_picks_the_url_as_the_sdks_do),
       cmocka_unit_test(test_resolve_names_what_is_wrong),
+      cmocka_unit_test(test_an_off_switch_leaves_the_other_variables_unjudged),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
   return rc;

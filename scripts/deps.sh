@@ -20,6 +20,7 @@ packages=(
   python3-pip python3-venv python3-wheel  # its install test
   chromium prometheus                  # timeline page and scrape tests
   clang-tidy                           # scripts/tidy.sh (CI)
+  clang                                # tests/fuzz: scripts/fuzz.sh's build configures
   valgrind                             # bench-engine (callgrind, its header)
 )
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz the decode and parse entry points with libFuzzer (clang, ASan, UBSan).
 # Usage: scripts/fuzz.sh [TARGET|all] [SECONDS]
-#   TARGET   definition, codec, config, wire, eventstore, or all (default)
+#   TARGET   definition, codec, config, wire, eventstore, http, or all (default)
 #   SECONDS  per target (default 30)
 # Builds in build-fuzz (SAGA_FUZZ_BUILD_DIR) with clang and -DSAGA_FUZZ=ON,
 # fuzzes each target into a scratch corpus seeded from tests/fuzz/corpus
@@ -15,7 +15,10 @@ target=${1:-all}
 seconds=${2:-30}
 build=${SAGA_FUZZ_BUILD_DIR:-$SAGA_ROOT/build-fuzz}
 case $build in /*) ;; *) build=$SAGA_ROOT/$build ;; esac
-all=(definition codec config wire eventstore)
+# the targets tests/fuzz/CMakeLists.txt builds (its fuzz_names), in order
+read -r -a all <<<"$(sed -n 's/^set(fuzz_names \(.*\))$/\1/p' \
+  "$SAGA_ROOT/tests/fuzz/CMakeLists.txt")"
+[ ${#all[@]} -gt 0 ] || die "no fuzz_names in tests/fuzz/CMakeLists.txt"
 if [ "$target" = all ]; then
   targets=("${all[@]}")
 else

@@ -152,29 +152,9 @@ sagas=$(awk -F'\t' '$3 == "slow" { print $1; exit }' "$work/results.tsv")
 sagas="$sagas $(awk -F'\t' '$3 == "cancelled" { print $1; exit }' "$work/results.tsv")"
 for saga in $sagas; do
   section "history of $saga"
-  if [ -n "$sagactl" ]; then
-    "$sagactl" history "$saga" --pg "$conninfo" \
-      --definitions "$work/definitions" ||
-      say "sagactl history failed"
-  else
-    # The coordinator's events next to the effects the services recorded.
-    if ! pg "$conninfo" -v saga="$saga" <<'SQL'
-SELECT to_char(at, 'HH24:MI:SS.MS') AS at, who, what FROM (
-  SELECT recorded_at AS at, 'sagad' AS who,
-         format('#%s %s', stream_version, event_type) AS what
-  FROM es_events WHERE stream_id = 'saga-' || :'saga'
-  UNION ALL SELECT at, 'inventory', format('%s %s (%s)', action, effect, idempotency_key)
-  FROM inventory.ledger WHERE saga_id = :'saga'
-  UNION ALL SELECT at, 'payment', format('%s %s (%s)', action, effect, idempotency_key)
-  FROM payment.ledger WHERE saga_id = :'saga'
-  UNION ALL SELECT at, 'shipping', format('%s %s (%s)', action, effect, idempotency_key)
-  FROM shipping.ledger WHERE saga_id = :'saga') t
-ORDER BY at;
-SQL
-    then
-      say "could not read the history of $saga"
-    fi
-  fi
+  "$sagactl" history "$saga" --pg "$conninfo" \
+    --definitions "$work/definitions" ||
+    say "sagactl history failed"
 done
 
 section "ledgers"

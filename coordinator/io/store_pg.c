@@ -14,6 +14,7 @@
  * the engine. */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,9 +458,17 @@ static int p_batch_status(void *self, size_t i) {
 
 /* The reads' connection: used by one thread at a time (the loop's at open,
  * then the load worker's), errors into err. */
+static void stream_abandon(PGconn *pg, bool cancel);
+
 static int ensure_sync(sagad_store_pg_t *s, char *err, size_t errlen) {
-  if (s->sync && PQstatus(s->sync) == CONNECTION_OK)
-    return 0;
+  if (s->sync && PQstatus(s->sync) == CONNECTION_OK) {
+    /* a load that ended without reading its query out, or in the middle
+     * of its transaction, leaves nothing for the next one */
+    if (PQtransactionStatus(s->sync) != PQTRANS_IDLE)
+      stream_abandon(s->sync, PQtransactionStatus(s->sync) == PQTRANS_ACTIVE);
+    if (PQstatus(s->sync) == CONNECTION_OK)
+      return 0;
+  }
   if (s->sync)
     PQreset(s->sync);
   else
@@ -647,37 +656,73 @@ static int read_rows_once(pg_load_t *L) {
   return rc;
 }
 
-/* End a streamed query early (worker thread): ask the server to cancel
- * it and read what is left, so that the connection can take the next
- * query. A lost connection ends the reading at once. */
-static void stream_abandon(PGconn *pg) {
-  PGcancel *cancel = PQgetCancel(pg);
+/* End a streamed read early (worker thread): ask the server to cancel the
+ * query when it still runs (cancel), read what is left and end the read's
+ * transaction, so that the connection can take the next query. A lost
+ * connection ends the reading at once. */
+static void stream_abandon(PGconn *pg, bool cancel) {
+  PGcancel *c = cancel ? PQgetCancel(pg) : NULL;
   char ignored[256];
-  if (cancel) {
-    PQcancel(cancel, ignored, (int)sizeof ignored);
-    PQfreeCancel(cancel);
+  if (c) {
+    PQcancel(c, ignored, (int)sizeof ignored);
+    PQfreeCancel(c);
   }
   PGresult *r;
   while ((r = PQgetResult(pg)))
     PQclear(r);
+  if (PQstatus(pg) == CONNECTION_OK &&
+      PQtransactionStatus(pg) != PQTRANS_IDLE)
+    PQclear(PQexec(pg, "ROLLBACK"));
 }
 
-/* The next chunk of a recovery load (worker thread): the first trip sends
- * the load's query in single-row mode; every trip keeps its rows until it
- * has LOAD_CHUNK_ROWS or the result has ended (then L->eof). The query
- * runs on between trips, the server waiting on the socket when the rows
- * are not read; nothing else uses the reads' connection meanwhile (one
- * load at a time). A failure abandons the query. */
+/* What a recovery read's transaction sets for itself: LOCAL, so that they
+ * hold for the backend that runs the query even behind a pool that hands
+ * out a backend per transaction (a session's SET would not). The same as
+ * ensure_sync's (see there), and no statement timeout: the read is one
+ * statement that lasts as long as the replay of what it reads, which a
+ * role's statement_timeout must not cut (the cursor's FETCHes were short
+ * statements of their own). */
+static const char READ_TX_SQL[] =
+    "BEGIN; SET LOCAL jit = off; "
+    "SET LOCAL max_parallel_workers_per_gather = 0; "
+    "SET LOCAL enable_sort = off; SET LOCAL statement_timeout = 0";
+
+/* Run sql (BEGIN ... or COMMIT) for a recovery read on the reads'
+ * connection: 0, or -1 with the error in L->err and the read's
+ * transaction ended (worker thread). */
+static int read_tx(pg_load_t *L, const char *sql) {
+  PGconn *pg = L->s->sync;
+  PGresult *r = PQexec(pg, sql);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  if (!ok)
+    set_err_in(L->err, sizeof L->err, "could not read the event store",
+               r ? PQresultErrorMessage(r) : PQerrorMessage(pg));
+  PQclear(r);
+  if (ok)
+    return 0;
+  stream_abandon(pg, false);
+  return -1;
+}
+
+/* The next chunk of a recovery load (worker thread): the first trip opens
+ * a transaction (READ_TX_SQL) and sends the load's query in single-row
+ * mode; every trip keeps its rows until it has LOAD_CHUNK_ROWS or the
+ * result has ended (then the transaction is committed and L->eof set).
+ * The query runs on between trips, the server waiting on the socket when
+ * the rows are not read; nothing else uses the reads' connection meanwhile
+ * (one load at a time). A failure abandons the query and its transaction. */
 static int read_chunk(pg_load_t *L) {
   sagad_store_pg_t *s = L->s;
   pg_chunk_t *c = &L->chunk[L->fill];
+  bool running = true; /* the query may still run (a failure cancels it) */
   if (!L->streaming) {
-    if (ensure_sync(s, L->err, sizeof L->err))
+    if (ensure_sync(s, L->err, sizeof L->err) || read_tx(L, READ_TX_SQL))
       return -1;
     if (!PQsendQueryParams(s->sync, L->sql, L->nparams, NULL,
                            (const char *const *)L->params, NULL, NULL, 1)) {
       set_err_in(L->err, sizeof L->err, "could not read the event store",
                  PQerrorMessage(s->sync));
+      stream_abandon(s->sync, false);
       return -1;
     }
     L->streaming = 1;
@@ -689,8 +734,10 @@ static int read_chunk(pg_load_t *L) {
   }
   while (c->nrows < LOAD_CHUNK_ROWS) {
     PGresult *r = PQgetResult(s->sync);
-    if (!r) { /* the query's end */
+    if (!r) { /* the query's end: its transaction's too */
       L->streaming = 0;
+      if (read_tx(L, "COMMIT"))
+        return -1;
       L->eof = 1;
       return 0;
     }
@@ -702,6 +749,7 @@ static int read_chunk(pg_load_t *L) {
       set_err_in(L->err, sizeof L->err, "could not read the event store",
                  PQresultErrorMessage(r));
       rc = -1;
+      running = false; /* the server ended it */
     }
     PQclear(r);
     if (rc != 0)
@@ -710,7 +758,7 @@ static int read_chunk(pg_load_t *L) {
   return 0;
 fail:
   L->streaming = 0;
-  stream_abandon(s->sync);
+  stream_abandon(s->sync, running);
   return -1;
 }
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <libpq-fe.h>
@@ -32,6 +33,8 @@
 #include "test_support.h"
 
 #define NSAGAS 3000 /* open ones, 2 records each: more than one chunk */
+#define NSAGAS_SLOW 10000 /* enough rows to keep the read's statement
+                             waiting on its socket while they replay */
 #define NSTREAM 2
 
 typedef struct ctx {
@@ -40,7 +43,8 @@ typedef struct ctx {
   size_t records;
   char last_id[64];
   int64_t last_version;
-  unsigned char seen[NSAGAS]; /* open sagas whose records have begun */
+  unsigned char seen[NSAGAS_SLOW]; /* open sagas whose records began */
+  long slow_us; /* each record's replay takes this long */
   int bad; /* a record out of order, unexpected or with the wrong data */
   char why[200];
   int done, status;
@@ -51,6 +55,8 @@ static void on_check(uv_check_t *h) { ((ctx_t *)h->data)->turns++; }
 static int on_record(void *arg, const char *id, int32_t partition,
                      int64_t version, const uint8_t *data, size_t len) {
   ctx_t *c = arg;
+  if (c->slow_us)
+    nanosleep(&(struct timespec){.tv_nsec = c->slow_us * 1000}, NULL);
   if (c->records == 0)
     c->turns_at_first = c->turns;
   c->turns_at_last = c->turns;
@@ -62,8 +68,8 @@ static int on_record(void *arg, const char *id, int32_t partition,
   /* the same saga goes on in version order; another one begins at its
    * first record and was not met before */
   int same = strcmp(id, c->last_id) == 0;
-  int met_before = n >= 0 && n < NSAGAS && !same && c->seen[n];
-  if (n >= 0 && n < NSAGAS)
+  int met_before = n >= 0 && n < NSAGAS_SLOW && !same && c->seen[n];
+  if (n >= 0 && n < NSAGAS_SLOW)
     c->seen[n] = 1;
   if (!c->bad && (id[0] != 'o' || partition != (int32_t)(n % 2) ||
                   met_before || (same && version != c->last_version + 1) ||
@@ -176,18 +182,27 @@ static void plan_parallel(const char *ci) {
   PQfinish(pg);
 }
 
+/* How check_recovery's database and replay are set. */
+enum { PLAIN, PARALLEL, TIMEOUT_AND_SLOW };
+
 /* NSAGAS open sagas (and 100 terminal ones) of partitions 0 and 1, one of
  * them moved to partition 2, recovered for partitions 0 and 1 on a store
- * on a new database; parallel: the database plans with parallel workers
- * where it can (plan_parallel) and has fresh statistics. */
-static void check_recovery(const char *prefix, int parallel) {
+ * on a new database. PARALLEL: the database plans with parallel workers
+ * where it can (plan_parallel) and has fresh statistics. TIMEOUT_AND_SLOW:
+ * NSAGAS_SLOW sagas, the database's statement_timeout is 300 ms and each
+ * record's replay takes 0.05 ms (1 s in all), so the read's statement,
+ * whose rows the replay reads no faster than that, lasts past the
+ * timeout. */
+static void check_recovery(const char *prefix, int mode) {
+  int parallel = mode == PARALLEL;
+  int nsagas = mode == TIMEOUT_AND_SLOW ? NSAGAS_SLOW : NSAGAS;
   char *ci = ts_pg_create_database(prefix);
   if (parallel)
     plan_parallel(ci);
   uv_loop_t loop;
   sagad_store_port_t port;
   sagad_store_pg_t *s = store_open_on(ci, &loop, &port);
-  write_streams(ci, 'o', 0, NSAGAS);
+  write_streams(ci, 'o', 0, nsagas);
   write_streams(ci, 't', 0, 100);
   PGconn *pg = PQconnectdb(ci);
   assert_int_equal(PQstatus(pg), CONNECTION_OK);
@@ -200,15 +215,25 @@ static void check_recovery(const char *prefix, int parallel) {
            "UNION ALL SELECT 't' || lpad(i::text, 5, '0'), 't', 1, "
            "'completed', i %% 2, %d, now(), now() "
            "FROM generate_series(0, 99) i",
-           NSTREAM, NSAGAS - 1, NSTREAM);
+           NSTREAM, nsagas - 1, NSTREAM);
   exec_ok(pg, sql);
   /* a third partition, not asked for */
   exec_ok(pg, "UPDATE saga_index SET partition = 2 WHERE saga_id = 'o00007'");
   if (parallel)
     exec_ok(pg, "ANALYZE");
+  if (mode == TIMEOUT_AND_SLOW) {
+    snprintf(sql, sizeof sql,
+             "ALTER DATABASE \"%s\" SET statement_timeout = '300ms'",
+             PQdb(pg));
+    exec_ok(pg, sql);
+    /* the store's reads' connection was made before: make it again */
+    exec_ok(pg, "SELECT pg_terminate_backend(pid, 10000) FROM "
+                "pg_stat_activity WHERE datname = current_database() AND "
+                "pid <> pg_backend_pid()");
+  }
   PQfinish(pg);
 
-  ctx_t c = {0};
+  ctx_t c = {.slow_us = mode == TIMEOUT_AND_SLOW ? 50 : 0};
   uv_check_t check;
   uv_check_init(&loop, &check);
   check.data = &c;
@@ -224,7 +249,7 @@ static void check_recovery(const char *prefix, int parallel) {
   assert_int_equal(c.status, 0);
   if (c.bad)
     fail_msg("%s", c.why);
-  assert_int_equal(c.records, (size_t)(NSAGAS - 1) * NSTREAM);
+  assert_int_equal(c.records, (size_t)(nsagas - 1) * NSTREAM);
   /* handed over in several turns of the loop, not all at once */
   assert_true(c.turns_at_last > c.turns_at_first);
 
@@ -236,7 +261,7 @@ static void check_recovery(const char *prefix, int parallel) {
 static void test_recovery_is_every_open_record_in_order_over_several_turns(
     void **state) {
   (void)state;
-  check_recovery("store_recovery", 0);
+  check_recovery("store_recovery", PLAIN);
 }
 
 /* The read keeps each saga's records together also where PostgreSQL would
@@ -244,7 +269,15 @@ static void test_recovery_is_every_open_record_in_order_over_several_turns(
 static void test_recovery_is_stream_by_stream_where_plans_go_parallel(
     void **state) {
   (void)state;
-  check_recovery("store_recovery_par", 1);
+  check_recovery("store_recovery_par", PARALLEL);
+}
+
+/* A recovery's read is one statement that lasts as long as the replay of
+ * what it reads: a role's or database's statement_timeout must not cut it
+ * (a cut read ends the recovery, and sagad, at every start). */
+static void test_recovery_outlasts_a_statement_timeout(void **state) {
+  (void)state;
+  check_recovery("store_recovery_slow", TIMEOUT_AND_SLOW);
 }
 
 /* Recovery's read is not compiled by PostgreSQL's JIT whatever the
@@ -710,6 +743,7 @@ int main(void) {
           test_recovery_is_every_open_record_in_order_over_several_turns),
       cmocka_unit_test(
           test_recovery_is_stream_by_stream_where_plans_go_parallel),
+      cmocka_unit_test(test_recovery_outlasts_a_statement_timeout),
       cmocka_unit_test(
           test_recovery_reads_without_jit_even_where_it_is_on),
       cmocka_unit_test(

@@ -148,6 +148,7 @@ static void entry_unprobe(entry_t *e) {
   free(e->answer);
   free(e->assignment);
   e->join = e->answer = e->assignment = NULL;
+  e->assignlen = -1;
   e->synced = NULL;
 }
 
@@ -233,8 +234,10 @@ int static_members_join(static_members_t *sm, const void *conn,
   if (i < 0)
     return -1;
   entry_t *e = &sm->e[i];
-  entry_unprobe(e);
   if (mlen == 0 && e->member && e->conn == NULL && e->mlen <= INT16_MAX) {
+    /* what an earlier probe left was its closed connection's: a join
+     * from a live one leaves another's probe as it is */
+    entry_unprobe(e);
     /* the instance comes back: under the member id it had */
     size_t rest = sz - (at_member + 2);
     char *nf = malloc(4 + sz + e->mlen);
@@ -416,12 +419,14 @@ char *static_members_synced(static_members_t *sm, int idx, int32_t corr,
   put32(&w, corr);
   put32(&w, 0); /* throttle */
   put16(&w, err);
-  if (err == 0)
+  /* bytes, not nullable in version 3: empty for none */
+  if (err == 0 && e->assignment && e->assignlen > 0)
     put_bytes(&w, e->assignment, e->assignlen);
   else
-    put_bytes(&w, NULL, -1);
+    put_bytes(&w, NULL, 0);
   free(e->assignment);
   e->assignment = NULL;
+  e->assignlen = -1;
   return done(&w, csz);
 }
 

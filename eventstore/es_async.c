@@ -109,7 +109,8 @@ static void complete(es_async_t *as, es__op_t *op) {
   free(op);
 }
 
-/* Fail the running op (if any) and every queued one with status. */
+/* Fail the running op (if any) and, when queued_too, every queued one
+ * with status. */
 static void fail_all(es_async_t *as, int status, int queued_too) {
   es__op_t *list = queued_too ? as->head : NULL;
   if (queued_too)
@@ -357,8 +358,17 @@ void es_async_close(es_async_t *as, es_async_close_cb close_cb, void *arg) {
   as->closing = 1;
   as->close_cb = close_cb;
   as->close_arg = arg;
-  es__set_msg(as->msg, sizeof as->msg, "closed");
   drop_conn(as);
+  /* The running operation was sent: the server may still carry it out
+   * (a batch whose statements it has may commit after the connection is
+   * gone), so its outcome is unknown -- CONNECTION, as when the
+   * connection drops -- not CANCELLED. The queued ones never left. */
+  if (as->cur) {
+    es__set_msg(as->msg, sizeof as->msg,
+                "closed while it ran: its outcome is unknown");
+    fail_all(as, ES_ERR_CONNECTION, 0);
+  }
+  es__set_msg(as->msg, sizeof as->msg, "closed");
   fail_all(as, ES_ERR_CANCELLED, 1);
   uv_close((uv_handle_t *)&as->kick, on_handle_closed);
 }

@@ -282,7 +282,11 @@ SAGA_CLIENT_EXPORT const char *saga_participant_last_error(
     const saga_participant_t *p);
 
 /* Leave the group and release everything; `cb` (may be NULL) runs on the
- * loop when memory is freed. Commands still pending are abandoned (their
+ * loop when memory is freed. Unlike the other calls this one blocks the
+ * loop thread: it commits the acknowledged offsets synchronously and
+ * destroys the Kafka handles (up to about a second more to deliver the
+ * replies still queued), so call it when the loop may wait, e.g. at
+ * shutdown. Commands still pending are abandoned (their
  * offsets stay uncommitted, so they are redelivered); one a handler still
  * holds stays valid, with its saga_command_t, until the
  * saga_participant_done it is still owed (which answers SAGA_ECANCELED).
@@ -418,9 +422,12 @@ typedef void (*saga_outcome_cb)(saga_starter_t *s, int err,
 
 /* Await the outcome (saga_notification_is_outcome) of `saga_id`, at most
  * timeout_ms; after saga_starter_cancel of that saga, a CANCEL_REFUSED
- * answers too (n->kind says which). Outcomes seen since the starter was
- * created are remembered, so awaiting after the saga finished still
- * answers. Returns 0, SAGA_EINVAL (a NULL argument, a saga id that is not
+ * answers too (n->kind says which). The last 4096 outcomes seen since the
+ * starter was created (of any saga on its notifications topic) are
+ * remembered, so awaiting a saga that finished since still answers;
+ * awaiting one whose outcome has been pushed out, or could not be kept
+ * for want of memory, waits for a later one and may end with
+ * SAGA_ETIMEDOUT although the saga has ended. Returns 0, SAGA_EINVAL (a NULL argument, a saga id that is not
  * 1 to SAGA_MAX_ID bytes, a negative timeout), SAGA_ENOMEM, or
  * SAGA_ESTATE once saga_starter_close was called; on 0 `cb` is called
  * exactly once. */

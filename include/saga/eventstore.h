@@ -379,10 +379,12 @@ ES_EXPORT int es_batch_add_statement_replanned(es_batch_t *batch,
 /* Number of streams added. */
 ES_EXPORT size_t es_batch_size(const es_batch_t *batch);
 /* Outcome of stream i after execution (NULL when i is out of range).
- * Valid until the batch is reset, freed or executed again. */
+ * Valid until the batch is added to, reset, freed or executed again. */
 ES_EXPORT const es_append_result_t *es_batch_result(const es_batch_t *batch,
                                                     size_t i);
-/* The id of event j of stream i as stored (generated ids included). */
+/* The id of event j of stream i as stored (generated ids included), 16
+ * bytes; NULL when i or j is out of range. Valid until the batch is added
+ * to, reset or freed. */
 ES_EXPORT const uint8_t *es_batch_event_id(const es_batch_t *batch, size_t i,
                                            size_t j);
 
@@ -670,7 +672,9 @@ struct uv_loop_s;
  * one at a time in submission order. A submit call that returns an error
  * never calls its callback; otherwise the callback runs exactly once: with
  * the outcome, with CONNECTION when the connection drops (the next submit
- * reconnects), or with CANCELLED from es_async_close. Every submit call
+ * reconnects) or the handle is closed while the operation ran (its outcome
+ * is unknown: a batch may have committed), or with CANCELLED from
+ * es_async_close for one that had not started. Every submit call
  * (es_async_batch, _read_stream, _read_all, _group_read, _member_read,
  * _group_join, _group_renew, _group_leave) returns 0 when queued, else
  * INVALID (a NULL handle, a missing callback or argument, a value out of
@@ -679,16 +683,21 @@ struct uv_loop_s;
  * es_async_last_error says why. */
 typedef struct es_async es_async_t;
 
-/* Create the handle; connecting starts at once (non-blocking). A failed
+/* Create the handle; connecting starts at once, without waiting for the
+ * server (but libpq resolves a `host` name at connect, here and at every
+ * reconnect, and that lookup blocks: give `hostaddr`, or a name the
+ * resolver answers at once, where the loop must never wait). A failed
  * connect is reported to the first operations (CONNECTION). */
 ES_EXPORT int es_async_open(struct uv_loop_s *loop, const char *conninfo,
                             const es_store_opts_t *opts, es_async_t **out,
                             char *errbuf, size_t errlen);
 
 typedef void (*es_async_close_cb)(es_async_t *as, void *arg);
-/* Cancel queued and running operations (their callbacks run with
- * CANCELLED, before close_cb), close the connection and free the handle
- * once the loop has released it; close_cb (may be NULL) runs after. */
+/* End every operation: the running one's callback runs with CONNECTION
+ * (it was sent and may still be carried out: its outcome is unknown), the
+ * queued ones' with CANCELLED, all before close_cb; close the connection
+ * and free the handle once the loop has released it; close_cb (may be
+ * NULL) runs after. */
 ES_EXPORT void es_async_close(es_async_t *as, es_async_close_cb close_cb,
                               void *arg);
 /* Text of the last error on the handle: inside a callback, that of its

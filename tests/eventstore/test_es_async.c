@@ -166,6 +166,59 @@ static void test_close_cancels_every_pending_operation_once(void **state) {
   assert_int_equal(c.closed_after, 3);
 }
 
+/* Whether a session of db waits on a lock. */
+static int lock_waiters(PGconn *watch) {
+  return (int)est_scalar(watch, "SELECT count(*) FROM pg_stat_activity WHERE"
+                                " datname = current_database() AND"
+                                " wait_event_type = 'Lock'");
+}
+
+/* A batch the server has when the handle is closed may still commit after
+ * the connection is gone: its callback says CONNECTION (outcome unknown),
+ * never CANCELLED, which would tell the caller that nothing was written;
+ * a batch queued behind it, never sent, is CANCELLED. Here the first
+ * batch waits on a rival's key when the handle closes, and commits once
+ * the rival rolls back. */
+static void test_close_reports_a_running_batch_unknown_not_cancelled(
+    void **state) {
+  (void)state;
+  PGconn *rival = est_rival(db, "as-c1");
+  PGconn *watch = est_raw(db);
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, db, NULL, &as, NULL, 0), 0);
+  es_batch_t *b1 = es_batch_new(NULL), *b2 = es_batch_new(NULL);
+  es_event_t e1 = est_event("A", "1"), e2 = est_event("B", "2");
+  assert_int_equal(es_batch_add(b1, "as-c1", ES_NO_STREAM, &e1, 1), 0);
+  assert_int_equal(es_batch_add(b2, "as-c2", ES_NO_STREAM, &e2, 1), 0);
+  struct calls c = {0};
+  c.closed_after = -1;
+  assert_int_equal(es_async_batch(as, b1, on_batch, &c), 0);
+  assert_int_equal(es_async_batch(as, b2, on_batch, &c), 0);
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(10000);
+  while (!lock_waiters(watch)) { /* the first batch is at the server */
+    assert_true(ts_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    nanosleep(&(struct timespec){0, 2000000}, NULL);
+  }
+  es_async_close(as, on_closed, &c);
+  assert_int_equal(c.n, 2);
+  assert_int_equal(c.status[0], ES_ERR_CONNECTION);
+  assert_int_equal(c.status[1], ES_ERR_CANCELLED);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(c.closed_after, 2);
+  /* what the first callback could not rule out: it commits */
+  est_scalar(rival, "ROLLBACK");
+  while (est_count_events(db, "as-c1") != 1) {
+    assert_true(ts_now_ms() < deadline);
+    nanosleep(&(struct timespec){0, 5000000}, NULL);
+  }
+  assert_int_equal(est_count_events(db, "as-c2"), 0);
+  PQfinish(watch);
+  PQfinish(rival);
+  es_batch_free(b1);
+  es_batch_free(b2);
+}
+
 static void test_a_lost_connection_fails_the_operation_and_the_next_reconnects(
     void **state) {
   (void)state;
@@ -482,6 +535,7 @@ int main(void) {
       cmocka_unit_test(
           test_an_async_batch_aborted_by_a_racing_writer_names_the_culprit),
       cmocka_unit_test(test_close_cancels_every_pending_operation_once),
+      cmocka_unit_test(test_close_reports_a_running_batch_unknown_not_cancelled),
       cmocka_unit_test(test_an_async_failure_is_named_where_it_is_reported),
       cmocka_unit_test(
           test_a_subscription_no_read_would_accept_is_refused_at_start),

@@ -307,16 +307,16 @@ static void abandon_dups(saga_pending_t *j) {
 static void send_recorded(saga_pending_t *j);
 static void other_key(const saga_pending_t *j, char *buf, size_t len);
 
-/* After the record of a COMPENSATE's DO refusal (under the other
- * action's key): on err or a close, say why, abandon j and those waiting
- * behind it, and return 1; else 0. */
-static int do_refusal_failed(saga_pending_t *j, int err) {
+/* After a COMPENSATE's store call `op` ("lookup", "record") under the
+ * other action's key (its DO's): on err or a close, say why, abandon j and
+ * those waiting behind it, and return 1; else 0. */
+static int other_action_failed(saga_pending_t *j, const char *op, int err) {
   if (!err && !j->p->closing)
     return 0;
   if (err) {
     char key[sizeof j->effect_key];
     other_key(j, key, sizeof key);
-    note_store(j->p, "record", key, err);
+    note_store(j->p, op, key, err);
   } else {
     note_closing(j);
   }
@@ -329,7 +329,7 @@ static int do_refusal_failed(saga_pending_t *j, int err) {
 static void on_do_refused(void *arg, int err) {
   saga_pending_t *j = arg;
   j->recording = 0;
-  if (!do_refusal_failed(j, err))
+  if (!other_action_failed(j, "record", err))
     send_recorded(j);
 }
 
@@ -535,7 +535,7 @@ static void dispatch(saga_pending_t *j) {
 
 static void on_tombstone(void *arg, int err) {
   saga_pending_t *j = arg;
-  if (do_refusal_failed(j, err))
+  if (other_action_failed(j, "record", err))
     return;
   /* Recorded and answered like a handler's SUCCESS (in_handler is set);
    * the DO's refusal is recorded already. */
@@ -547,19 +547,10 @@ static void on_tombstone(void *arg, int err) {
 static void on_do_lookup(void *arg, int err, int found,
                          const saga_recorded_reply_t *r) {
   saga_pending_t *j = arg;
-  if (err || j->p->closing) {
-    if (err) {
-      char key[sizeof j->effect_key];
-      other_key(j, key, sizeof key);
-      note_store(j->p, "lookup", key, err);
-    } else {
-      note_closing(j);
-    }
+  if (err || j->p->closing)
     j->in_handler = 0;
-    abandon_dups(j);
-    job_abandon(j);
+  if (other_action_failed(j, "lookup", err))
     return;
-  }
   if (found && r->outcome == SAGA_OUTCOME_SUCCESS) {
     /* Applied: the handler undoes it. */
     j->in_handler = 0;
@@ -567,7 +558,7 @@ static void on_do_lookup(void *arg, int err, int found,
     return;
   }
   char key[sizeof j->effect_key];
-  snprintf(key, sizeof key, "%s/%s/DO", j->cmd->saga_id, j->cmd->step);
+  other_key(j, key, sizeof key); /* its DO's */
   saga_recorded_reply_t t = {SAGA_OUTCOME_FAILURE, NULL, 0, VOID_DO_REASON,
                              VOID_ATTEMPT};
   j->p->store.record(j->p->store.ctx, key, &t, on_tombstone, j);

@@ -82,6 +82,17 @@ int cli_args_parse(int argc, const char *const argv[], cli_args_t *out, char *er
         out->opt[o] = "1";
       } else if (eq != NULL) {
         out->opt[o] = eq + 1;
+      } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) == 0 &&
+                 argv[i + 1][2] != '\0') {
+        /* `--reason --dry-run` is a forgotten value, not a reason: taken
+         * as one, the action the user meant to preview would be sent */
+        char shown[CLI_SHOW_SIZE];
+        snprintf(err, errlen,
+                 "option \"--%s\" needs a value, and \"%s\" is an option "
+                 "(for a value that starts with \"--\", write --%s=VALUE)",
+                 OPTS[o].name, cli_show(argv[i + 1], shown, sizeof shown),
+                 OPTS[o].name);
+        return -1;
       } else if (i + 1 < argc) {
         out->opt[o] = argv[++i];
       } else {

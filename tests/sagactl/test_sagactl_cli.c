@@ -53,6 +53,17 @@ static void test_bad_command_lines_are_refused_with_the_reason(void **state) {
   expect_parse_error(3, unknown, "unknown option \"--frobnicate\"");
   const char *missing[] = {"sagactl", "list", "--state"};
   expect_parse_error(3, missing, "\"--state\" needs a value");
+  /* an option's value is never the next option: `--reason --dry-run`
+   * would otherwise send the action the user asked to preview */
+  const char *swallow[] = {"sagactl", "retry", "s-1", "--reason",
+                           "--dry-run"};
+  expect_parse_error(5, swallow,
+                     "option \"--reason\" needs a value, and \"--dry-run\" "
+                     "is an option");
+  const char *dashval[] = {"sagactl", "retry", "s-1", "--reason=--dry-run"};
+  cli_args_t dv = parse_ok(4, dashval);
+  assert_string_equal(dv.opt[CLI_OPT_REASON], "--dry-run");
+  assert_null(dv.opt[CLI_OPT_DRY_RUN]);
   const char *flagval[] = {"sagactl", "list", "--json=yes"};
   expect_parse_error(3, flagval, "takes no value");
   const char *twice[] = {"sagactl", "list", "--type", "a", "--type", "b"};

@@ -726,6 +726,43 @@ int sagad_config_load_file(sagad_config_t *cfg, const char *path,
   return c.rc;
 }
 
+/* Whether key=value is one of the variables Kubernetes gives a pod for
+ * each Service of its namespace (enableServiceLinks, on by default): for a
+ * Service named sagad or sagad-admin, SAGAD_SERVICE_HOST,
+ * SAGAD_ADMIN_SERVICE_PORT[_NAME], SAGAD_PORT=tcp://ADDR:PORT and
+ * SAGAD_PORT_8080_TCP[_PROTO|_PORT|_ADDR]. They name no property, and
+ * refusing them would stop every pod started after such a Service. */
+static bool service_link(const char *key, const char *value) {
+  size_t n = strlen(key);
+  if ((n > 13 && !strcmp(key + n - 13, "_SERVICE_HOST")) ||
+      (n > 13 && !strcmp(key + n - 13, "_SERVICE_PORT")) ||
+      strstr(key, "_SERVICE_PORT_"))
+    return true;
+  if (n > 5 && !strcmp(key + n - 5, "_PORT") &&
+      (!strncmp(value, "tcp://", 6) || !strncmp(value, "udp://", 6) ||
+       !strncmp(value, "sctp://", 7)))
+    return true;
+  /* ..._PORT_<number>_<TCP|UDP|SCTP>[_PROTO|_PORT|_ADDR] */
+  for (const char *p = strstr(key, "_PORT_"); p; p = strstr(p + 1, "_PORT_")) {
+    const char *d = p + 6, *q = d;
+    while (*q >= '0' && *q <= '9')
+      q++;
+    if (q == d)
+      continue;
+    static const char *const protos[] = {"_TCP", "_UDP", "_SCTP"};
+    static const char *const tails[] = {"", "_PROTO", "_PORT", "_ADDR"};
+    for (size_t i = 0; i < 3; i++) {
+      size_t pl = strlen(protos[i]);
+      if (strncmp(q, protos[i], pl))
+        continue;
+      for (size_t t = 0; t < 4; t++)
+        if (!strcmp(q + pl, tails[t]))
+          return true;
+    }
+  }
+  return false;
+}
+
 /* ---- the environment ---- */
 
 int sagad_config_load_env(sagad_config_t *cfg, const char *const *envp,
@@ -739,7 +776,7 @@ int sagad_config_load_env(sagad_config_t *cfg, const char *const *envp,
     memcpy(key, kv, (size_t)(eq - kv));
     key[eq - kv] = '\0';
     const char *value = eq + 1;
-    if (!strcmp(key, "SAGAD_CONFIG"))
+    if (!strcmp(key, "SAGAD_CONFIG") || service_link(key, value))
       continue;
     snprintf(origin, sizeof origin, "environment %s", key);
     const prop_t *p = NULL;
@@ -1162,6 +1199,10 @@ void sagad_config_write_reference(FILE *out) {
       "errors say\nwhere it came from (`sagad.conf:12: batch.max_events: "
       "must be between 1 and\n100000, got 0`); unknown names are errors "
       "with a hint of the nearest known one.\n"
+      "The variables Kubernetes sets for a Service whose name starts with "
+      "`sagad`\n(`SAGAD_SERVICE_HOST`, `SAGAD_PORT=tcp://...`, "
+      "`SAGAD_PORT_8080_TCP_ADDR`, ...)\nare skipped, not taken for "
+      "unknown names.\n"
       "`sagad --check-config` validates everything a start checks before "
       "it connects\n(these values, with the `store.conninfo` settings "
       "libpq reads only when it\nconnects and the files `kafka.*.location` "

@@ -354,6 +354,27 @@ static void test_environment_names_map_to_properties(void **state) {
   assert_int_equal(cfg->kafka_nprops, 1);
   assert_string_equal(cfg->kafka_props[0].name, "sasl.username");
 
+  /* what Kubernetes gives a pod for Services named sagad and sagad-kafka
+   * (enableServiceLinks): no property, no error */
+  const char *links[] = {"SAGAD_SERVICE_HOST=10.0.0.7",
+                         "SAGAD_SERVICE_PORT=8080",
+                         "SAGAD_SERVICE_PORT_ADMIN=8080",
+                         "SAGAD_PORT=tcp://10.0.0.7:8080",
+                         "SAGAD_PORT_8080_TCP=tcp://10.0.0.7:8080",
+                         "SAGAD_PORT_8080_TCP_PROTO=tcp",
+                         "SAGAD_PORT_8080_TCP_PORT=8080",
+                         "SAGAD_PORT_8080_TCP_ADDR=10.0.0.7",
+                         "SAGAD_KAFKA_SERVICE_HOST=10.0.0.8",
+                         "SAGAD_KAFKA_PORT=tcp://10.0.0.8:9092",
+                         "SAGAD_KAFKA_PORT_9092_UDP_ADDR=10.0.0.8",
+                         NULL};
+  assert_int_equal(sagad_config_load_env(cfg, links, errbuf, sizeof errbuf),
+                   0);
+  assert_int_equal(cfg->kafka_nprops, 1);
+  /* a name of that shape that is not one stays an error */
+  const char *notlink[] = {"SAGAD_PORT=8080", NULL};
+  assert_int_equal(sagad_config_load_env(cfg, notlink, errbuf, sizeof errbuf),
+                   SAGAD_CONFIG_UNKNOWN);
   const char *typo[] = {"SAGAD_BATCH_MAX_EVENT=5", NULL};
   assert_int_equal(sagad_config_load_env(cfg, typo, errbuf, sizeof errbuf),
                    SAGAD_CONFIG_UNKNOWN);

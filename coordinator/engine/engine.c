@@ -506,13 +506,6 @@ void sagad_engine_on_message(sagad_engine_t *e, const sagad_inmsg_t *m) {
     dlq_write(e, m, err, "undecodable");
     return;
   }
-  if (strlen(msg.saga_id) > SM_ID_MAX) { /* the wire's ceiling too */
-    snprintf(err, sizeof err, "saga_id is %zu bytes long, the ceiling is %d",
-             strlen(msg.saga_id), SM_ID_MAX);
-    sagad_msg_free(&msg);
-    dlq_write(e, m, err, "invalid_id");
-    return;
-  }
   input_t *in = eng_input_new(msg.saga_id);
   if (!in) {
     sagad_msg_free(&msg);

@@ -137,7 +137,7 @@ typedef struct {
    * reply received -> next command produced, durable append included. */
   void (*on_reply_command)(void *arg, int64_t received_us);
   /* An input went to the dead-letter topic; reason is a short class
-   * (undecodable, invalid_id, unknown_type, input_too_large). */
+   * (undecodable, unknown_type, input_too_large). */
   void (*on_dead_letter)(void *arg, const char *reason);
   /* A batch of `streams` sagas and `records` transitions was submitted;
    * it finished with a sagad_store_status_t. */

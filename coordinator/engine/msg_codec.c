@@ -10,6 +10,10 @@
 #include "ids.h"
 #include "wire.h"
 
+/* An id the wire takes (a longer one is undecodable) fits the engine's. */
+_Static_assert(SAGA_WIRE_MAX_ID <= SM_ID_MAX,
+               "saga ids the wire takes must fit SM_ID_MAX");
+
 /* The same codec as the other inbox types (protocol/wire.c checks saga_id,
  * the action, reason and operator); sagactl encodes with it too. An
  * OperatorAction (retry, resolve) and a CancelSaga (op SM_IN_CANCEL) are

@@ -302,6 +302,8 @@ static void test_ids_of_255_bytes_run_and_longer_ones_are_refused(
   wait_dead_letter(reason, sizeof reason);
   assert_non_null(
       strstr(reason, "saga_id is 256 bytes long, the ceiling is 255"));
+  /* of the class the wire's refusals have (the metric's reason label) */
+  assert_int_equal(strncmp(reason, "undecodable: ", 13), 0);
   /* 255 bytes: runs, and its notifications and commands carry it. */
   id[SAGA_WIRE_MAX_ID] = '\0';
   e2e_start(F.t, "slow", id);

@@ -866,6 +866,13 @@ static int register_metrics(sagad_observe_t *o) {
   o->f_dlq = metrics_counter(m, "saga_dead_letters_total",
                              "Inputs sent to the dead-letter topic.",
                              "reason");
+  /* each class at 0 from the start: a series born at its first increment
+   * is first seen at 1, and increase() over it is 0 (the first dead letter
+   * after a restart would raise no alert) */
+  static const char *const dlq_classes[] = {"undecodable", "unknown_type",
+                                            "input_too_large"};
+  for (size_t i = 0; i < sizeof dlq_classes / sizeof *dlq_classes; i++)
+    metric_series(o->f_dlq, dlq_classes[i]);
   o->dlq_blocked = metric_series(metrics_gauge(
       m, "saga_dead_letters_blocked",
       "Dead letters not yet written (the dead-letter topic refuses them): "

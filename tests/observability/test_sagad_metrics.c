@@ -178,6 +178,19 @@ static void test_each_saga_finishes_once_whatever_replays(void **s) {
   assert_int_equal(e2e_sagad_stop(t, 0, SIGKILL), 128 + SIGKILL);
   hold_recover = 0;
   start_sagad();
+  /* every dead-letter class is exported from the start, at 0: an alert on
+   * increase() sees the first dead letter after a restart */
+  char *fresh = scrape();
+  static const char *const classes[] = {"undecodable", "unknown_type",
+                                        "input_too_large"};
+  for (size_t i = 0; i < 3; i++) {
+    char want[96];
+    snprintf(want, sizeof want, "saga_dead_letters_total{reason=\"%s\"} 0\n",
+             classes[i]);
+    if (!strstr(fresh, want))
+      fail_msg("a fresh sagad's scrape lacks %s", want);
+  }
+  free(fresh);
 
   blocker = PQconnectdb(e2e_conninfo(t));
   assert_int_equal(PQstatus(blocker), CONNECTION_OK);

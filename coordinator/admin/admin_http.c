@@ -528,14 +528,24 @@ static void send_response(conn_t *c, int status, const char *extra_headers,
 
 static void refuse(conn_t *c, int status) {
   const char *msg = status == 408   ? "request not complete in time"
-                    : status == 413 ? "request body too large"
-                    : status == 431 ? "request head too large"
+                    : status == 413 ? "request body over the limit of"
+                    : status == 431 ? "request head too large: at most"
                     : status == 501 ? "transfer encoding not supported"
                     : status == 505 ? "HTTP version not supported"
                     : status == 503 ? "too many connections"
                                     : "malformed request";
+  /* a refused size names the limit, as the client needs it to fix the
+   * request */
+  const admin_http_limits_t *l = &c->srv->opts.limits;
   char body[128];
-  int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
+  int n = status == 413
+              ? snprintf(body, sizeof body, "{\"error\":\"%s %zu bytes\"}",
+                         msg, l->max_body)
+          : status == 431
+              ? snprintf(body, sizeof body,
+                         "{\"error\":\"%s %zu bytes and %d headers\"}", msg,
+                         l->max_head, ADMIN_HTTP_MAX_HEADERS)
+              : snprintf(body, sizeof body, "{\"error\":\"%s\"}", msg);
   c->srv->stats.errors++;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_timer_stop(&c->timer);

@@ -10,6 +10,8 @@
 #include "ids.h"
 #include "wire.h"
 
+#define SAGAD_ENCODE_MAX ((size_t)1 << 30)
+
 /* An id the wire takes (a longer one is undecodable) fits the engine's. */
 _Static_assert(SAGA_WIRE_MAX_ID <= SM_ID_MAX,
                "saga ids the wire takes must fit SM_ID_MAX");
@@ -173,7 +175,12 @@ static int encode(const ProtobufCMessage *pb, const char *saga_id,
       .correlation_id =
           correlation_id && *correlation_id ? correlation_id : saga_id,
       .traceparent = traceparent};
-  return saga__wire_pack(pb, &meta, 0, out, out_len, hdrs, errbuf, errlen)
+  /* No ceiling of the wire's own (its default, 1 MiB, is less than
+   * payload.max_bytes may allow): what sagad sends is bounded before it is
+   * built (the engine's input_max, payload.max_bytes) and by the
+   * producer's kafka.message.max.bytes. */
+  return saga__wire_pack(pb, &meta, SAGAD_ENCODE_MAX, out, out_len, hdrs,
+                         errbuf, errlen)
              ? -1
              : 0;
 }

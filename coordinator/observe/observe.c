@@ -1523,6 +1523,14 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
   admin_http_opts_init(&ho);
   ho.host = o->host;
   ho.port = port;
+  /* room for any input a command can carry, and one byte more, so that a
+   * start larger than that reaches src_start and its 413 names the limit
+   * (payload.max_bytes and kafka.message.max.bytes may allow far more
+   * than the server's default 1 MiB) */
+  size_t body_max = sagad_engine_input_max(o->o.engine) + 1;
+  if (body_max > ho.limits.max_body)
+    ho.limits.max_body = body_max < ((size_t)1 << 30) ? body_max
+                                                       : (size_t)1 << 30;
   admin_pg_opts_t po;
   admin_pg_opts_init(&po);
   po.conninfo = opts->cfg->store_conninfo;

@@ -350,10 +350,15 @@ static void test_bounds_answer_431_413_and_408(void **state) {
   memset(head + strlen(head), 'a', 600);
   char *r = http_roundtrip(f->port, head, &st);
   assert_int_equal(st, 431);
+  assert_non_null(strstr(r, "{\"error\":\"request head too large: at most "
+                            "512 bytes and 64 headers\"}"));
   free(r);
   r = http_roundtrip(f->port,
                      "POST /echo HTTP/1.1\r\nContent-Length: 65\r\n\r\n", &st);
   assert_int_equal(st, 413);
+  /* the limit named, for the client to fix its request */
+  assert_non_null(strstr(r, "{\"error\":\"request body over the limit of 64 "
+                            "bytes\"}"));
   free(r);
   /* Half a request, then silence: 408 once the read timeout passes. */
   r = http_roundtrip(f->port, "GET /sagas/1 HTTP/1.1\r\n", &st);

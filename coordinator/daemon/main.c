@@ -172,12 +172,23 @@ static void store_closed(void *arg) {
   sagad_observe_close(o, observe_closed, a);
 }
 
-static void broker_closed(void *arg) {
+static void marks_flushed(void *arg) {
   app_t *a = arg;
-  a->broker = NULL;
   sagad_clock_uv_close(a->clock);
   a->clock = NULL;
   sagad_store_pg_close(a->store, store_closed, a);
+}
+
+static void broker_closed(void *arg) {
+  app_t *a = arg;
+  a->broker = NULL;
+  /* The close's last delivery reports are in: the final notifications
+   * they confirmed are recorded before the store closes, or the next
+   * start would send them again. */
+  if (a->engine && a->store)
+    sagad_engine_flush_marks(a->engine, marks_flushed, a);
+  else
+    marks_flushed(a);
 }
 
 static void engine_drained(void *arg) {

@@ -116,6 +116,36 @@ int batch_start(sagad_engine_t *e) {
   return 0;
 }
 
+int batch_submit_marks(sagad_engine_t *e) {
+  sagad_store_port_t *st = &e->cfg.store;
+  st->batch_reset(st->self);
+  for (size_t i = 0; i < e->nmarks; i++)
+    if (st->batch_notified(st->self, e->marks[i]) < 0)
+      return -1;
+  if (st->batch_submit(st->self) != 0) {
+    LOG_WARN("could not record delivered notifications: %s",
+             st->last_error(st->self));
+    return -1;
+  }
+  /* no on_batch_submit hook: the append histograms count appends */
+  e->nmarks = 0; /* resubmitted with the batch after RETRY */
+  e->in_flight = true;
+  return 0;
+}
+
+int batch_flush_marks(sagad_engine_t *e) {
+  /* a stopping engine's marks wait for sagad_engine_flush_marks, after
+   * the broker's last delivery reports */
+  if (!e->nmarks || e->stopping || !e->cfg.store.batch_notified)
+    return 0;
+  if (e->in_flight || e->retry_wait != RETRY_NONE || e->nstreams ||
+      batch_submit_marks(e) != 0) {
+    timers_arm_retry(e, &e->marks_armed, TMR_MARKS);
+    return 1;
+  }
+  return 0;
+}
+
 void batch_schedule_retry(sagad_engine_t *e) {
   e->backoff_ms = e->backoff_ms ? e->backoff_ms * 2 : 50;
   if (e->backoff_ms > 2000)
@@ -209,6 +239,18 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
   e->in_flight = false;
   if (e->hooks.on_batch_done)
     e->hooks.on_batch_done(e->hooks.arg, status);
+  if (e->marks_done) {
+    /* a stopped engine's last record (sagad_engine_flush_marks): not
+     * retried, the flags that stay make a recovery send those
+     * notifications once more */
+    void (*cb)(void *) = e->marks_done;
+    e->marks_done = NULL;
+    if (status != SAGAD_STORE_OK)
+      LOG_WARN("could not record delivered notifications at shutdown: %s",
+               e->cfg.store.last_error(e->cfg.store.self));
+    cb(e->marks_arg);
+    return;
+  }
   if (status == SAGAD_STORE_RETRY) {
     /* Outcome unknown (connection lost): nothing is acted on; submit the
      * same batch again, a lost commit then answers DUPLICATE. */

@@ -264,6 +264,9 @@ static void note_notified(sagad_engine_t *e, const char *id) {
     e->cmarks = n;
   }
   memcpy(e->marks[e->nmarks++], id, strlen(id) + 1);
+  /* the next batch takes it; an idle engine records it on its own */
+  if (!e->stopping)
+    timers_arm_retry(e, &e->marks_armed, TMR_MARKS);
 }
 
 /* Produce a notification that is sent once (not the final one: see

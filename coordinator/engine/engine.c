@@ -660,6 +660,17 @@ void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *), void *arg) {
   eng_pump(e);
 }
 
+void sagad_engine_flush_marks(sagad_engine_t *e, void (*done)(void *),
+                              void *arg) {
+  if (!e->nmarks || e->in_flight || !e->cfg.store.batch_notified ||
+      batch_submit_marks(e) != 0) {
+    done(arg);
+    return;
+  }
+  e->marks_done = done;
+  e->marks_arg = arg;
+}
+
 /* ---- life cycle ----------------------------------------------------- */
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }

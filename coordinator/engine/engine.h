@@ -112,6 +112,15 @@ void sagad_engine_on_turn_end(sagad_engine_t *e);
  * effects and acks, then call done(arg) once (possibly at once). */
 void sagad_engine_stop(sagad_engine_t *e, void (*done)(void *arg), void *arg);
 
+/* After sagad_engine_stop's done, once the broker has closed (the last
+ * delivery reports are in): record the final notifications delivered
+ * since the last batch (their notify_pending flags cleared) in one last
+ * batch, then done(arg) -- at once when there are none. The store port
+ * must still be open. Not retried: a flag left set makes a recovery send
+ * that notification once more. */
+void sagad_engine_flush_marks(sagad_engine_t *e, void (*done)(void *arg),
+                              void *arg);
+
 /* ---- observation hooks (observe.c: metrics, traces, stuck sagas) -- */
 
 /* Small calls at the points where the engine learns something; any field

@@ -162,6 +162,8 @@ typedef struct outbox {
 #define TMR_OUTBOX 0xff /* tmr_t.timer of the outbox's retry wake-up */
 #define TMR_DLQ 0xfe    /* tmr_t.timer of the held dead letters' retry */
 #define TMR_CMD 0xfd    /* tmr_t.timer of the undelivered commands' retry */
+#define TMR_MARKS 0xfc  /* tmr_t.timer of the delivered notifications' record,
+                           when no batch took it meanwhile */
 
 /* A command on its way (in its delivery token): when its delivery fails
  * or is not confirmed (SAGAD_DELIVERY_UNCONFIRMED), the same attempt
@@ -278,6 +280,9 @@ struct sagad_engine {
   bool cmd_armed;
   char (*marks)[SM_ID_MAX + 1];
   size_t nmarks, cmarks;
+  bool marks_armed;      /* TMR_MARKS is in the heap */
+  void (*marks_done)(void *); /* sagad_engine_flush_marks's callback */
+  void *marks_arg;
   /* dead letters that could not be written yet */
   dletter_t *dl_retry;
   bool dl_armed;
@@ -398,6 +403,13 @@ int batch_add_fx(sagad_engine_t *e, entry_t *en, const sm_effect_t *fx,
 void batch_note_evict(sagad_engine_t *e, const char *id);
 /* Hand the batch to the store. 0 or -1 (nothing submitted). */
 int batch_start(sagad_engine_t *e);
+/* The delivered notifications' record (marks) in a batch of its own, when
+ * no batch took it within OUTBOX_RETRY_MS of the first (an idle engine):
+ * 0 submitted or nothing to record, 1 busy (a batch in flight or waiting
+ * to be resubmitted: the wake-up is armed again). */
+int batch_flush_marks(sagad_engine_t *e);
+/* Submit the marks alone (no batch in flight): 0, or -1 with them kept. */
+int batch_submit_marks(sagad_engine_t *e);
 /* Submit the same batch again after RETRY_RESUBMIT's backoff. */
 void batch_resubmit(sagad_engine_t *e);
 /* Wait a growing backoff (SAGAD_WAKE_RETRY) before stepping again. */

@@ -160,6 +160,11 @@ void timers_fire_due(sagad_engine_t *e, int64_t now) {
       dlq_retry(e);
       continue;
     }
+    if (t.timer == TMR_MARKS) { /* no id */
+      e->marks_armed = false;
+      batch_flush_marks(e);
+      continue;
+    }
     if (t.timer == TMR_OUTBOX) { /* no id */
       fx_outbox_retry(e);
       continue;

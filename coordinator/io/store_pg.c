@@ -324,11 +324,9 @@ static int p_batch_notified(void *self, const char *saga_id) {
   return 0;
 }
 
-/* Close a lane's arrays and add its one upsert after the appends, and the
- * record of delivered final notifications after it. */
-static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
-  if (!ln->nidx || ln->idx_added)
-    return 0;
+/* The lane's one saga_index upsert: scalar parameters for one row, the
+ * columns' array literals closed for several. */
+static int add_upsert(sagad_store_pg_t *s, lane_t *ln) {
   const char *params[IDX_NCOLS];
   for (int c = 0; c < IDX_NCOLS && ln->nidx == 1; c++)
     params[c] = ln->one_at[c] < 0 ? NULL : ln->one.p + ln->one_at[c];
@@ -348,23 +346,45 @@ static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
     set_err(s, "could not add the index upsert", es_strerror(rc));
     return -1;
   }
-  if (ln->nmarks) {
-    if (col_put(&ln->marks, "", 0) != 0) {
-      set_err(s, "could not add a delivered notification", "out of memory");
-      return -1;
-    }
-    ln->marks.p[ln->marks.len - 1] = '}';
-    ln->marks.p[ln->marks.len] = '\0';
-    const char *mp[1] = {ln->nmarks == 1 ? ln->mark1 : ln->marks.p};
-    rc = ln->nmarks == 1
-             ? es_batch_add_statement(ln->batch, NOTIFIED_ONE_SQL, 1, mp)
-             : es_batch_add_statement_replanned(ln->batch, NOTIFIED_SQL, 1,
-                                                mp);
-    if (rc < 0) {
-      set_err(s, "could not add a delivered notification", es_strerror(rc));
-      return -1;
-    }
+  return 0;
+}
+
+/* The record of the lane's delivered final notifications. */
+static int add_marks(sagad_store_pg_t *s, lane_t *ln) {
+  if (col_put(&ln->marks, "", 0) != 0) {
+    set_err(s, "could not add a delivered notification", "out of memory");
+    return -1;
   }
+  ln->marks.p[ln->marks.len - 1] = '}';
+  ln->marks.p[ln->marks.len] = '\0';
+  const char *mp[1] = {ln->nmarks == 1 ? ln->mark1 : ln->marks.p};
+  int rc = ln->nmarks == 1
+               ? es_batch_add_statement(ln->batch, NOTIFIED_ONE_SQL, 1, mp)
+               : es_batch_add_statement_replanned(ln->batch, NOTIFIED_SQL, 1,
+                                                  mp);
+  if (rc < 0) {
+    set_err(s, "could not add a delivered notification", es_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+/* Whether the lane has anything to send: appends, or (lane 0) only the
+ * record of delivered notifications (an idle engine's, or a stopping
+ * one's last). */
+static int lane_used(lane_t *ln) {
+  return es_batch_size(ln->batch) || ln->nmarks;
+}
+
+/* Close a lane's arrays and add its one upsert after the appends, and the
+ * record of delivered final notifications after it. */
+static int add_index_statement(sagad_store_pg_t *s, lane_t *ln) {
+  if ((!ln->nidx && !ln->nmarks) || ln->idx_added)
+    return 0;
+  if (ln->nidx && add_upsert(s, ln) != 0)
+    return -1;
+  if (ln->nmarks && add_marks(s, ln) != 0)
+    return -1;
   ln->idx_added = 1;
   return 0;
 }
@@ -394,8 +414,7 @@ static void lane_done(sagad_store_pg_t *s) {
     return;
   int st = SAGAD_STORE_OK;
   for (int l = 0; l < LANES; l++) {
-    int ls = es_batch_size(s->lanes[l].batch) ? s->lanes[l].status
-                                                : SAGAD_STORE_OK;
+    int ls = lane_used(&s->lanes[l]) ? s->lanes[l].status : SAGAD_STORE_OK;
     if (ls == SAGAD_STORE_RETRY || (ls == SAGAD_STORE_FATAL &&
                                     st != SAGAD_STORE_RETRY))
       st = ls;
@@ -424,7 +443,7 @@ static int p_batch_submit(void *self) {
   s->pending = 0; /* lanes out */
   for (int l = 0; l < LANES; l++) {
     lane_t *ln = &s->lanes[l];
-    if (!es_batch_size(ln->batch))
+    if (!lane_used(ln))
       continue;
     int rc = add_index_statement(s, ln);
     if (!rc) {

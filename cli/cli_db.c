@@ -47,7 +47,13 @@ int cli_pg(const cli_settings_t *s, cli_pg_t *pg) {
                       sizeof pg->connect_timeout);
   pg->defaults[0] = "connect_timeout";
   pg->defaults[1] = pg->connect_timeout;
-  pg->defaults[2] = NULL;
+  /* every statement bounded too, on the event store's connections as on
+   * saga_index's (cli_db_connect_quiet) */
+  snprintf(pg->options, sizeof pg->options, "-c statement_timeout=%" PRId64,
+           s->timeout_ms);
+  pg->defaults[2] = "options";
+  pg->defaults[3] = pg->options;
+  pg->defaults[4] = NULL;
   return CLI_EXIT_OK;
 }
 

@@ -56,13 +56,14 @@ int cli_db_store_schema_problem(const cli_settings_t *s, char *why,
 
 /* What sagactl connects to PostgreSQL with: settings' pg conninfo, and
  * libpq defaults under it as keyword/value pairs ending with NULL
- * (es_store_opts_t.conn_defaults' form): connect_timeout from the timeout
- * setting. The conninfo's own settings win (PQconnectdbParams with
+ * (es_store_opts_t.conn_defaults' form): connect_timeout and (as libpq's
+ * options) statement_timeout from the timeout setting. The conninfo's own settings win (PQconnectdbParams with
  * expand_dbname): nothing rewrites the conninfo. */
 typedef struct {
   const char *conninfo;
   char connect_timeout[24];
-  const char *defaults[3];
+  char options[48]; /* "-c statement_timeout=MS" */
+  const char *defaults[5];
 } cli_pg_t;
 
 /* Fill pg from settings. Returns CLI_EXIT_OK, or CLI_EXIT_USAGE when no

@@ -92,6 +92,11 @@ static int file_line(void *arg, const char *name, const char *value,
                      const char *where, char *err, size_t errlen) {
   file_ctx_t *c = arg;
   cli_settings_t *s = c->s;
+  /* librdkafka's own name for the brokers is the `kafka` setting: passed
+   * through, it would beat --kafka and SAGA_KAFKA_BOOTSTRAP */
+  if (strcmp(name, "kafka.bootstrap.servers") == 0 ||
+      strcmp(name, "kafka.metadata.broker.list") == 0)
+    name = "kafka";
   if (strncmp(name, "kafka.", 6) == 0 && name[6] != '\0') {
     if (s->n_kafka_props == CLI_MAX_KAFKA_PROPS) {
       snprintf(err, errlen, "%s: more than %d kafka.* properties", where,

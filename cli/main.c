@@ -273,10 +273,10 @@ static void command_help(const struct command *c) {
   print_exit_codes(stdout);
 }
 
-/* The commands whose one argument is a saga id (history checks its own). */
+/* The commands whose one argument is a saga id. */
 static int takes_saga_id(const char *command) {
-  static const char *const IDS[] = {"status", "describe", "replay",
-                                    "retry",  "resolve",  "cancel"};
+  static const char *const IDS[] = {"status",  "describe", "replay", "retry",
+                                    "resolve", "cancel",   "history"};
   for (size_t i = 0; i < sizeof IDS / sizeof *IDS; i++)
     if (strcmp(IDS[i], command) == 0)
       return 1;

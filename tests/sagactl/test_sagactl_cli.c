@@ -285,6 +285,23 @@ static void test_flags_beat_environment_beats_file_beats_defaults(
   assert_string_equal(s.kafka_props[1], "SASL_SSL");
   assert_null(s.kafka_props[2]);
   cli_settings_free(&s);
+
+  /* librdkafka's name for the brokers is the kafka setting, at the file's
+   * place in the order: not a property that beats the flag */
+  const char *bconf = write_conf("b.conf",
+                                 "kafka.bootstrap.servers = file:9092\n");
+  snprintf(confarg, sizeof confarg, "--config=%s", bconf);
+  const char *kargv[] = {"sagactl", "list", confarg, "--kafka", "flag:9092"};
+  env_t none = {{NULL}, {NULL}};
+  assert_int_equal(resolve(kargv, 5, &none, &s, err, sizeof err), 0);
+  assert_string_equal(cli_get(&s, CLI_SET_KAFKA), "flag:9092");
+  assert_int_equal(s.n_kafka_props, 0);
+  cli_settings_free(&s);
+  assert_int_equal(resolve(kargv, 3, &none, &s, err, sizeof err), 0);
+  assert_string_equal(cli_get(&s, CLI_SET_KAFKA), "file:9092");
+  assert_non_null(strstr(s.source[CLI_SET_KAFKA], "b.conf:1"));
+  assert_int_equal(s.n_kafka_props, 0);
+  cli_settings_free(&s);
 }
 
 static void test_home_config_is_read_when_no_config_flag_is_given(

@@ -603,6 +603,43 @@ static void test_history_shows_a_timeline_with_durations(void **state) {
   result_free(&r);
 }
 
+static void wait_a_little(void *arg) {
+  (void)arg;
+  struct timespec ts = {0, 20 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+}
+
+/* --timeout bounds every statement: a history read that waits for a lock
+ * on the events table ends at it (the event store's connections had only
+ * a connect_timeout, and the command waited for ever). */
+static void test_a_blocked_event_store_read_ends_at_the_timeout(void **state) {
+  (void)state;
+  PGconn *locker = PQconnectdb(conninfo);
+  assert_int_equal(PQstatus(locker), CONNECTION_OK);
+  PGresult *res =
+      PQexec(locker, "BEGIN; LOCK TABLE es_events IN ACCESS EXCLUSIVE MODE");
+  assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  const sagactl_how_t how = {.bin = SAGACTL_BIN,
+                             .dir = tmpdir,
+                             .conninfo = conninfo,
+                             .unset_kafka = 1,
+                             .pump = wait_a_little};
+  int64_t t0 = ts_now_ms();
+  result_t r = {0};
+  sagactl_rerun(&how, &r, "history", "s-done", "--timeout", "1s", NULL);
+  int64_t took = ts_now_ms() - t0;
+  printf("# history behind a lock, --timeout 1s: exit %d after %lld ms: %s",
+         r.rc, (long long)took, r.err);
+  res = PQexec(locker, "ROLLBACK");
+  PQclear(res);
+  PQfinish(locker);
+  assert_true(r.rc == 1 || r.rc == 3);
+  assert_non_null(strstr(r.err, "statement timeout"));
+  expect_own_lines(&r, 2);
+  result_free(&r);
+}
+
 /* An archive file holding the stored events of stream (era 1), written
  * with saga-es-archive's writer; the path goes to path. */
 static void archive_stream(const char *stream, const char *path) {
@@ -1229,7 +1266,8 @@ static void test_an_impossible_saga_id_is_refused_naming_the_command(
     const char *cmd, *flag;
   } cmds[] = {{"status", NULL},           {"describe", NULL},
               {"replay", NULL},           {"retry", "--dry-run"},
-              {"resolve", "--dry-run"},   {"cancel", "--dry-run"}};
+              {"resolve", "--dry-run"},   {"cancel", "--dry-run"},
+              {"history", NULL}};
   static const struct {
     const char *id, *says;
   } bad[] = {
@@ -1680,6 +1718,7 @@ int main(void) {
       cmocka_unit_test(test_list_bad_values_name_the_flag),
       cmocka_unit_test(test_list_pages_walk_every_saga_exactly_once),
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
+      cmocka_unit_test(test_a_blocked_event_store_read_ends_at_the_timeout),
       cmocka_unit_test(
           test_history_reads_an_archive_file_without_the_database),
       cmocka_unit_test(test_history_archive_errors_name_the_file_once),

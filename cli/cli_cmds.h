@@ -115,6 +115,15 @@ typedef struct {
 int cli_operator_send(const cli_settings_t *s, int kind, const char *reason,
                       cli_send_t *items, size_t n);
 
+/* Whether the --reason and the configured operator of an action (retry,
+ * resolve, cancel) are ones its message can carry (the wire's rules:
+ * UTF-8, no control characters but tab and newline, at most 1024 and 255
+ * bytes), checked before anything is looked up, confirmed or sent.
+ * Returns CLI_EXIT_OK, or CLI_EXIT_USAGE with the line printed
+ * ("cmd: reason ..."). */
+int cli_action_text_check(const cli_settings_t *s, cli_action_t action,
+                          const char *cmd, const char *reason);
+
 /* Send a CancelSaga with reason and the configured operator for each of
  * items[0..n) through one starter, as `cancel ID` does (cmd_start.c).
  * Returns as cli_operator_send. */

@@ -408,6 +408,10 @@ int cli_bulk_run(const cli_args_t *a, const cli_settings_t *s,
       (reason == NULL || *reason == '\0'))
     return cli_fail(CLI_EXIT_USAGE, "cancel: --reason TEXT is required (it "
                                     "is recorded in each saga's history)");
+  /* before any saga is looked up or a confirmation asked for: the same
+   * text goes to every saga */
+  if ((rc = cli_action_text_check(s, action, cmd, reason)) != CLI_EXIT_OK)
+    return rc;
   if (!dry_run && cli_get(s, CLI_SET_KAFKA) == NULL)
     return cli_fail(CLI_EXIT_USAGE,
                     "no Kafka configured: give --kafka BOOTSTRAP, "

@@ -184,6 +184,33 @@ int cli_operator_send(const cli_settings_t *s, int kind, const char *reason,
   return CLI_EXIT_OK;
 }
 
+int cli_action_text_check(const cli_settings_t *s, cli_action_t action,
+                          const char *cmd, const char *reason) {
+  char err[400];
+  int rc;
+  const char *op = cli_get(s, CLI_SET_OPERATOR);
+  if (action == CLI_ACT_CANCEL) {
+    Saga__V1__CancelSaga m;
+    saga__v1__cancel_saga__init(&m);
+    m.saga_id = SAGA_MUT("x");
+    m.reason = SAGA_MUT(reason ? reason : "");
+    m.operator_ = SAGA_MUT(op ? op : "");
+    rc = saga__wire_check(&m.base, err, sizeof err);
+  } else {
+    Saga__V1__OperatorAction m;
+    saga__v1__operator_action__init(&m);
+    m.saga_id = SAGA_MUT("x");
+    m.action = SAGA__V1__OPERATOR_ACTION_KIND__OPERATOR_ACTION_RETRY;
+    m.reason = SAGA_MUT(reason ? reason : "");
+    m.operator_ = SAGA_MUT(op ? op : "");
+    rc = saga__wire_check(&m.base, err, sizeof err);
+  }
+  /* the wire names the field ("reason is 1025 bytes long, ..."): here it
+   * is the option's value */
+  return rc == 0 ? CLI_EXIT_OK
+                 : cli_fail(CLI_EXIT_USAGE, "%s: --%s", cmd, err);
+}
+
 /* retry ID / resolve ID: refused unless saga_index shows the saga parked
  * in compensation_failed; --dry-run stops after that check (no Kafka
  * needed), --yes changes nothing (one id is never confirmed). */
@@ -198,7 +225,9 @@ static int operator_action(const cli_args_t *a, const cli_settings_t *s,
                     cmd, a->npos);
   const char *id = a->pos[0];
   int rc = cli_single_check(a, cmd);
-  if (rc != CLI_EXIT_OK)
+  if (rc != CLI_EXIT_OK ||
+      (rc = cli_action_text_check(s, action, cmd, a->opt[CLI_OPT_REASON])) !=
+          CLI_EXIT_OK)
     return rc;
   if (!dry_run && cli_get(s, CLI_SET_KAFKA) == NULL)
     return cli_fail(CLI_EXIT_USAGE,

@@ -410,7 +410,9 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
   const char *id = a->pos[0];
   const char *reason = a->opt[CLI_OPT_REASON];
   int rc = cli_single_check(a, "cancel");
-  if (rc != CLI_EXIT_OK)
+  if (rc != CLI_EXIT_OK ||
+      (rc = cli_action_text_check(s, CLI_ACT_CANCEL, "cancel", reason)) !=
+          CLI_EXIT_OK)
     return rc;
   if (!dry_run && (reason == NULL || *reason == '\0'))
     return cli_fail(CLI_EXIT_USAGE, "cancel: --reason TEXT is required (it "

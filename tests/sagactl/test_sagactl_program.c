@@ -959,6 +959,40 @@ static void test_retry_of_a_parked_saga_sends_an_operator_action(
   got_free(&m);
 }
 
+/* A reason or operator the message cannot carry is the command line's
+ * fault (exit 2), found before anything is looked up, confirmed or sent:
+ * an action by query marked every saga failed (exit 1) after its
+ * confirmation, and a dry run said the action "would be sent". */
+static void test_a_reason_no_message_can_carry_is_refused_first(
+    void **state) {
+  (void)state;
+  static char longreason[2001];
+  memset(longreason, 'x', sizeof longreason - 1);
+  static const char *const cmds[] = {"retry", "resolve", "cancel"};
+  for (size_t c = 0; c < 3; c++) {
+    char want[96];
+    snprintf(want, sizeof want, "sagactl: %s: --reason is 2000 bytes long",
+             cmds[c]);
+    /* by query, confirmed */
+    result_t r = run(cmds[c], "--type", "order", "--yes", "--reason",
+                     longreason, "--kafka", "127.0.0.1:1", NULL);
+    expect(&r, 2, NULL, want);
+    assert_null(strstr(r.out, "matched"));
+    expect_own_lines(&r, 1);
+    result_free(&r);
+    /* one saga, a dry run */
+    r = run(cmds[c], "s-park", "--dry-run", "--reason", longreason, NULL);
+    expect(&r, 2, NULL, want);
+    assert_null(strstr(r.out, "would be sent"));
+    result_free(&r);
+  }
+  /* an operator with a control character */
+  result_t r = run("retry", "s-park", "--dry-run", "--reason", "ok",
+                   "--operator", "a\x01b", NULL);
+  expect(&r, 2, NULL, "sagactl: retry: --operator contains a forbidden character at byte 1");
+  result_free(&r);
+}
+
 /* resolve by query: the parked saga gets the very OperatorAction of
  * `resolve ID`, the others are refused with why; cancel by query with
  * Kafka out of reach fails each running saga, touches none, exits 3. */
@@ -1037,11 +1071,13 @@ static void test_cancel_sends_a_cancel_saga_or_says_why_not(void **state) {
   longreason[1025] = '\0';
   r = run("cancel", "s-run", "--reason", longreason, "--inbox", inbox,
           "--kafka", ts_kafka_bootstrap(), NULL);
-  expect(&r, 2, NULL, "--reason: at most 1024 bytes of UTF-8");
+  expect(&r, 2, NULL,
+         "sagactl: cancel: --reason is 1025 bytes long, the ceiling is 1024");
   result_free(&r);
   r = run("cancel", "s-run", "--reason", "a\001b", "--inbox", inbox,
           "--kafka", ts_kafka_bootstrap(), NULL);
-  expect(&r, 2, NULL, "--reason: at most 1024 bytes of UTF-8");
+  expect(&r, 2, NULL,
+         "sagactl: cancel: --reason contains a forbidden character at byte 1");
   result_free(&r);
   r = run("cancel", "s-run", "--reason", "customer called", "--operator",
           "carol", "--inbox", inbox, "--kafka", ts_kafka_bootstrap(), NULL);
@@ -1719,6 +1755,7 @@ int main(void) {
       cmocka_unit_test(test_list_pages_walk_every_saga_exactly_once),
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
       cmocka_unit_test(test_a_blocked_event_store_read_ends_at_the_timeout),
+      cmocka_unit_test(test_a_reason_no_message_can_carry_is_refused_first),
       cmocka_unit_test(
           test_history_reads_an_archive_file_without_the_database),
       cmocka_unit_test(test_history_archive_errors_name_the_file_once),

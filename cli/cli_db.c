@@ -33,6 +33,14 @@ static char *first_line(const char *msg) {
 int cli_pg(const cli_settings_t *s, cli_pg_t *pg) {
   memset(pg, 0, sizeof *pg);
   pg->conninfo = cli_get(s, CLI_SET_PG);
+  /* an empty --pg or "pg =" is no setting, as an empty SAGA_PG_CONNINFO
+   * is none: libpq would take it for its own defaults (whatever the PG*
+   * variables or the local socket point at) */
+  if (pg->conninfo != NULL && pg->conninfo[0] == '\0')
+    return cli_fail(CLI_EXIT_USAGE,
+                    "%s is empty: give a PostgreSQL conninfo (a \"host=... "
+                    "dbname=...\" string or a postgresql:// URI)",
+                    s->source[CLI_SET_PG]);
   if (pg->conninfo == NULL)
     return cli_fail(CLI_EXIT_USAGE,
                     "no PostgreSQL configured: give --pg CONNINFO, "

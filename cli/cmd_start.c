@@ -515,11 +515,21 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
                   "saga %s: a compensation failed and the saga is parked "
                   "for an operator (sagactl retry or resolve)",
                   id);
-  } else {
+  } else if (!strcmp(outcome, "error")) {
+    /* the wait itself failed: not a timeout, and said at once */
+    rc = cli_fail(r->await_err == SAGA_EKAFKA ? CLI_EXIT_UNREACHABLE
+                                              : CLI_EXIT_FAIL,
+                  "could not await the answer to the cancel of saga %s: %s "
+                  "(check with 'sagactl status %s')",
+                  id, saga_strerror(r->await_err), id);
+  } else if (!strcmp(outcome, "timeout")) {
     rc = cli_fail(CLI_EXIT_FAIL,
                   "no answer to the cancel of saga %s within %s (it may "
                   "still be compensating: sagactl status %s)",
                   id, cli_format_duration(wait_ms, t, sizeof t), id);
+  } else {
+    rc = cli_fail(CLI_EXIT_FAIL, "cancel of saga %s: the saga is %s%s%s", id,
+                  outcome, r->reason[0] != '\0' ? ": " : "", r->reason);
   }
 out:
   finish(r);

@@ -1201,6 +1201,13 @@ static void test_a_malformed_conninfo_is_a_configuration_error(void **state) {
                    "127.0.0.1:1", "--pg", "garbage=1", NULL);
   expect(&r, 2, NULL, "--pg: ");
   result_free(&r);
+  /* an empty one (an unset shell variable) is not libpq's defaults */
+  for (size_t k = 0; k < sizeof cmds / sizeof *cmds; k++) {
+    r = run(cmds[k][0], "--pg", "", cmds[k][1], NULL);
+    expect(&r, 2, NULL, "sagactl: --pg is empty");
+    expect_own_lines(&r, 1);
+    result_free(&r);
+  }
 }
 
 /* Times the database cannot hold: a duration further back than any saga

@@ -756,7 +756,8 @@ static void add_delta(metric_t *m, uint64_t now, uint64_t *seen) {
 }
 
 /* Consumer lag from librdkafka's cached high watermarks and positions:
- * no broker round trip, so it can run on the loop at every scrape. */
+ * no broker round trip, so it can run on the loop at every scrape. A
+ * partition nothing was taken from since its assignment shows 0. */
 static void refresh_lag(sagad_observe_t *o) {
   rd_kafka_t *rk = sagad_broker_kafka_consumer(o->o.broker);
   rd_kafka_topic_partition_list_t *parts = NULL;
@@ -784,7 +785,13 @@ static void refresh_lag(sagad_observe_t *o) {
       memset(o->lag + o->nlag, 0, (need - o->nlag) * sizeof *o->lag);
       o->nlag = need;
     }
-    int64_t pos = p->offset >= 0 ? p->offset : lo;
+    /* No position yet: nothing taken from the partition since it was
+     * assigned, so its committed offset (not read here: a broker round
+     * trip) is where it stands. A quiet partition after a restart is not
+     * behind by all that retention holds (lo, as it was counted, set off
+     * SagaNoProgress on an idle system); one with a backlog has a position
+     * as soon as its first message is taken. */
+    int64_t pos = p->offset >= 0 ? p->offset : hi;
     if (!o->lag[p->partition]) {
       char label[16];
       snprintf(label, sizeof label, "%d", (int)p->partition);

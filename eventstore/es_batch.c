@@ -381,12 +381,16 @@ int es__batch_add_one(es_batch_t *b, const char *stream_id, int64_t expected,
  * statement a batch must not hold, or NULL. A batch is one implicit
  * transaction: BEGIN would leave it (and every later call on the
  * connection) open and never committed, ROLLBACK or COMMIT would end it
- * half way while the batch still answers for all of it, and DEALLOCATE or
- * DISCARD would drop the library's prepared statements. */
+ * half way while the batch still answers for all of it, DEALLOCATE or
+ * DISCARD would drop the library's prepared statements, and a session's
+ * SET (not SET LOCAL, SET TRANSACTION or SET CONSTRAINTS, which end with
+ * the batch), RESET, LISTEN or UNLISTEN would outlive the batch on the
+ * library's connection (its role, search_path or subscriptions). */
 static const char *session_control(const char *sql) {
   static const char *const words[] = {
-      "BEGIN", "START",     "COMMIT",  "END",        "ROLLBACK",
-      "ABORT", "SAVEPOINT", "RELEASE", "DEALLOCATE", "DISCARD"};
+      "BEGIN",      "START",   "COMMIT", "END",   "ROLLBACK", "ABORT",
+      "SAVEPOINT",  "RELEASE", "DEALLOCATE", "DISCARD", "RESET",
+      "LISTEN",     "UNLISTEN"};
   const char *p = sql;
   for (;;) {
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' ||
@@ -420,6 +424,22 @@ static const char *session_control(const char *sql) {
       k++;
     if (k == n)
       return words[i];
+  }
+  /* SET for the session, unless it is for the transaction alone */
+  if (n == 3 && !strncasecmp(p, "SET", 3)) {
+    const char *q = p + 3;
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+      q++;
+    static const char *const scoped[] = {"LOCAL", "TRANSACTION",
+                                         "CONSTRAINTS"};
+    for (size_t i = 0; i < 3; i++) {
+      size_t l = strlen(scoped[i]);
+      if (!strncasecmp(q, scoped[i], l) &&
+          !((q[l] >= 'A' && q[l] <= 'Z') || (q[l] >= 'a' && q[l] <= 'z') ||
+            q[l] == '_'))
+        return NULL;
+    }
+    return "SET";
   }
   /* PREPARE TRANSACTION (two-phase commit) ends the transaction too */
   if (n == 7 && !strncasecmp(p, "PREPARE", 7)) {

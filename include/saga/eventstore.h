@@ -361,7 +361,9 @@ ES_EXPORT int es_batch_add(es_batch_t *batch, const char *stream_id,
  * INVALID: no text, nparams not 0 to 65535, params NULL with nparams
  * above 0, or a statement that would end the batch's transaction or
  * change the library's session (BEGIN, START, COMMIT, END, ROLLBACK,
- * ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION, DEALLOCATE, DISCARD). */
+ * ABORT, SAVEPOINT, RELEASE, PREPARE TRANSACTION, DEALLOCATE, DISCARD,
+ * RESET, LISTEN, UNLISTEN, and SET but SET LOCAL, SET TRANSACTION and SET
+ * CONSTRAINTS). */
 ES_EXPORT int es_batch_add_statement(es_batch_t *batch, const char *sql,
                                      int nparams,
                                      const char *const *params);

@@ -213,6 +213,14 @@ static void test_a_statement_that_would_end_the_batch_is_refused(
       "prepare\ttransaction 'x'",
       "DEALLOCATE ALL",
       "DISCARD ALL",
+      /* they would outlive the batch on the library's connection */
+      "SET search_path TO other",
+      "set role intruder",
+      "SET SESSION AUTHORIZATION x",
+      "SET localtime = 1", /* not LOCAL */
+      "RESET ALL",
+      "LISTEN x",
+      "UNLISTEN *",
   };
   for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
     assert_int_equal(es_batch_add_statement(b, refused[i], 0, NULL),
@@ -224,6 +232,11 @@ static void test_a_statement_that_would_end_the_batch_is_refused(
       "PREPARE q AS SELECT 1",
       "WITH beginning AS (SELECT 1) SELECT * FROM beginning",
       "ENDLESS",
+      /* for the batch's transaction alone */
+      "SET LOCAL statement_timeout = '5s'",
+      "set transaction isolation level serializable",
+      "SET CONSTRAINTS ALL DEFERRED",
+      "SETTLE",
   };
   for (size_t i = 0; i < sizeof allowed / sizeof *allowed; i++)
     assert_int_equal(es_batch_add_statement(b, allowed[i], 0, NULL), (int)i);

@@ -78,6 +78,7 @@ static dletter_t *dletter_new(sagad_engine_t *e, const sagad_inmsg_t *m,
   snprintf(dl->where, sizeof dl->where, "%.60s/%d/%lld", m->topic,
            (int)m->partition, (long long)m->offset);
   dl->ack = m->ack;
+  dl->headers_dropped = drop_headers != 0;
   dl->key_len = key_keep;
   dl->value_len = value_keep;
   dl->key = malloc(key_keep ? key_keep : 1);
@@ -158,8 +159,9 @@ void dlq_delivered(sagad_engine_t *e, dletter_t *dl, int status) {
         snprintf(dl->size, sizeof dl->size, "%zu", dl->value_len);
       snprintf(dl->cut, sizeof dl->cut,
                "the broker refused %zu bytes: value cut to %d bytes, "
-               "source headers kept",
-               dl->value_len, DLQ_SHRUNK_PREFIX);
+               "source headers %s",
+               dl->value_len, DLQ_SHRUNK_PREFIX,
+               dl->headers_dropped ? "dropped" : "kept");
       dl->value_len = DLQ_SHRUNK_PREFIX;
       e->c.dead_letters_truncated++;
       LOG_WARN("dead letter of %s: %s", dl->where, dl->cut);

@@ -194,6 +194,7 @@ typedef struct dletter {
   uint8_t *key, *value;
   size_t key_len, value_len;
   bool held;      /* counted in dead_letters_blocked */
+  bool headers_dropped; /* the source's were over DLQ_HEADERS_MAX */
   char where[96]; /* topic/partition/offset, for logs */
   char size[24];  /* saga-dlq-size when cut ("" = not cut) */
   char cut[256];  /* saga-dlq-truncated when cut */

@@ -51,6 +51,22 @@ size_t saga__utf8_bad_at(const void *bytes, size_t n) {
   return n;
 }
 
+void saga__text_clean(char *s) {
+  size_t n = strlen(s);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f)
+      s[i] = '?';
+  }
+  for (size_t at = 0; at < n;) {
+    size_t bad = saga__utf8_bad_at(s + at, n - at);
+    if (bad >= n - at)
+      break;
+    s[at + bad] = '?';
+    at += bad + 1;
+  }
+}
+
 int saga__hexval(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';

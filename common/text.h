@@ -19,6 +19,13 @@ size_t saga__utf8_bad_at(const void *v, size_t n);
  * string, n = strnlen(s, 4) is enough (a NUL is never a continuation). */
 size_t saga__utf8_seq_len(const void *v, size_t n);
 
+/* Make the NUL-terminated s valid text in place, its length kept: each
+ * byte that breaks UTF-8 (saga__utf8_bad_at) and each control character
+ * but tab and newline becomes '?'. For free text a peer sent (a reply's
+ * reason), kept in proto3 strings that other languages' decoders refuse
+ * unless they are UTF-8. Any thread. */
+void saga__text_clean(char *s);
+
 /* The value of hex digit c (0-9, a-f, A-F), or -1. */
 int saga__hexval(char c);
 

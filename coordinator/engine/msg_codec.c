@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ids.h"
+#include "text.h"
 #include "wire.h"
 
 #define SAGAD_ENCODE_MAX ((size_t)1 << 30)
@@ -112,6 +113,11 @@ int sagad_msg_decode(const void *value, size_t len,
                        : SM_OUTCOME_FAILURE;
     msg->payload = r->payload.data;
     msg->payload_len = r->payload.len;
+    /* free text from a participant: made valid text before it reaches
+     * the history, the notifications and the admin API's JSON (proto3
+     * strings other languages decode only as UTF-8) */
+    if (r->reason)
+      saga__text_clean(r->reason);
     msg->reason = r->reason;
   }
   return 0;

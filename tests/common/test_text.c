@@ -46,6 +46,19 @@ static void test_utf8_refuses_what_is_not_utf8(void **state) {
   assert_int_equal(saga__utf8_bad_at("", 0), 0);
 }
 
+static void test_free_text_is_cleaned_in_place(void **state) {
+  (void)state;
+  char s[] = "ok \xff\x01tab\tnl\n\xe2\x82\xac \xe2\x82x \xed\xa0\x80\x7f";
+  size_t n = strlen(s);
+  saga__text_clean(s);
+  assert_int_equal(strlen(s), n);
+  assert_string_equal(s, "ok ??tab\tnl\n\xe2\x82\xac ??x ????");
+  assert_int_equal(saga__utf8_bad_at(s, strlen(s)), strlen(s));
+  char empty[] = "";
+  saga__text_clean(empty);
+  assert_string_equal(empty, "");
+}
+
 static void test_hex_digits_have_their_values(void **state) {
   (void)state;
   assert_int_equal(saga__hexval('0'), 0);
@@ -194,6 +207,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_utf8_sequences_have_their_length),
       cmocka_unit_test(test_utf8_refuses_what_is_not_utf8),
+      cmocka_unit_test(test_free_text_is_cleaned_in_place),
       cmocka_unit_test(test_hex_digits_have_their_values),
       cmocka_unit_test(test_rfc3339_times_are_utc_with_milliseconds),
       cmocka_unit_test(test_rfc3339_parses_back_with_its_zone),

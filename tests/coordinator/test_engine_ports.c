@@ -15,6 +15,7 @@
 #include "log_sink.h"
 #include "msg_codec.h"
 #include "ports.h"
+#include "wire.h"
 
 static void test_a_dead_letter_keeps_its_source_headers(void **state) {
   (void)state;
@@ -47,6 +48,44 @@ static void test_a_dead_letter_keeps_its_source_headers(void **state) {
                    0);
   assert_int_equal(out.n, 2);
   saga__hdrs_free(&out);
+}
+
+/* A reply's reason is a participant's free text: a byte that is not
+ * UTF-8, or a control character, would be stored into the saga's history
+ * as a proto3 string other languages' decoders refuse (and handed to the
+ * starters' notifications). sagad takes it as valid text. */
+static void test_a_reply_reason_is_taken_as_valid_text(void **state) {
+  (void)state;
+  char key[SAGA_WIRE_MAX_KEY + 1];
+  assert_int_equal(saga__idempotency_key(key, sizeof key, "s-1", "charge",
+                                         SAGA__V1__ACTION__ACTION_DO, 1),
+                   0);
+  Saga__V1__Reply r;
+  saga__v1__reply__init(&r);
+  r.saga_id = SAGA_MUT("s-1");
+  r.step = SAGA_MUT("charge");
+  r.action = SAGA__V1__ACTION__ACTION_DO;
+  r.attempt = 1;
+  r.idempotency_key = key;
+  r.outcome = SAGA__V1__OUTCOME__OUTCOME_FAILURE;
+  char reason[] = "card \xff declined\x1b[31m";
+  r.reason = reason;
+  size_t len = protobuf_c_message_get_packed_size(&r.base);
+  uint8_t buf[512];
+  assert_true(len <= sizeof buf);
+  protobuf_c_message_pack(&r.base, buf);
+  saga__hdrs_t h;
+  saga__hdrs_init(&h);
+  saga__hdrs_add_text(&h, "saga-message-type", "saga.v1.Reply");
+  saga__hdr_view_t v = saga__hdrs_view(&h);
+  sagad_msg_t m;
+  char err[256];
+  assert_int_equal(sagad_msg_decode(buf, len, &v, 1 << 20, &m, err,
+                                    sizeof err),
+                   0);
+  assert_string_equal(m.reason, "card ? declined?[31m");
+  sagad_msg_free(&m);
+  saga__hdrs_free(&h);
 }
 
 static void test_every_delivery_status_has_a_text(void **state) {
@@ -115,6 +154,7 @@ static void test_the_log_sink_gets_records_up_to_its_threshold(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_dead_letter_keeps_its_source_headers),
+      cmocka_unit_test(test_a_reply_reason_is_taken_as_valid_text),
       cmocka_unit_test(test_every_delivery_status_has_a_text),
       cmocka_unit_test(test_every_persistence_has_a_text),
       cmocka_unit_test(test_the_log_sink_gets_records_up_to_its_threshold),

@@ -5,8 +5,10 @@
 #   SECONDS  per target (default 30)
 # Builds in build-fuzz (SAGA_FUZZ_BUILD_DIR) with clang and -DSAGA_FUZZ=ON,
 # fuzzes each target into a scratch corpus seeded from tests/fuzz/corpus
-# (build-fuzz/tests/fuzz/work/<target>/corpus; new inputs stay there), and
-# stops at the first crash, whose input lands in .../artifacts/.
+# (build-fuzz/tests/fuzz/work/<target>/corpus; new inputs stay there). A
+# crash (or a libFuzzer timeout or out-of-memory) stops that target: its
+# input lands in .../artifacts/, the log's tail is printed, and the script
+# goes on to the next target. It exits 1 when any target failed, else 0.
 # Installs clang and libclang-rt-14-dev when missing (Debian).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

@@ -4,6 +4,7 @@
  * must not log or exit: it returns codes and writes messages to errbuf. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -43,6 +44,7 @@ static int check_conninfo(const char *value, char *msg, size_t len);
 static int check_topic(const char *value, char *msg, size_t len);
 static int check_topic_or_empty(const char *value, char *msg, size_t len);
 static int check_hostport(const char *value, char *msg, size_t len);
+static int check_listen(const char *value, char *msg, size_t len);
 static int check_endpoint(const char *value, char *msg, size_t len);
 
 /* Order matches sagad_log_level_t in log.h and sagad_log_format_t. */
@@ -123,8 +125,9 @@ static const prop_t props[] = {
     {"admin.listen", T_STRING, OFF(admin_listen), 1, 300, "127.0.0.1:8080",
      NULL,
      "host:port of the admin HTTP endpoint (metrics, health, saga reads and "
-     "starts, the timeline page); port 0 picks a free port and logs it",
-     check_hostport, 0},
+     "starts, the timeline page); port 0 picks a free port and logs it; the "
+     "host is an address (127.0.0.1, 0.0.0.0, [::1]), not a name",
+     check_listen, 0},
     {"shutdown.timeout_ms", T_DURATION, OFF(shutdown_timeout_ms), 100,
      600000, "10s", NULL,
      "bound on a graceful shutdown (stop input, flush appends, commit "
@@ -305,6 +308,33 @@ static int check_hostport(const char *value, char *msg, size_t len) {
     return -1;
   }
   return 0;
+}
+
+/* admin.listen: host:port whose host is an address, not a name (the
+ * server binds it as given; a name would only fail at the start, without
+ * the place it was set). IPv6 in brackets: [::1]:8080. */
+static int check_listen(const char *value, char *msg, size_t len) {
+  if (check_hostport(value, msg, len) != 0)
+    return -1;
+  const char *colon = strrchr(value, ':');
+  size_t n = (size_t)(colon - value);
+  const char *h = value;
+  if (n >= 2 && h[0] == '[' && h[n - 1] == ']')
+    h++, n -= 2;
+  char host[64];
+  unsigned char buf[sizeof(struct in6_addr)];
+  if (n < sizeof host) {
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, buf) == 1 ||
+        inet_pton(AF_INET6, host, buf) == 1)
+      return 0;
+  }
+  snprintf(msg, len,
+           "\"%.*s\" is not an IPv4 or IPv6 address (names are not "
+           "resolved: 127.0.0.1, 0.0.0.0 or [::1])",
+           (int)(n < 64 ? n : 64), h);
+  return -1;
 }
 
 /* Empty (off), an http(s) URL with a host (and a port of 1 to 65535 if it
@@ -830,12 +860,14 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
                 p->name, p->name, env);
   }
   struct stat st;
+  /* named where it was set: a file's line, a variable, an option */
+  const char *dir_from = origin_of(cfg, "definitions.dir");
   if (stat(cfg->definitions_dir, &st) != 0)
-    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
+    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, dir_from,
                 "definitions.dir: could not access \"%s\": %s",
                 cfg->definitions_dir, strerror(errno));
   if (!S_ISDIR(st.st_mode))
-    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, NULL,
+    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, dir_from,
                 "definitions.dir: \"%s\" is not a directory",
                 cfg->definitions_dir);
   /* topic.progress (last) may be topic.notifications, or empty */

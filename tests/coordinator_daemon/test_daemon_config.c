@@ -328,6 +328,12 @@ static void test_file_errors_name_the_file_and_line(void **state) {
                     "value");
   expect_file_error(" = x\n", SAGAD_CONFIG_SYNTAX, 1,
                     "expected a name before '='");
+  /* a name where an address is wanted: at its line, not at the start */
+  expect_file_error("\nadmin.listen = localhost:8080\n", SAGAD_CONFIG_INVALID,
+                    2,
+                    "admin.listen: \"localhost\" is not an IPv4 or IPv6 "
+                    "address (names are not resolved: 127.0.0.1, 0.0.0.0 or "
+                    "[::1])");
 
   sagad_config_t *cfg = sagad_config_new();
   assert_int_equal(sagad_config_load_file(cfg, "/nonexistent/sagad.conf",
@@ -533,6 +539,8 @@ static void test_finalize_checks_rules_across_fields(void **state) {
   assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf),
                    SAGAD_CONFIG_INVALID);
   assert_non_null(strstr(errbuf, "is not a directory"));
+  /* where it was set comes first */
+  assert_int_equal(strncmp(errbuf, "option --x: definitions.dir: ", 29), 0);
   assert_int_equal(set(cfg, "definitions.dir", defs), 0);
   assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf), 0);
 

@@ -299,7 +299,13 @@ static int archive_era(PGconn *c, const char *dir, PGresult *cand, int row,
   snprintf(wait, sizeof wait, "%u", lock_wait_ms);
   const char *p[] = {
       era, full, n, s, lo < 0 ? NULL : first, hi < 0 ? NULL : last, sum, wait};
-  PGresult *r = run(c, "SELECT es_archive_drop($1, $2, $3, $4, $5, $6, $7, $8)",
+  /* lock_timeout set first: the function's wait for the era switch's
+   * advisory lock is bounded by --lock-wait too, not only its table locks
+   * (0 ms: no bound, as lock_timeout 0 is none) */
+  PGresult *r = run(c,
+                    "SELECT es_archive_drop($1, $2, $3, $4, $5, $6, $7, $8) "
+                    "FROM (SELECT set_config('lock_timeout', "
+                    "$8::int::text || 'ms', true)) w",
                     8, p, PGRES_TUPLES_OK, "could not drop the era");
   if (!r) {
     fprintf(stderr,

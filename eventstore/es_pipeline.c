@@ -644,7 +644,15 @@ static int send_group(PGconn *c, es__op_t *op) {
               ES__R_READ, 0);
 }
 
-/* Roll the partitions forward (the SQL function of migration 0003). */
+/* Roll the partitions forward (the SQL function of migrations 0003 and
+ * 0008). The transaction's lock_timeout is lock_wait_ms before the call
+ * (the subquery runs first: its volatile set_config keeps it from being
+ * pulled up), so the function's first wait, for the era switch's advisory
+ * lock (which es_archive_drop holds while it checks an era), is bounded
+ * too, not only its table locks. */
+static const char ROLL_SQL[] =
+    "SELECT es_roll_forward($1, $2) FROM (SELECT set_config('lock_timeout', "
+    "$2::text || 'ms', true)) w";
 static int send_roll(PGconn *c, es__op_t *op) {
   char b1[8], b2[8];
   const char *v[2] = {b1, b2};
@@ -654,8 +662,7 @@ static int send_roll(PGconn *c, es__op_t *op) {
   for (int i = 0; i < 4; i++)
     b2[i] = (char)((op->max >> (8 * (3 - i))) & 0xFF);
   return sent(c, op,
-              PQsendQueryParams(c, "SELECT es_roll_forward($1, $2)", 2, types,
-                                v, l, f, 1),
+              PQsendQueryParams(c, ROLL_SQL, 2, types, v, l, f, 1),
               ES__R_ROLL, 0);
 }
 

@@ -621,6 +621,17 @@ static void test_a_drop_that_cannot_get_its_lock_changes_nothing(void **state) {
                    0);
   est_scalar(reader, "COMMIT");
   PQfinish(reader);
+  /* and so does an era switch in progress (its advisory lock): within
+   * --lock-wait too, not for as long as the switch takes */
+  PGconn *holder = est_raw(f.db);
+  est_scalar(holder, "SELECT 1 FROM pg_advisory_lock(7310868361213556)");
+  assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
+                            "90d", "--dir", f.dir, "--lock-wait", "200ms",
+                            NULL),
+                   1);
+  assert_true(has(out, "lock timeout"));
+  assert_true(table_exists(c, "es_events_e1"));
+  PQfinish(holder);
   assert_int_equal(run_tool(out, sizeof out, as_admin(f.db), "--older-than",
                             "90d", "--dir", f.dir, NULL),
                    0);

@@ -409,6 +409,16 @@ static void test_roll_forward_starts_the_next_era_with_one_ready(
   assert_int_equal(est_era_of(c, "rival-1", 1), 2);
   assert_int_equal(es_roll_forward(s, 0, 5000, &era), 0);
   assert_int_equal(era, 3);
+  /* so does an archive's drop checking an era (it holds the switch's
+   * advisory lock): within the same wait, not for as long as it takes */
+  PGconn *holder = PQconnectdb(db);
+  assert_int_equal(PQstatus(holder), CONNECTION_OK);
+  est_scalar(holder, "SELECT 1 FROM pg_advisory_lock(7310868361213556)");
+  assert_int_equal(es_roll_forward(s, 0, 50, &era), ES_ERR_RETRY);
+  assert_non_null(strstr(es_store_last_error(s), "lock"));
+  PQfinish(holder);
+  assert_int_equal(es_roll_forward(s, 0, 5000, &era), 0);
+  assert_int_equal(era, 4);
   es_store_close(s);
   PQfinish(c);
   est_drop(db);

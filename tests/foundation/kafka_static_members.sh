@@ -24,7 +24,7 @@ echo first | kcat -P -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0 -X acks=all
 # consume NAME INSTANCE: a group consumer logging to $dir/NAME
 consume() {
   kcat -C -b "$SAGA_KAFKA_BOOTSTRAP" -G "$group" -X group.instance.id="$2" \
-    -X session.timeout.ms=3000 -X heartbeat.interval.ms=1000 -X debug=cgrp \
+    -X session.timeout.ms=4000 -X heartbeat.interval.ms=1000 -X debug=cgrp \
     "$topic" >/dev/null 2>"$dir/$1" &
   pids+=($!)
 }

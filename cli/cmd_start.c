@@ -18,6 +18,7 @@
 #include "cli_db.h"
 #include "text.h"
 #include "timetext.h"
+#include "wire.h"
 
 /* One saga id ceiling everywhere (docs/protocol.md): the coordinator,
  * the client library and sagactl refuse a longer id, never cut it. */
@@ -271,6 +272,16 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
   const char *id = a->opt[CLI_OPT_ID];
   if (id != NULL && check_id(id) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
+  /* the rest of the wire's rules for the two (UTF-8, '/' in an id, a
+   * type's length and characters), before Kafka is reached: the message
+   * names the field */
+  Saga__V1__StartSaga probe;
+  saga__v1__start_saga__init(&probe);
+  probe.saga_id = SAGA_MUT(id != NULL ? id : "x");
+  probe.saga_type = SAGA_MUT(type);
+  char why[300];
+  if (saga__wire_check(&probe.base, why, sizeof why) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "start: %s", why);
   uint64_t def_version = 0;
   if (a->opt[CLI_OPT_DEF_VERSION] != NULL &&
       cli_parse_uint(a->opt[CLI_OPT_DEF_VERSION], 1, UINT32_MAX,

@@ -603,6 +603,35 @@ static void test_history_shows_a_timeline_with_durations(void **state) {
   result_free(&r);
 }
 
+/* start refuses an id or type the wire would refuse before Kafka is
+ * reached, naming the field (it said "required field missing or invalid"
+ * after the starter was up, or exit 3 with Kafka out of reach). */
+static void test_start_refuses_what_the_wire_would_naming_the_field(
+    void **state) {
+  (void)state;
+  static const struct {
+    const char *type, *id, *says;
+  } bad[] = {
+      {"order", "a/b", "sagactl: start: saga_id contains a forbidden "
+                       "character at byte 1"},
+      {"order", "\xff", "sagactl: start: saga_id is not valid UTF-8 at "
+                        "byte 0"},
+      {"", NULL, "sagactl: start: saga_type is missing"},
+      {"ord\x01er", NULL, "sagactl: start: saga_type contains a forbidden "
+                          "character at byte 3"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    result_t r = bad[i].id
+                     ? run("start", bad[i].type, "--input", "{}", "--id",
+                           bad[i].id, "--kafka", "127.0.0.1:1", NULL)
+                     : run("start", bad[i].type, "--input", "{}", "--kafka",
+                           "127.0.0.1:1", NULL);
+    expect(&r, 2, NULL, bad[i].says);
+    expect_own_lines(&r, 1);
+    result_free(&r);
+  }
+}
+
 static void wait_a_little(void *arg) {
   (void)arg;
   struct timespec ts = {0, 20 * 1000 * 1000};
@@ -1763,6 +1792,8 @@ int main(void) {
       cmocka_unit_test(test_history_shows_a_timeline_with_durations),
       cmocka_unit_test(test_a_blocked_event_store_read_ends_at_the_timeout),
       cmocka_unit_test(test_a_reason_no_message_can_carry_is_refused_first),
+      cmocka_unit_test(
+          test_start_refuses_what_the_wire_would_naming_the_field),
       cmocka_unit_test(
           test_history_reads_an_archive_file_without_the_database),
       cmocka_unit_test(test_history_archive_errors_name_the_file_once),

@@ -4,7 +4,6 @@
  * must not log or exit: it returns codes and writes messages to errbuf. */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <uv.h>
 
 #include "conffile.h"
 #include "conninfo.h"
@@ -321,13 +321,14 @@ static int check_listen(const char *value, char *msg, size_t len) {
   const char *h = value;
   if (n >= 2 && h[0] == '[' && h[n - 1] == ']')
     h++, n -= 2;
-  char host[64];
-  unsigned char buf[sizeof(struct in6_addr)];
+  /* as the server will bind it (uv_ip6_addr takes a zone: fe80::1%eth0) */
+  char host[80];
+  struct sockaddr_in a4;
+  struct sockaddr_in6 a6;
   if (n < sizeof host) {
     memcpy(host, h, n);
     host[n] = '\0';
-    if (inet_pton(AF_INET, host, buf) == 1 ||
-        inet_pton(AF_INET6, host, buf) == 1)
+    if (uv_ip4_addr(host, 0, &a4) == 0 || uv_ip6_addr(host, 0, &a6) == 0)
       return 0;
   }
   snprintf(msg, len,

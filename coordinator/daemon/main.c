@@ -174,17 +174,19 @@ static void store_closed(void *arg) {
 
 static void marks_flushed(void *arg) {
   app_t *a = arg;
-  sagad_clock_uv_close(a->clock);
-  a->clock = NULL;
   sagad_store_pg_close(a->store, store_closed, a);
 }
 
 static void broker_closed(void *arg) {
   app_t *a = arg;
   a->broker = NULL;
+  /* No wake-up from here on: a retry list's (outbox, dead letters,
+   * commands) would produce through the broker just freed. */
+  sagad_clock_uv_close(a->clock);
+  a->clock = NULL;
   /* The close's last delivery reports are in: the final notifications
    * they confirmed are recorded before the store closes, or the next
-   * start would send them again. */
+   * start would send them again (one batch, no timer needed). */
   if (a->engine && a->store)
     sagad_engine_flush_marks(a->engine, marks_flushed, a);
   else

@@ -255,7 +255,8 @@ void sagad_engine_on_batch_done(sagad_engine_t *e, int status) {
     /* Outcome unknown (connection lost): nothing is acted on; submit the
      * same batch again, a lost commit then answers DUPLICATE. */
     e->c.append_retries++;
-    LOG_WARN("append failed, retrying: %s",
+    LOG_WARN("%s failed, retrying: %s",
+             e->nstreams ? "append" : "recording delivered notifications",
              e->cfg.store.last_error(e->cfg.store.self));
     batch_schedule_retry(e);
     e->retry_wait = RETRY_RESUBMIT;

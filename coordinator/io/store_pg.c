@@ -423,13 +423,16 @@ static void lane_done(sagad_store_pg_t *s) {
 }
 
 static void on_batch(es_async_t *as, es_batch_t *b, int status, void *arg) {
-  (void)b;
   lane_t *ln = arg;
   sagad_store_pg_t *s = ln->s;
   if (status)
     set_err(s, es_strerror(status), es_async_last_error(as));
   /* A whole-batch CONNECTION loss has an unknown outcome: resubmit. An
    * aborted batch says per stream who is to blame. */
+  /* a lane of statements alone (the record of delivered notifications)
+   * names no stream to blame: its aborted batch is tried again */
+  if (status == ES_ERR_BATCH_ABORTED && !es_batch_size(b))
+    status = ES_ERR_RETRY;
   ln->status = status == ES_ERR_CONNECTION || status == ES_ERR_RETRY
                    ? SAGAD_STORE_RETRY
                : status == 0 || status == ES_ERR_BATCH_ABORTED

@@ -539,14 +539,14 @@ static void test_finalize_checks_rules_across_fields(void **state) {
   assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf),
                    SAGAD_CONFIG_INVALID);
   assert_non_null(strstr(errbuf, "is not a directory"));
+  /* where it was set comes first */
+  assert_int_equal(strncmp(errbuf, "option --x: definitions.dir: ", 29), 0);
   /* the addresses the server binds, a zone-scoped one included */
   static const char *const listens[] = {"127.0.0.1:0", "0.0.0.0:8080",
                                         "[::1]:8080", "[fe80::1%lo]:8080"};
   for (size_t i = 0; i < 4; i++)
     if (set(cfg, "admin.listen", listens[i]) != 0)
       fail_msg("%s: %s", listens[i], errbuf);
-  /* where it was set comes first */
-  assert_int_equal(strncmp(errbuf, "option --x: definitions.dir: ", 29), 0);
   assert_int_equal(set(cfg, "definitions.dir", defs), 0);
   assert_int_equal(sagad_config_finalize(cfg, errbuf, sizeof errbuf), 0);
 

@@ -64,6 +64,8 @@ static int set(cli_settings_t *s, int id, const char *value,
 typedef struct {
   cli_settings_t *s;
   const int *fixed;
+  char kafka_at[160]; /* the line that named the brokers */
+  int kafka_alias;    /* that line used librdkafka's name for them */
 } file_ctx_t;
 
 /* Whether librdkafka takes property name = value (set on a throwaway
@@ -94,9 +96,20 @@ static int file_line(void *arg, const char *name, const char *value,
   cli_settings_t *s = c->s;
   /* librdkafka's own name for the brokers is the `kafka` setting: passed
    * through, it would beat --kafka and SAGA_KAFKA_BOOTSTRAP */
-  if (strcmp(name, "kafka.bootstrap.servers") == 0 ||
-      strcmp(name, "kafka.metadata.broker.list") == 0)
+  if (strcmp(name, "kafka") == 0 ||
+      strcmp(name, "kafka.bootstrap.servers") == 0 ||
+      strcmp(name, "kafka.metadata.broker.list") == 0) {
+    /* the brokers under both names: which one is meant is not clear */
+    int alias = strcmp(name, "kafka") != 0;
+    if (c->kafka_at[0] != '\0' && (alias || c->kafka_alias)) {
+      snprintf(err, errlen, "%s: %s: the brokers are named already, at %s",
+               where, name, c->kafka_at);
+      return -1;
+    }
+    snprintf(c->kafka_at, sizeof c->kafka_at, "%s", where);
+    c->kafka_alias = alias;
     name = "kafka";
+  }
   if (strncmp(name, "kafka.", 6) == 0 && name[6] != '\0') {
     if (s->n_kafka_props == CLI_MAX_KAFKA_PROPS) {
       snprintf(err, errlen, "%s: more than %d kafka.* properties", where,
@@ -137,7 +150,7 @@ static int file_line(void *arg, const char *name, const char *value,
 /* Read the config file (common/conffile.h has the syntax). */
 static int read_file(cli_settings_t *s, const char *path, const int *fixed,
                      char *err, size_t errlen) {
-  file_ctx_t c = {s, fixed};
+  file_ctx_t c = {s, fixed, "", 0};
   return saga__conf_read(path, file_line, &c, err, errlen) == SAGA_CONF_OK
              ? 0
              : -1;

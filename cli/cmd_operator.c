@@ -205,10 +205,16 @@ int cli_action_text_check(const cli_settings_t *s, cli_action_t action,
     m.operator_ = SAGA_MUT(op ? op : "");
     rc = saga__wire_check(&m.base, err, sizeof err);
   }
-  /* the wire names the field ("reason is 1025 bytes long, ..."): here it
-   * is the option's value */
-  return rc == 0 ? CLI_EXIT_OK
-                 : cli_fail(CLI_EXIT_USAGE, "%s: --%s", cmd, err);
+  if (rc == 0)
+    return CLI_EXIT_OK;
+  /* the wire names the field ("reason is 1025 bytes long, ..."): the
+   * reason is the option's value; the operator may come from SAGA_OPERATOR
+   * or the config file, named then */
+  const char *src = s->source[CLI_SET_OPERATOR];
+  if (strncmp(err, "operator", 8) == 0 && src != NULL &&
+      strcmp(src, "--operator") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "%s: %s: %s", cmd, src, err);
+  return cli_fail(CLI_EXIT_USAGE, "%s: --%s", cmd, err);
 }
 
 /* retry ID / resolve ID: refused unless saga_index shows the saga parked

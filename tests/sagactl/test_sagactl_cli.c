@@ -302,6 +302,17 @@ static void test_flags_beat_environment_beats_file_beats_defaults(
   assert_non_null(strstr(s.source[CLI_SET_KAFKA], "b.conf:1"));
   assert_int_equal(s.n_kafka_props, 0);
   cli_settings_free(&s);
+  /* both names in one file: which is meant is not clear */
+  const char *tconf = write_conf("two.conf", "kafka = a:9092\n"
+                                             "kafka.bootstrap.servers = b:1\n");
+  snprintf(confarg, sizeof confarg, "--config=%s", tconf);
+  const char *targv[] = {"sagactl", "list", confarg};
+  assert_int_equal(resolve(targv, 3, &none, &s, err, sizeof err), -1);
+  cli_settings_free(&s);
+  if (!strstr(err, "two.conf:2: kafka.bootstrap.servers: the brokers are "
+                   "named already, at ") ||
+      !strstr(err, "two.conf:1"))
+    fail_msg("unexpected error \"%s\"", err);
 }
 
 static void test_home_config_is_read_when_no_config_flag_is_given(

@@ -1020,6 +1020,17 @@ static void test_a_reason_no_message_can_carry_is_refused_first(
                    "--operator", "a\x01b", NULL);
   expect(&r, 2, NULL, "sagactl: retry: --operator contains a forbidden character at byte 1");
   result_free(&r);
+  /* from the config file: named as its line */
+  char conf[200], confarg[220];
+  snprintf(conf, sizeof conf, "%s/op.conf", tmpdir);
+  FILE *f = fopen(conf, "w");
+  assert_non_null(f);
+  fputs("operator = a\x01b\n", f);
+  fclose(f);
+  snprintf(confarg, sizeof confarg, "--config=%s", conf);
+  r = run("retry", "s-park", "--dry-run", "--reason", "ok", confarg, NULL);
+  expect(&r, 2, NULL, "op.conf:1: operator contains a forbidden character");
+  result_free(&r);
 }
 
 /* resolve by query: the parked saga gets the very OperatorAction of

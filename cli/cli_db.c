@@ -124,7 +124,7 @@ int cli_db_store_schema_problem(const cli_settings_t *s, char *why,
       PQgetvalue(r, 0, 0)[0] == 't') {
     snprintf(why, len,
              "%s has no event store (no table es_schema_version): create it "
-             "with saga-es-migrate (sagad runs it at start), or check that "
+             "with sagad --migrate (or saga-es-migrate), or check that "
              "%s names the database sagad writes to",
              where, conninfo_from != NULL ? conninfo_from : "the conninfo");
     told = 1;
@@ -142,7 +142,8 @@ int cli_db_store_schema_problem(const cli_settings_t *s, char *why,
     if (PQgetisnull(r, 0, 0)) {
       snprintf(why, len,
                "the event store in %s records no schema version "
-               "(es_schema_version is empty): run saga-es-migrate against it",
+               "(es_schema_version is empty): run sagad --migrate (or "
+               "saga-es-migrate) against it",
                where);
       told = 1;
     } else {
@@ -150,8 +151,8 @@ int cli_db_store_schema_problem(const cli_settings_t *s, char *why,
       if (have < want)
         snprintf(why, len,
                  "the event store in %s has schema version %ld, older than "
-                 "the %d this sagactl reads: upgrade it with saga-es-migrate "
-                 "(sagad of this release runs it at start)",
+                 "the %d this sagactl reads: upgrade it with sagad --migrate "
+                 "of this release (or its saga-es-migrate)",
                  where, have, want);
       else if (have > want)
         snprintf(why, len,

@@ -28,6 +28,25 @@ static int exec_ok(PGconn *c, const char *sql, char *errbuf, size_t errlen,
   return rc;
 }
 
+/* The database's schema version as es_schema_version records it, or -1
+ * when that table is not there or cannot be read (the locked path then
+ * says why). */
+static int recorded_version(PGconn *c) {
+  PGresult *r = PQexec(c, "SELECT to_regclass('es_schema_version') IS NOT "
+                          "NULL");
+  int there = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+              PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  if (!there)
+    return -1;
+  r = PQexec(c, "SELECT coalesce(max(version), 0) FROM es_schema_version");
+  int v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+              ? atoi(PQgetvalue(r, 0, 0))
+              : -1;
+  PQclear(r);
+  return v;
+}
+
 int es_migrate(const char *conninfo, int *version, char *errbuf,
                size_t errlen) {
   return es_migrate_to(conninfo, es_schema_version(), version, errbuf, errlen);
@@ -54,6 +73,12 @@ int es_migrate_to(const char *conninfo, int target, int *version,
     rc = c ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
     goto out;
   }
+  /* Up to date already: nothing to lock or create, so a role without the
+   * right to create tables (es_writer's, a service's) may call this at
+   * every start. Versions only grow, so no lock is needed to see it. */
+  if ((have = recorded_version(c)) >= target && have <= es_schema_version())
+    goto out;
+  have = 0;
   if ((rc = exec_ok(c, "SET client_min_messages = warning", errbuf, errlen,
                     "could not configure the session")) ||
       (rc = exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", errbuf,

@@ -948,9 +948,16 @@ int sagad_config_load(sagad_config_t *cfg, int argc, const char *const *argv,
       *mode = SAGAD_MODE_VERSION;
     } else if (!strcmp(a, "--config-reference")) {
       *mode = SAGAD_MODE_REFERENCE;
-    } else if (!strcmp(a, "--check-config")) {
+    } else if (!strcmp(a, "--check-config") || !strcmp(a, "--migrate")) {
+      sagad_mode_t m =
+          a[2] == 'c' ? SAGAD_MODE_CHECK : SAGAD_MODE_MIGRATE;
       if (*mode == SAGAD_MODE_RUN)
-        *mode = SAGAD_MODE_CHECK;
+        *mode = m;
+      else if ((*mode == SAGAD_MODE_CHECK || *mode == SAGAD_MODE_MIGRATE) &&
+               *mode != m && !first_err)
+        first_err = fail(err1, sizeof err1, SAGAD_CONFIG_SYNTAX, NULL,
+                         "--check-config and --migrate cannot be combined: "
+                         "check first, then migrate");
     } else if (!strcmp(a, "--config") || !strcmp(a, "--set")) {
       if (i + 1 >= argc) {
         if (!first_err)
@@ -1027,7 +1034,10 @@ int sagad_config_load(sagad_config_t *cfg, int argc, const char *const *argv,
     if ((rc = sagad_config_set(cfg, pend[i].name, pend[i].value,
                                pend[i].origin, errbuf, errlen)))
       goto out;
-  rc = sagad_config_finalize(cfg, errbuf, errlen);
+  /* --migrate reads store.conninfo alone: a migration job needs no
+   * brokers or definitions */
+  if (*mode != SAGAD_MODE_MIGRATE)
+    rc = sagad_config_finalize(cfg, errbuf, errlen);
 out:
   free(pend);
   free(names);
@@ -1186,6 +1196,12 @@ void sagad_config_write_usage(FILE *out, const char *argv0) {
           "  --set NAME=VALUE      the same\n"
           "  --check-config        validate, print the effective "
           "configuration, exit\n"
+          "  --migrate             create or update the event store's and "
+          "sagad's tables\n"
+          "                        in store.conninfo, exit (a role that may "
+          "create tables;\n"
+          "                        sagad itself then runs as a member of "
+          "es_writer)\n"
           "  --config-reference    print the configuration reference "
           "(Markdown), exit\n"
           "  --version, -V         print the version, exit\n"
@@ -1243,6 +1259,11 @@ void sagad_config_write_reference(FILE *out) {
       "the `OTEL_*` variables of docs/tracing.md),\nwith the same "
       "messages, and prints the effective configuration with secrets\n"
       "masked; it exits 2 when a start would fail on any of them.\n"
+      "`sagad --migrate` creates or updates the event store's and sagad's "
+      "tables in\n`store.conninfo` and exits (0 done or up to date, 1 "
+      "failed): run it as a role\nthat may create tables, and sagad itself "
+      "as a member of `es_writer`, which\nneeds no such right once the "
+      "schema is up to date (docs/deploy.md).\n"
       "\n"
       "Durations are a number and a unit, `ms`, `s`, `m` (minutes), `h` or "
       "`d` (days),\nor several (`250ms`, `30s`, `1h30m`, `2d`), the same "

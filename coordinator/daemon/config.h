@@ -88,6 +88,7 @@ typedef enum {
   SAGAD_MODE_VERSION,      /* --version, -V */
   SAGAD_MODE_CHECK,        /* --check-config */
   SAGAD_MODE_REFERENCE,    /* --config-reference */
+  SAGAD_MODE_MIGRATE,      /* --migrate */
 } sagad_mode_t;
 
 /* A new config holding every default. Returns NULL when out of memory.
@@ -131,7 +132,8 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen);
 /* The whole start-up sequence: parse argv, then defaults < config file
  * (--config FILE, else SAGAD_CONFIG) < environment < options, then finalize.
  * Options: --name=value, --set name=value, --config FILE, --help,
- * --version, --check-config, --config-reference. *mode says what to do;
+ * --version, --check-config, --migrate, --config-reference (--check-config
+ * and --migrate together are refused). *mode says what to do;
  * for HELP, VERSION and REFERENCE no source is read and cfg keeps its
  * defaults. Returns 0 or the first error (errbuf says which and where). */
 int sagad_config_load(sagad_config_t *cfg, int argc, const char *const *argv,

@@ -254,6 +254,23 @@ static int check_config(const sagad_config_t *cfg) {
   return SAGAD_EXIT_OK;
 }
 
+/* --migrate: the event store's and the coordinator's migrations on
+ * store.conninfo, logged; nothing else is connected. Returns the exit
+ * status. */
+static int migrate(const sagad_config_t *cfg) {
+  char err[1024];
+  int esv = 0, v = 0;
+  if (sagad_store_pg_migrate(cfg->store_conninfo, &esv, &v, err,
+                             sizeof err)) {
+    LOG_ERROR("store.conninfo: %s", err);
+    return SAGAD_EXIT_FAILURE;
+  }
+  LOG_INFO("schema up to date: event store version %d, coordinator version "
+           "%d",
+           esv, v);
+  return SAGAD_EXIT_OK;
+}
+
 int main(int argc, char **argv) {
   char err[2048];
   sagad_mode_t mode = SAGAD_MODE_RUN;
@@ -286,6 +303,10 @@ int main(int argc, char **argv) {
   case SAGAD_MODE_CHECK:
     sagad_log_setup_from_config(cfg, 2);
     status = check_config(cfg);
+    break;
+  case SAGAD_MODE_MIGRATE:
+    sagad_log_setup_from_config(cfg, 2);
+    status = migrate(cfg);
     break;
   case SAGAD_MODE_RUN:
     sagad_log_setup_from_config(cfg, 2);

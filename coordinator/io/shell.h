@@ -19,12 +19,26 @@ typedef struct sagad_store_pg sagad_store_pg_t;
 typedef struct sagad_broker_kafka sagad_broker_kafka_t;
 typedef struct sagad_clock_uv sagad_clock_uv_t;
 
-/* Migrate the schema (event store + saga_index), claim the database for
+/* Bring the schema up to date: the event store's migrations (es_migrate),
+ * then the coordinator's own tables (saga_index, sagad_deployment,
+ * saga_definitions; coordinator/io/sql), each migration once, recorded in
+ * sagad_schema_version, under an advisory lock. A schema already up to
+ * date is only read, so a role without the right to create tables (a
+ * member of es_writer) passes. Blocking; for `sagad --migrate` and the
+ * start. *es_version and *version (either may be NULL) receive the
+ * versions now in place. Returns 0, -1 with errbuf (unreachable, a
+ * migration failed), or -2 when the role lacks the rights a migration
+ * needs (for good: errbuf says to run `sagad --migrate` as a role that
+ * may create tables). */
+int sagad_store_pg_migrate(const char *conninfo, int *es_version,
+                           int *version, char *errbuf, size_t errlen);
+/* Migrate the schema (sagad_store_pg_migrate), claim the database for
  * the deployment (inbox, group) -- or refuse one whose database another
  * deployment claimed --, open the batch connection and the blocking
  * connection used for recovery. Fills *port. Returns 0 or -1 with errbuf
- * (PostgreSQL unreachable, migration failed), or -2 when the database
- * belongs to another deployment (for good: no use waiting). */
+ * (PostgreSQL unreachable, a migration failed or the role may not make
+ * the missing tables: a migration job may be under way), or -2 when the
+ * database belongs to another deployment (for good: no use waiting). */
 int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
                         const char *inbox, const char *group,
                         sagad_store_pg_t **out, sagad_store_port_t *port,

@@ -27,6 +27,7 @@
 #include "shell.h"
 
 extern const char *const sagad__sql_migrations[];
+extern const char *const sagad__sql_migration_names[];
 extern const size_t sagad__n_sql_migrations;
 
 #define IDX_NCOLS 12
@@ -951,34 +952,142 @@ static const char *p_last_error(void *self) {
 
 /* ---- open / close -------------------------------------------------- */
 
-static int migrate(sagad_store_pg_t *s, char *errbuf, size_t errlen) {
-  char esb[ES_ERRBUF_SIZE] = "";
-  int rc = es_migrate(s->conninfo, NULL, esb, sizeof esb);
-  if (rc) {
-    snprintf(errbuf, errlen, "could not prepare the event store: %s", esb);
+/* Advisory lock key of the coordinator's migrations (the event store's
+ * are under a key of their own). */
+#define SAGAD_MIGRATE_LOCK "7253001"
+
+/* What a refusal for want of rights adds to its message. */
+static const char *const no_rights_hint =
+    " (this role may not create tables: run `sagad --migrate` once as a "
+    "role that may, then start sagad: docs/deploy.md)";
+
+/* The version sagad_schema_version records on c, or -1 when the table is
+ * not there or cannot be read. */
+static int sagad_recorded_version(PGconn *c) {
+  PGresult *r = PQexec(c, "SELECT to_regclass('sagad_schema_version') IS "
+                          "NOT NULL");
+  int there = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+              PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  if (!there)
+    return -1;
+  r = PQexec(c, "SELECT coalesce(max(version), 0) FROM sagad_schema_version");
+  int v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+              ? atoi(PQgetvalue(r, 0, 0))
+              : -1;
+  PQclear(r);
+  return v;
+}
+
+/* Runs sql on c; 0, or -1 with errbuf "what: the server's message", or
+ * -2 when the refusal is for want of rights (the hint added). */
+static int migrate_exec(PGconn *c, const char *sql, const char *what,
+                        char *errbuf, size_t errlen) {
+  PGresult *r = PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(r);
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    PQclear(r);
+    return 0;
+  }
+  const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+  msg[strcspn(msg, "\n")] = '\0';
+  int rights = state && !strcmp(state, "42501");
+  snprintf(errbuf, errlen, "%s: %s%s", what, msg, rights ? no_rights_hint : "");
+  PQclear(r);
+  return rights ? -2 : -1;
+}
+
+/* The coordinator's own tables on c, under the lock: each migration newer
+ * than sagad_schema_version's record, in its own transaction with its
+ * record. */
+static int sagad_migrate_locked(PGconn *c, int *version, char *errbuf,
+                                size_t errlen) {
+  const char *what = "could not create the coordinator's tables";
+  int rc = migrate_exec(c,
+                        "CREATE TABLE IF NOT EXISTS sagad_schema_version ("
+                        " version int PRIMARY KEY, name text NOT NULL,"
+                        " applied_at timestamptz NOT NULL DEFAULT now())",
+                        what, errbuf, errlen);
+  if (rc)
+    return rc;
+  int have = sagad_recorded_version(c);
+  if (have < 0) {
+    snprintf(errbuf, errlen, "could not read sagad_schema_version: %s",
+             PQerrorMessage(c));
     return -1;
   }
-  if (ensure_sync(s, s->err, sizeof s->err)) {
-    snprintf(errbuf, errlen, "%s", s->err);
-    return -1;
-  }
-  /* "already exists, skipping" at every start is no news: only warnings */
-  PQclear(PQexec(s->sync, "SET client_min_messages = warning"));
+  *version = have;
   for (size_t i = 0; i < sagad__n_sql_migrations; i++) {
-    /* Serialised like the event store's own migrations. */
-    PGresult *r = PQexec(s->sync, "SELECT pg_advisory_lock(7253001)");
-    PQclear(r);
-    r = PQexec(s->sync, sagad__sql_migrations[i]);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-      snprintf(errbuf, errlen, "could not create the coordinator's tables: %s",
-               PQresultErrorMessage(r));
-    PQclear(r);
-    PQclear(PQexec(s->sync, "SELECT pg_advisory_unlock(7253001)"));
-    if (!ok)
-      return -1;
+    int v = atoi(sagad__sql_migration_names[i]);
+    if (v <= have)
+      continue;
+    char rec[200], step[160];
+    snprintf(step, sizeof step, "migration %s of the coordinator's tables",
+             sagad__sql_migration_names[i]);
+    snprintf(rec, sizeof rec,
+             "INSERT INTO sagad_schema_version (version, name) VALUES (%d, "
+             "'%s')",
+             v, sagad__sql_migration_names[i]);
+    if ((rc = migrate_exec(c, "BEGIN", step, errbuf, errlen)))
+      return rc;
+    if ((rc = migrate_exec(c, sagad__sql_migrations[i], step, errbuf,
+                           errlen)) ||
+        (rc = migrate_exec(c, rec, step, errbuf, errlen)) ||
+        (rc = migrate_exec(c, "COMMIT", step, errbuf, errlen))) {
+      PQclear(PQexec(c, "ROLLBACK"));
+      return rc;
+    }
+    *version = have = v;
   }
   return 0;
+}
+
+int sagad_store_pg_migrate(const char *conninfo, int *es_version,
+                           int *version, char *errbuf, size_t errlen) {
+  int esv = 0, v = 0, rc = -1;
+  char esb[ES_ERRBUF_SIZE] = "";
+  if (es_migrate(conninfo, &esv, esb, sizeof esb)) {
+    int rights = strstr(esb, "permission denied") != NULL;
+    esb[strcspn(esb, "\n")] = '\0'; /* the server's LINE 1: and caret */
+    snprintf(errbuf, errlen, "could not prepare the event store: %s%s", esb,
+             rights ? no_rights_hint : "");
+    rc = rights ? -2 : -1;
+    goto out;
+  }
+  PGconn *c = PQconnectdb(conninfo);
+  if (PQstatus(c) != CONNECTION_OK) {
+    set_err_in(errbuf, errlen, "could not connect to the event store",
+               PQerrorMessage(c));
+    PQfinish(c);
+    goto out;
+  }
+  /* Up to date (or newer, from a later sagad: its migrations only add):
+   * nothing to lock or create, so a role without the right to create
+   * tables starts sagad. */
+  if ((v = sagad_recorded_version(c)) >= (int)sagad__n_sql_migrations) {
+    rc = 0;
+  } else {
+    v = v < 0 ? 0 : v;
+    /* "already exists, skipping" from the files' IF NOT EXISTS is no
+     * news: only warnings */
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    if (!(rc = migrate_exec(c,
+                            "SELECT pg_advisory_lock(" SAGAD_MIGRATE_LOCK ")",
+                            "could not take the migration lock", errbuf,
+                            errlen))) {
+      rc = sagad_migrate_locked(c, &v, errbuf, errlen);
+      PQclear(PQexec(c, "SELECT pg_advisory_unlock(" SAGAD_MIGRATE_LOCK ")"));
+    }
+  }
+  PQfinish(c);
+out:
+  if (es_version)
+    *es_version = esv;
+  if (version)
+    *version = v;
+  return rc;
 }
 
 /* The database holds one deployment's sagas: claim it for (inbox, group),
@@ -1149,7 +1258,11 @@ int sagad_store_pg_open(uv_loop_t *loop, const char *conninfo,
       goto fail;
     }
   }
-  if (migrate(s, errbuf, errlen))
+  /* A role that may not make the missing tables fails as an unreachable
+   * store does: with start.wait_for_dependencies_ms the start waits, as
+   * a migration job may be under way. */
+  if (sagad_store_pg_migrate(s->conninfo, NULL, NULL, errbuf, errlen) ||
+      ensure_sync(s, errbuf, errlen))
     goto fail;
   if ((rc = claim(s, inbox, group, errbuf, errlen)) != 0)
     goto fail;

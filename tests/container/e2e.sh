@@ -4,7 +4,7 @@
 # on 127.0.0.1 (--network=host), as an unprivileged user.
 #
 #   e2e.sh lifecycle [BIN_DIR]   migrate a fresh database with the image's
-#       saga-es-migrate, run its saga-es-archive, start sagad, probe it, SIGTERM: exit 0, "stopped"
+#       sagad --migrate, run its saga-es-migrate and saga-es-archive, start sagad, probe it, SIGTERM: exit 0, "stopped"
 #   e2e.sh sagas BIN_DIR         the same, plus the order example's three
 #       participants and order-starter (host programs from BIN_DIR): orders
 #       complete and compensate through the containerized coordinator
@@ -29,9 +29,13 @@ ct_cleanup_more() {
 ct_fresh_db
 
 # The migration Job's command, from the image.
+out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/sagad \
+      -e SAGAD_STORE_CONNINFO="$conninfo" "$image" --migrate 2>&1) || fail "sagad --migrate in the image: $out"
+grep -q 'schema up to date: event store version [1-9]' <<<"$out" || fail "sagad --migrate said: $out"
+# The event store's own migration program is in the image and loads.
 out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/saga-es-migrate \
-      "$image" "$conninfo" 2>&1) || fail "saga-es-migrate in the image: $out"
-grep -q '^event store schema version [1-9]' <<<"$out" || fail "saga-es-migrate said: $out"
+      "$image" --version 2>&1) || fail "saga-es-migrate in the image: $out"
+grep -q '^saga-es-migrate [0-9]' <<<"$out" || fail "saga-es-migrate --version said: $out"
 # The retention program is in the image and loads (zlib among its libraries).
 out=$(ct podman run --rm --network=host --no-healthcheck --entrypoint /usr/bin/saga-es-archive \
       "$image" --version 2>&1) || fail "saga-es-archive in the image: $out"

@@ -17,15 +17,20 @@ ct_cleanup_more() {
 }
 ct_fresh_db
 
-# The Job's container, as the manifest states it (command, args, user).
+# The Job's container, as the manifest states it (command, user, and
+# SAGAD_STORE_CONNINFO, here the embedded PostgreSQL's).
 read -r -a job_cmd < <(python3 -c '
 import sys, yaml
 c = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]
-print(" ".join(c["command"] + [a.replace("$(SAGAD_STORE_CONNINFO)", "@CONNINFO@") for a in c["args"]]))
+assert "args" not in c, "migrate-job.yaml: args are not expected"
+assert any(e["name"] == "SAGAD_STORE_CONNINFO" for e in c["env"]), "migrate-job.yaml: no SAGAD_STORE_CONNINFO"
+print(" ".join(c["command"]))
 ' "$root/deploy/k8s/migrate-job.yaml")
-[ "${job_cmd[1]:-}" = @CONNINFO@ ] || fail "migrate-job.yaml: unexpected args ${job_cmd[*]}"
+[ "${job_cmd[*]:-}" = "/usr/bin/sagad --migrate" ] || fail "migrate-job.yaml: unexpected command ${job_cmd[*]}"
 out=$(ct podman run --rm --network=host --no-healthcheck --user 65532:65532 --entrypoint "${job_cmd[0]}" \
-      localhost/saga/sagad:0.1.0 "$conninfo" 2>&1) || fail "the migration Job's command: $out"
+      -e SAGAD_STORE_CONNINFO="$conninfo" localhost/saga/sagad:0.1.0 "${job_cmd[@]:1}" 2>&1) ||
+  fail "the migration Job's command: $out"
+grep -q 'schema up to date' <<<"$out" || fail "the migration Job's command said: $out"
 echo "ok: migration Job command: $out"
 
 # sagad-config for this machine (the shipped one names production hosts),

@@ -38,6 +38,29 @@ static void test_migrations_are_idempotent_and_recorded(void **state) {
   PQfinish(c);
 }
 
+/* A service may call es_migrate at every start as a role that may not
+ * create tables: once the database is up to date there is nothing to
+ * create, and nothing is tried. An older target is up to date too. */
+static void test_an_up_to_date_database_needs_no_ddl_rights_to_migrate(
+    void **state) {
+  (void)state;
+  char ci[1024], err[ES_ERRBUF_SIZE] = "";
+  snprintf(ci, sizeof ci, "%s options='-c role=es_writer'", db);
+  int v = 0;
+  assert_int_equal(es_migrate(ci, &v, err, sizeof err), 0);
+  assert_string_equal(err, "");
+  assert_int_equal(v, es_schema_version());
+  assert_int_equal(es_migrate_to(ci, 1, &v, err, sizeof err), 0);
+  assert_int_equal(v, es_schema_version());
+  /* on a bare database the same role is refused, with the reason */
+  char *bare = ts_pg_create_database("es_bare_writer");
+  snprintf(ci, sizeof ci, "%s options='-c role=es_writer'", bare);
+  assert_int_equal(es_migrate(ci, &v, err, sizeof err), ES_ERR_SCHEMA);
+  assert_non_null(strstr(err, "permission denied"));
+  assert_int_equal(v, 0);
+  est_drop(bare);
+}
+
 static void test_open_on_an_unmigrated_database_returns_schema(void **state) {
   (void)state;
   char *bare = ts_pg_create_database("es_bare");
@@ -502,6 +525,8 @@ int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_migrations_are_idempotent_and_recorded),
+      cmocka_unit_test(
+          test_an_up_to_date_database_needs_no_ddl_rights_to_migrate),
       cmocka_unit_test(test_open_on_an_unmigrated_database_returns_schema),
       cmocka_unit_test(test_append_then_read_stream_returns_events_and_metadata),
       cmocka_unit_test(

@@ -1705,7 +1705,7 @@ static void test_a_database_without_the_event_store_says_what_to_run(
     result_t r = run_on(pg, cmds[i][0], cmds[i][1], cmds[i][2]);
     expect(&r, 1, NULL, where);
     if (strstr(r.err, "has no event store (no table es_schema_version): "
-                      "create it with saga-es-migrate") == NULL ||
+                      "create it with sagad --migrate") == NULL ||
         strstr(r.err, "does not exist") != NULL)
       fail_msg("%s %s: %s", cmds[i][0], cmds[i][1], r.err);
     expect_own_lines(&r, 1);
@@ -1717,14 +1717,14 @@ static void test_a_database_without_the_event_store_says_what_to_run(
              "name text)");
   result_t r = run_on(pg, "status", "s-old", NULL);
   expect(&r, 1, NULL, "records no schema version (es_schema_version is "
-                      "empty): run saga-es-migrate");
+                      "empty): run sagad --migrate");
   result_free(&r);
   exec_ok(c, "INSERT INTO es_schema_version VALUES (1, 'events')");
   r = run_on(pg, "history", "s-old", NULL);
   char want[160];
   snprintf(want, sizeof want,
            "has schema version 1, older than the %d this sagactl reads: "
-           "upgrade it with saga-es-migrate",
+           "upgrade it with sagad --migrate",
            es_schema_version());
   expect(&r, 1, NULL, want);
   assert_non_null(strstr(r.err, where));

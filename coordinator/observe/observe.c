@@ -21,6 +21,7 @@
 #include "proc_metrics.h"
 #include "saga/version.h"
 #include "saga_revision.h"
+#include "text.h"
 
 /* ---- per-saga observer state (the engine's observer slot) ---------- */
 
@@ -62,6 +63,11 @@ typedef struct sobs {
   char saga_span[SAGA_SPAN_ID_SIZE];
   char parent[SAGA_SPAN_ID_SIZE]; /* the starter's span, "" = root */
   char comp_span[SAGA_SPAN_ID_SIZE];
+  /* the starter's trace flags, passed on with every command ("01",
+   * sampled, when it sent no traceparent); a saga whose starter did not
+   * sample its trace exports no span (W3C Trace Context: the caller's
+   * sampling decision is kept downstream) */
+  char flags[3];
   int64_t started_us, comp_us;
   uint32_t stuck_version; /* version + 1 when reported stuck, 0 = not */
   uint8_t saga_done;
@@ -229,6 +235,7 @@ static sobs_t *obs_get(sagad_observe_t *o, void **slot, const sm_t *s,
     if (!b)
       return NULL;
     b->nsteps = s->nsteps;
+    memcpy(b->flags, "01", sizeof b->flags);
     derive_trace(s->id, b->trace);
     derive_span(b->trace, s->id, b->saga_span);
     b->started_us = s->started_ms * 1000;
@@ -283,12 +290,19 @@ static void flush_metrics(sobs_t *b, bool apply) {
 /* A span ends now: kept in the saga's slot until its transition is
  * durable (h_durable). Out of memory: the span is lost, like a full
  * exporter queue would lose it. */
+/* Whether the saga's trace is sampled: bit 0 of its flags. */
+static bool sampled(const sobs_t *b) {
+  return (saga__hexval(b->flags[1]) & 1) != 0;
+}
+
 static void emit(sagad_observe_t *o, sobs_t *b, const char *name,
                  const char *span, const char *parent, int64_t start_us,
                  const char *step, const char *action, int status,
                  const char *msg) {
   if (!o->otlp || !b->trace[0] || !span[0])
     return; /* no ids: randomness failed */
+  if (!sampled(b))
+    return;
   pspan_t *p = calloc(1, sizeof *p);
   if (!p)
     return;
@@ -436,7 +450,8 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       count(b, t->started);
       if (fresh) {
         b->started_us = wall_us();
-        if (!tp || saga__traceparent_parse(tp, b->trace, b->parent, NULL) != 0)
+        if (!tp ||
+            saga__traceparent_parse(tp, b->trace, b->parent, b->flags) != 0)
           b->parent[0] = '\0';
         derive_span(b->trace, s->id, b->saga_span);
       }
@@ -498,7 +513,7 @@ static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
   const sobs_t *b = slot;
   /* the trace is not known yet: no traceparent rather than a wrong one */
   if (b && !b->trace_wait && step < b->nsteps && b->steps[step].span[0])
-    saga__traceparent_format(tp, b->trace, b->steps[step].span, NULL);
+    saga__traceparent_format(tp, b->trace, b->steps[step].span, b->flags);
 }
 
 /* The saga's transitions are committed: their counts and spans may go. */
@@ -635,7 +650,7 @@ static void trace_known(sagad_observe_t *o, sobs_t *b, const char *tp) {
   char old[SAGA_SPAN_ID_SIZE];
   memcpy(old, b->saga_span, sizeof old);
   if (tp && *tp &&
-      saga__traceparent_parse(tp, b->trace, b->parent, NULL) == 0)
+      saga__traceparent_parse(tp, b->trace, b->parent, b->flags) == 0)
     derive_span(b->trace, b->id, b->saga_span);
   for (pspan_t *p = b->pending; p; p = p->next) {
     memcpy(p->trace, b->trace, sizeof p->trace);
@@ -647,7 +662,8 @@ static void trace_known(sagad_observe_t *o, sobs_t *b, const char *tp) {
     }
   }
   b->trace_wait = 0;
-  flush_pending(o, b, b->id, b->type, b->n_durable);
+  /* held spans of a trace its starter did not sample are only freed */
+  flush_pending(sampled(b) ? o : NULL, b, b->id, b->type, b->n_durable);
   b->n_durable = 0;
 }
 
@@ -1454,6 +1470,8 @@ int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
   otlp_target_t t;
   if (resolve_otlp(cfg, &t, errbuf, errlen) != 0)
     return -1;
+  if (t.warning[0])
+    LOG_WARN("%s", t.warning);
   otlp_target_free(&t);
   return 0;
 }
@@ -1465,7 +1483,7 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   if (!t.enabled) {
     if (t.url)
       LOG_INFO("span export to %s (%s) is off: OTEL_SDK_DISABLED or "
-               "OTEL_TRACES_EXPORTER=none",
+               "OTEL_TRACES_EXPORTER",
                t.url, t.url_from);
     otlp_target_free(&t);
     return 0;

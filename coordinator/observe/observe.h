@@ -29,9 +29,11 @@ typedef struct {
  * the span exporter's settings -- otlp.endpoint (empty, host:port or an
  * http(s) URL) and the OTEL_* variables of the process environment
  * (otlp_resolve) -- as sagad_observe_start would take them; names are not
- * resolved. Returns 0, or -1 with errbuf naming the property or variable
- * and what is wrong. Reads only the environment and the TLS files' access;
- * any thread (sagad --check-config). */
+ * resolved. Returns 0 (a value taken other than as written, such as
+ * OTEL_TRACES_EXPORTER=console, is logged as a warning), or -1 with
+ * errbuf naming the property or variable and what is wrong. Reads only
+ * the environment and the TLS files' access; any thread (sagad
+ * --check-config, and a start before anything is connected). */
 int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
                         size_t errlen);
 

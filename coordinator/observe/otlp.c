@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include <curl/curl.h>
 
 #include "abuf.h"
+#include "text.h"
 
 typedef struct {
   char trace_id[SAGA_TRACE_ID_SIZE], span_id[SAGA_SPAN_ID_SIZE],
@@ -548,31 +550,80 @@ static int resolve_target(const otlp_settings_t *cfg, otlp_env_fn env,
 }
 
 
+/* Appends a sentence to the target's warning. */
+static void warn_add(otlp_target_t *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void warn_add(otlp_target_t *out, const char *fmt, ...) {
+  size_t n = strlen(out->warning);
+  if (n && n + 2 < sizeof out->warning) {
+    memcpy(out->warning + n, "; ", 3);
+    n += 2;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out->warning + n, sizeof out->warning - n, fmt, ap);
+  va_end(ap);
+}
+
+/* OTEL_TRACES_EXPORTER, a comma-separated list as the spec has it: true
+ * when it names otlp or names nothing; false when it names none (an off
+ * switch wins) or only exporters sagad does not have (the warning says
+ * so). Others beside otlp are ignored, with a warning. */
+static bool exporter_wanted(const char *v, otlp_target_t *out) {
+  bool otlp = false, none = false, named = false;
+  char others[160] = "";
+  for (const char *p = v; p && *p;) {
+    const char *e = strchr(p, ',');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    while (n && isspace((unsigned char)*p))
+      p++, n--;
+    while (n && isspace((unsigned char)p[n - 1]))
+      n--;
+    if (n) {
+      named = true;
+      if (n == 4 && !strncmp(p, "otlp", 4))
+        otlp = true;
+      else if (n == 4 && !strncmp(p, "none", 4))
+        none = true;
+      else {
+        size_t used = strlen(others);
+        snprintf(others + used, sizeof others - used, "%s%.*s",
+                 used ? ", " : "", (int)n, p);
+      }
+    }
+    p = e ? e + 1 : NULL;
+  }
+  if (none)
+    return false;
+  if (*others)
+    warn_add(out,
+             otlp ? "OTEL_TRACES_EXPORTER: sagad exports only otlp; %s "
+                    "ignored"
+                  : "OTEL_TRACES_EXPORTER: sagad exports only otlp, and "
+                    "\"%s\" does not name it: no spans are exported",
+             others);
+  return otlp || !named;
+}
+
 int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
                  const void *env_arg, otlp_target_t *out, char *errbuf,
                  size_t errlen) {
   memset(out, 0, sizeof *out);
-  const char *v;
-  /* the off switches first: they win over any endpoint */
-  v = env_get(env, env_arg, "OTEL_SDK_DISABLED");
-  if (v && !is_true(v) && strcasecmp(v, "false")) {
-    snprintf(errbuf, errlen,
-             "OTEL_SDK_DISABLED: expected true or false, got \"%s\"", v);
-    return -1;
-  }
+  char warning[sizeof out->warning] = "";
+  /* the off switches first: they win over any endpoint. As the spec
+   * says, only true (in any case) disables the SDK; any other value is
+   * false, with a warning unless it is false or empty. */
+  const char *v = env_get(env, env_arg, "OTEL_SDK_DISABLED");
   bool off = is_true(v);
-  v = env_get(env, env_arg, "OTEL_TRACES_EXPORTER");
-  if (v) {
-    if (!strcmp(v, "none"))
-      off = true;
-    else if (strcmp(v, "otlp")) {
-      snprintf(errbuf, errlen,
-               "OTEL_TRACES_EXPORTER: sagad exports traces only as otlp "
-               "(or none), got \"%s\"",
+  if (!off) {
+    if (v && *v && strcasecmp(v, "false"))
+      warn_add(out,
+               "OTEL_SDK_DISABLED: \"%s\" is not true (only true, in any "
+               "case, turns the SDK off): taken as false",
                v);
-      return -1;
-    }
+    off = !exporter_wanted(env_get(env, env_arg, "OTEL_TRACES_EXPORTER"), out);
   }
+  memcpy(warning, out->warning, sizeof warning);
   /* With export off nothing else is used, so nothing else is judged:
    * OTEL_SDK_DISABLED=true is the way out of a bad OTEL_* value too. */
   if (resolve_target(cfg, env, env_arg, out, errbuf, errlen) != 0) {
@@ -581,8 +632,8 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
     memset(out, 0, sizeof *out);
     if (errlen)
       errbuf[0] = '\0';
-    return 0;
   }
+  memcpy(out->warning, warning, sizeof warning);
   out->enabled = out->url && !off;
   return 0;
 }
@@ -897,10 +948,22 @@ otlp_t *otlp_new(uv_loop_t *loop, const otlp_opts_t *opts) {
   return x;
 }
 
+/* src into dst[n], cut (when longer) where a UTF-8 character starts, so
+ * that a cut never leaves half of one for the JSON body: a collector
+ * refuses the whole batch for a string that is not UTF-8. */
 static void copy(char *dst, size_t n, const char *src, bool *has) {
   if (has)
     *has = src != NULL;
-  snprintf(dst, n, "%s", src ? src : "");
+  size_t len = (size_t)snprintf(dst, n, "%s", src ? src : "");
+  if (len < n)
+    return;
+  size_t end = n - 1, start = end;
+  while (start > 0 && ((unsigned char)dst[start - 1] & 0xC0) == 0x80)
+    start--;
+  /* dst[start - 1] leads the last character: keep it only when whole */
+  if (start > 0 && (unsigned char)dst[start - 1] >= 0xC0 &&
+      saga__utf8_seq_len(dst + start - 1, end - (start - 1)) == 0)
+    dst[start - 1] = '\0';
 }
 
 int otlp_emit(otlp_t *x, const otlp_span_t *s) {

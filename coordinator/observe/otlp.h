@@ -64,6 +64,9 @@ typedef struct {
                                 OTEL_RESOURCE_ATTRIBUTES, else "sagad" */
   char *resource_attributes; /* OTEL_RESOURCE_ATTRIBUTES, or NULL */
   uint64_t timeout_ms; /* OTEL_EXPORTER_OTLP[_TRACES]_TIMEOUT, 0 = not set */
+  char warning[320];   /* values taken other than as written, for the
+                          log ("" = none): an OTEL_SDK_DISABLED that is
+                          not true or false, exporters besides otlp */
 } otlp_target_t;
 
 /* A lookup of an environment variable: its value or NULL. */
@@ -75,10 +78,14 @@ typedef const char *(*otlp_env_fn)(const char *name, const void *arg);
  * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the URL as given), then
  * OTEL_EXPORTER_OTLP_ENDPOINT (a base URL: "v1/traces" appended to its
  * path). otlp.endpoint is a base URL too, or host:port meaning
- * http://host:port. OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none
- * turn export off whatever the endpoint, and then nothing else is judged
- * (a bad value of another variable is no error; out is left empty); no
- * endpoint at all: off.
+ * http://host:port. OTEL_SDK_DISABLED=true (any case) or
+ * OTEL_TRACES_EXPORTER naming none turn export off whatever the endpoint,
+ * and then nothing else is judged (a bad value of another variable is no
+ * error; out is left empty but for its warning); no endpoint at all: off.
+ * As the spec says, any other OTEL_SDK_DISABLED is false, and
+ * OTEL_TRACES_EXPORTER is a comma-separated list: otlp in it exports
+ * (others ignored), a list of only exporters sagad lacks (console,
+ * zipkin) exports nothing; out->warning says so, for the caller to log.
  * OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, else OTEL_EXPORTER_OTLP_TIMEOUT: the
  * longest wait for one export request, in milliseconds (an integer from 1
  * to 3600000; the spec's default, 10000, when neither is set).

@@ -41,6 +41,7 @@ typedef struct {
 typedef struct {
   char id[SAGA_WIRE_MAX_ID + 1];
   char correlation[SAGA_WIRE_MAX_ID + 1]; /* of the last command */
+  char traceparent[SAGA_WIRE_MAX_ID + 1]; /* of the last command */
   int64_t deadline_ms;                     /* of the last command */
   int applied[E2E_STEPS], undone[E2E_STEPS], commands[E2E_STEPS];
   uint32_t attempts[E2E_STEPS][2]; /* bit a-1: attempt a received (DO, COMP) */
@@ -274,6 +275,7 @@ static void on_command(saga_kloop_t *kl, const rd_kafka_message_t *m,
   }
   ledger_t *l = ledger_of(t, c->saga_id);
   snprintf(l->correlation, sizeof l->correlation, "%s", meta.correlation_id);
+  snprintf(l->traceparent, sizeof l->traceparent, "%s", meta.traceparent);
   l->deadline_ms = c->deadline_ms;
   if (step >= 0) {
     l->commands[step]++;
@@ -679,6 +681,10 @@ void e2e_start(e2e_t *t, const char *type, const char *id) {
 
 const char *e2e_command_correlation(e2e_t *t, const char *id) {
   return ledger_of(t, id)->correlation;
+}
+
+const char *e2e_command_traceparent(e2e_t *t, const char *id) {
+  return ledger_of(t, id)->traceparent;
 }
 
 int64_t e2e_command_deadline(e2e_t *t, const char *id) {

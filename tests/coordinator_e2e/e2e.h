@@ -78,6 +78,9 @@ void e2e_start_as(e2e_t *t, const char *type, const char *id,
 /* The correlation-id header of the last command the participant received
  * for id ("" when none). */
 const char *e2e_command_correlation(e2e_t *t, const char *id);
+/* The traceparent header of the last command the participant received
+ * for id ("" when none). */
+const char *e2e_command_traceparent(e2e_t *t, const char *id);
 /* The deadline_ms (Unix epoch ms) of the last command the participant
  * received for id (0 when none). */
 int64_t e2e_command_deadline(e2e_t *t, const char *id);

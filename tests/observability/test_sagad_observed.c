@@ -574,6 +574,37 @@ static void test_prometheus_scrapes_sagad_and_answers_a_saga_counter(
  * event. Its saga span is the starter's child, and the spans of the steps
  * the new sagad runs are children of that saga span (the same span id a
  * sagad that had not restarted would have given it). */
+/* W3C Trace Context: a starter that did not sample its trace (flags 00)
+ * gets its decision kept. The commands carry the trace with flags 00, so
+ * the participants do not sample it either, and sagad exports no span of
+ * that saga, while a sampled saga after it is exported as before. */
+static void test_an_unsampled_trace_stays_unsampled_and_exports_nothing(
+    void **s) {
+  (void)s;
+  const char *tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+  int st = 0;
+  char *b = post_start("fast", "obs-unsampled", tp, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  wait_done("obs-unsampled");
+  const char *cmd_tp = e2e_command_traceparent(t, "obs-unsampled");
+  assert_int_equal(strlen(cmd_tp), 55);
+  assert_memory_equal(cmd_tp, "00-0af7651916cd43dd8448eb211c80319c-", 36);
+  assert_string_equal(cmd_tp + 52, "-00");
+  /* a sampled saga after it: once its spans are in, the unsampled one's
+   * would be too */
+  b = post_start("fast", "obs-sampled-after", STARTER_TP, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  wait_done("obs-sampled-after");
+  assert_string_equal(e2e_command_traceparent(t, "obs-sampled-after") + 52,
+                      "-01");
+  saga_and_step_in_starters_trace("obs-sampled-after", "step s3");
+  e2e_pump(t, 1500); /* one more flush of the exporter */
+  assert_null(span_named("obs-unsampled", "saga"));
+  assert_null(span_named("obs-unsampled", "step s1"));
+}
+
 static void test_a_recovered_saga_continues_its_trace(void **s) {
   (void)s;
   int st = 0;
@@ -606,6 +637,8 @@ int main(void) {
       cmocka_unit_test(test_a_stuck_saga_is_listed_counted_and_logged_once),
       cmocka_unit_test(
           test_prometheus_scrapes_sagad_and_answers_a_saga_counter),
+      cmocka_unit_test(
+          test_an_unsampled_trace_stays_unsampled_and_exports_nothing),
       cmocka_unit_test(test_a_recovered_saga_continues_its_trace),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

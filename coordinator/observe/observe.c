@@ -4,6 +4,8 @@
  * observer slots, never saga state; decides nothing about sagas. */
 #include "observe.h"
 
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +103,9 @@ struct sagad_observe {
   admin_http_t *http;
   admin_pg_t *pg;
   otlp_t *otlp;
+  char *otlp_url;         /* where spans go, for the log */
+  uint64_t otlp_said_ms;  /* when a failing export was last logged */
+  bool otlp_said;         /* a failing export is logged, not its end */
   admin_source_t src;   /* what the API reads through (arg = this) */
   admin_source_t pgsrc; /* admin_pg's reads (arg = the admin_pg handle) */
   uv_timer_t scan;
@@ -755,9 +760,12 @@ static void trace_ask(sagad_observe_t *o) {
                         o);
 }
 
+static void otlp_watch(sagad_observe_t *o);
+
 static void on_scan(uv_timer_t *h) {
   sagad_observe_t *o = h->data;
   scan(o);
+  otlp_watch(o);
   trace_ask(o);
   if (!o->pinging && o->pg) {
     o->pinging = 1;
@@ -1448,8 +1456,18 @@ static int resolve_otlp(const sagad_config_t *cfg, otlp_target_t *t,
   return otlp_resolve(&st, process_env, NULL, t, errbuf, errlen);
 }
 
+static int check(const sagad_config_t *cfg, bool warn, char *errbuf,
+                 size_t errlen);
+
 int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
                         size_t errlen) {
+  return check(cfg, true, errbuf, errlen);
+}
+
+/* sagad_observe_check; warn: log what was taken other than as written
+ * (a start checks twice: before it connects, and here) */
+static int check(const sagad_config_t *cfg, bool warn, char *errbuf,
+                 size_t errlen) {
   char host[256];
   int port = 0;
   struct sockaddr_in a4;
@@ -1470,7 +1488,7 @@ int sagad_observe_check(const sagad_config_t *cfg, char *errbuf,
   otlp_target_t t;
   if (resolve_otlp(cfg, &t, errbuf, errlen) != 0)
     return -1;
-  if (t.warning[0])
+  if (warn && t.warning[0])
     LOG_WARN("%s", t.warning);
   otlp_target_free(&t);
   return 0;
@@ -1502,8 +1520,38 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   }
   LOG_INFO("exporting spans to %s (from %s) as service %s", t.url, t.url_from,
            t.service_name);
+  o->otlp_url = strdup(t.url); /* NULL: the log says "the collector" */
   otlp_target_free(&t);
   return 0;
+}
+
+/* How often a span export that keeps failing is logged again. */
+#define OTLP_SAY_AGAIN_MS (5 * 60 * 1000)
+
+/* The exporter logs nothing: say here when its requests fail (once, then
+ * every OTLP_SAY_AGAIN_MS while they do) and when one works again. A
+ * wrong host, a TLS or credential problem would otherwise show only in
+ * saga_trace_spans_total. Scan timer. */
+static void otlp_watch(sagad_observe_t *o) {
+  if (!o->otlp)
+    return;
+  otlp_stats_t st;
+  otlp_stats(o->otlp, &st);
+  uint64_t now = uv_now(o->o.loop);
+  const char *url = o->otlp_url ? o->otlp_url : "the collector";
+  if (st.failing > 0 &&
+      (!o->otlp_said || now - o->otlp_said_ms >= OTLP_SAY_AGAIN_MS)) {
+    LOG_WARN("span export to %s failing: %s (%" PRIu64
+             " requests in a row; %zu spans queued, %" PRIu64
+             " dropped and %" PRIu64 " refused since the start)",
+             url, st.last_error, st.failing, st.queued, st.dropped,
+             st.rejected);
+    o->otlp_said = true;
+    o->otlp_said_ms = now;
+  } else if (st.failing == 0 && o->otlp_said) {
+    LOG_INFO("span export to %s works again", url);
+    o->otlp_said = false;
+  }
 }
 
 int sagad_observe_start(const sagad_observe_opts_t *opts,
@@ -1518,7 +1566,7 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
   o->store_ok = 1;
   o->store_seen = uv_now(opts->loop); /* the store was opened just now */
   /* The addresses first, with the messages --check-config gives. */
-  if (sagad_observe_check(opts->cfg, errbuf, errlen) != 0)
+  if (check(opts->cfg, false, errbuf, errlen) != 0)
     return -1;
   if (register_metrics(o) != 0) {
     snprintf(errbuf, errlen, "out of memory registering metrics");
@@ -1606,6 +1654,7 @@ static void maybe_freed(sagad_observe_t *o) {
   void *arg = o->close_arg;
   metrics_free(o->m);
   proc_metrics_free(o->proc);
+  free(o->otlp_url);
   for (size_t i = 0; i < o->nwant; i++)
     free(o->want[i]);
   free(o->want);

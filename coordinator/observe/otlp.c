@@ -68,6 +68,8 @@ struct otlp {
   void (*close_cb)(void *);
   void *close_arg;
   otlp_stats_t stats;
+  char curl_err[CURL_ERROR_SIZE]; /* CURLOPT_ERRORBUFFER of easy */
+  char last_error[CURL_ERROR_SIZE + 64];
 };
 
 void otlp_opts_init(otlp_opts_t *o) {
@@ -709,9 +711,19 @@ static void finish(otlp_t *x, int status) {
   curl_multi_remove_handle(x->multi, x->easy);
   if (x->closing)
     return;
+  bool refused = status != 0 && status != 429 && status < 500;
+  if (status >= 200 && status < 300) {
+    x->stats.failing = 0;
+  } else {
+    x->stats.failed++;
+    x->stats.failing++;
+    if (status != 0)
+      snprintf(x->last_error, sizeof x->last_error, "HTTP %d (%s)", status,
+               refused ? "refused, spans dropped" : "retried");
+  }
   if (status >= 200 && status < 300) {
     x->stats.sent += x->batch_spans;
-  } else if (status != 0 && status != 429 && status < 500) {
+  } else if (refused) {
     /* refused for good: a 4xx other than 429, and any 1xx or 3xx (curl
      * follows no redirect: retried, a redirect would come back forever
      * while the queue behind it filled) */
@@ -740,6 +752,11 @@ static void check_done(otlp_t *x) {
     long code = 0;
     if (m->data.result == CURLE_OK)
       curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+    else
+      snprintf(x->last_error, sizeof x->last_error, "%s (retried)",
+               x->curl_err[0] ? x->curl_err
+                              : curl_easy_strerror(m->data.result));
+    x->curl_err[0] = '\0';
     finish(x, (int)code);
   }
 }
@@ -875,6 +892,7 @@ static int curl_setup(otlp_t *x, const otlp_opts_t *o) {
   bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err) != CURLE_OK;
   bad |=
       curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard) != CURLE_OK;
@@ -994,6 +1012,7 @@ int otlp_emit(otlp_t *x, const otlp_span_t *s) {
 void otlp_stats(const otlp_t *x, otlp_stats_t *out) {
   *out = x->stats;
   out->queued = x->qlen;
+  out->last_error = x->last_error;
 }
 
 void otlp_close(otlp_t *x, void (*close_cb)(void *arg), void *arg) {

@@ -8,7 +8,8 @@
  * libcurl's multi interface driven by the same loop (host names resolved
  * off the loop by curl's threaded resolver, IPv6, TLS, proxies from
  * http_proxy/https_proxy/no_proxy, HTTP/1.1 keep-alive). Never blocks the
- * loop, never logs, starts no thread of its own; loop thread only.
+ * loop, never logs (otlp_stats says why a request failed, for the
+ * caller's log), starts no thread of its own; loop thread only.
  *
  * otlp_resolve turns sagad's settings and the standard OTEL_* environment
  * variables into the exporter's target (docs/tracing.md). */
@@ -134,8 +135,19 @@ int otlp_emit(otlp_t *x, const otlp_span_t *span);
 typedef struct {
   uint64_t emitted, sent, dropped, rejected; /* spans; rejected = 4xx */
   uint64_t requests, retries;
+  uint64_t failed;   /* requests that got no 2xx (retried or refused) */
+  uint64_t failing;  /* of them, in a row since the last 2xx (0: the last
+                        request succeeded, or none ended yet) */
   size_t queued;
+  /* why the last failed request failed: curl's error ("Could not resolve
+   * host: otel-collector", "SSL certificate problem: ...") or "HTTP 401
+   * (refused, spans dropped)" / "HTTP 503 (retried)"; "" before any.
+   * Points into the exporter: valid until its next request ends. */
+  const char *last_error;
 } otlp_stats_t;
+/* The exporter's counters and its last failure. The exporter logs
+ * nothing; the caller reads this to say so (sagad logs a failing export
+ * once, then every 5 minutes while it fails, and when it works again). */
 void otlp_stats(const otlp_t *x, otlp_stats_t *out);
 
 /* Stop: a request in flight is abandoned and spans still queued are

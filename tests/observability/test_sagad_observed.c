@@ -624,6 +624,56 @@ static void test_a_recovered_saga_continues_its_trace(void **s) {
   saga_and_step_in_starters_trace(RECOVER_ID, "step s2");
 }
 
+/* The exporter's failures reach the log: a collector that is not there
+ * is named with curl's reason once (not at every retry), so a wrong host
+ * or a TLS problem does not pass in silence. */
+static void test_a_failing_span_export_is_logged_once_with_its_reason(
+    void **s) {
+  (void)s;
+  assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  char *log = ts_slurp(logpath);
+  size_t before = log ? strlen(log) : 0;
+  free(log);
+  int port = http_free_port(); /* nothing listens there */
+  char opt[64], want[128];
+  snprintf(opt, sizeof opt, "--otlp.endpoint=127.0.0.1:%d", port);
+  snprintf(want, sizeof want,
+           "span export to http://127.0.0.1:%d/v1/traces failing: ", port);
+  const char *extra[] = {opt, NULL};
+  admin_port = e2e_sagad_start_admin(t, 0, extra, ts_timeout_ms(30000));
+  assert_true(admin_port > 0);
+  int st = 0;
+  char *b = post_start("fast", "obs-nocollector", STARTER_TP, &st);
+  assert_int_equal(st, 201);
+  free(b);
+  wait_done("obs-nocollector");
+  int64_t until = ts_now_ms() + ts_timeout_ms(30000);
+  const char *at = NULL;
+  while (ts_now_ms() < until) {
+    log = ts_slurp(logpath);
+    at = log && strlen(log) > before ? strstr(log + before, want) : NULL;
+    if (at)
+      break;
+    free(log);
+    log = NULL;
+    e2e_pump(t, 200);
+  }
+  if (!at)
+    fail_msg("no \"%s\" in the log", want);
+  /* curl's reason is on the line: "Failed to connect to 127.0.0.1 port
+   * N ...: Connection refused (retried)" */
+  char line[512];
+  snprintf(line, sizeof line, "%.*s", (int)strcspn(at, "\n"), at);
+  if (!strstr(line, "onnect") || !strstr(line, "(retried)"))
+    fail_msg("log line: %s", line);
+  e2e_pump(t, 2000); /* retries go on; the line is not repeated */
+  free(log);
+  log = ts_slurp(logpath);
+  at = strstr(log + before, want);
+  assert_null(strstr(at + 1, want));
+  free(log);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_readyz_answers_200_once_partitions_are_assigned),
@@ -640,6 +690,8 @@ int main(void) {
       cmocka_unit_test(
           test_an_unsampled_trace_stays_unsampled_and_exports_nothing),
       cmocka_unit_test(test_a_recovered_saga_continues_its_trace),
+      cmocka_unit_test(
+          test_a_failing_span_export_is_logged_once_with_its_reason),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -173,6 +173,22 @@ static admin_http_t *receiver(uv_loop_t *loop, admin_http_handler_t h) {
   return r;
 }
 
+/* The failures the moved and silent collectors gave, copied from the loop
+ * thread every 20 ms (under mu). */
+static uv_timer_t stats_timer;
+static otlp_stats_t moved_stats, silent_stats;
+static char moved_err[300], silent_err[300];
+
+static void on_stats(uv_timer_t *h) {
+  (void)h;
+  pthread_mutex_lock(&mu);
+  otlp_stats(exp_moved, &moved_stats);
+  snprintf(moved_err, sizeof moved_err, "%s", moved_stats.last_error);
+  otlp_stats(exp_silent, &silent_stats);
+  snprintf(silent_err, sizeof silent_err, "%s", silent_stats.last_error);
+  pthread_mutex_unlock(&mu);
+}
+
 static void on_loop(uv_loop_t *loop, void *arg) {
   (void)arg;
   srv = receiver(loop, h_traces);
@@ -250,10 +266,13 @@ static void on_loop(uv_loop_t *loop, void *arg) {
   exp_silent = otlp_test_exporter(loop, NULL, env_silent);
   otlp_span_t ss = {.name = "unanswered", .trace_id = "1", .span_id = "2"};
   assert_int_equal(otlp_emit(exp_silent, &ss), 0);
+  uv_timer_init(loop, &stats_timer);
+  uv_timer_start(&stats_timer, on_stats, 20, 20);
 }
 
 static void on_stop(void *arg) {
   (void)arg;
+  uv_close((uv_handle_t *)&stats_timer, NULL);
   otlp_close(exp_main, NULL, NULL);
   otlp_close(exp_small, NULL, NULL);
   otlp_close(exp_hostport, NULL, NULL);
@@ -404,6 +423,10 @@ static void test_a_redirect_is_refused_not_retried(void **state) {
   nanosleep(&(struct timespec){.tv_nsec = 500000000}, NULL);
   pthread_mutex_lock(&mu);
   n = moved_posts;
+  /* the exporter says why, for sagad's log */
+  assert_int_equal(moved_stats.failed, 1);
+  assert_int_equal(moved_stats.failing, 1);
+  assert_string_equal(moved_err, "HTTP 302 (refused, spans dropped)");
   pthread_mutex_unlock(&mu);
   assert_int_equal(n, 1);
 }
@@ -425,6 +448,18 @@ static void test_an_unanswered_export_is_abandoned_after_the_timeout(
     pthread_mutex_unlock(&mu);
   }
   assert_true(n >= 2);
+  /* the exporter says why (curl's words), for sagad's log */
+  until = ts_now_ms() + ts_timeout_ms(8000);
+  pthread_mutex_lock(&mu);
+  while (silent_stats.failing < 1 && ts_now_ms() < until) {
+    pthread_mutex_unlock(&mu);
+    nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+    pthread_mutex_lock(&mu);
+  }
+  assert_true(silent_stats.failing >= 1);
+  if (!strstr(silent_err, "timed out") || !strstr(silent_err, "(retried)"))
+    fail_msg("last error \"%s\"", silent_err);
+  pthread_mutex_unlock(&mu);
 }
 
 /* The export timeout from the environment: the traces variable, else the

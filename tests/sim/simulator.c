@@ -10,6 +10,8 @@
  * Exit status: 0 no violation, 1 a violation (its seed and trace printed),
  * 2 usage or set-up error. Output of --seed is the same bytes on every
  * run: nothing in it depends on the real clock or on addresses. */
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,8 +408,26 @@ static void usage(void) {
           "       [--definitions DIR]\n");
 }
 
+/* v as a whole number from lo to hi into *out; else says so, naming the
+ * option, and returns -1. */
+static int number(const char *opt, const char *v, uint64_t lo, uint64_t hi,
+                  uint64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (!*v || *end || errno || v[0] == '-' || n < lo || n > hi) {
+    fprintf(stderr,
+            "saga-sim: %s: expected a whole number from %" PRIu64
+            " to %" PRIu64 ", got \"%s\"\n",
+            opt, lo, hi, v);
+    return -1;
+  }
+  *out = n;
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  uint64_t seed = 0, from = 1, nseeds = 0, progress = 0;
+  uint64_t seed = 0, from = 1, nseeds = 0, progress = 0, nsagas = 8;
   int one = 0, all = 0;
   sim_opts_t opt = {.nsagas = 8};
   const char *dir = SIM_DEFINITIONS_DIR;
@@ -427,28 +447,28 @@ int main(int argc, char **argv) {
       return 2;
     }
     i++;
+    int bad = 0;
     if (!strcmp(a, "--seed")) {
-      seed = strtoull(v, NULL, 10);
+      bad = number(a, v, 0, UINT64_MAX, &seed);
       one = 1;
     } else if (!strcmp(a, "--seeds")) {
-      nseeds = strtoull(v, NULL, 10);
+      bad = number(a, v, 1, UINT64_MAX / 2, &nseeds);
     } else if (!strcmp(a, "--from")) {
-      from = strtoull(v, NULL, 10);
+      bad = number(a, v, 0, UINT64_MAX / 2, &from);
     } else if (!strcmp(a, "--progress")) {
-      progress = strtoull(v, NULL, 10);
+      bad = number(a, v, 0, UINT64_MAX, &progress);
     } else if (!strcmp(a, "--sagas")) {
-      opt.nsagas = atoi(v);
+      bad = number(a, v, 1, SIM_MAX_SAGAS, &nsagas);
+      opt.nsagas = (int)nsagas;
     } else if (!strcmp(a, "--definitions")) {
       dir = v;
     } else {
       usage();
       return 2;
     }
+    if (bad)
+      return 2;
   }
-  /* SAGA_SIM_SEEDS overrides --seeds: the sanitizer build runs fewer. */
-  const char *env = getenv("SAGA_SIM_SEEDS");
-  if (!one && env && *env)
-    nseeds = strtoull(env, NULL, 10);
   if ((!one && !nseeds) || opt.nsagas < 1 || opt.nsagas > SIM_MAX_SAGAS) {
     usage();
     return 2;

@@ -220,15 +220,20 @@ void cli_timeline_free(cli_timeline_t *tl) {
 }
 
 void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
-  int wstep = 4;
+  /* the step and event columns as wide as their longest value (an
+   * event's name is up to 15: CancelRequested) */
+  int wstep = 4, wevent = 13;
   for (size_t i = 0; i < tl->n; i++) {
     int l = (int)strlen(tl->rows[i].step);
     if (l > wstep)
       wstep = l;
+    l = (int)strlen(tl->rows[i].event);
+    if (l > wevent)
+      wevent = l;
   }
-  fprintf(out, "%-24s %4s  %-13s  %-*s  %-10s  %7s  %-9s  %9s  %s\n", "TIME",
-          "VER", "EVENT", wstep, "STEP", "ACTION", "ATTEMPT", "OUTCOME",
-          "DURATION", "DETAIL");
+  fprintf(out, "%-24s %4s  %-*s  %-*s  %-10s  %7s  %-9s  %9s  %s\n", "TIME",
+          "VER", wevent, "EVENT", wstep, "STEP", "ACTION", "ATTEMPT",
+          "OUTCOME", "DURATION", "DETAIL");
   for (size_t i = 0; i < tl->n; i++) {
     const cli_tl_row_t *r = &tl->rows[i];
     char t[40], d[32], a[16];
@@ -236,9 +241,9 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
       snprintf(a, sizeof a, "%u", r->attempt);
     else
       snprintf(a, sizeof a, "-");
-    fprintf(out, "%-24s %4" PRId64 "  %-13s  %-*s  %-10s  %7s  %-9s  %9s  %s\n",
-            cli_format_time(r->at_ms, t, sizeof t), r->version, r->event,
-            wstep, *r->step != '\0' ? r->step : "-",
+    fprintf(out, "%-24s %4" PRId64 "  %-*s  %-*s  %-10s  %7s  %-9s  %9s  %s\n",
+            cli_format_time(r->at_ms, t, sizeof t), r->version, wevent,
+            r->event, wstep, *r->step != '\0' ? r->step : "-",
             *r->action != '\0' ? r->action : "-", a,
             *r->outcome != '\0' ? r->outcome : "-",
             cli_format_duration(r->duration_ms, d, sizeof d), r->detail);

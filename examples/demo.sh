@@ -8,8 +8,9 @@
 # and starts PostgreSQL and Kafka first; on its own it needs
 # SAGA_PG_CONNINFO and SAGA_KAFKA_BOOTSTRAP. Stops what it starts.
 #
-# Environment: DEMO_ORDERS (30), DEMO_DECLINED (6), DEMO_SLOW (3),
-# DEMO_OUT_OF_STOCK (3), DEMO_FLAKY (3), DEMO_CANCELLED (1), DEMO_DB
+# Environment: DEMO_ORDERS (30), DEMO_DECLINED (a fifth of the orders),
+# DEMO_SLOW, DEMO_OUT_OF_STOCK, DEMO_FLAKY (a tenth each: 6, 3, 3, 3 of
+# 30), DEMO_CANCELLED (1), DEMO_DB
 # (order_demo, recreated),
 # DEMO_TIMEOUT_MS (40000, per order), SAGA_BUILD_DIR (build); DEMO_KEEP=1
 # keeps the work folder with the logs; DEMO_PAYMENT=python runs the Python
@@ -18,13 +19,19 @@ set -euo pipefail
 . "$(cd "$(dirname "$0")/.." && pwd)/scripts/lib.sh"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 : "${SAGA_PG_CONNINFO:?not set: run scripts/demo.sh, or export it}"
 : "${SAGA_KAFKA_BOOTSTRAP:?not set: run scripts/demo.sh, or export it}"
 orders=${DEMO_ORDERS:-30}
 db=${DEMO_DB:-order_demo}
+[[ $db =~ ^[a-z_][a-z0-9_]{0,62}$ ]] ||
+  die "DEMO_DB: \"$db\" is not a plain database name (lower-case letters, digits, _)"
+case $SAGA_PG_CONNINFO in
+  postgres://*|postgresql://*)
+    die "SAGA_PG_CONNINFO: the demo adds dbname=$db to it, which a postgresql:// URI does not take: give it as key=value pairs (host=... port=... user=...)" ;;
+esac
 bin=$SAGA_BUILD_DIR/examples/order-saga
 sagad=$SAGA_BUILD_DIR/bin/sagad
 sagactl=$SAGA_BUILD_DIR/bin/sagactl
@@ -65,8 +72,8 @@ section() { printf '\n== %s\n' "$*"; }
 # Topics and groups get a fresh prefix: the Kafka mock may outlive a run.
 pg() { psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 pg "$SAGA_PG_CONNINFO" -c "DROP DATABASE IF EXISTS $db" \
-   -c "CREATE DATABASE $db" >/dev/null 2>&1 ||
-  die "could not recreate database $db"
+   -c "CREATE DATABASE $db" >/dev/null ||
+  die "could not recreate database $db (the error is above)"
 conninfo="$SAGA_PG_CONNINFO dbname=$db"
 ns=demo$(date +%s)
 mkdir -p "$work/definitions"
@@ -136,11 +143,18 @@ starter=("$bin/order-starter" --inbox "$ns.saga.inbox"
 section "running $orders orders"
 started=$(date +%s)
 rc=0
-"${starter[@]}" --count "$orders" --declined "${DEMO_DECLINED:-6}" \
-  --slow "${DEMO_SLOW:-3}" --out-of-stock "${DEMO_OUT_OF_STOCK:-3}" \
-  --flaky "${DEMO_FLAKY:-3}" --cancelled "${DEMO_CANCELLED:-1}" \
+# the special orders not set are order-starter's shares of the count
+mix=()
+[ -z "${DEMO_DECLINED:-}" ] || mix+=(--declined "$DEMO_DECLINED")
+[ -z "${DEMO_SLOW:-}" ] || mix+=(--slow "$DEMO_SLOW")
+[ -z "${DEMO_OUT_OF_STOCK:-}" ] || mix+=(--out-of-stock "$DEMO_OUT_OF_STOCK")
+[ -z "${DEMO_FLAKY:-}" ] || mix+=(--flaky "$DEMO_FLAKY")
+"${starter[@]}" --count "$orders" "${mix[@]}" \
+  --cancelled "${DEMO_CANCELLED:-1}" \
   --timeout "${DEMO_TIMEOUT_MS:-40000}ms" \
   --results "$work/results.tsv" || rc=$?
+[ -s "$work/results.tsv" ] ||
+  die "order-starter ran no order (exit status $rc; its message is above)"
 say "orders done in $(( $(date +%s) - started )) s"
 
 # The most eventful saga: a payment that never answered, timed out twice,

@@ -145,12 +145,13 @@ static void usage(FILE *f) {
         "(default $SAGA_KAFKA_BOOTSTRAP)\n"
         "  -n, --count N             orders in all (default 30)\n"
         "      --declined N          of which with a declined card "
-        "(default 6)\n"
+        "(default a fifth\n"
+        "                            of --count: 6 of 30)\n"
         "      --slow N              with a card that never answers "
-        "(default 3)\n"
-        "      --out-of-stock N      out of stock (default 3)\n"
+        "(default a tenth)\n"
+        "      --out-of-stock N      out of stock (default a tenth)\n"
         "      --flaky N             with a carrier busy at first "
-        "(default 3)\n"
+        "(default a tenth)\n"
         "      --cancelled N         withdrawn by the customer while the "
         "stock is\n"
         "                            being reserved: cancelled before the "
@@ -276,12 +277,19 @@ static int parse_args(opts_t *o, int argc, char **argv) {
           "set SAGA_KAFKA_BOOTSTRAP\n", stderr);
     return 2;
   }
+  /* the special orders not given are shares of --count (6, 3, 3, 3 of
+   * 30), so --count alone makes a mix of any size */
+  static const long share_of_30[N_SCENARIOS] = {0, 6, 3, 3, 3, 0};
   long failing = 0;
-  for (size_t i = 1; i < N_SCENARIOS; i++)
+  for (size_t i = 1; i < N_SCENARIOS; i++) {
+    if (o->mix[i] < 0)
+      o->mix[i] = o->count * share_of_30[i] / 30;
     failing += o->mix[i];
+  }
   if (failing > o->count) {
-    fprintf(stderr, "order-starter: the mix asks for %ld special orders out "
-                    "of %ld\n", failing, o->count);
+    fprintf(stderr, "order-starter: the mix asks for %ld special orders "
+                    "(--declined, --slow, --out-of-stock, --flaky, "
+                    "--cancelled) out of --count %ld\n", failing, o->count);
     return 2;
   }
   o->mix[0] = o->count - failing;
@@ -367,7 +375,7 @@ int main(int argc, char **argv) {
   opts_t o = {.bootstrap = getenv("SAGA_KAFKA_BOOTSTRAP"),
               .type = "order",
               .count = 30,
-              .mix = {0, 6, 3, 3, 3},
+              .mix = {0, -1, -1, -1, -1, 0}, /* -1: a share of count */
               .timeout_ms = 60000,
               .seed = 1};
   int rc = parse_args(&o, argc, argv);

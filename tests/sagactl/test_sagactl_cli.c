@@ -443,6 +443,16 @@ static void test_timeline_shows_the_operator_trail(void **state) {
     lines += *p == '\n';
   assert_int_equal(lines, 6); /* header + 5 rows, the reason's newline
                                   flattened */
+  /* the columns line up past the longest event name: every line's STEP
+   * column starts where the header's does */
+  const char *hdr_step = strstr(text, "STEP");
+  assert_non_null(hdr_step);
+  size_t step_col = (size_t)(hdr_step - text);
+  for (const char *line = strchr(text, '\n') + 1; *line;
+       line = strchr(line, '\n') + 1) {
+    assert_true(line[step_col - 1] == ' ' && line[step_col - 2] == ' ');
+    assert_true(line[step_col] != ' ');
+  }
   free(text);
   cJSON *j = cli_timeline_json(&tl);
   cJSON *row = cJSON_GetArrayItem(j, 1);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -418,15 +419,26 @@ static int endpoint_url(const char *ep, char **out, char *msg, size_t len) {
   return rc;
 }
 
-/* A TLS file variable: readable, copied to *out. */
+/* A TLS file variable: a readable file (a folder would fail every
+ * handshake later, out of sight), copied to *out; *from (may be NULL) the
+ * variable it came from. */
 static int tls_file(otlp_env_fn env, const void *arg, const char *traces,
-                    const char *all, char **out, char *errbuf, size_t errlen) {
+                    const char *all, char **out, const char **from,
+                    char *errbuf, size_t errlen) {
   const char *which;
   const char *v = env_pair(env, arg, traces, all, &which);
   if (!v)
     return 0;
-  if (access(v, R_OK) != 0) {
+  if (from)
+    *from = which;
+  struct stat st;
+  if (access(v, R_OK) != 0 || stat(v, &st) != 0) {
     snprintf(errbuf, errlen, "%s: cannot read \"%s\"", which, v);
+    return -1;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    snprintf(errbuf, errlen, "%s: \"%s\" is not a file (a PEM file is "
+             "expected)", which, v);
     return -1;
   }
   if (!(*out = strdup(v))) {
@@ -505,22 +517,29 @@ static int resolve_target(const otlp_settings_t *cfg, otlp_env_fn env,
     otlp_target_free(out);
     return -1;
   }
+  const char *cert_from = NULL, *key_from = NULL;
   if (tls_file(env, env_arg, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
-               "OTEL_EXPORTER_OTLP_CERTIFICATE", &out->ca_file, errbuf,
+               "OTEL_EXPORTER_OTLP_CERTIFICATE", &out->ca_file, NULL, errbuf,
                errlen) ||
       tls_file(env, env_arg, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
-               "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &out->cert_file, errbuf,
-               errlen) ||
+               "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &out->cert_file,
+               &cert_from, errbuf, errlen) ||
       tls_file(env, env_arg, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
-               "OTEL_EXPORTER_OTLP_CLIENT_KEY", &out->key_file, errbuf,
-               errlen)) {
+               "OTEL_EXPORTER_OTLP_CLIENT_KEY", &out->key_file, &key_from,
+               errbuf, errlen)) {
     otlp_target_free(out);
     return -1;
   }
   if (!out->cert_file != !out->key_file) {
+    /* named as the user set it: the variable given, the one missing */
     snprintf(errbuf, errlen,
-             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and "
-             "OTEL_EXPORTER_OTLP_CLIENT_KEY: give both or neither");
+             "%s is set but %s is not: a client certificate and its key "
+             "go together (give both or neither)",
+             cert_from ? cert_from : key_from,
+             cert_from ? "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY (or "
+                         "OTEL_EXPORTER_OTLP_CLIENT_KEY)"
+                       : "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE (or "
+                         "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE)");
     otlp_target_free(out);
     return -1;
   }

@@ -1525,6 +1525,9 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   return 0;
 }
 
+/* The longest wait at a graceful stop for the queued spans to go. */
+#define OTLP_STOP_FLUSH_MS 2000
+
 /* How often a span export that keeps failing is logged again. */
 #define OTLP_SAY_AGAIN_MS (5 * 60 * 1000)
 
@@ -1728,7 +1731,8 @@ void sagad_observe_close(sagad_observe_t *o, void (*cb)(void *arg),
   }
   if (o->otlp) {
     o->pending_closes++;
-    otlp_close(o->otlp, otlp_closed, o);
+    /* the drained engine's last spans are queued: sent before the exit */
+    otlp_flush_close(o->otlp, OTLP_STOP_FLUSH_MS, otlp_closed, o);
     o->otlp = NULL;
   }
   maybe_freed(o);

@@ -66,6 +66,7 @@ struct otlp {
   uv_timer_t flush, retry, curl_timer;
   int open_handles;
   bool closing;
+  bool draining; /* otlp_flush_close: sending what is queued, then close */
   void (*close_cb)(void *);
   void *close_arg;
   otlp_stats_t stats;
@@ -722,6 +723,18 @@ static void sock_drop(sock_t *k) {
 
 static void on_retry(uv_timer_t *t) { pump(t->data); }
 
+static void on_drain_end(uv_timer_t *t) {
+  otlp_t *x = t->data;
+  otlp_close(x, x->close_cb, x->close_arg);
+}
+
+/* While draining: once the queue is sent, or a request failed (no retry
+ * at a stop), close -- from the loop, never inside curl's callbacks. */
+static void drain_check(otlp_t *x, bool failed) {
+  if (x->draining && (failed || (!x->busy && !x->batch && x->qlen == 0)))
+    uv_timer_start(&x->flush, on_drain_end, 0, 0);
+}
+
 /* The request ended: status = HTTP status, or 0 for a transport error. */
 static void finish(otlp_t *x, int status) {
   if (!x->busy)
@@ -747,6 +760,9 @@ static void finish(otlp_t *x, int status) {
      * follows no redirect: retried, a redirect would come back forever
      * while the queue behind it filled) */
     x->stats.rejected += x->batch_spans;
+  } else if (x->draining) {
+    drain_check(x, true);
+    return;
   } else {
     x->stats.retries++;
     x->backoff_ms = x->backoff_ms ? x->backoff_ms * 2 : x->opts.backoff_min_ms;
@@ -759,6 +775,7 @@ static void finish(otlp_t *x, int status) {
   x->batch = NULL;
   x->backoff_ms = 0;
   pump(x);
+  drain_check(x, false);
 }
 
 /* Collect what curl finished. */
@@ -1032,6 +1049,24 @@ void otlp_stats(const otlp_t *x, otlp_stats_t *out) {
   *out = x->stats;
   out->queued = x->qlen;
   out->last_error = x->last_error;
+}
+
+void otlp_flush_close(otlp_t *x, uint64_t max_wait_ms,
+                      void (*close_cb)(void *arg), void *arg) {
+  if (!x || x->closing || x->draining)
+    return;
+  if (!x->busy && !x->batch && x->qlen == 0) {
+    otlp_close(x, close_cb, arg);
+    return;
+  }
+  x->draining = true;
+  x->close_cb = close_cb;
+  x->close_arg = arg;
+  /* the flush timer now bounds the wait; a batch waiting for its retry
+   * goes at once */
+  uv_timer_start(&x->flush, on_drain_end, max_wait_ms, 0);
+  uv_timer_stop(&x->retry);
+  pump(x);
 }
 
 void otlp_close(otlp_t *x, void (*close_cb)(void *arg), void *arg) {

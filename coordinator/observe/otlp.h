@@ -150,6 +150,15 @@ typedef struct {
  * once, then every 5 minutes while it fails, and when it works again). */
 void otlp_stats(const otlp_t *x, otlp_stats_t *out);
 
+/* Send what is queued (the batch in flight, a batch waiting for its
+ * retry at once, then the rest), then otlp_close. Gives up and closes
+ * when max_wait_ms pass or a request fails (no retry: the process is
+ * stopping); what is left is counted dropped. close_cb(arg) as for
+ * otlp_close. For a graceful stop: the last sagas' spans reach the
+ * collector. NULL x is accepted (nothing is called). Loop thread. */
+void otlp_flush_close(otlp_t *x, uint64_t max_wait_ms,
+                      void (*close_cb)(void *arg), void *arg);
+
 /* Stop: a request in flight is abandoned and spans still queued are
  * counted as dropped (call it after the last span had time to go: sagad
  * stops it last); close_cb(arg) (may be NULL) runs once every handle is

@@ -141,6 +141,31 @@ static void h_traces(admin_http_req_t *req, void *arg) {
     admin_http_respond(req, 200, "application/json", "{}", 2);
 }
 
+/* The collector of the exporter closed with otlp_flush_close: counts the
+ * spans it gets (under mu). */
+static admin_http_t *srv_stop;
+static otlp_t *exp_stop;
+static int stop_spans, stop_closed;
+
+static void h_stop(admin_http_req_t *req, void *arg) {
+  (void)arg;
+  cJSON *doc = cJSON_ParseWithLength(req->body, req->body_len);
+  cJSON *rs = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "resourceSpans"), 0);
+  cJSON *ss = cJSON_GetArrayItem(cJSON_GetObjectItem(rs, "scopeSpans"), 0);
+  pthread_mutex_lock(&mu);
+  stop_spans += cJSON_GetArraySize(cJSON_GetObjectItem(ss, "spans"));
+  pthread_mutex_unlock(&mu);
+  cJSON_Delete(doc);
+  admin_http_respond(req, 200, "application/json", "{}", 2);
+}
+
+static void on_stop_closed(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&mu);
+  stop_closed = 1;
+  pthread_mutex_unlock(&mu);
+}
+
 /* A collector that has moved: every POST answered 302. */
 static void h_moved(admin_http_req_t *req, void *arg) {
   (void)arg;
@@ -268,6 +293,26 @@ static void on_loop(uv_loop_t *loop, void *arg) {
   assert_int_equal(otlp_emit(exp_silent, &ss), 0);
   uv_timer_init(loop, &stats_timer);
   uv_timer_start(&stats_timer, on_stats, 20, 20);
+
+  /* spans queued when the exporter is closed with otlp_flush_close (two
+   * batches of 3, a flush that would never come by itself) go first */
+  srv_stop = receiver(loop, h_stop);
+  char stop_url[64];
+  snprintf(stop_url, sizeof stop_url, "http://127.0.0.1:%d/v1/traces",
+           admin_http_port(srv_stop));
+  otlp_opts_t so;
+  otlp_opts_init(&so);
+  so.url = stop_url;
+  so.max_batch = 3;
+  so.flush_ms = 3600000;
+  exp_stop = otlp_new(loop, &so);
+  assert_non_null(exp_stop);
+  for (int i = 0; i < 5; i++) {
+    otlp_span_t sp = {.name = "at the stop", .trace_id = "1", .span_id = "2"};
+    assert_int_equal(otlp_emit(exp_stop, &sp), 0);
+  }
+  otlp_flush_close(exp_stop, 10000, on_stop_closed, NULL);
+  exp_stop = NULL;
 }
 
 static void on_stop(void *arg) {
@@ -280,6 +325,7 @@ static void on_stop(void *arg) {
   otlp_close(exp_silent, NULL, NULL);
   admin_http_close(srv, NULL, NULL);
   admin_http_close(srv_moved, NULL, NULL);
+  admin_http_close(srv_stop, NULL, NULL);
 }
 
 static int setup(void **state) {
@@ -394,6 +440,23 @@ static void test_spans_arrive_after_a_refused_post_with_their_links(
                               "saga.action"),
                       "compensate");
   pthread_mutex_unlock(&mu);
+}
+
+/* A graceful stop sends what is queued before it closes: the five spans
+ * of exp_stop arrive (in two batches), then its close callback runs. */
+static void test_a_flushing_close_sends_the_queued_spans_first(void **state) {
+  (void)state;
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  int closed = 0, n = 0;
+  while (!closed && ts_now_ms() < until) {
+    nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+    pthread_mutex_lock(&mu);
+    closed = stop_closed;
+    n = stop_spans;
+    pthread_mutex_unlock(&mu);
+  }
+  assert_true(closed);
+  assert_int_equal(n, 5);
 }
 
 static void test_a_full_queue_drops_and_counts(void **state) {
@@ -743,6 +806,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_spans_arrive_after_a_refused_post_with_their_links),
       cmocka_unit_test(test_a_full_queue_drops_and_counts),
+      cmocka_unit_test(test_a_flushing_close_sends_the_queued_spans_first),
       cmocka_unit_test(test_a_redirect_is_refused_not_retried),
       cmocka_unit_test(test_an_unanswered_export_is_abandoned_after_the_timeout),
       cmocka_unit_test(test_resolve_reads_the_export_timeout),

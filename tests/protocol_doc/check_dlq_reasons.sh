@@ -9,6 +9,7 @@
 #          for an input (saga__errf in protocol/wire.c), without
 #          SAGA_EINVAL and SAGA_ENOMEM (a caller's bad argument, an
 #          encoder out of memory: never an input's fault).
+# And sagad's classes are the ones its dead-letter counter starts at 0.
 # Usage: check_dlq_reasons.sh PROJECT_ROOT
 set -eu
 root=${1:?usage: check_dlq_reasons.sh PROJECT_ROOT}
@@ -44,6 +45,23 @@ if [ "$doc_codes" != "$code_codes" ]; then
   a=$(mktemp) b=$(mktemp)
   printf '%s\n' "$doc_codes" >"$a"
   printf '%s\n' "$code_codes" >"$b"
+  diff "$a" "$b" >&2 || true
+  rm -f "$a" "$b"
+  exit 1
+fi
+# sagad exports saga_dead_letters_total{reason} at 0 for each of its
+# classes from the start (coordinator/observe/observe.c, dlq_classes):
+# the same classes, or a new one would raise no increase() alert at its
+# first dead letter after a restart.
+observe=$root/coordinator/observe/observe.c
+metric_codes=$(sed -n '/dlq_classes\[\] = {/,/};/p' "$observe" |
+                 grep -o '"[a-z_]*"' | tr -d '"' | sort -u)
+[ -n "$metric_codes" ] || fail "$observe: no dlq_classes list found"
+if [ "$metric_codes" != "$sagad_codes" ]; then
+  echo "dead-letter classes differ (< observe.c dlq_classes, > engine.c):" >&2
+  a=$(mktemp) b=$(mktemp)
+  printf '%s\n' "$metric_codes" >"$a"
+  printf '%s\n' "$sagad_codes" >"$b"
   diff "$a" "$b" >&2 || true
   rm -f "$a" "$b"
   exit 1

@@ -82,8 +82,16 @@ int es_migrate_to(const char *conninfo, int target, int *version,
   if ((rc = exec_ok(c, "SET client_min_messages = warning", errbuf, errlen,
                     "could not configure the session")) ||
       (rc = exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", errbuf,
-                    errlen, "could not take the migration lock")) ||
-      (rc = exec_ok(c,
+                    errlen, "could not take the migration lock")))
+    goto out;
+  /* Another run may have brought it up to date while this one waited for
+   * the lock: then there is nothing to create either (a role that may not
+   * create tables is refused CREATE TABLE IF NOT EXISTS too). The
+   * connection's end releases the lock. */
+  if ((have = recorded_version(c)) >= target && have <= es_schema_version())
+    goto out;
+  have = 0;
+  if ((rc = exec_ok(c,
                     "CREATE TABLE IF NOT EXISTS es_schema_version ("
                     " version int PRIMARY KEY, name text NOT NULL,"
                     " applied_at timestamptz NOT NULL DEFAULT now())",

@@ -958,8 +958,16 @@ static const char *p_last_error(void *self) {
 
 /* What a refusal for want of rights adds to its message. */
 static const char *const no_rights_hint =
-    " (this role may not create tables: run `sagad --migrate` once as a "
-    "role that may, then start sagad: docs/deploy.md)";
+    " (this role may not create or change these tables: run `sagad "
+    "--migrate` once as a role that may -- the tables' owner on a database "
+    "an older sagad made --, then start sagad: docs/deploy.md)";
+
+/* Whether the event store's migration text (es_migrate gives no SQLSTATE)
+ * is a refusal to create or alter, not one to connect. */
+static int es_refused_ddl(const char *esb) {
+  return strstr(esb, "permission denied for schema") != NULL ||
+         strstr(esb, "must be owner of") != NULL;
+}
 
 /* The version sagad_schema_version records on c, or -1 when the table is
  * not there or cannot be read. */
@@ -1004,6 +1012,14 @@ static int migrate_exec(PGconn *c, const char *sql, const char *what,
  * record. */
 static int sagad_migrate_locked(PGconn *c, int *version, char *errbuf,
                                 size_t errlen) {
+  /* another run may have brought them up to date while this one waited
+   * for the lock: nothing to create then (a role that may not create
+   * tables is refused even CREATE TABLE IF NOT EXISTS) */
+  int have = sagad_recorded_version(c);
+  if (have >= (int)sagad__n_sql_migrations) {
+    *version = have;
+    return 0;
+  }
   const char *what = "could not create the coordinator's tables";
   int rc = migrate_exec(c,
                         "CREATE TABLE IF NOT EXISTS sagad_schema_version ("
@@ -1012,7 +1028,7 @@ static int sagad_migrate_locked(PGconn *c, int *version, char *errbuf,
                         what, errbuf, errlen);
   if (rc)
     return rc;
-  int have = sagad_recorded_version(c);
+  have = sagad_recorded_version(c);
   if (have < 0) {
     snprintf(errbuf, errlen, "could not read sagad_schema_version: %s",
              PQerrorMessage(c));
@@ -1049,7 +1065,7 @@ int sagad_store_pg_migrate(const char *conninfo, int *es_version,
   int esv = 0, v = 0, rc = -1;
   char esb[ES_ERRBUF_SIZE] = "";
   if (es_migrate(conninfo, &esv, esb, sizeof esb)) {
-    int rights = strstr(esb, "permission denied") != NULL;
+    int rights = es_refused_ddl(esb);
     esb[strcspn(esb, "\n")] = '\0'; /* the server's LINE 1: and caret */
     snprintf(errbuf, errlen, "could not prepare the event store: %s%s", esb,
              rights ? no_rights_hint : "");

@@ -106,6 +106,7 @@ struct sagad_observe {
   char *otlp_url;         /* where spans go, for the log */
   uint64_t otlp_said_ms;  /* when a failing export was last logged */
   bool otlp_said;         /* a failing export is logged, not its end */
+  uint64_t stop_ms;       /* when sagad_observe_stop ran: the stop began */
   admin_source_t src;   /* what the API reads through (arg = this) */
   admin_source_t pgsrc; /* admin_pg's reads (arg = the admin_pg handle) */
   uv_timer_t scan;
@@ -1525,7 +1526,8 @@ static int start_otlp(sagad_observe_t *o, char *errbuf, size_t errlen) {
   return 0;
 }
 
-/* The longest wait at a graceful stop for the queued spans to go. */
+/* The longest wait at a graceful stop for the queued spans to go (less
+ * when shutdown.timeout_ms leaves less: half of what is left). */
 #define OTLP_STOP_FLUSH_MS 2000
 
 /* How often a span export that keeps failing is logged again. */
@@ -1699,6 +1701,7 @@ void sagad_observe_stop(sagad_observe_t *o) {
   trace_fill_t f = {o, NULL, true};
   fill_all(&f);
   o->stopped = 1;
+  o->stop_ms = uv_now(o->o.loop);
   o->pending_closes++; /* the final close's own hold */
   if (o->http) {
     o->pending_closes++;
@@ -1731,8 +1734,17 @@ void sagad_observe_close(sagad_observe_t *o, void (*cb)(void *arg),
   }
   if (o->otlp) {
     o->pending_closes++;
-    /* the drained engine's last spans are queued: sent before the exit */
-    otlp_flush_close(o->otlp, OTLP_STOP_FLUSH_MS, otlp_closed, o);
+    /* the drained engine's last spans are queued: sent before the exit,
+     * within half of what is left of shutdown.timeout_ms */
+    uint64_t spent = uv_now(o->o.loop) - o->stop_ms;
+    uint64_t budget = (uint64_t)o->o.cfg->shutdown_timeout_ms;
+    uint64_t wait = budget > spent ? (budget - spent) / 2 : 0;
+    if (wait > OTLP_STOP_FLUSH_MS)
+      wait = OTLP_STOP_FLUSH_MS;
+    if (wait)
+      otlp_flush_close(o->otlp, wait, otlp_closed, o);
+    else
+      otlp_close(o->otlp, otlp_closed, o);
     o->otlp = NULL;
   }
   maybe_freed(o);

@@ -603,9 +603,9 @@ static bool exporter_wanted(const char *v, otlp_target_t *out) {
       n--;
     if (n) {
       named = true;
-      if (n == 4 && !strncmp(p, "otlp", 4))
+      if (n == 4 && !strncasecmp(p, "otlp", 4))
         otlp = true;
-      else if (n == 4 && !strncmp(p, "none", 4))
+      else if (n == 4 && !strncasecmp(p, "none", 4))
         none = true;
       else {
         size_t used = strlen(others);

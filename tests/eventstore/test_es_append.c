@@ -1,6 +1,7 @@
 /* The blocking face against the embedded PostgreSQL: migrations, appends
  * with expected versions, idempotent re-appends, the database's own
  * append-only refusals, bad input, snapshots and reconnecting. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -59,6 +61,65 @@ static void test_an_up_to_date_database_needs_no_ddl_rights_to_migrate(
   assert_non_null(strstr(err, "permission denied"));
   assert_int_equal(v, 0);
   est_drop(bare);
+}
+
+typedef struct {
+  char ci[1024];
+  int rc, version;
+  char err[ES_ERRBUF_SIZE];
+} migrate_call_t;
+
+static void *migrate_thread(void *arg) {
+  migrate_call_t *m = arg;
+  m->rc = es_migrate(m->ci, &m->version, m->err, sizeof m->err);
+  return NULL;
+}
+
+/* A start that finds the schema behind and waits on the migration lock
+ * while a migration runs reads the version again once it has the lock:
+ * the schema is then up to date, so a role that may not create tables
+ * passes (PostgreSQL refuses it even CREATE TABLE IF NOT EXISTS). */
+static void test_a_writer_that_waited_for_a_migration_needs_no_ddl(
+    void **state) {
+  (void)state;
+  char *race = ts_pg_create_database("es_lock_race");
+  char err[ES_ERRBUF_SIZE];
+  int v = 0;
+  assert_int_equal(es_migrate(race, &v, err, sizeof err), 0);
+  /* the "migration" under way: the lock held, the last version not yet
+   * recorded */
+  PGconn *job = est_raw(race);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "DELETE FROM es_schema_version WHERE version = %d",
+           es_schema_version());
+  est_scalar(job, sql);
+  est_scalar(job, "SELECT pg_advisory_lock(7310868361213554)");
+  migrate_call_t m = {.rc = -100};
+  snprintf(m.ci, sizeof m.ci, "%s options='-c role=es_writer'", race);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, migrate_thread, &m), 0);
+  /* wait until the writer waits on the lock */
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  while (est_scalar(job, "SELECT count(*) FROM pg_locks WHERE "
+                         "locktype = 'advisory' AND NOT granted") == 0 &&
+         ts_now_ms() < until)
+    nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+  assert_int_equal(est_scalar(job, "SELECT count(*) FROM pg_locks WHERE "
+                                   "locktype = 'advisory' AND NOT granted"),
+                   1);
+  /* the migration ends: its version recorded, the lock released */
+  snprintf(sql, sizeof sql,
+           "INSERT INTO es_schema_version (version, name) VALUES (%d, 'x')",
+           es_schema_version());
+  est_scalar(job, sql);
+  est_scalar(job, "SELECT pg_advisory_unlock(7310868361213554)");
+  pthread_join(th, NULL);
+  if (m.rc != 0)
+    fail_msg("es_migrate as es_writer: %d %s", m.rc, m.err);
+  assert_int_equal(m.version, es_schema_version());
+  PQfinish(job);
+  est_drop(race);
 }
 
 static void test_open_on_an_unmigrated_database_returns_schema(void **state) {
@@ -527,6 +588,7 @@ int main(void) {
       cmocka_unit_test(test_migrations_are_idempotent_and_recorded),
       cmocka_unit_test(
           test_an_up_to_date_database_needs_no_ddl_rights_to_migrate),
+      cmocka_unit_test(test_a_writer_that_waited_for_a_migration_needs_no_ddl),
       cmocka_unit_test(test_open_on_an_unmigrated_database_returns_schema),
       cmocka_unit_test(test_append_then_read_stream_returns_events_and_metadata),
       cmocka_unit_test(

@@ -706,6 +706,8 @@ static void test_the_off_switches_read_as_the_spec_says(void **state) {
       {{"OTEL_TRACES_EXPORTER", "zipkin,console", NULL}, false,
        "\"zipkin, console\" does not name it: no spans are exported"},
       {{"OTEL_TRACES_EXPORTER", "otlp,none", NULL}, false, ""},
+      {{"OTEL_TRACES_EXPORTER", "OTLP", NULL}, true, ""},
+      {{"OTEL_TRACES_EXPORTER", "None", NULL}, false, ""},
       {{"OTEL_TRACES_EXPORTER", "", NULL}, true, ""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

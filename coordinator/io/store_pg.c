@@ -1021,10 +1021,13 @@ static int sagad_migrate_locked(PGconn *c, int *version, char *errbuf,
     return 0;
   }
   const char *what = "could not create the coordinator's tables";
+  /* es_writer, which the event store's migrations made, reads it at
+   * every start */
   int rc = migrate_exec(c,
                         "CREATE TABLE IF NOT EXISTS sagad_schema_version ("
                         " version int PRIMARY KEY, name text NOT NULL,"
-                        " applied_at timestamptz NOT NULL DEFAULT now())",
+                        " applied_at timestamptz NOT NULL DEFAULT now());"
+                        " GRANT SELECT ON sagad_schema_version TO es_writer",
                         what, errbuf, errlen);
   if (rc)
     return rc;

@@ -31,6 +31,9 @@ typedef struct handler {
 
 enum job_kind { JOB_COMMAND, JOB_DLQ };
 
+/* The default dead-letter topic of a command topic: "<topic>.dlq". */
+#define DLQ_SUFFIX ".dlq"
+
 /* One consumed input on its way to an acknowledged reply or dead letter. */
 struct saga_pending {
   enum job_kind kind;
@@ -615,6 +618,20 @@ static void on_lookup(void *arg, int err, int found,
     dispatch(j);
 }
 
+/* Whether saga_kloop_produce's refusal, whose text (err) ends in
+ * librdkafka's word for the code, is RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+ * the message is past the producer's message.max.bytes. */
+static int refused_too_large(const char *err) {
+  const char *w = rd_kafka_err2str(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  size_t n = strlen(err), k = strlen(w);
+  return n > k + 2 && !strcmp(err + n - k, w) &&
+         !strncmp(err + n - k - 2, ": ", 2);
+}
+
+/* Send m, undecodable, to the dead-letter topic with its reason; its
+ * offset is acknowledged once that is delivered. One too large for the
+ * producer goes without its value; any other failure to produce leaves
+ * the input unacknowledged (abandoned, noted). */
 static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
                         saga_kloop_ack_t *ack, const char *reason) {
   saga_pending_t *j = job_new(p, JOB_DLQ, ack);
@@ -624,8 +641,8 @@ static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
     return;
   }
   const char *topic = rd_kafka_topic_name(m->rkt);
-  char dlq[SAGA_WIRE_MAX_ID + 8];
-  snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+  char dlq[SAGA_KAFKA_MAX_TOPIC + 1]; /* fits: saga_participant_handle */
+  snprintf(dlq, sizeof dlq, "%s" DLQ_SUFFIX, topic);
   char source[SAGA_WIRE_MAX_ID + 64];
   snprintf(source, sizeof source, "%s/%d/%lld", topic, (int)m->partition,
            (long long)m->offset);
@@ -648,6 +665,15 @@ static void dead_letter(saga_participant_t *p, const rd_kafka_message_t *m,
   if (saga_kloop_produce(p->kl, to, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
                          m->payload, m->len, h, j, err, sizeof err) == 0)
     return;
+  if (!refused_too_large(err)) {
+    /* Any other refusal (a full queue, the participant closing): the
+     * input stays unacknowledged, whole, as after a reply that could not
+     * be sent, and is redelivered after a restart or rebalance. */
+    rd_kafka_headers_destroy(h);
+    note(p, "dead letter of %s not sent: %s", source, err);
+    job_abandon(j);
+    return;
+  }
   /* Too big for the producer: keep the headers and say what was dropped
    * (as sagad's dead letters do), never a silent cut. */
   char size[32], cut[96];
@@ -889,8 +915,30 @@ int saga_participant_new(uv_loop_t *loop, const saga_participant_config_t *cfg,
 
 int saga_participant_handle(saga_participant_t *p, const char *topic,
                             saga_handler_fn fn, void *arg) {
-  if (!p || !saga__kafka_topic_ok(topic) || !fn)
+  if (!p)
     return SAGA_EINVAL;
+  if (!topic || !fn) {
+    note(p, "participant: handle needs a topic and a handler function");
+    return SAGA_EINVAL;
+  }
+  if (!saga__kafka_topic_ok(topic)) {
+    note(p,
+         "participant: topic \"%.64s%s\" is not a Kafka topic name (1 to %d "
+         "of A-Z a-z 0-9 . _ -, no regular expression)",
+         topic, strlen(topic) > 64 ? "..." : "", SAGA_KAFKA_MAX_TOPIC);
+    return SAGA_EINVAL;
+  }
+  if (!p->dlq_topic &&
+      strlen(topic) + strlen(DLQ_SUFFIX) > SAGA_KAFKA_MAX_TOPIC) {
+    note(p,
+         "participant: topic \"%.64s...\" is %zu characters long: its "
+         "dead-letter topic \"<topic>" DLQ_SUFFIX "\" would be past Kafka's "
+         "%d; give a topic of at most %d, or set dlq_topic",
+         topic, strlen(topic), SAGA_KAFKA_MAX_TOPIC,
+         SAGA_KAFKA_MAX_TOPIC - (int)strlen(DLQ_SUFFIX));
+    return SAGA_EINVAL;
+  }
+  /* The other refusals have one cause each, which the code says. */
   if (p->started || p->closing)
     return SAGA_ESTATE;
   if (find_handler(p, topic))

@@ -18,6 +18,8 @@
 #include "wire_kafka.h"
 
 #define OUTCOME_CACHE_MAX 4096
+/* Cancels kept for their answer (see cancel_t), as many as outcomes. */
+#define CANCEL_KEPT_MAX 4096
 
 typedef struct outcome {
   char saga_id[SAGA_WIRE_MAX_ID + 1];
@@ -38,7 +40,9 @@ typedef struct await {
 
 /* A cancel this starter sent whose answer has not come: a CANCEL_REFUSED
  * for its saga ends that saga's awaits (kept here when none waits yet);
- * the saga's outcome drops it. */
+ * the saga's outcome drops it. At most CANCEL_KEPT_MAX are kept, oldest
+ * first: a refusal nobody awaits, or a cancel never answered, is dropped
+ * when that many newer ones came after it. */
 typedef struct cancel {
   struct cancel *next;
   Saga__V1__Notification *refusal; /* owned; NULL until it comes */
@@ -63,7 +67,8 @@ struct saga_starter {
   outcome_t *outcomes, *outcomes_tail;
   size_t n_outcomes;
   await_t *awaits;
-  cancel_t *cancels;
+  cancel_t *cancels, *cancels_tail; /* oldest first */
+  size_t n_cancels;
   saga_notification_cb sub;
   void *sub_arg;
   char last_error[1024]; /* the last failure to send or Kafka client
@@ -131,12 +136,18 @@ static const outcome_t *find_outcome(const saga_starter_t *s,
 }
 
 /* Unlink the cancel of saga_id from the list (the caller frees it with
- * cancel_free), or NULL. */
+ * cancel_free, or keeps it again with cancel_keep), or NULL. */
 static cancel_t *cancel_take(saga_starter_t *s, const char *saga_id) {
-  for (cancel_t **p = &s->cancels; *p; p = &(*p)->next)
-    if (!strcmp((*p)->saga_id, saga_id)) {
-      cancel_t *c = *p;
-      *p = c->next;
+  for (cancel_t *c = s->cancels, *prev = NULL; c; prev = c, c = c->next)
+    if (!strcmp(c->saga_id, saga_id)) {
+      if (prev)
+        prev->next = c->next;
+      else
+        s->cancels = c->next;
+      if (s->cancels_tail == c)
+        s->cancels_tail = prev;
+      c->next = NULL;
+      s->n_cancels--;
       return c;
     }
   return NULL;
@@ -153,6 +164,19 @@ static void cancel_free(cancel_t *c) {
   if (c && c->refusal)
     saga__wire_free(&c->refusal->base);
   free(c);
+}
+
+/* Keep c (not in the list) as the newest cancel; past CANCEL_KEPT_MAX the
+ * oldest goes, and an await of its saga waits for the outcome alone. */
+static void cancel_keep(saga_starter_t *s, cancel_t *c) {
+  c->next = NULL;
+  if (s->cancels_tail)
+    s->cancels_tail->next = c;
+  else
+    s->cancels = c;
+  s->cancels_tail = c;
+  if (++s->n_cancels > CANCEL_KEPT_MAX)
+    cancel_free(cancel_take(s, s->cancels->saga_id));
 }
 
 static void maybe_free(saga_starter_t *s);
@@ -273,8 +297,7 @@ static void on_message(saga_kloop_t *kl, const rd_kafka_message_t *m,
       saga__wire_free(&c->refusal->base);
     c->refusal = n;
     c->meta = meta;
-    c->next = s->cancels;
-    s->cancels = c;
+    cancel_keep(s, c);
     return;
   }
   if (!saga_notification_is_outcome(n->kind)) {
@@ -497,19 +520,43 @@ static int64_t wall_ms(void) {
   return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+/* Refuse a call to s: note why (saga_starter_last_error) and return rc. */
+static int refuse(saga_starter_t *s, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(saga_starter_t *s, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->last_error, sizeof s->last_error, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
 int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
                        char *saga_id_out, size_t id_len, saga_started_cb cb,
                        void *arg) {
-  if (!s || !req || !req->saga_type || !cb || (!req->input && req->input_len))
+  if (!s)
     return SAGA_EINVAL;
+  if (!req || !req->saga_type || !cb)
+    return refuse(s, SAGA_EINVAL, "StartSaga not sent: no %s given",
+                  !req ? "request" : !cb ? "callback" : "saga_type");
+  if (!req->input && req->input_len)
+    return refuse(s, SAGA_EINVAL,
+                  "StartSaga not sent: input is NULL with a length of %zu "
+                  "bytes",
+                  req->input_len);
   if (s->closing)
-    return SAGA_ESTATE;
+    return refuse(s, SAGA_ESTATE,
+                  "StartSaga not sent: the starter is closing");
   /* Never cut an id: a cut one would start another saga. */
   if (req->saga_id && strlen(req->saga_id) > SAGA_WIRE_MAX_ID)
-    return SAGA_ETOOBIG;
+    return refuse(s, SAGA_ETOOBIG,
+                  "StartSaga not sent: saga_id is %zu bytes long, the "
+                  "ceiling is %d (an id is never cut)",
+                  strlen(req->saga_id), SAGA_MAX_ID);
   start_job_t *j = calloc(1, sizeof *j);
   if (!j)
-    return SAGA_ENOMEM;
+    return refuse(s, SAGA_ENOMEM, "StartSaga not sent: out of memory");
   j->s = s;
   j->what = "StartSaga";
   j->cb = cb;
@@ -518,6 +565,15 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
     snprintf(j->saga_id, sizeof j->saga_id, "%s", req->saga_id);
   else
     (void)saga__uuid_text(j->saga_id); /* "" on failure: encode refuses */
+  if (saga_id_out && id_len && strlen(j->saga_id) >= id_len) {
+    /* the caller could not learn the id */
+    refuse(s, SAGA_ETOOBIG,
+           "StartSaga of saga \"%s\" not sent: the id of %zu bytes does "
+           "not fit saga_id_out of %zu bytes (an id is never cut)",
+           j->saga_id, strlen(j->saga_id), id_len);
+    free(j);
+    return SAGA_ETOOBIG;
+  }
   Saga__V1__StartSaga m;
   saga__v1__start_saga__init(&m);
   m.saga_id = j->saga_id;
@@ -548,14 +604,12 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
     free(j);
     return rc;
   }
-  int fits = saga__producer_fits(s->producer_max, strlen(j->saga_id), len, h);
-  if ((saga_id_out && id_len && strlen(j->saga_id) >= id_len) || !fits) {
-    /* the caller could not learn the id, or Kafka could never take it */
-    if (!fits)
-      note(s,
-           "StartSaga of saga \"%s\" not sent: SAGA_ETOOBIG: %zu bytes "
-           "encoded, past the producer's message.max.bytes (%zu)",
-           j->saga_id, len, s->producer_max);
+  if (!saga__producer_fits(s->producer_max, strlen(j->saga_id), len, h)) {
+    /* Kafka could never take it */
+    note(s,
+         "StartSaga of saga \"%s\" not sent: SAGA_ETOOBIG: %zu bytes "
+         "encoded, past the producer's message.max.bytes (%zu)",
+         j->saga_id, len, s->producer_max);
     rd_kafka_headers_destroy(h);
     free(buf);
     free(j);
@@ -579,20 +633,28 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
 int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
                         const char *reason, const char *who,
                         saga_started_cb cb, void *arg) {
-  if (!s || !saga_id || !cb)
+  if (!s)
     return SAGA_EINVAL;
+  if (!saga_id || !cb)
+    return refuse(s, SAGA_EINVAL, "CancelSaga not sent: no %s given",
+                  !saga_id ? "saga_id" : "callback");
   if (s->closing)
-    return SAGA_ESTATE;
+    return refuse(s, SAGA_ESTATE,
+                  "CancelSaga not sent: the starter is closing");
   if (strlen(saga_id) > SAGA_WIRE_MAX_ID)
-    return SAGA_ETOOBIG;
-  if (!*saga_id)
-    return SAGA_EMISSING; /* as saga_starter_start's "" */
+    return refuse(s, SAGA_ETOOBIG,
+                  "CancelSaga not sent: saga_id is %zu bytes long, the "
+                  "ceiling is %d (an id is never cut)",
+                  strlen(saga_id), SAGA_MAX_ID);
+  if (!*saga_id) /* as saga_starter_start's "" */
+    return refuse(s, SAGA_EMISSING,
+                  "CancelSaga not sent: saga_id is missing");
   start_job_t *j = calloc(1, sizeof *j);
   cancel_t *c = cancel_find(s, saga_id) ? NULL : calloc(1, sizeof *c);
   if (!j || (!c && !cancel_find(s, saga_id))) {
     free(j);
     free(c);
-    return SAGA_ENOMEM;
+    return refuse(s, SAGA_ENOMEM, "CancelSaga not sent: out of memory");
   }
   j->s = s;
   j->what = "CancelSaga";
@@ -635,8 +697,7 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
   }
   if (c) {
     snprintf(c->saga_id, sizeof c->saga_id, "%s", saga_id);
-    c->next = s->cancels;
-    s->cancels = c;
+    cancel_keep(s, c);
   } else if ((c = cancel_find(s, saga_id))->refusal) {
     /* An earlier cancel's refusal does not answer this one. */
     saga__wire_free(&c->refusal->base);
@@ -647,14 +708,29 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
 
 int saga_starter_await(saga_starter_t *s, const char *saga_id,
                        int64_t timeout_ms, saga_outcome_cb cb, void *arg) {
-  if (!s || !saga_id || !*saga_id || !cb || timeout_ms < 0 ||
-      strlen(saga_id) > SAGA_WIRE_MAX_ID)
+  if (!s)
     return SAGA_EINVAL;
+  if (!saga_id || !cb)
+    return refuse(s, SAGA_EINVAL, "await refused: no %s given",
+                  !saga_id ? "saga_id" : "callback");
+  if (!*saga_id || strlen(saga_id) > SAGA_WIRE_MAX_ID)
+    return refuse(s, SAGA_EINVAL,
+                  "await refused: saga_id is %zu bytes long, it is 1 to %d",
+                  strlen(saga_id), SAGA_MAX_ID);
+  if (timeout_ms < 0)
+    return refuse(s, SAGA_EINVAL,
+                  "await of saga \"%s\" refused: timeout_ms is %lld, must be "
+                  "0 or more",
+                  saga_id, (long long)timeout_ms);
   if (s->closing)
-    return SAGA_ESTATE;
+    return refuse(s, SAGA_ESTATE,
+                  "await of saga \"%s\" refused: the starter is closing",
+                  saga_id);
   await_t *a = calloc(1, sizeof *a);
   if (!a)
-    return SAGA_ENOMEM;
+    return refuse(s, SAGA_ENOMEM, "await of saga \"%s\" refused: out of "
+                                  "memory",
+                  saga_id);
   a->s = s;
   snprintf(a->saga_id, sizeof a->saga_id, "%s", saga_id);
   a->cb = cb;
@@ -797,17 +873,7 @@ int saga_run_saga(const saga_starter_config_t *cfg,
     uv_timer_start(&c.timer, run_deadline,
                    now < c.deadline ? c.deadline - now : 0, 0);
     rc = saga_starter_start(c.s, req, id, fit, run_started, &c);
-    size_t given = req && req->saga_id ? strlen(req->saga_id) : 0;
-    if (rc == SAGA_ETOOBIG && given > SAGA_MAX_ID)
-      saga__errf(rc, errbuf, errlen,
-                 "saga_id is %zu bytes long, the ceiling is %d (an id is "
-                 "never cut)",
-                 given, SAGA_MAX_ID);
-    else if (rc == SAGA_ETOOBIG && fit < sizeof id &&
-             (req && req->saga_id ? given : SAGA_UUID_LEN) >= fit)
-      saga__errf(rc, errbuf, errlen,
-                 "the saga id does not fit saga_id_out of %zu bytes", fit);
-    else if (rc)
+    if (rc) /* the start's refusal says which argument and why */
       saga__errf(rc, errbuf, errlen, "could not start saga of type \"%s\": %s",
                  req && req->saga_type ? req->saga_type : "",
                  *c.s->last_error ? c.s->last_error : saga_strerror(rc));

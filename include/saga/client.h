@@ -181,7 +181,8 @@ typedef struct saga_participant_config {
   saga_kafka_config_t kafka;
   const char *group_id;        /* required: the participant's consumer group */
   /* Dead-letter topic for undecodable commands (a Kafka topic name);
-   * NULL = "<topic>.dlq". */
+   * NULL = "<topic>.dlq", which takes command topics of at most 245
+   * characters (saga_participant_handle). */
   const char *dlq_topic;
   saga_idem_store_t store;     /* required; owned by the participant */
 } saga_participant_config_t;
@@ -198,8 +199,14 @@ SAGA_CLIENT_EXPORT int saga_participant_new(uv_loop_t *loop,
                                             char *errbuf, size_t errlen);
 
 /* Register `fn` for commands on `topic` (copied), a Kafka topic name: 1 to
- * 249 of A-Z a-z 0-9 . _ - (no regular expression). Before start only.
- * Returns 0, SAGA_EINVAL, SAGA_EEXIST, SAGA_ESTATE or SAGA_ENOMEM. */
+ * 249 of A-Z a-z 0-9 . _ - (no regular expression); at most 245 when no
+ * dlq_topic is configured, so that its dead-letter topic "<topic>.dlq" is
+ * one too. Before start only. Returns 0, SAGA_EINVAL (a NULL argument, a
+ * topic that is not such a name: for a non-NULL p,
+ * saga_participant_last_error then names the topic and why, e.g.
+ * "participant: topic \"^orders.*\" is not a Kafka topic name (...)"),
+ * SAGA_EEXIST (the topic has a handler), SAGA_ESTATE (started or closing)
+ * or SAGA_ENOMEM. */
 SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
                                                const char *topic,
                                                saga_handler_fn fn, void *arg);
@@ -215,8 +222,11 @@ SAGA_CLIENT_EXPORT int saga_participant_handle(saga_participant_t *p,
  * handler, and a refusal is recorded for the DO: a DO that arrives later
  * gets FAILURE without the handler (the DO and COMPENSATE of a step must
  * share this store; docs/protocol.md, 3a/3b). Undecodable input goes to
- * the dead-letter
- * topic with a `saga-dlq-reason` header; the offset of a command is
+ * the dead-letter topic with a `saga-dlq-reason` header (one past the
+ * producer's message.max.bytes without its value, saying so in
+ * `saga-dlq-truncated`; one Kafka refuses for another reason is not sent,
+ * and its input is abandoned as after a reply that could not be sent);
+ * the offset of a command is
  * committed only after its reply's delivery is acknowledged. Returns 0,
  * SAGA_ESTATE (started or closed already), SAGA_EINVAL (a NULL p, or no
  * handler registered), SAGA_ENOMEM or SAGA_EKAFKA (text in errbuf). */
@@ -260,7 +270,8 @@ typedef struct saga_participant_stats {
 SAGA_CLIENT_EXPORT void saga_participant_stats(const saga_participant_t *p,
                                                saga_participant_stats_t *out);
 
-/* Text of the participant's last failure ("" when none). Either the one
+/* Text of the participant's last failure ("" when none). Either why
+ * saga_participant_handle answered SAGA_EINVAL, or the failure
  * that last grew stats.errors: which command or input was abandoned and
  * why, e.g. "store lookup of \"o-17/reserve/DO\" failed: SAGA_ESTORE: could
  * not look up idempotency key \"o-17/reserve/DO\": ERROR:  permission denied
@@ -283,10 +294,15 @@ SAGA_CLIENT_EXPORT const char *saga_participant_last_error(
 
 /* Leave the group and release everything; `cb` (may be NULL) runs on the
  * loop when memory is freed. Unlike the other calls this one blocks the
- * loop thread: it commits the acknowledged offsets synchronously and
- * destroys the Kafka handles (up to about a second more to deliver the
- * replies still queued), so call it when the loop may wait, e.g. at
- * shutdown. Commands still pending are abandoned (their
+ * loop thread: it commits the acknowledged offsets synchronously before
+ * it returns. The loop then runs on while the replies and dead letters
+ * still queued get up to 5 s to be delivered (a command whose reply is
+ * delivered then is not committed: the next member answers it from the
+ * store); those left are purged, their inputs redelivered, and the loop
+ * is blocked again to serve the purge's reports (up to about a second)
+ * and destroy the Kafka handles. So `cb` may run some 6 s later: call it
+ * when the loop may wait, e.g. at shutdown. Commands still pending are
+ * abandoned (their
  * offsets stay uncommitted, so they are redelivered); one a handler still
  * holds stays valid, with its saga_command_t, until the
  * saga_participant_done it is still owed (which answers SAGA_ECANCELED).
@@ -384,7 +400,9 @@ typedef void (*saga_started_cb)(saga_starter_t *s, int err,
  * NULL), SAGA_ETOOBIG, SAGA_EMISSING (also an empty saga_type, or a meta
  * field too long for its header or holding a control character),
  * SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once saga_starter_close was
- * called. */
+ * called. On every error but a NULL s, saga_starter_last_error says which
+ * (e.g. "StartSaga not sent: saga_id is 300 bytes long, the ceiling is
+ * 255 (an id is never cut)"). */
 SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
                                           const saga_start_request_t *req,
                                           char *saga_id_out, size_t id_len,
@@ -401,14 +419,18 @@ SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
  * on the saga reports that refusal (kind SAGA_NOTIFY_CANCEL_REFUSED) as
  * well as the outcome, whichever comes first, even when the refusal came
  * before the await; other starters' refusals are not reported. Cancelling
- * twice is harmless. `cb` is called once when the CancelSaga's delivery is
+ * twice is harmless. The last 4096 cancels are kept for their answer
+ * (a refusal nobody awaits yet, or a cancel not answered yet): an await
+ * of a saga whose cancel has been pushed out waits for its outcome alone.
+ * `cb` is called once when the CancelSaga's delivery is
  * acknowledged (err 0) or failed (err < 0; SAGA_ECANCELED on close), unless
  * this returns an error. A saga id past SAGA_MAX_ID bytes is SAGA_ETOOBIG;
  * "" or one with a control character or '/', a reason past 1024 bytes or
  * a name past SAGA_MAX_ID bytes (or either not UTF-8) is SAGA_EMISSING.
  * Returns 0, SAGA_EINVAL (a NULL s, saga_id or cb), SAGA_ETOOBIG,
  * SAGA_EMISSING, SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once
- * saga_starter_close was called. */
+ * saga_starter_close was called; on every error but a NULL s,
+ * saga_starter_last_error says which. */
 SAGA_CLIENT_EXPORT int saga_starter_cancel(saga_starter_t *s,
                                            const char *saga_id,
                                            const char *reason,
@@ -427,10 +449,11 @@ typedef void (*saga_outcome_cb)(saga_starter_t *s, int err,
  * remembered, so awaiting a saga that finished since still answers;
  * awaiting one whose outcome has been pushed out, or could not be kept
  * for want of memory, waits for a later one and may end with
- * SAGA_ETIMEDOUT although the saga has ended. Returns 0, SAGA_EINVAL (a NULL argument, a saga id that is not
- * 1 to SAGA_MAX_ID bytes, a negative timeout), SAGA_ENOMEM, or
- * SAGA_ESTATE once saga_starter_close was called; on 0 `cb` is called
- * exactly once. */
+ * SAGA_ETIMEDOUT although the saga has ended. Returns 0, SAGA_EINVAL (a
+ * NULL argument, a saga id that is not 1 to SAGA_MAX_ID bytes, a negative
+ * timeout), SAGA_ENOMEM, or SAGA_ESTATE once saga_starter_close was
+ * called (on every error but a NULL s, saga_starter_last_error says
+ * which); on 0 `cb` is called exactly once. */
 SAGA_CLIENT_EXPORT int saga_starter_await(saga_starter_t *s,
                                           const char *saga_id,
                                           int64_t timeout_ms,
@@ -450,8 +473,11 @@ SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
                                               void *arg);
 
 /* Text of the starter's last failure ("" when none): why
- * saga_starter_start or saga_starter_cancel answered SAGA_EKAFKA or an
- * encoding error, or why a delivery reported to a saga_started_cb failed
+ * saga_starter_start, saga_starter_cancel or saga_starter_await refused a
+ * call (which argument and why, e.g. "StartSaga of saga \"o-17\" not
+ * sent: the id of 4 bytes does not fit saga_id_out of 4 bytes (an id is
+ * never cut)"), answered SAGA_EKAFKA or an encoding error, or why a
+ * delivery reported to a saga_started_cb failed
  * (librdkafka's word, e.g. "Broker: Topic authorization failed"), naming
  * the saga and the topic; or an error the Kafka client reported on its
  * own: "kafka: " and librdkafka's words, then which part said it,

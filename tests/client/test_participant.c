@@ -255,6 +255,9 @@ static size_t max_message_bytes;
 static const char *producer_max;
 /* librdkafka's message.timeout.ms for the participant, NULL = default */
 static const char *message_timeout;
+/* librdkafka's queue.buffering.max.kbytes for the participant, NULL =
+ * default */
+static const char *queue_kbytes;
 
 static saga_participant_t *open_participant_with(fixture_t *f,
                                                  const char *topic,
@@ -273,6 +276,10 @@ static saga_participant_t *open_participant_with(fixture_t *f,
   if (message_timeout) {
     props[n++] = "message.timeout.ms";
     props[n++] = message_timeout;
+  }
+  if (queue_kbytes) {
+    props[n++] = "queue.buffering.max.kbytes";
+    props[n++] = queue_kbytes;
   }
   saga_participant_config_t cfg = {
       .kafka = {.bootstrap_servers =
@@ -879,6 +886,82 @@ static void test_a_poison_too_large_to_forward_is_dead_lettered_cut(
   assert_int_equal(st.dead_lettered, 1);
   teardown_fixture(&f, p);
 }
+static const char *wait_last_error(fixture_t *f, saga_participant_t *p,
+                                   const char *needle);
+
+static int a_dead_letter_seen(void *arg) {
+  const fixture_t *f = arg;
+  for (int i = 0; i < f->n_seen; i++)
+    if (f->seen[i].dlq_reason[0])
+      return 1;
+  return 0;
+}
+
+static int reply_to_after_seen(void *arg) {
+  return find_key(arg, "s-after/reserve/DO/1", 0) != NULL;
+}
+
+/* A dead letter Kafka refuses for any reason but its size -- here a
+ * poison of 2000 bytes past the producer's local queue of 1 KiB
+ * (queue.buffering.max.kbytes): "Local: Queue full" -- keeps its input:
+ * nothing goes to the dead letters, the input is abandoned (counted, the
+ * real reason in the last error) and redelivered whole to the next
+ * member, which dead-letters it with its value. Before, the dead letter
+ * went out without its value, saying "too large for the producer", and
+ * the input was committed: its bytes were lost for a false reason. */
+static void test_a_dead_letter_kafka_refuses_keeps_its_input(void **state) {
+  (void)state;
+  fixture_t f;
+  setup_fixture(&f);
+  char topic[128], replies[128], group[128], dlq[160];
+  snprintf(topic, sizeof topic, "%s", ts_unique_name("payment.commands"));
+  snprintf(replies, sizeof replies, "%s", ts_unique_name("inbox"));
+  snprintf(group, sizeof group, "%s", ts_unique_name("payment"));
+  snprintf(dlq, sizeof dlq, "%s.dlq", topic);
+  const char *topics[] = {replies, dlq};
+  open_peer(&f, topics, 2);
+  saga_idem_store_t store;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  queue_kbytes = "1";
+  saga_participant_t *p = open_participant(&f, topic, group, store);
+  queue_kbytes = NULL;
+  static uint8_t poison[2000];
+  memset(poison, 0x7f, sizeof poison); /* no protobuf: SAGA_EDECODE */
+  send_raw(&f, topic, poison, sizeof poison, "saga.v1.Command");
+  send_command(&f, topic, "s-after", replies, 1); /* the partition moves on */
+  assert_true(ct_run_until_pred(&f.loop, reply_to_after_seen, &f, 30000));
+  const char *why = wait_last_error(
+      &f, p, rd_kafka_err2str(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+  printf("# %s\n", why);
+  assert_non_null(strstr(why, "dead letter of "));
+  assert_null(strstr(why, "too large"));
+  saga_participant_stats_t st;
+  saga_participant_stats(p, &st);
+  assert_int_equal(st.dead_lettered, 1);
+  assert_int_equal(st.errors, 1);
+  /* (a dead letter sent would have come with the reply) */
+  assert_false(ct_run_until_pred(&f.loop, a_dead_letter_seen, &f, 500));
+
+  /* The next member of the group gets the input again, whole. */
+  saga_participant_close(p, on_closed, &f);
+  assert_true(ct_run_until(&f.loop, &f.closed, 10000));
+  f.closed = 0;
+  assert_int_equal(saga_idem_store_memory(&store), 0);
+  p = open_participant(&f, topic, group, store);
+  assert_true(ct_run_until_pred(&f.loop, a_dead_letter_seen, &f, 30000));
+  for (int i = 0; i < f.n_seen; i++) {
+    const seen_t *s = &f.seen[i];
+    if (!s->dlq_reason[0])
+      continue;
+    printf("# %s: %s\n", s->dlq_source, s->dlq_reason);
+    assert_non_null(strstr(s->dlq_reason, "SAGA_EDECODE"));
+    assert_int_equal(s->value_len, sizeof poison);
+    assert_string_equal(s->dlq_truncated, "");
+    assert_non_null(strstr(s->dlq_source, "/0/0"));
+  }
+  teardown_fixture(&f, p);
+}
+
 /* ---- arguments and replies that cannot go as given ---- */
 
 /* What the edge handler did with each command, by saga id. */
@@ -1222,6 +1305,79 @@ static void test_a_participant_configuration_mistake_is_refused_at_once(
   assert_int_equal(saga_participant_done(NULL, SAGA_OUTCOME_SUCCESS, NULL, 0,
                                          NULL),
                    SAGA_EINVAL);
+  ct_loop_finish(&loop);
+}
+
+/* A topic saga_participant_handle refuses says which and why through
+ * saga_participant_last_error (it was a bare SAGA_EINVAL), and so does a
+ * missing argument. A topic of 246 to 249 characters is a Kafka topic, but
+ * its default dead-letter topic "<topic>.dlq" is not: refused unless a
+ * dlq_topic is configured (before, it was taken, and every poison on it
+ * was abandoned, its dead letter refused by Kafka). */
+static void test_a_topic_handle_refuses_is_named_with_the_reason(
+    void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char t245[246], t246[247], t249[250];
+  memset(t245, 't', sizeof t245 - 1);
+  t245[sizeof t245 - 1] = '\0';
+  memset(t246, 't', sizeof t246 - 1);
+  t246[sizeof t246 - 1] = '\0';
+  memset(t249, 't', sizeof t249 - 1);
+  t249[sizeof t249 - 1] = '\0';
+  for (int with_dlq = 0; with_dlq < 2; with_dlq++) {
+    saga_idem_store_t store;
+    assert_int_equal(saga_idem_store_memory(&store), 0);
+    saga_participant_config_t cfg = {
+        .kafka = {.bootstrap_servers = "127.0.0.1:9"},
+        .group_id = "payments",
+        .dlq_topic = with_dlq ? "payments.dlq" : NULL,
+        .store = store,
+    };
+    saga_participant_t *p = NULL;
+    char err[256] = "";
+    if (saga_participant_new(&loop, &cfg, &p, err, sizeof err))
+      fail_msg("%s", err);
+    const char *why;
+    assert_int_equal(saga_participant_handle(p, "^payment.*", never_called,
+                                             NULL),
+                     SAGA_EINVAL);
+    why = saga_participant_last_error(p);
+    printf("# %s\n", why);
+    assert_non_null(strstr(why, "\"^payment.*\""));
+    assert_non_null(strstr(why, "is not a Kafka topic name"));
+    assert_int_equal(saga_participant_handle(p, "", never_called, NULL),
+                     SAGA_EINVAL);
+    assert_non_null(strstr(saga_participant_last_error(p),
+                           "is not a Kafka topic name"));
+    assert_int_equal(saga_participant_handle(p, NULL, never_called, NULL),
+                     SAGA_EINVAL);
+    assert_non_null(strstr(saga_participant_last_error(p), "topic"));
+    assert_int_equal(saga_participant_handle(p, "payments", NULL, NULL),
+                     SAGA_EINVAL);
+    assert_non_null(strstr(saga_participant_last_error(p), "handler"));
+    assert_int_equal(saga_participant_handle(p, t245, never_called, NULL), 0);
+    int rc = saga_participant_handle(p, t246, never_called, NULL);
+    why = saga_participant_last_error(p);
+    printf("# dlq_topic %s: %s %s\n", cfg.dlq_topic ? cfg.dlq_topic : "NULL",
+           saga_err_name(rc), why);
+    if (with_dlq) {
+      assert_int_equal(rc, 0);
+      assert_int_equal(saga_participant_handle(p, t249, never_called, NULL),
+                       0);
+    } else {
+      assert_int_equal(rc, SAGA_EINVAL);
+      assert_non_null(strstr(why, "246 characters"));
+      assert_non_null(strstr(why, ".dlq"));
+      assert_non_null(strstr(why, "dlq_topic"));
+      assert_int_equal(saga_participant_handle(p, t249, never_called, NULL),
+                       SAGA_EINVAL);
+    }
+    assert_int_equal(saga_participant_handle(p, t245, never_called, NULL),
+                     SAGA_EEXIST);
+    saga_participant_close(p, NULL, NULL); /* destroys the store */
+  }
   ct_loop_finish(&loop);
 }
 
@@ -1635,6 +1791,7 @@ int main(void) {
       cmocka_unit_test(test_poison_messages_land_in_the_dead_letter_topic),
       cmocka_unit_test(
           test_a_poison_too_large_to_forward_is_dead_lettered_cut),
+      cmocka_unit_test(test_a_dead_letter_kafka_refuses_keeps_its_input),
       cmocka_unit_test(test_postgres_store_remembers_keys_across_participants),
       cmocka_unit_test(test_postgres_store_opens_without_a_notice),
       cmocka_unit_test(
@@ -1645,6 +1802,7 @@ int main(void) {
           test_a_command_held_across_close_is_cancelled_not_freed),
       cmocka_unit_test(
           test_a_participant_configuration_mistake_is_refused_at_once),
+      cmocka_unit_test(test_a_topic_handle_refuses_is_named_with_the_reason),
       cmocka_unit_test(
           test_a_store_failure_reaches_the_caller_with_its_text),
       cmocka_unit_test(test_a_postgres_store_failure_reaches_the_caller),

@@ -4,7 +4,7 @@
  * notifications topic), or REJECTED for the type "unknown" (for the
  * type "noise", a CANCEL_REFUSED comes first: someone else's cancel); a
  * CancelSaga with COMPENSATED, or CANCEL_REFUSED when its saga id begins
- * with "refuse". Kafka's own failures (a refused send, brokers down) reach
+ * with "refuse", or not at all when it begins with "silent". Kafka's own failures (a refused send, brokers down) reach
  * the caller's errbuf and saga_starter_last_error. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -75,7 +75,9 @@ static void fake_cancel(fake_t *f, const rd_kafka_message_t *m,
     fail_msg("fake coordinator could not decode a CancelSaga: %s", err);
   const Saga__V1__CancelSaga *c = (const Saga__V1__CancelSaga *)msg;
   ProtobufCBinaryData none = {0};
-  if (!strncmp(c->saga_id, "refuse", 6))
+  if (!strncmp(c->saga_id, "silent", 6))
+    ; /* never answered */
+  else if (!strncmp(c->saga_id, "refuse", 6))
     notify_of(f, c->saga_id, "order", none,
               SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_CANCEL_REFUSED,
               "after the pivot step charge");
@@ -398,6 +400,150 @@ static void test_cancel_is_answered_by_the_outcome_or_its_refusal(
   saga_starter_close(s, on_closed, &w);
   ct_loop_finish(&loop);
   assert_true(w.closed);
+  fake_finish(&f);
+}
+
+typedef struct started_wait {
+  const watch_t *w;
+  int want;
+} started_wait_t;
+
+static int started_at_least(void *arg) {
+  const started_wait_t *sw = arg;
+  return sw->w->started >= sw->want;
+}
+
+/* The cancels a starter keeps for their answer are bounded as its
+ * outcomes are (4096, the oldest dropped): a refusal nobody awaits, or a
+ * cancel never answered, no longer stays for the starter's life. After
+ * 4096 newer cancels an old refusal is gone (the await waits for the
+ * outcome and times out), while a new one still answers. Before, every
+ * such cancel was kept until its saga's outcome came, which for a saga
+ * already finished is never. */
+static void test_cancels_kept_for_their_answer_are_bounded(void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_config_t cfg = starter_config(&f);
+  saga_starter_t *s;
+  char err[256];
+  if (saga_starter_new(&loop, &cfg, &s, err, sizeof err))
+    fail_msg("%s", err);
+  watch_t w = {0};
+  assert_int_equal(saga_starter_subscribe(s, on_notification, &w), 0);
+  assert_int_equal(saga_starter_cancel(s, "refuse-old", NULL, NULL,
+                                       on_started, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED],
+                           40000));
+  for (int i = 0; i < 4096; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "silent-%d", i);
+    assert_int_equal(saga_starter_cancel(s, id, NULL, NULL, on_started, &w),
+                     0);
+  }
+  started_wait_t sw = {&w, 4097};
+  assert_true(ct_run_until_pred(&loop, started_at_least, &sw, 60000));
+  assert_int_equal(w.started_err, 0);
+  assert_int_equal(saga_starter_await(s, "refuse-old", 1, on_outcome, &w), 0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 5000));
+  assert_int_equal(w.outcome_err, SAGA_ETIMEDOUT);
+  /* within the bound, a refusal still answers */
+  w.outcomes = 0;
+  assert_int_equal(saga_starter_cancel(s, "refuse-new", NULL, NULL,
+                                       on_started, &w),
+                   0);
+  assert_int_equal(saga_starter_await(s, "refuse-new", ts_timeout_ms(30000),
+                                      on_outcome, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.outcomes, 40000));
+  assert_int_equal(w.outcome_err, 0);
+  assert_int_equal(w.kind, SAGA_NOTIFY_CANCEL_REFUSED);
+  saga_starter_close(s, on_closed, &w);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  fake_finish(&f);
+}
+
+/* Each refusal of saga_starter_start, _cancel and _await says which
+ * argument and why through saga_starter_last_error. Before, an id past
+ * 255 bytes, one that did not fit saga_id_out, an input NULL with a
+ * length, a bad await or a call after close returned a bare code and
+ * left the text "". */
+static void test_a_starter_refusal_says_which_and_why(void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_config_t cfg = starter_config(&f);
+  static const char *const props[] = {"fetch.wait.max.ms", "5", "linger.ms",
+                                      "1", "message.max.bytes", "4000", NULL};
+  cfg.kafka.properties = props;
+  saga_starter_t *s;
+  char err[256];
+  if (saga_starter_new(&loop, &cfg, &s, err, sizeof err))
+    fail_msg("%s", err);
+  watch_t w = {0};
+  char longid[SAGA_MAX_ID + 2];
+  memset(longid, 'l', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
+  char id[8];
+  static char big[4096];
+  memset(big, ' ', sizeof big);
+  const struct {
+    const char *saga_id, *saga_type;
+    const void *input;
+    size_t input_len;
+    int rc;
+    const char *says;
+  } starts[] = {
+      {longid, "order", NULL, 0, SAGA_ETOOBIG,
+       "saga_id is 256 bytes long, the ceiling is 255"},
+      {"arg-long-1", "order", NULL, 0, SAGA_ETOOBIG,
+       "does not fit saga_id_out of 8 bytes"},
+      {"arg-1", "order", big, sizeof big, SAGA_ETOOBIG,
+       "message.max.bytes (4000)"},
+      {"arg-1", "order", NULL, 3, SAGA_EINVAL,
+       "input is NULL with a length of 3 bytes"},
+      {"arg-1", NULL, NULL, 0, SAGA_EINVAL, "saga_type"},
+  };
+  for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+    saga_start_request_t req = {.saga_type = starts[i].saga_type,
+                                .saga_id = starts[i].saga_id,
+                                .input = starts[i].input,
+                                .input_len = starts[i].input_len};
+    assert_int_equal(saga_starter_start(s, &req, id, sizeof id, on_started,
+                                        &w),
+                     starts[i].rc);
+    printf("# start %zu: %s\n", i, saga_starter_last_error(s));
+    assert_non_null(strstr(saga_starter_last_error(s), starts[i].says));
+  }
+  assert_int_equal(saga_starter_cancel(s, longid, NULL, NULL, on_started, &w),
+                   SAGA_ETOOBIG);
+  assert_non_null(strstr(saga_starter_last_error(s), "256 bytes long"));
+  assert_int_equal(saga_starter_await(s, "", 1000, on_outcome, &w),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(saga_starter_last_error(s), "0 bytes long"));
+  assert_int_equal(saga_starter_await(s, longid, 1000, on_outcome, &w),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(saga_starter_last_error(s), "256 bytes long"));
+  assert_int_equal(saga_starter_await(s, "arg-1", -1, on_outcome, &w),
+                   SAGA_EINVAL);
+  assert_non_null(strstr(saga_starter_last_error(s), "timeout_ms is -1"));
+  saga_starter_close(s, on_closed, &w);
+  saga_start_request_t req = {.saga_type = "order", .saga_id = "arg-1"};
+  assert_int_equal(saga_starter_start(s, &req, NULL, 0, on_started, &w),
+                   SAGA_ESTATE);
+  assert_non_null(strstr(saga_starter_last_error(s), "closing"));
+  assert_int_equal(saga_starter_await(s, "arg-1", 10, on_outcome, &w),
+                   SAGA_ESTATE);
+  assert_non_null(strstr(saga_starter_last_error(s), "closing"));
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  assert_int_equal(w.started, 0);
   fake_finish(&f);
 }
 
@@ -765,6 +911,8 @@ int main(void) {
       cmocka_unit_test(
           test_started_saga_outcome_is_awaited_and_notifications_seen),
       cmocka_unit_test(test_cancel_is_answered_by_the_outcome_or_its_refusal),
+      cmocka_unit_test(test_cancels_kept_for_their_answer_are_bounded),
+      cmocka_unit_test(test_a_starter_refusal_says_which_and_why),
       cmocka_unit_test(test_blocking_run_reports_a_rejected_start),
       cmocka_unit_test(
           test_a_starter_argument_mistake_gets_the_documented_answer),

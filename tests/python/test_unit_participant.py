@@ -384,6 +384,18 @@ class Later(Base):
         self.assertIn("complete() for o-1/charge/DO/1 ignored", logs.output[0])
         self.assertEqual([r.payload for r, _ in self.replies()], [b"one"])
 
+    def test_complete_after_close_is_cancelled_as_in_c(self):
+        # it was queued and dropped without a word
+        h = Recorder(None)
+        self.start(h)
+        self.feed(command_msg(0))
+        self.p.close()
+        with self.assertRaises(SagaError) as e:
+            self.p.complete(h.calls[0], Result.success(b"late"))
+        self.assertEqual(e.exception.code, "SAGA_ECANCELED")
+        self.assertIn("o-1/charge/DO/1", str(e.exception))
+        self.assertEqual(self.producer.produced, [])
+
     def test_complete_takes_a_command_and_a_result(self):
         self.start(Recorder())
         with self.assertRaisesRegex(Exception, "SAGA_EINVAL"):
@@ -489,9 +501,11 @@ class DeadLetters(Base):
         tries = []
 
         def refuse_the_first(topic):
+            from confluent_kafka import KafkaError, KafkaException
             tries.append(topic)
             if len(tries) == 1:  # the dead letter with its value
-                raise RuntimeError("KafkaError{code=MSG_SIZE_TOO_LARGE}")
+                raise KafkaException(KafkaError(
+                    KafkaError.MSG_SIZE_TOO_LARGE))
         self.producer.before_produce = refuse_the_first
         self.start(Recorder())
         m = command_msg(4, headers=[("x-mine", b"kept")])
@@ -504,6 +518,46 @@ class DeadLetters(Base):
         self.assertEqual(h["saga-dlq-truncated"],
                          f"value of {len(m.value())} bytes dropped: too "
                          "large for the producer")
+
+    def test_a_dead_letter_refused_for_another_reason_keeps_its_input(self):
+        # Only a message too large for the producer loses its value. Any
+        # other refusal (a topic Kafka refuses, a queue that stays full)
+        # leaves the input unacknowledged, whole, with the real reason, as
+        # after a reply that could not be sent. It went out without its
+        # value, "too large for the producer", and was committed.
+        from confluent_kafka import KafkaError, KafkaException
+        for why, refusal, times in [
+                ("Unknown topic", KafkaException(KafkaError(
+                    KafkaError._UNKNOWN_TOPIC)), 1),
+                ("the producer queue stayed full", BufferError(), 100)]:
+            with self.subTest(why=why):
+                self.setUp()
+                tries = []
+
+                def refuse(topic):
+                    tries.append(topic)
+                    if len(tries) <= times:
+                        raise refusal
+                self.producer.before_produce = refuse
+                self.start(Recorder())
+                with self.assertLogs("saga_client", "WARNING") as logs:
+                    self.feed(command_msg(4, headers=[("x-mine", b"kept")]))
+                self.assertEqual(self.producer.produced, [])
+                self.assertEqual(self.consumer.commits, [])
+                self.assertEqual(self.p.stats.errors, 1)
+                self.assertIn(why, logs.output[0])
+                self.assertIn("could not dead-letter it", logs.output[0])
+                self.assertNotIn("too large", logs.output[0])
+
+    def test_a_dead_letter_kafka_did_not_take_says_so(self):
+        self.producer.fail_next = "Broker: Topic authorization failed"
+        self.start(Recorder())
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            self.feed(command_msg(4, headers=[]))
+        self.assertIn("Kafka did not take the dead letter: Broker: Topic "
+                      "authorization failed", logs.output[0])
+        self.assertEqual(self.consumer.commits, [])
+        self.assertEqual(self.p.stats.errors, 1)
 
     def test_missing_type_header(self):
         h = self.dead_letter(command_msg(4, headers=[("x-mine", b"kept")]))
@@ -651,6 +705,48 @@ class HandlerResults(Base):
             with self.assertRaises(SagaError) as e:
                 self.p.handle(bad, Recorder())
             self.assertEqual(e.exception.code, "SAGA_EINVAL")
+
+    def test_a_topic_whose_dead_letter_topic_kafka_refuses(self):
+        # "<topic>.dlq" of a topic of 246 to 249 characters is past Kafka's
+        # 249: refused unless dlq_topic names another; it was taken, and
+        # every dead letter of it was refused by Kafka
+        with self.assertRaises(SagaError) as e:
+            self.p.handle("t" * 246, Recorder())
+        self.assertEqual(e.exception.code, "SAGA_EINVAL")
+        self.assertIn("246 characters long", str(e.exception))
+        self.assertIn("<topic>.dlq", str(e.exception))
+        self.assertIn("dlq_topic", str(e.exception))
+        self.p.handle("t" * 245, Recorder())
+        p = Participant(None, "payment", MemoryStore(), dlq_topic="all.dlq",
+                        consumer=FakeConsumer(), producer=FakeProducer())
+        p.handle("t" * 249, Recorder())
+
+    def test_a_reply_past_the_ceiling_once_encoded_is_refused_to_its_caller(
+            self):
+        # a payload within max_message_bytes whose encoded Reply is past
+        # it: complete() raises SAGA_ETOOBIG and the command still waits
+        # (it was queued, then abandoned with only a log line); a handler
+        # that returns it faults as with a payload past the ceiling
+        self.p._max = 64
+        h = Recorder(None, Result.success(b"x" * 60))
+        self.start(h)
+        self.feed(command_msg(0, saga="a"))
+        with self.assertRaises(SagaError) as e:
+            self.p.complete(h.calls[0], Result.success(b"x" * 60))
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.p.poll(0)
+        self.assertEqual(self.producer.produced, [])
+        self.assertEqual(self.p.stats.errors, 0)
+        self.p.complete(h.calls[0], Result.success(b"small"))
+        self.p.poll(0)
+        self.assertEqual([r.payload for r, _ in self.replies()], [b"small"])
+        self.consumer.inbox.append(command_msg(1, saga="b"))
+        with self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(SagaError) as e:
+                self.p.poll(0)
+        self.assertEqual(e.exception.code, "SAGA_ETOOBIG")
+        self.assertIsNone(self.store.lookup("b/charge/DO"))
+        self.assertEqual(len(self.replies()), 1)
 
     def test_a_reason_that_is_not_text_is_refused_where_it_is_made(self):
         with self.assertRaises(SagaError) as e:

@@ -328,6 +328,29 @@ class Cancel(Base):
                           "already completed: nothing to cancel"))
 
 
+    def test_cancels_kept_for_their_answer_are_bounded_as_in_c(self):
+        # a refusal nobody waits for, or a cancel never answered, stayed
+        # for the starter's life: now the last 4096 are kept, as outcomes
+        self.s.cancel("o-old")
+        self.consumer.inbox.append(
+            note("o-old", NotificationKind.CANCEL_REFUSED, 1,
+                 reason="already completed: nothing to cancel"))
+        self.s.poll(0)
+        for i in range(4096):
+            self.s.cancel(f"silent-{i}")
+        self.assertEqual(len(self.s._cancels), 4096)
+        with self.assertRaises(SagaError) as e:
+            self.s.wait("o-old", 0)  # forgotten: waits for the outcome
+        self.assertEqual(e.exception.code, "SAGA_ETIMEDOUT")
+        # within the bound a refusal still answers
+        self.s.cancel("o-new")
+        self.consumer.inbox.append(
+            note("o-new", NotificationKind.CANCEL_REFUSED, 2,
+                 reason="after the pivot step charge"))
+        self.assertEqual(self.s.wait("o-new", 5).kind,
+                         NotificationKind.CANCEL_REFUSED)
+        self.assertLessEqual(len(self.s._cancels), 4096)
+
 
 class KafkaDefaults(unittest.TestCase):
     """The settings a user gets without tuning are the C library's

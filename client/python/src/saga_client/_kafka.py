@@ -86,3 +86,11 @@ def producer_max_bytes(kafka_config):
         return int(kafka_config.get("message.max.bytes", 1000000))
     except (TypeError, ValueError):
         return 1000000
+
+
+def record_size(key, value, headers):
+    """A record's size as the C library reckons it against the producer's
+    message.max.bytes (client/kafka_limits.h): its framing, key, value, and
+    each header's name and value, every varint at its largest."""
+    return 36 + len(value or b"") + len(key or b"") + sum(
+        10 + len(k.encode()) + len(v or b"") for k, v in headers)

@@ -168,6 +168,9 @@ def _source(msg):
     return f"{msg.topic()}/{msg.partition()}/{msg.offset()}"
 
 
+# The default dead-letter topic of a command topic: "<topic>.dlq".
+_DLQ_SUFFIX = ".dlq"
+
 # Room a reply's other fields and headers take beside its payload, at
 # most: its saga id, step, idempotency key and reason, the correlation,
 # causation, traceparent and type headers, the record's key and framing.
@@ -267,12 +270,22 @@ class Participant:
         RETRYABLE) are not lost with it: the next poll()/run() turn takes
         them up as new deliveries (the recorded reply, else the handler).
         Raises SagaError: SAGA_EINVAL
-        (bad topic or handler), SAGA_EEXIST (topic already handled),
-        SAGA_ESTATE (already started)."""
+        (bad topic or handler; without ``dlq_topic``, a topic past 245
+        characters, whose dead-letter topic ``<topic>.dlq`` would be past
+        Kafka's 249), SAGA_EEXIST (topic already handled), SAGA_ESTATE
+        (already started)."""
         if not wire.is_topic(topic) or not callable(handler):
             raise SagaError("SAGA_EINVAL", "handle() needs a Kafka topic "
                             f"name (1 to {wire.MAX_TOPIC} of A-Z a-z 0-9 . _ "
                             f"-), not {topic!r}, and a callable")
+        if self._dlq_topic is None and \
+                len(topic) + len(_DLQ_SUFFIX) > wire.MAX_TOPIC:
+            raise SagaError("SAGA_EINVAL", f'topic "{topic[:64]}..." is '
+                            f"{len(topic)} characters long: its dead-letter "
+                            f'topic "<topic>{_DLQ_SUFFIX}" would be past '
+                            f"Kafka's {wire.MAX_TOPIC}; give a topic of at "
+                            f"most {wire.MAX_TOPIC - len(_DLQ_SUFFIX)}, or "
+                            "set dlq_topic")
         if self._started or self._closed:
             raise SagaError("SAGA_ESTATE", "handlers are registered before "
                             "the participant starts")
@@ -350,14 +363,50 @@ class Participant:
         """Answer a command whose handler returned None. Safe from any
         thread; the reply is recorded and produced on the polling thread.
         Raises SagaError: SAGA_EINVAL for an argument that is not a
-        Command and a Result, SAGA_ETOOBIG for a payload past
-        max_message_bytes (the command still waits for its answer)."""
+        Command and a Result; SAGA_ECANCELED once close() was called
+        (nothing is sent: the command is redelivered to the next member,
+        as C's saga_participant_done answers); SAGA_ETOOBIG for a reply
+        Kafka could not carry: the encoded Reply past max_message_bytes,
+        or past the producer's message.max.bytes with its key and headers
+        (the command still waits for its answer: complete() it again with
+        a smaller one). A complete() that races close() on another thread
+        is dropped with the participant, as after close()."""
         if not isinstance(command, Command) or not isinstance(result,
                                                               Result):
             raise SagaError("SAGA_EINVAL",
                             "complete() takes a Command and a Result")
+        if self._closed:
+            raise SagaError("SAGA_ECANCELED", f"complete() for "
+                            f"{command.idempotency_key}: the participant is "
+                            "closed, nothing is sent (the command is "
+                            "redelivered to the next member)")
+        encoded = self._encode_result(command, result)
+        self._completions.put((command, result, encoded))
+
+    def _encode_result(self, cmd, result):
+        """The Reply to cmd carrying result, encoded: (value, headers).
+        Raises SagaError(SAGA_ETOOBIG) when the reply could not be sent:
+        its payload and reason past the ceilings (_check_size), the
+        encoded Reply past max_message_bytes, or the record with its key
+        and headers past the producer's message.max.bytes."""
         self._check_size(result)
-        self._completions.put((command, result))
+        rep = self._Reply(saga_id=cmd.saga_id, step=cmd.step,
+                          action=int(cmd.action), attempt=cmd.attempt,
+                          idempotency_key=cmd.idempotency_key,
+                          outcome=int(result.outcome),
+                          payload=result.payload, reason=result.reason)
+        value, headers = wire.encode(
+            rep, correlation_id=cmd.correlation_id or cmd.saga_id,
+            causation_id=cmd.idempotency_key,
+            traceparent=wire.child_traceparent(cmd.traceparent),
+            max_bytes=self._max)
+        size = _kafka.record_size(cmd.saga_id.encode(), value, headers)
+        if size > self._producer_max:
+            raise SagaError("SAGA_ETOOBIG", f"the reply to "
+                            f"{cmd.idempotency_key} is {size} bytes "
+                            "encoded, past the producer's message.max.bytes "
+                            f"({self._producer_max})")
+        return value, headers
 
     def _check_size(self, result):
         """Refuse a payload the reply could not carry: past
@@ -520,17 +569,17 @@ class Participant:
                                 f'"{job.cmd.topic}" returned '
                                 f"{type(result).__name__}, not a Result or "
                                 "None")
-            self._check_size(result)
+            encoded = self._encode_result(job.cmd, result)
         except SagaError as e:
             # a handler fault, as if it raised: nothing recorded or replied
             self._abandon(job, str(e))
             raise
-        self._finish(job, result)
+        self._finish(job, result, encoded)
 
     def _drain_completions(self):
         while True:
             try:
-                cmd, result = self._completions.get_nowait()
+                cmd, result, encoded = self._completions.get_nowait()
             except queue.Empty:
                 return
             job = self._inflight.get(cmd.effect_key)
@@ -539,7 +588,7 @@ class Participant:
                             "not waiting for an answer (already answered, "
                             "or abandoned)", cmd.idempotency_key)
                 continue
-            self._finish(job, result)
+            self._finish(job, result, encoded)
 
     def _take_up_released(self):
         """Judge again, as new deliveries, the commands a handler fault
@@ -553,20 +602,15 @@ class Participant:
                 continue
             self._judge(job)
 
-    def _finish(self, job, result):
-        """Record and send a checked Result (Result checks its fields, the
-        callers its size)."""
+    def _finish(self, job, result, encoded):
+        """Record and send a checked Result, encoded as the reply to job's
+        command (_encode_result). Result checks its fields, and the callers
+        encode it before they hand it over: a reply the store kept but the
+        wire could never carry would answer every redelivery with
+        nothing."""
         del self._inflight[job.cmd.effect_key]
         rec = RecordedReply(result.outcome, result.payload, result.reason,
                             job.cmd.attempt)
-        # Encoded before it is recorded: a reply the store kept but the
-        # wire could never carry would answer every redelivery with nothing.
-        try:
-            encoded = self._encode_reply(job, rec)
-        except Exception as e:  # SagaError
-            self._abandon(job, f"the reply cannot be sent, so it is not "
-                          f"recorded: {e}")
-            return
         # Record before replying: a crash between the two re-sends the
         # recorded reply on redelivery instead of running the handler again.
         try:
@@ -665,10 +709,17 @@ class Participant:
         headers = list(m.headers() or []) + [
             (wire.HDR_DLQ_REASON, reason.encode()),
             (wire.HDR_DLQ_SOURCE, _source(m).encode())]
-        to = self._dlq_topic or f"{m.topic()}.dlq"
+        to = self._dlq_topic or f"{m.topic()}{_DLQ_SUFFIX}"
         try:
             self._produce(job, to, m.key(), m.value(), headers)
-        except Exception:
+        except Exception as e:  # SagaError, KafkaException
+            if not _too_large(e):
+                # Any other failure (a full queue, a topic Kafka refuses):
+                # the input stays unacknowledged, whole, as after a reply
+                # that could not be sent.
+                self._abandon(job, f"could not dead-letter it to {to} "
+                              f"({reason}): {e}")
+                return
             # Too big for the producer: keep the headers and say what was
             # dropped (as the C library and sagad do), never a silent cut.
             n = len(m.value() or b"")
@@ -684,7 +735,8 @@ class Participant:
 
     def _delivered(self, job, err):
         if err is not None:
-            self._abandon(job, f"Kafka did not take the reply: {err}")
+            what = "reply" if job.cmd is not None else "dead letter"
+            self._abandon(job, f"Kafka did not take the {what}: {err}")
             return
         if job.cmd is not None:
             self.stats.replies_acked += 1
@@ -714,6 +766,15 @@ class Participant:
         dups, job.dups = job.dups, []
         for d in dups:
             self._abandon(d, f"it waited for {_source(job.msg)}")
+
+
+def _too_large(e):
+    """Whether produce() raised for a message past the producer's
+    message.max.bytes (KafkaError MSG_SIZE_TOO_LARGE)."""
+    from confluent_kafka import KafkaError
+    err = e.args[0] if getattr(e, "args", None) else None
+    code = getattr(err, "code", None)
+    return callable(code) and code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 def _topic_partition(topic, partition, offset):

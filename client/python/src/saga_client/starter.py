@@ -14,6 +14,9 @@ from . import _kafka, _pb, wire
 from .wire import NotificationKind, SagaError
 
 _OUTCOMES_KEPT = 4096
+# cancels kept for their answer (a refusal not awaited yet, or none yet),
+# as many as outcomes, as in C
+_CANCELS_KEPT = 4096
 
 
 def uuid7():
@@ -116,8 +119,10 @@ class Starter:
         self.inbox = inbox
         self.notifications = notifications
         self._outcomes = collections.OrderedDict()
-        self._cancels = set()   # saga ids this starter asked to cancel
-        self._refusals = {}     # their CANCEL_REFUSED, until awaited
+        # saga ids this starter asked to cancel, oldest first -> their
+        # CANCEL_REFUSED until awaited (None until it comes); the saga's
+        # outcome drops one, and past _CANCELS_KEPT the oldest goes
+        self._cancels = collections.OrderedDict()
         self._subscribers = []
         self._pb = _pb.saga_pb2
         try:
@@ -245,7 +250,10 @@ class Starter:
         (wait() then returns its COMPENSATED); otherwise the coordinator
         answers CANCEL_REFUSED with the reason (``after the pivot step
         charge``, ``already completed: nothing to cancel``), which wait()
-        returns for this starter's cancels only. Raises SagaError:
+        returns for this starter's cancels only: the last 4096 are kept
+        for their answer, as in C (past that, the oldest cancel's refusal
+        is forgotten and wait() waits for the saga's outcome alone). Raises
+        SagaError:
         SAGA_EMISSING for a bad id, reason (over 1024 bytes) or operator,
         SAGA_ETOOBIG for an id past 255 bytes, SAGA_EINVAL / SAGA_ESTATE /
         SAGA_EKAFKA / SAGA_ETIMEDOUT as start() does."""
@@ -259,20 +267,27 @@ class Starter:
         value, headers = wire.encode(m, correlation_id=saga_id,
                                      traceparent=wire.new_traceparent(),
                                      max_bytes=self._max)
-        self._refusals.pop(saga_id, None)
+        if self._cancels.get(saga_id) is not None:
+            del self._cancels[saga_id]  # an earlier cancel's refusal
         self._produce_acked(saga_id, value, headers, timeout, "cancel",
                             f'cancel saga "{saga_id}"')
-        self._cancels.add(saga_id)
+        self._keep_cancel(saga_id, None)
+
+    def _keep_cancel(self, saga_id, refusal):
+        """Keep saga_id's cancel (with its refusal, or None) as the newest;
+        past _CANCELS_KEPT the oldest goes, and wait() on its saga waits
+        for the outcome alone."""
+        self._cancels[saga_id] = refusal
+        self._cancels.move_to_end(saga_id)
+        while len(self._cancels) > _CANCELS_KEPT:
+            self._cancels.popitem(last=False)
 
     def _produce_acked(self, saga_id, value, headers, timeout, what, doing):
         """Produce to the inbox keyed by saga_id; wait for the ack. what
         ("start") and doing ('start saga "x"') name it in errors. A message
         the producer's message.max.bytes cannot take (with its key and
         headers) is SAGA_ETOOBIG, as in C, before anything is sent."""
-        # a record's size as the C library reckons it (kafka_limits.h):
-        # its framing, key, value, and each header's name and value
-        size = 36 + len(value) + len(saga_id.encode()) + sum(
-            10 + len(k.encode()) + len(v or b"") for k, v in headers)
+        size = _kafka.record_size(saga_id.encode(), value, headers)
         if size > self._producer_max:
             raise SagaError("SAGA_ETOOBIG", f"could not {doing}: {size} "
                             "bytes encoded, past the producer's "
@@ -320,12 +335,10 @@ class Starter:
             payload=bytes(n.payload), reason=n.reason, at_ms=n.at_ms,
             correlation_id=meta.correlation_id)
         if note.kind == NotificationKind.CANCEL_REFUSED:
-            if note.saga_id in self._cancels:
-                self._cancels.discard(note.saga_id)
-                self._refusals[note.saga_id] = note
+            if note.saga_id in self._cancels:  # this starter's cancel
+                self._keep_cancel(note.saga_id, note)
         elif note.kind.is_outcome:
-            self._cancels.discard(note.saga_id)
-            self._refusals.pop(note.saga_id, None)
+            self._cancels.pop(note.saga_id, None)
             self._outcomes[note.saga_id] = note
             self._outcomes.move_to_end(note.saga_id)
             while len(self._outcomes) > _OUTCOMES_KEPT:
@@ -358,8 +371,8 @@ class Starter:
         while True:
             # A refusal of this starter's cancel first, as the C starter:
             # a cancel of a saga that had ended answers with its refusal.
-            if saga_id in self._refusals:
-                return self._refusals.pop(saga_id)
+            if self._cancels.get(saga_id) is not None:
+                return self._cancels.pop(saga_id)
             if saga_id in self._outcomes:
                 return self._outcomes[saga_id]
             left = deadline - time.monotonic()

@@ -324,10 +324,23 @@ static void get_retry(ctx_t *c, const cJSON *obj, const char *key,
           &r->max_backoff_ms);
   get_num(c, o, "jitter", p, 0.0, 1.0, true, &r->jitter);
   if (r->max_backoff_ms < r->initial_backoff_ms) {
+    /* named at the key this object wrote: the other one may be inherited
+     * (from the saga's defaults or the built-in ones) */
+    bool wrote_max = cJSON_GetObjectItemCaseSensitive(o, "max_backoff_ms");
     char q[300];
-    join(q, sizeof q, p, "max_backoff_ms");
-    fail(c, q, "must be at least initial_backoff_ms (%u), got %u",
-         r->initial_backoff_ms, r->max_backoff_ms);
+    join(q, sizeof q, p, wrote_max ? "max_backoff_ms" : "initial_backoff_ms");
+    if (wrote_max)
+      fail(c, q, "must be at least initial_backoff_ms (%u%s), got %u",
+           r->initial_backoff_ms,
+           cJSON_GetObjectItemCaseSensitive(o, "initial_backoff_ms")
+               ? ""
+               : ", inherited",
+           r->max_backoff_ms);
+    else
+      fail(c, q,
+           "must be at most max_backoff_ms (%u, inherited: set it here "
+           "too), got %u",
+           r->max_backoff_ms, r->initial_backoff_ms);
   }
 }
 

@@ -357,6 +357,15 @@ static void test_retry_policy_fields_are_each_checked(void **state) {
            pre);
   expect_error(buf, "order.saga.json: steps[0].retry.max_backoff_ms: must be "
                     "at least initial_backoff_ms (500), got 100");
+  /* one of the two inherited (the built-in 200 and 10000 here): the
+   * error is at the key the file wrote, and says the other was inherited */
+  snprintf(buf, sizeof buf, "%s'retry':{'initial_backoff_ms':20000}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.initial_backoff_ms: "
+                    "must be at most max_backoff_ms (10000, inherited: set "
+                    "it here too), got 20000");
+  snprintf(buf, sizeof buf, "%s'retry':{'max_backoff_ms':50}}]}", pre);
+  expect_error(buf, "order.saga.json: steps[0].retry.max_backoff_ms: must be "
+                    "at least initial_backoff_ms (200, inherited), got 50");
   snprintf(buf, sizeof buf, "%s'retry':{'tries':3}}]}", pre);
   expect_error(buf, "order.saga.json: steps[0].retry.tries: unknown key, "
                     "expected one of max_attempts, initial_backoff_ms, "

@@ -654,6 +654,16 @@ int otlp_resolve(const otlp_settings_t *cfg, otlp_env_fn env,
     memset(out, 0, sizeof *out);
     if (errlen)
       errbuf[0] = '\0';
+    /* but sagad's own setting is judged, export on or off */
+    if (cfg && cfg->endpoint && *cfg->endpoint) {
+      char msg[512] = "out of memory", *url = NULL;
+      int bad = endpoint_url(cfg->endpoint, &url, msg, sizeof msg);
+      free(url);
+      if (bad) {
+        snprintf(errbuf, errlen, "otlp.endpoint: %s", msg);
+        return -1;
+      }
+    }
   }
   memcpy(out->warning, warning, sizeof warning);
   out->enabled = out->url && !off;

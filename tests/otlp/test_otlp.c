@@ -678,6 +678,23 @@ static void test_an_off_switch_leaves_the_other_variables_unjudged(
     assert_int_equal(otlp_resolve(&st, otlp_test_env, on, &t, err, sizeof err),
                      -1);
   }
+  /* sagad's own otlp.endpoint is judged all the same, beside a bad
+   * variable as alone */
+  static const char *const off_bad[] = {"OTEL_SDK_DISABLED", "true",
+                                        "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc",
+                                        NULL};
+  static const char *const off_only[] = {"OTEL_SDK_DISABLED", "true", NULL};
+  otlp_settings_t bad_ep = {.endpoint = "http://ho st:4318"};
+  otlp_target_t t;
+  char err[512] = "";
+  assert_int_equal(
+      otlp_resolve(&bad_ep, otlp_test_env, off_bad, &t, err, sizeof err), -1);
+  if (strncmp(err, "otlp.endpoint: ", 15))
+    fail_msg("with another variable bad: \"%s\"", err);
+  assert_int_equal(
+      otlp_resolve(&bad_ep, otlp_test_env, off_only, &t, err, sizeof err), -1);
+  if (strncmp(err, "otlp.endpoint: ", 15))
+    fail_msg("alone: \"%s\"", err);
 }
 
 /* The off switches as the spec reads them, in an environment shared with

@@ -172,8 +172,11 @@ typedef struct parts {
   cJSON *doc;          /* the parsed payload, owned; NULL: not JSON */
   const cJSON *order;  /* the saga's input; NULL: not an object */
   const char *handed;  /* COMPENSATE: the reference its DO replied, or "" */
-  char received[512];  /* DO: the earlier steps' references, '+'-joined */
-  char reference[320]; /* DO: this effect's own reference */
+  char reference[320]; /* DO: this effect's own reference: an action's
+                          name, '-', a saga id of up to 255 bytes */
+  char received[2 * 320 + 2]; /* DO: the earlier steps' references (two at
+                                 most), '+'-joined, never cut: the ledger
+                                 check compares them whole */
 } parts_t;
 
 static const cJSON *member(const cJSON *obj, const char *name) {

@@ -214,8 +214,11 @@ ES_EXPORT void es_store_opts_init(es_store_opts_t *opts);
  * subscriptions, groups and snapshots; never updates or deletes an event)
  * and es_admin (archives and drops old eras) if missing, so the role that
  * runs it needs CREATEROLE the first time, and the right to create
- * tables. Blocking. *version
- * (optional) receives the schema version now in place. */
+ * tables. A database already up to date is only read (its version, before
+ * the lock and again after it), so a role without those rights -- a
+ * service's, a member of es_writer -- may call it at every start.
+ * Blocking. *version (optional) receives the schema version now in
+ * place. */
 ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
                          size_t errlen);
 /* As es_migrate, but only up to schema version target (1 to

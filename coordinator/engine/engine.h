@@ -141,6 +141,11 @@ typedef struct {
   void (*on_command)(void *arg, void *obs, const sm_t *s, unsigned step,
                      int action, char tp[SAGA_TRACEPARENT_SIZE]);
   void (*on_forget)(void *arg, void *obs);
+  /* Saga s, not terminal, came into memory from the store (recovery, a
+   * rebalance, a read-back), before it resumes: the hook may fill its
+   * slot from the state (an attempt in flight: its dispatch time is its
+   * deadline less the step's timeout). */
+  void (*on_met)(void *arg, void **obs, const sm_t *s);
   /* A command decided by a reply was handed to the broker; received_us is
    * the reply's sagad_inmsg_t.received_us (nonzero), so the hook can time
    * reply received -> next command produced, durable append included. */

@@ -176,6 +176,8 @@ static void loader_finish(load_req_t *L) {
     }
     return;
   }
+  if (e->hooks.on_met)
+    e->hooks.on_met(e->hooks.arg, &en->obs, s);
   /* The state is durable: resuming effects are safe to perform now. */
   sm_resume(s, &e->out);
   int64_t now = e->cfg.clock.now_ms(e->cfg.clock.self);

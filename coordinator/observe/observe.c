@@ -511,6 +511,43 @@ static void h_events(void *arg, void **slot, const sm_t *s,
   }
 }
 
+/* A saga met from the store (recovery, a rebalance, a read-back) before
+ * it resumes: its attempts in flight get their spans, started when they
+ * were sent -- a deadline less the step's timeout, as the machine set it
+ * -- and a compensating saga its compensation span, started with its
+ * first compensation still in flight (else now). Their ends come with
+ * their replies or deadlines, as for attempts this sagad sent. */
+static void h_met(void *arg, void **slot, const sm_t *s) {
+  sagad_observe_t *o = arg;
+  sobs_t *b = obs_get(o, slot, s, false);
+  if (!b)
+    return;
+  int64_t comp_us = 0;
+  for (size_t i = 0; i < b->nsteps && i < s->nsteps; i++) {
+    const sm_step_state_t *ss = &s->steps[i];
+    bool comp = ss->status == SM_STEP_COMP_RUNNING;
+    if ((ss->status != SM_STEP_RUNNING && !comp) || ss->timer_ms <= 0 ||
+        b->steps[i].sent_us)
+      continue;
+    int64_t timeout = comp ? s->def->steps[i].comp_timeout_ms
+                           : s->def->steps[i].timeout_ms;
+    int64_t sent_ms = ss->timer_ms - timeout;
+    if (sent_ms < s->started_ms || sent_ms > ss->timer_ms)
+      continue; /* a deadline the definition's timeout does not explain */
+    sstep_t *st = &b->steps[i];
+    st->sent_us = sent_ms * 1000;
+    st->attempt = ss->attempt;
+    st->action = comp ? SM_COMPENSATE : SM_DO;
+    (void)saga__span_id_new(st->span);
+    if (comp && (!comp_us || st->sent_us < comp_us))
+      comp_us = st->sent_us;
+  }
+  if (s->status == SM_COMPENSATING && !b->comp_span[0]) {
+    (void)saga__span_id_new(b->comp_span);
+    b->comp_us = comp_us ? comp_us : wall_us();
+  }
+}
+
 static void h_command(void *arg, void *slot, const sm_t *s, unsigned step,
                       int action, char tp[SAGA_TRACEPARENT_SIZE]) {
   (void)arg;
@@ -1581,6 +1618,7 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
                              .on_events = h_events,
                              .on_command = h_command,
                              .on_forget = h_forget,
+                             .on_met = h_met,
                              .on_dead_letter = h_dead_letter,
                              .on_batch_submit = h_submit,
                              .on_batch_done = h_batch_done,

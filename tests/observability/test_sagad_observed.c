@@ -615,6 +615,8 @@ static void test_a_recovered_saga_continues_its_trace(void **s) {
   while (e2e_commands(t, RECOVER_ID, 0) < 1 && ts_now_ms() < until)
     e2e_pump(t, 50);
   assert_true(e2e_commands(t, RECOVER_ID, 0) >= 1);
+  struct timespec killed;
+  clock_gettime(CLOCK_REALTIME, &killed);
   assert_int_equal(e2e_sagad_stop(t, 0, SIGKILL), 128 + SIGKILL);
   hold_recover = 0;
   start_sagad();
@@ -622,6 +624,15 @@ static void test_a_recovered_saga_continues_its_trace(void **s) {
   wait_done(RECOVER_ID);
   assert_string_equal(e2e_status(t, RECOVER_ID), "completed");
   saga_and_step_in_starters_trace(RECOVER_ID, "step s2");
+  /* the attempt in flight at the kill has its span too, from when the
+   * killed sagad sent it (its deadline less the step's timeout) */
+  saga_and_step_in_starters_trace(RECOVER_ID, "step s1");
+  cJSON *s1 = span_named(RECOVER_ID, "step s1");
+  assert_non_null(s1);
+  double start_ns = strtod(str(s1, "startTimeUnixNano"), NULL);
+  double killed_ns = (double)killed.tv_sec * 1e9 + (double)killed.tv_nsec;
+  assert_true(start_ns > 0 && start_ns < killed_ns);
+  cJSON_Delete(s1);
 }
 
 /* The exporter's failures reach the log: a collector that is not there

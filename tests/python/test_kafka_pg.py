@@ -54,6 +54,31 @@ class PgEffectStore(unittest.TestCase):
                 RecordedReply(Outcome.FAILURE, **bad)
             self.assertEqual(e.exception.code, "SAGA_EINVAL")
 
+    def test_a_role_that_may_not_create_tables_opens_the_store(self):
+        # the table in place (setUp's store made it), a role with rights
+        # on it only opens a store and records: nothing is created, so
+        # PostgreSQL's refusal of CREATE TABLE IF NOT EXISTS to a role
+        # without CREATE on the schema never comes up
+        import psycopg
+        role = "py_store_writer"
+        with psycopg.connect(self.conninfo, autocommit=True) as c:
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+            c.execute(f"CREATE ROLE {role} NOLOGIN")
+            c.execute(f"GRANT SELECT, INSERT, UPDATE ON saga_idempotency "
+                      f"TO {role}")
+        try:
+            writer = PgStore(self.conninfo + f" options='-c role={role}'")
+            try:
+                writer.record("w", RecordedReply(Outcome.SUCCESS, b"ok", "",
+                                                 1))
+                self.assertEqual(writer.lookup("w").payload, b"ok")
+            finally:
+                writer.close()
+        finally:
+            with psycopg.connect(self.conninfo, autocommit=True) as c:
+                c.execute(f"DROP OWNED BY {role}")
+                c.execute(f"DROP ROLE {role}")
+
     def test_the_table_is_the_c_librarys(self):
         cols = self.store.conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE "

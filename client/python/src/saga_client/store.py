@@ -87,6 +87,16 @@ class MemoryStore:
 
 # The table and statements of the C library's PostgreSQL store
 # (client/idem_store.c): a C and a Python participant can share a database.
+# As the C store, look first and run only the DDL that has work to do: a
+# role that may not create tables (a service's least-privilege role, with
+# rights on the table only) opens a store on a database where the table
+# is in place; PostgreSQL refuses it even CREATE TABLE IF NOT EXISTS.
+EXISTS_SQL = (
+    "SELECT t.oid IS NOT NULL, EXISTS (SELECT 1 FROM pg_attribute a"
+    " WHERE a.attrelid = t.oid AND a.attname = 'attempt'"
+    " AND NOT a.attisdropped)"
+    " FROM (SELECT to_regclass('saga_idempotency') AS oid) t")
+
 CREATE_SQL = (
     "CREATE TABLE IF NOT EXISTS saga_idempotency ("
     " key text PRIMARY KEY,"
@@ -94,8 +104,11 @@ CREATE_SQL = (
     " payload bytea NOT NULL DEFAULT ''::bytea,"
     " reason text,"
     " recorded_at timestamptz NOT NULL DEFAULT now(),"
-    " attempt integer NOT NULL DEFAULT 0);"
-    " ALTER TABLE saga_idempotency"
+    " attempt integer NOT NULL DEFAULT 0)")
+
+# a table made before replies were recorded by effect and attempt
+UPGRADE_SQL = (
+    "ALTER TABLE saga_idempotency"
     " ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0")
 
 RECORD_SQL = (
@@ -164,7 +177,16 @@ class PgStore:
             self._conninfo = None
             self._owned = False
         self.conn = conn
-        self._run(CREATE_SQL, (), 'could not create table "saga_idempotency"')
+        table, attempt = self._run(EXISTS_SQL, (),
+                                   'could not look for table '
+                                   '"saga_idempotency"', fetch=True)
+        if not table:
+            self._run(CREATE_SQL, (),
+                      'could not create table "saga_idempotency"')
+        elif not attempt:
+            self._run(UPGRADE_SQL, (),
+                      'could not add column "attempt" to table '
+                      '"saga_idempotency"')
 
     def _connect(self):
         import psycopg

@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "e2e.h"
+#include "http_client.h"
 #include "test_support.h"
 
 static e2e_answer_t all_succeed(const char *id, int step, int comp,
@@ -76,12 +77,23 @@ static void test_sagad_runs_as_es_writer_once_migrated(void **state) {
   assert_int_equal(e2e_sagad_run_once(t, migrate_writer), 0);
 
   /* the writer runs sagad: claims the database, records its definitions,
-   * runs a saga to its end, stops cleanly */
-  e2e_sagad_start_with(t, 0, as_writer);
+   * runs a saga to its end, answers the admin endpoint's reads (the
+   * saga, its history, its definition), stops cleanly */
+  int port = e2e_sagad_start_admin(t, 0, as_writer, ts_timeout_ms(30000));
+  assert_true(port > 0);
   e2e_start(t, "fast", "lp-1");
   e2e_wait_status(t, "lp-1", "completed");
   for (int s = 0; s < E2E_STEPS; s++)
     assert_int_equal(e2e_applied(t, "lp-1", s), 1);
+  char *body = http_get_body(port, "/sagas/lp-1");
+  assert_non_null(body);
+  if (!strstr(body, "\"completed\"") || !strstr(body, "Started"))
+    fail_msg("GET /sagas/lp-1: %s", body);
+  free(body);
+  body = http_get_body(port, "/sagas?status=completed");
+  assert_non_null(body);
+  assert_non_null(strstr(body, "lp-1"));
+  free(body);
   assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
   assert_int_equal(
       scalar(e2e_conninfo(t), "SELECT count(*) FROM saga_definitions"), 2);

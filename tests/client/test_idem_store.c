@@ -423,6 +423,41 @@ static void test_a_lost_connection_fails_until_the_caller_resets_it(
  * Before, the text was dropped and the participant's caller saw only
  * SAGA_ESTORE; the same for a reply that has no place in the table, and
  * for the memory store's refusals. */
+/* A service's least-privilege role, with rights on the table alone and
+ * none to create tables, opens the store once the table is in place: the
+ * store looks first and runs no DDL (PostgreSQL refuses even CREATE TABLE
+ * IF NOT EXISTS without CREATE on the schema). */
+static void test_a_role_with_rights_on_the_table_alone_opens_it(void **state) {
+  (void)state;
+  fixture_t f;
+  fixture_open(&f, "client_idem_writer"); /* the owner made the table */
+  char role[64], sql[200];
+  snprintf(role, sizeof role, "saga_idem_writer_%ld", (long)getpid());
+  snprintf(sql, sizeof sql, "CREATE ROLE %s NOLOGIN", role);
+  exec_ok(f.c, sql);
+  snprintf(sql, sizeof sql,
+           "GRANT SELECT, INSERT, UPDATE ON saga_idempotency TO %s", role);
+  exec_ok(f.c, sql);
+  PGconn *w = connect_to(f.ci);
+  snprintf(sql, sizeof sql, "SET ROLE %s", role);
+  exec_ok(w, sql);
+  saga_idem_store_t ws;
+  open_store(w, &ws);
+  assert_int_equal(record(&ws, "lp/a/DO", SAGA_OUTCOME_SUCCESS, "p", 1, NULL,
+                          1),
+                   0);
+  got_t g = lookup(&ws, "lp/a/DO");
+  assert_int_equal(g.err, 0);
+  assert_int_equal(g.found, 1);
+  ws.destroy(ws.ctx);
+  PQfinish(w);
+  snprintf(sql, sizeof sql, "DROP OWNED BY %s", role);
+  exec_ok(f.c, sql);
+  snprintf(sql, sizeof sql, "DROP ROLE %s", role);
+  exec_ok(f.c, sql);
+  fixture_close(&f);
+}
+
 static void test_a_failed_call_names_its_cause(void **state) {
   (void)state;
   fixture_t f;
@@ -492,6 +527,7 @@ int main(void) {
       cmocka_unit_test(
           test_a_lost_connection_fails_until_the_caller_resets_it),
       cmocka_unit_test(test_a_failed_call_names_its_cause),
+      cmocka_unit_test(test_a_role_with_rights_on_the_table_alone_opens_it),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -853,6 +853,15 @@ int saga_run_saga(const saga_starter_config_t *cfg,
     return saga__errf(SAGA_EINVAL, errbuf, errlen,
                       "timeout_ms is %lld, must be 0 or more",
                       (long long)timeout_ms);
+  /* An id the caller could not be given back is refused before the
+   * Kafka setup too, which may take the whole timeout when the brokers
+   * do not answer (a generated id is a UUID of 36 characters). */
+  size_t want = req && req->saga_id ? strlen(req->saga_id) : 36;
+  if (saga_id_out && id_len && want >= id_len)
+    return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
+                      "StartSaga not sent: the id of %zu bytes does not fit "
+                      "saga_id_out of %zu bytes (an id is never cut)",
+                      want, id_len);
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0)
     return saga__errf(SAGA_ENOMEM, errbuf, errlen, "could not create a loop");

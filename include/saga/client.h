@@ -505,8 +505,9 @@ SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
  * shorter), the StartSaga's acknowledgement and the wait together. On 0,
  * *kind_out holds the outcome kind and, when reason_out is given, the
  * reason (or "") is copied, cut to reason_len. The saga id is copied to
- * saga_id_out (may be NULL): one that would not fit is SAGA_ETOOBIG
- * before anything is sent, as a negative timeout_ms is SAGA_EINVAL.
+ * saga_id_out (may be NULL): one that would not fit (a generated id has
+ * 36 characters) is SAGA_ETOOBIG before anything is sent or the Kafka
+ * setup begins, as a negative timeout_ms is SAGA_EINVAL.
  * Returns 0 or any error above (SAGA_ETIMEDOUT when the time ran out: the
  * saga may still run), with the text in errbuf (for a StartSaga Kafka
  * refused, librdkafka's word; for one Kafka never acknowledged, the last

@@ -5,6 +5,7 @@
  * wait in the buffer for the next turn. */
 #include "admin_http.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +65,15 @@ static bool bad_line_end(const char *buf, size_t len) {
   return false;
 }
 
+/* Room left in req's store from dec on. */
+static size_t store_left(const admin_http_req_t *req, const char *dec) {
+  return sizeof req->store_ - (size_t)(dec - req->store_);
+}
+
 /* Split the query string q (NUL-terminated, in store) into req->query,
- * decoding into *dec. */
+ * decoding into *dec. A name and value decode to at most n + 2 bytes (two
+ * NULs); the store holds that for any head up to the ceiling, and a
+ * decode that would not fit is refused (431) rather than written. */
 static int parse_query(admin_http_req_t *req, char *q, char **dec) {
   while (*q) {
     char *amp = strchr(q, '&');
@@ -73,6 +81,8 @@ static int parse_query(admin_http_req_t *req, char *q, char **dec) {
     if (n > 0) {
       if (req->nquery == ADMIN_HTTP_MAX_QUERY)
         return -400;
+      if (n + 2 > store_left(req, *dec))
+        return -431;
       char *eq = memchr(q, '=', n);
       size_t kn = eq ? (size_t)(eq - q) : n;
       admin_kv_t *kv = &req->query[req->nquery++];
@@ -327,6 +337,7 @@ struct admin_http {
   uv_tcp_t listener;
   admin_http_opts_t opts;
   char *host;
+  char *allowed_hosts; /* opts.allowed_hosts, copied; NULL = any */
   int port;
   bool listening, closing;
   route_t *routes;
@@ -400,9 +411,15 @@ admin_http_t *admin_http_new(uv_loop_t *loop, const admin_http_opts_t *opts) {
     free(s);
     return NULL;
   }
+  if (d.allowed_hosts && !(s->allowed_hosts = strdup(d.allowed_hosts))) {
+    free(s->host);
+    free(s);
+    return NULL;
+  }
   s->loop = loop;
   s->opts = d;
   s->opts.host = s->host;
+  s->opts.allowed_hosts = s->allowed_hosts;
   s->port = -1;
   return s;
 }
@@ -413,7 +430,9 @@ static bool pattern_ok(const char *p) {
   for (const char *seg = p + 1; *seg;) {
     const char *end = strchr(seg, '/');
     size_t n = end ? (size_t)(end - seg) : strlen(seg);
-    if (n > 0 && seg[0] == '{' && (n < 3 || seg[n - 1] != '}'))
+    /* a {name} of 1 to 64 characters: the request's store has room for
+     * ADMIN_HTTP_MAX_PARAMS of them */
+    if (n > 0 && seg[0] == '{' && (n < 3 || n > 66 || seg[n - 1] != '}'))
       return false;
     if (!end)
       break;
@@ -459,6 +478,8 @@ static int match(const char *pattern, admin_http_req_t *req, char **dec) {
     if (pn > 0 && p[0] == '{') {
       if (un == 0 || req->nparams == ADMIN_HTTP_MAX_PARAMS)
         return 0;
+      if ((pn - 1) + un + 1 > store_left(req, *dec))
+        return -1; /* cannot happen with the store's size; never written */
       admin_kv_t *kv = &req->params[req->nparams++];
       kv->name = *dec;
       memcpy(*dec, p + 1, pn - 2);
@@ -482,7 +503,7 @@ static void conn_continue(conn_t *c);
 
 static void send_response(conn_t *c, int status, const char *extra_headers,
                           const char *ctype, const char *body, size_t len,
-                          bool keep);
+                          bool keep, bool no_body);
 static void respond(admin_http_req_t *req, int status, const char *headers,
                     const char *ctype, const char *body, size_t len);
 
@@ -499,9 +520,11 @@ static void write_cb(uv_write_t *w, int status) {
   conn_continue(c);
 }
 
+/* The answer: its head, and body[0..len) unless no_body (HEAD), whose
+ * Content-Length still says len. */
 static void send_response(conn_t *c, int status, const char *extra_headers,
                           const char *ctype, const char *body, size_t len,
-                          bool keep) {
+                          bool keep, bool no_body) {
   abuf_t *o = &c->out;
   abuf_reset(o);
   abuf_printf(o, "HTTP/1.1 %d %s\r\n", status, admin_http_reason(status));
@@ -510,7 +533,8 @@ static void send_response(conn_t *c, int status, const char *extra_headers,
   abuf_printf(o, "Content-Length: %zu\r\nCache-Control: no-store\r\n", len);
   abuf_printf(o, "Connection: %s\r\n%s\r\n", keep ? "keep-alive" : "close",
               extra_headers ? extra_headers : "");
-  abuf_add(o, body, len);
+  if (!no_body)
+    abuf_add(o, body, len);
   c->close_after = !keep;
   if (o->failed || c->closed) {
     conn_close(c);
@@ -549,12 +573,61 @@ static void refuse(conn_t *c, int status) {
   c->srv->stats.errors++;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_timer_stop(&c->timer);
-  send_response(c, status, NULL, "application/json", body, (size_t)n, false);
+  send_response(c, status, NULL, "application/json", body, (size_t)n, false,
+                false);
+}
+
+/* Whether the Host header value h names a host in allowed (a
+ * comma-separated list, case-insensitive) or a loopback one. */
+static bool host_allowed(const char *h, const char *allowed) {
+  /* the name without its port: "[::1]:8080", "localhost:8080" */
+  size_t n = h[0] == '[' ? strcspn(h, "]") + (h[strcspn(h, "]")] ? 1 : 0)
+                         : strcspn(h, ":");
+  if ((n == 9 && !strncasecmp(h, "localhost", 9)) ||
+      (n == 5 && !strncmp(h, "[::1]", 5)))
+    return true;
+  struct in_addr a;
+  char ip[16];
+  if (n < sizeof ip) {
+    memcpy(ip, h, n);
+    ip[n] = '\0';
+    if (inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127)
+      return true;
+  }
+  for (const char *p = allowed; *p;) {
+    size_t k = strcspn(p, ",");
+    const char *w = p;
+    size_t wn = k;
+    while (wn && *w == ' ')
+      w++, wn--;
+    while (wn && w[wn - 1] == ' ')
+      wn--;
+    if (wn == n && !strncasecmp(w, h, n))
+      return true;
+    p += k + (p[k] == ',');
+  }
+  return false;
 }
 
 static void dispatch(conn_t *c) {
   admin_http_t *s = c->srv;
   admin_http_req_t *req = c->req;
+  const char *host = admin_http_header(req, "Host");
+  const char *allowed = s->opts.allowed_hosts;
+  if (host && allowed && strcmp(allowed, "*") != 0 &&
+      !host_allowed(host, allowed)) {
+    s->stats.requests++;
+    c->pending = true;
+    char msg[400];
+    snprintf(msg, sizeof msg,
+             "Host \"%.100s\" is not one this endpoint answers to (a web "
+             "page could reach it through a name pointed at this address): "
+             "use 127.0.0.1, [::1] or localhost, or add the name to "
+             "admin.allowed_hosts",
+             host);
+    admin_http_respond_error(req, 403, msg);
+    return;
+  }
   /* Decoded params go after the head copy and the decoded query. */
   char *dec = req->store_ + req->dec_;
   char allow[256] = "";
@@ -567,16 +640,20 @@ static void dispatch(conn_t *c) {
     }
     if (!m)
       continue;
-    if (strcmp(r->method, req->method) == 0) {
+    bool head_of_get = !strcmp(req->method, "HEAD") &&
+                       !strcmp(r->method, "GET");
+    if (strcmp(r->method, req->method) == 0 || head_of_get) {
       s->stats.requests++;
       c->pending = true;
       r->fn(req, r->arg);
       return;
     }
-    if (strlen(allow) + strlen(r->method) + 3 < sizeof allow) {
+    /* a GET route serves HEAD too: both named */
+    const char *ms = !strcmp(r->method, "GET") ? "GET, HEAD" : r->method;
+    if (strlen(allow) + strlen(ms) + 3 < sizeof allow) {
       if (*allow)
         strcat(allow, ", ");
-      strcat(allow, r->method);
+      strcat(allow, ms);
     }
   }
   s->stats.requests++;
@@ -805,6 +882,7 @@ static void server_free(admin_http_t *s) {
     free(r);
   }
   free(s->host);
+  free(s->allowed_hosts);
   if (cb)
     cb(arg);
   for (size_t i = 0; i < s->non_free; i++)
@@ -861,8 +939,11 @@ static void respond(admin_http_req_t *req, int status, const char *headers,
     c->srv->stats.errors++;
   /* The body may point into c->in: copy it out first, then drop the
    * answered request's bytes (pipelined ones move to the front). */
+  /* HEAD: the GET's head, Content-Length included, and no body (a client
+   * reads none: a body would be taken for the next answer's start) */
+  bool head = req->method && !strcmp(req->method, "HEAD");
   send_response(c, status, headers, content_type, body ? body : "", len,
-                keep);
+                keep, head);
   c->in[c->req_size] = c->saved;
   memmove(c->in, c->in + c->req_size, c->in_len - c->req_size);
   c->in_len -= c->req_size;

@@ -54,7 +54,11 @@ typedef struct admin_http_req {
   bool keep_alive;       /* the client allows another request after this */
   bool expect_continue;  /* "Expect: 100-continue" */
   size_t head_len;       /* bytes of request line + headers */
-  char store_[2 * ADMIN_HTTP_HEAD_CEILING + 2]; /* private: copied head */
+  /* private: the copied head (up to the ceiling and its NUL), then the
+   * decoded query (at most its bytes + 2 per parameter) and route
+   * parameters (at most the path's bytes + a name and NUL per parameter) */
+  char store_[2 * ADMIN_HTTP_HEAD_CEILING + 2 + 2 * ADMIN_HTTP_MAX_QUERY +
+              ADMIN_HTTP_MAX_PARAMS * 66];
   size_t dec_;                                  /* private: store_ used */
   void *conn_;                                  /* private */
 } admin_http_req_t;
@@ -91,6 +95,11 @@ typedef struct {
   uint64_t read_timeout_ms;  /* default 10000 */
   unsigned max_connections;  /* default 64; more are answered 503 */
   bool keep_alive;           /* default true */
+  /* Host header names answered, comma-separated, case-insensitive,
+   * without ports; the loopback names (localhost, 127.0.0.0/8, [::1])
+   * always pass, and a request without Host too. NULL or "*" (default
+   * NULL): any. Others get 403. */
+  const char *allowed_hosts;
 } admin_http_opts_t;
 
 /* Defaults for every field. */
@@ -108,10 +117,12 @@ typedef void (*admin_http_handler_t)(admin_http_req_t *req, void *arg);
 admin_http_t *admin_http_new(uv_loop_t *loop, const admin_http_opts_t *opts);
 
 /* Route method + pattern to fn. pattern is "/a/b" or "/sagas/{id}": a
- * {name} segment matches one non-empty segment, percent-decoded into
- * req->params. Routes are tried in the order added; a path that matches a
- * route with another method gets 405 with an Allow header, no match 404.
- * Returns 0, or -1 when the pattern is malformed or out of memory. */
+ * {name} segment (a name of 1 to 64 characters) matches one non-empty
+ * segment, percent-decoded into req->params. Routes are tried in the
+ * order added; a GET route serves HEAD too (its head, no body); a path
+ * that matches a route with another method gets 405 with an Allow header,
+ * no match 404. Returns 0, or -1 when the pattern is malformed or out of
+ * memory. */
 int admin_http_route(admin_http_t *s, const char *method, const char *pattern,
                      admin_http_handler_t fn, void *arg);
 

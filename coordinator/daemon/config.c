@@ -45,6 +45,7 @@ static int check_topic(const char *value, char *msg, size_t len);
 static int check_topic_or_empty(const char *value, char *msg, size_t len);
 static int check_hostport(const char *value, char *msg, size_t len);
 static int check_listen(const char *value, char *msg, size_t len);
+static int check_hosts(const char *value, char *msg, size_t len);
 static int check_endpoint(const char *value, char *msg, size_t len);
 
 /* Order matches sagad_log_level_t in log.h and sagad_log_format_t. */
@@ -128,6 +129,15 @@ static const prop_t props[] = {
      "starts, the timeline page); port 0 picks a free port and logs it; the "
      "host is an address (127.0.0.1, 0.0.0.0, [::1]), not a name",
      check_listen, 0},
+    {"admin.allowed_hosts", T_STRING, OFF(admin_allowed_hosts), 0, 1000, "",
+     NULL,
+     "Host header names the admin endpoint answers besides 127.0.0.1, "
+     "[::1] and localhost, comma-separated (sagad.internal,ops.example), or "
+     "* for any; empty: any when admin.listen is not a loopback address, "
+     "none besides those when it is, so a web page the operator visits "
+     "cannot reach a loopback-bound endpoint through a name it points at "
+     "127.0.0.1 (DNS rebinding): others get 403",
+     check_hosts, 0},
     {"shutdown.timeout_ms", T_DURATION, OFF(shutdown_timeout_ms), 100,
      600000, "10s", NULL,
      "bound on a graceful shutdown (stop input, flush appends, commit "
@@ -313,6 +323,37 @@ static int check_hostport(const char *value, char *msg, size_t len) {
 /* admin.listen: host:port whose host is an address, not a name (the
  * server binds it as given; a name would only fail at the start, without
  * the place it was set). IPv6 in brackets: [::1]:8080. */
+/* admin.allowed_hosts: "*", or comma-separated host names (letters,
+ * digits, '.', '-', '_'), no ports or schemes. */
+static int check_hosts(const char *value, char *msg, size_t len) {
+  if (!strcmp(value, "*") || !*value)
+    return 0;
+  int i = 1;
+  for (const char *p = value;; i++) {
+    size_t n = strcspn(p, ",");
+    const char *w = p;
+    size_t wn = n;
+    while (wn && *w == ' ')
+      w++, wn--;
+    while (wn && w[wn - 1] == ' ')
+      wn--;
+    size_t ok = 0;
+    while (ok < wn && (isalnum((unsigned char)w[ok]) || w[ok] == '.' ||
+                       w[ok] == '-' || w[ok] == '_'))
+      ok++;
+    if (!wn || ok != wn) {
+      snprintf(msg, len,
+               "entry %d \"%.*s\": expected a host name (letters, digits, "
+               ". - _), without a port or scheme, or * alone for any",
+               i, (int)(n > 100 ? 100 : n), p);
+      return -1;
+    }
+    if (!p[n])
+      return 0;
+    p += n + 1;
+  }
+}
+
 static int check_listen(const char *value, char *msg, size_t len) {
   if (check_hostport(value, msg, len) != 0)
     return -1;

@@ -69,6 +69,8 @@ typedef struct {
   int64_t batch_max_events;
   int64_t input_max_held;         /* back-pressure: 0 = none */
   char *admin_listen;             /* "host:port" */
+  char *admin_allowed_hosts;      /* Host names answered besides loopback's;
+                                     "" = by admin.listen, "*" = any */
   int64_t shutdown_timeout_ms;
   int64_t payload_max_bytes;
   int64_t output_cache_bytes;

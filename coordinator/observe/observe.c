@@ -4,6 +4,7 @@
  * observer slots, never saga state; decides nothing about sagas. */
 #include "observe.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1596,6 +1597,18 @@ static void otlp_watch(sagad_observe_t *o) {
   }
 }
 
+/* Whether the admin endpoint's address is a loopback one (127.0.0.0/8,
+ * ::1): reached from this machine alone. */
+static bool listen_is_loopback(const char *host) {
+  struct sockaddr_in a4;
+  struct sockaddr_in6 a6;
+  if (uv_ip4_addr(host, 0, &a4) == 0)
+    return (ntohl(a4.sin_addr.s_addr) >> 24) == 127;
+  if (uv_ip6_addr(host, 0, &a6) == 0)
+    return IN6_IS_ADDR_LOOPBACK(&a6.sin6_addr);
+  return false;
+}
+
 int sagad_observe_start(const sagad_observe_opts_t *opts,
                         sagad_observe_t **out, char *errbuf, size_t errlen) {
   sagad_observe_t *o = calloc(1, sizeof *o);
@@ -1639,6 +1652,11 @@ int sagad_observe_start(const sagad_observe_opts_t *opts,
   admin_http_opts_init(&ho);
   ho.host = o->host;
   ho.port = port;
+  /* admin.allowed_hosts; empty: the loopback names alone on a loopback
+   * address (no page can reach it through a name it points here), any
+   * Host on others */
+  const char *ah = opts->cfg->admin_allowed_hosts;
+  ho.allowed_hosts = ah && *ah ? ah : listen_is_loopback(o->host) ? "" : "*";
   /* room for any input a command can carry, and one byte more, so that a
    * start larger than that reaches src_start and its 413 names the limit
    * (payload.max_bytes and kafka.message.max.bytes may allow far more

@@ -306,6 +306,141 @@ static void test_server_routes_and_decodes_path_parameters(void **state) {
   stop(f, t);
 }
 
+/* Everything the server sends until it closes (recv's timeout bounds a
+ * wait), NUL-terminated. */
+static char *read_all(int fd, size_t *n_out) {
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  assert_non_null(buf);
+  ssize_t k;
+  while (n + 1 < cap && (k = recv(fd, buf + n, cap - 1 - n, 0)) > 0)
+    n += (size_t)k;
+  buf[n] = '\0';
+  *n_out = n;
+  return buf;
+}
+
+/* HEAD is a GET without its body: the head (with the GET's
+ * Content-Length) and nothing after it, so the next answer on the
+ * connection starts right there; a HEAD on a route without GET gets 405,
+ * again with no body, and GET routes name HEAD in Allow. Before, HEAD got
+ * 405 with a body, which a client took for the next answer's start. */
+static void test_head_answers_the_gets_head_without_a_body(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(NULL, &t);
+  int fd = http_connect(f->port);
+  const char *three = "HEAD /sagas/abc HTTP/1.1\r\n\r\n"
+                      "HEAD /echo HTTP/1.1\r\n\r\n"
+                      "GET /sagas/xyz HTTP/1.1\r\nConnection: close\r\n\r\n";
+  http_send(fd, three, strlen(three));
+  size_t n = 0;
+  char *all = read_all(fd, &n);
+  close(fd);
+  /* first: 200, the GET's length (its body "abc|-" is 5 bytes), no body */
+  assert_int_equal(strncmp(all, "HTTP/1.1 200 ", 13), 0);
+  char *end1 = strstr(all, "\r\n\r\n");
+  assert_non_null(end1);
+  assert_non_null(strstr(all, "Content-Length: 5\r\n"));
+  assert_true(strstr(all, "Content-Length: 5\r\n") < end1);
+  /* second, right after: 405 naming POST, no body either */
+  char *second = end1 + 4;
+  assert_int_equal(strncmp(second, "HTTP/1.1 405 ", 13), 0);
+  char *end2 = strstr(second, "\r\n\r\n");
+  assert_non_null(end2);
+  /* third, right after: the GET, with its body */
+  char *third = end2 + 4;
+  if (strncmp(third, "HTTP/1.1 200 ", 13) != 0)
+    fail_msg("the answer after two HEADs: %s", third);
+  assert_non_null(strstr(third, "\r\n\r\nxyz|-"));
+  free(all);
+  /* a GET route names HEAD in Allow */
+  int st;
+  char *r = http_roundtrip(f->port, "PUT /sagas/a HTTP/1.1\r\n\r\n", &st);
+  assert_int_equal(st, 405);
+  assert_non_null(strstr(r, "\r\nAllow: GET, HEAD\r\n"));
+  free(r);
+  stop(f, t);
+}
+
+static void loopback_hosts(admin_http_opts_t *o) {
+  o->allowed_hosts = "ops.example, Sagad.Internal";
+}
+
+/* With allowed_hosts set, a Host naming another name is refused (403,
+ * naming it), whatever the route or method: a page whose name was
+ * pointed at 127.0.0.1 (DNS rebinding) reads and posts nothing. The
+ * loopback names, the listed ones (any case, any port) and a request
+ * without Host pass. */
+static void test_a_host_not_allowed_is_refused(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(loopback_hosts, &t);
+  static const char *const ok[] = {"127.0.0.1:8080", "localhost",
+                                   "LOCALHOST:1", "[::1]:8080", "127.1.2.3",
+                                   "ops.example", "sagad.internal:8080"};
+  static const char *const refused[] = {"evil.example:8080", "localhost.evil",
+                                        "127.0.0.1.evil", "ops.example.evil",
+                                        "[::2]:8080", "10.0.0.1"};
+  char req[256];
+  int st;
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    snprintf(req, sizeof req, "GET /sagas/a HTTP/1.1\r\nHost: %s\r\n\r\n",
+             ok[i]);
+    char *r = http_roundtrip(f->port, req, &st);
+    if (st != 200)
+      fail_msg("Host %s: %d", ok[i], st);
+    free(r);
+  }
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    snprintf(req, sizeof req,
+             "POST /echo HTTP/1.1\r\nHost: %s\r\nContent-Length: 2\r\n"
+             "\r\n{}",
+             refused[i]);
+    char *r = http_roundtrip(f->port, req, &st);
+    if (st != 403 || !strstr(r, "admin.allowed_hosts"))
+      fail_msg("Host %s: %d %s", refused[i], st, r ? r : "");
+    free(r);
+  }
+  char *r = http_roundtrip(f->port, "GET /sagas/a HTTP/1.0\r\n\r\n", &st);
+  assert_int_equal(st, 200);
+  free(r);
+  stop(f, t);
+}
+
+static void largest_head(admin_http_opts_t *o) {
+  o->limits.max_head = ADMIN_HTTP_HEAD_CEILING;
+}
+
+/* A head at the ceiling whose query decodes to more bytes than it holds
+ * (32 names without values: "a\0" and "\0" each) fits the request's
+ * store: answered, never written past it (ASan watches). */
+static void test_a_query_at_the_head_ceiling_fits_its_store(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(largest_head, &t);
+  size_t cap = ADMIN_HTTP_HEAD_CEILING + 64;
+  char *req = malloc(cap);
+  assert_non_null(req);
+  const char *tail = " HTTP/1.1\r\nConnection: close\r\n\r\n";
+  size_t n = (size_t)snprintf(req, cap, "GET /sagas/q?");
+  size_t fill = ADMIN_HTTP_HEAD_CEILING - strlen(tail) - n - 31 * 2;
+  memset(req + n, 'a', fill);
+  n += fill;
+  for (int i = 0; i < 31; i++) {
+    req[n++] = '&';
+    req[n++] = 'a';
+  }
+  n += (size_t)snprintf(req + n, cap - n, "%s", tail);
+  assert_int_equal(n, ADMIN_HTTP_HEAD_CEILING);
+  int st;
+  char *r = http_roundtrip(f->port, req, &st);
+  assert_int_equal(st, 200);
+  free(r);
+  free(req);
+  stop(f, t);
+}
+
 static void test_keep_alive_answers_pipelined_requests_in_order(void **state) {
   (void)state;
   loop_thread_t *t;
@@ -489,6 +624,9 @@ int main(void) {
       cmocka_unit_test(test_http_1_0_closes_unless_asked_to_keep_alive),
       cmocka_unit_test(test_parser_survives_random_and_truncated_input),
       cmocka_unit_test(test_server_routes_and_decodes_path_parameters),
+      cmocka_unit_test(test_head_answers_the_gets_head_without_a_body),
+      cmocka_unit_test(test_a_query_at_the_head_ceiling_fits_its_store),
+      cmocka_unit_test(test_a_host_not_allowed_is_refused),
       cmocka_unit_test(test_keep_alive_answers_pipelined_requests_in_order),
       cmocka_unit_test(test_bounds_answer_431_413_and_408),
       cmocka_unit_test(test_connections_over_the_limit_get_503),

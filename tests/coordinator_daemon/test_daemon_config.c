@@ -145,6 +145,16 @@ static void test_typed_values_parse_and_reject(void **state) {
   assert_int_equal(set(cfg, "admin.listen", "localhost"),
                    SAGAD_CONFIG_INVALID);
   assert_int_equal(set(cfg, "admin.listen", "[::1]:9090"), 0);
+  /* host names, or * alone; a port or a scheme is refused, named */
+  assert_int_equal(set(cfg, "admin.allowed_hosts", "sagad.internal, ops-1"),
+                   0);
+  assert_int_equal(set(cfg, "admin.allowed_hosts", "*"), 0);
+  assert_int_equal(set(cfg, "admin.allowed_hosts", "a.b,http://c"),
+                   SAGAD_CONFIG_INVALID);
+  assert_non_null(strstr(errbuf, "entry 2 \"http://c\": expected a host "
+                                 "name"));
+  assert_int_equal(set(cfg, "admin.allowed_hosts", "a,,b"),
+                   SAGAD_CONFIG_INVALID);
   sagad_config_free(cfg);
 }
 

@@ -81,7 +81,7 @@ static void wait_ready(e2e_t *t, int port, const char *want) {
 static char *post(int port, const char *id, int *status) {
   char req[512];
   snprintf(req, sizeof req,
-           "POST /sagas/slow?id=%s HTTP/1.1\r\nHost: x\r\n"
+           "POST /sagas/slow?id=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
            "Content-Type: application/json\r\nContent-Length: 2\r\n"
            "Connection: close\r\n\r\n{}",
            id);

@@ -231,7 +231,7 @@ static void test_an_input_no_command_can_carry_is_rejected(void **state) {
   memcpy(body + blen - 2, "\"}", 2);
   char head[256];
   int hl = snprintf(head, sizeof head,
-                    "POST /sagas/slow?id=p-wontfit-http HTTP/1.1\r\nHost: x\r\n"
+                    "POST /sagas/slow?id=p-wontfit-http HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     "Content-Type: application/json\r\nContent-Length: "
                     "%zu\r\nConnection: close\r\n\r\n",
                     blen);
@@ -268,7 +268,7 @@ static void test_an_input_no_command_can_carry_is_rejected(void **state) {
     memcpy(body, "{\"x\":\"", 6);
     memcpy(body + blen - 2, "\"}", 2);
     hl = snprintf(head, sizeof head,
-                  "POST /sagas/slow?id=p-big-%zu HTTP/1.1\r\nHost: x\r\n"
+                  "POST /sagas/slow?id=p-big-%zu HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   "Content-Type: application/json\r\nContent-Length: "
                   "%zu\r\nConnection: close\r\n\r\n",
                   k, blen);

@@ -115,7 +115,7 @@ static e2e_answer_t script(const char *id, int step, int compensate,
 /* GET path from sagad's admin endpoint; the body (malloc'd) and status. */
 static char *get(const char *path, int *status) {
   char req[512];
-  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n"
+  snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                             "Connection: close\r\n\r\n",
            path);
   char *r = http_roundtrip(admin_port, req, status);
@@ -130,7 +130,7 @@ static char *post_start(const char *type, const char *id, const char *tp,
   const char *body = "{\"amount\":10}";
   char req[1024];
   snprintf(req, sizeof req,
-           "POST /sagas/%s?id=%s HTTP/1.1\r\nHost: x\r\n"
+           "POST /sagas/%s?id=%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
            "Content-Type: application/json\r\nContent-Length: %zu\r\n"
            "%s%s%sConnection: close\r\n\r\n%s",
            type, id, strlen(body), tp ? "traceparent: " : "", tp ? tp : "",
@@ -336,7 +336,7 @@ static void test_post_with_an_id_holding_a_slash_gets_400(void **s) {
   assert_non_null(strstr(b, "query parameter id"));
   free(b);
   char *r = http_roundtrip(admin_port,
-                           "POST /sagas/fast HTTP/1.1\r\nHost: x\r\n"
+                           "POST /sagas/fast HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                            "Idempotency-Key: a/b\r\nContent-Length: 2\r\n"
                            "Connection: close\r\n\r\n{}",
                            &st);
@@ -344,7 +344,7 @@ static void test_post_with_an_id_holding_a_slash_gets_400(void **s) {
   assert_non_null(strstr(r, "header Idempotency-Key"));
   free(r);
   r = http_roundtrip(admin_port,
-                     "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                      "\r\n",
                      &st);
   assert_int_equal(st, 302);
@@ -635,6 +635,41 @@ static void test_a_recovered_saga_continues_its_trace(void **s) {
   cJSON_Delete(s1);
 }
 
+/* sagad listens on 127.0.0.1 with admin.allowed_hosts empty: a request
+ * naming another host (a page whose name was pointed at 127.0.0.1, DNS
+ * rebinding) is refused with 403 before any route runs, a start too; the
+ * loopback names pass. */
+static void test_the_loopback_endpoint_answers_loopback_names_only(void **s) {
+  (void)s;
+  int st = 0;
+  char req[512];
+  snprintf(req, sizeof req,
+           "GET /sagas HTTP/1.1\r\nHost: evil.example:%d\r\n"
+           "Connection: close\r\n\r\n",
+           admin_port);
+  char *r = http_roundtrip(admin_port, req, &st);
+  assert_int_equal(st, 403);
+  assert_non_null(strstr(r, "admin.allowed_hosts"));
+  free(r);
+  const char *body = "{\"amount\":1}";
+  snprintf(req, sizeof req,
+           "POST /sagas/fast?id=obs-rebound HTTP/1.1\r\nHost: evil.example\r\n"
+           "Origin: http://evil.example\r\nContent-Type: application/json\r\n"
+           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+           strlen(body), body);
+  r = http_roundtrip(admin_port, req, &st);
+  assert_int_equal(st, 403);
+  free(r);
+  assert_string_equal(e2e_status(t, "obs-rebound"), "");
+  snprintf(req, sizeof req,
+           "GET /healthz HTTP/1.1\r\nHost: localhost:%d\r\n"
+           "Connection: close\r\n\r\n",
+           admin_port);
+  r = http_roundtrip(admin_port, req, &st);
+  assert_int_equal(st, 200);
+  free(r);
+}
+
 /* The exporter's failures reach the log: a collector that is not there
  * is named with curl's reason once (not at every retry), so a wrong host
  * or a TLS problem does not pass in silence. */
@@ -700,6 +735,8 @@ int main(void) {
           test_prometheus_scrapes_sagad_and_answers_a_saga_counter),
       cmocka_unit_test(
           test_an_unsampled_trace_stays_unsampled_and_exports_nothing),
+      cmocka_unit_test(
+          test_the_loopback_endpoint_answers_loopback_names_only),
       cmocka_unit_test(test_a_recovered_saga_continues_its_trace),
       cmocka_unit_test(
           test_a_failing_span_export_is_logged_once_with_its_reason),

@@ -1,6 +1,7 @@
 /* Admin API handlers (admin_api.h): validate, call the source, answer. */
 #include "admin_api.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,47 @@ static bool flag_param(admin_http_req_t *req, const char *name, bool *out) {
   return false;
 }
 
+/* The parameters GET /sagas knows. */
+static const char *const list_params[] = {"state", "type",  "after",
+                                          "since", "until", "order",
+                                          "stuck", "counts", "limit", NULL};
+
+/* Every query parameter of req is one of known and given once; false
+ * with a 400 naming the first that is not (a misspelt filter, or
+ * status= for state=, would list every saga as if no filter were
+ * asked). */
+static bool params_known(admin_http_req_t *req, const char *const *known,
+                         const char *list) {
+  for (size_t i = 0; i < req->nquery; i++) {
+    const char *name = req->query[i].name;
+    size_t k = 0;
+    while (known[k] && strcmp(known[k], name) != 0)
+      k++;
+    char msg[300];
+    if (!known[k]) {
+      snprintf(msg, sizeof msg, "unknown parameter \"%.64s\" (known: %s)",
+               name, list);
+      admin_http_respond_error(req, 400, msg);
+      return false;
+    }
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(req->query[j].name, name)) {
+        snprintf(msg, sizeof msg, "parameter \"%s\" given twice", name);
+        admin_http_respond_error(req, 400, msg);
+        return false;
+      }
+  }
+  return true;
+}
+
+/* The media type of a Content-Type value is application/json (any case,
+ * parameters after ';' allowed): application/jsonp or application/json5
+ * is not. */
+static bool is_json_type(const char *ct) {
+  size_t n = strcspn(ct, "; \t");
+  return n == 16 && !strncasecmp(ct, "application/json", 16);
+}
+
 static void h_list(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
   admin_list_query_t q = {.limit = ADMIN_LIST_DEFAULT};
@@ -171,6 +213,10 @@ static void h_list(admin_http_req_t *req, void *arg) {
     admin_http_respond_error(req, 501, "saga listing not provided");
     return;
   }
+  if (!params_known(req, list_params,
+                    "state, type, after, since, until, order, stuck, "
+                    "counts, limit"))
+    return;
   q.state = param(req, "state");
   if (q.state && !iq_status_known(q.state)) {
     admin_http_respond_error(req, 400,
@@ -202,11 +248,13 @@ static void h_list(admin_http_req_t *req, void *arg) {
   if (!flag_param(req, "stuck", &q.stuck) ||
       !flag_param(req, "counts", &q.counts))
     return;
-  const char *limit = admin_http_query(req, "limit");
+  const char *limit = param(req, "limit");
   if (limit) {
     char *end;
     long v = strtol(limit, &end, 10);
-    if (*end || end == limit || v < 1 || v > ADMIN_LIST_MAX) {
+    /* digits alone: strtol would take " 5" (a '+' decodes to a space) */
+    if (!isdigit((unsigned char)limit[0]) || *end || v < 1 ||
+        v > ADMIN_LIST_MAX) {
       admin_http_respond_error(req, 400, "limit must be between 1 and 1000");
       return;
     }
@@ -303,7 +351,7 @@ static void h_start(admin_http_req_t *req, void *arg) {
   if (!same_origin(req))
     return;
   const char *ct = admin_http_header(req, "Content-Type");
-  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+  if (ct && !is_json_type(ct)) {
     admin_http_respond_error(req, 415, "body must be application/json");
     return;
   }
@@ -360,7 +408,7 @@ static bool operator_request(admin_http_req_t *req, const char **id,
   if (!same_origin(req))
     return false;
   const char *ct = admin_http_header(req, "Content-Type");
-  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+  if (ct && !is_json_type(ct)) {
     admin_http_respond_error(req, 415, "body must be application/json");
     return false;
   }

@@ -321,6 +321,15 @@ static void test_list_validates_filters_and_pages_with_a_cursor(
       {"order=sideways", "order must be newest or oldest"},
       {"state=stuck", "state must be one of running, compensating, "},
       {"counts=maybe", "counts must be true or false"},
+      /* a misspelt or repeated filter is refused, never ignored (the list
+       * would hold every saga as if none were asked) */
+      {"status=compensation_failed", "unknown parameter \\\"status\\\""},
+      {"limt=5", "unknown parameter \\\"limt\\\" (known: state, type"},
+      {"state=running&state=completed", "parameter \\\"state\\\" given twice"},
+      /* digits alone: '+' decodes to a space, which strtol skipped */
+      {"limit=+5", "limit must be between 1 and 1000"},
+      {"limit=%2B5", "limit must be between 1 and 1000"},
+      {"limit=-5", "limit must be between 1 and 1000"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     snprintf(req, sizeof req, "GET /sagas?%s HTTP/1.1\r\n\r\n", bad[i].query);
@@ -354,6 +363,13 @@ static void test_start_is_idempotent_on_the_client_id(void **state) {
   free(call("POST /sagas/order?id=x HTTP/1.1\r\nContent-Type: text/plain\r\n"
             "Content-Length: 2\r\n\r\n{}",
             415));
+  /* the whole media type: not one that starts like it */
+  free(call("POST /sagas/order?id=x HTTP/1.1\r\nContent-Type: "
+            "application/jsonp\r\nContent-Length: 2\r\n\r\n{}",
+            415));
+  free(call("POST /sagas/order?id=o-10 HTTP/1.1\r\nContent-Type: "
+            "Application/JSON; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}",
+            201));
 }
 
 /* An id the idempotency key cannot carry ('/' is its separator) is the

@@ -19,6 +19,11 @@ typedef struct {
 } es__migration_t;
 extern const es__migration_t es__migrations[];
 extern const size_t es__n_migrations;
+/* es_migrate_to on a connection of the caller's (connected; left open,
+ * the migration lock released): for a store that connects with
+ * conn_defaults. target is checked by the caller. */
+int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
+                   size_t errlen);
 
 /* ---- growable byte buffer with a ceiling ---- */
 typedef struct {

@@ -1,6 +1,7 @@
 /* Schema migrations: the numbered SQL files of eventstore/migrations,
  * compiled in, applied in order, each in its own transaction and recorded
  * in es_schema_version. An advisory lock makes concurrent runs safe. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -65,18 +66,38 @@ int es_migrate_to(const char *conninfo, int target, int *version,
     return ES_ERR_INVALID;
   }
   PGconn *c = PQconnectdb(conninfo);
-  es__quiet(c);
-  int rc = 0, have = 0;
+  int rc;
   if (!c || PQstatus(c) != CONNECTION_OK) {
     es__set_msg(errbuf, errlen, "could not connect to the database: %s",
                 c ? PQerrorMessage(c) : "out of memory");
     rc = c ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
-    goto out;
+    if (version)
+      *version = 0;
+  } else {
+    rc = es__migrate_on(c, target, version, errbuf, errlen);
   }
+  PQfinish(c);
+  return rc;
+}
+
+int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
+                   size_t errlen) {
+  es__quiet(c);
+  int rc = 0, have = 0;
+  bool locked = false;
   /* Up to date already: nothing to lock or create, so a role without the
    * right to create tables (es_writer's, a service's) may call this at
    * every start. Versions only grow, so no lock is needed to see it. */
-  if ((have = recorded_version(c)) >= target && have <= es_schema_version())
+  if ((have = recorded_version(c)) > es_schema_version()) {
+    /* said at once, without the lock or any DDL (a service's role would
+     * be refused the DDL first, with the wrong reason) */
+    es__set_msg(errbuf, errlen,
+                "database schema version %d is newer than this library's %d",
+                have, es_schema_version());
+    rc = ES_ERR_SCHEMA;
+    goto out;
+  }
+  if (have >= target)
     goto out;
   have = 0;
   if ((rc = exec_ok(c, "SET client_min_messages = warning", errbuf, errlen,
@@ -84,10 +105,10 @@ int es_migrate_to(const char *conninfo, int target, int *version,
       (rc = exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", errbuf,
                     errlen, "could not take the migration lock")))
     goto out;
+  locked = true;
   /* Another run may have brought it up to date while this one waited for
    * the lock: then there is nothing to create either (a role that may not
-   * create tables is refused CREATE TABLE IF NOT EXISTS too). The
-   * connection's end releases the lock. */
+   * create tables is refused CREATE TABLE IF NOT EXISTS too). */
   if ((have = recorded_version(c)) >= target && have <= es_schema_version())
     goto out;
   have = 0;
@@ -134,10 +155,10 @@ int es_migrate_to(const char *conninfo, int target, int *version,
     }
     have = m->version;
   }
-  PQclear(PQexec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")"));
 out:
+  if (locked)
+    PQclear(PQexec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")"));
   if (version)
     *version = have;
-  PQfinish(c);
   return rc;
 }

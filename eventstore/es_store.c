@@ -212,10 +212,13 @@ int es_store_open(const char *conninfo, const es_store_opts_t *opts,
   if (!(s->conninfo = strdup(conninfo)) || !(s->one = es_batch_new(opts)) ||
       conn_params(s, s->opts.conn_defaults) != 0)
     goto fail;
-  if (s->opts.migrate &&
-      (rc = es_migrate(conninfo, NULL, s->msg, sizeof s->msg)))
-    goto fail;
   s->conn = connect_db(s);
+  /* the migration on the store's own connection: the conninfo with
+   * conn_defaults (a host, a password, connect_timeout) */
+  if (s->opts.migrate && s->conn && PQstatus(s->conn) == CONNECTION_OK &&
+      (rc = es__migrate_on(s->conn, es_schema_version(), NULL, s->msg,
+                           sizeof s->msg)))
+    goto fail;
   if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) {
     rc = s->conn ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
     es__set_msg(s->msg, sizeof s->msg, "could not connect to the database: %s",

@@ -90,7 +90,7 @@ static void test_sagad_runs_as_es_writer_once_migrated(void **state) {
   if (!strstr(body, "\"completed\"") || !strstr(body, "Started"))
     fail_msg("GET /sagas/lp-1: %s", body);
   free(body);
-  body = http_get_body(port, "/sagas?status=completed");
+  body = http_get_body(port, "/sagas?state=completed");
   assert_non_null(body);
   assert_non_null(strstr(body, "lp-1"));
   free(body);

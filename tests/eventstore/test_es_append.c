@@ -54,6 +54,22 @@ static void test_an_up_to_date_database_needs_no_ddl_rights_to_migrate(
   assert_int_equal(v, es_schema_version());
   assert_int_equal(es_migrate_to(ci, 1, &v, err, sizeof err), 0);
   assert_int_equal(v, es_schema_version());
+  /* a database a newer library migrated is said to be newer, at once:
+   * not a DDL refusal */
+  {
+    char *newer = ts_pg_create_database("es_newer_writer");
+    assert_int_equal(es_migrate(newer, &v, err, sizeof err), 0);
+    PGconn *own = est_raw(newer);
+    est_scalar(own, "INSERT INTO es_schema_version (version, name) VALUES "
+                    "(9999, 'from a later release')");
+    PQfinish(own);
+    char wci[1024];
+    snprintf(wci, sizeof wci, "%s options='-c role=es_writer'", newer);
+    assert_int_equal(es_migrate(wci, &v, err, sizeof err), ES_ERR_SCHEMA);
+    if (!strstr(err, "database schema version 9999 is newer"))
+      fail_msg("%s", err);
+    est_drop(newer);
+  }
   /* on a bare database the same role is refused, with the reason */
   char *bare = ts_pg_create_database("es_bare_writer");
   snprintf(ci, sizeof ci, "%s options='-c role=es_writer'", bare);
@@ -439,6 +455,38 @@ static void test_connection_defaults_apply_unless_the_conninfo_sets_them(
   PQfinish(admin);
 }
 
+/* es_store_open with migrate runs the migration with the conn_defaults
+ * too. Seen through a default that changes the role: on a bare database
+ * the migration, run as es_writer, is refused (before, it ran on the
+ * bare conninfo as the owner and the store then opened as es_writer);
+ * once the owner migrated, the same open passes, creating nothing. */
+static void test_a_migrating_open_migrates_with_the_conn_defaults(
+    void **state) {
+  (void)state;
+  char *bare = ts_pg_create_database("es_migrate_defaults");
+  static const char *const defaults[] = {"options", "-c role=es_writer",
+                                         NULL};
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.migrate = 1;
+  o.conn_defaults = defaults;
+  char err[ES_ERRBUF_SIZE] = "";
+  es_store_t *s = NULL;
+  assert_int_equal(es_store_open(bare, &o, &s, err, sizeof err),
+                   ES_ERR_SCHEMA);
+  if (!strstr(err, "permission denied"))
+    fail_msg("es_store_open: %s", err);
+  assert_null(s);
+  int v = 0;
+  assert_int_equal(es_migrate(bare, &v, err, sizeof err), 0);
+  int rc = es_store_open(bare, &o, &s, err, sizeof err);
+  if (rc != 0)
+    fail_msg("es_store_open after the migration: %s (%s)", err,
+             es_err_name(rc));
+  es_store_close(s);
+  est_drop(bare);
+}
+
 /* A call refused for a missing argument says which in the last error,
  * not the text of an earlier call that failed. */
 static void test_a_missing_argument_is_named_by_the_last_error(void **state) {
@@ -590,6 +638,7 @@ int main(void) {
           test_an_up_to_date_database_needs_no_ddl_rights_to_migrate),
       cmocka_unit_test(test_a_writer_that_waited_for_a_migration_needs_no_ddl),
       cmocka_unit_test(test_open_on_an_unmigrated_database_returns_schema),
+      cmocka_unit_test(test_a_migrating_open_migrates_with_the_conn_defaults),
       cmocka_unit_test(test_append_then_read_stream_returns_events_and_metadata),
       cmocka_unit_test(
           test_append_with_a_stale_version_returns_conflict_and_writes_nothing),

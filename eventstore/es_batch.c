@@ -64,6 +64,10 @@ void es_batch_free(es_batch_t *b) {
 
 size_t es_batch_size(const es_batch_t *b) { return b ? b->n_streams : 0; }
 
+const char *es_batch_last_error(const es_batch_t *b) {
+  return b ? b->msg : "no batch";
+}
+
 const es_append_result_t *es_batch_result(const es_batch_t *b, size_t i) {
   return (b && i < b->n_streams) ? &b->results[i] : NULL;
 }
@@ -214,8 +218,15 @@ static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
   }
   for (size_t i = 0; i < n; i++)
     if ((rc = es__check_event(&events[i], b->max_payload, b->msg,
-                              sizeof b->msg)))
+                              sizeof b->msg))) {
+      if (n > 1) { /* which of them */
+        char why[sizeof b->msg];
+        memcpy(why, b->msg, sizeof why);
+        es__set_msg(b->msg, sizeof b->msg, "event %zu of %zu: %s", i + 1, n,
+                    why);
+      }
       return rc;
+    }
   if ((rc = grow_streams(b))) {
     es__set_msg(b->msg, sizeof b->msg, "out of memory");
     return rc;

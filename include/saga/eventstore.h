@@ -383,6 +383,14 @@ ES_EXPORT int es_batch_add_statement_replanned(es_batch_t *batch,
 
 /* Number of streams added. */
 ES_EXPORT size_t es_batch_size(const es_batch_t *batch);
+/* Why the last es_batch_add* call on batch that failed was refused, naming
+ * the argument and the fault ("event 3 of 5: event type is empty",
+ * "metadata key \"k\" is given twice"); "" when none failed since the
+ * batch was made or
+ * reset. Valid until the next call on the batch. NULL batch: "no batch".
+ * (es_batch_execute's failures are the store's: es_store_last_error,
+ * es_async_last_error.) */
+ES_EXPORT const char *es_batch_last_error(const es_batch_t *batch);
 /* Outcome of stream i after execution (NULL when i is out of range).
  * Valid until the batch is added to, reset, freed or executed again. */
 ES_EXPORT const es_append_result_t *es_batch_result(const es_batch_t *batch,

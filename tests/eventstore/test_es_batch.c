@@ -742,12 +742,39 @@ static void test_a_replanned_statement_runs_with_its_batch(void **state) {
   es_store_close(s);
 }
 
+/* A refused add says why through es_batch_last_error: the argument and
+ * the fault, which event of several; "" after a reset. Before, the
+ * reason was kept where no caller could read it. */
+static void test_a_refused_add_says_why(void **state) {
+  (void)state;
+  es_batch_t *b = es_batch_new(NULL);
+  assert_non_null(b);
+  assert_string_equal(es_batch_last_error(b), "");
+  es_event_t ev[3] = {est_event("A", "1"), est_event("", "2"),
+                      est_event("C", "3")};
+  assert_int_equal(es_batch_add(b, "why-1", ES_NO_STREAM, ev, 3),
+                   ES_ERR_INVALID);
+  if (!strstr(es_batch_last_error(b), "event 2 of 3: ") ||
+      !strstr(es_batch_last_error(b), "type"))
+    fail_msg("%s", es_batch_last_error(b));
+  assert_int_equal(es_batch_add(b, "", ES_NO_STREAM, ev, 1), ES_ERR_INVALID);
+  assert_non_null(strstr(es_batch_last_error(b), "stream id"));
+  assert_int_equal(es_batch_add_statement(b, "COMMIT", 0, NULL),
+                   ES_ERR_INVALID);
+  assert_non_null(strstr(es_batch_last_error(b), "batch statement"));
+  es_batch_reset(b);
+  assert_string_equal(es_batch_last_error(b), "");
+  es_batch_free(b);
+  assert_string_equal(es_batch_last_error(NULL), "no batch");
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(
           test_a_batch_commits_many_streams_and_its_statements_together),
       cmocka_unit_test(test_a_replanned_statement_runs_with_its_batch),
+      cmocka_unit_test(test_a_refused_add_says_why),
       cmocka_unit_test(
           test_a_stale_stream_in_a_batch_reports_conflict_and_the_others_commit),
       cmocka_unit_test(test_a_failing_statement_aborts_the_whole_batch),

@@ -349,6 +349,12 @@ static int check_dir(const char *dir) {
   if (access(dir, W_OK | X_OK) != 0)
     return usage_error("--dir \"%s\": cannot create files in it: %s", dir,
                        strerror(errno));
+  /* the longest path written there: DIR/<table of up to 63 bytes, as
+   * PostgreSQL names it>.archive.gz.part */
+  if (strlen(dir) + 1 + 63 + strlen(".archive.gz.part") >= PATH_MAX)
+    return usage_error("--dir is %zu bytes long: the archive files' paths "
+                       "in it would pass PATH_MAX (%d); give a shorter one",
+                       strlen(dir), PATH_MAX);
   return 0;
 }
 

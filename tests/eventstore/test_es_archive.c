@@ -6,6 +6,7 @@
  * running saga's era is kept whatever its age; the file reads back equal
  * to the stored events, byte for byte; a changed file is refused; a dry
  * run changes nothing; the writer role can neither archive nor drop. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -673,6 +674,29 @@ static void test_usage_errors_say_what_is_wrong(void **state) {
     assert_true(strncmp(out, want, strlen(want)) == 0);
     assert_non_null(strstr(out, "usage: saga-es-archive"));
   }
+  /* a --dir so long that the files' paths would pass PATH_MAX is refused
+   * with the others, before anything is read (it failed at each era,
+   * exit 1, after the candidates were read) */
+  char deep[PATH_MAX];
+  snprintf(deep, sizeof deep, "/tmp/es_archive_deep_%ld", (long)getpid());
+  assert_int_equal(mkdir(deep, 0700), 0);
+  char seg[201];
+  memset(seg, 'd', 200);
+  seg[200] = '\0';
+  while (strlen(deep) + 201 < PATH_MAX - 40) {
+    size_t n = strlen(deep);
+    snprintf(deep + n, sizeof deep - n, "/%s", seg);
+    assert_int_equal(mkdir(deep, 0700), 0);
+  }
+  char out[8192];
+  assert_int_equal(run_tool(out, sizeof out, "dbname=x", "--older-than",
+                            "1d", "--dir", deep, NULL),
+                   2);
+  if (!strstr(out, "--dir is ") || !strstr(out, "would pass PATH_MAX"))
+    fail_msg("%s", out);
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "rm -rf /tmp/es_archive_deep_%ld", (long)getpid());
+  assert_int_equal(system(cmd), 0);
 }
 
 /* The manifest is outside the checksum, so the reader checks each of its

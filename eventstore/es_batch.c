@@ -227,6 +227,19 @@ static int add_check(es_batch_t *b, const char *stream_id, int64_t expected,
       }
       return rc;
     }
+  /* what one append can encode (add_end's bound), judged on the data
+   * before any of it is copied: a copy of up to a gigabyte, grown by
+   * doubling, only to be refused */
+  size_t data = 0;
+  for (size_t i = 0; i < n; i++)
+    data += events[i].data_len;
+  if (data > (size_t)INT32_MAX / 2) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "append to stream \"%s\" carries %zu bytes of event data in "
+                "all, past the %zu one append can encode: split it",
+                stream_id, data, (size_t)INT32_MAX / 2);
+    return ES_ERR_TOO_LARGE;
+  }
   if ((rc = grow_streams(b))) {
     es__set_msg(b->msg, sizeof b->msg, "out of memory");
     return rc;

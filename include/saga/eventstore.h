@@ -347,7 +347,9 @@ ES_EXPORT void es_batch_free(es_batch_t *batch);
 ES_EXPORT void es_batch_reset(es_batch_t *batch);
 
 /* Add an append of n (1 to 100000) events to stream_id with its expected
- * version. Validates and copies the input now: on error nothing is added.
+ * version, their data at most 1 GiB in all (INT32_MAX / 2 bytes: what
+ * one append can encode; past it TOO_LARGE before anything is copied).
+ * Validates and copies the input now: on error nothing is added.
  * Returns the stream's index (>= 0) for es_batch_result, or INVALID /
  * TOO_LARGE / BAD_UTF8 / NOMEM. Nil ids in events are filled in. */
 ES_EXPORT int es_batch_add(es_batch_t *batch, const char *stream_id,

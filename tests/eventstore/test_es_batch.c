@@ -1,12 +1,14 @@
 /* Batch append (group commit) against the embedded PostgreSQL: many
  * streams and extra statements in one transaction and one round trip, and
  * what each stream reports when one of them conflicts or races. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -766,6 +768,28 @@ static void test_a_refused_add_says_why(void **state) {
   assert_string_equal(es_batch_last_error(b), "");
   es_batch_free(b);
   assert_string_equal(es_batch_last_error(NULL), "no batch");
+  /* two events of 600 MB, each within max_payload, are past what one
+   * append encodes: refused on their sizes, before anything is copied
+   * (the pages are never touched: mapped, not written) */
+  es_store_opts_t o;
+  es_store_opts_init(&o);
+  o.max_payload = (size_t)1 << 30;
+  b = es_batch_new(&o);
+  assert_non_null(b);
+  size_t big = (size_t)600 << 20;
+  void *zeros = mmap(NULL, big, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS |
+                                               MAP_NORESERVE,
+                     -1, 0);
+  assert_true(zeros != MAP_FAILED);
+  es_event_t two[2] = {est_event("A", ""), est_event("A", "")};
+  two[0].data = zeros, two[0].data_len = big;
+  two[1].data = zeros, two[1].data_len = big;
+  assert_int_equal(es_batch_add(b, "huge-1", ES_NO_STREAM, two, 2),
+                   ES_ERR_TOO_LARGE);
+  if (!strstr(es_batch_last_error(b), "bytes of event data in all"))
+    fail_msg("%s", es_batch_last_error(b));
+  munmap(zeros, big);
+  es_batch_free(b);
 }
 
 int main(void) {

@@ -12,7 +12,12 @@ topic=ctl-test-$$-$RANDOM
 ctl topic-create "$topic" 1 3
 # Unknown commands are refused with a reason and a non-zero exit.
 if ctl no-such-command 2>/dev/null; then echo "unknown command accepted"; exit 1; fi
-# 10 Produce errors of NOT_ENOUGH_REPLICAS (19), then no retries allowed:
+# 10 Produce errors of NOT_ENOUGH_REPLICAS (19), then no retries allowed.
+# The partition's leader is broker 1, which this test never gives errors
+# of its own: a broker that ever had some (broker 2, below, in an earlier
+# run against the same mock) answers from its own list, empty, and never
+# takes the cluster's.
+ctl partition-leader "$topic" 0 1
 ctl push-errors 0 19 10
 if echo "x" | kcat -P -b "$SAGA_KAFKA_BOOTSTRAP" -t "$topic" -p 0 \
      -X message.send.max.retries=0 -X retries=0 2>/dev/null; then

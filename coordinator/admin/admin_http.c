@@ -14,6 +14,9 @@
 
 #include "text.h"
 
+/* A 400 with its cause, for the answer (req->why). */
+#define BAD(req, text) ((req)->why = (text), -400)
+
 /* ---- parsing -------------------------------------------------------- */
 
 long admin_http_unescape(char *dst, const char *src, size_t n, bool plus) {
@@ -80,7 +83,7 @@ static int parse_query(admin_http_req_t *req, char *q, char **dec) {
     size_t n = amp ? (size_t)(amp - q) : strlen(q);
     if (n > 0) {
       if (req->nquery == ADMIN_HTTP_MAX_QUERY)
-        return -400;
+        return BAD(req, "more than 32 query parameters");
       if (n + 2 > store_left(req, *dec))
         return -431;
       char *eq = memchr(q, '=', n);
@@ -88,13 +91,15 @@ static int parse_query(admin_http_req_t *req, char *q, char **dec) {
       admin_kv_t *kv = &req->query[req->nquery++];
       long k = admin_http_unescape(*dec, q, kn, true);
       if (k < 0)
-        return -400;
+        return BAD(req, "a query parameter's name has a bad %-escape "
+                        "(%XX, two hex digits) or a %00");
       kv->name = *dec;
       *dec += k + 1;
       const char *v = eq ? eq + 1 : q + n;
       long vl = admin_http_unescape(*dec, v, (size_t)(q + n - v), true);
       if (vl < 0)
-        return -400;
+        return BAD(req, "a query parameter's value has a bad %-escape "
+                        "(%XX, two hex digits; a % alone is %25) or a %00");
       kv->value = *dec;
       *dec += vl + 1;
     }
@@ -108,7 +113,8 @@ static int parse_query(admin_http_req_t *req, char *q, char **dec) {
 static int parse_version(admin_http_req_t *req, const char *v) {
   if (strncmp(v, "HTTP/", 5) != 0 || !isdigit((unsigned char)v[5]) ||
       v[6] != '.' || !isdigit((unsigned char)v[7]) || v[8] != '\0')
-    return -400;
+    return BAD(req, "the request line does not end with HTTP/1.0 or "
+                    "HTTP/1.1");
   if (v[5] != '1')
     return -505;
   req->minor = v[7] - '0';
@@ -120,22 +126,22 @@ static int parse_request_line(admin_http_req_t *req, char *line,
                               char **dec) {
   char *sp1 = strchr(line, ' ');
   if (!sp1 || sp1 == line || sp1 - line > 16)
-    return -400;
+    return BAD(req, "the request line is not METHOD /target HTTP/1.1");
   *sp1 = '\0';
   for (char *p = line; *p; p++)
     if (!is_tchar(*p))
-      return -400;
+      return BAD(req, "the method holds a character a token may not");
   char *target = sp1 + 1;
   char *sp2 = strchr(target, ' ');
   if (!sp2 || target[0] != '/')
-    return -400;
+    return BAD(req, "the request line is not METHOD /target HTTP/1.1");
   *sp2 = '\0';
   int rc = parse_version(req, sp2 + 1);
   if (rc != 0)
     return rc;
   for (char *p = target; *p; p++)
     if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-      return -400;
+      return BAD(req, "the target holds a space or a control character");
   char *hash = strchr(target, '#');
   if (hash)
     *hash = '\0';
@@ -163,15 +169,17 @@ static char *trim(char *s) {
 static int parse_header(admin_http_req_t *req, char *line) {
   char *colon = strchr(line, ':');
   if (!colon || colon == line)
-    return -400; /* also obs-fold lines, which start with a space */
+    /* also obs-fold lines, which start with a space */
+    return BAD(req, "a header line is not Name: value (a folded line is "
+                    "not taken)");
   *colon = '\0';
   for (char *p = line; *p; p++)
     if (!is_tchar(*p))
-      return -400;
+      return BAD(req, "a header name holds a character a token may not");
   char *value = trim(colon + 1);
   for (char *p = value; *p; p++)
     if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
-      return -400;
+      return BAD(req, "a header value holds a control character");
   if (req->nheaders == ADMIN_HTTP_MAX_HEADERS)
     return -431;
   req->headers[req->nheaders].name = line;
@@ -189,15 +197,16 @@ static int read_framing(admin_http_req_t *req, long long *clen) {
     const char *n = req->headers[i].name, *v = req->headers[i].value;
     if (strcasecmp(n, "content-length") == 0) {
       if (!*v || strlen(v) > 12)
-        return strlen(v) > 12 ? -413 : -400;
+        return strlen(v) > 12 ? -413
+                              : BAD(req, "Content-Length is empty");
       long long x = 0;
       for (const char *p = v; *p; p++) {
         if (!isdigit((unsigned char)*p))
-          return -400;
+          return BAD(req, "Content-Length is not digits alone");
         x = x * 10 + (*p - '0');
       }
       if (*clen >= 0 && *clen != x)
-        return -400;
+        return BAD(req, "Content-Length given twice with different values");
       *clen = x;
     } else if (strcasecmp(n, "transfer-encoding") == 0) {
       return -501;
@@ -208,7 +217,7 @@ static int read_framing(admin_http_req_t *req, long long *clen) {
         keep = true;
     } else if (strcasecmp(n, "expect") == 0) {
       if (strcasecmp(v, "100-continue") != 0)
-        return -400;
+        return BAD(req, "Expect other than 100-continue");
       req->expect_continue = true;
     }
   }
@@ -231,7 +240,8 @@ int admin_http_parse(admin_http_req_t *req, const char *buf, size_t len,
      * would otherwise wait for a CRLF CRLF that never comes). */
     size_t seen = len < max_head ? len : max_head;
     if (bad_line_end(buf, seen))
-      return -400;
+      return BAD(req, "a line ends with a bare CR or LF (CRLF is "
+                      "needed), or the head holds a NUL");
     return len >= max_head ? -431 : 0;
   }
   memcpy(req->store_, buf, hl);
@@ -239,7 +249,8 @@ int admin_http_parse(admin_http_req_t *req, const char *buf, size_t len,
   char *dec = req->store_ + hl + 1;
   /* Lines end with CRLF; a bare CR or LF, or a NUL, is malformed. */
   if (bad_line_end(req->store_, hl))
-    return -400;
+    return BAD(req, "a line ends with a bare CR or LF (CRLF is needed), "
+                    "or the head holds a NUL");
   char *line = req->store_;
   int rc = 0;
   bool first = true;
@@ -253,7 +264,7 @@ int admin_http_parse(admin_http_req_t *req, const char *buf, size_t len,
     line = eol + 2;
   }
   if (rc == 0 && first)
-    rc = -400; /* no request line */
+    rc = BAD(req, "no request line");
   if (rc != 0)
     return rc;
   long long clen;
@@ -561,8 +572,12 @@ static void refuse(conn_t *c, int status) {
   /* a refused size names the limit, as the client needs it to fix the
    * request */
   const admin_http_limits_t *l = &c->srv->opts.limits;
-  char body[128];
-  int n = status == 413
+  char body[256];
+  /* a 400 says what was malformed, as the parser found it */
+  const char *why = status == 400 && c->req && c->req->why ? c->req->why
+                                                            : NULL;
+  int n = why ? snprintf(body, sizeof body, "{\"error\":\"%s: %s\"}", msg, why)
+          : status == 413
               ? snprintf(body, sizeof body, "{\"error\":\"%s %zu bytes\"}",
                          msg, l->max_body)
           : status == 431
@@ -635,6 +650,8 @@ static void dispatch(conn_t *c) {
     char *d = dec;
     int m = match(r->pattern, req, &d);
     if (m < 0) {
+      req->why = "a path segment has a bad %-escape (%XX, two hex digits) "
+                 "or a %00";
       refuse(c, 400);
       return;
     }

@@ -54,6 +54,9 @@ typedef struct admin_http_req {
   bool keep_alive;       /* the client allows another request after this */
   bool expect_continue;  /* "Expect: 100-continue" */
   size_t head_len;       /* bytes of request line + headers */
+  const char *why;       /* a refusal's cause (-400), said to the client:
+                            "a header value holds a control character";
+                            NULL when none is known */
   /* private: the copied head (up to the ceiling and its NUL), then the
    * decoded query (at most its bytes + 2 per parameter) and route
    * parameters (at most the path's bytes + a name and NUL per parameter) */

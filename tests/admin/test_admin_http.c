@@ -91,6 +91,35 @@ static void test_parser_refuses_bad_requests_with_their_status(void **state) {
     strcat(many, "A: b\r\n");
   strcat(many, "\r\n");
   assert_int_equal(parse(req, many), -431);
+  /* each 400 says its cause (req->why), for the answer: before, every
+   * one was "malformed request" alone */
+  static const struct {
+    const char *head, *why;
+  } causes[] = {
+      {"GET /\r\n\r\n", "not METHOD /target HTTP/1.1"},
+      {"GET / HTTP/9\r\n\r\n", "HTTP/1.0 or HTTP/1.1"},
+      {"GET /?a=%zz HTTP/1.1\r\n\r\n", "query parameter's value"},
+      {"GET /?a=100% HTTP/1.1\r\n\r\n", "a % alone is %25"},
+      {"GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n",
+       "Content-Length is not digits alone"},
+      {"GET / HTTP/1.1\r\nExpect: foo\r\n\r\n",
+       "Expect other than 100-continue"},
+      {"GET / HTTP/1.1\r\n folded\r\n\r\n", "Name: value"},
+      {"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", "control character"},
+      {"GET / HTTP/1.1\nHost: x\r\n\r\n", "bare CR or LF"},
+  };
+  for (size_t i = 0; i < sizeof causes / sizeof *causes; i++) {
+    assert_int_equal(parse(req, causes[i].head), -400);
+    if (!req->why || !strstr(req->why, causes[i].why))
+      fail_msg("%s: why \"%s\"", causes[i].head,
+               req->why ? req->why : "(none)");
+  }
+  char q33[512] = "GET /?";
+  for (int i = 0; i < 33; i++)
+    strcat(q33, "a=1&");
+  strcat(q33, " HTTP/1.1\r\n\r\n");
+  assert_int_equal(parse(req, q33), -400);
+  assert_non_null(strstr(req->why, "more than 32 query parameters"));
   free(req);
 }
 
@@ -531,6 +560,8 @@ static void test_garbage_gets_400_and_the_connection_closes(void **state) {
   int st;
   char *r = http_read_response(fd, &st);
   assert_int_equal(st, 400);
+  /* the answer says what was malformed */
+  assert_non_null(strstr(r, "malformed request: "));
   free(r);
   assert_true(http_peer_closed(fd));
   close(fd);

@@ -351,10 +351,17 @@ static int check_dir(const char *dir) {
                        strerror(errno));
   /* the longest path written there: DIR/<table of up to 63 bytes, as
    * PostgreSQL names it>.archive.gz.part */
-  if (strlen(dir) + 1 + 63 + strlen(".archive.gz.part") >= PATH_MAX)
-    return usage_error("--dir is %zu bytes long: the archive files' paths "
-                       "in it would pass PATH_MAX (%d); give a shorter one",
-                       strlen(dir), PATH_MAX);
+  /* a relative one from the working directory, as the files' paths are
+   * made */
+  size_t len = strlen(dir);
+  char cwd[PATH_MAX];
+  if (dir[0] != '/' && getcwd(cwd, sizeof cwd))
+    len += strlen(cwd) + 1;
+  if (len + 1 + 63 + strlen(".archive.gz.part") >= PATH_MAX)
+    return usage_error("--dir is %zu bytes long from /: the archive files' "
+                       "paths in it would pass PATH_MAX (%d); give a "
+                       "shorter one",
+                       len, PATH_MAX);
   return 0;
 }
 

@@ -100,16 +100,29 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
   if (have >= target)
     goto out;
   have = 0;
-  if ((rc = exec_ok(c, "SET client_min_messages = warning", errbuf, errlen,
-                    "could not configure the session")) ||
+  /* A migration waits for the lock and runs as long as it takes: a
+   * statement or lock timeout the caller's conn_defaults set (es_store_open
+   * migrates on its own connection) would cancel it half way. */
+  if ((rc = exec_ok(c,
+                    "SET client_min_messages = warning; "
+                    "SET statement_timeout = 0; SET lock_timeout = 0",
+                    errbuf, errlen, "could not configure the session")) ||
       (rc = exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", errbuf,
                     errlen, "could not take the migration lock")))
     goto out;
   locked = true;
   /* Another run may have brought it up to date while this one waited for
    * the lock: then there is nothing to create either (a role that may not
-   * create tables is refused CREATE TABLE IF NOT EXISTS too). */
-  if ((have = recorded_version(c)) >= target && have <= es_schema_version())
+   * create tables is refused CREATE TABLE IF NOT EXISTS too); or a newer
+   * library may have, which is said as before the lock. */
+  if ((have = recorded_version(c)) > es_schema_version()) {
+    es__set_msg(errbuf, errlen,
+                "database schema version %d is newer than this library's %d",
+                have, es_schema_version());
+    rc = ES_ERR_SCHEMA;
+    goto out;
+  }
+  if (have >= target)
     goto out;
   have = 0;
   if ((rc = exec_ok(c,

@@ -203,7 +203,10 @@ static bool params_known(admin_http_req_t *req, const char *const *known,
  * is not. */
 static bool is_json_type(const char *ct) {
   size_t n = strcspn(ct, "; \t");
-  return n == 16 && !strncasecmp(ct, "application/json", 16);
+  if (n != 16 || strncasecmp(ct, "application/json", 16) != 0)
+    return false;
+  ct += n + strspn(ct + n, " \t");
+  return !*ct || *ct == ';'; /* then parameters only */
 }
 
 static void h_list(admin_http_req_t *req, void *arg) {

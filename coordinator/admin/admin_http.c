@@ -588,8 +588,9 @@ static void refuse(conn_t *c, int status) {
   c->srv->stats.errors++;
   uv_read_stop((uv_stream_t *)&c->tcp);
   uv_timer_stop(&c->timer);
+  bool head = c->req && c->req->method && !strcmp(c->req->method, "HEAD");
   send_response(c, status, NULL, "application/json", body, (size_t)n, false,
-                false);
+                head);
 }
 
 /* Whether the Host header value h names a host in allowed (a
@@ -598,7 +599,8 @@ static bool host_allowed(const char *h, const char *allowed) {
   /* the name without its port: "[::1]:8080", "localhost:8080" */
   size_t n = h[0] == '[' ? strcspn(h, "]") + (h[strcspn(h, "]")] ? 1 : 0)
                          : strcspn(h, ":");
-  if ((n == 9 && !strncasecmp(h, "localhost", 9)) ||
+  if (((n == 9 || (n == 10 && h[9] == '.')) &&
+       !strncasecmp(h, "localhost", 9)) ||
       (n == 5 && !strncmp(h, "[::1]", 5)))
     return true;
   struct in_addr a;
@@ -990,8 +992,13 @@ void admin_http_redirect(admin_http_req_t *req, const char *location) {
 void admin_http_respond_error(admin_http_req_t *req, int status,
                               const char *message) {
   abuf_t b = ABUF_INIT;
+  /* the message may quote the request's bytes, cut anywhere: valid
+   * UTF-8 in the JSON, whatever they were (a byte that breaks it: '?') */
+  char text[1024];
+  snprintf(text, sizeof text, "%s", message ? message : "");
+  saga__text_clean(text);
   abuf_puts(&b, "{\"error\":\"");
-  abuf_json_str(&b, message);
+  abuf_json_str(&b, text);
   abuf_puts(&b, "\"}");
   if (b.failed)
     admin_http_respond(req, 500, NULL, NULL, 0);

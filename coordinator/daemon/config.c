@@ -320,11 +320,9 @@ static int check_hostport(const char *value, char *msg, size_t len) {
   return 0;
 }
 
-/* admin.listen: host:port whose host is an address, not a name (the
- * server binds it as given; a name would only fail at the start, without
- * the place it was set). IPv6 in brackets: [::1]:8080. */
 /* admin.allowed_hosts: "*", or comma-separated host names (letters,
- * digits, '.', '-', '_'), no ports or schemes. */
+ * digits, '.', '-', '_') or bracketed IPv6 addresses, no ports or
+ * schemes. */
 static int check_hosts(const char *value, char *msg, size_t len) {
   if (!strcmp(value, "*") || !*value)
     return 0;
@@ -338,13 +336,22 @@ static int check_hosts(const char *value, char *msg, size_t len) {
     while (wn && w[wn - 1] == ' ')
       wn--;
     size_t ok = 0;
-    while (ok < wn && (isalnum((unsigned char)w[ok]) || w[ok] == '.' ||
-                       w[ok] == '-' || w[ok] == '_'))
-      ok++;
+    bool v6 = wn > 2 && w[0] == '[' && w[wn - 1] == ']'; /* [fd00::1] */
+    if (v6)
+      for (ok = 1; ok < wn - 1 && (isxdigit((unsigned char)w[ok]) ||
+                                   w[ok] == ':' || w[ok] == '.');)
+        ok++;
+    if (v6 && ok == wn - 1)
+      ok = wn;
+    else if (!v6)
+      while (ok < wn && (isalnum((unsigned char)w[ok]) || w[ok] == '.' ||
+                         w[ok] == '-' || w[ok] == '_'))
+        ok++;
     if (!wn || ok != wn) {
       snprintf(msg, len,
                "entry %d \"%.*s\": expected a host name (letters, digits, "
-               ". - _), without a port or scheme, or * alone for any",
+               ". - _) or a bracketed IPv6 address, without a port or "
+               "scheme, or * alone for any",
                i, (int)(n > 100 ? 100 : n), p);
       return -1;
     }
@@ -354,6 +361,9 @@ static int check_hosts(const char *value, char *msg, size_t len) {
   }
 }
 
+/* admin.listen: host:port whose host is an address, not a name (the
+ * server binds it as given; a name would only fail at the start, without
+ * the place it was set). IPv6 in brackets: [::1]:8080. */
 static int check_listen(const char *value, char *msg, size_t len) {
   if (check_hostport(value, msg, len) != 0)
     return -1;

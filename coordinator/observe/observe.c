@@ -32,6 +32,7 @@ typedef struct {
   int64_t sent_us; /* 0 = no attempt in flight */
   uint16_t attempt;
   uint8_t action;
+  uint8_t met; /* sent by the sagad before (h_met): a span, no latency */
   char span[SAGA_SPAN_ID_SIZE];
 } sstep_t;
 
@@ -413,10 +414,14 @@ static void attempt_done(sagad_observe_t *o, sobs_t *b, const sm_t *s,
       ev->outcome == SM_OUTCOME_TIMEOUT)
     count(b, metric_series(o->f_timeouts, s->def->name, step));
   if (!st->sent_us || st->attempt != ev->attempt || st->action != ev->action)
-    return; /* sent before a restart: no start time */
+    return; /* sent before a restart and not met: no start time */
   int64_t now = wall_us();
-  defer(b, metric_series(o->f_step, s->def->name, step, action),
-        (double)(now - st->sent_us) / 1e6, true);
+  /* the step's latency is this sagad's: an attempt the one before sent
+   * (its time from that sagad's clock, the downtime in it) gets its span
+   * alone */
+  if (!st->met)
+    defer(b, metric_series(o->f_step, s->def->name, step, action),
+          (double)(now - st->sent_us) / 1e6, true);
   int64_t sent_us = st->sent_us;
   st->sent_us = 0;
   if (!o->otlp)
@@ -467,6 +472,7 @@ static void h_events(void *arg, void **slot, const sm_t *s,
       if (e->step < b->nsteps) {
         sstep_t *st = &b->steps[e->step];
         st->sent_us = wall_us();
+        st->met = 0;
         st->attempt = e->attempt;
         st->action = e->action;
         (void)saga__span_id_new(st->span);
@@ -539,6 +545,7 @@ static void h_met(void *arg, void **slot, const sm_t *s) {
     st->sent_us = sent_ms * 1000;
     st->attempt = ss->attempt;
     st->action = comp ? SM_COMPENSATE : SM_DO;
+    st->met = 1;
     (void)saga__span_id_new(st->span);
     if (comp && (!comp_us || st->sent_us < comp_us))
       comp_us = st->sent_us;

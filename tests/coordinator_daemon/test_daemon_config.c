@@ -155,6 +155,9 @@ static void test_typed_values_parse_and_reject(void **state) {
                                  "name"));
   assert_int_equal(set(cfg, "admin.allowed_hosts", "a,,b"),
                    SAGAD_CONFIG_INVALID);
+  assert_int_equal(set(cfg, "admin.allowed_hosts", "ops, [fd00::1]"), 0);
+  assert_int_equal(set(cfg, "admin.allowed_hosts", "[fd00::zz]"),
+                   SAGAD_CONFIG_INVALID);
   sagad_config_free(cfg);
 }
 

@@ -60,7 +60,8 @@ class PgEffectStore(unittest.TestCase):
         # PostgreSQL's refusal of CREATE TABLE IF NOT EXISTS to a role
         # without CREATE on the schema never comes up
         import psycopg
-        role = "py_store_writer"
+        import os
+        role = f"py_store_writer_{os.getpid()}"
         with psycopg.connect(self.conninfo, autocommit=True) as c:
             c.execute(f"DROP ROLE IF EXISTS {role}")
             c.execute(f"CREATE ROLE {role} NOLOGIN")

@@ -48,6 +48,15 @@ static int recorded_version(PGconn *c) {
   return v;
 }
 
+/* SCHEMA, saying that the database (at version have) is newer than this
+ * library. */
+static int newer_schema(int have, char *errbuf, size_t errlen) {
+  es__set_msg(errbuf, errlen,
+              "database schema version %d is newer than this library's %d",
+              have, es_schema_version());
+  return ES_ERR_SCHEMA;
+}
+
 int es_migrate(const char *conninfo, int *version, char *errbuf,
                size_t errlen) {
   return es_migrate_to(conninfo, es_schema_version(), version, errbuf, errlen);
@@ -91,10 +100,7 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
   if ((have = recorded_version(c)) > es_schema_version()) {
     /* said at once, without the lock or any DDL (a service's role would
      * be refused the DDL first, with the wrong reason) */
-    es__set_msg(errbuf, errlen,
-                "database schema version %d is newer than this library's %d",
-                have, es_schema_version());
-    rc = ES_ERR_SCHEMA;
+    rc = newer_schema(have, errbuf, errlen);
     goto out;
   }
   if (have >= target)
@@ -116,10 +122,7 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
    * create tables is refused CREATE TABLE IF NOT EXISTS too); or a newer
    * library may have, which is said as before the lock. */
   if ((have = recorded_version(c)) > es_schema_version()) {
-    es__set_msg(errbuf, errlen,
-                "database schema version %d is newer than this library's %d",
-                have, es_schema_version());
-    rc = ES_ERR_SCHEMA;
+    rc = newer_schema(have, errbuf, errlen);
     goto out;
   }
   if (have >= target)
@@ -143,10 +146,7 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
   have = atoi(PQgetvalue(r, 0, 0));
   PQclear(r);
   if (have > es_schema_version()) {
-    es__set_msg(errbuf, errlen,
-                "database schema version %d is newer than this library's %d",
-                have, es_schema_version());
-    rc = ES_ERR_SCHEMA;
+    rc = newer_schema(have, errbuf, errlen);
     goto out;
   }
   for (size_t i = 0; i < es__n_migrations && !rc; i++) {

@@ -832,6 +832,9 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     return;
   }
+  /* nothing parsed yet: a refusal before the first request (503) reads
+   * its method and cause as none */
+  memset(req, 0, offsetof(admin_http_req_t, store_));
   req->conn_ = c;
   c->req = req;
   c->srv = s;

@@ -295,14 +295,15 @@ static void flush_metrics(sobs_t *b, bool apply) {
 
 /* ---- spans ------------------------------------------------------------ */
 
-/* A span ends now: kept in the saga's slot until its transition is
- * durable (h_durable). Out of memory: the span is lost, like a full
- * exporter queue would lose it. */
 /* Whether the saga's trace is sampled: bit 0 of its flags. */
 static bool sampled(const sobs_t *b) {
   return (saga__hexval(b->flags[1]) & 1) != 0;
 }
 
+/* A span ends now: kept in the saga's slot until its transition is
+ * durable (h_durable). Out of memory: the span is lost, like a full
+ * exporter queue would lose it; so is a span of a saga whose starter did
+ * not sample its trace. */
 static void emit(sagad_observe_t *o, sobs_t *b, const char *name,
                  const char *span, const char *parent, int64_t start_us,
                  const char *step, const char *action, int status,

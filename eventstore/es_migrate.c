@@ -57,6 +57,25 @@ static int newer_schema(int have, char *errbuf, size_t errlen) {
   return ES_ERR_SCHEMA;
 }
 
+/* The recorded version into *have: true when no migration is due, the
+ * schema at target or past it, or newer than this library (*rc SCHEMA,
+ * said at once: without the lock or any DDL, which a service's role would
+ * be refused first, with the wrong reason); false with *have 0 when
+ * migrations are due (or the version could not be read: the DDL that
+ * follows says why). */
+static bool nothing_due(PGconn *c, int target, int *have, int *rc,
+                        char *errbuf, size_t errlen) {
+  *have = recorded_version(c);
+  if (*have > es_schema_version()) {
+    *rc = newer_schema(*have, errbuf, errlen);
+    return true;
+  }
+  if (*have >= target)
+    return true;
+  *have = 0;
+  return false;
+}
+
 int es_migrate(const char *conninfo, int *version, char *errbuf,
                size_t errlen) {
   return es_migrate_to(conninfo, es_schema_version(), version, errbuf, errlen);
@@ -97,15 +116,8 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
   /* Up to date already: nothing to lock or create, so a role without the
    * right to create tables (es_writer's, a service's) may call this at
    * every start. Versions only grow, so no lock is needed to see it. */
-  if ((have = recorded_version(c)) > es_schema_version()) {
-    /* said at once, without the lock or any DDL (a service's role would
-     * be refused the DDL first, with the wrong reason) */
-    rc = newer_schema(have, errbuf, errlen);
+  if (nothing_due(c, target, &have, &rc, errbuf, errlen))
     goto out;
-  }
-  if (have >= target)
-    goto out;
-  have = 0;
   /* A migration waits for the lock and runs as long as it takes: a
    * statement or lock timeout the caller's conn_defaults set (es_store_open
    * migrates on its own connection) would cancel it half way. */
@@ -121,13 +133,8 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
    * the lock: then there is nothing to create either (a role that may not
    * create tables is refused CREATE TABLE IF NOT EXISTS too); or a newer
    * library may have, which is said as before the lock. */
-  if ((have = recorded_version(c)) > es_schema_version()) {
-    rc = newer_schema(have, errbuf, errlen);
+  if (nothing_due(c, target, &have, &rc, errbuf, errlen))
     goto out;
-  }
-  if (have >= target)
-    goto out;
-  have = 0;
   if ((rc = exec_ok(c,
                     "CREATE TABLE IF NOT EXISTS es_schema_version ("
                     " version int PRIMARY KEY, name text NOT NULL,"

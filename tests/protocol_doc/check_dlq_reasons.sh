@@ -40,15 +40,21 @@ part_codes=$(grep -o 'saga__errf(SAGA_E[A-Z]*' "$wire" |
 [ -n "$part_codes" ] || fail "$wire: no decoder error code found"
 code_codes=$(printf '%s\n%s\n' "$sagad_codes" "$part_codes" | sort -u)
 
-if [ "$doc_codes" != "$code_codes" ]; then
-  echo "dead-letter reason codes differ (< docs/protocol.md, > the code):" >&2
+# Fails with what differs when lists $2 and $3 are not the same ($1 names
+# them).
+same() {
+  [ "$2" = "$3" ] && return 0
+  echo "$1:" >&2
   a=$(mktemp) b=$(mktemp)
-  printf '%s\n' "$doc_codes" >"$a"
-  printf '%s\n' "$code_codes" >"$b"
+  printf '%s\n' "$2" >"$a"
+  printf '%s\n' "$3" >"$b"
   diff "$a" "$b" >&2 || true
   rm -f "$a" "$b"
   exit 1
-fi
+}
+
+same "dead-letter reason codes differ (< docs/protocol.md, > the code)" \
+  "$doc_codes" "$code_codes"
 # sagad exports saga_dead_letters_total{reason} at 0 for each of its
 # classes from the start (coordinator/observe/observe.c, dlq_classes):
 # the same classes, or a new one would raise no increase() alert at its
@@ -57,13 +63,6 @@ observe=$root/coordinator/observe/observe.c
 metric_codes=$(sed -n '/dlq_classes\[\] = {/,/};/p' "$observe" |
                  grep -o '"[a-z_]*"' | tr -d '"' | sort -u)
 [ -n "$metric_codes" ] || fail "$observe: no dlq_classes list found"
-if [ "$metric_codes" != "$sagad_codes" ]; then
-  echo "dead-letter classes differ (< observe.c dlq_classes, > engine.c):" >&2
-  a=$(mktemp) b=$(mktemp)
-  printf '%s\n' "$metric_codes" >"$a"
-  printf '%s\n' "$sagad_codes" >"$b"
-  diff "$a" "$b" >&2 || true
-  rm -f "$a" "$b"
-  exit 1
-fi
+same "dead-letter classes differ (< observe.c dlq_classes, > engine.c)" \
+  "$metric_codes" "$sagad_codes"
 echo "dead-letter reason codes: $(echo $code_codes)"

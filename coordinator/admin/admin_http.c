@@ -377,6 +377,7 @@ struct conn {
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wr;
+  uv_shutdown_t sd;
   admin_http_t *srv;
   conn_t *prev, *next;
   char *in;
@@ -387,6 +388,7 @@ struct conn {
   bool writing;      /* out is being written */
   bool close_after;  /* close once out is written */
   bool closed;       /* uv_close called */
+  bool lingering;    /* answered and shut for writing: input dropped */
   int nclosing;      /* handles whose close callback is outstanding */
   bool continued;    /* 100 Continue sent for the current request */
   size_t req_size;   /* bytes of c->in the request being answered takes */
@@ -518,14 +520,20 @@ static void send_response(conn_t *c, int status, const char *extra_headers,
 static void respond(admin_http_req_t *req, int status, const char *headers,
                     const char *ctype, const char *body, size_t len);
 
+static void linger(conn_t *c);
+
 static void write_cb(uv_write_t *w, int status) {
   conn_t *c = w->data;
   c->writing = false;
   abuf_reset(&c->out);
   if (status < 0)
     c->srv->stats.dropped++; /* the client had gone: the answer is lost */
-  if (status < 0 || c->close_after || c->srv->closing) {
+  if (status < 0 || c->srv->closing) {
     conn_close(c);
+    return;
+  }
+  if (c->close_after) {
+    linger(c);
     return;
   }
   conn_continue(c);
@@ -724,8 +732,41 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
+  if (c->lingering)
+    return; /* after the last answer: dropped (c->in_len stays 0) */
   c->in_len += (size_t)n;
   conn_continue(c);
+}
+
+static void linger_timeout_cb(uv_timer_t *t) { conn_close(t->data); }
+
+static void shutdown_cb(uv_shutdown_t *sd, int status) {
+  conn_t *c = sd->data;
+  if (status < 0 && status != UV_ECANCELED)
+    conn_close(c); /* cancelled: closing already */
+}
+
+/* After the last answer: the connection is shut for writing (the client
+ * reads the answer and an end), and what the client still sends -- the
+ * rest of a body refused after its head, a pipelined request -- is read
+ * and dropped until the client closes, for at most ADMIN_HTTP_LINGER_MS.
+ * Closed with input unread, the kernel would answer the client's next
+ * segments with a reset: its sends fail, and a reset that overtakes the
+ * answer throws it away. */
+static void linger(conn_t *c) {
+  c->sd.data = c;
+  if (uv_shutdown(&c->sd, (uv_stream_t *)&c->tcp, shutdown_cb) != 0) {
+    conn_close(c);
+    return;
+  }
+  c->lingering = true;
+  c->in_len = 0;
+  if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0 &&
+      !uv_is_active((uv_handle_t *)&c->tcp)) {
+    conn_close(c);
+    return;
+  }
+  uv_timer_start(&c->timer, linger_timeout_cb, ADMIN_HTTP_LINGER_MS, 0);
 }
 
 static void start_reading(conn_t *c) {

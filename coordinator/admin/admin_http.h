@@ -22,6 +22,9 @@
 #define ADMIN_HTTP_MAX_QUERY 32   /* more query parameters: 400 */
 #define ADMIN_HTTP_MAX_PARAMS 8   /* {name} segments per route */
 #define ADMIN_HTTP_HEAD_CEILING 16384 /* largest max_head accepted */
+/* After an answer that closes the connection, what the client still
+ * sends is read and dropped until it closes, for at most this long. */
+#define ADMIN_HTTP_LINGER_MS 2000
 
 typedef struct {
   const char *name;

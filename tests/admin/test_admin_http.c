@@ -1,6 +1,7 @@
 /* The admin HTTP server: parsing (including random and truncated input
  * that must never crash it), routing, keep-alive and pipelining, bounds
  * (431, 413, 408, connection limit) and handlers that answer later. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -538,6 +539,47 @@ static void test_bounds_answer_431_413_and_408(void **state) {
   stop(f, t);
 }
 
+/* A client still sending a body the server refused can send it all and
+ * then read the refusal and a clean end: the server stops writing, then
+ * reads and drops what is still coming before it closes. Closed with that
+ * body unread, its kernel answered the rest with a reset: the client's
+ * sends failed (curl: "Send failure: Connection reset by peer", the 413
+ * never shown) and, on a network that lost the 413's segment, the answer
+ * was gone. */
+static void test_a_refused_body_still_being_sent_reads_its_413(void **state) {
+  (void)state;
+  loop_thread_t *t;
+  fixture_t *f = start(small_limits, &t);
+  int fd = http_connect(f->port);
+  static const char head[] =
+      "POST /echo HTTP/1.1\r\nContent-Length: 4194304\r\n\r\n";
+  http_send(fd, head, sizeof head - 1);
+  /* the body as a client sends it, without waiting for an answer; the
+   * server has answered after the head by the second chunk */
+  static char chunk[65536];
+  memset(chunk, 'b', sizeof chunk);
+  size_t sent = 0;
+  for (int i = 0; i < 64; i++) {
+    ssize_t n = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
+    if (n < 0)
+      fail_msg("send of the body's chunk %d failed: %s", i, strerror(errno));
+    sent += (size_t)n;
+    if (i == 0)
+      uv_sleep(100);
+  }
+  assert_int_equal(sent, 4194304);
+  int st = 0;
+  char *r = http_read_response(fd, &st);
+  assert_non_null(r);
+  assert_int_equal(st, 413);
+  assert_non_null(strstr(r, "request body over the limit of 64 bytes"));
+  free(r);
+  char c;
+  assert_int_equal(recv(fd, &c, 1, 0), 0); /* an end, not a reset */
+  close(fd);
+  stop(f, t);
+}
+
 static void test_connections_over_the_limit_get_503(void **state) {
   (void)state;
   loop_thread_t *t;
@@ -663,6 +705,7 @@ int main(void) {
       cmocka_unit_test(test_a_host_not_allowed_is_refused),
       cmocka_unit_test(test_keep_alive_answers_pipelined_requests_in_order),
       cmocka_unit_test(test_bounds_answer_431_413_and_408),
+      cmocka_unit_test(test_a_refused_body_still_being_sent_reads_its_413),
       cmocka_unit_test(test_connections_over_the_limit_get_503),
       cmocka_unit_test(test_garbage_gets_400_and_the_connection_closes),
       cmocka_unit_test(test_bare_lf_request_gets_400_at_once),

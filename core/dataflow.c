@@ -1,14 +1,18 @@
 /* Data flow between steps (dataflow.h): payloads built with cJSON from the
  * input and the recorded outputs. cJSON keeps object members in insertion
- * order and prints numbers one way, so equal inputs give equal bytes. */
+ * order, and numbers keep the text they were written with
+ * (json_exact.h), so equal inputs give equal bytes and a number is passed
+ * on as it came. */
 #include "dataflow.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
 
 #include "definition.h"
+#include "json_exact.h"
 #include "text.h"
 
 /* ---- values ---- */
@@ -51,25 +55,28 @@ static cJSON *payload_value(const uint8_t *p, size_t n) {
     return cJSON_CreateNull();
   if (saga__json_nul_escape_at(p, n) < n)
     return base64_value(p, n);
-  const char *end = NULL;
-  cJSON *v = cJSON_ParseWithLengthOpts((const char *)p, n, &end, false);
-  if (v != NULL) {
-    /* only white space may follow the value */
-    const char *stop = (const char *)p + n;
-    while (end < stop && (*end == ' ' || *end == '\t' || *end == '\n' ||
-                          *end == '\r'))
-      end++;
-    if (end == stop)
-      return v;
-    cJSON_Delete(v);
+  cJSON *v = saga_json_parse_exact((const char *)p, n);
+  return v != NULL ? v : base64_value(p, n);
+}
+
+/* An array index as RFC 6901 writes it: "0" or digits without a leading
+ * zero (no sign, no space), at most INT_MAX; -1 otherwise. */
+static int array_index(const char *tok, size_t n) {
+  if (n == 0 || n > 10 || (n > 1 && tok[0] == '0'))
+    return -1;
+  long long i = 0;
+  for (size_t k = 0; k < n; k++) {
+    if (tok[k] < '0' || tok[k] > '9')
+      return -1;
+    i = i * 10 + (tok[k] - '0');
   }
-  return base64_value(p, n);
+  return i <= INT_MAX ? (int)i : -1;
 }
 
 /* Follow an RFC 6901 pointer ("" = the value itself) inside v; NULL when
- * it names nothing. ~1 is '/', ~0 is '~'; array indexes are decimal. */
-static const cJSON *resolve(const cJSON *v, const char *ptr) {
-  char tok[256];
+ * it names nothing. ~1 is '/', ~0 is '~'; array indexes are decimal.
+ * tok has room for strlen(ptr) + 1 bytes (a key of any length). */
+static const cJSON *resolve(const cJSON *v, const char *ptr, char *tok) {
   while (v != NULL && *ptr == '/') {
     ptr++;
     size_t n = 0;
@@ -77,19 +84,14 @@ static const cJSON *resolve(const cJSON *v, const char *ptr) {
       char ch = *ptr++;
       if (ch == '~' && (*ptr == '0' || *ptr == '1'))
         ch = *ptr++ == '0' ? '~' : '/';
-      if (n + 1 >= sizeof tok)
-        return NULL;
       tok[n++] = ch;
     }
     tok[n] = '\0';
     if (cJSON_IsObject(v)) {
       v = cJSON_GetObjectItemCaseSensitive(v, tok);
     } else if (cJSON_IsArray(v)) {
-      char *e = NULL;
-      long i = strtol(tok, &e, 10);
-      if (n == 0 || *e != '\0' || i < 0 || (n > 1 && tok[0] == '0'))
-        return NULL;
-      v = cJSON_GetArrayItem(v, (int)i);
+      int i = array_index(tok, n);
+      v = i >= 0 ? cJSON_GetArrayItem(v, i) : NULL;
     } else {
       return NULL;
     }
@@ -121,11 +123,16 @@ static const cJSON *doc_output(docs_t *d, uint32_t step) {
   return d->out[step];
 }
 
-/* A copy of what the entry names, JSON null when it names nothing. */
+/* A copy of what the entry names, JSON null when it names nothing; NULL
+ * out of memory. */
 static cJSON *entry_value(docs_t *d, const saga_flow_entry_t *e) {
   const cJSON *doc = e->step < 0 ? d->input
                                  : doc_output(d, (uint32_t)e->step);
-  const cJSON *v = doc != NULL ? resolve(doc, e->rest) : NULL;
+  char *tok = malloc(strlen(e->rest) + 1);
+  if (tok == NULL)
+    return NULL;
+  const cJSON *v = doc != NULL ? resolve(doc, e->rest, tok) : NULL;
+  free(tok);
   return v != NULL ? cJSON_Duplicate(v, true) : cJSON_CreateNull();
 }
 
@@ -200,8 +207,8 @@ static int print(cJSON *v, uint8_t **out, size_t *out_len) {
  * for byte what the cJSON path gives (tests/coordinator/test_dataflow.c
  * compares the two); any other value takes the cJSON path. Canonical:
  * no white space, strings whose only escapes are those cJSON prints
- * (\" \\ \b \f \n \r \t) and no raw byte below 0x20, integers of at most
- * 9 digits without leading zeros (printed with "%d"), literals, and at
+ * (\" \\ \b \f \n \r \t) and no raw byte below 0x20, JSON numbers
+ * (the cJSON path keeps them as written: json_exact.h), literals, and at
  * most CANON_DEPTH levels of nesting. */
 
 #define CANON_DEPTH 64
@@ -245,21 +252,13 @@ static bool canon_string(const uint8_t **pp, const uint8_t *end) {
   return true;
 }
 
+/* Any JSON number: the cJSON path prints it as written too. */
 static bool canon_number(const uint8_t **pp, const uint8_t *end) {
   const uint8_t *p = *pp;
-  if (p < end && *p == '-')
+  while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' ||
+                     *p == '.' || *p == 'e' || *p == 'E'))
     p++;
-  if (p == end || *p < '1' || *p > '9') {
-    if (p == *pp && p < end && *p == '0') { /* "0"; never "-0" */
-      *pp = p + 1;
-      return true;
-    }
-    return false;
-  }
-  const uint8_t *digits = p;
-  while (p < end && *p >= '0' && *p <= '9')
-    p++;
-  if (p - digits > 9)
+  if (!saga_json_number((const char *)*pp, (size_t)(p - *pp)))
     return false;
   *pp = p;
   return true;

@@ -16,6 +16,7 @@
 
 #include "ids.h"
 #include "index_query.h"
+#include "json_exact.h"
 #include "mem.h"
 #include "saga/eventstore.h"
 #include "saga_codec.h"
@@ -373,13 +374,14 @@ static void put_time(abuf_t *b, const char *key, int64_t ms) {
     abuf_puts(b, "null");
 }
 
-/* ,"key":<payload>: the JSON it holds, the text when it is not JSON (or
- * holds a \u0000 that cJSON would cut a string at), or null when empty. */
+/* ,"key":<payload>: the JSON it holds (its numbers as written), the text
+ * when it is not JSON (or holds a \u0000 that cJSON would cut a string
+ * at), or null when empty. */
 static void put_payload(abuf_t *b, const char *key, const uint8_t *p,
                         size_t n) {
   abuf_printf(b, ",\"%s\":", key);
   cJSON *v = p && n && saga__json_nul_escape_at(p, n) == n
-                 ? cJSON_ParseWithLength((const char *)p, n)
+                 ? saga_json_parse_exact((const char *)p, n)
                  : NULL;
   char *text = v ? cJSON_PrintUnformatted(v) : NULL;
   cJSON_Delete(v);

@@ -65,7 +65,7 @@ sm_t *seed_drive(const saga_def_t *def, const char *id, int64_t t0,
   static sm_output_t out;
   pending_t sends = {0}, timers = {0};
   int64_t now = t0;
-  const char *input = "{\"order\":42}";
+  const char *input = "{\"order\":42,\"ref\":9007199254740993}";
   sm_input_t in = {.type = SM_IN_START,
                      .payload = (const uint8_t *)input,
                      .payload_len = strlen(input)};

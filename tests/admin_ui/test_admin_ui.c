@@ -684,8 +684,9 @@ static void test_a_parked_saga_shows_its_failure_and_payloads(void **state) {
   assert_true(strstr(pg[0], "id=\"failure\"") <
               strstr(pg[0], "id=\"timeline\""));
   has(pg[0], "<details class=\"payload\" data-payload=\"input\"><summary>"
-             "input <span class=\"muted\">12 bytes</span></summary><pre>{\n"
-             "  \"order\": 42\n}</pre></details>");
+             "input <span class=\"muted\">35 bytes</span></summary><pre>{\n"
+             "  \"order\": 42,\n  \"ref\": 9007199254740993\n}</pre>"
+             "</details>");
   has(pg[0], "<details class=\"payload\" data-payload=\"step:reserve\">"
              "<summary>output of reserve <span class=\"muted\">22 bytes"
              "</span></summary><pre>{\n  \"reservation\": \"r-77\"\n}</pre>");

@@ -293,6 +293,73 @@ static void test_the_direct_envelope_is_byte_for_byte_the_cjson_one(
   saga_def_free(def);
 }
 
+/* Numbers are passed on as they were written: cJSON reads them into a
+ * double, which changed an id past 2^53, dropped digits and turned 1e400
+ * into null, in every command built through a mapping or from an input
+ * with a blank in it. */
+static void test_numbers_are_passed_on_as_written(void **state) {
+  (void)state;
+  saga_def_t *def = load(
+      "{'name':'o','version':1,'steps':[" RES ",{'name':'charge','topic':"
+      "'pay','kind':'pivot','compensation':'none','input':{'id':'/input/id',"
+      "'big':'/input/big','frac':'/input/frac','huge':'/input/huge',"
+      "'out':'/steps/reserve/output/n'}}],'output':{'id':'/input/id'}}");
+  const char *in = "{\"id\": 9007199254740993, \"big\": "
+                   "123456789012345678901234567890, \"frac\": 1.50, "
+                   "\"huge\": 1e400}";
+  saga_flow_value_t outs[2] = {
+      {(const uint8_t *)"{\"n\": -0.000000000000000000001}", 31, true},
+      {NULL, 0, false}};
+  expect_str(command(def, 1, in, outs),
+             "{'id':9007199254740993,'big':123456789012345678901234567890,"
+             "'frac':1.50,'huge':1e400,'out':-0.000000000000000000001}");
+  /* the envelope, on its cJSON path (the blanks) and on its direct one */
+  expect_str(command(def, 0, in, outs),
+             "{'input':{'id':9007199254740993,'big':"
+             "123456789012345678901234567890,'frac':1.50,'huge':1e400},"
+             "'steps':{}}");
+  expect_str(command(def, 0, "[9007199254740993,1.50,1e400,-0]", outs),
+             "{'input':[9007199254740993,1.50,1e400,-0],'steps':{}}");
+  uint8_t *o = NULL;
+  size_t n = 0;
+  assert_int_equal(saga_flow_saga_output(def, (const uint8_t *)in,
+                                         strlen(in), outs, &o, &n),
+                   0);
+  char *got = saga__memdup(o, n);
+  free(o);
+  expect_str(got, "{'id':9007199254740993}");
+  saga_def_free(def);
+}
+
+/* An array index is "0" or digits without a leading zero, as RFC 6901
+ * writes it: 4294967296 named element 0 (cut to an int), and "+1", " 1"
+ * and "-0" were read as numbers. A key longer than 255 bytes named
+ * nothing. */
+static void test_pointers_follow_rfc_6901_indexes_and_keys_of_any_length(
+    void **state) {
+  (void)state;
+  char key[301];
+  memset(key, 'k', 300);
+  key[300] = '\0';
+  char sq[1200];
+  snprintf(sq, sizeof sq,
+           "{'name':'o','version':1,'steps':[{'name':'a','topic':'t',"
+           "'kind':'pivot','compensation':'none','input':{"
+           "'wrap':'/input/a/4294967296','plus':'/input/a/+1',"
+           "'space':'/input/a/ 1','neg':'/input/a/-0','one':'/input/a/1',"
+           "'long':'/input/%s'}}]}",
+           key);
+  saga_def_t *def = load(sq);
+  char in[600];
+  snprintf(in, sizeof in, "{\"a\":[\"first\",\"second\"],\"%s\":42}",
+           key);
+  saga_flow_value_t outs[1] = {{NULL, 0, false}};
+  expect_str(command(def, 0, in, outs),
+             "{'wrap':null,'plus':null,'space':null,'neg':null,"
+             "'one':'second','long':42}");
+  saga_def_free(def);
+}
+
 static void test_a_mapping_naming_a_step_not_yet_done_is_a_load_error(
     void **state) {
   (void)state;
@@ -335,6 +402,9 @@ int main(void) {
       cmocka_unit_test(test_a_compensation_carries_the_command_and_the_output),
       cmocka_unit_test(test_the_saga_output_and_bytes_that_are_not_json),
       cmocka_unit_test(test_a_nul_in_a_string_is_carried_as_bytes),
+      cmocka_unit_test(test_numbers_are_passed_on_as_written),
+      cmocka_unit_test(
+          test_pointers_follow_rfc_6901_indexes_and_keys_of_any_length),
       cmocka_unit_test(
           test_the_direct_envelope_is_byte_for_byte_the_cjson_one),
       cmocka_unit_test(

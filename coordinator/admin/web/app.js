@@ -21,9 +21,21 @@ function show(...nodes) {
   app.replaceChildren(...nodes.filter(n => n !== null));
 }
 
+// A number whose text JavaScript's own would change (an id past 2^53,
+// 1.50, 1e400) kept as written, so a payload shows what was sent: read
+// with the parse's source text and printed back raw by JSON.stringify
+// (browsers without JSON.rawJSON show JavaScript's reading of it).
+function exactNumbers(key, value, context) {
+  if (typeof value === 'number' && context && typeof JSON.rawJSON ===
+      'function' && context.source !== String(value))
+    return JSON.rawJSON(context.source);
+  return value;
+}
+
 async function getJSON(url) {
   const r = await fetch(url, { headers: { Accept: 'application/json' } });
-  const body = await r.json().catch(() => ({}));
+  const body = await r.text().then(t => JSON.parse(t, exactNumbers))
+    .catch(() => ({}));
   if (!r.ok) throw new Error(body.error || r.status + ' ' + r.statusText);
   return body;
 }

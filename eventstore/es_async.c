@@ -326,7 +326,8 @@ int es_async_open(uv_loop_t *loop, const char *conninfo,
                   const es_store_opts_t *opts, es_async_t **out, char *errbuf,
                   size_t errlen) {
   if (!loop || !conninfo || !out) {
-    es__set_msg(errbuf, errlen, "loop, conninfo and out are required");
+    es__set_msg(errbuf, errlen, "async store: %s is NULL",
+                !loop ? "loop" : !conninfo ? "conninfo" : "out");
     return ES_ERR_INVALID;
   }
   es_async_t *as = calloc(1, sizeof *as);

@@ -246,15 +246,28 @@ static void free_sub(es_group_sub_t *g) {
 int es_group_sub_start(uv_loop_t *loop, const char *conninfo,
                        const es_group_sub_opts_t *opts, es_group_sub_t **out,
                        char *errbuf, size_t errlen) {
-  if (!loop || !conninfo || !opts || !opts->on_events || !out ||
-      !opts->group || !opts->category || opts->page_size == 0 ||
-      opts->page_size > 10000 || opts->lease_ms < 1 ||
-      opts->lease_ms > ES_MAX_LEASE_MS) {
+  const char *missing = !loop               ? "loop"
+                        : !conninfo        ? "conninfo"
+                        : !opts            ? "opts"
+                        : !opts->on_events ? "opts->on_events"
+                        : !opts->group     ? "opts->group"
+                        : !opts->category  ? "opts->category"
+                        : !out             ? "out"
+                                           : NULL;
+  if (missing) {
+    es__set_msg(errbuf, errlen, "group member: %s is NULL", missing);
+    return ES_ERR_INVALID;
+  }
+  if (opts->page_size == 0 || opts->page_size > 10000) {
     es__set_msg(errbuf, errlen,
-                "group member needs a loop, conninfo, group, category,"
-                " on_events, a page size of 1 to 10000 and a lease of 1 to"
-                " %d ms",
-                ES_MAX_LEASE_MS);
+                "group member: page_size must be 1 to 10000 (got %zu)",
+                opts->page_size);
+    return ES_ERR_INVALID;
+  }
+  if (opts->lease_ms < 1 || opts->lease_ms > ES_MAX_LEASE_MS) {
+    es__set_msg(errbuf, errlen,
+                "group member: lease_ms must be 1 to %d (got %u)",
+                ES_MAX_LEASE_MS, opts->lease_ms);
     return ES_ERR_INVALID;
   }
   /* 0 would read (or retry) in a tight loop, a query per turn */

@@ -132,11 +132,20 @@ static void on_lost(es_async_t *as, void *arg) {
 int es_sub_start(uv_loop_t *loop, const char *conninfo,
                  const es_sub_opts_t *opts, es_sub_t **out, char *errbuf,
                  size_t errlen) {
-  if (!loop || !conninfo || !opts || !opts->on_events || !out ||
-      opts->page_size == 0 || opts->page_size > 10000) {
+  const char *missing = !loop               ? "loop"
+                        : !conninfo        ? "conninfo"
+                        : !opts            ? "opts"
+                        : !opts->on_events ? "opts->on_events"
+                        : !out             ? "out"
+                                           : NULL;
+  if (missing) {
+    es__set_msg(errbuf, errlen, "subscription: %s is NULL", missing);
+    return ES_ERR_INVALID;
+  }
+  if (opts->page_size == 0 || opts->page_size > 10000) {
     es__set_msg(errbuf, errlen,
-                "subscription needs a loop, conninfo, on_events and a page"
-                " size of 1 to 10000");
+                "subscription: page_size must be 1 to 10000 (got %zu)",
+                opts->page_size);
     return ES_ERR_INVALID;
   }
   /* 0 would read (or reconnect) in a tight loop, a query per turn */

@@ -379,6 +379,25 @@ static void test_a_subscription_no_read_would_accept_is_refused_at_start(
     assert_null(sub);
     assert_non_null(strstr(err, bad[i].why));
   }
+  /* a missing handler or a bad page size is named on its own */
+  es_sub_opts_t o;
+  es_sub_opts_init(&o);
+  es_sub_t *sub = NULL;
+  char err[ES_ERRBUF_SIZE] = "";
+  assert_int_equal(es_sub_start(&loop, db, &o, &sub, err, sizeof err),
+                   ES_ERR_INVALID);
+  assert_string_equal(err, "subscription: opts->on_events is NULL");
+  o.on_events = on_events_never;
+  o.page_size = 10001;
+  assert_int_equal(es_sub_start(&loop, db, &o, &sub, err, sizeof err),
+                   ES_ERR_INVALID);
+  assert_string_equal(err,
+                      "subscription: page_size must be 1 to 10000 (got "
+                      "10001)");
+  es_async_t *as = NULL;
+  assert_int_equal(es_async_open(&loop, NULL, NULL, &as, err, sizeof err),
+                   ES_ERR_INVALID);
+  assert_string_equal(err, "async store: conninfo is NULL");
 }
 
 struct follower {

@@ -297,6 +297,36 @@ static void test_a_member_that_could_not_work_is_refused_at_start(
     assert_null(gs);
     assert_non_null(strstr(err, bad[i].why));
   }
+  /* each bad argument is named on its own (one sentence listed them all:
+   * "group member needs a loop, conninfo, group, ...") */
+  static const struct {
+    int which; /* 0 group NULL, 1 page_size 0, 2 lease 0, 3 no on_events */
+    const char *why;
+  } args[] = {
+      {0, "group member: opts->group is NULL"},
+      {1, "group member: page_size must be 1 to 10000 (got 0)"},
+      {2, "group member: lease_ms must be 1 to "},
+      {3, "group member: opts->on_events is NULL"},
+  };
+  for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+    es_group_sub_opts_t o;
+    es_group_sub_opts_init(&o);
+    o.group = args[i].which == 0 ? NULL : "counter";
+    o.category = "order";
+    o.on_events = args[i].which == 3 ? NULL : on_events;
+    if (args[i].which == 1)
+      o.page_size = 0;
+    if (args[i].which == 2)
+      o.lease_ms = 0;
+    es_group_sub_t *gs = NULL;
+    char err[ES_ERRBUF_SIZE] = "";
+    assert_int_equal(
+        es_group_sub_start(&loop, "dbname=unused", &o, &gs, err, sizeof err),
+        ES_ERR_INVALID);
+    assert_null(gs);
+    if (!strstr(err, args[i].why))
+      fail_msg("got \"%s\", want \"%s\"", err, args[i].why);
+  }
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 

@@ -278,6 +278,25 @@ err:
   return NULL;
 }
 
+int saga_kloop_check(const saga_kloop_config_t *cfg, char *errbuf,
+                     size_t errlen) {
+  if (!cfg)
+    return fail(errbuf, errlen, "no kafka configuration");
+  /* no broker to connect to: nothing leaves the process */
+  saga_kloop_config_t c = *cfg;
+  c.bootstrap_servers = "";
+  for (int t = 0; t < 2; t++) {
+    rd_kafka_type_t type = t ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER;
+    if (!(t ? c.want_producer : c.want_consumer))
+      continue;
+    rd_kafka_t *rk = make_handle(&c, type, errbuf, errlen);
+    if (!rk)
+      return -1;
+    rd_kafka_destroy(rk);
+  }
+  return 0;
+}
+
 static void wake(saga_kloop_t *kl) {
   ssize_t n = write(kl->fds[1], "1", 1);
   (void)n; /* a full pipe already means "wake up" */

@@ -88,6 +88,14 @@ typedef struct saga_kloop_config {
  * must win over. Any thread. */
 int saga_kloop_prop_given(const char *const *p, const char *name);
 
+/* The handles saga_kloop_new would create, made and freed without a
+ * broker (nothing is connected): 0, or -1 with errbuf saying what
+ * librdkafka refuses only when a handle is made (properties that clash,
+ * such as acks=1 with the idempotent producer, a SASL mechanism without
+ * its credentials, a certificate file it cannot load). Any thread. */
+int saga_kloop_check(const saga_kloop_config_t *cfg, char *errbuf,
+                     size_t errlen);
+
 /* Create the handles (not yet consuming). Returns 0 or -1 with errbuf
  * saying what (bad property, handle creation). Loop thread. */
 int saga_kloop_new(uv_loop_t *loop, const saga_kloop_config_t *cfg,

@@ -662,6 +662,16 @@ static int kafka_set(sagad_config_t *cfg, const char *kname, const char *value,
   if (!strcmp(kname, "group.id"))
     return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
                 "kafka.group.id: set group.id instead");
+  /* sagad stores and commits each input's offset once its outcome is
+   * durable: stored by librdkafka at consumption, an input not yet handled
+   * would be committed (lost at a restart); and with the automatic store
+   * on, librdkafka refuses sagad's own, so nothing was ever committed */
+  if (!strcmp(kname, "enable.auto.offset.store") ||
+      !strcmp(kname, "enable.auto.commit"))
+    return fail(errbuf, errlen, SAGAD_CONFIG_INVALID, origin,
+                "kafka.%s: sagad commits each input's offset itself once "
+                "its outcome is durable; this property cannot be set",
+                kname);
   if (!*kname)
     return fail(errbuf, errlen, SAGAD_CONFIG_UNKNOWN, origin,
                 "kafka.: missing librdkafka property name");
@@ -1237,7 +1247,8 @@ void sagad_config_write_usage(FILE *out, const char *argv0) {
           "usage: %s [options]\n"
           "\n"
           "The saga coordinator daemon. Runs until SIGTERM or SIGINT, then "
-          "shuts down\ngracefully.\n"
+          "shuts down\ngracefully. SIGHUP is logged and ignored: the "
+          "configuration is read at start\nonly.\n"
           "\n"
           "options:\n"
           "  --config FILE         read name = value lines from FILE "
@@ -1306,8 +1317,9 @@ void sagad_config_write_reference(FILE *out) {
       "`sagad --check-config` validates everything a start checks before "
       "it connects\n(these values, with the `store.conninfo` settings "
       "libpq reads only when it\nconnects and the files `kafka.*.location` "
-      "names, every definition file,\n`admin.listen`, `otlp.endpoint` and "
-      "the `OTEL_*` variables of docs/tracing.md),\nwith the same "
+      "names, every definition file,\n`admin.listen`, `otlp.endpoint`, "
+      "the `OTEL_*` variables of docs/tracing.md and\nthe Kafka clients "
+      "made from the `kafka.*` properties without a broker),\nwith the same "
       "messages, and prints the effective configuration with secrets\n"
       "masked; it exits 2 when a start would fail on any of them.\n"
       "`sagad --migrate` creates or updates the event store's and sagad's "
@@ -1372,11 +1384,17 @@ void sagad_config_write_reference(FILE *out) {
       "SASL_SSL`: each to the handles it\napplies to by librdkafka's own "
       "table, so `kafka.linger.ms` goes to the\nproducer only and "
       "`kafka.session.timeout.ms` to the consumer only, with no\n"
-      "warning from the other. It is checked by librdkafka when set. From "
-      "the\n"
-      "environment, `SAGAD_KAFKA_SASL_USERNAME` sets\n"
+      "warning from the other. It is checked by librdkafka when set, and the\n"
+      "whole set when a start (or `--check-config`) makes the clients without "
+      "a\nbroker, before anything connects: `kafka.acks=1` (the producer is "
+      "idempotent)\nor a SASL mechanism without `kafka.sasl.username` is "
+      "refused there, exit 2.\nFrom the environment, "
+      "`SAGAD_KAFKA_SASL_USERNAME` sets\n"
       "`kafka.sasl.username` (lower-cased, underscores as dots). "
-      "`kafka.group.id` is\nrefused: use `group.id`.\n"
+      "`kafka.group.id` is\nrefused: use `group.id`. So are "
+      "`kafka.enable.auto.offset.store` and\n`kafka.enable.auto.commit`: "
+      "sagad commits each input's offset itself, once its\noutcome is "
+      "durable.\n"
       "\n"
       "Without them sagad starts from librdkafka's defaults with these "
       "changed for\nlatency (docs/client.md, \"Kafka settings\", says "

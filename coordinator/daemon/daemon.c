@@ -18,6 +18,7 @@ struct sagad_daemon {
   sagad_hooks_t hooks;
   uv_signal_t sigterm;
   uv_signal_t sigint;
+  uv_signal_t sighup;
   uv_timer_t deadline;
   uv_timer_t watchdog; /* WATCHDOG=1 to systemd, when it asks for them */
   int status;
@@ -36,6 +37,7 @@ bool sagad_daemon_stopping(const sagad_daemon_t *d) { return d->stopping; }
 
 static void close_own_handles(sagad_daemon_t *d) {
   uv_handle_t *own[] = {(uv_handle_t *)&d->sigterm, (uv_handle_t *)&d->sigint,
+                        (uv_handle_t *)&d->sighup,
                         (uv_handle_t *)&d->deadline,
                         (uv_handle_t *)&d->watchdog};
   for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
@@ -106,6 +108,17 @@ static void on_signal(uv_signal_t *h, int signum) {
                         signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
+/* SIGHUP: no reload (the configuration is read at start only) and no
+ * stop -- killed by its default action, sagad stopped without flushing
+ * or committing, when an operator asked for a reload or the terminal
+ * that started it closed. */
+static void on_hup(uv_signal_t *h, int signum) {
+  (void)h;
+  (void)signum;
+  LOG_WARN("SIGHUP ignored: sagad reads its configuration only at start; "
+           "restart it to apply a change (SIGTERM stops it gracefully)");
+}
+
 static void close_any(uv_handle_t *h, void *arg) {
   (void)arg;
   if (!uv_is_closing(h))
@@ -131,11 +144,13 @@ int sagad_daemon_run(const sagad_config_t *cfg, const sagad_hooks_t *hooks) {
   signal(SIGPIPE, SIG_IGN);
   uv_signal_init(&d->loop, &d->sigterm);
   uv_signal_init(&d->loop, &d->sigint);
+  uv_signal_init(&d->loop, &d->sighup);
   uv_timer_init(&d->loop, &d->deadline);
   uv_timer_init(&d->loop, &d->watchdog);
   d->sigterm.data = d->sigint.data = d->deadline.data = d;
   if ((rc = uv_signal_start(&d->sigterm, on_signal, SIGTERM)) ||
-      (rc = uv_signal_start(&d->sigint, on_signal, SIGINT))) {
+      (rc = uv_signal_start(&d->sigint, on_signal, SIGINT)) ||
+      (rc = uv_signal_start(&d->sighup, on_hup, SIGHUP))) {
     LOG_ERROR("could not install signal handlers: %s", uv_strerror(rc));
     d->status = SAGAD_EXIT_FAILURE;
     close_own_handles(d);

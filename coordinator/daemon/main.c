@@ -97,7 +97,7 @@ static int on_start(sagad_daemon_t *d, void *arg) {
   uv_loop_t *loop = sagad_daemon_loop(d);
   char err[2048];
   a->d = d;
-  if (load_definitions(a, cfg, false))
+  if (!a->registry && load_definitions(a, cfg, false)) /* main loaded them */
     return -1;
   sagad_engine_config_t ec = {
       .registry = a->registry,
@@ -246,6 +246,10 @@ static int check_config(const sagad_config_t *cfg) {
     LOG_ERROR("%s", err);
     bad = 1;
   }
+  if (sagad_broker_kafka_check(cfg, err, sizeof err) != 0) {
+    LOG_ERROR("%s", err);
+    bad = 1;
+  }
   if (bad) {
     fputs("sagad: the configuration would not start\n", stderr);
     return SAGAD_EXIT_USAGE;
@@ -313,13 +317,20 @@ int main(int argc, char **argv) {
     /* What --check-config checks that the configuration's own load does
      * not, refused here as it refuses them (exit 2, the same message),
      * before anything is connected. */
-    if (sagad_observe_check(cfg, err, sizeof err) != 0) {
+    if (sagad_observe_check(cfg, err, sizeof err) != 0 ||
+        sagad_broker_kafka_check(cfg, err, sizeof err) != 0) {
       LOG_ERROR("%s", err);
       status = SAGAD_EXIT_USAGE;
       break;
     }
   {
     app_t app = {0};
+    /* the definitions too: none that loads is a bad configuration */
+    if (load_definitions(&app, cfg, false)) {
+      saga_registry_free(app.registry);
+      status = SAGAD_EXIT_USAGE;
+      break;
+    }
     sagad_hooks_t hooks = {.on_start = on_start, .on_stop = on_stop,
                            .arg = &app};
     status = sagad_daemon_run(cfg, &hooks);

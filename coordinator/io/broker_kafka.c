@@ -300,31 +300,25 @@ static int has_prop(const sagad_config_t *cfg, const char *name) {
   return 0;
 }
 
-int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
-                            void (*on_fatal)(void *, const char *),
-                            void *fatal_arg, sagad_broker_kafka_t **out,
-                            sagad_broker_port_t *port, char *errbuf,
-                            size_t errlen) {
-  sagad_broker_kafka_t *b = calloc(1, sizeof *b);
-  if (!b || !(b->props = calloc(2 * cfg->kafka_nprops + 1, sizeof *b->props))) {
-    free(b);
-    snprintf(errbuf, errlen, "out of memory opening kafka");
+/* The kafka loop's configuration for cfg; *props (name, value, ...,
+ * NULL: cfg's kafka.* properties) is malloc'd for the caller to free once
+ * the handles are made. -1 out of memory. */
+static int kloop_config(const sagad_config_t *cfg, saga_kloop_config_t *kc,
+                        const char ***props) {
+  const char **p = calloc(2 * cfg->kafka_nprops + 1, sizeof *p);
+  if (!p)
     return -1;
-  }
-  b->cfg = cfg;
-  b->on_fatal = on_fatal;
-  b->fatal_arg = fatal_arg;
   for (size_t i = 0; i < cfg->kafka_nprops; i++) {
-    b->props[2 * i] = cfg->kafka_props[i].name;
-    b->props[2 * i + 1] = cfg->kafka_props[i].value;
+    p[2 * i] = cfg->kafka_props[i].name;
+    p[2 * i + 1] = cfg->kafka_props[i].value;
   }
   /* A new group starts at the beginning of the inbox, so no input sent
    * before the first join is lost; a configured value wins. */
   static const char *const earliest[] = {"auto.offset.reset", "earliest",
                                          NULL};
-  saga_kloop_config_t kc = {
+  *kc = (saga_kloop_config_t){
       .bootstrap_servers = cfg->kafka_bootstrap_servers,
-      .properties = b->props,
+      .properties = p,
       .consumer_properties =
           has_prop(cfg, "auto.offset.reset") ? NULL : earliest,
       .want_consumer = 1,
@@ -333,6 +327,41 @@ int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
       .close_timeout_ms = (int)(cfg->shutdown_timeout_ms / 2),
       .max_held = (size_t)cfg->input_max_held,
   };
+  *props = p;
+  return 0;
+}
+
+int sagad_broker_kafka_check(const sagad_config_t *cfg, char *errbuf,
+                             size_t errlen) {
+  saga_kloop_config_t kc;
+  const char **props = NULL;
+  if (kloop_config(cfg, &kc, &props)) {
+    snprintf(errbuf, errlen, "out of memory checking kafka.*");
+    return -1;
+  }
+  char why[512];
+  int rc = saga_kloop_check(&kc, why, sizeof why);
+  free(props);
+  if (rc)
+    snprintf(errbuf, errlen, "kafka.*: %s", why);
+  return rc;
+}
+
+int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,
+                            void (*on_fatal)(void *, const char *),
+                            void *fatal_arg, sagad_broker_kafka_t **out,
+                            sagad_broker_port_t *port, char *errbuf,
+                            size_t errlen) {
+  sagad_broker_kafka_t *b = calloc(1, sizeof *b);
+  saga_kloop_config_t kc;
+  if (!b || kloop_config(cfg, &kc, &b->props)) {
+    free(b);
+    snprintf(errbuf, errlen, "out of memory opening kafka");
+    return -1;
+  }
+  b->cfg = cfg;
+  b->on_fatal = on_fatal;
+  b->fatal_arg = fatal_arg;
   saga_kloop_callbacks_t cb = {
       .opaque = b,
       .on_message = k_on_message,

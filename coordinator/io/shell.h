@@ -65,6 +65,13 @@ int sagad_store_pg_reads_setting(sagad_store_pg_t *s, const char *name,
 /* Close both connections; cb (may be NULL) runs on the loop afterwards. */
 void sagad_store_pg_close(sagad_store_pg_t *s, void (*cb)(void *), void *arg);
 
+/* Make and free the consumer and producer that sagad_broker_kafka_open
+ * would, without a broker (nothing is connected): 0, or -1 with errbuf
+ * saying which kafka.* setting librdkafka refuses only when a client is
+ * made (acks other than all with the idempotent producer, a SASL
+ * mechanism without its credentials, a key or CA file it cannot load). */
+int sagad_broker_kafka_check(const sagad_config_t *cfg, char *errbuf,
+                             size_t errlen);
 /* Create the consumer (group cfg->group_id) and the producer, and check
  * that the brokers answer. Fills *port. Returns 0 or -1 with errbuf. */
 int sagad_broker_kafka_open(uv_loop_t *loop, const sagad_config_t *cfg,

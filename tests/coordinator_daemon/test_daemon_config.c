@@ -197,6 +197,14 @@ static void test_kafka_properties_pass_through_in_order(void **state) {
   assert_int_equal(set(cfg, "kafka.group.id", "g"), SAGAD_CONFIG_INVALID);
   assert_string_equal(errbuf,
                       "option --x: kafka.group.id: set group.id instead");
+  /* offsets are sagad's to store and commit: with the automatic store on,
+   * librdkafka refused sagad's and nothing was ever committed */
+  assert_int_equal(set(cfg, "kafka.enable.auto.offset.store", "true"),
+                   SAGAD_CONFIG_INVALID);
+  assert_non_null(strstr(errbuf, "kafka.enable.auto.offset.store: sagad "
+                                 "commits each input's offset itself"));
+  assert_int_equal(set(cfg, "kafka.enable.auto.commit", "false"),
+                   SAGAD_CONFIG_INVALID);
   assert_int_equal(cfg->kafka_nprops, 3);
 
   assert_int_equal(set(cfg, "kafka.bootstrap.servers", "h:1"), 0);

@@ -199,7 +199,10 @@ static void test_unreachable_store_at_start_exits_one(void **state) {
 }
 
 /* Addresses: admin.listen names are not resolved, ports are numbers;
- * the span exporter's endpoint and OTEL_* variables are checked too. */
+ * the span exporter's endpoint and OTEL_* variables are checked too; and
+ * kafka.* settings librdkafka refuses only when it makes a client (they
+ * passed --check-config, and a start failed on them with exit 1 after it
+ * had opened the store). */
 static const struct {
   const char *opt, *env, *want[2];
 } bad_addr[] = {
@@ -215,6 +218,12 @@ static const struct {
     {"--admin.listen=127.0.0.1:http",
      NULL,
      {"admin.listen: expected host:port", "127.0.0.1:http"}},
+    {"--kafka.acks=1",
+     NULL,
+     {"kafka.*: could not create kafka producer: ", "`acks` must be set"}},
+    {"--kafka.sasl.mechanisms=PLAIN",
+     "SAGAD_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT",
+     {"kafka.*: could not create kafka ", "sasl.username"}},
 };
 
 /* --check-config loads and checks what a start would, with the same
@@ -305,6 +314,27 @@ static void test_a_start_refuses_bad_addresses_before_it_connects(void **state) 
   }
 }
 
+/* A definitions folder where no definition loads is a bad configuration
+ * at a start as under --check-config: exit 2, before anything is
+ * connected (a start loaded them after its daemon had started, and exited
+ * 1). */
+static void test_a_start_without_definitions_exits_2(void **state) {
+  (void)state;
+  char dir[128], opt[160];
+  snprintf(dir, sizeof dir, "%s/nodefs", tmpdir);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  snprintf(opt, sizeof opt, "--definitions.dir=%s", dir);
+  const char *args[] = {opt, "--kafka.bootstrap.servers=b:1",
+                        "--store.conninfo=host=127.0.0.1 port=1 "
+                        "connect_timeout=2",
+                        NULL};
+  int rc = run(args, out, err, sizeof out);
+  if (rc != 2 || !strstr(err, "no saga definition loaded from") ||
+      strstr(err, "port=1"))
+    fail_msg("exit %d\nstderr: %s", rc, err);
+  rmdir(dir);
+}
+
 static void test_unreachable_store_is_waited_for_when_asked(void **state) {
   (void)state;
   const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
@@ -316,6 +346,34 @@ static void test_unreachable_store_is_waited_for_when_asked(void **state) {
   const char *w = strstr(err, "waiting for PostgreSQL");
   assert_non_null(w);
   assert_non_null(strstr(w, "ms left of start.wait_for_dependencies_ms"));
+}
+
+/* SIGHUP neither reloads nor stops sagad (its default action killed
+ * sagad without a graceful stop: an operator's "reload", or the terminal
+ * that started it closing), even while a start waits for its
+ * dependencies. The warning a running sagad logs is in
+ * tests/coordinator_e2e/test_coordinator_sagas.c. */
+static void test_sighup_during_a_start_does_not_kill_sagad(void **state) {
+  (void)state;
+  const char *args[] = {defs_opt, "--kafka.bootstrap.servers=b:1",
+                        "--store.conninfo=host=127.0.0.1 port=1 "
+                        "connect_timeout=2",
+                        "--start.wait_for_dependencies_ms=1500ms",
+                        "--log.format=text", NULL};
+  child_t c = spawn(args);
+  err[0] = '\0';
+  int64_t until = ts_now_ms() + ts_timeout_ms(10000);
+  while (!strstr(err, "waiting for PostgreSQL") && ts_now_ms() < until)
+    read_some(c.err, err, sizeof err, 50);
+  assert_non_null(strstr(err, "waiting for PostgreSQL"));
+  assert_int_equal(kill(c.pid, SIGHUP), 0);
+  while (read_some(c.err, err, sizeof err, 50) && ts_now_ms() < until)
+    ;
+  /* exits as it would have (the store never answered), not by SIGHUP */
+  assert_int_equal(wait_exit(&c), 1);
+  assert_non_null(strstr(err, "ms left of start.wait_for_dependencies_ms"));
+  close(c.out);
+  close(c.err);
 }
 
 static void test_config_reference_is_markdown(void **state) {
@@ -354,6 +412,8 @@ int main(void) {
       cmocka_unit_test(test_unreachable_store_at_start_exits_one),
       cmocka_unit_test(test_check_config_refuses_what_a_start_would),
       cmocka_unit_test(test_a_start_refuses_bad_addresses_before_it_connects),
+      cmocka_unit_test(test_a_start_without_definitions_exits_2),
+      cmocka_unit_test(test_sighup_during_a_start_does_not_kill_sagad),
       cmocka_unit_test(test_unreachable_store_is_waited_for_when_asked),
       cmocka_unit_test(test_config_reference_is_markdown),
   };

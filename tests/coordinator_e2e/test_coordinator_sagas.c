@@ -18,6 +18,7 @@
 #include "test_support.h"
 
 static e2e_t *T;
+static pid_t pid; /* sagad 0 */
 
 /* Saga ids say what the participant does: fail2-* fails step 2,
  * noreply2-* never answers step 2's DO, dup-* answers every command
@@ -39,12 +40,23 @@ static e2e_answer_t script(const char *id, int step, int comp,
 static int setup(void **state) {
   (void)state;
   T = e2e_new("coord_sagas", 1500, script);
-  e2e_sagad_start(T, 0);
+  pid = e2e_sagad_start(T, 0);
   return 0;
 }
 
 static int teardown(void **state) {
   (void)state;
+  /* SIGHUP is logged and ignored: no reload, no stop (its default action
+   * killed sagad without flushing or committing) */
+  assert_int_equal(kill(pid, SIGHUP), 0);
+  assert_int_equal(e2e_sagad_wait(T, 0, 1000), -1);
+  char log[512];
+  snprintf(log, sizeof log, "%s/sagad0.log", e2e_dir(T));
+  char *text = ts_slurp(log);
+  assert_non_null(text);
+  assert_non_null(strstr(text, "SIGHUP ignored: sagad reads its "
+                               "configuration only at start"));
+  free(text);
   assert_int_equal(e2e_sagad_stop(T, 0, SIGTERM), 0);
   e2e_free(T);
   return 0;

@@ -159,13 +159,26 @@ static void describe(const cJSON *v, char *buf, size_t len) {
   }
 }
 
-/* path.key (key alone at the top), keys made safe for a message. */
+/* Append key to the JSON path out[0..*used) (cap bytes): .key (key alone
+ * at the top), or ["key"], quoted as in JSON, when the key is empty or
+ * holds '.' or '[', so that a path is never empty and never reads as
+ * another one. Made safe for a message; false when it did not fit. */
+static bool put_key(char *out, size_t cap, size_t *used, const char *key) {
+  size_t n = strlen(key);
+  if (n == 0 || strpbrk(key, ".[") != NULL)
+    return put_text(out, cap, used, "[\"", 2, false) &&
+           put_text(out, cap, used, key, n, true) &&
+           put_text(out, cap, used, "\"]", 2, false);
+  return (*used == 0 || put_text(out, cap, used, ".", 1, false)) &&
+         put_text(out, cap, used, key, n, false);
+}
+
+/* path and key, as put_key joins them. */
 static void join(char *out, size_t len, const char *path, const char *key) {
   size_t used = 0;
   out[0] = '\0';
-  if (put_text(out, len, &used, path, strlen(path), false) &&
-      (path[0] == '\0' || put_text(out, len, &used, ".", 1, false)))
-    put_text(out, len, &used, key, strlen(key), false);
+  if (put_text(out, len, &used, path, strlen(path), false))
+    put_key(out, len, &used, key);
 }
 
 /* An optional member that must be a string (free text). */
@@ -248,11 +261,12 @@ static bool get_name(ctx_t *c, const cJSON *obj, const char *key,
   return *out != NULL;
 }
 
-/* A number member in [min, max], integral unless allow_frac. Absent: *out
- * keeps its default. */
-static void get_num(ctx_t *c, const cJSON *obj, const char *key,
-                    const char *path, double min, double max, bool allow_frac,
-                    double *out) {
+/* A number member in [min, max], integral unless allow_frac; note (""
+ * or " for a ... step") follows the range in a message, and min == max
+ * asks for that one value. Absent: *out keeps its default. */
+static void get_num_for(ctx_t *c, const cJSON *obj, const char *key,
+                        const char *path, double min, double max,
+                        bool allow_frac, const char *note, double *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
   if (v == NULL)
     return;
@@ -265,24 +279,44 @@ static void get_num(ctx_t *c, const cJSON *obj, const char *key,
   char hi[32];
   fmt_num(min, lo, sizeof lo);
   fmt_num(max, hi, sizeof hi);
+  if (min == max) {
+    if (!cJSON_IsNumber(v) || v->valuedouble != min)
+      fail(c, p, "must be %s%s, got %s", lo, note, got);
+    else
+      *out = v->valuedouble;
+    return;
+  }
   if (!cJSON_IsNumber(v) ||
       (!allow_frac && v->valuedouble != floor(v->valuedouble))) {
-    fail(c, p, "must be %s between %s and %s, got %s", what, lo, hi, got);
+    fail(c, p, "must be %s between %s and %s%s, got %s", what, lo, hi, note,
+         got);
     return;
   }
   if (v->valuedouble < min || v->valuedouble > max) {
-    fail(c, p, "must be between %s and %s, got %s", lo, hi, got);
+    fail(c, p, "must be between %s and %s%s, got %s", lo, hi, note, got);
     return;
   }
   *out = v->valuedouble;
 }
 
+static void get_num(ctx_t *c, const cJSON *obj, const char *key,
+                    const char *path, double min, double max, bool allow_frac,
+                    double *out) {
+  get_num_for(c, obj, key, path, min, max, allow_frac, "", out);
+}
+
+static void get_u32_for(ctx_t *c, const cJSON *obj, const char *key,
+                        const char *path, uint32_t min, uint32_t max,
+                        const char *note, uint32_t *out) {
+  double d = *out;
+  get_num_for(c, obj, key, path, min, max, false, note, &d);
+  *out = (uint32_t)d;
+}
+
 static void get_u32(ctx_t *c, const cJSON *obj, const char *key,
                     const char *path, uint32_t min, uint32_t max,
                     uint32_t *out) {
-  double d = *out;
-  get_num(c, obj, key, path, min, max, false, &d);
-  *out = (uint32_t)d;
+  get_u32_for(c, obj, key, path, min, max, "", out);
 }
 
 /* An optional object member; wrong type is an error. */
@@ -303,10 +337,12 @@ static const char *const retry_keys[] = {
     "max_attempts", "initial_backoff_ms", "multiplier", "max_backoff_ms",
     "jitter",       NULL};
 
-/* Parse the retry object at obj.key over base. min_attempts is 0 where
- * "unlimited" is allowed. */
+/* Parse the retry object at obj.key over r. max_attempts is taken in
+ * [min_attempts, max_attempts] (min 0 where "unlimited" is allowed),
+ * note saying why in a message. */
 static void get_retry(ctx_t *c, const cJSON *obj, const char *key,
                       const char *path, uint32_t min_attempts,
+                      uint32_t max_attempts, const char *note,
                       saga_retry_policy_t *r) {
   const cJSON *o = get_obj(c, obj, key, path);
   if (o == NULL)
@@ -314,8 +350,8 @@ static void get_retry(ctx_t *c, const cJSON *obj, const char *key,
   char p[256];
   join(p, sizeof p, path, key);
   check_keys(c, o, p, retry_keys);
-  get_u32(c, o, "max_attempts", p, min_attempts, SAGA_DEF_ATTEMPTS_MAX,
-          &r->max_attempts);
+  get_u32_for(c, o, "max_attempts", p, min_attempts, max_attempts, note,
+              &r->max_attempts);
   get_u32(c, o, "initial_backoff_ms", p, 0, SAGA_DEF_BACKOFF_MAX_MS,
           &r->initial_backoff_ms);
   get_num(c, o, "multiplier", p, 1.0, SAGA_DEF_MULTIPLIER_MAX, true,
@@ -368,8 +404,9 @@ static void get_defaults(ctx_t *c, const cJSON *root, defaults_t *d) {
           SAGA_DEF_TIMEOUT_MAX_MS, &d->timeout_ms);
   get_u32(c, o, "stuck_after_ms", "defaults", SAGA_DEF_TIMEOUT_MIN_MS,
           SAGA_DEF_TIMEOUT_MAX_MS, &d->stuck_after_ms);
-  get_retry(c, o, "retry", "defaults", 1, &d->retry);
-  get_retry(c, o, "compensation_retry", "defaults", 0, &d->comp_retry);
+  get_retry(c, o, "retry", "defaults", 1, SAGA_DEF_ATTEMPTS_MAX, "", &d->retry);
+  get_retry(c, o, "compensation_retry", "defaults", 0, SAGA_DEF_ATTEMPTS_MAX,
+            "", &d->comp_retry);
 }
 
 static const char *const comp_keys[] = {"topic", "action", "timeout_ms",
@@ -407,7 +444,7 @@ static bool get_compensation(ctx_t *c, const cJSON *so, const char *path,
   get_u32(c, v, "timeout_ms", p, SAGA_DEF_TIMEOUT_MIN_MS,
           SAGA_DEF_TIMEOUT_MAX_MS, &s->comp_timeout_ms);
   s->comp_retry = d->comp_retry;
-  get_retry(c, v, "retry", p, 0, &s->comp_retry);
+  get_retry(c, v, "retry", p, 0, SAGA_DEF_ATTEMPTS_MAX, "", &s->comp_retry);
   if (s->comp_topic == NULL || s->comp_action == NULL) {
     /* Reported already; keep the definition consistent for the checks
      * that follow. */
@@ -565,8 +602,13 @@ static void check_map(ctx_t *c, const saga_def_t *def, saga_flow_map_t *m,
         continue;
       }
       if ((uint32_t)k >= limit) {
-        if (def->steps[step].group != NULL &&
-            saga_def_block_start(def, (uint32_t)k) == limit)
+        if ((uint32_t)k == step)
+          fail(c, p,
+               "names \"%s\", the step itself: it has not replied when its "
+               "command is sent",
+               sname);
+        else if (def->steps[step].group != NULL &&
+                 saga_def_block_start(def, (uint32_t)k) == limit)
           fail(c, p,
                "names \"%s\", a step of the same parallel group \"%s\": it "
                "has not replied when this step is sent",
@@ -629,27 +671,23 @@ static bool parse_step(ctx_t *c, const cJSON *so, const char *path,
   get_u32(c, so, "stuck_after_ms", path, SAGA_DEF_TIMEOUT_MIN_MS,
           SAGA_DEF_TIMEOUT_MAX_MS, &s->stuck_after_ms);
   s->retry = d->retry;
-  get_retry(c, so, "retry", path, 0, &s->retry);
-
-  char p[256];
-  const cJSON *ro = cJSON_GetObjectItemCaseSensitive(so, "retry");
-  const cJSON *ma =
-      cJSON_IsObject(ro) ? cJSON_GetObjectItemCaseSensitive(ro, "max_attempts")
-                         : NULL;
-  join(p, sizeof p, path, "retry.max_attempts");
   if (s->kind == SAGA_STEP_RETRIABLE) {
     /* Forward only: a retriable step is retried until it succeeds. */
-    if (cJSON_IsNumber(ma) && ma->valuedouble != 0)
-      fail(c, p,
-           "must be 0 (unlimited) for a retriable step, which is retried "
-           "until it succeeds, got %.0f",
-           ma->valuedouble);
+    get_retry(c, so, "retry", path, 0, 0,
+              " (unlimited) for a retriable step, which is retried until it "
+              "succeeds",
+              &s->retry);
     s->retry.max_attempts = 0;
-  } else if (cJSON_IsNumber(ma) && ma->valuedouble == 0) {
-    fail(c, p, "must be between 1 and %d for a %s step, got 0",
-         SAGA_DEF_ATTEMPTS_MAX, saga_step_kind_name(s->kind));
+  } else {
+    /* unlimited attempts are for retriable steps only */
+    char note[48];
+    snprintf(note, sizeof note, " for a %s step",
+             saga_step_kind_name(s->kind));
+    get_retry(c, so, "retry", path, 1, SAGA_DEF_ATTEMPTS_MAX, note,
+              &s->retry);
   }
 
+  char p[256];
   bool present = false;
   if (!get_compensation(c, so, path, d, s, &present))
     return false;
@@ -981,6 +1019,7 @@ static bool check_text(ctx_t *c, const char *json, size_t len) {
 typedef struct {
   const char *key;
   size_t i;
+  cJSON *item;
 } member_t;
 
 static int cmp_member(const void *a, const void *b) {
@@ -1029,9 +1068,7 @@ static void check_dup_keys(ctx_t *c, const cJSON *v, char *path, size_t used,
     bool fits;
     path[u] = '\0';
     if (obj) {
-      const char *key = e->string != NULL ? e->string : "";
-      fits = (u == 0 || put_text(path, cap, &u, ".", 1, false)) &&
-             put_text(path, cap, &u, key, strlen(key), false);
+      fits = put_key(path, cap, &u, e->string != NULL ? e->string : "");
     } else {
       char idx[32];
       snprintf(idx, sizeof idx, "[%zu]", i);
@@ -1068,43 +1105,43 @@ void saga_def_free(saga_def_t *def) {
   free(def);
 }
 
-/* Sort the members of every object of v by key, keeping the order of
- * equal keys (insertion into a new list: definitions are small). */
-static void sort_members(cJSON *v) {
+/* Sort the members of every object of v by key (bytewise), keeping the
+ * order of equal keys: the canonical body, whose hash identifies a
+ * recorded definition, so this order must never change. False on OOM. */
+static bool sort_members(cJSON *v) {
   if (v == NULL || (!cJSON_IsObject(v) && !cJSON_IsArray(v)))
-    return;
-  cJSON *sorted = NULL;
-  cJSON *next;
-  for (cJSON *c = v->child; c != NULL; c = next) {
-    next = c->next;
-    sort_members(c);
-    if (!cJSON_IsObject(v))
-      continue;
-    /* after the last member whose key is <= c's */
-    cJSON **at = &sorted;
-    cJSON *prev = NULL;
-    while (*at != NULL && strcmp((*at)->string, c->string) <= 0) {
-      prev = *at;
-      at = &(*at)->next;
-    }
-    c->next = *at;
-    c->prev = prev;
-    if (*at != NULL)
-      (*at)->prev = c;
-    *at = c;
+    return true;
+  size_t n = 0;
+  for (cJSON *c = v->child; c != NULL; c = c->next) {
+    if (!sort_members(c))
+      return false;
+    n++;
   }
-  if (cJSON_IsObject(v) && sorted != NULL) {
-    v->child = sorted;
-    cJSON *last = sorted;
-    while (last->next != NULL)
-      last = last->next;
-    sorted->prev = last; /* cJSON: the head's prev is the tail */
+  if (!cJSON_IsObject(v) || n < 2)
+    return true;
+  member_t *m = malloc(n * sizeof *m);
+  if (m == NULL)
+    return false;
+  size_t i = 0;
+  for (cJSON *c = v->child; c != NULL; c = c->next, i++) {
+    m[i].key = c->string != NULL ? c->string : "";
+    m[i].i = i;
+    m[i].item = c;
   }
+  qsort(m, n, sizeof *m, cmp_member); /* the index breaks ties: stable */
+  for (i = 0; i < n; i++) {
+    m[i].item->prev = i > 0 ? m[i - 1].item : m[n - 1].item;
+    m[i].item->next = i + 1 < n ? m[i + 1].item : NULL;
+  }
+  v->child = m[0].item; /* cJSON: the head's prev is the tail */
+  free(m);
+  return true;
 }
 
 /* def->body and def->sha256 from the parsed document (sorted in place). */
 static int set_body(saga_def_t *def, cJSON *root) {
-  sort_members(root);
+  if (!sort_members(root))
+    return SAGA_CORE_ENOMEM;
   char *text = cJSON_PrintUnformatted(root);
   if (text != NULL)
     def->body = strdup(text);
@@ -1183,11 +1220,13 @@ int saga_def_parse(const char *json, size_t len, const char *source,
         goto out;
     }
     check_steps(&c, def);
-    if (!get_map(&c, root, "output", "", &def->output_map))
-      goto out;
-    if (c.errors == 0)
-      check_flow(&c, def);
   }
+  /* checked whatever the steps are; which steps its pointers may name
+   * only once they are valid */
+  if (!get_map(&c, root, "output", "", &def->output_map))
+    goto out;
+  if (def->steps != NULL && c.errors == 0)
+    check_flow(&c, def);
   rc = c.oom ? SAGA_CORE_ENOMEM
        : c.errors > 0 ? SAGA_CORE_EDEF
                       : set_body(def, root);

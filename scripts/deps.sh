@@ -14,6 +14,7 @@ packages=(
   zlib1g-dev                           # event store archive files (gzip)
   postgresql                           # embedded PostgreSQL for dev/tests
   libcmocka-dev kcat python3-yaml      # tests (python3-yaml: deploy/ check)
+  python3-jsonschema                   # tests: the definition schema
   libssl-dev openssl                   # tests: the OTLP exporter over TLS
   python3 python3-protobuf python3-confluent-kafka  # protocol test peer
   protobuf-compiler python3-psycopg    # the Python client (client/python)

@@ -3,6 +3,7 @@
  * files loads the good ones and reports every bad one. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <cJSON.h>
 
 #include "definition.h"
 
@@ -339,7 +342,7 @@ static void test_retry_policy_fields_are_each_checked(void **state) {
   char buf[512];
   snprintf(buf, sizeof buf, "%s'retry':{'max_attempts':1001}}]}", pre);
   expect_error(buf, "order.saga.json: steps[0].retry.max_attempts: must be "
-                    "between 0 and 1000, got 1001");
+                    "between 1 and 1000 for a compensatable step, got 1001");
   snprintf(buf, sizeof buf, "%s'retry':{'max_attempts':0}}]}", pre);
   expect_error(buf, "order.saga.json: steps[0].retry.max_attempts: must be "
                     "between 1 and 1000 for a compensatable step, got 0");
@@ -902,6 +905,369 @@ static void test_canonical_body_ignores_layout_and_member_order(
     saga_def_free(def[i]);
 }
 
+/* ---- the JSON path of a message ---- */
+
+/* A key that is empty or holds '.' or '[' is quoted in brackets, so a
+ * path is never empty and never reads as another one. */
+static void test_paths_quote_empty_and_dotted_keys(void **state) {
+  (void)state;
+  expect_error("{'name':'a','version':1,'':1,'steps':[" S_RES "]}",
+               "order.saga.json: [\"\"]: unknown key, expected one of "
+               "$schema, name, version, description, defaults, steps, output");
+  expect_error("{'name':'a','version':1,'a.b':1,'steps':[" S_RES "]}",
+               "order.saga.json: [\"a.b\"]: unknown key, expected one of "
+               "$schema, name, version, description, defaults, steps, output");
+  expect_error("{'name':'a','version':1,'':1,'':2,'steps':[" S_RES "]}",
+               "order.saga.json: [\"\"]: duplicate key, each key may appear "
+               "only once in an object");
+  expect_error(HEAD "{'name':'s','topic':'t','compensation':'none',"
+                    "'input':{'a.b':'/x'}}]}",
+               "order.saga.json: steps[0].input[\"a.b\"]: must start with "
+               "\"/input\" or \"/steps/<step>/output\", got \"/x\"");
+  expect_error(HEAD "{'name':'s','topic':'t','compensation':'none',"
+                    "'input':{'x[0]':'/input/~2'}}]}",
+               "order.saga.json: steps[0].input[\"x[0]\"]: must be a valid "
+               "JSON Pointer (RFC 6901), where ~ is followed by 0 or 1, got "
+               "\"/input/~2\"");
+  expect_error(HEAD "{'name':'s','topic':'t','compensation':'none',"
+                    "'input':{'':'/input','':'/input'}}]}",
+               "order.saga.json: steps[0].input[\"\"]: duplicate key, each "
+               "key may appear only once in an object");
+  /* a quote or backslash in a quoted key is escaped as in JSON */
+  expect_error("{'name':'a','version':1,'a.\\\\\\'':1,'steps':[" S_RES "]}",
+               "order.saga.json: [\"a.\\\\\\\"\"]: unknown key, expected one "
+               "of $schema, name, version, description, defaults, steps, "
+               "output");
+  /* other keys as before */
+  expect_error(HEAD "{'name':'s','topic':'t','compensation':'none',"
+                    "'input':{'a b':'/x'}}]}",
+               "order.saga.json: steps[0].input.a b: must start with "
+               "\"/input\" or \"/steps/<step>/output\", got \"/x\"");
+}
+
+/* Every problem is reported: the saga's output is checked whatever the
+ * steps are; only which steps its pointers name waits for valid steps. */
+static void test_output_is_checked_when_the_steps_are_not_valid(
+    void **state) {
+  (void)state;
+  saga_diags_t d = {0};
+  saga_def_t *def = NULL;
+  assert_int_equal(parse("{'name':'a','version':1,'steps':5,'output':7}",
+                         &def, &d),
+                   SAGA_CORE_EDEF);
+  assert_int_equal(d.n, 2);
+  assert_string_equal(d.items[0], "order.saga.json: steps: must be an array "
+                                  "of 1 to 32 steps, got 5");
+  assert_string_equal(d.items[1],
+                      "order.saga.json: output: must be an object of fields "
+                      "to JSON Pointers, e.g. {\"order\": \"/input/order\"}, "
+                      "got 7");
+  saga_diags_clear(&d);
+  expect_error("{'name':'a','version':1,'output':{'x':'/input/~2'}}",
+               "order.saga.json: output.x: must be a valid JSON Pointer (RFC "
+               "6901), where ~ is followed by 0 or 1, got \"/input/~2\"");
+  /* a step it names may be one of the steps that are missing */
+  assert_int_equal(parse("{'name':'a','version':1,'output':{'x':"
+                         "'/steps/nope/output'}}",
+                         &def, &d),
+                   SAGA_CORE_EDEF);
+  assert_int_equal(d.n, 1);
+  assert_string_equal(d.items[0], "order.saga.json: steps: is required");
+  saga_diags_clear(&d);
+}
+
+static void test_mapping_naming_its_own_step_says_so(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'s','topic':'t','compensation':'none',"
+                    "'input':{'x':'/steps/s/output'}}]}",
+               "order.saga.json: steps[0].input.x: names \"s\", the step "
+               "itself: it has not replied when its command is sent");
+  expect_error(HEAD "{'name':'a','topic':'t','group':'g','compensation':"
+                    "'none','input':{'x':'/steps/a/output/id'}},"
+                    "{'name':'b','topic':'t','group':'g','compensation':"
+                    "'none'}]}",
+               "order.saga.json: steps[0].input.x: names \"a\", the step "
+               "itself: it has not replied when its command is sent");
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none','input':"
+                    "{'x':'/steps/b/output'}},{'name':'b','topic':'t',"
+                    "'compensation':'none'}]}",
+               "order.saga.json: steps[0].input.x: names \"b\", a later "
+               "step: it has not replied when this step is sent");
+}
+
+/* One message per place, with the range of the step's kind. */
+static void test_max_attempts_messages_follow_the_kind(void **state) {
+  (void)state;
+  expect_error(HEAD "{'name':'a','topic':'t','compensation':'none',"
+                    "'retry':{'max_attempts':-1}}]}",
+               "order.saga.json: steps[0].retry.max_attempts: must be "
+               "between 1 and 1000 for a compensatable step, got -1");
+  expect_error(HEAD "{'name':'a','topic':'t','kind':'pivot',"
+                    "'retry':{'max_attempts':1.5}}]}",
+               "order.saga.json: steps[0].retry.max_attempts: must be an "
+               "integer between 1 and 1000 for a pivot step, got 1.5");
+  const char *j = HEAD S_PAY ",{'name':'s','topic':'t','kind':'retriable',"
+                  "'retry':{'max_attempts':2000}}]}";
+  expect_error(j, "order.saga.json: steps[1].retry.max_attempts: must be 0 "
+                  "(unlimited) for a retriable step, which is retried until "
+                  "it succeeds, got 2000");
+  saga_diags_t d = {0};
+  saga_def_t *def = NULL;
+  assert_int_equal(parse(j, &def, &d), SAGA_CORE_EDEF);
+  assert_int_equal(d.n, 1);
+  saga_diags_clear(&d);
+  expect_error(HEAD S_PAY ",{'name':'s','topic':'t','kind':'retriable',"
+                    "'retry':{'max_attempts':'x'}}]}",
+               "order.saga.json: steps[1].retry.max_attempts: must be 0 "
+               "(unlimited) for a retriable step, which is retried until "
+               "it succeeds, got \"x\"");
+  /* unlimited compensations stay allowed */
+  assert_int_equal(parse(HEAD "{'name':'a','topic':'t','compensation':"
+                              "{'action':'u','retry':{'max_attempts':0}}}]}",
+                         &def, NULL),
+                   SAGA_CORE_OK);
+  assert_int_equal(def->steps[0].comp_retry.max_attempts, 0);
+  saga_def_free(def);
+}
+
+/* ---- the schema (schemas/saga-definition.schema.json) ---- */
+
+#define SCHEMA_FILE SAGA_EXAMPLE_DEFS "/../../../schemas/saga-definition.schema.json"
+
+static char *read_all(const char *path) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, 0, SEEK_END), 0);
+  long n = ftell(f);
+  assert_true(n >= 0);
+  rewind(f);
+  char *b = malloc((size_t)n + 1);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+  b[n] = '\0';
+  fclose(f);
+  return b;
+}
+
+/* The default of field in the object schema s: its own properties first,
+ * then what its "$ref" (#/$defs/...) points at. */
+static double schema_default(const cJSON *root, const cJSON *s,
+                             const char *field) {
+  while (s != NULL) {
+    const cJSON *dv = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(s, "properties"), field),
+        "default");
+    if (dv != NULL) {
+      assert_true(cJSON_IsNumber(dv));
+      return dv->valuedouble;
+    }
+    const cJSON *ref = cJSON_GetObjectItemCaseSensitive(s, "$ref");
+    if (!cJSON_IsString(ref))
+      break;
+    assert_true(strncmp(ref->valuestring, "#/$defs/", 8) == 0);
+    s = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(root, "$defs"),
+        ref->valuestring + 8);
+  }
+  return -1;
+}
+
+static void expect_schema_defaults(const cJSON *root, const cJSON *s,
+                                   const saga_retry_policy_t *want,
+                                   const char *where) {
+  assert_non_null(s);
+  fprintf(stderr, "%s\n", where);
+  assert_true(schema_default(root, s, "initial_backoff_ms") ==
+              want->initial_backoff_ms);
+  assert_true(schema_default(root, s, "max_backoff_ms") ==
+              want->max_backoff_ms);
+  assert_true(schema_default(root, s, "multiplier") == want->multiplier);
+  assert_true(schema_default(root, s, "jitter") == want->jitter);
+  double ma = schema_default(root, s, "max_attempts");
+  assert_true(ma < 0 || ma == want->max_attempts);
+}
+
+/* The defaults the schema shows editors are the loader's: the steps'
+ * retry and the compensations' differ. */
+static void test_schema_retry_defaults_are_the_loaders(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  assert_int_equal(parse(ORDER, &def, NULL), SAGA_CORE_OK);
+  const saga_retry_policy_t *step = &def->steps[0].retry;
+  const saga_retry_policy_t *comp = &def->steps[0].comp_retry;
+  char *text = read_all(SCHEMA_FILE);
+  cJSON *root = cJSON_Parse(text);
+  free(text);
+  assert_non_null(root);
+  const cJSON *defs = cJSON_GetObjectItemCaseSensitive(root, "$defs");
+  const cJSON *dflt = cJSON_GetObjectItemCaseSensitive(
+      cJSON_GetObjectItemCaseSensitive(
+          cJSON_GetObjectItemCaseSensitive(root, "properties"), "defaults"),
+      "properties");
+#define PROP(obj, name)                                                       \
+  cJSON_GetObjectItemCaseSensitive(                                           \
+      cJSON_GetObjectItemCaseSensitive(                                       \
+          cJSON_GetObjectItemCaseSensitive(defs, obj), "properties"),         \
+      name)
+  expect_schema_defaults(root, PROP("step", "retry"), step, "steps[].retry");
+  expect_schema_defaults(root, cJSON_GetObjectItemCaseSensitive(dflt, "retry"),
+                         step, "defaults.retry");
+  expect_schema_defaults(root, PROP("compensation", "retry"), comp,
+                         "steps[].compensation.retry");
+  expect_schema_defaults(
+      root, cJSON_GetObjectItemCaseSensitive(dflt, "compensation_retry"),
+      comp, "defaults.compensation_retry");
+#undef PROP
+  cJSON_Delete(root);
+  saga_def_free(def);
+}
+
+/* The schema takes what the loader takes, and refuses what it refuses,
+ * for the retry limits and the pointers of a mapping. Checked with
+ * Debian's python3-jsonschema (scripts/deps.sh installs it; skipped where
+ * it is missing). */
+static void test_schema_agrees_with_the_loader(void **state) {
+  (void)state;
+  if (system("/usr/bin/python3 -c 'from jsonschema import "
+             "Draft202012Validator' "
+             ">/dev/null 2>&1") != 0) {
+    fprintf(stderr, "python3 with jsonschema not found: skipped\n");
+    skip();
+  }
+#define ST(x) HEAD "{'name':'s','topic':'t'," x "}]}"
+#define PV(x) HEAD S_PAY ",{'name':'s','topic':'t','kind':'retriable'," x "}]}"
+#define IN(p) ST("'compensation':'none','input':{'x':'" p "'}")
+  static const struct {
+    const char *doc;
+    bool ok;
+  } cases[] = {
+      {ST("'compensation':'none','retry':{'max_attempts':0}"), false},
+      {ST("'kind':'pivot','retry':{'max_attempts':0}"), false},
+      {ST("'kind':'compensatable','compensation':'none','retry':"
+          "{'max_attempts':0}"),
+       false},
+      {ST("'compensation':'none','retry':{'max_attempts':1}"), true},
+      {PV("'retry':{'max_attempts':0}"), true},
+      {PV("'retry':{'max_attempts':1}"), false},
+      {ST("'compensation':{'action':'u','retry':{'max_attempts':0}}"), true},
+      {"{'name':'o','version':1,'defaults':{'compensation_retry':"
+       "{'max_attempts':0}},'steps':[" S_RES "]}",
+       true},
+      {"{'name':'o','version':1,'defaults':{'retry':{'max_attempts':0}},"
+       "'steps':[" S_RES "]}",
+       false},
+      {IN("/input/~2"), false},
+      {IN("/input/a~"), false},
+      {IN("/input/~0a~1b"), true},
+      {IN("/input/a\\nb"), true},
+      {IN("/input/\\n"), true},
+      {IN("/input"), true},
+      {IN("/input/"), true},
+      {IN("/inputs"), false},
+      {IN("input"), false},
+      {HEAD S_RES "],'output':{'x':'/steps/reserve/output/a\\nb~1'}}", true},
+      {HEAD S_RES "],'output':{'x':'/steps/reserve/output'}}", true},
+      {HEAD S_RES "],'output':{'x':'/steps/reserve'}}", false},
+      {HEAD S_RES "],'output':{'x':'/steps/reserve/output/~'}}", false},
+  };
+  size_t n = sizeof cases / sizeof cases[0];
+  char dir[] = "/tmp/saga-schema-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  for (size_t i = 0; i < n; i++) {
+    saga_def_t *def = NULL;
+    char *j = dq(cases[i].doc);
+    int rc = saga_def_parse(j, strlen(j), "case.json", &def, NULL);
+    free(j);
+    saga_def_free(def);
+    if ((rc == SAGA_CORE_OK) != cases[i].ok)
+      fprintf(stderr, "loader: case %zu: %s\n", i, cases[i].doc);
+    assert_int_equal(rc == SAGA_CORE_OK, cases[i].ok);
+    char name[32];
+    snprintf(name, sizeof name, "c%02zu.json", i);
+    write_file(dir, name, cases[i].doc);
+  }
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c 'import json, sys\n"
+           "from jsonschema import Draft202012Validator as V\n"
+           "v = V(json.load(open(sys.argv[1])))\n"
+           "for f in sys.argv[2:]:\n"
+           "    print(\"ok\" if v.is_valid(json.load(open(f))) else "
+           "\"refused\")' %s %s/c*.json %s/*.json",
+           SCHEMA_FILE, dir, SAGA_EXAMPLE_DEFS);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  char line[64];
+  size_t i = 0;
+  int wrong = 0;
+  while (fgets(line, sizeof line, p) != NULL) {
+    bool ok = strcmp(line, "ok\n") == 0;
+    bool want = i < n ? cases[i].ok : true; /* then the examples */
+    if (ok != want) {
+      fprintf(stderr, "schema: %s: %s", i < n ? cases[i].doc : "example",
+              line);
+      wrong++;
+    }
+    i++;
+  }
+  assert_int_equal(pclose(p), 0);
+  assert_true(i > n);
+  assert_int_equal(wrong, 0);
+  for (i = 0; i < n; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/c%02zu.json", dir, i);
+    unlink(path);
+  }
+  rmdir(dir);
+#undef ST
+#undef PV
+#undef IN
+}
+
+/* The canonical body is what the store records: a definition recorded
+ * before keeps its SHA-256, and a large mapping comes out sorted. */
+static void test_canonical_body_is_stable(void **state) {
+  (void)state;
+  char *text = read_all(SAGA_EXAMPLE_DEFS "/order.v1.json");
+  saga_def_t *def = NULL;
+  assert_int_equal(saga_def_parse(text, strlen(text), "order.v1.json", &def,
+                                  NULL),
+                   SAGA_CORE_OK);
+  free(text);
+  assert_string_equal(
+      def->sha256,
+      "3f8fe00e82544167ad9eacba7fd451b19785bee14dabcb393396bdd303c34b43");
+  saga_def_free(def);
+  /* 3000 fields written last first: k0000 .. k2999 in the body */
+  enum { N = 3000 };
+  size_t cap = 64 * N + 256;
+  char *doc = malloc(cap);
+  char *want = malloc(cap);
+  assert_non_null(doc);
+  assert_non_null(want);
+  strcpy(doc, "{'steps':[{'topic':'t','name':'s','compensation':'none',"
+              "'input':{");
+  strcpy(want, "{'name':'o','steps':[{'compensation':'none','input':{");
+  size_t dl = strlen(doc);
+  size_t wl = strlen(want);
+  for (int i = 0; i < N; i++) {
+    dl += (size_t)snprintf(doc + dl, cap - dl, "%s'k%04d':'/input/%d'",
+                           i ? "," : "", N - 1 - i, i);
+    wl += (size_t)snprintf(want + wl, cap - wl, "%s'k%04d':'/input/%d'",
+                           i ? "," : "", i, N - 1 - i);
+  }
+  snprintf(doc + dl, cap - dl, "}}],'version':1,'name':'o'}");
+  snprintf(want + wl, cap - wl, "},'name':'s','topic':'t'}],'version':1}");
+  assert_int_equal(parse(doc, &def, NULL), SAGA_CORE_OK);
+  char *w = dq(want);
+  assert_string_equal(def->body, w);
+  free(w);
+  saga_def_free(def);
+  free(doc);
+  free(want);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_canonical_body_ignores_layout_and_member_order),
@@ -949,6 +1315,13 @@ int main(void) {
       cmocka_unit_test(test_json_pointer_escapes_are_checked),
       cmocka_unit_test(test_messages_quote_values_safely),
       cmocka_unit_test(test_directory_load_names_files_with_bad_text),
+      cmocka_unit_test(test_paths_quote_empty_and_dotted_keys),
+      cmocka_unit_test(test_output_is_checked_when_the_steps_are_not_valid),
+      cmocka_unit_test(test_mapping_naming_its_own_step_says_so),
+      cmocka_unit_test(test_max_attempts_messages_follow_the_kind),
+      cmocka_unit_test(test_schema_retry_defaults_are_the_loaders),
+      cmocka_unit_test(test_schema_agrees_with_the_loader),
+      cmocka_unit_test(test_canonical_body_is_stable),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

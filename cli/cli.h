@@ -22,6 +22,7 @@ enum {
 /* Every option: X(id, "long name", takes a value, help). */
 #define CLI_OPTION_MAP(X)                                                    \
   X(HELP, "help", 0, "show help for the command")                           \
+  X(VERSION, "version", 0, "print sagactl's version")                       \
   X(JSON, "json", 0, "print JSON instead of text")                          \
   X(CONFIG, "config", 1, "configuration file (default ~/.config/sagactl.conf)") \
   X(PG, "pg", 1, "PostgreSQL conninfo of the event store")                  \
@@ -64,7 +65,8 @@ _Static_assert(CLI_OPT_COUNT_ <= 32, "more options than mask bits");
 #define CLI_OPT_BIT(id) ((uint32_t)1 << CLI_OPT_##id)
 /* Options every command accepts. */
 #define CLI_COMMON_OPTS                                                      \
-  (CLI_OPT_BIT(HELP) | CLI_OPT_BIT(CONFIG) | CLI_OPT_BIT(PG) |               \
+  (CLI_OPT_BIT(HELP) | CLI_OPT_BIT(VERSION) | CLI_OPT_BIT(CONFIG) |          \
+   CLI_OPT_BIT(PG) |                                                         \
    CLI_OPT_BIT(KAFKA) | CLI_OPT_BIT(INBOX) | CLI_OPT_BIT(NOTIFICATIONS) |    \
    CLI_OPT_BIT(DEFINITIONS) | CLI_OPT_BIT(TIMEOUT) | CLI_OPT_BIT(MAX_INPUT) | \
    CLI_OPT_BIT(OPERATOR))
@@ -185,6 +187,20 @@ int cli_saga_id_check(const char *id, char *why, size_t len);
  * of text whatever the value. Returns buf (CLI_SHOW_SIZE bytes). */
 const char *cli_show(const char *v, char *buf, size_t len);
 
+/* A free text (a reason, an operator's name) as a line of text output may
+ * hold it: v whole (cut at len - 1 bytes), each control character (C0,
+ * DEL, C1) as a space, so that a table row or a result line stays one line.
+ * --json prints such a text as it is. Returns buf. */
+const char *cli_flat(const char *v, char *buf, size_t len);
+/* Buffers for cli_flat that hold a reason (1024 bytes on the wire) and an
+ * operator's name (255) whole. */
+#define CLI_FLAT_REASON 1025
+#define CLI_FLAT_NAME 256
+
+/* Why text is not a duration (saga__duration_explain), naming the value as
+ * cli_show shows it. Returns buf (CLI_SHOW_SIZE + 160 bytes are enough). */
+const char *cli_duration_why(const char *text, char *buf, size_t len);
+
 /* Format Unix epoch ms as UTC "2025-01-31T12:00:00.250Z" into buf (at
  * least 32 bytes); "-" for 0. Returns buf. */
 char *cli_format_time(int64_t ms, char *buf, size_t len);
@@ -211,7 +227,10 @@ int cli_conninfo_check(const char *conninfo, char *why, size_t len);
 /* Current time, Unix epoch ms. */
 int64_t cli_now_ms(void);
 
-/* Print an error line "sagactl: <text>" to stderr and return code. */
+/* Print an error line "sagactl: <text>" to stderr and return code. The
+ * line stays one line whatever the text holds: a control character or a
+ * byte that is not UTF-8 is written as \xNN (values are best shown with
+ * cli_show, which also cuts a long one). */
 int cli_fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -192,6 +192,39 @@ const char *cli_show(const char *v, char *buf, size_t len) {
   return buf;
 }
 
+const char *cli_flat(const char *v, char *buf, size_t len) {
+  size_t n = strlen(v), o = 0;
+  for (size_t i = 0; i < n && o + 1 < len;) {
+    unsigned char c = (unsigned char)v[i];
+    size_t k = saga__utf8_seq_len(v + i, n - i);
+    if (k == 0) { /* not UTF-8: no terminal's business either */
+      buf[o++] = '?';
+      i++;
+    } else if ((k == 1 && (c < 0x20 || c == 0x7f)) ||
+               (k == 2 && c == 0xc2 && (unsigned char)v[i + 1] < 0xa0)) {
+      buf[o++] = ' ';
+      i += k;
+    } else if (o + k < len) {
+      memcpy(buf + o, v + i, k);
+      o += k;
+      i += k;
+    } else {
+      break; /* a sequence is never cut */
+    }
+  }
+  if (len > 0)
+    buf[o] = '\0';
+  return buf;
+}
+
+const char *cli_duration_why(const char *text, char *buf, size_t len) {
+  /* what cli_show changes (a control character, a long tail) is no
+   * duration either, and a bare number stays one: the same reason */
+  char shown[CLI_SHOW_SIZE];
+  return saga__duration_explain(cli_show(text, shown, sizeof shown), buf,
+                                len);
+}
+
 char *cli_format_time(int64_t ms, char *buf, size_t len) {
   if (ms <= 0) {
     snprintf(buf, len, "-");
@@ -284,11 +317,38 @@ int64_t cli_now_ms(void) {
 }
 
 int cli_fail(int code, const char *fmt, ...) {
+  char small[2048], *text = small;
   va_list ap;
   va_start(ap, fmt);
-  fputs("sagactl: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  int w = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
+  if (w >= (int)sizeof small && (text = malloc((size_t)w + 1)) != NULL) {
+    va_start(ap, fmt);
+    vsnprintf(text, (size_t)w + 1, fmt, ap);
+    va_end(ap);
+  }
+  if (w < 0)
+    small[0] = '\0';
+  if (text == NULL)
+    text = small; /* out of memory: the start of the line */
+  /* one line whatever a value in it holds: a control character or a byte
+   * that is not UTF-8 as \xNN, as cli_show shows them */
+  fputs("sagactl: ", stderr);
+  size_t n = strlen(text);
+  for (size_t i = 0; i < n;) {
+    unsigned char c = (unsigned char)text[i];
+    size_t k = saga__utf8_seq_len(text + i, n - i);
+    if (k == 0 || (k == 1 && (c < 0x20 || c == 0x7f)) ||
+        (k == 2 && c == 0xc2 && (unsigned char)text[i + 1] < 0xa0)) {
+      fprintf(stderr, "\\x%02x", c);
+      i++;
+    } else {
+      fwrite(text + i, 1, k, stderr);
+      i += k;
+    }
+  }
+  fputc('\n', stderr);
+  if (text != small)
+    free(text);
   return code;
 }

@@ -20,18 +20,19 @@ saga_registry_t *cli_defs_load_folder(const cli_settings_t *s, int *rc) {
   }
   size_t loaded = 0;
   int err = saga_registry_load_dir(reg, dir, &d, &loaded);
-  if (err == SAGA_CORE_EIO || (err == SAGA_CORE_OK && loaded == 0)) {
+  /* every failure names the folder and the setting it came from, then
+   * why: the folder's, or the first definition's (its file and place) */
+  const char *src = dir != NULL ? s->source[CLI_SET_DEFINITIONS] : "unset";
+  if (err == SAGA_CORE_EIO || (err == SAGA_CORE_OK && loaded == 0))
     *rc = cli_fail(CLI_EXIT_USAGE,
                    "could not load saga definitions from \"%s\" (%s): %s", dir,
-                   cli_get(s, CLI_SET_DEFINITIONS) != NULL
-                       ? s->source[CLI_SET_DEFINITIONS]
-                       : "unset",
+                   src,
                    err == SAGA_CORE_EIO ? "folder cannot be read"
                                         : "no *.json definition in it");
-  } else if (err != SAGA_CORE_OK) {
-    *rc = cli_fail(CLI_EXIT_USAGE, "%s",
-                   d.n > 0 ? d.items[0] : saga_core_strerror(err));
-  }
+  else if (err != SAGA_CORE_OK)
+    *rc = cli_fail(CLI_EXIT_USAGE,
+                   "could not load saga definitions from \"%s\" (%s): %s", dir,
+                   src, d.n > 0 ? d.items[0] : saga_core_strerror(err));
   saga_diags_clear(&d);
   if (*rc != CLI_EXIT_OK) {
     saga_registry_free(reg);

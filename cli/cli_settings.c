@@ -84,7 +84,9 @@ static int check_kafka_prop(const char *name, const char *value,
   rd_kafka_conf_destroy(conf);
   if (res == RD_KAFKA_CONF_OK)
     return 0;
-  snprintf(err, errlen, "%s: kafka.%s: %s", where, name, why);
+  char shown[CLI_SHOW_SIZE];
+  snprintf(err, errlen, "%s: kafka.%s: %s", where,
+           cli_show(name, shown, sizeof shown), why);
   return -1;
 }
 
@@ -135,7 +137,9 @@ static int file_line(void *arg, const char *name, const char *value,
     if (strcmp(SETS[i].name, name) == 0)
       id = i;
   if (id < 0) {
-    snprintf(err, errlen, "%s: unknown setting \"%s\"", where, name);
+    char shown[CLI_SHOW_SIZE];
+    snprintf(err, errlen, "%s: unknown setting \"%s\"", where,
+             cli_show(name, shown, sizeof shown));
     return -1;
   }
   if (c->fixed[id])
@@ -157,9 +161,23 @@ static int read_file(cli_settings_t *s, const char *path, const int *fixed,
 }
 
 /* Check the values the settings ended with, naming where each came from:
- * the topics (a name Kafka refuses would come back as a Kafka sagactl
- * could not reach), the timeout and max_input. 0, or -1 with err set. */
+ * the brokers (an empty value would be reported as a Kafka at "" that
+ * could not be reached), the topics (a name Kafka refuses would come back
+ * as a Kafka sagactl could not reach), the timeout and max_input. A value
+ * is shown as cli_show shows it. 0, or -1 with err set. */
 static int finalize(cli_settings_t *s, char *err, size_t errlen) {
+  char shown[CLI_SHOW_SIZE];
+  /* as an empty --pg is refused (cli_db.c); an empty SAGA_KAFKA_BOOTSTRAP
+   * is unset, as every empty variable is */
+  const char *k = s->value[CLI_SET_KAFKA];
+  if (k != NULL && k[0] == '\0') {
+    const char *src = s->source[CLI_SET_KAFKA];
+    snprintf(err, errlen,
+             "%s%s is empty: give Kafka's bootstrap servers "
+             "(host:port[,host:port...])",
+             src, strncmp(src, "--", 2) == 0 ? "" : ": kafka");
+    return -1;
+  }
   static const cli_setting_t topics[] = {CLI_SET_INBOX,
                                          CLI_SET_NOTIFICATIONS};
   for (size_t i = 0; i < sizeof topics / sizeof *topics; i++)
@@ -168,23 +186,22 @@ static int finalize(cli_settings_t *s, char *err, size_t errlen) {
                "%s: %s must be a Kafka topic name (1 to 249 of a-z, A-Z, "
                "0-9, '.', '_', '-', not \".\" or \"..\"), got \"%s\"",
                s->source[topics[i]], SETS[topics[i]].name,
-               s->value[topics[i]]);
+               cli_show(s->value[topics[i]], shown, sizeof shown));
       return -1;
     }
   const char *t = s->value[CLI_SET_TIMEOUT];
-  char why[256];
+  char why[CLI_SHOW_SIZE + 160];
   if (saga__duration_parse(t, &s->timeout_ms) != SAGA_DURATION_OK) {
     snprintf(err, errlen, "%s: timeout must be a duration between 100ms and "
                           "1h: %s",
-             s->source[CLI_SET_TIMEOUT],
-             saga__duration_explain(t, why, sizeof why));
+             s->source[CLI_SET_TIMEOUT], cli_duration_why(t, why, sizeof why));
     return -1;
   }
   if (s->timeout_ms < 100 || s->timeout_ms > 3600000) {
     snprintf(err, errlen,
              "%s: timeout must be a duration between 100ms and 1h, got "
              "\"%s\"",
-             s->source[CLI_SET_TIMEOUT], t);
+             s->source[CLI_SET_TIMEOUT], cli_show(t, shown, sizeof shown));
     return -1;
   }
   uint64_t n = 0;
@@ -194,7 +211,7 @@ static int finalize(cli_settings_t *s, char *err, size_t errlen) {
              "%s: max_input must be a number of bytes between 1 and %d, got "
              "\"%s\"",
              s->source[CLI_SET_MAX_INPUT], CLI_MAX_INPUT_CEILING,
-             s->value[CLI_SET_MAX_INPUT]);
+             cli_show(s->value[CLI_SET_MAX_INPUT], shown, sizeof shown));
     return -1;
   }
   s->max_input = (size_t)n;

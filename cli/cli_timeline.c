@@ -236,7 +236,9 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
           "OUTCOME", "DURATION", "DETAIL");
   for (size_t i = 0; i < tl->n; i++) {
     const cli_tl_row_t *r = &tl->rows[i];
-    char t[40], d[32], a[16];
+    /* a row is one line: a participant's reason (AttemptFailed) may hold
+     * a newline or a tab (--json has it as it is) */
+    char t[40], d[32], a[16], detail[sizeof r->detail];
     if (r->attempt > 0)
       snprintf(a, sizeof a, "%u", r->attempt);
     else
@@ -246,7 +248,8 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
             r->event, wstep, *r->step != '\0' ? r->step : "-",
             *r->action != '\0' ? r->action : "-", a,
             *r->outcome != '\0' ? r->outcome : "-",
-            cli_format_duration(r->duration_ms, d, sizeof d), r->detail);
+            cli_format_duration(r->duration_ms, d, sizeof d),
+            cli_flat(r->detail, detail, sizeof detail));
     if (r->payload != NULL)
       fprintf(out, "%24s %4s  %s: %.*s\n", "", "",
               strcmp(r->event, "Started") == 0 ? "input" : "output",

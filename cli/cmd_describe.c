@@ -333,10 +333,15 @@ static void print_text(const describe_t *d, const cli_index_row_t *row,
     blob_t o = {end->output, end->output_len};
     print_payload("output:", &o, whole);
   }
+  /* the operators' words and names on one line each (--json has them as
+   * they are) */
+  char why[CLI_FLAT_REASON], who[CLI_FLAT_NAME];
   if (end->cancelled != NULL)
-    printf("cancelled:     %s%s%s%s\n", *end->cancelled ? end->cancelled : "-",
+    printf("cancelled:     %s%s%s%s\n",
+           *end->cancelled ? cli_flat(end->cancelled, why, sizeof why) : "-",
            end->cancelled_by ? " (by " : "",
-           end->cancelled_by ? end->cancelled_by : "",
+           end->cancelled_by ? cli_flat(end->cancelled_by, who, sizeof who)
+                             : "",
            end->cancelled_by ? ")" : "");
   printf("\n%-3s %-24s %-21s %7s  %-14s %s\n", "#", "STEP", "STATUS", "ATTEMPT",
          "OUTPUT", "LAST FAILURE");
@@ -366,8 +371,8 @@ static void print_text(const describe_t *d, const cli_index_row_t *row,
     }
     printf("  %s  %-15s by %s%s%s%s\n",
            cli_format_time(t->at_ms, t1, sizeof t1), t->event,
-           *t->who ? t->who : "an unnamed operator", step, *t->why ? ": " : "",
-           t->why);
+           *t->who ? cli_flat(t->who, who, sizeof who) : "an unnamed operator",
+           step, *t->why ? ": " : "", cli_flat(t->why, why, sizeof why));
   }
 }
 

@@ -913,12 +913,14 @@ int cli_cmd_replay(const cli_args_t *a, const cli_settings_t *s) {
   uint64_t limit = IQ_LIMIT_MAX;
   if (a->opt[CLI_OPT_LIMIT] != NULL && !all)
     return cli_fail(CLI_EXIT_USAGE, "replay: --limit applies to --all");
+  char shown[CLI_SHOW_SIZE];
   if (a->opt[CLI_OPT_LIMIT] != NULL &&
       cli_parse_uint(a->opt[CLI_OPT_LIMIT], 1, IQ_LIMIT_MAX, &limit) != 0)
     return cli_fail(CLI_EXIT_USAGE,
                     "--limit: expected a number between 1 and %d, got "
                     "\"%s\"",
-                    IQ_LIMIT_MAX, a->opt[CLI_OPT_LIMIT]);
+                    IQ_LIMIT_MAX,
+                    cli_show(a->opt[CLI_OPT_LIMIT], shown, sizeof shown));
   int rc = CLI_EXIT_OK;
   PGconn *c = NULL;
   es_store_t *st = NULL;

@@ -138,12 +138,16 @@ int cli_cmd_status(const cli_args_t *a, const cli_settings_t *s) {
            cli_format_time(row.updated_ms, t2, sizeof t2),
            cli_format_duration(now - row.updated_ms, idle, sizeof idle),
            cli_format_time(row.deadline_ms, t3, sizeof t3));
-    if (end.cancelled != NULL)
+    if (end.cancelled != NULL) {
+      /* the operator's words on one line (--json has them as they are) */
+      char why[CLI_FLAT_REASON], who[CLI_FLAT_NAME];
       printf("cancelled:     %s%s%s%s\n",
-             *end.cancelled ? end.cancelled : "-",
+             *end.cancelled ? cli_flat(end.cancelled, why, sizeof why) : "-",
              end.cancelled_by ? " (by " : "",
-             end.cancelled_by ? end.cancelled_by : "",
+             end.cancelled_by ? cli_flat(end.cancelled_by, who, sizeof who)
+                              : "",
              end.cancelled_by ? ")" : "");
+    }
     if (end.output != NULL)
       printf("output:        %.*s\n", (int)end.output_len, end.output);
   }

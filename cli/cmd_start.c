@@ -52,13 +52,20 @@ static int read_input(const char *arg, size_t max, char **out, size_t *len) {
       fclose(f);
     return cli_fail(CLI_EXIT_FAIL, "out of memory");
   }
+  errno = 0;
   size_t n = fread(buf, 1, max + 1, f);
-  int bad = ferror(f);
+  int bad = ferror(f), why = errno;
   if (f != stdin)
     fclose(f);
   if (bad) {
     free(buf);
-    return cli_fail(CLI_EXIT_USAGE, "--input: could not read \"%s\"", path);
+    /* a folder opens, and its read fails */
+    return cli_fail(CLI_EXIT_USAGE, "--input: could not read \"%s\": %s",
+                    path,
+                    why == EISDIR ? "it is a directory (give a file, or @- "
+                                    "for stdin)"
+                    : why != 0    ? strerror(why)
+                                  : "read error");
   }
   if (n > max) {
     free(buf);
@@ -93,8 +100,17 @@ static int check_json(const char *text, size_t len, const char *what) {
   size_t at = end != NULL && end >= text ? (size_t)(end - text) : 0;
   if (at > len)
     at = len;
-  return cli_fail(CLI_EXIT_USAGE, "%s: malformed JSON at byte %zu: \"%.20s\"",
-                  what, at, text + at);
+  /* the text from there: 20 bytes, and the rest of a UTF-8 sequence they
+   * cut, shown as cli_show shows a value (a newline as \x0a) */
+  char snippet[24], shown[CLI_SHOW_SIZE];
+  size_t n = len - at < 20 ? len - at : 20;
+  while (n < len - at && n < sizeof snippet - 1 &&
+         ((unsigned char)text[at + n] & 0xc0) == 0x80)
+    n++;
+  memcpy(snippet, text + at, n);
+  snippet[n] = '\0';
+  return cli_fail(CLI_EXIT_USAGE, "%s: malformed JSON at byte %zu: \"%s\"",
+                  what, at, cli_show(snippet, shown, sizeof shown));
 }
 
 static int check_id(const char *id) {
@@ -243,19 +259,18 @@ static int await_sent(run_t *r, const cli_settings_t *s, const char *what) {
 
 /* --wait DURATION into *ms (-1 when absent). Returns an exit code. */
 static int wait_option(const cli_args_t *a, int64_t *ms) {
-  char why[256];
+  char why[CLI_SHOW_SIZE + 160], shown[CLI_SHOW_SIZE];
   *ms = -1;
   if (a->opt[CLI_OPT_WAIT] == NULL)
     return CLI_EXIT_OK;
   if (saga__duration_parse(a->opt[CLI_OPT_WAIT], ms) != 0)
     return cli_fail(CLI_EXIT_USAGE, "--wait: %s",
-                    saga__duration_explain(a->opt[CLI_OPT_WAIT], why,
-                                           sizeof why));
+                    cli_duration_why(a->opt[CLI_OPT_WAIT], why, sizeof why));
   if (*ms <= 0 || *ms > WAIT_MAX_MS)
     return cli_fail(CLI_EXIT_USAGE,
                     "--wait: must be longer than 0ms and at most 30d, got "
                     "\"%s\"",
-                    a->opt[CLI_OPT_WAIT]);
+                    cli_show(a->opt[CLI_OPT_WAIT], shown, sizeof shown));
   return CLI_EXIT_OK;
 }
 
@@ -283,12 +298,14 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
   if (saga__wire_check(&probe.base, why, sizeof why) != 0)
     return cli_fail(CLI_EXIT_USAGE, "start: %s", why);
   uint64_t def_version = 0;
+  char shown[CLI_SHOW_SIZE];
   if (a->opt[CLI_OPT_DEF_VERSION] != NULL &&
       cli_parse_uint(a->opt[CLI_OPT_DEF_VERSION], 1, UINT32_MAX,
                      &def_version) != 0)
     return cli_fail(CLI_EXIT_USAGE,
                     "--def-version: expected a version number, got \"%s\"",
-                    a->opt[CLI_OPT_DEF_VERSION]);
+                    cli_show(a->opt[CLI_OPT_DEF_VERSION], shown,
+                             sizeof shown));
   int64_t wait_ms;
   if (wait_option(a, &wait_ms) != CLI_EXIT_OK)
     return CLI_EXIT_USAGE;
@@ -385,9 +402,10 @@ int cli_cmd_start(const cli_args_t *a, const cli_settings_t *s) {
         cJSON_AddStringToObject(o, "reason", r->reason);
     }
     rc = cli_print_json(o);
-  } else {
+  } else { /* the reason on the line: flat */
+    char flat[sizeof r->reason];
     printf("%s %s%s%s\n", r->id, outcome, r->reason[0] != '\0' ? ": " : "",
-           r->reason);
+           cli_flat(r->reason, flat, sizeof flat));
   }
   if (strcmp(outcome, "timeout") == 0)
     fprintf(stderr,
@@ -509,13 +527,15 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
     }
     rc = cli_print_json(o);
   }
+  /* the reason (the operator's, or the coordinator's) on a line: flat */
+  char flat[sizeof r->reason];
+  cli_flat(r->reason, flat, sizeof flat);
   if (!strcmp(outcome, "compensated")) {
     if (a->opt[CLI_OPT_JSON] == NULL) /* sagad says "cancelled: <reason>" */
       printf("%s compensated: %s\n", id,
-             r->reason[0] != '\0' ? r->reason : "cancelled");
+             flat[0] != '\0' ? flat : "cancelled");
   } else if (!strcmp(outcome, "cancel_refused")) {
-    rc = cli_fail(CLI_EXIT_FAIL, "cancel refused: saga %s: %s", id,
-                  r->reason);
+    rc = cli_fail(CLI_EXIT_FAIL, "cancel refused: saga %s: %s", id, flat);
   } else if (!strcmp(outcome, "completed")) {
     rc = cli_fail(CLI_EXIT_FAIL,
                   "cancel refused: saga %s already completed: nothing to "
@@ -540,7 +560,7 @@ int cli_cmd_cancel(const cli_args_t *a, const cli_settings_t *s) {
                   id, cli_format_duration(wait_ms, t, sizeof t), id);
   } else {
     rc = cli_fail(CLI_EXIT_FAIL, "cancel of saga %s: the saga is %s%s%s", id,
-                  outcome, r->reason[0] != '\0' ? ": " : "", r->reason);
+                  outcome, flat[0] != '\0' ? ": " : "", flat);
   }
 out:
   finish(r);

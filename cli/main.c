@@ -91,6 +91,14 @@ static const struct command {
 };
 #define NCOMMANDS (sizeof COMMANDS / sizeof *COMMANDS)
 
+/* `completion bash`: not a command on the saga coordinator (no settings
+ * are read), but placed and helped as the commands are. */
+static const struct command COMPLETION = {
+    "completion", "completion bash",
+    "print a bash completion script for sagactl, made from the same tables "
+    "as --help (load it with: . <(sagactl completion bash))",
+    0, NULL};
+
 /* More for `sagactl COMMAND --help` than the summary says. */
 static const struct {
   const char *command, *text;
@@ -225,7 +233,8 @@ static void print_bash_completion(FILE *out) {
   fputs("      completion) opts=\"bash\" ;;\n", out);
   fputs("      help) opts=\"", out);
   for (size_t i = 0; i < NCOMMANDS; i++)
-    fprintf(out, "%s%s", i ? " " : "", COMMANDS[i].name);
+    fprintf(out, "%s ", COMMANDS[i].name);
+  fputs(COMPLETION.name, out);
   fputs("\" ;;\n"
         "      *) opts=\"\" ;;\n    esac\n  fi\n"
         "  COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n}\n"
@@ -261,8 +270,11 @@ static void usage(FILE *out) {
 }
 
 static void command_help(const struct command *c) {
-  printf("usage: sagactl %s\n\n%s.\n\nOptions:\n", c->usage, c->summary);
-  print_options(stdout, c->opts);
+  printf("usage: sagactl %s\n\n%s.\n", c->usage, c->summary);
+  if (c->opts != 0) {
+    puts("\nOptions:");
+    print_options(stdout, c->opts);
+  }
   for (size_t i = 0; i < sizeof DETAILS / sizeof *DETAILS; i++)
     if (strcmp(DETAILS[i].command, c->name) == 0)
       printf("\n%s\n", DETAILS[i].text);
@@ -288,25 +300,34 @@ static const char *env_lookup(const char *name, void *arg) {
   return getenv(name);
 }
 
+/* sagactl completion bash, with options anywhere, as every command. */
+static int run_completion(const cli_args_t *args) {
+  char err[256];
+  if (args->opt[CLI_OPT_HELP] != NULL) {
+    command_help(&COMPLETION);
+    return CLI_EXIT_OK;
+  }
+  if (cli_args_check(args, CLI_COMMON_OPTS, COMPLETION.name, err,
+                     sizeof err) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "%s", err);
+  if (args->npos != 1 || strcmp(args->pos[0], "bash") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "usage: sagactl completion bash");
+  print_bash_completion(stdout);
+  return CLI_EXIT_OK;
+}
+
 int main(int argc, char **argv) {
   cli_args_t args;
   char err[1024];
-  if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-    printf("sagactl %s\n", SAGA_VERSION);
-    return CLI_EXIT_OK;
-  }
-  if (argc >= 2 && strcmp(argv[1], "completion") == 0) {
-    if (argc == 3 && strcmp(argv[2], "bash") == 0) {
-      print_bash_completion(stdout);
-      return CLI_EXIT_OK;
-    }
-    cli_fail(CLI_EXIT_USAGE, "usage: sagactl completion bash");
-    return CLI_EXIT_USAGE;
-  }
   if (cli_args_parse(argc, (const char *const *)argv, &args, err, sizeof err) != 0) {
     cli_fail(CLI_EXIT_USAGE, "%s", err);
     fputs("Try 'sagactl --help'.\n", stderr);
     return CLI_EXIT_USAGE;
+  }
+  /* --version anywhere, as --help: `sagactl --pg X --version` */
+  if (args.opt[CLI_OPT_VERSION] != NULL) {
+    printf("sagactl %s\n", SAGA_VERSION);
+    return CLI_EXIT_OK;
   }
   if (args.command == NULL || strcmp(args.command, "help") == 0) {
     if (args.command == NULL && args.opt[CLI_OPT_HELP] == NULL) {
@@ -322,6 +343,8 @@ int main(int argc, char **argv) {
       return CLI_EXIT_OK;
     }
   }
+  if (strcmp(args.command, COMPLETION.name) == 0)
+    return run_completion(&args);
   const struct command *cmd = NULL;
   for (size_t i = 0; i < NCOMMANDS; i++)
     if (strcmp(COMMANDS[i].name, args.command) == 0)

@@ -392,6 +392,108 @@ static void test_settings_errors_name_the_file_line_or_variable(
                         "could not open config file \"/nonexistent/x.conf\"");
 }
 
+/* What an error repeats of a value (a flag's, a variable's, a config file
+ * line's) is one line of text: a newline, an escape sequence or a byte
+ * that is not UTF-8 shows as \xNN (docs/sagactl.md: "Every error is one
+ * line on stderr"). They went out as they were. */
+static void test_settings_errors_show_values_as_one_line_of_text(
+    void **state) {
+  (void)state;
+  char conf[160];
+  snprintf(conf, sizeof conf, "--config=%s/bad.conf", tmpdir);
+  const char *argv[] = {"sagactl", "list", conf};
+  env_t none = {{NULL}, {NULL}};
+  const char *inbox[] = {"sagactl", "list", "--inbox", "a\nb"};
+  expect_settings_error(NULL, inbox, 4, &none,
+                        "--inbox: inbox must be a Kafka topic name (1 to 249 "
+                        "of a-z, A-Z, 0-9, '.', '_', '-', not \".\" or "
+                        "\"..\"), got \"a\\x0ab\"");
+  const char *timeout[] = {"sagactl", "list", "--timeout", "5\nx"};
+  expect_settings_error(NULL, timeout, 4, &none,
+                        "--timeout: timeout must be a duration between "
+                        "100ms and 1h: \"5\\x0ax\" is not a duration");
+  env_t esc = {{"SAGA_MAX_INPUT"}, {"\x1b[2J"}};
+  const char *plain[] = {"sagactl", "list"};
+  expect_settings_error(NULL, plain, 2, &esc,
+                        "SAGA_MAX_INPUT: max_input must be a number of bytes "
+                        "between 1 and 1000000, got \"\\x1b[2J\"");
+  expect_settings_error("\xff\xfe = 1\n", argv, 3, &none,
+                        "bad.conf:1: unknown setting \"\\xff\\xfe\"");
+  expect_settings_error("kafka.\x1b[2J = 1\n", argv, 3, &none,
+                        "bad.conf:1: kafka.\\x1b[2J: ");
+  expect_settings_error("notifications = \"a\\\"\tb\"\n", argv, 3, &none,
+                        "name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-', "
+                        "not \".\" or \"..\"), got \"a\"\\x09b\"");
+  /* whatever the value, the line holds no control character */
+  static const char *const bad[] = {"a\nb", "x\ty", "\x1b[2J", "\xff\xfe"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    const char *opts[] = {"--inbox", "--timeout", "--max-input"};
+    for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
+      const char *av[] = {"sagactl", "list", opts[k], bad[i]};
+      cli_settings_t s;
+      char err[512] = "";
+      assert_int_equal(resolve(av, 4, &none, &s, err, sizeof err), -1);
+      cli_settings_free(&s);
+      for (const char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+          fail_msg("%s %s: error \"%s\" holds byte 0x%02x", opts[k],
+                   bad[i], err, (unsigned char)*p);
+    }
+  }
+  /* the helpers behind them */
+  char b[CLI_SHOW_SIZE + 160];
+  assert_string_equal(cli_duration_why("1\x1b[2J", b, sizeof b),
+                      "\"1\\x1b[2J\" is not a duration: write a number and "
+                      "a unit, ms, s, m, h or d, or several (e.g. 250ms, "
+                      "30s, 1h30m)");
+  assert_non_null(strstr(cli_duration_why("30", b, sizeof b),
+                         "\"30\" has no unit"));
+  assert_string_equal(cli_flat("customer called\nticket\t7\x7f\xc2\x85!",
+                               b, sizeof b),
+                      "customer called ticket 7  !");
+  assert_string_equal(cli_flat("caf\xc3\xa9 \xff", b, sizeof b),
+                      "caf\xc3\xa9 ?");
+  char small[5];
+  assert_string_equal(cli_flat("ab\xc3\xa9\xc3\xa9", small, sizeof small),
+                      "ab\xc3\xa9"); /* a UTF-8 sequence is never cut */
+}
+
+/* An empty kafka setting is refused naming where it came from, as an
+ * empty --pg is: it was taken for brokers at "" ("could not reach Kafka
+ * at : ..."). An empty SAGA_KAFKA_BOOTSTRAP is unset, as every empty
+ * variable is. */
+static void test_an_empty_kafka_setting_is_refused_naming_where(
+    void **state) {
+  (void)state;
+  char conf[160];
+  snprintf(conf, sizeof conf, "--config=%s/bad.conf", tmpdir);
+  const char *argv[] = {"sagactl", "start", conf};
+  env_t none = {{NULL}, {NULL}};
+  const char *flag[] = {"sagactl", "start", "--kafka", ""};
+  expect_settings_error(NULL, flag, 4, &none,
+                        "--kafka is empty: give Kafka's bootstrap servers");
+  const char *eq[] = {"sagactl", "list", "--kafka="};
+  expect_settings_error(NULL, eq, 3, &none, "--kafka is empty");
+  expect_settings_error("# brokers\nkafka =\n", argv, 3, &none,
+                        "bad.conf:2: kafka is empty: give Kafka's bootstrap "
+                        "servers");
+  expect_settings_error("kafka.bootstrap.servers = \"\"\n", argv, 3, &none,
+                        "bad.conf:1: kafka is empty");
+  env_t empty = {{"SAGA_KAFKA_BOOTSTRAP"}, {""}};
+  const char *plain[] = {"sagactl", "start"};
+  cli_settings_t s;
+  char err[256] = "";
+  assert_int_equal(resolve(plain, 2, &empty, &s, err, sizeof err), 0);
+  assert_null(cli_get(&s, CLI_SET_KAFKA));
+  cli_settings_free(&s);
+  /* a flag still beats the file's empty line */
+  write_conf("bad.conf", "kafka =\n");
+  const char *beat[] = {"sagactl", "start", conf, "--kafka", "k:9092"};
+  assert_int_equal(resolve(beat, 5, &none, &s, err, sizeof err), 0);
+  assert_string_equal(cli_get(&s, CLI_SET_KAFKA), "k:9092");
+  cli_settings_free(&s);
+}
+
 /* ---- timeline ----------------------------------------------------------- */
 
 static const char *DEF =
@@ -536,6 +638,50 @@ static void test_timeline_shows_steps_outcomes_and_command_durations(
   saga_def_free(def);
 }
 
+/* A participant's reason may hold a newline or a tab: in the table its
+ * AttemptFailed row stays one line (it broke the row in two), in --json
+ * the detail keeps it as it is. */
+static void test_timeline_keeps_a_failure_reason_on_its_row(void **state) {
+  (void)state;
+  saga_def_t *def = NULL;
+  assert_int_equal(saga_def_parse(DEF, strlen(DEF), "def", &def, NULL), 0);
+  const int64_t t0 = 1700000000000;
+  sm_event_t started[] = {
+      {.type = SM_EV_STARTED, .def_name = "order", .def_version = 2},
+      {.type = SM_EV_DISPATCHED, .step = 0, .action = SM_DO, .attempt = 1}};
+  sm_event_t failed[] = {{.type = SM_EV_ATTEMPT_FAILED, .step = 0,
+                          .action = SM_DO, .attempt = 1,
+                          .outcome = SM_OUTCOME_FAILURE,
+                          .reason = "card declined\ncode 51\tretry later"}};
+  cli_timeline_t tl = {0};
+  assert_int_equal(cli_timeline_add(&tl, def, 1, t0, started, 2), 0);
+  assert_int_equal(cli_timeline_add(&tl, def, 2, t0 + 250, failed, 1), 0);
+  assert_int_equal(tl.n, 3);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  cli_timeline_print(&tl, f);
+  fclose(f);
+  size_t lines = 0;
+  for (const char *p = text; *p; p++) {
+    lines += *p == '\n';
+    if (*p == '\t')
+      fail_msg("a tab in the table:\n%s", text);
+  }
+  if (lines != 4) /* the header and 3 rows */
+    fail_msg("%zu lines, want 4:\n%s", lines, text);
+  assert_non_null(
+      strstr(text, "card declined code 51 retry later; for good\n"));
+  free(text);
+  cJSON *j = cli_timeline_json(&tl);
+  assert_string_equal(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(j, 2), "detail")->valuestring,
+      "card declined\ncode 51\tretry later; for good");
+  cJSON_Delete(j);
+  cli_timeline_free(&tl);
+  saga_def_free(def);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_options_go_anywhere_in_both_forms),
@@ -553,6 +699,9 @@ int main(void) {
       cmocka_unit_test(
           test_timeline_shows_steps_outcomes_and_command_durations),
       cmocka_unit_test(test_timeline_shows_the_operator_trail),
+      cmocka_unit_test(test_settings_errors_show_values_as_one_line_of_text),
+      cmocka_unit_test(test_an_empty_kafka_setting_is_refused_naming_where),
+      cmocka_unit_test(test_timeline_keeps_a_failure_reason_on_its_row),
   };
   return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -29,6 +29,7 @@
 #include "saga_machine.h"
 #include "test_support.h"
 #include "timetext.h"
+#include "wire_kafka.h" /* the coordinator's answer to cancel --wait */
 
 static const char *ORDER_DEF =
     "{\"name\":\"order\",\"version\":1,\"defaults\":{\"timeout_ms\":5000,"
@@ -150,11 +151,13 @@ static void append_record(es_store_t *st, const sm_t *s, sm_output_t *out,
                    ES_ERR_OK);
 }
 
-/* Drive a saga through the machine: start at t0, answer each command
- * with the next scripted outcome 100 ms later, fire backoff timers; store
- * every transition and the saga's index row. */
-static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
-                 const uint8_t *script, size_t nscript) {
+/* Drive a saga through the machine: start at t0, then (when cancel is
+ * not NULL) cancel it 50 ms later, answer each command with the next
+ * scripted outcome 100 ms later, fire backoff timers; store every
+ * transition and the saga's index row. */
+static void seed_with(PGconn *c, es_store_t *st, const char *id, int64_t t0,
+                      const uint8_t *script, size_t nscript,
+                      const sm_input_t *cancel) {
   sm_t *s = malloc(sm_size(def, strlen(id)));
   assert_non_null(s);
   assert_int_equal(sm_init(s, id, def), SAGA_CORE_OK);
@@ -167,6 +170,27 @@ static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
   assert_int_equal(sm_step(s, &in, now, NULL, &out), SAGA_CORE_OK);
   append_record(st, s, &out, now);
   size_t k = 0;
+  if (cancel != NULL) {
+    /* the command in flight is drained: answered after the cancel */
+    sm_effect_t sent = {0};
+    for (size_t i = 0; i < out.n_effects; i++)
+      if (out.effects[i].type == SM_FX_SEND)
+        sent = out.effects[i];
+    now += 50;
+    assert_int_equal(sm_step(s, cancel, now, NULL, &out), SAGA_CORE_OK);
+    assert_int_equal(out.verdict, SM_V_APPLIED);
+    append_record(st, s, &out, now);
+    assert_true(sent.type == SM_FX_SEND && k < nscript);
+    now += 100;
+    in = (sm_input_t){.type = SM_IN_REPLY,
+                      .step = sent.step,
+                      .action = sent.action,
+                      .attempt = sent.attempt,
+                      .outcome = script[k++]};
+    assert_int_equal(sm_step(s, &in, now, NULL, &out), SAGA_CORE_OK);
+    assert_int_equal(out.verdict, SM_V_APPLIED);
+    append_record(st, s, &out, now);
+  }
   for (;;) {
     const sm_effect_t *send = NULL, *backoff = NULL;
     for (size_t i = 0; i < out.n_effects; i++) {
@@ -225,6 +249,11 @@ static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
     fail_msg("insert: %s", PQerrorMessage(c));
   PQclear(r);
   free(s);
+}
+
+static void seed(PGconn *c, es_store_t *st, const char *id, int64_t t0,
+                 const uint8_t *script, size_t nscript) {
+  seed_with(c, st, id, t0, script, nscript, NULL);
 }
 
 static void write_file(const char *path, const char *text) {
@@ -1792,6 +1821,319 @@ static void test_an_undecodable_record_is_reported_whole_at_the_ceilings(
   result_free(&r);
 }
 
+/* ---- what sagactl repeats of a value or a stored text ----------------- */
+
+/* Run sagactl with up to 9 arguments (NULL where there are fewer). */
+static result_t run_args(const char *const a[9]) {
+  return run(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], NULL);
+}
+
+/* An error repeats a value as one line of text (docs/sagactl.md: "Every
+ * error is one line on stderr"): a newline, an escape sequence or a byte
+ * that is not UTF-8 as \xNN, and a malformed input's text from where it
+ * went wrong without a UTF-8 sequence cut. They went out as they were. */
+static void test_an_error_shows_a_value_as_one_line_of_text(void **state) {
+  (void)state;
+  static const struct {
+    const char *args[9];
+    const char *says;
+  } cases[] = {
+      {{"start", "order", "--input", "{}", "--wait", "1\x1b[2J", "--kafka",
+        "127.0.0.1:1"},
+       "sagactl: --wait: \"1\\x1b[2J\" is not a duration: write a number "
+       "and a unit"},
+      {{"cancel", "s-run", "--reason", "x", "--wait", "2\n", "--kafka",
+        "127.0.0.1:1"},
+       "sagactl: --wait: \"2\\x0a\" is not a duration"},
+      {{"start", "order", "--input", "{}", "--def-version", "x\ny",
+        "--kafka", "127.0.0.1:1"},
+       "sagactl: --def-version: expected a version number, got "
+       "\"x\\x0ay\"\n"},
+      {{"start", "order", "--input", "{\"a\": x\n}", "--kafka",
+        "127.0.0.1:1"},
+       "sagactl: --input: malformed JSON at byte 6: \"x\\x0a}\"\n"},
+      /* 20 bytes from the x cut the 7th e-acute: it is shown whole */
+      {{"start", "order", "--input",
+        "{\"a\":\n x,\"b\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+        "\xc3\xa9\xc3\xa9\"}",
+        "--kafka", "127.0.0.1:1"},
+       "sagactl: --input: malformed JSON at byte 7: \"x,\"b\":\""
+       "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"\n"},
+      {{"replay", "--all", "--limit", "x\ny"},
+       "sagactl: --limit: expected a number between 1 and 1000000, got "
+       "\"x\\x0ay\"\n"},
+      {{"list", "--inbox", "a\nb"}, "got \"a\\x0ab\"\n"},
+      {{"status", "s-run", "--timeout", "5\nx"},
+       "sagactl: --timeout: timeout must be a duration between 100ms and "
+       "1h: \"5\\x0ax\" is not a duration"},
+      {{"list", "--max-input", "\xff\xfe"},
+       "sagactl: --max-input: max_input must be a number of bytes between "
+       "1 and 1000000, got \"\\xff\\xfe\"\n"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    result_t r = run_args(cases[i].args);
+    expect(&r, 2, NULL, cases[i].says);
+    expect_own_lines(&r, 1);
+    result_free(&r);
+  }
+  /* a config file's line, and what the reader repeats of one */
+  char conf[160], arg[200];
+  snprintf(conf, sizeof conf, "%s/escapes.conf", tmpdir);
+  snprintf(arg, sizeof arg, "--config=%s", conf);
+  write_file(conf, "\xff\xfe = 1\n");
+  result_t r = run("list", arg, NULL);
+  expect(&r, 2, NULL, "escapes.conf:1: unknown setting \"\\xff\\xfe\"\n");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  write_file(conf, "# ok\nwords \x1b[2J\r\n");
+  r = run("list", arg, NULL);
+  expect(&r, 2, NULL, "escapes.conf:2: expected \"name = value\", got "
+                      "\"words \\x1b[2J");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  unlink(conf);
+}
+
+/* `completion` and `--version` take options anywhere, as every command
+ * and --help do (docs/sagactl.md); they worked as the first argument
+ * only: `sagactl --timeout 1s completion bash` was an unknown command,
+ * `sagactl --pg X --version` an unknown option. */
+static void test_completion_and_version_take_options_anywhere(void **state) {
+  (void)state;
+  result_t r = run("--timeout", "1s", "completion", "bash", NULL);
+  expect(&r, 0, "complete -o default -F _sagactl sagactl", NULL);
+  result_free(&r);
+  r = run("completion", "--pg", "host=x", "bash", NULL);
+  expect(&r, 0, "complete -o default -F _sagactl sagactl", NULL);
+  result_free(&r);
+  r = run("--pg", "X", "--version", NULL);
+  expect(&r, 0, "sagactl ", NULL);
+  assert_string_equal(r.err, "");
+  result_free(&r);
+  r = run("list", "--version", NULL);
+  expect(&r, 0, "sagactl ", NULL);
+  result_free(&r);
+  r = run("--version", NULL);
+  expect(&r, 0, "sagactl ", NULL);
+  result_free(&r);
+  r = run("help", "completion", NULL);
+  expect(&r, 0, "usage: sagactl completion bash", NULL);
+  result_free(&r);
+  r = run("completion", "--help", NULL);
+  expect(&r, 0, "usage: sagactl completion bash", NULL);
+  result_free(&r);
+  r = run("completion", "zsh", NULL);
+  expect(&r, 2, NULL, "sagactl: usage: sagactl completion bash\n");
+  result_free(&r);
+  r = run("completion", "bash", "--json", NULL);
+  expect(&r, 2, NULL, "completion: option \"--json\" does not apply");
+  result_free(&r);
+  r = run("--help", NULL);
+  expect(&r, 0, "--version", NULL);
+  result_free(&r);
+}
+
+/* An empty kafka setting is refused as an empty --pg is, naming where it
+ * came from: it was taken for brokers at "" ("could not reach Kafka at :
+ * starter: kafka.bootstrap_servers is missing"). */
+static void test_an_empty_kafka_is_refused_naming_where(void **state) {
+  (void)state;
+  result_t r = run("start", "order", "--input", "{}", "--kafka", "", NULL);
+  expect(&r, 2, NULL, "sagactl: --kafka is empty: give Kafka's bootstrap "
+                      "servers");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("cancel", "s-run", "--reason", "x", "--kafka=", NULL);
+  expect(&r, 2, NULL, "sagactl: --kafka is empty");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  char conf[160], arg[200];
+  snprintf(conf, sizeof conf, "%s/empty-kafka.conf", tmpdir);
+  snprintf(arg, sizeof arg, "--config=%s", conf);
+  write_file(conf, "inbox = saga.inbox\nkafka =\n");
+  r = run("start", "order", "--input", "{}", arg, NULL);
+  expect(&r, 2, NULL, "empty-kafka.conf:2: kafka is empty: give Kafka's "
+                      "bootstrap servers");
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  unlink(conf);
+}
+
+/* An --input @FILE that cannot be read says why: a folder opens, and its
+ * read failed with `could not read "DIR"` and nothing more. */
+static void test_an_input_file_that_cannot_be_read_says_why(void **state) {
+  (void)state;
+  char at[96], want[200];
+  snprintf(at, sizeof at, "@%s", tmpdir);
+  snprintf(want, sizeof want,
+           "sagactl: --input: could not read \"%s\": it is a directory "
+           "(give a file, or @- for stdin)\n",
+           tmpdir);
+  result_t r = run("start", "order", "--input", at, "--kafka", "127.0.0.1:1",
+                   NULL);
+  expect(&r, 2, NULL, want);
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  snprintf(at, sizeof at, "@%s/no-such-input.json", tmpdir);
+  r = run("start", "order", "--input", at, "--kafka", "127.0.0.1:1", NULL);
+  expect(&r, 2, NULL, "no-such-input.json\": No such file or directory\n");
+  result_free(&r);
+}
+
+/* A definitions folder with a bad file is named, with the setting it came
+ * from, as a folder that cannot be read is: the line said only
+ * `x.json: invalid JSON at line 2, column 1`. */
+static void test_a_bad_definitions_folder_is_named_with_its_setting(
+    void **state) {
+  (void)state;
+  char dir[128], file[160], conf[160], arg[200], want[400];
+  snprintf(dir, sizeof dir, "%s/bad-defs", tmpdir);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  snprintf(file, sizeof file, "%s/x.json", dir);
+  write_file(file, "{\n");
+  snprintf(want, sizeof want,
+           "sagactl: could not load saga definitions from \"%s\" "
+           "(--definitions): x.json: invalid JSON at line 2, column 1\n",
+           dir);
+  result_t r = run("start", "order", "--input", "{}", "--kafka",
+                   "127.0.0.1:1", "--definitions", dir, NULL);
+  expect(&r, 2, NULL, want);
+  expect_own_lines(&r, 1);
+  result_free(&r);
+  r = run("replay", "s-run", "--dry-run", "--definitions", dir, NULL);
+  expect(&r, 2, NULL, want);
+  result_free(&r);
+  snprintf(conf, sizeof conf, "%s/defs.conf", tmpdir);
+  snprintf(arg, sizeof arg, "--config=%s", conf);
+  snprintf(want, sizeof want, "definitions = %s\n", dir);
+  write_file(conf, want);
+  snprintf(want, sizeof want,
+           "sagactl: could not load saga definitions from \"%s\" (%s:1): "
+           "x.json: invalid JSON at line 2, column 1\n",
+           dir, conf);
+  r = run("start", "order", "--input", "{}", "--kafka", "127.0.0.1:1", arg,
+          NULL);
+  expect(&r, 2, NULL, want);
+  result_free(&r);
+  unlink(conf);
+  unlink(file);
+  rmdir(dir);
+}
+
+/* The pump of a cancel --wait: the coordinator's answer, COMPENSATED with
+ * sagad's "cancelled: <reason>", produced again and again until sagactl
+ * has read it (it reads from the end of the topic). */
+typedef struct {
+  rd_kafka_t *rk;
+  const char *topic, *saga_id, *reason;
+  int64_t next_ms;
+} answer_t;
+
+static void answer_compensated(void *arg) {
+  answer_t *a = arg;
+  if (ts_now_ms() >= a->next_ms) {
+    Saga__V1__Notification n;
+    saga__v1__notification__init(&n);
+    n.saga_id = SAGA_MUT(a->saga_id);
+    n.saga_type = SAGA_MUT("order");
+    n.kind = SAGA__V1__NOTIFICATION_KIND__NOTIFICATION_COMPENSATED;
+    n.reason = SAGA_MUT(a->reason);
+    void *buf = NULL;
+    size_t len = 0;
+    rd_kafka_headers_t *h = NULL;
+    char err[256];
+    saga_meta_t meta = {.correlation_id = a->saga_id};
+    assert_int_equal(saga__wire_encode(&n.base, &meta, 0, &buf, &len, &h, err,
+                                       sizeof err),
+                     0);
+    assert_int_equal(
+        rd_kafka_producev(a->rk, RD_KAFKA_V_TOPIC(a->topic),
+                          RD_KAFKA_V_KEY(a->saga_id, strlen(a->saga_id)),
+                          RD_KAFKA_V_VALUE(buf, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+    free(buf);
+    rd_kafka_flush(a->rk, 2000);
+    a->next_ms = ts_now_ms() + 200;
+  }
+  wait_a_little(NULL);
+}
+
+/* Text output keeps a stored reason on its line (a newline or a tab in it
+ * as a space): status's and describe's "cancelled:", describe's operator
+ * trail and cancel --wait's result broke the output into lines; --json
+ * keeps the reason as it is. (Last: it adds a saga.) */
+static void test_text_output_keeps_a_reason_on_its_line(void **state) {
+  (void)state;
+  PGconn *c = PQconnectdb(conninfo);
+  es_store_t *st = NULL;
+  char err[ES_ERRBUF_SIZE];
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  assert_int_equal(es_store_open(conninfo, NULL, &st, err, sizeof err), 0);
+  const uint8_t ok[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_SUCCESS};
+  sm_input_t cancel = {.type = SM_IN_CANCEL,
+                       .reason = "customer called\nticket 7\tnow",
+                       .who = "alice"};
+  PGresult *now = /* the database's clock, as setup's */
+      PQexec(c, "SELECT (extract(epoch from now()) * 1000)::bigint");
+  assert_int_equal(PQresultStatus(now), PGRES_TUPLES_OK);
+  int64_t t0 = strtoll(PQgetvalue(now, 0, 0), NULL, 10) - 30000;
+  PQclear(now);
+  seed_with(c, st, "s-cancelled", t0, ok, 2, &cancel);
+  es_store_close(st);
+  PQfinish(c);
+  result_t r = run("status", "s-cancelled", NULL);
+  expect(&r, 0,
+         "\ncancelled:     customer called ticket 7 now (by alice)\n", NULL);
+  result_free(&r);
+  r = run("status", "s-cancelled", "--json", NULL);
+  expect(&r, 0, "\"reason\":\"customer called\\nticket 7\\tnow\"", NULL);
+  result_free(&r);
+  r = run("describe", "s-cancelled", "--definitions", defs_dir, NULL);
+  expect(&r, 0,
+         "\ncancelled:     customer called ticket 7 now (by alice)\n", NULL);
+  if (strstr(r.out, "by alice: customer called ticket 7 now\n") == NULL ||
+      strchr(r.out, '\t') != NULL)
+    fail_msg("describe:\n%s", r.out);
+  result_free(&r);
+  r = run("history", "s-cancelled", NULL);
+  expect(&r, 0, "cancelled by alice: customer called ticket 7 now", NULL);
+  result_free(&r);
+
+  if (ts_kafka_bootstrap() == NULL)
+    return;
+  char inbox[96], notes[96], e[512];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("sagactl.cw.inbox"));
+  snprintf(notes, sizeof notes, "%s", ts_unique_name("sagactl.cw.notes"));
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  rd_kafka_conf_set(conf, "bootstrap.servers", ts_kafka_bootstrap(), e,
+                    sizeof e);
+  rd_kafka_conf_set(conf, "linger.ms", "0", e, sizeof e);
+  answer_t a = {.rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e),
+                .topic = notes,
+                .saga_id = "s-run",
+                .reason = "cancelled: customer called\nticket 7"};
+  assert_non_null(a.rk);
+  const sagactl_how_t how = {.bin = SAGACTL_BIN,
+                             .dir = tmpdir,
+                             .conninfo = conninfo,
+                             .unset_kafka = 1,
+                             .pump = answer_compensated,
+                             .pump_arg = &a};
+  r = (result_t){0};
+  sagactl_rerun(&how, &r, "cancel", "s-run", "--reason",
+                "customer called\nticket 7", "--wait", "30s", "--kafka",
+                ts_kafka_bootstrap(), "--inbox", inbox, "--notifications",
+                notes, NULL);
+  expect(&r, 0, NULL, NULL);
+  assert_string_equal(r.out,
+                      "s-run compensated: cancelled: customer called ticket "
+                      "7\n");
+  result_free(&r);
+  rd_kafka_destroy(a.rk);
+}
+
 int main(void) {
   ts_require_pg();
   const struct CMUnitTest tests[] = {
@@ -1837,6 +2179,13 @@ int main(void) {
           test_a_database_without_the_event_store_says_what_to_run),
       cmocka_unit_test(
           test_an_undecodable_record_is_reported_whole_at_the_ceilings),
+      cmocka_unit_test(test_an_error_shows_a_value_as_one_line_of_text),
+      cmocka_unit_test(test_completion_and_version_take_options_anywhere),
+      cmocka_unit_test(test_an_empty_kafka_is_refused_naming_where),
+      cmocka_unit_test(test_an_input_file_that_cannot_be_read_says_why),
+      cmocka_unit_test(
+          test_a_bad_definitions_folder_is_named_with_its_setting),
+      cmocka_unit_test(test_text_output_keeps_a_reason_on_its_line),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "cli_timeline.h"
 #include "grow.h"
+#include "json_exact.h"
 #include "text.h"
 
 static const char *action_name(uint8_t a) {
@@ -260,11 +261,18 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out) {
 cJSON *cli_payload_json(const char *p, size_t n) {
   if (p == NULL)
     return cJSON_CreateNull();
-  /* with a \u0000 in a string cJSON would show it cut: shown as text */
-  cJSON *v = saga__json_nul_escape_at(p, n) == n ? cJSON_ParseWithLength(p, n)
+  /* the whole payload a JSON document, its numbers as written (a cJSON
+   * parse took the JSON start of "12abc" for 12 and printed an id past
+   * 2^53 from a double); with a \u0000 in a string cJSON would show it
+   * cut: taken as text */
+  cJSON *v = saga__json_nul_escape_at(p, n) == n ? saga_json_parse_exact(p, n)
                                                   : NULL;
   if (v != NULL)
     return v;
+  /* text as a string; bytes that are not UTF-8, or a NUL, which a JSON
+   * string cannot carry as they are, as {"$base64": ...} */
+  if (saga__utf8_bad_at(p, n) < n || memchr(p, '\0', n) != NULL)
+    return saga_json_base64(p, n);
   char *text = malloc(n + 1);
   if (text == NULL)
     return NULL;

@@ -69,8 +69,10 @@ void cli_timeline_print(const cli_timeline_t *tl, FILE *out);
  * Absent fields are null. */
 cJSON *cli_timeline_json(const cli_timeline_t *tl);
 
-/* A payload as JSON: the document p[0..n) holds, a string when it is not
- * JSON, null when p is NULL; NULL when out of memory. */
+/* A payload as JSON: the document p[0..n) holds (all of it; its numbers
+ * as written), a string when it is other text, {"$base64": ...} when it
+ * is not UTF-8 or holds a NUL, null when p is NULL; NULL when out of
+ * memory. */
 cJSON *cli_payload_json(const char *p, size_t n);
 
 #endif

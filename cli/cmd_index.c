@@ -10,6 +10,7 @@
 #include "cli_cmds.h"
 #include "cli_db.h"
 #include "cli_records.h"
+#include "cli_timeline.h"
 #include "text.h"
 #include "timetext.h"
 
@@ -77,11 +78,7 @@ void cli_ending_add_json(cJSON *o, const cli_ending_t *e) {
   } else {
     cJSON_AddNullToObject(o, "cancelled");
   }
-  cJSON *out = e->output != NULL
-                   ? cJSON_ParseWithLength(e->output, e->output_len)
-                   : NULL;
-  if (out == NULL && e->output != NULL)
-    out = cJSON_CreateString(e->output);
+  cJSON *out = cli_payload_json(e->output, e->output_len);
   if (out == NULL)
     cJSON_AddNullToObject(o, "output");
   else

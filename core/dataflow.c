@@ -17,36 +17,6 @@
 
 /* ---- values ---- */
 
-static const char b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* {"$base64": "..."} for bytes that are not JSON. */
-static cJSON *base64_value(const uint8_t *p, size_t n) {
-  char *s = malloc((n + 2) / 3 * 4 + 1);
-  if (s == NULL)
-    return NULL;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)p[i + 1] << 8;
-    if (i + 2 < n)
-      v |= p[i + 2];
-    s[o++] = b64[(v >> 18) & 63];
-    s[o++] = b64[(v >> 12) & 63];
-    s[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
-    s[o++] = i + 2 < n ? b64[v & 63] : '=';
-  }
-  s[o] = '\0';
-  cJSON *obj = cJSON_CreateObject();
-  if (obj != NULL && cJSON_AddStringToObject(obj, "$base64", s) == NULL) {
-    cJSON_Delete(obj);
-    obj = NULL;
-  }
-  free(s);
-  return obj;
-}
-
 /* The JSON value of a payload: parsed, {"$base64"} when not JSON (or
  * JSON that cJSON would not read back whole: a \u0000 in a string), null
  * when empty. NULL only when out of memory. */
@@ -54,9 +24,9 @@ static cJSON *payload_value(const uint8_t *p, size_t n) {
   if (p == NULL || n == 0)
     return cJSON_CreateNull();
   if (saga__json_nul_escape_at(p, n) < n)
-    return base64_value(p, n);
+    return saga_json_base64(p, n);
   cJSON *v = saga_json_parse_exact((const char *)p, n);
-  return v != NULL ? v : base64_value(p, n);
+  return v != NULL ? v : saga_json_base64(p, n);
 }
 
 /* An array index as RFC 6901 writes it: "0" or digits without a leading

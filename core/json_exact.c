@@ -7,6 +7,8 @@
 #include "json_exact.h"
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -117,4 +119,34 @@ cJSON *saga_json_parse_exact(const char *p, size_t n) {
     return NULL;
   }
   return v;
+}
+
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+cJSON *saga_json_base64(const void *data, size_t n) {
+  const uint8_t *p = data;
+  char *s = malloc((n + 2) / 3 * 4 + 1);
+  if (s == NULL)
+    return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)p[i] << 16;
+    if (i + 1 < n)
+      v |= (uint32_t)p[i + 1] << 8;
+    if (i + 2 < n)
+      v |= p[i + 2];
+    s[o++] = b64[(v >> 18) & 63];
+    s[o++] = b64[(v >> 12) & 63];
+    s[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+    s[o++] = i + 2 < n ? b64[v & 63] : '=';
+  }
+  s[o] = '\0';
+  cJSON *obj = cJSON_CreateObject();
+  if (obj != NULL && cJSON_AddStringToObject(obj, "$base64", s) == NULL) {
+    cJSON_Delete(obj);
+    obj = NULL;
+  }
+  free(s);
+  return obj;
 }

@@ -21,6 +21,10 @@
  * memory. The caller frees it with cJSON_Delete. */
 cJSON *saga_json_parse_exact(const char *p, size_t n);
 
+/* {"$base64": "<data[0..n) in base64>"}: bytes that are not JSON (or
+ * not text) carried or shown as JSON. NULL when out of memory. */
+cJSON *saga_json_base64(const void *data, size_t n);
+
 /* Whether p[0..n) is exactly one JSON number (RFC 8259:
  * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?). */
 bool saga_json_number(const char *p, size_t n);

@@ -458,6 +458,40 @@ static void test_settings_errors_show_values_as_one_line_of_text(
                       "ab\xc3\xa9"); /* a UTF-8 sequence is never cut */
 }
 
+/* --payloads --json shows a payload as what it is: the whole of it as
+ * JSON, its numbers as written; other text as a string; bytes that are
+ * not UTF-8 as {"$base64"}. cJSON's parse took the JSON start of "12abc"
+ * for 12, printed an id past 2^53 from a double, and put bytes that are
+ * not UTF-8 into a string as they were (output that was not JSON). */
+static void test_a_payload_is_shown_as_what_it_is(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    size_t n;
+    const char *want;
+  } cases[] = {
+      {"{\"id\": 9007199254740993, \"x\": 1.50}", 0,
+       "{\"id\":9007199254740993,\"x\":1.50}"},
+      {"12abc", 0, "\"12abc\""},
+      {"{\"a\":1} junk", 0, "\"{\\\"a\\\":1} junk\""},
+      {"\xff\xfe", 0, "{\"$base64\":\"//4=\"}"},
+      {"a\0b", 3, "{\"$base64\":\"YQBi\"}"},
+      {"caf\xc3\xa9", 0, "\"caf\xc3\xa9\""},
+      {NULL, 0, "null"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t n = cases[i].n ? cases[i].n : cases[i].in ? strlen(cases[i].in) : 0;
+    cJSON *v = cli_payload_json(cases[i].in, n);
+    assert_non_null(v);
+    char *text = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    assert_non_null(text);
+    if (strcmp(text, cases[i].want) != 0)
+      fail_msg("case %zu: got %s, want %s", i, text, cases[i].want);
+    cJSON_free(text);
+  }
+}
+
 /* An empty kafka setting is refused naming where it came from, as an
  * empty --pg is: it was taken for brokers at "" ("could not reach Kafka
  * at : ..."). An empty SAGA_KAFKA_BOOTSTRAP is unset, as every empty
@@ -700,6 +734,7 @@ int main(void) {
           test_timeline_shows_steps_outcomes_and_command_durations),
       cmocka_unit_test(test_timeline_shows_the_operator_trail),
       cmocka_unit_test(test_settings_errors_show_values_as_one_line_of_text),
+      cmocka_unit_test(test_a_payload_is_shown_as_what_it_is),
       cmocka_unit_test(test_an_empty_kafka_setting_is_refused_naming_where),
       cmocka_unit_test(test_timeline_keeps_a_failure_reason_on_its_row),
   };

@@ -375,32 +375,34 @@ static void put_time(abuf_t *b, const char *key, int64_t ms) {
 }
 
 /* ,"key":<payload>: the JSON it holds (its numbers as written), the text
- * when it is not JSON (or holds a \u0000 that cJSON would cut a string
- * at), or null when empty. */
+ * when it is other text (or JSON holding a \u0000 that cJSON would cut a
+ * string at), {"$base64": ...} when it is not UTF-8 or holds a NUL (bytes
+ * a JSON string cannot carry as they are), or null when empty. */
 static void put_payload(abuf_t *b, const char *key, const uint8_t *p,
                         size_t n) {
   abuf_printf(b, ",\"%s\":", key);
-  cJSON *v = p && n && saga__json_nul_escape_at(p, n) == n
+  if (!p || !n) {
+    abuf_puts(b, "null");
+    return;
+  }
+  bool text = saga__utf8_bad_at(p, n) == n && !memchr(p, '\0', n);
+  cJSON *v = !text ? saga_json_base64(p, n)
+             : saga__json_nul_escape_at(p, n) == n
                  ? saga_json_parse_exact((const char *)p, n)
                  : NULL;
-  char *text = v ? cJSON_PrintUnformatted(v) : NULL;
-  cJSON_Delete(v);
-  if (text) {
-    abuf_puts(b, text);
-    cJSON_free(text);
-  } else if (p && n) {
+  if (!v) {
     char *s = saga__memdup(p, n);
-    if (!s) {
-      b->failed = 1;
-      return;
-    }
-    abuf_add(b, "\"", 1);
-    abuf_json_str(b, s);
-    abuf_add(b, "\"", 1);
+    v = s ? cJSON_CreateString(s) : NULL;
     free(s);
-  } else {
-    abuf_puts(b, "null");
   }
+  char *json = v ? cJSON_PrintUnformatted(v) : NULL;
+  cJSON_Delete(v);
+  if (!json) {
+    b->failed = 1;
+    return;
+  }
+  abuf_puts(b, json);
+  cJSON_free(json);
 }
 
 static const char *outcome_name(uint8_t o) {

@@ -171,7 +171,9 @@ static int setup(void **state) {
   const uint8_t late[] = {SEED_TIMEOUT, SM_OUTCOME_SUCCESS};
   const uint8_t one[] = {SM_OUTCOME_SUCCESS};
   seed(c, st, "order", "a-done", now - 3 * 3600000, done, 3);
+  seed_step_output = "\xff\xfe"; /* a step output that is not text */
   seed(c, st, "order", "a-comp", now - 3 * 3600000, comp, 3);
+  seed_step_output = NULL;
   seed(c, st, "order", "a-park", now - 600000, park, 3);
   seed(c, st, "order", "a-run", now - 2 * 3600000, NULL, 0);
   seed(c, st, "order", "a-new", now - 60000, one, 1);
@@ -264,6 +266,9 @@ static void test_a_compensated_saga_reads_back_with_its_decoded_history(
   assert_non_null(resp);
   assert_non_null(strstr(resp, "\"input\":{\"order\":42,\"ref\":"
                                "9007199254740993}"));
+  /* bytes that are not UTF-8 as {"$base64"} (they went into a JSON
+   * string as they were: an answer that was not UTF-8) */
+  assert_non_null(strstr(resp, "\"output\":{\"$base64\":\"//4=\"}"));
   free(resp);
   const cJSON *failed = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "history"),
                                            4);

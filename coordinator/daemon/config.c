@@ -910,12 +910,51 @@ static const char *origin_of(const sagad_config_t *cfg, const char *name) {
   return p && cfg->priv ? cfg->priv->origin[p - props] : NULL;
 }
 
+/* libpq's PG* variables (PGSSLMODE, PGPORT, ...) fill what conninfo
+ * leaves out, and libpq reads their values only when it connects: a bad
+ * one passed --check-config, and a start failed on it at connect (exit 1,
+ * the variable not named; retried for ever with
+ * start.wait_for_dependencies_ms). Checked as conninfo's own values are. */
+static int check_pg_environment(const char *conninfo, char *errbuf,
+                                size_t errlen) {
+  PQconninfoOption *given = PQconninfoParse(conninfo, NULL);
+  PQconninfoOption *defs = PQconndefaults();
+  int rc = 0;
+  for (PQconninfoOption *o = defs; o && o->keyword && !rc; o++) {
+    const char *env = o->envvar ? getenv(o->envvar) : NULL;
+    if (!env || !o->val || strcmp(env, o->val))
+      continue; /* not from the environment */
+    bool overridden = false;
+    for (PQconninfoOption *g = given; g && g->keyword; g++)
+      if (!strcmp(g->keyword, o->keyword) && g->val)
+        overridden = true;
+    char why[256];
+    if (!overridden &&
+        saga__conninfo_value_check(o->keyword, o->val, why, sizeof why)) {
+      char where[96];
+      snprintf(where, sizeof where, "environment %s", o->envvar);
+      rc = fail(errbuf, errlen, SAGAD_CONFIG_INVALID, where,
+                "%s (libpq reads it for store.conninfo's %s)", why,
+                o->keyword);
+    }
+  }
+  PQconninfoFree(defs);
+  PQconninfoFree(given);
+  return rc;
+}
+
 int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
   char env[128];
   for (size_t i = 0; i < NPROPS; i++) {
     const prop_t *p = &props[i];
     if (!(p->flags & F_REQUIRED) || **(char **)((char *)cfg + p->off))
       continue;
+    /* set, but to nothing: where (an empty variable overrides the file's
+     * line, which the message would otherwise send one to) */
+    const char *from = cfg->priv ? cfg->priv->origin[i] : NULL;
+    if (from)
+      return fail(errbuf, errlen, SAGAD_CONFIG_MISSING, from,
+                  "%s is empty: it must be set", p->name);
     env_name(p->name, env, sizeof env);
     return fail(errbuf, errlen, SAGAD_CONFIG_MISSING, NULL,
                 "%s: must be set (--%s=VALUE, %s or a config file line)",
@@ -951,7 +990,7 @@ int sagad_config_finalize(sagad_config_t *cfg, char *errbuf, size_t errlen) {
                   "%s: must differ from %s, both are \"%s\"", topics[x][0],
                   topics[y][0], topics[a][1]);
     }
-  return 0;
+  return check_pg_environment(cfg->store_conninfo, errbuf, errlen);
 }
 
 /* ---- the command line ---- */
@@ -1316,7 +1355,8 @@ void sagad_config_write_reference(FILE *out) {
       "unknown names.\n"
       "`sagad --check-config` validates everything a start checks before "
       "it connects\n(these values, with the `store.conninfo` settings "
-      "libpq reads only when it\nconnects and the files `kafka.*.location` "
+      "libpq reads only when it\nconnects, the `PG*` variables it reads for "
+      "what `store.conninfo` leaves out,\nthe files `kafka.*.location` "
       "names, every definition file,\n`admin.listen`, `otlp.endpoint`, "
       "the `OTEL_*` variables of docs/tracing.md and\nthe Kafka clients "
       "made from the `kafka.*` properties without a broker),\nwith the same "

@@ -364,6 +364,17 @@ static int build_url(const char *url, bool append, char **out, char *msg,
       goto out;
     }
     size_t pl = strlen(path);
+    /* a full traces URL where a base is meant: it went to
+     * .../v1/traces/v1/traces, and every span was refused (404) */
+    size_t tl = pl && path[pl - 1] == '/' ? pl - 1 : pl;
+    if (tl >= 10 && !memcmp(path + tl - 10, "/v1/traces", 10)) {
+      snprintf(msg, len,
+               "\"%s\" ends in /v1/traces, which is appended to a base "
+               "URL: give the base (the URL without /v1/traces), or the "
+               "full URL in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+               url);
+      goto out;
+    }
     char *np = malloc(pl + 12);
     if (!np) {
       snprintf(msg, len, "out of memory");

@@ -218,6 +218,13 @@ static const struct {
     {"--admin.listen=127.0.0.1:http",
      NULL,
      {"admin.listen: expected host:port", "127.0.0.1:http"}},
+    {"--otlp.endpoint=http://otel-collector:4318/v1/traces",
+     NULL,
+     {"otlp.endpoint: ", "ends in /v1/traces, which is appended"}},
+    /* a libpq variable, read for what store.conninfo leaves out */
+    {"--log.format=text",
+     "PGSSLMODE=bogus",
+     {"environment PGSSLMODE: ", "invalid sslmode value: \"bogus\""}},
     {"--kafka.acks=1",
      NULL,
      {"kafka.*: could not create kafka producer: ", "`acks` must be set"}},
@@ -312,6 +319,27 @@ static void test_a_start_refuses_bad_addresses_before_it_connects(void **state) 
         strstr(err, "127.0.0.1:1"))
       fail_msg("%s: exit %d\nstderr: %s", bad_addr[i].opt, rc, err);
   }
+}
+
+/* A required property set to nothing is named where it was set: an empty
+ * variable overrides a file's line, and the message sent one to give it
+ * "--x, SAGAD_X or a config file line" while the file had it. */
+static void test_an_empty_required_property_names_where_it_was_set(
+    void **state) {
+  (void)state;
+  write_file(tmpdir, "a.conf", "kafka.bootstrap.servers = h:1\n");
+  char conf[160];
+  snprintf(conf, sizeof conf, "--config=%s/a.conf", tmpdir);
+  const char *args[] = {"--check-config", conf, defs_opt, NULL};
+  spawn_env = "SAGAD_KAFKA_BOOTSTRAP_SERVERS=";
+  int rc = run(args, out, err, sizeof out);
+  spawn_env = NULL;
+  if (rc != 2 || !strstr(err, "environment SAGAD_KAFKA_BOOTSTRAP_SERVERS: "
+                              "kafka.bootstrap.servers is empty"))
+    fail_msg("exit %d\nstderr: %s", rc, err);
+  char path[256];
+  snprintf(path, sizeof path, "%s/a.conf", tmpdir);
+  unlink(path);
 }
 
 /* A definitions folder where no definition loads is a bad configuration
@@ -413,6 +441,7 @@ int main(void) {
       cmocka_unit_test(test_check_config_refuses_what_a_start_would),
       cmocka_unit_test(test_a_start_refuses_bad_addresses_before_it_connects),
       cmocka_unit_test(test_a_start_without_definitions_exits_2),
+      cmocka_unit_test(test_an_empty_required_property_names_where_it_was_set),
       cmocka_unit_test(test_sighup_during_a_start_does_not_kill_sagad),
       cmocka_unit_test(test_unreachable_store_is_waited_for_when_asked),
       cmocka_unit_test(test_config_reference_is_markdown),

@@ -1048,16 +1048,19 @@ int sagad_config_load(sagad_config_t *cfg, int argc, const char *const *argv,
       *mode = SAGAD_MODE_VERSION;
     } else if (!strcmp(a, "--config-reference")) {
       *mode = SAGAD_MODE_REFERENCE;
-    } else if (!strcmp(a, "--check-config") || !strcmp(a, "--migrate")) {
-      sagad_mode_t m =
-          a[2] == 'c' ? SAGAD_MODE_CHECK : SAGAD_MODE_MIGRATE;
+    } else if (!strcmp(a, "--check-config") || !strcmp(a, "--migrate") ||
+               !strcmp(a, "--probe")) {
+      sagad_mode_t m = a[2] == 'c'   ? SAGAD_MODE_CHECK
+                       : a[2] == 'm' ? SAGAD_MODE_MIGRATE
+                                     : SAGAD_MODE_PROBE;
       if (*mode == SAGAD_MODE_RUN)
         *mode = m;
-      else if ((*mode == SAGAD_MODE_CHECK || *mode == SAGAD_MODE_MIGRATE) &&
+      else if ((*mode == SAGAD_MODE_CHECK || *mode == SAGAD_MODE_MIGRATE ||
+                *mode == SAGAD_MODE_PROBE) &&
                *mode != m && !first_err)
         first_err = fail(err1, sizeof err1, SAGAD_CONFIG_SYNTAX, NULL,
-                         "--check-config and --migrate cannot be combined: "
-                         "check first, then migrate");
+                         "--check-config, --migrate and --probe cannot be "
+                         "combined: give one");
     } else if (!strcmp(a, "--config") || !strcmp(a, "--set")) {
       if (i + 1 >= argc) {
         if (!first_err)
@@ -1134,9 +1137,9 @@ int sagad_config_load(sagad_config_t *cfg, int argc, const char *const *argv,
     if ((rc = sagad_config_set(cfg, pend[i].name, pend[i].value,
                                pend[i].origin, errbuf, errlen)))
       goto out;
-  /* --migrate reads store.conninfo alone: a migration job needs no
-   * brokers or definitions */
-  if (*mode != SAGAD_MODE_MIGRATE)
+  /* --migrate reads store.conninfo alone, --probe admin.listen alone: a
+   * migration job or a health check needs no brokers or definitions */
+  if (*mode != SAGAD_MODE_MIGRATE && *mode != SAGAD_MODE_PROBE)
     rc = sagad_config_finalize(cfg, errbuf, errlen);
 out:
   free(pend);
@@ -1303,6 +1306,13 @@ void sagad_config_write_usage(FILE *out, const char *argv0) {
           "create tables;\n"
           "                        sagad itself then runs as a member of "
           "es_writer)\n"
+          "  --probe               GET /healthz from the admin endpoint at "
+          "admin.listen\n"
+          "                        (a wildcard host asked on loopback): "
+          "exit 0 when it\n"
+          "                        answers 200 within 3 s, else 1 (a "
+          "container's health\n"
+          "                        check)\n"
           "  --config-reference    print the configuration reference "
           "(Markdown), exit\n"
           "  --version, -V         print the version, exit\n"

@@ -91,6 +91,7 @@ typedef enum {
   SAGAD_MODE_CHECK,        /* --check-config */
   SAGAD_MODE_REFERENCE,    /* --config-reference */
   SAGAD_MODE_MIGRATE,      /* --migrate */
+  SAGAD_MODE_PROBE,        /* --probe */
 } sagad_mode_t;
 
 /* A new config holding every default. Returns NULL when out of memory.

@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "log.h"
 #include "observe.h"
+#include "probe.h"
 #include "shell.h"
 
 
@@ -288,7 +289,8 @@ int main(int argc, char **argv) {
                         (const char *const *)environ, &mode, err, sizeof err)) {
     fprintf(stderr, "sagad: %s\n", err);
     sagad_config_free(cfg);
-    return SAGAD_EXIT_USAGE;
+    /* a health check knows 0 and 1 (Docker reserves 2) */
+    return mode == SAGAD_MODE_PROBE ? SAGAD_EXIT_FAILURE : SAGAD_EXIT_USAGE;
   }
   switch (mode) {
   case SAGAD_MODE_HELP:
@@ -311,6 +313,12 @@ int main(int argc, char **argv) {
   case SAGAD_MODE_MIGRATE:
     sagad_log_setup_from_config(cfg, 2);
     status = migrate(cfg);
+    break;
+  case SAGAD_MODE_PROBE:
+    if (sagad_probe_health(cfg->admin_listen, 3000, err, sizeof err) != 0) {
+      fprintf(stderr, "sagad: unhealthy: %s\n", err);
+      status = SAGAD_EXIT_FAILURE;
+    }
     break;
   case SAGAD_MODE_RUN:
     sagad_log_setup_from_config(cfg, 2);

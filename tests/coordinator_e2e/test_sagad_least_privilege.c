@@ -94,7 +94,14 @@ static void test_sagad_runs_as_es_writer_once_migrated(void **state) {
   assert_non_null(body);
   assert_non_null(strstr(body, "lp-1"));
   free(body);
+  /* the container's health check: --probe asks its /healthz, needing no
+   * brokers, store or definitions in its configuration */
+  char listen[64];
+  snprintf(listen, sizeof listen, "--admin.listen=127.0.0.1:%d", port);
+  const char *probe[] = {"--probe", listen, NULL};
+  assert_int_equal(e2e_sagad_run_once(t, probe), 0);
   assert_int_equal(e2e_sagad_stop(t, 0, SIGTERM), 0);
+  assert_int_equal(e2e_sagad_run_once(t, probe), 1); /* nothing answers */
   assert_int_equal(
       scalar(e2e_conninfo(t), "SELECT count(*) FROM saga_definitions"), 2);
   /* nothing the writer made, nothing it was refused after the migration */

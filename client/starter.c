@@ -34,6 +34,7 @@ typedef struct await {
   saga_outcome_cb cb;
   void *arg;
   uv_timer_t timer;
+  uint64_t deadline; /* uv_now() of the loop when timeout_ms is up */
   int done;
   struct await *prev, *next;
 } await_t;
@@ -218,10 +219,15 @@ static void on_await_timer(uv_timer_t *t) {
     return;
   }
   const outcome_t *o = find_outcome(a->s, a->saga_id);
+  uint64_t now = uv_now(t->loop);
   if (o) {
     saga_notification_t v;
     notification_view(o->n, &o->meta, &v);
     await_finish(a, 0, &v);
+  } else if (now < a->deadline) {
+    /* Fired early for a refusal that is gone (another await of the saga
+     * took it, or a new cancel cleared it): wait the rest of the time. */
+    uv_timer_start(&a->timer, on_await_timer, a->deadline - now, 0);
   } else {
     await_finish(a, SAGA_ETIMEDOUT, NULL);
   }
@@ -318,7 +324,13 @@ static void on_delivery(saga_kloop_t *kl, const rd_kafka_message_t *m,
   (void)kl;
   saga_starter_t *s = opaque;
   start_job_t *j = msg_opaque;
-  int err = m->err ? (s->closing ? SAGA_ECANCELED : SAGA_EKAFKA) : 0;
+  /* A purge is the close giving up on it (docs/client.md); any other
+   * failure, during a close too, is Kafka's word on it. */
+  int err = !m->err                                      ? 0
+            : m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE ||
+                    m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
+                ? SAGA_ECANCELED
+                : SAGA_EKAFKA;
   if (err == SAGA_EKAFKA)
     note(s, "%s of saga \"%s\" not delivered to \"%s\": %s", j->what,
          j->saga_id, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
@@ -532,28 +544,41 @@ static int refuse(saga_starter_t *s, int rc, const char *fmt, ...) {
   return rc;
 }
 
+/* The checks of a start request that need no starter, shared by
+ * saga_starter_start and saga_run_saga (which makes them before its Kafka
+ * setup): 0, or the code with the text in errbuf. */
+static int check_request(const saga_start_request_t *req, int have_cb,
+                         char *errbuf, size_t errlen) {
+  if (!req || !req->saga_type || !have_cb)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "StartSaga not sent: no %s given",
+                      !req ? "request" : !have_cb ? "callback" : "saga_type");
+  if (!req->input && req->input_len)
+    return saga__errf(SAGA_EINVAL, errbuf, errlen,
+                      "StartSaga not sent: input is NULL with a length of "
+                      "%zu bytes",
+                      req->input_len);
+  /* Never cut an id: a cut one would start another saga. */
+  if (req->saga_id && strlen(req->saga_id) > SAGA_WIRE_MAX_ID)
+    return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
+                      "StartSaga not sent: saga_id is %zu bytes long, the "
+                      "ceiling is %d (an id is never cut)",
+                      strlen(req->saga_id), SAGA_MAX_ID);
+  return 0;
+}
+
 int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
                        char *saga_id_out, size_t id_len, saga_started_cb cb,
                        void *arg) {
   if (!s)
     return SAGA_EINVAL;
-  if (!req || !req->saga_type || !cb)
-    return refuse(s, SAGA_EINVAL, "StartSaga not sent: no %s given",
-                  !req ? "request" : !cb ? "callback" : "saga_type");
-  if (!req->input && req->input_len)
-    return refuse(s, SAGA_EINVAL,
-                  "StartSaga not sent: input is NULL with a length of %zu "
-                  "bytes",
-                  req->input_len);
+  int bad = check_request(req, cb != NULL, s->last_error,
+                          sizeof s->last_error);
+  if (bad)
+    return bad;
   if (s->closing)
     return refuse(s, SAGA_ESTATE,
                   "StartSaga not sent: the starter is closing");
-  /* Never cut an id: a cut one would start another saga. */
-  if (req->saga_id && strlen(req->saga_id) > SAGA_WIRE_MAX_ID)
-    return refuse(s, SAGA_ETOOBIG,
-                  "StartSaga not sent: saga_id is %zu bytes long, the "
-                  "ceiling is %d (an id is never cut)",
-                  strlen(req->saga_id), SAGA_MAX_ID);
   start_job_t *j = calloc(1, sizeof *j);
   if (!j)
     return refuse(s, SAGA_ENOMEM, "StartSaga not sent: out of memory");
@@ -565,8 +590,8 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
     snprintf(j->saga_id, sizeof j->saga_id, "%s", req->saga_id);
   else
     (void)saga__uuid_text(j->saga_id); /* "" on failure: encode refuses */
-  if (saga_id_out && id_len && strlen(j->saga_id) >= id_len) {
-    /* the caller could not learn the id */
+  if (saga_id_out && strlen(j->saga_id) >= id_len) {
+    /* the caller could not learn the id (id_len 0 takes none) */
     refuse(s, SAGA_ETOOBIG,
            "StartSaga of saga \"%s\" not sent: the id of %zu bytes does "
            "not fit saga_id_out of %zu bytes (an id is never cut)",
@@ -625,7 +650,7 @@ int saga_starter_start(saga_starter_t *s, const saga_start_request_t *req,
     return SAGA_EKAFKA;
   }
   free(buf);
-  if (saga_id_out && id_len)
+  if (saga_id_out)
     snprintf(saga_id_out, id_len, "%s", j->saga_id);
   return 0;
 }
@@ -680,6 +705,16 @@ int saga_starter_cancel(saga_starter_t *s, const char *saga_id,
   if (rc) {
     note(s, "CancelSaga of saga \"%s\" not sent: %s: %s", j->saga_id,
          saga_err_name(rc), err);
+  } else if (!saga__producer_fits(s->producer_max, strlen(j->saga_id), len,
+                                  h)) {
+    /* Kafka could never take it */
+    note(s,
+         "CancelSaga of saga \"%s\" not sent: SAGA_ETOOBIG: %zu bytes "
+         "encoded, past the producer's message.max.bytes (%zu)",
+         j->saga_id, len, s->producer_max);
+    rd_kafka_headers_destroy(h);
+    free(buf);
+    rc = SAGA_ETOOBIG;
   } else if (saga_kloop_produce(s->kl, s->inbox, RD_KAFKA_PARTITION_UA,
                                 j->saga_id, strlen(j->saga_id), buf, len, h,
                                 j, err, sizeof err) != 0) {
@@ -742,8 +777,13 @@ int saga_starter_await(saga_starter_t *s, const char *saga_id,
   if (s->awaits)
     s->awaits->prev = a;
   s->awaits = a;
-  /* Known already: answer from the loop, never from inside this call. */
+  /* Known already: answer from the loop, never from inside this call
+   * (and if it is gone by then, on_await_timer waits the rest). */
   const cancel_t *c = cancel_find(s, saga_id);
+  uint64_t now = uv_now(s->loop);
+  a->deadline = (uint64_t)timeout_ms > UINT64_MAX - now
+                    ? UINT64_MAX
+                    : now + (uint64_t)timeout_ms;
   uv_timer_start(&a->timer, on_await_timer,
                  find_outcome(s, saga_id) || (c && c->refusal)
                      ? 0
@@ -853,11 +893,15 @@ int saga_run_saga(const saga_starter_config_t *cfg,
     return saga__errf(SAGA_EINVAL, errbuf, errlen,
                       "timeout_ms is %lld, must be 0 or more",
                       (long long)timeout_ms);
-  /* An id the caller could not be given back is refused before the
-   * Kafka setup too, which may take the whole timeout when the brokers
-   * do not answer (a generated id is a UUID of 36 characters). */
-  size_t want = req && req->saga_id ? strlen(req->saga_id) : 36;
-  if (saga_id_out && id_len && want >= id_len)
+  /* A request saga_starter_start would refuse, and an id the caller could
+   * not be given back, are refused before the Kafka setup, which may take
+   * the whole timeout when the brokers do not answer (a generated id is a
+   * UUID of 36 characters; id_len 0 takes none). */
+  int bad = check_request(req, 1, errbuf, errlen);
+  if (bad)
+    return bad;
+  size_t want = req->saga_id ? strlen(req->saga_id) : 36;
+  if (saga_id_out && want >= id_len)
     return saga__errf(SAGA_ETOOBIG, errbuf, errlen,
                       "StartSaga not sent: the id of %zu bytes does not fit "
                       "saga_id_out of %zu bytes (an id is never cut)",
@@ -873,8 +917,7 @@ int saga_run_saga(const saga_starter_config_t *cfg,
   /* The id must fit the caller's buffer before anything is sent: it is
    * never cut. */
   char id[SAGA_WIRE_MAX_ID + 1];
-  size_t fit = saga_id_out && id_len && id_len < sizeof id ? id_len
-                                                           : sizeof id;
+  size_t fit = saga_id_out && id_len < sizeof id ? id_len : sizeof id;
   int rc = starter_new(&loop, cfg, timeout_ms, &c.s, errbuf, errlen);
   if (!rc) {
     uv_update_time(&loop);
@@ -884,7 +927,7 @@ int saga_run_saga(const saga_starter_config_t *cfg,
     rc = saga_starter_start(c.s, req, id, fit, run_started, &c);
     if (rc) /* the start's refusal says which argument and why */
       saga__errf(rc, errbuf, errlen, "could not start saga of type \"%s\": %s",
-                 req && req->saga_type ? req->saga_type : "",
+                 req->saga_type,
                  *c.s->last_error ? c.s->last_error : saga_strerror(rc));
     else {
       while (!c.finished)
@@ -909,7 +952,7 @@ int saga_run_saga(const saga_starter_config_t *cfg,
                    saga_strerror(rc));
       else if (kind_out)
         *kind_out = c.kind;
-      if (saga_id_out && id_len)
+      if (saga_id_out)
         snprintf(saga_id_out, id_len, "%s", id); /* fits: checked above */
     }
     saga_starter_close(c.s, NULL, NULL);

@@ -382,24 +382,26 @@ SAGA_CLIENT_EXPORT int saga_starter_new(uv_loop_t *loop,
                                         size_t errlen);
 
 /* Called once when the StartSaga's delivery to the inbox is acknowledged
- * (err 0) or failed (err < 0; SAGA_ECANCELED on close; on SAGA_EKAFKA
- * saga_starter_last_error says why). */
+ * (err 0) or failed (err < 0): SAGA_ECANCELED when saga_starter_close
+ * gave up waiting for Kafka's answer; SAGA_EKAFKA when Kafka refused it,
+ * during a close too, and saga_starter_last_error says why. */
 typedef void (*saga_started_cb)(saga_starter_t *s, int err,
                                 const char *saga_id, void *arg);
 
 /* Send StartSaga. The saga id (given or generated) is copied to
  * `saga_id_out` (at least 64 bytes are enough for generated ids,
- * SAGA_MAX_ID + 1 for any). Starting the same saga id again is harmless:
- * the coordinator starts it once. An id is never cut: a given id past
+ * SAGA_MAX_ID + 1 for any; with id_len 0 it takes none: SAGA_ETOOBIG).
+ * Starting the same saga id again is harmless: the coordinator starts it
+ * once. An id is never cut: a given id past
  * SAGA_MAX_ID bytes, or one that does not fit saga_id_out, is
  * SAGA_ETOOBIG; "" or one with a control character or '/' is
  * SAGA_EMISSING. A StartSaga past max_message_bytes or the producer's
  * message.max.bytes is SAGA_ETOOBIG. If this returns an error, `cb` is
  * never called; otherwise exactly once. Returns 0, SAGA_EINVAL (a NULL
  * s, req, saga_type or cb, input NULL with a length; saga_id_out may be
- * NULL), SAGA_ETOOBIG, SAGA_EMISSING (also an empty saga_type, or a meta
- * field too long for its header or holding a control character),
- * SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once saga_starter_close was
+ * NULL, and then id_len is ignored), SAGA_ETOOBIG, SAGA_EMISSING (also
+ * an empty saga_type, or a meta field too long for its header or
+ * holding a control character), SAGA_ENOMEM, SAGA_EKAFKA, or SAGA_ESTATE once saga_starter_close was
  * called. On every error but a NULL s, saga_starter_last_error says which
  * (e.g. "StartSaga not sent: saga_id is 300 bytes long, the ceiling is
  * 255 (an id is never cut)"). */
@@ -423,8 +425,10 @@ SAGA_CLIENT_EXPORT int saga_starter_start(saga_starter_t *s,
  * (a refusal nobody awaits yet, or a cancel not answered yet): an await
  * of a saga whose cancel has been pushed out waits for its outcome alone.
  * `cb` is called once when the CancelSaga's delivery is
- * acknowledged (err 0) or failed (err < 0; SAGA_ECANCELED on close), unless
- * this returns an error. A saga id past SAGA_MAX_ID bytes is SAGA_ETOOBIG;
+ * acknowledged (err 0) or failed (err < 0, as for saga_started_cb), unless
+ * this returns an error. A saga id past SAGA_MAX_ID bytes, or a
+ * CancelSaga past max_message_bytes or the producer's message.max.bytes,
+ * is SAGA_ETOOBIG;
  * "" or one with a control character or '/', a reason past 1024 bytes or
  * a name past SAGA_MAX_ID bytes (or either not UTF-8) is SAGA_EMISSING.
  * Returns 0, SAGA_EINVAL (a NULL s, saga_id or cb), SAGA_ETOOBIG,
@@ -491,9 +495,10 @@ SAGA_CLIENT_EXPORT int saga_starter_subscribe(saga_starter_t *s,
 SAGA_CLIENT_EXPORT const char *saga_starter_last_error(const saga_starter_t *s);
 
 /* Pending awaits are called back with SAGA_ECANCELED at once. Starts and
- * cancels still in flight get up to 5 s for Kafka's acknowledgement (0
- * for one acknowledged then; within saga_run_saga, none), and the rest
- * are called back with SAGA_ECANCELED. Then memory is released and `cb`
+ * cancels still in flight get up to 5 s for Kafka's answer (0 for one
+ * acknowledged then, SAGA_EKAFKA for one refused then; within
+ * saga_run_saga, none), and the rest are called back with
+ * SAGA_ECANCELED. Then memory is released and `cb`
  * (may be NULL) runs on the loop, so it may run up to those 5 s later.
  * Until then start, cancel and await answer SAGA_ESTATE; after it, `s` is
  * gone. NULL-safe; a second call does nothing. */
@@ -506,8 +511,11 @@ SAGA_CLIENT_EXPORT void saga_starter_close(saga_starter_t *s,
  * *kind_out holds the outcome kind and, when reason_out is given, the
  * reason (or "") is copied, cut to reason_len. The saga id is copied to
  * saga_id_out (may be NULL): one that would not fit (a generated id has
- * 36 characters) is SAGA_ETOOBIG before anything is sent or the Kafka
- * setup begins, as a negative timeout_ms is SAGA_EINVAL.
+ * 36 characters; id_len 0 fits none) is SAGA_ETOOBIG before anything is
+ * sent or the Kafka setup begins, as a negative timeout_ms is
+ * SAGA_EINVAL, and so is what saga_starter_start refuses of `req` before
+ * its encoding (a NULL req or saga_type, input NULL with a length:
+ * SAGA_EINVAL; a saga_id past SAGA_MAX_ID bytes: SAGA_ETOOBIG).
  * Returns 0 or any error above (SAGA_ETIMEDOUT when the time ran out: the
  * saga may still run), with the text in errbuf (for a StartSaga Kafka
  * refused, librdkafka's word; for one Kafka never acknowledged, the last

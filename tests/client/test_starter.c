@@ -403,6 +403,72 @@ static void test_cancel_is_answered_by_the_outcome_or_its_refusal(
   fake_finish(&f);
 }
 
+/* An await that finds its saga's refusal stored answers from the loop at
+ * once; one that then finds nothing (another await of the saga took the
+ * refusal first, or a second cancel cleared it) waits on for the rest of
+ * its own timeout, for the outcome or the new cancel's answer. Before,
+ * it ended with SAGA_ETIMEDOUT on the next loop turn, whatever its
+ * timeout_ms. */
+static void test_an_await_that_finds_no_stored_refusal_keeps_its_timeout(
+    void **state) {
+  (void)state;
+  fake_t f;
+  fake_start(&f);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  saga_starter_config_t cfg = starter_config(&f);
+  saga_starter_t *s;
+  char err[256];
+  if (saga_starter_new(&loop, &cfg, &s, err, sizeof err))
+    fail_msg("%s", err);
+  watch_t w = {0}, first = {0}, second = {0}, third = {0};
+  assert_int_equal(saga_starter_subscribe(s, on_notification, &w), 0);
+  assert_int_equal(saga_starter_cancel(s, "refuse-twice", NULL, NULL,
+                                       on_started, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED],
+                           40000));
+  /* two awaits, one refusal: the first gets it, the second waits */
+  assert_int_equal(saga_starter_await(s, "refuse-twice", ts_timeout_ms(30000),
+                                      on_outcome, &first),
+                   0);
+  assert_int_equal(saga_starter_await(s, "refuse-twice", ts_timeout_ms(30000),
+                                      on_outcome, &second),
+                   0);
+  assert_true(ct_run_until(&loop, &first.outcomes, 5000));
+  assert_int_equal(first.outcome_err, 0);
+  assert_int_equal(first.kind, SAGA_NOTIFY_CANCEL_REFUSED);
+  assert_int_equal(second.outcomes, 0); /* both were due on that turn */
+  saga_start_request_t req = {.saga_type = "order",
+                              .saga_id = "refuse-twice"};
+  assert_int_equal(saga_starter_start(s, &req, NULL, 0, on_started, &w), 0);
+  assert_true(ct_run_until(&loop, &second.outcomes, 40000));
+  assert_int_equal(second.outcome_err, 0);
+  assert_int_equal(second.kind, SAGA_NOTIFY_COMPLETED);
+
+  /* a second cancel before the await's turn: its refusal answers */
+  w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED] = 0;
+  assert_int_equal(saga_starter_cancel(s, "refuse-again", NULL, NULL,
+                                       on_started, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED],
+                           40000));
+  assert_int_equal(saga_starter_await(s, "refuse-again", ts_timeout_ms(30000),
+                                      on_outcome, &third),
+                   0);
+  assert_int_equal(saga_starter_cancel(s, "refuse-again", NULL, NULL,
+                                       on_started, &w),
+                   0);
+  assert_true(ct_run_until(&loop, &third.outcomes, 40000));
+  assert_int_equal(third.outcome_err, 0);
+  assert_int_equal(third.kind, SAGA_NOTIFY_CANCEL_REFUSED);
+  assert_int_equal(w.kinds_seen[SAGA_NOTIFY_CANCEL_REFUSED], 2);
+  saga_starter_close(s, on_closed, &w);
+  ct_loop_finish(&loop);
+  assert_true(w.closed);
+  fake_finish(&f);
+}
+
 typedef struct started_wait {
   const watch_t *w;
   int want;
@@ -479,8 +545,9 @@ static void test_a_starter_refusal_says_which_and_why(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   saga_starter_config_t cfg = starter_config(&f);
+  /* librdkafka's least message.max.bytes: a CancelSaga can pass it */
   static const char *const props[] = {"fetch.wait.max.ms", "5", "linger.ms",
-                                      "1", "message.max.bytes", "4000", NULL};
+                                      "1", "message.max.bytes", "1000", NULL};
   cfg.kafka.properties = props;
   saga_starter_t *s;
   char err[256];
@@ -505,7 +572,7 @@ static void test_a_starter_refusal_says_which_and_why(void **state) {
       {"arg-long-1", "order", NULL, 0, SAGA_ETOOBIG,
        "does not fit saga_id_out of 8 bytes"},
       {"arg-1", "order", big, sizeof big, SAGA_ETOOBIG,
-       "message.max.bytes (4000)"},
+       "message.max.bytes (1000)"},
       {"arg-1", "order", NULL, 3, SAGA_EINVAL,
        "input is NULL with a length of 3 bytes"},
       {"arg-1", NULL, NULL, 0, SAGA_EINVAL, "saga_type"},
@@ -521,9 +588,32 @@ static void test_a_starter_refusal_says_which_and_why(void **state) {
     printf("# start %zu: %s\n", i, saga_starter_last_error(s));
     assert_non_null(strstr(saga_starter_last_error(s), starts[i].says));
   }
+  /* A saga_id_out of 0 bytes can take no id: SAGA_ETOOBIG, nothing
+   * sent. Before, the saga started and the caller never got its id. */
+  saga_start_request_t fine = {.saga_type = "order", .saga_id = "arg-2"};
+  assert_int_equal(saga_starter_start(s, &fine, id, 0, on_started, &w),
+                   SAGA_ETOOBIG);
+  printf("# start, id_len 0: %s\n", saga_starter_last_error(s));
+  assert_non_null(
+      strstr(saga_starter_last_error(s), "does not fit saga_id_out of 0"));
+  fine.saga_id = NULL; /* a generated id neither */
+  assert_int_equal(saga_starter_start(s, &fine, id, 0, on_started, &w),
+                   SAGA_ETOOBIG);
   assert_int_equal(saga_starter_cancel(s, longid, NULL, NULL, on_started, &w),
                    SAGA_ETOOBIG);
   assert_non_null(strstr(saga_starter_last_error(s), "256 bytes long"));
+  /* A CancelSaga past the producer's message.max.bytes is SAGA_ETOOBIG,
+   * as a StartSaga is (was SAGA_EKAFKA, librdkafka's refusal). */
+  char why[1001];
+  memset(why, 'w', sizeof why - 1);
+  why[sizeof why - 1] = '\0';
+  assert_int_equal(saga_starter_cancel(s, "arg-1", why, NULL, on_started, &w),
+                   SAGA_ETOOBIG);
+  printf("# cancel: %s\n", saga_starter_last_error(s));
+  assert_non_null(strstr(saga_starter_last_error(s),
+                         "CancelSaga of saga \"arg-1\" not sent"));
+  assert_non_null(
+      strstr(saga_starter_last_error(s), "message.max.bytes (1000)"));
   assert_int_equal(saga_starter_await(s, "", 1000, on_outcome, &w),
                    SAGA_EINVAL);
   assert_non_null(strstr(saga_starter_last_error(s), "0 bytes long"));
@@ -713,6 +803,59 @@ static void test_blocking_run_checks_first_and_keeps_to_its_timeout(
                    SAGA_ETOOBIG);
 }
 
+/* saga_run_saga checks the request as saga_starter_start does, before the
+ * Kafka setup: with no broker to answer, each mistake gets its own code
+ * at once. Before, a NULL request or saga_type, an input NULL with a
+ * length and an id past 255 bytes waited out the setup and came back
+ * SAGA_ETIMEDOUT; a saga_id_out of 0 bytes too (and with a broker, the
+ * saga started and the caller never got its id). */
+static void test_blocking_run_checks_the_request_before_the_setup(
+    void **state) {
+  (void)state;
+  saga_starter_config_t nowhere = {
+      .kafka = {.bootstrap_servers = "127.0.0.1:9"}};
+  char longid[301];
+  memset(longid, 'l', sizeof longid - 1);
+  longid[sizeof longid - 1] = '\0';
+  char out[64] = "unset";
+  const struct {
+    int no_req;
+    const char *saga_type, *saga_id;
+    const void *input;
+    size_t input_len, id_len;
+    int rc;
+    const char *says;
+  } runs[] = {
+      {1, "order", "r-1", NULL, 0, sizeof out, SAGA_EINVAL, "no request"},
+      {0, NULL, "r-1", NULL, 0, sizeof out, SAGA_EINVAL, "no saga_type"},
+      {0, "order", "r-1", NULL, 3, sizeof out, SAGA_EINVAL,
+       "input is NULL with a length of 3 bytes"},
+      {0, "order", longid, NULL, 0, sizeof out, SAGA_ETOOBIG,
+       "saga_id is 300 bytes long"},
+      {0, "order", "r-1", NULL, 0, 0, SAGA_ETOOBIG,
+       "does not fit saga_id_out of 0 bytes"},
+      {0, "order", NULL, NULL, 0, 0, SAGA_ETOOBIG,
+       "does not fit saga_id_out of 0 bytes"},
+  };
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+    saga_start_request_t req = {.saga_type = runs[i].saga_type,
+                                .saga_id = runs[i].saga_id,
+                                .input = runs[i].input,
+                                .input_len = runs[i].input_len};
+    char err[256] = "";
+    int64_t t0 = ts_now_ms();
+    int rc = saga_run_saga(&nowhere, runs[i].no_req ? NULL : &req, 3000, out,
+                           runs[i].id_len, NULL, NULL, 0, err, sizeof err);
+    int64_t took = ts_now_ms() - t0;
+    printf("# run %zu: %s after %lld ms: %s\n", i, saga_err_name(rc),
+           (long long)took, err);
+    assert_int_equal(rc, runs[i].rc);
+    assert_non_null(strstr(err, runs[i].says));
+    assert_true(took < 1000);
+    assert_string_equal(out, "unset");
+  }
+}
+
 /* What a saga_started_cb was told, with the starter's last error then. */
 typedef struct sent {
   int calls, err;
@@ -791,6 +934,59 @@ static void test_a_start_kafka_refuses_reaches_the_caller_with_its_text(
   saga_starter_close(s, on_closed, &w);
   ct_loop_finish(&loop);
   assert_true(w.closed);
+  assert_int_equal(ct_kafka_ctl("topic-error %s 0", inbox), 0);
+}
+
+/* While a starter closes, a start Kafka refuses within the close's 5 s
+ * is still SAGA_EKAFKA with librdkafka's word in saga_starter_last_error;
+ * only one still unanswered then, purged, is SAGA_ECANCELED. Before,
+ * every delivery failure during the close was SAGA_ECANCELED, with no
+ * text. */
+static void test_a_close_cancels_only_the_starts_kafka_never_answered(
+    void **state) {
+  (void)state;
+  char inbox[128], notes[128];
+  snprintf(inbox, sizeof inbox, "%s", ts_unique_name("closing.inbox"));
+  snprintf(notes, sizeof notes, "%s", ts_unique_name("closing.notes"));
+  if (ct_kafka_ctl("topic-error %s 29", inbox) != 0) /* not authorized */
+    skip();
+  static const char *const quick[] = {"linger.ms", "1", "message.timeout.ms",
+                                      "1500", NULL};
+  static const char *const patient[] = {"linger.ms", "1",
+                                        "message.timeout.ms", "120000", NULL};
+  const char *const *props[] = {quick, patient};
+  const int want[] = {SAGA_EKAFKA, SAGA_ECANCELED};
+  for (int i = 0; i < 2; i++) {
+    saga_starter_config_t cfg = {
+        .kafka = {.bootstrap_servers = ts_kafka_bootstrap(),
+                  .properties = props[i]},
+        .inbox_topic = inbox,
+        .notifications_topic = notes,
+        .setup_timeout_ms = ts_timeout_ms(3000),
+    };
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    saga_starter_t *s;
+    char err[512];
+    if (saga_starter_new(&loop, &cfg, &s, err, sizeof err))
+      fail_msg("%s", err);
+    saga_start_request_t req = {.saga_type = "order",
+                                .saga_id = i ? "s-closing-2" : "s-closing-1"};
+    sent_t started = {0};
+    assert_int_equal(saga_starter_start(s, &req, NULL, 0, on_sent, &started),
+                     0);
+    watch_t w = {0};
+    saga_starter_close(s, on_closed, &w);
+    ct_loop_finish(&loop);
+    assert_true(w.closed);
+    printf("# %s: %s\n", saga_err_name(started.err), started.why);
+    assert_int_equal(started.calls, 1);
+    assert_int_equal(started.err, want[i]);
+    if (want[i] == SAGA_EKAFKA) {
+      assert_non_null(strstr(started.why, "\"s-closing-1\""));
+      assert_non_null(strstr(started.why, "Message timed out"));
+    }
+  }
   assert_int_equal(ct_kafka_ctl("topic-error %s 0", inbox), 0);
 }
 
@@ -921,6 +1117,8 @@ int main(void) {
       cmocka_unit_test(
           test_started_saga_outcome_is_awaited_and_notifications_seen),
       cmocka_unit_test(test_cancel_is_answered_by_the_outcome_or_its_refusal),
+      cmocka_unit_test(
+          test_an_await_that_finds_no_stored_refusal_keeps_its_timeout),
       cmocka_unit_test(test_cancels_kept_for_their_answer_are_bounded),
       cmocka_unit_test(test_a_starter_refusal_says_which_and_why),
       cmocka_unit_test(test_blocking_run_reports_a_rejected_start),
@@ -928,8 +1126,11 @@ int main(void) {
           test_a_starter_argument_mistake_gets_the_documented_answer),
       cmocka_unit_test(
           test_blocking_run_checks_first_and_keeps_to_its_timeout),
+      cmocka_unit_test(test_blocking_run_checks_the_request_before_the_setup),
       cmocka_unit_test(
           test_a_start_kafka_refuses_reaches_the_caller_with_its_text),
+      cmocka_unit_test(
+          test_a_close_cancels_only_the_starts_kafka_never_answered),
       cmocka_unit_test(
           test_kafka_client_errors_reach_the_starter_with_their_text),
       cmocka_unit_test(

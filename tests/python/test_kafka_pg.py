@@ -124,6 +124,40 @@ class PgEffectStore(unittest.TestCase):
         s.record("s/b/DO", RecordedReply(Outcome.FAILURE, b"", "no", 1))
         self.assertEqual(s.lookup("s/b/DO").reason, "no")
 
+    def test_a_store_that_cannot_make_its_table_closes_its_connection(self):
+        # the connection the store opened was left open when the table
+        # could not be made
+        import psycopg
+        from unittest import mock
+        self.store.conn.execute("DROP TABLE saga_idempotency")
+        opened = []
+        connect = psycopg.connect
+
+        def spy(*a, **k):
+            opened.append(connect(*a, **k))
+            return opened[-1]
+        with mock.patch.object(psycopg, "connect", spy):
+            with self.assertRaises(StoreError) as e:
+                PgStore(self.conninfo +
+                        " options='-c default_transaction_read_only=on'")
+        self.assertIn('could not create table "saga_idempotency"',
+                      str(e.exception))
+        self.assertEqual(len(opened), 1)
+        self.assertTrue(opened[0].closed)
+
+    def test_a_closed_store_stays_closed(self):
+        # lookup() after close() opened a new connection without a word
+        s = PgStore(self.conninfo)
+        s.record("s/c/DO", RecordedReply(Outcome.SUCCESS, b"x", "", 1))
+        s.close()
+        for call in (lambda: s.lookup("s/c/DO"), lambda: s.record(
+                "s/c/DO", RecordedReply(Outcome.SUCCESS, b"x", "", 1))):
+            with self.assertRaises(StoreError) as e:
+                call()
+            self.assertIn("the store is closed", str(e.exception))
+        self.assertTrue(s.conn.closed)
+        s.close()  # harmless
+
     def test_a_broken_connection_says_what_failed(self):
         import psycopg
         conn = psycopg.connect(self.conninfo, autocommit=True)

@@ -17,7 +17,7 @@ TRACE = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
 
 def command_msg(offset, saga="o-1", step="charge", action=1, attempt=1,
                 partition=0, payload=b'{"amount":5}', headers=None, cls=None,
-                **fields):
+                topic=TOPIC, **fields):
     c = (cls or pb.Command)(
         saga_id=saga, step=step, action=action, attempt=attempt,
         idempotency_key=f"{saga}/{step}/{'DO' if action == 1 else 'COMPENSATE'}"
@@ -26,7 +26,7 @@ def command_msg(offset, saga="o-1", step="charge", action=1, attempt=1,
     h = headers if headers is not None else [
         ("saga-message-type", b"saga.v1.Command"), ("saga-id", saga.encode()),
         ("correlation-id", b"order-9"), ("traceparent", TRACE.encode())]
-    return FakeMessage(TOPIC, partition, offset, c.SerializeToString(), h,
+    return FakeMessage(topic, partition, offset, c.SerializeToString(), h,
                        key=saga.encode())
 
 
@@ -396,10 +396,128 @@ class Later(Base):
         self.assertIn("o-1/charge/DO/1", str(e.exception))
         self.assertEqual(self.producer.produced, [])
 
+    def test_close_sends_the_answers_complete_already_took(self):
+        # complete() accepted them (from a worker thread) and close() came
+        # before the next poll: they were queued and dropped, the commands
+        # redelivered although their answers were in hand
+        import threading
+        h = Recorder(None, None)
+        self.start(h)
+        self.feed(command_msg(0, saga="a"), command_msg(1, saga="b"))
+        workers = [threading.Thread(target=self.p.complete, args=(
+            cmd, Result.success(cmd.saga_id.encode()))) for cmd in h.calls]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        self.p.close()
+        self.assertEqual(sorted(r.payload for r, _ in self.replies()),
+                         [b"a", b"b"])
+        self.assertEqual(self.store.lookup("a/charge/DO").payload, b"a")
+        self.assertEqual(self.store.lookup("b/charge/DO").payload, b"b")
+        self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 2))
+        self.assertTrue(self.consumer.closed)
+        self.assertEqual(self.p.stats.errors, 0)
+
+    def test_close_runs_no_handler_for_the_commands_waiting_behind(self):
+        # a later attempt waited behind a RETRYABLE completed at close():
+        # it is left for the next member, not handed to the handler
+        h = Recorder(None, Result.success(b"no"))
+        self.start(h)
+        self.feed(command_msg(0), command_msg(1, attempt=2))
+        self.p.complete(h.calls[0], Result.retryable("busy"))
+        self.p.close()
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual([r.outcome for r, _ in self.replies()],
+                         [Outcome.RETRYABLE])
+        self.assertEqual(self.consumer.commits[-1], (TOPIC, 0, 1))
+
     def test_complete_takes_a_command_and_a_result(self):
         self.start(Recorder())
         with self.assertRaisesRegex(Exception, "SAGA_EINVAL"):
             self.p.complete("o-1/charge/DO/1", Result.success())
+
+
+class FaultyStore(MemoryStore):
+    """A MemoryStore whose lookup or record of one key raises what the
+    test says."""
+
+    def __init__(self, key, exc, on="lookup"):
+        super().__init__()
+        self.key, self.exc, self.on = key, exc, on
+
+    def lookup(self, effect_key):
+        if self.on == "lookup" and effect_key == self.key and self.exc:
+            raise self.exc
+        return super().lookup(effect_key)
+
+    def record(self, effect_key, reply):
+        if self.on == "record" and effect_key == self.key and self.exc:
+            raise self.exc
+        return super().record(effect_key, reply)
+
+
+class StoreFaults(Base):
+    """A store that raises something other than StoreError: the command
+    is abandoned and counted as after a StoreError, with a warning, and
+    the exception leaves poll(); it was neither, and the effect was
+    never answered nor said to be left."""
+
+    def use(self, store):
+        self.store = store
+        self.p = Participant(None, "payment", store,
+                             consumer=self.consumer, producer=self.producer)
+
+    def test_a_lookup_that_raises_is_abandoned_and_counted(self):
+        self.use(FaultyStore("o-1/charge/DO", KeyError("boom")))
+        h = Recorder()
+        self.start(h)
+        self.consumer.inbox.append(command_msg(0))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            with self.assertRaises(KeyError):
+                self.p.poll(0)
+        self.assertIn("left unacknowledged", logs.output[0])
+        self.assertIn("KeyError", logs.output[0])
+        self.assertEqual(self.p.stats.errors, 1)
+        self.assertEqual(h.calls, [])
+        self.assertEqual(self.producer.produced, [])
+        # the store mended, the redelivery is answered
+        self.store.exc = None
+        self.feed(command_msg(1))
+        self.assertEqual(len(h.calls), 1)
+        self.assertEqual(self.consumer.commits, [])  # offset 0 still open
+
+    def test_a_store_that_raises_while_voiding_is_abandoned_and_counted(self):
+        # 3a: the COMPENSATE's own lookup works, the DO's record raises
+        self.use(FaultyStore("o-1/charge/DO", TypeError("bad"), on="record"))
+        h = Recorder()
+        self.start(h)
+        self.consumer.inbox.append(command_msg(0, action=2))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            with self.assertRaises(TypeError):
+                self.p.poll(0)
+        self.assertIn("TypeError", logs.output[0])
+        self.assertEqual(self.p.stats.errors, 1)
+        self.assertEqual((h.calls, self.producer.produced), ([], []))
+
+    def test_a_store_that_raises_recording_the_refusal_of_the_do(self):
+        # 3b after the handler compensated an applied DO: the DO's refusal
+        # cannot be recorded
+        store = FaultyStore("o-1/charge/DO", None, on="record")
+        store.record("o-1/charge/DO", RecordedReply(Outcome.SUCCESS, b"",
+                                                    "", 1))
+        store.exc = TypeError("bad")
+        self.use(store)
+        h = Recorder(Result.success(b"refunded"))
+        self.start(h)
+        self.consumer.inbox.append(command_msg(0, action=2))
+        with self.assertLogs("saga_client", "WARNING") as logs:
+            with self.assertRaises(TypeError):
+                self.p.poll(0)
+        self.assertEqual(len(h.calls), 1)
+        self.assertIn("TypeError", logs.output[0])
+        self.assertEqual(self.p.stats.errors, 1)
+        self.assertEqual(self.producer.produced, [])
 
 
 class Offsets(Base):
@@ -791,7 +909,7 @@ class GuideExample(unittest.TestCase):
         m = re.search(r"`trip/travel\.py`.*?```python\n(.*?)```", text,
                       re.S)
         self.assertIsNotNone(m, "no trip/travel.py in the guide")
-        code = m.group(1).split("\np = Participant(")[0]
+        code = m.group(1).split("\nstore = PgStore(")[0]
         scope = {}
         exec(compile(code, guide, "exec"), scope)
         return scope["hotel"], scope["flight"]
@@ -817,6 +935,85 @@ class GuideExample(unittest.TestCase):
         free = flight(self.do("book_flight", {"input": {"city": "Lyon"},
                                               "steps": room}))
         self.assertEqual(free.outcome, Outcome.SUCCESS)
+
+
+class DocExamplesClose(unittest.TestCase):
+    """The participant programs of docs/getting-started-python.md (step 5)
+    and docs/client.md ("Participant"), run whole on stand-ins: a handler
+    that raises out of run() still closes the participant (its consumer
+    leaves the group) and the store's connection. They called close()
+    after run() returned, which a raise skipped."""
+
+    def example(self, doc, pattern):
+        import os
+        import re
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "..", "..", "docs", doc)
+        with open(path, encoding="utf-8") as f:
+            m = re.search(pattern, f.read(), re.S)
+        self.assertIsNotNone(m, f"no participant example in {doc}")
+        return compile(m.group(1), path, "exec")
+
+    def run_example(self, code, topic, payload):
+        import os
+        import psycopg
+        import saga_client
+        from unittest import mock
+        made = {}
+
+        class Store(MemoryStore):
+            closed = False
+
+            def __init__(self, conn):
+                super().__init__()
+                made["store"] = self
+
+            def close(self):
+                self.closed = True
+
+        class Conn:
+            closed = False
+
+            def close(self):
+                self.closed = True
+
+        class StandIn(Participant):
+            def __init__(self, bootstrap, group, store, **kw):
+                made["consumer"] = c = FakeConsumer()
+                c.inbox.append(command_msg(0, topic=topic, payload=payload))
+                super().__init__(bootstrap, group, store, consumer=c,
+                                 producer=FakeProducer(), **kw)
+        made["conn"] = Conn()
+        with mock.patch.object(saga_client, "Participant", StandIn), \
+                mock.patch.object(saga_client, "PgStore", Store), \
+                mock.patch.object(psycopg, "connect",
+                                  lambda *a, **k: made["conn"]), \
+                mock.patch("signal.signal"), \
+                mock.patch.dict(os.environ, {
+                    "SAGA_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+                    "SAGA_PG_CONNINFO": "dbname=none"}), \
+                self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(Exception) as e:
+                exec(code, {"__name__": "example"})
+        return made, e.exception
+
+    def test_the_guide_closes_the_participant_when_a_handler_raises(self):
+        code = self.example("getting-started-python.md",
+                            r"`trip/travel\.py`.*?```python\n(.*?)```")
+        # flight() reads payload["input"]: a payload without it raises
+        made, e = self.run_example(code, "flight.commands", b"{}")
+        self.assertIsInstance(e, KeyError)
+        self.assertTrue(made["consumer"].closed)
+        self.assertTrue(made["store"].closed)
+
+    def test_client_md_closes_the_participant_when_a_handler_raises(self):
+        code = self.example("client.md",
+                            r"### Participant\n\n```python\n(.*?)```")
+        # charge() calls declined(), which the example leaves undefined
+        made, e = self.run_example(code, "payment.commands", b"{}")
+        self.assertIsInstance(e, NameError)
+        self.assertTrue(made["consumer"].closed)
+        self.assertTrue(made["conn"].closed)
 
 
 class Api(unittest.TestCase):
@@ -870,6 +1067,117 @@ class Api(unittest.TestCase):
         self.assertEqual([m["topic"] for m in p.produced], ["saga.inbox"])
         self.assertEqual(part.stats.dead_lettered, 0)
 
+    def test_the_store_is_an_object_with_lookup_and_record(self):
+        # the class MemoryStore was taken (it has the attributes) and the
+        # first command failed with a bare TypeError
+        class NoMethods:
+            lookup = None
+            record = "x"
+        for bad, what in ((MemoryStore, "not the class MemoryStore"),
+                          (NoMethods(), "NoMethods"), (object(), "object")):
+            with self.subTest(store=bad):
+                with self.assertRaises(SagaError) as e:
+                    Participant(None, "g", bad, consumer=FakeConsumer(),
+                                producer=FakeProducer())
+                self.assertEqual(e.exception.code, "SAGA_EINVAL")
+                self.assertIn("effect store", str(e.exception))
+                self.assertIn(what, str(e.exception))
+
+    def test_close_checks_its_timeout_before_closing_anything(self):
+        # close(-1) blocked for message.timeout.ms; close(None) raised a
+        # TypeError out of flush() with the participant marked closed and
+        # its consumer open for good
+        c, p = FakeConsumer(), FakeProducer()
+        flushed = []
+        p.flush = lambda timeout=None: flushed.append(timeout) or 0
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
+        part.handle(TOPIC, Recorder())
+        part.poll(0)
+        for bad in (-1, None, "5", float("nan")):
+            with self.subTest(timeout=bad):
+                with self.assertRaises(SagaError) as e:
+                    part.close(bad)
+                self.assertEqual(e.exception.code, "SAGA_EINVAL")
+                self.assertIn("timeout", str(e.exception))
+                self.assertFalse(c.closed)
+                self.assertEqual(flushed, [])
+        part.poll(0)  # still open
+        part.close(0.5)
+        self.assertEqual(flushed, [0.5])
+        self.assertTrue(c.closed)
+
+    def test_close_closes_the_consumer_when_flush_raises(self):
+        c, p = FakeConsumer(), FakeProducer()
+
+        def flush(timeout=None):
+            raise RuntimeError("flush failed")
+        p.flush = flush
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
+        part.handle(TOPIC, Recorder())
+        part.poll(0)
+        with self.assertRaises(RuntimeError):
+            part.close()
+        self.assertTrue(c.closed)
+
+    def test_run_after_a_stop_runs_again(self):
+        # stop() was for good: every later run() returned at once
+        c, p = FakeConsumer(), FakeProducer()
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
+        calls = []
+
+        def handler(cmd):
+            calls.append(cmd.offset)
+            part.stop()
+            return Result.success()
+        part.handle(TOPIC, handler)
+        idle = []
+        poll = c.poll
+
+        def guarded_poll(timeout):  # no test hangs: stop when idle long
+            msg = poll(timeout)
+            if msg is None:
+                idle.append(1)
+                if len(idle) > 1000:
+                    part.stop()
+            return msg
+        c.poll = guarded_poll
+        part.stop()  # before run(): that run() returns at once
+        part.run()
+        self.assertEqual(calls, [])
+        c.inbox.append(command_msg(0, saga="a"))
+        part.run()  # returns once the handler stopped it
+        self.assertEqual(calls, [0])
+        c.inbox.append(command_msg(1, saga="b"))
+        part.run()
+        self.assertEqual(calls, [0, 1])
+        self.assertEqual(len(p.produced), 2)
+        self.assertLessEqual(len(idle), 1000)
+
+    def test_a_stop_pending_when_run_raises_stays_for_the_next_run(self):
+        c, p = FakeConsumer(), FakeProducer()
+        part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
+
+        def handler(cmd):
+            part.stop()  # a signal during the faulty turn
+            raise ValueError("handler fault")
+        part.handle(TOPIC, handler)
+        c.inbox.append(command_msg(0))
+        with self.assertLogs("saga_client", "WARNING"):
+            with self.assertRaises(ValueError):
+                part.run()
+        c.inbox.append(command_msg(1))
+        part.run()  # at once: the stop was not lost
+        self.assertEqual(len(c.inbox), 1)
+
+    def test_a_participant_is_a_context_manager(self):
+        c, p = FakeConsumer(), FakeProducer()
+        with self.assertRaises(ValueError):
+            with Participant(None, "g", MemoryStore(), consumer=c,
+                             producer=p) as part:
+                self.assertIsInstance(part, Participant)
+                raise ValueError("out of run()")
+        self.assertTrue(c.closed)
+
     def test_a_closed_participant_says_so(self):
         c, p = FakeConsumer(), FakeProducer()
         part = Participant(None, "g", MemoryStore(), consumer=c, producer=p)
@@ -896,6 +1204,28 @@ class Memory(unittest.TestCase):
         self.assertEqual(s.lookup("k"), RecordedReply(Outcome.SUCCESS, b"a",
                                                       "", 3))
         self.assertIsNone(s.lookup("other"))
+
+    def test_a_reply_to_record_is_a_recorded_reply(self):
+        # record_in_transaction(conn, key, Result.success(b'{}')) said
+        # SAGA_ESTORE "'Result' object has no attribute 'attempt'"
+        from saga_client import record_in_transaction
+
+        class NoConn:
+            def cursor(self):
+                raise AssertionError("nothing is sent")
+        for bad in (Result.success(b"{}"), None, (Outcome.SUCCESS, b"")):
+            for what, call in (
+                    ("record_in_transaction", lambda r: record_in_transaction(
+                        NoConn(), "s/charge/DO", r)),
+                    ("MemoryStore.record", lambda r: MemoryStore().record(
+                        "s/charge/DO", r))):
+                with self.subTest(reply=bad, call=what):
+                    with self.assertRaises(SagaError) as e:
+                        call(bad)
+                    self.assertEqual(e.exception.code, "SAGA_EINVAL")
+                    self.assertIn(what, e.exception.detail)
+                    self.assertIn("RecordedReply", e.exception.detail)
+                    self.assertIn(type(bad).__name__, e.exception.detail)
 
 
 if __name__ == "__main__":

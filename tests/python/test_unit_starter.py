@@ -416,6 +416,29 @@ class KafkaDefaults(unittest.TestCase):
             _kafka.make_clients("127.0.0.1:1", {}, "linger.ms=5")
         self.assertEqual(e.exception.code, "SAGA_EINVAL")
 
+    def test_the_consumer_is_closed_when_the_producer_is_refused(self):
+        # the consumer was made, the producer refused ("acks": "bogus"),
+        # and the consumer was left open
+        from unittest import mock
+        from saga_client import _kafka
+        import confluent_kafka
+        consumers = []
+
+        class Consumer:
+            def __init__(self, conf):
+                self.closed = False
+                consumers.append(self)
+
+            def close(self):
+                self.closed = True
+        with mock.patch.object(confluent_kafka, "Consumer", Consumer):
+            with self.assertRaises(SagaError) as e:
+                _kafka.make_clients("127.0.0.1:1", {"group.id": "g"},
+                                    {"acks": "bogus"})
+        self.assertEqual(e.exception.code, "SAGA_EKAFKA")
+        self.assertIn("acks", str(e.exception))
+        self.assertEqual([c.closed for c in consumers], [True])
+
     def test_real_clients_take_each_property(self):
         # the real confluent_kafka classes: no broker is contacted
         from saga_client import _kafka

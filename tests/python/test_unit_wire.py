@@ -39,6 +39,19 @@ class Keys(unittest.TestCase):
             wire.effect_key("o", "s", 0)
         self.assertEqual(e.exception.code, "SAGA_EINVAL")
 
+    def test_a_refused_action_says_what_is_accepted(self):
+        # 'action 'DO' is not DO or COMPENSATE' named what it refused only
+        for bad in ("DO", "COMPENSATE", 3, None):
+            with self.subTest(action=bad):
+                with self.assertRaises(SagaError) as e:
+                    wire.effect_key("s1", "charge", bad)
+                self.assertIn("Action.DO or Action.COMPENSATE (or 1 or 2",
+                              e.exception.detail)
+                self.assertIn(f"not {bad!r}", e.exception.detail)
+        with self.assertRaises(SagaError) as e:
+            wire.idempotency_key("s1", "charge", "DO", 1)
+        self.assertIn("Action.DO or Action.COMPENSATE", e.exception.detail)
+
     def test_a_key_is_never_made_of_something_else(self):
         # a None id would give "None/s/DO", a key of no saga
         for args in [(None, "s", 1), ("o", None, 2), ("o", 5, 1),

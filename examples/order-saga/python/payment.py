@@ -289,8 +289,12 @@ def main(argv):
     signal.signal(signal.SIGINT, lambda *_: p.stop())
     log.info("consuming %s as group %s, ledger %s.ledger", args.topic,
              args.group, args.schema)
-    p.run()
-    p.close()
+    try:
+        p.run()
+    finally:
+        # also when a handler raises out of run(): the group hears at once
+        p.close()
+        svc.conn.close()
     c = svc.counts
     log.info("stopped: %d applied, %d undone, %d voided, %d refused, "
              "%d replies withheld", c["applied"], c["undone"], c["voided"],

@@ -64,6 +64,7 @@ def make_clients(bootstrap_servers, consumer_defaults, extra):
     extra = check_config(extra)
     base = {"bootstrap.servers": bootstrap_servers,
             "socket.nagle.disable": True}
+    consumer = None
     try:
         consumer = Consumer({**base, "enable.auto.commit": False,
                              "enable.partition.eof": False,
@@ -74,6 +75,11 @@ def make_clients(bootstrap_servers, consumer_defaults, extra):
                              "acks": "all", "linger.ms": 0,
                              **_without(extra, _CONSUMER_ONLY)})
     except Exception as e:
+        if consumer is not None:  # the producer was refused: no leak
+            try:
+                consumer.close()
+            except Exception:  # the refusal is what the caller needs
+                pass
         raise SagaError("SAGA_EKAFKA",
                         f"could not create the Kafka clients: {e}") from e
     return consumer, producer

@@ -182,8 +182,9 @@ class Participant:
     a Kafka consumer group.
 
     ``store`` is a store.MemoryStore, store.PgStore or any object with
-    their lookup/record methods. ``kafka_config`` holds librdkafka
-    properties for both the consumer and the producer (TLS, SASL, tuning);
+    their lookup/record methods (an instance: a class is SAGA_EINVAL).
+    ``kafka_config`` holds librdkafka properties for both the consumer
+    and the producer (TLS, SASL, tuning);
     they win over the library's defaults (manual commits, idempotent
     producer, ``acks=all``); a ``group.id`` there must be ``group_id``.
     ``dlq_topic`` replaces ``<topic>.dlq``.
@@ -194,8 +195,11 @@ class Participant:
     as in C).
 
     Everything runs on the thread that calls poll() or run(); handlers are
-    called there. Raises SagaError(SAGA_EINVAL) for a missing or malformed
-    argument and SAGA_EKAFKA when a Kafka client cannot be made."""
+    called there. A participant is a context manager: leaving a ``with``
+    block calls close(), also when run() raised. Raises
+    SagaError(SAGA_EINVAL) for a missing or malformed argument (a store
+    class, or an object without callable lookup and record, too) and
+    SAGA_EKAFKA when a Kafka client cannot be made."""
 
     def __init__(self, bootstrap_servers, group_id, store, *,
                  kafka_config=None, dlq_topic=None,
@@ -204,11 +208,16 @@ class Participant:
         if not group_id or not isinstance(group_id, str):
             raise SagaError("SAGA_EINVAL", "a participant needs a group id "
                             f"(a non-empty str), not {group_id!r}")
-        if store is None or not hasattr(store, "lookup") \
-                or not hasattr(store, "record"):
+        if isinstance(store, type):
+            raise SagaError("SAGA_EINVAL", "a participant needs an effect "
+                            f"store object, not the class {store.__name__}: "
+                            f"pass an instance ({store.__name__}(...))")
+        if store is None or not callable(getattr(store, "lookup", None)) \
+                or not callable(getattr(store, "record", None)):
             raise SagaError("SAGA_EINVAL", "a participant needs an effect "
                             "store (MemoryStore, PgStore, or an object with "
-                            "lookup and record)")
+                            "lookup and record methods), not "
+                            f"{type(store).__name__}")
         if (consumer is None or producer is None) and (
                 not bootstrap_servers or not isinstance(bootstrap_servers,
                                                         str)):
@@ -346,17 +355,25 @@ class Participant:
 
     def run(self):
         """Poll until stop() is called (for instance from a signal
-        handler). Does not close the participant: close() does. Raises
-        SagaError(SAGA_ESTATE) once closed."""
+        handler). Does not close the participant: close() does (or leave
+        a ``with Participant(...) as p:`` block). A stop() is used up
+        when run() returns for it: a later run() polls again. One that
+        came before run() was called makes run() return at once (a signal
+        between installing the handler and run() is not lost), and one
+        pending when run() leaves with an exception stays for the next
+        run(). Raises SagaError(SAGA_ESTATE) once closed."""
         if self._closed:
             raise SagaError("SAGA_ESTATE", "the participant is closed")
         self._start()
         while not self._stopping:
             self._turn(0.05)
+        if not self._closed:  # close() keeps run() from running again
+            self._stopping = False
 
     def stop(self):
-        """Make run() return after its current turn. Safe from any thread
-        and from signal handlers."""
+        """Make run() return after its current turn, or the next run() at
+        once when none is running. Safe from any thread and from signal
+        handlers."""
         self._stopping = True
 
     def complete(self, command, result):
@@ -369,8 +386,10 @@ class Participant:
         Kafka could not carry: the encoded Reply past max_message_bytes,
         or past the producer's message.max.bytes with its key and headers
         (the command still waits for its answer: complete() it again with
-        a smaller one). A complete() that races close() on another thread
-        is dropped with the participant, as after close()."""
+        a smaller one). An answer complete() accepted before close() was
+        called is recorded and replied by close(); a complete() that races
+        close() on another thread may be dropped with the participant, as
+        after close()."""
         if not isinstance(command, Command) or not isinstance(result,
                                                               Result):
             raise SagaError("SAGA_EINVAL",
@@ -426,15 +445,33 @@ class Participant:
                             "reply's ids and headers)")
 
     def close(self, timeout=10.0):
-        """Stop consuming: deliver the replies in flight (up to timeout
-        seconds), commit what they acknowledged, leave the group. Commands
-        still in handlers, or waiting to be taken up again after a handler
-        fault, are abandoned (redelivered to the next member)."""
+        """Stop consuming: record and send the answers complete() already
+        accepted, deliver the replies in flight (up to ``timeout``
+        seconds, 0 or more), commit what they acknowledged, leave the
+        group. Commands still in handlers, waiting behind one, or waiting
+        to be taken up again after a handler fault, are abandoned
+        (redelivered to the next member). The consumer is closed even
+        when a step of this raises (a store fault, a flush error). A
+        second close() does nothing. Raises SagaError(SAGA_EINVAL) for a
+        timeout that is not a number of seconds, before anything is
+        closed."""
+        wire.as_seconds("timeout", timeout)
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # complete() refuses from here on
         self._stopping = True
-        self._producer.flush(timeout)
+        try:
+            try:
+                # Answers complete() took before the flag was set: recorded
+                # and produced now, so the flush below delivers them.
+                self._drain_completions()
+            finally:
+                self._producer.flush(timeout)
+                self._commit_positions()
+        finally:
+            self._consumer.close()
+
+    def _commit_positions(self):
         positions = []
         if self._started:
             positions = [_topic_partition(t, p, part.position)
@@ -446,7 +483,6 @@ class Participant:
             except Exception as e:  # the group may be gone: say so
                 log.warning("saga_client: final offset commit failed "
                             "(the last commands may be redelivered): %s", e)
-        self._consumer.close()
 
     def __enter__(self):
         return self
@@ -490,6 +526,12 @@ class Participant:
         except StoreError as e:
             self._abandon(job, str(e))
             return
+        except BaseException as e:
+            # A store fault (anything but StoreError): abandoned and
+            # counted as after a StoreError, then out of poll() as in
+            # _finish.
+            self._abandon(job, f"the store raised {e!r}")
+            raise
         if rec is not None and rec.answers(job.cmd.attempt):
             # A redelivery, or a retry of an applied effect whose reply
             # came too late: the recorded reply, without running the step.
@@ -522,6 +564,9 @@ class Participant:
         except StoreError as e:
             self._abandon(job, str(e))
             return True
+        except BaseException as e:  # a store fault: as in _judge
+            self._abandon(job, f"the store raised {e!r}")
+            raise
         self._reply(job, voided)
         return True
 
@@ -639,6 +684,9 @@ class Participant:
             except StoreError as e:
                 self._abandon(job, str(e))
                 return
+            except BaseException as e:  # a store fault: as above
+                self._abandon(job, f"the store raised {e!r}")
+                raise
         self._reply(job, rec, encoded)
         dups, job.dups = job.dups, []
         again = []
@@ -649,6 +697,10 @@ class Participant:
                 self._reply(d, rec)
             else:
                 again.append(d)
+        if self._closed:
+            # close() drains the last completions: no handler runs after
+            # it, the others stay unacknowledged (the next member).
+            return
         # Judged afresh against the store, as new deliveries: the first of
         # them may apply the effect (a later attempt after a FAILURE or
         # RETRYABLE), and the next must then get that reply, not the

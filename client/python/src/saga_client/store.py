@@ -75,6 +75,7 @@ class MemoryStore:
 
     def record(self, effect_key, reply):
         """Record effect_key -> reply under the store rule (module doc)."""
+        _check_reply("MemoryStore.record", reply)
         with self._lock:
             old = self._records.get(effect_key)
             if old is None or not old.answers(reply.attempt):
@@ -129,6 +130,15 @@ def _first_line(e):
     return str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
 
 
+def _check_reply(what, reply):
+    """Refuse a reply that is not a RecordedReply (a Result, None) with
+    SagaError(SAGA_EINVAL) naming the argument, before any I/O."""
+    if not isinstance(reply, RecordedReply):
+        raise SagaError("SAGA_EINVAL", f"{what}'s reply must be a "
+                        "RecordedReply(outcome, payload, reason, attempt), "
+                        f"not {type(reply).__name__}")
+
+
 def _record_params(effect_key, reply):
     return (effect_key, int(reply.outcome), bytes(reply.payload or b""),
             reply.reason or None, int(reply.attempt))
@@ -140,7 +150,11 @@ def record_in_transaction(conn, effect_key, reply):
     transaction that applies the step's effect, so "effect applied" and
     "reply recorded" are one fact. The table must exist (create a PgStore
     once first). Raises StoreError saying what failed; the caller's
-    transaction is then aborted and must be rolled back."""
+    transaction is then aborted and must be rolled back. A reply that is
+    not a RecordedReply (a Result: make a RecordedReply of its outcome,
+    payload and reason, and cmd.attempt) raises SagaError(SAGA_EINVAL)
+    before anything is sent."""
+    _check_reply("record_in_transaction", reply)
     try:
         with conn.cursor() as cur:
             cur.execute(RECORD_SQL, _record_params(effect_key, reply))
@@ -161,9 +175,15 @@ class PgStore:
     a connection given, each lookup and record is its own short
     transaction, committed unless the connection is in autocommit mode: do
     not hand the store a connection while your own transaction on it is
-    open; a lost one stays lost (StoreError each time)."""
+    open; a lost one stays lost (StoreError each time).
+
+    When the table cannot be checked or created, the constructor closes
+    the connection it opened and raises StoreError. After close(), lookup
+    and record raise StoreError (the store never opens a connection
+    again)."""
 
     def __init__(self, conn):
+        self._closed = False
         if isinstance(conn, str):
             try:
                 import psycopg
@@ -177,16 +197,20 @@ class PgStore:
             self._conninfo = None
             self._owned = False
         self.conn = conn
-        table, attempt = self._run(EXISTS_SQL, (),
-                                   'could not look for table '
-                                   '"saga_idempotency"', fetch=True)
-        if not table:
-            self._run(CREATE_SQL, (),
-                      'could not create table "saga_idempotency"')
-        elif not attempt:
-            self._run(UPGRADE_SQL, (),
-                      'could not add column "attempt" to table '
-                      '"saga_idempotency"')
+        try:
+            table, attempt = self._run(EXISTS_SQL, (),
+                                       'could not look for table '
+                                       '"saga_idempotency"', fetch=True)
+            if not table:
+                self._run(CREATE_SQL, (),
+                          'could not create table "saga_idempotency"')
+            elif not attempt:
+                self._run(UPGRADE_SQL, (),
+                          'could not add column "attempt" to table '
+                          '"saga_idempotency"')
+        except BaseException:
+            self.close()  # the connection it opened, not a caller's
+            raise
 
     def _connect(self):
         import psycopg
@@ -203,6 +227,8 @@ class PgStore:
                     getattr(self.conn, "broken", False))
 
     def _run(self, sql, params, what, fetch=False):
+        if self._closed:
+            raise StoreError(f"{what}: the store is closed")
         for again in (False, True):
             try:
                 with self.conn.cursor() as cur:
@@ -243,10 +269,14 @@ class PgStore:
 
     def record(self, effect_key, reply):
         """Record effect_key -> reply under the store rule (module doc)."""
+        _check_reply("PgStore.record", reply)
         self._run(RECORD_SQL, _record_params(effect_key, reply),
                   f'could not record idempotency key "{effect_key}"')
 
     def close(self):
-        """Close the connection if the store opened it."""
+        """Close the connection if the store opened it (a connection the
+        caller gave stays the caller's). From then on lookup and record
+        raise StoreError. A second close() does nothing."""
+        self._closed = True
         if self._owned:
             self.conn.close()

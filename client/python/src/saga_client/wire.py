@@ -114,16 +114,19 @@ def effect_key(saga_id, step, action):
     ``<saga_id>/<step>/<DO|COMPENSATE>``. A participant applies an effect at
     most once per effect key (docs/protocol.md).
 
-    Raises SagaError(SAGA_EINVAL) for a saga_id or step that is not a str,
-    or an action other than DO or COMPENSATE (Action, or 1 and 2)."""
+    ``action`` is Action.DO or Action.COMPENSATE, or their numbers 1 and
+    2, as the C library's saga_action_t (not the names "DO" and
+    "COMPENSATE"). Raises SagaError(SAGA_EINVAL) for a saga_id or step
+    that is not a str, or any other action, saying what is accepted."""
     for what, v in (("saga_id", saga_id), ("step", step)):
         if not isinstance(v, str):
             raise SagaError("SAGA_EINVAL", f"{what} must be a str, not "
                             f"{type(v).__name__}")
     name = action_name(action)
     if name == "?":
-        raise SagaError("SAGA_EINVAL", f"action {action!r} is not DO or "
-                        "COMPENSATE")
+        raise SagaError("SAGA_EINVAL", f"action must be Action.DO or "
+                        "Action.COMPENSATE (or 1 or 2, as saga_action_t), "
+                        f"not {action!r}")
     return f"{saga_id}/{step}/{name}"
 
 

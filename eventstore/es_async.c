@@ -330,6 +330,9 @@ int es_async_open(uv_loop_t *loop, const char *conninfo,
                 !loop ? "loop" : !conninfo ? "conninfo" : "out");
     return ES_ERR_INVALID;
   }
+  int bad = es__conninfo_check(conninfo, errbuf, errlen);
+  if (bad)
+    return bad;
   es_async_t *as = calloc(1, sizeof *as);
   if (!as || !(as->conninfo = strdup(conninfo))) {
     free(as);

@@ -410,15 +410,12 @@ int es__batch_add_one(es_batch_t *b, const char *stream_id, int64_t expected,
  * SET (not SET LOCAL, SET TRANSACTION or SET CONSTRAINTS, which end with
  * the batch), RESET, LISTEN or UNLISTEN would outlive the batch on the
  * library's connection (its role, search_path or subscriptions). */
-static const char *session_control(const char *sql) {
-  static const char *const words[] = {
-      "BEGIN",      "START",   "COMMIT", "END",   "ROLLBACK", "ABORT",
-      "SAVEPOINT",  "RELEASE", "DEALLOCATE", "DISCARD", "RESET",
-      "LISTEN",     "UNLISTEN"};
-  const char *p = sql;
+/* p past white space, comments and empty statements (a ';' alone, which
+ * PostgreSQL drops: ";COMMIT" is a COMMIT). */
+static const char *skip_blanks(const char *p) {
   for (;;) {
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' ||
-           *p == '\v')
+           *p == '\v' || *p == ';')
       p++;
     if (p[0] == '-' && p[1] == '-') {
       while (*p && *p != '\n')
@@ -434,9 +431,17 @@ static const char *session_control(const char *sql) {
           p++;
       } while (*p && depth > 0);
     } else {
-      break;
+      return p;
     }
   }
+}
+
+static const char *session_control(const char *sql) {
+  static const char *const words[] = {
+      "BEGIN",      "START",   "COMMIT", "END",   "ROLLBACK", "ABORT",
+      "SAVEPOINT",  "RELEASE", "DEALLOCATE", "DISCARD", "RESET",
+      "LISTEN",     "UNLISTEN"};
+  const char *p = skip_blanks(sql);
   size_t n = 0;
   while ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= 'a' && p[n] <= 'z'))
     n++;
@@ -451,9 +456,7 @@ static const char *session_control(const char *sql) {
   }
   /* SET for the session, unless it is for the transaction alone */
   if (n == 3 && !strncasecmp(p, "SET", 3)) {
-    const char *q = p + 3;
-    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-      q++;
+    const char *q = skip_blanks(p + 3); /* a comment before LOCAL too */
     static const char *const scoped[] = {"LOCAL", "TRANSACTION",
                                          "CONSTRAINTS"};
     for (size_t i = 0; i < 3; i++) {
@@ -467,9 +470,7 @@ static const char *session_control(const char *sql) {
   }
   /* PREPARE TRANSACTION (two-phase commit) ends the transaction too */
   if (n == 7 && !strncasecmp(p, "PREPARE", 7)) {
-    const char *q = p + 7;
-    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
-      q++;
+    const char *q = skip_blanks(p + 7);
     if (!strncasecmp(q, "TRANSACTION", 11))
       return "PREPARE TRANSACTION";
   }

@@ -197,3 +197,27 @@ int64_t es__member_id(void) {
   id &= (uint64_t)INT64_MAX;
   return id ? (int64_t)id : 1;
 }
+
+int es__conninfo_check(const char *conninfo, char *msg, size_t msglen) {
+  char *err = NULL;
+  PQconninfoOption *o = PQconninfoParse(conninfo, &err);
+  if (o) {
+    PQconninfoFree(o);
+    return 0;
+  }
+  if (!err) {
+    es__set_msg(msg, msglen, "out of memory parsing the conninfo");
+    return ES_ERR_NOMEM;
+  }
+  size_t n = strlen(err);
+  while (n && err[n - 1] == '\n')
+    err[--n] = '\0';
+  /* libpq quotes a piece of the text: not when it may hold a password */
+  if (strstr(conninfo, "password") || strchr(conninfo, '@'))
+    es__set_msg(msg, msglen, "invalid conninfo (details withheld: it may "
+                             "hold a password)");
+  else
+    es__set_msg(msg, msglen, "invalid conninfo: %s", err);
+  PQfreemem(err);
+  return ES_ERR_INVALID;
+}

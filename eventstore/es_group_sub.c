@@ -278,6 +278,13 @@ int es_group_sub_start(uv_loop_t *loop, const char *conninfo,
                 opts->poll_ms, opts->retry_ms);
     return ES_ERR_INVALID;
   }
+  /* malformed, it would be reconnected to every retry_ms for ever */
+  char why[ES_ERRBUF_SIZE];
+  int bad = es__conninfo_check(conninfo, why, sizeof why);
+  if (bad) {
+    es__set_msg(errbuf, errlen, "group member: %s", why);
+    return bad;
+  }
   char msg[ES_ERRBUF_SIZE];
   int rc = es__check_sub_name("group name", opts->group, msg, sizeof msg);
   if (!rc)

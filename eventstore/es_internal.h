@@ -66,6 +66,11 @@ int es__check_event(const es_event_t *ev, size_t max_payload, char *msg,
                     size_t msglen);
 void es__set_msg(char *msg, size_t msglen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* A conninfo libpq can parse: 0, or INVALID with why in msg (libpq's
+ * words, withheld when the text may hold a password). A malformed one
+ * was CONNECTION, which es_err_is_retriable calls retriable: a caller
+ * retried it for ever. */
+int es__conninfo_check(const char *conninfo, char *msg, size_t msglen);
 
 /* ---- batches ---- */
 #define ES__APPEND_NPARAMS 9

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "es_internal.h"
 
@@ -12,6 +13,14 @@
 
 int es_schema_version(void) {
   return es__n_migrations ? es__migrations[es__n_migrations - 1].version : 0;
+}
+
+/* The length of libpq's message s without its closing newline(s). */
+static int line_len(const char *s) {
+  size_t n = strlen(s);
+  while (n && s[n - 1] == '\n')
+    n--;
+  return (int)n;
 }
 
 static int exec_ok(PGconn *c, const char *sql, char *errbuf, size_t errlen,
@@ -23,7 +32,8 @@ static int exec_ok(PGconn *c, const char *sql, char *errbuf, size_t errlen,
     rc = es__map_error(c, r);
     if (rc != ES_ERR_CONNECTION)
       rc = ES_ERR_SCHEMA;
-    es__set_msg(errbuf, errlen, "%s: %s", what, PQresultErrorMessage(r));
+    const char *why = PQresultErrorMessage(r);
+    es__set_msg(errbuf, errlen, "%s: %.*s", what, line_len(why), why);
   }
   PQclear(r);
   return rc;
@@ -93,11 +103,17 @@ int es_migrate_to(const char *conninfo, int target, int *version,
                 target, es_schema_version());
     return ES_ERR_INVALID;
   }
+  int rc = es__conninfo_check(conninfo, errbuf, errlen);
+  if (rc) {
+    if (version)
+      *version = 0;
+    return rc;
+  }
   PGconn *c = PQconnectdb(conninfo);
-  int rc;
   if (!c || PQstatus(c) != CONNECTION_OK) {
-    es__set_msg(errbuf, errlen, "could not connect to the database: %s",
-                c ? PQerrorMessage(c) : "out of memory");
+    const char *why = c ? PQerrorMessage(c) : "out of memory";
+    es__set_msg(errbuf, errlen, "could not connect to the database: %.*s",
+                line_len(why), why);
     rc = c ? ES_ERR_CONNECTION : ES_ERR_NOMEM;
     if (version)
       *version = 0;
@@ -144,8 +160,9 @@ int es__migrate_on(PGconn *c, int target, int *version, char *errbuf,
   PGresult *r =
       PQexec(c, "SELECT coalesce(max(version), 0) FROM es_schema_version");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    es__set_msg(errbuf, errlen, "could not read the schema version: %s",
-                PQresultErrorMessage(r));
+    const char *why = PQresultErrorMessage(r);
+    es__set_msg(errbuf, errlen, "could not read the schema version: %.*s",
+                line_len(why), why);
     rc = ES_ERR_SCHEMA;
     PQclear(r);
     goto out;

@@ -16,7 +16,7 @@ static void usage(FILE *f) {
         "migrations itself at start; this program is for a separate migration\n"
         "step run by a role that may create tables.\n\n"
         "Exit codes: 0 migrated or up to date, 1 the migration failed,\n"
-        "2 usage error.\n",
+        "2 usage error (a CONNINFO libpq cannot parse included).\n",
         f);
 }
 
@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
   int rc = es_migrate(argv[1], &version, err, sizeof err);
   if (rc) {
     fprintf(stderr, "saga-es-migrate: %s (%s)\n", err, es_err_name(rc));
-    return 1;
+    return rc == ES_ERR_INVALID ? 2 : 1; /* a CONNINFO libpq cannot parse */
   }
   printf("event store schema version %d\n", version);
   return 0;

@@ -201,6 +201,9 @@ int es_store_open(const char *conninfo, const es_store_opts_t *opts,
     return ES_ERR_INVALID;
   }
   *out = NULL;
+  int bad = es__conninfo_check(conninfo, errbuf, errlen);
+  if (bad)
+    return bad;
   es_store_t *s = calloc(1, sizeof *s);
   if (!s)
     return ES_ERR_NOMEM;

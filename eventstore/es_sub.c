@@ -156,6 +156,13 @@ int es_sub_start(uv_loop_t *loop, const char *conninfo,
                 opts->poll_ms, opts->retry_ms);
     return ES_ERR_INVALID;
   }
+  /* malformed, it would be reconnected to every retry_ms for ever */
+  char why[ES_ERRBUF_SIZE];
+  int bad = es__conninfo_check(conninfo, why, sizeof why);
+  if (bad) {
+    es__set_msg(errbuf, errlen, "subscription: %s", why);
+    return bad;
+  }
   /* The checks each read makes, once here: a filter or position every
    * read would refuse must fail the start, not leave a subscription that
    * never reads and never says why. */

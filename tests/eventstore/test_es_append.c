@@ -138,6 +138,37 @@ static void test_a_writer_that_waited_for_a_migration_needs_no_ddl(
   est_drop(race);
 }
 
+/* A conninfo libpq cannot parse is INVALID, at once, with libpq's words
+ * (not CONNECTION, which es_err_is_retriable calls retriable: a caller
+ * retried it, and a subscription reconnected to it, for ever); es_migrate
+ * says so without libpq's closing newline. */
+static void test_a_malformed_conninfo_is_invalid_not_a_connection_loss(
+    void **state) {
+  (void)state;
+  char err[ES_ERRBUF_SIZE] = "";
+  es_store_t *s = NULL;
+  assert_int_equal(es_store_open("foo=bar", NULL, &s, err, sizeof err),
+                   ES_ERR_INVALID);
+  assert_null(s);
+  assert_string_equal(err, "invalid conninfo: invalid connection option "
+                           "\"foo\"");
+  assert_false(es_err_is_retriable(ES_ERR_INVALID));
+  int v = -1;
+  assert_int_equal(es_migrate("foo=bar", &v, err, sizeof err),
+                   ES_ERR_INVALID);
+  assert_int_equal(v, 0);
+  /* a password is never echoed */
+  assert_int_equal(
+      es_migrate("password=s3cret bogus", &v, err, sizeof err),
+      ES_ERR_INVALID);
+  assert_null(strstr(err, "s3cret"));
+  /* a server that is not there: CONNECTION, one line */
+  assert_int_equal(es_migrate("host=/nonexistent connect_timeout=2", &v,
+                              err, sizeof err),
+                   ES_ERR_CONNECTION);
+  assert_true(strlen(err) > 0 && err[strlen(err) - 1] != '\n');
+}
+
 static void test_open_on_an_unmigrated_database_returns_schema(void **state) {
   (void)state;
   char *bare = ts_pg_create_database("es_bare");
@@ -637,6 +668,8 @@ int main(void) {
       cmocka_unit_test(
           test_an_up_to_date_database_needs_no_ddl_rights_to_migrate),
       cmocka_unit_test(test_a_writer_that_waited_for_a_migration_needs_no_ddl),
+      cmocka_unit_test(
+          test_a_malformed_conninfo_is_invalid_not_a_connection_loss),
       cmocka_unit_test(test_open_on_an_unmigrated_database_returns_schema),
       cmocka_unit_test(test_a_migrating_open_migrates_with_the_conn_defaults),
       cmocka_unit_test(test_append_then_read_stream_returns_events_and_metadata),

@@ -225,7 +225,8 @@ ES_EXPORT int es_migrate(const char *conninfo, int *version, char *errbuf,
  * es_schema_version()): for an upgrade in steps, e.g. to run migration 3
  * (the events table becomes partitioned, which rebuilds its keys) in a
  * window of its own. A database already past target is left as it is.
- * Errors: INVALID (no conninfo, target out of range), CONNECTION, SCHEMA
+ * Errors: INVALID (no conninfo, one libpq cannot parse, target out of
+ * range), CONNECTION, SCHEMA
  * (a migration failed, or the database is newer than this library;
  * errbuf says which and why), NOMEM. */
 ES_EXPORT int es_migrate_to(const char *conninfo, int target, int *version,
@@ -239,7 +240,8 @@ typedef struct es_store es_store_t;
 
 /* Connect (blocking) and check the schema. opts may be NULL (defaults).
  * On success *out owns a connection; free it with es_store_close. Errors:
- * CONNECTION, SCHEMA (run es_migrate), NOMEM, INVALID. One store per thread
+ * CONNECTION, SCHEMA (run es_migrate), NOMEM, INVALID (also a conninfo
+ * libpq cannot parse: retrying it cannot help). One store per thread
  * at a time; stores share nothing. */
 ES_EXPORT int es_store_open(const char *conninfo, const es_store_opts_t *opts,
                             es_store_t **out, char *errbuf, size_t errlen);

@@ -373,10 +373,11 @@ static int read_header(es_archive_t *ar) {
   ar->info.format_version = (int)version;
   ar->info.first_position = ar->info.last_position = -1;
   int rc = header_lines(ar, nl + 1, 0);
-  if (!rc && (ar->info.table[0] == '\0' || ar->info.first_position < 0 ||
-              ar->info.last_position < 0))
+  /* era: no default (0 is a real era, the pre-partition table's) */
+  if (!rc && (!(ar->keys & 1u) || ar->info.table[0] == '\0' ||
+              ar->info.first_position < 0 || ar->info.last_position < 0))
     rc = fail(ar, ES_ERR_CORRUPT,
-              "header lacks the table or the range of positions");
+              "header lacks the era, the table or the range of positions");
   return rc;
 }
 

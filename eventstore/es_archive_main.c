@@ -286,6 +286,7 @@ static int archive_era(PGconn *c, const char *dir, PGresult *cand, int row,
   if (rename(tmp, path)) {
     fprintf(stderr, "%s: era %d kept: could not move \"%s\" into place: %s\n",
             prog, hdr.era, tmp, strerror(errno));
+    unlink(tmp); /* a whole era's copy */
     return 1;
   }
   sync_dir(dir);
@@ -436,6 +437,11 @@ int main(int argc, char **argv) {
                                  : "--dir is required (or --dry-run)");
   if (dir && check_dir(dir))
     return 2;
+  /* libpq's parse error quotes the text, a password with it: not in a
+   * cron job's log */
+  char why[ES_ERRBUF_SIZE];
+  if (es__conninfo_check(conninfo, why, sizeof why))
+    return usage_error("%s", why);
   PGconn *c = PQconnectdb(conninfo);
   if (PQstatus(c) != CONNECTION_OK) {
     fprintf(stderr, "%s: could not connect: %s", prog, PQerrorMessage(c));

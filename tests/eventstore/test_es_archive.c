@@ -376,12 +376,15 @@ static void put_be(unsigned char *p, uint64_t v, int bytes) {
 /* An archive of era 1 with one event of stream "s-1" into buf (its
  * length); the manifest ends with extra (a line or ""); body_len, when
  * not 0, replaces the event record's length and cuts the file there. */
+static const char *craft_era = "era: 1\n"; /* "": a header without it */
+
 static size_t craft(unsigned char *buf, size_t cap, const char *extra,
                     uint32_t body_len) {
   size_t n = (size_t)snprintf((char *)buf, cap,
-                              "saga-es-archive 1\nera: 1\ntable: es_events_e1"
+                              "saga-es-archive 1\n%stable: es_events_e1"
                               "\ncreated-at: 2024-01-01T00:00:00Z\n"
-                              "first-position: 1\nlast-position: 9\n\n");
+                              "first-position: 1\nlast-position: 9\n\n",
+                              craft_era);
   unsigned char *r = buf + n;
   r[0] = 'E';
   size_t at = 5;
@@ -474,6 +477,15 @@ static void test_a_damaged_archive_file_answers_the_documented_code(
   assert_int_equal(es_archive_verify(path, &in, err, sizeof err), 0);
   assert_int_equal(in.era, 1);
   assert_string_equal(in.table, "es_events_e1");
+
+  /* no era in the header: CORRUPT (it read as era 0, a real era) */
+  craft_era = "";
+  n = craft(raw, sizeof raw, "", 0);
+  craft_era = "era: 1\n";
+  write_file(path, raw, n, 1, NULL);
+  assert_int_equal(es_archive_verify(path, &in, err, sizeof err),
+                   ES_ERR_CORRUPT);
+  assert_non_null(strstr(err, "header lacks the era"));
 
   n = craft(raw, sizeof raw, "", UINT32_C(1) << 30);
   write_file(path, raw, n, 1, NULL);
@@ -836,6 +848,14 @@ static void test_a_bad_dir_or_option_is_a_usage_error(void **state) {
                             "--dry-run", "--lock-wait", "25d", NULL),
                    2);
   assert_true(has(out, "--lock-wait is too long: at most 24d20h31m23s647ms"));
+  /* a CONNINFO libpq cannot parse is a usage error, and its password is
+   * not printed (libpq's message quoted the text: exit 1, password in the
+   * log) */
+  assert_int_equal(run_tool(out, sizeof out, "postgresql://u:s3cret@[::1",
+                            "--older-than", "1d", "--dry-run", NULL),
+                   2);
+  assert_true(has(out, "invalid conninfo (details withheld"));
+  assert_null(strstr(out, "s3cret"));
   unlink(file);
 
   /* saga-es-migrate, next to saga-es-archive */

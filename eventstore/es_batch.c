@@ -547,12 +547,27 @@ static int add_ckpt(es_batch_t *b, int group, const char *name, int member,
                               name, b->msg, sizeof b->msg);
   if (rc)
     return rc;
-  if (pos.pos < 0 || members < 1 || members > ES_GROUP_BUCKETS ||
-      member < 0 || member >= members) {
+  /* name only the arguments of the call made: a subscription's
+   * checkpoint takes no member or members */
+  if (pos.pos < 0) {
     es__set_msg(b->msg, sizeof b->msg,
-                "checkpoint of \"%s\": the position must not be negative,"
-                " members 1 to %d and member 0 to members - 1",
-                name, ES_GROUP_BUCKETS);
+                "checkpoint of \"%s\": the position must not be negative"
+                " (got %lld)",
+                name, (long long)pos.pos);
+    return ES_ERR_INVALID;
+  }
+  if (group && (members < 1 || members > ES_GROUP_BUCKETS)) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "checkpoint of group \"%s\": members must be 1 to %d"
+                " (got %d)",
+                name, ES_GROUP_BUCKETS, members);
+    return ES_ERR_INVALID;
+  }
+  if (group && (member < 0 || member >= members)) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "checkpoint of group \"%s\": member must be 0 to members - 1"
+                " (got member %d of %d)",
+                name, member, members);
     return ES_ERR_INVALID;
   }
   char tx[24], gp[24], m[16], n[16];
@@ -590,11 +605,18 @@ int es_batch_add_member_ack(es_batch_t *b, const char *group,
   int rc = es__check_sub_name("group name", group, b->msg, sizeof b->msg);
   if (rc)
     return rc;
-  if (pos.pos < 0 || member_id <= 0) {
+  if (member_id <= 0) {
+    es__set_msg(b->msg, sizeof b->msg,
+                "acknowledgement in group \"%s\": the member id must be"
+                " positive (got %lld): use the id es_group_join gave",
+                group, (long long)member_id);
+    return ES_ERR_INVALID;
+  }
+  if (pos.pos < 0) {
     es__set_msg(b->msg, sizeof b->msg,
                 "acknowledgement in group \"%s\": the position must not be"
-                " negative and the member id positive",
-                group);
+                " negative (got %lld)",
+                group, (long long)pos.pos);
     return ES_ERR_INVALID;
   }
   char id[24], mask[24], tx[24], gp[24];

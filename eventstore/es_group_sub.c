@@ -128,6 +128,15 @@ static void on_page(es_async_t *as, int status, es_page_t *page, void *arg) {
     retry_later(g, status);
     return;
   }
+  if (!g->member) {
+    /* the group forgot the member (a renewal answered NOT_FOUND, already
+     * reported) while this page was read under the old id: it cannot be
+     * acknowledged; drop it and join again (the buckets are read again
+     * from their checkpoints) */
+    es_page_free(page);
+    next(g);
+    return;
+  }
   size_t n = page->n;
   if (n) {
     es_batch_reset(g->batch);

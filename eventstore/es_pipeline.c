@@ -1276,19 +1276,16 @@ int es__check_sub_name(const char *what, const char *name, char *msg,
   return es__check_text(what, name, 1, ES_MAX_SUB_NAME, msg, msglen);
 }
 
-int es__op_read_group(es__op_t *op, const char *group, const char *category,
-                      int member, int members, size_t max) {
-  int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
-  if (!rc)
-    rc = es__check_category(category, op->msg, sizeof op->msg);
-  if (rc)
-    return rc;
-  if (members < 1 || members > ES_GROUP_BUCKETS || member < 0 ||
-      member >= members || max == 0 || max > 10000) {
+/* The common part of a group read, after the caller checked the names
+ * and its own member arguments (so a message names only the arguments of
+ * the call made): max 1 to 10000. */
+static int read_group_op(es__op_t *op, const char *group,
+                         const char *category, int member, int members,
+                         size_t max) {
+  if (max == 0 || max > 10000) {
     es__set_msg(op->msg, sizeof op->msg,
-                "group \"%s\": members must be 1 to %d, member 0 to"
-                " members - 1, max 1 to 10000 (got member %d of %d, max %zu)",
-                group, ES_GROUP_BUCKETS, member, members, max);
+                "group \"%s\": max must be 1 to 10000 (got %zu)", group,
+                max);
     return ES_ERR_INVALID;
   }
   op->kind = ES__OP_READ_GROUP;
@@ -1301,9 +1298,34 @@ int es__op_read_group(es__op_t *op, const char *group, const char *category,
   return 0;
 }
 
+int es__op_read_group(es__op_t *op, const char *group, const char *category,
+                      int member, int members, size_t max) {
+  int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
+  if (!rc)
+    rc = es__check_category(category, op->msg, sizeof op->msg);
+  if (rc)
+    return rc;
+  if (members < 1 || members > ES_GROUP_BUCKETS) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": members must be 1 to %d (got %d)", group,
+                ES_GROUP_BUCKETS, members);
+    return ES_ERR_INVALID;
+  }
+  if (member < 0 || member >= members) {
+    es__set_msg(op->msg, sizeof op->msg,
+                "group \"%s\": member must be 0 to members - 1 (got member"
+                " %d of %d)",
+                group, member, members);
+    return ES_ERR_INVALID;
+  }
+  return read_group_op(op, group, category, member, members, max);
+}
+
 int es__op_read_member(es__op_t *op, const char *group, const char *category,
                        int64_t member_id, size_t max) {
-  int rc = es__op_read_group(op, group, category, 0, 1, max);
+  int rc = es__check_sub_name("group name", group, op->msg, sizeof op->msg);
+  if (!rc)
+    rc = es__check_category(category, op->msg, sizeof op->msg);
   if (rc)
     return rc;
   if (member_id <= 0) {
@@ -1313,6 +1335,8 @@ int es__op_read_member(es__op_t *op, const char *group, const char *category,
                 group, member_id);
     return ES_ERR_INVALID;
   }
+  if ((rc = read_group_op(op, group, category, 0, 1, max)))
+    return rc;
   op->kind = ES__OP_READ_MEMBER;
   op->from_version = member_id;
   return 0;

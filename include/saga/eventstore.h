@@ -844,7 +844,8 @@ typedef int (*es_group_sub_event_cb)(es_group_sub_t *gs,
                                      es_batch_t *batch, void *arg);
 /* News, optional: status 0 with live 1 when caught up; CONNECTION (it
  * retries after retry_ms); NOT_OWNER (a page's batch refused: read
- * again); NOT_FOUND (the group forgot the member: it joins again);
+ * again); NOT_FOUND (the group forgot the member: it joins again, and a
+ * page read under the old id meanwhile is dropped unacknowledged);
  * BATCH_ABORTED or DB (the batch failed: es_group_sub_last_error says
  * why; the page is read again after retry_ms). */
 typedef void (*es_group_sub_state_cb)(es_group_sub_t *gs, int status,

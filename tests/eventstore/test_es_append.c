@@ -518,6 +518,57 @@ static void test_a_migrating_open_migrates_with_the_conn_defaults(
   est_drop(bare);
 }
 
+/* A bad value is named by the call's own argument, with the value: a
+ * member read's max 0 said "members must be 1 to 64, member 0 to members
+ * - 1" (arguments es_member_read does not take), a subscription
+ * checkpoint's negative position talked about members. */
+static void test_a_bad_value_is_named_by_its_own_argument(void **state) {
+  (void)state;
+  es_store_t *s = est_open(db);
+  es_page_t *p = NULL;
+  const char *msg;
+  assert_int_equal(es_member_read(s, "arg", "c", 1, 0, &p), ES_ERR_INVALID);
+  msg = es_store_last_error(s);
+  if (!strstr(msg, "max must be 1 to 10000 (got 0)") || strstr(msg, "member"))
+    fail_msg("es_member_read, max 0: \"%s\"", msg);
+  assert_int_equal(es_member_read(s, "arg", "c", 0, 10, &p), ES_ERR_INVALID);
+  assert_non_null(
+      strstr(es_store_last_error(s), "member id must be positive (got 0)"));
+  assert_int_equal(es_group_read(s, "arg", "c", 0, 1, 0, &p), ES_ERR_INVALID);
+  msg = es_store_last_error(s);
+  if (!strstr(msg, "max must be 1 to 10000 (got 0)") || strstr(msg, "member"))
+    fail_msg("es_group_read, max 0: \"%s\"", msg);
+  assert_int_equal(es_group_read(s, "arg", "c", 0, 0, 10, &p),
+                   ES_ERR_INVALID);
+  msg = es_store_last_error(s);
+  if (!strstr(msg, "members must be 1 to 64 (got 0)") || strstr(msg, "max"))
+    fail_msg("es_group_read, members 0: \"%s\"", msg);
+  assert_int_equal(es_group_read(s, "arg", "c", 2, 2, 10, &p),
+                   ES_ERR_INVALID);
+  assert_non_null(strstr(es_store_last_error(s), "(got member 2 of 2)"));
+  assert_null(p);
+
+  assert_int_equal(es_checkpoint_save(s, "arg", (es_pos_t){1, -1}),
+                   ES_ERR_INVALID);
+  msg = es_store_last_error(s);
+  if (!strstr(msg, "position must not be negative (got -1)") ||
+      strstr(msg, "member"))
+    fail_msg("es_checkpoint_save, position -1: \"%s\"", msg);
+  assert_int_equal(es_group_ack(s, "arg", 0, 65, (es_pos_t){1, 1}),
+                   ES_ERR_INVALID);
+  msg = es_store_last_error(s);
+  if (!strstr(msg, "members must be 1 to 64 (got 65)") ||
+      strstr(msg, "position"))
+    fail_msg("es_group_ack, members 65: \"%s\"", msg);
+  assert_int_equal(es_member_ack(s, "arg", 7, 1, (es_pos_t){1, -2}),
+                   ES_ERR_INVALID);
+  msg = es_store_last_error(s);
+  if (!strstr(msg, "position must not be negative (got -2)") ||
+      strstr(msg, "member id"))
+    fail_msg("es_member_ack, position -2: \"%s\"", msg);
+  es_store_close(s);
+}
+
 /* A call refused for a missing argument says which in the last error,
  * not the text of an earlier call that failed. */
 static void test_a_missing_argument_is_named_by_the_last_error(void **state) {
@@ -687,6 +738,7 @@ int main(void) {
       cmocka_unit_test(
           test_connection_defaults_apply_unless_the_conninfo_sets_them),
       cmocka_unit_test(test_a_missing_argument_is_named_by_the_last_error),
+      cmocka_unit_test(test_a_bad_value_is_named_by_its_own_argument),
       cmocka_unit_test(test_the_largest_expected_version_is_a_conflict),
       cmocka_unit_test(test_a_refused_checkpoint_or_close_answers_db),
       cmocka_unit_test(test_data_larger_than_a_database_value_is_too_large),

@@ -26,6 +26,9 @@ static void append_round(es_store_t *s, int per_stream) {
 
 struct member {
   int pages, closed, live;
+  int invalid, not_found, joined_again; /* on_state news; a page after a
+                                           NOT_FOUND under a new id */
+  int64_t lost;                         /* the id the group forgot */
 };
 
 /* The read model: per stream, the last version counted; the statement
@@ -37,9 +40,12 @@ struct member {
 
 static int on_events(es_group_sub_t *gs, const es_page_t *page,
                      es_batch_t *batch, void *arg) {
-  (void)gs;
   struct member *m = arg;
   m->pages++;
+  /* a page reaches on_events only while the member is one */
+  assert_true(es_group_sub_member(gs) > 0);
+  if (m->lost && es_group_sub_member(gs) != m->lost)
+    m->joined_again = 1;
   for (size_t i = 0; i < page->n; i++) {
     char v[24];
     snprintf(v, sizeof v, "%lld", (long long)page->events[i].version);
@@ -56,9 +62,13 @@ static int on_events(es_group_sub_t *gs, const es_page_t *page,
 }
 
 static void on_state(es_group_sub_t *gs, int status, int live, void *arg) {
-  (void)gs, (void)status;
+  (void)gs;
   struct member *m = arg;
   m->live = live;
+  if (status == ES_ERR_INVALID)
+    m->invalid++;
+  if (status == ES_ERR_NOT_FOUND)
+    m->not_found++;
 }
 
 static void on_closed(es_group_sub_t *gs, void *arg) {
@@ -66,13 +76,14 @@ static void on_closed(es_group_sub_t *gs, void *arg) {
   ((struct member *)arg)->closed = 1;
 }
 
-static es_group_sub_t *start(const char *db, struct member *m) {
+static es_group_sub_t *start_leased(const char *db, struct member *m,
+                                    unsigned lease_ms) {
   es_group_sub_opts_t o;
   es_group_sub_opts_init(&o);
   o.group = "counter";
   o.category = "order";
   o.page_size = 25;
-  o.lease_ms = 30000;
+  o.lease_ms = lease_ms;
   o.poll_ms = 100;
   o.on_events = on_events;
   o.on_state = on_state;
@@ -82,6 +93,10 @@ static es_group_sub_t *start(const char *db, struct member *m) {
   assert_int_equal(es_group_sub_start(&loop, db, &o, &gs, err, sizeof err),
                    0);
   return gs;
+}
+
+static es_group_sub_t *start(const char *db, struct member *m) {
+  return start_leased(db, m, 30000);
 }
 
 static void on_tick(uv_timer_t *t) { (void)t; }
@@ -163,6 +178,85 @@ static void test_two_members_count_every_event_once(void **state) {
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
   assert_int_equal(uv_loop_close(&loop), 0);
   PQfinish(raw);
+  es_store_close(s);
+  est_drop(db);
+}
+
+/* Run the loop for ms milliseconds. */
+static void run_for(int64_t ms) {
+  int64_t until = ts_now_ms() + ms;
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  while (ts_now_ms() < until) {
+    uv_timer_start(&t, on_tick, 10, 0);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* The group forgets the member while a page read is queued behind its
+ * renewal: a raw transaction deletes the member's row (its buckets keep
+ * naming it), so the renewal waits on the row; a read queues behind it on
+ * the member's connection; the commit makes the renewal answer NOT_FOUND
+ * and the read then returns the buckets' events under the old id. The
+ * page cannot be acknowledged: it is dropped, not refused as INVALID (the
+ * member id 0), and the member joins again and counts every event once. */
+static void test_a_page_read_while_the_membership_was_lost_is_dropped(
+    void **state) {
+  (void)state;
+  char *db = est_db("es_group_lost");
+  es_store_t *s = est_open(db);
+  PGconn *raw = est_raw(db), *watch = est_raw(db);
+  est_scalar(raw, "CREATE TABLE counted (stream_id text PRIMARY KEY,"
+                  " version bigint NOT NULL)");
+  est_scalar(raw, "CREATE TABLE each_event (stream_id text, version bigint,"
+                  " PRIMARY KEY (stream_id, version))");
+  uv_loop_init(&loop);
+  struct member m = {0};
+  /* renewals every 200 ms */
+  es_group_sub_t *gs = start_leased(db, &m, 600);
+  run_until(watch,
+            "SELECT count(*) FROM es_group_buckets WHERE grp = 'counter'"
+            " AND next_owner IS NULL HAVING count(*) = 64",
+            64);
+  append_round(s, 1);
+  est_wait_global(s, STREAMS);
+  run_until_counted(watch, STREAMS);
+  m.lost = es_group_sub_member(gs);
+  assert_true(m.lost > 0);
+
+  est_scalar(raw, "BEGIN");
+  est_scalar(raw, "DELETE FROM es_group_members WHERE grp = 'counter'");
+  /* the next renewal waits on the deleted row */
+  run_until(watch,
+            "SELECT count(*) FROM pg_stat_activity WHERE"
+            " datname = current_database() AND wait_event_type = 'Lock'",
+            1);
+  append_round(s, 1);
+  run_for(300); /* the NOTIFY or the poll queues a read behind it */
+  est_scalar(raw, "COMMIT");
+  run_until_counted(watch, STREAMS * 2);
+  assert_true(m.not_found > 0);
+  assert_int_equal(m.invalid, 0);
+  assert_true(m.joined_again);
+  assert_true(es_group_sub_member(gs) > 0 &&
+              es_group_sub_member(gs) != m.lost);
+  assert_int_equal(est_scalar(watch, "SELECT count(*) FROM counted"
+                                     " WHERE version <> 2"),
+                   0);
+
+  struct member done = {0};
+  es_group_sub_close(gs, on_closed, &done);
+  int64_t deadline = ts_now_ms() + ts_timeout_ms(30000);
+  while (!done.closed) {
+    assert_true(ts_now_ms() < deadline);
+    uv_run(&loop, UV_RUN_ONCE);
+  }
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  PQfinish(raw);
+  PQfinish(watch);
   es_store_close(s);
   est_drop(db);
 }
@@ -335,6 +429,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_two_members_count_every_event_once),
       cmocka_unit_test(test_async_group_calls),
+      cmocka_unit_test(
+          test_a_page_read_while_the_membership_was_lost_is_dropped),
       cmocka_unit_test(test_a_member_that_could_not_work_is_refused_at_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

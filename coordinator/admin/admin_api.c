@@ -76,6 +76,20 @@ static bool text_ok(const char *s, size_t max) {
   return saga__utf8_bad_at(s, n) == n;
 }
 
+/* An id of a saga that may exist: what the wire takes (1 to max bytes of
+ * UTF-8, no control character, no '/'), spaces included -- a saga the
+ * client library started as "order 42" is listed, and was refused when
+ * read or acted on. */
+static bool saga_id_ok(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n == 0 || n > max || strchr(s, '/'))
+    return false;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      return false;
+  return saga__utf8_bad_at(s, n) == n;
+}
+
 static void h_metrics(admin_http_req_t *req, void *arg) {
   api_t *api = arg;
   char *text = NULL;
@@ -125,7 +139,7 @@ static void h_get_saga(admin_http_req_t *req, void *arg) {
     admin_http_respond_error(req, 501, "saga reads not provided");
     return;
   }
-  if (!text_ok(id, ADMIN_ID_MAX)) {
+  if (!saga_id_ok(id, ADMIN_ID_MAX)) {
     admin_http_respond_error(req, 400, "invalid saga id");
     return;
   }
@@ -404,7 +418,7 @@ static bool operator_request(admin_http_req_t *req, const char **id,
                              const char **who) {
   *id = admin_http_param(req, "id");
   *doc = NULL;
-  if (!text_ok(*id, ADMIN_ID_MAX) || strchr(*id, '/')) {
+  if (!saga_id_ok(*id, ADMIN_ID_MAX)) {
     admin_http_respond_error(req, 400, "invalid saga id");
     return false;
   }
@@ -430,10 +444,19 @@ static bool operator_request(admin_http_req_t *req, const char **id,
   if (!body_text(req, *doc, "reason", ADMIN_REASON_MAX, reason) ||
       !body_text(req, *doc, "operator", ADMIN_OPERATOR_MAX, who))
     return false;
-  if (!*reason || !**reason) {
+  /* blanks alone are no reason (the page trims; the API took them) */
+  if (!*reason || !(*reason)[strspn(*reason, " \t\n\r")]) {
     admin_http_respond_error(req, 400,
                              "\"reason\" is required: it is recorded in "
                              "the saga's history");
+    return false;
+  }
+  /* a name is one line: the wire refuses a tab or newline in it, which
+   * was found only after the saga was looked up (a 404 or 409 first) */
+  if (*who && strpbrk(*who, "\t\n")) {
+    admin_http_respond_error(req, 400,
+                             "\"operator\" must be one line: no tab or "
+                             "newline");
     return false;
   }
   if (*who && !**who)

@@ -433,6 +433,12 @@ static int setup(void **state) {
   const uint8_t done[] = {SM_OUTCOME_SUCCESS, SM_OUTCOME_SUCCESS,
                           SM_OUTCOME_SUCCESS};
   seed(5, "c-1", T0 - 93 * MINUTE - 20000, done, sizeof done, "completed");
+  /* and a record this reader cannot decode (a newer sagad's), last */
+  assert_int_equal(admin_pg_history_record(&fake.sagas[5].history,
+                                           &fake.sagas[5].first, def,
+                                           fake.sagas[5].s->version + 1,
+                                           "\xff\xff\xff", 3),
+                   0);
   seed_step_output = NULL;
   fake.src = (admin_source_t){.arg = &fake,
                               .get_saga = get_saga,
@@ -694,6 +700,10 @@ static void test_a_parked_saga_shows_its_failure_and_payloads(void **state) {
   has(pg[0], "id=\"action-resolve\"");
   has_not(pg[0], "id=\"action-cancel\"");
   has(pg[1], "data-payload=\"output\"><summary>saga output");
+  /* an undecodable record has no time: listed, off the axis (every bar
+   * was placed at NaN%) */
+  has(pg[1], "<td>undecodable</td>");
+  has_not(pg[1], "NaN");
   has_not(pg[1], "<details class=\"payload\" open");
   has_not(pg[1], "id=\"failure\"");
   has_not(pg[1], "id=\"actions\"");

@@ -269,7 +269,12 @@ function attemptsOf(history) {
   return bars;
 }
 
-function timeline(saga, history) {
+// The events that carry a time: an undecodable record (one a newer sagad
+// wrote) has none, and placed on the axis it made every bar NaN.
+const timed = history => history.filter(h => typeof h.time_ms === 'number');
+
+function timeline(saga, all) {
+  const history = timed(all);
   if (!history.length) return el('p', { class: 'muted' }, 'no history');
   const t0 = history[0].time_ms;
   let t1 = history[history.length - 1].time_ms;
@@ -325,13 +330,15 @@ function timeline(saga, history) {
 }
 
 function historyTable(history) {
-  const t0 = history.length ? history[0].time_ms : 0;
+  const first = timed(history)[0];
+  const t0 = first ? first.time_ms : 0;
   const head = el('tr', {}, ['time', '+', 'event', 'step', 'action',
                              'attempt', 'outcome', 'reason', 'operator'].map(
     h => el('th', {}, h)));
   return el('table', { id: 'history' }, head, history.map(h =>
     el('tr', { class: 'event' },
-       el('td', {}, fmtTime(h.time)), el('td', {}, fmtMs(h.time_ms - t0)),
+       el('td', {}, fmtTime(h.time)), el('td', {},
+          typeof h.time_ms === 'number' ? fmtMs(h.time_ms - t0) : ''),
        el('td', {}, h.event), el('td', {}, h.step || ''),
        el('td', {}, h.action || ''), el('td', {}, h.attempt || ''),
        el('td', {}, h.outcome || ''), el('td', {}, h.reason || ''),

@@ -150,3 +150,29 @@ cJSON *saga_json_base64(const void *data, size_t n) {
   free(s);
   return obj;
 }
+
+size_t saga_json_strict_bad_at(const char *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    if (p[i] == '"') {
+      for (i++; i < n && p[i] != '"'; i++) {
+        if ((unsigned char)p[i] < 0x20)
+          return i; /* a raw control character: JSON escapes it */
+        if (p[i] == '\\' && i + 1 < n)
+          i++;
+      }
+      i++;
+      continue;
+    }
+    if (p[i] == '-' || digit(p[i])) {
+      size_t j = i;
+      while (j < n && number_char(p[j]))
+        j++;
+      if (!saga_json_number(p + i, j - i))
+        return i;
+      i = j;
+      continue;
+    }
+    i++;
+  }
+  return n;
+}

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "json_exact.h"
 #include "timetext.h"
 #include "text.h"
 
@@ -310,6 +311,23 @@ static cJSON *json_body(admin_http_req_t *req, const char *body, size_t len,
              "body: a \\u0000 (NUL) in a string, at byte %zu, is not "
              "supported",
              nul);
+    admin_http_respond_error(req, 400, msg);
+    return NULL;
+  }
+  /* what cJSON would take but JSON does not: bytes that are not UTF-8,
+   * a raw control character in a string, a number such as 01 (it was
+   * started, its input passed on as it was) */
+  size_t bad = saga__utf8_bad_at(body, len);
+  if (bad == len)
+    bad = saga_json_strict_bad_at(body, len);
+  if (bad < len) {
+    snprintf(msg, sizeof msg,
+             "body is not valid JSON: %s at byte %zu",
+             saga__utf8_bad_at(body, len) < len ? "a byte that is not UTF-8"
+             : (unsigned char)body[bad] < 0x20
+                 ? "a control character in a string (escape it)"
+                 : "a number JSON does not allow",
+             bad);
     admin_http_respond_error(req, 400, msg);
     return NULL;
   }

@@ -16,6 +16,7 @@
 
 #include "cli_cmds.h"
 #include "cli_db.h"
+#include "json_exact.h"
 #include "text.h"
 #include "timetext.h"
 #include "wire.h"
@@ -95,6 +96,20 @@ static int check_json(const char *text, size_t len, const char *what) {
   cJSON *j = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
   if (j != NULL) {
     cJSON_Delete(j);
+    /* what cJSON takes but JSON does not (the admin endpoint refuses the
+     * same): bytes that are not UTF-8, a raw control character in a
+     * string, a number such as 01 */
+    size_t bad = saga__utf8_bad_at(text, len);
+    const char *why = "a byte that is not UTF-8";
+    if (bad == len) {
+      bad = saga_json_strict_bad_at(text, len);
+      why = bad < len && (unsigned char)text[bad] < 0x20
+                ? "a control character in a string (escape it)"
+                : "a number JSON does not allow";
+    }
+    if (bad < len)
+      return cli_fail(CLI_EXIT_USAGE, "%s: malformed JSON: %s at byte %zu",
+                      what, why, bad);
     return CLI_EXIT_OK;
   }
   size_t at = end != NULL && end >= text ? (size_t)(end - text) : 0;

@@ -1859,6 +1859,15 @@ static void test_an_error_shows_a_value_as_one_line_of_text(void **state) {
         "--kafka", "127.0.0.1:1"},
        "sagactl: --input: malformed JSON at byte 7: \"x,\"b\":\""
        "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"\n"},
+      /* what cJSON takes but JSON does not, as the admin endpoint
+       * refuses it (sagactl started the saga with it) */
+      {{"start", "order", "--input", "{\"n\":01}", "--kafka", "127.0.0.1:1"},
+       "sagactl: --input: malformed JSON: a number JSON does not allow at "
+       "byte 5\n"},
+      {{"start", "order", "--input", "{\"s\":\"a\x01" "b\"}", "--kafka",
+        "127.0.0.1:1"},
+       "sagactl: --input: malformed JSON: a control character in a string "
+       "(escape it) at byte 7\n"},
       {{"replay", "--all", "--limit", "x\ny"},
        "sagactl: --limit: expected a number between 1 and 1000000, got "
        "\"x\\x0ay\"\n"},

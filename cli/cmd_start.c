@@ -104,7 +104,7 @@ static int check_json(const char *text, size_t len, const char *what) {
     if (bad == len) {
       bad = saga_json_strict_bad_at(text, len);
       why = bad < len && (unsigned char)text[bad] < 0x20
-                ? "a control character in a string (escape it)"
+                ? "a raw control character (a string escapes it)"
                 : "a number JSON does not allow";
     }
     if (bad < len)

@@ -222,13 +222,15 @@ static bool canon_string(const uint8_t **pp, const uint8_t *end) {
   return true;
 }
 
-/* Any JSON number: the cJSON path prints it as written too. */
+/* Any JSON number cJSON reads: the cJSON path prints it as written too.
+ * cJSON refuses a number of more than 63 characters (its buffer), which
+ * makes that path carry the payload as {"$base64"}: so must this one. */
 static bool canon_number(const uint8_t **pp, const uint8_t *end) {
   const uint8_t *p = *pp;
   while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' ||
                      *p == '.' || *p == 'e' || *p == 'E'))
     p++;
-  if (!saga_json_number((const char *)*pp, (size_t)(p - *pp)))
+  if (p - *pp > 63 || !saga_json_number((const char *)*pp, (size_t)(p - *pp)))
     return false;
   *pp = p;
   return true;

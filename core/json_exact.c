@@ -172,6 +172,11 @@ size_t saga_json_strict_bad_at(const char *p, size_t n) {
       i = j;
       continue;
     }
+    /* between tokens JSON's white space is tab, newline, return and
+     * space; cJSON skips every byte up to 0x20 */
+    if ((unsigned char)p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' &&
+        p[i] != '\r')
+      return i;
     i++;
   }
   return n;

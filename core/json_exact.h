@@ -22,9 +22,10 @@
 cJSON *saga_json_parse_exact(const char *p, size_t n);
 
 /* Where p[0..n), a text cJSON parses, breaks JSON where cJSON is lenient:
- * the offset of a raw control character inside a string or of a number
- * JSON does not allow ("01", "1.", "+1"); n when it breaks nothing there
- * (UTF-8 is not checked here). */
+ * the offset of a raw control character (inside a string, or between
+ * tokens other than tab, newline and return) or of a number JSON does
+ * not allow ("01", "1.", "+1"); n when it breaks nothing there (UTF-8 is
+ * not checked here). */
 size_t saga_json_strict_bad_at(const char *p, size_t n);
 
 /* {"$base64": "<data[0..n) in base64>"}: bytes that are not JSON (or

@@ -282,14 +282,35 @@ int saga_kloop_check(const saga_kloop_config_t *cfg, char *errbuf,
                      size_t errlen) {
   if (!cfg)
     return fail(errbuf, errlen, "no kafka configuration");
-  /* no broker to connect to: nothing leaves the process */
+  /* no broker to connect to, set last so that no property (such as
+   * metadata.broker.list, its alias) puts one back */
   saga_kloop_config_t c = *cfg;
   c.bootstrap_servers = "";
   for (int t = 0; t < 2; t++) {
     rd_kafka_type_t type = t ? RD_KAFKA_PRODUCER : RD_KAFKA_CONSUMER;
     if (!(t ? c.want_producer : c.want_consumer))
       continue;
+    const char *const *more =
+        t ? cfg->producer_properties : cfg->consumer_properties;
+    size_t n = 0;
+    while (more && more[n]) { /* a name without a value is kept: refused */
+      n += 2;
+      if (!more[n - 1])
+        break;
+    }
+    const char **last = calloc(n + 3, sizeof *last);
+    if (!last)
+      return fail(errbuf, errlen, "out of memory");
+    for (size_t i = 0; i < n; i++)
+      last[i] = more[i];
+    last[n] = "bootstrap.servers";
+    last[n + 1] = "";
+    if (t)
+      c.producer_properties = last;
+    else
+      c.consumer_properties = last;
     rd_kafka_t *rk = make_handle(&c, type, errbuf, errlen);
+    free(last);
     if (!rk)
       return -1;
     rd_kafka_destroy(rk);

@@ -89,7 +89,9 @@ typedef struct saga_kloop_config {
 int saga_kloop_prop_given(const char *const *p, const char *name);
 
 /* The handles saga_kloop_new would create, made and freed without a
- * broker (nothing is connected): 0, or -1 with errbuf saying what
+ * broker (no broker is connected to; a SASL mechanism that fetches a
+ * token at creation, such as OAUTHBEARER with OIDC, still does): 0, or -1
+ * with errbuf saying what
  * librdkafka refuses only when a handle is made (properties that clash,
  * such as acks=1 with the idempotent producer, a SASL mechanism without
  * its credentials, a certificate file it cannot load). Any thread. */

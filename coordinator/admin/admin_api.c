@@ -209,6 +209,14 @@ static bool params_known(admin_http_req_t *req, const char *const *known,
         admin_http_respond_error(req, 400, msg);
         return false;
       }
+    /* a filter given empty (state=$STATE, unset) is no filter: it listed
+     * every saga (stuck and counts are flags, bare or with a value) */
+    const char *v = req->query[i].value;
+    if ((!v || !*v) && strcmp(name, "stuck") && strcmp(name, "counts")) {
+      snprintf(msg, sizeof msg, "parameter \"%s\" is empty", name);
+      admin_http_respond_error(req, 400, msg);
+      return false;
+    }
   }
   return true;
 }
@@ -325,7 +333,7 @@ static cJSON *json_body(admin_http_req_t *req, const char *body, size_t len,
              "body is not valid JSON: %s at byte %zu",
              saga__utf8_bad_at(body, len) < len ? "a byte that is not UTF-8"
              : (unsigned char)body[bad] < 0x20
-                 ? "a control character in a string (escape it)"
+                 ? "a raw control character (a string escapes it)"
                  : "a number JSON does not allow",
              bad);
     admin_http_respond_error(req, 400, msg);

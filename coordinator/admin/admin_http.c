@@ -389,6 +389,7 @@ struct conn {
   bool close_after;  /* close once out is written */
   bool closed;       /* uv_close called */
   bool lingering;    /* answered and shut for writing: input dropped */
+  bool no_linger;    /* refused for want of room (503): closed at once */
   int nclosing;      /* handles whose close callback is outstanding */
   bool continued;    /* 100 Continue sent for the current request */
   size_t req_size;   /* bytes of c->in the request being answered takes */
@@ -533,7 +534,10 @@ static void write_cb(uv_write_t *w, int status) {
     return;
   }
   if (c->close_after) {
-    linger(c);
+    if (c->no_linger) /* its slot is what the server is short of */
+      conn_close(c);
+    else
+      linger(c);
     return;
   }
   conn_continue(c);
@@ -894,6 +898,7 @@ static void on_connection(uv_stream_t *server, int status) {
   s->stats.accepted++;
   if (s->stats.open > s->opts.max_connections) {
     s->stats.refused++;
+    c->no_linger = true;
     refuse(c, 503);
     return;
   }

@@ -329,6 +329,11 @@ static void test_list_validates_filters_and_pages_with_a_cursor(
       {"status=compensation_failed", "unknown parameter \\\"status\\\""},
       {"limt=5", "unknown parameter \\\"limt\\\" (known: state, type"},
       {"state=running&state=completed", "parameter \\\"state\\\" given twice"},
+      /* a filter given empty is refused too (state=$STATE with the
+       * variable unset listed every saga) */
+      {"state=", "parameter \\\"state\\\" is empty"},
+      {"limit=&order=oldest", "parameter \\\"limit\\\" is empty"},
+      {"after", "parameter \\\"after\\\" is empty"},
       /* digits alone: '+' decodes to a space, which strtol skipped */
       {"limit=+5", "limit must be between 1 and 1000"},
       {"limit=%2B5", "limit must be between 1 and 1000"},
@@ -380,9 +385,12 @@ static void test_start_is_idempotent_on_the_client_id(void **state) {
   } lax[] = {
       {"{\"n\":01}", "a number JSON does not allow at byte 5"},
       {"{\"n\":1.}", "a number JSON does not allow at byte 5"},
-      {"{\"s\":\"a\x01" "b\"}", "a control character in a string (escape it) "
-                            "at byte 7"},
+      {"{\"s\":\"a\x01" "b\"}", "a raw control character (a string escapes "
+                            "it) at byte 7"},
       {"{\"s\":\"a\xff" "b\"}", "a byte that is not UTF-8 at byte 7"},
+      /* cJSON skips any byte up to 0x20 between tokens */
+      {"{\"a\":\x01 1}", "a raw control character (a string escapes it) "
+                         "at byte 5"},
   };
   for (size_t i = 0; i < sizeof lax / sizeof lax[0]; i++) {
     char one[256];

@@ -1866,8 +1866,8 @@ static void test_an_error_shows_a_value_as_one_line_of_text(void **state) {
        "byte 5\n"},
       {{"start", "order", "--input", "{\"s\":\"a\x01" "b\"}", "--kafka",
         "127.0.0.1:1"},
-       "sagactl: --input: malformed JSON: a control character in a string "
-       "(escape it) at byte 7\n"},
+       "sagactl: --input: malformed JSON: a raw control character (a string "
+       "escapes it) at byte 7\n"},
       {{"replay", "--all", "--limit", "x\ny"},
        "sagactl: --limit: expected a number between 1 and 1000000, got "
        "\"x\\x0ay\"\n"},

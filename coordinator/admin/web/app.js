@@ -503,5 +503,18 @@ async function sagaPage(id) {
        historyTable(h));
 }
 
+// A saga's address whose escapes are not UTF-8 (a cut or hand-edited
+// link) is said so; decodeURIComponent threw, and the page stayed at
+// "loading..." with nothing said.
+function sagaAddress(m) {
+  try {
+    sagaPage(decodeURIComponent(m));
+  } catch (e) {
+    if (!(e instanceof URIError)) throw e;
+    show(el('p', { class: 'error' }, 'could not read saga ' + m +
+                                     ': its address is not UTF-8'));
+  }
+}
+
 const m = location.pathname.match(/^\/ui\/saga\/([^/]+)$/);
-if (m) sagaPage(decodeURIComponent(m[1])); else listPage();
+if (m) sagaAddress(m[1]); else listPage();
